@@ -1,5 +1,6 @@
 """`make bench` / `python -m bench [name ...]`: run the benchmarks and print their reports.
-`python -m bench imports|compare|capacity|live_capture|live_consumer|live_floor|run_storage [options]`: those taking options (see their modules)."""
+`python -m bench imports|compare|capacity|live_capture|live_consumer|live_floor|run_storage [options]`: those
+taking options (see their modules)."""
 
 import importlib
 import sys
@@ -26,12 +27,13 @@ WITH_OPTIONS = {
     "imports": "bench.imports",
     "compare": "bench.compare",  # two trees' data-path benches interleaved (old layout vs new)
     "capacity": "bench.capacity",  # the capacity model of docs/scale-out.md (no benchmark: arithmetic)
-    "live_capture": "bench.live_capture",  # --duration-s, --short, --universe N, ... (plain `make bench`: the defaults)
+    "live_capture": "bench.live_capture",  # --duration-s, --short, --universe N, ... (plain `make bench`:
+    # the defaults)
     "live_consumer": "bench.live_consumer",  # --trades, --rounds
     "live_floor": "bench.live_floor",  # --messages, --rounds, --ceiling-us
     "run_storage": "bench.run_storage",  # --rounds, --assets: Dagster's storage connections per run
-    "universe": "bench.universe",  # --spot, --usdm, --trades-per-day, --rounds: a backfill via Dagster vs direct;
-    # --resolve [--rounds --days]: the capacity model's universe from the venues' reference data
+    "universe": "bench.universe",  # --spot, --usdm, --trades-per-day, --rounds: a backfill via Dagster vs
+    # direct; --resolve [--rounds --days]: the capacity model's universe from the venues' reference data
 }
 
 if __name__ == "__main__":
@@ -41,5 +43,9 @@ if __name__ == "__main__":
     unknown = [name for name in names if name not in BENCHMARKS]
     if unknown:
         sys.exit(f"unknown benchmark(s) {', '.join(unknown)}; one of {', '.join(BENCHMARKS)}")
-    sys.exit(max(importlib.import_module(BENCHMARKS[name]).main(*([[]] if name in WITH_OPTIONS else []))
-                 for name in names))
+    sys.exit(
+        max(
+            importlib.import_module(BENCHMARKS[name]).main(*([[]] if name in WITH_OPTIONS else []))
+            for name in names
+        )
+    )

@@ -53,17 +53,22 @@ from marketdata_assets.core import settings
 from marketdata_assets.quality.alpha_coverage import coverage as alpha_coverage
 
 ALPHAS = int(os.environ.get("BENCH_ALPHAS", "50000"))
-SUPER_EVERY = 5          # one alpha in five is SUPER
+SUPER_EVERY = 5  # one alpha in five is SUPER
 ACCOUNT = "bench"
-UNCHANGED_EVERY = 100    # the overwrite leaves one alpha in a hundred as it was
+UNCHANGED_EVERY = 100  # the overwrite leaves one alpha in a hundred as it was
 CEILING_BATCH = 1000
-PLAIN_SAMPLE = 10_000    # documents of the reference insert without secondary indexes
-NOOP_MONTHS = 4          # months of the no-op overwrite
-RERUNS = 3               # incremental re-runs with nothing changed (the median counts)
+PLAIN_SAMPLE = 10_000  # documents of the reference insert without secondary indexes
+NOOP_MONTHS = 4  # months of the no-op overwrite
+RERUNS = 3  # incremental re-runs with nothing changed (the median counts)
 DB_REGULAR, DB_SUPER, DB_CEILING = "bench_alphas_regular", "bench_alphas_super", "bench_alphas_ceiling"
 COLLECTION = "alphas"
 NEW_MODIFIED = "2026-01-05T10:00:00-05:00"
-TARGETS = {"first_over_ceiling": 0.8, "overwrite_over_ceiling": 0.35, "first_over_rerun": 20.0, "peak_rss_mb": 500}
+TARGETS = {
+    "first_over_ceiling": 0.8,
+    "overwrite_over_ceiling": 0.35,
+    "first_over_rerun": 20.0,
+    "peak_rss_mb": 500,
+}
 
 
 def client() -> pymongo.MongoClient:
@@ -141,7 +146,7 @@ def ceiling_sample(coll, paths: list[Path]) -> float:
 
     seconds = 0.0
     for start in range(0, len(paths), CEILING_BATCH):
-        docs = [to_document(read_alpha_file(p)[0]) for p in paths[start:start + CEILING_BATCH]]
+        docs = [to_document(read_alpha_file(p)[0]) for p in paths[start : start + CEILING_BATCH]]
         started = time.monotonic()
         coll.insert_many(docs, ordered=False)
         seconds += time.monotonic() - started
@@ -163,11 +168,15 @@ def month_files(root: Path, month: str) -> dict[str, list[tuple[str, Path]]]:
     every type directory but SUPER, names are paths relative to the landing root."""
     from marketdata_assets.datasets.alpha_files import month_alpha_files
 
-    return {"REGULAR": month_alpha_files(root, month, exclude_types=("SUPER",)),
-            "SUPER": month_alpha_files(root, month, alpha_type="SUPER")}
+    return {
+        "REGULAR": month_alpha_files(root, month, exclude_types=("SUPER",)),
+        "SUPER": month_alpha_files(root, month, alpha_type="SUPER"),
+    }
 
 
-def phase_import(root: Path, mode: str, run_id: str, only_months: list[str], ceiling_months: list[str]) -> dict:
+def phase_import(
+    root: Path, mode: str, run_id: str, only_months: list[str], ceiling_months: list[str]
+) -> dict:
     """One month partition after another (a run per partition: a REGULAR and a SUPER call). Before
     each of `ceiling_months`, a ceiling sample of that month's documents into the ceiling collection,
     so the ceiling is measured under the same load as the import it is compared with."""
@@ -176,7 +185,10 @@ def phase_import(root: Path, mode: str, run_id: str, only_months: list[str], cei
 
     mongo = client()
     ceiling = mongo[DB_CEILING]["indexed"]
-    batch_size = int(os.environ.get("BENCH_BATCH", "0")) or inspect.signature(import_files).parameters["batch_size"].default
+    batch_size = (
+        int(os.environ.get("BENCH_BATCH", "0"))
+        or inspect.signature(import_files).parameters["batch_size"].default
+    )
     quarantine_root = root.parent / "quarantine"
     totals: dict = {}
     seconds = ceiling_s = 0.0
@@ -188,19 +200,38 @@ def phase_import(root: Path, mode: str, run_id: str, only_months: list[str], cei
             ceiling_docs += len(paths)
         started = time.monotonic()
         for files in month_files(root, month).values():
-            stats = import_files(files, db_regular=mongo[DB_REGULAR], db_super=mongo[DB_SUPER],
-                                 collection=COLLECTION, mode=mode, batch_size=batch_size,
-                                 quarantine_root=quarantine_root, landing_root=root, run_id=run_id)
+            stats = import_files(
+                files,
+                db_regular=mongo[DB_REGULAR],
+                db_super=mongo[DB_SUPER],
+                collection=COLLECTION,
+                mode=mode,
+                batch_size=batch_size,
+                quarantine_root=quarantine_root,
+                landing_root=root,
+                run_id=run_id,
+            )
             for key, value in stats.as_metadata().items():
                 totals[key] = totals.get(key, 0) + value
         seconds += time.monotonic() - started
-    return {"seconds": seconds, "stats": totals, "batch_size": batch_size, "rss_mb": rss_mb(),
-            "ceiling_s": ceiling_s, "ceiling_docs": ceiling_docs}
+    return {
+        "seconds": seconds,
+        "stats": totals,
+        "batch_size": batch_size,
+        "rss_mb": rss_mb(),
+        "ceiling_s": ceiling_s,
+        "ceiling_docs": ceiling_docs,
+    }
 
 
 def run_phase(name: str, root: Path, *args: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "bench.alphas_import", "--phase", name, str(root), *args],
-                         check=True, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.alphas_import", "--phase", name, str(root), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -261,9 +292,15 @@ def main() -> int:
     link_tree(cache, root)
     sizes = [p.stat().st_size for p in (root / "alphas").glob("*/*/*/*.json")]
     assert len(sizes) == n, (len(sizes), n)
-    sample = [p.relative_to(root) for p in random.Random(7).sample(sorted((root / "alphas").glob("*/*/*/*.json")), 200)]
-    print(f"data: {n:,} alpha files, {len(months(root))} months, mean {sum(sizes) / n:,.0f} B "
-          f"({sum(sizes) / 1e6:.0f} MB; {time.monotonic() - started:.1f} s to prepare)", flush=True)
+    sample = [
+        p.relative_to(root)
+        for p in random.Random(7).sample(sorted((root / "alphas").glob("*/*/*/*.json")), 200)
+    ]
+    print(
+        f"data: {n:,} alpha files, {len(months(root))} months, mean {sum(sizes) / n:,.0f} B "
+        f"({sum(sizes) / 1e6:.0f} MB; {time.monotonic() - started:.1f} s to prepare)",
+        flush=True,
+    )
     report: dict = {"alphas": n, "mean_file_bytes": round(sum(sizes) / n), "months": len(months(root))}
     try:
         fresh_databases()
@@ -272,8 +309,11 @@ def main() -> int:
         plain_n = min(n, PLAIN_SAMPLE)
         assert plain["documents"] == plain_n, plain
         plain_rate = plain_n / plain["seconds"]
-        print(f"insert_many, no secondary index: {plain_rate:>8,.0f} docs/s (first {plain_n:,} documents; "
-              f"reference only)", flush=True)
+        print(
+            f"insert_many, no secondary index: {plain_rate:>8,.0f} docs/s (first {plain_n:,} documents; "
+            f"reference only)",
+            flush=True,
+        )
 
         all_months = months(root)
         even, odd = all_months[0::2], all_months[1::2]
@@ -282,29 +322,49 @@ def main() -> int:
         check_counts(n)
         check_documents(root, sample)
         first_ceiling = first["ceiling_docs"] / first["ceiling_s"]
-        print(f"ceiling insert_many: {first['ceiling_s']:6.1f} s {first_ceiling:>8,.0f} docs/s "
-              f"({first['ceiling_docs']:,} documents of {len(even)} months, between the import's months)", flush=True)
-        print(f"first import:        {first['seconds']:6.1f} s {n / first['seconds']:>8,.0f} docs/s", flush=True)
+        print(
+            f"ceiling insert_many: {first['ceiling_s']:6.1f} s {first_ceiling:>8,.0f} docs/s "
+            f"({first['ceiling_docs']:,} documents of {len(even)} months, between the import's months)",
+            flush=True,
+        )
+        print(
+            f"first import:        {first['seconds']:6.1f} s {n / first['seconds']:>8,.0f} docs/s", flush=True
+        )
 
         changed, unchanged = modify_for_overwrite(root)
         overwrite = run_phase("import", root, "overwrite", "bench-overwrite", "--ceiling-months", *odd)
-        expect(overwrite["stats"], files_seen=n, merged=changed, unchanged=unchanged, inserted=0, files_quarantined=0)
+        expect(
+            overwrite["stats"],
+            files_seen=n,
+            merged=changed,
+            unchanged=unchanged,
+            inserted=0,
+            files_quarantined=0,
+        )
         check_counts(n)
         check_documents(root, sample)
         assert client()[DB_CEILING]["indexed"].count_documents({}) == n
         over_ceiling = overwrite["ceiling_docs"] / overwrite["ceiling_s"]
-        print(f"ceiling insert_many: {overwrite['ceiling_s']:6.1f} s {over_ceiling:>8,.0f} docs/s "
-              f"({overwrite['ceiling_docs']:,} documents of {len(odd)} months, between the overwrite's months)",
-              flush=True)
-        print(f"overwrite merge:     {overwrite['seconds']:6.1f} s {n / overwrite['seconds']:>8,.0f} docs/s "
-              f"({changed:,} merged, {unchanged:,} unchanged)", flush=True)
+        print(
+            f"ceiling insert_many: {overwrite['ceiling_s']:6.1f} s {over_ceiling:>8,.0f} docs/s "
+            f"({overwrite['ceiling_docs']:,} documents of {len(odd)} months, between the overwrite's months)",
+            flush=True,
+        )
+        print(
+            f"overwrite merge:     {overwrite['seconds']:6.1f} s {n / overwrite['seconds']:>8,.0f} docs/s "
+            f"({changed:,} merged, {unchanged:,} unchanged)",
+            flush=True,
+        )
 
         noop_months = all_months[:NOOP_MONTHS]
         noop = run_phase("import", root, "overwrite", "bench-noop", "--months", *noop_months)
         noop_n = noop["stats"]["files_seen"]
         expect(noop["stats"], merged=0, unchanged=noop_n, inserted=0)
-        print(f"overwrite, no change:{noop['seconds']:6.1f} s {noop_n / noop['seconds']:>8,.0f} docs/s "
-              f"({noop_n:,} alphas of {len(noop_months)} months)", flush=True)
+        print(
+            f"overwrite, no change:{noop['seconds']:6.1f} s {noop_n / noop['seconds']:>8,.0f} docs/s "
+            f"({noop_n:,} alphas of {len(noop_months)} months)",
+            flush=True,
+        )
 
         reruns = []
         for attempt in range(RERUNS):  # a few seconds each: the median is less at the mercy of one load spike
@@ -312,17 +372,25 @@ def main() -> int:
             expect(reruns[-1]["stats"], files_seen=n, files_skipped=n, inserted=0, merged=0, unchanged=0)
         rerun = sorted(reruns, key=lambda r: r["seconds"])[len(reruns) // 2]
         runs = ", ".join(f"{r['seconds']:.2f}" for r in reruns)
-        print(f"incremental re-run:  {rerun['seconds']:6.2f} s (nothing changed; median of {runs})", flush=True)
+        print(
+            f"incremental re-run:  {rerun['seconds']:6.2f} s (nothing changed; median of {runs})", flush=True
+        )
         check_documents(root, sample)
 
         # alphas_coverage's engine over the same landing area and collections (every alpha stored)
         started = time.monotonic()
-        grid = alpha_coverage(root, all_months, [ACCOUNT], {"REGULAR": client()[DB_REGULAR][COLLECTION],
-                                                         "SUPER": client()[DB_SUPER][COLLECTION]})
+        grid = alpha_coverage(
+            root,
+            all_months,
+            [ACCOUNT],
+            {"REGULAR": client()[DB_REGULAR][COLLECTION], "SUPER": client()[DB_SUPER][COLLECTION]},
+        )
         coverage_s = time.monotonic() - started
         assert sum(c.stored for c in grid.cells.values()) == n and grid.overall == 1.0, grid.overall
-        print(f"coverage picture:    {coverage_s:6.2f} s ({n:,} alphas, {len(all_months)} months, all stored)",
-              flush=True)
+        print(
+            f"coverage picture:    {coverage_s:6.2f} s ({n:,} alphas, {len(all_months)} months, all stored)",
+            flush=True,
+        )
     finally:
         drop_databases()
         shutil.rmtree(work, ignore_errors=True)
@@ -330,16 +398,23 @@ def main() -> int:
     import_rss = max(p["rss_mb"] for p in (first, overwrite, noop, rerun))
     first_rate, over_rate = n / first["seconds"], n / overwrite["seconds"]
     report |= {
-        "ceiling_docs_per_s_during_first": round(first_ceiling), "ceiling_docs_during_first": first["ceiling_docs"],
+        "ceiling_docs_per_s_during_first": round(first_ceiling),
+        "ceiling_docs_during_first": first["ceiling_docs"],
         "ceiling_docs_per_s_during_overwrite": round(over_ceiling),
         "ceiling_docs_during_overwrite": overwrite["ceiling_docs"],
-        "unindexed_insert_docs_per_s": round(plain_rate), "unindexed_insert_sample": plain_n,
-        "first_import_s": round(first["seconds"], 2), "first_import_docs_per_s": round(first_rate),
-        "overwrite_s": round(overwrite["seconds"], 2), "overwrite_docs_per_s": round(over_rate),
-        "overwrite_merged": changed, "overwrite_unchanged": unchanged,
-        "noop_overwrite_alphas": noop_n, "noop_overwrite_s": round(noop["seconds"], 2),
+        "unindexed_insert_docs_per_s": round(plain_rate),
+        "unindexed_insert_sample": plain_n,
+        "first_import_s": round(first["seconds"], 2),
+        "first_import_docs_per_s": round(first_rate),
+        "overwrite_s": round(overwrite["seconds"], 2),
+        "overwrite_docs_per_s": round(over_rate),
+        "overwrite_merged": changed,
+        "overwrite_unchanged": unchanged,
+        "noop_overwrite_alphas": noop_n,
+        "noop_overwrite_s": round(noop["seconds"], 2),
         "noop_overwrite_docs_per_s": round(noop_n / noop["seconds"]),
-        "rerun_s": round(rerun["seconds"], 2), "rerun_s_all": [round(r["seconds"], 2) for r in reruns],
+        "rerun_s": round(rerun["seconds"], 2),
+        "rerun_s_all": [round(r["seconds"], 2) for r in reruns],
         "first_over_ceiling": round(first_rate / first_ceiling, 3),
         "overwrite_over_ceiling": round(over_rate / over_ceiling, 3),
         "first_over_unindexed_insert": round(first_rate / plain_rate, 3),
@@ -347,25 +422,38 @@ def main() -> int:
         "first_over_rerun": round(first["seconds"] / rerun["seconds"], 1),
         "coverage_s": round(coverage_s, 2),
         "peak_rss_mb": import_rss,
-        "peak_rss_mb_by_phase": {"unindexed_insert": plain["rss_mb"], "first": first["rss_mb"],
-                                 "overwrite": overwrite["rss_mb"], "noop_overwrite": noop["rss_mb"],
-                                 "rerun": rerun["rss_mb"]},
+        "peak_rss_mb_by_phase": {
+            "unindexed_insert": plain["rss_mb"],
+            "first": first["rss_mb"],
+            "overwrite": overwrite["rss_mb"],
+            "noop_overwrite": noop["rss_mb"],
+            "rerun": rerun["rss_mb"],
+        },
         "batch_size": first["batch_size"],
-        "stats": {"first": first["stats"], "overwrite": overwrite["stats"], "noop_overwrite": noop["stats"],
-                  "rerun": rerun["stats"]},
+        "stats": {
+            "first": first["stats"],
+            "overwrite": overwrite["stats"],
+            "noop_overwrite": noop["stats"],
+            "rerun": rerun["stats"],
+        },
         "targets": TARGETS,
         "load_average_1m_after": round(os.getloadavg()[0], 2),
         "at": datetime.now().isoformat(timespec="seconds"),
     }
-    missed = [name for name, target in TARGETS.items()
-              if (report[name] >= target if name == "peak_rss_mb" else report[name] < target)]
+    missed = [
+        name
+        for name, target in TARGETS.items()
+        if (report[name] >= target if name == "peak_rss_mb" else report[name] < target)
+    ]
     report["missed"] = missed
-    print(f"first import vs ceiling: {report['first_over_ceiling']}x (target >= 0.8; "
-          f"{report['first_over_unindexed_insert']}x of the unindexed insert); "
-          f"overwrite vs ceiling: {report['overwrite_over_ceiling']}x (target >= 0.35; "
-          f"{report['overwrite_over_unindexed_insert']}x of the unindexed insert); "
-          f"re-run {report['first_over_rerun']}x faster than the first import (target >= 20); "
-          f"peak RSS {import_rss} MB (target < 500)")
+    print(
+        f"first import vs ceiling: {report['first_over_ceiling']}x (target >= 0.8; "
+        f"{report['first_over_unindexed_insert']}x of the unindexed insert); "
+        f"overwrite vs ceiling: {report['overwrite_over_ceiling']}x (target >= 0.35; "
+        f"{report['overwrite_over_unindexed_insert']}x of the unindexed insert); "
+        f"re-run {report['first_over_rerun']}x faster than the first import (target >= 20); "
+        f"peak RSS {import_rss} MB (target < 500)"
+    )
     print("all targets met" if not missed else f"MISSED: {', '.join(missed)}")
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)

@@ -36,8 +36,12 @@ def make_tree(root: Path) -> int:
                 directory.mkdir(parents=True, exist_ok=True)
                 for i in range(FILES_PER_DIR):
                     alpha_id = f"{alpha_type[0]}{m:02d}{a}{i:04d}"
-                    (directory / f"{alpha_id}.json").write_text(json.dumps(
-                        {"id": alpha_id, "type": alpha_type, "dateCreated": f"{month}-10T10:00:00-04:00"}) + "\n")
+                    (directory / f"{alpha_id}.json").write_text(
+                        json.dumps(
+                            {"id": alpha_id, "type": alpha_type, "dateCreated": f"{month}-10T10:00:00-04:00"}
+                        )
+                        + "\n"
+                    )
                     n += 1
     marker.write_text(str(n))
     return n
@@ -59,6 +63,7 @@ def main() -> int:
 
     report: dict = {"files": files, "time_budget_s": sensors.TIME_BUDGET_S}
     with dg.instance_for_test() as instance:
+
         def evaluate(cursor):
             t0 = time.monotonic()
             result = sensors.alpha_landing_files(dg.build_sensor_context(instance=instance, cursor=cursor))
@@ -67,20 +72,29 @@ def main() -> int:
         cold_s, cold = evaluate(None)
         quiet_s, quiet = evaluate(cold.cursor)
         new = root / "alphas" / "REGULAR" / "2024-03" / "acct0" / "Znew0001.json"
-        new.write_text(json.dumps({"id": "Znew0001", "type": "REGULAR", "dateCreated": "2024-03-09T10:00:00-05:00"}))
+        new.write_text(
+            json.dumps({"id": "Znew0001", "type": "REGULAR", "dateCreated": "2024-03-09T10:00:00-05:00"})
+        )
         one_s, one = evaluate(quiet.cursor)
         new.unlink()
-    report.update({
-        "cold_s": round(cold_s, 2), "cold_run_requests": len(cold.run_requests),
-        "quiet_s": round(quiet_s, 2), "quiet_run_requests": len(quiet.run_requests),
-        "one_new_file_s": round(one_s, 2), "one_new_file_requests": [r.partition_key for r in one.run_requests],
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "at": datetime.now().isoformat(timespec="seconds"),
-    })
+    report.update(
+        {
+            "cold_s": round(cold_s, 2),
+            "cold_run_requests": len(cold.run_requests),
+            "quiet_s": round(quiet_s, 2),
+            "quiet_run_requests": len(quiet.run_requests),
+            "one_new_file_s": round(one_s, 2),
+            "one_new_file_requests": [r.partition_key for r in one.run_requests],
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "at": datetime.now().isoformat(timespec="seconds"),
+        }
+    )
     print(f"cold evaluation (every file new): {cold_s:.2f} s, {len(cold.run_requests)} run requests")
     print(f"quiet evaluation (nothing new):   {quiet_s:.2f} s")
     print(f"one new file:                     {one_s:.2f} s -> {report['one_new_file_requests']}")
-    print(f"peak RSS {report['peak_rss_mb']} MB; budget {sensors.TIME_BUDGET_S:.0f} s, Dagster's timeout 60 s")
+    print(
+        f"peak RSS {report['peak_rss_mb']} MB; budget {sensors.TIME_BUDGET_S:.0f} s, Dagster's timeout 60 s"
+    )
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "alphas_sensor.json").write_text(json.dumps(report, indent=2))

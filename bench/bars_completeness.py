@@ -46,9 +46,14 @@ NO_AMOUNT_CODES = range(400, 403)  # amount NULL: no K-line row
 
 
 def ensure_database() -> None:
-    with psycopg.connect(host=settings.get("TIMESCALE_HOST"), port=settings.get("TIMESCALE_PORT"),
-                         user=settings.get("TIMESCALE_USER"),
-                         password=settings.get("TIMESCALE_PASSWORD"), dbname="postgres", autocommit=True) as conn:
+    with psycopg.connect(
+        host=settings.get("TIMESCALE_HOST"),
+        port=settings.get("TIMESCALE_PORT"),
+        user=settings.get("TIMESCALE_USER"),
+        password=settings.get("TIMESCALE_PASSWORD"),
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB,)).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
     with connect(autocommit=True) as conn:
@@ -84,31 +89,52 @@ def prepare(conn: psycopg.Connection, days: list[date]) -> int:
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(SCHEMA)))
     conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(SCHEMA)))
     conn.execute(minute_table.MINUTE_TABLE_DDL.format(table="stock_1min_qfq"))
-    conn.execute("SELECT create_hypertable('stock_1min_qfq', by_range('time', INTERVAL '1 month'), "
-                 "create_default_indexes => false)")
+    conn.execute(
+        "SELECT create_hypertable('stock_1min_qfq', by_range('time', INTERVAL '1 month'), "
+        "create_default_indexes => false)"
+    )
     conn.commit()
     started = time.monotonic()
     conn.execute(GENERATE, {"codes": CODES, "days": [datetime(d.year, d.month, d.day) for d in days]})
     conn.commit()
     print(f"generated {CODES:,} codes x {len(days)} days in {time.monotonic() - started:.0f} s", flush=True)
+
     def at(n: int, hour: int, minute: int = 0) -> datetime:
         return datetime(days[n].year, days[n].month, days[n].day, hour, minute)
 
-    times_100 = "UPDATE stock_1min_qfq SET open = open * 100, high = high * 100, low = low * 100, close = close * 100"
-    copy_rows = ("INSERT INTO stock_1min_qfq SELECT time + %s, code, name, open, high, low, close, volume, amount "
-                 "FROM stock_1min_qfq")
+    times_100 = (
+        "UPDATE stock_1min_qfq SET open = open * 100, high = high * 100, low = low * 100, close = close * 100"
+    )
+    copy_rows = (
+        "INSERT INTO stock_1min_qfq SELECT time + %s, code, name, open, high, low, close, volume, amount "
+        "FROM stock_1min_qfq"
+    )
     faults = [
-        ("DELETE FROM stock_1min_qfq WHERE code = ANY(%s) AND time BETWEEN %s AND %s",
-         ([code_of(i) for i in HOLE_CODES], at(2, 10, 1), at(2, 10, 5))),
-        ("DELETE FROM stock_1min_qfq WHERE code = ANY(%s) AND time >= %s AND time < %s",
-         ([code_of(i) for i in SUSPENDED_CODES], at(9, 0), at(10, 0))),
-        (copy_rows + " WHERE code = %s AND time = %s",
-         (timedelta(minutes=30), code_of(OFF_SESSION_CODE), at(4, 11, 30))),
-        (copy_rows + " WHERE code = %s AND time >= %s AND time < %s",
-         (date(2026, 9, 25) - days[0], code_of(HOLIDAY_CODE), at(0, 0), at(1, 0))),
-        (times_100 + " WHERE code = %s AND time >= %s AND time < %s", (code_of(UNIT_CODE), at(4, 10), at(5, 14))),
+        (
+            "DELETE FROM stock_1min_qfq WHERE code = ANY(%s) AND time BETWEEN %s AND %s",
+            ([code_of(i) for i in HOLE_CODES], at(2, 10, 1), at(2, 10, 5)),
+        ),
+        (
+            "DELETE FROM stock_1min_qfq WHERE code = ANY(%s) AND time >= %s AND time < %s",
+            ([code_of(i) for i in SUSPENDED_CODES], at(9, 0), at(10, 0)),
+        ),
+        (
+            copy_rows + " WHERE code = %s AND time = %s",
+            (timedelta(minutes=30), code_of(OFF_SESSION_CODE), at(4, 11, 30)),
+        ),
+        (
+            copy_rows + " WHERE code = %s AND time >= %s AND time < %s",
+            (date(2026, 9, 25) - days[0], code_of(HOLIDAY_CODE), at(0, 0), at(1, 0)),
+        ),
+        (
+            times_100 + " WHERE code = %s AND time >= %s AND time < %s",
+            (code_of(UNIT_CODE), at(4, 10), at(5, 14)),
+        ),
         (times_100 + " WHERE code = %s AND time >= %s", (code_of(GENUINE_CODE), at(11, 0))),
-        ("UPDATE stock_1min_qfq SET amount = NULL WHERE code = ANY(%s)", ([code_of(i) for i in NO_AMOUNT_CODES],)),
+        (
+            "UPDATE stock_1min_qfq SET amount = NULL WHERE code = ANY(%s)",
+            ([code_of(i) for i in NO_AMOUNT_CODES],),
+        ),
     ]
     for statement, params in faults:
         conn.execute(statement, params)
@@ -138,10 +164,15 @@ def rounds(queries: dict, repeat: int = REPEAT) -> tuple[dict, dict, dict]:
             seconds[name].append(time.monotonic() - started)
     base = next(iter(queries))
     medians = {name: statistics.median(s) for name, s in seconds.items()}
-    ratios = {name: statistics.median(s / b for s, b in zip(seconds[name], seconds[base])) for name in queries}
+    ratios = {
+        name: statistics.median(s / b for s, b in zip(seconds[name], seconds[base])) for name in queries
+    }
     for name, values in seconds.items():
-        print(f"{name:<26} median {medians[name]:6.2f} s  ({', '.join(f'{v:.2f}' for v in values)})"
-              f"  {ratios[name]:.2f}x", flush=True)
+        print(
+            f"{name:<26} median {medians[name]:6.2f} s  ({', '.join(f'{v:.2f}' for v in values)})"
+            f"  {ratios[name]:.2f}x",
+            flush=True,
+        )
     return medians, ratios, results
 
 
@@ -155,7 +186,12 @@ def main() -> int:
     report: dict = {"codes": CODES, "month": f"{MONTH:%Y-%m}", "trading_days": len(days)}
     with connect() as conn:
         try:
-            if KEEP and conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.stock_monthly_kline",)).fetchone()[0]:
+            if (
+                KEEP
+                and conn.execute(
+                    "SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.stock_monthly_kline",)
+                ).fetchone()[0]
+            ):
                 conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(SCHEMA)))
                 report["rows"] = conn.execute("SELECT count(*) FROM stock_1min_qfq").fetchone()[0]
                 conn.commit()
@@ -163,48 +199,68 @@ def main() -> int:
                 report["rows"] = prepare(conn, days)
             print(f"{report['rows']:,} rows in {SCHEMA}.stock_1min_qfq", flush=True)
             month = (MONTH, date(2026, 10, 1))
-            plain_sql = ("SELECT code, count(*) FROM stock_1min_qfq "
-                         "WHERE time >= %s::timestamp AND time < %s::timestamp GROUP BY code")
-            medians, ratios, results = rounds({
-                "plain GROUP BY code": lambda: conn.execute(plain_sql, month).fetchall(),
-                "completeness check": lambda: completeness.check_month(conn, MONTH),
-                "K-line coverage": lambda: kline_coverage.check_month(conn, MONTH),
-                "unit check (minute bars)": lambda: units.check_minutes(conn, MONTH),
-                "unit check (K-line)": lambda: units.check_kline(conn, MONTH),
-            })
-            found, coverage, stretches = (results[k] for k in ("completeness check", "K-line coverage",
-                                                               "unit check (minute bars)"))
-            report.update({
-                "plain_group_by_s": round(medians["plain GROUP BY code"], 2),
-                "plain_groups": len(results["plain GROUP BY code"]),
-                "completeness_s": round(medians["completeness check"], 2),
-                "completeness_over_plain": round(ratios["completeness check"], 2),
-                "coverage_s": round(medians["K-line coverage"], 2),
-                "coverage_over_plain": round(ratios["K-line coverage"], 2),
-                "units_s": round(medians["unit check (minute bars)"], 2),
-                "units_over_plain": round(ratios["unit check (minute bars)"], 2),
-                "kline_units_s": round(medians["unit check (K-line)"], 3),
-                "found": {"severity": found.severity, "partial_code_days": len(found.partial),
-                          "missing_minutes": found.missing_minutes, "suspended_code_days": len(found.suspended),
-                          "off_session_bars": found.off_session_bars,
-                          "kline_missing_codes": [m.code for m in coverage.missing],
-                          "unit_stretches": [(s.code, str(s.first), str(s.last)) for s in stretches.stretches]},
-            })
+            plain_sql = (
+                "SELECT code, count(*) FROM stock_1min_qfq "
+                "WHERE time >= %s::timestamp AND time < %s::timestamp GROUP BY code"
+            )
+            medians, ratios, results = rounds(
+                {
+                    "plain GROUP BY code": lambda: conn.execute(plain_sql, month).fetchall(),
+                    "completeness check": lambda: completeness.check_month(conn, MONTH),
+                    "K-line coverage": lambda: kline_coverage.check_month(conn, MONTH),
+                    "unit check (minute bars)": lambda: units.check_minutes(conn, MONTH),
+                    "unit check (K-line)": lambda: units.check_kline(conn, MONTH),
+                }
+            )
+            found, coverage, stretches = (
+                results[k] for k in ("completeness check", "K-line coverage", "unit check (minute bars)")
+            )
+            report.update(
+                {
+                    "plain_group_by_s": round(medians["plain GROUP BY code"], 2),
+                    "plain_groups": len(results["plain GROUP BY code"]),
+                    "completeness_s": round(medians["completeness check"], 2),
+                    "completeness_over_plain": round(ratios["completeness check"], 2),
+                    "coverage_s": round(medians["K-line coverage"], 2),
+                    "coverage_over_plain": round(ratios["K-line coverage"], 2),
+                    "units_s": round(medians["unit check (minute bars)"], 2),
+                    "units_over_plain": round(ratios["unit check (minute bars)"], 2),
+                    "kline_units_s": round(medians["unit check (K-line)"], 3),
+                    "found": {
+                        "severity": found.severity,
+                        "partial_code_days": len(found.partial),
+                        "missing_minutes": found.missing_minutes,
+                        "suspended_code_days": len(found.suspended),
+                        "off_session_bars": found.off_session_bars,
+                        "kline_missing_codes": [m.code for m in coverage.missing],
+                        "unit_stretches": [(s.code, str(s.first), str(s.last)) for s in stretches.stretches],
+                    },
+                }
+            )
         finally:
             conn.rollback()
             if not KEEP:
                 conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
                 conn.commit()
-    expected = {"partial_code_days": len(HOLE_CODES), "missing_minutes": 5 * len(HOLE_CODES),
-                "suspended_code_days": len(SUSPENDED_CODES), "off_session_bars": 1 + 240}
-    ok = all(report["found"][k] == v for k, v in expected.items()) and \
-        report["found"]["kline_missing_codes"] == sorted(code_of(i) for i in NO_AMOUNT_CODES) and \
-        [s[0] for s in report["found"]["unit_stretches"]] == [code_of(UNIT_CODE)]
+    expected = {
+        "partial_code_days": len(HOLE_CODES),
+        "missing_minutes": 5 * len(HOLE_CODES),
+        "suspended_code_days": len(SUSPENDED_CODES),
+        "off_session_bars": 1 + 240,
+    }
+    ok = (
+        all(report["found"][k] == v for k, v in expected.items())
+        and report["found"]["kline_missing_codes"] == sorted(code_of(i) for i in NO_AMOUNT_CODES)
+        and [s[0] for s in report["found"]["unit_stretches"]] == [code_of(UNIT_CODE)]
+    )
     report["planted_faults_found"] = ok
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     report["at"] = datetime.now().isoformat(timespec="seconds")
-    print(f"completeness {report['completeness_over_plain']}x, K-line coverage {report['coverage_over_plain']}x, "
-          f"unit check {report['units_over_plain']}x the plain GROUP BY; planted faults found: {ok}")
+    print(
+        f"completeness {report['completeness_over_plain']}x, K-line coverage "
+        f"{report['coverage_over_plain']}x, unit check {report['units_over_plain']}x the plain GROUP BY; "
+        f"planted faults found: {ok}"
+    )
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "bars_completeness.json").write_text(json.dumps(report, indent=2))

@@ -68,21 +68,41 @@ def generate(directory: Path) -> tuple[list[Path], int]:
         low = np.round(np.minimum(open_, close) - rng.uniform(0, 0.02, len(times)), 2)
         volume = rng.integers(1, 5000, len(times)) * 100.0
         amount = np.round(volume * (open_ + close) / 2, 2)
-        frame = pl.DataFrame({"datetime": times.astype("datetime64[us]"), "code": code, "open": open_, "high": high,
-                              "low": low, "close": close, "volume": volume, "money": amount})
+        frame = pl.DataFrame(
+            {
+                "datetime": times.astype("datetime64[us]"),
+                "code": code,
+                "open": open_,
+                "high": high,
+                "low": low,
+                "close": close,
+                "volume": volume,
+                "money": amount,
+            }
+        )
         frame.write_csv(path, datetime_format="%Y-%m-%d %H:%M:%S")
     return paths, rows
 
 
 def connect(**kw) -> psycopg.Connection:
-    return psycopg.connect(host=settings.get("TIMESCALE_HOST"), port=settings.get("TIMESCALE_PORT"),
-                           user=settings.get("TIMESCALE_USER"), dbname=DB, **kw)
+    return psycopg.connect(
+        host=settings.get("TIMESCALE_HOST"),
+        port=settings.get("TIMESCALE_PORT"),
+        user=settings.get("TIMESCALE_USER"),
+        dbname=DB,
+        **kw,
+    )
 
 
 def fresh_database() -> None:
-    with psycopg.connect(host=settings.get("TIMESCALE_HOST"), port=settings.get("TIMESCALE_PORT"),
-                         user=settings.get("TIMESCALE_USER"),
-                         password=settings.get("TIMESCALE_PASSWORD"), dbname="postgres", autocommit=True) as conn:
+    with psycopg.connect(
+        host=settings.get("TIMESCALE_HOST"),
+        port=settings.get("TIMESCALE_PORT"),
+        user=settings.get("TIMESCALE_USER"),
+        password=settings.get("TIMESCALE_PASSWORD"),
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DB}")
     with connect(autocommit=True) as conn:
@@ -94,7 +114,9 @@ def fresh_table() -> None:
 
     with connect(autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS stock_1min_qfq CASCADE")
-        conn.execute("DROP TABLE IF EXISTS etl_metadata, minute_bar_landing_files, stock_monthly_kline CASCADE")
+        conn.execute(
+            "DROP TABLE IF EXISTS etl_metadata, minute_bar_landing_files, stock_monthly_kline CASCADE"
+        )
     with connect() as conn:
         ensure_minute_table(conn)
         conn.commit()
@@ -106,12 +128,32 @@ def count_rows() -> int:
 
 
 def psql_copy(paths: list[Path]) -> float:
-    script = "".join(f"\\copy stock_1min_qfq (time, code, open, high, low, close, volume, amount) "
-                     f"FROM '{p}' WITH (FORMAT csv, HEADER true)\n" for p in paths)
+    script = "".join(
+        f"\\copy stock_1min_qfq (time, code, open, high, low, close, volume, amount) "
+        f"FROM '{p}' WITH (FORMAT csv, HEADER true)\n"
+        for p in paths
+    )
     started = time.monotonic()
-    subprocess.run(["psql", "-h", settings.get("TIMESCALE_HOST"), "-p", settings.get("TIMESCALE_PORT"),
-                    "-U", settings.get("TIMESCALE_USER"), "-d", DB, "-v", "ON_ERROR_STOP=1", "-q"],
-                   input=script, text=True, check=True, capture_output=True)
+    subprocess.run(
+        [
+            "psql",
+            "-h",
+            settings.get("TIMESCALE_HOST"),
+            "-p",
+            settings.get("TIMESCALE_PORT"),
+            "-U",
+            settings.get("TIMESCALE_USER"),
+            "-d",
+            DB,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+        ],
+        input=script,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
     return time.monotonic() - started
 
 
@@ -124,10 +166,15 @@ def project_load(landing: Path, workers: int) -> tuple[float, dict]:
     from marketdata_assets.resources import build_resources
 
     started = time.monotonic()
-    result = dg.materialize([stock_1min_qfq], resources=build_resources(),
-                            run_config={"ops": {"stock_1min_qfq": {"config": {"workers": workers}}}},
-                            tags={"dagster/asset_partition_range_start": f"{YEAR}-01-01",
-                                  "dagster/asset_partition_range_end": f"{YEAR}-12-01"})
+    result = dg.materialize(
+        [stock_1min_qfq],
+        resources=build_resources(),
+        run_config={"ops": {"stock_1min_qfq": {"config": {"workers": workers}}}},
+        tags={
+            "dagster/asset_partition_range_start": f"{YEAR}-01-01",
+            "dagster/asset_partition_range_end": f"{YEAR}-12-01",
+        },
+    )
     seconds = time.monotonic() - started
     (event, *_) = result.get_asset_materialization_events()
     metadata = {k: v.value for k, v in event.materialization.metadata.items() if k != "files"}
@@ -146,9 +193,14 @@ def refresh_vs_plain() -> dict:
         plain = time.monotonic() - plain_started
         conn.rollback()
         refreshed = kline.force_backfill(conn)
-    return {"plain_group_by_s": round(plain, 2), "refresh_s": refreshed.seconds, "groups": groups,
-            "rows_in_window": refreshed.rows_in_window, "path": refreshed.path,
-            "refresh_over_plain": round(refreshed.seconds / plain, 2)}
+    return {
+        "plain_group_by_s": round(plain, 2),
+        "refresh_s": refreshed.seconds,
+        "groups": groups,
+        "rows_in_window": refreshed.rows_in_window,
+        "path": refreshed.path,
+        "refresh_over_plain": round(refreshed.seconds / plain, 2),
+    }
 
 
 def main() -> int:
@@ -157,7 +209,10 @@ def main() -> int:
     started = time.monotonic()
     paths, rows = generate(data)
     size_mb = sum(p.stat().st_size for p in paths) / 1e6
-    print(f"data: {len(paths)} files, {rows:,} rows, {size_mb:.0f} MB ({time.monotonic() - started:.1f} s to prepare)")
+    print(
+        f"data: {len(paths)} files, {rows:,} rows, {size_mb:.0f} MB ({time.monotonic() - started:.1f} s to "
+        "prepare)"
+    )
     fresh_database()
 
     fresh_table()
@@ -169,23 +224,33 @@ def main() -> int:
     load_s, meta = project_load(data, workers=WORKERS)
     loaded = count_rows()
     assert loaded == rows, (loaded, rows)
-    print(f"project load:    {load_s:6.1f} s  {rows / load_s:>10,.0f} rows/s  ({meta['write_path']}, {WORKERS} workers)")
+    print(
+        f"project load:    {load_s:6.1f} s  {rows / load_s:>10,.0f} rows/s  ({meta['write_path']}, "
+        f"{WORKERS} workers)"
+    )
 
     refresh = refresh_vs_plain()
     print(f"plain GROUP BY:  {refresh['plain_group_by_s']:6.2f} s  ({refresh['groups']} monthly rows)")
     print(f"K-line refresh:  {refresh['refresh_s']:6.2f} s  ({refresh['path']} path)")
 
     report = {
-        "rows": rows, "files": len(paths), "csv_mb": round(size_mb),
-        "psql_copy_s": round(copy_s, 2), "psql_copy_rows_per_s": round(rows / copy_s),
-        "project_load_s": round(load_s, 2), "project_rows_per_s": round(rows / load_s),
-        "load_over_copy": round(copy_s / load_s, 2), **refresh,
+        "rows": rows,
+        "files": len(paths),
+        "csv_mb": round(size_mb),
+        "psql_copy_s": round(copy_s, 2),
+        "psql_copy_rows_per_s": round(rows / copy_s),
+        "project_load_s": round(load_s, 2),
+        "project_rows_per_s": round(rows / load_s),
+        "load_over_copy": round(copy_s / load_s, 2),
+        **refresh,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "at": datetime.now().isoformat(timespec="seconds"),
     }
-    print(f"load speed vs \\copy: {report['load_over_copy']}x (target >= 1.2); "
-          f"refresh vs plain query: {report['refresh_over_plain']}x (target <= 1.5); "
-          f"peak RSS {report['peak_rss_mb']} MB")
+    print(
+        f"load speed vs \\copy: {report['load_over_copy']}x (target >= 1.2); "
+        f"refresh vs plain query: {report['refresh_over_plain']}x (target <= 1.5); "
+        f"peak RSS {report['peak_rss_mb']} MB"
+    )
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "bars_load.json").write_text(json.dumps(report, indent=2))

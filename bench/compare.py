@@ -66,10 +66,10 @@ class Figure:
 
 @dataclass(frozen=True)
 class Bench:
-    env: dict = field(default_factory=dict)          # the bench's own size options
-    constants: dict = field(default_factory=dict)    # module constants replaced (sizes without an option)
-    databases: tuple = ()                            # module constants naming databases (suffixed per tree)
-    phase_entry: str | None = None                   # its `--phase` entry point, when phases hold databases
+    env: dict = field(default_factory=dict)  # the bench's own size options
+    constants: dict = field(default_factory=dict)  # module constants replaced (sizes without an option)
+    databases: tuple = ()  # module constants naming databases (suffixed per tree)
+    phase_entry: str | None = None  # its `--phase` entry point, when phases hold databases
     figures: tuple = ()
 
 
@@ -84,52 +84,74 @@ def _time(label: str, *path) -> Figure:
 BENCHES = {
     "ticks_load": Bench(
         env={"BENCH_CSV_TRADES": "1000000", "BENCH_JSON_TRADES": "100000", "BENCH_REPEAT": "1"},
-        figures=(_rate("ceiling rows/s", "summary", "ceiling", "rows_per_s_min_median_max", 1),
-                 _rate("CSV path rows/s", "summary", "csv", "rows_per_s_min_median_max", 1),
-                 _rate("CSV path rows/CPU s", "summary", "csv", "rows_per_cpu_s_median"),
-                 _rate("JSON path rows/s", "summary", "json", "rows_per_s_min_median_max", 1),
-                 _rate("JSON path rows/CPU s", "summary", "json", "rows_per_cpu_s_median"),
-                 _time("CSV path peak RSS MB", "summary", "csv", "peak_rss_mb_max"))),
+        figures=(
+            _rate("ceiling rows/s", "summary", "ceiling", "rows_per_s_min_median_max", 1),
+            _rate("CSV path rows/s", "summary", "csv", "rows_per_s_min_median_max", 1),
+            _rate("CSV path rows/CPU s", "summary", "csv", "rows_per_cpu_s_median"),
+            _rate("JSON path rows/s", "summary", "json", "rows_per_s_min_median_max", 1),
+            _rate("JSON path rows/CPU s", "summary", "json", "rows_per_cpu_s_median"),
+            _time("CSV path peak RSS MB", "summary", "csv", "peak_rss_mb_max"),
+        ),
+    ),
     "bars_load": Bench(
-        constants={"CODES": 10}, databases=("DB",),
-        figures=(_rate("psql \\copy rows/s", "psql_copy_rows_per_s"),
-                 _rate("project load rows/s", "project_rows_per_s"),
-                 _time("plain GROUP BY s", "plain_group_by_s"),
-                 _time("K-line refresh s", "refresh_s"))),
+        constants={"CODES": 10},
+        databases=("DB",),
+        figures=(
+            _rate("psql \\copy rows/s", "psql_copy_rows_per_s"),
+            _rate("project load rows/s", "project_rows_per_s"),
+            _time("plain GROUP BY s", "plain_group_by_s"),
+            _time("K-line refresh s", "refresh_s"),
+        ),
+    ),
     "alphas_import": Bench(
-        env={"BENCH_ALPHAS": "1000"}, databases=("DB_REGULAR", "DB_SUPER", "DB_CEILING"),
+        env={"BENCH_ALPHAS": "1000"},
+        databases=("DB_REGULAR", "DB_SUPER", "DB_CEILING"),
         phase_entry="_phase_main",
-        figures=(_rate("ceiling docs/s", "ceiling_docs_per_s_during_first"),
-                 _rate("first import docs/s", "first_import_docs_per_s"),
-                 _rate("overwrite docs/s", "overwrite_docs_per_s"),
-                 _rate("no-op overwrite docs/s", "noop_overwrite_docs_per_s"),
-                 _time("unchanged re-run s", "rerun_s"),
-                 _time("coverage s", "coverage_s"),
-                 _time("peak RSS MB", "peak_rss_mb"))),
+        figures=(
+            _rate("ceiling docs/s", "ceiling_docs_per_s_during_first"),
+            _rate("first import docs/s", "first_import_docs_per_s"),
+            _rate("overwrite docs/s", "overwrite_docs_per_s"),
+            _rate("no-op overwrite docs/s", "noop_overwrite_docs_per_s"),
+            _time("unchanged re-run s", "rerun_s"),
+            _time("coverage s", "coverage_s"),
+            _time("peak RSS MB", "peak_rss_mb"),
+        ),
+    ),
 }
-ROUND_FIGURES = (Figure("round wall s", ("wall_s",), False, of_round=True),
-                 Figure("round CPU s", ("cpu_s",), False, of_round=True))
-DEFAULT_NAMES = {"DB": "marketdata_bench", "DB_REGULAR": "bench_alphas_regular",
-                 "DB_SUPER": "bench_alphas_super", "DB_CEILING": "bench_alphas_ceiling"}
+ROUND_FIGURES = (
+    Figure("round wall s", ("wall_s",), False, of_round=True),
+    Figure("round CPU s", ("cpu_s",), False, of_round=True),
+)
+DEFAULT_NAMES = {
+    "DB": "marketdata_bench",
+    "DB_REGULAR": "bench_alphas_regular",
+    "DB_SUPER": "bench_alphas_super",
+    "DB_CEILING": "bench_alphas_ceiling",
+}
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")  # unquoted in the benches' SQL: lower case only
 
 
 # ---- one round ----------------------------------------------------------------------------------
+
 
 def database_names(bench: Bench, suffix: str, label: str) -> dict[str, str]:
     """The bench's database constants for one tree: `<default>_<suffix>_<label>`, checked."""
     names = {constant: f"{DEFAULT_NAMES[constant]}_{suffix}_{label}" for constant in bench.databases}
     for name in names.values():
         if not _NAME.match(name):
-            raise ValueError(f"database name {name!r}: lower-case letters, digits and underscores, "
-                             "at most 63")
+            raise ValueError(
+                f"database name {name!r}: lower-case letters, digits and underscores, at most 63"
+            )
     return names
 
 
 def spec(name: str, suffix: str, label: str) -> dict:
     bench = BENCHES[name]
-    return {"bench": name, "constants": {**bench.constants, **database_names(bench, suffix, label)},
-            "phase_entry": bench.phase_entry}
+    return {
+        "bench": name,
+        "constants": {**bench.constants, **database_names(bench, suffix, label)},
+        "phase_entry": bench.phase_entry,
+    }
 
 
 def last_json_line(stdout: str) -> dict:
@@ -148,10 +170,16 @@ def round_env(tree: Path, state: Path, scratch: Path, label: str, name: str, ben
     tree on PYTHONPATH, the compare's own state dir, a throwaway Dagster home and metrics directory."""
     (scratch / f"dagster_home_{label}").mkdir(parents=True, exist_ok=True)
     (scratch / "metrics").mkdir(parents=True, exist_ok=True)
-    return {**os.environ, **BENCHES[name].env, "PYTHONPATH": str(tree), "MARKETDATA_STATE_DIR": str(state),
-            "CLICKHOUSE_DSN": f"chdb://{state / 'clickhouse'}",
-            "DAGSTER_HOME": str(scratch / f"dagster_home_{label}"),
-            "PROMETHEUS_MULTIPROC_DIR": str(scratch / "metrics"), "BENCH_COMPARE": json.dumps(bench_spec)}
+    return {
+        **os.environ,
+        **BENCHES[name].env,
+        "PYTHONPATH": str(tree),
+        "MARKETDATA_STATE_DIR": str(state),
+        "CLICKHOUSE_DSN": f"chdb://{state / 'clickhouse'}",
+        "DAGSTER_HOME": str(scratch / f"dagster_home_{label}"),
+        "PROMETHEUS_MULTIPROC_DIR": str(scratch / "metrics"),
+        "BENCH_COMPARE": json.dumps(bench_spec),
+    }
 
 
 def run_round(tree: Path, name: str, env: dict, log: Path) -> dict:
@@ -159,15 +187,17 @@ def run_round(tree: Path, name: str, env: dict, log: Path) -> dict:
     CPU time (this process's waited-for children: the probe and everything it waited for)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, str(PROBE), "run"], cwd=tree, env=env, capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, str(PROBE), "run"], cwd=tree, env=env, capture_output=True, text=True, check=False
+    )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     with log.open("a") as handle:
         handle.write(f"==== {name} in {tree} (probe exit {done.returncode}, {wall:.1f} s)\n{done.stderr}\n")
     if done.returncode != 0:
-        raise RuntimeError(f"{name} in {tree} failed (exit {done.returncode}); see {log}:\n"
-                           f"{done.stderr[-2000:]}")
+        raise RuntimeError(
+            f"{name} in {tree} failed (exit {done.returncode}); see {log}:\n{done.stderr[-2000:]}"
+        )
     result = last_json_line(done.stdout)
     for imported in (result["module"], result.get("package")):
         if imported and not Path(imported).resolve().is_relative_to(tree.resolve()):
@@ -177,6 +207,7 @@ def run_round(tree: Path, name: str, env: dict, log: Path) -> dict:
 
 
 # ---- figures ------------------------------------------------------------------------------------
+
 
 def figure_value(sample: dict, figure: Figure) -> float:
     """A figure of one round: from the round itself (wall, CPU) or the bench's report."""
@@ -198,9 +229,12 @@ def summarize(a: list[float], b: list[float], higher_is_better: bool) -> dict:
         verdict = "B worse" if higher_is_better else "B better"
     else:
         verdict = "noise"
-    return {"a": (statistics.median(a), min(a), max(a)), "b": (statistics.median(b), min(b), max(b)),
-            "b_over_a": (statistics.median(ratios), min(ratios), max(ratios)) if ratios else None,
-            "verdict": verdict}
+    return {
+        "a": (statistics.median(a), min(a), max(a)),
+        "b": (statistics.median(b), min(b), max(b)),
+        "b_over_a": (statistics.median(ratios), min(ratios), max(ratios)) if ratios else None,
+        "verdict": verdict,
+    }
 
 
 def _num(value: float) -> str:
@@ -209,7 +243,7 @@ def _num(value: float) -> str:
 
 def format_row(label: str, summary: dict) -> str:
     a, b, ratio = summary["a"], summary["b"], summary["b_over_a"]
-    spread = (lambda t: f"{_num(t[0]):>10} [{_num(t[1])}-{_num(t[2])}]")
+    spread = lambda t: f"{_num(t[0]):>10} [{_num(t[1])}-{_num(t[2])}]"
     paired = f"{ratio[0]:5.2f} [{ratio[1]:.2f}-{ratio[2]:.2f}]" if ratio else "-"
     return f"  {label:24} {spread(a):>30} {spread(b):>30}   {paired:>18}  {summary['verdict']}"
 
@@ -222,25 +256,36 @@ def report(samples: dict[str, dict[str, list[dict]]], trees: list[Path]) -> list
     for name, by_label in samples.items():
         a, b = by_label["a"], by_label["b"]
         loads = [s["load_1m"] for s in a + b]
-        print(f"{name} ({len(a)} rounds; load average {min(loads):.1f}-{max(loads):.1f}; "
-              f"bench status A {sorted({s['status'] for s in a})}, B {sorted({s['status'] for s in b})})")
+        print(
+            f"{name} ({len(a)} rounds; load average {min(loads):.1f}-{max(loads):.1f}; "
+            f"bench status A {sorted({s['status'] for s in a})}, B {sorted({s['status'] for s in b})})"
+        )
         for figure in ROUND_FIGURES + BENCHES[name].figures:
-            summary = summarize([figure_value(s, figure) for s in a], [figure_value(s, figure) for s in b],
-                                figure.higher_is_better)
+            summary = summarize(
+                [figure_value(s, figure) for s in a],
+                [figure_value(s, figure) for s in b],
+                figure.higher_is_better,
+            )
             print(format_row(figure.label, summary))
             rows.append({"bench": name, "figure": figure.label, **summary})
     return rows
 
 
 def _commit(tree: Path) -> str:
-    done = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True, check=False)
-    dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True, check=False).stdout.strip()
+    done = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
+    dirty = subprocess.run(
+        ["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     return (done.stdout.strip() or "?") + (" + uncommitted changes" if dirty else "")
 
 
 # ---- main ---------------------------------------------------------------------------------------
+
 
 def round_order(round_no: int, trees: list[Path]) -> list[tuple[str, Path]]:
     """A then B in odd rounds, B then A in even ones (the warm-up is round 0): neither tree always
@@ -259,14 +304,27 @@ def state_dir() -> Path:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench compare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tree", action="append", type=Path, required=True,
-                        help="a checkout, twice: A (e.g. the old layout), then B")
-    parser.add_argument("--rounds", type=int, default=4,
-                        help="counted rounds (default 4; an even number runs each order as often)")
-    parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
-                        help="skip the uncounted first round")
-    parser.add_argument("--db-suffix", default=os.environ.get("MARKETDATA_TEST_DB_SUFFIX") or "cmp",
-                        help="in the benches' database names (default: MARKETDATA_TEST_DB_SUFFIX, else cmp)")
+    parser.add_argument(
+        "--tree",
+        action="append",
+        type=Path,
+        required=True,
+        help="a checkout, twice: A (e.g. the old layout), then B",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="counted rounds (default 4; an even number runs each order as often)",
+    )
+    parser.add_argument(
+        "--no-warm-up", dest="warm_up", action="store_false", help="skip the uncounted first round"
+    )
+    parser.add_argument(
+        "--db-suffix",
+        default=os.environ.get("MARKETDATA_TEST_DB_SUFFIX") or "cmp",
+        help="in the benches' database names (default: MARKETDATA_TEST_DB_SUFFIX, else cmp)",
+    )
     parser.add_argument("benches", nargs="*", metavar="BENCH", help=f"of {', '.join(BENCHES)} (default: all)")
     args = parser.parse_args(argv)
     if len(args.tree) != 2:
@@ -290,16 +348,22 @@ def main(argv: list[str] | None = None) -> int:
     log.parent.mkdir(exist_ok=True)
     log.write_text("")
     samples: dict[str, dict[str, list[dict]]] = {name: {"a": [], "b": []} for name in args.benches}
-    print(f"bench compare: {args.rounds} rounds{' after a warm-up round' if args.warm_up else ''}, "
-          f"data in {state}, bench output in {log}", flush=True)
+    print(
+        f"bench compare: {args.rounds} rounds{' after a warm-up round' if args.warm_up else ''}, "
+        f"data in {state}, bench output in {log}",
+        flush=True,
+    )
     try:
         for round_no in range(0 if args.warm_up else 1, args.rounds + 1):
             for name in args.benches:
                 for label, tree in round_order(round_no, args.tree):
                     env = round_env(tree, state, scratch, label, name, spec(name, args.db_suffix, label))
                     sample = run_round(tree, name, env, log)
-                    print(f"round {round_no or 'warm-up'}: {name} {label} {sample['wall_s']:6.1f} s wall "
-                          f"{sample['cpu_s']:6.1f} s CPU (bench status {sample['status']})", flush=True)
+                    print(
+                        f"round {round_no or 'warm-up'}: {name} {label} {sample['wall_s']:6.1f} s wall "
+                        f"{sample['cpu_s']:6.1f} s CPU (bench status {sample['status']})",
+                        flush=True,
+                    )
                     if round_no:
                         samples[name][label].append(sample)
     finally:
@@ -307,8 +371,14 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     rows = report(samples, args.tree)
     out = REPO / "bench" / "results" / "compare.json"
-    out.write_text(json.dumps({"trees": [str(t) for t in args.tree], "rounds": args.rounds, "rows": rows,
-                               "samples": samples}, indent=1, default=str) + "\n")
+    out.write_text(
+        json.dumps(
+            {"trees": [str(t) for t in args.tree], "rounds": args.rounds, "rows": rows, "samples": samples},
+            indent=1,
+            default=str,
+        )
+        + "\n"
+    )
     return 0
 
 
@@ -321,9 +391,14 @@ def drop_postgres_databases(benches: list[str], suffix: str) -> None:
 
     from marketdata_assets.core import settings
 
-    with psycopg.connect(host=settings.get("TIMESCALE_HOST"), port=settings.get("TIMESCALE_PORT"),
-                         user=settings.get("TIMESCALE_USER"),
-                         password=settings.get("TIMESCALE_PASSWORD"), dbname="postgres", autocommit=True) as conn:
+    with psycopg.connect(
+        host=settings.get("TIMESCALE_HOST"),
+        port=settings.get("TIMESCALE_PORT"),
+        user=settings.get("TIMESCALE_USER"),
+        password=settings.get("TIMESCALE_PASSWORD"),
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
         for label in LABELS:
             for name in database_names(BENCHES["bars_load"], suffix, label).values():
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -51,6 +51,7 @@ def phase_argv(argv: list[str], module_name: str, probe: str) -> list[str]:
 def reroute_phases(module: types.ModuleType) -> None:
     """The module's `subprocess.run` of its own phases goes through this probe (other commands and
     the rest of the subprocess module as they were)."""
+
     def run(argv, *args, **kwargs):  # `check` as the caller passes it
         return subprocess.run(phase_argv(argv, module.__name__, __file__), *args, **kwargs)  # noqa: PLW1510
 
@@ -71,8 +72,12 @@ def run_main(module: types.ModuleType, name: str) -> dict:
         else:
             results.unlink(missing_ok=True)
     package = sys.modules.get("marketdata_assets")  # not the editable install's checkout, the caller checks
-    return {"status": status, "report": report, "module": module.__file__,
-            "package": getattr(package, "__file__", None)}
+    return {
+        "status": status,
+        "report": report,
+        "module": module.__file__,
+        "package": getattr(package, "__file__", None),
+    }
 
 
 def main(argv: list[str]) -> int:

@@ -23,7 +23,7 @@ import sys
 import time
 from bisect import bisect_right
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from marketdata_assets.datasets.frames import day_window
@@ -42,9 +42,11 @@ def universe(n: int) -> dict[str, list[str]]:
     um = round(n * SHARE["BINANCE_UM"])
     okx = round(n * SHARE["OKX"])
     names = [f"C{i:03d}" for i in range(n)]
-    return {"BINANCE_UM": [f"{c}USDT" for c in names[:um]],
-            "OKX": [f"{c}-USDT-SWAP" for c in names[um:um + okx]],
-            "DERIBIT": [f"{c}_USDC-PERPETUAL" for c in names[um + okx:]]}
+    return {
+        "BINANCE_UM": [f"{c}USDT" for c in names[:um]],
+        "OKX": [f"{c}-USDT-SWAP" for c in names[um : um + okx]],
+        "DERIBIT": [f"{c}_USDC-PERPETUAL" for c in names[um + okx :]],
+    }
 
 
 async def fetch_venue(base_url: str, venue: str, instruments: list[str], day) -> dict:
@@ -71,10 +73,18 @@ async def fetch_venue(base_url: str, venue: str, instruments: list[str], day) ->
         rate_limited = api.stats.rate_limited
         limits = {prefix: spec for prefix, spec in api.endpoint_limits.items()}
         rpm = api.LIMITS.requests_per_minute
-    return {"venue": venue, "instruments": len(instruments), "rows": rows, "requests": requests,
-            "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds),
-            "requests_per_s": round(requests / seconds, 1),
-            "answered_429": rate_limited, "endpoint_limits": limits, "requests_per_minute": rpm}
+    return {
+        "venue": venue,
+        "instruments": len(instruments),
+        "rows": rows,
+        "requests": requests,
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(rows / seconds),
+        "requests_per_s": round(requests / seconds, 1),
+        "answered_429": rate_limited,
+        "endpoint_limits": limits,
+        "requests_per_minute": rpm,
+    }
 
 
 def most_in_window(times: list[float], window_s: float) -> int:
@@ -106,8 +116,9 @@ def limit_report(server: CryptoReplayServer, venues: list[dict]) -> list[dict]:
     specs: dict[tuple[str, str], tuple[str, float, float]] = {}
     for entry in server.requests():
         stats = next(v for v in venues if v["venue"] == entry["venue"])
-        prefix = max((p for p in stats["endpoint_limits"] if entry["path"].startswith(p)), key=len,
-                     default=None)
+        prefix = max(
+            (p for p in stats["endpoint_limits"] if entry["path"].startswith(p)), key=len, default=None
+        )
         if prefix is not None:
             key, spec = (entry["venue"], prefix), ("window", *stats["endpoint_limits"][prefix])
         else:
@@ -122,13 +133,18 @@ def limit_report(server: CryptoReplayServer, venues: list[dict]) -> list[dict]:
         if kind == "window":
             limit, window = int(a), b
             most = most_in_window(times, window)
-            row = {"limit": f"{limit} / {window:g} s", "most_in_a_window": most,
-                   "violations": max(0, most - limit)}
+            row = {
+                "limit": f"{limit} / {window:g} s",
+                "most_in_a_window": most,
+                "violations": max(0, most - limit),
+            }
             shortest = (-(-len(times) // limit) - 1) * window if len(times) > limit else None
         else:
             rate, capacity = a, b
-            row = {"limit": f"{rate:g}/s, {capacity:g} at once",
-                   "violations": bucket_refusals(times, rate, capacity)}
+            row = {
+                "limit": f"{rate:g}/s, {capacity:g} at once",
+                "violations": bucket_refusals(times, rate, capacity),
+            }
             shortest = (len(times) - capacity) / rate if len(times) > capacity else None
         row = {"venue": key[0], "limit_of": key[1], "requests": len(times), **row}
         if shortest is not None and span > 0:
@@ -139,45 +155,68 @@ def limit_report(server: CryptoReplayServer, venues: list[dict]) -> list[dict]:
 
 def main() -> int:
     n = int(os.environ.get("BENCH_INSTRUMENTS", "200"))
-    day = datetime.now(timezone.utc).date() - timedelta(days=1)
+    day = datetime.now(UTC).date() - timedelta(days=1)
     instruments = universe(n)
-    config = ReplayConfig(seed=1, trades_per_day=200, instruments={**instruments},
-                          okx_requests_per_2s=20, deribit_requests_per_s=20, binance_um_weight_limit=2400)
+    config = ReplayConfig(
+        seed=1,
+        trades_per_day=200,
+        instruments={**instruments},
+        okx_requests_per_2s=20,
+        deribit_requests_per_s=20,
+        binance_um_weight_limit=2400,
+    )
     with CryptoReplayServer(config) as server:
         started = time.monotonic()
 
         async def everything():
-            return await asyncio.gather(*(fetch_venue(server.base_url, v, i, day)
-                                          for v, i in instruments.items()))
+            return await asyncio.gather(
+                *(fetch_venue(server.base_url, v, i, day) for v, i in instruments.items())
+            )
 
         venues = asyncio.run(everything())
         seconds = time.monotonic() - started
         endpoints = limit_report(server, venues)
         refusals = server.state()["limit_refusals"]
     rows, requests = sum(v["rows"] for v in venues), sum(v["requests"] for v in venues)
-    report = {"day": day.isoformat(), "instruments": n, "datasets": [*DATASETS, "option_chain"],
-              "seconds": round(seconds, 1), "rows": rows, "requests": requests,
-              "rows_per_s": round(rows / seconds), "requests_per_s": round(requests / seconds, 1),
-              "replay_refusals": refusals, "window_violations": sum(e["violations"] for e in endpoints),
-              "venues": [{k: v for k, v in venue.items() if k not in ("endpoint_limits",)}
-                         for venue in venues],
-              "endpoints": endpoints,
-              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
-              "at": datetime.now().isoformat(timespec="seconds")}
+    report = {
+        "day": day.isoformat(),
+        "instruments": n,
+        "datasets": [*DATASETS, "option_chain"],
+        "seconds": round(seconds, 1),
+        "rows": rows,
+        "requests": requests,
+        "rows_per_s": round(rows / seconds),
+        "requests_per_s": round(requests / seconds, 1),
+        "replay_refusals": refusals,
+        "window_violations": sum(e["violations"] for e in endpoints),
+        "venues": [{k: v for k, v in venue.items() if k not in ("endpoint_limits",)} for venue in venues],
+        "endpoints": endpoints,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        "at": datetime.now().isoformat(timespec="seconds"),
+    }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"crypto datasets: {n} instruments, {rows:,} rows, {requests:,} requests in {seconds:.1f} s "
-          f"({report['rows_per_s']:,} rows/s, {report['requests_per_s']} requests/s); "
-          f"replay refusals {refusals}, window violations {report['window_violations']}")
+    print(
+        f"crypto datasets: {n} instruments, {rows:,} rows, {requests:,} requests in {seconds:.1f} s "
+        f"({report['rows_per_s']:,} rows/s, {report['requests_per_s']} requests/s); "
+        f"replay refusals {refusals}, window violations {report['window_violations']}"
+    )
     for v in venues:
-        print(f"  {v['venue']:<10} {v['instruments']:>3} instruments {v['rows']:>7,} rows "
-              f"{v['requests']:>5} requests {v['seconds']:>6} s  {v['rows_per_s']:>7,} rows/s "
-              f"{v['requests_per_s']:>6} req/s  429s {v['answered_429']}")
+        print(
+            f"  {v['venue']:<10} {v['instruments']:>3} instruments {v['rows']:>7,} rows "
+            f"{v['requests']:>5} requests {v['seconds']:>6} s  {v['rows_per_s']:>7,} rows/s "
+            f"{v['requests_per_s']:>6} req/s  429s {v['answered_429']}"
+        )
     for e in endpoints:
-        bound = (f"limit-bound, at {e['limit_bound_share']:.0%} of the limit's pace"
-                 if "limit_bound_share" in e else "not bound (fits in one window)")
-        print(f"  {e['venue']:<10} {e['limit_of']:<52} {e['requests']:>5} req  limit {e['limit']:>16}  "
-              f"violations {e['violations']}  {bound}")
+        bound = (
+            f"limit-bound, at {e['limit_bound_share']:.0%} of the limit's pace"
+            if "limit_bound_share" in e
+            else "not bound (fits in one window)"
+        )
+        print(
+            f"  {e['venue']:<10} {e['limit_of']:<52} {e['requests']:>5} req  limit {e['limit']:>16}  "
+            f"violations {e['violations']}  {bound}"
+        )
     failed = report["window_violations"] or any(refusals.values())
     return 1 if failed else 0
 

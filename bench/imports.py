@@ -27,13 +27,22 @@ MODULES = {"code location": "marketdata_assets.definitions"}
 
 def cli_module(tree: Path) -> str:
     apps = tree / "marketdata_assets" / "apps"
-    return "marketdata_assets.apps.cli" if (apps / "cli.py").exists() or (apps / "cli").is_dir() \
+    return (
+        "marketdata_assets.apps.cli"
+        if (apps / "cli.py").exists() or (apps / "cli").is_dir()
         else "marketdata_assets.cli"
+    )
 
 
 def measure(tree: Path, module: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", PROBE.format(module=module)], cwd=tree, capture_output=True,
-                         text=True, check=True, env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(module=module)],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

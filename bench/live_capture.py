@@ -61,7 +61,7 @@ import tempfile
 import time
 from array import array
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy
@@ -97,9 +97,24 @@ SHORT_QUEUE = 20_000  # --short: a smoke run does not process a whole window's f
 def sender(rate: float, depth_share: float, counts: dict | None = None, extra: tuple[str, ...] = ()):
     """The frame source, a process of its own (`extra`: more of its options); yields its base URL
     (WebSocket and REST on one port). `counts`: its report once it stopped (`sent`: the frames it wrote)."""
-    process = subprocess.Popen([sys.executable, "-m", "bench.live_sender", "--rate", str(rate), "--depth-share",
-                                str(depth_share), "--instruments", ",".join(INSTRUMENTS), *extra],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.live_sender",
+            "--rate",
+            str(rate),
+            "--depth-share",
+            str(depth_share),
+            "--instruments",
+            ",".join(INSTRUMENTS),
+            *extra,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     try:
         port = json.loads(process.stdout.readline())["port"]
         yield f"127.0.0.1:{port}"
@@ -127,17 +142,37 @@ def busy_neighbours(count: int):
             spinner.wait()
 
 
-def role_argv(role: str, address: str, seconds: float, scratch: Path, nats_url: str, prefix: str,
-              queue_size: int | None = None, max_lag_s: float | None = None) -> list[str]:
+def role_argv(
+    role: str,
+    address: str,
+    seconds: float,
+    scratch: Path,
+    nats_url: str,
+    prefix: str,
+    queue_size: int | None = None,
+    max_lag_s: float | None = None,
+) -> list[str]:
     streams = [s for name in INSTRUMENTS for s in (trade_stream(name), depth_stream(name))]
     argv = [sys.executable, "-m", "bench.live_capture_roles", role, "--seconds", str(seconds)]
     if role == "bare":
         return argv + ["--url", combined_url(f"ws://{address}", streams)]
     landing = Path(tempfile.mkdtemp(prefix="landing-", dir=scratch))
-    return argv + ["--url", f"ws://{address}", "--rest-url", f"http://{address}", "--instruments",
-                   ",".join(INSTRUMENTS), "--landing", str(landing), "--nats-url", nats_url, "--prefix", prefix,
-                   *(["--queue-size", str(queue_size), "--max-lag-s", str(WHOLE_WINDOW_S)] if queue_size else []),
-                   *(["--max-lag-s", str(max_lag_s)] if max_lag_s else [])]
+    return argv + [
+        "--url",
+        f"ws://{address}",
+        "--rest-url",
+        f"http://{address}",
+        "--instruments",
+        ",".join(INSTRUMENTS),
+        "--landing",
+        str(landing),
+        "--nats-url",
+        nats_url,
+        "--prefix",
+        prefix,
+        *(["--queue-size", str(queue_size), "--max-lag-s", str(WHOLE_WINDOW_S)] if queue_size else []),
+        *(["--max-lag-s", str(max_lag_s)] if max_lag_s else []),
+    ]
 
 
 PEERS = {"cryptofeed_noop": "noop", "cryptofeed_redis": "redis"}  # peer role -> its sink
@@ -146,22 +181,47 @@ PEERS = {"cryptofeed_noop": "noop", "cryptofeed_redis": "redis"}  # peer role ->
 def peer_argv(role: str, address: str, seconds: float, python: Path) -> list[str]:
     """cryptofeed (bench/live_capture_peer.py, in its own venv) on the same sender: no-op callbacks
     (it still parses every frame and keeps its books), or its redis backend writing every trade."""
-    return [str(python), str(REPO / "bench" / "live_capture_peer.py"), "--url", f"ws://{address}", "--rest-url",
-            f"http://{address}", "--instruments", ",".join(INSTRUMENTS), "--seconds", str(seconds),
-            "--sink", PEERS[role], "--redis-url", settings.get("REDIS_URL")]
+    return [
+        str(python),
+        str(REPO / "bench" / "live_capture_peer.py"),
+        "--url",
+        f"ws://{address}",
+        "--rest-url",
+        f"http://{address}",
+        "--instruments",
+        ",".join(INSTRUMENTS),
+        "--seconds",
+        str(seconds),
+        "--sink",
+        PEERS[role],
+        "--redis-url",
+        settings.get("REDIS_URL"),
+    ]
 
 
 def last_json(text: str) -> dict:
     return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
 
 
-def run_role(role: str, seconds: float, depth_share: float, scratch: Path, nats_url: str, prefix: str,
-             queue_size: int = WHOLE_WINDOW, peer_python: Path | None = None) -> dict:
+def run_role(
+    role: str,
+    seconds: float,
+    depth_share: float,
+    scratch: Path,
+    nats_url: str,
+    prefix: str,
+    queue_size: int = WHOLE_WINDOW,
+    peer_python: Path | None = None,
+) -> dict:
     with sender(0, depth_share) as address:
-        argv = (peer_argv(role, address, seconds, peer_python) if role in PEERS else
-                role_argv(role, address, seconds, scratch, nats_url, prefix, queue_size=queue_size))
-        done = subprocess.run(argv, check=False, capture_output=True,
-                              text=True, cwd=REPO, timeout=seconds + 300)
+        argv = (
+            peer_argv(role, address, seconds, peer_python)
+            if role in PEERS
+            else role_argv(role, address, seconds, scratch, nats_url, prefix, queue_size=queue_size)
+        )
+        done = subprocess.run(
+            argv, check=False, capture_output=True, text=True, cwd=REPO, timeout=seconds + 300
+        )
     if done.returncode:
         raise RuntimeError(f"{role} failed ({done.returncode}): {done.stderr[-2000:]}")
     return per_frame(last_json(done.stdout))
@@ -175,30 +235,50 @@ def per_frame(result: dict) -> dict:
     return result
 
 
-def throughput(rounds: int, window_s: float, depth_share: float, scratch: Path, nats_url: str, prefix: str,
-               queue_size: int = WHOLE_WINDOW, peer_python: Path | None = None) -> dict:
+def throughput(
+    rounds: int,
+    window_s: float,
+    depth_share: float,
+    scratch: Path,
+    nats_url: str,
+    prefix: str,
+    queue_size: int = WHOLE_WINDOW,
+    peer_python: Path | None = None,
+) -> dict:
     """Interleaved rounds of the ceiling, the collector and the peers (see the module doc, part 1)."""
     roles = ["bare", "collector", *(PEERS if peer_python else ())]
     samples = {role: [] for role in roles}
     for round_ in range(rounds):
-        order = roles[round_ % len(roles):] + roles[:round_ % len(roles)]  # each role first once in a while
+        order = roles[round_ % len(roles) :] + roles[: round_ % len(roles)]  # each role first once in a while
         for role in order:
-            samples[role].append(run_role(role, window_s, depth_share, scratch, nats_url, prefix, queue_size,
-                                          peer_python))
-    ratios = [c["frames_per_cpu_s"] / b["frames_per_cpu_s"] for b, c in zip(samples["bare"], samples["collector"])]
+            samples[role].append(
+                run_role(role, window_s, depth_share, scratch, nats_url, prefix, queue_size, peer_python)
+            )
+    ratios = [
+        c["frames_per_cpu_s"] / b["frames_per_cpu_s"] for b, c in zip(samples["bare"], samples["collector"])
+    ]
     wall = [c["frames_per_s"] / b["frames_per_s"] for b, c in zip(samples["bare"], samples["collector"])]
 
     def median(role, key):
         return statistics.median(s[key] for s in samples[role])
-    out = {"window_s": window_s, "depth_share": depth_share, "rounds": rounds, "roles": roles,
-           "ratio_per_cpu_s": round(statistics.median(ratios), 3),
-           "ratio_min_max": [round(min(ratios), 3), round(max(ratios), 3)],
-           "ratio_wall": round(statistics.median(wall), 3), "samples": samples}
+
+    out = {
+        "window_s": window_s,
+        "depth_share": depth_share,
+        "rounds": rounds,
+        "roles": roles,
+        "ratio_per_cpu_s": round(statistics.median(ratios), 3),
+        "ratio_min_max": [round(min(ratios), 3), round(max(ratios), 3)],
+        "ratio_wall": round(statistics.median(wall), 3),
+        "samples": samples,
+    }
     for role in roles:
         out[f"{role}_frames_per_cpu_s"] = round(median(role, "frames_per_cpu_s"))
         out[f"{role}_frames_per_s"] = round(median(role, "frames_per_s"))
         out[f"{role}_cpu_us_per_frame"] = median(role, "cpu_us_per_frame")
-        out[f"{role}_ratio_per_cpu_s"] = round(out[f"{role}_frames_per_cpu_s"] / out["bare_frames_per_cpu_s"], 3)
+        out[f"{role}_ratio_per_cpu_s"] = round(
+            out[f"{role}_frames_per_cpu_s"] / out["bare_frames_per_cpu_s"], 3
+        )
     return out
 
 
@@ -256,10 +336,15 @@ class TimedInsert:
         called_ms = time.time_ns() / 1e6
         n = insert_live_trades(self.client, DATABASE, rows)
         inserted_ms = time.time_ns() / 1e6
-        newest = self.client.command(f"SELECT toUnixTimestamp64Milli(max(event_ts)) FROM `{DATABASE}`.trades_live")
+        newest = self.client.command(
+            f"SELECT toUnixTimestamp64Milli(max(event_ts)) FROM `{DATABASE}`.trades_live"
+        )
         visible_ms = time.time_ns() / 1e6
-        for name, ms in (("to_thread", called_ms - self.decoded_ms), ("insert", inserted_ms - called_ms),
-                         ("query", visible_ms - inserted_ms)):
+        for name, ms in (
+            ("to_thread", called_ms - self.decoded_ms),
+            ("insert", inserted_ms - called_ms),
+            ("query", visible_ms - inserted_ms),
+        ):
             self.parts[name].append(ms)
         events = [row[9].timestamp() * 1000 for row in rows]
         if int(newest) < max(events):
@@ -271,25 +356,32 @@ class TimedInsert:
         received = [row[10].timestamp() * 1000 for row in rows]
         self.received.extend(r - e for r, e in zip(received, events))
         worst = self.stage_times(events, received, inserted_ms, visible_ms)
-        self.batches.append(((visible_ms - self.started_ms) / 1000, visible_ms - min(events),
-                             visible_ms - max(events), worst))
+        self.batches.append(
+            ((visible_ms - self.started_ms) / 1000, visible_ms - min(events), visible_ms - max(events), worst)
+        )
         self.rows += n
         return n
 
-    def stage_times(self, events: list[float], received: list[float], inserted_ms: float, visible_ms: float) -> dict:
+    def stage_times(
+        self, events: list[float], received: list[float], inserted_ms: float, visible_ms: float
+    ) -> dict:
         """Each row's stages; the batch's worst of each (E -> received first)."""
         if sum(n for n, _, _ in self.message_times) != len(received):
             return {}  # not the consumer's batch (rows of messages not timed)
         stored = [t for n, t, _ in self.message_times for _ in range(n)]
         taken = [t for n, _, t in self.message_times for _ in range(n)]
-        ways = {"received_to_stored": [s - r for s, r in zip(stored, received)],
-                "stored_to_taken": [f - s for f, s in zip(taken, stored)],
-                "taken_to_inserted": [inserted_ms - f for f in taken],
-                "inserted_to_visible": [visible_ms - inserted_ms]}
+        ways = {
+            "received_to_stored": [s - r for s, r in zip(stored, received)],
+            "stored_to_taken": [f - s for f, s in zip(taken, stored)],
+            "taken_to_inserted": [inserted_ms - f for f in taken],
+            "inserted_to_visible": [visible_ms - inserted_ms],
+        }
         for name, values in ways.items():
             self.stages[name].extend(values if name != "inserted_to_visible" else values * len(taken))
-        return {"received": round(max(r - e for r, e in zip(received, events))),
-                **{name.split("_to_")[1]: round(max(values)) for name, values in ways.items()}}
+        return {
+            "received": round(max(r - e for r, e in zip(received, events))),
+            **{name.split("_to_")[1]: round(max(values)) for name, values in ways.items()},
+        }
 
     def report(self) -> dict:
         def pct(values, start=0) -> dict:
@@ -297,15 +389,27 @@ class TimedInsert:
             if not len(data):
                 return {}
             p50, p90, p99, p999 = numpy.percentile(data, [50, 90, 99, 99.9])
-            return {"rows": len(data), "p50_ms": round(float(p50), 1), "p90_ms": round(float(p90), 1),
-                    "p99_ms": round(float(p99), 1), "p99_9_ms": round(float(p999), 1),
-                    "max_ms": round(float(data.max()), 1)}
+            return {
+                "rows": len(data),
+                "p50_ms": round(float(p50), 1),
+                "p90_ms": round(float(p90), 1),
+                "p99_ms": round(float(p99), 1),
+                "p99_9_ms": round(float(p999), 1),
+                "max_ms": round(float(data.max()), 1),
+            }
+
         warm = self.warm_index if self.warm_index is not None else len(self.visible)
-        return {"queryable": pct(self.visible), "by_window": self.windows(), "queryable_after_warm_up": pct(self.visible, warm),
-                "insert_returned": pct(self.inserted), "received_by_collector": pct(self.received),
-                "stages": {name: pct(values) for name, values in self.stages.items()},
-                "batch_parts": {name: pct(values) for name, values in self.parts.items()},
-                "invisible_batches": self.invisible_batches, "rows": self.rows}
+        return {
+            "queryable": pct(self.visible),
+            "by_window": self.windows(),
+            "queryable_after_warm_up": pct(self.visible, warm),
+            "insert_returned": pct(self.inserted),
+            "received_by_collector": pct(self.received),
+            "stages": {name: pct(values) for name, values in self.stages.items()},
+            "batch_parts": {name: pct(values) for name, values in self.parts.items()},
+            "invisible_batches": self.invisible_batches,
+            "rows": self.rows,
+        }
 
     def windows(self, width_s: float = 5.0) -> list[dict]:
         """The batches' worst latency per `width_s` window of the run (when a tail happened), and the
@@ -313,10 +417,16 @@ class TimedInsert:
         out: dict[int, list] = {}
         for t, worst, best, stages in self.batches:
             out.setdefault(int(t // width_s), []).append((worst, best, stages))
-        return [{"from_s": k * width_s, "batches": len(v), "worst_ms": round(max(w for w, _, _ in v), 1),
-                 "best_ms": round(min(b for _, b, _ in v), 1),
-                 "worst_stage_ms": {name: max(s.get(name, 0) for _, _, s in v) for name in WINDOW_STAGES}}
-                for k, v in sorted(out.items())]
+        return [
+            {
+                "from_s": k * width_s,
+                "batches": len(v),
+                "worst_ms": round(max(w for w, _, _ in v), 1),
+                "best_ms": round(min(b for _, b, _ in v), 1),
+                "worst_stage_ms": {name: max(s.get(name, 0) for _, _, s in v) for name in WINDOW_STAGES},
+            }
+            for k, v in sorted(out.items())
+        ]
 
 
 def slope_mb_per_min(series: list[tuple[float, float]]) -> float | None:
@@ -334,18 +444,26 @@ def rss_report(series: list[tuple[float, float]], run_s: float | None = None) ->
     if not running:
         return {}
     values, after = [mb for _, mb in running], [mb for t, mb in series if run_s is not None and t > run_s]
-    return {"samples": len(running), "start_mb": round(values[0], 1), "end_mb": round(values[-1], 1),
-            "max_mb": round(max(values), 1), "slope_mb_per_min": slope_mb_per_min(running),
-            "slope_second_half_mb_per_min": slope_mb_per_min(running[len(running) // 2:]),
-            "after_run_max_mb": round(max(after), 1) if after else None,
-            "series": [(round(t, 1), round(mb, 1)) for t, mb in series]}
+    return {
+        "samples": len(running),
+        "start_mb": round(values[0], 1),
+        "end_mb": round(values[-1], 1),
+        "max_mb": round(max(values), 1),
+        "slope_mb_per_min": slope_mb_per_min(running),
+        "slope_second_half_mb_per_min": slope_mb_per_min(running[len(running) // 2 :]),
+        "after_run_max_mb": round(max(after), 1) if after else None,
+        "series": [(round(t, 1), round(mb, 1)) for t, mb in series],
+    }
 
 
-async def run_collector(argv: list[str], every_s: float, loads: list | None = None) -> tuple[dict, list[tuple[float, float]]]:
+async def run_collector(
+    argv: list[str], every_s: float, loads: list | None = None
+) -> tuple[dict, list[tuple[float, float]]]:
     """The collector process; its RSS (and the 1-minute load average, into `loads`) every `every_s`
     from its first frame to its exit."""
-    process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
-                                                   stderr=asyncio.subprocess.PIPE, cwd=REPO)
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO
+    )
     ready = await process.stdout.readline()
     if not ready:
         raise RuntimeError(f"collector failed: {(await process.stderr.read()).decode()[-2000:]}")
@@ -364,8 +482,17 @@ async def run_collector(argv: list[str], every_s: float, loads: list | None = No
     return last_json(stdout.decode()), series
 
 
-async def steady(rate: float, depth_share: float, duration_s: float, every_s: float, scratch: Path,
-                 nats_url: str, prefix: str, busy: int = 0, max_lag_s: float | None = None) -> dict:
+async def steady(
+    rate: float,
+    depth_share: float,
+    duration_s: float,
+    every_s: float,
+    scratch: Path,
+    nats_url: str,
+    prefix: str,
+    busy: int = 0,
+    max_lag_s: float | None = None,
+) -> dict:
     """Parts 2 and 3: collector -> JetStream -> consumer -> ClickHouse at `rate`, for `duration_s`,
     beside `busy` spinning neighbours (`max_lag_s`: the collector's lag bound, None: production's)."""
     client, locked = connection.open_client(f"chdb://{scratch / 'clickhouse'}", DATABASE, lock_timeout_s=5)
@@ -387,7 +514,9 @@ async def steady(rate: float, depth_share: float, duration_s: float, every_s: fl
             argv = role_argv("collector", address, duration_s, scratch, nats_url, prefix, max_lag_s=max_lag_s)
             result, series = await run_collector(argv, every_s, loads)
         try:  # a collector far behind leaves a backlog: reported (`caught_up`), not fatal
-            await consumer.stats.wait_until(lambda s: s.inserted >= result["total_published"], 120 + duration_s / 4)
+            await consumer.stats.wait_until(
+                lambda s: s.inserted >= result["total_published"], 120 + duration_s / 4
+            )
             caught_up = True
         except TimeoutError:
             caught_up = False
@@ -400,46 +529,107 @@ async def steady(rate: float, depth_share: float, duration_s: float, every_s: fl
         await store.close()
         client.close()
         connection.release_directory(locked)
-    collected = {k: result[k] for k in ("frames", "trades", "published", "overflow_frames", "publish_dropped",
-                                        "unpublished", "gaps", "wall_s", "cpu_s", "shutdown_s", "shutdown_hung",
-                                        "stuck_tasks")}
+    collected = {
+        k: result[k]
+        for k in (
+            "frames",
+            "trades",
+            "published",
+            "overflow_frames",
+            "publish_dropped",
+            "unpublished",
+            "gaps",
+            "wall_s",
+            "cpu_s",
+            "shutdown_s",
+            "shutdown_hung",
+            "stuck_tasks",
+        )
+    }
     collected["cpu_share_of_a_core"] = round(result["cpu_s"] / result["wall_s"], 3)
-    collected["achieved_frames_per_s"] = round(result["frames"] / result["wall_s"])  # the offered rate, if kept up
+    collected["achieved_frames_per_s"] = round(
+        result["frames"] / result["wall_s"]
+    )  # the offered rate, if kept up
     for key in ("total_frames", "total_overflow_frames", "landing", "stages"):
         collected[key] = result.get(key)
-    return {"rate_frames_per_s": rate, "depth_share": depth_share, "duration_s": duration_s, "busy": busy,
-            "max_lag_s": max_lag_s,
-            "frames_sent": counts.get("sent"), "load_average_during": loads,
-            "collector": collected, "consumer": {**consumer.counters(), "most_pending": consumer.most_pending,
-                                                 "cpu_s": round(consumer_cpu_s, 2)},
-            "consumer_caught_up": caught_up, "latency": insert.report(), "rss": rss_report(series, duration_s)}
+    return {
+        "rate_frames_per_s": rate,
+        "depth_share": depth_share,
+        "duration_s": duration_s,
+        "busy": busy,
+        "max_lag_s": max_lag_s,
+        "frames_sent": counts.get("sent"),
+        "load_average_during": loads,
+        "collector": collected,
+        "consumer": {
+            **consumer.counters(),
+            "most_pending": consumer.most_pending,
+            "cpu_s": round(consumer_cpu_s, 2),
+        },
+        "consumer_caught_up": caught_up,
+        "latency": insert.report(),
+        "rss": rss_report(series, duration_s),
+    }
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench live_capture", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (each: ceiling and collector)")
-    parser.add_argument("--window-s", type=float, default=10.0, help="throughput: seconds from the first frame")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench live_capture", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="throughput rounds (each: ceiling and collector)"
+    )
+    parser.add_argument(
+        "--window-s", type=float, default=10.0, help="throughput: seconds from the first frame"
+    )
     parser.add_argument("--depth-share", type=float, default=0.25, help="throughput: share of depth diffs")
     parser.add_argument("--rate", type=float, default=10_000.0, help="steady run: frames a second")
-    parser.add_argument("--steady-depth-share", type=float, default=0.0, help="steady run: share of depth diffs")
-    parser.add_argument("--duration-s", type=float, default=600.0, help="steady run: seconds (latency and RSS)")
+    parser.add_argument(
+        "--steady-depth-share", type=float, default=0.0, help="steady run: share of depth diffs"
+    )
+    parser.add_argument(
+        "--duration-s", type=float, default=600.0, help="steady run: seconds (latency and RSS)"
+    )
     parser.add_argument("--rss-every-s", type=float, default=5.0)
-    parser.add_argument("--max-lag-s", type=float, default=None, help="steady run: the collector's lag bound "
-                        "(default: production's)")
-    parser.add_argument("--busy", type=int, default=0, help="steady run: this many neighbour processes spinning "
-                        "at our priority (a busy machine)")
+    parser.add_argument(
+        "--max-lag-s",
+        type=float,
+        default=None,
+        help="steady run: the collector's lag bound (default: production's)",
+    )
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        help="steady run: this many neighbour processes spinning at our priority (a busy machine)",
+    )
     parser.add_argument("--short", action="store_true", help="a smoke run: a few seconds of each part")
-    parser.add_argument("--no-peers", action="store_true", help="throughput without the cryptofeed rows (they "
-                        "run in a venv of their own, built once: bench/peer_venv.py)")
+    parser.add_argument(
+        "--no-peers",
+        action="store_true",
+        help="throughput without the cryptofeed rows (they "
+        "run in a venv of their own, built once: bench/peer_venv.py)",
+    )
     parser.add_argument("--skip", choices=("throughput", "steady", "memory"), action="append", default=[])
     parser.add_argument("--prefix", default=PREFIX, help="NATS subject prefix (and stream) of the run")
-    parser.add_argument("--results", type=Path, default=None, help="where the JSON report goes (default: "
-                        "bench/results/live_capture.json, with --universe live_capture_universe.json)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="where the JSON report goes (default: "
+        "bench/results/live_capture.json, with --universe live_capture_universe.json)",
+    )
     universe = parser.add_argument_group("the universe run (bench/live_capture_universe.py)")
     universe.add_argument("--universe", type=int, default=0, help="this many instruments instead of the 8")
-    universe.add_argument("--baseline", type=int, default=10, help="instruments of the baseline run beside (0: none)")
-    universe.add_argument("--max-streams", type=int, default=None, help="streams a connection (default: Binance's)")
-    universe.add_argument("--memory-rate", type=float, default=10_000.0, help="memory part: frames a second in all")
+    universe.add_argument(
+        "--baseline", type=int, default=10, help="instruments of the baseline run beside (0: none)"
+    )
+    universe.add_argument(
+        "--max-streams", type=int, default=None, help="streams a connection (default: Binance's)"
+    )
+    universe.add_argument(
+        "--memory-rate", type=float, default=10_000.0, help="memory part: frames a second in all"
+    )
     universe.add_argument("--memory-s", type=float, default=30.0, help="memory part: seconds")
     args = parser.parse_args(argv)
     if args.short:
@@ -452,32 +642,47 @@ def print_table(report: dict) -> None:
     t, s = report.get("throughput"), report.get("steady")
     if t:
         print(f"{'':34}{'frames/s':>12}{'frames/CPU-s':>14}{'CPU us/frame':>14}{'ratio':>8}")
-        labels = {"bare": "ceiling: bare websockets client", "collector": "collector: WS->landing->NATS",
-                  "cryptofeed_noop": "cryptofeed, no-op callbacks", "cryptofeed_redis": "cryptofeed, trades to redis"}
+        labels = {
+            "bare": "ceiling: bare websockets client",
+            "collector": "collector: WS->landing->NATS",
+            "cryptofeed_noop": "cryptofeed, no-op callbacks",
+            "cryptofeed_redis": "cryptofeed, trades to redis",
+        }
         for role in t.get("roles", ("bare", "collector")):
-            print(f"{labels[role]:34}{t[role + '_frames_per_s']:>12,}{t[role + '_frames_per_cpu_s']:>14,}"
-                  f"{t[role + '_cpu_us_per_frame']:>14.1f}{t[role + '_ratio_per_cpu_s']:>8.3f}")
-        print(f"ratio collector/ceiling per CPU-s {t['ratio_per_cpu_s']} (min-max {t['ratio_min_max']}), "
-              f"wall {t['ratio_wall']}; target >= {TARGET_RATIO}")
+            print(
+                f"{labels[role]:34}{t[role + '_frames_per_s']:>12,}{t[role + '_frames_per_cpu_s']:>14,}"
+                f"{t[role + '_cpu_us_per_frame']:>14.1f}{t[role + '_ratio_per_cpu_s']:>8.3f}"
+            )
+        print(
+            f"ratio collector/ceiling per CPU-s {t['ratio_per_cpu_s']} (min-max {t['ratio_min_max']}), "
+            f"wall {t['ratio_wall']}; target >= {TARGET_RATIO}"
+        )
         dropped = [c.get("overflow_frames", 0) for c in t["samples"].get("collector", ())]
         if any(dropped):  # read, then dropped by the full queue: their reading is charged to the frames kept
             print(f"frames the collector's queue dropped in its rounds: {dropped}")
     if s:
         q, w, c = s["latency"]["queryable"], s["latency"]["queryable_after_warm_up"], s["collector"]
-        print(f"steady {s['rate_frames_per_s']:,.0f} frames/s offered for {s['duration_s']:.0f} s "
-              f"({c['achieved_frames_per_s']:,} achieved): {c['trades']:,} trades, "
-              f"{s['consumer']['inserted']:,} inserted; collector {c['cpu_share_of_a_core']} of a core, "
-              f"overflow {c['overflow_frames']:,}")
-        print(f"exchange time -> queryable: p50 {q.get('p50_ms')} ms, p99 {q.get('p99_ms')} ms, max {q.get('max_ms')} ms"
-              f" (after the first {WARM_UP_S:.0f} s: p50 {w.get('p50_ms')}, p99 {w.get('p99_ms')}); "
-              f"target p99 < {TARGET_P99_S * 1000:.0f} ms")
+        print(
+            f"steady {s['rate_frames_per_s']:,.0f} frames/s offered for {s['duration_s']:.0f} s "
+            f"({c['achieved_frames_per_s']:,} achieved): {c['trades']:,} trades, "
+            f"{s['consumer']['inserted']:,} inserted; collector {c['cpu_share_of_a_core']} of a core, "
+            f"overflow {c['overflow_frames']:,}"
+        )
+        print(
+            f"exchange time -> queryable: p50 {q.get('p50_ms')} ms, p99 {q.get('p99_ms')} ms, max "
+            f"{q.get('max_ms')} ms (after the first {WARM_UP_S:.0f} s: p50 {w.get('p50_ms')}, p99 "
+            f"{w.get('p99_ms')}); target p99 < {TARGET_P99_S * 1000:.0f} ms"
+        )
         print_losses(s)
         if c.get("shutdown_hung"):
             print(f"collector stop did not end within its limit: {c.get('stuck_tasks')}")
         r = s["rss"]
-        print(f"collector RSS: start {r.get('start_mb')} MB, end {r.get('end_mb')} MB, max {r.get('max_mb')} MB, "
-              f"slope {r.get('slope_mb_per_min')} MB/min (second half {r.get('slope_second_half_mb_per_min')}) "
-              f"while it ran; after (its stop, the landing read back): max {r.get('after_run_max_mb')} MB")
+        print(
+            f"collector RSS: start {r.get('start_mb')} MB, end {r.get('end_mb')} MB, max {r.get('max_mb')} "
+            f"MB, slope {r.get('slope_mb_per_min')} MB/min (second half "
+            f"{r.get('slope_second_half_mb_per_min')}) while it ran; after (its stop, the landing read "
+            f"back): max {r.get('after_run_max_mb')} MB"
+        )
     print(f"load average before {report['load_average_before']}, after {report['load_average_after']}")
 
 
@@ -485,18 +690,28 @@ def print_losses(s: dict) -> None:
     """The steady run's dropped frames and their gap records, and where the time went (p99 per stage)."""
     c, g = s["collector"], s["collector"].get("landing") or {}
     loads = s.get("load_average_during") or [0]
-    print(f"busy neighbours {s.get('busy', 0)}, load average during the run {min(loads)}-{max(loads)}; "
-          f"frames sent {s.get('frames_sent')}, dropped by the collector {c.get('total_overflow_frames')} "
-          f"(overflow records {g.get('overflow_records')} naming {g.get('overflow_recorded_frames')} frames); "
-          f"trade ids spanned {g.get('trade_ids_spanned')}, holes {g.get('trade_id_holes')}, in recorded gap "
-          f"ranges {g.get('holes_in_gap_ranges')} ({g.get('trade_gap_records')} records)")
-    stages = {**{f"collector {k}": v for k, v in ((c.get("stages") or {}).items()) if isinstance(v, dict)},
-              **s["latency"].get("stages", {})}
-    print("p50/p99/max ms per stage: " + "; ".join(f"{name} {v.get('p50_ms')}/{v.get('p99_ms')}/{v.get('max_ms')}"
-                                                  for name, v in stages.items() if v))
+    print(
+        f"busy neighbours {s.get('busy', 0)}, load average during the run {min(loads)}-{max(loads)}; "
+        f"frames sent {s.get('frames_sent')}, dropped by the collector {c.get('total_overflow_frames')} "
+        f"(overflow records {g.get('overflow_records')} naming {g.get('overflow_recorded_frames')} frames); "
+        f"trade ids spanned {g.get('trade_ids_spanned')}, holes {g.get('trade_id_holes')}, in recorded gap "
+        f"ranges {g.get('holes_in_gap_ranges')} ({g.get('trade_gap_records')} records)"
+    )
+    stages = {
+        **{f"collector {k}": v for k, v in ((c.get("stages") or {}).items()) if isinstance(v, dict)},
+        **s["latency"].get("stages", {}),
+    }
+    print(
+        "p50/p99/max ms per stage: "
+        + "; ".join(
+            f"{name} {v.get('p50_ms')}/{v.get('p99_ms')}/{v.get('max_ms')}" for name, v in stages.items() if v
+        )
+    )
     parts = s["latency"].get("batch_parts", {})
-    print("consumer batch parts, p50/p99 ms: " + "; ".join(f"{name} {v.get('p50_ms')}/{v.get('p99_ms')}"
-                                                          for name, v in parts.items() if v))
+    print(
+        "consumer batch parts, p50/p99 ms: "
+        + "; ".join(f"{name} {v.get('p50_ms')}/{v.get('p99_ms')}" for name, v in parts.items() if v)
+    )
 
 
 async def drop_stream(nats_url: str, prefix: str) -> None:
@@ -515,18 +730,44 @@ def main(argv: list[str] | None = None) -> int:
     nats_url = settings.get("NATS_URL")
     tmp = settings.state_dir() / "tmp"
     scratch = Path(tempfile.mkdtemp(prefix="bench-live-capture-", dir=tmp if tmp.is_dir() else None))
-    report = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
-              "load_average_before": [round(x, 2) for x in os.getloadavg()], "instruments": INSTRUMENTS,
-              "args": vars(args)}
+    report = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        "instruments": INSTRUMENTS,
+        "args": vars(args),
+    }
     try:
         if "throughput" not in args.skip:
-            peer = None if args.short or args.no_peers else ensure_peer_python(settings.state_dir() / "bench-peer-venv")
-            report["throughput"] = throughput(args.rounds, args.window_s, args.depth_share, scratch, nats_url,
-                                              args.prefix, SHORT_QUEUE if args.short else WHOLE_WINDOW, peer)
+            peer = (
+                None
+                if args.short or args.no_peers
+                else ensure_peer_python(settings.state_dir() / "bench-peer-venv")
+            )
+            report["throughput"] = throughput(
+                args.rounds,
+                args.window_s,
+                args.depth_share,
+                scratch,
+                nats_url,
+                args.prefix,
+                SHORT_QUEUE if args.short else WHOLE_WINDOW,
+                peer,
+            )
         if "steady" not in args.skip:
-            report["steady"] = asyncio.run(steady(args.rate, args.steady_depth_share, args.duration_s,
-                                                  args.rss_every_s, scratch, nats_url, args.prefix, args.busy,
-                                                  args.max_lag_s))
+            report["steady"] = asyncio.run(
+                steady(
+                    args.rate,
+                    args.steady_depth_share,
+                    args.duration_s,
+                    args.rss_every_s,
+                    scratch,
+                    nats_url,
+                    args.prefix,
+                    args.busy,
+                    args.max_lag_s,
+                )
+            )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         asyncio.run(drop_stream(nats_url, args.prefix))

@@ -74,13 +74,13 @@ class BenchBinance(Binance):
         self.frames += 1
         # from here: Binance.message_handler (public streams), `trade` dispatched where it has `aggTrade`
         msg = yjson.loads(msg, parse_float=Decimal)
-        pair, _ = msg['stream'].split('@', 1)
-        msg = msg['data']
+        pair, _ = msg["stream"].split("@", 1)
+        msg = msg["data"]
         pair = pair.upper()
-        if 'e' in msg:
-            if msg['e'] == 'depthUpdate':
+        if "e" in msg:
+            if msg["e"] == "depthUpdate":
                 await self._book(msg, pair, timestamp)
-            elif msg['e'] == 'trade':
+            elif msg["e"] == "trade":
                 await self._trade(msg, timestamp)
             else:
                 LOG.warning("%s: Unexpected message received: %s", self.id, msg)
@@ -89,18 +89,38 @@ class BenchBinance(Binance):
 
     async def _trade(self, msg: dict, timestamp: float):
         """Binance._trade with the raw trade's id `t` (an aggTrade's is `a`)."""
-        t = Trade(self.id, self.exchange_symbol_to_std_symbol(msg['s']), SELL if msg['m'] else BUY,
-                  Decimal(msg['q']), Decimal(msg['p']), self.timestamp_normalize(msg['T']), id=str(msg['t']), raw=msg)
+        t = Trade(
+            self.id,
+            self.exchange_symbol_to_std_symbol(msg["s"]),
+            SELL if msg["m"] else BUY,
+            Decimal(msg["q"]),
+            Decimal(msg["p"]),
+            self.timestamp_normalize(msg["T"]),
+            id=str(msg["t"]),
+            raw=msg,
+        )
         await self.callback(TRADES, t, timestamp)
 
 
-def make_feed(url: str, rest_url: str, instruments: list[str], callbacks: dict, max_queue: int | None) -> BenchBinance:
+def make_feed(
+    url: str, rest_url: str, instruments: list[str], callbacks: dict, max_queue: int | None
+) -> BenchBinance:
     """The feed on the sender's endpoints, its symbol map made locally (see the module doc)."""
-    BenchBinance.websocket_endpoints = [WebsocketEndpoint(url, options={"max_queue": max_queue, "close_timeout": 1})]
-    BenchBinance.rest_endpoints = [RestEndpoint(rest_url, routes=Routes(
-        "/api/v3/exchangeInfo", l2book="/api/v3/depth?symbol={}&limit={}"))]
-    info = {"symbols": [{"symbol": s, "baseAsset": s[:-len(q)], "quoteAsset": q, "filters": [{"tickSize": "0.01"}]}
-                        for s in instruments for q in [next(q for q in QUOTES if s.endswith(q))]]}
+    BenchBinance.websocket_endpoints = [
+        WebsocketEndpoint(url, options={"max_queue": max_queue, "close_timeout": 1})
+    ]
+    BenchBinance.rest_endpoints = [
+        RestEndpoint(
+            rest_url, routes=Routes("/api/v3/exchangeInfo", l2book="/api/v3/depth?symbol={}&limit={}")
+        )
+    ]
+    info = {
+        "symbols": [
+            {"symbol": s, "baseAsset": s[: -len(q)], "quoteAsset": q, "filters": [{"tickSize": "0.01"}]}
+            for s in instruments
+            for q in [next(q for q in QUOTES if s.endswith(q))]
+        ]
+    }
     mapping, extra = Binance._parse_symbol_data(info)
     Symbols.set(BINANCE, mapping, extra)
     return BenchBinance(symbols=list(mapping), channels=[TRADES, L2_BOOK], callbacks=callbacks)
@@ -122,6 +142,7 @@ class Tally(logging.Handler):
 def redis_entries(redis_url: str, clear: bool) -> int:
     """The entries of the peer's trade streams (deleted first when `clear`)."""
     import redis
+
     client = redis.Redis.from_url(redis_url)
     keys = list(client.scan_iter(f"{REDIS_KEY}-*"))
     if clear and keys:
@@ -142,12 +163,18 @@ async def run(args: argparse.Namespace) -> dict:
     trades, sink = [on_trade], None
     if args.sink == "redis":
         from cryptofeed.backends.redis import TradeStream
+
         parts = urlsplit(args.redis_url)
         sink = TradeStream(host=parts.hostname, port=parts.port or 6379, key=REDIS_KEY)
         sink.redis = args.redis_url  # cryptofeed builds its URL from host and port only: keep the db number
         trades.append(sink)
-    feed = make_feed(args.url, args.rest_url, args.instruments.split(","), {TRADES: trades, L2_BOOK: on_book},
-                     args.max_queue or None)
+    feed = make_feed(
+        args.url,
+        args.rest_url,
+        args.instruments.split(","),
+        {TRADES: trades, L2_BOOK: on_book},
+        args.max_queue or None,
+    )
     first, marks = asyncio.Event(), []
     feed.on_first = lambda: (marks.extend((time.perf_counter(), time.process_time())), first.set())
     feed.start(asyncio.get_running_loop())
@@ -161,27 +188,44 @@ async def run(args: argparse.Namespace) -> dict:
     wall, cpu = time.perf_counter() - marks[0], time.process_time() - marks[1]
     await feed.shutdown()  # closes the connection (off the clock, like the bare role's close)
     levels = {pair: [len(book.book.bids), len(book.book.asks)] for pair, book in feed._l2_book.items()}
-    return {"frames": feed.frames, **counts, "ws_received": sum(c.conn.received for c in feed.connection_handlers),
-            "book_levels": levels, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}
+    return {
+        "frames": feed.frames,
+        **counts,
+        "ws_received": sum(c.conn.received for c in feed.connection_handlers),
+        "book_levels": levels,
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python bench/live_capture_peer.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python bench/live_capture_peer.py", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--url", required=True, help="the sender's ws://host:port")
     parser.add_argument("--rest-url", required=True, help="the sender's http://host:port")
     parser.add_argument("--instruments", default="BTCUSDT")
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--sink", choices=("noop", "redis"), default="noop")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:56379/0")
-    parser.add_argument("--max-queue", type=int, default=256, help="the websocket's frame queue (0: none, "
-                        "cryptofeed's default)")
-    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
-                        help="cryptofeed's FeedHandler installs uvloop by default")
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=256,
+        help="the websocket's frame queue (0: none, cryptofeed's default)",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="cryptofeed's FeedHandler installs uvloop by default",
+    )
     args = parser.parse_args(argv)
     tally = Tally()
     LOG.addHandler(tally)
     if args.loop == "uvloop":
         import uvloop
+
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     if args.sink == "redis":
         redis_entries(args.redis_url, clear=True)
@@ -189,8 +233,13 @@ def main(argv: list[str] | None = None) -> None:
     result["skipped"] = result["frames"] - result["trades"] - result["book_updates"]
     if args.sink == "redis":
         result["redis_entries"] = redis_entries(args.redis_url, clear=False)
-    result.update(warnings=tally.count, first_warnings=tally.first, version=version("cryptofeed"),
-                  sink=args.sink, loop=args.loop)
+    result.update(
+        warnings=tally.count,
+        first_warnings=tally.first,
+        version=version("cryptofeed"),
+        sink=args.sink,
+        loop=args.loop,
+    )
     print(json.dumps(result), flush=True)
 
 

@@ -24,12 +24,13 @@ stream in its URL) in the same session:
    it landed of those sent, dropped, its markers, and the acknowledgements it never processed (the lag
    bound sheds them with the frames).
 
-Measured 2026-11-27 (docs/live-capture.md, "Session 38"): ratio 0.421 at 2,000 instruments (rounds 0.338-0.431;
-waiting books no longer read their diffs' levels).
+Measured 2026-11-27 (docs/live-capture.md, "Session 38"): ratio 0.421 at 2,000 instruments (rounds
+0.338-0.431; waiting books no longer read their diffs' levels).
 Measured 2026-11-26 (docs/live-capture.md, "The universe run"): ratio 0.341 at 2,000 instruments over 4
 connections (rounds 0.282-0.371, the bare client's CPU a frame moving 5.1-8.2 us; 0.283 the session before,
-0.195 and 0.169 before the landing, sealing and book-buffer changes), 0.495 at 10 (target at N: >= 0.4: missed); subscription 3.0 s at the collector's pacing, 0 refusals; 44.9 MB of RSS
-per 1,000 instruments subscribed; every frame landed under production's queue bounds.
+0.195 and 0.169 before the landing, sealing and book-buffer changes), 0.495 at 10 (target at N: >= 0.4:
+missed); subscription 3.0 s at the collector's pacing, 0 refusals; 44.9 MB of RSS per 1,000 instruments
+subscribed; every frame landed under production's queue bounds.
 
 Results: bench/results/live_capture_universe.json; `--short`: one round of a second, the queue of
 bench/live_capture.py's smoke run (tests/bench/test_bench_live_capture_universe.py). Figures depend
@@ -47,7 +48,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.live_capture import (
@@ -87,23 +88,57 @@ def book_sync_floor_min(instruments: int) -> float:
     return round(instruments / (LIMITS.weight_per_window * LIMITS.weight_headroom / weight), 1)
 
 
-def role_argv(role: str, address: str, n: int, seconds: float, args, scratch: Path, nats_url: str,
-              mode: str = "throughput") -> list[str]:
+def role_argv(
+    role: str,
+    address: str,
+    n: int,
+    seconds: float,
+    args,
+    scratch: Path,
+    nats_url: str,
+    mode: str = "throughput",
+) -> list[str]:
     """A role's command line on the universe of `n`. The collector's queue: the throughput part's holds
     its whole window (`--short`: the smoke run's queue) and it starts the flood; `steady` holds every
     frame too, at the steady rate; `production` has production's bounds (50,000 frames, 1 s)."""
-    argv = [sys.executable, "-m", "bench.live_capture_roles", role, "--universe", str(n), "--seconds", str(seconds),
-            "--url", f"ws://{address}", *(["--max-streams", str(args.max_streams)] if args.max_streams else [])]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.live_capture_roles",
+        role,
+        "--universe",
+        str(n),
+        "--seconds",
+        str(seconds),
+        "--url",
+        f"ws://{address}",
+        *(["--max-streams", str(args.max_streams)] if args.max_streams else []),
+    ]
     if role == "bare":
         return argv
     landing = Path(tempfile.mkdtemp(prefix="landing-", dir=scratch))
-    argv += ["--rest-url", f"http://{address}", "--landing", str(landing), "--nats-url", nats_url,
-             "--prefix", args.prefix, "--shutdown-s", str(SHUTDOWN_S)]
+    argv += [
+        "--rest-url",
+        f"http://{address}",
+        "--landing",
+        str(landing),
+        "--nats-url",
+        nats_url,
+        "--prefix",
+        args.prefix,
+        "--shutdown-s",
+        str(SHUTDOWN_S),
+    ]
     if mode == "production":  # its acknowledgements may be shed with the frames: it counts from a minute on
         return argv + ["--subscribe-timeout-s", "60"]
     queue = SHORT_QUEUE if args.short and mode == "throughput" else WHOLE_WINDOW
-    return argv + ["--queue-size", str(queue), "--max-lag-s", str(WHOLE_WINDOW_S),
-                   *(["--held"] if mode == "throughput" else [])]
+    return argv + [
+        "--queue-size",
+        str(queue),
+        "--max-lag-s",
+        str(WHOLE_WINDOW_S),
+        *(["--held"] if mode == "throughput" else []),
+    ]
 
 
 def run(role: str, n: int, args, scratch: Path, nats_url: str, mode: str = "throughput") -> dict:
@@ -117,13 +152,22 @@ def run(role: str, n: int, args, scratch: Path, nats_url: str, mode: str = "thro
     extra = ("--universe", str(n), *(() if steady else ("--held", "--warm-rate", str(WARM_RATE))))
     seconds = args.memory_s if steady else args.window_s
     with sender(rate, args.depth_share, counts, extra) as address:
-        done = subprocess.run(role_argv(role, address, n, seconds, args, scratch, nats_url, mode), check=False,
-                              capture_output=True, text=True, cwd=REPO, timeout=seconds + SHUTDOWN_S + 600)
+        done = subprocess.run(
+            role_argv(role, address, n, seconds, args, scratch, nats_url, mode),
+            check=False,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=seconds + SHUTDOWN_S + 600,
+        )
     if done.returncode:
         raise RuntimeError(f"{role} at {n} failed ({done.returncode}): {done.stderr[-2000:]}")
     result = per_frame(last_json(done.stdout))
     snapshots = counts.pop("snapshots", [])
-    counts["snapshots_served"], counts["last_snapshot_s"] = len(snapshots), max((t for t, _ in snapshots), default=None)
+    counts["snapshots_served"], counts["last_snapshot_s"] = (
+        len(snapshots),
+        max((t for t, _ in snapshots), default=None),
+    )
     return {**result, "instruments": n, "sender": counts, "load_average": round(os.getloadavg()[0], 2)}
 
 
@@ -134,9 +178,13 @@ def throughput(args, sizes: list[int], scratch: Path, nats_url: str) -> dict:
     samples: dict[tuple[str, int], list[dict]] = {run_: [] for pair in pairs for run_ in pair}
     for round_ in range(args.rounds):
         flip = round_ % 2
-        for role, n in [r for pair in (pairs[::-1] if flip else pairs) for r in (pair[::-1] if flip else pair)]:
+        for role, n in [
+            r for pair in (pairs[::-1] if flip else pairs) for r in (pair[::-1] if flip else pair)
+        ]:
             samples[role, n].append(run(role, n, args, scratch, nats_url))
-            print(f"  {role} at {n}: {samples[role, n][-1]['cpu_us_per_frame']} us of CPU a frame", flush=True)
+            print(
+                f"  {role} at {n}: {samples[role, n][-1]['cpu_us_per_frame']} us of CPU a frame", flush=True
+            )
     return {str(n): size_summary(samples["bare", n], samples["collector", n]) for n in sizes}
 
 
@@ -145,34 +193,48 @@ def size_summary(bare: list[dict], collector: list[dict]) -> dict:
     subscription and the limits as the sender saw them (worst of the runs), the collector's books."""
     ratios = [c["frames_per_cpu_s"] / b["frames_per_cpu_s"] for b, c in zip(bare, collector)]
     runs = bare + collector
-    return {"instruments": collector[0]["instruments"], "streams": max(r["sender"]["streams"] for r in runs),
-            "connections": len(collector[0]["sender"]["sessions"]) - sum(
-                s["closed_for"] is not None for s in collector[0]["sender"]["sessions"]),
-            "ratio_per_cpu_s": round(statistics.median(ratios), 3),
-            "ratio_min_max": [round(min(ratios), 3), round(max(ratios), 3)],
-            **{f"{name}_{key}": statistics.median(r[key] for r in rs)
-               for name, rs in (("bare", bare), ("collector", collector))
-               for key in ("frames_per_cpu_s", "frames_per_s", "cpu_us_per_frame")},
-            "subscription_s": {name: [r["sender"]["subscription_s"] for r in rs]
-                               for name, rs in (("bare", bare), ("collector", collector))},
-            "max_control_per_s": max(r["sender"]["max_control_per_s"] for r in runs),
-            "sender_refusals": {k: sum(r["sender"]["refusals"][k] for r in runs) for k in ("rate", "streams")},
-            "collector_disconnects": [r.get("disconnects") for r in collector],
-            "collector_books_synced": [r.get("books_synced") for r in collector],
-            "load_average": [r["load_average"] for r in runs], "runs": {"bare": bare, "collector": collector}}
+    return {
+        "instruments": collector[0]["instruments"],
+        "streams": max(r["sender"]["streams"] for r in runs),
+        "connections": len(collector[0]["sender"]["sessions"])
+        - sum(s["closed_for"] is not None for s in collector[0]["sender"]["sessions"]),
+        "ratio_per_cpu_s": round(statistics.median(ratios), 3),
+        "ratio_min_max": [round(min(ratios), 3), round(max(ratios), 3)],
+        **{
+            f"{name}_{key}": statistics.median(r[key] for r in rs)
+            for name, rs in (("bare", bare), ("collector", collector))
+            for key in ("frames_per_cpu_s", "frames_per_s", "cpu_us_per_frame")
+        },
+        "subscription_s": {
+            name: [r["sender"]["subscription_s"] for r in rs]
+            for name, rs in (("bare", bare), ("collector", collector))
+        },
+        "max_control_per_s": max(r["sender"]["max_control_per_s"] for r in runs),
+        "sender_refusals": {k: sum(r["sender"]["refusals"][k] for r in runs) for k in ("rate", "streams")},
+        "collector_disconnects": [r.get("disconnects") for r in collector],
+        "collector_books_synced": [r.get("books_synced") for r in collector],
+        "load_average": [r["load_average"] for r in runs],
+        "runs": {"bare": bare, "collector": collector},
+    }
 
 
 def memory(args, sizes: list[int], scratch: Path, nats_url: str) -> dict:
     """The collector at a steady rate at each size (part 2), then at N with production's queue bounds;
     RSS per 1,000 instruments from the first two sizes (N, then the baseline)."""
     runs = {str(n): run("collector", n, args, scratch, nats_url, mode="steady") for n in sizes}
-    out = {"rate_frames_per_s": args.memory_rate, "duration_s": args.memory_s, "runs": runs,
-           "production_bounds": run("collector", sizes[0], args, scratch, nats_url, mode="production")}
+    out = {
+        "rate_frames_per_s": args.memory_rate,
+        "duration_s": args.memory_s,
+        "runs": runs,
+        "production_bounds": run("collector", sizes[0], args, scratch, nats_url, mode="production"),
+    }
     if len(sizes) == 2:
         (big, a), (small, b) = ((n, runs[str(n)]) for n in sizes)
         per_k = (big - small) / 1000
         for when in ("subscribed", "end"):
-            out[f"rss_per_1000_instruments_{when}_mb"] = round((a[f"rss_{when}_mb"] - b[f"rss_{when}_mb"]) / per_k, 1)
+            out[f"rss_per_1000_instruments_{when}_mb"] = round(
+                (a[f"rss_{when}_mb"] - b[f"rss_{when}_mb"]) / per_k, 1
+            )
     return out
 
 
@@ -180,11 +242,15 @@ def limits_report(args, n: int) -> dict:
     """What the limits allow at `n`: connections, streams, the subscription floors (Binance's 5 messages
     a second; the collector's own pacing) and the books' REST floor."""
     plans = universe_plan(universe_names(n), args.max_streams)
-    return {"instruments": n, "streams": sum(map(len, plans)), "connections": len(plans),
-            "subscribe_messages": [len(subscribes(plan)) for plan in plans],
-            "subscription_floor_s": subscription_floor(plans, CONTROL_PER_S),
-            "collector_paced_floor_s": subscription_floor(plans, BinanceSpotStream.limits.control_per_s),
-            "book_sync_floor_min": book_sync_floor_min(n)}
+    return {
+        "instruments": n,
+        "streams": sum(map(len, plans)),
+        "connections": len(plans),
+        "subscribe_messages": [len(subscribes(plan)) for plan in plans],
+        "subscription_floor_s": subscription_floor(plans, CONTROL_PER_S),
+        "collector_paced_floor_s": subscription_floor(plans, BinanceSpotStream.limits.control_per_s),
+        "book_sync_floor_min": book_sync_floor_min(n),
+    }
 
 
 def run_universe(args, nats_url: str, scratch: Path) -> dict:
@@ -196,7 +262,10 @@ def run_universe(args, nats_url: str, scratch: Path) -> dict:
             if part not in args.skip:
                 try:
                     report[part] = measure(args, sizes, scratch, nats_url)
-                except (RuntimeError, subprocess.TimeoutExpired) as error:  # the other part's figures are kept
+                except (
+                    RuntimeError,
+                    subprocess.TimeoutExpired,
+                ) as error:  # the other part's figures are kept
                     report[f"{part}_failed"] = str(error)[-3000:]
     finally:
         asyncio.run(drop_stream(nats_url, args.prefix))
@@ -214,37 +283,51 @@ def missed(report: dict, n: int) -> list[str]:
         if t["streams"] < report["limits"][str(n)]["streams"]:
             out.append(f"streams acknowledged {t['streams']} < {report['limits'][str(n)]['streams']}")
         if any(t["sender_refusals"].values()) or t["max_control_per_s"] > CONTROL_PER_S:
-            out.append(f"sender refusals {t['sender_refusals']}, most control messages in a second "
-                       f"{t['max_control_per_s']}")
+            out.append(
+                f"sender refusals {t['sender_refusals']}, most control messages in a second "
+                f"{t['max_control_per_s']}"
+            )
     return out
 
 
 def print_report(report: dict) -> None:
     for n, t in report.get("throughput", {}).items():
         lim = report["limits"][n]
-        print(f"{int(n):,} instruments, {t['streams']:,} streams over {t['connections']} connections: "
-              f"bare {t['bare_frames_per_cpu_s']:,.0f} frames/CPU-s ({t['bare_cpu_us_per_frame']} us), "
-              f"collector {t['collector_frames_per_cpu_s']:,.0f} ({t['collector_cpu_us_per_frame']} us); "
-              f"ratio {t['ratio_per_cpu_s']} (rounds {t['ratio_min_max']})")
-        print(f"  subscription s {t['subscription_s']} (floor at {CONTROL_PER_S}/s: {lim['subscription_floor_s']} s, "
-              f"at the collector's pacing: {lim['collector_paced_floor_s']} s); most control messages in a "
-              f"second {t['max_control_per_s']}; sender refusals {t['sender_refusals']}; collector disconnects "
-              f"{t['collector_disconnects']}; books synced {t['collector_books_synced']} of {int(n):,} "
-              f"(all of them: {lim['book_sync_floor_min']} min at the REST budget); load {t['load_average']}")
+        print(
+            f"{int(n):,} instruments, {t['streams']:,} streams over {t['connections']} connections: "
+            f"bare {t['bare_frames_per_cpu_s']:,.0f} frames/CPU-s ({t['bare_cpu_us_per_frame']} us), "
+            f"collector {t['collector_frames_per_cpu_s']:,.0f} ({t['collector_cpu_us_per_frame']} us); "
+            f"ratio {t['ratio_per_cpu_s']} (rounds {t['ratio_min_max']})"
+        )
+        print(
+            f"  subscription s {t['subscription_s']} (floor at {CONTROL_PER_S}/s: "
+            f"{lim['subscription_floor_s']} s, at the collector's pacing: {lim['collector_paced_floor_s']} "
+            f"s); most control messages in a second {t['max_control_per_s']}; sender refusals "
+            f"{t['sender_refusals']}; collector disconnects {t['collector_disconnects']}; books synced "
+            f"{t['collector_books_synced']} of {int(n):,} (all of them: {lim['book_sync_floor_min']} min at "
+            f"the REST budget); load {t['load_average']}"
+        )
     m = report.get("memory")
     if m:
         for n, r in m["runs"].items():
-            print(f"steady {m['rate_frames_per_s']:,.0f} frames/s, {int(n):,} instruments: RSS "
-                  f"{r['rss_subscribed_mb']:.0f} MB subscribed, {r['rss_end_mb']:.0f} MB after {m['duration_s']:.0f} s; {r['cpu_us_per_frame']} us "
-                  f"of CPU a frame; books synced {r['books_synced']}, diffs buffered {r['buffered_diffs']:,}")
+            print(
+                f"steady {m['rate_frames_per_s']:,.0f} frames/s, {int(n):,} instruments: RSS "
+                f"{r['rss_subscribed_mb']:.0f} MB subscribed, {r['rss_end_mb']:.0f} MB after "
+                f"{m['duration_s']:.0f} s; {r['cpu_us_per_frame']} us of CPU a frame; books synced "
+                f"{r['books_synced']}, diffs buffered {r['buffered_diffs']:,}"
+            )
         p = m["production_bounds"]
-        print(f"with production's queue bounds (50,000 frames, 1 s), {int(p['instruments']):,} instruments at "
-              f"{m['rate_frames_per_s']:,.0f} frames/s: {p['sender']['sent']:,} frames sent, {p['total_frames']:,} "
-              f"landed, {p['total_overflow_frames']:,} dropped; markers {p['markers']}; acknowledgements never "
-              f"processed {p['pending_acks']}")
+        print(
+            f"with production's queue bounds (50,000 frames, 1 s), {int(p['instruments']):,} instruments at "
+            f"{m['rate_frames_per_s']:,.0f} frames/s: {p['sender']['sent']:,} frames sent, "
+            f"{p['total_frames']:,} landed, {p['total_overflow_frames']:,} dropped; markers {p['markers']}; "
+            f"acknowledgements never processed {p['pending_acks']}"
+        )
         if "rss_per_1000_instruments_end_mb" in m:
-            print(f"RSS per 1,000 instruments: {m['rss_per_1000_instruments_subscribed_mb']} MB subscribed, "
-                  f"{m['rss_per_1000_instruments_end_mb']} MB at the end")
+            print(
+                f"RSS per 1,000 instruments: {m['rss_per_1000_instruments_subscribed_mb']} MB subscribed, "
+                f"{m['rss_per_1000_instruments_end_mb']} MB at the end"
+            )
 
 
 def main(args) -> int:
@@ -254,8 +337,12 @@ def main(args) -> int:
     nats_url = settings.get("NATS_URL")
     tmp = settings.state_dir() / "tmp"
     scratch = Path(tempfile.mkdtemp(prefix="bench-live-universe-", dir=tmp if tmp.is_dir() else None))
-    report = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
-              "load_average_before": [round(x, 2) for x in os.getloadavg()], "args": vars(args)}
+    report = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        "args": vars(args),
+    }
     try:
         report.update(run_universe(args, nats_url, scratch))
     finally:

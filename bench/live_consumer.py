@@ -33,14 +33,23 @@ RESULTS = Path(__file__).resolve().parent / "results" / "live_consumer.json"
 
 def stream_spec(prefix: str) -> StreamSpec:
     """The bench's stream over `<prefix>.>` (a test passes a prefix of its own)."""
-    return StreamSpec(name=f"BENCH_LIVE_CONSUMER_{prefix}", subjects=(f"{prefix}.>",), max_bytes=512 << 20,
-                      max_age_s=3600.0)
+    return StreamSpec(
+        name=f"BENCH_LIVE_CONSUMER_{prefix}", subjects=(f"{prefix}.>",), max_bytes=512 << 20, max_age_s=3600.0
+    )
 
 
 def trade(i: int, now_ms: int, prefix: str) -> tuple[str, str, bytes]:
-    payload = {"venue": "BINANCE", "instrument": "BTCUSDT", "trade_id": str(i), "price": "40000.5",
-               "quantity": "0.01", "side": "buy" if i % 2 else "sell", "ts_ms": now_ms + i, "event_ms": now_ms + i,
-               "recv_ns": (now_ms + i) * 1_000_000}
+    payload = {
+        "venue": "BINANCE",
+        "instrument": "BTCUSDT",
+        "trade_id": str(i),
+        "price": "40000.5",
+        "quantity": "0.01",
+        "side": "buy" if i % 2 else "sell",
+        "ts_ms": now_ms + i,
+        "event_ms": now_ms + i,
+        "recv_ns": (now_ms + i) * 1_000_000,
+    }
     return f"{prefix}.trades.BINANCE.BTCUSDT", f"BINANCE.BTCUSDT.{i}", json.dumps(payload).encode()
 
 
@@ -76,12 +85,20 @@ async def drain(trades: int, scratch: Path, prefix: str = PREFIX) -> dict:
         await store.close()
         client.close()
         connection.release_directory(locked)
-    return {"trades": trades, "stored": stored, "wall_s": round(wall, 3), "trades_per_s": round(trades / wall),
-            "cpu_us_per_trade": round(cpu / trades * 1e6, 1), "batches": consumer.stats.batches}
+    return {
+        "trades": trades,
+        "stored": stored,
+        "wall_s": round(wall, 3),
+        "trades_per_s": round(trades / wall),
+        "cpu_us_per_trade": round(cpu / trades * 1e6, 1),
+        "batches": consumer.stats.batches,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench live_consumer", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench live_consumer", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--trades", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -96,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(report, indent=1))
     lost = [r for r in rounds if r["stored"] != r["trades"]]
-    print(f"consumer: median {report['median_trades_per_s']:,} trades/s"
-          + (f"; STORED != SENT in {len(lost)} round(s)" if lost else ""))
+    print(
+        f"consumer: median {report['median_trades_per_s']:,} trades/s"
+        + (f"; STORED != SENT in {len(lost)} round(s)" if lost else "")
+    )
     return 1 if lost else 0
 
 

@@ -47,8 +47,9 @@ def ceiling_us() -> float:
 async def one_round(messages: int, prefix: str) -> dict:
     """CPU µs a message of each way (module doc); the stream's count after `acked`."""
     store = await JetStreamStore(settings.get("NATS_URL"), name="bench-live-floor").connect()
-    spec = StreamSpec(name=f"BENCH_LIVE_FLOOR_{prefix}", subjects=(f"{prefix}.>",), max_bytes=512 << 20,
-                      max_age_s=600.0)
+    spec = StreamSpec(
+        name=f"BENCH_LIVE_FLOOR_{prefix}", subjects=(f"{prefix}.>",), max_bytes=512 << 20, max_age_s=600.0
+    )
     now_ms = int(time.time() * 1000)
     batch = [trade(i, now_ms, prefix) for i in range(messages)]
     out: dict = {"messages": messages}
@@ -60,14 +61,16 @@ async def one_round(messages: int, prefix: str) -> dict:
             cpu0 = time.process_time()
             for subj, msg_id, payload in batch:  # `x` + subject: no stream listens, no ack comes
                 if extra:
-                    await nc.publish("x" + subj, payload, reply="_INBOX.floor.1", headers={"Nats-Msg-Id": msg_id})
+                    await nc.publish(
+                        "x" + subj, payload, reply="_INBOX.floor.1", headers={"Nats-Msg-Id": msg_id}
+                    )
                 else:
                     await nc.publish("x" + subj, payload)
             await nc.flush()
             out[f"{label}_cpu_us"] = round((time.process_time() - cpu0) / messages * 1e6, 2)
         cpu0 = time.process_time()
         for start in range(0, messages, BATCH):
-            await store.publish(batch[start:start + BATCH])
+            await store.publish(batch[start : start + BATCH])
         out["acked_cpu_us"] = round((time.process_time() - cpu0) / messages * 1e6, 2)
         out["stored"] = await store.message_count(spec.name)
     finally:
@@ -90,13 +93,20 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rounds[-1]), flush=True)
     ceiling = args.ceiling_us if args.ceiling_us is not None else ceiling_us()
     acked = statistics.median(r["acked_cpu_us"] for r in rounds)
-    report = {"rounds": rounds, "ceiling_cpu_us_per_frame": ceiling, "budget_cpu_us_per_frame": 2 * ceiling,
-              "left_after_receive_us": ceiling, "median_acked_cpu_us": acked,
-              "median_with_id_cpu_us": statistics.median(r["with_id_cpu_us"] for r in rounds)}
+    report = {
+        "rounds": rounds,
+        "ceiling_cpu_us_per_frame": ceiling,
+        "budget_cpu_us_per_frame": 2 * ceiling,
+        "left_after_receive_us": ceiling,
+        "median_acked_cpu_us": acked,
+        "median_with_id_cpu_us": statistics.median(r["with_id_cpu_us"] for r in rounds),
+    }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(report, indent=1))
-    print(f"budget a frame at 0.5x the ceiling: {2 * ceiling:.1f} µs, {ceiling:.1f} µs of it left after receiving; "
-          f"an acknowledged publish alone: {acked:.1f} µs (median of {len(rounds)})")
+    print(
+        f"budget a frame at 0.5x the ceiling: {2 * ceiling:.1f} µs, {ceiling:.1f} µs of it left after "
+        f"receiving; an acknowledged publish alone: {acked:.1f} µs (median of {len(rounds)})"
+    )
     lost = [r for r in rounds if r["stored"] != r["messages"]]
     if lost:
         print(f"STORED != SENT in {len(lost)} round(s)")

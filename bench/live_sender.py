@@ -31,8 +31,8 @@ With `--held`, the frames go at `--warm-rate` a second a connection until the cl
 start there, without a backlog read before them.
 
 Run: `python -m bench.live_sender --rate 0 [--universe N] [--held]` (rate 0: as fast as the
-client reads; `N` instruments named as Binance spot's: `universe_names`); it prints `{"port": n}` on stdout, serves
-until stdin closes, then its report (`Market.report`: frames sent, connections, subscription time,
+client reads; `N` instruments named as Binance spot's: `universe_names`); it prints `{"port": n}` on stdout,
+serves until stdin closes, then its report (`Market.report`: frames sent, connections, subscription time,
 control messages, refusals, REST snapshots served).
 """
 
@@ -53,8 +53,10 @@ from urllib.parse import parse_qs, urlsplit
 from marketdata_assets.replay.crypto.reference import coin_names
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-TRADE = ('{"stream":"%s@trade","data":{"e":"trade","E":%d,"s":"%s","t":%d,"p":"%s","q":"%s","T":%d,'
-         '"m":%s,"M":true}}')
+TRADE = (
+    '{"stream":"%s@trade","data":{"e":"trade","E":%d,"s":"%s","t":%d,"p":"%s","q":"%s","T":%d,'
+    '"m":%s,"M":true}}'
+)
 DEPTH = '{"stream":"%s@depth@100ms","data":{"e":"depthUpdate","E":%d,"s":"%s","U":%d,"u":%d,"b":%s,"a":%s}}'
 CHUNK = 256  # frames per write when sending as fast as the client reads
 TICK_S = 0.002  # the paced sender's step
@@ -128,10 +130,17 @@ class Session:
         return len(recent) <= CONTROL_PER_S
 
     def report(self, t0: float) -> dict:
-        return {"streams": len(self.streams), "url_streams": self.url_streams, "acks": self.acks,
-                "errors": self.errors, "control_messages": len(self.control),
-                "max_control_per_s": most_in_a_second(self.control), "connected_s": round(self.opened - t0, 3),
-                "subscribed_s": round(self.subscribed_at - t0, 3), "closed_for": self.closed_for}
+        return {
+            "streams": len(self.streams),
+            "url_streams": self.url_streams,
+            "acks": self.acks,
+            "errors": self.errors,
+            "control_messages": len(self.control),
+            "max_control_per_s": most_in_a_second(self.control),
+            "connected_s": round(self.opened - t0, 3),
+            "subscribed_s": round(self.subscribed_at - t0, 3),
+            "closed_for": self.closed_for,
+        }
 
 
 class Market:
@@ -144,8 +153,14 @@ class Market:
         # trade ids from the clock: a later sender's ids are new to the stream's duplicate window
         self.trade_ids = dict.fromkeys(instruments, time.time_ns() // 1000)  # a million ids a second apart
         self.update_ids = dict.fromkeys(instruments, 40_000_000)
-        self.trades = [(f"{95000 + rng.randint(-500, 500) + rng.randint(0, 99) / 100:.2f}",
-                        f"{rng.randint(1, 20000) / 10000:.5f}", rng.choice(("true", "false"))) for _ in range(997)]
+        self.trades = [
+            (
+                f"{95000 + rng.randint(-500, 500) + rng.randint(0, 99) / 100:.2f}",
+                f"{rng.randint(1, 20000) / 10000:.5f}",
+                rng.choice(("true", "false")),
+            )
+            for _ in range(997)
+        ]
         self.sides = [self._side(rng, sign) for sign in (-1, 1) for _ in range(61)]
         self.depth_every = round(1 / depth_share) if depth_share > 0 else 0
         self.n = 0
@@ -153,12 +168,16 @@ class Market:
         self.sessions: list[Session] = []
         self.refusals = {"rate": 0, "streams": 0}
         self.snapshots: list[tuple[float, int]] = []  # (when, limit) of each REST depth request
-        self.flood_at = None if held else 0.0  # held: as fast as read only from a GET of `FLOOD` (`warm_rate` before)
+        self.flood_at = (
+            None if held else 0.0
+        )  # held: as fast as read only from a GET of `FLOOD` (`warm_rate` before)
 
     @staticmethod
     def _side(rng: random.Random, sign: int) -> str:
-        levels = [[f"{95000 + sign * (1 + rng.randint(0, 400)) / 10:.2f}", f"{rng.randint(0, 50000) / 10000:.5f}"]
-                  for _ in range(10)]
+        levels = [
+            [f"{95000 + sign * (1 + rng.randint(0, 400)) / 10:.2f}", f"{rng.randint(0, 50000) / 10000:.5f}"]
+            for _ in range(10)
+        ]
         return json.dumps(levels, separators=(",", ":"))
 
     def snapshot(self, instrument: str) -> dict:
@@ -167,8 +186,9 @@ class Market:
         asks = [[f"{95000 + k / 10:.2f}", "1.00000"] for k in range(1, 21)]
         return {"lastUpdateId": self.update_ids.get(instrument, 0), "bids": bids, "asks": asks}
 
-    def render(self, instruments: list[str], count: int, depths: list[str] | None = None,
-               turns: dict | None = None) -> bytes:
+    def render(
+        self, instruments: list[str], count: int, depths: list[str] | None = None, turns: dict | None = None
+    ) -> bytes:
         """`count` framed events stamped now: trades going round `instruments`, depth diffs round
         `depths` (default: the same); a kind with no instrument gives its turn to the other."""
         now_ms = time.time_ns() // 1_000_000
@@ -179,7 +199,9 @@ class Market:
         out = []
         for _ in range(count):
             self.n += 1
-            depth = (bool(self.depth_every) and self.n % self.depth_every == 0 and bool(depths)) or not instruments
+            depth = (
+                bool(self.depth_every) and self.n % self.depth_every == 0 and bool(depths)
+            ) or not instruments
             kind = "depth" if depth else "trade"
             turns[kind] += 1
             names = depths if depth else instruments
@@ -188,7 +210,15 @@ class Market:
             if depth:
                 first = self.update_ids[name] + 1
                 last = self.update_ids[name] = first + 6
-                text = DEPTH % (lower, now_ms, name, first, last, self.sides[self.n % 61], self.sides[61 + self.n % 61])
+                text = DEPTH % (
+                    lower,
+                    now_ms,
+                    name,
+                    first,
+                    last,
+                    self.sides[self.n % 61],
+                    self.sides[61 + self.n % 61],
+                )
             else:
                 trade_id = self.trade_ids[name] = self.trade_ids[name] + 1
                 price, qty, maker = self.trades[self.n % 997]
@@ -202,17 +232,26 @@ class Market:
         on a connection the sender did not end); refusals; the REST snapshots' times and limits."""
         t0 = self.sessions[0].opened if self.sessions else 0.0
         kept = [s for s in self.sessions if s.closed_for is None]
-        return {"sent": self.n, "connections": len(self.sessions), "sessions": [s.report(t0) for s in self.sessions],
-                "streams": len(set().union(*(s.streams for s in kept))),
-                "subscription_s": round(max((s.subscribed_at for s in kept), default=t0) - t0, 3),
-                "max_control_per_s": max((most_in_a_second(s.control) for s in self.sessions), default=0),
-                "refusals": self.refusals,
-                "flood_s": None if self.flood_at is None else round(max(self.flood_at - t0, 0.0), 3),
-                "snapshots": [(round(t - t0, 3), limit) for t, limit in self.snapshots]}
+        return {
+            "sent": self.n,
+            "connections": len(self.sessions),
+            "sessions": [s.report(t0) for s in self.sessions],
+            "streams": len(set().union(*(s.streams for s in kept))),
+            "subscription_s": round(max((s.subscribed_at for s in kept), default=t0) - t0, 3),
+            "max_control_per_s": max((most_in_a_second(s.control) for s in self.sessions), default=0),
+            "refusals": self.refusals,
+            "flood_s": None if self.flood_at is None else round(max(self.flood_at - t0, 0.0), 3),
+            "snapshots": [(round(t - t0, 3), limit) for t, limit in self.snapshots],
+        }
 
 
-async def read_frames(market: Market, session: Session, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      closed: asyncio.Event) -> None:
+async def read_frames(
+    market: Market,
+    session: Session,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    closed: asyncio.Event,
+) -> None:
     """Answer what the client sends: a ping with its pong, a SUBSCRIBE with an ack (or an error past the
     streams limit), another request with an ack, a close with a close; past the message limit, close
     the connection (1008); sets `closed` when the connection ends."""
@@ -257,8 +296,14 @@ def answer(market: Market, session: Session, request: dict) -> str:
     return json.dumps({"result": None, "id": request_id})
 
 
-async def push(market: Market, session: Session, writer: asyncio.StreamWriter, rate: float, warm_rate: float,
-               closed: asyncio.Event) -> None:
+async def push(
+    market: Market,
+    session: Session,
+    writer: asyncio.StreamWriter,
+    rate: float,
+    warm_rate: float,
+    closed: asyncio.Event,
+) -> None:
     """Frames of the connection's streams until it ends: `rate` a second, or (0) as fast as it reads once
     the flood started (`FLOOD`), `warm_rate` a second before."""
     started, sent = time.monotonic(), 0
@@ -284,8 +329,9 @@ def streams_of(target: str) -> list[str]:
     return [s for s in parse_qs(urlsplit(target).query).get("streams", [""])[0].split("/") if s]
 
 
-async def handle(market: Market, rate: float, warm_rate: float, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+async def handle(
+    market: Market, rate: float, warm_rate: float, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     while True:  # REST requests on a kept-alive connection (as Binance's), until a WebSocket upgrade
         try:
             head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
@@ -298,10 +344,14 @@ async def handle(market: Market, rate: float, warm_rate: float, reader: asyncio.
         query = parse_qs(urlsplit(target).query)
         market.snapshots.append((time.monotonic(), int(query.get("limit", ["100"])[0])))
         body = json.dumps(market.snapshot(query.get("symbol", [""])[0])).encode()
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
         await writer.drain()
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head.split("\r\n")[1:])}
+    headers = {
+        k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head.split("\r\n")[1:])
+    }
     if target == FLOOD:
         market.flood_at = market.flood_at if market.flood_at is not None else time.monotonic()
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -318,8 +368,12 @@ async def handle(market: Market, rate: float, warm_rate: float, reader: asyncio.
     session.url_streams = len(session.streams)
     market.sessions.append(session)
     accept = base64.b64encode(hashlib.sha1(headers["sec-websocket-key"].encode() + GUID).digest()).decode()
-    writer.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode())
+    writer.write(
+        (
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+        ).encode()
+    )
     closed = asyncio.Event()
     answering = asyncio.create_task(read_frames(market, session, reader, writer, closed))
     try:
@@ -331,8 +385,14 @@ async def handle(market: Market, rate: float, warm_rate: float, reader: asyncio.
         writer.close()
 
 
-async def serve(rate: float, depth_share: float, instruments: list[str], port: int, warm_rate: float = 0.0,
-                held: bool = False) -> None:
+async def serve(
+    rate: float,
+    depth_share: float,
+    instruments: list[str],
+    port: int,
+    warm_rate: float = 0.0,
+    held: bool = False,
+) -> None:
     market = Market(instruments, depth_share, held=held)
     server = await asyncio.start_server(lambda r, w: handle(market, rate, warm_rate, r, w), "127.0.0.1", port)
     print(json.dumps({"port": server.sockets[0].getsockname()[1]}), flush=True)
@@ -344,12 +404,20 @@ async def serve(rate: float, depth_share: float, instruments: list[str], port: i
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.live_sender", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rate", type=float, default=0.0, help="frames a second per connection (0: as fast as read)")
-    parser.add_argument("--depth-share", type=float, default=0.25, help="share of depth diffs among the frames")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="frames a second per connection (0: as fast as read)"
+    )
+    parser.add_argument(
+        "--depth-share", type=float, default=0.25, help="share of depth diffs among the frames"
+    )
     parser.add_argument("--instruments", default="BTCUSDT", help="comma list of the market's instruments")
     parser.add_argument("--universe", type=int, default=0, help="instead: this many (`universe_names`)")
-    parser.add_argument("--held", action="store_true", help="with --rate 0: as fast as read only from a GET of "
-                        f"{FLOOD} (the client subscribed), --warm-rate a second a connection before")
+    parser.add_argument(
+        "--held",
+        action="store_true",
+        help="with --rate 0: as fast as read only from a GET of "
+        f"{FLOOD} (the client subscribed), --warm-rate a second a connection before",
+    )
     parser.add_argument("--warm-rate", type=float, default=1000.0)
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)

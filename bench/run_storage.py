@@ -53,7 +53,11 @@ def one_run(opener, assets: list) -> dict:
             event.listen(engine, "connect", lambda *_: opened.__setitem__(0, opened[0] + 1))
         wall, cpu = time.perf_counter(), time.process_time()
         assert dg.materialize(assets, instance=instance, run_config=QUIET).success
-        return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, "connections": opened[0]}
+        return {
+            "wall": time.perf_counter() - wall,
+            "cpu": time.process_time() - cpu,
+            "connections": opened[0],
+        }
 
 
 def ensure_database() -> None:
@@ -61,9 +65,14 @@ def ensure_database() -> None:
 
     from marketdata_assets.core import settings
 
-    with psycopg.connect(host=settings.get("DAGSTER_PG_HOST"), port=settings.get("DAGSTER_PG_PORT"),
-                         user=settings.get("DAGSTER_PG_USER"), password=settings.get("DAGSTER_PG_PASSWORD") or None,
-                         dbname="postgres", autocommit=True) as conn:
+    with psycopg.connect(
+        host=settings.get("DAGSTER_PG_HOST"),
+        port=settings.get("DAGSTER_PG_PORT"),
+        user=settings.get("DAGSTER_PG_USER"),
+        password=settings.get("DAGSTER_PG_PASSWORD") or None,
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB,)).fetchone():
             conn.execute(f'CREATE DATABASE "{DB}"')  # DB is this module's constant
 
@@ -80,17 +89,24 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["DAGSTER_PG_DB"] = DB
     ensure_database()
     assets = workload(args.assets)
-    openers = {"a connection per query (Dagster)": dagster_plain, "one kept connection (marketdata)": command_instance}
+    openers = {
+        "a connection per query (Dagster)": dagster_plain,
+        "one kept connection (marketdata)": command_instance,
+    }
     samples: dict[str, list[dict]] = {name: [] for name in openers}
     one_run(command_instance, assets)  # the tables created, the imports warm
     for _ in range(args.rounds):
         for name, opener in openers.items():
             samples[name].append(one_run(opener, assets))
-    print(f"a run of {args.assets} assets on the stack's Postgres, median of {args.rounds} interleaved rounds:")
+    print(
+        f"a run of {args.assets} assets on the stack's Postgres, median of {args.rounds} interleaved rounds:"
+    )
     for name, runs in samples.items():
         median = {key: statistics.median(r[key] for r in runs) for key in ("wall", "cpu", "connections")}
-        print(f"  {name:34} wall {median['wall']:6.2f} s   cpu {median['cpu']:6.2f} s   "
-              f"connections {median['connections']:5.0f}")
+        print(
+            f"  {name:34} wall {median['wall']:6.2f} s   cpu {median['cpu']:6.2f} s   "
+            f"connections {median['connections']:5.0f}"
+        )
     return 0
 
 

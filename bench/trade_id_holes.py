@@ -33,7 +33,7 @@ import resource
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import KeptData
@@ -54,8 +54,11 @@ def holes_of(index: int, trades: int = TRADES, holed: int = HOLED) -> list[tuple
     if index >= holed:
         return []
     base = FIRST_ID + index * trades
-    return [(base + trades * (2 * k + 1) // 10, base + trades * (2 * k + 1) // 10 + size - 1)
-            for k, size in enumerate(HOLE_SIZES) if size < trades // 10]
+    return [
+        (base + trades * (2 * k + 1) // 10, base + trades * (2 * k + 1) // 10 + size - 1)
+        for k, size in enumerate(HOLE_SIZES)
+        if size < trades // 10
+    ]
 
 
 def generate(client, database: str = DATABASE, trades: int = TRADES, holed: int = HOLED) -> float:
@@ -70,31 +73,58 @@ def generate(client, database: str = DATABASE, trades: int = TRADES, holed: int 
     client.command(f"CREATE DATABASE `{database}`")
     ct.ensure_tables(client, database)
     ids = writer.new_load_ids(client, database, "trades", VENUE, [(s, DAY) for s in INSTRUMENTS])
-    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=timezone.utc)
+    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
     loads, log = [], []
     for index, (symbol, load_id) in enumerate(zip(INSTRUMENTS, ids)):
         first = FIRST_ID + index * trades
-        missing = " OR ".join(f"(number BETWEEN {lo - first} AND {hi - first})"
-                              for lo, hi in holes_of(index, trades, holed)) or "0"
+        missing = (
+            " OR ".join(
+                f"(number BETWEEN {lo - first} AND {hi - first})" for lo, hi in holes_of(index, trades, holed)
+            )
+            or "0"
+        )
         client.command(
             f"INSERT INTO `{database}`.trades (ts, venue, instrument, trade_id, price, quantity, amount, "
             "side, seq, "
-            "day, load_id) SELECT {start:DateTime64(6, 'UTC')} + toIntervalMicrosecond(intDiv(number * 86400000000, "
-            "{n:UInt64})) AS ts, {venue:String}, {symbol:String}, toString({first:Int64} + number), "
-            "round(100 + 10 * sin(number / 50000) + (cityHash64(number) % 100) / 100, 2) AS price, "
+            "day, load_id) SELECT {start:DateTime64(6, 'UTC')} + toIntervalMicrosecond(intDiv(number * "
+            "86400000000, {n:UInt64})) AS ts, {venue:String}, {symbol:String}, toString({first:Int64} + "
+            "number), round(100 + 10 * sin(number / 50000) + (cityHash64(number) % 100) / 100, 2) AS price, "
             "(cityHash64(number, 1) % 100000) / 100000 + 0.00001 AS quantity, price * quantity, "
-            "if(cityHash64(number, 2) % 2 = 0, 'buy', 'sell'), {first:Int64} + number, toDate(ts), {load:UInt64} "
-            f"FROM numbers({{n:UInt64}}) WHERE NOT ({missing})",
-            parameters={"start": start, "n": trades, "venue": VENUE, "symbol": symbol,
-                        "first": first, "load": load_id})
+            "if(cityHash64(number, 2) % 2 = 0, 'buy', 'sell'), {first:Int64} + number, toDate(ts), "
+            f"{{load:UInt64}} FROM numbers({{n:UInt64}}) WHERE NOT ({missing})",
+            parameters={
+                "start": start,
+                "n": trades,
+                "venue": VENUE,
+                "symbol": symbol,
+                "first": first,
+                "load": load_id,
+            },
+        )
         rows = trades - sum(hi - lo + 1 for lo, hi in holes_of(index, trades, holed))
-        loads.append(["trades", VENUE, symbol, DAY, load_id, rows, "bench", datetime.now(timezone.utc)])
-        log.append({"run_id": "bench", "source": VENUE, "dataset": "trades", "venue": VENUE, "instrument": symbol,
-                    "day": DAY, "rows": rows, "outcome": "ok", "load_id": load_id, "started_at": start,
-                    "finished_at": datetime.now(timezone.utc)})
+        loads.append(["trades", VENUE, symbol, DAY, load_id, rows, "bench", datetime.now(UTC)])
+        log.append(
+            {
+                "run_id": "bench",
+                "source": VENUE,
+                "dataset": "trades",
+                "venue": VENUE,
+                "instrument": symbol,
+                "day": DAY,
+                "rows": rows,
+                "outcome": "ok",
+                "load_id": load_id,
+                "started_at": start,
+                "finished_at": datetime.now(UTC),
+            }
+        )
         print(f"  {symbol}: {rows:,} rows ({time.monotonic() - started:.0f} s)", flush=True)
-    client.insert("loads", loads, column_names=["dataset", "venue", "instrument", "day", "load_id", "rows", "run_id",
-                                                "loaded_at"], database=database)
+    client.insert(
+        "loads",
+        loads,
+        column_names=["dataset", "venue", "instrument", "day", "load_id", "rows", "run_id", "loaded_at"],
+        database=database,
+    )
     writer.log_ingest(client, database, log)
     client.command(f"OPTIMIZE TABLE `{database}`.trades FINAL")  # as the merges would leave it after a while
     return time.monotonic() - started
@@ -113,13 +143,18 @@ def main() -> int:
     from marketdata_assets.resources import ClickHouseResource
 
     workdir = settings.state_dir() / "bench" / "trade_id_holes"
-    manifest = {"day": DAY.isoformat(), "instruments": INSTRUMENTS, "trades": TRADES, "holed": HOLED,
-                "holes": list(HOLE_SIZES)}
+    manifest = {
+        "day": DAY.isoformat(),
+        "instruments": INSTRUMENTS,
+        "trades": TRADES,
+        "holed": HOLED,
+        "holes": list(HOLE_SIZES),
+    }
     kept = KeptData(workdir, manifest)
     store = ClickHouseResource(dsn=f"chdb://{workdir / 'chdb'}", database=DATABASE, lock_timeout_s=60)
     slices = [SliceKey("trades", VENUE, s, DAY) for s in INSTRUMENTS]
     expected = {i: holes_of(i) for i in range(len(INSTRUMENTS))}
-    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=timezone.utc)
+    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
     day_filter = "ts >= {start:DateTime64(6, 'UTC')} AND ts < {start:DateTime64(6, 'UTC')} + INTERVAL 1 DAY"
     runs = []
     try:
@@ -130,31 +165,53 @@ def main() -> int:
                 kept.done()
                 print(f"generated in {generated:.0f} s")
             total = int(client.command(f"SELECT count() FROM `{DATABASE}`.trades"))
-            disk_mb = int(client.command("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = {db:String} "
-                                         "AND table = 'trades' AND active", parameters={"db": DATABASE})) / 1e6
+            disk_mb = (
+                int(
+                    client.command(
+                        "SELECT sum(bytes_on_disk) FROM system.parts WHERE database = {db:String} "
+                        "AND table = 'trades' AND active",
+                        parameters={"db": DATABASE},
+                    )
+                )
+                / 1e6
+            )
             print(f"{total:,} rows, {disk_mb:,.0f} MB on disk; {HOLED} instrument(s) with holes")
 
             def count(active: bool):
-                where = day_filter + (f" AND load_id IN (SELECT load_id FROM `{DATABASE}`.active_loads "
-                                      "WHERE dataset = 'trades')" if active else "")
-                return client.query(f"SELECT instrument, count() FROM `{DATABASE}`.trades WHERE {where} "
-                                    "GROUP BY instrument", parameters={"start": start}).result_rows
+                where = day_filter + (
+                    f" AND load_id IN (SELECT load_id FROM `{DATABASE}`.active_loads "
+                    "WHERE dataset = 'trades')"
+                    if active
+                    else ""
+                )
+                return client.query(
+                    f"SELECT instrument, count() FROM `{DATABASE}`.trades WHERE {where} GROUP BY instrument",
+                    parameters={"start": start},
+                ).result_rows
 
             def window_everywhere():
                 return client.query(
-                    "SELECT load_id, countIf(seq > prev + 1), ifNull(sumIf(seq - prev - 1, seq > prev + 1), 0) FROM ("
-                    "SELECT load_id, seq, lagInFrame(seq) OVER (PARTITION BY load_id ORDER BY seq ASC "
-                    f"ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev FROM `{DATABASE}`.trades WHERE {day_filter} "
-                    f"AND load_id IN (SELECT load_id FROM `{DATABASE}`.active_loads WHERE dataset = 'trades')) "
-                    "GROUP BY load_id", parameters={"start": start}).result_rows
+                    "SELECT load_id, countIf(seq > prev + 1), ifNull(sumIf(seq - prev - 1, seq > prev + 1), "
+                    "0) FROM (SELECT load_id, seq, lagInFrame(seq) OVER (PARTITION BY load_id ORDER BY seq "
+                    f"ASC ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev FROM `{DATABASE}`.trades WHERE "
+                    f"{day_filter} AND load_id IN (SELECT load_id FROM `{DATABASE}`.active_loads WHERE "
+                    "dataset = 'trades')) GROUP BY load_id",
+                    parameters={"start": start},
+                ).result_rows
 
             for rep in range(1, REPEAT + 1):
                 run: dict = {"repetition": rep}
                 run["count_s"], counted = timed(lambda: count(False))
                 run["count_active_s"], _ = timed(lambda: count(True))
-                run["scan_ids_s"], _ = timed(lambda: client.query(
-                    f"SELECT instrument, max(seq) FROM `{DATABASE}`.trades WHERE {day_filter} GROUP BY instrument",
-                    parameters={"start": start}))
+                run["scan_ids_s"], _ = timed(
+                    lambda: client.query(
+                        (
+                            f"SELECT instrument, max(seq) FROM `{DATABASE}`.trades WHERE {day_filter} GROUP "
+                            "BY instrument"
+                        ),
+                        parameters={"start": start},
+                    )
+                )
                 run["check_s"], found = timed(lambda: find_holes(client, DATABASE, slices))
                 run["check_clean_only_s"], _ = timed(lambda: find_holes(client, DATABASE, slices[HOLED:]))
                 run["check_holed_only_s"], _ = timed(lambda: find_holes(client, DATABASE, slices[:HOLED]))
@@ -162,39 +219,63 @@ def main() -> int:
                 for index, key in enumerate(slices):
                     ids = found[f"{DAY}|{VENUE}:{key.instrument}"]
                     got = [(h.first_missing, h.last_missing) for h in ids.holes]
-                    if got != expected[index] or ids.missing != sum(hi - lo + 1 for lo, hi in expected[index]):
-                        raise RuntimeError(f"{key}: the check found {got} ({ids.missing} ids), expected "
-                                           f"{expected[index]}")
+                    if got != expected[index] or ids.missing != sum(
+                        hi - lo + 1 for lo, hi in expected[index]
+                    ):
+                        raise RuntimeError(
+                            f"{key}: the check found {got} ({ids.missing} ids), expected {expected[index]}"
+                        )
                 if sum(n for _, n in counted) != total or sum(int(r[2]) for r in windowed) != sum(
-                        hi - lo + 1 for h in expected.values() for lo, hi in h):
+                    hi - lo + 1 for h in expected.values() for lo, hi in h
+                ):
                     raise RuntimeError("the count or the window over every slice disagrees with the data")
-                for key in ("count_active_s", "scan_ids_s", "check_s", "check_clean_only_s", "check_holed_only_s",
-                            "window_everywhere_s"):
+                for key in (
+                    "count_active_s",
+                    "scan_ids_s",
+                    "check_s",
+                    "check_clean_only_s",
+                    "check_holed_only_s",
+                    "window_everywhere_s",
+                ):
                     run[key.replace("_s", "_over_count")] = round(run[key] / run["count_s"], 1)
                 run = {k: round(v, 3) if isinstance(v, float) else v for k, v in run.items()}
                 runs.append(run)
-                print(f"run {rep}: count {run['count_s']:.2f} s (active loads {run['count_active_s']:.2f} s, "
-                      f"scan of the ids {run['scan_ids_s']:.2f} s) | "
-                      f"check {run['check_s']:.2f} s = {run['check_over_count']}x (clean slices "
-                      f"{run['check_clean_only_s']:.2f} s, holed {run['check_holed_only_s']:.2f} s) | window over "
-                      f"every slice {run['window_everywhere_s']:.2f} s = {run['window_everywhere_over_count']}x",
-                      flush=True)
+                print(
+                    f"run {rep}: count {run['count_s']:.2f} s (active loads {run['count_active_s']:.2f} s, "
+                    f"scan of the ids {run['scan_ids_s']:.2f} s) | "
+                    f"check {run['check_s']:.2f} s = {run['check_over_count']}x (clean slices "
+                    f"{run['check_clean_only_s']:.2f} s, holed {run['check_holed_only_s']:.2f} s) | window "
+                    f"over every slice {run['window_everywhere_s']:.2f} s = "
+                    f"{run['window_everywhere_over_count']}x",
+                    flush=True,
+                )
     finally:
         store.close()
 
     def median(key: str) -> float:
         return round(statistics.median(r[key] for r in runs), 3)
 
-    report = {"day": DAY.isoformat(), "instruments": len(INSTRUMENTS), "trades_per_instrument": TRADES,
-              "rows": total, "disk_mb": round(disk_mb), "holed_instruments": HOLED, "hole_sizes": HOLE_SIZES,
-              "repetitions": REPEAT,
-              "median": {k: median(k) for k in runs[0] if k != "repetition"},
-              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "runs": runs,
-              "at": datetime.now().isoformat(timespec="seconds")}
+    report = {
+        "day": DAY.isoformat(),
+        "instruments": len(INSTRUMENTS),
+        "trades_per_instrument": TRADES,
+        "rows": total,
+        "disk_mb": round(disk_mb),
+        "holed_instruments": HOLED,
+        "hole_sizes": HOLE_SIZES,
+        "repetitions": REPEAT,
+        "median": {k: median(k) for k in runs[0] if k != "repetition"},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "runs": runs,
+        "at": datetime.now().isoformat(timespec="seconds"),
+    }
     m = report["median"]
-    print(f"median of {REPEAT}: count {m['count_s']} s, over the active loads {m['count_active_s']} s; check "
-          f"{m['check_s']} s ({m['check_over_count']}x the count); window over every slice {m['window_everywhere_s']} s "
-          f"({m['window_everywhere_over_count']}x); peak RSS {report['peak_rss_mb']} MB")
+    print(
+        f"median of {REPEAT}: count {m['count_s']} s, over the active loads {m['count_active_s']} s; check "
+        f"{m['check_s']} s ({m['check_over_count']}x the count); window over every slice "
+        f"{m['window_everywhere_s']} s ({m['window_everywhere_over_count']}x); peak RSS "
+        f"{report['peak_rss_mb']} MB"
+    )
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "trade_id_holes.json").write_text(json.dumps(report, indent=2))

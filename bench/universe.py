@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from bench.ticks_load import ReplayServer
@@ -52,14 +52,16 @@ PARTITION_STATS = """query PartitionStats($assetKey: AssetKeyInput!) {
 
 
 def bench_day() -> date:
-    return datetime.now(timezone.utc).date() - timedelta(days=1)
+    return datetime.now(UTC).date() - timedelta(days=1)
 
 
 def universe(spot: int, usdm: int) -> dict[str, list[str]]:
     """Made-up pairs C0000USDT, C0001USDT, ...: `spot` on Binance spot, the first `usdm` of them as
     USD-M perpetuals too."""
-    return {"BINANCE": [f"C{i:04d}USDT" for i in range(spot)],
-            "BINANCE_UM": [f"C{i:04d}USDT" for i in range(usdm)]}
+    return {
+        "BINANCE": [f"C{i:04d}USDT" for i in range(spot)],
+        "BINANCE_UM": [f"C{i:04d}USDT" for i in range(usdm)],
+    }
 
 
 def slices(day: date, instruments: dict[str, list[str]]) -> list:
@@ -69,8 +71,11 @@ def slices(day: date, instruments: dict[str, list[str]]) -> list:
     from marketdata_assets.sources.interface import HISTORY
     from marketdata_assets.sources.venues import serves
 
-    keys = slice_keys([crypto_key(day, v) for v in VENUES], DATASETS,
-                      [f"{v}:{i}" for v, names in instruments.items() for i in names])
+    keys = slice_keys(
+        [crypto_key(day, v) for v in VENUES],
+        DATASETS,
+        [f"{v}:{i}" for v, names in instruments.items() for i in names],
+    )
     return [k for k in keys if serves(k.venue, k.dataset, k.instrument, k.day) == HISTORY]
 
 
@@ -78,11 +83,20 @@ class Replay(ReplayServer):
     """The crypto replay CLI in its own process serving the universe, its limits lifted."""
 
     def __init__(self, workdir: Path, instruments: dict[str, list[str]], trades_per_day: int):
-        self.start(workdir, {"seed": 11, "trades_per_day": trades_per_day, "instruments": instruments,
-                             "binance_weight_limit": LIFTED, "binance_um_weight_limit": LIFTED})
+        self.start(
+            workdir,
+            {
+                "seed": 11,
+                "trades_per_day": trades_per_day,
+                "instruments": instruments,
+                "binance_weight_limit": LIFTED,
+                "binance_um_weight_limit": LIFTED,
+            },
+        )
 
 
 # ---- the phases (each its own process) ----------------------------------------------------------
+
 
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -109,17 +123,27 @@ def visible_rows(store) -> dict[str, int]:
     from marketdata_assets.datasets.frames import spec_for
 
     with store.get_client() as client:
-        return {d: int(client.command(f"SELECT count() FROM `{store.database}`.{spec_for(d).table}_v"))
-                for d in DATASETS}
+        return {
+            d: int(client.command(f"SELECT count() FROM `{store.database}`.{spec_for(d).table}_v"))
+            for d in DATASETS
+        }
 
 
 def venue_resources(base_url: str) -> dict:
     from marketdata_assets.resources.sources import CryptoVenueResource
 
-    limits = {"workers": WORKERS, "max_concurrency": CONCURRENCY, "requests_per_minute": LIFTED,
-              "weight_per_minute": LIFTED, "max_retries": 3, "backoff_base_s": 0.01}
-    return {venue.lower(): CryptoVenueResource(venue=venue, base_url=base_url, **limits)  # OKX, DERIBIT: unused
-            for venue in ("BINANCE", "BINANCE_UM", "OKX", "DERIBIT")}
+    limits = {
+        "workers": WORKERS,
+        "max_concurrency": CONCURRENCY,
+        "requests_per_minute": LIFTED,
+        "weight_per_minute": LIFTED,
+        "max_retries": 3,
+        "backoff_base_s": 0.01,
+    }
+    return {
+        venue.lower(): CryptoVenueResource(venue=venue, base_url=base_url, **limits)  # OKX, DERIBIT: unused
+        for venue in ("BINANCE", "BINANCE_UM", "OKX", "DERIBIT")
+    }
 
 
 def direct_load(store, base_url: str, keys: list) -> dict:
@@ -131,11 +155,27 @@ def direct_load(store, base_url: str, keys: list) -> dict:
     from marketdata_assets.sources.venues import venue_client, venue_feed
 
     retry = RetryPolicy(max_retries=3, backoff_base_s=0.01)
-    feeds = [venue_feed(venue, partial(venue_client, venue, base_url, requests_per_minute=LIFTED,
-                                       max_concurrency=CONCURRENCY, timeout_s=30, retry=retry,
-                                       weight_limit=LIFTED, weight_headroom=0.9),
-                        mine, workers=WORKERS, attempts=2)
-             for venue in VENUES if (mine := [k for k in keys if k.venue == venue])]
+    feeds = [
+        venue_feed(
+            venue,
+            partial(
+                venue_client,
+                venue,
+                base_url,
+                requests_per_minute=LIFTED,
+                max_concurrency=CONCURRENCY,
+                timeout_s=30,
+                retry=retry,
+                weight_limit=LIFTED,
+                weight_headroom=0.9,
+            ),
+            mine,
+            workers=WORKERS,
+            attempts=2,
+        )
+        for venue in VENUES
+        if (mine := [k for k in keys if k.venue == venue])
+    ]
     report = Engine(store.get_client, store.database, "bench-direct").run([feeds])
     return {"failed_slices": len(report.failures()), "slices": len(report.outcomes)}
 
@@ -162,15 +202,20 @@ def dagster_load(store, base_url: str, home: Path, day: date, instruments: dict[
 
     instance = dg.DagsterInstance.local_temp(str(home))
     rows_before, runs_before = storage_rows(home), instance.get_runs_count()
-    config = {"instruments": [f"{v}:{i}" for v, names in instruments.items() for i in names],
-              "retry_failed": True}
+    config = {
+        "instruments": [f"{v}:{i}" for v, names in instruments.items() for i in names],
+        "retry_failed": True,
+    }
     started, cpu = time.monotonic(), _cpu_s()
-    result = dg.materialize([crypto_ticks], instance=instance,
-                            resources={"clickhouse": store, **venue_resources(base_url)},
-                            selection=[CRYPTO_ASSETS[d] for d in DATASETS],
-                            tags=day_range_tags(day, day, VENUES[0], VENUES[-1]),
-                            run_config={"ops": {"crypto_ticks": {"config": config}}, **QUIET},
-                            raise_on_error=False)
+    result = dg.materialize(
+        [crypto_ticks],
+        instance=instance,
+        resources={"clickhouse": store, **venue_resources(base_url)},
+        selection=[CRYPTO_ASSETS[d] for d in DATASETS],
+        tags=day_range_tags(day, day, VENUES[0], VENUES[-1]),
+        run_config={"ops": {"crypto_ticks": {"config": config}}, **QUIET},
+        raise_on_error=False,
+    )
     seconds, cpu = time.monotonic() - started, _cpu_s() - cpu
     if not result.success:
         failure = next((e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"), "")
@@ -180,9 +225,15 @@ def dagster_load(store, base_url: str, home: Path, day: date, instruments: dict[
     written = {t: n - rows_before.get(t, 0) for t, n in rows_after.items() if n != rows_before.get(t, 0)}
     runs = instance.get_runs_count() - runs_before
     instance.dispose()
-    return {"seconds": seconds, "cpu_s": cpu, "runs_launched": runs,
-            "partitions": len({e.partition for e in events}), "materializations": len(events),
-            "storage_rows_written": sum(written.values()), "storage_rows_by_table": written}
+    return {
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "runs_launched": runs,
+        "partitions": len({e.partition for e in events}),
+        "materializations": len(events),
+        "storage_rows_written": sum(written.values()),
+        "storage_rows_by_table": written,
+    }
 
 
 def graphql_times(home: Path, repeat: int = 3) -> dict:
@@ -216,8 +267,12 @@ def graphql_times(home: Path, repeat: int = 3) -> dict:
             out[name]["data"] = data
     instance.dispose()
     health, stats = out["partition_health"].pop("data"), out["partition_stats"].pop("data")["partitionStats"]
-    return {**out, "num_materialized": stats["numMaterialized"], "num_partitions": stats["numPartitions"],
-            "materialized_in_health_ranges": materialized_in_ranges(health)}
+    return {
+        **out,
+        "num_materialized": stats["numMaterialized"],
+        "num_partitions": stats["numPartitions"],
+        "materialized_in_health_ranges": materialized_in_ranges(health),
+    }
 
 
 def materialized_in_ranges(node: dict) -> int:
@@ -225,7 +280,9 @@ def materialized_in_ranges(node: dict) -> int:
     statuses = node.get("assetPartitionStatuses") or {}
     total = 0
     for r in statuses.get("ranges", []):
-        days = (date.fromisoformat(r["primaryDimEndKey"]) - date.fromisoformat(r["primaryDimStartKey"])).days + 1
+        days = (
+            date.fromisoformat(r["primaryDimEndKey"]) - date.fromisoformat(r["primaryDimStartKey"])
+        ).days + 1
         total += days * len((r.get("secondaryDim") or {}).get("materializedPartitions", []))
     return total
 
@@ -259,16 +316,39 @@ def run_phase(argv: list[str]) -> int:
     finally:
         store.close()
     info.update(seconds=round(info["seconds"], 2), cpu_s=round(info["cpu_s"], 2))
-    print(json.dumps({"phase": args.phase, **info, "rows": rows, "rss_before_load_mb": rss_before,
-                      "peak_rss_mb": _rss_mb()}))
+    print(
+        json.dumps(
+            {
+                "phase": args.phase,
+                **info,
+                "rows": rows,
+                "rss_before_load_mb": rss_before,
+                "peak_rss_mb": _rss_mb(),
+            }
+        )
+    )
     return 0
 
 
 # ---- the bench ---------------------------------------------------------------------------------
 
+
 def _phase(phase: str, args, **extra) -> dict:
-    argv = [sys.executable, "-m", "bench.universe", "--phase", phase, "--spot", str(args.spot), "--usdm",
-            str(args.usdm), "--day", str(args.day), "--database", args.database]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.universe",
+        "--phase",
+        phase,
+        "--spot",
+        str(args.spot),
+        "--usdm",
+        str(args.usdm),
+        "--day",
+        str(args.day),
+        "--database",
+        args.database,
+    ]
     for key, value in extra.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
     done = subprocess.run(argv, check=False, cwd=settings.PROJECT_ROOT, capture_output=True, text=True)
@@ -276,7 +356,9 @@ def _phase(phase: str, args, **extra) -> dict:
         raise RuntimeError(f"bench phase {phase} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     lines = [line for line in done.stdout.splitlines() if line.startswith('{"phase"')]
     if not lines:  # the code server (GraphQL phase) shares the stdout: only the phase's own line is read
-        raise RuntimeError(f"bench phase {phase} printed no report:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        raise RuntimeError(
+            f"bench phase {phase} printed no report:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        )
     return json.loads(lines[-1])
 
 
@@ -287,13 +369,18 @@ def one_round(number: int, args, replay: Replay, workdir: Path) -> dict:
     home.mkdir()
     (home / "dagster.yaml").write_text("")  # the default storage: SQLite files under the directory
     out: dict = {"round": number}
-    for side in (("dagster", "direct") if number % 2 else ("direct", "dagster")):
+    for side in ("dagster", "direct") if number % 2 else ("direct", "dagster"):
         replay_cpu = replay.cpu_s()
-        out[side] = _phase(side, args, base_url=replay.base_url, **({"home": home} if side == "dagster" else {}))
+        out[side] = _phase(
+            side, args, base_url=replay.base_url, **({"home": home} if side == "dagster" else {})
+        )
         out[side]["replay_cpu_s"] = round(replay.cpu_s() - replay_cpu, 2)
-        print(f"  round {number} {side:<7} {out[side]['seconds']:>8.1f} s wall {out[side]['cpu_s']:>8.1f} s CPU "
-              f"(replay {out[side]['replay_cpu_s']} s CPU), {sum(out[side]['rows'].values()):,} rows, "
-              f"peak RSS {out[side]['peak_rss_mb']} MB", flush=True)
+        print(
+            f"  round {number} {side:<7} {out[side]['seconds']:>8.1f} s wall {out[side]['cpu_s']:>8.1f} s "
+            f"CPU (replay {out[side]['replay_cpu_s']} s CPU), {sum(out[side]['rows'].values()):,} rows, "
+            f"peak RSS {out[side]['peak_rss_mb']} MB",
+            flush=True,
+        )
     out["graphql"] = _phase("graphql", args, home=home)
     d, g = out["direct"], out["dagster"]
     out["wall_ratio"] = round(g["seconds"] / d["seconds"], 3)
@@ -308,7 +395,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--usdm", type=int, default=530, help="of them also USD-M perpetuals (530)")
     parser.add_argument("--trades-per-day", type=int, default=200, help="trades per instrument-day (200)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of both sides (2)")
-    parser.add_argument("--database", default="bench_universe", help="ClickHouse database (dropped, recreated)")
+    parser.add_argument(
+        "--database", default="bench_universe", help="ClickHouse database (dropped, recreated)"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if not 0 < args.usdm <= args.spot or args.rounds < 1 or args.trades_per_day < 1:
@@ -325,17 +414,22 @@ def summarize(args, rounds: list[dict], replay_rss: int) -> dict:
     wall, cpu = (round(statistics.median(r[k] for r in rounds), 3) for k in ("wall_ratio", "cpu_ratio"))
     graphql_ms = max(r["graphql"]["partition_health"]["ms_median"] for r in rounds)
     return {
-        "day": args.day.isoformat(), "instruments": {"spot": args.spot, "usdm": args.usdm},
-        "trades_per_instrument_day": args.trades_per_day, "datasets": list(DATASETS),
+        "day": args.day.isoformat(),
+        "instruments": {"spot": args.spot, "usdm": args.usdm},
+        "trades_per_instrument_day": args.trades_per_day,
+        "datasets": list(DATASETS),
         "slices": sum(1 for _ in slices(args.day, universe(args.spot, args.usdm))),
-        "rows": last["direct"]["rows"], "rows_total": sum(last["direct"]["rows"].values()),
+        "rows": last["direct"]["rows"],
+        "rows_total": sum(last["direct"]["rows"].values()),
         "rows_equal_every_round": all(r["rows_equal"] for r in rounds),
         "dagster_storage": "SQLite (DagsterInstance.local_temp: a temporary DAGSTER_HOME per round)",
         "clickhouse": f"{settings.clickhouse_dsn()} database {args.database} (fresh for every load)",
         "seconds_median": {"dagster": median("dagster", "seconds"), "direct": median("direct", "seconds")},
         "cpu_s_median": {"dagster": median("dagster", "cpu_s"), "direct": median("direct", "cpu_s")},
-        "wall_ratio_median": wall, "cpu_ratio_median": cpu,
-        "runs_launched": last["dagster"]["runs_launched"], "partitions_materialized": last["dagster"]["partitions"],
+        "wall_ratio_median": wall,
+        "cpu_ratio_median": cpu,
+        "runs_launched": last["dagster"]["runs_launched"],
+        "partitions_materialized": last["dagster"]["partitions"],
         "materializations": last["dagster"]["materializations"],
         "storage_rows_written": last["dagster"]["storage_rows_written"],
         "storage_rows_by_table": last["dagster"]["storage_rows_by_table"],
@@ -343,43 +437,63 @@ def summarize(args, rounds: list[dict], replay_rss: int) -> dict:
         "graphql_partition_stats_ms": max(r["graphql"]["partition_stats"]["ms_median"] for r in rounds),
         "asset_partitions": last["graphql"]["num_partitions"],
         "graphql_num_materialized": last["graphql"]["num_materialized"],
-        "peak_rss_mb": {"dagster": max(r["dagster"]["peak_rss_mb"] for r in rounds),
-                        "direct": max(r["direct"]["peak_rss_mb"] for r in rounds),
-                        "graphql": max(r["graphql"]["peak_rss_mb"] for r in rounds), "replay": replay_rss},
+        "peak_rss_mb": {
+            "dagster": max(r["dagster"]["peak_rss_mb"] for r in rounds),
+            "direct": max(r["direct"]["peak_rss_mb"] for r in rounds),
+            "graphql": max(r["graphql"]["peak_rss_mb"] for r in rounds),
+            "replay": replay_rss,
+        },
         "goals": {"ratio_max": RATIO_GOAL, "graphql_ms_max": GRAPHQL_GOAL_MS},
-        "rounds": rounds, "at": datetime.now().isoformat(timespec="seconds"),
+        "rounds": rounds,
+        "at": datetime.now().isoformat(timespec="seconds"),
     }
 
 
 def print_report(report: dict) -> None:
-    print(f"{'round':<6}{'side':<9}{'wall s':>9}{'CPU s':>9}{'replay CPU s':>14}{'peak RSS MB':>13}{'rows':>12}")
+    print(
+        f"{'round':<6}{'side':<9}{'wall s':>9}{'CPU s':>9}{'replay CPU s':>14}{'peak RSS MB':>13}{'rows':>12}"
+    )
     for r in report["rounds"]:
         for side in ("dagster", "direct"):
             s = r[side]
-            print(f"{r['round']:<6}{side:<9}{s['seconds']:>9.1f}{s['cpu_s']:>9.1f}{s['replay_cpu_s']:>14.1f}"
-                  f"{s['peak_rss_mb']:>13}{sum(s['rows'].values()):>12,}")
+            print(
+                f"{r['round']:<6}{side:<9}{s['seconds']:>9.1f}{s['cpu_s']:>9.1f}{s['replay_cpu_s']:>14.1f}"
+                f"{s['peak_rss_mb']:>13}{sum(s['rows'].values()):>12,}"
+            )
     rounds = " / ".join(f"{r['wall_ratio']:.2f}" for r in report["rounds"])
-    print(f"Dagster/direct (median of rounds): wall {report['wall_ratio_median']:.2f}x ({rounds}), CPU "
-          f"{report['cpu_ratio_median']:.2f}x (goal <= {RATIO_GOAL}); rows equal on both sides: "
-          f"{report['rows_equal_every_round']} ({', '.join(f'{d} {n:,}' for d, n in report['rows'].items())})")
+    print(
+        f"Dagster/direct (median of rounds): wall {report['wall_ratio_median']:.2f}x ({rounds}), CPU "
+        f"{report['cpu_ratio_median']:.2f}x (goal <= {RATIO_GOAL}); rows equal on both sides: "
+        f"{report['rows_equal_every_round']} ({', '.join(f'{d} {n:,}' for d, n in report['rows'].items())})"
+    )
     top = sorted(report["storage_rows_by_table"].items(), key=lambda kv: -kv[1])[:4]
-    print(f"runs launched {report['runs_launched']}, partitions materialized {report['partitions_materialized']} "
-          f"of {report['asset_partitions']:,} ({report['materializations']} materializations); Dagster storage rows "
-          f"written {report['storage_rows_written']:,} ({', '.join(f'{t} {n:,}' for t, n in top)}); "
-          f"{report['dagster_storage']}")
-    print(f"partitions page GraphQL (PartitionHealthQuery, crypto_trades): {report['graphql_partition_page_ms']} ms "
-          f"(median of 3, worst round; goal < {GRAPHQL_GOAL_MS}); partitionStats "
-          f"{report['graphql_partition_stats_ms']} ms: {report['graphql_num_materialized']} materialized")
+    print(
+        f"runs launched {report['runs_launched']}, partitions materialized "
+        f"{report['partitions_materialized']} of {report['asset_partitions']:,} "
+        f"({report['materializations']} materializations); Dagster storage rows written "
+        f"{report['storage_rows_written']:,} ({', '.join(f'{t} {n:,}' for t, n in top)}); "
+        f"{report['dagster_storage']}"
+    )
+    print(
+        "partitions page GraphQL (PartitionHealthQuery, crypto_trades): "
+        f"{report['graphql_partition_page_ms']} ms (median of 3, worst round; goal < {GRAPHQL_GOAL_MS}); "
+        f"partitionStats {report['graphql_partition_stats_ms']} ms: {report['graphql_num_materialized']} "
+        "materialized"
+    )
     rss = report["peak_rss_mb"]
-    print(f"peak RSS MB: Dagster {rss['dagster']}, direct {rss['direct']}, GraphQL process {rss['graphql']}, "
-          f"replay server {rss['replay']}")
+    print(
+        f"peak RSS MB: Dagster {rss['dagster']}, direct {rss['direct']}, GraphQL process {rss['graphql']}, "
+        f"replay server {rss['replay']}"
+    )
 
 
 def missed_goals(report: dict) -> list[str]:
-    checks = (("wall <= 1.2x direct", report["wall_ratio_median"] <= RATIO_GOAL),
-              ("CPU <= 1.2x direct", report["cpu_ratio_median"] <= RATIO_GOAL),
-              ("partitions page < 2 s", report["graphql_partition_page_ms"] < GRAPHQL_GOAL_MS),
-              ("same rows both sides", report["rows_equal_every_round"]))
+    checks = (
+        ("wall <= 1.2x direct", report["wall_ratio_median"] <= RATIO_GOAL),
+        ("CPU <= 1.2x direct", report["cpu_ratio_median"] <= RATIO_GOAL),
+        ("partitions page < 2 s", report["graphql_partition_page_ms"] < GRAPHQL_GOAL_MS),
+        ("same rows both sides", report["rows_equal_every_round"]),
+    )
     return [name for name, ok in checks if not ok]
 
 
@@ -395,8 +509,12 @@ def main(argv: list[str] | None = None) -> int:
     replay, rounds = None, []
     try:
         replay = Replay(workdir, instruments, args.trades_per_day)
-        print(f"universe: {args.spot:,} spot + {args.usdm:,} USD-M instruments, {args.day}, {args.trades_per_day} "
-              f"trades per instrument-day, {', '.join(DATASETS)}; replay {replay.base_url}", flush=True)
+        print(
+            f"universe: {args.spot:,} spot + {args.usdm:,} USD-M instruments, {args.day}, "
+            f"{args.trades_per_day} trades per instrument-day, {', '.join(DATASETS)}; replay "
+            f"{replay.base_url}",
+            flush=True,
+        )
         for number in range(1, args.rounds + 1):
             rounds.append(one_round(number, args, replay, workdir))
         replay_rss = replay.peak_rss_mb()

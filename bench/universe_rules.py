@@ -24,10 +24,20 @@ from marketdata_assets.core import settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "universe_rules.json"
 VENUES = ("BINANCE", "BINANCE_UM", "OKX", "DERIBIT")
-RULES = {"BINANCE": {"types": ("spot",)}, "BINANCE_UM": {"types": ("perpetual", "future")},
-         "OKX": {"types": ("perpetual",)}, "DERIBIT": {"types": ("option",)}}
-LIMITED = {"seed": 0, "okx_requests_per_2s": 20, "deribit_requests_per_s": 20, "deribit_instruments_per_s": 1,
-           "binance_weight_limit": 6000, "binance_um_weight_limit": 2400}
+RULES = {
+    "BINANCE": {"types": ("spot",)},
+    "BINANCE_UM": {"types": ("perpetual", "future")},
+    "OKX": {"types": ("perpetual",)},
+    "DERIBIT": {"types": ("option",)},
+}
+LIMITED = {
+    "seed": 0,
+    "okx_requests_per_2s": 20,
+    "deribit_requests_per_s": 20,
+    "deribit_instruments_per_s": 1,
+    "binance_weight_limit": 6000,
+    "binance_um_weight_limit": 2400,
+}
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -59,6 +69,7 @@ def one_round(url: str, database: str, days: int) -> dict:
             api = venue_client(venue, url)
             clients[venue].append(api)
             return api
+
         return make
 
     before = replay_state(url)["limit_refusals"]
@@ -74,15 +85,23 @@ def one_round(url: str, database: str, days: int) -> dict:
     after = replay_state(url)["limit_refusals"]
     today = datetime.now(UTC).date()
     started = time.perf_counter()
-    sizes = {venue: [len(resolve(master, Rule(venue, **rule), today - timedelta(days=k))) for k in range(days)]
-             for venue, rule in RULES.items()}
+    sizes = {
+        venue: [len(resolve(master, Rule(venue, **rule), today - timedelta(days=k))) for k in range(days)]
+        for venue, rule in RULES.items()
+    }
     resolve_s = (time.perf_counter() - started) / days
-    return {"refresh_wall_s": round(wall, 2), "refresh_cpu_s": round(cpu, 2), "failed": failed,
-            "requests": {v: sum(api.stats.requests for api in clients[v]) for v in VENUES},
-            "limit_refusals": {v: after.get(v, 0) - before.get(v, 0) for v in after},
-            "listed": {r.venue: r.listed for r in refreshes}, "versions": sum(len(r.versions) for r in refreshes),
-            "universe_today": {v: s[0] for v, s in sizes.items()}, "universe_by_day": sizes,
-            "resolve_day_s": round(resolve_s, 3)}
+    return {
+        "refresh_wall_s": round(wall, 2),
+        "refresh_cpu_s": round(cpu, 2),
+        "failed": failed,
+        "requests": {v: sum(api.stats.requests for api in clients[v]) for v in VENUES},
+        "limit_refusals": {v: after.get(v, 0) - before.get(v, 0) for v in after},
+        "listed": {r.venue: r.listed for r in refreshes},
+        "versions": sum(len(r.versions) for r in refreshes),
+        "universe_today": {v: s[0] for v, s in sizes.items()},
+        "universe_by_day": sizes,
+        "resolve_day_s": round(resolve_s, 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,16 +119,21 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         replay.stop()
         drop_database(args.database)
-    report = {"rounds": rounds, "median_refresh_wall_s": statistics.median(r["refresh_wall_s"] for r in rounds),
-              "median_refresh_cpu_s": statistics.median(r["refresh_cpu_s"] for r in rounds),
-              "limit_refusals": sum(sum(r["limit_refusals"].values()) for r in rounds),
-              "failed": [r["failed"] for r in rounds if r["failed"]]}
+    report = {
+        "rounds": rounds,
+        "median_refresh_wall_s": statistics.median(r["refresh_wall_s"] for r in rounds),
+        "median_refresh_cpu_s": statistics.median(r["refresh_cpu_s"] for r in rounds),
+        "limit_refusals": sum(sum(r["limit_refusals"].values()) for r in rounds),
+        "failed": [r["failed"] for r in rounds if r["failed"]],
+    }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(report, indent=2) + "\n")
     last = rounds[-1]
-    print(f"universe --resolve: {sum(last['listed'].values()):,} instruments listed "
-          f"({', '.join(f'{v} {n:,}' for v, n in last['listed'].items())}); refresh median "
-          f"{report['median_refresh_wall_s']} s wall, {report['median_refresh_cpu_s']} s CPU over {len(rounds)} rounds; "
-          f"requests {last['requests']}; limit refusals {report['limit_refusals']}; universe today "
-          f"{last['universe_today']}; resolve {last['resolve_day_s']} s a day")
+    print(
+        f"universe --resolve: {sum(last['listed'].values()):,} instruments listed "
+        f"({', '.join(f'{v} {n:,}' for v, n in last['listed'].items())}); refresh median "
+        f"{report['median_refresh_wall_s']} s wall, {report['median_refresh_cpu_s']} s CPU over "
+        f"{len(rounds)} rounds; requests {last['requests']}; limit refusals {report['limit_refusals']}; "
+        f"universe today {last['universe_today']}; resolve {last['resolve_day_s']} s a day"
+    )
     return 1 if report["limit_refusals"] or report["failed"] else 0

@@ -21,7 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -36,7 +36,7 @@ args = [a for a in sys.argv[1:] if a != "--demo"]
 DEMO = "--demo" in sys.argv[1:]
 if len(args) > 3 or any(a.startswith("-") for a in args):
     raise SystemExit(f"usage: read_plot.py [--demo] [VENUE INSTRUMENT DAY]; got {' '.join(sys.argv[1:])}")
-VENUE, INSTRUMENT, DAY = (args + ["BINANCE", "BTCUSDT", "2025-01-15"][len(args):])[:3]
+VENUE, INSTRUMENT, DAY = (args + ["BINANCE", "BTCUSDT", "2025-01-15"][len(args) :])[:3]
 try:
     DAY = date.fromisoformat(DAY)
 except ValueError:
@@ -53,17 +53,24 @@ def demo_store() -> tuple[str, datetime]:
     from marketdata_assets.sources.venues import venue_client, venue_feed
     from marketdata_assets.stores.clickhouse import tables
 
-    store = ClickHouseResource(dsn=f"chdb://{tempfile.mkdtemp(prefix='read-demo-')}/clickhouse", database="demo")
+    store = ClickHouseResource(
+        dsn=f"chdb://{tempfile.mkdtemp(prefix='read-demo-')}/clickhouse", database="demo"
+    )
     with store.get_client() as client:
         tables.ensure_tables(client, store.database)
     between = None
     for seed in (2, 3):
         with CryptoReplayServer(ReplayConfig(seed=seed, trades_per_day=20_000)) as server:
             keys = [SliceKey(d, VENUE, INSTRUMENT, DAY) for d in ("trades", "bars_1m")]
-            feed = venue_feed(VENUE, lambda url=server.base_url: venue_client(VENUE, url, requests_per_minute=60_000),
-                              keys, workers=2, attempts=2)
+            feed = venue_feed(
+                VENUE,
+                lambda url=server.base_url: venue_client(VENUE, url, requests_per_minute=60_000),
+                keys,
+                workers=2,
+                attempts=2,
+            )
             Engine(store.get_client, store.database, f"demo-{seed}").run([[feed]])
-        between = between or datetime.now(timezone.utc)
+        between = between or datetime.now(UTC)
         time.sleep(0.01)
     store.close()  # the embedded engine's lock: the Reader below takes it
     return store.dsn, between
@@ -89,14 +96,16 @@ if trades.is_empty():
     sys.exit(f"no trades of {VENUE}:{INSTRUMENT} on {DAY} in the store: load that day, or run with --demo")
 
 # %% Compute: a 5-minute VWAP from the trades, next to the bars' close
-vwap = (trades.group_by_dynamic("ts", every="5m")
-        .agg(vwap=(pl.col("price") * pl.col("quantity")).sum() / pl.col("quantity").sum(), trades=pl.len()))
+vwap = trades.group_by_dynamic("ts", every="5m").agg(
+    vwap=(pl.col("price") * pl.col("quantity")).sum() / pl.col("quantity").sum(), trades=pl.len()
+)
 series = {"5-min VWAP (trades)": list(zip(vwap["ts"], vwap["vwap"]))}
 if not bars.is_empty():
     series["1-min close (bars)"] = list(zip(bars["ts"], bars["close"]))
 if earlier is not None and not earlier.is_empty():
     before = earlier.group_by_dynamic("ts", every="5m").agg(
-        vwap=(pl.col("price") * pl.col("quantity")).sum() / pl.col("quantity").sum())
+        vwap=(pl.col("price") * pl.col("quantity")).sum() / pl.col("quantity").sum()
+    )
     series["5-min VWAP as_of before the re-load"] = list(zip(before["ts"], before["vwap"]))
 print(vwap.describe())
 

@@ -19,15 +19,19 @@ from marketdata_assets.resources.sources import source_resources
 pool_wait.install()  # every process that runs steps imports this module (see pool_wait)
 
 EXECUTOR = dg.multiprocess_executor.configured(
-    {"start_method": {"forkserver": {"preload_modules": ["marketdata_assets.step_preload"]}}})
+    {"start_method": {"forkserver": {"preload_modules": ["marketdata_assets.step_preload"]}}}
+)
 
 
 # Declarative automation (crypto_factors when its upstream partitions change, the coverage pictures on
 # their crons) evaluated by one sensor, running by default: none of those assets calls a vendor.
 # Dagster's own default sensor would be stopped.
 AUTOMATION = dg.AutomationConditionSensorDefinition(
-    "automation_conditions", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=60)
+    "automation_conditions",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+)
 
 
 @dg.definitions
@@ -36,5 +40,6 @@ def defs() -> dg.Definitions:
     # the stores' resources, and the vendor sources' (tushare, yahoo, binance, okx, deribit) from the
     # ticks domain's sources config file
     resources = {**build_resources(), **source_resources()}
-    return dg.Definitions.merge(domains, dg.Definitions(resources=resources, executor=EXECUTOR,
-                                                        sensors=[AUTOMATION, dead_run_sweep]))
+    return dg.Definitions.merge(
+        domains, dg.Definitions(resources=resources, executor=EXECUTOR, sensors=[AUTOMATION, dead_run_sweep])
+    )

@@ -12,8 +12,11 @@ import dagster_postgres  # noqa: F401 (the instance's storage, instance/dagster.
 import marketdata_assets.definitions
 
 DEFS = Path(marketdata_assets.definitions.__file__).parent / "defs"
-MODULES = sorted(".".join(("marketdata_assets", "defs", *path.relative_to(DEFS).with_suffix("").parts))
-                 for path in DEFS.rglob("*.py") if path.name != "__init__.py")  # what defs() imports
+MODULES = sorted(
+    ".".join(("marketdata_assets", "defs", *path.relative_to(DEFS).with_suffix("").parts))
+    for path in DEFS.rglob("*.py")
+    if path.name != "__init__.py"
+)  # what defs() imports
 
 with warnings.catch_warnings():  # Dagster's beta and preview notes, which the location's load keeps quiet
     for category in (dg.BetaWarning, dg.PreviewWarning):

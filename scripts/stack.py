@@ -15,10 +15,10 @@ Starts, on 127.0.0.1, under the project's state directory (MARKETDATA_STATE_DIR,
 project's Python environment), is idempotent and takes about a second once installed.
 Every server lets no one in without the credentials generated once per state directory
 (<state>/stack-secrets, 0600; an exported variable wins): Postgres scram-sha-256 on TCP (peer on its
-socket for the stack's own user), the PGlite server SCRAM-SHA-256, SecantusDB SCRAM (`--auth`), nats-server a token, redis-server
-`requirepass`, the ClickHouse engine server HTTP basic. The state directory is the owner's alone (0700;
-0710 with group postgres when run as root, since Postgres runs as `postgres`). A server started before
-its credentials, or with others, is restarted by `up` (an old clone upgrades in place).
+socket for the stack's own user), the PGlite server SCRAM-SHA-256, SecantusDB SCRAM (`--auth`), nats-server a
+token, redis-server `requirepass`, the ClickHouse engine server HTTP basic. The state directory is the owner's
+alone (0700; 0710 with group postgres when run as root, since Postgres runs as `postgres`). A server started
+before its credentials, or with others, is restarted by `up` (an old clone upgrades in place).
 `down` stops only processes whose pid file it wrote and whose command line names this state
 directory. Ports come from the same variables the project's clients read (TIMESCALE_PORT,
 DAGSTER_PG_PORT, MONGODB_URI, NATS_URL), so the two cannot disagree.
@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from marketdata_assets.core import settings  # noqa: E402  (stdlib-only module)
+from marketdata_assets.core import settings  # (stdlib-only module)
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SECANTUS_SPEC = "SecantusDB==0.7.0b3"
@@ -120,18 +120,22 @@ def rss_mb(pid: int, with_children: bool = False) -> float:
 
 
 def run(cmd: list[str], what: str, log: Path | None = None, **kw) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
     if result.returncode != 0:
         detail = (result.stdout + result.stderr).strip().splitlines()[-30:]
-        raise StackError(f"{what} failed (exit {result.returncode}): {' '.join(cmd)}\n"
-                         + "\n".join(f"    {line}" for line in detail)
-                         + (f"\n  log {log}:\n{log_tail(log)}" if log else ""))
+        raise StackError(
+            f"{what} failed (exit {result.returncode}): {' '.join(cmd)}\n"
+            + "\n".join(f"    {line}" for line in detail)
+            + (f"\n  log {log}:\n{log_tail(log)}" if log else "")
+        )
     return result
 
 
 def apt_install(packages: list[str]) -> None:
     if os.geteuid() != 0:
-        raise StackError(f"missing Debian packages {packages}: run `sudo apt-get install -y {' '.join(packages)}`")
+        raise StackError(
+            f"missing Debian packages {packages}: run `sudo apt-get install -y {' '.join(packages)}`"
+        )
     print(f"  installing Debian packages: {' '.join(packages)}", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     run(["apt-get", "update", "-qq"], "apt-get update", env=env)
@@ -156,7 +160,9 @@ def secure_state(state: Path) -> None:
     state.chmod(0o710 if postgres_gid is not None else 0o700)
     for sub in ("landing", "clickhouse", "run", "logs"):
         (state / sub).mkdir(exist_ok=True)
-        (state / sub).chmod(0o700 if sub != "logs" or postgres_gid is None else 0o750)  # postgres appends its log
+        (state / sub).chmod(
+            0o700 if sub != "logs" or postgres_gid is None else 0o750
+        )  # postgres appends its log
     if postgres_gid is not None:
         os.chown(state / "logs", 0, postgres_gid)
 
@@ -207,15 +213,24 @@ class Service:
             path.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o700)
         with open(self.logfile, "ab") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, cwd=self.dir, env=env)
+            proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.dir,
+                env=env,
+            )
         self.pidfile.write_text(f"{proc.pid}\n")
         if not wait_for_port(port, timeout_s, lambda: proc.poll() is None):
             if proc.poll() is None:
                 proc.kill()
             self.pidfile.unlink(missing_ok=True)
-            raise StackError(f"{self.name} did not start listening on 127.0.0.1:{port} within {timeout_s:.0f} s; "
-                             f"log {self.logfile}:\n{log_tail(self.logfile)}")
+            raise StackError(
+                f"{self.name} did not start listening on 127.0.0.1:{port} within {timeout_s:.0f} s; "
+                f"log {self.logfile}:\n{log_tail(self.logfile)}"
+            )
         return proc.pid
 
     def down(self) -> str:
@@ -240,8 +255,9 @@ class Service:
         if port_in_use(port):
             raise StackError(
                 f"{self.name}: port 127.0.0.1:{port} is taken by another process (not started by this stack, "
-                f"state dir {self.state}). Stop it (`ss -ltnp 'sport = :{port}'` shows who) or choose another "
-                f"port with {variable}.")
+                f"state dir {self.state}). Stop it (`ss -ltnp 'sport = :{port}'` shows who) or choose "
+                f"another port with {variable}."
+            )
 
 
 class Postgres(Service):
@@ -256,8 +272,9 @@ class Postgres(Service):
     @property
     def serves_market_db(self) -> bool:
         """The market database lives here unless TIMESCALE_PORT points elsewhere (e.g. the PGlite server)."""
-        return settings.get("TIMESCALE_HOST") in ("127.0.0.1", "localhost") and \
-            settings.get("TIMESCALE_PORT") == settings.get("DAGSTER_PG_PORT")
+        return settings.get("TIMESCALE_HOST") in ("127.0.0.1", "localhost") and settings.get(
+            "TIMESCALE_PORT"
+        ) == settings.get("DAGSTER_PG_PORT")
 
     @property
     def data(self) -> Path:
@@ -266,10 +283,14 @@ class Postgres(Service):
     def install(self) -> None:
         if not (PG_BIN / "postgres").exists():
             apt_install(["postgresql-15", "postgresql-client-15"])
-        check = subprocess.run(["bash", str(REPO / "scripts/install-timescaledb.sh"), "--check"], capture_output=True)
+        check = subprocess.run(
+            ["bash", str(REPO / "scripts/install-timescaledb.sh"), "--check"],
+            capture_output=True,
+            check=False,
+        )
         if check.returncode != 0:
             print("  building TimescaleDB (Apache-only) from Debian's source package ...", flush=True)
-            result = subprocess.run(["bash", str(REPO / "scripts/install-timescaledb.sh")])
+            result = subprocess.run(["bash", str(REPO / "scripts/install-timescaledb.sh")], check=False)
             if result.returncode != 0:
                 raise StackError("TimescaleDB build failed (see the output above)")
 
@@ -293,8 +314,10 @@ class Postgres(Service):
         if self.serves_market_db:
             user, password = settings.get("TIMESCALE_USER"), settings.get("TIMESCALE_PASSWORD")
             if roles.get(user, password) != password:
-                raise StackError(f"DAGSTER_PG_PASSWORD and TIMESCALE_PASSWORD differ for the same role {user} on "
-                                 "the same server: set one value, or different users")
+                raise StackError(
+                    f"DAGSTER_PG_PASSWORD and TIMESCALE_PASSWORD differ for the same role {user} on "
+                    "the same server: set one value, or different users"
+                )
             roles[user] = password
         if not all(roles.values()):
             raise StackError("empty Postgres password: the stack lets no one in without one")
@@ -308,10 +331,12 @@ class Postgres(Service):
             "# Written by scripts/stack on every `up`: no connection without its password.\n"
             "local   all   all                  peer map=stack\n"
             "host    all   all   127.0.0.1/32   scram-sha-256\n"
-            "host    all   all   ::1/128        scram-sha-256\n")
+            "host    all   all   ::1/128        scram-sha-256\n"
+        )
         (self.data / "pg_ident.conf").write_text(
             f"# Written by scripts/stack: who may administer over the socket.\nstack   {me}   postgres\n"
-            "stack   postgres   postgres\n")
+            "stack   postgres   postgres\n"
+        )
         uid, gid = self._owner()
         for name in ("pg_hba.conf", "pg_ident.conf"):
             os.chown(self.data / name, uid, gid)
@@ -334,7 +359,9 @@ ALTER ROLE "{name}" PASSWORD '{literal}';""")
         port = self.port
         if self.pid():
             self.write_access()
-            run([*self._as_owner(), str(PG_BIN / "pg_ctl"), "-D", str(self.data), "reload"], "postgres reload")
+            run(
+                [*self._as_owner(), str(PG_BIN / "pg_ctl"), "-D", str(self.data), "reload"], "postgres reload"
+            )
             self.set_passwords()
             return f"already running (pid {self.pid()}, port {port})"
         self.check_port_free(port, "DAGSTER_PG_PORT (and TIMESCALE_PORT)")
@@ -348,24 +375,64 @@ ALTER ROLE "{name}" PASSWORD '{literal}';""")
         self.socket_dir.mkdir(exist_ok=True)
         os.chown(self.socket_dir, uid, gid)
         if not (self.data / "PG_VERSION").exists():
-            run([*self._as_owner(), str(PG_BIN / "initdb"), "-D", str(self.data), "--auth-local=peer",
-                 "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "-U", "postgres"], "initdb")
+            run(
+                [
+                    *self._as_owner(),
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "--auth-local=peer",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "-U",
+                    "postgres",
+                ],
+                "initdb",
+            )
         self.write_access()
         self.logfile.touch()
         os.chown(self.logfile, uid, gid)
-        options = " ".join([
-            f"-c port={port}", "-c listen_addresses=127.0.0.1", f"-c unix_socket_directories={self.socket_dir}",
-            "-c unix_socket_permissions=0700", "-c password_encryption=scram-sha-256",
-            "-c shared_preload_libraries=timescaledb", "-c timescaledb.telemetry_level=off",
-            "-c max_connections=200", "-c shared_buffers=256MB", "-c max_wal_size=2GB",
-            "-c max_locks_per_transaction=256",
-        ])
-        run([*self._as_owner(), str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.logfile),
-             "-o", options, "-w", "-t", "60", "start"], "postgres start", log=self.logfile)
+        options = " ".join(
+            [
+                f"-c port={port}",
+                "-c listen_addresses=127.0.0.1",
+                f"-c unix_socket_directories={self.socket_dir}",
+                "-c unix_socket_permissions=0700",
+                "-c password_encryption=scram-sha-256",
+                "-c shared_preload_libraries=timescaledb",
+                "-c timescaledb.telemetry_level=off",
+                "-c max_connections=200",
+                "-c shared_buffers=256MB",
+                "-c max_wal_size=2GB",
+                "-c max_locks_per_transaction=256",
+            ]
+        )
+        run(
+            [
+                *self._as_owner(),
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.logfile),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            "postgres start",
+            log=self.logfile,
+        )
         postmaster_pid = int((self.data / "postmaster.pid").read_text().split()[0])
         self.pidfile.write_text(f"{postmaster_pid}\n")
         self.set_passwords()
-        databases = [settings.get("DAGSTER_PG_DB")] + ([settings.get("TIMESCALE_DB")] if self.serves_market_db else [])
+        databases = [settings.get("DAGSTER_PG_DB")] + (
+            [settings.get("TIMESCALE_DB")] if self.serves_market_db else []
+        )
         for database in databases:
             exists = self.psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{database}'")
             if exists.strip() != "1":
@@ -376,21 +443,46 @@ ALTER ROLE "{name}" PASSWORD '{literal}';""")
 
     def psql(self, database: str, sql: str) -> str:
         """As the postgres role over the server's socket (peer: the stack's own OS user), the SQL on stdin."""
-        return run(["psql", "-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres", "-d", database,
-                    "-v", "ON_ERROR_STOP=1", "-tAq", "-f", "-"], f"psql on {database}", input=sql).stdout
+        return run(
+            [
+                "psql",
+                "-h",
+                str(self.socket_dir),
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-tAq",
+                "-f",
+                "-",
+            ],
+            f"psql on {database}",
+            input=sql,
+        ).stdout
 
     def down(self) -> str:
         pid = self.pid()
         if not pid:
             return "not running"
-        run([*self._as_owner(), str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
-            "postgres stop", log=self.logfile)
+        run(
+            [*self._as_owner(), str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
+            "postgres stop",
+            log=self.logfile,
+        )
         self.pidfile.unlink(missing_ok=True)
         return f"stopped (pid {pid})"
 
     def status(self) -> str:
         pid = self.pid()
-        return f"running pid {pid} port {self.port} rss {rss_mb(pid, with_children=True):.0f} MB" if pid else "stopped"
+        return (
+            f"running pid {pid} port {self.port} rss {rss_mb(pid, with_children=True):.0f} MB"
+            if pid
+            else "stopped"
+        )
 
 
 class MongoWire(Service):
@@ -402,8 +494,10 @@ class MongoWire(Service):
     def port(self) -> int:
         parts = urlsplit(settings.get("MONGODB_URI"))
         if parts.hostname not in ("127.0.0.1", "localhost"):
-            raise StackError(f"MONGODB_URI points at {parts.hostname}, not this machine: the local stack serves "
-                             "only 127.0.0.1 (unset MONGODB_URI to use it)")
+            raise StackError(
+                f"MONGODB_URI points at {parts.hostname}, not this machine: the local stack serves "
+                "only 127.0.0.1 (unset MONGODB_URI to use it)"
+            )
         return parts.port or 27017
 
     def executable(self) -> Path:
@@ -414,35 +508,57 @@ class MongoWire(Service):
             return
         print(f"  installing {SECANTUS_SPEC} into {sys.prefix} ...", flush=True)
         uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
-        cmd = [uv, "pip", "install", "--python", sys.executable, SECANTUS_SPEC] if uv else \
-            [sys.executable, "-m", "pip", "install", "-q", SECANTUS_SPEC]
+        cmd = (
+            [uv, "pip", "install", "--python", sys.executable, SECANTUS_SPEC]
+            if uv
+            else [sys.executable, "-m", "pip", "install", "-q", SECANTUS_SPEC]
+        )
         run(cmd, "SecantusDB install")
 
     secrets = ("MONGODB_USERNAME", "MONGODB_PASSWORD")
 
     def command(self, port: int, *more: str) -> list[str]:
-        return [str(self.executable()), "--host", "127.0.0.1", "--port", str(port),
-                "--storage-path", str(self.dir / "data"), "--log-level", "WARNING", *more]
+        return [
+            str(self.executable()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            str(self.dir / "data"),
+            "--log-level",
+            "WARNING",
+            *more,
+        ]
 
     def provision(self) -> None:
         """The user and its password, set on a server of the same data started without `--auth` on a free port
         no client knows (SecantusDB has no localhost exception), stopped before the real one starts."""
         user, password = self.credentials()
         if not (user and password):
-            raise StackError("empty MONGODB_USERNAME or MONGODB_PASSWORD: the stack lets no one in without them")
+            raise StackError(
+                "empty MONGODB_USERNAME or MONGODB_PASSWORD: the stack lets no one in without them"
+            )
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         with open(self.logfile, "ab") as log:
-            proc = subprocess.Popen(self.command(port), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=self.dir)
-        script = ("import sys, time, pymongo\n"
-                  "user, password = sys.stdin.read().split('\\n', 1)\n"
-                  f"client = pymongo.MongoClient('mongodb://127.0.0.1:{port}/?directConnection=true', "
-                  "serverSelectionTimeoutMS=60000)\n"
-                  "known = client.admin.command('usersInfo', user)['users']\n"
-                  "client.admin.command('updateUser' if known else 'createUser', user, pwd=password, "
-                  "**({} if known else {'roles': ['root']}))\n")
+            proc = subprocess.Popen(
+                self.command(port),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.dir,
+            )
+        script = (
+            "import sys, time, pymongo\n"
+            "user, password = sys.stdin.read().split('\\n', 1)\n"
+            f"client = pymongo.MongoClient('mongodb://127.0.0.1:{port}/?directConnection=true', "
+            "serverSelectionTimeoutMS=60000)\n"
+            "known = client.admin.command('usersInfo', user)['users']\n"
+            "client.admin.command('updateUser' if known else 'createUser', user, pwd=password, "
+            "**({} if known else {'roles': ['root']}))\n"
+        )
         try:
             run([sys.executable, "-c", script], "setting the MongoDB user", input=f"{user}\n{password}")
         finally:
@@ -471,8 +587,10 @@ class DebianUrlServer(Service):
     def port(self) -> int:
         parts = urlsplit(settings.get(self.url_setting))
         if parts.hostname not in ("127.0.0.1", "localhost"):
-            raise StackError(f"{self.url_setting} points at {parts.hostname}, not this machine: the local stack "
-                             f"serves only 127.0.0.1 (unset {self.url_setting} to use it)")
+            raise StackError(
+                f"{self.url_setting} points at {parts.hostname}, not this machine: the local stack "
+                f"serves only 127.0.0.1 (unset {self.url_setting} to use it)"
+            )
         return parts.port or self.default_port
 
     def install(self) -> None:
@@ -493,7 +611,12 @@ class Nats(DebianUrlServer):
     server on the default port 4222, which the stack neither needs nor touches."""
 
     name = "nats"
-    url_setting, package, binary, default_port = "NATS_URL", "nats-server", Path("/usr/sbin/nats-server"), 4222
+    url_setting, package, binary, default_port = (
+        "NATS_URL",
+        "nats-server",
+        Path("/usr/sbin/nats-server"),
+        4222,
+    )
     secrets = ("NATS_TOKEN",)
 
     def config(self, port: int) -> Path:
@@ -501,10 +624,14 @@ class Nats(DebianUrlServer):
         state dir, bounded (the streams carry their own limits too); every client presents the token."""
         token = self.credentials()[0]
         if not token or '"' in token or "\\" in token:
-            raise StackError('NATS_TOKEN must be set and hold no " or \\ (it is written into the server\'s config)')
+            raise StackError(
+                "NATS_TOKEN must be set and hold no \" or \\ (it is written into the server's config)"
+            )
         store = self.dir / "jetstream"
         store.mkdir(parents=True, exist_ok=True)
-        return settings.write_private(self.dir / "nats-server.conf", f"""# Written by scripts/stack on every `up`.
+        return settings.write_private(
+            self.dir / "nats-server.conf",
+            f"""# Written by scripts/stack on every `up`.
 listen: 127.0.0.1:{port}
 server_name: marketdata_stack
 authorization {{
@@ -515,7 +642,8 @@ jetstream {{
   max_memory_store: 256MB
   max_file_store: 4GB
 }}
-""")
+""",
+        )
 
     def up(self) -> str:
         port = self.port
@@ -525,7 +653,9 @@ jetstream {{
         self.install()
         self.dir.mkdir(parents=True, exist_ok=True)
         pid = self.spawn([self.executable(), "-c", str(self.config(port))], port, 30)
-        return f"started (pid {self.stamped(pid)}, port {port}, JetStream store {self.dir / 'jetstream'}, token)"
+        return (
+            f"started (pid {self.stamped(pid)}, port {port}, JetStream store {self.dir / 'jetstream'}, token)"
+        )
 
 
 class Redis(DebianUrlServer):
@@ -536,7 +666,12 @@ class Redis(DebianUrlServer):
     (no RDB snapshots, no AOF), bounded memory, least-recently-used keys evicted first."""
 
     name = "redis"
-    url_setting, package, binary, default_port = "REDIS_URL", "redis-server", Path("/usr/bin/redis-server"), 6379
+    url_setting, package, binary, default_port = (
+        "REDIS_URL",
+        "redis-server",
+        Path("/usr/bin/redis-server"),
+        6379,
+    )
 
     def wanted(self, named: bool) -> bool:
         raw = os.environ.get("redis_cache") or settings.get("REDIS_CACHE")  # seed 002's spelling too
@@ -547,9 +682,11 @@ class Redis(DebianUrlServer):
     def config(self, port: int) -> Path:
         """Its config file, the owner's alone (it holds `requirepass`; a command line is readable by all)."""
         password = self.credentials()[0]
-        if not password or any(c in password for c in "\"\\ \n"):
+        if not password or any(c in password for c in '"\\ \n'):
             raise StackError('REDIS_PASSWORD must be set and hold no space, " or \\')
-        return settings.write_private(self.dir / "redis.conf", f"""# Written by scripts/stack on every `up`.
+        return settings.write_private(
+            self.dir / "redis.conf",
+            f"""# Written by scripts/stack on every `up`.
 bind 127.0.0.1
 port {port}
 dir "{self.dir}"
@@ -559,7 +696,8 @@ maxmemory 256mb
 maxmemory-policy allkeys-lru
 daemonize no
 requirepass "{password}"
-""")
+""",
+        )
 
     def up(self, named: bool = True) -> str:
         port = self.port
@@ -570,8 +708,9 @@ requirepass "{password}"
         self.check_port_free(port, "REDIS_URL")
         self.install()
         self.dir.mkdir(parents=True, exist_ok=True)
-        pid = self.spawn([self.executable(), str(self.config(port)), "--set-proc-title", "no"],
-                         port, 30)  # its command line names our dir (`pid`)
+        pid = self.spawn(
+            [self.executable(), str(self.config(port)), "--set-proc-title", "no"], port, 30
+        )  # its command line names our dir (`pid`)
         return f"started (pid {self.stamped(pid)}, port {port}, no persistence, requirepass)"
 
 
@@ -591,8 +730,11 @@ class PgliteTimescale(Service):
             apt_install(["nodejs", "npm"])
         if not (self.app / "node_modules" / "@electric-sql" / "pglite" / "package.json").exists():
             print("  installing the PGlite server's npm packages ...", flush=True)
-            run(["npm", "ci", "--legacy-peer-deps", "--no-audit", "--no-fund", "--loglevel=error"],
-                "npm ci (scripts/pglite)", cwd=self.app)
+            run(
+                ["npm", "ci", "--legacy-peer-deps", "--no-audit", "--no-fund", "--loglevel=error"],
+                "npm ci (scripts/pglite)",
+                cwd=self.app,
+            )
 
     def credentials(self) -> tuple[str, ...]:
         """The postgres role's password: TIMESCALE_PASSWORD when the market database is this server, else the
@@ -606,9 +748,25 @@ class PgliteTimescale(Service):
             return already
         self.check_port_free(port, "STACK_PGLITE_PORT")
         self.install()
-        env = {**os.environ, "PGLITE_PASSWORD": self.credentials()[0]}  # SCRAM-SHA-256; never on the command line
-        pid = self.spawn(["node", str(self.app / "server.mjs"), "--data-dir", str(self.dir / "data"),
-                          "--host", "127.0.0.1", "--port", str(port)], port, 120, env)
+        env = {
+            **os.environ,
+            "PGLITE_PASSWORD": self.credentials()[0],
+        }  # SCRAM-SHA-256; never on the command line
+        pid = self.spawn(
+            [
+                "node",
+                str(self.app / "server.mjs"),
+                "--data-dir",
+                str(self.dir / "data"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            port,
+            120,
+            env,
+        )
         return f"started (pid {self.stamped(pid)}, port {port}, database postgres, SCRAM-SHA-256)"
 
 
@@ -636,9 +794,27 @@ class LocalClickHouse(Service):
             return already
         self.check_port_free(port, "STACK_CLICKHOUSE_PORT")
         user, password = self.credentials()
-        env = {**os.environ, "CLICKHOUSE_USER": user, "CLICKHOUSE_PASSWORD": password}  # never on the command line
-        pid = self.spawn([sys.executable, "-m", "marketdata_assets.stores.clickhouse.local_server",
-                          "--data-dir", str(self.dir), "--host", "127.0.0.1", "--port", str(port)], port, 60, env)
+        env = {
+            **os.environ,
+            "CLICKHOUSE_USER": user,
+            "CLICKHOUSE_PASSWORD": password,
+        }  # never on the command line
+        pid = self.spawn(
+            [
+                sys.executable,
+                "-m",
+                "marketdata_assets.stores.clickhouse.local_server",
+                "--data-dir",
+                str(self.dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            port,
+            60,
+            env,
+        )
         return f"started (pid {self.stamped(pid)}, port {port}, data dir {self.dir}, user {user})"
 
     def status(self) -> str:
@@ -652,16 +828,26 @@ class LocalClickHouse(Service):
 
 
 def services(state: Path) -> list[Service]:
-    return [Postgres(state), MongoWire(state), Nats(state), Redis(state), PgliteTimescale(state),
-            LocalClickHouse(state)]
+    return [
+        Postgres(state),
+        MongoWire(state),
+        Nats(state),
+        Redis(state),
+        PgliteTimescale(state),
+        LocalClickHouse(state),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stack", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "down", "status"])
-    parser.add_argument("services", nargs="*", metavar="SERVICE",
-                        help="only these services: postgres, mongodb, nats, redis, pglite, clickhouse (default: all; "
-                             "redis only when REDIS_CACHE is on)")
+    parser.add_argument(
+        "services",
+        nargs="*",
+        metavar="SERVICE",
+        help="only these services: postgres, mongodb, nats, redis, pglite, clickhouse (default: all; "
+        "redis only when REDIS_CACHE is on)",
+    )
     args = parser.parse_args(argv)
     state = settings.state_dir()
     unknown = set(args.services) - {service.name for service in services(state)}

@@ -11,6 +11,7 @@ import shutil
 import socket
 import tempfile
 import uuid
+from datetime import UTC
 
 import psycopg
 import pytest
@@ -22,7 +23,12 @@ from tests.support.longest_first import pytest_xdist_make_scheduler  # noqa: F40
 # the ClickHouse `store` and OKX's reach lifted (tests/fixtures/ticks.py), the alpha databases `dbs`,
 # the bars' PGlite server and TimescaleDB schemas (session-scoped: one per worker), the live tests'
 # nats-server, stream and landing root. The live tests' own `store` is tests/defs/live/conftest.py's.
-pytest_plugins = ["tests.fixtures.alphas", "tests.fixtures.bars", "tests.fixtures.live", "tests.fixtures.ticks"]
+pytest_plugins = [
+    "tests.fixtures.alphas",
+    "tests.fixtures.bars",
+    "tests.fixtures.live",
+    "tests.fixtures.ticks",
+]
 
 # Two alpha accounts (the account dimension of alpha_files is read when the definitions load);
 # set, not defaulted: `make test` runs pytest with the settings' defaults already applied.
@@ -34,12 +40,17 @@ atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_er
 settings.apply_defaults()
 
 
-
 def worker_name(name: str) -> str:
     """A database name of this pytest process: `make test` runs files in parallel (pytest-xdist), and
     each worker recreates its databases; MARKETDATA_TEST_DB_SUFFIX keeps two checkouts' runs apart."""
-    worker = "_".join(part for part in (os.environ.get("MARKETDATA_TEST_DB_SUFFIX", ""),
-                                        os.environ.get("PYTEST_XDIST_WORKER", "")) if part)
+    worker = "_".join(
+        part
+        for part in (
+            os.environ.get("MARKETDATA_TEST_DB_SUFFIX", ""),
+            os.environ.get("PYTEST_XDIST_WORKER", ""),
+        )
+        if part
+    )
     return f"{name}_{worker}" if worker else name
 
 
@@ -51,10 +62,12 @@ def allow_future_until(monkeypatch, day) -> None:
     """A test that stores days which have not happened yet (the year after the last one a calendar
     library knows) widens the plausibility rule's future tolerance to reach past `day`: otherwise
     core/plausibility rightly rejects those rows as stamped in the future."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    minutes = (datetime(day.year, day.month, day.day, tzinfo=timezone.utc) - datetime.now(timezone.utc))
-    monkeypatch.setenv("TIMESTAMP_FUTURE_TOLERANCE_MINUTES", str(max(0, int(minutes.total_seconds() // 60)) + 3 * 1440))
+    minutes = datetime(day.year, day.month, day.day, tzinfo=UTC) - datetime.now(UTC)
+    monkeypatch.setenv(
+        "TIMESTAMP_FUTURE_TOLERANCE_MINUTES", str(max(0, int(minutes.total_seconds() // 60)) + 3 * 1440)
+    )
 
 
 def clear_stale_defs_state() -> None:
@@ -72,8 +85,11 @@ def clear_stale_defs_state() -> None:
     if weakref is not None and weakref() is None:
         import warnings
 
-        warnings.warn(f"Dagster's defs-state storage pointed at a disposed instance ({type(storage).__name__}): "
-                      "cleared", stacklevel=2)
+        warnings.warn(
+            f"Dagster's defs-state storage pointed at a disposed instance ({type(storage).__name__}): "
+            "cleared",
+            stacklevel=2,
+        )
         base._current_storage.set(None)  # no token to reset to: this context's value is the stale one
 
 
@@ -84,9 +100,15 @@ def free_port() -> int:
 
 
 def admin_connect() -> psycopg.Connection:
-    return psycopg.connect(host=settings.get("TIMESCALE_HOST"), port=settings.get("TIMESCALE_PORT"),
-                           user=settings.get("TIMESCALE_USER"), password=settings.get("TIMESCALE_PASSWORD") or None,
-                           dbname="postgres", autocommit=True, connect_timeout=5)
+    return psycopg.connect(
+        host=settings.get("TIMESCALE_HOST"),
+        port=settings.get("TIMESCALE_PORT"),
+        user=settings.get("TIMESCALE_USER"),
+        password=settings.get("TIMESCALE_PASSWORD") or None,
+        dbname="postgres",
+        autocommit=True,
+        connect_timeout=5,
+    )
 
 
 def recreate_database(name: str, extension: bool = False) -> None:
@@ -94,9 +116,14 @@ def recreate_database(name: str, extension: bool = False) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     if extension:
-        with psycopg.connect(host=settings.get("TIMESCALE_HOST"), port=settings.get("TIMESCALE_PORT"),
-                             user=settings.get("TIMESCALE_USER"),
-                             password=settings.get("TIMESCALE_PASSWORD"), dbname=name, autocommit=True) as conn:
+        with psycopg.connect(
+            host=settings.get("TIMESCALE_HOST"),
+            port=settings.get("TIMESCALE_PORT"),
+            user=settings.get("TIMESCALE_USER"),
+            password=settings.get("TIMESCALE_PASSWORD"),
+            dbname=name,
+            autocommit=True,
+        ) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
 
 
@@ -110,9 +137,14 @@ def timescale_db() -> str:
 def timescale(timescale_db):
     from marketdata_assets.resources import TimescaleResource
 
-    resource = TimescaleResource(host=settings.get("TIMESCALE_HOST"), port=int(settings.get("TIMESCALE_PORT")),
-                                 user=settings.get("TIMESCALE_USER"), password=settings.get("TIMESCALE_PASSWORD"),
-                                 dbname=timescale_db, sslmode="disable")
+    resource = TimescaleResource(
+        host=settings.get("TIMESCALE_HOST"),
+        port=int(settings.get("TIMESCALE_PORT")),
+        user=settings.get("TIMESCALE_USER"),
+        password=settings.get("TIMESCALE_PASSWORD"),
+        dbname=timescale_db,
+        sslmode="disable",
+    )
     yield resource
     resource.close()
 
@@ -167,8 +199,9 @@ def clickhouse(clickhouse_dsn, request):
         with picker.get_client() as client:
             database = store_pool.take(client, clickhouse_dsn)
         picker.close()  # `get_client` leaves its client open and the directory lock held until `close`
-    resource = ClickHouseResource(dsn=clickhouse_dsn, database=database or f"test_{uuid.uuid4().hex[:8]}",
-                                  lock_timeout_s=5)
+    resource = ClickHouseResource(
+        dsn=clickhouse_dsn, database=database or f"test_{uuid.uuid4().hex[:8]}", lock_timeout_s=5
+    )
     yield resource
     with resource.get_client() as client:
         if not store_pool.give_back(client, clickhouse_dsn, resource.database):
@@ -179,11 +212,12 @@ def clickhouse(clickhouse_dsn, request):
 @pytest.fixture
 def env(monkeypatch):
     """Set environment variables for one test."""
+
     def _set(**values):
         for key, value in values.items():
             monkeypatch.setenv(key, str(value))
-    return _set
 
+    return _set
 
 
 @pytest.fixture(autouse=True)

@@ -41,8 +41,13 @@ DAGSTER_SERVICES = ("code-location", "webserver", "daemon", "metrics")
 # Live capture (--profile live): the collector and the consumer run the project with the same environment.
 LIVE_SERVICES = ("collector", "live-consumer")
 # Services outside the default stack, by profile.
-OPTIONAL = {"replays": ["demo"], "nats": ["live"], "collector": ["live"], "live-consumer": ["live"],
-            "redis": ["cache"]}
+OPTIONAL = {
+    "replays": ["demo"],
+    "nats": ["live"],
+    "collector": ["live"],
+    "live-consumer": ["live"],
+    "redis": ["cache"],
+}
 DATABASES = ("mongodb", "clickhouse", "timescaledb", "dagster-postgres")
 PUBLISHED = ("webserver", "metrics")
 LANDING_SETTINGS = ("MINUTE_BARS_LANDING_DIR", "BINANCE_DUMPS_LANDING_DIR", "ALPHA_LANDING_DIR")
@@ -128,31 +133,37 @@ def test_secrets_come_from_variables_never_literal_values():
             match = REFERENCE.match(value)
             assert match, f"service {service}: secret {name} is the literal {value!r}, not a ${{VARIABLE}}"
             assert match["op"] not in ("-", ":-") or match["arg"] == "", (
-                f"service {service}: secret {name} has the non-empty default {match['arg']!r}")
+                f"service {service}: secret {name} has the non-empty default {match['arg']!r}"
+            )
             if name in SECRETS or name.startswith("ALPHA_API_PASSWORD_"):
                 assert match["name"] == name, (
-                    f"service {service}: secret {name} is read from ${{{match['name']}}}")
+                    f"service {service}: secret {name} is read from ${{{match['name']}}}"
+                )
 
 
-@pytest.mark.parametrize(("database", "variable", "setting"), [
-    ("dagster-postgres", "POSTGRES_USER", "DAGSTER_PG_USER"),
-    ("dagster-postgres", "POSTGRES_PASSWORD", "DAGSTER_PG_PASSWORD"),
-    ("dagster-postgres", "POSTGRES_DB", "DAGSTER_PG_DB"),
-    ("timescaledb", "POSTGRES_USER", "TIMESCALE_USER"),
-    ("timescaledb", "POSTGRES_PASSWORD", "TIMESCALE_PASSWORD"),
-    ("timescaledb", "POSTGRES_DB", "TIMESCALE_DB"),
-    ("mongodb", "MONGO_INITDB_ROOT_USERNAME", "MONGODB_USERNAME"),
-    ("mongodb", "MONGO_INITDB_ROOT_PASSWORD", "MONGODB_PASSWORD"),
-    ("clickhouse", "CLICKHOUSE_USER", "CLICKHOUSE_USER"),
-    ("clickhouse", "CLICKHOUSE_PASSWORD", "CLICKHOUSE_PASSWORD"),
-    ("clickhouse", "CLICKHOUSE_DB", "CLICKHOUSE_DATABASE"),
-])
+@pytest.mark.parametrize(
+    ("database", "variable", "setting"),
+    [
+        ("dagster-postgres", "POSTGRES_USER", "DAGSTER_PG_USER"),
+        ("dagster-postgres", "POSTGRES_PASSWORD", "DAGSTER_PG_PASSWORD"),
+        ("dagster-postgres", "POSTGRES_DB", "DAGSTER_PG_DB"),
+        ("timescaledb", "POSTGRES_USER", "TIMESCALE_USER"),
+        ("timescaledb", "POSTGRES_PASSWORD", "TIMESCALE_PASSWORD"),
+        ("timescaledb", "POSTGRES_DB", "TIMESCALE_DB"),
+        ("mongodb", "MONGO_INITDB_ROOT_USERNAME", "MONGODB_USERNAME"),
+        ("mongodb", "MONGO_INITDB_ROOT_PASSWORD", "MONGODB_PASSWORD"),
+        ("clickhouse", "CLICKHOUSE_USER", "CLICKHOUSE_USER"),
+        ("clickhouse", "CLICKHOUSE_PASSWORD", "CLICKHOUSE_PASSWORD"),
+        ("clickhouse", "CLICKHOUSE_DB", "CLICKHOUSE_DATABASE"),
+    ],
+)
 def test_databases_are_set_up_with_the_credentials_the_dagster_services_use(database, variable, setting):
     server = environment(database).get(variable)
     for service in DAGSTER_SERVICES:
         assert environment(service)[setting] == server, (
             f"service {database}: {variable}={server!r} but service {service} gets "
-            f"{setting}={environment(service)[setting]!r}")
+            f"{setting}={environment(service)[setting]!r}"
+        )
 
 
 def test_only_the_webserver_and_the_metrics_exporter_publish_ports_on_publish_addr():
@@ -165,12 +176,14 @@ def test_only_the_webserver_and_the_metrics_exporter_publish_ports_on_publish_ad
             assert not ports, f"service {service} publishes {ports}; only {PUBLISHED} may"
         for binding in ports:
             assert isinstance(binding, str) and binding.startswith("${PUBLISH_ADDR"), (
-                f"service {service}: port binding {binding!r} does not start with ${{PUBLISH_ADDR")
+                f"service {service}: port binding {binding!r} does not start with ${{PUBLISH_ADDR"
+            )
     override = yaml.safe_load((DOCKER / "compose.publish-dbs.yaml").read_text())["services"]
     for service, config in override.items():
         for binding in config.get("ports") or []:
             assert binding.startswith("${PUBLISH_ADDR"), (
-                f"compose.publish-dbs.yaml: service {service}: {binding!r} not bound to ${{PUBLISH_ADDR")
+                f"compose.publish-dbs.yaml: service {service}: {binding!r} not bound to ${{PUBLISH_ADDR"
+            )
 
 
 def test_mongodb_is_a_replica_set_that_the_dagster_services_name():
@@ -182,27 +195,31 @@ def test_mongodb_is_a_replica_set_that_the_dagster_services_name():
     assert flag(cmd, "--keyFile"), f"service mongodb: --replSet with auth but no --keyFile in {cmd}"
     check = " ".join(SERVICES["mongodb"]["healthcheck"]["test"])
     assert "rs.initiate" in check and f"'{replica_set}'" in check, (
-        f"service mongodb: the healthcheck does not initiate replica set {replica_set}")
+        f"service mongodb: the healthcheck does not initiate replica set {replica_set}"
+    )
     assert "isWritablePrimary" in check, "service mongodb: healthy before it is PRIMARY"
     for service in DAGSTER_SERVICES:
         uri = environment(service)["MONGODB_URI"]
         query = parse_qs(urlsplit(uri).query)
         assert query.get("replicaSet") == [replica_set] or query.get("directConnection") == ["true"], (
             f"service {service}: MONGODB_URI={uri} names neither replicaSet={replica_set} "
-            "nor directConnection=true")
+            "nor directConnection=true"
+        )
 
 
 def test_dagster_services_start_after_healthy_databases():
     depends = SERVICES["code-location"]["depends_on"]
     for database in DATABASES:
         assert depends.get(database, {}).get("condition") == "service_healthy", (
-            f"service code-location does not wait for a healthy {database}")
+            f"service code-location does not wait for a healthy {database}"
+        )
         assert "healthcheck" in SERVICES[database], f"service {database} has no healthcheck"
     for service in ("webserver", "daemon"):
         condition = SERVICES[service]["depends_on"].get("code-location", {}).get("condition")
         assert condition == "service_healthy", f"service {service} does not wait for a healthy code-location"
     assert SERVICES["metrics"]["depends_on"]["dagster-postgres"]["condition"] == "service_healthy", (
-        "service metrics does not wait for the instance's storage")
+        "service metrics does not wait for the instance's storage"
+    )
 
 
 def test_demo_profile_serves_the_replays_that_demo_env_points_at():
@@ -212,12 +229,17 @@ def test_demo_profile_serves_the_replays_that_demo_env_points_at():
     assert profiles == OPTIONAL, f"services in profiles {profiles}: the default stack would lack them"
     assert "env_file" not in replays, "service replays: env_file would change the credentials it accepts"
     cmd = command("replays")
-    assert cmd[:4] == ["python", "-m", "marketdata_assets.apps.demo", "replays"], f"service replays: command {cmd}"
+    assert cmd[:4] == ["python", "-m", "marketdata_assets.apps.demo", "replays"], (
+        f"service replays: command {cmd}"
+    )
     assert flag(cmd, "--host") == "0.0.0.0", "service replays: listens on loopback only"
-    ports = {server: int(flag(cmd, f"--{server}-port")) for server in ("alpha", "crypto", "stocks", "archive")}
+    ports = {
+        server: int(flag(cmd, f"--{server}-port")) for server in ("alpha", "crypto", "stocks", "archive")
+    }
     accounts_ref = REFERENCE.match(environment("replays").get("ALPHA_API_ACCOUNTS", ""))
     assert accounts_ref and accounts_ref["name"] == "ALPHA_API_ACCOUNTS", (
-        "service replays: ALPHA_API_ACCOUNTS is not interpolated (demo.env's accounts would not reach it)")
+        "service replays: ALPHA_API_ACCOUNTS is not interpolated (demo.env's accounts would not reach it)"
+    )
 
     env = read_env_file(DOCKER / "demo.env")
     for name in env:
@@ -225,7 +247,8 @@ def test_demo_profile_serves_the_replays_that_demo_env_points_at():
         for service in DAGSTER_SERVICES:
             reference = REFERENCE.match(environment(service).get(name, ""))
             assert reference and reference["name"] == name, (
-                f"demo.env: {name} does not reach service {service} (not ${{{name}...}} in its environment)")
+                f"demo.env: {name} does not reach service {service} (not ${{{name}...}} in its environment)"
+            )
     assert env.get("MARKETDATA_DEMO") == "on", "demo.env: MARKETDATA_DEMO"
     for source in demo.SOURCES:
         url = env.get(source.base_url_var)
@@ -233,7 +256,8 @@ def test_demo_profile_serves_the_replays_that_demo_env_points_at():
         parts = urlsplit(url)
         assert (parts.hostname, parts.port) == ("replays", ports[source.server]), (
             f"demo.env: {source.base_url_var}={url}, but the {source.server} replay is "
-            f"replays:{ports[source.server]}")
+            f"replays:{ports[source.server]}"
+        )
     assert env.get("TUSHARE_TOKEN") == demo.REPLAY_TUSHARE_TOKEN, "demo.env: TUSHARE_TOKEN"
     names = parse_account_names(env.get("ALPHA_API_ACCOUNTS", ""))
     assert names, "demo.env: ALPHA_API_ACCOUNTS"
@@ -253,7 +277,8 @@ def test_the_live_profile_collects_into_its_nats_and_the_state_the_dagster_servi
     assert "-js" in nats and "-p" not in nats, f"service nats: JetStream off or not on 4222: {nats}"
     store = flag(nats, "-sd")
     assert store and any(str(v).endswith(f":{store}") for v in SERVICES["nats"]["volumes"]), (
-        f"service nats: its JetStream store {store} is not on a volume: a restart would lose the stream")
+        f"service nats: its JetStream store {store} is not on a volume: a restart would lose the stream"
+    )
     assert "js-enabled-only" in " ".join(SERVICES["nats"]["healthcheck"]["test"])
     state = environment("code-location")["MARKETDATA_STATE_DIR"]
     for service in (*DAGSTER_SERVICES, *LIVE_SERVICES):
@@ -261,10 +286,14 @@ def test_the_live_profile_collects_into_its_nats_and_the_state_the_dagster_servi
     for service in LIVE_SERVICES:
         env, config = environment(service), SERVICES[service]
         assert env["MARKETDATA_STATE_DIR"] == state and f"marketdata-state:{state}" in config["volumes"], (
-            f"service {service}: its landing/state is not the volume the Dagster services read")
-        assert config["depends_on"]["nats"]["condition"] == "service_healthy", f"service {service}: waits for nats"
-    assert command("collector")[:2] == ["marketdata", "collect"] and flag(command("collector"), "--metrics-host") == (
-        "0.0.0.0"), f"service collector: command {command('collector')}"
+            f"service {service}: its landing/state is not the volume the Dagster services read"
+        )
+        assert config["depends_on"]["nats"]["condition"] == "service_healthy", (
+            f"service {service}: waits for nats"
+        )
+    assert command("collector")[:2] == ["marketdata", "collect"] and flag(
+        command("collector"), "--metrics-host"
+    ) == ("0.0.0.0"), f"service collector: command {command('collector')}"
     assert command("live-consumer") == ["marketdata", "consume"]
     assert SERVICES["live-consumer"]["depends_on"]["clickhouse"]["condition"] == "service_healthy"
     port = environment("collector")["COLLECTOR_METRICS_PORT"]
@@ -274,12 +303,20 @@ def test_the_live_profile_collects_into_its_nats_and_the_state_the_dagster_servi
         assert (env["COLLECTOR_METRICS_HOST"], env["COLLECTOR_METRICS_PORT"]) == ("collector", port), service
     assert _host_port(environment("collector")["REDIS_URL"]) == ("redis", 6379)
     redis = command("redis")
-    assert flag(redis, "--save") == "" and flag(redis, "--appendonly") == "no", f"service redis: persists: {redis}"
+    assert flag(redis, "--save") == "" and flag(redis, "--appendonly") == "no", (
+        f"service redis: persists: {redis}"
+    )
     # both let in only the clients holding the token/password the services get
-    assert REFERENCE.match(flag(nats, "--auth"))["name"] == "NATS_TOKEN" == \
-        REFERENCE.match(environment("collector")["NATS_TOKEN"])["name"], f"service nats: no token: {nats}"
-    assert REFERENCE.match(flag(redis, "--requirepass"))["name"] == "REDIS_PASSWORD" == \
-        REFERENCE.match(environment("collector")["REDIS_PASSWORD"])["name"], f"service redis: no password: {redis}"
+    assert (
+        REFERENCE.match(flag(nats, "--auth"))["name"]
+        == "NATS_TOKEN"
+        == REFERENCE.match(environment("collector")["NATS_TOKEN"])["name"]
+    ), f"service nats: no token: {nats}"
+    assert (
+        REFERENCE.match(flag(redis, "--requirepass"))["name"]
+        == "REDIS_PASSWORD"
+        == REFERENCE.match(environment("collector")["REDIS_PASSWORD"])["name"]
+    ), f"service redis: no password: {redis}"
 
 
 @pytest.mark.parametrize("service", ("code-location", "webserver", "daemon"))
@@ -290,14 +327,17 @@ def test_landing_areas_are_bind_mounts_at_the_configured_paths(service):
     for name in LANDING_SETTINGS:
         path = env[name]
         assert path.startswith("/") and "$" not in path, (
-            f"service {service}: {name}={path!r} is not a fixed path")
+            f"service {service}: {name}={path!r} is not a fixed path"
+        )
         assert path in mounts, f"service {service}: {name}={path} is not a bind mount"
         assert mounts[path].startswith("${LANDING_HOST_DIR"), (
-            f"service {service}: {name} is mounted from {mounts[path]}, not under ${{LANDING_HOST_DIR}}")
+            f"service {service}: {name} is mounted from {mounts[path]}, not under ${{LANDING_HOST_DIR}}"
+        )
     for target, source in mounts.items():
         if "landing" in target or "LANDING" in source:
             assert target in landing, (
-                f"service {service}: bind mount {source}:{target} is no landing setting's path")
+                f"service {service}: bind mount {source}:{target} is no landing setting's path"
+            )
 
 
 def test_dockerfile_copies_files_that_exist():
@@ -311,7 +351,8 @@ def test_dockerfile_copies_files_that_exist():
             assert (REPO / source).exists(), f"Dockerfile: COPY {source}: no such file in the build context"
     instance = [sources for sources, dest in copies if dest == "${DAGSTER_HOME}/dagster.yaml"]
     assert instance == [[settings.INSTANCE_YAML.relative_to(REPO).as_posix()]], (
-        f"Dockerfile: the instance's dagster.yaml is copied from {instance}, not instance/dagster.yaml")
+        f"Dockerfile: the instance's dagster.yaml is copied from {instance}, not instance/dagster.yaml"
+    )
 
 
 def _dockerignored(path: str, patterns: list[str]) -> bool:
@@ -329,16 +370,34 @@ def _dockerignored(path: str, patterns: list[str]) -> bool:
 
 
 def test_dockerignore_keeps_local_state_out_and_the_image_inputs_in():
-    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
-    for path in (".env", "docker/.env", ".venv/bin/python", ".stack/run/x.pid", ".git/HEAD",
-                 "docker/landing/minute_bars/a.csv", "tests/test_compose.py",
-                 "marketdata_assets/__pycache__/x.pyc", "scripts/pglite/node_modules/x", ".pytest_cache/v",
-                 "docs/_build/index.html"):
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for path in (
+        ".env",
+        "docker/.env",
+        ".venv/bin/python",
+        ".stack/run/x.pid",
+        ".git/HEAD",
+        "docker/landing/minute_bars/a.csv",
+        "tests/test_compose.py",
+        "marketdata_assets/__pycache__/x.pyc",
+        "scripts/pglite/node_modules/x",
+        ".pytest_cache/v",
+        "docs/_build/index.html",
+    ):
         assert _dockerignored(path, patterns), f".dockerignore: {path} would be sent into the build context"
-    for path in ("pyproject.toml", "README.md", "instance/dagster.yaml", "marketdata_assets/definitions.py",
-                 "marketdata_assets/sources/data_providers.yaml", "docker/workspace.docker.yaml",
-                 "docker/requirements.py"):
+    for path in (
+        "pyproject.toml",
+        "README.md",
+        "instance/dagster.yaml",
+        "marketdata_assets/definitions.py",
+        "marketdata_assets/sources/data_providers.yaml",
+        "docker/workspace.docker.yaml",
+        "docker/requirements.py",
+    ):
         assert not _dockerignored(path, patterns), f".dockerignore: {path} is excluded but the image needs it"
 
 
@@ -349,7 +408,8 @@ def test_image_leaves_out_only_packages_no_container_imports(tmp_path):
     installed = {requirements.requirement_name(requirement) for requirement in runtime}
     for name in requirements.NOT_IN_IMAGE:
         assert requirements.canonical(name) not in installed, (
-            f"docker/requirements.py: {name} still installed")
+            f"docker/requirements.py: {name} still installed"
+        )
     for needed in ("dagster", "dagster-webserver", "dagster-postgres", "pymongo", "clickhouse-connect"):
         assert needed in installed, f"docker/requirements.py: {needed} left out"
     blocked = sorted(module for modules in LEFT_OUT_MODULES.values() for module in modules)
@@ -376,13 +436,25 @@ def test_image_leaves_out_only_packages_no_container_imports(tmp_path):
             importlib.import_module(module)
         print("ok")
     """)
-    env = {**os.environ, "CLICKHOUSE_DSN": "http://clickhouse:8123",
-           "MARKETDATA_STATE_DIR": str(tmp_path / "state"), "DAGSTER_HOME": str(tmp_path),
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
-    done = subprocess.run([sys.executable, "-c", script], check=False, env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "CLICKHOUSE_DSN": "http://clickhouse:8123",
+        "MARKETDATA_STATE_DIR": str(tmp_path / "state"),
+        "DAGSTER_HOME": str(tmp_path),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        check=False,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0 and "ok" in done.stdout, (
-        f"without {sorted(LEFT_OUT_MODULES)} the containers fail:\n{done.stderr[-3000:]}")
+        f"without {sorted(LEFT_OUT_MODULES)} the containers fail:\n{done.stderr[-3000:]}"
+    )
 
 
 def _compose_variables(text: str) -> set[str]:
@@ -394,11 +466,15 @@ def test_env_example_names_the_variables_compose_reads():
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", example.read_text(), re.MULTILINE))
     read = _compose_variables(COMPOSE_TEXT)
     read |= _compose_variables((DOCKER / "compose.publish-dbs.yaml").read_text())
-    undocumented = sorted(name for name in read - documented
-                          if name not in KNOWN and not ACCOUNT_VAR.match(name))
+    undocumented = sorted(
+        name for name in read - documented if name not in KNOWN and not ACCOUNT_VAR.match(name)
+    )
     assert not undocumented, f".env.example: compose reads {undocumented}, which it does not mention"
-    unknown = sorted(name for name in documented - read - KNOWN
-                     if not ACCOUNT_VAR.match(name) and not name.startswith("COMPOSE_"))
+    unknown = sorted(
+        name
+        for name in documented - read - KNOWN
+        if not ACCOUNT_VAR.match(name) and not name.startswith("COMPOSE_")
+    )
     assert not unknown, f".env.example: {unknown} are read by nothing"
     values = read_env_file(example)
     for name in ("DAGSTER_PG_PASSWORD", "TIMESCALE_PASSWORD", "MONGODB_PASSWORD", "CLICKHOUSE_PASSWORD"):
@@ -410,8 +486,9 @@ def _compose_cli() -> list[str] | None:
         if shutil.which(cli[0]) is None:
             continue
         try:
-            version = subprocess.run([*cli, "version"], check=False, capture_output=True, text=True,
-                                     timeout=30)
+            version = subprocess.run(
+                [*cli, "version"], check=False, capture_output=True, text=True, timeout=30
+            )
         except (OSError, subprocess.TimeoutExpired):
             continue
         if version.returncode == 0 and re.search(r"v?2\.\d+", version.stdout):
@@ -424,12 +501,21 @@ def test_docker_compose_config_accepts_the_files(tmp_path):
     if cli is None:
         pytest.skip("no Docker Compose v2 CLI on this machine")
     env_file = tmp_path / "test.env"
-    env_file.write_text(re.sub(r"(?m)^(\w+_PASSWORD)=$", r"\1=not-a-real-password",
-                               (DOCKER / ".env.example").read_text()))
-    for args in (["config", "--quiet"],
-                 ["--env-file", str(DOCKER / "demo.env"), "--profile", "demo", "config", "--quiet"],
-                 ["-f", "compose.yaml", "-f", "compose.publish-dbs.yaml", "config", "--quiet"],
-                 ["-f", "compose.yaml", "-f", "compose.mongodb-rs.yaml", "config", "--quiet"]):
-        done = subprocess.run([*cli, "--env-file", str(env_file), *args], check=False, cwd=DOCKER,
-                              capture_output=True, text=True, timeout=120)
+    env_file.write_text(
+        re.sub(r"(?m)^(\w+_PASSWORD)=$", r"\1=not-a-real-password", (DOCKER / ".env.example").read_text())
+    )
+    for args in (
+        ["config", "--quiet"],
+        ["--env-file", str(DOCKER / "demo.env"), "--profile", "demo", "config", "--quiet"],
+        ["-f", "compose.yaml", "-f", "compose.publish-dbs.yaml", "config", "--quiet"],
+        ["-f", "compose.yaml", "-f", "compose.mongodb-rs.yaml", "config", "--quiet"],
+    ):
+        done = subprocess.run(
+            [*cli, "--env-file", str(env_file), *args],
+            check=False,
+            cwd=DOCKER,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, f"docker compose {' '.join(args)}: {done.stderr}"

@@ -19,9 +19,15 @@ PAGE = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
 
 
 def _check(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "marketdata_assets.apps.configuration", "--check", *args], check=False,
-                          cwd=PROJECT_ROOT, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "marketdata_assets.apps.configuration", "--check", *args],
+        check=False,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_the_committed_page_is_the_generated_one():
@@ -49,7 +55,8 @@ def test_every_variable_names_files_that_exist():
         assert setting.read_by and setting.group, f"{setting.name}: which files read it, in which group?"
         for path in setting.read_by:
             assert (PROJECT_ROOT / path).exists() or (PROJECT_ROOT / "marketdata_assets" / path).exists(), (
-                f"{setting.name}: {path} does not exist")
+                f"{setting.name}: {path} does not exist"
+            )
 
 
 def test_every_key_of_the_sources_config_is_there():
@@ -79,7 +86,7 @@ def test_every_run_config_option_of_every_asset_is_there():
     assert {"crypto_ticks", "a_share_bars", "alpha_documents", "stock_1min_qfq"} <= set(ops)
     for op, fields in ops.items():
         start = PAGE.index(f"### `{op}`\n")
-        section = PAGE[start:PAGE.index("\n### ", start + 1)]
+        section = PAGE[start : PAGE.index("\n### ", start + 1)]
         missing = [f for f in fields if f"| `{f}` |" not in section]
         assert not missing, f"docs/configuration.md, op {op}: lacks {missing}"
 
@@ -103,7 +110,8 @@ def test_every_stopped_schedule_and_sensor_says_which_feed_it_is_for():
         if definition.default_status.value == "STOPPED":
             meta = definition.metadata or {}
             assert DAILY_USE in meta and meta[DAILY_USE].value in FEEDS and meta[DAILY_USE_WHY].value, (
-                f"{definition.name} starts stopped: mark it with daily_use(feed, why) (defs/_common/runs.py)")
+                f"{definition.name} starts stopped: mark it with daily_use(feed, why) (defs/_common/runs.py)"
+            )
             assert f"start -w workspace.yaml {definition.name}\n" in PAGE
 
 

@@ -26,7 +26,9 @@ OPENS_AN_INSTANCE = "build_schedule_context"
 
 def _storage_after_collection() -> object:
     with dg.instance_for_test() as outer:
-        context = dg.build_schedule_context(instance=outer, scheduled_execution_time=datetime(2025, 1, 1, tzinfo=UTC))
+        context = dg.build_schedule_context(
+            instance=outer, scheduled_execution_time=datetime(2025, 1, 1, tzinfo=UTC)
+        )
         assert context.instance is not outer  # an instance of its own, from the ref
     assert base._current_storage.get() is None  # the outer instance exited: no storage
     del context
@@ -39,29 +41,45 @@ def test_a_schedule_context_left_open_puts_back_a_disposed_instances_storage():
     stale = contextvars.copy_context().run(_storage_after_collection)
     assert stale is not None and stale._instance_weakref() is None, (
         "Dagster no longer restores a disposed instance's defs-state storage when a schedule context "
-        "left open is collected: test_dagster_contexts and tests/conftest.clear_stale_defs_state may go")
+        "left open is collected: test_dagster_contexts and tests/conftest.clear_stale_defs_state may go"
+    )
 
 
 def unexited_calls(path: Path, root: Path = REPO) -> list[str]:
     """`file:line` of each build_schedule_context(...) call that is not the context of a with item."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    exited = {id(item.context_expr) for node in ast.walk(tree) if isinstance(node, ast.With | ast.AsyncWith)
-              for item in node.items}
-    lines = sorted(node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call) and id(node) not in exited
-                   and getattr(node.func, "attr", getattr(node.func, "id", None)) == OPENS_AN_INSTANCE)
+    exited = {
+        id(item.context_expr)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.With | ast.AsyncWith)
+        for item in node.items
+    }
+    lines = sorted(
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and id(node) not in exited
+        and getattr(node.func, "attr", getattr(node.func, "id", None)) == OPENS_AN_INSTANCE
+    )
     return [f"{path.relative_to(root)}:{line}" for line in lines]
 
 
 @pytest.mark.parametrize("folder", ["marketdata_assets", "tests", "bench", "scripts"])
 def test_every_schedule_context_is_built_in_a_with_statement(folder):
-    unexited = [hit for path in sorted((REPO / folder).rglob("*.py")) if path != Path(__file__).resolve()
-                for hit in unexited_calls(path)]  # not the demonstration above
+    unexited = [
+        hit
+        for path in sorted((REPO / folder).rglob("*.py"))
+        if path != Path(__file__).resolve()
+        for hit in unexited_calls(path)
+    ]  # not the demonstration above
     assert not unexited, f"{OPENS_AN_INSTANCE}(...) outside `with ... as context:` at {unexited}"
 
 
 def test_the_scan_finds_a_context_built_outside_a_with(tmp_path):
-    (tmp_path / "example.py").write_text("import dagster as dg\n"
-                                         "with dg.build_schedule_context() as ok, open('x'):\n    pass\n"
-                                         "bad = schedule(dg.build_schedule_context(instance=i))\n"
-                                         "worse = build_schedule_context()\n")
+    (tmp_path / "example.py").write_text(
+        "import dagster as dg\n"
+        "with dg.build_schedule_context() as ok, open('x'):\n    pass\n"
+        "bad = schedule(dg.build_schedule_context(instance=i))\n"
+        "worse = build_schedule_context()\n"
+    )
     assert unexited_calls(tmp_path / "example.py", tmp_path) == ["example.py:4", "example.py:5"]

@@ -45,18 +45,27 @@ def test_the_generated_file_fills_in_only_what_the_environment_leaves_unset(tmp_
     monkeypatch.delenv("TIMESCALE_HOST")
     monkeypatch.delenv("TIMESCALE_PASSWORD")
     values = dotenv_values(path)
-    assert (values["TIMESCALE_HOST"], values["TIMESCALE_PASSWORD"], values["TIMESCALE_DB"]) == \
-        ("127.0.0.1", generated["postgres"], settings.get("TIMESCALE_DB"))
+    assert (values["TIMESCALE_HOST"], values["TIMESCALE_PASSWORD"], values["TIMESCALE_DB"]) == (
+        "127.0.0.1",
+        generated["postgres"],
+        settings.get("TIMESCALE_DB"),
+    )
     assert set(values) == {s.name for s in settings.SETTINGS} | {"DAGSTER_HOME"}
 
     # a secret the user typed into the file is kept on regeneration; an unsafe default is not written
-    path.write_text(text.replace(f"MONGODB_PASSWORD=${{MONGODB_PASSWORD:-{generated['mongodb']}}}",
-                                 "MONGODB_PASSWORD=typed-in"))
+    path.write_text(
+        text.replace(
+            f"MONGODB_PASSWORD=${{MONGODB_PASSWORD:-{generated['mongodb']}}}", "MONGODB_PASSWORD=typed-in"
+        )
+    )
     monkeypatch.setenv("TICKS_PROVIDERS_CONFIG", "/opt/conf/$HOME}/x.yaml")
     settings.write_dotenv(path)
     regenerated = path.read_text()
     assert "MONGODB_PASSWORD=typed-in\n" in regenerated and "TICKS_PROVIDERS_CONFIG=" not in regenerated
-    assert "# TICKS_PROVIDERS_CONFIG: its value holds a character a .env default cannot; export it" in regenerated
+    assert (
+        "# TICKS_PROVIDERS_CONFIG: its value holds a character a .env default cannot; export it"
+        in regenerated
+    )
 
 
 def test_an_empty_clickhouse_dsn_stays_derived_when_read(tmp_path, monkeypatch):
@@ -72,7 +81,9 @@ def test_an_empty_clickhouse_dsn_stays_derived_when_read(tmp_path, monkeypatch):
         if name != "STACK_CLICKHOUSE_PORT":
             monkeypatch.setenv(name, value or "")
     assert settings.clickhouse_dsn() == "http://127.0.0.1:58124"
-    monkeypatch.setenv("CLICKHOUSE_DSN", "http://clickhouse.internal:8123")  # one exported when written is kept
+    monkeypatch.setenv(
+        "CLICKHOUSE_DSN", "http://clickhouse.internal:8123"
+    )  # one exported when written is kept
     settings.write_dotenv(path)
     assert "CLICKHOUSE_DSN=${CLICKHOUSE_DSN:-http://clickhouse.internal:8123}\n" in path.read_text()
 
@@ -80,7 +91,8 @@ def test_an_empty_clickhouse_dsn_stays_derived_when_read(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def password_server():
     """A private server of this module on which USER gets in with PASSWORD only (scram-sha-256), owning DB
-    (the `dagster dev`/`dg` test's) and CLI_DB (the `marketdata` test's: each test starts from an empty one)."""
+    (the `dagster dev`/`dg` test's) and CLI_DB (the `marketdata` test's: each test starts from an empty
+    one)."""
     from tests.support.private_postgres import PrivatePostgres
 
     # Not under pytest's tmp dir: its folders are root's alone, and the server runs as `postgres`.
@@ -88,8 +100,9 @@ def password_server():
     try:
         server.password_only(USER, PASSWORD, DB, CLI_DB)
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-            psycopg.connect(host="127.0.0.1", port=server.port, user=USER, password="wrong", dbname=DB,
-                            connect_timeout=5).close()
+            psycopg.connect(
+                host="127.0.0.1", port=server.port, user=USER, password="wrong", dbname=DB, connect_timeout=5
+            ).close()
         yield server
     finally:
         server.close()
@@ -100,17 +113,27 @@ def user_shell(server, tmp_path: Path, db: str = DB) -> dict[str, str]:
     generated .env does not have, their port, user, password, database and Dagster home)."""
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "dagster.yaml").write_text("{}\n")  # a SQLite instance of this test
-    return {**plain_environment(), "PATH": f"{BIN}:{os.environ['PATH']}", "NO_COLOR": "1",
-            "TIMESCALE_HOST": "localhost", "TIMESCALE_PORT": str(server.port), "TIMESCALE_USER": USER,
-            "TIMESCALE_PASSWORD": PASSWORD, "TIMESCALE_DB": db, "TIMESCALE_SSLMODE": "disable",
-            "DAGSTER_HOME": str(tmp_path / "home"), "MARKETDATA_STATE_DIR": str(tmp_path / "state"),
-            # the stack's Dagster storage, whose password is generated under the stack's state dir, not this one
-            "DAGSTER_PG_PASSWORD": settings.get("DAGSTER_PG_PASSWORD")}
+    return {
+        **plain_environment(),
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "NO_COLOR": "1",
+        "TIMESCALE_HOST": "localhost",
+        "TIMESCALE_PORT": str(server.port),
+        "TIMESCALE_USER": USER,
+        "TIMESCALE_PASSWORD": PASSWORD,
+        "TIMESCALE_DB": db,
+        "TIMESCALE_SSLMODE": "disable",
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "MARKETDATA_STATE_DIR": str(tmp_path / "state"),
+        # the stack's Dagster storage, whose password is generated under the stack's state dir, not this one
+        "DAGSTER_PG_PASSWORD": settings.get("DAGSTER_PG_PASSWORD"),
+    }
 
 
 def user_tables(server) -> set[str]:
-    with psycopg.connect(host="127.0.0.1", port=server.port, user=USER, password=PASSWORD, dbname=DB,
-                         connect_timeout=5) as conn:
+    with psycopg.connect(
+        host="127.0.0.1", port=server.port, user=USER, password=PASSWORD, dbname=DB, connect_timeout=5
+    ) as conn:
         return {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
 
 
@@ -138,20 +161,43 @@ with get_possibly_temporary_instance_for_cli("dagster dev", logger=logging.getLo
 def test_dagster_dev_and_dg_from_the_repo_root_use_the_exported_host_and_password(password_server, tmp_path):
     settings.write_dotenv()  # what every `make` target writes, the local stack's values in it
     generated = dotenv_values(REPO / ".env", interpolate=False)
-    assert generated["TIMESCALE_HOST"].startswith("${TIMESCALE_HOST:-") and generated["TIMESCALE_PASSWORD"] == \
-        f"${{TIMESCALE_PASSWORD:-{settings.stack_secrets()['postgres']}}}"
+    assert (
+        generated["TIMESCALE_HOST"].startswith("${TIMESCALE_HOST:-")
+        and generated["TIMESCALE_PASSWORD"]
+        == f"${{TIMESCALE_PASSWORD:-{settings.stack_secrets()['postgres']}}}"
+    )
     env = user_shell(password_server, tmp_path)
-    probe = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, env={**env, "EXPORTED": PASSWORD},
-                           capture_output=True, text=True, timeout=120, check=False)
+    probe = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=REPO,
+        env={**env, "EXPORTED": PASSWORD},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert probe.returncode == 0, probe.stderr[-3000:]
     assert json.loads(probe.stdout.strip().splitlines()[-1]) == {
-        "host": "localhost", "user": USER, "port": password_server.port, "home": env["DAGSTER_HOME"],
-        "password_is_the_exported_one": True}
+        "host": "localhost",
+        "user": USER,
+        "port": password_server.port,
+        "home": env["DAGSTER_HOME"],
+        "password_is_the_exported_one": True,
+    }
 
-    launched = subprocess.run([str(BIN / "dg"), "launch", "--assets", "bar_store"], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=180, check=False)
+    launched = subprocess.run(
+        [str(BIN / "dg"), "launch", "--assets", "bar_store"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert launched.returncode == 0, (launched.stdout + launched.stderr)[-3000:]
-    assert {"stock_1min_qfq", "etl_metadata"} <= user_tables(password_server)  # bootstrapped on the user's server
+    assert {"stock_1min_qfq", "etl_metadata"} <= user_tables(
+        password_server
+    )  # bootstrapped on the user's server
     assert PASSWORD not in launched.stdout + launched.stderr
 
 
@@ -162,10 +208,23 @@ def test_the_marketdata_cli_uses_the_exported_host_and_password(password_server,
     drop.mkdir()
     bars = fx.make_bars("600000.SH", fx.trading_days(date(2026, 3, 2), 2), seed=1)
     fx.write_text(drop / "600000.SH.csv", fx.render(bars, "cn_minute"), bom=True)
-    result = subprocess.run([str(BIN / "marketdata"), "load-minute-bars", "--data-dir", str(drop)], cwd=REPO,
-                            env=env, capture_output=True, text=True, timeout=180, check=False)
+    result = subprocess.run(
+        [str(BIN / "marketdata"), "load-minute-bars", "--data-dir", str(drop)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    with psycopg.connect(host="127.0.0.1", port=password_server.port, user=USER, password=PASSWORD, dbname=CLI_DB,
-                         connect_timeout=5) as conn:
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=password_server.port,
+        user=USER,
+        password=PASSWORD,
+        dbname=CLI_DB,
+        connect_timeout=5,
+    ) as conn:
         assert conn.execute("SELECT count(*) FROM stock_1min_qfq").fetchone()[0] == bars.height == 480
     assert PASSWORD not in result.stdout + result.stderr

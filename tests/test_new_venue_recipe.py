@@ -55,12 +55,14 @@ class ToyexClient(ApiClient):
         super().__init__(base_url, **kwargs)
 
     async def trades(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
-        params = {"instrument": instrument, "from": int(start.timestamp() * 1000), "to": int(end.timestamp() * 1000)}
+        params = {"instrument": instrument, "from": int(start.timestamp() * 1000), \
+"to": int(end.timestamp() * 1000)}
         page = Page(VENUE, instrument, start.date(), describe_request("GET", "/trades", params))
         body = await self.call("GET", "/trades", page=page, params=params)
         cols = trade_columns(field(body, "trades", "answer", page), page)
         frame = frame_of(TRADES_SCHEMA, VENUE, instrument, cols["t"], trade_id=[str(i) for i in cols["id"]],
-                         price=cols["p"], quantity=cols["q"], amount=[p * q for p, q in zip(cols["p"], cols["q"])],
+                         price=cols["p"], quantity=cols["q"], amount=[p * q for p, q in zip(cols["p"], \
+cols["q"])],
                          side=cols["side"], seq=cols["id"])
         return finish_trades([frame], start, end)
 
@@ -68,9 +70,11 @@ class ToyexClient(ApiClient):
         """Its reference endpoint: `GET /instruments` -> `{"instruments": [ToyexInstrument]}`."""
         page = Page(VENUE, "instruments", None, describe_request("GET", "/instruments", {}))
         body = await self.call("GET", "/instruments", page=page)
-        return [Instrument(VENUE, r.symbol, "spot", r.base, r.quote, r.quote, False, 1.0, 1.0, r.base, r.tick, r.lot,
+        return [Instrument(VENUE, r.symbol, "spot", r.base, r.quote, r.quote, False, 1.0, 1.0, r.base, \
+r.tick, r.lot,
                            r.lot, None, None, "live" if r.trading else "suspended")
-                for r in page_of(ToyexInstrument, field(body, "instruments", "answer", page), "instrument", page)]
+                for r in page_of(ToyexInstrument, field(body, "instruments", "answer", page), "instrument", \
+page)]
 
 
 class ToyexInstrument(msgspec.Struct):
@@ -85,7 +89,8 @@ class ToyexInstrument(msgspec.Struct):
 TOYEX = venue_source(VENUE, ToyexClient, "toyex", stream=ToyexStream)
 '''
 
-STREAM = '''"""Toyex's WebSocket: `{"op": "subscribe", "id", "channels": ["<instrument>@trades" | "@book" | "@funding"]}`,
+STREAM = '''"""Toyex's WebSocket: `{"op": "subscribe", "id", "channels": ["<instrument>@trades" | "@book" | \
+"@funding"]}`,
 answered `{"id", "ok": true}` or `{"id", "error": {"code", "msg"}}`; pushes `{"channel", "data"}`: trades
 `[{id, t (ms), p, q, side}]`, funding `{rate, next (ms), ts}`; the book `{"channel", "type": snapshot |
 update, "seq", "prev", "bids", "asks", "ts"}`, each update's prev the seq before it."""
@@ -95,12 +100,15 @@ import json
 import msgspec
 
 from marketdata_assets.core.http import Page
-from marketdata_assets.datasets.declared import Int64, check, columns, each, is_epoch, is_finite, is_positive, page_of
+from marketdata_assets.datasets.declared import Int64, check, columns, each, is_epoch, is_finite, \
+is_positive, page_of
 from marketdata_assets.datasets.frames import epoch_to_us
 from marketdata_assets.datasets.records import Funding
 from marketdata_assets.datasets.wire import Trade
-from marketdata_assets.sources.stream import (BOOK_TOPS, BOOKS, FUNDING, MARK_FUNDING, TRADES, ChainedBookSync, Frame,
-                                              StreamBase, json_text, record_message, trade_messages, venue_number)
+from marketdata_assets.sources.stream import (BOOK_TOPS, BOOKS, FUNDING, MARK_FUNDING, TRADES, \
+ChainedBookSync, Frame,
+                                              StreamBase, json_text, record_message, trade_messages, \
+venue_number)
 
 VENUE = "TOYEX"
 KINDS = {"trades": TRADES, "book": BOOKS, "funding": FUNDING}
@@ -116,7 +124,8 @@ class ToyTrade(msgspec.Struct):
     side: str   # the taker's side
 
 
-TRADE_RULES = (is_epoch("t"), is_finite("p"), is_finite("q"), is_positive("p", "price"), is_positive("q", "quantity"),
+TRADE_RULES = (is_epoch("t"), is_finite("p"), is_finite("q"), is_positive("p", "price"), is_positive("q", \
+"quantity"),
                each("side", ("buy", "sell").__contains__, "{what} side is {value!r}, not buy/sell"))
 
 
@@ -140,7 +149,8 @@ class ToyexStream(StreamBase):
     landed = {MARK_FUNDING: ("{}@funding",), BOOKS: (BOOK_TOPS,)}
 
     def channels(self, instruments, depth_speed_ms):
-        return [f"{i}@{kind}" for i in instruments for kind, dataset in KINDS.items() if dataset in self.datasets]
+        return [f"{i}@{kind}" for i in instruments for kind, dataset in KINDS.items() if dataset in \
+self.datasets]
 
     def subscribe_messages(self, channels, first_id, op="subscribe"):
         return [(first_id, json_text({"op": op, "id": first_id, "channels": channels}))] if channels else []
@@ -158,7 +168,8 @@ class ToyexStream(StreamBase):
         instrument, _, kind = str(frame.get("channel", "")).partition("@")
         if kind not in KINDS:
             return Frame("unknown")
-        return Frame("event", frame["channel"], KINDS[kind], instrument, frame if kind == "book" else frame["data"])
+        return Frame("event", frame["channel"], KINDS[kind], instrument, \
+frame if kind == "book" else frame["data"])
 
     def new_book(self, instrument):
         return ToyexBook(instrument)
@@ -220,12 +231,15 @@ class ToyexWsReplay:
         for channel in request["channels"]:
             instrument, _, kind = channel.partition("@")
             if kind == "book":
-                ws.send(json.dumps({"channel": channel, "type": "snapshot", "seq": 1, "prev": 0, "ts": self.start_ms,
+                ws.send(json.dumps({"channel": channel, "type": "snapshot", "seq": 1, "prev": 0, \
+"ts": self.start_ms,
                                     "bids": [["99.5", "2"], ["99", "1"]], "asks": [["100.5", "1"]]}))
-                ws.send(json.dumps({"channel": channel, "type": "update", "seq": 2, "prev": 1, "ts": self.start_ms + 5,
+                ws.send(json.dumps({"channel": channel, "type": "update", "seq": 2, "prev": 1, \
+"ts": self.start_ms + 5,
                                     "bids": [["99.5", "3"]], "asks": []}))
             elif kind == "funding":
-                ws.send(json.dumps({"channel": channel, "data": {"rate": "0.0001", "next": self.start_ms + 3600_000,
+                ws.send(json.dumps({"channel": channel, "data": {"rate": "0.0001", \
+"next": self.start_ms + 3600_000,
                                                                  "ts": self.start_ms}}))
         for k in range(0, len(self.truth), 10):
             ws.send(json.dumps({"channel": "BTCUSD@trades", "data": self.truth[k:k + 10]}))
@@ -248,26 +262,30 @@ class ToyexReplay(BackgroundServer):
         url = urlsplit(target)
         query = {key: values[0] for key, values in parse_qs(url.query).items()}
         if url.path == "/instruments":
-            return json_reply(200, {"instruments": [{"symbol": "BTCUSD", "base": "BTC", "quote": "USD", "tick": 0.5,
+            return json_reply(200, {"instruments": [{"symbol": "BTCUSD", "base": "BTC", "quote": "USD", \
+"tick": 0.5,
                                                      "lot": 0.001, "trading": True}]})
         if url.path != "/trades":
             return json_reply(404, {"code": "NOT_FOUND"})
         return json_reply(200, {"trades": trades_of(int(query["from"]), int(query["to"]))})
 '''
 
-RUN_LIVE = '''
+RUN_LIVE = """
 import json, os, re, signal, subprocess, sys, time, urllib.request
 from pathlib import Path
 import dagster as dg
 from marketdata_assets.replay.toyex import ToyexReplay, ToyexWsReplay
 
-replay = ToyexReplay().start()  # the REST replay, for RUN_REST: its URL in the environment the definitions read
+replay = ToyexReplay().start()  # the REST replay, for RUN_REST: its URL in the environment the definitions \
+read
 os.environ["TOYEX_BASE_URL"] = replay.base_url
 state = Path({state!r})
 landing, count, start_ms = state / "landing" / "live", 60, int(time.time() * 1000) - 3000
 with ToyexWsReplay(count, start_ms) as ws:
-    collector = subprocess.Popen([sys.executable, "-c", "from marketdata_assets.apps.cli import main; main()", "collect",
-                                  "--venue", "toyex", "--url", f"TOYEX={{ws.url}}", "--instruments", "TOYEX:BTCUSD",
+    collector = subprocess.Popen([sys.executable, "-c", "from marketdata_assets.apps.cli import main; \
+main()", "collect",
+                                  "--venue", "toyex", "--url", f"TOYEX={{ws.url}}", "--instruments", \
+"TOYEX:BTCUSD",
                                   "--no-nats", "--direct-write", "--metrics-port", "0"],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = collector.stderr.readline()
@@ -298,7 +316,8 @@ results = {{}}
 with dg.DagsterInstance.ephemeral() as instance:
     for name in ("live_trades", "live_mark_funding", "live_books"):
         asset = d.get_assets_def(name)
-        checks = [c for c in d.asset_checks or [] if dg.AssetKey(name) in {{k.asset_key for k in c.check_keys}}]
+        checks = [c for c in d.asset_checks or [] if dg.AssetKey(name) in {{k.asset_key for k in \
+c.check_keys}}]
         for hour in hours:
             result = dg.materialize([asset, *checks], resources={{**d.resources, "clickhouse": clickhouse}},
                                     instance=instance, partition_key=f"{{hour[:10]}}-{{hour[11:13]}}:00",
@@ -309,22 +328,25 @@ with dg.DagsterInstance.ephemeral() as instance:
 with clickhouse.get_client() as client:
     def rows(sql):
         return [list(r) for r in client.query(sql).result_rows]
-    live = rows("SELECT trade_id, price, quantity, amount, side FROM recipe.trades_live FINAL WHERE venue = 'TOYEX' "
+    live = rows("SELECT trade_id, price, quantity, amount, side FROM recipe.trades_live FINAL WHERE venue = \
+'TOYEX' "
                 "ORDER BY toUInt64(trade_id)")
     hourly = rows("SELECT trade_id, price, quantity, amount, side FROM recipe.trades_v WHERE venue = 'TOYEX' "
                   "ORDER BY toUInt64(trade_id)")
-    funding = rows("SELECT funding_rate, toUnixTimestamp64Milli(next_funding_time) FROM recipe.mark_funding_v "
+    funding = rows("SELECT funding_rate, toUnixTimestamp64Milli(next_funding_time) FROM \
+recipe.mark_funding_v "
                    "WHERE venue = 'TOYEX'")
     books = rows("SELECT count(), uniqExact(update_id) FROM recipe.book_snapshots_v WHERE venue = 'TOYEX'")
 print(json.dumps({{"results": results, "live": live, "hourly": hourly, "funding": funding, "books": books,
-                  "truth": [[str(t["id"]), float(t["p"]), float(t["q"]), float(t["p"]) * float(t["q"]), t["side"]]
+                  "truth": [[str(t["id"]), float(t["p"]), float(t["q"]), float(t["p"]) * float(t["q"]), \
+t["side"]]
                             for t in ws.truth], "next": start_ms + 3600_000}}))
-'''
+"""
 
 
 # The REST path, after RUN_LIVE in the same interpreter (its `d`, the replay's URL set before `defs()`):
 # the config without the entry is refused; crypto_trades of yesterday and the venue's instrument master.
-RUN_REST = '''
+RUN_REST = """
 from datetime import datetime, timedelta, timezone
 from marketdata_assets.replay.toyex import trades_of
 from marketdata_assets.sources.config import load_sources_config
@@ -340,23 +362,29 @@ except SourcesConfigError as error:
     refused = str(error)
 clickhouse = ClickHouseResource(dsn=os.environ["CLICKHOUSE_DSN"], database="recipe_rest")
 with dg.DagsterInstance.ephemeral() as instance:
-    result = dg.materialize([d.get_assets_def("crypto_trades")], resources={{**d.resources, "clickhouse": clickhouse}},
+    result = dg.materialize([d.get_assets_def("crypto_trades")], resources={{**d.resources, \
+"clickhouse": clickhouse}},
                             instance=instance, selection=["crypto_trades"], raise_on_error=False,
                             partition_key=dg.MultiPartitionKey({{"day": day.isoformat(), "venue": "TOYEX"}}))
-    master = dg.materialize([d.get_assets_def("instrument_master")], resources={{**d.resources, "clickhouse": clickhouse}},
+    master = dg.materialize([d.get_assets_def("instrument_master")], resources={{**d.resources, \
+"clickhouse": clickhouse}},
                             instance=instance, raise_on_error=False,
-                            run_config={{"ops": {{"instrument_master": {{"config": {{"venues": ["TOYEX"]}}}}}}}})
+                            run_config={{"ops": {{"instrument_master": {{"config": {{"venues": \
+["TOYEX"]}}}}}}}})
 with clickhouse.get_client() as client:
     rows = client.query("SELECT count(), uniqExact(trade_id), round(sum(quantity), 6), min(price) "
-                        "FROM recipe_rest.trades_v WHERE venue = 'TOYEX' AND instrument = 'BTCUSD'").result_rows[0]
+                        "FROM recipe_rest.trades_v WHERE venue = 'TOYEX' AND instrument = \
+'BTCUSD'").result_rows[0]
     listed = client.query("SELECT instrument, tick_size, status FROM recipe_rest.instruments FINAL "
                           "WHERE venue = 'TOYEX'").result_rows
 replay.stop()
 keeper.close()
 print(json.dumps({{"success": result.success, "rows": list(rows), "master": master.success,
-                  "listed": [list(r) for r in listed], "refused": refused, "resource": type(d.resources["toyex"]).__name__,
-                  "truth": [len(truth), len(truth), round(sum(t["q"] for t in truth), 6), min(t["p"] for t in truth)]}}))
-'''
+                  "listed": [list(r) for r in listed], "refused": refused, \
+"resource": type(d.resources["toyex"]).__name__,
+                  "truth": [len(truth), len(truth), round(sum(t["q"] for t in truth), 6), \
+min(t["p"] for t in truth)]}}))
+"""
 
 
 def _follow_the_recipe(tree: Path) -> Path:
@@ -376,9 +404,15 @@ def _follow_the_recipe(tree: Path) -> Path:
     shutil.copy(config, without_entry)
     text = config.read_text()
     assert "\nsources:" in text and "      BINANCE: [BTCUSDT" in text
-    text = text.replace("\nsources:", "\nsources:\n  toyex:\n    base_url: https://api.toyex.invalid\n"
-                                      "    base_url_env: TOYEX_BASE_URL\n    requests_per_minute: 600\n", 1)
-    config.write_text(text.replace("      BINANCE: [BTCUSDT", "      TOYEX: [BTCUSD]\n      BINANCE: [BTCUSDT", 1))
+    text = text.replace(
+        "\nsources:",
+        "\nsources:\n  toyex:\n    base_url: https://api.toyex.invalid\n"
+        "    base_url_env: TOYEX_BASE_URL\n    requests_per_minute: 600\n",
+        1,
+    )
+    config.write_text(
+        text.replace("      BINANCE: [BTCUSDT", "      TOYEX: [BTCUSD]\n      BINANCE: [BTCUSDT", 1)
+    )
     return without_entry
 
 
@@ -393,12 +427,25 @@ def followed(tmp_path_factory) -> dict:
     shutil.copytree(REPO / "marketdata_assets", tree / "marketdata_assets")
     shutil.copy(REPO / "pyproject.toml", tree / "pyproject.toml")  # the code location's project file
     without_entry = _follow_the_recipe(tree)
-    env = {key: value for key, value in os.environ.items() if key not in ("TICKS_PROVIDERS_CONFIG", "SYMBOLS")}
-    env.update(PYTHONPATH=str(tree), MARKETDATA_STATE_DIR=str(tmp / "state"),
-               CLICKHOUSE_DSN=f"chdb://{tmp / 'ch'}", CLICKHOUSE_DATABASE="recipe")
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("TICKS_PROVIDERS_CONFIG", "SYMBOLS")
+    }
+    env.update(
+        PYTHONPATH=str(tree),
+        MARKETDATA_STATE_DIR=str(tmp / "state"),
+        CLICKHOUSE_DSN=f"chdb://{tmp / 'ch'}",
+        CLICKHOUSE_DATABASE="recipe",
+    )
     script = RUN_LIVE.format(state=str(tmp / "state")) + RUN_REST.format(without_entry=str(without_entry))
-    done = subprocess.run([sys.executable, "-c", script], check=False, cwd=tree, env=env,
-                          capture_output=True, text=True, timeout=420)  # a hang guard
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        check=False,
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )  # a hang guard
     assert done.returncode == 0, done.stderr[-3000:]
     printed = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     (live,) = [found for found in printed if "results" in found]
@@ -412,7 +459,9 @@ def test_a_new_venue_is_a_package_a_registry_line_a_replay_and_a_config_entry(fo
     assert found["resource"] == "CryptoVenueResource"  # built by the resources' loop
     assert found["success"], followed["stderr"]
     assert found["rows"] == found["truth"] and found["truth"][0] == 96  # every trade of the day, each once
-    assert found["master"] and found["listed"] == [["BTCUSD", 0.5, "live"]]  # its reference endpoint, in the master
+    assert found["master"] and found["listed"] == [
+        ["BTCUSD", 0.5, "live"]
+    ]  # its reference endpoint, in the master
 
 
 def test_the_new_venue_streams_live_through_marketdata_collect_to_trades_live_and_the_hourly_loads(followed):
@@ -420,7 +469,9 @@ def test_the_new_venue_streams_live_through_marketdata_collect_to_trades_live_an
     (direct writes, no NATS) lands it and fills trades_live; the hourly live assets load trades, the
     funding sample and the book from the landing, and trades_live equals the hourly trades row for row."""
     found = followed["live"]
-    assert found["results"] and all(ok and all(checks.values()) for ok, checks in found["results"].values()), found["results"]
+    assert found["results"] and all(
+        ok and all(checks.values()) for ok, checks in found["results"].values()
+    ), found["results"]
     assert found["live"] == found["hourly"] == found["truth"]  # every trade once, the same row on both paths
     assert found["funding"] == [[0.0001, found["next"]]]
     assert found["books"][0][0] > 0 and found["books"][0][1] >= 1

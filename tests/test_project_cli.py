@@ -25,9 +25,15 @@ def plain_environment() -> dict[str, str]:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=REPO, capture_output=True, text=True,
-                          env={**plain_environment(), "PATH": f"{BIN}:{os.environ['PATH']}", "NO_COLOR": "1"},
-                          timeout=300)
+    return subprocess.run(
+        [str(BIN / args[0]), *args[1:]],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**plain_environment(), "PATH": f"{BIN}:{os.environ['PATH']}", "NO_COLOR": "1"},
+        timeout=300,
+        check=False,
+    )
 
 
 def test_dg_check_defs():
@@ -42,7 +48,13 @@ def test_dg_list_defs_lists_every_domain_and_resource():
     listed = json.loads(result.stdout)
     keys = {asset["asset_key"] for asset in listed["assets"]}
     assert {"alpha_store", "tick_store", "bar_store"} <= keys
-    assert {asset["group_name"] for asset in listed["assets"]} >= {"alphas", "crypto", "equities", "archives", "upkeep"}
+    assert {asset["group_name"] for asset in listed["assets"]} >= {
+        "alphas",
+        "crypto",
+        "equities",
+        "archives",
+        "upkeep",
+    }
     assert {r["name"] for r in listed["resources"]} >= {"mongo", "clickhouse", "timescale"}
 
 
@@ -55,10 +67,19 @@ def test_dagster_definitions_validate():
 def test_a_steps_forkserver_preloads_every_module_of_the_location_without_a_warning():
     """What the run's forkserver preloads (definitions.EXECUTOR) is all the location's load imports, so a
     step's process builds its definitions from modules already imported; and it says nothing doing so."""
-    script = ("import sys; import marketdata_assets.step_preload; before = set(sys.modules); "
-              "from marketdata_assets.definitions import defs; defs(); "
-              "print(sorted(m for m in set(sys.modules) - before if m.startswith('marketdata_assets')))")
-    result = subprocess.run([sys.executable, "-W", "error", "-c", script], check=False, cwd=REPO, text=True,
-                            capture_output=True, env={**plain_environment(), "NO_COLOR": "1"}, timeout=120)
+    script = (
+        "import sys; import marketdata_assets.step_preload; before = set(sys.modules); "
+        "from marketdata_assets.definitions import defs; defs(); "
+        "print(sorted(m for m in set(sys.modules) - before if m.startswith('marketdata_assets')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script],
+        check=False,
+        cwd=REPO,
+        text=True,
+        capture_output=True,
+        env={**plain_environment(), "NO_COLOR": "1"},
+        timeout=120,
+    )
     assert result.returncode == 0 and result.stderr == "", result.stderr[-2000:]
     assert result.stdout.strip() == "[]"

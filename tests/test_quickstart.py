@@ -67,8 +67,11 @@ def days() -> dict[str, object]:
     today = datetime.now(ZoneInfo("UTC")).date()
     a_share = calendars.trading_days("SSE", today - timedelta(days=20), today - timedelta(days=1))[-1]
     first_of_month = datetime.now(ZoneInfo("America/New_York")).date().replace(day=1)
-    return {"crypto": [today - timedelta(days=1)], "a_share": a_share,
-            "month": (first_of_month - timedelta(days=1)).strftime("%Y-%m")}
+    return {
+        "crypto": [today - timedelta(days=1)],
+        "a_share": a_share,
+        "month": (first_of_month - timedelta(days=1)).strftime("%Y-%m"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +79,18 @@ def replays():
     """Every vendor replay in its own process (as docker's demo profile serves them): NAME=value lines."""
     ports = {name: free_port() for name in ("alpha", "crypto", "stocks", "archive")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "marketdata_assets.apps.demo", "replays",
-         *[arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))]],
-        cwd=REPO, env={**plain_environment(), "ALPHA_API_ACCOUNTS": "main"}, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "marketdata_assets.apps.demo",
+            "replays",
+            *[arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))],
+        ],
+        cwd=REPO,
+        env={**plain_environment(), "ALPHA_API_ACCOUNTS": "main"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     values: dict[str, str] = {}
     try:
         while "YAHOO_BASE_URL" not in values:  # the last of the sorted lines
@@ -96,17 +108,26 @@ def substitutions(server, replay: dict[str, str], home: Path, when: dict) -> dic
     crypto_days, a_share, month = when["crypto"], when["a_share"], when["month"]
     return {
         "make install dotenv ": "true ",
-        "pg.internal": "localhost", "PORT=5432": f"PORT={server.port}", "'pg-password'": f"'{PASSWORD}'",
+        "pg.internal": "localhost",
+        "PORT=5432": f"PORT={server.port}",
+        "'pg-password'": f"'{PASSWORD}'",
         "CLICKHOUSE_DSN=https://clickhouse.internal:8443": f"CLICKHOUSE_DSN=chdb://{home}/state/clickhouse",
         "CLICKHOUSE_PASSWORD='ch-password'": "CLICKHOUSE_PASSWORD=''",
         "'mongodb://mongo.internal:27017/?replicaSet=rs0'": f"'{settings.get('MONGODB_URI')}'",
         "MONGODB_USERNAME=quant MONGODB_PASSWORD='mongo-password'":  # the stack's server and its user
-            f"MONGODB_USERNAME={settings.get('MONGODB_USERNAME')} MONGODB_PASSWORD='{settings.get('MONGODB_PASSWORD')}'",
+        (
+            f"MONGODB_USERNAME={settings.get('MONGODB_USERNAME')} "
+            f"MONGODB_PASSWORD='{settings.get('MONGODB_PASSWORD')}'"
+        ),
         "'your-tushare-token'": f"'{replay['TUSHARE_TOKEN']}'",
-        "ALPHA_API_BASE_URL=https://api.worldquantbrain.com": f"ALPHA_API_BASE_URL={replay['ALPHA_API_BASE_URL']}",
+        "ALPHA_API_BASE_URL=https://api.worldquantbrain.com": (
+            f"ALPHA_API_BASE_URL={replay['ALPHA_API_BASE_URL']}"
+        ),
         "'you@example.com'": f"'{replay['ALPHA_API_USER_MAIN']}'",
         "'alpha-password'": f"'{replay['ALPHA_API_PASSWORD_MAIN']}'",
-        "--start-date 2026-08-01 --end-date 2026-11-22": f"--start-date {crypto_days[0]} --end-date {crypto_days[-1]}",
+        "--start-date 2026-08-01 --end-date 2026-11-22": (
+            f"--start-date {crypto_days[0]} --end-date {crypto_days[-1]}"
+        ),
         "--start-date 2026-08-03 --end-date 2026-11-20": f"--start-date {a_share} --end-date {a_share}",
         "--start-month 2026-08 --end-month 2026-10": f"--start-month {month} --end-month {month}",
     }
@@ -126,12 +147,13 @@ def edit_the_copy(path: Path, universes_block: str, replay: dict[str, str], when
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-
 class Page:
     """The page's steps, run one test at a time (a new terminal each: the venv active, the env file
     sourced), in order; what each printed, and which blocks ran."""
 
-    def __init__(self, env: dict[str, str], subs: dict[str, str], replay: dict[str, str], when: dict, port: int):
+    def __init__(
+        self, env: dict[str, str], subs: dict[str, str], replay: dict[str, str], when: dict, port: int
+    ):
         self.env, self.subs, self.replay, self.when, self.port = env, subs, replay, when, port
         self.text = DOC.read_text()
         missing = [old for old in subs if old not in self.text]
@@ -156,7 +178,9 @@ class Page:
         printed = []
         for index, (language, body, run) in enumerate(self.steps()[step]):
             if language == "yaml" and "universes:" in body:
-                edit_the_copy(Path(self.env["HOME"]) / "marketdata" / "sources.yaml", body, self.replay, self.when)
+                edit_the_copy(
+                    Path(self.env["HOME"]) / "marketdata" / "sources.yaml", body, self.replay, self.when
+                )
             if language != "bash" or not run:
                 continue
             printed.append(self.shell(body))
@@ -166,9 +190,19 @@ class Page:
         return "\n".join(printed)
 
     def shell(self, body: str) -> str:
-        script = f"set -euo pipefail\n[ ! -f ~/marketdata/env.sh ] || source ~/marketdata/env.sh\n{substituted(body, self.subs)}"
-        done = subprocess.run(["bash", "-c", script], check=False, cwd=REPO, env=self.env, capture_output=True,
-                              text=True, timeout=600)
+        script = (
+            "set -euo pipefail\n[ ! -f ~/marketdata/env.sh ] || source "
+            f"~/marketdata/env.sh\n{substituted(body, self.subs)}"
+        )
+        done = subprocess.run(
+            ["bash", "-c", script],
+            check=False,
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, f"{body}\n---\n{(done.stdout + done.stderr)[-4000:]}"
         assert PASSWORD not in done.stdout + done.stderr
         return done.stdout + done.stderr
@@ -176,8 +210,15 @@ class Page:
     def stored(self) -> dict:
         """What the stores hold, read as the user's shell would (the env file's variables)."""
         user_env = {**self.env, **exported(Path(self.env["HOME"]))}
-        probe = subprocess.run([sys.executable, "-c", PROBE], check=False, cwd=REPO, env=user_env,
-                               capture_output=True, text=True, timeout=120)
+        probe = subprocess.run(
+            [sys.executable, "-c", PROBE],
+            check=False,
+            cwd=REPO,
+            env=user_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert probe.returncode == 0, probe.stderr[-3000:]
         return json.loads(probe.stdout.strip().splitlines()[-1])
 
@@ -193,9 +234,15 @@ def page(replays, tmp_path_factory):
     server.password_only(USER, PASSWORD, "dagster", "marketdata")
     when, home = days(), tmp_path_factory.mktemp("quickstart") / "home"
     home.mkdir()
-    env = {**plain_environment(), "PATH": f"{BIN}:{os.environ['PATH']}", "NO_COLOR": "1", "HOME": str(home),
-           "MARKETDATA_STATE_DIR": str(home / "state"), "ALPHA_DB_REGULAR": worker_name("qs_regular"),
-           "ALPHA_DB_SUPER": worker_name("qs_super")}
+    env = {
+        **plain_environment(),
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "NO_COLOR": "1",
+        "HOME": str(home),
+        "MARKETDATA_STATE_DIR": str(home / "state"),
+        "ALPHA_DB_REGULAR": worker_name("qs_regular"),
+        "ALPHA_DB_SUPER": worker_name("qs_super"),
+    }
     assert not {"MARKETDATA_DEMO", "DAGSTER_HOME"} & set(env)
     try:
         yield Page(env, substitutions(server, replays, home, when), replays, when, server.port)
@@ -230,26 +277,45 @@ def test_step_5_the_backfills_and_alpha_commands_store_what_the_vendors_served(p
     # the alphas, fetched and imported
     assert stored["alphas"] == expected["alphas"]
     # Dagster's storage is the user's server (password only): the runs are there
-    with psycopg.connect(host="127.0.0.1", port=page.port, user=USER, password=PASSWORD, dbname="dagster",
-                         connect_timeout=5) as conn:
+    with psycopg.connect(
+        host="127.0.0.1", port=page.port, user=USER, password=PASSWORD, dbname="dagster", connect_timeout=5
+    ) as conn:
         runs = conn.execute("SELECT count(*) FROM runs WHERE status = 'SUCCESS'").fetchone()[0]
-    assert runs >= len(page.when["crypto"]) + 1 + 1 + 1  # a run per crypto day, A-shares, alpha fetch and import
+    assert (
+        runs >= len(page.when["crypto"]) + 1 + 1 + 1
+    )  # a run per crypto day, A-shares, alpha fetch and import
 
 
 def test_step_6_turns_on_the_daily_use_schedules_of_those_feeds_only(page):
     out = page.run(6)
-    listed = {line.removeprefix("running: ") for line in out.splitlines()
-              if line.startswith("running: ")}  # what `marketdata schedules` printed, read back from the storage
-    assert {"crypto_ticks_daily", "crypto_ticks_catch_up", "crypto_snapshots_every_15_minutes", "a_share_after_close",
-            "a_share_catch_up", "alpha_fetch_daily", "alpha_monthly_catchup", "crypto_instruments_from_config"} <= listed
+    listed = {
+        line.removeprefix("running: ") for line in out.splitlines() if line.startswith("running: ")
+    }  # what `marketdata schedules` printed, read back from the storage
+    assert {
+        "crypto_ticks_daily",
+        "crypto_ticks_catch_up",
+        "crypto_snapshots_every_15_minutes",
+        "a_share_after_close",
+        "a_share_catch_up",
+        "alpha_fetch_daily",
+        "alpha_monthly_catchup",
+        "crypto_instruments_from_config",
+    } <= listed
     assert not {"yahoo_after_close", "binance_archives_daily"} & listed  # only the feeds the page turned on
     assert "\x1b[" not in out and " - dagster" not in out  # its own lines only: no code server's coloured log
 
 
 def test_every_command_of_the_page_was_run(page):
-    expected = {(step, index) for step, found in page.steps().items() if step > 1
-                for index, (language, _, run) in enumerate(found) if language == "bash" and run}
-    assert set(page.ran) == expected, "a step's shell block was added to docs/quickstart.md but no test runs it"
+    expected = {
+        (step, index)
+        for step, found in page.steps().items()
+        if step > 1
+        for index, (language, _, run) in enumerate(found)
+        if language == "bash" and run
+    }
+    assert set(page.ran) == expected, (
+        "a step's shell block was added to docs/quickstart.md but no test runs it"
+    )
 
 
 PROBE = """
@@ -262,12 +328,14 @@ clickhouse = ClickHouseResource(dsn=settings.clickhouse_dsn(), database=settings
 counts = {}
 with clickhouse.get_client() as client:
     for view in ("trades_v", "bars_1m_v", "daily_bars_v"):
-        rows = client.query(f"SELECT venue, instrument, toString(toDate(ts)), count() FROM `{clickhouse.database}`.{view} "
+        rows = client.query(f"SELECT venue, instrument, toString(toDate(ts)), \
+count() FROM `{clickhouse.database}`.{view} "
                             "GROUP BY venue, instrument, toDate(ts)").result_rows
         counts[view] = {f"{v}:{i} {d}": n for v, i, d, n in rows}
 clickhouse.close()
 mongo = pymongo.MongoClient(settings.get("MONGODB_URI"), **settings.mongo_auth())
-counts["alphas"] = sorted(d["_id"] for db in (settings.get("ALPHA_DB_REGULAR"), settings.get("ALPHA_DB_SUPER"))
+counts["alphas"] = sorted(d["_id"] for db in (settings.get("ALPHA_DB_REGULAR"), \
+settings.get("ALPHA_DB_SUPER"))
                           for d in mongo[db][settings.get("ALPHA_COLLECTION")].find({}, {"_id": 1}))
 print(json.dumps(counts))
 """
@@ -280,24 +348,48 @@ def truth(when: dict) -> dict:
     from marketdata_assets.replay.crypto import CryptoReplayServer
     from marketdata_assets.replay.tushare import ashare_minutes
 
-    alphas = alpha_api.ReplayConfig(seed=7, accounts=[alpha_api.ReplayAccount.default("main", alphas=400)],
-                                    start_month=alpha_months()[0], months=alpha_months()[1])  # as apps/demo.py
-    with CryptoReplayServer() as crypto, alpha_api.AlphaReplayServer(alphas) as alpha:  # the replays process's
+    alphas = alpha_api.ReplayConfig(
+        seed=7,
+        accounts=[alpha_api.ReplayAccount.default("main", alphas=400)],
+        start_month=alpha_months()[0],
+        months=alpha_months()[1],
+    )  # as apps/demo.py
+    with (
+        CryptoReplayServer() as crypto,
+        alpha_api.AlphaReplayServer(alphas) as alpha,
+    ):  # the replays process's
         keys = [(venue, i, d) for venue, names in CRYPTO.items() for i in names for d in when["crypto"]]
-        minutes = {f"{'SSE' if c.endswith('.SH') else 'SZSE'}:{c} {when['a_share']}":
-                   len(ashare_minutes(7, c, when["a_share"])) for c in A_SHARES}
-        return {"trades_v": {f"{v}:{i} {d}": crypto.truth_trades(v, i, d).height for v, i, d in keys},
-                "bars_1m_v": {**{f"{v}:{i} {d}": crypto.truth_bars(v, i, d).height for v, i, d in keys}, **minutes},
-                "daily_bars_v": dict.fromkeys(minutes, 1), "alphas": sorted(alpha.truth("main", when["month"]))}
+        minutes = {
+            f"{'SSE' if c.endswith('.SH') else 'SZSE'}:{c} {when['a_share']}": len(
+                ashare_minutes(7, c, when["a_share"])
+            )
+            for c in A_SHARES
+        }
+        return {
+            "trades_v": {f"{v}:{i} {d}": crypto.truth_trades(v, i, d).height for v, i, d in keys},
+            "bars_1m_v": {
+                **{f"{v}:{i} {d}": crypto.truth_bars(v, i, d).height for v, i, d in keys},
+                **minutes,
+            },
+            "daily_bars_v": dict.fromkeys(minutes, 1),
+            "alphas": sorted(alpha.truth("main", when["month"])),
+        }
 
 
 def exported(home: Path) -> dict[str, str]:
     """The variables the user's env file exports (as a new shell that sources it has them)."""
-    done = subprocess.run(["bash", "-c", "source ~/marketdata/env.sh && env -0"], env={"HOME": str(home), "PATH":
-                          os.environ["PATH"]}, capture_output=True, text=True, check=True)
-    return dict(item.split("=", 1) for item in done.stdout.split("\0") if "=" in item and not item.startswith(
-        ("PATH=", "HOME=", "PWD=", "SHLVL=", "_=", "OLDPWD=")))
-
+    done = subprocess.run(
+        ["bash", "-c", "source ~/marketdata/env.sh && env -0"],
+        env={"HOME": str(home), "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(
+        item.split("=", 1)
+        for item in done.stdout.split("\0")
+        if "=" in item and not item.startswith(("PATH=", "HOME=", "PWD=", "SHLVL=", "_=", "OLDPWD="))
+    )
 
 
 def test_a_first_backfill_of_months_is_split_into_runs_that_fit_the_deadline():
@@ -308,8 +400,10 @@ def test_a_first_backfill_of_months_is_split_into_runs_that_fit_the_deadline():
     crypto_days = [str(date(2026, 8, 1) + timedelta(days=i)) for i in range(92)]
     runs = backfill_runs("crypto", crypto_days, BACKFILL["crypto"].days_per_run)
     assert len(runs) == 92 and {partitions for _, _, partitions in runs} == {4}  # a day x the 4 venues
-    assert runs[0][1] == {"dagster/asset_partition_range_start": "2026-08-01|BINANCE",
-                          "dagster/asset_partition_range_end": "2026-08-01|OKX"}
+    assert runs[0][1] == {
+        "dagster/asset_partition_range_start": "2026-08-01|BINANCE",
+        "dagster/asset_partition_range_end": "2026-08-01|OKX",
+    }
     share_days = [f"2026-08-{d:02d}" for d in range(1, 32)] + [f"2026-09-{d:02d}" for d in range(1, 30)]
     runs = backfill_runs("a_shares", share_days, BACKFILL["a_shares"].days_per_run)
     assert [partitions for _, _, partitions in runs] == [20, 20, 20]

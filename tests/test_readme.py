@@ -20,7 +20,6 @@ README = (REPO / "README.md").read_text()
 DATE = re.compile(r"\d{4}-\d{2}(-\d{2})?")
 
 
-
 def test_every_environment_variable_is_documented():
     reference = (REPO / "docs" / "configuration.md").read_text()
     missing = [s.name for s in SETTINGS if f"`{s.name}`" not in reference]
@@ -46,9 +45,10 @@ def test_the_table_of_what_each_source_serves_is_the_declarations():
 
     guide = (REPO / "docs" / "datasets.md").read_text()
     start, end = "<!-- datasets-table -->\n", "\n<!-- /datasets-table -->"
-    shown = guide[guide.index(start) + len(start):guide.index(end)]
-    assert shown == datasets_table(), ("docs/datasets.md's datasets table is stale: paste "
-                                       "sources.registry.datasets_table()")
+    shown = guide[guide.index(start) + len(start) : guide.index(end)]
+    assert shown == datasets_table(), (
+        "docs/datasets.md's datasets table is stale: paste sources.registry.datasets_table()"
+    )
 
 
 def test_the_table_of_how_far_back_each_api_serves_is_the_declarations():
@@ -56,8 +56,10 @@ def test_the_table_of_how_far_back_each_api_serves_is_the_declarations():
 
     guide = (REPO / "docs" / "quickstart.md").read_text()
     start, end = "<!-- reach-table -->\n", "\n<!-- /reach-table -->"
-    shown = guide[guide.index(start) + len(start):guide.index(end)]
-    assert shown == reach_table(), "docs/quickstart.md's reach table is stale: paste sources.registry.reach_table()"
+    shown = guide[guide.index(start) + len(start) : guide.index(end)]
+    assert shown == reach_table(), (
+        "docs/quickstart.md's reach table is stale: paste sources.registry.reach_table()"
+    )
 
 
 def test_the_layout_tree_matches_the_package():
@@ -65,21 +67,31 @@ def test_the_layout_tree_matches_the_package():
     tree names exists (a move that forgets the README fails here)."""
     import re
 
-    section = README[README.index("## Layout"):]
-    tree = section[section.index("```") + 3:]
-    tree = tree[:tree.index("```")]
+    section = README[README.index("## Layout") :]
+    tree = section[section.index("```") + 3 :]
+    tree = tree[: tree.index("```")]
     package = REPO / "marketdata_assets"
     top = sorted(p.name for p in package.iterdir() if (p / "__init__.py").exists())
     missing = [name for name in top if f"{name}/" not in tree]
     assert not missing, f"README's Layout tree lacks {missing}"
-    named = set(re.findall(r"\b([a-z_]+)/", tree)) - {"marketdata_assets", "docs", "bench", "tests", "scripts",
-                                                       "docker", "deploy"}
+    named = set(re.findall(r"\b([a-z_]+)/", tree)) - {
+        "marketdata_assets",
+        "docs",
+        "bench",
+        "tests",
+        "scripts",
+        "docker",
+        "deploy",
+    }
     folders = {p.name for p in package.rglob("*") if p.is_dir() and (p / "__init__.py").exists()}
-    assert not named - folders, f"README's Layout tree names folders that don't exist: {sorted(named - folders)}"
+    assert not named - folders, (
+        f"README's Layout tree names folders that don't exist: {sorted(named - folders)}"
+    )
     files = set(re.findall(r"\b([a-z_]+\.py)\b", tree))
     present = {p.name for p in package.rglob("*.py")}
-    assert not files - present, f"README's Layout tree names files that don't exist: {sorted(files - present)}"
-
+    assert not files - present, (
+        f"README's Layout tree names files that don't exist: {sorted(files - present)}"
+    )
 
 
 def sample() -> list[str]:
@@ -89,7 +101,9 @@ def sample() -> list[str]:
 def test_every_step_line_is_the_codes_own_rendering_and_the_summary_adds_up():
     lines = sample()
     steps = [readme.parse_step(line) for line in lines if line.startswith("[")]
-    assert steps and None not in steps, [line for line in lines if line.startswith("[") and not readme.parse_step(line)]
+    assert steps and None not in steps, [
+        line for line in lines if line.startswith("[") and not readme.parse_step(line)
+    ]
     for line, outcome in zip([line for line in lines if line.startswith("[")], steps):
         assert outcome.line() == line
     (last,) = [line for line in lines if line.startswith("make run: ")]
@@ -123,11 +137,15 @@ def steps_of(labels: list[str]) -> list[str]:
 def test_a_step_line_that_was_edited_by_hand_does_not_parse_back():
     line = next(line for line in sample() if line.startswith("[ok]"))
     assert readme.parse_step(line.replace(" rows,", " rowz,")) is None
-    edited = re.sub(r"(\d[\d,]*) rows", lambda m: f"{int(m.group(1).replace(',', '')) + 1:,} rows", line, count=1)
+    edited = re.sub(
+        r"(\d[\d,]*) rows", lambda m: f"{int(m.group(1).replace(',', '')) + 1:,} rows", line, count=1
+    )
     assert readme.parse_step(edited).line() == edited  # a changed figure parses, but no longer adds up:
     steps = [readme.parse_step(edited if x == line else x) for x in sample() if x.startswith("[")]
     (last,) = [x for x in sample() if x.startswith("make run: ")]
-    assert readme.SUMMARY.match(last).group("text") != readme.SUMMARY.match(f"make run: {summary(steps)}").group("text")
+    assert readme.SUMMARY.match(last).group("text") != readme.SUMMARY.match(
+        f"make run: {summary(steps)}"
+    ).group("text")
 
 
 def test_paste_replaces_only_the_block(tmp_path):
@@ -138,7 +156,10 @@ def test_paste_replaces_only_the_block(tmp_path):
     assert readme.paste(page, transcript) == 2
     text = page.read_text()
     assert text.startswith("intro\n") and text.endswith(f"{readme.END}\noutro\n")
-    assert readme.sample_block(text) == ["demo mode: replays", "[ok] x: 1 asset, 0 rows, 0.1 s  (run 0123abcd)"]
+    assert readme.sample_block(text) == [
+        "demo mode: replays",
+        "[ok] x: 1 asset, 0 rows, 0.1 s  (run 0123abcd)",
+    ]
     with pytest.raises(ValueError, match="no <!-- make-run-output:begin -->"):
         readme.sample_block("no markers")
 

@@ -21,8 +21,14 @@ STACK = Path(__file__).resolve().parent.parent / "scripts" / "stack.py"
 
 def stack(state: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     environ = {**os.environ, "MARKETDATA_STATE_DIR": str(state), **env}
-    return subprocess.run([sys.executable, str(STACK), *args], capture_output=True, text=True, env=environ,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, str(STACK), *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -34,8 +40,15 @@ def taken_port():
 
 
 def test_taken_ports_give_clear_errors(tmp_path, taken_port):
-    result = stack(tmp_path, "up", "postgres", "mongodb", TIMESCALE_PORT=str(taken_port),
-                   DAGSTER_PG_PORT=str(taken_port), MONGODB_URI=f"mongodb://127.0.0.1:{taken_port}")
+    result = stack(
+        tmp_path,
+        "up",
+        "postgres",
+        "mongodb",
+        TIMESCALE_PORT=str(taken_port),
+        DAGSTER_PG_PORT=str(taken_port),
+        MONGODB_URI=f"mongodb://127.0.0.1:{taken_port}",
+    )
     assert result.returncode == 1
     assert result.stdout.count(f"port 127.0.0.1:{taken_port} is taken by another process") == 2
     assert "TIMESCALE_PORT" in result.stdout and "MONGODB_URI" in result.stdout
@@ -75,7 +88,9 @@ def test_lifecycle_and_down_stops_only_its_own(tmp_path):
     pid = int((tmp_path / "run" / "mongodb.pid").read_text())
 
     assert "stopped" in stack(tmp_path, "down", "mongodb", **env).stdout
-    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1]
+    assert (
+        not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1]
+    )
 
     # A pid file naming a process this stack did not start: `down` leaves it alone.
     stranger = subprocess.Popen(["sleep", "60"])
@@ -103,6 +118,7 @@ def test_nats_with_jetstream_lifecycle(tmp_path, monkeypatch):
     async def jetstream() -> str:
         async with JetStreamStore(env["NATS_URL"]) as js:
             return await js.ensure_stream(StreamSpec(name="STACK_TEST", subjects=("stacktest.>",)))
+
     try:
         assert asyncio.run(jetstream()) == "created"  # JetStream is on, its store in the state dir
         assert (tmp_path / "nats" / "jetstream").is_dir()
@@ -111,7 +127,10 @@ def test_nats_with_jetstream_lifecycle(tmp_path, monkeypatch):
         pid = (tmp_path / "run" / "nats.pid").read_text().strip()
         (tmp_path / "run" / "nats.credentials").unlink()
         upgraded = stack(tmp_path, "up", "nats", **env).stdout
-        assert f"restarting pid {pid}: it was started without today's credentials" in upgraded and "started" in upgraded
+        assert (
+            f"restarting pid {pid}: it was started without today's credentials" in upgraded
+            and "started" in upgraded
+        )
         env["NATS_TOKEN"] = "the-users-own-token"
         assert "restarting pid" in stack(tmp_path, "up", "nats", **env).stdout
         with monkeypatch.context() as users_shell:
@@ -124,22 +143,48 @@ def test_nats_with_jetstream_lifecycle(tmp_path, monkeypatch):
     assert "stopped" in stack(tmp_path, "status", "nats", **env).stdout
 
 
-def test_postgres_takes_the_users_password_and_an_old_trusting_server_is_locked_in_place(postgres_readable_dir):
+def test_postgres_takes_the_users_password_and_an_old_trusting_server_is_locked_in_place(
+    postgres_readable_dir,
+):
     """`up` on a running server whose pg_hba.conf trusts everyone (what the stack wrote before credentials)
     rewrites it and reloads: the same server, now asking every TCP client for the password."""
     state, port = postgres_readable_dir, str(free_port())
-    env = {"DAGSTER_PG_PORT": port, "TIMESCALE_PORT": port, "DAGSTER_PG_PASSWORD": "users-own",
-           "TIMESCALE_PASSWORD": "users-own", "DAGSTER_PG_DB": "dagster_t", "TIMESCALE_DB": "market_t"}
-    login = {"host": "127.0.0.1", "port": port, "user": "postgres", "dbname": "market_t", "connect_timeout": 5,
-             "passfile": os.devnull}
+    env = {
+        "DAGSTER_PG_PORT": port,
+        "TIMESCALE_PORT": port,
+        "DAGSTER_PG_PASSWORD": "users-own",
+        "TIMESCALE_PASSWORD": "users-own",
+        "DAGSTER_PG_DB": "dagster_t",
+        "TIMESCALE_DB": "market_t",
+    }
+    login = {
+        "host": "127.0.0.1",
+        "port": port,
+        "user": "postgres",
+        "dbname": "market_t",
+        "connect_timeout": 5,
+        "passfile": os.devnull,
+    }
     assert "started" in stack(state, "up", "postgres", **env).stdout
     try:
         with psycopg.connect(**login, password="users-own") as conn:
             assert conn.execute("SELECT extname FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
         hba = state / "postgres" / "data" / "pg_hba.conf"
         hba.write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")  # a clone from before
-        subprocess.run(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D",
-                        str(hba.parent), "reload"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                "/usr/lib/postgresql/15/bin/pg_ctl",
+                "-D",
+                str(hba.parent),
+                "reload",
+            ],
+            check=True,
+            capture_output=True,
+        )
         assert _settles(login, "in")  # the postmaster rereads its files on the signal
         pid = (state / "run" / "postgres.pid").read_text().strip()
         assert f"already running (pid {pid}" in stack(state, "up", "postgres", **env).stdout
@@ -152,7 +197,8 @@ def test_postgres_takes_the_users_password_and_an_old_trusting_server_is_locked_
 
 
 def _settles(login: dict, outcome: str, within_s: float = 10) -> bool:
-    """Whether a password-less connection ends in `outcome` ("in", or a piece of the refusal) within the time."""
+    """Whether a password-less connection ends in `outcome` ("in", or a piece of the refusal) within the
+    time."""
     deadline = time.monotonic() + within_s
     while True:
         try:

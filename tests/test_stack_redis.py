@@ -33,7 +33,11 @@ def test_a_plain_up_starts_redis_only_when_the_cache_is_on(tmp_path, monkeypatch
 def test_redis_lifecycle(tmp_path):
     """Also: the user's own password (an exported REDIS_PASSWORD) is the one the server takes."""
     port = free_port()
-    env = {"REDIS_URL": f"redis://127.0.0.1:{port}/0", "REDIS_CACHE": "false", "REDIS_PASSWORD": "users-own-choice"}
+    env = {
+        "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        "REDIS_CACHE": "false",
+        "REDIS_PASSWORD": "users-own-choice",
+    }
     assert "started" in stack(tmp_path, "up", "redis", **env).stdout  # named: started though the cache is off
     assert "already running" in stack(tmp_path, "up", "redis", **env).stdout
     assert f"port {port}" in stack(tmp_path, "status", "redis", **env).stdout
@@ -46,6 +50,7 @@ def test_redis_lifecycle(tmp_path):
             return str(error)
         finally:
             await client.aclose()
+
     try:
         assert asyncio.run(ping("users-own-choice")) is True
         assert asyncio.run(ping(None)) == "Authentication required."

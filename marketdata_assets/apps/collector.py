@@ -1,4 +1,5 @@
-"""The live collector as a process: `python -m marketdata_assets.apps.collector --instruments BTCUSDT,ETHUSDT`.
+"""The live collector as a process:
+`python -m marketdata_assets.apps.collector --instruments BTCUSDT,ETHUSDT`.
 
 Runs ingest.live's collector for one venue (`--venue BINANCE | BINANCE_UM | OKX | DERIBIT`, default
 Binance spot; `--datasets trades,books,tickers,...`, default each venue's: trades, books, tickers)
@@ -39,16 +40,29 @@ def rest_base(venue: str, override: str | None = None) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m marketdata_assets.apps.collector", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m marketdata_assets.apps.collector", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--venue", default="BINANCE", choices=sorted(PROTOCOLS), help="whose public stream")
-    p.add_argument("--instruments", default=None, help="comma-separated, as the venue spells them "
-                                                       "(default: two of its majors)")
-    p.add_argument("--datasets", default=None, help="comma-separated datasets to collect (default: trades,books,"
-                                                    "tickers); also bars_1m, funding, mark_price, liquidations, "
-                                                    "open_interest where the venue has them")
+    p.add_argument(
+        "--instruments",
+        default=None,
+        help="comma-separated, as the venue spells them (default: two of its majors)",
+    )
+    p.add_argument(
+        "--datasets",
+        default=None,
+        help="comma-separated datasets to collect (default: trades,books,"
+        "tickers); also bars_1m, funding, mark_price, liquidations, "
+        "open_interest where the venue has them",
+    )
     p.add_argument("--ws-url", default=None, help="default: the venue's public WebSocket")
-    p.add_argument("--rest-url", default=None, help="REST base for book snapshots (Binance) and the gap-hour "
-                                                    "repair (every venue); default: the sources config's")
+    p.add_argument(
+        "--rest-url",
+        default=None,
+        help="REST base for book snapshots (Binance) and the gap-hour "
+        "repair (every venue); default: the sources config's",
+    )
     p.add_argument("--landing-dir", type=Path, default=None, help="default: <state dir>/landing/live")
     p.add_argument("--nats-url", default=None, help="default: NATS_URL")
     p.add_argument("--no-nats", action="store_true", help="land raw frames only, publish nothing")
@@ -62,13 +76,19 @@ async def main_async(args: argparse.Namespace) -> dict:
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()] if args.datasets else None
     protocol = PROTOCOLS[args.venue](datasets=datasets)
     instruments = args.instruments or ",".join(protocol.default_instruments)
-    config = CollectorConfig([i.strip().upper() for i in instruments.split(",") if i.strip()],
-                             args.ws_url or protocol.ws_url, rest_base(args.venue, args.rest_url),
-                             stale_s=args.stale_s or protocol.stale_s, rollover_s=args.rollover_s)
+    config = CollectorConfig(
+        [i.strip().upper() for i in instruments.split(",") if i.strip()],
+        args.ws_url or protocol.ws_url,
+        rest_base(args.venue, args.rest_url),
+        stale_s=args.stale_s or protocol.stale_s,
+        rollover_s=args.rollover_s,
+    )
     writer = LandingWriter(args.landing_dir or settings.live_landing_dir(), protocol.venue)
     store = None
     if not args.no_nats:
-        store = await JetStreamStore(args.nats_url or settings.get("NATS_URL"), name="marketdata-collector").connect()
+        store = await JetStreamStore(
+            args.nats_url or settings.get("NATS_URL"), name="marketdata-collector"
+        ).connect()
         await store.ensure_stream(StreamSpec(name=args.stream))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

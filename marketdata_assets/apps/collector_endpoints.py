@@ -30,17 +30,29 @@ COUNTERS = {
     "connects": ("marketdata_live_connects", "WebSocket connections opened."),
     "connect_failures": ("marketdata_live_connect_failures", "Connection attempts that failed."),
     "rollovers": ("marketdata_live_rollovers", "Connections replaced before the venue's forced cut."),
-    "notices": ("marketdata_live_notices", "The venue's notices that it will close a connection soon (OKX 64008)."),
+    "notices": (
+        "marketdata_live_notices",
+        "The venue's notices that it will close a connection soon (OKX 64008).",
+    ),
     "stale": ("marketdata_live_stale", "Connections aborted as silent past the stale deadline."),
     "gaps": ("marketdata_live_gaps", "Book sequence breaks (each one resync)."),
     "snapshots": ("marketdata_live_snapshots", "Books (re)built from a REST snapshot."),
     "overflow_frames": ("marketdata_live_overflow_frames", "Frames dropped on a full queue (marked)."),
     "subscribe_errors": ("marketdata_live_subscribe_errors", "Subscriptions the venue refused (sent again)."),
-    "published": ("marketdata_live_published", "Messages stored by JetStream (a trade each, batches counted by their trades)."),
+    "published": (
+        "marketdata_live_published",
+        "Messages stored by JetStream (a trade each, batches counted by their trades).",
+    ),
     "duplicates": ("marketdata_live_duplicates", "Republished trades JetStream already had."),
-    "publish_failures": ("marketdata_live_publish_failures", "Publish batches that failed (published again)."),
+    "publish_failures": (
+        "marketdata_live_publish_failures",
+        "Publish batches that failed (published again).",
+    ),
     "publish_dropped": ("marketdata_live_publish_dropped", "Trades dropped from a full publish buffer."),
-    "publish_refused": ("marketdata_live_publish_refused", "Trades a sink could not store as they are (still landed)."),
+    "publish_refused": (
+        "marketdata_live_publish_refused",
+        "Trades a sink could not store as they are (still landed).",
+    ),
 }
 CONSUMER_COUNTERS = {
     "fetched": "Messages the NATS -> ClickHouse consumer received (redeliveries included).",
@@ -146,31 +158,66 @@ class LiveCollector(Collector):
         by_kind: dict[str, int] = {}
         for channel, n in dict(stats.channel_frames).items():
             by_kind[channel_kind(channel)] = by_kind.get(channel_kind(channel), 0) + n
-        yield _counter("marketdata_live_frames", "Frames received, by venue and channel (rate(): frames/s).",
-                       ["venue", "channel"], [([venue, k], n) for k, n in sorted(by_kind.items())])
-        yield _counter("marketdata_live_messages", "Normalized messages, by venue and dataset.",
-                       ["venue", "dataset"], [([venue, label(d)], n) for d, n in
-                                              sorted({"trades": stats.trades, **dict(stats.messages)}.items())])
-        for attr, name, doc in (("disconnects", "marketdata_live_disconnects", "Connections lost, by reason."),
-                                ("bad_frames", "marketdata_live_bad_frames", "Bad frames, by reason."),
-                                ("markers", "marketdata_live_markers", "Marker records landed, by kind.")):
-            yield _counter(name, doc, ["venue", "reason"],
-                           [([venue, label(k)], n) for k, n in sorted(dict(getattr(stats, attr)).items())])
-        yield _counter("marketdata_live_resyncs", "Books rebuilt after a gap.", ["venue"],
-                       [([venue], stats.markers.get("resync", 0))])
-        yield _gauge("marketdata_live_queue_depth", "Frames waiting between the sockets and the processor.",
-                     venue, w.collector.queue.qsize())
-        yield _gauge("marketdata_live_publish_buffer", "Messages (a trade each) waiting to be published to JetStream.",
-                     venue, getattr(w.collector, "buffered", 0))
+        yield _counter(
+            "marketdata_live_frames",
+            "Frames received, by venue and channel (rate(): frames/s).",
+            ["venue", "channel"],
+            [([venue, k], n) for k, n in sorted(by_kind.items())],
+        )
+        yield _counter(
+            "marketdata_live_messages",
+            "Normalized messages, by venue and dataset.",
+            ["venue", "dataset"],
+            [
+                ([venue, label(d)], n)
+                for d, n in sorted({"trades": stats.trades, **dict(stats.messages)}.items())
+            ],
+        )
+        for attr, name, doc in (
+            ("disconnects", "marketdata_live_disconnects", "Connections lost, by reason."),
+            ("bad_frames", "marketdata_live_bad_frames", "Bad frames, by reason."),
+            ("markers", "marketdata_live_markers", "Marker records landed, by kind."),
+        ):
+            yield _counter(
+                name,
+                doc,
+                ["venue", "reason"],
+                [([venue, label(k)], n) for k, n in sorted(dict(getattr(stats, attr)).items())],
+            )
+        yield _counter(
+            "marketdata_live_resyncs",
+            "Books rebuilt after a gap.",
+            ["venue"],
+            [([venue], stats.markers.get("resync", 0))],
+        )
+        yield _gauge(
+            "marketdata_live_queue_depth",
+            "Frames waiting between the sockets and the processor.",
+            venue,
+            w.collector.queue.qsize(),
+        )
+        yield _gauge(
+            "marketdata_live_publish_buffer",
+            "Messages (a trade each) waiting to be published to JetStream.",
+            venue,
+            getattr(w.collector, "buffered", 0),
+        )
         yield _gauge("marketdata_live_connections", "Open WebSocket connections.", venue, w.connected())
-        yield _gauge("marketdata_live_last_frame_timestamp_seconds", "Unix time of the newest frame.", venue,
-                     stats.last_frame_ns / 1e9)
+        yield _gauge(
+            "marketdata_live_last_frame_timestamp_seconds",
+            "Unix time of the newest frame.",
+            venue,
+            stats.last_frame_ns / 1e9,
+        )
         yield self._lag(stats, venue)
 
     @staticmethod
     def _lag(stats, venue: str):
-        family = HistogramMetricFamily("marketdata_live_lag_seconds", "Lag from the venue's event time to the "
-                                       "local receive time, per trade.", labels=["venue"])
+        family = HistogramMetricFamily(
+            "marketdata_live_lag_seconds",
+            "Lag from the venue's event time to the local receive time, per trade.",
+            labels=["venue"],
+        )
         counts, running, buckets = list(stats.lag_buckets), 0, []
         for bound, n in zip((*LAG_BUCKETS_S, float("inf")), counts):
             running += n
@@ -182,17 +229,26 @@ class LiveCollector(Collector):
     def _consumer(stats):
         for attr, doc in CONSUMER_COUNTERS.items():
             yield _counter(f"marketdata_live_consumer_{attr}", doc, [], [([], getattr(stats, attr))])
-        yield _counter("marketdata_live_consumer_bad_messages", "Messages that were not trades (terminated), "
-                       "by reason.", ["reason"], [([label(k)], n) for k, n in sorted(dict(stats.bad_messages).items())])
-        family = GaugeMetricFamily("marketdata_live_consumer_last_insert_timestamp_seconds",
-                                   "Unix time of the consumer's latest successful INSERT.")
+        yield _counter(
+            "marketdata_live_consumer_bad_messages",
+            "Messages that were not trades (terminated), by reason.",
+            ["reason"],
+            [([label(k)], n) for k, n in sorted(dict(stats.bad_messages).items())],
+        )
+        family = GaugeMetricFamily(
+            "marketdata_live_consumer_last_insert_timestamp_seconds",
+            "Unix time of the consumer's latest successful INSERT.",
+        )
         family.add_metric([], stats.last_insert_ns / 1e9)
         yield family
 
 
 def _plain(stats) -> dict:
-    return {k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
-            for k, v in vars(stats).items() if k != "changed"}
+    return {
+        k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list) else v)
+        for k, v in vars(stats).items()
+        if k != "changed"
+    }
 
 
 def summed(parts: list[dict]) -> dict:
@@ -202,7 +258,13 @@ def summed(parts: list[dict]) -> dict:
     for part in parts:
         for key, value in part.items():
             if key not in out:
-                out[key] = dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value
+                out[key] = (
+                    dict(value)
+                    if isinstance(value, dict)
+                    else list(value)
+                    if isinstance(value, list)
+                    else value
+                )
             elif key in ("last_frame_ns", "started_ns"):
                 out[key] = (max if key == "last_frame_ns" else min)(out[key], value)
             elif isinstance(value, dict):
@@ -220,17 +282,28 @@ def status(watched: Watched) -> dict:
     venues = {}
     for v in watched.venues:
         ok, reason = v.health()
-        venues[v.venue] = {"healthy": ok, "health": reason, "connections": v.connected(),
-                           "last_frame_age_s": v.frame_age_s(), "queue_depth": v.collector.queue.qsize(),
-                           "publish_buffer": getattr(v.collector, "buffered", 0),
-                           "collector": _plain(v.collector.stats)}
+        venues[v.venue] = {
+            "healthy": ok,
+            "health": reason,
+            "connections": v.connected(),
+            "last_frame_age_s": v.frame_age_s(),
+            "queue_depth": v.collector.queue.qsize(),
+            "publish_buffer": getattr(v.collector, "buffered", 0),
+            "collector": _plain(v.collector.stats),
+        }
     ok, reason = watched.health()
     ages = [a for a in (v["last_frame_age_s"] for v in venues.values()) if a is not None]
-    body = {"venues": venues, "healthy": ok, "health": reason, "connections": watched.connected(),
-            "last_frame_age_s": min(ages) if ages else None,
-            "queue_depth": sum(v["queue_depth"] for v in venues.values()),
-            "publish_buffer": sum(v["publish_buffer"] for v in venues.values()),
-            "collector": summed([v["collector"] for v in venues.values()]), "lag_buckets_s": list(LAG_BUCKETS_S)}
+    body = {
+        "venues": venues,
+        "healthy": ok,
+        "health": reason,
+        "connections": watched.connected(),
+        "last_frame_age_s": min(ages) if ages else None,
+        "queue_depth": sum(v["queue_depth"] for v in venues.values()),
+        "publish_buffer": sum(v["publish_buffer"] for v in venues.values()),
+        "collector": summed([v["collector"] for v in venues.values()]),
+        "lag_buckets_s": list(LAG_BUCKETS_S),
+    }
     if len(venues) == 1:
         body["venue"] = next(iter(venues))
     if watched.consumer is not None:
@@ -251,7 +324,9 @@ class EndpointsApp:
             return self.metrics_app(environ, start_response)
         if path == "/health":
             ok, reason = self.watched.health()
-            return _reply(start_response, "200 OK" if ok else "503 Service Unavailable", f"{reason}\n".encode())
+            return _reply(
+                start_response, "200 OK" if ok else "503 Service Unavailable", f"{reason}\n".encode()
+            )
         if path == "/status":
             body = json.dumps(status(self.watched), indent=2, sort_keys=True, default=str) + "\n"
             return _reply(start_response, "200 OK", body.encode(), "application/json")
@@ -259,8 +334,10 @@ class EndpointsApp:
 
 
 def _reply(start_response, status_line: str, body: bytes, content_type: str = "text/plain; charset=utf-8"):
-    start_response(status_line, [("Content-Type", content_type), ("Content-Length", str(len(body))),
-                                 ("Cache-Control", "no-store")])
+    start_response(
+        status_line,
+        [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")],
+    )
     return [body]
 
 
@@ -269,11 +346,16 @@ class Endpoints:
 
     def __init__(self, watched: Watched, host: str, port: int):
         server_class = _Server6 if ":" in host else _Server
-        self.server = make_server(host, port, EndpointsApp(watched), server_class=server_class,
-                                  handler_class=_QuietHandler)
+        self.server = make_server(
+            host, port, EndpointsApp(watched), server_class=server_class, handler_class=_QuietHandler
+        )
         self.host, self.port = host, self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
-                                       name="collector-endpoints", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="collector-endpoints",
+            daemon=True,
+        )
         self.thread.start()
 
     @property

@@ -55,9 +55,13 @@ def config_ops(repo) -> list[ConfigOp]:
         config = typing.get_type_hints(op.compute_fn.decorated_fn).get("config")
         if config is None or op.name in found:
             continue
-        found[op.name] = ConfigOp(op.name, tuple(sorted(k.to_user_string() for k in assets_def.keys)), config,
-                                  _backfill(assets_def.backfill_policy),
-                                  tuple(j.name for j in jobs if op.name in j.graph.node_dict))
+        found[op.name] = ConfigOp(
+            op.name,
+            tuple(sorted(k.to_user_string() for k in assets_def.keys)),
+            config,
+            _backfill(assets_def.backfill_policy),
+            tuple(j.name for j in jobs if op.name in j.graph.node_dict),
+        )
     return [found[name] for name in sorted(found)]
 
 
@@ -82,27 +86,39 @@ def _type(annotation) -> str:
 
 def _bounds(metadata: list) -> str:
     signs = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
-    return "".join(f", {signs[k]} {getattr(m, k)}" for m in metadata if isinstance(m, annotated_types.BaseMetadata)
-                   for k in signs if hasattr(m, k))
+    return "".join(
+        f", {signs[k]} {getattr(m, k)}"
+        for m in metadata
+        if isinstance(m, annotated_types.BaseMetadata)
+        for k in signs
+        if hasattr(m, k)
+    )
 
 
 def _default(field) -> str:
     if field.is_required():
         return "required"
     value = field.get_default(call_default_factory=True)
-    return "`\"\"`" if value == "" else f"`{value}`"
+    return '`""`' if value == "" else f"`{value}`"
 
 
 def fields_table(config: type[dg.Config]) -> str:
-    return table(["option", "type", "default", "meaning"], (
-        (f"`{name}`", _type(f.annotation) + _bounds(f.metadata), _default(f), prose(f.description or ""))
-        for name, f in config.model_fields.items()))
+    return table(
+        ["option", "type", "default", "meaning"],
+        (
+            (f"`{name}`", _type(f.annotation) + _bounds(f.metadata), _default(f), prose(f.description or ""))
+            for name, f in config.model_fields.items()
+        ),
+    )
 
 
 def _template(op: ConfigOp) -> str:
     """The op's run config with every option at its default, as YAML to copy into the launchpad."""
-    defaults = {name: f.get_default(call_default_factory=True) for name, f in op.config.model_fields.items()
-                if not f.is_required()}
+    defaults = {
+        name: f.get_default(call_default_factory=True)
+        for name, f in op.config.model_fields.items()
+        if not f.is_required()
+    }
     text = yaml.safe_dump({"ops": {op.name: {"config": defaults}}}, sort_keys=False, default_flow_style=None)
     return f"```yaml\n{text}```"
 
@@ -110,23 +126,36 @@ def _template(op: ConfigOp) -> str:
 def run_config(repo) -> str:
     """Every op's run config (listed under its assets and jobs), then the assets and the jobs."""
     ops = config_ops(repo)
-    parts = ["## Run config of the assets and jobs", prose(
-        "Options of one run, set in the launchpad (\"Materialize\" with Shift, or a job's launchpad) or as "
-        "`run_config` of a `RunRequest`: `ops: {<op>: {config: {<option>: <value>}}}`. An op that "
-        "materializes several assets is configured once, under its op name. Resources (the stores, the "
-        "sources' clients) take their settings from the environment variables above and the sources config "
-        "file, not from here.")]
+    parts = [
+        "## Run config of the assets and jobs",
+        prose(
+            'Options of one run, set in the launchpad ("Materialize" with Shift, or a job\'s launchpad) or '
+            "as "
+            "`run_config` of a `RunRequest`: `ops: {<op>: {config: {<option>: <value>}}}`. An op that "
+            "materializes several assets is configured once, under its op name. Resources (the stores, the "
+            "sources' clients) take their settings from the environment variables above and the sources "
+            "config file, not from here."
+        ),
+    ]
     for op in ops:
-        parts.append(f"### `{op.name}`\n\nAssets: {', '.join(f'`{a}`' for a in op.assets)}. "
-                     f"Jobs: {', '.join(f'`{j}`' for j in op.jobs) or '-'}. Backfill policy: {op.backfill}. "
-                     f"Config class: `{op.config.__name__}`.\n\n"
-                     + _template(op) + "\n\n" + fields_table(op.config))
+        parts.append(
+            f"### `{op.name}`\n\nAssets: {', '.join(f'`{a}`' for a in op.assets)}. "
+            f"Jobs: {', '.join(f'`{j}`' for j in op.jobs) or '-'}. Backfill policy: {op.backfill}. "
+            f"Config class: `{op.config.__name__}`.\n\n" + _template(op) + "\n\n" + fields_table(op.config)
+        )
     by_asset = sorted((a, op.name) for op in ops for a in op.assets)
-    parts.append("### By asset\n\n" + table(["asset", "configured under the op"],
-                                             ((f"`{a}`", f"`{o}`") for a, o in by_asset)))
+    parts.append(
+        "### By asset\n\n"
+        + table(["asset", "configured under the op"], ((f"`{a}`", f"`{o}`") for a, o in by_asset))
+    )
     jobs = sorted({j for op in ops for j in op.jobs})
-    parts.append("### By job\n\n" + table(["job", "ops taking run config"], (
-        (f"`{j}`", ", ".join(f"`{op.name}`" for op in ops if j in op.jobs)) for j in jobs)))
+    parts.append(
+        "### By job\n\n"
+        + table(
+            ["job", "ops taking run config"],
+            ((f"`{j}`", ", ".join(f"`{op.name}`" for op in ops if j in op.jobs)) for j in jobs),
+        )
+    )
     return "\n\n".join(parts)
 
 
@@ -157,19 +186,41 @@ def _metadata(definition, key: str) -> str:
 
 def schedules_and_sensors(repo) -> str:
     """Every schedule and sensor (cadence, default status, what it launches), then the daily-use set."""
-    rows = [(f"`{s.name}`", "schedule", f"`{s.cron_schedule}` {s.execution_timezone or 'UTC'}",
-             s.default_status.value.lower(), _launches(repo, s), _what(s)) for s in repo.schedule_defs]
-    rows += [(f"`{s.name}`", "sensor", f"every {s.minimum_interval_seconds} s", s.default_status.value.lower(),
-              _launches(repo, s), _what(s)) for s in repo.sensor_defs]
+    rows = [
+        (
+            f"`{s.name}`",
+            "schedule",
+            f"`{s.cron_schedule}` {s.execution_timezone or 'UTC'}",
+            s.default_status.value.lower(),
+            _launches(repo, s),
+            _what(s),
+        )
+        for s in repo.schedule_defs
+    ]
+    rows += [
+        (
+            f"`{s.name}`",
+            "sensor",
+            f"every {s.minimum_interval_seconds} s",
+            s.default_status.value.lower(),
+            _launches(repo, s),
+            _what(s),
+        )
+        for s in repo.sensor_defs
+    ]
     every = sorted(rows, key=lambda r: (r[3] != "running", r[0]))
-    return "\n\n".join([
-        "## Schedules and sensors",
-        prose("The ones that call no vendor start running (landing areas, automation, upkeep); the ones that "
-              "call a vendor, or refresh what one feeds, start stopped. Intervals of the landing sensors are "
-              "LANDING_SENSOR_INTERVAL_S (shown at its default)."),
-        table(["name", "kind", "cadence", "default", "launches", "what it does"], every),
-        daily_use(repo),
-    ])
+    return "\n\n".join(
+        [
+            "## Schedules and sensors",
+            prose(
+                "The ones that call no vendor start running (landing areas, automation, upkeep); the ones "
+                "that call a vendor, or refresh what one feeds, start stopped. Intervals of the landing "
+                "sensors are LANDING_SENSOR_INTERVAL_S (shown at its default)."
+            ),
+            table(["name", "kind", "cadence", "default", "launches", "what it does"], every),
+            daily_use(repo),
+        ]
+    )
 
 
 def daily_use(repo) -> str:
@@ -177,19 +228,29 @@ def daily_use(repo) -> str:
     from marketdata_assets.defs._common.runs import DAILY_USE, DAILY_USE_WHY, FEEDS
 
     marked = [(_metadata(d, DAILY_USE), d) for d in (*repo.schedule_defs, *repo.sensor_defs)]
-    parts = ["### Daily use: what to turn on", prose(
-        "Turn on the stopped ones of each feed you use, in the UI (Automation) or with the commands below "
-        "(from the repo root, the project .env in place). The ones running by default need nothing. A new "
-        "feed's long history is a backfill first (see the next section); the catch-up schedules only look "
-        "back `catch_up_days`.")]
+    parts = [
+        "### Daily use: what to turn on",
+        prose(
+            "Turn on the stopped ones of each feed you use, in the UI (Automation) or with the commands "
+            "below (from the repo root, the project .env in place). The ones running by default need "
+            "nothing. A new feed's long history is a backfill first (see the next section); the catch-up "
+            "schedules only look back `catch_up_days`."
+        ),
+    ]
     for feed, what in FEEDS.items():
         mine = [d for f, d in marked if f == feed]
         if not mine:
             continue
         kinds = ["schedule" if isinstance(d, dg.ScheduleDefinition) else "sensor" for d in mine]
-        parts.append(f"**{feed}**: {prose(what)}.\n\n" + table(["turn on", "why"], (
-            (f"`{d.name}`", prose(_metadata(d, DAILY_USE_WHY))) for d in mine)) + "\n\n```bash\n" + "\n".join(
-            f"dagster {k} start -w workspace.yaml {d.name}" for k, d in zip(kinds, mine, strict=True)) + "\n```")
+        parts.append(
+            f"**{feed}**: {prose(what)}.\n\n"
+            + table(["turn on", "why"], ((f"`{d.name}`", prose(_metadata(d, DAILY_USE_WHY))) for d in mine))
+            + "\n\n```bash\n"
+            + "\n".join(
+                f"dagster {k} start -w workspace.yaml {d.name}" for k, d in zip(kinds, mine, strict=True)
+            )
+            + "\n```"
+        )
     return "\n\n".join(parts)
 
 
@@ -216,32 +277,44 @@ def deadline(repo) -> str:
         "2. Or backfill in ranges that fit: a month of days at a time in the UI's backfill dialog (the "
         "instance runs at most 2 backfill runs at once, instance/dagster.yaml).\n"
         "3. Or lift the deadline for that run: `deadline_minutes: 0` (the run then holds the source's pool "
-        "until it ends; that source's scheduled runs wait).")
-    return "\n\n".join([
-        "## The run deadline and a long first backfill",
-        prose(f"The ingest ops ({_names(limited)}) stop at `deadline_minutes` ({minutes:g} by default; 0: "
-              "none), so a run never holds a source's pool forever. When it passes, the fetch in flight is "
-              "cut off and fails, and every slice not yet fetched is recorded `skipped` in `ingest_log`; the "
-              f"slices already fetched are written. Skipped and failed slices count against `max_failed` "
-              f"({max_failed}), so the step then fails, naming the run id to retry. (A Binance dump-file load, "
-              "`binance_dumps`, reads its files in one load that the deadline does not interrupt.)"),
-        prose(f"The partitioned ones have a single-run backfill policy ({single}): a backfill of a range of "
-              "days is ONE run over the whole range (of a day x instrument asset, Dagster's backfill makes one "
-              "run per day, every instrument of the day in it), and `marketdata ingest` launches one range run "
-              "too. `marketdata backfill crypto|a_shares|yahoo` splits a long first backfill into runs that "
-              "each fit (docs/quickstart.md, step 5). A range that does not fit stops at the deadline with "
-              "part of it loaded. To load the rest:"),
-        steps,
-        prose("The catch-up schedules retry only the last `catch_up_days` (sources config), so they do not "
-              "finish an old range. `alpha_files` is the exception: a backfill runs one partition (month x "
-              "account) per run."),
-    ])
+        "until it ends; that source's scheduled runs wait)."
+    )
+    return "\n\n".join(
+        [
+            "## The run deadline and a long first backfill",
+            prose(
+                f"The ingest ops ({_names(limited)}) stop at `deadline_minutes` ({minutes:g} by default; 0: "
+                "none), so a run never holds a source's pool forever. When it passes, the fetch in flight is "
+                "cut off and fails, and every slice not yet fetched is recorded `skipped` in `ingest_log`; "
+                "the slices already fetched are written. Skipped and failed slices count against "
+                f"`max_failed` ({max_failed}), so the step then fails, naming the run id to retry. (A "
+                "Binance dump-file load, `binance_dumps`, reads its files in one load that the deadline "
+                "does not interrupt.)"
+            ),
+            prose(
+                f"The partitioned ones have a single-run backfill policy ({single}): a backfill of a range "
+                "of days is ONE run over the whole range (of a day x instrument asset, Dagster's backfill "
+                "makes one run per day, every instrument of the day in it), and `marketdata ingest` "
+                "launches one range run too. `marketdata backfill crypto|a_shares|yahoo` splits a long "
+                "first backfill into runs that each fit (docs/quickstart.md, step 5). A range that does not "
+                "fit stops at the deadline with part of it loaded. To load the rest:"
+            ),
+            steps,
+            prose(
+                "The catch-up schedules retry only the last `catch_up_days` (sources config), so they do not "
+                "finish an old range. `alpha_files` is the exception: a backfill runs one partition (month x "
+                "account) per run."
+            ),
+        ]
+    )
 
 
-CONTENTS = ("Contents: [environment variables](#environment-variables) · [the sources config file]"
-            "(#the-sources-config-file) · [run config](#run-config-of-the-assets-and-jobs) · [schedules and "
-            "sensors](#schedules-and-sensors) · [daily use](#daily-use-what-to-turn-on) · [the run deadline "
-            "and a long first backfill](#the-run-deadline-and-a-long-first-backfill)")
+CONTENTS = (
+    "Contents: [environment variables](#environment-variables) · [the sources config file]"
+    "(#the-sources-config-file) · [run config](#run-config-of-the-assets-and-jobs) · [schedules and "
+    "sensors](#schedules-and-sensors) · [daily use](#daily-use-what-to-turn-on) · [the run deadline "
+    "and a long first backfill](#the-run-deadline-and-a-long-first-backfill)"
+)
 
 
 def render() -> str:
@@ -249,28 +322,41 @@ def render() -> str:
     from marketdata_assets.definitions import defs
 
     repo = defs().get_repository_def()
-    return "\n\n".join([
-        "# Configuration reference",
-        (f"Generated by `{COMMAND}` from the declarations (do not edit; tests/test_configuration_doc.py "
-         "fails when it is stale). Defaults are shown, never a secret's value."),
-        CONTENTS,
-        "## Environment variables",
-        prose("Every setting is an environment variable; unset ones take the default below (the local "
-              "stack's). `make env` prints the effective values (secrets masked); `make run`/`make test` write "
-              "a project .env (`NAME=${NAME:-default}`) from this table, where a variable you export wins. "
-              "Secrets reach resources as `dg.EnvVar`, so the UI shows the name, never the value."),
-        settings.reference(),
-        "## The sources config file",
-        prose("`marketdata_assets/sources/data_providers.yaml` (or the file `TICKS_PROVIDERS_CONFIG` names): the "
-              "sources' limits and the universes. Every key is validated when the file is read; a bad value, "
-              "an unknown key or a missing required one fails with the file, the key's path and what is "
-              "expected: `mine.yaml: sources.binance.weight_per_minute: expected an integer >= 1, got 0 "
-              "(file /path/to/mine.yaml)`."),
-        config_schema.reference(),
-        run_config(repo),
-        schedules_and_sensors(repo),
-        deadline(repo),
-    ]) + "\n"
+    return (
+        "\n\n".join(
+            [
+                "# Configuration reference",
+                (
+                    f"Generated by `{COMMAND}` from the declarations (do not edit; "
+                    "tests/test_configuration_doc.py fails when it is stale). Defaults are shown, never a "
+                    "secret's value."
+                ),
+                CONTENTS,
+                "## Environment variables",
+                prose(
+                    "Every setting is an environment variable; unset ones take the default below (the local "
+                    "stack's). `make env` prints the effective values (secrets masked); `make run`/`make "
+                    "test` write a project .env (`NAME=${NAME:-default}`) from this table, where a variable "
+                    "you export wins. Secrets reach resources as `dg.EnvVar`, so the UI shows the name, "
+                    "never the value."
+                ),
+                settings.reference(),
+                "## The sources config file",
+                prose(
+                    "`marketdata_assets/sources/data_providers.yaml` (or the file `TICKS_PROVIDERS_CONFIG` "
+                    "names): the sources' limits and the universes. Every key is validated when the file is "
+                    "read; a bad value, an unknown key or a missing required one fails with the file, the "
+                    "key's path and what is expected: `mine.yaml: sources.binance.weight_per_minute: "
+                    "expected an integer >= 1, got 0 (file /path/to/mine.yaml)`."
+                ),
+                config_schema.reference(),
+                run_config(repo),
+                schedules_and_sensors(repo),
+                deadline(repo),
+            ]
+        )
+        + "\n"
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -57,7 +57,9 @@ def is_real(source: ReplayedSource, environ: dict[str, str]) -> bool:
     """Whether the user configured the source (before any default is applied)."""
     names = (source.base_url_var, *source.real_if_set)
     if source.name == "alpha_api":
-        names += tuple(name for name in environ if name.startswith(("ALPHA_API_USER_", "ALPHA_API_PASSWORD_")))
+        names += tuple(
+            name for name in environ if name.startswith(("ALPHA_API_USER_", "ALPHA_API_PASSWORD_"))
+        )
     return any(environ.get(name) for name in names)
 
 
@@ -98,12 +100,19 @@ class Replays:
             return "demo mode off: every source talks to its vendor"
         urls = {s.name: self.environ[s.base_url_var] for s in self.sources}
         real = [s.name for s in SOURCES if s not in self.sources]
-        return ("demo mode: replays for " + ", ".join(f"{name} ({url})" for name, url in urls.items())
-                + (f"; real vendors for {', '.join(real)}" if real else ""))
+        return (
+            "demo mode: replays for "
+            + ", ".join(f"{name} ({url})" for name, url in urls.items())
+            + (f"; real vendors for {', '.join(real)}" if real else "")
+        )
 
 
-def serve(sources: list[ReplayedSource], host: str = "127.0.0.1", ports: dict[str, int] | None = None,
-          advertise: str | None = None) -> Replays:
+def serve(
+    sources: list[ReplayedSource],
+    host: str = "127.0.0.1",
+    ports: dict[str, int] | None = None,
+    advertise: str | None = None,
+) -> Replays:
     """Start the servers the sources need (port 0: any free port) and set os.environ to them."""
     from marketdata_assets.replay.alpha_api import AlphaReplayServer, ReplayAccount, ReplayConfig
     from marketdata_assets.replay.binance_archive import BinanceArchiveReplayServer, demo_config
@@ -115,19 +124,25 @@ def serve(sources: list[ReplayedSource], host: str = "127.0.0.1", ports: dict[st
     replays = Replays(sources)
     needed = {s.server for s in sources}
     if "alpha" in needed:
-        accounts = [ReplayAccount.default(name, alphas=400)
-                    for name in parse_account_names(settings.get("ALPHA_API_ACCOUNTS"))]
+        accounts = [
+            ReplayAccount.default(name, alphas=400)
+            for name in parse_account_names(settings.get("ALPHA_API_ACCOUNTS"))
+        ]
         for account in accounts:
             user_var, password_var = credential_vars(account.name)
             replays.environ[user_var], replays.environ[password_var] = account.user, account.password
         start_month, months = alpha_months()
         replays.servers["alpha"] = AlphaReplayServer(
             ReplayConfig(seed=7, accounts=accounts, start_month=start_month, months=months),
-            host=host, port=ports.get("alpha", 0))
+            host=host,
+            port=ports.get("alpha", 0),
+        )
     if "crypto" in needed:
         replays.servers["crypto"] = CryptoReplayServer(host=host, port=ports.get("crypto", 0))
     if "archive" in needed:
-        replays.servers["archive"] = BinanceArchiveReplayServer(demo_config(), host=host, port=ports.get("archive", 0))
+        replays.servers["archive"] = BinanceArchiveReplayServer(
+            demo_config(), host=host, port=ports.get("archive", 0)
+        )
     if "stocks" in needed:
         replays.servers["stocks"] = StocksReplayServer(host=host, port=ports.get("stocks", 0))
         if any(s.name == "tushare" for s in sources):
@@ -165,11 +180,16 @@ def run(host: str, port: int, serve_ui: bool = True) -> int:
             live = demo_live.start(replays)
             print(live.line, flush=True)
         failed = graph.main(preamble=(replays.describe(), *((live.line,) if live is not None else ())))
-        if not serve_ui or failed in (graph.STORAGE_DOWN, graph.INTERRUPTED):  # no UI without storage, nor after ^C
+        if not serve_ui or failed in (
+            graph.STORAGE_DOWN,
+            graph.INTERRUPTED,
+        ):  # no UI without storage, nor after ^C
             return failed
         mode = f"demo: {len(replays.sources)} sources replayed" if replays.sources else "live"
-        print(f"Dagster UI on http://{host}:{port} ({mode}; Ctrl-C stops it, `make stack-down` the databases)",
-              flush=True)
+        print(
+            f"Dagster UI on http://{host}:{port} ({mode}; Ctrl-C stops it, `make stack-down` the databases)",
+            flush=True,
+        )
         ui = subprocess.Popen(ui_command(host, port), cwd=settings.PROJECT_ROOT, env=_ui_environ())
         return _wait(ui)
     finally:
@@ -186,13 +206,24 @@ def ui_command(host: str, port: int) -> list[str]:
     otherwise made Dagster warn at every load of the definitions). Its services log warnings and errors:
     at INFO the daemon wrote a line per sensor tick (341 in 15 minutes), burying them; the runs' own logs
     are in the UI."""
-    return [str(Path(sys.prefix) / "bin" / "dg"), "dev", "-h", host, "-p", str(port), "--log-level", "warning",
-            "--code-server-log-level", "warning"]
+    return [
+        str(Path(sys.prefix) / "bin" / "dg"),
+        "dev",
+        "-h",
+        host,
+        "-p",
+        str(port),
+        "--log-level",
+        "warning",
+        "--code-server-log-level",
+        "warning",
+    ]
 
 
 def _ui_environ() -> dict[str, str]:
     """This process's environment (the replays' URLs), with this interpreter's venv as the active one, so
-    `dg` finds the project's .venv active. The project .env only fills in unset variables (settings.dotenv)."""
+    `dg` finds the project's .venv active. The project .env only fills in unset variables
+    (settings.dotenv)."""
     return {**os.environ, "VIRTUAL_ENV": sys.prefix}
 
 
@@ -229,13 +260,17 @@ def _wait(child: subprocess.Popen) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m marketdata_assets.apps.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m marketdata_assets.apps.demo", description=__doc__.split("\n")[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="what `make run` does: replays, materialize, UI")
     run_parser.add_argument("--host", default="127.0.0.1")
     run_parser.add_argument("--port", type=int, default=3000)
     run_parser.add_argument("--no-ui", action="store_true", help="materialize only (make materialize)")
-    replay_parser = commands.add_parser("replays", help="serve every replay until SIGTERM (docker's demo profile)")
+    replay_parser = commands.add_parser(
+        "replays", help="serve every replay until SIGTERM (docker's demo profile)"
+    )
     replay_parser.add_argument("--host", default="127.0.0.1")
     replay_parser.add_argument("--advertise", help="host name the printed URLs use (default: --host)")
     for name, default in (("alpha", 8701), ("crypto", 8702), ("stocks", 8703), ("archive", 8704)):
@@ -243,9 +278,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args.host, args.port, serve_ui=not args.no_ui)
-    replays = serve(list(SOURCES), args.host, {"alpha": args.alpha_port, "crypto": args.crypto_port,
-                                               "stocks": args.stocks_port, "archive": args.archive_port},
-                    advertise=args.advertise)
+    replays = serve(
+        list(SOURCES),
+        args.host,
+        {
+            "alpha": args.alpha_port,
+            "crypto": args.crypto_port,
+            "stocks": args.stocks_port,
+            "archive": args.archive_port,
+        },
+        advertise=args.advertise,
+    )
     for name, value in sorted(replays.environ.items()):
         print(f"{name}={value}", flush=True)
     stop = threading.Event()

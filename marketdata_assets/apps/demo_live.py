@@ -51,14 +51,36 @@ class DemoLive:
         self.replays.clear()
 
 
-def command(urls: dict[str, str], rest_url: str, instruments: list[str], extra: tuple[str, ...] = ()) -> list[str]:
+def command(
+    urls: dict[str, str], rest_url: str, instruments: list[str], extra: tuple[str, ...] = ()
+) -> list[str]:
     """`marketdata collect` of every venue against the replays (the make-run collector)."""
-    return [str(Path(sys.prefix) / "bin" / "marketdata"), "collect", "--consume", "--share-clickhouse",
-            *(arg for venue in urls for arg in ("--venue", venue.lower())),
-            "--ws-url", urls["BINANCE"], "--okx-ws-url", urls["OKX"], "--deribit-ws-url", urls["DERIBIT"],
-            "--rest-url", rest_url, "--okx-rest-url", rest_url, "--deribit-rest-url", rest_url,  # one crypto replay
-            "--instruments", ",".join(instruments), "--max-wait-s", "2",
-            "--batch-size", "5000", *extra]
+    return [
+        str(Path(sys.prefix) / "bin" / "marketdata"),
+        "collect",
+        "--consume",
+        "--share-clickhouse",
+        *(arg for venue in urls for arg in ("--venue", venue.lower())),
+        "--ws-url",
+        urls["BINANCE"],
+        "--okx-ws-url",
+        urls["OKX"],
+        "--deribit-ws-url",
+        urls["DERIBIT"],
+        "--rest-url",
+        rest_url,
+        "--okx-rest-url",
+        rest_url,
+        "--deribit-rest-url",
+        rest_url,  # one crypto replay
+        "--instruments",
+        ",".join(instruments),
+        "--max-wait-s",
+        "2",
+        "--batch-size",
+        "5000",
+        *extra,
+    ]
 
 
 def start(replays, extra: tuple[str, ...] = ()) -> DemoLive:
@@ -87,17 +109,28 @@ def _launch(live: DemoLive, rest, extra: tuple[str, ...]) -> DemoLive:
 
     venues = {replay.venue: replay for replay in live.replays}
     universe = universe_today([venue.lower() for venue in venues], refresh_from=rest.base_url)
-    instruments = [f"{venue}:{name}" for venue, replay in venues.items() for name in universe.get(venue, [])
-                   if name in replay.instruments]
-    unreplayed = sorted(f"{venue}:{name}" for venue in venues for name in universe.get(venue, [])
-                        if name not in venues[venue].instruments)
+    instruments = [
+        f"{venue}:{name}"
+        for venue, replay in venues.items()
+        for name in universe.get(venue, [])
+        if name in replay.instruments
+    ]
+    unreplayed = sorted(
+        f"{venue}:{name}"
+        for venue in venues
+        for name in universe.get(venue, [])
+        if name not in venues[venue].instruments
+    )
     argv = command({venue: replay.url for venue, replay in venues.items()}, rest.base_url, instruments, extra)
     try:
         live.process = subprocess.Popen(argv, cwd=settings.PROJECT_ROOT, stdin=subprocess.DEVNULL)
     except OSError as error:
         live.line = f"live collector: not started ({error})"
         return live
-    live.line = (f"live collector: {', '.join(instruments)} (the universe resolved today"
-                 + (f"; not replayed: {', '.join(unreplayed)}" if unreplayed else "") + ") from the WebSocket "
-                 f"replays -> {settings.live_landing_dir()}, NATS {settings.get('NATS_URL')}, trades_live")
+    live.line = (
+        f"live collector: {', '.join(instruments)} (the universe resolved today"
+        + (f"; not replayed: {', '.join(unreplayed)}" if unreplayed else "")
+        + ") from the WebSocket "
+        f"replays -> {settings.live_landing_dir()}, NATS {settings.get('NATS_URL')}, trades_live"
+    )
     return live

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -59,7 +59,7 @@ def _reason(error: BaseException) -> str:
 
 
 def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 # ---- the Dagster instance, queried one at a time ---------------------------------------------------
@@ -107,23 +107,31 @@ class InstanceProbe:
             try:
                 busy.exception(timeout=max(0.0, deadline - time.monotonic()))
             except FutureTimeout:
-                raise TimeoutError(f"an earlier query of the Dagster instance is still running "
-                                   f"(over {timeout_s:g} s){self._previous()}") from None
-        threading.Thread(target=self._work, args=(future, query), name="exporter-instance-query",
-                         daemon=True).start()
+                raise TimeoutError(
+                    f"an earlier query of the Dagster instance is still running "
+                    f"(over {timeout_s:g} s){self._previous()}"
+                ) from None
+        threading.Thread(
+            target=self._work, args=(future, query), name="exporter-instance-query", daemon=True
+        ).start()
         try:
             return future.result(timeout=max(0.0, deadline - time.monotonic()))
         except FutureTimeout:
-            raise TimeoutError(f"the Dagster instance did not answer within {timeout_s:g} s"
-                               f"{self._previous()}") from None
+            raise TimeoutError(
+                f"the Dagster instance did not answer within {timeout_s:g} s{self._previous()}"
+            ) from None
 
     def warm(self) -> None:
         """Make the instance in the background now (importing dagster and connecting take seconds)."""
         with self._lock:
             if self._busy is None:
                 self._busy = future = Future()
-                threading.Thread(target=self._work, args=(future, lambda instance: None),
-                                 name="exporter-instance-query", daemon=True).start()
+                threading.Thread(
+                    target=self._work,
+                    args=(future, lambda instance: None),
+                    name="exporter-instance-query",
+                    daemon=True,
+                ).start()
 
     def _work(self, future: Future, query: Callable[[Any], Any]) -> None:
         try:
@@ -138,6 +146,7 @@ class InstanceProbe:
 
     def latest_materializations(self) -> dict[str, float]:
         """{asset key: unix time of its latest materialization} of every asset that has one."""
+
         def query(instance) -> dict[str, float]:
             found = {}
             for record in instance.get_asset_records():
@@ -229,11 +238,16 @@ class DagsterCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         now = time.time()
-        last = GaugeMetricFamily("marketdata_asset_last_materialization_timestamp_seconds",
-                                 "Unix time of the latest materialization of the asset (Dagster instance).",
-                                 labels=["asset_key"])
-        lag = GaugeMetricFamily("marketdata_asset_freshness_lag_seconds",
-                                "Seconds since the latest materialization of the asset.", labels=["asset_key"])
+        last = GaugeMetricFamily(
+            "marketdata_asset_last_materialization_timestamp_seconds",
+            "Unix time of the latest materialization of the asset (Dagster instance).",
+            labels=["asset_key"],
+        )
+        lag = GaugeMetricFamily(
+            "marketdata_asset_freshness_lag_seconds",
+            "Seconds since the latest materialization of the asset.",
+            labels=["asset_key"],
+        )
         try:
             found = self.probe.latest_materializations()
         except Exception as error:  # noqa: BLE001
@@ -246,21 +260,35 @@ class DagsterCollector(Collector):
                 lag.add_metric([key], max(0.0, now - timestamp))
         yield last
         yield lag
-        yield GaugeMetricFamily("marketdata_dagster_instance_up",
-                                "1 if the Dagster instance answered this scrape's query, else 0.",
-                                value=self.state.instance_up)
-        errors = CounterMetricFamily("marketdata_exporter_errors",
-                                     "Failures while scraping, by part (instance, metrics_dir).", labels=["part"])
+        yield GaugeMetricFamily(
+            "marketdata_dagster_instance_up",
+            "1 if the Dagster instance answered this scrape's query, else 0.",
+            value=self.state.instance_up,
+        )
+        errors = CounterMetricFamily(
+            "marketdata_exporter_errors",
+            "Failures while scraping, by part (instance, metrics_dir).",
+            labels=["part"],
+        )
         for part in sorted({"instance", "metrics_dir", *self.state.errors}):
             errors.add_metric([part], self.state.errors.get(part, 0))
         yield errors
-        yield GaugeMetricFamily("marketdata_exporter_start_time_seconds", "Unix time the exporter started.",
-                                value=self.state.started)
+        yield GaugeMetricFamily(
+            "marketdata_exporter_start_time_seconds",
+            "Unix time the exporter started.",
+            value=self.state.started,
+        )
         files = self.state.files()
         if files is not None:
-            yield GaugeMetricFamily("marketdata_exporter_multiproc_files", "Sample files in the multiprocess "
-                                    "directory (a scrape reads them all; they grow with the processes).", value=files)
-        info = GaugeMetricFamily("marketdata_exporter_info", "The exporter's version (value 1).", labels=["version"])
+            yield GaugeMetricFamily(
+                "marketdata_exporter_multiproc_files",
+                "Sample files in the multiprocess "
+                "directory (a scrape reads them all; they grow with the processes).",
+                value=files,
+            )
+        info = GaugeMetricFamily(
+            "marketdata_exporter_info", "The exporter's version (value 1).", labels=["version"]
+        )
         info.add_metric([version()], 1)
         yield info
 
@@ -274,13 +302,18 @@ def _last_success(metrics: Iterable[Metric]) -> dict[str, dict[str, dict]]:
     table: dict[str, dict[str, dict]] = {}
 
     def slot(sample) -> dict:
-        return table.setdefault(sample.labels.get("dataset", ""), {}).setdefault(sample.labels.get("venue", ""), {})
+        return table.setdefault(sample.labels.get("dataset", ""), {}).setdefault(
+            sample.labels.get("venue", ""), {}
+        )
 
     for metric in metrics:
         for sample in metric.samples:
             if sample.name == "marketdata_last_success_timestamp_seconds":
-                slot(sample).update(timestamp=sample.value, at=_iso(sample.value),
-                                    age_seconds=round(max(0.0, now - sample.value), 3))
+                slot(sample).update(
+                    timestamp=sample.value,
+                    at=_iso(sample.value),
+                    age_seconds=round(max(0.0, now - sample.value), 3),
+                )
             elif sample.name == "marketdata_rows_loaded_total":
                 slot(sample)["rows_loaded"] = int(sample.value)
             elif sample.name == "marketdata_loads_committed_total":
@@ -305,16 +338,32 @@ class ExporterApp:
         routes = {"/health": self.health, "/status": self.status, "/": self.index}
         handler = routes.get(path.rstrip("/") or "/")
         if handler is None:
-            return self._reply(start_response, "404 Not Found", b"not found: try /metrics, /health, /status\n")
+            return self._reply(
+                start_response, "404 Not Found", b"not found: try /metrics, /health, /status\n"
+            )
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
-            return self._reply(start_response, "405 Method Not Allowed", b"GET only\n", [("Allow", "GET, HEAD")])
+            return self._reply(
+                start_response, "405 Method Not Allowed", b"GET only\n", [("Allow", "GET, HEAD")]
+            )
         return handler(start_response)
 
     @staticmethod
-    def _reply(start_response, status: str, body: bytes, headers: list | None = None,
-               content_type: str = "text/plain; charset=utf-8"):
-        start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))),
-                                ("Cache-Control", "no-store"), *(headers or [])])
+    def _reply(
+        start_response,
+        status: str,
+        body: bytes,
+        headers: list | None = None,
+        content_type: str = "text/plain; charset=utf-8",
+    ):
+        start_response(
+            status,
+            [
+                ("Content-Type", content_type),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+                *(headers or []),
+            ],
+        )
         return [body]
 
     def index(self, start_response):
@@ -325,8 +374,11 @@ class ExporterApp:
             self.probe.ping()
         except Exception as error:  # noqa: BLE001
             reason = self.state.error("instance", error)
-            return self._reply(start_response, "503 Service Unavailable",
-                               f"dagster instance storage unreachable: {reason}\n".encode())
+            return self._reply(
+                start_response,
+                "503 Service Unavailable",
+                f"dagster instance storage unreachable: {reason}\n".encode(),
+            )
         return self._reply(start_response, "200 OK", b"ok\n")
 
     def status(self, start_response):
@@ -338,11 +390,18 @@ class ExporterApp:
         except Exception as error:  # noqa: BLE001
             instance = {"ok": False, "error": self.state.error("instance", error)}
         else:
-            assets = {key: {"last_materialization": _iso(ts), "timestamp": ts, "lag_seconds": round(now - ts, 3)}
-                      for key, ts in sorted(found.items())}
+            assets = {
+                key: {"last_materialization": _iso(ts), "timestamp": ts, "lag_seconds": round(now - ts, 3)}
+                for key, ts in sorted(found.items())
+            }
         body = {
-            "exporter": {"version": version(), "started_at": _iso(self.state.started), "start_time": self.state.started,
-                         "uptime_seconds": round(now - self.state.started, 3), "errors": dict(self.state.errors)},
+            "exporter": {
+                "version": version(),
+                "started_at": _iso(self.state.started),
+                "start_time": self.state.started,
+                "uptime_seconds": round(now - self.state.started, 3),
+                "errors": dict(self.state.errors),
+            },
             "metrics_dir": str(self.state.metrics_dir) if self.state.metrics_dir is not None else None,
             "metrics_files": self.state.files(),
             "demo": settings.get("MARKETDATA_DEMO"),
@@ -350,8 +409,12 @@ class ExporterApp:
             "assets": assets,
             "last_success": _last_success(self.state.samples()),
         }
-        return self._reply(start_response, "200 OK", (json.dumps(body, indent=2, sort_keys=True) + "\n").encode(),
-                           content_type="application/json")
+        return self._reply(
+            start_response,
+            "200 OK",
+            (json.dumps(body, indent=2, sort_keys=True) + "\n").encode(),
+            content_type="application/json",
+        )
 
 
 # ---- serving ---------------------------------------------------------------------------------------------
@@ -401,8 +464,14 @@ class Exporter:
         self.stop()
 
 
-def start_exporter(host: str | None = None, port: int | None = None, *, instance: Any = None,
-                   metrics_dir: str | Path | None = None, query_timeout_s: float = QUERY_TIMEOUT_S) -> Exporter:
+def start_exporter(
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    instance: Any = None,
+    metrics_dir: str | Path | None = None,
+    query_timeout_s: float = QUERY_TIMEOUT_S,
+) -> Exporter:
     """Serve /metrics, /health and /status from a daemon thread; returns the running `Exporter`.
 
     `host`/`port`: default METRICS_HOST / METRICS_PORT (port 0: a free port). `instance`: a
@@ -422,30 +491,47 @@ def start_exporter(host: str | None = None, port: int | None = None, *, instance
     app = ExporterApp(state, probe)
     server_class = _Server6 if ":" in host else _Server
     server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics-exporter",
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics-exporter", daemon=True
+    )
     thread.start()
     return Exporter(server, thread, app, host)
 
 
 def main(argv: list[str] | None = None) -> int:
     settings.apply_defaults()  # DAGSTER_HOME, PROMETHEUS_MULTIPROC_DIR
-    parser = argparse.ArgumentParser(prog="python -m marketdata_assets.apps.exporter",
-                                     description="Prometheus exporter: /metrics, /health, /status.")
-    parser.add_argument("--host", default=settings.get("METRICS_HOST"), help="address to listen on (METRICS_HOST)")
-    parser.add_argument("--port", type=int, default=int(settings.get("METRICS_PORT")),
-                        help="port (METRICS_PORT; 0: a free one)")
-    parser.add_argument("--query-timeout", type=float, default=QUERY_TIMEOUT_S,
-                        help="seconds a scrape waits for the Dagster instance (default %(default)s)")
+    parser = argparse.ArgumentParser(
+        prog="python -m marketdata_assets.apps.exporter",
+        description="Prometheus exporter: /metrics, /health, /status.",
+    )
+    parser.add_argument(
+        "--host", default=settings.get("METRICS_HOST"), help="address to listen on (METRICS_HOST)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(settings.get("METRICS_PORT")),
+        help="port (METRICS_PORT; 0: a free one)",
+    )
+    parser.add_argument(
+        "--query-timeout",
+        type=float,
+        default=QUERY_TIMEOUT_S,
+        help="seconds a scrape waits for the Dagster instance (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    exporter = start_exporter(args.host, args.port, metrics_dir=settings.metrics_dir(),
-                              query_timeout_s=args.query_timeout)
-    print(f"marketdata exporter serving {exporter.url}/metrics (/health, /status); samples from "
-          f"{exporter.metrics_dir}", flush=True)
+    exporter = start_exporter(
+        args.host, args.port, metrics_dir=settings.metrics_dir(), query_timeout_s=args.query_timeout
+    )
+    print(
+        f"marketdata exporter serving {exporter.url}/metrics (/health, /status); samples from "
+        f"{exporter.metrics_dir}",
+        flush=True,
+    )
     try:
         while not stop.wait(1.0):
             pass

@@ -5,8 +5,8 @@ and what people read on a console about it: one line per step, then a summary.
 Dagster's console logger is off (on with --verbose): the run's events are tapped in this process,
 and the steps' warnings are printed as plain lines; every event is still in the run's log in the UI.
 Each run carries its process in tags (core/sweep.py), so a run whose process dies is found and failed
-by the next sweep (marketdata_assets.orchestration.runs). A failed step is one line naming the error; a Dagster
-storage that stops answering ends the process within about a second with one line (storage_watch),
+by the next sweep (marketdata_assets.orchestration.runs). A failed step is one line naming the error; a
+Dagster storage that stops answering ends the process within about a second with one line (storage_watch),
 instead of Dagster's retries, warnings and tracebacks.
 """
 
@@ -38,7 +38,10 @@ UNCHANGED_KEYS = ("records_unchanged",)  # records a step found stored as they a
 EPHEMERAL_JOB = "__ephemeral_asset_job__"  # dg.materialize's job name
 WRAPPERS = {"DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError"}
 STORAGE_DOWN_EXIT = 3
-STORAGE_DRIVER_ERROR = ("(psycopg2.", "too many retries for DB")  # dagster-postgres's errors (our stores: psycopg 3)
+STORAGE_DRIVER_ERROR = (
+    "(psycopg2.",
+    "too many retries for DB",
+)  # dagster-postgres's errors (our stores: psycopg 3)
 CURRENT: dict = {}  # the run being launched in this process: label, run_id, tap
 
 
@@ -65,21 +68,31 @@ class Outcome:
     failed_checks: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # WARN-severity checks that did not pass
     degraded: list[str] = field(default_factory=list)  # an asset's `degraded` metadata: a store's fallback
-    errors: dict[str, str] = field(default_factory=dict)  # "step X" | "resource setup" | "run" -> what went wrong
-    partial: list[str] = field(default_factory=list)  # "<asset>: <its `partial` metadata>": what it could not do
-    covered: list[str] = field(default_factory=list)  # "<asset>: <its `covered` metadata>": slices left to a more
+    errors: dict[str, str] = field(
+        default_factory=dict
+    )  # "step X" | "resource setup" | "run" -> what went wrong
+    partial: list[str] = field(
+        default_factory=list
+    )  # "<asset>: <its `partial` metadata>": what it could not do
+    covered: list[str] = field(
+        default_factory=list
+    )  # "<asset>: <its `covered` metadata>": slices left to a more
     # faithful source's load (not a failure: the run is ok)
-    not_stored: list[str] = field(default_factory=list)  # "<asset>[<partition>]": a partition of the run where
+    not_stored: list[str] = field(
+        default_factory=list
+    )  # "<asset>[<partition>]": a partition of the run where
     # nothing could be stored, left unmaterialized (an observation's `not_stored` says why)
 
     @property
     def state(self) -> str:
-        """ok | checks failed (it stored what it fetched, and a check of ERROR severity did not pass) | partial
-        (it succeeded, but an asset says what it could not do, or a partition stored nothing) | FAILED; the
-        line names the failed checks whatever its state."""
+        """ok | checks failed (it stored what it fetched, and a check of ERROR severity did not pass) |
+        partial (it succeeded, but an asset says what it could not do, or a partition stored nothing) |
+        FAILED; the line names the failed checks whatever its state."""
         if not self.success:
             return "FAILED"
-        return "partial" if self.partial or self.not_stored else "checks failed" if self.failed_checks else "ok"
+        return (
+            "partial" if self.partial or self.not_stored else "checks failed" if self.failed_checks else "ok"
+        )
 
     def line(self) -> str:
         parts = [f"{len(self.assets)} asset{'s' * (len(self.assets) != 1)}"]
@@ -89,21 +102,31 @@ class Outcome:
         if self.files:
             parts.append(f"{self.files:,} files written")
         if self.checks:
-            parts.append(f"{self.checks_passed}/{self.checks} checks passed"
-                         + (f" ({len(self.warnings)} warning{'s' * (len(self.warnings) != 1)})" if self.warnings else ""))
+            parts.append(
+                f"{self.checks_passed}/{self.checks} checks passed"
+                + (
+                    f" ({len(self.warnings)} warning{'s' * (len(self.warnings) != 1)})"
+                    if self.warnings
+                    else ""
+                )
+            )
         text = f"[{self.state}] {self.label}: {', '.join(parts)}, {self.seconds:.1f} s"
         if self.partial:
             text += f"; partial: {'; '.join(self.partial[:3])}" + (
-                f" (+{len(self.partial) - 3})" if len(self.partial) > 3 else "")
+                f" (+{len(self.partial) - 3})" if len(self.partial) > 3 else ""
+            )
         if self.covered:
             text += f"; covered: {'; '.join(self.covered[:3])}" + (
-                f" (+{len(self.covered) - 3})" if len(self.covered) > 3 else "")
+                f" (+{len(self.covered) - 3})" if len(self.covered) > 3 else ""
+            )
         if self.not_stored:
             text += f"; not stored: {', '.join(self.not_stored[:10])}" + (
-                f" (+{len(self.not_stored) - 10})" if len(self.not_stored) > 10 else "")
+                f" (+{len(self.not_stored) - 10})" if len(self.not_stored) > 10 else ""
+            )
         if self.failed_partitions:
             text += f"; failed partitions: {', '.join(self.failed_partitions[:10])}" + (
-                f" (+{len(self.failed_partitions) - 10})" if len(self.failed_partitions) > 10 else "")
+                f" (+{len(self.failed_partitions) - 10})" if len(self.failed_partitions) > 10 else ""
+            )
         if self.failed_checks:
             text += f"; failed checks: {', '.join(self.failed_checks[:10])}"
         if self.warnings:
@@ -115,9 +138,14 @@ class Outcome:
     def error_lines(self) -> list[str]:
         """One line per failed step: which step, which partitions, what went wrong (server, how much)."""
         partitions = ", ".join(self.failed_partitions[:6]) + (
-            f" (+{len(self.failed_partitions) - 6})" if len(self.failed_partitions) > 6 else "")
-        return [f"FAILED: {self.label}: {where}" + (f" (partitions {partitions})" if partitions else "")
-                + f": {error} (run {self.run_id[:8]})" for where, error in sorted(self.errors.items())]
+            f" (+{len(self.failed_partitions) - 6})" if len(self.failed_partitions) > 6 else ""
+        )
+        return [
+            f"FAILED: {self.label}: {where}"
+            + (f" (partitions {partitions})" if partitions else "")
+            + f": {error} (run {self.run_id[:8]})"
+            for where, error in sorted(self.errors.items())
+        ]
 
 
 def summary(outcomes: list[Outcome]) -> str:
@@ -125,12 +153,14 @@ def summary(outcomes: list[Outcome]) -> str:
     partial = [o for o in outcomes if o.state == "partial"]
     unchecked = [o for o in outcomes if o.state == "checks failed"]
     seconds = sum(o.seconds for o in outcomes)
-    text = (f"{len(outcomes) - len(failed) - len(partial) - len(unchecked)}/{len(outcomes)} steps ok, "
-            + (f"{len(partial)} partial, " if partial else "")
-            + (f"{len(unchecked)} with failed checks, " if unchecked else "") +
-            f"{sum(o.rows for o in outcomes):,} rows, "
-            f"{sum(o.checks_passed for o in outcomes)}/{sum(o.checks for o in outcomes)} checks passed, "
-            f"{seconds:.1f} s")
+    text = (
+        f"{len(outcomes) - len(failed) - len(partial) - len(unchecked)}/{len(outcomes)} steps ok, "
+        + (f"{len(partial)} partial, " if partial else "")
+        + (f"{len(unchecked)} with failed checks, " if unchecked else "")
+        + f"{sum(o.rows for o in outcomes):,} rows, "
+        f"{sum(o.checks_passed for o in outcomes)}/{sum(o.checks for o in outcomes)} checks passed, "
+        f"{seconds:.1f} s"
+    )
     if failed:
         text += "; failed: " + "; ".join(f"{o.label} (run {o.run_id})" for o in failed)
     degraded = [o.label for o in outcomes if o.degraded]
@@ -164,8 +194,12 @@ def reported_rows(materializations: list[dg.AssetMaterialization], keys: tuple[s
     return total
 
 
-EVENT_NAMES = {"STEP_START": "step_start", "STEP_SUCCESS": "step_end", "STEP_FAILURE": "step_end",
-               "ASSET_MATERIALIZATION": "materialization"}  # what on_event(what, event) hears of
+EVENT_NAMES = {
+    "STEP_START": "step_start",
+    "STEP_SUCCESS": "step_end",
+    "STEP_FAILURE": "step_end",
+    "ASSET_MATERIALIZATION": "materialization",
+}  # what on_event(what, event) hears of
 
 
 class _Tap(logging.Handler):
@@ -191,9 +225,13 @@ class _Tap(logging.Handler):
             self.failures[f"step {event.step_key}"] = error_line(event.step_failure_data.error)
         elif event_type == "RESOURCE_INIT_FAILURE" and getattr(event.event_specific_data, "error", None):
             self.failures[f"step {event.step_key}" if event.step_key else "resource setup"] = error_line(
-                event.event_specific_data.error)
-        elif (event_type == "PIPELINE_FAILURE" and not self.failures
-              and getattr(event.event_specific_data, "error", None)):
+                event.event_specific_data.error
+            )
+        elif (
+            event_type == "PIPELINE_FAILURE"
+            and not self.failures
+            and getattr(event.event_specific_data, "error", None)
+        ):
             self.failures["run"] = error_line(event.event_specific_data.error)
         if event_type in EVENT_NAMES and self.on_event is not None:
             self.on_event(EVENT_NAMES[event_type], event)
@@ -234,19 +272,45 @@ def _tapped(instance: dg.DagsterInstance, tap: _Tap) -> Iterator[None]:
         del instance.get_handlers
 
 
-def _execute(assets: list, *, instance, resources: dict, run_id: str, partition_key, selection, tags: dict,
-             run_config: dict):
+def _execute(
+    assets: list,
+    *,
+    instance,
+    resources: dict,
+    run_id: str,
+    partition_key,
+    selection,
+    tags: dict,
+    run_config: dict,
+):
     """dg.materialize with our run id (the process tags name it)."""
-    defs = dg.Definitions(jobs=[dg.define_asset_job(EPHEMERAL_JOB, selection=selection)], assets=assets,
-                          resources=resources)
+    defs = dg.Definitions(
+        jobs=[dg.define_asset_job(EPHEMERAL_JOB, selection=selection)], assets=assets, resources=resources
+    )
     job = defs.resolve_job_def(EPHEMERAL_JOB)
-    return job.execute_in_process(run_config=run_config, instance=instance, partition_key=partition_key,
-                                  raise_on_error=False, tags=tags, run_id=run_id)
+    return job.execute_in_process(
+        run_config=run_config,
+        instance=instance,
+        partition_key=partition_key,
+        raise_on_error=False,
+        tags=tags,
+        run_id=run_id,
+    )
 
 
-def launch(label: str, assets: list, *, instance: dg.DagsterInstance, resources: dict, tags: dict | None = None,
-           partition_key=None, selection=None, run_config: dict | None = None,
-           on_event: Callable[[str, object], None] | None = None, verbose: bool = False) -> Outcome:
+def launch(
+    label: str,
+    assets: list,
+    *,
+    instance: dg.DagsterInstance,
+    resources: dict,
+    tags: dict | None = None,
+    partition_key=None,
+    selection=None,
+    run_config: dict | None = None,
+    on_event: Callable[[str, object], None] | None = None,
+    verbose: bool = False,
+) -> Outcome:
     """Materialize `assets` (their checks included when listed) in this process. Raises Interrupted
     when Ctrl-C / SIGTERM stopped the run. `verbose`: Dagster's console logger (with its tracebacks)."""
     started = time.monotonic()
@@ -257,49 +321,83 @@ def launch(label: str, assets: list, *, instance: dg.DagsterInstance, resources:
     pool_wait.INTERRUPTED.clear()
     try:
         with _tapped(instance, tap):
-            result = _execute(assets, instance=instance, resources=resources, run_id=run_id,
-                              partition_key=partition_key, selection=selection,
-                              tags={**(tags or {}), **process_tags(run_id, label)},
-                              run_config={**(VERBOSE if verbose else QUIET), **(run_config or {})})
+            result = _execute(
+                assets,
+                instance=instance,
+                resources=resources,
+                run_id=run_id,
+                partition_key=partition_key,
+                selection=selection,
+                tags={**(tags or {}), **process_tags(run_id, label)},
+                run_config={**(VERBOSE if verbose else QUIET), **(run_config or {})},
+            )
     finally:
         CURRENT.clear()
     if pool_wait.INTERRUPTED.is_set() or _interrupted(result):
-        raise Interrupted(f"interrupted: {label} stopped (run {run_id[:8]} marked failed); nothing stays claimed")
+        raise Interrupted(
+            f"interrupted: {label} stopped (run {run_id[:8]} marked failed); nothing stays claimed"
+        )
     events = result.get_asset_materialization_events()
     materializations = [e.event_specific_data.materialization for e in events]
     not_stored = _not_stored(result.all_events)
-    keys = sorted(key.to_user_string() for key in selection) if selection else sorted(
-        {key.to_user_string() for a in assets if isinstance(a, dg.AssetsDefinition) for key in a.keys})
+    keys = (
+        sorted(key.to_user_string() for key in selection)
+        if selection
+        else sorted(
+            {key.to_user_string() for a in assets if isinstance(a, dg.AssetsDefinition) for key in a.keys}
+        )
+    )
     checks = result.get_asset_check_evaluations()
     done_partitions = {m.partition for m in materializations if m.partition}
     return Outcome(
-        label=label, success=result.success, run_id=result.run_id, seconds=time.monotonic() - started,
-        assets=keys, partitions=sorted(done_partitions | set(planned)),
-        rows=reported_rows(materializations), files=reported_rows(materializations, FILE_KEYS),
+        label=label,
+        success=result.success,
+        run_id=result.run_id,
+        seconds=time.monotonic() - started,
+        assets=keys,
+        partitions=sorted(done_partitions | set(planned)),
+        rows=reported_rows(materializations),
+        files=reported_rows(materializations, FILE_KEYS),
         unchanged=reported_rows(materializations, UNCHANGED_KEYS),
-        checks_passed=sum(c.passed for c in checks), checks=len(checks),
+        checks_passed=sum(c.passed for c in checks),
+        checks=len(checks),
         failed_partitions=[] if result.success else sorted(set(planned) - done_partitions) or planned,
         failed_checks=_named(c for c in checks if not c.passed and c.severity != dg.AssetCheckSeverity.WARN),
         warnings=_named(c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.WARN),
-        degraded=sorted({str(m.metadata["degraded"].value) for m in materializations if "degraded" in m.metadata}),
+        degraded=sorted(
+            {str(m.metadata["degraded"].value) for m in materializations if "degraded" in m.metadata}
+        ),
         errors=dict(tap.failures),
         partial=_said([*materializations, *not_stored], "partial"),
         covered=_said([*materializations, *not_stored], "covered"),
-        not_stored=sorted(f"{o.asset_key.to_user_string()}[{o.partition}]" for o in not_stored))
+        not_stored=sorted(f"{o.asset_key.to_user_string()}[{o.partition}]" for o in not_stored),
+    )
 
 
 def _not_stored(events) -> list[dg.AssetObservation]:
     """The observations of the partitions where nothing could be stored (left unmaterialized, their
     `not_stored` metadata says why; defs/_common/ingest.py)."""
-    return [o for o in (event.event_specific_data.asset_observation for event in events
-                        if event.event_type_value == "ASSET_OBSERVATION") if "not_stored" in o.metadata]
+    return [
+        o
+        for o in (
+            event.event_specific_data.asset_observation
+            for event in events
+            if event.event_type_value == "ASSET_OBSERVATION"
+        )
+        if "not_stored" in o.metadata
+    ]
 
 
 def _said(materializations: list, key: str) -> list[str]:
-    """"<asset>: <its `key` metadata>" of each asset (materialized, or a partition not stored) that says it
+    """ "<asset>: <its `key` metadata>" of each asset (materialized, or a partition not stored) that says it
     (a range run repeats it: once)."""
-    return sorted({f"{m.asset_key.to_user_string()}: {m.metadata[key].value}" for m in materializations
-                   if key in m.metadata})
+    return sorted(
+        {
+            f"{m.asset_key.to_user_string()}: {m.metadata[key].value}"
+            for m in materializations
+            if key in m.metadata
+        }
+    )
 
 
 def _interrupted(result) -> bool:
@@ -311,8 +409,12 @@ def _interrupted(result) -> bool:
 
 
 def _named(checks) -> list[str]:
-    return sorted({f"{c.asset_key.to_user_string()}:{c.check_name}" + (f"[{c.partition}]" if c.partition else "")
-                   for c in checks})
+    return sorted(
+        {
+            f"{c.asset_key.to_user_string()}:{c.check_name}" + (f"[{c.partition}]" if c.partition else "")
+            for c in checks
+        }
+    )
 
 
 def _planned_partitions(instance, assets: list, selection, partition_key, tags: dict) -> list[str]:
@@ -323,8 +425,16 @@ def _planned_partitions(instance, assets: list, selection, partition_key, tags: 
     if not start:
         return []
     wanted = set(selection or [])
-    partitions_def = next((a.partitions_def for a in assets if isinstance(a, dg.AssetsDefinition)
-                           and a.partitions_def is not None and (not wanted or wanted & set(a.keys))), None)
+    partitions_def = next(
+        (
+            a.partitions_def
+            for a in assets
+            if isinstance(a, dg.AssetsDefinition)
+            and a.partitions_def is not None
+            and (not wanted or wanted & set(a.keys))
+        ),
+        None,
+    )
     if partitions_def is None:
         return [f"{start}...{end}"]
     with dg.partition_loading_context(dynamic_partitions_store=instance):
@@ -381,13 +491,23 @@ def storage_down(error: Exception) -> None:
     label, run_id, tap = CURRENT.get("label"), CURRENT.get("run_id"), CURRENT.get("tap")
     if tap is not None:
         partitions = CURRENT.get("partitions") or []
-        where = f" (partitions {partitions[0]}..{partitions[-1]})" if len(partitions) > 1 else (
-            f" (partition {partitions[0]})" if partitions else "")
-        lines += [f"FAILED: {label}: {what}{where}: {text}" for what, text in sorted(tap.failures.items())
-                  if not text.startswith(STORAGE_DRIVER_ERROR)]  # a step that failed writing to the storage
+        where = (
+            f" (partitions {partitions[0]}..{partitions[-1]})"
+            if len(partitions) > 1
+            else (f" (partition {partitions[0]})" if partitions else "")
+        )
+        lines += [
+            f"FAILED: {label}: {what}{where}: {text}"
+            for what, text in sorted(tap.failures.items())
+            if not text.startswith(STORAGE_DRIVER_ERROR)
+        ]  # a step that failed writing to the storage
     stopped = ""
     if run_id:
-        stopped = f" The run {run_id[:8]} ({label}) stopped" + (f" in step {tap.step}" if tap and tap.step else "") + "."
+        stopped = (
+            f" The run {run_id[:8]} ({label}) stopped"
+            + (f" in step {tap.step}" if tap and tap.step else "")
+            + "."
+        )
     lines.append(f"FAILED: {error}{stopped}")
     sys.stderr.write("\n" + "\n".join(lines) + "\n")
     sys.stderr.flush()

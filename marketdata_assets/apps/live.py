@@ -44,6 +44,7 @@ from marketdata_assets.stores.redis_cache import RedisLatestCache
 
 LOG = logging.getLogger(__name__)
 KEEP_LOOKED_UP_S = 60.0  # how often the versions the collectors looked up reach the stored master
+_WHOLE = Part()  # the whole universe: a venue's default part
 
 
 @dataclass
@@ -58,7 +59,7 @@ class VenueOptions:
     rest_url: str | None = None
     stale_s: float | None = None
     rollover_s: float | None = None
-    part: Part = Part()  # the share of the venue's universe this process collects (ingest/live/parts.py)
+    part: Part = _WHOLE  # the share of the venue's universe this process collects (ingest/live/parts.py)
     resolve: Callable[[], list[str]] | None = None  # the venue's universe today, again (None: a fixed list)
     resolve_every_s: float = 3600.0  # how often `resolve` runs
 
@@ -130,12 +131,17 @@ class _ClickHouse:
 
 def _spec(options: LiveOptions) -> StreamSpec:
     subjects = StreamSpec.subjects if options.subject_prefix == "md" else (f"{options.subject_prefix}.>",)
-    return StreamSpec(name=options.stream, subjects=subjects, max_bytes=options.stream_max_bytes,
-                      replicas=options.stream_replicas)
+    return StreamSpec(
+        name=options.stream,
+        subjects=subjects,
+        max_bytes=options.stream_max_bytes,
+        replicas=options.stream_replicas,
+    )
 
 
-async def run_live(options: LiveOptions, stop: asyncio.Event,
-                   on_ready: Callable[[dict], None] | None = None) -> dict:
+async def run_live(
+    options: LiveOptions, stop: asyncio.Event, on_ready: Callable[[dict], None] | None = None
+) -> dict:
     """See the module doc; `on_ready(info)` once everything runs (info: the endpoints' URL, ...)."""
     if not (options.collect or options.consume):
         raise ValueError("nothing to run: neither the collector nor the consumer")
@@ -164,9 +170,14 @@ async def run_live(options: LiveOptions, stop: asyncio.Event,
             sink = _sink(options, store, clickhouse)
             collectors = [_collector(options, venue, sink, store, latest) for venue in options.venues]
             tasks += [asyncio.create_task(venue.collector.run(stop)) for venue in collectors]
-            resolving = [asyncio.create_task(_resolve_forever(given, running.collector))
-                         for given, running in zip(options.venues, collectors, strict=True) if given.resolve]
-            masters = [m for v in collectors if (m := getattr(v.collector.protocol, "master", None)) is not None]
+            resolving = [
+                asyncio.create_task(_resolve_forever(given, running.collector))
+                for given, running in zip(options.venues, collectors, strict=True)
+                if given.resolve
+            ]
+            masters = [
+                m for v in collectors if (m := getattr(v.collector.protocol, "master", None)) is not None
+            ]
             if masters:  # the versions looked up live, stored each minute and at the stop
                 stack.callback(keep_looked_up, masters, LOG.warning)
                 resolving.append(asyncio.create_task(_keep_looked_up_forever(masters)))
@@ -189,7 +200,9 @@ async def run_live(options: LiveOptions, stop: asyncio.Event,
 
 def _sink(options: LiveOptions, store, clickhouse):
     """Where every venue's trades go: JetStream, ClickHouse, both (JetStream first), or nowhere."""
-    sinks = [s for s in (store, ClickHouseTradeSink(clickhouse.insert) if options.direct_write else None) if s]
+    sinks = [
+        s for s in (store, ClickHouseTradeSink(clickhouse.insert) if options.direct_write else None) if s
+    ]
     return None if not sinks else sinks[0] if len(sinks) == 1 else Tee(*sinks)
 
 
@@ -198,11 +211,21 @@ def _collector(options: LiveOptions, venue: VenueOptions, sink, store=None, late
     (`store`), the shared latest-state cache (`latest`)."""
     protocol = venue_protocol(venue.venue, options.datasets)
     stale_s = venue.stale_s or protocol.stale_s
-    config = CollectorConfig(list(venue.instruments), venue.ws_url or protocol.ws_url, venue.rest_url, stale_s=stale_s,
-                             rollover_s=venue.rollover_s, subject_prefix=options.subject_prefix, part=venue.part)
+    config = CollectorConfig(
+        list(venue.instruments),
+        venue.ws_url or protocol.ws_url,
+        venue.rest_url,
+        stale_s=stale_s,
+        rollover_s=venue.rollover_s,
+        subject_prefix=options.subject_prefix,
+        part=venue.part,
+    )
     writer = LandingWriter(options.landing_dir, protocol.venue)
-    return Venue(LiveCollector(protocol, config, writer, sink, snapshot_store=store, latest=latest), protocol.venue,
-                 stale_s)
+    return Venue(
+        LiveCollector(protocol, config, writer, sink, snapshot_store=store, latest=latest),
+        protocol.venue,
+        stale_s,
+    )
 
 
 async def _resolve_forever(venue: VenueOptions, collector: LiveCollector) -> None:
@@ -218,7 +241,9 @@ async def _resolve_forever(venue: VenueOptions, collector: LiveCollector) -> Non
             counts = await collector.set_instruments(universe)
         except Exception as error:  # noqa: BLE001  (the next resolution tries again)
             collector.stats.universe_failures += 1
-            LOG.warning("%s: the universe not resolved again: %s", venue.venue, error_text(error, "the universe"))
+            LOG.warning(
+                "%s: the universe not resolved again: %s", venue.venue, error_text(error, "the universe")
+            )
             continue
         if counts["added"] or counts["removed"]:
             LOG.info("%s universe: %s", venue.venue, counts)
@@ -246,7 +271,9 @@ def _counters(collectors: list[Venue], consumer) -> dict:
     """The venues' counters summed (`collector`), each venue's (`venues`), the consumer's."""
     out: dict = {}
     if collectors:
-        venues = {v.venue: {k: x for k, x in vars(v.collector.stats).items() if k != "changed"} for v in collectors}
+        venues = {
+            v.venue: {k: x for k, x in vars(v.collector.stats).items() if k != "changed"} for v in collectors
+        }
         out["collector"], out["venues"] = summed(list(venues.values())), venues
     if consumer is not None:
         out["consumer"] = {k: v for k, v in vars(consumer.stats).items() if k != "changed"}

@@ -57,7 +57,9 @@ def write_replay_minute_files(landing: Path, months: list[date]) -> list[Path]:
 
 def _group(items, *groups: str) -> list:
     """The partitioned assets of these groups (the domains: defs/<group>/)."""
-    return [a for a in items if a.partitions_def is not None and set(a.group_names_by_key.values()) <= set(groups)]
+    return [
+        a for a in items if a.partitions_def is not None and set(a.group_names_by_key.values()) <= set(groups)
+    ]
 
 
 def _range_tags(months: list[date]) -> dict:
@@ -111,19 +113,38 @@ def tick_steps(instance: dg.DagsterInstance, ticks: list) -> list[tuple[str, lis
     a_share_day, yahoo_day = last_trading_day("SSE"), last_trading_day("NYSE")
     return [
         ("instrument master", ticks + [keys("instrument_master")], {}, None),  # the universes resolve from it
-        (f"crypto history datasets {yesterday}", ticks + [keys(*CRYPTO_ASSETS.values())],
-         day_range(yesterday, venues[0], venues[-1]), None),
-        ("crypto snapshots (books, tickers, open interest)",
-         ticks + [keys(*(a for a, _ in SNAPSHOT_ASSETS.values()))],
-         range_tags(instruments[0], instruments[-1]), None),
-        ("option chains", ticks + [keys("crypto_option_chains")],
-         range_tags(chains[0], chains[-1]), None),
-        (f"crypto factors {yesterday}", ticks + [keys("crypto_factors")],
-         day_range(yesterday, venues[0], venues[-1]), None),
-        (f"A-share bars {a_share_day}", ticks + [keys("a_share_bars_1m", "a_share_daily_bars")], {}, f"{a_share_day}"),
+        (
+            f"crypto history datasets {yesterday}",
+            ticks + [keys(*CRYPTO_ASSETS.values())],
+            day_range(yesterday, venues[0], venues[-1]),
+            None,
+        ),
+        (
+            "crypto snapshots (books, tickers, open interest)",
+            ticks + [keys(*(a for a, _ in SNAPSHOT_ASSETS.values()))],
+            range_tags(instruments[0], instruments[-1]),
+            None,
+        ),
+        ("option chains", ticks + [keys("crypto_option_chains")], range_tags(chains[0], chains[-1]), None),
+        (
+            f"crypto factors {yesterday}",
+            ticks + [keys("crypto_factors")],
+            day_range(yesterday, venues[0], venues[-1]),
+            None,
+        ),
+        (
+            f"A-share bars {a_share_day}",
+            ticks + [keys("a_share_bars_1m", "a_share_daily_bars")],
+            {},
+            f"{a_share_day}",
+        ),
         (f"Yahoo bars {yahoo_day}", ticks + [keys("yahoo_bars_1m")], {}, f"{yahoo_day}"),
-        (f"Binance dumps {REPLAY_FILE_DAY}", ticks + [keys("binance_dump_trades")],
-         day_range(REPLAY_FILE_DAY, "BINANCE", "BINANCE"), None),
+        (
+            f"Binance dumps {REPLAY_FILE_DAY}",
+            ticks + [keys("binance_dump_trades")],
+            day_range(REPLAY_FILE_DAY, "BINANCE", "BINANCE"),
+            None,
+        ),
     ]
 
 
@@ -137,7 +158,9 @@ def archive_steps(archives: list) -> list[tuple[str, list, dict, object]]:
     return [(f"Binance archives {day}", archives + [selection], tags, None)]
 
 
-def plan(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> list[tuple[str, list, dict, object]]:
+def plan(
+    defs: dg.Definitions, instance: dg.DagsterInstance | None = None
+) -> list[tuple[str, list, dict, object]]:
     """(label, assets and checks, run tags, partition key) in dependency order. In a ticks step the
     last element of the assets list is the selection (asset keys) among the others."""
     from marketdata_assets.defs.alphas.partitions import alpha_accounts
@@ -154,24 +177,51 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance | None = None) -> li
     monthly_alphas = [a for a in alphas if a not in fetch]
     unpartitioned = [a for a in assets if a.partitions_def is None]
     stores = [a for a in unpartitioned if not any(a.asset_deps.values())]  # the tables and collections
-    upkeep = [a for a in unpartitioned if a not in stores  # re-checks, compaction, coverage: of what is loaded
-              and dg.AssetKey("instrument_master") not in a.keys]  # (the master: a step of its own, first)
+    upkeep = [
+        a
+        for a in unpartitioned
+        if a not in stores  # re-checks, compaction, coverage: of what is loaded
+        and dg.AssetKey("instrument_master") not in a.keys
+    ]  # (the master: a step of its own, first)
     steps = [
         ("stores", stores, {}, None),
-        (f"minute bars {months[0]:%Y-%m}..{months[-1]:%Y-%m}", bars + checks_of(defs, bars), _range_tags(months), None),
+        (
+            f"minute bars {months[0]:%Y-%m}..{months[-1]:%Y-%m}",
+            bars + checks_of(defs, bars),
+            _range_tags(months),
+            None,
+        ),
     ]
-    steps += [(f"alpha files {month:%Y-%m} {account}", fetch, {},
-               dg.MultiPartitionKey({"month": f"{month:%Y-%m-%d}", "account": account}))
-              for month in alpha_months for account in alpha_accounts.get_partition_keys()]
-    steps.append((f"alphas {alpha_months[0]:%Y-%m}..{alpha_months[-1]:%Y-%m}",
-                  monthly_alphas + checks_of(defs, monthly_alphas) + [a.to_source_asset() for a in fetch],
-                  _range_tags(alpha_months), None))
+    steps += [
+        (
+            f"alpha files {month:%Y-%m} {account}",
+            fetch,
+            {},
+            dg.MultiPartitionKey({"month": f"{month:%Y-%m-%d}", "account": account}),
+        )
+        for month in alpha_months
+        for account in alpha_accounts.get_partition_keys()
+    ]
+    steps.append(
+        (
+            f"alphas {alpha_months[0]:%Y-%m}..{alpha_months[-1]:%Y-%m}",
+            monthly_alphas + checks_of(defs, monthly_alphas) + [a.to_source_asset() for a in fetch],
+            _range_tags(alpha_months),
+            None,
+        )
+    )
     if instance is not None:
         archived = {dg.AssetKey(name) for name in ARCHIVE_ASSETS.values()}
         archives = [a for a in _group(assets, "archives") if set(a.keys) <= archived]
-        master = [a for a in unpartitioned if a not in stores + upkeep]  # instrument_master: the universes' source
-        ticks = [a for a in _group(assets, "crypto", "equities", "archives") if a not in bars + archives] + master
-        sources = [a.to_source_asset() for a in unpartitioned if a in stores + upkeep]  # (the master runs in ticks)
+        master = [
+            a for a in unpartitioned if a not in stores + upkeep
+        ]  # instrument_master: the universes' source
+        ticks = [
+            a for a in _group(assets, "crypto", "equities", "archives") if a not in bars + archives
+        ] + master
+        sources = [
+            a.to_source_asset() for a in unpartitioned if a in stores + upkeep
+        ]  # (the master runs in ticks)
         steps += tick_steps(instance, ticks + checks_of(defs, ticks) + sources)
         steps += archive_steps(archives + checks_of(defs, archives) + sources)
         exports = _group(assets, "exports")
@@ -200,9 +250,15 @@ def main(preamble: tuple[str, ...] = ()) -> int:
             sweep_and_say(instance)
             for label, assets, tags, partition_key in plan(defs, instance):
                 selection = assets.pop() if assets and isinstance(assets[-1], list) else None
-                outcome = launch(label, assets, instance=instance, resources=defs.resources or {},
-                                 partition_key=partition_key, selection=selection,
-                                 tags={"marketdata/launched_by": "make run", **tags})
+                outcome = launch(
+                    label,
+                    assets,
+                    instance=instance,
+                    resources=defs.resources or {},
+                    partition_key=partition_key,
+                    selection=selection,
+                    tags={"marketdata/launched_by": "make run", **tags},
+                )
                 print(outcome.line(), flush=True)
                 for line in outcome.error_lines():
                     print(line, file=sys.stderr, flush=True)
@@ -235,4 +291,3 @@ def sweep_and_say(instance: dg.DagsterInstance) -> None:
     line = swept_line(*sweep(instance))
     if line:
         print(f"make run: {line}", flush=True)
-

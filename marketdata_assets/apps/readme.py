@@ -18,9 +18,11 @@ from marketdata_assets.core.files import atomic_write_bytes
 BEGIN, END = "<!-- make-run-output:begin -->", "<!-- make-run-output:end -->"
 README = settings.PROJECT_ROOT / "README.md"
 STEP = re.compile(
-    r"^\[(?P<status>ok|partial|checks failed|FAILED)\] (?P<label>.+?): (?P<assets>\d+) assets?(?:, (?P<partitions>\d+) partitions?)?, "
-    r"(?P<rows>[\d,]+) rows(?: \((?P<unchanged>[\d,]+) unchanged\))?(?:, (?P<files>[\d,]+) files written)?(?:, (?P<passed>\d+)/(?P<checks>\d+) checks passed(?: \((?P<warned>\d+) warnings?\))?)?, "
-    r"(?P<seconds>\d+\.\d) s(?P<rest>.*?)  \(run (?P<run>[0-9a-f]{8})\)$")
+    r"^\[(?P<status>ok|partial|checks failed|FAILED)\] (?P<label>.+?): (?P<assets>\d+) assets?(?:, "
+    r"(?P<partitions>\d+) partitions?)?, (?P<rows>[\d,]+) rows(?: \((?P<unchanged>[\d,]+) unchanged\))?(?:, "
+    r"(?P<files>[\d,]+) files written)?(?:, (?P<passed>\d+)/(?P<checks>\d+) checks passed(?: "
+    r"\((?P<warned>\d+) warnings?\))?)?, (?P<seconds>\d+\.\d) s(?P<rest>.*?)  \(run (?P<run>[0-9a-f]{8})\)$"
+)
 SUMMARY = re.compile(r"^make run: (?P<text>.*?), (?P<seconds>\d+\.\d) s$")
 
 
@@ -51,7 +53,9 @@ def paste(readme: Path = README, transcript: Path | None = None) -> int:
     sample_block(text)  # the markers are there
     before, rest = text.split(BEGIN, 1)
     after = rest.split(END, 1)[1]
-    atomic_write_bytes(readme, (before + BEGIN + "\n```\n" + "\n".join(lines) + "\n```\n" + END + after).encode())
+    atomic_write_bytes(
+        readme, (before + BEGIN + "\n```\n" + "\n".join(lines) + "\n```\n" + END + after).encode()
+    )
     return len(lines)
 
 
@@ -69,21 +73,36 @@ def parse_step(line: str):
         return None
     fields, rest = found.groupdict(), found.group("rest")
     warnings = _listed(rest, "warnings")
-    warnings += [f"(more {i})" for i in range(int(fields["warned"] or 0) - len(warnings))]  # the line shows 10
-    outcome = Outcome(label=fields["label"], success=fields["status"] != "FAILED", run_id=fields["run"],
-                      seconds=float(fields["seconds"]), assets=["asset"] * int(fields["assets"]),
-                      partitions=["partition"] * int(fields["partitions"] or 0),
-                      rows=int(fields["rows"].replace(",", "")), files=int((fields["files"] or "0").replace(",", "")),
-                      unchanged=int((fields["unchanged"] or "0").replace(",", "")),
-                      checks_passed=int(fields["passed"] or 0),
-                      checks=int(fields["checks"] or 0), failed_partitions=_listed(rest, "failed partitions"),
-                      failed_checks=_listed(rest, "failed checks"), warnings=warnings,
-                      not_stored=_listed(rest, "not stored"))
+    warnings += [
+        f"(more {i})" for i in range(int(fields["warned"] or 0) - len(warnings))
+    ]  # the line shows 10
+    outcome = Outcome(
+        label=fields["label"],
+        success=fields["status"] != "FAILED",
+        run_id=fields["run"],
+        seconds=float(fields["seconds"]),
+        assets=["asset"] * int(fields["assets"]),
+        partitions=["partition"] * int(fields["partitions"] or 0),
+        rows=int(fields["rows"].replace(",", "")),
+        files=int((fields["files"] or "0").replace(",", "")),
+        unchanged=int((fields["unchanged"] or "0").replace(",", "")),
+        checks_passed=int(fields["passed"] or 0),
+        checks=int(fields["checks"] or 0),
+        failed_partitions=_listed(rest, "failed partitions"),
+        failed_checks=_listed(rest, "failed checks"),
+        warnings=warnings,
+        not_stored=_listed(rest, "not stored"),
+    )
     outcome.degraded.extend(re.findall(r"; DEGRADED: (.*?)(?=; [a-zA-Z ]+: |$)", rest))
     # an asset's own words: up to the next of the line's sections, as one text
     for name in ("partial", "covered"):
-        said = re.search(rf"; {name}: (.*?)(?=; (?:covered|not stored|failed partitions|failed checks|warnings|DEGRADED): |$)",
-                         rest)
+        said = re.search(
+            (
+                rf"; {name}: (.*?)(?=; (?:covered|not stored|failed partitions|failed "
+                r"checks|warnings|DEGRADED): |$)"
+            ),
+            rest,
+        )
         if said:
             getattr(outcome, name).append(said.group(1))
     return outcome
@@ -91,8 +110,13 @@ def parse_step(line: str):
 
 def main(argv: list[str]) -> int:
     if argv != ["paste"]:
-        print("usage: python -m marketdata_assets.apps.readme paste   (the last make run's output into README.md)",
-              file=sys.stderr)
+        print(
+            (
+                "usage: python -m marketdata_assets.apps.readme paste   (the last make run's output into "
+                "README.md)"
+            ),
+            file=sys.stderr,
+        )
         return 2
     count = paste()
     print(f"README.md: {count} lines of {transcript_path()} pasted")

@@ -25,12 +25,18 @@ from marketdata_assets.sources.config import load_sources_config
 from marketdata_assets.sources.venues import venue_client
 
 
-def universe_today(venues: list[str], refresh_from: str | None = None,
-                   say: Callable[[str], None] = print, strict: bool = False) -> dict[str, list[str]]:
+def universe_today(
+    venues: list[str],
+    refresh_from: str | None = None,
+    say: Callable[[str], None] = print,
+    strict: bool = False,
+) -> dict[str, list[str]]:
     """Each of `venues`' universe resolved today (UTC) from the stored instrument master and volume snapshots
     (`refresh_from`: a REST base whose reference and ticker endpoints fill them first where they hold nothing
     of a venue). The master's store away: the explicit instruments only, said (`strict`: raised)."""
-    rules = {venue: rule for venue, rule in load_sources_config().crypto_rules().items() if venue.lower() in venues}
+    rules = {
+        venue: rule for venue, rule in load_sources_config().crypto_rules().items() if venue.lower() in venues
+    }
     master, volumes, today = Master(), Volumes(), datetime.now(UTC).date()
     if any(rule.selects for rule in rules.values()):
         try:
@@ -38,25 +44,36 @@ def universe_today(venues: list[str], refresh_from: str | None = None,
                 client, database = reader.clickhouse(), reader.database
                 master = stored_master(client, database, set(rules))
                 volumes = stored_volumes(client, database, rules, [today])
-                empty = [venue for venue, rule in rules.items()
-                         if not master.current(venue) or (rule.top and not volumes.times.get(venue))]
+                empty = [
+                    venue
+                    for venue, rule in rules.items()
+                    if not master.current(venue) or (rule.top and not volumes.times.get(venue))
+                ]
                 if refresh_from and empty:
-                    refresh_venues(client, database, {venue: functools.partial(
-                        venue_client, venue, refresh_from) for venue in empty})
+                    refresh_venues(
+                        client,
+                        database,
+                        {venue: functools.partial(venue_client, venue, refresh_from) for venue in empty},
+                    )
                     master = stored_master(client, database, set(rules))
                     volumes = stored_volumes(client, database, rules, [today])
-        except Exception as error:  # noqa: BLE001  (the store down: the explicit lists still collect)
+        except Exception as error:  # (the store down: the explicit lists still collect)
             if strict:
                 raise
-            say(f"{error_text(error, 'the instrument master')}: the sources config's explicit instruments only")
+            say(
+                f"{error_text(error, 'the instrument master')}: the sources config's explicit instruments "
+                "only"
+            )
     unreadable, cuts = set(), {}
     universe = universe_resolver(master, rules, unreadable, volumes, cuts)
     out = {venue: names for venue in rules if (names := universe(venue, today))}
     for line in cut_warnings(cuts):  # a top N with no snapshot to rank by: said
         say(line)
     if unreadable:  # listed by the venue, but named in no shape its naming reads: not subscribed, said
-        say(f"{len(unreadable)} instrument(s) of the universe skipped, their names unreadable: "
-            f"{', '.join(sorted(unreadable)[:20])}")
+        say(
+            f"{len(unreadable)} instrument(s) of the universe skipped, their names unreadable: "
+            f"{', '.join(sorted(unreadable)[:20])}"
+        )
     return out
 
 
@@ -71,6 +88,8 @@ def keep_looked_up(masters: list[Master], say: Callable[[str], None] = print) ->
         with Reader() as reader:
             return sum(keep_learned(reader.clickhouse(), reader.database, master) for master in pending)
     except Exception as error:  # noqa: BLE001  (collecting goes on; the next call stores them)
-        say(f"{error_text(error, 'the instrument master')}: {sum(len(m.added) for m in pending)} looked-up "
-            "version(s) kept for the next try")
+        say(
+            f"{error_text(error, 'the instrument master')}: {sum(len(m.added) for m in pending)} looked-up "
+            "version(s) kept for the next try"
+        )
         return 0

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -56,18 +56,30 @@ VENUE_CALENDARS: dict[str, tuple[str, BarConvention]] = {
     "SZSE": ("XSHG", A_SHARE),
     "BSE": ("XSHG", A_SHARE),
     # Yahoo's exchangeName codes and the usual names.
-    "NYSE": ("XNYS", YAHOO), "NYQ": ("XNYS", YAHOO), "ASE": ("XNYS", YAHOO), "PCX": ("XNYS", YAHOO),
-    "NASDAQ": ("XNYS", YAHOO), "NMS": ("XNYS", YAHOO), "NGM": ("XNYS", YAHOO), "NCM": ("XNYS", YAHOO),
+    "NYSE": ("XNYS", YAHOO),
+    "NYQ": ("XNYS", YAHOO),
+    "ASE": ("XNYS", YAHOO),
+    "PCX": ("XNYS", YAHOO),
+    "NASDAQ": ("XNYS", YAHOO),
+    "NMS": ("XNYS", YAHOO),
+    "NGM": ("XNYS", YAHOO),
+    "NCM": ("XNYS", YAHOO),
     "XNAS": ("XNYS", YAHOO),  # exchange_calendars has no XNAS: Nasdaq keeps the NYSE holidays and hours
-    "LSE": ("XLON", YAHOO), "IOB": ("XLON", YAHOO),
-    "HKEX": ("XHKG", YAHOO), "HKG": ("XHKG", YAHOO),
-    "TSX": ("XTSE", YAHOO), "TOR": ("XTSE", YAHOO),
-    "JPX": ("XTKS", YAHOO), "TYO": ("XTKS", YAHOO),
+    "LSE": ("XLON", YAHOO),
+    "IOB": ("XLON", YAHOO),
+    "HKEX": ("XHKG", YAHOO),
+    "HKG": ("XHKG", YAHOO),
+    "TSX": ("XTSE", YAHOO),
+    "TOR": ("XTSE", YAHOO),
+    "JPX": ("XTKS", YAHOO),
+    "TYO": ("XTKS", YAHOO),
     "ASX": ("XASX", YAHOO),
     "JNB": ("XJSE", YAHOO),
     "TLV": ("XTAE", YAHOO),
-    "GER": ("XETR", YAHOO), "FRA": ("XFRA", YAHOO),
-    "PAR": ("XPAR", YAHOO), "AMS": ("XAMS", YAHOO),
+    "GER": ("XETR", YAHOO),
+    "FRA": ("XFRA", YAHOO),
+    "PAR": ("XPAR", YAHOO),
+    "AMS": ("XAMS", YAHOO),
 }
 
 
@@ -79,8 +91,10 @@ def _resolve(venue: str) -> tuple[str, BarConvention]:
         return VENUE_CALENDARS[key]
     if key in _iso_codes():
         return key, YAHOO
-    raise ValueError(f"no trading calendar for venue {venue!r}: known venues {sorted(VENUE_CALENDARS)} "
-                     "or an exchange_calendars ISO code (XNYS, XLON, XHKG, ...)")
+    raise ValueError(
+        f"no trading calendar for venue {venue!r}: known venues {sorted(VENUE_CALENDARS)} "
+        "or an exchange_calendars ISO code (XNYS, XLON, XHKG, ...)"
+    )
 
 
 _LIBRARY = threading.RLock()  # `warnings.catch_warnings` swaps the process's filters: one thread at a time
@@ -157,8 +171,10 @@ def _check_bounds(venue: str, calendar: xcals.ExchangeCalendar, *days: date) -> 
     first, last = _calendar(calendar.name)[1], _known_until(calendar)
     for day in days:
         if day < first:
-            raise OutOfCalendar(f"{day} is outside the {calendar.name} calendar of venue {venue!r}, which knows "
-                                f"{first}..{last} (and provisionally every day after {last})")
+            raise OutOfCalendar(
+                f"{day} is outside the {calendar.name} calendar of venue {venue!r}, which knows "
+                f"{first}..{last} (and provisionally every day after {last})"
+            )
 
 
 def last_known_session(venue: str) -> date:
@@ -188,9 +204,11 @@ def provisional_note(venue: str) -> str:
 
     code, path = calendar_code(venue), settings.get(HOLIDAYS_FILE)
     holidays = f"the holidays of {path}" if path else f"no holiday file ({HOLIDAYS_FILE} is not set)"
-    return (f"provisional: exchange-calendars {version('exchange-calendars')} knows {code} sessions only until "
-            f"{last_known_session(venue)}; later days are judged as weekdays minus {holidays}. "
-            "Upgrade exchange-calendars (pip install -U exchange-calendars) to judge them for sure")
+    return (
+        f"provisional: exchange-calendars {version('exchange-calendars')} knows {code} sessions only until "
+        f"{last_known_session(venue)}; later days are judged as weekdays minus {holidays}. "
+        "Upgrade exchange-calendars (pip install -U exchange-calendars) to judge them for sure"
+    )
 
 
 def user_holidays(code: str) -> frozenset[date]:
@@ -212,12 +230,16 @@ def _holiday_file(path: str, _mtime_ns: int) -> dict[str, frozenset[date]]:
     import yaml
 
     try:
-        loaded = yaml.load(Path(path).read_text(), Loader=yaml.BaseLoader) or {}  # dates as text: checked below
+        loaded = (
+            yaml.load(Path(path).read_text(), Loader=yaml.BaseLoader) or {}
+        )  # dates as text: checked below
     except yaml.YAMLError as error:
         raise ValueError(f"holiday file {path} is not valid YAML: {error}") from None
     if not isinstance(loaded, dict):
-        raise ValueError(f"holiday file {path}: expected a mapping of exchange codes to lists of ISO dates, "  # noqa: TRY004 - a bad file
-                         f"e.g. 'XSHG: [2027-01-01]', not {type(loaded).__name__}")
+        raise ValueError(  # noqa: TRY004 - a bad file
+            f"holiday file {path}: expected a mapping of exchange codes to lists of ISO dates, "
+            f"e.g. 'XSHG: [2027-01-01]', not {type(loaded).__name__}"
+        )
     out: dict[str, set[date]] = {}
     for key, days in loaded.items():
         try:
@@ -230,7 +252,9 @@ def _holiday_file(path: str, _mtime_ns: int) -> dict[str, frozenset[date]]:
             try:
                 out.setdefault(code, set()).add(date.fromisoformat(str(value)))
             except ValueError:
-                raise ValueError(f"holiday file {path}: key {key!r}: {value!r} is not an ISO date (YYYY-MM-DD)") from None
+                raise ValueError(
+                    f"holiday file {path}: key {key!r}: {value!r} is not an ISO date (YYYY-MM-DD)"
+                ) from None
     return {code: frozenset(days) for code, days in out.items()}
 
 
@@ -246,9 +270,12 @@ def _fallback_minutes(calendar: xcals.ExchangeCalendar, day: date) -> list[datet
     def at(times, offset: int = 0) -> datetime | None:
         if not times:
             return None
-        return datetime.combine(day + timedelta(days=offset), times[-1][1], zone).astimezone(timezone.utc)
+        return datetime.combine(day + timedelta(days=offset), times[-1][1], zone).astimezone(UTC)
 
-    start, end = at(calendar.open_times, calendar.open_offset), at(calendar.close_times, calendar.close_offset)
+    start, end = (
+        at(calendar.open_times, calendar.open_offset),
+        at(calendar.close_times, calendar.close_offset),
+    )
     pause, resume = at(calendar.break_start_times), at(calendar.break_end_times)
     minutes, t, step = [], start, timedelta(minutes=1)
     while t < end:
@@ -288,8 +315,9 @@ def trading_days(venue: str, start: date | datetime | str, end: date | datetime 
         return [ts.date() for ts in calendar.sessions_in_range(first.isoformat(), last.isoformat())] + beyond
 
 
-def session_minutes(venue: str, day: date | datetime | str, *, label: Label | None = None,
-                    call_auction: bool | None = None) -> list[datetime]:
+def session_minutes(
+    venue: str, day: date | datetime | str, *, label: Label | None = None, call_auction: bool | None = None
+) -> list[datetime]:
     """The 1-minute bar stamps (UTC-aware, ascending) a full day of bars has on `day`; [] when the
     venue does not trade that day. `label` and `call_auction` default to the venue's convention
     (:func:`convention_for`): "end" stamps each bar one minute after its start; `call_auction`
@@ -300,8 +328,10 @@ def session_minutes(venue: str, day: date | datetime | str, *, label: Label | No
     if label not in ("end", "start"):
         raise ValueError(f"label must be 'end' or 'start', not {label!r}")
     if call_auction and label != "end":
-        raise ValueError("call_auction=True needs label='end': the auction bar is stamped at the open, "
-                         "which label='start' gives the first continuous bar")
+        raise ValueError(
+            "call_auction=True needs label='end': the auction bar is stamped at the open, "
+            "which label='start' gives the first continuous bar"
+        )
     calendar, day = calendar_for(venue), _day(day, "day")
     _check_bounds(venue, calendar, day)
     if not is_trading_day(venue, day):
@@ -311,7 +341,7 @@ def session_minutes(venue: str, day: date | datetime | str, *, label: Label | No
     else:
         with _library():
             starts = calendar.session_minutes(day.isoformat()).tz_convert("UTC").to_pydatetime()
-        minutes = [t.replace(tzinfo=timezone.utc) for t in starts]  # left side: each bar's start
+        minutes = [t.replace(tzinfo=UTC) for t in starts]  # left side: each bar's start
     if label == "end":
         step = timedelta(minutes=1)
         minutes = [t + step for t in minutes]

@@ -9,14 +9,18 @@ expiry time and quote split: docs/crypto-datasets.md, "What an instrument is".
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from typing import Literal, NamedTuple
 
 ContractType = Literal["spot", "perpetual", "future", "option"]
 QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USD", "BTC", "ETH", "BNB", "EUR", "TRY", "BRL", "JPY")
-EXPIRY_TIME = time(8, 0, tzinfo=timezone.utc)
-_MONTHS = {m: i for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV",
-                                       "DEC"), start=1)}
+EXPIRY_TIME = time(8, 0, tzinfo=UTC)
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), start=1
+    )
+}
 _DERIBIT_DAY = re.compile(r"^(\d{1,2})([A-Z]{3})(\d{2})$")
 _YYMMDD = re.compile(r"^\d{6}$")
 _STRIKE = re.compile(r"^\d+(?:[.d]\d+)?$")
@@ -61,7 +65,9 @@ def yymmdd(venue: str, instrument: str, text: str) -> date:
         raise bad_name(venue, instrument, f"expiry {text!r} is not YYMMDD") from None
 
 
-def option_strike(venue: str, instrument: str, strike: str, option_type: str) -> tuple[float, Literal["C", "P"]]:
+def option_strike(
+    venue: str, instrument: str, strike: str, option_type: str
+) -> tuple[float, Literal["C", "P"]]:
     if not _STRIKE.match(strike):
         raise bad_name(venue, instrument, f"strike {strike!r} is not a number")
     if option_type not in ("C", "P"):

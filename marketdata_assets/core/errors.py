@@ -1,4 +1,5 @@
-"""Errors with messages a quant can act on: what, where (host:port, file, instrument, partition), what to do."""
+"""Errors with messages a quant can act on: what, where (host:port, file, instrument, partition), what to
+do."""
 
 from __future__ import annotations
 

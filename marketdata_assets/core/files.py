@@ -13,7 +13,7 @@ import hashlib
 import itertools
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -79,7 +79,9 @@ def open_temp_file(directory: str, name: str) -> tuple[int, str]:
     for a long `name` its start and a hash (fit_name), so any name that exists can be written."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     while True:
-        tmp = os.path.join(directory, "." + fit_name(name, f".{os.getpid()}.{next(_tmp_counter)}.tmp", NAME_MAX - 1))
+        tmp = os.path.join(
+            directory, "." + fit_name(name, f".{os.getpid()}.{next(_tmp_counter)}.tmp", NAME_MAX - 1)
+        )
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:
@@ -88,8 +90,9 @@ def open_temp_file(directory: str, name: str) -> tuple[int, str]:
             os.makedirs(directory, exist_ok=True)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = True,
-                       sync_dir: bool = False) -> str:
+def atomic_write_bytes(
+    path: str | os.PathLike, data: bytes, *, fsync: bool = True, sync_dir: bool = False
+) -> str:
     """Write `data` to `path` atomically (temp file in the same dir, fsync, os.replace).
 
     Creates missing parent directories. The file gets the usual permissions (0666 minus umask).
@@ -101,7 +104,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = Tr
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             if fsync:
                 os.fsync(fd)
         finally:
@@ -116,8 +119,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = Tr
     return path
 
 
-def write_bytes_if_changed(path: str | os.PathLike, data: bytes, *, fsync: bool = True,
-                           sync_dir: bool = False) -> Literal["written", "unchanged"]:
+def write_bytes_if_changed(
+    path: str | os.PathLike, data: bytes, *, fsync: bool = True, sync_dir: bool = False
+) -> Literal["written", "unchanged"]:
     """Write `data` unless the file already holds exactly these bytes."""
     path = os.fspath(path)
     try:
@@ -157,8 +161,13 @@ def _link_target(link: Path, area: str | os.PathLike | None) -> str:
     return "not recorded (it points outside the landing area)" if area is not None else "not recorded"
 
 
-def quarantine(path: str | os.PathLike, reason: str, quarantine_root: str | os.PathLike, *,
-               relative_to: str | os.PathLike | None = None) -> Path:
+def quarantine(
+    path: str | os.PathLike,
+    reason: str,
+    quarantine_root: str | os.PathLike,
+    *,
+    relative_to: str | os.PathLike | None = None,
+) -> Path:
     """Move a bad file out of the landing area and write ``<name>.reason.txt`` next to it.
 
     With `relative_to` (e.g. the landing root) the file keeps its relative path under
@@ -189,8 +198,10 @@ def quarantine(path: str | os.PathLike, reason: str, quarantine_root: str | os.P
         os.replace(src, dest)
     except OSError:  # another filesystem (shutil.move recreates a link as a link)
         shutil.move(str(src), str(dest))
-    note = (f"reason: {reason}\nsource: {os.path.abspath(src)}\n"
-            f"quarantined_at: {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n")
+    note = (
+        f"reason: {reason}\nsource: {os.path.abspath(src)}\n"
+        f"quarantined_at: {datetime.now(UTC).isoformat(timespec='seconds')}\n"
+    )
     if link_target is not None:
         note += f"link_target: {link_target}\n"
     atomic_write_bytes(reason_file_of(dest), note.encode("utf-8", "surrogateescape"))

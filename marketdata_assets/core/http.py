@@ -32,13 +32,24 @@ from marketdata_assets.core import metrics
 RETRYABLE_STATUS = frozenset({500, 502, 503, 504, 520, 521, 522, 524})
 RATE_LIMIT_STATUS = frozenset({429, 418})
 
-ErrorCategory = Literal["rate_limited", "banned", "quota", "permission", "unauthorized", "not_found", "rejected",
-                        "retry", "data", "bad_body"]
+ErrorCategory = Literal[
+    "rate_limited",
+    "banned",
+    "quota",
+    "permission",
+    "unauthorized",
+    "not_found",
+    "rejected",
+    "retry",
+    "data",
+    "bad_body",
+]
 
 
 # --------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------
+
 
 class ApiError(RuntimeError):
     """A request that failed for good (retries ran out): names the API, the request and what came back."""
@@ -58,11 +69,16 @@ class SourceError(RuntimeError):
 class SourceBanned(SourceError):
     """The source banned us (Binance 418 / "IP banned until ...") or a quota is used up: stop asking."""
 
-    def __init__(self, source: str, detail: str, *, until: datetime | None = None, request: str | None = None):
+    def __init__(
+        self, source: str, detail: str, *, until: datetime | None = None, request: str | None = None
+    ):
         self.source, self.detail, self.until, self.request = source, detail, until, request
         when = f" until {until.isoformat()}" if until else ""
-        super().__init__(f"{source} banned this IP{when}: {detail}" + (f" ({request})" if request else "")
-                         + ". Stop requesting from this source until then.")
+        super().__init__(
+            f"{source} banned this IP{when}: {detail}"
+            + (f" ({request})" if request else "")
+            + ". Stop requesting from this source until then."
+        )
 
 
 class SourcePermissionError(SourceError):
@@ -70,18 +86,36 @@ class SourcePermissionError(SourceError):
 
     def __init__(self, source: str, status: int, detail: str, *, request: str | None = None):
         self.source, self.status, self.detail, self.request = source, status, detail, request
-        super().__init__(f"{source} refused access (HTTP {status}): {detail}" + (f" ({request})" if request else ""))
+        super().__init__(
+            f"{source} refused access (HTTP {status}): {detail}" + (f" ({request})" if request else "")
+        )
 
 
 class SourceRequestError(SourceError):
     """The source rejected the request: unknown instrument, bad parameter, unknown path. Not retried."""
 
-    def __init__(self, source: str, instrument: str | None, status: int, code: Any, detail: str, *,
-                 request: str | None = None):
+    def __init__(
+        self,
+        source: str,
+        instrument: str | None,
+        status: int,
+        code: Any,
+        detail: str,
+        *,
+        request: str | None = None,
+    ):
         self.source, self.instrument, self.status, self.code, self.detail, self.request = (
-            source, instrument, status, code, detail, request)
+            source,
+            instrument,
+            status,
+            code,
+            detail,
+            request,
+        )
         what = f"{source} {instrument}" if instrument else source
-        super().__init__(f"{what}: HTTP {status}, code {code}: {detail}" + (f" ({request})" if request else ""))
+        super().__init__(
+            f"{what}: HTTP {status}, code {code}: {detail}" + (f" ({request})" if request else "")
+        )
 
 
 class SourceNotFound(SourceRequestError):
@@ -91,9 +125,22 @@ class SourceNotFound(SourceRequestError):
 class SourceDataError(SourceError):
     """An answer that cannot be read into the normalized frame; names instrument, day and request."""
 
-    def __init__(self, instrument: str | None, day: date | str | None, detail: str, *,
-                 source: str | None = None, request: str | None = None):
-        self.instrument, self.day, self.detail, self.source, self.request = instrument, day, detail, source, request
+    def __init__(
+        self,
+        instrument: str | None,
+        day: date | str | None,
+        detail: str,
+        *,
+        source: str | None = None,
+        request: str | None = None,
+    ):
+        self.instrument, self.day, self.detail, self.source, self.request = (
+            instrument,
+            day,
+            detail,
+            source,
+            request,
+        )
         where = " ".join(str(part) for part in (source, instrument, day) if part)
         super().__init__(f"{where}: {detail}" + (f" ({request})" if request else ""))
 
@@ -132,8 +179,9 @@ def tls_context() -> SSLContext:
     return httpx.create_ssl_context()
 
 
-def get_json_now(base: str | Callable[[], str], path: str, params: Mapping[str, Any], what: str,
-                 timeout_s: float = 5.0) -> Any:
+def get_json_now(
+    base: str | Callable[[], str], path: str, params: Mapping[str, Any], what: str, timeout_s: float = 5.0
+) -> Any:
     """A blocking GET of `path` at `base` (a function: the base read now), its body decoded as JSON: the few
     reference lookups a live stream makes while it reads a frame. SourceError naming `what` when the host
     cannot be reached or answers something that is not JSON."""
@@ -152,6 +200,7 @@ def body_excerpt(response: httpx.Response, limit: int = 300) -> str:
 # --------------------------------------------------------------------------------------------
 # What answers mean, and what a source allows: declared as data per source
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ErrorTable:
@@ -239,12 +288,13 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt))."""
-    return (rng or random).uniform(0, min(cap, base * (2 ** attempt)))
+    return (rng or random).uniform(0, min(cap, base * (2**attempt)))
 
 
 # --------------------------------------------------------------------------------------------
 # Gates
 # --------------------------------------------------------------------------------------------
+
 
 class TokenBucket:
     """Paces requests: `rate_per_minute` a minute, bursts up to `burst`, shared by all tasks of a
@@ -390,21 +440,29 @@ async def take_places(gates: list[WindowGate]) -> None:
 # Counters: one type for a client, a slice and a run
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class RequestStats:
     requests: int = 0
     retries: int = 0
-    rate_limited: int = 0       # 429/418 answers and vendors' HTTP-200 limit codes
-    server_errors: int = 0      # 5xx answers
-    transport_errors: int = 0   # timeouts, refused or broken connections
-    weight_waits: int = 0       # waits for the next request-weight window
+    rate_limited: int = 0  # 429/418 answers and vendors' HTTP-200 limit codes
+    server_errors: int = 0  # 5xx answers
+    transport_errors: int = 0  # timeouts, refused or broken connections
+    weight_waits: int = 0  # waits for the next request-weight window
     weight_wait_s: float = 0.0
     max_used_weight: int = 0
     latency_s: list[float] = field(default_factory=list)
 
     def add(self, other: RequestStats) -> None:
-        for name in ("requests", "retries", "rate_limited", "server_errors", "transport_errors", "weight_waits",
-                     "weight_wait_s"):
+        for name in (
+            "requests",
+            "retries",
+            "rate_limited",
+            "server_errors",
+            "transport_errors",
+            "weight_waits",
+            "weight_wait_s",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.max_used_weight = max(self.max_used_weight, other.max_used_weight)
         self.latency_s.extend(other.latency_s)
@@ -416,16 +474,27 @@ class RequestStats:
         return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
 
     def as_metadata(self) -> dict[str, Any]:
-        figures = {"requests": self.requests, "retries": self.retries, "rate_limited_429": self.rate_limited,
-                   "server_errors_5xx": self.server_errors, "transport_errors": self.transport_errors,
-                   "latency_p50_ms": self.percentile_ms(0.5), "latency_p95_ms": self.percentile_ms(0.95)}
+        figures = {
+            "requests": self.requests,
+            "retries": self.retries,
+            "rate_limited_429": self.rate_limited,
+            "server_errors_5xx": self.server_errors,
+            "transport_errors": self.transport_errors,
+            "latency_p50_ms": self.percentile_ms(0.5),
+            "latency_p95_ms": self.percentile_ms(0.95),
+        }
         if self.weight_waits or self.max_used_weight:
-            figures.update(weight_waits=self.weight_waits, weight_wait_s=round(self.weight_wait_s, 3),
-                           max_used_weight_1m=self.max_used_weight)
+            figures.update(
+                weight_waits=self.weight_waits,
+                weight_wait_s=round(self.weight_wait_s, 3),
+                max_used_weight_1m=self.max_used_weight,
+            )
         return figures
 
 
-_slice_stats: contextvars.ContextVar[RequestStats | None] = contextvars.ContextVar("slice_stats", default=None)
+_slice_stats: contextvars.ContextVar[RequestStats | None] = contextvars.ContextVar(
+    "slice_stats", default=None
+)
 
 
 @contextlib.contextmanager
@@ -476,14 +545,26 @@ class ApiClient:
     # What a body that is not JSON means on a 2xx answer: "data" (a SourceDataError naming the
     # request) or "retry" (a proxy that cut the body: asked again with backoff, then the data error).
     bad_body: ErrorCategory = "data"
-    dropped: Any = None  # the rows a source's parsers dropped, by reason (datasets.wire.DropCounts): in `figures`
+    dropped: Any = (
+        None  # the rows a source's parsers dropped, by reason (datasets.wire.DropCounts): in `figures`
+    )
 
-    def __init__(self, base_url: str, *, requests_per_minute: float | None = None, max_concurrency: int | None = None,
-                 timeout_s: float = 30.0, retry: RetryPolicy | None = None, headers: dict[str, str] | None = None,
-                 rng: random.Random | None = None, weight_per_window: int | None = None,
-                 weight_window_s: float | None = None, weight_headroom: float | None = None,
-                 deadline_s: float | None = None,
-                 endpoint_limits: Mapping[str, tuple[int, float]] | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        requests_per_minute: float | None = None,
+        max_concurrency: int | None = None,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy | None = None,
+        headers: dict[str, str] | None = None,
+        rng: random.Random | None = None,
+        weight_per_window: int | None = None,
+        weight_window_s: float | None = None,
+        weight_headroom: float | None = None,
+        deadline_s: float | None = None,
+        endpoint_limits: Mapping[str, tuple[int, float]] | None = None,
+    ):
         limits = self.LIMITS
         rpm = requests_per_minute if requests_per_minute is not None else limits.requests_per_minute
         concurrency = max_concurrency if max_concurrency is not None else limits.max_concurrency
@@ -492,9 +573,15 @@ class ApiClient:
         self.rate_window = WindowGate.for_rate(rpm, limits.rate_window_s)  # caps any window
         self.semaphore = asyncio.Semaphore(concurrency)
         weight = weight_per_window if weight_per_window is not None else limits.weight_per_window
-        self.weight = (WeightGate(weight, weight_window_s or limits.weight_window_s,
-                                  weight_headroom if weight_headroom is not None else limits.weight_headroom)
-                       if weight else None)
+        self.weight = (
+            WeightGate(
+                weight,
+                weight_window_s or limits.weight_window_s,
+                weight_headroom if weight_headroom is not None else limits.weight_headroom,
+            )
+            if weight
+            else None
+        )
         # path prefix -> (requests, window_s); `endpoint_limits={}` turns the per-endpoint gates off
         self.endpoint_limits = dict(limits.endpoint_limits if endpoint_limits is None else endpoint_limits)
         self._gates: dict[str, WindowGate] = {}
@@ -504,10 +591,16 @@ class ApiClient:
         self.pause_until = 0.0  # wall clock: no request leaves before (Retry-After, a source's window)
         self.stopped: dict[str | None, SourceError] = {}  # endpoint (None: every one) -> why it stopped
         self._stopping = asyncio.Event()  # set (and replaced) when something stops: wakes the paused
-        # httpx's timeout bounds each read; a body dripped a byte at a time needs a deadline for the whole answer
+        # httpx's timeout bounds each read; a body dripped a byte at a time needs a deadline for the whole
+        # answer
         self.deadline_s = deadline_s if deadline_s is not None else 4 * timeout_s
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(timeout_s),
-                                       headers=headers or {}, follow_redirects=False, verify=tls_context())
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout_s),
+            headers=headers or {},
+            follow_redirects=False,
+            verify=tls_context(),
+        )
 
     async def __aenter__(self):
         return self
@@ -523,8 +616,9 @@ class ApiClient:
         return self._http
 
     def figures(self) -> dict[str, Any]:
-        """The client's request counters and, where the source keeps them (`dropped`: datasets.wire.DropCounts),
-        the rows it dropped by reason; a source with counts of its own overrides this."""
+        """The client's request counters and, where the source keeps them (`dropped`:
+        datasets.wire.DropCounts), the rows it dropped by reason; a source with counts of its own overrides
+        this."""
         return {**self.stats.as_metadata(), **(self.dropped.figures() if self.dropped is not None else {})}
 
     # ---- what a source declares beyond its tables (override where the vendor differs) ------
@@ -537,24 +631,30 @@ class ApiClient:
         """For `request()`: which raw responses are waited out and retried."""
         return response.status_code in RATE_LIMIT_STATUS
 
-    def rate_limit_wait(self, response: httpx.Response, attempt: int, *, page: Page, message: str,
-                        waits: int) -> float:
+    def rate_limit_wait(
+        self, response: httpx.Response, attempt: int, *, page: Page, message: str, waits: int
+    ) -> float:
         """Seconds to wait after a rate-limit answer (`waits`: how many this call waited out
         before): Retry-After, else backoff. A source may raise here to stop waiting."""
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return retry_after if retry_after is not None else backoff_delay(
-            attempt, self.retry.backoff_base_s, self.retry.backoff_max_s, self.rng)
+        return (
+            retry_after
+            if retry_after is not None
+            else backoff_delay(attempt, self.retry.backoff_base_s, self.retry.backoff_max_s, self.rng)
+        )
 
     def ban_until(self, message: str) -> datetime | None:
         return None
 
-    def make_error(self, category: ErrorCategory, *, status: int, code: Any, message: str,
-                   page: Page) -> SourceError:
+    def make_error(
+        self, category: ErrorCategory, *, status: int, code: Any, message: str, page: Page
+    ) -> SourceError:
         """The exception an answer classified as `category` stands for."""
         detail = f"code {code}: {message}" if code is not None else message
         if category in ("banned", "quota"):
-            return SourceBanned(self.api_name, f"HTTP {status}: {detail}", until=self.ban_until(message),
-                                request=page.request)
+            return SourceBanned(
+                self.api_name, f"HTTP {status}: {detail}", until=self.ban_until(message), request=page.request
+            )
         if category in ("permission", "unauthorized"):
             return SourcePermissionError(self.api_name, status, detail, request=page.request)
         if category == "data":
@@ -562,14 +662,28 @@ class ApiClient:
         cls = SourceNotFound if category == "not_found" else SourceRequestError
         return cls(self.api_name, page.instrument, status, code, message, request=page.request)
 
-    def exhausted(self, category: ErrorCategory, *, method: str, path: str, status: int | None, failure: str,
-                  attempts: int, page: Page | None) -> Exception:
+    def exhausted(
+        self,
+        category: ErrorCategory,
+        *,
+        method: str,
+        path: str,
+        status: int | None,
+        failure: str,
+        attempts: int,
+        page: Page | None,
+    ) -> Exception:
         """What is raised when retries run out."""
         if category == "data" and page is not None:
             return page.error(f"{failure} after {attempts} attempts")
         request = f" ({page.request})" if page is not None and page.request else ""
-        return ApiError(self.api_name, method, path, status,
-                        f"gave up after {attempts} attempts; last: {failure}{request}")
+        return ApiError(
+            self.api_name,
+            method,
+            path,
+            status,
+            f"gave up after {attempts} attempts; last: {failure}{request}",
+        )
 
     # ---- the one path ----------------------------------------------------------------------
 
@@ -602,8 +716,11 @@ class ApiClient:
 
     def _held(self, endpoint: str | None) -> bool:
         """A pause is on, or something stopped the endpoint: the request must not leave now."""
-        return (self.pause_until > time.time() or None in self.stopped
-                or bool(endpoint and endpoint in self.stopped))
+        return (
+            self.pause_until > time.time()
+            or None in self.stopped
+            or bool(endpoint and endpoint in self.stopped)
+        )
 
     async def _clear(self, cost: float, gates: list[WindowGate], endpoint: str | None) -> None:
         """Wait (holding a concurrency slot) for every pause and limit that applies, take the
@@ -633,6 +750,7 @@ class ApiClient:
         """The request's httpcore trace: right before its first byte goes out, a pause or stop that
         began since `_clear` holds it back (`_NotSent`); a 429/418 pauses every request for its
         Retry-After as soon as its headers are in, before its body is read and classified."""
+
         async def trace(event: str, info: dict) -> None:
             if event.endswith(".send_request_headers.started") and self._held(endpoint):
                 raise _NotSent(event)
@@ -643,12 +761,15 @@ class ApiClient:
                     seconds = parse_retry_after(value.decode("latin-1") if value is not None else None)
                     if seconds is not None and seconds <= self.retry.max_retry_after_s:
                         self.pause_for(seconds)
+
         return trace
 
     async def _send(self, method: str, path: str, endpoint: str | None, kwargs: dict) -> httpx.Response:
         """Wait for every gate and pause after taking a concurrency slot, check at the wire that
         nothing paused or stopped the endpoint since, send."""
-        cost = kwargs.pop("_weight", None) or self.LIMITS.weights.get(endpoint or path, 1)  # never sent to httpx
+        cost = kwargs.pop("_weight", None) or self.LIMITS.weights.get(
+            endpoint or path, 1
+        )  # never sent to httpx
         consume = kwargs.pop("_consume", None)
         kwargs["extensions"] = {**(kwargs.get("extensions") or {}), "trace": self._at_the_wire(endpoint)}
         self._refuse(endpoint)
@@ -700,8 +821,9 @@ class ApiClient:
                 await response.aread()
         return response
 
-    def _classify(self, response: httpx.Response, raw: bool, decode=decode_json
-                  ) -> tuple[ErrorCategory | None, Any, Any, str]:
+    def _classify(
+        self, response: httpx.Response, raw: bool, decode=decode_json
+    ) -> tuple[ErrorCategory | None, Any, Any, str]:
         """(category or None, payload, code, message) of an answer."""
         status = response.status_code
         if raw:
@@ -722,8 +844,17 @@ class ApiClient:
         code, message = found if found is not None else (None, body_excerpt(response))
         return self.ERRORS.classify(status, code, str(message)), payload, code, str(message)
 
-    async def _loop(self, method: str, path: str, *, page: Page | None, endpoint: str | None, raw: bool,
-                    decode=decode_json, **kwargs) -> Any:
+    async def _loop(
+        self,
+        method: str,
+        path: str,
+        *,
+        page: Page | None,
+        endpoint: str | None,
+        raw: bool,
+        decode=decode_json,
+        **kwargs,
+    ) -> Any:
         attempt = waits = 0
         page = page or Page(self.api_name, request=describe_request(method, path, kwargs.get("params")))
         while True:
@@ -749,31 +880,48 @@ class ApiClient:
                     waits += 1
                     if wait > self.retry.max_retry_after_s:
                         metrics.http_error(self.metrics_source or self.api_name, "gave_up")
-                        raise ApiError(self.api_name, method, path, status,
-                                       f"told to wait {wait:.0f} s (Retry-After), more than the "
-                                       f"{self.retry.max_retry_after_s:.0f} s allowed: {message[:200]} "
-                                       f"({page.request})")
-                    self.pause_for(wait, told)  # every request, this one's retry too, waits it out in `_clear`,
+                        raise ApiError(
+                            self.api_name,
+                            method,
+                            path,
+                            status,
+                            f"told to wait {wait:.0f} s (Retry-After), more than the "
+                            f"{self.retry.max_retry_after_s:.0f} s allowed: {message[:200]} "
+                            f"({page.request})",
+                        )
+                    self.pause_for(
+                        wait, told
+                    )  # every request, this one's retry too, waits it out in `_clear`,
                     wait = 0.0  # where a ban that comes meanwhile ends the wait at once
                     failure = f"rate limited: {message or response.text[:200]}"
                 elif category in ("retry", "bad_body"):
-                    metrics.http_error(self.metrics_source or self.api_name,
-                                       "server_error" if status in RETRYABLE_STATUS else category)
+                    metrics.http_error(
+                        self.metrics_source or self.api_name,
+                        "server_error" if status in RETRYABLE_STATUS else category,
+                    )
                     if status in RETRYABLE_STATUS:
                         for stats in _tallies(self.stats):
                             stats.server_errors += 1
                         failure = f"server error: {response.text[:200]}"
-                    elif category == "bad_body":  # a cut body: asked again, then a data error naming the request
-                        failure = (f"{message} (HTTP {status}, {len(response.content)} bytes): "
-                                   f"starts {response.text[:80]!r}")
+                    elif (
+                        category == "bad_body"
+                    ):  # a cut body: asked again, then a data error naming the request
+                        failure = (
+                            f"{message} (HTTP {status}, {len(response.content)} bytes): "
+                            f"starts {response.text[:80]!r}"
+                        )
                         category = "data"
                     else:  # a vendor's "try again" code
                         failure = f"code {code}: {message}" if code is not None else message
-                    wait = backoff_delay(attempt, self.retry.backoff_base_s, self.retry.backoff_max_s, self.rng)
+                    wait = backoff_delay(
+                        attempt, self.retry.backoff_base_s, self.retry.backoff_max_s, self.rng
+                    )
                 else:
                     if category == "data":
-                        message = (f"{message} (HTTP {status}, {len(response.content)} bytes); body starts "
-                                   f"{response.text[:120]!r}")
+                        message = (
+                            f"{message} (HTTP {status}, {len(response.content)} bytes); body starts "
+                            f"{response.text[:120]!r}"
+                        )
                     error = self.make_error(category, status=status, code=code, message=message, page=page)
                     metrics.http_error(self.metrics_source or self.api_name, category)
                     if category in ("banned", "unauthorized"):
@@ -783,25 +931,43 @@ class ApiClient:
                     raise error
             if attempt >= self.retry.max_retries:
                 metrics.http_error(self.metrics_source or self.api_name, "gave_up")
-                raise self.exhausted(category, method=method, path=path, status=status, failure=failure,
-                                     attempts=attempt + 1, page=page)
+                raise self.exhausted(
+                    category,
+                    method=method,
+                    path=path,
+                    status=status,
+                    failure=failure,
+                    attempts=attempt + 1,
+                    page=page,
+                )
             attempt += 1
             metrics.http_retry(self.metrics_source or self.api_name)
             for stats in _tallies(self.stats):
                 stats.retries += 1
             await asyncio.sleep(wait)
 
-    async def call(self, method: str, path: str, *, page: Page | None = None, endpoint: str | None = None,
-                   decode=decode_json, **kwargs) -> Any:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        page: Page | None = None,
+        endpoint: str | None = None,
+        decode=decode_json,
+        **kwargs,
+    ) -> Any:
         """Send through the whole policy; the decoded JSON answer, or the `SourceError` it stands
         for (`ERRORS`). `endpoint` (default: the path) names what a quota or permission error stops
         (bans stop every endpoint) and keys the endpoint's weight in `LIMITS.weights`; pass a fixed
         one where the path carries the instrument (Yahoo's chart path). `decode`: how a 200 answer's
         body is read (a declared page's records: datasets.declared.typed_pages)."""
-        return await self._loop(method, path, page=page, endpoint=endpoint or path, raw=False, decode=decode,
-                                **kwargs)
+        return await self._loop(
+            method, path, page=page, endpoint=endpoint or path, raw=False, decode=decode, **kwargs
+        )
 
-    async def stream(self, method: str, path: str, consume, *, page: Page | None = None, **kwargs) -> httpx.Response:
+    async def stream(
+        self, method: str, path: str, consume, *, page: Page | None = None, **kwargs
+    ) -> httpx.Response:
         """`request()` for a large body: a 200 answer is handed to `consume(response)` (an async
         function reading `response.aiter_bytes()`) while it arrives, under the same limits, counters
         and retries; a transfer cut or broken mid-body is retried whole (`consume` must start over:

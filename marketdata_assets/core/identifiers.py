@@ -21,8 +21,10 @@ _INSTRUMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 def sql_identifier(name: str, what: str = "identifier") -> str:
     """Return `name` if it is a plain SQL identifier (letters, digits, underscore; <= 63 chars)."""
     if not isinstance(name, str) or not _IDENTIFIER.match(name):
-        raise ValueError(f"invalid {what} {name!r}: expected letters, digits and underscores, "
-                         "starting with a letter or underscore, at most 63 characters")
+        raise ValueError(
+            f"invalid {what} {name!r}: expected letters, digits and underscores, "
+            "starting with a letter or underscore, at most 63 characters"
+        )
     return name
 
 
@@ -62,7 +64,7 @@ def day_partition_key(key: str) -> date:
 def instrument_key(instrument: str) -> str:
     """An instrument name usable as a partition key and a file name (no '|', ',', '[', ']', '/')."""
     if not isinstance(instrument, str) or not _INSTRUMENT.match(instrument):
-        raise ValueError(f"invalid instrument {instrument!r}: expected letters, digits, '.', '_' or '-' "
-                         "(at most 64)")
+        raise ValueError(
+            f"invalid instrument {instrument!r}: expected letters, digits, '.', '_' or '-' (at most 64)"
+        )
     return instrument
-

@@ -37,9 +37,13 @@ def visible(name: str) -> bool:
 def name_in_area(path: str | os.PathLike, root: str | os.PathLike | None) -> str:
     """`path` relative to `root` (POSIX), as the area names it; the path as given without a root."""
     if root is not None:
-        for base, place in ((os.path.abspath(root), os.path.abspath(path)),
-                            (os.path.realpath(root), os.path.join(os.path.realpath(os.path.dirname(path)),
-                                                                  os.path.basename(path)))):
+        for base, place in (
+            (os.path.abspath(root), os.path.abspath(path)),
+            (
+                os.path.realpath(root),
+                os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path)),
+            ),
+        ):
             relative = os.path.relpath(place, base)
             if relative != os.pardir and not relative.startswith(os.pardir + os.sep):
                 return Path(relative).as_posix()
@@ -58,10 +62,15 @@ def link_reason(path: str | os.PathLike, root: str | os.PathLike | None = None) 
     `root`) whether it points inside or outside the area — never its target."""
     where = ""
     if root is not None:
-        where = "it points inside the landing area; " if points_inside(path, root) else \
-            "it points outside the landing area; "
-    return (f"{name_in_area(path, root)}: a symbolic link, not read ({where}a landing area is read "
-            "without following links: put the file itself there)")
+        where = (
+            "it points inside the landing area; "
+            if points_inside(path, root)
+            else "it points outside the landing area; "
+        )
+    return (
+        f"{name_in_area(path, root)}: a symbolic link, not read ({where}a landing area is read "
+        "without following links: put the file itself there)"
+    )
 
 
 class LinkRefused(OSError):
@@ -79,7 +88,9 @@ def is_link(path: str | os.PathLike) -> bool:
         return False
 
 
-def open_file(path: str | os.PathLike, root: str | os.PathLike | None = None, flags: int = os.O_RDONLY) -> int:
+def open_file(
+    path: str | os.PathLike, root: str | os.PathLike | None = None, flags: int = os.O_RDONLY
+) -> int:
     """A file descriptor of the landing file `path`, opened without following a link at its name
     (O_NOFOLLOW): LinkRefused when it is one (the other OSErrors as os.open raises them)."""
     try:
@@ -121,7 +132,9 @@ def check_no_link_between(root: str | os.PathLike, path: str | os.PathLike) -> N
             raise LinkRefused(current, root)
 
 
-def scan(directory: str | os.PathLike, root: str | os.PathLike | None = None, *, is_root: bool = False) -> Entries:
+def scan(
+    directory: str | os.PathLike, root: str | os.PathLike | None = None, *, is_root: bool = False
+) -> Entries:
     """The entries of one directory of a landing area, sorted; none when it does not exist.
     The directory itself is opened without following a link (unless it `is_root`: the landing
     root may be one); with `root`, no directory between `root` and it may be a link either
@@ -166,8 +179,12 @@ def _visible_dir(relative: str) -> bool:
     return visible(relative.rsplit("/", 1)[-1])
 
 
-def walk(root: str | os.PathLike, *, enter: Callable[[str], bool] = _visible_dir,
-         keep: Callable[[str], bool] = visible) -> Listing:
+def walk(
+    root: str | os.PathLike,
+    *,
+    enter: Callable[[str], bool] = _visible_dir,
+    keep: Callable[[str], bool] = visible,
+) -> Listing:
     """Every file under `root` (any depth) whose name `keep` accepts, in directories whose path
     relative to `root` (POSIX) `enter` accepts, and every link with a visible name in them (to a
     file or a directory: a link's kind is not looked up through it). Sorted; empty when `root`

@@ -1,8 +1,9 @@
 """Markdown tables for materialization metadata (Dagster renders Markdown metadata).
 
 Numbers are shown as stored: a float prints its shortest exact form (a close of 0.001455 reads
-0.001455, not 0.0015), never rounded to a fixed number of decimals and never in exponent form. A table is a `Markdown`
-string: whoever turns plain metadata into Dagster's (defs/_common/checks.py) renders it as Markdown.
+0.001455, not 0.0015), never rounded to a fixed number of decimals and never in exponent form. A table is a
+`Markdown` string: whoever turns plain metadata into Dagster's (defs/_common/checks.py) renders it as
+Markdown.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], limit: int = 20
 
 
 def prose(text: str) -> str:
-    """Text for a Markdown page: `<` outside code spans escaped, so `<state dir>` is shown, not read as HTML."""
+    """Text for a Markdown page: `<` outside code spans escaped, so `<state dir>` is shown, not read as
+    HTML."""
     parts = text.split("`")
     return "`".join(part if n % 2 else part.replace("<", "&lt;") for n, part in enumerate(parts))

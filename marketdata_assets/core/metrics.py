@@ -34,8 +34,9 @@ def ensure_multiproc_dir() -> bool:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        log.warning("metrics: cannot create %s=%s (%s); metrics of this process are lost", MULTIPROC_ENV,
-                    path, error)
+        log.warning(
+            "metrics: cannot create %s=%s (%s); metrics of this process are lost", MULTIPROC_ENV, path, error
+        )
         return False
     return True
 
@@ -47,38 +48,68 @@ from prometheus_client import Counter, Gauge, Histogram  # after the directory e
 # ---- the metric objects ------------------------------------------------------------------------------
 
 HTTP_REQUESTS = Counter(
-    "marketdata_http_requests", "Vendor HTTP requests sent, by source and outcome (the answer's status "
-    "class 2xx/3xx/4xx/5xx, or transport_error when no answer came).", ["source", "outcome"])
+    "marketdata_http_requests",
+    "Vendor HTTP requests sent, by source and outcome (the answer's status "
+    "class 2xx/3xx/4xx/5xx, or transport_error when no answer came).",
+    ["source", "outcome"],
+)
 HTTP_RATE_LIMITED = Counter(
-    "marketdata_http_rate_limited", "Rate-limit answers (HTTP 429/418, and vendors' HTTP-200 limit codes), "
-    "by source.", ["source"])
+    "marketdata_http_rate_limited",
+    "Rate-limit answers (HTTP 429/418, and vendors' HTTP-200 limit codes), by source.",
+    ["source"],
+)
 HTTP_RETRIES = Counter(
-    "marketdata_http_retries", "Requests sent again after a rate limit, a 5xx, a timeout or a bad body, "
-    "by source.", ["source"])
+    "marketdata_http_retries",
+    "Requests sent again after a rate limit, a 5xx, a timeout or a bad body, by source.",
+    ["source"],
+)
 HTTP_ERRORS = Counter(
-    "marketdata_http_errors", "Failed requests and error answers other than rate limits, by source and category "
+    "marketdata_http_errors",
+    "Failed requests and error answers other than rate limits, by source and category "
     "(transport, server_error, bad_body, retry, banned, quota, permission, unauthorized, not_found, "
-    "rejected, data, session_expired, gave_up).", ["source", "category"])
+    "rejected, data, session_expired, gave_up).",
+    ["source", "category"],
+)
 HTTP_LATENCY = Histogram(
-    "marketdata_http_request_duration_seconds", "Time from sending a vendor request to its complete answer, "
-    "by source.", ["source"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0))
+    "marketdata_http_request_duration_seconds",
+    "Time from sending a vendor request to its complete answer, by source.",
+    ["source"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+)
 ROWS_LOADED = Counter(
-    "marketdata_rows_loaded", "Rows (documents for the alpha collections) made visible by committed loads, "
-    "by dataset and venue (ticks) or store.", ["dataset", "venue"])
+    "marketdata_rows_loaded",
+    "Rows (documents for the alpha collections) made visible by committed loads, "
+    "by dataset and venue (ticks) or store.",
+    ["dataset", "venue"],
+)
 LOADS_COMMITTED = Counter(
-    "marketdata_loads_committed", "Committed loads (a ticks pointer flip, a minute-bar file, an alpha "
-    "import batch), by dataset and venue or store.", ["dataset", "venue"])
+    "marketdata_loads_committed",
+    "Committed loads (a ticks pointer flip, a minute-bar file, an alpha "
+    "import batch), by dataset and venue or store.",
+    ["dataset", "venue"],
+)
 LAST_SUCCESS = Gauge(
-    "marketdata_last_success_timestamp_seconds", "Unix time of the latest committed load, by dataset and "
-    "venue or store (the latest of every process).", ["dataset", "venue"], multiprocess_mode="max")
+    "marketdata_last_success_timestamp_seconds",
+    "Unix time of the latest committed load, by dataset and venue or store (the latest of every process).",
+    ["dataset", "venue"],
+    multiprocess_mode="max",
+)
 
 
 # ---- label values ------------------------------------------------------------------------------------
 
 # api_name of each vendor client (core.http.ApiClient subclasses) -> its source label
-SOURCES = {"alpha api": "alpha_api", "tushare pro": "tushare", "tushare": "tushare", "yahoo finance": "yahoo",
-           "yahoo": "yahoo", "binance": "binance", "okx": "okx", "deribit": "deribit", "http api": "http"}
+SOURCES = {
+    "alpha api": "alpha_api",
+    "tushare pro": "tushare",
+    "tushare": "tushare",
+    "yahoo finance": "yahoo",
+    "yahoo": "yahoo",
+    "binance": "binance",
+    "okx": "okx",
+    "deribit": "deribit",
+    "http api": "http",
+}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]+")
 
 
@@ -124,7 +155,8 @@ def _safe(record):
             except Exception as error:  # noqa: BLE001
                 failure = error
         (log.debug if _warned[0] else log.warning)(
-            "metrics: %s failed (%s: %s); the load goes on", record.__name__, type(failure).__name__, failure)
+            "metrics: %s failed (%s: %s); the load goes on", record.__name__, type(failure).__name__, failure
+        )
         _warned[0] = True
 
     return wrapper

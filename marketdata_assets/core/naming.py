@@ -17,9 +17,15 @@ A_SHARE_VENUE_BY_SUFFIX = {"SH": "SSE", "SZ": "SZSE", "BJ": "BSE"}
 A_SHARE_VENUES = tuple(A_SHARE_VENUE_BY_SUFFIX.values())  # the one list: SSE, SZSE, BSE
 A_SHARE_EXCHANGES = {venue: exchange for exchange, venue in A_SHARE_VENUE_BY_SUFFIX.items()}
 VENUE_ALIASES = {
-    "SH": "SSE", "SS": "SSE", "XSHG": "SSE", "SHSE": "SSE",
-    "SZ": "SZSE", "XSHE": "SZSE",
-    "BJ": "BSE", "BJSE": "BSE", "XBSE": "BSE",
+    "SH": "SSE",
+    "SS": "SSE",
+    "XSHG": "SSE",
+    "SHSE": "SSE",
+    "SZ": "SZSE",
+    "XSHE": "SZSE",
+    "BJ": "BSE",
+    "BJSE": "BSE",
+    "XBSE": "BSE",
 }
 
 _VENUE = re.compile(r"^[A-Z][A-Z0-9_]{1,23}$")
@@ -32,13 +38,34 @@ _INSTRUMENT_SHAPE = {
     "DERIBIT": re.compile(r"^[A-Z0-9_]+-[A-Z0-9]+(-[A-Z0-9.]+)*$"),
 }
 # Every spelling of an A-share exchange in circulation -> its suffix (SH | SZ | BJ).
-EXCHANGE_ALIASES = {"SH": "SH", "SS": "SH", "XSHG": "SH", "SSE": "SH", "SHSE": "SH",
-                    "SZ": "SZ", "XSHE": "SZ", "SZSE": "SZ",
-                    "BJ": "BJ", "BSE": "BJ", "BJSE": "BJ", "XBSE": "BJ"}
+EXCHANGE_ALIASES = {
+    "SH": "SH",
+    "SS": "SH",
+    "XSHG": "SH",
+    "SSE": "SH",
+    "SHSE": "SH",
+    "SZ": "SZ",
+    "XSHE": "SZ",
+    "SZSE": "SZ",
+    "BJ": "BJ",
+    "BSE": "BJ",
+    "BJSE": "BJ",
+    "XBSE": "BJ",
+}
 # The exchange of a bare 6-digit code by its leading digits; the longest matching prefix wins.
-EXCHANGE_BY_PREFIX = {"92": "BJ", "4": "BJ", "8": "BJ",
-                      "6": "SH", "9": "SH", "5": "SH",
-                      "0": "SZ", "2": "SZ", "3": "SZ", "15": "SZ", "16": "SZ"}
+EXCHANGE_BY_PREFIX = {
+    "92": "BJ",
+    "4": "BJ",
+    "8": "BJ",
+    "6": "SH",
+    "9": "SH",
+    "5": "SH",
+    "0": "SZ",
+    "2": "SZ",
+    "3": "SZ",
+    "15": "SZ",
+    "16": "SZ",
+}
 _PREFIX_LENGTHS = sorted({len(prefix) for prefix in EXCHANGE_BY_PREFIX}, reverse=True)
 _CODE_SUFFIX = re.compile(r"^(\d{6})\.([A-Z]{2,4})$")
 _PREFIX_CODE = re.compile(r"^(SHSE|SZSE|BJSE|SH|SZ|BJ)[.:]?(\d{6})$")
@@ -76,8 +103,10 @@ def infer_exchange(code: str) -> str:
         raise ValueError(f"invalid A-share code {code!r}: expected 6 digits")
     exchange = exchange_by_prefix(code)
     if exchange is None:
-        raise ValueError(f"cannot infer the exchange of A-share code {code!r} (Shanghai and Shenzhen both use "
-                         f"{code[:2]}xxxx codes): add .SH, .SZ or .BJ")
+        raise ValueError(
+            f"cannot infer the exchange of A-share code {code!r} (Shanghai and Shenzhen both use "
+            f"{code[:2]}xxxx codes): add .SH, .SZ or .BJ"
+        )
     return exchange
 
 
@@ -88,22 +117,25 @@ def a_share_code(code: str) -> str:
     ('600000.SH', '000001.SZ', '830799.BJ')
     """
     if not isinstance(code, str):
-        raise ValueError(f"invalid A-share code {code!r}: expected a string such as 600000.SH")
+        raise ValueError(f"invalid A-share code {code!r}: expected a string such as 600000.SH")  # noqa: TRY004  ValueError is the contract
     text = code.strip().upper()
     if match := _CODE_SUFFIX.match(text):
         digits, suffix = match.groups()
         exchange = EXCHANGE_ALIASES.get(suffix)
         if exchange is None:
-            raise ValueError(f"invalid A-share code {code!r}: unknown exchange suffix .{suffix} "
-                             "(expected SH, SZ, BJ, SS, XSHG, XSHE)")
+            raise ValueError(
+                f"invalid A-share code {code!r}: unknown exchange suffix .{suffix} "
+                "(expected SH, SZ, BJ, SS, XSHG, XSHE)"
+            )
         return f"{digits}.{exchange}"
     if match := _PREFIX_CODE.match(text):
         exchange, digits = match.groups()
         return f"{digits}.{EXCHANGE_ALIASES[exchange]}"
     if _BARE_CODE.match(text):
         return f"{text}.{infer_exchange(text)}"
-    raise ValueError(f"invalid A-share code {code!r}: expected forms like 600000.SH, sh600000, 000001.XSHE "
-                     "or 600000")
+    raise ValueError(
+        f"invalid A-share code {code!r}: expected forms like 600000.SH, sh600000, 000001.XSHE or 600000"
+    )
 
 
 def a_share_venue(code: str) -> str:
@@ -118,12 +150,14 @@ def is_a_share_venue(venue: str) -> bool:
 def normalize_venue(venue: str) -> str:
     """Upper-case venue code with exchange aliases resolved (SH -> SSE, XSHE -> SZSE, BJ -> BSE)."""
     if not isinstance(venue, str):
-        raise ValueError(f"invalid venue {venue!r}: expected a code such as BINANCE, OKX or SSE")
+        raise ValueError(f"invalid venue {venue!r}: expected a code such as BINANCE, OKX or SSE")  # noqa: TRY004  ValueError is the contract
     text = venue.strip().upper()
     text = VENUE_ALIASES.get(text, text)
     if not _VENUE.match(text):
-        raise ValueError(f"invalid venue {venue!r}: expected an upper-case code such as BINANCE, OKX or SSE "
-                         "(letters, digits, '_')")
+        raise ValueError(
+            f"invalid venue {venue!r}: expected an upper-case code such as BINANCE, OKX or SSE "
+            "(letters, digits, '_')"
+        )
     return text
 
 
@@ -136,25 +170,36 @@ def normalize_instrument(venue: str, instrument: str) -> InstrumentKey:
             instrument = f"{instrument.strip()}.{A_SHARE_EXCHANGES[venue]}"
         code = a_share_code(instrument)
         if A_SHARE_VENUE_BY_SUFFIX[code[-2:]] != venue:
-            raise ValueError(f"A-share {instrument!r} ({code}) is listed on {A_SHARE_VENUE_BY_SUFFIX[code[-2:]]}, not {venue}")
+            raise ValueError(
+                f"A-share {instrument!r} ({code}) is listed on {A_SHARE_VENUE_BY_SUFFIX[code[-2:]]}, not "
+                f"{venue}"
+            )
         return InstrumentKey(venue, code)
     if not isinstance(instrument, str):
-        raise ValueError(f"invalid instrument {instrument!r} on {venue}: expected the venue's name of it")
+        raise ValueError(f"invalid instrument {instrument!r} on {venue}: expected the venue's name of it")  # noqa: TRY004  ValueError is the contract
     name = instrument.strip().upper()
     try:
         instrument_key(name)
     except ValueError:
-        raise ValueError(f"invalid instrument {instrument!r} on {venue}: expected the venue's name of it "
-                         "(letters, digits, '.', '_', '-'; at most 64)") from None
+        raise ValueError(
+            f"invalid instrument {instrument!r} on {venue}: expected the venue's name of it "
+            "(letters, digits, '.', '_', '-'; at most 64)"
+        ) from None
     if "..." in name:
         raise ValueError(f"invalid instrument {instrument!r} on {venue}: '...' is not allowed")
     pattern = _INSTRUMENT_SHAPE.get(venue)
     if pattern is not None and not pattern.match(name):
-        examples = {"BINANCE": "BTCUSDT", "BINANCE_UM": "BTCUSDT or BTCUSDT_240628",
-                    "BINANCE_CM": "BTCUSD_PERP", "OKX": "BTC-USDT or BTC-USDT-SWAP",
-                    "DERIBIT": "BTC-PERPETUAL or BTC-28JUN24-60000-C"}[venue]
-        raise ValueError(f"instrument {instrument!r} does not look like an instrument of {venue} "
-                         f"(expected e.g. {examples})")
+        examples = {
+            "BINANCE": "BTCUSDT",
+            "BINANCE_UM": "BTCUSDT or BTCUSDT_240628",
+            "BINANCE_CM": "BTCUSD_PERP",
+            "OKX": "BTC-USDT or BTC-USDT-SWAP",
+            "DERIBIT": "BTC-PERPETUAL or BTC-28JUN24-60000-C",
+        }[venue]
+        raise ValueError(
+            f"instrument {instrument!r} does not look like an instrument of {venue} "
+            f"(expected e.g. {examples})"
+        )
     return InstrumentKey(venue, name)
 
 
@@ -170,8 +215,10 @@ def parse_instrument(text: str) -> InstrumentKey:
     try:
         code = a_share_code(text)
     except ValueError:
-        raise ValueError(f"invalid instrument {text!r}: expected VENUE:INSTRUMENT such as BINANCE:BTCUSDT or "
-                         "an A-share code such as 600000.SH") from None
+        raise ValueError(
+            f"invalid instrument {text!r}: expected VENUE:INSTRUMENT such as BINANCE:BTCUSDT or "
+            "an A-share code such as 600000.SH"
+        ) from None
     return InstrumentKey(A_SHARE_VENUE_BY_SUFFIX[code[-2:]], code)
 
 
@@ -192,6 +239,7 @@ def parse_partition_key(key: str) -> InstrumentKey:
     venue, instrument = key.split(":")
     parsed = normalize_instrument(venue, instrument)
     if f"{parsed.venue}:{parsed.instrument}" != key:
-        raise ValueError(f"instrument partition key {key!r} is not normalized: expected "
-                         f"{parsed.venue}:{parsed.instrument}")
+        raise ValueError(
+            f"instrument partition key {key!r} is not normalized: expected {parsed.venue}:{parsed.instrument}"
+        )
     return parsed

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -21,21 +21,25 @@ from marketdata_assets.core import settings
 
 # The first day each venue's rows can carry: an exchange's first session, a crypto venue's launch.
 EARLIEST: dict[str, date] = {
-    "SSE": date(1990, 12, 19),      # the Shanghai Stock Exchange's first session
-    "SZSE": date(1990, 12, 1),      # Shenzhen's first (trial) trading
-    "BSE": date(2021, 11, 15),      # the Beijing Stock Exchange's first session
-    "BINANCE": date(2017, 7, 14),   # Binance spot's launch
+    "SSE": date(1990, 12, 19),  # the Shanghai Stock Exchange's first session
+    "SZSE": date(1990, 12, 1),  # Shenzhen's first (trial) trading
+    "BSE": date(2021, 11, 15),  # the Beijing Stock Exchange's first session
+    "BINANCE": date(2017, 7, 14),  # Binance spot's launch
     "BINANCE_UM": date(2019, 9, 8),  # USD-M futures' launch
     "BINANCE_CM": date(2020, 8, 10),  # COIN-M futures' launch
-    "OKX": date(2017, 1, 1),        # OKEx's launch year
-    "DERIBIT": date(2016, 6, 1),    # Deribit's launch
+    "OKX": date(2017, 1, 1),  # OKEx's launch year
+    "DERIBIT": date(2016, 6, 1),  # Deribit's launch
     "BYBIT": date(2018, 1, 1),
     "COINBASE": date(2015, 1, 1),
     "ALPHA_API": date(2016, 1, 1),  # before the first BRAIN alphas (alpha_months starts there too)
 }
 DEFAULT_EARLIEST = date(1980, 1, 1)  # any other venue (Yahoo's exchange codes): epoch-zero stamps still fail
-TIMEZONES = {"SSE": "Asia/Shanghai", "SZSE": "Asia/Shanghai", "BSE": "Asia/Shanghai",
-             "ALPHA_API": "America/New_York"}  # the others: UTC
+TIMEZONES = {
+    "SSE": "Asia/Shanghai",
+    "SZSE": "Asia/Shanghai",
+    "BSE": "Asia/Shanghai",
+    "ALPHA_API": "America/New_York",
+}  # the others: UTC
 REASON = "implausible time"  # every rejection's reason starts with it (then ': ' and the value)
 
 
@@ -46,7 +50,9 @@ class ImplausibleTime(ValueError):
 def tolerance() -> timedelta:
     value = settings.get("TIMESTAMP_FUTURE_TOLERANCE_MINUTES")
     if not value.isdigit():
-        raise ValueError(f"TIMESTAMP_FUTURE_TOLERANCE_MINUTES must be a whole number of minutes >= 0, got {value!r}")
+        raise ValueError(
+            f"TIMESTAMP_FUTURE_TOLERANCE_MINUTES must be a whole number of minutes >= 0, got {value!r}"
+        )
     return timedelta(minutes=int(value))
 
 
@@ -58,8 +64,9 @@ def earliest_days() -> dict[str, date]:
         try:
             days[venue.strip().upper()] = date.fromisoformat(day.strip())
         except ValueError:
-            raise ValueError(f"TIMESTAMP_EARLIEST: expected VENUE=YYYY-MM-DD items separated by commas, "
-                             f"got {item!r}") from None
+            raise ValueError(
+                f"TIMESTAMP_EARLIEST: expected VENUE=YYYY-MM-DD items separated by commas, got {item!r}"
+            ) from None
         if not sep or not venue.strip():
             raise ValueError(f"TIMESTAMP_EARLIEST: expected VENUE=YYYY-MM-DD, got {item!r}")
     return days
@@ -78,15 +85,19 @@ class Window:
 
     def local(self) -> tuple[datetime, datetime]:
         """The bounds as naive wall-clock times of the venue (how stock_1min_qfq stores times)."""
-        return (self.earliest.astimezone(self.zone).replace(tzinfo=None),
-                self.latest.astimezone(self.zone).replace(tzinfo=None))
+        return (
+            self.earliest.astimezone(self.zone).replace(tzinfo=None),
+            self.latest.astimezone(self.zone).replace(tzinfo=None),
+        )
 
     def _aware(self, value: datetime) -> datetime:
         return value.replace(tzinfo=self.zone) if value.tzinfo is None else value
 
     def _after(self) -> str:
-        return (f"after now + {_minutes(self.tolerance)} "
-                f"({self.latest.astimezone(self.zone):%Y-%m-%d %H:%M} {self.zone.key})")
+        return (
+            f"after now + {_minutes(self.tolerance)} "
+            f"({self.latest.astimezone(self.zone):%Y-%m-%d %H:%M} {self.zone.key})"
+        )
 
     def _before(self) -> str:
         return f"before {self.venue}'s earliest plausible day {self.earliest.astimezone(self.zone):%Y-%m-%d}"
@@ -108,8 +119,7 @@ class Window:
         return value
 
     def _bounds(self, naive: bool) -> tuple[pl.Expr, pl.Expr]:
-        low, high = self.local() if naive else (self.earliest.astimezone(timezone.utc),
-                                                 self.latest.astimezone(timezone.utc))
+        low, high = self.local() if naive else (self.earliest.astimezone(UTC), self.latest.astimezone(UTC))
         dtype = pl.Datetime("us") if naive else pl.Datetime("us", "UTC")
         return pl.lit(low, dtype=dtype), pl.lit(high, dtype=dtype)
 
@@ -123,8 +133,12 @@ class Window:
         the column holds wall-clock times of the venue."""
         low, high = self._bounds(naive)
         shown = text if text is not None else column.cast(pl.String)
-        return (pl.when(column > high).then(pl.format(f"{REASON}: '{{}}' is {self._after()}", shown))
-                .when(column < low).then(pl.format(f"{REASON}: '{{}}' is {self._before()}", shown)))
+        return (
+            pl.when(column > high)
+            .then(pl.format(f"{REASON}: '{{}}' is {self._after()}", shown))
+            .when(column < low)
+            .then(pl.format(f"{REASON}: '{{}}' is {self._before()}", shown))
+        )
 
 
 def _minutes(span: timedelta) -> str:
@@ -138,23 +152,25 @@ def window(venue: str | Iterable[str], now: datetime | None = None) -> Window:
     days = earliest_days()
     zone = ZoneInfo(TIMEZONES.get(venues[0], "UTC"))
     first = min(days.get(v, DEFAULT_EARLIEST) for v in venues)
-    now = datetime.now(timezone.utc) if now is None else now
+    now = datetime.now(UTC) if now is None else now
     span = tolerance()
-    return Window("/".join(venues), datetime.combine(first, time(0), zone), now.astimezone(zone) + span,
-                  zone, span)
+    return Window(
+        "/".join(venues), datetime.combine(first, time(0), zone), now.astimezone(zone) + span, zone, span
+    )
 
 
 def _by_venue(frame: pl.DataFrame, venue_column: str, now: datetime | None, rule) -> pl.Expr:
     """`rule(window)` of each row's own venue (one when/then per venue of the frame)."""
-    now = datetime.now(timezone.utc) if now is None else now
+    now = datetime.now(UTC) if now is None else now
     venues = frame[venue_column].unique().to_list()
     if len(venues) == 1:
         return rule(window(venues[0] or "", now))
     return pl.coalesce([pl.when(pl.col(venue_column) == v).then(rule(window(v or "", now))) for v in venues])
 
 
-def split(frame: pl.DataFrame, column: str = "ts", venue_column: str = "venue",
-          now: datetime | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def split(
+    frame: pl.DataFrame, column: str = "ts", venue_column: str = "venue", now: datetime | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(plausible rows, implausible rows with a `reason` column) of a frame with an aware `column`
     and a venue column, each row judged by its own venue's window."""
     empty = frame.clear().with_columns(reason=pl.lit(None, dtype=pl.String))

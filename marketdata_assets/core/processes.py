@@ -24,7 +24,8 @@ def _boot_id() -> str:
 
 
 def process_start(pid: int) -> str | None:
-    """`<boot id>:<start time in clock ticks>` of `pid`; None if no such process; "" where /proc is missing."""
+    """`<boot id>:<start time in clock ticks>` of `pid`; None if no such process; "" where /proc is
+    missing."""
     try:
         stat = (PROC / str(pid) / "stat").read_text()
     except FileNotFoundError:
@@ -63,9 +64,11 @@ class ProcessRef:
     def describe(self, here: str | None = None) -> str:
         state = self.state(here)
         where = "this host" if state != "elsewhere" else f"host {self.host}"
-        return {"alive": f"process {self.pid} on {where} alive",
-                "gone": f"process {self.pid} on {where} gone",
-                "elsewhere": f"process {self.pid} on {where} (not checked from here)"}[state]
+        return {
+            "alive": f"process {self.pid} on {where} alive",
+            "gone": f"process {self.pid} on {where} gone",
+            "elsewhere": f"process {self.pid} on {where} (not checked from here)",
+        }[state]
 
 
 def _pid_exists(pid: int) -> str:

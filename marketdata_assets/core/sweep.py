@@ -24,8 +24,13 @@ UNFINISHED = ("NOT_STARTED", "STARTING", "STARTED", "CANCELING")
 
 def process_tags(run_id: str, label: str, process: ProcessRef | None = None) -> dict[str, str]:
     process = process or ProcessRef.current()
-    return {HOST_TAG: process.host, PID_TAG: str(process.pid), START_TAG: process.start, RUN_TAG: run_id,
-            LABEL_TAG: label}
+    return {
+        HOST_TAG: process.host,
+        PID_TAG: str(process.pid),
+        START_TAG: process.start,
+        RUN_TAG: run_id,
+        LABEL_TAG: label,
+    }
 
 
 def process_of(run_id: str, tags: Mapping[str, str]) -> ProcessRef | None:
@@ -56,15 +61,20 @@ class RunView:
 
 def dead_runs(runs: Iterable[RunView], here: str | None = None) -> list[RunView]:
     """The unfinished runs whose own process, on this host, is gone."""
-    return [run for run in runs if run.status in UNFINISHED and run.process is not None
-            and run.process.state(here) == "gone"]
+    return [
+        run
+        for run in runs
+        if run.status in UNFINISHED and run.process is not None and run.process.state(here) == "gone"
+    ]
 
 
 def failure_message(run: RunView) -> str:
     process = run.process
-    return (f"Marked failed by marketdata's sweep: the process that ran it ({process.pid} on {process.host}) "
-            "no longer exists (killed, out of memory, terminal closed or machine restarted); its pool slots "
-            "were freed. Re-run it: what it committed is kept and skipped.")
+    return (
+        f"Marked failed by marketdata's sweep: the process that ran it ({process.pid} on {process.host}) "
+        "no longer exists (killed, out of memory, terminal closed or machine restarted); its pool slots "
+        "were freed. Re-run it: what it committed is kept and skipped."
+    )
 
 
 def swept_line(failed: list[RunView], freed: dict[str, int]) -> str:
@@ -73,24 +83,34 @@ def swept_line(failed: list[RunView], freed: dict[str, int]) -> str:
         return ""
     parts = []
     if failed:
-        parts.append(f"{len(failed)} earlier run{'s' * (len(failed) != 1)} found dead (process gone) and "
-                     "marked failed: " + ", ".join(run.name() for run in failed))
+        parts.append(
+            f"{len(failed)} earlier run{'s' * (len(failed) != 1)} found dead (process gone) and "
+            "marked failed: " + ", ".join(run.name() for run in failed)
+        )
     slots = sum(freed.values())
     if slots:
-        parts.append(f"{slots} pool slot{'s' * (slots != 1)} freed ("
-                     + ", ".join(f"{pool} {n}" for pool, n in sorted(freed.items())) + ")")
+        parts.append(
+            f"{slots} pool slot{'s' * (slots != 1)} freed ("
+            + ", ".join(f"{pool} {n}" for pool, n in sorted(freed.items()))
+            + ")"
+        )
     return "cleaned up: " + "; ".join(parts)
 
 
-def holders_line(step: str, pool: str, limit: int, holders: list[RunView], now: float,
-                 here: str | None = None) -> str:
+def holders_line(
+    step: str, pool: str, limit: int, holders: list[RunView], now: float, here: str | None = None
+) -> str:
     """What a step waiting for a pool slot says once: the pool and who holds its slots."""
     described = []
     for run in holders:
         process = run.process
-        bits = [f"{age(now - run.started)} old" if run.started else "age unknown",
-                process.describe(here) if process else "process not recorded (launched by Dagster)"]
+        bits = [
+            f"{age(now - run.started)} old" if run.started else "age unknown",
+            process.describe(here) if process else "process not recorded (launched by Dagster)",
+        ]
         described.append(f"{run.name()}, {', '.join(bits)}")
     held = "; ".join(described) or "no run (slots being handed over)"
-    return (f"{step} waits for a slot of pool '{pool}' (limit {limit}), held by: {held}. Ctrl-C stops the wait "
-            "and leaves nothing claimed.")
+    return (
+        f"{step} waits for a slot of pool '{pool}' (limit {limit}), held by: {held}. Ctrl-C stops the wait "
+        "and leaves nothing claimed."
+    )

@@ -15,7 +15,7 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -97,7 +97,7 @@ def _json_error_reason(text: str, exc: json.JSONDecodeError) -> str:
 
 def _short(value: Any, width: int = 40) -> str:
     text = repr(value)
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _decode_with_duplicates(text: str, notes: list[str] | None) -> tuple[Any, str | None]:
@@ -117,16 +117,17 @@ def _decode_with_duplicates(text: str, notes: list[str] | None) -> tuple[Any, st
     differing = [(k, a, b) for k, a, b in found if canonical_json(a) != canonical_json(b)]
     if differing:
         return None, "duplicate key " + "; ".join(
-            f"{k!r} with different values ({_short(a)}, then {_short(b)})" for k, a, b in differing[:3]) + \
-            (f" and {len(differing) - 3} more" if len(differing) > 3 else "") + ": which one holds is unknown"
+            f"{k!r} with different values ({_short(a)}, then {_short(b)})" for k, a, b in differing[:3]
+        ) + (f" and {len(differing) - 3} more" if len(differing) > 3 else "") + ": which one holds is unknown"
     if notes is not None:
         keys = sorted({k for k, _, _ in found})
         notes.append(f"duplicate key {', '.join(map(repr, keys[:5]))} with the same value twice, kept once")
     return value, None
 
 
-def parse_json_bytes(data: bytes, notes: list[str] | None = None, *,
-                     duplicates: bool = True) -> tuple[Any, str | None]:
+def parse_json_bytes(
+    data: bytes, notes: list[str] | None = None, *, duplicates: bool = True
+) -> tuple[Any, str | None]:
     """Parse JSON bytes as a file holds them: (value, None) or (None, reason).
 
     Handles an empty/blank input, a UTF-8 BOM (stripped) or UTF-16/32 with a BOM, invalid UTF-8,
@@ -138,7 +139,7 @@ def parse_json_bytes(data: bytes, notes: list[str] | None = None, *,
     encoding, found_bom = "utf-8", False
     for bom, enc in _BOMS:
         if data.startswith(bom):
-            data, encoding, found_bom = data[len(bom):], enc, True
+            data, encoding, found_bom = data[len(bom) :], enc, True
             break
     if encoding != "utf-8":
         try:
@@ -171,8 +172,11 @@ def parse_json_bytes(data: bytes, notes: list[str] | None = None, *,
         if reason is not None:
             return None, reason
     if notes is not None and found_bom:
-        notes.append("UTF-8 byte order mark ignored" if encoding == "utf-8" else
-                     f"{encoding.upper()} text (byte order mark), read as such")
+        notes.append(
+            "UTF-8 byte order mark ignored"
+            if encoding == "utf-8"
+            else f"{encoding.upper()} text (byte order mark), read as such"
+        )
     return value, None
 
 
@@ -202,7 +206,7 @@ def gc_paused() -> Iterator[None]:
 def parse_api_datetime(value: str) -> datetime:
     """An API timestamp (ISO 8601 with an offset) as an aware datetime; ValueError otherwise."""
     if not isinstance(value, str):
-        raise ValueError(f"expected an ISO 8601 string, got {type(value).__name__}")
+        raise ValueError(f"expected an ISO 8601 string, got {type(value).__name__}")  # noqa: TRY004  ValueError is the contract
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
@@ -217,7 +221,7 @@ def parse_api_datetime(value: str) -> datetime:
 
 def to_utc(value: str) -> datetime:
     """An API timestamp as an aware UTC datetime."""
-    return parse_api_datetime(value).astimezone(timezone.utc)
+    return parse_api_datetime(value).astimezone(UTC)
 
 
 def implausible_created(created: datetime, text: str) -> str | None:
@@ -249,8 +253,10 @@ def check_type(alpha_type: Any) -> str:
 
 def check_account(account: Any) -> str:
     if not isinstance(account, str) or not _ACCOUNT.match(account):
-        raise ValueError(f"invalid account {account!r}: expected letters, digits, '.', '_', '@' or '-' "
-                         "(starting with a letter or digit, at most 128)")
+        raise ValueError(
+            f"invalid account {account!r}: expected letters, digits, '.', '_', '@' or '-' "
+            "(starting with a letter or digit, at most 128)"
+        )
     return account
 
 
@@ -268,7 +274,7 @@ def alpha_dir(root: str | os.PathLike, alpha_type: str, month: str, account: str
 def alpha_path(root: str | os.PathLike, account: str, obj: dict) -> Path:
     """Where an alpha object lands; ValueError if its id, type or dateCreated can't place it."""
     if not isinstance(obj, dict):
-        raise ValueError(f"not a JSON object (got {type(obj).__name__})")
+        raise ValueError(f"not a JSON object (got {type(obj).__name__})")  # noqa: TRY004  ValueError is the contract
     month = month_of(obj.get("dateCreated"))
     return alpha_dir(root, obj.get("type"), month, account) / f"{check_alpha_id(obj.get('id'))}.json"
 
@@ -310,8 +316,12 @@ def _levels(directory: Path, wanted: str | None) -> list[str]:
     return [name for name in names if visible(name)]
 
 
-def iter_alpha_files(root: str | os.PathLike, alpha_type: str | None = None, month: str | None = None,
-                     account: str | None = None) -> Iterator[Path]:
+def iter_alpha_files(
+    root: str | os.PathLike,
+    alpha_type: str | None = None,
+    month: str | None = None,
+    account: str | None = None,
+) -> Iterator[Path]:
     """Alpha files under a landing root (temp files and reason files excluded), sorted. A symbolic
     link is neither listed nor entered (the import quarantines the links of the layout:
     month_alpha_files)."""
@@ -327,8 +337,14 @@ def iter_alpha_files(root: str | os.PathLike, alpha_type: str | None = None, mon
                         yield directory / name
 
 
-def month_alpha_files(root: str | os.PathLike, month: str, *, alpha_type: str | None = None,
-                      exclude_types: Iterable[str] = (), accounts: Iterable[str] = ()) -> list[tuple[str, Path]]:
+def month_alpha_files(
+    root: str | os.PathLike,
+    month: str,
+    *,
+    alpha_type: str | None = None,
+    exclude_types: Iterable[str] = (),
+    accounts: Iterable[str] = (),
+) -> list[tuple[str, Path]]:
     """The month's alpha files as the importer names them: ``(path relative to root, POSIX; path)``,
     sorted as iter_alpha_files sorts. `alpha_type` None: every type directory but `exclude_types`;
     `accounts` empty: every account. Directories whose names are not in the layout are not entered.
@@ -354,7 +370,9 @@ def month_alpha_files(root: str | os.PathLike, month: str, *, alpha_type: str | 
             found.append((prefix, month_dir))
             continue
         entries = scan(month_dir)
-        for account, linked in sorted([(name, False) for name in entries.dirs] + [(name, True) for name in entries.links]):
+        for account, linked in sorted(
+            [(name, False) for name in entries.dirs] + [(name, True) for name in entries.links]
+        ):
             if not _ACCOUNT.match(account) or (wanted and account not in wanted):
                 continue
             directory = month_dir / account
@@ -362,8 +380,11 @@ def month_alpha_files(root: str | os.PathLike, month: str, *, alpha_type: str | 
                 found.append((f"{prefix}/{account}", directory))
                 continue
             inside = scan(directory)
-            names = sorted(name for name in inside.files + inside.dirs + inside.links
-                           if name.endswith(".json") and name[0] != ".")
+            names = sorted(
+                name
+                for name in inside.files + inside.dirs + inside.links
+                if name.endswith(".json") and name[0] != "."
+            )
             found.extend((f"{prefix}/{account}/{name}", directory / name) for name in names)
     return found
 
@@ -371,9 +392,9 @@ def month_alpha_files(root: str | os.PathLike, month: str, *, alpha_type: str | 
 # ---------------------------------------------------------------- writing
 
 
-
-def write_if_changed(path: str | os.PathLike, obj: Any, *, fsync: bool = True,
-                     sync_dir: bool = False) -> Literal["written", "unchanged"]:
+def write_if_changed(
+    path: str | os.PathLike, obj: Any, *, fsync: bool = True, sync_dir: bool = False
+) -> Literal["written", "unchanged"]:
     """Write `obj` as a canonical file unless the file already holds the same canonical bytes.
 
     A file that holds the same alpha in another formatting (pretty-printed, other key order) is
@@ -382,8 +403,9 @@ def write_if_changed(path: str | os.PathLike, obj: Any, *, fsync: bool = True,
     return write_bytes_if_changed(path, canonical_file_bytes(obj), fsync=fsync, sync_dir=sync_dir)
 
 
-def land_alpha(root: str | os.PathLike, account: str, obj: dict, *,
-               fsync: bool = True) -> tuple[Path, Literal["written", "unchanged"]]:
+def land_alpha(
+    root: str | os.PathLike, account: str, obj: dict, *, fsync: bool = True
+) -> tuple[Path, Literal["written", "unchanged"]]:
     """Place a fetched alpha in the layout: (path, "written" | "unchanged")."""
     path = alpha_path(root, account, obj)
     return path, write_if_changed(path, obj, fsync=fsync)
@@ -399,8 +421,13 @@ class UnreadableFile(ValueError):
     """A landing entry that can't be read as a file; the message is the reason (quarantine it)."""
 
 
-_NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
 
 

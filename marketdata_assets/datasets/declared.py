@@ -25,8 +25,14 @@ Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # a wire intege
 
 _FAILURE = re.compile(r"^(?P<why>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _STEP = re.compile(r"\[(\d+)\]|\.([^.\[]+)")
-_TYPES = {"int": "an integer", "float": "a number", "bool": "true/false", "str": "a string",
-          "object": "an object", "array": "an array"}
+_TYPES = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true/false",
+    "str": "a string",
+    "object": "an object",
+    "array": "an array",
+}
 
 
 def page_of(kind: type, body: Any, what: str, page: Page) -> list:
@@ -62,6 +68,7 @@ def typed_pages(kind: type):
             return decode_json(content)
         records.content = content
         return records
+
     return decode
 
 
@@ -116,7 +123,9 @@ def explain(message: str, body: Any, what: str, kind: type | None = None, number
     expected = re.match(r"Expected `([^`|]+)", why)
     if expected:
         kind = _TYPES.get(expected[1], expected[1])
-        shown = f"{type(value).__name__} {str(value)[:80]!r}" if isinstance(value, dict | list) else repr(value)
+        shown = (
+            f"{type(value).__name__} {str(value)[:80]!r}" if isinstance(value, dict | list) else repr(value)
+        )
         return f"{' '.join([label, *fields])} is {shown}, not {kind}"
     return f"{' '.join([label, *fields])}: {why}"
 
@@ -126,10 +135,12 @@ def _name(kind: type | None, step: int | str) -> str:
     records: the name of the field at that position)."""
     if kind is None:
         return str(step)
-    name = kind.__struct_fields__[step] if isinstance(step, int) and step < len(kind.__struct_fields__) else str(step)
+    name = (
+        kind.__struct_fields__[step]
+        if isinstance(step, int) and step < len(kind.__struct_fields__)
+        else str(step)
+    )
     return getattr(kind, "labels", {}).get(name, name)
-
-
 
 
 def columns(records: Sequence[Any], fields: Sequence[str]) -> dict[str, list]:
@@ -142,21 +153,28 @@ def columns(records: Sequence[Any], fields: Sequence[str]) -> dict[str, list]:
     return {name: list(every[name]) for name in fields}
 
 
-
-
-
-
-def frame_of(schema: dict, venue: str, instrument: str, ts: Sequence[int], **values: Sequence) -> pl.DataFrame:
+def frame_of(
+    schema: dict, venue: str, instrument: str, ts: Sequence[int], **values: Sequence
+) -> pl.DataFrame:
     """A frame of `schema` built eagerly from a page's columns (no query plan per page): `ts` in epoch ms
     or µs (by magnitude, as datasets.frames.epoch_to_us), venue and instrument constant, the other
     columns of the schema from `values`; a column not in `values` is null (a nullable column this venue
     has nothing for; the writer refuses nulls where the dataset allows none)."""
     n = len(ts)
     stamps = np.fromiter(ts, np.int64, n)
-    built = {"ts": pl.Series("ts", np.where(stamps >= 100_000_000_000_000, stamps, stamps * 1000)).cast(schema["ts"]),
-             "venue": _constant("venue", venue, n), "instrument": _constant("instrument", instrument, n)}
-    return pl.DataFrame([built[name] if name in built else pl.Series(name, values.get(name, [None] * n), dtype)
-                         for name, dtype in schema.items()])
+    built = {
+        "ts": pl.Series("ts", np.where(stamps >= 100_000_000_000_000, stamps, stamps * 1000)).cast(
+            schema["ts"]
+        ),
+        "venue": _constant("venue", venue, n),
+        "instrument": _constant("instrument", instrument, n),
+    }
+    return pl.DataFrame(
+        [
+            built[name] if name in built else pl.Series(name, values.get(name, [None] * n), dtype)
+            for name, dtype in schema.items()
+        ]
+    )
 
 
 def _constant(name: str, value: str, n: int) -> pl.Series:
@@ -164,28 +182,34 @@ def _constant(name: str, value: str, n: int) -> pl.Series:
     return pl.Series(name, [value], pl.Utf8).new_from_index(0, n) if n else pl.Series(name, [], pl.Utf8)
 
 
-
 # ---- rules that are not types, kept by every record of a page ----------------------------------
+
 
 class Rule(NamedTuple):
     """A rule every record of a page keeps, checked on the page's columns at once; `says` is how a
     breach is told (a template over {what}: the record, {value}: its `column` value, {wire}: that
     field's text as sent)."""
 
-    column: str                                # the column it reads (and names in {value}, {wire})
+    column: str  # the column it reads (and names in {value}, {wire})
     ok: Callable[[dict[str, np.ndarray]], Any]  # the page's columns → True where a record keeps it
-    says: str | Callable[[str, dict], str]     # the breach, as the record readers always said it (or
+    says: str | Callable[[str, dict], str]  # the breach, as the record readers always said it (or
     #                                            (what, the record's values) → the words)
 
 
 def is_finite(column: str, label: str | None = None) -> Rule:
     """A number that is not NaN or infinite (said with the wire's text: 'NaN', '1e400')."""
-    return Rule(column, lambda cols: np.isfinite(cols[column]), f"{{what}} {label or column} is {{wire!r}}, not a finite number")
+    return Rule(
+        column,
+        lambda cols: np.isfinite(cols[column]),
+        f"{{what}} {label or column} is {{wire!r}}, not a finite number",
+    )
 
 
 def is_positive(column: str, label: str | None = None) -> Rule:
     """A price or size above 0."""
-    return Rule(column, lambda cols: cols[column] > 0, f"{{what}} {label or column} is {{value}}, not positive")
+    return Rule(
+        column, lambda cols: cols[column] > 0, f"{{what}} {label or column} is {{value}}, not positive"
+    )
 
 
 def is_not_negative(column: str, label: str | None = None) -> Rule:
@@ -195,18 +219,28 @@ def is_not_negative(column: str, label: str | None = None) -> Rule:
 
 def is_epoch(column: str, label: str | None = None) -> Rule:
     """0 (a placeholder the plausibility rule drops and counts) or epoch milliseconds / microseconds."""
+
     def ok(cols):
         t = cols[column]
         return (t == 0) | ((t >= EPOCH_MS_OR_US[0]) & (t < EPOCH_MS_OR_US[1]))
-    return Rule(column, ok, f"{{what}} {label or column} is {{value}}: neither epoch milliseconds nor "
-                            "microseconds (seconds? nanoseconds?)")
+
+    return Rule(
+        column,
+        ok,
+        f"{{what}} {label or column} is {{value}}: neither epoch milliseconds nor "
+        "microseconds (seconds? nanoseconds?)",
+    )
 
 
 def is_flag(column: str, label: str | None = None) -> Rule:
     """A JSON true/false (a lax "true" or 1 is not)."""
-    return Rule(column, lambda cols: cols[column].dtype == bool or np.fromiter(map(_is_bool, cols[column]), bool,
-                                                                             len(cols[column])),
-                f"{{what}} {label or column} is {{value!r}}, not true/false")
+    return Rule(
+        column,
+        lambda cols: (
+            cols[column].dtype == bool or np.fromiter(map(_is_bool, cols[column]), bool, len(cols[column]))
+        ),
+        f"{{what}} {label or column} is {{value!r}}, not true/false",
+    )
 
 
 def _is_bool(value: Any) -> bool:
@@ -216,19 +250,41 @@ def _is_bool(value: Any) -> bool:
 def bar_rules(ts: str = "ts", volume: str | None = "volume", minute: bool = True) -> tuple[Rule, ...]:
     """A bar that can be true (datasets.wire.check_bar, said the same way): opens on a minute (`minute`;
     `ts` in epoch µs), positive prices, low <= open/close <= high, volume >= 0."""
-    on_minute = (Rule(ts, lambda c: c[ts] % 60_000_000 == 0, lambda what, r: (
-        f"{what} opens at {from_us(int(r[ts])).isoformat()}, not on a minute: not a 1-minute bar")),) if minute else ()
+    on_minute = (
+        (
+            Rule(
+                ts,
+                lambda c: c[ts] % 60_000_000 == 0,
+                lambda what, r: (
+                    f"{what} opens at {from_us(int(r[ts])).isoformat()}, not on a minute: not a 1-minute bar"
+                ),
+            ),
+        )
+        if minute
+        else ()
+    )
     prices = tuple(is_positive(name, name) for name in ("open", "high", "low", "close"))
-    shape = Rule("low", lambda c: (c["low"] <= np.minimum(c["open"], c["close"]))
-                 & (np.maximum(c["open"], c["close"]) <= c["high"]),
-                 lambda what, r: f"{what} is not a bar: open {r['open']}, high {r['high']}, low {r['low']}, "
-                                 f"close {r['close']}")
+    shape = Rule(
+        "low",
+        lambda c: (
+            (c["low"] <= np.minimum(c["open"], c["close"])) & (np.maximum(c["open"], c["close"]) <= c["high"])
+        ),
+        lambda what, r: (
+            f"{what} is not a bar: open {r['open']}, high {r['high']}, low {r['low']}, close {r['close']}"
+        ),
+    )
     volumes = (is_not_negative(volume, "volume"),) if volume else ()
     return on_minute + prices + (shape,) + volumes
 
 
-def check(cols: dict[str, Sequence], rules: Sequence[Rule], what: str | Callable[[int, dict], str], page: Page,
-          body: Any = None, kind: type | None = None) -> None:
+def check(
+    cols: dict[str, Sequence],
+    rules: Sequence[Rule],
+    what: str | Callable[[int, dict], str],
+    page: Page,
+    body: Any = None,
+    kind: type | None = None,
+) -> None:
     """A SourceDataError telling how the first record (by position) that breaks a rule breaks it (its
     first rule broken, in the rules' order); nothing if every record keeps every rule. `what` names
     record i: a template over {i} and the record's columns ("aggTrade #{i} (a={a})") or (i, the record's
@@ -250,8 +306,13 @@ def check(cols: dict[str, Sequence], rules: Sequence[Rule], what: str | Callable
     named = what(i, record) if callable(what) else what.format(i=i, **record)
     if callable(rule.says):
         raise page.error(rule.says(named, record))
-    raise page.error(rule.says.format(what=named, value=record.get(rule.column),
-                                      wire=_wire(body, kind, i, rule.column, record.get(rule.column))))
+    raise page.error(
+        rule.says.format(
+            what=named,
+            value=record.get(rule.column),
+            wire=_wire(body, kind, i, rule.column, record.get(rule.column)),
+        )
+    )
 
 
 def _kept(arrays: _Arrays, rule: Rule) -> np.ndarray:
@@ -315,8 +376,13 @@ class _Lacks:
 LACKS = _Lacks()
 
 
-def wire_columns(records: Sequence, readers: dict[str, Callable | None], page: Page,
-                 optional: dict[str, Any] | None = None, array: Sequence[str] = ()) -> dict[str, Any]:
+def wire_columns(
+    records: Sequence,
+    readers: dict[str, Callable | None],
+    page: Page,
+    optional: dict[str, Any] | None = None,
+    array: Sequence[str] = (),
+) -> dict[str, Any]:
     """`records` (decoded JSON objects; with `array`, the names of an array-like record's positions:
     JSON arrays) as columns, each field read by its datasets.wire reader (number, integer, ...; None:
     as sent), for `reads` rules to tell what does not read in the reader's words. An `optional` field
@@ -329,7 +395,9 @@ def wire_columns(records: Sequence, readers: dict[str, Callable | None], page: P
         at = array.index(name) if array else -1
         values = []
         for record, bad in zip(records, unread):
-            shaped = isinstance(record, list if array else dict)  # an object (an array) may lack an optional field
+            shaped = isinstance(
+                record, list if array else dict
+            )  # an object (an array) may lack an optional field
             if not shaped:
                 sent = LACKS
             elif array:
@@ -350,8 +418,13 @@ def wire_columns(records: Sequence, readers: dict[str, Callable | None], page: P
     return cols
 
 
-def lax_columns(kind: type, records: list, readers: dict[str, Callable | None], page: Page,
-                optional: dict[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
+def lax_columns(
+    kind: type,
+    records: list,
+    readers: dict[str, Callable | None],
+    page: Page,
+    optional: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], bool]:
     """`wire_columns` of a page of `kind` records that may send numbers as text, and whether the page fit
     `kind` (lax): where it does, its columns are the records converted in C (a float as
     datasets.wire.number reads it: "-0" is -0.0; a text field with a reader, an epoch as digits, read
@@ -360,15 +433,25 @@ def lax_columns(kind: type, records: list, readers: dict[str, Callable | None], 
     typed = fits(list[kind], records, strict=False)
     cols = None if typed is None else _typed_columns(kind, typed, records, readers, page)
     if cols is None:
-        cols = wire_columns(records, readers, page, optional,
-                            kind.__struct_fields__ if kind.__struct_config__.array_like else ())
+        cols = wire_columns(
+            records,
+            readers,
+            page,
+            optional,
+            kind.__struct_fields__ if kind.__struct_config__.array_like else (),
+        )
     return cols, typed is not None
 
 
-def _typed_columns(kind: type, typed: list, records: list, readers: dict[str, Callable | None],
-                   page: Page) -> dict[str, Any] | None:
+def _typed_columns(
+    kind: type, typed: list, records: list, readers: dict[str, Callable | None], page: Page
+) -> dict[str, Any] | None:
     """`lax_columns` of a page that fit `kind`; None where a reader refuses one of its values."""
-    at = {name: k for k, name in enumerate(kind.__struct_fields__)} if kind.__struct_config__.array_like else {}
+    at = (
+        {name: k for k, name in enumerate(kind.__struct_fields__)}
+        if kind.__struct_config__.array_like
+        else {}
+    )
     types = _types(kind)
     cols: dict[str, Any] = {RECORD: objects(records)}
     taken = columns(typed, readers)
@@ -377,7 +460,9 @@ def _typed_columns(kind: type, typed: list, records: list, readers: dict[str, Ca
         if types[name] is float:
             if 0.0 in values:  # C reads "-0" as 0.0, float() as -0.0
                 key = at.get(name, name)
-                values = [-0.0 if v == 0 and row[key] == "-0" else v for v, row in zip(values, records, strict=True)]
+                values = [
+                    -0.0 if v == 0 and row[key] == "-0" else v for v, row in zip(values, records, strict=True)
+                ]
             if reader is not None and not np.isfinite(np.fromiter(values, np.float64, len(values))).all():
                 return None
         elif reader is integer and _digits(values):
@@ -405,11 +490,15 @@ def _digits(values: list) -> bool:
 def reads(column: str, reader: Callable | None = None, label: str | None = None) -> Rule:
     """A field the record has (`wire_columns`; a page decoded to its declared types has them) and, with
     a datasets.wire `reader`, one it reads, told as datasets.wire.field and the reader tell it."""
+
     def ok(cols):
         if UNREAD not in cols:
             return True
-        return np.fromiter((column not in bad or (reader is None and bad[column] is not LACKS)
-                            for bad in cols[UNREAD]), bool, len(cols[UNREAD]))
+        return np.fromiter(
+            (column not in bad or (reader is None and bad[column] is not LACKS) for bad in cols[UNREAD]),
+            bool,
+            len(cols[UNREAD]),
+        )
 
     def says(what: str, record: dict) -> str:
         named = f"{what} {column if label is None else label}".rstrip()
@@ -422,17 +511,20 @@ def reads(column: str, reader: Callable | None = None, label: str | None = None)
         except SourceDataError as error:
             return error.detail
         raise AssertionError(f"{named} reads")  # pragma: no cover - `wire_columns` found it did not
+
     return Rule(column, ok, says)
 
 
 def or_null(rule: Rule) -> Rule:
     """`rule` on a number that may be null: a record whose value is null keeps it."""
+
     def ok(cols):
         values = cols[rule.column]
         given = np.fromiter((v is not None for v in values), bool, len(values))
         numbers = np.fromiter((math.nan if v is None else v for v in values), np.float64, len(values))
         with np.errstate(invalid="ignore"):
             return ~given | np.asarray(rule.ok({**cols, rule.column: numbers}), bool)
+
     return rule._replace(ok=ok)
 
 
@@ -442,12 +534,20 @@ def each(column: str, keeps: Callable[[Any], bool], says: str | Callable[[str, d
     return Rule(column, lambda cols: np.fromiter(map(keeps, cols[column]), bool, len(cols[column])), says)
 
 
-Finite = Annotated[float, msgspec.Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)]  # not NaN, not infinite
+Finite = Annotated[
+    float, msgspec.Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)
+]  # not NaN, not infinite
 Amount = Annotated[float, msgspec.Meta(ge=0, le=1.7976931348623157e308)]  # a finite amount, not negative
 
 
-def check_at(cols: dict[str, Sequence], rules: Sequence[Rule], what: str | Callable[[int, dict], str],
-             page_at: Callable[[int, dict], Page], body: Any = None, kind: type | None = None) -> None:
+def check_at(
+    cols: dict[str, Sequence],
+    rules: Sequence[Rule],
+    what: str | Callable[[int, dict], str],
+    page_at: Callable[[int, dict], Page],
+    body: Any = None,
+    kind: type | None = None,
+) -> None:
     """`check`, its breach told on `page_at(i, record)`: the page of the record that breaks a rule (its
     own day, where one page's records span several days)."""
     breach: list = []
@@ -455,6 +555,7 @@ def check_at(cols: dict[str, Sequence], rules: Sequence[Rule], what: str | Calla
     def named(i: int, record: dict) -> str:
         breach[:] = i, record
         return what(i, record) if callable(what) else what.format(i=i, **record)
+
     try:
         check(cols, rules, named, Page(""), body, kind)
     except SourceDataError as error:
@@ -468,6 +569,7 @@ def objects(values: Sequence) -> np.ndarray:
 
 
 # ---- records sent as JSON objects with values as text, read as datasets.wire reads them ---------
+
 
 def read_records(kind: type, records: list, named: Callable[[int, dict], str], page: Page) -> dict[str, list]:
     """`records` (JSON objects) declared as `kind` (fields `Any`; UNSET: one it must have, else its
@@ -495,16 +597,27 @@ def _read_rules(kind: type) -> tuple[Rule, ...]:
 
 # ---- array-like records, and rules kept only where a column says so ----------------------------
 
+
 def is_array(length: int, fields: Sequence[str], shown: int) -> Rule:
     """The record (column `RECORD`) is a JSON array of at least `length` values: its `fields` by position."""
-    return each(RECORD, lambda r: isinstance(r, list) and len(r) >= length,
-                lambda what, r: f"{what} is not a [{', '.join(fields)}] array: {str(r[RECORD])[:shown]}")
+    return each(
+        RECORD,
+        lambda r: isinstance(r, list) and len(r) >= length,
+        lambda what, r: f"{what} is not a [{', '.join(fields)}] array: {str(r[RECORD])[:shown]}",
+    )
 
 
 def where(column: str, rules: Sequence[Rule]) -> tuple[Rule, ...]:
-    """`rules` kept only by the records where `column` is true (a bar still forming has no prices to check)."""
-    return tuple(Rule(rule.column, lambda c, ok=rule.ok: ~np.asarray(c[column], bool) | np.asarray(ok(c), bool),
-                      rule.says) for rule in rules)
+    """`rules` kept only by the records where `column` is true (a bar still forming has no prices to
+    check)."""
+    return tuple(
+        Rule(
+            rule.column,
+            lambda c, ok=rule.ok: ~np.asarray(c[column], bool) | np.asarray(ok(c), bool),
+            rule.says,
+        )
+        for rule in rules
+    )
 
 
 def keeps(cols: dict[str, Sequence], rules: Sequence[Rule]) -> np.ndarray:

@@ -13,9 +13,9 @@ class DumpCsvProfile:
     """How the engine's own CSV reader maps a source's dump files onto a dataset's table."""
 
     dataset: str
-    name_pattern: re.Pattern      # groups: instrument, day
-    schema: str                   # the file's columns for file(..., CSV, schema); `required` ones Nullable
-    select: dict                  # table column -> SQL over the file's columns
+    name_pattern: re.Pattern  # groups: instrument, day
+    schema: str  # the file's columns for file(..., CSV, schema); `required` ones Nullable
+    select: dict  # table column -> SQL over the file's columns
     # Columns every row must have: a short line fails its file (the engine's reader would otherwise
     # fill the missing trailing columns with defaults, a missing is_buyer_maker becoming a buy).
     required: tuple[str, ...] = ()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
@@ -59,42 +59,75 @@ _OHLC: dict[str, pl.DataType] = {
     "close": pl.Float64,
 }
 
-BARS_SCHEMA: dict[str, pl.DataType] = {**_OHLC, "volume": pl.Float64, "amount": pl.Float64, "trades": pl.Int64}
+BARS_SCHEMA: dict[str, pl.DataType] = {
+    **_OHLC,
+    "volume": pl.Float64,
+    "amount": pl.Float64,
+    "trades": pl.Int64,
+}
 
-DAILY_BARS_SCHEMA: dict[str, pl.DataType] = {**_OHLC, "pre_close": pl.Float64, "volume": pl.Float64,
-                                             "amount": pl.Float64}
+DAILY_BARS_SCHEMA: dict[str, pl.DataType] = {
+    **_OHLC,
+    "pre_close": pl.Float64,
+    "volume": pl.Float64,
+    "amount": pl.Float64,
+}
 
 # The rest of the crypto data model (docs/crypto-datasets.md has the venues' formats).
 # Ticker snapshots: the top of the book and the day's activity as the venue reports them at `ts`.
 TICKERS_SCHEMA: dict[str, pl.DataType] = {
-    "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8,
-    "last": pl.Float64, "bid": pl.Float64, "bid_size": pl.Float64, "ask": pl.Float64, "ask_size": pl.Float64,
-    "volume_24h": pl.Float64,       # base units
-    "amount_24h": pl.Float64,       # quote units
-    "mark_price": pl.Float64, "index_price": pl.Float64, "funding_rate": pl.Float64,
+    "ts": UTC_US,
+    "venue": pl.Utf8,
+    "instrument": pl.Utf8,
+    "last": pl.Float64,
+    "bid": pl.Float64,
+    "bid_size": pl.Float64,
+    "ask": pl.Float64,
+    "ask_size": pl.Float64,
+    "volume_24h": pl.Float64,  # base units
+    "amount_24h": pl.Float64,  # quote units
+    "mark_price": pl.Float64,
+    "index_price": pl.Float64,
+    "funding_rate": pl.Float64,
 }
 # Funding settlements of perpetuals: `rate` is what was settled at `ts` for the period of
 # `interval_hours` that ends there (Binance fundingRate, OKX realizedRate, Deribit interest_1h);
 # `rate_8h` the rate quoted over 8 hours (Deribit's interest_8h, else rate * 8 / interval_hours).
 FUNDING_SCHEMA: dict[str, pl.DataType] = {
-    "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8,
-    "rate": pl.Float64, "interval_hours": pl.Float64, "rate_8h": pl.Float64,
-    "mark_price": pl.Float64, "index_price": pl.Float64,
+    "ts": UTC_US,
+    "venue": pl.Utf8,
+    "instrument": pl.Utf8,
+    "rate": pl.Float64,
+    "interval_hours": pl.Float64,
+    "rate_8h": pl.Float64,
+    "mark_price": pl.Float64,
+    "index_price": pl.Float64,
 }
 # Open interest at `ts`: `contracts` of `contract_size` each (in `size_unit`: "base" or "quote"
 # units a contract is worth), and the same as base units and as quote value.
 OPEN_INTEREST_SCHEMA: dict[str, pl.DataType] = {
-    "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8,
-    "contracts": pl.Float64, "contract_size": pl.Float64, "size_unit": pl.Utf8,
-    "base": pl.Float64, "quote": pl.Float64,
+    "ts": UTC_US,
+    "venue": pl.Utf8,
+    "instrument": pl.Utf8,
+    "contracts": pl.Float64,
+    "contract_size": pl.Float64,
+    "size_unit": pl.Utf8,
+    "base": pl.Float64,
+    "quote": pl.Float64,
 }
 # Forced liquidations: `side` is the liquidation order's side (sell: a long was closed); `price` what it
 # filled at (Binance: the fills' average `ap`, the order's price while nothing filled; OKX bkPx; Deribit
 # the trade's), `order_price` the liquidation order's own price where the venue sends it apart (Binance
 # `p`, and the archives' `price`; null elsewhere), quote per base as `price`.
 LIQUIDATIONS_SCHEMA: dict[str, pl.DataType] = {
-    "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8, "liquidation_id": pl.Utf8,
-    "side": pl.Utf8, "price": pl.Float64, "quantity": pl.Float64, "amount": pl.Float64,
+    "ts": UTC_US,
+    "venue": pl.Utf8,
+    "instrument": pl.Utf8,
+    "liquidation_id": pl.Utf8,
+    "side": pl.Utf8,
+    "price": pl.Float64,
+    "quantity": pl.Float64,
+    "amount": pl.Float64,
     "order_price": pl.Float64,
 }
 # Mark, index and funding-rate samples as a contract's live stream reports them at `ts` (Binance
@@ -104,8 +137,13 @@ LIQUIDATIONS_SCHEMA: dict[str, pl.DataType] = {
 # where the venue sends it beside the current one (Deribit's ticker `funding_8h`, as `funding.rate_8h` is
 # its `interest_8h`). Each column null where the sample does not carry it (OKX sends mark and funding apart).
 MARK_FUNDING_SCHEMA: dict[str, pl.DataType] = {
-    "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8,
-    "mark_price": pl.Float64, "index_price": pl.Float64, "funding_rate": pl.Float64, "next_funding_time": UTC_US,
+    "ts": UTC_US,
+    "venue": pl.Utf8,
+    "instrument": pl.Utf8,
+    "mark_price": pl.Float64,
+    "index_price": pl.Float64,
+    "funding_rate": pl.Float64,
+    "next_funding_time": UTC_US,
     "funding_rate_8h": pl.Float64,
 }
 # Mark and index price 1-minute bars (prices only; `ts` = bar open).
@@ -113,15 +151,31 @@ PRICE_BARS_SCHEMA: dict[str, pl.DataType] = dict(_OHLC)
 # One option chain snapshot: `instrument` names the chain (DERIBIT BTC-OPTIONS: every BTC option),
 # `option` each option in it; prices as the venue quotes them (Deribit: in the base coin), IVs in %.
 OPTION_CHAIN_SCHEMA: dict[str, pl.DataType] = {
-    "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8, "option": pl.Utf8,
-    "expiry": UTC_US, "strike": pl.Float64, "option_type": pl.Utf8,
-    "underlying_price": pl.Float64, "underlying_index": pl.Utf8,
-    "mark_price": pl.Float64, "mark_iv": pl.Float64, "bid_iv": pl.Float64, "ask_iv": pl.Float64,
-    "bid_price": pl.Float64, "ask_price": pl.Float64, "open_interest": pl.Float64, "volume_24h": pl.Float64,
+    "ts": UTC_US,
+    "venue": pl.Utf8,
+    "instrument": pl.Utf8,
+    "option": pl.Utf8,
+    "expiry": UTC_US,
+    "strike": pl.Float64,
+    "option_type": pl.Utf8,
+    "underlying_price": pl.Float64,
+    "underlying_index": pl.Utf8,
+    "mark_price": pl.Float64,
+    "mark_iv": pl.Float64,
+    "bid_iv": pl.Float64,
+    "ask_iv": pl.Float64,
+    "bid_price": pl.Float64,
+    "ask_price": pl.Float64,
+    "open_interest": pl.Float64,
+    "volume_24h": pl.Float64,
 }
 # Factors (ingest.factors): one row per factor of an instrument-day, `ts` = the day's 00:00 UTC.
 FACTORS_SCHEMA: dict[str, pl.DataType] = {
-    "ts": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8, "factor": pl.Utf8, "value": pl.Float64,
+    "ts": UTC_US,
+    "venue": pl.Utf8,
+    "instrument": pl.Utf8,
+    "factor": pl.Utf8,
+    "value": pl.Float64,
 }
 
 # Columns that may be null; every other column must be fully populated.
@@ -130,9 +184,23 @@ NULLABLE: dict[str, frozenset[str]] = {
     "books": frozenset({"update_id"}),
     "bars_1m": frozenset({"trades"}),
     "daily_bars": frozenset({"pre_close"}),
-    "tickers": frozenset({"last", "bid", "bid_size", "ask", "ask_size", "volume_24h", "amount_24h", "mark_price",
-                          "index_price", "funding_rate"}),  # volume_24h: a live best bid/ask has none
-    "mark_funding": frozenset({"mark_price", "index_price", "funding_rate", "next_funding_time", "funding_rate_8h"}),
+    "tickers": frozenset(
+        {
+            "last",
+            "bid",
+            "bid_size",
+            "ask",
+            "ask_size",
+            "volume_24h",
+            "amount_24h",
+            "mark_price",
+            "index_price",
+            "funding_rate",
+        }
+    ),  # volume_24h: a live best bid/ask has none
+    "mark_funding": frozenset(
+        {"mark_price", "index_price", "funding_rate", "next_funding_time", "funding_rate_8h"}
+    ),
     "funding": frozenset({"mark_price", "index_price"}),
     "open_interest": frozenset(),
     "liquidations": frozenset({"order_price"}),
@@ -147,8 +215,11 @@ OPTION_TYPES = ("call", "put")
 SIZE_UNITS = ("base", "quote")
 # Columns holding one of a few words (stores.clickhouse.writer checks them): dataset -> column -> words.
 WORDS: dict[str, dict[str, tuple[str, ...]]] = {
-    "trades": {"side": TRADE_SIDES}, "agg_trades": {"side": TRADE_SIDES}, "books": {"side": BOOK_SIDES},
-    "liquidations": {"side": TRADE_SIDES}, "open_interest": {"size_unit": SIZE_UNITS},
+    "trades": {"side": TRADE_SIDES},
+    "agg_trades": {"side": TRADE_SIDES},
+    "books": {"side": BOOK_SIDES},
+    "liquidations": {"side": TRADE_SIDES},
+    "open_interest": {"size_unit": SIZE_UNITS},
     "option_chain": {"option_type": OPTION_TYPES},
 }
 
@@ -167,10 +238,10 @@ class Stamping:
     """How a bar dataset's time column is stamped and its prices adjusted (every bar frame the read API
     returns states it, read/conventions.py)."""
 
-    interval: timedelta | None      # the bar's length (None: a calendar month)
-    label: str = "start"            # start: the bar's first instant | end: its last | day: the trading day, 00:00
-    tz: str = "UTC"                 # the zone the store keeps the time column in
-    adjustment: str = "none"        # none: prices as traded | qfq: forward-adjusted (latest as traded)
+    interval: timedelta | None  # the bar's length (None: a calendar month)
+    label: str = "start"  # start: the bar's first instant | end: its last | day: the trading day, 00:00
+    tz: str = "UTC"  # the zone the store keeps the time column in
+    adjustment: str = "none"  # none: prices as traded | qfq: forward-adjusted (latest as traded)
 
 
 MINUTE = Stamping(timedelta(minutes=1))
@@ -180,16 +251,16 @@ MINUTE = Stamping(timedelta(minutes=1))
 class Dataset:
     """A dataset: its name, the normalized frame it is written as, and its ClickHouse table."""
 
-    name: str                      # trades | books | bars_1m | daily_bars | agg_trades | klines_<interval> | ...
-    code: str                      # its key in loads.dataset / ingest_log.dataset (the store's first names)
+    name: str  # trades | books | bars_1m | daily_bars | agg_trades | klines_<interval> | ...
+    code: str  # its key in loads.dataset / ingest_log.dataset (the store's first names)
     table: str
-    schema: dict                   # the Polars frame contract (datasets.frames)
-    columns: tuple                 # (name, ClickHouse type + codec) for the frame columns, in order
+    schema: dict  # the Polars frame contract (datasets.frames)
+    columns: tuple  # (name, ClickHouse type + codec) for the frame columns, in order
     order_by: tuple
     nullable: frozenset
-    key: str | None = None         # the column no two rows of a slice share (None: snapshots append)
+    key: str | None = None  # the column no two rows of a slice share (None: snapshots append)
     contracts: frozenset | None = None  # the contract types it exists for (core.contracts); None: all
-    bars: Stamping | None = None   # a bar dataset: how its `ts` is stamped (None: events and snapshots)
+    bars: Stamping | None = None  # a bar dataset: how its `ts` is stamped (None: events and snapshots)
     # The sources whose loads are more faithful than the venues' own APIs and streams, the most faithful
     # first: a load never replaces an active one of a source ranked above it unless asked (`replace`);
     # every source not named ranks below them, alike (the last load of those wins). Source names, as
@@ -223,7 +294,11 @@ class Dataset:
 _ARCHIVE = "BINANCE_ARCHIVE"
 _FILES_FIRST = (_ARCHIVE, "BINANCE_DUMPS")
 TRADES_SPEC = Dataset(
-    name="trades", code="trades", table="trades", schema=TRADES_SCHEMA, nullable=NULLABLE["trades"],
+    name="trades",
+    code="trades",
+    table="trades",
+    schema=TRADES_SCHEMA,
+    nullable=NULLABLE["trades"],
     fidelity=_FILES_FIRST,
     columns=(
         ("ts", f"{TS} CODEC(Delta, ZSTD(1))"),
@@ -240,7 +315,11 @@ TRADES_SPEC = Dataset(
     key="trade_id",
 )
 BOOKS_SPEC = Dataset(
-    name="books", code="books", table="book_snapshots", schema=BOOKS_SCHEMA, nullable=NULLABLE["books"],
+    name="books",
+    code="books",
+    table="book_snapshots",
+    schema=BOOKS_SCHEMA,
+    nullable=NULLABLE["books"],
     columns=(
         ("ts", f"{TS} CODEC(Delta, ZSTD(1))"),
         ("venue", LC),
@@ -253,9 +332,20 @@ BOOKS_SPEC = Dataset(
     ),
     order_by=("venue", "instrument", "ts", "side", "level"),
 )
-_OHLC_COLUMNS = (("venue", LC), ("instrument", LC), ("open", FLOAT), ("high", FLOAT), ("low", FLOAT), ("close", FLOAT))
+_OHLC_COLUMNS = (
+    ("venue", LC),
+    ("instrument", LC),
+    ("open", FLOAT),
+    ("high", FLOAT),
+    ("low", FLOAT),
+    ("close", FLOAT),
+)
 BARS_SPEC = Dataset(
-    name="bars_1m", code="bars", table="bars_1m", schema=BARS_SCHEMA, nullable=NULLABLE["bars_1m"],
+    name="bars_1m",
+    code="bars",
+    table="bars_1m",
+    schema=BARS_SCHEMA,
+    nullable=NULLABLE["bars_1m"],
     columns=(
         ("ts", f"{TS} CODEC(DoubleDelta, ZSTD(1))"),  # the regular 1-minute grid
         *_OHLC_COLUMNS,
@@ -269,7 +359,11 @@ BARS_SPEC = Dataset(
     fidelity=_FILES_FIRST,
 )
 DAILY_SPEC = Dataset(
-    name="daily_bars", code="daily", table="daily_bars", schema=DAILY_BARS_SCHEMA, nullable=NULLABLE["daily_bars"],
+    name="daily_bars",
+    code="daily",
+    table="daily_bars",
+    schema=DAILY_BARS_SCHEMA,
+    nullable=NULLABLE["daily_bars"],
     columns=(
         ("ts", f"{TS} CODEC(Delta, ZSTD(1))"),
         *_OHLC_COLUMNS,
@@ -284,61 +378,164 @@ DAILY_SPEC = Dataset(
 # data.binance.vision archives (sources.binance_vision.archives): aggregate trades apart from the
 # individual ones (`seq` is the aggregate id), and the daily files' kline intervals other than 1m, a
 # table each (`klines_1h`, ...: `bars_1d_v` is already the daily bars made from trades).
-AGG_TRADES_SPEC = replace(TRADES_SPEC, name="agg_trades", code="agg_trades", table="agg_trades", fidelity=(_ARCHIVE,))
+AGG_TRADES_SPEC = replace(
+    TRADES_SPEC, name="agg_trades", code="agg_trades", table="agg_trades", fidelity=(_ARCHIVE,)
+)
 KLINE_INTERVALS = ("1s", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-KLINE_SPECS = {interval: replace(BARS_SPEC, name=f"klines_{interval}", code=f"klines_{interval}",
-                                table=f"klines_{interval}", fidelity=(_ARCHIVE,),
-                                bars=Stamping(timedelta(**{_UNIT[interval[-1]]: int(interval[:-1])})))
-               for interval in KLINE_INTERVALS}
+KLINE_SPECS = {
+    interval: replace(
+        BARS_SPEC,
+        name=f"klines_{interval}",
+        code=f"klines_{interval}",
+        table=f"klines_{interval}",
+        fidelity=(_ARCHIVE,),
+        bars=Stamping(timedelta(**{_UNIT[interval[-1]]: int(interval[:-1])})),
+    )
+    for interval in KLINE_INTERVALS
+}
+
 
 def _columns(schema: dict, types: dict) -> tuple:
     """(name, ClickHouse type) of every frame column: `types` by name, else by the Polars type."""
-    by_dtype = {pl.Float64: FLOAT, pl.Utf8: LC, pl.Int64: "Int64 CODEC(ZSTD(1))",
-                UTC_US: f"{TS} CODEC(Delta, ZSTD(1))"}
+    by_dtype = {
+        pl.Float64: FLOAT,
+        pl.Utf8: LC,
+        pl.Int64: "Int64 CODEC(ZSTD(1))",
+        UTC_US: f"{TS} CODEC(Delta, ZSTD(1))",
+    }
     return tuple((name, types.get(name) or by_dtype[dtype]) for name, dtype in schema.items())
 
 
 def _nullable(columns: tuple, nullable: frozenset) -> tuple:
-    return tuple((name, f"Nullable({ctype.split(' CODEC')[0]}) CODEC(ZSTD(1))" if name in nullable else ctype)
-                 for name, ctype in columns)
+    return tuple(
+        (name, f"Nullable({ctype.split(' CODEC')[0]}) CODEC(ZSTD(1))" if name in nullable else ctype)
+        for name, ctype in columns
+    )
 
 
-def _declare(name: str, code: str, table: str, schema: dict, *, nullable: str | None = None, order_by: tuple,
-             key: str | None, contracts: tuple | None = None, types: dict | None = None,
-             bars: Stamping | None = None) -> Dataset:
+def _declare(
+    name: str,
+    code: str,
+    table: str,
+    schema: dict,
+    *,
+    nullable: str | None = None,
+    order_by: tuple,
+    key: str | None,
+    contracts: tuple | None = None,
+    types: dict | None = None,
+    bars: Stamping | None = None,
+) -> Dataset:
     """A dataset whose ClickHouse columns follow from its frame schema (`types` overrides)."""
     null = NULLABLE[nullable or name]
-    return Dataset(name=name, code=code, table=table, schema=schema, nullable=null,
-                   columns=_nullable(_columns(schema, types or {}), null), order_by=order_by, key=key,
-                   contracts=frozenset(contracts) if contracts else None, bars=bars)
+    return Dataset(
+        name=name,
+        code=code,
+        table=table,
+        schema=schema,
+        nullable=null,
+        columns=_nullable(_columns(schema, types or {}), null),
+        order_by=order_by,
+        key=key,
+        contracts=frozenset(contracts) if contracts else None,
+        bars=bars,
+    )
 
 
 DERIVATIVES = ("perpetual", "future")
-TICKERS_SPEC = _declare("tickers", "tickers", "tickers", TICKERS_SCHEMA, order_by=("venue", "instrument", "ts"),
-                   key=None)
-FUNDING_SPEC = _declare("funding", "funding", "funding_rates", FUNDING_SCHEMA,
-                   order_by=("venue", "instrument", "ts"), key="ts", contracts=("perpetual",))
-OPEN_INTEREST_SPEC = _declare("open_interest", "open_interest", "open_interest", OPEN_INTEREST_SCHEMA,
-                         order_by=("venue", "instrument", "ts"), key="ts", contracts=DERIVATIVES)
-LIQUIDATIONS_SPEC = replace(_declare("liquidations", "liquidations", "liquidations", LIQUIDATIONS_SCHEMA,
-                                     order_by=("venue", "instrument", "ts", "liquidation_id"), key="liquidation_id",
-                                     contracts=DERIVATIVES, types={"liquidation_id": "String CODEC(ZSTD(1))"}),
-                            fidelity=(_ARCHIVE,))  # liquidationSnapshot files over the live forceOrder snapshots
-MARK_BARS_SPEC = _declare("mark_bars_1m", "mark_bars", "mark_bars_1m", PRICE_BARS_SCHEMA, nullable="price_bars",
-                     order_by=("venue", "instrument", "ts"), key="ts", contracts=DERIVATIVES,
-                     types={"ts": f"{TS} CODEC(DoubleDelta, ZSTD(1))"}, bars=MINUTE)
+TICKERS_SPEC = _declare(
+    "tickers", "tickers", "tickers", TICKERS_SCHEMA, order_by=("venue", "instrument", "ts"), key=None
+)
+FUNDING_SPEC = _declare(
+    "funding",
+    "funding",
+    "funding_rates",
+    FUNDING_SCHEMA,
+    order_by=("venue", "instrument", "ts"),
+    key="ts",
+    contracts=("perpetual",),
+)
+OPEN_INTEREST_SPEC = _declare(
+    "open_interest",
+    "open_interest",
+    "open_interest",
+    OPEN_INTEREST_SCHEMA,
+    order_by=("venue", "instrument", "ts"),
+    key="ts",
+    contracts=DERIVATIVES,
+)
+LIQUIDATIONS_SPEC = replace(
+    _declare(
+        "liquidations",
+        "liquidations",
+        "liquidations",
+        LIQUIDATIONS_SCHEMA,
+        order_by=("venue", "instrument", "ts", "liquidation_id"),
+        key="liquidation_id",
+        contracts=DERIVATIVES,
+        types={"liquidation_id": "String CODEC(ZSTD(1))"},
+    ),
+    fidelity=(_ARCHIVE,),
+)  # liquidationSnapshot files over the live forceOrder snapshots
+MARK_BARS_SPEC = _declare(
+    "mark_bars_1m",
+    "mark_bars",
+    "mark_bars_1m",
+    PRICE_BARS_SCHEMA,
+    nullable="price_bars",
+    order_by=("venue", "instrument", "ts"),
+    key="ts",
+    contracts=DERIVATIVES,
+    types={"ts": f"{TS} CODEC(DoubleDelta, ZSTD(1))"},
+    bars=MINUTE,
+)
 INDEX_BARS_SPEC = replace(MARK_BARS_SPEC, name="index_bars_1m", code="index_bars", table="index_bars_1m")
-MARK_FUNDING_SPEC = _declare("mark_funding", "mark_funding", "mark_funding", MARK_FUNDING_SCHEMA,
-                        order_by=("venue", "instrument", "ts"), key="ts", contracts=DERIVATIVES)
-OPTION_CHAIN_SPEC = _declare("option_chain", "option_chain", "option_chain", OPTION_CHAIN_SCHEMA,
-                        order_by=("venue", "instrument", "ts", "option"), key=None)
-FACTORS_SPEC = _declare("factors", "factors", "factors", FACTORS_SCHEMA,
-                   order_by=("venue", "instrument", "ts", "factor"), key="factor")
-DATASETS = {spec.name: spec for spec in (
-    TRADES_SPEC, BOOKS_SPEC, BARS_SPEC, DAILY_SPEC, AGG_TRADES_SPEC, *KLINE_SPECS.values(), TICKERS_SPEC, FUNDING_SPEC,
-    OPEN_INTEREST_SPEC, LIQUIDATIONS_SPEC, MARK_BARS_SPEC, INDEX_BARS_SPEC, OPTION_CHAIN_SPEC, FACTORS_SPEC,
-    MARK_FUNDING_SPEC)}
+MARK_FUNDING_SPEC = _declare(
+    "mark_funding",
+    "mark_funding",
+    "mark_funding",
+    MARK_FUNDING_SCHEMA,
+    order_by=("venue", "instrument", "ts"),
+    key="ts",
+    contracts=DERIVATIVES,
+)
+OPTION_CHAIN_SPEC = _declare(
+    "option_chain",
+    "option_chain",
+    "option_chain",
+    OPTION_CHAIN_SCHEMA,
+    order_by=("venue", "instrument", "ts", "option"),
+    key=None,
+)
+FACTORS_SPEC = _declare(
+    "factors",
+    "factors",
+    "factors",
+    FACTORS_SCHEMA,
+    order_by=("venue", "instrument", "ts", "factor"),
+    key="factor",
+)
+DATASETS = {
+    spec.name: spec
+    for spec in (
+        TRADES_SPEC,
+        BOOKS_SPEC,
+        BARS_SPEC,
+        DAILY_SPEC,
+        AGG_TRADES_SPEC,
+        *KLINE_SPECS.values(),
+        TICKERS_SPEC,
+        FUNDING_SPEC,
+        OPEN_INTEREST_SPEC,
+        LIQUIDATIONS_SPEC,
+        MARK_BARS_SPEC,
+        INDEX_BARS_SPEC,
+        OPTION_CHAIN_SPEC,
+        FACTORS_SPEC,
+        MARK_FUNDING_SPEC,
+    )
+}
 
 
 def spec_for(dataset: str) -> Dataset:
@@ -358,7 +555,6 @@ def empty_trades() -> pl.DataFrame:
 # Time: every frame holds UTC microseconds; intervals are half-open [start, end)
 # --------------------------------------------------------------------------------------------
 
-UTC = timezone.utc
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

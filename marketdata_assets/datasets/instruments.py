@@ -14,7 +14,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 import polars as pl
@@ -22,33 +22,33 @@ import polars as pl
 from marketdata_assets.datasets.frames import UTC_US
 
 TYPES = ("spot", "perpetual", "future", "option", "equity")
-TRADING = ("live", "trading")                 # statuses of an instrument that trades
-CLOSED = ("delisted", "expired", "gone")      # statuses after its end (gone: it left the listing unannounced)
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+TRADING = ("live", "trading")  # statuses of an instrument that trades
+CLOSED = ("delisted", "expired", "gone")  # statuses after its end (gone: it left the listing unannounced)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Instrument(NamedTuple):
     """One instrument as its venue's reference data describes it, in the master's units."""
 
-    venue: str                  # BINANCE | BINANCE_UM | OKX | DERIBIT | SSE | SZSE | BSE
-    instrument: str             # the venue's own name (symbol, instId, instrument_name, ts_code)
-    type: str                   # spot | perpetual | future | option | equity (a share)
-    base: str                   # base currency (an option: its underlying's base)
-    quote: str                  # quote currency (prices are quote per base)
-    settle: str                 # settlement currency (spot: the quote)
-    inverse: bool               # sizes counted in `contract_unit` = the quote (USD), settled in the base
-    contract_value: float       # what one contract is worth, in `contract_unit` (spot: 1 base)
+    venue: str  # BINANCE | BINANCE_UM | OKX | DERIBIT | SSE | SZSE | BSE
+    instrument: str  # the venue's own name (symbol, instId, instrument_name, ts_code)
+    type: str  # spot | perpetual | future | option | equity (a share)
+    base: str  # base currency (an option: its underlying's base)
+    quote: str  # quote currency (prices are quote per base)
+    settle: str  # settlement currency (spot: the quote)
+    inverse: bool  # sizes counted in `contract_unit` = the quote (USD), settled in the base
+    contract_value: float  # what one contract is worth, in `contract_unit` (spot: 1 base)
     contract_multiplier: float  # OKX ctMult, else 1: a contract is contract_value x contract_multiplier
-    contract_unit: str          # the currency contract_value counts (OKX ctValCcy; Deribit: USD or the coin)
-    tick_size: float | None     # price increment
-    lot_size: float | None      # size increment, in the venue's size unit (contracts for OKX derivatives)
-    min_size: float | None      # the smallest order, in the same unit
-    listed: datetime | None     # listing time (None: the venue does not say)
-    expires: datetime | None    # expiry (futures, options) or delisting time; None: open-ended
-    status: str                 # live | suspended | preopen | delisted | expired | gone | ...
-    strike: float | None = None     # options
+    contract_unit: str  # the currency contract_value counts (OKX ctValCcy; Deribit: USD or the coin)
+    tick_size: float | None  # price increment
+    lot_size: float | None  # size increment, in the venue's size unit (contracts for OKX derivatives)
+    min_size: float | None  # the smallest order, in the same unit
+    listed: datetime | None  # listing time (None: the venue does not say)
+    expires: datetime | None  # expiry (futures, options) or delisting time; None: open-ended
+    status: str  # live | suspended | preopen | delisted | expired | gone | ...
+    strike: float | None = None  # options
     option_type: str | None = None  # call | put
-    underlying: str | None = None   # the index or family it derives from (OKX uly, Deribit price_index)
+    underlying: str | None = None  # the index or family it derives from (OKX uly, Deribit price_index)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -71,22 +71,54 @@ class Instrument(NamedTuple):
 
     def traded_on(self, day: date) -> bool:
         """Listed before the end of `day`, not ended before its start."""
-        start = datetime.combine(day, datetime.min.time(), timezone.utc)
+        start = datetime.combine(day, datetime.min.time(), UTC)
         return (self.listed is None or self.listed < start + timedelta(days=1)) and (
-            self.expires is None or self.expires > start)
+            self.expires is None or self.expires > start
+        )
 
 
 # The fields whose change makes a new version (the rest: names and times the venue may restate).
-VERSIONED = ("type", "settle", "inverse", "contract_value", "contract_multiplier", "contract_unit", "tick_size",
-             "lot_size", "min_size", "listed", "expires", "status", "strike", "option_type", "underlying")
+VERSIONED = (
+    "type",
+    "settle",
+    "inverse",
+    "contract_value",
+    "contract_multiplier",
+    "contract_unit",
+    "tick_size",
+    "lot_size",
+    "min_size",
+    "listed",
+    "expires",
+    "status",
+    "strike",
+    "option_type",
+    "underlying",
+)
 
 # The stored master: a row per version; `valid_from` when it starts to hold, `seen` when we learned it.
 SCHEMA: dict[str, pl.DataType] = {
-    "valid_from": UTC_US, "seen": UTC_US, "venue": pl.Utf8, "instrument": pl.Utf8, "type": pl.Utf8,
-    "base": pl.Utf8, "quote": pl.Utf8, "settle": pl.Utf8, "inverse": pl.Boolean, "contract_value": pl.Float64,
-    "contract_multiplier": pl.Float64, "contract_unit": pl.Utf8, "tick_size": pl.Float64, "lot_size": pl.Float64,
-    "min_size": pl.Float64, "listed": UTC_US, "expires": UTC_US, "status": pl.Utf8, "strike": pl.Float64,
-    "option_type": pl.Utf8, "underlying": pl.Utf8,
+    "valid_from": UTC_US,
+    "seen": UTC_US,
+    "venue": pl.Utf8,
+    "instrument": pl.Utf8,
+    "type": pl.Utf8,
+    "base": pl.Utf8,
+    "quote": pl.Utf8,
+    "settle": pl.Utf8,
+    "inverse": pl.Boolean,
+    "contract_value": pl.Float64,
+    "contract_multiplier": pl.Float64,
+    "contract_unit": pl.Utf8,
+    "tick_size": pl.Float64,
+    "lot_size": pl.Float64,
+    "min_size": pl.Float64,
+    "listed": UTC_US,
+    "expires": UTC_US,
+    "status": pl.Utf8,
+    "strike": pl.Float64,
+    "option_type": pl.Utf8,
+    "underlying": pl.Utf8,
 }
 
 
@@ -95,13 +127,17 @@ class LookupFailed(RuntimeError):
 
 
 class Version(NamedTuple):
-    valid_from: datetime   # when this description starts to hold
-    seen: datetime         # when the master learned it
+    valid_from: datetime  # when this description starts to hold
+    seen: datetime  # when the master learned it
     instrument: Instrument
 
 
-def changes(current: dict[tuple[str, str], Instrument], listing: Iterable[Instrument], now: datetime,
-            complete: bool = True) -> list[Version]:
+def changes(
+    current: dict[tuple[str, str], Instrument],
+    listing: Iterable[Instrument],
+    now: datetime,
+    complete: bool = True,
+) -> list[Version]:
     """The versions to append when the venue lists `listing` at `now`, given each instrument's current
     version: a new instrument from its listing time (or `now` if unknown; a first sight describes its
     past too), a changed one from `now`. With `complete` (the listing is the venue's whole master), an
@@ -121,8 +157,9 @@ def changes(current: dict[tuple[str, str], Instrument], listing: Iterable[Instru
             if key in listed or key[0] not in venues or before.status in CLOSED:
                 continue
             expired = before.expires is not None and before.expires <= now
-            ended = before._replace(status="expired" if expired else "gone",
-                                    expires=before.expires if expired else now)
+            ended = before._replace(
+                status="expired" if expired else "gone", expires=before.expires if expired else now
+            )
             out.append(Version(before.expires if expired else now, now, ended))
     return out
 
@@ -136,8 +173,10 @@ def frame(versions: Iterable[Version]) -> pl.DataFrame:
 def from_frame(rows: pl.DataFrame) -> list[Version]:
     """The stored master's rows back as versions."""
     fields = Instrument._fields
-    return [Version(row["valid_from"], row["seen"], Instrument(**{name: row[name] for name in fields}))
-            for row in rows.iter_rows(named=True)]
+    return [
+        Version(row["valid_from"], row["seen"], Instrument(**{name: row[name] for name in fields}))
+        for row in rows.iter_rows(named=True)
+    ]
 
 
 class Master:
@@ -149,17 +188,25 @@ class Master:
     every `min_interval_s` per venue; what the venue does not know is remembered as unknown.
     """
 
-    def __init__(self, versions: Iterable[Version] = (), lookup: Callable[[str, str], list[Instrument]] | None = None,
-                 min_interval_s: float = 0.2, clock: Callable[[], datetime] | None = None, retry_s: float = 60.0):
+    def __init__(
+        self,
+        versions: Iterable[Version] = (),
+        lookup: Callable[[str, str], list[Instrument]] | None = None,
+        min_interval_s: float = 0.2,
+        clock: Callable[[], datetime] | None = None,
+        retry_s: float = 60.0,
+    ):
         self._versions: dict[tuple[str, str], list[Version]] = {}
-        self._lookups: dict[str | None, Callable] = {None: lookup} if lookup is not None else {}  # venue -> lookup
+        self._lookups: dict[str | None, Callable] = (
+            {None: lookup} if lookup is not None else {}
+        )  # venue -> lookup
         self._interval, self._clock = min_interval_s, clock or _now
         self._unknown: set[tuple[str, str]] = set()
         self._last_lookup: dict[str, float] = {}
         self._failed: dict[tuple[str, str], tuple[float, str]] = {}  # a lookup that failed: when, why
         self._retry_s = retry_s
         self._lock = threading.Lock()
-        self.lookups = 0          # reference lookups made
+        self.lookups = 0  # reference lookups made
         self.added: list[Version] = []  # versions learned by lookups, for the caller to store
         self.add(versions)
 
@@ -168,11 +215,13 @@ class Master:
         return bool(self._lookups) if venue is None else venue in self._lookups or None in self._lookups
 
     def connect(self, lookup: Callable[[str, str], list[Instrument]], venue: str | None = None) -> None:
-        """Ask `lookup` for an instrument of `venue` (None: of any venue) never seen (its reference endpoint)."""
+        """Ask `lookup` for an instrument of `venue` (None: of any venue) never seen (its reference
+        endpoint)."""
         self._lookups[venue] = lookup
 
     def add(self, versions: Iterable[Version]) -> None:
-        """Versions into the histories; one already held (same instrument and validity start) is not added again."""
+        """Versions into the histories; one already held (same instrument and validity start) is not added
+        again."""
         for version in versions:
             history = self._versions.setdefault(version.instrument.key, [])
             if all(v.valid_from != version.valid_from for v in history):
@@ -182,14 +231,18 @@ class Master:
 
     def current(self, venue: str | None = None) -> dict[tuple[str, str], Instrument]:
         """Each instrument's latest version (of `venue`)."""
-        return {key: history[-1].instrument for key, history in self._versions.items()
-                if venue is None or key[0] == venue}
+        return {
+            key: history[-1].instrument
+            for key, history in self._versions.items()
+            if venue is None or key[0] == venue
+        }
 
     def history(self, venue: str, instrument: str) -> list[Version]:
         return list(self._versions.get((venue, instrument), ()))
 
     def at(self, venue: str, instrument: str, when: datetime | None = None) -> Instrument | None:
-        """The version of (venue, instrument) valid at `when` (None: now); None if the venue does not know it."""
+        """The version of (venue, instrument) valid at `when` (None: now); None if the venue does not know
+        it."""
         history = self._versions.get((venue, instrument)) or self._learn(venue, instrument)
         if not history:
             return None
@@ -201,7 +254,7 @@ class Master:
     def listed_on(self, venue: str, day: date) -> list[Instrument]:
         """The instruments of `venue` trading on `day`, as each was described that day (no survivors' bias:
         an instrument that later ended is there; one listed later is not)."""
-        start = datetime.combine(day, datetime.min.time(), timezone.utc)
+        start = datetime.combine(day, datetime.min.time(), UTC)
         end, out = start + timedelta(days=1), []
         for _, history in sorted(item for item in self._versions.items() if item[0][0] == venue):
             valid = [v for v in history if v.valid_from < end]
@@ -224,8 +277,8 @@ class Master:
         return (venue, instrument) not in self._versions and (venue, instrument) not in self._unknown
 
     def learn(self, venue: str, asked: list[str], found: list[Instrument]) -> int:
-        """What the venue answered for `asked` (instruments never seen; one lookup, or a listing holding them):
-        `found` added as versions (`added` keeps them for the caller to store), the asked ones it lacks
+        """What the venue answered for `asked` (instruments never seen; one lookup, or a listing holding
+        them): `found` added as versions (`added` keeps them for the caller to store), the asked ones it lacks
         remembered as unknown to the venue; returns the versions added."""
         learned = changes(self.current(venue), found, self._clock(), complete=False)
         self.added.extend(learned)
@@ -233,17 +286,23 @@ class Master:
         self._unknown.update((venue, name) for name in asked if (venue, name) not in self._versions)
         return len(learned)
 
-    async def resolve(self, venue: str, instrument: str, when: datetime | None,
-                      lookup: Callable[[str], Awaitable[list[Instrument]]]) -> Instrument | None:
-        """`at`, an instrument never seen asked first of the async `lookup` (a venue client's; the same spacing
-        of lookups as the blocking ones)."""
+    async def resolve(
+        self,
+        venue: str,
+        instrument: str,
+        when: datetime | None,
+        lookup: Callable[[str], Awaitable[list[Instrument]]],
+    ) -> Instrument | None:
+        """`at`, an instrument never seen asked first of the async `lookup` (a venue client's; the same
+        spacing of lookups as the blocking ones)."""
         if self.needs_lookup(venue, instrument):
             await asyncio.sleep(self.pause(venue))
             self.learn(venue, [instrument], await lookup(instrument))
         return self.at(venue, instrument, when)
 
     def pause(self, venue: str) -> float:
-        """Seconds to wait before the next lookup of `venue` (at most one every `min_interval_s`); counts it."""
+        """Seconds to wait before the next lookup of `venue` (at most one every `min_interval_s`); counts
+        it."""
         now = time.monotonic()
         wait = max(0.0, self._last_lookup.get(venue, -1e9) + self._interval - now)
         self._last_lookup[venue] = now + wait
@@ -261,7 +320,9 @@ class Master:
                 return self._versions.get(key, [])
             failed = self._failed.get(key)
             if failed is not None and time.monotonic() - failed[0] < self._retry_s:
-                raise LookupFailed(f"{venue} {instrument}: {failed[1]} (asked again {self._retry_s:g} s after)")
+                raise LookupFailed(
+                    f"{venue} {instrument}: {failed[1]} (asked again {self._retry_s:g} s after)"
+                )
             time.sleep(self.pause(venue))
             try:
                 found = lookup(venue, instrument)
@@ -274,7 +335,18 @@ class Master:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-__all__ = ["CLOSED", "SCHEMA", "TYPES", "Instrument", "LookupFailed", "Master", "Version", "changes", "frame", "from_frame"]
+__all__ = [
+    "CLOSED",
+    "SCHEMA",
+    "TYPES",
+    "Instrument",
+    "LookupFailed",
+    "Master",
+    "Version",
+    "changes",
+    "frame",
+    "from_frame",
+]

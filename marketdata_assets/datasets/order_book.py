@@ -98,13 +98,17 @@ class OrderBook:
         collector snapshots thousands of books a second, an OKX book is read at every update for its
         checksum. A price that is no number: ValueError."""
         bids, asks = self.bids, self.asks
-        return ([(p, bids[p]) for p in sorted(bids, key=float, reverse=True)[:depth]],
-                [(p, asks[p]) for p in sorted(asks, key=float)[:depth]])
+        return (
+            [(p, bids[p]) for p in sorted(bids, key=float, reverse=True)[:depth]],
+            [(p, asks[p]) for p in sorted(asks, key=float)[:depth]],
+        )
 
     def levels(self) -> dict[str, dict[Decimal, Decimal]]:
         """Both sides as numbers (prices and sizes compared by value, not by their spelling)."""
-        return {"bids": {Decimal(p): Decimal(q) for p, q in self.bids.items()},
-                "asks": {Decimal(p): Decimal(q) for p, q in self.asks.items()}}
+        return {
+            "bids": {Decimal(p): Decimal(q) for p, q in self.bids.items()},
+            "asks": {Decimal(p): Decimal(q) for p, q in self.asks.items()},
+        }
 
 
 def _set_levels(side: dict[str, str], levels: Iterable) -> None:
@@ -127,4 +131,6 @@ def _set_levels(side: dict[str, str], levels: Iterable) -> None:
         else:
             side[price] = size
     if bad:
-        raise ValueError(f"book level size {bad[0]!r} is not a number" + (f" (and {len(bad) - 1} more)" if bad[1:] else ""))
+        raise ValueError(
+            f"book level size {bad[0]!r} is not a number" + (f" (and {len(bad) - 1} more)" if bad[1:] else "")
+        )

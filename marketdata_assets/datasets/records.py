@@ -13,11 +13,11 @@ from typing import Any, NamedTuple
 
 
 class Ticker(NamedTuple):
-    bid: Any               # best bid price (null: an empty side)
-    bid_size: Any          # base units at the best bid
-    ask: Any               # best ask price
-    ask_size: Any          # base units at the best ask
-    last: Any = None       # last trade price, where the venue's ticker has it
+    bid: Any  # best bid price (null: an empty side)
+    bid_size: Any  # base units at the best bid
+    ask: Any  # best ask price
+    ask_size: Any  # base units at the best ask
+    last: Any = None  # last trade price, where the venue's ticker has it
     mark_price: Any = None  # where the ticker carries it (Deribit)
     index_price: Any = None
     funding_rate: Any = None  # the current rate, where the ticker carries it (Deribit perpetuals)
@@ -27,51 +27,55 @@ class AggregateTrade(NamedTuple):
     """One aggregate trade (the fills of one taker order at one price), as the `agg_trades` dataset stores it
     (the archives' convention: datasets/frames.py AGG_TRADES_SPEC)."""
 
-    ts_us: int             # the trade time, epoch microseconds: the row's ts
-    trade_id: str          # the aggregate trade id (Binance `a`)
-    price: Any             # quote per base
-    quantity: Any          # base units
-    amount: Any            # quote units (price x quantity)
-    side: str              # the taker's side: buy | sell
-    seq: int               # the aggregate trade id as a number (the id sequence the continuity check reads)
+    ts_us: int  # the trade time, epoch microseconds: the row's ts
+    trade_id: str  # the aggregate trade id (Binance `a`)
+    price: Any  # quote per base
+    quantity: Any  # base units
+    amount: Any  # quote units (price x quantity)
+    side: str  # the taker's side: buy | sell
+    seq: int  # the aggregate trade id as a number (the id sequence the continuity check reads)
     first_trade_id: int | None  # the first individual trade it aggregates (Binance `f`; in the message only)
-    last_trade_id: int | None   # the last one (Binance `l`; in the message only: the table has no column)
+    last_trade_id: int | None  # the last one (Binance `l`; in the message only: the table has no column)
 
 
 class Bar(NamedTuple):
-    open_ms: int           # the bar's open time, epoch ms (a closed 1-minute bar)
+    open_ms: int  # the bar's open time, epoch ms (a closed 1-minute bar)
     open: Any
     high: Any
     low: Any
     close: Any
-    volume: Any            # base units
-    amount: Any            # quote units
-    trades: int | None     # trades in the bar, where the venue counts them
+    volume: Any  # base units
+    amount: Any  # quote units
+    trades: int | None  # trades in the bar, where the venue counts them
 
 
 class Liquidation(NamedTuple):
-    liquidation_id: str    # the venue's id, or a key made of what identifies it where it gives none
-    side: str              # the liquidation order's side: buy | sell (sell: a long was closed)
-    price: Any             # what it filled at, quote per base (Binance: the fills' average `ap`; OKX bkPx)
-    quantity: Any          # base units
-    amount: Any            # quote units
-    order_price: Any = None  # the liquidation order's own price (Binance `p`); null where the venue sends none
+    liquidation_id: str  # the venue's id, or a key made of what identifies it where it gives none
+    side: str  # the liquidation order's side: buy | sell (sell: a long was closed)
+    price: Any  # what it filled at, quote per base (Binance: the fills' average `ap`; OKX bkPx)
+    quantity: Any  # base units
+    amount: Any  # quote units
+    order_price: Any = (
+        None  # the liquidation order's own price (Binance `p`); null where the venue sends none
+    )
 
 
 class OpenInterest(NamedTuple):
-    contracts: Any         # open contracts
-    contract_size: Any     # what one contract is worth, in `size_unit`
-    size_unit: str         # base | quote
-    base: Any              # the open interest in base units
-    quote: Any             # ... and in quote units
+    contracts: Any  # open contracts
+    contract_size: Any  # what one contract is worth, in `size_unit`
+    size_unit: str  # base | quote
+    base: Any  # the open interest in base units
+    quote: Any  # ... and in quote units
 
 
 class MarkPrice(NamedTuple):
     mark_price: Any
-    index_price: Any       # null where the venue's mark stream has none (OKX)
+    index_price: Any  # null where the venue's mark stream has none (OKX)
 
 
 class Funding(NamedTuple):
-    funding_rate: Any      # the running period's current (predicted) rate; null if the venue left it out
+    funding_rate: Any  # the running period's current (predicted) rate; null if the venue left it out
     next_funding_ms: int | None  # the settlement it is for, epoch ms (null: continuous funding, or not sent)
-    funding_rate_8h: Any = None  # the rate over 8 hours, where the venue sends it beside (Deribit `funding_8h`)
+    funding_rate_8h: Any = (
+        None  # the rate over 8 hours, where the venue sends it beside (Deribit `funding_8h`)
+    )

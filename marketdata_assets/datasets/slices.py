@@ -61,16 +61,16 @@ Fetched = pl.DataFrame | tuple[pl.DataFrame, dict[str, str]]  # a frame, or a fr
 class Feed:
     """One source's work in a stage."""
 
-    source: str                                                  # the ingest_log `source`
+    source: str  # the ingest_log `source`
     jobs: list[Job]
     fetch: Callable[[Any, Job], Awaitable[Fetched]]
-    client: Callable[[], AbstractAsyncContextManager] | None = None   # None: no HTTP (dump files)
+    client: Callable[[], AbstractAsyncContextManager] | None = None  # None: no HTTP (dump files)
     workers: int = 4
     attempts: int = 2
-    by_day: bool = False              # write a (dataset, venue, day) group at once (one pointer flip),
-                                      # not each slice as soon as it is fetched
-    append: bool = False              # a write adds to the day's active rows (book snapshots)
-    skip_empty_days: bool = False     # no bar for any instrument of a day: not a trading day
+    by_day: bool = False  # write a (dataset, venue, day) group at once (one pointer flip),
+    # not each slice as soon as it is fetched
+    append: bool = False  # a write adds to the day's active rows (book snapshots)
+    skip_empty_days: bool = False  # no bar for any instrument of a day: not a trading day
     # Sources whose rows the engine reads itself (dump CSVs through ClickHouse's file()): called on
     # the writer thread with the client and the jobs, returns {key: WriteResult or the exception}.
     load: Callable[[Any, list[Job]], dict] | None = None

@@ -19,22 +19,26 @@ class Rule:
     """Which instruments of one venue belong to the universe; an empty selector does not select."""
 
     venue: str
-    types: tuple[str, ...] = ()        # spot | perpetual | future | option (empty: every type)
-    quotes: tuple[str, ...] = ()       # quote currencies (USDT, ...)
-    settles: tuple[str, ...] = ()      # settlement currencies (USDT for linear swaps, BTC for inverse)
-    bases: tuple[str, ...] = ()        # base currencies (BTC and ETH options)
-    statuses: tuple[str, ...] = ()     # the status that day (live, suspended, ...; empty: any but ended)
-    include: tuple[str, ...] = ()      # always in, on the days the venue listed them
-    exclude: tuple[str, ...] = ()      # never in
+    types: tuple[str, ...] = ()  # spot | perpetual | future | option (empty: every type)
+    quotes: tuple[str, ...] = ()  # quote currencies (USDT, ...)
+    settles: tuple[str, ...] = ()  # settlement currencies (USDT for linear swaps, BTC for inverse)
+    bases: tuple[str, ...] = ()  # base currencies (BTC and ETH options)
+    statuses: tuple[str, ...] = ()  # the status that day (live, suspended, ...; empty: any but ended)
+    include: tuple[str, ...] = ()  # always in, on the days the venue listed them
+    exclude: tuple[str, ...] = ()  # never in
     explicit: tuple[str, ...] = field(default=())  # the sources file's explicit list: in on every day
-    top: int | None = None             # only the N the selectors admit with the largest 24 h volume
+    top: int | None = None  # only the N the selectors admit with the largest 24 h volume
 
     def __post_init__(self):
         unknown = sorted(set(self.types) - set(TYPES))
         if unknown:
-            raise ValueError(f"universe rule of {self.venue}: type(s) {', '.join(unknown)} are not one of "
-                             f"{', '.join(TYPES)}")
-        if self.top is not None and (isinstance(self.top, bool) or not isinstance(self.top, int) or self.top < 1):
+            raise ValueError(
+                f"universe rule of {self.venue}: type(s) {', '.join(unknown)} are not one of "
+                f"{', '.join(TYPES)}"
+            )
+        if self.top is not None and (
+            isinstance(self.top, bool) or not isinstance(self.top, int) or self.top < 1
+        ):
             raise ValueError(f"universe rule of {self.venue}: top is {self.top!r}, not a whole number >= 1")
 
     @property
@@ -51,10 +55,15 @@ class Rule:
 
     def selected(self, item: Instrument) -> bool:
         """The selectors (not include or exclude) admit it."""
-        return bool(self.types or self.quotes or self.settles or self.bases or self.statuses) and all((
-            not self.types or item.type in self.types, not self.quotes or item.quote in self.quotes,
-            not self.settles or item.settle in self.settles, not self.bases or item.base in self.bases,
-            not self.statuses or item.status in self.statuses))
+        return bool(self.types or self.quotes or self.settles or self.bases or self.statuses) and all(
+            (
+                not self.types or item.type in self.types,
+                not self.quotes or item.quote in self.quotes,
+                not self.settles or item.settle in self.settles,
+                not self.bases or item.base in self.bases,
+                not self.statuses or item.status in self.statuses,
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -63,17 +72,19 @@ class Cut:
 
     top: int
     snapshot: Snapshot | None  # None: the venue has no volume snapshot (none is taken by volume)
-    admitted: int              # the selectors admitted that day (before the cut)
-    ranked: int                # of them with a volume in the snapshot
-    kept: int                  # after the cut
-    units: tuple[str, ...]     # the currencies the ranked volumes count (more than one: not comparable)
+    admitted: int  # the selectors admitted that day (before the cut)
+    ranked: int  # of them with a volume in the snapshot
+    kept: int  # after the cut
+    units: tuple[str, ...]  # the currencies the ranked volumes count (more than one: not comparable)
 
     @property
     def text(self) -> str:
-        """"top 20 by 24 h volume as of 2026-11-25 00:10 UTC", with a look-ahead or no snapshot said."""
+        """ "top 20 by 24 h volume as of 2026-11-25 00:10 UTC", with a look-ahead or no snapshot said."""
         if self.snapshot is None:
-            return (f"top {self.top} by 24 h volume: no volume snapshot (refresh the instrument master), "
-                    "none taken by volume")
+            return (
+                f"top {self.top} by 24 h volume: no volume snapshot (refresh the instrument master), "
+                "none taken by volume"
+            )
         text = f"top {self.top} by 24 h volume as of {self.snapshot.taken:%Y-%m-%d %H:%M} UTC"
         if self.snapshot.look_ahead:
             text += " — after the day: look-ahead"
@@ -86,15 +97,18 @@ def top_cut(rule: Rule, selected: list[Instrument], snapshot: Snapshot | None) -
     """The `rule.top` instruments of `selected` with the largest volume in `snapshot` (ties: by name); one
     without a volume there is not ranked. No snapshot: none."""
     volumes = snapshot.volumes if snapshot is not None else {}
-    ranked = sorted((item.instrument for item in selected if item.instrument in volumes),
-                    key=lambda name: (-volumes[name].quote_volume, name))
-    kept = ranked[:rule.top]
+    ranked = sorted(
+        (item.instrument for item in selected if item.instrument in volumes),
+        key=lambda name: (-volumes[name].quote_volume, name),
+    )
+    kept = ranked[: rule.top]
     units = tuple(sorted({volumes[name].unit for name in ranked}))
     return kept, Cut(rule.top or 0, snapshot, len(selected), len(ranked), len(kept), units)
 
 
-def choose(master: Master, rule: Rule, day: date, volumes: Volumes | None = None
-           ) -> tuple[list[str], list[Instrument], list[Instrument], Cut | None]:
+def choose(
+    master: Master, rule: Rule, day: date, volumes: Volumes | None = None
+) -> tuple[list[str], list[Instrument], list[Instrument], Cut | None]:
     """(the universe on `day` sorted, what the venue listed, what the rule admitted, the top-N cut if any)."""
     chosen = {name for name in rule.explicit if name not in rule.exclude}
     listed = master.listed_on(rule.venue, day) if rule.selects else []
@@ -120,11 +134,21 @@ def explain(master: Master, rule: Rule, day: date, volumes: Volumes | None = Non
     """How `resolve` came to its answer on `day`: listed, admitted by the rule, explicit, in all; with `top`,
     the count before and after the cut and which snapshot it used (`Cut.text`)."""
     names, listed, admitted, cut = choose(master, rule, day, volumes)
-    out: dict[str, int | str] = {"listed": len(listed), "by rule": len(admitted), "explicit": len(rule.explicit),
-                                 "in the universe": len(names)}
+    out: dict[str, int | str] = {
+        "listed": len(listed),
+        "by rule": len(admitted),
+        "explicit": len(rule.explicit),
+        "in the universe": len(names),
+    }
     if cut is not None:
-        out.update({"before the cut": cut.admitted, "with a volume": cut.ranked, "after the cut": cut.kept,
-                    "top": cut.text})
+        out.update(
+            {
+                "before the cut": cut.admitted,
+                "with a volume": cut.ranked,
+                "after the cut": cut.kept,
+                "top": cut.text,
+            }
+        )
     return out
 
 

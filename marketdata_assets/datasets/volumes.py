@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 import polars as pl
@@ -22,16 +22,21 @@ from marketdata_assets.datasets.frames import UTC_US
 class Volume(NamedTuple):
     """One instrument's 24 h volume as its venue's ticker endpoint gave it when a snapshot was taken."""
 
-    venue: str            # BINANCE | BINANCE_UM | OKX | DERIBIT
-    instrument: str       # the venue's own name
-    taken: datetime       # when the snapshot was taken (the refresh's time, one for all its rows)
-    quote_volume: float   # the 24 h volume in `unit` (each venue's measure: docs/instruments.md)
-    unit: str             # the currency it counts: the quote (USDT, BTC, ...), or USD ("" when unknown)
+    venue: str  # BINANCE | BINANCE_UM | OKX | DERIBIT
+    instrument: str  # the venue's own name
+    taken: datetime  # when the snapshot was taken (the refresh's time, one for all its rows)
+    quote_volume: float  # the 24 h volume in `unit` (each venue's measure: docs/instruments.md)
+    unit: str  # the currency it counts: the quote (USDT, BTC, ...), or USD ("" when unknown)
 
 
 # The stored snapshots: a row per instrument and snapshot.
-SCHEMA: dict[str, pl.DataType] = {"venue": pl.Utf8, "instrument": pl.Utf8, "taken": UTC_US,
-                                  "quote_volume": pl.Float64, "unit": pl.Utf8}
+SCHEMA: dict[str, pl.DataType] = {
+    "venue": pl.Utf8,
+    "instrument": pl.Utf8,
+    "taken": UTC_US,
+    "quote_volume": pl.Float64,
+    "unit": pl.Utf8,
+}
 
 
 def frame(volumes: Iterable[Volume]) -> pl.DataFrame:
@@ -46,7 +51,7 @@ def from_frame(rows: pl.DataFrame) -> list[Volume]:
 
 def day_end(day: date) -> datetime:
     """The end of a UTC day: 00:00 UTC of the next day (a snapshot taken then belongs to the next day)."""
-    return datetime.combine(day + timedelta(days=1), datetime.min.time(), timezone.utc)
+    return datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC)
 
 
 def pick(times: list[datetime], day: date) -> tuple[datetime, bool] | None:
@@ -86,7 +91,9 @@ class Volumes:
             return None
         taken, look_ahead = chosen
         if (venue, taken) not in self.rows:
-            raise KeyError(f"the {venue} volume snapshot of {taken:%Y-%m-%d %H:%M} UTC (for {day}) was not read")
+            raise KeyError(
+                f"the {venue} volume snapshot of {taken:%Y-%m-%d %H:%M} UTC (for {day}) was not read"
+            )
         return Snapshot(taken, look_ahead, self.rows[(venue, taken)])
 
 

@@ -38,6 +38,7 @@ from marketdata_assets.datasets.frames import (
 # Reading wire values: a clear SourceDataError naming the source, instrument, day and request
 # --------------------------------------------------------------------------------------------
 
+
 def number(value: Any, what: str, page: Page) -> float:
     """A finite float from a vendor string ("0.01633102") or JSON number; a clear error otherwise."""
     if isinstance(value, bool) or value is None:
@@ -58,7 +59,8 @@ def integer(value: Any, what: str, page: Page) -> int:
     if isinstance(value, int):
         result = value
     elif (isinstance(value, str) and value.strip().lstrip("-").isdigit()) or (
-            isinstance(value, float) and value.is_integer()):
+        isinstance(value, float) and value.is_integer()
+    ):
         result = int(value)
     else:
         raise page.error(f"{what} is {value!r}, not an integer")
@@ -76,7 +78,9 @@ def epoch_us(value: Any, what: str, page: Page) -> int:
     if raw == 0:
         return 0
     if not EPOCH_MS_OR_US[0] <= raw < EPOCH_MS_OR_US[1]:
-        raise page.error(f"{what} is {raw}: neither epoch milliseconds nor microseconds (seconds? nanoseconds?)")
+        raise page.error(
+            f"{what} is {raw}: neither epoch milliseconds nor microseconds (seconds? nanoseconds?)"
+        )
     return epoch_to_us(raw)
 
 
@@ -101,8 +105,17 @@ def not_negative(value: float, what: str, page: Page) -> float:
     return value
 
 
-def check_bar(what: str, page: Page, ts_us: int, o: float, h: float, lo: float, c: float, volume: float,
-              minute: bool = True) -> None:
+def check_bar(
+    what: str,
+    page: Page,
+    ts_us: int,
+    o: float,
+    h: float,
+    lo: float,
+    c: float,
+    volume: float,
+    minute: bool = True,
+) -> None:
     """A bar that can be true: opens on a minute (`minute`), positive prices, low <= open/close <=
     high, volume >= 0; a clear error naming the bar otherwise."""
     if minute and ts_us % 60_000_000:
@@ -117,6 +130,7 @@ def check_bar(what: str, page: Page, ts_us: int, o: float, h: float, lo: float, 
 # --------------------------------------------------------------------------------------------
 # Building frames from parsed records
 # --------------------------------------------------------------------------------------------
+
 
 class Columns:
     """Accumulates parsed records (`add` takes the `fields` in order, `ts` in epoch microseconds);
@@ -138,8 +152,10 @@ class Columns:
     def frame(self, venue: str, instrument: str) -> pl.DataFrame:
         n = len(self._rows)
         columns = list(zip(*self._rows)) if n else [() for _ in self.fields]
-        data = {name: pl.Series(values, dtype=pl.Int64 if self.schema[name] == UTC_US else self.schema[name])
-                for name, values in zip(self.fields, columns, strict=True)}
+        data = {
+            name: pl.Series(values, dtype=pl.Int64 if self.schema[name] == UTC_US else self.schema[name])
+            for name, values in zip(self.fields, columns, strict=True)
+        }
         data["venue"] = pl.Series([venue] * n, dtype=pl.Utf8)
         data["instrument"] = pl.Series([instrument] * n, dtype=pl.Utf8)
         for name in self.fields:  # times are added as epoch microseconds
@@ -151,14 +167,14 @@ class Columns:
 class Trade(NamedTuple):
     """One trade, parsed once from a venue's answer or stream frame and sized: what every sink stores."""
 
-    ts_us: int          # the trade's time, epoch microseconds
-    trade_id: str       # the venue's id of the trade (Binance t / a, OKX tradeId, Deribit trade_id)
-    price: float        # quote currency per base unit
-    quantity: float     # base units (OKX contracts x ctVal; Deribit inverse: USD / price)
-    amount: float       # quote units (price x quantity; Deribit inverse: the USD traded)
-    side: str           # the taker's side: buy | sell
-    seq: int | None     # the venue's per-instrument sequence (quality/continuity.py), None if it has none
-    event_ms: int       # the venue's event time of the frame that carried it (else the trade's time), ms
+    ts_us: int  # the trade's time, epoch microseconds
+    trade_id: str  # the venue's id of the trade (Binance t / a, OKX tradeId, Deribit trade_id)
+    price: float  # quote currency per base unit
+    quantity: float  # base units (OKX contracts x ctVal; Deribit inverse: USD / price)
+    amount: float  # quote units (price x quantity; Deribit inverse: the USD traded)
+    side: str  # the taker's side: buy | sell
+    seq: int | None  # the venue's per-instrument sequence (quality/continuity.py), None if it has none
+    event_ms: int  # the venue's event time of the frame that carried it (else the trade's time), ms
 
 
 class TradeColumns(Columns):
@@ -199,24 +215,26 @@ DROP_REASONS: dict[str, str] = {
     "partial_rows": "some values null",
     "unconfirmed": 'a bar still forming (OKX confirm "0"): stored once it is final',
     "duplicates": "a trade id or bar time sent again with the same values (pages that overlap), a line "
-                  "repeated in a dump file, or a live trade landed twice (overlapping connections, a reconnect)",
+    "repeated in a dump file, or a live trade landed twice (overlapping connections, a reconnect)",
     "not_filled": "a liquidation order that filled nothing (a Binance liquidationSnapshot line with "
-                  "accumulated_fill_quantity 0)",
+    "accumulated_fill_quantity 0)",
     "outside_window": "stamped outside the window the request asked for",
     "past_window_edge": "beyond the window's edge in the paging direction (paging by id, or newest first, "
-                        "cannot stop exactly there): the neighbouring slice's rows",
+    "cannot stop exactly there): the neighbouring slice's rows",
     "other_instrument": "a record of another instrument answered alongside (OKX liquidations are asked "
-                        "by instrument family)",
+    "by instrument family)",
     "not_a_trade": "a landed live frame of a trade channel that is not a trade event (an ack, an error, "
-                   "another event)",
+    "another event)",
     "bad_frame": "a landed live frame that is not JSON, or a trade event with a missing or wrong field",
     "bad_line": "a line of a closed landing file that is no record (damaged: not JSON, or no receive time)",
     "not_an_event": "a landed live frame of a dataset's channel that is no event of it (an ack, an error, a "
-                    "heartbeat)",
-    "no_message": "a live event that makes no row of the dataset (a Deribit ticker of a dated future read for "
-                  "funding, ...)",
+    "heartbeat)",
+    "no_message": (
+        "a live event that makes no row of the dataset (a Deribit ticker of a dated future read for "
+        "funding, ...)"
+    ),
     "implausible_time": "stamped after now + the tolerance or before the venue's earliest plausible day "
-                        "(core/plausibility.py: an epoch-zero 1970 stamp, a year typo)",
+    "(core/plausibility.py: an epoch-zero 1970 stamp, a year typo)",
 }
 
 
@@ -234,8 +252,11 @@ class FetchNotes:
         if reason not in DROP_REASONS:
             raise ValueError(f"{reason!r} is not a documented drop reason ({sorted(DROP_REASONS)})")
         if rows:
-            counter = self.dropped_on.setdefault((instrument, day), Counter()) if day else \
-                self.dropped.setdefault(instrument, Counter())
+            counter = (
+                self.dropped_on.setdefault((instrument, day), Counter())
+                if day
+                else self.dropped.setdefault(instrument, Counter())
+            )
             counter[reason] += rows
 
     def convert(self, instrument: str, description: str) -> None:
@@ -265,12 +286,18 @@ def note_conversion(instrument: str, description: str) -> None:
 
 
 # The Tushare and Yahoo clients' own names of the rows they drop -> DROP_REASONS.
-_QUALITY_DROPS = {"null_rows": "null_rows", "null_minutes": "null_rows", "partial_rows": "partial_rows",
-                  "duplicates": "duplicates", "outside": "outside_window"}
+_QUALITY_DROPS = {
+    "null_rows": "null_rows",
+    "null_minutes": "null_rows",
+    "partial_rows": "partial_rows",
+    "duplicates": "duplicates",
+    "outside": "outside_window",
+}
 
 
-def count_quality(quality: dict[str, Counter], instrument: str, counts: dict[str, int], *,
-                  note: bool = True) -> None:
+def count_quality(
+    quality: dict[str, Counter], instrument: str, counts: dict[str, int], *, note: bool = True
+) -> None:
     """Add `counts` to a client's per-instrument quality counters; the dropped rows among them are
     noted on the running fetch too (`note=False`: the parser noted them by day itself)."""
     counter = quality.setdefault(instrument, Counter())
@@ -326,8 +353,9 @@ def nulls_in(values) -> str | None:
     return "null_rows" if nulls == len(values) else "partial_rows"
 
 
-def book_levels(levels: Any, side: str, page: Page, *, what: str, shape: str, price: str, size: str,
-                base=None) -> list[tuple[float, float]]:
+def book_levels(
+    levels: Any, side: str, page: Page, *, what: str, shape: str, price: str, size: str, base=None
+) -> list[tuple[float, float]]:
     """One side of a book answer, `[[price, size, ...], ...]`, as (price, base quantity) pairs;
     `base(price, size)` converts a venue's size (contracts, USD) into base units. `what`, `shape`,
     `price` and `size` are the venue's own words, for the error messages."""
@@ -343,20 +371,31 @@ def book_levels(levels: Any, side: str, page: Page, *, what: str, shape: str, pr
     return out
 
 
-def book_frame(venue: str, instrument: str, ts_us: int, update_id: int | None,
-               bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> pl.DataFrame:
-    rows = [("bid", i, p, q) for i, (p, q) in enumerate(bids)] + [("ask", i, p, q) for i, (p, q) in enumerate(asks)]
+def book_frame(
+    venue: str,
+    instrument: str,
+    ts_us: int,
+    update_id: int | None,
+    bids: list[tuple[float, float]],
+    asks: list[tuple[float, float]],
+) -> pl.DataFrame:
+    rows = [("bid", i, p, q) for i, (p, q) in enumerate(bids)] + [
+        ("ask", i, p, q) for i, (p, q) in enumerate(asks)
+    ]
     n = len(rows)
-    return pl.DataFrame({
-        "ts": pl.Series([ts_us] * n, dtype=pl.Int64).cast(UTC_US),
-        "venue": pl.Series([venue] * n, dtype=pl.Utf8),
-        "instrument": pl.Series([instrument] * n, dtype=pl.Utf8),
-        "side": pl.Series([r[0] for r in rows], dtype=pl.Utf8),
-        "level": pl.Series([r[1] for r in rows], dtype=pl.Int32),
-        "price": pl.Series([r[2] for r in rows], dtype=pl.Float64),
-        "quantity": pl.Series([r[3] for r in rows], dtype=pl.Float64),
-        "update_id": pl.Series([update_id] * n, dtype=pl.Int64),
-    }, schema=BOOKS_SCHEMA)
+    return pl.DataFrame(
+        {
+            "ts": pl.Series([ts_us] * n, dtype=pl.Int64).cast(UTC_US),
+            "venue": pl.Series([venue] * n, dtype=pl.Utf8),
+            "instrument": pl.Series([instrument] * n, dtype=pl.Utf8),
+            "side": pl.Series([r[0] for r in rows], dtype=pl.Utf8),
+            "level": pl.Series([r[1] for r in rows], dtype=pl.Int32),
+            "price": pl.Series([r[2] for r in rows], dtype=pl.Float64),
+            "quantity": pl.Series([r[3] for r in rows], dtype=pl.Float64),
+            "update_id": pl.Series([update_id] * n, dtype=pl.Int64),
+        },
+        schema=BOOKS_SCHEMA,
+    )
 
 
 def drop_implausible(frame: pl.DataFrame, drops: Counter | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -373,8 +412,14 @@ def drop_implausible(frame: pl.DataFrame, drops: Counter | None = None) -> tuple
     return kept, rejected
 
 
-def _window(frames: Sequence[pl.DataFrame], schema: dict, start: datetime | None, end: datetime | None,
-            drops: Counter | None, paged: str | None) -> pl.DataFrame:
+def _window(
+    frames: Sequence[pl.DataFrame],
+    schema: dict,
+    start: datetime | None,
+    end: datetime | None,
+    drops: Counter | None,
+    paged: str | None,
+) -> pl.DataFrame:
     """The pages as one frame, rows of implausible times dropped and counted (`implausible_time`,
     before any window: a 1970 stamp is not a neighbouring slice's row), then rows outside [start,
     end): `past_window_edge` on the side the pages ran towards (`paged` "forward": after `end`;
@@ -398,7 +443,9 @@ def _window(frames: Sequence[pl.DataFrame], schema: dict, start: datetime | None
     return frame
 
 
-def _once(frame: pl.DataFrame, key: str, what: str, start: datetime | None, drops: Counter | None) -> pl.DataFrame:
+def _once(
+    frame: pl.DataFrame, key: str, what: str, start: datetime | None, drops: Counter | None
+) -> pl.DataFrame:
     """Each `key` once: a row sent again with the same values is dropped and counted (`duplicates`);
     one key with different values is a SourceDataError naming it."""
     if frame.height == 0 or frame[key].is_unique().all():
@@ -409,25 +456,40 @@ def _once(frame: pl.DataFrame, key: str, what: str, start: datetime | None, drop
         value = repeated[key][0]
         rows = repeated.filter(pl.col(key) == value).drop("venue", "instrument").rows(named=True)
         value = value.isoformat() if isinstance(value, datetime) else value
-        raise SourceDataError(frame["instrument"][0], day_of(start) or day_of(frame["ts"][0]),
-                              f"{what} {value} comes {len(rows)} times with different values: "
-                              f"{str(rows)[:300]}", source=frame["venue"][0])
+        raise SourceDataError(
+            frame["instrument"][0],
+            day_of(start) or day_of(frame["ts"][0]),
+            f"{what} {value} comes {len(rows)} times with different values: {str(rows)[:300]}",
+            source=frame["venue"][0],
+        )
     if drops is not None:
         drops["duplicates"] += frame.height - distinct.height
     return distinct
 
 
-def finish_trades(frames: Sequence[pl.DataFrame], start: datetime | None = None,
-                  end: datetime | None = None, drops: Counter | None = None, paged: str | None = None) -> pl.DataFrame:
+def finish_trades(
+    frames: Sequence[pl.DataFrame],
+    start: datetime | None = None,
+    end: datetime | None = None,
+    drops: Counter | None = None,
+    paged: str | None = None,
+) -> pl.DataFrame:
     """Concatenate pages, keep [start, end), each trade id once, order by (ts, seq); `drops` counts
     what is dropped, by reason (`_window`, `_once`: one id with different values is an error)."""
-    frame = _once(_window(frames, TRADES_SCHEMA, start, end, drops, paged), "trade_id", "trade id", start, drops)
+    frame = _once(
+        _window(frames, TRADES_SCHEMA, start, end, drops, paged), "trade_id", "trade id", start, drops
+    )
     return frame.sort(["ts", "seq"], nulls_last=True, maintain_order=True)
 
 
-def finish(dataset: str, frames: Sequence[pl.DataFrame], start: datetime | None = None,
-           end: datetime | None = None, drops: Counter | None = None,
-           paged: str | None = None) -> pl.DataFrame:
+def finish(
+    dataset: str,
+    frames: Sequence[pl.DataFrame],
+    start: datetime | None = None,
+    end: datetime | None = None,
+    drops: Counter | None = None,
+    paged: str | None = None,
+) -> pl.DataFrame:
     """Any dataset's pages as one frame: [start, end) kept, each `key` once (the same row twice
     counted as a duplicate, one key with different values an error), ordered by the table's order."""
     spec = spec_for(dataset)
@@ -437,8 +499,13 @@ def finish(dataset: str, frames: Sequence[pl.DataFrame], start: datetime | None 
     return frame.sort([c for c in spec.order_by if c not in ("venue", "instrument")], maintain_order=True)
 
 
-def finish_bars(frames: Sequence[pl.DataFrame], start: datetime | None = None,
-                end: datetime | None = None, drops: Counter | None = None, paged: str | None = None) -> pl.DataFrame:
+def finish_bars(
+    frames: Sequence[pl.DataFrame],
+    start: datetime | None = None,
+    end: datetime | None = None,
+    drops: Counter | None = None,
+    paged: str | None = None,
+) -> pl.DataFrame:
     """Concatenate pages, keep [start, end), one bar per ts (the same bar twice counted, two
     different bars of one minute an error), oldest first."""
     frame = _once(_window(frames, BARS_SCHEMA, start, end, drops, paged), "ts", "the bar of", start, drops)

@@ -26,16 +26,22 @@ from marketdata_assets.stores.clickhouse import writer
 log = logging.getLogger(__name__)
 
 
-def dump_feed(root: Path, keys: list[SliceKey], *, engine_reads_files: bool, database: str,
-              run_id: str) -> Feed:
+def dump_feed(
+    root: Path, keys: list[SliceKey], *, engine_reads_files: bool, database: str, run_id: str
+) -> Feed:
     """The engine's feed for the dump slices `keys`: each slice's file found under `root` (a plain
     CSV preferred), read by the engine's file() when it can see this disk, else by `read_dump`."""
     found: dict[tuple[str, str, date], list[Path]] = {}
     for path, name in landing_dumps(root):
         dataset = DUMP_DATASETS[name.family][0]
         found.setdefault((dataset, name.instrument, name.day), []).append(path)
-    jobs = [Job((key,), sorted(found.get((key.dataset, key.instrument, key.day), []),
-                               key=lambda p: p.suffix != ".csv")) for key in keys]
+    jobs = [
+        Job(
+            (key,),
+            sorted(found.get((key.dataset, key.instrument, key.day), []), key=lambda p: p.suffix != ".csv"),
+        )
+        for key in keys
+    ]
 
     def load(client, jobs: list[Job]) -> dict:
         results: dict = {}
@@ -44,17 +50,22 @@ def dump_feed(root: Path, keys: list[SliceKey], *, engine_reads_files: bool, dat
             key, files = job.keys[0], job.args
             token = next(t for d, t, _ in DUMP_DATASETS.values() if d == key.dataset)
             if not files:
-                results[key] = FileNotFoundError(f"{key}: no dump file {key.instrument}-{token}-{key.day}.csv or "
-                                                 f".zip under {root}")
+                results[key] = FileNotFoundError(
+                    f"{key}: no dump file {key.instrument}-{token}-{key.day}.csv or .zip under {root}"
+                )
                 continue
             try:
                 empty = not has_rows(files[0])
             except (ValueError, OSError) as error:  # a corrupt zip, an unreadable file: this slice fails
-                results[key] = ValueError(f"{files[0]}: {key}: {str(error).removeprefix(files[0].name + ': ')}")
+                results[key] = ValueError(
+                    f"{files[0]}: {key}: {str(error).removeprefix(files[0].name + ': ')}"
+                )
                 continue
             if empty:
-                results[key] = ValueError(f"{files[0]}: {key}: the dump holds no rows (0 bytes or a header only); "
-                                          "not loaded over the stored day: a venue's day is never empty")
+                results[key] = ValueError(
+                    f"{files[0]}: {key}: the dump holds no rows (0 bytes or a header only); "
+                    "not loaded over the stored day: a venue's day is never empty"
+                )
             elif files[0].suffix == ".csv" and engine_reads_files:
                 csvs.setdefault(key.dataset, []).append((key, files[0]))
             else:
@@ -69,7 +80,9 @@ def dump_feed(root: Path, keys: list[SliceKey], *, engine_reads_files: bool, dat
 def _load_with_polars(client, database: str, run_id: str, key: SliceKey, path: Path):
     try:
         frame = read_dump(path, instrument=key.instrument, day=key.day, venue=key.venue)
-        result = writer.write_slice(client, database, key.dataset, frame, key.venue, key.instrument, key.day, run_id)
+        result = writer.write_slice(
+            client, database, key.dataset, frame, key.venue, key.instrument, key.day, run_id
+        )
     except Exception as error:  # noqa: BLE001 - this file fails its slice, the others load
         return RuntimeError(f"{path}: {error_text(error, str(key))}")
     return writer.WriteResult(result.rows, result.load_id, result.seconds, "polars + write_slice")
@@ -82,21 +95,37 @@ def _load_csvs(client, database: str, run_id: str, dataset: str, items: list[tup
 
     def loaded(result: writer.CsvLoadResult) -> dict:
         by_slice = {(s.instrument, s.day): s for s in result.slices}
-        return {key: writer.WriteResult(by_slice[(key.instrument, key.day)].rows,
-                                        by_slice[(key.instrument, key.day)].load_id, result.seconds, "engine file()")
-                for key, _ in items if (key.instrument, key.day) in by_slice}
+        return {
+            key: writer.WriteResult(
+                by_slice[(key.instrument, key.day)].rows,
+                by_slice[(key.instrument, key.day)].load_id,
+                result.seconds,
+                "engine file()",
+            )
+            for key, _ in items
+            if (key.instrument, key.day) in by_slice
+        }
 
     try:
-        return loaded(writer.load_csv_files(client, database, [p for _, p in items], venue, profile=profile,
-                                            run_id=run_id))
+        return loaded(
+            writer.load_csv_files(
+                client, database, [p for _, p in items], venue, profile=profile, run_id=run_id
+            )
+        )
     except Exception as error:  # noqa: BLE001 - find the bad file(s): nothing of that statement is visible
-        log.warning("%d %s dump CSVs in one statement failed (%s); loading them one by one", len(items), dataset,
-                    str(error)[:300])
+        log.warning(
+            "%d %s dump CSVs in one statement failed (%s); loading them one by one",
+            len(items),
+            dataset,
+            str(error)[:300],
+        )
     results: dict = {}
     for key, path in items:
         try:
             result = writer.load_csv_files(client, database, [path], venue, profile=profile, run_id=run_id)
-            results[key] = writer.WriteResult(result.rows, result.slices[0].load_id, result.seconds, "engine file()")
+            results[key] = writer.WriteResult(
+                result.rows, result.slices[0].load_id, result.seconds, "engine file()"
+            )
         except Exception as error:  # noqa: BLE001
             text = str(error).strip().splitlines()[0][:500]
             results[key] = RuntimeError(f"{path}: {key}: the file does not load: {text}")

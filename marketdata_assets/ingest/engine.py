@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
@@ -30,7 +30,6 @@ from marketdata_assets.datasets.slices import Feed, Fetched, Job, SliceKey
 from marketdata_assets.datasets.wire import FetchNotes, drop_implausible, noting
 from marketdata_assets.stores.clickhouse import connection, tables, writer
 
-UTC = timezone.utc
 OUTCOMES = ("ok", "failed", "skipped")
 COVERED_BY = "covered by "  # a held slice's why, then the source whose load holds it
 LEFT_OUT = "left out by the retry options"
@@ -40,10 +39,11 @@ LEFT_OUT = "left out by the retry options"
 # What a run records of each slice
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class SliceOutcome:
     key: SliceKey
-    status: str = "pending"     # ok | failed | skipped
+    status: str = "pending"  # ok | failed | skipped
     rows: int = 0
     load_id: int = 0
     error: str = ""
@@ -52,7 +52,7 @@ class SliceOutcome:
     stats: RequestStats = field(default_factory=RequestStats)
     first_ts: datetime | None = None
     last_ts: datetime | None = None
-    dropped: Counter = field(default_factory=Counter)    # rows the parser dropped, by reason
+    dropped: Counter = field(default_factory=Counter)  # rows the parser dropped, by reason
     conversions: list[str] = field(default_factory=list)  # unit conversions applied to the rows
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -65,12 +65,15 @@ class SliceOutcome:
 # The report
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class IngestReport:
     outcomes: dict[SliceKey, SliceOutcome] = field(default_factory=dict)
-    sources: dict[str, dict] = field(default_factory=dict)     # source -> request figures
-    left_out: dict[str, int] = field(default_factory=dict)     # dataset -> slices left out by the retry options
-    covered: dict[str, Counter] = field(default_factory=dict)  # dataset -> {source: slices a more faithful load holds}
+    sources: dict[str, dict] = field(default_factory=dict)  # source -> request figures
+    left_out: dict[str, int] = field(default_factory=dict)  # dataset -> slices left out by the retry options
+    covered: dict[str, Counter] = field(
+        default_factory=dict
+    )  # dataset -> {source: slices a more faithful load holds}
     seconds: float = 0.0
     # slices the run did not fetch, each with why: `held` ones are stored already (a more faithful source's
     # load, a load the retry options leave as it is, a load of when the day was in the venue's reach);
@@ -98,13 +101,16 @@ class IngestReport:
         """The report of `keys` alone (one partition's slices): its outcomes, held and not fetched slices,
         covered counts; the request figures (`sources`) stay the run's."""
         wanted = list(dict.fromkeys(keys))  # looked up, not scanned: a run of many partitions stays linear
-        mine = IngestReport(outcomes={k: self.outcomes[k] for k in wanted if k in self.outcomes},
-                            sources=self.sources, seconds=self.seconds,
-                            held={k: self.held[k] for k in wanted if k in self.held},
-                            not_fetched={k: self.not_fetched[k] for k in wanted if k in self.not_fetched})
+        mine = IngestReport(
+            outcomes={k: self.outcomes[k] for k in wanted if k in self.outcomes},
+            sources=self.sources,
+            seconds=self.seconds,
+            held={k: self.held[k] for k in wanted if k in self.held},
+            not_fetched={k: self.not_fetched[k] for k in wanted if k in self.not_fetched},
+        )
         for key, why in mine.held.items():
             if why.startswith(COVERED_BY):
-                mine.covered.setdefault(key.dataset, Counter())[why[len(COVERED_BY):]] += 1
+                mine.covered.setdefault(key.dataset, Counter())[why[len(COVERED_BY) :]] += 1
             elif why == LEFT_OUT:
                 mine.left_out[key.dataset] = mine.left_out.get(key.dataset, 0) + 1
         return mine
@@ -125,21 +131,33 @@ class IngestReport:
         return f"Successful: {sum(o.status == 'ok' for o in mine)}/{len(mine)}"
 
     def covered_text(self, dataset: str) -> str:
-        """"2 slices covered by BINANCE_ARCHIVE, 1 by BINANCE_DUMPS" ('' when none was)."""
+        """ "2 slices covered by BINANCE_ARCHIVE, 1 by BINANCE_DUMPS" ('' when none was)."""
         by = sorted(self.covered.get(dataset, Counter()).items(), key=lambda item: (-item[1], item[0]))
         if not by:
             return ""
         first, *rest = by
-        return (f"{first[1]:,} slice{'s' * (first[1] != 1)} covered by {first[0]}"
-                + "".join(f", {n:,} by {source}" for source, n in rest))
+        return f"{first[1]:,} slice{'s' * (first[1] != 1)} covered by {first[0]}" + "".join(
+            f", {n:,} by {source}" for source, n in rest
+        )
 
     def failures_table(self, limit: int = 200) -> str:
-        return table(["slice", "outcome", "error", "attempts"],
-                     ((str(o.key), o.status, o.error[:700], o.attempts) for o in self.failures()), limit=limit)
+        return table(
+            ["slice", "outcome", "error", "attempts"],
+            ((str(o.key), o.status, o.error[:700], o.attempts) for o in self.failures()),
+            limit=limit,
+        )
 
     def sources_table(self) -> str:
-        columns = ["source", "requests", "retries", "rate_limited_429", "server_errors_5xx", "transport_errors",
-                   "latency_p50_ms", "latency_p95_ms"]
+        columns = [
+            "source",
+            "requests",
+            "retries",
+            "rate_limited_429",
+            "server_errors_5xx",
+            "transport_errors",
+            "latency_p50_ms",
+            "latency_p95_ms",
+        ]
         return table(columns, ([name, *(f.get(c) for c in columns[1:])] for name, f in self.sources.items()))
 
     def metadata(self, dataset: str) -> dict[str, Any]:
@@ -161,7 +179,8 @@ class IngestReport:
                 conversions[text] = conversions.get(text, 0) + 1
         return {
             "summary": self.summary(dataset),
-            "slices_ok": len(ok), "slices_failed": sum(o.status == "failed" for o in mine),
+            "slices_ok": len(ok),
+            "slices_failed": sum(o.status == "failed" for o in mine),
             "slices_skipped": sum(o.status == "skipped" for o in mine),
             "left_out_by_retry_options": self.left_out.get(dataset, 0),
             "slices_covered": sum(self.covered.get(dataset, Counter()).values()),
@@ -170,16 +189,41 @@ class IngestReport:
             "instruments": len({o.key.instrument for o in mine}),
             "venues": ", ".join(sorted({o.key.venue for o in ok if o.key.venue})),
             "rows": sum(o.rows for o in ok),
-            "first_ts": min(firsts).isoformat() if firsts else "", "last_ts": max(lasts).isoformat() if lasts else "",
-            **{k: figures[k] for k in ("requests", "retries", "rate_limited_429", "server_errors_5xx",
-                                       "latency_p50_ms", "latency_p95_ms")},
+            "first_ts": min(firsts).isoformat() if firsts else "",
+            "last_ts": max(lasts).isoformat() if lasts else "",
+            **{
+                k: figures[k]
+                for k in (
+                    "requests",
+                    "retries",
+                    "rate_limited_429",
+                    "server_errors_5xx",
+                    "latency_p50_ms",
+                    "latency_p95_ms",
+                )
+            },
             "rows_dropped": sum(dropped.values()),
             "dropped_by_reason": dict(sorted(dropped.items())),
-            "conversions": table(["conversion", "slices"], sorted(conversions.items())) if conversions else "none",
-            "slices": table(["slice", "rows", "dropped", "requests", "retries", "429s", "p50 ms", "outcome"],
-                            ((str(o.key), o.rows, _dropped_text(o.dropped), o.stats.requests, o.stats.retries,
-                              o.stats.rate_limited, o.stats.percentile_ms(0.5),
-                              o.status + (f" ({o.note})" if o.note else "")) for o in mine), limit=200),
+            "conversions": table(["conversion", "slices"], sorted(conversions.items()))
+            if conversions
+            else "none",
+            "slices": table(
+                ["slice", "rows", "dropped", "requests", "retries", "429s", "p50 ms", "outcome"],
+                (
+                    (
+                        str(o.key),
+                        o.rows,
+                        _dropped_text(o.dropped),
+                        o.stats.requests,
+                        o.stats.retries,
+                        o.stats.rate_limited,
+                        o.stats.percentile_ms(0.5),
+                        o.status + (f" ({o.note})" if o.note else ""),
+                    )
+                    for o in mine
+                ),
+                limit=200,
+            ),
             "sources": self.sources_table(),
             "seconds": round(self.seconds, 3),
         }
@@ -194,28 +238,33 @@ def _dropped_text(dropped: Counter) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def loaded_ok(client, database: str, source: str, dataset: str, days: Sequence[date]) -> set[tuple[str, date]]:
+def loaded_ok(
+    client, database: str, source: str, dataset: str, days: Sequence[date]
+) -> set[tuple[str, date]]:
     """(instrument, day) slices whose latest ingest_log attempt by `source` succeeded."""
     if not days:
         return set()
     rows = client.query(
-        f"SELECT instrument, day FROM {clickhouse_database(database)}.ingest_log WHERE source = {{source:String}} "
-        "AND dataset = {code:String} AND day IN {days:Array(Date)} GROUP BY instrument, day "
+        f"SELECT instrument, day FROM {clickhouse_database(database)}.ingest_log WHERE source = "
+        "{source:String} AND dataset = {code:String} AND day IN {days:Array(Date)} GROUP BY instrument, day "
         "HAVING argMax(outcome, finished_at) = 'ok'",
-        parameters={"source": source, "code": spec_for(dataset).code, "days": list(days)}).result_rows
+        parameters={"source": source, "code": spec_for(dataset).code, "days": list(days)},
+    ).result_rows
     return {(r[0], r[1]) for r in rows}
 
 
-def not_ok_in_run(client, database: str, run_id: str, source: str, dataset: str,
-                  days: Sequence[date]) -> set[tuple[str, date]]:
+def not_ok_in_run(
+    client, database: str, run_id: str, source: str, dataset: str, days: Sequence[date]
+) -> set[tuple[str, date]]:
     """(instrument, day) slices that failed or were skipped in run `run_id`."""
     if not days:
         return set()
     rows = client.query(
-        f"SELECT DISTINCT instrument, day FROM {clickhouse_database(database)}.ingest_log WHERE run_id = {{run_id:String}} "
-        "AND source = {source:String} AND dataset = {code:String} AND day IN {days:Array(Date)} "
-        "AND outcome != 'ok'",
-        parameters={"run_id": run_id, "source": source, "code": spec_for(dataset).code, "days": list(days)}).result_rows
+        f"SELECT DISTINCT instrument, day FROM {clickhouse_database(database)}.ingest_log WHERE run_id = "
+        "{run_id:String} AND source = {source:String} AND dataset = {code:String} AND day IN "
+        "{days:Array(Date)} AND outcome != 'ok'",
+        parameters={"run_id": run_id, "source": source, "code": spec_for(dataset).code, "days": list(days)},
+    ).result_rows
     return {(r[0], r[1]) for r in rows}
 
 
@@ -226,8 +275,9 @@ def covered(client, database: str, source: str, keys: Iterable[SliceKey]) -> dic
     found: dict[SliceKey, str] = {}
     for dataset in sorted({k.dataset for k in keys}):
         spec, mine = spec_for(dataset), [k for k in keys if k.dataset == dataset]
-        active = tables.active_sources(client, database, dataset, {f"{k.venue}:{k.instrument}" for k in mine},
-                                       {k.day for k in mine})
+        active = tables.active_sources(
+            client, database, dataset, {f"{k.venue}:{k.instrument}" for k in mine}, {k.day for k in mine}
+        )
         for key in mine:
             holder = active.get((key.venue, key.instrument, key.day), (0, ""))[1]
             if spec.outranks(holder, source):
@@ -235,8 +285,17 @@ def covered(client, database: str, source: str, keys: Iterable[SliceKey]) -> dic
     return found
 
 
-def plan(client, database: str, source: str, keys: Iterable[SliceKey], *, retry_failed: bool = False,
-         retry_failed_from_run: str = "", replace: bool = False, report: IngestReport | None = None) -> list[SliceKey]:
+def plan(
+    client,
+    database: str,
+    source: str,
+    keys: Iterable[SliceKey],
+    *,
+    retry_failed: bool = False,
+    retry_failed_from_run: str = "",
+    replace: bool = False,
+    report: IngestReport | None = None,
+) -> list[SliceKey]:
     """The slices to fetch under the retry options (the others are counted in `report.left_out`), less
     those a more faithful source's load holds unless `replace` (counted in `report.covered` by source)."""
     keys = list(dict.fromkeys(keys))
@@ -265,25 +324,34 @@ def plan(client, database: str, source: str, keys: Iterable[SliceKey], *, retry_
     return [k for k in keep if k not in held]
 
 
-def day_blocks(days: Sequence[date], most: int, instruments: int, rows_per_day: int,
-               max_rows: int = 2_000_000) -> list[list[date]]:
+def day_blocks(
+    days: Sequence[date], most: int, instruments: int, rows_per_day: int, max_rows: int = 2_000_000
+) -> list[list[date]]:
     """A run's days cut into blocks (stages) of at most `most` days and about `max_rows` rows (~200
     MB): the whole A-share market goes a day at a time, a 150-instrument universe 20 days at a time."""
     size = max(1, min(most, max_rows // max(1, instruments * rows_per_day)))
-    return [list(days[i:i + size]) for i in range(0, len(days), size)]
+    return [list(days[i : i + size]) for i in range(0, len(days), size)]
 
 
 # --------------------------------------------------------------------------------------------
 # Running
 # --------------------------------------------------------------------------------------------
 
+
 class Engine:
     """`Engine(connect, database, run_id, log=...).run(stages)`; `connect()` gives a ClickHouse
     client as a context manager (one per run, used from the writer thread)."""
 
-    def __init__(self, connect: Callable[[], Any], database: str, run_id: str, *,
-                 log: Callable[[str], None] | None = None, progress_every_s: float = 10.0,
-                 deadline_s: float | None = None):
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        database: str,
+        run_id: str,
+        *,
+        log: Callable[[str], None] | None = None,
+        progress_every_s: float = 10.0,
+        deadline_s: float | None = None,
+    ):
         self.connect, self.database, self.run_id = connect, database, run_id
         self.log = log or (lambda message: None)
         self.progress_every_s = progress_every_s
@@ -315,8 +383,12 @@ class Engine:
                 for feed in feeds:
                     if feed.client is not None and id(feed.client) not in apis:
                         apis[id(feed.client)] = await stack.enter_async_context(feed.client())
-                await asyncio.gather(*(_FeedRun(self, client, pool, feed, report).run(apis.get(id(feed.client)))
-                                       for feed in feeds))
+                await asyncio.gather(
+                    *(
+                        _FeedRun(self, client, pool, feed, report).run(apis.get(id(feed.client)))
+                        for feed in feeds
+                    )
+                )
                 for feed in feeds:
                     if feed.client is not None:
                         report.sources[feed.source] = apis[id(feed.client)].figures()
@@ -347,8 +419,9 @@ class _FeedRun:
     async def run(self, api) -> None:
         feed = self.feed
         queue: deque[tuple[Job, int]] = deque((job, 0) for job in feed.jobs)
-        self.engine.log(f"{feed.source}: {len(self.outcomes)} slices in {len(feed.jobs)} fetches, "
-                        f"{feed.workers} at once")
+        self.engine.log(
+            f"{feed.source}: {len(self.outcomes)} slices in {len(feed.jobs)} fetches, {feed.workers} at once"
+        )
         writes: list[asyncio.Future] = []
         if feed.load is not None:
             for job in feed.jobs:
@@ -379,12 +452,18 @@ class _FeedRun:
                 remaining = self.engine.remaining()
                 if self.stopped is None and remaining is not None and remaining <= 0:
                     self.stopped = TimeoutError(f"the run's deadline of {self.engine.deadline_s:g} s passed")
-                    self.engine.log(f"{self.feed.source}: {self.stopped}; the remaining slices are skipped "
-                                    "(retry_failed picks them up)")
+                    self.engine.log(
+                        f"{self.feed.source}: {self.stopped}; the remaining slices are skipped "
+                        "(retry_failed picks them up)"
+                    )
                 if self.stopped is not None:
                     for key in job.keys:
-                        self._settle(key, "skipped", f"not attempted: {self.feed.source} {key.dataset} stopped: "
-                                                     f"{self.stopped}", writes)
+                        self._settle(
+                            key,
+                            "skipped",
+                            f"not attempted: {self.feed.source} {key.dataset} stopped: {self.stopped}",
+                            writes,
+                        )
                     continue
                 stats, notes = RequestStats(), FetchNotes()
                 for key in job.keys:
@@ -398,23 +477,32 @@ class _FeedRun:
                 except STOP_ERRORS as error:
                     if self.stopped is None:
                         self.stopped = error
-                        self.engine.log(f"{self.feed.source} {job.keys[0].dataset}: STOPPED, no further requests in "
-                                        f"this run: {error}")
+                        self.engine.log(
+                            f"{self.feed.source} {job.keys[0].dataset}: STOPPED, no further requests in "
+                            f"this run: {error}"
+                        )
                     self._fail_job(job, error, stats, writes)
                     continue
                 except Exception as error:  # noqa: BLE001 - one job's failure never stops the others
-                    if isinstance(error, TimeoutError) and remaining is not None and self.engine.remaining() <= 0:
+                    if (
+                        isinstance(error, TimeoutError)
+                        and remaining is not None
+                        and self.engine.remaining() <= 0
+                    ):
                         # the run's deadline, mid-fetch: this job fails, the remaining ones are skipped
                         self.stopped = self.stopped or TimeoutError(
-                            f"the run's deadline of {self.engine.deadline_s:g} s passed during a fetch")
+                            f"the run's deadline of {self.engine.deadline_s:g} s passed during a fetch"
+                        )
                         self._fail_job(job, self.stopped, stats, writes)
                         continue
                     if len({k.instrument for k in job.keys}) > 1:
                         queue.extend((part, attempt) for part in job.split())
                         continue
                     if attempt + 1 < self.feed.attempts and not isinstance(error, SourceRequestError):
-                        self.engine.log(f"{self.feed.source}: {error_text(error, str(job.keys[0]))} (attempt "
-                                        f"{attempt + 1} of {self.feed.attempts}; retried after the others)")
+                        self.engine.log(
+                            f"{self.feed.source}: {error_text(error, str(job.keys[0]))} (attempt "
+                            f"{attempt + 1} of {self.feed.attempts}; retried after the others)"
+                        )
                         queue.append((job, attempt + 1))
                         self.outcomes[job.keys[0]].stats.add(stats)
                         continue
@@ -456,8 +544,10 @@ class _FeedRun:
             for instrument, rows in rejected.group_by("instrument").len().iter_rows():
                 if instrument in first:
                     self.outcomes[first[instrument]].dropped["implausible_time"] += rows
-            self.engine.log(f"{self.feed.source}: {rejected.height} fetched row(s) with an implausible timestamp "
-                            f"dropped ({job.keys[0]}...), e.g. {rejected['instrument'][0]}: {rejected['reason'][0]}")
+            self.engine.log(
+                f"{self.feed.source}: {rejected.height} fetched row(s) with an implausible timestamp "
+                f"dropped ({job.keys[0]}...), e.g. {rejected['instrument'][0]}: {rejected['reason'][0]}"
+            )
         return kept
 
     def _take(self, job: Job, fetched: Fetched, writes: list) -> None:
@@ -467,17 +557,31 @@ class _FeedRun:
         taken = 0
         for key in job.keys:
             start, end = day_window(key.day)
-            part = frame.filter((pl.col("instrument") == key.instrument) & (pl.col("ts") >= start)
-                                & (pl.col("ts") < end)) if frame.height else frame
+            part = (
+                frame.filter(
+                    (pl.col("instrument") == key.instrument) & (pl.col("ts") >= start) & (pl.col("ts") < end)
+                )
+                if frame.height
+                else frame
+            )
             taken += part.height
             venue = key.venue or venues.get(key.instrument) or (part["venue"][0] if part.height else "")
             self._settle(key, "fetched", "", writes, part, venue)
         if frame.height > taken:
-            self.engine.log(f"{self.feed.source}: {frame.height - taken} fetched row(s) outside the requested "
-                            f"slices ({job.keys[0]}...) not written")
+            self.engine.log(
+                f"{self.feed.source}: {frame.height - taken} fetched row(s) outside the requested "
+                f"slices ({job.keys[0]}...) not written"
+            )
 
-    def _settle(self, key: SliceKey, status: str, error: str, writes: list, frame: pl.DataFrame | None = None,
-                venue: str = "") -> None:
+    def _settle(
+        self,
+        key: SliceKey,
+        status: str,
+        error: str,
+        writes: list,
+        frame: pl.DataFrame | None = None,
+        venue: str = "",
+    ) -> None:
         outcome = self.outcomes[key]
         group = self._group(key)
         if status == "fetched":
@@ -506,8 +610,10 @@ class _FeedRun:
         """Runs on the writer thread: one write per venue of the group."""
         dataset, day = group[:2]
         if self.feed.skip_empty_days and all(frame.height == 0 for frame in slices.values()):
-            self.engine.log(f"{self.feed.source} {dataset} {day}: no rows for any of {len(slices)} instruments: "
-                            "not a trading day, nothing written")
+            self.engine.log(
+                f"{self.feed.source} {dataset} {day}: no rows for any of {len(slices)} instruments: "
+                "not a trading day, nothing written"
+            )
             for key in slices:
                 self._done(key, 0, 0, None, note="not a trading day (no bars for any instrument)")
             return
@@ -526,7 +632,9 @@ class _FeedRun:
                     if self.outcomes[self._original(key)].status not in OUTCOMES:
                         self._fail(key, message)
 
-    def _write_venue(self, client, dataset: str, venue: str, day: date, items: dict[SliceKey, pl.DataFrame]) -> None:
+    def _write_venue(
+        self, client, dataset: str, venue: str, day: date, items: dict[SliceKey, pl.DataFrame]
+    ) -> None:
         if not venue:
             for key in items:
                 self._fail(key, f"{key}: the source named no venue for it")
@@ -548,22 +656,38 @@ class _FeedRun:
         if len(good) > 1:  # one slice's write is in the progress line, the metadata and the ingest log (a
             # line each would be an event-log row per slice: 5 ms of a run's CPU each at 2,000 instruments)
             rows = sum(f.height for f in good.values())
-            self.engine.log(f"wrote {dataset} {venue} {day}: {len(good)} instruments, {rows:,} rows in one load batch")
+            self.engine.log(
+                f"wrote {dataset} {venue} {day}: {len(good)} instruments, {rows:,} rows in one load batch"
+            )
 
-    def _write(self, client, dataset: str, venue: str, day: date, items: dict[SliceKey, pl.DataFrame]) -> dict:
+    def _write(
+        self, client, dataset: str, venue: str, day: date, items: dict[SliceKey, pl.DataFrame]
+    ) -> dict:
         """One load per instrument and one pointer flip for the group (`append`: after the day's rows)."""
         db = self.engine.database
         frames = list(items.values())
         if self.feed.append:
             start, end = day_window(day)
-            frames += [tables.read_range(client, db, dataset, venue, key.instrument, start, end) for key in items]
-        return writer.write_slices(client, db, dataset, pl.concat(frames, how="vertical"), venue, day,
-                                   self.engine.run_id, instruments=[key.instrument for key in items])
+            frames += [
+                tables.read_range(client, db, dataset, venue, key.instrument, start, end) for key in items
+            ]
+        return writer.write_slices(
+            client,
+            db,
+            dataset,
+            pl.concat(frames, how="vertical"),
+            venue,
+            day,
+            self.engine.run_id,
+            instruments=[key.instrument for key in items],
+        )
 
     def _original(self, key: SliceKey) -> SliceKey:
         return key if key in self.outcomes else replace(key, venue="")
 
-    def _done(self, key: SliceKey, rows: int, load_id: int, frame: pl.DataFrame | None, note: str = "") -> None:
+    def _done(
+        self, key: SliceKey, rows: int, load_id: int, frame: pl.DataFrame | None, note: str = ""
+    ) -> None:
         outcome = self.outcomes[self._original(key)]
         outcome.key = key
         outcome.rows, outcome.load_id, outcome.note = rows, load_id, note
@@ -586,14 +710,27 @@ class _FeedRun:
 
     def _log_row(self, o: SliceOutcome) -> dict:
         now = datetime.now(UTC)
-        return {"run_id": self.engine.run_id, "source": self.feed.source, "dataset": spec_for(o.key.dataset).code,
-                "venue": o.key.venue, "instrument": o.key.instrument, "day": o.key.day, "rows": o.rows,
-                "requests": o.stats.requests, "retries": o.stats.retries, "rate_limited": o.stats.rate_limited,
-                "latency_p50_ms": o.stats.percentile_ms(0.5) or 0.0,
-                "latency_p95_ms": o.stats.percentile_ms(0.95) or 0.0,
-                "outcome": o.status if o.status in OUTCOMES else "failed", "error": o.error or o.note,
-                "load_id": o.load_id, "started_at": o.started_at or now, "finished_at": o.finished_at or now,
-                "dropped": dict(o.dropped), "conversions": o.conversions}
+        return {
+            "run_id": self.engine.run_id,
+            "source": self.feed.source,
+            "dataset": spec_for(o.key.dataset).code,
+            "venue": o.key.venue,
+            "instrument": o.key.instrument,
+            "day": o.key.day,
+            "rows": o.rows,
+            "requests": o.stats.requests,
+            "retries": o.stats.retries,
+            "rate_limited": o.stats.rate_limited,
+            "latency_p50_ms": o.stats.percentile_ms(0.5) or 0.0,
+            "latency_p95_ms": o.stats.percentile_ms(0.95) or 0.0,
+            "outcome": o.status if o.status in OUTCOMES else "failed",
+            "error": o.error or o.note,
+            "load_id": o.load_id,
+            "started_at": o.started_at or now,
+            "finished_at": o.finished_at or now,
+            "dropped": dict(o.dropped),
+            "conversions": o.conversions,
+        }
 
     def _count_done(self) -> None:
         self.done += 1
@@ -602,12 +739,18 @@ class _FeedRun:
 
     def _progress(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and self.last_report is not None and now - self.last_report < self.engine.progress_every_s:
+        if (
+            not force
+            and self.last_report is not None
+            and now - self.last_report < self.engine.progress_every_s
+        ):
             return
         self.last_report = now
         counts = {s: sum(o.status == s for o in self.outcomes.values()) for s in OUTCOMES}
         rows = sum(o.rows for o in self.outcomes.values() if o.status == "ok")
         eta = progress.eta_text(self.done, len(self.outcomes), now - self.started)
-        self.engine.log(f"{self.feed.source}: {self.done}/{len(self.outcomes)} slices settled ({counts['ok']} ok, "
-                        f"{counts['failed']} failed, {counts['skipped']} skipped), {rows:,} rows written"
-                        + (f", {eta}" if eta else ""))
+        self.engine.log(
+            f"{self.feed.source}: {self.done}/{len(self.outcomes)} slices settled ({counts['ok']} ok, "
+            f"{counts['failed']} failed, {counts['skipped']} skipped), {rows:,} rows written"
+            + (f", {eta}" if eta else "")
+        )

@@ -1,7 +1,8 @@
 """The instrument master at work: a venue's listing read and turned into the versions to store (`refresh`),
 with a snapshot of its 24 h volumes beside them (universe rules' top N); a run's clients sized by the stored
 master (`sized_by`), what they had to look up stored back (`keep_learned`), so a day's sizes come from the
-version valid that day and no instrument is asked twice; the universes resolved from both (`universe_resolver`).
+version valid that day and no instrument is asked twice; the universes resolved from both
+(`universe_resolver`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from marketdata_assets.datasets.instruments import CLOSED, VERSIONED, Instrument, Master, Version, changes
 from marketdata_assets.datasets.universe import Cut, Rule, choose
@@ -43,11 +44,13 @@ def stored_master(client, database: str, venues=None) -> Master:
 
 def sized_by(make_client: Callable, master: Master) -> Callable:
     """`make_client` whose clients size contracts by `master` (a client with no contract sizes: as it is)."""
+
     def make():
         api = make_client()
         if hasattr(api, "master"):
             api.master = master
         return api
+
     return make
 
 
@@ -58,7 +61,7 @@ def keep_learned(client, database: str, master: Master) -> int:
     if not learned:
         return 0
     stored = store_versions(client, database, learned)
-    del master.added[:len(learned)]  # lookups of other threads append after them
+    del master.added[: len(learned)]  # lookups of other threads append after them
     return stored
 
 
@@ -73,12 +76,18 @@ def stored_volumes(client, database: str, rules: dict[str, Rule], days) -> Volum
     return Volumes(read_volumes(client, database, needed(times, days)), times)
 
 
-def universe_resolver(master: Master, rules: dict[str, Rule], unreadable: set[str], volumes: Volumes | None = None,
-                      cuts: dict[tuple[str, date], Cut] | None = None) -> Callable[[str, date], list[str]]:
+def universe_resolver(
+    master: Master,
+    rules: dict[str, Rule],
+    unreadable: set[str],
+    volumes: Volumes | None = None,
+    cuts: dict[tuple[str, date], Cut] | None = None,
+) -> Callable[[str, date], list[str]]:
     """(venue, day) -> the venue's universe that day by its rule (`rules`: venue -> Rule; a top N ranked by
     `volumes`, each day's cut kept in `cuts` for the caller to say), without the names its naming cannot
     read (collected into `unreadable` as VENUE:NAME, for the caller to say); the explicit instruments
     always stay."""
+
     def universe(venue: str, day: date) -> list[str]:
         rule = rules.get(venue)
         if rule is None:
@@ -89,6 +98,7 @@ def universe_resolver(master: Master, rules: dict[str, Rule], unreadable: set[st
         readable = [name for name in names if name in rule.explicit or _readable(venue, name)]
         unreadable.update(f"{venue}:{name}" for name in names if name not in readable)
         return readable
+
     return universe
 
 
@@ -118,37 +128,46 @@ class Refresh:
     """One venue's listing against its stored master."""
 
     venue: str
-    listed: int                # instruments the venue lists now
-    versions: list[Version]    # to append: new instruments, changes, endings
-    new: list[str]             # never seen before
+    listed: int  # instruments the venue lists now
+    versions: list[Version]  # to append: new instruments, changes, endings
+    new: list[str]  # never seen before
     changed: dict[str, list[str]]  # instrument -> the fields that changed (contract_value, status, ...)
-    ended: dict[str, str]      # instrument -> its ending status (expired, gone, delisted)
+    ended: dict[str, str]  # instrument -> its ending status (expired, gone, delisted)
     skipped: dict[str, int] = field(default_factory=dict)  # archived symbols not taken, by reason
-    volumes: int = 0               # instruments in the 24 h volume snapshot taken with it
+    volumes: int = 0  # instruments in the 24 h volume snapshot taken with it
 
 
 def refresh(master: Master, venue: str, listing: list[Instrument], now: datetime | None = None) -> Refresh:
     """What `listing` (the venue's whole master now) adds to the stored one: never overwrites, ends what
     left the listing (expired if its expiry passed, else gone)."""
-    now = now or datetime.now(timezone.utc)
-    venues = {item.venue for item in listing} | {venue}  # a source may list several venues (Tushare: SSE, SZSE, BSE)
+    now = now or datetime.now(UTC)
+    venues = {item.venue for item in listing} | {
+        venue
+    }  # a source may list several venues (Tushare: SSE, SZSE, BSE)
     current = {key: item for key, item in master.current().items() if key[0] in venues}
     versions = changes(current, listing, now, complete=True)
     new = [v.instrument.instrument for v in versions if v.instrument.key not in current]
-    ended = {v.instrument.instrument: v.instrument.status for v in versions
-             if v.instrument.key in current and v.instrument.status in CLOSED
-             and current[v.instrument.key].status not in CLOSED}
-    changed = {v.instrument.instrument: [f for f in VERSIONED if getattr(before, f) != getattr(v.instrument, f)]
-               for v in versions if (before := current.get(v.instrument.key)) is not None
-               and v.instrument.instrument not in ended}
+    ended = {
+        v.instrument.instrument: v.instrument.status
+        for v in versions
+        if v.instrument.key in current
+        and v.instrument.status in CLOSED
+        and current[v.instrument.key].status not in CLOSED
+    }
+    changed = {
+        v.instrument.instrument: [f for f in VERSIONED if getattr(before, f) != getattr(v.instrument, f)]
+        for v in versions
+        if (before := current.get(v.instrument.key)) is not None and v.instrument.instrument not in ended
+    }
     return Refresh(venue, len(listing), versions, new, changed, ended)
 
 
 ARCHIVED = {"BINANCE": "spot", "BINANCE_UM": "um"}  # venues whose delisted symbols the archive site lists
 
 
-async def venue_listing(make_client: Callable, taken: datetime | None = None
-                        ) -> tuple[list[Instrument], list[Volume], str | None]:
+async def venue_listing(
+    make_client: Callable, taken: datetime | None = None
+) -> tuple[list[Instrument], list[Volume], str | None]:
     """The venue's whole master now (its client's `listing`) and, with `taken`, every instrument's 24 h volume
     stamped so (its client's `volumes`; none for a venue without them), in one session of the client; the
     error of volumes that could not be read (the listing still counts)."""
@@ -162,8 +181,9 @@ async def venue_listing(make_client: Callable, taken: datetime | None = None
             return listed, [], f"{type(error).__name__}: {error}"
 
 
-async def archived_only(make_archive: Callable, venue: str, listed: set[str], known: dict, today: date,
-                        skipped: Counter) -> list[Instrument]:
+async def archived_only(
+    make_archive: Callable, venue: str, listed: set[str], known: dict, today: date, skipped: Counter
+) -> list[Instrument]:
     """The symbols the archive site has daily trade files for that the venue no longer lists (delisted), each
     once: listed on its first file's day, ended after its last (a name the venue's naming cannot read is
     skipped, counted)."""
@@ -182,19 +202,42 @@ async def archived_only(make_archive: Callable, venue: str, listed: set[str], kn
             if days is None:
                 skipped["no_daily_files"] += 1
                 continue
-            first, last = (datetime.combine(d, datetime.min.time(), timezone.utc) for d in days)
-            out.append(Instrument(venue, name, named.contract_type, named.base, named.quote, named.quote, False, 1.0,
-                                  1.0, named.base, None, None, None, first, last + timedelta(days=1), "delisted"))
+            first, last = (datetime.combine(d, datetime.min.time(), UTC) for d in days)
+            out.append(
+                Instrument(
+                    venue,
+                    name,
+                    named.contract_type,
+                    named.base,
+                    named.quote,
+                    named.quote,
+                    False,
+                    1.0,
+                    1.0,
+                    named.base,
+                    None,
+                    None,
+                    None,
+                    first,
+                    last + timedelta(days=1),
+                    "delisted",
+                )
+            )
     return out
 
 
-def refresh_venues(client, database: str, makers: dict[str, Callable], now: datetime | None = None,
-                   archive: Callable | None = None) -> tuple[list[Refresh], dict[str, str]]:
+def refresh_venues(
+    client,
+    database: str,
+    makers: dict[str, Callable],
+    now: datetime | None = None,
+    archive: Callable | None = None,
+) -> tuple[list[Refresh], dict[str, str]]:
     """Each venue's listing read and its versions stored, with a snapshot of its 24 h volumes stamped `now`
     (with `archive`, a client maker of the archive site: the Binance symbols only it still lists, as
     delisted): (the refreshes, venue -> the error of a venue whose listing could not be read, or whose
     volumes could not: its versions are stored all the same; the others are stored)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     master = stored_master(client, database, set(makers))
     ensure_volumes_table(client, database)
     done, failed = [], {}
@@ -203,8 +246,16 @@ def refresh_venues(client, database: str, makers: dict[str, Callable], now: date
         try:
             venue_now, volumes, volumes_failed = asyncio.run(venue_listing(make, now))
             if archive is not None and venue in ARCHIVED:
-                venue_now += asyncio.run(archived_only(archive, venue, {i.instrument for i in venue_now},
-                                                       master.current(venue), now.date(), skipped))
+                venue_now += asyncio.run(
+                    archived_only(
+                        archive,
+                        venue,
+                        {i.instrument for i in venue_now},
+                        master.current(venue),
+                        now.date(),
+                        skipped,
+                    )
+                )
         except Exception as error:  # noqa: BLE001  (one venue's failure is reported, the others go on)
             failed[venue] = f"{type(error).__name__}: {error}"
             continue
@@ -217,5 +268,17 @@ def refresh_venues(client, database: str, makers: dict[str, Callable], now: date
     return done, failed
 
 
-__all__ = ["Refresh", "archived_only", "cut_warnings", "keep_learned", "refresh", "refresh_venues", "sized_by",
-           "stored_master", "stored_versions", "stored_volumes", "universe_resolver", "venue_listing"]
+__all__ = [
+    "Refresh",
+    "archived_only",
+    "cut_warnings",
+    "keep_learned",
+    "refresh",
+    "refresh_venues",
+    "sized_by",
+    "stored_master",
+    "stored_versions",
+    "stored_volumes",
+    "universe_resolver",
+    "venue_listing",
+]

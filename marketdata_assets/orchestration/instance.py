@@ -27,8 +27,9 @@ MAX_OVERFLOW = 20  # connections beyond the kept one, for threads writing at onc
 def command_instance() -> Iterator[dg.DagsterInstance]:
     """The instance of DAGSTER_HOME, entered, its Postgres storages pooled."""
     with dg.DagsterInstance.get() as instance:
-        instance.optimize_for_webserver(statement_timeout=0, pool_recycle=POOL_RECYCLE_SECONDS,
-                                        max_overflow=MAX_OVERFLOW)
+        instance.optimize_for_webserver(
+            statement_timeout=0, pool_recycle=POOL_RECYCLE_SECONDS, max_overflow=MAX_OVERFLOW
+        )
         for engine in postgres_engines(instance):
             event.listen(engine, "checkout", _ping)
         yield instance

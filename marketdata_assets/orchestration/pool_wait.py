@@ -71,7 +71,8 @@ def _say(plan_context, message: str) -> None:
 def _next_check_in(self: ActiveExecution, claims) -> float:
     now = time.time()
     moments = list(getattr(claims, "_pending_timeouts", {}).values()) + list(
-        getattr(self, "_waiting_to_retry", {}).values())
+        getattr(self, "_waiting_to_retry", {}).values()
+    )
     return min(MAX_WAIT_S, max(SLICE_S, min((m - now for m in moments), default=1.0)))
 
 
@@ -82,7 +83,10 @@ def _wait(self: ActiveExecution, claims, plan_context) -> None:
         if check_captured_interrupt():
             pop_captured_interrupt()
             INTERRUPTED.set()
-            _say(plan_context, "interrupted while waiting for a pool slot: the run stops, nothing stays claimed")
+            _say(
+                plan_context,
+                "interrupted while waiting for a pool slot: the run stops, nothing stays claimed",
+            )
             raise DagsterExecutionInterruptedError()
         time.sleep(SLICE_S)
     if time.monotonic() - last_sweep[0] >= RESWEEP_S:

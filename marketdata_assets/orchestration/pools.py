@@ -2,8 +2,8 @@
 Dagster instance: they stay as they are).
 
 Assets name their pool (`@dg.asset(pool=pools.MONGODB)`); dagster.yaml gives unconfigured pools
-one slot, and `python -m marketdata_assets.orchestration.pools apply` (run by `make run`) sets the limits below
-on the instance.
+one slot, and `python -m marketdata_assets.orchestration.pools apply` (run by `make run`) sets the limits
+below on the instance.
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ def pool_limits() -> dict[str, int]:
         CLICKHOUSE: clickhouse,
         # One step per source across all runs: each client enforces the source's rate limit
         # for its own requests, so two concurrent steps would together exceed it.
-        ALPHA_API: 1, TUSHARE: 1, YAHOO: 1, CRYPTO_VENUES: 1,
+        ALPHA_API: 1,
+        TUSHARE: 1,
+        YAHOO: 1,
+        CRYPTO_VENUES: 1,
     }
 
 
@@ -59,8 +62,13 @@ def main(argv: list[str]) -> int:
 
     error = storage_reachable()
     if error is not None:
-        error = StoreUnavailable(error.store, error.address, error.reason, "Start it with `make stack-up` (or set "
-                                 "DAGSTER_PG_HOST/DAGSTER_PG_PORT to a running server), then apply again.")
+        error = StoreUnavailable(
+            error.store,
+            error.address,
+            error.reason,
+            "Start it with `make stack-up` (or set "
+            "DAGSTER_PG_HOST/DAGSTER_PG_PORT to a running server), then apply again.",
+        )
         print(f"FAILED: {error}", file=sys.stderr)
         return STORAGE_DOWN_EXIT
     with dg.DagsterInstance.get() as instance:

@@ -42,11 +42,16 @@ def slots_by_run(instance: dg.DagsterInstance, pools: list[str] | None = None) -
     return held
 
 
-def sweep(instance: dg.DagsterInstance, pools: list[str] | None = None) -> tuple[list[RunView], dict[str, int]]:
+def sweep(
+    instance: dg.DagsterInstance, pools: list[str] | None = None
+) -> tuple[list[RunView], dict[str, int]]:
     """Fail this host's unfinished runs whose process is gone; free the slots of every run that can no
     longer use them. Returns (runs failed, slots freed per pool)."""
-    records = instance.get_run_records(dg.RunsFilter(
-        statuses=[dg.DagsterRunStatus(s) for s in UNFINISHED], tags={HOST_TAG: socket.gethostname()}))
+    records = instance.get_run_records(
+        dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus(s) for s in UNFINISHED], tags={HOST_TAG: socket.gethostname()}
+        )
+    )
     dead = dead_runs([view(r) for r in records])
     held = slots_by_run(instance, pools)
     for run in dead:
@@ -56,8 +61,11 @@ def sweep(instance: dg.DagsterInstance, pools: list[str] | None = None) -> tuple
     freeing = {run.run_id for run in dead}
     others = [run_id for run_id in held if run_id not in freeing]
     if others:  # slots of runs that ended (or were deleted) without freeing them
-        live = {r.dagster_run.run_id for r in instance.get_run_records(dg.RunsFilter(run_ids=others))
-                if r.dagster_run.status not in FINISHED}
+        live = {
+            r.dagster_run.run_id
+            for r in instance.get_run_records(dg.RunsFilter(run_ids=others))
+            if r.dagster_run.status not in FINISHED
+        }
         freeing |= {run_id for run_id in others if run_id not in live}
     freed: Counter = Counter()
     storage = instance.event_log_storage
@@ -74,38 +82,54 @@ def holders(instance: dg.DagsterInstance, pool: str) -> tuple[int, list[RunView]
     run_ids = list(dict.fromkeys(slot.run_id for slot in info.claimed_slots))
     records = instance.get_run_records(dg.RunsFilter(run_ids=run_ids)) if run_ids else []
     by_id = {r.dagster_run.run_id: view(r) for r in records}
-    return info.limit or info.slot_count, [by_id.get(run_id, RunView(run_id, "UNKNOWN")) for run_id in run_ids]
+    return info.limit or info.slot_count, [
+        by_id.get(run_id, RunView(run_id, "UNKNOWN")) for run_id in run_ids
+    ]
 
 
 def storage_address() -> str:
-    return (f"{settings.get('DAGSTER_PG_HOST')}:{settings.get('DAGSTER_PG_PORT')} "
-            f"(database {settings.get('DAGSTER_PG_DB')}, user {settings.get('DAGSTER_PG_USER')})")
+    return (
+        f"{settings.get('DAGSTER_PG_HOST')}:{settings.get('DAGSTER_PG_PORT')} "
+        f"(database {settings.get('DAGSTER_PG_DB')}, user {settings.get('DAGSTER_PG_USER')})"
+    )
 
 
 def storage_unavailable(reason: str) -> StoreUnavailable:
     return StoreUnavailable(
-        "Dagster's storage (Postgres)", storage_address(), reason,
+        "Dagster's storage (Postgres)",
+        storage_address(),
+        reason,
         "Start it with `make stack-up` (or set DAGSTER_PG_HOST/DAGSTER_PG_PORT to a running server), then "
         "re-run the same command: it first marks a run stopped by this failed and frees its pool slots; what "
-        "was committed is skipped.")
+        "was committed is skipped.",
+    )
 
 
 def storage_reachable(timeout_s: int = 3) -> StoreUnavailable | None:
     """None when Dagster's Postgres answers now; else the error to show (no password in it)."""
     password = settings.get("DAGSTER_PG_PASSWORD")
     try:
-        psycopg.connect(host=settings.get("DAGSTER_PG_HOST"), port=settings.get("DAGSTER_PG_PORT"),
-                        user=settings.get("DAGSTER_PG_USER"), password=password or None,
-                        dbname=settings.get("DAGSTER_PG_DB"), connect_timeout=timeout_s).close()
+        psycopg.connect(
+            host=settings.get("DAGSTER_PG_HOST"),
+            port=settings.get("DAGSTER_PG_PORT"),
+            user=settings.get("DAGSTER_PG_USER"),
+            password=password or None,
+            dbname=settings.get("DAGSTER_PG_DB"),
+            connect_timeout=timeout_s,
+        ).close()
     except psycopg.Error as error:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         return storage_unavailable(scrub(lines[0] if lines else type(error).__name__, password))
     return None
 
 
-@dg.sensor(name="dead_run_sweep", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Marks failed the runs of this host whose process is gone and frees pool slots "
-                       "no run can use any more (marketdata_assets.orchestration.runs.sweep).")
+@dg.sensor(
+    name="dead_run_sweep",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks failed the runs of this host whose process is gone and frees pool slots "
+    "no run can use any more (marketdata_assets.orchestration.runs.sweep).",
+)
 def dead_run_sweep(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     line = swept_line(*sweep(context.instance))
     if line:

@@ -16,8 +16,9 @@ import dagster as dg
 PAGE = 1000
 
 
-def partitions_to_request(instance: dg.DagsterInstance, asset_key: dg.AssetKey,
-                          newest_change_ns: Mapping[str, int]) -> list[str]:
+def partitions_to_request(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, newest_change_ns: Mapping[str, int]
+) -> list[str]:
     """The partitions of `newest_change_ns` (partition key -> newest change, ns since the epoch)
     that no run started after that change has materialized, in key order."""
     if not newest_change_ns:
@@ -28,8 +29,12 @@ def partitions_to_request(instance: dg.DagsterInstance, asset_key: dg.AssetKey,
     cursor = None
     while True:
         page = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=sorted(newest_change_ns),
-                                  after_timestamp=oldest_s), limit=PAGE, cursor=cursor)
+            dg.AssetRecordsFilter(
+                asset_key=asset_key, asset_partitions=sorted(newest_change_ns), after_timestamp=oldest_s
+            ),
+            limit=PAGE,
+            cursor=cursor,
+        )
         for record in page.records:
             partition = record.partition_key
             if partition is None or partition in loaded:

@@ -57,21 +57,44 @@ class AlphaCoverage:
         return sum(c.stored for c in self.cells.values()) / expected if expected else 1.0
 
     def incomplete(self) -> list[tuple[AccountMonth, Cell]]:
-        return [(key, cell) for key, cell in sorted(self.cells.items()) if cell.share is not None and cell.share < 1]
+        return [
+            (key, cell)
+            for key, cell in sorted(self.cells.items())
+            if cell.share is not None and cell.share < 1
+        ]
 
     def svg(self) -> str:
-        title = f"alphas stored / listed by the API, {self.months[0]}..{self.months[-1]}: {100 * self.overall:.2f}%"
-        values = [[self.cells[AccountMonth(a, m)].share if AccountMonth(a, m) in self.cells else None
-                   for m in self.months] for a in self.accounts]
+        title = (
+            f"alphas stored / listed by the API, {self.months[0]}..{self.months[-1]}: "
+            f"{100 * self.overall:.2f}%"
+        )
+        values = [
+            [
+                self.cells[AccountMonth(a, m)].share if AccountMonth(a, m) in self.cells else None
+                for m in self.months
+            ]
+            for a in self.accounts
+        ]
         return heatmap_svg(title, self.accounts, [m[2:] for m in self.months], values, cell=22)
 
     def markdown(self) -> str:
         """The heat map, then every incomplete cell with its counts and the first missing ids."""
-        rows = [(key.account, key.month, cell.expected if cell.listed else f"{cell.expected} (files; never fetched)",
-                 cell.stored, cell.unplaceable, ", ".join(cell.missing)) for key, cell in self.incomplete()]
+        rows = [
+            (
+                key.account,
+                key.month,
+                cell.expected if cell.listed else f"{cell.expected} (files; never fetched)",
+                cell.stored,
+                cell.unplaceable,
+                ", ".join(cell.missing),
+            )
+            for key, cell in self.incomplete()
+        ]
         parts = [svg_markdown_image(self.svg(), "alphas coverage heat map")]
         if rows:
-            parts.append(table(["account", "month", "expected", "stored", "unplaceable", "first missing"], rows))
+            parts.append(
+                table(["account", "month", "expected", "stored", "unplaceable", "first missing"], rows)
+            )
         return "\n\n".join(parts)
 
 
@@ -89,8 +112,12 @@ class _StoredIds:
             return ids & self.everything
         if month not in self.of_month:
             start, end = month_window(month)
-            self.of_month[month] = {doc["_id"] for doc in self.collection.find(
-                {f"{DATES_FIELD}.dateCreated": {"$gte": start, "$lt": end}}, {"_id": 1})}
+            self.of_month[month] = {
+                doc["_id"]
+                for doc in self.collection.find(
+                    {f"{DATES_FIELD}.dateCreated": {"$gte": start, "$lt": end}}, {"_id": 1}
+                )
+            }
         found = ids & self.of_month[month]
         rest = sorted(ids - found)
         if len(rest) > LOOKUP_LIMIT:
@@ -101,15 +128,18 @@ class _StoredIds:
         return found
 
 
-def coverage(landing_root: Path, months: list[str], accounts: Iterable[str],
-             collections: Mapping[str, object]) -> AlphaCoverage:
+def coverage(
+    landing_root: Path, months: list[str], accounts: Iterable[str], collections: Mapping[str, object]
+) -> AlphaCoverage:
     """The grid of `months` (YYYY-MM) for `accounts` plus any account with files. `collections`:
     alpha type -> its pymongo collection; alphas of other types are not counted (the import
     quarantines them)."""
     cells: dict[AccountMonth, Cell] = {}
     lookups = {alpha_type: _StoredIds(collection) for alpha_type, collection in collections.items()}
     for month in months:
-        landed: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))  # account -> type -> ids
+        landed: dict[str, dict[str, set[str]]] = defaultdict(
+            lambda: defaultdict(set)
+        )  # account -> type -> ids
         for name, _ in month_alpha_files(landing_root, month):
             if name.count("/") != 4:  # a link in place of a directory: the import quarantines it
                 continue

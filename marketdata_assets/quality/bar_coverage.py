@@ -59,19 +59,26 @@ class Coverage:
 
 
 def bars_per_day(client, database: str, first: date, last: date) -> dict[tuple[str, str], dict[date, int]]:
-    """(venue, instrument) -> day -> active 1-minute bars stored (the active loads' counts), over [first, last]."""
+    """(venue, instrument) -> day -> active 1-minute bars stored (the active loads' counts), over [first,
+    last]."""
     db = sql_identifier(database, "ClickHouse database")
-    rows = client.query(f"SELECT venue, instrument, day, rows FROM `{db}`.active_loads WHERE dataset = {{code:String}} "
-                        "AND day BETWEEN {first:Date} AND {last:Date}",
-                        parameters={"code": spec_for("bars_1m").code, "first": first, "last": last}).result_rows
+    rows = client.query(
+        f"SELECT venue, instrument, day, rows FROM `{db}`.active_loads WHERE dataset = {{code:String}} "
+        "AND day BETWEEN {first:Date} AND {last:Date}",
+        parameters={"code": spec_for("bars_1m").code, "first": first, "last": last},
+    ).result_rows
     out: dict[tuple[str, str], dict[date, int]] = {}
     for venue, instrument, day, count in rows:
         out.setdefault((venue, instrument), {})[day] = int(count)
     return out
 
 
-def coverage(stored: dict[tuple[str, str], dict[date, int]], first: date, last: date,
-             expected: Callable[[str, date], int | None] = expected_bars) -> Coverage:
+def coverage(
+    stored: dict[tuple[str, str], dict[date, int]],
+    first: date,
+    last: date,
+    expected: Callable[[str, date], int | None] = expected_bars,
+) -> Coverage:
     """The grid of `stored` bars against `expected(venue, day)` (days before an instrument's first
     stored day are not expected of it: it was not collected yet)."""
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]

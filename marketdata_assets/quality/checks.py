@@ -33,11 +33,11 @@ CLICKHOUSE, TIMESCALE, ALPHA_STORE = "clickhouse", "timescale", "alpha_store"
 
 # How the guarded asset is partitioned: the shape of the keys a judge gets (None: not partitioned).
 DAY_INSTRUMENT = "day|instrument"  # 'YYYY-MM-DD|VENUE:INSTRUMENT'
-DAY_VENUE = "day|venue"            # 'YYYY-MM-DD|VENUE': the venue's instruments inside (crypto REST)
-DAY = "day"                        # 'YYYY-MM-DD'
-INSTRUMENT = "instrument"          # 'VENUE:INSTRUMENT' (an option chain: 'DERIBIT:BTC-OPTIONS')
-MONTH = "month"                    # 'YYYY-MM-01'
-HOUR = "hour"                      # 'YYYY-MM-DD-HH:MM' (Dagster's hourly keys: the live hours, instruments inside)
+DAY_VENUE = "day|venue"  # 'YYYY-MM-DD|VENUE': the venue's instruments inside (crypto REST)
+DAY = "day"  # 'YYYY-MM-DD'
+INSTRUMENT = "instrument"  # 'VENUE:INSTRUMENT' (an option chain: 'DERIBIT:BTC-OPTIONS')
+MONTH = "month"  # 'YYYY-MM-01'
+HOUR = "hour"  # 'YYYY-MM-DD-HH:MM' (Dagster's hourly keys: the live hours, instruments inside)
 
 
 class ClickHouse(NamedTuple):
@@ -90,14 +90,18 @@ class Check:
     description: str
     store: str  # CLICKHOUSE, TIMESCALE or ALPHA_STORE
     judge: Judge = field(repr=False)
-    partitioned_by: str | None = None  # DAY_INSTRUMENT, DAY_VENUE, DAY, INSTRUMENT, MONTH, HOUR; None: the asset is not partitioned
+    partitioned_by: str | None = (
+        None  # DAY_INSTRUMENT, DAY_VENUE, DAY, INSTRUMENT, MONTH, HOUR; None: the asset is not partitioned
+    )
     blocking: bool = False  # a failed ERROR stops the assets downstream in the same run
 
     def run(self, store: Any, partitions: Sequence[str] | None = None) -> dict[str | None, Verdict]:
         """A verdict for each partition key (for None on an asset without partitions)."""
         if (partitions is None) != (self.partitioned_by is None):
-            raise ValueError(f"check {self.name} of {self.asset}: partitioned by {self.partitioned_by}, "
-                             f"asked for {partitions!r}")
+            raise ValueError(
+                f"check {self.name} of {self.asset}: partitioned by {self.partitioned_by}, "
+                f"asked for {partitions!r}"
+            )
         keys = [None] if partitions is None else [str(key) for key in partitions]
         found = self.judge(store, None if partitions is None else keys)
         missing = [key for key in keys if key not in found]
@@ -118,10 +122,15 @@ def each_partition(judge: Callable[[Any, str], Verdict]) -> Judge:
 
 # ---- one verdict of many instruments' (a day x venue, an hour) ---------------------------------------
 
+
 def _table_cell(verdict: Verdict) -> tuple:
     meta = verdict.metadata
-    return ("passed" if verdict.passed else "FAILED", meta.get("violations", ""), meta.get("rows_checked", ""),
-            "" if verdict.passed else (verdict.description or "")[:160])
+    return (
+        "passed" if verdict.passed else "FAILED",
+        meta.get("violations", ""),
+        meta.get("rows_checked", ""),
+        "" if verdict.passed else (verdict.description or "")[:160],
+    )
 
 
 def _combined(verdicts: Iterable[Verdict]) -> dict:
@@ -145,14 +154,22 @@ def instruments_verdict(key: str, verdicts: Mapping[str, Verdict]) -> Verdict:
     instrument; the first failure's details and description."""
     failed = [(k, v) for k, v in verdicts.items() if not v.passed]
     rows = [(k.split("|")[1], *_table_cell(v)) for k, v in sorted(verdicts.items())]
-    metadata = {**_combined(verdicts.values()), "checked": key, "instruments": len(verdicts),
-                "instruments_failed": len(failed),
-                "by_instrument": table(["instrument", "verdict", "violations", "rows checked", "why"], rows)}
+    metadata = {
+        **_combined(verdicts.values()),
+        "checked": key,
+        "instruments": len(verdicts),
+        "instruments_failed": len(failed),
+        "by_instrument": table(["instrument", "verdict", "violations", "rows checked", "why"], rows),
+    }
     if not failed:
         return Verdict(True, f"{key}: {len(verdicts)} instrument(s) passed", metadata)
     first = failed[0][1]
     metadata = {**{k: v for k, v in first.metadata.items() if k not in metadata}, **metadata}
     names = ", ".join(k.split("|")[1] for k, _ in failed[:5]) + (" ..." if len(failed) > 5 else "")
     severity = ERROR if any(v.severity == ERROR for _, v in failed) else WARN
-    return Verdict(False, f"{len(failed)} of {len(verdicts)} instrument(s) failed ({names}): "
-                   f"{first.description or 'failed'}", metadata, severity)
+    return Verdict(
+        False,
+        f"{len(failed)} of {len(verdicts)} instrument(s) failed ({names}): {first.description or 'failed'}",
+        metadata,
+        severity,
+    )

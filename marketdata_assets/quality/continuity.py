@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -27,15 +27,13 @@ from marketdata_assets.sources.interface import IdSequence
 from marketdata_assets.sources.registry import SEQUENCED_DATASETS, id_sequence, same_ids
 from marketdata_assets.stores.clickhouse import tables, writer
 
-UTC = timezone.utc
-
-
 CHECKED_DATASETS = SEQUENCED_DATASETS  # the datasets whose ids are declared sequential (sources.registry)
 
 
 # --------------------------------------------------------------------------------------------
 # What the check finds
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class IdHole:
@@ -53,7 +51,7 @@ class IdHole:
         return self.last_missing - self.first_missing + 1
 
     def __str__(self) -> str:
-        ids = (str(self.first_missing) if self.missing == 1 else f"{self.first_missing}-{self.last_missing}")
+        ids = str(self.first_missing) if self.missing == 1 else f"{self.first_missing}-{self.last_missing}"
         return ids + (" (at midnight)" if self.at_midnight else "")
 
 
@@ -70,12 +68,12 @@ class SliceIds:
     rows: int = 0
     first_id: int | None = None
     last_id: int | None = None
-    without_id: int = 0              # rows with a null seq (not counted as holes)
-    previous_load_id: int = 0        # the previous day's active load, when it holds ids of the same sequence
+    without_id: int = 0  # rows with a null seq (not counted as holes)
+    previous_load_id: int = 0  # the previous day's active load, when it holds ids of the same sequence
     previous_last_id: int | None = None
-    missing: int = 0                 # ids missing inside the day and at midnight
-    ranges: int = 0                  # how many hole ranges
-    holes: tuple[IdHole, ...] = ()   # the first `max_ranges` of them, in id order
+    missing: int = 0  # ids missing inside the day and at midnight
+    ranges: int = 0  # how many hole ranges
+    holes: tuple[IdHole, ...] = ()  # the first `max_ranges` of them, in id order
 
     @property
     def key(self) -> SliceKey:
@@ -92,56 +90,96 @@ class SliceIds:
     def summary(self) -> str:
         where = f"{self.venue}:{self.instrument} {self.day}"
         if self.sequence is None:
-            why = (f"ids of {self.source} loads are not sequential per instrument" if self.source
-                   else f"no ingest_log row names the source of load {self.load_id}")
+            why = (
+                f"ids of {self.source} loads are not sequential per instrument"
+                if self.source
+                else f"no ingest_log row names the source of load {self.load_id}"
+            )
             return f"{where}: not checked ({why})"
         if self.passed:
-            return (f"{where}: {self.rows:,} trades, {self.sequence.name} ids {self.first_id}-{self.last_id} complete"
-                    if self.rows else f"{where}: no trades")
+            return (
+                (
+                    f"{where}: {self.rows:,} trades, {self.sequence.name} ids "
+                    f"{self.first_id}-{self.last_id} complete"
+                )
+                if self.rows
+                else f"{where}: no trades"
+            )
         shown = ", ".join(map(str, self.holes))
-        more = f" and {self.ranges - len(self.holes):,} more range(s)" if self.ranges > len(self.holes) else ""
-        return (f"{where}: {self.missing:,} {self.sequence.name} id(s) missing in {self.ranges:,} range(s): "
-                f"{shown}{more}")
+        more = (
+            f" and {self.ranges - len(self.holes):,} more range(s)" if self.ranges > len(self.holes) else ""
+        )
+        return (
+            f"{where}: {self.missing:,} {self.sequence.name} id(s) missing in {self.ranges:,} range(s): "
+            f"{shown}{more}"
+        )
 
     def metadata(self) -> dict[str, Any]:
         """Plain metadata (ids as strings: they are names, not amounts)."""
-        return {"id_sequence": self.sequence.name if self.sequence else "", "source": self.source, "load_id": str(self.load_id),
-                "rows_checked": self.rows, "missing_ids": self.missing, "hole_ranges": self.ranges,
-                "first_id": str(self.first_id or ""), "last_id": str(self.last_id or ""),
-                "previous_day_last_id": str(self.previous_last_id or ""), "rows_without_id": self.without_id,
-                "holes": table(["first missing", "last missing", "ids", "where"],
-                               ((str(h.first_missing), str(h.last_missing), h.missing,
-                                 "midnight" if h.at_midnight else "inside the day") for h in self.holes))}
+        return {
+            "id_sequence": self.sequence.name if self.sequence else "",
+            "source": self.source,
+            "load_id": str(self.load_id),
+            "rows_checked": self.rows,
+            "missing_ids": self.missing,
+            "hole_ranges": self.ranges,
+            "first_id": str(self.first_id or ""),
+            "last_id": str(self.last_id or ""),
+            "previous_day_last_id": str(self.previous_last_id or ""),
+            "rows_without_id": self.without_id,
+            "holes": table(
+                ["first missing", "last missing", "ids", "where"],
+                (
+                    (
+                        str(h.first_missing),
+                        str(h.last_missing),
+                        h.missing,
+                        "midnight" if h.at_midnight else "inside the day",
+                    )
+                    for h in self.holes
+                ),
+            ),
+        }
 
 
-
-def _loads(client, database: str, slices: list[SliceKey],
-           dataset: str) -> dict[tuple[str, str, date], tuple[int, str]]:
+def _loads(
+    client, database: str, slices: list[SliceKey], dataset: str
+) -> dict[tuple[str, str, date], tuple[int, str]]:
     """{(venue, instrument, day): (active load, its ingest_log source or '')} of the slices and of the
     day before each."""
     days = {s.day for s in slices} | {s.day - timedelta(days=1) for s in slices}
-    return tables.active_sources(client, database, dataset, {f"{s.venue}:{s.instrument}" for s in slices}, days)
+    return tables.active_sources(
+        client, database, dataset, {f"{s.venue}:{s.instrument}" for s in slices}, days
+    )
 
 
 def _rows_where(slices: list[SliceKey]) -> tuple[str, dict]:
     """The filter of the trades table that reaches the slices' rows (and the days before) through
     the sorting key, and its parameters; `{loads:Array(UInt64)}` picks the loads."""
     first = min(s.day for s in slices) - timedelta(days=1)
-    sql = ("venue IN {venues:Array(String)} AND instrument IN {instruments:Array(String)} "
-           "AND ts >= {start:DateTime64(6, 'UTC')} AND ts < {end:DateTime64(6, 'UTC')} "
-           "AND load_id IN {loads:Array(UInt64)}")
-    return sql, {"venues": sorted({s.venue for s in slices}), "instruments": sorted({s.instrument for s in slices}),
-                 "start": day_window(first)[0], "end": day_window(max(s.day for s in slices))[1]}
+    sql = (
+        "venue IN {venues:Array(String)} AND instrument IN {instruments:Array(String)} "
+        "AND ts >= {start:DateTime64(6, 'UTC')} AND ts < {end:DateTime64(6, 'UTC')} "
+        "AND load_id IN {loads:Array(UInt64)}"
+    )
+    return sql, {
+        "venues": sorted({s.venue for s in slices}),
+        "instruments": sorted({s.instrument for s in slices}),
+        "start": day_window(first)[0],
+        "end": day_window(max(s.day for s in slices))[1],
+    }
 
 
-def find_holes(client, database: str, slices: Iterable[SliceKey], *, max_ranges: int = 10,
-               dataset: str = "trades") -> dict[str, SliceIds]:
+def find_holes(
+    client, database: str, slices: Iterable[SliceKey], *, max_ranges: int = 10, dataset: str = "trades"
+) -> dict[str, SliceIds]:
     """The ids of each slice's active load of `dataset` (trades or agg_trades), by partition key
     ('YYYY-MM-DD|VENUE:INSTRUMENT'), with its missing ids and its first `max_ranges` hole ranges. Slices
     without an active load are left out."""
     if dataset not in CHECKED_DATASETS:
-        raise ValueError(f"dataset {dataset!r} has no sequential ids to check "
-                         f"(checked: {', '.join(CHECKED_DATASETS)})")
+        raise ValueError(
+            f"dataset {dataset!r} has no sequential ids to check (checked: {', '.join(CHECKED_DATASETS)})"
+        )
     spec = spec_for(dataset)
     slices = sorted({replace(s, dataset=dataset) for s in slices})
     if not slices:
@@ -156,10 +194,20 @@ def find_holes(client, database: str, slices: Iterable[SliceKey], *, max_ranges:
         load_id, source = loads[(s.venue, s.instrument, s.day)]
         sequence = id_sequence(s.venue, source, dataset)
         previous = loads.get((s.venue, s.instrument, s.day - timedelta(days=1)))
-        same = sequence is not None and previous is not None and same_ids(id_sequence(s.venue, previous[1], dataset),
-                                                                          sequence)
-        item = SliceIds(s.venue, s.instrument, s.day, load_id, source, sequence,
-                        previous_load_id=previous[0] if same else 0)
+        same = (
+            sequence is not None
+            and previous is not None
+            and same_ids(id_sequence(s.venue, previous[1], dataset), sequence)
+        )
+        item = SliceIds(
+            s.venue,
+            s.instrument,
+            s.day,
+            load_id,
+            source,
+            sequence,
+            previous_load_id=previous[0] if same else 0,
+        )
         found[item.partition_key] = item
     checked = [s for s in found.values() if s.sequence is not None]
     if not checked:
@@ -170,21 +218,35 @@ def find_holes(client, database: str, slices: Iterable[SliceKey], *, max_ranges:
         "SELECT load_id, count(), countIf(seq IS NULL), min(seq), max(seq), groupBitmapIf(toUInt32(bitAnd("
         "assumeNotNull(seq), 4294967295)), seq IS NOT NULL AND load_id IN {mine:Array(UInt64)}) "
         f"FROM {clickhouse_database(database)}.`{spec.table}` WHERE {where} GROUP BY load_id",
-        parameters={**params, "mine": mine, "loads": mine + [s.previous_load_id for s in checked
-                                                             if s.previous_load_id]}).result_rows
+        parameters={
+            **params,
+            "mine": mine,
+            "loads": mine + [s.previous_load_id for s in checked if s.previous_load_id],
+        },
+    ).result_rows
     by_load = {int(r[0]): r[1:] for r in stats}
     # the hole ranges, only where ids are missing inside the day: a window over the ids in order
-    holed = [s.load_id for s in checked if s.load_id in by_load and by_load[s.load_id][2] is not None
-             and by_load[s.load_id][3] - by_load[s.load_id][2] + 1 != by_load[s.load_id][4]]
+    holed = [
+        s.load_id
+        for s in checked
+        if s.load_id in by_load
+        and by_load[s.load_id][2] is not None
+        and by_load[s.load_id][3] - by_load[s.load_id][2] + 1 != by_load[s.load_id][4]
+    ]
     ranges = {}
     if holed:
-        ranges = {int(r[0]): r[1:] for r in client.query(
-            "SELECT load_id, countIf(seq > prev + 1), ifNull(sumIf(seq - prev - 1, seq > prev + 1), 0), "
-            f"groupArraySortedIf({int(max_ranges)})((prev + 1, seq - 1), seq > prev + 1) FROM ("
-            "SELECT load_id, seq, lagInFrame(seq) OVER (PARTITION BY load_id ORDER BY seq ASC "
-            "ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev "
-            f"FROM {clickhouse_database(database)}.`{spec.table}` WHERE {where} AND seq IS NOT NULL) GROUP BY load_id",
-            parameters={**params, "loads": holed}).result_rows}
+        ranges = {
+            int(r[0]): r[1:]
+            for r in client.query(
+                "SELECT load_id, countIf(seq > prev + 1), ifNull(sumIf(seq - prev - 1, seq > prev + 1), 0), "
+                f"groupArraySortedIf({int(max_ranges)})((prev + 1, seq - 1), seq > prev + 1) FROM ("
+                "SELECT load_id, seq, lagInFrame(seq) OVER (PARTITION BY load_id ORDER BY seq ASC "
+                "ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev "
+                f"FROM {clickhouse_database(database)}.`{spec.table}` WHERE {where} AND seq IS NOT NULL) "
+                "GROUP BY load_id",
+                parameters={**params, "loads": holed},
+            ).result_rows
+        }
     for s in checked:
         rows, without_id, first, last, _ = by_load.get(s.load_id, (0, 0, None, None, 0))
         previous_last = by_load.get(s.previous_load_id, (0, 0, None, None))[3] if s.previous_load_id else None
@@ -195,15 +257,23 @@ def find_holes(client, database: str, slices: Iterable[SliceKey], *, max_ranges:
         holes += [IdHole(s.venue, s.instrument, s.day, int(lo), int(hi)) for lo, hi in shown]
         midnight = holes[0].missing if holes and holes[0].at_midnight else 0
         found[s.partition_key] = replace(
-            s, rows=int(rows), first_id=first, last_id=last, without_id=int(without_id),
-            previous_last_id=previous_last, missing=int(missing) + midnight, ranges=int(count) + (midnight > 0),
-            holes=tuple(holes[:max_ranges]))
+            s,
+            rows=int(rows),
+            first_id=first,
+            last_id=last,
+            without_id=int(without_id),
+            previous_last_id=previous_last,
+            missing=int(missing) + midnight,
+            ranges=int(count) + (midnight > 0),
+            holes=tuple(holes[:max_ranges]),
+        )
     return found
 
 
 # --------------------------------------------------------------------------------------------
 # The refill
 # --------------------------------------------------------------------------------------------
+
 
 def spans(holes: Iterable[IdHole], page: int) -> list[tuple[int, int]]:
     """The id spans to fetch: holes less than a page apart in one span (the ids between are
@@ -222,13 +292,13 @@ class RefillOutcome:
     """What the refill did for one checked slice."""
 
     found: SliceIds
-    status: str = "pending"          # ok | failed | skipped | nothing to do
-    fetched: int = 0                 # trades the venue returned in the spans
-    added: dict[date, int] = field(default_factory=dict)      # trades added, per day written
-    load_ids: dict[date, int] = field(default_factory=dict)   # the new load of each day written
-    outside: int = 0                 # fetched trades of neither the day nor the day before: not written
-    micro: bool = False              # the slice's stored times carry microseconds: ask the venue for them
-    still_missing: int = 0           # ids missing after the refill (the venue did not serve them)
+    status: str = "pending"  # ok | failed | skipped | nothing to do
+    fetched: int = 0  # trades the venue returned in the spans
+    added: dict[date, int] = field(default_factory=dict)  # trades added, per day written
+    load_ids: dict[date, int] = field(default_factory=dict)  # the new load of each day written
+    outside: int = 0  # fetched trades of neither the day nor the day before: not written
+    micro: bool = False  # the slice's stored times carry microseconds: ask the venue for them
+    still_missing: int = 0  # ids missing after the refill (the venue did not serve them)
     stats: RequestStats = field(default_factory=RequestStats)
     error: str = ""
     frame: pl.DataFrame | None = None
@@ -244,31 +314,63 @@ class RefillReport:
 
     def summary(self) -> str:
         holed = [o for o in self.outcomes if o.found.missing]
-        return (f"{len(self.outcomes)} slice(s) checked, {len(holed)} with missing ids "
-                f"({sum(o.found.missing for o in holed):,} ids), {sum(sum(o.added.values()) for o in holed):,} "
-                f"trades added, {sum(o.still_missing for o in self.outcomes):,} ids still missing, "
-                f"{len(self.failures())} failed or skipped, {self.requests} requests")
+        return (
+            f"{len(self.outcomes)} slice(s) checked, {len(holed)} with missing ids "
+            f"({sum(o.found.missing for o in holed):,} ids), {sum(sum(o.added.values()) for o in holed):,} "
+            f"trades added, {sum(o.still_missing for o in self.outcomes):,} ids still missing, "
+            f"{len(self.failures())} failed or skipped, {self.requests} requests"
+        )
 
     @property
     def requests(self) -> int:
         return sum(o.stats.requests for o in self.outcomes)
 
     def metadata(self) -> dict[str, Any]:
-        rows = ((str(o.found.key), o.found.sequence.name if o.found.sequence else "", o.found.missing, o.found.ranges,
-                 o.fetched, ", ".join(f"{d}: +{n:,}" for d, n in sorted(o.added.items())), o.still_missing,
-                 o.stats.requests, o.status + (f": {o.error[:300]}" if o.error else ""))
-                for o in self.outcomes)
-        return {"summary": self.summary(), "slices_checked": len(self.outcomes),
-                "ids_missing_before": sum(o.found.missing for o in self.outcomes),
-                "trades_added": sum(sum(o.added.values()) for o in self.outcomes),
-                "ids_still_missing": sum(o.still_missing for o in self.outcomes), "requests": self.requests,
-                "slices": table(["slice", "id sequence", "missing ids", "ranges", "fetched", "added", "still missing",
-                                 "requests", "outcome"], rows),
-                "seconds": round(self.seconds, 3)}
+        rows = (
+            (
+                str(o.found.key),
+                o.found.sequence.name if o.found.sequence else "",
+                o.found.missing,
+                o.found.ranges,
+                o.fetched,
+                ", ".join(f"{d}: +{n:,}" for d, n in sorted(o.added.items())),
+                o.still_missing,
+                o.stats.requests,
+                o.status + (f": {o.error[:300]}" if o.error else ""),
+            )
+            for o in self.outcomes
+        )
+        return {
+            "summary": self.summary(),
+            "slices_checked": len(self.outcomes),
+            "ids_missing_before": sum(o.found.missing for o in self.outcomes),
+            "trades_added": sum(sum(o.added.values()) for o in self.outcomes),
+            "ids_still_missing": sum(o.still_missing for o in self.outcomes),
+            "requests": self.requests,
+            "slices": table(
+                [
+                    "slice",
+                    "id sequence",
+                    "missing ids",
+                    "ranges",
+                    "fetched",
+                    "added",
+                    "still missing",
+                    "requests",
+                    "outcome",
+                ],
+                rows,
+            ),
+            "seconds": round(self.seconds, 3),
+        }
 
 
-async def _fetch(clients: Mapping[str, Callable[[], Any]], todo: list[RefillOutcome], workers: int,
-                 log: Callable[[str], None]) -> None:
+async def _fetch(
+    clients: Mapping[str, Callable[[], Any]],
+    todo: list[RefillOutcome],
+    workers: int,
+    log: Callable[[str], None],
+) -> None:
     """Fetch each slice's spans, `workers` slices at once per venue through ONE client per venue."""
 
     async def venue(name: str, mine: list[RefillOutcome]) -> None:
@@ -285,8 +387,11 @@ async def _fetch(clients: Mapping[str, Callable[[], Any]], todo: list[RefillOutc
                 try:
                     with counting(outcome.stats):
                         for lo, hi in spans(found.holes, found.sequence.page):
-                            frames.append(await getattr(api, found.sequence.fetch)(found.instrument, lo, hi,
-                                                                               day=found.day, **extra))
+                            frames.append(
+                                await getattr(api, found.sequence.fetch)(
+                                    found.instrument, lo, hi, day=found.day, **extra
+                                )
+                            )
                 except STOP_ERRORS as error:
                     stopped.append(error)
                     outcome.status, outcome.error = "failed", error_text(error, str(found.key))
@@ -296,8 +401,10 @@ async def _fetch(clients: Mapping[str, Callable[[], Any]], todo: list[RefillOutc
                     return
                 outcome.frame = pl.concat(frames, how="vertical") if frames else None
                 outcome.fetched = outcome.frame.height if outcome.frame is not None else 0
-                log(f"refill {found.key}: {outcome.fetched:,} trades fetched for {found.missing:,} missing "
-                    f"{found.sequence.name} ids ({outcome.stats.requests} requests)")
+                log(
+                    f"refill {found.key}: {outcome.fetched:,} trades fetched for {found.missing:,} missing "
+                    f"{found.sequence.name} ids ({outcome.stats.requests} requests)"
+                )
 
         if name not in clients:
             for outcome in mine:
@@ -315,26 +422,39 @@ async def _fetch(clients: Mapping[str, Callable[[], Any]], todo: list[RefillOutc
 def _micro(client, database: str, found: SliceIds) -> bool:
     """Whether the slice's stored times carry microseconds (its first 10,000 rows tell)."""
     start, end = day_window(found.day)
-    return bool(client.query(
-        "SELECT max(toUnixTimestamp64Micro(ts) % 1000) > 0 FROM (SELECT ts FROM "
-        f"{clickhouse_database(database)}.`{TRADES_SPEC.table}` "
-        "WHERE venue = {venue:String} AND instrument = {instrument:String} "
-        "AND ts >= {start:DateTime64(6, 'UTC')} AND ts < {end:DateTime64(6, 'UTC')} AND load_id = {load:UInt64} "
-        "LIMIT 10000)", parameters={"venue": found.venue, "instrument": found.instrument, "start": start, "end": end,
-                                    "load": found.load_id}).result_rows[0][0])
+    return bool(
+        client.query(
+            "SELECT max(toUnixTimestamp64Micro(ts) % 1000) > 0 FROM (SELECT ts FROM "
+            f"{clickhouse_database(database)}.`{TRADES_SPEC.table}` "
+            "WHERE venue = {venue:String} AND instrument = {instrument:String} "
+            "AND ts >= {start:DateTime64(6, 'UTC')} AND ts < {end:DateTime64(6, 'UTC')} AND load_id = "
+            "{load:UInt64} LIMIT 10000)",
+            parameters={
+                "venue": found.venue,
+                "instrument": found.instrument,
+                "start": start,
+                "end": end,
+                "load": found.load_id,
+            },
+        ).result_rows[0][0]
+    )
 
 
-def _complete(client, database: str, venue: str, instrument: str, day: date, added: pl.DataFrame,
-              run_id: str) -> tuple[int, writer.WriteResult]:
+def _complete(
+    client, database: str, venue: str, instrument: str, day: date, added: pl.DataFrame, run_id: str
+) -> tuple[int, writer.WriteResult]:
     """The slice's active rows plus `added`, each trade id once (the stored row wins), written as
     the slice's new load. Returns (trades added, the write)."""
     start, end = day_window(day)
     stored = tables.read_range(client, database, "trades", venue, instrument, start, end)
-    merged = (pl.concat([stored, added.select(stored.columns)], how="vertical")
-              .unique(subset="trade_id", keep="first", maintain_order=True)
-              .sort(["ts", "seq"], nulls_last=True, maintain_order=True))
-    return merged.height - stored.height, writer.write_slice(client, database, "trades", merged, venue, instrument,
-                                                             day, run_id)
+    merged = (
+        pl.concat([stored, added.select(stored.columns)], how="vertical")
+        .unique(subset="trade_id", keep="first", maintain_order=True)
+        .sort(["ts", "seq"], nulls_last=True, maintain_order=True)
+    )
+    return merged.height - stored.height, writer.write_slice(
+        client, database, "trades", merged, venue, instrument, day, run_id
+    )
 
 
 def _write(client, database: str, outcome: RefillOutcome, run_id: str, log: Callable[[str], None]) -> None:
@@ -343,11 +463,15 @@ def _write(client, database: str, outcome: RefillOutcome, run_id: str, log: Call
     expected = {found.day: found.load_id}
     if found.previous_load_id:
         expected[found.day - timedelta(days=1)] = found.previous_load_id
-    changed = [d for d, load in expected.items() if current.get((found.venue, found.instrument, d), (0,))[0] != load]
+    changed = [
+        d for d, load in expected.items() if current.get((found.venue, found.instrument, d), (0,))[0] != load
+    ]
     if changed:
         outcome.status = "skipped"
-        outcome.error = (f"{found.key}: reloaded while its holes were fetched (the active load of "
-                         f"{', '.join(map(str, changed))} changed): run the refill again")
+        outcome.error = (
+            f"{found.key}: reloaded while its holes were fetched (the active load of "
+            f"{', '.join(map(str, changed))} changed): run the refill again"
+        )
         return
     started = datetime.now(UTC)
     for day in sorted(expected, reverse=True):
@@ -358,23 +482,53 @@ def _write(client, database: str, outcome: RefillOutcome, run_id: str, log: Call
         added, written = _complete(client, database, found.venue, found.instrument, day, part, run_id)
         outcome.added[day], outcome.load_ids[day] = added, written.load_id
         stats = outcome.stats if day == found.day else RequestStats()  # the requests count on the checked day
-        writer.log_ingest(client, database, [{  # under the slice's own source: the new load keeps its id sequence
-            "run_id": run_id, "source": current[(found.venue, found.instrument, day)][1],
-            "dataset": TRADES_SPEC.code, "venue": found.venue, "instrument": found.instrument, "day": day,
-            "rows": written.rows,
-            "requests": stats.requests, "retries": stats.retries, "rate_limited": stats.rate_limited, "outcome": "ok",
-            "error": f"trade-id refill: +{added:,} trades ({found.sequence.name} ids)", "load_id": written.load_id,
-            "started_at": started, "finished_at": datetime.now(UTC)}])
-        log(f"refill {found.venue}:{found.instrument} {day}: +{added:,} trades written (load {written.load_id})")
+        writer.log_ingest(
+            client,
+            database,
+            [
+                {  # under the slice's own source: the new load keeps its id sequence
+                    "run_id": run_id,
+                    "source": current[(found.venue, found.instrument, day)][1],
+                    "dataset": TRADES_SPEC.code,
+                    "venue": found.venue,
+                    "instrument": found.instrument,
+                    "day": day,
+                    "rows": written.rows,
+                    "requests": stats.requests,
+                    "retries": stats.retries,
+                    "rate_limited": stats.rate_limited,
+                    "outcome": "ok",
+                    "error": f"trade-id refill: +{added:,} trades ({found.sequence.name} ids)",
+                    "load_id": written.load_id,
+                    "started_at": started,
+                    "finished_at": datetime.now(UTC),
+                }
+            ],
+        )
+        log(
+            f"refill {found.venue}:{found.instrument} {day}: +{added:,} trades written (load "
+            f"{written.load_id})"
+        )
     window = day_window(min(expected))[0], day_window(max(expected))[1]
-    outcome.outside = frame.filter((pl.col("ts") < window[0]) | (pl.col("ts") >= window[1])).height \
-        if frame is not None else 0
+    outcome.outside = (
+        frame.filter((pl.col("ts") < window[0]) | (pl.col("ts") >= window[1])).height
+        if frame is not None
+        else 0
+    )
     outcome.status = "ok"
 
 
-def refill(connect: Callable[[], Any], database: str, run_id: str, slices: Iterable[SliceKey],
-           clients: Mapping[str, Callable[[], Any]], *, max_ranges: int = 100_000, workers: int = 4,
-           log: Callable[[str], None] | None = None) -> RefillReport:
+def refill(
+    connect: Callable[[], Any],
+    database: str,
+    run_id: str,
+    slices: Iterable[SliceKey],
+    clients: Mapping[str, Callable[[], Any]],
+    *,
+    max_ranges: int = 100_000,
+    workers: int = 4,
+    log: Callable[[str], None] | None = None,
+) -> RefillReport:
     """Find the slices' holes, fetch them from the venues (`clients`: venue -> a factory of its REST
     client, used as an async context manager), write each completed slice, and look again.
     `connect()` gives a ClickHouse client as a context manager; it is not held while fetching."""
@@ -384,15 +538,21 @@ def refill(connect: Callable[[], Any], database: str, run_id: str, slices: Itera
     with connect() as client:
         tables.ensure_tables(client, database)  # it writes slices: the store is bootstrapped first
         found = find_holes(client, database, slices, max_ranges=max_ranges)
-        report = RefillReport([RefillOutcome(f, status="pending" if f.sequence and f.missing else "nothing to do")
-                               for f in found.values()])
+        report = RefillReport(
+            [
+                RefillOutcome(f, status="pending" if f.sequence and f.missing else "nothing to do")
+                for f in found.values()
+            ]
+        )
         todo = [o for o in report.outcomes if o.status == "pending"]
         for outcome in todo:
             outcome.micro = outcome.found.sequence.time_units and _micro(client, database, outcome.found)
     for outcome in todo:
         if outcome.found.ranges > len(outcome.found.holes):
-            log(f"refill {outcome.found.key}: {outcome.found.ranges:,} hole ranges, the first {max_ranges:,} "
-                "are fetched now; run the refill again for the others")
+            log(
+                f"refill {outcome.found.key}: {outcome.found.ranges:,} hole ranges, the first {max_ranges:,} "
+                "are fetched now; run the refill again for the others"
+            )
     if todo:
         asyncio.run(_fetch(clients, todo, workers, log))
         with connect() as client:

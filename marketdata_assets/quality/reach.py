@@ -22,7 +22,8 @@ REACH_CHECK = "within_rest_reach"
 REACH_DESCRIPTION = (
     "Every slice of the day x venue (its configured instruments) lies within the venue's REST history, or is "
     "stored from elsewhere (the archives, a load of when it was in reach); the others are named with where "
-    "their days come from (sources' declared reach). A WARN: data REST cannot serve, not a bad load.")
+    "their days come from (sources' declared reach). A WARN: data REST cannot serve, not a bad load."
+)
 SHOWN = 5  # slices named in a description; the metadata lists up to 50
 
 
@@ -41,7 +42,9 @@ class Unreached:
     def of(self, keys: Sequence[SliceKey]) -> Unreached:
         """The part of this about `keys`."""
         wanted = set(keys)
-        return Unreached(tuple(k for k in self.beyond if k in wanted), tuple(k for k in self.missing if k in wanted))
+        return Unreached(
+            tuple(k for k in self.beyond if k in wanted), tuple(k for k in self.missing if k in wanted)
+        )
 
     def text(self) -> str:
         """What is missing and where it comes from, in one sentence (no '; ': a console line's separator):
@@ -49,13 +52,18 @@ class Unreached:
         2026-08-01, ... Older days: BINANCE_UM trades (REST: 48 hours): ...'."""
         names = sorted(name(k) for k in self.missing)
         more = f" (+{len(names) - SHOWN})" if len(names) > SHOWN else ""
-        return (f"{len(names)} slice(s) past the venue's REST history, not fetched and not stored: "
-                f"{', '.join(names[:SHOWN])}{more}. Older days: {older_from(self.missing)}")
+        return (
+            f"{len(names)} slice(s) past the venue's REST history, not fetched and not stored: "
+            f"{', '.join(names[:SHOWN])}{more}. Older days: {older_from(self.missing)}"
+        )
 
     def metadata(self) -> dict:
-        return {"beyond_rest_reach": len(self.beyond), "not_stored": len(self.missing),
-                "slices_not_stored": sorted(name(k) for k in self.missing)[:50] or None,
-                "older_days_from": older_from(self.beyond) or None}
+        return {
+            "beyond_rest_reach": len(self.beyond),
+            "not_stored": len(self.missing),
+            "slices_not_stored": sorted(name(k) for k in self.missing)[:50] or None,
+            "older_days_from": older_from(self.beyond) or None,
+        }
 
 
 def unreached(store: ClickHouse, keys: Sequence[SliceKey], now: datetime | None = None) -> Unreached:
@@ -65,7 +73,9 @@ def unreached(store: ClickHouse, keys: Sequence[SliceKey], now: datetime | None 
     stored: set[str] = set()
     for dataset in sorted({k.dataset for k in beyond}):
         mine = [k for k in beyond if k.dataset == dataset]
-        found = stored_day_keys(store, dataset, sorted({str(k.day) for k in mine}), sorted({k.venue for k in mine}))
+        found = stored_day_keys(
+            store, dataset, sorted({str(k.day) for k in mine}), sorted({k.venue for k in mine})
+        )
         stored |= {f"{dataset}|{key}" for keys_of_day in found.values() for key in keys_of_day}
     missing = [k for k in beyond if f"{k.dataset}|{k.day}|{k.venue}:{k.instrument}" not in stored]
     return Unreached(tuple(beyond), tuple(missing))
@@ -76,19 +86,25 @@ def _verdict(key: str, found: Unreached) -> Verdict:
     if found.missing:
         return Verdict(False, f"{key}: {found.text()}", metadata, WARN)
     held = f" ({len(found.beyond)} older, stored from elsewhere)" if found.beyond else ""
-    return Verdict(True, f"{key}: every slice within the venue's REST history or stored{held}", metadata, WARN)
+    return Verdict(
+        True, f"{key}: every slice within the venue's REST history or stored{held}", metadata, WARN
+    )
 
 
 def reach_check(asset: str, dataset: str, instruments: Callable[[], Mapping[str, Sequence[str]]]) -> Check:
     """`within_rest_reach` of a day x venue asset of `dataset`: each partition's slices (the venue's
     configured instruments whose contract has the dataset) past the REST history and not stored."""
+
     def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
         configured = instruments()
         keys: dict[str, list[SliceKey]] = {}
         for key in partitions:
             day, venue = key.split("|")
-            keys[key] = [SliceKey(dataset, venue, i, date.fromisoformat(day)) for i in configured.get(venue, ())
-                         if serves(venue, dataset, i) == HISTORY]
+            keys[key] = [
+                SliceKey(dataset, venue, i, date.fromisoformat(day))
+                for i in configured.get(venue, ())
+                if serves(venue, dataset, i) == HISTORY
+            ]
         found = unreached(store, [k for ks in keys.values() for k in ks])
         return {key: _verdict(key, found.of(ks)) for key, ks in keys.items()}
 
@@ -96,7 +112,10 @@ def reach_check(asset: str, dataset: str, instruments: Callable[[], Mapping[str,
 
 
 # the datasets some venue's REST history limits, each on its crypto_ticks asset (crypto_<dataset>)
-REACH_DATASETS = sorted({dataset for venue in VENUES for dataset in getattr(client_class(venue), "REACH", {})})
-CRYPTO_REACH_CHECKS = [reach_check(f"crypto_{dataset}", dataset,
-                                   lambda: load_sources_config().crypto_instruments_by_venue())
-                       for dataset in REACH_DATASETS]
+REACH_DATASETS = sorted(
+    {dataset for venue in VENUES for dataset in getattr(client_class(venue), "REACH", {})}
+)
+CRYPTO_REACH_CHECKS = [
+    reach_check(f"crypto_{dataset}", dataset, lambda: load_sources_config().crypto_instruments_by_venue())
+    for dataset in REACH_DATASETS
+]

@@ -14,7 +14,7 @@ gives one verdict per partition: the violations, the rows checked and a sample o
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from marketdata_assets.core import calendars
 from marketdata_assets.core.identifiers import clickhouse_database
@@ -67,14 +67,16 @@ from marketdata_assets.sources.yahoo import feeds as yahoo_feeds
 SESSION_BAR_OPENS = {"TUSHARE": tushare_feeds.session_bar_opens, "YAHOO": yahoo_feeds.session_bar_opens}
 
 
-def venue_day_keys(store: ClickHouse, dataset: str, partition_keys: Iterable[str],
-                   instruments: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+def venue_day_keys(
+    store: ClickHouse, dataset: str, partition_keys: Iterable[str], instruments: Mapping[str, Sequence[str]]
+) -> dict[str, list[str]]:
     """Each day x venue key ('YYYY-MM-DD|VENUE') -> the day x instrument keys of the venue's configured
     instruments and of every other instrument of the venue with an active load of `dataset` that day."""
     keys = [str(key) for key in partition_keys]
     out = {key: {f"{key}:{i}" for i in instruments.get(key.split("|")[1], ())} for key in keys}
-    stored = stored_day_keys(store, dataset, sorted({k.split("|")[0] for k in keys}),
-                             sorted({k.split("|")[1] for k in keys}))
+    stored = stored_day_keys(
+        store, dataset, sorted({k.split("|")[0] for k in keys}), sorted({k.split("|")[1] for k in keys})
+    )
     for day_keys in stored.values():
         for day_key in day_keys:
             if day_key.split(":")[0] in out:
@@ -86,6 +88,7 @@ def by_venue(check: Check, dataset: str, instruments: Callable[[], Mapping[str, 
     """A day x instrument check of `dataset` as a check of a day x venue asset: each day x venue partition
     judged by its instruments' slices (`instruments()`: venue -> the configured instruments; and any
     other stored that day), in one judge call."""
+
     def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
         keys = venue_day_keys(store, dataset, partitions, instruments())
         verdicts = check.judge(store, sorted({k for ks in keys.values() for k in ks}))
@@ -94,8 +97,13 @@ def by_venue(check: Check, dataset: str, instruments: Callable[[], Mapping[str, 
     return Check(check.name, check.asset, check.description, check.store, judge, DAY_VENUE, check.blocking)
 
 
-def rule_verdicts(rule: Rule, results: Mapping[str, RuleResult], partitions: Iterable[str],
-                  checked: Callable[[str], str] = str, provisional: Mapping[str, str] | None = None) -> dict[str, Verdict]:
+def rule_verdicts(
+    rule: Rule,
+    results: Mapping[str, RuleResult],
+    partitions: Iterable[str],
+    checked: Callable[[str], str] = str,
+    provisional: Mapping[str, str] | None = None,
+) -> dict[str, Verdict]:
     """Each partition's verdict of the rule (`count`'s results; a partition without an active load
     has nothing to violate), with a sample of the violations. A partition in `provisional` (key ->
     what to upgrade) was judged on a provisional calendar: a WARN saying so, whatever was found."""
@@ -103,8 +111,12 @@ def rule_verdicts(rule: Rule, results: Mapping[str, RuleResult], partitions: Ite
     verdicts = {}
     for key in partitions:
         result = results.get(key, RuleResult())
-        metadata = {"violations": result.violations, "rows_checked": result.rows_checked,
-                    "checked": checked(key), "rule": rule.description}
+        metadata = {
+            "violations": result.violations,
+            "rows_checked": result.rows_checked,
+            "checked": checked(key),
+            "rule": rule.description,
+        }
         if result.sample:
             metadata["sample"] = table(result.sample_columns, result.sample)
         verdicts[key] = Verdict(result.violations == 0, rule.description, metadata, rule.severity)
@@ -119,13 +131,18 @@ def provisional_partitions(scope: Scope) -> dict[str, str]:
     for the venue-days `minute_grid` judged after a calendar's last known session."""
     notes: dict[str, dict[str, str]] = {}  # one note per calendar (NYSE, NMS, ... are all XNYS)
     for venue, day in scope.provisional:
-        notes.setdefault(day.isoformat(), {})[calendars.calendar_code(venue)] = calendars.provisional_note(venue)
-    return {key: "; ".join(f"{text} ({key} judged provisionally)" for text in by_code.values())
-            for key, by_code in notes.items()}
+        notes.setdefault(day.isoformat(), {})[calendars.calendar_code(venue)] = calendars.provisional_note(
+            venue
+        )
+    return {
+        key: "; ".join(f"{text} ({key} judged provisionally)" for text in by_code.values())
+        for key, by_code in notes.items()
+    }
 
 
 def _slices_judge(rule: Rule) -> Judge:
     """Over the active loads of the run's day x instrument slices."""
+
     def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
         scope = slice_scope(store.database, rule.dataset, slices_of(partitions, rule.dataset))
         return rule_verdicts(rule, count(store.client, store.database, rule, scope), partitions)
@@ -136,29 +153,41 @@ def _slices_judge(rule: Rule) -> Judge:
 def _days_judge(rule: Rule, source: str) -> Judge:
     """Over the run's days' slices whose active load `source` wrote; MINUTES_COMPLETE against the
     source's session grid."""
+
     def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
         days = sorted({date.fromisoformat(key) for key in partitions})
         scope = source_scope(store.database, rule.dataset, source, days)
         if rule is MINUTES_COMPLETE:
             scope = minute_grid(store.client, store.database, scope, SESSION_BAR_OPENS[source])
-        return rule_verdicts(rule, count(store.client, store.database, rule, scope), partitions,
-                             provisional=provisional_partitions(scope))
+        return rule_verdicts(
+            rule,
+            count(store.client, store.database, rule, scope),
+            partitions,
+            provisional=provisional_partitions(scope),
+        )
 
     return judge
 
 
 def _latest_judge(rule: Rule) -> Judge:
     """Over each instrument's (or chain's) snapshots of its latest day."""
+
     def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
-        today = f"{datetime.now(timezone.utc):%Y-%m-%d}"
+        today = f"{datetime.now(UTC):%Y-%m-%d}"
         scope = latest_scope(store.database, rule.dataset, partitions)
-        return rule_verdicts(rule, count(store.client, store.database, rule, scope), partitions,
-                             lambda key: f"{key} (its latest day, {today} or before)")
+        return rule_verdicts(
+            rule,
+            count(store.client, store.database, rule, scope),
+            partitions,
+            lambda key: f"{key} (its latest day, {today} or before)",
+        )
 
     return judge
 
 
-def rule_check(asset: str, rule: Rule, partitioned_by: str = DAY_INSTRUMENT, source: str | None = None) -> Check:
+def rule_check(
+    asset: str, rule: Rule, partitioned_by: str = DAY_INSTRUMENT, source: str | None = None
+) -> Check:
     """The rule as a check of `asset`, scoped by the asset's partitioning (DAY: `source`'s loads)."""
     if partitioned_by == DAY_INSTRUMENT:
         judge = _slices_judge(rule)
@@ -167,7 +196,9 @@ def rule_check(asset: str, rule: Rule, partitioned_by: str = DAY_INSTRUMENT, sou
     elif partitioned_by == INSTRUMENT:
         judge = _latest_judge(rule)
     else:
-        raise ValueError(f"rule {rule.name}: no scope for partitions by {partitioned_by!r} (source {source!r})")
+        raise ValueError(
+            f"rule {rule.name}: no scope for partitions by {partitioned_by!r} (source {source!r})"
+        )
     return Check(rule.name, asset, rule.description, CLICKHOUSE, judge, partitioned_by)
 
 
@@ -177,7 +208,8 @@ TRADE_IDS_CONTINUOUS = "trade_ids_continuous"
 TRADE_IDS_DESCRIPTION = (
     "No trade id is missing where the venue numbers trades one by one per instrument (Binance aggregate "
     "or individual trade ids, OKX tradeId, Deribit trade_seq): inside the day, and from the previous "
-    "day's last id (when stored, same sequence) to this day's first.")
+    "day's last id (when stored, same sequence) to this day's first."
+)
 
 
 def _ids_verdict(key: str, ids: SliceIds | None) -> Verdict:
@@ -189,6 +221,7 @@ def _ids_verdict(key: str, ids: SliceIds | None) -> Verdict:
 def trade_id_check(asset: str, dataset: str = "trades") -> Check:
     """`trade_ids_continuous` on a day x instrument asset of `dataset` (trades or agg_trades): the ids
     missing inside each slice and at midnight, named with their first ranges."""
+
     def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
         found = find_holes(store.client, store.database, slices_of(partitions, dataset), dataset=dataset)
         return {key: _ids_verdict(key, found.get(key)) for key in partitions}
@@ -196,16 +229,19 @@ def trade_id_check(asset: str, dataset: str = "trades") -> Check:
     return Check(TRADE_IDS_CONTINUOUS, asset, TRADE_IDS_DESCRIPTION, CLICKHOUSE, judge, DAY_INSTRUMENT)
 
 
-def stored_day_keys(store: ClickHouse, dataset: str, days: Sequence[str], venues: Sequence[str]) -> dict[str, list[str]]:
+def stored_day_keys(
+    store: ClickHouse, dataset: str, days: Sequence[str], venues: Sequence[str]
+) -> dict[str, list[str]]:
     """Day ('YYYY-MM-DD') -> the day x instrument keys of `venues`' instruments with an active load of
     `dataset` that day."""
     out: dict[str, list[str]] = {day: [] for day in days}
     if days:
         rows = store.client.query(
-            f"SELECT toString(day), venue, instrument FROM {clickhouse_database(store.database)}.active_loads "
-            "WHERE dataset = {code:String} AND day IN {days:Array(Date)} AND venue IN {venues:Array(String)} "
-            "ORDER BY venue, instrument", parameters={"code": spec_for(dataset).code, "days": sorted(days),
-                                                      "venues": list(venues)}).result_rows
+            "SELECT toString(day), venue, instrument FROM "
+            f"{clickhouse_database(store.database)}.active_loads WHERE dataset = {{code:String}} AND day IN "
+            "{days:Array(Date)} AND venue IN {venues:Array(String)} ORDER BY venue, instrument",
+            parameters={"code": spec_for(dataset).code, "days": sorted(days), "venues": list(venues)},
+        ).result_rows
         for day, venue, instrument in rows:
             out[day].append(f"{day}|{venue}:{instrument}")
     return out
@@ -215,21 +251,35 @@ def by_hour(check: Check, dataset: str, venues: Sequence[str]) -> Check:
     """A day x instrument check of `dataset` as a check of an hourly live asset: each hour judged by the
     day slices of `venues`' instruments stored that day (whole, as the hour's load rewrote them), each
     day judged once per run, the instruments' verdicts in one (a `by_instrument` table)."""
+
     def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
         days = {key: str(key)[:10] for key in partitions}
         keys = stored_day_keys(store, dataset, sorted(set(days.values())), venues)
         verdicts = check.judge(store, sorted({k for ks in keys.values() for k in ks}))
-        return {key: instruments_verdict(key, {k: verdicts[k] for k in keys[day]}) for key, day in days.items()}
+        return {
+            key: instruments_verdict(key, {k: verdicts[k] for k in keys[day]}) for key, day in days.items()
+        }
 
-    return Check(check.name, check.asset, f"{check.description} (over the day slices the hour's load rewrote)",
-                 check.store, judge, HOUR, check.blocking)
+    return Check(
+        check.name,
+        check.asset,
+        f"{check.description} (over the day slices the hour's load rewrote)",
+        check.store,
+        judge,
+        HOUR,
+        check.blocking,
+    )
 
 
 # --- The declarations, by asset ---------------------------------------------------------------
 
 TRADE_RULES = (NO_DUPLICATE_TRADE_IDS, TIMESTAMPS_INSIDE_DAY["trades"], PRICES_POSITIVE["trades"])
-BAR_RULES = (BARS_CONSISTENT["bars_1m"], TIMESTAMPS_INSIDE_DAY["bars_1m"], ON_THE_MINUTE_GRID,
-             UNIT_STEP_REVERTS["bars_1m"])
+BAR_RULES = (
+    BARS_CONSISTENT["bars_1m"],
+    TIMESTAMPS_INSIDE_DAY["bars_1m"],
+    ON_THE_MINUTE_GRID,
+    UNIT_STEP_REVERTS["bars_1m"],
+)
 CRYPTO_BAR_RULES = (*BAR_RULES, PRICES_POSITIVE["bars_1m"])
 STOCK_BAR_RULES = (*BAR_RULES, MINUTES_COMPLETE)
 
@@ -241,18 +291,34 @@ CRYPTO_SLICE_CHECKS = [
     rule_check("crypto_funding", FUNDING_INSIDE_CAP),
     rule_check("crypto_open_interest", OPEN_INTEREST_NOT_NEGATIVE),
     rule_check("crypto_liquidations", NO_DUPLICATE_LIQUIDATION_IDS),
-    *(rule_check(asset, TIMESTAMPS_INSIDE_DAY[dataset])
-      for dataset, asset in (("funding", "crypto_funding"), ("open_interest", "crypto_open_interest"),
-                             ("liquidations", "crypto_liquidations"), ("mark_bars_1m", "crypto_mark_bars_1m"),
-                             ("index_bars_1m", "crypto_index_bars_1m"))),
-    *(rule_check(asset, BARS_CONSISTENT[dataset])
-      for dataset, asset in (("mark_bars_1m", "crypto_mark_bars_1m"), ("index_bars_1m", "crypto_index_bars_1m"))),
+    *(
+        rule_check(asset, TIMESTAMPS_INSIDE_DAY[dataset])
+        for dataset, asset in (
+            ("funding", "crypto_funding"),
+            ("open_interest", "crypto_open_interest"),
+            ("liquidations", "crypto_liquidations"),
+            ("mark_bars_1m", "crypto_mark_bars_1m"),
+            ("index_bars_1m", "crypto_index_bars_1m"),
+        )
+    ),
+    *(
+        rule_check(asset, BARS_CONSISTENT[dataset])
+        for dataset, asset in (
+            ("mark_bars_1m", "crypto_mark_bars_1m"),
+            ("index_bars_1m", "crypto_index_bars_1m"),
+        )
+    ),
     rule_check("crypto_mark_bars_1m", MARK_NEAR_INDEX),
 ]
 # each asset is crypto_<its dataset>
-CRYPTO_CHECKS = [by_venue(check, check.asset.removeprefix("crypto_"),
-                          lambda: load_sources_config().crypto_instruments_by_venue())
-                 for check in CRYPTO_SLICE_CHECKS]
+CRYPTO_CHECKS = [
+    by_venue(
+        check,
+        check.asset.removeprefix("crypto_"),
+        lambda: load_sources_config().crypto_instruments_by_venue(),
+    )
+    for check in CRYPTO_SLICE_CHECKS
+]
 # crypto_snapshots' assets (instrument) and the option chains (chain)
 CRYPTO_SNAPSHOT_CHECKS = [
     rule_check("crypto_book_snapshots", PRICES_POSITIVE["books"], INSTRUMENT),
@@ -269,7 +335,13 @@ BINANCE_DUMP_CHECKS = [
 # the stock feeds (day)
 A_SHARE_CHECKS = [
     *(rule_check("a_share_bars_1m", rule, DAY, "TUSHARE") for rule in STOCK_BAR_RULES),
-    *(rule_check("a_share_daily_bars", rule, DAY, "TUSHARE")
-      for rule in (BARS_CONSISTENT["daily_bars"], TIMESTAMPS_INSIDE_DAY["daily_bars"], UNIT_STEP_REVERTS["daily_bars"])),
+    *(
+        rule_check("a_share_daily_bars", rule, DAY, "TUSHARE")
+        for rule in (
+            BARS_CONSISTENT["daily_bars"],
+            TIMESTAMPS_INSIDE_DAY["daily_bars"],
+            UNIT_STEP_REVERTS["daily_bars"],
+        )
+    ),
 ]
 YAHOO_CHECKS = [rule_check("yahoo_bars_1m", rule, DAY, "YAHOO") for rule in STOCK_BAR_RULES]

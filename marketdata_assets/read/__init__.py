@@ -15,9 +15,34 @@ from marketdata_assets.read.reader import AsOfUnsupported, Reader
 from marketdata_assets.stores.clickhouse.connection import EmbeddedLockTimeout
 from marketdata_assets.stores.clickhouse.history import CompactedAway
 
-__all__ = ["AsOfUnsupported", "CompactedAway", "EmbeddedLockTimeout", "MissingDays", "Reader", "StoreNotRead", "agg_trades", "alphas", "bars",
-           "books", "catalog", "daily_bars", "dataset", "factors", "funding", "index_bars", "instruments", "kline", "liquidations", "loads",
-           "mark_bars", "minute_bars", "open_interest", "option_chain", "tickers", "trades"]
+__all__ = [
+    "AsOfUnsupported",
+    "CompactedAway",
+    "EmbeddedLockTimeout",
+    "MissingDays",
+    "Reader",
+    "StoreNotRead",
+    "agg_trades",
+    "alphas",
+    "bars",
+    "books",
+    "catalog",
+    "daily_bars",
+    "dataset",
+    "factors",
+    "funding",
+    "index_bars",
+    "instruments",
+    "kline",
+    "liquidations",
+    "loads",
+    "mark_bars",
+    "minute_bars",
+    "open_interest",
+    "option_chain",
+    "tickers",
+    "trades",
+]
 
 
 def _one_session(name: str):

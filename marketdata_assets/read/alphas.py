@@ -25,12 +25,19 @@ UTC_US = pl.Datetime("us", "UTC")
 STATS = ("sharpe", "fitness", "returns", "turnover", "drawdown", "margin", "longCount", "shortCount")
 # column -> (dotted path in the document, dtype)
 COLUMNS: dict[str, tuple[str, pl.DataType]] = {
-    "id": ("id", pl.String), "type": ("type", pl.String), "author": ("author", pl.String),
-    "status": ("status", pl.String), "stage": ("stage", pl.String), "grade": ("grade", pl.String),
+    "id": ("id", pl.String),
+    "type": ("type", pl.String),
+    "author": ("author", pl.String),
+    "status": ("status", pl.String),
+    "stage": ("stage", pl.String),
+    "grade": ("grade", pl.String),
     **{name: (f"{DATES_FIELD}.{name}", UTC_US) for name in DATE_FIELDS},
-    "region": ("settings.region", pl.String), "universe": ("settings.universe", pl.String),
-    "delay": ("settings.delay", pl.Int64), "decay": ("settings.decay", pl.Int64),
-    "neutralization": ("settings.neutralization", pl.String), "code": ("regular.code", pl.String),
+    "region": ("settings.region", pl.String),
+    "universe": ("settings.universe", pl.String),
+    "delay": ("settings.delay", pl.Int64),
+    "decay": ("settings.decay", pl.Int64),
+    "neutralization": ("settings.neutralization", pl.String),
+    "code": ("regular.code", pl.String),
     **{name: (f"is.{name}", pl.Int64 if name.endswith("Count") else pl.Float64) for name in STATS},
 }
 SCHEMA = {name: dtype for name, (_, dtype) in COLUMNS.items()}
@@ -51,8 +58,9 @@ def _scalar(value):
     return json.dumps(value, default=str, sort_keys=True) if isinstance(value, (dict, list)) else value
 
 
-def query_of(start: datetime | None, end: datetime | None, by: str, region: str | None,
-             status: str | None) -> dict:
+def query_of(
+    start: datetime | None, end: datetime | None, by: str, region: str | None, status: str | None
+) -> dict:
     if by not in DATE_KEYS:
         raise ValueError(f"by must be one of {DATE_KEYS}, got {by!r}")
     query: dict = {}
@@ -75,21 +83,33 @@ def _require_region(region: str, collections: list) -> None:
     """A region no alpha of these collections has is a ValueError naming the closest stored regions."""
     stored = {r for c in collections for r in c.distinct("settings.region") if isinstance(r, str)}
     if region not in stored:
-        raise ValueError(f"no alphas of region {region!r} stored{closest(region, stored)}; regions stored: "
-                         f"{', '.join(sorted(stored)) or 'none yet'} (read.Reader().catalog() lists them)")
+        raise ValueError(
+            f"no alphas of region {region!r} stored{closest(region, stored)}; regions stored: "
+            f"{', '.join(sorted(stored)) or 'none yet'} (read.Reader().catalog() lists them)"
+        )
 
 
-def alphas(collections: dict, alpha_type: str | None, start: datetime | None, end: datetime | None, *,
-           by: str = "dateCreated", region: str | None = None, status: str | None = None,
-           fields: Sequence[str] = ()) -> pl.DataFrame:
+def alphas(
+    collections: dict,
+    alpha_type: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    by: str = "dateCreated",
+    region: str | None = None,
+    status: str | None = None,
+    fields: Sequence[str] = (),
+) -> pl.DataFrame:
     """Alphas of ``alpha_type`` (REGULAR, SUPER, None: both) whose ``by`` date lies in ``[start, end)``
     (None: open), optionally of one region / status; ``collections`` maps each type to its pymongo
     collection. Columns: :data:`SCHEMA` plus one per extra dotted ``fields`` path. Ordered by ``by``, id."""
     types = list(COLLECTIONS) if alpha_type is None else [str(alpha_type).upper()]
     unknown = [t for t in types if t not in COLLECTIONS]
     if unknown:
-        raise ValueError(f"unknown alpha type {alpha_type!r}{closest(unknown[0], COLLECTIONS)}: one of "
-                         f"{list(COLLECTIONS)} (or None: both)")
+        raise ValueError(
+            f"unknown alpha type {alpha_type!r}{closest(unknown[0], COLLECTIONS)}: one of "
+            f"{list(COLLECTIONS)} (or None: both)"
+        )
     extra = [f for f in dict.fromkeys(fields) if f not in COLUMNS]
     bad = [f for f in extra if not isinstance(f, str) or not f or f.startswith(("$", "_")) or "\x00" in f]
     if bad:
@@ -102,5 +122,7 @@ def alphas(collections: dict, alpha_type: str | None, start: datetime | None, en
     data = {name: [_get(doc, path) for doc in rows] for name, (path, _) in COLUMNS.items()}
     frame = pl.DataFrame(data, schema=SCHEMA)
     if extra:
-        frame = frame.with_columns(pl.Series(f, [_scalar(_get(doc, f)) for doc in rows], strict=False) for f in extra)
+        frame = frame.with_columns(
+            pl.Series(f, [_scalar(_get(doc, f)) for doc in rows], strict=False) for f in extra
+        )
     return frame.sort([by, "id"], nulls_last=True)

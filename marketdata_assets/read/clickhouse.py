@@ -18,7 +18,7 @@ aggregate ids or individual ones depending on the source that loaded it (docs/ti
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pyarrow as pa
@@ -29,7 +29,6 @@ from marketdata_assets.datasets.frames import TRADES_SPEC, Dataset, spec_for
 from marketdata_assets.sources.registry import ID_SEQUENCES, SEQUENCED_DATASETS, STREAMS, id_sequence
 from marketdata_assets.stores.clickhouse import history, live, tables
 
-UTC = timezone.utc
 IDS = "id_sequence"
 UNKNOWN_IDS = "unknown"  # a load no ingest_log row names, or of a source declaring no sequence
 ID_SEQUENCE = pl.Enum(sorted({seq.name for seq in ID_SEQUENCES}) + [UNKNOWN_IDS])
@@ -42,7 +41,9 @@ def parse_time(value: datetime | date | str, what: str) -> datetime:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            raise ValueError(f"{what} {value!r} is not an ISO date or time (YYYY-MM-DD[THH:MM[:SS]][+HH:MM])") from None
+            raise ValueError(
+                f"{what} {value!r} is not an ISO date or time (YYYY-MM-DD[THH:MM[:SS]][+HH:MM])"
+            ) from None
     if isinstance(value, datetime):
         return value
     if isinstance(value, date):
@@ -60,7 +61,9 @@ def time_range(start, end) -> tuple[datetime, datetime]:
     """``[start, end)`` in UTC; ``end`` after ``start``."""
     first, last = utc_time(start, "start"), utc_time(end, "end")
     if last <= first:
-        raise ValueError(f"end {last.isoformat()} is not after start {first.isoformat()}: the range is [start, end)")
+        raise ValueError(
+            f"end {last.isoformat()} is not after start {first.isoformat()}: the range is [start, end)"
+        )
     return first, last
 
 
@@ -86,19 +89,27 @@ def columns_of(spec: Dataset, columns: Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(columns))
 
 
-def select_sql(database: str, spec: Dataset, columns: list[str], *, all_instruments: bool, as_of: bool) -> str:
+def select_sql(
+    database: str, spec: Dataset, columns: list[str], *, all_instruments: bool, as_of: bool
+) -> str:
     """The read's SELECT; parameters: venue, instruments, start, end, and either code/first_day/last_day
     (the active loads) or ids (``as_of``: the loads chosen from the history)."""
     db = clickhouse_database(database)
-    match = "venue = {venue:String}" + ("" if all_instruments else " AND instrument IN {instruments:Array(String)}")
+    match = "venue = {venue:String}" + (
+        "" if all_instruments else " AND instrument IN {instruments:Array(String)}"
+    )
     if as_of:
         loads = "{ids:Array(UInt64)}"
     else:
-        loads = (f"(SELECT load_id FROM {db}.loads FINAL WHERE dataset = {{code:String}} AND {match} "
-                 "AND day >= {first_day:Date} AND day <= {last_day:Date})")
-    return (f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM {db}.`{spec.table}`\n"
-            f"WHERE {match} AND ts >= {{start:DateTime64(6, 'UTC')}} AND ts < {{end:DateTime64(6, 'UTC')}}\n"
-            f"  AND load_id IN {loads}\nORDER BY {', '.join(spec.order_by)}")
+        loads = (
+            f"(SELECT load_id FROM {db}.loads FINAL WHERE dataset = {{code:String}} AND {match} "
+            "AND day >= {first_day:Date} AND day <= {last_day:Date})"
+        )
+    return (
+        f"SELECT {', '.join(f'`{c}`' for c in columns)} FROM {db}.`{spec.table}`\n"
+        f"WHERE {match} AND ts >= {{start:DateTime64(6, 'UTC')}} AND ts < {{end:DateTime64(6, 'UTC')}}\n"
+        f"  AND load_id IN {loads}\nORDER BY {', '.join(spec.order_by)}"
+    )
 
 
 def to_frame(table, spec: Dataset, columns: list[str]) -> pl.DataFrame:
@@ -107,13 +118,22 @@ def to_frame(table, spec: Dataset, columns: list[str]) -> pl.DataFrame:
     frame = pl.from_arrow(table) if table is not None and table.num_columns else None
     if not isinstance(frame, pl.DataFrame) or frame.width == 0:
         return pl.DataFrame(schema=schema)
-    return frame.select([pl.col(c).cast(dtype) if frame.schema[c] != dtype else pl.col(c)
-                         for c, dtype in schema.items()])
+    return frame.select(
+        [pl.col(c).cast(dtype) if frame.schema[c] != dtype else pl.col(c) for c, dtype in schema.items()]
+    )
 
 
-def query_params(spec: Dataset, venue: str, instruments: list[str] | None, start: datetime, end: datetime) -> dict:
-    params = {"code": spec.code, "venue": venue, "start": start, "end": end, "first_day": start.date(),
-              "last_day": (end - timedelta(microseconds=1)).date()}
+def query_params(
+    spec: Dataset, venue: str, instruments: list[str] | None, start: datetime, end: datetime
+) -> dict:
+    params = {
+        "code": spec.code,
+        "venue": venue,
+        "start": start,
+        "end": end,
+        "first_day": start.date(),
+        "last_day": (end - timedelta(microseconds=1)).date(),
+    }
     if instruments is not None:
         params["instruments"] = instruments
     return params
@@ -125,7 +145,8 @@ def states_ids(spec: Dataset, columns: Sequence[str]) -> bool:
 
 
 def sequence_name(venue: str, source: str, dataset: str) -> str:
-    """The name of the id sequence a load of `source` holds (sources.registry.id_sequence), else `UNKNOWN_IDS`."""
+    """The name of the id sequence a load of `source` holds (sources.registry.id_sequence), else
+    `UNKNOWN_IDS`."""
     return getattr(id_sequence(venue, source, dataset), "name", UNKNOWN_IDS)
 
 
@@ -145,8 +166,18 @@ def _with_ids(client, database: str, spec: Dataset, venue: str, frame: pl.DataFr
     return frame.with_columns(loads.replace_strict(names, return_dtype=ID_SEQUENCE).alias(IDS))
 
 
-def read(client, database: str, dataset: str, venue: str, instrument, start, end, *, as_of=None,
-         columns: Sequence[str] | None = None) -> pl.DataFrame:
+def read(
+    client,
+    database: str,
+    dataset: str,
+    venue: str,
+    instrument,
+    start,
+    end,
+    *,
+    as_of=None,
+    columns: Sequence[str] | None = None,
+) -> pl.DataFrame:
     """Rows of ``dataset`` for ``venue`` and ``instrument`` (one, a list, or None: all) with ``ts`` in
     ``[start, end)``, as the store shows them now (the active loads) or at ``as_of`` (see the module
     docstring), as a Polars frame of the dataset's schema, ordered by the table's key; with `IDS` where
@@ -158,13 +189,19 @@ def read(client, database: str, dataset: str, venue: str, instrument, start, end
     params = query_params(spec, venue, instruments, start, end)
     if as_of is not None:
         when = utc_time(as_of, "as_of")
-        loads = history.loads_as_of(client, database, spec, venue, instruments, params["first_day"],
-                                    params["last_day"], when)
+        loads = history.loads_as_of(
+            client, database, spec, venue, instruments, params["first_day"], params["last_day"], when
+        )
         history.check_not_compacted(client, database, spec, loads, when)
         params = {**params, "ids": [h.load_id for h in loads]}
     stated = states_ids(spec, cols)
-    sql = select_sql(database, spec, [*cols, "load_id"] if stated else cols, all_instruments=instruments is None,
-                     as_of=as_of is not None)
+    sql = select_sql(
+        database,
+        spec,
+        [*cols, "load_id"] if stated else cols,
+        all_instruments=instruments is None,
+        as_of=as_of is not None,
+    )
     answer = streamed_arrow(client, sql, params)
     frame = to_frame(answer, spec, cols)
     return _with_ids(client, database, spec, venue, frame, answer) if stated else frame
@@ -190,8 +227,9 @@ def _live_params(client, database: str, venue: str, instrument, start, end) -> t
     return params, instruments is None
 
 
-def live_tail(client, database: str, venue: str, instrument, start, end,
-              columns: Sequence[str] | None = None) -> pl.DataFrame:
+def live_tail(
+    client, database: str, venue: str, instrument, start, end, columns: Sequence[str] | None = None
+) -> pl.DataFrame:
     """The live trades of ``[start, end)`` no hourly load holds yet (stores.clickhouse.live, the view
     ``trades_latest``'s live path), as trades, with `IDS` (the venue's live stream's ids) where read."""
     cols = columns_of(TRADES_SPEC, columns)
@@ -200,12 +238,19 @@ def live_tail(client, database: str, venue: str, instrument, start, end,
         frame = to_frame(None, TRADES_SPEC, cols)
     else:
         params, every = found
-        frame = to_frame(client.query_arrow(live.live_tail_sql(database, cols, all_instruments=every),
-                                            parameters=params), TRADES_SPEC, cols)
+        frame = to_frame(
+            client.query_arrow(live.live_tail_sql(database, cols, all_instruments=every), parameters=params),
+            TRADES_SPEC,
+            cols,
+        )
     if not states_ids(TRADES_SPEC, cols):
         return frame
     venue = normalize_venue(venue)
-    name = sequence_name(venue, STREAMS[venue].live_source, TRADES_SPEC.name) if venue in STREAMS else UNKNOWN_IDS
+    name = (
+        sequence_name(venue, STREAMS[venue].live_source, TRADES_SPEC.name)
+        if venue in STREAMS
+        else UNKNOWN_IDS
+    )
     return frame.with_columns(pl.lit(name, dtype=ID_SEQUENCE).alias(IDS))
 
 
@@ -214,8 +259,11 @@ def live_tail_count(client, database: str, venue: str, instrument, start, end) -
     if found is None:
         return 0
     params, every = found
-    return int(client.query(live.live_tail_sql(database, (), all_instruments=every, count=True),
-                            parameters=params).result_rows[0][0])
+    return int(
+        client.query(
+            live.live_tail_sql(database, (), all_instruments=every, count=True), parameters=params
+        ).result_rows[0][0]
+    )
 
 
 def with_live_coverage(client, database: str, coverage: pl.DataFrame) -> pl.DataFrame:
@@ -230,10 +278,13 @@ def with_live_coverage(client, database: str, coverage: pl.DataFrame) -> pl.Data
     now = datetime.now(UTC)
     sources = {venue: cls.live_source for venue, cls in STREAMS.items()}
     rows = rows.with_columns(
-        pl.lit(live.TRADES_LIVE).alias("dataset"), pl.col("days").alias("days_with_rows"),
-        pl.lit(0, dtype=pl.UInt32).alias("missing_days"), pl.lit(0, dtype=pl.UInt64).alias("failed_days"),
+        pl.lit(live.TRADES_LIVE).alias("dataset"),
+        pl.col("days").alias("days_with_rows"),
+        pl.lit(0, dtype=pl.UInt32).alias("missing_days"),
+        pl.lit(0, dtype=pl.UInt64).alias("failed_days"),
         pl.col("venue").replace_strict(sources, default="live").alias("sources"),
-        ((pl.lit(now) - pl.col("last_ts")).dt.total_milliseconds() / 1000).alias("lag_s"))
+        ((pl.lit(now) - pl.col("last_ts")).dt.total_milliseconds() / 1000).alias("lag_s"),
+    )
     return pl.concat([frame, rows.select(frame.columns)], how="vertical_relaxed")
 
 
@@ -242,7 +293,8 @@ def live_names(client, database: str) -> dict[str, set[str]]:
     if not tables.exists(client, database, live.TRADES_LIVE):
         return {}
     out: dict[str, set[str]] = {}
-    for venue, instrument in client.query(f"SELECT DISTINCT venue, instrument FROM "
-                                          f"{clickhouse_database(database)}.{live.TRADES_LIVE}").result_rows:
+    for venue, instrument in client.query(
+        f"SELECT DISTINCT venue, instrument FROM {clickhouse_database(database)}.{live.TRADES_LIVE}"
+    ).result_rows:
         out.setdefault(venue, set()).add(instrument)
     return out

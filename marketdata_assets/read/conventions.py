@@ -26,7 +26,9 @@ def zone(tz: str) -> ZoneInfo:
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"tz {tz!r} is not an IANA time zone (UTC, Asia/Shanghai, America/New_York, ...)") from None
+        raise ValueError(
+            f"tz {tz!r} is not an IANA time zone (UTC, Asia/Shanghai, America/New_York, ...)"
+        ) from None
 
 
 def shift(bars: Stamping, label: str | None) -> timedelta:
@@ -36,12 +38,16 @@ def shift(bars: Stamping, label: str | None) -> timedelta:
     if label not in ("start", "end"):
         raise ValueError(f"label {label!r}: a bar can be stamped by its 'start' or its 'end'")
     if bars.label == "day" or bars.interval is None:
-        raise ValueError(f"bars stamped '{bars.label}' ({'month' if bars.interval is None else 'trading day'}) "
-                         f"have no instant to relabel as {label!r}: read them with label=None")
+        raise ValueError(
+            f"bars stamped '{bars.label}' ({'month' if bars.interval is None else 'trading day'}) "
+            f"have no instant to relabel as {label!r}: read them with label=None"
+        )
     return bars.interval if label == "end" else -bars.interval
 
 
-def store_range(bars: Stamping | None, start, end, label: str | None, tz: str | None) -> tuple[datetime, datetime]:
+def store_range(
+    bars: Stamping | None, start, end, label: str | None, tz: str | None
+) -> tuple[datetime, datetime]:
     """The aware ``[start, end)`` on the store's stamps of a range asked in `label` and `tz` (naive bounds
     are wall-clock in `tz`, default the store's zone; `bars` None: events, stored in UTC)."""
     if bars is None and label is not None:
@@ -60,8 +66,9 @@ def in_zone(frame: pl.DataFrame, column: str, tz: str | None) -> pl.DataFrame:
     return frame.with_columns(pl.col(column).dt.convert_time_zone(zone(tz).key))
 
 
-def stated(frame: pl.DataFrame, column: str, bars: Stamping, label: str | None = None,
-           tz: str | None = None) -> pl.DataFrame:
+def stated(
+    frame: pl.DataFrame, column: str, bars: Stamping, label: str | None = None, tz: str | None = None
+) -> pl.DataFrame:
     """`frame` with `column` in `label` and `tz` (defaults: as stored), aware, and the columns ``label``
     and ``adjustment`` saying so."""
     moved, where = shift(bars, label), tz or bars.tz
@@ -71,5 +78,7 @@ def stated(frame: pl.DataFrame, column: str, bars: Stamping, label: str | None =
         if frame.schema[column].time_zone is None:  # type: ignore[union-attr]
             time = time.dt.replace_time_zone(bars.tz)
         frame = frame.with_columns((time + moved).dt.convert_time_zone(where).alias(column))
-    return frame.with_columns(pl.lit(label or bars.label, dtype=LABEL).alias("label"),
-                              pl.lit(bars.adjustment, dtype=ADJUSTMENT).alias("adjustment"))
+    return frame.with_columns(
+        pl.lit(label or bars.label, dtype=LABEL).alias("label"),
+        pl.lit(bars.adjustment, dtype=ADJUSTMENT).alias("adjustment"),
+    )

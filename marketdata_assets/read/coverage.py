@@ -37,10 +37,23 @@ KLINE_MONTHLY = "kline_monthly"
 ALPHAS = "alphas"
 NAMES = (*DATASETS, TRADES_LIVE, MINUTE_BARS, KLINE_MONTHLY, ALPHAS)  # every dataset the catalog can list
 
-SCHEMA = pl.Schema({
-    "dataset": pl.String, "venue": pl.String, "instrument": pl.String, "first_day": pl.Date, "last_day": pl.Date,
-    "days": pl.UInt64, "days_with_rows": pl.UInt64, "missing_days": pl.UInt32, "rows": pl.UInt64,
-    "last_loaded_at": pl.Datetime("ms", "UTC"), "failed_days": pl.UInt64, "sources": pl.String, "lag_s": pl.Float64})
+SCHEMA = pl.Schema(
+    {
+        "dataset": pl.String,
+        "venue": pl.String,
+        "instrument": pl.String,
+        "first_day": pl.Date,
+        "last_day": pl.Date,
+        "days": pl.UInt64,
+        "days_with_rows": pl.UInt64,
+        "missing_days": pl.UInt32,
+        "rows": pl.UInt64,
+        "last_loaded_at": pl.Datetime("ms", "UTC"),
+        "failed_days": pl.UInt64,
+        "sources": pl.String,
+        "lag_s": pl.Float64,
+    }
+)
 
 
 def closest(name: str, names: Iterable[str], cutoff: float = 0.6) -> str:
@@ -69,19 +82,34 @@ def minute_coverage(conn: psycopg.Connection) -> pl.DataFrame:
     """Per code what ``stock_1min_qfq`` holds (none without the table)."""
     if not has_table(conn, MINUTE_TABLE):
         return of_schema([])
-    query = sql.SQL("SELECT code, min(time)::date, max(time)::date, count(DISTINCT time::date), count(*) "
-                    "FROM {} GROUP BY code ORDER BY code").format(sql.Identifier(MINUTE_TABLE))
+    query = sql.SQL(
+        "SELECT code, min(time)::date, max(time)::date, count(DISTINCT time::date), count(*) "
+        "FROM {} GROUP BY code ORDER BY code"
+    ).format(sql.Identifier(MINUTE_TABLE))
     found = conn.execute(query).fetchall()
     if not found:
         return of_schema([])
     calendar = _trading_days(min(r[1] for r in found), max(r[2] for r in found))
     rows = []
     for code, first, last, days, count in found:
-        expected = None if calendar is None else (bisect.bisect_right(calendar, last)
-                                                  - bisect.bisect_left(calendar, first))
-        rows.append({"dataset": MINUTE_BARS, "venue": A_SHARE_VENUE_BY_SUFFIX.get(code[-2:]), "instrument": code,
-                     "first_day": first, "last_day": last, "days": days, "days_with_rows": days, "rows": count,
-                     "missing_days": None if expected is None else max(expected - days, 0)})
+        expected = (
+            None
+            if calendar is None
+            else (bisect.bisect_right(calendar, last) - bisect.bisect_left(calendar, first))
+        )
+        rows.append(
+            {
+                "dataset": MINUTE_BARS,
+                "venue": A_SHARE_VENUE_BY_SUFFIX.get(code[-2:]),
+                "instrument": code,
+                "first_day": first,
+                "last_day": last,
+                "days": days,
+                "days_with_rows": days,
+                "rows": count,
+                "missing_days": None if expected is None else max(expected - days, 0),
+            }
+        )
     return of_schema(rows)
 
 
@@ -89,11 +117,22 @@ def kline_coverage(conn: psycopg.Connection) -> pl.DataFrame:
     """Per code the months ``stock_monthly_kline`` holds (none without it)."""
     if not has_table(conn, KLINE):
         return of_schema([])
-    query = sql.SQL("SELECT code, min(month)::date, max(month)::date, count(*) FROM {} GROUP BY code "
-                    "ORDER BY code").format(sql.Identifier(KLINE))
-    return of_schema([{"dataset": KLINE_MONTHLY, "venue": A_SHARE_VENUE_BY_SUFFIX.get(code[-2:]), "instrument": code,
-                       "first_day": first, "last_day": last, "rows": months}
-                      for code, first, last, months in conn.execute(query).fetchall()])
+    query = sql.SQL(
+        "SELECT code, min(month)::date, max(month)::date, count(*) FROM {} GROUP BY code ORDER BY code"
+    ).format(sql.Identifier(KLINE))
+    return of_schema(
+        [
+            {
+                "dataset": KLINE_MONTHLY,
+                "venue": A_SHARE_VENUE_BY_SUFFIX.get(code[-2:]),
+                "instrument": code,
+                "first_day": first,
+                "last_day": last,
+                "rows": months,
+            }
+            for code, first, last, months in conn.execute(query).fetchall()
+        ]
+    )
 
 
 def timescale_coverage(conn: psycopg.Connection) -> pl.DataFrame:
@@ -102,11 +141,24 @@ def timescale_coverage(conn: psycopg.Connection) -> pl.DataFrame:
 
 # the alphas per region: by (region, UTC day created) on the server, then by region
 _ALPHA_PIPELINE = [
-    {"$group": {"_id": {"region": "$settings.region", "day": {"$dateToString": {
-        "format": "%Y-%m-%d", "date": f"${DATES_FIELD}.dateCreated"}}}, "n": {"$sum": 1}}},
-    {"$group": {"_id": "$_id.region", "first": {"$min": "$_id.day"}, "last": {"$max": "$_id.day"},
-                "days": {"$sum": {"$cond": [{"$eq": [{"$type": "$_id.day"}, "string"]}, 1, 0]}},
-                "rows": {"$sum": "$n"}}},
+    {
+        "$group": {
+            "_id": {
+                "region": "$settings.region",
+                "day": {"$dateToString": {"format": "%Y-%m-%d", "date": f"${DATES_FIELD}.dateCreated"}},
+            },
+            "n": {"$sum": 1},
+        }
+    },
+    {
+        "$group": {
+            "_id": "$_id.region",
+            "first": {"$min": "$_id.day"},
+            "last": {"$max": "$_id.day"},
+            "days": {"$sum": {"$cond": [{"$eq": [{"$type": "$_id.day"}, "string"]}, 1, 0]}},
+            "rows": {"$sum": "$n"},
+        }
+    },
 ]
 
 
@@ -115,25 +167,40 @@ def alpha_coverage(collections: dict) -> pl.DataFrame:
     rows = []
     for kind, collection in collections.items():
         for doc in collection.aggregate(_ALPHA_PIPELINE):
-            days = [date.fromisoformat(d) if isinstance(d, str) else None for d in (doc["first"], doc["last"])]
-            rows.append({"dataset": ALPHAS, "venue": kind, "instrument": doc["_id"], "first_day": days[0],
-                         "last_day": days[1], "days": doc["days"], "days_with_rows": doc["days"], "rows": doc["rows"]})
+            days = [
+                date.fromisoformat(d) if isinstance(d, str) else None for d in (doc["first"], doc["last"])
+            ]
+            rows.append(
+                {
+                    "dataset": ALPHAS,
+                    "venue": kind,
+                    "instrument": doc["_id"],
+                    "first_day": days[0],
+                    "last_day": days[1],
+                    "days": doc["days"],
+                    "days_with_rows": doc["days"],
+                    "rows": doc["rows"],
+                }
+            )
     return of_schema(sorted(rows, key=lambda r: (r["venue"], r["instrument"] or "")))
 
 
 def stored_codes(conn: psycopg.Connection, table: str, codes: list[str]) -> set[str]:
     """Those of `codes` with a row in `table` (one index probe each)."""
-    query = sql.SQL("SELECT c FROM unnest(%s::text[]) AS c WHERE EXISTS (SELECT 1 FROM {} WHERE code = c)").format(
-        sql.Identifier(table))
+    query = sql.SQL(
+        "SELECT c FROM unnest(%s::text[]) AS c WHERE EXISTS (SELECT 1 FROM {} WHERE code = c)"
+    ).format(sql.Identifier(table))
     return {row[0] for row in conn.execute(query, (codes,)).fetchall()}
 
 
 def all_codes(conn: psycopg.Connection, table: str) -> list[str]:
     """Every code with a row in `table`, by skipping through its (code, time) index: one probe per code,
     not a scan of the rows."""
-    query = sql.SQL("WITH RECURSIVE c AS (SELECT min(code) AS code FROM {t} UNION ALL "
-                    "SELECT (SELECT min(code) FROM {t} WHERE code > c.code) FROM c WHERE c.code IS NOT NULL) "
-                    "SELECT code FROM c WHERE code IS NOT NULL").format(t=sql.Identifier(table))
+    query = sql.SQL(
+        "WITH RECURSIVE c AS (SELECT min(code) AS code FROM {t} UNION ALL "
+        "SELECT (SELECT min(code) FROM {t} WHERE code > c.code) FROM c WHERE c.code IS NOT NULL) "
+        "SELECT code FROM c WHERE code IS NOT NULL"
+    ).format(t=sql.Identifier(table))
     return [row[0] for row in conn.execute(query).fetchall()]
 
 
@@ -145,6 +212,8 @@ def require_codes(conn: psycopg.Connection, table: str, what: str, codes: list[s
     missing = sorted(set(codes) - stored_codes(conn, table, codes))
     if missing:
         stored = all_codes(conn, table)
-        raise ValueError(f"no {what} of {missing[0]} stored{closest(missing[0], stored)}"
-                         f"{f' (nor of {len(missing) - 1} other code(s) asked)' if len(missing) > 1 else ''}; "
-                         f"{len(stored):,} code(s) have {what} (read.Reader().catalog() lists them)")
+        raise ValueError(
+            f"no {what} of {missing[0]} stored{closest(missing[0], stored)}"
+            f"{f' (nor of {len(missing) - 1} other code(s) asked)' if len(missing) > 1 else ''}; "
+            f"{len(stored):,} code(s) have {what} (read.Reader().catalog() lists them)"
+        )

@@ -50,11 +50,11 @@ class Partition:
     identifies them."""
 
     dataset: str
-    venue: str                 # venue=; type= for the alphas
-    day: date | None           # date= of the daily datasets; None for the monthly ones
-    rows: int                  # what the loads / the fingerprint say the partition holds
-    identity: dict             # {"loads": {instrument: load id}} or {"fingerprint": "..."}
-    month: str | None = None   # month=YYYY-MM of kline_monthly and alphas
+    venue: str  # venue=; type= for the alphas
+    day: date | None  # date= of the daily datasets; None for the monthly ones
+    rows: int  # what the loads / the fingerprint say the partition holds
+    identity: dict  # {"loads": {instrument: load id}} or {"fingerprint": "..."}
+    month: str | None = None  # month=YYYY-MM of kline_monthly and alphas
 
     @property
     def keys(self) -> dict[str, str]:
@@ -79,14 +79,14 @@ class _Job:
 
 @dataclass
 class ExportReport:
-    root: str                                     # where the files are (a dated export: its snapshot)
-    written: list = field(default_factory=list)   # relative paths
-    skipped: list = field(default_factory=list)   # unchanged partitions (their file as it would be written)
-    empty: list = field(default_factory=list)     # partitions with no rows stored, and no file to remove
-    removed: list = field(default_factory=list)   # partitions emptied by a re-load / no longer stored
-    rows: int = 0                                 # rows written now
-    bytes: int = 0                                # bytes written now
-    rows_of: dict = field(default_factory=dict)   # relative path -> rows written now
+    root: str  # where the files are (a dated export: its snapshot)
+    written: list = field(default_factory=list)  # relative paths
+    skipped: list = field(default_factory=list)  # unchanged partitions (their file as it would be written)
+    empty: list = field(default_factory=list)  # partitions with no rows stored, and no file to remove
+    removed: list = field(default_factory=list)  # partitions emptied by a re-load / no longer stored
+    rows: int = 0  # rows written now
+    bytes: int = 0  # bytes written now
+    rows_of: dict = field(default_factory=dict)  # relative path -> rows written now
     seconds: float = 0.0
     dated: bool = False
 
@@ -99,15 +99,20 @@ class ExportReport:
         their rows, unchanged, with no rows."""
         mine = f"/date={day.isoformat()}/"
         written = [path for path in self.written if mine in path]
-        return {"files_written": len(written), "rows_written": sum(self.rows_of[path] for path in written),
-                "files_skipped": sum(mine in path for path in self.skipped),
-                "partitions_without_rows": sum(mine in path for path in self.empty)}
+        return {
+            "files_written": len(written),
+            "rows_written": sum(self.rows_of[path] for path in written),
+            "files_skipped": sum(mine in path for path in self.skipped),
+            "partitions_without_rows": sum(mine in path for path in self.empty),
+        }
 
     def summary(self) -> str:
-        return (f"{len(self.written)} file(s) written ({self.rows:,} rows, {self.bytes:,} bytes), "
-                f"{len(self.skipped)} unchanged, {len(self.removed)} removed, {len(self.empty)} with no rows, "
-                f"{self.seconds:.1f} s, under "
-                f"{self.root}{' (dated snapshot)' if self.dated else ''}")
+        return (
+            f"{len(self.written)} file(s) written ({self.rows:,} rows, {self.bytes:,} bytes), "
+            f"{len(self.skipped)} unchanged, {len(self.removed)} removed, {len(self.empty)} with no rows, "
+            f"{self.seconds:.1f} s, under "
+            f"{self.root}{' (dated snapshot)' if self.dated else ''}"
+        )
 
 
 def partition_path(root: Path, dataset: str, venue: str, day: date) -> Path:
@@ -131,8 +136,9 @@ def stored_identity(path: Path) -> dict | None:
     return json.loads(raw) if raw else None
 
 
-def write_atomic(path: Path, schema: pa.Schema, tables: Iterable[pa.Table], identity: dict, *,
-                 replace: bool = True) -> tuple[int, int]:
+def write_atomic(
+    path: Path, schema: pa.Schema, tables: Iterable[pa.Table], identity: dict, *, replace: bool = True
+) -> tuple[int, int]:
     """Write ``tables`` as one Parquet file at ``path``, atomically; returns (rows, bytes). Without
     ``replace`` an existing ``path`` is never touched: SnapshotConflict instead."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,15 +158,18 @@ def write_atomic(path: Path, schema: pa.Schema, tables: Iterable[pa.Table], iden
             try:
                 os.link(tmp, path)  # fails if the name exists: never replaces a file
             except FileExistsError:
-                raise SnapshotConflict(f"{path} appeared while this export wrote it (another export of the same "
-                                       "snapshot?): left as it is") from None
+                raise SnapshotConflict(
+                    f"{path} appeared while this export wrote it (another export of the same "
+                    "snapshot?): left as it is"
+                ) from None
     finally:
         tmp.unlink(missing_ok=True)
     return rows, path.stat().st_size
 
 
 def _stated_schema(schema: dict, column: str, bars: Stamping) -> dict:
-    """The file schema of bars: the time column aware, plus ``label`` and ``adjustment`` (read.conventions)."""
+    """The file schema of bars: the time column aware, plus ``label`` and ``adjustment``
+    (read.conventions)."""
     return dict(conventions.stated(pl.DataFrame(schema=schema), column, bars).schema)
 
 
@@ -179,15 +188,23 @@ def _of_venue(frame: pl.DataFrame, venue: str, drop: Sequence[str] = ()) -> Iter
 
 # ---- ClickHouse -----------------------------------------------------------------------------------
 
-def clickhouse_partitions(client, database: str, day: date, datasets: Sequence[str] | None = None) -> list[Partition]:
+
+def clickhouse_partitions(
+    client, database: str, day: date, datasets: Sequence[str] | None = None
+) -> list[Partition]:
     """Every (dataset, venue) with an active load on ``day``, with its loads and rows (one query)."""
     wanted = {spec_for(name).code for name in datasets} if datasets is not None else set(_CODE_OF_DATASET)
     rows = client.query(
-        f"SELECT dataset, venue, groupArray(instrument), groupArray(load_id), sum(rows) "
-        f"FROM {clickhouse_database(database)}.loads FINAL WHERE day = {{day:Date}} AND dataset IN {{codes:Array(String)}} "
-        "GROUP BY dataset, venue ORDER BY dataset, venue", parameters={"day": day, "codes": sorted(wanted)}).result_rows
-    return [Partition(_CODE_OF_DATASET[code], venue, day, int(n), {"loads": dict(zip(names, map(int, ids)))})
-            for code, venue, names, ids, n in rows if code in _CODE_OF_DATASET]
+        "SELECT dataset, venue, groupArray(instrument), groupArray(load_id), sum(rows) "
+        f"FROM {clickhouse_database(database)}.loads FINAL WHERE day = {{day:Date}} AND dataset IN "
+        "{codes:Array(String)} GROUP BY dataset, venue ORDER BY dataset, venue",
+        parameters={"day": day, "codes": sorted(wanted)},
+    ).result_rows
+    return [
+        Partition(_CODE_OF_DATASET[code], venue, day, int(n), {"loads": dict(zip(names, map(int, ids)))})
+        for code, venue, names, ids, n in rows
+        if code in _CODE_OF_DATASET
+    ]
 
 
 def _clickhouse_tables(client, database: str, spec: Dataset, part: Partition) -> Iterable[pa.Table]:
@@ -202,8 +219,11 @@ def _clickhouse_tables(client, database: str, spec: Dataset, part: Partition) ->
     ids = None
     if ch_reads.states_ids(spec, columns):
         names = ch_reads.sequences_of_loads(client, database, spec.name, part.venue, loads.values())
-        ids = pl.col("instrument").replace_strict({i: names[load] for i, load in loads.items()},
-                                                  return_dtype=ch_reads.ID_SEQUENCE).alias(ch_reads.IDS)
+        ids = (
+            pl.col("instrument")
+            .replace_strict({i: names[load] for i, load in loads.items()}, return_dtype=ch_reads.ID_SEQUENCE)
+            .alias(ch_reads.IDS)
+        )
     with client.query_arrow_stream(sql, parameters=params) as stream:
         for batch in stream:
             table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
@@ -215,11 +235,14 @@ def _clickhouse_tables(client, database: str, spec: Dataset, part: Partition) ->
 # ---- TimescaleDB: minute bars and the monthly K-line ----------------------------------------------
 
 _FINGERPRINT = """SELECT split_part(code, '.', 2) AS exchange, count(*),
-       coalesce(sum(hashtextextended(concat_ws('|', code, time, name, open, high, low, close, volume, amount), 0)
+       coalesce(sum(hashtextextended(concat_ws('|', code, time, name, open, high, low, close, volume, \
+amount), 0)
                     ::numeric), 0)::text
 FROM {table} WHERE time >= %(start)s AND time < %(end)s GROUP BY 1 ORDER BY 1"""
-_KLINE_FINGERPRINT = """SELECT to_char(month, 'YYYY-MM') AS month, split_part(code, '.', 2) AS exchange, count(*),
-       coalesce(sum(hashtextextended(concat_ws('|', code, month, name, open, high, low, close, volume, amount), 0)
+_KLINE_FINGERPRINT = """SELECT to_char(month, 'YYYY-MM') AS month, split_part(code, '.', 2) AS exchange, \
+count(*),
+       coalesce(sum(hashtextextended(concat_ws('|', code, month, name, open, high, low, close, volume, \
+amount), 0)
                     ::numeric), 0)::text
 FROM {table} GROUP BY 1, 2 ORDER BY 1, 2"""
 
@@ -232,8 +255,13 @@ def minute_partitions(conn, day: date) -> list[Partition]:
     start = ts_reads.beijing_time(day, "day")
     query = sql.SQL(_FINGERPRINT).format(table=sql.Identifier(ts_reads.MINUTE_TABLE))
     rows = conn.execute(query, {"start": start, "end": start + timedelta(days=1)}).fetchall()
-    return [Partition(MINUTE_BARS, A_SHARE_VENUE_BY_SUFFIX[exchange], day, int(n), {"fingerprint": f"{n}:{digest}"})
-            for exchange, n, digest in rows if exchange in A_SHARE_VENUE_BY_SUFFIX]
+    return [
+        Partition(
+            MINUTE_BARS, A_SHARE_VENUE_BY_SUFFIX[exchange], day, int(n), {"fingerprint": f"{n}:{digest}"}
+        )
+        for exchange, n, digest in rows
+        if exchange in A_SHARE_VENUE_BY_SUFFIX
+    ]
 
 
 def kline_partitions(conn) -> list[Partition]:
@@ -242,9 +270,18 @@ def kline_partitions(conn) -> list[Partition]:
     if not has_table(conn, ts_reads.KLINE):
         return []
     rows = conn.execute(sql.SQL(_KLINE_FINGERPRINT).format(table=sql.Identifier(ts_reads.KLINE))).fetchall()
-    return [Partition(KLINE_MONTHLY, A_SHARE_VENUE_BY_SUFFIX[exchange], None, int(n),
-                      {"fingerprint": f"{n}:{digest}"}, month=month)
-            for month, exchange, n, digest in rows if exchange in A_SHARE_VENUE_BY_SUFFIX]
+    return [
+        Partition(
+            KLINE_MONTHLY,
+            A_SHARE_VENUE_BY_SUFFIX[exchange],
+            None,
+            int(n),
+            {"fingerprint": f"{n}:{digest}"},
+            month=month,
+        )
+        for month, exchange, n, digest in rows
+        if exchange in A_SHARE_VENUE_BY_SUFFIX
+    ]
 
 
 class _LastRead:
@@ -263,48 +300,76 @@ class _LastRead:
 
 def _minute_jobs(conn, days: Iterable[date]) -> list[_Job]:
     stamping = ts_reads.MINUTE_STAMPING
-    bars = _LastRead(lambda day: conventions.stated(ts_reads.minute_bars(conn, None, day, day + timedelta(days=1)),
-                                                    "time", stamping))
+    bars = _LastRead(
+        lambda day: conventions.stated(
+            ts_reads.minute_bars(conn, None, day, day + timedelta(days=1)), "time", stamping
+        )
+    )
     schema = _stated_schema(ts_reads.MINUTE_BARS_SCHEMA, "time", stamping)
-    return [_Job(part, schema, lambda p=part: _of_venue(bars(p.day), p.venue))
-            for day in days for part in minute_partitions(conn, day)]
+    return [
+        _Job(part, schema, lambda p=part: _of_venue(bars(p.day), p.venue))
+        for day in days
+        for part in minute_partitions(conn, day)
+    ]
 
 
 def _kline_jobs(conn) -> list[_Job]:
     """The K-line's partitions (month by month: a month's venues share one read)."""
+
     def month_rows(month: str) -> pl.DataFrame:
         first = datetime.strptime(month, "%Y-%m")
         frame = ts_reads.kline(conn, None, first, (first + timedelta(days=32)).replace(day=1))
         return conventions.stated(frame, "month", ts_reads.KLINE_STAMPING)
 
     rows = _LastRead(month_rows)
-    schema = {c: t for c, t in _stated_schema(ts_reads.KLINE_SCHEMA, "month", ts_reads.KLINE_STAMPING).items()
-              if c != "month"}
-    return [_Job(part, schema, lambda p=part: _of_venue(rows(p.month), p.venue, drop=["month"]))
-            for part in kline_partitions(conn)]
+    schema = {
+        c: t
+        for c, t in _stated_schema(ts_reads.KLINE_SCHEMA, "month", ts_reads.KLINE_STAMPING).items()
+        if c != "month"
+    }
+    return [
+        _Job(part, schema, lambda p=part: _of_venue(rows(p.month), p.venue, drop=["month"]))
+        for part in kline_partitions(conn)
+    ]
 
 
 # ---- MongoDB: alphas --------------------------------------------------------------------------------
+
 
 def alpha_partitions(frame: pl.DataFrame) -> list[tuple[Partition, pl.DataFrame]]:
     """The Reader's alphas frame split by type and New York month of dateCreated (null: Hive's null
     partition), each part without ``type`` and with the fingerprint of its rows."""
     month = pl.col("dateCreated").dt.convert_time_zone(API_TZ.key).dt.strftime("%Y-%m")
-    keyed = frame.with_columns(pl.col("type").fill_null(HIVE_NULL).alias("__type"),
-                               month.fill_null(HIVE_NULL).alias("__month"))
+    keyed = frame.with_columns(
+        pl.col("type").fill_null(HIVE_NULL).alias("__type"), month.fill_null(HIVE_NULL).alias("__month")
+    )
     parts = []
-    for (kind, month_key), group in sorted(keyed.partition_by("__type", "__month", as_dict=True,
-                                                             maintain_order=True).items()):
+    for (kind, month_key), group in sorted(
+        keyed.partition_by("__type", "__month", as_dict=True, maintain_order=True).items()
+    ):
         rows = group.drop("type", "__type", "__month")
         digest = hashlib.sha256(rows.write_csv().encode()).hexdigest()[:32]
-        parts.append((Partition(ALPHAS, sql_identifier(kind, "alpha type"), None, rows.height,
-                                {"fingerprint": f"{rows.height}:{digest}"}, month=month_key), rows))
+        parts.append(
+            (
+                Partition(
+                    ALPHAS,
+                    sql_identifier(kind, "alpha type"),
+                    None,
+                    rows.height,
+                    {"fingerprint": f"{rows.height}:{digest}"},
+                    month=month_key,
+                ),
+                rows,
+            )
+        )
     return parts
 
 
 def _alpha_jobs(reader) -> list[_Job]:
     schema = {c: t for c, t in ALPHA_SCHEMA.items() if c != "type"}
-    return [_Job(part, schema, lambda r=rows: [_arrow(r)]) for part, rows in alpha_partitions(reader.alphas())]
+    return [
+        _Job(part, schema, lambda r=rows: [_arrow(r)]) for part, rows in alpha_partitions(reader.alphas())
+    ]
 
 
 # ---- the export -----------------------------------------------------------------------------------
@@ -344,7 +409,8 @@ def _export(root: Path, job: _Job, report: ExportReport, *, replace: bool) -> No
 
 
 def wanted_datasets(datasets: Sequence[str] | None) -> list[str]:
-    """The datasets named (None: every one, EXPORTED), checked: an unknown name is a ValueError naming them."""
+    """The datasets named (None: every one, EXPORTED), checked: an unknown name is a ValueError naming
+    them."""
     if datasets is None:
         return list(EXPORTED)
     if isinstance(datasets, str):
@@ -377,26 +443,40 @@ def _daily_jobs(reader, days: list[date], datasets: list[str] | None, minute_bar
 def _stale(root: Path, datasets: Iterable[str], jobs: list[_Job]) -> list[Path]:
     """Files of the whole-store ``datasets`` under ``root`` that no partition of ``jobs`` names."""
     planned = {job.part.path(root) for job in jobs}
-    return sorted(path for name in datasets for path in (root / name).glob("*/*/part-0.parquet")
-                  if path not in planned)
+    return sorted(
+        path for name in datasets for path in (root / name).glob("*/*/part-0.parquet") if path not in planned
+    )
 
 
 def _refuse_changes(root: Path, jobs: list[_Job], stale: list[Path]) -> None:
     """SnapshotConflict naming every file of the snapshot ``root`` the export would change or remove."""
     paths = [(job.part.path(root), job.part) for job in jobs]
-    changed = [path for path, part in paths if path.exists()
-               and (part.rows == 0 or stored_identity(path) != _identity(part))]
+    changed = [
+        path
+        for path, part in paths
+        if path.exists() and (part.rows == 0 or stored_identity(path) != _identity(part))
+    ]
     conflicts = [str(p.relative_to(root)) for p in changed + stale]
     if conflicts:
         raise SnapshotConflict(
-            f"the dated snapshot {root} already holds {len(conflicts)} file(s) that differ from what the stores "
-            f"hold now (they changed since the earlier export of that date): {', '.join(conflicts[:10])}"
-            f"{' ...' if len(conflicts) > 10 else ''}. A snapshot is never rewritten: nothing was written; keep "
-            f"it as it is, or delete those files (or {root}) to take the snapshot again.")
+            f"the dated snapshot {root} already holds {len(conflicts)} file(s) that differ from what the "
+            "stores hold now (they changed since the earlier export of that date): "
+            f"{', '.join(conflicts[:10])}{' ...' if len(conflicts) > 10 else ''}. A snapshot is never "
+            f"rewritten: nothing was written; keep it as it is, or delete those files (or {root}) to take "
+            "the snapshot again."
+        )
 
 
-def export_days(reader, root: Path | str, days: Iterable[date], *, datasets: Sequence[str] | None = None,
-                minute_bars: bool = True, dated: bool = False, snapshot_date: date | None = None) -> ExportReport:
+def export_days(
+    reader,
+    root: Path | str,
+    days: Iterable[date],
+    *,
+    datasets: Sequence[str] | None = None,
+    minute_bars: bool = True,
+    dated: bool = False,
+    snapshot_date: date | None = None,
+) -> ExportReport:
     """Export ``days`` of every ClickHouse dataset and of the minute bars, and the whole K-line and
     alphas (or only ``datasets``: names of EXPORTED), through ``reader`` (a read.Reader) into ``root``;
     ``dated``: into the snapshot ``<root>/snapshots/<snapshot_date: today, UTC>`` (see the module
@@ -435,16 +515,29 @@ def default_days() -> list[date]:
     return [datetime.now(UTC).date() - timedelta(days=1)]
 
 
-def snapshot(reader, datasets: Sequence[str] | None = None, days: Iterable[date] | None = None, *,
-             root: Path | str | None = None, on: date | None = None) -> ExportReport:
+def snapshot(
+    reader,
+    datasets: Sequence[str] | None = None,
+    days: Iterable[date] | None = None,
+    *,
+    root: Path | str | None = None,
+    on: date | None = None,
+) -> ExportReport:
     """A dated export, what ``marketdata export --dated`` runs: ``datasets`` (None: all) of ``days``
     (None: yesterday, UTC) into ``<root: settings.export_dir()>/snapshots/<on: today, UTC>/``."""
-    return export_days(reader, settings.export_dir() if root is None else root,
-                       default_days() if days is None else days, datasets=datasets, dated=True, snapshot_date=on)
+    return export_days(
+        reader,
+        settings.export_dir() if root is None else root,
+        default_days() if days is None else days,
+        datasets=datasets,
+        dated=True,
+        snapshot_date=on,
+    )
 
 
 def snapshot_command(dataset: str | None = None) -> str:
-    """The command line (and the API call) that keeps a dated snapshot of ``dataset`` (None: of everything)."""
+    """The command line (and the API call) that keeps a dated snapshot of ``dataset`` (None: of
+    everything)."""
     if dataset is not None:
         wanted_datasets([dataset])
     option = f" --dataset {dataset}" if dataset else ""

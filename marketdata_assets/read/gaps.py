@@ -39,7 +39,8 @@ class LiveRowsNotRead(UserWarning):
 
 
 class StoreNotRead(UserWarning):
-    """The catalog could not read one store (``store`` names it): its rows are missing, the others' are there."""
+    """The catalog could not read one store (``store`` names it): its rows are missing, the others' are
+    there."""
 
     def __init__(self, message: str, store: str):
         super().__init__(message)
@@ -48,14 +49,22 @@ class StoreNotRead(UserWarning):
 
 def warn_not_read(store: str, error: BaseException) -> None:
     reason = f"{type(error).__name__}: {(str(error).strip() or '-').splitlines()[0]}"
-    warnings.warn(StoreNotRead(f"the catalog lists nothing of {store}: it could not be read ({reason})", store),
-                  stacklevel=_callers_level())
+    warnings.warn(
+        StoreNotRead(f"the catalog lists nothing of {store}: it could not be read ({reason})", store),
+        stacklevel=_callers_level(),
+    )
 
 
 def warn_live(venue: str, rows: int) -> None:
-    warnings.warn(LiveRowsNotRead(f"{rows:,} live {venue} trade(s) in the range are not loaded into trades yet "
-                                  "(their hours are still open): read with live=True to have them, marked "
-                                  "path='live'", rows), stacklevel=_callers_level())
+    warnings.warn(
+        LiveRowsNotRead(
+            f"{rows:,} live {venue} trade(s) in the range are not loaded into trades yet "
+            "(their hours are still open): read with live=True to have them, marked "
+            "path='live'",
+            rows,
+        ),
+        stacklevel=_callers_level(),
+    )
 
 
 def expected_days(venue: str, first: date, last: date, today: date) -> list[date]:
@@ -94,13 +103,20 @@ def message(what: str, venue: str, missing: Mapping[str, list[date]], expected: 
     shown = [f"{name} {spans(days)}" for name, days in list(missing.items())[:SHOWN]]
     more = f"; +{len(missing) - SHOWN} more instrument(s)" if len(missing) > SHOWN else ""
     total = sum(len(days) for days in missing.values())
-    return (f"{what} {venue}: {total} instrument-day(s) of {len(expected)} expected day(s) "
-            f"({expected[0]}..{expected[-1]}) have nothing stored: {'; '.join(shown)}{more}. "
-            "read.catalog() / `marketdata catalog` shows what is stored; the warning's .missing has every day")
+    return (
+        f"{what} {venue}: {total} instrument-day(s) of {len(expected)} expected day(s) "
+        f"({expected[0]}..{expected[-1]}) have nothing stored: {'; '.join(shown)}{more}. "
+        "read.catalog() / `marketdata catalog` shows what is stored; the warning's .missing has every day"
+    )
 
 
-def warn_missing(what: str, venue: str, expected: list[date], stored: Iterable[tuple[str, date]],
-                 wanted: Iterable[str] | None) -> None:
+def warn_missing(
+    what: str,
+    venue: str,
+    expected: list[date],
+    stored: Iterable[tuple[str, date]],
+    wanted: Iterable[str] | None,
+) -> None:
     """MissingDays (naming the caller's line: the first outside the read package) if an instrument of
     `wanted` (None: every one with something `stored`, (instrument, day) pairs) has an expected day with
     nothing stored."""
@@ -110,7 +126,9 @@ def warn_missing(what: str, venue: str, expected: list[date], stored: Iterable[t
             days.setdefault(name, set()).add(day)
     missing = missing_days(expected, days)
     if missing:
-        warnings.warn(MissingDays(message(what, venue, missing, expected), missing), stacklevel=_callers_level())
+        warnings.warn(
+            MissingDays(message(what, venue, missing, expected), missing), stacklevel=_callers_level()
+        )
 
 
 def _callers_level() -> int:

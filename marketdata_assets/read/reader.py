@@ -49,24 +49,47 @@ def _no_as_of(as_of, what: str, why: str) -> None:
         from marketdata_assets.read import export  # what keeps the dated snapshots (and names the command)
 
         name = what.lower()
-        dataset = next((d for key, d in (("minute", export.MINUTE_BARS), ("k-line", export.KLINE_MONTHLY),
-                                         ("alpha", export.ALPHAS)) if key in name), None)
-        days = ("; yesterday's bars (UTC) unless --start-date/--end-date name others"
-                if dataset == export.MINUTE_BARS else "")
-        raise AsOfUnsupported(f"{what} cannot be read as_of an earlier time: {why}. Read without as_of (what is "
-                              f"stored now), or keep dated Parquet snapshots to compare (one directory per export "
-                              f"date under the export directory{days}): {export.snapshot_command(dataset)}")
+        dataset = next(
+            (
+                d
+                for key, d in (
+                    ("minute", export.MINUTE_BARS),
+                    ("k-line", export.KLINE_MONTHLY),
+                    ("alpha", export.ALPHAS),
+                )
+                if key in name
+            ),
+            None,
+        )
+        days = (
+            "; yesterday's bars (UTC) unless --start-date/--end-date name others"
+            if dataset == export.MINUTE_BARS
+            else ""
+        )
+        raise AsOfUnsupported(
+            f"{what} cannot be read as_of an earlier time: {why}. Read without as_of (what is "
+            f"stored now), or keep dated Parquet snapshots to compare (one directory per export "
+            f"date under the export directory{days}): {export.snapshot_command(dataset)}"
+        )
 
 
 class Reader:
     """Reads of the stores as Polars frames (see marketdata_assets.read for the API)."""
 
-    def __init__(self, *, clickhouse_dsn: str | None = None, clickhouse_database: str | None = None,
-                 clickhouse_client=None, timescale_conn: psycopg.Connection | None = None,
-                 mongo_client: pymongo.MongoClient | None = None, lock_timeout_s: float = 10.0):
+    def __init__(
+        self,
+        *,
+        clickhouse_dsn: str | None = None,
+        clickhouse_database: str | None = None,
+        clickhouse_client=None,
+        timescale_conn: psycopg.Connection | None = None,
+        mongo_client: pymongo.MongoClient | None = None,
+        lock_timeout_s: float = 10.0,
+    ):
         self.clickhouse_dsn = clickhouse_dsn or settings.clickhouse_dsn()
-        self.database = sql_identifier(clickhouse_database or settings.get("CLICKHOUSE_DATABASE"),
-                                       "ClickHouse database")
+        self.database = sql_identifier(
+            clickhouse_database or settings.get("CLICKHOUSE_DATABASE"), "ClickHouse database"
+        )
         self.lock_timeout_s = lock_timeout_s
         self._ch, self._pg, self._mongo = clickhouse_client, timescale_conn, mongo_client
         self._owned: set[str] = set()
@@ -81,37 +104,59 @@ class Reader:
         """The ClickHouse client (opened on first use, under the embedded engine's lock)."""
         if self._ch is None:
             self._ch, self._locked_dir = connection.open_client(
-                self.clickhouse_dsn, self.database, user=settings.get("CLICKHOUSE_USER"),
-                password=settings.get("CLICKHOUSE_PASSWORD"), lock_timeout_s=self.lock_timeout_s,
-                on_wait=self._say_wait, create_database=False)
+                self.clickhouse_dsn,
+                self.database,
+                user=settings.get("CLICKHOUSE_USER"),
+                password=settings.get("CLICKHOUSE_PASSWORD"),
+                lock_timeout_s=self.lock_timeout_s,
+                on_wait=self._say_wait,
+                create_database=False,
+            )
             self._owned.add("clickhouse")
         return self._ch
 
     def _say_wait(self, holder: str) -> None:
-        print(connection.wait_line(connection.embedded_dir(self.clickhouse_dsn), holder, self.lock_timeout_s),
-              file=sys.stderr, flush=True)
+        print(
+            connection.wait_line(connection.embedded_dir(self.clickhouse_dsn), holder, self.lock_timeout_s),
+            file=sys.stderr,
+            flush=True,
+        )
 
     def timescale(self) -> psycopg.Connection:
         """A TimescaleDB connection (autocommit: reads only)."""
         if self._pg is None:
             get = settings.get
             try:
-                self._pg = psycopg.connect(host=get("TIMESCALE_HOST"), port=get("TIMESCALE_PORT"),
-                                           user=get("TIMESCALE_USER"), password=get("TIMESCALE_PASSWORD") or None,
-                                           dbname=get("TIMESCALE_DB"), sslmode=get("TIMESCALE_SSLMODE"),
-                                           connect_timeout=5, autocommit=True,
-                                           application_name="marketdata-assets read")
+                self._pg = psycopg.connect(
+                    host=get("TIMESCALE_HOST"),
+                    port=get("TIMESCALE_PORT"),
+                    user=get("TIMESCALE_USER"),
+                    password=get("TIMESCALE_PASSWORD") or None,
+                    dbname=get("TIMESCALE_DB"),
+                    sslmode=get("TIMESCALE_SSLMODE"),
+                    connect_timeout=5,
+                    autocommit=True,
+                    application_name="marketdata-assets read",
+                )
             except psycopg.OperationalError as error:
-                raise StoreUnavailable("TimescaleDB", f"{get('TIMESCALE_HOST')}:{get('TIMESCALE_PORT')}",
-                                       scrub(str(error).strip().splitlines()[0], get("TIMESCALE_PASSWORD")),
-                                       "Start the local stack or set TIMESCALE_HOST/TIMESCALE_PORT.") from None
+                raise StoreUnavailable(
+                    "TimescaleDB",
+                    f"{get('TIMESCALE_HOST')}:{get('TIMESCALE_PORT')}",
+                    scrub(str(error).strip().splitlines()[0], get("TIMESCALE_PASSWORD")),
+                    "Start the local stack or set TIMESCALE_HOST/TIMESCALE_PORT.",
+                ) from None
             self._owned.add("timescale")
         return self._pg
 
     def mongo(self) -> pymongo.MongoClient:
         if self._mongo is None:
-            self._mongo = pymongo.MongoClient(settings.get("MONGODB_URI"), serverSelectionTimeoutMS=4000,
-                                              tz_aware=True, appname="marketdata-assets read", **settings.mongo_auth())
+            self._mongo = pymongo.MongoClient(
+                settings.get("MONGODB_URI"),
+                serverSelectionTimeoutMS=4000,
+                tz_aware=True,
+                appname="marketdata-assets read",
+                **settings.mongo_auth(),
+            )
             self._owned.add("mongo")
         return self._mongo
 
@@ -139,13 +184,21 @@ class Reader:
 
     def _require_table(self, table: str) -> None:
         if self._tables is None or table not in self._tables:
-            self._tables = {r[0] for r in self.clickhouse().query(
-                "SELECT name FROM system.tables WHERE database = {db:String}",
-                parameters={"db": self.database}).result_rows}
+            self._tables = {
+                r[0]
+                for r in self.clickhouse()
+                .query(
+                    "SELECT name FROM system.tables WHERE database = {db:String}",
+                    parameters={"db": self.database},
+                )
+                .result_rows
+            }
         if table not in self._tables:
-            raise LookupError(f"no table {table} in the ClickHouse database {self.database} at "
-                              f"{connection.address(self.clickhouse_dsn)}: nothing loaded there yet, or "
-                              "CLICKHOUSE_DATABASE / CLICKHOUSE_DSN name another store")
+            raise LookupError(
+                f"no table {table} in the ClickHouse database {self.database} at "
+                f"{connection.address(self.clickhouse_dsn)}: nothing loaded there yet, or "
+                "CLICKHOUSE_DATABASE / CLICKHOUSE_DSN name another store"
+            )
 
     def _ensure_history(self) -> None:
         """The load history, created (and backfilled once) on a store written before it existed; no DDL
@@ -159,9 +212,20 @@ class Reader:
 
     # ---- ClickHouse datasets ---------------------------------------------------------------------
 
-    def dataset(self, name: str, venue: str, instrument: str | Sequence[str] | None, start: Time, end: Time, *,
-                as_of: Time | None = None, columns: Sequence[str] | None = None, label: str | None = None,
-                tz: str | None = None, live: bool = False) -> pl.DataFrame:
+    def dataset(
+        self,
+        name: str,
+        venue: str,
+        instrument: str | Sequence[str] | None,
+        start: Time,
+        end: Time,
+        *,
+        as_of: Time | None = None,
+        columns: Sequence[str] | None = None,
+        label: str | None = None,
+        tz: str | None = None,
+        live: bool = False,
+    ) -> pl.DataFrame:
         """Rows of a ClickHouse dataset (datasets.frames.DATASETS: trades, bars_1m, funding, ...) of
         ``venue`` and ``instrument`` (one, a list, None: all) with ``ts`` in ``[start, end)`` (naive = UTC,
         or wall-clock in ``tz``), as the store shows them now, or as it showed them at ``as_of``; only
@@ -178,8 +242,17 @@ class Reader:
         if as_of is not None:
             self._ensure_history()
         first, last = conventions.store_range(spec.bars, start, end, label, tz)
-        frame = ch_reads.read(self.clickhouse(), self.database, spec.name, venue, instrument, first, last,
-                              as_of=as_of, columns=columns)
+        frame = ch_reads.read(
+            self.clickhouse(),
+            self.database,
+            spec.name,
+            venue,
+            instrument,
+            first,
+            last,
+            as_of=as_of,
+            columns=columns,
+        )
         if as_of is None and spec.key is not None:
             self._warn_missing(spec, venue, instrument, first, last)
         if as_of is None and spec.name == TRADES_SPEC.name:
@@ -191,14 +264,20 @@ class Reader:
     def _with_live(self, spec, venue: str, instrument, start, end, as_of, columns, tz) -> pl.DataFrame:
         """The history rows and after them the live rows no load holds yet, each with its `path`."""
         if spec.name != TRADES_SPEC.name or as_of is not None:
-            raise ValueError(f"live=True reads trades as they are now (the live table holds trades only, and no "
-                             f"history of itself): not {spec.name}{' as_of' if as_of is not None else ''}")
+            raise ValueError(
+                f"live=True reads trades as they are now (the live table holds trades only, and no "
+                f"history of itself): not {spec.name}{' as_of' if as_of is not None else ''}"
+            )
         with warnings.catch_warnings():  # the live rows answer what the history misses of today
             warnings.simplefilter("ignore", gaps.LiveRowsNotRead)
             history_rows = self.dataset(spec.name, venue, instrument, start, end, columns=columns, tz=tz)
-        live_rows = ch_reads.live_tail(self.clickhouse(), self.database, venue, instrument, start, end, columns)
-        frames = [history_rows.with_columns(pl.lit("history").alias(PATH)),
-                  conventions.in_zone(live_rows, "ts", tz).with_columns(pl.lit("live").alias(PATH))]
+        live_rows = ch_reads.live_tail(
+            self.clickhouse(), self.database, venue, instrument, start, end, columns
+        )
+        frames = [
+            history_rows.with_columns(pl.lit("history").alias(PATH)),
+            conventions.in_zone(live_rows, "ts", tz).with_columns(pl.lit("live").alias(PATH)),
+        ]
         return pl.concat(frames, how="vertical_relaxed")
 
     def _warn_live(self, venue: str, instrument, first: datetime, last: datetime) -> None:
@@ -214,8 +293,9 @@ class Reader:
         """MissingDays naming the days of ``[first, last)`` with no active load (history datasets)."""
         venue, instruments = ch_reads.instruments_of(venue, instrument)
         first, last = ch_reads.time_range(first, last)
-        days = gaps.expected_days(venue, first.date(), (last - timedelta(microseconds=1)).date(),
-                                  datetime.now(UTC).date())
+        days = gaps.expected_days(
+            venue, first.date(), (last - timedelta(microseconds=1)).date(), datetime.now(UTC).date()
+        )
         if not days:
             return
         loaded = ct.loaded_slices(self.clickhouse(), self.database, spec.name, venue, days)
@@ -232,27 +312,33 @@ class Reader:
         stored = self._stored[dataset]
         venue, instruments = ch_reads.instruments_of(venue, instrument)
         if venue not in stored:
-            raise ValueError(f"no {dataset} of venue {venue!r} stored{cat.closest(venue, stored)}; venues with "
-                             f"{dataset}: {', '.join(sorted(stored)) or 'none yet'} (read.Reader().catalog() lists all)")
+            raise ValueError(
+                f"no {dataset} of venue {venue!r} stored{cat.closest(venue, stored)}; venues with "
+                f"{dataset}: {', '.join(sorted(stored)) or 'none yet'} (read.Reader().catalog() lists all)"
+            )
         for name in instruments or ():
             if name not in stored[venue]:
-                raise ValueError(f"no {dataset} of {venue}:{name} stored{cat.closest(name, stored[venue])}; "
-                                 f"{venue} has {len(stored[venue]):,} instrument(s) with {dataset} "
-                                 "(read.Reader().catalog() lists them)")
+                raise ValueError(
+                    f"no {dataset} of {venue}:{name} stored{cat.closest(name, stored[venue])}; "
+                    f"{venue} has {len(stored[venue]):,} instrument(s) with {dataset} "
+                    "(read.Reader().catalog() lists them)"
+                )
 
     def catalog(self, required: Sequence[str] = ()) -> pl.DataFrame:
         """What every store holds, one row per dataset x venue x instrument, in the same columns (null where
-        one does not apply: docs/read.md, "What is stored"). The ClickHouse datasets: first_day, last_day, days
-        (with an active load), days_with_rows, missing_days (between first and last), rows, last_loaded_at,
-        failed_days (slices whose latest ingest attempt did not succeed) and sources (the sources of the
-        active loads and their days: 'BINANCE 3, BINANCE_ARCHIVE 1'); the live table (dataset
+        one does not apply: docs/read.md, "What is stored"). The ClickHouse datasets: first_day, last_day,
+        days (with an active load), days_with_rows, missing_days (between first and last), rows,
+        last_loaded_at, failed_days (slices whose latest ingest attempt did not succeed) and sources (the
+        sources of the active loads and their days: 'BINANCE 3, BINANCE_ARCHIVE 1'); the live table (dataset
         ``trades_live``: today's trades before their hourly load) with its ``lag_s``; ``minute_bars`` and
         ``kline_monthly`` (TimescaleDB) per exchange and code; ``alphas`` (MongoDB) per type (venue) and
         region (instrument). A store that cannot be read warns (read.StoreNotRead, naming it) and
         the others are listed; one of `required` ("ClickHouse", "TimescaleDB", "MongoDB") raises."""
-        parts = [self._catalog_of("ClickHouse", self._clickhouse_catalog, required),
-                 self._catalog_of("TimescaleDB", lambda: cat.timescale_coverage(self.timescale()), required),
-                 self._catalog_of("MongoDB", lambda: cat.alpha_coverage(self._alpha_collections()), required)]
+        parts = [
+            self._catalog_of("ClickHouse", self._clickhouse_catalog, required),
+            self._catalog_of("TimescaleDB", lambda: cat.timescale_coverage(self.timescale()), required),
+            self._catalog_of("MongoDB", lambda: cat.alpha_coverage(self._alpha_collections()), required),
+        ]
         return pl.concat([part.select(list(cat.SCHEMA)).cast(dict(cat.SCHEMA)) for part in parts])
 
     def _clickhouse_catalog(self) -> pl.DataFrame:
@@ -265,15 +351,20 @@ class Reader:
         is `required`)."""
         try:
             return rows()
-        except (StoreUnavailable, connection.EmbeddedLockTimeout, psycopg.OperationalError,
-                pymongo.errors.ConnectionFailure) as error:
+        except (
+            StoreUnavailable,
+            connection.EmbeddedLockTimeout,
+            psycopg.OperationalError,
+            pymongo.errors.ConnectionFailure,
+        ) as error:
             if store in required:
                 raise
             gaps.warn_not_read(store, error)
             return cat.of_schema([])
 
-    def instruments(self, venue: str | None = None, as_of: Time | None = None, *, history: bool = False
-                    ) -> pl.DataFrame:
+    def instruments(
+        self, venue: str | None = None, as_of: Time | None = None, *, history: bool = False
+    ) -> pl.DataFrame:
         """The instrument master (`instrument_master`): each instrument of `venue` (None: every venue) as its
         reference data described it at `as_of` (None: now; a day means its end), one row each with the
         version's `valid_from` and `seen`; an instrument first listed after `as_of` is not there, one that
@@ -296,8 +387,14 @@ class Reader:
             versions = list(latest.values())
         return frame(versions).sort("venue", "instrument", "valid_from")
 
-    def loads(self, name: str, venue: str | None = None, instrument: str | Sequence[str] | None = None,
-              start: Time | None = None, end: Time | None = None) -> pl.DataFrame:
+    def loads(
+        self,
+        name: str,
+        venue: str | None = None,
+        instrument: str | Sequence[str] | None = None,
+        start: Time | None = None,
+        end: Time | None = None,
+    ) -> pl.DataFrame:
         """Every flip of the pointer of a dataset's slices (the load history), newest first per slice:
         venue, instrument, day, load_id, source (the ingest_log source that wrote it; '' when none names
         it), rows, run_id, loaded_at, active (the slice's current load); trades and agg_trades also
@@ -318,28 +415,48 @@ class Reader:
                 where.append(f"day {op} {{{bound}:Date}}")
                 params[bound] = ch_reads.utc_time(value, bound).date()
         db = clickhouse_database(self.database)
-        sql = (f"SELECT venue, instrument, day, load_id, any(source) AS source, any(rows) AS rows, "
-               f"any(run_id) AS run_id, min(loaded_at) AS loaded_at, load_id IN (SELECT load_id FROM {db}.loads FINAL "
-               f"WHERE {' AND '.join(where)}) AS active FROM {db}.{history.LOAD_HISTORY} LEFT JOIN "
-               f"({ct.load_sources_sql(self.database, 'dataset = {code:String}')}) AS s USING (load_id) "
-               f"WHERE {' AND '.join(where)} "
-               "GROUP BY venue, instrument, day, load_id ORDER BY venue, instrument, day, load_id DESC")
-        flips = pl.from_arrow(client.query_arrow(sql, parameters=params)).with_columns(pl.col("active").cast(pl.Boolean))
+        sql = (
+            "SELECT venue, instrument, day, load_id, any(source) AS source, any(rows) AS rows, "
+            "any(run_id) AS run_id, min(loaded_at) AS loaded_at, load_id IN (SELECT load_id FROM "
+            f"{db}.loads FINAL WHERE {' AND '.join(where)}) AS active FROM {db}.{history.LOAD_HISTORY} LEFT "
+            f"JOIN ({ct.load_sources_sql(self.database, 'dataset = {code:String}')}) AS s USING (load_id) "
+            f"WHERE {' AND '.join(where)} "
+            "GROUP BY venue, instrument, day, load_id ORDER BY venue, instrument, day, load_id DESC"
+        )
+        flips = pl.from_arrow(client.query_arrow(sql, parameters=params)).with_columns(
+            pl.col("active").cast(pl.Boolean)
+        )
         if spec.name not in SEQUENCED_DATASETS:
             return flips
         pair = pl.concat_str("venue", "source", separator=":")
-        names = {f"{venue}:{source}": ch_reads.sequence_name(venue, source, spec.name)
-                 for venue, source in flips.select("venue", "source").unique().iter_rows()}
-        return flips.with_columns(pair.replace_strict(names, return_dtype=ch_reads.ID_SEQUENCE).alias(ch_reads.IDS))
+        names = {
+            f"{venue}:{source}": ch_reads.sequence_name(venue, source, spec.name)
+            for venue, source in flips.select("venue", "source").unique().iter_rows()
+        }
+        return flips.with_columns(
+            pair.replace_strict(names, return_dtype=ch_reads.ID_SEQUENCE).alias(ch_reads.IDS)
+        )
 
     # ---- TimescaleDB and MongoDB -----------------------------------------------------------------
 
-    def minute_bars(self, codes: str | Sequence[str] | None, start: Time, end: Time, *, label: str | None = None,
-                    tz: str | None = None, as_of: Time | None = None) -> pl.DataFrame:
+    def minute_bars(
+        self,
+        codes: str | Sequence[str] | None,
+        start: Time,
+        end: Time,
+        *,
+        label: str | None = None,
+        tz: str | None = None,
+        as_of: Time | None = None,
+    ) -> pl.DataFrame:
         """A-share 1-minute bars (TimescaleDB ``stock_1min_qfq``: stamped by their end, Beijing time,
         forward-adjusted), or stamped by their ``label`` start in ``tz``; days with no bars warn."""
-        _no_as_of(as_of, "minute bars", "the loader replaces a file's bars in place (DELETE + COPY in one "
-                                        "transaction) and keeps no earlier values")
+        _no_as_of(
+            as_of,
+            "minute bars",
+            "the loader replaces a file's bars in place (DELETE + COPY in one "
+            "transaction) and keeps no earlier values",
+        )
         first, last = conventions.store_range(ts_reads.MINUTE_STAMPING, start, end, label, tz)
         self._require_codes(ts_reads.MINUTE_TABLE, "minute bars", codes)
         frame = ts_reads.minute_bars(self.timescale(), codes, first, last)
@@ -356,33 +473,61 @@ class Reader:
         """MissingDays naming each code's trading days of the range with no bar stored."""
         wanted = ts_reads.codes_of(codes)
         start, end = ts_reads.beijing_time(first, "start"), ts_reads.beijing_time(last, "end")
-        days = gaps.expected_days("SSE", start.date(), (end - timedelta(microseconds=1)).date(),
-                                  datetime.now(ts_reads.BEIJING).date())
+        days = gaps.expected_days(
+            "SSE",
+            start.date(),
+            (end - timedelta(microseconds=1)).date(),
+            datetime.now(ts_reads.BEIJING).date(),
+        )
         if not days:
             return
-        gaps.warn_missing("minute bars", "A-shares", days, ts_reads.stored_days(self.timescale(), wanted, start, end),
-                          wanted)
+        gaps.warn_missing(
+            "minute bars",
+            "A-shares",
+            days,
+            ts_reads.stored_days(self.timescale(), wanted, start, end),
+            wanted,
+        )
 
-    def kline(self, codes: str | Sequence[str] | None, start: Time, end: Time, *, tz: str | None = None,
-              as_of: Time | None = None) -> pl.DataFrame:
+    def kline(
+        self,
+        codes: str | Sequence[str] | None,
+        start: Time,
+        end: Time,
+        *,
+        tz: str | None = None,
+        as_of: Time | None = None,
+    ) -> pl.DataFrame:
         """The monthly K-line (``stock_monthly_kline``, forward-adjusted) of ``codes`` for the months in
         ``[start, end)``; ``month`` is the month's first day, 00:00 Beijing (or that instant in ``tz``)."""
-        _no_as_of(as_of, "the monthly K-line", "it is recomputed from the minute bars, which keep no earlier values")
+        _no_as_of(
+            as_of, "the monthly K-line", "it is recomputed from the minute bars, which keep no earlier values"
+        )
         first, last = conventions.store_range(ts_reads.KLINE_STAMPING, start, end, None, tz)
         self._require_codes(ts_reads.KLINE, "K-line", codes)
         frame = ts_reads.kline(self.timescale(), codes, first, last)
         return conventions.stated(frame, "month", ts_reads.KLINE_STAMPING, None, tz)
 
-    def alphas(self, alpha_type: str | None = None, start: Time | None = None, end: Time | None = None, *,
-               by: str = "dateCreated", region: str | None = None, status: str | None = None,
-               fields: Sequence[str] = (), as_of: Time | None = None) -> pl.DataFrame:
+    def alphas(
+        self,
+        alpha_type: str | None = None,
+        start: Time | None = None,
+        end: Time | None = None,
+        *,
+        by: str = "dateCreated",
+        region: str | None = None,
+        status: str | None = None,
+        fields: Sequence[str] = (),
+        as_of: Time | None = None,
+    ) -> pl.DataFrame:
         """Alphas (MongoDB) whose ``by`` date (dateCreated | dateModified, UTC) is in ``[start, end)``."""
         _no_as_of(as_of, "alphas", "an import deep-merges each alpha into its stored document in place")
         collections = self._alpha_collections()
         first = None if start is None else ch_reads.utc_time(start, "start")
         last = None if end is None else ch_reads.utc_time(end, "end")
-        return alpha_reads.alphas(collections, alpha_type, first, last, by=by, region=region, status=status,
-                                  fields=fields)
+        return alpha_reads.alphas(
+            collections, alpha_type, first, last, by=by, region=region, status=status, fields=fields
+        )
 
     def _alpha_collections(self) -> dict:
         """Alpha type -> its collection (ALPHA_DB_REGULAR / ALPHA_DB_SUPER, ALPHA_COLLECTION)."""
@@ -390,30 +535,56 @@ class Reader:
         return {t: self.mongo()[db][settings.get("ALPHA_COLLECTION")] for t, db in names.items()}
 
 
-PATH = "path"  # a live read's column: "history" (a load of the dataset) or "live" (trades_live, not loaded yet)
+PATH = (
+    "path"  # a live read's column: "history" (a load of the dataset) or "live" (trades_live, not loaded yet)
+)
 LIVE_REACH = timedelta(days=2)  # hours older than this are loaded (the hourly loads run within the hour)
 
 
 def _shortcut(name: str):
     """Reader.<name>(venue, instrument, start, end, *, as_of=None, columns=None): ``dataset(name, ...)``."""
-    def read(self: Reader, venue: str, instrument: str | Sequence[str] | None, start: Time, end: Time, *,
-             as_of: Time | None = None, columns: Sequence[str] | None = None, label: str | None = None,
-             tz: str | None = None, **live) -> pl.DataFrame:
-        return self.dataset(name, venue, instrument, start, end, as_of=as_of, columns=columns, label=label, tz=tz,
-                            **live)
+
+    def read(
+        self: Reader,
+        venue: str,
+        instrument: str | Sequence[str] | None,
+        start: Time,
+        end: Time,
+        *,
+        as_of: Time | None = None,
+        columns: Sequence[str] | None = None,
+        label: str | None = None,
+        tz: str | None = None,
+        **live,
+    ) -> pl.DataFrame:
+        return self.dataset(
+            name, venue, instrument, start, end, as_of=as_of, columns=columns, label=label, tz=tz, **live
+        )
 
     spec = spec_for(name)
     read.__name__ = read.__qualname__ = name
-    read.__doc__ = (f"Rows of {spec.name} (table {spec.table}; columns {', '.join(spec.column_names)}): "
-                    "see Reader.dataset.")
+    read.__doc__ = (
+        f"Rows of {spec.name} (table {spec.table}; columns {', '.join(spec.column_names)}): "
+        "see Reader.dataset."
+    )
     return read
 
 
 # The ClickHouse datasets by their usual names (any other: Reader.dataset("klines_1h", ...)).
-SHORTCUTS = {"trades": "trades", "agg_trades": "agg_trades", "bars": "bars_1m", "daily_bars": "daily_bars",
-             "books": "books", "funding": "funding", "open_interest": "open_interest", "factors": "factors",
-             "tickers": "tickers", "liquidations": "liquidations", "mark_bars": "mark_bars_1m",
-             "index_bars": "index_bars_1m", "option_chain": "option_chain"}
+SHORTCUTS = {
+    "trades": "trades",
+    "agg_trades": "agg_trades",
+    "bars": "bars_1m",
+    "daily_bars": "daily_bars",
+    "books": "books",
+    "funding": "funding",
+    "open_interest": "open_interest",
+    "factors": "factors",
+    "tickers": "tickers",
+    "liquidations": "liquidations",
+    "mark_bars": "mark_bars_1m",
+    "index_bars": "index_bars_1m",
+    "option_chain": "option_chain",
+}
 for _method, _dataset in SHORTCUTS.items():
     setattr(Reader, _method, _shortcut(_dataset))
-

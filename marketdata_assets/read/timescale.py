@@ -62,15 +62,18 @@ def copy_frame(conn: psycopg.Connection, query: sql.Composable, params: dict, sc
             buffer += block
     if not buffer:
         return pl.DataFrame(schema=schema)
-    return pl.read_csv(io.BytesIO(buffer), has_header=False, new_columns=list(schema), schema=schema,
-                       try_parse_dates=False)
+    return pl.read_csv(
+        io.BytesIO(buffer), has_header=False, new_columns=list(schema), schema=schema, try_parse_dates=False
+    )
 
 
 def require_table(conn: psycopg.Connection, table: str) -> None:
     """LookupError naming the database when ``table`` is not there (nothing loaded, or another database)."""
     if not has_table(conn, table):
-        raise LookupError(f"no table {table} in the TimescaleDB database {conn.info.dbname!r} at "
-                          f"{conn.info.host}:{conn.info.port}: nothing loaded there yet, or TIMESCALE_DB names another")
+        raise LookupError(
+            f"no table {table} in the TimescaleDB database {conn.info.dbname!r} at "
+            f"{conn.info.host}:{conn.info.port}: nothing loaded there yet, or TIMESCALE_DB names another"
+        )
 
 
 def _select(table: str, columns: Sequence[str], time_column: str, codes: list[str] | None) -> sql.Composable:
@@ -78,12 +81,23 @@ def _select(table: str, columns: Sequence[str], time_column: str, codes: list[st
     if codes is not None:
         where = sql.SQL("code = ANY(%(codes)s) AND ") + where
     return sql.SQL("SELECT {cols} FROM {table} WHERE {where} ORDER BY code, {t}").format(
-        cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns), table=sql.Identifier(table), where=where,
-        t=sql.Identifier(time_column))
+        cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+        table=sql.Identifier(table),
+        where=where,
+        t=sql.Identifier(time_column),
+    )
 
 
-def _read(conn: psycopg.Connection, table: str, columns: Sequence[str], time_column: str, schema: dict, codes,
-          start, end) -> pl.DataFrame:
+def _read(
+    conn: psycopg.Connection,
+    table: str,
+    columns: Sequence[str],
+    time_column: str,
+    schema: dict,
+    codes,
+    start,
+    end,
+) -> pl.DataFrame:
     """Rows of ``table`` for ``codes`` (None: all) with ``time_column`` in ``[start, end)`` (Beijing)."""
     first, last = beijing_time(start, "start"), beijing_time(end, "end")
     if last <= first:
@@ -107,12 +121,15 @@ def kline(conn: psycopg.Connection, codes, start, end) -> pl.DataFrame:
     return _read(conn, KLINE, KLINE_COLUMNS, "month", KLINE_SCHEMA, codes, start, end)
 
 
-def stored_days(conn: psycopg.Connection, codes: list[str] | None, start: datetime, end: datetime) -> list[tuple]:
+def stored_days(
+    conn: psycopg.Connection, codes: list[str] | None, start: datetime, end: datetime
+) -> list[tuple]:
     """(code, Beijing day) of every day with a minute bar in ``[start, end)`` (naive Beijing)."""
     require_table(conn, MINUTE_TABLE)
     where = sql.SQL("time >= %(start)s AND time < %(end)s")
     if codes is not None:
         where = sql.SQL("code = ANY(%(codes)s) AND ") + where
     query = sql.SQL("SELECT code, time::date FROM {table} WHERE {where} GROUP BY 1, 2").format(
-        table=sql.Identifier(MINUTE_TABLE), where=where)
+        table=sql.Identifier(MINUTE_TABLE), where=where
+    )
     return conn.execute(query, {"start": start, "end": end, "codes": codes}).fetchall()

@@ -41,8 +41,14 @@ class Reply:
 Dispatch = Callable[[str, str, Message, bytes], Reply]
 
 
-def json_reply(status: int, payload: Any, headers: dict[str, str] | None = None, *,
-               content_type: str = "application/json", ensure_ascii: bool = True) -> Reply:
+def json_reply(
+    status: int,
+    payload: Any,
+    headers: dict[str, str] | None = None,
+    *,
+    content_type: str = "application/json",
+    ensure_ascii: bool = True,
+) -> Reply:
     """A compact JSON answer; `headers` come after Content-Type."""
     body = json.dumps(payload, ensure_ascii=ensure_ascii, separators=(",", ":")).encode("utf-8")
     return Reply(status, body, {"Content-Type": content_type, **(headers or {})})
@@ -56,9 +62,15 @@ def answer(dispatch: Dispatch, method: str, target: str, headers: Message, body:
         return json_reply(500, {"detail": f"replay server error: {type(error).__name__}: {error}"})
 
 
-def make_handler(server: BackgroundServer, dispatch: Dispatch, *, name: str,
-                 methods: Iterable[str] = ("GET", "POST", "DELETE", "HEAD"), log_query: bool = True,
-                 delay_before: Callable[[str], float] | None = None) -> type[BaseHTTPRequestHandler]:
+def make_handler(
+    server: BackgroundServer,
+    dispatch: Dispatch,
+    *,
+    name: str,
+    methods: Iterable[str] = ("GET", "POST", "DELETE", "HEAD"),
+    log_query: bool = True,
+    delay_before: Callable[[str], float] | None = None,
+) -> type[BaseHTTPRequestHandler]:
     """The request handler class of a replay server.
 
     methods: the HTTP methods answered (others get the standard library's 501).
@@ -90,14 +102,14 @@ def make_handler(server: BackgroundServer, dispatch: Dispatch, *, name: str,
                 self.close_connection = True
 
         def send(self, reply: Reply) -> None:
-            payload = reply.body[:max(1, len(reply.body) // 2)] if reply.truncate else reply.body
+            payload = reply.body[: max(1, len(reply.body) // 2)] if reply.truncate else reply.body
             self.send_response(reply.status)
             for key, value in reply.headers.items():
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             if reply.disconnect:
-                self.wfile.write(payload[:len(payload) // 2])
+                self.wfile.write(payload[: len(payload) // 2])
                 self.wfile.flush()
                 self.close_connection = True
                 try:
@@ -136,8 +148,9 @@ def cli_parser(module: str, description: str, *, port: int, config: str) -> argp
     return p
 
 
-def config_from_cli(args: argparse.Namespace, from_dict: Callable[[dict], Any],
-                    flags: Iterable[str] | Mapping[str, str]) -> Any:
+def config_from_cli(
+    args: argparse.Namespace, from_dict: Callable[[dict], Any], flags: Iterable[str] | Mapping[str, str]
+) -> Any:
     """The config a CLI asked for: the --config file's fields, then each of `flags` given on the
     command line (an argparse dest → the config field of that name, or the one it maps to)."""
     data: dict = {}
@@ -145,7 +158,7 @@ def config_from_cli(args: argparse.Namespace, from_dict: Callable[[dict], Any],
         with open(args.config, encoding="utf-8") as handle:
             data = json.load(handle)
     config = from_dict(data)
-    for flag, attr in (flags.items() if isinstance(flags, Mapping) else ((f, f) for f in flags)):
+    for flag, attr in flags.items() if isinstance(flags, Mapping) else ((f, f) for f in flags):
         if getattr(args, flag) is not None:
             setattr(config, attr, getattr(args, flag))
     return config
@@ -153,6 +166,7 @@ def config_from_cli(args: argparse.Namespace, from_dict: Callable[[dict], Any],
 
 def serve_until_terminated(httpd: HTTPServer) -> int:
     """Serve in the foreground until Ctrl-C or SIGTERM (the CLIs' main loop)."""
+
     def on_term(*_):
         raise KeyboardInterrupt
 
@@ -189,7 +203,8 @@ class BackgroundServer:
     verbose = False  # print each request line to stderr
 
     def listen(self, host: str, port: int, dispatch: Dispatch, **options) -> None:
-        """Bind `host:port` (0: a free port) to a handler answering with `dispatch` (options: `make_handler`)."""
+        """Bind `host:port` (0: a free port) to a handler answering with `dispatch` (options:
+        `make_handler`)."""
         self.httpd = ReplayHTTPServer((host, port), make_handler(self, dispatch, **options))
 
     @property
@@ -198,8 +213,12 @@ class BackgroundServer:
         return f"http://{host}:{port}"
 
     def start(self):
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       name=self.thread_name, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=self.thread_name,
+            daemon=True,
+        )
         self.thread.start()
         return self
 

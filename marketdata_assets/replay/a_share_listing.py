@@ -22,10 +22,37 @@ from functools import lru_cache
 from marketdata_assets.replay.stock_market import seeded_random
 
 # Tushare's output columns in its documented order, and the ones it sends when `fields` is empty.
-FIELDS = ("ts_code", "symbol", "name", "area", "industry", "fullname", "enname", "cnspell", "market", "exchange",
-          "curr_type", "list_status", "list_date", "delist_date", "is_hs", "act_name", "act_ent_type")
-DEFAULT_FIELDS = ("ts_code", "symbol", "name", "area", "industry", "cnspell", "market", "list_date", "act_name",
-                  "act_ent_type")
+FIELDS = (
+    "ts_code",
+    "symbol",
+    "name",
+    "area",
+    "industry",
+    "fullname",
+    "enname",
+    "cnspell",
+    "market",
+    "exchange",
+    "curr_type",
+    "list_status",
+    "list_date",
+    "delist_date",
+    "is_hs",
+    "act_name",
+    "act_ent_type",
+)
+DEFAULT_FIELDS = (
+    "ts_code",
+    "symbol",
+    "name",
+    "area",
+    "industry",
+    "cnspell",
+    "market",
+    "list_date",
+    "act_name",
+    "act_ent_type",
+)
 
 # (code, name, area, industry, cnspell, market, list_date, status, delist_date)
 ANCHORS = (
@@ -59,26 +86,101 @@ BOARDS = (
     ("北交所", "BJ", ((830000, 840000), (870000, 874000), (920000, 921000)), 0.05),
 )
 EXCHANGE_OF = {"SH": "SSE", "SZ": "SZSE", "BJ": "BSE"}
-SYLLABLES = (("华", "H", "Hua"), ("信", "X", "Xin"), ("中", "Z", "Zhong"), ("海", "H", "Hai"), ("科", "K", "Ke"),
-             ("通", "T", "Tong"), ("达", "D", "Da"), ("远", "Y", "Yuan"), ("恒", "H", "Heng"), ("泰", "T", "Tai"),
-             ("金", "J", "Jin"), ("新", "X", "Xin"), ("光", "G", "Guang"), ("天", "T", "Tian"), ("宏", "H", "Hong"),
-             ("安", "A", "An"), ("长", "C", "Chang"), ("东", "D", "Dong"), ("明", "M", "Ming"), ("盛", "S", "Sheng"),
-             ("瑞", "R", "Rui"), ("丰", "F", "Feng"), ("国", "G", "Guo"), ("联", "L", "Lian"))
-SUFFIXES = (("科技", "KJ", "Technology"), ("股份", "GF", "Holdings"), ("电子", "DZ", "Electronics"),
-            ("医药", "YY", "Pharmaceutical"), ("能源", "NY", "Energy"), ("材料", "CL", "Materials"),
-            ("智能", "ZN", "Intelligent"), ("制造", "ZZ", "Manufacturing"), ("传媒", "CM", "Media"))
+SYLLABLES = (
+    ("华", "H", "Hua"),
+    ("信", "X", "Xin"),
+    ("中", "Z", "Zhong"),
+    ("海", "H", "Hai"),
+    ("科", "K", "Ke"),
+    ("通", "T", "Tong"),
+    ("达", "D", "Da"),
+    ("远", "Y", "Yuan"),
+    ("恒", "H", "Heng"),
+    ("泰", "T", "Tai"),
+    ("金", "J", "Jin"),
+    ("新", "X", "Xin"),
+    ("光", "G", "Guang"),
+    ("天", "T", "Tian"),
+    ("宏", "H", "Hong"),
+    ("安", "A", "An"),
+    ("长", "C", "Chang"),
+    ("东", "D", "Dong"),
+    ("明", "M", "Ming"),
+    ("盛", "S", "Sheng"),
+    ("瑞", "R", "Rui"),
+    ("丰", "F", "Feng"),
+    ("国", "G", "Guo"),
+    ("联", "L", "Lian"),
+)
+SUFFIXES = (
+    ("科技", "KJ", "Technology"),
+    ("股份", "GF", "Holdings"),
+    ("电子", "DZ", "Electronics"),
+    ("医药", "YY", "Pharmaceutical"),
+    ("能源", "NY", "Energy"),
+    ("材料", "CL", "Materials"),
+    ("智能", "ZN", "Intelligent"),
+    ("制造", "ZZ", "Manufacturing"),
+    ("传媒", "CM", "Media"),
+)
 AREAS = ("北京", "上海", "广东", "深圳", "浙江", "江苏", "山东", "四川", "福建", "湖北", "安徽", "河南")
-INDUSTRIES = ("元器件", "软件服务", "化工原料", "专用机械", "电气设备", "医疗保健", "汽车配件", "通信设备", "建筑工程",
-              "食品", "半导体", "区域地产")
-OWNERS = (("民营企业", "个人"), ("地方国企", "地方国资委"), ("中央国企", "国务院国资委"), ("外资企业", "境外法人"))
+INDUSTRIES = (
+    "元器件",
+    "软件服务",
+    "化工原料",
+    "专用机械",
+    "电气设备",
+    "医疗保健",
+    "汽车配件",
+    "通信设备",
+    "建筑工程",
+    "食品",
+    "半导体",
+    "区域地产",
+)
+OWNERS = (
+    ("民营企业", "个人"),
+    ("地方国企", "地方国资委"),
+    ("中央国企", "国务院国资委"),
+    ("外资企业", "境外法人"),
+)
 FIRST_LISTING, LAST_LISTING = date(1991, 1, 2), date(2019, 12, 31)
 
 
-def _row(code: str, name: str, area: str, industry: str, cnspell: str, market: str, list_date: str, status: str,
-         delist_date: str | None, enname: str, owner: tuple[str | None, str | None], is_hs: str) -> tuple:
+def _row(
+    code: str,
+    name: str,
+    area: str,
+    industry: str,
+    cnspell: str,
+    market: str,
+    list_date: str,
+    status: str,
+    delist_date: str | None,
+    enname: str,
+    owner: tuple[str | None, str | None],
+    is_hs: str,
+) -> tuple:
     exchange = EXCHANGE_OF[code[-2:]]
-    return (code, code[:6], name, area, industry, f"{name}股份有限公司", enname, cnspell, market, exchange, "CNY",
-            status, list_date, delist_date, is_hs, owner[1], owner[0])
+    return (
+        code,
+        code[:6],
+        name,
+        area,
+        industry,
+        f"{name}股份有限公司",
+        enname,
+        cnspell,
+        market,
+        exchange,
+        "CNY",
+        status,
+        list_date,
+        delist_date,
+        is_hs,
+        owner[1],
+        owner[0],
+    )
 
 
 def _synthetic(seed: int, code: str, market: str) -> tuple:
@@ -88,9 +190,20 @@ def _synthetic(seed: int, code: str, market: str) -> tuple:
     listed = FIRST_LISTING + timedelta(days=rng.randrange((LAST_LISTING - FIRST_LISTING).days))
     while listed.weekday() >= 5:
         listed -= timedelta(days=1)
-    return _row(code, first[0] + second[0] + suffix[0], rng.choice(AREAS), rng.choice(INDUSTRIES),
-                first[1] + second[1] + suffix[1], market, f"{listed:%Y%m%d}", "L", None,
-                f"{first[2]} {second[2]} {suffix[2]} Co., Ltd.", rng.choice(OWNERS), rng.choice("NNNHS"))
+    return _row(
+        code,
+        first[0] + second[0] + suffix[0],
+        rng.choice(AREAS),
+        rng.choice(INDUSTRIES),
+        first[1] + second[1] + suffix[1],
+        market,
+        f"{listed:%Y%m%d}",
+        "L",
+        None,
+        f"{first[2]} {second[2]} {suffix[2]} Co., Ltd.",
+        rng.choice(OWNERS),
+        rng.choice("NNNHS"),
+    )
 
 
 def _board_codes(seed: int, index: int, taken: set[str]) -> list[str]:
@@ -104,8 +217,12 @@ def _board_codes(seed: int, index: int, taken: set[str]) -> list[str]:
 @lru_cache(maxsize=8)
 def listing(seed: int, count: int) -> tuple[tuple, ...]:
     """Every row `stock_basic` knows (L, D and P), in FIELDS order, by ts_code: `count` listed codes."""
-    rows = {a[0]: _row(*a, enname=f"{a[4]} Co., Ltd.", owner=(None, None), is_hs="H" if a[0][-2:] == "SH" else "S")
-            for a in ANCHORS}
+    rows = {
+        a[0]: _row(
+            *a, enname=f"{a[4]} Co., Ltd.", owner=(None, None), is_hs="H" if a[0][-2:] == "SH" else "S"
+        )
+        for a in ANCHORS
+    }
     need = max(0, count - sum(a[7] == "L" for a in ANCHORS))
     shares = [round(need * board[3]) for board in BOARDS]
     shares[0] += need - sum(shares)
@@ -118,8 +235,10 @@ def listing(seed: int, count: int) -> tuple[tuple, ...]:
 @lru_cache(maxsize=8)
 def _status_by_code(seed: int, count: int) -> dict[str, tuple[str, str, str | None]]:
     at = FIELDS.index
-    return {row[0]: (row[at("list_status")], row[at("list_date")], row[at("delist_date")])
-            for row in listing(seed, count)}
+    return {
+        row[0]: (row[at("list_status")], row[at("list_date")], row[at("delist_date")])
+        for row in listing(seed, count)
+    }
 
 
 def trades_on(seed: int, count: int, code: str, day: date) -> bool:

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
@@ -45,7 +45,6 @@ from marketdata_assets.replay.alpha_factory import make_alpha
 from marketdata_assets.sources.alpha_api import credential_vars, month_window
 
 NY = ZoneInfo("America/New_York")
-UTC = timezone.utc
 LIST_PATH = "/users/self/alphas"
 DATE_FIELDS = frozenset({"dateCreated", "dateModified", "dateSubmitted"})
 RESERVED_PARAMS = frozenset({"limit", "offset", "order"})
@@ -57,6 +56,7 @@ AlphaFactory = Callable[[int, str, datetime], dict]
 # --------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class ReplayAccount:
@@ -70,8 +70,12 @@ class ReplayAccount:
     def default(cls, name: str, **kwargs) -> ReplayAccount:
         """Credentials from ALPHA_API_USER_<NAME>/ALPHA_API_PASSWORD_<NAME> if set, else replay defaults."""
         user_var, password_var = credential_vars(name)
-        return cls(name=name, user=os.environ.get(user_var) or default_user(name),
-                   password=os.environ.get(password_var) or default_password(name), **kwargs)
+        return cls(
+            name=name,
+            user=os.environ.get(user_var) or default_user(name),
+            password=os.environ.get(password_var) or default_password(name),
+            **kwargs,
+        )
 
 
 def default_user(name: str) -> str:
@@ -87,7 +91,9 @@ class Faults:
     latency_s: float = 0.0
     rate_limit_every: int = 0
     retry_after: str | None = "1"  # header value as sent ("1", "5.0"); None: no header
-    rate_limit_body: str = "throttled"  # "throttled" (DRF) | "concurrent" (CONCURRENT_SIMULATION_LIMIT_EXCEEDED)
+    rate_limit_body: str = (
+        "throttled"  # "throttled" (DRF) | "concurrent" (CONCURRENT_SIMULATION_LIMIT_EXCEEDED)
+    )
     rate_limit_status: int = 429
     server_error_every: int = 0
     server_error_status: int = 503
@@ -116,9 +122,12 @@ class ReplayConfig:
     @classmethod
     def from_dict(cls, data: dict) -> ReplayConfig:
         data = dict(data)
-        accounts = [a if isinstance(a, ReplayAccount) else
-                    (ReplayAccount(**a) if "user" in a else ReplayAccount.default(**a))
-                    for a in data.pop("accounts", [])] or None
+        accounts = [
+            a
+            if isinstance(a, ReplayAccount)
+            else (ReplayAccount(**a) if "user" in a else ReplayAccount.default(**a))
+            for a in data.pop("accounts", [])
+        ] or None
         faults = data.pop("faults", None)
         config = cls(**data)
         if accounts:
@@ -174,8 +183,9 @@ def _user_id(rng: random.Random) -> str:
     return "".join(rng.choice(string.ascii_uppercase) for _ in range(2)) + f"{rng.randint(0, 99999):05d}"
 
 
-def generate_account_alphas(config: ReplayConfig, account: ReplayAccount, factory: AlphaFactory,
-                            taken_ids: set[str]) -> tuple[str, list[Record]]:
+def generate_account_alphas(
+    config: ReplayConfig, account: ReplayAccount, factory: AlphaFactory, taken_ids: set[str]
+) -> tuple[str, list[Record]]:
     rng = random.Random(f"alpha-replay:{config.seed}:{account.name}")
     author = _user_id(rng)
     n = config.alphas_per_account if account.alphas is None else account.alphas
@@ -195,7 +205,9 @@ def generate_account_alphas(config: ReplayConfig, account: ReplayAccount, factor
         created = _ny(ts)
         alpha = dict(factory(rng.getrandbits(32), alpha_type, created))
         alpha.update(id=alpha_id, type=alpha_type, author=author, dateCreated=created.isoformat())
-        records.append(Record(ts, alpha_id, alpha_type, alpha, json.dumps(alpha, separators=(",", ":")).encode()))
+        records.append(
+            Record(ts, alpha_id, alpha_type, alpha, json.dumps(alpha, separators=(",", ":")).encode())
+        )
     records.sort(key=lambda r: (r.ts, r.id))
     return author, records
 
@@ -242,7 +254,7 @@ def _lookup(alpha: dict, path: str) -> Any:
 def _parse_when(text: str) -> datetime | None:
     text = text.strip().replace(" ", "+")  # an unencoded "+hh:mm" offset arrives as a space
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))  # noqa: FURB162  also takes "2024-01-01Z"
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=NY)
@@ -303,6 +315,7 @@ def remove_query_param(url: str, key: str) -> str:
 # The server
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Session:
     account: str
@@ -315,8 +328,14 @@ class AlphaReplayServer(BackgroundServer):
 
     thread_name = "alpha-replay"
 
-    def __init__(self, config: ReplayConfig | None = None, *, alpha_factory: AlphaFactory | None = None,
-                 host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        config: ReplayConfig | None = None,
+        *,
+        alpha_factory: AlphaFactory | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
         self.config = config or ReplayConfig()
         self.alpha_factory = alpha_factory or make_alpha
         self.lock = threading.RLock()
@@ -327,7 +346,8 @@ class AlphaReplayServer(BackgroundServer):
         taken: set[str] = set()
         for account in self.config.accounts:
             self.authors[account.name], self.records[account.name] = generate_account_alphas(
-                self.config, account, self.alpha_factory, taken)
+                self.config, account, self.alpha_factory, taken
+            )
         self.by_id = {r.id: (name, r) for name, recs in self.records.items() for r in recs}
         self.sessions: dict[str, Session] = {}
         self.persona_required = {a.name for a in self.config.accounts if a.persona}
@@ -335,8 +355,14 @@ class AlphaReplayServer(BackgroundServer):
         self.counters: dict[str, int] = {}
         self.auth_counts: dict[str, int] = {}
         self.log: deque[dict] = deque(maxlen=200_000)
-        self.listen(host, port, self._serve, name="alpha-replay", methods=("GET", "POST", "DELETE", "PUT", "PATCH"),
-                    delay_before=self._latency)
+        self.listen(
+            host,
+            port,
+            self._serve,
+            name="alpha-replay",
+            methods=("GET", "POST", "DELETE", "PUT", "PATCH"),
+            delay_before=self._latency,
+        )
 
     # ---- ground truth and control ----------------------------------------------------------
 
@@ -371,16 +397,26 @@ class AlphaReplayServer(BackgroundServer):
 
     def requests_to(self, path_prefix: str, method: str | None = None) -> list[dict]:
         with self.lock:
-            return [e for e in self.log if e["path"].startswith(path_prefix) and (method is None or e["method"] == method)]
+            return [
+                e
+                for e in self.log
+                if e["path"].startswith(path_prefix) and (method is None or e["method"] == method)
+            ]
 
     def state(self) -> dict:
         with self.lock:
-            return {"accounts": {name: {"author": self.authors[name], "alphas": len(self.records[name])}
-                                 for name in self.accounts},
-                    "sessions": len(self.sessions), "data_requests": self.data_requests,
-                    "authentications": dict(self.auth_counts), "served": dict(self.counters),
-                    "faults": dataclasses.asdict(self.config.faults),
-                    "persona_required": sorted(self.persona_required)}
+            return {
+                "accounts": {
+                    name: {"author": self.authors[name], "alphas": len(self.records[name])}
+                    for name in self.accounts
+                },
+                "sessions": len(self.sessions),
+                "data_requests": self.data_requests,
+                "authentications": dict(self.auth_counts),
+                "served": dict(self.counters),
+                "faults": dataclasses.asdict(self.config.faults),
+                "persona_required": sorted(self.persona_required),
+            }
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
@@ -400,8 +436,11 @@ class AlphaReplayServer(BackgroundServer):
 
     def _persona_reply(self) -> Reply:
         inquiry = "inq_" + secrets.token_hex(8)
-        return json_reply(401, {"detail": "Biometric verification required."},
-                          {"WWW-Authenticate": "persona", "Location": f"/authentication/persona?inquiry={inquiry}"})
+        return json_reply(
+            401,
+            {"detail": "Biometric verification required."},
+            {"WWW-Authenticate": "persona", "Location": f"/authentication/persona?inquiry={inquiry}"},
+        )
 
     def _session(self, cookie_header: str | None) -> tuple[str, Session] | None:
         if not cookie_header:
@@ -442,10 +481,15 @@ class AlphaReplayServer(BackgroundServer):
                 except (binascii.Error, UnicodeDecodeError):
                     pass
             account = self.by_user.get(user) if user is not None else None
-            if account is None or not secrets.compare_digest(account.password.encode(), (password or "").encode()):
+            if account is None or not secrets.compare_digest(
+                account.password.encode(), (password or "").encode()
+            ):
                 self._count("auth_rejected")
-                return json_reply(401, {"detail": "Invalid username or password."},
-                                  {"WWW-Authenticate": 'Basic realm="api"'})
+                return json_reply(
+                    401,
+                    {"detail": "Invalid username or password."},
+                    {"WWW-Authenticate": 'Basic realm="api"'},
+                )
             self.auth_counts[account.name] = self.auth_counts.get(account.name, 0) + 1
             if account.name in self.persona_required:
                 self._count("persona")
@@ -455,12 +499,24 @@ class AlphaReplayServer(BackgroundServer):
             cookie = f"t={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={int(config.session_ttl_s)}"
             if config.cookie_secure:
                 cookie += "; Secure"
-            return json_reply(201, {"user": {"id": self.authors[account.name]},
-                                    "token": {"expiry": float(config.session_ttl_s)},
-                                    "permissions": ["BEFORE_AND_AFTER_PERFORMANCE_V2", "BRAIN_LABS",
-                                                    "CONSULTANT", "MULTI_SIMULATION", "PROD_ALPHAS",
-                                                    "SUPER_ALPHA", "VISUALIZATION", "WORKDAY"]},
-                              {"Set-Cookie": cookie})
+            return json_reply(
+                201,
+                {
+                    "user": {"id": self.authors[account.name]},
+                    "token": {"expiry": float(config.session_ttl_s)},
+                    "permissions": [
+                        "BEFORE_AND_AFTER_PERFORMANCE_V2",
+                        "BRAIN_LABS",
+                        "CONSULTANT",
+                        "MULTI_SIMULATION",
+                        "PROD_ALPHAS",
+                        "SUPER_ALPHA",
+                        "VISUALIZATION",
+                        "WORKDAY",
+                    ],
+                },
+                {"Set-Cookie": cookie},
+            )
         found = None
         if method in ("GET", "DELETE"):
             found = self._session(headers.get("Cookie"))
@@ -469,8 +525,14 @@ class AlphaReplayServer(BackgroundServer):
                 return json_reply(401, {"detail": "Incorrect authentication credentials."})
             token, session = found
             remaining = max(0.0, config.session_ttl_s - (time.monotonic() - session.created))
-            return json_reply(200, {"user": {"id": self.authors[session.account]},
-                                    "token": {"expiry": round(remaining, 1)}, "permissions": ["CONSULTANT"]})
+            return json_reply(
+                200,
+                {
+                    "user": {"id": self.authors[session.account]},
+                    "token": {"expiry": round(remaining, 1)},
+                    "permissions": ["CONSULTANT"],
+                },
+            )
         if method == "DELETE":
             if found:
                 self.sessions.pop(found[0], None)
@@ -483,14 +545,20 @@ class AlphaReplayServer(BackgroundServer):
         n = self.data_requests
         if faults.rate_limit_every and n % faults.rate_limit_every == 0:
             self._count("rate_limited")
-            body = ({"detail": "CONCURRENT_SIMULATION_LIMIT_EXCEEDED"} if faults.rate_limit_body == "concurrent"
-                    else {"detail": "Request was throttled. Expected available in 1 second."})
+            body = (
+                {"detail": "CONCURRENT_SIMULATION_LIMIT_EXCEEDED"}
+                if faults.rate_limit_body == "concurrent"
+                else {"detail": "Request was throttled. Expected available in 1 second."}
+            )
             headers = {"Retry-After": faults.retry_after} if faults.retry_after is not None else {}
             return json_reply(faults.rate_limit_status, body, headers)
         if faults.server_error_every and n % faults.server_error_every == 0:
             self._count("5xx")
-            return Reply(faults.server_error_status, b"<html><body><h1>503 Service Temporarily Unavailable</h1>"
-                         b"</body></html>", {"Content-Type": "text/html"})
+            return Reply(
+                faults.server_error_status,
+                b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
+                {"Content-Type": "text/html"},
+            )
         found = self._session(headers.get("Cookie"))
         if found is None:
             self._count("401")
@@ -535,9 +603,15 @@ class AlphaReplayServer(BackgroundServer):
         if offset < 0:
             return json_reply(400, {"detail": "offset must not be negative."})
         if offset + limit > config.max_offset:
-            return json_reply(400, {"detail": f"Invalid offset: offset + limit must not exceed {config.max_offset}."})
+            return json_reply(
+                400, {"detail": f"Invalid offset: offset + limit must not exceed {config.max_offset}."}
+            )
         records = self.records[account]
-        fast = [(n, op, v) for n, op, v in filters if n == "dateCreated" and len(v) == 1 and op in ("<", "<=", ">", ">=")]
+        fast = [
+            (n, op, v)
+            for n, op, v in filters
+            if n == "dateCreated" and len(v) == 1 and op in ("<", "<=", ">", ">=")
+        ]
         for _, op, values in fast:
             bound = _parse_when(values[0])
             if bound is None:
@@ -552,11 +626,13 @@ class AlphaReplayServer(BackgroundServer):
         if key == "dateCreated":
             records = sorted(records, key=lambda r: (r.ts, r.id), reverse=descending)
         else:
+
             def sort_key(r: Record):
                 value = _lookup(r.alpha, key)
                 return (value is None, value if isinstance(value, (int, float, str)) else str(value), r.id)
+
             records = sorted(records, key=sort_key, reverse=descending)
-        page = records[offset:offset + limit]
+        page = records[offset : offset + limit]
         host = urlsplit("//" + (headers.get("Host") or "localhost")).hostname or "localhost"
         host = f"[{host}]" if ":" in host else host
         origin = config.next_origin.format(host=host) if config.next_origin else self.base_url
@@ -566,9 +642,14 @@ class AlphaReplayServer(BackgroundServer):
             next_url = replace_query_param(replace_query_param(url, "limit", limit), "offset", offset + limit)
         if offset > 0:
             previous = replace_query_param(url, "limit", limit)
-            previous = (remove_query_param(previous, "offset") if offset - limit <= 0
-                        else replace_query_param(previous, "offset", offset - limit))
-        head = json.dumps({"count": len(records), "next": next_url, "previous": previous}, separators=(",", ":"))
+            previous = (
+                remove_query_param(previous, "offset")
+                if offset - limit <= 0
+                else replace_query_param(previous, "offset", offset - limit)
+            )
+        head = json.dumps(
+            {"count": len(records), "next": next_url, "previous": previous}, separators=(",", ":")
+        )
         body = head[:-1].encode() + b',"results":[' + b",".join(r.raw for r in page) + b"]}"
         return Reply(200, body, {"Content-Type": "application/json"})
 
@@ -605,17 +686,47 @@ def _lookup_root(name: str) -> bool:
     return name == "tag" or name.split(".")[0] in _KNOWN_ROOTS
 
 
-_KNOWN_ROOTS = frozenset({
-    "id", "type", "author", "settings", "regular", "combo", "selection", "dateCreated", "dateSubmitted",
-    "dateModified", "name", "favorite", "hidden", "color", "category", "tags", "classifications", "grade",
-    "stage", "status", "is", "os", "train", "test", "prod", "competitions", "themes", "pyramids",
-    "pyramidThemes", "team", "osmosisPoints",
-})
+_KNOWN_ROOTS = frozenset(
+    {
+        "id",
+        "type",
+        "author",
+        "settings",
+        "regular",
+        "combo",
+        "selection",
+        "dateCreated",
+        "dateSubmitted",
+        "dateModified",
+        "name",
+        "favorite",
+        "hidden",
+        "color",
+        "category",
+        "tags",
+        "classifications",
+        "grade",
+        "stage",
+        "status",
+        "is",
+        "os",
+        "train",
+        "test",
+        "prod",
+        "competitions",
+        "themes",
+        "pyramids",
+        "pyramidThemes",
+        "team",
+        "osmosisPoints",
+    }
+)
 
 
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
+
 
 def load_factory(spec: str) -> AlphaFactory:
     """`package.module:callable` → the callable (the current directory is importable)."""
@@ -628,12 +739,19 @@ def load_factory(spec: str) -> AlphaFactory:
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
-    p = cli_parser("marketdata_assets.replay.alpha_api", "Replay of the BRAIN-style alpha API (formats, quirks, "
-                   "faults).", port=8765, config="ReplayConfig fields (accounts, faults...)")
+    p = cli_parser(
+        "marketdata_assets.replay.alpha_api",
+        "Replay of the BRAIN-style alpha API (formats, quirks, faults).",
+        port=8765,
+        config="ReplayConfig fields (accounts, faults...)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--alphas", type=int, help="alphas per account")
-    p.add_argument("--accounts", help="comma-separated account names; credentials from ALPHA_API_USER_<NAME> / "
-                                      "ALPHA_API_PASSWORD_<NAME>, else <name>@replay.invalid / replay-<name>")
+    p.add_argument(
+        "--accounts",
+        help="comma-separated account names; credentials from ALPHA_API_USER_<NAME> / "
+        "ALPHA_API_PASSWORD_<NAME>, else <name>@replay.invalid / replay-<name>",
+    )
     p.add_argument("--persona-account", action="append", default=[], help="accounts that get the persona 401")
     p.add_argument("--start-month", help="first month, YYYY-MM (New York time)")
     p.add_argument("--months", type=int)
@@ -641,7 +759,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-limit", type=int)
     p.add_argument("--max-offset", type=int)
     p.add_argument("--session-ttl", type=float, dest="session_ttl_s")
-    p.add_argument("--factory", help="module:callable making alpha objects, called (seed, type, date_created)")
+    p.add_argument(
+        "--factory", help="module:callable making alpha objects, called (seed, type, date_created)"
+    )
     f = p.add_argument_group("faults")
     f.add_argument("--latency", type=float, dest="latency_s")
     f.add_argument("--rate-limit-every", type=int)
@@ -658,10 +778,20 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ReplayConfig:
-    config = config_from_cli(args, ReplayConfig.from_dict, {
-        "seed": "seed", "alphas": "alphas_per_account", "start_month": "start_month", "months": "months",
-        "super_share": "super_share", "max_limit": "max_limit", "max_offset": "max_offset",
-        "session_ttl_s": "session_ttl_s"})
+    config = config_from_cli(
+        args,
+        ReplayConfig.from_dict,
+        {
+            "seed": "seed",
+            "alphas": "alphas_per_account",
+            "start_month": "start_month",
+            "months": "months",
+            "super_share": "super_share",
+            "max_limit": "max_limit",
+            "max_offset": "max_offset",
+            "session_ttl_s": "session_ttl_s",
+        },
+    )
     if args.accounts:
         config.accounts = [ReplayAccount.default(n.strip()) for n in args.accounts.split(",") if n.strip()]
     for name in args.persona_account:
@@ -670,8 +800,17 @@ def config_from_args(args: argparse.Namespace) -> ReplayConfig:
             matches[0].persona = True
         else:
             config.accounts.append(ReplayAccount.default(name, persona=True))
-    for attr in ("latency_s", "rate_limit_every", "rate_limit_body", "rate_limit_status", "server_error_every",
-                 "server_error_status", "truncate_every", "disconnect_every", "expire_session_after"):
+    for attr in (
+        "latency_s",
+        "rate_limit_every",
+        "rate_limit_body",
+        "rate_limit_status",
+        "server_error_every",
+        "server_error_status",
+        "truncate_every",
+        "disconnect_every",
+        "expire_session_after",
+    ):
         if getattr(args, attr) is not None:
             setattr(config.faults, attr, getattr(args, attr))
     if args.retry_after is not None:
@@ -686,8 +825,11 @@ def main(argv: Iterable[str] | None = None) -> int:
     server = AlphaReplayServer(config, alpha_factory=factory, host=args.host, port=args.port)
     server.verbose = args.verbose
     summary = ", ".join(f"{name} ({len(recs)} alphas)" for name, recs in server.records.items())
-    print(f"alpha API replay on {server.base_url}: {summary}; months {config.start_month} +{config.months}; "
-          f"max offset {config.max_offset}", flush=True)
+    print(
+        f"alpha API replay on {server.base_url}: {summary}; months {config.start_month} +{config.months}; "
+        f"max offset {config.max_offset}",
+        flush=True,
+    )
     return serve_until_terminated(server.httpd)
 
 

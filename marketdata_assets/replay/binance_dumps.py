@@ -9,7 +9,7 @@ import math
 import random
 import zipfile
 from collections.abc import Iterable, Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -23,11 +23,11 @@ from marketdata_assets.sources.binance_vision.dumps import (
     parse_dump_name,
 )
 
-UTC = timezone.utc
 GENERATOR_CHUNK = 1 << 18
 
 
 # --------------------------------------------------------------------------------------------
+
 
 def _base_price(instrument: str) -> float:
     for prefix, price in (("BTC", 60_000.0), ("ETH", 3_000.0), ("SOL", 150.0), ("BNB", 550.0)):
@@ -39,7 +39,7 @@ def _base_price(instrument: str) -> float:
 def _uniform(rng: random.Random, n: int) -> pl.Series:
     """n deterministic uniforms in [0, 1) from the seeded generator's bytes (vectorized)."""
     words = pa.Array.from_buffers(pa.uint64(), n, [None, pa.py_buffer(rng.randbytes(8 * n))])
-    return (pl.Series(words) // 2048).cast(pl.Float64) * (2.0 ** -53)
+    return (pl.Series(words) // 2048).cast(pl.Float64) * (2.0**-53)
 
 
 def _round_to(expr: pl.Expr, decimals: int) -> pl.Expr:
@@ -47,8 +47,9 @@ def _round_to(expr: pl.Expr, decimals: int) -> pl.Expr:
     return expr.round(decimals)
 
 
-def iter_generated_trades(instrument: str, day: date, n: int, seed: int = 0, *, market: str = "spot",
-                          venue: str = VENUE) -> Iterator[pl.DataFrame]:
+def iter_generated_trades(
+    instrument: str, day: date, n: int, seed: int = 0, *, market: str = "spot", venue: str = VENUE
+) -> Iterator[pl.DataFrame]:
     """`generate_trades` in chunks of GENERATOR_CHUNK rows (for files larger than memory)."""
     rng = random.Random(f"binance-dump:{seed}:{instrument}:{day.isoformat()}:{n}")
     micro = market == "spot" and day >= MICROSECONDS_SINCE
@@ -65,9 +66,15 @@ def iter_generated_trades(instrument: str, day: date, n: int, seed: int = 0, *, 
         frame = u.select(
             (pl.lit(lo, pl.Int64) + (pl.col("u0") * span).floor().cast(pl.Int64)).sort().alias("t"),
             # Box-Muller normal steps of the log price, exponential sizes, fair sides
-            (pl.lit(log_price) + (0.0002 * (-2.0 * (1.0 - pl.col("u1")).log()).sqrt()
-                                  * (2.0 * math.pi * pl.col("u2")).cos()).cum_sum()).alias("logp"),
-            pl.max_horizontal(_round_to(-(1.0 - pl.col("u3")).log() * 0.05, 5), pl.lit(0.00001)).alias("quantity"),
+            (
+                pl.lit(log_price)
+                + (
+                    0.0002 * (-2.0 * (1.0 - pl.col("u1")).log()).sqrt() * (2.0 * math.pi * pl.col("u2")).cos()
+                ).cum_sum()
+            ).alias("logp"),
+            pl.max_horizontal(_round_to(-(1.0 - pl.col("u3")).log() * 0.05, 5), pl.lit(0.00001)).alias(
+                "quantity"
+            ),
             pl.when(pl.col("u4") < 0.5).then(pl.lit("sell")).otherwise(pl.lit("buy")).alias("side"),
         )
         log_price = frame["logp"][-1]
@@ -76,15 +83,21 @@ def iter_generated_trades(instrument: str, day: date, n: int, seed: int = 0, *, 
         price = pl.max_horizontal(_round_to(pl.col("logp").exp(), 2), pl.lit(0.01))
         yield frame.with_columns(price.alias("price"), ids.alias("seq")).select(
             time.cast(TRADES_SCHEMA["ts"]).alias("ts"),
-            pl.lit(venue, pl.Utf8).alias("venue"), pl.lit(instrument, pl.Utf8).alias("instrument"),
-            pl.col("seq").cast(pl.Utf8).alias("trade_id"), "price", "quantity",
-            _round_to(pl.col("price") * pl.col("quantity"), 8).alias("amount"), "side", "seq",
+            pl.lit(venue, pl.Utf8).alias("venue"),
+            pl.lit(instrument, pl.Utf8).alias("instrument"),
+            pl.col("seq").cast(pl.Utf8).alias("trade_id"),
+            "price",
+            "quantity",
+            _round_to(pl.col("price") * pl.col("quantity"), 8).alias("amount"),
+            "side",
+            "seq",
         )
         done += size
 
 
-def generate_trades(instrument: str, day: date, n: int, seed: int = 0, *, market: str = "spot",
-                    venue: str = VENUE) -> pl.DataFrame:
+def generate_trades(
+    instrument: str, day: date, n: int, seed: int = 0, *, market: str = "spot", venue: str = VENUE
+) -> pl.DataFrame:
     """`n` deterministic trades of one UTC day in the normalized frame: a random-walk price on a
     0.01 tick, exponential sizes, ids counting up; ms timestamps, µs for spot from 2025-01-01 —
     what `read_dump(write_dump(...))` gives back exactly."""
@@ -98,18 +111,33 @@ def _dump_rows(trades: pl.DataFrame, market: str, time_unit: str) -> pl.DataFram
     maker = pl.col("side") == "sell"
     if market == "spot":
         return trades.select(
-            pl.col("trade_id").cast(pl.Int64).alias("id"), "price", pl.col("quantity").alias("qty"),
-            pl.col("amount").alias("quoteQty"), time.alias("time"),
+            pl.col("trade_id").cast(pl.Int64).alias("id"),
+            "price",
+            pl.col("quantity").alias("qty"),
+            pl.col("amount").alias("quoteQty"),
+            time.alias("time"),
             pl.when(maker).then(pl.lit("True")).otherwise(pl.lit("False")).alias("isBuyerMaker"),
-            pl.lit("True").alias("isBestMatch"))
+            pl.lit("True").alias("isBestMatch"),
+        )
     return trades.select(
-        pl.col("trade_id").cast(pl.Int64).alias("id"), "price", pl.col("quantity").alias("qty"),
-        pl.col("amount").alias("quote_qty"), time.alias("time"),
-        pl.when(maker).then(pl.lit("true")).otherwise(pl.lit("false")).alias("is_buyer_maker"))
+        pl.col("trade_id").cast(pl.Int64).alias("id"),
+        "price",
+        pl.col("quantity").alias("qty"),
+        pl.col("amount").alias("quote_qty"),
+        time.alias("time"),
+        pl.when(maker).then(pl.lit("true")).otherwise(pl.lit("false")).alias("is_buyer_maker"),
+    )
 
 
-def write_dump(path: str | Path, trades: pl.DataFrame | Iterable[pl.DataFrame], *, market: str = "spot",
-               header: bool | None = None, time_unit: str | None = None, day: date | None = None) -> Path:
+def write_dump(
+    path: str | Path,
+    trades: pl.DataFrame | Iterable[pl.DataFrame],
+    *,
+    market: str = "spot",
+    header: bool | None = None,
+    time_unit: str | None = None,
+    day: date | None = None,
+) -> Path:
     """Write trades (a frame, or an iterable of frames for big files) as a data.binance.vision
     trades dump: `.csv`, or `.zip` holding `<name>.csv`. Spot (default): no header, `True/False`,
     8-decimal numbers, ms timestamps before 2025-01-01 and µs from then; USD-M futures
@@ -141,12 +169,16 @@ def write_dump(path: str | Path, trades: pl.DataFrame | Iterable[pl.DataFrame], 
                 write_header = False
                 yield buffer.getvalue()
         if write_header:  # no rows at all
-            yield (",".join(_dump_rows(pl.DataFrame(schema=TRADES_SCHEMA), market, time_unit).columns) + "\n").encode()
+            yield (
+                ",".join(_dump_rows(pl.DataFrame(schema=TRADES_SCHEMA), market, time_unit).columns) + "\n"
+            ).encode()
 
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".zip":
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive, \
-                archive.open(path.with_suffix(".csv").name, "w", force_zip64=True) as out:
+        with (
+            zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive,
+            archive.open(path.with_suffix(".csv").name, "w", force_zip64=True) as out,
+        ):
             for data in chunks():
                 out.write(data)
     else:
@@ -160,5 +192,3 @@ def _chain(first: pl.DataFrame | None, rest: Iterator[pl.DataFrame]) -> Iterator
     if first is not None:
         yield first
     yield from rest
-
-

@@ -1,4 +1,5 @@
-"""Realistic A-share 1-minute CSV files (replay data for `make run`, tests and benchmarks): generated, never committed.
+"""Realistic A-share 1-minute CSV files (replay data for `make run`, tests and benchmarks): generated, never
+committed.
 
 `make_bars` builds ground truth in the normalized schema (volume in shares, amount in yuan) with the
 real dirty patterns of vendors' files; `render` writes it in one of the stored layouts with a
@@ -18,8 +19,15 @@ import polars as pl
 
 from marketdata_assets.sources.minute_csv.reader import MINUTE_SCHEMA
 
-NAMES = {"600000.SH": "浦发银行", "000001.SZ": "平安银行", "688981.SH": "中芯国际", "300750.SZ": "宁德时代",
-         "830799.BJ": "艾融软件", "000001.SH": "上证指数", "601398.SH": "工商银行"}
+NAMES = {
+    "600000.SH": "浦发银行",
+    "000001.SZ": "平安银行",
+    "688981.SH": "中芯国际",
+    "300750.SZ": "宁德时代",
+    "830799.BJ": "艾融软件",
+    "000001.SH": "上证指数",
+    "601398.SH": "工商银行",
+}
 
 
 def trading_minutes(day: date, first_bar: time = time(9, 31)) -> list[datetime]:
@@ -46,7 +54,7 @@ def trading_days(start: date, count: int, venue: str = "SSE") -> list[date]:
     days: list[date] = []
     while len(days) < count:
         end = start + timedelta(days=2 * (count - len(days)) + 30)
-        days += calendars.trading_days(venue, start, end)[:count - len(days)]
+        days += calendars.trading_days(venue, start, end)[: count - len(days)]
         start = end + timedelta(days=1)
     return days
 
@@ -56,9 +64,17 @@ def f32(value: float) -> float:
     return float(np.float32(value))
 
 
-def make_bars(code: str = "600000.SH", days: Sequence[date] = (date(2026, 1, 5),), *, seed: int = 0,
-              base_price: float = 10.0, dirty: bool = False, negative: bool = False,
-              float32_noise: bool = False, with_name: bool = True) -> pl.DataFrame:
+def make_bars(
+    code: str = "600000.SH",
+    days: Sequence[date] = (date(2026, 1, 5),),
+    *,
+    seed: int = 0,
+    base_price: float = 10.0,
+    dirty: bool = False,
+    negative: bool = False,
+    float32_noise: bool = False,
+    with_name: bool = True,
+) -> pl.DataFrame:
     """Ground-truth minute bars in MINUTE_SCHEMA (volume shares, multiples of 100 outside STAR/BJ).
 
     dirty: open = 0 on a bar, a zero-volume flat placeholder at 14:59, 14:58 missing, the 09:31 bar
@@ -151,6 +167,7 @@ def _n(col):
             if value == int(value):
                 return str(int(value))
         return format_number(value)
+
     return get
 
 
@@ -159,26 +176,59 @@ def _name(row, o):
 
 
 LAYOUTS: dict[str, tuple[list[str], list[Getter]]] = {
-    "symbol_dt": (["symbol", "dt", "open", "close", "high", "low", "vol"],
-                  [_c, _t, _n("open"), _n("close"), _n("high"), _n("low"), _n("volume")]),
-    "day_ohlcva": (["day", "open", "high", "low", "close", "volume", "amount"],
-                   [_t, _n("open"), _n("high"), _n("low"), _n("close"), _n("volume"), _n("amount")]),
-    "cn_minute": (["时间", "代码", "名称", "开盘价", "收盘价", "最高价", "最低价", "成交量", "成交额", "涨幅", "振幅"],
-                  [_t, _c, _name, _n("open"), _n("close"), _n("high"), _n("low"), _n("volume"), _n("amount"),
-                   lambda r, o: "0.12%", lambda r, o: "0.50%"]),
-    "tushare": (["ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount"],
-                [_c, _t, _n("open"), _n("close"), _n("high"), _n("low"), _n("volume"), _n("amount")]),
-    "generic": (["datetime", "code", "open", "high", "low", "close", "volume", "money"],
-                [_t, _c, _n("open"), _n("high"), _n("low"), _n("close"), _n("volume"), _n("amount")]),
+    "symbol_dt": (
+        ["symbol", "dt", "open", "close", "high", "low", "vol"],
+        [_c, _t, _n("open"), _n("close"), _n("high"), _n("low"), _n("volume")],
+    ),
+    "day_ohlcva": (
+        ["day", "open", "high", "low", "close", "volume", "amount"],
+        [_t, _n("open"), _n("high"), _n("low"), _n("close"), _n("volume"), _n("amount")],
+    ),
+    "cn_minute": (
+        ["时间", "代码", "名称", "开盘价", "收盘价", "最高价", "最低价", "成交量", "成交额", "涨幅", "振幅"],
+        [
+            _t,
+            _c,
+            _name,
+            _n("open"),
+            _n("close"),
+            _n("high"),
+            _n("low"),
+            _n("volume"),
+            _n("amount"),
+            lambda r, o: "0.12%",
+            lambda r, o: "0.50%",
+        ],
+    ),
+    "tushare": (
+        ["ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount"],
+        [_c, _t, _n("open"), _n("close"), _n("high"), _n("low"), _n("volume"), _n("amount")],
+    ),
+    "generic": (
+        ["datetime", "code", "open", "high", "low", "close", "volume", "money"],
+        [_t, _c, _n("open"), _n("high"), _n("low"), _n("close"), _n("volume"), _n("amount")],
+    ),
 }
 
 
-def render(df: pl.DataFrame, layout: str, *, code_style: str = "suffix", time_style: str = "iso_seconds",
-           volume_unit: str = "shares", line_end: str = "\n", header_case: Callable[[str], str] = str,
-           column_order: Sequence[int] | None = None, trailing_newline: bool = True) -> str:
+def render(
+    df: pl.DataFrame,
+    layout: str,
+    *,
+    code_style: str = "suffix",
+    time_style: str = "iso_seconds",
+    volume_unit: str = "shares",
+    line_end: str = "\n",
+    header_case: Callable[[str], str] = str,
+    column_order: Sequence[int] | None = None,
+    trailing_newline: bool = True,
+) -> str:
     header, getters = LAYOUTS[layout]
-    options = {"code_style": code_style, "time_style": time_style,
-               "volume_divisor": 100.0 if volume_unit == "lots" else 1.0}
+    options = {
+        "code_style": code_style,
+        "time_style": time_style,
+        "volume_divisor": 100.0 if volume_unit == "lots" else 1.0,
+    }
     order = list(column_order) if column_order is not None else list(range(len(header)))
     lines = [",".join(header_case(header[i]) for i in order)]
     for row in df.iter_rows(named=True):
@@ -203,11 +253,19 @@ def expected(df: pl.DataFrame, layout: str) -> pl.DataFrame:
     return out
 
 
-def big_file(path: Path, codes: Sequence[str] = ("600000.SH", "000001.SZ"), days: int = 20, seed: int = 7,
-             layout: str = "tushare", **render_options) -> tuple[Path, pl.DataFrame]:
+def big_file(
+    path: Path,
+    codes: Sequence[str] = ("600000.SH", "000001.SZ"),
+    days: int = 20,
+    seed: int = 7,
+    layout: str = "tushare",
+    **render_options,
+) -> tuple[Path, pl.DataFrame]:
     """A multi-code, multi-day file (several batches at a small block size) and its ground truth."""
-    frames = [make_bars(code, trading_days(date(2026, 1, 5), days), seed=seed + i, base_price=10 + 5 * i)
-              for i, code in enumerate(codes)]
+    frames = [
+        make_bars(code, trading_days(date(2026, 1, 5), days), seed=seed + i, base_price=10 + 5 * i)
+        for i, code in enumerate(codes)
+    ]
     truth = pl.concat(frames)
     write_text(path, render(truth, layout, **render_options))
     return path, expected(truth, layout)

@@ -48,8 +48,20 @@ class Fault:
     seen: int = 0
     fired: int = 0
 
-    KINDS = ("latency", "http_error", "malformed_json", "missing_field", "non_numeric", "tushare_error",
-             "tushare_permission", "bad_token", "too_many_requests", "not_found", "bad_request", "null_data")
+    KINDS = (
+        "latency",
+        "http_error",
+        "malformed_json",
+        "missing_field",
+        "non_numeric",
+        "tushare_error",
+        "tushare_permission",
+        "bad_token",
+        "too_many_requests",
+        "not_found",
+        "bad_request",
+        "null_data",
+    )
 
     def __post_init__(self):
         if self.kind not in self.KINDS:
@@ -82,7 +94,9 @@ class StocksReplayConfig:
     daily_row_limit: int = 6000
     has_more: bool = False  # set data.has_more on truncated answers (the real API does not, reliably)
     tushare_auction_bar: bool = True  # 09:30 auction bar (241 bars) or folded into 09:31 (240)
-    tushare_listed: int = 5000  # codes stock_basic lists (list_status L): the market's size (replay.a_share_listing)
+    tushare_listed: int = (
+        5000  # codes stock_basic lists (list_status L): the market's size (replay.a_share_listing)
+    )
     stock_basic_row_limit: int = 6000  # rows of a stock_basic answer
     # Yahoo
     yahoo_null_minute_rate: float = 0.02
@@ -117,8 +131,15 @@ class Host(Protocol):
     def fire_faults(self, source: str, api: str, instruments: list[str]) -> Fault | None:
         """Wait out the configured and injected latency; the first firing non-latency fault."""
 
-    def record(self, source: str, api: str, instruments: list[str], status: int, code: Any = None,
-               fault: str | None = None) -> None:
+    def record(
+        self,
+        source: str,
+        api: str,
+        instruments: list[str],
+        status: int,
+        code: Any = None,
+        fault: str | None = None,
+    ) -> None:
         """Log one answered request."""
 
     def now(self) -> float:
@@ -140,6 +161,7 @@ class SourceReplay:
 # Deterministic market data
 # --------------------------------------------------------------------------------------------
 
+
 def seeded_random(*parts: Any) -> random.Random:
     return random.Random("|".join(str(p) for p in parts))  # str seeds hash with SHA-512: stable
 
@@ -147,7 +169,11 @@ def seeded_random(*parts: Any) -> random.Random:
 def is_session_day(day: date, holidays: tuple[str, ...] = (), venue: str | None = None) -> bool:
     """A weekday not in `holidays` and, for a `venue`, a session of its exchange's calendar (a vendor serves
     no bars on a market holiday) where the calendar knows the day."""
-    return day.weekday() < 5 and day.isoformat() not in holidays and (venue is None or _venue_session(venue, day))
+    return (
+        day.weekday() < 5
+        and day.isoformat() not in holidays
+        and (venue is None or _venue_session(venue, day))
+    )
 
 
 @lru_cache(maxsize=65_536)
@@ -163,8 +189,11 @@ def reference_price(seed: int, instrument: str, day: date, lo: float, hi: float)
     base = lo * (hi / lo) ** seeded_random(seed, instrument, "base").random()
     phase = seeded_random(seed, instrument, "phase").random() * 2 * math.pi
     x = day.toordinal()
-    return base * math.exp(0.12 * math.sin(x / 29.0 + phase) + 0.04 * math.sin(x / 6.3 + 2 * phase)
-                           + 0.01 * seeded_random(seed, instrument, day, "ref").gauss(0, 1))
+    return base * math.exp(
+        0.12 * math.sin(x / 29.0 + phase)
+        + 0.04 * math.sin(x / 6.3 + 2 * phase)
+        + 0.01 * seeded_random(seed, instrument, day, "ref").gauss(0, 1)
+    )
 
 
 def r2(x: float) -> float:

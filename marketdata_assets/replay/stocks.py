@@ -45,7 +45,9 @@ class StocksReplayServer(FaultList, BackgroundServer):
         self.log: deque[dict] = deque(maxlen=100_000)
         self._local = threading.local()  # the request path being handled, for the log
         # verbose lines give the path only: Tushare tokens travel in bodies and are never printed
-        self.listen(host, port, self.handle, name="stocks-replay", methods=("GET", "POST", "HEAD"), log_query=False)
+        self.listen(
+            host, port, self.handle, name="stocks-replay", methods=("GET", "POST", "HEAD"), log_query=False
+        )
 
     # ---- control ---------------------------------------------------------------------------
 
@@ -69,14 +71,26 @@ class StocksReplayServer(FaultList, BackgroundServer):
 
     def requests_for(self, source: str | None = None, instrument: str | None = None) -> list[dict]:
         with self.lock:
-            return [e for e in self.log if (source is None or e["provider"] == source)
-                    and (instrument is None or instrument.upper() in e["symbols"])]
+            return [
+                e
+                for e in self.log
+                if (source is None or e["provider"] == source)
+                and (instrument is None or instrument.upper() in e["symbols"])
+            ]
 
     def state(self) -> dict:
         with self.lock:
-            config = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in ("faults", "tushare_tokens")}
-            return {"config": config, "faults": [f.public() for f in self.config.faults], "requests": len(self.log),
-                    "tushare_calls": {f"{k[1]}": v for k, v in self.tushare.total_counts.items()}}
+            config = {
+                k: v
+                for k, v in dataclasses.asdict(self.config).items()
+                if k not in ("faults", "tushare_tokens")
+            }
+            return {
+                "config": config,
+                "faults": [f.public() for f in self.config.faults],
+                "requests": len(self.log),
+                "tushare_calls": {f"{k[1]}": v for k, v in self.tushare.total_counts.items()},
+            }
 
     def now(self) -> float:
         return self.config.now if self.config.now is not None else time.time()
@@ -92,7 +106,9 @@ class StocksReplayServer(FaultList, BackgroundServer):
                 if not fault.matches(source, api, instruments):
                     continue
                 fault.seen += 1
-                if fault.seen % max(1, fault.every) != 0 or (fault.times is not None and fault.fired >= fault.times):
+                if fault.seen % max(1, fault.every) != 0 or (
+                    fault.times is not None and fault.fired >= fault.times
+                ):
                     continue
                 if fault.kind == "latency":
                     fault.fired += 1
@@ -104,13 +120,29 @@ class StocksReplayServer(FaultList, BackgroundServer):
             time.sleep(self.config.latency_s + latency)
         return chosen
 
-    def record(self, source: str, api: str, instruments: list[str], status: int, code: Any = None,
-               fault: str | None = None) -> None:
+    def record(
+        self,
+        source: str,
+        api: str,
+        instruments: list[str],
+        status: int,
+        code: Any = None,
+        fault: str | None = None,
+    ) -> None:
         with self.lock:
-            self.log.append({"t": time.monotonic(), "wall": time.time(), "provider": source, "api": api,
-                             "path": getattr(self._local, "path", None),
-                             "symbols": [i.upper() for i in instruments], "status": status, "code": code,
-                             "fault": fault})
+            self.log.append(
+                {
+                    "t": time.monotonic(),
+                    "wall": time.time(),
+                    "provider": source,
+                    "api": api,
+                    "path": getattr(self._local, "path", None),
+                    "symbols": [i.upper() for i in instruments],
+                    "status": status,
+                    "code": code,
+                    "fault": fault,
+                }
+            )
 
     # ---- dispatch --------------------------------------------------------------------------
 
@@ -121,9 +153,9 @@ class StocksReplayServer(FaultList, BackgroundServer):
         if path.startswith("/_replay/"):
             return self._control(method, path.rstrip("/"), parts.query, body)
         if path.startswith("/v8/finance/chart/") and method in ("GET", "HEAD"):
-            return self.yahoo.answer(unquote(path[len("/v8/finance/chart/"):]), parts.query)
+            return self.yahoo.answer(unquote(path[len("/v8/finance/chart/") :]), parts.query)
         if method == "POST" and (path.rstrip("/") in ("", "/dataapi") or path.startswith("/dataapi/")):
-            api = path[len("/dataapi/"):].strip("/") if path.startswith("/dataapi/") else None
+            api = path[len("/dataapi/") :].strip("/") if path.startswith("/dataapi/") else None
             return self.tushare.answer(api, body)
         return Reply(404, b'{"detail":"Not Found"}', {"Content-Type": "application/json"})
 
@@ -167,8 +199,13 @@ class StocksReplayServer(FaultList, BackgroundServer):
                 row = self.tushare.daily(instrument, day)
                 return reply(200, {"fields": DAILY_FIELDS, "items": [row] if row else []})
             if source == "yahoo":
-                return reply(200, {"fields": ["timestamp", "open", "high", "low", "close", "volume", "kind",
-                                              "missing"], "items": self.yahoo.rows(instrument, day)})
+                return reply(
+                    200,
+                    {
+                        "fields": ["timestamp", "open", "high", "low", "close", "volume", "kind", "missing"],
+                        "items": self.yahoo.rows(instrument, day),
+                    },
+                )
             return reply(400, {"detail": "provider= tushare | tushare_daily | yahoo"})
         return reply(404, {"detail": "Not found."})
 
@@ -177,30 +214,59 @@ class StocksReplayServer(FaultList, BackgroundServer):
 # CLI
 # --------------------------------------------------------------------------------------------
 
+
 def build_arg_parser() -> argparse.ArgumentParser:
-    p = cli_parser("marketdata_assets.replay.stocks", "Replay of Tushare Pro and Yahoo Finance chart v8 (formats, "
-                   "quirks, faults).", port=8766, config="StocksReplayConfig fields (faults too)")
+    p = cli_parser(
+        "marketdata_assets.replay.stocks",
+        "Replay of Tushare Pro and Yahoo Finance chart v8 (formats, quirks, faults).",
+        port=8766,
+        config="StocksReplayConfig fields (faults too)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--latency", type=float, dest="latency_s")
-    p.add_argument("--tushare-token", action="append", dest="tushare_tokens",
-                   help="accepted token (repeatable); default: any non-empty token")
+    p.add_argument(
+        "--tushare-token",
+        action="append",
+        dest="tushare_tokens",
+        help="accepted token (repeatable); default: any non-empty token",
+    )
     p.add_argument("--tushare-minute-limit", type=int)
     p.add_argument("--tushare-hour-limit", type=int)
     p.add_argument("--tushare-day-limit", type=int)
-    p.add_argument("--limit-window", type=float, dest="limit_window_s", help="seconds of the per-minute window (60)")
+    p.add_argument(
+        "--limit-window", type=float, dest="limit_window_s", help="seconds of the per-minute window (60)"
+    )
     p.add_argument("--stk-mins-row-limit", type=int)
-    p.add_argument("--no-auction-bar", action="store_true", help="fold the 09:30 auction into 09:31 (240 bars)")
+    p.add_argument(
+        "--no-auction-bar", action="store_true", help="fold the 09:30 auction into 09:31 (240 bars)"
+    )
     p.add_argument("--yahoo-days-back", type=float)
-    p.add_argument("--fault", action="append", default=[], help='a Fault as JSON, e.g. \'{"kind":"not_found",'
-                                                                '"symbols":["DEAD.L"]}\' (repeatable)')
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        help='a Fault as JSON, e.g. \'{"kind":"not_found","symbols":["DEAD.L"]}\' (repeatable)',
+    )
     p.add_argument("--verbose", action="store_true", help="print each request line (never a token) to stderr")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> StocksReplayConfig:
-    config = config_from_cli(args, StocksReplayConfig.from_dict, (
-        "seed", "latency_s", "tushare_tokens", "tushare_minute_limit", "tushare_hour_limit", "tushare_day_limit",
-        "limit_window_s", "stk_mins_row_limit", "yahoo_days_back"))
+    config = config_from_cli(
+        args,
+        StocksReplayConfig.from_dict,
+        (
+            "seed",
+            "latency_s",
+            "tushare_tokens",
+            "tushare_minute_limit",
+            "tushare_hour_limit",
+            "tushare_day_limit",
+            "limit_window_s",
+            "stk_mins_row_limit",
+            "yahoo_days_back",
+        ),
+    )
     if args.no_auction_bar:
         config.tushare_auction_bar = False
     config.faults.extend(Fault(**json.loads(spec)) for spec in args.fault)
@@ -211,8 +277,11 @@ def main(argv: Iterable[str] | None = None) -> int:
     args = build_arg_parser().parse_args(list(argv) if argv is not None else None)
     server = StocksReplayServer(config_from_args(args), host=args.host, port=args.port)
     server.verbose = args.verbose
-    print(f"stocks replay (Tushare Pro + Yahoo chart v8) on {server.base_url}: seed {server.config.seed}, "
-          f"{len(server.config.faults)} faults", flush=True)
+    print(
+        f"stocks replay (Tushare Pro + Yahoo chart v8) on {server.base_url}: seed {server.config.seed}, "
+        f"{len(server.config.faults)} faults",
+        flush=True,
+    )
 
     return serve_until_terminated(server.httpd)
 

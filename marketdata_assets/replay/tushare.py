@@ -33,8 +33,19 @@ from marketdata_assets.replay.stock_market import (
 CHINA = ZoneInfo("Asia/Shanghai")
 TUSHARE_DOC = "https://tushare.pro/document/1?doc_id=108"
 STK_MINS_FIELDS = ["ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount"]
-DAILY_FIELDS = ["ts_code", "trade_date", "open", "high", "low", "close", "pre_close", "change", "pct_chg",
-                "vol", "amount"]
+DAILY_FIELDS = [
+    "ts_code",
+    "trade_date",
+    "open",
+    "high",
+    "low",
+    "close",
+    "pre_close",
+    "change",
+    "pct_chg",
+    "vol",
+    "amount",
+]
 TS_CODE = re.compile(r"^\d{6}\.(SH|SZ|BJ)$")
 
 
@@ -66,8 +77,9 @@ def _cn_labels(auction_bar: bool) -> list[str]:
 
 
 @lru_cache(maxsize=4096)
-def ashare_minutes(seed: int, ts_code: str, day: date, auction_bar: bool = True,
-                   holidays: tuple[str, ...] = ()) -> tuple[tuple, ...]:
+def ashare_minutes(
+    seed: int, ts_code: str, day: date, auction_bar: bool = True, holidays: tuple[str, ...] = ()
+) -> tuple[tuple, ...]:
     """The day's `stk_mins` rows, OLDEST first, in the API's field order (STK_MINS_FIELDS):
     (ts_code, "YYYY-MM-DD HH:MM:SS", open, close, high, low, vol shares, amount yuan)."""
     if not is_session_day(day, holidays, _venue(ts_code)):
@@ -112,7 +124,8 @@ def ashare_minutes(seed: int, ts_code: str, day: date, auction_bar: bool = True,
 
 
 def _venue(ts_code: str) -> str | None:
-    """The exchange of a code (SSE, SZSE, BSE), whose calendar says its sessions; None for a code of no exchange."""
+    """The exchange of a code (SSE, SZSE, BSE), whose calendar says its sessions; None for a code of no
+    exchange."""
     try:
         return a_share_venue(ts_code)
     except (KeyError, ValueError):
@@ -127,22 +140,36 @@ def _previous_session(day: date, holidays: tuple[str, ...], venue: str | None = 
 
 
 @lru_cache(maxsize=4096)
-def ashare_daily(seed: int, ts_code: str, day: date, auction_bar: bool = True,
-                 holidays: tuple[str, ...] = ()) -> tuple | None:
+def ashare_daily(
+    seed: int, ts_code: str, day: date, auction_bar: bool = True, holidays: tuple[str, ...] = ()
+) -> tuple | None:
     """The day's `daily` row in DAILY_FIELDS order (vol in lots, amount in thousands of yuan),
     aggregated from the minute bars; None on a non-session day."""
     bars = ashare_minutes(seed, ts_code, day, auction_bar, holidays)
     if not bars:
         return None
-    prev = ashare_minutes(seed, ts_code, _previous_session(day, holidays, _venue(ts_code)), auction_bar, holidays)
+    prev = ashare_minutes(
+        seed, ts_code, _previous_session(day, holidays, _venue(ts_code)), auction_bar, holidays
+    )
     o, c = bars[0][2], bars[-1][3]
     h, lo = max(b[4] for b in bars), min(b[5] for b in bars)
     vol = sum(b[6] for b in bars)
     amount = sum(b[7] for b in bars)
     pre_close = prev[-1][3]
     change = r2(c - pre_close)
-    return (ts_code, day.strftime("%Y%m%d"), o, h, lo, c, pre_close, change,
-            round(change / pre_close * 100, 4), round(vol / 100, 2), round(amount / 1000, 3))
+    return (
+        ts_code,
+        day.strftime("%Y%m%d"),
+        o,
+        h,
+        lo,
+        c,
+        pre_close,
+        change,
+        round(change / pre_close * 100, 4),
+        round(vol / 100, 2),
+        round(amount / 1000, 3),
+    )
 
 
 def _parse_cn_time(text: str, end: bool) -> datetime | None:
@@ -174,14 +201,26 @@ class TushareReplay(SourceReplay):
         says the code does not trade that day."""
         if not self.trades_on(ts_code, day):
             return []
-        return list(ashare_minutes(self.config.seed, ts_code.upper(), day, self.config.tushare_auction_bar,
-                                   self.config.holiday_tuple()))
+        return list(
+            ashare_minutes(
+                self.config.seed,
+                ts_code.upper(),
+                day,
+                self.config.tushare_auction_bar,
+                self.config.holiday_tuple(),
+            )
+        )
 
     def daily(self, ts_code: str, day: date) -> tuple | None:
         if not self.trades_on(ts_code, day):
             return None
-        return ashare_daily(self.config.seed, ts_code.upper(), day, self.config.tushare_auction_bar,
-                            self.config.holiday_tuple())
+        return ashare_daily(
+            self.config.seed,
+            ts_code.upper(),
+            day,
+            self.config.tushare_auction_bar,
+            self.config.holiday_tuple(),
+        )
 
     def trades_on(self, ts_code: str, day: date) -> bool:
         return a_share_listing.trades_on(self.config.seed, self.config.tushare_listed, ts_code.upper(), day)
@@ -196,7 +235,12 @@ class TushareReplay(SourceReplay):
         self.total_counts.clear()
 
     def _reply(self, code: int, msg: str, data: Any = None) -> Reply:
-        payload = {"request_id": uuid.UUID(int=random.getrandbits(128)).hex, "code": code, "msg": msg, "data": data}
+        payload = {
+            "request_id": uuid.UUID(int=random.getrandbits(128)).hex,
+            "code": code,
+            "msg": msg,
+            "data": data,
+        }
         return vendor_json(200, payload)
 
     def answer(self, path_api: str | None, body: bytes) -> Reply:
@@ -216,14 +260,20 @@ class TushareReplay(SourceReplay):
         instruments = [c.strip().upper() for c in str(params.get("ts_code") or "").split(",") if c.strip()]
         config = self.config
         fault = self.host.fire_faults("tushare", api, instruments)
-        if not token or (config.tushare_tokens is not None and token not in config.tushare_tokens) or (
-                fault and fault.kind == "bad_token"):
+        if (
+            not token
+            or (config.tushare_tokens is not None and token not in config.tushare_tokens)
+            or (fault and fault.kind == "bad_token")
+        ):
             self.host.record("tushare", api, instruments, 200, 40101, fault and fault.kind)
             return self._reply(40101, TUSHARE_BAD_TOKEN_MESSAGE)
         if fault and fault.kind == "http_error":
             self.host.record("tushare", api, instruments, fault.status, None, fault.kind)
-            return Reply(fault.status, f"<html><body><h1>{fault.status} Server Error</h1></body></html>".encode(),
-                         {"Content-Type": "text/html"})
+            return Reply(
+                fault.status,
+                f"<html><body><h1>{fault.status} Server Error</h1></body></html>".encode(),
+                {"Content-Type": "text/html"},
+            )
         if fault and fault.kind == "tushare_permission":
             self.host.record("tushare", api, instruments, 200, 40203, fault.kind)
             return self._reply(40203, TUSHARE_PERMISSION_MESSAGE)
@@ -237,7 +287,9 @@ class TushareReplay(SourceReplay):
         if refusal:
             self.host.record("tushare", api, instruments, 200, 40203, "rate_limit")
             return self._reply(40203, refusal)
-        result = {"stk_mins": self._stk_mins, "daily": self._daily, "stock_basic": self._stock_basic}[api](params)
+        result = {"stk_mins": self._stk_mins, "daily": self._daily, "stock_basic": self._stock_basic}[api](
+            params
+        )
         if isinstance(result, str):
             self.host.record("tushare", api, instruments, 200, -2001)
             return self._reply(-2001, result)
@@ -253,14 +305,14 @@ class TushareReplay(SourceReplay):
             fields, items = keep, [[row[i] for i in index] for row in items]
         if fault and fault.kind == "missing_field" and fault.field in fields:
             i = fields.index(fault.field)
-            fields = fields[:i] + fields[i + 1:]
-            items = [row[:i] + row[i + 1:] for row in items]
+            fields = fields[:i] + fields[i + 1 :]
+            items = [row[:i] + row[i + 1 :] for row in items]
         if fault and fault.kind == "non_numeric" and fault.field in fields and items:
             items[len(items) // 2][fields.index(fault.field)] = fault.value
         data = {"fields": fields, "items": items, "has_more": has_more, "count": -1}
         reply = self._reply(0, "", None if fault and fault.kind == "null_data" else data)
         if fault and fault.kind == "malformed_json":
-            reply.body = reply.body[:max(1, len(reply.body) // 2)]
+            reply.body = reply.body[: max(1, len(reply.body) // 2)]
         self.host.record("tushare", api, instruments, 200, 0, fault and fault.kind)
         return reply
 
@@ -290,7 +342,9 @@ class TushareReplay(SourceReplay):
             return "必填参数ts_code格式错误或缺失（单个代码，如 600000.SH）"
         if str(params.get("freq") or "1min") != "1min":
             return f"freq {params.get('freq')!r} 不受本回放支持（仅 1min）"
-        end = _parse_cn_time(str(params.get("end_date") or ""), end=True) or datetime.now(CHINA).replace(tzinfo=None)
+        end = _parse_cn_time(str(params.get("end_date") or ""), end=True) or datetime.now(CHINA).replace(
+            tzinfo=None
+        )
         start = _parse_cn_time(str(params.get("start_date") or ""), end=False) or (end - timedelta(days=30))
         rows: list[list] = []
         day = end.date()
@@ -303,7 +357,7 @@ class TushareReplay(SourceReplay):
                 break
             day -= timedelta(days=1)
         truncated = len(rows) > self.config.stk_mins_row_limit
-        rows = rows[:self.config.stk_mins_row_limit]
+        rows = rows[: self.config.stk_mins_row_limit]
         return list(STK_MINS_FIELDS), rows, truncated and self.config.has_more
 
     def _daily(self, params: dict) -> tuple[list[str], list[list], bool] | str:
@@ -314,10 +368,16 @@ class TushareReplay(SourceReplay):
             if params.get("trade_date"):
                 start = end = datetime.strptime(str(params["trade_date"]), "%Y%m%d").date()
             else:
-                end = (datetime.strptime(str(params["end_date"]), "%Y%m%d").date() if params.get("end_date")
-                       else datetime.now(CHINA).date())
-                start = (datetime.strptime(str(params["start_date"]), "%Y%m%d").date() if params.get("start_date")
-                         else end - timedelta(days=365))
+                end = (
+                    datetime.strptime(str(params["end_date"]), "%Y%m%d").date()
+                    if params.get("end_date")
+                    else datetime.now(CHINA).date()
+                )
+                start = (
+                    datetime.strptime(str(params["start_date"]), "%Y%m%d").date()
+                    if params.get("start_date")
+                    else end - timedelta(days=365)
+                )
         except ValueError:
             return "日期参数格式错误，请使用 YYYYMMDD"
         rows: list[list] = []
@@ -329,7 +389,7 @@ class TushareReplay(SourceReplay):
                     rows.append(list(row))
             day -= timedelta(days=1)
         truncated = len(rows) > self.config.daily_row_limit
-        return list(DAILY_FIELDS), rows[:self.config.daily_row_limit], truncated and self.config.has_more
+        return list(DAILY_FIELDS), rows[: self.config.daily_row_limit], truncated and self.config.has_more
 
     def _stock_basic(self, params: dict) -> tuple[list[str], list[list], bool] | str:
         status = str(params.get("list_status") or "L").strip().upper()
@@ -341,8 +401,13 @@ class TushareReplay(SourceReplay):
         codes = {c.strip().upper() for c in str(params.get("ts_code") or "").split(",") if c.strip()}
         market = str(params.get("market") or "").strip()
         at = a_share_listing.FIELDS.index
-        rows = [row for row in self.listing() if row[at("list_status")] == status
-                and (not exchange or row[at("exchange")] == exchange) and (not codes or row[0] in codes)
-                and (not market or row[at("market")] == market)]
+        rows = [
+            row
+            for row in self.listing()
+            if row[at("list_status")] == status
+            and (not exchange or row[at("exchange")] == exchange)
+            and (not codes or row[0] in codes)
+            and (not market or row[at("market")] == market)
+        ]
         limit = self.config.stock_basic_row_limit
         return list(a_share_listing.FIELDS), rows[:limit], len(rows) > limit and self.config.has_more

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
@@ -27,7 +27,6 @@ from marketdata_assets.replay.stock_market import (
     vendor_json,
 )
 
-UTC = timezone.utc
 YAHOO_DELISTED = "No data found, symbol may be delisted"
 
 
@@ -63,8 +62,14 @@ def float32(x: float | None) -> float | None:
 
 
 @lru_cache(maxsize=4096)
-def yahoo_minutes(seed: int, instrument: str, day: date, null_rate: float = 0.02, partial_rate: float = 0.01,
-                  holidays: tuple[str, ...] = ()) -> tuple[tuple, ...]:
+def yahoo_minutes(
+    seed: int,
+    instrument: str,
+    day: date,
+    null_rate: float = 0.02,
+    partial_rate: float = 0.01,
+    holidays: tuple[str, ...] = (),
+) -> tuple[tuple, ...]:
     """The day's regular-session 1-minute rows, oldest first: (epoch_s, open, high, low, close,
     volume, fill, missing_field) with CLEAN prices in the quote currency (pence for GBp);
     fill "ok" | "empty" (every value null) | "partial" (`missing_field` null); the truth endpoint
@@ -95,17 +100,26 @@ def yahoo_minutes(seed: int, instrument: str, day: date, null_rate: float = 0.02
     return tuple(rows)
 
 
-
 class YahooReplay(SourceReplay):
     """Yahoo's side of the stocks replay: answers the chart API."""
 
     def rows(self, instrument: str, day: date) -> list[tuple]:
         """The day's rows in the exchange's local calendar, oldest first (see `yahoo_minutes`)."""
-        return list(yahoo_minutes(self.config.seed, instrument, day, self.config.yahoo_null_minute_rate,
-                                  self.config.yahoo_partial_rate, self.config.holiday_tuple()))
+        return list(
+            yahoo_minutes(
+                self.config.seed,
+                instrument,
+                day,
+                self.config.yahoo_null_minute_rate,
+                self.config.yahoo_partial_rate,
+                self.config.holiday_tuple(),
+            )
+        )
 
     def _error(self, status: int, code: str, description: str) -> Reply:
-        return vendor_json(status, {"chart": {"result": None, "error": {"code": code, "description": description}}})
+        return vendor_json(
+            status, {"chart": {"result": None, "error": {"code": code, "description": description}}}
+        )
 
     def answer(self, instrument: str, query: str) -> Reply:
         """`GET /v8/finance/chart/{instrument}?{query}`."""
@@ -118,8 +132,11 @@ class YahooReplay(SourceReplay):
             return Reply(429, fault.body.encode(), {"Content-Type": "text/plain;charset=utf-8"})
         if fault_kind == "http_error":
             self.host.record("yahoo", "chart", instruments, fault.status, None, fault_kind)
-            return Reply(fault.status, b"<html><body><b>Http/1.1 Service Unavailable</b></body></html>",
-                         {"Content-Type": "text/html"})
+            return Reply(
+                fault.status,
+                b"<html><body><b>Http/1.1 Service Unavailable</b></body></html>",
+                {"Content-Type": "text/html"},
+            )
         if fault_kind == "not_found":
             self.host.record("yahoo", "chart", instruments, 404, None, fault_kind)
             return self._error(404, "Not Found", YAHOO_DELISTED)
@@ -134,8 +151,11 @@ class YahooReplay(SourceReplay):
         config = self.config
         interval = args.get("interval", "1d")
         if interval != "1m":
-            return self._error(400, "Bad Request", f"Invalid input - interval={interval} is not supported "
-                                                          "by this replay. Valid intervals: [1m]")
+            return self._error(
+                400,
+                "Bad Request",
+                f"Invalid input - interval={interval} is not supported by this replay. Valid intervals: [1m]",
+            )
         now = int(self.host.now())
         requested_range = args.get("range")
         try:
@@ -147,23 +167,37 @@ class YahooReplay(SourceReplay):
                 requested_range = requested_range or "1d"
                 days = {"1d": 1, "5d": 5, "7d": 7}.get(requested_range)
                 if days is None:
-                    return self._error(400, "Bad Request", f"Invalid input - range={requested_range} is not "
-                                                                  "supported for 1m. Valid ranges: [1d, 5d, 7d]")
+                    return self._error(
+                        400,
+                        "Bad Request",
+                        f"Invalid input - range={requested_range} is not "
+                        "supported for 1m. Valid ranges: [1d, 5d, 7d]",
+                    )
                 period2, period1 = now, now - days * 86400
         except ValueError:
             return self._error(400, "Bad Request", "Invalid input - period1 and period2 must be integers")
         if period1 > period2:
-            return self._error(400, "Bad Request", f"Invalid input - start date cannot be after end date. "
-                                                          f"startDate = {period1}, endDate = {period2}")
+            return self._error(
+                400,
+                "Bad Request",
+                f"Invalid input - start date cannot be after end date. "
+                f"startDate = {period1}, endDate = {period2}",
+            )
         if period2 - period1 > config.yahoo_max_window_days * 86400:
-            return self._error(422, "Unprocessable Entity",
-                                     f"1m data not available for startTime={period1} and endTime={period2}. Only "
-                                     f"{config.yahoo_max_window_days:g} days worth of 1m granularity data are "
-                                     "allowed to be fetched per request.")
+            return self._error(
+                422,
+                "Unprocessable Entity",
+                f"1m data not available for startTime={period1} and endTime={period2}. Only "
+                f"{config.yahoo_max_window_days:g} days worth of 1m granularity data are "
+                "allowed to be fetched per request.",
+            )
         if config.yahoo_days_back is not None and period1 < now - config.yahoo_days_back * 86400:
-            return self._error(422, "Unprocessable Entity",
-                                     f"1m data not available for startTime={period1} and endTime={period2}. The "
-                                     f"requested range must be within the last {config.yahoo_days_back:g} days.")
+            return self._error(
+                422,
+                "Unprocessable Entity",
+                f"1m data not available for startTime={period1} and endTime={period2}. The "
+                f"requested range must be within the last {config.yahoo_days_back:g} days.",
+            )
         period2 = min(period2, now)
         ex = yahoo_exchange(instrument)
         tz = ZoneInfo(ex.timezone)
@@ -175,8 +209,16 @@ class YahooReplay(SourceReplay):
             if day_rows:
                 opens = datetime(day.year, day.month, day.day, *ex.open, tzinfo=tz)
                 closes = datetime(day.year, day.month, day.day, *ex.close, tzinfo=tz)
-                periods.append([{"timezone": opens.tzname(), "start": int(opens.timestamp()),
-                                 "end": int(closes.timestamp()), "gmtoffset": int(opens.utcoffset().total_seconds())}])
+                periods.append(
+                    [
+                        {
+                            "timezone": opens.tzname(),
+                            "start": int(opens.timestamp()),
+                            "end": int(closes.timestamp()),
+                            "gmtoffset": int(opens.utcoffset().total_seconds()),
+                        }
+                    ]
+                )
             rows.extend(r for r in day_rows if period1 <= r[0] < period2)
             day += timedelta(days=1)
         payload = self._chart_payload(instrument, ex, tz, rows, periods, requested_range, now)
@@ -194,24 +236,48 @@ class YahooReplay(SourceReplay):
                 quote[fault.field][len(quote[fault.field]) // 2] = fault.value
         reply = vendor_json(200, payload)
         if fault and fault.kind == "malformed_json":
-            reply.body = reply.body[:max(1, len(reply.body) // 2)]
+            reply.body = reply.body[: max(1, len(reply.body) // 2)]
         return reply
 
-    def _chart_payload(self, instrument: str, ex: Exchange, tz: ZoneInfo, rows: list[tuple], periods: list,
-                       requested_range: str | None, now: int) -> dict:
+    def _chart_payload(
+        self,
+        instrument: str,
+        ex: Exchange,
+        tz: ZoneInfo,
+        rows: list[tuple],
+        periods: list,
+        requested_range: str | None,
+        now: int,
+    ) -> dict:
         now_local = datetime.fromtimestamp(now, tz)
         last_close = next((float32(r[4]) for r in reversed(rows) if r[4] is not None and r[6] == "ok"), None)
         meta: dict[str, Any] = {
-            "currency": ex.currency, "symbol": instrument, "exchangeName": ex.code, "fullExchangeName": ex.full_name,
-            "instrumentType": "EQUITY", "firstTradeDate": 567585000, "regularMarketTime": now,
-            "hasPrePostMarketData": True, "gmtoffset": int(now_local.utcoffset().total_seconds()),
-            "timezone": now_local.tzname(), "exchangeTimezoneName": ex.timezone,
-            "regularMarketPrice": last_close, "chartPreviousClose": float32(rows[0][1]) if rows else None,
-            "scale": 3, "priceHint": 2,
+            "currency": ex.currency,
+            "symbol": instrument,
+            "exchangeName": ex.code,
+            "fullExchangeName": ex.full_name,
+            "instrumentType": "EQUITY",
+            "firstTradeDate": 567585000,
+            "regularMarketTime": now,
+            "hasPrePostMarketData": True,
+            "gmtoffset": int(now_local.utcoffset().total_seconds()),
+            "timezone": now_local.tzname(),
+            "exchangeTimezoneName": ex.timezone,
+            "regularMarketPrice": last_close,
+            "chartPreviousClose": float32(rows[0][1]) if rows else None,
+            "scale": 3,
+            "priceHint": 2,
             "currentTradingPeriod": {
-                name: {"timezone": now_local.tzname(), "start": now - 3600, "end": now, "gmtoffset":
-                       int(now_local.utcoffset().total_seconds())} for name in ("pre", "regular", "post")},
-            "tradingPeriods": periods, "dataGranularity": "1m",
+                name: {
+                    "timezone": now_local.tzname(),
+                    "start": now - 3600,
+                    "end": now,
+                    "gmtoffset": int(now_local.utcoffset().total_seconds()),
+                }
+                for name in ("pre", "regular", "post")
+            },
+            "tradingPeriods": periods,
+            "dataGranularity": "1m",
             "validRanges": ["1d", "5d", "1mo", "3mo", "6mo", "1y", "2y", "5y", "10y", "ytd", "max"],
         }
         if requested_range:
@@ -220,7 +286,13 @@ class YahooReplay(SourceReplay):
         if rows:
             quote: dict[str, list] = {"volume": [], "close": [], "open": [], "high": [], "low": []}
             for ts, o, h, lo, c, vol, fill, missing in rows:
-                values = {"open": float32(o), "high": float32(h), "low": float32(lo), "close": float32(c), "volume": vol}
+                values = {
+                    "open": float32(o),
+                    "high": float32(h),
+                    "low": float32(lo),
+                    "close": float32(c),
+                    "volume": vol,
+                }
                 if fill == "empty":
                     values = dict.fromkeys(values)
                 elif fill == "partial":

@@ -20,7 +20,15 @@ from marketdata_assets.resources.http import HttpApiResource
 from marketdata_assets.resources.mongo import MongoResource
 from marketdata_assets.resources.timescale import TimescaleResource
 
-__all__ = ["AlphaApiResource", "AlphaStoreResource", "ClickHouseResource", "HttpApiResource", "MongoResource", "TimescaleResource", "build_resources"]
+__all__ = [
+    "AlphaApiResource",
+    "AlphaStoreResource",
+    "ClickHouseResource",
+    "HttpApiResource",
+    "MongoResource",
+    "TimescaleResource",
+    "build_resources",
+]
 
 
 def _env(name: str):
@@ -34,19 +42,41 @@ def _env_int(name: str):
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
-    clickhouse_dsn = dg.EnvVar("CLICKHOUSE_DSN") if os.environ.get("CLICKHOUSE_DSN") else settings.clickhouse_dsn()
-    mongo = {"uri": _env("MONGODB_URI"), "username": _env("MONGODB_USERNAME"), "password": _env("MONGODB_PASSWORD")}
+    clickhouse_dsn = (
+        dg.EnvVar("CLICKHOUSE_DSN") if os.environ.get("CLICKHOUSE_DSN") else settings.clickhouse_dsn()
+    )
+    mongo = {
+        "uri": _env("MONGODB_URI"),
+        "username": _env("MONGODB_USERNAME"),
+        "password": _env("MONGODB_PASSWORD"),
+    }
     return {
         "mongo": MongoResource(**mongo),
-        "alpha_store": AlphaStoreResource(**mongo, db_name_regular=_env("ALPHA_DB_REGULAR"),
-                                          db_name_super=_env("ALPHA_DB_SUPER"), collection=_env("ALPHA_COLLECTION")),
-        "alpha_api": AlphaApiResource(base_url=_env("ALPHA_API_BASE_URL"), accounts=_env("ALPHA_API_ACCOUNTS"),
-                                      requests_per_minute=float(settings.get("ALPHA_API_REQUESTS_PER_MINUTE")),
-                                      max_concurrency=_env_int("ALPHA_API_MAX_CONCURRENCY")),
-        "clickhouse": ClickHouseResource(dsn=clickhouse_dsn, user=_env("CLICKHOUSE_USER"),
-                                         password=_env("CLICKHOUSE_PASSWORD"), database=_env("CLICKHOUSE_DATABASE")),
-        "timescale": TimescaleResource(host=_env("TIMESCALE_HOST"), port=_env_int("TIMESCALE_PORT"),
-                                       user=_env("TIMESCALE_USER"), password=_env("TIMESCALE_PASSWORD"),
-                                       dbname=_env("TIMESCALE_DB"), sslmode=_env("TIMESCALE_SSLMODE"),
-                                       pool_size=_env_int("TIMESCALE_POOL_SIZE")),
+        "alpha_store": AlphaStoreResource(
+            **mongo,
+            db_name_regular=_env("ALPHA_DB_REGULAR"),
+            db_name_super=_env("ALPHA_DB_SUPER"),
+            collection=_env("ALPHA_COLLECTION"),
+        ),
+        "alpha_api": AlphaApiResource(
+            base_url=_env("ALPHA_API_BASE_URL"),
+            accounts=_env("ALPHA_API_ACCOUNTS"),
+            requests_per_minute=float(settings.get("ALPHA_API_REQUESTS_PER_MINUTE")),
+            max_concurrency=_env_int("ALPHA_API_MAX_CONCURRENCY"),
+        ),
+        "clickhouse": ClickHouseResource(
+            dsn=clickhouse_dsn,
+            user=_env("CLICKHOUSE_USER"),
+            password=_env("CLICKHOUSE_PASSWORD"),
+            database=_env("CLICKHOUSE_DATABASE"),
+        ),
+        "timescale": TimescaleResource(
+            host=_env("TIMESCALE_HOST"),
+            port=_env_int("TIMESCALE_PORT"),
+            user=_env("TIMESCALE_USER"),
+            password=_env("TIMESCALE_PASSWORD"),
+            dbname=_env("TIMESCALE_DB"),
+            sslmode=_env("TIMESCALE_SSLMODE"),
+            pool_size=_env_int("TIMESCALE_POOL_SIZE"),
+        ),
     }

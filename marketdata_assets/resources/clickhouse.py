@@ -31,12 +31,20 @@ class ClickHouseResource(dg.ConfigurableResource):
 
     dsn: str = Field(description="CLICKHOUSE_DSN: chdb:///path, chdb://memory or http(s)://host:port.")
     user: str = Field(default="default", description="CLICKHOUSE_USER (server DSNs).")
-    password: str = Field(default="", description="CLICKHOUSE_PASSWORD (server DSNs; empty: the variable's value, "
-                          "else the local stack's generated one for its own server).")
-    database: str = Field(default="marketdata", description="CLICKHOUSE_DATABASE: database of the tick tables.")
+    password: str = Field(
+        default="",
+        description="CLICKHOUSE_PASSWORD (server DSNs; empty: the variable's value, "
+        "else the local stack's generated one for its own server).",
+    )
+    database: str = Field(
+        default="marketdata", description="CLICKHOUSE_DATABASE: database of the tick tables."
+    )
     connect_timeout_s: int = Field(default=5, description="Server DSNs: connect timeout.")
-    lock_timeout_s: float = Field(default=connection.LOCK_TIMEOUT_S, description="Embedded: how long to wait "
-                                  "for another process holding the data directory (said on the console at once).")
+    lock_timeout_s: float = Field(
+        default=connection.LOCK_TIMEOUT_S,
+        description="Embedded: how long to wait "
+        "for another process holding the data directory (said on the console at once).",
+    )
 
     _client = PrivateAttr(default=None)
     _locked_dir: Path | None = PrivateAttr(default=None)
@@ -53,10 +61,17 @@ class ClickHouseResource(dg.ConfigurableResource):
     def _open(self):
         data_dir = connection.embedded_dir(self.dsn)
         client, self._locked_dir = connection.open_client(
-            self.dsn, self.database, user=self.user, password=self.password or None,
-            connect_timeout_s=self.connect_timeout_s, lock_timeout_s=self.lock_timeout_s,
+            self.dsn,
+            self.database,
+            user=self.user,
+            password=self.password or None,
+            connect_timeout_s=self.connect_timeout_s,
+            lock_timeout_s=self.lock_timeout_s,
             on_wait=lambda pid: self._say(connection.wait_line(data_dir, pid, self.lock_timeout_s)),
-            on_acquired=lambda s: self._say(f"the embedded ClickHouse at {data_dir} is free after {s:.1f} s: going on"))
+            on_acquired=lambda s: self._say(
+                f"the embedded ClickHouse at {data_dir} is free after {s:.1f} s: going on"
+            ),
+        )
         return client
 
     def _say(self, line: str) -> None:

@@ -18,14 +18,20 @@ class HttpApiResource(dg.ConfigurableResource):
     max_concurrency: int = Field(default=8, description="Requests in flight at once.")
     timeout_s: float = Field(default=30, description="Per-request timeout.")
     max_retries: int = Field(default=5, description="Retries on 429/418, 5xx and timeouts.")
-    backoff_base_s: float = Field(default=0.5, description="First backoff step; doubles per retry, full jitter.")
+    backoff_base_s: float = Field(
+        default=0.5, description="First backoff step; doubles per retry, full jitter."
+    )
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(max_retries=self.max_retries, backoff_base_s=self.backoff_base_s)
 
     def client_kwargs(self) -> dict:
-        return dict(requests_per_minute=self.requests_per_minute, max_concurrency=self.max_concurrency,
-                    timeout_s=self.timeout_s, retry=self.retry_policy())
+        return {
+            "requests_per_minute": self.requests_per_minute,
+            "max_concurrency": self.max_concurrency,
+            "timeout_s": self.timeout_s,
+            "retry": self.retry_policy(),
+        }
 
     def make_client(self) -> ApiClient:
         """A new async client; use it as `async with resource.make_client() as api:`."""

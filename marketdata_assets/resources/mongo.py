@@ -23,34 +23,55 @@ class MongoResource(dg.ConfigurableResource):
     """MongoDB (or the MongoDB-wire server of the local stack). Credentials stay out of the URI."""
 
     uri: str = Field(description="mongodb:// URI without credentials (MONGODB_URI).")
-    username: str = Field(default="", description="MONGODB_USERNAME; empty: the variable, else the local stack's "
-                          "user on its own server, else no authentication.")
+    username: str = Field(
+        default="",
+        description="MONGODB_USERNAME; empty: the variable, else the local stack's "
+        "user on its own server, else no authentication.",
+    )
     password: str = Field(default="", description="MONGODB_PASSWORD (empty: the variable, else the stack's).")
     server_selection_timeout_ms: int = Field(default=4000, description="How long to wait for the server.")
-    socket_timeout_ms: int = Field(default=300_000, description=(
-        "How long one operation may wait for its answer: a server that stops answering fails the step "
-        "instead of holding it forever (generous: a large bulk write on a slow server takes seconds)."))
+    socket_timeout_ms: int = Field(
+        default=300_000,
+        description=(
+            "How long one operation may wait for its answer: a server that stops answering fails the step "
+            "instead of holding it forever (generous: a large bulk write on a slow server takes seconds)."
+        ),
+    )
     app_name: str = "marketdata-assets"
 
     _client: pymongo.MongoClient | None = PrivateAttr(default=None)
 
     def _error(self, reason: str) -> StoreUnavailable:
         return StoreUnavailable(
-            "MongoDB", mongo_address(self.uri), scrub(reason, self.password, settings.get("MONGODB_PASSWORD")),
-            "Start the local stack with `make stack-up` (or `scripts/stack up`), or set MONGODB_URI to a running server.")
+            "MongoDB",
+            mongo_address(self.uri),
+            scrub(reason, self.password, settings.get("MONGODB_PASSWORD")),
+            (
+                "Start the local stack with `make stack-up` (or `scripts/stack up`), or set MONGODB_URI to "
+                "a running server."
+            ),
+        )
 
     def connect(self) -> pymongo.MongoClient:
         """A new client, pinged so that a stopped server fails here, within the selection timeout."""
         credentials: dict[str, str] = {}
         username = self.username or settings.get("MONGODB_USERNAME")
         if username:
-            credentials = {"username": username, "password": self.password or settings.get("MONGODB_PASSWORD")}
+            credentials = {
+                "username": username,
+                "password": self.password or settings.get("MONGODB_PASSWORD"),
+            }
             if "authSource" not in self.uri:
                 credentials["authSource"] = "admin"  # where mongo:8 creates its root user
         client = pymongo.MongoClient(
-            self.uri, serverSelectionTimeoutMS=self.server_selection_timeout_ms,
-            connectTimeoutMS=self.server_selection_timeout_ms, socketTimeoutMS=self.socket_timeout_ms,
-            appname=self.app_name, tz_aware=True, **credentials)
+            self.uri,
+            serverSelectionTimeoutMS=self.server_selection_timeout_ms,
+            connectTimeoutMS=self.server_selection_timeout_ms,
+            socketTimeoutMS=self.socket_timeout_ms,
+            appname=self.app_name,
+            tz_aware=True,
+            **credentials,
+        )
         try:
             client.admin.command("ping")
         except PyMongoError as error:

@@ -38,34 +38,45 @@ __all__ = ["CryptoVenueResource", "SourceResource", "TushareResource", "YahooRes
 class SourceResource(HttpApiResource):
     """A market-data source: the shared HTTP policy plus how many fetches run at once."""
 
-    workers: int = Field(default=4, description="Instruments (or instrument-days) processed at once (--workers).")
+    workers: int = Field(
+        default=4, description="Instruments (or instrument-days) processed at once (--workers)."
+    )
 
     def client_kwargs(self) -> dict:
         if self.workers < 1 or self.max_concurrency < 1 or self.requests_per_minute <= 0:
-            raise ValueError(f"{type(self).__name__}: workers and max_concurrency must be >= 1 and "
-                             "requests_per_minute > 0")
+            raise ValueError(
+                f"{type(self).__name__}: workers and max_concurrency must be >= 1 and requests_per_minute > 0"
+            )
         return super().client_kwargs()
 
 
 class TushareResource(SourceResource):
     """Tushare Pro (A-share 1-minute and daily bars)."""
 
-    token: str = Field(default="", description="The API token, from the TUSHARE_TOKEN variable (never logged).")
+    token: str = Field(
+        default="", description="The API token, from the TUSHARE_TOKEN variable (never logged)."
+    )
     token_env: str = Field(default="TUSHARE_TOKEN", description="Name of the token's variable, for messages.")
-    limit_window_s: float = Field(default=60, description="A per-minute limit answer pauses requests until the "
-                                                          "next window of this many seconds.")
+    limit_window_s: float = Field(
+        default=60,
+        description="A per-minute limit answer pauses requests until the next window of this many seconds.",
+    )
 
     def make_client(self) -> TushareClient:
         if not (self.token or "").strip():
             raise TushareTokenError(f"{self.token_env} is not set")
-        return TushareClient(self.base_url, self.token, limit_window_s=self.limit_window_s, **self.client_kwargs())
+        return TushareClient(
+            self.base_url, self.token, limit_window_s=self.limit_window_s, **self.client_kwargs()
+        )
 
 
 class YahooResource(SourceResource):
     """Yahoo Finance chart v8 (1-minute bars)."""
 
-    max_days_back: float | None = Field(default=30, description="Yahoo serves 1-minute bars this many days "
-                                                                   "back (None: no horizon, e.g. a replay).")
+    max_days_back: float | None = Field(
+        default=30,
+        description="Yahoo serves 1-minute bars this many days back (None: no horizon, e.g. a replay).",
+    )
 
     def make_client(self) -> YahooChartClient:
         return YahooChartClient(self.base_url, max_days_back=self.max_days_back, **self.client_kwargs())
@@ -77,8 +88,10 @@ class CryptoVenueResource(SourceResource):
 
     venue: str = Field(description="BINANCE | BINANCE_UM | OKX | DERIBIT")
     weight_per_minute: int = Field(default=6000, description="Binance: request weight per IP and minute.")
-    weight_headroom: float = Field(default=0.9, description="Binance: wait for the next minute rather than pass "
-                                                            "this share of the weight.")
+    weight_headroom: float = Field(
+        default=0.9,
+        description="Binance: wait for the next minute rather than pass this share of the weight.",
+    )
 
     def make_client(self) -> VenueClient:
         kwargs = self.client_kwargs()
@@ -93,13 +106,23 @@ RESOURCE_TYPES: dict[str, type[SourceResource]] = {"TUSHARE": TushareResource, "
 
 def _base_url(settings: SourceSettings):
     # A variable that is set is passed as EnvVar (its name shows in the UI); else the vendor's host.
-    return dg.EnvVar(settings.base_url_env) if os.environ.get(settings.base_url_env) else settings.default_base_url
+    return (
+        dg.EnvVar(settings.base_url_env)
+        if os.environ.get(settings.base_url_env)
+        else settings.default_base_url
+    )
 
 
 def _common(settings: SourceSettings) -> dict:
-    return {"base_url": _base_url(settings), "requests_per_minute": settings.requests_per_minute,
-            "max_concurrency": settings.max_concurrency, "workers": settings.workers, "timeout_s": settings.timeout_s,
-            "max_retries": settings.max_retries, "backoff_base_s": settings.backoff_base_s}
+    return {
+        "base_url": _base_url(settings),
+        "requests_per_minute": settings.requests_per_minute,
+        "max_concurrency": settings.max_concurrency,
+        "workers": settings.workers,
+        "timeout_s": settings.timeout_s,
+        "max_retries": settings.max_retries,
+        "backoff_base_s": settings.backoff_base_s,
+    }
 
 
 def _resource(entry: str, settings: SourceSettings) -> dg.ConfigurableResource:
@@ -108,8 +131,10 @@ def _resource(entry: str, settings: SourceSettings) -> dg.ConfigurableResource:
         return CryptoVenueResource(**_common(settings), venue=declared.name, **settings.options)
     kind = RESOURCE_TYPES.get(declared.name)
     if kind is None:
-        raise SourcesConfigError(f"source {declared.name} (entry {entry!r}) has no resource type: add it to "
-                                 "RESOURCE_TYPES in resources/sources.py")
+        raise SourcesConfigError(
+            f"source {declared.name} (entry {entry!r}) has no resource type: add it to "
+            "RESOURCE_TYPES in resources/sources.py"
+        )
     secrets = {}
     if "token_env" in settings.options:  # the token only ever as the variable's EnvVar
         name = settings.options["token_env"]

@@ -60,8 +60,13 @@ def probe_capabilities(conn: psycopg.Connection, copy_mode: str = "auto") -> Tim
     # PGlite reports an emscripten/wasm build; its single backend dies on COPY FROM STDIN.
     wasm = any(marker in version.lower() for marker in ("emscripten", "wasm", "pglite"))
     copy = {"auto": not wasm, "on": True, "off": False}[copy_mode]
-    return TimescaleCapabilities(server_version=version.split(" on ")[0], extension_version=extension,
-                                 license=license_, copy_from_stdin=copy, single_session=wasm)
+    return TimescaleCapabilities(
+        server_version=version.split(" on ")[0],
+        extension_version=extension,
+        license=license_,
+        copy_from_stdin=copy,
+        single_session=wasm,
+    )
 
 
 class TimescaleResource(dg.ConfigurableResource):
@@ -70,15 +75,22 @@ class TimescaleResource(dg.ConfigurableResource):
     host: str = Field(description="TIMESCALE_HOST")
     port: int = Field(default=5432, description="TIMESCALE_PORT")
     user: str = Field(default="postgres", description="TIMESCALE_USER")
-    password: str = Field(default="", description="TIMESCALE_PASSWORD (empty: the variable's value, else the local "
-                          "stack's generated one for its own server)")
+    password: str = Field(
+        default="",
+        description="TIMESCALE_PASSWORD (empty: the variable's value, else the local "
+        "stack's generated one for its own server)",
+    )
     dbname: str = Field(default="marketdata", description="TIMESCALE_DB")
     sslmode: str = Field(default="prefer", description="TIMESCALE_SSLMODE")
-    pool_size: int = Field(default=4, description="TIMESCALE_POOL_SIZE: connections per process "
-                                                  "(1 for a single-session server such as PGlite).")
+    pool_size: int = Field(
+        default=4,
+        description="TIMESCALE_POOL_SIZE: connections per process "
+        "(1 for a single-session server such as PGlite).",
+    )
     connect_timeout_s: int = Field(default=5, description="Seconds before a connection attempt fails.")
     copy_mode: Literal["auto", "on", "off"] = Field(
-        default="auto", description="COPY FROM STDIN: auto (probe), on, off (INSERT path).")
+        default="auto", description="COPY FROM STDIN: auto (probe), on, off (INSERT path)."
+    )
     application_name: str = "marketdata-assets"
 
     _pool: ConnectionPool | None = PrivateAttr(default=None)
@@ -91,19 +103,33 @@ class TimescaleResource(dg.ConfigurableResource):
 
     def _conninfo(self) -> str:
         return psycopg.conninfo.make_conninfo(
-            host=self.host, port=self.port, user=self.user, password=self.password or settings.get("TIMESCALE_PASSWORD")
-            or None, dbname=self.dbname,
-            sslmode=self.sslmode, connect_timeout=self.connect_timeout_s, application_name=self.application_name,
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password or settings.get("TIMESCALE_PASSWORD") or None,
+            dbname=self.dbname,
+            sslmode=self.sslmode,
+            connect_timeout=self.connect_timeout_s,
+            application_name=self.application_name,
             # a host that vanishes without closing the socket is noticed in ~25 s, not never
-            keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+        )
 
     def _error(self, reason: str) -> StoreUnavailable:
         return StoreUnavailable(
-            "TimescaleDB", f"{self.address} (database {self.dbname}, user {self.user})",
-            scrub(reason.strip().splitlines()[0] if reason.strip() else reason, self.password,
-                  settings.get("TIMESCALE_PASSWORD")),
-            "Start the local stack with `make stack-up` (or `scripts/stack up`), or set TIMESCALE_HOST/TIMESCALE_PORT "
-            "to a running server.")
+            "TimescaleDB",
+            f"{self.address} (database {self.dbname}, user {self.user})",
+            scrub(
+                reason.strip().splitlines()[0] if reason.strip() else reason,
+                self.password,
+                settings.get("TIMESCALE_PASSWORD"),
+            ),
+            "Start the local stack with `make stack-up` (or `scripts/stack up`), or set "
+            "TIMESCALE_HOST/TIMESCALE_PORT to a running server.",
+        )
 
     def connect(self, autocommit: bool = False) -> psycopg.Connection:
         """A dedicated connection outside the pool (for autocommit work such as CALL refresh_...)."""
@@ -124,9 +150,15 @@ class TimescaleResource(dg.ConfigurableResource):
         with self.connect() as conn:  # fails fast with a clear message; the pool would only time out
             self._capabilities = probe_capabilities(conn, self.copy_mode)
         size = 1 if self._capabilities.single_session else self.pool_size
-        self._pool = ConnectionPool(self._conninfo(), min_size=1, max_size=size, open=True,
-                                    timeout=max(30, self.connect_timeout_s), name=f"timescale-{self.dbname}",
-                                    check=ConnectionPool.check_connection)
+        self._pool = ConnectionPool(
+            self._conninfo(),
+            min_size=1,
+            max_size=size,
+            open=True,
+            timeout=max(30, self.connect_timeout_s),
+            name=f"timescale-{self.dbname}",
+            check=ConnectionPool.check_connection,
+        )
 
     def close(self) -> None:
         if self._pool is not None:

@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qsl, quote, urljoin, urlsplit, urlunsplit
@@ -47,6 +47,7 @@ AlphaCallback = Callable[[dict], "Awaitable[Any] | Any"]
 # Errors
 # --------------------------------------------------------------------------------------------
 
+
 class AlphaApiError(ApiError):
     """A request of the alpha API that failed for good (the message names the URL)."""
 
@@ -68,9 +69,12 @@ class PersonaRequired(AlphaAuthError):
 
     def __init__(self, account: str, location: str):
         self.location = location
-        super().__init__(account, "the API requires an interactive biometric (persona) check "
-                                  f"before it answers again: open {location} in a browser, complete the check "
-                                  "as this account's user, then rerun. Not retried.")
+        super().__init__(
+            account,
+            "the API requires an interactive biometric (persona) check "
+            f"before it answers again: open {location} in a browser, complete the check "
+            "as this account's user, then rerun. Not retried.",
+        )
 
 
 class AlphaConfigError(ValueError):
@@ -80,6 +84,7 @@ class AlphaConfigError(ValueError):
 # --------------------------------------------------------------------------------------------
 # Accounts
 # --------------------------------------------------------------------------------------------
+
 
 def env_key(name: str) -> str:
     """The account part of the variable names: upper case, anything else than A-Z0-9 as `_`."""
@@ -128,7 +133,9 @@ def parse_account_names(text: str) -> list[str]:
         raise AlphaConfigError(f"ALPHA_API_ACCOUNTS: {error}") from None
 
 
-def accounts_from_env(names: Iterable[str] | str, environ: Mapping[str, str] | None = None) -> list[AlphaAccount]:
+def accounts_from_env(
+    names: Iterable[str] | str, environ: Mapping[str, str] | None = None
+) -> list[AlphaAccount]:
     """Accounts for configured names ("a,b" or a list), credentials from their environment variables."""
     if isinstance(names, str):
         names = parse_account_names(names)
@@ -142,6 +149,7 @@ def accounts_from_env(names: Iterable[str] | str, environ: Mapping[str, str] | N
 # --------------------------------------------------------------------------------------------
 # Time windows and URLs
 # --------------------------------------------------------------------------------------------
+
 
 def month_window(month: str) -> tuple[datetime, datetime]:
     """[start, end) of a "YYYY-MM" month in New York time (aware datetimes). "YYYY-MM-01" (a
@@ -165,14 +173,22 @@ def format_time(moment: datetime) -> str:
 def date_created_filter(start: datetime, end: datetime) -> str:
     """The query fragment for start <= dateCreated < end, in BRAIN's convention:
     `dateCreated%3E=START&dateCreated%3CEND` (the operator is part of the key; `<` has no `=`)."""
+
     def enc(moment: datetime) -> str:
         return quote(format_time(moment), safe=":-T")  # a "+" offset would otherwise read as a space
 
     return f"dateCreated%3E={enc(start)}&dateCreated%3C{enc(end)}"
 
 
-def list_path(start: datetime, end: datetime, *, alpha_type: str | None, limit: int = PAGE_LIMIT,
-              offset: int = 0, order: str = "dateCreated") -> str:
+def list_path(
+    start: datetime,
+    end: datetime,
+    *,
+    alpha_type: str | None,
+    limit: int = PAGE_LIMIT,
+    offset: int = 0,
+    order: str = "dateCreated",
+) -> str:
     """`/users/self/alphas?limit=&offset=&order=&type=&dateCreated%3E=...&dateCreated%3C...`."""
     parts = [f"limit={limit}", f"offset={offset}", f"order={quote(order)}"]
     if alpha_type:
@@ -212,7 +228,7 @@ def _parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))  # noqa: FURB162  also takes "2024-01-01Z"
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=NY)
@@ -235,6 +251,7 @@ async def _all_or_nothing(*coroutines) -> None:
 # --------------------------------------------------------------------------------------------
 # Stats
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class FetchStats:
@@ -285,6 +302,7 @@ class MonthFetch:
 # The client of one account
 # --------------------------------------------------------------------------------------------
 
+
 class AlphaApiClient(ApiClient):
     """One account's session over the shared HTTP policy (its own rate limit and concurrency).
 
@@ -294,12 +312,30 @@ class AlphaApiClient(ApiClient):
     api_name = "Alpha API"
     metrics_source = "alpha_api"  # every request, 429, retry and latency goes to core.metrics under it
 
-    def __init__(self, base_url: str, account: AlphaAccount, *, requests_per_minute: float = 240,
-                 max_concurrency: int = 4, timeout_s: float = 60.0, retry: RetryPolicy | None = None,
-                 page_limit: int = PAGE_LIMIT, max_window_results: int = MAX_WINDOW_RESULTS,
-                 types: Sequence[str] = ALPHA_TYPES, order: str = "dateCreated", rng=None):
-        super().__init__(base_url, requests_per_minute=requests_per_minute, max_concurrency=max_concurrency,
-                         timeout_s=timeout_s, retry=retry, rng=rng, headers={"Accept": "application/json"})
+    def __init__(
+        self,
+        base_url: str,
+        account: AlphaAccount,
+        *,
+        requests_per_minute: float = 240,
+        max_concurrency: int = 4,
+        timeout_s: float = 60.0,
+        retry: RetryPolicy | None = None,
+        page_limit: int = PAGE_LIMIT,
+        max_window_results: int = MAX_WINDOW_RESULTS,
+        types: Sequence[str] = ALPHA_TYPES,
+        order: str = "dateCreated",
+        rng=None,
+    ):
+        super().__init__(
+            base_url,
+            requests_per_minute=requests_per_minute,
+            max_concurrency=max_concurrency,
+            timeout_s=timeout_s,
+            retry=retry,
+            rng=rng,
+            headers={"Accept": "application/json"},
+        )
         if page_limit < 1 or max_window_results < page_limit:
             raise AlphaConfigError("need 1 <= page_limit <= max_window_results")
         self.account = account
@@ -337,7 +373,9 @@ class AlphaApiClient(ApiClient):
         location = self._persona_location(response)
         if location is not None:
             self._blocked = PersonaRequired(self.account.name, location)
-            log.error("alpha API account %r needs an interactive persona check: %s", self.account.name, location)
+            log.error(
+                "alpha API account %r needs an interactive persona check: %s", self.account.name, location
+            )
             raise self._blocked
 
     async def authenticate(self) -> dict:
@@ -346,20 +384,30 @@ class AlphaApiClient(ApiClient):
             raise self._blocked
         self._http.headers.pop("Cookie", None)
         self._http.cookies.clear()
-        response = await self.request("POST", AUTH_PATH,
-                                      auth=httpx.BasicAuth(self.account.user, self.account.password))
+        response = await self.request(
+            "POST", AUTH_PATH, auth=httpx.BasicAuth(self.account.user, self.account.password)
+        )
         self.authentications += 1
         self._stop_for_persona(response)
         if response.status_code == 401:
-            raise AlphaAuthError(self.account.name, f"credentials rejected by POST {self._absolute(AUTH_PATH)} "
-                                 f"(HTTP 401: {response.text[:200]}); check {' / '.join(credential_vars(self.account.name))}")
+            raise AlphaAuthError(
+                self.account.name,
+                f"credentials rejected by POST {self._absolute(AUTH_PATH)} "
+                f"(HTTP 401: {response.text[:200]}); check {' / '.join(credential_vars(self.account.name))}",
+            )
         if response.status_code not in (200, 201):
-            raise AlphaAuthError(self.account.name, f"POST {self._absolute(AUTH_PATH)} answered HTTP "
-                                 f"{response.status_code}: {response.text[:200]}")
+            raise AlphaAuthError(
+                self.account.name,
+                f"POST {self._absolute(AUTH_PATH)} answered HTTP "
+                f"{response.status_code}: {response.text[:200]}",
+            )
         token = self._session_cookie(response)
         if not token:
-            raise AlphaAuthError(self.account.name, f"POST {self._absolute(AUTH_PATH)} answered "
-                                 f"{response.status_code} without a session cookie {SESSION_COOKIE!r}")
+            raise AlphaAuthError(
+                self.account.name,
+                f"POST {self._absolute(AUTH_PATH)} answered "
+                f"{response.status_code} without a session cookie {SESSION_COOKIE!r}",
+            )
         try:
             body = response.json()
         except ValueError:
@@ -421,8 +469,12 @@ class AlphaApiClient(ApiClient):
     def is_rate_limited(self, response: httpx.Response) -> bool:
         if super().is_rate_limited(response):
             return True
-        return (400 <= response.status_code < 500 and response.status_code != 401
-                and len(response.content) < 1024 and CONCURRENT_LIMIT in response.content)
+        return (
+            400 <= response.status_code < 500
+            and response.status_code != 401
+            and len(response.content) < 1024
+            and CONCURRENT_LIMIT in response.content
+        )
 
     async def get_json(self, path_or_url: str) -> dict:
         """GET with a session: 401 → re-authenticate once and retry; persona → stop; a body that is
@@ -438,8 +490,10 @@ class AlphaApiClient(ApiClient):
                 metrics.http_error(self.metrics_source, "session_expired")
                 self._stop_for_persona(response)
                 if reauthed:
-                    raise AlphaAuthError(self.account.name, f"GET {url}: still HTTP 401 right after "
-                                         f"re-authenticating: {response.text[:200]}")
+                    raise AlphaAuthError(
+                        self.account.name,
+                        f"GET {url}: still HTTP 401 right after re-authenticating: {response.text[:200]}",
+                    )
                 reauthed = True
                 await self._reauthenticate(generation)
                 continue
@@ -456,21 +510,27 @@ class AlphaApiClient(ApiClient):
                 if bad_bodies >= self.retry.max_retries:
                     metrics.http_error(self.metrics_source, "gave_up")
                     raise InvalidResponseError(
-                        self.api_name, "GET", url, response.status_code,
+                        self.api_name,
+                        "GET",
+                        url,
+                        response.status_code,
                         f"invalid JSON body on {bad_bodies + 1} attempts (truncated by a proxy?): {error}; "
-                        f"{len(response.content)} bytes, ending {response.text[-80:]!r}") from None
+                        f"{len(response.content)} bytes, ending {response.text[-80:]!r}",
+                    ) from None
                 self.stats.retries += 1
                 metrics.http_retry(self.metrics_source)
-                await asyncio.sleep(backoff_delay(bad_bodies, self.retry.backoff_base_s,
-                                                  self.retry.backoff_max_s, self.rng))
+                await asyncio.sleep(
+                    backoff_delay(bad_bodies, self.retry.backoff_base_s, self.retry.backoff_max_s, self.rng)
+                )
                 bad_bodies += 1
                 continue
             return data
 
     # ---- listing ---------------------------------------------------------------------------
 
-    async def fetch_month(self, month: str, on_alpha: AlphaCallback | None = None, *,
-                          keep: bool | None = None) -> MonthFetch:
+    async def fetch_month(
+        self, month: str, on_alpha: AlphaCallback | None = None, *, keep: bool | None = None
+    ) -> MonthFetch:
         """Every alpha of the types configured whose dateCreated is in the New York month.
 
         `on_alpha(alpha)` (sync or async) is called once per alpha as pages arrive; the alphas
@@ -480,8 +540,15 @@ class AlphaApiClient(ApiClient):
         start, end = month_window(month)
         keep = on_alpha is None if keep is None else keep
         stats = FetchStats(account=self.account.name, month=month)
-        before = (self.stats.requests, self.stats.retries, self.stats.rate_limited, self.stats.server_errors,
-                  self.stats.transport_errors, self.invalid_bodies, self.reauths)
+        before = (
+            self.stats.requests,
+            self.stats.retries,
+            self.stats.rate_limited,
+            self.stats.server_errors,
+            self.stats.transport_errors,
+            self.invalid_bodies,
+            self.reauths,
+        )
         started = time.monotonic()
         seen: set[str] = set()
         kept: list[dict] = []
@@ -494,8 +561,13 @@ class AlphaApiClient(ApiClient):
             created = _parse_time(alpha.get("dateCreated"))
             if created is None or not (start <= created < end):
                 stats.out_of_window += 1
-                log.warning("alpha %s of account %r has dateCreated %r outside %s; skipped", alpha_id,
-                            self.account.name, alpha.get("dateCreated"), month)
+                log.warning(
+                    "alpha %s of account %r has dateCreated %r outside %s; skipped",
+                    alpha_id,
+                    self.account.name,
+                    alpha.get("dateCreated"),
+                    month,
+                )
                 return
             seen.add(alpha_id)
             stats.alphas += 1
@@ -509,46 +581,96 @@ class AlphaApiClient(ApiClient):
                     await outcome
 
         await _all_or_nothing(*(self._fetch_window(t, start, end, sink, stats) for t in self.types))
-        after = (self.stats.requests, self.stats.retries, self.stats.rate_limited, self.stats.server_errors,
-                 self.stats.transport_errors, self.invalid_bodies, self.reauths)
-        (stats.requests, stats.retries, stats.rate_limited_429, stats.server_errors_5xx, stats.transport_errors,
-         stats.invalid_bodies, stats.reauths) = (b - a for a, b in zip(before, after))
+        after = (
+            self.stats.requests,
+            self.stats.retries,
+            self.stats.rate_limited,
+            self.stats.server_errors,
+            self.stats.transport_errors,
+            self.invalid_bodies,
+            self.reauths,
+        )
+        (
+            stats.requests,
+            stats.retries,
+            stats.rate_limited_429,
+            stats.server_errors_5xx,
+            stats.transport_errors,
+            stats.invalid_bodies,
+            stats.reauths,
+        ) = (b - a for a, b in zip(before, after))
         stats.seconds = round(time.monotonic() - started, 3)
         kept.sort(key=lambda a: (_parse_time(a.get("dateCreated")) or start, str(a.get("id"))))
-        log.info("alpha API account %r %s: %d alphas in %d windows (%d split), %d pages, %d requests",
-                 self.account.name, month, stats.alphas, stats.windows, stats.windows_split, stats.pages,
-                 stats.requests)
+        log.info(
+            "alpha API account %r %s: %d alphas in %d windows (%d split), %d pages, %d requests",
+            self.account.name,
+            month,
+            stats.alphas,
+            stats.windows,
+            stats.windows_split,
+            stats.pages,
+            stats.requests,
+        )
         return MonthFetch(self.account.name, month, format_time(start), format_time(end), kept, stats)
 
-    async def _split(self, alpha_type: str, start: datetime, end: datetime, sink, stats: FetchStats,
-                     why: str) -> None:
+    async def _split(
+        self, alpha_type: str, start: datetime, end: datetime, sink, stats: FetchStats, why: str
+    ) -> None:
         span = (end - start).total_seconds()
         if span < 2:
-            raise AlphaApiError(self.api_name, "GET", self._absolute(list_path(start, end, alpha_type=alpha_type)),
-                                None, f"{why} within one second [{format_time(start)}, {format_time(end)}): "
-                                "cannot slice the window any further")
+            raise AlphaApiError(
+                self.api_name,
+                "GET",
+                self._absolute(list_path(start, end, alpha_type=alpha_type)),
+                None,
+                f"{why} within one second [{format_time(start)}, {format_time(end)}): "
+                "cannot slice the window any further",
+            )
         middle = start + timedelta(seconds=int(span // 2))
         stats.windows_split += 1
-        log.info("alpha API account %r %s window [%s, %s) split: %s", self.account.name, alpha_type,
-                 format_time(start), format_time(end), why)
-        await _all_or_nothing(self._fetch_window(alpha_type, start, middle, sink, stats),
-                              self._fetch_window(alpha_type, middle, end, sink, stats))
+        log.info(
+            "alpha API account %r %s window [%s, %s) split: %s",
+            self.account.name,
+            alpha_type,
+            format_time(start),
+            format_time(end),
+            why,
+        )
+        await _all_or_nothing(
+            self._fetch_window(alpha_type, start, middle, sink, stats),
+            self._fetch_window(alpha_type, middle, end, sink, stats),
+        )
 
-    async def _fetch_window(self, alpha_type: str, start: datetime, end: datetime, sink, stats: FetchStats) -> None:
+    async def _fetch_window(
+        self, alpha_type: str, start: datetime, end: datetime, sink, stats: FetchStats
+    ) -> None:
         """List [start, end) of one type by following `next`; split when the window is too big."""
         # Instants in UTC: halves of a window that spans a DST change are then exact.
-        start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
         stats.windows += 1
-        url = self._absolute(list_path(start, end, alpha_type=alpha_type, limit=self.page_limit, order=self.order))
+        url = self._absolute(
+            list_path(start, end, alpha_type=alpha_type, limit=self.page_limit, order=self.order)
+        )
         data = await self.get_json(url)
         stats.pages += 1
         count = data.get("count")
         if not isinstance(count, int) or not isinstance(data.get("results"), list):
-            raise InvalidResponseError(self.api_name, "GET", url, 200,
-                                       f"not a list page (keys {sorted(data)[:8]}): expected count, next, results")
+            raise InvalidResponseError(
+                self.api_name,
+                "GET",
+                url,
+                200,
+                f"not a list page (keys {sorted(data)[:8]}): expected count, next, results",
+            )
         if count > self.max_window_results:
-            await self._split(alpha_type, start, end, sink, stats,
-                              f"{count} alphas, more than the {self.max_window_results} one listing can page through")
+            await self._split(
+                alpha_type,
+                start,
+                end,
+                sink,
+                stats,
+                f"{count} alphas, more than the {self.max_window_results} one listing can page through",
+            )
             return
         received = 0
         followed = {url}
@@ -561,11 +683,18 @@ class AlphaApiClient(ApiClient):
             if not next_url:
                 break
             if not results:
-                raise InvalidResponseError(self.api_name, "GET", url, 200, f"empty page with a next link {next_url!r}")
+                raise InvalidResponseError(
+                    self.api_name, "GET", url, 200, f"empty page with a next link {next_url!r}"
+                )
             url = rewrite_next(next_url, self.base_url)
             if url in followed:
-                raise InvalidResponseError(self.api_name, "GET", url, 200, "next link points back to a page "
-                                           "already listed: the listing would never end")
+                raise InvalidResponseError(
+                    self.api_name,
+                    "GET",
+                    url,
+                    200,
+                    "next link points back to a page already listed: the listing would never end",
+                )
             followed.add(url)
             try:
                 data = await self.get_json(url)
@@ -574,8 +703,14 @@ class AlphaApiClient(ApiClient):
                 if error.status == 400 and offset > 0:
                     # The server pages less deep than configured: remember its limit, slice finer.
                     self.max_window_results = max(self.page_limit, min(self.max_window_results, offset))
-                    await self._split(alpha_type, start, end, sink, stats,
-                                      f"HTTP 400 at offset {offset} ({error.detail[:120]})")
+                    await self._split(
+                        alpha_type,
+                        start,
+                        end,
+                        sink,
+                        stats,
+                        f"HTTP 400 at offset {offset} ({error.detail[:120]})",
+                    )
                     return
                 raise
             stats.pages += 1
@@ -583,14 +718,22 @@ class AlphaApiClient(ApiClient):
                 raise InvalidResponseError(self.api_name, "GET", url, 200, "page without a results list")
         if received != count:
             stats.count_mismatches += 1
-            log.warning("alpha API account %r %s window [%s, %s): count said %d, pages gave %d (alphas created "
-                        "or deleted while listing?)", self.account.name, alpha_type, format_time(start),
-                        format_time(end), count, received)
+            log.warning(
+                "alpha API account %r %s window [%s, %s): count said %d, pages gave %d (alphas created "
+                "or deleted while listing?)",
+                self.account.name,
+                alpha_type,
+                format_time(start),
+                format_time(end),
+                count,
+                received,
+            )
 
 
 # --------------------------------------------------------------------------------------------
 # Several accounts
 # --------------------------------------------------------------------------------------------
+
 
 class AlphaApi:
     """Several accounts against one base URL; one `AlphaApiClient` (session, limits) per account.
@@ -614,15 +757,27 @@ class AlphaApi:
         return f"AlphaApi(base_url={self.base_url!r}, accounts={list(self.accounts)!r})"
 
     @classmethod
-    def from_env(cls, base_url: str, names: Iterable[str] | str, environ: Mapping[str, str] | None = None,
-                 **client_kwargs) -> AlphaApi:
+    def from_env(
+        cls,
+        base_url: str,
+        names: Iterable[str] | str,
+        environ: Mapping[str, str] | None = None,
+        **client_kwargs,
+    ) -> AlphaApi:
         """Accounts named in configuration ("a,b"), credentials from ALPHA_API_USER_/PASSWORD_<NAME>."""
         return cls(base_url, accounts_from_env(names, environ), **client_kwargs)
 
     def request_stats(self) -> dict[str, dict[str, Any]]:
         """Per account, since the client was made: the shared policy's counters plus re-auths."""
-        return {name: {**c.stats.as_metadata(), "reauths": c.reauths, "authentications": c.authentications,
-                       "invalid_bodies": c.invalid_bodies} for name, c in self._clients.items()}
+        return {
+            name: {
+                **c.stats.as_metadata(),
+                "reauths": c.reauths,
+                "authentications": c.authentications,
+                "invalid_bodies": c.invalid_bodies,
+            }
+            for name, c in self._clients.items()
+        }
 
     def client(self, account: str | AlphaAccount) -> AlphaApiClient:
         name = account.name if isinstance(account, AlphaAccount) else account
@@ -632,8 +787,14 @@ class AlphaApi:
             self._clients[name] = AlphaApiClient(self.base_url, self.accounts[name], **self.client_kwargs)
         return self._clients[name]
 
-    async def fetch_month(self, account: str | AlphaAccount, month: str, on_alpha: AlphaCallback | None = None,
-                          *, keep: bool | None = None) -> MonthFetch:
+    async def fetch_month(
+        self,
+        account: str | AlphaAccount,
+        month: str,
+        on_alpha: AlphaCallback | None = None,
+        *,
+        keep: bool | None = None,
+    ) -> MonthFetch:
         return await self.client(account).fetch_month(month, on_alpha, keep=keep)
 
     async def aclose(self) -> None:

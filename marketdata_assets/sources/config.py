@@ -13,8 +13,8 @@ Every problem is reported with the file, the key's path and the declaration's ru
 (``data_providers.yaml: sources.okx.workers: expected an integer >= 1, got 'four' (file /path/to/it)``);
 unknown keys are errors too, with the nearest declared key (a typo would otherwise be a silently
 ignored limit), and so are missing required ones. Secrets never live in the file: only the NAME of
-the token's variable. A-share codes are normalized (``sh600000`` -> ``600000.SH``), crypto instruments checked against
-their venue (core.naming); duplicates are dropped, first occurrence kept. The keys ``symbols`` and
+the token's variable. A-share codes are normalized (``sh600000`` -> ``600000.SH``), crypto instruments checked
+against their venue (core.naming); duplicates are dropped, first occurrence kept. The keys ``symbols`` and
 ``symbols_file`` keep the CLI's option name (``--symbols``); what they list are instruments.
 """
 
@@ -53,7 +53,9 @@ from marketdata_assets.sources.config_schema import (
 )
 from marketdata_assets.sources.interface import Option
 
-CONFIG_ENV = "TICKS_PROVIDERS_CONFIG"  # the name deployments set (as are the file's and the CLI's --providers-config)
+CONFIG_ENV = (
+    "TICKS_PROVIDERS_CONFIG"  # the name deployments set (as are the file's and the CLI's --providers-config)
+)
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "data_providers.yaml"
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's (a fifth of the time), as safe
 ENTRIES = tuple(DECLARED)
@@ -67,8 +69,8 @@ class SourcesConfigError(ValueError):
 @dataclass(frozen=True)
 class SourceSettings:
     name: str
-    base_url: str                 # resolved: the variable base_url_env if set, else the file's base_url
-    default_base_url: str         # the file's base_url
+    base_url: str  # resolved: the variable base_url_env if set, else the file's base_url
+    default_base_url: str  # the file's base_url
     base_url_env: str
     requests_per_minute: float
     max_concurrency: int
@@ -104,11 +106,13 @@ class SourcesConfig:
         return [key.partition_key for key in self.crypto_instruments]
 
     def crypto_rules(self) -> dict[str, Rule]:
-        """venue -> its universe: the rule (if any) with the explicit instruments, for every venue with either."""
+        """venue -> its universe: the rule (if any) with the explicit instruments, for every venue with
+        either."""
         return _with_explicit(self.crypto_universe_rules, self.crypto_instruments_by_venue())
 
     def a_share_rules(self) -> dict[str, Rule]:
-        """SSE, SZSE, BSE -> its universe: the rule (if any) with the explicit codes, for every venue with either."""
+        """SSE, SZSE, BSE -> its universe: the rule (if any) with the explicit codes, for every venue with
+        either."""
         explicit: dict[str, list[str]] = {}
         for code in self.a_shares:
             explicit.setdefault(a_share_venue(code), []).append(code)
@@ -143,8 +147,10 @@ class _Reader:
         if unknown:
             close = difflib.get_close_matches(unknown[0], allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise self.error(", ".join(f"{where}.{k}" for k in unknown),
-                             f"unknown key{hint}; allowed in {where}: {', '.join(sorted(allowed))}")
+            raise self.error(
+                ", ".join(f"{where}.{k}" for k in unknown),
+                f"unknown key{hint}; allowed in {where}: {', '.join(sorted(allowed))}",
+            )
         return value
 
     def section(self, value: Any, where: str, section: Section) -> dict:
@@ -167,11 +173,14 @@ class _Reader:
             return None
         if option.kind == "number":
             return self._number(value, where, option)
-        ok = {"integer": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= option.minimum,
-              "text": lambda v: isinstance(v, str) and bool(v.strip()),
-              "url": lambda v: isinstance(v, str) and v.strip().startswith(("http://", "https://")),
-              "list": lambda v: isinstance(v, list), "mapping": lambda v: isinstance(v, dict),
-              "date": lambda v: isinstance(v, date) or _is_day(v)}[option.kind](value)
+        ok = {
+            "integer": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= option.minimum,
+            "text": lambda v: isinstance(v, str) and bool(v.strip()),
+            "url": lambda v: isinstance(v, str) and v.strip().startswith(("http://", "https://")),
+            "list": lambda v: isinstance(v, list),
+            "mapping": lambda v: isinstance(v, dict),
+            "date": lambda v: isinstance(v, date) or _is_day(v),
+        }[option.kind](value)
         if not ok:
             raise self.error(where, f"expected {option.rule()}, got {value!r}")
         if option.kind == "date":
@@ -239,7 +248,9 @@ def _archives(reader: _Reader, raw: Any, environ: Mapping[str, str]) -> ArchiveS
     families = _names(reader, raw, "families")
     instruments = reader.get(raw, where, section, "instruments")
     if not instruments:
-        raise reader.error(f"{where}.instruments", f"expected a non-empty list of instruments, got {instruments!r}")
+        raise reader.error(
+            f"{where}.instruments", f"expected a non-empty list of instruments, got {instruments!r}"
+        )
     markets = _names(reader, raw, "markets")
     for market in markets:
         for instrument in instruments:
@@ -248,26 +259,52 @@ def _archives(reader: _Reader, raw: Any, environ: Mapping[str, str]) -> ArchiveS
             except ValueError as error:
                 raise reader.error(f"{where}.instruments", str(error)) from None
     return ArchiveSettings(
-        base_url=((environ.get(env_name) or "").strip() or base_url).rstrip("/"), default_base_url=base_url.rstrip("/"),
-        base_url_env=env_name, start_date=reader.get(raw, where, section, "start_date"), markets=markets,
-        families=families, intervals=_names(reader, raw, "intervals") if "klines" in families else (),
-        instruments=_unique([str(i) for i in instruments]), workers=reader.get(raw, where, section, "workers"),
+        base_url=((environ.get(env_name) or "").strip() or base_url).rstrip("/"),
+        default_base_url=base_url.rstrip("/"),
+        base_url_env=env_name,
+        start_date=reader.get(raw, where, section, "start_date"),
+        markets=markets,
+        families=families,
+        intervals=_names(reader, raw, "intervals") if "klines" in families else (),
+        instruments=_unique([str(i) for i in instruments]),
+        workers=reader.get(raw, where, section, "workers"),
         timeout_s=reader.get(raw, where, section, "timeout_s"),
-        max_retries=reader.get(raw, where, section, "max_retries"))
+        max_retries=reader.get(raw, where, section, "max_retries"),
+    )
 
 
-def _source(reader: _Reader, section_name: str, name: str, raw: Any, environ: Mapping[str, str]) -> SourceSettings:
+def _source(
+    reader: _Reader, section_name: str, name: str, raw: Any, environ: Mapping[str, str]
+) -> SourceSettings:
     where, section = f"{section_name}.{name}", SCHEMA.keys[SECTION].keys[name]
     raw = reader.section(raw, where, section)
     values = {key: reader.get(raw, where, section, key) for key in section.keys if key != "base_url_env"}
-    env_name = reader.value(raw.get("base_url_env", f"{name.upper()}_BASE_URL"), f"{where}.base_url_env",
-                            section.keys["base_url_env"])
+    env_name = reader.value(
+        raw.get("base_url_env", f"{name.upper()}_BASE_URL"),
+        f"{where}.base_url_env",
+        section.keys["base_url_env"],
+    )
     resolved = (environ.get(env_name) or "").strip() or values["base_url"]
-    common = {key: values.pop(key) for key in ("requests_per_minute", "max_concurrency", "workers", "timeout_s",
-                                                "max_retries", "backoff_base_s")}
+    common = {
+        key: values.pop(key)
+        for key in (
+            "requests_per_minute",
+            "max_concurrency",
+            "workers",
+            "timeout_s",
+            "max_retries",
+            "backoff_base_s",
+        )
+    }
     base_url = values.pop("base_url")
-    return SourceSettings(name=name, base_url=resolved.rstrip("/"), default_base_url=base_url.rstrip("/"),
-                          base_url_env=env_name, **common, options=values)
+    return SourceSettings(
+        name=name,
+        base_url=resolved.rstrip("/"),
+        default_base_url=base_url.rstrip("/"),
+        base_url_env=env_name,
+        **common,
+        options=values,
+    )
 
 
 def _option_chains(reader: _Reader, raw: Any) -> tuple[InstrumentKey, ...]:
@@ -275,10 +312,12 @@ def _option_chains(reader: _Reader, raw: Any) -> tuple[InstrumentKey, ...]:
     where = "universes.crypto.option_chains"
     chains = []
     for venue, currencies in reader.mapping(raw, where, {"DERIBIT"}).items():
-        if not isinstance(currencies, list) or not all(isinstance(c, str) and c.isalnum()
-                                                       for c in currencies):
-            raise reader.error(f"{where}.{venue}",
-                               f"expected a list of currencies (BTC, ETH), got {currencies!r}")
+        if not isinstance(currencies, list) or not all(
+            isinstance(c, str) and c.isalnum() for c in currencies
+        ):
+            raise reader.error(
+                f"{where}.{venue}", f"expected a list of currencies (BTC, ETH), got {currencies!r}"
+            )
         chains += [InstrumentKey(venue, f"{c.upper()}-OPTIONS") for c in currencies]
     return _unique(chains)
 
@@ -294,7 +333,9 @@ def _sources(reader: _Reader, top: dict, environ: Mapping[str, str]) -> dict[str
     if SECTION in top and OLD_SECTION in top:
         raise reader.error("top level", f"both {SECTION!r} and {OLD_SECTION!r} (its former name): keep one")
     name = OLD_SECTION if OLD_SECTION in top else SECTION
-    raw = reader.section({**OPTIONAL_SOURCES, **reader.mapping(top.get(name), name)}, name, SCHEMA.keys[SECTION])
+    raw = reader.section(
+        {**OPTIONAL_SOURCES, **reader.mapping(top.get(name), name)}, name, SCHEMA.keys[SECTION]
+    )
     return {entry: _source(reader, name, entry, raw[entry], environ) for entry in ENTRIES}
 
 
@@ -316,16 +357,20 @@ def _crypto_instruments(reader: _Reader, raw: Any) -> list[InstrumentKey]:
 
 def _with_explicit(rules: Mapping[str, Rule], explicit: Mapping[str, list[str]]) -> dict[str, Rule]:
     """venue -> its rule (if any) with its explicit instruments, for every venue with either."""
-    return {venue: replace(rules.get(venue) or Rule(venue), explicit=tuple(explicit.get(venue, ())))
-            for venue in sorted(set(explicit) | set(rules))}
+    return {
+        venue: replace(rules.get(venue) or Rule(venue), explicit=tuple(explicit.get(venue, ())))
+        for venue in sorted(set(explicit) | set(rules))
+    }
 
 
 RULE_KEYS = ("types", "quotes", "settles", "bases", "statuses", "include", "exclude", "top")
 
 
-def _rules(reader: _Reader, raw: Any, section: str, venues, keys: tuple[str, ...] = RULE_KEYS) -> dict[str, Rule]:
-    """universes.<section>.rules: VENUE (one of `venues`) -> a mapping of `keys`, each a list of text but `top`
-    (a whole number)."""
+def _rules(
+    reader: _Reader, raw: Any, section: str, venues, keys: tuple[str, ...] = RULE_KEYS
+) -> dict[str, Rule]:
+    """universes.<section>.rules: VENUE (one of `venues`) -> a mapping of `keys`, each a list of text but
+    `top` (a whole number)."""
     rules = {}
     for venue, spec in reader.mapping(raw, f"universes.{section}.rules").items():
         where, name = f"universes.{section}.rules.{venue}", str(venue).upper()
@@ -333,8 +378,11 @@ def _rules(reader: _Reader, raw: Any, section: str, venues, keys: tuple[str, ...
             raise reader.error(where, f"unknown venue; expected one of {sorted(venues)}")
         if not isinstance(spec, dict) or set(spec) - set(keys):
             extra = sorted(set(spec) - set(keys)) if isinstance(spec, dict) else []
-            raise reader.error(where, f"expected a mapping of {', '.join(keys)}"
-                               + (f"; unknown key(s) {', '.join(extra)}" if extra else ""))
+            raise reader.error(
+                where,
+                f"expected a mapping of {', '.join(keys)}"
+                + (f"; unknown key(s) {', '.join(extra)}" if extra else ""),
+            )
         values = {}
         for key, listed in spec.items():
             if key == "top":
@@ -380,15 +428,21 @@ def parse_sources_config(data: Any, path: Path, environ: Mapping[str, str] | Non
     crypto = SCHEMA.keys["universes"].keys["crypto"]
     c_raw = reader.section(universes.get("crypto") or {}, "universes.crypto", crypto)
     return SourcesConfig(
-        path=path, sources=sources, a_shares=a_shares, a_share_history_start=a_start,
-        yahoo_instruments=yahoo, yahoo_history_start=y_start,
+        path=path,
+        sources=sources,
+        a_shares=a_shares,
+        a_share_history_start=a_start,
+        yahoo_instruments=yahoo,
+        yahoo_history_start=y_start,
         crypto_instruments=_unique(_crypto_instruments(reader, c_raw.get("instruments") or {})),
         crypto_history_start=reader.get(c_raw, "universes.crypto", crypto, "history_start"),
         book_depth=reader.get(c_raw, "universes.crypto", crypto, "book_depth"),
         option_chains=_option_chains(reader, c_raw.get("option_chains") or {}),
         crypto_universe_rules=_rules(reader, c_raw.get("rules") or {}, "crypto", CRYPTO_SOURCES),
         # no `top`: no A-share volume snapshot is kept
-        a_share_universe_rules=_rules(reader, a_raw.get("rules") or {}, "a_shares", A_SHARE_VENUES, RULE_KEYS[:-1]),
+        a_share_universe_rules=_rules(
+            reader, a_raw.get("rules") or {}, "a_shares", A_SHARE_VENUES, RULE_KEYS[:-1]
+        ),
         funding_caps=_funding_caps(reader, c_raw.get("funding_caps") or {}),
         catch_up_days=reader.get(top, "", SCHEMA, "catch_up_days"),
         binance_archives=_archives(reader, top.get("binance_archives") or DEFAULT_ARCHIVES, environ),
@@ -401,20 +455,23 @@ def config_path(environ: Mapping[str, str] | None = None) -> Path:
     return Path(configured).resolve() if configured else DEFAULT_CONFIG
 
 
-def load_sources_config(path: str | os.PathLike | None = None,
-                        environ: Mapping[str, str] | None = None) -> SourcesConfig:
+def load_sources_config(
+    path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None
+) -> SourcesConfig:
     """Read and validate the sources config: `path`, else TICKS_PROVIDERS_CONFIG, else the shipped file."""
     path = Path(path).resolve() if path is not None else config_path(environ)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise SourcesConfigError(f"sources config {path}: cannot read it ({error.strerror}); set "
-                                 f"{CONFIG_ENV} to the file's path") from None
+        raise SourcesConfigError(
+            f"sources config {path}: cannot read it ({error.strerror}); set {CONFIG_ENV} to the file's path"
+        ) from None
     try:
         data = yaml.load(text, Loader=SAFE_LOADER)
     except yaml.YAMLError as error:
-        raise SourcesConfigError(f"{path.name}: not valid YAML: {str(error).splitlines()[0]} "
-                                 f"(file {path})") from None
+        raise SourcesConfigError(
+            f"{path.name}: not valid YAML: {str(error).splitlines()[0]} (file {path})"
+        ) from None
     return parse_sources_config(data, path, environ)
 
 

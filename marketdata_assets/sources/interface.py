@@ -44,7 +44,9 @@ class VenueClient(Protocol):
     async def aclose(self) -> None: ...
 
 
-async def fetch(client: VenueClient, dataset: str, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
+async def fetch(
+    client: VenueClient, dataset: str, instrument: str, start: datetime, end: datetime
+) -> pl.DataFrame:
     """The rows of `dataset` for `instrument` in [start, end): the client's method of that name."""
     return await getattr(client, dataset)(instrument, start, end)
 
@@ -57,13 +59,13 @@ class Option:
     path and `rule()`), and docs/configuration.md lists them (apps/configuration.py)."""
 
     default: Any
-    kind: str = "number"          # number | integer | text | url | date | list | mapping (see rule())
-    minimum: float = 0            # number: > minimum (>= with inclusive); integer: >= minimum
+    kind: str = "number"  # number | integer | text | url | date | list | mapping (see rule())
+    minimum: float = 0  # number: > minimum (>= with inclusive); integer: >= minimum
     maximum: float | None = None
-    nullable: bool = False        # null is a value (e.g. "no horizon")
+    nullable: bool = False  # null is a value (e.g. "no horizon")
     description: str = ""
     inclusive: bool = False
-    required: bool = False        # no default: the key must be there
+    required: bool = False  # no default: the key must be there
     choices: tuple[str, ...] = ()  # list: the values its items may take
 
     def rule(self) -> str:
@@ -74,8 +76,12 @@ class Option:
         elif self.kind == "integer":
             rule = f"an integer >= {int(self.minimum)}"
         else:
-            rule = {"text": "a non-empty string", "url": "an http(s):// URL", "date": "a date YYYY-MM-DD",
-                    "mapping": "a mapping"}.get(self.kind, "a list")
+            rule = {
+                "text": "a non-empty string",
+                "url": "an http(s):// URL",
+                "date": "a date YYYY-MM-DD",
+                "mapping": "a mapping",
+            }.get(self.kind, "a list")
             if self.choices:
                 rule = f"a non-empty list of {', '.join(self.choices)}"
         return f"null or {rule}" if self.nullable else rule
@@ -90,8 +96,8 @@ class Reach:
 
     span: timedelta
     older_from: str
-    doc: str                        # the vendor's page stating the limit
-    assets: tuple[str, ...] = ()    # the assets loading older days (none: nowhere in this project)
+    doc: str  # the vendor's page stating the limit
+    assets: tuple[str, ...] = ()  # the assets loading older days (none: nowhere in this project)
 
     @property
     def text(self) -> str:
@@ -111,10 +117,10 @@ class IdSequence:
 
     name: str
     venue: str
-    sources: tuple[str, ...]    # the ingest_log sources whose loads hold these ids
-    fetch: str           # the venue client's method: (instrument, first, last, *, day[, time_unit]) -> trades
-    page: int            # ids one request returns at most: holes closer than this are fetched as one span
-    time_units: bool     # the fetch takes time_unit= (asked as precise as the slice's stored times)
+    sources: tuple[str, ...]  # the ingest_log sources whose loads hold these ids
+    fetch: str  # the venue client's method: (instrument, first, last, *, day[, time_unit]) -> trades
+    page: int  # ids one request returns at most: holes closer than this are fetched as one span
+    time_units: bool  # the fetch takes time_unit= (asked as precise as the slice's stored times)
     what: str
     dataset: str = "trades"  # the dataset (table) whose `seq` column holds these ids
 
@@ -123,16 +129,16 @@ class IdSequence:
 class Source:
     """One source, declared once in its package."""
 
-    name: str                                   # BINANCE, TUSHARE, BINANCE_DUMPS, ALPHA_API, ...
-    venues: tuple[str, ...]                     # the markets whose data it gives
-    datasets: Mapping[str, str]                 # dataset -> HISTORY | SNAPSHOT | FILES
-    client: type | None = None                  # its ApiClient subclass (None: files on disk)
-    config: str | None = None                   # its entry in data_providers.yaml
-    reach: Mapping[str, Reach] = field(default_factory=dict)       # how far back a HISTORY goes
-    venue_api: bool = False                     # its client answers VenueClient (a crypto venue)
-    options: Mapping[str, Option] = field(default_factory=dict)    # its own config keys
-    stream: type | None = None                  # its live WebSocket protocol (sources/stream.py StreamProtocol)
-    id_sequences: tuple[IdSequence, ...] = ()   # what its trade ids are, where they count one by one
+    name: str  # BINANCE, TUSHARE, BINANCE_DUMPS, ALPHA_API, ...
+    venues: tuple[str, ...]  # the markets whose data it gives
+    datasets: Mapping[str, str]  # dataset -> HISTORY | SNAPSHOT | FILES
+    client: type | None = None  # its ApiClient subclass (None: files on disk)
+    config: str | None = None  # its entry in data_providers.yaml
+    reach: Mapping[str, Reach] = field(default_factory=dict)  # how far back a HISTORY goes
+    venue_api: bool = False  # its client answers VenueClient (a crypto venue)
+    options: Mapping[str, Option] = field(default_factory=dict)  # its own config keys
+    stream: type | None = None  # its live WebSocket protocol (sources/stream.py StreamProtocol)
+    id_sequences: tuple[IdSequence, ...] = ()  # what its trade ids are, where they count one by one
     contract: Callable[[str], Any] | None = None  # instrument name -> core.contracts.Contract (its naming)
 
     @property
@@ -146,11 +152,27 @@ class Source:
         return getattr(self.client, "LIMITS", None)
 
 
-def venue_source(name: str, client: type, config: str, options: Mapping[str, Option] | None = None,
-                 stream: type | None = None, id_sequences: tuple[IdSequence, ...] = (),
-                 contract: Callable[[str], Any] | None = None) -> Source:
+def venue_source(
+    name: str,
+    client: type,
+    config: str,
+    options: Mapping[str, Option] | None = None,
+    stream: type | None = None,
+    id_sequences: tuple[IdSequence, ...] = (),
+    contract: Callable[[str], Any] | None = None,
+) -> Source:
     """The declaration of a crypto venue whose client names its datasets and reach itself (and, if it
     is collected live, its stream protocol; what its trade ids are; how its instrument names read)."""
-    return Source(name, (name,), dict(client.DATASETS), client, config, dict(getattr(client, "REACH", {})),
-                  venue_api=True, options=dict(options or {}), stream=stream, id_sequences=id_sequences,
-                  contract=contract)
+    return Source(
+        name,
+        (name,),
+        dict(client.DATASETS),
+        client,
+        config,
+        dict(getattr(client, "REACH", {})),
+        venue_api=True,
+        options=dict(options or {}),
+        stream=stream,
+        id_sequences=id_sequences,
+        contract=contract,
+    )

@@ -18,16 +18,27 @@ from marketdata_assets.sources import (
 )
 from marketdata_assets.sources.interface import IdSequence, Source
 
-SOURCES: dict[str, Source] = {s.name: s for s in (
-    binance.SPOT, binance.USD_M, okx.OKX, deribit.DERIBIT,      # crypto venues (VenueClient)
-    tushare.TUSHARE, yahoo.YAHOO,                                 # stock feeds
-    binance_vision.DUMPS, binance_vision.ARCHIVES, minute_csv.MINUTE_CSV,  # files
-    alpha_api.ALPHA_API,                                          # the alpha API
-)}
+SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in (
+        binance.SPOT,
+        binance.USD_M,
+        okx.OKX,
+        deribit.DERIBIT,  # crypto venues (VenueClient)
+        tushare.TUSHARE,
+        yahoo.YAHOO,  # stock feeds
+        binance_vision.DUMPS,
+        binance_vision.ARCHIVES,
+        minute_csv.MINUTE_CSV,  # files
+        alpha_api.ALPHA_API,  # the alpha API
+    )
+}
 
 STREAMS: dict[str, type] = {s.name: s.stream for s in SOURCES.values() if s.stream is not None}  # live venues
 
-ID_SEQUENCES = tuple(seq for declared in SOURCES.values() for seq in declared.id_sequences)  # each venue's own
+ID_SEQUENCES = tuple(
+    seq for declared in SOURCES.values() for seq in declared.id_sequences
+)  # each venue's own
 _SEQUENCES = {(seq.dataset, seq.venue, source): seq for seq in ID_SEQUENCES for source in seq.sources}
 SEQUENCED_DATASETS = tuple(sorted({seq.dataset for seq in ID_SEQUENCES}))  # trades, agg_trades
 
@@ -41,8 +52,11 @@ def id_sequence(venue: str, source: str, dataset: str = "trades") -> IdSequence 
 def same_ids(one: IdSequence | None, other: IdSequence | None) -> bool:
     """Whether two declarations are of one id sequence (a venue's and a file source's share of Binance's
     trade ids are declared apart)."""
-    return one is not None and other is not None and (one.venue, one.name, one.dataset) == (
-        other.venue, other.name, other.dataset)
+    return (
+        one is not None
+        and other is not None
+        and (one.venue, one.name, one.dataset) == (other.venue, other.name, other.dataset)
+    )
 
 
 def stream_protocol(venue: str, datasets=None):
@@ -69,8 +83,10 @@ def datasets_table(names: tuple[str, ...] | None = None) -> str:
     datasets = sorted({d for name in names for d in SOURCES[name].datasets})
     klines = [d for d in datasets if d.startswith("klines_")]  # one row for the archives' other intervals
     rows = [(d, *(SOURCES[n].datasets.get(d, "-") for n in names)) for d in datasets if d not in klines[1:]]
-    return table(["dataset", *names], ((f"klines_<interval> ({len(klines)})" if r[0] in klines else r[0], *r[1:])
-                                       for r in rows))
+    return table(
+        ["dataset", *names],
+        ((f"klines_<interval> ({len(klines)})" if r[0] in klines else r[0], *r[1:]) for r in rows),
+    )
 
 
 def reach_table() -> str:
@@ -80,7 +96,17 @@ def reach_table() -> str:
     for name, declared in SOURCES.items():
         for dataset, reach in sorted(declared.reach.items()):
             assets = ", ".join(f"`{asset}`" for asset in reach.assets) or "-"
-            rows.append((name, dataset, reach.text, reach.older_from, assets,
-                         f"[{urlparse(reach.doc).netloc.removeprefix('www.')}]({reach.doc})"))
-    return table(["source", "dataset", "the API serves the last", "older days come from", "loaded by", "says who"],
-                 rows)
+            rows.append(
+                (
+                    name,
+                    dataset,
+                    reach.text,
+                    reach.older_from,
+                    assets,
+                    f"[{urlparse(reach.doc).netloc.removeprefix('www.')}]({reach.doc})",
+                )
+            )
+    return table(
+        ["source", "dataset", "the API serves the last", "older days come from", "loaded by", "says who"],
+        rows,
+    )

@@ -40,12 +40,24 @@ TRADES, BOOKS, TICKERS, BARS_1M = TRADES_SPEC.name, BOOKS_SPEC.name, TICKERS_SPE
 FUNDING, LIQUIDATIONS, OPEN_INTEREST = FUNDING_SPEC.name, LIQUIDATIONS_SPEC.name, OPEN_INTEREST_SPEC.name
 MARK_PRICE = "mark_price"
 AGG_TRADES = AGG_TRADES_SPEC.name  # aggregate trades, where the venue streams them beside its individual ones
-LIVE_DATASETS = (TRADES, BOOKS, TICKERS, BARS_1M, FUNDING, MARK_PRICE, LIQUIDATIONS, OPEN_INTEREST, AGG_TRADES)
+LIVE_DATASETS = (
+    TRADES,
+    BOOKS,
+    TICKERS,
+    BARS_1M,
+    FUNDING,
+    MARK_PRICE,
+    LIQUIDATIONS,
+    OPEN_INTEREST,
+    AGG_TRADES,
+)
 DEFAULT_DATASETS = (TRADES, BOOKS, TICKERS)  # a venue's protocol collects these unless told otherwise
 # collected only when named, even where "every dataset the venue has" is asked (`marketdata collect`):
 # Binance spot's aggTrade repeats its trade stream's fills, aggregated
 OPT_IN_DATASETS = (AGG_TRADES,)
-MARK_FUNDING = MARK_FUNDING_SPEC.name  # the stored dataset of the mark_price and funding messages (merged by time)
+MARK_FUNDING = (
+    MARK_FUNDING_SPEC.name
+)  # the stored dataset of the mark_price and funding messages (merged by time)
 BOOK_TOPS = "{}@book_top"  # where the collector lands its own top-N book snapshots (`book_top_channel`)
 # what a venue's frame reading raises on a frame it refuses (counted `malformed_<dataset>` / `bad_frame`)
 MALFORMED = (SourceError, KeyError, TypeError, ValueError, IndexError, AttributeError)
@@ -63,16 +75,20 @@ class LiveMessage(NamedTuple):
     event_ms: int | None
 
 
-def live_message(dataset: str, venue: str, instrument: str, key: Any, event_ms: int | None, recv_ns: int,
-                 **fields: Any) -> LiveMessage:
+def live_message(
+    dataset: str, venue: str, instrument: str, key: Any, event_ms: int | None, recv_ns: int, **fields: Any
+) -> LiveMessage:
     """A non-trade message: id `<dataset>.<venue>.<instrument>.<key>`, payload `{venue, instrument,
     **fields, ts_ms (the event time), recv_ns}`."""
     payload = {"venue": venue, "instrument": instrument, **fields, "ts_ms": event_ms, "recv_ns": recv_ns}
-    return LiveMessage(dataset, instrument, f"{dataset}.{venue}.{instrument}.{key}", json_bytes(payload), event_ms)
+    return LiveMessage(
+        dataset, instrument, f"{dataset}.{venue}.{instrument}.{key}", json_bytes(payload), event_ms
+    )
 
 
-def record_message(dataset: str, venue: str, instrument: str, key: Any, event_ms: int | None, recv_ns: int,
-                   record: tuple) -> LiveMessage:
+def record_message(
+    dataset: str, venue: str, instrument: str, key: Any, event_ms: int | None, recv_ns: int, record: tuple
+) -> LiveMessage:
     """The message of a normalized record (datasets/records.py): id `<dataset>.<venue>.<instrument>.<key>`,
     payload `{venue, instrument, **record, ts_ms (the event time), recv_ns}`."""
     return live_message(dataset, venue, instrument, key, event_ms, recv_ns, **record._asdict())
@@ -92,11 +108,13 @@ def venue_number(value: Any) -> Any:
             raise ValueError(f"{value!r} is not a number")
         return orjson.Fragment(value.encode())
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{value!r} is not a number")
+        raise ValueError(f"{value!r} is not a number")  # noqa: TRY004  ValueError is the contract
     return value
 
 
-def best_level(price: Any, size: Any, sized: Callable[[float, float], float] | None = None) -> tuple[Any, Any]:
+def best_level(
+    price: Any, size: Any, sized: Callable[[float, float], float] | None = None
+) -> tuple[Any, Any]:
     """A ticker's best (price, size): (None, None) for an empty side (no price, or 0); the size as the
     venue sent it (base units already), or `sized(price, size)` in base units (contracts, USD amounts)."""
     if price is None or price == "" or float(price) == 0:
@@ -123,17 +141,24 @@ class TradeMessage(msgspec.Struct, gc=False):
     recv_ns: int
 
 
-_ENCODE = msgspec.json.Encoder().encode  # its bytes are their own size (orjson's keep a 4 KB buffer: json_bytes)
+_ENCODE = (
+    msgspec.json.Encoder().encode
+)  # its bytes are their own size (orjson's keep a 4 KB buffer: json_bytes)
 
 
 def trade_records(venue: str, instrument: str, trades: list[tuple[Trade, int]]) -> list[TradeMessage]:
     """(trade, receive time)s of one instrument as the objects of its messages."""
-    return [TradeMessage(venue, instrument, trade_id, price, quantity, amount, side, seq, ts_us, event_ms, recv_ns)
-            for (ts_us, trade_id, price, quantity, amount, side, seq, event_ms), recv_ns in trades]
+    return [
+        TradeMessage(
+            venue, instrument, trade_id, price, quantity, amount, side, seq, ts_us, event_ms, recv_ns
+        )
+        for (ts_us, trade_id, price, quantity, amount, side, seq, event_ms), recv_ns in trades
+    ]
 
 
-def read_trade_frames(protocol: StreamProtocol, frames: list[Frame], recvs: list[int],
-                      bad: list[tuple[Frame, Exception]]) -> list[TradeMessage]:
+def read_trade_frames(
+    protocol: StreamProtocol, frames: list[Frame], recvs: list[int], bad: list[tuple[Frame, Exception]]
+) -> list[TradeMessage]:
     """The trades of trade frames (in order, each received at its `recvs` time) as message records,
     through `protocol.trades`, the one parse; a frame it refuses goes to `bad` with the error. A
     protocol's `read_trades` is this, or a faster reading of the same records (Binance's)."""
@@ -151,8 +176,10 @@ def read_trade_frames(protocol: StreamProtocol, frames: list[Frame], recvs: list
 def trade_messages(venue: str, instrument: str, trades: list[Trade], recv_ns: int) -> list[LiveMessage]:
     """A frame's trades as messages, one a trade: id `<venue>.<instrument>.<trade id>`, payload a
     `TradeMessage` (the collector publishes them in batches: `trade_batch`)."""
-    return [LiveMessage(TRADES, instrument, f"{venue}.{instrument}.{m.trade_id}", _ENCODE(m), m.event_ms)
-            for m in trade_records(venue, instrument, [(t, recv_ns) for t in trades])]
+    return [
+        LiveMessage(TRADES, instrument, f"{venue}.{instrument}.{m.trade_id}", _ENCODE(m), m.event_ms)
+        for m in trade_records(venue, instrument, [(t, recv_ns) for t in trades])
+    ]
 
 
 def trade_batch(venue: str, instrument: str, records: list[TradeMessage]) -> tuple[str, bytes]:
@@ -223,7 +250,9 @@ class Frame(msgspec.Struct, gc=False):
     instrument: str | None = None
     data: Any = None
     request_id: Any = None
-    error: str | None = None  # the venue's whole error object, as JSON text (code, message, data: what was refused)
+    error: str | None = (
+        None  # the venue's whole error object, as JSON text (code, message, data: what was refused)
+    )
     code: str | None = None  # the venue's error code (counted by code; a rate-limit code backs off longer)
     reply: str | None = None  # a text to send back at once (Deribit's answer to test_request)
 
@@ -281,7 +310,9 @@ class StreamProtocol(Protocol):
     rest_snapshots: bool  # True: books start from a REST snapshot (`snapshot_source`); False: from the stream
     stale_s: float  # the stale deadline to use: above the longest silence of a healthy connection
     live_source: str  # the ingest_log source of its live loads (`<VENUE>_LIVE`)
-    data_prefix: str | None  # how a stream's data frame begins (None: unknown, any frame may be shed when late)
+    data_prefix: (
+        str | None
+    )  # how a stream's data frame begins (None: unknown, any frame may be shed when late)
     trade_marks: tuple[str, ...]  # what a trade frame holds near its start: shed after books and tops
     default_instruments: tuple[str, ...]  # collected when none are named (two majors)
     trade_channel_format: str  # an instrument's trade channel, `{}` the instrument as channels spell it
@@ -295,7 +326,9 @@ class StreamProtocol(Protocol):
 
     def url(self, base: str, channels: list[str]) -> str: ...  # the URL naming `channels` (maybe none)
 
-    def endpoint(self, channel: str) -> str: ...  # "" unless the venue serves a channel elsewhere (OKX candles)
+    def endpoint(
+        self, channel: str
+    ) -> str: ...  # "" unless the venue serves a channel elsewhere (OKX candles)
 
     def endpoint_url(self, base: str, endpoint: str) -> str: ...  # the base URL of an endpoint ("": `base`)
 
@@ -322,8 +355,9 @@ class StreamProtocol(Protocol):
         (the one parse the messages, the landing reader and so the hourly loads share);
         SourceDataError (or KeyError/TypeError/ValueError) on a malformed one."""
 
-    def read_trades(self, frames: list[Frame], recvs: list[int],
-                    bad: list[tuple[Frame, Exception]]) -> list[TradeMessage]:
+    def read_trades(
+        self, frames: list[Frame], recvs: list[int], bad: list[tuple[Frame, Exception]]
+    ) -> list[TradeMessage]:
         """The trades of one instrument's trade frames as message records (`read_trade_frames`: the
         same records as `trades`, each with its frame's receive time); refused frames into `bad`."""
 
@@ -335,7 +369,9 @@ class StreamProtocol(Protocol):
     def repair_source(self, rest_url: str) -> SnapshotSource:
         """REST book snapshots as sent, landed raw at the hour boundary after an hour with a book gap."""
 
-    def snapshot_channel(self, instrument: str) -> str: ...  # where REST snapshots land: `<instrument>@depth_snapshot`
+    def snapshot_channel(
+        self, instrument: str
+    ) -> str: ...  # where REST snapshots land: `<instrument>@depth_snapshot`
 
     def book_rows(self, payload: dict, instrument: str) -> list[dict]:
         """The stored rows (books table, `ts` epoch µs) of one of the collector's top-N snapshots,
@@ -407,8 +443,9 @@ class StreamBase:
     def new_book(self, instrument: str) -> BookSync:
         return ChainedBookSync(instrument)
 
-    def read_trades(self, frames: list[Frame], recvs: list[int],
-                    bad: list[tuple[Frame, Exception]]) -> list[TradeMessage]:
+    def read_trades(
+        self, frames: list[Frame], recvs: list[int], bad: list[tuple[Frame, Exception]]
+    ) -> list[TradeMessage]:
         return read_trade_frames(self, frames, recvs, bad)
 
     def snapshot_source(self, rest_url: str | None) -> None:
@@ -427,7 +464,9 @@ class StreamBase:
     def book_rows(self, payload: dict, instrument: str) -> list[dict]:
         """The kept book's levels as they are (base units), at the book's time."""
         bids, asks = ([(float(p), float(q)) for p, q, *_ in payload[side]] for side in ("bids", "asks"))
-        return frame_rows(book_frame(self.venue, instrument, book_ms(payload) * 1000, payload["update_id"], bids, asks))
+        return frame_rows(
+            book_frame(self.venue, instrument, book_ms(payload) * 1000, payload["update_id"], bids, asks)
+        )
 
     def check(self, dataset: str, instrument: str) -> None:
         return None
@@ -480,8 +519,9 @@ def plan_connections(channels: list[str], max_channels: int, endpoint=None) -> l
     groups: dict[str, list[str]] = {}
     for channel in unique:
         groups.setdefault(endpoint(channel) if endpoint else "", []).append(channel)
-    return [group[i:i + max_channels] for group in groups.values()
-            for i in range(0, len(group), max_channels)] or [[]]
+    return [
+        group[i : i + max_channels] for group in groups.values() for i in range(0, len(group), max_channels)
+    ] or [[]]
 
 
 class ChainedBookSync:

@@ -18,7 +18,7 @@ goes where the venue limits it (`REACH`: dataset -> `Reach`, with where older da
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import polars as pl
 
@@ -58,8 +58,13 @@ def contract_of(venue: str, instrument: str) -> Contract:
     return declared.contract(instrument)
 
 
-def serves(venue: str, dataset: str, instrument: str | None = None, day: date | None = None,
-           now: datetime | None = None) -> str | None:
+def serves(
+    venue: str,
+    dataset: str,
+    instrument: str | None = None,
+    day: date | None = None,
+    now: datetime | None = None,
+) -> str | None:
     """HISTORY or SNAPSHOT if `venue`'s client serves `dataset` (for `instrument`'s contract type:
     funding only for perpetuals, ...; for `day`, if its history reaches back that far: the client's
     `REACH`), else None: such a slice does not exist at this source, it is not a failure."""
@@ -67,12 +72,15 @@ def serves(venue: str, dataset: str, instrument: str | None = None, day: date | 
     mode = cls.DATASETS.get(dataset)
     contracts = spec_for(dataset).contracts
     naming = SOURCES[venue.upper()].contract  # a venue declaring none: its DATASETS say all
-    if mode is None or (instrument is not None and contracts is not None and naming is not None
-                        and naming(instrument).contract_type not in contracts):
+    if mode is None or (
+        instrument is not None
+        and contracts is not None
+        and naming is not None
+        and naming(instrument).contract_type not in contracts
+    ):
         return None
     reach = reach_of(venue, dataset)
-    if (day is not None and reach is not None
-            and day_window(day)[0] < (now or datetime.now(timezone.utc)) - reach.span):
+    if day is not None and reach is not None and day_window(day)[0] < (now or datetime.now(UTC)) - reach.span:
         return None
     return mode
 
@@ -85,14 +93,18 @@ def reach_of(venue: str, dataset: str) -> Reach | None:
 def beyond_reach(keys, now: datetime | None = None) -> list[SliceKey]:
     """The slices of `keys` (each of a dataset its venue serves as HISTORY) whose day starts before
     their venue's REST history reaches: such a slice cannot be fetched."""
-    now = now or datetime.now(timezone.utc)
-    return [k for k in keys if (reach := reach_of(k.venue, k.dataset)) is not None
-            and day_window(k.day)[0] < now - reach.span]
+    now = now or datetime.now(UTC)
+    return [
+        k
+        for k in keys
+        if (reach := reach_of(k.venue, k.dataset)) is not None and day_window(k.day)[0] < now - reach.span
+    ]
 
 
 def older_from(keys) -> str:
     """Where the older days of these slices come from, per venue and dataset (' / ' between them):
-    'BINANCE_UM trades (REST: 48 hours): data.binance.vision archives ... (assets binance_archive_trades, ...)'."""
+    'BINANCE_UM trades (REST: 48 hours): data.binance.vision archives ... (assets
+    binance_archive_trades, ...)'."""
     texts = []
     for venue, dataset in sorted({(k.venue, k.dataset) for k in keys}):
         reach = reach_of(venue, dataset)
@@ -105,6 +117,7 @@ def older_from(keys) -> str:
 # --------------------------------------------------------------------------------------------
 # How the engine asks a venue for a dataset (one job per instrument-day, or per snapshot)
 # --------------------------------------------------------------------------------------------
+
 
 async def _fetch_day(api: VenueClient, job) -> pl.DataFrame:
     key = job.keys[0]
@@ -120,7 +133,7 @@ def venue_feed(venue: str, client, keys, *, workers: int, attempts: int) -> Feed
 def snapshot_feed(venue: str, client, dataset: str, instruments, *, workers: int, depth: int = 20) -> Feed:
     """One SNAPSHOT of `dataset` per instrument (books: `depth` levels a side), added to today's
     (UTC) slice of each; a snapshot stamped on another day is taken again next run."""
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
 
     async def fetch(api: VenueClient, job) -> pl.DataFrame:
         key = job.keys[0]
@@ -129,9 +142,13 @@ def snapshot_feed(venue: str, client, dataset: str, instruments, *, workers: int
         else:
             frame = await getattr(api, dataset)(key.instrument)
         if frame.height and frame["ts"].min().date() != key.day:
-            raise SourceDataError(key.instrument, key.day,
-                                  f"the snapshot is stamped {frame['ts'].min().isoformat()}, "
-                                  "not on the day it was taken for: taken again next run", source=venue)
+            raise SourceDataError(
+                key.instrument,
+                key.day,
+                f"the snapshot is stamped {frame['ts'].min().isoformat()}, "
+                "not on the day it was taken for: taken again next run",
+                source=venue,
+            )
         return frame
 
     jobs = [Job((SliceKey(dataset, venue, instrument, today),)) for instrument in instruments]

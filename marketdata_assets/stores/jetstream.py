@@ -40,9 +40,16 @@ def subject(dataset: str, venue: str, instrument: str, prefix: str = "md") -> st
     Another `prefix` keeps a test's messages out of every other stream (streams may not overlap).
     Cached: the collector asks once a message, for a few hundred distinct subjects (the check is
     a regex per part; a refused part raises, and an exception is not cached)."""
-    for part, what in ((prefix, "prefix"), (dataset, "dataset"), (venue, "venue"), (instrument, "instrument")):
+    for part, what in (
+        (prefix, "prefix"),
+        (dataset, "dataset"),
+        (venue, "venue"),
+        (instrument, "instrument"),
+    ):
         if not _TOKEN.match(part):
-            raise ValueError(f"{what} {part!r} cannot be a NATS subject token (letters, digits, _ and - only)")
+            raise ValueError(
+                f"{what} {part!r} cannot be a NATS subject token (letters, digits, _ and - only)"
+            )
     return f"{prefix}.{dataset}.{venue}.{instrument}"
 
 
@@ -58,18 +65,27 @@ class StreamSpec:
     replicas: int = 1  # copies on a JetStream cluster (3: a server's loss keeps the stream available)
 
     def config(self) -> api.StreamConfig:
-        return api.StreamConfig(name=self.name, subjects=list(self.subjects), max_bytes=self.max_bytes,
-                                max_age=self.max_age_s, num_replicas=self.replicas,
-                                # the server refuses a duplicate window longer than the age limit
-                                duplicate_window=min(self.duplicate_window_s, self.max_age_s),
-                                storage=api.StorageType.FILE, discard=api.DiscardPolicy.OLD)
+        return api.StreamConfig(
+            name=self.name,
+            subjects=list(self.subjects),
+            max_bytes=self.max_bytes,
+            max_age=self.max_age_s,
+            num_replicas=self.replicas,
+            # the server refuses a duplicate window longer than the age limit
+            duplicate_window=min(self.duplicate_window_s, self.max_age_s),
+            storage=api.StorageType.FILE,
+            discard=api.DiscardPolicy.OLD,
+        )
 
 
 def _differs(current: api.StreamConfig, wanted: api.StreamConfig) -> bool:
-    return (sorted(current.subjects or []) != sorted(wanted.subjects or []) or current.max_bytes != wanted.max_bytes
-            or abs((current.max_age or 0) - (wanted.max_age or 0)) > 1e-3
-            or abs((current.duplicate_window or 0) - (wanted.duplicate_window or 0)) > 1e-3
-            or (current.num_replicas or 1) != (wanted.num_replicas or 1))
+    return (
+        sorted(current.subjects or []) != sorted(wanted.subjects or [])
+        or current.max_bytes != wanted.max_bytes
+        or abs((current.max_age or 0) - (wanted.max_age or 0)) > 1e-3
+        or abs((current.duplicate_window or 0) - (wanted.duplicate_window or 0)) > 1e-3
+        or (current.num_replicas or 1) != (wanted.num_replicas or 1)
+    )
 
 
 class _Acks:
@@ -103,7 +119,9 @@ class PublishResult:
     duplicates: int = 0
     duplicate_at: frozenset[int] = frozenset()  # which messages of the batch were duplicates
     passed_at: frozenset[int] = frozenset()  # which ones the sink does not keep (another sink's datasets)
-    refused_at: frozenset[int] = frozenset()  # which ones the sink cannot store as they are (malformed, out of range)
+    refused_at: frozenset[int] = (
+        frozenset()
+    )  # which ones the sink cannot store as they are (malformed, out of range)
 
 
 class PullBatches:
@@ -119,8 +137,9 @@ class PullBatches:
     a reconnect loses it, and the stack's nats-server (2.9) sends no 408 for an expired request that
     delivered part of its batch, which is the common case once messages carry batches of trades (with
     2 s of grace every such request held the consumer 2 s: p99 2.2 s over 10 minutes; a second request
-    open for a moment only delivers the next batch's messages early). Messages that arrive after a batch was taken (the open request is
-    still delivering) start the next batch: they are pending on the server, to be acknowledged then.
+    open for a moment only delivers the next batch's messages early). Messages that arrive after a batch was
+    taken (the open request is still delivering) start the next batch: they are pending on the server, to be
+    acknowledged then.
     """
 
     GRACE_S = 0.1
@@ -242,24 +261,33 @@ async def first_answering(servers: list[str], timeout_s: float) -> str:
             continue
         writer.close()
         return address
-    raise StoreUnavailable("NATS JetStream", ", ".join(addresses), "; ".join(reasons),
-                           "Start it with `scripts/stack up nats` (which `make run` does) or set NATS_URL to a "
-                           "running server.")
+    raise StoreUnavailable(
+        "NATS JetStream",
+        ", ".join(addresses),
+        "; ".join(reasons),
+        "Start it with `scripts/stack up nats` (which `make run` does) or set NATS_URL to a running server.",
+    )
 
 
 async def authorized(address: str, token: str | None, timeout_s: float) -> None:
     """One connection without retries: a refused token fails here, in one line naming the server, not in
     the client's endless reconnection loop."""
+
     async def quiet(_error) -> None:
         return None
 
     try:
-        probe = await nats.connect([address], token=token, allow_reconnect=False, connect_timeout=timeout_s,
-                                   error_cb=quiet)
+        probe = await nats.connect(
+            [address], token=token, allow_reconnect=False, connect_timeout=timeout_s, error_cb=quiet
+        )
     except NatsError as error:
-        raise StoreUnavailable("NATS JetStream", address, str(error).removeprefix("nats: ").strip("'"),
-                               "Set NATS_TOKEN to the server's token (the local stack's is generated per state "
-                               "directory; scripts/with-env sets it).") from None
+        raise StoreUnavailable(
+            "NATS JetStream",
+            address,
+            str(error).removeprefix("nats: ").strip("'"),
+            "Set NATS_TOKEN to the server's token (the local stack's is generated per state "
+            "directory; scripts/with-env sets it).",
+        ) from None
     await probe.close()
 
 
@@ -268,8 +296,14 @@ class JetStreamStore:
     server, or a comma list of a cluster's (`nats://a:4222,nats://b:4222`, as NATS_URL is spelled for
     the NATS tools): the client connects to one and moves to another when that one goes away."""
 
-    def __init__(self, url: str, *, name: str = "marketdata", connect_timeout_s: float = 5.0,
-                 ack_timeout_s: float = 5.0):
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str = "marketdata",
+        connect_timeout_s: float = 5.0,
+        ack_timeout_s: float = 5.0,
+    ):
         self.url, self.name = url, name
         self.connect_timeout_s, self.ack_timeout_s = connect_timeout_s, ack_timeout_s
         self.nc: nats.NATS | None = None
@@ -283,10 +317,17 @@ class JetStreamStore:
         # forever, a traceback each time)
         servers = [url.strip() for url in self.url.split(",") if url.strip()]
         token = settings.get("NATS_TOKEN") or None
-        await authorized(await first_answering(servers, min(self.connect_timeout_s, 3.0)), token,
-                         self.connect_timeout_s)
-        self.nc = await nats.connect(servers, name=self.name, connect_timeout=self.connect_timeout_s,
-                                     max_reconnect_attempts=-1, reconnect_time_wait=0.5, token=token)
+        await authorized(
+            await first_answering(servers, min(self.connect_timeout_s, 3.0)), token, self.connect_timeout_s
+        )
+        self.nc = await nats.connect(
+            servers,
+            name=self.name,
+            connect_timeout=self.connect_timeout_s,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            token=token,
+        )
         self.js = self.nc.jetstream(timeout=self.ack_timeout_s)
         return self
 
@@ -339,7 +380,9 @@ class JetStreamStore:
             self._acks.pop(number, None)
         if batch.error is not None:
             raise batch.error
-        return PublishResult(stored=batch.stored, duplicates=batch.duplicates, duplicate_at=frozenset(batch.duplicate_at))
+        return PublishResult(
+            stored=batch.stored, duplicates=batch.duplicates, duplicate_at=frozenset(batch.duplicate_at)
+        )
 
     async def _subscribe_acks(self) -> None:
         self._ack_prefix = f"{self.nc.new_inbox()}."
@@ -348,7 +391,7 @@ class JetStreamStore:
     async def _on_ack(self, msg) -> None:
         """One acknowledgement: counted in its batch when the batch is still waiting (a late ack of
         an abandoned batch is ignored: that batch is republished whole)."""
-        number, _, index = msg.subject[len(self._ack_prefix):].partition("_")
+        number, _, index = msg.subject[len(self._ack_prefix) :].partition("_")
         batch = self._acks.get(number)
         if batch is None or index in batch.seen:
             return
@@ -358,7 +401,9 @@ class JetStreamStore:
             batch.fail(NoStreamResponseError())
         elif b'"error"' in data:
             batch.fail(APIError.from_error(json.loads(data)["error"]))
-        elif b'"duplicate"' in data and json.loads(data).get("duplicate"):  # the server writes `"duplicate": true`
+        elif b'"duplicate"' in data and json.loads(data).get(
+            "duplicate"
+        ):  # the server writes `"duplicate": true`
             batch.duplicates += 1
             batch.duplicate_at.add(int(index))
         else:

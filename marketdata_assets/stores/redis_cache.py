@@ -1,8 +1,8 @@
 """Redis as the live collector's latest-state cache (`REDIS_CACHE`): per
 instrument one hash `<prefix>:latest:<venue>:<instrument>` (prefix `md`, the subjects' own) holding
-the last message of each dataset the collector publishes (`trades`: the last trade of the newest batch; `books`: the top
-of book with its update id; any other dataset, e.g. `tickers`, under its own name), each as the
-JSON the collector publishes, and `updated_ns`; every write renews the key's TTL, so an instrument
+the last message of each dataset the collector publishes (`trades`: the last trade of the newest batch;
+`books`: the top of book with its update id; any other dataset, e.g. `tickers`, under its own name), each as
+the JSON the collector publishes, and `updated_ns`; every write renews the key's TTL, so an instrument
 no longer collected disappears by itself.
 
 Why a store of its own, fed beside the publish path: dashboards and quick looks ask "what is the
@@ -44,9 +44,16 @@ def top_of_book(payload: bytes) -> str:
     """A top-N book snapshot's best bid and ask (price, size strings; None for an empty side)."""
     book = json.loads(payload)
     bids, asks = book.get("bids") or [], book.get("asks") or []
-    return json.dumps({"update_id": book.get("update_id"), "bid": bids[0] if bids else None,
-                       "ask": asks[0] if asks else None, "event_ms": book.get("event_ms"),
-                       "recv_ns": book.get("recv_ns")}, separators=(",", ":"))
+    return json.dumps(
+        {
+            "update_id": book.get("update_id"),
+            "bid": bids[0] if bids else None,
+            "ask": asks[0] if asks else None,
+            "event_ms": book.get("event_ms"),
+            "recv_ns": book.get("recv_ns"),
+        },
+        separators=(",", ":"),
+    )
 
 
 def last_of(payload: bytes) -> str:
@@ -62,9 +69,14 @@ class RedisLatestCache:
 
     def __init__(self, url: str, *, ttl_s: int = 3600, timeout_s: float = 1.0):
         self.url, self.ttl_s = url, ttl_s
-        self.client = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                                              retry_on_timeout=False, health_check_interval=0,
-                                              password=settings.get("REDIS_PASSWORD") or None)
+        self.client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry_on_timeout=False,
+            health_check_interval=0,
+            password=settings.get("REDIS_PASSWORD") or None,
+        )
         self.pending: dict[str, dict[str, str]] = {}  # key -> field -> value, the newest of each
         self.offered = 0  # messages folded in
         self.writes = 0  # hash writes Redis took
@@ -85,7 +97,8 @@ class RedisLatestCache:
             self.offered += 1
 
     async def flush(self) -> bool:
-        """Write what was offered since the last flush; False (counted, kept for the next) when Redis failed."""
+        """Write what was offered since the last flush; False (counted, kept for the next) when Redis
+        failed."""
         if not self.pending:
             return True
         batch, self.pending = self.pending, {}

@@ -17,17 +17,27 @@ def test_one_failed_venue_stops_the_others_cleanly_then_the_error_goes_up(tmp_pa
     marker. The Binance collector beside it is stopped through the shared stop, not left running
     unsupervised while the process goes down (before: its tasks were still pending)."""
     (tmp_path / "OKX").write_text("not a folder")
-    options = LiveOptions(venues=[VenueOptions("BINANCE", ["BTCUSDT"], NOWHERE_WS, NOWHERE_REST),
-                                  VenueOptions("OKX", ["BTC-USDT"], NOWHERE_WS, NOWHERE_REST)], landing_dir=tmp_path)
+    options = LiveOptions(
+        venues=[
+            VenueOptions("BINANCE", ["BTCUSDT"], NOWHERE_WS, NOWHERE_REST),
+            VenueOptions("OKX", ["BTC-USDT"], NOWHERE_WS, NOWHERE_REST),
+        ],
+        landing_dir=tmp_path,
+    )
 
     async def scenario():
         stop = asyncio.Event()
         running = asyncio.ensure_future(run_live(options, stop))
         await asyncio.wait({running}, timeout=20)
         assert running.done(), f"not stopped within 20 s; the tasks, where each waits: {_where_tasks_wait()}"
-        with pytest.raises(CollectorFailed, match="OKX collector stopped: its slot task failed with NotADirectoryError"):
+        with pytest.raises(
+            CollectorFailed, match="OKX collector stopped: its slot task failed with NotADirectoryError"
+        ):
             running.result()
-        return stop.is_set(), [t.get_coro().__qualname__ for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        return stop.is_set(), [
+            t.get_coro().__qualname__ for t in asyncio.all_tasks() if t is not asyncio.current_task()
+        ]
+
     stopped, pending = asyncio.run(scenario())
     assert stopped and pending == []
 

@@ -45,8 +45,11 @@ def scrape(url: str) -> dict[tuple[str, frozenset], float]:
     """/metrics as {(sample name, labels): value}."""
     status, _, body = get(f"{url}/metrics")
     assert status == 200, body
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(body) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
 
 
 def value(samples: dict, name: str, **labels) -> float | None:
@@ -61,8 +64,9 @@ def wait_for_metrics(url: str, ready, what: str) -> dict:
         if ready(samples):
             return samples
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not appear in /metrics within {DEADLINE_S:g} s: "
-                                 f"{sorted(k[0] for k in samples)}")
+            raise AssertionError(
+                f"{what} did not appear in /metrics within {DEADLINE_S:g} s: {sorted(k[0] for k in samples)}"
+            )
         time.sleep(0.05)  # polling interval, not a wait for an outcome
 
 
@@ -73,8 +77,15 @@ def run_python(code: str, metrics_dir: Path | None, timeout: float = 120.0) -> d
     env["PYTHONPATH"] = str(REPO)
     if metrics_dir is not None:
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -123,16 +134,26 @@ def test_requests_429_retry_latency_and_rows_of_another_process_reach_metrics(ex
     shows both requests by status class, the 429, the retry, two latency observations, the rows
     and the time of the commit."""
     with CryptoReplayServer(ReplayConfig(seed=5, trades_per_day=100)) as server:
-        server.add_fault(kind="rate_limit", venue="BINANCE", instrument="SOLUSDT", endpoint="book", times=1,
-                         retry_after="0.05")
+        server.add_fault(
+            kind="rate_limit",
+            venue="BINANCE",
+            instrument="SOLUSDT",
+            endpoint="book",
+            times=1,
+            retry_after="0.05",
+        )
         started = time.time()
-        child = run_python(FETCH_AND_LOAD.format(base_url=server.base_url, dsn=f"chdb://{tmp_path / 'ch'}"),
-                           exporter.metrics_dir)
+        child = run_python(
+            FETCH_AND_LOAD.format(base_url=server.base_url, dsn=f"chdb://{tmp_path / 'ch'}"),
+            exporter.metrics_dir,
+        )
     assert (child["requests"], child["retries"], child["rate_limited"]) == (2, 1, 1) and child["rows"] == 10
     assert (exporter.metrics_dir / f"counter_{child['pid']}.db").is_file()  # the child's own samples file
 
     loaded = ("marketdata_rows_loaded_total", {"dataset": "books", "venue": "BINANCE"})
-    samples = wait_for_metrics(exporter.url, lambda s: value(s, loaded[0], **loaded[1]) is not None, "rows loaded")
+    samples = wait_for_metrics(
+        exporter.url, lambda s: value(s, loaded[0], **loaded[1]) is not None, "rows loaded"
+    )
     assert value(samples, "marketdata_http_requests_total", source="binance", outcome="4xx") == 1
     assert value(samples, "marketdata_http_requests_total", source="binance", outcome="2xx") == 1
     assert value(samples, "marketdata_http_rate_limited_total", source="binance") == 1
@@ -142,8 +163,11 @@ def test_requests_429_retry_latency_and_rows_of_another_process_reach_metrics(ex
     assert 0 < value(samples, "marketdata_http_request_duration_seconds_sum", source="binance") < 30
     assert value(samples, loaded[0], **loaded[1]) == 10
     assert value(samples, "marketdata_loads_committed_total", dataset="books", venue="BINANCE") == 1
-    assert started <= value(samples, "marketdata_last_success_timestamp_seconds", dataset="books",
-                            venue="BINANCE") <= time.time()
+    assert (
+        started
+        <= value(samples, "marketdata_last_success_timestamp_seconds", dataset="books", venue="BINANCE")
+        <= time.time()
+    )
     assert not any(name == "marketdata_http_errors_total" and value_ for (name, _), value_ in samples.items())
 
     status, content_type, body = get(f"{exporter.url}/status")
@@ -163,24 +187,44 @@ MANY = """
 
 
 def test_samples_of_several_processes_are_summed_and_the_latest_success_wins(exporter):
-    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(MANY.format(rows=rows, at=at))], cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO),
-                                   "PROMETHEUS_MULTIPROC_DIR": str(exporter.metrics_dir)},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for rows, at in ((7, 1_700_000_000.0), (5, 1_700_000_500.0), (3, 1_699_000_000.0))]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(MANY.format(rows=rows, at=at))],
+            cwd=REPO,
+            env={
+                **os.environ,
+                "PYTHONPATH": str(REPO),
+                "PROMETHEUS_MULTIPROC_DIR": str(exporter.metrics_dir),
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rows, at in ((7, 1_700_000_000.0), (5, 1_700_000_500.0), (3, 1_699_000_000.0))
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
-    samples = wait_for_metrics(exporter.url, lambda s: value(s, "marketdata_loads_committed_total", dataset="trades",
-                                                             venue="OKX") == 3, "three processes' loads")
+    samples = wait_for_metrics(
+        exporter.url,
+        lambda s: value(s, "marketdata_loads_committed_total", dataset="trades", venue="OKX") == 3,
+        "three processes' loads",
+    )
     assert value(samples, "marketdata_rows_loaded_total", dataset="trades", venue="OKX") == 15
-    assert value(samples, "marketdata_last_success_timestamp_seconds", dataset="trades", venue="OKX") == 1_700_000_500
+    assert (
+        value(samples, "marketdata_last_success_timestamp_seconds", dataset="trades", venue="OKX")
+        == 1_700_000_500
+    )
     assert value(samples, "marketdata_http_requests_total", source="tushare", outcome="2xx") == 3
     assert value(samples, "marketdata_http_errors_total", source="tushare", category="server_error") == 3
     assert value(samples, "marketdata_http_request_duration_seconds_bucket", source="tushare", le="0.25") == 3
     assert value(samples, "marketdata_http_request_duration_seconds_bucket", source="tushare", le="0.1") == 0
     assert value(samples, "marketdata_exporter_errors_total", part="metrics_dir") == 0
-    assert value(samples, "marketdata_exporter_multiproc_files") == len(list(exporter.metrics_dir.glob("*.db"))) >= 9
+    assert (
+        value(samples, "marketdata_exporter_multiproc_files")
+        == len(list(exporter.metrics_dir.glob("*.db")))
+        >= 9
+    )
 
 
 IN_PROCESS = """
@@ -199,7 +243,8 @@ UNUSABLE_DIR = """
     from marketdata_assets.core.http import ApiClient, RetryPolicy
 
     async def go():
-        async with ApiClient({url!r}, retry=RetryPolicy(max_retries=2, backoff_base_s=0.01, backoff_max_s=0.02)) as api:
+        async with ApiClient({url!r}, retry=RetryPolicy(max_retries=2, backoff_base_s=0.01, \
+backoff_max_s=0.02)) as api:
             response = await api.request("GET", "/anything")
             return response.status_code, api.stats.requests, api.stats.rate_limited
 
@@ -215,12 +260,15 @@ def test_without_the_variable_metrics_stay_in_process_and_an_unusable_dir_never_
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
     with ScriptedServer() as server:
-        server.replies.extend([Reply(429, b'{"detail":"slow down"}', {"Retry-After": "0"}), Reply(200, b'{"ok":1}')])
+        server.replies.extend(
+            [Reply(429, b'{"detail":"slow down"}', {"Retry-After": "0"}), Reply(200, b'{"ok":1}')]
+        )
         child = run_python(UNUSABLE_DIR.format(url=server.url), blocker / "metrics")
     assert child == {"status": 200, "requests": 2, "rate_limited": 1}
 
 
 # ---- the Dagster instance: freshness, /health, /status ----------------------------------------------------
+
 
 @dagster.asset
 def metrics_probe_asset() -> int:
@@ -232,26 +280,47 @@ def test_health_status_and_freshness_lag_from_a_materialization(exporter, instan
     assert (status, body) == (200, "ok\n")
     samples = scrape(exporter.url)
     assert value(samples, "marketdata_dagster_instance_up") == 1
-    assert not any(name == "marketdata_asset_freshness_lag_seconds" for name, _ in samples)  # nothing materialized
+    assert not any(
+        name == "marketdata_asset_freshness_lag_seconds" for name, _ in samples
+    )  # nothing materialized
 
     assert dagster.materialize([metrics_probe_asset], instance=instance).success
     event = instance.get_latest_materialization_event(dagster.AssetKey("metrics_probe_asset"))
-    samples = wait_for_metrics(exporter.url, lambda s: value(s, "marketdata_asset_freshness_lag_seconds",
-                                                             asset_key="metrics_probe_asset") is not None,
-                               "the freshness lag")
+    samples = wait_for_metrics(
+        exporter.url,
+        lambda s: (
+            value(s, "marketdata_asset_freshness_lag_seconds", asset_key="metrics_probe_asset") is not None
+        ),
+        "the freshness lag",
+    )
     scraped = time.time()
-    assert value(samples, "marketdata_asset_last_materialization_timestamp_seconds",
-                 asset_key="metrics_probe_asset") == pytest.approx(event.timestamp, abs=1e-3)
-    assert 0 <= value(samples, "marketdata_asset_freshness_lag_seconds",
-                      asset_key="metrics_probe_asset") <= scraped - event.timestamp + 1e-3
+    assert value(
+        samples, "marketdata_asset_last_materialization_timestamp_seconds", asset_key="metrics_probe_asset"
+    ) == pytest.approx(event.timestamp, abs=1e-3)
+    assert (
+        0
+        <= value(samples, "marketdata_asset_freshness_lag_seconds", asset_key="metrics_probe_asset")
+        <= scraped - event.timestamp + 1e-3
+    )
     assert value(samples, "marketdata_exporter_errors_total", part="instance") == 0
 
     status, content_type, body = get(f"{exporter.url}/status")
     assert status == 200 and content_type == "application/json"
     report = json.loads(body)
-    assert set(report) == {"exporter", "metrics_dir", "metrics_files", "demo", "instance", "assets", "last_success"}
+    assert set(report) == {
+        "exporter",
+        "metrics_dir",
+        "metrics_files",
+        "demo",
+        "instance",
+        "assets",
+        "last_success",
+    }
     assert set(report["exporter"]) >= {"version", "started_at", "start_time", "uptime_seconds"}
-    assert report["metrics_dir"] == str(exporter.metrics_dir) and report["instance"] == {"ok": True, "error": None}
+    assert report["metrics_dir"] == str(exporter.metrics_dir) and report["instance"] == {
+        "ok": True,
+        "error": None,
+    }
     assert report["demo"] in ("auto", "on", "off") and report["last_success"] == {}
     probe = report["assets"]["metrics_probe_asset"]
     assert probe["timestamp"] == pytest.approx(event.timestamp) and probe["lag_seconds"] >= 0
@@ -266,7 +335,8 @@ def test_cli_answers_503_on_health_and_still_serves_metrics_when_the_instance_st
         dead_port = sock.getsockname()[1]
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(textwrap.dedent(f"""
+    (home / "dagster.yaml").write_text(
+        textwrap.dedent(f"""
         storage:
           postgres:
             postgres_db:
@@ -276,12 +346,34 @@ def test_cli_answers_503_on_health_and_still_serves_metrics_when_the_instance_st
               password: not-this-one
               db_name: dagster
               scheme: postgresql+psycopg2
-    """))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "DAGSTER_HOME": str(home),
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"), "MARKETDATA_DEMO": "on"}
+    """)
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "DAGSTER_HOME": str(home),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "MARKETDATA_DEMO": "on",
+    }
     log = (tmp_path / "exporter.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "marketdata_assets.apps.exporter", "--host", "127.0.0.1", "--port", "0",
-                             "--query-timeout", "1"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "marketdata_assets.apps.exporter",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--query-timeout",
+            "1",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()  # printed once it listens
         assert "serving http://127.0.0.1:" in line, (tmp_path / "exporter.log").read_text()

@@ -14,7 +14,7 @@ import pytest
 from bench import compare
 from bench.compare_probe import phase_argv
 
-FAKE_BENCH = '''
+FAKE_BENCH = """
 import json, subprocess, sys
 from pathlib import Path
 
@@ -38,7 +38,7 @@ def phase_main(argv):
 
 if __name__ == "__main__":
     phase_main(sys.argv[1:])
-'''
+"""
 
 
 def test_last_json_line():
@@ -49,13 +49,16 @@ def test_last_json_line():
             compare.last_json_line(bad)
 
 
-@pytest.mark.parametrize(("a", "b", "higher", "verdict"), [
-    ([100, 110, 105], [80, 90, 85], True, "B worse"),
-    ([100, 110, 105], [80, 90, 85], False, "B better"),
-    ([1.0, 1.2, 1.1], [1.3, 1.5, 1.4], False, "B worse"),
-    ([1.0, 1.2, 1.1], [1.1, 1.3, 1.2], False, "noise"),
-    ([1.0], [2.0], False, "n/a (1 round)"),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "higher", "verdict"),
+    [
+        ([100, 110, 105], [80, 90, 85], True, "B worse"),
+        ([100, 110, 105], [80, 90, 85], False, "B better"),
+        ([1.0, 1.2, 1.1], [1.3, 1.5, 1.4], False, "B worse"),
+        ([1.0, 1.2, 1.1], [1.1, 1.3, 1.2], False, "noise"),
+        ([1.0], [2.0], False, "n/a (1 round)"),
+    ],
+)
 def test_summarize_verdict(a, b, higher, verdict):
     summary = compare.summarize(a, b, higher)
     assert summary["verdict"] == verdict
@@ -92,8 +95,13 @@ def test_this_trees_benches_have_what_compare_replaces(name):
 
 
 def test_phase_argv():
-    assert phase_argv(["py", "-m", "bench.x", "--phase", "a"], "bench.x", "/p.py") == \
-        ["py", "/p.py", "phase", "--phase", "a"]
+    assert phase_argv(["py", "-m", "bench.x", "--phase", "a"], "bench.x", "/p.py") == [
+        "py",
+        "/p.py",
+        "phase",
+        "--phase",
+        "a",
+    ]
     assert phase_argv(["py", "-m", "other", "a"], "bench.x", "/p.py") == ["py", "-m", "other", "a"]
     assert phase_argv(["psql", "-h"], "bench.x", "/p.py") == ["psql", "-h"]
 
@@ -152,8 +160,9 @@ def test_round_refuses_code_from_outside_the_tree(tmp_path):
     tree = tmp_path / "tree"
     (tree / "bench").mkdir(parents=True)
     (tree / "bench" / "__init__.py").write_text("")
-    (tree / "bench" / "fake.py").write_text(textwrap.dedent(FAKE_BENCH).replace(
-        "import json,", "import marketdata_assets, json,"))
+    (tree / "bench" / "fake.py").write_text(
+        textwrap.dedent(FAKE_BENCH).replace("import json,", "import marketdata_assets, json,")
+    )
     spec = {"bench": "fake", "constants": {}, "phase_entry": "phase_main"}
     env = {**os.environ, "PYTHONPATH": f"{tree}:{compare.REPO}", "BENCH_COMPARE": json.dumps(spec)}
     with pytest.raises(RuntimeError, match="not .*tree's code"):

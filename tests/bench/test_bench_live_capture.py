@@ -19,9 +19,25 @@ REPO = Path(__file__).resolve().parents[2]
 def test_live_capture_bench_runs_end_to_end(tmp_path):
     results = tmp_path / "live_capture.json"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "bench", "live_capture", "--short", "--prefix",
-                           f"t{uuid.uuid4().hex[:10]}", "--results", str(results)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "live_capture",
+            "--short",
+            "--prefix",
+            f"t{uuid.uuid4().hex[:10]}",
+            "--results",
+            str(results),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode in (0, 1), done.stderr[-3000:]
     report = json.loads(results.read_text())
     t = report["throughput"]
@@ -34,11 +50,15 @@ def test_live_capture_bench_runs_end_to_end(tmp_path):
     # and the stop waited forever, before collector._cancel_until_done)
     assert not collector["shutdown_hung"], collector["stuck_tasks"]
     assert collector["frames"] > 0 and collector["trades"] > 0 and collector["landed_bytes"] > 0
-    assert collector["total_published"] + collector["unpublished"] + collector["publish_dropped"] >= \
-        collector["total_trades"] - collector["duplicates"]
+    assert (
+        collector["total_published"] + collector["unpublished"] + collector["publish_dropped"]
+        >= collector["total_trades"] - collector["duplicates"]
+    )
     s = report["steady"]
     assert s["collector"]["trades"] > 0
-    assert s["consumer"]["inserted"] >= s["collector"]["published"] > 0  # every published trade reached ClickHouse
+    assert (
+        s["consumer"]["inserted"] >= s["collector"]["published"] > 0
+    )  # every published trade reached ClickHouse
     latency = s["latency"]
     assert latency["invisible_batches"] == 0
     for part in ("queryable", "insert_returned", "received_by_collector"):
@@ -47,8 +67,12 @@ def test_live_capture_bench_runs_end_to_end(tmp_path):
     rss = s["rss"]
     assert rss["samples"] >= 2 and 0 < rss["start_mb"] <= rss["max_mb"] and rss["end_mb"] <= rss["max_mb"]
     assert "slope_mb_per_min" in rss
-    for line in ("ceiling: bare websockets client", "collector: WS->landing->NATS", "exchange time -> queryable",
-                 "collector RSS"):
+    for line in (
+        "ceiling: bare websockets client",
+        "collector: WS->landing->NATS",
+        "exchange time -> queryable",
+        "collector RSS",
+    ):
         assert line in done.stdout
 
 
@@ -62,6 +86,11 @@ def test_the_sender_feeds_every_channel_as_a_real_feed_does():
 
     instruments = [f"I{k}" for k in range(8)]
     market = Market(instruments, depth_share=0.25)
-    counts = Counter(re.findall(r'"stream":"(i\d)@(trade|depth)', market.render(instruments, 3200).decode("latin-1")))
-    assert counts == {(name.lower(), kind): 300 if kind == "trade" else 100
-                      for name in instruments for kind in ("trade", "depth")}
+    counts = Counter(
+        re.findall(r'"stream":"(i\d)@(trade|depth)', market.render(instruments, 3200).decode("latin-1"))
+    )
+    assert counts == {
+        (name.lower(), kind): 300 if kind == "trade" else 100
+        for name in instruments
+        for kind in ("trade", "depth")
+    }

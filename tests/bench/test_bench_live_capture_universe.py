@@ -27,10 +27,33 @@ REPO = Path(__file__).resolve().parents[2]
 def test_universe_run_subscribes_every_stream_within_the_limits(tmp_path):
     results = tmp_path / "live_capture_universe.json"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "bench", "live_capture", "--universe", "200", "--max-streams", "350",
-                           "--baseline", "0", "--skip", "memory", "--short", "--prefix", f"t{uuid.uuid4().hex[:10]}",
-                           "--results", str(results)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-                          check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "live_capture",
+            "--universe",
+            "200",
+            "--max-streams",
+            "350",
+            "--baseline",
+            "0",
+            "--skip",
+            "memory",
+            "--short",
+            "--prefix",
+            f"t{uuid.uuid4().hex[:10]}",
+            "--results",
+            str(results),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode in (0, 1), done.stderr[-3000:]
     report = json.loads(results.read_text())
     limits = report["limits"]["200"]
@@ -41,7 +64,10 @@ def test_universe_run_subscribes_every_stream_within_the_limits(tmp_path):
         sender = run["sender"]
         assert sender["refusals"] == {"rate": 0, "streams": 0}, sender
         assert sender["max_control_per_s"] <= 5
-        assert [(s["streams"], s["url_streams"], s["acks"]) for s in sender["sessions"]] == [(350, 100, 3), (50, 50, 0)]
+        assert [(s["streams"], s["url_streams"], s["acks"]) for s in sender["sessions"]] == [
+            (350, 100, 3),
+            (50, 50, 0),
+        ]
         assert sender["streams"] == 400  # every stream of both connections, acknowledged
         assert run["frames"] > 0 and run["frames_per_cpu_s"] > 0
     collector = runs["collector"][0]
@@ -97,15 +123,23 @@ def test_the_sender_enforces_binances_websocket_limits():
     """More than 5 incoming messages within a second: the connection closed (1008) after 5 acks; a
     SUBSCRIBE past 1,024 streams: refused with Binance's error, the 1,024 kept; a URL naming 1,025:
     no handshake. The report counts the refusals and the most messages any connection sent in a second."""
-    sender = subprocess.Popen([sys.executable, "-m", "bench.live_sender", "--universe", "600", "--rate", "200"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    sender = subprocess.Popen(
+        [sys.executable, "-m", "bench.live_sender", "--universe", "600", "--rate", "200"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     try:
         port = json.loads(sender.stdout.readline())["port"]
         fast, code, over, status = asyncio.run(past_the_limits(port))
     finally:
         report = json.loads(sender.communicate(timeout=10)[0].strip().splitlines()[-1])
     assert code == 1008 and fast.close_reason == "Too many requests"
-    assert over == [{"result": None, "id": 100}, {"error": {"code": 4, "msg": "Too many subscriptions"}, "id": 101}]
+    assert over == [
+        {"result": None, "id": 100},
+        {"error": {"code": 4, "msg": "Too many subscriptions"}, "id": 101},
+    ]
     assert status == 400
     assert report["refusals"] == {"rate": 1, "streams": 2}
     first, second = report["sessions"]

@@ -16,10 +16,28 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_live_consumer_bench_drains_every_trade_once(tmp_path):
     results = tmp_path / "live_consumer.json"
-    done = subprocess.run([sys.executable, "-m", "bench", "live_consumer", "--trades", "3000", "--rounds", "1",
-                           "--prefix", f"t{uuid.uuid4().hex[:10]}", "--results", str(results)],
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "live_consumer",
+            "--trades",
+            "3000",
+            "--rounds",
+            "1",
+            "--prefix",
+            f"t{uuid.uuid4().hex[:10]}",
+            "--results",
+            str(results),
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
     (round_,) = json.loads(results.read_text())["rounds"]
     assert round_["trades"] == round_["stored"] == 3000

@@ -16,10 +16,30 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_live_floor_bench_publishes_every_message_once_and_reports_the_budget(tmp_path):
     results = tmp_path / "live_floor.json"
-    done = subprocess.run([sys.executable, "-m", "bench", "live_floor", "--messages", "3000", "--rounds", "1",
-                           "--ceiling-us", "6.0", "--prefix", f"t{uuid.uuid4().hex[:10]}", "--results", str(results)],
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "live_floor",
+            "--messages",
+            "3000",
+            "--rounds",
+            "1",
+            "--ceiling-us",
+            "6.0",
+            "--prefix",
+            f"t{uuid.uuid4().hex[:10]}",
+            "--results",
+            str(results),
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
     report = json.loads(results.read_text())
     (round_,) = report["rounds"]

@@ -19,17 +19,42 @@ SPOT, USDM, TRADES = 5, 3, 50
 def test_universe_bench_loads_the_same_rows_both_ways_in_one_run(tmp_path):
     results = tmp_path / "universe.json"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "bench", "universe", "--spot", str(SPOT), "--usdm", str(USDM),
-                           "--trades-per-day", str(TRADES), "--rounds", "1", "--database",
-                           f"bench_universe_t{uuid.uuid4().hex[:8]}", "--results", str(results)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "universe",
+            "--spot",
+            str(SPOT),
+            "--usdm",
+            str(USDM),
+            "--trades-per-day",
+            str(TRADES),
+            "--rounds",
+            "1",
+            "--database",
+            f"bench_universe_t{uuid.uuid4().hex[:8]}",
+            "--results",
+            str(results),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert done.returncode in (0, 1), done.stderr[-3000:]
     report = json.loads(results.read_text())
     assert report["instruments"] == {"spot": SPOT, "usdm": USDM}
     # spot: trades and bars; USD-M perpetuals: trades, bars, funding, open interest
     assert report["slices"] == 2 * SPOT + 4 * USDM
     (only,) = report["rounds"]
-    assert only["dagster"]["rows"] == only["direct"]["rows"] == report["rows"] and report["rows_equal_every_round"]
+    assert (
+        only["dagster"]["rows"] == only["direct"]["rows"] == report["rows"]
+        and report["rows_equal_every_round"]
+    )
     assert report["rows"]["trades"] == (SPOT + USDM) * TRADES
     assert report["rows"]["bars_1m"] == (SPOT + USDM) * 1440
     assert report["rows"]["funding"] > 0 and report["rows"]["open_interest"] > 0

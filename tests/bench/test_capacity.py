@@ -36,12 +36,14 @@ def test_the_run_cost_model_predicts_runs_it_was_not_fitted_on():
     errors = [abs(fitted.wall(r["steps"], r["busy_s"]) - r["wall_s"]) for r in held_out]
     assert statistics.median(errors) < 0.25
     assert statistics.median(fitted.wall(r["steps"], r["busy_s"]) for r in held_out) == pytest.approx(
-        statistics.median(r["wall_s"] for r in held_out), rel=0.1)
+        statistics.median(r["wall_s"] for r in held_out), rel=0.1
+    )
     assert 0.1 < fitted.fixed < 2.0  # the measured per-run overhead of an in-process run
 
 
 def test_a_share_day_is_the_documented_25_minutes():
-    """docs/quickstart.md: the full market (~5,050 stk_mins requests at Tushare's 200 a minute), ~25 minutes."""
+    """docs/quickstart.md: the full market (~5,050 stk_mins requests at Tushare's 200 a minute), ~25
+    minutes."""
     market = dataclasses.replace(capacity.FULL_UNIVERSE[6], instruments=5_050)
     line = capacity.plan(cost(), universe=(market,)).lines[0]
     assert line.requests_per_day == 5_050 and line.fetch_s / 60 == pytest.approx(25, rel=0.02)
@@ -50,8 +52,9 @@ def test_a_share_day_is_the_documented_25_minutes():
 def test_the_full_universe_answer_follows_from_the_assumptions():
     p = capacity.plan(cost())
     a = p.assumptions
-    assert p.launch_s == pytest.approx(a["pod_start_s"] + capacity.MEASURED["code_location_import_s"][0]
-                                       + cost().fixed, abs=0.01)
+    assert p.launch_s == pytest.approx(
+        a["pod_start_s"] + capacity.MEASURED["code_location_import_s"][0] + cost().fixed, abs=0.01
+    )
     disk = p.rows_per_day * 365 * a["retention_years"] * a["bytes_per_row"] / (a["shard_tb"] * 1e12)
     assert p.units("ClickHouse disk") == math.ceil(disk)
     for line in p.lines:  # each batch keeps launching under its share, or holds every partition of the day
@@ -65,11 +68,19 @@ def test_the_full_universe_answer_follows_from_the_assumptions():
     assert capacity.plan(cost(), overrides={"shard_tb": 8.0}).units("ClickHouse disk") == math.ceil(disk / 2)
     assert capacity.plan(cost(), overrides={"pod_start_s": 0.0}).launch_s < 3
     # every live trade at the peak through the consumers, each at most half busy at its measured rate
-    live = sum(line.rows_per_day for u, line in zip(capacity.FULL_UNIVERSE, p.lines)
-               if u.name.endswith("trades") and u.venue in capacity.LIVE_VENUES)
+    live = sum(
+        line.rows_per_day
+        for u, line in zip(capacity.FULL_UNIVERSE, p.lines)
+        if u.name.endswith("trades") and u.venue in capacity.LIVE_VENUES
+    )
     peak = live / 86_400 * a["peak_over_mean"]
-    assert p.units("consumer at the peak") == math.ceil(peak / (0.5 * capacity.MEASURED["consumer_trades_per_s"][0]))
-    assert capacity.plan(cost(), overrides={"consumer_trades_per_s": 2 * 18_600}).units("consumer at the peak") == 1
+    assert p.units("consumer at the peak") == math.ceil(
+        peak / (0.5 * capacity.MEASURED["consumer_trades_per_s"][0])
+    )
+    assert (
+        capacity.plan(cost(), overrides={"consumer_trades_per_s": 2 * 18_600}).units("consumer at the peak")
+        == 1
+    )
     # the collectors: every frame of every dataset `collect` takes (trades, book diffs, tickers, bars, mark
     # price), at the measured CPU a frame, each collector at most half busy
     per_instrument = a["book_frames_per_instrument_s"] + a["other_frames_per_instrument_s"]
@@ -92,8 +103,10 @@ def test_one_partition_per_instrument_would_be_the_first_bottleneck():
     """What day x venue partitions (the instruments of a venue and day in one run, as the A-shares' market)
     cleared: one partition per instrument and day is 27 times Dagster's per-asset comfort limit over the
     history kept, and launching runs takes most of the run workers' time."""
-    per_instrument = tuple(dataclasses.replace(u, partitions_per_day=0) if u.venue in ("binance", "binance_um", "okx")
-                           else u for u in capacity.FULL_UNIVERSE)
+    per_instrument = tuple(
+        dataclasses.replace(u, partitions_per_day=0) if u.venue in ("binance", "binance_um", "okx") else u
+        for u in capacity.FULL_UNIVERSE
+    )
     p = capacity.plan(cost(), universe=per_instrument)
     assert p.limits[0].resource.startswith("Dagster partitions") and p.limits[0].load > 10
     assert p.backfill_partitions == 1_500 * 365 * p.assumptions["retention_years"]
@@ -127,16 +140,21 @@ def _windows(partitions_def, years: int) -> int:
     key = (str(partitions_def), years)  # the same definition on several assets: counted once
     if key not in _WINDOWS:
         start = partitions_def.start
-        _WINDOWS[key] = len(partitions_def.get_partition_keys(current_time=start.replace(year=start.year + years)))
+        _WINDOWS[key] = len(
+            partitions_def.get_partition_keys(current_time=start.replace(year=start.year + years))
+        )
     return _WINDOWS[key]
 
 
 def partitions_over_years(partitions_def, dynamic: dict[str, int], years: int = YEARS) -> int:
-    """How many partitions `partitions_def` has `years` after its start, dynamic dimensions sized by `dynamic`."""
+    """How many partitions `partitions_def` has `years` after its start, dynamic dimensions sized by
+    `dynamic`."""
     import dagster as dg
 
     if isinstance(partitions_def, dg.MultiPartitionsDefinition):
-        return math.prod(partitions_over_years(d.partitions_def, dynamic, years) for d in partitions_def.partitions_defs)
+        return math.prod(
+            partitions_over_years(d.partitions_def, dynamic, years) for d in partitions_def.partitions_defs
+        )
     if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
         return _windows(partitions_def, years)
     if isinstance(partitions_def, dg.DynamicPartitionsDefinition):
@@ -150,8 +168,11 @@ def test_at_the_models_universe_every_asset_stays_under_dagsters_partition_limit
     from marketdata_assets.definitions import defs
 
     dynamic = {"crypto_instruments": _venue_instruments()}
-    counts = {spec.key.to_user_string(): partitions_over_years(spec.partitions_def, dynamic)
-              for spec in defs().resolve_all_asset_specs() if spec.partitions_def is not None}
+    counts = {
+        spec.key.to_user_string(): partitions_over_years(spec.partitions_def, dynamic)
+        for spec in defs().resolve_all_asset_specs()
+        if spec.partitions_def is not None
+    }
     over = {asset: n for asset, n in counts.items() if n > DAGSTER_LIMIT}
     assert not over, over
     assert 3_652 * 4 <= counts["crypto_trades"] <= 3_653 * 4  # ten years of days x the 4 REST venues

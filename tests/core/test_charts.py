@@ -13,9 +13,11 @@ from marketdata_assets.core.charts import (
     svg_markdown_image,
 )
 
-CANDLES = [Candle(date(2024, 1, 1), 10.0, 12.0, 9.5, 11.0),   # up
-           Candle(date(2024, 2, 1), 11.0, 11.5, 8.0, 8.5),    # down
-           Candle(date(2024, 3, 1), -1.0, 0.5, -2.0, 0.2)]    # negative qfq prices still draw
+CANDLES = [
+    Candle(date(2024, 1, 1), 10.0, 12.0, 9.5, 11.0),  # up
+    Candle(date(2024, 2, 1), 11.0, 11.5, 8.0, 8.5),  # down
+    Candle(date(2024, 3, 1), -1.0, 0.5, -2.0, 0.2),
+]  # negative qfq prices still draw
 
 
 def test_candles_are_valid_svg_with_one_body_and_wick_each():
@@ -40,7 +42,9 @@ def test_empty_series_says_so():
 def test_markdown_image_round_trips():
     svg = candlestick_svg("x", CANDLES)
     md = svg_markdown_image(svg, "monthly K-line")
-    payload = re.fullmatch(r"!\[monthly K-line\]\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)", md).group(1)
+    payload = re.fullmatch(r"!\[monthly K-line\]\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)", md).group(
+        1
+    )
     assert base64.b64decode(payload).decode() == svg
 
 
@@ -62,10 +66,13 @@ def test_lines_share_one_time_axis_and_mark_zero_when_values_cross_it():
     from marketdata_assets.core.charts import LINE_COLORS, line_chart_svg
 
     start = datetime(2025, 1, 15)
-    funding = {"OKX:BTC-USDT-SWAP <swap>": [(start + timedelta(hours=8 * i), r) for i, r in
-                                            enumerate((0.0001, -0.0002, 0.0003))],
-               "DERIBIT:BTC-PERPETUAL": [(start + timedelta(hours=h), 0.00005) for h in range(24)],
-               "BINANCE_UM:BTCUSDT": []}
+    funding = {
+        "OKX:BTC-USDT-SWAP <swap>": [
+            (start + timedelta(hours=8 * i), r) for i, r in enumerate((0.0001, -0.0002, 0.0003))
+        ],
+        "DERIBIT:BTC-PERPETUAL": [(start + timedelta(hours=h), 0.00005) for h in range(24)],
+        "BINANCE_UM:BTCUSDT": [],
+    }
     root = ElementTree.fromstring(line_chart_svg("funding", funding))
     ns = "{http://www.w3.org/2000/svg}"
     lines = root.findall(f"{ns}polyline")
@@ -79,8 +86,9 @@ def test_lines_share_one_time_axis_and_mark_zero_when_values_cross_it():
     texts = [t.text for t in root.findall(f"{ns}text")]
     assert "0.0003" in texts and "-0.0002" in texts and "OKX:BTC-USDT-SWAP <swap>" in texts
     assert any(line.get("stroke-dasharray") for line in root.findall(f"{ns}line"))  # the zero line
-    positive = ElementTree.fromstring(line_chart_svg("oi", {"a": [(start, 1.0),
-                                                                  (start + timedelta(hours=1), 2.0)]}))
+    positive = ElementTree.fromstring(
+        line_chart_svg("oi", {"a": [(start, 1.0), (start + timedelta(hours=1), 2.0)]})
+    )
     assert not any(line.get("stroke-dasharray") for line in positive.findall(f"{ns}line"))
     assert "no values yet" in line_chart_svg("empty", {"a": []})
 
@@ -105,7 +113,12 @@ def test_a_line_charts_labels_stay_inside_it():
 
     from marketdata_assets.core.charts import line_chart_svg
 
-    svg = line_chart_svg("BTCUSDT", {"vwap": [(datetime(2025, 1, 15), 95123.4), (datetime(2025, 1, 15, 23, 59), 96001.0)]})
+    svg = line_chart_svg(
+        "BTCUSDT", {"vwap": [(datetime(2025, 1, 15), 95123.4), (datetime(2025, 1, 15, 23, 59), 96001.0)]}
+    )
     texts = {t.text: t.attrib for t in ElementTree.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")}
-    assert texts["2025-01-15 00:00"]["text-anchor"] == "start" and texts["2025-01-15 23:59"]["text-anchor"] == "end"
+    assert (
+        texts["2025-01-15 00:00"]["text-anchor"] == "start"
+        and texts["2025-01-15 23:59"]["text-anchor"] == "end"
+    )
     assert "95,123" in texts and "96,001" in texts and not any("e+" in (text or "") for text in texts)

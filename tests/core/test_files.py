@@ -18,7 +18,9 @@ from marketdata_assets.core.files import (
     reason_file_of,
 )
 
-LONG = "a" * 200 + "-" + "b" * 44 + ".json"  # 250 characters: a file that exists, nothing longer fits beside it
+LONG = (
+    "a" * 200 + "-" + "b" * 44 + ".json"
+)  # 250 characters: a file that exists, nothing longer fits beside it
 
 
 def test_fit_name_keeps_short_names_and_shortens_long_ones_stably():
@@ -81,7 +83,10 @@ def test_quarantine_moves_a_link_pointing_outside_not_its_target(tmp_path):
     assert not os.path.lexists(link) and target.read_text() == "not ours"
     note = reason_file_of(moved).read_text()
     assert note.startswith(f"reason: a symbolic link out of the landing area\nsource: {link}\n")
-    assert "link_target: not recorded (it points outside the landing area)\n" in note and str(outside) not in note
+    assert (
+        "link_target: not recorded (it points outside the landing area)\n" in note
+        and str(outside) not in note
+    )
     inside = landing / "alphas" / "REGULAR" / "OPQRSTU.json"  # a target inside the area is named
     inside.symlink_to(landing / "alphas" / "REGULAR" / "VWXYZAB.json")
     moved_inside = quarantine(inside, "a link", qroot, relative_to=landing)
@@ -90,15 +95,21 @@ def test_quarantine_moves_a_link_pointing_outside_not_its_target(tmp_path):
     (tmp_path / "landing-link").symlink_to(landing)
     dangling = landing / "alphas" / "REGULAR" / "HIJKLMN.json"
     dangling.symlink_to(tmp_path / "gone.json")
-    moved = quarantine(tmp_path / "landing-link" / "alphas" / "REGULAR" / "HIJKLMN.json", "dangling", qroot,
-                       relative_to=tmp_path / "landing-link")
+    moved = quarantine(
+        tmp_path / "landing-link" / "alphas" / "REGULAR" / "HIJKLMN.json",
+        "dangling",
+        qroot,
+        relative_to=tmp_path / "landing-link",
+    )
     assert moved == qroot / "alphas" / "REGULAR" / "HIJKLMN.json" and moved.is_symlink()
 
 
 def test_quarantine_of_a_path_outside_relative_to_goes_flat(tmp_path):
     stray = tmp_path / "stray.json"
     stray.write_text("{")
-    moved = quarantine(stray, "not in the landing area", tmp_path / "quarantine", relative_to=tmp_path / "landing")
+    moved = quarantine(
+        stray, "not in the landing area", tmp_path / "quarantine", relative_to=tmp_path / "landing"
+    )
     assert moved == tmp_path / "quarantine" / "stray.json" and reason_file_of(moved).exists()
 
 
@@ -108,7 +119,13 @@ def test_quarantine_moves_a_directory_and_replaces_an_earlier_copy(tmp_path):
         directory = landing / "alphas" / "ABCDEFG.json"
         directory.mkdir(parents=True)
         (directory / f"inside{round_}.txt").write_text("x")
-        moved = quarantine(directory, f"not a regular file: a directory ({round_})", qroot, relative_to=landing)
+        moved = quarantine(
+            directory, f"not a regular file: a directory ({round_})", qroot, relative_to=landing
+        )
         assert moved.is_dir() and os.listdir(moved) == [f"inside{round_}.txt"]
-        assert reason_file_of(moved).read_text().startswith(f"reason: not a regular file: a directory ({round_})")
+        assert (
+            reason_file_of(moved)
+            .read_text()
+            .startswith(f"reason: not a regular file: a directory ({round_})")
+        )
     assert not os.path.lexists(landing / "alphas" / "ABCDEFG.json")

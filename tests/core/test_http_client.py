@@ -30,8 +30,10 @@ def run(coro):
     return asyncio.run(coro)
 
 
-@pytest.mark.parametrize("header, seconds", [("7", 7.0), ("5.0", 5.0), ("0.25", 0.25), ("-3", 0.0),
-                                             (None, None), ("soon", None), ("nan", None)])
+@pytest.mark.parametrize(
+    "header, seconds",
+    [("7", 7.0), ("5.0", 5.0), ("0.25", 0.25), ("-3", 0.0), (None, None), ("soon", None), ("nan", None)],
+)
 def test_parse_retry_after(header, seconds):
     assert parse_retry_after(header) == seconds
 
@@ -42,8 +44,12 @@ def test_parse_retry_after_http_date():
 
 def test_429_waits_for_float_retry_after_then_succeeds():
     with ScriptedServer() as server:
-        server.replies.extend([Reply(429, b'{"detail":"CONCURRENT_SIMULATION_LIMIT_EXCEEDED"}',
-                                     {"Retry-After": "0.3"}), Reply(200, b'{"ok":true}')])
+        server.replies.extend(
+            [
+                Reply(429, b'{"detail":"CONCURRENT_SIMULATION_LIMIT_EXCEEDED"}', {"Retry-After": "0.3"}),
+                Reply(200, b'{"ok":true}'),
+            ]
+        )
 
         async def go():
             async with ApiClient(server.url, retry=FAST) as api:
@@ -59,7 +65,9 @@ def test_429_waits_for_float_retry_after_then_succeeds():
 
 def test_5xx_retried_with_backoff_and_4xx_returned_to_caller():
     with ScriptedServer() as server:
-        server.replies.extend([Reply(503, b"upstream"), Reply(502, b"bad gateway"), Reply(404, b'{"detail":"x"}')])
+        server.replies.extend(
+            [Reply(503, b"upstream"), Reply(502, b"bad gateway"), Reply(404, b'{"detail":"x"}')]
+        )
 
         async def go():
             async with ApiClient(server.url, retry=FAST, rng=random.Random(1)) as api:
@@ -99,8 +107,13 @@ def test_timeouts_are_retried():
 
 def test_retry_after_beyond_the_allowed_wait_fails_clearly():
     with ScriptedServer() as server:
-        server.replies.append(Reply(418, b'{"code":-1003,"msg":"Way too much request weight used; IP banned"}',
-                                    {"Retry-After": "7200"}))
+        server.replies.append(
+            Reply(
+                418,
+                b'{"code":-1003,"msg":"Way too much request weight used; IP banned"}',
+                {"Retry-After": "7200"},
+            )
+        )
 
         async def go():
             async with ApiClient(server.url, retry=FAST) as api:
@@ -134,8 +147,10 @@ def test_token_bucket_paces_requests_on_a_fake_clock():
     assert slept == pytest.approx([0.5] * 4)
 
 
-@pytest.mark.parametrize("per_minute, window_s, requests, over_s", [
-    (200, 60.0, 200, 60.0), (1200, 1.0, 20, 1.0), (0.5, 60.0, 1, 120.0), (90, 0.5, 1, 2 / 3)])
+@pytest.mark.parametrize(
+    "per_minute, window_s, requests, over_s",
+    [(200, 60.0, 200, 60.0), (1200, 1.0, 20, 1.0), (0.5, 60.0, 1, 120.0), (90, 0.5, 1, 2 / 3)],
+)
 def test_a_rate_is_a_limit_over_any_window(per_minute, window_s, requests, over_s):
     gate = WindowGate.for_rate(per_minute, window_s)
     assert (gate.requests, gate.window_s) == (requests, pytest.approx(over_s))
@@ -162,8 +177,13 @@ def _held_slots(slots: int, status: int, body: bytes, retry_after: str) -> tuple
         refused.wait(5)
         time.sleep(0.2)
 
-    first = Reply(status, body, {"Content-Type": "application/json", "Retry-After": retry_after},
-                  before=refuse, after=refused.set)
+    first = Reply(
+        status,
+        body,
+        {"Content-Type": "application/json", "Retry-After": retry_after},
+        before=refuse,
+        after=refused.set,
+    )
     return [first, *(Reply(200, b'{"ok":true}', before=hold) for _ in range(slots - 1))], went_out
 
 
@@ -174,13 +194,17 @@ def test_no_request_reaches_the_server_inside_a_retry_after(status, workers, slo
     answered, so none was on the wire)."""
     with ScriptedServer() as server:
         replies, went_out = _held_slots(slots, status, b'{"detail":"slow down"}', str(RETRY_AFTER))
-        server.replies.extend([*replies, *(Reply(200, b'{"ok":true}', delay_s=0.01) for _ in range(3 * workers))])
+        server.replies.extend(
+            [*replies, *(Reply(200, b'{"ok":true}', delay_s=0.01) for _ in range(3 * workers))]
+        )
 
         async def worker(api, n):
             return [await api.call("GET", f"/w{n}/{k}") for k in range(3)]
 
         async def go():
-            async with ApiClient(server.url, retry=FAST, requests_per_minute=6000, max_concurrency=slots) as api:
+            async with ApiClient(
+                server.url, retry=FAST, requests_per_minute=6000, max_concurrency=slots
+            ) as api:
                 return await asyncio.gather(*(worker(api, n) for n in range(workers))), api.stats
 
         answers, stats = run(go())
@@ -197,18 +221,31 @@ def test_a_ban_ends_the_pause_of_every_waiting_request():
     """A 429 (Retry-After: 20) pauses everyone; a 418 ban from a request still in flight then fails
     every paused or queued request at once, with the ban, the 429's retry too (not after 20 s), and
     nothing more reaches the server."""
+
     class Banning(ApiClient):
         ERRORS = ErrorTable(status={418: "banned"})
 
     together, refused, banned = threading.Barrier(4), threading.Event(), threading.Event()
     ok = b'{"ok":true}'
     with ScriptedServer() as server:
-        server.replies.extend([
-            Reply(429, b'{"detail":"slow down"}', {"Retry-After": "20"}, before=lambda: together.wait(5),
-                  after=refused.set),
-            Reply(418, b'{"msg":"IP banned"}', before=lambda: (together.wait(5), refused.wait(5), time.sleep(0.3)),
-                  after=banned.set),
-            *[Reply(200, ok, before=lambda: (together.wait(5), banned.wait(5)))] * 2])
+        server.replies.extend(
+            [
+                Reply(
+                    429,
+                    b'{"detail":"slow down"}',
+                    {"Retry-After": "20"},
+                    before=lambda: together.wait(5),
+                    after=refused.set,
+                ),
+                Reply(
+                    418,
+                    b'{"msg":"IP banned"}',
+                    before=lambda: (together.wait(5), refused.wait(5), time.sleep(0.3)),
+                    after=banned.set,
+                ),
+                *[Reply(200, ok, before=lambda: (together.wait(5), banned.wait(5)))] * 2,
+            ]
+        )
 
         async def worker(api, n):
             return [await api.call("GET", f"/w{n}/{k}") for k in range(3)]
@@ -253,9 +290,17 @@ def test_a_refusal_pauses_everyone_as_soon_as_its_headers_arrive():
         async with ApiClient("http://127.0.0.1:9") as api:
             trace = api._at_the_wire(None)
             paused = []
-            for status, retry_after in ((200, b"5"), (503, b"5"), (429, b"soon"), (418, b"7200"), (429, b"2")):
-                await trace("http11.receive_response_headers.complete",
-                            {"return_value": (b"HTTP/1.1", status, b"", [(b"Retry-After", retry_after)])})
+            for status, retry_after in (
+                (200, b"5"),
+                (503, b"5"),
+                (429, b"soon"),
+                (418, b"7200"),
+                (429, b"2"),
+            ):
+                await trace(
+                    "http11.receive_response_headers.complete",
+                    {"return_value": (b"HTTP/1.1", status, b"", [(b"Retry-After", retry_after)])},
+                )
                 paused.append(api.pause_until)
             return paused
 
@@ -268,6 +313,7 @@ def test_a_rolling_limit_holds_in_every_window_the_server_sees():
     """At most 20 requests in any second; 30 asked at once, 4 in flight, answers taking 0-30 ms:
     the server's count in its busiest sliding second is at most 20 (a bucket's burst on top of a
     second's refill let 24 through)."""
+
     class TwentyPerSecond(ApiClient):
         LIMITS = Limits(requests_per_minute=1200, rate_window_s=1.0, max_concurrency=4)
 
@@ -286,8 +332,13 @@ def test_a_rolling_limit_holds_in_every_window_the_server_sees():
 
 
 def test_resource_builds_a_client_with_its_policy():
-    resource = HttpApiResource(base_url="http://127.0.0.1:9/api/", requests_per_minute=200, max_concurrency=3,
-                               max_retries=2, backoff_base_s=0.1)
+    resource = HttpApiResource(
+        base_url="http://127.0.0.1:9/api/",
+        requests_per_minute=200,
+        max_concurrency=3,
+        max_retries=2,
+        backoff_base_s=0.1,
+    )
 
     async def go():
         async with resource.make_client() as api:
@@ -301,8 +352,11 @@ def test_resource_builds_a_client_with_its_policy():
 def test_error_table_classifies_fragments_codes_and_statuses_in_that_order():
     from marketdata_assets.core.http import ErrorTable
 
-    table = ErrorTable(broad=(("banned until", "banned"), ("每天", "quota", "40203")),
-                       exact={"-1003": "rate_limited", "Not Found": "not_found"}, status={418: "banned"})
+    table = ErrorTable(
+        broad=(("banned until", "banned"), ("每天", "quota", "40203")),
+        exact={"-1003": "rate_limited", "Not Found": "not_found"},
+        status={418: "banned"},
+    )
     assert table.classify(429, -1003, "Way too much request weight used; IP banned until 1") == "banned"
     assert table.classify(429, -1003, "Too much request weight used") == "rate_limited"
     assert table.classify(200, 40203, "抱歉，您每天最多访问该接口") == "quota"
@@ -310,7 +364,13 @@ def test_error_table_classifies_fragments_codes_and_statuses_in_that_order():
     assert table.classify(404, "not found", "") == "not_found"  # codes match case-insensitively
     assert table.classify(418, None, "") == "banned"
     assert [table.classify(s, None, "") for s in (401, 403, 404, 429, 503, 400)] == [
-        "permission", "permission", "not_found", "rate_limited", "retry", "rejected"]
+        "permission",
+        "permission",
+        "not_found",
+        "rate_limited",
+        "retry",
+        "rejected",
+    ]
 
 
 def test_a_body_dripped_a_byte_at_a_time_is_cut_off_by_the_deadline():
@@ -336,8 +396,11 @@ def test_a_body_dripped_a_byte_at_a_time_is_cut_off_by_the_deadline():
             body = b'{"data": "' + b"x" * 200 + b'"}'
             try:
                 conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                             + str(len(body)).encode() + b"\r\n\r\n")
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                    + str(len(body)).encode()
+                    + b"\r\n\r\n"
+                )
                 for byte in body:
                     if stop.is_set():
                         break
@@ -353,8 +416,9 @@ def test_a_body_dripped_a_byte_at_a_time_is_cut_off_by_the_deadline():
     url = f"http://127.0.0.1:{listener.getsockname()[1]}"
 
     async def go():
-        async with ApiClient(url, timeout_s=1.0, deadline_s=0.5,
-                             retry=RetryPolicy(max_retries=1, backoff_base_s=0.01)) as api:
+        async with ApiClient(
+            url, timeout_s=1.0, deadline_s=0.5, retry=RetryPolicy(max_retries=1, backoff_base_s=0.01)
+        ) as api:
             return await api.call("GET", "/page"), api.stats
 
     started = time.monotonic()

@@ -45,12 +45,16 @@ def test_dead_runs_are_unfinished_runs_of_this_host_whose_own_process_is_gone():
     dead = RunView("a" * 36, "STARTED", process_tags("a" * 36, "minute bars", gone))
     live = RunView("b" * 36, "STARTED", process_tags("b" * 36, "x"))
     elsewhere = RunView("c" * 36, "STARTED", process_tags("c" * 36, "x", ProcessRef("other", gone.pid, "")))
-    copied = RunView("d" * 36, "STARTED", process_tags("a" * 36, "x", gone))  # a re-execution: its parent's tags
+    copied = RunView(
+        "d" * 36, "STARTED", process_tags("a" * 36, "x", gone)
+    )  # a re-execution: its parent's tags
     ended = RunView("e" * 36, "FAILURE", process_tags("e" * 36, "x", gone))
     assert dead_runs([dead, live, elsewhere, copied, ended]) == [dead]
-    assert swept_line([dead], {"timescaledb": 1}) == ("cleaned up: 1 earlier run found dead (process gone) and marked "
-                                                      "failed: run aaaaaaaa (minute bars); 1 pool slot freed "
-                                                      "(timescaledb 1)")
+    assert swept_line([dead], {"timescaledb": 1}) == (
+        "cleaned up: 1 earlier run found dead (process gone) and marked "
+        "failed: run aaaaaaaa (minute bars); 1 pool slot freed "
+        "(timescaledb 1)"
+    )
     assert swept_line([], {}) == ""
 
 
@@ -82,25 +86,41 @@ def test_the_sensor_fails_dead_runs_and_frees_slots_no_run_can_use(instance):
     live = str(uuid.uuid4())
     add_run(instance, dg.DagsterRunStatus.STARTED, process_tags(live, "live"), live)
     other = str(uuid.uuid4())
-    add_run(instance, dg.DagsterRunStatus.STARTED, process_tags(other, "x", ProcessRef("other-host", gone.pid, "")),
-            other)
+    add_run(
+        instance,
+        dg.DagsterRunStatus.STARTED,
+        process_tags(other, "x", ProcessRef("other-host", gone.pid, "")),
+        other,
+    )
     copied = add_run(instance, dg.DagsterRunStatus.STARTED, {**process_tags(dead, "x", gone)})
     ended = add_run(instance, dg.DagsterRunStatus.SUCCESS, {})  # finished without freeing its slot
-    for run_id, pool in ((dead, "timescaledb"), (live, "timescaledb"), (other, "timescaledb"), (ended, "mongodb")):
+    for run_id, pool in (
+        (dead, "timescaledb"),
+        (live, "timescaledb"),
+        (other, "timescaledb"),
+        (ended, "mongodb"),
+    ):
         assert storage.claim_concurrency_slot(pool, run_id, "step").is_claimed
     assert copied != dead and instance.get_run_by_id(copied).tags[RUN_TAG] == dead
 
     result = dead_run_sweep(dg.build_sensor_context(instance=instance))
     assert isinstance(result, dg.SkipReason)
-    assert result.skip_message == ("cleaned up: 1 earlier run found dead (process gone) and marked failed: run "
-                                   f"{dead[:8]} (minute bars); 2 pool slots freed (mongodb 1, timescaledb 1)")
+    assert result.skip_message == (
+        "cleaned up: 1 earlier run found dead (process gone) and marked failed: run "
+        f"{dead[:8]} (minute bars); 2 pool slots freed (mongodb 1, timescaledb 1)"
+    )
     status = {run_id: instance.get_run_by_id(run_id).status for run_id in (dead, live, other, copied, ended)}
-    assert status == {dead: dg.DagsterRunStatus.FAILURE, live: dg.DagsterRunStatus.STARTED,
-                      other: dg.DagsterRunStatus.STARTED, copied: dg.DagsterRunStatus.STARTED,
-                      ended: dg.DagsterRunStatus.SUCCESS}
+    assert status == {
+        dead: dg.DagsterRunStatus.FAILURE,
+        live: dg.DagsterRunStatus.STARTED,
+        other: dg.DagsterRunStatus.STARTED,
+        copied: dg.DagsterRunStatus.STARTED,
+        ended: dg.DagsterRunStatus.SUCCESS,
+    }
     holders = {s.run_id for s in storage.get_concurrency_info("timescaledb").claimed_slots}
     assert holders == {live, other} and not storage.get_concurrency_info("mongodb").claimed_slots
     failure = instance.all_logs(dead, of_type=dg.DagsterEventType.RUN_FAILURE)[0]
     assert f"the process that ran it ({gone.pid} on {gone.host}) no longer exists" in failure.message
     assert dead_run_sweep(dg.build_sensor_context(instance=instance)).skip_message == (
-        "no dead runs, no stray pool slots")
+        "no dead runs, no stray pool slots"
+    )

@@ -3,7 +3,7 @@ it was, sizes by the version valid that day, one rate-limited lookup of an instr
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -16,13 +16,28 @@ from marketdata_assets.datasets.instruments import (
     from_frame,
 )
 
-T0 = datetime(2025, 1, 10, tzinfo=timezone.utc)
+T0 = datetime(2025, 1, 10, tzinfo=UTC)
 
 
 def swap(name: str = "BTC-USDT-SWAP", value: float = 0.01, **kw) -> Instrument:
-    fields = {"venue": "OKX", "instrument": name, "type": "perpetual", "base": "BTC", "quote": "USDT", "settle": "USDT",
-                  "inverse": False, "contract_value": value, "contract_multiplier": 1.0, "contract_unit": "BTC", "tick_size": 0.1,
-                  "lot_size": 1.0, "min_size": 1.0, "listed": T0 - timedelta(days=30), "expires": None, "status": "live"}
+    fields = {
+        "venue": "OKX",
+        "instrument": name,
+        "type": "perpetual",
+        "base": "BTC",
+        "quote": "USDT",
+        "settle": "USDT",
+        "inverse": False,
+        "contract_value": value,
+        "contract_multiplier": 1.0,
+        "contract_unit": "BTC",
+        "tick_size": 0.1,
+        "lot_size": 1.0,
+        "min_size": 1.0,
+        "listed": T0 - timedelta(days=30),
+        "expires": None,
+        "status": "live",
+    }
     return Instrument(**{**fields, **kw})
 
 
@@ -37,18 +52,34 @@ def test_a_changed_contract_value_is_a_new_version_and_old_days_keep_the_old_one
     assert master.at("OKX", "BTC-USDT-SWAP", T0).contract_value == 0.01
     assert master.at("OKX", "BTC-USDT-SWAP", later).contract_value == 0.001
     assert len(master.history("OKX", "BTC-USDT-SWAP")) == 2  # nothing overwritten
-    assert changes(master.current(), [swap(value=0.001)], later + timedelta(days=1)) == []  # no change, no version
+    assert (
+        changes(master.current(), [swap(value=0.001)], later + timedelta(days=1)) == []
+    )  # no change, no version
     # the stored rows read back as the same versions
     assert from_frame(frame([*first, *second])) == [*first, *second]
 
 
 def test_a_day_universe_has_no_survivor_bias():
     listed = T0 + timedelta(days=3)
-    master = Master(changes({}, [swap(), swap("ETH-USDT-SWAP", 0.1, listed=listed, base="ETH", contract_unit="ETH"),
-                                 swap("BTC-USDT-250117", type="future", expires=T0 + timedelta(days=7, hours=8))], T0))
+    master = Master(
+        changes(
+            {},
+            [
+                swap(),
+                swap("ETH-USDT-SWAP", 0.1, listed=listed, base="ETH", contract_unit="ETH"),
+                swap("BTC-USDT-250117", type="future", expires=T0 + timedelta(days=7, hours=8)),
+            ],
+            T0,
+        )
+    )
     gone_at = T0 + timedelta(days=10)
-    master.add(changes(master.current(), [swap("ETH-USDT-SWAP", 0.1, listed=listed, base="ETH", contract_unit="ETH")],
-                       gone_at))
+    master.add(
+        changes(
+            master.current(),
+            [swap("ETH-USDT-SWAP", 0.1, listed=listed, base="ETH", contract_unit="ETH")],
+            gone_at,
+        )
+    )
     assert master.at("OKX", "BTC-USDT-SWAP").status == "gone"  # left the listing unannounced
     assert master.at("OKX", "BTC-USDT-250117").status == "expired"
 
@@ -57,7 +88,11 @@ def test_a_day_universe_has_no_survivor_bias():
 
     assert names(T0.date()) == ["BTC-USDT-250117", "BTC-USDT-SWAP"]  # ETH not listed yet
     assert names(listed.date()) == ["BTC-USDT-250117", "BTC-USDT-SWAP", "ETH-USDT-SWAP"]
-    assert names((T0 + timedelta(days=7)).date()) == ["BTC-USDT-250117", "BTC-USDT-SWAP", "ETH-USDT-SWAP"]  # expiry day
+    assert names((T0 + timedelta(days=7)).date()) == [
+        "BTC-USDT-250117",
+        "BTC-USDT-SWAP",
+        "ETH-USDT-SWAP",
+    ]  # expiry day
     assert names((T0 + timedelta(days=8)).date()) == ["BTC-USDT-SWAP", "ETH-USDT-SWAP"]
     assert names((gone_at - timedelta(days=1)).date()) == ["BTC-USDT-SWAP", "ETH-USDT-SWAP"]  # its last day
     assert names(gone_at.date()) == ["ETH-USDT-SWAP"]  # missed at 00:00: not listed that day
@@ -118,5 +153,7 @@ def test_an_instrument_first_seen_delisted_keeps_the_days_it_traded():
     master = Master(changes({}, [old], T0))
     assert [i.instrument for i in master.listed_on("OKX", (first - timedelta(days=1)).date())] == []
     assert [i.instrument for i in master.listed_on("OKX", first.date())] == ["OLD-USDT-SWAP"]
-    assert [i.instrument for i in master.listed_on("OKX", (ended - timedelta(days=1)).date())] == ["OLD-USDT-SWAP"]
+    assert [i.instrument for i in master.listed_on("OKX", (ended - timedelta(days=1)).date())] == [
+        "OLD-USDT-SWAP"
+    ]
     assert [i.instrument for i in master.listed_on("OKX", ended.date())] == []

@@ -4,7 +4,7 @@ by the volume snapshot taken before the day ended, a look-ahead said."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,9 +16,12 @@ from tests.datasets.test_instruments import T0, swap
 
 def master() -> Master:
     listed = T0 + timedelta(days=3)
-    items = [swap(), swap("ETH-USDT-SWAP", 0.1, base="ETH", listed=listed),
-             swap("BTC-USD-SWAP", 100.0, quote="USD", settle="BTC", inverse=True),
-             swap("BTC-USDT", 1.0, type="spot")]
+    items = [
+        swap(),
+        swap("ETH-USDT-SWAP", 0.1, base="ETH", listed=listed),
+        swap("BTC-USD-SWAP", 100.0, quote="USD", settle="BTC", inverse=True),
+        swap("BTC-USDT", 1.0, type="spot"),
+    ]
     book = Master(changes({}, items, T0))
     book.add(changes(book.current(), items[1:], T0 + timedelta(days=5)))  # BTC-USDT-SWAP left the listing
     return book
@@ -28,14 +31,21 @@ def test_a_rule_resolves_per_day_without_survivor_bias():
     book, rule = master(), Rule("OKX", types=("perpetual",), settles=("USDT",))
     assert resolve(book, rule, T0.date()) == ["BTC-USDT-SWAP"]  # ETH not listed yet
     assert resolve(book, rule, (T0 + timedelta(days=3)).date()) == ["BTC-USDT-SWAP", "ETH-USDT-SWAP"]
-    assert resolve(book, rule, (T0 + timedelta(days=4)).date()) == ["BTC-USDT-SWAP", "ETH-USDT-SWAP"]  # its last day
-    assert resolve(book, rule, (T0 + timedelta(days=5)).date()) == ["ETH-USDT-SWAP"]  # missed at 00:00 that day
+    assert resolve(book, rule, (T0 + timedelta(days=4)).date()) == [
+        "BTC-USDT-SWAP",
+        "ETH-USDT-SWAP",
+    ]  # its last day
+    assert resolve(book, rule, (T0 + timedelta(days=5)).date()) == [
+        "ETH-USDT-SWAP"
+    ]  # missed at 00:00 that day
     assert explain(book, rule, T0.date()) == {"listed": 3, "by rule": 1, "explicit": 0, "in the universe": 1}
 
 
 def test_explicit_lists_include_and_exclude():
     book = master()
-    assert resolve(book, Rule("OKX", explicit=("BTC-USDT",)), T0.date()) == ["BTC-USDT"]  # today's lists still work
+    assert resolve(book, Rule("OKX", explicit=("BTC-USDT",)), T0.date()) == [
+        "BTC-USDT"
+    ]  # today's lists still work
     rule = Rule("OKX", types=("perpetual",), exclude=("BTC-USD-SWAP",), include=("BTC-USDT",))
     assert resolve(book, rule, T0.date()) == ["BTC-USDT", "BTC-USDT-SWAP"]
     with pytest.raises(ValueError, match="type.*swap"):
@@ -54,12 +64,18 @@ def spot_master() -> Master:
 
 
 def snapshot(taken, **volumes) -> list[Volume]:
-    return [Volume("OKX", f"{coin}-USDT", taken, quote_volume, "USDT") for coin, quote_volume in volumes.items()]
+    return [
+        Volume("OKX", f"{coin}-USDT", taken, quote_volume, "USDT") for coin, quote_volume in volumes.items()
+    ]
 
 
 FIRST, SECOND = T0 + timedelta(hours=0, minutes=10), T0 + timedelta(days=3, minutes=10)  # two daily refreshes
-BOOK = Volumes([*snapshot(FIRST, BTC=900.0, ETH=500.0, SOL=500.0, XRP=20.0, DOGE=10.0),
-                *snapshot(SECOND, BTC=900.0, ETH=30.0, SOL=40.0, XRP=700.0, DOGE=600.0)])
+BOOK = Volumes(
+    [
+        *snapshot(FIRST, BTC=900.0, ETH=500.0, SOL=500.0, XRP=20.0, DOGE=10.0),
+        *snapshot(SECOND, BTC=900.0, ETH=30.0, SOL=40.0, XRP=700.0, DOGE=600.0),
+    ]
+)
 
 
 def test_top_n_takes_the_largest_volumes_ties_by_name_and_keeps_explicit_and_include():
@@ -67,14 +83,19 @@ def test_top_n_takes_the_largest_volumes_ties_by_name_and_keeps_explicit_and_inc
     rule = Rule("OKX", types=("spot",), top=2)
     assert resolve(book, rule, day, BOOK) == ["BTC-USDT", "ETH-USDT"]  # ETH and SOL tie at 500: by name
     assert resolve(book, rule, day, BOOK) == resolve(spot_master(), rule, day, BOOK)  # deterministic
-    rule = Rule("OKX", types=("spot",), top=2, include=("DOGE-USDT",), exclude=("BTC-USDT",),
-                explicit=("XRP-USDT",))
+    rule = Rule(
+        "OKX", types=("spot",), top=2, include=("DOGE-USDT",), exclude=("BTC-USDT",), explicit=("XRP-USDT",)
+    )
     assert resolve(book, rule, day, BOOK) == ["DOGE-USDT", "ETH-USDT", "SOL-USDT", "XRP-USDT"]
     counts = explain(book, rule, day, BOOK)
     assert (counts["before the cut"], counts["with a volume"], counts["after the cut"]) == (4, 4, 2)
     assert counts["top"] == f"top 2 by 24 h volume as of {FIRST:%Y-%m-%d %H:%M} UTC"
     assert explain(book, Rule("OKX", types=("spot",)), day, BOOK) == {  # no top: counts as before
-        "listed": 5, "by rule": 5, "explicit": 0, "in the universe": 5}
+        "listed": 5,
+        "by rule": 5,
+        "explicit": 0,
+        "in the universe": 5,
+    }
 
 
 def test_each_day_ranks_by_the_snapshot_taken_before_it_ended():
@@ -83,19 +104,26 @@ def test_each_day_ranks_by_the_snapshot_taken_before_it_ended():
     assert resolve(book, rule, days[2], BOOK) == ["BTC-USDT", "ETH-USDT"]  # the first snapshot still
     assert resolve(book, rule, days[3], BOOK) == ["BTC-USDT", "XRP-USDT"]  # the second: taken that day
     assert resolve(book, rule, days[4], BOOK) == ["BTC-USDT", "XRP-USDT"]
-    assert pick([FIRST, SECOND], days[2]) == (FIRST, False) and pick([FIRST, SECOND], days[3]) == (SECOND, False)
-    at_midnight = datetime.combine(days[3], datetime.min.time(), timezone.utc)
+    assert pick([FIRST, SECOND], days[2]) == (FIRST, False) and pick([FIRST, SECOND], days[3]) == (
+        SECOND,
+        False,
+    )
+    at_midnight = datetime.combine(days[3], datetime.min.time(), UTC)
     assert pick([FIRST, at_midnight], days[2]) == (FIRST, False)  # 00:00 of the next day is not the day's
     # PEPE, listed on day 2, is in no snapshot of BOOK: never ranked; one that holds it ranks it
     assert "PEPE-USDT" not in resolve(book, Rule("OKX", types=("spot",), top=6), days[2], BOOK)
-    assert resolve(book, rule, days[3], Volumes(snapshot(SECOND, PEPE=5000.0, BTC=1.0))) == ["BTC-USDT", "PEPE-USDT"]
+    assert resolve(book, rule, days[3], Volumes(snapshot(SECOND, PEPE=5000.0, BTC=1.0))) == [
+        "BTC-USDT",
+        "PEPE-USDT",
+    ]
 
 
 def test_a_day_before_the_first_snapshot_is_flagged_as_look_ahead_and_no_snapshot_takes_none():
     book, rule, before = spot_master(), Rule("OKX", types=("spot",), top=2), (T0 - timedelta(days=1)).date()
     assert resolve(book, rule, before, BOOK) == ["BTC-USDT", "ETH-USDT"]  # the first snapshot, after the day
     assert explain(book, rule, before, BOOK)["top"] == (
-        f"top 2 by 24 h volume as of {FIRST:%Y-%m-%d %H:%M} UTC — after the day: look-ahead")
+        f"top 2 by 24 h volume as of {FIRST:%Y-%m-%d %H:%M} UTC — after the day: look-ahead"
+    )
     nothing = explain(book, Rule("OKX", types=("spot",), top=2, explicit=("BTC-USDT",)), before)
     assert nothing["in the universe"] == 1 and "no volume snapshot" in nothing["top"]  # the explicit one only
     with pytest.raises(KeyError, match="not read"):  # a snapshot the resolution did not read: never guessed
@@ -112,5 +140,9 @@ def test_the_resolver_of_the_runs_keeps_each_days_cut_and_says_the_look_ahead_da
     days = [(T0 + timedelta(days=k)).date() for k in (-2, -1, 0, 3)]
     assert [universe("OKX", day) for day in days] == [["BTC-USDT"]] * 4
     assert [cuts[("OKX", day)].snapshot.look_ahead for day in days] == [True, True, False, False]
-    assert cut_warnings(cuts) == [(f"OKX {days[0]}..{days[1]} (2 day(s)): top 1 by 24 h volume as of "
-                                   f"{FIRST:%Y-%m-%d %H:%M} UTC — after the day: look-ahead")]
+    assert cut_warnings(cuts) == [
+        (
+            f"OKX {days[0]}..{days[1]} (2 day(s)): top 1 by 24 h volume as of "
+            f"{FIRST:%Y-%m-%d %H:%M} UTC — after the day: look-ahead"
+        )
+    ]

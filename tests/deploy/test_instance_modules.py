@@ -19,15 +19,18 @@ from packaging.requirements import Requirement
 from tests.deploy import manifests as m
 from tests.test_compose import load_requirements_module
 
-# What the pinned chart's templates (helm/dagster/templates/helpers/instance/*.tpl) render for each type the values may choose.
+# What the pinned chart's templates (helm/dagster/templates/helpers/instance/*.tpl) render for each type the
+# values may choose.
 CHART = {
     ("runLauncher", "K8sRunLauncher"): ("dagster_k8s", "K8sRunLauncher"),
     ("runLauncher", "CeleryK8sRunLauncher"): ("dagster_celery_k8s", "CeleryK8sRunLauncher"),
     ("runCoordinator", "QueuedRunCoordinator"): ("dagster._core.run_coordinator", "QueuedRunCoordinator"),
     ("runCoordinator", "DefaultRunCoordinator"): ("dagster._core.run_coordinator", "DefaultRunCoordinator"),
     ("scheduler", "DagsterDaemonScheduler"): ("dagster._core.scheduler", "DagsterDaemonScheduler"),
-    ("computeLogManager", "NoOpComputeLogManager"): ("dagster._core.storage.noop_compute_log_manager",
-                                                     "NoOpComputeLogManager"),
+    ("computeLogManager", "NoOpComputeLogManager"): (
+        "dagster._core.storage.noop_compute_log_manager",
+        "NoOpComputeLogManager",
+    ),
 }
 # The chart's defaults for the sections our values leave out, and the storage it always renders.
 CHART_DEFAULTS = {"scheduler": "DagsterDaemonScheduler", "computeLogManager": "NoOpComputeLogManager"}
@@ -45,12 +48,19 @@ def _modules_in(tree) -> list[tuple[str, str]]:
 def instance_classes() -> dict[str, tuple[str, str]]:
     values = yaml.safe_load(m.VALUES.read_text())
     instance = yaml.safe_load((m.REPO / "instance" / "dagster.yaml").read_text())
-    chosen = {"runLauncher": values["runLauncher"]["type"],
-              "runCoordinator": values["dagsterDaemon"]["runCoordinator"]["type"],
-              **{section: values.get(section, {}).get("type", default) for section, default in CHART_DEFAULTS.items()}}
+    chosen = {
+        "runLauncher": values["runLauncher"]["type"],
+        "runCoordinator": values["dagsterDaemon"]["runCoordinator"]["type"],
+        **{
+            section: values.get(section, {}).get("type", default)
+            for section, default in CHART_DEFAULTS.items()
+        },
+    }
     classes = {f"helm {section}: {kind}": CHART[(section, kind)] for section, kind in chosen.items()}
-    classes |= {f"helm additionalInstanceConfig: {c}": (mod, c)
-                for mod, c in _modules_in(values.get("additionalInstanceConfig", {}))}
+    classes |= {
+        f"helm additionalInstanceConfig: {c}": (mod, c)
+        for mod, c in _modules_in(values.get("additionalInstanceConfig", {}))
+    }
     classes |= {f"instance/dagster.yaml: {c}": (mod, c) for mod, c in _modules_in(instance)}
     if "postgres" in instance.get("storage", {}):
         classes["instance/dagster.yaml storage: postgres"] = POSTGRES_STORAGE
@@ -94,12 +104,19 @@ def test_every_instance_class_imports_from_the_image(where):
     assert owners, f"{where}: no installed distribution provides {top} (add it to pyproject's dependencies)"
     assert owners & image_distributions(), (
         f"{where}: {module} comes from {sorted(owners)}, which the image does not install "
-        f"(docker/requirements.py's runtime requirements)")
+        f"(docker/requirements.py's runtime requirements)"
+    )
     cls = getattr(importlib.import_module(module), name)
-    assert isinstance(cls, type) and issubclass(cls, ConfigurableClass), f"{where}: {module}.{name} is not a configurable class"
+    assert isinstance(cls, type) and issubclass(cls, ConfigurableClass), (
+        f"{where}: {module}.{name} is not a configurable class"
+    )
 
 
 def test_dagster_k8s_is_pinned_with_dagster():
-    pins = {Requirement(r).name: str(Requirement(r).specifier)
-            for r in REQUIREMENTS.runtime_requirements(m.REPO / "pyproject.toml")}
-    assert pins["dagster-k8s"] == pins["dagster-postgres"], "the dagster-* libraries share one release (0.x.y)"
+    pins = {
+        Requirement(r).name: str(Requirement(r).specifier)
+        for r in REQUIREMENTS.runtime_requirements(m.REPO / "pyproject.toml")
+    }
+    assert pins["dagster-k8s"] == pins["dagster-postgres"], (
+        "the dagster-* libraries share one release (0.x.y)"
+    )

@@ -58,14 +58,17 @@ def _container(obj: dict) -> dict:
     return m.pod_spec(obj)["containers"][0]
 
 
-@pytest.mark.parametrize(("why", "change"), [
-    ("unknown key", lambda d: _container(d).update(envFromm=[])),
-    ("unknown key in the pod spec", lambda d: m.pod_spec(d).update(restartPolicyy="Always")),
-    ("wrong type", lambda d: d["spec"].update(replicas="one")),
-    ("wrong type of a port", lambda d: _container(d)["ports"][0].update(containerPort="metrics")),
-    ("broken value: a list where an object goes", lambda d: _container(d).update(resources=["cpu"])),
-    ("required value missing", lambda d: _container(d).pop("name")),
-])
+@pytest.mark.parametrize(
+    ("why", "change"),
+    [
+        ("unknown key", lambda d: _container(d).update(envFromm=[])),
+        ("unknown key in the pod spec", lambda d: m.pod_spec(d).update(restartPolicyy="Always")),
+        ("wrong type", lambda d: d["spec"].update(replicas="one")),
+        ("wrong type of a port", lambda d: _container(d)["ports"][0].update(containerPort="metrics")),
+        ("broken value: a list where an object goes", lambda d: _container(d).update(resources=["cpu"])),
+        ("required value missing", lambda d: _container(d).pop("name")),
+    ],
+)
 def test_the_validator_rejects_a_broken_object(why, change):
     broken = _deployment()
     change(broken)
@@ -76,8 +79,12 @@ def test_the_validator_rejects_a_broken_object(why, change):
 def test_kustomize_fails_on_a_broken_kustomization(tmp_path):
     shutil.copytree(m.BASE, tmp_path / "base")
     kustomization = tmp_path / "base" / "kustomization.yaml"
-    kustomization.write_text(kustomization.read_text().replace("  - exporter.yaml", "  - exporter-missing.yaml"))
-    assert m.kustomize(tmp_path / "base").returncode != 0, "kustomize rendered a kustomization naming a missing file"
+    kustomization.write_text(
+        kustomization.read_text().replace("  - exporter.yaml", "  - exporter-missing.yaml")
+    )
+    assert m.kustomize(tmp_path / "base").returncode != 0, (
+        "kustomize rendered a kustomization naming a missing file"
+    )
     (tmp_path / "base" / "kustomization.yaml").write_text("resources: [nats.yaml]\nbogusField: 1\n")
     assert m.kustomize(tmp_path / "base").returncode != 0, "kustomize accepted an unknown field"
 
@@ -94,7 +101,9 @@ def test_every_setting_reaches_the_containers_of_our_image():
     extra = sorted(n for n in documented_secrets - SECRETS if not ACCOUNT_VAR.match(n))
     assert not extra, f"secrets.env.example: {extra} are no secret settings"
     for name in documented_secrets:
-        assert m.read_env_file(m.DEPLOY / "k8s" / "secrets.env.example")[name] == "", f"secrets.env.example: {name} has a value"
+        assert m.read_env_file(m.DEPLOY / "k8s" / "secrets.env.example")[name] == "", (
+            f"secrets.env.example: {name} has a value"
+        )
     for workload, container in m.our_containers(m.rendered(m.OVERLAY)):
         sources = container.get("envFrom", [])
         assert {"configMapRef": {"name": m.CONFIGMAP}} in sources, f"{workload}: no envFrom {m.CONFIGMAP}"
@@ -111,13 +120,18 @@ def test_every_container_of_our_image_reads_the_sources_file_from_its_configmap(
     workloads = m.workloads(docs)
     for workload, container in m.our_containers(docs):
         volumes = {v["name"]: v for v in m.pod_spec(workloads[workload])["volumes"]}
-        mount = next((v for v in container.get("volumeMounts", []) if v["mountPath"] == str(path.parent)), None)
+        mount = next(
+            (v for v in container.get("volumeMounts", []) if v["mountPath"] == str(path.parent)), None
+        )
         assert mount and volumes[mount["name"]].get("configMap", {}).get("name") == "marketdata-sources", (
-            f"{workload}: {path.parent} is not the ConfigMap marketdata-sources")
+            f"{workload}: {path.parent} is not the ConfigMap marketdata-sources"
+        )
 
 
 def _model(overrides: dict | None = None) -> capacity.Plan:
-    return capacity.plan(capacity.fit_run_cost(json.loads(capacity.RUNS_FILE.read_text())), overrides=overrides)
+    return capacity.plan(
+        capacity.fit_run_cost(json.loads(capacity.RUNS_FILE.read_text())), overrides=overrides
+    )
 
 
 def test_the_overlay_holds_what_the_capacity_model_generates():
@@ -125,7 +139,8 @@ def test_the_overlay_holds_what_the_capacity_model_generates():
     for name, text in generated.items():
         assert (m.OVERLAY / name).read_text() == text, (
             f"{name} is not the model's answer: run `python -m bench capacity --emit-kustomize "
-            "deploy/k8s/overlays/production`")
+            "deploy/k8s/overlays/production`"
+        )
 
 
 def test_the_live_consumers_are_as_many_as_the_capacity_model_asks():
@@ -153,8 +168,11 @@ def test_the_collectors_are_as_many_as_the_capacity_model_asks():
     """One collector per venue group: the model's collectors at the full universe's peak (each at most
     half a core busy at the measured CPU a frame), and Deribit's, whose universe line has no trades."""
     model = _model()
-    collectors = [obj for obj in m.workloads(m.rendered(m.OVERLAY)).values()
-                  if obj["metadata"]["labels"].get("app.kubernetes.io/name") == "collector"]
+    collectors = [
+        obj
+        for obj in m.workloads(m.rendered(m.OVERLAY)).values()
+        if obj["metadata"]["labels"].get("app.kubernetes.io/name") == "collector"
+    ]
     assert sum(obj["spec"].get("replicas", 1) for obj in collectors) == model.units("collector CPU") + 1
 
 
@@ -162,38 +180,49 @@ def test_no_secret_value_is_in_any_manifest():
     docs = m.rendered(m.OVERLAY)
     env = m.configmap_data(docs)
     assert not [name for name in env if name in SECRETS or name.endswith(("_PASSWORD", "_TOKEN"))], (
-        f"{m.CONFIGMAP} holds a secret")
+        f"{m.CONFIGMAP} holds a secret"
+    )
     assert not m.objects(docs, "Secret"), "a Secret object (with its values) is in the manifests"
     for name, obj in m.workloads(docs).items():
         for container in m.pod_spec(obj)["containers"]:
             for var in container.get("env", []):
                 if var["name"] in SECRETS or var["name"].endswith(("PASSWORD", "_TOKEN")):
                     assert "value" not in var and "secretKeyRef" in var.get("valueFrom", {}), (
-                        f"{name}: {var['name']} is not read from a Secret")
+                        f"{name}: {var['name']} is not read from a Secret"
+                    )
 
 
 def test_one_collector_per_venue_group_switched_on_by_its_enable_variable():
     shared = m.configmap_data(m.rendered(m.OVERLAY))
-    collectors = {obj["metadata"]["labels"]["marketdata/venue-group"]: obj
-                  for obj in m.objects(m.rendered(m.OVERLAY), "Deployment").values()
-                  if obj["metadata"]["labels"].get("app.kubernetes.io/name") == "collector"}
+    collectors = {
+        obj["metadata"]["labels"]["marketdata/venue-group"]: obj
+        for obj in m.objects(m.rendered(m.OVERLAY), "Deployment").values()
+        if obj["metadata"]["labels"].get("app.kubernetes.io/name") == "collector"
+    }
     assert sorted(collectors) == sorted(VENUE_GROUPS)
     for group, obj in collectors.items():
         container = _container(obj)
         env = {var["name"]: var.get("value") for var in container["env"]}
         missing = sorted(LIVE - set(env) - set(shared))
         assert not missing, f"collector {group}: live settings not set: {missing}"
-        assert {"configMapRef": {"name": m.CONFIGMAP}} in container["envFrom"], f"collector {group}: no NATS_URL"
+        assert {"configMapRef": {"name": m.CONFIGMAP}} in container["envFrom"], (
+            f"collector {group}: no NATS_URL"
+        )
         switched_on = [venue for venue in VENUE_GROUPS if env[f"ENABLE_{venue}"] == "true"]
         assert switched_on == [group], f"collector {group}: ENABLE_* switch on {switched_on}"
         command = container["command"]
         assert command[:2] == ["marketdata", "collect"], f"collector {group}: runs {command}"
-        assert container["readinessProbe"]["httpGet"]["path"] == "/health", f"collector {group}: no health probe"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/health", (
+            f"collector {group}: no health probe"
+        )
         assert obj["spec"]["replicas"] == 1 and obj["spec"]["strategy"]["type"] == "Recreate", (
-            f"collector {group}: two copies would land every frame twice")
+            f"collector {group}: two copies would land every frame twice"
+        )
         if "ports" in container:
             assert container["ports"][0]["containerPort"] == int(env["COLLECTOR_METRICS_PORT"])
-            assert env["COLLECTOR_METRICS_HOST"] == "0.0.0.0", "endpoints on loopback: probes cannot reach them"
+            assert env["COLLECTOR_METRICS_HOST"] == "0.0.0.0", (
+                "endpoints on loopback: probes cannot reach them"
+            )
 
 
 def _nats_conf() -> str:
@@ -211,16 +240,22 @@ def test_nats_is_a_three_server_jetstream_cluster_with_routes_to_every_server():
     routes = set(re.findall(r"nats://([\w.-]+):(\d+)", conf.split("routes:")[1].split("]")[0]))
     wanted = {(f"nats-{i}.{headless['metadata']['name']}", "6222") for i in range(replicas)}
     assert routes == wanted, f"nats.conf routes {sorted(routes)}, the StatefulSet's pods are {sorted(wanted)}"
-    assert re.search(r"^jetstream\s*\{[^}]*store_dir:\s*/data/", conf, re.MULTILINE), "no JetStream store on /data"
+    assert re.search(r"^jetstream\s*\{[^}]*store_dir:\s*/data/", conf, re.MULTILINE), (
+        "no JetStream store on /data"
+    )
     mounts = {mount["mountPath"] for mount in _container(nats)["volumeMounts"]}
     assert "/data" in mounts and nats["spec"]["volumeClaimTemplates"], "JetStream's store is not on a volume"
     client = m.objects(docs, "Service")["nats"]
     url = urlsplit(m.configmap_data(docs)["NATS_URL"])
-    assert (url.hostname, url.port) == ("nats", client["spec"]["ports"][0]["port"]), "NATS_URL is not the Service"
+    assert (url.hostname, url.port) == ("nats", client["spec"]["ports"][0]["port"]), (
+        "NATS_URL is not the Service"
+    )
 
 
 def _nats_server() -> str:
-    path = shutil.which("nats-server") or ("/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None)
+    path = shutil.which("nats-server") or (
+        "/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").exists() else None
+    )
     assert path, "nats-server is not installed (Debian's package; `make stack-up` installs it)"
     return path
 
@@ -228,15 +263,25 @@ def _nats_server() -> str:
 def _nats_check(conf: str, tmp_path: Path) -> subprocess.CompletedProcess:
     path = tmp_path / "nats.conf"
     path.write_text(conf)
-    return subprocess.run([_nats_server(), "-c", str(path), "-t"], capture_output=True, text=True, timeout=60,
-                          check=False, env={"SERVER_NAME": "nats-0", "NATS_TOKEN": "t0ken", "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [_nats_server(), "-c", str(path), "-t"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"SERVER_NAME": "nats-0", "NATS_TOKEN": "t0ken", "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_nats_server_accepts_the_config_and_rejects_a_broken_one(tmp_path):
     done = _nats_check(_nats_conf(), tmp_path)
     assert done.returncode == 0, f"nats-server -t: {done.stderr}"
-    assert _nats_check(_nats_conf() + "\njetstreem { store_dir: /x }\n", tmp_path).returncode != 0, "unknown field"
-    assert _nats_check(_nats_conf().replace("port: 6222", "port: sixty"), tmp_path).returncode != 0, "wrong type"
+    assert _nats_check(_nats_conf() + "\njetstreem { store_dir: /x }\n", tmp_path).returncode != 0, (
+        "unknown field"
+    )
+    assert _nats_check(_nats_conf().replace("port: 6222", "port: sixty"), tmp_path).returncode != 0, (
+        "wrong type"
+    )
 
 
 def test_mongodb_is_the_replica_set_the_uri_names_with_majority_writes():
@@ -247,16 +292,23 @@ def test_mongodb_is_the_replica_set_the_uri_names_with_majority_writes():
     assert len(members) == 3
     uri = urlsplit(m.configmap_data(docs)["MONGODB_URI"])
     query = parse_qs(uri.query)
-    assert set(uri.netloc.split(",")) == members, f"MONGODB_URI names {uri.netloc}, the members are {sorted(members)}"
+    assert set(uri.netloc.split(",")) == members, (
+        f"MONGODB_URI names {uri.netloc}, the members are {sorted(members)}"
+    )
     assert query.get("w") == ["majority"], "MONGODB_URI: writes are not acknowledged by a majority"
-    script = " ".join(m.objects(docs, "Job")["mongodb-rs-init"]["spec"]["template"]["spec"]["containers"][0]["command"])
+    script = " ".join(
+        m.objects(docs, "Job")["mongodb-rs-init"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    )
     replica_set = query["replicaSet"][0]
     assert f"_id: '{replica_set}'" in script and set(re.findall(r"host: '([^']+)'", script)) == members, (
-        "mongodb-rs-init does not initiate the set the URI names")
+        "mongodb-rs-init does not initiate the set the URI names"
+    )
     args = " ".join(_container(mongodb)["args"])
     assert f"--replSet {replica_set}" in args and "--keyFile" in args
     keyfile = [v for v in m.pod_spec(mongodb)["volumes"] if "secret" in v]
-    assert keyfile and keyfile[0]["secret"]["defaultMode"] == 0o400, "the keyfile is not a private Secret volume"
+    assert keyfile and keyfile[0]["secret"]["defaultMode"] == 0o400, (
+        "the keyfile is not a private Secret volume"
+    )
 
 
 def test_the_deploy_page_counts_the_objects_the_overlay_renders():

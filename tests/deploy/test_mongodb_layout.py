@@ -62,8 +62,12 @@ def test_three_members_of_one_replica_set_sharing_one_keyfile():
         assert data, f"{member}: no data volume"
     assert len(replica_sets) == 1 and None not in replica_sets, replica_sets
     assert len(keyfiles) == 1
-    data_volumes = {src for member in MEMBERS for src, target in
-                    (v.split(":")[:2] for v in merged(member)["volumes"]) if target == "/data/db"}
+    data_volumes = {
+        src
+        for member in MEMBERS
+        for src, target in (v.split(":")[:2] for v in merged(member)["volumes"])
+        if target == "/data/db"
+    }
     assert len(data_volumes) == 3, f"members share a data volume: {data_volumes}"
     assert OVERRIDE["services"]["mongodb-keyfile"]["restart"] == "no"
 
@@ -73,7 +77,8 @@ def test_only_the_first_member_creates_the_root_user():
     for member in MEMBERS[1:]:
         env = merged(member).get("environment") or {}
         assert not [k for k in env if k.startswith("MONGO_INITDB")], (
-            f"{member}: a second root user, created before the member joins the set")
+            f"{member}: a second root user, created before the member joins the set"
+        )
 
 
 def test_the_health_check_initiates_the_set_with_every_member():
@@ -114,8 +119,10 @@ def _sharded() -> tuple[list[str], dict, str]:
 def test_the_shard_script_shards_the_collections_the_settings_name():
     namespaces, _, _ = _sharded()
     defaults = {s.name: s.default for s in settings.SETTINGS}
-    wanted = {f"{defaults['ALPHA_DB_REGULAR']}.{defaults['ALPHA_COLLECTION']}",
-              f"{defaults['ALPHA_DB_SUPER']}.{defaults['ALPHA_COLLECTION']}"}
+    wanted = {
+        f"{defaults['ALPHA_DB_REGULAR']}.{defaults['ALPHA_COLLECTION']}",
+        f"{defaults['ALPHA_DB_SUPER']}.{defaults['ALPHA_COLLECTION']}",
+    }
     assert set(namespaces) == wanted
 
 
@@ -128,8 +135,9 @@ def test_the_shard_key_prefixes_every_unique_index_of_the_importer():
         spec = index.document
         if spec.get("unique"):
             fields = list(spec["key"])
-            assert fields[:len(shard_fields)] == shard_fields, (
-                f"unique index {spec['name']} {fields} is not prefixed by the shard key {shard_fields}")
+            assert fields[: len(shard_fields)] == shard_fields, (
+                f"unique index {spec['name']} {fields} is not prefixed by the shard key {shard_fields}"
+            )
             assert unique == "true", "the shard key backs a unique index: shardCollection(..., unique=true)"
 
 

@@ -32,7 +32,9 @@ BIG = INSTRUMENTS[3]  # its insert is in flight when the server dies
 
 def visible(resource: ClickHouseResource, instrument: str) -> pl.DataFrame:
     with resource.get_client() as client:
-        return ct.read_range(client, resource.database, "trades", "BINANCE", instrument, DAY, DAY + timedelta(days=1))
+        return ct.read_range(
+            client, resource.database, "trades", "BINANCE", instrument, DAY, DAY + timedelta(days=1)
+        )
 
 
 def test_a_load_outlives_its_engine_server_killed_mid_insert(tmp_path):
@@ -52,7 +54,10 @@ def test_a_load_outlives_its_engine_server_killed_mid_insert(tmp_path):
             time.sleep(0.02)
         probe.close()
         login = (settings.get("CLICKHOUSE_USER"), settings.get("CLICKHOUSE_PASSWORD"))
-        while httpx.get(f"{resource.dsn}/queue", auth=login).json()["running"] == 0 and time.monotonic() < deadline:
+        while (
+            httpx.get(f"{resource.dsn}/queue", auth=login).json()["running"] == 0
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.005)
         os.kill(int((tmp_path / "run" / "clickhouse.pid").read_text()), signal.SIGKILL)
         killed["at"] = time.monotonic()
@@ -72,18 +77,28 @@ def test_a_load_outlives_its_engine_server_killed_mid_insert(tmp_path):
         message = str(stopped.value)
         print(f"stopped {took:.2f} s after the kill: {message}")
         assert took < 10 and "\n" not in message
-        assert message.startswith(f"ClickHouse at 127.0.0.1:{port} is not reachable: ") and "went away" in message
+        assert (
+            message.startswith(f"ClickHouse at 127.0.0.1:{port} is not reachable: ")
+            and "went away" in message
+        )
 
         restarted = stack(tmp_path, "up", "clickhouse", **env).stdout  # what the next command's `make` does
         assert "started" in restarted, restarted
         after = {i: visible(resource, i) for i in INSTRUMENTS}
-        assert all(after[i].equals(frames[i]) for i in INSTRUMENTS[:3])  # acknowledged before the kill: stored
-        assert all(after[i].is_empty() or after[i].equals(frames[i]) for i in INSTRUMENTS)  # nothing half active
+        assert all(
+            after[i].equals(frames[i]) for i in INSTRUMENTS[:3]
+        )  # acknowledged before the kill: stored
+        assert all(
+            after[i].is_empty() or after[i].equals(frames[i]) for i in INSTRUMENTS
+        )  # nothing half active
         assert not [i for i in INSTRUMENTS[5:] if not after[i].is_empty()]  # never fetched: never written
 
         async def plain(api, job):
             return frames[job.keys[0].instrument]
-        report = Engine(resource.get_client, resource.database, "run-2").run([[Feed("X", jobs, plain, workers=1)]])
+
+        report = Engine(resource.get_client, resource.database, "run-2").run(
+            [[Feed("X", jobs, plain, workers=1)]]
+        )
         assert {o.status for o in report.outcomes.values()} == {"ok"}
         assert all(visible(resource, i).equals(frames[i]) for i in INSTRUMENTS)
     finally:

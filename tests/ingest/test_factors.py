@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -17,7 +17,7 @@ from marketdata_assets.ingest import factors as fx
 from marketdata_assets.stores.clickhouse import writer as w
 
 DAY = date(2025, 1, 15)
-START = datetime(2025, 1, 15, tzinfo=timezone.utc)
+START = datetime(2025, 1, 15, tzinfo=UTC)
 VENUE = "OKX"
 PERP, SPOT = "BTC-USDT-SWAP", "BTC-USDT"
 NAMES = [f.name for f in fx.FACTORS]
@@ -25,31 +25,50 @@ NAMES = [f.name for f in fx.FACTORS]
 
 def make_trades(instrument: str, n: int, seed: int, day: date = DAY) -> pl.DataFrame:
     rng = random.Random(seed)
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     us = sorted(rng.randrange(86_400_000_000) for _ in range(n))
-    us[1] = us[0]              # ties at the first and last ts: seq decides (not the id, not row order)
+    us[1] = us[0]  # ties at the first and last ts: seq decides (not the id, not row order)
     us[-2] = us[-1]
     ids = [str(990 + i) for i in range(n)]
     seq = [5000 + i for i in range(n)]
     seq[0], seq[1], seq[-2], seq[-1] = seq[1], seq[0], seq[-1], seq[-2]
     price = [round(100 + 20 * rng.random(), 2) for _ in range(n)]
     qty = [round(0.001 + rng.random(), 6) for _ in range(n)]
-    return pl.DataFrame({
-        "ts": [start + timedelta(microseconds=u) for u in us], "venue": VENUE, "instrument": instrument,
-        "trade_id": ids, "price": price, "quantity": qty, "amount": [p * q for p, q in zip(price, qty)],
-        "side": ["buy" if rng.random() < 0.6 else "sell" for _ in range(n)], "seq": seq,
-    }, schema=frames.TRADES_SCHEMA)
+    return pl.DataFrame(
+        {
+            "ts": [start + timedelta(microseconds=u) for u in us],
+            "venue": VENUE,
+            "instrument": instrument,
+            "trade_id": ids,
+            "price": price,
+            "quantity": qty,
+            "amount": [p * q for p, q in zip(price, qty)],
+            "side": ["buy" if rng.random() < 0.6 else "sell" for _ in range(n)],
+            "seq": seq,
+        },
+        schema=frames.TRADES_SCHEMA,
+    )
 
 
 def make_bars(instrument: str, seed: int, minutes: int = 300) -> pl.DataFrame:
     rng = random.Random(seed)
     picked = sorted(rng.sample(range(1440), minutes))  # gaps: a return spans the bars next to each other
     close = [100 * math.exp(rng.gauss(0, 0.01)) for _ in picked]
-    return pl.DataFrame({
-        "ts": [START + timedelta(minutes=m) for m in picked], "venue": VENUE, "instrument": instrument,
-        "open": close, "high": [c * 1.001 for c in close], "low": [c * 0.999 for c in close], "close": close,
-        "volume": 1.0, "amount": close, "trades": 1,
-    }, schema=frames.BARS_SCHEMA)
+    return pl.DataFrame(
+        {
+            "ts": [START + timedelta(minutes=m) for m in picked],
+            "venue": VENUE,
+            "instrument": instrument,
+            "open": close,
+            "high": [c * 1.001 for c in close],
+            "low": [c * 0.999 for c in close],
+            "close": close,
+            "volume": 1.0,
+            "amount": close,
+            "trades": 1,
+        },
+        schema=frames.BARS_SCHEMA,
+    )
 
 
 def make_books(instrument: str, seed: int, snapshots: int = 6) -> pl.DataFrame:
@@ -61,7 +80,7 @@ def make_books(instrument: str, seed: int, snapshots: int = 6) -> pl.DataFrame:
         for level in range(3):
             for side, sign in (("bid", -1), ("ask", 1)):
                 if s == snapshots - 1 and side == "ask":
-                    continue       # a one-sided snapshot: no spread, left out
+                    continue  # a one-sided snapshot: no spread, left out
                 size = (3 + rng.random()) if side == "bid" else (1 + rng.random())
                 price = mid + sign * (0.01 + 0.02 * rng.random()) * (level + 1)
                 rows.append((ts, VENUE, instrument, side, level, price, size, s))
@@ -69,18 +88,33 @@ def make_books(instrument: str, seed: int, snapshots: int = 6) -> pl.DataFrame:
 
 
 def make_funding(instrument: str, day: date = DAY) -> pl.DataFrame:
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-    rows = [(start + timedelta(hours=h), VENUE, instrument, rate, interval, rate * 8 / interval, None, None)
-            for h, rate, interval in ((0, 0.0001, 8.0), (8, 0.00025, 8.0), (12, 0.00004, 4.0),
-                                      (16, -0.00005, 4.0))]
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    rows = [
+        (start + timedelta(hours=h), VENUE, instrument, rate, interval, rate * 8 / interval, None, None)
+        for h, rate, interval in (
+            (0, 0.0001, 8.0),
+            (8, 0.00025, 8.0),
+            (12, 0.00004, 4.0),
+            (16, -0.00005, 4.0),
+        )
+    ]
     return pl.DataFrame(rows, schema=frames.FUNDING_SCHEMA, orient="row")
 
 
 def make_price_bars(instrument: str, minutes: range, level: float) -> pl.DataFrame:
     close = [level * (1 + 0.001 * math.sin(m)) for m in minutes]
-    return pl.DataFrame({"ts": [START + timedelta(minutes=m) for m in minutes], "venue": VENUE,
-                         "instrument": instrument, "open": close, "high": close, "low": close,
-                         "close": close}, schema=frames.PRICE_BARS_SCHEMA)
+    return pl.DataFrame(
+        {
+            "ts": [START + timedelta(minutes=m) for m in minutes],
+            "venue": VENUE,
+            "instrument": instrument,
+            "open": close,
+            "high": close,
+            "low": close,
+            "close": close,
+        },
+        schema=frames.PRICE_BARS_SCHEMA,
+    )
 
 
 def expected(data: dict) -> dict:
@@ -91,11 +125,16 @@ def expected(data: dict) -> dict:
         t = trades.sort("ts", "seq")
         buy = t.filter(pl.col("side") == "buy")["quantity"].sum()
         sell = t.filter(pl.col("side") == "sell")["quantity"].sum()
-        out.update({"return": t["price"][-1] / t["price"][0] - 1,
-                    "vwap": (t["price"] * t["quantity"]).sum() / t["quantity"].sum(),
-                    "volume": t["quantity"].sum(), "notional": t["amount"].sum(),
-                    "trade_count": float(t.height),
-                    "buy_sell_imbalance": (buy - sell) / (buy + sell)})
+        out.update(
+            {
+                "return": t["price"][-1] / t["price"][0] - 1,
+                "vwap": (t["price"] * t["quantity"]).sum() / t["quantity"].sum(),
+                "volume": t["quantity"].sum(),
+                "notional": t["amount"].sum(),
+                "trade_count": float(t.height),
+                "buy_sell_imbalance": (buy - sell) / (buy + sell),
+            }
+        )
     bars = data.get("bars_1m")
     if bars is not None and bars.height > 1:
         r = bars.sort("ts").select((pl.col("close") / pl.col("close").shift(1)).log())["close"].drop_nulls()
@@ -103,7 +142,7 @@ def expected(data: dict) -> dict:
     books = data.get("books")
     if books is not None and books.height:
         top = books.filter(pl.col("level") == 0).pivot("side", index="ts", values=["price", "quantity"])
-        top = top.drop_nulls()      # one-sided snapshots
+        top = top.drop_nulls()  # one-sided snapshots
         bid, ask = top["price_bid"], top["price_ask"]
         bid_size, ask_size = top["quantity_bid"], top["quantity_ask"]
         out["avg_spread_bps"] = ((ask - bid) / ((ask + bid) / 2) * 1e4).mean()
@@ -120,15 +159,22 @@ def expected(data: dict) -> dict:
 
 
 def perp_data(seed: int = 1) -> dict:
-    return {"trades": make_trades(PERP, 400, seed), "bars_1m": make_bars(PERP, seed),
-            "books": make_books(PERP, seed), "funding": make_funding(PERP),
-            "mark_bars_1m": make_price_bars(PERP, range(600), 100.05),
-            "index_bars_1m": make_price_bars(PERP, range(30, 700, 2), 100.0)}   # some minutes of both: a join
+    return {
+        "trades": make_trades(PERP, 400, seed),
+        "bars_1m": make_bars(PERP, seed),
+        "books": make_books(PERP, seed),
+        "funding": make_funding(PERP),
+        "mark_bars_1m": make_price_bars(PERP, range(600), 100.05),
+        "index_bars_1m": make_price_bars(PERP, range(30, 700, 2), 100.0),
+    }  # some minutes of both: a join
 
 
 def spot_data(seed: int = 2) -> dict:
-    return {"trades": make_trades(SPOT, 250, seed), "bars_1m": make_bars(SPOT, seed, 200),
-            "books": make_books(SPOT, seed)}
+    return {
+        "trades": make_trades(SPOT, 250, seed),
+        "bars_1m": make_bars(SPOT, seed, 200),
+        "books": make_books(SPOT, seed),
+    }
 
 
 def write(client, db, instrument: str, data: dict, run: str = "r1") -> None:
@@ -174,10 +220,26 @@ def test_every_factor_matches_polars_and_spot_has_nulls(ch):
     write(client, db, PERP, perp)
     write(client, db, SPOT, spot)
     # the neighbouring days must not count
-    w.write_slice(client, db, "trades", make_trades(PERP, 50, 9, DAY + timedelta(days=1)), VENUE, PERP,
-                  DAY + timedelta(days=1), "r1")
-    w.write_slice(client, db, "funding", make_funding(PERP, DAY - timedelta(days=1)), VENUE, PERP,
-                  DAY - timedelta(days=1), "r1")
+    w.write_slice(
+        client,
+        db,
+        "trades",
+        make_trades(PERP, 50, 9, DAY + timedelta(days=1)),
+        VENUE,
+        PERP,
+        DAY + timedelta(days=1),
+        "r1",
+    )
+    w.write_slice(
+        client,
+        db,
+        "funding",
+        make_funding(PERP, DAY - timedelta(days=1)),
+        VENUE,
+        PERP,
+        DAY - timedelta(days=1),
+        "r1",
+    )
 
     got = fx.compute_factors(client, db, VENUE, PERP, DAY)
     assert got.schema == pl.Schema(frames.FACTORS_SCHEMA)
@@ -211,12 +273,15 @@ def test_many_instruments_in_one_query_equal_one_by_one(ch):
 def test_only_the_active_load_counts(ch):
     client, db = ch
     old, new = perp_data(seed=1), perp_data(seed=5)
-    new.update(funding=make_funding(PERP).with_columns(pl.col("rate") * 3), trades=make_trades(PERP, 300, 5),
-               mark_bars_1m=make_price_bars(PERP, range(500), 100.08))
+    new.update(
+        funding=make_funding(PERP).with_columns(pl.col("rate") * 3),
+        trades=make_trades(PERP, 300, 5),
+        mark_bars_1m=make_price_bars(PERP, range(500), 100.08),
+    )
     write(client, db, PERP, old, "r1")
     before = as_dict(fx.compute_factors(client, db, VENUE, PERP, DAY), PERP)
     assert_factors(before, expected(old))
-    write(client, db, PERP, new, "r2")          # the same slices again, other rows
+    write(client, db, PERP, new, "r2")  # the same slices again, other rows
     after = as_dict(fx.compute_factors(client, db, VENUE, PERP, DAY), PERP)
     assert_factors(after, expected(new))
     assert all(before[n] != after[n] for n in NAMES)
@@ -229,8 +294,13 @@ def test_a_new_factor_is_one_entry(ch):
     client, db = ch
     data = perp_data()
     write(client, db, PERP, data)
-    extra = fx.Factor("max_drawdown_price", "highest minus lowest trade price over the highest", "trades",
-                      "(max(price) - min(price)) / max(price)", "ratio")
+    extra = fx.Factor(
+        "max_drawdown_price",
+        "highest minus lowest trade price over the highest",
+        "trades",
+        "(max(price) - min(price)) / max(price)",
+        "ratio",
+    )
     registry = (*fx.FACTORS, extra)
     got = as_dict(fx.compute_factors(client, db, VENUE, PERP, DAY, factors=registry), PERP)
     t = data["trades"]["price"]

@@ -48,14 +48,17 @@ def replay():
 
 
 def makers(url: str) -> dict:
-    return {venue: (lambda venue=venue: venue_client(venue, url, requests_per_minute=60_000))
-            for venue in ("BINANCE", "OKX", "DERIBIT")}
+    return {
+        venue: (lambda venue=venue: venue_client(venue, url, requests_per_minute=60_000))
+        for venue in ("BINANCE", "OKX", "DERIBIT")
+    }
 
 
 def listing(url: str, venue: str) -> list:
     async def go():
         async with venue_client(venue, url, requests_per_minute=60_000) as api:
             return await api.listing()
+
     return asyncio.run(go())
 
 
@@ -66,6 +69,7 @@ def trades(url: str, master: Master, venue: str, instrument: str, day):
                 api.master = master
             start = datetime.combine(day, datetime.min.time(), UTC)
             return await api.trades(instrument, start, start + DAY)
+
     return asyncio.run(go())
 
 
@@ -92,15 +96,24 @@ def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp
     url = replay.base_url
     with clickhouse.get_client() as client:
         # what a refresh the day before the change stored: XRP at its old value
-        okx_then = [i._replace(contract_value=change.before) if i.instrument == XRP else i for i in listing(url, "OKX")]
+        okx_then = [
+            i._replace(contract_value=change.before) if i.instrument == XRP else i
+            for i in listing(url, "OKX")
+        ]
         stored_master(client, clickhouse.database)  # the table made
         store_versions(client, clickhouse.database, changes({}, okx_then, changed_at - DAY))
         # the refresh that ran at the change, and today's (the archive site lists the delisted symbol)
         refresh_venues(client, clickhouse.database, makers(url), now=changed_at)
-        with BinanceArchiveReplayServer(ArchiveReplayConfig(trades_per_day=20, published_until=TODAY - DAY,
-                                                            reference_seed=3)) as archive:
-            done, failed = refresh_venues(client, clickhouse.database, makers(url), now=NOW,
-                                          archive=lambda: ArchiveClient(archive.base_url))
+        with BinanceArchiveReplayServer(
+            ArchiveReplayConfig(trades_per_day=20, published_until=TODAY - DAY, reference_seed=3)
+        ) as archive:
+            done, failed = refresh_venues(
+                client,
+                clickhouse.database,
+                makers(url),
+                now=NOW,
+                archive=lambda: ArchiveClient(archive.base_url),
+            )
         assert not failed and {r.venue for r in done} == {"BINANCE", "OKX", "DERIBIT"}
         assert sum(r.listed for r in done) > 2_000  # a realistic universe
         assert all(r.volumes > 0.9 * r.listed for r in done if r.venue != "DERIBIT")  # a volume snapshot each
@@ -108,31 +121,47 @@ def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp
 
     history = master.history("OKX", XRP)
     assert [(v.valid_from, v.instrument.contract_value) for v in history][-2:] == [
-        (history[-2].valid_from, change.before), (changed_at, change.after)]  # two versions, nothing overwritten
+        (history[-2].valid_from, change.before),
+        (changed_at, change.after),
+    ]  # two versions, nothing overwritten
     for day, value in ((changed_at.date() - DAY, change.before), (changed_at.date() + DAY, change.after)):
         got = trades(url, master, "OKX", XRP, day)
         truth = replay.truth_trades("OKX", XRP, day)
         assert got.height == truth.height > 0
-        assert got["quantity"].to_list() == pytest.approx(truth["quantity"].to_list())  # sized as the venue did
+        assert got["quantity"].to_list() == pytest.approx(
+            truth["quantity"].to_list()
+        )  # sized as the venue did
         assert master.at("OKX", XRP, datetime.combine(day, datetime.min.time(), UTC)).size == value
 
     listed = events.event("listed", "OKX")
     listed_day = datetime.fromtimestamp(listed.at_us / 1e6, UTC).date()
     rule = Rule("OKX", types=("spot",), bases=("NEWCOIN",))
-    assert resolve(master, rule, listed_day - DAY) == [] and resolve(master, rule, listed_day) == [listed.instrument]
-    keys = slice_keys([f"{listed_day - DAY}|OKX", f"{listed_day}|OKX"], ["trades"],
-                      universe=lambda venue, day: resolve(master, rule, day))
-    assert [(k.instrument, k.day) for k in keys] == [(listed.instrument, listed_day)]  # no slice before the listing
+    assert resolve(master, rule, listed_day - DAY) == [] and resolve(master, rule, listed_day) == [
+        listed.instrument
+    ]
+    keys = slice_keys(
+        [f"{listed_day - DAY}|OKX", f"{listed_day}|OKX"],
+        ["trades"],
+        universe=lambda venue, day: resolve(master, rule, day),
+    )
+    assert [(k.instrument, k.day) for k in keys] == [
+        (listed.instrument, listed_day)
+    ]  # no slice before the listing
 
     gone = Rule("BINANCE", types=("spot",), bases=("OLDCOIN",))
     delisted_day = datetime.fromtimestamp(delisted.at_us / 1e6, UTC).date()
     assert resolve(master, gone, delisted_day - DAY) == [delisted.instrument]  # its days stay in history
     assert resolve(master, gone, delisted_day + DAY) == []  # not after its last archived day
     old = master.at("BINANCE", delisted.instrument)
-    assert (old.status, old.expires.date()) == ("delisted", delisted_day + DAY)  # learned from the archive listing
+    assert (old.status, old.expires.date()) == (
+        "delisted",
+        delisted_day + DAY,
+    )  # learned from the archive listing
     with pytest.raises(SourceNotFound, match="-1121"):  # Binance's REST forgets a delisted symbol ...
         trades(url, master, "BINANCE", delisted.instrument, delisted_day - DAY)
-    archived = archived_trades(tmp_path, delisted.instrument, delisted_day - DAY)  # ... its archive keeps its days
+    archived = archived_trades(
+        tmp_path, delisted.instrument, delisted_day - DAY
+    )  # ... its archive keeps its days
     assert archived.height > 0 and set(archived["instrument"]) == {delisted.instrument}
 
     expired = events.event("expired", "DERIBIT")
@@ -142,7 +171,9 @@ def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp
     monkeypatch.setenv("CLICKHOUSE_DATABASE", clickhouse.database)
     from marketdata_assets.apps.cli import cli
 
-    shown = CliRunner().invoke(cli, ["universe", "--venue", "OKX", "--as-of", str(changed_at.date() - DAY), "--list"])
+    shown = CliRunner().invoke(
+        cli, ["universe", "--venue", "OKX", "--as-of", str(changed_at.date() - DAY), "--list"]
+    )
     assert shown.exit_code == 0, shown.output
     assert "BTC-USDT-SWAP  perpetual  0.01 BTC  live" in shown.output
 
@@ -151,14 +182,22 @@ def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp
     sources["universes"]["crypto"]["rules"]["OKX"] = {"types": ["perpetual"], "settles": ["USDT"], "top": 3}
     (tmp_path / "sources.yaml").write_text(yaml.safe_dump(sources), encoding="utf-8")
     monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "sources.yaml"))
-    early, today = (CliRunner().invoke(cli, ["universe", "--venue", "OKX", "--as-of", str(day)]).output
-                    for day in (changed_at.date() - DAY, TODAY))
-    assert f"top 3 by 24 h volume as of {changed_at:%Y-%m-%d %H:%M} UTC — after the day: look-ahead: 3 of " in early
-    assert f"top 3 by 24 h volume as of {NOW:%Y-%m-%d %H:%M} UTC: 3 of " in today and "look-ahead" not in today
+    early, today = (
+        CliRunner().invoke(cli, ["universe", "--venue", "OKX", "--as-of", str(day)]).output
+        for day in (changed_at.date() - DAY, TODAY)
+    )
+    assert (
+        f"top 3 by 24 h volume as of {changed_at:%Y-%m-%d %H:%M} UTC — after the day: look-ahead: 3 of "
+        in early
+    )
+    assert (
+        f"top 3 by 24 h volume as of {NOW:%Y-%m-%d %H:%M} UTC: 3 of " in today and "look-ahead" not in today
+    )
 
 
 class TickersDown:
-    """A venue whose listing answers and whose 24 h tickers do not (a mirror that serves only the reference)."""
+    """A venue whose listing answers and whose 24 h tickers do not (a mirror that serves only the
+    reference)."""
 
     async def __aenter__(self):
         return self
@@ -167,8 +206,26 @@ class TickersDown:
         return None
 
     async def listing(self):
-        return [Instrument("OKX", "BTC-USDT", "spot", "BTC", "USDT", "USDT", False, 1.0, 1.0, "BTC", 0.1, 1e-8, 1e-5,
-                           NOW - 30 * DAY, None, "live")]
+        return [
+            Instrument(
+                "OKX",
+                "BTC-USDT",
+                "spot",
+                "BTC",
+                "USDT",
+                "USDT",
+                False,
+                1.0,
+                1.0,
+                "BTC",
+                0.1,
+                1e-8,
+                1e-5,
+                NOW - 30 * DAY,
+                None,
+                "live",
+            )
+        ]
 
     async def volumes(self, taken):
         raise SourceNotFound("OKX", "tickers", 404, None, "unknown path /api/v5/market/tickers")
@@ -178,18 +235,39 @@ def test_tickers_that_fail_are_said_and_the_listing_is_stored_all_the_same(click
     with clickhouse.get_client() as client:
         done, failed = refresh_venues(client, clickhouse.database, {"OKX": TickersDown}, now=NOW)
         assert [(r.venue, r.listed, r.volumes) for r in done] == [("OKX", 1, 0)]
-        assert failed["OKX"].startswith("its 24 h volumes: SourceNotFound") and "versions are stored" in failed["OKX"]
+        assert (
+            failed["OKX"].startswith("its 24 h volumes: SourceNotFound")
+            and "versions are stored" in failed["OKX"]
+        )
         assert stored_master(client, clickhouse.database).at("OKX", "BTC-USDT").tick_size == 0.1
 
 
 def test_what_a_collector_looked_up_reaches_the_stored_master_once_and_waits_while_the_store_is_away(
-        clickhouse, monkeypatch):
-    """`apps.universes.keep_looked_up` (the live process, each minute and at its stop): the versions a collector's
-    master learned from the venue are stored once; with the store away they are kept, said, and stored later."""
+    clickhouse, monkeypatch
+):
+    """`apps.universes.keep_looked_up` (the live process, each minute and at its stop): the versions a
+    collector's master learned from the venue are stored once; with the store away they are kept, said, and
+    stored later."""
     from marketdata_assets.apps.universes import keep_looked_up
 
-    swap = Instrument("OKX", "UNI-USD-SWAP", "perpetual", "UNI", "USD", "UNI", True, 10.0, 1.0, "USD", 0.001, 1.0,
-                      1.0, NOW - 300 * DAY, None, "live")
+    swap = Instrument(
+        "OKX",
+        "UNI-USD-SWAP",
+        "perpetual",
+        "UNI",
+        "USD",
+        "UNI",
+        True,
+        10.0,
+        1.0,
+        "USD",
+        0.001,
+        1.0,
+        1.0,
+        NOW - 300 * DAY,
+        None,
+        "live",
+    )
     master = Master()
     master.learn("OKX", ["UNI-USD-SWAP"], [swap])  # what a lookup of a frame's unknown instrument answered
     said = []

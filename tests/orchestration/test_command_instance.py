@@ -28,8 +28,13 @@ def server(private_postgres, tmp_path, monkeypatch):
     home.mkdir()
     shutil.copy(REPO / "instance" / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    for key, value in {"HOST": "127.0.0.1", "PORT": private_postgres.port, "USER": USER, "PASSWORD": PASSWORD,
-                       "DB": "dagster"}.items():
+    for key, value in {
+        "HOST": "127.0.0.1",
+        "PORT": private_postgres.port,
+        "USER": USER,
+        "PASSWORD": PASSWORD,
+        "DB": "dagster",
+    }.items():
         monkeypatch.setenv(f"DAGSTER_PG_{key}", str(value))
     return private_postgres
 
@@ -83,4 +88,3 @@ def test_a_restarted_server_costs_a_reconnect_not_a_failed_query(server):
         server.start()
         with pytest.raises(sqlalchemy.exc.OperationalError):
             unchecked.get_runs_count()
-

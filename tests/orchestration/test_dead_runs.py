@@ -52,17 +52,26 @@ def run_env(tmp_path_factory):
     """A Dagster instance and stores of this module alone (on the stack's servers)."""
     recreate_database(DAGSTER_DB)
     recreate_database(MARKET_DB, extension=True)
-    with pymongo.MongoClient(settings.get("MONGODB_URI"), **settings.mongo_auth(), serverSelectionTimeoutMS=5000) as client:
+    with pymongo.MongoClient(
+        settings.get("MONGODB_URI"), **settings.mongo_auth(), serverSelectionTimeoutMS=5000
+    ) as client:
         for suffix in ("regular", "super"):
             client.drop_database(f"{MARKET_DB}_{suffix}")
     tmp_path = tmp_path_factory.mktemp("dead_runs")
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "instance" / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_DB": DAGSTER_DB, "TIMESCALE_DB": MARKET_DB,
-           "ALPHA_DB_REGULAR": f"{MARKET_DB}_regular", "ALPHA_DB_SUPER": f"{MARKET_DB}_super",
-           "MARKETDATA_STATE_DIR": str(tmp_path / "state"), "CLICKHOUSE_DSN": f"chdb://{tmp_path / 'ch' / 'data'}",
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_DB": DAGSTER_DB,
+        "TIMESCALE_DB": MARKET_DB,
+        "ALPHA_DB_REGULAR": f"{MARKET_DB}_regular",
+        "ALPHA_DB_SUPER": f"{MARKET_DB}_super",
+        "MARKETDATA_STATE_DIR": str(tmp_path / "state"),
+        "CLICKHOUSE_DSN": f"chdb://{tmp_path / 'ch' / 'data'}",
+        "PYTHONUNBUFFERED": "1",
+    }
     (tmp_path / "state").mkdir()
     with pytest.MonkeyPatch.context() as monkeypatch:
         for key in ("DAGSTER_HOME", "DAGSTER_PG_DB", "DAGSTER_PG_PORT"):
@@ -74,8 +83,14 @@ class Proc:
     """A real process whose stderr/stdout lines are collected as they come."""
 
     def __init__(self, args: list[str], env: dict):
-        self.popen = subprocess.Popen(args, env=env, cwd=env["MARKETDATA_STATE_DIR"], stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True)
+        self.popen = subprocess.Popen(
+            args,
+            env=env,
+            cwd=env["MARKETDATA_STATE_DIR"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: list[str] = []
         self._changed = threading.Condition()
         for stream in (self.popen.stdout, self.popen.stderr):
@@ -116,7 +131,9 @@ def launcher(env: dict, *assets: str) -> Proc:
     return Proc([sys.executable, str(REPO / "tests" / "support" / "launch_assets.py"), *assets], env)
 
 
-_REPLAYS: list[Path] = []  # the replay CSVs of MONTHS, written once in this process (seconds of CPU each time)
+_REPLAYS: list[
+    Path
+] = []  # the replay CSVs of MONTHS, written once in this process (seconds of CPU each time)
 
 
 def replay_files(directory: Path) -> Path:
@@ -140,15 +157,22 @@ def cpu_seconds(pid: int) -> float:
 def hold_slot(instance: dg.DagsterInstance, pool: str, label: str = "test holder", process=None) -> str:
     """A live run holding the pool's only slot: of this test process, or of `process` (a ProcessRef)."""
     run_id = str(uuid.uuid4())
-    instance.run_storage.add_run(dg.DagsterRun(job_name="holder", run_id=run_id, status=dg.DagsterRunStatus.STARTED,
-                                               tags=process_tags(run_id, label, process)))
+    instance.run_storage.add_run(
+        dg.DagsterRun(
+            job_name="holder",
+            run_id=run_id,
+            status=dg.DagsterRunStatus.STARTED,
+            tags=process_tags(run_id, label, process),
+        )
+    )
     instance.event_log_storage.set_concurrency_slots(pool, 1)
     assert instance.event_log_storage.claim_concurrency_slot(pool, run_id, "holder_step").is_claimed
     return run_id
 
 
 def queued_behind(instance: dg.DagsterInstance, pool: str, waiter: Proc, holder: str, label: str, pid: int):
-    """The waiter's run, once its line names the holder's run and live process and it is queued for the slot."""
+    """The waiter's run, once its line names the holder's run and live process and it is queued for the
+    slot."""
     line = waiter.wait_for_line(f"waits for a slot of pool '{pool}'")
     assert f"run {holder[:8]} ({label})" in line and f"process {pid} on this host alive" in line
     (run,) = runs_by_pid(instance, waiter.popen.pid)
@@ -174,18 +198,29 @@ def end_holder(instance: dg.DagsterInstance, run_id: str) -> None:
 
 # The first step of each command waits for its pool: one pool of each store and a vendor pool.
 WAITERS = {
-    "timescaledb": lambda env, tmp: marketdata(env, "load-minute-bars", "--data-dir", str(replay_files(tmp / "csv")),
-                                               "--workers", "1"),
+    "timescaledb": lambda env, tmp: marketdata(
+        env, "load-minute-bars", "--data-dir", str(replay_files(tmp / "csv")), "--workers", "1"
+    ),
     "mongodb": lambda env, tmp: marketdata(env, "import-alphas", "--start-month", "2025-06"),
     "clickhouse": lambda env, tmp: launcher(env, "tick_store"),
-    "tushare": lambda env, tmp: marketdata(env, "--demo", "ingest", "--symbols", "600000.SH", "--start-date",
-                                           "2025-06-05", "--end-date", "2025-06-05"),
+    "tushare": lambda env, tmp: marketdata(
+        env,
+        "--demo",
+        "ingest",
+        "--symbols",
+        "600000.SH",
+        "--start-date",
+        "2025-06-05",
+        "--end-date",
+        "2025-06-05",
+    ),
 }
 
 
 def test_a_waiter_names_a_live_holder_waits_at_no_cpu_and_runs_once_the_holder_dies(run_env, tmp_path):
     """The holder is a run of another live process: the waiter names it and its process, waits queued at
-    ~0% CPU; the holder's process killed, the waiter's next sweep fails it, frees its slot and the load runs."""
+    ~0% CPU; the holder's process killed, the waiter's next sweep fails it, frees its slot and the load
+    runs."""
     from marketdata_assets.core.processes import ProcessRef, process_start
 
     pool = "timescaledb"
@@ -210,7 +245,8 @@ def test_a_waiter_names_a_live_holder_waits_at_no_cpu_and_runs_once_the_holder_d
                 if waiter.popen.poll() is None:
                     waiter.popen.kill()
             assert f"marked failed: run {holder[:8]} (a load elsewhere); 1 pool slot freed ({pool} 1)" in (
-                waiter.output)
+                waiter.output
+            )
             assert "[ok] minute bars" in waiter.output
             assert instance.get_run_by_id(holder).status == dg.DagsterRunStatus.FAILURE
             assert claims_of(instance, pool) == ([], [])
@@ -234,7 +270,10 @@ def test_a_waiter_names_the_holder_and_stops_on_sigterm_leaving_nothing_claimed(
                 # said by the wait loop, or by the launcher when the signal lands between two of its checks
                 waiter.wait_for_line("nothing stays claimed", timeout=2)
                 code = waiter.wait(timeout=30)
-                print(f"{pool}: the wait ended at once, the process exited {time.monotonic() - sent:.2f} s after SIGTERM")
+                print(
+                    f"{pool}: the wait ended at once, the process exited {time.monotonic() - sent:.2f} s "
+                    "after SIGTERM"
+                )
             finally:
                 if waiter.popen.poll() is None:
                     waiter.popen.kill()
@@ -251,10 +290,18 @@ def timescale_held(env: dict):
     """The minute-bar load takes the project's DDL advisory lock first: held here, the step waits in it."""
     from marketdata_assets.stores.timescale.ledger import DDL_LOCK_KEY
 
-    server = {key: env.get(f"TIMESCALE_{key}") or settings.get(f"TIMESCALE_{key}") for key in ("HOST", "PORT", "USER")}
-    with psycopg.connect(host=server["HOST"], port=server["PORT"], user=server["USER"],
-                         password=env.get("TIMESCALE_PASSWORD") or settings.get("TIMESCALE_PASSWORD") or None,
-                         dbname=env["TIMESCALE_DB"], autocommit=True) as conn:
+    server = {
+        key: env.get(f"TIMESCALE_{key}") or settings.get(f"TIMESCALE_{key}")
+        for key in ("HOST", "PORT", "USER")
+    }
+    with psycopg.connect(
+        host=server["HOST"],
+        port=server["PORT"],
+        user=server["USER"],
+        password=env.get("TIMESCALE_PASSWORD") or settings.get("TIMESCALE_PASSWORD") or None,
+        dbname=env["TIMESCALE_DB"],
+        autocommit=True,
+    ) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (DDL_LOCK_KEY,))
         yield {}
 
@@ -301,7 +348,9 @@ KILLED = {
     "timescaledb": (WAITERS["timescaledb"], timescale_held),
     "mongodb": (WAITERS["mongodb"], mongodb_held),
     "clickhouse": (WAITERS["clickhouse"], clickhouse_held),
-}  # (tushare's step: a ClickHouse step like tick_store, launched by the CLI like the two others: no case of its own)
+    # (tushare's step: a ClickHouse step like tick_store, launched by the CLI like the two others: no case of
+    # its own)
+}
 
 
 def slot_taken_by(instance: dg.DagsterInstance, pool: str, proc: Proc, timeout: float = 120) -> str:
@@ -311,6 +360,8 @@ def slot_taken_by(instance: dg.DagsterInstance, pool: str, proc: Proc, timeout: 
         runs = runs_by_pid(instance, proc.popen.pid)
         if runs and runs[0].run_id in claims_of(instance, pool)[0]:
             return runs[0].run_id
-        assert proc.popen.poll() is None, f"exited {proc.popen.returncode} before taking a slot:\n{proc.output}"
+        assert proc.popen.poll() is None, (
+            f"exited {proc.popen.returncode} before taking a slot:\n{proc.output}"
+        )
         time.sleep(0.1)
     raise AssertionError(f"no {pool} slot taken within {timeout} s:\n{proc.output}")

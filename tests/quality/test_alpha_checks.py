@@ -6,7 +6,7 @@ index disagrees are each found and named."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -35,8 +35,9 @@ def imported(dbs, tmp_path):
 def verdicts(store: AlphaStore, alpha_type: str) -> dict:
     asset = {"REGULAR": "regular_alphas", "SUPER": "super_alphas"}[alpha_type]
     checks: list[Check] = collection_checks(asset, alpha_type)
-    assert [c.name for c in checks] == NAMES and {(c.asset, c.store, c.partitioned_by, c.blocking) for c in checks} \
-        == {(asset, ALPHA_STORE, None, False)}
+    assert [c.name for c in checks] == NAMES and {
+        (c.asset, c.store, c.partitioned_by, c.blocking) for c in checks
+    } == {(asset, ALPHA_STORE, None, False)}
     return {c.name: c.run(store)[None] for c in checks}
 
 
@@ -45,10 +46,16 @@ def test_a_clean_import_passes_every_check(imported):
         found = verdicts(imported, alpha_type)
         assert all(v.passed and v.severity == ERROR for v in found.values()), found
         assert found["documents_match_ledger"].metadata == {
-            "documents": documents, "ledger_alphas": documents, "in_ledger_not_stored": 0, "stored_not_in_ledger": 0}
+            "documents": documents,
+            "ledger_alphas": documents,
+            "in_ledger_not_stored": 0,
+            "stored_not_in_ledger": 0,
+        }
         assert found["type_matches_collection"].metadata == {"wrong_type": 0, "sample": []}
         assert found["required_fields_present"].metadata == {
-            "fields": ", ".join(REQUIRED_FIELDS[alpha_type]), "documents_missing_by_field": {}}
+            "fields": ", ".join(REQUIRED_FIELDS[alpha_type]),
+            "documents_missing_by_field": {},
+        }
         assert found["dates_parse"].metadata == {"documents_checked": documents, "problems": 0, "sample": []}
 
 
@@ -59,13 +66,16 @@ def test_each_check_names_what_is_wrong(imported):
     regular.delete_one({"_id": ids[0]})
     regular.insert_one({**lost, "_id": "STRAY01", "id": "STRAY01", "type": "SUPER"})  # no import wrote it
     regular.update_one({"_id": ids[1]}, {"$unset": {"author": ""}, "$set": {"dateModified": "yesterday"}})
-    regular.update_one({"_id": ids[2]}, {"$set": {"_dates.dateCreated": datetime(2001, 1, 1, tzinfo=timezone.utc)}})
+    regular.update_one({"_id": ids[2]}, {"$set": {"_dates.dateCreated": datetime(2001, 1, 1, tzinfo=UTC)}})
 
     found = verdicts(imported, "REGULAR")
     assert not any(v.passed for v in found.values())
     ledger = found["documents_match_ledger"].metadata
     assert (ledger["in_ledger_not_stored"], ledger["stored_not_in_ledger"]) == ([ids[0]], ["STRAY01"])
-    assert found["type_matches_collection"].metadata == {"wrong_type": 1, "sample": [{"id": "STRAY01", "type": "SUPER"}]}
+    assert found["type_matches_collection"].metadata == {
+        "wrong_type": 1,
+        "sample": [{"id": "STRAY01", "type": "SUPER"}],
+    }
     assert found["required_fields_present"].metadata["documents_missing_by_field"] == {"author": 1}
     problems = {(p["id"], p["field"]): p["problem"] for p in found["dates_parse"].metadata["sample"]}
     assert set(problems) == {(ids[1], "dateModified"), (ids[2], "dateCreated")}

@@ -4,7 +4,7 @@ latest listing names is expected, unplaceable alphas count as missing, unlisted 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -25,13 +25,18 @@ def test_listing_unplaceable_and_unlisted_files(tmp_path, mongo, mongo_db_name, 
         land_alpha(tmp_path, "main", a, fsync=False)
     path = listing_path(tmp_path, "2025-07", "main")
     path.parent.mkdir(parents=True)  # listed: two REGULAR (one never landed), one SUPER, one unplaceable
-    path.write_text(json.dumps({"listed": 5, "unplaceable": 1,
-                                "ids": {"REGULAR": ["Reg0001", "Reg0003"], "SUPER": ["Sup0001"]}}))
-    in_july = {"_dates": {"dateCreated": datetime(2025, 7, 4, 14, tzinfo=timezone.utc)}}
+    path.write_text(
+        json.dumps(
+            {"listed": 5, "unplaceable": 1, "ids": {"REGULAR": ["Reg0001", "Reg0003"], "SUPER": ["Sup0001"]}}
+        )
+    )
+    in_july = {"_dates": {"dateCreated": datetime(2025, 7, 4, 14, tzinfo=UTC)}}
     regular.insert_many([{"_id": "Reg0001", **in_july}, {"_id": "Gone001"}])
     super_.insert_one({"_id": "Sup0001"})
 
-    grid = coverage(tmp_path, ["2025-06", "2025-07"], ["main", "research"], {"REGULAR": regular, "SUPER": super_})
+    grid = coverage(
+        tmp_path, ["2025-06", "2025-07"], ["main", "research"], {"REGULAR": regular, "SUPER": super_}
+    )
     cell = grid.cells[AccountMonth("main", "2025-07")]
     assert (cell.expected, cell.stored, cell.unplaceable, cell.not_listed) == (4, 2, 1, 2)
     assert cell.missing == ["Reg0003"] and cell.share == 0.5 and cell.listed

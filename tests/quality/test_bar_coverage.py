@@ -3,7 +3,7 @@ venue (24/7 crypto, the exchange's calendar), from the embedded ClickHouse to th
 
 import base64
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import polars as pl
@@ -13,13 +13,23 @@ from marketdata_assets.quality import bar_coverage as cov
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse import writer
 
-UTC = timezone.utc
-
 
 def minute_bars(venue: str, instrument: str, start: datetime, n: int) -> pl.DataFrame:
-    return pl.DataFrame({"ts": [start + timedelta(minutes=i) for i in range(n)], "venue": venue,
-                         "instrument": instrument, "open": 10.0, "high": 10.0, "low": 10.0, "close": 10.0,
-                         "volume": 1.0, "amount": 10.0, "trades": 1}, schema=BARS_SCHEMA)
+    return pl.DataFrame(
+        {
+            "ts": [start + timedelta(minutes=i) for i in range(n)],
+            "venue": venue,
+            "instrument": instrument,
+            "open": 10.0,
+            "high": 10.0,
+            "low": 10.0,
+            "close": 10.0,
+            "volume": 1.0,
+            "amount": 10.0,
+            "trades": 1,
+        },
+        schema=BARS_SCHEMA,
+    )
 
 
 def test_expected_bars_follow_each_venue():
@@ -44,8 +54,10 @@ def test_days_after_the_library_s_calendar_expect_the_provisional_session_and_sa
 
 def test_the_grid_rates_each_day_and_sorts_the_worst_first():
     first, last = date(2025, 6, 4), date(2025, 6, 6)
-    stored = {("BINANCE", "BTCUSDT"): {first: 1440, date(2025, 6, 5): 720, last: 1440},
-              ("SSE", "600000.SH"): {date(2025, 6, 5): 241, last: 241}}
+    stored = {
+        ("BINANCE", "BTCUSDT"): {first: 1440, date(2025, 6, 5): 720, last: 1440},
+        ("SSE", "600000.SH"): {date(2025, 6, 5): 241, last: 241},
+    }
     grid = cov.coverage(stored, first, last)
     assert grid.rows == ["BINANCE:BTCUSDT", "SSE:600000.SH"]
     assert grid.cells[0] == [1.0, 0.5, 1.0]
@@ -60,12 +72,31 @@ def test_the_asset_draws_what_the_store_holds(clickhouse):
     start = datetime(yesterday.year, yesterday.month, yesterday.day, tzinfo=UTC)
     with clickhouse.get_client() as client:
         ct.ensure_tables(client, clickhouse.database)
-        writer.write_slice(client, clickhouse.database, "bars_1m", minute_bars("BINANCE", "BTCUSDT", start, 1440),
-                           "BINANCE", "BTCUSDT", yesterday, "test")
-        writer.write_slice(client, clickhouse.database, "bars_1m", minute_bars("OKX", "BTC-USDT", start, 360),
-                           "OKX", "BTC-USDT", yesterday, "test")
-    result = dg.materialize([ticks_coverage], resources={"clickhouse": clickhouse},
-                            run_config={"ops": {"ticks_coverage": {"config": {"days": 3}}}})
+        writer.write_slice(
+            client,
+            clickhouse.database,
+            "bars_1m",
+            minute_bars("BINANCE", "BTCUSDT", start, 1440),
+            "BINANCE",
+            "BTCUSDT",
+            yesterday,
+            "test",
+        )
+        writer.write_slice(
+            client,
+            clickhouse.database,
+            "bars_1m",
+            minute_bars("OKX", "BTC-USDT", start, 360),
+            "OKX",
+            "BTC-USDT",
+            yesterday,
+            "test",
+        )
+    result = dg.materialize(
+        [ticks_coverage],
+        resources={"clickhouse": clickhouse},
+        run_config={"ops": {"ticks_coverage": {"config": {"days": 3}}}},
+    )
     assert result.success
     (event,) = result.get_asset_materialization_events()
     meta = event.materialization.metadata

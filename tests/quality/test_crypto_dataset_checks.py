@@ -4,7 +4,7 @@ is not positive or whose name disagrees with its strike/expiry/type, a liquidati
 crossed ticker are each found and named; plausible data passes. Plus the frame contract of the new
 datasets (their words and nulls) and what each venue serves."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -29,7 +29,6 @@ from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
 from marketdata_assets.sources.venues import serves
 from marketdata_assets.stores.clickhouse import writer
 
-UTC = timezone.utc
 DAY = date(2025, 1, 15)
 MIDNIGHT = datetime(2025, 1, 15, tzinfo=UTC)
 
@@ -53,22 +52,49 @@ def write(store, dataset: str, data: pl.DataFrame, venue: str, instrument: str) 
 
 def check(store, rule, keys: list[SliceKey], caps: dict | None = None) -> dict:
     with store.get_client() as client:
-        return count(client, store.database, rule,
-                     with_params(slice_scope(store.database, rule.dataset, keys), **funding_caps(caps or {})))
+        return count(
+            client,
+            store.database,
+            rule,
+            with_params(slice_scope(store.database, rule.dataset, keys), **funding_caps(caps or {})),
+        )
 
 
 def test_a_funding_rate_past_its_venues_cap_is_named_and_venues_without_a_cap_are_not_checked(store):
     hours = [MIDNIGHT + timedelta(hours=h) for h in (0, 8, 16)]
-    ok = write(store, "funding", frame("funding", "OKX", "BTC-USDT-SWAP", [
-        (us(t), 0.0001, 8.0, 0.0001, None, None) for t in hours]), "OKX", "BTC-USDT-SWAP")
+    ok = write(
+        store,
+        "funding",
+        frame("funding", "OKX", "BTC-USDT-SWAP", [(us(t), 0.0001, 8.0, 0.0001, None, None) for t in hours]),
+        "OKX",
+        "BTC-USDT-SWAP",
+    )
     # Binance at 16:00: 0.5% a period against a 0.3% cap
-    bad = write(store, "funding", frame("funding", "BINANCE_UM", "BTCUSDT", [
-        (us(t), r, 8.0, r, 95_000.0, None) for t, r in zip(hours, (0.0001, -0.0002, 0.005))]),
-        "BINANCE_UM", "BTCUSDT")
+    bad = write(
+        store,
+        "funding",
+        frame(
+            "funding",
+            "BINANCE_UM",
+            "BTCUSDT",
+            [(us(t), r, 8.0, r, 95_000.0, None) for t, r in zip(hours, (0.0001, -0.0002, 0.005))],
+        ),
+        "BINANCE_UM",
+        "BTCUSDT",
+    )
     # Deribit's hourly rate: checked as its 8-hour figure
-    deribit = write(store, "funding", frame("funding", "DERIBIT", "BTC-PERPETUAL", [
-        (us(MIDNIGHT + timedelta(hours=h)), 0.00001, 1.0, 0.00008, None, 95_000.0) for h in range(24)]),
-        "DERIBIT", "BTC-PERPETUAL")
+    deribit = write(
+        store,
+        "funding",
+        frame(
+            "funding",
+            "DERIBIT",
+            "BTC-PERPETUAL",
+            [(us(MIDNIGHT + timedelta(hours=h)), 0.00001, 1.0, 0.00008, None, 95_000.0) for h in range(24)],
+        ),
+        "DERIBIT",
+        "BTC-PERPETUAL",
+    )
     caps = {"OKX": 0.00375, "BINANCE_UM": 0.003}
     results = check(store, FUNDING_INSIDE_CAP, [ok, bad, deribit], caps=caps)
     flagged = results[f"{DAY}|BINANCE_UM:BTCUSDT"]
@@ -83,12 +109,36 @@ def test_a_funding_rate_past_its_venues_cap_is_named_and_venues_without_a_cap_ar
 
 def test_negative_open_interest_fails_and_a_plausible_history_passes(store):
     stamps = [MIDNIGHT + timedelta(minutes=5 * i) for i in range(12)]
-    good = write(store, "open_interest", frame("open_interest", "OKX", "BTC-USDT-SWAP", [
-        (us(t), 1000.0 + i, 0.01, "base", 10.0 + i / 100, (10.0 + i / 100) * 95_000)
-        for i, t in enumerate(stamps)]), "OKX", "BTC-USDT-SWAP")
-    bad = write(store, "open_interest", frame("open_interest", "BINANCE_UM", "BTCUSDT", [
-        (us(t), -5.0 if i == 3 else 80_000.0, 1.0, "base", -5.0 if i == 3 else 80_000.0, 8e9)
-        for i, t in enumerate(stamps)]), "BINANCE_UM", "BTCUSDT")
+    good = write(
+        store,
+        "open_interest",
+        frame(
+            "open_interest",
+            "OKX",
+            "BTC-USDT-SWAP",
+            [
+                (us(t), 1000.0 + i, 0.01, "base", 10.0 + i / 100, (10.0 + i / 100) * 95_000)
+                for i, t in enumerate(stamps)
+            ],
+        ),
+        "OKX",
+        "BTC-USDT-SWAP",
+    )
+    bad = write(
+        store,
+        "open_interest",
+        frame(
+            "open_interest",
+            "BINANCE_UM",
+            "BTCUSDT",
+            [
+                (us(t), -5.0 if i == 3 else 80_000.0, 1.0, "base", -5.0 if i == 3 else 80_000.0, 8e9)
+                for i, t in enumerate(stamps)
+            ],
+        ),
+        "BINANCE_UM",
+        "BTCUSDT",
+    )
     results = check(store, OPEN_INTEREST_NOT_NEGATIVE, [good, bad])
     assert results[f"{DAY}|OKX:BTC-USDT-SWAP"].violations == 0
     assert results[f"{DAY}|BINANCE_UM:BTCUSDT"].violations == 1
@@ -99,12 +149,20 @@ def test_a_mark_price_far_from_its_index_is_named_with_its_premium(store):
     minutes = [MIDNIGHT + timedelta(minutes=i) for i in range(30)]
     index = [95_000.0 + i for i in range(30)]
     mark = [p * (1.0004 if i != 17 else 1.05) for i, p in enumerate(index)]  # 5% off at 00:17
-    write(store, "index_bars_1m", frame("index_bars_1m", "OKX", "BTC-USDT-SWAP",
-                                        [(us(t), p, p, p, p) for t, p in zip(minutes, index)]), "OKX",
-          "BTC-USDT-SWAP")
-    key = write(store, "mark_bars_1m", frame("mark_bars_1m", "OKX", "BTC-USDT-SWAP",
-                                             [(us(t), p, p, p, p) for t, p in zip(minutes, mark)]), "OKX",
-                "BTC-USDT-SWAP")
+    write(
+        store,
+        "index_bars_1m",
+        frame("index_bars_1m", "OKX", "BTC-USDT-SWAP", [(us(t), p, p, p, p) for t, p in zip(minutes, index)]),
+        "OKX",
+        "BTC-USDT-SWAP",
+    )
+    key = write(
+        store,
+        "mark_bars_1m",
+        frame("mark_bars_1m", "OKX", "BTC-USDT-SWAP", [(us(t), p, p, p, p) for t, p in zip(minutes, mark)]),
+        "OKX",
+        "BTC-USDT-SWAP",
+    )
     result = check(store, MARK_NEAR_INDEX, [key])[f"{DAY}|OKX:BTC-USDT-SWAP"]
     assert result.violations == 1 and result.rows_checked == 30
     row = dict(zip(result.sample_columns, result.sample[0]))
@@ -112,14 +170,26 @@ def test_a_mark_price_far_from_its_index_is_named_with_its_premium(store):
 
 
 def test_duplicate_liquidation_ids_are_found(store):
-    rows = [(us(MIDNIGHT + timedelta(minutes=i)), f"liq-{i}", "sell", 95_000.0, 0.1, 9_500.0, None)
-            for i in range(5)]
-    key = write(store, "liquidations", frame("liquidations", "DERIBIT", "BTC-PERPETUAL", rows), "DERIBIT",
-                "BTC-PERPETUAL")
+    rows = [
+        (us(MIDNIGHT + timedelta(minutes=i)), f"liq-{i}", "sell", 95_000.0, 0.1, 9_500.0, None)
+        for i in range(5)
+    ]
+    key = write(
+        store,
+        "liquidations",
+        frame("liquidations", "DERIBIT", "BTC-PERPETUAL", rows),
+        "DERIBIT",
+        "BTC-PERPETUAL",
+    )
     assert check(store, NO_DUPLICATE_LIQUIDATION_IDS, [key])[f"{DAY}|DERIBIT:BTC-PERPETUAL"].violations == 0
     # a frame that repeats one (a parser that did not drop a page overlap), written as given
-    write(store, "liquidations", frame("liquidations", "DERIBIT", "BTC-PERPETUAL", rows + rows[2:3]),
-          "DERIBIT", "BTC-PERPETUAL")
+    write(
+        store,
+        "liquidations",
+        frame("liquidations", "DERIBIT", "BTC-PERPETUAL", rows + rows[2:3]),
+        "DERIBIT",
+        "BTC-PERPETUAL",
+    )
     result = check(store, NO_DUPLICATE_LIQUIDATION_IDS, [key])[f"{DAY}|DERIBIT:BTC-PERPETUAL"]
     assert result.violations == 1 and result.rows_checked == 6
     assert dict(zip(result.sample_columns, result.sample[0]))["liquidation_id"] == "liq-2"
@@ -130,21 +200,45 @@ def test_options_with_a_bad_iv_or_a_name_that_disagrees_are_named(store):
     at = us(MIDNIGHT + timedelta(hours=9))
 
     def option(name, strike, kind, iv, bid_iv=None):
-        return (at, name, expiry, strike, kind, 95_000.0, "btc_usd", 0.05, iv, bid_iv, None, 0.049, 0.051,
-                12.0, None)
+        return (
+            at,
+            name,
+            expiry,
+            strike,
+            kind,
+            95_000.0,
+            "btc_usd",
+            0.05,
+            iv,
+            bid_iv,
+            None,
+            0.049,
+            0.051,
+            12.0,
+            None,
+        )
 
-    chain = frame("option_chain", "DERIBIT", "BTC-OPTIONS", [
-        option("BTC-28MAR25-100000-C", 100_000.0, "call", 55.2, 54.0),
-        option("BTC-28MAR25-90000-P", 90_000.0, "put", 0.0),           # IV 0: not a quote
-        option("BTC-28MAR25-80000-P", 85_000.0, "put", 61.0),          # the name says 80000
-        option("BTC-28MAR25-70000-P", 70_000.0, "call", 64.0),         # the name says a put
-    ])
+    chain = frame(
+        "option_chain",
+        "DERIBIT",
+        "BTC-OPTIONS",
+        [
+            option("BTC-28MAR25-100000-C", 100_000.0, "call", 55.2, 54.0),
+            option("BTC-28MAR25-90000-P", 90_000.0, "put", 0.0),  # IV 0: not a quote
+            option("BTC-28MAR25-80000-P", 85_000.0, "put", 61.0),  # the name says 80000
+            option("BTC-28MAR25-70000-P", 70_000.0, "call", 64.0),  # the name says a put
+        ],
+    )
     with store.get_client() as client:
-        writer.write_slice(client, store.database, "option_chain", chain, "DERIBIT", "BTC-OPTIONS", DAY,
-                           "test")
-        result = count(client, store.database, OPTIONS_SANE,
-                       latest_scope(store.database, "option_chain",
-                                    ["DERIBIT:BTC-OPTIONS"]))["DERIBIT:BTC-OPTIONS"]
+        writer.write_slice(
+            client, store.database, "option_chain", chain, "DERIBIT", "BTC-OPTIONS", DAY, "test"
+        )
+        result = count(
+            client,
+            store.database,
+            OPTIONS_SANE,
+            latest_scope(store.database, "option_chain", ["DERIBIT:BTC-OPTIONS"]),
+        )["DERIBIT:BTC-OPTIONS"]
     assert result.violations == 3 and result.rows_checked == 4
     named = {dict(zip(result.sample_columns, row))["option"] for row in result.sample}
     assert named == {"BTC-28MAR25-90000-P", "BTC-28MAR25-80000-P", "BTC-28MAR25-70000-P"}
@@ -152,35 +246,91 @@ def test_options_with_a_bad_iv_or_a_name_that_disagrees_are_named(store):
 
 def test_a_crossed_ticker_fails_and_one_sided_tickers_pass(store):
     at = us(MIDNIGHT + timedelta(hours=3))
-    good = frame("tickers", "OKX", "BTC-USDT", [(at, 95_000.0, 94_999.9, 1.2, 95_000.1, 0.8, 1234.5, 1.2e8,
-                                                 None, None, None)])
-    one_sided = frame("tickers", "OKX", "ETH-USDT", [(at, 3_300.0, None, None, 3_300.1, 2.0, 99.0, None,
-                                                      None, None, None)])
-    crossed = frame("tickers", "BINANCE", "BTCUSDT", [(at, 95_000.0, 95_001.0, 1.0, 95_000.5, 1.0, 10.0,
-                                                       9.5e5, None, None, None)])
+    good = frame(
+        "tickers",
+        "OKX",
+        "BTC-USDT",
+        [(at, 95_000.0, 94_999.9, 1.2, 95_000.1, 0.8, 1234.5, 1.2e8, None, None, None)],
+    )
+    one_sided = frame(
+        "tickers", "OKX", "ETH-USDT", [(at, 3_300.0, None, None, 3_300.1, 2.0, 99.0, None, None, None, None)]
+    )
+    crossed = frame(
+        "tickers",
+        "BINANCE",
+        "BTCUSDT",
+        [(at, 95_000.0, 95_001.0, 1.0, 95_000.5, 1.0, 10.0, 9.5e5, None, None, None)],
+    )
     with store.get_client() as client:
-        for data, venue, instrument in ((good, "OKX", "BTC-USDT"), (one_sided, "OKX", "ETH-USDT"),
-                                        (crossed, "BINANCE", "BTCUSDT")):
+        for data, venue, instrument in (
+            (good, "OKX", "BTC-USDT"),
+            (one_sided, "OKX", "ETH-USDT"),
+            (crossed, "BINANCE", "BTCUSDT"),
+        ):
             writer.write_slice(client, store.database, "tickers", data, venue, instrument, DAY, "test")
-        results = count(client, store.database, TICKER_NOT_CROSSED, latest_scope(
-            store.database, "tickers", ["OKX:BTC-USDT", "OKX:ETH-USDT", "BINANCE:BTCUSDT"]))
-    assert {key: r.violations for key, r in results.items()} == {"OKX:BTC-USDT": 0, "OKX:ETH-USDT": 0,
-                                                                 "BINANCE:BTCUSDT": 1}
+        results = count(
+            client,
+            store.database,
+            TICKER_NOT_CROSSED,
+            latest_scope(store.database, "tickers", ["OKX:BTC-USDT", "OKX:ETH-USDT", "BINANCE:BTCUSDT"]),
+        )
+    assert {key: r.violations for key, r in results.items()} == {
+        "OKX:BTC-USDT": 0,
+        "OKX:ETH-USDT": 0,
+        "BINANCE:BTCUSDT": 1,
+    }
 
 
 def test_the_frame_contract_holds_the_new_datasets_to_their_words():
     with pytest.raises(ValueError, match="option_type 'C', expected one of"):
-        writer.validate_frame(frame("option_chain", "DERIBIT", "BTC-OPTIONS", [
-            (us(MIDNIGHT), "BTC-28MAR25-100000-C", us(MIDNIGHT), 1.0, "C", 1.0, "btc_usd", 0.1, 50.0, None,
-             None, None, None, 1.0, None)]), "option_chain", "DERIBIT", "BTC-OPTIONS", DAY)
+        writer.validate_frame(
+            frame(
+                "option_chain",
+                "DERIBIT",
+                "BTC-OPTIONS",
+                [
+                    (
+                        us(MIDNIGHT),
+                        "BTC-28MAR25-100000-C",
+                        us(MIDNIGHT),
+                        1.0,
+                        "C",
+                        1.0,
+                        "btc_usd",
+                        0.1,
+                        50.0,
+                        None,
+                        None,
+                        None,
+                        None,
+                        1.0,
+                        None,
+                    )
+                ],
+            ),
+            "option_chain",
+            "DERIBIT",
+            "BTC-OPTIONS",
+            DAY,
+        )
     with pytest.raises(ValueError, match="size_unit 'contracts'"):
-        writer.validate_frame(frame("open_interest", "OKX", "BTC-USDT-SWAP", [
-            (us(MIDNIGHT), 1.0, 0.01, "contracts", 0.01, 950.0)]),
-                              "open_interest", "OKX", "BTC-USDT-SWAP", DAY)
+        writer.validate_frame(
+            frame(
+                "open_interest", "OKX", "BTC-USDT-SWAP", [(us(MIDNIGHT), 1.0, 0.01, "contracts", 0.01, 950.0)]
+            ),
+            "open_interest",
+            "OKX",
+            "BTC-USDT-SWAP",
+            DAY,
+        )
     with pytest.raises(ValueError, match="null"):
-        writer.validate_frame(frame("funding", "OKX", "BTC-USDT-SWAP",
-                                    [(us(MIDNIGHT), None, 8.0, 0.0, None, None)]),
-                              "funding", "OKX", "BTC-USDT-SWAP", DAY)
+        writer.validate_frame(
+            frame("funding", "OKX", "BTC-USDT-SWAP", [(us(MIDNIGHT), None, 8.0, 0.0, None, None)]),
+            "funding",
+            "OKX",
+            "BTC-USDT-SWAP",
+            DAY,
+        )
     assert spec_for("funding").key == "ts" and spec_for("option_chain").key is None
     assert dict(spec_for("tickers").columns)["bid"].startswith("Nullable(Float64)")
 

@@ -14,7 +14,7 @@ import sys
 import textwrap
 import time
 import warnings
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -32,13 +32,13 @@ from marketdata_assets.stores.clickhouse import history
 from marketdata_assets.stores.clickhouse import tables as ct
 from tests.read.conftest import DAY, FAST, ingest
 
-UTC = timezone.utc
 START, END = day_window(DAY)
 PAIRS = ["BTCUSDT", "ETHUSDT"]
 
 
 def fetched(base_url: str, venue: str, dataset: str, instrument: str) -> pl.DataFrame:
     """What the venue's client returns for DAY from the same replay, in the table's order."""
+
     async def go():
         async with venue_client(venue, base_url, retry=FAST, requests_per_minute=60_000) as api:
             return await getattr(api, dataset)(instrument, START, END)
@@ -54,20 +54,31 @@ def first_load(store):
         ingest(store, server.base_url, "BINANCE", "trades", PAIRS)
         ingest(store, server.base_url, "BINANCE", "bars_1m", ["BTCUSDT"])
         ingest(store, server.base_url, "BINANCE_UM", "funding", ["BTCUSDT"])
-        served = {(d, v, i): fetched(server.base_url, v, d, i)
-                  for d, v, i in [("trades", "BINANCE", p) for p in PAIRS]
-                  + [("bars_1m", "BINANCE", "BTCUSDT"), ("funding", "BINANCE_UM", "BTCUSDT")]}
+        served = {
+            (d, v, i): fetched(server.base_url, v, d, i)
+            for d, v, i in [("trades", "BINANCE", p) for p in PAIRS]
+            + [("bars_1m", "BINANCE", "BTCUSDT"), ("funding", "BINANCE_UM", "BTCUSDT")]
+        }
     return served
 
 
 def test_a_read_returns_exactly_the_rows_the_checks_count_and_the_venue_served(store, reader, first_load):
     for (dataset, venue, instrument), served in first_load.items():
         got = reader.dataset(dataset, venue, instrument, START, END)
-        stated = ({"label": LABEL, "adjustment": ADJUSTMENT} if spec_for(dataset).bars
-                  else {"id_sequence": ID_SEQUENCE} if dataset == "trades" else {})
-        assert got.schema == pl.Schema(spec_for(dataset).schema | stated)  # bars say their convention, trades their ids
+        stated = (
+            {"label": LABEL, "adjustment": ADJUSTMENT}
+            if spec_for(dataset).bars
+            else {"id_sequence": ID_SEQUENCE}
+            if dataset == "trades"
+            else {}
+        )
+        assert got.schema == pl.Schema(
+            spec_for(dataset).schema | stated
+        )  # bars say their convention, trades their ids
         if spec_for(dataset).bars:
-            assert got["label"].unique().to_list() == ["start"] and got["adjustment"].unique().to_list() == ["none"]
+            assert got["label"].unique().to_list() == ["start"] and got["adjustment"].unique().to_list() == [
+                "none"
+            ]
         if dataset == "trades":  # Binance's REST trades: aggregate ids
             assert got["id_sequence"].unique().to_list() == ["aggTrade"]
         assert_frame_equal(got.drop(*stated), served.select(got.drop(*stated).columns))
@@ -80,16 +91,22 @@ def test_a_read_returns_exactly_the_rows_the_checks_count_and_the_venue_served(s
     both = reader.trades("BINANCE", PAIRS, START, END)
     assert both.height == sum(first_load[("trades", "BINANCE", p)].height for p in PAIRS)
     assert both["instrument"].unique().sort().to_list() == PAIRS
-    # a part of the day: the same rows as filtering the whole day; a projection keeps the key order (no id read:
-    # no id sequence to state)
+    # a part of the day: the same rows as filtering the whole day; a projection keeps the key order (no id
+    # read: no id sequence to state)
     noon = START + timedelta(hours=12)
     part = reader.trades("BINANCE", "btcusdt", noon, noon + timedelta(hours=3), columns=["price", "ts"])
     whole = first_load[("trades", "BINANCE", "BTCUSDT")]
-    assert_frame_equal(part, whole.filter(pl.col("ts").is_between(noon, noon + timedelta(hours=3), closed="left"))
-                       .select("price", "ts"))
+    assert_frame_equal(
+        part,
+        whole.filter(pl.col("ts").is_between(noon, noon + timedelta(hours=3), closed="left")).select(
+            "price", "ts"
+        ),
+    )
 
 
-def test_days_with_nothing_stored_warn_naming_them_and_bars_read_in_another_label_and_zone(reader, first_load):
+def test_days_with_nothing_stored_warn_naming_them_and_bars_read_in_another_label_and_zone(
+    reader, first_load
+):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the loaded day: no warning
         reader.trades("BINANCE", PAIRS, START, END)
@@ -104,12 +121,15 @@ def test_days_with_nothing_stored_warn_naming_them_and_bars_read_in_another_labe
         reader.funding("BINANCE_UM", None, START, END + timedelta(days=1))
     assert every[0].message.missing == {"BTCUSDT": [after]}
     served = first_load[("bars_1m", "BINANCE", "BTCUSDT")]
-    shanghai = reader.bars("BINANCE", "BTCUSDT", "2025-01-15T08:01", "2025-01-15T09:01", label="end",
-                           tz="Asia/Shanghai")  # 00:00-01:00 UTC, stamped by the bar's end
+    shanghai = reader.bars(
+        "BINANCE", "BTCUSDT", "2025-01-15T08:01", "2025-01-15T09:01", label="end", tz="Asia/Shanghai"
+    )  # 00:00-01:00 UTC, stamped by the bar's end
     assert shanghai.height == 60 and shanghai["label"].unique().to_list() == ["end"]
     assert shanghai["ts"].dtype == pl.Datetime("us", "Asia/Shanghai")
-    assert_frame_equal(shanghai.select("ts", "close").with_columns(pl.col("ts").dt.convert_time_zone("UTC")),
-                       served.head(60).select(pl.col("ts") + timedelta(minutes=1), "close"))
+    assert_frame_equal(
+        shanghai.select("ts", "close").with_columns(pl.col("ts").dt.convert_time_zone("UTC")),
+        served.head(60).select(pl.col("ts") + timedelta(minutes=1), "close"),
+    )
     with pytest.raises(ValueError, match="bar datasets only"):
         reader.trades("BINANCE", "BTCUSDT", START, END, label="end")
     with pytest.raises(ValueError, match="trading day"):
@@ -117,7 +137,8 @@ def test_days_with_nothing_stored_warn_naming_them_and_bars_read_in_another_labe
 
 
 def test_a_reload_reads_as_the_new_rows_and_as_of_before_it_as_the_old_then_compaction_ends_that(
-        store, reader, first_load):
+    store, reader, first_load
+):
     before_any = datetime.now(UTC) - timedelta(hours=1)
     old = reader.trades("BINANCE", PAIRS, START, END)
     between = datetime.now(UTC)
@@ -127,17 +148,26 @@ def test_a_reload_reads_as_the_new_rows_and_as_of_before_it_as_the_old_then_comp
         new_btc = fetched(server.base_url, "BINANCE", "trades", "BTCUSDT")
     latest = reader.trades("BINANCE", PAIRS, START, END)
     eth = first_load[("trades", "BINANCE", "ETHUSDT")]
-    assert_frame_equal(latest.drop("id_sequence"), pl.concat([new_btc, eth]))  # the re-load's rows, the other pair untouched
+    assert_frame_equal(
+        latest.drop("id_sequence"), pl.concat([new_btc, eth])
+    )  # the re-load's rows, the other pair untouched
     assert not new_btc.equals(first_load[("trades", "BINANCE", "BTCUSDT")])
     with store.get_client() as client:  # the checks count the re-load's rows, as the read shows them
-        counted = count(client, store.database, PRICES_POSITIVE["trades"], slice_scope(
-            store.database, "trades", [SliceKey("trades", "BINANCE", p, DAY) for p in PAIRS]))
+        counted = count(
+            client,
+            store.database,
+            PRICES_POSITIVE["trades"],
+            slice_scope(store.database, "trades", [SliceKey("trades", "BINANCE", p, DAY) for p in PAIRS]),
+        )
     assert {k: r.rows_checked for k, r in counted.items()} == {
-        f"{DAY}|BINANCE:{p}": latest.filter(pl.col("instrument") == p).height for p in PAIRS}
+        f"{DAY}|BINANCE:{p}": latest.filter(pl.col("instrument") == p).height for p in PAIRS
+    }
     assert_frame_equal(reader.trades("BINANCE", PAIRS, START, END, as_of=between), old)
     assert_frame_equal(reader.trades("BINANCE", PAIRS, START, END, as_of=datetime.now(UTC)), latest)
     empty = reader.trades("BINANCE", PAIRS, START, END, as_of=before_any)
-    assert empty.height == 0 and empty.schema == pl.Schema(spec_for("trades").schema | {"id_sequence": ID_SEQUENCE})
+    assert empty.height == 0 and empty.schema == pl.Schema(
+        spec_for("trades").schema | {"id_sequence": ID_SEQUENCE}
+    )
     flips = reader.loads("trades", "BINANCE", "BTCUSDT")
     assert flips["rows"].to_list() == [500, 400] and flips["active"].to_list() == [True, False]
     assert flips["run_id"].to_list() == ["run-2", "run-1"] and flips["source"].to_list() == ["BINANCE"] * 2
@@ -150,7 +180,9 @@ def test_a_reload_reads_as_the_new_rows_and_as_of_before_it_as_the_old_then_comp
     message = str(error.value)
     assert f"BINANCE:BTCUSDT {DAY}" in message and "400 rows, 0 left" in message and "compaction" in message
     assert "ETHUSDT" not in message  # its load at that time is still the active one
-    assert_frame_equal(reader.trades("BINANCE", "ETHUSDT", START, END, as_of=between).drop("id_sequence"), eth)
+    assert_frame_equal(
+        reader.trades("BINANCE", "ETHUSDT", START, END, as_of=between).drop("id_sequence"), eth
+    )
     assert_frame_equal(reader.trades("BINANCE", PAIRS, START, END), latest)  # the latest is never compacted
 
 
@@ -164,14 +196,23 @@ def test_a_store_without_history_gets_it_back_from_loads_and_the_ingest_log(stor
         client.command(f"DROP VIEW `{db}`.{history.LOAD_HISTORY_MV}")
         client.command(f"DROP TABLE `{db}`.{history.LOAD_HISTORY}")
         client.command(f"OPTIMIZE TABLE `{db}`.loads FINAL")  # the merge forgets the superseded flip
-        assert client.command(f"SELECT count() FROM `{db}`.loads WHERE instrument = 'BTCUSDT' "
-                              "AND dataset = 'trades'") == 1
+        assert (
+            client.command(
+                f"SELECT count() FROM `{db}`.loads WHERE instrument = 'BTCUSDT' AND dataset = 'trades'"
+            )
+            == 1
+        )
         ct.ensure_tables(client, db)
-        recorded = dict(client.query(f"SELECT recorded, count() FROM `{db}`.{history.LOAD_HISTORY} GROUP BY recorded")
-                        .result_rows)
+        recorded = dict(
+            client.query(
+                f"SELECT recorded, count() FROM `{db}`.{history.LOAD_HISTORY} GROUP BY recorded"
+            ).result_rows
+        )
         assert recorded == {"loads": 4, "ingest_log": 1}  # the superseded BTCUSDT load: from the ingest log
-        assert ct.ensure_tables(client, db) and client.command(
-            f"SELECT count() FROM `{db}`.{history.LOAD_HISTORY}") == 5  # backfilled once
+        assert (
+            ct.ensure_tables(client, db)
+            and client.command(f"SELECT count() FROM `{db}`.{history.LOAD_HISTORY}") == 5
+        )  # backfilled once
         with Reader(clickhouse_client=client, clickhouse_database=db) as reader:
             old = reader.trades("BINANCE", "BTCUSDT", START, END, as_of=between)
         assert_frame_equal(old.drop("id_sequence"), first_load[("trades", "BINANCE", "BTCUSDT")])
@@ -182,27 +223,44 @@ def test_a_store_without_history_gets_it_back_from_loads_and_the_ingest_log(stor
             assert_frame_equal(reader.trades("BINANCE", "BTCUSDT", START, END, as_of=between), old)
 
 
-def test_bad_and_unstored_names_are_refused_and_an_empty_range_is_an_empty_frame_of_the_schema(reader, first_load):
+def test_bad_and_unstored_names_are_refused_and_an_empty_range_is_an_empty_frame_of_the_schema(
+    reader, first_load
+):
     for call, words in [
         (lambda: reader.trades("BINANCE", "BTC'; DROP TABLE trades --", START, END), "invalid instrument"),
         (lambda: reader.trades("BIN ANCE", "BTCUSDT", START, END), "invalid venue"),
         (lambda: reader.dataset("quotes", "BINANCE", "BTCUSDT", START, END), "unknown dataset"),
-        (lambda: reader.trades("BINANCE", "BTCUSDT", START, END, columns=["price", "px"]), "no column(s) ['px']"),
+        (
+            lambda: reader.trades("BINANCE", "BTCUSDT", START, END, columns=["price", "px"]),
+            "no column(s) ['px']",
+        ),
         (lambda: reader.trades("BINANCE", "BTCUSDT", END, START), "is not after start"),
         (lambda: reader.trades("BINANCE", [], START, END), "no instrument given"),
         (lambda: reader.trades("BINANCE", "BTCUSDT", "15/01/2025", END), "not an ISO date"),
-        # a typo, or a name nothing is stored under: an error naming the closest stored names, not an empty frame
-        (lambda: reader.trades("BINANCX", "BTCUSDT", START, END), "no trades of venue 'BINANCX' stored (closest: BINANCE"),
-        (lambda: reader.trades("BINANCE", "BTCUSDX", START, END), "no trades of BINANCE:BTCUSDX stored (closest: BTCUSDT)"),
+        # a typo, or a name nothing is stored under: an error naming the closest stored names, not an empty
+        # frame
+        (
+            lambda: reader.trades("BINANCX", "BTCUSDT", START, END),
+            "no trades of venue 'BINANCX' stored (closest: BINANCE",
+        ),
+        (
+            lambda: reader.trades("BINANCE", "BTCUSDX", START, END),
+            "no trades of BINANCE:BTCUSDX stored (closest: BTCUSDT)",
+        ),
         (lambda: reader.dataset("books", "BINANCE", "BTCUSDT", START, END), "venues with books: none yet"),
-        (lambda: reader.dataset("trade", "BINANCE", "BTCUSDT", START, END), "unknown dataset 'trade' (closest: trades"),
+        (
+            lambda: reader.dataset("trade", "BINANCE", "BTCUSDT", START, END),
+            "unknown dataset 'trade' (closest: trades",
+        ),
     ]:
         with pytest.raises(ValueError) as error:
             call()
         assert words in str(error.value)
     with pytest.warns(MissingDays, match="BTCUSDT 2025-02-01"):  # stored, not that range: empty, and said so
         empty = reader.dataset("trades", "BINANCE", "BTCUSDT", "2025-02-01", "2025-02-02")
-    assert empty.height == 0 and empty.schema == pl.Schema(spec_for("trades").schema | {"id_sequence": ID_SEQUENCE})
+    assert empty.height == 0 and empty.schema == pl.Schema(
+        spec_for("trades").schema | {"id_sequence": ID_SEQUENCE}
+    )
     other = Reader(clickhouse_client=reader.clickhouse(), clickhouse_database="nothing_here")
     with pytest.raises(LookupError, match="no table trades in the ClickHouse database nothing_here"):
         other.trades("BINANCE", "BTCUSDT", START, END)
@@ -210,28 +268,42 @@ def test_bad_and_unstored_names_are_refused_and_an_empty_range_is_an_empty_frame
 
 def test_a_reader_names_the_process_holding_the_embedded_engine(tmp_path):
     data_dir = tmp_path / "ch"
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import time
         from pathlib import Path
         from marketdata_assets.stores.clickhouse.connection import acquire_directory
         acquire_directory(Path("{data_dir}"), 5)
         print("ready", flush=True)
         time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "ready"
-        with Reader(clickhouse_dsn=f"chdb://{data_dir}", lock_timeout_s=0.5) as reader, \
-                pytest.raises(EmbeddedLockTimeout) as error:
+        with (
+            Reader(clickhouse_dsn=f"chdb://{data_dir}", lock_timeout_s=0.5) as reader,
+            pytest.raises(EmbeddedLockTimeout) as error,
+        ):
             reader.trades("BINANCE", "BTCUSDT", START, END)
         message = str(error.value)
-        assert f"pid {holder.pid} (" in message and "acquire_directory" in message and str(data_dir) in message
+        assert (
+            f"pid {holder.pid} (" in message and "acquire_directory" in message and str(data_dir) in message
+        )
         assert "Parquet export" in message
     finally:
         holder.kill()
         holder.wait()
 
 
-def test_the_catalog_and_marketdata_status_show_each_instruments_days_gaps_and_failures(store, reader, monkeypatch):
+def test_the_catalog_and_marketdata_status_show_each_instruments_days_gaps_and_failures(
+    store, reader, monkeypatch
+):
     """Per dataset x venue x instrument: the days stored, the days missing between the first and the last,
     the days whose latest attempt failed; `marketdata status` prints it (filters, gaps only)."""
     from click.testing import CliRunner
@@ -243,16 +315,47 @@ def test_the_catalog_and_marketdata_status_show_each_instruments_days_gaps_and_f
     with store.get_client() as client:
         for instrument, days in (("BTCUSDT", (DAY, DAY + timedelta(days=2))), ("ETHUSDT", (DAY,))):
             for day in days:
-                writer.write_slice(client, store.database, "trades", make_trades(10, day, instrument), "BINANCE",
-                                   instrument, day, "catalog")
-        writer.log_ingest(client, store.database, [{
-            "run_id": "catalog", "source": "BINANCE", "dataset": "trades", "venue": "BINANCE", "instrument": "ETHUSDT",
-            "day": DAY + timedelta(days=1), "outcome": "failed", "error": "HTTP 500", "started_at": day_window(DAY)[0],
-            "finished_at": day_window(DAY)[0]}])
-    rows = {r["instrument"]: r for r in reader.catalog().filter(pl.col("dataset") == "trades").iter_rows(named=True)}
+                writer.write_slice(
+                    client,
+                    store.database,
+                    "trades",
+                    make_trades(10, day, instrument),
+                    "BINANCE",
+                    instrument,
+                    day,
+                    "catalog",
+                )
+        writer.log_ingest(
+            client,
+            store.database,
+            [
+                {
+                    "run_id": "catalog",
+                    "source": "BINANCE",
+                    "dataset": "trades",
+                    "venue": "BINANCE",
+                    "instrument": "ETHUSDT",
+                    "day": DAY + timedelta(days=1),
+                    "outcome": "failed",
+                    "error": "HTTP 500",
+                    "started_at": day_window(DAY)[0],
+                    "finished_at": day_window(DAY)[0],
+                }
+            ],
+        )
+    rows = {
+        r["instrument"]: r
+        for r in reader.catalog().filter(pl.col("dataset") == "trades").iter_rows(named=True)
+    }
     btc, eth = rows["BTCUSDT"], rows["ETHUSDT"]
-    assert (btc["first_day"], btc["last_day"], btc["days"], btc["missing_days"], btc["rows"], btc["failed_days"]) == (
-        DAY, DAY + timedelta(days=2), 2, 1, 20, 0)
+    assert (
+        btc["first_day"],
+        btc["last_day"],
+        btc["days"],
+        btc["missing_days"],
+        btc["rows"],
+        btc["failed_days"],
+    ) == (DAY, DAY + timedelta(days=2), 2, 1, 20, 0)
     assert (eth["days"], eth["missing_days"], eth["failed_days"]) == (1, 0, 1)
     assert (btc["sources"], eth["sources"]) == ("unknown 2", "unknown 1")  # written without an ingest_log row
 
@@ -261,11 +364,25 @@ def test_the_catalog_and_marketdata_status_show_each_instruments_days_gaps_and_f
     out = CliRunner().invoke(cli, ["status", "--dataset", "trades", "--venue", "binance", "--gaps-only"])
     assert out.exit_code == 0, out.output
     lines = out.stdout.splitlines()
-    assert lines[0].split() == ["dataset", "venue", "instrument", "first", "last", "days", "missing", "failed", "rows",
-                                "last", "load", "lag", "sources"]
+    assert lines[0].split() == [
+        "dataset",
+        "venue",
+        "instrument",
+        "first",
+        "last",
+        "days",
+        "missing",
+        "failed",
+        "rows",
+        "last",
+        "load",
+        "lag",
+        "sources",
+    ]
     assert [line.split()[:8] for line in lines[1:]] == [
         ["trades", "BINANCE", "BTCUSDT", str(DAY), str(DAY + timedelta(days=2)), "2", "1", "0"],
-        ["trades", "BINANCE", "ETHUSDT", str(DAY), str(DAY), "1", "0", "1"]]
+        ["trades", "BINANCE", "ETHUSDT", str(DAY), str(DAY), "1", "0", "1"],
+    ]
 
     for option, typo, closest in (("--venue", "BINANCX", "BINANCE"), ("--dataset", "trade", "trades")):
         wrong = CliRunner().invoke(cli, ["status", option, typo])
@@ -279,23 +396,42 @@ def test_todays_live_trades_are_read_marked_and_listed_with_their_lag(store, rea
     from marketdata_assets.read.gaps import LiveRowsNotRead
     from marketdata_assets.stores.clickhouse.live import ensure_live_tables, insert_live_trades, trade_row
 
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     today = now.date()
-    messages = [{"venue": "BINANCE", "instrument": "SOLUSDT", "trade_id": str(900 + k), "price": "150.5",
-                 "quantity": "2", "side": "buy", "seq": 900 + k, "ts_us": int((now - timedelta(minutes=k)).timestamp() * 1e6),
-                 "recv_ns": int(now.timestamp() * 1e9)} for k in range(3)]
+    messages = [
+        {
+            "venue": "BINANCE",
+            "instrument": "SOLUSDT",
+            "trade_id": str(900 + k),
+            "price": "150.5",
+            "quantity": "2",
+            "side": "buy",
+            "seq": 900 + k,
+            "ts_us": int((now - timedelta(minutes=k)).timestamp() * 1e6),
+            "recv_ns": int(now.timestamp() * 1e9),
+        }
+        for k in range(3)
+    ]
     with store.get_client() as client:
         ensure_live_tables(client, store.database)
         insert_live_trades(client, store.database, [trade_row(m) for m in messages])
     with pytest.warns(LiveRowsNotRead, match="3 live BINANCE trade"):
         assert reader.trades("BINANCE", "SOLUSDT", today, today + timedelta(days=1)).height == 0
     both = reader.trades("BINANCE", "SOLUSDT", today, today + timedelta(days=1), live=True)
-    assert both["path"].to_list() == ["live"] * 3 and both["trade_id"].to_list() == ["902", "901", "900"]  # by time
+    assert both["path"].to_list() == ["live"] * 3 and both["trade_id"].to_list() == [
+        "902",
+        "901",
+        "900",
+    ]  # by time
     assert both["ts"].is_sorted() and set(both["id_sequence"].to_list()) == {"trade"}
     assert both["amount"].to_list() == [301.0] * 3  # the same units as the loaded trades
     with pytest.raises(ValueError, match="live=True reads trades"):
         reader.funding("BINANCE_UM", None, today, today + timedelta(days=1), live=True)
     live_rows = reader.catalog().filter(pl.col("dataset") == "trades_live").row(0, named=True)
     assert (live_rows["venue"], live_rows["instrument"], live_rows["rows"], live_rows["sources"]) == (
-        "BINANCE", "SOLUSDT", 3, "BINANCE_LIVE")
+        "BINANCE",
+        "SOLUSDT",
+        3,
+        "BINANCE_LIVE",
+    )
     assert 0 <= live_rows["lag_s"] < 600

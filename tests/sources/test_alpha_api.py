@@ -61,8 +61,13 @@ MONTH = "2024-11"  # holds the autumn DST change: both 01:30s of Nov 3
 
 @pytest.fixture(scope="module")
 def replay():
-    config = ReplayConfig(seed=11, accounts=[dataclasses.replace(a) for a in ACCOUNTS], start_month="2024-10",
-                          months=3, super_share=0.25)
+    config = ReplayConfig(
+        seed=11,
+        accounts=[dataclasses.replace(a) for a in ACCOUNTS],
+        start_month="2024-10",
+        months=3,
+        super_share=0.25,
+    )
     with AlphaReplayServer(config, alpha_factory=ALPHA_FACTORY) as server:
         yield server
 
@@ -90,6 +95,7 @@ def fetch(server, name="main", month=MONTH, **kwargs):
     async def go():
         async with client(server, name, **kwargs) as api:
             return await api.fetch_month(month)
+
     return asyncio.run(go())
 
 
@@ -100,6 +106,7 @@ def list_requests(server):
 # ---------------------------------------------------------------------------------------------
 # Pure functions: the vendor's query conventions
 # ---------------------------------------------------------------------------------------------
+
 
 def test_month_windows_are_new_york_months_with_their_offsets():
     start, end = month_window("2024-11")
@@ -113,36 +120,62 @@ def test_month_windows_are_new_york_months_with_their_offsets():
 
 def test_date_filter_is_half_open_in_the_brain_key_convention():
     start, end = month_window("2024-03")
-    assert date_created_filter(start, end) == \
-        "dateCreated%3E=2024-03-01T00:00:00-05:00&dateCreated%3C2024-04-01T00:00:00-04:00"
+    assert (
+        date_created_filter(start, end)
+        == "dateCreated%3E=2024-03-01T00:00:00-05:00&dateCreated%3C2024-04-01T00:00:00-04:00"
+    )
     assert list_path(start, end, alpha_type="SUPER", limit=100, offset=200) == (
         "/users/self/alphas?limit=100&offset=200&order=dateCreated&type=SUPER"
-        "&dateCreated%3E=2024-03-01T00:00:00-05:00&dateCreated%3C2024-04-01T00:00:00-04:00")
+        "&dateCreated%3E=2024-03-01T00:00:00-05:00&dateCreated%3C2024-04-01T00:00:00-04:00"
+    )
     # what the server reads from it: >= start, < end
     _, filters = parse_filters(date_created_filter(start, end))
     assert [(f, op) for f, op, _ in filters] == [("dateCreated", ">="), ("dateCreated", "<")]
 
 
-@pytest.mark.parametrize("next_url, base, expected", [
-    ("http://api.worldquantbrain.com:443/users/self/alphas?limit=100&offset=100",
-     "https://api.worldquantbrain.com", "https://api.worldquantbrain.com/users/self/alphas?limit=100&offset=100"),
-    ("http://127.0.0.1:443/users/self/alphas?dateCreated%3C2024-04-01T00%3A00%3A00-04%3A00=&offset=20",
-     "http://127.0.0.1:8765/",
-     "http://127.0.0.1:8765/users/self/alphas?dateCreated%3C2024-04-01T00%3A00%3A00-04%3A00=&offset=20"),
-    ("http://h:443/users/self/alphas?offset=5", "https://gw.example/brain",
-     "https://gw.example/brain/users/self/alphas?offset=5"),
-    ("http://h:443/brain/users/self/alphas?offset=5", "https://gw.example/brain",
-     "https://gw.example/brain/users/self/alphas?offset=5"),
-])
+@pytest.mark.parametrize(
+    "next_url, base, expected",
+    [
+        (
+            "http://api.worldquantbrain.com:443/users/self/alphas?limit=100&offset=100",
+            "https://api.worldquantbrain.com",
+            "https://api.worldquantbrain.com/users/self/alphas?limit=100&offset=100",
+        ),
+        (
+            "http://127.0.0.1:443/users/self/alphas?dateCreated%3C2024-04-01T00%3A00%3A00-04%3A00=&offset=20",
+            "http://127.0.0.1:8765/",
+            "http://127.0.0.1:8765/users/self/alphas?dateCreated%3C2024-04-01T00%3A00%3A00-04%3A00=&offset=20",
+        ),
+        (
+            "http://h:443/users/self/alphas?offset=5",
+            "https://gw.example/brain",
+            "https://gw.example/brain/users/self/alphas?offset=5",
+        ),
+        (
+            "http://h:443/brain/users/self/alphas?offset=5",
+            "https://gw.example/brain",
+            "https://gw.example/brain/users/self/alphas?offset=5",
+        ),
+    ],
+)
 def test_next_links_keep_path_and_query_on_the_configured_base(next_url, base, expected):
     assert rewrite_next(next_url, base) == expected
 
 
 def test_accounts_come_from_env_and_never_show_the_password():
-    env = {"ALPHA_API_USER_MAIN": "u1@example.com", "ALPHA_API_PASSWORD_MAIN": "pw-one-XYZ",
-           "ALPHA_API_USER_TEAM_B": "u2@example.com", "ALPHA_API_PASSWORD_TEAM_B": "pw-two-XYZ"}
+    env = {
+        "ALPHA_API_USER_MAIN": "u1@example.com",
+        "ALPHA_API_PASSWORD_MAIN": "pw-one-XYZ",
+        "ALPHA_API_USER_TEAM_B": "u2@example.com",
+        "ALPHA_API_PASSWORD_TEAM_B": "pw-two-XYZ",
+    }
     main, team = accounts_from_env("main, team-b", env)
-    assert (main.user, main.password, team.name, team.password) == ("u1@example.com", "pw-one-XYZ", "team-b", "pw-two-XYZ")
+    assert (main.user, main.password, team.name, team.password) == (
+        "u1@example.com",
+        "pw-one-XYZ",
+        "team-b",
+        "pw-two-XYZ",
+    )
     for text in (repr(main), str(main), repr([main, team])):
         assert "pw-one-XYZ" not in text and "pw-two-XYZ" not in text
     with pytest.raises(AlphaConfigError) as error:
@@ -154,12 +187,15 @@ def test_accounts_come_from_env_and_never_show_the_password():
 # The replay server speaks the vendor's dialect
 # ---------------------------------------------------------------------------------------------
 
+
 def test_replay_filters_pagination_and_limits(server):
     main = CLIENT_ACCOUNTS["main"]
     with httpx.Client(base_url=server.base_url) as http:
         assert http.get(LIST_PATH + "?limit=5").status_code == 401
         login = http.post("/authentication", auth=(main.user, main.password))
-        assert login.status_code == 201 and login.json()["token"]["expiry"] == 14400.0 and "t" in login.cookies
+        assert (
+            login.status_code == 201 and login.json()["token"]["expiry"] == 14400.0 and "t" in login.cookies
+        )
         start, end = month_window(MONTH)
         page = http.get(list_path(start, end, alpha_type=None, limit=7)).json()
         assert page["count"] == len(server.truth("main", MONTH)) and page["previous"] is None
@@ -170,7 +206,9 @@ def test_replay_filters_pagination_and_limits(server):
         assert second["previous"].startswith("http://127.0.0.1:443/") and "offset" not in second["previous"]
         # <= and != and the %1F "or" list
         last = server.alpha(server.truth("main", MONTH)[-1])["dateCreated"]
-        inclusive = http.get(f"{LIST_PATH}?limit=1&dateCreated%3C={last}&dateCreated%3E={start.isoformat()}").json()
+        inclusive = http.get(
+            f"{LIST_PATH}?limit=1&dateCreated%3C={last}&dateCreated%3E={start.isoformat()}"
+        ).json()
         assert inclusive["count"] == len(server.truth("main", MONTH))
         supers = http.get(f"{LIST_PATH}?limit=1&type!=REGULAR&{date_created_filter(start, end)}").json()
         assert supers["count"] == len(server.truth("main", MONTH, "SUPER"))
@@ -189,8 +227,10 @@ def test_replay_filters_pagination_and_limits(server):
 
 
 def test_replay_data_is_deterministic_and_has_the_boundary_alphas(server):
-    again = AlphaReplayServer(dataclasses.replace(server.config, accounts=[dataclasses.replace(a) for a in ACCOUNTS]),
-                              alpha_factory=ALPHA_FACTORY)
+    again = AlphaReplayServer(
+        dataclasses.replace(server.config, accounts=[dataclasses.replace(a) for a in ACCOUNTS]),
+        alpha_factory=ALPHA_FACTORY,
+    )
     try:
         assert again.truth("main") == server.truth("main")
         assert again.alpha(server.truth("main")[0]) == server.alpha(server.truth("main")[0])
@@ -207,6 +247,7 @@ def test_replay_data_is_deterministic_and_has_the_boundary_alphas(server):
 # ---------------------------------------------------------------------------------------------
 # The client
 # ---------------------------------------------------------------------------------------------
+
 
 def test_authenticates_with_basic_and_keeps_the_session_cookie(server):
     async def go():
@@ -244,9 +285,15 @@ def test_new_york_month_boundaries(server):
     nov_created = {a["dateCreated"] for a in november.alphas}
     # 23:59:59 and 23:30 on Oct 31 in New York are November in UTC, but October here
     assert {"2024-10-31T23:59:59-04:00", "2024-10-31T23:30:00-04:00"} <= oct_created
-    assert {"2024-11-01T00:00:00-04:00", "2024-11-03T01:30:00-04:00", "2024-11-03T01:30:00-05:00"} <= nov_created
+    assert {
+        "2024-11-01T00:00:00-04:00",
+        "2024-11-03T01:30:00-04:00",
+        "2024-11-03T01:30:00-05:00",
+    } <= nov_created
     for result, month in ((october, 10), (november, 11)):
-        assert all(datetime.fromisoformat(a["dateCreated"]).astimezone(NY).month == month for a in result.alphas)
+        assert all(
+            datetime.fromisoformat(a["dateCreated"]).astimezone(NY).month == month for a in result.alphas
+        )
 
 
 def test_months_above_the_offset_limit_are_split_into_windows_without_loss_or_duplicates(server):
@@ -260,8 +307,11 @@ def test_months_above_the_offset_limit_are_split_into_windows_without_loss_or_du
     # the same-second burst sits exactly on the first split point (the month's middle): half-open
     start, end = month_window(MONTH)
     middle = start.timestamp() + (end.timestamp() - start.timestamp()) // 2
-    at_middle = [i for i in server.truth("main", MONTH)
-                 if datetime.fromisoformat(server.alpha(i)["dateCreated"]).timestamp() == middle]
+    at_middle = [
+        i
+        for i in server.truth("main", MONTH)
+        if datetime.fromisoformat(server.alpha(i)["dateCreated"]).timestamp() == middle
+    ]
     assert len(at_middle) == 3 and set(at_middle) <= set(result.ids)
 
 
@@ -333,10 +383,14 @@ def test_persona_on_a_normal_request_is_not_retried(server):
     assert [e["status"] for e in list_requests(server)] == [200, 401]
 
 
-@pytest.mark.parametrize("retry_after, body, status", [("0.4", "throttled", 429), ("1", "concurrent", 429),
-                                                        (None, "concurrent", 400)])
+@pytest.mark.parametrize(
+    "retry_after, body, status",
+    [("0.4", "throttled", 429), ("1", "concurrent", 429), (None, "concurrent", 400)],
+)
 def test_rate_limits_honor_retry_after_float_strings(server, retry_after, body, status):
-    server.set_faults(rate_limit_every=2, retry_after=retry_after, rate_limit_body=body, rate_limit_status=status)
+    server.set_faults(
+        rate_limit_every=2, retry_after=retry_after, rate_limit_body=body, rate_limit_status=status
+    )
     result = fetch(server, page_limit=50, types=("REGULAR",))
     assert result.ids == server.truth("main", MONTH, "REGULAR")
     requests = list_requests(server)
@@ -347,9 +401,14 @@ def test_rate_limits_honor_retry_after_float_strings(server, retry_after, body, 
             assert requests[i + 1]["t"] - requests[i]["t"] >= float(retry_after) - 0.02
 
 
-@pytest.mark.parametrize("fault, counter", [("server_error_every", "server_errors_5xx"),
-                                            ("truncate_every", "invalid_bodies"),
-                                            ("disconnect_every", "transport_errors")])
+@pytest.mark.parametrize(
+    "fault, counter",
+    [
+        ("server_error_every", "server_errors_5xx"),
+        ("truncate_every", "invalid_bodies"),
+        ("disconnect_every", "transport_errors"),
+    ],
+)
 def test_transient_faults_are_retried(server, fault, counter):
     server.set_faults(**{fault: 3})
     result = fetch(server, page_limit=10)
@@ -368,8 +427,9 @@ def test_a_body_truncated_on_every_attempt_fails_naming_the_url(server):
 
 def test_accounts_are_isolated(server):
     async def go():
-        async with AlphaApi(server.base_url, list(CLIENT_ACCOUNTS.values()), retry=FAST,
-                            requests_per_minute=60_000) as api:
+        async with AlphaApi(
+            server.base_url, list(CLIENT_ACCOUNTS.values()), retry=FAST, requests_per_minute=60_000
+        ) as api:
             return await asyncio.gather(api.fetch_month("main", MONTH), api.fetch_month("research", MONTH))
 
     main, research = asyncio.run(go())
@@ -396,8 +456,9 @@ def test_callback_receives_every_alpha_once(server):
 
 def test_no_password_in_logs_errors_or_reprs(server, caplog):
     caplog.set_level(logging.DEBUG)
-    secrets = list(PASSWORDS.values()) + [base64.b64encode(f"{a.user}:{a.password}".encode()).decode()
-                                          for a in ACCOUNTS]
+    secrets = list(PASSWORDS.values()) + [
+        base64.b64encode(f"{a.user}:{a.password}".encode()).decode() for a in ACCOUNTS
+    ]
     texts = []
     wrong = AlphaAccount("main", CLIENT_ACCOUNTS["main"].user, "Wrong-pw!123456")
     secrets.append("Wrong-pw!123456")
@@ -406,15 +467,26 @@ def test_no_password_in_logs_errors_or_reprs(server, caplog):
         async with AlphaApiClient(server.base_url, wrong, retry=FAST) as api:
             with pytest.raises(AlphaAuthError) as rejected:
                 await api.fetch_month(MONTH)
-            texts.extend([str(rejected.value), repr(rejected.value), repr(api), str(api.account), repr(api.account)])
+            texts.extend(
+                [str(rejected.value), repr(rejected.value), repr(api), str(api.account), repr(api.account)]
+            )
         server.set_faults(expire_session_after=2)
-        async with AlphaApi(server.base_url, list(CLIENT_ACCOUNTS.values()), retry=FAST,
-                            requests_per_minute=60_000) as api:
+        async with AlphaApi(
+            server.base_url, list(CLIENT_ACCOUNTS.values()), retry=FAST, requests_per_minute=60_000
+        ) as api:
             await api.fetch_month("main", MONTH)
             with pytest.raises(PersonaRequired) as persona:
                 await api.fetch_month("locked", MONTH)
-            texts.extend([str(persona.value), repr(persona.value), repr(api), repr(api.client("main")),
-                          repr(api.accounts), str(api.accounts)])
+            texts.extend(
+                [
+                    str(persona.value),
+                    repr(persona.value),
+                    repr(api),
+                    repr(api.client("main")),
+                    repr(api.accounts),
+                    str(api.accounts),
+                ]
+            )
 
     asyncio.run(go())
     assert "ALPHA_API_PASSWORD_MAIN" in texts[0]  # the rejection says where the password comes from
@@ -427,20 +499,51 @@ def test_no_password_in_logs_errors_or_reprs(server, caplog):
 
 def test_cli_serves_the_configured_accounts(tmp_path):
     config = tmp_path / "replay.json"
-    config.write_text(json.dumps({"accounts": [{"name": "alpha_one"}, {"name": "beta"}, {"name": "gamma"}],
-                                  "faults": {"retry_after": "0.5"}, "start_month": "2025-01", "months": 2}))
-    process = subprocess.Popen([sys.executable, "-m", "marketdata_assets.replay.alpha_api", "--port", "0",
-                                "--config", str(config), "--seed", "3", "--alphas", "40",
-                                "--persona-account", "gamma"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={"PATH": "/usr/bin:/bin", "ALPHA_API_PASSWORD_BETA": "beta-from-env"})
+    config.write_text(
+        json.dumps(
+            {
+                "accounts": [{"name": "alpha_one"}, {"name": "beta"}, {"name": "gamma"}],
+                "faults": {"retry_after": "0.5"},
+                "start_month": "2025-01",
+                "months": 2,
+            }
+        )
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "marketdata_assets.replay.alpha_api",
+            "--port",
+            "0",
+            "--config",
+            str(config),
+            "--seed",
+            "3",
+            "--alphas",
+            "40",
+            "--persona-account",
+            "gamma",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "ALPHA_API_PASSWORD_BETA": "beta-from-env"},
+    )
     try:
         line = process.stdout.readline()
         assert "alpha_one (40 alphas)" in line and "beta (40 alphas)" in line, process.stderr.read()
         base_url = re.search(r"http://127\.0\.0\.1:\d+", line).group(0)
         with httpx.Client(base_url=base_url) as http:
-            assert http.post("/authentication", auth=("alpha_one@replay.invalid", "replay-alpha_one")).status_code == 201
-            assert http.post("/authentication", auth=("beta@replay.invalid", "beta-from-env")).status_code == 201
+            assert (
+                http.post(
+                    "/authentication", auth=("alpha_one@replay.invalid", "replay-alpha_one")
+                ).status_code
+                == 201
+            )
+            assert (
+                http.post("/authentication", auth=("beta@replay.invalid", "beta-from-env")).status_code == 201
+            )
             assert http.get(LIST_PATH + "?limit=100").json()["count"] == 40
             assert http.get("/_replay/state").json()["faults"]["retry_after"] == "0.5"
             persona = http.post("/authentication", auth=("gamma@replay.invalid", "replay-gamma"))
@@ -462,27 +565,48 @@ def test_a_month_in_small_pages_is_every_alpha_once(server):
 
 
 def test_a_next_link_that_loops_is_an_error_not_a_hang():
-    page = {"count": 3, "next": "http://vendor.example:443/users/self/alphas?limit=1&offset=1", "previous": None,
-            "results": [{"id": "abcdefg", "type": "REGULAR", "dateCreated": "2024-11-05T10:00:00-05:00"}]}
+    page = {
+        "count": 3,
+        "next": "http://vendor.example:443/users/self/alphas?limit=1&offset=1",
+        "previous": None,
+        "results": [{"id": "abcdefg", "type": "REGULAR", "dateCreated": "2024-11-05T10:00:00-05:00"}],
+    }
     with ScriptedServer() as scripted:
-        scripted.replies.extend([Reply(201, b'{"user":{"id":"XX1"},"token":{"expiry":14400.0}}',
-                                       {"Set-Cookie": "t=tok; Path=/; Secure; HttpOnly"}),
-                                 Reply(200, json.dumps(page).encode()), Reply(200, json.dumps(page).encode())])
+        scripted.replies.extend(
+            [
+                Reply(
+                    201,
+                    b'{"user":{"id":"XX1"},"token":{"expiry":14400.0}}',
+                    {"Set-Cookie": "t=tok; Path=/; Secure; HttpOnly"},
+                ),
+                Reply(200, json.dumps(page).encode()),
+                Reply(200, json.dumps(page).encode()),
+            ]
+        )
 
         async def go():
-            async with AlphaApiClient(scripted.url, CLIENT_ACCOUNTS["main"], retry=FAST, types=("REGULAR",)) as api:
+            async with AlphaApiClient(
+                scripted.url, CLIENT_ACCOUNTS["main"], retry=FAST, types=("REGULAR",)
+            ) as api:
                 await api.fetch_month("2024-11")
 
         with pytest.raises(InvalidResponseError) as error:
             asyncio.run(go())
-    assert "already listed" in str(error.value) and f"{scripted.url}/users/self/alphas?limit=1&offset=1" in str(error.value)
+    assert "already listed" in str(
+        error.value
+    ) and f"{scripted.url}/users/self/alphas?limit=1&offset=1" in str(error.value)
     assert [path.split("?")[0] for _, _, path in scripted.requests] == ["/authentication"] + [LIST_PATH] * 2
 
 
 def test_persona_location_may_be_absolute():
     with ScriptedServer() as scripted:
-        scripted.replies.append(Reply(401, b'{"detail":"persona"}', {"WWW-Authenticate": "persona",
-                                      "Location": "https://platform.example/verify?inquiry=inq_1"}))
+        scripted.replies.append(
+            Reply(
+                401,
+                b'{"detail":"persona"}',
+                {"WWW-Authenticate": "persona", "Location": "https://platform.example/verify?inquiry=inq_1"},
+            )
+        )
 
         async def go():
             async with AlphaApiClient(scripted.url, CLIENT_ACCOUNTS["research"], retry=FAST) as api:

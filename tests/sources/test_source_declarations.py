@@ -22,14 +22,22 @@ OTHER_STORES = {"stock_1min_qfq", "alphas"}
 def test_every_source_package_declares_a_source_the_registry_lists():
     # the interfaces (REST and streams), the registry and the config: modules of sources/ that are no source
     packages = {m.name for m in pkgutil.iter_modules(sources_pkg.__path__)} - {
-        "interface", "stream", "registry", "venues", "config", "config_schema"}
+        "interface",
+        "stream",
+        "registry",
+        "venues",
+        "config",
+        "config_schema",
+    }
     declared_in = {type(s).__module__ for s in SOURCES.values()}
     assert declared_in == {Source.__module__}
     for name in packages:
         module = __import__(f"marketdata_assets.sources.{name}", fromlist=["_"])
         mine = [v for v in vars(module).values() if isinstance(v, Source)]
         assert mine, f"sources/{name} declares no Source"
-        assert all(SOURCES.get(s.name) is s for s in mine), f"sources/{name}: a declaration the registry lacks"
+        assert all(SOURCES.get(s.name) is s for s in mine), (
+            f"sources/{name}: a declaration the registry lacks"
+        )
 
 
 def test_each_declaration_is_complete_and_consistent():
@@ -55,7 +63,9 @@ def test_a_datasets_fidelity_names_sources_that_load_it_from_files_the_most_fait
     assert trades.fidelity == ("BINANCE_ARCHIVE", "BINANCE_DUMPS")
     assert trades.outranks("BINANCE_ARCHIVE", "BINANCE_DUMPS") and trades.outranks("BINANCE_DUMPS", "BINANCE")
     # the venues' APIs and streams rank alike (the last of their loads wins), and unknown ones with them
-    assert not trades.outranks("BINANCE", "BINANCE_UM_LIVE") and not trades.outranks("BINANCE_UM_LIVE", "BINANCE")
+    assert not trades.outranks("BINANCE", "BINANCE_UM_LIVE") and not trades.outranks(
+        "BINANCE_UM_LIVE", "BINANCE"
+    )
     assert not trades.outranks("", "BINANCE") and not trades.outranks("BINANCE_ARCHIVE", "BINANCE_ARCHIVE")
 
 

@@ -37,12 +37,18 @@ def test_the_shipped_file_has_the_seeds_limits_and_the_vendors_hosts():
     assert (tushare.requests_per_minute, yahoo.requests_per_minute) == (200.0, 2000.0)  # seed 003
     assert binance.option("weight_per_minute") == 6000 and binance.option("weight_headroom") == 0.9
     assert {name: p.base_url for name, p in config.sources.items()} == {
-        "tushare": "http://api.waditu.com", "yahoo": "https://query2.finance.yahoo.com",
-        "binance": "https://api.binance.com", "binance_um": "https://fapi.binance.com", "okx": "https://www.okx.com",
-        "deribit": "https://www.deribit.com"}
+        "tushare": "http://api.waditu.com",
+        "yahoo": "https://query2.finance.yahoo.com",
+        "binance": "https://api.binance.com",
+        "binance_um": "https://fapi.binance.com",
+        "okx": "https://www.okx.com",
+        "deribit": "https://www.deribit.com",
+    }
     assert config.sources["binance_um"].option("weight_per_minute") == 2400
-    assert config.option_chains == (InstrumentKey("DERIBIT", "BTC-OPTIONS"),
-                                    InstrumentKey("DERIBIT", "ETH-OPTIONS"))
+    assert config.option_chains == (
+        InstrumentKey("DERIBIT", "BTC-OPTIONS"),
+        InstrumentKey("DERIBIT", "ETH-OPTIONS"),
+    )
     assert config.funding_caps == {"BINANCE_UM": 0.003, "OKX": 0.00375, "DERIBIT": 0.005}
     assert InstrumentKey("BINANCE_UM", "BTCUSDT") in config.crypto_instruments
     assert tushare.option("token_env") == "TUSHARE_TOKEN"
@@ -56,12 +62,16 @@ def test_base_urls_come_from_the_named_variables_and_the_file_from_its_variable(
     data = shipped()
     data["sources"]["okx"]["requests_per_minute"] = 30
     path = write(tmp_path, data)
-    config = load_sources_config(environ={CONFIG_ENV: str(path), "OKX_BASE_URL": "http://127.0.0.1:8766/",
-                                            "BINANCE_BASE_URL": ""})
+    config = load_sources_config(
+        environ={CONFIG_ENV: str(path), "OKX_BASE_URL": "http://127.0.0.1:8766/", "BINANCE_BASE_URL": ""}
+    )
     assert config.path == path.resolve()
     okx, binance = config.sources["okx"], config.sources["binance"]
     assert (okx.base_url, okx.default_base_url, okx.requests_per_minute) == (
-        "http://127.0.0.1:8766", "https://www.okx.com", 30.0)
+        "http://127.0.0.1:8766",
+        "https://www.okx.com",
+        30.0,
+    )
     assert binance.base_url == "https://api.binance.com"  # empty variable = unset
 
 
@@ -83,50 +93,123 @@ def test_five_thousand_instruments_load(tmp_path):
     assert len(load_sources_config(write(tmp_path, data), environ={}).a_shares) == 5000
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda d: d["sources"]["okx"].update(workers="four"), "sources.okx.workers: expected an integer >= 1, got 'four'"),
-    (lambda d: d["sources"]["tushare"].update(requests_per_minute=0), "sources.tushare.requests_per_minute: expected a number > 0"),
-    (lambda d: d["sources"]["binance"].update(weight_headroom=1.5), "sources.binance.weight_headroom"),
-    (lambda d: d["sources"]["yahoo"].update(requets_per_minute=10),
-     "sources.yahoo.requets_per_minute: unknown key (did you mean 'requests_per_minute'?); allowed in sources.yahoo: "),
-    (lambda d: d["sources"]["binance"].update(weight_per_minute=0),
-     "sources.binance.weight_per_minute: expected an integer >= 1, got 0"),
-    (lambda d: d["sources"]["binance"].update(weight_per_minute="6000"),
-     "sources.binance.weight_per_minute: expected an integer >= 1, got '6000'"),
-    (lambda d: d["sources"]["yahoo"].update(max_days_back=-1), "sources.yahoo.max_days_back: expected null or a number > 0"),
-    (lambda d: d["sources"]["tushare"].update(token_env=""), "sources.tushare.token_env: expected a non-empty string"),
-    (lambda d: d["sources"]["okx"].pop("base_url"), "sources.okx.base_url: missing; expected an http(s):// URL"),
-    (lambda d: d["sources"].update(okx=None), "sources.okx: missing; expected a mapping"),
-    (lambda d: d["sources"].update(okx=[1]), "sources.okx: expected a mapping, got list"),
-    (lambda d: d.update(universe={}), "universe: unknown key (did you mean 'universes'?)"),
-    (lambda d: d.pop("universes"), "universes: missing; expected a mapping"),
-    (lambda d: d.update(catch_up_days=0), "catch_up_days: expected an integer >= 1, got 0"),
-    (lambda d: d["universes"]["crypto"].update(book_depth=True), "universes.crypto.book_depth: expected an integer >= 1, got True"),
-    (lambda d: d["universes"]["yahoo"].update(symbols="AAPL"), "universes.yahoo.symbols: expected null or a list, got 'AAPL'"),
-    (lambda d: d["binance_archives"].update(timeout_s=float("nan")), "binance_archives.timeout_s: expected a number > 0"),
-    (lambda d: d["sources"]["deribit"].update(base_url="www.deribit.com"), "sources.deribit.base_url: expected an http(s):// URL"),
-    (lambda d: d["sources"].pop("okx"), "sources.okx: missing; expected a mapping"),
-    (lambda d: d["universes"]["a_shares"].update(symbols=["600000.XX"]), "universes.a_shares: invalid A-share code '600000.XX'"),
-    (lambda d: d["universes"]["crypto"]["instruments"].update(OKX=["BTCUSDT"]), "universes.crypto.instruments.OKX: instrument 'BTCUSDT' does not look like an instrument of OKX"),
-    (lambda d: d["universes"]["crypto"]["instruments"].update(KRAKEN=["XBTUSD"]), "universes.crypto.instruments.KRAKEN: unknown venue"),
-    (lambda d: d["universes"]["crypto"].update(option_chains={"DERIBIT": "BTC"}),
-     "universes.crypto.option_chains.DERIBIT: expected a list of currencies"),
-    (lambda d: d["universes"]["crypto"].update(option_chains={"OKX": ["BTC"]}),
-     "universes.crypto.option_chains.OKX: unknown key; allowed in universes.crypto.option_chains: DERIBIT"),
-    (lambda d: d["universes"]["crypto"]["rules"]["OKX"].update(top=0),
-     "universes.crypto.rules.OKX.top: expected a whole number >= 1"),
-    (lambda d: d["universes"]["crypto"]["rules"]["OKX"].update(top=[20]),
-     "universes.crypto.rules.OKX.top: expected a whole number >= 1"),
-    (lambda d: d["universes"]["a_shares"].update(rules={"SSE": {"types": ["equity"], "top": 20}}),
-     ("universes.a_shares.rules.SSE: expected a mapping of types, quotes, settles, bases, statuses, include, "
-      "exclude; unknown key(s) top")),  # no A-share volume snapshot to rank by
-    (lambda d: d["universes"]["a_shares"].update(rules={"HKEX": {"types": ["equity"]}}),
-     "universes.a_shares.rules.HKEX: unknown venue; expected one of ['BSE', 'SSE', 'SZSE']"),
-    (lambda d: d["universes"]["crypto"].update(funding_caps={"OKX": 2}),
-     "universes.crypto.funding_caps.OKX: expected a number > 0 and <= 1, got 2"),
-    (lambda d: d["universes"]["yahoo"].update(history_start="June"), "universes.yahoo.history_start: expected a date YYYY-MM-DD, got 'June'"),
-    (lambda d: d["universes"]["a_shares"].update(symbols_file="nowhere.txt"), "universes.a_shares.symbols_file: cannot read"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda d: d["sources"]["okx"].update(workers="four"),
+            "sources.okx.workers: expected an integer >= 1, got 'four'",
+        ),
+        (
+            lambda d: d["sources"]["tushare"].update(requests_per_minute=0),
+            "sources.tushare.requests_per_minute: expected a number > 0",
+        ),
+        (lambda d: d["sources"]["binance"].update(weight_headroom=1.5), "sources.binance.weight_headroom"),
+        (
+            lambda d: d["sources"]["yahoo"].update(requets_per_minute=10),
+            (
+                "sources.yahoo.requets_per_minute: unknown key (did you mean 'requests_per_minute'?); "
+                "allowed in sources.yahoo: "
+            ),
+        ),
+        (
+            lambda d: d["sources"]["binance"].update(weight_per_minute=0),
+            "sources.binance.weight_per_minute: expected an integer >= 1, got 0",
+        ),
+        (
+            lambda d: d["sources"]["binance"].update(weight_per_minute="6000"),
+            "sources.binance.weight_per_minute: expected an integer >= 1, got '6000'",
+        ),
+        (
+            lambda d: d["sources"]["yahoo"].update(max_days_back=-1),
+            "sources.yahoo.max_days_back: expected null or a number > 0",
+        ),
+        (
+            lambda d: d["sources"]["tushare"].update(token_env=""),
+            "sources.tushare.token_env: expected a non-empty string",
+        ),
+        (
+            lambda d: d["sources"]["okx"].pop("base_url"),
+            "sources.okx.base_url: missing; expected an http(s):// URL",
+        ),
+        (lambda d: d["sources"].update(okx=None), "sources.okx: missing; expected a mapping"),
+        (lambda d: d["sources"].update(okx=[1]), "sources.okx: expected a mapping, got list"),
+        (lambda d: d.update(universe={}), "universe: unknown key (did you mean 'universes'?)"),
+        (lambda d: d.pop("universes"), "universes: missing; expected a mapping"),
+        (lambda d: d.update(catch_up_days=0), "catch_up_days: expected an integer >= 1, got 0"),
+        (
+            lambda d: d["universes"]["crypto"].update(book_depth=True),
+            "universes.crypto.book_depth: expected an integer >= 1, got True",
+        ),
+        (
+            lambda d: d["universes"]["yahoo"].update(symbols="AAPL"),
+            "universes.yahoo.symbols: expected null or a list, got 'AAPL'",
+        ),
+        (
+            lambda d: d["binance_archives"].update(timeout_s=float("nan")),
+            "binance_archives.timeout_s: expected a number > 0",
+        ),
+        (
+            lambda d: d["sources"]["deribit"].update(base_url="www.deribit.com"),
+            "sources.deribit.base_url: expected an http(s):// URL",
+        ),
+        (lambda d: d["sources"].pop("okx"), "sources.okx: missing; expected a mapping"),
+        (
+            lambda d: d["universes"]["a_shares"].update(symbols=["600000.XX"]),
+            "universes.a_shares: invalid A-share code '600000.XX'",
+        ),
+        (
+            lambda d: d["universes"]["crypto"]["instruments"].update(OKX=["BTCUSDT"]),
+            "universes.crypto.instruments.OKX: instrument 'BTCUSDT' does not look like an instrument of OKX",
+        ),
+        (
+            lambda d: d["universes"]["crypto"]["instruments"].update(KRAKEN=["XBTUSD"]),
+            "universes.crypto.instruments.KRAKEN: unknown venue",
+        ),
+        (
+            lambda d: d["universes"]["crypto"].update(option_chains={"DERIBIT": "BTC"}),
+            "universes.crypto.option_chains.DERIBIT: expected a list of currencies",
+        ),
+        (
+            lambda d: d["universes"]["crypto"].update(option_chains={"OKX": ["BTC"]}),
+            (
+                "universes.crypto.option_chains.OKX: unknown key; allowed in "
+                "universes.crypto.option_chains: DERIBIT"
+            ),
+        ),
+        (
+            lambda d: d["universes"]["crypto"]["rules"]["OKX"].update(top=0),
+            "universes.crypto.rules.OKX.top: expected a whole number >= 1",
+        ),
+        (
+            lambda d: d["universes"]["crypto"]["rules"]["OKX"].update(top=[20]),
+            "universes.crypto.rules.OKX.top: expected a whole number >= 1",
+        ),
+        (
+            lambda d: d["universes"]["a_shares"].update(rules={"SSE": {"types": ["equity"], "top": 20}}),
+            (
+                "universes.a_shares.rules.SSE: expected a mapping of types, quotes, settles, bases, "
+                "statuses, include, exclude; unknown key(s) top"
+            ),
+        ),  # no A-share volume snapshot to rank by
+        (
+            lambda d: d["universes"]["a_shares"].update(rules={"HKEX": {"types": ["equity"]}}),
+            "universes.a_shares.rules.HKEX: unknown venue; expected one of ['BSE', 'SSE', 'SZSE']",
+        ),
+        (
+            lambda d: d["universes"]["crypto"].update(funding_caps={"OKX": 2}),
+            "universes.crypto.funding_caps.OKX: expected a number > 0 and <= 1, got 2",
+        ),
+        (
+            lambda d: d["universes"]["yahoo"].update(history_start="June"),
+            "universes.yahoo.history_start: expected a date YYYY-MM-DD, got 'June'",
+        ),
+        (
+            lambda d: d["universes"]["a_shares"].update(symbols_file="nowhere.txt"),
+            "universes.a_shares.symbols_file: cannot read",
+        ),
+    ],
+)
 def test_invalid_files_name_the_file_and_the_key(tmp_path, change, message):
     data = shipped()
     change(data)
@@ -143,7 +226,9 @@ def test_an_a_share_rule_joins_the_explicit_codes_of_its_exchange(tmp_path):
     rules = config.a_share_rules()
     assert rules["SZSE"].types == ("equity",) and rules["SZSE"].exclude == ("000002.SZ",)
     assert set(rules["SZSE"].explicit) == {c for c in config.a_shares if c.endswith(".SZ")}
-    assert not rules["SSE"].selects and set(rules["SSE"].explicit) == {c for c in config.a_shares if c.endswith(".SH")}
+    assert not rules["SSE"].selects and set(rules["SSE"].explicit) == {
+        c for c in config.a_shares if c.endswith(".SH")
+    }
     assert set(config.universe_rules()) == set(config.crypto_rules()) | set(rules)
 
 
@@ -165,10 +250,15 @@ def test_missing_and_unparsable_files(tmp_path):
 def test_a_file_written_before_binance_um_existed_still_loads_with_its_defaults(tmp_path):
     data = shipped()
     del data["sources"]["binance_um"]
-    config = load_sources_config(write(tmp_path, data), environ={"BINANCE_UM_BASE_URL": "http://127.0.0.1:9/"})
+    config = load_sources_config(
+        write(tmp_path, data), environ={"BINANCE_UM_BASE_URL": "http://127.0.0.1:9/"}
+    )
     um = config.sources["binance_um"]
     assert (um.base_url, um.default_base_url, um.option("weight_per_minute")) == (
-        "http://127.0.0.1:9", "https://fapi.binance.com", 2400)
+        "http://127.0.0.1:9",
+        "https://fapi.binance.com",
+        2400,
+    )
 
 
 def test_seed_003s_providers_key_is_still_read_and_names_the_errors(tmp_path):
@@ -177,7 +267,9 @@ def test_seed_003s_providers_key_is_still_read_and_names_the_errors(tmp_path):
     old = load_sources_config(write(tmp_path, data), environ={})
     assert old.sources == load_sources_config(environ={}).sources
     data["providers"]["okx"]["workers"] = 0
-    with pytest.raises(SourcesConfigError, match=re.escape("providers.okx.workers: expected an integer >= 1")):
+    with pytest.raises(
+        SourcesConfigError, match=re.escape("providers.okx.workers: expected an integer >= 1")
+    ):
         load_sources_config(write(tmp_path, data), environ={})
 
 
@@ -190,8 +282,15 @@ def test_both_keys_at_once_are_refused(tmp_path):
 
 # ---- every declared key, from the schema the file is validated with ----------------------------
 
-WRONG = {"number": "fast", "integer": 1.5, "text": 5, "url": "ftp://host", "date": "June", "list": "one",
-         "mapping": ["one"]}
+WRONG = {
+    "number": "fast",
+    "integer": 1.5,
+    "text": 5,
+    "url": "ftp://host",
+    "date": "June",
+    "list": "one",
+    "mapping": ["one"],
+}
 
 
 def _set(data: dict, path: str, value) -> None:
@@ -207,7 +306,9 @@ def test_every_declared_key_refuses_a_value_of_the_wrong_type_naming_key_and_fil
     _set(data, path, WRONG[option.kind])
     with pytest.raises(SourcesConfigError) as raised:
         load_sources_config(write(tmp_path, data, "mine.yaml"), environ={})
-    assert str(raised.value).startswith(f"mine.yaml: {path}") and f"file {tmp_path.resolve()}" in str(raised.value)
+    assert str(raised.value).startswith(f"mine.yaml: {path}") and f"file {tmp_path.resolve()}" in str(
+        raised.value
+    )
 
 
 BOUNDED = [(path, o) for path, o in options() if o.kind in ("number", "integer")]
@@ -229,7 +330,12 @@ def test_every_declared_key_is_accepted_at_its_default(tmp_path):
     data = shipped()
     for path, option in options():
         if not option.required and option.default not in (None, [], {}):
-            _set(data, path, option.default if "<ENTRY>" not in str(option.default) else
-                 option.default.replace("<ENTRY>", path.split(".")[1].upper()))
+            _set(
+                data,
+                path,
+                option.default
+                if "<ENTRY>" not in str(option.default)
+                else option.default.replace("<ENTRY>", path.split(".")[1].upper()),
+            )
     config = load_sources_config(write(tmp_path, data), environ={})
     assert config.sources["okx"].base_url_env == "OKX_BASE_URL" and config.catch_up_days == 7

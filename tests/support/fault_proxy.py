@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+from typing import Self
 
 
 class FaultProxy:
@@ -93,7 +94,7 @@ class FaultProxy:
             except OSError:
                 pass
 
-    def __enter__(self) -> FaultProxy:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

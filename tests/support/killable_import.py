@@ -66,8 +66,12 @@ def landing_files(root: Path, version: int) -> list[tuple[str, Path]]:
     files = []
     for seed in seeds:
         overrides = {"name": f"v2 {seed}"} if version > 1 else None
-        alpha = make_alpha(seed, "SUPER" if seed % 5 == 0 else "REGULAR", start + timedelta(minutes=seed),
-                           overrides=overrides)
+        alpha = make_alpha(
+            seed,
+            "SUPER" if seed % 5 == 0 else "REGULAR",
+            start + timedelta(minutes=seed),
+            overrides=overrides,
+        )
         files.append(drop(root / f"v{version}", f"{seed:04d}.json", alpha))
     return files
 
@@ -76,17 +80,34 @@ def shas(files: list[tuple[str, Path]]) -> set[str]:
     return {hashlib.sha256(path.read_bytes()).hexdigest() for _, path in files}
 
 
-def locked_import(uri: str, names: tuple[str, str], root: Path, version: int, lock_dir: Path,
-                  mode: str = "overwrite", batch_size: int = BATCH, **kw):
+def locked_import(
+    uri: str,
+    names: tuple[str, str],
+    root: Path,
+    version: int,
+    lock_dir: Path,
+    mode: str = "overwrite",
+    batch_size: int = BATCH,
+    **kw,
+):
     """What an alpha import does: hold the partitions (REGULAR and SUPER of the month), learn from
     the lock whether an importer of them died, import."""
     with MongoClient(uri, socketTimeoutMS=60_000) as client:  # a write the server holds fails the test
         regular, super_ = client[names[0]], client[names[1]]
         ensure_alpha_indexes(regular, super_, "alphas")
-        with partition_lock(lock_dir, f"{names[0]}.alphas", "REGULAR", [MONTH], holder="test importer") as a, \
-                partition_lock(lock_dir, f"{names[1]}.alphas", "SUPER", [MONTH], holder="test importer") as b:
-            return import_files(landing_files(root, version), db_regular=regular, db_super=super_, mode=mode,
-                                batch_size=batch_size, after_crash=bool(a or b), **kw), a + b
+        with (
+            partition_lock(lock_dir, f"{names[0]}.alphas", "REGULAR", [MONTH], holder="test importer") as a,
+            partition_lock(lock_dir, f"{names[1]}.alphas", "SUPER", [MONTH], holder="test importer") as b,
+        ):
+            return import_files(
+                landing_files(root, version),
+                db_regular=regular,
+                db_super=super_,
+                mode=mode,
+                batch_size=batch_size,
+                after_crash=bool(a or b),
+                **kw,
+            ), a + b
 
 
 # The importer process: pauses forever when it is about to commit its `argv[1]`-th transaction
@@ -116,12 +137,35 @@ print("ended", flush=True)
 """
 
 
-def start_paused_importer(server: PrivateMongo, root: Path, lock_dir: Path, commit: int, version: int = 2,
-                          mode: str = "overwrite", batch_size: int = BATCH) -> subprocess.Popen:
+def start_paused_importer(
+    server: PrivateMongo,
+    root: Path,
+    lock_dir: Path,
+    commit: int,
+    version: int = 2,
+    mode: str = "overwrite",
+    batch_size: int = BATCH,
+) -> subprocess.Popen:
     """An import of `version` in its own process, once it waits before committing transaction `commit`."""
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(commit), server.uri, *NAMES, str(root), str(lock_dir),
-                              str(version), mode, str(batch_size)],
-                             cwd=REPO, env=os.environ.copy(), stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(commit),
+            server.uri,
+            *NAMES,
+            str(root),
+            str(lock_dir),
+            str(version),
+            mode,
+            str(batch_size),
+        ],
+        cwd=REPO,
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     line = child.stdout.readline()  # returns at the event (or at the child's end, then fails)
     assert line.strip() == "paused before commit", f"the importer ended first: {line!r}, rc {child.wait()}"
     return child

@@ -25,8 +25,13 @@ def main(names: list[str]) -> int:
     with storage_watch(), dg.DagsterInstance.get() as instance:
         sweep_and_say(instance)
         try:
-            outcome = launch(" ".join(names), assets, instance=instance, resources=defs.resources or {},
-                             tags={"marketdata/launched_by": "tests/support/launch_assets.py"})
+            outcome = launch(
+                " ".join(names),
+                assets,
+                instance=instance,
+                resources=defs.resources or {},
+                tags={"marketdata/launched_by": "tests/support/launch_assets.py"},
+            )
         except Interrupted as interrupted:
             print(interrupted, file=sys.stderr, flush=True)
             return 130

@@ -54,7 +54,9 @@ def pytest_xdist_make_scheduler(config, log):
 
     class LongestFirst(LoadFileScheduling):
         def _assign_work_unit(self, node) -> None:
-            first = min(self.workqueue, key=lambda scope: rank.get(scope, len(rank)))  # stable: queue order on ties
+            first = min(
+                self.workqueue, key=lambda scope: rank.get(scope, len(rank))
+            )  # stable: queue order on ties
             self.workqueue.move_to_end(first, last=False)
             super()._assign_work_unit(node)
 

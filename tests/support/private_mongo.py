@@ -37,14 +37,29 @@ class PrivateMongo:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
     def client(self, **options) -> pymongo.MongoClient:
-        return pymongo.MongoClient(self.uri, **{"serverSelectionTimeoutMS": 3000, "connectTimeoutMS": 3000, **options})
+        return pymongo.MongoClient(
+            self.uri, **{"serverSelectionTimeoutMS": 3000, "connectTimeoutMS": 3000, **options}
+        )
 
     def start(self, timeout_s: float = 60) -> PrivateMongo:
         self.storage.mkdir(parents=True, exist_ok=True)
         with open(self.logfile, "a") as log:
-            self.process = subprocess.Popen([str(SERVER), "--host", "127.0.0.1", "--port", str(self.port),
-                                             "--storage-path", str(self.storage), "--log-level", "WARNING", *self.args],
-                                            stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [
+                    str(SERVER),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--storage-path",
+                    str(self.storage),
+                    "--log-level",
+                    "WARNING",
+                    *self.args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout_s
         with self.client(serverSelectionTimeoutMS=500) as probe:
             while True:
@@ -55,8 +70,10 @@ class PrivateMongo:
                 except pymongo.errors.PyMongoError:
                     if self.process.poll() is not None or time.monotonic() > deadline:
                         self.kill()  # never leave a server behind
-                        raise RuntimeError(f"secantusd-py did not come up on port {self.port}:\n"
-                                           f"{self.logfile.read_text()[-3000:]}") from None
+                        raise RuntimeError(
+                            f"secantusd-py did not come up on port {self.port}:\n"
+                            f"{self.logfile.read_text()[-3000:]}"
+                        ) from None
                     time.sleep(0.1)
 
     @staticmethod

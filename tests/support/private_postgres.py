@@ -35,10 +35,12 @@ class PrivatePostgres:
         return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
     def _run(self, *args: str) -> None:
-        result = subprocess.run([*self._as_owner(), *args], capture_output=True, text=True)
+        result = subprocess.run([*self._as_owner(), *args], capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise RuntimeError(f"{' '.join(args[:2])} failed: {result.stdout}{result.stderr}\n"
-                               f"{self.logfile.read_text() if self.logfile.exists() else ''}")
+            raise RuntimeError(
+                f"{' '.join(args[:2])} failed: {result.stdout}{result.stderr}\n"
+                f"{self.logfile.read_text() if self.logfile.exists() else ''}"
+            )
 
     def init(self) -> PrivatePostgres:
         self.socket_dir.mkdir(parents=True, exist_ok=True)
@@ -47,22 +49,47 @@ class PrivatePostgres:
             entry = pwd.getpwnam("postgres")
             for path in (self.root, self.socket_dir, self.logfile):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
-        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "--auth=trust", "-E", "UTF8",
-                  "--locale=C.UTF-8", "-U", "postgres")
+        self._run(
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(self.data),
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "-U",
+            "postgres",
+        )
         return self.start()
 
     def start(self) -> PrivatePostgres:
-        options = [f"-c port={self.port}", "-c listen_addresses=127.0.0.1",
-                   f"-c unix_socket_directories={self.socket_dir}", "-c max_connections=100",
-                   "-c fsync=off"]
+        options = [
+            f"-c port={self.port}",
+            "-c listen_addresses=127.0.0.1",
+            f"-c unix_socket_directories={self.socket_dir}",
+            "-c max_connections=100",
+            "-c fsync=off",
+        ]
         if self.timescaledb:
             options += ["-c shared_preload_libraries=timescaledb", "-c timescaledb.telemetry_level=off"]
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.logfile), "-o", " ".join(options),
-                  "-w", "-t", "60", "start")
+        self._run(
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.logfile),
+            "-o",
+            " ".join(options),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         return self
 
     def stop(self, mode: str = "fast") -> None:
-        """`immediate` is what a crash or a power cut looks like to the clients (no checkpoint, no goodbye)."""
+        """`immediate` is what a crash or a power cut looks like to the clients (no checkpoint, no
+        goodbye)."""
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
 
     def running(self) -> bool:
@@ -86,14 +113,22 @@ class PrivatePostgres:
             with self.connect() as conn:
                 conn.execute(f'ALTER DATABASE "{name}" OWNER TO {user}')
         hba = self.data / "pg_hba.conf"
-        hba.write_text(f"host all {user} 127.0.0.1/32 scram-sha-256\nhost all {user} ::1/128 scram-sha-256\n"
-                       + hba.read_text())
+        hba.write_text(
+            f"host all {user} 127.0.0.1/32 scram-sha-256\nhost all {user} ::1/128 scram-sha-256\n"
+            + hba.read_text()
+        )
         with self.connect() as conn:
             conn.execute("SELECT pg_reload_conf()")
 
     def connect(self, dbname: str = "postgres") -> psycopg.Connection:
-        return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname=dbname,
-                               autocommit=True, connect_timeout=5)
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user="postgres",
+            dbname=dbname,
+            autocommit=True,
+            connect_timeout=5,
+        )
 
     def url(self, dbname: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"

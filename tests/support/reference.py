@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
@@ -20,23 +20,51 @@ from marketdata_assets.sources.deribit import reference as deribit_reference
 from marketdata_assets.sources.okx import reference as okx_reference
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "reference"
-OKX_FILES = ("okx_instruments.json", "okx_instruments_spot_nautilus_trader.json",
-             "okx_instruments_swap_nautilus_trader.json", "okx_instruments_futures_nautilus_trader.json",
-             "okx_instruments_option_nautilus_trader.json")
+OKX_FILES = (
+    "okx_instruments.json",
+    "okx_instruments_spot_nautilus_trader.json",
+    "okx_instruments_swap_nautilus_trader.json",
+    "okx_instruments_futures_nautilus_trader.json",
+    "okx_instruments_option_nautilus_trader.json",
+)
 DERIBIT_FILES = ("deribit_get_instruments.json", "deribit_get_instruments_nautilus_trader.json")
 # Deribit instruments the documented examples leave out, as get_instrument answers them (the replay's
 # perpetuals): ETH-PERPETUAL 1 USD, BTC_USDC-PERPETUAL 0.001 BTC (linear).
 DERIBIT_EXTRA = [
-    {"instrument_name": "ETH-PERPETUAL", "kind": "future", "base_currency": "ETH", "counter_currency": "USD",
-     "quote_currency": "USD", "settlement_currency": "ETH", "instrument_type": "reversed", "contract_size": 1,
-     "tick_size": 0.05, "min_trade_amount": 1, "creation_timestamp": 1552568454000,
-     "expiration_timestamp": 32503708800000, "is_active": True, "settlement_period": "perpetual",
-     "price_index": "eth_usd"},
-    {"instrument_name": "BTC_USDC-PERPETUAL", "kind": "future", "base_currency": "BTC", "counter_currency": "USDC",
-     "quote_currency": "USDC", "settlement_currency": "USDC", "instrument_type": "linear", "contract_size": 0.001,
-     "tick_size": 1, "min_trade_amount": 0.001, "creation_timestamp": 1645000000000,
-     "expiration_timestamp": 32503708800000, "is_active": True, "settlement_period": "perpetual",
-     "price_index": "btc_usdc"},
+    {
+        "instrument_name": "ETH-PERPETUAL",
+        "kind": "future",
+        "base_currency": "ETH",
+        "counter_currency": "USD",
+        "quote_currency": "USD",
+        "settlement_currency": "ETH",
+        "instrument_type": "reversed",
+        "contract_size": 1,
+        "tick_size": 0.05,
+        "min_trade_amount": 1,
+        "creation_timestamp": 1552568454000,
+        "expiration_timestamp": 32503708800000,
+        "is_active": True,
+        "settlement_period": "perpetual",
+        "price_index": "eth_usd",
+    },
+    {
+        "instrument_name": "BTC_USDC-PERPETUAL",
+        "kind": "future",
+        "base_currency": "BTC",
+        "counter_currency": "USDC",
+        "quote_currency": "USDC",
+        "settlement_currency": "USDC",
+        "instrument_type": "linear",
+        "contract_size": 0.001,
+        "tick_size": 1,
+        "min_trade_amount": 0.001,
+        "creation_timestamp": 1645000000000,
+        "expiration_timestamp": 32503708800000,
+        "is_active": True,
+        "settlement_period": "perpetual",
+        "price_index": "btc_usdc",
+    },
 ]
 
 
@@ -60,9 +88,11 @@ def deribit_records() -> list[dict]:
 
 def documented_master() -> Master:
     """Every documented instrument of OKX and Deribit, as first seen (no lookups)."""
-    items = [*okx_reference.instruments_of(okx_records(), Page("OKX", "instruments")),
-             *deribit_reference.instruments_of(deribit_records(), Page("DERIBIT", "instruments"))]
-    return Master(changes({}, items, datetime(2026, 1, 1, tzinfo=timezone.utc), complete=False))
+    items = [
+        *okx_reference.instruments_of(okx_records(), Page("OKX", "instruments")),
+        *deribit_reference.instruments_of(deribit_records(), Page("DERIBIT", "instruments")),
+    ]
+    return Master(changes({}, items, datetime(2026, 1, 1, tzinfo=UTC), complete=False))
 
 
 class ReferenceServer:
@@ -104,9 +134,13 @@ class ReferenceServer:
     def okx_answer(records: list[dict], query: dict) -> dict:
         if query.get("instType") == "OPTION" and not (query.get("instFamily") or query.get("uly")):
             return {"code": "51000", "msg": "Parameter instFamily error", "data": []}
-        found = [r for r in records if r["instType"] == query.get("instType")
-                 and query.get("instId", r["instId"]) == r["instId"]
-                 and query.get("instFamily", r["instFamily"]) == r["instFamily"]]
+        found = [
+            r
+            for r in records
+            if r["instType"] == query.get("instType")
+            and query.get("instId", r["instId"]) == r["instId"]
+            and query.get("instFamily", r["instFamily"]) == r["instFamily"]
+        ]
         if query.get("instId") and not found:
             return {"code": "51001", "msg": "Instrument ID or Spread ID doesn't exist.", "data": []}
         return {"code": "0", "msg": "", "data": found}
@@ -116,11 +150,21 @@ class ReferenceServer:
         if path.endswith("get_instrument"):
             found = [r for r in records if r["instrument_name"] == query.get("instrument_name")]
             if not found:
-                return {"jsonrpc": "2.0", "error": {"message": "Invalid params", "data": {
-                    "reason": "instrument not found", "param": "instrument_name"}, "code": -32602}}
+                return {
+                    "jsonrpc": "2.0",
+                    "error": {
+                        "message": "Invalid params",
+                        "data": {"reason": "instrument not found", "param": "instrument_name"},
+                        "code": -32602,
+                    },
+                }
             return {"jsonrpc": "2.0", "result": found[0]}
-        found = [r for r in records if query.get("currency") in ("any", r["base_currency"])
-                 and query.get("kind", r["kind"]) == r["kind"]]
+        found = [
+            r
+            for r in records
+            if query.get("currency") in ("any", r["base_currency"])
+            and query.get("kind", r["kind"]) == r["kind"]
+        ]
         return {"jsonrpc": "2.0", "result": found}
 
     def __enter__(self) -> Self:

@@ -34,7 +34,9 @@ class ScriptedServer:
         class Handler(BaseHTTPRequestHandler):
             def _serve(self):
                 outer.requests.append((time.monotonic(), self.command, self.path))
-                reply = outer.replies.popleft() if outer.replies else Reply(404, b'{"detail":"no reply queued"}')
+                reply = (
+                    outer.replies.popleft() if outer.replies else Reply(404, b'{"detail":"no reply queued"}')
+                )
                 if reply.before is not None:
                     reply.before()
                 if reply.delay_s:

@@ -18,8 +18,11 @@ _FRESH: dict[str, str] = {}  # dsn -> the objects of a fresh store, hashed (`_ob
 
 def _objects(client, database: str) -> str:
     """Every table and view of `database` as created, its name written out of the statements, hashed."""
-    rows = client.query("SELECT name, engine, create_table_query FROM system.tables WHERE database = {db:String} "
-                        "ORDER BY name", parameters={"db": database}).result_rows
+    rows = client.query(
+        "SELECT name, engine, create_table_query FROM system.tables WHERE database = {db:String} "
+        "ORDER BY name",
+        parameters={"db": database},
+    ).result_rows
     text = "\n".join(f"{name}|{engine}|{query}" for name, engine, query in rows).replace(database, "<db>")
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -42,8 +45,11 @@ def give_back(client, dsn: str, database: str) -> bool:
     """Empty `database` for the next test if it holds exactly a fresh store's objects (its data aside)."""
     if _FRESH.get(dsn) is None or _objects(client, database) != _FRESH[dsn]:
         return False
-    tables = client.query("SELECT name FROM system.tables WHERE database = {db:String} AND engine LIKE '%MergeTree' "
-                          "AND name != {marker:String}", parameters={"db": database, "marker": ct.ENSURED}).result_rows
+    tables = client.query(
+        "SELECT name FROM system.tables WHERE database = {db:String} AND engine LIKE '%MergeTree' "
+        "AND name != {marker:String}",
+        parameters={"db": database, "marker": ct.ENSURED},
+    ).result_rows
     for (name,) in tables:
         client.command(f"TRUNCATE TABLE `{database}`.`{name}`")
     _READY.setdefault(dsn, []).append(database)

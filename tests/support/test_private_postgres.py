@@ -1,4 +1,5 @@
-"""The private server fixture itself: it crashes and comes back with its data (what the fault tests rely on)."""
+"""The private server fixture itself: it crashes and comes back with its data (what the fault tests rely
+on)."""
 
 import psycopg
 import pytest

@@ -5,14 +5,13 @@ keep reads exact while it runs)."""
 import asyncio
 import threading
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from marketdata_assets.core.http import RetryPolicy
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 
-UTC = timezone.utc
 DAY = date(2025, 1, 15)
 START = datetime(2025, 1, 15, tzinfo=UTC)
 END = START + timedelta(days=1)
@@ -46,7 +45,14 @@ def reads_around(open_client, check, action):
     the read saw what it should). Waits on events, not sleeps: a first read finishes before the
     action starts and a read started after it finishes before the loop stops.
     Returns (action's result, number of reads overlapping the action, start times of wrong reads)."""
-    spans, wrong, stop, first, after, ended = [], [], threading.Event(), threading.Event(), threading.Event(), []
+    spans, wrong, stop, first, after, ended = (
+        [],
+        [],
+        threading.Event(),
+        threading.Event(),
+        threading.Event(),
+        [],
+    )
 
     def loop():
         with open_client() as client:

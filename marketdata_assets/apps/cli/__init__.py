@@ -27,9 +27,14 @@ from marketdata_assets.apps.cli.session import Session
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--demo", is_flag=True, help="Serve the vendors' replays in this process and use them (as `make run`).")
-@click.option("--verbose", is_flag=True, help="Show Dagster's warnings and full tracebacks instead of one line "
-              "per failure.")
+@click.option(
+    "--demo", is_flag=True, help="Serve the vendors' replays in this process and use them (as `make run`)."
+)
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show Dagster's warnings and full tracebacks instead of one line per failure.",
+)
 @click.pass_context
 def cli(ctx: click.Context, demo: bool, verbose: bool) -> None:
     """Market-data commands, launched as Dagster materializations (they show in the UI)."""
@@ -38,8 +43,14 @@ def cli(ctx: click.Context, demo: bool, verbose: bool) -> None:
     ctx.obj = Session(demo, verbose)
 
 
-for command in (*alphas.COMMANDS, *equities.COMMANDS, *operate.COMMANDS, *exports.COMMANDS, *live.COMMANDS,
-                *instruments.COMMANDS):
+for command in (
+    *alphas.COMMANDS,
+    *equities.COMMANDS,
+    *operate.COMMANDS,
+    *exports.COMMANDS,
+    *live.COMMANDS,
+    *instruments.COMMANDS,
+):
     cli.add_command(command)
 cli.add_command(operate.status, name="catalog")  # read.catalog()'s name for the same table
 
@@ -60,8 +71,10 @@ def main() -> None:
     except Exception as error:
         if "--verbose" in sys.argv[1:]:
             raise
-        click.echo(f"FAILED: {type(error).__name__}: {' '.join(str(error).split())} (--verbose shows the "
-                   "traceback)", err=True)
+        click.echo(
+            f"FAILED: {type(error).__name__}: {' '.join(str(error).split())} (--verbose shows the traceback)",
+            err=True,
+        )
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -23,8 +23,10 @@ from marketdata_assets.core import settings
 
 ALL = "ALL"
 # source -> (its asset(s), the op that takes the run config, what the run's line calls it)
-INGESTS = {"tushare": (("a_share_bars_1m", "a_share_daily_bars"), "a_share_bars", "A-share bars"),
-           "yahoo": (("yahoo_bars_1m",), "yahoo_bars_1m", "Yahoo bars")}
+INGESTS = {
+    "tushare": (("a_share_bars_1m", "a_share_daily_bars"), "a_share_bars", "A-share bars"),
+    "yahoo": (("yahoo_bars_1m",), "yahoo_bars_1m", "Yahoo bars"),
+}
 WORKERS_HELP = "--max-workers is the replaced script's name for it."
 
 
@@ -37,12 +39,17 @@ def _instruments(source: str, items: list[str]) -> list[str]:
     codes = [c for item in items for c in item.replace(",", " ").split()]
     if ALL in (c.upper() for c in codes):
         if len(codes) > 1:
-            raise click.BadParameter(f"ALL stands alone (every listed code), not with {[c for c in codes if c.upper() != ALL]}",
-                                     param_hint="--symbols")
+            raise click.BadParameter(
+                f"ALL stands alone (every listed code), not with {[c for c in codes if c.upper() != ALL]}",
+                param_hint="--symbols",
+            )
         if source == "yahoo":
-            raise click.BadParameter("ALL: Yahoo publishes no listing to take every code from (and ALL is a ticker "
-                                     "there); name the instruments, or leave --symbols out for the sources config's "
-                                     "Yahoo universe", param_hint="--symbols")
+            raise click.BadParameter(
+                "ALL: Yahoo publishes no listing to take every code from (and ALL is a ticker "
+                "there); name the instruments, or leave --symbols out for the sources config's "
+                "Yahoo universe",
+                param_hint="--symbols",
+            )
         return [ALL]
     normalize = a_share_code if source == "tushare" else (lambda name: instrument_key(name.strip().upper()))
     for code in codes:
@@ -59,21 +66,47 @@ def _universe_label(instruments: list[str]) -> str:
     return f"{len(instruments)}" if instruments else "the sources config's universe"
 
 
-@click.command("ingest", context_settings={"allow_extra_args": True},
-               short_help="Tushare or Yahoo bars -> ClickHouse (replaces data.ingestion.run).")
-@click.option("--symbols", multiple=True, help="Instruments: `--symbols 000001.SZ 600000.SH` (spaces), or "
-              "commas. ALL (tushare): every code Tushare lists today (stock_basic list_status L, ~5,400; asked once a "
-              "Beijing day and kept under <state dir>/listings). Default: the sources config's universe.")
-@click.option("--source", "--provider", "source", type=click.Choice(list(INGESTS), case_sensitive=False),
-              default="tushare", show_default=True, help="Whom to ask: tushare (A-share 1-minute and daily bars, China "
-              "days) or yahoo (Yahoo chart v8 1-minute bars, UTC days; Yahoo keeps about the last 30 days).")
-@click.option("--start-date", type=DAY, required=True, help="First day (a China day for tushare, a UTC day for yahoo).")
+@click.command(
+    "ingest",
+    context_settings={"allow_extra_args": True},
+    short_help="Tushare or Yahoo bars -> ClickHouse (replaces data.ingestion.run).",
+)
+@click.option(
+    "--symbols",
+    multiple=True,
+    help="Instruments: `--symbols 000001.SZ 600000.SH` (spaces), or "
+    "commas. ALL (tushare): every code Tushare lists today (stock_basic list_status L, ~5,400; asked once a "
+    "Beijing day and kept under <state dir>/listings). Default: the sources config's universe.",
+)
+@click.option(
+    "--source",
+    "--provider",
+    "source",
+    type=click.Choice(list(INGESTS), case_sensitive=False),
+    default="tushare",
+    show_default=True,
+    help="Whom to ask: tushare (A-share 1-minute and daily bars, China "
+    "days) or yahoo (Yahoo chart v8 1-minute bars, UTC days; Yahoo keeps about the last 30 days).",
+)
+@click.option(
+    "--start-date", type=DAY, required=True, help="First day (a China day for tushare, a UTC day for yahoo)."
+)
 @click.option("--end-date", type=DAY, required=True, help="Last day.")
-@click.option("--providers-config", "sources_config", type=click.Path(exists=True, dir_okay=False),
-              help="data_providers.yaml (rate limits, workers, universe); default: TICKS_PROVIDERS_CONFIG or the "
-              "shipped one.")
-@click.option("--workers", "--max-workers", "workers", type=click.IntRange(min=0), default=0,
-              help=f"Fetches at once, within the source's rate limits; 0: the providers config's. {WORKERS_HELP}")
+@click.option(
+    "--providers-config",
+    "sources_config",
+    type=click.Path(exists=True, dir_okay=False),
+    help="data_providers.yaml (rate limits, workers, universe); default: TICKS_PROVIDERS_CONFIG or the "
+    "shipped one.",
+)
+@click.option(
+    "--workers",
+    "--max-workers",
+    "workers",
+    type=click.IntRange(min=0),
+    default=0,
+    help=f"Fetches at once, within the source's rate limits; 0: the providers config's. {WORKERS_HELP}",
+)
 @click.pass_context
 def ingest(ctx, symbols, source, start_date, end_date, sources_config, workers) -> None:
     """Replaces `python -m data.ingestion.run`: 1-minute bars of the days (and daily bars from
@@ -90,32 +123,59 @@ def ingest(ctx, symbols, source, start_date, end_date, sources_config, workers) 
     from marketdata_assets.defs.equities.partitions import a_share_days, yahoo_days
 
     days = days_between(a_share_days if source == "tushare" else yahoo_days, start_date, end_date)
-    run_range(session, f"{what} {days[0]}..{days[-1]} ({_universe_label(instruments)})",
-              selection(session.definitions(), *names), days,
-              {"ops": {op: {"config": {"instruments": instruments, "workers": workers}}}}, per_key=len(names))
+    run_range(
+        session,
+        f"{what} {days[0]}..{days[-1]} ({_universe_label(instruments)})",
+        selection(session.definitions(), *names),
+        days,
+        {"ops": {op: {"config": {"instruments": instruments, "workers": workers}}}},
+        per_key=len(names),
+    )
     finish(ctx)
 
 
-@click.command("load-minute-bars", short_help="CSV minute bars -> TimescaleDB [+ --aggregate: the monthly K-line] "
-               "(replaces run_etl.py).")
-@click.option("--data-dir", type=click.Path(exists=True, file_okay=False), help="The CSV directory; default: "
-              "MINUTE_BARS_LANDING_DIR.")
+@click.command(
+    "load-minute-bars",
+    short_help="CSV minute bars -> TimescaleDB [+ --aggregate: the monthly K-line] (replaces run_etl.py).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="The CSV directory; default: MINUTE_BARS_LANDING_DIR.",
+)
 @click.option("--force", is_flag=True, help="Reload files already loaded with the same content.")
-@click.option("--workers", "--max-workers", "workers", type=click.IntRange(min=1), default=4, show_default=True,
-              help=f"Files loaded at once. {WORKERS_HELP}")
-@click.option("--start-month", type=MONTH, help="First month (Beijing); default: every month the files cover.")
+@click.option(
+    "--workers",
+    "--max-workers",
+    "workers",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help=f"Files loaded at once. {WORKERS_HELP}",
+)
+@click.option(
+    "--start-month", type=MONTH, help="First month (Beijing); default: every month the files cover."
+)
 @click.option("--end-month", type=MONTH, help="Last month (default: the start month).")
 @click.option("--aggregate", is_flag=True, help="Then refresh the monthly K-line of those months.")
-@click.option("--force-backfill", is_flag=True, help="With --aggregate: recompute the K-line's whole history "
-              "(2000-01 to now) after the load, in the same run.")
+@click.option(
+    "--force-backfill",
+    is_flag=True,
+    help="With --aggregate: recompute the K-line's whole history "
+    "(2000-01 to now) after the load, in the same run.",
+)
 @click.pass_context
-def load_minute_bars(ctx, data_dir, force, workers, start_month, end_month, aggregate, force_backfill) -> None:
+def load_minute_bars(
+    ctx, data_dir, force, workers, start_month, end_month, aggregate, force_backfill
+) -> None:
     """Replaces etl/scripts/run_etl.py: the files' 1-minute bars into stock_1min_qfq (one range
     run); with --aggregate [--force-backfill], load_data.main --aggregate [--force-backfill] too."""
     session: Session = ctx.obj
     if force_backfill and not aggregate:
-        raise click.UsageError("--force-backfill recomputes the monthly K-line: add --aggregate "
-                               "(--aggregate --force-backfill), or run `marketdata aggregate --force-backfill`")
+        raise click.UsageError(
+            "--force-backfill recomputes the monthly K-line: add --aggregate "
+            "(--aggregate --force-backfill), or run `marketdata aggregate --force-backfill`"
+        )
     if data_dir:
         os.environ["MINUTE_BARS_LANDING_DIR"] = os.path.abspath(data_dir)
     months = months_between(start_month, end_month, "Asia/Shanghai") if start_month else _file_months()
@@ -125,8 +185,12 @@ def load_minute_bars(ctx, data_dir, force, workers, start_month, end_month, aggr
     ops = {"stock_1min_qfq": {"config": {"force": force, "workers": workers}}}
     if aggregate:
         ops["stock_monthly_kline"] = {"config": {"force_backfill": force_backfill}}
-    label = f"minute bars {months[0][:7]}..{months[-1][:7]}" + (" + full K-line backfill" if force_backfill else "")
-    run_range(session, label, selection(session.definitions(), *names), months, {"ops": ops}, per_key=len(names))
+    label = f"minute bars {months[0][:7]}..{months[-1][:7]}" + (
+        " + full K-line backfill" if force_backfill else ""
+    )
+    run_range(
+        session, label, selection(session.definitions(), *names), months, {"ops": ops}, per_key=len(names)
+    )
     finish(ctx)
 
 
@@ -143,7 +207,9 @@ def _file_months() -> list[str]:
     if not months:
         return []
     first, last = min(months), max(months)
-    return months_between(datetime.strptime(first, "%Y-%m"), datetime.strptime(last, "%Y-%m"), "Asia/Shanghai")
+    return months_between(
+        datetime.strptime(first, "%Y-%m"), datetime.strptime(last, "%Y-%m"), "Asia/Shanghai"
+    )
 
 
 @click.command("aggregate", short_help="The monthly K-line (replaces load_data/aggregate.py).")
@@ -156,9 +222,13 @@ def aggregate(ctx, force_backfill, start_month, end_month) -> None:
     validation queries A-E."""
     session: Session = ctx.obj
     months = months_between(start_month, end_month, "Asia/Shanghai")
-    run_range(session, f"monthly K-line {months[0][:7]}..{months[-1][:7]}",
-              selection(session.definitions(), "stock_monthly_kline"), months,
-              {"ops": {"stock_monthly_kline": {"config": {"force_backfill": force_backfill}}}})
+    run_range(
+        session,
+        f"monthly K-line {months[0][:7]}..{months[-1][:7]}",
+        selection(session.definitions(), "stock_monthly_kline"),
+        months,
+        {"ops": {"stock_monthly_kline": {"config": {"force_backfill": force_backfill}}}},
+    )
     finish(ctx)
 
 

@@ -13,16 +13,30 @@ from marketdata_assets.apps.cli.session import DAY, work_bar
 
 
 @click.command("export")
-@click.option("--dataset", "datasets", multiple=True, metavar="NAME",
-              help="Only this dataset (repeatable): a ClickHouse dataset (trades, bars_1m, ...), minute_bars, "
-              "kline_monthly or alphas. Default: all of them.")
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    metavar="NAME",
+    help="Only this dataset (repeatable): a ClickHouse dataset (trades, bars_1m, ...), minute_bars, "
+    "kline_monthly or alphas. Default: all of them.",
+)
 @click.option("--start-date", type=DAY, help="First day of the daily datasets (default: yesterday, UTC).")
 @click.option("--end-date", type=DAY, help="Last day (default: the start date).")
-@click.option("--dated", "--snapshot", "dated", is_flag=True, help="Write a dated snapshot under "
-              "<export dir>/snapshots/<today, UTC>/ instead of the export in place; a snapshot is never rewritten "
-              "(a file of it that would change is refused, exit 1).")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
-              help="The export directory (default: MARKETDATA_EXPORT_DIR, <state dir>/export).")
+@click.option(
+    "--dated",
+    "--snapshot",
+    "dated",
+    is_flag=True,
+    help="Write a dated snapshot under "
+    "<export dir>/snapshots/<today, UTC>/ instead of the export in place; a snapshot is never rewritten "
+    "(a file of it that would change is refused, exit 1).",
+)
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The export directory (default: MARKETDATA_EXPORT_DIR, <state dir>/export).",
+)
 def export(datasets, start_date, end_date, dated, root) -> None:
     """Export the stores as Hive-partitioned Parquet: the days' ClickHouse datasets and A-share minute
     bars, the monthly K-line and the alphas (whole); unchanged partitions are skipped."""

@@ -7,8 +7,8 @@ NATS_URL, CLICKHOUSE_DSN / CLICKHOUSE_DATABASE), else each venue's universe reso
 (its rule over the stored instrument master, with the sources config's explicit instruments).
 Older deployments' names are honoured as aliases: `SYMBOLS` (a comma list of instruments, `VENUE:NAME` for a
 venue's own, a bare name for Binance's, or for the only venue enabled), `ENABLE_BINANCE` /
-`ENABLE_BINANCE_UM` / `ENABLE_OKX` / `ENABLE_DERIBIT` (every enabled venue runs in this one process, one collector each,
-sharing the NATS connection, the sinks and the endpoints), `clickhouse_direct_write` and
+`ENABLE_BINANCE_UM` / `ENABLE_OKX` / `ENABLE_DERIBIT` (every enabled venue runs in this one process, one
+collector each, sharing the NATS connection, the sinks and the endpoints), `clickhouse_direct_write` and
 `redis_cache` (either spelling, upper or lower case). `redis_cache` keeps the latest state in Redis
 (REDIS_URL), one cache for every venue.
 """
@@ -78,10 +78,13 @@ def default_instruments(venues: list[str]) -> dict[str, list[str]]:
 
 def chosen_venues(venues: tuple[str, ...]) -> list[str]:
     """--venue, else the ENABLE_* switches."""
-    chosen = list(dict.fromkeys(v.lower() for v in venues)) or [v for v in VENUES if env_flag(f"ENABLE_{v.upper()}")]
+    chosen = list(dict.fromkeys(v.lower() for v in venues)) or [
+        v for v in VENUES if env_flag(f"ENABLE_{v.upper()}")
+    ]
     if not chosen:
-        raise click.UsageError(f"no venue enabled: set {' / '.join(f'ENABLE_{v.upper()}' for v in VENUES)}="
-                               "true or pass --venue")
+        raise click.UsageError(
+            f"no venue enabled: set {' / '.join(f'ENABLE_{v.upper()}' for v in VENUES)}=true or pass --venue"
+        )
     return chosen
 
 
@@ -109,13 +112,19 @@ def _run(options) -> None:
             where = f"; endpoints {info['url']} (/metrics /health /status)" if "url" in info else ""
             names = "; ".join(_named(v) for v in options.venues) or "md.trades"
             click.echo(f"{what}: {names}{where}", err=True)
+
         return await run_live(options, stop, ready)
+
     click.echo(json.dumps(run_streaming(main()), default=str))
 
 
 def _named(venue) -> str:
     """A venue's collector as its start line says it: its instruments (a count beyond ten), its part."""
-    names = ",".join(venue.instruments) if len(venue.instruments) <= 10 else f"{len(venue.instruments):,} instruments"
+    names = (
+        ",".join(venue.instruments)
+        if len(venue.instruments) <= 10
+        else f"{len(venue.instruments):,} instruments"
+    )
     part = f" (part {venue.part} of its universe)" if venue.part.count > 1 else ""
     again = f", resolved again every {venue.resolve_every_s:g} s" if venue.resolve is not None else ""
     return f"{venue.venue} {names}{part}{again}"
@@ -124,76 +133,200 @@ def _named(venue) -> str:
 def _consumer_config(durable: str, batch_size: int, max_wait_s: float, stream: str, prefix: str):
     from marketdata_assets.ingest.live.consumer import ConsumerConfig
 
-    return ConsumerConfig(stream=stream, subject_filter=f"{prefix}.trades.>", durable=durable, batch_size=batch_size,
-                          max_wait_s=max_wait_s)
+    return ConsumerConfig(
+        stream=stream,
+        subject_filter=f"{prefix}.trades.>",
+        durable=durable,
+        batch_size=batch_size,
+        max_wait_s=max_wait_s,
+    )
 
 
 def _common(function):
     """The options `collect` and `consume` share."""
-    for decorator in reversed((
-        click.option("--nats-url", default=None, help="NATS with JetStream (default NATS_URL)."),
-        click.option("--stream", default="MARKETDATA", show_default=True, help="JetStream stream."),
-        click.option("--stream-max-mb", type=int, default=1024, show_default=True,
-                     help="The stream's size limit (reserved on the server's JetStream storage), MiB."),
-        click.option("--subject-prefix", default="md", show_default=True, help="Subjects <prefix>.trades.<venue>.<instrument>."),
-        click.option("--clickhouse-dsn", default=None, help="Default CLICKHOUSE_DSN (empty: the local stack's "
-                     "engine server, http://127.0.0.1:<STACK_CLICKHOUSE_PORT>)."),
-        click.option("--database", default=None, help="Default CLICKHOUSE_DATABASE."),
-        click.option("--durable", default="trades-clickhouse", show_default=True, help="The consumer's durable name."),
-        click.option("--batch-size", type=int, default=1000, show_default=True, help="Consumer: messages per INSERT at most."),
-        click.option("--max-wait-s", type=float, default=0.25, show_default=True, help="Consumer: seconds a batch waits to fill."),
-        click.option("--share-clickhouse", is_flag=True, help="An embedded ClickHouse is opened for each INSERT only, "
-                     "so other processes (Dagster runs) can open it in between (make run)."),
-    )):
+    for decorator in reversed(
+        (
+            click.option("--nats-url", default=None, help="NATS with JetStream (default NATS_URL)."),
+            click.option("--stream", default="MARKETDATA", show_default=True, help="JetStream stream."),
+            click.option(
+                "--stream-max-mb",
+                type=int,
+                default=1024,
+                show_default=True,
+                help="The stream's size limit (reserved on the server's JetStream storage), MiB.",
+            ),
+            click.option(
+                "--subject-prefix",
+                default="md",
+                show_default=True,
+                help="Subjects <prefix>.trades.<venue>.<instrument>.",
+            ),
+            click.option(
+                "--clickhouse-dsn",
+                default=None,
+                help="Default CLICKHOUSE_DSN (empty: the local stack's "
+                "engine server, http://127.0.0.1:<STACK_CLICKHOUSE_PORT>).",
+            ),
+            click.option("--database", default=None, help="Default CLICKHOUSE_DATABASE."),
+            click.option(
+                "--durable",
+                default="trades-clickhouse",
+                show_default=True,
+                help="The consumer's durable name.",
+            ),
+            click.option(
+                "--batch-size",
+                type=int,
+                default=1000,
+                show_default=True,
+                help="Consumer: messages per INSERT at most.",
+            ),
+            click.option(
+                "--max-wait-s",
+                type=float,
+                default=0.25,
+                show_default=True,
+                help="Consumer: seconds a batch waits to fill.",
+            ),
+            click.option(
+                "--share-clickhouse",
+                is_flag=True,
+                help="An embedded ClickHouse is opened for each INSERT only, "
+                "so other processes (Dagster runs) can open it in between (make run).",
+            ),
+        )
+    ):
         function = decorator(function)
     return function
 
 
 @click.command("collect")
-@click.option("--instruments", default=None, help="Comma list of VENUE:NAME (a bare name: the only venue's, else "
-              "Binance's; default SYMBOLS, else each venue's universe resolved today).")
-@click.option("--venue", "venues", multiple=True, type=click.Choice(VENUES, case_sensitive=False),
-              help="Venues to collect, one collector each in this process (default: the ENABLE_* switches).")
-@click.option("--ws-url", default=None, help="Binance spot's WebSocket base (default Binance's; a replay's in tests).")
+@click.option(
+    "--instruments",
+    default=None,
+    help="Comma list of VENUE:NAME (a bare name: the only venue's, else "
+    "Binance's; default SYMBOLS, else each venue's universe resolved today).",
+)
+@click.option(
+    "--venue",
+    "venues",
+    multiple=True,
+    type=click.Choice(VENUES, case_sensitive=False),
+    help="Venues to collect, one collector each in this process (default: the ENABLE_* switches).",
+)
+@click.option(
+    "--ws-url", default=None, help="Binance spot's WebSocket base (default Binance's; a replay's in tests)."
+)
 @click.option("--binance-um-ws-url", default=None, help="Binance USD-M's WebSocket base (default Binance's).")
 @click.option("--okx-ws-url", default=None, help="OKX's public WebSocket URL (default OKX's).")
 @click.option("--deribit-ws-url", default=None, help="Deribit's WebSocket URL (default Deribit's).")
-@click.option("--rest-url", default=None, help="Binance spot's REST base: book snapshots and the gap-hour repair "
-              "(default: the sources config's, BINANCE_BASE_URL when set).")
-@click.option("--binance-um-rest-url", default=None, help="Binance USD-M's REST base (default: the sources config's).")
-@click.option("--okx-rest-url", default=None, help="OKX's REST base for the gap-hour repair (default: the sources "
-              "config's, OKX_BASE_URL when set).")
-@click.option("--deribit-rest-url", default=None, help="Deribit's REST base for the gap-hour repair (default: the "
-              "sources config's, DERIBIT_BASE_URL when set).")
-@click.option("--url", "urls", multiple=True, metavar="VENUE=WS_URL[,REST_URL]", help="A venue's WebSocket (and REST) "
-              "base, for any venue (default: the venue's own; a replay's in tests).")
-@click.option("--datasets", default=None, help="Comma list of the datasets to collect, where each venue has them "
-              "(default: every one it has: trades, books, tickers, bars_1m, funding, mark_price, liquidations, "
-              "open_interest).")
-@click.option("--landing-dir", type=click.Path(path_type=Path), default=None, help="Default <state dir>/landing/live.")
-@click.option("--no-nats", is_flag=True, help="Publish nothing to NATS (land raw; with --direct-write, write ClickHouse).")
-@click.option("--direct-write/--no-direct-write", default=None, help="Also write trades to ClickHouse trades_live "
-              "(default CLICKHOUSE_DIRECT_WRITE / clickhouse_direct_write).")
-@click.option("--redis-cache/--no-redis-cache", default=None, help="Keep the last trade and top of book per "
-              "instrument in Redis at REDIS_URL (default REDIS_CACHE).")
+@click.option(
+    "--rest-url",
+    default=None,
+    help="Binance spot's REST base: book snapshots and the gap-hour repair "
+    "(default: the sources config's, BINANCE_BASE_URL when set).",
+)
+@click.option(
+    "--binance-um-rest-url", default=None, help="Binance USD-M's REST base (default: the sources config's)."
+)
+@click.option(
+    "--okx-rest-url",
+    default=None,
+    help="OKX's REST base for the gap-hour repair (default: the sources config's, OKX_BASE_URL when set).",
+)
+@click.option(
+    "--deribit-rest-url",
+    default=None,
+    help="Deribit's REST base for the gap-hour repair (default: the "
+    "sources config's, DERIBIT_BASE_URL when set).",
+)
+@click.option(
+    "--url",
+    "urls",
+    multiple=True,
+    metavar="VENUE=WS_URL[,REST_URL]",
+    help="A venue's WebSocket (and REST) "
+    "base, for any venue (default: the venue's own; a replay's in tests).",
+)
+@click.option(
+    "--datasets",
+    default=None,
+    help="Comma list of the datasets to collect, where each venue has them "
+    "(default: every one it has: trades, books, tickers, bars_1m, funding, mark_price, liquidations, "
+    "open_interest).",
+)
+@click.option(
+    "--landing-dir", type=click.Path(path_type=Path), default=None, help="Default <state dir>/landing/live."
+)
+@click.option(
+    "--no-nats",
+    is_flag=True,
+    help="Publish nothing to NATS (land raw; with --direct-write, write ClickHouse).",
+)
+@click.option(
+    "--direct-write/--no-direct-write",
+    default=None,
+    help="Also write trades to ClickHouse trades_live "
+    "(default CLICKHOUSE_DIRECT_WRITE / clickhouse_direct_write).",
+)
+@click.option(
+    "--redis-cache/--no-redis-cache",
+    default=None,
+    help="Keep the last trade and top of book per instrument in Redis at REDIS_URL (default REDIS_CACHE).",
+)
 @click.option("--consume", is_flag=True, help="Run the NATS -> ClickHouse consumer in this process too.")
 @click.option("--metrics-host", default=None, help="Default COLLECTOR_METRICS_HOST.")
-@click.option("--metrics-port", default=None, help="Default COLLECTOR_METRICS_PORT (0: a free one; off: none).")
-@click.option("--stale-s", type=float, default=None, help="A silent socket is dropped after this (default: the "
-              "venue's: 10 s, Deribit 15 s).")
-@click.option("--part", default=None, metavar="K/N", help="Collect part K of N of each venue's universe (every "
-              "instrument in exactly one part; default COLLECTOR_PART; empty: all of it).")
-@click.option("--resolve-every-s", type=float, default=None, help="A universe resolved from the instrument master is "
-              "resolved again this often and applied without a restart (default COLLECTOR_RESOLVE_S; 0: never).")
+@click.option(
+    "--metrics-port", default=None, help="Default COLLECTOR_METRICS_PORT (0: a free one; off: none)."
+)
+@click.option(
+    "--stale-s",
+    type=float,
+    default=None,
+    help="A silent socket is dropped after this (default: the venue's: 10 s, Deribit 15 s).",
+)
+@click.option(
+    "--part",
+    default=None,
+    metavar="K/N",
+    help="Collect part K of N of each venue's universe (every "
+    "instrument in exactly one part; default COLLECTOR_PART; empty: all of it).",
+)
+@click.option(
+    "--resolve-every-s",
+    type=float,
+    default=None,
+    help="A universe resolved from the instrument master is "
+    "resolved again this often and applied without a restart (default COLLECTOR_RESOLVE_S; 0: never).",
+)
 @_common
-def collect(instruments, venues, datasets, landing_dir, no_nats, direct_write, redis_cache, consume, metrics_host, metrics_port,
-            stale_s, part, resolve_every_s, **common) -> None:
+def collect(
+    instruments,
+    venues,
+    datasets,
+    landing_dir,
+    no_nats,
+    direct_write,
+    redis_cache,
+    consume,
+    metrics_host,
+    metrics_port,
+    stale_s,
+    part,
+    resolve_every_s,
+    **common,
+) -> None:
     """The live collector (Binance spot and USD-M, OKX, Deribit; trades, books and the other datasets each
     venue streams): raw landing, JetStream, optional sinks."""
     chosen = chosen_venues(venues)
     use_redis = redis_cache if redis_cache is not None else env_flag("REDIS_CACHE")
-    options = _options(common, collect=True, consume=consume, no_nats=no_nats,
-                       direct_write=env_flag("CLICKHOUSE_DIRECT_WRITE") if direct_write is None else direct_write)
+    options = _options(
+        common,
+        collect=True,
+        consume=consume,
+        no_nats=no_nats,
+        direct_write=env_flag("CLICKHOUSE_DIRECT_WRITE") if direct_write is None else direct_write,
+    )
     if consume and no_nats:
         raise click.UsageError("--consume reads NATS: it cannot go with --no-nats")
     listed = instruments or settings.get("SYMBOLS").strip()
@@ -204,8 +337,10 @@ def collect(instruments, venues, datasets, landing_dir, no_nats, direct_write, r
     options.datasets = chosen_datasets(datasets, [v.venue for v in options.venues])
     empty = [v.venue for v in options.venues if not v.instruments]
     if empty:
-        raise click.UsageError(f"no instruments for {', '.join(empty)}: name them in --instruments / SYMBOLS "
-                               "(VENUE:NAME) or in the sources config")
+        raise click.UsageError(
+            f"no instruments for {', '.join(empty)}: name them in --instruments / SYMBOLS "
+            "(VENUE:NAME) or in the sources config"
+        )
     options.landing_dir = landing_dir or settings.live_landing_dir()
     options.metrics_host = metrics_host or settings.get("COLLECTOR_METRICS_HOST")
     options.metrics_port = parse_port(metrics_port)
@@ -215,7 +350,8 @@ def collect(instruments, venues, datasets, landing_dir, no_nats, direct_write, r
 
 def _share(venues: list, part: str | None, every_s: float | None, resolved: bool) -> None:
     """Each venue's part of its universe (`--part`, COLLECTOR_PART) and, for a universe resolved from the
-    instrument master (no --instruments, no SYMBOLS), its resolution again every `every_s` (COLLECTOR_RESOLVE_S)."""
+    instrument master (no --instruments, no SYMBOLS), its resolution again every `every_s`
+    (COLLECTOR_RESOLVE_S)."""
     from marketdata_assets.apps.universes import universe_today
     from marketdata_assets.ingest.live.parts import Part
 
@@ -227,8 +363,9 @@ def _share(venues: list, part: str | None, every_s: float | None, resolved: bool
     for venue in venues:
         venue.part = share
         if resolved and every_s > 0:
-            venue.resolve = functools.partial(lambda name: universe_today([name.lower()], strict=True).get(name, []),
-                                              venue.venue)
+            venue.resolve = functools.partial(
+                lambda name: universe_today([name.lower()], strict=True).get(name, []), venue.venue
+            )
             venue.resolve_every_s = every_s
 
 
@@ -244,28 +381,39 @@ def chosen_datasets(listed: str | None, venues: list[str]) -> tuple[str, ...] | 
     unknown = [d for d in wanted if not any(d in supported for supported in has.values())]
     if unknown or not wanted:
         every = sorted({d for supported in has.values() for d in supported})
-        raise click.BadParameter(f"{', '.join(unknown) or 'none named'}: the chosen venues stream {', '.join(every)}",
-                                 param_hint="--datasets")
+        raise click.BadParameter(
+            f"{', '.join(unknown) or 'none named'}: the chosen venues stream {', '.join(every)}",
+            param_hint="--datasets",
+        )
     for venue, supported in has.items():
         if not set(wanted) & set(supported):
-            raise click.BadParameter(f"{venue} streams none of {', '.join(wanted)} (it has {', '.join(supported)})",
-                                     param_hint="--datasets")
+            raise click.BadParameter(
+                f"{venue} streams none of {', '.join(wanted)} (it has {', '.join(supported)})",
+                param_hint="--datasets",
+            )
     return wanted
 
 
 # the named URL options of the first venues (kept for their users); `--url VENUE=WS[,REST]` serves every venue
-_URL_OPTIONS = {"BINANCE": ("ws_url", "rest_url"), "BINANCE_UM": ("binance_um_ws_url", "binance_um_rest_url"),
-                "OKX": ("okx_ws_url", "okx_rest_url"), "DERIBIT": ("deribit_ws_url", "deribit_rest_url")}
+_URL_OPTIONS = {
+    "BINANCE": ("ws_url", "rest_url"),
+    "BINANCE_UM": ("binance_um_ws_url", "binance_um_rest_url"),
+    "OKX": ("okx_ws_url", "okx_rest_url"),
+    "DERIBIT": ("deribit_ws_url", "deribit_rest_url"),
+}
 
 
 def venue_urls(given: tuple[str, ...]) -> dict[str, tuple[str, str | None]]:
-    """`--url VENUE=WS_URL[,REST_URL]` options -> venue -> (ws, rest or None); a venue with no live stream is refused."""
+    """`--url VENUE=WS_URL[,REST_URL]` options -> venue -> (ws, rest or None); a venue with no live stream is
+    refused."""
     out = {}
     for item in given:
         venue, found, urls = item.partition("=")
         if not found or venue.upper() not in STREAMS or not urls:
-            raise click.BadParameter(f"{item!r}: expected VENUE=WS_URL[,REST_URL], VENUE one of {', '.join(VENUES)}",
-                                     param_hint="--url")
+            raise click.BadParameter(
+                f"{item!r}: expected VENUE=WS_URL[,REST_URL], VENUE one of {', '.join(VENUES)}",
+                param_hint="--url",
+            )
         ws, _, rest = urls.partition(",")
         out[venue.upper()] = (ws, rest or None)
     return out
@@ -293,13 +441,25 @@ def _options(common: dict, *, collect: bool, consume: bool, no_nats: bool, direc
     from marketdata_assets.apps.live import LiveOptions
 
     return LiveOptions(
-        nats_url=None if no_nats else common["nats_url"] or settings.get("NATS_URL"), stream=common["stream"],
-        stream_max_bytes=common["stream_max_mb"] << 20, stream_replicas=settings.nats_stream_replicas(),
-        subject_prefix=common["subject_prefix"], collect=collect, consume=consume, direct_write=direct_write,
+        nats_url=None if no_nats else common["nats_url"] or settings.get("NATS_URL"),
+        stream=common["stream"],
+        stream_max_bytes=common["stream_max_mb"] << 20,
+        stream_replicas=settings.nats_stream_replicas(),
+        subject_prefix=common["subject_prefix"],
+        collect=collect,
+        consume=consume,
+        direct_write=direct_write,
         clickhouse_dsn=common["clickhouse_dsn"] or settings.clickhouse_dsn(),
-        database=common["database"] or settings.get("CLICKHOUSE_DATABASE"), share_clickhouse=common["share_clickhouse"],
-        consumer=_consumer_config(common["durable"], common["batch_size"], common["max_wait_s"], common["stream"],
-                                  common["subject_prefix"]))
+        database=common["database"] or settings.get("CLICKHOUSE_DATABASE"),
+        share_clickhouse=common["share_clickhouse"],
+        consumer=_consumer_config(
+            common["durable"],
+            common["batch_size"],
+            common["max_wait_s"],
+            common["stream"],
+            common["subject_prefix"],
+        ),
+    )
 
 
 COMMANDS = [collect, consume]

@@ -5,10 +5,10 @@ and seeing what it holds (docs/quickstart.md).
 180 minutes), launched in this process one after the other like the other `marketdata` commands (they
 show in the UI with their checks). One run over the whole range would not: three months of Binance
 BTCUSDT alone are ~1,500 aggregate-trade pages a day at weight 4 of 5,400 a minute, ~100 minutes, five
-busy instruments over 8 hours; the deadline then skips the rest. So a crypto run is one UTC day of every configured instrument (the
-schedule's unit: ~10 minutes for five busy instruments) and an A-share run 20 trading days of the
-universe (one `stk_mins` request per code: ~5,450 requests at Tushare's 200 a minute, ~27 minutes for
-the whole market). Dagster's own backfill (the UI's "Launch backfill") splits crypto the same way,
+busy instruments over 8 hours; the deadline then skips the rest. So a crypto run is one UTC day of every
+configured instrument (the schedule's unit: ~10 minutes for five busy instruments) and an A-share run 20
+trading days of the universe (one `stk_mins` request per code: ~5,450 requests at Tushare's 200 a minute, ~27
+minutes for the whole market). Dagster's own backfill (the UI's "Launch backfill") splits crypto the same way,
 one run per day, but puts an A-share range in ONE run (its single-run backfill policy): the command
 is the way that fits both. Slices the source already loaded are skipped (`retry_failed`), so the same
 command run again resumes where an interrupted one stopped; `--refetch` fetches them again. Slices a
@@ -52,17 +52,42 @@ def _archive_assets() -> tuple[str, ...]:
 
 
 BACKFILL = {
-    "crypto": Domain(("crypto_trades", "crypto_bars_1m", "crypto_funding", "crypto_open_interest",
-                      "crypto_liquidations", "crypto_mark_bars_1m", "crypto_index_bars_1m"),
-                     "crypto_ticks", 1, "UTC day x every venue (its configured instruments inside)",
-                     ("marketdata_assets.defs._common.partitions", "crypto_days", "crypto_venues")),
-    "archives": Domain((), "binance_archives", 1, "UTC day x archive venue (its archive instruments inside)",
-                       ("marketdata_assets.defs.archives.archives", "binance_archive_days", "binance_archive_venues")),
-    "a_shares": Domain(("a_share_bars_1m", "a_share_daily_bars"), "a_share_bars", 20,
-                       "trading days x the configured universe",
-                       ("marketdata_assets.defs.equities.partitions", "a_share_days", None)),
-    "yahoo": Domain(("yahoo_bars_1m",), "yahoo_bars_1m", 30, "days x the configured universe",
-                    ("marketdata_assets.defs.equities.partitions", "yahoo_days", None)),
+    "crypto": Domain(
+        (
+            "crypto_trades",
+            "crypto_bars_1m",
+            "crypto_funding",
+            "crypto_open_interest",
+            "crypto_liquidations",
+            "crypto_mark_bars_1m",
+            "crypto_index_bars_1m",
+        ),
+        "crypto_ticks",
+        1,
+        "UTC day x every venue (its configured instruments inside)",
+        ("marketdata_assets.defs._common.partitions", "crypto_days", "crypto_venues"),
+    ),
+    "archives": Domain(
+        (),
+        "binance_archives",
+        1,
+        "UTC day x archive venue (its archive instruments inside)",
+        ("marketdata_assets.defs.archives.archives", "binance_archive_days", "binance_archive_venues"),
+    ),
+    "a_shares": Domain(
+        ("a_share_bars_1m", "a_share_daily_bars"),
+        "a_share_bars",
+        20,
+        "trading days x the configured universe",
+        ("marketdata_assets.defs.equities.partitions", "a_share_days", None),
+    ),
+    "yahoo": Domain(
+        ("yahoo_bars_1m",),
+        "yahoo_bars_1m",
+        30,
+        "days x the configured universe",
+        ("marketdata_assets.defs.equities.partitions", "yahoo_days", None),
+    ),
 }
 
 
@@ -85,13 +110,19 @@ def backfill_runs(domain: str, days: list[str], days_per_run: int) -> list[tuple
     from marketdata_assets.defs._common.runs import day_range_tags
     from marketdata_assets.orchestration.sensing import range_tags
 
-    blocks = [days[i:i + days_per_run] for i in range(0, len(days), days_per_run)]
+    blocks = [days[i : i + days_per_run] for i in range(0, len(days), days_per_run)]
     venue_partitions = _partitions(domain)[1]
     if venue_partitions is None:
         return [(f"{domain} {b[0]}..{b[-1]}", range_tags(b[0], b[-1]), len(b)) for b in blocks]
     venues = venue_partitions.get_partition_keys()
-    return [(f"{domain} {b[0]}" + (f"..{b[-1]}" if len(b) > 1 else "") + f" x {len(venues)} venues",
-             day_range_tags(b[0], b[-1], venues[0], venues[-1]), len(b) * len(venues)) for b in blocks]
+    return [
+        (
+            f"{domain} {b[0]}" + (f"..{b[-1]}" if len(b) > 1 else "") + f" x {len(venues)} venues",
+            day_range_tags(b[0], b[-1], venues[0], venues[-1]),
+            len(b) * len(venues),
+        )
+        for b in blocks
+    ]
 
 
 def backfill_config(domain: str, *, refetch: bool = False, replace: bool = False) -> dict:
@@ -106,12 +137,24 @@ def backfill_config(domain: str, *, refetch: bool = False, replace: bool = False
 @click.argument("domain", type=click.Choice(sorted(BACKFILL)))
 @click.option("--start-date", type=DAY, required=True, help="First day (crypto: UTC; A-shares: China).")
 @click.option("--end-date", type=DAY, required=True, help="Last day.")
-@click.option("--days-per-run", type=click.IntRange(min=1), help="Days one run loads (default: crypto and archives 1, "
-              "a_shares 20, yahoo 30: each run inside the 180-minute deadline).")
-@click.option("--refetch", is_flag=True, help="Fetch slices this source already loaded again (default: only what it "
-              "has not loaded yet, so the same command run again resumes).")
-@click.option("--replace", is_flag=True, help="Load over slices a more faithful source holds (a verified archive, a "
-              "dump file); default: they are not fetched, and each run's line says `covered by <source>`.")
+@click.option(
+    "--days-per-run",
+    type=click.IntRange(min=1),
+    help="Days one run loads (default: crypto and archives 1, "
+    "a_shares 20, yahoo 30: each run inside the 180-minute deadline).",
+)
+@click.option(
+    "--refetch",
+    is_flag=True,
+    help="Fetch slices this source already loaded again (default: only what it "
+    "has not loaded yet, so the same command run again resumes).",
+)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Load over slices a more faithful source holds (a verified archive, a "
+    "dump file); default: they are not fetched, and each run's line says `covered by <source>`.",
+)
 @click.pass_context
 def backfill(ctx, domain, start_date, end_date, days_per_run, refetch, replace) -> None:
     """A first load of history: the domain's days from the sources config's universe, split into runs
@@ -125,8 +168,11 @@ def backfill(ctx, domain, start_date, end_date, days_per_run, refetch, replace) 
     days = days_between(_partitions(domain)[0], start_date, end_date)
     runs = backfill_runs(domain, days, days_per_run or spec.days_per_run)
     session.instance()  # a storage that does not answer is the one line said
-    click.echo(f"backfill {domain} {days[0]}..{days[-1]}: {len(runs)} run{'s' * (len(runs) != 1)} of at most "
-               f"{days_per_run or spec.days_per_run} {spec.unit}", err=True)
+    click.echo(
+        f"backfill {domain} {days[0]}..{days[-1]}: {len(runs)} run{'s' * (len(runs) != 1)} of at most "
+        f"{days_per_run or spec.days_per_run} {spec.unit}",
+        err=True,
+    )
     names = domain_assets(domain)
     assets = selection(defs, *names)
     config = backfill_config(domain, refetch=refetch, replace=replace)
@@ -160,8 +206,11 @@ def daily_use(defs: dg.Definitions, feeds) -> list[str]:
     """The schedules and sensors marked for daily use of `feeds` (their `daily_use` metadata)."""
     from marketdata_assets.defs._common.runs import DAILY_USE
 
-    return [i.name for i in [*(defs.schedules or []), *(defs.sensors or [])]
-            if (i.metadata or {}).get(DAILY_USE) is not None and _text(i.metadata[DAILY_USE]) in feeds]
+    return [
+        i.name
+        for i in [*(defs.schedules or []), *(defs.sensors or [])]
+        if (i.metadata or {}).get(DAILY_USE) is not None and _text(i.metadata[DAILY_USE]) in feeds
+    ]
 
 
 def _text(value) -> str:
@@ -187,11 +236,14 @@ def schedules(ctx, feeds, stop) -> None:
 
     unknown = sorted(set(feeds) - set(FEEDS))
     if unknown:
-        raise click.BadParameter(f"unknown feeds {unknown}; the feeds are {', '.join(FEEDS)}", param_hint="FEEDS")
+        raise click.BadParameter(
+            f"unknown feeds {unknown}; the feeds are {', '.join(FEEDS)}", param_hint="FEEDS"
+        )
     names = daily_use(ctx.obj.definitions(), set(feeds))
     instance = ctx.obj.instance()
     workspace = WorkspaceOpts(workspace=[str(settings.PROJECT_ROOT / "workspace.yaml")])
-    # the code server it starts logs at WARNING: its INFO lines (with colour codes) are not this command's output
+    # the code server it starts logs at WARNING: its INFO lines (with colour codes) are not this command's
+    # output
     with get_workspace_from_cli_opts(instance, dg.__version__, workspace, log_level="WARNING") as context:
         repo = get_remote_repository_from_code_location(get_code_location_from_workspace(context, None), None)
         for name in names:
@@ -202,9 +254,14 @@ def schedules(ctx, feeds, stop) -> None:
 
 
 @click.command("status")
-@click.option("--dataset", help="Only this dataset (trades, bars_1m, funding, ..., trades_live, minute_bars, "
-                                "kline_monthly, alphas).")
-@click.option("--venue", help="Only this venue (BINANCE, OKX, ..., SSE, SZSE, BSE; the alpha type: REGULAR, SUPER).")
+@click.option(
+    "--dataset",
+    help="Only this dataset (trades, bars_1m, funding, ..., trades_live, minute_bars, "
+    "kline_monthly, alphas).",
+)
+@click.option(
+    "--venue", help="Only this venue (BINANCE, OKX, ..., SSE, SZSE, BSE; the alpha type: REGULAR, SUPER)."
+)
 @click.option("--gaps-only", is_flag=True, help="Only instruments with missing or failed days.")
 def status(dataset, venue, gaps_only) -> None:
     """Per dataset x venue x instrument what the stores hold (read.catalog()): first and last day, days
@@ -216,14 +273,20 @@ def status(dataset, venue, gaps_only) -> None:
     from marketdata_assets.read.coverage import NAMES
 
     with Reader() as reader:
-        frame = reader.catalog(required=("ClickHouse",))  # the others' absence is said, theirs fails the command
-    for option, column, value, known in (("--dataset", "dataset", dataset, NAMES),
-                                         ("--venue", "venue", venue and venue.upper(), ())):
+        frame = reader.catalog(
+            required=("ClickHouse",)
+        )  # the others' absence is said, theirs fails the command
+    for option, column, value, known in (
+        ("--dataset", "dataset", dataset, NAMES),
+        ("--venue", "venue", venue and venue.upper(), ()),
+    ):
         if value:
             _known(option, value, frame[column].drop_nulls().unique().to_list(), known)
             frame = frame.filter(frame[column] == value)
     if gaps_only:
-        frame = frame.filter((frame["missing_days"].fill_null(0) > 0) | (frame["failed_days"].fill_null(0) > 0))
+        frame = frame.filter(
+            (frame["missing_days"].fill_null(0) > 0) | (frame["failed_days"].fill_null(0) > 0)
+        )
     _print_status(frame)
 
 
@@ -233,32 +296,70 @@ def _cell(value, spec: str = "") -> str:
 
 
 def _print_status(frame) -> None:
-    header = ("dataset", "venue", "instrument", "first", "last", "days", "missing", "failed", "rows", "last load",
-              "lag", "sources")
-    rows = [(r["dataset"], _cell(r["venue"]), _cell(r["instrument"]), _cell(r["first_day"]), _cell(r["last_day"]),
-             _cell(r["days"], ","), _cell(r["missing_days"], ","), _cell(r["failed_days"], ","), _cell(r["rows"], ","),
-             _cell(r["last_loaded_at"], "%Y-%m-%d %H:%M"), "" if r["lag_s"] is None else f"{r['lag_s']:,.0f} s",
-             r["sources"] or "")
-            for r in frame.iter_rows(named=True)]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)] if rows else map(len, header)
+    header = (
+        "dataset",
+        "venue",
+        "instrument",
+        "first",
+        "last",
+        "days",
+        "missing",
+        "failed",
+        "rows",
+        "last load",
+        "lag",
+        "sources",
+    )
+    rows = [
+        (
+            r["dataset"],
+            _cell(r["venue"]),
+            _cell(r["instrument"]),
+            _cell(r["first_day"]),
+            _cell(r["last_day"]),
+            _cell(r["days"], ","),
+            _cell(r["missing_days"], ","),
+            _cell(r["failed_days"], ","),
+            _cell(r["rows"], ","),
+            _cell(r["last_loaded_at"], "%Y-%m-%d %H:%M"),
+            "" if r["lag_s"] is None else f"{r['lag_s']:,.0f} s",
+            r["sources"] or "",
+        )
+        for r in frame.iter_rows(named=True)
+    ]
+    widths = (
+        [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+        if rows
+        else map(len, header)
+    )
     for line in (header, *rows):
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
-    gaps = frame.filter((frame["missing_days"].fill_null(0) > 0) | (frame["failed_days"].fill_null(0) > 0)).height
-    click.echo(f"{frame.height:,} instrument-dataset(s) of {frame['venue'].n_unique()} venue(s); {gaps:,} with "
-               "missing or failed days. Days within the venues' REST reach: `marketdata backfill <domain>` fetches "
-               "them again (resuming from the ingest log); older Binance days come from its archives (`marketdata "
-               "backfill archives`: docs/ticks.md); trades_live's rows reach `trades` with their hour's load; "
-               "a blank cell does not apply to its store (minute bars, K-line, alphas: docs/cli.md)", err=True)
+    gaps = frame.filter(
+        (frame["missing_days"].fill_null(0) > 0) | (frame["failed_days"].fill_null(0) > 0)
+    ).height
+    click.echo(
+        f"{frame.height:,} instrument-dataset(s) of {frame['venue'].n_unique()} venue(s); {gaps:,} with "
+        "missing or failed days. Days within the venues' REST reach: `marketdata backfill <domain>` fetches "
+        "them again (resuming from the ingest log); older Binance days come from its archives (`marketdata "
+        "backfill archives`: docs/ticks.md); trades_live's rows reach `trades` with their hour's load; "
+        "a blank cell does not apply to its store (minute bars, K-line, alphas: docs/cli.md)",
+        err=True,
+    )
 
 
 def _known(option: str, value: str, stored: list[str], known=()) -> None:
     """A filter naming nothing stored exits 2 naming the closest stored (or `known`) names (a typo is not an
     empty table)."""
     if value not in stored:
-        found = difflib.get_close_matches(value, sorted((set(stored) | set(known)) - {value}), n=3, cutoff=0.5)
+        found = difflib.get_close_matches(
+            value, sorted((set(stored) | set(known)) - {value}), n=3, cutoff=0.5
+        )
         what = "has nothing stored" if value in known else "is not stored"
-        raise click.BadParameter(f"{value!r} {what}{' (closest: ' + ', '.join(found) + ')' if found else ''}; "
-                                 f"stored: {', '.join(sorted(stored)) or 'nothing yet'}", param_hint=option)
+        raise click.BadParameter(
+            f"{value!r} {what}{' (closest: ' + ', '.join(found) + ')' if found else ''}; "
+            f"stored: {', '.join(sorted(stored)) or 'nothing yet'}",
+            param_hint=option,
+        )
 
 
 COMMANDS = [backfill, schedules, status]

@@ -63,17 +63,33 @@ class Session:
                 click.echo(line, err=True)
         return self._instance
 
-    def run(self, label: str, assets: list, *, tags: dict | None = None, partition_key=None, run_config=None,
-            expected: int = 1) -> None:
+    def run(
+        self,
+        label: str,
+        assets: list,
+        *,
+        tags: dict | None = None,
+        partition_key=None,
+        run_config=None,
+        expected: int = 1,
+    ) -> None:
         from marketdata_assets.apps.launch import Interrupted, launch
 
         instance = self.instance()  # a stopped storage is said before the definitions load (seconds)
         defs = self.definitions()
         with work_bar(label, expected) as on_event:
             try:
-                outcome = launch(label, assets, instance=instance, resources=defs.resources or {}, tags={
-                    "marketdata/launched_by": "marketdata CLI", **(tags or {})}, partition_key=partition_key,
-                    run_config=run_config, on_event=on_event, verbose=self.verbose)
+                outcome = launch(
+                    label,
+                    assets,
+                    instance=instance,
+                    resources=defs.resources or {},
+                    tags={"marketdata/launched_by": "marketdata CLI", **(tags or {})},
+                    partition_key=partition_key,
+                    run_config=run_config,
+                    on_event=on_event,
+                    verbose=self.verbose,
+                )
             except Interrupted as interrupted:
                 click.echo(f"\n{interrupted}", err=True)
                 self.stack.close()
@@ -89,8 +105,10 @@ class Session:
             click.echo(summary(self.outcomes))
         failed = [o for o in self.outcomes if not o.success]
         for outcome in failed:
-            fallback = (f"FAILED: {outcome.label}: partitions {', '.join(outcome.partitions) or '-'}; "
-                        f"see run {outcome.run_id} in the UI")
+            fallback = (
+                f"FAILED: {outcome.label}: partitions {', '.join(outcome.partitions) or '-'}; "
+                f"see run {outcome.run_id} in the UI"
+            )
             for line in outcome.error_lines() or [fallback]:
                 click.echo(line, err=True)
         return 1 if failed else 0
@@ -117,7 +135,13 @@ def _bar_listeners(bar, label: str, expected: int):
 
     def move(done: int, total: int, unit: str) -> None:
         if bar.label != f"{label} ({unit})":  # another unit: its own count and rate from 0
-            bar.label, bar.pos, bar.finished, bar.start, bar.avg = f"{label} ({unit})", 0, False, time.time(), []
+            bar.label, bar.pos, bar.finished, bar.start, bar.avg = (
+                f"{label} ({unit})",
+                0,
+                False,
+                time.time(),
+                [],
+            )
         bar.length = max(total, 1)
         if done > bar.pos:
             bar.update(done - bar.pos)
@@ -136,13 +160,23 @@ def _bar_listeners(bar, label: str, expected: int):
             elif what == "materialization" and not pieces:
                 seen.add((event.asset_key, event.partition))
                 move(min(len(seen), expected), expected, "partitions")
+
     return on_event, on_progress
 
 
-def run_range(session: Session, label: str, assets: list, keys: list[str], run_config: dict | None = None, *,
-              per_key: int = 1) -> None:
+def run_range(
+    session: Session,
+    label: str,
+    assets: list,
+    keys: list[str],
+    run_config: dict | None = None,
+    *,
+    per_key: int = 1,
+) -> None:
     """One run over the partition keys first..last (the assets' single-run backfill policy)."""
-    session.run(label, assets, tags=range_tags(keys[0], keys[-1]), run_config=run_config, expected=per_key * len(keys))
+    session.run(
+        label, assets, tags=range_tags(keys[0], keys[-1]), run_config=run_config, expected=per_key * len(keys)
+    )
 
 
 def assets_named(defs: dg.Definitions, *names: str) -> list:
@@ -158,8 +192,13 @@ def upstream(defs: dg.Definitions, assets: list) -> list:
     """Source stand-ins for what `assets` depend on outside themselves (not rematerialized)."""
     inside = {key for a in assets if isinstance(a, dg.AssetsDefinition) for key in a.keys}
     deps = {dep for a in assets if isinstance(a, dg.AssetsDefinition) for dep in a.dependency_keys} - inside
-    return [a.to_source_asset(key) for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)
-            for key in a.keys if key in deps]
+    return [
+        a.to_source_asset(key)
+        for a in defs.assets or []
+        if isinstance(a, dg.AssetsDefinition)
+        for key in a.keys
+        if key in deps
+    ]
 
 
 def selection(defs: dg.Definitions, *names: str) -> list:

@@ -51,16 +51,23 @@ def _clickhouse(resource) -> Iterator[ClickHouse]:
 
 @contextlib.contextmanager
 def _alpha_store(resource) -> Iterator[AlphaStore]:
-    yield AlphaStore(resource.databases()[0], {alpha_type: resource.collection_of(alpha_type)
-                                               for alpha_type in COLLECTIONS})
+    yield AlphaStore(
+        resource.databases()[0],
+        {alpha_type: resource.collection_of(alpha_type) for alpha_type in COLLECTIONS},
+    )
 
 
 # store -> how its resource opens what the judges read (TimescaleDB: a pooled psycopg connection)
-STORES = {CLICKHOUSE: _clickhouse, TIMESCALE: lambda resource: resource.connection(), ALPHA_STORE: _alpha_store}
+STORES = {
+    CLICKHOUSE: _clickhouse,
+    TIMESCALE: lambda resource: resource.connection(),
+    ALPHA_STORE: _alpha_store,
+}
 
 
 def metadata(verdict: Verdict) -> dict[str, Any]:
     """The verdict's plain metadata as Dagster's."""
+
     def value(item: Any) -> Any:
         if isinstance(item, Markdown):
             return dg.MetadataValue.md(str(item))
@@ -72,21 +79,35 @@ def metadata(verdict: Verdict) -> dict[str, Any]:
 def _targets(instance: dg.DagsterInstance, asset_key: dg.AssetKey, keys: list[str]) -> dict[str, Target]:
     """The latest materialization of each partition (what its evaluation checked, as Dagster records
     for a one-partition AssetCheckResult): two queries for the whole range."""
-    ids = instance.get_latest_storage_id_by_partition(asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION,
-                                                      set(keys))
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset_key, storage_ids=list(
-        ids.values())), limit=len(ids)).records if ids else []
-    return {r.partition_key: Target(storage_id=r.storage_id, run_id=r.run_id, timestamp=r.timestamp)
-            for r in records}
+    ids = instance.get_latest_storage_id_by_partition(
+        asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(keys)
+    )
+    records = (
+        instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset_key, storage_ids=list(ids.values())), limit=len(ids)
+        ).records
+        if ids
+        else []
+    )
+    return {
+        r.partition_key: Target(storage_id=r.storage_id, run_id=r.run_id, timestamp=r.timestamp)
+        for r in records
+    }
 
 
 def _evaluations(check: Check, verdicts: Mapping[str, Verdict], targets: Mapping[str, Target]) -> Iterator:
     for key, verdict in verdicts.items():
-        yield dg.AssetCheckEvaluation(asset_key=dg.AssetKey(check.asset), check_name=check.name,
-                                      passed=verdict.passed, metadata=metadata(verdict),
-                                      target_materialization_data=targets.get(key),
-                                      severity=dg.AssetCheckSeverity(verdict.severity),
-                                      description=verdict.description, blocking=check.blocking, partition=key)
+        yield dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey(check.asset),
+            check_name=check.name,
+            passed=verdict.passed,
+            metadata=metadata(verdict),
+            target_materialization_data=targets.get(key),
+            severity=dg.AssetCheckSeverity(verdict.severity),
+            description=verdict.description,
+            blocking=check.blocking,
+            partition=key,
+        )
 
 
 def _run(context: dg.AssetCheckExecutionContext, checks: Sequence[Check]) -> Iterator:
@@ -101,9 +122,14 @@ def _run(context: dg.AssetCheckExecutionContext, checks: Sequence[Check]) -> Ite
             verdicts = check.run(store, partitions)
             if not partitioned:
                 verdict = verdicts[None]
-                yield dg.AssetCheckResult(asset_key=check.asset, check_name=check.name, passed=verdict.passed,
-                                          metadata=metadata(verdict), description=verdict.description,
-                                          severity=dg.AssetCheckSeverity(verdict.severity))
+                yield dg.AssetCheckResult(
+                    asset_key=check.asset,
+                    check_name=check.name,
+                    passed=verdict.passed,
+                    metadata=metadata(verdict),
+                    description=verdict.description,
+                    severity=dg.AssetCheckSeverity(verdict.severity),
+                )
                 continue
             if check.asset not in targets:
                 targets[check.asset] = _targets(context.instance, dg.AssetKey(check.asset), partitions)
@@ -115,22 +141,44 @@ def _run(context: dg.AssetCheckExecutionContext, checks: Sequence[Check]) -> Ite
 
 def _definition(checks: Sequence[Check], partitions_def, step: str | None, pool: str | None):
     stores = {check.store for check in checks}
-    if len(stores) != 1 or any((check.partitioned_by is None) != (partitions_def is None) for check in checks):
-        raise ValueError(f"checks {[c.name for c in checks]}: one step reads one store ({sorted(stores)}) and is "
-                         f"partitioned like its checks' assets (partitions_def {partitions_def})")
-    specs = [dg.AssetCheckSpec(check.name, asset=check.asset, description=check.description, blocking=check.blocking,
-                               partitions_def=partitions_def) for check in checks]
+    if len(stores) != 1 or any(
+        (check.partitioned_by is None) != (partitions_def is None) for check in checks
+    ):
+        raise ValueError(
+            f"checks {[c.name for c in checks]}: one step reads one store ({sorted(stores)}) and is "
+            f"partitioned like its checks' assets (partitions_def {partitions_def})"
+        )
+    specs = [
+        dg.AssetCheckSpec(
+            check.name,
+            asset=check.asset,
+            description=check.description,
+            blocking=check.blocking,
+            partitions_def=partitions_def,
+        )
+        for check in checks
+    ]
 
-    @dg.multi_asset_check(specs=specs, name=step or specs[0].get_python_identifier(), can_subset=step is not None,
-                          required_resource_keys=stores, pool=pool)
+    @dg.multi_asset_check(
+        specs=specs,
+        name=step or specs[0].get_python_identifier(),
+        can_subset=step is not None,
+        required_resource_keys=stores,
+        pool=pool,
+    )
     def run_checks(context: dg.AssetCheckExecutionContext) -> Iterator:
         yield from _run(context, checks)
 
     return run_checks
 
 
-def asset_checks(checks: Sequence[Check], partitions_def: dg.PartitionsDefinition | None = None, *,
-                 step: str | None = None, pool: str | None = None) -> list[dg.AssetChecksDefinition]:
+def asset_checks(
+    checks: Sequence[Check],
+    partitions_def: dg.PartitionsDefinition | None = None,
+    *,
+    step: str | None = None,
+    pool: str | None = None,
+) -> list[dg.AssetChecksDefinition]:
     """The declarations as asset checks partitioned by `partitions_def` (their assets' partitioning;
     None for assets without partitions): one step each, or with `step` one step of that name."""
     with warnings.catch_warnings():

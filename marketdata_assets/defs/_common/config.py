@@ -26,8 +26,12 @@ def attribute_docstrings(cls: type) -> dict[str, str]:
     docs, body = {}, node.body if isinstance(node, ast.ClassDef) else []
     for declared, following in itertools.pairwise(body):
         target = declared.target if isinstance(declared, ast.AnnAssign) else None
-        if (isinstance(target, ast.Name) and isinstance(following, ast.Expr)
-                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str)):
+        if (
+            isinstance(target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
             docs[target.id] = inspect.cleandoc(following.value.value)
     return docs
 

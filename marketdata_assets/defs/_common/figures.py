@@ -9,7 +9,10 @@ from typing import Any
 def as_run(metadata: Mapping[str, Any], names: Iterable[str] | None = None) -> dict[str, Any]:
     """`metadata` with the run's figures named `run_<name>`: those in `names`, every one without."""
     chosen = None if names is None else set(names)
-    return {(f"run_{name}" if chosen is None or name in chosen else name): value for name, value in metadata.items()}
+    return {
+        (f"run_{name}" if chosen is None or name in chosen else name): value
+        for name, value in metadata.items()
+    }
 
 
 def add_own(context, key, figures: Mapping[str, Any], partitions: int) -> None:

@@ -43,20 +43,41 @@ class IngestConfig(RunDeadline):
 
 
 def engine(context, clickhouse: ClickHouseResource, config: RunDeadline) -> Engine:
-    return Engine(clickhouse.get_client, clickhouse.database, context.run.run_id, log=context.log.info,
-                  deadline_s=config.deadline_minutes * 60 or None)
+    return Engine(
+        clickhouse.get_client,
+        clickhouse.database,
+        context.run.run_id,
+        log=context.log.info,
+        deadline_s=config.deadline_minutes * 60 or None,
+    )
 
 
-def planned(clickhouse: ClickHouseResource, config: IngestConfig, source: str, keys, report: IngestReport) -> list:
+def planned(
+    clickhouse: ClickHouseResource, config: IngestConfig, source: str, keys, report: IngestReport
+) -> list:
     with clickhouse.get_client() as client:
         ct.ensure_tables(client, clickhouse.database)
-        return plan(client, clickhouse.database, source, keys, retry_failed=config.retry_failed,
-                    retry_failed_from_run=config.retry_failed_from_run, replace=config.replace, report=report)
+        return plan(
+            client,
+            clickhouse.database,
+            source,
+            keys,
+            retry_failed=config.retry_failed,
+            retry_failed_from_run=config.retry_failed_from_run,
+            replace=config.replace,
+            report=report,
+        )
 
 
-def materialize(context, report: IngestReport, assets: dict[str, str], max_failed: int,
-                extra: dict[str, dict] | None = None, partition_of: Callable[[SliceKey], str] | None = None,
-                partition_extra: Callable[[str, IngestReport], dict] | None = None) -> Iterator:
+def materialize(
+    context,
+    report: IngestReport,
+    assets: dict[str, str],
+    max_failed: int,
+    extra: dict[str, dict] | None = None,
+    partition_of: Callable[[SliceKey], str] | None = None,
+    partition_extra: Callable[[str, IngestReport], dict] | None = None,
+) -> Iterator:
     """The report as one materialization per asset (dataset -> asset, with `extra[dataset]` (charts,
     counts) added to its metadata), or the step's failure.
 
@@ -68,21 +89,33 @@ def materialize(context, report: IngestReport, assets: dict[str, str], max_faile
     one an AssetObservation whose `not_stored` says why (the asset's checks are then skipped in this run:
     Dagster skips a step whose asset output was skipped). A partition with no slice at all (a venue that
     serves no such dataset) is materialized with 0 rows: nothing was to be stored."""
-    metadata = {dataset: {**_metadata(report, dataset), **(extra or {}).get(dataset, {})}
-                for dataset in assets}
+    metadata = {
+        dataset: {**_metadata(report, dataset), **(extra or {}).get(dataset, {})} for dataset in assets
+    }
     for dataset, asset in assets.items():
         covered = report.covered_text(dataset)
-        context.log.info(f"{asset}: {report.summary(dataset)}, {metadata[dataset]['rows'].value:,} rows"
-                         + (f"; {covered} (not fetched: run config `replace` loads over them)" if covered else ""))
+        context.log.info(
+            f"{asset}: {report.summary(dataset)}, {metadata[dataset]['rows'].value:,} rows"
+            + (f"; {covered} (not fetched: run config `replace` loads over them)" if covered else "")
+        )
     _fail_when_too_many(context, report, assets, max_failed)
-    partitions = {str(key): key for key in context.partition_keys} if partition_of and _partitioned(context) \
-        else {}
+    partitions = (
+        {str(key): key for key in context.partition_keys} if partition_of and _partitioned(context) else {}
+    )
     for dataset, asset in assets.items():
         if not partitions:
             yield dg.MaterializeResult(asset_key=asset, metadata=metadata[dataset])
             continue
-        yield from _by_partition(context, report, dataset, asset, partitions, partition_of, partition_extra,
-                                 _run_figures(metadata[dataset], len(partitions)))
+        yield from _by_partition(
+            context,
+            report,
+            dataset,
+            asset,
+            partitions,
+            partition_of,
+            partition_extra,
+            _run_figures(metadata[dataset], len(partitions)),
+        )
 
 
 def _partitioned(context) -> bool:
@@ -98,12 +131,15 @@ def _fail_when_too_many(context, report: IngestReport, assets: dict[str, str], m
     summaries = ", ".join(f"{asset} {report.summary(dataset)}" for dataset, asset in assets.items())
     raise dg.Failure(
         description=f"{', '.join(assets.values())}: {len(failures)} slice(s) not loaded ({summaries}); the "
-                    f"others are written; rerun with retry_failed_from_run: {context.run.run_id} to load only "
-                    f"those. {first}{more}",
-        metadata={**{f"{asset}_summary": report.summary(dataset) for dataset, asset in assets.items()},
-                  "failures": dg.MetadataValue.md(report.failures_table()),
-                  "sources": dg.MetadataValue.md(report.sources_table())},
-        allow_retries=False)
+        f"others are written; rerun with retry_failed_from_run: {context.run.run_id} to load only "
+        f"those. {first}{more}",
+        metadata={
+            **{f"{asset}_summary": report.summary(dataset) for dataset, asset in assets.items()},
+            "failures": dg.MetadataValue.md(report.failures_table()),
+            "sources": dg.MetadataValue.md(report.sources_table()),
+        },
+        allow_retries=False,
+    )
 
 
 def _run_figures(metadata: dict, partitions: int) -> dict:
@@ -111,15 +147,33 @@ def _run_figures(metadata: dict, partitions: int) -> dict:
     the run-wide extras (charts); `run_partitions` also tells the console (apps/launch.py) that `rows`
     is the partition's own."""
     mine = {key: value for key, value in metadata.items() if key in RUN_WIDE}
-    return {**mine, "run_summary": metadata["summary"], "run_rows": dg.MetadataValue.int(metadata["rows"].value),
-            "run_partitions": dg.MetadataValue.int(partitions)}
+    return {
+        **mine,
+        "run_summary": metadata["summary"],
+        "run_rows": dg.MetadataValue.int(metadata["rows"].value),
+        "run_partitions": dg.MetadataValue.int(partitions),
+    }
 
 
-RUN_WIDE = ("chart", "sources", "source_figures", "archives", "universe")  # a run's figures, not a partition's
+RUN_WIDE = (
+    "chart",
+    "sources",
+    "source_figures",
+    "archives",
+    "universe",
+)  # a run's figures, not a partition's
 
 
-def _by_partition(context, report: IngestReport, dataset: str, asset: str, partitions: dict,
-                  partition_of: Callable[[SliceKey], str], partition_extra, run: dict) -> Iterator:
+def _by_partition(
+    context,
+    report: IngestReport,
+    dataset: str,
+    asset: str,
+    partitions: dict,
+    partition_of: Callable[[SliceKey], str],
+    partition_extra,
+    run: dict,
+) -> Iterator:
     """Each partition's own metadata; materialized through the output when every partition stored
     something, else per partition (the empty ones observed with why)."""
     slices: dict[str, list[SliceKey]] = {key: [] for key in partitions}
@@ -129,10 +183,16 @@ def _by_partition(context, report: IngestReport, dataset: str, asset: str, parti
     own, empty = {}, {}
     for partition, keys in slices.items():
         part = report.part(keys)
-        own[partition] = {**_metadata(part, dataset),
-                          **(partition_extra(dataset, part) if partition_extra else {}), **run}
-        if (part.outcomes or part.not_fetched) and not part.held and not any(
-                o.status == "ok" for o in part.outcomes.values()):
+        own[partition] = {
+            **_metadata(part, dataset),
+            **(partition_extra(dataset, part) if partition_extra else {}),
+            **run,
+        }
+        if (
+            (part.outcomes or part.not_fetched)
+            and not part.held
+            and not any(o.status == "ok" for o in part.outcomes.values())
+        ):
             empty[partition] = not_stored_text(part)
     if not empty:
         for partition, metadata in own.items():
@@ -142,10 +202,15 @@ def _by_partition(context, report: IngestReport, dataset: str, asset: str, parti
     for partition, metadata in own.items():
         tags = partition_tags(partitions[partition])
         if partition in empty:
-            context.log.warning(f"{asset} {partition}: nothing stored ({empty[partition]}): the partition is not "
-                                f"materialized")
-            yield dg.AssetObservation(asset_key=asset, partition=partition, tags=tags,
-                                      metadata={"not_stored": dg.MetadataValue.text(empty[partition]), **metadata})
+            context.log.warning(
+                f"{asset} {partition}: nothing stored ({empty[partition]}): the partition is not materialized"
+            )
+            yield dg.AssetObservation(
+                asset_key=asset,
+                partition=partition,
+                tags=tags,
+                metadata={"not_stored": dg.MetadataValue.text(empty[partition]), **metadata},
+            )
         else:
             yield dg.AssetMaterialization(asset_key=asset, partition=partition, tags=tags, metadata=metadata)
 
@@ -159,8 +224,10 @@ def not_stored_text(part: IngestReport) -> str:
         texts.append(f"{len(failed)} slice(s) failed: {failed[0].error[:200]}")
     skipped = sum(o.status == "skipped" for o in outcomes)
     if skipped:
-        texts.append(f"{skipped} slice(s) skipped (the run's deadline, or its source stopped: a ban, a "
-                     f"permission error)")
+        texts.append(
+            f"{skipped} slice(s) skipped (the run's deadline, or its source stopped: a ban, a "
+            f"permission error)"
+        )
     return ", ".join(texts)
 
 
@@ -184,10 +251,15 @@ def _metadata(report: IngestReport, dataset: str) -> dict:
     when a more faithful source's slices were left as they are."""
     plain = report.metadata(dataset)
     covered = report.covered_text(dataset)
-    return {**plain, **({"covered": dg.MetadataValue.text(covered)} if covered else {}),
-            "covered_by": dg.MetadataValue.json(plain["covered_by"]),
-            "rows": dg.MetadataValue.int(plain["rows"]), "slices": dg.MetadataValue.md(plain["slices"]),
-            "rows_dropped": dg.MetadataValue.int(plain["rows_dropped"]),
-            "dropped_by_reason": dg.MetadataValue.json(plain["dropped_by_reason"]),
-            "conversions": dg.MetadataValue.md(plain["conversions"]),
-            "sources": dg.MetadataValue.md(plain["sources"]), "source_figures": dg.MetadataValue.json(report.sources)}
+    return {
+        **plain,
+        **({"covered": dg.MetadataValue.text(covered)} if covered else {}),
+        "covered_by": dg.MetadataValue.json(plain["covered_by"]),
+        "rows": dg.MetadataValue.int(plain["rows"]),
+        "slices": dg.MetadataValue.md(plain["slices"]),
+        "rows_dropped": dg.MetadataValue.int(plain["rows_dropped"]),
+        "dropped_by_reason": dg.MetadataValue.json(plain["dropped_by_reason"]),
+        "conversions": dg.MetadataValue.md(plain["conversions"]),
+        "sources": dg.MetadataValue.md(plain["sources"]),
+        "source_figures": dg.MetadataValue.json(report.sources),
+    }

@@ -19,8 +19,9 @@ from marketdata_assets.sources.config import CRYPTO_SOURCES, load_sources_config
 
 WEEKENDS = ["0 0 * * 6", "0 0 * * 0"]  # excluded from the stock calendars
 
-crypto_days = dg.DailyPartitionsDefinition(start_date=load_sources_config().crypto_history_start.isoformat(),
-                                           timezone="UTC")
+crypto_days = dg.DailyPartitionsDefinition(
+    start_date=load_sources_config().crypto_history_start.isoformat(), timezone="UTC"
+)
 
 
 crypto_venues = dg.StaticPartitionsDefinition(sorted(CRYPTO_SOURCES))
@@ -32,9 +33,12 @@ def crypto_key(day: date | str, instrument_or_venue: str) -> str:
     return f"{day if isinstance(day, str) else day.isoformat()}|{instrument_or_venue}"
 
 
-def slice_keys(partition_keys, datasets, only: Collection[str] = (),
-               universe: Mapping[str, Sequence[str]] | Callable[[str, date], Sequence[str]] | None = None
-               ) -> list[SliceKey]:
+def slice_keys(
+    partition_keys,
+    datasets,
+    only: Collection[str] = (),
+    universe: Mapping[str, Sequence[str]] | Callable[[str, date], Sequence[str]] | None = None,
+) -> list[SliceKey]:
     """The slices of a run's partition keys for each dataset: a day x instrument key is one slice, a day x
     venue key one per instrument of the venue in `universe` (venue -> instruments, or a function of venue
     and day: the universe resolved that day; default: the sources config's explicit crypto instruments), or
@@ -51,8 +55,11 @@ def slice_keys(partition_keys, datasets, only: Collection[str] = (),
     keys = []
     for partition in map(str, partition_keys):
         day, second = partition.split("|")
-        keys += [partition] if ":" in second else [f"{day}|{second}:{i}"
-                                                    for i in of_day(second, date.fromisoformat(day))]
+        keys += (
+            [partition]
+            if ":" in second
+            else [f"{day}|{second}:{i}" for i in of_day(second, date.fromisoformat(day))]
+        )
     return [key for partition in keys for dataset in datasets for key in slices_of([partition], dataset)]
 
 

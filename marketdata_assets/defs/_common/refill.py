@@ -16,12 +16,15 @@ def refill_result(asset: str, report: RefillReport, max_failed: int) -> dg.Mater
     metadata = _metadata(report)
     if len(report.failures()) > max_failed:
         errors = "; ".join(o.error[:300] for o in report.failures()[:3])
-        raise dg.Failure(description=f"{asset}: {report.summary()}: {errors}", metadata=metadata, allow_retries=False)
+        raise dg.Failure(
+            description=f"{asset}: {report.summary()}: {errors}", metadata=metadata, allow_retries=False
+        )
     return dg.MaterializeResult(metadata=metadata)
 
 
-def refill_by_partition(context, asset: str, report: RefillReport, max_failed: int,
-                        partition_of: Callable[[SliceKey], str]) -> dg.MaterializeResult:
+def refill_by_partition(
+    context, asset: str, report: RefillReport, max_failed: int, partition_of: Callable[[SliceKey], str]
+) -> dg.MaterializeResult:
     """`refill_result` of a multi-partition run: each partition's materialization carries the refill of its
     own slices (`partition_of`: a slice's partition key; none: 0 checked), the run's figures are `run_*`."""
     result = refill_result(asset, report, max_failed)

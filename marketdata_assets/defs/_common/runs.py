@@ -41,13 +41,17 @@ def statuses(instance, assets: Sequence[str], keys: list[str], partitions_def) -
 
 def todo(keys: list[str], found: list[dict]) -> list[str]:
     """The keys missing or failed in any asset and in progress in none."""
-    return [k for k in keys if any(bad(s.get(k)) for s in found)
-            and not any(s.get(k) == dg.AssetPartitionStatus.IN_PROGRESS for s in found)]
+    return [
+        k
+        for k in keys
+        if any(bad(s.get(k)) for s in found)
+        and not any(s.get(k) == dg.AssetPartitionStatus.IN_PROGRESS for s in found)
+    ]
 
 
 # ---- which stopped schedules and sensors to turn on ---------------------------------------------
 
-DAILY_USE = "marketdata/daily_use"          # metadata: the feed a stopped schedule or sensor keeps current
+DAILY_USE = "marketdata/daily_use"  # metadata: the feed a stopped schedule or sensor keeps current
 DAILY_USE_WHY = "marketdata/daily_use_why"  # metadata: why it is needed for that feed
 FEEDS = {
     "crypto": "the crypto venues' history and snapshots (`universes.crypto` of the sources config)",
@@ -56,7 +60,9 @@ FEEDS = {
     "binance_archives": "the data.binance.vision archives (`binance_archives` of the sources config)",
     "minute_bars": "A-share minute-bar CSV files and the monthly K-line (TimescaleDB)",
     "alphas": "the alpha API's alphas (ALPHA_API_ACCOUNTS and each account's credentials)",
-    "parquet_export": "a Parquet copy of the stores for research tools (MARKETDATA_EXPORT_DIR; DuckDB, Polars)",
+    "parquet_export": (
+        "a Parquet copy of the stores for research tools (MARKETDATA_EXPORT_DIR; DuckDB, Polars)"
+    ),
 }
 
 

@@ -7,11 +7,10 @@
 Months are New York months of dateCreated (the API's time zone), as in the landing layout.
 """
 
-
 import asyncio
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -71,20 +70,30 @@ def alpha_store(context: dg.AssetExecutionContext, alpha_store: AlphaStoreResour
             "documents": collection.estimated_document_count(),
         }
     context.log.info(f"alpha collections ready: {', '.join(collections)}")
-    return dg.MaterializeResult(metadata={
-        "server_version": alpha_store.mongo.server_version(),
-        "collections": dg.MetadataValue.json(collections),
-        "documents": sum(c["documents"] for c in collections.values()),
-        "seconds": round(time.monotonic() - started, 3),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "server_version": alpha_store.mongo.server_version(),
+            "collections": dg.MetadataValue.json(collections),
+            "documents": sum(c["documents"] for c in collections.values()),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+    )
 
 
-@dg.asset(group_name=GROUP, partitions_def=alpha_months_by_account, pool=pools.ALPHA_API, kinds={"api", "json"},
-          backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
-          # alpha_fetch_daily runs at 06:30 New York: today's files by 09:00
-          freshness_policy=dg.FreshnessPolicy.cron(deadline_cron="0 9 * * *", lower_bound_delta=timedelta(hours=3),
-                                                   timezone="America/New_York"),
-          retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL))
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=alpha_months_by_account,
+    pool=pools.ALPHA_API,
+    kinds={"api", "json"},
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
+    # alpha_fetch_daily runs at 06:30 New York: today's files by 09:00
+    freshness_policy=dg.FreshnessPolicy.cron(
+        deadline_cron="0 9 * * *", lower_bound_delta=timedelta(hours=3), timezone="America/New_York"
+    ),
+    retry_policy=dg.RetryPolicy(
+        max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL
+    ),
+)
 def alpha_files(context: dg.AssetExecutionContext, alpha_api: AlphaApiResource) -> dg.MaterializeResult:
     """Every alpha an account created in the month, as its own JSON file in the landing area:
     ``<landing>/alphas/<TYPE>/<YYYY-MM>/<account>/<id>.json``, written atomically; a re-fetch
@@ -94,7 +103,9 @@ def alpha_files(context: dg.AssetExecutionContext, alpha_api: AlphaApiResource) 
     landing, quarantine_root = settings.alpha_landing_dir(), settings.quarantine_dir("alphas")
 
     def progress(landed) -> None:
-        context.log.info(f"{account} {month}: {landed.fetched:,} alphas fetched, {landed.written:,} files written")
+        context.log.info(
+            f"{account} {month}: {landed.fetched:,} alphas fetched, {landed.written:,} files written"
+        )
 
     async def fetch():
         async with alpha_api.api() as api:
@@ -102,13 +113,18 @@ def alpha_files(context: dg.AssetExecutionContext, alpha_api: AlphaApiResource) 
 
     try:
         landed = asyncio.run(fetch())
-    except (AlphaAuthError, AlphaConfigError) as error:  # credentials or the persona check: retrying won't help
+    except (
+        AlphaAuthError,
+        AlphaConfigError,
+    ) as error:  # credentials or the persona check: retrying won't help
         raise dg.Failure(description=str(error), allow_retries=False) from None
     for item in landed.quarantined:
         context.log.warning(f"quarantined: {item['reason']} -> {item['file']}")
     fetch_stats = landed.fetch.as_metadata() if landed.fetch else {}
-    context.log.info(f"{account} {month}: {landed.fetched:,} alphas, {landed.written:,} written, "
-                     f"{landed.unchanged:,} unchanged, {len(landed.quarantined)} quarantined in {landed.seconds} s")
+    context.log.info(
+        f"{account} {month}: {landed.fetched:,} alphas, {landed.written:,} written, "
+        f"{landed.unchanged:,} unchanged, {len(landed.quarantined)} quarantined in {landed.seconds} s"
+    )
     metadata = {
         **{k: v for k, v in landed.as_metadata().items() if k != "alphas_by_type"},
         "alphas_by_type": dg.MetadataValue.json(dict(landed.by_type)),
@@ -133,9 +149,15 @@ class AlphaPackagesConfig(RunConfig):
     """Only these accounts' packages (default: every account)."""
 
 
-@dg.asset(group_name=GROUP, partitions_def=alpha_months, backfill_policy=dg.BackfillPolicy.single_run(),
-          kinds={"json"})
-def alpha_package_drops(context: dg.AssetExecutionContext, config: AlphaPackagesConfig) -> dg.MaterializeResult:
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=alpha_months,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    kinds={"json"},
+)
+def alpha_package_drops(
+    context: dg.AssetExecutionContext, config: AlphaPackagesConfig
+) -> dg.MaterializeResult:
     """Monthly packages dropped into ``<landing>/packages/`` (``*.jsonl.gz`` + manifest), decomposed
     back into landing files after their count and sha256 are verified. A corrupt package is
     quarantined whole, with its reason; nothing of it lands."""
@@ -144,16 +166,25 @@ def alpha_package_drops(context: dg.AssetExecutionContext, config: AlphaPackages
     results = decompose_dropped(landing, set(months), quarantine_root, set(config.accounts) or None)
     for result in results:
         log = context.log.warning if result.outcome == "quarantined" else context.log.info
-        log(f"{result.outcome} {result.package}: {result.reason or f'{result.count:,} alphas, {result.written:,} files written'}")
+        log(
+            f"{result.outcome} {result.package}: "
+            f"{result.reason or f'{result.count:,} alphas, {result.written:,} files written'}"
+        )
     for key in context.partition_keys:  # each month's own packages; the run's as run_*
-        context.add_asset_metadata(_drop_figures([r for r in results if r.month == month_of_key(key)]),
-                                   partition_key=key)
+        context.add_asset_metadata(
+            _drop_figures([r for r in results if r.month == month_of_key(key)]), partition_key=key
+        )
     run = _drop_figures(results)
-    metadata = {"months": f"{months[0]}..{months[-1]}", **{f"run_{name}": value for name, value in run.items()
-                                                          if name in DROP_COUNTS}, "run_partitions": len(months)}
+    metadata = {
+        "months": f"{months[0]}..{months[-1]}",
+        **{f"run_{name}": value for name, value in run.items() if name in DROP_COUNTS},
+        "run_partitions": len(months),
+    }
     quarantined = [r for r in results if r.outcome == "quarantined"]
     if quarantined:
-        metadata["quarantined"] = dg.MetadataValue.json([{"package": r.package, "reason": r.reason} for r in quarantined])
+        metadata["quarantined"] = dg.MetadataValue.json(
+            [{"package": r.package, "reason": r.reason} for r in quarantined]
+        )
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -161,15 +192,21 @@ DROP_COUNTS = ("packages_decomposed", "packages_quarantined", "files_written", "
 
 
 def _drop_figures(results: list) -> dict:
-    """Dropped packages' figures (a month's, or the run's): decomposed, quarantined, files written and unchanged,
-    and their table."""
-    figures = {"packages_decomposed": sum(r.outcome == "decomposed" for r in results),
-               "packages_quarantined": sum(r.outcome == "quarantined" for r in results),
-               "files_written": sum(r.written for r in results), "files_unchanged": sum(r.unchanged for r in results)}
+    """Dropped packages' figures (a month's, or the run's): decomposed, quarantined, files written and
+    unchanged, and their table."""
+    figures = {
+        "packages_decomposed": sum(r.outcome == "decomposed" for r in results),
+        "packages_quarantined": sum(r.outcome == "quarantined" for r in results),
+        "files_written": sum(r.written for r in results),
+        "files_unchanged": sum(r.unchanged for r in results),
+    }
     if results:
-        figures["packages"] = dg.MetadataValue.md(table(
-            ["package", "month", "outcome", "alphas", "written", "unchanged", "reason"],
-            ([r.package, r.month, r.outcome, r.count, r.written, r.unchanged, r.reason] for r in results)))
+        figures["packages"] = dg.MetadataValue.md(
+            table(
+                ["package", "month", "outcome", "alphas", "written", "unchanged", "reason"],
+                ([r.package, r.month, r.outcome, r.count, r.written, r.unchanged, r.reason] for r in results),
+            )
+        )
     return figures
 
 
@@ -178,34 +215,54 @@ class AlphaImportConfig(RunConfig):
 
     mode: Literal["incremental", "overwrite", "rebuild", "time_range", "smart_merge"] = Field(
         default="incremental",
-        description="incremental: skip files already imported with the same sha256; overwrite: every file, deep "
-                    "merge; rebuild: replace whole documents; time_range: only alphas whose dateModified is in "
-                    "[start, end); smart_merge: only alphas modified after the newest dateModified stored.")
+        description=(
+            "incremental: skip files already imported with the same sha256; overwrite: every file, deep "
+            "merge; rebuild: replace whole documents; time_range: only alphas whose dateModified is in "
+            "[start, end); smart_merge: only alphas modified after the newest dateModified stored."
+        ),
+    )
     start: str = Field(default="", description="time_range: first dateModified, ISO 8601 with an offset.")
-    end: str = Field(default="", description="time_range: end (exclusive) of dateModified, ISO 8601 with an offset.")
+    end: str = Field(
+        default="", description="time_range: end (exclusive) of dateModified, ISO 8601 with an offset."
+    )
     batch_size: int = Field(default=1000, ge=1, description="Documents per bulk write.")
     array_keys: dict[str, str] = Field(
-        default_factory=dict, description="Extra keys for merging arrays of objects, by field name (path.to.array -> "
-                                          "key), on top of checks -> name and classifications -> id.")
-    accounts: list[str] = Field(default_factory=list, description="Only these accounts' files (default: all).")
+        default_factory=dict,
+        description="Extra keys for merging arrays of objects, by field name (path.to.array -> "
+        "key), on top of checks -> name and classifications -> id.",
+    )
+    accounts: list[str] = Field(
+        default_factory=list, description="Only these accounts' files (default: all)."
+    )
 
     def time_range(self) -> "tuple[datetime, datetime] | None":
         if self.mode != "time_range":
             return None
         if not (self.start and self.end):
-            raise dg.Failure(description="import mode time_range needs `start` and `end` (ISO 8601 with an offset)",
-                             allow_retries=False)
+            raise dg.Failure(
+                description="import mode time_range needs `start` and `end` (ISO 8601 with an offset)",
+                allow_retries=False,
+            )
         try:
             return parse_api_datetime(self.start), parse_api_datetime(self.end)
         except ValueError as error:
             raise dg.Failure(description=f"time_range: {error}", allow_retries=False) from None
 
 
-def _import_files(landing: Path, alpha_type: str | None, months: list[str], accounts: list[str],
-                  exclude_types: tuple[str, ...] = ()) -> list[tuple[str, Path]]:
-    return [named for month in months
-            for named in month_alpha_files(landing, month, alpha_type=alpha_type, exclude_types=exclude_types,
-                                           accounts=accounts)]
+def _import_files(
+    landing: Path,
+    alpha_type: str | None,
+    months: list[str],
+    accounts: list[str],
+    exclude_types: tuple[str, ...] = (),
+) -> list[tuple[str, Path]]:
+    return [
+        named
+        for month in months
+        for named in month_alpha_files(
+            landing, month, alpha_type=alpha_type, exclude_types=exclude_types, accounts=accounts
+        )
+    ]
 
 
 def _created_chart(collection, months: list[str], alpha_type: str) -> str:
@@ -214,9 +271,11 @@ def _created_chart(collection, months: list[str], alpha_type: str) -> str:
     _, end = month_window(months[-1])
     counts: Counter = Counter()
     by_day = len(months) == 1
-    for doc in collection.find({f"{DATES_FIELD}.dateCreated": {"$gte": start, "$lt": end}},
-                               {f"{DATES_FIELD}.dateCreated": 1, "_id": 0}):
-        created = doc[DATES_FIELD]["dateCreated"].replace(tzinfo=timezone.utc).astimezone(API_TZ)
+    for doc in collection.find(
+        {f"{DATES_FIELD}.dateCreated": {"$gte": start, "$lt": end}},
+        {f"{DATES_FIELD}.dateCreated": 1, "_id": 0},
+    ):
+        created = doc[DATES_FIELD]["dateCreated"].replace(tzinfo=UTC).astimezone(API_TZ)
         counts[f"{created:%m-%d}" if by_day else f"{created:%Y-%m}"] += 1
     if by_day:
         labels, day = [], start
@@ -227,10 +286,17 @@ def _created_chart(collection, months: list[str], alpha_type: str) -> str:
         labels = list(months)
     title = f"{alpha_type} alphas by {'day' if by_day else 'month'} created ({months[0]}"
     title += ")" if by_day else f"..{months[-1]})"
-    return svg_markdown_image(bar_chart_svg(title, [(label, counts.get(label, 0)) for label in labels]), title)
+    return svg_markdown_image(
+        bar_chart_svg(title, [(label, counts.get(label, 0)) for label in labels]), title
+    )
 
 
-MONTH_COUNTS = ("inserted", "merged", "replaced", "unchanged")  # ImportStats' counts of alphas, also per month
+MONTH_COUNTS = (
+    "inserted",
+    "merged",
+    "replaced",
+    "unchanged",
+)  # ImportStats' counts of alphas, also per month
 
 
 def _month_metadata(stats: ImportStats, month: str, files: int, months: int) -> dict:
@@ -239,10 +305,15 @@ def _month_metadata(stats: ImportStats, month: str, files: int, months: int) -> 
     month's own: apps/launch.py)."""
     counts = stats.by_month.get(month, {})
     mine = {count: counts.get(count, 0) for count in MONTH_COUNTS}
-    return {"month": month, **mine, "documents_written": mine["inserted"] + mine["merged"] + mine["replaced"],
-            "records_unchanged": mine["unchanged"] + counts.get("skipped", 0),  # and the files the ledger knew
-            "files": files, **as_run(stats.as_metadata()),
-            "run_partitions": months}
+    return {
+        "month": month,
+        **mine,
+        "documents_written": mine["inserted"] + mine["merged"] + mine["replaced"],
+        "records_unchanged": mine["unchanged"] + counts.get("skipped", 0),  # and the files the ledger knew
+        "files": files,
+        **as_run(stats.as_metadata()),
+        "run_partitions": months,
+    }
 
 
 def _import_metadata(stats: ImportStats, months: list[str], collection, alpha_type: str) -> dict:
@@ -251,28 +322,47 @@ def _import_metadata(stats: ImportStats, months: list[str], collection, alpha_ty
     metadata = {
         "months": f"{months[0]}..{months[-1]}",
         "documents_per_second": round((stats.inserted + stats.merged + stats.replaced) / stats.seconds)
-        if stats.seconds else None,
+        if stats.seconds
+        else None,
         "documents_in_collection": collection.estimated_document_count(),
         "alphas_created": dg.MetadataValue.md(_created_chart(collection, months, alpha_type)),
     }
     if stats.quarantined:
-        metadata["quarantined"] = dg.MetadataValue.md(table(["file", "reason"],
-                                                            ([q["file"], q["reason"]] for q in stats.quarantined)))
-    if stats.flagged:  # imported, but something about the file was unusual (a BOM, a key twice with one value)
-        metadata["flagged"] = dg.MetadataValue.md(table(["file", "flag"], ([f["file"], f["flag"]] for f in stats.flagged)))
+        metadata["quarantined"] = dg.MetadataValue.md(
+            table(["file", "reason"], ([q["file"], q["reason"]] for q in stats.quarantined))
+        )
+    if (
+        stats.flagged
+    ):  # imported, but something about the file was unusual (a BOM, a key twice with one value)
+        metadata["flagged"] = dg.MetadataValue.md(
+            table(["file", "flag"], ([f["file"], f["flag"]] for f in stats.flagged))
+        )
     return metadata
 
 
 @dg.multi_asset(
-    specs=[dg.AssetSpec(name, group_name=GROUP, kinds={"mongodb"},
-                        description=f"{alpha_type} alphas in MongoDB, one document per alpha (_id = id), deep-merged "
-                                    "from the landing files; a ledger of imported files next to them.",
-                        deps=[dg.AssetDep(alpha_files, partition_mapping=ALL_ACCOUNTS_OF_MONTH),
-                              alpha_package_drops, alpha_store])
-           for name, alpha_type in IMPORTED_TYPES.items()],
-    partitions_def=alpha_months, backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.MONGODB)
-def alpha_documents(context: dg.AssetExecutionContext, config: AlphaImportConfig,
-                    alpha_store: AlphaStoreResource):
+    specs=[
+        dg.AssetSpec(
+            name,
+            group_name=GROUP,
+            kinds={"mongodb"},
+            description=f"{alpha_type} alphas in MongoDB, one document per alpha (_id = id), deep-merged "
+            "from the landing files; a ledger of imported files next to them.",
+            deps=[
+                dg.AssetDep(alpha_files, partition_mapping=ALL_ACCOUNTS_OF_MONTH),
+                alpha_package_drops,
+                alpha_store,
+            ],
+        )
+        for name, alpha_type in IMPORTED_TYPES.items()
+    ],
+    partitions_def=alpha_months,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=pools.MONGODB,
+)
+def alpha_documents(
+    context: dg.AssetExecutionContext, config: AlphaImportConfig, alpha_store: AlphaStoreResource
+):
     """Import the month's landing files (deep merge, five modes, resumable via the ledger)."""
     months = partition_months(context)
     landing, quarantine_root = settings.alpha_landing_dir(), settings.quarantine_dir("alphas")
@@ -293,41 +383,74 @@ def alpha_documents(context: dg.AssetExecutionContext, config: AlphaImportConfig
         def progress(stats: ImportStats, asset_name=asset_name, total=total, last=last) -> None:
             if time.monotonic() - last[0] >= 5:
                 last[0] = time.monotonic()
-                context.log.info(f"{asset_name}: {stats.files_seen:,}/{total:,} files, {stats.inserted:,} inserted, "
-                                 f"{stats.merged:,} merged, {stats.replaced:,} replaced, {stats.unchanged:,} unchanged")
+                context.log.info(
+                    f"{asset_name}: {stats.files_seen:,}/{total:,} files, {stats.inserted:,} inserted, "
+                    f"{stats.merged:,} merged, {stats.replaced:,} replaced, {stats.unchanged:,} unchanged"
+                )
 
         collection = (db_regular if alpha_type == "REGULAR" else db_super)[alpha_store.collection]
         store = f"{collection.database.name}.{collection.name}"
         try:
-            with partition_lock(settings.state_dir() / "locks" / "alphas", store, alpha_type, months,
-                                holder=f"Dagster run {context.run.run_id} ({asset_name})") as died:
+            with partition_lock(
+                settings.state_dir() / "locks" / "alphas",
+                store,
+                alpha_type,
+                months,
+                holder=f"Dagster run {context.run.run_id} ({asset_name})",
+            ) as died:
                 for line in died:
-                    context.log.warning(f"{line}: this import writes every batch in a transaction and waits out "
-                                        "any transaction it left open")
-                stats = import_files(files, db_regular=db_regular, db_super=db_super,
-                                     collection=alpha_store.collection, mode=config.mode, time_range=time_range,
-                                     batch_size=config.batch_size, array_keys=array_keys,
-                                     quarantine_root=quarantine_root, landing_root=landing,
-                                     run_id=context.run.run_id, on_progress=progress, after_crash=bool(died),
-                                     on_wait=context.log.warning)
+                    context.log.warning(
+                        f"{line}: this import writes every batch in a transaction and waits out "
+                        "any transaction it left open"
+                    )
+                stats = import_files(
+                    files,
+                    db_regular=db_regular,
+                    db_super=db_super,
+                    collection=alpha_store.collection,
+                    mode=config.mode,
+                    time_range=time_range,
+                    batch_size=config.batch_size,
+                    array_keys=array_keys,
+                    quarantine_root=quarantine_root,
+                    landing_root=landing,
+                    run_id=context.run.run_id,
+                    on_progress=progress,
+                    after_crash=bool(died),
+                    on_wait=context.log.warning,
+                )
         except (PartitionBusy, ImportBlocked) as error:  # retrying at once would meet the same
             raise dg.Failure(description=str(error), allow_retries=False) from None
         for item in stats.quarantined:
             context.log.warning(f"quarantined {item['file']}: {item['reason']}")
         for item in stats.flagged:
             context.log.warning(f"flagged {item['file']}: {item['flag']}")
-        context.log.info(f"{asset_name}: {stats.inserted:,} inserted, {stats.merged:,} merged, {stats.replaced:,} "
-                         f"replaced, {stats.unchanged:,} unchanged, {stats.files_skipped:,} files skipped, "
-                         f"{len(stats.quarantined)} quarantined, {len(stats.flagged)} flagged in {stats.seconds} s")
-        files_of = Counter(name.split("/")[2] for name, _ in files)  # alphas/<TYPE>/<YYYY-MM>/<account>/<id>.json
+        context.log.info(
+            f"{asset_name}: {stats.inserted:,} inserted, {stats.merged:,} merged, {stats.replaced:,} "
+            f"replaced, {stats.unchanged:,} unchanged, {stats.files_skipped:,} files skipped, "
+            f"{len(stats.quarantined)} quarantined, {len(stats.flagged)} flagged in {stats.seconds} s"
+        )
+        files_of = Counter(
+            name.split("/")[2] for name, _ in files
+        )  # alphas/<TYPE>/<YYYY-MM>/<account>/<id>.json
         for key in context.partition_keys:
-            context.add_asset_metadata(_month_metadata(stats, month_of_key(key), files_of[month_of_key(key)],
-                                                       len(months)), asset_key=asset_name, partition_key=key)
-        yield dg.MaterializeResult(asset_key=asset_name, metadata=_import_metadata(stats, months, collection, alpha_type))
+            context.add_asset_metadata(
+                _month_metadata(stats, month_of_key(key), files_of[month_of_key(key)], len(months)),
+                asset_key=asset_name,
+                partition_key=key,
+            )
+        yield dg.MaterializeResult(
+            asset_key=asset_name, metadata=_import_metadata(stats, months, collection, alpha_type)
+        )
 
 
-@dg.asset(group_name=GROUP, partitions_def=alpha_months, backfill_policy=dg.BackfillPolicy.single_run(),
-          deps=[dg.AssetKey(name) for name in IMPORTED_TYPES], kinds={"json"})
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=alpha_months,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[dg.AssetKey(name) for name in IMPORTED_TYPES],
+    kinds={"json"},
+)
 def alpha_packages(context: dg.AssetExecutionContext, config: AlphaPackagesConfig) -> dg.MaterializeResult:
     """One package per (type, month, account): the month's landing files as canonical JSON Lines,
     gzip, sorted by id, with a manifest (count, sha256). Built after the import, so files the import
@@ -343,28 +466,50 @@ def alpha_packages(context: dg.AssetExecutionContext, config: AlphaPackagesConfi
             groups.setdefault((alpha_type, account), []).append(path)
         for (alpha_type, account), paths in sorted(groups.items()):
             try:
-                package, manifest = build_package(paths, package_root)
+                _package, manifest = build_package(paths, package_root)
             except PackageError as error:
                 failures.append({"type": alpha_type, "month": month, "account": account, "error": str(error)})
                 context.log.error(f"package {alpha_type} {month} {account}: {error}")
                 continue
-            rows.append([alpha_type, month, account, manifest["count"], manifest["package_bytes"],
-                         manifest["sha256_package"][:12], manifest["created_at"]])
+            rows.append(
+                [
+                    alpha_type,
+                    month,
+                    account,
+                    manifest["count"],
+                    manifest["package_bytes"],
+                    manifest["sha256_package"][:12],
+                    manifest["created_at"],
+                ]
+            )
     for key in context.partition_keys:  # each month's own packages; the run's as run_*
-        context.add_asset_metadata(_package_figures([r for r in rows if r[1] == month_of_key(key)]),
-                                   partition_key=key)
+        context.add_asset_metadata(
+            _package_figures([r for r in rows if r[1] == month_of_key(key)]), partition_key=key
+        )
     run = _package_figures(rows)
-    metadata = {**as_run({name: value for name, value in run.items() if name != "manifests"}),
-                "run_partitions": len(context.partition_keys), "package_dir": str(package_root)}
+    metadata = {
+        **as_run({name: value for name, value in run.items() if name != "manifests"}),
+        "run_partitions": len(context.partition_keys),
+        "package_dir": str(package_root),
+    }
     if failures:
-        raise dg.Failure(description=f"{len(failures)} package(s) could not be built: "
-                                     + "; ".join(f["error"] for f in failures[:3]),
-                         metadata={**metadata, "failures": dg.MetadataValue.json(failures)})
+        raise dg.Failure(
+            description=f"{len(failures)} package(s) could not be built: "
+            + "; ".join(f["error"] for f in failures[:3]),
+            metadata={**metadata, "failures": dg.MetadataValue.json(failures)},
+        )
     return dg.MaterializeResult(metadata=metadata)
 
 
 def _package_figures(rows: list[list]) -> dict:
     """Built packages' figures (a month's, or the run's): packages, alphas, bytes and their manifests."""
-    return {"packages": len(rows), "alphas_packaged": sum(r[3] for r in rows), "package_bytes": sum(r[4] for r in rows),
-            "manifests": dg.MetadataValue.md(table(["type", "month", "account", "alphas", "bytes", "sha256", "built"],
-                                                   rows)) if rows else "none"}
+    return {
+        "packages": len(rows),
+        "alphas_packaged": sum(r[3] for r in rows),
+        "package_bytes": sum(r[4] for r in rows),
+        "manifests": dg.MetadataValue.md(
+            table(["type", "month", "account", "alphas", "bytes", "sha256", "built"], rows)
+        )
+        if rows
+        else "none",
+    }

@@ -6,5 +6,8 @@ from marketdata_assets.defs._common.checks import asset_checks
 from marketdata_assets.defs.alphas.assets import IMPORTED_TYPES
 from marketdata_assets.quality.alpha_checks import collection_checks
 
-alpha_checks = [check for name, alpha_type in IMPORTED_TYPES.items()
-                for check in asset_checks(collection_checks(name, alpha_type))]
+alpha_checks = [
+    check
+    for name, alpha_type in IMPORTED_TYPES.items()
+    for check in asset_checks(collection_checks(name, alpha_type))
+]

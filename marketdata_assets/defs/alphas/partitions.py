@@ -12,7 +12,9 @@ from marketdata_assets.sources.alpha_api import parse_account_names
 
 FIRST_MONTH = "2016-01-01"  # before the first BRAIN alphas: older months are simply empty
 
-alpha_months = dg.MonthlyPartitionsDefinition(start_date=FIRST_MONTH, timezone="America/New_York", end_offset=1)
+alpha_months = dg.MonthlyPartitionsDefinition(
+    start_date=FIRST_MONTH, timezone="America/New_York", end_offset=1
+)
 alpha_accounts = dg.StaticPartitionsDefinition(parse_account_names(settings.get("ALPHA_API_ACCOUNTS")))
 alpha_months_by_account = dg.MultiPartitionsDefinition({"month": alpha_months, "account": alpha_accounts})
 

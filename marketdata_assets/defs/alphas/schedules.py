@@ -22,15 +22,26 @@ def fetch_months(now: datetime) -> list[str]:
     return months
 
 
-@dg.schedule(job=alpha_fetch_job, cron_schedule="30 6 * * *", execution_timezone="America/New_York",
-             default_status=dg.DefaultScheduleStatus.STOPPED, metadata=daily_use(
-                 "alphas", "Fetches the month in progress for every account; the import follows (landing sensor)."))
+@dg.schedule(
+    job=alpha_fetch_job,
+    cron_schedule="30 6 * * *",
+    execution_timezone="America/New_York",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    metadata=daily_use(
+        "alphas", "Fetches the month in progress for every account; the import follows (landing sensor)."
+    ),
+)
 def alpha_fetch_daily(context: dg.ScheduleEvaluationContext):
     """The month in progress (and the previous one in a month's first days), one run per (month,
     account): accounts have their own sessions and limits, and a failed account is retried alone. The
     import follows through the landing sensor. Stopped by default (it calls the vendor's API): turn it
     on once the accounts' credentials are set."""
     now = context.scheduled_execution_time
-    return [dg.RunRequest(partition_key=dg.MultiPartitionKey({"month": month, "account": account}),
-                          run_key=f"{month}|{account}@{now:%Y-%m-%d}")
-            for month in fetch_months(now) for account in alpha_accounts.get_partition_keys()]
+    return [
+        dg.RunRequest(
+            partition_key=dg.MultiPartitionKey({"month": month, "account": account}),
+            run_key=f"{month}|{account}@{now:%Y-%m-%d}",
+        )
+        for month in fetch_months(now)
+        for account in alpha_accounts.get_partition_keys()
+    ]

@@ -12,8 +12,15 @@ from marketdata_assets.quality.slice_checks import BINANCE_DUMP_CHECKS, by_venue
 
 DUMP_DATASETS = {asset: dataset for dataset, asset in DUMP_ASSETS.items()}
 # each day x BINANCE partition judged by the instruments stored that day
-dump_checks = asset_checks([by_venue(check, DUMP_DATASETS[check.asset], dict) for check in BINANCE_DUMP_CHECKS],
-                           binance_dump_partitions)
-archive_checks = asset_checks([by_venue(trade_id_check(ARCHIVE_ASSETS[dataset], dataset), dataset, lambda: UNIVERSE)
-                               for dataset in CHECKED_DATASETS if dataset in ARCHIVE_ASSETS],
-                              binance_archive_partitions)
+dump_checks = asset_checks(
+    [by_venue(check, DUMP_DATASETS[check.asset], dict) for check in BINANCE_DUMP_CHECKS],
+    binance_dump_partitions,
+)
+archive_checks = asset_checks(
+    [
+        by_venue(trade_id_check(ARCHIVE_ASSETS[dataset], dataset), dataset, lambda: UNIVERSE)
+        for dataset in CHECKED_DATASETS
+        if dataset in ARCHIVE_ASSETS
+    ],
+    binance_archive_partitions,
+)

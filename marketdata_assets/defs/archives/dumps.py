@@ -25,36 +25,68 @@ GROUP = "archives"
 class DumpIngestConfig(IngestConfig):
     instruments: list[str] = []  # noqa: RUF012 - pydantic copies the default
     """Only these instruments (BINANCE:INSTRUMENT); empty: every one with a file in the landing area."""
+
+
 DUMP_ASSETS = {"trades": "binance_dump_trades", "bars_1m": "binance_dump_bars_1m"}  # dataset -> asset
 
 
 def _specs() -> list[dg.AssetSpec]:
     return [
-        dg.AssetSpec("binance_dump_trades", deps=[TICK_STORE], group_name=GROUP, kinds={"clickhouse"}, skippable=True,
-                     description="Binance spot trades from data.binance.vision daily dump files in the landing "
-                                 "directory, in ClickHouse `trades` (venue BINANCE; every individual trade)."),
-        dg.AssetSpec("binance_dump_bars_1m", deps=[TICK_STORE], group_name=GROUP, kinds={"clickhouse"}, skippable=True,
-                     description="Binance spot 1-minute klines from daily dump files, in ClickHouse `bars_1m`."),
+        dg.AssetSpec(
+            "binance_dump_trades",
+            deps=[TICK_STORE],
+            group_name=GROUP,
+            kinds={"clickhouse"},
+            skippable=True,
+            description="Binance spot trades from data.binance.vision daily dump files in the landing "
+            "directory, in ClickHouse `trades` (venue BINANCE; every individual trade).",
+        ),
+        dg.AssetSpec(
+            "binance_dump_bars_1m",
+            deps=[TICK_STORE],
+            group_name=GROUP,
+            kinds={"clickhouse"},
+            skippable=True,
+            description="Binance spot 1-minute klines from daily dump files, in ClickHouse `bars_1m`.",
+        ),
     ]
 
 
-@dg.multi_asset(name="binance_dumps", specs=_specs(), partitions_def=binance_dump_partitions, can_subset=True,
-                backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CLICKHOUSE)
-def binance_dumps(context: dg.AssetExecutionContext, config: DumpIngestConfig, clickhouse: ClickHouseResource):
+@dg.multi_asset(
+    name="binance_dumps",
+    specs=_specs(),
+    partitions_def=binance_dump_partitions,
+    can_subset=True,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=pools.CLICKHOUSE,
+)
+def binance_dumps(
+    context: dg.AssetExecutionContext, config: DumpIngestConfig, clickhouse: ClickHouseResource
+):
     """Load the dump files of the run's (day, venue) partitions from the landing directory: every
     instrument with a file of the day, each its own slice."""
     assets = {d: a for d, a in DUMP_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
     report = IngestReport()
     root = settings.binance_dumps_landing_dir()
     files = {(DUMP_DATASETS[name.family][0], name.instrument, name.day) for _, name in landing_dumps(root)}
-    wanted = slice_keys(context.partition_keys, assets, config.instruments,
-                        {VENUE: sorted({instrument for _, instrument, _ in files})})
+    wanted = slice_keys(
+        context.partition_keys,
+        assets,
+        config.instruments,
+        {VENUE: sorted({instrument for _, instrument, _ in files})},
+    )
     if not config.instruments:  # the slices with a file (a named instrument without one fails, named)
         wanted = [k for k in wanted if (k.dataset, k.instrument, k.day) in files]
     keys = planned(clickhouse, config, SOURCE, wanted, report)
-    feed = dump_feed(root, keys, engine_reads_files=clickhouse.embedded,
-                     database=clickhouse.database, run_id=context.run.run_id)
+    feed = dump_feed(
+        root,
+        keys,
+        engine_reads_files=clickhouse.embedded,
+        database=clickhouse.database,
+        run_id=context.run.run_id,
+    )
     report.merge(engine(context, clickhouse, config).run([[feed]]))
     clickhouse.close()
-    yield from materialize(context, report, assets, config.max_failed,
-                           partition_of=lambda key: crypto_key(key.day, key.venue))
+    yield from materialize(
+        context, report, assets, config.max_failed, partition_of=lambda key: crypto_key(key.day, key.venue)
+    )

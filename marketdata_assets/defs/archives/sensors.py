@@ -20,7 +20,9 @@ from marketdata_assets.sources.binance_vision import dumps
 # An evaluation times out at 60 s: stop looking at new files well before; the rest waits a tick.
 TIME_BUDGET_S = 40
 
-binance_dumps_job = dg.define_asset_job("binance_dumps_job", selection=dg.AssetSelection.assets(*DUMP_ASSETS.values()))
+binance_dumps_job = dg.define_asset_job(
+    "binance_dumps_job", selection=dg.AssetSelection.assets(*DUMP_ASSETS.values())
+)
 
 
 def move_aside(context, root: Path, ignored: list[tuple[Path, str]]) -> None:
@@ -33,16 +35,23 @@ def move_aside(context, root: Path, ignored: list[tuple[Path, str]]) -> None:
             moved = quarantine(path, why, root / dumps.IGNORED_DIR, relative_to=root)
             checksum = path.with_name(path.name + ".CHECKSUM")
             if checksum.exists():
-                quarantine(checksum, f"the checksum of {path.name}, moved aside: {why}", root / dumps.IGNORED_DIR,
-                           relative_to=root)
+                quarantine(
+                    checksum,
+                    f"the checksum of {path.name}, moved aside: {why}",
+                    root / dumps.IGNORED_DIR,
+                    relative_to=root,
+                )
         except OSError as error:  # removed meanwhile, or not ours to move: said, and tried again next time
             context.log.warning(f"{path}: not loaded ({why}); could not be moved aside: {error}")
             continue
         context.log.warning(f"{path}: not loaded: {why}; moved to {moved} (reason beside it)")
 
 
-@dg.sensor(job=binance_dumps_job, minimum_interval_seconds=settings.landing_sensor_interval_s(),
-           default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    job=binance_dumps_job,
+    minimum_interval_seconds=settings.landing_sensor_interval_s(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
 def binance_dump_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """New dump files in the landing directory request loads of their days (day x BINANCE partitions:
     each run loads every file of its days), consecutive days in one run. Cursor: the largest
@@ -76,12 +85,20 @@ def binance_dump_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     requests = []
     for family, changes in touched.items():
         asset = DUMP_ASSETS[dumps.DUMP_DATASETS[family][0]]
-        days = sorted(date.fromisoformat(key.split("|")[0])
-                      for key in partitions_to_request(context.instance, dg.AssetKey(asset), newest_by_partition(changes)))
+        days = sorted(
+            date.fromisoformat(key.split("|")[0])
+            for key in partitions_to_request(
+                context.instance, dg.AssetKey(asset), newest_by_partition(changes)
+            )
+        )
         for first, last in _day_runs(days):
-            requests.append(dg.RunRequest(
-                run_key=f"{asset}:{first}..{last}:{cursor['mtime_ns']}",
-                tags=day_range_tags(first, last, dumps.VENUE, dumps.VENUE), asset_selection=[dg.AssetKey(asset)]))
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{asset}:{first}..{last}:{cursor['mtime_ns']}",
+                    tags=day_range_tags(first, last, dumps.VENUE, dumps.VENUE),
+                    asset_selection=[dg.AssetKey(asset)],
+                )
+            )
     if found:
         context.log.info(f"{len(found)} new dump file(s) under {root}: {len(requests)} run(s)")
     move_aside(context, root, ignored)

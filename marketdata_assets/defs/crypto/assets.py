@@ -61,37 +61,79 @@ GROUP = "crypto"
 
 READ = "(read: {table}_v, {table}_range)"
 HISTORY_ASSETS = {  # dataset -> (asset, description)
-    "trades": ("crypto_trades", "Trades of Binance spot and USD-M (aggregate trades), OKX and Deribit "
-                                "per UTC day and instrument, normalized, in ClickHouse `trades`"),
+    "trades": (
+        "crypto_trades",
+        (
+            "Trades of Binance spot and USD-M (aggregate trades), OKX and Deribit "
+            "per UTC day and instrument, normalized, in ClickHouse `trades`"
+        ),
+    ),
     "bars_1m": ("crypto_bars_1m", "The venues' own 1-minute bars per UTC day and instrument, in `bars_1m`"),
-    "funding": ("crypto_funding", "Funding settlements of perpetuals (Binance USD-M fundingRate, OKX "
-                                  "realized rate, Deribit hourly interest) per UTC day, in "
-                                  "`funding_rates`; charted"),
-    "open_interest": ("crypto_open_interest", "Open interest history (Binance USD-M and OKX, 5-minute) in "
-                                              "contracts, base units and quote value, in `open_interest`; "
-                                              "charted"),
-    "liquidations": ("crypto_liquidations", "Forced liquidations (OKX liquidation orders, Deribit trades "
-                                            "flagged as liquidations) per UTC day, in `liquidations`"),
-    "mark_bars_1m": ("crypto_mark_bars_1m", "1-minute mark price bars (Binance USD-M, OKX), in "
-                                            "`mark_bars_1m`"),
-    "index_bars_1m": ("crypto_index_bars_1m", "1-minute index price bars of the derivatives' underlying "
-                                              "index (Binance USD-M, OKX), in `index_bars_1m`"),
+    "funding": (
+        "crypto_funding",
+        (
+            "Funding settlements of perpetuals (Binance USD-M fundingRate, OKX "
+            "realized rate, Deribit hourly interest) per UTC day, in "
+            "`funding_rates`; charted"
+        ),
+    ),
+    "open_interest": (
+        "crypto_open_interest",
+        (
+            "Open interest history (Binance USD-M and OKX, 5-minute) in "
+            "contracts, base units and quote value, in `open_interest`; "
+            "charted"
+        ),
+    ),
+    "liquidations": (
+        "crypto_liquidations",
+        (
+            "Forced liquidations (OKX liquidation orders, Deribit trades "
+            "flagged as liquidations) per UTC day, in `liquidations`"
+        ),
+    ),
+    "mark_bars_1m": (
+        "crypto_mark_bars_1m",
+        "1-minute mark price bars (Binance USD-M, OKX), in `mark_bars_1m`",
+    ),
+    "index_bars_1m": (
+        "crypto_index_bars_1m",
+        (
+            "1-minute index price bars of the derivatives' underlying "
+            "index (Binance USD-M, OKX), in `index_bars_1m`"
+        ),
+    ),
 }
 CRYPTO_ASSETS = {dataset: asset for dataset, (asset, _) in HISTORY_ASSETS.items()}  # dataset -> asset
 SNAPSHOT_ASSETS = {
-    "books": ("crypto_book_snapshots", "Order-book snapshots (levels per side: the config's book_depth), in "
-                                       "`book_snapshots`"),
-    "tickers": ("crypto_tickers", "Ticker snapshots: last, best bid/ask and sizes, 24h volume, and mark, "
-                                  "index and funding where the venue's ticker has them, in `tickers`"),
-    "open_interest": ("crypto_open_interest_snapshots", "Open interest snapshots where the venue has no "
-                                                         "history (Deribit's ticker), in `open_interest`"),
+    "books": (
+        "crypto_book_snapshots",
+        "Order-book snapshots (levels per side: the config's book_depth), in `book_snapshots`",
+    ),
+    "tickers": (
+        "crypto_tickers",
+        (
+            "Ticker snapshots: last, best bid/ask and sizes, 24h volume, and mark, "
+            "index and funding where the venue's ticker has them, in `tickers`"
+        ),
+    ),
+    "open_interest": (
+        "crypto_open_interest_snapshots",
+        "Open interest snapshots where the venue has no history (Deribit's ticker), in `open_interest`",
+    ),
 }
 
 
 def _spec(dataset: str, asset: str, description: str, **kwargs) -> dg.AssetSpec:
     table_name = spec_for(dataset).table
-    return dg.AssetSpec(asset, deps=[TICK_STORE], group_name=GROUP, kinds={"clickhouse", "polars"},
-                        description=f"{description} {READ.format(table=table_name)}.", **kwargs)
+    return dg.AssetSpec(
+        asset,
+        deps=[TICK_STORE],
+        group_name=GROUP,
+        kinds={"clickhouse", "polars"},
+        description=f"{description} {READ.format(table=table_name)}.",
+        **kwargs,
+    )
 
 
 # Every crypto venue's resource key (its sources config entry), from the declarations: an asset that asks
@@ -100,7 +142,7 @@ VENUE_KEYS = CRYPTO_SOURCES  # venue -> resource key
 
 
 class CryptoIngestConfig(IngestConfig):
-    instruments: list[str] = []
+    instruments: list[str] = []  # noqa: RUF012  a pydantic (Dagster Config) field
     """Only these instruments (VENUE:INSTRUMENT) of the run's venues, configured or not; empty: every
     configured one (with retry_failed: every one whose latest attempt did not succeed)."""
 
@@ -123,27 +165,43 @@ def run_slices(context, datasets, config: CryptoIngestConfig, master=None, volum
         return slice_keys(context.partition_keys, datasets, config.instruments)
     unreadable: set[str] = set()
     cuts: dict = {}
-    keys = slice_keys(context.partition_keys, datasets, config.instruments,
-                      universe_resolver(master, rules, unreadable, volumes, cuts))
+    keys = slice_keys(
+        context.partition_keys,
+        datasets,
+        config.instruments,
+        universe_resolver(master, rules, unreadable, volumes, cuts),
+    )
     for line in cut_warnings(cuts):  # a top N ranked by a snapshot taken after the day, or by none: said
         context.log.warning(f"crypto_ticks: {line}")
     if unreadable:  # listed by the venue, but named in no shape its naming reads: not loaded, said
-        context.log.warning(f"crypto_ticks: {len(unreadable)} instrument(s) of the universe skipped, their names "
-                            f"unreadable: {', '.join(sorted(unreadable)[:20])}")
+        context.log.warning(
+            f"crypto_ticks: {len(unreadable)} instrument(s) of the universe skipped, their names "
+            f"unreadable: {', '.join(sorted(unreadable)[:20])}"
+        )
     return keys
 
 
 def venue_resources(context, venues=None) -> dict[str, CryptoVenueResource]:
     """The run's venue resources (of `venues`, else every venue), by venue."""
-    return {venue: getattr(context.resources, key) for venue, key in VENUE_KEYS.items()
-            if venues is None or venue in venues}
+    return {
+        venue: getattr(context.resources, key)
+        for venue, key in VENUE_KEYS.items()
+        if venues is None or venue in venues
+    }
 
 
-@dg.multi_asset(name="crypto_ticks", partitions_def=crypto_partitions, can_subset=True,
-                specs=[_spec(d, a, text, freshness_policy=FRESHNESS, skippable=True) for d, (a, text) in
-                       HISTORY_ASSETS.items()],
-                backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CRYPTO_VENUES,
-                required_resource_keys={"clickhouse", *VENUE_KEYS.values()})
+@dg.multi_asset(
+    name="crypto_ticks",
+    partitions_def=crypto_partitions,
+    can_subset=True,
+    specs=[
+        _spec(d, a, text, freshness_policy=FRESHNESS, skippable=True)
+        for d, (a, text) in HISTORY_ASSETS.items()
+    ],
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=pools.CRYPTO_VENUES,
+    required_resource_keys={"clickhouse", *VENUE_KEYS.values()},
+)
 def crypto_ticks(context: dg.AssetExecutionContext, config: CryptoIngestConfig):
     """The history datasets of the run's (day, venue) partitions from the venues' REST APIs, every
     configured instrument of each venue; a dataset a venue does not serve for an instrument (funding of
@@ -153,8 +211,9 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: CryptoIngestConfig):
     venues = venue_resources(context)
     with clickhouse.get_client() as client:  # contract sizes and universes: the stored master
         master = stored_master(client, clickhouse.database, set(venues))
-        volumes = stored_volumes(client, clickhouse.database, load_sources_config().crypto_rules(),
-                                 days_of(context.partition_keys))
+        volumes = stored_volumes(
+            client, clickhouse.database, load_sources_config().crypto_rules(), days_of(context.partition_keys)
+        )
     keys = run_slices(context, assets, config, master, volumes)
     unknown = sorted({f"{k.venue}:{k.instrument}" for k in keys if k.venue not in venues})
     if unknown:
@@ -163,10 +222,17 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: CryptoIngestConfig):
     report = IngestReport()
     beyond, reach_metadata = beyond_rest_reach(context, clickhouse, assets, keys, report)
     keys = [k for k in keys if k not in beyond]
-    feeds = [venue_feed(venue, sized_by(resource.make_client, master),
-                        planned(clickhouse, config, venue, mine, report),
-                        workers=config.workers or resource.workers, attempts=config.attempts)
-             for venue, resource in venues.items() if (mine := [k for k in keys if k.venue == venue])]
+    feeds = [
+        venue_feed(
+            venue,
+            sized_by(resource.make_client, master),
+            planned(clickhouse, config, venue, mine, report),
+            workers=config.workers or resource.workers,
+            attempts=config.attempts,
+        )
+        for venue, resource in venues.items()
+        if (mine := [k for k in keys if k.venue == venue])
+    ]
     report.merge(engine(context, clickhouse, config).run([feeds]))
     with clickhouse.get_client() as client:
         keep_learned(client, clickhouse.database, master)
@@ -174,15 +240,25 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: CryptoIngestConfig):
     for dataset, metadata in reach_metadata.items():
         extra.setdefault(dataset, {}).update(metadata)
     clickhouse.close()
-    yield from materialize(context, report, assets, config.max_failed, extra,
-                           partition_of=lambda key: crypto_key(key.day, key.venue), partition_extra=reach_of_part)
+    yield from materialize(
+        context,
+        report,
+        assets,
+        config.max_failed,
+        extra,
+        partition_of=lambda key: crypto_key(key.day, key.venue),
+        partition_extra=reach_of_part,
+    )
 
 
 def reach_of_part(dataset: str, part: IngestReport) -> dict:
     """One partition's reach metadata (its slices past the venue's REST history), as beyond_rest_reach's."""
-    return reach_metadata(Unreached(tuple(part.not_fetched) + tuple(k for k, why in part.held.items()
-                                                                  if why == STORED_BEYOND_REACH),
-                                    tuple(part.not_fetched)))
+    return reach_metadata(
+        Unreached(
+            tuple(part.not_fetched) + tuple(k for k, why in part.held.items() if why == STORED_BEYOND_REACH),
+            tuple(part.not_fetched),
+        )
+    )
 
 
 def reach_metadata(found: Unreached) -> dict:
@@ -199,8 +275,9 @@ STORED_BEYOND_REACH = "stored, past the venue's REST history"  # a held slice's 
 NOT_STORED_BEYOND_REACH = "past the venue's REST history, not fetched and not stored"  # a not fetched one's
 
 
-def beyond_rest_reach(context, clickhouse: ClickHouseResource, assets: dict[str, str], keys,
-                      report: IngestReport) -> tuple[set, dict]:
+def beyond_rest_reach(
+    context, clickhouse: ClickHouseResource, assets: dict[str, str], keys, report: IngestReport
+) -> tuple[set, dict]:
     """The slices of `keys` older than their venue's REST history reaches (quality.reach: not fetched; in
     `report`, held when stored from elsewhere, else not fetched), and per dataset its asset's metadata
     about them (reach_metadata: the run's console line says `[partial]` when nothing stored covers some;
@@ -220,9 +297,11 @@ def beyond_rest_reach(context, clickhouse: ClickHouseResource, assets: dict[str,
             where = older_from(found.beyond)
             report.held.update(dict.fromkeys(set(found.beyond) - set(found.missing), STORED_BEYOND_REACH))
             report.not_fetched.update(dict.fromkeys(found.missing, NOT_STORED_BEYOND_REACH))
-            context.log.warning(f"{asset}: {len(found.beyond)} slice(s) older than the venue's REST history "
-                                f"reaches, not fetched ({len(found.beyond) - len(found.missing)} stored from "
-                                f"elsewhere): {sorted(name(k) for k in found.beyond)[:5]}; older days: {where}")
+            context.log.warning(
+                f"{asset}: {len(found.beyond)} slice(s) older than the venue's REST history "
+                f"reaches, not fetched ({len(found.beyond) - len(found.missing)} stored from "
+                f"elsewhere): {sorted(name(k) for k in found.beyond)[:5]}; older days: {where}"
+            )
     return beyond, metadata
 
 
@@ -243,8 +322,16 @@ def history_charts(clickhouse: ClickHouseResource, assets: dict[str, str], keys)
                 continue
             last = max(k.day for k in mine)
             first = last - timedelta(days=days - 1)
-            data = series(client, clickhouse.database, dataset, column,
-                          {(k.venue, k.instrument) for k in mine}, first, last, bucket_s)
+            data = series(
+                client,
+                clickhouse.database,
+                dataset,
+                column,
+                {(k.venue, k.instrument) for k in mine},
+                first,
+                last,
+                bucket_s,
+            )
             svg = line_chart_svg(f"{what}, {first}..{last}", data)
             out[dataset] = {"chart": dg.MetadataValue.md(svg_markdown_image(svg, what))}
     return out
@@ -255,10 +342,15 @@ class SnapshotConfig(RunDeadline):
     """Book levels per side; 0: the providers config's book_depth."""
 
 
-@dg.multi_asset(name="crypto_snapshots", partitions_def=crypto_instruments, can_subset=True,
-                specs=[_spec(d, a, text, skippable=True) for d, (a, text) in SNAPSHOT_ASSETS.items()],
-                backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CRYPTO_VENUES,
-                required_resource_keys={"clickhouse", *VENUE_KEYS.values()})
+@dg.multi_asset(
+    name="crypto_snapshots",
+    partitions_def=crypto_instruments,
+    can_subset=True,
+    specs=[_spec(d, a, text, skippable=True) for d, (a, text) in SNAPSHOT_ASSETS.items()],
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=pools.CRYPTO_VENUES,
+    required_resource_keys={"clickhouse", *VENUE_KEYS.values()},
+)
 def crypto_snapshots(context: dg.AssetExecutionContext, config: SnapshotConfig):
     """One snapshot of each selected dataset per instrument of the run, added to its UTC day's slice
     (venues serve only the current state: history is what these snapshots collected)."""
@@ -269,41 +361,91 @@ def crypto_snapshots(context: dg.AssetExecutionContext, config: SnapshotConfig):
     with clickhouse.get_client() as client:
         ct.ensure_tables(client, clickhouse.database)
         master = stored_master(client, clickhouse.database)
-    feeds = [snapshot_feed(venue, sized_by(resource.make_client, master), dataset, mine, depth=depth,
-                           workers=resource.workers)
-             for venue, resource in venue_resources(context).items()
-             for dataset in assets
-             if (mine := [i.instrument for i in instruments
-                          if i.venue == venue and serves(venue, dataset, i.instrument) == SNAPSHOT])]
+    feeds = [
+        snapshot_feed(
+            venue,
+            sized_by(resource.make_client, master),
+            dataset,
+            mine,
+            depth=depth,
+            workers=resource.workers,
+        )
+        for venue, resource in venue_resources(context).items()
+        for dataset in assets
+        if (
+            mine := [
+                i.instrument
+                for i in instruments
+                if i.venue == venue and serves(venue, dataset, i.instrument) == SNAPSHOT
+            ]
+        )
+    ]
     report = engine(context, clickhouse, config).run([feeds])
     with clickhouse.get_client() as client:
         keep_learned(client, clickhouse.database, master)
     clickhouse.close()
-    yield from materialize(context, report, assets, 0, partition_of=lambda key: f"{key.venue}:{key.instrument}")
+    yield from materialize(
+        context, report, assets, 0, partition_of=lambda key: f"{key.venue}:{key.instrument}"
+    )
 
 
-@dg.asset(group_name=GROUP, partitions_def=option_chains, backfill_policy=dg.BackfillPolicy.single_run(),
-          deps=[TICK_STORE], pool=pools.CRYPTO_VENUES, kinds={"clickhouse", "polars"})
-def crypto_option_chains(context: dg.AssetExecutionContext, config: RunDeadline,
-                         clickhouse: ClickHouseResource, deribit: CryptoVenueResource):
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=option_chains,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[TICK_STORE],
+    pool=pools.CRYPTO_VENUES,
+    kinds={"clickhouse", "polars"},
+)
+def crypto_option_chains(
+    context: dg.AssetExecutionContext,
+    config: RunDeadline,
+    clickhouse: ClickHouseResource,
+    deribit: CryptoVenueResource,
+):
     """One snapshot of every option of each chain of the run (DERIBIT:BTC-OPTIONS: Deribit's book
     summary of all BTC options: strike, expiry, type, mark price and IV, bid/ask, underlying, open
     interest), added to the UTC day's slice in `option_chain` (read: option_chain_v, option_chain_range),
     so a volatility surface can be rebuilt for any snapshot time; the latest smiles are charted."""
     chains = [parse_partition_key(key) for key in context.partition_keys]
-    feeds = [snapshot_feed("DERIBIT", deribit.make_client, "option_chain",
-                           [c.instrument for c in chains if c.venue == "DERIBIT"], workers=deribit.workers)]
+    feeds = [
+        snapshot_feed(
+            "DERIBIT",
+            deribit.make_client,
+            "option_chain",
+            [c.instrument for c in chains if c.venue == "DERIBIT"],
+            workers=deribit.workers,
+        )
+    ]
     with clickhouse.get_client() as client:
         ct.ensure_tables(client, clickhouse.database)
     report = engine(context, clickhouse, config).run([feeds])
     with clickhouse.get_client() as client:
-        charts = {f"{c.venue}:{c.instrument}": {f"smile_{c.instrument}": dg.MetadataValue.md(svg_markdown_image(
-            line_chart_svg(f"{c}: mark IV by strike, nearest expiries",
-                           smiles(client, clickhouse.database, c.venue, c.instrument), unit="%"), f"{c} smile"))}
-                  for c in chains}
+        charts = {
+            f"{c.venue}:{c.instrument}": {
+                f"smile_{c.instrument}": dg.MetadataValue.md(
+                    svg_markdown_image(
+                        line_chart_svg(
+                            f"{c}: mark IV by strike, nearest expiries",
+                            smiles(client, clickhouse.database, c.venue, c.instrument),
+                            unit="%",
+                        ),
+                        f"{c} smile",
+                    )
+                )
+            }
+            for c in chains
+        }
     clickhouse.close()
 
     def chart_of(_dataset: str, part) -> dict:  # a chain's partition: its own smile
         return next((charts.get(f"{key.venue}:{key.instrument}", {}) for key in part.slice_keys()), {})
-    yield from materialize(context, report, {"option_chain": "crypto_option_chains"}, 0,
-                           partition_of=lambda key: f"{key.venue}:{key.instrument}", partition_extra=chart_of)
+
+    yield from materialize(
+        context,
+        report,
+        {"option_chain": "crypto_option_chains"},
+        0,
+        partition_of=lambda key: f"{key.venue}:{key.instrument}",
+        partition_extra=chart_of,
+    )

@@ -9,7 +9,9 @@ from marketdata_assets.defs.crypto.partitions import crypto_instruments, crypto_
 from marketdata_assets.quality.reach import CRYPTO_REACH_CHECKS
 from marketdata_assets.quality.slice_checks import CRYPTO_CHECKS, CRYPTO_SNAPSHOT_CHECKS, OPTION_CHAIN_CHECKS
 
-crypto_checks = [*asset_checks(CRYPTO_CHECKS, crypto_partitions),
-                 *asset_checks(CRYPTO_REACH_CHECKS, crypto_partitions, step="crypto_rest_reach"),
-                 *asset_checks(CRYPTO_SNAPSHOT_CHECKS, crypto_instruments),
-                 *asset_checks(OPTION_CHAIN_CHECKS, option_chains)]
+crypto_checks = [
+    *asset_checks(CRYPTO_CHECKS, crypto_partitions),
+    *asset_checks(CRYPTO_REACH_CHECKS, crypto_partitions, step="crypto_rest_reach"),
+    *asset_checks(CRYPTO_SNAPSHOT_CHECKS, crypto_instruments),
+    *asset_checks(OPTION_CHAIN_CHECKS, option_chains),
+]

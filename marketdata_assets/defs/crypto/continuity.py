@@ -37,17 +37,33 @@ class RefillConfig(RunConfig):
 REFILL_VENUES = sorted({seq.venue for seq in ID_SEQUENCES})
 
 
-@dg.asset(group_name=GROUP, partitions_def=crypto_partitions, deps=["crypto_trades"], pool=pools.CRYPTO_VENUES,
-          backfill_policy=dg.BackfillPolicy.single_run(), kinds={"clickhouse", "polars"},
-          required_resource_keys={"clickhouse", *(VENUE_KEYS[venue] for venue in REFILL_VENUES)})
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=crypto_partitions,
+    deps=["crypto_trades"],
+    pool=pools.CRYPTO_VENUES,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    kinds={"clickhouse", "polars"},
+    required_resource_keys={"clickhouse", *(VENUE_KEYS[venue] for venue in REFILL_VENUES)},
+)
 def trade_id_refill(context: dg.AssetExecutionContext, config: RefillConfig) -> dg.MaterializeResult:
     """The trade ids missing from the run's slices (see the trade_ids_continuous check), fetched by id
     from the venue and written with the slice's stored trades as its new load (one pointer flip)."""
     clickhouse: ClickHouseResource = context.resources.clickhouse
-    clients = {venue: resource.make_client for venue, resource in venue_resources(context, REFILL_VENUES).items()}
-    report = refill(clickhouse.get_client, clickhouse.database, context.run.run_id,
-                    slice_keys(context.partition_keys, ["trades"], config.instruments), clients, max_ranges=config.max_ranges,
-                    workers=config.workers, log=context.log.info)
+    clients = {
+        venue: resource.make_client for venue, resource in venue_resources(context, REFILL_VENUES).items()
+    }
+    report = refill(
+        clickhouse.get_client,
+        clickhouse.database,
+        context.run.run_id,
+        slice_keys(context.partition_keys, ["trades"], config.instruments),
+        clients,
+        max_ranges=config.max_ranges,
+        workers=config.workers,
+        log=context.log.info,
+    )
     clickhouse.close()
-    return refill_by_partition(context, "trade_id_refill", report, config.max_failed,
-                               lambda key: crypto_key(key.day, key.venue))
+    return refill_by_partition(
+        context, "trade_id_refill", report, config.max_failed, lambda key: crypto_key(key.day, key.venue)
+    )

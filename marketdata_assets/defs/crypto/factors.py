@@ -21,16 +21,23 @@ from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse import writer
 from marketdata_assets.stores.clickhouse.series import series
 
-SAME_PARTITION = ("crypto_trades", "crypto_bars_1m", "crypto_funding", "crypto_mark_bars_1m",
-                  "crypto_index_bars_1m")
+SAME_PARTITION = (
+    "crypto_trades",
+    "crypto_bars_1m",
+    "crypto_funding",
+    "crypto_mark_bars_1m",
+    "crypto_index_bars_1m",
+)
 CHARTED = ("return", "realized_vol", "buy_sell_imbalance", "basis_annualized")
 CHART_DAYS = 30
 
 # eager, except that a dataset the instrument does not have (no funding for a spot pair, no book
 # snapshots yet) does not hold it back: only missing trades do
-AUTOMATION = (dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
-              & ~dg.AutomationCondition.any_deps_match(dg.AutomationCondition.missing()).allow(
-                  dg.AssetSelection.assets("crypto_trades")))
+AUTOMATION = dg.AutomationCondition.eager().without(
+    ~dg.AutomationCondition.any_deps_missing()
+) & ~dg.AutomationCondition.any_deps_match(dg.AutomationCondition.missing()).allow(
+    dg.AssetSelection.assets("crypto_trades")
+)
 
 
 def _with_trades(client, database: str, keys: list) -> list:
@@ -38,14 +45,26 @@ def _with_trades(client, database: str, keys: list) -> list:
     no factors to compute)."""
     loaded = set()
     for venue in {k.venue for k in keys}:
-        loaded |= {(venue, *s) for s in ct.loaded_slices(client, database, "trades", venue,
-                                                          sorted({k.day for k in keys}))}
+        loaded |= {
+            (venue, *s)
+            for s in ct.loaded_slices(client, database, "trades", venue, sorted({k.day for k in keys}))
+        }
     return [k for k in keys if (k.venue, k.instrument, k.day) in loaded]
 
 
-@dg.asset(group_name=GROUP, partitions_def=crypto_partitions, pool=pools.CLICKHOUSE, kinds={"clickhouse"},
-          deps=[TICK_STORE, *SAME_PARTITION, dg.AssetDep("crypto_book_snapshots", partition_mapping=dg.AllPartitionMapping())],
-          automation_condition=AUTOMATION, backfill_policy=dg.BackfillPolicy.single_run())
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=crypto_partitions,
+    pool=pools.CLICKHOUSE,
+    kinds={"clickhouse"},
+    deps=[
+        TICK_STORE,
+        *SAME_PARTITION,
+        dg.AssetDep("crypto_book_snapshots", partition_mapping=dg.AllPartitionMapping()),
+    ],
+    automation_condition=AUTOMATION,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
 def crypto_factors(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource) -> dg.MaterializeResult:
     """Daily factors per instrument (return, VWAP, realized volatility, volume, trade count, buy/sell
     imbalance, spread and depth imbalance from book snapshots, annualized funding and basis) in
@@ -58,10 +77,20 @@ def crypto_factors(context: dg.AssetExecutionContext, clickhouse: ClickHouseReso
             groups.setdefault((key.venue, key.day), []).append(key.instrument)
         for (venue, day), instruments in sorted(groups.items()):  # one query and one write per venue-day
             frame = compute_factors_many(client, clickhouse.database, venue, instruments, day)
-            writer.write_slices(client, clickhouse.database, "factors", frame, venue, day, context.run.run_id,
-                                instruments=instruments)
-            rows += [(day, f"{venue}:{i}", name, value) for i, name, value in
-                     zip(frame["instrument"], frame["factor"], frame["value"])]
+            writer.write_slices(
+                client,
+                clickhouse.database,
+                "factors",
+                frame,
+                venue,
+                day,
+                context.run.run_id,
+                instruments=instruments,
+            )
+            rows += [
+                (day, f"{venue}:{i}", name, value)
+                for i, name, value in zip(frame["instrument"], frame["factor"], frame["value"])
+            ]
         _each_partition(context, groups, rows)
         if not keys:
             context.log.info("crypto_factors: no instrument of the run's venue-days has trades loaded")
@@ -69,18 +98,42 @@ def crypto_factors(context: dg.AssetExecutionContext, clickhouse: ClickHouseReso
         last = max(k.day for k in keys)
         first = last - timedelta(days=CHART_DAYS - 1)
         pairs = {(k.venue, k.instrument) for k in keys}
-        charts = {f"chart_{name}": dg.MetadataValue.md(svg_markdown_image(line_chart_svg(
-            f"{name}, {first}..{last}",
-            series(client, clickhouse.database, "factors", "value", pairs, first, last, 86_400,
-                   where={"factor": name})), name)) for name in CHARTED}
+        charts = {
+            f"chart_{name}": dg.MetadataValue.md(
+                svg_markdown_image(
+                    line_chart_svg(
+                        f"{name}, {first}..{last}",
+                        series(
+                            client,
+                            clickhouse.database,
+                            "factors",
+                            "value",
+                            pairs,
+                            first,
+                            last,
+                            86_400,
+                            where={"factor": name},
+                        ),
+                    ),
+                    name,
+                )
+            )
+            for name in CHARTED
+        }
     context.log.info(f"crypto_factors: {len(keys)} instrument-day(s), {len(rows)} values")
-    return dg.MaterializeResult(metadata={
-        "run_slices": len(keys), "run_rows": dg.MetadataValue.int(len(rows)),
-        "factors": dg.MetadataValue.md(table(["factor", "description"],
-                                             ((f.name, f.description) for f in FACTORS))),
-        "values_table": dg.MetadataValue.md(table(["day", "instrument", "factor", "value"], rows, limit=300)),
-        **charts,
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "run_slices": len(keys),
+            "run_rows": dg.MetadataValue.int(len(rows)),
+            "factors": dg.MetadataValue.md(
+                table(["factor", "description"], ((f.name, f.description) for f in FACTORS))
+            ),
+            "values_table": dg.MetadataValue.md(
+                table(["day", "instrument", "factor", "value"], rows, limit=300)
+            ),
+            **charts,
+        }
+    )
 
 
 def _each_partition(context, groups: dict[tuple[str, date], list[str]], rows: list[tuple]) -> None:
@@ -94,5 +147,14 @@ def _each_partition(context, groups: dict[tuple[str, date], list[str]], rows: li
         dims = key.keys_by_dimension
         venue, day = dims["venue"], date.fromisoformat(dims["day"])
         mine = values.get((venue, day), [])
-        add_own(context, key, {"slices": len(groups.get((venue, day), [])), "rows": dg.MetadataValue.int(len(mine)),
-                               "values": len(mine), "nulls": sum(value is None for value in mine)}, len(keys))
+        add_own(
+            context,
+            key,
+            {
+                "slices": len(groups.get((venue, day), [])),
+                "rows": dg.MetadataValue.int(len(mine)),
+                "values": len(mine),
+                "nulls": sum(value is None for value in mine),
+            },
+            len(keys),
+        )

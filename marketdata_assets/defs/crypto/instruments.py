@@ -18,28 +18,55 @@ from marketdata_assets.sources.binance_vision.archives import ArchiveClient
 from marketdata_assets.sources.config import load_sources_config
 
 CHECKS = [
-    dg.AssetCheckSpec("no_unannounced_ending", asset="instrument_master", description=(
-        "No instrument left its venue's listing without a delisting status or a passed expiry (it is kept, "
-        "ended as 'gone' from the day it was missed).")),
-    dg.AssetCheckSpec("contract_values_steady", asset="instrument_master", description=(
-        "No contract value or multiplier changed since the last refresh (a change is a new version: the "
-        "days before keep the old value).")),
+    dg.AssetCheckSpec(
+        "no_unannounced_ending",
+        asset="instrument_master",
+        description=(
+            "No instrument left its venue's listing without a delisting status or a passed expiry (it is "
+            "kept, ended as 'gone' from the day it was missed)."
+        ),
+    ),
+    dg.AssetCheckSpec(
+        "contract_values_steady",
+        asset="instrument_master",
+        description=(
+            "No contract value or multiplier changed since the last refresh (a change is a new version: the "
+            "days before keep the old value)."
+        ),
+    ),
 ]
 
 
 class MasterConfig(RunConfig):
-    venues: list[str] = []
-    """The venues to refresh (default: every crypto venue, and TUSHARE's A-shares when TUSHARE_TOKEN is set)."""
+    venues: list[str] = []  # noqa: RUF012  a pydantic (Dagster Config) field
+    """The venues to refresh (default: every crypto venue, and TUSHARE's A-shares when TUSHARE_TOKEN is
+    set)."""
 
 
 def _counts(refreshes) -> list[tuple]:
-    return [(r.venue, f"{r.listed:,}", f"{len(r.new):,}", f"{len(r.changed):,}", f"{len(r.ended):,}",
-             f"{len(r.versions):,}", f"{r.volumes:,}", ", ".join(f"{k} {v:,}" for k, v in r.skipped.items()) or "-")
-            for r in refreshes]
+    return [
+        (
+            r.venue,
+            f"{r.listed:,}",
+            f"{len(r.new):,}",
+            f"{len(r.changed):,}",
+            f"{len(r.ended):,}",
+            f"{len(r.versions):,}",
+            f"{r.volumes:,}",
+            ", ".join(f"{k} {v:,}" for k, v in r.skipped.items()) or "-",
+        )
+        for r in refreshes
+    ]
 
 
-@dg.asset(group_name=GROUP, deps=[TICK_STORE], pool=pools.CRYPTO_VENUES, kinds={"clickhouse"},
-          check_specs=CHECKS, required_resource_keys={"clickhouse", "tushare", *VENUE_KEYS.values()})
+@dg.asset(
+    group_name=GROUP,
+    deps=[TICK_STORE],
+    pool=pools.CRYPTO_VENUES,
+    kinds={"clickhouse"},
+    check_specs=CHECKS,
+    required_resource_keys={"clickhouse", "tushare", *VENUE_KEYS.values()},
+)
 def instrument_master(context: dg.AssetExecutionContext, config: MasterConfig) -> dg.MaterializeResult:
     """Each venue's instruments from its reference endpoints (Binance spot and USD-M exchangeInfo and the
     archive site's delisted symbols, OKX public/instruments of every type, Deribit get_instruments active and
@@ -47,45 +74,96 @@ def instrument_master(context: dg.AssetExecutionContext, config: MasterConfig) -
     venue's 24 h volumes (its ticker endpoint) as a snapshot (read: `read.instruments(venue, as_of=...)`,
     `marketdata universe`)."""
     clickhouse: ClickHouseResource = context.resources.clickhouse
-    makers = {venue: resource.make_client for venue, resource in
-              venue_resources(context, config.venues or None).items()}
+    makers = {
+        venue: resource.make_client
+        for venue, resource in venue_resources(context, config.venues or None).items()
+    }
     tushare = context.resources.tushare
     if (not config.venues or "TUSHARE" in config.venues) and (tushare.token or "").strip():
         makers["TUSHARE"] = tushare.make_client  # the A-share master: stock_basic, listed and delisted
     archives = load_sources_config().binance_archives  # the archive site lists what exchangeInfo forgot
     with clickhouse.get_client() as client:
-        refreshes, failed = refresh_venues(client, clickhouse.database, makers,
-                                           archive=lambda: ArchiveClient.from_settings(archives))
+        refreshes, failed = refresh_venues(
+            client, clickhouse.database, makers, archive=lambda: ArchiveClient.from_settings(archives)
+        )
     clickhouse.close()
-    gone = [(r.venue, name) for r in refreshes for name, status in sorted(r.ended.items()) if status == "gone"]
-    values = [(r.venue, name, ", ".join(fields)) for r in refreshes for name, fields in sorted(r.changed.items())
-              if {"contract_value", "contract_multiplier"} & set(fields)]
-    checks = [
-        dg.AssetCheckResult(check_name="no_unannounced_ending", passed=not gone, severity=dg.AssetCheckSeverity.WARN,
-                            metadata={"gone": len(gone), "instruments": dg.MetadataValue.md(
-                                table(["venue", "instrument"], gone, limit=100) if gone else "none")}),
-        dg.AssetCheckResult(check_name="contract_values_steady", passed=not values,
-                            severity=dg.AssetCheckSeverity.WARN, metadata={"changed": len(values),
-                            "instruments": dg.MetadataValue.md(
-                                table(["venue", "instrument", "changed"], values, limit=100) if values else "none")}),
+    gone = [
+        (r.venue, name) for r in refreshes for name, status in sorted(r.ended.items()) if status == "gone"
     ]
-    metadata = {"venues": dg.MetadataValue.md(table(["venue", "listed", "new", "changed", "ended", "versions stored",
-                                                     "24 h volumes", "archive symbols skipped"], _counts(refreshes))),
-                "listed": sum(r.listed for r in refreshes),
-                "rows_written": sum(len(r.versions) for r in refreshes)}  # versions: nothing changed, none
+    values = [
+        (r.venue, name, ", ".join(fields))
+        for r in refreshes
+        for name, fields in sorted(r.changed.items())
+        if {"contract_value", "contract_multiplier"} & set(fields)
+    ]
+    checks = [
+        dg.AssetCheckResult(
+            check_name="no_unannounced_ending",
+            passed=not gone,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "gone": len(gone),
+                "instruments": dg.MetadataValue.md(
+                    table(["venue", "instrument"], gone, limit=100) if gone else "none"
+                ),
+            },
+        ),
+        dg.AssetCheckResult(
+            check_name="contract_values_steady",
+            passed=not values,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "changed": len(values),
+                "instruments": dg.MetadataValue.md(
+                    table(["venue", "instrument", "changed"], values, limit=100) if values else "none"
+                ),
+            },
+        ),
+    ]
+    metadata = {
+        "venues": dg.MetadataValue.md(
+            table(
+                [
+                    "venue",
+                    "listed",
+                    "new",
+                    "changed",
+                    "ended",
+                    "versions stored",
+                    "24 h volumes",
+                    "archive symbols skipped",
+                ],
+                _counts(refreshes),
+            )
+        ),
+        "listed": sum(r.listed for r in refreshes),
+        "rows_written": sum(len(r.versions) for r in refreshes),
+    }  # versions: nothing changed, none
     if failed:
-        raise dg.Failure(f"instrument_master: {len(failed)} venue(s) not refreshed in full (the rest is stored): "
-                         + "; ".join(f"{v}: {e}" for v, e in failed.items()), metadata=metadata)
-    context.log.info(f"instrument_master: {metadata['listed']:,} instruments listed, "
-                     f"{metadata['rows_written']:,} versions stored")
+        raise dg.Failure(
+            f"instrument_master: {len(failed)} venue(s) not refreshed in full (the rest is stored): "
+            + "; ".join(f"{v}: {e}" for v, e in failed.items()),
+            metadata=metadata,
+        )
+    context.log.info(
+        f"instrument_master: {metadata['listed']:,} instruments listed, "
+        f"{metadata['rows_written']:,} versions stored"
+    )
     return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 
 instrument_master_job = dg.define_asset_job("instrument_master_job", selection=["instrument_master"])
 
 
-@dg.schedule(job=instrument_master_job, cron_schedule="10 0 * * *", execution_timezone="UTC", metadata=daily_use(
-    "crypto", "The venues' instruments: new listings join the universes, delistings and contract changes are kept."))
+@dg.schedule(
+    job=instrument_master_job,
+    cron_schedule="10 0 * * *",
+    execution_timezone="UTC",
+    metadata=daily_use(
+        "crypto",
+        "The venues' instruments: new listings join the universes, delistings and contract changes are kept.",
+    ),
+)
 def instrument_master_daily(context: dg.ScheduleEvaluationContext):
     """Every venue's reference data at 00:10 UTC, before the day's loads (crypto_ticks_daily at 00:30)."""
     return dg.RunRequest(run_key=f"instrument_master:{context.scheduled_execution_time:%Y-%m-%d}")

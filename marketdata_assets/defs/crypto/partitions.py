@@ -14,7 +14,9 @@ CRYPTO_INSTRUMENTS = "crypto_instruments"
 
 crypto_instruments = dg.DynamicPartitionsDefinition(name=CRYPTO_INSTRUMENTS)
 crypto_partitions = dg.MultiPartitionsDefinition({"day": crypto_days, "venue": crypto_venues})
-option_chains = dg.StaticPartitionsDefinition([key.partition_key for key in load_sources_config().option_chains])
+option_chains = dg.StaticPartitionsDefinition(
+    [key.partition_key for key in load_sources_config().option_chains]
+)
 
 # Freshness (shown in the UI, evaluated by the daemon with `freshness: enabled` in dagster.yaml):
 # crypto days close at 00:00 UTC; crypto_ticks_daily runs at 00:30.

@@ -34,16 +34,24 @@ from marketdata_assets.defs.crypto.partitions import (
 from marketdata_assets.orchestration.sensing import range_tags
 from marketdata_assets.sources.config import load_sources_config
 
-crypto_ticks_job = dg.define_asset_job("crypto_ticks_job", selection=dg.AssetSelection.assets(
-    *CRYPTO_ASSETS.values()))
-crypto_snapshots_job = dg.define_asset_job("crypto_snapshots_job", selection=dg.AssetSelection.assets(
-    *(asset for asset, _ in SNAPSHOT_ASSETS.values())))
-crypto_option_chains_job = dg.define_asset_job("crypto_option_chains_job", selection=dg.AssetSelection.assets(
-    "crypto_option_chains"))
+crypto_ticks_job = dg.define_asset_job(
+    "crypto_ticks_job", selection=dg.AssetSelection.assets(*CRYPTO_ASSETS.values())
+)
+crypto_snapshots_job = dg.define_asset_job(
+    "crypto_snapshots_job",
+    selection=dg.AssetSelection.assets(*(asset for asset, _ in SNAPSHOT_ASSETS.values())),
+)
+crypto_option_chains_job = dg.define_asset_job(
+    "crypto_option_chains_job", selection=dg.AssetSelection.assets("crypto_option_chains")
+)
 
 
-@dg.schedule(job=crypto_ticks_job, cron_schedule="30 0 * * *", execution_timezone="UTC", metadata=daily_use(
-    "crypto", "Loads each closed UTC day: without it no new history arrives."))
+@dg.schedule(
+    job=crypto_ticks_job,
+    cron_schedule="30 0 * * *",
+    execution_timezone="UTC",
+    metadata=daily_use("crypto", "Loads each closed UTC day: without it no new history arrives."),
+)
 def crypto_ticks_daily(context: dg.ScheduleEvaluationContext):
     """Yesterday (UTC) for every crypto venue (each venue's configured instruments), in one run."""
     day = (context.scheduled_execution_time.astimezone(UTC) - timedelta(days=1)).date()
@@ -51,8 +59,14 @@ def crypto_ticks_daily(context: dg.ScheduleEvaluationContext):
     return dg.RunRequest(run_key=f"crypto:{day}", tags=day_range_tags(day, day, venues[0], venues[-1]))
 
 
-@dg.schedule(job=crypto_snapshots_job, cron_schedule="*/15 * * * *", execution_timezone="UTC", metadata=daily_use(
-    "crypto", "A snapshot can only be taken now: a quarter-hour it does not run is lost for good."))
+@dg.schedule(
+    job=crypto_snapshots_job,
+    cron_schedule="*/15 * * * *",
+    execution_timezone="UTC",
+    metadata=daily_use(
+        "crypto", "A snapshot can only be taken now: a quarter-hour it does not run is lost for good."
+    ),
+)
 def crypto_snapshots_every_15_minutes(context: dg.ScheduleEvaluationContext):
     """One order-book, ticker and (where there is no history) open-interest snapshot of every crypto
     instrument."""
@@ -60,23 +74,31 @@ def crypto_snapshots_every_15_minutes(context: dg.ScheduleEvaluationContext):
     if not instruments:
         return dg.SkipReason("no crypto instruments yet")
     when = context.scheduled_execution_time.astimezone(UTC)
-    return dg.RunRequest(run_key=f"snapshots:{when:%Y-%m-%dT%H:%M}",
-                         tags=range_tags(instruments[0], instruments[-1]))
+    return dg.RunRequest(
+        run_key=f"snapshots:{when:%Y-%m-%dT%H:%M}", tags=range_tags(instruments[0], instruments[-1])
+    )
 
 
-@dg.schedule(job=crypto_option_chains_job, cron_schedule="5 * * * *", execution_timezone="UTC", metadata=daily_use(
-    "crypto", "As the snapshots: an hour missed is lost (it skips when no option chain is configured)."))
+@dg.schedule(
+    job=crypto_option_chains_job,
+    cron_schedule="5 * * * *",
+    execution_timezone="UTC",
+    metadata=daily_use(
+        "crypto", "As the snapshots: an hour missed is lost (it skips when no option chain is configured)."
+    ),
+)
 def crypto_option_chains_hourly(context: dg.ScheduleEvaluationContext):
     """One snapshot of every configured option chain, each hour."""
     chains = option_chains.get_partition_keys()
     if not chains:
         return dg.SkipReason("no option chains in the sources config (universes.crypto.option_chains)")
     when = context.scheduled_execution_time.astimezone(UTC)
-    return dg.RunRequest(run_key=f"option_chains:{when:%Y-%m-%dT%H}",
-                         tags=range_tags(chains[0], chains[-1]))
+    return dg.RunRequest(run_key=f"option_chains:{when:%Y-%m-%dT%H}", tags=range_tags(chains[0], chains[-1]))
 
 
-def crypto_catch_up_requests(context: dg.ScheduleEvaluationContext, days: int | None = None) -> list[dg.RunRequest]:
+def crypto_catch_up_requests(
+    context: dg.ScheduleEvaluationContext, days: int | None = None
+) -> list[dg.RunRequest]:
     """One run over the last `days` closed days x every venue, fetching what the ingest log lacks."""
     now = context.scheduled_execution_time.astimezone(UTC)
     days = days or load_sources_config().catch_up_days
@@ -88,15 +110,24 @@ def crypto_catch_up_requests(context: dg.ScheduleEvaluationContext, days: int | 
     found = statuses(context.instance, list(CRYPTO_ASSETS.values()), keys, crypto_partitions)
     if any(s.get(k) == dg.AssetPartitionStatus.IN_PROGRESS for s in found for k in keys):
         return []  # a run of those days is loading: the next catch-up looks again
-    return [dg.RunRequest(run_key=f"crypto-catch-up:{first}..{last}@{now:%Y-%m-%d}",
-                          tags=day_range_tags(first, last, venues[0], venues[-1]),
-                          run_config=op_config("crypto_ticks", RETRY_FAILED))]
+    return [
+        dg.RunRequest(
+            run_key=f"crypto-catch-up:{first}..{last}@{now:%Y-%m-%d}",
+            tags=day_range_tags(first, last, venues[0], venues[-1]),
+            run_config=op_config("crypto_ticks", RETRY_FAILED),
+        )
+    ]
 
 
-@dg.schedule(job=crypto_ticks_job, cron_schedule="0 3 * * *", execution_timezone="UTC", metadata=daily_use(
-    "crypto", "Retries the days that failed or were skipped, and loads the recent days of new instruments."))
+@dg.schedule(
+    job=crypto_ticks_job,
+    cron_schedule="0 3 * * *",
+    execution_timezone="UTC",
+    metadata=daily_use(
+        "crypto",
+        "Retries the days that failed or were skipped, and loads the recent days of new instruments.",
+    ),
+)
 def crypto_ticks_catch_up(context: dg.ScheduleEvaluationContext):
     """The slices of the last N days the ingest log has no success for (failed, skipped, new instruments)."""
     return crypto_catch_up_requests(context) or dg.SkipReason("a run of the last days is in progress")
-
-

@@ -15,6 +15,9 @@ from marketdata_assets.quality.minute_bars.checks import (
 )
 
 kline_checks = asset_checks(KLINE_VALIDATIONS, step="kline_checks")
-minute_bar_checks = asset_checks(MINUTE_CHECKS, minute_bar_months, step="minute_bar_checks", pool=pools.TIMESCALEDB)
-kline_coverage_checks = asset_checks(KLINE_COVERAGE_CHECKS, minute_bar_months, step="kline_coverage_checks",
-                                     pool=pools.TIMESCALEDB)
+minute_bar_checks = asset_checks(
+    MINUTE_CHECKS, minute_bar_months, step="minute_bar_checks", pool=pools.TIMESCALEDB
+)
+kline_coverage_checks = asset_checks(
+    KLINE_COVERAGE_CHECKS, minute_bar_months, step="kline_coverage_checks", pool=pools.TIMESCALEDB
+)

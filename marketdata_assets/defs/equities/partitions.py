@@ -23,19 +23,28 @@ from marketdata_assets.sources.config import load_sources_config
 
 _config = load_sources_config()
 
-a_share_days = dg.DailyPartitionsDefinition(start_date=_config.a_share_history_start.isoformat(),
-                                            timezone="Asia/Shanghai", end_offset=1, exclusions=WEEKENDS)
-yahoo_days = dg.DailyPartitionsDefinition(start_date=_config.yahoo_history_start.isoformat(), timezone="UTC",
-                                          end_offset=1, exclusions=WEEKENDS)
-minute_bar_months = dg.MonthlyPartitionsDefinition(start_date="2000-01-01", timezone="Asia/Shanghai", end_offset=1)
+a_share_days = dg.DailyPartitionsDefinition(
+    start_date=_config.a_share_history_start.isoformat(),
+    timezone="Asia/Shanghai",
+    end_offset=1,
+    exclusions=WEEKENDS,
+)
+yahoo_days = dg.DailyPartitionsDefinition(
+    start_date=_config.yahoo_history_start.isoformat(), timezone="UTC", end_offset=1, exclusions=WEEKENDS
+)
+minute_bar_months = dg.MonthlyPartitionsDefinition(
+    start_date="2000-01-01", timezone="Asia/Shanghai", end_offset=1
+)
 
 # Freshness (shown in the UI, evaluated by the daemon with `freshness: enabled` in dagster.yaml): each
 # dataset is materialized by its deadline, after its schedule's run (schedules.py).
 FRESHNESS = {
     # the session ends 15:00 Beijing; a_share_after_close runs at 15:30 on weekdays
-    "a_share": dg.FreshnessPolicy.cron(deadline_cron="0 18 * * 1-5", lower_bound_delta=timedelta(hours=4),
-                                       timezone="Asia/Shanghai"),
+    "a_share": dg.FreshnessPolicy.cron(
+        deadline_cron="0 18 * * 1-5", lower_bound_delta=timedelta(hours=4), timezone="Asia/Shanghai"
+    ),
     # the regular session ends 16:00 New York; yahoo_after_close runs at 17:30 on weekdays
-    "yahoo": dg.FreshnessPolicy.cron(deadline_cron="0 20 * * 1-5", lower_bound_delta=timedelta(hours=4),
-                                     timezone="America/New_York"),
+    "yahoo": dg.FreshnessPolicy.cron(
+        deadline_cron="0 20 * * 1-5", lower_bound_delta=timedelta(hours=4), timezone="America/New_York"
+    ),
 }

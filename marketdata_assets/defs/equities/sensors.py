@@ -27,9 +27,11 @@ from marketdata_assets.sources.minute_csv.reader import CsvFileError, file_time_
 TIME_BUDGET_S = 40
 
 
-@dg.sensor(asset_selection=[stock_1min_qfq, stock_monthly_kline, stock_daily_ma, bars_coverage],
-           minimum_interval_seconds=settings.landing_sensor_interval_s(),
-           default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    asset_selection=[stock_1min_qfq, stock_monthly_kline, stock_daily_ma, bars_coverage],
+    minimum_interval_seconds=settings.landing_sensor_interval_s(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
 def minute_bar_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Changed files -> one range run per stretch of consecutive months they touch, leaving out the
     months a run started after the change already loaded (`make run`'s, a backfill's). Cursor: the
@@ -55,6 +57,8 @@ def minute_bar_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     if len(wanted) < len(newest):
         context.log.info(f"months already loaded by a later run: {sorted(set(newest) - set(wanted))}")
     months = minute_bar_months.get_partition_keys(current_time=datetime.now())
-    requests = [dg.RunRequest(run_key=f"{first}..{last}:{cursor['mtime_ns']}", tags=range_tags(first, last))
-                for first, last in contiguous([m for m in wanted if m in months], months)]
+    requests = [
+        dg.RunRequest(run_key=f"{first}..{last}:{cursor['mtime_ns']}", tags=range_tags(first, last))
+        for first, last in contiguous([m for m in wanted if m in months], months)
+    ]
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))

@@ -55,10 +55,12 @@ def universe(config: StockBarsConfig, default, normalize) -> list[str]:
         raise dg.Failure(f"run config instruments: {error}") from None
 
 
-def a_share_universe(context, config: StockBarsConfig, tushare: TushareResource, clickhouse: ClickHouseResource
-                     ) -> tuple[dict[date, list[str]], str]:
-    """(each of the run's days -> its codes, what they are): the run config's, the sources config's rules resolved
-    per day from the instrument master (with its explicit codes), its explicit codes, or with [ALL] the listing."""
+def a_share_universe(
+    context, config: StockBarsConfig, tushare: TushareResource, clickhouse: ClickHouseResource
+) -> tuple[dict[date, list[str]], str]:
+    """(each of the run's days -> its codes, what they are): the run config's, the sources config's rules
+    resolved per day from the instrument master (with its explicit codes), its explicit codes, or with [ALL]
+    the listing."""
     days = days_of(context.partition_keys)
     if [i.strip().upper() for i in config.instruments] == [ALL]:
         codes, said = _listed_today(context, tushare)
@@ -67,16 +69,24 @@ def a_share_universe(context, config: StockBarsConfig, tushare: TushareResource,
     rules = sources.a_share_rules()
     if config.instruments or not any(rule.selects for rule in rules.values()):
         codes = universe(config, sources.a_shares, a_share_code)
-        return dict.fromkeys(days, codes), f"{len(codes)} {'run config' if config.instruments else 'sources config'} codes"
+        return dict.fromkeys(
+            days, codes
+        ), f"{len(codes)} {'run config' if config.instruments else 'sources config'} codes"
     with clickhouse.get_client() as client:
         master = stored_master(client, clickhouse.database, set(rules))
     if not any(master.current(venue) for venue in rules):
-        raise dg.Failure("a_share_bars: universes.a_shares.rules select from the instrument master, which holds no "
-                         "A-share: materialize `instrument_master` with TUSHARE_TOKEN set (Tushare stock_basic)")
-    by_day = {day: sorted(code for rule in rules.values() for code in resolve(master, rule, day)) for day in days}
+        raise dg.Failure(
+            "a_share_bars: universes.a_shares.rules select from the instrument master, which holds no "
+            "A-share: materialize `instrument_master` with TUSHARE_TOKEN set (Tushare stock_basic)"
+        )
+    by_day = {
+        day: sorted(code for rule in rules.values() for code in resolve(master, rule, day)) for day in days
+    }
     sizes = sorted(len(codes) for codes in by_day.values())
-    said = (f"{sizes[0]:,}-{sizes[-1]:,} codes a day, universes.a_shares.rules resolved per day from the instrument "
-            f"master ({', '.join(sorted(rules))})")
+    said = (
+        f"{sizes[0]:,}-{sizes[-1]:,} codes a day, universes.a_shares.rules resolved per day from the "
+        f"instrument master ({', '.join(sorted(rules))})"
+    )
     context.log.info(f"a_share_bars: {said}")
     return by_day, said
 
@@ -86,7 +96,9 @@ def _listed_today(context, tushare: TushareResource) -> tuple[list[str], str]:
     try:
         listing = asyncio.run(listed_today(tushare.make_client, settings.state_dir() / "listings"))
     except (SourceError, ApiError) as error:
-        raise dg.Failure(f"a_share_bars: instruments [ALL] needs Tushare's listing (stock_basic): {error}") from None
+        raise dg.Failure(
+            f"a_share_bars: instruments [ALL] needs Tushare's listing (stock_basic): {error}"
+        ) from None
     where = "read from the day's file" if listing.cached else "asked today"
     said = f"{len(listing.codes):,} codes Tushare lists (stock_basic list_status L, {listing.day}, {where})"
     context.log.info(f"a_share_bars: {said}")
@@ -95,21 +107,43 @@ def _listed_today(context, tushare: TushareResource) -> tuple[list[str], str]:
 
 def _a_share_specs() -> list[dg.AssetSpec]:
     return [
-        dg.AssetSpec("a_share_bars_1m", deps=[TICK_STORE], group_name=GROUP, kinds={"clickhouse", "polars"},
-                     freshness_policy=FRESHNESS["a_share"], skippable=True,
-                     description="A-share 1-minute bars (Tushare stk_mins; 241 a day, ts = bar open in UTC) of the "
-                                 "whole universe per China trading day, in ClickHouse `bars_1m` (venues SSE, SZSE, BSE)."),
-        dg.AssetSpec("a_share_daily_bars", deps=[TICK_STORE], group_name=GROUP, kinds={"clickhouse", "polars"},
-                     freshness_policy=FRESHNESS["a_share"], skippable=True,
-                     description="A-share daily bars (Tushare daily: volume in shares, amount in yuan, pre_close) per "
-                                 "China trading day, in ClickHouse `daily_bars` (read: daily_bars_v, daily_bars_range)."),
+        dg.AssetSpec(
+            "a_share_bars_1m",
+            deps=[TICK_STORE],
+            group_name=GROUP,
+            kinds={"clickhouse", "polars"},
+            freshness_policy=FRESHNESS["a_share"],
+            skippable=True,
+            description="A-share 1-minute bars (Tushare stk_mins; 241 a day, ts = bar open in UTC) of the "
+            "whole universe per China trading day, in ClickHouse `bars_1m` (venues SSE, SZSE, BSE).",
+        ),
+        dg.AssetSpec(
+            "a_share_daily_bars",
+            deps=[TICK_STORE],
+            group_name=GROUP,
+            kinds={"clickhouse", "polars"},
+            freshness_policy=FRESHNESS["a_share"],
+            skippable=True,
+            description="A-share daily bars (Tushare daily: volume in shares, amount in yuan, pre_close) per "
+            "China trading day, in ClickHouse `daily_bars` (read: daily_bars_v, daily_bars_range).",
+        ),
     ]
 
 
-@dg.multi_asset(name="a_share_bars", specs=_a_share_specs(), partitions_def=a_share_days, can_subset=True,
-                backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.TUSHARE)
-def a_share_bars(context: dg.AssetExecutionContext, config: StockBarsConfig, clickhouse: ClickHouseResource,
-                  tushare: TushareResource):
+@dg.multi_asset(
+    name="a_share_bars",
+    specs=_a_share_specs(),
+    partitions_def=a_share_days,
+    can_subset=True,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=pools.TUSHARE,
+)
+def a_share_bars(
+    context: dg.AssetExecutionContext,
+    config: StockBarsConfig,
+    clickhouse: ClickHouseResource,
+    tushare: TushareResource,
+):
     """A-share 1-minute and daily bars of the run's China trading days, the universe inside the run."""
     assets = {d: a for d, a in A_SHARE_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
     if not (tushare.token or "").strip():  # say which variable, before any request
@@ -120,35 +154,68 @@ def a_share_bars(context: dg.AssetExecutionContext, config: StockBarsConfig, cli
     def stages():
         widest = max((len(codes) for codes in by_day.values()), default=0)
         for block in day_blocks(sorted(by_day), tushare_feeds.BLOCK_DAYS, widest, 241):
-            keys = [SliceKey(d, a_share_venue(c), c, day) for d in assets for day in block for c in by_day[day]]
-            yield tushare_feeds.feeds(tushare.make_client, planned(clickhouse, config, tushare_feeds.SOURCE, keys, report),
-                                workers=config.workers or tushare.workers, attempts=config.attempts)
+            keys = [
+                SliceKey(d, a_share_venue(c), c, day) for d in assets for day in block for c in by_day[day]
+            ]
+            yield tushare_feeds.feeds(
+                tushare.make_client,
+                planned(clickhouse, config, tushare_feeds.SOURCE, keys, report),
+                workers=config.workers or tushare.workers,
+                attempts=config.attempts,
+            )
 
     report.merge(engine(context, clickhouse, config).run(stages()))
     clickhouse.close()
-    yield from materialize(context, report, assets, config.max_failed,
-                           extra={dataset: {"universe": said} for dataset in assets}, partition_of=_day_of)
+    yield from materialize(
+        context,
+        report,
+        assets,
+        config.max_failed,
+        extra={dataset: {"universe": said} for dataset in assets},
+        partition_of=_day_of,
+    )
 
 
-@dg.asset(group_name=GROUP, partitions_def=yahoo_days, backfill_policy=dg.BackfillPolicy.single_run(),
-          deps=[TICK_STORE], pool=pools.YAHOO, kinds={"clickhouse", "polars"}, freshness_policy=FRESHNESS["yahoo"],
-          output_required=False)
-def yahoo_bars_1m(context: dg.AssetExecutionContext, config: StockBarsConfig, clickhouse: ClickHouseResource,
-                  yahoo: YahooResource):
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=yahoo_days,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[TICK_STORE],
+    pool=pools.YAHOO,
+    kinds={"clickhouse", "polars"},
+    freshness_policy=FRESHNESS["yahoo"],
+    output_required=False,
+)
+def yahoo_bars_1m(
+    context: dg.AssetExecutionContext,
+    config: StockBarsConfig,
+    clickhouse: ClickHouseResource,
+    yahoo: YahooResource,
+):
     """1-minute bars (Yahoo chart v8, regular session; prices in major units: pence -> pounds) of the
     universe per UTC day, in ClickHouse `bars_1m` (venue = Yahoo's exchange code: NMS, LSE, GER, ...)."""
-    instruments = universe(config, load_sources_config().yahoo_instruments, lambda name: instrument_key(name.strip().upper()))
+    instruments = universe(
+        config, load_sources_config().yahoo_instruments, lambda name: instrument_key(name.strip().upper())
+    )
     report = IngestReport()
 
     def stages():
         for block in day_blocks(days_of(context.partition_keys), 7, len(instruments), 510):
             keys = [SliceKey("bars_1m", "", instrument, day) for day in block for instrument in instruments]
-            yield [yahoo_feeds.bars_feed(yahoo.make_client, planned(clickhouse, config, yahoo_feeds.SOURCE, keys, report),
-                                   workers=config.workers or yahoo.workers, attempts=config.attempts)]
+            yield [
+                yahoo_feeds.bars_feed(
+                    yahoo.make_client,
+                    planned(clickhouse, config, yahoo_feeds.SOURCE, keys, report),
+                    workers=config.workers or yahoo.workers,
+                    attempts=config.attempts,
+                )
+            ]
 
     report.merge(engine(context, clickhouse, config).run(stages()))
     clickhouse.close()
-    yield from materialize(context, report, {"bars_1m": "yahoo_bars_1m"}, config.max_failed, partition_of=_day_of)
+    yield from materialize(
+        context, report, {"bars_1m": "yahoo_bars_1m"}, config.max_failed, partition_of=_day_of
+    )
 
 
 def _day_of(key: SliceKey) -> str:

@@ -1,1 +1,2 @@
-"""The Parquet export of the stores: `parquet_export`, one UTC day a partition (marketdata_assets.read.export)."""
+"""The Parquet export of the stores: `parquet_export`, one UTC day a partition
+(marketdata_assets.read.export)."""

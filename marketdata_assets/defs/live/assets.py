@@ -61,8 +61,9 @@ class LiveIngestConfig(IngestConfig):
     file of the hour that this asset loads (the landing sensor names those whose files closed)."""
 
 
-def hour_instruments(partition_keys, asset: str, instruments=(), venues=LIVE_VENUES,
-                     what: str = "trades") -> list[tuple[str, str, str]]:
+def hour_instruments(
+    partition_keys, asset: str, instruments=(), venues=LIVE_VENUES, what: str = "trades"
+) -> list[tuple[str, str, str]]:
     """(landing hour, venue, instrument) of the run's hour keys ('YYYY-MM-DD-HH:00') x `instruments`, or
     x the instruments with a closed file of the hour that `asset` loads; a venue not in `venues` (those
     with live `what`) is refused."""
@@ -73,13 +74,16 @@ def hour_instruments(partition_keys, asset: str, instruments=(), venues=LIVE_VEN
         for key in instruments or landed[hour]:
             parsed = parse_partition_key(key)
             if parsed.venue not in venues:
-                raise ValueError(f"{key}: no live {what} of venue {parsed.venue} (live venues: {', '.join(venues)})")
+                raise ValueError(
+                    f"{key}: no live {what} of venue {parsed.venue} (live venues: {', '.join(venues)})"
+                )
             triples.append((hour, parsed.venue, parsed.instrument))
     return triples
 
 
-def hour_observations(context, figures_of, triples, extra_of=None, own_rows=None,
-                      kept: str = "trades") -> list[HourFigures]:
+def hour_observations(
+    context, figures_of, triples, extra_of=None, own_rows=None, kept: str = "trades"
+) -> list[HourFigures]:
     """One AssetObservation per hour partition of the run: the hour's figures (its instruments' merged; the
     rows kept named `kept`) and a table of each instrument's; returns every (hour, instrument)'s figures.
     With `own_rows` (an instrument-hour's figures -> its rows stored) each hour's materialization carries
@@ -92,12 +96,35 @@ def hour_observations(context, figures_of, triples, extra_of=None, own_rows=None
         figures = [figures_of(venue, instrument, hour) for venue, instrument in mine]
         everything += figures
         plain = hour_metadata(merged(figures), kept) if figures else {}
-        rows = [(f"{v}:{i}", f.frames, f.trades, sum(f.discarded.values()), f.markers.get("gap", 0),
-                 *((extra_of(hour, v, i),) if extra_of else ())) for (v, i), f in zip(mine, figures)]
-        plain["instruments"] = dg.MetadataValue.md(table(
-            ["instrument", "frames", "kept", "discarded", "gaps", *(["live / refilled / book gaps"] if extra_of else [])],
-            rows) if rows else "none")
-        context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=str(key), metadata=plain))
+        rows = [
+            (
+                f"{v}:{i}",
+                f.frames,
+                f.trades,
+                sum(f.discarded.values()),
+                f.markers.get("gap", 0),
+                *((extra_of(hour, v, i),) if extra_of else ()),
+            )
+            for (v, i), f in zip(mine, figures)
+        ]
+        plain["instruments"] = dg.MetadataValue.md(
+            table(
+                [
+                    "instrument",
+                    "frames",
+                    "kept",
+                    "discarded",
+                    "gaps",
+                    *(["live / refilled / book gaps"] if extra_of else []),
+                ],
+                rows,
+            )
+            if rows
+            else "none"
+        )
+        context.log_event(
+            dg.AssetObservation(asset_key=context.asset_key, partition=str(key), metadata=plain)
+        )
         if own_rows is not None:
             own = sum(own_rows(f) for f in figures)
             add_own(context, key, {**plain, "rows": dg.MetadataValue.int(own)}, len(keys))
@@ -108,8 +135,11 @@ def run_hours_metadata(hours: list[HourFigures], rows: int, kept: str = "trades"
     """The run's figures beside each hour's own: `run_<figure>` of its hours merged, `hours` (the first
     three), `run_rows` (the rows of the day slices the run wrote, counted once by the console)."""
     run = hour_metadata(merged(hours), kept) if hours else {}
-    return {**as_run({name: value for name, value in run.items() if name != "hour"}),
-            "hours": run.get("hour", ""), "run_rows": dg.MetadataValue.int(rows)}
+    return {
+        **as_run({name: value for name, value in run.items() if name != "hour"}),
+        "hours": run.get("hour", ""),
+        "run_rows": dg.MetadataValue.int(rows),
+    }
 
 
 def merged(figures: list[HourFigures]) -> HourFigures:
@@ -121,19 +151,27 @@ def merged(figures: list[HourFigures]) -> HourFigures:
         total.discarded.update(f.discarded)
         total.markers.update(f.markers)
         total.lags_ms += f.lags_ms
-        total.recovered, total.torn_dropped = total.recovered + f.recovered, total.torn_dropped + f.torn_dropped
+        total.recovered, total.torn_dropped = (
+            total.recovered + f.recovered,
+            total.torn_dropped + f.torn_dropped,
+        )
     return total
 
 
 def hour_metadata(figures: HourFigures, kept: str = "trades") -> dict:
     plain = figures.metadata()
     plain[kept] = plain.pop("trades")
-    return {**plain, "discarded_by_reason": dg.MetadataValue.json(plain["discarded_by_reason"]),
-            "markers": dg.MetadataValue.json(plain["markers"]),
-            **{k: dg.MetadataValue.float(plain[k]) for k in ("lag_p50_ms", "lag_p95_ms") if plain[k] is not None}}
+    return {
+        **plain,
+        "discarded_by_reason": dg.MetadataValue.json(plain["discarded_by_reason"]),
+        "markers": dg.MetadataValue.json(plain["markers"]),
+        **{k: dg.MetadataValue.float(plain[k]) for k in ("lag_p50_ms", "lag_p95_ms") if plain[k] is not None},
+    }
 
 
-def reconcile(clickhouse: ClickHouseResource, root, origins: dict, hours: list[tuple[str, str, str]]) -> list[dict]:
+def reconcile(
+    clickhouse: ClickHouseResource, root, origins: dict, hours: list[tuple[str, str, str]]
+) -> list[dict]:
     """Per (hour, venue, instrument) of the run: trades from the live landing and from the refill
     (`origins`: (venue, instrument) -> hour -> [live, refilled]) and the hour's book gaps; written to
     `live_reconciliation` (every hour of the days the run rewrote, since each was recounted)."""
@@ -141,31 +179,75 @@ def reconcile(clickhouse: ClickHouseResource, root, origins: dict, hours: list[t
     for (venue, instrument), by_hour in origins.items():
         for hour, (live, refilled) in by_hour.items():
             gaps = book_gaps(root, venue, instrument, hour)
-            records.append({"hour": hour, "venue": venue, "instrument": instrument, "live_trades": live,
-                            "refilled_trades": refilled, "book_gaps": gaps})
+            records.append(
+                {
+                    "hour": hour,
+                    "venue": venue,
+                    "instrument": instrument,
+                    "live_trades": live,
+                    "refilled_trades": refilled,
+                    "book_gaps": gaps,
+                }
+            )
     wanted = set(hours)
     for hour, venue, instrument in hours:  # an hour without trades still has its row (and its gaps)
         if hour not in origins.get((venue, instrument), {}):
-            records.append({"hour": hour, "venue": venue, "instrument": instrument, "live_trades": 0,
-                            "refilled_trades": 0, "book_gaps": book_gaps(root, venue, instrument, hour)})
+            records.append(
+                {
+                    "hour": hour,
+                    "venue": venue,
+                    "instrument": instrument,
+                    "live_trades": 0,
+                    "refilled_trades": 0,
+                    "book_gaps": book_gaps(root, venue, instrument, hour),
+                }
+            )
     with clickhouse.get_client() as client:
-        record_reconciliation(client, clickhouse.database, [
-            (r["venue"], r["instrument"], parse_hour(r["hour"]), r["live_trades"], r["refilled_trades"],
-             len(r["book_gaps"])) for r in records])
-    return sorted((r for r in records if (r["hour"], r["venue"], r["instrument"]) in wanted),
-                  key=lambda r: (r["venue"], r["instrument"], r["hour"]))
+        record_reconciliation(
+            client,
+            clickhouse.database,
+            [
+                (
+                    r["venue"],
+                    r["instrument"],
+                    parse_hour(r["hour"]),
+                    r["live_trades"],
+                    r["refilled_trades"],
+                    len(r["book_gaps"]),
+                )
+                for r in records
+            ],
+        )
+    return sorted(
+        (r for r in records if (r["hour"], r["venue"], r["instrument"]) in wanted),
+        key=lambda r: (r["venue"], r["instrument"], r["hour"]),
+    )
 
 
 def reconciliation_metadata(records: list[dict]) -> dict:
-    rows = [(r["hour"], f"{r['venue']}:{r['instrument']}", f"{r['live_trades']:,}", f"{r['refilled_trades']:,}",
-             len(r["book_gaps"])) for r in records]
-    gaps = [{"hour": r["hour"], "instrument": f"{r['venue']}:{r['instrument']}", **g} for r in records
-            for g in r["book_gaps"]]
-    return {"live_trades_from_landing": sum(r["live_trades"] for r in records),
-            "trades_from_refill": sum(r["refilled_trades"] for r in records),
-            "book_gaps": dg.MetadataValue.json(gaps),
-            "reconciliation": dg.MetadataValue.md(table(["hour", "instrument", "from live landing",
-                                                         "from REST/archive refill", "book gaps"], rows))}
+    rows = [
+        (
+            r["hour"],
+            f"{r['venue']}:{r['instrument']}",
+            f"{r['live_trades']:,}",
+            f"{r['refilled_trades']:,}",
+            len(r["book_gaps"]),
+        )
+        for r in records
+    ]
+    gaps = [
+        {"hour": r["hour"], "instrument": f"{r['venue']}:{r['instrument']}", **g}
+        for r in records
+        for g in r["book_gaps"]
+    ]
+    return {
+        "live_trades_from_landing": sum(r["live_trades"] for r in records),
+        "trades_from_refill": sum(r["refilled_trades"] for r in records),
+        "book_gaps": dg.MetadataValue.json(gaps),
+        "reconciliation": dg.MetadataValue.md(
+            table(["hour", "instrument", "from live landing", "from REST/archive refill", "book gaps"], rows)
+        ),
+    }
 
 
 def coverage_hours(last_hour: str, hours: int = COVERAGE_HOURS) -> list[str]:
@@ -174,8 +256,15 @@ def coverage_hours(last_hour: str, hours: int = COVERAGE_HOURS) -> list[str]:
     return [hour_key(last - timedelta(hours=h)) for h in range(hours - 1, -1, -1)]
 
 
-def coverage(instance, asset_key, root, instruments: list[str], last_hour: str, loaded_now=(),
-             hours: int = COVERAGE_HOURS) -> tuple[str, dict[str, int]]:
+def coverage(
+    instance,
+    asset_key,
+    root,
+    instruments: list[str],
+    last_hour: str,
+    loaded_now=(),
+    hours: int = COVERAGE_HOURS,
+) -> tuple[str, dict[str, int]]:
     """The live hours' picture: instruments x the `hours` up to `last_hour`, each cell loaded (1),
     loaded with book gaps or without a trade file of its own (0.5), not loaded (0); and the counts.
     Loaded: the hour is materialized (`instance`), or loaded by this run (`loaded_now`)."""
@@ -184,8 +273,11 @@ def coverage(instance, asset_key, root, instruments: list[str], last_hour: str, 
     cells, counts = [], {"loaded": 0, "with_gaps": 0, "missing": 0}
     for key in instruments:
         parsed, line = parse_partition_key(key), []
-        landed = {file_hour(p) for day in {parse_hour(c).date() for c in columns}
-                  for p in day_files(root, parsed.instrument, day, parsed.venue)}
+        landed = {
+            file_hour(p)
+            for day in {parse_hour(c).date() for c in columns}
+            for p in day_files(root, parsed.instrument, day, parsed.venue)
+        }
         for hour in columns:
             if partition_hour(hour) not in done:
                 line.append(0.0)
@@ -197,13 +289,24 @@ def coverage(instance, asset_key, root, instruments: list[str], last_hour: str, 
                 line.append(1.0)
                 counts["loaded"] += 1
         cells.append(line)
-    svg = heatmap_svg(f"live hours loaded, {columns[0]}..{columns[-1]} (amber: book gaps)", instruments,
-                      [c[5:] for c in columns], cells)
+    svg = heatmap_svg(
+        f"live hours loaded, {columns[0]}..{columns[-1]} (amber: book gaps)",
+        instruments,
+        [c[5:] for c in columns],
+        cells,
+    )
     return svg_markdown_image(svg, "live hours coverage"), counts
 
 
-@dg.asset(group_name=GROUP, partitions_def=live_partitions, deps=[TICK_STORE], kinds={"clickhouse"},
-          backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CLICKHOUSE, freshness_policy=FRESHNESS)
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=live_partitions,
+    deps=[TICK_STORE],
+    kinds={"clickhouse"},
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=pools.CLICKHOUSE,
+    freshness_policy=FRESHNESS,
+)
 def live_trades(context: dg.AssetExecutionContext, config: LiveIngestConfig, clickhouse: ClickHouseResource):
     """Live trades (Binance spot, OKX, Deribit) from the collector's closed landing hours, in ClickHouse
     `trades` (every trade, each trade id once): each run rewrites the UTC day slices its hours feed
@@ -212,11 +315,18 @@ def live_trades(context: dg.AssetExecutionContext, config: LiveIngestConfig, cli
     report = IngestReport()
     slices = []
     for venue in dict.fromkeys(v for _, v, _ in triples):
-        mine = [key for hour, v, instrument in triples if v == venue for key in live_slices([hour], [(v, instrument)])]
+        mine = [
+            key
+            for hour, v, instrument in triples
+            if v == venue
+            for key in live_slices([hour], [(v, instrument)])
+        ]
         slices += planned(clickhouse, config, LIVE_VENUES[venue].source, mine, report)
     with clickhouse.get_client() as client:  # what a refill added is kept (ingest/live/load.py)
         stored = stored_live_rows(client, clickhouse.database, slices)
-        seed_master(client, clickhouse.database)  # contract sizes: the stored master, each hour's valid version
+        seed_master(
+            client, clickhouse.database
+        )  # contract sizes: the stored master, each hour's valid version
     root = settings.live_landing_dir()
     load = LiveTradesLoad(root, slices, stored)
     report.merge(engine(context, clickhouse, config).run([load.feeds(config.workers or 1, config.attempts)]))
@@ -228,19 +338,38 @@ def live_trades(context: dg.AssetExecutionContext, config: LiveIngestConfig, cli
 
     def found(hour, venue, instrument) -> str:
         r = by_key.get((hour, venue, instrument), {})
-        return f"{r.get('live_trades', 0):,} / {r.get('refilled_trades', 0):,} / {len(r.get('book_gaps', ())):,}"
+        return (
+            f"{r.get('live_trades', 0):,} / {r.get('refilled_trades', 0):,} / {len(r.get('book_gaps', ())):,}"
+        )
 
-    hours = hour_observations(context, lambda v, i, h: load.figures.get((v, i), {}).get(h, HourFigures(h)),
-                              triples, found, own_rows=lambda f: f.trades)
+    hours = hour_observations(
+        context,
+        lambda v, i, h: load.figures.get((v, i), {}).get(h, HourFigures(h)),
+        triples,
+        found,
+        own_rows=lambda f: f.trades,
+    )
     extra = {"trades": run_hours_metadata(hours, report.metadata("trades")["rows"])}
     extra["trades"]["kept_from_store"] = sum(load.kept.values())  # trades a refill added, no file holds
     extra["trades"].update(reconciliation_metadata(records))
     if triples:
-        landed = {key for keys in hour_instruments_landed(root, "live_trades", coverage_hours(max(h for h, _, _ in triples))
-                                                          ).values() for key in keys}
+        landed = {
+            key
+            for keys in hour_instruments_landed(
+                root, "live_trades", coverage_hours(max(h for h, _, _ in triples))
+            ).values()
+            for key in keys
+        }
         instruments = sorted({partition_key(v, i) for _, v, i in triples} | landed)
-        chart, counts = coverage(context.instance, context.asset_key, root, instruments, max(h for h, _, _ in triples),
-                                 context.partition_keys)
-        extra["trades"].update({"coverage": dg.MetadataValue.md(chart),
-                                **{f"coverage_{k}": v for k, v in counts.items()}})
+        chart, counts = coverage(
+            context.instance,
+            context.asset_key,
+            root,
+            instruments,
+            max(h for h, _, _ in triples),
+            context.partition_keys,
+        )
+        extra["trades"].update(
+            {"coverage": dg.MetadataValue.md(chart), **{f"coverage_{k}": v for k, v in counts.items()}}
+        )
     yield from materialize(context, report, {"trades": "live_trades"}, config.max_failed, extra)

@@ -49,12 +49,21 @@ LIVE_DATASET_RULES = {
     "agg_trades": tuple(replace(rule, dataset="agg_trades") for rule in TRADE_RULES),  # the trades' rules
 }
 # the live hours of trades (every venue of ingest/live/load.py) and of the other datasets (their venues)
-LIVE_TRADE_CHECKS = [*(by_hour(rule_check("live_trades", rule), "trades", list(LIVE_VENUES)) for rule in TRADE_RULES),
-                     by_hour(trade_id_check("live_trades"), "trades", list(LIVE_VENUES)), LIVE_MATCHES_HOURLY_CHECK]
-LIVE_DATASET_CHECKS = [*(by_hour(rule_check(asset_name(dataset), rule), rule.dataset, list(CHANNELS[dataset]))
-                         for dataset, rules in LIVE_DATASET_RULES.items() for rule in rules),
-                       by_hour(trade_id_check(asset_name("agg_trades"), "agg_trades"), "agg_trades",
-                               list(CHANNELS["agg_trades"]))]
+LIVE_TRADE_CHECKS = [
+    *(by_hour(rule_check("live_trades", rule), "trades", list(LIVE_VENUES)) for rule in TRADE_RULES),
+    by_hour(trade_id_check("live_trades"), "trades", list(LIVE_VENUES)),
+    LIVE_MATCHES_HOURLY_CHECK,
+]
+LIVE_DATASET_CHECKS = [
+    *(
+        by_hour(rule_check(asset_name(dataset), rule), rule.dataset, list(CHANNELS[dataset]))
+        for dataset, rules in LIVE_DATASET_RULES.items()
+        for rule in rules
+    ),
+    by_hour(
+        trade_id_check(asset_name("agg_trades"), "agg_trades"), "agg_trades", list(CHANNELS["agg_trades"])
+    ),
+]
 
 live_checks = asset_checks(LIVE_TRADE_CHECKS, live_partitions)
 live_dataset_checks = asset_checks(LIVE_DATASET_CHECKS, live_partitions)

@@ -40,23 +40,45 @@ class LiveRefillConfig(RunConfig):
     max_failed: int = 0
     """The step fails when more slices than this could not be refilled (the others are written)."""
     instruments: list[str] = []  # noqa: RUF012 - pydantic copies the default
-    """Only these instruments (VENUE:INSTRUMENT); empty: every one with a closed trade file of the run's hours."""
+    """Only these instruments (VENUE:INSTRUMENT); empty: every one with a closed trade file of the run's
+    hours."""
 
 
-@dg.asset(group_name=GROUP, partitions_def=live_partitions, deps=["live_trades"], pool=pools.CRYPTO_VENUES,
-          backfill_policy=dg.BackfillPolicy.single_run(), kinds={"clickhouse", "polars"},
-          required_resource_keys={"clickhouse", *VENUE_KEYS.values()})
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=live_partitions,
+    deps=["live_trades"],
+    pool=pools.CRYPTO_VENUES,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    kinds={"clickhouse", "polars"},
+    required_resource_keys={"clickhouse", *VENUE_KEYS.values()},
+)
 def live_trade_id_refill(context: dg.AssetExecutionContext, config: LiveRefillConfig) -> dg.MaterializeResult:
     """The trade ids missing from the run's hours' day slices of live trades, fetched by id from the
     venue and written with the slice's stored trades as its new load (one pointer flip); then the
     hours reconciled: trades from the live landing vs from the refill."""
     clickhouse: ClickHouseResource = context.resources.clickhouse
     triples = hour_instruments(context.partition_keys, "live_trades", config.instruments)
-    slices = sorted({SliceKey("trades", venue, instrument, date.fromisoformat(hour[:10]))
-                     for hour, venue, instrument in triples})
-    clients = {venue: getattr(context.resources, VENUE_KEYS[venue]).make_client for venue in {s.venue for s in slices}}
-    report = refill(clickhouse.get_client, clickhouse.database, context.run.run_id, slices, clients,
-                    max_ranges=config.max_ranges, workers=1, log=context.log.info)
+    slices = sorted(
+        {
+            SliceKey("trades", venue, instrument, date.fromisoformat(hour[:10]))
+            for hour, venue, instrument in triples
+        }
+    )
+    clients = {
+        venue: getattr(context.resources, VENUE_KEYS[venue]).make_client
+        for venue in {s.venue for s in slices}
+    }
+    report = refill(
+        clickhouse.get_client,
+        clickhouse.database,
+        context.run.run_id,
+        slices,
+        clients,
+        max_ranges=config.max_ranges,
+        workers=1,
+        log=context.log.info,
+    )
     root = settings.live_landing_dir()
     with clickhouse.get_client() as client:
         origins = day_origins(client, clickhouse.database, root, slices)

@@ -44,17 +44,22 @@ DESCRIPTIONS = {
 }
 
 
-
 def load_hours(context, config: LiveIngestConfig, clickhouse: ClickHouseResource, dataset: str):
     """The run's hours of `dataset` loaded (one engine run), their observations logged; the asset's
     MaterializeResult (or the step's failure)."""
     venues = CHANNELS[dataset]
-    triples = hour_instruments(context.partition_keys, asset_name(dataset), config.instruments, venues, dataset)
+    triples = hour_instruments(
+        context.partition_keys, asset_name(dataset), config.instruments, venues, dataset
+    )
     report = IngestReport()
     slices = []
     for venue in dict.fromkeys(v for _, v, _ in triples):
-        mine = dict.fromkeys(key for hour, v, instrument in triples if v == venue
-                             for key in dataset_slices(dataset, [hour], [(v, instrument)]))
+        mine = dict.fromkeys(
+            key
+            for hour, v, instrument in triples
+            if v == venue
+            for key in dataset_slices(dataset, [hour], [(v, instrument)])
+        )
         slices += planned(clickhouse, config, SOURCES[venue], list(mine), report)
     with clickhouse.get_client() as client:  # contract sizes: the stored master, each hour's valid version
         seed_master(client, clickhouse.database)
@@ -63,23 +68,42 @@ def load_hours(context, config: LiveIngestConfig, clickhouse: ClickHouseResource
     with clickhouse.get_client() as client:
         keep_looked_up(client, clickhouse.database)
     clickhouse.close()
-    hours = hour_observations(context, lambda v, i, h: load.figures.get((v, i), {}).get(h, HourFigures(h)), triples,
-                              own_rows=lambda f: f.stored, kept="messages")
-    yield from materialize(context, report, {dataset: asset_name(dataset)}, config.max_failed,
-                           {dataset: run_hours_metadata(hours, report.metadata(dataset)["rows"], "messages")})
+    hours = hour_observations(
+        context,
+        lambda v, i, h: load.figures.get((v, i), {}).get(h, HourFigures(h)),
+        triples,
+        own_rows=lambda f: f.stored,
+        kept="messages",
+    )
+    yield from materialize(
+        context,
+        report,
+        {dataset: asset_name(dataset)},
+        config.max_failed,
+        {dataset: run_hours_metadata(hours, report.metadata(dataset)["rows"], "messages")},
+    )
 
 
 def live_dataset_asset(dataset: str) -> dg.AssetsDefinition:
     """The hourly live asset of `dataset` (a key of ingest/live/dataset_rows.py `CHANNELS`)."""
     venues = ", ".join(CHANNELS[dataset])
 
-    @dg.asset(name=asset_name(dataset), group_name=GROUP, partitions_def=live_partitions, deps=[TICK_STORE],
-              kinds={"clickhouse"}, backfill_policy=dg.BackfillPolicy.single_run(), pool=pools.CLICKHOUSE,
-              freshness_policy=FRESHNESS,
-              description=f"Live {DESCRIPTIONS[dataset]} ({venues}), from the collector's closed landing hours: "
-                          "each run rewrites the UTC day slices its hours feed from every closed landing file of "
-                          "those days so far (a re-run changes nothing).")
-    def live_dataset(context: dg.AssetExecutionContext, config: LiveIngestConfig, clickhouse: ClickHouseResource):
+    @dg.asset(
+        name=asset_name(dataset),
+        group_name=GROUP,
+        partitions_def=live_partitions,
+        deps=[TICK_STORE],
+        kinds={"clickhouse"},
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=pools.CLICKHOUSE,
+        freshness_policy=FRESHNESS,
+        description=f"Live {DESCRIPTIONS[dataset]} ({venues}), from the collector's closed landing hours: "
+        "each run rewrites the UTC day slices its hours feed from every closed landing file of "
+        "those days so far (a re-run changes nothing).",
+    )
+    def live_dataset(
+        context: dg.AssetExecutionContext, config: LiveIngestConfig, clickhouse: ClickHouseResource
+    ):
         yield from load_hours(context, config, clickhouse, dataset)
 
     return live_dataset

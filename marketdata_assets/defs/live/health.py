@@ -33,11 +33,24 @@ def status_url() -> str | None:
 def observation(body: dict, url: str) -> dg.AssetObservation:
     """The observation of one /status body (its per-venue table, the totals as numbers to plot)."""
     rows, totals = status_overview(body)
-    columns = ["venue", "health", "connections", "last_frame_age_s", "frames", "trades", "gaps", "disconnects",
-               "overflow_frames", "publish_buffer"]
-    metadata = {"collector_status": dg.MetadataValue.md(table(columns, [[r[c] for c in columns] for r in rows])),
-                "collector_url": url, "healthy": totals.pop("healthy"),
-                **{f"live_{name}": dg.MetadataValue.int(int(value)) for name, value in totals.items()}}
+    columns = [
+        "venue",
+        "health",
+        "connections",
+        "last_frame_age_s",
+        "frames",
+        "trades",
+        "gaps",
+        "disconnects",
+        "overflow_frames",
+        "publish_buffer",
+    ]
+    metadata = {
+        "collector_status": dg.MetadataValue.md(table(columns, [[r[c] for c in columns] for r in rows])),
+        "collector_url": url,
+        "healthy": totals.pop("healthy"),
+        **{f"live_{name}": dg.MetadataValue.int(int(value)) for name, value in totals.items()},
+    }
     return dg.AssetObservation(asset_key="live_trades", metadata=metadata)
 
 

@@ -60,9 +60,12 @@ def closed_dataset_files(root: Path, since: str, known: list[str]) -> list[tuple
     known = list(dict.fromkeys([*known, *(key for *_, key in channels if isinstance(key, str))]))
     found = []
     for venue, channel, asset, key in channels:
-        keys = [key] if isinstance(key, str) else [
-            k for k in known if k.startswith(f"{venue}:") and key.carries(k.split(":", 1)[1])]
-        for path in (closed_files(root, venue, channel) if keys else []):
+        keys = (
+            [key]
+            if isinstance(key, str)
+            else [k for k in known if k.startswith(f"{venue}:") and key.carries(k.split(":", 1)[1])]
+        )
+        for path in closed_files(root, venue, channel) if keys else []:
             if file_hour(path) >= since:
                 found += [(f"{venue}/{channel}/{path.name}", file_hour(path), k, asset) for k in keys]
     return found

@@ -15,7 +15,7 @@ freshness policy would, an hour later).
 import hashlib
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -30,8 +30,12 @@ TIME_BUDGET_S = 40  # an evaluation times out at 60 s
 
 live_trades_job = dg.define_asset_job("live_trades_job", selection=dg.AssetSelection.assets("live_trades"))
 # what the landing sensor launches: one of these assets a run (each request names it)
-live_hours_job = dg.define_asset_job("live_hours_job", selection=dg.AssetSelection.assets(
-    "live_trades", *(asset_name(dataset) for dataset in LIVE_DATASET_NAMES)))
+live_hours_job = dg.define_asset_job(
+    "live_hours_job",
+    selection=dg.AssetSelection.assets(
+        "live_trades", *(asset_name(dataset) for dataset in LIVE_DATASET_NAMES)
+    ),
+)
 
 
 def hour_runs(closed: dict[str, dict[str, list[str]]], asset: str = "live_trades") -> list[dg.RunRequest]:
@@ -40,16 +44,25 @@ def hour_runs(closed: dict[str, dict[str, list[str]]], asset: str = "live_trades
     same hour is a new run) as the run's `instruments`."""
     requests = []
     for hour in sorted(closed):
-        files = hashlib.sha1("\n".join(sorted(p for paths in closed[hour].values() for p in paths)).encode()).hexdigest()
-        requests.append(dg.RunRequest(
-            run_key=f"{asset}:{partition_hour(hour)}:{files[:16]}", partition_key=partition_hour(hour),
-            asset_selection=[dg.AssetKey(asset)],
-            run_config={"ops": {asset: {"config": {"instruments": sorted(closed[hour])}}}}))
+        files = hashlib.sha1(
+            "\n".join(sorted(p for paths in closed[hour].values() for p in paths)).encode()
+        ).hexdigest()
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{asset}:{partition_hour(hour)}:{files[:16]}",
+                partition_key=partition_hour(hour),
+                asset_selection=[dg.AssetKey(asset)],
+                run_config={"ops": {asset: {"config": {"instruments": sorted(closed[hour])}}}},
+            )
+        )
     return requests
 
 
-@dg.sensor(job=live_hours_job, minimum_interval_seconds=settings.landing_sensor_interval_s(),
-           default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(
+    job=live_hours_job,
+    minimum_interval_seconds=settings.landing_sensor_interval_s(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
 def live_landing_hours(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     """Each newly closed file of a live asset's channels requests a load of its hour by that asset (one
     run per asset and hour, the instruments whose files closed in its config). Cursor: the closed files
@@ -57,7 +70,7 @@ def live_landing_hours(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     start, a second segment after a restart within the hour) requests its hour again, and no file is
     requested twice."""
     seen = set(json.loads(context.cursor)) if context.cursor else set()
-    since = hour_key(datetime.now(timezone.utc) - LOOKBACK)
+    since = hour_key(datetime.now(UTC) - LOOKBACK)
     root = settings.live_landing_dir()
     started = time.monotonic()
     closed: dict[str, dict[str, dict[str, list[str]]]] = {}  # asset -> hour -> key -> files
@@ -74,5 +87,7 @@ def live_landing_hours(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     requests = [request for asset, by_hour in closed.items() for request in hour_runs(by_hour, asset)]
     if requests:
         files = sum(len(keys) for by_hour in closed.values() for keys in by_hour.values())
-        context.log.info(f"{files} newly closed (asset, hour, instrument) file(s) under {root}: {len(requests)} run(s)")
+        context.log.info(
+            f"{files} newly closed (asset, hour, instrument) file(s) under {root}: {len(requests)} run(s)"
+        )
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(sorted(current)))

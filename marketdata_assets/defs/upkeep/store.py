@@ -23,10 +23,19 @@ def tick_store(context: dg.AssetExecutionContext, clickhouse: ClickHouseResource
         version = client.server_version
         tables = client.query(
             "SELECT name, engine, total_rows FROM system.tables WHERE database = {db:String} ORDER BY name",
-            parameters={"db": clickhouse.database}).result_rows
-    context.log.info(f"ClickHouse {version}: database {clickhouse.database} has {len(tables)} tables and views")
-    return dg.MaterializeResult(metadata={
-        "engine_version": version, "embedded": clickhouse.embedded, "database": clickhouse.database,
-        "tables": dg.MetadataValue.md(table(["table", "engine", "rows"], ((n, e, r or 0) for n, e, r in tables))),
-        "seconds": round(time.monotonic() - started, 3),
-    })
+            parameters={"db": clickhouse.database},
+        ).result_rows
+    context.log.info(
+        f"ClickHouse {version}: database {clickhouse.database} has {len(tables)} tables and views"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "engine_version": version,
+            "embedded": clickhouse.embedded,
+            "database": clickhouse.database,
+            "tables": dg.MetadataValue.md(
+                table(["table", "engine", "rows"], ((n, e, r or 0) for n, e, r in tables))
+            ),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+    )

@@ -19,7 +19,7 @@ import re
 import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 RUNNING, ENDED, FAILED = "running", "ended", "failed"
@@ -34,8 +34,10 @@ def describe(holder: dict) -> str:
     """'who (pid N on host, since T)' of a lock file's holder record."""
     if not holder:
         return "an importer that has not said who it is yet"
-    return (f"{holder.get('holder', 'an importer')} (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
-            f"since {holder.get('since', '?')})")
+    return (
+        f"{holder.get('holder', 'an importer')} (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
+        f"since {holder.get('since', '?')})"
+    )
 
 
 def _record(fd: int) -> dict:
@@ -60,8 +62,10 @@ def _acquire(path: Path, partition: str) -> int:
     except BlockingIOError:
         holder = describe(_record(fd))
         os.close(fd)
-        raise PartitionBusy(f"alpha import of {partition} is already running: {holder}. One importer per "
-                            "partition: wait for it to end (or stop it), then run again") from None
+        raise PartitionBusy(
+            f"alpha import of {partition} is already running: {holder}. One importer per "
+            "partition: wait for it to end (or stop it), then run again"
+        ) from None
 
 
 def _release(fd: int) -> None:
@@ -70,12 +74,13 @@ def _release(fd: int) -> None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @contextmanager
-def partition_lock(lock_dir: Path, store: str, alpha_type: str, months: Iterable[str],
-                   holder: str = "an alpha import") -> Iterator[list[str]]:
+def partition_lock(
+    lock_dir: Path, store: str, alpha_type: str, months: Iterable[str], holder: str = "an alpha import"
+) -> Iterator[list[str]]:
     """Hold the import lock of `alpha_type` for each month in `store` (e.g. 'regular_alphas.alphas')
     for the block, or raise PartitionBusy at once when a live importer holds one of them. Yields the
     descriptions of earlier importers of these partitions that died (or failed) before they ended:
@@ -96,8 +101,11 @@ def partition_lock(lock_dir: Path, store: str, alpha_type: str, months: Iterable
         _write(fd, {**record, "state": RUNNING})
     ended = False
     try:
-        yield [f"{partition}: {describe(previous)} did not end ({previous['state']})"
-               for _, partition, previous in held if previous.get("state") not in (None, ENDED)]
+        yield [
+            f"{partition}: {describe(previous)} did not end ({previous['state']})"
+            for _, partition, previous in held
+            if previous.get("state") not in (None, ENDED)
+        ]
         ended = True
     finally:
         for fd, _, _ in held:

@@ -87,10 +87,12 @@ class ImportStats:
 
     def as_metadata(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in ("quarantined", "flagged", "by_month")} | {
-            "files_quarantined": len(self.quarantined), "files_flagged": len(self.flagged),
+            "files_quarantined": len(self.quarantined),
+            "files_flagged": len(self.flagged),
             "documents_written": self.inserted + self.merged + self.replaced,
             # stored as they are: alphas found unchanged, and files the ledger knew (one alpha each), not read
-            "records_unchanged": self.unchanged + self.files_skipped}
+            "records_unchanged": self.unchanged + self.files_skipped,
+        }
 
 
 @dataclass
@@ -108,13 +110,13 @@ class _Batch:
     """One prepared write: the documents, the ledger entries of its files, what it counts."""
 
     alpha_type: str
-    docs: dict[str, dict]       # alpha id -> document to store (new or changed)
-    new: dict[str, dict]        # alpha id -> alpha that was not stored when read (its document is itself)
-    replace: list[str]          # ids whose stored document is replaced
+    docs: dict[str, dict]  # alpha id -> document to store (new or changed)
+    new: dict[str, dict]  # alpha id -> alpha that was not stored when read (its document is itself)
+    replace: list[str]  # ids whose stored document is replaced
     entries: list[dict]
     counts: dict[str, int]
     sources: dict[str, tuple[str, Path]]  # alpha id -> (name, path) of the file it came from
-    counted: dict[str, str]     # alpha id -> the count it is in (inserted, merged, replaced, unchanged)
+    counted: dict[str, str]  # alpha id -> the count it is in (inserted, merged, replaced, unchanged)
 
 
 class _Writer:
@@ -132,7 +134,9 @@ class _Writer:
             future, batch, self._future, self._batch = self._future, self._batch, None, None
             counts = future.result()
             self._done(counts)  # the batch and its ledger entries are committed: documents written
-            metrics.loaded(f"{batch.alpha_type}_alphas", "mongodb", sum(counts.get(k, 0) for k in WRITTEN_COUNTS))
+            metrics.loaded(
+                f"{batch.alpha_type}_alphas", "mongodb", sum(counts.get(k, 0) for k in WRITTEN_COUNTS)
+            )
 
     def wait_for(self, alpha_type: str, ids: Iterable[str]) -> None:
         """Wait if the batch in flight writes any of these alphas (so reading them sees the write)."""
@@ -177,14 +181,24 @@ def _name_problem(name: str, alpha_id: str) -> str | None:
     return None
 
 
-def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_super: Database,
-                 collection: str = "alphas", mode: str = "incremental",
-                 time_range: tuple[datetime, datetime] | None = None, batch_size: int = 1000,
-                 array_keys: Mapping[str, str | None] | None = None, quarantine_root: Path | None = None,
-                 landing_root: Path | None = None, run_id: str | None = None,
-                 on_progress: Callable[[ImportStats], None] | None = None, after_crash: bool = False,
-                 conflict_wait_s: float | None = None, on_wait: Callable[[str], None] | None = None
-                 ) -> ImportStats:
+def import_files(
+    files: Iterable[tuple[str, Path]],
+    *,
+    db_regular: Database,
+    db_super: Database,
+    collection: str = "alphas",
+    mode: str = "incremental",
+    time_range: tuple[datetime, datetime] | None = None,
+    batch_size: int = 1000,
+    array_keys: Mapping[str, str | None] | None = None,
+    quarantine_root: Path | None = None,
+    landing_root: Path | None = None,
+    run_id: str | None = None,
+    on_progress: Callable[[ImportStats], None] | None = None,
+    after_crash: bool = False,
+    conflict_wait_s: float | None = None,
+    on_wait: Callable[[str], None] | None = None,
+) -> ImportStats:
     """Import alpha files ((name in the ledger, path) pairs) and return what happened.
 
     `on_progress(stats)` is called after every bulk write (a batch of documents and their ledger
@@ -194,27 +208,49 @@ def import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_
 
     A write conflict with a transaction left open on the server is waited out (`on_wait` gets one
     line saying so; default: this module's logger) for up to `conflict_wait_s` (None: the server's
-    transaction lifetime + stores.mongo.alphas.CONFLICT_GRACE_S), then ImportBlocked. `after_crash` (an importer of
-    these partitions died, `import_lock` says): every batch is written in a transaction, so a
+    transaction lifetime + stores.mongo.alphas.CONFLICT_GRACE_S), then ImportBlocked. `after_crash` (an
+    importer of these partitions died, `import_lock` says): every batch is written in a transaction, so a
     conflict with what the dead one left surfaces at once; a plain insert would wait on the server
     for as long as that transaction lives, silently (on SecantusDB until a transaction statement
     reaps it)."""
     try:
-        return _import_files(files, db_regular=db_regular, db_super=db_super, collection=collection, mode=mode,
-                             time_range=time_range, batch_size=batch_size, array_keys=array_keys,
-                             quarantine_root=quarantine_root, landing_root=landing_root, run_id=run_id,
-                             on_progress=on_progress, after_crash=after_crash,
-                             conflicts=ConflictWait(db_regular.client, conflict_wait_s, on_wait or _log.warning))
+        return _import_files(
+            files,
+            db_regular=db_regular,
+            db_super=db_super,
+            collection=collection,
+            mode=mode,
+            time_range=time_range,
+            batch_size=batch_size,
+            array_keys=array_keys,
+            quarantine_root=quarantine_root,
+            landing_root=landing_root,
+            run_id=run_id,
+            on_progress=on_progress,
+            after_crash=after_crash,
+            conflicts=ConflictWait(db_regular.client, conflict_wait_s, on_wait or _log.warning),
+        )
     except ConnectionFailure as error:  # also ServerSelectionTimeoutError, AutoReconnect, NetworkTimeout
         raise store_unavailable(db_regular.client, error) from error
 
 
-def _import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db_super: Database,
-                  collection: str, mode: str, time_range: tuple[datetime, datetime] | None, batch_size: int,
-                  array_keys: Mapping[str, str | None] | None, quarantine_root: Path | None,
-                  landing_root: Path | None, run_id: str | None,
-                  on_progress: Callable[[ImportStats], None] | None, after_crash: bool,
-                  conflicts: ConflictWait) -> ImportStats:
+def _import_files(
+    files: Iterable[tuple[str, Path]],
+    *,
+    db_regular: Database,
+    db_super: Database,
+    collection: str,
+    mode: str,
+    time_range: tuple[datetime, datetime] | None,
+    batch_size: int,
+    array_keys: Mapping[str, str | None] | None,
+    quarantine_root: Path | None,
+    landing_root: Path | None,
+    run_id: str | None,
+    on_progress: Callable[[ImportStats], None] | None,
+    after_crash: bool,
+    conflicts: ConflictWait,
+) -> ImportStats:
     if mode not in IMPORT_MODES:
         raise ValueError(f"unknown import mode {mode!r}: one of {', '.join(IMPORT_MODES)}")
     if mode == "time_range" and not time_range:
@@ -223,8 +259,16 @@ def _import_files(files: Iterable[tuple[str, Path]], *, db_regular: Database, db
     store = AlphaCollections(db_regular, db_super, collection, conflicts)
     batches = _BatchStore(store, mode=mode, array_keys=array_keys, run_id=run_id, after_crash=after_crash)
     files = list(files)
-    run = _Import(batches, files, mode=mode, time_range=time_range, batch_size=batch_size,
-                  quarantine_root=quarantine_root, landing_root=landing_root, on_progress=on_progress)
+    run = _Import(
+        batches,
+        files,
+        mode=mode,
+        time_range=time_range,
+        batch_size=batch_size,
+        quarantine_root=quarantine_root,
+        landing_root=landing_root,
+        on_progress=on_progress,
+    )
     run.load(files)
     stats = run.stats
     stats.seconds = round(time.monotonic() - started, 3)
@@ -237,9 +281,18 @@ class _Import:
     (reads the stored alphas, merges) for the writer thread (`_BatchStore.write`), quarantines bad
     files and keeps the statistics."""
 
-    def __init__(self, batches: _BatchStore, files: list[tuple[str, Path]], *, mode: str,
-                 time_range: tuple[datetime, datetime] | None, batch_size: int, quarantine_root: Path | None,
-                 landing_root: Path | None, on_progress: Callable[[ImportStats], None] | None):
+    def __init__(
+        self,
+        batches: _BatchStore,
+        files: list[tuple[str, Path]],
+        *,
+        mode: str,
+        time_range: tuple[datetime, datetime] | None,
+        batch_size: int,
+        quarantine_root: Path | None,
+        landing_root: Path | None,
+        on_progress: Callable[[ImportStats], None] | None,
+    ):
         self.batches, self.store = batches, batches.store
         self.mode, self.time_range, self.batch_size = mode, time_range, batch_size
         self.quarantine_root, self.landing_root, self.on_progress = quarantine_root, landing_root, on_progress
@@ -262,8 +315,9 @@ class _Import:
         """The batch written (in the writer thread), its counts with each alpha's by month of dateCreated."""
         counts = self.batches.write(batch)
         months = {entry["alpha_id"]: entry["month"] for entry in batch.entries}
-        counts["by_month"] = Counter((months[alpha_id], count) for alpha_id, count in batch.counted.items()
-                                     if alpha_id in months)
+        counts["by_month"] = Counter(
+            (months[alpha_id], count) for alpha_id, count in batch.counted.items() if alpha_id in months
+        )
         return counts
 
     def load(self, files: list[tuple[str, Path]]) -> None:
@@ -280,8 +334,10 @@ class _Import:
                     except Exception as error:  # noqa: BLE001 - whatever else is wrong with this one file
                         self.reject(name, path, f"could not be imported: {type(error).__name__}: {error}")
                         continue
-                    if alpha_type is not None and (len(pending[alpha_type].docs) >= limits[alpha_type]
-                                             or len(pending[alpha_type].files) >= 4 * limits[alpha_type]):
+                    if alpha_type is not None and (
+                        len(pending[alpha_type].docs) >= limits[alpha_type]
+                        or len(pending[alpha_type].files) >= 4 * limits[alpha_type]
+                    ):
                         writer.submit(self.prepare(alpha_type))
                 for alpha_type, batch in pending.items():
                     if batch.docs or batch.files:
@@ -322,8 +378,15 @@ class _Import:
             return None
         alpha_type = collection_for(alpha)
         keep = self.keeps(alpha, alpha_type)
-        entry = {"file": name, "size": len(data), "sha256": sha, "documents": int(keep), "alpha_id": alpha["id"],
-                 "type": alpha["type"], "month": month_of(alpha["dateCreated"])}
+        entry = {
+            "file": name,
+            "size": len(data),
+            "sha256": sha,
+            "documents": int(keep),
+            "alpha_id": alpha["id"],
+            "type": alpha["type"],
+            "month": month_of(alpha["dateCreated"]),
+        }
         # everything above may fail for this file alone; queueing only records
         self.queue(alpha_type, name, path, alpha, escape, keep, entry, notes)
         return alpha_type
@@ -338,11 +401,23 @@ class _Import:
             return modified is not None and modified > self.since[alpha_type]
         return True
 
-    def queue(self, alpha_type: str, name: str, path: Path, alpha: dict, escape: bool, keep: bool, entry: dict,
-              notes: list[str]) -> None:
+    def queue(
+        self,
+        alpha_type: str,
+        name: str,
+        path: Path,
+        alpha: dict,
+        escape: bool,
+        keep: bool,
+        entry: dict,
+        notes: list[str],
+    ) -> None:
         stats, batch = self.stats, self.pending[alpha_type]
         if keep:
-            batch.docs[alpha["id"]] = (alpha, escape)  # the same alpha twice in one batch: the later file wins
+            batch.docs[alpha["id"]] = (
+                alpha,
+                escape,
+            )  # the same alpha twice in one batch: the later file wins
             batch.sources[alpha["id"]] = (name, path)
             if name in self.ledgered:
                 batch.ledgered.add(alpha["id"])
@@ -362,14 +437,29 @@ class _Import:
         if ids:
             self.writer.wait_for(alpha_type, ids)
             old = self.store.stored_alphas(alpha_type, ids)
-        batch = _Batch(alpha_type, {}, {}, [], pending.files, {"inserted": 0, "merged": 0, "replaced": 0,
-                                                               "unchanged": 0},
-                       pending.sources, {})
+        batch = _Batch(
+            alpha_type,
+            {},
+            {},
+            [],
+            pending.files,
+            {"inserted": 0, "merged": 0, "replaced": 0, "unchanged": 0},
+            pending.sources,
+            {},
+        )
         for alpha_id, (size, count) in self.merge(pending, old, batch).items():
             name, path = pending.sources[alpha_id]
-            what = "merged with the stored alpha, its document would be" if count == "merged" else "its document is"
-            self.reject(name, path, f"alpha {alpha_id}: {what} {size:,} bytes, over MongoDB's limit of "
-                                    f"{MAX_DOCUMENT_BYTES:,} bytes per document (file {name})")
+            what = (
+                "merged with the stored alpha, its document would be"
+                if count == "merged"
+                else "its document is"
+            )
+            self.reject(
+                name,
+                path,
+                f"alpha {alpha_id}: {what} {size:,} bytes, over MongoDB's limit of "
+                f"{MAX_DOCUMENT_BYTES:,} bytes per document (file {name})",
+            )
             batch.entries = [entry for entry in batch.entries if entry["file"] != name]
             self.stats.files_imported -= 1
         return batch
@@ -378,15 +468,23 @@ class _Import:
         """Fill `batch` with the documents of the pending alphas merged with the stored ones (`old`);
         the alphas whose document is too large: id -> (its size, the count it would be in)."""
         mode, array_keys = self.mode, self.batches.array_keys
-        docs, new, replace, counted, counts = batch.docs, batch.new, batch.replace, batch.counted, batch.counts
+        docs, new, replace, counted, counts = (
+            batch.docs,
+            batch.new,
+            batch.replace,
+            batch.counted,
+            batch.counts,
+        )
         too_large = {}
         for alpha_id, (alpha, escape) in pending.docs.items():
             stored = old.get(alpha_id)
             # every alpha was validated when read: the documents need no second validation, and
             # a merged object has a key to escape only if the stored or the new one had one
             if mode == "rebuild" or stored is None:  # merged with nothing, an alpha is itself
-                doc, count = _encoded(to_document(alpha, validate=False, escape=escape)), \
-                    "replaced" if mode == "rebuild" else "inserted"
+                doc, count = (
+                    _encoded(to_document(alpha, validate=False, escape=escape)),
+                    "replaced" if mode == "rebuild" else "inserted",
+                )
             else:
                 # shared subtrees: nothing here mutates the alpha, the stored one or the merge
                 merged, changed = resolve_for_mode(stored[0], alpha, mode, array_keys, share=True)
@@ -394,7 +492,10 @@ class _Import:
                     counts["unchanged"] += 1
                     counted[alpha_id] = "unchanged"
                     continue
-                doc, count = _encoded(to_document(merged, validate=False, escape=escape or stored[1])), "merged"
+                doc, count = (
+                    _encoded(to_document(merged, validate=False, escape=escape or stored[1])),
+                    "merged",
+                )
             if len(doc.raw) > MAX_DOCUMENT_BYTES:  # the server would refuse it (and with it the batch)
                 too_large[alpha_id] = (len(doc.raw), count)
                 continue
@@ -426,8 +527,15 @@ class _BatchStore:
     a transaction or plainly; takes out of a batch what the server refuses, and merges an alpha
     inserted unread that is stored after all into what is stored."""
 
-    def __init__(self, store: AlphaCollections, *, mode: str, array_keys: Mapping[str, str | None] | None,
-                 run_id: str | None, after_crash: bool):
+    def __init__(
+        self,
+        store: AlphaCollections,
+        *,
+        mode: str,
+        array_keys: Mapping[str, str | None] | None,
+        run_id: str | None,
+        after_crash: bool,
+    ):
         self.store, self.mode, self.array_keys = store, mode, array_keys
         self.run_id, self.after_crash = run_id, after_crash
 
@@ -526,8 +634,9 @@ class _BatchStore:
         """New alphas found stored after all (duplicate key): merged into what is stored now."""
         old = self.store.stored_documents(batch.alpha_type, ids)
         for alpha_id in ids:
-            doc, changed = merged_document(old.get(alpha_id), batch.new.pop(alpha_id), self.mode, self.array_keys,
-                                           validate=False)
+            doc, changed = merged_document(
+                old.get(alpha_id), batch.new.pop(alpha_id), self.mode, self.array_keys, validate=False
+            )
             counts["inserted"] -= 1
             if changed:
                 counts["merged"] += 1

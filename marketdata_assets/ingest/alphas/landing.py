@@ -56,16 +56,30 @@ class LandedMonth:
     seconds: float = 0.0
 
     def as_metadata(self) -> dict:
-        return {"account": self.account, "month": self.month, "alphas_fetched": self.fetched,
-                "files_written": self.written, "files_unchanged": self.unchanged,
-                "files_quarantined": len(self.quarantined), "alphas_by_type": dict(self.by_type),
-                "seconds": self.seconds}
+        return {
+            "account": self.account,
+            "month": self.month,
+            "alphas_fetched": self.fetched,
+            "files_written": self.written,
+            "files_unchanged": self.unchanged,
+            "files_quarantined": len(self.quarantined),
+            "alphas_by_type": dict(self.by_type),
+            "seconds": self.seconds,
+        }
 
 
-async def land_month(api: AlphaApi, account: str, month: str, landing_root: Path, quarantine_root: Path, *,
-                     on_progress: Callable[[LandedMonth], None] | None = None) -> LandedMonth:
+async def land_month(
+    api: AlphaApi,
+    account: str,
+    month: str,
+    landing_root: Path,
+    quarantine_root: Path,
+    *,
+    on_progress: Callable[[LandedMonth], None] | None = None,
+) -> LandedMonth:
     """Fetch every alpha of (account, month) and land it; returns the counts. A fetch that completes
-    also records the ids it listed (`alpha_files.read_listing`): what the coverage picture holds the store to."""
+    also records the ids it listed (`alpha_files.read_listing`): what the coverage picture holds the store
+    to."""
     started = last_report = time.monotonic()
     landed = LandedMonth(account=account, month=month)
     listed: dict[str, list[str]] = {}
@@ -80,8 +94,12 @@ async def land_month(api: AlphaApi, account: str, month: str, landing_root: Path
         except ValueError as error:  # the alpha can't say where it belongs
             reason = f"alpha of account {account!r} in {month} can't be placed: {error}"
             target = quarantine_root / "unplaceable" / account / month / f"{next(unplaceable):06d}.json"
-            atomic_write_bytes(target, canonical_file_bytes(alpha) if isinstance(alpha, dict) else
-                               (json.dumps(alpha) + "\n").encode())
+            atomic_write_bytes(
+                target,
+                canonical_file_bytes(alpha)
+                if isinstance(alpha, dict)
+                else (json.dumps(alpha) + "\n").encode(),
+            )
             reason_file_of(target).write_text(reason + "\n")
             landed.quarantined.append({"file": str(target), "reason": reason})
             return
@@ -98,8 +116,13 @@ async def land_month(api: AlphaApi, account: str, month: str, landing_root: Path
 
     result = await api.fetch_month(account, month, on_alpha=land, keep=False)
     landed.fetch = result.stats
-    listing = {"account": account, "month": month, "listed": landed.fetched, "unplaceable": len(landed.quarantined),
-               "ids": {alpha_type: sorted(ids) for alpha_type, ids in sorted(listed.items())}}
+    listing = {
+        "account": account,
+        "month": month,
+        "listed": landed.fetched,
+        "unplaceable": len(landed.quarantined),
+        "ids": {alpha_type: sorted(ids) for alpha_type, ids in sorted(listed.items())},
+    }
     atomic_write_bytes(listing_path(landing_root, month, account), canonical_file_bytes(listing), fsync=False)
     if landed.written:
         os.sync()  # one flush for the month instead of an fsync per file (a re-fetch repairs a crash)
@@ -153,8 +176,9 @@ class Decomposed:
     reason: str = ""
 
 
-def decompose_dropped(landing_root: Path, months: set[str], quarantine_root: Path,
-                      accounts: set[str] | None = None) -> list[Decomposed]:
+def decompose_dropped(
+    landing_root: Path, months: set[str], quarantine_root: Path, accounts: set[str] | None = None
+) -> list[Decomposed]:
     """Decompose every dropped package of `months` (and `accounts`, when given) into landing files;
     quarantine the corrupt ones. A package whose manifest is unreadable is quarantined too (its
     month is unknown, so it can only be reported by the run that looks at every package: months
@@ -183,7 +207,9 @@ def decompose_dropped(landing_root: Path, months: set[str], quarantine_root: Pat
                 quarantine(manifest, reason, quarantine_root, relative_to=landing_root)
             results.append(Decomposed(name, month, "quarantined", reason=reason))
             continue
-        results.append(Decomposed(name, month, "decomposed", counts["count"], counts["written"], counts["unchanged"]))
+        results.append(
+            Decomposed(name, month, "decomposed", counts["count"], counts["written"], counts["unchanged"])
+        )
     return results
 
 
@@ -271,8 +297,13 @@ def landing_changes(landing_root: Path, cursor: tuple[int, str] = (0, "")) -> li
             continue
         rel = path.relative_to(landing_root).as_posix()
         if (mtime_ns, rel) > cursor:
-            package = path if path.name.endswith(PACKAGE_SUFFIX) else \
-                path.with_name(path.name[: -len(".manifest.json")] + PACKAGE_SUFFIX)
-            changes.append(LandingChange(mtime_ns, rel, "package", None if linked else package_month(package)))
+            package = (
+                path
+                if path.name.endswith(PACKAGE_SUFFIX)
+                else path.with_name(path.name[: -len(".manifest.json")] + PACKAGE_SUFFIX)
+            )
+            changes.append(
+                LandingChange(mtime_ns, rel, "package", None if linked else package_month(package))
+            )
     changes.sort(key=lambda c: (c.mtime_ns, c.path))
     return changes

@@ -17,7 +17,7 @@ import re
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,8 +69,9 @@ class _HashingWriter:
         self.fh.flush()
 
 
-def package_paths(package_root: str | os.PathLike, alpha_type: str, month: str,
-                  account: str) -> tuple[Path, Path]:
+def package_paths(
+    package_root: str | os.PathLike, alpha_type: str, month: str, account: str
+) -> tuple[Path, Path]:
     """(package file, manifest file) of one (TYPE, month, account)."""
     base = Path(package_root) / check_type(alpha_type) / check_month(month)
     account = check_account(account)
@@ -110,8 +111,9 @@ def _sha256_file(path: Path) -> tuple[str, int]:
     return sha.hexdigest(), size
 
 
-def _check_alpha(obj: Any, where: str, alpha_type: str, month: str, alpha_id: str | None,
-                 line: bytes | None = None) -> None:
+def _check_alpha(
+    obj: Any, where: str, alpha_type: str, month: str, alpha_id: str | None, line: bytes | None = None
+) -> None:
     """Valid, and belongs here. `line` = the alpha's canonical bytes when the caller has them: the
     encoder then already vouched for the values (no NaN, valid Unicode). Integers beyond 64 bits are
     valid JSON and packages keep them losslessly; they are refused later, by the MongoDB import's
@@ -125,15 +127,22 @@ def _check_alpha(obj: Any, where: str, alpha_type: str, month: str, alpha_id: st
         raise PackageError(f"{where}: alpha {obj['id']} has type {obj['type']!r}, expected {alpha_type!r}")
     created_month = month_of(obj["dateCreated"])
     if created_month != month:
-        raise PackageError(f"{where}: alpha {obj['id']} was created in {created_month} (New York), "
-                           f"not {month}")
+        raise PackageError(
+            f"{where}: alpha {obj['id']} was created in {created_month} (New York), not {month}"
+        )
 
 
 # ---------------------------------------------------------------- build
 
 
-def build_package(files: Iterable[str | os.PathLike], package_root: str | os.PathLike | None = None, *,
-                  list_files: bool = False, compresslevel: int = 6, fsync: bool = True) -> tuple[Path, dict]:
+def build_package(
+    files: Iterable[str | os.PathLike],
+    package_root: str | os.PathLike | None = None,
+    *,
+    list_files: bool = False,
+    compresslevel: int = 6,
+    fsync: bool = True,
+) -> tuple[Path, dict]:
     """Package the landing files of ONE (TYPE, month, account) directory: (package path, manifest).
 
     Every file must sit in the layout, parse, validate, and belong where it sits (id = file name,
@@ -156,11 +165,18 @@ def build_package(files: Iterable[str | os.PathLike], package_root: str | os.Pat
             if fsync:
                 os.fsync(raw.fileno())
         manifest = {
-            "format": FORMAT, "type": alpha_type, "month": month, "account": account, "count": len(ids),
-            "sha256_jsonl": jsonl_sha, "jsonl_bytes": jsonl_bytes,
-            "sha256_package": hashing.sha.hexdigest(), "package_bytes": hashing.size, "package": package_path.name,
+            "format": FORMAT,
+            "type": alpha_type,
+            "month": month,
+            "account": account,
+            "count": len(ids),
+            "sha256_jsonl": jsonl_sha,
+            "jsonl_bytes": jsonl_bytes,
+            "sha256_package": hashing.sha.hexdigest(),
+            "package_bytes": hashing.size,
+            "package": package_path.name,
             "compresslevel": compresslevel,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         }
         if list_files:
             manifest["files"] = [f"{i}.json" for i in ids]
@@ -172,8 +188,9 @@ def build_package(files: Iterable[str | os.PathLike], package_root: str | os.Pat
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    atomic_write_bytes(manifest_path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(),
-                       fsync=fsync)
+    atomic_write_bytes(
+        manifest_path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(), fsync=fsync
+    )
     if fsync:
         fsync_directory(package_path.parent)
     return package_path, manifest
@@ -189,9 +206,11 @@ def _one_directory(files: Iterable[str | os.PathLike]) -> tuple[str, list[str]]:
     if not by_dir:
         raise PackageError("no files to package")
     if len(by_dir) != 1:
-        raise PackageError(f"files span {len(by_dir)} directories; a package holds exactly one "
-                           "(TYPE, month, account) directory: " + ", ".join(sorted(by_dir)[:5]))
-    (directory, names), = by_dir.items()
+        raise PackageError(
+            f"files span {len(by_dir)} directories; a package holds exactly one "
+            "(TYPE, month, account) directory: " + ", ".join(sorted(by_dir)[:5])
+        )
+    ((directory, names),) = by_dir.items()
     names = sorted(set(names))
     for name in names:
         if not name.endswith(".json") or not _ID_RE.match(name[:-5]):
@@ -199,8 +218,9 @@ def _one_directory(files: Iterable[str | os.PathLike]) -> tuple[str, list[str]]:
     return directory, [name[:-5] for name in names]
 
 
-def _write_alphas(out: _HashingWriter, directory: str, ids: list[str], alpha_type: str, month: str,
-                  compresslevel: int) -> tuple[str, int]:
+def _write_alphas(
+    out: _HashingWriter, directory: str, ids: list[str], alpha_type: str, month: str, compresslevel: int
+) -> tuple[str, int]:
     """Each alpha's canonical line, checked, into a gzip stream on `out`: (sha256 of the JSONL, its bytes)."""
     jsonl_sha, jsonl_bytes = hashlib.sha256(), 0
     with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=compresslevel) as gz:
@@ -226,16 +246,23 @@ def _identical_package(package_path: Path, manifest: dict) -> dict | None:
     """The manifest of the package already there when it holds exactly these bytes, else None."""
     with contextlib.suppress(PackageError, OSError):
         old = read_manifest(package_path)
-        same = {k: v for k, v in old.items() if k != "created_at"} == \
-               {k: v for k, v in manifest.items() if k != "created_at"}
+        same = {k: v for k, v in old.items() if k != "created_at"} == {
+            k: v for k, v in manifest.items() if k != "created_at"
+        }
         if same and _sha256_file(package_path) == (manifest["sha256_package"], manifest["package_bytes"]):
             return old
     return None
 
 
-def build_packages(landing_root: str | os.PathLike, package_root: str | os.PathLike | None = None, *,
-                   alpha_type: str | None = None, month: str | None = None, account: str | None = None,
-                   **kwargs) -> list[tuple[Path, dict]]:
+def build_packages(
+    landing_root: str | os.PathLike,
+    package_root: str | os.PathLike | None = None,
+    *,
+    alpha_type: str | None = None,
+    month: str | None = None,
+    account: str | None = None,
+    **kwargs,
+) -> list[tuple[Path, dict]]:
     """build_package for every (TYPE, month, account) directory under a landing root (filters optional)."""
     groups: dict[tuple[str, str, str], list[Path]] = defaultdict(list)
     for path in iter_alpha_files(landing_root, alpha_type, month, account):
@@ -256,8 +283,9 @@ def _lines(package_path: Path):
         raise PackageError(f"package {package_path} is corrupt: {exc}") from None
 
 
-def verify_package(package_path: str | os.PathLike, *,
-                   verify_canonical: bool = True) -> tuple[dict, list[str]]:
+def verify_package(
+    package_path: str | os.PathLike, *, verify_canonical: bool = True
+) -> tuple[dict, list[str]]:
     """Check a package against its manifest without writing anything: (manifest, ids in order).
 
     Verifies the package file's sha256 and size, that it decompresses, every line is a valid alpha
@@ -273,10 +301,12 @@ def verify_package(package_path: str | os.PathLike, *,
     check_account(manifest["account"])
     sha, size = _sha256_file(package_path)
     if sha != manifest["sha256_package"] or size != manifest.get("package_bytes", size):
-        raise PackageError(f"package {package_path} does not match its manifest (sha256 {sha}, {size} bytes; "
-                           f"manifest says {manifest['sha256_package']}, "
-                           f"{manifest.get('package_bytes')} bytes): "
-                           "it is corrupt or was replaced; rebuild it from the landing files")
+        raise PackageError(
+            f"package {package_path} does not match its manifest (sha256 {sha}, {size} bytes; "
+            f"manifest says {manifest['sha256_package']}, "
+            f"{manifest.get('package_bytes')} bytes): "
+            "it is corrupt or was replaced; rebuild it from the landing files"
+        )
     jsonl_sha, ids, prev = hashlib.sha256(), [], None
     with gc_paused():
         for n, line in enumerate(_lines(package_path), 1):
@@ -302,8 +332,9 @@ def verify_package(package_path: str | os.PathLike, *,
             prev = obj["id"]
             ids.append(prev)
     if len(ids) != manifest["count"]:
-        raise PackageError(f"package {package_path} holds {len(ids)} alphas, "
-                           f"manifest says {manifest['count']}")
+        raise PackageError(
+            f"package {package_path} holds {len(ids)} alphas, manifest says {manifest['count']}"
+        )
     if jsonl_sha.hexdigest() != manifest["sha256_jsonl"]:
         raise PackageError(f"package {package_path}: sha256 of the JSON lines does not match the manifest")
     if "files" in manifest and manifest["files"] != [f"{i}.json" for i in ids]:
@@ -311,8 +342,13 @@ def verify_package(package_path: str | os.PathLike, *,
     return manifest, ids
 
 
-def decompose_package(package_path: str | os.PathLike, landing_root: str | os.PathLike, *,
-                      fsync: bool | Literal["batch"] = "batch", verify_canonical: bool = True) -> dict:
+def decompose_package(
+    package_path: str | os.PathLike,
+    landing_root: str | os.PathLike,
+    *,
+    fsync: bool | Literal["batch"] = "batch",
+    verify_canonical: bool = True,
+) -> dict:
     """Write every alpha of a package back as its own landing file; returns counts.
 
     The whole package is verified first (verify_package): a corrupt or inconsistent package is

@@ -16,7 +16,20 @@ __all__ = ["BinanceSpotCollector", "CollectorConfig"]
 
 
 class BinanceSpotCollector(LiveCollector):
-    def __init__(self, config: CollectorConfig, writer: LandingWriter, store: JetStreamStore | None = None, *,
-                 snapshot_store: JetStreamStore | None = None, latest=None):
-        super().__init__(stream_protocol("BINANCE", (TRADES, BOOKS)), config, writer, store,
-                         snapshot_store=snapshot_store, latest=latest)
+    def __init__(
+        self,
+        config: CollectorConfig,
+        writer: LandingWriter,
+        store: JetStreamStore | None = None,
+        *,
+        snapshot_store: JetStreamStore | None = None,
+        latest=None,
+    ):
+        super().__init__(
+            stream_protocol("BINANCE", (TRADES, BOOKS)),
+            config,
+            writer,
+            store,
+            snapshot_store=snapshot_store,
+            latest=latest,
+        )

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 from marketdata_assets.ingest.live.connection import Backoff
@@ -68,7 +68,7 @@ class BookOutputs:
         gap hours it repairs (so each hour's book can be rebuilt from the files). A failure is marked
         and counted; the next boundary tries again."""
         period = self.config.repair_period_s
-        hours = [datetime.fromtimestamp(p * period, timezone.utc).isoformat() for p in due]
+        hours = [datetime.fromtimestamp(p * period, UTC).isoformat() for p in due]
         target = self.protocol.snapshot_channel(instrument)
         backoff = Backoff(self.config.backoff_base_s, self.config.backoff_cap_s)
         for attempt in range(3):
@@ -78,8 +78,14 @@ class BookOutputs:
             except Exception as error:  # noqa: BLE001  (a REST failure: tried again, then at the next boundary)
                 if attempt == 2:
                     self.stats.repair_failures += 1
-                    self.writer.marker(target, "rest", "repair_failed", hours=hours, book_channel=channel,
-                                       error=f"{type(error).__name__}: {error}")
+                    self.writer.marker(
+                        target,
+                        "rest",
+                        "repair_failed",
+                        hours=hours,
+                        book_channel=channel,
+                        error=f"{type(error).__name__}: {error}",
+                    )
                     return False
                 await asyncio.sleep(backoff.next_delay())
         text = json.dumps(body, separators=(",", ":"))
@@ -87,6 +93,7 @@ class BookOutputs:
         def land() -> None:
             self.writer.marker(target, "rest", "repair", hours=hours, book_channel=channel)
             self.writer.frame(target, "rest", text, time.time_ns())
+
         await asyncio.to_thread(land)
         self.stats.repair_snapshots += 1
         self.stats.changed.set()
@@ -99,7 +106,8 @@ class BookOutputs:
             await self.publish_book_snapshots()
 
     def book_snapshot(self, instrument: str) -> tuple[int, tuple[str, str, bytes]] | None:
-        """(update id, (subject, msg id, payload)) of a book's top-N snapshot; None while it awaits a resync (counted)
+        """(update id, (subject, msg id, payload)) of a book's top-N snapshot; None while it awaits a resync
+        (counted)
         or when it has not moved since the last one."""
         sync = self.by_instrument[instrument]
         if sync.needs_snapshot:
@@ -115,11 +123,21 @@ class BookOutputs:
             return None
         recv_ns, exchange_ms = self.book_times.get(instrument, (0, None))
         venue = self.protocol.venue
-        payload = {"venue": venue, "instrument": instrument, "update_id": update_id, "depth": self.config.book_depth,
-                   "bids": [list(level) for level in bids], "asks": [list(level) for level in asks],
-                   "event_ms": exchange_ms, "recv_ns": recv_ns}
-        return update_id, (subject(BOOKS, venue, instrument, self.config.subject_prefix),
-                           f"{venue}.{instrument}.{update_id}", json.dumps(payload, separators=(",", ":")).encode())
+        payload = {
+            "venue": venue,
+            "instrument": instrument,
+            "update_id": update_id,
+            "depth": self.config.book_depth,
+            "bids": [list(level) for level in bids],
+            "asks": [list(level) for level in asks],
+            "event_ms": exchange_ms,
+            "recv_ns": recv_ns,
+        }
+        return update_id, (
+            subject(BOOKS, venue, instrument, self.config.subject_prefix),
+            f"{venue}.{instrument}.{update_id}",
+            json.dumps(payload, separators=(",", ":")).encode(),
+        )
 
     async def publish_book_snapshots(self) -> None:
         """One batch of top-N snapshots to JetStream (`md.books.<venue>.<instrument>`, Nats-Msg-Id
@@ -127,7 +145,9 @@ class BookOutputs:
         next one is fresher (counted)."""
         if BOOKS not in getattr(self.protocol, "datasets", (BOOKS,)):  # books not collected: no snapshots
             return
-        snapshots = {name: snap for name in list(self.by_instrument) if (snap := self.book_snapshot(name)) is not None}
+        snapshots = {
+            name: snap for name in list(self.by_instrument) if (snap := self.book_snapshot(name)) is not None
+        }
         if not snapshots:
             return
         await asyncio.to_thread(self._land_book_tops, snapshots)

@@ -25,10 +25,25 @@ from marketdata_assets.stores.landing import LandingWriter
 class Books(BookOutputs):
     """The books of a collector's instruments (`by_instrument`: instrument -> the venue's book sync)."""
 
-    def __init__(self, protocol: StreamProtocol, config, writer: LandingWriter, stats: Stats, slots: ConnectionSlots,
-                 instruments: list[str], publish_lock: asyncio.Lock, snapshot_store: JetStreamStore | None,
-                 latest: LatestState | None):
-        self.protocol, self.config, self.writer, self.stats, self.slots = protocol, config, writer, stats, slots
+    def __init__(
+        self,
+        protocol: StreamProtocol,
+        config,
+        writer: LandingWriter,
+        stats: Stats,
+        slots: ConnectionSlots,
+        instruments: list[str],
+        publish_lock: asyncio.Lock,
+        snapshot_store: JetStreamStore | None,
+        latest: LatestState | None,
+    ):
+        self.protocol, self.config, self.writer, self.stats, self.slots = (
+            protocol,
+            config,
+            writer,
+            stats,
+            slots,
+        )
         self.publish_lock, self.snapshot_store, self.latest = publish_lock, snapshot_store, latest
         self.by_instrument = {name: protocol.new_book(name) for name in instruments}
         self.retired: set[str] = set()  # instruments unsubscribed (their frames still in flight are counted)
@@ -37,8 +52,12 @@ class Books(BookOutputs):
         self.snapshot_tasks: set[asyncio.Task] = set()
         self.rest = protocol.snapshot_source(config.rest_url) if protocol.rest_snapshots else None
         self.repair = protocol.repair_source(config.rest_url) if config.rest_url else None
-        self.gap_periods: dict[str, tuple[str, set[int]]] = {}  # instrument -> (book channel, periods with a gap)
-        self.book_times: dict[str, tuple[int, int | None]] = {}  # instrument -> (recv ns, exchange ms) of its book
+        self.gap_periods: dict[
+            str, tuple[str, set[int]]
+        ] = {}  # instrument -> (book channel, periods with a gap)
+        self.book_times: dict[
+            str, tuple[int, int | None]
+        ] = {}  # instrument -> (recv ns, exchange ms) of its book
         self.snapshot_ids: dict[str, int] = {}  # instrument -> update id of its last published top-N snapshot
 
     def change(self, new: list[str], gone: list[str]) -> None:
@@ -90,13 +109,17 @@ class Books(BookOutputs):
             self.by_instrument[instrument] = self.protocol.new_book(instrument)
             self.resyncing.add(instrument)
             self.stats.book_resets += 1
-            self.writer.marker(channel, conn_id, "gap", cause="disconnect", last_update_id=sync.book.update_id)
+            self.writer.marker(
+                channel, conn_id, "gap", cause="disconnect", last_update_id=sync.book.update_id
+            )
             self._gap_period(instrument, channel)
             self._rest_snapshot(instrument, channel)
 
     def _book_prefix(self, instrument: str) -> str:
         """How the venue's book channels of an instrument begin (Binance: `btcusdt@depth`)."""
-        return self.protocol.book_channel_format.format(instrument.lower() if self.protocol.lower_channels else instrument)
+        return self.protocol.book_channel_format.format(
+            instrument.lower() if self.protocol.lower_channels else instrument
+        )
 
     def _book_channel(self, instrument: str, streams: list[str]) -> str | None:
         prefix = self._book_prefix(instrument)
@@ -106,8 +129,14 @@ class Books(BookOutputs):
         """A book whose deferred levels hold a size that is no number (`OrderBook.settle`): counted as a
         malformed book and rebuilt from a fresh snapshot, as after a gap (cause `malformed`)."""
         self.stats.bad("malformed_books")
-        conn_id, channel = next(((conn, channel) for conn, streams in self.slots.conn_streams.items()
-                                 if (channel := self._book_channel(instrument, streams))), ("collector", None))
+        conn_id, channel = next(
+            (
+                (conn, channel)
+                for conn, streams in self.slots.conn_streams.items()
+                if (channel := self._book_channel(instrument, streams))
+            ),
+            ("collector", None),
+        )
         channel = channel or self._book_prefix(instrument)
         self.by_instrument[instrument] = self.protocol.new_book(instrument)
         self._on_gap(instrument, channel, conn_id, "malformed", {"error": str(error)})
@@ -126,7 +155,10 @@ class Books(BookOutputs):
         self.stats.gaps += 1
         self.stats.checksum_mismatches += outcome == "mismatch"
         self.resyncing.add(instrument)
-        details = {"cause": {"mismatch": "checksum", "malformed": "malformed"}.get(outcome, "sequence"), **details}
+        details = {
+            "cause": {"mismatch": "checksum", "malformed": "malformed"}.get(outcome, "sequence"),
+            **details,
+        }
         self.writer.marker(channel, conn_id, "gap", **details)
         self._gap_period(instrument, channel)
         if self.rest is not None:
@@ -144,19 +176,29 @@ class Books(BookOutputs):
 
     async def _snapshot(self, instrument: str, channel: str) -> None:
         """Build the book from REST snapshots until one fits the buffered events (see DepthSync)."""
-        sync, backoff = self.by_instrument[instrument], Backoff(self.config.backoff_base_s / 4, self.config.backoff_cap_s)
+        sync, backoff = (
+            self.by_instrument[instrument],
+            Backoff(self.config.backoff_base_s / 4, self.config.backoff_cap_s),
+        )
         try:
             while sync.needs_snapshot:
                 try:
                     body = await self.rest.fetch(instrument, self.config.snapshot_limit)
                 except Exception as error:  # noqa: BLE001  (a REST failure: try again later, counted)
                     self.stats.bad("snapshot_failed")
-                    self.writer.marker(channel, "rest", "snapshot_failed", error=f"{type(error).__name__}: {error}")
+                    self.writer.marker(
+                        channel, "rest", "snapshot_failed", error=f"{type(error).__name__}: {error}"
+                    )
                     await asyncio.sleep(backoff.next_delay())
                     continue
                 text = json.dumps(body, separators=(",", ":"))
-                await asyncio.to_thread(self.writer.frame, self.protocol.snapshot_channel(instrument), "rest", text,
-                                        time.time_ns())
+                await asyncio.to_thread(
+                    self.writer.frame,
+                    self.protocol.snapshot_channel(instrument),
+                    "rest",
+                    text,
+                    time.time_ns(),
+                )
                 outcome = sync.on_snapshot_body(body)
                 if outcome == "stale":
                     self.stats.stale_snapshots += 1

@@ -39,12 +39,20 @@ DATA = "data"  # a parsed frame that is an event and asks for no reply (`_proces
 class CollectorConfig:
     instruments: list[str]
     ws_url: str
-    rest_url: str | None = None  # REST base: snapshots (venues with `rest_snapshots`), every venue's gap-hour repair
+    rest_url: str | None = (
+        None  # REST base: snapshots (venues with `rest_snapshots`), every venue's gap-hour repair
+    )
     depth_speed_ms: int = 100
-    snapshot_limit: int = 100  # levels of the snapshot a book starts from (Binance: weight 5 at 100, 50 at 1,000)
+    snapshot_limit: int = (
+        100  # levels of the snapshot a book starts from (Binance: weight 5 at 100, 50 at 1,000)
+    )
     queue_size: int = 50_000  # frames queued at most (memory); the bound that counts is `max_lag_s`
-    batch_size: int = 500  # frames the processor takes at a time (larger cost more CPU a frame: bench live_capture)
-    max_lag_s: float = 1.0  # a frame received longer ago when the processor gets to it is dropped (shedding.py)
+    batch_size: int = (
+        500  # frames the processor takes at a time (larger cost more CPU a frame: bench live_capture)
+    )
+    max_lag_s: float = (
+        1.0  # a frame received longer ago when the processor gets to it is dropped (shedding.py)
+    )
     stale_s: float = 10.0
     rollover_s: float | None = None  # None: 15 min before the venue's cut (never, without one)
     backoff_base_s: float = 1.0
@@ -53,7 +61,9 @@ class CollectorConfig:
     publish_buffer: int = 200_000  # records waiting to be published, at most
     trade_batch_s: float = 0.05  # every this long, an instrument's trades go out as one message when they are
     trade_batch_frames: int = 20  # this many frames or more,
-    trade_batch_max_s: float = 0.25  # or the oldest waited this long (a sparse instrument: fewer, fuller messages)
+    trade_batch_max_s: float = (
+        0.25  # or the oldest waited this long (a sparse instrument: fewer, fuller messages)
+    )
     trade_batch_behind_s: float = 1.0  # the same while the processor is behind (its frames waited longer than
     # trade_batch_max_s already: catching up, not the batch's wait, is what their lag waits on)
     max_streams: int | None = None  # None: the venue's channels per connection
@@ -63,9 +73,13 @@ class CollectorConfig:
     book_depth: int = 20  # levels per side in the top-N book snapshots published to JetStream
     book_snapshot_s: float = 1.0  # their cadence (0: none)
     latest_flush_s: float = 0.1  # how often the latest-state cache (Redis) is written
-    repair_period_s: float = 3600.0  # an hour with a book gap gets a REST snapshot at its end (tests: shorter)
+    repair_period_s: float = (
+        3600.0  # an hour with a book gap gets a REST snapshot at its end (tests: shorter)
+    )
     repair_depth: int = 1000  # levels asked for (each venue's REST clamps to what it serves)
-    part: Part = field(default_factory=Part)  # the share of `instruments` this collector takes (ingest/live/parts.py): all of them
+    part: Part = field(
+        default_factory=Part
+    )  # the share of `instruments` this collector takes (ingest/live/parts.py): all of them
 
 
 def run_streaming(main: Coroutine[Any, Any, T]) -> T:
@@ -94,23 +108,50 @@ class LiveCollector:
     happened. It runs the processor (frames off the queue: landed, decoded once, handed on) and owns
     the parts by concern: `conns` (slots.py), `books` (books.py), `publisher` (publishing.py)."""
 
-    def __init__(self, protocol: StreamProtocol, config: CollectorConfig, writer: LandingWriter,
-                 store: JetStreamStore | None = None, *, snapshot_store: JetStreamStore | None = None,
-                 latest: LatestState | None = None):
-        self.protocol, self.config, self.writer, self.store, self.latest = protocol, config, writer, store, latest
+    def __init__(
+        self,
+        protocol: StreamProtocol,
+        config: CollectorConfig,
+        writer: LandingWriter,
+        store: JetStreamStore | None = None,
+        *,
+        snapshot_store: JetStreamStore | None = None,
+        latest: LatestState | None = None,
+    ):
+        self.protocol, self.config, self.writer, self.store, self.latest = (
+            protocol,
+            config,
+            writer,
+            store,
+            latest,
+        )
         self.stats = stats = Stats()
         stats.channel_frames = writer.landed  # the writer counts them as it lands them
         stats.warnings = getattr(protocol, "warnings", stats.warnings)  # the protocol counts them
         self.queue = FrameQueue(config.queue_size)
         self.part = config.part
-        self.instruments = config.part.take(config.instruments)  # what it collects (`set_instruments` changes it)
+        self.instruments = config.part.take(
+            config.instruments
+        )  # what it collects (`set_instruments` changes it)
         self.conns = ConnectionSlots(protocol, config, writer, stats, self.queue)
         self.connections = self.conns.connections  # by id (the same dict)
         self.publisher = Publisher(protocol, config, stats, store, latest)
-        self.books = Books(protocol, config, writer, stats, self.conns, self.instruments, self.publisher.publish_lock,
-                           snapshot_store or (store if isinstance(store, JetStreamStore) else None), latest)
-        self.add_trade, self.add_messages, self.on_book = (self.publisher.add_trade, self.publisher.add_messages,
-                                                           self.books.on_book)
+        self.books = Books(
+            protocol,
+            config,
+            writer,
+            stats,
+            self.conns,
+            self.instruments,
+            self.publisher.publish_lock,
+            snapshot_store or (store if isinstance(store, JetStreamStore) else None),
+            latest,
+        )
+        self.add_trade, self.add_messages, self.on_book = (
+            self.publisher.add_trade,
+            self.publisher.add_messages,
+            self.books.on_book,
+        )
         self.landing = BatchLanding(writer, stats, self.conns.conn_streams)
         # contract sizes: the venue's reference data (one lookup a new instrument), at the REST base given,
         # else where the protocol already asks, else the sources config's (read at the first lookup)
@@ -119,12 +160,15 @@ class LiveCollector:
             protocol.use_reference(config.rest_url or (lambda: rest_base(protocol.venue)), master)
         self.universe_lock = asyncio.Lock()
         self.service_tasks: list[asyncio.Task] = []
-        self.processor: asyncio.Task | None = None  # of the service tasks, the one taking frames off the queue
+        self.processor: asyncio.Task | None = (
+            None  # of the service tasks, the one taking frames off the queue
+        )
 
     def streams(self, instruments: list[str] | None = None) -> list[str]:
         """The channels of `instruments` (default: its own), the shared ones only in the first part."""
-        channels = self.protocol.channels(self.instruments if instruments is None else instruments,
-                                          self.config.depth_speed_ms)
+        channels = self.protocol.channels(
+            self.instruments if instruments is None else instruments, self.config.depth_speed_ms
+        )
         if self.part.shared:
             return channels
         shared = shared_channels(self.protocol)
@@ -141,7 +185,9 @@ class LiveCollector:
         if self.store is not None:
             self.service_tasks.append(asyncio.create_task(self.publisher.publish_forever()))
         if BOOKS in getattr(self.protocol, "datasets", (BOOKS,)) and self.config.book_snapshot_s > 0:
-            self.service_tasks.append(asyncio.create_task(self.books.book_snapshots_forever()))  # landed, maybe published
+            self.service_tasks.append(
+                asyncio.create_task(self.books.book_snapshots_forever())
+            )  # landed, maybe published
         if self.latest is not None:
             self.service_tasks.append(asyncio.create_task(self.publisher.latest_forever()))
         if self.books.repair is not None:
@@ -166,7 +212,9 @@ class LiveCollector:
                 replanned = asyncio.ensure_future(conns.replanned.wait())
                 watched = [*self.service_tasks, *conns.slot_tasks]
                 try:
-                    done, _ = await asyncio.wait([stopping, replanned, *watched], return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait(
+                        [stopping, replanned, *watched], return_when=asyncio.FIRST_COMPLETED
+                    )
                 finally:
                     replanned.cancel()
                 current = {*self.service_tasks, *conns.slot_tasks}  # a slot retired meanwhile did not fail
@@ -191,8 +239,10 @@ class LiveCollector:
         except Exception as again:  # noqa: BLE001  (the same fault again, most likely: the first one is the story)
             also = f"; stopping after it failed too: {again!r}"
         name = failed.get_coro().__name__.strip("_")
-        raise CollectorFailed(f"{self.protocol.venue} collector stopped: its {name} task failed with {error!r}; "
-                              f"frames read and never processed: {self.stats.lost_frames}{also}") from error
+        raise CollectorFailed(
+            f"{self.protocol.venue} collector stopped: its {name} task failed with {error!r}; "
+            f"frames read and never processed: {self.stats.lost_frames}{also}"
+        ) from error
 
     async def _shutdown(self, drain: bool = True) -> None:
         """Stop reading, land what was read (`drain`: the processor is alive), publish what was parsed,
@@ -201,7 +251,9 @@ class LiveCollector:
         await self.conns.stop()
         if drain:
             await self.queue.join()
-        async with publisher.publish_lock:  # no publish is cut short: a batch the server stored is counted once
+        async with (
+            publisher.publish_lock
+        ):  # no publish is cut short: a batch the server stored is counted once
             await cancel_until_done(self.service_tasks + list(self.books.snapshot_tasks))
         publisher.seal_trades()
         if self.store is not None:
@@ -240,9 +292,16 @@ class LiveCollector:
             self.books.change(new, gone)
             await self.conns.unsubscribe(leaving)
             self.conns.subscribe_more(joining)
-            counts = {"added": len(new), "removed": len(gone), "subscribed": len(joining), "unsubscribed": len(leaving)}
+            counts = {
+                "added": len(new),
+                "removed": len(gone),
+                "subscribed": len(joining),
+                "unsubscribed": len(leaving),
+            }
             self.stats.universe_changes += 1
-            self.writer.marker(CONTROL_CHANNEL, "collector", "universe", **counts, instruments=len(self.instruments))
+            self.writer.marker(
+                CONTROL_CHANNEL, "collector", "universe", **counts, instruments=len(self.instruments)
+            )
             self.stats.changed.set()
             return counts
 
@@ -259,8 +318,14 @@ class LiveCollector:
                 now_ns = time.time_ns()
                 publisher.behind = batch[0][2] < now_ns - behind_ns
                 if batch[0][2] < now_ns - lag_ns:  # its oldest waited too long: the processor is behind
-                    kept, dropped = shed(batch, now_ns - lag_ns, now_ns, self.protocol.data_prefix,
-                                         self.protocol.trade_marks, now_ns - TRADE_LAG_FACTOR * lag_ns)
+                    kept, dropped = shed(
+                        batch,
+                        now_ns - lag_ns,
+                        now_ns,
+                        self.protocol.data_prefix,
+                        self.protocol.trade_marks,
+                        now_ns - TRADE_LAG_FACTOR * lag_ns,
+                    )
                     stats.overflow_frames += dropped
                     await self._process(kept)
                 else:
@@ -292,7 +357,9 @@ class LiveCollector:
                 landed.append((BAD_CHANNEL, conn, payload, recv_ns))
                 continue
             landed.append((frame.channel or CONTROL_CHANNEL, conn, payload, recv_ns))
-            parsed.append((DATA if frame.kind == "event" and frame.reply is None else kind, conn, recv_ns, frame))
+            parsed.append(
+                (DATA if frame.kind == "event" and frame.reply is None else kind, conn, recv_ns, frame)
+            )
         await asyncio.to_thread(self.landing.land_frames if not marked else self.landing.land, landed)
         on_event = self._on_event
         for kind, conn, recv_ns, item in parsed:

@@ -107,7 +107,9 @@ class Pacer:
         self.last = -1e9
         if per_hour:
             self.windows.append((3600.0, per_hour, deque()))
-        self.turn = asyncio.Lock()  # first come, first sent: an unsubscribe is not overtaken by a later subscribe
+        self.turn = (
+            asyncio.Lock()
+        )  # first come, first sent: an unsubscribe is not overtaken by a later subscribe
 
     async def wait(self) -> None:
         async with self.turn:
@@ -197,11 +199,24 @@ class FrameQueue:
 class Connection:
     """One WebSocket connection carrying `streams` (docs/live-capture.md, "One connection")."""
 
-    def __init__(self, conn_id: str, url: str, streams: list[str], subscribe: list[tuple[int, str]],
-                 queue: FrameQueue, stats: Stats, *, stale_s: float, pacer: Pacer,
-                 keepalive: Keepalive | None = None, trade_marks: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        conn_id: str,
+        url: str,
+        streams: list[str],
+        subscribe: list[tuple[int, str]],
+        queue: FrameQueue,
+        stats: Stats,
+        *,
+        stale_s: float,
+        pacer: Pacer,
+        keepalive: Keepalive | None = None,
+        trade_marks: tuple[str, ...] = (),
+    ):
         self.conn_id, self.url, self.streams, self.keepalive = conn_id, url, streams, keepalive
-        self.trade_marks = trade_marks  # a trade frame may take TRADE_SLACK more of a full queue (shedding.py)
+        self.trade_marks = (
+            trade_marks  # a trade frame may take TRADE_SLACK more of a full queue (shedding.py)
+        )
         self.subscriptions = subscribe  # (id, text) of the SUBSCRIBE messages after connecting
         self.requests: dict[int, str] = {}  # id -> text of every request sent (a refused one is sent again)
         self.queue, self.stats, self.stale_s, self.pacer = queue, stats, stale_s, pacer
@@ -238,8 +253,11 @@ class Connection:
         self._arm(loop)
         self._marker("connect", url=self.url.split("?", 1)[0], streams=len(self.streams))
         self.ws.start(self._on_text, self._on_texts)
-        self._tasks = [asyncio.create_task(self._until_lost()), asyncio.create_task(self._subscribe(self.subscriptions)),
-                       asyncio.create_task(self._ping(self.stale_s))]
+        self._tasks = [
+            asyncio.create_task(self._until_lost()),
+            asyncio.create_task(self._subscribe(self.subscriptions)),
+            asyncio.create_task(self._ping(self.stale_s)),
+        ]
         if self.keepalive is not None:
             self._tasks.append(asyncio.create_task(self._keep_alive(self.keepalive)))
 
@@ -277,7 +295,9 @@ class Connection:
             if quiet < keepalive.every_s:
                 await asyncio.sleep(keepalive.every_s - quiet)
                 continue
-            if not self.ws.send(keepalive.text):  # not paced: OKX counts subscribe/unsubscribe/login, not pings
+            if not self.ws.send(
+                keepalive.text
+            ):  # not paced: OKX counts subscribe/unsubscribe/login, not pings
                 return
             self.stats.pings += 1
             await asyncio.sleep(keepalive.every_s)
@@ -335,9 +355,15 @@ class Connection:
 
     def _enqueue(self, item: Item) -> None:
         queue = self.queue
-        if len(queue.items) >= queue.maxsize and self.trade_marks and \
-                len(queue.items) < queue.maxsize + queue.maxsize // TRADE_SLACK and is_trade(item[3], self.trade_marks):
-            if self.dropped_trades:  # trades dropped before it are marked before it: its trade gap is then known
+        if (
+            len(queue.items) >= queue.maxsize
+            and self.trade_marks
+            and len(queue.items) < queue.maxsize + queue.maxsize // TRADE_SLACK
+            and is_trade(item[3], self.trade_marks)
+        ):
+            if (
+                self.dropped_trades
+            ):  # trades dropped before it are marked before it: its trade gap is then known
                 queue.put_many((self._overflow(),))
             queue.put_many((item,))  # past the bound: books and tops are dropped before a trade
             return
@@ -359,8 +385,11 @@ class Connection:
 
     def _overflow(self) -> Item:
         """The `overflow` marker of the frames dropped since the last one (how many, how many trades)."""
-        details = {"dropped": self.dropped, "cause": "full", **({"trades": self.dropped_trades} if self.trade_marks
-                                                                 else {})}
+        details = {
+            "dropped": self.dropped,
+            "cause": "full",
+            **({"trades": self.dropped_trades} if self.trade_marks else {}),
+        }
         self.dropped = self.dropped_trades = 0
         return self._marker_item("overflow", **details)
 
@@ -397,8 +426,15 @@ class Connection:
                 task.cancel()
         if self.ws is not None:
             self.ws.abort()
-        self.stats.disconnects[self.reason.split(" ")[0]] = self.stats.disconnects.get(self.reason.split(" ")[0], 0) + 1
-        self._marker("disconnect", reason=self.reason, frames=self.frames,
-                     overflow_dropped=self.dropped, age_s=round(asyncio.get_running_loop().time() - self.opened_at, 3))
+        self.stats.disconnects[self.reason.split(" ")[0]] = (
+            self.stats.disconnects.get(self.reason.split(" ")[0], 0) + 1
+        )
+        self._marker(
+            "disconnect",
+            reason=self.reason,
+            frames=self.frames,
+            overflow_dropped=self.dropped,
+            age_s=round(asyncio.get_running_loop().time() - self.opened_at, 3),
+        )
         self.dropped = self.dropped_trades = 0
         self.ended.set()

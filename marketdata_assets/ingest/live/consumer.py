@@ -30,7 +30,9 @@ class ConsumerConfig:
     durable: str = "trades-clickhouse"
     batch_size: int = 1000
     max_wait_s: float = 0.25
-    idle_poll_s: float = 1.0  # a pull for the first message of a batch waits at most this (then stop is checked)
+    idle_poll_s: float = (
+        1.0  # a pull for the first message of a batch waits at most this (then stop is checked)
+    )
     ack_wait_s: float = 30.0
     retry_base_s: float = 0.25
     retry_cap_s: float = 10.0
@@ -53,15 +55,22 @@ class ConsumerStats:
 
 
 def consumer_config(config: ConsumerConfig) -> api.ConsumerConfig:
-    return api.ConsumerConfig(durable_name=config.durable, ack_policy=api.AckPolicy.EXPLICIT,
-                              deliver_policy=api.DeliverPolicy.ALL, filter_subject=config.subject_filter,
-                              ack_wait=config.ack_wait_s, max_ack_pending=max(10_000, 4 * config.batch_size))
+    return api.ConsumerConfig(
+        durable_name=config.durable,
+        ack_policy=api.AckPolicy.EXPLICIT,
+        deliver_policy=api.DeliverPolicy.ALL,
+        filter_subject=config.subject_filter,
+        ack_wait=config.ack_wait_s,
+        max_ack_pending=max(10_000, 4 * config.batch_size),
+    )
 
 
 class TradesConsumer:
     """See the module doc. `insert(rows)` runs in a worker thread and raises when the INSERT fails."""
 
-    def __init__(self, config: ConsumerConfig, store: JetStreamStore, insert: Callable[[Sequence[tuple]], int]):
+    def __init__(
+        self, config: ConsumerConfig, store: JetStreamStore, insert: Callable[[Sequence[tuple]], int]
+    ):
         self.config, self.store, self.insert = config, store, insert
         self.stats = ConsumerStats()
         self.pull: PullBatches | None = None
@@ -97,7 +106,9 @@ class TradesConsumer:
         """Up to `batch_size` messages: waits for the first until `stop` (`idle_poll_s` at a time), then
         for more until the batch is full or `max_wait_s` has passed."""
         while True:
-            batch = await self.pull.batch(self.config.batch_size, self.config.idle_poll_s, self.config.max_wait_s)
+            batch = await self.pull.batch(
+                self.config.batch_size, self.config.idle_poll_s, self.config.max_wait_s
+            )
             if batch or stop is None or stop.is_set():
                 return batch
 
@@ -112,7 +123,9 @@ class TradesConsumer:
                 rows.extend(trade_rows(msg.data))
                 good.append(msg)
             except (ValueError, KeyError, TypeError) as error:
-                reason = "not_json" if isinstance(error, orjson.JSONDecodeError) else f"bad_{type(error).__name__}"
+                reason = (
+                    "not_json" if isinstance(error, orjson.JSONDecodeError) else f"bad_{type(error).__name__}"
+                )
                 self.stats.bad_messages[reason] = self.stats.bad_messages.get(reason, 0) + 1
                 bad.append(msg)
         return rows, good, bad

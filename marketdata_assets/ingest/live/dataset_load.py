@@ -105,7 +105,13 @@ class MessageReader(LandingReader):
             figures.discarded["other_instrument"] += len(mine) - len(ours)
         try:
             made = [(m, self._rows(m)) for m in ours]
-        except (KeyError, TypeError, ValueError, IndexError, SourceDataError):  # the last: a REST parser's refusal
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            IndexError,
+            SourceDataError,
+        ):  # the last: a REST parser's refusal
             return "bad_frame"
         for message, rows in made:
             self._keep(message, rows, figures, record)
@@ -118,7 +124,9 @@ class MessageReader(LandingReader):
         """A message's rows (a book snapshot has many), kept the first time its id is read."""
         received = message.event_ms is None  # ts is the receive time: not part of what must agree
         values = tuple(tuple(v for k, v in row.items() if not (received and k == "ts")) for row in rows)
-        if not first_copy(self.seen, message.msg_id, values, f"{self.venue}:{self.instrument} {self.dataset} message"):
+        if not first_copy(
+            self.seen, message.msg_id, values, f"{self.venue}:{self.instrument} {self.dataset} message"
+        ):
             figures.discarded["duplicates"] += 1
             return
         self.rows.extend(rows)
@@ -133,22 +141,36 @@ class MessageReader(LandingReader):
         spec = spec_for(self.dataset)
         fields = [name for name in spec.schema if name not in ("venue", "instrument")]
         times = [name for name, dtype in spec.schema.items() if dtype == pl.Datetime("us", "UTC")]
-        frame = pl.DataFrame(self.rows, schema={name: pl.Int64 if name in times else spec.schema[name]
-                                                for name in fields}, orient="row")
-        frame = frame.with_columns(*(pl.col(name).cast(spec.schema[name]) for name in times),
-                                   pl.Series(HOUR, self.hours, dtype=pl.String),
-                                   venue=pl.lit(self.venue), instrument=pl.lit(self.instrument))
+        frame = pl.DataFrame(
+            self.rows,
+            schema={name: pl.Int64 if name in times else spec.schema[name] for name in fields},
+            orient="row",
+        )
+        frame = frame.with_columns(
+            *(pl.col(name).cast(spec.schema[name]) for name in times),
+            pl.Series(HOUR, self.hours, dtype=pl.String),
+            venue=pl.lit(self.venue),
+            instrument=pl.lit(self.instrument),
+        )
         if self.dataset == MARK_FUNDING:
             frame = frame.group_by("ts", "venue", "instrument", maintain_order=True).agg(
-                *(pl.col(name).drop_nulls().first() for name in fields if name != "ts"), pl.col(HOUR).first())
+                *(pl.col(name).drop_nulls().first() for name in fields if name != "ts"), pl.col(HOUR).first()
+            )
         return frame.select(*spec.schema, HOUR)
 
 
 def day_files(root: Path, dataset: str, venue: str, instrument: str, day: date) -> list[Path]:
     """The closed files of the instrument's channels of the dataset in the hours of `day`, in order."""
     spec, hours = venue_dataset(dataset, venue), set(hours_of_day(day))
-    return sorted((path for channel in spec.channel_names(instrument) for path in closed_files(root, venue, channel)
-                   if file_hour(path) in hours), key=lambda p: (file_hour(p), p.name))
+    return sorted(
+        (
+            path
+            for channel in spec.channel_names(instrument)
+            for path in closed_files(root, venue, channel)
+            if file_hour(path) in hours
+        ),
+        key=lambda p: (file_hour(p), p.name),
+    )
 
 
 def read_day(root: Path, key: SliceKey, figures: dict[str, HourFigures] | None = None) -> pl.DataFrame:
@@ -158,9 +180,11 @@ def read_day(root: Path, key: SliceKey, figures: dict[str, HourFigures] | None =
     figures = {} if figures is None else figures
     paths = day_files(root, key.dataset, key.venue, key.instrument, key.day)
     if not paths:
-        raise FileNotFoundError(f"{key.venue}:{key.instrument} {key.day}: no closed landing file of the {key.dataset} "
-                                f"channels {venue_dataset(key.dataset, key.venue).channel_names(key.instrument)} in "
-                                f"its hours under {root}")
+        raise FileNotFoundError(
+            f"{key.venue}:{key.instrument} {key.day}: no closed landing file of the {key.dataset} "
+            f"channels {venue_dataset(key.dataset, key.venue).channel_names(key.instrument)} in "
+            f"its hours under {root}"
+        )
     reader = MessageReader(key.dataset, key.venue, key.instrument, figures)
     for path in paths:  # each hour sized by the reference data valid then
         sized_at_hour(reader.protocol, path)
@@ -175,7 +199,9 @@ def read_day(root: Path, key: SliceKey, figures: dict[str, HourFigures] | None =
     frame = frame.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
     for hour, rows in frame.group_by(HOUR).len().iter_rows():  # each hour's share of the stored slice
         figures.setdefault(hour, HourFigures(hour)).stored += rows
-    return frame.drop(HOUR).sort([c for c in spec_for(key.dataset).order_by if c not in ("venue", "instrument")])
+    return frame.drop(HOUR).sort(
+        [c for c in spec_for(key.dataset).order_by if c not in ("venue", "instrument")]
+    )
 
 
 @dataclass
@@ -190,8 +216,17 @@ class LiveDatasetLoad:
 
     def feeds(self, workers: int = 1, attempts: int = 1) -> list[Feed]:
         venues = dict.fromkeys(key.venue for key in self.slices)
-        return [Feed(SOURCES[venue], [Job((key,)) for key in dict.fromkeys(self.slices) if key.venue == venue],
-                     fetch=self._fetch, client=None, workers=workers, attempts=attempts) for venue in venues]
+        return [
+            Feed(
+                SOURCES[venue],
+                [Job((key,)) for key in dict.fromkeys(self.slices) if key.venue == venue],
+                fetch=self._fetch,
+                client=None,
+                workers=workers,
+                attempts=attempts,
+            )
+            for venue in venues
+        ]
 
     async def _fetch(self, api: Any, job: Job) -> pl.DataFrame:
         (key,) = job.keys

@@ -43,7 +43,9 @@ from marketdata_assets.sources.stream import (
 )
 
 LIVE_DATASET_NAMES = (TICKERS, BARS_1M, LIQUIDATIONS, OPEN_INTEREST, MARK_FUNDING, BOOKS, AGG_TRADES)
-MESSAGES_OF = {MARK_FUNDING: (MARK_PRICE, FUNDING)}  # a stored dataset -> the messages of its rows (else its own)
+MESSAGES_OF = {
+    MARK_FUNDING: (MARK_PRICE, FUNDING)
+}  # a stored dataset -> the messages of its rows (else its own)
 
 
 def protocol(venue: str):
@@ -66,49 +68,102 @@ Mapper = Callable[[dict, Any, str], list[Row]]  # payload, the venue's protocol,
 
 
 def ticker_row(payload, protocol, instrument) -> list[Row]:
-    return [{"ts": _ts(payload), "last": payload["last"], "bid": payload["bid"], "bid_size": payload["bid_size"],
-             "ask": payload["ask"], "ask_size": payload["ask_size"], "volume_24h": None, "amount_24h": None,
-             "mark_price": payload["mark_price"], "index_price": payload["index_price"],
-             "funding_rate": payload["funding_rate"]}]
+    return [
+        {
+            "ts": _ts(payload),
+            "last": payload["last"],
+            "bid": payload["bid"],
+            "bid_size": payload["bid_size"],
+            "ask": payload["ask"],
+            "ask_size": payload["ask_size"],
+            "volume_24h": None,
+            "amount_24h": None,
+            "mark_price": payload["mark_price"],
+            "index_price": payload["index_price"],
+            "funding_rate": payload["funding_rate"],
+        }
+    ]
 
 
 def bar_row(payload, protocol, instrument) -> list[Row]:
-    return [{"ts": _us(payload["open_ms"]), **{k: payload[k] for k in ("open", "high", "low", "close", "volume",
-                                                                       "amount", "trades")}}]
+    return [
+        {
+            "ts": _us(payload["open_ms"]),
+            **{k: payload[k] for k in ("open", "high", "low", "close", "volume", "amount", "trades")},
+        }
+    ]
 
 
 def liquidation_row(payload, protocol, instrument) -> list[Row]:
-    return [{"ts": _ts(payload), **{k: payload[k] for k in ("liquidation_id", "side", "price", "quantity", "amount",
-                                                           "order_price")}}]
+    return [
+        {
+            "ts": _ts(payload),
+            **{
+                k: payload[k]
+                for k in ("liquidation_id", "side", "price", "quantity", "amount", "order_price")
+            },
+        }
+    ]
 
 
 def open_interest_row(payload, protocol, instrument) -> list[Row]:
-    return [{"ts": _ts(payload), **{k: payload[k] for k in ("contracts", "contract_size", "size_unit", "base",
-                                                           "quote")}}]
+    return [
+        {
+            "ts": _ts(payload),
+            **{k: payload[k] for k in ("contracts", "contract_size", "size_unit", "base", "quote")},
+        }
+    ]
 
 
 def mark_row(payload, protocol, instrument) -> list[Row]:
-    return [{"ts": _ts(payload), "mark_price": payload["mark_price"], "index_price": payload["index_price"],
-             "funding_rate": None, "next_funding_time": None, "funding_rate_8h": None}]
+    return [
+        {
+            "ts": _ts(payload),
+            "mark_price": payload["mark_price"],
+            "index_price": payload["index_price"],
+            "funding_rate": None,
+            "next_funding_time": None,
+            "funding_rate_8h": None,
+        }
+    ]
 
 
 def funding_row(payload, protocol, instrument) -> list[Row]:
-    return [{"ts": _ts(payload), "mark_price": None, "index_price": None, "funding_rate": payload["funding_rate"],
-             "next_funding_time": _us(payload["next_funding_ms"]), "funding_rate_8h": payload["funding_rate_8h"]}]
+    return [
+        {
+            "ts": _ts(payload),
+            "mark_price": None,
+            "index_price": None,
+            "funding_rate": payload["funding_rate"],
+            "next_funding_time": _us(payload["next_funding_ms"]),
+            "funding_rate_8h": payload["funding_rate_8h"],
+        }
+    ]
 
 
 def agg_trade_row(payload, protocol, instrument) -> list[Row]:
-    return [{"ts": int(payload["ts_us"]), **{k: payload[k] for k in ("trade_id", "price", "quantity", "amount", "side",
-                                                                     "seq")}}]
+    return [
+        {
+            "ts": int(payload["ts_us"]),
+            **{k: payload[k] for k in ("trade_id", "price", "quantity", "amount", "side", "seq")},
+        }
+    ]
 
 
 def book_rows(payload, protocol, instrument) -> list[Row]:
     return protocol.book_rows(payload, instrument)
 
 
-MAPPERS: dict[str, Mapper] = {TICKERS: ticker_row, BARS_1M: bar_row, LIQUIDATIONS: liquidation_row,
-                              OPEN_INTEREST: open_interest_row, MARK_PRICE: mark_row, FUNDING: funding_row,
-                              BOOKS: book_rows, AGG_TRADES: agg_trade_row}
+MAPPERS: dict[str, Mapper] = {
+    TICKERS: ticker_row,
+    BARS_1M: bar_row,
+    LIQUIDATIONS: liquidation_row,
+    OPEN_INTEREST: open_interest_row,
+    MARK_PRICE: mark_row,
+    FUNDING: funding_row,
+    BOOKS: book_rows,
+    AGG_TRADES: agg_trade_row,
+}
 
 
 def own_messages(record: dict, venue: str) -> list[LiveMessage]:
@@ -116,8 +171,15 @@ def own_messages(record: dict, venue: str) -> list[LiveMessage]:
     was published, id `books.<venue>.<instrument>.<update id>`). ValueError/KeyError/TypeError: not one."""
     payload = json.loads(record["d"])
     instrument, update_id = str(payload["instrument"]), int(payload["update_id"])
-    return [LiveMessage(BOOKS, instrument, f"{BOOKS}.{venue}.{instrument}.{update_id}", record["d"].encode(),
-                        int(payload["event_ms"]) if payload.get("event_ms") is not None else None)]
+    return [
+        LiveMessage(
+            BOOKS,
+            instrument,
+            f"{BOOKS}.{venue}.{instrument}.{update_id}",
+            record["d"].encode(),
+            int(payload["event_ms"]) if payload.get("event_ms") is not None else None,
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -151,8 +213,13 @@ class VenueDataset:
         """The instrument a channel is of (None: not this dataset's channel, or one of every instrument)."""
         for pattern in self.channels:
             head, found, tail = pattern.partition("{}")
-            if found and channel.startswith(head) and channel.endswith(tail) and len(channel) > len(head) + len(tail):
-                name = channel[len(head):len(channel) - len(tail)]
+            if (
+                found
+                and channel.startswith(head)
+                and channel.endswith(tail)
+                and len(channel) > len(head) + len(tail)
+            ):
+                name = channel[len(head) : len(channel) - len(tail)]
                 return name.upper() if self.lower else name
         return None
 
@@ -168,8 +235,16 @@ def venue_datasets(venue: str) -> dict[str, VenueDataset]:
     for dataset, channels in proto.landed.items():
         messages = MESSAGES_OF.get(dataset, (dataset,))
         shared = {c: proto.shared_carries[c] for c in channels if c in proto.shared_carries}
-        out[dataset] = VenueDataset(venue, dataset, tuple(channels), {m: MAPPERS[m] for m in messages}, proto,
-                                    proto.lower_channels, shared, own_records=dataset == BOOKS)
+        out[dataset] = VenueDataset(
+            venue,
+            dataset,
+            tuple(channels),
+            {m: MAPPERS[m] for m in messages},
+            proto,
+            proto.lower_channels,
+            shared,
+            own_records=dataset == BOOKS,
+        )
     return out
 
 

@@ -15,7 +15,7 @@ import statistics
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ from marketdata_assets.datasets.wire import note_dropped
 from marketdata_assets.stores.landing import read_lines, record
 from marketdata_assets.stores.landing.writer import SUMMARY
 
-UTC = timezone.utc
 HOUR_FORMAT = "%Y-%m-%dT%HZ"  # the landing files' hour key
 CLAIM = threading.Lock()
 
@@ -90,7 +89,9 @@ class HourFigures:
     files: list[str] = field(default_factory=list)
     frames: int = 0
     trades: int = 0  # rows kept (each trade id / message id once)
-    stored: int = 0  # of those, rows of the stored slice (a live dataset's: merged, inside its day, plausible)
+    stored: int = (
+        0  # of those, rows of the stored slice (a live dataset's: merged, inside its day, plausible)
+    )
     discarded: Counter = field(default_factory=Counter)
     markers: Counter = field(default_factory=Counter)
     lags_ms: list[float] = field(default_factory=list)
@@ -105,12 +106,23 @@ class HourFigures:
         return round(statistics.quantiles(self.lags_ms, n=100, method="inclusive")[int(q * 100) - 1], 3)
 
     def metadata(self) -> dict[str, Any]:
-        return {"hour": self.hour, "files": len(self.files), "frames": self.frames, "trades": self.trades,
-                "discarded": sum(self.discarded.values()), "discarded_by_reason": dict(sorted(self.discarded.items())),
-                "markers": dict(sorted(self.markers.items())), "disconnects": self.markers.get("disconnect", 0),
-                "gaps": self.markers.get("gap", 0), "overflows": self.markers.get("overflow", 0),
-                "connects": self.markers.get("connect", 0), "recovered_files": self.recovered,
-                "torn_lines": self.torn_dropped, "lag_p50_ms": self.lag_ms(0.5), "lag_p95_ms": self.lag_ms(0.95)}
+        return {
+            "hour": self.hour,
+            "files": len(self.files),
+            "frames": self.frames,
+            "trades": self.trades,
+            "discarded": sum(self.discarded.values()),
+            "discarded_by_reason": dict(sorted(self.discarded.items())),
+            "markers": dict(sorted(self.markers.items())),
+            "disconnects": self.markers.get("disconnect", 0),
+            "gaps": self.markers.get("gap", 0),
+            "overflows": self.markers.get("overflow", 0),
+            "connects": self.markers.get("connect", 0),
+            "recovered_files": self.recovered,
+            "torn_lines": self.torn_dropped,
+            "lag_p50_ms": self.lag_ms(0.5),
+            "lag_p95_ms": self.lag_ms(0.95),
+        }
 
 
 def summary(path: Path) -> dict:

@@ -94,12 +94,23 @@ class ChannelReader(LandingReader):
 def day_files(root: Path, instrument: str, day: date, venue: str = VENUE) -> list[Path]:
     """The closed files of the instrument's trade channel in the hours of `day` (`hours_of_day`), in order."""
     hours = set(hours_of_day(day))
-    return [path for path in closed_files(root, venue, trade_channel(instrument, venue)) if file_hour(path) in hours]
+    return [
+        path
+        for path in closed_files(root, venue, trade_channel(instrument, venue))
+        if file_hour(path) in hours
+    ]
 
 
-def read_day(root: Path, instrument: str, day: date, figures: dict[str, HourFigures] | None = None,
-             venue: str = VENUE, stored: pl.DataFrame | None = None, kept: Counter | None = None,
-             origins: dict[str, list[int]] | None = None) -> pl.DataFrame:
+def read_day(
+    root: Path,
+    instrument: str,
+    day: date,
+    figures: dict[str, HourFigures] | None = None,
+    venue: str = VENUE,
+    stored: pl.DataFrame | None = None,
+    kept: Counter | None = None,
+    origins: dict[str, list[int]] | None = None,
+) -> pl.DataFrame:
     """The day's trades of an instrument from its closed landing files (plus the `stored` trades
     whose ids they lack: a refill's): each trade id once, ordered, implausible times dropped; what
     was discarded counted on `figures` (hour -> HourFigures) and, for the day's own hours, on the
@@ -108,8 +119,10 @@ def read_day(root: Path, instrument: str, day: date, figures: dict[str, HourFigu
     figures = {} if figures is None else figures
     paths = day_files(root, instrument, day, venue)
     if not paths:
-        raise FileNotFoundError(f"{venue}:{instrument} {day}: no closed landing file of channel "
-                                f"{trade_channel(instrument, venue)} in its hours under {root}")
+        raise FileNotFoundError(
+            f"{venue}:{instrument} {day}: no closed landing file of channel "
+            f"{trade_channel(instrument, venue)} in its hours under {root}"
+        )
     reader = ChannelReader(instrument, figures, venue)
     for path in paths:  # each hour sized by the reference data valid then
         sized_at_hour(reader.venue.protocol, path)
@@ -137,8 +150,14 @@ def read_day(root: Path, instrument: str, day: date, figures: dict[str, HourFigu
 
 def count_origins(frame: pl.DataFrame, refilled: set[str], origins: dict[str, list[int]]) -> None:
     """Per hour of the trades' time: [from the landing files, from the store (a refill)]."""
-    counted = frame.select(pl.col("ts").dt.truncate("1h").alias("hour"),
-                           pl.col("trade_id").is_in(sorted(refilled)).alias("refill")).group_by("hour", "refill").len()
+    counted = (
+        frame.select(
+            pl.col("ts").dt.truncate("1h").alias("hour"),
+            pl.col("trade_id").is_in(sorted(refilled)).alias("refill"),
+        )
+        .group_by("hour", "refill")
+        .len()
+    )
     for hour, refill, n in counted.iter_rows():
         moment = hour if hour.tzinfo else hour.replace(tzinfo=UTC)
         origins.setdefault(hour_key(moment), [0, 0])[int(refill)] += n
@@ -164,7 +183,14 @@ def book_gaps(root: Path, venue: str, instrument: str, hour: str) -> list[dict[s
                 record = landing_record(line)  # None: a damaged line (the book's loads count it)
                 if record is not None and record.get("m") == "gap":
                     at = datetime.fromtimestamp(record["t"] / 1e9, UTC).isoformat(timespec="milliseconds")
-                    out.append({"at": at, "channel": channel, "connection": record.get("c"), **(record.get("x") or {})})
+                    out.append(
+                        {
+                            "at": at,
+                            "channel": channel,
+                            "connection": record.get("c"),
+                            **(record.get("x") or {}),
+                        }
+                    )
     return out
 
 
@@ -185,8 +211,17 @@ class LiveTradesLoad:
         """One feed per venue, one job a slice; `workers` slices read at once (threads), each tried
         `attempts` times."""
         venues = dict.fromkeys(key.venue for key in self.slices)
-        return [Feed(LIVE_VENUES[venue].source, [Job((key,)) for key in dict.fromkeys(self.slices) if key.venue == venue],
-                     fetch=self._fetch, client=None, workers=workers, attempts=attempts) for venue in venues]
+        return [
+            Feed(
+                LIVE_VENUES[venue].source,
+                [Job((key,)) for key in dict.fromkeys(self.slices) if key.venue == venue],
+                fetch=self._fetch,
+                client=None,
+                workers=workers,
+                attempts=attempts,
+            )
+            for venue in venues
+        ]
 
     def feed(self, workers: int = 1, attempts: int = 1) -> Feed:
         """The one feed of a single-venue run."""
@@ -195,12 +230,16 @@ class LiveTradesLoad:
 
     async def _fetch(self, api: Any, job: Job) -> pl.DataFrame:
         (key,) = job.keys
-        return await asyncio.to_thread(self._read, key, self.figures.setdefault((key.venue, key.instrument), {}))
+        return await asyncio.to_thread(
+            self._read, key, self.figures.setdefault((key.venue, key.instrument), {})
+        )
 
     def _read(self, key: SliceKey, figures: dict[str, HourFigures]) -> pl.DataFrame:
         kept: Counter = Counter()
         origins: dict[str, list[int]] = {}
-        frame = read_day(self.root, key.instrument, key.day, figures, key.venue, self.stored.get(key), kept, origins)
+        frame = read_day(
+            self.root, key.instrument, key.day, figures, key.venue, self.stored.get(key), kept, origins
+        )
         self.kept[key] = kept["kept_from_store"]
         with CLAIM:
             self.origins.setdefault((key.venue, key.instrument), {}).update(origins)
@@ -223,13 +262,21 @@ def stored_live_rows(client, database: str, slices: Iterable[SliceKey]) -> dict[
         return {}
     db = clickhouse_database(database)
     rows = client.query(
-        f"SELECT a.venue, a.instrument, a.day, l.source FROM {db}.active_loads AS a INNER JOIN (SELECT load_id, "
+        f"SELECT a.venue, a.instrument, a.day, l.source FROM {db}.active_loads AS a "
+        f"INNER JOIN (SELECT load_id, "
         f"argMax(source, finished_at) AS source FROM {db}.ingest_log WHERE dataset = {{code:String}} AND "
-        "outcome = 'ok' AND load_id != 0 AND day IN {days:Array(Date)} GROUP BY load_id) AS l ON a.load_id = l.load_id "
-        "WHERE a.dataset = {code:String} AND a.venue IN {venues:Array(String)} AND a.day IN {days:Array(Date)} "
+        "outcome = 'ok' AND load_id != 0 AND day IN {days:Array(Date)} GROUP BY load_id) AS l "
+        "ON a.load_id = l.load_id "
+        "WHERE a.dataset = {code:String} AND a.venue IN {venues:Array(String)} "
+        "AND a.day IN {days:Array(Date)} "
         "AND l.source IN {sources:Array(String)}",
-        parameters={"code": spec_for("trades").code, "venues": sorted({s.venue for s in slices}),
-                    "sources": sorted(LIVE_SOURCES), "days": sorted({s.day for s in slices})}).result_rows
+        parameters={
+            "code": spec_for("trades").code,
+            "venues": sorted({s.venue for s in slices}),
+            "sources": sorted(LIVE_SOURCES),
+            "days": sorted({s.day for s in slices}),
+        },
+    ).result_rows
     live = {(r[0], r[1], r[2]) for r in rows if LIVE_SOURCES.get(r[3]) == r[0]}
     out = {}
     for key in slices:
@@ -239,7 +286,9 @@ def stored_live_rows(client, database: str, slices: Iterable[SliceKey]) -> dict[
     return out
 
 
-def day_origins(client, database: str, root: Path, slices: Iterable[SliceKey]) -> dict[tuple[str, str], dict[str, list[int]]]:
+def day_origins(
+    client, database: str, root: Path, slices: Iterable[SliceKey]
+) -> dict[tuple[str, str], dict[str, list[int]]]:
     """(venue, instrument) -> hour -> [trades from the landing files, trades only the store holds (a
     refill's)] of the slices' days as stored now (what a refill wrote included); a slice none of
     whose hours has a closed file is skipped."""

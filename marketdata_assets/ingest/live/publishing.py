@@ -24,30 +24,49 @@ class Publisher:
     """Trade batches, messages and the outbox of one collector (`store` None: nothing is published;
     the latest-state cache, if any, is fed directly)."""
 
-    def __init__(self, protocol: StreamProtocol, config, stats: Stats, store: JetStreamStore | None,
-                 latest: LatestState | None):
-        self.protocol, self.config, self.stats, self.store, self.latest = protocol, config, stats, store, latest
+    def __init__(
+        self,
+        protocol: StreamProtocol,
+        config,
+        stats: Stats,
+        store: JetStreamStore | None,
+        latest: LatestState | None,
+    ):
+        self.protocol, self.config, self.stats, self.store, self.latest = (
+            protocol,
+            config,
+            stats,
+            store,
+            latest,
+        )
         self.outbox: deque[tuple[str, str, bytes, int]] = deque()  # (subject, msg id, payload, records)
         self.buffered = 0  # records in the outbox (trade frames not yet sealed are not records yet)
         self.publish_buffer = config.publish_buffer  # at most so many (`_room`)
         self.outbox_ready = asyncio.Event()
         self.publish_lock = asyncio.Lock()  # held while JetStream has a batch: a stop waits, never cuts it
         # instrument -> its trade frames since the last seal, their receive times, the first one's connection
-        self.trade_frames: dict[str, tuple[list[Frame], list[int], str, int]] = {}  # frames, recvs, conn, first tick
+        self.trade_frames: dict[
+            str, tuple[list[Frame], list[int], str, int]
+        ] = {}  # frames, recvs, conn, first tick
         self.sealing: asyncio.TimerHandle | None = None
         self.seal_ticks = 0  # sealing ticks so far (`_seal_due`)
-        self.max_ticks = max(1, round(config.trade_batch_max_s / config.trade_batch_s))  # a sparse batch's ticks
+        self.max_ticks = max(
+            1, round(config.trade_batch_max_s / config.trade_batch_s)
+        )  # a sparse batch's ticks
         self.behind_ticks = max(self.max_ticks, round(config.trade_batch_behind_s / config.trade_batch_s))
         self.behind = False  # the processor's last batch had waited longer than trade_batch_max_s
         self.subjects: dict[tuple[str, str], str] = {}  # (dataset, instrument) -> its subject
         self.trade_gaps = TradeGaps()  # the trade ids lost with dropped frames (shedding.py)
-        self.gap_markers: list[tuple] = []  # their `gap` markers, landed with the next batch (`_land`'s entries)
+        self.gap_markers: list[
+            tuple
+        ] = []  # their `gap` markers, landed with the next batch (`_land`'s entries)
 
     def subject(self, dataset: str, instrument: str) -> str:
         where = self.subjects.get((dataset, instrument))
         if where is None:
-            where = self.subjects[dataset, instrument] = subject(dataset, self.protocol.venue, instrument,
-                                                                 self.config.subject_prefix)
+            where = self.subjects[dataset, instrument] = subject(
+                dataset, self.protocol.venue, instrument, self.config.subject_prefix
+            )
         return where
 
     def _room(self, wanted: int) -> int:
@@ -119,16 +138,29 @@ class Publisher:
             records = self._read_trades(instrument, frames, recvs, conn_id)
             if self.store is None:
                 if self.latest is not None and records:  # no sink to publish to: the cache is fed here
-                    self.latest.offer(((self.subject(TRADES, instrument),
-                                        *trade_batch(self.protocol.venue, instrument, records[-1:])),))
+                    self.latest.offer(
+                        (
+                            (
+                                self.subject(TRADES, instrument),
+                                *trade_batch(self.protocol.venue, instrument, records[-1:]),
+                            ),
+                        )
+                    )
                 continue
-            records = records[:self._room(len(records))]
+            records = records[: self._room(len(records))]
             if records:
-                self.outbox.append((self.subject(TRADES, instrument),
-                                    *trade_batch(self.protocol.venue, instrument, records), len(records)))
+                self.outbox.append(
+                    (
+                        self.subject(TRADES, instrument),
+                        *trade_batch(self.protocol.venue, instrument, records),
+                        len(records),
+                    )
+                )
                 self.outbox_ready.set()
 
-    def _read_trades(self, instrument: str, frames: list[Frame], recvs: list[int], conn_id: str) -> list[TradeMessage]:
+    def _read_trades(
+        self, instrument: str, frames: list[Frame], recvs: list[int], conn_id: str
+    ) -> list[TradeMessage]:
         """One instrument's trade frames as records, counted (trades, lag; a frame the venue refuses as
         `malformed_trades`); after dropped frames, the trade ids they held (`_trade_gap`)."""
         bad: list = []
@@ -151,7 +183,12 @@ class Publisher:
         lost = self.trade_gaps.after(frame.instrument, first_seq)
         if lost is not None:
             self.stats.trade_gaps += 1
-            details = {"cause": OVERFLOW, "first_id": lost[0], "last_id": lost[1], "trades": lost[1] - lost[0] + 1}
+            details = {
+                "cause": OVERFLOW,
+                "first_id": lost[0],
+                "last_id": lost[1],
+                "trades": lost[1] - lost[0] + 1,
+            }
             self.gap_markers.append((None, conn_id, recv_ns, ("gap", details), [frame.channel]))
 
     # ---- other datasets ------------------------------------------------------------------------
@@ -215,7 +252,8 @@ class Publisher:
         return True
 
     async def drain(self, attempts: int = 5) -> None:
-        """What the outbox holds, published at a stop (the publisher is stopped: nothing else takes from it)."""
+        """What the outbox holds, published at a stop (the publisher is stopped: nothing else takes from
+        it)."""
         for _ in range(attempts):
             while self.outbox and await self.publish_batch():
                 pass

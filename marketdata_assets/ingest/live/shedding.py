@@ -28,8 +28,14 @@ def is_trade(text: str, trade_marks: tuple[str, ...]) -> bool:
     return any(mark in head for mark in trade_marks)
 
 
-def shed(batch: list[tuple], cutoff_ns: int, now_ns: int, data_prefix: str | None = None,
-         trade_marks: tuple[str, ...] = (), trade_cutoff_ns: int | None = None) -> tuple[list[tuple], int]:
+def shed(
+    batch: list[tuple],
+    cutoff_ns: int,
+    now_ns: int,
+    data_prefix: str | None = None,
+    trade_marks: tuple[str, ...] = (),
+    trade_cutoff_ns: int | None = None,
+) -> tuple[list[tuple], int]:
     """(the batch without its frames received before `cutoff_ns`, with an `overflow` marker per
     connection in place of its first dropped frame; how many frames were dropped). Items are the
     frame queue's: ("frame", conn, recv_ns, text) or ("marker", conn, recv_ns, (kind, details)). With
@@ -37,12 +43,20 @@ def shed(batch: list[tuple], cutoff_ns: int, now_ns: int, data_prefix: str | Non
     a control frame, or data spelled otherwise, processed late). With `trade_cutoff_ns` (older than
     `cutoff_ns`), a trade frame is dropped only if received before it; each marker counts its trades."""
     kept: list = []
-    drops: dict[str, list[int]] = {}  # conn -> [frames, first recv ns, last recv ns, index of its marker, trades]
+    drops: dict[
+        str, list[int]
+    ] = {}  # conn -> [frames, first recv ns, last recv ns, index of its marker, trades]
     for item in batch:
-        if item[0] == "frame" and item[2] < cutoff_ns and (data_prefix is None or item[3].startswith(data_prefix)):
+        if (
+            item[0] == "frame"
+            and item[2] < cutoff_ns
+            and (data_prefix is None or item[3].startswith(data_prefix))
+        ):
             trade = bool(trade_marks) and is_trade(item[3], trade_marks)
             if trade and trade_cutoff_ns is not None and item[2] >= trade_cutoff_ns:
-                kept.append(item)  # books and tops go first: a snapshot rebuilds them, nothing rebuilds a trade
+                kept.append(
+                    item
+                )  # books and tops go first: a snapshot rebuilds them, nothing rebuilds a trade
                 continue
             drop = drops.get(item[1])
             if drop is None:
@@ -54,8 +68,14 @@ def shed(batch: list[tuple], cutoff_ns: int, now_ns: int, data_prefix: str | Non
         else:
             kept.append(item)
     for conn, (count, first_ns, last_ns, at, trades) in drops.items():
-        details = {"dropped": count, "cause": "lag", "first_ns": first_ns, "last_ns": last_ns,
-                   "waited_s": round((now_ns - first_ns) / 1e9, 3), **({"trades": trades} if trade_marks else {})}
+        details = {
+            "dropped": count,
+            "cause": "lag",
+            "first_ns": first_ns,
+            "last_ns": last_ns,
+            "waited_s": round((now_ns - first_ns) / 1e9, 3),
+            **({"trades": trades} if trade_marks else {}),
+        }
         kept[at] = ("marker", conn, first_ns, (OVERFLOW, details))
     return kept, sum(drop[0] for drop in drops.values())
 

@@ -4,7 +4,8 @@ collector's publisher batches, retries and counts them the same way.
 
 - `ClickHouseTradeSink`: each batch's trades (subjects `<prefix>.trades.<venue>.<instrument>`) are one
   INSERT into ``trades_live`` (stores.clickhouse.live), for a machine without NATS; the other
-  datasets' messages (tickers, ...) have no live table yet and are passed over (not counted as stored). A refused INSERT raises, the collector keeps the batch and sends it again;
+  datasets' messages (tickers, ...) have no live table yet and are passed over (not counted as stored).
+  A refused INSERT raises, the collector keeps the batch and sends it again;
   the table's ReplacingMergeTree key keeps a trade once however often it is sent.
 - `Tee`: several sinks in order (JetStream, then ClickHouse); a batch counts as published only when
   every sink took it, and a retry is harmless to each (JetStream's duplicate window, the table's key).

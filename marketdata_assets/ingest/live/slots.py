@@ -72,15 +72,26 @@ class Requests:
         conn = connections.get(owner or conn_id)
         text = conn.requests.get(frame.request_id) if conn is not None else None
         if text is None:
-            self.writer.marker(CONTROL_CHANNEL, conn_id, "subscribe_error", id=frame.request_id, error=frame.error)
+            self.writer.marker(
+                CONTROL_CHANNEL, conn_id, "subscribe_error", id=frame.request_id, error=frame.error
+            )
             return
         key = self.protocol.with_id(text, 0)  # the request without its id: its refusals share one backoff
-        backoff = self.refusals.setdefault(key, Backoff(self.config.backoff_base_s, self.config.backoff_cap_s))
+        backoff = self.refusals.setdefault(
+            key, Backoff(self.config.backoff_base_s, self.config.backoff_cap_s)
+        )
         delay = backoff.next_delay()
         stats.refused_retries += 1
         stats.retry_wait_s = round(delay, 3)
-        self.writer.marker(CONTROL_CHANNEL, conn_id, "subscribe_error", id=frame.request_id, error=frame.error,
-                           retry_in_s=round(delay, 3), refusals=backoff.failures)
+        self.writer.marker(
+            CONTROL_CHANNEL,
+            conn_id,
+            "subscribe_error",
+            id=frame.request_id,
+            error=frame.error,
+            retry_in_s=round(delay, 3),
+            refusals=backoff.failures,
+        )
         request_id = next(self.ids)
         self.pending[request_id] = conn.conn_id
         self.refused_ids[request_id] = key
@@ -92,17 +103,29 @@ class ConnectionSlots:
     """The slots (each a list of channels, one connection each, two during a rollover), their
     connections by id, and the requests sent on them."""
 
-    def __init__(self, protocol: StreamProtocol, config, writer: LandingWriter, stats: Stats, queue: FrameQueue):
-        self.protocol, self.config, self.writer, self.stats, self.queue = protocol, config, writer, stats, queue
+    def __init__(
+        self, protocol: StreamProtocol, config, writer: LandingWriter, stats: Stats, queue: FrameQueue
+    ):
+        self.protocol, self.config, self.writer, self.stats, self.queue = (
+            protocol,
+            config,
+            writer,
+            stats,
+            queue,
+        )
         self.limits = limits = protocol.limits
         self.url_channels = limits.url_channels if config.url_streams is None else config.url_streams
-        self.rollover_s = config.rollover_s or (limits.lifetime_s - 15 * 60 if limits.lifetime_s else NO_CUT_S)
+        self.rollover_s = config.rollover_s or (
+            limits.lifetime_s - 15 * 60 if limits.lifetime_s else NO_CUT_S
+        )
         self.connections: dict[str, Connection] = {}
         self.conn_streams: dict[str, list[str]] = {}  # until its disconnect marker is landed
         self.requests = Requests(protocol, config, writer, stats)
         self.conn_numbers = itertools.count(1)
         self.attempts = AttemptWindow(limits.connections_per_window, limits.window_s)
-        self.slots: list[list[str]] = []  # each connection slot's channels (a universe change edits them in place)
+        self.slots: list[
+            list[str]
+        ] = []  # each connection slot's channels (a universe change edits them in place)
         self.slot_tasks: list[asyncio.Task] = []
         self.replanned = asyncio.Event()  # the slots changed: the watch on them starts over
         # a venue counting every connection's control messages together (Deribit) gets one pacer for all
@@ -111,12 +134,16 @@ class ConnectionSlots:
     def plan(self, channels: list[str]) -> list[list[str]]:
         """`channels` over connections within the venue's channels a connection; beyond its connections
         per IP (Deribit: 32), refused naming the remedy: a split over collectors (`Part`)."""
-        plans = plan_connections(channels, self.config.max_streams or self.limits.max_channels, self.protocol.endpoint)
+        plans = plan_connections(
+            channels, self.config.max_streams or self.limits.max_channels, self.protocol.endpoint
+        )
         most = self.limits.max_connections
         if most is not None and len(self.slots) + len(plans) > most:
-            raise ValueError(f"{self.protocol.venue}: {len(channels)} channels need {len(self.slots) + len(plans)} "
-                             f"connections, above the venue's {most} per IP: split the universe over collectors "
-                             "(--part K/N) on several addresses")
+            raise ValueError(
+                f"{self.protocol.venue}: {len(channels)} channels need {len(self.slots) + len(plans)} "
+                f"connections, above the venue's {most} per IP: split the universe over collectors "
+                "(--part K/N) on several addresses"
+            )
         return plans
 
     def start(self, channels: list[str]) -> None:
@@ -135,17 +162,31 @@ class ConnectionSlots:
         conn_id = f"{os.getpid()}-{next(self.conn_numbers)}"
         protocol, config = self.protocol, self.config
         opening = self.requests.make(protocol.opening_messages)
-        later = streams[self.url_channels:]
-        messages = self.requests.make(lambda first: protocol.subscribe_messages(later, first), conn_id) if later else []
-        named = streams[:self.url_channels]
+        later = streams[self.url_channels :]
+        messages = (
+            self.requests.make(lambda first: protocol.subscribe_messages(later, first), conn_id)
+            if later
+            else []
+        )
+        named = streams[: self.url_channels]
         keepalive = protocol.keepalive
         if keepalive is not None:  # ping well before our own stale deadline could call a quiet channel dead
-            keepalive = Keepalive(keepalive.text, config.keepalive_s or min(keepalive.every_s, config.stale_s / 2))
+            keepalive = Keepalive(
+                keepalive.text, config.keepalive_s or min(keepalive.every_s, config.stale_s / 2)
+            )
         base = protocol.endpoint_url(config.ws_url, protocol.endpoint(streams[0]) if streams else "")
-        conn = Connection(conn_id, protocol.url(base, named), streams, opening + messages, self.queue,
-                          self.stats, stale_s=config.stale_s,
-                          pacer=self.pacer or Pacer(self.limits.control_per_s, self.limits.control_per_hour),
-                          keepalive=keepalive, trade_marks=protocol.trade_marks)
+        conn = Connection(
+            conn_id,
+            protocol.url(base, named),
+            streams,
+            opening + messages,
+            self.queue,
+            self.stats,
+            stale_s=config.stale_s,
+            pacer=self.pacer or Pacer(self.limits.control_per_s, self.limits.control_per_hour),
+            keepalive=keepalive,
+            trade_marks=protocol.trade_marks,
+        )
         self.connections[conn_id] = conn
         self.conn_streams[conn_id] = list(streams)
         return conn
@@ -160,7 +201,9 @@ class ConnectionSlots:
             except (asyncio.CancelledError, Exception) as error:  # any failure: retry; a stop: end
                 self.connections.pop(conn.conn_id, None)
                 self.conn_streams.pop(conn.conn_id, None)
-                if isinstance(error, asyncio.CancelledError):  # a stop while connecting: this connection never was
+                if isinstance(
+                    error, asyncio.CancelledError
+                ):  # a stop while connecting: this connection never was
                     raise
                 self.stats.connect_failures += 1
                 await asyncio.sleep(self._connect_failed(conn.conn_id, error, backoff))
@@ -174,13 +217,21 @@ class ConnectionSlots:
         delay = backoff.next_delay()
         refusal = handshake_refusal(error)
         if refusal is None:
-            self.writer.marker(CONTROL_CHANNEL, conn_id, "connect_failed", error=f"{type(error).__name__}: {error}")
+            self.writer.marker(
+                CONTROL_CHANNEL, conn_id, "connect_failed", error=f"{type(error).__name__}: {error}"
+            )
             return delay
         status, retry_after_s = refusal
         delay = max(delay, self.config.backoff_cap_s if retry_after_s is None else retry_after_s)
         self.stats.handshake_refusals[status] = self.stats.handshake_refusals.get(status, 0) + 1
-        self.writer.marker(CONTROL_CHANNEL, conn_id, "handshake_refused", status=status, retry_after_s=retry_after_s,
-                           wait_s=round(delay, 3))
+        self.writer.marker(
+            CONTROL_CHANNEL,
+            conn_id,
+            "handshake_refused",
+            status=status,
+            retry_after_s=retry_after_s,
+            wait_s=round(delay, 3),
+        )
         self.stats.changed.set()
         return delay
 
@@ -190,8 +241,11 @@ class ConnectionSlots:
         backoff = Backoff(self.config.backoff_base_s, self.config.backoff_cap_s)
         conn = await self._open(streams, backoff)
         while True:
-            waits = {asyncio.create_task(asyncio.sleep(self.rollover_s)), asyncio.create_task(conn.ended.wait()),
-                     asyncio.create_task(conn.warned.wait())}  # the cut's time, a loss, the venue's notice
+            waits = {
+                asyncio.create_task(asyncio.sleep(self.rollover_s)),
+                asyncio.create_task(conn.ended.wait()),
+                asyncio.create_task(conn.warned.wait()),
+            }  # the cut's time, a loss, the venue's notice
             try:
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:  # a stop too: none of them outlives the slot
@@ -243,17 +297,24 @@ class ConnectionSlots:
 
     def carried_elsewhere(self, conn_id: str) -> set[str]:
         """The channels the open connections other than `conn_id` carry."""
-        return {c for other, conn in self.connections.items() if other != conn_id and not conn.ended.is_set()
-                for c in conn.streams}
+        return {
+            c
+            for other, conn in self.connections.items()
+            if other != conn_id and not conn.ended.is_set()
+            for c in conn.streams
+        }
 
     # ---- the channels changing ----------------------------------------------------------------
 
     def _carrying(self, slot: list[str]) -> list[Connection]:
         """The open (or opening) connections of a slot: one, two during a rollover."""
-        return [conn for conn in self.connections.values() if conn.streams is slot and not conn.ended.is_set()]
+        return [
+            conn for conn in self.connections.values() if conn.streams is slot and not conn.ended.is_set()
+        ]
 
     def _send(self, conn: Connection, channels: list[str], joined: bool) -> None:
-        """Channels subscribed (`joined`) or unsubscribed on a connection, awaited as any request (`pending`)."""
+        """Channels subscribed (`joined`) or unsubscribed on a connection, awaited as any request
+        (`pending`)."""
         messages_of = self.protocol.subscribe_messages if joined else self.protocol.unsubscribe_messages
         messages = self.requests.make(lambda first: messages_of(channels, first), conn.conn_id)
         marked = self.conn_streams.get(conn.conn_id)
@@ -300,12 +361,16 @@ class ConnectionSlots:
     def subscribe_more(self, channels: list[str]) -> None:
         """New channels into the slots with room (same endpoint), subscribed on their connections; the
         rest on new connections (their own slots)."""
-        most, endpoint, rest = self.config.max_streams or self.limits.max_channels, self.protocol.endpoint, channels
+        most, endpoint, rest = (
+            self.config.max_streams or self.limits.max_channels,
+            self.protocol.endpoint,
+            channels,
+        )
         for slot in self.slots:
             if not rest:
                 break
             where = endpoint(slot[0]) if slot else ""
-            fits = [channel for channel in rest if endpoint(channel) == where][:max(0, most - len(slot))]
+            fits = [channel for channel in rest if endpoint(channel) == where][: max(0, most - len(slot))]
             if not fits:
                 continue
             taken = set(fits)
@@ -315,13 +380,24 @@ class ConnectionSlots:
                 self._send(conn, fits, joined=True)
         if rest:
             plans = plan_connections(rest, most, endpoint)
-            room = len(plans) if self.limits.max_connections is None else self.limits.max_connections - len(self.slots)
-            unplaced = sum(len(plan) for plan in plans[max(0, room):])
-            if unplaced:  # the venue's connections per IP are all taken: said, counted, never silently dropped
-                plans = plans[:max(0, room)]
+            room = (
+                len(plans)
+                if self.limits.max_connections is None
+                else self.limits.max_connections - len(self.slots)
+            )
+            unplaced = sum(len(plan) for plan in plans[max(0, room) :])
+            if (
+                unplaced
+            ):  # the venue's connections per IP are all taken: said, counted, never silently dropped
+                plans = plans[: max(0, room)]
                 self.stats.unplaced_channels += unplaced
-                self.writer.marker(CONTROL_CHANNEL, "collector", "over_connection_limit", channels=unplaced,
-                                   connections=self.limits.max_connections)
+                self.writer.marker(
+                    CONTROL_CHANNEL,
+                    "collector",
+                    "over_connection_limit",
+                    channels=unplaced,
+                    connections=self.limits.max_connections,
+                )
             self.slots.extend(plans)
             self.slot_tasks.extend(asyncio.create_task(self._slot(plan)) for plan in plans)
             self.replanned.set()

@@ -24,22 +24,32 @@ class Stats:
     bad_frames: dict[str, int] = field(default_factory=dict)  # reason -> count (not JSON, unknown shape, ...)
     connects: int = 0
     connect_failures: int = 0
-    handshake_refusals: dict[int, int] = field(default_factory=dict)  # HTTP status (429, 418) -> refused handshakes
+    handshake_refusals: dict[int, int] = field(
+        default_factory=dict
+    )  # HTTP status (429, 418) -> refused handshakes
     disconnects: dict[str, int] = field(default_factory=dict)  # reason -> count
     rollovers: int = 0
     notices: int = 0  # the venue's warnings that it will close a connection soon (each rolled over)
     stale: int = 0
     overflow_frames: int = 0  # frames dropped: the queue was full, or they waited longer than max_lag_s
-    trade_gaps: int = 0  # trade-id ranges recorded as lost with dropped frames (`gap` markers, cause overflow)
+    trade_gaps: int = (
+        0  # trade-id ranges recorded as lost with dropped frames (`gap` markers, cause overflow)
+    )
     subscribe_errors: int = 0
     errors_by_code: dict[str, int] = field(default_factory=dict)  # the venue's error code -> refusals
-    last_errors: dict[str, str] = field(default_factory=dict)  # code -> the venue's last error object (JSON text)
+    last_errors: dict[str, str] = field(
+        default_factory=dict
+    )  # code -> the venue's last error object (JSON text)
     refused_retries: int = 0  # refused requests sent again after a growing backoff
     retry_wait_s: float = 0.0  # the backoff before the latest such retry
-    warnings: dict[str, int] = field(default_factory=dict)  # fields the venue left out, stored as null (reason -> count)
+    warnings: dict[str, int] = field(
+        default_factory=dict
+    )  # fields the venue left out, stored as null (reason -> count)
     acks: int = 0
     trades: int = 0  # trades parsed (= messages["trades"]; kept a field: /status and the metrics read it)
-    messages: dict[str, int] = field(default_factory=dict)  # dataset -> messages parsed (trades, tickers, ...)
+    messages: dict[str, int] = field(
+        default_factory=dict
+    )  # dataset -> messages parsed (trades, tickers, ...)
     gaps: int = 0  # book sequence breaks and checksum mismatches
     checksum_mismatches: int = 0  # of the gaps, those a wrong checksum showed (OKX)
     book_resets: int = 0  # books dropped when their connection was lost (each rebuilt from a fresh snapshot)
@@ -57,7 +67,9 @@ class Stats:
     published: int = 0  # records stored by JetStream (every dataset; a trade batch counts its trades)
     duplicates: int = 0  # republished records JetStream already had (in batches it had)
     publish_failures: int = 0  # batches that failed and were republished
-    publish_refused: int = 0  # records a sink could not store as they are (ClickHouse: a time or id out of range)
+    publish_refused: int = (
+        0  # records a sink could not store as they are (ClickHouse: a time or id out of range)
+    )
     publish_dropped: int = 0  # messages dropped from a full publish buffer (still in the landing files)
     book_snapshots: int = 0  # top-N book snapshots stored by JetStream
     book_tops_landed: int = 0  # top-N book snapshots landed (`<instrument>@book_top`, every one taken)
@@ -68,9 +80,13 @@ class Stats:
     repair_failures: int = 0  # such snapshots that failed (tried again at the next hour boundary)
     latest_writes: int = 0  # latest-state cache (Redis) hash writes
     latest_failures: int = 0  # its failed flushes (Redis away or slow: capture goes on, tried again)
-    channel_frames: dict[str, int] = field(default_factory=dict)  # landing channel -> frames received (the writer's count)
+    channel_frames: dict[str, int] = field(
+        default_factory=dict
+    )  # landing channel -> frames received (the writer's count)
     last_frame_ns: int = 0  # receive time of the newest frame (0: none yet)
-    lost_frames: int = 0  # frames read and never processed: a failed processor's batch and the queue (CollectorFailed)
+    lost_frames: int = (
+        0  # frames read and never processed: a failed processor's batch and the queue (CollectorFailed)
+    )
     lag_buckets: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS_S) + 1))  # last: +Inf
     lag_sum_s: float = 0.0
     started_ns: int = field(default_factory=time.time_ns)
@@ -105,10 +121,12 @@ class Stats:
     async def wait_until(self, condition: Callable[[Stats], bool], timeout_s: float) -> None:
         """Return once `condition(self)` holds (checked after every change); TimeoutError after
         `timeout_s` saying what the counters were."""
+
         async def watch():
             while not condition(self):
                 self.changed.clear()
                 await self.changed.wait()
+
         try:
             async with asyncio.timeout(timeout_s):
                 await watch()
@@ -118,8 +136,17 @@ class Stats:
 
 # The figures of a collector's /status (apps/collector_endpoints.py) that tell whether live data
 # flows now: per venue and summed (defs/live/health.py shows them in the UI while an hour is open).
-STATUS_FIGURES = ("frames", "trades", "published", "gaps", "resubscribes", "snapshots", "overflow_frames",
-                  "publish_dropped", "connects")
+STATUS_FIGURES = (
+    "frames",
+    "trades",
+    "published",
+    "gaps",
+    "resubscribes",
+    "snapshots",
+    "overflow_frames",
+    "publish_dropped",
+    "connects",
+)
 
 
 def status_overview(body: dict) -> tuple[list[dict], dict]:
@@ -132,13 +159,19 @@ def status_overview(body: dict) -> tuple[list[dict], dict]:
     rows = []
     for venue, v in sorted(venues.items()):
         counters = v.get("collector", {})
-        rows.append({"venue": venue, "health": v.get("health"), "connections": v.get("connections", 0),
-                     "last_frame_age_s": v.get("last_frame_age_s"), "publish_buffer": v.get("publish_buffer", 0),
-                     "disconnects": sum((counters.get("disconnects") or {}).values()),
-                     **{name: counters.get(name, 0) for name in STATUS_FIGURES}})
+        rows.append(
+            {
+                "venue": venue,
+                "health": v.get("health"),
+                "connections": v.get("connections", 0),
+                "last_frame_age_s": v.get("last_frame_age_s"),
+                "publish_buffer": v.get("publish_buffer", 0),
+                "disconnects": sum((counters.get("disconnects") or {}).values()),
+                **{name: counters.get(name, 0) for name in STATUS_FIGURES},
+            }
+        )
     totals = {name: sum(r[name] for r in rows) for name in (*STATUS_FIGURES, "disconnects", "connections")}
     totals["healthy"] = bool(body.get("healthy"))
     if isinstance(body.get("consumer"), dict):
         totals["consumer_acked"] = body["consumer"].get("acked", 0)
     return rows, totals
-

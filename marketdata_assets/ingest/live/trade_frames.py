@@ -51,7 +51,7 @@ class LiveVenue:
         head, _, tail = self.protocol.trade_channel_format.partition("{}")
         if not (channel.startswith(head) and channel.endswith(tail) and len(channel) > len(head) + len(tail)):
             return None
-        name = channel[len(head):len(channel) - len(tail)]
+        name = channel[len(head) : len(channel) - len(tail)]
         return name.upper() if self.protocol.lower_channels else name
 
     def trades(self, text: str, instrument: str) -> list[Trade] | str:
@@ -75,7 +75,8 @@ MASTER = Master()  # the live loads' contract sizes: the stored master (`seed_ma
 
 def referenced(venue: str):
     """The venue's stream protocol with every dataset enabled, its contract sizes from `MASTER` (an instrument
-    it never saw: the venue's reference endpoint at the sources config's REST base, read at the first lookup)."""
+    it never saw: the venue's reference endpoint at the sources config's REST base, read at the first
+    lookup)."""
     protocol = stream_protocol(venue, "all")
     protocol.use_reference(lambda: rest_base(venue), MASTER)
     return protocol

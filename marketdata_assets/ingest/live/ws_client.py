@@ -56,9 +56,15 @@ class WsClient(asyncio.Protocol):
         secure = ssl.create_default_context() if wsuri.secure else None
 
         async def handshake() -> None:
-            await loop.create_connection(lambda: client, wsuri.host, wsuri.port, ssl=secure,
-                                         server_hostname=wsuri.host if secure else None)
+            await loop.create_connection(
+                lambda: client,
+                wsuri.host,
+                wsuri.port,
+                ssl=secure,
+                server_hostname=wsuri.host if secure else None,
+            )
             await client.opened
+
         try:
             async with asyncio.timeout(open_timeout):
                 await handshake()
@@ -67,8 +73,9 @@ class WsClient(asyncio.Protocol):
             raise
         return client
 
-    def start(self, on_text: Callable[[str, int], None],
-              on_texts: Callable[[list[str], int], None] | None = None) -> None:
+    def start(
+        self, on_text: Callable[[str, int], None], on_texts: Callable[[list[str], int], None] | None = None
+    ) -> None:
         """From now on each text message goes to `on_text(text, recv_ns)`; those cut from one read of the
         socket to `on_texts(texts, recv_ns)` at once, if given."""
         self.on_text = on_text
@@ -96,7 +103,8 @@ class WsClient(asyncio.Protocol):
 
     def _answer(self, data: bytes, recv_ns: int) -> None:
         """The handshake's answer, to the protocol; once it opened the connection, the frames after it
-        are cut here (the protocol's parser stands at a frame's start: it took the answer and nothing more)."""
+        are cut here (the protocol's parser stands at a frame's start: it took the answer and nothing
+        more)."""
         self.head += data
         end = self.head.find(b"\r\n\r\n")
         if end < 0:
@@ -121,14 +129,19 @@ class WsClient(asyncio.Protocol):
             first, second = buf[pos], buf[pos + 1]
             length, start = second & 0x7F, pos + 2
             if length == 126:
-                length, start = int.from_bytes(buf[start:start + 2]), start + 2
+                length, start = int.from_bytes(buf[start : start + 2]), start + 2
             elif length == 127:
-                length, start = int.from_bytes(buf[start:start + 8]), start + 8
+                length, start = int.from_bytes(buf[start : start + 8]), start + 8
             end = start + length + (4 if second & 0x80 else 0)
             if end > size:
                 break
-            if first == 0x81 and second < 0x80 and self.on_text is not None and not self.fragments \
-                    and protocol.state is State.OPEN:
+            if (
+                first == 0x81
+                and second < 0x80
+                and self.on_text is not None
+                and not self.fragments
+                and protocol.state is State.OPEN
+            ):
                 try:
                     texts.append(buf[start:end].decode())
                 except UnicodeDecodeError:

@@ -1,1 +1,2 @@
-"""A-share minute-bar CSV drops -> stock_1min_qfq: the loader, the landing workflow, transforms, daily bars."""
+"""A-share minute-bar CSV drops -> stock_1min_qfq: the loader, the landing workflow, transforms, daily
+bars."""

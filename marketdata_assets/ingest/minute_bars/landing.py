@@ -97,9 +97,12 @@ class LandingLoad:
         (loaded before with the same content). Rejected rows and quarantined files are the run's input's."""
         key = f"{month:%Y-%m}"
         mine = [f for f in self.files if key in f.months]
-        return {"month": key, "rows_loaded": sum(f.rows_by_month.get(key, 0) for f in mine if f.outcome == "loaded"),
-                "files_loaded": sum(f.outcome == "loaded" and f.rows_by_month.get(key, 0) > 0 for f in mine),
-                "files_skipped": sum(f.outcome == "skipped" for f in mine)}
+        return {
+            "month": key,
+            "rows_loaded": sum(f.rows_by_month.get(key, 0) for f in mine if f.outcome == "loaded"),
+            "files_loaded": sum(f.outcome == "loaded" and f.rows_by_month.get(key, 0) > 0 for f in mine),
+            "files_skipped": sum(f.outcome == "skipped" for f in mine),
+        }
 
     @property
     def reject_dir(self) -> Path | None:
@@ -115,31 +118,50 @@ class LandingLoad:
             by_reason: Counter = Counter()
             for f in rejecting:
                 by_reason.update(f.rejects_by_reason)
-            parts.append(f"{sum(f.rejects for f in rejecting):,} rows rejected "
-                         f"({', '.join(f'{why}: {n:,}' for why, n in by_reason.most_common())}) from {len(rejecting)} "
-                         f"of {loaded} file{'s' * (loaded != 1)} loaded: "
-                         f"{_first([f'{f.file} ({f.rejects:,})' for f in rejecting], shown)}; "
-                         f"rejects files in {self.reject_dir}")
+            parts.append(
+                f"{sum(f.rejects for f in rejecting):,} rows rejected "
+                f"({', '.join(f'{why}: {n:,}' for why, n in by_reason.most_common())}) from {len(rejecting)} "
+                f"of {loaded} file{'s' * (loaded != 1)} loaded: "
+                f"{_first([f'{f.file} ({f.rejects:,})' for f in rejecting], shown)}; "
+                f"rejects files in {self.reject_dir}"
+            )
         if self.quarantined:
             count = len(self.quarantined)
-            parts.append(f"{count} file{'s' * (count != 1)} quarantined, not loaded at all: "
-                         f"{_first(sorted(q['file'] for q in self.quarantined), shown)} "
-                         f"(moved to {self.quarantine_root} with their reasons)")
+            parts.append(
+                f"{count} file{'s' * (count != 1)} quarantined, not loaded at all: "
+                f"{_first(sorted(q['file'] for q in self.quarantined), shown)} "
+                f"(moved to {self.quarantine_root} with their reasons)"
+            )
         return "; ".join(parts) or None
 
     def progress(self, planned: int) -> str:
         """How far a load got (for the error of a store lost mid-load)."""
         loaded = [f for f in self.files if f.outcome == "loaded"]
         done = len(self.files) + len(self.quarantined)
-        return (f"{sum(f.rows for f in loaded):,} rows of {len(loaded)} file{'s' * (len(loaded) != 1)} were "
-                f"committed before, {planned - done} of {planned} files not finished (re-run the same load: "
-                "what committed is skipped)")
+        return (
+            f"{sum(f.rows for f in loaded):,} rows of {len(loaded)} file{'s' * (len(loaded) != 1)} were "
+            f"committed before, {planned - done} of {planned} files not finished (re-run the same load: "
+            "what committed is skipped)"
+        )
 
     def files_table(self) -> str:
-        return table(["file", "months", "outcome", "rows", "replaced", "rejected", "duplicates", "seconds", "note"],
-                     ([f.file, " ".join(f.months), f.outcome, f.rows, f.rows_deleted, f.rejects,
-                       f.duplicates_dropped, f.seconds, f.rejects_file or ""]
-                      for f in sorted(self.files, key=lambda f: f.file)))
+        return table(
+            ["file", "months", "outcome", "rows", "replaced", "rejected", "duplicates", "seconds", "note"],
+            (
+                [
+                    f.file,
+                    " ".join(f.months),
+                    f.outcome,
+                    f.rows,
+                    f.rows_deleted,
+                    f.rejects,
+                    f.duplicates_dropped,
+                    f.seconds,
+                    f.rejects_file or "",
+                ]
+                for f in sorted(self.files, key=lambda f: f.file)
+            ),
+        )
 
 
 def _first(names: Sequence[str], shown: int) -> str:
@@ -147,15 +169,19 @@ def _first(names: Sequence[str], shown: int) -> str:
     return ", ".join(names[:shown]) + (f" (+{len(names) - shown})" if len(names) > shown else "")
 
 
-def plan_files(conn: psycopg.Connection, root: Path, months: Sequence[date],
-               files: Sequence[Path] | None = None) -> list[LandingFile]:
+def plan_files(
+    conn: psycopg.Connection, root: Path, months: Sequence[date], files: Sequence[Path] | None = None
+) -> list[LandingFile]:
     """The files that may hold rows of `months`, largest first: indexed files with rows in them, and
     every new or changed file (its months are learnt when it is read). `files`: the landing files
     listed (default: loader.landing_files)."""
     indexed, stale = loader.landing_index(conn, root, files)
     wanted = set(months)
-    work = [LandingFile(root / rel, rel, None, sorted(wanted & set(file_months)))
-            for rel, (file_months, error) in indexed.items() if not error and wanted & set(file_months)]
+    work = [
+        LandingFile(root / rel, rel, None, sorted(wanted & set(file_months)))
+        for rel, (file_months, error) in indexed.items()
+        if not error and wanted & set(file_months)
+    ]
     work += [LandingFile(path, rel, stat, None) for path, rel, stat in stale]
     return sorted(work, key=lambda item: item.path.lstat().st_size, reverse=True)
 
@@ -163,8 +189,11 @@ def plan_files(conn: psycopg.Connection, root: Path, months: Sequence[date],
 def release_quarantined(conn: psycopg.Connection, root: Path, fingerprint: str) -> list[str]:
     """Move files quarantined under another profile set back to where they were (unless something
     new took their place); returns their landing paths."""
-    rows = conn.execute("SELECT source_file, quarantined_to FROM minute_bar_quarantine "
-                        "WHERE profiles IS NOT NULL AND profiles <> %s ORDER BY source_file", (fingerprint,)).fetchall()
+    rows = conn.execute(
+        "SELECT source_file, quarantined_to FROM minute_bar_quarantine "
+        "WHERE profiles IS NOT NULL AND profiles <> %s ORDER BY source_file",
+        (fingerprint,),
+    ).fetchall()
     released = []
     for rel, moved_to in rows:
         origin, held = root / rel, Path(moved_to)
@@ -179,17 +208,28 @@ def release_quarantined(conn: psycopg.Connection, root: Path, fingerprint: str) 
     return released
 
 
-def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connection]], root: Path,
-                 months: Sequence[date], *, quarantine_root: Path, use_copy: bool, workers: int = 4,
-                 force: bool = False, profiles: Sequence[CsvProfile] | None = None, run_id: str | None = None,
-                 migrate_max_rows: int | None = MIGRATE_MAX_ROWS,
-                 log: Callable[[str], None] = lambda message: None) -> LandingLoad:
+def load_landing(
+    connection: Callable[[], AbstractContextManager[psycopg.Connection]],
+    root: Path,
+    months: Sequence[date],
+    *,
+    quarantine_root: Path,
+    use_copy: bool,
+    workers: int = 4,
+    force: bool = False,
+    profiles: Sequence[CsvProfile] | None = None,
+    run_id: str | None = None,
+    migrate_max_rows: int | None = MIGRATE_MAX_ROWS,
+    log: Callable[[str], None] = lambda message: None,
+) -> LandingLoad:
     """Load the landing files' rows of `months` into stock_1min_qfq, after bootstrapping the store
     (store.bootstrap: extension, hypertable, indexes); `connection()` yields a pooled connection (the
     resource's). Raises StoreUnavailable when the server goes away, PlainTableNotMigrated before any
     load when a plain table holds more than `migrate_max_rows` rows."""
     started = time.monotonic()
-    report = LandingLoad(months=list(months), use_copy=use_copy, workers=workers, quarantine_root=quarantine_root)
+    report = LandingLoad(
+        months=list(months), use_copy=use_copy, workers=workers, quarantine_root=quarantine_root
+    )
     with connection() as conn:
         report.bootstrap = store.bootstrap(conn, migrate_max_rows=migrate_max_rows)
         fingerprint = profiles_fingerprint(profiles)
@@ -198,11 +238,20 @@ def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connect
         work = plan_files(conn, root, months, listing.files)
     for rel in report.released:
         log(f"released {rel} from quarantine: the profiles changed since it was set aside")
-    log(f"{len(work)} files to look at for {months[0]:%Y-%m}..{months[-1]:%Y-%m} "
+    log(
+        f"{len(work)} files to look at for {months[0]:%Y-%m}..{months[-1]:%Y-%m} "
         f"({sum(f.months is None for f in work)} new or changed); "
-        f"{'binary COPY' if use_copy else 'INSERT ... unnest'}, {workers} workers")
-    job = _FileJob(connection, set(months), force=force, use_copy=use_copy, run_id=run_id,
-                   reject_dir=report.reject_dir, profiles=profiles)
+        f"{'binary COPY' if use_copy else 'INSERT ... unnest'}, {workers} workers"
+    )
+    job = _FileJob(
+        connection,
+        set(months),
+        force=force,
+        use_copy=use_copy,
+        run_id=run_id,
+        reject_dir=report.reject_dir,
+        profiles=profiles,
+    )
     progress_key = f"minute bars load#{id(job)}"  # files settled of the load's, for a bar
     progress.report(progress_key, 0, len(work), "files")
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -214,8 +263,9 @@ def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connect
                 try:
                     outcome = future.result()
                 except FILE_ERRORS as error:  # nothing of the file was kept (one transaction)
-                    report.quarantined.append(_set_aside(connection, item, error, root, quarantine_root,
-                                                         fingerprint, log))
+                    report.quarantined.append(
+                        _set_aside(connection, item, error, root, quarantine_root, fingerprint, log)
+                    )
                     continue
                 if outcome is not None:
                     report.files.append(outcome)
@@ -228,8 +278,9 @@ def load_landing(connection: Callable[[], AbstractContextManager[psycopg.Connect
             raise
     for link in listing.links:  # whatever it points to, nothing of it is read
         item = LandingFile(link, link.relative_to(root).as_posix(), None, None)
-        report.quarantined.append(_set_aside(connection, item, LinkRefused(link, root), root, quarantine_root,
-                                             fingerprint, log))
+        report.quarantined.append(
+            _set_aside(connection, item, LinkRefused(link, root), root, quarantine_root, fingerprint, log)
+        )
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -264,16 +315,35 @@ class _FileJob:
             todo = loader.months_to_load(conn, item.rel, sha, file_months, self.force)
             conn.commit()
             if not todo:
-                return loader.FileLoad(file=item.rel, size_bytes=item.path.lstat().st_size,
-                                       months=[f"{m:%Y-%m}" for m in file_months], outcome="skipped")
-            return loader.load_file(conn, item.path, item.rel, todo, sha256=sha, use_copy=self.use_copy,
-                                    run_id=self.run_id, reject_dir=self.reject_dir, profiles=self.profiles,
-                                    parsed=parsed)
+                return loader.FileLoad(
+                    file=item.rel,
+                    size_bytes=item.path.lstat().st_size,
+                    months=[f"{m:%Y-%m}" for m in file_months],
+                    outcome="skipped",
+                )
+            return loader.load_file(
+                conn,
+                item.path,
+                item.rel,
+                todo,
+                sha256=sha,
+                use_copy=self.use_copy,
+                run_id=self.run_id,
+                reject_dir=self.reject_dir,
+                profiles=self.profiles,
+                parsed=parsed,
+            )
 
 
-def _set_aside(connection: Callable[[], AbstractContextManager[psycopg.Connection]], item: LandingFile,
-               error: Exception, root: Path, quarantine_root: Path, fingerprint: str,
-               log: Callable[[str], None]) -> dict:
+def _set_aside(
+    connection: Callable[[], AbstractContextManager[psycopg.Connection]],
+    item: LandingFile,
+    error: Exception,
+    root: Path,
+    quarantine_root: Path,
+    fingerprint: str,
+    log: Callable[[str], None],
+) -> dict:
     """Move a file that can't be loaded into quarantine with its reason (recorded in
     minute_bar_quarantine); returns {file, reason} for the report."""
     reason = str(error)
@@ -287,20 +357,26 @@ def _set_aside(connection: Callable[[], AbstractContextManager[psycopg.Connectio
         reason = f"{reason} (could not be moved aside: {failure})"
     else:
         with connection() as conn:
-            conn.execute("""
+            conn.execute(
+                """
                 INSERT INTO minute_bar_quarantine (source_file, quarantined_to, reason, profiles)
                 VALUES (%s, %s, %s, %s) ON CONFLICT (source_file) DO UPDATE SET
                     quarantined_to = EXCLUDED.quarantined_to, reason = EXCLUDED.reason,
                     profiles = EXCLUDED.profiles, quarantined_at = now()""",
-                         (item.rel, str(moved_to), reason, fingerprint if isinstance(error, CsvFileError) else None))
+                (item.rel, str(moved_to), reason, fingerprint if isinstance(error, CsvFileError) else None),
+            )
     log(f"quarantined {item.rel}: {reason}")
     return {"file": item.rel, "reason": reason}
 
 
-def _count_and_log(outcome: loader.FileLoad, item: LandingFile, progress: str, log: Callable[[str], None]) -> None:
+def _count_and_log(
+    outcome: loader.FileLoad, item: LandingFile, progress: str, log: Callable[[str], None]
+) -> None:
     if outcome.outcome == "loaded":  # committed (one transaction per file)
         metrics.loaded("stock_1min_qfq", "timescaledb", outcome.rows)
     rate = f", {outcome.rows / outcome.seconds:,.0f} rows/s" if outcome.seconds else ""
     reasons = ", ".join(f"{n} {why}" for why, n in sorted(outcome.rejects_by_reason.items()))
-    log(f"{progress} {outcome.outcome} {item.rel}: {outcome.rows:,} rows, "
-        f"{outcome.rejects} rejected{f' ({reasons})' if reasons else ''}{rate}")
+    log(
+        f"{progress} {outcome.outcome} {item.rel}: {outcome.rows:,} rows, "
+        f"{outcome.rejects} rejected{f' ({reasons})' if reasons else ''}{rate}"
+    )

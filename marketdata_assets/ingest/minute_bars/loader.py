@@ -84,12 +84,17 @@ def landing_files(root: Path) -> list[Path]:
     return landing_listing(root).files
 
 
-def landing_index(conn: psycopg.Connection, root: Path, files: Sequence[Path] | None = None
-                  ) -> tuple[dict[str, tuple[list[date], str | None]], list[tuple[Path, str, os.stat_result]]]:
+def landing_index(
+    conn: psycopg.Connection, root: Path, files: Sequence[Path] | None = None
+) -> tuple[dict[str, tuple[list[date], str | None]], list[tuple[Path, str, os.stat_result]]]:
     """({relative path: (months, error)} of files indexed as they are now, [new or changed files])
     of `files` (default: landing_files(root)). Entries of files gone from the landing area are dropped."""
-    known = {row[0]: row[1:] for row in conn.execute(
-        "SELECT source_file, size_bytes, mtime_ns, months, error FROM minute_bar_landing_files").fetchall()}
+    known = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            "SELECT source_file, size_bytes, mtime_ns, months, error FROM minute_bar_landing_files"
+        ).fetchall()
+    }
     current: dict[str, tuple[list[date], str | None]] = {}
     stale = []
     for path in landing_files(root) if files is None else files:
@@ -107,16 +112,27 @@ def landing_index(conn: psycopg.Connection, root: Path, files: Sequence[Path] | 
     return current, stale
 
 
-def record_index(conn: psycopg.Connection, rel: str, stat: os.stat_result, first: datetime | None,
-                 last: datetime | None, months: Sequence[date], error: str | None) -> None:
+def record_index(
+    conn: psycopg.Connection,
+    rel: str,
+    stat: os.stat_result,
+    first: datetime | None,
+    last: datetime | None,
+    months: Sequence[date],
+    error: str | None,
+) -> None:
     with conn.transaction():
-        conn.execute("""
-            INSERT INTO minute_bar_landing_files (source_file, size_bytes, mtime_ns, first_time, last_time, months, error)
+        conn.execute(
+            """
+            INSERT INTO minute_bar_landing_files (source_file, size_bytes, mtime_ns, first_time, last_time, \
+months, error)
             VALUES (%s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (source_file) DO UPDATE SET size_bytes = EXCLUDED.size_bytes, mtime_ns = EXCLUDED.mtime_ns,
+            ON CONFLICT (source_file) DO UPDATE SET size_bytes = EXCLUDED.size_bytes, \
+mtime_ns = EXCLUDED.mtime_ns,
                 first_time = EXCLUDED.first_time, last_time = EXCLUDED.last_time, months = EXCLUDED.months,
                 error = EXCLUDED.error, indexed_at = now()""",
-                     (rel, stat.st_size, stat.st_mtime_ns, first, last, list(months), error))
+            (rel, stat.st_size, stat.st_mtime_ns, first, last, list(months), error),
+        )
 
 
 @dataclass
@@ -143,12 +159,21 @@ def parse_file(path: Path, profiles: Sequence[CsvProfile] | None = None, **optio
         first = lo if first is None or lo < first else first
         last = hi if last is None or hi > last else last
         months.update(batch["time"].dt.truncate("1mo").dt.date().unique().to_list())
-    return ParsedFile(batches, reader.rejects, reader.reject_count, dict(reader.reject_reasons), first, last,
-                      sorted(months), reader.rejected_days)
+    return ParsedFile(
+        batches,
+        reader.rejects,
+        reader.reject_count,
+        dict(reader.reject_reasons),
+        first,
+        last,
+        sorted(months),
+        reader.rejected_days,
+    )
 
 
-def file_span(path: Path, profiles: Sequence[CsvProfile] | None = None
-              ) -> tuple[datetime | None, datetime | None, list[date], ParsedFile | None]:
+def file_span(
+    path: Path, profiles: Sequence[CsvProfile] | None = None
+) -> tuple[datetime | None, datetime | None, list[date], ParsedFile | None]:
     """(first, last, months, parsed file or None) of a new or changed landing file: small files are
     parsed whole (the load reuses the batches), big ones scanned by their time column only.
     Raises CsvFileError when the file can't be read."""
@@ -159,13 +184,19 @@ def file_span(path: Path, profiles: Sequence[CsvProfile] | None = None
     return span.min_time, span.max_time, [date(int(m[:4]), int(m[5:7]), 1) for m in span.months], None
 
 
-def months_to_load(conn: psycopg.Connection, rel: str, sha: str, months: Iterable[date], force: bool) -> list[date]:
+def months_to_load(
+    conn: psycopg.Connection, rel: str, sha: str, months: Iterable[date], force: bool
+) -> list[date]:
     wanted = sorted(set(months))
     if force or not wanted:
         return wanted
-    done = {row[0] for row in conn.execute(
-        "SELECT month FROM etl_metadata WHERE source_file = %s AND sha256 = %s AND month = ANY(%s)",
-        (rel, sha, wanted)).fetchall()}
+    done = {
+        row[0]
+        for row in conn.execute(
+            "SELECT month FROM etl_metadata WHERE source_file = %s AND sha256 = %s AND month = ANY(%s)",
+            (rel, sha, wanted),
+        ).fetchall()
+    }
     return [m for m in wanted if m not in done]
 
 
@@ -173,10 +204,21 @@ def _in_months(frame: pl.DataFrame, months: Sequence[date]) -> pl.DataFrame:
     return frame.filter(pl.col("time").dt.truncate("1mo").dt.date().is_in(list(months)))
 
 
-def load_file(conn: psycopg.Connection, path: Path, rel: str, months: Sequence[date], *, sha256: str,
-              use_copy: bool, run_id: str | None, reject_dir: Path,
-              profiles: Sequence[CsvProfile] | None = None, table: str = MINUTE_TABLE,
-              block_bytes: int | None = None, parsed: ParsedFile | None = None) -> FileLoad:
+def load_file(
+    conn: psycopg.Connection,
+    path: Path,
+    rel: str,
+    months: Sequence[date],
+    *,
+    sha256: str,
+    use_copy: bool,
+    run_id: str | None,
+    reject_dir: Path,
+    profiles: Sequence[CsvProfile] | None = None,
+    table: str = MINUTE_TABLE,
+    block_bytes: int | None = None,
+    parsed: ParsedFile | None = None,
+) -> FileLoad:
     """Load the rows of `path` that fall in `months`, replacing what an earlier load of the same rows
     wrote, in one transaction on `conn` (which must not be in a transaction)."""
     started = time.monotonic()
@@ -190,7 +232,7 @@ def load_file(conn: psycopg.Connection, path: Path, rel: str, months: Sequence[d
     reader = open_minute_csv(path, profiles, **options) if parsed is None else None
     spans: list[pl.DataFrame] = []
     kept: list[pl.DataFrame] | None = [] if parsed is not None else None
-    for batch in (parsed.batches if parsed is not None else reader.batches()):
+    for batch in parsed.batches if parsed is not None else reader.batches():
         batch = _in_months(batch, months)
         if batch.height:
             spans.append(batch.group_by("code").agg(first=pl.col("time").min(), last=pl.col("time").max()))
@@ -201,20 +243,33 @@ def load_file(conn: psycopg.Connection, path: Path, rel: str, months: Sequence[d
     result.rejects_by_reason = dict(parsed.reject_reasons if parsed is not None else reader.reject_reasons)
     rejected_days = parsed.rejected_days if parsed is not None else reader.rejected_days
     if rejects:
-        result.rejects_file = str(write_rejects(rejects, reject_dir / f"{rel.replace('/', '__')}.rejects.csv"))
-    span = (pl.concat(spans).group_by("code").agg(pl.col("first").min(), pl.col("last").max())
-            if spans else pl.DataFrame(schema={"code": pl.String, "first": pl.Datetime("us"), "last": pl.Datetime("us")}))
+        result.rejects_file = str(
+            write_rejects(rejects, reject_dir / f"{rel.replace('/', '__')}.rejects.csv")
+        )
+    span = (
+        pl.concat(spans).group_by("code").agg(pl.col("first").min(), pl.col("last").max())
+        if spans
+        else pl.DataFrame(schema={"code": pl.String, "first": pl.Datetime("us"), "last": pl.Datetime("us")})
+    )
 
     def write(dedupe_whole_file: bool) -> None:
         with conn.transaction():
             if span.height:
                 delete = sql.SQL("""
-                    DELETE FROM {table} t USING unnest(%s::text[], %s::timestamp[], %s::timestamp[]) AS r(code, first, last)
-                    WHERE t.code = r.code AND t.time BETWEEN r.first AND r.last""").format(table=table_identifier(table))
-                cursor = conn.execute(delete, [span["code"].to_list(), span["first"].to_list(), span["last"].to_list()])
+                    DELETE FROM {table} t USING unnest(%s::text[], %s::timestamp[], \
+%s::timestamp[]) AS r(code, first, last)
+                    WHERE t.code = r.code AND t.time BETWEEN r.first AND r.last""").format(
+                    table=table_identifier(table)
+                )
+                cursor = conn.execute(
+                    delete, [span["code"].to_list(), span["first"].to_list(), span["last"].to_list()]
+                )
                 result.rows_deleted = cursor.rowcount
-            batches = iter(kept) if kept is not None else (
-                _in_months(b, months) for b in open_minute_csv(path, profiles, **options).batches())
+            batches = (
+                iter(kept)
+                if kept is not None
+                else (_in_months(b, months) for b in open_minute_csv(path, profiles, **options).batches())
+            )
             if dedupe_whole_file:  # a bar repeated across batches: keep its last occurrence in the file
                 frames = [b for b in batches if b.height]
                 batches = iter([pl.concat(frames)] if frames else [])
@@ -224,24 +279,43 @@ def load_file(conn: psycopg.Connection, path: Path, rel: str, months: Sequence[d
                 unique = dedupe_bars(batch)
                 duplicates += batch.height - unique.height
                 rows += insert_rows(conn, unique, table, use_copy=use_copy)
-                for month, count in unique.group_by(pl.col("time").dt.truncate("1mo").dt.date()).len().iter_rows():
+                for month, count in (
+                    unique.group_by(pl.col("time").dt.truncate("1mo").dt.date()).len().iter_rows()
+                ):
                     per_month[month] = per_month.get(month, 0) + count
             result.duplicates_dropped = duplicates
             result.rows = rows
             result.rows_by_month = {f"{month:%Y-%m}": count for month, count in sorted(per_month.items())}
-            ledger.replace_rejected_rows(conn, rel, *(rejected_days[c].to_list() for c in REJECTED_DAYS_SCHEMA),
-                                         rejects_file=result.rejects_file, run_id=run_id)
+            ledger.replace_rejected_rows(
+                conn,
+                rel,
+                *(rejected_days[c].to_list() for c in REJECTED_DAYS_SCHEMA),
+                rejects_file=result.rejects_file,
+                run_id=run_id,
+            )
             for month in months:
-                conn.execute("""
-                    INSERT INTO etl_metadata (source_file, month, sha256, size_bytes, rows_loaded, rows_rejected,
+                conn.execute(
+                    """
+                    INSERT INTO etl_metadata (source_file, month, sha256, size_bytes, rows_loaded, \
+rows_rejected,
                                               duplicates_dropped, run_id)
                     VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
                     ON CONFLICT (source_file, month) DO UPDATE SET sha256 = EXCLUDED.sha256,
                         size_bytes = EXCLUDED.size_bytes, rows_loaded = EXCLUDED.rows_loaded,
-                        rows_rejected = EXCLUDED.rows_rejected, duplicates_dropped = EXCLUDED.duplicates_dropped,
+                        rows_rejected = EXCLUDED.rows_rejected, duplicates_dropped = \
+EXCLUDED.duplicates_dropped,
                         loaded_at = now(), run_id = EXCLUDED.run_id""",
-                             (rel, month, sha256, result.size_bytes, per_month.get(month, 0), result.rejects,
-                              result.duplicates_dropped, run_id))
+                    (
+                        rel,
+                        month,
+                        sha256,
+                        result.size_bytes,
+                        per_month.get(month, 0),
+                        result.rejects,
+                        result.duplicates_dropped,
+                        run_id,
+                    ),
+                )
 
     try:
         write(dedupe_whole_file=False)

@@ -41,8 +41,12 @@ def clean_condition() -> pl.Expr:
     """The monthly K-line cleaning WHERE as a Polars predicate (NULL comparisons drop the row)."""
     greatest = pl.max_horizontal("open", "close")
     least = pl.min_horizontal("open", "close")
-    return ((pl.col("volume") >= 0) & (pl.col("amount") >= 0)
-            & (pl.col("high") >= greatest) & (pl.col("low") <= least))
+    return (
+        (pl.col("volume") >= 0)
+        & (pl.col("amount") >= 0)
+        & (pl.col("high") >= greatest)
+        & (pl.col("low") <= least)
+    )
 
 
 def clean_minute_bars(df: pl.DataFrame) -> pl.DataFrame:
@@ -63,24 +67,36 @@ def daily_bars(df: pl.DataFrame) -> pl.DataFrame:
     summed volume and amount, last name. Columns: date, code, name, open, high, low, close, volume, amount."""
     has_name = "name" in df.columns
     ordered = df.sort("code", "time")
-    aggs = [pl.col("open").first(), pl.col("high").max(), pl.col("low").min(), pl.col("close").last(),
-            pl.col("volume").sum(), pl.col("amount").sum()]
+    aggs = [
+        pl.col("open").first(),
+        pl.col("high").max(),
+        pl.col("low").min(),
+        pl.col("close").last(),
+        pl.col("volume").sum(),
+        pl.col("amount").sum(),
+    ]
     if has_name:
         aggs.insert(0, pl.col("name").last())
-    out = (ordered.group_by("code", pl.col("time").dt.date().alias("date"), maintain_order=True).agg(aggs)
-           .sort("code", "date"))
+    out = (
+        ordered.group_by("code", pl.col("time").dt.date().alias("date"), maintain_order=True)
+        .agg(aggs)
+        .sort("code", "date")
+    )
     if not has_name:
         out = out.with_columns(name=pl.lit(None, dtype=pl.String))
     return out.select("date", "code", "name", "open", "high", "low", "close", "volume", "amount")
 
 
-def moving_averages(df: pl.DataFrame, windows: Sequence[int] = (5, 10, 20), column: str = "close",
-                    order_by: str = "date") -> pl.DataFrame:
+def moving_averages(
+    df: pl.DataFrame, windows: Sequence[int] = (5, 10, 20), column: str = "close", order_by: str = "date"
+) -> pl.DataFrame:
     """MA{n} of `column` per code over consecutive rows (trading days) ordered by `order_by`;
     null until n rows exist (and wherever the window holds a null)."""
     out = df.sort("code", order_by)
     return out.with_columns(
-        pl.col(column).rolling_mean(window_size=n, min_samples=n).over("code").alias(f"ma{n}") for n in windows)
+        pl.col(column).rolling_mean(window_size=n, min_samples=n).over("code").alias(f"ma{n}")
+        for n in windows
+    )
 
 
 ma_pipeline: Transform = pipeline(clean_minute_bars, daily_bars, moving_averages)

@@ -56,7 +56,8 @@ def month_window(month: date, as_of: date | None = None, venue: str = "SSE") -> 
 
 
 def expected_grid(venue: str, start: date, end: date) -> Grid:
-    """The grid of [start, end) from the venue's calendar (calendars.OutOfCalendar outside its known range)."""
+    """The grid of [start, end) from the venue's calendar (calendars.OutOfCalendar outside its known
+    range)."""
     days = calendars.trading_days(venue, start, end - timedelta(days=1)) if end > start else []
     stamps, needs = [], []
     auction_venue = venue.upper() in A_SHARE_VENUES
@@ -166,8 +167,11 @@ class CodeDay:
 
 def rejects_text(rejects: RejectedDay, files: int = 2) -> str:
     """'240 rows rejected (future-dated; rejects in <file>)'."""
-    reasons = (next(iter(rejects.reasons)) if len(rejects.reasons) == 1
-               else ", ".join(f"{why} {n:,}" for why, n in rejects.reasons.items()))
+    reasons = (
+        next(iter(rejects.reasons))
+        if len(rejects.reasons) == 1
+        else ", ".join(f"{why} {n:,}" for why, n in rejects.reasons.items())
+    )
     more = len(rejects.files) - files
     shown = ", ".join(rejects.files[:files]) + (f" (+{more})" if more > 0 else "")
     return f"{rejects.rows:,} row{'s' * (rejects.rows != 1)} rejected ({reasons}; rejects in {shown})"
@@ -191,7 +195,9 @@ class MonthCompleteness:
     rejected: list[CodeDay] = field(default_factory=list)  # no bar, but rows of the code-day were rejected
     off_session: list[CodeDay] = field(default_factory=list)  # off_session and off_calendar code-days
     missing_days: list[date] = field(default_factory=list)
-    missing_day_rejects: dict[date, RejectedDay] = field(default_factory=dict)  # rows rejected on missing days
+    missing_day_rejects: dict[date, RejectedDay] = field(
+        default_factory=dict
+    )  # rows rejected on missing days
     seconds: float = 0.0
     known_until: date | None = None  # the calendar's last known session, when the window goes past it
     provisional_days: list[date] = field(default_factory=list)  # trading days judged provisionally
@@ -211,7 +217,7 @@ class MonthCompleteness:
 
     @property
     def severity(self) -> str | None:
-        """"ERROR", "WARN" or None (passed): see docs/completeness.md, "Minute bars"."""
+        """ "ERROR", "WARN" or None (passed): see docs/completeness.md, "Minute bars"."""
         errors = [c.day for c in self.partial + self.off_session] + self.missing_days
         if any(self.known_until is None or day <= self.known_until for day in errors):
             return "ERROR"
@@ -234,33 +240,66 @@ class MonthCompleteness:
         if self.trading_days == 0 and self.codes == 0:
             return f"{self.month:%Y-%m}: no trading day to judge yet"
         if self.codes == 0:
-            return (f"{self.month:%Y-%m}: no minute bars at all in {self.start}..{self.end - timedelta(days=1)}"
-                    f" ({self.trading_days} trading days)")
+            return (
+                f"{self.month:%Y-%m}: no minute bars at all in {self.start}..{self.end - timedelta(days=1)}"
+                f" ({self.trading_days} trading days)"
+            )
         parts = []
         if self.missing_days:
-            parts.append("no bars for any code on trading day(s) " + ", ".join(
-                f"{d}" + (f" ({rejects_text(self.missing_day_rejects[d])})" if d in self.missing_day_rejects else "")
-                for d in self.missing_days[:limit]))
+            parts.append(
+                "no bars for any code on trading day(s) "
+                + ", ".join(
+                    f"{d}"
+                    + (
+                        f" ({rejects_text(self.missing_day_rejects[d])})"
+                        if d in self.missing_day_rejects
+                        else ""
+                    )
+                    for d in self.missing_days[:limit]
+                )
+            )
         if self.partial:
-            parts.append(f"{len(self.partial)} code-day(s) with {self.missing_minutes:,} missing minute(s): "
-                         + "; ".join(f"{c.code} {c.day} {c.missing} missing ({c.stamps})"
-                                     + (f", {rejects_text(c.rejects)}" if c.rejects else "")
-                                     for c in self.partial[:limit]))
+            parts.append(
+                f"{len(self.partial)} code-day(s) with {self.missing_minutes:,} missing minute(s): "
+                + "; ".join(
+                    f"{c.code} {c.day} {c.missing} missing ({c.stamps})"
+                    + (f", {rejects_text(c.rejects)}" if c.rejects else "")
+                    for c in self.partial[:limit]
+                )
+            )
         if self.off_session:
-            parts.append(f"{self.off_session_bars:,} bar(s) outside the sessions: " + "; ".join(
-                f"{c.code} {c.day}{' (not a trading day)' if c.verdict == 'off_calendar' else ''} {c.stamps}"
-                for c in self.off_session[:limit]))
+            parts.append(
+                f"{self.off_session_bars:,} bar(s) outside the sessions: "
+                + "; ".join(
+                    (
+                        f"{c.code} {c.day}{' (not a trading day)' if c.verdict == 'off_calendar' else ''} "
+                        f"{c.stamps}"
+                    )
+                    for c in self.off_session[:limit]
+                )
+            )
         if self.rejected:
-            parts.append(f"{len(self.rejected)} code-day(s) without bars whose rows a load rejected: " + "; ".join(
-                f"{c.code} {c.day}: {rejects_text(c.rejects)}" for c in self.rejected[:limit]))
+            parts.append(
+                f"{len(self.rejected)} code-day(s) without bars whose rows a load rejected: "
+                + "; ".join(f"{c.code} {c.day}: {rejects_text(c.rejects)}" for c in self.rejected[:limit])
+            )
         if self.suspended:
-            parts.append(f"{len(self.suspended)} suspended code-day(s) (no bar on a trading day): " + "; ".join(
-                f"{code} {', '.join(days)}" for code, days in list(self.suspended_by_code().items())[:limit]))
+            parts.append(
+                f"{len(self.suspended)} suspended code-day(s) (no bar on a trading day): "
+                + "; ".join(
+                    f"{code} {', '.join(days)}"
+                    for code, days in list(self.suspended_by_code().items())[:limit]
+                )
+            )
         if self.auction_gaps:
-            parts.append(f"{len(self.auction_gaps)} code-day(s) missing only closing-auction minutes "
-                         "14:58/14:59: " + "; ".join(f"{c.code} {c.day}" for c in self.auction_gaps[:limit]))
-        head = (f"{self.month:%Y-%m}: {self.codes:,} codes x {self.trading_days} trading days, "
-                f"{self.bars:,} of {self.expected_bars:,} expected bars")
+            parts.append(
+                f"{len(self.auction_gaps)} code-day(s) missing only closing-auction minutes "
+                "14:58/14:59: " + "; ".join(f"{c.code} {c.day}" for c in self.auction_gaps[:limit])
+            )
+        head = (
+            f"{self.month:%Y-%m}: {self.codes:,} codes x {self.trading_days} trading days, "
+            f"{self.bars:,} of {self.expected_bars:,} expected bars"
+        )
         return head + (": complete" if not parts else " — " + " | ".join(parts))
 
     def suspended_by_code(self) -> dict[str, list[str]]:
@@ -275,46 +314,78 @@ class MonthCompleteness:
     def metadata(self) -> dict:
         """Plain values and Markdown tables (the check wraps them into MetadataValues)."""
         out: dict = {
-            "month": f"{self.month:%Y-%m}", "judged": f"{self.start}..{self.end - timedelta(days=1)}",
-            "codes": self.codes, "trading_days": self.trading_days, "bars": self.bars,
+            "month": f"{self.month:%Y-%m}",
+            "judged": f"{self.start}..{self.end - timedelta(days=1)}",
+            "codes": self.codes,
+            "trading_days": self.trading_days,
+            "bars": self.bars,
             "expected_bars": self.expected_bars,
             "complete_pct": round(100 * min(self.bars, self.expected_bars) / self.expected_bars, 3)
-            if self.expected_bars else None,
-            "partial_code_days": len(self.partial), "missing_minutes": self.missing_minutes,
-            "auction_gap_code_days": len(self.auction_gaps), "auction_minutes_missing": self.auction_minutes_missing,
-            "suspended_code_days": len(self.suspended), "rejected_code_days": len(self.rejected),
+            if self.expected_bars
+            else None,
+            "partial_code_days": len(self.partial),
+            "missing_minutes": self.missing_minutes,
+            "auction_gap_code_days": len(self.auction_gaps),
+            "auction_minutes_missing": self.auction_minutes_missing,
+            "suspended_code_days": len(self.suspended),
+            "rejected_code_days": len(self.rejected),
             "off_session_bars": self.off_session_bars,
-            "missing_days": [str(d) for d in self.missing_days], "seconds": self.seconds,
+            "missing_days": [str(d) for d in self.missing_days],
+            "seconds": self.seconds,
         }
         if self.known_until is not None:
             out["provisional_days"] = [str(d) for d in self.provisional_days]
             out["calendar"] = self.calendar_note
         if self.partial:
-            out["partial"] = markdown_table(["code", "day", "missing", "closing auction", "first missing", "rejected"],
-                                            ([c.code, c.day, c.missing, c.auction_missing, c.stamps,
-                                              rejects_text(c.rejects) if c.rejects else ""]
-                                             for c in self.partial), limit=SAMPLE)
+            out["partial"] = markdown_table(
+                ["code", "day", "missing", "closing auction", "first missing", "rejected"],
+                (
+                    [
+                        c.code,
+                        c.day,
+                        c.missing,
+                        c.auction_missing,
+                        c.stamps,
+                        rejects_text(c.rejects) if c.rejects else "",
+                    ]
+                    for c in self.partial
+                ),
+                limit=SAMPLE,
+            )
         if self.rejected:
-            out["rejected"] = markdown_table(["code", "day", "rows rejected", "reasons", "rejects in"],
-                                             ([c.code, c.day, c.rejects.rows, ", ".join(c.rejects.reasons),
-                                               " ".join(c.rejects.files)] for c in self.rejected),
-                                             limit=SAMPLE)
+            out["rejected"] = markdown_table(
+                ["code", "day", "rows rejected", "reasons", "rejects in"],
+                (
+                    [c.code, c.day, c.rejects.rows, ", ".join(c.rejects.reasons), " ".join(c.rejects.files)]
+                    for c in self.rejected
+                ),
+                limit=SAMPLE,
+            )
         if self.off_session:
             out["off_session"] = markdown_table(
                 ["code", "day", "bars off-session", "trading day", "first stamps"],
-                ([c.code, c.day, c.off_session, "no" if c.verdict == "off_calendar" else "yes", c.stamps]
-                 for c in self.off_session), limit=SAMPLE)
+                (
+                    [c.code, c.day, c.off_session, "no" if c.verdict == "off_calendar" else "yes", c.stamps]
+                    for c in self.off_session
+                ),
+                limit=SAMPLE,
+            )
         if self.suspended:
             per_code = self.suspended_by_code()
-            out["suspended"] = markdown_table(["code", "days without bars", "days"],
-                                              ([code, len(days), " ".join(days)] for code, days in per_code.items()),
-                                              limit=SAMPLE)
-            out["suspended_per_day"] = markdown_table(["day", "codes without bars"],
-                                                      sorted(self.suspended_per_day().items()))
+            out["suspended"] = markdown_table(
+                ["code", "days without bars", "days"],
+                ([code, len(days), " ".join(days)] for code, days in per_code.items()),
+                limit=SAMPLE,
+            )
+            out["suspended_per_day"] = markdown_table(
+                ["day", "codes without bars"], sorted(self.suspended_per_day().items())
+            )
         if self.auction_gaps:
-            out["auction_gaps"] = markdown_table(["code", "day", "missing of 14:58/14:59"],
-                                                 ([c.code, c.day, c.auction_missing] for c in self.auction_gaps),
-                                                 limit=SAMPLE)
+            out["auction_gaps"] = markdown_table(
+                ["code", "day", "missing of 14:58/14:59"],
+                ([c.code, c.day, c.auction_missing] for c in self.auction_gaps),
+                limit=SAMPLE,
+            )
         return out
 
 
@@ -332,15 +403,25 @@ def build_code_days(conn: psycopg.Connection, grid: Grid, table: str = MINUTE_TA
     conn.execute(_GRID_TABLE, {"stamps": grid.stamps, "needs": grid.needs})
     conn.execute("CREATE INDEX ON _bar_grid (time)")
     conn.execute("ANALYZE _bar_grid")
-    conn.execute(sql.SQL(_CODE_DAYS).format(table=table_identifier(table)), {"start": grid.start, "end": grid.end})
+    conn.execute(
+        sql.SQL(_CODE_DAYS).format(table=table_identifier(table)), {"start": grid.start, "end": grid.end}
+    )
     conn.execute(_DAYS)
 
 
-def check_month(conn: psycopg.Connection, month: date, *, venue: str = "SSE", as_of: date | None = None,
-                table: str = MINUTE_TABLE, sample: int = SAMPLE) -> MonthCompleteness:
-    """Judge the minute bars of `month` (docs/completeness.md, "Minute bars"). Read-only: runs in a transaction
-    that is rolled back (its temporary tables go with it). Days after the calendar's last known
-    session are judged provisionally (docs/completeness.md, "Minute bars"); calendars.OutOfCalendar before its first."""
+def check_month(
+    conn: psycopg.Connection,
+    month: date,
+    *,
+    venue: str = "SSE",
+    as_of: date | None = None,
+    table: str = MINUTE_TABLE,
+    sample: int = SAMPLE,
+) -> MonthCompleteness:
+    """Judge the minute bars of `month` (docs/completeness.md, "Minute bars"). Read-only: runs in a
+    transaction that is rolled back (its temporary tables go with it). Days after the calendar's last known
+    session are judged provisionally (docs/completeness.md, "Minute bars"); calendars.OutOfCalendar before its
+    first."""
     started = _time.monotonic()
     start, end = month_window(month, as_of, venue)
     grid = expected_grid(venue, start, end)
@@ -357,19 +438,33 @@ def check_month(conn: psycopg.Connection, month: date, *, venue: str = "SSE", as
         else:
             missing_days, per_code = conn.execute(
                 "SELECT coalesce(array_agg(day ORDER BY day) FILTER (WHERE NOT has_bars), '{}'), "
-                "coalesce(sum(expected) FILTER (WHERE has_bars), 0) FROM _grid_days").fetchone()
+                "coalesce(sum(expected) FILTER (WHERE has_bars), 0) FROM _grid_days"
+            ).fetchone()
             result.missing_days, result.expected_bars = list(missing_days), int(per_code) * result.codes
         for row in conn.execute(_PROBLEMS).fetchall():
             _classify(result, *row)
         _name_rejected_rows(conn, result)
-        _expand(conn, ident, result.partial[:sample], _MISSING_STAMPS, lambda c: c.missing + c.auction_missing)
+        _expand(
+            conn, ident, result.partial[:sample], _MISSING_STAMPS, lambda c: c.missing + c.auction_missing
+        )
         _expand(conn, ident, result.off_session[:sample], _OFF_STAMPS, lambda c: c.off_session)
     result.seconds = round(_time.monotonic() - started, 3)
     return result
 
 
-def _classify(result: MonthCompleteness, code: str, day: date, off_calendar: bool, suspended: bool, expected: int,
-              expected_auction: int, bars: int, on_grid: int, auction: int, optional: int) -> None:
+def _classify(
+    result: MonthCompleteness,
+    code: str,
+    day: date,
+    off_calendar: bool,
+    suspended: bool,
+    expected: int,
+    expected_auction: int,
+    bars: int,
+    on_grid: int,
+    auction: int,
+    optional: int,
+) -> None:
     if off_calendar:
         result.off_session.append(CodeDay(code, day, "off_calendar", off_session=bars, bars=bars))
         return
@@ -406,11 +501,15 @@ def _name_rejected_rows(conn: psycopg.Connection, result: MonthCompleteness) -> 
         if on_day:
             result.missing_day_rejects[day] = _merged(day, on_day)
     codes = sorted({code for code, _ in found})
-    judged = {row[0] for row in conn.execute("SELECT DISTINCT code FROM _bar_days WHERE code = ANY(%s)", (codes,))}
+    judged = {
+        row[0] for row in conn.execute("SELECT DISTINCT code FROM _bar_days WHERE code = ANY(%s)", (codes,))
+    }
     days = {row[0] for row in conn.execute("SELECT day FROM _grid_days WHERE has_bars")}
     unjudged = [r for (code, day), r in sorted(found.items()) if code not in judged and day in days]
-    result.rejected = sorted(result.rejected + [CodeDay(r.code, r.day, "rejected", rejects=r) for r in unjudged],
-                             key=lambda c: (c.code, c.day))
+    result.rejected = sorted(
+        result.rejected + [CodeDay(r.code, r.day, "rejected", rejects=r) for r in unjudged],
+        key=lambda c: (c.code, c.day),
+    )
 
 
 def _merged(day: date, rejected: list[RejectedDay]) -> RejectedDay:
@@ -424,12 +523,18 @@ def _merged(day: date, rejected: list[RejectedDay]) -> RejectedDay:
     return merged
 
 
-def _expand(conn: psycopg.Connection, ident: sql.Composable, code_days: list[CodeDay], query: str, total) -> None:
+def _expand(
+    conn: psycopg.Connection, ident: sql.Composable, code_days: list[CodeDay], query: str, total
+) -> None:
     if not code_days:
         return
-    rows = conn.execute(sql.SQL(query).format(table=ident),
-                        {"codes": [c.code for c in code_days], "days": [c.day for c in code_days]}).fetchall()
+    rows = conn.execute(
+        sql.SQL(query).format(table=ident),
+        {"codes": [c.code for c in code_days], "days": [c.day for c in code_days]},
+    ).fetchall()
     found = {(code, day): stamps for code, day, stamps in rows}
     for c in code_days:
         stamps = found.get((c.code, c.day), [])
-        c.stamps = _stamps_text(stamps, total(c)) if c.verdict != "off_calendar" else _stamps_text(stamps, c.bars)
+        c.stamps = (
+            _stamps_text(stamps, total(c)) if c.verdict != "off_calendar" else _stamps_text(stamps, c.bars)
+        )

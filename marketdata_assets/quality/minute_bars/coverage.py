@@ -37,7 +37,8 @@ SELECT c.code, avg(c.share) AS share, (sum(c.off) + coalesce(max(o.bars), 0))::b
        row_number() OVER (ORDER BY avg(c.share), sum(c.off) + coalesce(max(o.bars), 0) DESC, c.code) AS rank
 FROM _bar_cells c
 LEFT JOIN (SELECT code, sum(bars) AS bars FROM _bar_days d
-           WHERE NOT EXISTS (SELECT 1 FROM _grid_days g WHERE g.day = d.day) GROUP BY code) o ON o.code = c.code
+           WHERE NOT EXISTS (SELECT 1 FROM _grid_days g WHERE g.day = d.day) GROUP BY code) o ON o.code = \
+c.code
 GROUP BY c.code"""
 
 _SHOWN = """SELECT code, share, off, partial_days, empty_days FROM _bar_ranked
@@ -72,34 +73,68 @@ class MonthCoverage:
     calendar_note: str = ""  # what to upgrade (calendars.provisional_note), when there are such days
 
     def svg(self) -> str:
-        rows = [r.code for r in self.worst] + ([f"all other {self.others_count:,} codes"] if self.others_count else [])
+        rows = [r.code for r in self.worst] + (
+            [f"all other {self.others_count:,} codes"] if self.others_count else []
+        )
         values = [r.cells for r in self.worst] + ([self.others] if self.others_count else [])
         title = f"{self.month:%Y-%m}: {self.codes:,} codes, {100 * self.overall:.2f}% of bars"
         return heatmap_svg(title, rows, [f"{d:%d}" for d in self.days], values, cell=18)
 
     def markdown(self) -> str:
         """The heat map and the figures behind it."""
-        lines = [(r.code, f"{100 * r.share:.2f}", r.partial_days, r.empty_days, r.off_session) for r in self.worst]
+        lines = [
+            (r.code, f"{100 * r.share:.2f}", r.partial_days, r.empty_days, r.off_session) for r in self.worst
+        ]
         if self.others_count:
             shares = [s for s in self.others if s is not None]
-            lines.append((f"all other {self.others_count:,} codes",
-                          f"{100 * sum(shares) / len(shares):.2f}" if shares else "", "", "", ""))
-        note = (f"**{self.calendar_note}** (days {', '.join(f'{d:%m-%d}' for d in self.provisional_days)})\n\n"
-                if self.provisional_days else "")
-        return (svg_markdown_image(self.svg(), f"{self.month:%Y-%m} coverage") + "\n\n" + note
-                + table(["code", "bars present %", "partial days", "days without bars", "off-session bars"], lines))
+            lines.append(
+                (
+                    f"all other {self.others_count:,} codes",
+                    f"{100 * sum(shares) / len(shares):.2f}" if shares else "",
+                    "",
+                    "",
+                    "",
+                )
+            )
+        note = (
+            f"**{self.calendar_note}** (days {', '.join(f'{d:%m-%d}' for d in self.provisional_days)})\n\n"
+            if self.provisional_days
+            else ""
+        )
+        return (
+            svg_markdown_image(self.svg(), f"{self.month:%Y-%m} coverage")
+            + "\n\n"
+            + note
+            + table(
+                ["code", "bars present %", "partial days", "days without bars", "off-session bars"], lines
+            )
+        )
 
     def as_json(self) -> dict:
-        return {"month": f"{self.month:%Y-%m}", "days": [str(d) for d in self.days], "codes": self.codes,
-                "complete_codes": self.complete_codes, "overall_percent": round(100 * self.overall, 3),
-                "rows": {r.code: [None if s is None else round(100 * s, 2) for s in r.cells] for r in self.worst},
-                "others": {"codes": self.others_count,
-                           "percent": [None if s is None else round(100 * s, 2) for s in self.others]},
-                "provisional_days": [str(d) for d in self.provisional_days]}
+        return {
+            "month": f"{self.month:%Y-%m}",
+            "days": [str(d) for d in self.days],
+            "codes": self.codes,
+            "complete_codes": self.complete_codes,
+            "overall_percent": round(100 * self.overall, 3),
+            "rows": {r.code: [None if s is None else round(100 * s, 2) for s in r.cells] for r in self.worst},
+            "others": {
+                "codes": self.others_count,
+                "percent": [None if s is None else round(100 * s, 2) for s in self.others],
+            },
+            "provisional_days": [str(d) for d in self.provisional_days],
+        }
 
 
-def month_coverage(conn: psycopg.Connection, month: date, *, venue: str = "SSE", as_of: date | None = None,
-                   table_name: str = MINUTE_TABLE, worst: int = WORST) -> MonthCoverage:
+def month_coverage(
+    conn: psycopg.Connection,
+    month: date,
+    *,
+    venue: str = "SSE",
+    as_of: date | None = None,
+    table_name: str = MINUTE_TABLE,
+    worst: int = WORST,
+) -> MonthCoverage:
     """The month's coverage (read-only): the `worst` incomplete codes and the band of all others."""
     start, end = completeness.month_window(month, as_of, venue)
     grid = completeness.expected_grid(venue, start, end)
@@ -111,13 +146,17 @@ def month_coverage(conn: psycopg.Connection, month: date, *, venue: str = "SSE",
         conn.execute(_CELLS)
         conn.execute(_RANKED)
         result.codes, result.complete_codes, overall = conn.execute(
-            "SELECT count(*), count(*) FILTER (WHERE share >= 1 AND off = 0), avg(share) FROM _bar_ranked").fetchone()
+            "SELECT count(*), count(*) FILTER (WHERE share >= 1 AND off = 0), avg(share) FROM _bar_ranked"
+        ).fetchone()
         result.overall = 1.0 if overall is None else float(overall)
-        rows = {row[0]: CodeRow(*row, cells=[None] * len(grid.days))
-                for row in conn.execute(_SHOWN, {"worst": worst}).fetchall()}
+        rows = {
+            row[0]: CodeRow(*row, cells=[None] * len(grid.days))
+            for row in conn.execute(_SHOWN, {"worst": worst}).fetchall()
+        }
         position = {d: i for i, d in enumerate(grid.days)}
-        for code, day, share in conn.execute("SELECT code, day, share FROM _bar_cells WHERE code = ANY(%s)",
-                                              (list(rows),)).fetchall():
+        for code, day, share in conn.execute(
+            "SELECT code, day, share FROM _bar_cells WHERE code = ANY(%s)", (list(rows),)
+        ).fetchall():
             rows[code].cells[position[day]] = share
         result.worst = list(rows.values())
         result.others = [None] * len(grid.days)

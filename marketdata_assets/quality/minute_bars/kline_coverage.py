@@ -60,15 +60,18 @@ class MissingCode:
     @property
     def reason(self) -> str:
         if self.kept:
-            return (f"stale: {self.kept:,} of {self.bars:,} rows pass the cleaning but the month's K-line was not "
-                    "refreshed since they loaded")
+            return (
+                f"stale: {self.kept:,} of {self.bars:,} rows pass the cleaning but the month's K-line was "
+                "not refreshed since they loaded"
+            )
         failing = [(rule, n) for rule, n in self.dropped_by.items() if n]
         parts = []
         for rule, n in failing:
             text = f"`{rule}` fails for {n:,} of {self.bars:,} rows"
             column = _NULL_OF.get(rule)
             if column and self.nulls.get(column):
-                text += f" ({self.nulls[column]:,} with {column} NULL{': no ' + column + ' column in the file?' if self.nulls[column] == self.bars else ''})"
+                hint = ": no " + column + " column in the file?" if self.nulls[column] == self.bars else ""
+                text += f" ({self.nulls[column]:,} with {column} NULL{hint})"
             parts.append(text)
         return "every row removed by the cleaning WHERE: " + "; ".join(parts)
 
@@ -92,32 +95,52 @@ class KlineCoverage:
         return None if self.passed else "ERROR"
 
     def description(self, limit: int = 5) -> str:
-        head = f"{self.month:%Y-%m}: {self.codes_with_bars:,} codes with minute bars, {self.kline_rows:,} K-line rows"
+        head = (
+            f"{self.month:%Y-%m}: {self.codes_with_bars:,} codes with minute bars, {self.kline_rows:,} "
+            "K-line rows"
+        )
         if self.passed:
             return head + ": every code has its K-line row"
         parts = []
         if self.missing:
-            parts.append(f"{len(self.missing)} code(s) without a K-line row: "
-                         + "; ".join(f"{m.code}: {m.reason}" for m in self.missing[:limit]))
+            parts.append(
+                f"{len(self.missing)} code(s) without a K-line row: "
+                + "; ".join(f"{m.code}: {m.reason}" for m in self.missing[:limit])
+            )
         if self.stale_rows:
-            parts.append(f"{len(self.stale_rows)} K-line row(s) without minute bars (stale, refresh the month): "
-                         + ", ".join(self.stale_rows[:limit]))
+            parts.append(
+                f"{len(self.stale_rows)} K-line row(s) without minute bars (stale, refresh the month): "
+                + ", ".join(self.stale_rows[:limit])
+            )
         return head + " — " + " | ".join(parts)
 
     def metadata(self) -> dict:
-        out: dict = {"month": f"{self.month:%Y-%m}", "codes_with_bars": self.codes_with_bars,
-                     "kline_rows": self.kline_rows, "codes_without_kline": len(self.missing),
-                     "stale_kline_rows": len(self.stale_rows), "seconds": self.seconds}
+        out: dict = {
+            "month": f"{self.month:%Y-%m}",
+            "codes_with_bars": self.codes_with_bars,
+            "kline_rows": self.kline_rows,
+            "codes_without_kline": len(self.missing),
+            "stale_kline_rows": len(self.stale_rows),
+            "seconds": self.seconds,
+        }
         if self.missing:
-            out["missing"] = markdown_table(["code", "minute rows", "kept by the cleaning", "reason"],
-                                            ([m.code, m.bars, m.kept, m.reason] for m in self.missing), limit=100)
+            out["missing"] = markdown_table(
+                ["code", "minute rows", "kept by the cleaning", "reason"],
+                ([m.code, m.bars, m.kept, m.reason] for m in self.missing),
+                limit=100,
+            )
         if self.stale_rows:
             out["stale"] = ", ".join(self.stale_rows[:100])
         return out
 
 
-def check_month(conn: psycopg.Connection, month: date, *, minutes: str = kline.MINUTE_TABLE,
-                kline_table: str = kline.KLINE) -> KlineCoverage:
+def check_month(
+    conn: psycopg.Connection,
+    month: date,
+    *,
+    minutes: str = kline.MINUTE_TABLE,
+    kline_table: str = kline.KLINE,
+) -> KlineCoverage:
     """Compare the month's minute-bar codes with its K-line rows (read-only; docs/minute-bars.md, "K-line
     coverage")."""
     started = _time.monotonic()
@@ -132,21 +155,33 @@ def check_month(conn: psycopg.Connection, month: date, *, minutes: str = kline.M
                 result.stale_rows.append(code)
             else:
                 result.missing.append(MissingCode(code, bars, 0, {}))
-        result.kline_rows = conn.execute(sql.SQL("SELECT count(*) FROM {kline} WHERE month = %(start)s::timestamp")
-                                         .format(**tables), params).fetchone()[0]
+        result.kline_rows = conn.execute(
+            sql.SQL("SELECT count(*) FROM {kline} WHERE month = %(start)s::timestamp").format(**tables),
+            params,
+        ).fetchone()[0]
         result.codes_with_bars = result.kline_rows - len(result.stale_rows) + len(result.missing)
         if result.missing:
-            query = sql.SQL(_REASONS.format(
-                kept=_kept(), minutes="{minutes}",
-                rule_counts=", ".join(f"count(*) FILTER (WHERE {_failing(rule)})" for rule in RULES),
-                null_counts=", ".join(f"count(*) FILTER (WHERE {column} IS NULL)" for column in _NULL_OF.values())))
-            found = {code: rest for code, *rest in conn.execute(
-                query.format(**tables), {**params, "codes": [m.code for m in result.missing]}).fetchall()}
+            query = sql.SQL(
+                _REASONS.format(
+                    kept=_kept(),
+                    minutes="{minutes}",
+                    rule_counts=", ".join(f"count(*) FILTER (WHERE {_failing(rule)})" for rule in RULES),
+                    null_counts=", ".join(
+                        f"count(*) FILTER (WHERE {column} IS NULL)" for column in _NULL_OF.values()
+                    ),
+                )
+            )
+            found = {
+                code: rest
+                for code, *rest in conn.execute(
+                    query.format(**tables), {**params, "codes": [m.code for m in result.missing]}
+                ).fetchall()
+            }
             for m in result.missing:
                 kept, *counts = found[m.code]
                 m.kept = kept
-                m.dropped_by = dict(zip(RULES, counts[:len(RULES)]))
-                m.nulls = dict(zip(_NULL_OF.values(), counts[len(RULES):]))
+                m.dropped_by = dict(zip(RULES, counts[: len(RULES)]))
+                m.nulls = dict(zip(_NULL_OF.values(), counts[len(RULES) :]))
     result.missing.sort(key=lambda m: m.code)
     result.stale_rows.sort()
     result.seconds = round(_time.monotonic() - started, 3)

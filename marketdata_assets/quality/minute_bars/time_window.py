@@ -49,7 +49,7 @@ class MonthWindow:
     earliest: datetime
     latest: datetime
     codes: int = 0
-    after: int = 0   # rows after now + the tolerance
+    after: int = 0  # rows after now + the tolerance
     before: int = 0  # rows before the earliest plausible day
     sample: list[tuple[str, datetime, str]] = field(default_factory=list)  # (code, time, bound crossed)
     seconds: float = 0.0
@@ -63,38 +63,60 @@ class MonthWindow:
         return None if self.passed else "ERROR"
 
     def description(self, limit: int = 5) -> str:
-        head = (f"{self.month:%Y-%m}: {self.codes:,} codes; window {self.earliest:%Y-%m-%d} .. "
-                f"{self.latest:%Y-%m-%d %H:%M} Beijing time")
+        head = (
+            f"{self.month:%Y-%m}: {self.codes:,} codes; window {self.earliest:%Y-%m-%d} .. "
+            f"{self.latest:%Y-%m-%d %H:%M} Beijing time"
+        )
         if self.passed:
             return head + ": every row of these codes lies inside it"
-        shown = "; ".join(f"{code} {stamp:%Y-%m-%d %H:%M} ({why})" for code, stamp, why in self.sample[:limit])
-        return (f"{head}: {self.after:,} row(s) after now + the tolerance, {self.before:,} before the earliest "
-                f"plausible day, e.g. {shown}")
+        shown = "; ".join(
+            f"{code} {stamp:%Y-%m-%d %H:%M} ({why})" for code, stamp, why in self.sample[:limit]
+        )
+        return (
+            f"{head}: {self.after:,} row(s) after now + the tolerance, {self.before:,} before the earliest "
+            f"plausible day, e.g. {shown}"
+        )
 
     def metadata(self) -> dict:
-        out: dict = {"month": f"{self.month:%Y-%m}", "codes": self.codes, "rows_after_now": self.after,
-                     "rows_before_earliest": self.before, "earliest": f"{self.earliest:%Y-%m-%d}",
-                     "latest": f"{self.latest:%Y-%m-%d %H:%M}", "seconds": self.seconds}
+        out: dict = {
+            "month": f"{self.month:%Y-%m}",
+            "codes": self.codes,
+            "rows_after_now": self.after,
+            "rows_before_earliest": self.before,
+            "earliest": f"{self.earliest:%Y-%m-%d}",
+            "latest": f"{self.latest:%Y-%m-%d %H:%M}",
+            "seconds": self.seconds,
+        }
         if self.sample:
             out["sample"] = markdown_table(["code", "time", "crosses"], self.sample, limit=SAMPLE_ROWS)
         return out
 
 
-def check_month(conn: psycopg.Connection, month: date, *, minutes: str = kline.MINUTE_TABLE,
-                now: datetime | None = None) -> MonthWindow:
+def check_month(
+    conn: psycopg.Connection, month: date, *, minutes: str = kline.MINUTE_TABLE, now: datetime | None = None
+) -> MonthWindow:
     """The month's codes' rows outside the plausible window (read-only; see the module docstring)."""
     started = _time.monotonic()
     start = date(month.year, month.month, 1)
     earliest, latest = plausibility.window(A_SHARE_VENUES, now).local()
     result = MonthWindow(start, earliest, latest)
-    params = {"start": start, "end": next_month(start), "earliest": earliest, "latest": latest,
-              "limit": SAMPLE_ROWS}
+    params = {
+        "start": start,
+        "end": next_month(start),
+        "earliest": earliest,
+        "latest": latest,
+        "limit": SAMPLE_ROWS,
+    }
     table = {"minutes": table_identifier(minutes)}
     with conn.transaction(force_rollback=True):
         scan_settings(conn)
-        result.codes = conn.execute(sql.SQL("SELECT count(DISTINCT code) FROM {minutes} WHERE time >= "
-                                            "%(start)s::timestamp AND time < %(end)s::timestamp").format(**table),
-                                    params).fetchone()[0]
+        result.codes = conn.execute(
+            sql.SQL(
+                "SELECT count(DISTINCT code) FROM {minutes} WHERE time >= "
+                "%(start)s::timestamp AND time < %(end)s::timestamp"
+            ).format(**table),
+            params,
+        ).fetchone()[0]
         rows = conn.execute(sql.SQL(_OUTSIDE).format(**table), params).fetchall()
     labels = {"after": "after now + the tolerance", "before": "before the earliest plausible day"}
     for code, stamp, why, result.after, result.before in rows:

@@ -41,13 +41,18 @@ LOOKAROUND_MONTHS = 1  # minute bars; the K-line looks 12 months each way (it is
 BAND = """({ratio} BETWEEN %(low)s AND %(high)s OR {ratio} BETWEEN 1 / %(high)s AND 1 / %(low)s)"""
 
 # The K-line (small): lag() over every row of the window.
-_JUMPS = """SELECT code, prev_at, at, prev_close, close, close / prev_close AS ratio
+_JUMPS = (
+    """SELECT code, prev_at, at, prev_close, close, close / prev_close AS ratio
 FROM (SELECT code, {at} AS at, close, lag({at}) OVER w AS prev_at, lag(close) OVER w AS prev_close
       FROM {table}
-      WHERE {at} >= %(start)s::timestamp AND {at} < %(end)s::timestamp AND close IS NOT NULL AND close <> 0 {codes}
+      WHERE {at} >= %(start)s::timestamp AND {at} < %(end)s::timestamp AND close IS NOT NULL AND close <> 0 \
+{codes}
       WINDOW w AS (PARTITION BY code ORDER BY {at})) s
-WHERE """ + BAND.format(ratio="close / prev_close") + """
+WHERE """
+    + BAND.format(ratio="close / prev_close")
+    + """
 ORDER BY code, at"""
+)
 
 # The minute bars (~26M rows a month for 5,000 codes): sorting them all for lag() would spill to
 # disk, so per code and day first (one hash aggregate, no sort): the day's extreme |close|. A day
@@ -58,7 +63,8 @@ WIDE = 1.5  # intraday moves (limit-up/down days) between a day's high and the b
 _CANDIDATES = """WITH days AS (
     SELECT code, time::date AS day, min(abs(close)) AS low, max(abs(close)) AS high
     FROM {table}
-    WHERE time >= %(start)s::timestamp AND time < %(end)s::timestamp AND close IS NOT NULL AND close <> 0 {codes}
+    WHERE time >= %(start)s::timestamp AND time < %(end)s::timestamp AND close IS NOT NULL AND close <> 0 \
+{codes}
     GROUP BY code, time::date),
 seq AS (SELECT *, lag(day) OVER w AS prev_day, lag(high) OVER w AS prev_high
         FROM days WINDOW w AS (PARTITION BY code ORDER BY day))
@@ -70,13 +76,17 @@ WHERE high / prev_high BETWEEN %(wide_low)s AND %(wide_high)s
 
 _SPAN_JUMPS = """SELECT code, prev_at, at, prev_close, close, close / prev_close AS ratio
 FROM (SELECT b.code, b.time AS at, b.close, lag(b.time) OVER w AS prev_at, lag(b.close) OVER w AS prev_close
-      FROM unnest(%(codes)s::text[], %(first)s::date[], %(last)s::date[]) WITH ORDINALITY AS c(code, first, last, span)
+      FROM unnest(%(codes)s::text[], %(first)s::date[], %(last)s::date[]) WITH ORDINALITY AS c(code, first, \
+last, span)
       JOIN {table} b ON b.code = c.code AND b.time >= c.first AND b.time < c.last + 1
       WHERE b.close IS NOT NULL AND b.close <> 0
       WINDOW w AS (PARTITION BY c.span ORDER BY b.time)) s
 WHERE """ + BAND.format(ratio="close / prev_close")
 
-_COUNT = "SELECT count(*) FROM {table} WHERE code = %(code)s AND {at} >= %(first)s::timestamp AND {at} <= %(last)s::timestamp"
+_COUNT = (
+    "SELECT count(*) FROM {table} WHERE code = %(code)s AND {at} >= %(first)s::timestamp AND {at} <= "
+    "%(last)s::timestamp"
+)
 
 
 @dataclass(frozen=True)
@@ -127,25 +137,65 @@ class UnitCheck:
     def description(self, limit: int = 5) -> str:
         head = f"{self.month:%Y-%m} {self.what}"
         if self.passed:
-            lone = f"; {len(self.unpaired)} lone x100 move(s) that do not revert, not flagged" if self.unpaired else ""
+            lone = (
+                f"; {len(self.unpaired)} lone x100 move(s) that do not revert, not flagged"
+                if self.unpaired
+                else ""
+            )
             return f"{head}: no stretch at a x100 scale{lone}"
-        return f"{head}: {len(self.stretches)} stretch(es) at a x100 scale that revert (a unit error?): " + "; ".join(
-            f"{s.code} {_at(s.first)} .. {_at(s.last)} ({s.bars:,} bars at x{s.factor:.4g}: "
-            f"{s.before:g} -> {s.inside:g} ... -> {s.after:g})" for s in self.stretches[:limit])
+        return (
+            f"{head}: {len(self.stretches)} stretch(es) at a x100 scale that revert (a unit error?): "
+            + "; ".join(
+                f"{s.code} {_at(s.first)} .. {_at(s.last)} ({s.bars:,} bars at x{s.factor:.4g}: "
+                f"{s.before:g} -> {s.inside:g} ... -> {s.after:g})"
+                for s in self.stretches[:limit]
+            )
+        )
 
     def metadata(self) -> dict:
-        out: dict = {"stretches": len(self.stretches), "lone_jumps": len(self.unpaired), "seconds": self.seconds,
-                     "factor": FACTOR, "tolerance": TOLERANCE}
+        out: dict = {
+            "stretches": len(self.stretches),
+            "lone_jumps": len(self.unpaired),
+            "seconds": self.seconds,
+            "factor": FACTOR,
+            "tolerance": TOLERANCE,
+        }
         if self.stretches:
             out["stretch_table"] = markdown_table(
-                ["code", "first bar", "last bar", "bars", "factor", "close before", "first close inside", "close after"],
-                ([s.code, _at(s.first), _at(s.last), s.bars, round(s.factor, 4), s.before, s.inside, s.after]
-                 for s in self.stretches), limit=100)
+                [
+                    "code",
+                    "first bar",
+                    "last bar",
+                    "bars",
+                    "factor",
+                    "close before",
+                    "first close inside",
+                    "close after",
+                ],
+                (
+                    [
+                        s.code,
+                        _at(s.first),
+                        _at(s.last),
+                        s.bars,
+                        round(s.factor, 4),
+                        s.before,
+                        s.inside,
+                        s.after,
+                    ]
+                    for s in self.stretches
+                ),
+                limit=100,
+            )
         if self.unpaired:
             out["lone_jumps_table"] = markdown_table(
                 ["code", "from", "to", "close before", "close after", "ratio"],
-                ([j.code, _at(j.prev_at), _at(j.at), j.prev_close, j.close, round(j.ratio, 4)] for j in self.unpaired),
-                limit=100)
+                (
+                    [j.code, _at(j.prev_at), _at(j.at), j.prev_close, j.close, round(j.ratio, 4)]
+                    for j in self.unpaired
+                ),
+                limit=100,
+            )
         return out
 
 
@@ -164,28 +214,44 @@ def _params(start: date, end: date, codes: list[str] | None) -> dict:
     return {"start": start, "end": end, "codes": codes, "low": FACTOR / TOLERANCE, "high": FACTOR * TOLERANCE}
 
 
-def jumps(conn: psycopg.Connection, table: str, at: str, start: date, end: date,
-          codes: list[str] | None = None) -> list[Jump]:
+def jumps(
+    conn: psycopg.Connection, table: str, at: str, start: date, end: date, codes: list[str] | None = None
+) -> list[Jump]:
     """The x100 jumps of `table` (time column `at`) in [start, end), for `codes` or all: lag() over
     every row (for small tables such as the K-line)."""
-    query = sql.SQL(_JUMPS.format(at="{at}", table="{table}", codes="AND code = ANY(%(codes)s)" if codes else ""))
-    rows = conn.execute(query.format(at=sql.Identifier(sql_identifier(at)), table=table_identifier(table)),
-                        _params(start, end, codes)).fetchall()
+    query = sql.SQL(
+        _JUMPS.format(at="{at}", table="{table}", codes="AND code = ANY(%(codes)s)" if codes else "")
+    )
+    rows = conn.execute(
+        query.format(at=sql.Identifier(sql_identifier(at)), table=table_identifier(table)),
+        _params(start, end, codes),
+    ).fetchall()
     return [Jump(*row) for row in rows]
 
 
-def minute_jumps(conn: psycopg.Connection, table: str, start: date, end: date,
-                 codes: list[str] | None = None) -> list[Jump]:
+def minute_jumps(
+    conn: psycopg.Connection, table: str, start: date, end: date, codes: list[str] | None = None
+) -> list[Jump]:
     """The x100 jumps of the minute bars in [start, end): the same jumps as :func:`jumps`, with
     lag() run only over the code-days that can hold one (see _CANDIDATES): no sort of the month."""
-    params = {**_params(start, end, codes), "wide_low": FACTOR / TOLERANCE / WIDE, "wide_high": FACTOR * TOLERANCE * WIDE}
+    params = {
+        **_params(start, end, codes),
+        "wide_low": FACTOR / TOLERANCE / WIDE,
+        "wide_high": FACTOR * TOLERANCE * WIDE,
+    }
     query = sql.SQL(_CANDIDATES.format(table="{table}", codes="AND code = ANY(%(codes)s)" if codes else ""))
     spans = conn.execute(query.format(table=table_identifier(table)), params).fetchall()
     if not spans:
         return []
-    rows = conn.execute(sql.SQL(_SPAN_JUMPS).format(table=table_identifier(table)), {
-        **params, "codes": [c for c, _, _ in spans], "first": [f for _, f, _ in spans],
-        "last": [la for _, _, la in spans]}).fetchall()
+    rows = conn.execute(
+        sql.SQL(_SPAN_JUMPS).format(table=table_identifier(table)),
+        {
+            **params,
+            "codes": [c for c, _, _ in spans],
+            "first": [f for _, f, _ in spans],
+            "last": [la for _, _, la in spans],
+        },
+    ).fetchall()
     unique = {(row[0], row[2]): Jump(*row) for row in rows}  # a jump inside a day is in two spans
     return sorted(unique.values(), key=lambda j: (j.code, j.at))
 
@@ -212,10 +278,12 @@ def pair(found: list[Jump]) -> tuple[list[tuple[Jump, Jump]], list[Jump]]:
     return pairs, lone
 
 
-def _check(conn: psycopg.Connection, what: str, table: str, at: str, month: date, lookaround: int,
-           whole_window: bool) -> UnitCheck:
+def _check(
+    conn: psycopg.Connection, what: str, table: str, at: str, month: date, lookaround: int, whole_window: bool
+) -> UnitCheck:
     """Stretches overlapping `month`: jumps of the whole window around it (`whole_window`, a small
     table), or of the month and then, for codes with a lone jump, of the window around it."""
+
     def find(start: date, end: date, codes: list[str] | None = None) -> list[Jump]:
         if whole_window:
             return jumps(conn, table, at, start, end, codes)
@@ -238,14 +306,27 @@ def _check(conn: psycopg.Connection, what: str, table: str, at: str, month: date
                 found = [j for j in found if j.code not in codes] + find(*wide, codes=codes)
         pairs, lone = pair(found)
         count = sql.SQL(_COUNT.format(table="{table}", at="{at}")).format(
-            table=table_identifier(table), at=sql.Identifier(sql_identifier(at)))
+            table=table_identifier(table), at=sql.Identifier(sql_identifier(at))
+        )
         for opening, closing in pairs:
             first, last = opening.at, closing.prev_at
-            if first >= datetime(end.year, end.month, end.day) or last < datetime(start.year, start.month, start.day):
+            if first >= datetime(end.year, end.month, end.day) or last < datetime(
+                start.year, start.month, start.day
+            ):
                 continue  # a stretch of a neighbouring month
             bars = conn.execute(count, {"code": opening.code, "first": first, "last": last}).fetchone()[0]
-            result.stretches.append(Stretch(opening.code, first, last, opening.ratio, bars, opening.prev_close,
-                                            opening.close, closing.close))
+            result.stretches.append(
+                Stretch(
+                    opening.code,
+                    first,
+                    last,
+                    opening.ratio,
+                    bars,
+                    opening.prev_close,
+                    opening.close,
+                    closing.close,
+                )
+            )
         month_start = datetime(start.year, start.month, start.day)
         month_end = datetime(end.year, end.month, end.day)
         result.unpaired = [j for j in lone if month_start <= j.at < month_end]
@@ -253,12 +334,19 @@ def _check(conn: psycopg.Connection, what: str, table: str, at: str, month: date
     return result
 
 
-def check_minutes(conn: psycopg.Connection, month: date, *, table: str = kline.MINUTE_TABLE,
-                  lookaround: int = LOOKAROUND_MONTHS) -> UnitCheck:
+def check_minutes(
+    conn: psycopg.Connection,
+    month: date,
+    *,
+    table: str = kline.MINUTE_TABLE,
+    lookaround: int = LOOKAROUND_MONTHS,
+) -> UnitCheck:
     """x100 stretches in the month's minute bars (bar-to-bar close)."""
     return _check(conn, "minute bars", table, "time", month, lookaround, whole_window=False)
 
 
-def check_kline(conn: psycopg.Connection, month: date, *, table: str = kline.KLINE, lookaround: int = 12) -> UnitCheck:
+def check_kline(
+    conn: psycopg.Connection, month: date, *, table: str = kline.KLINE, lookaround: int = 12
+) -> UnitCheck:
     """x100 stretches in the monthly K-line (month-to-month close) that include `month`."""
     return _check(conn, "monthly K-line", table, "month", month, lookaround, whole_window=True)

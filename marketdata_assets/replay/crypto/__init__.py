@@ -10,5 +10,14 @@ from marketdata_assets.replay.crypto.config import BINANCE, DERIBIT, OKX, Fault,
 from marketdata_assets.replay.crypto.server import CryptoReplayServer
 from marketdata_assets.replay.crypto.tape import DayTape, generate_tape, instrument_spec
 
-__all__ = ["BINANCE", "DERIBIT", "OKX", "CryptoReplayServer", "DayTape", "Fault", "ReplayConfig", "generate_tape",
-           "instrument_spec"]
+__all__ = [
+    "BINANCE",
+    "DERIBIT",
+    "OKX",
+    "CryptoReplayServer",
+    "DayTape",
+    "Fault",
+    "ReplayConfig",
+    "generate_tape",
+    "instrument_spec",
+]

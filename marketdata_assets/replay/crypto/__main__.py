@@ -13,24 +13,39 @@ from marketdata_assets.replay.crypto.server import CryptoReplayServer
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
-    p = cli_parser("marketdata_assets.replay.crypto", "Replay of Binance spot, OKX v5 and Deribit v2 market data "
-                   "(formats, quirks, faults) on one port.", port=8766, config="ReplayConfig fields (faults too)")
+    p = cli_parser(
+        "marketdata_assets.replay.crypto",
+        "Replay of Binance spot, OKX v5 and Deribit v2 market data (formats, quirks, faults) on one port.",
+        port=8766,
+        config="ReplayConfig fields (faults too)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--trades-per-day", type=int)
     p.add_argument("--burst-run", type=int, help="put this many trades in one millisecond once a day")
-    p.add_argument("--weight-limit", type=int, dest="binance_weight_limit", help="Binance weight per window (6000)")
-    p.add_argument("--weight-window", type=float, dest="weight_window_s", help="seconds per weight window (60)")
+    p.add_argument(
+        "--weight-limit", type=int, dest="binance_weight_limit", help="Binance weight per window (6000)"
+    )
+    p.add_argument(
+        "--weight-window", type=float, dest="weight_window_s", help="seconds per weight window (60)"
+    )
     p.add_argument("--now", help="ISO time: data exists only before it (default: the wall clock)")
     p.add_argument("--latency", type=float, help="add this many seconds to every data request")
-    p.add_argument("--fault", action="append", default=[],
-                   help='a fault as JSON, e.g. \'{"kind":"rate_limit","venue":"BINANCE","every":5}\' (repeatable)')
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        help='a fault as JSON, e.g. \'{"kind":"rate_limit","venue":"BINANCE","every":5}\' (repeatable)',
+    )
     p.add_argument("--verbose", action="store_true", help="print each request line to stderr")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> ReplayConfig:
-    config = config_from_cli(args, ReplayConfig.from_dict, ("seed", "trades_per_day", "burst_run",
-                                                            "binance_weight_limit", "weight_window_s", "now"))
+    config = config_from_cli(
+        args,
+        ReplayConfig.from_dict,
+        ("seed", "trades_per_day", "burst_run", "binance_weight_limit", "weight_window_s", "now"),
+    )
     if args.latency:
         config.faults.append(Fault(kind="latency", latency_s=args.latency))
     for text in args.fault:
@@ -43,8 +58,11 @@ def main(argv: Iterable[str] | None = None) -> int:
     server = CryptoReplayServer(config_from_args(args), host=args.host, port=args.port)
     server.verbose = args.verbose
     venues = "; ".join(f"{v}: {', '.join(i)}" for v, i in server.config.instruments.items())
-    print(f"crypto market-data replay on {server.base_url} ({venues}); {server.config.trades_per_day} trades/day, "
-          f"seed {server.config.seed}, {len(server.config.faults)} fault(s)", flush=True)
+    print(
+        f"crypto market-data replay on {server.base_url} ({venues}); {server.config.trades_per_day} "
+        f"trades/day, seed {server.config.seed}, {len(server.config.faults)} fault(s)",
+        flush=True,
+    )
     return serve_until_terminated(server.httpd)
 
 

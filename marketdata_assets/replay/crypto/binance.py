@@ -41,13 +41,21 @@ from marketdata_assets.replay.crypto.tape import (
 from marketdata_assets.replay.crypto.venue import VendorError, Venue, damage, middle, retry_after
 
 HOUR_US = 3_600_000_000
-WEIGHTS = {"aggTrades": 4, "trades": 25, "historicalTrades": 25, "klines": 2, "24hr": 2,
-           "exchangeInfo": 20}  # depth: by limit
+WEIGHTS = {
+    "aggTrades": 4,
+    "trades": 25,
+    "historicalTrades": 25,
+    "klines": 2,
+    "24hr": 2,
+    "exchangeInfo": 20,
+}  # depth: by limit
 BAD_NUMBER = "6O123.45"
-WAF_PAGE = (b"<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01 Transitional//EN\">\n<HTML><HEAD><META "
-            b"HTTP-EQUIV=\"Content-Type\" CONTENT=\"text/html; charset=iso-8859-1\">\n<TITLE>ERROR: The request "
-            b"could not be satisfied</TITLE>\n</HEAD><BODY>\n<H1>403 ERROR</H1>\n<H2>The request could not be "
-            b"satisfied.</H2>\n<HR noshade size=\"1px\">\nRequest blocked.\n</BODY></HTML>")
+WAF_PAGE = (
+    b'<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN">\n<HTML><HEAD><META '
+    b'HTTP-EQUIV="Content-Type" CONTENT="text/html; charset=iso-8859-1">\n<TITLE>ERROR: The request '
+    b"could not be satisfied</TITLE>\n</HEAD><BODY>\n<H1>403 ERROR</H1>\n<H2>The request could not be "
+    b'satisfied.</H2>\n<HR noshade size="1px">\nRequest blocked.\n</BODY></HTML>'
+)
 
 
 def fmt8(value: float) -> str:
@@ -98,8 +106,13 @@ class Params:
 
 
 def illegal_characters(name: str) -> VendorError:
-    return VendorError(400, {"code": -1100, "msg": f"Illegal characters found in parameter '{name}'; legal range is "
-                                                   f"'^[0-9]{{1,20}}$'."})
+    return VendorError(
+        400,
+        {
+            "code": -1100,
+            "msg": f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.",
+        },
+    )
 
 
 @dataclass
@@ -148,10 +161,14 @@ class DumpTrades:
             if found is None:
                 seed = self.config.dump_seed_by_instrument.get(instrument, 0)
                 frame = generate_trades(instrument, day, self.config.dump_trades_per_day, seed)
-                found = DumpDay(int(frame["seq"][0]) if frame.height else self.first_id(instrument, day),
-                                frame["ts"].dt.epoch("us").to_list(), frame["price"].to_list(),
-                                frame["quantity"].to_list(), frame["amount"].to_list(),
-                                (frame["side"] == "sell").to_list())
+                found = DumpDay(
+                    int(frame["seq"][0]) if frame.height else self.first_id(instrument, day),
+                    frame["ts"].dt.epoch("us").to_list(),
+                    frame["price"].to_list(),
+                    frame["quantity"].to_list(),
+                    frame["amount"].to_list(),
+                    (frame["side"] == "sell").to_list(),
+                )
                 self.days[key] = found
                 while len(self.days) > self.CACHED:
                     self.days.popitem(last=False)
@@ -208,8 +225,14 @@ def symbols_param(query: dict) -> list[str] | None:
     except ValueError:
         names = None
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise VendorError(400, {"code": -1100, "msg": "Illegal characters found in parameter 'symbols'; legal range "
-                                                      "is '^\\[(\"[A-Z0-9-_.]{1,20}\"(,\"[A-Z0-9-_.]{1,20}\"){0,}){0,1}\\]$'."})
+        raise VendorError(
+            400,
+            {
+                "code": -1100,
+                "msg": "Illegal characters found in parameter 'symbols'; legal range "
+                'is \'^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$\'.',
+            },
+        )
     return names
 
 
@@ -217,46 +240,109 @@ def spot_symbol(item: reference.Instrument) -> dict:
     """One `symbols[]` record of GET /api/v3/exchangeInfo."""
     t = item.terms
     return {
-        "symbol": item.name, "status": item.status, "baseAsset": item.base, "baseAssetPrecision": 8,
-        "quoteAsset": item.quote, "quotePrecision": 8, "quoteAssetPrecision": 8, "baseCommissionPrecision": 8,
+        "symbol": item.name,
+        "status": item.status,
+        "baseAsset": item.base,
+        "baseAssetPrecision": 8,
+        "quoteAsset": item.quote,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "baseCommissionPrecision": 8,
         "quoteCommissionPrecision": 8,
-        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
-                       "TAKE_PROFIT_LIMIT"],
-        "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": True, "opoAllowed": True, "quoteOrderQtyMarketAllowed": True,
-        "allowTrailingStop": True, "cancelReplaceAllowed": True, "amendAllowed": True,
-        "pegInstructionsAllowed": True, "isSpotTradingAllowed": True, "isMarginTradingAllowed": item.quote == "USDT",
+        "orderTypes": [
+            "LIMIT",
+            "LIMIT_MAKER",
+            "MARKET",
+            "STOP_LOSS",
+            "STOP_LOSS_LIMIT",
+            "TAKE_PROFIT",
+            "TAKE_PROFIT_LIMIT",
+        ],
+        "icebergAllowed": True,
+        "ocoAllowed": True,
+        "otoAllowed": True,
+        "opoAllowed": True,
+        "quoteOrderQtyMarketAllowed": True,
+        "allowTrailingStop": True,
+        "cancelReplaceAllowed": True,
+        "amendAllowed": True,
+        "pegInstructionsAllowed": True,
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": item.quote == "USDT",
         "filters": [
-            {"filterType": "PRICE_FILTER", "minPrice": fmt8(t.tick), "maxPrice": fmt8(max(1_000_000.0, t.tick * 1e6)),
-             "tickSize": fmt8(t.tick)},
-            {"filterType": "LOT_SIZE", "minQty": fmt8(t.step), "maxQty": fmt8(9_000_000 if t.step >= 1 else 9_000.0),
-             "stepSize": fmt8(t.step)},
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": fmt8(t.tick),
+                "maxPrice": fmt8(max(1_000_000.0, t.tick * 1e6)),
+                "tickSize": fmt8(t.tick),
+            },
+            {
+                "filterType": "LOT_SIZE",
+                "minQty": fmt8(t.step),
+                "maxQty": fmt8(9_000_000 if t.step >= 1 else 9_000.0),
+                "stepSize": fmt8(t.step),
+            },
             {"filterType": "ICEBERG_PARTS", "limit": 10},
-            {"filterType": "MARKET_LOT_SIZE", "minQty": fmt8(0), "maxQty": fmt8(100_000.0), "stepSize": fmt8(0)},
-            {"filterType": "TRAILING_DELTA", "minTrailingAboveDelta": 10, "maxTrailingAboveDelta": 2000,
-             "minTrailingBelowDelta": 10, "maxTrailingBelowDelta": 2000},
-            {"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": "5", "bidMultiplierDown": "0.2",
-             "askMultiplierUp": "5", "askMultiplierDown": "0.2", "avgPriceMins": 5},
-            {"filterType": "NOTIONAL", "minNotional": fmt8(0.0001 if item.quote == "BTC" else 5.0),
-             "applyMinToMarket": True, "maxNotional": fmt8(9_000_000.0), "applyMaxToMarket": False, "avgPriceMins": 5},
+            {
+                "filterType": "MARKET_LOT_SIZE",
+                "minQty": fmt8(0),
+                "maxQty": fmt8(100_000.0),
+                "stepSize": fmt8(0),
+            },
+            {
+                "filterType": "TRAILING_DELTA",
+                "minTrailingAboveDelta": 10,
+                "maxTrailingAboveDelta": 2000,
+                "minTrailingBelowDelta": 10,
+                "maxTrailingBelowDelta": 2000,
+            },
+            {
+                "filterType": "PERCENT_PRICE_BY_SIDE",
+                "bidMultiplierUp": "5",
+                "bidMultiplierDown": "0.2",
+                "askMultiplierUp": "5",
+                "askMultiplierDown": "0.2",
+                "avgPriceMins": 5,
+            },
+            {
+                "filterType": "NOTIONAL",
+                "minNotional": fmt8(0.0001 if item.quote == "BTC" else 5.0),
+                "applyMinToMarket": True,
+                "maxNotional": fmt8(9_000_000.0),
+                "applyMaxToMarket": False,
+                "avgPriceMins": 5,
+            },
             {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
-            {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5}],
-        "permissions": [], "permissionSets": [["SPOT", "MARGIN"] if item.quote == "USDT" else ["SPOT"]],
+            {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5},
+        ],
+        "permissions": [],
+        "permissionSets": [["SPOT", "MARGIN"] if item.quote == "USDT" else ["SPOT"]],
         "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
-        "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT"]}
+        "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT"],
+    }
 
 
 def too_much_weight(limit: int) -> dict:
-    return {"code": -1003, "msg": f"Too much request weight used; current limit is {limit} request weight per "
-                                  f"1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API."}
+    return {
+        "code": -1003,
+        "msg": f"Too much request weight used; current limit is {limit} request weight per "
+        f"1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.",
+    }
 
 
 class Binance(Venue):
     name = BINANCE
     prefix = "/api/v3/"
     instrument_param = "symbol"
-    endpoints: ClassVar[dict[str, str]] = {"aggTrades": "trades", "trades": "trades", "historicalTrades": "trades",
-                                           "depth": "book", "klines": "bars", "24hr": "tickers",
-                                           "exchangeInfo": "reference"}
+    endpoints: ClassVar[dict[str, str]] = {
+        "aggTrades": "trades",
+        "trades": "trades",
+        "historicalTrades": "trades",
+        "depth": "book",
+        "klines": "bars",
+        "24hr": "tickers",
+        "exchangeInfo": "reference",
+    }
     bar_decimals = 8
     bar_trade_counts = True
     KLINE_MAX = 1000
@@ -293,8 +379,11 @@ class Binance(Venue):
             return headers, None
         self.limit_refusals += 1
         remaining = (window + 1) * self.config.weight_window_s - time.time()
-        return headers, json_reply(429, too_much_weight(self.weight_limit),
-                                   {**headers, "Retry-After": str(max(1, math.ceil(remaining)))})
+        return headers, json_reply(
+            429,
+            too_much_weight(self.weight_limit),
+            {**headers, "Retry-After": str(max(1, math.ceil(remaining)))},
+        )
 
     # ---- answers ---------------------------------------------------------------------------
 
@@ -302,10 +391,16 @@ class Binance(Venue):
         """The instrument `param` names, one of the venue's; the venue's error otherwise."""
         instrument = query.get(param)
         if not instrument:
-            raise VendorError(400, {"code": -1102, "msg": f"Mandatory parameter '{param}' was not sent, was "
-                                                          "empty/null, or malformed."})
-        if instrument not in self.config.instruments.get(self.name, []) or not self.market.exists(self.name,
-                                                                                                 instrument):
+            raise VendorError(
+                400,
+                {
+                    "code": -1102,
+                    "msg": f"Mandatory parameter '{param}' was not sent, was empty/null, or malformed.",
+                },
+            )
+        if instrument not in self.config.instruments.get(self.name, []) or not self.market.exists(
+            self.name, instrument
+        ):
             raise INVALID_SYMBOL  # not listed yet, delisted or expired: not in exchangeInfo either
         return instrument
 
@@ -326,22 +421,52 @@ class Binance(Venue):
             return self.agg_trades(instrument, p)
         if name == "trades":
             rows = market.latest(self.name, instrument, p.limit(500, 1000))
-            return [{"id": tape.first_id + i, "price": fmt8(tape.price[i]), "qty": fmt8(tape.size[i]),
-                     "quoteQty": fmt8(tape.price[i] * tape.size[i]), "time": p.out(tape.ts[i]),
-                     "isBuyerMaker": not tape.buy[i], "isBestMatch": True} for tape, i in rows]
+            return [
+                {
+                    "id": tape.first_id + i,
+                    "price": fmt8(tape.price[i]),
+                    "qty": fmt8(tape.size[i]),
+                    "quoteQty": fmt8(tape.price[i] * tape.size[i]),
+                    "time": p.out(tape.ts[i]),
+                    "isBuyerMaker": not tape.buy[i],
+                    "isBestMatch": True,
+                }
+                for tape, i in rows
+            ]
         if name == "historicalTrades":
             n, from_id, now = p.limit(500, 1000), p.integer("fromId"), market.now_us()
             live = market.live_trades.get((self.name, instrument))
             sent = live.emitted_from(from_id, n) if live is not None and from_id is not None else None
             if sent is not None:  # ids the WebSocket replay sent: exactly as it sent them
-                return [{"id": i, "price": fmt8(price), "qty": fmt8(size), "quoteQty": fmt8(price * size),
-                         "time": p.out(ms * 1000), "isBuyerMaker": not buy, "isBestMatch": True}
-                        for i, ms, price, size, buy in sent]
-            trades = (self.dumps.latest(instrument, n, now) if from_id is None
-                      else self.dumps.from_id(instrument, max(0, from_id), n, now))
-            return [{"id": day.first_id + i, "price": fmt8(day.price[i]), "qty": fmt8(day.qty[i]),
-                     "quoteQty": fmt8(day.quote[i]), "time": p.out(day.ts[i]), "isBuyerMaker": day.sell[i],
-                     "isBestMatch": True} for day, i in trades]
+                return [
+                    {
+                        "id": i,
+                        "price": fmt8(price),
+                        "qty": fmt8(size),
+                        "quoteQty": fmt8(price * size),
+                        "time": p.out(ms * 1000),
+                        "isBuyerMaker": not buy,
+                        "isBestMatch": True,
+                    }
+                    for i, ms, price, size, buy in sent
+                ]
+            trades = (
+                self.dumps.latest(instrument, n, now)
+                if from_id is None
+                else self.dumps.from_id(instrument, max(0, from_id), n, now)
+            )
+            return [
+                {
+                    "id": day.first_id + i,
+                    "price": fmt8(day.price[i]),
+                    "qty": fmt8(day.qty[i]),
+                    "quoteQty": fmt8(day.quote[i]),
+                    "time": p.out(day.ts[i]),
+                    "isBuyerMaker": day.sell[i],
+                    "isBestMatch": True,
+                }
+                for day, i in trades
+            ]
         if name == "klines":
             return self.klines(instrument, p)
         if name == "depth":
@@ -351,8 +476,12 @@ class Binance(Venue):
             _, bids, asks, _ = market.book(self.name, instrument, 1)
             at = list(stats).index("lastQty") + 1  # Binance's field order: bid/ask after the last trade
             items = list(stats.items())
-            best = [("bidPrice", fmt8(bids[0][0])), ("bidQty", fmt8(bids[0][1])),
-                    ("askPrice", fmt8(asks[0][0])), ("askQty", fmt8(asks[0][1]))]
+            best = [
+                ("bidPrice", fmt8(bids[0][0])),
+                ("bidQty", fmt8(bids[0][1])),
+                ("askPrice", fmt8(asks[0][0])),
+                ("askQty", fmt8(asks[0][1])),
+            ]
             return dict(items[:at] + best + items[at:])
         raise VendorError(404, {"code": -1000, "msg": f"Unknown path {path}"})
 
@@ -366,25 +495,37 @@ class Binance(Venue):
             raise VendorError(400, {"code": -1128, "msg": "Combination of optional parameters invalid."})
         if start is not None and end is not None:
             if end - start > HOUR_US:
-                raise VendorError(400, {"code": -1127,
-                                        "msg": "More than 1 hours between startTime and endTime."})
+                raise VendorError(
+                    400, {"code": -1127, "msg": "More than 1 hours between startTime and endTime."}
+                )
             rows = market.rows_between(self.name, instrument, max(start, oldest_us or 0), end, n)
         elif start is not None:
             rows = market.rows_between(self.name, instrument, max(start, oldest_us or 0), start + HOUR_US, n)
         elif end is not None:
-            rows = market.rows_between(self.name, instrument, max(end - HOUR_US, oldest_us or 0), end, n,
-                                       newest_first=True)[::-1]
+            rows = market.rows_between(
+                self.name, instrument, max(end - HOUR_US, oldest_us or 0), end, n, newest_first=True
+            )[::-1]
         elif from_id not in (None, ""):
-            rows = [r for r in market.rows_from_id(self.name, instrument, int(from_id), n)
-                    if oldest_us is None or r[0].ts[r[1]] >= oldest_us]
+            rows = [
+                r
+                for r in market.rows_from_id(self.name, instrument, int(from_id), n)
+                if oldest_us is None or r[0].ts[r[1]] >= oldest_us
+            ]
         else:
             rows = market.latest(self.name, instrument, n)
         out = []
         for tape, i in rows:
             a = tape.first_id + i
             f, last = binance_trade_span(a)
-            record = {"a": a, "p": fmt8(tape.price[i]), "q": fmt8(tape.size[i]), "f": f, "l": last,
-                      "T": p.out(tape.ts[i]), "m": not tape.buy[i]}
+            record = {
+                "a": a,
+                "p": fmt8(tape.price[i]),
+                "q": fmt8(tape.size[i]),
+                "f": f,
+                "l": last,
+                "T": p.out(tape.ts[i]),
+                "m": not tape.buy[i],
+            }
             if self.agg_best_match:
                 record["M"] = True
             out.append(record)
@@ -406,10 +547,24 @@ class Binance(Venue):
         lo, hi, newest = self.kline_window(p, n)
         bars = self.market.bars_between(self.name, instrument, lo, hi)
         out = []
-        for bar in (bars[-n:] if newest else bars[:n]):
+        for bar in bars[-n:] if newest else bars[:n]:
             ts, o, h, low, c, vol, quote, count, _, tb_base, tb_quote = bar
-            out.append([p.out(ts), fmt8(o), fmt8(h), fmt8(low), fmt8(c), fmt8(vol), p.out(ts + MINUTE_US) - 1,
-                        fmt8(quote), count, fmt8(tb_base), fmt8(tb_quote), "0"])
+            out.append(
+                [
+                    p.out(ts),
+                    fmt8(o),
+                    fmt8(h),
+                    fmt8(low),
+                    fmt8(c),
+                    fmt8(vol),
+                    p.out(ts + MINUTE_US) - 1,
+                    fmt8(quote),
+                    count,
+                    fmt8(tb_base),
+                    fmt8(tb_quote),
+                    "0",
+                ]
+            )
         return out
 
     def depth_times(self, ts_us: int) -> dict:
@@ -419,9 +574,12 @@ class Binance(Venue):
     def depth(self, instrument: str, p: Params) -> dict:
         depth = p.limit(self.DEPTH_DEFAULT, self.DEPTH_MAX)
         update_id, bids, asks, ts = self.market.book(self.name, instrument, depth)
-        return {"lastUpdateId": update_id, **self.depth_times(ts),
-                "bids": [[fmt8(px), fmt8(q)] for px, q in bids],
-                "asks": [[fmt8(px), fmt8(q)] for px, q in asks]}
+        return {
+            "lastUpdateId": update_id,
+            **self.depth_times(ts),
+            "bids": [[fmt8(px), fmt8(q)] for px, q in bids],
+            "asks": [[fmt8(px), fmt8(q)] for px, q in asks],
+        }
 
     def day_stats(self, instrument: str, p: Params) -> dict:
         """The `ticker/24hr` statistics of the rolling 24 hours before now, from the tape (spot adds
@@ -432,18 +590,31 @@ class Binance(Venue):
         sizes = [base_and_quote(tape.spec, tape.price[i], tape.size[i]) for tape, i in rows]
         volume, value = sum(b for b, _ in sizes), sum(q for _, q in sizes)
         first, last = (prices[0], prices[-1]) if prices else (0.0, 0.0)
-        stats = {"symbol": instrument, "priceChange": fmt8(last - first),
-                 "priceChangePercent": f"{(last / first - 1) * 100 if first else 0:.3f}",
-                 "weightedAvgPrice": fmt8(value / volume if volume else 0.0)}
+        stats = {
+            "symbol": instrument,
+            "priceChange": fmt8(last - first),
+            "priceChangePercent": f"{(last / first - 1) * 100 if first else 0:.3f}",
+            "weightedAvgPrice": fmt8(value / volume if volume else 0.0),
+        }
         if self.prev_close:
             stats["prevClosePrice"] = fmt8(self._close_before(instrument, now - DAY_US))
         last_qty = rows[-1][0].size[rows[-1][1]] if rows else 0.0
-        stats.update({"lastPrice": fmt8(last), "lastQty": fmt8(last_qty), "openPrice": fmt8(first),
-                      "highPrice": fmt8(max(prices, default=0.0)), "lowPrice": fmt8(min(prices, default=0.0)),
-                      "volume": fmt8(volume), "quoteVolume": fmt8(value),
-                      "openTime": p.out(now - DAY_US), "closeTime": p.out(now),
-                      "firstId": rows[0][0].first_id + rows[0][1] if rows else -1,
-                      "lastId": rows[-1][0].first_id + rows[-1][1] if rows else -1, "count": len(rows)})
+        stats.update(
+            {
+                "lastPrice": fmt8(last),
+                "lastQty": fmt8(last_qty),
+                "openPrice": fmt8(first),
+                "highPrice": fmt8(max(prices, default=0.0)),
+                "lowPrice": fmt8(min(prices, default=0.0)),
+                "volume": fmt8(volume),
+                "quoteVolume": fmt8(value),
+                "openTime": p.out(now - DAY_US),
+                "closeTime": p.out(now),
+                "firstId": rows[0][0].first_id + rows[0][1] if rows else -1,
+                "lastId": rows[-1][0].first_id + rows[-1][1] if rows else -1,
+                "count": len(rows),
+            }
+        )
         return stats
 
     def all_tickers(self, p: Params) -> list[dict]:
@@ -453,8 +624,10 @@ class Binance(Venue):
         if (p.query.get("type") or "FULL") not in ("FULL", "MINI"):
             raise VendorError(400, {"code": -1100, "msg": "Illegal characters found in parameter 'type'."})
         now = self.market.now_us()
-        return [self.volume_stats(item, now, p.query.get("type") == "MINI", p)
-                for item in reference.universe(self.config.seed, now).live(self.name, now)]
+        return [
+            self.volume_stats(item, now, p.query.get("type") == "MINI", p)
+            for item in reference.universe(self.config.seed, now).live(self.name, now)
+        ]
 
     def volume_stats(self, item: reference.Instrument, now: int, mini: bool, p: Params) -> dict:
         """One symbol's record of `all_tickers` (spot's FULL adds prevClosePrice and the best bid and ask)."""
@@ -462,23 +635,48 @@ class Binance(Venue):
         opened = last * (1 + 0.04 * (reference.unit("open", item.name, now // DAY_US) - 0.5))
         count = int(quote / last / item.terms.step) % 900_000 + 1 if quote else 0
         first_id = int(reference.unit("first-id", item.name) * 1e9)
-        times = {"openTime": p.out(now - DAY_US), "closeTime": p.out(now), "firstId": first_id,
-                 "lastId": first_id + count - 1, "count": count}
-        prices = {"openPrice": fmt8(opened), "highPrice": fmt8(max(opened, last) * 1.01),
-                  "lowPrice": fmt8(min(opened, last) * 0.99), "lastPrice": fmt8(last)}
+        times = {
+            "openTime": p.out(now - DAY_US),
+            "closeTime": p.out(now),
+            "firstId": first_id,
+            "lastId": first_id + count - 1,
+            "count": count,
+        }
+        prices = {
+            "openPrice": fmt8(opened),
+            "highPrice": fmt8(max(opened, last) * 1.01),
+            "lowPrice": fmt8(min(opened, last) * 0.99),
+            "lastPrice": fmt8(last),
+        }
         sizes = {"volume": fmt8(quote / last), "quoteVolume": fmt8(quote)}
         if mini:
             return {"symbol": item.name, **prices, **sizes, **times}
         spot = self.prev_close  # spot's FULL record: prevClosePrice and the book's best (USD-M's has neither)
         tick = item.terms.tick
-        return {"symbol": item.name, "priceChange": fmt8(last - opened),
-                "priceChangePercent": f"{(last / opened - 1) * 100:.3f}",
-                "weightedAvgPrice": fmt8((opened + last) / 2), **({"prevClosePrice": fmt8(opened)} if spot else {}),
-                "lastPrice": prices["lastPrice"], "lastQty": fmt8(item.terms.step),
-                **({"bidPrice": fmt8(last - tick), "bidQty": fmt8(item.terms.step * 10), "askPrice": fmt8(last + tick),
-                    "askQty": fmt8(item.terms.step * 10)} if spot else {}),
-                "openPrice": prices["openPrice"], "highPrice": prices["highPrice"], "lowPrice": prices["lowPrice"],
-                **sizes, **times}
+        return {
+            "symbol": item.name,
+            "priceChange": fmt8(last - opened),
+            "priceChangePercent": f"{(last / opened - 1) * 100:.3f}",
+            "weightedAvgPrice": fmt8((opened + last) / 2),
+            **({"prevClosePrice": fmt8(opened)} if spot else {}),
+            "lastPrice": prices["lastPrice"],
+            "lastQty": fmt8(item.terms.step),
+            **(
+                {
+                    "bidPrice": fmt8(last - tick),
+                    "bidQty": fmt8(item.terms.step * 10),
+                    "askPrice": fmt8(last + tick),
+                    "askQty": fmt8(item.terms.step * 10),
+                }
+                if spot
+                else {}
+            ),
+            "openPrice": prices["openPrice"],
+            "highPrice": prices["highPrice"],
+            "lowPrice": prices["lowPrice"],
+            **sizes,
+            **times,
+        }
 
     def _close_before(self, instrument: str, us: int) -> float:
         before = self.market.rows_before_ts(self.name, instrument, us, 1)
@@ -487,11 +685,17 @@ class Binance(Venue):
     # ---- reference -------------------------------------------------------------------------
 
     def rate_limits(self) -> list[dict]:
-        return [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-                 "limit": self.weight_limit},
-                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-                {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
-                {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000}]
+        return [
+            {
+                "rateLimitType": "REQUEST_WEIGHT",
+                "interval": "MINUTE",
+                "intervalNum": 1,
+                "limit": self.weight_limit,
+            },
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+            {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
+        ]
 
     def listed(self, query: dict) -> list[reference.Instrument]:
         """The venue's instruments live now that `symbol` / `symbols` name (all without them): -1121
@@ -519,9 +723,14 @@ class Binance(Venue):
             raise COMBINATION
         symbols = [spot_symbol(i) for i in self.listed(query) if status is None or i.status == status]
         sor = [s["symbol"] for s in symbols if s["symbol"] in ("BTCUSDT", "BTCFDUSD")]
-        return {"timezone": "UTC", "serverTime": self.market.now_us() // 1000, "rateLimits": self.rate_limits(),
-                "exchangeFilters": [], "symbols": symbols,
-                **({"sors": [{"baseAsset": "BTC", "symbols": sor}]} if len(sor) > 1 else {})}
+        return {
+            "timezone": "UTC",
+            "serverTime": self.market.now_us() // 1000,
+            "rateLimits": self.rate_limits(),
+            "exchangeFilters": [],
+            "symbols": symbols,
+            **({"sors": [{"baseAsset": "BTC", "symbols": sor}]} if len(sor) > 1 else {}),
+        }
 
     # ---- faults ----------------------------------------------------------------------------
 
@@ -532,18 +741,31 @@ class Binance(Venue):
         if fault_kind == "ban":
             seconds = float(fault.retry_after or 120)
             until = int((time.time() + seconds) * 1000)
-            return json_reply(fault.status or 418, {"code": -1003, "msg": (
-                f"Way too much request weight used; IP banned until {until}. Please use WebSocket Streams for "
-                f"live updates to avoid bans.")}, {"Retry-After": str(int(seconds))})
+            return json_reply(
+                fault.status or 418,
+                {
+                    "code": -1003,
+                    "msg": (
+                        f"Way too much request weight used; IP banned until {until}. Please use WebSocket "
+                        "Streams for live updates to avoid bans."
+                    ),
+                },
+                {"Retry-After": str(int(seconds))},
+            )
         if fault_kind == "server_error":
-            return json_reply(fault.status or 503, {"code": -1001, "msg": "Internal error; unable to process your "
-                                                                          "request. Please try again."})
+            return json_reply(
+                fault.status or 503,
+                {"code": -1001, "msg": "Internal error; unable to process your request. Please try again."},
+            )
         if fault_kind == "waf":
             return Reply(fault.status or 403, WAF_PAGE, {"Content-Type": "text/html"})
         if fault_kind == "unauthorized":
-            return json_reply(fault.status or 401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions "
-                                                                          "for action."})
-        return json_reply(fault.status or 400, {"code": -1100, "msg": "Illegal characters found in a parameter."})
+            return json_reply(
+                fault.status or 401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}
+            )
+        return json_reply(
+            fault.status or 400, {"code": -1100, "msg": "Illegal characters found in a parameter."}
+        )
 
     def mutate(self, payload: Any, path: str, fault_kind: str) -> None:
         name = path.rsplit("/", 1)[-1]

@@ -38,8 +38,20 @@ class BinanceUmWsReplay(BinanceWsReplay):
         out = []
         for agg_id, price, size, buy in live.tape_trades(count):
             first, last = binance_trade_span(agg_id)
-            out.append({"e": "aggTrade", "E": event_ms, "s": live.instrument, "a": agg_id, "p": fmt8(price),
-                        "q": fmt8(size), "f": first, "l": last, "T": event_ms, "m": not buy})
+            out.append(
+                {
+                    "e": "aggTrade",
+                    "E": event_ms,
+                    "s": live.instrument,
+                    "a": agg_id,
+                    "p": fmt8(price),
+                    "q": fmt8(size),
+                    "f": first,
+                    "l": last,
+                    "T": event_ms,
+                    "m": not buy,
+                }
+            )
         return out
 
     def book_ticker(self, ticker: dict, event_ms: int) -> dict:
@@ -50,13 +62,38 @@ class BinanceUmWsReplay(BinanceWsReplay):
         mark = None
         if self.due("markPrice", name, self.config.derived_every_s):
             p = self.rest_venue.premium_index(name, self.market.now_us())
-            mark = {"e": "markPriceUpdate", "E": event_ms, "s": name, "p": p["markPrice"], "i": p["indexPrice"],
-                    "P": p["estimatedSettlePrice"], "r": p["lastFundingRate"], "T": p["nextFundingTime"]}
+            mark = {
+                "e": "markPriceUpdate",
+                "E": event_ms,
+                "s": name,
+                "p": p["markPrice"],
+                "i": p["indexPrice"],
+                "P": p["estimatedSettlePrice"],
+                "r": p["lastFundingRate"],
+                "T": p["nextFundingTime"],
+            }
         seed = self.market.config.seed
-        liquidations = [{"e": "forceOrder", "E": event_ms, "o": {
-            "s": name, "S": "BUY" if t["m"] else "SELL", "o": "LIMIT", "f": "IOC", "q": t["q"], "p": t["p"],
-            "ap": t["p"], "X": "FILLED", "l": t["q"], "z": t["q"], "T": t["T"]}}
-            for t in trades if derived.is_liquidation(seed, BINANCE_UM, name, t["a"])]
+        liquidations = [
+            {
+                "e": "forceOrder",
+                "E": event_ms,
+                "o": {
+                    "s": name,
+                    "S": "BUY" if t["m"] else "SELL",
+                    "o": "LIMIT",
+                    "f": "IOC",
+                    "q": t["q"],
+                    "p": t["p"],
+                    "ap": t["p"],
+                    "X": "FILLED",
+                    "l": t["q"],
+                    "z": t["q"],
+                    "T": t["T"],
+                },
+            }
+            for t in trades
+            if derived.is_liquidation(seed, BINANCE_UM, name, t["a"])
+        ]
         # the venue pushes the latest liquidation of each 1000 ms only
         liquidations = liquidations[-1:] if liquidations and self.due("forceOrder", name, 1.0) else []
         for client in list(self.clients.values()):

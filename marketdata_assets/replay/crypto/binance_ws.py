@@ -1,9 +1,9 @@
 """Binance spot WebSocket market streams, replayed: the venue's protocol, limits and misbehaviour.
 
 Combined and raw streams, live control messages, `trade` and `depthUpdate` events (real U/u) from the
-tapes (and `aggTrade`, each trade an aggregate of its one fill), with a REST replay passed in answering `/api/v3/depth` from the same books; Binance's control,
-ping and lifetime limits, and faults. What it serves, its faults and limits: docs/tests.md,
-"The Binance spot WebSocket replay".
+tapes (and `aggTrade`, each trade an aggregate of its one fill), with a REST replay passed in answering
+`/api/v3/depth` from the same books; Binance's control, ping and lifetime limits, and faults. What it serves,
+its faults and limits: docs/tests.md, "The Binance spot WebSocket replay".
 """
 
 from __future__ import annotations
@@ -30,18 +30,57 @@ STREAM_KINDS = ("trade", "depth", "depth@100ms", "bookTicker", "kline_1m", "aggT
 
 def agg_trade(trade: dict) -> dict:
     """Spot's `aggTrade` event of a replayed `trade`: an aggregate of that one fill (a = f = l = its id)."""
-    return {"e": "aggTrade", "E": trade["E"], "s": trade["s"], "a": trade["t"], "p": trade["p"], "q": trade["q"],
-            "f": trade["t"], "l": trade["t"], "T": trade["T"], "m": trade["m"], "M": True}
+    return {
+        "e": "aggTrade",
+        "E": trade["E"],
+        "s": trade["s"],
+        "a": trade["t"],
+        "p": trade["p"],
+        "q": trade["q"],
+        "f": trade["t"],
+        "l": trade["t"],
+        "T": trade["T"],
+        "m": trade["m"],
+        "M": True,
+    }
 
 
 def kline(instrument: str, bar: tuple, closed: bool, event_ms: int) -> dict:
     """A `kline` event of a tape bar (live_book.last_closed_bar / open_bar)."""
     open_ms = bar[0] // 1000
-    return {"e": "kline", "E": event_ms, "s": instrument, "k": {
-        "t": open_ms, "T": open_ms + 59_999, "s": instrument, "i": "1m", "f": -1, "L": -1, "o": fmt8(bar[1]),
-        "c": fmt8(bar[4]), "h": fmt8(bar[2]), "l": fmt8(bar[3]), "v": fmt8(bar[5]), "n": bar[7], "x": closed,
-        "q": fmt8(bar[6]), "V": fmt8(bar[9]), "Q": fmt8(bar[10]), "B": "0"}}
-__all__ = ["WS_FAULT_KINDS", "BinanceWsReplay", "Client", "WsConfig", "WsFault"]  # the shared ones from ws_server
+    return {
+        "e": "kline",
+        "E": event_ms,
+        "s": instrument,
+        "k": {
+            "t": open_ms,
+            "T": open_ms + 59_999,
+            "s": instrument,
+            "i": "1m",
+            "f": -1,
+            "L": -1,
+            "o": fmt8(bar[1]),
+            "c": fmt8(bar[4]),
+            "h": fmt8(bar[2]),
+            "l": fmt8(bar[3]),
+            "v": fmt8(bar[5]),
+            "n": bar[7],
+            "x": closed,
+            "q": fmt8(bar[6]),
+            "V": fmt8(bar[9]),
+            "Q": fmt8(bar[10]),
+            "B": "0",
+        },
+    }
+
+
+__all__ = [
+    "WS_FAULT_KINDS",
+    "BinanceWsReplay",
+    "Client",
+    "WsConfig",
+    "WsFault",
+]  # the shared ones from ws_server
 
 
 class BinanceWsReplay(WsServer):
@@ -61,7 +100,11 @@ class BinanceWsReplay(WsServer):
         if stream in self.all_market:
             return True
         instrument, _, kind = stream.partition("@")
-        return instrument == instrument.lower() and instrument.upper() in self.instruments and kind in self.stream_kinds
+        return (
+            instrument == instrument.lower()
+            and instrument.upper() in self.instruments
+            and kind in self.stream_kinds
+        )
 
     def _open(self, connection: ServerConnection) -> Client | None:
         """The client a request path asks for (`/stream?streams=`, `/ws/<stream>`, `/ws`), or None."""
@@ -90,7 +133,9 @@ class BinanceWsReplay(WsServer):
             return
         kind = stream[1:].split("@")[0] if stream.startswith("!") else stream.split("@")[1]
         payload = self.maybe_damaged(kind, payload)
-        text = json.dumps({"stream": stream, "data": payload} if client.combined else payload, separators=(",", ":"))
+        text = json.dumps(
+            {"stream": stream, "data": payload} if client.combined else payload, separators=(",", ":")
+        )
         self.send_data(client, text)
 
     # ---- control messages ------------------------------------------------------------------
@@ -112,12 +157,21 @@ class BinanceWsReplay(WsServer):
             request = json.loads(message)
             method, request_id = request["method"], request.get("id")
         except (ValueError, KeyError, TypeError) as error:
-            reply = {"error": {"code": 3 if isinstance(error, ValueError) else 2,
-                               "msg": f"Invalid request: {type(error).__name__}"}, "id": None}
+            reply = {
+                "error": {
+                    "code": 3 if isinstance(error, ValueError) else 2,
+                    "msg": f"Invalid request: {type(error).__name__}",
+                },
+                "id": None,
+            }
             client.outbox.put_nowait(json.dumps(reply))
             return True
-        client.outbox.put_nowait(json.dumps({**self._answer(client, method, request.get("params") or []),
-                                             "id": request_id}, separators=(",", ":")))
+        client.outbox.put_nowait(
+            json.dumps(
+                {**self._answer(client, method, request.get("params") or []), "id": request_id},
+                separators=(",", ":"),
+            )
+        )
         return True
 
     def _answer(self, client: Client, method: str, params: list) -> dict:
@@ -145,9 +199,14 @@ class BinanceWsReplay(WsServer):
                 return {"error": {"code": 1, "msg": "Invalid value type: expected Boolean"}}
             client.combined = params[1]
             return {"result": None}
-        return {"error": {"code": 2, "msg": f"Invalid request: unknown variant {method}, expected one of "
-                                            "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, "
-                                            "`GET_PROPERTY`"}}
+        return {
+            "error": {
+                "code": 2,
+                "msg": f"Invalid request: unknown variant {method}, expected one of "
+                "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, "
+                "`GET_PROPERTY`",
+            }
+        }
 
     # ---- the market moving ------------------------------------------------------------------
 
@@ -157,8 +216,11 @@ class BinanceWsReplay(WsServer):
         trades = self.trades(live, faults.trades, event_ms)
         lower = name.lower()
         _, bids, asks = live.top(1)
-        ticker = {"u": depth["u"], "s": name, "b": bids[0][0], "B": bids[0][1], "a": asks[0][0],
-                  "A": asks[0][1]} if bids and asks else None  # a side emptied: no best price to tell
+        ticker = (
+            {"u": depth["u"], "s": name, "b": bids[0][0], "B": bids[0][1], "a": asks[0][0], "A": asks[0][1]}
+            if bids and asks
+            else None
+        )  # a side emptied: no best price to tell
         for client in list(self.clients.values()):
             for kind in ("depth@100ms", "depth"):
                 self._deliver(client, f"{lower}@{kind}", depth)
@@ -193,8 +255,11 @@ class BinanceWsReplay(WsServer):
             return
         now_us = self.market.now_us()
         closed = last_closed_bar(self.market, self.venue, name, now_us)
-        update = kline(name, open_bar(self.market, self.venue, name, now_us), False, event_ms) \
-            if self.due("kline", name, 1.0) else None
+        update = (
+            kline(name, open_bar(self.market, self.venue, name, now_us), False, event_ms)
+            if self.due("kline", name, 1.0)
+            else None
+        )
         for client in clients:
             if closed is not None and client.bars_sent.get(stream) != closed[0]:
                 client.bars_sent[stream] = closed[0]
@@ -211,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     from marketdata_assets.replay import serve_until_terminated
     from marketdata_assets.replay.crypto.server import CryptoReplayServer
 
-    p = argparse.ArgumentParser(prog="python -m marketdata_assets.replay.crypto.binance_ws", description=main.__doc__)
+    p = argparse.ArgumentParser(
+        prog="python -m marketdata_assets.replay.crypto.binance_ws", description=main.__doc__
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8767, help="WebSocket port (0: a free one, printed)")
     p.add_argument("--rest-port", type=int, default=8766, help="the REST replay's port")
@@ -220,8 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lifetime-s", type=float, default=86_400.0, help="a connection's life (Binance: 24 h)")
     args = p.parse_args(argv)
     rest = CryptoReplayServer(ReplayConfig(seed=args.seed), host=args.host, port=args.rest_port)
-    ws = BinanceWsReplay(WsConfig(tick_s=args.tick_s, lifetime_s=args.lifetime_s), rest=rest, host=args.host,
-                         port=args.port).start()
+    ws = BinanceWsReplay(
+        WsConfig(tick_s=args.tick_s, lifetime_s=args.lifetime_s), rest=rest, host=args.host, port=args.port
+    ).start()
     print(f"Binance WebSocket replay on {ws.url} (REST on {rest.base_url})", flush=True)
     try:
         return serve_until_terminated(rest.httpd)

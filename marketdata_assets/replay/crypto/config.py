@@ -15,8 +15,20 @@ DEFAULT_INSTRUMENTS = {
     OKX: ["BTC-USDT", "ETH-USDT", "BTC-USDT-SWAP"],
     DERIBIT: ["BTC-PERPETUAL", "ETH-PERPETUAL", "BTC_USDC-PERPETUAL"],
 }
-FAULT_KINDS = frozenset({"latency", "rate_limit", "ban", "server_error", "waf", "unauthorized", "vendor_error",
-                         "malformed_json", "missing_field", "bad_number"})
+FAULT_KINDS = frozenset(
+    {
+        "latency",
+        "rate_limit",
+        "ban",
+        "server_error",
+        "waf",
+        "unauthorized",
+        "vendor_error",
+        "malformed_json",
+        "missing_field",
+        "bad_number",
+    }
+)
 BODY_FAULTS = frozenset({"malformed_json", "missing_field", "bad_number"})  # damage a normal answer
 BINANCE_ONLY_FAULTS = frozenset({"ban", "waf"})
 BINANCE_VENUES = frozenset({BINANCE, BINANCE_UM})
@@ -73,8 +85,9 @@ class ReplayConfig:
     busy_share: float = 0.4
     burst_share: float = 0.1
     burst_run: int = 0
-    instruments: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in
-                                                                       DEFAULT_INSTRUMENTS.items()})
+    instruments: dict[str, list[str]] = field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_INSTRUMENTS.items()}
+    )
     binance_weight_limit: int = 6000
     binance_um_weight_limit: int = 2400  # USD-M: 2400 request weight a minute
     # OKX: requests per endpoint and IP in each 2-second window (20 on most public endpoints, 10 on

@@ -1,13 +1,13 @@
 """Deribit v2 public market data (`/api/v2/public/...`) as the venue answers it.
 
-`get_last_trades_by_instrument_and_time`, `get_last_trades_by_instrument` (start_seq/end_seq; the trade_seqs the WebSocket replay sent
-answer as it sent them, `live_book.LiveInstrument.emitted`),
+`get_last_trades_by_instrument_and_time`, `get_last_trades_by_instrument` (start_seq/end_seq; the trade_seqs
+the WebSocket replay sent answer as it sent them, `live_book.LiveInstrument.emitted`),
 `get_order_book`, `get_tradingview_chart_data` (resolution=1), `ticker`, `get_funding_rate_history`,
 `get_book_summary_by_currency` (options: the chain below; futures and spot: every one of the reference
 universe, 24 h volumes from `volumes`), `get_instruments`, `get_instrument`, `get_time`. Every answer,
 errors included, is a JSON-RPC envelope with usIn/usOut/usDiff/testnet; numbers are JSON numbers, inverse
-perpetuals count amounts in USD. Errors: -32602 invalid params, -32601 unknown method, 10028 too many requests (HTTP
-429, also when the credits of `deribit_requests_per_s` run out), 13009 unauthorized.
+perpetuals count amounts in USD. Errors: -32602 invalid params, -32601 unknown method, 10028 too many requests
+(HTTP 429, also when the credits of `deribit_requests_per_s` run out), 13009 unauthorized.
 
 From the derived series (derived.py): the trades `liquidation_flag` marks; the ticker's mark and
 index (the last ended minute's close), current_funding / funding_8h (funding_rate over 1 and 8 hours
@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 
 from marketdata_assets.replay import Reply, json_reply
@@ -42,21 +42,33 @@ from marketdata_assets.replay.crypto.tape import (
 from marketdata_assets.replay.crypto.venue import VendorError, Venue, damage, middle, retry_after
 
 TRADE_METHODS = ("get_last_trades_by_instrument_and_time", "get_last_trades_by_instrument")
-METHODS = (*TRADE_METHODS, "get_order_book", "get_tradingview_chart_data", "ticker", "get_funding_rate_history",
-           "get_book_summary_by_currency", "get_instruments", "get_instrument")
+METHODS = (
+    *TRADE_METHODS,
+    "get_order_book",
+    "get_tradingview_chart_data",
+    "ticker",
+    "get_funding_rate_history",
+    "get_book_summary_by_currency",
+    "get_instruments",
+    "get_instrument",
+)
 BOOK_DEPTHS = (1, 5, 10, 20, 50, 100, 1000, 10000)
 CURRENCIES = ("BTC", "ETH", "USDC", "USDT", "EURR")
 FUNDING_ROWS = 744  # one get_funding_rate_history answer: about a month, the newest rows [inferred]
 STRIKE_STEPS = {"BTC": 1000, "ETH": 50}  # the chains served (with their perpetual)
 OPTION_TICK = 0.0001
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-NGINX_PAGE = ("<html><head><title>{status} Bad Gateway</title></head><body><center><h1>{status} Bad Gateway</h1>"
-              "</center><hr><center>nginx</center></body></html>")
+NGINX_PAGE = (
+    "<html><head><title>{status} Bad Gateway</title></head><body><center><h1>{status} Bad Gateway</h1>"
+    "</center><hr><center>nginx</center></body></html>"
+)
 
 
 def invalid(reason: str, param: str) -> VendorError:
-    return VendorError(400, {"error": {"message": "Invalid params", "data": {"reason": reason, "param": param},
-                                       "code": -32602}})
+    return VendorError(
+        400,
+        {"error": {"message": "Invalid params", "data": {"reason": reason, "param": param}, "code": -32602}},
+    )
 
 
 def rpc(payload: Any, query: dict) -> dict:
@@ -81,6 +93,7 @@ def rpc_error(message: str, code: int, **extra) -> dict:
 # --------------------------------------------------------------------------------------------
 # The derived answers (pure functions of the market: tests recompute them)
 # --------------------------------------------------------------------------------------------
+
 
 def contract_size(instrument: str) -> float:
     """get_instruments' contract_size (reference.terms): USD for inverse contracts (BTC 10, others 1), base
@@ -119,18 +132,35 @@ def ticker(market: Market, instrument: str) -> dict:
         volume_usd += quote
     prices = [tape.price[i] for tape, i in rows]
     result = {
-        "timestamp": ts // 1000, "state": "open", "instrument_name": instrument,
-        "stats": {"volume": round(volume, 8), "volume_usd": round(volume_usd, 2),
-                  "price_change": round((prices[-1] / prices[0] - 1) * 100, 4) if prices else None,
-                  "low": min(prices) if prices else None, "high": max(prices) if prices else None},
-        "open_interest": open_interest(market, instrument, ts), "mark_price": mark, "index_price": index,
+        "timestamp": ts // 1000,
+        "state": "open",
+        "instrument_name": instrument,
+        "stats": {
+            "volume": round(volume, 8),
+            "volume_usd": round(volume_usd, 2),
+            "price_change": round((prices[-1] / prices[0] - 1) * 100, 4) if prices else None,
+            "low": min(prices) if prices else None,
+            "high": max(prices) if prices else None,
+        },
+        "open_interest": open_interest(market, instrument, ts),
+        "mark_price": mark,
+        "index_price": index,
         "last_price": last[0][0].price[last[0][1]] if last else None,
-        "best_bid_price": bids[0][0], "best_bid_amount": bids[0][1], "best_ask_price": asks[0][0],
-        "best_ask_amount": asks[0][1], "settlement_price": mark, "estimated_delivery_price": index,
-        "min_price": round(mark * 0.97, 1), "max_price": round(mark * 1.03, 1)}
+        "best_bid_price": bids[0][0],
+        "best_bid_amount": bids[0][1],
+        "best_ask_price": asks[0][0],
+        "best_ask_amount": asks[0][1],
+        "settlement_price": mark,
+        "estimated_delivery_price": index,
+        "min_price": round(mark * 0.97, 1),
+        "max_price": round(mark * 1.03, 1),
+    }
     if instrument.endswith("-PERPETUAL"):
-        result.update(current_funding=derived.funding_rate(market, DERIBIT, instrument, ts, 1),
-                      funding_8h=derived.funding_rate(market, DERIBIT, instrument, ts, 8), interest_value=0.0)
+        result.update(
+            current_funding=derived.funding_rate(market, DERIBIT, instrument, ts, 1),
+            funding_8h=derived.funding_rate(market, DERIBIT, instrument, ts, 8),
+            interest_value=0.0,
+        )
     return result
 
 
@@ -143,20 +173,25 @@ def funding_history(market: Market, instrument: str, start_ms: int, end_ms: int)
     """The hourly rows of (start_ms, end_ms] before now, at most the newest `FUNDING_ROWS`."""
     last = min(end_ms * 1000, market.now_us())
     first = max((start_ms + 1) * 1000, last - FUNDING_ROWS * HOUR_US)
-    return [{"timestamp": t // 1000, "index_price": index_before(market, instrument, t),
-             "prev_index_price": index_before(market, instrument, t - HOUR_US),
-             "interest_8h": derived.funding_rate(market, DERIBIT, instrument, t, 8),
-             "interest_1h": derived.funding_rate(market, DERIBIT, instrument, t, 1)}
-            for t in derived.settlements(first, last, 1)[-FUNDING_ROWS:]]
+    return [
+        {
+            "timestamp": t // 1000,
+            "index_price": index_before(market, instrument, t),
+            "prev_index_price": index_before(market, instrument, t - HOUR_US),
+            "interest_8h": derived.funding_rate(market, DERIBIT, instrument, t, 8),
+            "interest_1h": derived.funding_rate(market, DERIBIT, instrument, t, 1),
+        }
+        for t in derived.settlements(first, last, 1)[-FUNDING_ROWS:]
+    ]
 
 
 def option_expiries(now_us: int) -> list[tuple[datetime, bool]]:
     """(expiry, monthly) ascending: the next 4 Fridays 08:00 UTC after now and the last Fridays of
     this month (if still ahead) and the next."""
-    now = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=now_us)
+    now = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=now_us)
 
     def at_eight(day: date) -> datetime:
-        return datetime(day.year, day.month, day.day, 8, tzinfo=timezone.utc)
+        return datetime(day.year, day.month, day.day, 8, tzinfo=UTC)
 
     def last_friday(year: int, month: int) -> datetime:
         day = date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
@@ -168,8 +203,10 @@ def option_expiries(now_us: int) -> list[tuple[datetime, bool]]:
         if day.weekday() == 4 and at_eight(day) > now:
             expiries[at_eight(day)] = False
         day += timedelta(days=1)
-    for monthly in (last_friday(now.year, now.month),
-                    last_friday(now.year + now.month // 12, now.month % 12 + 1)):
+    for monthly in (
+        last_friday(now.year, now.month),
+        last_friday(now.year + now.month // 12, now.month % 12 + 1),
+    ):
         if monthly > now:
             expiries[monthly] = True
     return sorted(expiries.items())
@@ -183,6 +220,7 @@ def smile(strike: float, forward: float, years: float) -> float:
 
 def black76(option_type: str, forward: float, strike: float, years: float, sigma: float) -> float:
     """Black-76 undiscounted price in the quote currency (USD) of a call ("C") or put ("P")."""
+
     def cdf(x: float) -> float:
         return 0.5 * (1 + math.erf(x / math.sqrt(2)))
 
@@ -227,17 +265,30 @@ def option_chain(market: Market, currency: str) -> list[dict]:
                 bid = bid if bid >= OPTION_TICK else None
                 used = _unit("volume", market.config.seed, name)
                 volume = round(50 * used, 1) if used >= 0.25 else 0.0
-                out.append({
-                    "volume": volume, "volume_usd": round(volume * mark * spot, 2),
-                    "underlying_price": forward,
-                    "underlying_index": f"{currency}-{code}" if monthly else f"SYN.{currency}-{code}",
-                    "quote_currency": currency, "price_change": None,
-                    "open_interest": round(1 + 400 * _unit("oi", market.config.seed, name), 1),
-                    "mid_price": round((bid + ask) / 2, 5) if bid is not None else None, "mark_price": mark,
-                    "mark_iv": iv, "low": None, "last": None, "high": None, "interest_rate": 0.0,
-                    "instrument_name": name, "estimated_delivery_price": spot,
-                    "creation_timestamp": now // 1000,
-                    "bid_price": bid, "base_currency": currency, "ask_price": ask})
+                out.append(
+                    {
+                        "volume": volume,
+                        "volume_usd": round(volume * mark * spot, 2),
+                        "underlying_price": forward,
+                        "underlying_index": f"{currency}-{code}" if monthly else f"SYN.{currency}-{code}",
+                        "quote_currency": currency,
+                        "price_change": None,
+                        "open_interest": round(1 + 400 * _unit("oi", market.config.seed, name), 1),
+                        "mid_price": round((bid + ask) / 2, 5) if bid is not None else None,
+                        "mark_price": mark,
+                        "mark_iv": iv,
+                        "low": None,
+                        "last": None,
+                        "high": None,
+                        "interest_rate": 0.0,
+                        "instrument_name": name,
+                        "estimated_delivery_price": spot,
+                        "creation_timestamp": now // 1000,
+                        "bid_price": bid,
+                        "base_currency": currency,
+                        "ask_price": ask,
+                    }
+                )
     return out
 
 
@@ -250,10 +301,24 @@ def trade_id(instrument: str, seq: int) -> str:
 def sent_page(inst: str, sent: list[tuple], count: int, sorting: str | None) -> dict:
     """A trades page of trade_seqs the WebSocket replay sent, exactly as it sent them (deribit_ws)."""
     page = sent[:count] if sorting == "asc" else list(reversed(sent[-count:]))
-    return {"trades": [{"trade_seq": i, "trade_id": trade_id(inst, i), "timestamp": ms, "tick_direction": 0,
-                        "price": p, "amount": q, "direction": "buy" if buy else "sell", "instrument_name": inst,
-                        "index_price": p, "mark_price": p} for i, ms, p, q, buy in page],
-            "has_more": len(sent) > count}
+    return {
+        "trades": [
+            {
+                "trade_seq": i,
+                "trade_id": trade_id(inst, i),
+                "timestamp": ms,
+                "tick_direction": 0,
+                "price": p,
+                "amount": q,
+                "direction": "buy" if buy else "sell",
+                "instrument_name": inst,
+                "index_price": p,
+                "mark_price": p,
+            }
+            for i, ms, p, q, buy in page
+        ],
+        "has_more": len(sent) > count,
+    }
 
 
 class Credits:
@@ -288,18 +353,35 @@ def instrument_record(item: reference.Instrument, now_us: int) -> dict:
     kind = "future" if item.kind == "perpetual" else item.kind
     option = item.kind == "option"
     record = {
-        "tick_size": t.tick, "tick_size_steps": [], "taker_commission": 0.0003 if option else 0.0005,
-        "settlement_period": item.alias, "settlement_currency": item.settle,
-        "quote_currency": item.base if option else item.quote, "price_index": item.family,
-        "min_trade_amount": t.step, "max_liquidation_commission": 0.0075, "max_leverage": 50,
-        "maker_commission": 0.0003 if option else 0.0, "kind": kind, "is_active": active,
-        "instrument_name": item.name, "instrument_id": item.number,
+        "tick_size": t.tick,
+        "tick_size_steps": [],
+        "taker_commission": 0.0003 if option else 0.0005,
+        "settlement_period": item.alias,
+        "settlement_currency": item.settle,
+        "quote_currency": item.base if option else item.quote,
+        "price_index": item.family,
+        "min_trade_amount": t.step,
+        "max_liquidation_commission": 0.0075,
+        "max_leverage": 50,
+        "maker_commission": 0.0003 if option else 0.0,
+        "kind": kind,
+        "is_active": active,
+        "instrument_name": item.name,
+        "instrument_id": item.number,
         "instrument_type": "linear" if item.settle in ("USDC", "USDT") else "reversed",
-        "expiration_timestamp": item.expires_us // 1000 if item.expires_us is not None else PERPETUAL_EXPIRY_MS,
-        "creation_timestamp": item.listed_us // 1000, "counter_currency": item.quote, "contract_size": t.ct_val,
-        "block_trade_tick_size": 0.0001 if option else 0.01, "block_trade_min_trade_amount": 25 if option else 200000,
-        "block_trade_commission": 0.00015 if option else 0.00025, "base_currency": item.base,
-        "state": "open" if active else "closed", "rfq": False}
+        "expiration_timestamp": item.expires_us // 1000
+        if item.expires_us is not None
+        else PERPETUAL_EXPIRY_MS,
+        "creation_timestamp": item.listed_us // 1000,
+        "counter_currency": item.quote,
+        "contract_size": t.ct_val,
+        "block_trade_tick_size": 0.0001 if option else 0.01,
+        "block_trade_min_trade_amount": 25 if option else 200000,
+        "block_trade_commission": 0.00015 if option else 0.00025,
+        "base_currency": item.base,
+        "state": "open" if active else "closed",
+        "rfq": False,
+    }
     if option:
         record.update(option_type="call" if item.option_type == "C" else "put", strike=item.strike)
     return record
@@ -312,15 +394,27 @@ def of_currency(item: reference.Instrument, currency: str) -> bool:
 
 def book_volume(seed: int, item: reference.Instrument, now_us: int) -> dict:
     """One future's or spot pair's get_book_summary_by_currency record, the fields of Deribit's documented
-    example (volume in the base coin, volume_usd, and volume_notional in the quote: "futures and spots only")."""
+    example (volume in the base coin, volume_usd, and volume_notional in the quote: "futures and spots
+    only")."""
     usd, last, tick = volumes.usd_volume(seed, item, now_us), volumes.last_price(item), item.terms.tick
     opened = last * (1 + 0.04 * (reference.unit("open", item.name, now_us // DAY_US) - 0.5))
-    record = {"volume_usd": round(usd, 2), "volume": round(usd / volumes.usd_price(item.base), 8),
-              "volume_notional": round(usd / volumes.usd_price(item.quote), 2), "quote_currency": item.quote,
-              "price_change": round((last / opened - 1) * 100, 4), "mid_price": last, "mark_price": last,
-              "low": round(min(opened, last) * 0.99, 8), "last": last, "instrument_name": item.name,
-              "high": round(max(opened, last) * 1.01, 8), "creation_timestamp": now_us // 1000,
-              "bid_price": round(last - tick, 8), "base_currency": item.base, "ask_price": round(last + tick, 8)}
+    record = {
+        "volume_usd": round(usd, 2),
+        "volume": round(usd / volumes.usd_price(item.base), 8),
+        "volume_notional": round(usd / volumes.usd_price(item.quote), 2),
+        "quote_currency": item.quote,
+        "price_change": round((last / opened - 1) * 100, 4),
+        "mid_price": last,
+        "mark_price": last,
+        "low": round(min(opened, last) * 0.99, 8),
+        "last": last,
+        "instrument_name": item.name,
+        "high": round(max(opened, last) * 1.01, 8),
+        "creation_timestamp": now_us // 1000,
+        "bid_price": round(last - tick, 8),
+        "base_currency": item.base,
+        "ask_price": round(last + tick, 8),
+    }
     if item.kind != "spot":  # "Optional (only for derivatives)"
         record.update(open_interest=round(usd / 4, 2), estimated_delivery_price=last)
     if item.kind == "perpetual":
@@ -332,11 +426,16 @@ class Deribit(Venue):
     name = DERIBIT
     prefix = "/api/v2/"
     instrument_param = "instrument_name"
-    endpoints: ClassVar[dict[str, str]] = {**dict.fromkeys(TRADE_METHODS, "trades"), "get_order_book": "book",
-                                           "get_tradingview_chart_data": "bars", "ticker": "tickers",
-                                           "get_funding_rate_history": "funding",
-                                           "get_book_summary_by_currency": "option_chain",
-                                           "get_instruments": "reference", "get_instrument": "reference"}
+    endpoints: ClassVar[dict[str, str]] = {
+        **dict.fromkeys(TRADE_METHODS, "trades"),
+        "get_order_book": "book",
+        "get_tradingview_chart_data": "bars",
+        "ticker": "tickers",
+        "get_funding_rate_history": "funding",
+        "get_book_summary_by_currency": "option_chain",
+        "get_instruments": "reference",
+        "get_instrument": "reference",
+    }
 
     def __init__(self, config, market):
         super().__init__(config, market)
@@ -409,8 +508,10 @@ class Deribit(Venue):
             raise invalid("required", "instrument_name")
         if method == "get_instrument":
             return self._instrument(inst)
-        if inst not in self.config.instruments.get(DERIBIT, []) or self.market.window(DERIBIT, inst)[0] > \
-                self.market.now_us():
+        if (
+            inst not in self.config.instruments.get(DERIBIT, [])
+            or self.market.window(DERIBIT, inst)[0] > self.market.now_us()
+        ):
             raise invalid("instrument not found", "instrument_name")  # expired ones stay known
         if method == "ticker":
             return ticker(self.market, inst)
@@ -438,11 +539,26 @@ class Deribit(Venue):
         end = min(end, start + 10_000 * 60_000 - 1)  # at most 10000 candles an answer
         bars = self.market.bars_between(DERIBIT, inst, start * 1000, end * 1000 + 999)
         if not bars:
-            return {"volume": [], "ticks": [], "status": "no_data", "open": [], "low": [], "high": [], "cost": [],
-                    "close": []}
-        return {"volume": [b[5] for b in bars], "ticks": [b[0] // 1000 for b in bars], "status": "ok",
-                "open": [b[1] for b in bars], "low": [b[3] for b in bars], "high": [b[2] for b in bars],
-                "cost": [b[6] for b in bars], "close": [b[4] for b in bars]}
+            return {
+                "volume": [],
+                "ticks": [],
+                "status": "no_data",
+                "open": [],
+                "low": [],
+                "high": [],
+                "cost": [],
+                "close": [],
+            }
+        return {
+            "volume": [b[5] for b in bars],
+            "ticks": [b[0] // 1000 for b in bars],
+            "status": "ok",
+            "open": [b[1] for b in bars],
+            "low": [b[3] for b in bars],
+            "high": [b[2] for b in bars],
+            "cost": [b[6] for b in bars],
+            "close": [b[4] for b in bars],
+        }
 
     def _instruments(self, query: dict) -> list[dict]:
         """public/get_instruments: active instruments of `currency` (or any) and `kind`, or with
@@ -459,8 +575,12 @@ class Deribit(Venue):
         now = self.market.now_us()
         universe = reference.universe(self.config.seed, now)
         found = universe.recently_expired(DERIBIT, now) if expired == "true" else universe.live(DERIBIT, now)
-        return [instrument_record(i, now) for i in found
-                if (not kind or ("future" if i.kind == "perpetual" else i.kind) == kind) and of_currency(i, currency)]
+        return [
+            instrument_record(i, now)
+            for i in found
+            if (not kind or ("future" if i.kind == "perpetual" else i.kind) == kind)
+            and of_currency(i, currency)
+        ]
 
     def _book_summaries(self, currency: str, kind: str | None) -> list[dict]:
         """get_book_summary_by_currency: options the chain (`option_chain`), futures and spot every one of
@@ -470,9 +590,13 @@ class Deribit(Venue):
         out = option_chain(self.market, currency) if kind in (None, "", "option") else []
         if kind in (None, "", "future", "spot"):
             now = self.market.now_us()
-            out += [book_volume(self.config.seed, i, now) for i in reference.universe(self.config.seed, now).live(
-                DERIBIT, now) if i.kind in ("perpetual", "future", "spot") and of_currency(i, currency)
-                and kind in (None, "", "future" if i.kind != "spot" else "spot")]
+            out += [
+                book_volume(self.config.seed, i, now)
+                for i in reference.universe(self.config.seed, now).live(DERIBIT, now)
+                if i.kind in ("perpetual", "future", "spot")
+                and of_currency(i, currency)
+                and kind in (None, "", "future" if i.kind != "spot" else "spot")
+            ]
         return out
 
     def _instrument(self, inst: str) -> dict:
@@ -488,24 +612,44 @@ class Deribit(Venue):
         best_bid, best_ask = bids[0], asks[0]
         mid = (best_bid[0] + best_ask[0]) / 2
         return {
-            "timestamp": ts // 1000, "state": "open", "stats": {"volume": 12345.6789, "volume_usd": 7.4e8,
-                                                               "price_change": 1.23, "low": mid * 0.97,
-                                                               "high": mid * 1.02},
-            "settlement_price": round(mid, 2), "open_interest": open_interest(self.market, inst, ts),
-            "min_price": round(mid * 0.97, 1), "max_price": round(mid * 1.03, 1), "mark_price": round(mid, 2),
-            "last_price": best_ask[0], "instrument_name": inst, "index_price": round(mid - 3.21, 2),
-            "funding_8h": 0.00001234, "current_funding": 0.0, "interest_value": 0.0123,
-            "change_id": update_id, "bids": [[p, q] for p, q in bids], "asks": [[p, q] for p, q in asks],
-            "best_bid_price": best_bid[0], "best_bid_amount": best_bid[1], "best_ask_price": best_ask[0],
-            "best_ask_amount": best_ask[1], "estimated_delivery_price": round(mid - 3.21, 2)}
+            "timestamp": ts // 1000,
+            "state": "open",
+            "stats": {
+                "volume": 12345.6789,
+                "volume_usd": 7.4e8,
+                "price_change": 1.23,
+                "low": mid * 0.97,
+                "high": mid * 1.02,
+            },
+            "settlement_price": round(mid, 2),
+            "open_interest": open_interest(self.market, inst, ts),
+            "min_price": round(mid * 0.97, 1),
+            "max_price": round(mid * 1.03, 1),
+            "mark_price": round(mid, 2),
+            "last_price": best_ask[0],
+            "instrument_name": inst,
+            "index_price": round(mid - 3.21, 2),
+            "funding_8h": 0.00001234,
+            "current_funding": 0.0,
+            "interest_value": 0.0123,
+            "change_id": update_id,
+            "bids": [[p, q] for p, q in bids],
+            "asks": [[p, q] for p, q in asks],
+            "best_bid_price": best_bid[0],
+            "best_bid_amount": best_bid[1],
+            "best_ask_price": best_ask[0],
+            "best_ask_amount": best_ask[1],
+            "estimated_delivery_price": round(mid - 3.21, 2),
+        }
 
     def _trades_page(self, method: str, inst: str, count: int, sorting: str, int_param) -> dict:
         """A `get_last_trades_by_instrument(_and_time)` page: by time, by trade_seq (the ones the
         WebSocket replay sent exactly as sent: `sent_page`) or the latest."""
         if method == "get_last_trades_by_instrument_and_time":
             start, end = int_param("start_timestamp", True), int_param("end_timestamp", True)
-            rows = self.market.rows_between(DERIBIT, inst, start * 1000, end * 1000 + 999, count + 1,
-                                            newest_first=sorting != "asc")
+            rows = self.market.rows_between(
+                DERIBIT, inst, start * 1000, end * 1000 + 999, count + 1, newest_first=sorting != "asc"
+            )
             if sorting != "asc":
                 rows.reverse()
         else:
@@ -532,10 +676,18 @@ class Deribit(Venue):
         previous = tape.price[i - 1] if i else tape.open_price
         tick_direction = 0 if price > previous else 2 if price < previous else (1 if tape.buy[i] else 3)
         rng = random.Random(seq)
-        trade = {"trade_seq": seq, "trade_id": self.trade_id(inst, seq), "timestamp": tape.ts[i] // 1000,
-                 "tick_direction": tick_direction, "price": price, "mark_price": round(price + rng.uniform(-2, 2), 2),
-                 "instrument_name": inst, "index_price": round(price + rng.uniform(-5, 5), 2),
-                 "direction": "buy" if tape.buy[i] else "sell", "amount": tape.size[i]}
+        trade = {
+            "trade_seq": seq,
+            "trade_id": self.trade_id(inst, seq),
+            "timestamp": tape.ts[i] // 1000,
+            "tick_direction": tick_direction,
+            "price": price,
+            "mark_price": round(price + rng.uniform(-2, 2), 2),
+            "instrument_name": inst,
+            "index_price": round(price + rng.uniform(-5, 5), 2),
+            "direction": "buy" if tape.buy[i] else "sell",
+            "amount": tape.size[i],
+        }
         if tape.spec.size_unit == "inverse":
             trade["contracts"] = tape.size[i] / tape.spec.size_step
         flag = liquidation_flag(self.config.seed, inst, seq)
@@ -552,8 +704,10 @@ class Deribit(Venue):
             return Reply(status, NGINX_PAGE.format(status=status).encode(), {"Content-Type": "text/html"})
         if fault_kind == "unauthorized":
             return json_reply(fault.status or 400, rpc_error("unauthorized", 13009))
-        return json_reply(fault.status or 400, rpc_error("Invalid params", -32602,
-                                                         data={"reason": "wrong format", "param": "instrument_name"}))
+        return json_reply(
+            fault.status or 400,
+            rpc_error("Invalid params", -32602, data={"reason": "wrong format", "param": "instrument_name"}),
+        )
 
     def mutate(self, payload: Any, path: str, fault_kind: str) -> None:
         result = payload.get("result")
@@ -563,7 +717,8 @@ class Deribit(Venue):
             if result:
                 record = middle(result)
                 key = {"get_funding_rate_history": "interest_1h", "get_instruments": "contract_size"}.get(
-                    name, "mark_iv" if "mark_iv" in record else "volume_usd")  # a future's summary: its volume
+                    name, "mark_iv" if "mark_iv" in record else "volume_usd"
+                )  # a future's summary: its volume
                 damage(record, key, fault_kind, "n/a")
             return
         if not isinstance(result, dict):

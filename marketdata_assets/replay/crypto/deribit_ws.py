@@ -90,12 +90,22 @@ class DeribitWsReplay(VenueWsReplay):
         return {"result": channels}
 
     def _snapshot(self, client: Client, channel: str) -> None:
-        instrument = channel[len("book."):].rpartition(".")[0]
+        instrument = channel[len("book.") :].rpartition(".")[0]
         update_id, bids, asks = self.instruments[instrument].top(10_000)
-        self.send_data(client, notification(channel, {
-            "type": "snapshot", "timestamp": self.market.now_us() // 1000, "instrument_name": instrument,
-            "change_id": update_id, "bids": [["new", float(p), float(q)] for p, q in bids],
-            "asks": [["new", float(p), float(q)] for p, q in asks]}))
+        self.send_data(
+            client,
+            notification(
+                channel,
+                {
+                    "type": "snapshot",
+                    "timestamp": self.market.now_us() // 1000,
+                    "instrument_name": instrument,
+                    "change_id": update_id,
+                    "bids": [["new", float(p), float(q)] for p, q in bids],
+                    "asks": [["new", float(p), float(q)] for p, q in asks],
+                },
+            ),
+        )
 
     def _start_heartbeat(self, client: Client, every_s: float) -> None:
         async def beat():
@@ -108,6 +118,7 @@ class DeribitWsReplay(VenueWsReplay):
                 self.unanswered[client.number] = self.unanswered.get(client.number, 0) + 1
                 self.counts["test_requests"] += 1
                 self.reply(client, text({"method": "heartbeat", "params": {"type": "test_request"}}))
+
         old = self.heartbeats.pop(client.number, None)
         if old is not None:
             old.cancel()
@@ -121,17 +132,49 @@ class DeribitWsReplay(VenueWsReplay):
     def publish(self, name: str, live: LiveInstrument, move: Move) -> None:
         def entries(levels):
             return [["delete" if float(q) == 0 else "change", float(p), float(q)] for p, q in levels]
+
         book_channel, trades_channel = f"book.{name}.100ms", f"trades.{name}.100ms"
-        book = notification(book_channel, {"type": "change", "timestamp": move.event_ms, "instrument_name": name,
-                                           "prev_change_id": move.first - 1, "change_id": move.last,
-                                           "bids": entries(move.bids), "asks": entries(move.asks)})
-        trades = [notification(trades_channel, [
-            {"trade_seq": i, "trade_id": trade_id(name, i), "timestamp": move.event_ms, "tick_direction": 0, "price": p,
-             "amount": q, "direction": "buy" if buy else "sell", "instrument_name": name, "index_price": p,
-             "mark_price": p} for i, p, q, buy in chunk]) for chunk in self.trade_pushes(move)]
+        book = notification(
+            book_channel,
+            {
+                "type": "change",
+                "timestamp": move.event_ms,
+                "instrument_name": name,
+                "prev_change_id": move.first - 1,
+                "change_id": move.last,
+                "bids": entries(move.bids),
+                "asks": entries(move.asks),
+            },
+        )
+        trades = [
+            notification(
+                trades_channel,
+                [
+                    {
+                        "trade_seq": i,
+                        "trade_id": trade_id(name, i),
+                        "timestamp": move.event_ms,
+                        "tick_direction": 0,
+                        "price": p,
+                        "amount": q,
+                        "direction": "buy" if buy else "sell",
+                        "instrument_name": name,
+                        "index_price": p,
+                        "mark_price": p,
+                    }
+                    for i, p, q, buy in chunk
+                ],
+            )
+            for chunk in self.trade_pushes(move)
+        ]
         ticker_channel = f"ticker.{name}.100ms"
-        tick = self._ticker(name, live, move) if any(ticker_channel in c.streams for c in self.clients.values()) \
-            and all(live.top(1)[1:]) and self.due("ticker", name, self.config.ticker_every_s) else None
+        tick = (
+            self._ticker(name, live, move)
+            if any(ticker_channel in c.streams for c in self.clients.values())
+            and all(live.top(1)[1:])
+            and self.due("ticker", name, self.config.ticker_every_s)
+            else None
+        )
         for client in list(self.clients.values()):
             if book_channel in client.streams:
                 self.send_data(client, book)
@@ -143,9 +186,14 @@ class DeribitWsReplay(VenueWsReplay):
 
     def _ticker(self, name: str, live: LiveInstrument, move: Move) -> str:
         _, bids, asks = live.top(1)
-        data = {**ticker(self.market, name), "timestamp": move.event_ms, "best_bid_price": float(bids[0][0]),
-                "best_bid_amount": float(bids[0][1]), "best_ask_price": float(asks[0][0]),
-                "best_ask_amount": float(asks[0][1])}
+        data = {
+            **ticker(self.market, name),
+            "timestamp": move.event_ms,
+            "best_bid_price": float(bids[0][0]),
+            "best_bid_amount": float(bids[0][1]),
+            "best_ask_price": float(asks[0][0]),
+            "best_ask_amount": float(asks[0][1]),
+        }
         return notification(f"ticker.{name}.100ms", self.maybe_damaged("ticker", data))
 
 

@@ -32,22 +32,26 @@ def _unit(*key) -> float:
 def premium(seed: int, venue: str, instrument: str, minute_us: int) -> float:
     """mark / index - 1 during the minute opening at `minute_us`."""
     minutes = minute_us // MINUTE_US
-    return (0.0004 * math.sin(2 * math.pi * minutes / 2160)
-            + 0.0001 * (_unit(seed, venue, instrument, minutes) - 0.5))
+    return 0.0004 * math.sin(2 * math.pi * minutes / 2160) + 0.0001 * (
+        _unit(seed, venue, instrument, minutes) - 0.5
+    )
 
 
-def index_bar(market: Market, venue: str, instrument: str,
-              minute_us: int) -> tuple[float, float, float, float]:
+def index_bar(
+    market: Market, venue: str, instrument: str, minute_us: int
+) -> tuple[float, float, float, float]:
     """(open, high, low, close) of the index in the minute opening at `minute_us` (it must have ended)."""
     bar = market.tape(venue, instrument, day_of_us(minute_us)).bars()[
-        (minute_us - day_us(day_of_us(minute_us))) // MINUTE_US]
+        (minute_us - day_us(day_of_us(minute_us))) // MINUTE_US
+    ]
     error = 0.0002 * (_unit("index", market.config.seed, venue, instrument, minute_us) - 0.5) * 2
     o, h, lo, c = (round(p * (1 + error), 2) for p in bar[1:5])
     return o, max(o, h, lo, c), min(o, h, lo, c), c
 
 
-def mark_bar(market: Market, venue: str, instrument: str,
-             minute_us: int) -> tuple[float, float, float, float]:
+def mark_bar(
+    market: Market, venue: str, instrument: str, minute_us: int
+) -> tuple[float, float, float, float]:
     """(open, high, low, close) of the mark price: the index bar times (1 + premium)."""
     factor = 1 + premium(market.config.seed, venue, instrument, minute_us)
     return tuple(round(p * factor, 2) for p in index_bar(market, venue, instrument, minute_us))
@@ -56,8 +60,10 @@ def mark_bar(market: Market, venue: str, instrument: str,
 def funding_rate(market: Market, venue: str, instrument: str, settle_us: int, interval_hours: float) -> float:
     """The rate settled at `settle_us` for the `interval_hours` before it (sampled every 15 minutes)."""
     period = int(interval_hours * HOUR_US)
-    samples = [premium(market.config.seed, venue, instrument, settle_us - period + k * 15 * MINUTE_US)
-               for k in range(max(1, period // (15 * MINUTE_US)))]
+    samples = [
+        premium(market.config.seed, venue, instrument, settle_us - period + k * 15 * MINUTE_US)
+        for k in range(max(1, period // (15 * MINUTE_US)))
+    ]
     rate = sum(samples) / len(samples) + INTEREST * interval_hours / 8
     return round(max(-FUNDING_CAP, min(FUNDING_CAP, rate)), 8)
 

@@ -82,8 +82,12 @@ class LiveInstrument:
         roll = rng.random()
         if side and roll < 0.55:  # change the size at an existing level near the top
             price = sorted(side, key=float, reverse=is_bid)[rng.randrange(min(10, len(side)))]
-            size = fmt8(max(self.spec.size_step, round_step(rng.expovariate(1 / self.spec.size_mean) * 3,
-                                                            self.spec.size_step)))
+            size = fmt8(
+                max(
+                    self.spec.size_step,
+                    round_step(rng.expovariate(1 / self.spec.size_mean) * 3, self.spec.size_step),
+                )
+            )
         elif side and (roll < 0.8 or len(side) > self.levels * 1.5):  # remove a level
             price = sorted(side, key=float, reverse=is_bid)[rng.randrange(min(10, len(side)))]
             size = fmt8(0.0)
@@ -98,8 +102,12 @@ class LiveInstrument:
             if raw <= 0:
                 return
             price = fmt8(round_step(raw, tick))
-            size = fmt8(max(self.spec.size_step, round_step(rng.expovariate(1 / self.spec.size_mean),
-                                                            self.spec.size_step)))
+            size = fmt8(
+                max(
+                    self.spec.size_step,
+                    round_step(rng.expovariate(1 / self.spec.size_mean), self.spec.size_step),
+                )
+            )
         if float(size) == 0:
             side.pop(price, None)
         else:
@@ -118,13 +126,25 @@ class LiveInstrument:
             for _ in range(self.rng.randint(1, 3)):
                 self._one_update(touched)
                 self.update_id += 1
-            return (first, self.update_id, [[p, q] for (s, p), q in touched.items() if s == "b"],
-                    [[p, q] for (s, p), q in touched.items() if s == "a"])
+            return (
+                first,
+                self.update_id,
+                [[p, q] for (s, p), q in touched.items() if s == "b"],
+                [[p, q] for (s, p), q in touched.items() if s == "a"],
+            )
 
     def step(self, event_ms: int, skip: bool = False) -> dict:
         """The next `depthUpdate` payload (see `step_levels`)."""
         first, last, bids, asks = self.step_levels(skip)
-        return {"e": "depthUpdate", "E": event_ms, "s": self.instrument, "U": first, "u": last, "b": bids, "a": asks}
+        return {
+            "e": "depthUpdate",
+            "E": event_ms,
+            "s": self.instrument,
+            "U": first,
+            "u": last,
+            "b": bids,
+            "a": asks,
+        }
 
     def top(self, depth: int) -> tuple[int, list[tuple[str, str]], list[tuple[str, str]]]:
         """(update id, best `depth` bids, asks) of the truth, the venue's strings, best first."""
@@ -162,7 +182,9 @@ class LiveInstrument:
         with self.lock:
             for _ in range(count):
                 if self.cursor >= self.tape.n:
-                    self.tape = self.market.tape(self.venue, self.instrument, self.tape.day + timedelta(days=1))
+                    self.tape = self.market.tape(
+                        self.venue, self.instrument, self.tape.day + timedelta(days=1)
+                    )
                     self.cursor = 0
                 tape, i = self.tape, self.cursor
                 trade_id = tape.first_id + i
@@ -177,8 +199,20 @@ class LiveInstrument:
 
     def trades(self, count: int, event_ms: int) -> list[dict]:
         """The next `count` trades of the tape as Binance `trade` payloads."""
-        return [{"e": "trade", "E": event_ms, "s": self.instrument, "t": trade_id, "p": fmt8(price), "q": fmt8(size),
-                 "T": event_ms, "m": not buy, "M": True} for trade_id, price, size, buy in self.tape_trades(count, event_ms)]
+        return [
+            {
+                "e": "trade",
+                "E": event_ms,
+                "s": self.instrument,
+                "t": trade_id,
+                "p": fmt8(price),
+                "q": fmt8(size),
+                "T": event_ms,
+                "m": not buy,
+                "M": True,
+            }
+            for trade_id, price, size, buy in self.tape_trades(count, event_ms)
+        ]
 
     def emitted_before(self, before_id: int, limit: int) -> list[tuple[int, int, float, float, bool]] | None:
         """Up to `limit` trades sent with id < before_id, newest first (as `emitted_from`); None when

@@ -41,8 +41,20 @@ INSTRUMENTS_PATH = "/api/v5/public/instruments"
 UNDERLYING_PATH = "/api/v5/public/underlying"  # {"code":"0","data":[["BTC-USD","ETH-USD"]],"msg":""}
 INST_TYPES = ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION")
 KINDS = {"SPOT": "spot", "MARGIN": "spot", "SWAP": "perpetual", "FUTURES": "future", "OPTION": "option"}
-PATHS = (INSTRUMENTS_PATH, UNDERLYING_PATH, *TRADES_PATHS, BOOKS_PATH, *CANDLES_PATHS, TICKER_PATH, TICKERS_PATH,
-         FUNDING_PATH, OPEN_INTEREST_PATH, LIQUIDATIONS_PATH, MARK_CANDLES_PATH, INDEX_CANDLES_PATH)
+PATHS = (
+    INSTRUMENTS_PATH,
+    UNDERLYING_PATH,
+    *TRADES_PATHS,
+    BOOKS_PATH,
+    *CANDLES_PATHS,
+    TICKER_PATH,
+    TICKERS_PATH,
+    FUNDING_PATH,
+    OPEN_INTEREST_PATH,
+    LIQUIDATIONS_PATH,
+    MARK_CANDLES_PATH,
+    INDEX_CANDLES_PATH,
+)
 FUNDING_HOURS = 8
 OI_STEP_US = 5 * MINUTE_US
 LIQUIDATION_DAYS = 1  # "liquidation orders in the last day" (older docs)
@@ -75,24 +87,56 @@ def instrument_record(item: reference.Instrument, inst_type: str, now_us: int) -
     instIdCode, futureSettlement, tradeQuoteCcyList and upcChg)."""
     t = reference.terms_at(OKX, item.name, now_us, now_us)
     spot, inverse = item.kind == "spot", t.size_unit == "inverse_contracts"
-    text = (lambda v: fmt_plain(v) if v is not None else "")
-    lever = "10" if inst_type == "MARGIN" else "" if spot or item.kind == "option" else "100" if inverse else "50"
+    text = lambda v: fmt_plain(v) if v is not None else ""
+    lever = (
+        "10" if inst_type == "MARGIN" else "" if spot or item.kind == "option" else "100" if inverse else "50"
+    )
     return {
-        "alias": item.alias, "auctionEndTime": "", "baseCcy": item.base if spot else "", "category": "1",
-        "contTdSwTime": "", "ctMult": "" if spot else text(t.ct_mult), "ctType": "" if spot or item.kind == "option"
-        else "inverse" if inverse else "linear", "ctVal": "" if spot else text(t.ct_val),
-        "ctValCcy": "" if spot else "USD" if inverse else item.base, "groupId": "1", "instCategory": "1",
-        "upcChg": [], "expTime": text(
-            item.expires_us // 1000 if item.expires_us is not None else None), "futureSettlement": False,
-        "instFamily": item.family, "instId": item.name, "instIdCode": item.number, "instType": inst_type,
-        "lever": lever, "listTime": str(item.listed_us // 1000), "lotSz": text(t.step), "maxIcebergSz": "999999999",
-        "maxLmtAmt": "20000000", "maxLmtSz": "999999999", "maxMktAmt": "1000000" if spot else "",
-        "maxMktSz": "1000000", "maxPlatOILmt": "", "maxStopSz": "1000000", "maxTriggerSz": "999999999",
-        "maxTwapSz": "999999999", "minSz": text(t.step), "openType": "", "optType": item.option_type or "",
-        "posLmtAmt": "", "posLmtPct": "", "preMktSwTime": "", "quoteCcy": item.quote if spot else "",
-        "ruleType": "normal", "settleCcy": item.settle, "state": "live",
-        "stk": text(item.strike), "tickSz": text(t.tick), "tradeQuoteCcyList": [item.quote] if spot else [],
-        "uly": item.family}
+        "alias": item.alias,
+        "auctionEndTime": "",
+        "baseCcy": item.base if spot else "",
+        "category": "1",
+        "contTdSwTime": "",
+        "ctMult": "" if spot else text(t.ct_mult),
+        "ctType": "" if spot or item.kind == "option" else "inverse" if inverse else "linear",
+        "ctVal": "" if spot else text(t.ct_val),
+        "ctValCcy": "" if spot else "USD" if inverse else item.base,
+        "groupId": "1",
+        "instCategory": "1",
+        "upcChg": [],
+        "expTime": text(item.expires_us // 1000 if item.expires_us is not None else None),
+        "futureSettlement": False,
+        "instFamily": item.family,
+        "instId": item.name,
+        "instIdCode": item.number,
+        "instType": inst_type,
+        "lever": lever,
+        "listTime": str(item.listed_us // 1000),
+        "lotSz": text(t.step),
+        "maxIcebergSz": "999999999",
+        "maxLmtAmt": "20000000",
+        "maxLmtSz": "999999999",
+        "maxMktAmt": "1000000" if spot else "",
+        "maxMktSz": "1000000",
+        "maxPlatOILmt": "",
+        "maxStopSz": "1000000",
+        "maxTriggerSz": "999999999",
+        "maxTwapSz": "999999999",
+        "minSz": text(t.step),
+        "openType": "",
+        "optType": item.option_type or "",
+        "posLmtAmt": "",
+        "posLmtPct": "",
+        "preMktSwTime": "",
+        "quoteCcy": item.quote if spot else "",
+        "ruleType": "normal",
+        "settleCcy": item.settle,
+        "state": "live",
+        "stk": text(item.strike),
+        "tickSz": text(t.tick),
+        "tradeQuoteCcyList": [item.quote] if spot else [],
+        "uly": item.family,
+    }
 
 
 def ticker_record(seed: int, item: reference.Instrument, inst_type: str, now_us: int) -> dict:
@@ -106,12 +150,25 @@ def ticker_record(seed: int, item: reference.Instrument, inst_type: str, now_us:
         vol_ccy = usd / volumes.usd_price(item.base) / (last if item.kind == "option" else 1.0)
         vol = (usd if t.size_unit == "inverse_contracts" else vol_ccy) / t.contract_value  # inverse: USD each
     opened = last * (1 + 0.04 * (reference.unit("open", item.name, now_us // DAY_US) - 0.5))
-    text = (lambda v: fmt_plain(round(v, 8)))
-    return {"instType": inst_type, "instId": item.name, "last": text(last), "lastSz": text(t.step),
-            "askPx": text(last + t.tick), "askSz": text(t.step * 10), "bidPx": text(max(t.tick, last - t.tick)),
-            "bidSz": text(t.step * 10), "open24h": text(opened), "high24h": text(max(opened, last) * 1.01),
-            "low24h": text(min(opened, last) * 0.99), "volCcy24h": text(vol_ccy), "vol24h": text(vol),
-            "sodUtc0": text(opened), "sodUtc8": text(opened), "ts": str(now_us // 1000)}
+    text = lambda v: fmt_plain(round(v, 8))
+    return {
+        "instType": inst_type,
+        "instId": item.name,
+        "last": text(last),
+        "lastSz": text(t.step),
+        "askPx": text(last + t.tick),
+        "askSz": text(t.step * 10),
+        "bidPx": text(max(t.tick, last - t.tick)),
+        "bidSz": text(t.step * 10),
+        "open24h": text(opened),
+        "high24h": text(max(opened, last) * 1.01),
+        "low24h": text(min(opened, last) * 0.99),
+        "volCcy24h": text(vol_ccy),
+        "vol24h": text(vol),
+        "sodUtc0": text(opened),
+        "sodUtc8": text(opened),
+        "ts": str(now_us // 1000),
+    }
 
 
 def is_contract(instrument: str) -> bool:
@@ -128,11 +185,21 @@ class Okx(Venue):
     prefix = "/api/v5/"
     instrument_param = "instId"
     endpoints: ClassVar[dict[str, str]] = {
-        "history-trades": "trades", "trades": "trades", "books": "book", "history-candles": "bars",
-        "candles": "bars", "ticker": "tickers", "funding-rate-history": "funding",
-        "open-interest-history": "open_interest", "liquidation-orders": "liquidations",
-        "history-mark-price-candles": "mark_bars", "history-index-candles": "index_bars", "instruments": "reference",
-        "underlying": "reference", "tickers": "volumes"}
+        "history-trades": "trades",
+        "trades": "trades",
+        "books": "book",
+        "history-candles": "bars",
+        "candles": "bars",
+        "ticker": "tickers",
+        "funding-rate-history": "funding",
+        "open-interest-history": "open_interest",
+        "liquidation-orders": "liquidations",
+        "history-mark-price-candles": "mark_bars",
+        "history-index-candles": "index_bars",
+        "instruments": "reference",
+        "underlying": "reference",
+        "tickers": "volumes",
+    }
 
     def __init__(self, config: ReplayConfig, market: Market):
         super().__init__(config, market)
@@ -165,8 +232,17 @@ class Okx(Venue):
 
     def answer(self, path: str, query: dict, headers) -> Any:
         if path not in PATHS:
-            raise VendorError(404, {"msg": "Not Found", "code": 404, "error_code": "404", "error_message": "Not Found",
-                                    "detail": f"The requested path {path} was not found", "data": {}})
+            raise VendorError(
+                404,
+                {
+                    "msg": "Not Found",
+                    "code": 404,
+                    "error_code": "404",
+                    "error_message": "Not Found",
+                    "detail": f"The requested path {path} was not found",
+                    "data": {},
+                },
+            )
 
         def int_param(name: str) -> int | None:
             value = query.get(name)
@@ -198,8 +274,9 @@ class Okx(Venue):
         if path == TICKER_PATH:
             return self._ticker(inst)
         if path == FUNDING_PATH:
-            return self._funding(inst, int_param("after"), int_param("before"),
-                                 max(1, min(400, int_param("limit") or 400)))
+            return self._funding(
+                inst, int_param("after"), int_param("before"), max(1, min(400, int_param("limit") or 400))
+            )
         if path == OPEN_INTEREST_PATH:
             if (query.get("period") or "5m") != "5m":
                 raise parameter_error("period")
@@ -208,19 +285,28 @@ class Okx(Venue):
             after, before = int_param("after"), int_param("before")
             return self._price_candles(inst, "mark", after, before, n, query.get("bar"))
         if path in TRADES_PATHS:
-            return self._trades(path, inst, query.get("type") or "1", int_param("after"), int_param("before"), n)
+            return self._trades(
+                path, inst, query.get("type") or "1", int_param("after"), int_param("before"), n
+            )
         if path == BOOKS_PATH:
             _, bids, asks, ts = self.market.book(OKX, inst, max(1, min(400, int_param("sz") or 1)))
             rng = random.Random(f"okx-orders:{ts}")
-            return ok([{"asks": [[fmt_plain(p), fmt_plain(q), "0", str(rng.randint(1, 30))] for p, q in asks],
+            return ok(
+                [
+                    {
+                        "asks": [[fmt_plain(p), fmt_plain(q), "0", str(rng.randint(1, 30))] for p, q in asks],
                         "bids": [[fmt_plain(p), fmt_plain(q), "0", str(rng.randint(1, 30))] for p, q in bids],
-                        "ts": str(ts // 1000)}])
+                        "ts": str(ts // 1000),
+                    }
+                ]
+            )
         if (query.get("bar") or "1m") != "1m":
             raise parameter_error("bar")
         return self._candles(inst, int_param("after"), int_param("before"), n)
 
-    def _trades(self, path: str, inst: str, paging: str, after: int | None, before: int | None,
-                n: int) -> dict:
+    def _trades(
+        self, path: str, inst: str, paging: str, after: int | None, before: int | None, n: int
+    ) -> dict:
         market = self.market
         if path == "/api/v5/market/trades" or (after is None and before is None):
             rows = market.rows_before_id(OKX, inst, market.last_id(OKX, inst) + 1, n)
@@ -233,18 +319,40 @@ class Okx(Venue):
             live = market.live_trades.get((OKX, inst))
             sent = live.emitted_before(after, n) if live is not None and after is not None else None
             if sent is not None:  # ids the WebSocket replay sent: exactly as it sent them
-                return ok([{"instId": inst, "side": "buy" if buy else "sell", "sz": fmt_plain(size),
-                            "px": fmt_plain(price), "source": "0", "tradeId": str(i), "ts": str(ms)}
-                           for i, ms, price, size, buy in sent])
+                return ok(
+                    [
+                        {
+                            "instId": inst,
+                            "side": "buy" if buy else "sell",
+                            "sz": fmt_plain(size),
+                            "px": fmt_plain(price),
+                            "source": "0",
+                            "tradeId": str(i),
+                            "ts": str(ms),
+                        }
+                        for i, ms, price, size, buy in sent
+                    ]
+                )
             if after is not None:
                 rows = market.rows_before_id(OKX, inst, after, n)
             else:
                 rows = list(reversed(market.rows_from_id(OKX, inst, before + 1, n)))
         else:
             raise parameter_error("type")
-        return ok([{"instId": inst, "side": "buy" if tape.buy[i] else "sell", "sz": fmt_plain(tape.size[i]),
-                    "px": fmt_plain(tape.price[i]), "source": "0", "tradeId": str(tape.first_id + i),
-                    "ts": str(tape.ts[i] // 1000)} for tape, i in rows])
+        return ok(
+            [
+                {
+                    "instId": inst,
+                    "side": "buy" if tape.buy[i] else "sell",
+                    "sz": fmt_plain(tape.size[i]),
+                    "px": fmt_plain(tape.price[i]),
+                    "source": "0",
+                    "tradeId": str(tape.first_id + i),
+                    "ts": str(tape.ts[i] // 1000),
+                }
+                for tape, i in rows
+            ]
+        )
 
     def _candles(self, inst: str, after: int | None, before: int | None, n: int) -> dict:
         now = self.market.now_us()
@@ -263,8 +371,19 @@ class Okx(Venue):
             ts, o, h, lo_p, c, vol, quote, _, size_vol = bar[:9]
             confirm = "1" if ts + MINUTE_US <= now else "0"
             vol_ccy = quote if spec.size_unit == "base" else vol
-            data.append([str(ts // 1000), fmt_plain(o), fmt_plain(h), fmt_plain(lo_p), fmt_plain(c),
-                         fmt_plain(size_vol), fmt_plain(vol_ccy), fmt_plain(quote), confirm])
+            data.append(
+                [
+                    str(ts // 1000),
+                    fmt_plain(o),
+                    fmt_plain(h),
+                    fmt_plain(lo_p),
+                    fmt_plain(c),
+                    fmt_plain(size_vol),
+                    fmt_plain(vol_ccy),
+                    fmt_plain(quote),
+                    confirm,
+                ]
+            )
         return ok(data)
 
     # ---- reference ---------------------------------------------------------------------------
@@ -275,8 +394,13 @@ class Okx(Venue):
         if inst_type not in ("SWAP", "FUTURES", "OPTION"):
             raise parameter_error("instType")
         now = self.market.now_us()
-        families = sorted({i.family for i in reference.universe(self.config.seed, now).live(OKX, now)
-                           if i.kind == KINDS[inst_type] and i.family})
+        families = sorted(
+            {
+                i.family
+                for i in reference.universe(self.config.seed, now).live(OKX, now)
+                if i.kind == KINDS[inst_type] and i.family
+            }
+        )
         return ok([families])
 
     def _instruments(self, query: dict) -> dict:
@@ -284,17 +408,24 @@ class Okx(Venue):
         `instFamily` (required for OPTION) and `instId`; ctVal as valid now."""
         inst_type = query.get("instType")
         if not inst_type:
-            raise VendorError(200, {"code": "50014", "data": [], "msg": "Parameter instType can not be empty."})
+            raise VendorError(
+                200, {"code": "50014", "data": [], "msg": "Parameter instType can not be empty."}
+            )
         if inst_type not in INST_TYPES:
             raise parameter_error("instType")
         family = query.get("instFamily") or query.get("uly")
         if inst_type == "OPTION" and not family:
-            raise VendorError(200, {"code": "50015", "data": [],
-                                    "msg": "Either parameter uly or instFamily is required."})
+            raise VendorError(
+                200, {"code": "50015", "data": [], "msg": "Either parameter uly or instFamily is required."}
+            )
         now = self.market.now_us()
-        found = [i for i in reference.universe(self.config.seed, now).live(OKX, now)
-                 if i.kind == KINDS[inst_type] and (inst_type != "MARGIN" or i.quote == "USDT")
-                 and (inst_type in ("SPOT", "MARGIN") or not family or i.family == family)]
+        found = [
+            i
+            for i in reference.universe(self.config.seed, now).live(OKX, now)
+            if i.kind == KINDS[inst_type]
+            and (inst_type != "MARGIN" or i.quote == "USDT")
+            and (inst_type in ("SPOT", "MARGIN") or not family or i.family == family)
+        ]
         if query.get("instId"):
             found = [i for i in found if i.name == query["instId"]]
             if not found:
@@ -302,17 +433,22 @@ class Okx(Venue):
         return ok([instrument_record(i, inst_type, now) for i in found])
 
     def _tickers(self, query: dict) -> dict:
-        """GET /api/v5/market/tickers: every instrument of `instType` live now (by `instFamily` / `uly`), its 24 h
-        volumes from `volumes` as OKX documents them: volCcy24h the quote for SPOT, the base coin for
+        """GET /api/v5/market/tickers: every instrument of `instType` live now (by `instFamily` / `uly`), its
+        24 h volumes from `volumes` as OKX documents them: volCcy24h the quote for SPOT, the base coin for
         derivatives; vol24h base for SPOT, contracts for derivatives."""
         inst_type = query.get("instType")
         if not inst_type:
-            raise VendorError(200, {"code": "50014", "data": [], "msg": "Parameter instType can not be empty."})
+            raise VendorError(
+                200, {"code": "50014", "data": [], "msg": "Parameter instType can not be empty."}
+            )
         if inst_type not in ("SPOT", "SWAP", "FUTURES", "OPTION"):
             raise parameter_error("instType")
         family, now = query.get("instFamily") or query.get("uly"), self.market.now_us()
-        found = [i for i in reference.universe(self.config.seed, now).live(OKX, now)
-                 if i.kind == KINDS[inst_type] and (inst_type == "SPOT" or not family or i.family == family)]
+        found = [
+            i
+            for i in reference.universe(self.config.seed, now).live(OKX, now)
+            if i.kind == KINDS[inst_type] and (inst_type == "SPOT" or not family or i.family == family)
+        ]
         return ok([ticker_record(self.config.seed, i, inst_type, now) for i in found])
 
     # ---- the derived datasets ----------------------------------------------------------------
@@ -337,18 +473,30 @@ class Okx(Venue):
             vol += tape.size[i]
             vol_ccy += quote if spec.size_unit == "base" else base  # spot: quote; contracts: base
         prices = [tape.price[i] for tape, i in day]
-        text = (lambda v: fmt_plain(v) if v is not None else "")
+        text = lambda v: fmt_plain(v) if v is not None else ""
         last_px, last_sz = (last[0].price[last[1]], last[0].size[last[1]]) if last else (None, 0)
-        return ok([{
-            "instType": "SWAP" if is_contract(inst) else "SPOT", "instId": inst,
-            "last": text(last_px), "lastSz": text(last_sz),
-            "askPx": text(asks[0][0] if asks else None), "askSz": text(asks[0][1] if asks else None),
-            "bidPx": text(bids[0][0] if bids else None), "bidSz": text(bids[0][1] if bids else None),
-            "open24h": text(prices[0] if prices else None), "high24h": text(max(prices) if prices else None),
-            "low24h": text(min(prices) if prices else None), "volCcy24h": fmt_plain(vol_ccy),
-            "vol24h": fmt_plain(vol),
-            "sodUtc0": text(market.tape(OKX, inst, day_of_us(now)).open_price), "sodUtc8": "",
-            "ts": str(ts // 1000)}])
+        return ok(
+            [
+                {
+                    "instType": "SWAP" if is_contract(inst) else "SPOT",
+                    "instId": inst,
+                    "last": text(last_px),
+                    "lastSz": text(last_sz),
+                    "askPx": text(asks[0][0] if asks else None),
+                    "askSz": text(asks[0][1] if asks else None),
+                    "bidPx": text(bids[0][0] if bids else None),
+                    "bidSz": text(bids[0][1] if bids else None),
+                    "open24h": text(prices[0] if prices else None),
+                    "high24h": text(max(prices) if prices else None),
+                    "low24h": text(min(prices) if prices else None),
+                    "volCcy24h": fmt_plain(vol_ccy),
+                    "vol24h": fmt_plain(vol),
+                    "sodUtc0": text(market.tape(OKX, inst, day_of_us(now)).open_price),
+                    "sodUtc8": "",
+                    "ts": str(ts // 1000),
+                }
+            ]
+        )
 
     def _funding(self, inst: str, after: int | None, before: int | None, n: int) -> dict:
         """Settlements every FUNDING_HOURS up to now, newest first: fundingTime < after, > before."""
@@ -366,9 +514,17 @@ class Okx(Venue):
         data = []
         for t in reversed(times):
             rate = fmt_plain(derived.funding_rate(self.market, OKX, inst, t, FUNDING_HOURS))
-            data.append({"formulaType": "withRate", "fundingRate": rate, "fundingTime": str(t // 1000),
-                         "instId": inst, "instType": "SWAP", "method": "current_period",
-                         "realizedRate": rate})
+            data.append(
+                {
+                    "formulaType": "withRate",
+                    "fundingRate": rate,
+                    "fundingTime": str(t // 1000),
+                    "instId": inst,
+                    "instType": "SWAP",
+                    "method": "current_period",
+                    "realizedRate": rate,
+                }
+            )
         return ok(data)
 
     def open_interest_row(self, inst: str, ts: int) -> tuple[float, float, float]:
@@ -409,8 +565,9 @@ class Okx(Venue):
             key = (inst, day)
             if key not in self.liquidation_index:
                 seed = self.config.seed
-                self.liquidation_index[key] = [i for i in range(tape.n)
-                                               if derived.is_liquidation(seed, OKX, inst, tape.first_id + i)]
+                self.liquidation_index[key] = [
+                    i for i in range(tape.n) if derived.is_liquidation(seed, OKX, inst, tape.first_id + i)
+                ]
             picked = self.liquidation_index[key]
             for i in reversed(picked):
                 if lo_us <= tape.ts[i] <= hi_us:
@@ -426,12 +583,18 @@ class Okx(Venue):
             raise parameter_error("instType")
         family = query.get("instFamily") or query.get("uly")
         if not family:
-            raise VendorError(200, {"code": "50014", "data": [],
-                                    "msg": "Parameter instFamily can not be empty."})
+            raise VendorError(
+                200, {"code": "50014", "data": [], "msg": "Parameter instFamily can not be empty."}
+            )
         configured = self.config.instruments.get(OKX, [])
         contract_type = {"SWAP": "perpetual", "FUTURES": "future"}.get(inst_type)
-        members = [i for i in configured if family_of(i) == family and len(i.split("-")) == 3
-                   and ("perpetual" if i.endswith("-SWAP") else "future") == contract_type]
+        members = [
+            i
+            for i in configured
+            if family_of(i) == family
+            and len(i.split("-")) == 3
+            and ("perpetual" if i.endswith("-SWAP") else "future") == contract_type
+        ]
         if not members and inst_type in ("SWAP", "FUTURES"):
             raise UNKNOWN
         if (query.get("state") or "unfilled") != "filled" or inst_type not in ("SWAP", "FUTURES"):
@@ -439,23 +602,43 @@ class Okx(Venue):
         now = self.market.now_us()
         lo = max(now - LIQUIDATION_DAYS * DAY_US, before * 1000 + 1 if before is not None else 0)
         hi = after * 1000 - 1 if after is not None else now
-        rows = sorted((row for inst in members for row in self.liquidation_rows(inst, lo, hi)),
-                      key=lambda row: (row[0].ts[row[1]], row[0].first_id + row[1]), reverse=True)
+        rows = sorted(
+            (row for inst in members for row in self.liquidation_rows(inst, lo, hi)),
+            key=lambda row: (row[0].ts[row[1]], row[0].first_id + row[1]),
+            reverse=True,
+        )
         rows = rows[-n:] if before is not None and after is None else rows[:n]
         data = []
         for inst in members:
-            details = [{"bkLoss": "0", "bkPx": fmt_plain(tape.price[i]), "ccy": "",
-                        "posSide": "short" if tape.buy[i] else "long",
-                        "side": "buy" if tape.buy[i] else "sell",  # the order that closed the position
-                        "sz": fmt_plain(tape.size[i]), "ts": str(tape.ts[i] // 1000)}
-                       for tape, i in rows if tape.instrument == inst]
+            details = [
+                {
+                    "bkLoss": "0",
+                    "bkPx": fmt_plain(tape.price[i]),
+                    "ccy": "",
+                    "posSide": "short" if tape.buy[i] else "long",
+                    "side": "buy" if tape.buy[i] else "sell",  # the order that closed the position
+                    "sz": fmt_plain(tape.size[i]),
+                    "ts": str(tape.ts[i] // 1000),
+                }
+                for tape, i in rows
+                if tape.instrument == inst
+            ]
             if details:
-                data.append({"details": details, "instFamily": family, "instId": inst, "instType": inst_type,
-                             "totalLoss": "0", "uly": family})
+                data.append(
+                    {
+                        "details": details,
+                        "instFamily": family,
+                        "instId": inst,
+                        "instType": inst_type,
+                        "totalLoss": "0",
+                        "uly": family,
+                    }
+                )
         return ok(data)
 
-    def _price_candles(self, inst: str, price: str, after: int | None, before: int | None, n: int,
-                       bar: str | None) -> dict:
+    def _price_candles(
+        self, inst: str, price: str, after: int | None, before: int | None, n: int, bar: str | None
+    ) -> dict:
         """Mark or index 1-minute candles of minutes that have ended, newest first: ts < after, ts >
         before (`before` alone: the oldest n newer than it)."""
         if (bar or "1m") != "1m":
@@ -484,10 +667,18 @@ class Okx(Venue):
     def fault_reply(self, fault: Fault) -> Reply:
         fault_kind = fault.kind
         if fault_kind == "rate_limit":
-            return json_reply(fault.status or 429, {"msg": "Too Many Requests", "code": "50011"}, retry_after(fault))
+            return json_reply(
+                fault.status or 429, {"msg": "Too Many Requests", "code": "50011"}, retry_after(fault)
+            )
         if fault_kind == "server_error":
-            return json_reply(fault.status or 503, {"code": "50001", "msg": "Service temporarily unavailable. Please "
-                                                                            "try again later.", "data": []})
+            return json_reply(
+                fault.status or 503,
+                {
+                    "code": "50001",
+                    "msg": "Service temporarily unavailable. Please try again later.",
+                    "data": [],
+                },
+            )
         if fault_kind == "unauthorized":
             return json_reply(fault.status or 401, {"msg": "Invalid OK-ACCESS-KEY", "code": "50111"})
         return json_reply(fault.status or 200, {"code": "51000", "data": [], "msg": "Parameter instId error"})

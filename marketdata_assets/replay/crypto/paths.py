@@ -27,7 +27,9 @@ NOISE = 0.0002  # a trade's own deviation from its instrument's price
 BASIS = 0.0003  # an instrument's constant distance from the coin, at most (3 bp)
 DOLLARS = {"USDT", "USDC", "USD", "FDUSD", "BUSD", "TUSD", "DAI"}
 
-_opens: dict[tuple[int, str], list[float]] = {}  # (seed, coin) -> its log price at each day's open since EPOCH_DAY
+_opens: dict[
+    tuple[int, str], list[float]
+] = {}  # (seed, coin) -> its log price at each day's open since EPOCH_DAY
 _lock = threading.Lock()
 
 
@@ -65,7 +67,11 @@ def _day_open(seed: int, coin: str, day: date) -> float:
 def minute_path(seed: int, coin: str, day: date) -> tuple[float, ...]:
     """The coin's log price at each minute boundary of the day (1,441 values: open to the next open)."""
     start, end = _day_open(seed, coin, day), _day_open(seed, coin, day + timedelta(days=1))
-    rng, step, walk = random.Random(f"coin-minutes:{seed}:{coin}:{day.isoformat()}"), DAILY_VOL / math.sqrt(MINUTES), [0.0]
+    rng, step, walk = (
+        random.Random(f"coin-minutes:{seed}:{coin}:{day.isoformat()}"),
+        DAILY_VOL / math.sqrt(MINUTES),
+        [0.0],
+    )
     for _ in range(MINUTES):
         walk.append(walk[-1] + rng.gauss(0.0, step))
     drift = walk[-1] - (end - start)

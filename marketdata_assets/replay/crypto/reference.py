@@ -17,19 +17,23 @@ import random
 import time
 import zlib
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from marketdata_assets.replay.crypto.config import BINANCE, BINANCE_UM, DERIBIT, OKX, ReplayConfig
 
-UTC = timezone.utc
 DAY_US = 86_400_000_000
 HOUR_US = 3_600_000_000
 EPOCH_US = 1_483_228_800_000_000  # 2017-01-01, the first day the tapes hold (tape.EPOCH_DAY)
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 KNOWN_PRICES = {"BTC": 60_000.0, "ETH": 3_000.0, "SOL": 150.0, "BNB": 550.0}
 # The sizes the replay has always traded its configured contracts with (and the clients declare)
-OKX_CONTRACT_VALUES: dict[str, float] = {"BTC-USDT-SWAP": 0.01, "ETH-USDT-SWAP": 0.1, "SOL-USDT-SWAP": 1.0,
-                                         "BTC-USD-SWAP": 100.0, "ETH-USD-SWAP": 10.0}
+OKX_CONTRACT_VALUES: dict[str, float] = {
+    "BTC-USDT-SWAP": 0.01,
+    "ETH-USDT-SWAP": 0.1,
+    "SOL-USDT-SWAP": 1.0,
+    "BTC-USD-SWAP": 100.0,
+    "ETH-USD-SWAP": 10.0,
+}
 OKX_FINE_LOTS = frozenset({"BTC-USDT-SWAP", "ETH-USDT-SWAP"})  # lotSz 0.01 (others: 1 contract)
 SPOT_QUOTES = ("FDUSD", "USDT", "USDC", "BTC", "ETH", "BNB")
 RECENTLY_EXPIRED_US = 7 * DAY_US  # Deribit's expired=true: instruments expired this recently
@@ -43,7 +47,7 @@ def unit(*key) -> float:
 def clock_us(config: ReplayConfig) -> int:
     """The replay's now: `config.now` (ISO 8601) or the wall clock, epoch µs."""
     if config.now:
-        when = datetime.fromisoformat(config.now.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(config.now.replace("Z", "+00:00"))  # noqa: FURB162  also takes "2024-01-01Z"
         when = when if when.tzinfo else when.replace(tzinfo=UTC)
         return int(when.timestamp() * 1_000_000)
     return int(time.time() * 1_000_000)
@@ -70,12 +74,15 @@ def ddmmmyy(us: int) -> str:
 # Terms: what one instrument's prices and sizes are
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Terms:
     base_price: float  # where the tape's random walk starts
     tick: float
     step: float  # size step in the venue's size unit (lotSz / stepSize / min amount step)
-    size_unit: str  # base | inverse (USD amounts) | contracts (x ct_val base) | inverse_contracts (x ct_val USD)
+    size_unit: (
+        str  # base | inverse (USD amounts) | contracts (x ct_val base) | inverse_contracts (x ct_val USD)
+    )
     ct_val: float = 1.0  # OKX ctVal, Deribit contract_size; 1 for spot
     ct_mult: float = 1.0  # OKX ctMult
 
@@ -109,7 +116,7 @@ def split_binance(name: str) -> tuple[str, str]:
     pair = name.split("_")[0]
     for quote in SPOT_QUOTES:
         if pair.endswith(quote) and len(pair) > len(quote):
-            return pair[:-len(quote)], quote
+            return pair[: -len(quote)], quote
     return pair[:-4] or pair, pair[-4:]
 
 
@@ -123,8 +130,9 @@ def terms(venue: str, name: str) -> Terms:
         price = base_price(split_binance(name)[0])
         if venue == BINANCE:
             return Terms(price, price_tick(price, 0.01), size_step(price, 1.0, 0.00001), "base")
-        return Terms(price, price_tick(price, 0.1 if price >= 10_000 else 0.01), size_step(price, 100.0, 0.001),
-                     "base")
+        return Terms(
+            price, price_tick(price, 0.1 if price >= 10_000 else 0.01), size_step(price, 100.0, 0.001), "base"
+        )
     if venue == OKX:
         return okx_terms(name)
     return deribit_terms(name)
@@ -145,7 +153,9 @@ def okx_terms(name: str) -> Terms:
         value = OKX_CONTRACT_VALUES.get(swap, 100.0 if parts[0] == "BTC" else 10.0)
         return Terms(price, tick, 1.0, "inverse_contracts", value)
     if swap in OKX_CONTRACT_VALUES:
-        return Terms(price, tick, 0.01 if swap in OKX_FINE_LOTS else 1.0, "contracts", OKX_CONTRACT_VALUES[swap])
+        return Terms(
+            price, tick, 0.01 if swap in OKX_FINE_LOTS else 1.0, "contracts", OKX_CONTRACT_VALUES[swap]
+        )
     value = 10.0 ** min(3, max(-2, round(math.log10(100 / price))))
     if unit("ctMult", swap) < 0.1 and value >= 10:  # a few quote their value as ctVal x ctMult 10
         return Terms(price, tick, 1.0, "contracts", value / 10, 10.0)
@@ -168,6 +178,7 @@ def deribit_terms(name: str) -> Terms:
 # Lifecycle: listings, a delisting, expiries, a contract-value change
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class LifecycleRules:
     """What happens, to which instruments, how many days before the replay's day (UTC) at which hour."""
@@ -183,10 +194,20 @@ class LifecycleRules:
 
 
 LIFECYCLE = LifecycleRules(
-    listed={BINANCE: "NEWCOINUSDT", BINANCE_UM: "NEWCOINUSDT", OKX: "NEWCOIN-USDT",
-            DERIBIT: "NEWCOIN_USDC-PERPETUAL"},
-    listed_at=(3, 8), delisted=(BINANCE, "OLDCOINUSDT"), delisted_at=(2, 3), expired_at=(1, 8),
-    ct_change_instrument="XRP-USDT-SWAP", ct_change_values=(100.0, 10.0), ct_change_at=(2, 0))
+    listed={
+        BINANCE: "NEWCOINUSDT",
+        BINANCE_UM: "NEWCOINUSDT",
+        OKX: "NEWCOIN-USDT",
+        DERIBIT: "NEWCOIN_USDC-PERPETUAL",
+    },
+    listed_at=(3, 8),
+    delisted=(BINANCE, "OLDCOINUSDT"),
+    delisted_at=(2, 3),
+    expired_at=(1, 8),
+    ct_change_instrument="XRP-USDT-SWAP",
+    ct_change_values=(100.0, 10.0),
+    ct_change_at=(2, 0),
+)
 
 
 @dataclass(frozen=True)
@@ -248,11 +269,15 @@ def lifecycle(now_us: int) -> Lifecycle:
     rules, expiry = LIFECYCLE, at(LIFECYCLE.expired_at)
     events = [Event(venue, name, "listed", at(rules.listed_at)) for venue, name in rules.listed.items()]
     events.append(Event(*rules.delisted, "delisted", at(rules.delisted_at)))
-    events += [Event(OKX, f"BTC-USDT-{yymmdd(expiry)}", "expired", expiry),
-               Event(DERIBIT, f"BTC-{ddmmmyy(expiry)}", "expired", expiry),
-               Event(DERIBIT, f"BTC-{ddmmmyy(expiry)}-60000-C", "expired", expiry)]
+    events += [
+        Event(OKX, f"BTC-USDT-{yymmdd(expiry)}", "expired", expiry),
+        Event(DERIBIT, f"BTC-{ddmmmyy(expiry)}", "expired", expiry),
+        Event(DERIBIT, f"BTC-{ddmmmyy(expiry)}-60000-C", "expired", expiry),
+    ]
     before, after = rules.ct_change_values
-    events.append(Event(OKX, rules.ct_change_instrument, "ct_val_changed", at(rules.ct_change_at), before, after))
+    events.append(
+        Event(OKX, rules.ct_change_instrument, "ct_val_changed", at(rules.ct_change_at), before, after)
+    )
     return Lifecycle(now_us, tuple(events))
 
 
@@ -262,13 +287,16 @@ def terms_at(venue: str, name: str, at_us: int, now_us: int) -> Terms:
     if venue == OKX and name == LIFECYCLE.ct_change_instrument:
         change = lifecycle(now_us).event("ct_val_changed")
         if at_us < change.at_us:
-            return Terms(found.base_price, found.tick, found.step, found.size_unit, change.before, found.ct_mult)
+            return Terms(
+                found.base_price, found.tick, found.step, found.size_unit, change.before, found.ct_mult
+            )
     return found
 
 
 # --------------------------------------------------------------------------------------------
 # The universe: every venue's instruments
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Instrument:
@@ -313,8 +341,11 @@ class Universe:
         return [i for i in self.venues.get(venue, {}).values() if i.live(at_us)]
 
     def recently_expired(self, venue: str, at_us: int) -> list[Instrument]:
-        return [i for i in self.venues.get(venue, {}).values() if i.expires_us is not None
-                and at_us - RECENTLY_EXPIRED_US <= i.expires_us <= at_us]
+        return [
+            i
+            for i in self.venues.get(venue, {}).values()
+            if i.expires_us is not None and at_us - RECENTLY_EXPIRED_US <= i.expires_us <= at_us
+        ]
 
     def ever(self, venue: str, until_us: int) -> list[Instrument]:
         """Every instrument listed by `until_us` (delisted and expired ones too)."""
@@ -323,7 +354,22 @@ class Universe:
 
 def coin_names(rng: random.Random, n: int) -> list[str]:
     """The majors, then made-up tickers (3 to 5 letters), none of the lifecycle's."""
-    names = ["BTC", "ETH", "SOL", "BNB", "XRP", "ADA", "DOGE", "TRX", "LINK", "DOT", "LTC", "AVAX", "UNI", "ATOM"]
+    names = [
+        "BTC",
+        "ETH",
+        "SOL",
+        "BNB",
+        "XRP",
+        "ADA",
+        "DOGE",
+        "TRX",
+        "LINK",
+        "DOT",
+        "LTC",
+        "AVAX",
+        "UNI",
+        "ATOM",
+    ]
     taken = set(names) | {"NEWCOIN", "OLDCOIN", "USDT", "USDC", "FDUSD", "USD"}
     while len(names) < n:
         name = "".join(rng.choice("ABCDEFGHIJKLMNOPRSTUVWXYZ") for _ in range(rng.choice((3, 3, 4, 4, 5))))
@@ -367,8 +413,19 @@ def binance_spot(universe: Universe, rng: random.Random, coins: list[str], pinne
                 continue
             name = f"{coin}{quote}"
             status = "BREAK" if unit("status", name) < 0.03 and coin not in pinned else "TRADING"
-            universe.add(Instrument(BINANCE, name, "spot", coin, quote, "", terms(BINANCE, name),
-                                    listed_at(rng, universe.now_us, coin in pinned), status=status))
+            universe.add(
+                Instrument(
+                    BINANCE,
+                    name,
+                    "spot",
+                    coin,
+                    quote,
+                    "",
+                    terms(BINANCE, name),
+                    listed_at(rng, universe.now_us, coin in pinned),
+                    status=status,
+                )
+            )
 
 
 def quarter_expiries(now_us: int, n: int) -> list[int]:
@@ -390,14 +447,38 @@ def binance_um(universe: Universe, rng: random.Random, coins: list[str], pinned:
     for coin in coins[:470]:
         for quote in ("USDT", "USDC") if coin in pinned or rng.random() < 0.05 else ("USDT",):
             name = f"{coin}{quote}"
-            universe.add(Instrument(BINANCE_UM, name, "perpetual", coin, quote, quote, terms(BINANCE_UM, name),
-                                    listed_at(rng, universe.now_us, coin in pinned), family=name,
-                                    alias="PERPETUAL"))
+            universe.add(
+                Instrument(
+                    BINANCE_UM,
+                    name,
+                    "perpetual",
+                    coin,
+                    quote,
+                    quote,
+                    terms(BINANCE_UM, name),
+                    listed_at(rng, universe.now_us, coin in pinned),
+                    family=name,
+                    alias="PERPETUAL",
+                )
+            )
     for coin in ("BTC", "ETH"):
         for alias, expiry in zip(("CURRENT_QUARTER", "NEXT_QUARTER"), quarter_expiries(universe.now_us, 2)):
             name = f"{coin}USDT_{yymmdd(expiry)}"
-            universe.add(Instrument(BINANCE_UM, name, "future", coin, "USDT", "USDT", terms(BINANCE_UM, name),
-                                    expiry - 180 * DAY_US, expires_us=expiry, family=f"{coin}USDT", alias=alias))
+            universe.add(
+                Instrument(
+                    BINANCE_UM,
+                    name,
+                    "future",
+                    coin,
+                    "USDT",
+                    "USDT",
+                    terms(BINANCE_UM, name),
+                    expiry - 180 * DAY_US,
+                    expires_us=expiry,
+                    family=f"{coin}USDT",
+                    alias=alias,
+                )
+            )
 
 
 def okx(universe: Universe, rng: random.Random, coins: list[str], pinned: set[str]) -> None:
@@ -409,14 +490,36 @@ def okx(universe: Universe, rng: random.Random, coins: list[str], pinned: set[st
             if coin == "BTC" and quote == "BTC":
                 continue
             name = f"{coin}-{quote}"
-            universe.add(Instrument(OKX, name, "spot", coin, quote, "", terms(OKX, name),
-                                    listed_at(rng, universe.now_us, coin in pinned), number=next(number)))
+            universe.add(
+                Instrument(
+                    OKX,
+                    name,
+                    "spot",
+                    coin,
+                    quote,
+                    "",
+                    terms(OKX, name),
+                    listed_at(rng, universe.now_us, coin in pinned),
+                    number=next(number),
+                )
+            )
     swaps = [(c, "USDT") for c in coins[:225]] + [(c, "USD") for c in coins[:25]] + [("XRP", "USDT")]
     for coin, quote in swaps:
         name, family = f"{coin}-{quote}-SWAP", f"{coin}-{quote}"
-        universe.add(Instrument(OKX, name, "perpetual", coin, quote, coin if quote == "USD" else quote,
-                                terms(OKX, name), listed_at(rng, universe.now_us, coin in pinned), family=family,
-                                number=next(number)))
+        universe.add(
+            Instrument(
+                OKX,
+                name,
+                "perpetual",
+                coin,
+                quote,
+                coin if quote == "USD" else quote,
+                terms(OKX, name),
+                listed_at(rng, universe.now_us, coin in pinned),
+                family=family,
+                number=next(number),
+            )
+        )
     for family in ("BTC-USD", "ETH-USD", "BTC-USDT", "ETH-USDT"):
         coin, quote = family.split("-")
         fridays = option_expiries(universe.now_us)
@@ -424,9 +527,22 @@ def okx(universe: Universe, rng: random.Random, coins: list[str], pinned: set[st
         dated += list(zip(quarter_expiries(universe.now_us, 2), ("quarter", "next_quarter")))
         for expiry, alias in dated:
             name = f"{family}-{yymmdd(expiry)}"
-            universe.add(Instrument(OKX, name, "future", coin, quote, coin if quote == "USD" else quote,
-                                    terms(OKX, name), expiry - 90 * DAY_US, expires_us=expiry, family=family,
-                                    alias=alias, number=next(number)))
+            universe.add(
+                Instrument(
+                    OKX,
+                    name,
+                    "future",
+                    coin,
+                    quote,
+                    coin if quote == "USD" else quote,
+                    terms(OKX, name),
+                    expiry - 90 * DAY_US,
+                    expires_us=expiry,
+                    family=family,
+                    alias=alias,
+                    number=next(number),
+                )
+            )
     for coin, step in (("BTC", 1000), ("ETH", 50)):
         okx_options(universe, coin, step, number)
 
@@ -437,9 +553,23 @@ def okx_options(universe: Universe, coin: str, step: int, number) -> None:
         for k in range(-10, 11):
             for option_type in "CP":
                 name = f"{coin}-USD-{yymmdd(expiry)}-{int(atm + k * step)}-{option_type}"
-                universe.add(Instrument(OKX, name, "option", coin, "USD", coin, terms(OKX, name),
-                                        expiry - 30 * DAY_US, expires_us=expiry, strike=atm + k * step,
-                                        option_type=option_type, family=f"{coin}-USD", number=next(number)))
+                universe.add(
+                    Instrument(
+                        OKX,
+                        name,
+                        "option",
+                        coin,
+                        "USD",
+                        coin,
+                        terms(OKX, name),
+                        expiry - 30 * DAY_US,
+                        expires_us=expiry,
+                        strike=atm + k * step,
+                        option_type=option_type,
+                        family=f"{coin}-USD",
+                        number=next(number),
+                    )
+                )
 
 
 def option_expiries(now_us: int) -> list[int]:
@@ -468,23 +598,74 @@ def deribit(universe: Universe, rng: random.Random) -> None:
     number = iter(range(100_000, 1_000_000))
     for coin in ("BTC", "ETH"):
         add = universe.add
-        add(Instrument(DERIBIT, f"{coin}-PERPETUAL", "perpetual", coin, "USD", coin, terms(DERIBIT, f"{coin}-PERPETUAL"),
-                       EPOCH_US, family=f"{coin.lower()}_usd", alias="perpetual", number=next(number)))
+        add(
+            Instrument(
+                DERIBIT,
+                f"{coin}-PERPETUAL",
+                "perpetual",
+                coin,
+                "USD",
+                coin,
+                terms(DERIBIT, f"{coin}-PERPETUAL"),
+                EPOCH_US,
+                family=f"{coin.lower()}_usd",
+                alias="perpetual",
+                number=next(number),
+            )
+        )
         for expiry in option_expiries(universe.now_us)[:2] + quarter_expiries(universe.now_us, 2):
             name = f"{coin}-{ddmmmyy(expiry)}"
-            add(Instrument(DERIBIT, name, "future", coin, "USD", coin, terms(DERIBIT, name), expiry - 90 * DAY_US,
-                           expires_us=expiry, family=f"{coin.lower()}_usd", alias=settlement(expiry),
-                           number=next(number)))
+            add(
+                Instrument(
+                    DERIBIT,
+                    name,
+                    "future",
+                    coin,
+                    "USD",
+                    coin,
+                    terms(DERIBIT, name),
+                    expiry - 90 * DAY_US,
+                    expires_us=expiry,
+                    family=f"{coin.lower()}_usd",
+                    alias=settlement(expiry),
+                    number=next(number),
+                )
+            )
         deribit_options(universe, coin, number)
     for coin in ("BTC", "ETH", "SOL", "XRP", "AVAX", "DOGE"):
         name = f"{coin}_USDC-PERPETUAL"
-        universe.add(Instrument(DERIBIT, name, "perpetual", coin, "USDC", "USDC", terms(DERIBIT, name),
-                                listed_at(rng, universe.now_us, coin in ("BTC", "ETH")),
-                                family=f"{coin.lower()}_usdc", alias="perpetual", number=next(number)))
+        universe.add(
+            Instrument(
+                DERIBIT,
+                name,
+                "perpetual",
+                coin,
+                "USDC",
+                "USDC",
+                terms(DERIBIT, name),
+                listed_at(rng, universe.now_us, coin in ("BTC", "ETH")),
+                family=f"{coin.lower()}_usdc",
+                alias="perpetual",
+                number=next(number),
+            )
+        )
     for pair in ("BTC_USDC", "ETH_USDC", "BTC_USDT", "ETH_USDT"):
         coin, quote = pair.split("_")
-        universe.add(Instrument(DERIBIT, pair, "spot", coin, quote, quote, terms(DERIBIT, pair), EPOCH_US,
-                                family=pair.lower(), alias="perpetual", number=next(number)))
+        universe.add(
+            Instrument(
+                DERIBIT,
+                pair,
+                "spot",
+                coin,
+                quote,
+                quote,
+                terms(DERIBIT, pair),
+                EPOCH_US,
+                family=pair.lower(),
+                alias="perpetual",
+                number=next(number),
+            )
+        )
 
 
 def settlement(expiry_us: int) -> str:
@@ -504,10 +685,24 @@ def deribit_options(universe: Universe, coin: str, number) -> None:
         for strike in range(int(atm * 0.5), int(atm * 1.5) + 1, step):
             for option_type in "CP":
                 name = f"{coin}-{ddmmmyy(expiry)}-{strike}-{option_type}"
-                universe.add(Instrument(DERIBIT, name, "option", coin, "USD", coin, terms(DERIBIT, name),
-                                        expiry - 30 * DAY_US, expires_us=expiry, strike=float(strike),
-                                        option_type=option_type, family=f"{coin.lower()}_usd",
-                                        alias=settlement(expiry), number=next(number)))
+                universe.add(
+                    Instrument(
+                        DERIBIT,
+                        name,
+                        "option",
+                        coin,
+                        "USD",
+                        coin,
+                        terms(DERIBIT, name),
+                        expiry - 30 * DAY_US,
+                        expires_us=expiry,
+                        strike=float(strike),
+                        option_type=option_type,
+                        family=f"{coin.lower()}_usd",
+                        alias=settlement(expiry),
+                        number=next(number),
+                    )
+                )
 
 
 def add_lifecycle(universe: Universe) -> None:
@@ -525,32 +720,65 @@ def add_lifecycle(universe: Universe) -> None:
             universe.add(lifecycle_instrument(venue, name, listed, ended, expired, known))
 
 
-def lifecycle_instrument(venue: str, name: str, listed: int, ended: int | None, expired: bool,
-                         known: Instrument | None) -> Instrument:
+def lifecycle_instrument(
+    venue: str, name: str, listed: int, ended: int | None, expired: bool, known: Instrument | None
+) -> Instrument:
     t = terms(venue, name)
     delisted = None if expired else ended
     expires = ended if expired else None
     if venue in (BINANCE, BINANCE_UM):
         base, quote = split_binance(name)
         kind = "spot" if venue == BINANCE else "perpetual"
-        return Instrument(venue, name, kind, base, quote, "" if kind == "spot" else quote, t, listed,
-                          delisted_us=delisted, family=name if kind != "spot" else "",
-                          alias="" if kind == "spot" else "PERPETUAL")
+        return Instrument(
+            venue,
+            name,
+            kind,
+            base,
+            quote,
+            "" if kind == "spot" else quote,
+            t,
+            listed,
+            delisted_us=delisted,
+            family=name if kind != "spot" else "",
+            alias="" if kind == "spot" else "PERPETUAL",
+        )
     if venue == OKX:
         parts = name.split("-")
         kind = "spot" if len(parts) == 2 else "future"
-        return Instrument(OKX, name, kind, parts[0], parts[1], "" if kind == "spot" else parts[1], t, listed,
-                          expires_us=expires, family="" if kind == "spot" else f"{parts[0]}-{parts[1]}",
-                          alias="" if kind == "spot" else "this_week", number=999_000 + len(name))
+        return Instrument(
+            OKX,
+            name,
+            kind,
+            parts[0],
+            parts[1],
+            "" if kind == "spot" else parts[1],
+            t,
+            listed,
+            expires_us=expires,
+            family="" if kind == "spot" else f"{parts[0]}-{parts[1]}",
+            alias="" if kind == "spot" else "this_week",
+            number=999_000 + len(name),
+        )
     parts = name.split("-")
     root, _, quote = parts[0].partition("_")
     kind = "perpetual" if parts[1] == "PERPETUAL" else "option" if len(parts) == 4 else "future"
     settle = quote or root
-    return Instrument(DERIBIT, name, kind, root, quote or "USD", settle, t, listed, expires_us=expires,
-                      strike=float(parts[2]) if kind == "option" else None,
-                      option_type=parts[3] if kind == "option" else None,
-                      family=f"{root.lower()}_{(quote or 'usd').lower()}",
-                      alias="perpetual" if kind == "perpetual" else "day", number=990_000 + len(name))
+    return Instrument(
+        DERIBIT,
+        name,
+        kind,
+        root,
+        quote or "USD",
+        settle,
+        t,
+        listed,
+        expires_us=expires,
+        strike=float(parts[2]) if kind == "option" else None,
+        option_type=parts[3] if kind == "option" else None,
+        family=f"{root.lower()}_{(quote or 'usd').lower()}",
+        alias="perpetual" if kind == "perpetual" else "day",
+        number=990_000 + len(name),
+    )
 
 
 def window(config: ReplayConfig, venue: str, name: str) -> tuple[int, int | None]:

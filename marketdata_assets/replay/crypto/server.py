@@ -58,12 +58,17 @@ class CryptoReplayServer(FaultList, BackgroundServer):
             for fault in self.config.faults:
                 fault.seen = fault.fired = 0
 
-    def requests(self, venue: str | None = None, instrument: str | None = None,
-                 endpoint: str | None = None) -> list[dict]:
+    def requests(
+        self, venue: str | None = None, instrument: str | None = None, endpoint: str | None = None
+    ) -> list[dict]:
         with self.lock:
-            return [r for r in self.log if (venue is None or r["venue"] == venue)
-                    and (instrument is None or r["instrument"] == instrument)
-                    and (endpoint is None or r["endpoint"] == endpoint)]
+            return [
+                r
+                for r in self.log
+                if (venue is None or r["venue"] == venue)
+                and (instrument is None or r["instrument"] == instrument)
+                and (endpoint is None or r["endpoint"] == endpoint)
+            ]
 
     def state(self) -> dict:
         with self.lock:
@@ -71,10 +76,16 @@ class CryptoReplayServer(FaultList, BackgroundServer):
             for r in self.log:
                 by_venue[r["venue"]] = by_venue.get(r["venue"], 0) + 1
             binance = self.venues[Binance.name]
-            return {"requests": len(self.log), "by_venue": by_venue, "weight_used": binance.weight_used,
-                    "weight_limit": self.config.binance_weight_limit, "weight_window_s": self.config.weight_window_s,
-                    "limit_refusals": {v.name: v.limit_refusals for v in self.venues.values()},
-                    "faults": [dataclasses.asdict(f) for f in self.config.faults], "now": self.market.now_us()}
+            return {
+                "requests": len(self.log),
+                "by_venue": by_venue,
+                "weight_used": binance.weight_used,
+                "weight_limit": self.config.binance_weight_limit,
+                "weight_window_s": self.config.weight_window_s,
+                "limit_refusals": {v.name: v.limit_refusals for v in self.venues.values()},
+                "faults": [dataclasses.asdict(f) for f in self.config.faults],
+                "now": self.market.now_us(),
+            }
 
     def now_us(self) -> int:
         return self.market.now_us()
@@ -104,10 +115,20 @@ class CryptoReplayServer(FaultList, BackgroundServer):
             sides.append("buy" if tape.buy[i] else "sell")
             seqs.append(trade)
         n = len(ts)
-        return pl.DataFrame({
-            "ts": pl.Series(ts, dtype=pl.Int64).cast(TRADES_SCHEMA["ts"]), "venue": [venue] * n,
-            "instrument": [instrument] * n, "trade_id": ids, "price": prices, "quantity": qtys, "amount": amounts,
-            "side": sides, "seq": pl.Series(seqs, dtype=pl.Int64)}, schema=TRADES_SCHEMA)
+        return pl.DataFrame(
+            {
+                "ts": pl.Series(ts, dtype=pl.Int64).cast(TRADES_SCHEMA["ts"]),
+                "venue": [venue] * n,
+                "instrument": [instrument] * n,
+                "trade_id": ids,
+                "price": prices,
+                "quantity": qtys,
+                "amount": amounts,
+                "side": sides,
+                "seq": pl.Series(seqs, dtype=pl.Int64),
+            },
+            schema=TRADES_SCHEMA,
+        )
 
     def truth_bars(self, venue: str, instrument: str, day: date) -> pl.DataFrame:
         """The normalized 1-minute bars of [day, day + 1) (trades is null where the venue has no count)."""
@@ -120,15 +141,28 @@ class CryptoReplayServer(FaultList, BackgroundServer):
         bars = self.market.bars_between(venue, instrument, day_us(day), day_us(day) + DAY_US - 1)
         rows = [bar[:8] for bar in bars]
         if source.bar_decimals is not None:  # what the venue's decimal strings carry
-            rows = [(*r[:5], round(r[5], source.bar_decimals), round(r[6], source.bar_decimals), r[7]) for r in rows]
+            rows = [
+                (*r[:5], round(r[5], source.bar_decimals), round(r[6], source.bar_decimals), r[7])
+                for r in rows
+            ]
         n = len(rows)
-        return pl.DataFrame({
-            "ts": pl.Series([r[0] for r in rows], dtype=pl.Int64).cast(BARS_SCHEMA["ts"]), "venue": [venue] * n,
-            "instrument": [instrument] * n, "open": [r[1] for r in rows], "high": [r[2] for r in rows],
-            "low": [r[3] for r in rows], "close": [r[4] for r in rows], "volume": [r[5] for r in rows],
-            "amount": [r[6] for r in rows],
-            "trades": pl.Series([r[7] if source.bar_trade_counts else None for r in rows], dtype=pl.Int64)},
-            schema=BARS_SCHEMA)
+        return pl.DataFrame(
+            {
+                "ts": pl.Series([r[0] for r in rows], dtype=pl.Int64).cast(BARS_SCHEMA["ts"]),
+                "venue": [venue] * n,
+                "instrument": [instrument] * n,
+                "open": [r[1] for r in rows],
+                "high": [r[2] for r in rows],
+                "low": [r[3] for r in rows],
+                "close": [r[4] for r in rows],
+                "volume": [r[5] for r in rows],
+                "amount": [r[6] for r in rows],
+                "trades": pl.Series(
+                    [r[7] if source.bar_trade_counts else None for r in rows], dtype=pl.Int64
+                ),
+            },
+            schema=BARS_SCHEMA,
+        )
 
     def last_book(self, venue: str, instrument: str) -> pl.DataFrame:
         """The normalized book last served for (venue, instrument); Binance's `ts` is null-free but
@@ -140,12 +174,19 @@ class CryptoReplayServer(FaultList, BackgroundServer):
         with self.lock:
             ts, update_id, rows = self.market.books[(venue.upper(), instrument)]
         n = len(rows)
-        return pl.DataFrame({
-            "ts": pl.Series([ts] * n, dtype=pl.Int64).cast(BOOKS_SCHEMA["ts"]),
-            "venue": [venue.upper()] * n, "instrument": [instrument] * n,
-            "side": [r[0] for r in rows], "level": pl.Series([r[1] for r in rows], dtype=pl.Int32),
-            "price": [r[2] for r in rows], "quantity": [r[3] for r in rows],
-            "update_id": pl.Series([update_id] * n, dtype=pl.Int64)}, schema=BOOKS_SCHEMA)
+        return pl.DataFrame(
+            {
+                "ts": pl.Series([ts] * n, dtype=pl.Int64).cast(BOOKS_SCHEMA["ts"]),
+                "venue": [venue.upper()] * n,
+                "instrument": [instrument] * n,
+                "side": [r[0] for r in rows],
+                "level": pl.Series([r[1] for r in rows], dtype=pl.Int32),
+                "price": [r[2] for r in rows],
+                "quantity": [r[3] for r in rows],
+                "update_id": pl.Series([update_id] * n, dtype=pl.Int64),
+            },
+            schema=BOOKS_SCHEMA,
+        )
 
     # ---- request handling -------------------------------------------------------------------
 
@@ -167,20 +208,33 @@ class CryptoReplayServer(FaultList, BackgroundServer):
             return Reply(404, b"Not Found", {"Content-Type": "text/plain"})
         instrument, endpoint = venue.instrument(query), venue.endpoint(path)
         with self.lock:
-            self.log.append({"t": time.monotonic(), "venue": venue.name, "path": path, "query": query,
-                             "instrument": instrument, "endpoint": endpoint, "status": None})
+            self.log.append(
+                {
+                    "t": time.monotonic(),
+                    "venue": venue.name,
+                    "path": path,
+                    "query": query,
+                    "instrument": instrument,
+                    "endpoint": endpoint,
+                    "status": None,
+                }
+            )
             entry = self.log[-1]
             extra_headers, refusal = venue.admit(path, query)
             if refusal is not None:
                 entry["status"] = refusal.status
                 return refusal
-            fired = [f for f in self.config.faults if f.matches(venue.name, instrument, endpoint) and f.fire()]
+            fired = [
+                f for f in self.config.faults if f.matches(venue.name, instrument, endpoint) and f.fire()
+            ]
             delay = sum(f.latency_s for f in fired if f.kind == "latency")
             replacing = next((f for f in fired if f.kind not in BODY_FAULTS and f.kind != "latency"), None)
             if replacing is not None:
                 reply = venue.fault_reply(replacing)
             else:
-                reply = self._answer(venue, path, query, headers, [f.kind for f in fired if f.kind in BODY_FAULTS])
+                reply = self._answer(
+                    venue, path, query, headers, [f.kind for f in fired if f.kind in BODY_FAULTS]
+                )
             reply.headers.update(extra_headers)
             reply.delay_s = delay
             entry["status"] = reply.status
@@ -199,7 +253,7 @@ class CryptoReplayServer(FaultList, BackgroundServer):
                 venue.mutate(payload, path, fault_kind)
         reply = json_reply(status, payload)
         if "malformed_json" in body_faults:
-            reply.body = reply.body[:max(1, len(reply.body) // 2)]
+            reply.body = reply.body[: max(1, len(reply.body) // 2)]
         return reply
 
     # ---- control endpoints -----------------------------------------------------------------
@@ -212,8 +266,10 @@ class CryptoReplayServer(FaultList, BackgroundServer):
                 return json_reply(200, self.state())
             if path == "/_replay/faults" and method == "POST":
                 data = json.loads(body or b"{}")
-                faults = [Fault(**{k: v for k, v in f.items() if k not in ("seen", "fired")})
-                          for f in data.get("faults", [])]
+                faults = [
+                    Fault(**{k: v for k, v in f.items() if k not in ("seen", "fired")})
+                    for f in data.get("faults", [])
+                ]
                 with self.lock:
                     if data.get("replace", False):
                         self.config.faults.clear()
@@ -226,10 +282,21 @@ class CryptoReplayServer(FaultList, BackgroundServer):
                 self.reset()
                 return json_reply(200, self.state())
             if path == "/_replay/truth" and method == "GET":
-                frame = self.truth_trades(query["venue"], query["instrument"], date.fromisoformat(query["day"]),
-                                          time_unit=query.get("time_unit", "ms"))
-                return json_reply(200, {"count": frame.height, "trade_ids": frame["trade_id"].to_list(),
-                                        "first_ts": str(frame["ts"].min()), "last_ts": str(frame["ts"].max())})
+                frame = self.truth_trades(
+                    query["venue"],
+                    query["instrument"],
+                    date.fromisoformat(query["day"]),
+                    time_unit=query.get("time_unit", "ms"),
+                )
+                return json_reply(
+                    200,
+                    {
+                        "count": frame.height,
+                        "trade_ids": frame["trade_id"].to_list(),
+                        "first_ts": str(frame["ts"].min()),
+                        "last_ts": str(frame["ts"].max()),
+                    },
+                )
         except (KeyError, ValueError, TypeError) as error:
             return json_reply(400, {"detail": f"{type(error).__name__}: {error}"})
         return json_reply(404, {"detail": "unknown control endpoint"})

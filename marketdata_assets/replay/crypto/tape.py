@@ -15,13 +15,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta, timezone
+from datetime import date, timedelta
 from typing import Any
 
 from marketdata_assets.replay.crypto import paths, reference
 from marketdata_assets.replay.crypto.config import BINANCE, BINANCE_UM, DERIBIT, OKX, ReplayConfig
 
-UTC = timezone.utc
 DAY_US = 86_400_000_000
 MINUTE_US = 60_000_000
 EPOCH_DAY = date(2017, 1, 1)
@@ -35,6 +34,7 @@ Rows = list[tuple["DayTape", int]]  # trades as (tape, index in the tape)
 # --------------------------------------------------------------------------------------------
 # Instruments
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -55,8 +55,12 @@ def instrument_spec(venue: str, instrument: str, at_us: int | None = None, now_u
     else:
         found = reference.terms_at(venue, instrument, at_us, now_us)
     value = found.contract_value
-    mean = {"base": 3_000.0 / found.base_price, "inverse": 3_000.0, "contracts": 3_000.0 / found.base_price / value,
-            "inverse_contracts": 3_000.0 / value}[found.size_unit]
+    mean = {
+        "base": 3_000.0 / found.base_price,
+        "inverse": 3_000.0,
+        "contracts": 3_000.0 / found.base_price / value,
+        "inverse_contracts": 3_000.0 / value,
+    }[found.size_unit]
     return Spec(found.base_price, found.tick, found.step, max(mean, found.step), found.size_unit, value)
 
 
@@ -89,6 +93,7 @@ def binance_trade_span(agg_id: int) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------
 # Day tapes
 # --------------------------------------------------------------------------------------------
+
 
 def day_us(day: date) -> int:
     return (day - date(1970, 1, 1)).days * DAY_US
@@ -211,6 +216,7 @@ def generate_tape(config: ReplayConfig, venue: str, instrument: str, day: date) 
 # The market: cached tapes and the queries venues answer from
 # --------------------------------------------------------------------------------------------
 
+
 class Market:
     """The tapes of one replay (the most recent `CACHED_TAPES` kept) and what can be asked of them.
     Only trades before `now_us()` exist; only minutes that have ended have bars."""
@@ -221,7 +227,9 @@ class Market:
         self.tapes: OrderedDict[tuple[str, str, date], DayTape] = OrderedDict()
         self.book_counter = 0
         self.last_book_id = 0
-        self.books: dict[tuple[str, str], tuple[int, int | None, list]] = {}  # the last book served, normalized
+        self.books: dict[
+            tuple[str, str], tuple[int, int | None, list]
+        ] = {}  # the last book served, normalized
         # (venue, instrument) -> depth -> (update id, bids, asks, ts µs): a live book (the WebSocket
         # replay's, replay.crypto.live_book) that REST snapshots must agree with
         self.live_books: dict[tuple[str, str], Callable[[int], tuple[int, list, list, int]]] = {}
@@ -268,9 +276,17 @@ class Market:
         offset = trade_id - ID_BASE[venue]
         return EPOCH_DAY + timedelta(days=offset // n), offset % n
 
-    def rows_between(self, venue: str, instrument: str, lo_us: int, hi_us: int, limit: int | None = None,
-                     newest_first: bool = False) -> Rows:
-        """Trades with lo_us <= ts <= hi_us (and before now), oldest first (or newest first), at most `limit`."""
+    def rows_between(
+        self,
+        venue: str,
+        instrument: str,
+        lo_us: int,
+        hi_us: int,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> Rows:
+        """Trades with lo_us <= ts <= hi_us (and before now), oldest first (or newest first), at most
+        `limit`."""
         listed, ended = self.window(venue, instrument)
         hi_us = min(hi_us, self.now_us() - 1, ended - 1)
         lo_us = max(lo_us, listed)
@@ -294,7 +310,9 @@ class Market:
         """Up to `limit` trades with id >= first, ascending (before now)."""
         now = self.now_us()
         first_day = self.first_day(venue, instrument)
-        first = max(first, ID_BASE[venue] + (first_day - EPOCH_DAY).days * trades_per_day(self.config, instrument))
+        first = max(
+            first, ID_BASE[venue] + (first_day - EPOCH_DAY).days * trades_per_day(self.config, instrument)
+        )
         day, i = self._id_location(venue, instrument, first)
         out: Rows = []
         while len(out) < limit and day_us(day) < now:
@@ -344,7 +362,9 @@ class Market:
 
     def latest(self, venue: str, instrument: str, limit: int) -> Rows:
         """The newest `limit` trades, oldest first."""
-        return list(reversed(self.rows_before_id(venue, instrument, self.last_id(venue, instrument) + 1, limit)))
+        return list(
+            reversed(self.rows_before_id(venue, instrument, self.last_id(venue, instrument) + 1, limit))
+        )
 
     def last_id(self, venue: str, instrument: str) -> int:
         now = min(self.now_us(), self.window(venue, instrument)[1])
@@ -367,7 +387,7 @@ class Market:
             bars = self.tape(venue, instrument, day).bars()
             lo_i = max(0, -(-(lo_us - day_us(day)) // MINUTE_US))
             hi_i = min(1439, (hi_us - day_us(day)) // MINUTE_US)
-            out.extend(bars[lo_i:hi_i + 1])
+            out.extend(bars[lo_i : hi_i + 1])
             day += timedelta(days=1)
         return out
 
@@ -391,10 +411,18 @@ class Market:
         best_ask = round_step(best_bid + spec.tick * rng.randint(1, 4), spec.tick)
         bids, asks = [], []
         for level in range(depth):
-            bids.append((round_step(best_bid - level * spec.tick * rng.randint(1, 3), spec.tick),
-                         max(spec.size_step, round_step(rng.expovariate(1 / spec.size_mean) * 3, spec.size_step))))
-            asks.append((round_step(best_ask + level * spec.tick * rng.randint(1, 3), spec.tick),
-                         max(spec.size_step, round_step(rng.expovariate(1 / spec.size_mean) * 3, spec.size_step))))
+            bids.append(
+                (
+                    round_step(best_bid - level * spec.tick * rng.randint(1, 3), spec.tick),
+                    max(spec.size_step, round_step(rng.expovariate(1 / spec.size_mean) * 3, spec.size_step)),
+                )
+            )
+            asks.append(
+                (
+                    round_step(best_ask + level * spec.tick * rng.randint(1, 3), spec.tick),
+                    max(spec.size_step, round_step(rng.expovariate(1 / spec.size_mean) * 3, spec.size_step)),
+                )
+            )
         # strictly monotonic prices, best first
         for side, sign in ((bids, -1), (asks, 1)):
             for k in range(1, len(side)):
@@ -402,15 +430,19 @@ class Market:
                     side[k] = (round_step(side[k - 1][0] + sign * spec.tick, spec.tick), side[k][1])
         bids = [(p, q) for p, q in bids if p > 0]
         ts = now - now % 1000
-        rows = [("bid", k, p, base_and_quote(spec, p, q)[0]) for k, (p, q) in enumerate(bids)] + \
-               [("ask", k, p, base_and_quote(spec, p, q)[0]) for k, (p, q) in enumerate(asks)]
+        rows = [("bid", k, p, base_and_quote(spec, p, q)[0]) for k, (p, q) in enumerate(bids)] + [
+            ("ask", k, p, base_and_quote(spec, p, q)[0]) for k, (p, q) in enumerate(asks)
+        ]
         self.books[(venue, instrument)] = (ts, update_id if venue != OKX else None, rows)
         return update_id, bids, asks, ts
 
-    def _live_book(self, venue: str, instrument: str, book: tuple[int, list, list, int]) -> tuple[int, list, list, int]:
+    def _live_book(
+        self, venue: str, instrument: str, book: tuple[int, list, list, int]
+    ) -> tuple[int, list, list, int]:
         update_id, bids, asks, ts = book
         spec = self.spec(venue, instrument)
-        rows = [("bid", k, p, base_and_quote(spec, p, q)[0]) for k, (p, q) in enumerate(bids)] + \
-               [("ask", k, p, base_and_quote(spec, p, q)[0]) for k, (p, q) in enumerate(asks)]
+        rows = [("bid", k, p, base_and_quote(spec, p, q)[0]) for k, (p, q) in enumerate(bids)] + [
+            ("ask", k, p, base_and_quote(spec, p, q)[0]) for k, (p, q) in enumerate(asks)
+        ]
         self.books[(venue, instrument)] = (ts, update_id, rows)
         return book

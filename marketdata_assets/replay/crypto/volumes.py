@@ -18,7 +18,9 @@ DOLLARS = ("USD", "USDT", "USDC", "FDUSD")
 def usd_volume(seed: int, item: Instrument, now_us: int) -> float:
     """The instrument's traded value over the 24 hours before now, in USD (options: the premiums)."""
     major = MAJORS.get(item.base)
-    level = 1e7 * major if major else 10 ** (3.0 + 4.0 * unit("volume", seed, item.venue, item.name))  # 1 k .. 10 M
+    level = (
+        1e7 * major if major else 10 ** (3.0 + 4.0 * unit("volume", seed, item.venue, item.name))
+    )  # 1 k .. 10 M
     today = 2.0 ** (2 * unit("volume-day", seed, item.venue, item.name, day_start_us(now_us)) - 1)
     return round(level * QUOTES.get(item.quote, 0.05) * KINDS.get(item.kind, 1.0) * today, 2)
 
@@ -34,7 +36,8 @@ def quote_volume(seed: int, item: Instrument, now_us: int) -> float:
 
 
 def last_price(item: Instrument) -> float:
-    """The last price the tickers give: the instrument's starting price (options: its premium, in the coin)."""
+    """The last price the tickers give: the instrument's starting price (options: its premium, in the
+    coin)."""
     return item.terms.base_price
 
 

@@ -2,8 +2,8 @@
 Binance's uses too; its connections, combined streams and control limits stay in binance_ws.py):
 one `LiveInstrument` per instrument of the venue (a true book moving by numbered updates, the
 tape's trades), each tick's move (ws_server.py's tick loop) handed to the venue's formatting
-(`publish`), data frames and control answers per client, and the faults (`WsFault`): `disconnect` (TCP dropped after `after` data
-frames), `stall` (after `after` data frames nothing is sent or read: no data, no pong),
+(`publish`), data frames and control answers per client, and the faults (`WsFault`): `disconnect` (TCP dropped
+after `after` data frames), `stall` (after `after` data frames nothing is sent or read: no data, no pong),
 `skip_sequence` (an update applied to the truth but never sent), `subscribe_error` (the
 `after`-th subscribe refused), `wrong_checksum` (a venue with checksums sends a wrong one),
 `burst` (at tick `after`, `count` trades of the instrument at once); the venue's cut after
@@ -78,14 +78,25 @@ class VenueWsReplay(WsServer):
     def move(self, name: str, live: LiveInstrument, faults: TickFaults, event_ms: int) -> None:
         """The tick's book update and trades as a `Move`, sent the venue's way (`publish`)."""
         first, last, bids, asks = live.step_levels(faults.skip)
-        self.publish(name, live, Move(first, last, bids, asks, live.tape_trades(faults.trades, event_ms), event_ms,
-                                      faults.bad_checksum))
+        self.publish(
+            name,
+            live,
+            Move(
+                first,
+                last,
+                bids,
+                asks,
+                live.tape_trades(faults.trades, event_ms),
+                event_ms,
+                faults.bad_checksum,
+            ),
+        )
 
     def trade_pushes(self, move: Move) -> list[list]:
         """The move's trades in pushes of at most `trades_per_tick` (a burst is many frames, as a busy
         market's are: OKX pushes a trade or a few at a time; Deribit's 100 ms batches stay small)."""
         size = max(1, self.config.trades_per_tick)
-        return [move.trades[i:i + size] for i in range(0, len(move.trades), size)]
+        return [move.trades[i : i + size] for i in range(0, len(move.trades), size)]
 
     async def control(self, client: Client, message: str | bytes) -> bool:
         raise NotImplementedError

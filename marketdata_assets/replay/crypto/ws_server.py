@@ -3,9 +3,10 @@ around them (a background thread with its own event loop, start/stop, the tick l
 sender, pausing the market, the truth for tests). binance_ws.py, okx_ws.py and deribit_ws.py (through
 ws_replay.py) build on it; each says its venue's protocol.
 
-A subclass sets `venue`, `path` and its own `counted` counters; it defines `_serve(connection)` (arming `_arm_cut(client)`: the venue's forced
-cut after `lifetime_s`) and `move(name, live, faults, event_ms)`: one instrument's move of a tick,
-sent its venue's way. The tick itself, and which faults fire on it, is one loop here for every venue.
+A subclass sets `venue`, `path` and its own `counted` counters; it defines `_serve(connection)` (arming
+`_arm_cut(client)`: the venue's forced cut after `lifetime_s`) and `move(name, live, faults, event_ms)`: one
+instrument's move of a tick, sent its venue's way. The tick itself, and which faults fire on it, is one loop
+here for every venue.
 """
 
 from __future__ import annotations
@@ -31,9 +32,18 @@ from marketdata_assets.replay.crypto.tape import Market
 if TYPE_CHECKING:
     from marketdata_assets.replay.crypto.server import CryptoReplayServer
 
-WS_FAULT_KINDS = frozenset({"disconnect", "stall", "skip_sequence", "subscribe_error", "burst",
-                            "wrong_checksum", "bad_frame",  # wrong_checksum: OKX's replay only
-                            "refuse_handshake"})  # the HTTP upgrade answered `status` (429, 418) + Retry-After
+WS_FAULT_KINDS = frozenset(
+    {
+        "disconnect",
+        "stall",
+        "skip_sequence",
+        "subscribe_error",
+        "burst",
+        "wrong_checksum",
+        "bad_frame",  # wrong_checksum: OKX's replay only
+        "refuse_handshake",
+    }
+)  # the HTTP upgrade answered `status` (429, 418) + Retry-After
 # bad_frame: the next `times` data frames of `channel` (the venue's channel kind: "bookTicker",
 # "tickers", "ticker", ...) go out with their fields missing (`damage`): a client must count them and go on.
 
@@ -47,6 +57,7 @@ def damage(data):
         return {k: v for k, v in data.items() if k in ("e", "s", "instId", "instrument_name")}
     return data
 
+
 @dataclass
 class WsFault:
     kind: str
@@ -55,13 +66,17 @@ class WsFault:
     times: int | None = 1
     count: int = 1000  # burst: trades at once
     channel: str | None = None  # bad_frame: the channel kind whose frames are damaged
-    status: int = 429  # refuse_handshake: 429 (too many requests) or 418 (Binance: the IP is banned until ...)
+    status: int = (
+        429  # refuse_handshake: 429 (too many requests) or 418 (Binance: the IP is banned until ...)
+    )
     retry_after_s: int | None = 1  # refuse_handshake: the Retry-After header (None: none sent)
     fired: int = 0
 
     def __post_init__(self):
         if self.kind not in WS_FAULT_KINDS:
-            raise ValueError(f"WebSocket fault kind {self.kind!r}: one of {', '.join(sorted(WS_FAULT_KINDS))}")
+            raise ValueError(
+                f"WebSocket fault kind {self.kind!r}: one of {', '.join(sorted(WS_FAULT_KINDS))}"
+            )
 
     def take(self) -> bool:
         if self.times is not None and self.fired >= self.times:
@@ -83,9 +98,15 @@ class WsConfig:
     book_levels: int = 40
     record: bool = False  # keep every text sent, per connection (`sent`): what a client must have landed
     idle_s: float = 30.0  # OKX's replay: a connection with no traffic either way for this long is closed
-    heartbeat_s: float | None = None  # Deribit's replay: test_request cadence (None: the interval the client set)
-    ticker_every_s: float = 0.1  # tickers (OKX tickers, Deribit ticker.100ms): at most one per instrument this often
-    derived_every_s: float = 1.0  # mark price, funding, open interest: one per instrument this often (markPrice@1s)
+    heartbeat_s: float | None = (
+        None  # Deribit's replay: test_request cadence (None: the interval the client set)
+    )
+    ticker_every_s: float = (
+        0.1  # tickers (OKX tickers, Deribit ticker.100ms): at most one per instrument this often
+    )
+    derived_every_s: float = (
+        1.0  # mark price, funding, open interest: one per instrument this often (markPrice@1s)
+    )
     # where the replay keeps the last trade id it sent per instrument (None: nowhere): its next start
     # sends from the one after, as a venue never sends an id twice (the stream plays the tape faster
     # than its clock, so "the trade of now" is behind what an earlier run sent)
@@ -116,9 +137,13 @@ class Client:
     outbox: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=200_000))
     last_in: float = 0.0  # loop time of the last message received (the venue replays of ws_replay.py)
     last_out: float = 0.0  # ... and sent
-    pending_snapshots: list = field(default_factory=list)  # Deribit's replay: book snapshots to send after the answer
+    pending_snapshots: list = field(
+        default_factory=list
+    )  # Deribit's replay: book snapshots to send after the answer
     path: str = ""  # the request path it connected on (OKX: /ws/v5/public or /ws/v5/business)
-    bars_sent: dict = field(default_factory=dict)  # kline/candle stream -> open time (µs) of the last closed bar sent
+    bars_sent: dict = field(
+        default_factory=dict
+    )  # kline/candle stream -> open time (µs) of the last closed bar sent
 
 
 TRADE_IDS_LOCK = threading.Lock()
@@ -131,14 +156,23 @@ class WsServer:
     path = ""
     counted: tuple[str, ...] = ()  # the venue's own counters, beside connections, subscribes and ticks
 
-    def __init__(self, config: WsConfig | None = None, *, rest: CryptoReplayServer | None = None,
-                 replay: ReplayConfig | None = None, host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        config: WsConfig | None = None,
+        *,
+        rest: CryptoReplayServer | None = None,
+        replay: ReplayConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
         self.config = config or WsConfig()
         self.market = rest.market if rest is not None else Market(replay or ReplayConfig())
         seed = (rest.config if rest is not None else self.market.config).seed
         names = self.market.config.instruments.get(self.venue, [])
-        self.instruments = {name: LiveInstrument(self.market, name, seed, self.config.book_levels, venue=self.venue)
-                            for name in names}
+        self.instruments = {
+            name: LiveInstrument(self.market, name, seed, self.config.book_levels, venue=self.venue)
+            for name in names
+        }
         for name, live in self.instruments.items():  # the REST replay's books (OKX `books`, Deribit
             self.market.live_books[(self.venue, name)] = live.snapshot  # `get_order_book`) are these
         self.host, self.port = host, port
@@ -147,7 +181,9 @@ class WsServer:
         self.sent: dict[int, list[str]] = {}  # connection number -> texts sent (WsConfig.record)
         self.listened_ticks = 0  # ticks while a client was subscribed (a fault's `after` counts these)
         self.counts["lifetime_cuts"] = 0  # the venue's forced cuts (`_cut`, every venue)
-        self.last_push: dict[tuple[str, str], float] = {}  # (kind, instrument) -> monotonic time of its last push
+        self.last_push: dict[
+            tuple[str, str], float
+        ] = {}  # (kind, instrument) -> monotonic time of its last push
         self.paused = False  # the market stands still (tests compare books at rest)
         self.refused_handshakes: list[tuple[int, float]] = []  # (status, loop time) of each refused upgrade
         self.lock = threading.Lock()
@@ -181,8 +217,10 @@ class WsServer:
                 kept = json.loads(path.read_text()) if path.exists() else {}
             except (OSError, ValueError):
                 kept = {}
-            kept[self.venue] = {**kept.get(self.venue, {}), **{name: live.last_trade_id for name, live
-                                                               in self.instruments.items() if live.last_trade_id}}
+            kept[self.venue] = {
+                **kept.get(self.venue, {}),
+                **{name: live.last_trade_id for name, live in self.instruments.items() if live.last_trade_id},
+            }
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f"{path.name}.{self.venue}.tmp")
             tmp.write_text(json.dumps(kept, sort_keys=True))
@@ -195,8 +233,9 @@ class WsServer:
         return f"ws://{self.host}:{self.port}{self.path}"
 
     def start(self):
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name=f"{self.venue}-ws-replay",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._main()), name=f"{self.venue}-ws-replay", daemon=True
+        )
         self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError(f"the {self.venue} WebSocket replay did not start within 10 s")
@@ -217,9 +256,15 @@ class WsServer:
 
     async def _main(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        async with serve(self._serve, self.host, self.port, ping_interval=self.config.ping_interval_s,
-                         ping_timeout=self.config.pong_timeout_s, max_queue=64,
-                         process_request=self._refuse_handshake) as server:
+        async with serve(
+            self._serve,
+            self.host,
+            self.port,
+            ping_interval=self.config.ping_interval_s,
+            ping_timeout=self.config.pong_timeout_s,
+            max_queue=64,
+            process_request=self._refuse_handshake,
+        ) as server:
             self.port = server.sockets[0].getsockname()[1]
             ticker = asyncio.create_task(self._tick_forever())
             self._ready.set()
@@ -234,8 +279,9 @@ class WsServer:
         for fault in self.faults("refuse_handshake"):
             if fault.take():
                 self.refused_handshakes.append((fault.status, asyncio.get_running_loop().time()))
-                response = connection.respond(fault.status, "Too many requests\n" if fault.status == 429 else
-                                              "IP banned\n")
+                response = connection.respond(
+                    fault.status, "Too many requests\n" if fault.status == 429 else "IP banned\n"
+                )
                 if fault.retry_after_s is not None:
                     response.headers["Retry-After"] = str(fault.retry_after_s)
                 return response
@@ -273,7 +319,8 @@ class WsServer:
         self.counts["lifetime_cuts"] += 1
         delay = self.announce_cut(client)
         asyncio.get_running_loop().call_later(
-            delay, lambda: asyncio.ensure_future(client.connection.close(1001, "connection lifetime reached")))
+            delay, lambda: asyncio.ensure_future(client.connection.close(1001, "connection lifetime reached"))
+        )
 
     def announce_cut(self, client: Client) -> float:
         """Tell the client its connection will be cut; seconds until the cut (0: no warning)."""
@@ -357,6 +404,7 @@ class WsServer:
     async def delivered(self, timeout_s: float = 15.0) -> None:
         """Awaited from the caller's loop, once paused: every frame queued to each open client was sent
         and read by it (a WebSocket ping after the last of them came back: TCP keeps the order)."""
+
         async def sent_and_read(client: Client) -> None:
             with contextlib.suppress(ConnectionClosed):
                 await client.outbox.join()
@@ -364,8 +412,10 @@ class WsServer:
 
         async def each_client() -> None:  # not a stalled one (it reads nothing), nor one gone meanwhile
             for client in [c for c in self.clients.values() if not c.stalled]:
-                waits = {asyncio.ensure_future(sent_and_read(client)),
-                         asyncio.ensure_future(client.connection.wait_closed())}
+                waits = {
+                    asyncio.ensure_future(sent_and_read(client)),
+                    asyncio.ensure_future(client.connection.wait_closed()),
+                }
                 try:
                     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 finally:
@@ -375,14 +425,17 @@ class WsServer:
         async def bounded() -> None:
             async with asyncio.timeout(timeout_s):
                 await each_client()
+
         await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(bounded(), self._loop))
 
     def _abort_after_outbox(self, client: Client) -> None:
         """Drop the TCP connection once what was queued has gone (a cut mid-stream, no close frame)."""
+
         async def later():
             while not client.outbox.empty():
                 await asyncio.sleep(0.001)
             client.connection.transport.abort()
+
         asyncio.ensure_future(later())
 
     # ---- the market moving ----
@@ -420,10 +473,13 @@ class WsServer:
     def _tick_faults(self, name: str) -> TickFaults:
         def due(kind: str, count: int) -> list[WsFault]:
             return [f for f in self.faults(kind) if f.instrument in (None, name) and count > f.after]
+
         burst = sum(f.count for f in due("burst", self.listened_ticks) if f.take())
-        return TickFaults(skip=any(f.take() for f in due("skip_sequence", self.listened_ticks)),
-                          bad_checksum=any(f.take() for f in due("wrong_checksum", self.listened_ticks)),
-                          trades=burst or self.config.trades_per_tick)
+        return TickFaults(
+            skip=any(f.take() for f in due("skip_sequence", self.listened_ticks)),
+            bad_checksum=any(f.take() for f in due("wrong_checksum", self.listened_ticks)),
+            trades=burst or self.config.trades_per_tick,
+        )
 
     def move(self, name: str, live, faults: TickFaults, event_ms: int) -> None:
         """One instrument's move of a tick (a `LiveInstrument`), sent to its subscribers."""

@@ -21,28 +21,102 @@ from marketdata_assets.sources.interface import IdSequence, Option, venue_source
 def _weights(per_minute: int) -> dict[str, Option]:
     """Binance's request weight per IP and minute, and the share of it a run may use before it waits
     for the next minute."""
-    return {"weight_per_minute": Option(per_minute, "integer", minimum=1, description=(
-                "Request weight per IP and minute (X-MBX-USED-WEIGHT-1M), gated across the run's requests.")),
-            "weight_headroom": Option(0.9, maximum=1.0, description=(
-                "Share of the minute's weight a run uses; past it, requests wait for the next minute."))}
+    return {
+        "weight_per_minute": Option(
+            per_minute,
+            "integer",
+            minimum=1,
+            description=(
+                "Request weight per IP and minute (X-MBX-USED-WEIGHT-1M), gated across the run's requests."
+            ),
+        ),
+        "weight_headroom": Option(
+            0.9,
+            maximum=1.0,
+            description=(
+                "Share of the minute's weight a run uses; past it, requests wait for the next minute."
+            ),
+        ),
+    }
 
 
 # the individual trade ids of the live trade streams, historicalTrades and the data.binance.vision files
 # (sources/binance_vision declares its own sources' share of the same sequence)
-TRADE_IDS = "Binance trade ids (dump files, archives and the live trade streams: every individual trade; historicalTrades)"
-SPOT = venue_source("BINANCE", BinanceClient, "binance", _weights(6000), BinanceSpotStream, (
-    IdSequence("aggTrade", "BINANCE", ("BINANCE",), "agg_trades_by_id", 1000, True,
-               "Binance aggregate trade ids (aggTrades `a`: the REST path)"),
-    IdSequence("trade", "BINANCE", (BinanceSpotStream.live_source,), "trades_by_id", 1000, True, TRADE_IDS),
-    IdSequence("aggTrade", "BINANCE", (BinanceSpotStream.live_source,), "agg_trades_by_id", 1000, True,
-               "Binance aggregate trade ids (the live aggTrade stream `a`, opt-in; the archives' agg_trades ids)",
-               dataset="agg_trades"),
-), contract=lambda instrument: contract("BINANCE", instrument))
-USD_M = venue_source("BINANCE_UM", BinanceFuturesClient, "binance_um", _weights(2400), BinanceUsdmStream, (
-    IdSequence("aggTrade", "BINANCE_UM", ("BINANCE_UM", BinanceUsdmStream.live_source), "agg_trades_by_id", 1000,
-               True, "Binance USD-M aggregate trade ids (aggTrades `a`: REST and the live aggTrade stream)"),
-), contract=lambda instrument: contract("BINANCE_UM", instrument))
+TRADE_IDS = (
+    "Binance trade ids (dump files, archives and the live trade streams: every individual trade; "
+    "historicalTrades)"
+)
+SPOT = venue_source(
+    "BINANCE",
+    BinanceClient,
+    "binance",
+    _weights(6000),
+    BinanceSpotStream,
+    (
+        IdSequence(
+            "aggTrade",
+            "BINANCE",
+            ("BINANCE",),
+            "agg_trades_by_id",
+            1000,
+            True,
+            "Binance aggregate trade ids (aggTrades `a`: the REST path)",
+        ),
+        IdSequence(
+            "trade", "BINANCE", (BinanceSpotStream.live_source,), "trades_by_id", 1000, True, TRADE_IDS
+        ),
+        IdSequence(
+            "aggTrade",
+            "BINANCE",
+            (BinanceSpotStream.live_source,),
+            "agg_trades_by_id",
+            1000,
+            True,
+            (
+                "Binance aggregate trade ids (the live aggTrade stream `a`, opt-in; the archives' "
+                "agg_trades ids)"
+            ),
+            dataset="agg_trades",
+        ),
+    ),
+    contract=lambda instrument: contract("BINANCE", instrument),
+)
+USD_M = venue_source(
+    "BINANCE_UM",
+    BinanceFuturesClient,
+    "binance_um",
+    _weights(2400),
+    BinanceUsdmStream,
+    (
+        IdSequence(
+            "aggTrade",
+            "BINANCE_UM",
+            ("BINANCE_UM", BinanceUsdmStream.live_source),
+            "agg_trades_by_id",
+            1000,
+            True,
+            "Binance USD-M aggregate trade ids (aggTrades `a`: REST and the live aggTrade stream)",
+        ),
+    ),
+    contract=lambda instrument: contract("BINANCE_UM", instrument),
+)
 
-__all__ = ["ERRORS", "LIMITS", "SPOT", "TRADE_IDS", "USD_M", "BinanceClient", "BinanceFuturesClient",
-           "BinanceSpotStream", "BinanceUsdmStream", "ban_until", "contract", "depth_weight", "parse_agg_trades",
-           "parse_depth", "parse_klines", "parse_ticker_24hr", "parse_trades"]
+__all__ = [
+    "ERRORS",
+    "LIMITS",
+    "SPOT",
+    "TRADE_IDS",
+    "USD_M",
+    "BinanceClient",
+    "BinanceFuturesClient",
+    "BinanceSpotStream",
+    "BinanceUsdmStream",
+    "ban_until",
+    "contract",
+    "depth_weight",
+    "parse_agg_trades",
+    "parse_depth",
+    "parse_klines",
+    "parse_ticker_24hr",
+    "parse_trades",
+]

@@ -33,46 +33,80 @@ def _ctx(instrument: str | None, ctx: Page | None) -> Page:
 
 def _json(body: Any, kind: type, what: str, ctx: Page) -> Any:
     if not isinstance(body, kind):
-        raise ctx.error(f"{what}: expected a JSON {'array' if kind is list else 'object'}, got "
-                        f"{type(body).__name__} {str(body)[:120]!r}")
+        raise ctx.error(
+            f"{what}: expected a JSON {'array' if kind is list else 'object'}, got "
+            f"{type(body).__name__} {str(body)[:120]!r}"
+        )
     return body
 
 
 def _dated(name: str, key: str) -> Callable[[int, dict], str]:  # record i's name, its minute once read
-    return lambda i, r: (f"{name} #{i} ({from_us(r[key]):%Y-%m-%d %H:%M})" if key not in r[UNREAD]
-                         else f"{name} #{i}")
+    return lambda i, r: (
+        f"{name} #{i} ({from_us(r[key]):%Y-%m-%d %H:%M})" if key not in r[UNREAD] else f"{name} #{i}"
+    )
 
 
-def parse_funding(body: Any, instrument: str, interval_hours: float = FUNDING_HOURS,
-                  ctx: Page | None = None) -> pl.DataFrame:
+def parse_funding(
+    body: Any, instrument: str, interval_hours: float = FUNDING_HOURS, ctx: Page | None = None
+) -> pl.DataFrame:
     """`/fapi/v1/fundingRate` records → funding frame (rate settled at fundingTime for the
     `interval_hours` before it; mark_price null where markPrice is absent or "")."""
     ctx = _ctx(instrument, ctx)
-    cols = read_records(FundingRate, _json(body, list, "fundingRate", ctx), _dated("funding", "fundingTime"), ctx)
+    cols = read_records(
+        FundingRate, _json(body, list, "fundingRate", ctx), _dated("funding", "fundingTime"), ctx
+    )
     rate = cols["fundingRate"]
-    return frame_of(FUNDING_SCHEMA, VENUE, instrument, cols["fundingTime"], rate=rate, index_price=[None] * len(rate),
-                    interval_hours=[interval_hours] * len(rate), rate_8h=[r * 8 / interval_hours for r in rate],
-                    mark_price=cols["markPrice"])
+    return frame_of(
+        FUNDING_SCHEMA,
+        VENUE,
+        instrument,
+        cols["fundingTime"],
+        rate=rate,
+        index_price=[None] * len(rate),
+        interval_hours=[interval_hours] * len(rate),
+        rate_8h=[r * 8 / interval_hours for r in rate],
+        mark_price=cols["markPrice"],
+    )
 
 
 def parse_funding_info(body: Any, ctx: Page | None = None) -> dict[str, float]:
     """`/fapi/v1/fundingInfo` → instrument -> fundingIntervalHours (instruments without one are left out)."""
     ctx = _ctx(None, ctx)
-    cols = read_records(FundingInfo, _json(body, list, "fundingInfo", ctx), lambda i, r: (
-        f"fundingInfo #{i}" if "symbol" in r[UNREAD] else f"fundingInfo {r['symbol']}"), ctx)
-    return {str(symbol): hours for symbol, hours in zip(cols["symbol"], cols["fundingIntervalHours"], strict=True)
-            if hours is not None}
+    cols = read_records(
+        FundingInfo,
+        _json(body, list, "fundingInfo", ctx),
+        lambda i, r: f"fundingInfo #{i}" if "symbol" in r[UNREAD] else f"fundingInfo {r['symbol']}",
+        ctx,
+    )
+    return {
+        str(symbol): hours
+        for symbol, hours in zip(cols["symbol"], cols["fundingIntervalHours"], strict=True)
+        if hours is not None
+    }
 
 
 def parse_open_interest(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
     """`/futures/data/openInterestHist` rows → open_interest frame: one contract = 1 base unit, so
     contracts = base = sumOpenInterest; quote = sumOpenInterestValue."""
     ctx = _ctx(instrument, ctx)
-    cols = read_records(OpenInterestHist, _json(body, list, "openInterestHist", ctx),
-                        _dated("open interest", "timestamp"), ctx)
+    cols = read_records(
+        OpenInterestHist,
+        _json(body, list, "openInterestHist", ctx),
+        _dated("open interest", "timestamp"),
+        ctx,
+    )
     base, n = cols["sumOpenInterest"], len(cols["timestamp"])
-    return frame_of(OPEN_INTEREST_SCHEMA, VENUE, instrument, cols["timestamp"], contracts=base,
-                    contract_size=[1.0] * n, size_unit=["base"] * n, base=base, quote=cols["sumOpenInterestValue"])
+    return frame_of(
+        OPEN_INTEREST_SCHEMA,
+        VENUE,
+        instrument,
+        cols["timestamp"],
+        contracts=base,
+        contract_size=[1.0] * n,
+        size_unit=["base"] * n,
+        base=base,
+        quote=cols["sumOpenInterestValue"],
+    )
 
 
 def parse_price_klines(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
@@ -80,8 +114,13 @@ def parse_price_klines(body: Any, instrument: str, ctx: Page | None = None) -> p
     return parse_klines(body, instrument, ctx, venue=VENUE, kind=PriceKline).select(list(PRICE_BARS_SCHEMA))
 
 
-def parse_ticker(book: Any, premium: Any, stats: Any, instrument: str,
-                 pages: tuple[Page | None, Page | None, Page | None] = (None, None, None)) -> pl.DataFrame:
+def parse_ticker(
+    book: Any,
+    premium: Any,
+    stats: Any,
+    instrument: str,
+    pages: tuple[Page | None, Page | None, Page | None] = (None, None, None),
+) -> pl.DataFrame:
     """`ticker/bookTicker`, `premiumIndex` and `ticker/24hr` of one instrument → one tickers row
     (ts = the latest of their times)."""
     book_ctx, premium_ctx, stats_ctx = (_ctx(instrument, page) for page in pages)
@@ -90,18 +129,37 @@ def parse_ticker(book: Any, premium: Any, stats: Any, instrument: str,
     stats = _json(stats, dict, "24hr ticker", stats_ctx)
     bid, bid_size = best_quote(book, "bidPrice", "bidQty", "bookTicker", book_ctx)
     ask, ask_size = best_quote(book, "askPrice", "askQty", "bookTicker", book_ctx)
-    mark, index = (price_or_null(field(premium, key, "premiumIndex", premium_ctx), f"premiumIndex {key}",
-                                 premium_ctx) for key in ("markPrice", "indexPrice"))
+    mark, index = (
+        price_or_null(field(premium, key, "premiumIndex", premium_ctx), f"premiumIndex {key}", premium_ctx)
+        for key in ("markPrice", "indexPrice")
+    )
     rate = field(premium, "lastFundingRate", "premiumIndex", premium_ctx)
     rate = None if rate == "" else number(rate, "premiumIndex lastFundingRate", premium_ctx)
-    last = price_or_null(field(stats, "lastPrice", "24hr ticker", stats_ctx), "24hr ticker lastPrice",
-                         stats_ctx)
-    ts = max(epoch_us(field(body, key, what, ctx), f"{what} {key}", ctx) for body, key, what, ctx in (
-        (book, "time", "bookTicker", book_ctx), (premium, "time", "premiumIndex", premium_ctx),
-        (stats, "closeTime", "24hr ticker", stats_ctx)))
+    last = price_or_null(
+        field(stats, "lastPrice", "24hr ticker", stats_ctx), "24hr ticker lastPrice", stats_ctx
+    )
+    ts = max(
+        epoch_us(field(body, key, what, ctx), f"{what} {key}", ctx)
+        for body, key, what, ctx in (
+            (book, "time", "bookTicker", book_ctx),
+            (premium, "time", "premiumIndex", premium_ctx),
+            (stats, "closeTime", "24hr ticker", stats_ctx),
+        )
+    )
     cols = columns_of("tickers")
-    cols.add(ts, last, bid, bid_size, ask, ask_size, size_field(stats, "volume", "24hr ticker", stats_ctx),
-             size_field(stats, "quoteVolume", "24hr ticker", stats_ctx), mark, index, rate)
+    cols.add(
+        ts,
+        last,
+        bid,
+        bid_size,
+        ask,
+        ask_size,
+        size_field(stats, "volume", "24hr ticker", stats_ctx),
+        size_field(stats, "quoteVolume", "24hr ticker", stats_ctx),
+        mark,
+        index,
+        rate,
+    )
     return cols.frame(VENUE, instrument)
 
 

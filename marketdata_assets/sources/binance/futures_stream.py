@@ -59,7 +59,8 @@ INCOMING_PER_S = 10
 
 
 def agg_trade_event(data: Any, instrument: str) -> list[Trade]:
-    """An `aggTrade` event: USD-M's trades (spot's reading, `stream.agg_trade_event`: trade_id = seq = `a`)."""
+    """An `aggTrade` event: USD-M's trades (spot's reading, `stream.agg_trade_event`: trade_id = seq =
+    `a`)."""
     return spot_agg_trade_event(data, instrument, VENUE)
 
 
@@ -73,14 +74,21 @@ def force_order_message(data: dict, instrument: str, recv_ns: int) -> list[LiveM
         raise ValueError(f"liquidation side {side!r}")
     filled = float(order.get("z") or 0) > 0 and float(order.get("ap") or 0) > 0
     price, quantity = (order["ap"], order["z"]) if filled else (order["p"], order["q"])
-    record = Liquidation(f"{ts}.{side}", side.lower(), venue_number(price), venue_number(quantity),
-                         float(price) * float(quantity), venue_number(order["p"]))
+    record = Liquidation(
+        f"{ts}.{side}",
+        side.lower(),
+        venue_number(price),
+        venue_number(quantity),
+        float(price) * float(quantity),
+        venue_number(order["p"]),
+    )
     return [record_message(LIQUIDATIONS, VENUE, instrument, f"{ts}.{side}", ts, recv_ns, record)]
 
 
 class UsdmDepthSync:
     """One USD-M book from a REST snapshot and `depthUpdate` events chained by `pu` (module doc).
-    Answers as spot's `DepthSync`: "buffered", "applied", "old", "gap"; snapshots "synced" | "stale" | "gap"."""
+    Answers as spot's `DepthSync`: "buffered", "applied", "old", "gap"; snapshots "synced" | "stale" |
+    "gap"."""
 
     def __init__(self, instrument: str, buffer_limit: int = BUFFER_TAIL):
         self.instrument = instrument
@@ -117,7 +125,7 @@ class UsdmDepthSync:
         self.buffer.clear()
         for k, event in enumerate(pending):
             if self.on_event(*event) == "gap":
-                self.buffer.extend(pending[k + 1:])
+                self.buffer.extend(pending[k + 1 :])
                 return "gap"
         return "synced"
 
@@ -140,25 +148,41 @@ class BinanceUsdmStream(BinanceSpotStream):
     ws_url = WS_URL
     live_source = "BINANCE_UM_LIVE"
     trade_channel_format = "{}@aggTrade"
-    landed: ClassVar[dict] = {TICKERS: ("{}@bookTicker",), BARS_1M: ("{}@kline_1m",),
-                              LIQUIDATIONS: (ALL_LIQUIDATIONS, "{}@forceOrder"),
-                              MARK_FUNDING: ("{}@markPrice@1s", "!markPrice@arr@1s", "!markPrice@arr"),
-                              BOOKS: (BOOK_TOPS,)}
-    limits = StreamLimits(max_channels=1024, control_per_s=INCOMING_PER_S - 2,  # room for a ping and a pong
-                          connections_per_window=LIMITS.connections_per_5min, lifetime_s=86_400.0,
-                          url_channels=URL_STREAMS, subscribe_batch=SUBSCRIBE_BATCH)
-    KINDS: ClassVar[dict] = {"aggTrade": (TRADES, "aggTrade", agg_trade_event), "depth": (BOOKS, None, None),
-             "bookTicker": (TICKERS, "bookTicker", lambda d, i, r: book_ticker_message(d, i, r, VENUE)),
-             "kline_1m": (BARS_1M, "kline_1m", lambda d, i, r: kline_message(d, i, r, VENUE)),
-             "markPrice": (MARK_PRICE, "markPrice@1s", None), "funding": (FUNDING, "markPrice@1s", None),
-             "forceOrder": (LIQUIDATIONS, "forceOrder", force_order_message)}
+    landed: ClassVar[dict] = {
+        TICKERS: ("{}@bookTicker",),
+        BARS_1M: ("{}@kline_1m",),
+        LIQUIDATIONS: (ALL_LIQUIDATIONS, "{}@forceOrder"),
+        MARK_FUNDING: ("{}@markPrice@1s", "!markPrice@arr@1s", "!markPrice@arr"),
+        BOOKS: (BOOK_TOPS,),
+    }
+    limits = StreamLimits(
+        max_channels=1024,
+        control_per_s=INCOMING_PER_S - 2,  # room for a ping and a pong
+        connections_per_window=LIMITS.connections_per_5min,
+        lifetime_s=86_400.0,
+        url_channels=URL_STREAMS,
+        subscribe_batch=SUBSCRIBE_BATCH,
+    )
+    KINDS: ClassVar[dict] = {
+        "aggTrade": (TRADES, "aggTrade", agg_trade_event),
+        "depth": (BOOKS, None, None),
+        "bookTicker": (TICKERS, "bookTicker", lambda d, i, r: book_ticker_message(d, i, r, VENUE)),
+        "kline_1m": (BARS_1M, "kline_1m", lambda d, i, r: kline_message(d, i, r, VENUE)),
+        "markPrice": (MARK_PRICE, "markPrice@1s", None),
+        "funding": (FUNDING, "markPrice@1s", None),
+        "forceOrder": (LIQUIDATIONS, "forceOrder", force_order_message),
+    }
     TYPED: ClassVar[dict] = {"depth": msgspec.json.Decoder(UsdmDepthFrame)}  # the others read as decoded JSON
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         """Per instrument as spot's (markPrice once for mark and funding); liquidations from the
         all-market `!forceOrder@arr` (every symbol's, one channel: the per-symbol stream misses none
         of it and a universe would need a channel per symbol)."""
-        out = [c for c in dict.fromkeys(super().channels(instruments, depth_speed_ms)) if not c.endswith("@forceOrder")]
+        out = [
+            c
+            for c in dict.fromkeys(super().channels(instruments, depth_speed_ms))
+            if not c.endswith("@forceOrder")
+        ]
         return out + [ALL_LIQUIDATIONS] if LIQUIDATIONS in self.datasets and instruments else out
 
     def decode(self, text: str) -> StreamFrame:
@@ -171,15 +195,20 @@ class BinanceUsdmStream(BinanceSpotStream):
             return StreamFrame("event", frame.channel, ALL_MARKET.get(kind), "", frame.data)
         return frame
 
-    def read_trades(self, frames: list[StreamFrame], recvs: list[int],
-                    bad: list[tuple[StreamFrame, Exception]]) -> list[TradeMessage]:
+    def read_trades(
+        self, frames: list[StreamFrame], recvs: list[int], bad: list[tuple[StreamFrame, Exception]]
+    ) -> list[TradeMessage]:
         """Frame by frame through `trades` (`aggTrade` events: spot's straight reading is of `trade` ones)."""
         return read_trade_frames(self, frames, recvs, bad)
 
     def messages(self, frame, recv_ns: int) -> list[LiveMessage]:
         if frame.channel.startswith("!"):
             if frame.dataset == MARK_PRICE:
-                return [m for event in frame.data for m in self.mark_price_messages(event, str(event["s"]), recv_ns)]
+                return [
+                    m
+                    for event in frame.data
+                    for m in self.mark_price_messages(event, str(event["s"]), recv_ns)
+                ]
             return force_order_message(frame.data, str(frame.data["o"]["s"]), recv_ns)
         if frame.dataset == MARK_PRICE:
             return self.mark_price_messages(frame.data, frame.instrument, recv_ns)
@@ -190,8 +219,17 @@ class BinanceUsdmStream(BinanceSpotStream):
         `T`), as enabled; a delivery contract's `r` and `T` are "" (no funding): no funding message."""
         event_ms, out = int(data["E"]), []
         if MARK_PRICE in self.datasets:
-            out.append(record_message(MARK_PRICE, VENUE, instrument, event_ms, event_ms, recv_ns,
-                                      MarkPrice(venue_number(data["p"]), venue_number(data["i"]))))
+            out.append(
+                record_message(
+                    MARK_PRICE,
+                    VENUE,
+                    instrument,
+                    event_ms,
+                    event_ms,
+                    recv_ns,
+                    MarkPrice(venue_number(data["p"]), venue_number(data["i"])),
+                )
+            )
         if FUNDING in self.datasets and data.get("r") not in (None, ""):
             funding = Funding(venue_number(data["r"]), int(data["T"]) if data.get("T") else None)
             out.append(record_message(FUNDING, VENUE, instrument, event_ms, event_ms, recv_ns, funding))

@@ -20,7 +20,9 @@ def contract(venue: str, instrument: str) -> Contract:
     if suffix in ("", "PERP") and (suffix == "PERP") == inverse:
         return Contract(venue, instrument, "perpetual", base, quote, inverse=inverse)
     if suffix:
-        return Contract(venue, instrument, "future", base, quote, yymmdd(venue, instrument, suffix), inverse=inverse)
+        return Contract(
+            venue, instrument, "future", base, quote, yymmdd(venue, instrument, suffix), inverse=inverse
+        )
     raise bad_name(venue, instrument, "a COIN-M perpetual is BASEUSD_PERP")
 
 

@@ -28,11 +28,11 @@ from marketdata_assets.datasets.wire import epoch_us, not_negative, number
 class AggTrade(msgspec.Struct):
     """One aggregate trade: `/api/v3/aggTrades` (USD-M `/fapi/v1/aggTrades`) and the `aggTrade` event."""
 
-    a: Int64        # aggregate trade id: the row's trade_id and seq
-    p: float        # price, quote per base (decimal text on the wire)
-    q: float        # quantity, base units (decimal text)
-    T: Int64        # trade time: epoch ms, or µs when asked with X-MBX-TIME-UNIT: MICROSECOND
-    m: Any          # true: the buyer was the maker, so the taker SOLD (true/false only)
+    a: Int64  # aggregate trade id: the row's trade_id and seq
+    p: float  # price, quote per base (decimal text on the wire)
+    q: float  # quantity, base units (decimal text)
+    T: Int64  # trade time: epoch ms, or µs when asked with X-MBX-TIME-UNIT: MICROSECOND
+    m: Any  # true: the buyer was the maker, so the taker SOLD (true/false only)
 
 
 TradeId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # a trade id the tables' Int64 holds
@@ -43,19 +43,19 @@ class TradeEvent(msgspec.Struct, gc=False):
     """A spot `trade` stream event in the types its documentation gives (any other spelling of a field, or
     a time in µs, is read field by field: `stream.trade_event`)."""
 
-    t: TradeId      # trade id: trade_id and seq
-    p: str          # price, quote per base (decimal text)
-    q: str          # quantity, base units (decimal text)
-    T: EpochMs      # trade time, epoch ms
-    m: bool         # true: the buyer was the maker, so the taker SOLD
+    t: TradeId  # trade id: trade_id and seq
+    p: str  # price, quote per base (decimal text)
+    q: str  # quantity, base units (decimal text)
+    T: EpochMs  # trade time, epoch ms
+    m: bool  # true: the buyer was the maker, so the taker SOLD
     E: Int64 | None = None  # event time, epoch ms (absent: the trade's time)
 
 
 class TradeFrame(msgspec.Struct, gc=False):
     """A combined-stream frame of a `trade` stream, decoded in one pass."""
 
-    stream: str         # `<symbol>@trade`
-    data: TradeEvent    # the event
+    stream: str  # `<symbol>@trade`
+    data: TradeEvent  # the event
 
 
 Level = tuple[str, str]  # one book level: [price, quantity] as decimal text (quantity 0: the level is gone)
@@ -65,11 +65,11 @@ class DepthEvent(msgspec.Struct, gc=False):
     """A spot `depthUpdate` event (`<symbol>@depth` / `@depth@100ms`) in the types its documentation gives
     (any other spelling is read as decoded JSON: `DepthSync.on_frame`)."""
 
-    e: str          # event type: "depthUpdate"
-    E: Int64        # event time, epoch ms
-    s: str          # symbol
-    U: Int64        # first update id in the event
-    u: Int64        # final update id in the event
+    e: str  # event type: "depthUpdate"
+    E: Int64  # event time, epoch ms
+    s: str  # symbol
+    U: Int64  # first update id in the event
+    u: Int64  # final update id in the event
     b: msgspec.Raw  # bids to set, list[Level], each the absolute quantity at its price (read by `levels`)
     a: msgspec.Raw  # asks to set, the same
 
@@ -93,20 +93,20 @@ class DepthFrame(msgspec.Struct, gc=False):
     """A combined-stream frame of a `depth` stream, decoded in one pass (its sides kept as their text until a
     book takes them: `levels`)."""
 
-    stream: str         # `<symbol>@depth@100ms`
-    data: DepthEvent    # the event
+    stream: str  # `<symbol>@depth@100ms`
+    data: DepthEvent  # the event
 
 
 class UsdmDepthEvent(msgspec.Struct, gc=False):
     """A USD-M `depthUpdate` event: spot's, with the transaction time and the previous event's final id."""
 
-    e: str          # event type: "depthUpdate"
-    E: Int64        # event time, epoch ms
-    T: Int64        # transaction time, epoch ms
-    s: str          # symbol
-    U: Int64        # first update id in the event
-    u: Int64        # final update id in the event
-    pu: Int64       # final update id of the previous event (`u` of the one before: the chain)
+    e: str  # event type: "depthUpdate"
+    E: Int64  # event time, epoch ms
+    T: Int64  # transaction time, epoch ms
+    s: str  # symbol
+    U: Int64  # first update id in the event
+    u: Int64  # final update id in the event
+    pu: Int64  # final update id of the previous event (`u` of the one before: the chain)
     b: msgspec.Raw  # bids to set, list[Level], each the absolute quantity at its price (read by `levels`)
     a: msgspec.Raw  # asks to set, the same
 
@@ -114,72 +114,107 @@ class UsdmDepthEvent(msgspec.Struct, gc=False):
 class UsdmDepthFrame(msgspec.Struct, gc=False):
     """A combined-stream frame of a USD-M `depth` stream, decoded in one pass."""
 
-    stream: str             # `<symbol>@depth@100ms`
-    data: UsdmDepthEvent    # the event
+    stream: str  # `<symbol>@depth@100ms`
+    data: UsdmDepthEvent  # the event
 
 
 class HistoricalTrade(msgspec.Struct):
     """One trade of `/api/v3/trades` and `historicalTrades` (and of the dump files)."""
 
-    id: Int64           # trade id: trade_id and seq
-    price: float        # quote per base (decimal text)
-    qty: float          # base units (decimal text)
-    quoteQty: float     # quote units traded: the row's amount
-    time: Int64         # epoch ms (µs when asked)
-    isBuyerMaker: Any   # true: the taker SOLD (true/false only)
+    id: Int64  # trade id: trade_id and seq
+    price: float  # quote per base (decimal text)
+    qty: float  # base units (decimal text)
+    quoteQty: float  # quote units traded: the row's amount
+    time: Int64  # epoch ms (µs when asked)
+    isBuyerMaker: Any  # true: the taker SOLD (true/false only)
 
 
 class Kline(msgspec.Struct, array_like=True):
     """One `/api/v3/klines` row: a 12-element array (only the first 9 are read)."""
 
-    open_time: Int64    # epoch ms (µs when asked): the bar's ts
-    open: float         # decimal text, as the four prices
+    open_time: Int64  # epoch ms (µs when asked): the bar's ts
+    open: float  # decimal text, as the four prices
     high: float
     low: float
     close: float
-    volume: float       # base units
-    close_time: Int64   # open_time + interval - 1 ms (or - 1 µs): tells the kline's interval
+    volume: float  # base units
+    close_time: Int64  # open_time + interval - 1 ms (or - 1 µs): tells the kline's interval
     quote_volume: float  # quote units: the row's amount
-    trades: Int64       # number of trades
-    labels: ClassVar[dict[str, str]] = {"open_time": "open time", "close_time": "close time",
-                                        "quote_volume": "quote volume", "trades": "number of trades"}
+    trades: Int64  # number of trades
+    labels: ClassVar[dict[str, str]] = {
+        "open_time": "open time",
+        "close_time": "close time",
+        "quote_volume": "quote volume",
+        "trades": "number of trades",
+    }
 
 
 class PriceKline(msgspec.Struct, array_like=True):
     """One USD-M `markPriceKlines` / `indexPriceKlines` row: a kline whose volumes are "Ignore"."""
 
-    open_time: Int64    # epoch ms: the bar's ts
-    open: float         # decimal text, as the four prices
+    open_time: Int64  # epoch ms: the bar's ts
+    open: float  # decimal text, as the four prices
     high: float
     low: float
     close: float
-    ignore: Any         # "Ignore" in the docs (their example sends "0 ")
-    close_time: Int64   # open_time + interval - 1 ms
+    ignore: Any  # "Ignore" in the docs (their example sends "0 ")
+    close_time: Int64  # open_time + interval - 1 ms
     labels: ClassVar[dict[str, str]] = Kline.labels
 
 
 AGG_TRADE_PAGES = typed_pages(AggTrade)  # an aggTrades answer's body reader
 
 
-AGG_TRADE_RULES = (is_finite("p"), is_finite("q"), is_epoch("T"), is_flag("m"), is_positive("p", "price"),
-                   is_positive("q", "quantity"),
-                   Rule("amount", lambda c: np.isfinite(c["amount"]),
-                        "{what} price x quantity is {value}: the numbers are out of range"))
-TRADE_RULES = (is_finite("price"), is_finite("qty"), is_finite("quoteQty"), is_not_negative("quoteQty"),
-               is_epoch("time"), is_flag("isBuyerMaker"), is_positive("price"), is_positive("qty", "quantity"))
+AGG_TRADE_RULES = (
+    is_finite("p"),
+    is_finite("q"),
+    is_epoch("T"),
+    is_flag("m"),
+    is_positive("p", "price"),
+    is_positive("q", "quantity"),
+    Rule(
+        "amount",
+        lambda c: np.isfinite(c["amount"]),
+        "{what} price x quantity is {value}: the numbers are out of range",
+    ),
+)
+TRADE_RULES = (
+    is_finite("price"),
+    is_finite("qty"),
+    is_finite("quoteQty"),
+    is_not_negative("quoteQty"),
+    is_epoch("time"),
+    is_flag("isBuyerMaker"),
+    is_positive("price"),
+    is_positive("qty", "quantity"),
+)
 
 
 def kline_rules(interval_ms: int, full: bool) -> tuple[Rule, ...]:
     """What every kline keeps, in the order a breach is told: its times, its span (the interval), finite
     numbers, then a bar that can be true (volumes only on full klines)."""
-    span = Rule("span", lambda c: (c["span"] >= interval_ms * 1000 - 1000) & (c["span"] < interval_ms * 1000),
-                lambda what, r: f"{what} spans {(r['span'] + 1) / 1e6:g} s (close time - open time), not "
-                                f"{interval_ms / 1000:g} s: a kline of another interval")
-    volumes = (is_finite("volume"), is_finite("quote_volume", "quote volume"),
-               is_not_negative("quote_volume", "quote volume"), is_not_negative("trades", "number of trades"))
-    return (is_epoch("open_time", "open time"), is_epoch("close_time", "close time"), span,
-            *(is_finite(name) for name in ("open", "high", "low", "close")), *(volumes if full else ()),
-            *bar_rules("ts", "volume" if full else None, minute=interval_ms % 60_000 == 0))
+    span = Rule(
+        "span",
+        lambda c: (c["span"] >= interval_ms * 1000 - 1000) & (c["span"] < interval_ms * 1000),
+        lambda what, r: (
+            f"{what} spans {(r['span'] + 1) / 1e6:g} s (close time - open time), not "
+            f"{interval_ms / 1000:g} s: a kline of another interval"
+        ),
+    )
+    volumes = (
+        is_finite("volume"),
+        is_finite("quote_volume", "quote volume"),
+        is_not_negative("quote_volume", "quote volume"),
+        is_not_negative("trades", "number of trades"),
+    )
+    return (
+        is_epoch("open_time", "open time"),
+        is_epoch("close_time", "close time"),
+        span,
+        *(is_finite(name) for name in ("open", "high", "low", "close")),
+        *(volumes if full else ()),
+        *bar_rules("ts", "volume" if full else None, minute=interval_ms % 60_000 == 0),
+    )
 
 
 def price_or_null(value: Any, what: str, ctx: Page) -> float | None:
@@ -197,24 +232,37 @@ def _hours(value: Any, what: str, ctx: Page) -> float | None:
 
 class FundingRate(msgspec.Struct):
     """A `fundingRate` record as sent (`read_records`: UNSET a field it must have, `reads` its readers)."""
+
     fundingTime: Any = msgspec.UNSET  # when the rate was settled, epoch ms
     fundingRate: Any = msgspec.UNSET  # the rate settled, text ("0.00010000")
-    markPrice: Any = None             # text; absent or "" in old records: null
-    reads: ClassVar[dict] = {"fundingTime": epoch_us, "fundingRate": number, "markPrice": lambda value, what, ctx: (
-        None if value in (None, "") else price_or_null(value, what, ctx))}
+    markPrice: Any = None  # text; absent or "" in old records: null
+    reads: ClassVar[dict] = {
+        "fundingTime": epoch_us,
+        "fundingRate": number,
+        "markPrice": lambda value, what, ctx: (
+            None if value in (None, "") else price_or_null(value, what, ctx)
+        ),
+    }
 
 
 class FundingInfo(msgspec.Struct):
     """A `fundingInfo` record (only instruments whose cap, floor or interval was adjusted)."""
-    symbol: Any = msgspec.UNSET       # the instrument
+
+    symbol: Any = msgspec.UNSET  # the instrument
     fundingIntervalHours: Any = None  # hours between fundings, above 0; absent: FUNDING_HOURS
     reads: ClassVar[dict] = {"fundingIntervalHours": _hours}
 
 
 class OpenInterestHist(msgspec.Struct):
     """An `openInterestHist` row."""
-    timestamp: Any = msgspec.UNSET             # the period's time, epoch ms (a string in the docs' example)
-    sumOpenInterest: Any = msgspec.UNSET       # base units (contract size 1), text
+
+    timestamp: Any = msgspec.UNSET  # the period's time, epoch ms (a string in the docs' example)
+    sumOpenInterest: Any = msgspec.UNSET  # base units (contract size 1), text
     sumOpenInterestValue: Any = msgspec.UNSET  # quote units, text
-    reads: ClassVar[dict] = {"timestamp": epoch_us, **dict.fromkeys(("sumOpenInterest", "sumOpenInterestValue"), (
-        lambda value, what, ctx: not_negative(number(value, what, ctx), what, ctx)))}
+    reads: ClassVar[dict] = {
+        "timestamp": epoch_us,
+        **dict.fromkeys(
+            ("sumOpenInterest", "sumOpenInterestValue"),
+            (lambda value, what, ctx: not_negative(number(value, what, ctx), what, ctx)),
+        ),
+    }

@@ -26,35 +26,45 @@ from marketdata_assets.sources.binance.instruments import contract
 
 SPOT_PATH, USDM_PATH = "/api/v3/exchangeInfo", "/fapi/v1/exchangeInfo"
 ALL_TICKERS_WEIGHT = {"BINANCE": 80, "BINANCE_UM": 40}  # ticker/24hr without a symbol
-STATUSES = {"TRADING": "live", "BREAK": "suspended", "HALT": "suspended", "AUCTION_MATCH": "preopen",
-            "PRE_TRADING": "preopen", "POST_TRADING": "suspended", "END_OF_DAY": "suspended",
-            "PENDING_TRADING": "preopen", "SETTLING": "suspended", "CLOSE": "delisted", "DELIVERING": "suspended",
-            "DELIVERED": "expired"}
+STATUSES = {
+    "TRADING": "live",
+    "BREAK": "suspended",
+    "HALT": "suspended",
+    "AUCTION_MATCH": "preopen",
+    "PRE_TRADING": "preopen",
+    "POST_TRADING": "suspended",
+    "END_OF_DAY": "suspended",
+    "PENDING_TRADING": "preopen",
+    "SETTLING": "suspended",
+    "CLOSE": "delisted",
+    "DELIVERING": "suspended",
+    "DELIVERED": "expired",
+}
 OPEN_ENDED_YEAR = 2090  # a perpetual's deliveryDate is 4133404800000 (2100-12-25): none
 
 
 class Filter(msgspec.Struct):
     """One entry of a symbol's `filters` (only the ones the master keeps are read)."""
 
-    filterType: str                 # PRICE_FILTER | LOT_SIZE | NOTIONAL | ...
-    tickSize: str | None = None     # PRICE_FILTER: price increment
-    stepSize: str | None = None     # LOT_SIZE: quantity increment (base units)
-    minQty: str | None = None       # LOT_SIZE: the smallest quantity
+    filterType: str  # PRICE_FILTER | LOT_SIZE | NOTIONAL | ...
+    tickSize: str | None = None  # PRICE_FILTER: price increment
+    stepSize: str | None = None  # LOT_SIZE: quantity increment (base units)
+    minQty: str | None = None  # LOT_SIZE: the smallest quantity
 
 
 class BinanceSymbol(msgspec.Struct):
     """One `symbols` entry of spot or USD-M exchangeInfo."""
 
-    symbol: str                     # BTCUSDT; USD-M dated: BTCUSDT_250328
-    status: str                     # TRADING | BREAK | HALT | ... (spot); TRADING | SETTLING | ... (USD-M)
-    baseAsset: str                  # BTC
-    quoteAsset: str                 # USDT
-    filters: list[Filter] = []      # PRICE_FILTER, LOT_SIZE, ...
-    contractType: str = ""          # USD-M: PERPETUAL | CURRENT_QUARTER | NEXT_QUARTER | ...
+    symbol: str  # BTCUSDT; USD-M dated: BTCUSDT_250328
+    status: str  # TRADING | BREAK | HALT | ... (spot); TRADING | SETTLING | ... (USD-M)
+    baseAsset: str  # BTC
+    quoteAsset: str  # USDT
+    filters: list[Filter] = []  # PRICE_FILTER, LOT_SIZE, ...
+    contractType: str = ""  # USD-M: PERPETUAL | CURRENT_QUARTER | NEXT_QUARTER | ...
     deliveryDate: int | None = None  # USD-M: delivery time, epoch ms (perpetuals: 2100)
     onboardDate: int | None = None  # USD-M: listing time, epoch ms
-    marginAsset: str = ""           # USD-M: the settlement asset
-    pair: str = ""                  # USD-M: the underlying pair (BTCUSDT)
+    marginAsset: str = ""  # USD-M: the settlement asset
+    pair: str = ""  # USD-M: the underlying pair (BTCUSDT)
 
 
 def _filter(symbol: BinanceSymbol, kind: str, name: str) -> float | None:
@@ -73,12 +83,31 @@ def _time(ms: int | None):
 def instrument_of(venue: str, row: BinanceSymbol) -> Instrument:
     """One symbol as the master's `Instrument` (venue BINANCE: spot; BINANCE_UM: USD-M, linear)."""
     spot = venue == "BINANCE"
-    kind = "spot" if spot else ("perpetual" if row.contractType in ("PERPETUAL", "TRADIFI_PERPETUAL") else "future")
+    kind = (
+        "spot"
+        if spot
+        else ("perpetual" if row.contractType in ("PERPETUAL", "TRADIFI_PERPETUAL") else "future")
+    )
     step = _filter(row, "LOT_SIZE", "stepSize")
-    return Instrument(venue, row.symbol, kind, row.baseAsset, row.quoteAsset, row.marginAsset or row.quoteAsset,
-                      False, 1.0, 1.0, row.baseAsset, _filter(row, "PRICE_FILTER", "tickSize"), step,
-                      _filter(row, "LOT_SIZE", "minQty"), _time(row.onboardDate), _time(row.deliveryDate),
-                      STATUSES.get(row.status, row.status.lower()), underlying=row.pair or None)
+    return Instrument(
+        venue,
+        row.symbol,
+        kind,
+        row.baseAsset,
+        row.quoteAsset,
+        row.marginAsset or row.quoteAsset,
+        False,
+        1.0,
+        1.0,
+        row.baseAsset,
+        _filter(row, "PRICE_FILTER", "tickSize"),
+        step,
+        _filter(row, "LOT_SIZE", "minQty"),
+        _time(row.onboardDate),
+        _time(row.deliveryDate),
+        STATUSES.get(row.status, row.status.lower()),
+        underlying=row.pair or None,
+    )
 
 
 def instruments_of(venue: str, body: Any, page: Page) -> list[Instrument]:
@@ -91,10 +120,10 @@ def instruments_of(venue: str, body: Any, page: Page) -> list[Instrument]:
 class Ticker24h(msgspec.Struct):
     """One entry of spot or USD-M `ticker/24hr` without a symbol (FULL or MINI; only what the volumes use)."""
 
-    symbol: str                     # BTCUSDT
-    quoteVolume: Amount             # the rolling 24 hours' traded volume in the quote asset (text on the wire)
-    lastPrice: Finite = 0.0         # the last trade's price
-    closeTime: int = 0              # the end of the rolling 24 hours, epoch ms
+    symbol: str  # BTCUSDT
+    quoteVolume: Amount  # the rolling 24 hours' traded volume in the quote asset (text on the wire)
+    lastPrice: Finite = 0.0  # the last trade's price
+    closeTime: int = 0  # the end of the rolling 24 hours, epoch ms
 
 
 def volumes_of(venue: str, body: Any, taken: datetime, page: Page) -> list[Volume]:
@@ -110,5 +139,13 @@ def volumes_of(venue: str, body: Any, taken: datetime, page: Page) -> list[Volum
     return out
 
 
-__all__ = ["ALL_TICKERS_WEIGHT", "SPOT_PATH", "USDM_PATH", "BinanceSymbol", "Ticker24h", "instrument_of",
-           "instruments_of", "volumes_of"]
+__all__ = [
+    "ALL_TICKERS_WEIGHT",
+    "SPOT_PATH",
+    "USDM_PATH",
+    "BinanceSymbol",
+    "Ticker24h",
+    "instrument_of",
+    "instruments_of",
+    "volumes_of",
+]

@@ -56,9 +56,18 @@ def parse_agg_trades(body: Any, instrument: str, ctx: Page | None = None, venue:
     """`/api/v3/aggTrades` (USD-M: `/fapi/v1/aggTrades`) records → trades frame (trade_id = seq = `a`)."""
     ctx = _ctx(instrument, ctx, venue)
     cols = agg_trade_columns(page_of(AggTrade, body, "aggTrade", ctx), "aggTrade #{i} (a={a})", ctx, body)
-    return frame_of(TRADES_SCHEMA, venue, instrument, cols["T"], trade_id=list(map(str, cols["a"])), price=cols["p"],
-                    quantity=cols["q"], amount=cols["amount"], side=["sell" if s else "buy" for s in cols["m"]],
-                    seq=cols["a"])
+    return frame_of(
+        TRADES_SCHEMA,
+        venue,
+        instrument,
+        cols["T"],
+        trade_id=list(map(str, cols["a"])),
+        price=cols["p"],
+        quantity=cols["q"],
+        amount=cols["amount"],
+        side=["sell" if s else "buy" for s in cols["m"]],
+        seq=cols["a"],
+    )
 
 
 def parse_trades(body: Any, instrument: str, ctx: Page | None = None, venue: str = VENUE) -> pl.DataFrame:
@@ -66,9 +75,18 @@ def parse_trades(body: Any, instrument: str, ctx: Page | None = None, venue: str
     ctx = _ctx(instrument, ctx, venue)
     cols = columns(page_of(HistoricalTrade, body, "trade", ctx), HistoricalTrade.__struct_fields__)
     check(cols, TRADE_RULES, "trade #{i} (id={id})", ctx, body)
-    return frame_of(TRADES_SCHEMA, venue, instrument, cols["time"], trade_id=list(map(str, cols["id"])),
-                    price=cols["price"], quantity=cols["qty"], amount=cols["quoteQty"],
-                    side=["sell" if s else "buy" for s in cols["isBuyerMaker"]], seq=cols["id"])
+    return frame_of(
+        TRADES_SCHEMA,
+        venue,
+        instrument,
+        cols["time"],
+        trade_id=list(map(str, cols["id"])),
+        price=cols["price"],
+        quantity=cols["qty"],
+        amount=cols["quoteQty"],
+        side=["sell" if s else "buy" for s in cols["isBuyerMaker"]],
+        seq=cols["id"],
+    )
 
 
 def _kline_name(i: int, kline: dict) -> str:
@@ -79,8 +97,14 @@ def _kline_name(i: int, kline: dict) -> str:
     return f"kline #{i} ({from_us(int(kline['ts'])).strftime('%Y-%m-%d %H:%M')})"
 
 
-def parse_klines(body: Any, instrument: str, ctx: Page | None = None, interval_ms: int = 60_000,
-                 venue: str = VENUE, kind: type = Kline) -> pl.DataFrame:
+def parse_klines(
+    body: Any,
+    instrument: str,
+    ctx: Page | None = None,
+    interval_ms: int = 60_000,
+    venue: str = VENUE,
+    kind: type = Kline,
+) -> pl.DataFrame:
     """`/api/v3/klines` rows (`Kline`; `PriceKline`: prices only) → bars frame (volume = base, amount =
     quote volume); every kline must span `interval_ms` (closeTime = openTime + interval - 1 ms, or
     - 1 µs)."""
@@ -91,28 +115,64 @@ def parse_klines(body: Any, instrument: str, ctx: Page | None = None, interval_m
             raise ctx.error(f"kline #{short} is not a 12-element array: {str(body[short])[:160]}")
     records = page_of(kind, body, "kline", ctx)
     full = kind is Kline
-    cols = columns(records, ("open_time", "open", "high", "low", "close", "close_time",
-                             *(("volume", "quote_volume", "trades") if full else ())))
+    cols = columns(
+        records,
+        (
+            "open_time",
+            "open",
+            "high",
+            "low",
+            "close",
+            "close_time",
+            *(("volume", "quote_volume", "trades") if full else ()),
+        ),
+    )
     if not full:
         cols.update(volume=[0.0] * len(records), quote_volume=[0.0] * len(records), trades=[0] * len(records))
     opens, closes = (np.fromiter(cols[name], np.int64, len(records)) for name in ("open_time", "close_time"))
     cols["ts"] = np.where(opens >= 100_000_000_000_000, opens, opens * 1000)
     cols["span"] = np.where(closes >= 100_000_000_000_000, closes, closes * 1000) - cols["ts"]
     check(cols, kline_rules(interval_ms, full), _kline_name, ctx, body, kind)
-    return frame_of(BARS_SCHEMA, venue, instrument, cols["open_time"], open=cols["open"], high=cols["high"],
-                    low=cols["low"], close=cols["close"], volume=cols["volume"], amount=cols["quote_volume"],
-                    trades=cols["trades"])
+    return frame_of(
+        BARS_SCHEMA,
+        venue,
+        instrument,
+        cols["open_time"],
+        open=cols["open"],
+        high=cols["high"],
+        low=cols["low"],
+        close=cols["close"],
+        volume=cols["volume"],
+        amount=cols["quote_volume"],
+        trades=cols["trades"],
+    )
 
 
-def parse_depth(body: Any, instrument: str, received: datetime | None, ctx: Page | None = None,
-                venue: str = VENUE, stamp: str | None = None) -> pl.DataFrame:
+def parse_depth(
+    body: Any,
+    instrument: str,
+    received: datetime | None,
+    ctx: Page | None = None,
+    venue: str = VENUE,
+    stamp: str | None = None,
+) -> pl.DataFrame:
     """`/api/v3/depth` → books frame. Spot depth carries no time: `ts` = `received` (when it
     arrived); `stamp` names the field holding the book's time instead (USD-M: `T`)."""
     ctx = _ctx(instrument, ctx, venue)
     update_id = integer(field(body, "lastUpdateId", "depth", ctx), "depth lastUpdateId", ctx)
     ts_us = epoch_us(field(body, stamp, "depth", ctx), f"depth {stamp}", ctx) if stamp else to_us(received)
-    bids, asks = (book_levels(field(body, side, "depth", ctx), side, ctx, what="depth", shape="[price, qty] pair",
-                              price="price", size="qty") for side in ("bids", "asks"))
+    bids, asks = (
+        book_levels(
+            field(body, side, "depth", ctx),
+            side,
+            ctx,
+            what="depth",
+            shape="[price, qty] pair",
+            price="price",
+            size="qty",
+        )
+        for side in ("bids", "asks")
+    )
     return book_frame(venue, instrument, ts_us, update_id, bids, asks)
 
 
@@ -121,16 +181,18 @@ def size_field(body: Any, key: str, what: str, ctx: Page) -> float:
     return not_negative(number(field(body, key, what, ctx), f"{what} {key}", ctx), f"{what} {key}", ctx)
 
 
-def best_quote(body: Any, price_key: str, size_key: str, what: str,
-               ctx: Page) -> tuple[float | None, float | None]:
+def best_quote(
+    body: Any, price_key: str, size_key: str, what: str, ctx: Page
+) -> tuple[float | None, float | None]:
     """(price, size) of a best bid or ask; both null where the side is empty (price 0)."""
     price = price_or_null(field(body, price_key, what, ctx), f"{what} {price_key}", ctx)
     size = size_field(body, size_key, what, ctx)
     return (price, size) if price is not None else (None, None)
 
 
-def parse_ticker_24hr(body: Any, instrument: str, ctx: Page | None = None,
-                      venue: str = VENUE) -> pl.DataFrame:
+def parse_ticker_24hr(
+    body: Any, instrument: str, ctx: Page | None = None, venue: str = VENUE
+) -> pl.DataFrame:
     """Spot `/api/v3/ticker/24hr?symbol=` → one tickers row (ts = closeTime; mark, index, funding null)."""
     ctx = _ctx(instrument, ctx, venue)
     what = "24hr ticker"
@@ -141,8 +203,19 @@ def parse_ticker_24hr(body: Any, instrument: str, ctx: Page | None = None,
     bid, bid_size = best_quote(body, "bidPrice", "bidQty", what, ctx)
     ask, ask_size = best_quote(body, "askPrice", "askQty", what, ctx)
     cols = columns_of("tickers")
-    cols.add(ts, last, bid, bid_size, ask, ask_size, size_field(body, "volume", what, ctx),
-             size_field(body, "quoteVolume", what, ctx), None, None, None)
+    cols.add(
+        ts,
+        last,
+        bid,
+        bid_size,
+        ask,
+        ask_size,
+        size_field(body, "volume", what, ctx),
+        size_field(body, "quoteVolume", what, ctx),
+        None,
+        None,
+        None,
+    )
     return cols.frame(venue, instrument)
 
 

@@ -91,7 +91,7 @@ def stream_kind(stream: str) -> tuple[str, str]:
 def plan_connections(streams: list[str], max_streams: int = LIMITS.max_streams) -> list[list[str]]:
     """Streams split over connections, at most `max_streams` each (in order, no repeats)."""
     unique = list(dict.fromkeys(streams))
-    return [unique[i:i + max_streams] for i in range(0, len(unique), max_streams)] or [[]]
+    return [unique[i : i + max_streams] for i in range(0, len(unique), max_streams)] or [[]]
 
 
 def combined_url(base: str, named: list[str]) -> str:
@@ -104,8 +104,15 @@ def subscribe_messages(streams: list[str], first_id: int, method: str = "SUBSCRI
     out = []
     for k, start in enumerate(range(0, len(streams), SUBSCRIBE_BATCH)):
         message_id = first_id + k
-        out.append((message_id, json.dumps({"method": method, "params": streams[start:start + SUBSCRIBE_BATCH],
-                                            "id": message_id}, separators=(",", ":"))))
+        out.append(
+            (
+                message_id,
+                json.dumps(
+                    {"method": method, "params": streams[start : start + SUBSCRIBE_BATCH], "id": message_id},
+                    separators=(",", ":"),
+                ),
+            )
+        )
     return out
 
 
@@ -129,7 +136,9 @@ def classify(frame: Any) -> Frame:
         if "error" in frame or ("code" in frame and "msg" in frame):  # the whole error object is kept
             body = frame.get("error", frame)
             code = str(body.get("code")) if isinstance(body, dict) else None
-            return Frame("error", request_id=frame.get("id"), error=json.dumps(body, separators=(",", ":")), code=code)
+            return Frame(
+                "error", request_id=frame.get("id"), error=json.dumps(body, separators=(",", ":")), code=code
+            )
         if "result" in frame and "id" in frame:
             return Frame("ack", request_id=frame["id"], data=frame["result"])
     return Frame("unknown")
@@ -149,23 +158,56 @@ def trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[Trade]:
         if not (0 < price < _INF and 0 < qty < _INF):
             return _checked_trade_event(data, instrument, venue)
         trade_id, ts, event_ms = data.t, data.T, data.E
-        return [_trade((ts * 1000, str(trade_id), price, qty, price * qty, "sell" if data.m else "buy", trade_id,
-                        ts if event_ms is None else event_ms))]
+        return [
+            _trade(
+                (
+                    ts * 1000,
+                    str(trade_id),
+                    price,
+                    qty,
+                    price * qty,
+                    "sell" if data.m else "buy",
+                    trade_id,
+                    ts if event_ms is None else event_ms,
+                )
+            )
+        ]
     try:
         trade_id, ts, maker, p, q = data["t"], data["T"], data["m"], data["p"], data["q"]
         price, qty = float(p), float(q)
     except (KeyError, TypeError, ValueError):
         return _checked_trade_event(data, instrument, venue)
-    if not (type(trade_id) is int and 0 <= trade_id < _INT64 and type(ts) is int and _MS_LOW <= ts < _MS_HIGH
-            and type(p) is str and type(q) is str and 0 < price < _INF and 0 < qty < _INF and maker.__class__ is bool):
+    if not (
+        type(trade_id) is int
+        and 0 <= trade_id < _INT64
+        and type(ts) is int
+        and _MS_LOW <= ts < _MS_HIGH
+        and type(p) is str
+        and type(q) is str
+        and 0 < price < _INF
+        and 0 < qty < _INF
+        and maker.__class__ is bool
+    ):
         return _checked_trade_event(data, instrument, venue)
     event_ms = data.get("E")
-    return [Trade(ts * 1000, str(trade_id), price, qty, price * qty, "sell" if maker else "buy", trade_id,
-                  event_ms if type(event_ms) is int else ts)]
+    return [
+        Trade(
+            ts * 1000,
+            str(trade_id),
+            price,
+            qty,
+            price * qty,
+            "sell" if maker else "buy",
+            trade_id,
+            event_ms if type(event_ms) is int else ts,
+        )
+    ]
 
 
 _floats = functools.partial(msgspec.convert, type=list[float], strict=False)  # decimal texts as floats, in C
-_trade = functools.partial(tuple.__new__, Trade)  # a Trade of its fields in order, without NamedTuple's __new__ call
+_trade = functools.partial(
+    tuple.__new__, Trade
+)  # a Trade of its fields in order, without NamedTuple's __new__ call
 
 
 # epoch milliseconds (`epoch_us` reads µs too: the checked path), the Int64 range, infinity
@@ -185,8 +227,18 @@ def _checked_trade_event(data: Any, instrument: str, venue: str) -> list[Trade]:
     if not isinstance(maker, bool):
         raise ctx.error(f"{what} m is {maker!r}, not true/false")
     event_ms = data.get("E")
-    return [Trade(ts, str(trade_id), price, qty, price * qty, "sell" if maker else "buy", trade_id,
-                  event_ms if isinstance(event_ms, int) else ts // 1000)]
+    return [
+        Trade(
+            ts,
+            str(trade_id),
+            price,
+            qty,
+            price * qty,
+            "sell" if maker else "buy",
+            trade_id,
+            event_ms if isinstance(event_ms, int) else ts // 1000,
+        )
+    ]
 
 
 def agg_trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[Trade]:
@@ -197,8 +249,18 @@ def agg_trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[Trad
     cols = agg_trade_columns([t], "aggTrade event (a={a})", page, [data])
     event_ms = data.get("E")
     ts_us = epoch_to_us(t.T) if t.T else 0
-    return [Trade(ts_us, str(t.a), t.p, t.q, cols["amount"][0], "sell" if t.m else "buy", t.a,
-                  (event_ms if isinstance(event_ms, int) else None) or ts_us // 1000)]
+    return [
+        Trade(
+            ts_us,
+            str(t.a),
+            t.p,
+            t.q,
+            cols["amount"][0],
+            "sell" if t.m else "buy",
+            t.a,
+            (event_ms if isinstance(event_ms, int) else None) or ts_us // 1000,
+        )
+    ]
 
 
 def agg_trade_message(data: Any, instrument: str, recv_ns: int, venue: str = VENUE) -> list[LiveMessage]:
@@ -207,8 +269,17 @@ def agg_trade_message(data: Any, instrument: str, recv_ns: int, venue: str = VEN
     `l`; id the aggregate id, at the event time `E`."""
     (trade,) = agg_trade_event(data, instrument, venue)
     first, last = data.get("f"), data.get("l")
-    record = AggregateTrade(trade.ts_us, trade.trade_id, trade.price, trade.quantity, trade.amount, trade.side,
-                            trade.seq, first if type(first) is int else None, last if type(last) is int else None)
+    record = AggregateTrade(
+        trade.ts_us,
+        trade.trade_id,
+        trade.price,
+        trade.quantity,
+        trade.amount,
+        trade.side,
+        trade.seq,
+        first if type(first) is int else None,
+        last if type(last) is int else None,
+    )
     return [record_message(AGG_TRADES, venue, instrument, trade.seq, trade.event_ms, recv_ns, record)]
 
 
@@ -278,7 +349,7 @@ class DepthSync:
         self.buffer.clear()
         for k, (first, last, b, a) in enumerate(pending):
             if self.on_event(first, last, b, a) == "gap":
-                self.buffer.extend(pending[k + 1:])
+                self.buffer.extend(pending[k + 1 :])
                 return "gap"
         return "synced"
 
@@ -319,9 +390,14 @@ class BinanceSpotStream:
     venue = VENUE
     ws_url = WS_URL
     # 3 of Binance's 5 incoming messages a second: room for our WebSocket ping and a pong in the same second
-    limits = ChannelLimits(max_channels=LIMITS.max_streams, control_per_s=LIMITS.control_per_s - 2,
-                          connections_per_window=LIMITS.connections_per_5min, lifetime_s=LIMITS.lifetime_s,
-                          url_channels=URL_STREAMS, subscribe_batch=SUBSCRIBE_BATCH)
+    limits = ChannelLimits(
+        max_channels=LIMITS.max_streams,
+        control_per_s=LIMITS.control_per_s - 2,
+        connections_per_window=LIMITS.connections_per_5min,
+        lifetime_s=LIMITS.lifetime_s,
+        url_channels=URL_STREAMS,
+        subscribe_batch=SUBSCRIBE_BATCH,
+    )
     keepalive = None  # the server pings; the WebSocket library answers
     rest_snapshots = True
     stale_s = 10.0  # data every 100 ms; the server pings every 20 s
@@ -330,16 +406,25 @@ class BinanceSpotStream:
     trade_marks = ('@trade"', '@aggTrade"')  # {"stream":"btcusdt@trade","data":...}
     default_instruments = ("BTCUSDT", "ETHUSDT")
     trade_channel_format, book_channel_format, lower_channels = "{}@trade", "{}@depth", True
-    landed: ClassVar[dict] = {TICKERS: ("{}@bookTicker",), BARS_1M: ("{}@kline_1m",), BOOKS: (BOOK_TOPS,),
-                              AGG_TRADES: ("{}@aggTrade",)}
+    landed: ClassVar[dict] = {
+        TICKERS: ("{}@bookTicker",),
+        BARS_1M: ("{}@kline_1m",),
+        BOOKS: (BOOK_TOPS,),
+        AGG_TRADES: ("{}@aggTrade",),
+    }
     shared_carries: ClassVar[dict] = {}
     # stream kind -> (dataset, the stream's name after the instrument, its messages); agg_trades is opt-in
-    KINDS: ClassVar[dict] = {"trade": (TRADES, "trade", trade_event), "depth": (BOOKS, None, None),
-             "bookTicker": (TICKERS, "bookTicker", book_ticker_message),
-             "kline_1m": (BARS_1M, "kline_1m", kline_message),
-             "aggTrade": (AGG_TRADES, "aggTrade", agg_trade_message)}
-    TYPED: ClassVar[dict] = {"trade": msgspec.json.Decoder(TradeFrame),  # stream kind -> its frames' decoder
-                             "depth": msgspec.json.Decoder(DepthFrame)}
+    KINDS: ClassVar[dict] = {
+        "trade": (TRADES, "trade", trade_event),
+        "depth": (BOOKS, None, None),
+        "bookTicker": (TICKERS, "bookTicker", book_ticker_message),
+        "kline_1m": (BARS_1M, "kline_1m", kline_message),
+        "aggTrade": (AGG_TRADES, "aggTrade", agg_trade_message),
+    }
+    TYPED: ClassVar[dict] = {
+        "trade": msgspec.json.Decoder(TradeFrame),  # stream kind -> its frames' decoder
+        "depth": msgspec.json.Decoder(DepthFrame),
+    }
 
     def __init__(self, datasets=None):
         self.supported = tuple(dict.fromkeys(d for d, _, _ in self.KINDS.values()))
@@ -350,8 +435,11 @@ class BinanceSpotStream:
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         kinds = [kind for kind, (dataset, _, _) in self.KINDS.items() if dataset in self.datasets]
-        return [depth_stream(name, depth_speed_ms) if kind == "depth" else f"{name.lower()}@{self.KINDS[kind][1]}"
-                for name in instruments for kind in kinds]
+        return [
+            depth_stream(name, depth_speed_ms) if kind == "depth" else f"{name.lower()}@{self.KINDS[kind][1]}"
+            for name in instruments
+            for kind in kinds
+        ]
 
     def url(self, base: str, channels: list[str]) -> str:
         return combined_url(base, channels)
@@ -378,7 +466,7 @@ class BinanceSpotStream:
         return json.dumps({**json.loads(text), "id": request_id}, separators=(",", ":"))
 
     def decode(self, text: str) -> StreamFrame:
-        name = text[11:text.find('"', 11)] if text.startswith('{"stream":"') else None
+        name = text[11 : text.find('"', 11)] if text.startswith('{"stream":"') else None
         typed = self.typed_frames.get(name)
         if typed is not None:  # a stream whose frames have a declared record (its name read ahead: a guess,
             try:  # so the stream decoded must be that one)
@@ -393,7 +481,9 @@ class BinanceSpotStream:
             known = self.streams_seen.get(stream) or self._stream_of(stream)
             return StreamFrame("event", stream, known[1], known[0], value["data"])
         frame = classify(value)
-        return StreamFrame(frame.kind, request_id=frame.request_id, error=frame.error, data=frame.data, code=frame.code)
+        return StreamFrame(
+            frame.kind, request_id=frame.request_id, error=frame.error, data=frame.data, code=frame.code
+        )
 
     def _stream_of(self, stream: str) -> tuple[str, str | None, Any]:
         """(instrument, dataset, reading) of a stream name, kept in `streams_seen` (a frame's look-up is
@@ -413,8 +503,9 @@ class BinanceSpotStream:
     def trades(self, frame: StreamFrame) -> list[Trade]:
         return self._reading(frame.channel)(frame.data, frame.instrument)
 
-    def read_trades(self, frames: list[StreamFrame], recvs: list[int],
-                    bad: list[tuple[StreamFrame, Exception]]) -> list[TradeMessage]:
+    def read_trades(
+        self, frames: list[StreamFrame], recvs: list[int], bad: list[tuple[StreamFrame, Exception]]
+    ) -> list[TradeMessage]:
         """`trades` of many frames, events of the documented types read straight into their records (the
         collector's hot path: no `Trade` between), their prices and quantities parsed at once (msgspec reads
         decimal text into the floats `float` makes, in a quarter of its time); a batch with another event
@@ -428,9 +519,21 @@ class BinanceSpotStream:
         for frame, event, price, qty, recv_ns in zip(frames, events, prices, sizes, recvs, strict=True):
             if 0 < price < inf and 0 < qty < inf:  # the rules of `trade_event`'s first branch
                 trade_id, ts, event_ms = event.t, event.T, event.E
-                records.append(TradeMessage(venue, frame.instrument, str(trade_id), price, qty, price * qty,
-                                            "sell" if event.m else "buy", trade_id, ts * 1000,
-                                            ts if event_ms is None else event_ms, recv_ns))
+                records.append(
+                    TradeMessage(
+                        venue,
+                        frame.instrument,
+                        str(trade_id),
+                        price,
+                        qty,
+                        price * qty,
+                        "sell" if event.m else "buy",
+                        trade_id,
+                        ts * 1000,
+                        ts if event_ms is None else event_ms,
+                        recv_ns,
+                    )
+                )
             else:
                 records += read_trade_frames(self, [frame], [recv_ns], bad)
         return records
@@ -461,8 +564,12 @@ class BinanceSpotStream:
 
     def book_rows(self, payload: dict, instrument: str) -> list[dict]:
         """Through the REST depth parser (base units), stamped with the book's time."""
-        body = {"lastUpdateId": payload["update_id"], "bids": payload["bids"], "asks": payload["asks"],
-                "T": book_ms(payload)}
+        body = {
+            "lastUpdateId": payload["update_id"],
+            "bids": payload["bids"],
+            "asks": payload["asks"],
+            "T": book_ms(payload),
+        }
         return frame_rows(parse_depth(body, instrument, None, venue=self.venue, stamp="T"))
 
     def use_reference(self, rest_url, master=None) -> None:

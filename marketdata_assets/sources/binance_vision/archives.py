@@ -33,7 +33,7 @@ from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.sources.binance_vision.archive_settings import ARCHIVE_MARKETS, ArchiveSettings
 from marketdata_assets.sources.binance_vision.dumps import LIQUIDATION_FAMILY, DumpReader
 
-SOURCE = "BINANCE_ARCHIVE"          # the ingest_log provider of archive loads
+SOURCE = "BINANCE_ARCHIVE"  # the ingest_log provider of archive loads
 API_NAME = "data.binance.vision"
 MARKET_PATHS = {"spot": "spot", "um": "futures/um"}
 VENUE_MARKETS = {venue: market for market, venue in ARCHIVE_MARKETS.items()}
@@ -55,10 +55,18 @@ def dataset_of(family: str, interval: str = "") -> str:
     raise ValueError(f"no dataset for {family} {interval}".strip())
 
 
-ARCHIVED_DATASETS = {dataset_of(f, i): (f, i) for f, i in [("trades", ""), ("aggTrades", ""), ("klines", "1m"),
-                                                 *(("klines", i) for i in KLINE_SPECS), (LIQUIDATION_FAMILY, "")]}
-FAMILY_MARKETS = {LIQUIDATION_FAMILY: ("um",)}   # families published for some markets only
-DAILY_ONLY = {LIQUIDATION_FAMILY}                # families without monthly archives
+ARCHIVED_DATASETS = {
+    dataset_of(f, i): (f, i)
+    for f, i in [
+        ("trades", ""),
+        ("aggTrades", ""),
+        ("klines", "1m"),
+        *(("klines", i) for i in KLINE_SPECS),
+        (LIQUIDATION_FAMILY, ""),
+    ]
+}
+FAMILY_MARKETS = {LIQUIDATION_FAMILY: ("um",)}  # families published for some markets only
+DAILY_ONLY = {LIQUIDATION_FAMILY}  # families without monthly archives
 
 
 def archived(key: SliceKey) -> bool:
@@ -76,11 +84,11 @@ def month_days(first: date) -> list[date]:
 class ArchiveKey:
     """One archive: `day` is its day, or its month's first day for a monthly one."""
 
-    market: str        # spot | um
-    family: str        # trades | aggTrades | klines | liquidationSnapshot
-    interval: str      # klines: 1m, 1h, ...; '' otherwise
+    market: str  # spot | um
+    family: str  # trades | aggTrades | klines | liquidationSnapshot
+    interval: str  # klines: 1m, 1h, ...; '' otherwise
     instrument: str
-    period: str        # daily | monthly
+    period: str  # daily | monthly
     day: date
 
     @classmethod
@@ -99,8 +107,10 @@ class ArchiveKey:
     def path(self) -> str:
         """The URL path under the base URL."""
         interval = f"{self.interval}/" if self.family == "klines" else ""
-        return (f"/data/{MARKET_PATHS[self.market]}/{self.period}/{self.family}/{self.instrument}/{interval}"
-                f"{self.name}")
+        return (
+            f"/data/{MARKET_PATHS[self.market]}/{self.period}/{self.family}/{self.instrument}/{interval}"
+            f"{self.name}"
+        )
 
     @property
     def venue(self) -> str:
@@ -114,8 +124,10 @@ class ArchiveKey:
         return [self.day] if self.period == "daily" else month_days(self.day)
 
     def slices(self, days: Iterable[date] | None = None) -> tuple[SliceKey, ...]:
-        return tuple(SliceKey(self.dataset, self.venue, self.instrument, d) for d in (self.days() if days is None
-                                                                                     else days))
+        return tuple(
+            SliceKey(self.dataset, self.venue, self.instrument, d)
+            for d in (self.days() if days is None else days)
+        )
 
     def __str__(self) -> str:
         return self.path
@@ -142,16 +154,22 @@ class ArchiveMissing(SourceNotFound):
     def __init__(self, key: ArchiveKey, url: str, detail: str):
         super().__init__(API_NAME, key.instrument, 404, "NoSuchKey", detail, request=f"GET {url}")
         self.key = key
-        self.args = (f"missing: {key.name} is not published ({url} answers HTTP 404 {detail}); nothing loaded",)
+        self.args = (
+            f"missing: {key.name} is not published ({url} answers HTTP 404 {detail}); nothing loaded",
+        )
 
 
 class ChecksumMismatch(SourceDataError):
     """The downloaded archive's SHA-256 is not the published one: nothing of it is loaded."""
 
     def __init__(self, key: ArchiveKey, url: str, expected: str, actual: str, size: int):
-        super().__init__(key.instrument, key.day, f"{key.name}: SHA-256 mismatch: expected {expected} (published in "
-                         f"{key.name}.CHECKSUM), got {actual} ({size:,} bytes from {url}); nothing loaded",
-                         source=API_NAME)
+        super().__init__(
+            key.instrument,
+            key.day,
+            f"{key.name}: SHA-256 mismatch: expected {expected} (published in "
+            f"{key.name}.CHECKSUM), got {actual} ({size:,} bytes from {url}); nothing loaded",
+            source=API_NAME,
+        )
         self.key, self.expected, self.actual = key, expected, actual
 
 
@@ -163,6 +181,7 @@ def _s3_code(body: str) -> str:
 # --------------------------------------------------------------------------------------------
 # The client: checksums through ApiClient's one path, archives streamed to disk and hashed
 # --------------------------------------------------------------------------------------------
+
 
 class ArchiveClient(ApiClient):
     api_name = API_NAME
@@ -176,8 +195,12 @@ class ArchiveClient(ApiClient):
     @classmethod
     def from_settings(cls, settings: ArchiveSettings, **overrides) -> ArchiveClient:
         base_url = overrides.pop("base_url", None) or settings.base_url
-        options = {"max_concurrency": settings.workers, "timeout_s": settings.timeout_s,
-                   "retry": RetryPolicy(max_retries=settings.max_retries), **overrides}
+        options = {
+            "max_concurrency": settings.workers,
+            "timeout_s": settings.timeout_s,
+            "retry": RetryPolicy(max_retries=settings.max_retries),
+            **overrides,
+        }
         return cls(base_url, **options)
 
     def url(self, key: ArchiveKey, suffix: str = "") -> str:
@@ -191,7 +214,9 @@ class ArchiveClient(ApiClient):
             raise ArchiveMissing(key, self.url(key, ".CHECKSUM"), _s3_code(response.text))
         if response.status_code != 200:
             category = self.ERRORS.classify(response.status_code, None, response.text[:200])
-            raise self.make_error(category, status=response.status_code, code=None, message=response.text[:200], page=page)
+            raise self.make_error(
+                category, status=response.status_code, code=None, message=response.text[:200], page=page
+            )
         try:
             return parse_checksum(response.text, key.name)
         except ValueError as error:
@@ -213,7 +238,9 @@ class ArchiveClient(ApiClient):
             raise ArchiveMissing(key, self.url(key), _s3_code(response.text))
         if response.status_code != 200:
             category = self.ERRORS.classify(response.status_code, None, response.text[:300])
-            raise self.make_error(category, status=response.status_code, code=None, message=response.text[:300], page=page)
+            raise self.make_error(
+                category, status=response.status_code, code=None, message=response.text[:300], page=page
+            )
         return saved[-1]
 
     async def _save(self, response: httpx.Response, dest: Path) -> tuple[str, int]:
@@ -263,6 +290,7 @@ async def fetch_verified(api: ArchiveClient, key: ArchiveKey, workdir: Path) -> 
 # Reading: the dump reader, per-day figures, the days to load
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class DayFigures:
     """What a day holds: rows, first and last id (a trade's or aggregate trade's id; a kline's open
@@ -280,12 +308,19 @@ class DayFigures:
         self.last_id = last if self.last_id is None else max(self.last_id, last)
 
     def text(self) -> str:
-        return f"{self.rows:,} rows, ids {self.first_id}..{self.last_id} ({self.ids:,} distinct)" if self.rows \
+        return (
+            f"{self.rows:,} rows, ids {self.first_id}..{self.last_id} ({self.ids:,} distinct)"
+            if self.rows
             else "no rows"
+        )
 
     def same(self, other: DayFigures) -> bool:
-        return (self.rows, self.first_id, self.last_id, self.ids) == (other.rows, other.first_id, other.last_id,
-                                                                      other.ids)
+        return (self.rows, self.first_id, self.last_id, self.ids) == (
+            other.rows,
+            other.first_id,
+            other.last_id,
+            other.ids,
+        )
 
 
 def _id(dataset: str) -> tuple[pl.Expr, pl.Expr]:
@@ -300,24 +335,44 @@ def read_archive(path: Path, key: ArchiveKey, keep: Collection[date] = ()) -> tu
     """The archive's rows of the days `keep` (a frame of its dataset) and every day's figures
     ({day: DayFigures}), read in batches by the dump reader. A row outside the archive's day (or
     month) or an archive without rows (but of liquidations) is a SourceDataError naming the file."""
-    reader = DumpReader(path, market=key.market, instrument=key.instrument, family=key.family, day=key.day,
-                        venue=key.venue)
+    reader = DumpReader(
+        path, market=key.market, instrument=key.instrument, family=key.family, day=key.day, venue=key.venue
+    )
     allowed, keep = set(key.days()), sorted(set(keep))
     kept: list[pl.DataFrame] = []
     figures: dict[date, DayFigures] = {}
     (ids, distinct_ids), day = _id(key.dataset), pl.col("ts").dt.date()
     for batch in reader.batches():
-        for when, rows, first, last, distinct in batch.group_by(day.alias("day")).agg(
-                pl.len(), ids.min().alias("first"), ids.max().alias("last"),
-                distinct_ids.n_unique().alias("n")).iter_rows():
+        for when, rows, first, last, distinct in (
+            batch.group_by(day.alias("day"))
+            .agg(
+                pl.len(),
+                ids.min().alias("first"),
+                ids.max().alias("last"),
+                distinct_ids.n_unique().alias("n"),
+            )
+            .iter_rows()
+        ):
             if when not in allowed:
-                raise SourceDataError(key.instrument, key.day, f"{key.name}: {rows} row(s) on {when}, outside the "
-                                      f"archive's {'day' if key.period == 'daily' else 'month'}", source=API_NAME)
+                raise SourceDataError(
+                    key.instrument,
+                    key.day,
+                    f"{key.name}: {rows} row(s) on {when}, outside the "
+                    f"archive's {'day' if key.period == 'daily' else 'month'}",
+                    source=API_NAME,
+                )
             figures.setdefault(when, DayFigures()).add(rows, first, last, distinct)
         if keep:
             kept.append(batch.filter(day.is_in(keep)))
     if not figures and key.dataset != "liquidations":  # a day without liquidations can be
-        raise SourceDataError(key.instrument, key.day, f"{key.name}: the archive holds no rows; not loaded over a "
-                              "stored day (a venue's day is never empty)", source=API_NAME)
+        raise SourceDataError(
+            key.instrument,
+            key.day,
+            f"{key.name}: the archive holds no rows; not loaded over a "
+            "stored day (a venue's day is never empty)",
+            source=API_NAME,
+        )
     schema = spec_for(key.dataset).schema
-    return (pl.concat(kept, how="vertical") if kept else pl.DataFrame(schema=schema)), dict(sorted(figures.items()))
+    return (pl.concat(kept, how="vertical") if kept else pl.DataFrame(schema=schema)), dict(
+        sorted(figures.items())
+    )

@@ -35,9 +35,11 @@ FUTURES_HEADER_SINCE = date(2022, 5, 1)  # futures dumps carry a header from abo
 DEFAULT_BATCH_BYTES = 16 << 20
 SOURCE = "BINANCE_DUMPS"  # the ingest_log provider of dump loads
 
-_NAME = re.compile(r"^(?P<instrument>[A-Z0-9_]+)-"
-                   r"(?P<family>trades|aggTrades|liquidationSnapshot|\d+(?:mo|s|m|h|d|w))-"
-                   r"(?P<year>\d{4})-(?P<month>\d{2})(?:-(?P<day>\d{2}))?\.(?P<ext>csv|zip)$")
+_NAME = re.compile(
+    r"^(?P<instrument>[A-Z0-9_]+)-"
+    r"(?P<family>trades|aggTrades|liquidationSnapshot|\d+(?:mo|s|m|h|d|w))-"
+    r"(?P<year>\d{4})-(?P<month>\d{2})(?:-(?P<day>\d{2}))?\.(?P<ext>csv|zip)$"
+)
 
 
 class DumpName(NamedTuple):
@@ -54,8 +56,10 @@ def parse_dump_name(name: str | Path) -> DumpName:
     base = Path(name).name
     match = _NAME.match(base)
     if not match:
-        raise ValueError(f"{base!r} is not a data.binance.vision file name like BTCUSDT-trades-2025-01-15.zip, "
-                         f"BTCUSDT-aggTrades-2025-01-15.csv or BTCUSDT-1m-2025-01-15.zip")
+        raise ValueError(
+            f"{base!r} is not a data.binance.vision file name like BTCUSDT-trades-2025-01-15.zip, "
+            f"BTCUSDT-aggTrades-2025-01-15.csv or BTCUSDT-1m-2025-01-15.zip"
+        )
     family = match["family"]
     interval = None
     if family not in ("trades", "aggTrades", LIQUIDATION_FAMILY):
@@ -64,13 +68,20 @@ def parse_dump_name(name: str | Path) -> DumpName:
         day = date(int(match["year"]), int(match["month"]), int(match["day"] or 1))
     except ValueError as error:
         raise ValueError(f"{base!r}: {error}") from None
-    return DumpName(match["instrument"], family, day, interval, "daily" if match["day"] else "monthly",
-                    match["ext"] == "zip")
+    return DumpName(
+        match["instrument"],
+        family,
+        day,
+        interval,
+        "daily" if match["day"] else "monthly",
+        match["ext"] == "zip",
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Layouts
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -85,30 +96,94 @@ class Layout:
 
 _I, _F, _S, _B = pl.Int64, pl.Float64, pl.Utf8, pl.Boolean  # Polars reads True/true/TRUE as booleans
 LAYOUTS = {
-    ("trades", "spot"): Layout("trades", "spot", (("id", _I), ("price", _F), ("qty", _F), ("quote_qty", _F),
-                                                  ("time", _I), ("is_buyer_maker", _B), ("is_best_match", _S))),
-    ("trades", "um"): Layout("trades", "um", (("id", _I), ("price", _F), ("qty", _F), ("quote_qty", _F),
-                                              ("time", _I), ("is_buyer_maker", _B))),
-    ("trades", "cm"): Layout("trades", "cm", (("id", _I), ("price", _F), ("qty", _F), ("base_qty", _F),
-                                              ("time", _I), ("is_buyer_maker", _B))),
-    ("aggTrades", "spot"): Layout("aggTrades", "spot", (
-        ("agg_trade_id", _I), ("price", _F), ("quantity", _F), ("first_trade_id", _I), ("last_trade_id", _I),
-        ("transact_time", _I), ("is_buyer_maker", _B), ("is_best_match", _S))),
-    ("aggTrades", "um"): Layout("aggTrades", "um", (
-        ("agg_trade_id", _I), ("price", _F), ("quantity", _F), ("first_trade_id", _I), ("last_trade_id", _I),
-        ("transact_time", _I), ("is_buyer_maker", _B))),
-    ("klines", "spot"): Layout("klines", "spot", (
-        ("open_time", _I), ("open", _F), ("high", _F), ("low", _F), ("close", _F), ("volume", _F),
-        ("close_time", _I), ("quote_volume", _F), ("count", _I), ("taker_buy_volume", _F),
-        ("taker_buy_quote_volume", _F), ("ignore", _S))),
+    ("trades", "spot"): Layout(
+        "trades",
+        "spot",
+        (
+            ("id", _I),
+            ("price", _F),
+            ("qty", _F),
+            ("quote_qty", _F),
+            ("time", _I),
+            ("is_buyer_maker", _B),
+            ("is_best_match", _S),
+        ),
+    ),
+    ("trades", "um"): Layout(
+        "trades",
+        "um",
+        (("id", _I), ("price", _F), ("qty", _F), ("quote_qty", _F), ("time", _I), ("is_buyer_maker", _B)),
+    ),
+    ("trades", "cm"): Layout(
+        "trades",
+        "cm",
+        (("id", _I), ("price", _F), ("qty", _F), ("base_qty", _F), ("time", _I), ("is_buyer_maker", _B)),
+    ),
+    ("aggTrades", "spot"): Layout(
+        "aggTrades",
+        "spot",
+        (
+            ("agg_trade_id", _I),
+            ("price", _F),
+            ("quantity", _F),
+            ("first_trade_id", _I),
+            ("last_trade_id", _I),
+            ("transact_time", _I),
+            ("is_buyer_maker", _B),
+            ("is_best_match", _S),
+        ),
+    ),
+    ("aggTrades", "um"): Layout(
+        "aggTrades",
+        "um",
+        (
+            ("agg_trade_id", _I),
+            ("price", _F),
+            ("quantity", _F),
+            ("first_trade_id", _I),
+            ("last_trade_id", _I),
+            ("transact_time", _I),
+            ("is_buyer_maker", _B),
+        ),
+    ),
+    ("klines", "spot"): Layout(
+        "klines",
+        "spot",
+        (
+            ("open_time", _I),
+            ("open", _F),
+            ("high", _F),
+            ("low", _F),
+            ("close", _F),
+            ("volume", _F),
+            ("close_time", _I),
+            ("quote_volume", _F),
+            ("count", _I),
+            ("taker_buy_volume", _F),
+            ("taker_buy_quote_volume", _F),
+            ("ignore", _S),
+        ),
+    ),
 }
 # USD-M only: COIN-M files hold contracts of a USD value, not base units
 # (docs/crypto-datasets.md, "Liquidation snapshot files")
 LIQUIDATION_FAMILY = "liquidationSnapshot"
-LAYOUTS[(LIQUIDATION_FAMILY, "um")] = Layout(LIQUIDATION_FAMILY, "um", (
-    ("time", _I), ("side", _S), ("order_type", _S), ("time_in_force", _S), ("original_quantity", _F),
-    ("price", _F), ("average_price", _F), ("order_status", _S), ("last_fill_quantity", _F),
-    ("accumulated_fill_quantity", _F)))
+LAYOUTS[(LIQUIDATION_FAMILY, "um")] = Layout(
+    LIQUIDATION_FAMILY,
+    "um",
+    (
+        ("time", _I),
+        ("side", _S),
+        ("order_type", _S),
+        ("time_in_force", _S),
+        ("original_quantity", _F),
+        ("price", _F),
+        ("average_price", _F),
+        ("order_status", _S),
+        ("last_fill_quantity", _F),
+        ("accumulated_fill_quantity", _F),
+    ),
+)
 LAYOUTS[("aggTrades", "cm")] = Layout("aggTrades", "cm", LAYOUTS[("aggTrades", "um")].columns)
 LAYOUTS[("klines", "um")] = Layout("klines", "um", LAYOUTS[("klines", "spot")].columns)
 LAYOUTS[("klines", "cm")] = Layout("klines", "cm", LAYOUTS[("klines", "spot")].columns)
@@ -139,12 +214,16 @@ def detect_layout(family: str, first_line: str, market: str | None = None) -> tu
     elif family == LIQUIDATION_FAMILY:
         layout = LAYOUTS[(LIQUIDATION_FAMILY, "um")]
         if market not in (None, "um"):
-            raise ValueError(f"{family} dumps are read for USD-M futures only, not market={market!r} (COIN-M "
-                             "quantities are contracts, not base units)")
+            raise ValueError(
+                f"{family} dumps are read for USD-M futures only, not market={market!r} (COIN-M "
+                "quantities are contracts, not base units)"
+            )
         names = [c for c, _ in layout.columns]
         if (has_header and fields != names) or n != len(names):
-            raise ValueError(f"{family} dump whose first line {first_line.strip()[:160]!r} is not the layout "
-                             f"{','.join(names)} ({n} columns, expected {len(names)})")
+            raise ValueError(
+                f"{family} dump whose first line {first_line.strip()[:160]!r} is not the layout "
+                f"{','.join(names)} ({n} columns, expected {len(names)})"
+            )
         return layout, has_header
     else:
         raise ValueError(f"unknown dump family {family!r}")
@@ -192,8 +271,10 @@ def _open_binary(path: Path) -> tuple[IO[bytes], list]:
         if not any(m.filename.lower().endswith(".csv") for m in members):
             problem = f"no .csv inside the zip (members: {[m.filename for m in members][:5]})"
         elif len(members) > 1:
-            problem = (f"{len(members)} members {[m.filename for m in members][:5]}: a dump zip holds one CSV, "
-                       f"{wanted}")
+            problem = (
+                f"{len(members)} members {[m.filename for m in members][:5]}: a dump zip holds one CSV, "
+                f"{wanted}"
+            )
         elif Path(members[0].filename).name != wanted:
             problem = f"the zip holds {members[0].filename!r}, not {wanted!r}: another file's rows?"
         if problem:
@@ -232,7 +313,7 @@ INTERVAL_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 60
 
 
 def interval_ms(interval: str | None) -> int | None:
-    """"1m" → 60000; None for "1mo" or no interval."""
+    """ "1m" → 60000; None for "1mo" or no interval."""
     match = re.fullmatch(r"(\d+)([smhdw])", interval or "")
     return int(match[1]) * INTERVAL_MS[match[2]] if match else None
 
@@ -266,22 +347,35 @@ def liquidation_rows(raw: pl.DataFrame, instrument: str, venue: str) -> pl.DataF
     price = pl.when(pl.col("average_price") > 0).then(pl.col("average_price")).otherwise(pl.col("price"))
     quantity = pl.col("accumulated_fill_quantity")
     return raw.select(
-        time_us.cast(LIQUIDATIONS_SCHEMA["ts"]).alias("ts"), pl.lit(venue, pl.Utf8).alias("venue"),
-        pl.lit(instrument, pl.Utf8).alias("instrument"), pl.lit("", pl.Utf8).alias("liquidation_id"),
-        side.alias("side"), price.alias("price"), quantity.alias("quantity"),
-        (price * quantity).alias("amount"), pl.col("price").cast(pl.Float64).alias("order_price"),
-        pl.concat_str([pl.col(c).cast(pl.Utf8) for c in raw.columns], separator=",").alias("_line"))
+        time_us.cast(LIQUIDATIONS_SCHEMA["ts"]).alias("ts"),
+        pl.lit(venue, pl.Utf8).alias("venue"),
+        pl.lit(instrument, pl.Utf8).alias("instrument"),
+        pl.lit("", pl.Utf8).alias("liquidation_id"),
+        side.alias("side"),
+        price.alias("price"),
+        quantity.alias("quantity"),
+        (price * quantity).alias("amount"),
+        pl.col("price").cast(pl.Float64).alias("order_price"),
+        pl.concat_str([pl.col(c).cast(pl.Utf8) for c in raw.columns], separator=",").alias("_line"),
+    )
 
 
-def normalize(frame: pl.DataFrame | pl.LazyFrame, layout: Layout, instrument: str,
-              venue: str = VENUE) -> pl.DataFrame | pl.LazyFrame:
+def normalize(
+    frame: pl.DataFrame | pl.LazyFrame, layout: Layout, instrument: str, venue: str = VENUE
+) -> pl.DataFrame | pl.LazyFrame:
     """Raw dump columns (named as in LAYOUTS) → the trades or bars frame."""
-    lit_venue, lit_inst = pl.lit(venue, pl.Utf8).alias("venue"), pl.lit(instrument, pl.Utf8).alias("instrument")
+    lit_venue, lit_inst = (
+        pl.lit(venue, pl.Utf8).alias("venue"),
+        pl.lit(instrument, pl.Utf8).alias("instrument"),
+    )
     if layout.family == "klines":
         return frame.select(
-            _time_us("open_time").alias("ts"), lit_venue, lit_inst,
+            _time_us("open_time").alias("ts"),
+            lit_venue,
+            lit_inst,
             *(pl.col(c).alias(c) for c in ("open", "high", "low", "close", "volume")),
-            pl.col("quote_volume").alias("amount"), pl.col("count").cast(pl.Int64).alias("trades"),
+            pl.col("quote_volume").alias("amount"),
+            pl.col("count").cast(pl.Int64).alias("trades"),
         ).select(list(BARS_SCHEMA))
     if layout.family == "aggTrades":
         trade_id, qty, time = "agg_trade_id", pl.col("quantity"), "transact_time"
@@ -294,9 +388,13 @@ def normalize(frame: pl.DataFrame | pl.LazyFrame, layout: Layout, instrument: st
         else:
             qty, amount = pl.col("qty"), pl.col("quote_qty")
     return frame.select(
-        _time_us(time).alias("ts"), lit_venue, lit_inst,
+        _time_us(time).alias("ts"),
+        lit_venue,
+        lit_inst,
         pl.col(trade_id).cast(pl.Utf8).alias("trade_id"),
-        pl.col("price"), qty.alias("quantity"), amount.alias("amount"),
+        pl.col("price"),
+        qty.alias("quantity"),
+        amount.alias("amount"),
         pl.when(pl.col("is_buyer_maker")).then(pl.lit("sell")).otherwise(pl.lit("buy")).alias("side"),
         pl.col(trade_id).alias("seq"),
     )
@@ -305,8 +403,16 @@ def normalize(frame: pl.DataFrame | pl.LazyFrame, layout: Layout, instrument: st
 class DumpReader:
     """One dump file: its name, layout and a streamed, batched parse."""
 
-    def __init__(self, path: str | Path, *, market: str | None = None, instrument: str | None = None,
-                 family: str | None = None, day: date | None = None, venue: str = VENUE):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        market: str | None = None,
+        instrument: str | None = None,
+        family: str | None = None,
+        day: date | None = None,
+        venue: str = VENUE,
+    ):
         self.path = Path(path)
         try:
             name = parse_dump_name(self.path)
@@ -355,8 +461,9 @@ class DumpReader:
         if not first:
             return
         try:
-            self.layout, self.has_header = detect_layout(self.family, first.decode("utf-8", "replace"),
-                                                         self.market_hint)
+            self.layout, self.has_header = detect_layout(
+                self.family, first.decode("utf-8", "replace"), self.market_hint
+            )
         except ValueError as error:
             raise self._error(str(error)) from None
         pending = b"" if self.has_header else first
@@ -369,7 +476,7 @@ class DumpReader:
                 if cut < 0:
                     pending = data
                     continue
-                chunk, pending = data[:cut + 1], data[cut + 1:]
+                chunk, pending = data[: cut + 1], data[cut + 1 :]
             else:
                 chunk, pending = data, b""
             if chunk and not chunk.isspace():
@@ -384,20 +491,26 @@ class DumpReader:
             raw = pl.read_csv(chunk, has_header=False, schema=layout.schema, missing_columns="insert")
         except pl.exceptions.PolarsError as error:
             first_line = str(error).strip().splitlines()[0]
-            raise self._error(f"rows from byte {offset} do not parse as the {layout.market} {layout.family} layout "
-                              f"{[c for c, _ in layout.columns]}: {first_line}") from None
+            raise self._error(
+                f"rows from byte {offset} do not parse as the {layout.market} {layout.family} layout "
+                f"{[c for c, _ in layout.columns]}: {first_line}"
+            ) from None
         required = [c for c, _ in layout.columns if c not in ("ignore", "is_best_match")]  # neither is stored
         nulls = raw.select(pl.col(required).null_count()).row(0)
         for column, count in zip(required, nulls):
             if count:
                 row = raw.with_row_index("row").filter(pl.col(column).is_null())["row"][0]
-                raise self._error(f"{count} row(s) from byte {offset} have no {column} (first: row {row} of the "
-                                  f"batch); a short or empty line?")
+                raise self._error(
+                    f"{count} row(s) from byte {offset} have no {column} (first: row {row} of the "
+                    f"batch); a short or empty line?"
+                )
         time_col = {"klines": "open_time", "aggTrades": "transact_time"}.get(layout.family, "time")
         low = raw.filter(pl.col(time_col) < 100_000_000_000)
         if low.height:
-            raise self._error(f"{time_col} {low[time_col][0]} is neither milliseconds nor microseconds "
-                              f"(rows from byte {offset})")
+            raise self._error(
+                f"{time_col} {low[time_col][0]} is neither milliseconds nor microseconds "
+                f"(rows from byte {offset})"
+            )
         self._check_values(raw, offset)
         if layout.family == LIQUIDATION_FAMILY:
             return self._once(liquidation_rows(raw, self.instrument, self.venue))
@@ -409,17 +522,21 @@ class DumpReader:
         dropped as `duplicates`, one liquidation_id on lines that differ is an error; the rows that
         filled nothing are dropped as `not_filled` (docs/crypto-datasets.md, "Liquidation snapshot files")."""
         keep, ids = [], []
-        for ts, side, quantity, price, line in zip(rows["ts"].dt.epoch("us"), rows["side"], rows["quantity"],
-                                                   rows["price"], rows["_line"]):
+        for ts, side, quantity, price, line in zip(
+            rows["ts"].dt.epoch("us"), rows["side"], rows["quantity"], rows["price"], rows["_line"]
+        ):
             ids.append(lid := liquidation_id(ts, side, quantity, price))
             seen = self._liquidations.get(lid)
             if seen is not None and seen != line:
-                raise self._error(f"liquidation {lid} on two different lines {seen!r} and {line!r}: not the "
-                                  "vendor's repeated line (the lines of one liquidation differ)")
+                raise self._error(
+                    f"liquidation {lid} on two different lines {seen!r} and {line!r}: not the "
+                    "vendor's repeated line (the lines of one liquidation differ)"
+                )
             keep.append(seen is None)
             self._liquidations[lid] = line
-        rows = rows.with_columns(pl.Series("liquidation_id", ids, dtype=pl.Utf8),
-                                 pl.Series("_keep", keep, dtype=pl.Boolean))
+        rows = rows.with_columns(
+            pl.Series("liquidation_id", ids, dtype=pl.Utf8), pl.Series("_keep", keep, dtype=pl.Boolean)
+        )
         self._drop("duplicates", rows.filter(~pl.col("_keep")))
         self._drop("not_filled", rows.filter(pl.col("_keep") & (pl.col("quantity") <= 0)))
         return rows.filter(pl.col("_keep") & (pl.col("quantity") > 0)).select(list(LIQUIDATIONS_SCHEMA))
@@ -434,38 +551,69 @@ class DumpReader:
         family = self.layout.family
         if family == "klines":
             prices = [pl.col(c) for c in ("open", "high", "low", "close")]
-            rules = [(pl.all_horizontal(p.is_finite() & (p > 0) for p in prices).not_(), "a price is not positive"),
-                     ((pl.col("low") > pl.min_horizontal("open", "close"))
-                      | (pl.col("high") < pl.max_horizontal("open", "close")), "low <= open, close <= high fails"),
-                     ((pl.col("volume") < 0) | (pl.col("quote_volume") < 0) | (pl.col("count") < 0)
-                      | pl.col("volume").is_infinite() | pl.col("quote_volume").is_infinite(),
-                      "a volume or count is negative or infinite")]
+            rules = [
+                (
+                    pl.all_horizontal(p.is_finite() & (p > 0) for p in prices).not_(),
+                    "a price is not positive",
+                ),
+                (
+                    (pl.col("low") > pl.min_horizontal("open", "close"))
+                    | (pl.col("high") < pl.max_horizontal("open", "close")),
+                    "low <= open, close <= high fails",
+                ),
+                (
+                    (pl.col("volume") < 0)
+                    | (pl.col("quote_volume") < 0)
+                    | (pl.col("count") < 0)
+                    | pl.col("volume").is_infinite()
+                    | pl.col("quote_volume").is_infinite(),
+                    "a volume or count is negative or infinite",
+                ),
+            ]
             span_ms = interval_ms(self.name.interval) if self.name.family == "klines" else None
             if span_ms:
                 gap = pl.col("close_time") - pl.col("open_time")
                 span = pl.when(pl.col("open_time") >= 100_000_000_000_000).then(gap).otherwise(gap * 1000)
-                why = f"the kline does not span {self.name.interval} (close_time - open_time): another interval's file?"
+                why = (
+                    f"the kline does not span {self.name.interval} (close_time - open_time): another "
+                    "interval's file?"
+                )
                 rules.append(((span < span_ms * 1000 - 1000) | (span >= span_ms * 1000), why))
         elif family == LIQUIDATION_FAMILY:
+
             def finite(column: str) -> pl.Expr:
                 return pl.col(column).is_finite()
 
             filled, original = pl.col("accumulated_fill_quantity"), pl.col("original_quantity")
             side = pl.col("side").str.to_uppercase()
-            rules = [(~side.is_in(["BUY", "SELL"]), "the side is not BUY or SELL"),
-                     (((pl.col("price") > 0) & finite("price")).not_(), "the price is not positive"),
-                     (((pl.col("average_price") >= 0) & finite("average_price")).not_(),
-                      "the average_price is negative or not finite"),
-                     (((original > 0) & finite("original_quantity")).not_(),
-                      "the original_quantity is not positive"),
-                     (((filled >= 0) & (filled <= original)).not_(),
-                      "the accumulated_fill_quantity is not between 0 and the original_quantity"),
-                     (((pl.col("last_fill_quantity") >= 0) & (pl.col("last_fill_quantity") <= filled)).not_(),
-                      "the last_fill_quantity is not between 0 and the accumulated_fill_quantity")]
+            rules = [
+                (~side.is_in(["BUY", "SELL"]), "the side is not BUY or SELL"),
+                (((pl.col("price") > 0) & finite("price")).not_(), "the price is not positive"),
+                (
+                    ((pl.col("average_price") >= 0) & finite("average_price")).not_(),
+                    "the average_price is negative or not finite",
+                ),
+                (
+                    ((original > 0) & finite("original_quantity")).not_(),
+                    "the original_quantity is not positive",
+                ),
+                (
+                    ((filled >= 0) & (filled <= original)).not_(),
+                    "the accumulated_fill_quantity is not between 0 and the original_quantity",
+                ),
+                (
+                    ((pl.col("last_fill_quantity") >= 0) & (pl.col("last_fill_quantity") <= filled)).not_(),
+                    "the last_fill_quantity is not between 0 and the accumulated_fill_quantity",
+                ),
+            ]
         else:
-            qty = "quantity" if family == "aggTrades" else ("base_qty" if self.layout.market == "cm" else "qty")
-            rules = [(((pl.col("price") > 0) & pl.col("price").is_finite()).not_(), "the price is not positive"),
-                     (((pl.col(qty) > 0) & pl.col(qty).is_finite()).not_(), f"the {qty} is not positive")]
+            qty = (
+                "quantity" if family == "aggTrades" else ("base_qty" if self.layout.market == "cm" else "qty")
+            )
+            rules = [
+                (((pl.col("price") > 0) & pl.col("price").is_finite()).not_(), "the price is not positive"),
+                (((pl.col(qty) > 0) & pl.col(qty).is_finite()).not_(), f"the {qty} is not positive"),
+            ]
         failed = raw.select([mask.any().alias(str(i)) for i, (mask, _) in enumerate(rules)]).row(0)
         for (mask, why), bad in zip(rules, failed):
             if bad:
@@ -480,8 +628,10 @@ class DumpReader:
         self._keys = []
         if keys.n_unique() != keys.len():
             repeated = keys.filter(keys.is_duplicated())
-            raise self._error(f"{self.layout.columns[0][0]} {repeated[0]} appears {int((keys == repeated[0]).sum())} "
-                              f"times ({repeated.n_unique()} repeated value(s)): a repeated line?")
+            raise self._error(
+                f"{self.layout.columns[0][0]} {repeated[0]} appears {int((keys == repeated[0]).sum())} "
+                f"times ({repeated.n_unique()} repeated value(s)): a repeated line?"
+            )
 
 
 def read_dump(path: str | Path, **kwargs) -> pl.DataFrame:
@@ -515,51 +665,82 @@ _NO_EXTRA = ("extra_field IS NOT NULL", "a row has more columns than the layout"
 
 # The engine's own reader (ClickHouse file()) on plain dump CSVs: the fastest load path measured.
 TRADES_CSV = DumpCsvProfile(
-        dataset="trades",
-        name_pattern=re.compile(r"^([A-Z0-9]+)-trades-(\d{4}-\d{2}-\d{2})\.csv$"),
-        schema=("id Nullable(Int128), price Nullable(Float64), qty Nullable(Float64), quote_qty Nullable(Float64), "
-                "time Nullable(Int64), is_buyer_maker Nullable(String), is_best_match Nullable(String), " + _EXTRA),
-        required=("id", "price", "qty", "quote_qty", "time", "is_buyer_maker"),
-        # id read wide: an id past Int64 fails instead of wrapping around
-        select={"ts": _TS_MS_OR_US.format(c="time"), "trade_id": _unless("toString(id)", *_NO_EXTRA),
-                "price": _unless("price", "NOT (price > 0 AND isFinite(price))", "a row has a price that is not positive"),
-                "quantity": _unless("qty", "NOT (qty > 0 AND isFinite(qty))", "a row has a qty that is not positive"),
-                "amount": "quote_qty",
-                # True/False (spot), true/false (futures): what Polars reads as a boolean, nothing else
-                "side": _unless("if(lower(is_buyer_maker) = 'true', 'sell', 'buy')",
-                                "lower(is_buyer_maker) NOT IN ('true', 'false')", "is_buyer_maker is not true/false"),
-                "seq": _unless("toInt64(id)", "id NOT BETWEEN 0 AND 9223372036854775807",
-                               "a row has an id out of the Int64 range")},
-    )
+    dataset="trades",
+    name_pattern=re.compile(r"^([A-Z0-9]+)-trades-(\d{4}-\d{2}-\d{2})\.csv$"),
+    schema=(
+        "id Nullable(Int128), price Nullable(Float64), qty Nullable(Float64), quote_qty Nullable(Float64), "
+        "time Nullable(Int64), is_buyer_maker Nullable(String), is_best_match Nullable(String), " + _EXTRA
+    ),
+    required=("id", "price", "qty", "quote_qty", "time", "is_buyer_maker"),
+    # id read wide: an id past Int64 fails instead of wrapping around
+    select={
+        "ts": _TS_MS_OR_US.format(c="time"),
+        "trade_id": _unless("toString(id)", *_NO_EXTRA),
+        "price": _unless(
+            "price", "NOT (price > 0 AND isFinite(price))", "a row has a price that is not positive"
+        ),
+        "quantity": _unless("qty", "NOT (qty > 0 AND isFinite(qty))", "a row has a qty that is not positive"),
+        "amount": "quote_qty",
+        # True/False (spot), true/false (futures): what Polars reads as a boolean, nothing else
+        "side": _unless(
+            "if(lower(is_buyer_maker) = 'true', 'sell', 'buy')",
+            "lower(is_buyer_maker) NOT IN ('true', 'false')",
+            "is_buyer_maker is not true/false",
+        ),
+        "seq": _unless(
+            "toInt64(id)",
+            "id NOT BETWEEN 0 AND 9223372036854775807",
+            "a row has an id out of the Int64 range",
+        ),
+    },
+)
 KLINES_1M_CSV = DumpCsvProfile(
-        dataset="bars_1m",
-        name_pattern=re.compile(r"^([A-Z0-9]+)-1m-(\d{4}-\d{2}-\d{2})\.csv$"),
-        schema=("open_time Nullable(Int64), open Nullable(Float64), high Nullable(Float64), low Nullable(Float64), "
-                "close Nullable(Float64), volume Nullable(Float64), close_time Nullable(Int64), "
-                "quote_volume Nullable(Float64), count Nullable(Int64), taker_buy_volume Nullable(Float64), "
-                "taker_buy_quote_volume Nullable(Float64), ignore Nullable(String), " + _EXTRA),
-        required=("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "count"),
-        select={"ts": _TS_MS_OR_US.format(c="open_time"),
-                "open": _unless("open", "NOT (least(open, high, low, close) > 0 AND isFinite(open + high + low + close))",
-                                "a kline has a price that is not positive"),
-                "high": _unless("high", "low > least(open, close) OR high < greatest(open, close)",
-                                "a kline fails low <= open, close <= high"),
-                "low": "low",
-                "close": _unless("close", "if(open_time >= 100000000000000, close_time - open_time, "
-                                          "(close_time - open_time) * 1000) NOT BETWEEN 59999000 AND 59999999",
-                                 "a kline does not span 1m (close_time - open_time): another interval file?"),
-                "volume": _unless("volume", "volume < 0 OR quote_volume < 0 OR count < 0 "
-                                            "OR NOT isFinite(volume + quote_volume)",
-                                  "a kline has a negative or infinite volume or count"),
-                "amount": _unless("quote_volume", *_NO_EXTRA), "trades": "count"},
-    )
+    dataset="bars_1m",
+    name_pattern=re.compile(r"^([A-Z0-9]+)-1m-(\d{4}-\d{2}-\d{2})\.csv$"),
+    schema=(
+        "open_time Nullable(Int64), open Nullable(Float64), high Nullable(Float64), low Nullable(Float64), "
+        "close Nullable(Float64), volume Nullable(Float64), close_time Nullable(Int64), "
+        "quote_volume Nullable(Float64), count Nullable(Int64), taker_buy_volume Nullable(Float64), "
+        "taker_buy_quote_volume Nullable(Float64), ignore Nullable(String), " + _EXTRA
+    ),
+    required=("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "count"),
+    select={
+        "ts": _TS_MS_OR_US.format(c="open_time"),
+        "open": _unless(
+            "open",
+            "NOT (least(open, high, low, close) > 0 AND isFinite(open + high + low + close))",
+            "a kline has a price that is not positive",
+        ),
+        "high": _unless(
+            "high",
+            "low > least(open, close) OR high < greatest(open, close)",
+            "a kline fails low <= open, close <= high",
+        ),
+        "low": "low",
+        "close": _unless(
+            "close",
+            "if(open_time >= 100000000000000, close_time - open_time, "
+            "(close_time - open_time) * 1000) NOT BETWEEN 59999000 AND 59999999",
+            "a kline does not span 1m (close_time - open_time): another interval file?",
+        ),
+        "volume": _unless(
+            "volume",
+            "volume < 0 OR quote_volume < 0 OR count < 0 OR NOT isFinite(volume + quote_volume)",
+            "a kline has a negative or infinite volume or count",
+        ),
+        "amount": _unless("quote_volume", *_NO_EXTRA),
+        "trades": "count",
+    },
+)
 # dump family -> (dataset, file-name token, the engine's CSV profile)
 DUMP_DATASETS = {"trades": ("trades", "trades", TRADES_CSV), "klines": ("bars_1m", "1m", KLINES_1M_CSV)}
 
 
 def supported(name: DumpName) -> bool:
     """Daily spot trades and 1-minute klines (the files this domain loads)."""
-    return name.period == "daily" and (name.family == "trades" or (name.family == "klines" and name.interval == "1m"))
+    return name.period == "daily" and (
+        name.family == "trades" or (name.family == "klines" and name.interval == "1m")
+    )
 
 
 IGNORED_DIR = "ignored"  # under the landing root: files this landing does not load, each with a .reason.txt
@@ -571,7 +752,9 @@ def in_progress(name: str) -> bool:
     return name.startswith(".") or name.lower().endswith(_IN_PROGRESS)
 
 
-def landing_dumps(root: Path, ignored: list[tuple[Path, str]] | None = None) -> Iterator[tuple[Path, DumpName]]:
+def landing_dumps(
+    root: Path, ignored: list[tuple[Path, str]] | None = None
+) -> Iterator[tuple[Path, DumpName]]:
     """Every supported spot dump file under `root` (any depth, `ignored/` left out), with its parsed
     name; every other file is passed over, with the reason in `ignored` when given (a name that is
     not a dump's, a family or period this domain does not load, a futures file, a symbolic link:
@@ -584,21 +767,35 @@ def landing_dumps(root: Path, ignored: list[tuple[Path, str]] | None = None) -> 
         try:
             name = parse_dump_name(filename)
         except ValueError as error:
-            why = str(error) if filename.endswith((".csv", ".zip")) else \
-                f"{filename!r} is not a .csv or .zip dump file (a .CHECKSUM, .gz or other file)"
+            why = (
+                str(error)
+                if filename.endswith((".csv", ".zip"))
+                else f"{filename!r} is not a .csv or .zip dump file (a .CHECKSUM, .gz or other file)"
+            )
             if ignored is not None and not filename.endswith(".CHECKSUM"):
                 ignored.append((path, why))
             continue
         where = dirpath.replace("\\", "/") + "/"
-        archived = ((name.interval or "1m") in ARCHIVE_INTERVALS and "/futures/cm/" not in where
-                    and "_" not in name.instrument)
-        hint = ("; the binance_archives assets load it from data.binance.vision, verified against its CHECKSUM "
-                "(binance_archives in data_providers.yaml)") if archived else ""
+        archived = (
+            (name.interval or "1m") in ARCHIVE_INTERVALS
+            and "/futures/cm/" not in where
+            and "_" not in name.instrument
+        )
+        hint = (
+            (
+                "; the binance_archives assets load it from data.binance.vision, verified against its "
+                "CHECKSUM (binance_archives in data_providers.yaml)"
+            )
+            if archived
+            else ""
+        )
         if "/futures/" in where:
             why = f"a futures dump: this domain loads spot dumps{hint}"
         elif not supported(name):
-            why = f"a {name.period} {name.interval or name.family} dump: this domain loads daily spot trades " \
-                  f"and 1m klines{hint}"
+            why = (
+                f"a {name.period} {name.interval or name.family} dump: this domain loads daily spot trades "
+                f"and 1m klines{hint}"
+            )
         else:
             yield path, name
             continue

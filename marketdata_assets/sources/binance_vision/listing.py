@@ -22,8 +22,8 @@ STEP = timedelta(days=450)  # a page of 1,000 keys holds ~500 days (a zip and it
 
 
 class Listing(NamedTuple):
-    folders: list[str]       # CommonPrefixes (a symbol's folder: data/spot/daily/trades/BTCUSDT/)
-    keys: list[str]          # the files
+    folders: list[str]  # CommonPrefixes (a symbol's folder: data/spot/daily/trades/BTCUSDT/)
+    keys: list[str]  # the files
     next_marker: str | None  # where the next page starts (None: the last page)
 
 
@@ -67,7 +67,9 @@ async def symbols(api: ArchiveClient, market: str) -> list[str]:
         marker = listing.next_marker
 
 
-async def first_and_last_day(api: ArchiveClient, market: str, symbol: str, today: date) -> tuple[date, date] | None:
+async def first_and_last_day(
+    api: ArchiveClient, market: str, symbol: str, today: date
+) -> tuple[date, date] | None:
     """The first and last day of `symbol`'s daily trade files (None: none): the first page's first file, and
     the last page's last, found stepping back from `today` a page's worth of days at a time."""
     prefix = f"{folder(market)}{symbol}/"

@@ -22,10 +22,24 @@ from marketdata_assets.sources.deribit.rest import (
 from marketdata_assets.sources.deribit.stream import DeribitStream
 from marketdata_assets.sources.interface import IdSequence, venue_source
 
-DERIBIT = venue_source("DERIBIT", DeribitClient, "deribit", stream=DeribitStream, id_sequences=(
-    IdSequence("trade_seq", "DERIBIT", ("DERIBIT", DeribitStream.live_source), "trades_by_seq", 1000, False,
-               "Deribit trade_seq"),
-), contract=contract)
+DERIBIT = venue_source(
+    "DERIBIT",
+    DeribitClient,
+    "deribit",
+    stream=DeribitStream,
+    id_sequences=(
+        IdSequence(
+            "trade_seq",
+            "DERIBIT",
+            ("DERIBIT", DeribitStream.live_source),
+            "trades_by_seq",
+            1000,
+            False,
+            "Deribit trade_seq",
+        ),
+    ),
+    contract=contract,
+)
 
 __all__ = [
     "DERIBIT",

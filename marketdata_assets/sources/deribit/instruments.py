@@ -15,7 +15,8 @@ _CHAIN = re.compile(r"^([A-Z0-9]+)-OPTIONS$")
 
 
 def contract(instrument: str) -> Contract:
-    """What a Deribit instrument name stands for (core/contracts.py has the shapes); ValueError for another."""
+    """What a Deribit instrument name stands for (core/contracts.py has the shapes); ValueError for
+    another."""
     venue, parts = "DERIBIT", instrument.split("-")
     base, _, quote = parts[0].partition("_")
     linear = bool(quote)
@@ -55,8 +56,10 @@ def size_of(instrument: str, reference: Instrument | None) -> float:
     inverse futures and perpetuals, the coin for linear ones and options; ValueError if the venue's
     reference data does not know it."""
     if reference is None:
-        raise ValueError(f"{VENUE} {instrument}: the venue's reference data (public/get_instruments) does not "
-                         "know its contract size")
+        raise ValueError(
+            f"{VENUE} {instrument}: the venue's reference data (public/get_instruments) does not "
+            "know its contract size"
+        )
     return reference.size
 
 
@@ -64,8 +67,10 @@ def chain_currency(instrument: str) -> str:
     """The currency of an option chain name ("BTC-OPTIONS" -> "BTC"); ValueError for another name."""
     match = _CHAIN.match(instrument)
     if not match:
-        raise ValueError(f"{VENUE}:{instrument} is not an option chain name: expected <CURRENCY>-OPTIONS "
-                         "(BTC-OPTIONS: every BTC option)")
+        raise ValueError(
+            f"{VENUE}:{instrument} is not an option chain name: expected <CURRENCY>-OPTIONS "
+            "(BTC-OPTIONS: every BTC option)"
+        )
     return match.group(1)
 
 

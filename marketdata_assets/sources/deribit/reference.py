@@ -33,23 +33,23 @@ UNKNOWN_INSTRUMENT = (10020, -32602)  # invalid_or_unsupported_instrument; inval
 class DeribitInstrument(msgspec.Struct):
     """One instrument of `public/get_instruments` / `public/get_instrument` (`result`)."""
 
-    instrument_name: str                # BTC-PERPETUAL, BTC-27DEC24, BTC-27DEC24-60000-C, BTC_USDC
-    kind: str                           # future | option | spot | future_combo | option_combo
-    base_currency: str                  # BTC
-    counter_currency: str = ""          # USD (inverse), USDC (linear)
-    quote_currency: str = ""            # the currency prices are quoted in (an option's: the coin, or USDC)
-    settlement_currency: str = ""       # BTC (inverse), USDC (linear); spot: absent
-    instrument_type: str = ""           # reversed (inverse: amounts in USD) | linear
-    contract_size: float = 1.0          # what one contract is: USD (inverse) or the coin (linear, options)
-    tick_size: float | None = None      # price increment
+    instrument_name: str  # BTC-PERPETUAL, BTC-27DEC24, BTC-27DEC24-60000-C, BTC_USDC
+    kind: str  # future | option | spot | future_combo | option_combo
+    base_currency: str  # BTC
+    counter_currency: str = ""  # USD (inverse), USDC (linear)
+    quote_currency: str = ""  # the currency prices are quoted in (an option's: the coin, or USDC)
+    settlement_currency: str = ""  # BTC (inverse), USDC (linear); spot: absent
+    instrument_type: str = ""  # reversed (inverse: amounts in USD) | linear
+    contract_size: float = 1.0  # what one contract is: USD (inverse) or the coin (linear, options)
+    tick_size: float | None = None  # price increment
     min_trade_amount: float | None = None  # the smallest amount, in the amount unit
     creation_timestamp: int | None = None  # listing time, epoch ms
     expiration_timestamp: int | None = None  # expiry, epoch ms (perpetuals: year 3000)
-    is_active: bool = True              # false once expired (expired=true listings)
-    settlement_period: str = ""         # perpetual | day | week | month
-    option_type: str | None = None      # call | put
-    strike: float | None = None         # options
-    price_index: str = ""               # the index it follows: btc_usd
+    is_active: bool = True  # false once expired (expired=true listings)
+    settlement_period: str = ""  # perpetual | day | week | month
+    option_type: str | None = None  # call | put
+    strike: float | None = None  # options
+    price_index: str = ""  # the index it follows: btc_usd
 
 
 def _time(ms: int | None) -> datetime | None:
@@ -61,16 +61,35 @@ def instrument_of(row: DeribitInstrument) -> Instrument:
     """One documented record as the master's `Instrument` (a combo is not kept: ValueError)."""
     if row.kind not in KINDS:
         raise ValueError(f"{VENUE}:{row.instrument_name}: kind {row.kind!r} is not kept (combos)")
-    kind = {"future": "perpetual" if row.settlement_period == "perpetual" else "future"}.get(row.kind, row.kind)
+    kind = {"future": "perpetual" if row.settlement_period == "perpetual" else "future"}.get(
+        row.kind, row.kind
+    )
     inverse = row.instrument_type == "reversed" and row.kind == "future"
     quote = row.counter_currency or row.quote_currency
     unit = quote if inverse else row.base_currency
     expires = _time(row.expiration_timestamp)
     status = "live" if row.is_active else "expired"
-    return Instrument(VENUE, row.instrument_name, kind, row.base_currency, quote,
-                      row.settlement_currency or quote, inverse, float(row.contract_size), 1.0, unit, row.tick_size,
-                      row.min_trade_amount, row.min_trade_amount, _time(row.creation_timestamp), expires, status,
-                      row.strike, row.option_type, row.price_index or None)
+    return Instrument(
+        VENUE,
+        row.instrument_name,
+        kind,
+        row.base_currency,
+        quote,
+        row.settlement_currency or quote,
+        inverse,
+        float(row.contract_size),
+        1.0,
+        unit,
+        row.tick_size,
+        row.min_trade_amount,
+        row.min_trade_amount,
+        _time(row.creation_timestamp),
+        expires,
+        status,
+        row.strike,
+        row.option_type,
+        row.price_index or None,
+    )
 
 
 def instruments_of(result: Any, page: Page) -> list[Instrument]:
@@ -80,24 +99,32 @@ def instruments_of(result: Any, page: Page) -> list[Instrument]:
     return [instrument_of(row) for row in rows if row.kind in KINDS]
 
 
-def sync_lookup(rest_url: str | Callable[[], str], timeout_s: float = 5.0) -> Callable[[str, str], list[Instrument]]:
+def sync_lookup(
+    rest_url: str | Callable[[], str], timeout_s: float = 5.0
+) -> Callable[[str, str], list[Instrument]]:
     """A blocking `public/get_instrument` of one instrument at `rest_url` (the live stream's): [] when
     Deribit does not know it; SourceError for another error, so it is asked again later."""
+
     def lookup(venue: str, instrument: str) -> list[Instrument]:
         what = f"{VENUE} {instrument}: reference lookup"
-        body = get_json_now(rest_url, f"/api/v2/{ONE_METHOD}", {"instrument_name": instrument}, what, timeout_s)
+        body = get_json_now(
+            rest_url, f"/api/v2/{ONE_METHOD}", {"instrument_name": instrument}, what, timeout_s
+        )
         if isinstance(body, dict) and "error" in body:
             code = body["error"].get("code") if isinstance(body["error"], dict) else None
             if code in UNKNOWN_INSTRUMENT:
                 return []
             raise SourceError(f"{what} answered {str(body)[:200]}")
-        return instruments_of((body or {}).get("result") or [], Page(VENUE, instrument, None, f"GET {ONE_METHOD}"))
+        return instruments_of(
+            (body or {}).get("result") or [], Page(VENUE, instrument, None, f"GET {ONE_METHOD}")
+        )
 
     return lookup
 
 
 def sync_listing(rest_url: str | Callable[[], str], timeout_s: float = 5.0) -> list[Instrument]:
-    """One blocking `public/get_instruments?currency=any` (every active instrument); SourceError on an error."""
+    """One blocking `public/get_instruments?currency=any` (every active instrument); SourceError on an
+    error."""
     what = f"{VENUE}: reference listing"
     body = get_json_now(rest_url, f"/api/v2/{LIST_METHOD}", {"currency": "any"}, what, timeout_s)
     if not isinstance(body, dict) or "error" in body:
@@ -109,13 +136,13 @@ class BookVolume(msgspec.Struct):
     """One instrument of `get_book_summary_by_currency` (`result`), of any kind: what the volumes use
     (records.BookSummary reads an option chain's fields of the same answer)."""
 
-    instrument_name: str                # BTC-PERPETUAL, BTC-27DEC24, BTC-27DEC24-60000-C, BTC_USDC
-    volume: Amount = 0.0                # "The total 24h traded volume (in base currency)"
-    volume_usd: Amount | None = None    # "Volume in USD"
+    instrument_name: str  # BTC-PERPETUAL, BTC-27DEC24, BTC-27DEC24-60000-C, BTC_USDC
+    volume: Amount = 0.0  # "The total 24h traded volume (in base currency)"
+    volume_usd: Amount | None = None  # "Volume in USD"
     volume_notional: Amount | None = None  # "Volume in quote currency (futures and spots only)"
-    quote_currency: str = ""            # the currency prices are quoted in
-    last: Amount | None = None          # the latest trade's price, null without trades
-    mark_price: Amount | None = None    # the instrument's mark price
+    quote_currency: str = ""  # the currency prices are quoted in
+    last: Amount | None = None  # the latest trade's price, null without trades
+    mark_price: Amount | None = None  # the instrument's mark price
 
 
 def volumes_of(result: Any, taken: datetime, page: Page) -> list[Volume]:
@@ -133,5 +160,13 @@ def volumes_of(result: Any, taken: datetime, page: Page) -> list[Volume]:
     return out
 
 
-__all__ = ["CURRENCIES", "KINDS", "BookVolume", "DeribitInstrument", "instrument_of", "instruments_of", "sync_lookup",
-           "volumes_of"]
+__all__ = [
+    "CURRENCIES",
+    "KINDS",
+    "BookVolume",
+    "DeribitInstrument",
+    "instrument_of",
+    "instruments_of",
+    "sync_lookup",
+    "volumes_of",
+]

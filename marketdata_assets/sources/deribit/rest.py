@@ -103,6 +103,7 @@ def _us(times: list[int]) -> np.ndarray:
 # Parsers: each page's rules declared, checked on its columns (the words of each error)
 # --------------------------------------------------------------------------------------------
 
+
 def rpc_result(body: Any, ctx: Page) -> Any:
     if not isinstance(body, dict):
         raise ctx.error(f"expected a JSON-RPC object, got {type(body).__name__} {str(body)[:120]!r}")
@@ -129,13 +130,17 @@ def trade_columns(trades: list, instrument: str, inverse: bool, ctx: Page) -> di
     cols = _read(trades, DeribitTrade, TRADE_READERS, ctx, optional)
     check(cols, trade_rules(instrument), _trade_name, ctx)
     price, amount = cols["price"], cols["amount"]
-    cols["quantity"], cols["quote"] = (([a / p for p, a in zip(price, amount)], amount) if inverse
-                                       else (amount, [p * a for p, a in zip(price, amount)]))
+    cols["quantity"], cols["quote"] = (
+        ([a / p for p, a in zip(price, amount)], amount)
+        if inverse
+        else (amount, [p * a for p, a in zip(price, amount)])
+    )
     return cols
 
 
-def parse_trade_page(body: Any, instrument: str, ctx: Page | None = None
-                     ) -> tuple[pl.DataFrame, bool, dict[str, str]]:
+def parse_trade_page(
+    body: Any, instrument: str, ctx: Page | None = None
+) -> tuple[pl.DataFrame, bool, dict[str, str]]:
     """A trades response (`result`: {trades: `DeribitTrade`s oldest first, has_more: more in the window
     asked, page on}) → (trades frame, has_more, {trade_id: liquidation flag} of the flagged ones)."""
     ctx = ctx or Page(VENUE, instrument)
@@ -150,9 +155,18 @@ def parse_trade_page(body: Any, instrument: str, ctx: Page | None = None
     if inverse and trades:
         note_conversion(instrument, INVERSE_CONVERSION)
     cols = trade_columns(trades, instrument, inverse, ctx)
-    frame = frame_of(TRADES_SCHEMA, VENUE, instrument, cols["timestamp"], trade_id=list(cols["trade_id"]),
-                     price=cols["price"], quantity=cols["quantity"], amount=cols["quote"],
-                     side=list(cols["direction"]), seq=cols["trade_seq"])
+    frame = frame_of(
+        TRADES_SCHEMA,
+        VENUE,
+        instrument,
+        cols["timestamp"],
+        trade_id=list(cols["trade_id"]),
+        price=cols["price"],
+        quantity=cols["quantity"],
+        amount=cols["quote"],
+        side=list(cols["direction"]),
+        seq=cols["trade_seq"],
+    )
     flags = {t: flag for t, flag in zip(cols["trade_id"], cols["liquidation"]) if flag is not None}
     return frame, has_more, flags
 
@@ -163,10 +177,13 @@ def liquidations_of(trades: pl.DataFrame, flags: dict[str, str], instrument: str
     if flags:
         flagged = trades.filter(pl.col("trade_id").is_in(list(flags)))
         for ts, trade_id, price, quantity, amount, side in flagged.select(
-                "ts", "trade_id", "price", "quantity", "amount", "side").iter_rows():
+            "ts", "trade_id", "price", "quantity", "amount", "side"
+        ).iter_rows():
             for who in flags[trade_id]:  # T: the taker's order; M: the resting one, on the other side
                 order_side = side if who == "T" else ("sell" if side == "buy" else "buy")
-                cols.add(to_us(ts), f"{trade_id}-{who}", order_side, price, quantity, amount, None)  # no order price
+                cols.add(
+                    to_us(ts), f"{trade_id}-{who}", order_side, price, quantity, amount, None
+                )  # no order price
     return cols.frame(VENUE, instrument)
 
 
@@ -197,8 +214,11 @@ def parse_ticker(body: Any, instrument: str, ctx: Page | None = None) -> pl.Data
     result = _ticker_result(body, instrument, ctx)
     ts = epoch_us(field(result, "timestamp", "ticker", ctx), "ticker timestamp", ctx)
     stats = field(result, "stats", "ticker", ctx)
-    volume = not_negative(number(field(stats, "volume", "ticker stats", ctx), "ticker stats volume", ctx),
-                          "ticker stats volume", ctx)
+    volume = not_negative(
+        number(field(stats, "volume", "ticker stats", ctx), "ticker stats volume", ctx),
+        "ticker stats volume",
+        ctx,
+    )
     amount = _optional(stats, "volume_usd", "ticker stats", ctx)
     inverse = is_inverse(instrument)
     best = []
@@ -211,15 +231,22 @@ def parse_ticker(body: Any, instrument: str, ctx: Page | None = None) -> pl.Data
         positive(price, "ticker", ctx, f"best_{side}_price")
         best += [price, None if size is None else base_and_quote(inverse, price, size)[0]]
     cols = columns_of("tickers")
-    cols.add(ts, _optional(result, "last_price", "ticker", ctx), *best, volume,
-             None if amount is None else not_negative(amount, "ticker stats volume_usd", ctx),
-             _optional(result, "mark_price", "ticker", ctx), _optional(result, "index_price", "ticker", ctx),
-             _optional(result, "current_funding", "ticker", ctx))
+    cols.add(
+        ts,
+        _optional(result, "last_price", "ticker", ctx),
+        *best,
+        volume,
+        None if amount is None else not_negative(amount, "ticker stats volume_usd", ctx),
+        _optional(result, "mark_price", "ticker", ctx),
+        _optional(result, "index_price", "ticker", ctx),
+        _optional(result, "current_funding", "ticker", ctx),
+    )
     return cols.frame(VENUE, instrument)
 
 
-def parse_open_interest(body: Any, instrument: str, ctx: Page | None = None,
-                        reference: Instrument | None = None) -> pl.DataFrame:
+def parse_open_interest(
+    body: Any, instrument: str, ctx: Page | None = None, reference: Instrument | None = None
+) -> pl.DataFrame:
     """public/ticker → one open_interest row: open_interest (amount units) in contracts, base and quote."""
     ctx = ctx or Page(VENUE, instrument)
     try:
@@ -235,8 +262,11 @@ def open_interest_of(ticker: Any, size: float, inverse: bool, ctx: Page) -> tupl
     """A ticker's open interest (REST public/ticker, and the ticker channel's notification):
     (ts µs, contracts of `size`, size, its unit, base by the ticker's mark price, quote)."""
     ts = epoch_us(field(ticker, "timestamp", "ticker", ctx), "ticker timestamp", ctx)
-    amount = not_negative(number(field(ticker, "open_interest", "ticker", ctx), "ticker open_interest", ctx),
-                          "ticker open_interest", ctx)
+    amount = not_negative(
+        number(field(ticker, "open_interest", "ticker", ctx), "ticker open_interest", ctx),
+        "ticker open_interest",
+        ctx,
+    )
     mark = number(field(ticker, "mark_price", "ticker", ctx), "ticker mark_price", ctx)
     positive(mark, "ticker", ctx, "mark_price")
     base, quote = base_and_quote(inverse, mark, amount)
@@ -258,9 +288,17 @@ def parse_funding(body: Any, instrument: str, ctx: Page | None = None) -> pl.Dat
     cols = _read(result, FundingRow, FUNDING_READERS, ctx, {"index_price": None})
     check(cols, FUNDING_RULES, _funding_name, ctx)
     n = len(result)
-    return frame_of(FUNDING_SCHEMA, VENUE, instrument, cols["timestamp"], rate=cols["interest_1h"],
-                    interval_hours=[1.0] * n, rate_8h=cols["interest_8h"], mark_price=[None] * n,
-                    index_price=cols["index_price"])
+    return frame_of(
+        FUNDING_SCHEMA,
+        VENUE,
+        instrument,
+        cols["timestamp"],
+        rate=cols["interest_1h"],
+        interval_hours=[1.0] * n,
+        rate_8h=cols["interest_8h"],
+        mark_price=[None] * n,
+        index_price=cols["index_price"],
+    )
 
 
 def _option_name(i: int, summary: dict) -> str:
@@ -276,17 +314,32 @@ def parse_option_chain(body: Any, instrument: str, ctx: Page | None = None) -> p
     result = rpc_result(body, ctx)
     if not isinstance(result, list):
         raise ctx.error(f"book summary result is {type(result).__name__}, not an array")
-    cols = _read(result, BookSummary, SUMMARY_READERS, ctx, dict.fromkeys(("bid_price", "ask_price", "volume")))
+    cols = _read(
+        result, BookSummary, SUMMARY_READERS, ctx, dict.fromkeys(("bid_price", "ask_price", "volume"))
+    )
     options = cols["option"] = np.fromiter(map(option_named, cols["instrument_name"]), object, len(result))
     check(cols, chain_rules(currency), _option_name, ctx)
     n = len(result)
-    frame = frame_of(OPTION_CHAIN_SCHEMA, VENUE, instrument, cols["creation_timestamp"],
-                     option=list(cols["instrument_name"]), expiry=[to_us(o.expires_at) for o in options],
-                     strike=[o.strike for o in options], option_type=[_OPTION_TYPES[o.option_type] for o in options],
-                     underlying_price=cols["underlying_price"], underlying_index=list(cols["underlying_index"]),
-                     mark_price=cols["mark_price"], mark_iv=cols["mark_iv"], bid_iv=[None] * n, ask_iv=[None] * n,
-                     bid_price=cols["bid_price"], ask_price=cols["ask_price"], open_interest=cols["open_interest"],
-                     volume_24h=cols["volume"])
+    frame = frame_of(
+        OPTION_CHAIN_SCHEMA,
+        VENUE,
+        instrument,
+        cols["creation_timestamp"],
+        option=list(cols["instrument_name"]),
+        expiry=[to_us(o.expires_at) for o in options],
+        strike=[o.strike for o in options],
+        option_type=[_OPTION_TYPES[o.option_type] for o in options],
+        underlying_price=cols["underlying_price"],
+        underlying_index=list(cols["underlying_index"]),
+        mark_price=cols["mark_price"],
+        mark_iv=cols["mark_iv"],
+        bid_iv=[None] * n,
+        ask_iv=[None] * n,
+        bid_price=cols["bid_price"],
+        ask_price=cols["ask_price"],
+        open_interest=cols["open_interest"],
+        volume_24h=cols["volume"],
+    )
     return finish("option_chain", [frame])
 
 
@@ -298,10 +351,19 @@ def parse_order_book(body: Any, instrument: str, ctx: Page | None = None) -> pl.
     change_id = field(result, "change_id", "order book", ctx)
     update_id = integer(change_id, "order book change_id", ctx) if change_id is not None else None
     inverse = is_inverse(instrument)
-    bids, asks = (book_levels(field(result, side, "order book", ctx), side, ctx, what="order book",
-                              shape="[price, amount] pair", price="price", size="amount",
-                              base=lambda price, amount: base_and_quote(inverse, price, amount)[0])
-                  for side in ("bids", "asks"))
+    bids, asks = (
+        book_levels(
+            field(result, side, "order book", ctx),
+            side,
+            ctx,
+            what="order book",
+            shape="[price, amount] pair",
+            price="price",
+            size="amount",
+            base=lambda price, amount: base_and_quote(inverse, price, amount)[0],
+        )
+        for side in ("bids", "asks")
+    )
     return book_frame(VENUE, instrument, ts, update_id, bids, asks)
 
 
@@ -317,9 +379,19 @@ def parse_chart(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataF
     cols = _chart_columns(rpc_result(body, ctx), ctx)
     cols["ts"] = _us(cols["ticks"])
     check(cols, CHART_RULES, _bar_name, ctx)
-    return frame_of(BARS_SCHEMA, VENUE, instrument, cols["ticks"], open=cols["open"], high=cols["high"],
-                    low=cols["low"], close=cols["close"], volume=cols["volume"], amount=cols["cost"],
-                    trades=[None] * len(cols["ticks"]))
+    return frame_of(
+        BARS_SCHEMA,
+        VENUE,
+        instrument,
+        cols["ticks"],
+        open=cols["open"],
+        high=cols["high"],
+        low=cols["low"],
+        close=cols["close"],
+        volume=cols["volume"],
+        amount=cols["cost"],
+        trades=[None] * len(cols["ticks"]),
+    )
 
 
 def _chart_columns(result: Any, ctx: Page) -> dict[str, Any]:
@@ -328,7 +400,7 @@ def _chart_columns(result: Any, ctx: Page) -> dict[str, Any]:
     if status == "no_data":
         return {key: [] for key in CHART_KEYS}
     if status != "ok":
-        raise ctx.error(f"chart status is {status!r}, not \"ok\" or \"no_data\"")
+        raise ctx.error(f'chart status is {status!r}, not "ok" or "no_data"')
     arrays = [field(result, key, "chart", ctx) for key in CHART_KEYS]
     for key, array in zip(CHART_KEYS, arrays):
         if not isinstance(array, list):
@@ -342,5 +414,15 @@ def _chart_columns(result: Any, ctx: Page) -> dict[str, Any]:
     return wire_columns([dict(zip(CHART_KEYS, bar)) for bar in zip(*arrays)], readers, ctx)
 
 
-__all__ = ["liquidations_of", "parse_chart", "parse_funding", "parse_liquidations", "parse_open_interest",
-           "parse_option_chain", "parse_order_book", "parse_ticker", "parse_trade_page", "parse_trades"]
+__all__ = [
+    "liquidations_of",
+    "parse_chart",
+    "parse_funding",
+    "parse_liquidations",
+    "parse_open_interest",
+    "parse_option_chain",
+    "parse_order_book",
+    "parse_ticker",
+    "parse_trade_page",
+    "parse_trades",
+]

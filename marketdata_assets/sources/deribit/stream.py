@@ -51,8 +51,9 @@ CHANNEL_DATASET = {"trades": TRADES, "book": BOOKS, "ticker": TICKERS}
 TICKER_DATASETS = (TICKERS, MARK_PRICE, FUNDING, OPEN_INTEREST)  # what one `ticker` notification feeds
 
 
-def ticker_messages(data: dict, instrument: str, recv_ns: int, datasets: tuple[str, ...], inverse: bool,
-                    size: float | None) -> list[LiveMessage]:
+def ticker_messages(
+    data: dict, instrument: str, recv_ns: int, datasets: tuple[str, ...], inverse: bool, size: float | None
+) -> list[LiveMessage]:
     """The enabled datasets of one `ticker` notification, each keyed by its `timestamp`: tickers (sizes in
     base units: an inverse contract's USD amounts / price; with mark, index and the current funding),
     mark_price, funding (perpetuals: `current_funding` and the 8-hour `funding_8h`, continuous: no
@@ -61,20 +62,34 @@ def ticker_messages(data: dict, instrument: str, recv_ns: int, datasets: tuple[s
     ts = int(data["timestamp"])
     out = []
     if TICKERS in datasets:
+
         def base(price: float, amount: float) -> float:
             return base_and_quote(inverse, price, amount)[0]
-        ticker = Ticker(*best_level(data["best_bid_price"], data["best_bid_amount"], base),
-                        *best_level(data["best_ask_price"], data["best_ask_amount"], base),
-                        venue_number(data.get("last_price")), venue_number(data.get("mark_price")),
-                        venue_number(data.get("index_price")), venue_number(data.get("current_funding")))
+
+        ticker = Ticker(
+            *best_level(data["best_bid_price"], data["best_bid_amount"], base),
+            *best_level(data["best_ask_price"], data["best_ask_amount"], base),
+            venue_number(data.get("last_price")),
+            venue_number(data.get("mark_price")),
+            venue_number(data.get("index_price")),
+            venue_number(data.get("current_funding")),
+        )
         out.append(record_message(TICKERS, VENUE, instrument, ts, ts, recv_ns, ticker))
     if MARK_PRICE in datasets:
         mark = MarkPrice(venue_number(data["mark_price"]), venue_number(data["index_price"]))
         out.append(record_message(MARK_PRICE, VENUE, instrument, ts, ts, recv_ns, mark))
     if FUNDING in datasets and "current_funding" in data:
-        out.append(record_message(FUNDING, VENUE, instrument, ts, ts, recv_ns,
-                                  Funding(venue_number(data["current_funding"]), None,
-                                          venue_number(data.get("funding_8h")))))
+        out.append(
+            record_message(
+                FUNDING,
+                VENUE,
+                instrument,
+                ts,
+                ts,
+                recv_ns,
+                Funding(venue_number(data["current_funding"]), None, venue_number(data.get("funding_8h"))),
+            )
+        )
     if OPEN_INTEREST in datasets and size is not None:
         _, *values = open_interest_of(data, size, inverse, Page(VENUE, instrument))
         out.append(record_message(OPEN_INTEREST, VENUE, instrument, ts, ts, recv_ns, OpenInterest(*values)))
@@ -88,8 +103,10 @@ def rpc(request_id: int, method: str, params: dict) -> str:
 def levels(entries: list) -> list[tuple[str, str]]:
     """[action, price, amount] entries as (price, size) strings, "0" for a delete; a grouped book's
     [price, amount] pairs as they are."""
-    return [(str(e[0]), str(e[1])) if len(e) == 2 else (str(e[1]), "0" if e[0] == "delete" else str(e[2]))
-            for e in entries]
+    return [
+        (str(e[0]), str(e[1])) if len(e) == 2 else (str(e[1]), "0" if e[0] == "delete" else str(e[2]))
+        for e in entries
+    ]
 
 
 class DeribitBookSync(ChainedBookSync):
@@ -121,21 +138,35 @@ class DeribitStream(StreamBase):
     # public/subscribe: ~3.3 requests a second sustained (3,000 credits each of 30,000), per IP, every
     # connection's together; 32 connections per IP, HTTP requests included (docs.deribit.com, "Rate Limits",
     # "public/subscribe", "Connection Management"); no cap on channels a connection is documented
-    limits = StreamLimits(max_channels=500, control_per_s=3, connections_per_window=10, window_s=60.0,
-                          lifetime_s=None, url_channels=0, subscribe_batch=100, control_per_ip=True,
-                          max_connections=30)
+    limits = StreamLimits(
+        max_channels=500,
+        control_per_s=3,
+        connections_per_window=10,
+        window_s=60.0,
+        lifetime_s=None,
+        url_channels=0,
+        subscribe_batch=100,
+        control_per_ip=True,
+        max_connections=30,
+    )
     keepalive = None  # the server's heartbeat (set at the start), answered in `decode`
     rest_snapshots = False
     stale_s = 15.0  # the heartbeat (10 s) is the least a quiet connection carries
 
     live_source = "DERIBIT_LIVE"
-    data_prefix = '{"jsonrpc":"2.0","method":"subscription"'  # a notification; replies carry an id, heartbeats
+    data_prefix = (
+        '{"jsonrpc":"2.0","method":"subscription"'  # a notification; replies carry an id, heartbeats
+    )
     trade_marks = ('"channel":"trades.',)  # {...,"params":{"channel":"trades.BTC-PERPETUAL.100ms",...}
     # (test_request, to be answered) are method "heartbeat"
     default_instruments = ("BTC-PERPETUAL", "ETH-PERPETUAL")
     trade_channel_format, book_channel_format, lower_channels = "trades.{}.100ms", "book.{}.", False
-    landed: ClassVar[dict] = {TICKERS: ("ticker.{}.100ms",), OPEN_INTEREST: ("ticker.{}.100ms",),
-                              MARK_FUNDING: ("ticker.{}.100ms",), BOOKS: (BOOK_TOPS,)}
+    landed: ClassVar[dict] = {
+        TICKERS: ("ticker.{}.100ms",),
+        OPEN_INTEREST: ("ticker.{}.100ms",),
+        MARK_FUNDING: ("ticker.{}.100ms",),
+        BOOKS: (BOOK_TOPS,),
+    }
     shared_carries: ClassVar[dict] = {}
 
     def __init__(self, heartbeat_s: int = HEARTBEAT_S, datasets=None):
@@ -146,23 +177,31 @@ class DeribitStream(StreamBase):
         self._as_of = None  # sizes by the versions valid then (`size_at`); None: the latest
         self._rest_url = None  # where the reference data is asked (`use_reference`)
         self.supported = (TRADES, BOOKS, *TICKER_DATASETS)
-        super().__init__(datasets)  # `warnings`: what could not be made, counted (the collector's stats show it)
+        super().__init__(
+            datasets
+        )  # `warnings`: what could not be made, counted (the collector's stats show it)
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         """Trades and tickers at 100 ms (the trade channel the hourly load reads, `trade_channel_format`;
         Deribit's `raw` channels need an authorized connection), the book at `depth_speed_ms` (0: raw)."""
         interval = "raw" if depth_speed_ms == 0 else f"{depth_speed_ms}ms"
-        kinds = [(kind, every) for kind, dataset, every in (("trades", TRADES, "100ms"), ("book", BOOKS, interval))
-                 if dataset in self.datasets]
+        kinds = [
+            (kind, every)
+            for kind, dataset, every in (("trades", TRADES, "100ms"), ("book", BOOKS, interval))
+            if dataset in self.datasets
+        ]
         if any(d in self.datasets for d in TICKER_DATASETS):
             kinds.append(("ticker", "100ms"))
         return [f"{kind}.{name}.{every}" for name in instruments for kind, every in kinds]
 
-    def subscribe_messages(self, channels: list[str], first_id: int,
-                           method: str = "public/subscribe") -> list[tuple[int, str]]:
+    def subscribe_messages(
+        self, channels: list[str], first_id: int, method: str = "public/subscribe"
+    ) -> list[tuple[int, str]]:
         step = self.limits.subscribe_batch
-        return [(first_id + k, rpc(first_id + k, method, {"channels": channels[i:i + step]}))
-                for k, i in enumerate(range(0, len(channels), step))]
+        return [
+            (first_id + k, rpc(first_id + k, method, {"channels": channels[i : i + step]}))
+            for k, i in enumerate(range(0, len(channels), step))
+        ]
 
     def unsubscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]:
         return self.subscribe_messages(channels, first_id, "public/unsubscribe")
@@ -171,24 +210,32 @@ class DeribitStream(StreamBase):
         return [(first_id, rpc(first_id, "public/set_heartbeat", {"interval": self.heartbeat_s}))]
 
     def resubscribe_messages(self, channel: str, first_id: int) -> list[tuple[int, str]]:
-        return [(first_id, rpc(first_id, "public/unsubscribe", {"channels": [channel]})),
-                (first_id + 1, rpc(first_id + 1, "public/subscribe", {"channels": [channel]}))]
+        return [
+            (first_id, rpc(first_id, "public/unsubscribe", {"channels": [channel]})),
+            (first_id + 1, rpc(first_id + 1, "public/subscribe", {"channels": [channel]})),
+        ]
 
     def decode(self, text: str) -> Frame:
-        frame = json.loads(text, parse_float=str)  # prices and amounts kept as the venue wrote them (0.00000255,
+        frame = json.loads(
+            text, parse_float=str
+        )  # prices and amounts kept as the venue wrote them (0.00000255,
         # not Python's 2.55e-06): the book keys, the messages and the landing agree with the venue's text
         if not isinstance(frame, dict):
             return Frame("unknown")
         method, params = frame.get("method"), frame.get("params")
         if method == "subscription" and isinstance(params, dict):
-            channel = str(params.get("channel"))  # <kind>.<instrument>.<interval>, or book.<instrument>.<group>.<depth>.<interval>
+            channel = str(
+                params.get("channel")
+            )  # <kind>.<instrument>.<interval>, or book.<instrument>.<group>.<depth>.<interval>
             parts = channel.split(".")
             instrument = parts[1] if len(parts) >= 3 else ""
             return Frame("event", channel, CHANNEL_DATASET.get(parts[0]), instrument, params.get("data"))
         if method == "heartbeat":
             test = isinstance(params, dict) and params.get("type") == "test_request"
             return Frame("control", reply=rpc(0, "public/test", {}) if test else None)
-        if "error" in frame:  # the whole JSON-RPC error: code, message and `data` (e.g. the param -32602 refused)
+        if (
+            "error" in frame
+        ):  # the whole JSON-RPC error: code, message and `data` (e.g. the param -32602 refused)
             error = frame["error"]
             code = str(error.get("code")) if isinstance(error, dict) else None
             return Frame("error", request_id=frame.get("id"), error=json_text(error), code=code)
@@ -203,7 +250,9 @@ class DeribitStream(StreamBase):
         if frame.dataset == TICKERS:
             inverse, size = self.contract(frame.instrument)
             if size is None and OPEN_INTEREST in self.datasets and frame.instrument:  # counted, not silent
-                self.warnings["open_interest_no_contract_size"] = self.warnings.get("open_interest_no_contract_size", 0) + 1
+                self.warnings["open_interest_no_contract_size"] = (
+                    self.warnings.get("open_interest_no_contract_size", 0) + 1
+                )
             return ticker_messages(frame.data, frame.instrument, recv_ns, self.datasets, inverse, size)
         return trade_messages(VENUE, frame.instrument, self.trades(frame), recv_ns)
 
@@ -215,8 +264,10 @@ class DeribitStream(StreamBase):
             raise ctx.error(f"trades notification data is {type(frame.data).__name__}, not an array")
         cols = trade_columns(frame.data, instrument, self.inverse(instrument), ctx)
         fields = ("trade_id", "price", "quantity", "quote", "direction", "trade_seq")
-        return [Trade(epoch_to_us(t), *trade, epoch_to_us(t) // 1000)
-                for t, *trade in zip(cols["timestamp"], *(cols[name] for name in fields))]
+        return [
+            Trade(epoch_to_us(t), *trade, epoch_to_us(t) // 1000)
+            for t, *trade in zip(cols["timestamp"], *(cols[name] for name in fields))
+        ]
 
     def inverse(self, instrument: str) -> bool:
         """Amounts in USD (inverse), read from the name (trades need no size); SourceDataError for a name of
@@ -273,7 +324,9 @@ class DeribitStream(StreamBase):
 
     def book_time_ms(self, data: object) -> int | None:
         """A book notification's `timestamp`."""
-        return int(data["timestamp"]) if isinstance(data, dict) and data.get("timestamp") is not None else None
+        return (
+            int(data["timestamp"]) if isinstance(data, dict) and data.get("timestamp") is not None else None
+        )
 
     def repair_source(self, rest_url: str) -> RestSnapshots:
         """`public/get_order_book` (with its `change_id`), the body as sent."""
@@ -282,9 +335,12 @@ class DeribitStream(StreamBase):
 
     def book_rows(self, payload: dict, instrument: str) -> list[dict]:
         """Through the REST order book parser: an inverse contract's USD amounts as base units."""
-        result = {"timestamp": book_ms(payload), "change_id": payload["update_id"],
-                  "bids": [[float(p), float(q)] for p, q, *_ in payload["bids"]],
-                  "asks": [[float(p), float(q)] for p, q, *_ in payload["asks"]]}
+        result = {
+            "timestamp": book_ms(payload),
+            "change_id": payload["update_id"],
+            "bids": [[float(p), float(q)] for p, q, *_ in payload["bids"]],
+            "asks": [[float(p), float(q)] for p, q, *_ in payload["asks"]],
+        }
         return frame_rows(parse_order_book({"jsonrpc": "2.0", "result": result}, instrument))
 
     def check(self, dataset: str, instrument: str) -> None:

@@ -1,4 +1,5 @@
-"""Minute-bar CSV files dropped by vendors: the reader and the vendor profiles (columns, encodings, code formats)."""
+"""Minute-bar CSV files dropped by vendors: the reader and the vendor profiles (columns, encodings, code
+formats)."""
 
 from marketdata_assets.core.naming import A_SHARE_VENUES
 from marketdata_assets.sources.interface import FILES, Source

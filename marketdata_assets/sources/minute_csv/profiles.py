@@ -29,13 +29,25 @@ SEPARATORS = (",", "\t", ";", "|")
 # Bump when the reader's built-in rules change what a profile accepts ("auto" time layouts, code
 # forms, whole-file checks): files quarantined under another profiles_fingerprint are retried.
 PARSER_VERSION = 1
-_PROFILE_KEYS = {"name", "columns", "required", "encodings", "time_formats", "volume_unit",
-                 "volume_unit_fallback", "amount_unit", "code_format", "separator", "description"}
+_PROFILE_KEYS = {
+    "name",
+    "columns",
+    "required",
+    "encodings",
+    "time_formats",
+    "volume_unit",
+    "volume_unit_fallback",
+    "amount_unit",
+    "code_format",
+    "separator",
+    "description",
+}
 
 
 # --------------------------------------------------------------------------------------------
 # Profiles
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class CsvProfile:
@@ -116,8 +128,9 @@ def profile_from_dict(spec: Mapping) -> CsvProfile:
         if not isinstance(source, str) or not normalize_header(source):
             raise ValueError(f"{where}: bad source header {source!r}")
         if target not in TARGETS:
-            raise ValueError(f"{where}: column {source!r} maps to unknown target {target!r} "
-                             f"(targets: {sorted(TARGETS)})")
+            raise ValueError(
+                f"{where}: column {source!r} maps to unknown target {target!r} (targets: {sorted(TARGETS)})"
+            )
         normalized[normalize_header(source)] = target
     mapped = set(normalized.values())
     if "time" not in mapped and not {"date", "clock"} <= mapped:
@@ -156,67 +169,172 @@ def profile_from_dict(spec: Mapping) -> CsvProfile:
     if code_format not in CODE_FORMATS:
         raise ValueError(f"{where}: code_format must be one of {CODE_FORMATS}, got {code_format!r}")
     separator = spec.get("separator")
-    if separator is not None and (not isinstance(separator, str) or len(separator) != 1 or separator in "\r\n\""):
+    if separator is not None and (
+        not isinstance(separator, str) or len(separator) != 1 or separator in '\r\n"'
+    ):
         raise ValueError(f"{where}: separator must be one character, got {separator!r}")
-    return CsvProfile(name=name, columns=normalized, required=required, encodings=encodings,
-                      time_formats=time_formats, volume_unit=volume_unit, volume_unit_fallback=fallback,
-                      amount_unit=amount_unit, code_format=code_format, separator=separator,
-                      description=str(spec.get("description", "")))
+    return CsvProfile(
+        name=name,
+        columns=normalized,
+        required=required,
+        encodings=encodings,
+        time_formats=time_formats,
+        volume_unit=volume_unit,
+        volume_unit_fallback=fallback,
+        amount_unit=amount_unit,
+        code_format=code_format,
+        separator=separator,
+        description=str(spec.get("description", "")),
+    )
 
 
 _OHLC_EN = {"open": "open", "high": "high", "low": "low", "close": "close"}
-_OHLC_CN = {"开盘价": "open", "开盘": "open", "最高价": "high", "最高": "high",
-            "最低价": "low", "最低": "low", "收盘价": "close", "收盘": "close"}
+_OHLC_CN = {
+    "开盘价": "open",
+    "开盘": "open",
+    "最高价": "high",
+    "最高": "high",
+    "最低价": "low",
+    "最低": "low",
+    "收盘价": "close",
+    "收盘": "close",
+}
 
 BUILTIN_PROFILE_SPECS: tuple[dict, ...] = (
-    {"name": "symbol_dt",
-     "description": "symbol,dt,open,close,high,low,vol (close before high; no amount)",
-     "columns": {"symbol": "code", "dt": "time", **_OHLC_EN, "vol": "volume"},
-     "volume_unit": "auto", "volume_unit_fallback": "shares"},
-    {"name": "day_ohlcva",
-     "description": "day,open,high,low,close,volume,amount (sina/akshare style; code from the file name)",
-     "columns": {"day": "time", **_OHLC_EN, "volume": "volume", "amount": "amount", "code": "code",
-                 "symbol": "code"},
-     "volume_unit": "auto", "volume_unit_fallback": "shares"},
-    {"name": "cn_minute",
-     "description": "时间,代码,名称,开盘价,收盘价,最高价,最低价,成交量,成交额,涨幅,振幅 (UTF-8 BOM or GBK)",
-     "columns": {"时间": "time", "日期时间": "time", "交易时间": "time", "代码": "code", "股票代码": "code",
-                 "证券代码": "code", "名称": "name", "股票名称": "name", "证券名称": "name", **_OHLC_CN,
-                 "成交量": "volume", "成交量(手)": "volume", "成交量（手）": "volume", "成交量(股)": "volume",
-                 "成交量（股）": "volume", "成交额": "amount", "成交金额": "amount", "成交额(元)": "amount",
-                 "成交额（元）": "amount"},
-     "volume_unit": "auto", "volume_unit_fallback": "lots"},
-    {"name": "cn_date_clock",
-     "description": "日期,时间,开盘,最高,最低,收盘,成交量,成交额 (date and time-of-day columns, TDX style)",
-     "columns": {"日期": "date", "时间": "clock", "代码": "code", "名称": "name", **_OHLC_CN,
-                 "成交量": "volume", "成交额": "amount", "成交金额": "amount"},
-     "volume_unit": "auto", "volume_unit_fallback": "lots"},
-    {"name": "tushare_stk_mins",
-     "description": "ts_code,trade_time,open,close,high,low,vol,amount (Tushare stk_mins: shares, yuan)",
-     "columns": {"ts_code": "code", "trade_time": "time", **_OHLC_EN, "vol": "volume", "amount": "amount"},
-     "volume_unit": "shares", "amount_unit": "yuan"},
-    {"name": "generic",
-     "description": "English headers: time/datetime/date, code/symbol, open, high, low, close, volume/vol, "
-                    "amount/money/turnover (JoinQuant, baostock, pandas exports)",
-     "columns": {"time": "time", "datetime": "time", "date": "time", "timestamp": "time",
-                 "trade_time": "time", "bob": "time", "eob": "time",
-                 "code": "code", "symbol": "code", "ts_code": "code", "ticker": "code", "sec_code": "code",
-                 "name": "name", **_OHLC_EN, "volume": "volume", "vol": "volume", "money": "amount",
-                 "amount": "amount", "turnover": "amount", "value": "amount"},
-     "volume_unit": "auto", "volume_unit_fallback": "shares"},
-    {"name": "generic_date_clock",
-     "description": "English date + time-of-day columns: date,time,open,high,low,close,volume[,amount]",
-     "columns": {"date": "date", "trade_date": "date", "time": "clock", "code": "code", "symbol": "code",
-                 "ts_code": "code", "name": "name", **_OHLC_EN, "volume": "volume", "vol": "volume",
-                 "amount": "amount", "money": "amount"},
-     "volume_unit": "auto", "volume_unit_fallback": "shares"},
+    {
+        "name": "symbol_dt",
+        "description": "symbol,dt,open,close,high,low,vol (close before high; no amount)",
+        "columns": {"symbol": "code", "dt": "time", **_OHLC_EN, "vol": "volume"},
+        "volume_unit": "auto",
+        "volume_unit_fallback": "shares",
+    },
+    {
+        "name": "day_ohlcva",
+        "description": "day,open,high,low,close,volume,amount (sina/akshare style; code from the file name)",
+        "columns": {
+            "day": "time",
+            **_OHLC_EN,
+            "volume": "volume",
+            "amount": "amount",
+            "code": "code",
+            "symbol": "code",
+        },
+        "volume_unit": "auto",
+        "volume_unit_fallback": "shares",
+    },
+    {
+        "name": "cn_minute",
+        "description": (
+            "时间,代码,名称,开盘价,收盘价,最高价,最低价,成交量,成交额,涨幅,振幅 (UTF-8 BOM or GBK)"
+        ),
+        "columns": {
+            "时间": "time",
+            "日期时间": "time",
+            "交易时间": "time",
+            "代码": "code",
+            "股票代码": "code",
+            "证券代码": "code",
+            "名称": "name",
+            "股票名称": "name",
+            "证券名称": "name",
+            **_OHLC_CN,
+            "成交量": "volume",
+            "成交量(手)": "volume",
+            "成交量（手）": "volume",
+            "成交量(股)": "volume",
+            "成交量（股）": "volume",
+            "成交额": "amount",
+            "成交金额": "amount",
+            "成交额(元)": "amount",
+            "成交额（元）": "amount",
+        },
+        "volume_unit": "auto",
+        "volume_unit_fallback": "lots",
+    },
+    {
+        "name": "cn_date_clock",
+        "description": (
+            "日期,时间,开盘,最高,最低,收盘,成交量,成交额 (date and time-of-day columns, TDX style)"
+        ),
+        "columns": {
+            "日期": "date",
+            "时间": "clock",
+            "代码": "code",
+            "名称": "name",
+            **_OHLC_CN,
+            "成交量": "volume",
+            "成交额": "amount",
+            "成交金额": "amount",
+        },
+        "volume_unit": "auto",
+        "volume_unit_fallback": "lots",
+    },
+    {
+        "name": "tushare_stk_mins",
+        "description": "ts_code,trade_time,open,close,high,low,vol,amount (Tushare stk_mins: shares, yuan)",
+        "columns": {"ts_code": "code", "trade_time": "time", **_OHLC_EN, "vol": "volume", "amount": "amount"},
+        "volume_unit": "shares",
+        "amount_unit": "yuan",
+    },
+    {
+        "name": "generic",
+        "description": (
+            "English headers: time/datetime/date, code/symbol, open, high, low, close, volume/vol, "
+            "amount/money/turnover (JoinQuant, baostock, pandas exports)"
+        ),
+        "columns": {
+            "time": "time",
+            "datetime": "time",
+            "date": "time",
+            "timestamp": "time",
+            "trade_time": "time",
+            "bob": "time",
+            "eob": "time",
+            "code": "code",
+            "symbol": "code",
+            "ts_code": "code",
+            "ticker": "code",
+            "sec_code": "code",
+            "name": "name",
+            **_OHLC_EN,
+            "volume": "volume",
+            "vol": "volume",
+            "money": "amount",
+            "amount": "amount",
+            "turnover": "amount",
+            "value": "amount",
+        },
+        "volume_unit": "auto",
+        "volume_unit_fallback": "shares",
+    },
+    {
+        "name": "generic_date_clock",
+        "description": "English date + time-of-day columns: date,time,open,high,low,close,volume[,amount]",
+        "columns": {
+            "date": "date",
+            "trade_date": "date",
+            "time": "clock",
+            "code": "code",
+            "symbol": "code",
+            "ts_code": "code",
+            "name": "name",
+            **_OHLC_EN,
+            "volume": "volume",
+            "vol": "volume",
+            "amount": "amount",
+            "money": "amount",
+        },
+        "volume_unit": "auto",
+        "volume_unit_fallback": "shares",
+    },
 )
 
 BUILTIN_PROFILES: tuple[CsvProfile, ...] = tuple(profile_from_dict(s) for s in BUILTIN_PROFILE_SPECS)
 
 
-def load_profiles(extra: None | Mapping | Sequence[Mapping] | str | Path = None, *,
-                  include_builtin: bool = True) -> list[CsvProfile]:
+def load_profiles(
+    extra: None | Mapping | Sequence[Mapping] | str | Path = None, *, include_builtin: bool = True
+) -> list[CsvProfile]:
     """User profiles (a dict, a list of dicts, or the path of a JSON file holding either, or
     ``{"profiles": [...]}``) followed by the built-in ones. User profiles come first, so they win
     ties; a user profile may reuse a built-in name to replace it."""
@@ -227,7 +345,9 @@ def load_profiles(extra: None | Mapping | Sequence[Mapping] | str | Path = None,
             loaded = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
             raise ValueError(f"cannot read CSV profiles from {path}: {error}") from None
-        extra = loaded.get("profiles", loaded) if isinstance(loaded, dict) and "columns" not in loaded else loaded
+        extra = (
+            loaded.get("profiles", loaded) if isinstance(loaded, dict) and "columns" not in loaded else loaded
+        )
     if extra is None:
         specs = []
     elif isinstance(extra, Mapping):
@@ -246,11 +366,18 @@ def load_profiles(extra: None | Mapping | Sequence[Mapping] | str | Path = None,
 def profile_definition(profile: CsvProfile) -> dict:
     """The canonical, JSON-ready definition of a profile: everything that changes how a file is read
     (not the description). Column order is kept: the first alias present in a file wins."""
-    return {"name": profile.name, "columns": [[source, target] for source, target in profile.columns.items()],
-            "required": list(profile.required), "encodings": list(profile.encodings),
-            "time_formats": list(profile.time_formats), "volume_unit": profile.volume_unit,
-            "volume_unit_fallback": profile.volume_unit_fallback, "amount_unit": profile.amount_unit,
-            "code_format": profile.code_format, "separator": profile.separator}
+    return {
+        "name": profile.name,
+        "columns": [[source, target] for source, target in profile.columns.items()],
+        "required": list(profile.required),
+        "encodings": list(profile.encodings),
+        "time_formats": list(profile.time_formats),
+        "volume_unit": profile.volume_unit,
+        "volume_unit_fallback": profile.volume_unit_fallback,
+        "amount_unit": profile.amount_unit,
+        "code_format": profile.code_format,
+        "separator": profile.separator,
+    }
 
 
 def profiles_fingerprint(profiles: Iterable[CsvProfile] | None = None) -> str:
@@ -263,11 +390,12 @@ def profiles_fingerprint(profiles: Iterable[CsvProfile] | None = None) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def detect_profile(headers: Sequence[str], profiles: Iterable[CsvProfile] | None = None
-                   ) -> HeaderMatch | None:
+def detect_profile(
+    headers: Sequence[str], profiles: Iterable[CsvProfile] | None = None
+) -> HeaderMatch | None:
     """The profile explaining most header columns (ties: earlier profile), or None."""
     best: HeaderMatch | None = None
-    for profile in (BUILTIN_PROFILES if profiles is None else profiles):
+    for profile in BUILTIN_PROFILES if profiles is None else profiles:
         found = profile.match(headers)
         if found is not None and (best is None or found.score > best.score):
             best = found
@@ -316,7 +444,9 @@ def normalize_code(value: object, code_format: str = "auto") -> str:
         digits = groups["d3"].zfill(6)
         exchange = exchange_by_prefix(digits)
         if exchange is None:
-            raise ValueError(f"bad code {value!r}: cannot infer the exchange of {digits} (add .SH, .SZ or .BJ)")
+            raise ValueError(
+                f"bad code {value!r}: cannot infer the exchange of {digits} (add .SH, .SZ or .BJ)"
+            )
     else:
         exchange = EXCHANGE_ALIASES[exchange_alias]
     return f"{digits}.{exchange}"
@@ -327,8 +457,13 @@ def code_expr(expr: pl.Expr, code_format: str = "auto") -> pl.Expr:
     Convenient in a select; :func:`normalize_codes` is much faster on big columns."""
     text = expr.str.strip_chars(' \t"').str.to_uppercase()
     groups = text.str.extract_groups(_CODE_PATTERNS[code_format])
-    names = {"auto": ["d1", "x1", "d4", "x4", "x2", "d2", "d3"], "suffix": ["d1", "x1"],
-             "joinquant": ["d4", "x4"], "prefix": ["x2", "d2"], "bare": ["d3"]}[code_format]
+    names = {
+        "auto": ["d1", "x1", "d4", "x4", "x2", "d2", "d3"],
+        "suffix": ["d1", "x1"],
+        "joinquant": ["d4", "x4"],
+        "prefix": ["x2", "d2"],
+        "bare": ["d3"],
+    }[code_format]
 
     def group(name: str) -> pl.Expr:
         return groups.struct.field(name) if name in names else pl.lit(None, dtype=pl.String)
@@ -337,9 +472,11 @@ def code_expr(expr: pl.Expr, code_format: str = "auto") -> pl.Expr:
     alias = pl.coalesce(group("x1"), group("x2"), group("x4"))
     explicit = alias.replace_strict(EXCHANGE_ALIASES, default=None, return_dtype=pl.String)
     bare = group("d3").str.zfill(6)
-    return (pl.when(explicit_digits.is_not_null())
-            .then(pl.concat_str([explicit_digits, pl.lit("."), explicit]))
-            .otherwise(pl.concat_str([bare, pl.lit("."), _exchange_by_prefix_expr(bare)])))
+    return (
+        pl.when(explicit_digits.is_not_null())
+        .then(pl.concat_str([explicit_digits, pl.lit("."), explicit]))
+        .otherwise(pl.concat_str([bare, pl.lit("."), _exchange_by_prefix_expr(bare)]))
+    )
 
 
 def _exchange_by_prefix_expr(digits: pl.Expr) -> pl.Expr:
@@ -386,8 +523,11 @@ def code_from_filename(path: str | Path) -> str | None:
         match = pattern.search(name)
         if match:
             text = match.group(0)
-            text = (f"{match.group(1)}.{match.group(2)}" if text[0].isdigit()
-                    else text.replace("-", "").replace("_", ""))
+            text = (
+                f"{match.group(1)}.{match.group(2)}"
+                if text[0].isdigit()
+                else text.replace("-", "").replace("_", "")
+            )
             try:
                 return normalize_code(text)
             except ValueError:

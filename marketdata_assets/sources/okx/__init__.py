@@ -16,11 +16,33 @@ from marketdata_assets.sources.okx.rest import (
 )
 from marketdata_assets.sources.okx.stream import OkxStream
 
-OKX = venue_source("OKX", OkxClient, "okx", stream=OkxStream, id_sequences=(
-    IdSequence("tradeId", "OKX", ("OKX", OkxStream.live_source), "trades_by_id", 100, False, "OKX tradeId"),
-), contract=contract)
+OKX = venue_source(
+    "OKX",
+    OkxClient,
+    "okx",
+    stream=OkxStream,
+    id_sequences=(
+        IdSequence(
+            "tradeId", "OKX", ("OKX", OkxStream.live_source), "trades_by_id", 100, False, "OKX tradeId"
+        ),
+    ),
+    contract=contract,
+)
 
-__all__ = ["ERRORS", "LIMITS", "OKX", "ContractSizer", "OkxClient", "funding_frame",
-           "parse_books", "parse_candles", "parse_funding_history", "parse_history_trades",
-           "parse_liquidations", "parse_open_interest_history", "parse_price_candles", "parse_ticker",
-           "underlying"]
+__all__ = [
+    "ERRORS",
+    "LIMITS",
+    "OKX",
+    "ContractSizer",
+    "OkxClient",
+    "funding_frame",
+    "parse_books",
+    "parse_candles",
+    "parse_funding_history",
+    "parse_history_trades",
+    "parse_liquidations",
+    "parse_open_interest_history",
+    "parse_price_candles",
+    "parse_ticker",
+    "underlying",
+]

@@ -52,19 +52,34 @@ HISTORY_CANDLES = "/api/v5/market/history-candles"
 MARK_CANDLES = "/api/v5/market/history-mark-price-candles"
 INDEX_CANDLES = "/api/v5/market/history-index-candles"
 
-LIMITS = Limits(requests_per_minute=600, max_concurrency=8, endpoint_limits={
-    "/api/v5/market/history-trades": (20, 2.0), "/api/v5/market/books": (40, 2.0), HISTORY_CANDLES: (20, 2.0),
-    TICKER: (20, 2.0), FUNDING_HISTORY: (10, 2.0), OPEN_INTEREST_HISTORY: (10, 2.0),
-    LIQUIDATION_ORDERS: (20, 2.0), MARK_CANDLES: (20, 2.0), INDEX_CANDLES: (10, 2.0),
-    reference.PATH: (20, 2.0), reference.UNDERLYING_PATH: (20, 2.0), reference.TICKERS_PATH: (20, 2.0)})
-ERRORS = ErrorTable(exact={
-    "50011": "rate_limited",  # "Too Many Requests" (HTTP 429, or 200)
-    "50001": "retry",  # service temporarily unavailable
-    "50004": "retry",  # endpoint request timeout
-    "50013": "retry",  # systems are busy
-    "50026": "retry",  # system error, try again later
-    "51001": "not_found",  # instrument ID does not exist
-})
+LIMITS = Limits(
+    requests_per_minute=600,
+    max_concurrency=8,
+    endpoint_limits={
+        "/api/v5/market/history-trades": (20, 2.0),
+        "/api/v5/market/books": (40, 2.0),
+        HISTORY_CANDLES: (20, 2.0),
+        TICKER: (20, 2.0),
+        FUNDING_HISTORY: (10, 2.0),
+        OPEN_INTEREST_HISTORY: (10, 2.0),
+        LIQUIDATION_ORDERS: (20, 2.0),
+        MARK_CANDLES: (20, 2.0),
+        INDEX_CANDLES: (10, 2.0),
+        reference.PATH: (20, 2.0),
+        reference.UNDERLYING_PATH: (20, 2.0),
+        reference.TICKERS_PATH: (20, 2.0),
+    },
+)
+ERRORS = ErrorTable(
+    exact={
+        "50011": "rate_limited",  # "Too Many Requests" (HTTP 429, or 200)
+        "50001": "retry",  # service temporarily unavailable
+        "50004": "retry",  # endpoint request timeout
+        "50013": "retry",  # systems are busy
+        "50026": "retry",  # system error, try again later
+        "51001": "not_found",  # instrument ID does not exist
+    }
+)
 
 
 class OkxClient(ApiClient):
@@ -75,24 +90,48 @@ class OkxClient(ApiClient):
     ERRORS = ERRORS
     LIMITS = LIMITS
     DATASETS: ClassVar[dict[str, str]] = {
-        "trades": HISTORY, "bars_1m": HISTORY, "books": SNAPSHOT, "tickers": SNAPSHOT, "funding": HISTORY,
-        "open_interest": HISTORY, "liquidations": HISTORY, "mark_bars_1m": HISTORY, "index_bars_1m": HISTORY}
+        "trades": HISTORY,
+        "bars_1m": HISTORY,
+        "books": SNAPSHOT,
+        "tickers": SNAPSHOT,
+        "funding": HISTORY,
+        "open_interest": HISTORY,
+        "liquidations": HISTORY,
+        "mark_bars_1m": HISTORY,
+        "index_bars_1m": HISTORY,
+    }
     # how far back OKX's history goes (documented): history-trades "from the last 3 months",
     # funding-rate-history "the last 3 months", rubik open interest "the latest 1,440 data entries"
     # (5 days of 5-minute rows)
     REACH: ClassVar[dict[str, Reach]] = {
-        "trades": Reach(timedelta(days=90), NOWHERE, DOCS + "#order-book-trading-market-data-get-trades-history"),
-        "funding": Reach(timedelta(days=90), NOWHERE, DOCS + "#public-data-rest-api-get-funding-rate-history"),
-        "open_interest": Reach(timedelta(minutes=5 * 1440), NOWHERE,
-                               DOCS + "#trading-statistics-rest-api-get-contract-open-interest-history")}
+        "trades": Reach(
+            timedelta(days=90), NOWHERE, DOCS + "#order-book-trading-market-data-get-trades-history"
+        ),
+        "funding": Reach(
+            timedelta(days=90), NOWHERE, DOCS + "#public-data-rest-api-get-funding-rate-history"
+        ),
+        "open_interest": Reach(
+            timedelta(minutes=5 * 1440),
+            NOWHERE,
+            DOCS + "#trading-statistics-rest-api-get-contract-open-interest-history",
+        ),
+    }
 
-    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, page_limit: int = 100,
-                 master: Master | None = None, **kwargs):
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        page_limit: int = 100,
+        master: Master | None = None,
+        **kwargs,
+    ):
         super().__init__(base_url, **kwargs)
         if not 1 <= page_limit <= 100:
             raise ValueError("page_limit: 1..100")
         self.page_limit = page_limit
-        self.master = master if master is not None else Master()  # contract values: the venue's reference data
+        self.master = (
+            master if master is not None else Master()
+        )  # contract values: the venue's reference data
         self.dropped = DropCounts()
 
     # ---- what OKX's answers mean ------------------------------------------------------------
@@ -108,8 +147,9 @@ class OkxClient(ApiClient):
             message = f"unknown path or endpoint ({message})"
         return super().make_error(category, status=status, code=code, message=message, page=page)
 
-    async def _get(self, path: str, params: dict[str, Any], *, instrument: str,
-                   day: date | None) -> tuple[Any, Page]:
+    async def _get(
+        self, path: str, params: dict[str, Any], *, instrument: str, day: date | None
+    ) -> tuple[Any, Page]:
         page = Page(VENUE, instrument, day, describe_request("GET", path, params))
         return await self.call("GET", path, page=page, params=params), page
 
@@ -123,7 +163,9 @@ class OkxClient(ApiClient):
 
     async def option_families(self) -> list[str]:
         """The option families OKX lists (`/api/v5/public/underlying?instType=OPTION`: [[BTC-USD, ...]])."""
-        body, ctx = await self._get(reference.UNDERLYING_PATH, {"instType": "OPTION"}, instrument="OPTION", day=None)
+        body, ctx = await self._get(
+            reference.UNDERLYING_PATH, {"instType": "OPTION"}, instrument="OPTION", day=None
+        )
         data = envelope_data(body, ctx)
         return [str(name) for name in (data[0] if data and isinstance(data[0], list) else data)]
 
@@ -135,8 +177,8 @@ class OkxClient(ApiClient):
         return out
 
     async def volumes(self, taken: datetime) -> list[Volume]:
-        """Every instrument's 24 h volume, stamped `taken` (`reference.volumes_of`): the tickers of SPOT, SWAP,
-        FUTURES and of each option family."""
+        """Every instrument's 24 h volume, stamped `taken` (`reference.volumes_of`): the tickers of SPOT,
+        SWAP, FUTURES and of each option family."""
         asked = [{"instType": inst_type} for inst_type in reference.INST_TYPES[:3]]
         asked += [{"instType": "OPTION", "instFamily": family} for family in await self.option_families()]
         pages = []
@@ -158,7 +200,8 @@ class OkxClient(ApiClient):
 
     async def reference(self, instrument: str, when: datetime | None = None) -> Instrument | None:
         """The master's version of `instrument` valid at `when` (None: now), looked up at the venue once
-        if never seen (at most one lookup every `master` interval); None for spot, or what OKX does not know."""
+        if never seen (at most one lookup every `master` interval); None for spot, or what OKX does not
+        know."""
         if not is_derivative(instrument):
             return None
         return await self.master.resolve(VENUE, instrument, when, self.lookup)
@@ -170,13 +213,19 @@ class OkxClient(ApiClient):
         if end <= start:
             return finish_trades([])
         start_us = to_us(start)
-        params: dict[str, Any] = {"instId": instrument, "type": "2", "after": str(ceil_ms(end)),
-                                  "limit": str(self.page_limit)}
+        params: dict[str, Any] = {
+            "instId": instrument,
+            "type": "2",
+            "after": str(ceil_ms(end)),
+            "limit": str(self.page_limit),
+        }
         ref = await self.reference(instrument, start)
         frames: list[pl.DataFrame] = []
         day = day_of(from_us(to_us(end) - 1))  # the first page holds the newest trades
         while True:
-            body, ctx = await self._get("/api/v5/market/history-trades", params, instrument=instrument, day=day)
+            body, ctx = await self._get(
+                "/api/v5/market/history-trades", params, instrument=instrument, day=day
+            )
             page = parse_history_trades(body, instrument, ctx, ref)
             if page.height == 0:
                 break
@@ -190,20 +239,32 @@ class OkxClient(ApiClient):
             if params.get("type") == "1" and int(smallest) >= int(params["after"]):
                 raise ctx.error(f"history-trades page for after={params['after']} did not go back in tradeId")
             day = day_of(from_us(oldest))
-            params = {"instId": instrument, "type": "1", "after": str(smallest), "limit": str(self.page_limit)}
+            params = {
+                "instId": instrument,
+                "type": "1",
+                "after": str(smallest),
+                "limit": str(self.page_limit),
+            }
         return finish_trades(frames, start, end, self.dropped.of(instrument), paged="backward")
 
-    async def trades_by_id(self, instrument: str, first_id: int, last_id: int, *,
-                           day: date | None = None) -> pl.DataFrame:
+    async def trades_by_id(
+        self, instrument: str, first_id: int, last_id: int, *, day: date | None = None
+    ) -> pl.DataFrame:
         """Trades with first_id <= tradeId <= last_id (history-trades, `type=1`, paging back by
         `after`); `day` names the slice in errors."""
         frames: list[pl.DataFrame] = []
         after = last_id + 1
         ref = await self.reference(instrument, day_window(day)[0] if day else None)
         while after > first_id:
-            params = {"instId": instrument, "type": "1", "after": str(after),
-                      "limit": str(min(self.page_limit, after - first_id))}
-            body, ctx = await self._get("/api/v5/market/history-trades", params, instrument=instrument, day=day)
+            params = {
+                "instId": instrument,
+                "type": "1",
+                "after": str(after),
+                "limit": str(min(self.page_limit, after - first_id)),
+            }
+            body, ctx = await self._get(
+                "/api/v5/market/history-trades", params, instrument=instrument, day=day
+            )
             page = parse_history_trades(body, instrument, ctx, ref)
             if page.height == 0:
                 break
@@ -223,23 +284,36 @@ class OkxClient(ApiClient):
         if not 1 <= depth <= MAX_BOOK_DEPTH:
             raise ValueError(f"OKX books depth: 1..{MAX_BOOK_DEPTH}")
         ref = await self.reference(instrument)
-        body, ctx = await self._get("/api/v5/market/books", {"instId": instrument, "sz": str(depth)},
-                                    instrument=instrument, day=day_of(datetime.now().astimezone()))
+        body, ctx = await self._get(
+            "/api/v5/market/books",
+            {"instId": instrument, "sz": str(depth)},
+            instrument=instrument,
+            day=day_of(datetime.now().astimezone()),
+        )
         return parse_books(body, instrument, ctx, ref).filter(pl.col("level") < depth)
 
     async def books_body(self, instrument: str, depth: int = MAX_BOOK_DEPTH) -> dict:
         """The `/api/v5/market/books` answer as sent (the envelope, levels as the venue's strings): the
         snapshot a live book's gap hour is repaired with (landed raw by the collector)."""
         depth = max(1, min(depth, MAX_BOOK_DEPTH))
-        body, ctx = await self._get("/api/v5/market/books", {"instId": instrument, "sz": str(depth)},
-                                    instrument=instrument, day=day_of(datetime.now().astimezone()))
+        body, ctx = await self._get(
+            "/api/v5/market/books",
+            {"instId": instrument, "sz": str(depth)},
+            instrument=instrument,
+            day=day_of(datetime.now().astimezone()),
+        )
         data = envelope_data(body, ctx)
-        if not data or not isinstance(data[0], dict) or not all(isinstance(data[0].get(s), list) for s in ("bids", "asks")):
+        if (
+            not data
+            or not isinstance(data[0], dict)
+            or not all(isinstance(data[0].get(s), list) for s in ("bids", "asks"))
+        ):
             raise ctx.error("books: no data[0] with bids and asks lists")
         return body
 
-    async def _candle_pages(self, path: str, inst_id: str, instrument: str, start: datetime, end: datetime,
-                            parse) -> list[pl.DataFrame]:
+    async def _candle_pages(
+        self, path: str, inst_id: str, instrument: str, start: datetime, end: datetime, parse
+    ) -> list[pl.DataFrame]:
         """1-minute candles of `path` (history-candles, its mark and index price kin) opening in
         [start, end) and a little before, newest first: `after` = the oldest candle held, until a
         page opens at or before `start` or is empty. `parse(body, ctx)` makes a page's frame."""
@@ -248,8 +322,9 @@ class OkxClient(ApiClient):
         frames: list[pl.DataFrame] = []
         while after * 1000 > start_us:
             params = {"instId": inst_id, "bar": "1m", "after": str(after), "limit": str(self.page_limit)}
-            body, ctx = await self._get(path, params, instrument=instrument,
-                                        day=day_of(from_us(after * 1000 - 1)))
+            body, ctx = await self._get(
+                path, params, instrument=instrument, day=day_of(from_us(after * 1000 - 1))
+            )
             data = body.get("data") if isinstance(body, dict) else body
             page = parse(body, ctx)
             if not data:
@@ -265,16 +340,26 @@ class OkxClient(ApiClient):
         drops = self.dropped.of(instrument)
         ref = await self.reference(instrument, as_utc(start))
         frames = await self._candle_pages(
-            HISTORY_CANDLES, instrument, instrument, start, end,
-            lambda body, ctx: parse_candles(body, instrument, ctx, ref, drops))
+            HISTORY_CANDLES,
+            instrument,
+            instrument,
+            start,
+            end,
+            lambda body, ctx: parse_candles(body, instrument, ctx, ref, drops),
+        )
         return finish_bars(frames, start, end, drops, paged="backward")
 
     async def mark_bars_1m(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
         """Mark price 1-minute bars of a contract (history-mark-price-candles)."""
         drops = self.dropped.of(instrument)
         frames = await self._candle_pages(
-            MARK_CANDLES, instrument, instrument, start, end,
-            lambda body, ctx: parse_price_candles(body, instrument, ctx, drops, "mark_bars_1m"))
+            MARK_CANDLES,
+            instrument,
+            instrument,
+            start,
+            end,
+            lambda body, ctx: parse_price_candles(body, instrument, ctx, drops, "mark_bars_1m"),
+        )
         return finish("mark_bars_1m", frames, start, end, drops, paged="backward")
 
     async def index_bars_1m(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
@@ -284,8 +369,13 @@ class OkxClient(ApiClient):
         note_conversion(instrument, f"index {index}")
         drops = self.dropped.of(instrument)
         frames = await self._candle_pages(
-            INDEX_CANDLES, index, instrument, start, end,
-            lambda body, ctx: parse_price_candles(body, instrument, ctx, drops, "index_bars_1m"))
+            INDEX_CANDLES,
+            index,
+            instrument,
+            start,
+            end,
+            lambda body, ctx: parse_price_candles(body, instrument, ctx, drops, "index_bars_1m"),
+        )
         return finish("index_bars_1m", frames, start, end, drops, paged="backward")
 
     # ---- tickers, funding, open interest, liquidations -------------------------------------
@@ -293,8 +383,9 @@ class OkxClient(ApiClient):
     async def tickers(self, instrument: str) -> pl.DataFrame:
         """The ticker now (one row stamped with OKX's `ts`)."""
         ref = await self.reference(instrument)
-        body, ctx = await self._get(TICKER, {"instId": instrument}, instrument=instrument,
-                                    day=day_of(datetime.now().astimezone()))
+        body, ctx = await self._get(
+            TICKER, {"instId": instrument}, instrument=instrument, day=day_of(datetime.now().astimezone())
+        )
         return parse_ticker(body, instrument, ctx, ref)
 
     async def funding(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
@@ -309,8 +400,9 @@ class OkxClient(ApiClient):
         ctx = Page(VENUE, instrument, day_of(start))
         while True:
             params = {"instId": instrument, "after": str(after), "limit": str(self.page_limit)}
-            body, ctx = await self._get(FUNDING_HISTORY, params, instrument=instrument,
-                                        day=day_of(from_us(after * 1000 - 1)))
+            body, ctx = await self._get(
+                FUNDING_HISTORY, params, instrument=instrument, day=day_of(from_us(after * 1000 - 1))
+            )
             page = funding_rows(body, instrument, ctx)
             if not page:
                 break
@@ -333,10 +425,16 @@ class OkxClient(ApiClient):
         frames: list[pl.DataFrame] = []
         while end_ms > start_ms:
             ref = await self.reference(instrument, from_us(end_ms * 1000 - 1))
-            params = {"instId": instrument, "period": "5m", "begin": str(start_ms - 1), "end": str(end_ms),
-                      "limit": str(self.page_limit)}
-            body, ctx = await self._get(OPEN_INTEREST_HISTORY, params, instrument=instrument,
-                                        day=day_of(from_us(end_ms * 1000 - 1)))
+            params = {
+                "instId": instrument,
+                "period": "5m",
+                "begin": str(start_ms - 1),
+                "end": str(end_ms),
+                "limit": str(self.page_limit),
+            }
+            body, ctx = await self._get(
+                OPEN_INTEREST_HISTORY, params, instrument=instrument, day=day_of(from_us(end_ms * 1000 - 1))
+            )
             page = parse_open_interest_history(body, instrument, ctx, ref)
             if page.height == 0:
                 break
@@ -361,10 +459,16 @@ class OkxClient(ApiClient):
         ref = await self.reference(instrument, start)
         frames: list[pl.DataFrame] = []
         while after * 1000 > start_us:
-            params = {"instType": inst_type, "instFamily": f"{named.base}-{named.quote}",
-                      "state": "filled", "after": str(after), "limit": str(self.page_limit)}
-            body, ctx = await self._get(LIQUIDATION_ORDERS, params, instrument=instrument,
-                                        day=day_of(from_us(after * 1000 - 1)))
+            params = {
+                "instType": inst_type,
+                "instFamily": f"{named.base}-{named.quote}",
+                "state": "filled",
+                "after": str(after),
+                "limit": str(self.page_limit),
+            }
+            body, ctx = await self._get(
+                LIQUIDATION_ORDERS, params, instrument=instrument, day=day_of(from_us(after * 1000 - 1))
+            )
             page, times = liquidation_answer(body, instrument, ctx, ref, drops)
             if not times:
                 break
@@ -375,8 +479,10 @@ class OkxClient(ApiClient):
             elif oldest + 1 < after:  # the page may have cut its oldest millisecond: ask for it again
                 after = oldest + 1
             else:
-                raise ctx.error(f"liquidation-orders page for after={after} holds {len(times)} liquidations "
-                                "of one millisecond: more than a page of them cannot be paged by time")
+                raise ctx.error(
+                    f"liquidation-orders page for after={after} holds {len(times)} liquidations "
+                    "of one millisecond: more than a page of them cannot be paged by time"
+                )
         return finish("liquidations", frames, start, end, drops, paged="backward")
 
 

@@ -55,8 +55,10 @@ class ContractSizer:
         self.value, self.inverse = (1.0, False)
         if self.derivative:
             if reference is None:
-                raise ValueError(f"OKX {instrument}: sizes are in contracts and the venue's reference data "
-                                 f"(GET /api/v5/public/instruments) does not know its contract value")
+                raise ValueError(
+                    f"OKX {instrument}: sizes are in contracts and the venue's reference data "
+                    f"(GET /api/v5/public/instruments) does not know its contract value"
+                )
             self.value, self.inverse = reference.size, reference.inverse
 
     def base_and_quote(self, price: float, size: float) -> tuple[float, float]:

@@ -26,24 +26,24 @@ from marketdata_assets.datasets.wire import integer, number
 class HistoryTrade(msgspec.Struct):
     """One trade of `/api/v5/market/history-trades` (and of the `trades` channel's push)."""
 
-    instId: str     # the instrument: the page's own
-    tradeId: str    # decimal digits (text): trade_id, and seq as a number
-    px: float       # price, quote per base (decimal text)
-    sz: float       # size (decimal text): base units (spot), contracts (SWAP/FUTURES: x ctVal)
-    side: str       # the taker's side: buy | sell
-    ts: str         # trade time, epoch ms (digit text)
+    instId: str  # the instrument: the page's own
+    tradeId: str  # decimal digits (text): trade_id, and seq as a number
+    px: float  # price, quote per base (decimal text)
+    sz: float  # size (decimal text): base units (spot), contracts (SWAP/FUTURES: x ctVal)
+    side: str  # the taker's side: buy | sell
+    ts: str  # trade time, epoch ms (digit text)
 
 
 class Candle(msgspec.Struct, array_like=True):
     """One `history-candles` row (and `candle1m` push)."""
 
-    ts: str             # open time, epoch ms (digit text): the bar's ts
-    o: float            # open, high, low, close (decimal text)
+    ts: str  # open time, epoch ms (digit text): the bar's ts
+    o: float  # open, high, low, close (decimal text)
     h: float
     l: float
     c: float
-    vol: float          # volume: base units (spot), contracts (SWAP/FUTURES)
-    volCcy: float       # volume: quote units (spot), base units (SWAP/FUTURES): the derivatives' volume
+    vol: float  # volume: base units (spot), contracts (SWAP/FUTURES)
+    volCcy: float  # volume: quote units (spot), base units (SWAP/FUTURES): the derivatives' volume
     volCcyQuote: float  # quote units: the row's amount (a row may lack it: volCcy, or volCcy x c)
     confirm: str = "1"  # "1": closed; "0": still forming (dropped and counted)
 
@@ -51,8 +51,8 @@ class Candle(msgspec.Struct, array_like=True):
 class PriceCandle(msgspec.Struct, array_like=True):
     """One `history-mark-price-candles` / `history-index-candles` row."""
 
-    ts: str             # open time, epoch ms (digit text)
-    o: float            # open, high, low, close (decimal text)
+    ts: str  # open time, epoch ms (digit text)
+    o: float  # open, high, low, close (decimal text)
     h: float
     l: float
     c: float
@@ -62,16 +62,16 @@ class PriceCandle(msgspec.Struct, array_like=True):
 class FundingSettlement(msgspec.Struct):
     """One settlement of `/api/v5/public/funding-rate-history` (perpetuals)."""
 
-    instId: str          # the perpetual: the page's own
-    fundingTime: str     # settlement time, epoch ms (digit text)
+    instId: str  # the perpetual: the page's own
+    fundingTime: str  # settlement time, epoch ms (digit text)
     realizedRate: float  # the rate settled: the row's rate (fundingRate, the predicted one, is not read)
 
 
 class OpenInterestRow(msgspec.Struct, array_like=True):
     """One `/api/v5/rubik/stat/contracts/open-interest-history` row."""
 
-    ts: str       # epoch ms (digit text)
-    oi: float     # contracts
+    ts: str  # epoch ms (digit text)
+    oi: float  # contracts
     oiCcy: float  # base units (the coin): the row's base
     oiUsd: float  # USD: the row's quote
 
@@ -79,27 +79,33 @@ class OpenInterestRow(msgspec.Struct, array_like=True):
 class LiquidationDetail(msgspec.Struct):
     """One liquidation of a `liquidation-orders` record (and of the channel's push)."""
 
-    side: str     # the liquidation order's side: "sell" closes a long
+    side: str  # the liquidation order's side: "sell" closes a long
     posSide: str  # the position's side: long | short | net (in the id only)
-    bkPx: float   # bankruptcy price (the price the order traded with the liquidation account at), text
-    sz: float     # contracts (decimal text; x ctVal)
-    ts: str       # epoch ms (digit text)
+    bkPx: float  # bankruptcy price (the price the order traded with the liquidation account at), text
+    sz: float  # contracts (decimal text; x ctVal)
+    ts: str  # epoch ms (digit text)
 
 
 class LiquidationOrders(msgspec.Struct):
     """One record of `/api/v5/public/liquidation-orders`: one contract's filled liquidations."""
 
     details: list[LiquidationDetail]
-    instId: str = ""      # the contract; none: the family's perpetual (instType SWAP)
-    instType: str = ""    # SWAP | FUTURES
+    instId: str = ""  # the contract; none: the family's perpetual (instType SWAP)
+    instType: str = ""  # SWAP | FUTURES
     instFamily: str = ""  # "BTC-USDT" for BTC-USDT-SWAP (uly: its older name)
     uly: str = ""
 
 
 SIDE = each("side", ("buy", "sell").__contains__, "{what} side is {value!r}, not buy/sell")
 TRADE = {"tradeId": None, "instId": None, "px": number, "sz": number, "ts": integer, "side": None}
-CANDLE = {"ts": integer, **dict.fromkeys("ohlc", number), "vol": number, "volCcy": number, "volCcyQuote": number,
-           "confirm": None}
+CANDLE = {
+    "ts": integer,
+    **dict.fromkeys("ohlc", number),
+    "vol": number,
+    "volCcy": number,
+    "volCcyQuote": number,
+    "confirm": None,
+}
 PRICE_CANDLE = {"ts": integer, **dict.fromkeys("ohlc", number), "confirm": None}
 CANDLE_OPTIONAL = {"volCcyQuote": "", "confirm": "1"}  # a row may end before them (confirm: closed)
 FUNDING = {"instId": None, "fundingTime": integer, "realizedRate": number}
@@ -110,7 +116,11 @@ PRICES = ("open", "high", "low", "close")
 
 def of(instrument: str) -> Rule:
     """The record's instId is the page's instrument."""
-    return each("instId", (instrument,).__contains__, lambda what, r: f"{what} is for {r['instId']!r}, not {instrument}")
+    return each(
+        "instId",
+        (instrument,).__contains__,
+        lambda what, r: f"{what} is for {r['instId']!r}, not {instrument}",
+    )
 
 
 def text(value: Any) -> bool:
@@ -121,45 +131,97 @@ def trade_rules(instrument: str) -> tuple[Rule, ...]:
     """What every trade keeps, in the order a breach is told: a string id (the trade named by its
     position until then, by its id after), its instrument, price, size, time, side; an id of digits
     is read as seq (digits int() does not read fail as int() does)."""
-    return (reads("tradeId"), each("tradeId", text, "{what} tradeId is {value!r}, not a string id"),
-            reads("instId"), of(instrument), reads("px", number), is_positive("px", "price"), reads("sz", number),
-            is_positive("sz", "size"), reads("ts", integer), is_epoch("ts"), reads("side"), SIDE,
-            Rule("tradeId", _decimal, lambda what, r: str(int(r["tradeId"]))))
+    return (
+        reads("tradeId"),
+        each("tradeId", text, "{what} tradeId is {value!r}, not a string id"),
+        reads("instId"),
+        of(instrument),
+        reads("px", number),
+        is_positive("px", "price"),
+        reads("sz", number),
+        is_positive("sz", "size"),
+        reads("ts", integer),
+        is_epoch("ts"),
+        reads("side"),
+        SIDE,
+        Rule("tradeId", _decimal, lambda what, r: str(int(r["tradeId"]))),
+    )
 
 
 def _decimal(cols: dict) -> Any:
-    """An id of digits is of decimal digits ("²" is a digit int() does not read): one pass for a page of them."""
+    """An id of digits is of decimal digits ("²" is a digit int() does not read): one pass for a page of
+    them."""
     ids = cols["tradeId"]
     if set(map(type, ids)) == {str} and "".join(ids).isdecimal():
         return True
-    return np.fromiter((not (isinstance(t, str) and t.isdigit()) or t.isdecimal() for t in ids), bool, len(ids))
+    return np.fromiter(
+        (not (isinstance(t, str) and t.isdigit()) or t.isdecimal() for t in ids), bool, len(ids)
+    )
 
 
 def _candle_rules(kind: type, least: int, shown: int) -> tuple[Rule, ...]:
     """What every candle row keeps, in the order a breach is told: its shape and time (the row named by
     its position until then, by its time after), a confirm flag; a closed one (not "0") finite prices
     and volumes, a bar that can be true (datasets.wire.check_bar), a quote volume not negative."""
-    head = (is_array(least, kind.__struct_fields__, shown), reads("ts", integer), is_epoch("ts"),
-            each("confirm", ("0", "1").__contains__, '{what} confirm is {value!r}, not "0" or "1"'))
+    head = (
+        is_array(least, kind.__struct_fields__, shown),
+        reads("ts", integer),
+        is_epoch("ts"),
+        each("confirm", ("0", "1").__contains__, '{what} confirm is {value!r}, not "0" or "1"'),
+    )
     prices = tuple(reads(raw, number, name) for raw, name in zip("ohlc", PRICES, strict=True))
     if kind is PriceCandle:
         return head + where("closed", prices + bar_rules("ts_us", None))
-    volumes = (reads("vol", number), reads("volCcy", number), is_not_negative("volCcy"),
-               *where("quoted", (reads("volCcyQuote", number),)))
-    return head + where("closed", prices + volumes + bar_rules("ts_us", "vol")
-                        + where("quoted", (is_not_negative("volCcyQuote"),)))
+    volumes = (
+        reads("vol", number),
+        reads("volCcy", number),
+        is_not_negative("volCcy"),
+        *where("quoted", (reads("volCcyQuote", number),)),
+    )
+    return head + where(
+        "closed",
+        prices + volumes + bar_rules("ts_us", "vol") + where("quoted", (is_not_negative("volCcyQuote"),)),
+    )
 
 
 CANDLE_RULES, PRICE_CANDLE_RULES = _candle_rules(Candle, 7, 160), _candle_rules(PriceCandle, 5, 120)
-OPEN_INTEREST_RULES = (is_array(4, OpenInterestRow.__struct_fields__, 120), reads("ts", integer), is_epoch("ts"),
-                       *(rule for name in ("oi", "oiCcy", "oiUsd") for rule in (reads(name, number),
-                                                                                 is_not_negative(name))))
+OPEN_INTEREST_RULES = (
+    is_array(4, OpenInterestRow.__struct_fields__, 120),
+    reads("ts", integer),
+    is_epoch("ts"),
+    *(rule for name in ("oi", "oiCcy", "oiUsd") for rule in (reads(name, number), is_not_negative(name))),
+)
 LIQUIDATION_RECORD_RULES = (
-    reads("details"), each("details", lambda d: isinstance(d, list),
-                           lambda what, r: f"{what} details is {type(r['details']).__name__}, not an array"),
-    Rule("named", lambda c: c["named"], lambda what, r: (
-        f"{what} names no instId (instType {r['record'].get('instType')!r}, "
-        f"instFamily {r['record'].get('instFamily') or r['record'].get('uly')!r})")))
-LIQUIDATION_RULES = (reads("ts", integer), is_epoch("ts"), *where("ours", (
-    reads("side"), SIDE, reads("posSide"), reads("bkPx"), reads("sz"), reads("bkPx", number),
-    is_positive("bkPx"), reads("sz", number), is_positive("sz"))))
+    reads("details"),
+    each(
+        "details",
+        lambda d: isinstance(d, list),
+        lambda what, r: f"{what} details is {type(r['details']).__name__}, not an array",
+    ),
+    Rule(
+        "named",
+        lambda c: c["named"],
+        lambda what, r: (
+            f"{what} names no instId (instType {r['record'].get('instType')!r}, "
+            f"instFamily {r['record'].get('instFamily') or r['record'].get('uly')!r})"
+        ),
+    ),
+)
+LIQUIDATION_RULES = (
+    reads("ts", integer),
+    is_epoch("ts"),
+    *where(
+        "ours",
+        (
+            reads("side"),
+            SIDE,
+            reads("posSide"),
+            reads("bkPx"),
+            reads("sz"),
+            reads("bkPx", number),
+            is_positive("bkPx"),
+            reads("sz", number),
+            is_positive("sz"),
+        ),
+    ),
+)

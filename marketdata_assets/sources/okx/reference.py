@@ -35,25 +35,25 @@ OPTION_TYPES = {"C": "call", "P": "put"}
 class OkxInstrument(msgspec.Struct):
     """One instrument of `/api/v5/public/instruments` (every value text; "" where it does not apply)."""
 
-    instType: str          # SPOT | MARGIN | SWAP | FUTURES | OPTION
-    instId: str            # BTC-USDT, BTC-USDT-SWAP, BTC-USD-250328, BTC-USD-250328-60000-C
-    uly: str = ""          # the index it derives from (BTC-USD); "" for spot
-    instFamily: str = ""   # the family (BTC-USD); "" for spot
-    baseCcy: str = ""      # spot's base currency ("" for contracts)
-    quoteCcy: str = ""     # spot's quote currency ("" for contracts)
-    settleCcy: str = ""    # the settlement currency of a contract (BTC for inverse, USDT for linear)
-    ctVal: str = ""        # contract value, in ctValCcy
-    ctMult: str = ""       # contract multiplier: a contract is ctVal x ctMult ctValCcy
-    ctValCcy: str = ""     # the currency ctVal counts (the coin for linear and options, USD for inverse)
-    ctType: str = ""       # linear | inverse (SWAP and FUTURES)
-    optType: str = ""      # C | P (options)
-    stk: str = ""          # strike (options)
-    listTime: str = ""     # listing time, epoch ms
-    expTime: str = ""      # expiry or delisting time, epoch ms ("" when none is set)
-    tickSz: str = ""       # price increment
-    lotSz: str = ""        # size increment (contracts for derivatives, base for spot)
-    minSz: str = ""        # minimum order size, in the same unit
-    state: str = ""        # live | suspend | preopen | test
+    instType: str  # SPOT | MARGIN | SWAP | FUTURES | OPTION
+    instId: str  # BTC-USDT, BTC-USDT-SWAP, BTC-USD-250328, BTC-USD-250328-60000-C
+    uly: str = ""  # the index it derives from (BTC-USD); "" for spot
+    instFamily: str = ""  # the family (BTC-USD); "" for spot
+    baseCcy: str = ""  # spot's base currency ("" for contracts)
+    quoteCcy: str = ""  # spot's quote currency ("" for contracts)
+    settleCcy: str = ""  # the settlement currency of a contract (BTC for inverse, USDT for linear)
+    ctVal: str = ""  # contract value, in ctValCcy
+    ctMult: str = ""  # contract multiplier: a contract is ctVal x ctMult ctValCcy
+    ctValCcy: str = ""  # the currency ctVal counts (the coin for linear and options, USD for inverse)
+    ctType: str = ""  # linear | inverse (SWAP and FUTURES)
+    optType: str = ""  # C | P (options)
+    stk: str = ""  # strike (options)
+    listTime: str = ""  # listing time, epoch ms
+    expTime: str = ""  # expiry or delisting time, epoch ms ("" when none is set)
+    tickSz: str = ""  # price increment
+    lotSz: str = ""  # size increment (contracts for derivatives, base for spot)
+    minSz: str = ""  # minimum order size, in the same unit
+    state: str = ""  # live | suspend | preopen | test
 
 
 def _number(text: str, default: float | None = None) -> float | None:
@@ -61,14 +61,20 @@ def _number(text: str, default: float | None = None) -> float | None:
 
 
 def _time(text: str):
-    return from_us(int(text) * 1000) if text not in ("", None) and str(text).isdigit() and int(text) > 0 else None
+    return (
+        from_us(int(text) * 1000)
+        if text not in ("", None) and str(text).isdigit() and int(text) > 0
+        else None
+    )
 
 
 def instrument_of(row: OkxInstrument) -> Instrument:
     """One documented record as the master's `Instrument`."""
     kind = TYPES.get(row.instType)
     if kind is None:
-        raise ValueError(f"{VENUE}:{row.instId}: instType {row.instType!r} is not one of {', '.join(INST_TYPES)}")
+        raise ValueError(
+            f"{VENUE}:{row.instId}: instType {row.instType!r} is not one of {', '.join(INST_TYPES)}"
+        )
     family = row.instFamily or row.uly
     if kind == "spot":
         base, quote = row.baseCcy, row.quoteCcy
@@ -77,12 +83,31 @@ def instrument_of(row: OkxInstrument) -> Instrument:
         base, _, quote = family.partition("-")
         inverse = row.ctType == "inverse"
         value, multiplier = _number(row.ctVal, 1.0), _number(row.ctMult, 1.0)
-        unit, settle = row.ctValCcy or (quote if inverse else base), row.settleCcy or (base if inverse else quote)
+        unit, settle = (
+            row.ctValCcy or (quote if inverse else base),
+            row.settleCcy or (base if inverse else quote),
+        )
     return Instrument(
-        VENUE, row.instId, kind, base, quote, settle, inverse, value, multiplier, unit, _number(row.tickSz),
-        _number(row.lotSz), _number(row.minSz), _time(row.listTime), _time(row.expTime),
-        STATES.get(row.state, row.state or "live"), _number(row.stk), OPTION_TYPES.get(row.optType),
-        family or None)
+        VENUE,
+        row.instId,
+        kind,
+        base,
+        quote,
+        settle,
+        inverse,
+        value,
+        multiplier,
+        unit,
+        _number(row.tickSz),
+        _number(row.lotSz),
+        _number(row.minSz),
+        _time(row.listTime),
+        _time(row.expTime),
+        STATES.get(row.state, row.state or "live"),
+        _number(row.stk),
+        OPTION_TYPES.get(row.optType),
+        family or None,
+    )
 
 
 def instruments_of(data: Any, page: Page) -> list[Instrument]:
@@ -107,11 +132,14 @@ def lookup_params(instrument: str, inst_type: str, family: str) -> dict[str, str
     return params
 
 
-def sync_lookup(rest_url: str | Callable[[], str], timeout_s: float = 5.0) -> Callable[[str, str], list[Instrument]]:
+def sync_lookup(
+    rest_url: str | Callable[[], str], timeout_s: float = 5.0
+) -> Callable[[str, str], list[Instrument]]:
     """A blocking lookup of one instrument at `rest_url` (the live stream's: a frame of an instrument never
     seen waits for it once): [] when OKX does not know it (51001 or no data); SourceError when the
     answer is an error of another kind, so the frame is refused and the lookup asked again later
     (`rest_url` may be a function: the base is read at the first lookup)."""
+
     def lookup(venue: str, instrument: str) -> list[Instrument]:
         named = contract(instrument)
         params = lookup_params(instrument, INST_TYPE_OF[named.contract_type], f"{named.base}-{named.quote}")
@@ -127,14 +155,18 @@ def sync_lookup(rest_url: str | Callable[[], str], timeout_s: float = 5.0) -> Ca
     return lookup
 
 
-def sync_listing(rest_url: str | Callable[[], str], params: dict[str, str], timeout_s: float = 5.0) -> list[Instrument]:
+def sync_listing(
+    rest_url: str | Callable[[], str], params: dict[str, str], timeout_s: float = 5.0
+) -> list[Instrument]:
     """One blocking `/api/v5/public/instruments` listing (`params`: instType[, instFamily]); SourceError on
     an error answer."""
     what = f"{VENUE} {params}: reference listing"
     body = get_json_now(rest_url, PATH, params, what, timeout_s)
     if not isinstance(body, dict) or body.get("code") != "0":
         raise SourceError(f"{what} answered {str(body)[:200]}")
-    return instruments_of(body.get("data") or [], Page(VENUE, params.get("instType", ""), None, f"GET {PATH}"))
+    return instruments_of(
+        body.get("data") or [], Page(VENUE, params.get("instType", ""), None, f"GET {PATH}")
+    )
 
 
 def listing_requests(instruments: list[str]) -> list[tuple[dict[str, str], list[str]]]:
@@ -144,7 +176,10 @@ def listing_requests(instruments: list[str]) -> list[tuple[dict[str, str], list[
     for name in instruments:
         named = contract(name)
         inst_type = INST_TYPE_OF[named.contract_type]
-        params = {"instType": inst_type, **({"instFamily": f"{named.base}-{named.quote}"} if inst_type == "OPTION" else {})}
+        params = {
+            "instType": inst_type,
+            **({"instFamily": f"{named.base}-{named.quote}"} if inst_type == "OPTION" else {}),
+        }
         out.setdefault(tuple(params.values()), (params, []))[1].append(name)
     return list(out.values())
 
@@ -152,11 +187,13 @@ def listing_requests(instruments: list[str]) -> list[tuple[dict[str, str], list[
 class OkxTicker(msgspec.Struct):
     """One instrument of `/api/v5/market/tickers` (only what the volumes use; every value text)."""
 
-    instType: str           # SPOT | SWAP | FUTURES | OPTION
-    instId: str             # BTC-USDT, BTC-USDT-SWAP, BTC-USD-250328, BTC-USD-250328-60000-C
-    volCcy24h: Amount       # 24 h volume "with a unit of currency": the quote for SPOT, the base coin for derivatives
-    vol24h: Amount = 0.0    # 24 h volume in contracts (derivatives) or base (SPOT)
-    last: str = ""          # the last trade's price ("" before any trade); options: coin per option
+    instType: str  # SPOT | SWAP | FUTURES | OPTION
+    instId: str  # BTC-USDT, BTC-USDT-SWAP, BTC-USD-250328, BTC-USD-250328-60000-C
+    volCcy24h: (
+        Amount  # 24 h volume "with a unit of currency": the quote for SPOT, the base coin for derivatives
+    )
+    vol24h: Amount = 0.0  # 24 h volume in contracts (derivatives) or base (SPOT)
+    last: str = ""  # the last trade's price ("" before any trade); options: coin per option
 
 
 def _price(row: OkxTicker, page: Page) -> float:
@@ -171,13 +208,15 @@ def _price(row: OkxTicker, page: Page) -> float:
 
 
 def volumes_of(pages: list[tuple[Any, Page]], taken: datetime) -> list[Volume]:
-    """`tickers` answers (each one's `data` and page, of any instType) as `Volume`s, one comparable measure per
-    type. SPOT: `volCcy24h`, in the quote currency. SWAP and FUTURES: `volCcy24h` is the base coin (OKX:
+    """`tickers` answers (each one's `data` and page, of any instType) as `Volume`s, one comparable measure
+    per type. SPOT: `volCcy24h`, in the quote currency. SWAP and FUTURES: `volCcy24h` is the base coin (OKX:
     "If it is a derivatives contract, the value is the number of base currency"), so volCcy24h x last, in
     the family's quote (USDT for linear, USD for inverse). OPTION: volCcy24h x last is the premium traded,
     in the coin; x the family's perpetual's last price (BTC-USD-SWAP in the same answers) it is USD, else
     it stays in the coin."""
-    rows = [(row, _price(row, page)) for data, page in pages for row in page_of(OkxTicker, data, "ticker", page)]
+    rows = [
+        (row, _price(row, page)) for data, page in pages for row in page_of(OkxTicker, data, "ticker", page)
+    ]
     last = {row.instId: price for row, price in rows}
     out = []
     for row, price in rows:
@@ -192,5 +231,14 @@ def volumes_of(pages: list[tuple[Any, Page]], taken: datetime) -> list[Volume]:
     return out
 
 
-__all__ = ["INST_TYPES", "PATH", "TICKERS_PATH", "OkxInstrument", "OkxTicker", "instrument_of", "instruments_of",
-           "lookup_params", "volumes_of"]
+__all__ = [
+    "INST_TYPES",
+    "PATH",
+    "TICKERS_PATH",
+    "OkxInstrument",
+    "OkxTicker",
+    "instrument_of",
+    "instruments_of",
+    "lookup_params",
+    "volumes_of",
+]

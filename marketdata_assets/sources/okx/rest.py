@@ -82,7 +82,9 @@ from marketdata_assets.sources.okx.records import (
 )
 
 VENUE = "OKX"
-FUNDING_INTERVAL_HOURS = 8.0  # OKX's usual and longest interval (a lone settlement's: docs/crypto-datasets.md)
+FUNDING_INTERVAL_HOURS = (
+    8.0  # OKX's usual and longest interval (a lone settlement's: docs/crypto-datasets.md)
+)
 
 
 def _names(cols: dict, rules: Sequence[Rule], named: Callable[[dict], str], unnamed: Callable[[int], str]):
@@ -91,15 +93,22 @@ def _names(cols: dict, rules: Sequence[Rule], named: Callable[[dict], str], unna
     return lambda i, r: named(r) if kept[i] else unnamed(i)
 
 
-def _check(cols: dict, rules: Sequence[Rule], name, ctx: Page, drops: Counter | None = None, reason: str = "",
-           dropped: Sequence[bool] = ()) -> None:
+def _check(
+    cols: dict,
+    rules: Sequence[Rule],
+    name,
+    ctx: Page,
+    drops: Counter | None = None,
+    reason: str = "",
+    dropped: Sequence[bool] = (),
+) -> None:
     """`check`, counting in `drops[reason]` the `dropped` records before the first that breaks a rule
     (every one if none does), as a reader going record by record had counted them when it raised."""
     broke: list[int] = []
     try:
         check(cols, rules, lambda i, r: broke.append(i) or name(i, r), ctx)
     finally:
-        n = sum(dropped[:broke[0]] if broke else dropped)
+        n = sum(dropped[: broke[0]] if broke else dropped)
         if n and drops is not None:
             drops[reason] += n
 
@@ -107,12 +116,21 @@ def _check(cols: dict, rules: Sequence[Rule], name, ctx: Page, drops: Counter | 
 def _in_c(cols: dict, fit: bool, kind: type, time: str, *names: str) -> list[list[float]]:
     """The columns `names` as the page reader read them: a page that fit its declaration (`fit`), its
     `time` field plain digits, was read in C, where "-0" is 0.0 (not float()'s -0.0)."""
-    position = {name: k for k, name in enumerate(kind.__struct_fields__)} if kind.__struct_config__.array_like else {}
+    position = (
+        {name: k for k, name in enumerate(kind.__struct_fields__)}
+        if kind.__struct_config__.array_like
+        else {}
+    )
     joined = "".join(record[position.get(time, time)] for record in cols[RECORD]) if fit else ""
     if not (joined.isascii() and joined.isdigit()):
         return [cols[name] for name in names]
-    return [[0.0 if v == 0 and record[position.get(name, name)] == "-0" else v
-             for v, record in zip(cols[name], cols[RECORD], strict=True)] for name in names]
+    return [
+        [
+            0.0 if v == 0 and record[position.get(name, name)] == "-0" else v
+            for v, record in zip(cols[name], cols[RECORD], strict=True)
+        ]
+        for name in names
+    ]
 
 
 def _iso(ms_or_us: int) -> str:
@@ -123,15 +141,18 @@ def _iso(ms_or_us: int) -> str:
 # Parsers
 # --------------------------------------------------------------------------------------------
 
+
 def envelope_data(body: Any, ctx: Page) -> list:
     """The `data` array of an envelope (a bare list is accepted too)."""
     if isinstance(body, list):
         return body
     if not isinstance(body, dict):
-        raise ctx.error(f"expected the {{code, msg, data}} envelope, got {type(body).__name__} {str(body)[:120]!r}")
+        raise ctx.error(
+            f"expected the {{code, msg, data}} envelope, got {type(body).__name__} {str(body)[:120]!r}"
+        )
     code = body.get("code")
     if code != "0":
-        raise ctx.error(f"envelope code {code!r} (msg {body.get('msg')!r}) where \"0\" was expected")
+        raise ctx.error(f'envelope code {code!r} (msg {body.get("msg")!r}) where "0" was expected')
     data = field(body, "data", "envelope", ctx)
     if not isinstance(data, list):
         raise ctx.error(f"envelope data is {type(data).__name__}, not an array")
@@ -144,22 +165,41 @@ def _sizer(instrument: str, reference: Instrument | None, ctx: Page, note: bool 
     except ValueError as error:
         raise ctx.error(str(error).removeprefix(f"{VENUE} {instrument}: ")) from None
     if sizer.derivative and note:
-        note_conversion(instrument, "size contracts -> " + (f"coin (x ctVal x ctMult {sizer.value:g} USD / price)" if sizer.inverse
-                                                             else f"base (x ctVal x ctMult {sizer.value:g})"))
+        note_conversion(
+            instrument,
+            "size contracts -> "
+            + (
+                f"coin (x ctVal x ctMult {sizer.value:g} USD / price)"
+                if sizer.inverse
+                else f"base (x ctVal x ctMult {sizer.value:g})"
+            ),
+        )
     return sizer
 
 
-def history_trades(data: list, instrument: str, sizer: ContractSizer, ctx: Page,
-                   number: str = "trade #{i}") -> dict[str, list]:
+def history_trades(
+    data: list, instrument: str, sizer: ContractSizer, ctx: Page, number: str = "trade #{i}"
+) -> dict[str, list]:
     """Trades (`HistoryTrade`: history-trades, and the `trades` channel's push) as checked columns, sized
     by `sizer`: ts (µs), trade_id = tradeId, price, quantity, amount, side, seq = int(tradeId)."""
     cols, _ = lax_columns(HistoryTrade, data, TRADE, ctx)
-    check(cols, trade_rules(instrument),
-          lambda i, r: f"trade {r['tradeId']}" if text(r["tradeId"]) else number.format(i=i), ctx)
+    check(
+        cols,
+        trade_rules(instrument),
+        lambda i, r: f"trade {r['tradeId']}" if text(r["tradeId"]) else number.format(i=i),
+        ctx,
+    )
     ids = list(cols["tradeId"])
     quantity, amount = sizer.sized(cols["px"], cols["sz"])
-    return {"ts": list(map(epoch_to_us, cols["ts"])), "trade_id": ids, "price": cols["px"], "quantity": quantity,
-            "amount": amount, "side": list(cols["side"]), "seq": [int(t) if t.isdigit() else None for t in ids]}
+    return {
+        "ts": list(map(epoch_to_us, cols["ts"])),
+        "trade_id": ids,
+        "price": cols["px"],
+        "quantity": quantity,
+        "amount": amount,
+        "side": list(cols["side"]),
+        "seq": [int(t) if t.isdigit() else None for t in ids],
+    }
 
 
 def trades_of(cols: dict[str, list]) -> list[Trade]:
@@ -172,18 +212,25 @@ def history_trade(record: Any, instrument: str, sizer: ContractSizer, what: str,
     return trades_of(history_trades([record], instrument, sizer, ctx, what))[0]
 
 
-def parse_history_trades(body: Any, instrument: str, ctx: Page | None = None,
-                         reference: Instrument | None = None) -> pl.DataFrame:
+def parse_history_trades(
+    body: Any, instrument: str, ctx: Page | None = None, reference: Instrument | None = None
+) -> pl.DataFrame:
     """history-trades envelope → trades frame (`history_trades`)."""
     ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, reference, ctx)
     cols = history_trades(envelope_data(body, ctx), instrument, sizer, ctx)
-    return frame_of(TRADES_SCHEMA, VENUE, instrument, cols.pop("ts"),
-                    **{**cols, "seq": pl.Series(cols["seq"], dtype=pl.Int64)})
+    return frame_of(
+        TRADES_SCHEMA,
+        VENUE,
+        instrument,
+        cols.pop("ts"),
+        **{**cols, "seq": pl.Series(cols["seq"], dtype=pl.Int64)},
+    )
 
 
-def parse_books(body: Any, instrument: str, ctx: Page | None = None,
-                reference: Instrument | None = None) -> pl.DataFrame:
+def parse_books(
+    body: Any, instrument: str, ctx: Page | None = None, reference: Instrument | None = None
+) -> pl.DataFrame:
     """books envelope → books frame (ts from the book's `ts`; update_id = seqId when present)."""
     ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, reference, ctx)
@@ -194,15 +241,31 @@ def parse_books(body: Any, instrument: str, ctx: Page | None = None,
     ts = epoch_us(field(book, "ts", "book", ctx), "book ts", ctx)
     seq = book.get("seqId") if isinstance(book, dict) else None
     update_id = integer(seq, "book seqId", ctx) if seq not in (None, "") else None
-    bids, asks = (book_levels(field(book, side, "book", ctx), side, ctx, what="books",
-                              shape='[px, sz, "0", numOrders] array', price="px", size="sz",
-                              base=lambda price, size: sizer.base_and_quote(price, size)[0])
-                  for side in ("bids", "asks"))
+    bids, asks = (
+        book_levels(
+            field(book, side, "book", ctx),
+            side,
+            ctx,
+            what="books",
+            shape='[px, sz, "0", numOrders] array',
+            price="px",
+            size="sz",
+            base=lambda price, size: sizer.base_and_quote(price, size)[0],
+        )
+        for side in ("bids", "asks")
+    )
     return book_frame(VENUE, instrument, ts, update_id, bids, asks)
 
 
-def candles(kind: type, data: list, ctx: Page, label: str = "candle", number: str = "candle #{i}",
-            drops: Counter | None = None, page: bool = False) -> dict[str, list]:
+def candles(
+    kind: type,
+    data: list,
+    ctx: Page,
+    label: str = "candle",
+    number: str = "candle #{i}",
+    drops: Counter | None = None,
+    page: bool = False,
+) -> dict[str, list]:
     """Candle rows (`Candle`, `PriceCandle`) as checked columns of the closed ones: ts_us, open, high,
     low, close (candles: also volume = vol, vol_ccy, quote = volCcyQuote and whether the row has it);
     the rows still forming are counted in `drops["unconfirmed"]`. `page`: volumes as a page is read."""
@@ -212,19 +275,33 @@ def candles(kind: type, data: list, ctx: Page, label: str = "candle", number: st
     cols["closed"] = np.array([confirm != "0" for confirm in cols["confirm"]], bool)
     names = ["ts_us", *PRICES]
     if kind is Candle:
-        cols["quoted"] = np.array([isinstance(r, list) and len(r) > 7 and r[7] != "" for r in cols[RECORD]], bool)
+        cols["quoted"] = np.array(
+            [isinstance(r, list) and len(r) > 7 and r[7] != "" for r in cols[RECORD]], bool
+        )
         names += ["vol", "volCcy", "volCcyQuote", "quoted"]
     rules = CANDLE_RULES if kind is Candle else PRICE_CANDLE_RULES
-    named = _names(cols, rules[:3], lambda r: f"{label} {from_us(r['ts_us']).strftime('%Y-%m-%d %H:%M:%S')}",
-                   lambda i: number.format(i=i))
+    named = _names(
+        cols,
+        rules[:3],
+        lambda r: f"{label} {from_us(r['ts_us']).strftime('%Y-%m-%d %H:%M:%S')}",
+        lambda i: number.format(i=i),
+    )
     _check(cols, rules, named, ctx, drops, "unconfirmed", [c == "0" for c in cols["confirm"]])
     if page and kind is Candle:
-        cols["vol"], cols["volCcy"], cols["volCcyQuote"] = _in_c(cols, fit, kind, "ts", "vol", "volCcy", "volCcyQuote")
+        cols["vol"], cols["volCcy"], cols["volCcyQuote"] = _in_c(
+            cols, fit, kind, "ts", "vol", "volCcy", "volCcyQuote"
+        )
     return {name: list(compress(cols[name], cols["closed"])) for name in names}
 
 
-def candle_bars(data: list, sizer: ContractSizer, ctx: Page, number: str = "candle #{i}",
-                drops: Counter | None = None, page: bool = False) -> dict[str, list]:
+def candle_bars(
+    data: list,
+    sizer: ContractSizer,
+    ctx: Page,
+    number: str = "candle #{i}",
+    drops: Counter | None = None,
+    page: bool = False,
+) -> dict[str, list]:
     """Closed candles (history-candles, and the candle1m push) as bars: ts_us, open, high, low, close,
     volume in base units (vol: spot; volCcy: contracts), amount in quote units (volCcyQuote; without
     it volCcy (spot) or volCcy x close)."""
@@ -233,8 +310,14 @@ def candle_bars(data: list, sizer: ContractSizer, ctx: Page, number: str = "cand
         volume, fallback = cols["volCcy"], list(map(mul, cols["volCcy"], cols["close"]))
     else:
         volume, fallback = cols["vol"], cols["volCcy"]
-    amount = [q if quoted else f for q, quoted, f in zip(cols["volCcyQuote"], cols["quoted"], fallback, strict=True)]
-    return {**{k: cols[k] for k in ("ts_us", "open", "high", "low", "close")}, "volume": volume, "amount": amount}
+    amount = [
+        q if quoted else f for q, quoted, f in zip(cols["volCcyQuote"], cols["quoted"], fallback, strict=True)
+    ]
+    return {
+        **{k: cols[k] for k in ("ts_us", "open", "high", "low", "close")},
+        "volume": volume,
+        "amount": amount,
+    }
 
 
 def candle(row: Any, sizer: ContractSizer, what: str, ctx: Page) -> tuple | None:
@@ -243,33 +326,49 @@ def candle(row: Any, sizer: ContractSizer, what: str, ctx: Page) -> tuple | None
     return next(zip(*candle_bars([row], sizer, ctx, what).values()), None)
 
 
-def parse_candles(body: Any, instrument: str, ctx: Page | None = None,
-                  reference: Instrument | None = None,
-                  drops: Counter | None = None) -> pl.DataFrame:
+def parse_candles(
+    body: Any,
+    instrument: str,
+    ctx: Page | None = None,
+    reference: Instrument | None = None,
+    drops: Counter | None = None,
+) -> pl.DataFrame:
     """candles / history-candles envelope → bars frame of the confirmed bars (`candle_bars`), any order
     in, the unconfirmed ones counted in `drops["unconfirmed"]`."""
     ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, reference, ctx)
     bars = candle_bars(envelope_data(body, ctx), sizer, ctx, drops=drops, page=True)
-    return frame_of(BARS_SCHEMA, VENUE, instrument, bars.pop("ts_us"), **bars, trades=[None] * len(bars["open"]))
+    return frame_of(
+        BARS_SCHEMA, VENUE, instrument, bars.pop("ts_us"), **bars, trades=[None] * len(bars["open"])
+    )
 
 
-def parse_price_candles(body: Any, instrument: str, ctx: Page | None = None, drops: Counter | None = None,
-                        dataset: str = "mark_bars_1m") -> pl.DataFrame:
+def parse_price_candles(
+    body: Any,
+    instrument: str,
+    ctx: Page | None = None,
+    drops: Counter | None = None,
+    dataset: str = "mark_bars_1m",
+) -> pl.DataFrame:
     """history-mark-price-candles / history-index-candles envelope (`PriceCandle`s) → a price bars frame
     (`dataset`: mark_bars_1m | index_bars_1m); unconfirmed bars counted in `drops["unconfirmed"]`."""
     ctx = ctx or Page(VENUE, instrument)
     price = dataset.split("_")[0]
-    cols = candles(PriceCandle, envelope_data(body, ctx), ctx, f"{price} candle", f"{price} candle #{{i}}", drops)
+    cols = candles(
+        PriceCandle, envelope_data(body, ctx), ctx, f"{price} candle", f"{price} candle #{{i}}", drops
+    )
     return frame_of(spec_for(dataset).schema, VENUE, instrument, cols.pop("ts_us"), **cols)
+
+
 def _optional(record: dict, key: str, what: str, ctx: Page) -> float | None:
     """A number that OKX sends as "" when there is none (no trade yet, an empty book side)."""
     value = field(record, key, what, ctx)
     return None if value == "" else number(value, f"{what} {key}", ctx)
 
 
-def parse_ticker(body: Any, instrument: str, ctx: Page | None = None,
-                 reference: Instrument | None = None) -> pl.DataFrame:
+def parse_ticker(
+    body: Any, instrument: str, ctx: Page | None = None, reference: Instrument | None = None
+) -> pl.DataFrame:
     """ticker envelope → tickers frame: one row stamped with the ticker's `ts` (volumes:
     docs/crypto-datasets.md; mark, index and funding rate null)."""
     ctx = ctx or Page(VENUE, instrument)
@@ -294,33 +393,65 @@ def parse_ticker(body: Any, instrument: str, ctx: Page | None = None,
         if value is not None:
             not_negative(value, f"{what} {side}Sz", ctx)
         sizes[side] = None if value is None or price is None else sizer.base_and_quote(price, value)[0]
-    vol, vol_ccy = (not_negative(number(field(record, key, what, ctx), f"{what} {key}", ctx), f"{what} {key}",
-                                 ctx) for key in ("vol24h", "volCcy24h"))
+    vol, vol_ccy = (
+        not_negative(number(field(record, key, what, ctx), f"{what} {key}", ctx), f"{what} {key}", ctx)
+        for key in ("vol24h", "volCcy24h")
+    )
     if not sizer.derivative:  # vol24h base, volCcy24h quote
         volume, amount = vol, vol_ccy
     else:  # vol24h contracts, volCcy24h base; inverse contracts are USD: the quote amount
         volume, amount = vol_ccy, (vol * sizer.value if sizer.inverse else None)
     cols = columns_of("tickers")
-    cols.add(ts, prices["last"], prices["bidPx"], sizes["bid"], prices["askPx"], sizes["ask"], volume, amount,
-             None, None, None)
+    cols.add(
+        ts,
+        prices["last"],
+        prices["bidPx"],
+        sizes["bid"],
+        prices["askPx"],
+        sizes["ask"],
+        volume,
+        amount,
+        None,
+        None,
+        None,
+    )
     return cols.frame(VENUE, instrument)
-
 
 
 def funding_rows(body: Any, instrument: str, ctx: Page) -> list[tuple[int, float]]:
     """funding-rate-history envelope (`FundingSettlement`s) → [(fundingTime µs, realizedRate)] as sent."""
     data = envelope_data(body, ctx)
     cols, fit = lax_columns(FundingSettlement, data, FUNDING, ctx)
-    rules = (reads("instId"), of(instrument), reads("fundingTime", integer), is_epoch("fundingTime"),
-             reads("realizedRate", number))
-    check(cols, rules, _names(cols, rules[:4], lambda r: f"funding at {_iso(r['fundingTime'])}",
-                              lambda i: f"funding record #{i}"), ctx)
-    return list(zip(map(epoch_to_us, cols["fundingTime"]),
-                    *_in_c(cols, fit, FundingSettlement, "fundingTime", "realizedRate"), strict=True))
+    rules = (
+        reads("instId"),
+        of(instrument),
+        reads("fundingTime", integer),
+        is_epoch("fundingTime"),
+        reads("realizedRate", number),
+    )
+    check(
+        cols,
+        rules,
+        _names(
+            cols,
+            rules[:4],
+            lambda r: f"funding at {_iso(r['fundingTime'])}",
+            lambda i: f"funding record #{i}",
+        ),
+        ctx,
+    )
+    return list(
+        zip(
+            map(epoch_to_us, cols["fundingTime"]),
+            *_in_c(cols, fit, FundingSettlement, "fundingTime", "realizedRate"),
+            strict=True,
+        )
+    )
 
 
-def funding_frame(rows: list[tuple[int, float]], instrument: str, ctx: Page | None = None,
-                  drops: Counter | None = None) -> pl.DataFrame:
+def funding_frame(
+    rows: list[tuple[int, float]], instrument: str, ctx: Page | None = None, drops: Counter | None = None
+) -> pl.DataFrame:
     """Settlements (fundingTime µs, realizedRate), in any order → funding frame, oldest first:
     interval_hours = the spacing to the previous settlement (the oldest takes its successor's, a
     lone one `FUNDING_INTERVAL_HOURS`); one time sent twice is counted as a duplicate, with
@@ -330,8 +461,9 @@ def funding_frame(rows: list[tuple[int, float]], instrument: str, ctx: Page | No
     for ts, rate in rows:
         if ts in rates:
             if rates[ts] != rate:
-                raise ctx.error(f"funding at {from_us(ts).isoformat()} comes twice: rates {rates[ts]} and "
-                                f"{rate}")
+                raise ctx.error(
+                    f"funding at {from_us(ts).isoformat()} comes twice: rates {rates[ts]} and {rate}"
+                )
             if drops is not None:
                 drops["duplicates"] += 1
         rates[ts] = rate
@@ -344,8 +476,10 @@ def funding_frame(rows: list[tuple[int, float]], instrument: str, ctx: Page | No
             spacing = times[1] - ts if len(times) > 1 else int(FUNDING_INTERVAL_HOURS * 3_600_000_000)
         hours = spacing / 3_600_000_000
         if hours > FUNDING_INTERVAL_HOURS:
-            raise ctx.error(f"funding at {from_us(ts).isoformat()} comes {hours:g} hours after the previous "
-                            "one: no OKX interval is longer than 8 hours (a settlement missing?)")
+            raise ctx.error(
+                f"funding at {from_us(ts).isoformat()} comes {hours:g} hours after the previous "
+                "one: no OKX interval is longer than 8 hours (a settlement missing?)"
+            )
         rate = rates[ts]
         cols.add(ts, rate, hours, rate * 8 / hours, None, None)
     return cols.frame(VENUE, instrument)
@@ -357,27 +491,43 @@ def parse_funding_history(body: Any, instrument: str, ctx: Page | None = None) -
     return funding_frame(funding_rows(body, instrument, ctx), instrument, ctx)
 
 
-
 def open_interests(rows: list, sizer: ContractSizer, ctx: Page, page: bool = False) -> dict[str, list]:
     """Open interest rows (`OpenInterestRow`: REST, and the open-interest push's fields) as checked
     columns: ts (µs), contracts, contract_size, size_unit, base, quote (`page`: as a page is read)."""
     cols, fit = lax_columns(OpenInterestRow, rows, OPEN_INTEREST, ctx)
     shaped = keeps(cols, OPEN_INTEREST_RULES[:1])
-    check(cols, OPEN_INTEREST_RULES, _names(cols, OPEN_INTEREST_RULES[:3], lambda r: f"open interest at {_iso(r['ts'])}",
-                                            lambda i: "open interest" if shaped[i] else f"open interest #{i}"), ctx)
+    check(
+        cols,
+        OPEN_INTEREST_RULES,
+        _names(
+            cols,
+            OPEN_INTEREST_RULES[:3],
+            lambda r: f"open interest at {_iso(r['ts'])}",
+            lambda i: "open interest" if shaped[i] else f"open interest #{i}",
+        ),
+        ctx,
+    )
     contracts, base, quote = _in_c(cols, fit and page, OpenInterestRow, "ts", "oi", "oiCcy", "oiUsd")
     n = len(rows)
-    return {"ts": list(map(epoch_to_us, cols["ts"])), "contracts": contracts, "contract_size": [sizer.value] * n,
-            "size_unit": ["quote" if sizer.inverse else "base"] * n, "base": base, "quote": quote}
+    return {
+        "ts": list(map(epoch_to_us, cols["ts"])),
+        "contracts": contracts,
+        "contract_size": [sizer.value] * n,
+        "size_unit": ["quote" if sizer.inverse else "base"] * n,
+        "base": base,
+        "quote": quote,
+    }
 
 
 def open_interest(ts: Any, oi: Any, oi_ccy: Any, oi_usd: Any, sizer: ContractSizer, ctx: Page) -> tuple:
-    """One open interest: (ts µs, contracts, contract size, its unit, base, quote) (`open_interests` of one)."""
+    """One open interest: (ts µs, contracts, contract size, its unit, base, quote) (`open_interests` of
+    one)."""
     return next(zip(*open_interests([[ts, oi, oi_ccy, oi_usd]], sizer, ctx).values()))
 
 
-def parse_open_interest_history(body: Any, instrument: str, ctx: Page | None = None,
-                                reference: Instrument | None = None) -> pl.DataFrame:
+def parse_open_interest_history(
+    body: Any, instrument: str, ctx: Page | None = None, reference: Instrument | None = None
+) -> pl.DataFrame:
     """open-interest-history envelope → open_interest frame: contracts = oi, base = oiCcy, quote = oiUsd."""
     ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, reference, ctx, note=False)
@@ -387,8 +537,14 @@ def parse_open_interest_history(body: Any, instrument: str, ctx: Page | None = N
     return frame_of(OPEN_INTEREST_SCHEMA, VENUE, instrument, cols.pop("ts"), **cols)
 
 
-def liquidation_details(details: list, sizer: ContractSizer, ctx: Page, name: Callable[[int], str],
-                        ours: Sequence[bool] | None = None, drops: Counter | None = None) -> dict[str, list]:
+def liquidation_details(
+    details: list,
+    sizer: ContractSizer,
+    ctx: Page,
+    name: Callable[[int], str],
+    ours: Sequence[bool] | None = None,
+    drops: Counter | None = None,
+) -> dict[str, list]:
     """Liquidation details (`LiquidationDetail`: liquidation-orders, and the channel's push) as checked
     columns of those `ours` (all by default; the others only timed, and counted in
     `drops["other_instrument"]`): ts (µs), key `<ts>-<side>-<posSide>-<sz>-<bkPx>` as sent (OKX gives no
@@ -401,21 +557,29 @@ def liquidation_details(details: list, sizer: ContractSizer, ctx: Page, name: Ca
     mine = list(compress(details, cols["ours"]))
     price = list(compress(cols["bkPx"], cols["ours"]))
     quantity = sizer.sized(price, list(compress(cols["sz"], cols["ours"])))[0]
-    return {"ts": [epoch_to_us(t) for t in compress(cols["ts"], cols["ours"])],
-            "key": [f"{d['ts']}-{d['side']}-{d['posSide']}-{d['sz']}-{d['bkPx']}" for d in mine],
-            "side": [d["side"] for d in mine], "price": price, "quantity": quantity,
-            "amount": list(map(mul, price, quantity)), "times": [epoch_to_us(t) // 1000 for t in cols["ts"]]}
+    return {
+        "ts": [epoch_to_us(t) for t in compress(cols["ts"], cols["ours"])],
+        "key": [f"{d['ts']}-{d['side']}-{d['posSide']}-{d['sz']}-{d['bkPx']}" for d in mine],
+        "side": [d["side"] for d in mine],
+        "price": price,
+        "quantity": quantity,
+        "amount": list(map(mul, price, quantity)),
+        "times": [epoch_to_us(t) // 1000 for t in cols["ts"]],
+    }
 
 
-def liquidation_detail(detail: Any, sizer: ContractSizer, ctx: Page) -> tuple[int, str, str, float, float, float]:
+def liquidation_detail(
+    detail: Any, sizer: ContractSizer, ctx: Page
+) -> tuple[int, str, str, float, float, float]:
     """One liquidation detail (the channel's push): (ts µs, key, side, price, base, quote)
     (`liquidation_details` of one)."""
     cols = liquidation_details([detail], sizer, ctx, lambda i: "liquidation")
     return next(zip(*list(cols.values())[:6]))
 
 
-def liquidation_answer(body: Any, instrument: str, ctx: Page, reference: Instrument | None, drops: Counter | None
-                  ) -> tuple[pl.DataFrame, list[int]]:
+def liquidation_answer(
+    body: Any, instrument: str, ctx: Page, reference: Instrument | None, drops: Counter | None
+) -> tuple[pl.DataFrame, list[int]]:
     """(liquidations frame of `instrument`, the ms time of every detail in the answer: the paging
     cursor runs over all of them). A record names its contract (`instId`, else its family's perpetual);
     a detail before a broken record is told first, as a reader going record by record told it."""
@@ -426,9 +590,11 @@ def liquidation_answer(body: Any, instrument: str, ctx: Page, reference: Instrum
     records["named"] = np.array([inst is not None for inst in contracts], bool)
     broke: list[int] = []
     try:
-        check(records, LIQUIDATION_RECORD_RULES, lambda i, r: broke.append(i) or f"liquidation record #{i}", ctx)
+        check(
+            records, LIQUIDATION_RECORD_RULES, lambda i, r: broke.append(i) or f"liquidation record #{i}", ctx
+        )
     except SourceDataError:
-        _liquidation_page(data[:broke[0]], contracts, instrument, sizer, ctx, drops)
+        _liquidation_page(data[: broke[0]], contracts, instrument, sizer, ctx, drops)
         raise
     return _liquidation_page(data, contracts, instrument, sizer, ctx, drops)
 
@@ -441,30 +607,57 @@ def _contract(record: Any) -> Any:
     return record.get("instId") or (f"{family}-SWAP" if record.get("instType") == "SWAP" and family else None)
 
 
-def _liquidation_page(data: list, contracts: list, instrument: str, sizer: ContractSizer, ctx: Page,
-                      drops: Counter | None) -> tuple[pl.DataFrame, list[int]]:
+def _liquidation_page(
+    data: list, contracts: list, instrument: str, sizer: ContractSizer, ctx: Page, drops: Counter | None
+) -> tuple[pl.DataFrame, list[int]]:
     """`liquidation_answer` of records that keep their rules: our contract's details as a frame, the n-th
     repeat of a key within the page "#n"."""
     details = [detail for record in data for detail in record["details"]]
-    names = [f"{inst} liquidation #{j}" for record, inst in zip(data, contracts) for j in range(len(record["details"]))]
+    names = [
+        f"{inst} liquidation #{j}"
+        for record, inst in zip(data, contracts)
+        for j in range(len(record["details"]))
+    ]
     ours = [inst == instrument for record, inst in zip(data, contracts) for _ in record["details"]]
     cols = liquidation_details(details, sizer, ctx, names.__getitem__, ours, drops)
     ids, seen = [], Counter()
     for key in cols["key"]:
         ids.append(f"{key}#{seen[key]}" if seen[key] else key)
         seen[key] += 1
-    frame = frame_of(LIQUIDATIONS_SCHEMA, VENUE, instrument, cols["ts"], liquidation_id=ids, side=cols["side"],
-                     price=cols["price"], quantity=cols["quantity"], amount=cols["amount"])
+    frame = frame_of(
+        LIQUIDATIONS_SCHEMA,
+        VENUE,
+        instrument,
+        cols["ts"],
+        liquidation_id=ids,
+        side=cols["side"],
+        price=cols["price"],
+        quantity=cols["quantity"],
+        amount=cols["amount"],
+    )
     return frame, cols["times"]
 
 
-def parse_liquidations(body: Any, instrument: str, ctx: Page | None = None,
-                       reference: Instrument | None = None,
-                       drops: Counter | None = None) -> pl.DataFrame:
+def parse_liquidations(
+    body: Any,
+    instrument: str,
+    ctx: Page | None = None,
+    reference: Instrument | None = None,
+    drops: Counter | None = None,
+) -> pl.DataFrame:
     """liquidation-orders envelope → liquidations frame of `instrument` (other instruments' details
     counted in `drops["other_instrument"]`)."""
     return liquidation_answer(body, instrument, ctx or Page(VENUE, instrument), reference, drops)[0]
 
 
-__all__ = ["funding_frame", "parse_books", "parse_candles", "parse_funding_history", "parse_history_trades",
-           "parse_liquidations", "parse_open_interest_history", "parse_price_candles", "parse_ticker"]
+__all__ = [
+    "funding_frame",
+    "parse_books",
+    "parse_candles",
+    "parse_funding_history",
+    "parse_history_trades",
+    "parse_liquidations",
+    "parse_open_interest_history",
+    "parse_price_candles",
+    "parse_ticker",
+]

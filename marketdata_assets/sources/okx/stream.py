@@ -56,13 +56,22 @@ from marketdata_assets.sources.stream import (
 
 VENUE = "OKX"
 WS_URL = "wss://ws.okx.com/ws/v5/public"  # port 443: 8443 was reported retired for WebSockets on 2026-10-31
-SERVICE_UPGRADE = "64008"  # `{"event": "notice", "code": "64008"}`: this connection closes in ~30 s (an upgrade)
+SERVICE_UPGRADE = (
+    "64008"  # `{"event": "notice", "code": "64008"}`: this connection closes in ~30 s (an upgrade)
+)
 PUBLIC_PATH, BUSINESS_PATH = "/ws/v5/public", "/ws/v5/business"
 CHECKSUM_LEVELS = 25
 # channel -> dataset, in the order a connection subscribes them
-CHANNEL_DATASET = {"trades": TRADES, "books": BOOKS, "tickers": TICKERS, "candle1m": BARS_1M,
-                   "funding-rate": FUNDING, "mark-price": MARK_PRICE, "open-interest": OPEN_INTEREST,
-                   "liquidation-orders": LIQUIDATIONS}
+CHANNEL_DATASET = {
+    "trades": TRADES,
+    "books": BOOKS,
+    "tickers": TICKERS,
+    "candle1m": BARS_1M,
+    "funding-rate": FUNDING,
+    "mark-price": MARK_PRICE,
+    "open-interest": OPEN_INTEREST,
+    "liquidation-orders": LIQUIDATIONS,
+}
 SWAP_ONLY, CONTRACTS_ONLY = {"funding-rate"}, {"mark-price", "open-interest"}
 BY_TYPE = {"liquidation-orders"}  # subscribed by instType, not instId
 BUSINESS = {"candle1m"}
@@ -89,22 +98,49 @@ def is_contract(instrument: str) -> bool:
 
 def ticker_messages(data: list, instrument: str, recv_ns: int, sizer: ContractSizer) -> list[LiveMessage]:
     """Best bid/ask, sizes in base units (contracts x ctVal), and the last price."""
+
     def base(price: float, size: float) -> float:
         return sizer.base_and_quote(price, size)[0]
-    return [record_message(TICKERS, VENUE, instrument, int(t["ts"]), int(t["ts"]), recv_ns, Ticker(
-        *best_level(t["bidPx"], t["bidSz"], base), *best_level(t["askPx"], t["askSz"], base),
-        last=venue_number(t.get("last")))) for t in data]
+
+    return [
+        record_message(
+            TICKERS,
+            VENUE,
+            instrument,
+            int(t["ts"]),
+            int(t["ts"]),
+            recv_ns,
+            Ticker(
+                *best_level(t["bidPx"], t["bidSz"], base),
+                *best_level(t["askPx"], t["askSz"], base),
+                last=venue_number(t.get("last")),
+            ),
+        )
+        for t in data
+    ]
 
 
 def candle_messages(data: list, instrument: str, recv_ns: int, sizer: ContractSizer) -> list[LiveMessage]:
     """Closed bars (confirm "1") of a candle1m push, read as the REST pages are (`candle_bars`: volume in
     base units); the open bar's pushes: none."""
     bars = candle_bars(data, sizer, Page(VENUE, instrument))
-    return [record_message(BARS_1M, VENUE, instrument, ts // 1000, ts // 1000 + 60_000, recv_ns,
-                           Bar(ts // 1000, *values, None)) for ts, *values in zip(*bars.values(), strict=True)]
+    return [
+        record_message(
+            BARS_1M,
+            VENUE,
+            instrument,
+            ts // 1000,
+            ts // 1000 + 60_000,
+            recv_ns,
+            Bar(ts // 1000, *values, None),
+        )
+        for ts, *values in zip(*bars.values(), strict=True)
+    ]
 
 
-def funding_messages(data: list, instrument: str, recv_ns: int, warnings: dict | None = None) -> list[LiveMessage]:
+def funding_messages(
+    data: list, instrument: str, recv_ns: int, warnings: dict | None = None
+) -> list[LiveMessage]:
     """Each `funding-rate` entry: the current rate for the settlement at `fundingTime`. The fields OKX
     does not always send are optional: a missing `fundingRate` is null and counted
     (`warnings["funding_rate_missing"]`), never 0; a missing `fundingTime` null. Event time `ts`,
@@ -121,22 +157,42 @@ def funding_messages(data: list, instrument: str, recv_ns: int, warnings: dict |
 
 
 def mark_price_messages(data: list, instrument: str, recv_ns: int, sizer=None) -> list[LiveMessage]:
-    return [record_message(MARK_PRICE, VENUE, instrument, int(m["ts"]), int(m["ts"]), recv_ns,
-                           MarkPrice(venue_number(m["markPx"]), None)) for m in data]
+    return [
+        record_message(
+            MARK_PRICE,
+            VENUE,
+            instrument,
+            int(m["ts"]),
+            int(m["ts"]),
+            recv_ns,
+            MarkPrice(venue_number(m["markPx"]), None),
+        )
+        for m in data
+    ]
 
 
-def open_interest_messages(data: list, instrument: str, recv_ns: int, sizer: ContractSizer) -> list[LiveMessage]:
-    """Each through the REST parser's `open_interest`: contracts, ctVal, base (`oiCcy`) and quote (`oiUsd`)."""
+def open_interest_messages(
+    data: list, instrument: str, recv_ns: int, sizer: ContractSizer
+) -> list[LiveMessage]:
+    """Each through the REST parser's `open_interest`: contracts, ctVal, base (`oiCcy`) and quote
+    (`oiUsd`)."""
     out, ctx = [], Page(VENUE, instrument)
     for o in data:
         ts, *values = open_interest(o["ts"], o["oi"], o["oiCcy"], o.get("oiUsd"), sizer, ctx)
-        out.append(record_message(OPEN_INTEREST, VENUE, instrument, ts // 1000, ts // 1000, recv_ns,
-                                  OpenInterest(*values)))
+        out.append(
+            record_message(
+                OPEN_INTEREST, VENUE, instrument, ts // 1000, ts // 1000, recv_ns, OpenInterest(*values)
+            )
+        )
     return out
 
 
-MESSAGES = {"tickers": ticker_messages, "candle1m": candle_messages, "mark-price": mark_price_messages,
-            "open-interest": open_interest_messages}
+MESSAGES = {
+    "tickers": ticker_messages,
+    "candle1m": candle_messages,
+    "mark-price": mark_price_messages,
+    "open-interest": open_interest_messages,
+}
 
 
 def checksum(bids: list, asks: list, depth: int = CHECKSUM_LEVELS) -> int:
@@ -168,7 +224,9 @@ class OkxBookSync(ChainedBookSync):
         elif seq is None or prev is None:
             if self.needs_snapshot:
                 return "buffered"
-            self.book.apply(max(int(data["ts"]), self.book.update_id) if seq is None else seq, data["bids"], data["asks"])
+            self.book.apply(
+                max(int(data["ts"]), self.book.update_id) if seq is None else seq, data["bids"], data["asks"]
+            )
             outcome = "applied"
         else:
             outcome = self.on_update(prev, seq, data["bids"], data["asks"])
@@ -186,8 +244,16 @@ class OkxStream(StreamBase):
 
     venue = VENUE
     ws_url = WS_URL
-    limits = StreamLimits(max_channels=480, control_per_s=1, connections_per_window=3, window_s=1.0,
-                          lifetime_s=None, url_channels=0, subscribe_batch=50, control_per_hour=480)
+    limits = StreamLimits(
+        max_channels=480,
+        control_per_s=1,
+        connections_per_window=3,
+        window_s=1.0,
+        lifetime_s=None,
+        url_channels=0,
+        subscribe_batch=50,
+        control_per_hour=480,
+    )
     keepalive = Keepalive("ping", 20.0)
     rest_snapshots = False
     stale_s = 10.0  # a quiet book is kept talking by our pings (at stale_s / 2)
@@ -197,14 +263,21 @@ class OkxStream(StreamBase):
     trade_marks = ('"channel":"trades',)  # {"arg":{"channel":"trades",...} (and trades-all)
     default_instruments = ("BTC-USDT", "ETH-USDT")
     trade_channel_format, book_channel_format, lower_channels = "{}@trades", "{}@books", False
-    landed: ClassVar[dict] = {TICKERS: ("{}@tickers",), BARS_1M: ("{}@candle1m",),
-                              LIQUIDATIONS: ("SWAP@liquidation-orders",), OPEN_INTEREST: ("{}@open-interest",),
-                              MARK_FUNDING: ("{}@mark-price", "{}@funding-rate"), BOOKS: (BOOK_TOPS,)}
+    landed: ClassVar[dict] = {
+        TICKERS: ("{}@tickers",),
+        BARS_1M: ("{}@candle1m",),
+        LIQUIDATIONS: ("SWAP@liquidation-orders",),
+        OPEN_INTEREST: ("{}@open-interest",),
+        MARK_FUNDING: ("{}@mark-price", "{}@funding-rate"),
+        BOOKS: (BOOK_TOPS,),
+    }
     shared_carries: ClassVar[dict] = {"SWAP@liquidation-orders": is_swap}  # every perpetual's
 
     def __init__(self, datasets=None):
         self.supported = tuple(CHANNEL_DATASET.values())
-        super().__init__(datasets)  # `warnings`: fields the venue left out, filled with null (in the collector's stats)
+        super().__init__(
+            datasets
+        )  # `warnings`: fields the venue left out, filled with null (in the collector's stats)
         self._sizers: dict[str, ContractSizer] = {}
         self.master = Master()  # contract values: the venue's reference data (`use_reference`)
         self._as_of = None  # sizes by the versions valid then (`size_at`); None: the latest
@@ -222,7 +295,9 @@ class OkxStream(StreamBase):
         """The contract values of `instruments` known before their first frame: a listing request per
         instrument type (an option's per family) for those the master never saw, not a lookup each; returns
         the versions learned (a listing that fails: those instruments are looked up one by one later)."""
-        missing = [name for name in instruments if is_derivative(name) and self.master.needs_lookup(VENUE, name)]
+        missing = [
+            name for name in instruments if is_derivative(name) and self.master.needs_lookup(VENUE, name)
+        ]
         if not missing or self._rest_url is None:
             return 0
         learned = 0
@@ -243,8 +318,14 @@ class OkxStream(StreamBase):
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         kinds = [kind for kind, dataset in CHANNEL_DATASET.items() if dataset in self.datasets]
-        out = [channel_name(name, kind) for name in instruments for kind in kinds if kind not in BY_TYPE
-               and (kind not in SWAP_ONLY or is_swap(name)) and (kind not in CONTRACTS_ONLY or is_contract(name))]
+        out = [
+            channel_name(name, kind)
+            for name in instruments
+            for kind in kinds
+            if kind not in BY_TYPE
+            and (kind not in SWAP_ONLY or is_swap(name))
+            and (kind not in CONTRACTS_ONLY or is_contract(name))
+        ]
         if "liquidation-orders" in kinds and any(is_swap(name) for name in instruments):
             out.append(channel_name("SWAP", "liquidation-orders"))
         return out
@@ -258,17 +339,23 @@ class OkxStream(StreamBase):
     def _request(self, op: str, channels: list[str], request_id: int) -> str:
         return json_text({"id": str(request_id), "op": op, "args": [split_channel(c) for c in channels]})
 
-    def subscribe_messages(self, channels: list[str], first_id: int, op: str = "subscribe") -> list[tuple[int, str]]:
+    def subscribe_messages(
+        self, channels: list[str], first_id: int, op: str = "subscribe"
+    ) -> list[tuple[int, str]]:
         step = self.limits.subscribe_batch
-        return [(first_id + k, self._request(op, channels[i:i + step], first_id + k))
-                for k, i in enumerate(range(0, len(channels), step))]
+        return [
+            (first_id + k, self._request(op, channels[i : i + step], first_id + k))
+            for k, i in enumerate(range(0, len(channels), step))
+        ]
 
     def unsubscribe_messages(self, channels: list[str], first_id: int) -> list[tuple[int, str]]:
         return self.subscribe_messages(channels, first_id, "unsubscribe")
 
     def resubscribe_messages(self, channel: str, first_id: int) -> list[tuple[int, str]]:
-        return [(first_id, self._request("unsubscribe", [channel], first_id)),
-                (first_id + 1, self._request("subscribe", [channel], first_id + 1))]
+        return [
+            (first_id, self._request("unsubscribe", [channel], first_id)),
+            (first_id + 1, self._request("subscribe", [channel], first_id + 1)),
+        ]
 
     def with_id(self, text: str, request_id: int) -> str:
         return json_text({**json.loads(text), "id": str(request_id)})
@@ -291,8 +378,13 @@ class OkxStream(StreamBase):
         arg = frame.get("arg")
         if isinstance(arg, dict) and "data" in frame:
             instrument, kind = str(arg.get("instId") or arg.get("instType")), str(arg.get("channel"))
-            return Frame("event", channel_name(instrument, kind), CHANNEL_DATASET.get(kind), instrument,
-                         frame if kind == "books" else frame["data"])
+            return Frame(
+                "event",
+                channel_name(instrument, kind),
+                CHANNEL_DATASET.get(kind),
+                instrument,
+                frame if kind == "books" else frame["data"],
+            )
         return Frame("control" if event else "unknown")
 
     def new_book(self, instrument: str) -> OkxBookSync:
@@ -333,15 +425,18 @@ class OkxStream(StreamBase):
         return trades_of(history_trades(frame.data, instrument, sizer, ctx))
 
     def sizer(self, instrument: str) -> ContractSizer:
-        """The instrument's contract sizing by the master (kept: one lookup a frame is enough); SourceDataError
-        if the venue does not know its contract value (or the lookup failed: asked again by a later frame)."""
+        """The instrument's contract sizing by the master (kept: one lookup a frame is enough);
+        SourceDataError if the venue does not know its contract value (or the lookup failed: asked again by a
+        later frame)."""
         sizer = self._sizers.get(instrument)
         if sizer is None:
             try:
                 known = self.master.at(VENUE, instrument, self._as_of) if is_derivative(instrument) else None
                 sizer = self._sizers[instrument] = ContractSizer(instrument, known)
             except (ValueError, SourceError, LookupFailed) as error:
-                raise Page(VENUE, instrument).error(str(error).removeprefix(f"{VENUE} {instrument}: ")) from None
+                raise Page(VENUE, instrument).error(
+                    str(error).removeprefix(f"{VENUE} {instrument}: ")
+                ) from None
         return sizer
 
     def book_time_ms(self, frame: object) -> int | None:
@@ -358,9 +453,12 @@ class OkxStream(StreamBase):
 
     def book_rows(self, payload: dict, instrument: str) -> list[dict]:
         """Through the REST books parser: sizes in base units (contracts x ctVal)."""
-        book = {"ts": str(book_ms(payload)), "seqId": payload["update_id"],
-                "bids": [[p, q, "0", "1"] for p, q, *_ in payload["bids"]],
-                "asks": [[p, q, "0", "1"] for p, q, *_ in payload["asks"]]}
+        book = {
+            "ts": str(book_ms(payload)),
+            "seqId": payload["update_id"],
+            "bids": [[p, q, "0", "1"] for p, q, *_ in payload["bids"]],
+            "asks": [[p, q, "0", "1"] for p, q, *_ in payload["asks"]],
+        }
         known = self.master.at(VENUE, instrument, self._as_of) if is_derivative(instrument) else None
         return frame_rows(parse_books({"code": "0", "msg": "", "data": [book]}, instrument, reference=known))
 

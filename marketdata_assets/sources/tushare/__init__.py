@@ -35,12 +35,27 @@ from marketdata_assets.sources.tushare.parse import (
 )
 from marketdata_assets.sources.tushare.records import DAILY_FIELDS, STK_MINS_FIELDS, Table
 
-TUSHARE = Source(SOURCE, A_SHARE_VENUES, {"bars_1m": HISTORY, "daily_bars": HISTORY}, TushareClient, "tushare",
-                 options={"token_env": Option("TUSHARE_TOKEN", "text", description=(
-                              "The NAME of the variable holding the token (never the token itself).")),
-                          "limit_window_s": Option(60, description=(
-                              "A per-minute limit answer (40203) pauses every request until the next window "
-                              "of this many seconds."))})
+TUSHARE = Source(
+    SOURCE,
+    A_SHARE_VENUES,
+    {"bars_1m": HISTORY, "daily_bars": HISTORY},
+    TushareClient,
+    "tushare",
+    options={
+        "token_env": Option(
+            "TUSHARE_TOKEN",
+            "text",
+            description=("The NAME of the variable holding the token (never the token itself)."),
+        ),
+        "limit_window_s": Option(
+            60,
+            description=(
+                "A per-minute limit answer (40203) pauses every request until the next window "
+                "of this many seconds."
+            ),
+        ),
+    },
+)
 
 __all__ = [
     "DAILY_FIELDS",

@@ -133,8 +133,8 @@ class TushareClient(ApiClient):
     ts.minute_bars("600000.SH", date(2025, 6, 2), date(2025, 6, 6))`.
 
     `minute_bars(code, first_day, last_day)`, `daily(codes, first, last)`, `listed_instruments()`
-    (stock_basic), `query(api_name, params, fields)` for any other API, `figures()` for materialization metadata; `quality[code]` counts
-    rows received, dropped (nulls) and repeated per instrument.
+    (stock_basic), `query(api_name, params, fields)` for any other API, `figures()` for materialization
+    metadata; `quality[code]` counts rows received, dropped (nulls) and repeated per instrument.
     """
 
     api_name = PROVIDER
@@ -143,19 +143,38 @@ class TushareClient(ApiClient):
     LIMITS = LIMITS
     bad_body = "retry"  # a body cut by a proxy: asked again with backoff
 
-    def __init__(self, base_url: str = DEFAULT_BASE_URL, token: str = "", *,
-                 path_style: Literal["dataapi", "root"] = "dataapi", requests_per_minute: float | None = None,
-                 max_concurrency: int | None = None, timeout_s: float = 30.0, retry: RetryPolicy | None = None,
-                 limit_window_s: float = 60.0, max_limit_waits: int = 5, window_days: int = 30,
-                 row_limit: int = STK_MINS_ROW_LIMIT, daily_row_limit: int = DAILY_ROW_LIMIT,
-                 listing_row_limit: int = STOCK_BASIC_ROW_LIMIT, bar_label: Literal["end", "start"] = "end", rng=None):
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        token: str = "",
+        *,
+        path_style: Literal["dataapi", "root"] = "dataapi",
+        requests_per_minute: float | None = None,
+        max_concurrency: int | None = None,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy | None = None,
+        limit_window_s: float = 60.0,
+        max_limit_waits: int = 5,
+        window_days: int = 30,
+        row_limit: int = STK_MINS_ROW_LIMIT,
+        daily_row_limit: int = DAILY_ROW_LIMIT,
+        listing_row_limit: int = STOCK_BASIC_ROW_LIMIT,
+        bar_label: Literal["end", "start"] = "end",
+        rng=None,
+    ):
         if path_style not in ("dataapi", "root"):
             raise ValueError(f"path_style must be 'dataapi' or 'root', got {path_style!r}")
         if not token or not str(token).strip():
             raise TushareTokenError("no token given")
-        super().__init__(base_url, requests_per_minute=requests_per_minute, max_concurrency=max_concurrency,
-                         timeout_s=timeout_s, retry=retry, rng=rng,
-                         headers={"Content-Type": "application/json", "User-Agent": "marketdata-assets"})
+        super().__init__(
+            base_url,
+            requests_per_minute=requests_per_minute,
+            max_concurrency=max_concurrency,
+            timeout_s=timeout_s,
+            retry=retry,
+            rng=rng,
+            headers={"Content-Type": "application/json", "User-Agent": "marketdata-assets"},
+        )
         self.__token = str(token).strip()
         self.path_style = path_style
         self.limit_window_s = float(limit_window_s)
@@ -169,14 +188,17 @@ class TushareClient(ApiClient):
         self.limit_waits = 0  # per-minute limit answers waited out
 
     @classmethod
-    def from_env(cls, base_url: str = DEFAULT_BASE_URL, environ: Mapping[str, str] | None = None,
-                 **kwargs) -> TushareClient:
+    def from_env(
+        cls, base_url: str = DEFAULT_BASE_URL, environ: Mapping[str, str] | None = None, **kwargs
+    ) -> TushareClient:
         """A client with the token from `TUSHARE_TOKEN` (`TushareTokenError` naming it when unset)."""
         return cls(base_url, token_from_env(environ), **kwargs)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(base_url={self.base_url!r}, path_style={self.path_style!r}, "
-                f"token='***', requests_per_minute={self.bucket.rate * 60:g})")
+        return (
+            f"{type(self).__name__}(base_url={self.base_url!r}, path_style={self.path_style!r}, "
+            f"token='***', requests_per_minute={self.bucket.rate * 60:g})"
+        )
 
     __str__ = __repr__
 
@@ -199,7 +221,9 @@ class TushareClient(ApiClient):
 
     def make_error(self, category, *, status, code, message, page):
         if status < 400 and category != "data" and isinstance(page, TusharePage):  # a Tushare error code
-            error = answer_error(category, page.api, code, message, instrument=page.instrument, request=page.request)
+            error = answer_error(
+                category, page.api, code, message, instrument=page.instrument, request=page.request
+            )
         else:  # an HTTP error (401/403 from a proxy, 404, other 4xx)
             error = super().make_error(category, status=status, code=code, message=message, page=page)
         error = self._scrubbed(error)
@@ -207,8 +231,9 @@ class TushareClient(ApiClient):
             log.error("%s", error)
         return error
 
-    def rate_limit_wait(self, response: httpx.Response, attempt: int, *, page: Page, message: str,
-                        waits: int) -> float:
+    def rate_limit_wait(
+        self, response: httpx.Response, attempt: int, *, page: Page, message: str, waits: int
+    ) -> float:
         """A per-minute limit answer: every request of the client waits for the next window of
         the limit (wall clock, a little slack for clock skew); this call gives up after
         `max_limit_waits` windows. An HTTP 429 (a proxy): Retry-After, else backoff."""
@@ -223,28 +248,54 @@ class TushareClient(ApiClient):
         until = (math.floor(time.time() / window) + 1) * window + min(0.5, window * 0.02)
         self.pause_until = max(self.pause_until, until)
         wait = max(0.0, until - time.time())
-        log.info("%s %s: per-minute limit (%s); every request waits %.1f s for the next window", PROVIDER,
-                 page.api, scrub(message, self.__token), wait)
+        log.info(
+            "%s %s: per-minute limit (%s); every request waits %.1f s for the next window",
+            PROVIDER,
+            page.api,
+            scrub(message, self.__token),
+            wait,
+        )
         return wait
 
     def exhausted(self, category, *, method, path, status, failure, attempts, page):
-        return self._scrubbed(super().exhausted(category, method=method, path=path, status=status, failure=failure,
-                                                attempts=attempts, page=page))
+        return self._scrubbed(
+            super().exhausted(
+                category,
+                method=method,
+                path=path,
+                status=status,
+                failure=failure,
+                attempts=attempts,
+                page=page,
+            )
+        )
 
     # ---- one call ----------------------------------------------------------------------------
 
-    async def query(self, api_name: str, params: Mapping[str, Any] | None = None,
-                    fields: Sequence[str] | str = "", *, instrument: str | None = None, day: Any = None,
-                    required: Sequence[str] = ()) -> Table:
+    async def query(
+        self,
+        api_name: str,
+        params: Mapping[str, Any] | None = None,
+        fields: Sequence[str] | str = "",
+        *,
+        instrument: str | None = None,
+        day: Any = None,
+        required: Sequence[str] = (),
+    ) -> Table:
         """One Tushare API call → its `data` table (`code` 0 with `data: null`: an empty table).
         Raises the error the answer stands for (`ERRORS`); messages name `instrument`/`day` and
         never contain the token."""
         params = dict(params or {})
-        body = {"api_name": api_name, "token": self.__token, "params": params,
-                "fields": fields if isinstance(fields, str) else ",".join(fields)}
+        body = {
+            "api_name": api_name,
+            "token": self.__token,
+            "params": params,
+            "fields": fields if isinstance(fields, str) else ",".join(fields),
+        }
         described = "&".join(f"{key}={value}" for key, value in params.items())
-        page = TusharePage(PROVIDER, instrument, day, f"{api_name}?{described}" if described else api_name,
-                           api=api_name)
+        page = TusharePage(
+            PROVIDER, instrument, day, f"{api_name}?{described}" if described else api_name, api=api_name
+        )
         try:
             answer = await self.call("POST", self.path_for(api_name), page=page, endpoint=api_name, json=body)
         except (SourceError, ApiError) as error:
@@ -257,13 +308,17 @@ class TushareClient(ApiClient):
 
     # ---- minute bars ---------------------------------------------------------------------------
 
-    async def minute_bars(self, code: str, first_day: date | str, last_day: date | str | None = None) -> pl.DataFrame:
+    async def minute_bars(
+        self, code: str, first_day: date | str, last_day: date | str | None = None
+    ) -> pl.DataFrame:
         """1-minute bars of `code` (e.g. "600000.SH") on the China trade days first..last
         (inclusive; `last_day` defaults to `first_day`), as the normalized bar frame, oldest first."""
         code = normalize_ts_code(code)
         first, last = as_date(first_day), as_date(last_day if last_day is not None else first_day)
-        frames = [await self._minutes_window(code, start, end)
-                  for start, end in day_windows(first, last, self.window_days)]
+        frames = [
+            await self._minutes_window(code, start, end)
+            for start, end in day_windows(first, last, self.window_days)
+        ]
         frame = pl.concat(frames) if frames else pl.DataFrame(schema=BARS_SCHEMA)
         before = frame.height
         frame = frame.unique(subset=["instrument", "ts"], keep="first", maintain_order=True).sort("ts")
@@ -279,16 +334,36 @@ class TushareClient(ApiClient):
         label = _label(first, last)
         frames: list[pl.DataFrame] = []
         while True:
-            params = {"ts_code": code, "freq": "1min", "start_date": start_text,
-                      "end_date": end_time.strftime("%Y-%m-%d %H:%M:%S")}
-            table = await self.query("stk_mins", params, STK_MINS_FIELDS, instrument=code, day=label,
-                                     required=STK_MINS_REQUIRED)
-            parsed = parse_stk_mins(table, instrument=code, day=label, bar_label=self.bar_label, window=(first, last))
-            self._count(code, requests=1, rows=parsed.received, null_rows=parsed.null_rows,
-                        partial_rows=parsed.partial_rows, duplicates=parsed.duplicates, outside=parsed.outside)
+            params = {
+                "ts_code": code,
+                "freq": "1min",
+                "start_date": start_text,
+                "end_date": end_time.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+            table = await self.query(
+                "stk_mins", params, STK_MINS_FIELDS, instrument=code, day=label, required=STK_MINS_REQUIRED
+            )
+            parsed = parse_stk_mins(
+                table, instrument=code, day=label, bar_label=self.bar_label, window=(first, last)
+            )
+            self._count(
+                code,
+                requests=1,
+                rows=parsed.received,
+                null_rows=parsed.null_rows,
+                partial_rows=parsed.partial_rows,
+                duplicates=parsed.duplicates,
+                outside=parsed.outside,
+            )
             if parsed.null_rows or parsed.partial_rows:
-                log.warning("%s %s %s: dropped %d all-null and %d partially null rows", PROVIDER, code, label,
-                            parsed.null_rows, parsed.partial_rows)
+                log.warning(
+                    "%s %s %s: dropped %d all-null and %d partially null rows",
+                    PROVIDER,
+                    code,
+                    label,
+                    parsed.null_rows,
+                    parsed.partial_rows,
+                )
             frames.append(parsed.frame)
             full = parsed.received >= self.row_limit or table.has_more
             if not full or parsed.oldest is None:
@@ -314,23 +389,40 @@ class TushareClient(ApiClient):
         end = last
         while end >= first:
             params = {"ts_code": joined, "start_date": f"{first:%Y%m%d}", "end_date": f"{end:%Y%m%d}"}
-            table = await self.query("daily", params, DAILY_FIELDS, instrument=joined, day=label,
-                                     required=DAILY_REQUIRED)
+            table = await self.query(
+                "daily", params, DAILY_FIELDS, instrument=joined, day=label, required=DAILY_REQUIRED
+            )
             parsed = parse_daily(table, instrument=joined, day=label, window=(first, last))
             cut = None  # a full answer's oldest date, which may be cut: asked again, whole, next
             if (parsed.received >= self.daily_row_limit or table.has_more) and parsed.oldest is not None:
                 cut = parsed.oldest
                 if cut >= end:
-                    raise TushareResponseError(joined, end, f"daily: one trade date fills a whole answer "
-                                                            f"({parsed.received} rows): ask fewer codes at once")
-                parsed = parse_daily(without_day(table, cut), instrument=joined, day=label, window=(first, last))
+                    raise TushareResponseError(
+                        joined,
+                        end,
+                        f"daily: one trade date fills a whole answer "
+                        f"({parsed.received} rows): ask fewer codes at once",
+                    )
+                parsed = parse_daily(
+                    without_day(table, cut), instrument=joined, day=label, window=(first, last)
+                )
             for code, counts in parsed.counts.items():
-                self._count(code, daily_rows=counts["rows"], null_rows=counts["null_rows"],
-                            partial_rows=counts["partial_rows"], duplicates=counts["duplicates"],
-                            outside=counts["outside"])
+                self._count(
+                    code,
+                    daily_rows=counts["rows"],
+                    null_rows=counts["null_rows"],
+                    partial_rows=counts["partial_rows"],
+                    duplicates=counts["duplicates"],
+                    outside=counts["outside"],
+                )
             if parsed.null_rows or parsed.partial_rows:
-                log.warning("%s daily %s: dropped %d all-null and %d partially null rows", PROVIDER, label,
-                            parsed.null_rows, parsed.partial_rows)
+                log.warning(
+                    "%s daily %s: dropped %d all-null and %d partially null rows",
+                    PROVIDER,
+                    label,
+                    parsed.null_rows,
+                    parsed.partial_rows,
+                )
             frames.append(parsed.frame)
             if cut is None:
                 break
@@ -343,7 +435,9 @@ class TushareClient(ApiClient):
 
     # ---- the listing ----------------------------------------------------------------------------
 
-    async def listed_instruments(self, list_status: str = "L") -> tuple[list[ListedInstrument], dict[str, int]]:
+    async def listed_instruments(
+        self, list_status: str = "L"
+    ) -> tuple[list[ListedInstrument], dict[str, int]]:
         """Every instrument `stock_basic` lists with `list_status` (L: listed), by code, and the rows
         dropped (another status, repeated). One request; a full answer may be cut, so it is asked
         again one exchange at a time (SSE, SZSE, BSE); an exchange that alone fills an answer is a
@@ -356,8 +450,12 @@ class TushareClient(ApiClient):
         for exchange in EXCHANGES:
             part = await self._listing(list_status, exchange)
             if len(part.items) >= self.listing_row_limit or part.has_more:
-                raise TushareResponseError(None, None, f"stock_basic: {exchange} alone fills a whole answer "
-                                                       f"({len(part.items)} rows): the listing would be cut")
+                raise TushareResponseError(
+                    None,
+                    None,
+                    f"stock_basic: {exchange} alone fills a whole answer "
+                    f"({len(part.items)} rows): the listing would be cut",
+                )
             instruments, counts = parse_stock_basic(part, list_status)
             dropped.update(counts)
             for instrument in instruments:
@@ -366,8 +464,8 @@ class TushareClient(ApiClient):
         return [found[code] for code in sorted(found)], dict(dropped)
 
     async def listing(self, statuses: Sequence[str] = ("L", "D", "P")) -> list[Instrument]:
-        """The A-share master: every code `stock_basic` lists as listed (L), delisted (D, with its delist_date)
-        or suspended (P), as the master's Instruments (a request per status)."""
+        """The A-share master: every code `stock_basic` lists as listed (L), delisted (D, with its
+        delist_date) or suspended (P), as the master's Instruments (a request per status)."""
         out = []
         for status in statuses:
             rows, _ = await self.listed_instruments(status)
@@ -376,8 +474,13 @@ class TushareClient(ApiClient):
 
     async def _listing(self, list_status: str, exchange: str = "") -> Table:
         params = {"list_status": list_status, **({"exchange": exchange} if exchange else {})}
-        return await self.query("stock_basic", params, STOCK_BASIC_FIELDS, instrument=exchange or None,
-                                required=STOCK_BASIC_REQUIRED)
+        return await self.query(
+            "stock_basic",
+            params,
+            STOCK_BASIC_FIELDS,
+            instrument=exchange or None,
+            required=STOCK_BASIC_REQUIRED,
+        )
 
     # ---- figures -------------------------------------------------------------------------------
 
@@ -386,6 +489,11 @@ class TushareClient(ApiClient):
         totals: Counter = Counter()
         for counter in self.quality.values():
             totals.update(counter)
-        return {**super().figures(), "limit_waits": self.limit_waits,
-                "dropped_null_rows": totals.get("null_rows", 0), "dropped_partial_rows": totals.get("partial_rows", 0),
-                "duplicate_rows": totals.get("duplicates", 0), "dropped_outside_window": totals.get("outside", 0)}
+        return {
+            **super().figures(),
+            "limit_waits": self.limit_waits,
+            "dropped_null_rows": totals.get("null_rows", 0),
+            "dropped_partial_rows": totals.get("partial_rows", 0),
+            "duplicate_rows": totals.get("duplicates", 0),
+            "dropped_outside_window": totals.get("outside", 0),
+        }

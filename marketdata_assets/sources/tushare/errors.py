@@ -1,7 +1,8 @@
-"""What a Tushare Pro answer means. It always comes with HTTP 200: `code` 0 is good, any other code is an error
-whose MESSAGE decides (`ERRORS`): 40203 is a per-minute limit ("每分钟…", wait for the next window), an hourly or
-daily quota ("每小时…" / "每天…", stop that API) or a permission refusal; the limit messages also say "权限", so the
-period words are matched first and permission is the code's fallback. `answer_error`: the exception it stands for."""
+"""What a Tushare Pro answer means. It always comes with HTTP 200: `code` 0 is good, any other code is an
+error whose MESSAGE decides (`ERRORS`): 40203 is a per-minute limit ("每分钟…", wait for the next window), an
+hourly or daily quota ("每小时…" / "每天…", stop that API) or a permission refusal; the limit messages also
+say "权限", so the period words are matched first and permission is the code's fallback. `answer_error`: the
+exception it stands for."""
 
 from __future__ import annotations
 
@@ -31,8 +32,10 @@ HOUR_WORDS = ("每小时", "per hour")
 DAY_WORDS = ("每天", "每日", "per day")
 
 ERRORS = ErrorTable(
-    broad=(*((word, "rate_limited", "40203") for word in MINUTE_WORDS),
-           *((word, "quota", "40203") for word in HOUR_WORDS + DAY_WORDS)),
+    broad=(
+        *((word, "rate_limited", "40203") for word in MINUTE_WORDS),
+        *((word, "quota", "40203") for word in HOUR_WORDS + DAY_WORDS),
+    ),
     # 40203 without a period word: "抱歉，您没有访问该接口的权限…", "…没有权限访问该接口…".
     # Any other non-zero code (-2001 bad parameter, …) falls through to "rejected".
     exact={"40203": "permission", "2002": "permission", "40101": "unauthorized"},
@@ -60,9 +63,12 @@ class TushareLimitReached(SourceBanned):
     def __init__(self, api_name: str, period: str, message: str, *, until: datetime | None = None):
         self.api_name, self.period, self.message = api_name, period, message
         super().__init__(PROVIDER, f"40203: {message}", until=until, request=api_name)
-        self.args = (f"{PROVIDER}: the {period} quota of {api_name!r} is used up (40203: {message}); not "
-                     f"retried: rerun after the {period} window resets"
-                     + (f" (about {until.isoformat()})" if until else "") + " or raise the account's quota",)
+        self.args = (
+            f"{PROVIDER}: the {period} quota of {api_name!r} is used up (40203: {message}); not "
+            f"retried: rerun after the {period} window resets"
+            + (f" (about {until.isoformat()})" if until else "")
+            + " or raise the account's quota",
+        )
 
 
 class TusharePermissionError(SourcePermissionError):
@@ -71,8 +77,12 @@ class TusharePermissionError(SourcePermissionError):
     def __init__(self, api_name: str, code: Any, message: str):
         self.api_name, self.code, self.message = api_name, code, message
         super().__init__(PROVIDER, 200, f"code {code}: {message}", request=api_name)
-        self.args = ((f"{PROVIDER}: no permission for {api_name!r} (code {code}: {message}); not retried: "
-                      "the account needs the API's points or a separate grant"),)
+        self.args = (
+            (
+                f"{PROVIDER}: no permission for {api_name!r} (code {code}: {message}); not retried: "
+                "the account needs the API's points or a separate grant"
+            ),
+        )
 
 
 class TushareTokenError(SourcePermissionError):
@@ -80,8 +90,12 @@ class TushareTokenError(SourcePermissionError):
 
     def __init__(self, detail: str):
         super().__init__(PROVIDER, 200, detail)
-        self.args = ((f"{PROVIDER}: {detail}; set {TOKEN_ENV} to the token from https://tushare.pro/user/token "
-                      "(its value is never printed)"),)
+        self.args = (
+            (
+                f"{PROVIDER}: {detail}; set {TOKEN_ENV} to the token from https://tushare.pro/user/token "
+                "(its value is never printed)"
+            ),
+        )
 
 
 class TushareResponseError(SourceDataError):
@@ -101,13 +115,24 @@ def next_china_boundary(unit: Literal["hour", "day"]) -> datetime:
     return as_utc(nxt)
 
 
-def answer_error(category: ErrorCategory, api_name: str, code: Any, message: str, *, instrument: str | None = None,
-                 request: str | None = None) -> SourceError:
+def answer_error(
+    category: ErrorCategory,
+    api_name: str,
+    code: Any,
+    message: str,
+    *,
+    instrument: str | None = None,
+    request: str | None = None,
+) -> SourceError:
     """The exception a Tushare error answer classified as `category` (`ERRORS`) stands for."""
     if category == "quota":
         hourly = any(word in message.lower() for word in HOUR_WORDS)
-        return TushareLimitReached(api_name, "hourly" if hourly else "daily", message,
-                                   until=next_china_boundary("hour" if hourly else "day"))
+        return TushareLimitReached(
+            api_name,
+            "hourly" if hourly else "daily",
+            message,
+            until=next_china_boundary("hour" if hourly else "day"),
+        )
     if category == "rate_limited":  # only for a parser caller: the client waits these out
         return TushareLimitReached(api_name, "per-minute", message)
     if category == "permission":
@@ -116,5 +141,6 @@ def answer_error(category: ErrorCategory, api_name: str, code: Any, message: str
         return TushareTokenError(f"the token was refused (code {code}: {message})")
     if category == "banned":
         return SourceBanned(PROVIDER, f"code {code}: {message}", request=request or api_name)
-    return SourceRequestError(PROVIDER, instrument, 200, code, message or "(no message)",
-                              request=request or api_name)
+    return SourceRequestError(
+        PROVIDER, instrument, 200, code, message or "(no message)", request=request or api_name
+    )

@@ -11,15 +11,18 @@ from marketdata_assets.core import calendars
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
 
 SOURCE = "TUSHARE"
-BLOCK_DAYS = 20        # stk_mins: 241 bars a day, 8000 rows an answer
-DAILY_ROWS = 5000      # codes x days per `daily` request (the API answers at most 6000 rows)
+BLOCK_DAYS = 20  # stk_mins: 241 bars a day, 8000 rows an answer
+DAILY_ROWS = 5000  # codes x days per `daily` request (the API answers at most 6000 rows)
 DAILY_CODES = 100
 
 
 def session_bar_opens(venue: str, day: date) -> list[datetime]:
     """The bar opens (UTC) a full `stk_mins` day has: labelled by their end with the 09:30 opening
     auction bar, 241 (stored one minute earlier, as opens: 09:29, 09:30..11:29, 13:00..14:59)."""
-    return [t - timedelta(minutes=1) for t in calendars.session_minutes(venue, day, label="end", call_auction=True)]
+    return [
+        t - timedelta(minutes=1)
+        for t in calendars.session_minutes(venue, day, label="end", call_auction=True)
+    ]
 
 
 async def _minutes(api, job: Job):
@@ -46,7 +49,28 @@ def feeds(client: Callable, keys: Sequence[SliceKey], *, workers: int, attempts:
     daily = _by_code([k for k in keys if k.dataset == "daily_bars"])
     days = max(1, len({k.day for k in keys}))
     per_job = max(1, min(DAILY_CODES, DAILY_ROWS // days))
-    daily_jobs = [Job(tuple(k for code in daily[i:i + per_job] for k in code)) for i in range(0, len(daily), per_job)]
-    return [Feed(SOURCE, [Job(tuple(mine)) for mine in _by_code(minutes)], _minutes, client, workers=workers,
-                 attempts=attempts, skip_empty_days=True, by_day=True),
-            Feed(SOURCE, daily_jobs, _daily, client, workers=workers, attempts=attempts, skip_empty_days=True, by_day=True)]
+    daily_jobs = [
+        Job(tuple(k for code in daily[i : i + per_job] for k in code)) for i in range(0, len(daily), per_job)
+    ]
+    return [
+        Feed(
+            SOURCE,
+            [Job(tuple(mine)) for mine in _by_code(minutes)],
+            _minutes,
+            client,
+            workers=workers,
+            attempts=attempts,
+            skip_empty_days=True,
+            by_day=True,
+        ),
+        Feed(
+            SOURCE,
+            daily_jobs,
+            _daily,
+            client,
+            workers=workers,
+            attempts=attempts,
+            skip_empty_days=True,
+            by_day=True,
+        ),
+    ]

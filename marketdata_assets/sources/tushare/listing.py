@@ -36,7 +36,16 @@ from marketdata_assets.sources.tushare.records import Table
 log = logging.getLogger(__name__)
 
 API = "stock_basic"
-STOCK_BASIC_FIELDS = ("ts_code", "symbol", "name", "exchange", "market", "list_status", "list_date", "delist_date")
+STOCK_BASIC_FIELDS = (
+    "ts_code",
+    "symbol",
+    "name",
+    "exchange",
+    "market",
+    "list_status",
+    "list_date",
+    "delist_date",
+)
 STOCK_BASIC_REQUIRED = ("ts_code", "name", "list_status", "list_date")
 STOCK_BASIC_ROW_LIMIT = 6000
 EXCHANGES = ("SSE", "SZSE", "BSE")  # a full answer is asked again one exchange at a time
@@ -78,7 +87,9 @@ def parse_stock_basic(table: Table, list_status: str = "L") -> tuple[list[Listed
     index = {name: table.fields.index(name) for name in table.fields}
     missing = [name for name in STOCK_BASIC_REQUIRED if name not in index]
     if missing:
-        raise TushareResponseError(None, None, f"{API}: the response has no field {missing} (fields: {table.fields})")
+        raise TushareResponseError(
+            None, None, f"{API}: the response has no field {missing} (fields: {table.fields})"
+        )
 
     def value(row: list, name: str) -> Any:
         return row[index[name]] if name in index else None
@@ -97,9 +108,15 @@ def parse_stock_basic(table: Table, list_status: str = "L") -> tuple[list[Listed
         if code in found:
             dropped["repeated"] += 1
             continue
-        found[code] = ListedInstrument(code, str(value(row, "name") or ""), str(value(row, "exchange") or ""),
-                                       str(value(row, "market") or ""), list_status,
-                                       str(value(row, "list_date") or ""), value(row, "delist_date") or None)
+        found[code] = ListedInstrument(
+            code,
+            str(value(row, "name") or ""),
+            str(value(row, "exchange") or ""),
+            str(value(row, "market") or ""),
+            list_status,
+            str(value(row, "list_date") or ""),
+            value(row, "delist_date") or None,
+        )
     return [found[code] for code in sorted(found)], dropped
 
 
@@ -109,15 +126,34 @@ STATUSES = {"L": "live", "D": "delisted", "P": "suspended", "G": "preopen"}
 def _beijing(day: str | None, hour: int, minute: int) -> datetime | None:
     """A YYYYMMDD day's time in Beijing, as an aware datetime (None: no day)."""
     text = str(day or "").strip()
-    return datetime.strptime(text, "%Y%m%d").replace(hour=hour, minute=minute, tzinfo=CHINA) if len(text) == 8 else None
+    return (
+        datetime.strptime(text, "%Y%m%d").replace(hour=hour, minute=minute, tzinfo=CHINA)
+        if len(text) == 8
+        else None
+    )
 
 
 def instrument_of(row: ListedInstrument) -> Instrument:
     """One `stock_basic` row as the master's `Instrument`: a share on its exchange (SSE, SZSE, BSE), listed
     at the open of its list_date, ended after the close of its delist_date; sizes in shares (lots of 100)."""
-    return Instrument(a_share_venue(row.code), row.code, "equity", row.code, "CNY", "CNY", False, 1.0, 1.0, "share",
-                      0.01, 100.0, 100.0, _beijing(row.list_date, 9, 30), _beijing(row.delist_date, 15, 0),
-                      STATUSES.get(row.list_status, row.list_status.lower()))
+    return Instrument(
+        a_share_venue(row.code),
+        row.code,
+        "equity",
+        row.code,
+        "CNY",
+        "CNY",
+        False,
+        1.0,
+        1.0,
+        "share",
+        0.01,
+        100.0,
+        100.0,
+        _beijing(row.list_date, 9, 30),
+        _beijing(row.delist_date, 15, 0),
+        STATUSES.get(row.list_status, row.list_status.lower()),
+    )
 
 
 def beijing_today(now: datetime | None = None) -> date:
@@ -139,7 +175,9 @@ def read_cached(cache_dir: str | os.PathLike, day: date, list_status: str = "L")
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as error:
-        log.warning("%s %s: the cached listing %s can't be read (%s): asking again", PROVIDER, API, path, error)
+        log.warning(
+            "%s %s: the cached listing %s can't be read (%s): asking again", PROVIDER, API, path, error
+        )
         return None
     return Listing(day, list_status, rows, cached=True, dropped=data.get("dropped", {}))
 
@@ -147,9 +185,16 @@ def read_cached(cache_dir: str | os.PathLike, day: date, list_status: str = "L")
 def write_cached(cache_dir: str | os.PathLike, listing: Listing) -> Path:
     """The listing into its day's file, atomically; older days beyond `KEEP_DAYS` are removed."""
     path = cache_path(cache_dir, listing.day, listing.list_status)
-    payload = {"source": "TUSHARE", "api": API, "list_status": listing.list_status, "day": listing.day.isoformat(),
-               "fetched_at": datetime.now(CHINA).isoformat(timespec="seconds"), "count": len(listing.instruments),
-               "dropped": listing.dropped, "instruments": [i.__dict__ for i in listing.instruments]}
+    payload = {
+        "source": "TUSHARE",
+        "api": API,
+        "list_status": listing.list_status,
+        "day": listing.day.isoformat(),
+        "fetched_at": datetime.now(CHINA).isoformat(timespec="seconds"),
+        "count": len(listing.instruments),
+        "dropped": listing.dropped,
+        "instruments": [i.__dict__ for i in listing.instruments],
+    }
     atomic_write_bytes(path, json.dumps(payload, ensure_ascii=False, indent=0).encode())
     older = sorted(path.parent.glob(f"tushare_{API}_{listing.list_status}_*.json"))[:-KEEP_DAYS]
     for stale in older:
@@ -157,8 +202,9 @@ def write_cached(cache_dir: str | os.PathLike, listing: Listing) -> Path:
     return path
 
 
-async def listed_today(make_client: Callable, cache_dir: str | os.PathLike, *, list_status: str = "L",
-                       today: date | None = None) -> Listing:
+async def listed_today(
+    make_client: Callable, cache_dir: str | os.PathLike, *, list_status: str = "L", today: date | None = None
+) -> Listing:
     """Today's (Beijing) listing of `list_status`: the day's file, else ONE client (its rate limits
     and error table) asks `stock_basic` and the answer is written to the day's file."""
     if list_status not in LIST_STATUSES:
@@ -171,6 +217,13 @@ async def listed_today(make_client: Callable, cache_dir: str | os.PathLike, *, l
         instruments, dropped = await client.listed_instruments(list_status)
     listing = Listing(day, list_status, instruments, dropped=dropped)
     write_cached(cache_dir, listing)
-    log.info("%s %s: %d codes with list_status %s on %s (written to %s)", PROVIDER, API, len(instruments),
-             list_status, day, cache_path(cache_dir, day, list_status))
+    log.info(
+        "%s %s: %d codes with list_status %s on %s (written to %s)",
+        PROVIDER,
+        API,
+        len(instruments),
+        list_status,
+        day,
+        cache_path(cache_dir, day, list_status),
+    )
     return listing

@@ -15,13 +15,41 @@ from marketdata_assets.sources.yahoo.feeds import SOURCE
 from marketdata_assets.sources.yahoo.instruments import denoise_float32, normalize_currency
 from marketdata_assets.sources.yahoo.records import ChartData
 
-# 1-minute bars reach about 30 days back: observed (Yahoo documents chart v8 nowhere), as yfinance's users report
-BARS_REACH = Reach(timedelta(days=30), "nowhere in this project", "https://github.com/ranaroussi/yfinance/issues/2451")
+# 1-minute bars reach about 30 days back: observed (Yahoo documents chart v8 nowhere), as yfinance's users
+# report
+BARS_REACH = Reach(
+    timedelta(days=30), "nowhere in this project", "https://github.com/ranaroussi/yfinance/issues/2451"
+)
 # venues: the exchange each answer names (any Yahoo lists)
-YAHOO = Source(SOURCE, (), {"bars_1m": HISTORY}, YahooChartClient, "yahoo", {"bars_1m": BARS_REACH},
-               options={"max_days_back": Option(BARS_REACH.span.days, nullable=True, description=(
-                   "How many days back the chart API serves 1-minute bars; older days are not asked for. "
-                   "null: no horizon (e.g. a replay)."))})
+YAHOO = Source(
+    SOURCE,
+    (),
+    {"bars_1m": HISTORY},
+    YahooChartClient,
+    "yahoo",
+    {"bars_1m": BARS_REACH},
+    options={
+        "max_days_back": Option(
+            BARS_REACH.span.days,
+            nullable=True,
+            description=(
+                "How many days back the chart API serves 1-minute bars; older days are not asked for. "
+                "null: no horizon (e.g. a replay)."
+            ),
+        )
+    },
+)
 
-__all__ = ["ERRORS", "LIMITS", "PROVIDER", "YAHOO", "ChartData", "YahooChartClient", "YahooInstrumentNotFound",
-           "YahooRequestError", "denoise_float32", "normalize_currency", "parse_chart"]
+__all__ = [
+    "ERRORS",
+    "LIMITS",
+    "PROVIDER",
+    "YAHOO",
+    "ChartData",
+    "YahooChartClient",
+    "YahooInstrumentNotFound",
+    "YahooRequestError",
+    "denoise_float32",
+    "normalize_currency",
+    "parse_chart",
+]

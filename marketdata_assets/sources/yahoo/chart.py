@@ -11,7 +11,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Mapping
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import msgspec
@@ -41,7 +41,6 @@ from marketdata_assets.sources.yahoo.instruments import (
 from marketdata_assets.sources.yahoo.records import BAR_RULES, QUOTE_FIELDS, ChartData, ChartMeta
 
 PROVIDER = "Yahoo Finance"
-UTC = timezone.utc
 PRICE_FIELDS = ("open", "high", "low", "close")
 EPOCH_SECONDS = (100_000_000, 10_000_000_000)  # 1973 .. 2286: milliseconds would be far above
 
@@ -50,10 +49,13 @@ EPOCH_SECONDS = (100_000_000, 10_000_000_000)  # 1973 .. 2286: milliseconds woul
 # Errors
 # --------------------------------------------------------------------------------------------
 
+
 class YahooRequestError(SourceRequestError):
     """Yahoo rejected the request for one instrument (400 Bad Request, 422, another 4xx). Not retried."""
 
-    def __init__(self, instrument: str, status: int, code: Any, description: str, *, request: str | None = None):
+    def __init__(
+        self, instrument: str, status: int, code: Any, description: str, *, request: str | None = None
+    ):
         self.instrument, self.description = instrument, description
         super().__init__(PROVIDER, instrument, status, code, description, request=request)
 
@@ -65,10 +67,21 @@ class YahooInstrumentNotFound(YahooRequestError):
 # What Yahoo's error answers mean: `chart.error` (or `finance.error`) `{code, description}` with the
 # status, or a plain-text/HTML body classified by its status alone (a 429 "Too Many Requests").
 ERRORS = ErrorTable(
-    exact={"Not Found": "not_found", "Bad Request": "rejected", "Unprocessable Entity": "rejected",
-           "Unauthorized": "permission", "Forbidden": "permission"},
-    status={400: "rejected", 401: "permission", 403: "permission", 404: "not_found", 422: "rejected",
-            429: "rate_limited"},
+    exact={
+        "Not Found": "not_found",
+        "Bad Request": "rejected",
+        "Unprocessable Entity": "rejected",
+        "Unauthorized": "permission",
+        "Forbidden": "permission",
+    },
+    status={
+        400: "rejected",
+        401: "permission",
+        403: "permission",
+        404: "not_found",
+        422: "rejected",
+        429: "rate_limited",
+    },
 )
 
 
@@ -85,8 +98,15 @@ def chart_error(payload: Any) -> tuple[str, str] | None:
     return None
 
 
-def yahoo_error(category: ErrorCategory, *, status: int, code: Any, message: str, instrument: str,
-                request: str | None = None) -> SourceError:
+def yahoo_error(
+    category: ErrorCategory,
+    *,
+    status: int,
+    code: Any,
+    message: str,
+    instrument: str,
+    request: str | None = None,
+) -> SourceError:
     """The exception an error answer about `instrument` stands for (`category` from `ERRORS`)."""
     if category in ("permission", "unauthorized"):
         detail = f"{instrument}: code {code}: {message}" if code is not None else f"{instrument}: {message}"
@@ -98,6 +118,7 @@ def yahoo_error(category: ErrorCategory, *, status: int, code: Any, message: str
 # --------------------------------------------------------------------------------------------
 # Parsing (pure: usable on captured responses)
 # --------------------------------------------------------------------------------------------
+
 
 def _load(payload: Mapping | str | bytes) -> Mapping:
     if isinstance(payload, (str, bytes, bytearray)):
@@ -111,9 +132,16 @@ def day_label(epoch: int | None) -> date | None:
     return datetime.fromtimestamp(epoch, UTC).date() if epoch is not None else None
 
 
-def parse_chart(payload: Mapping | str | bytes, instrument: str | None = None, *, start: int | None = None,
-                end: int | None = None, status: int = 200, request: str | None = None,
-                interval: str = "1m") -> ChartData:
+def parse_chart(
+    payload: Mapping | str | bytes,
+    instrument: str | None = None,
+    *,
+    start: int | None = None,
+    end: int | None = None,
+    status: int = 200,
+    request: str | None = None,
+    interval: str = "1m",
+) -> ChartData:
     """A chart v8 answer (decoded, or the body as sent) → `ChartData` (normalized frame + currency
     + drop counts).
 
@@ -145,8 +173,14 @@ def _chart_result(payload: Mapping | str | bytes, page: Page, status: int) -> Ma
     error = chart_error(payload)
     if error is not None:
         code, description = error
-        raise yahoo_error(ERRORS.classify(status, code, description), status=status, code=code,
-                          message=description, instrument=page.instrument or "?", request=page.request)
+        raise yahoo_error(
+            ERRORS.classify(status, code, description),
+            status=status,
+            code=code,
+            message=description,
+            instrument=page.instrument or "?",
+            request=page.request,
+        )
     chart = payload.get("chart")
     results = chart.get("result") if isinstance(chart, Mapping) else None
     if not isinstance(results, list) or not results or not isinstance(results[0], Mapping):
@@ -164,46 +198,80 @@ def _chart_data(result: Mapping, page: Page, interval: str) -> tuple[ChartData, 
         raise page.error("no instrument given and none in meta")
     page = dataclasses.replace(page, instrument=inst)
     if meta.dataGranularity is not None and meta.dataGranularity != interval:
-        raise page.error(f"meta.dataGranularity is {meta.dataGranularity!r} where {interval!r} bars were asked "
-                         f"for: not {interval} bars")
+        raise page.error(
+            f"meta.dataGranularity is {meta.dataGranularity!r} where {interval!r} bars were asked "
+            f"for: not {interval} bars"
+        )
     quote_currency, no_currency = meta.currency, 0
     if not known_currency(quote_currency):
         market = minor_unit_market(inst, meta.exchangeName)
         if market is not None:
             said = "no meta.currency" if quote_currency in (None, "") else f"meta.currency {quote_currency!r}"
-            raise page.error(f"{said}: on {market} Yahoo quotes prices in a major or a minor unit (GBp pence vs "
-                             "GBP pounds), so the unit of these bars is unknown; not stored with a guessed unit")
+            raise page.error(
+                f"{said}: on {market} Yahoo quotes prices in a major or a minor unit (GBp pence vs "
+                "GBP pounds), so the unit of these bars is unknown; not stored with a guessed unit"
+            )
         quote_currency, no_currency = None, 1  # the prices are as sent: no minor unit here
     currency, divisor = normalize_currency(quote_currency)
     if divisor != 1:
         note_conversion(inst, f"prices {quote_currency} -> {currency} (/{divisor})")
-    data = ChartData(instrument=inst, frame=pl.DataFrame(schema=BARS_SCHEMA), currency=currency,
-                     quote_currency=quote_currency, price_divisor=divisor,
-                     exchange=str(meta.exchangeName or meta.fullExchangeName or "YAHOO"),
-                     timezone=meta.exchangeTimezoneName, gmtoffset=meta.gmtoffset, meta=raw, no_currency=no_currency)
+    data = ChartData(
+        instrument=inst,
+        frame=pl.DataFrame(schema=BARS_SCHEMA),
+        currency=currency,
+        quote_currency=quote_currency,
+        price_divisor=divisor,
+        exchange=str(meta.exchangeName or meta.fullExchangeName or "YAHOO"),
+        timezone=meta.exchangeTimezoneName,
+        gmtoffset=meta.gmtoffset,
+        meta=raw,
+        no_currency=no_currency,
+    )
     return data, page
 
 
-def _bars_into(data: ChartData, result: Mapping, timestamps: list, start: int | None, end: int | None,
-               page: Page) -> None:
+def _bars_into(
+    data: ChartData, result: Mapping, timestamps: list, start: int | None, end: int | None, page: Page
+) -> None:
     """The bars into `data`: `BAR_RULES` checked on the page's columns (a breach told on the page of
     its bar's day), then null, partly null, off-window and repeated minutes dropped and counted."""
     cols = _bar_columns(timestamps, _quote_columns(result, len(timestamps), page))
-    check_at(cols, BAR_RULES, "timestamp[{i}]", lambda i, bar: dataclasses.replace(
-        page, day=day_label(int(bar["epoch"]))) if bar["seconds"] else page)
+    check_at(
+        cols,
+        BAR_RULES,
+        "timestamp[{i}]",
+        lambda i, bar: (
+            dataclasses.replace(page, day=day_label(int(bar["epoch"]))) if bar["seconds"] else page
+        ),
+    )
     epoch, minute = pl.col("epoch"), pl.col("minute")
     bars = pl.DataFrame({"epoch": cols["epoch"], **{name: cols[f"{name} value"] for name in QUOTE_FIELDS}})
-    bars = bars.with_columns(pl.col(QUOTE_FIELDS).fill_nan(None), minute=epoch - epoch % 60,
-                             day=pl.from_epoch("epoch", "s").dt.date())
+    bars = bars.with_columns(
+        pl.col(QUOTE_FIELDS).fill_nan(None),
+        minute=epoch - epoch % 60,
+        day=pl.from_epoch("epoch", "s").dt.date(),
+    )
     nulls = pl.sum_horizontal(pl.col(QUOTE_FIELDS).is_null())
-    inside = (minute >= start if start is not None else pl.lit(True)) & (minute < end if end is not None else True)
-    bars = bars.with_columns(off=(nulls == 0) & (minute != epoch), dropped=(
-        pl.when(nulls == len(QUOTE_FIELDS)).then(pl.lit("null_rows")).when(nulls > 0).then(pl.lit("partial_rows"))
-        .when(~inside).then(pl.lit("outside_window"))
-        .when(~pl.struct(minute, nulls == 0).is_first_distinct()).then(pl.lit("duplicates"))))
+    inside = (minute >= start if start is not None else pl.lit(True)) & (
+        minute < end if end is not None else True
+    )
+    bars = bars.with_columns(
+        off=(nulls == 0) & (minute != epoch),
+        dropped=(
+            pl.when(nulls == len(QUOTE_FIELDS))
+            .then(pl.lit("null_rows"))
+            .when(nulls > 0)
+            .then(pl.lit("partial_rows"))
+            .when(~inside)
+            .then(pl.lit("outside_window"))
+            .when(~pl.struct(minute, nulls == 0).is_first_distinct())
+            .then(pl.lit("duplicates"))
+        ),
+    )
     data.off_minute += bars["off"].sum()
-    for (reason, day), rows in Counter(bars.filter(pl.col("dropped").is_not_null()).select("dropped", "day")
-                                       .iter_rows()).items():
+    for (reason, day), rows in Counter(
+        bars.filter(pl.col("dropped").is_not_null()).select("dropped", "day").iter_rows()
+    ).items():
         data.dropped_on[(reason, day)] += rows
         setattr(data, _COUNTED[reason], getattr(data, _COUNTED[reason]) + rows)
     kept = bars.filter(pl.col("dropped").is_null())
@@ -217,8 +285,11 @@ def _bar_columns(timestamps: list, values: dict[str, list]) -> dict[str, np.ndar
     value" (the double; NaN for null; inf for an int too large for one)."""
     n = len(timestamps)
     seconds = np.fromiter(map(_is_seconds, timestamps), bool, n)
-    cols = {"timestamp": objects(timestamps), "seconds": seconds,
-            "epoch": np.fromiter((int(t) if ok else 0 for t, ok in zip(timestamps, seconds)), np.int64, n)}
+    cols = {
+        "timestamp": objects(timestamps),
+        "seconds": seconds,
+        "epoch": np.fromiter((int(t) if ok else 0 for t, ok in zip(timestamps, seconds)), np.int64, n),
+    }
     for name in QUOTE_FIELDS:
         cols[name] = objects(values[name])
         cols[f"{name} number"], cols[f"{name} value"] = _numbers(values[name])
@@ -226,8 +297,11 @@ def _bar_columns(timestamps: list, values: dict[str, list]) -> dict[str, np.ndar
 
 
 def _is_seconds(value: Any) -> bool:
-    return (not isinstance(value, bool) and isinstance(value, (int, float))
-            and EPOCH_SECONDS[0] <= value < EPOCH_SECONDS[1])
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and EPOCH_SECONDS[0] <= value < EPOCH_SECONDS[1]
+    )
 
 
 def _numbers(values: list) -> tuple[np.ndarray, np.ndarray]:
@@ -238,10 +312,12 @@ def _numbers(values: list) -> tuple[np.ndarray, np.ndarray]:
             return np.ones(n, bool), np.array(values, np.float64)
         except OverflowError:
             pass
-    numeric = np.fromiter((v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values),
-                          bool, n)
-    return numeric, np.fromiter((_double(v) if ok and v is not None else math.nan for v, ok in zip(values, numeric)),
-                                np.float64, n)
+    numeric = np.fromiter(
+        (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values), bool, n
+    )
+    return numeric, np.fromiter(
+        (_double(v) if ok and v is not None else math.nan for v, ok in zip(values, numeric)), np.float64, n
+    )
 
 
 def _double(value: float) -> float:
@@ -252,8 +328,12 @@ def _double(value: float) -> float:
 
 
 # The row drops `_bars_into` counts: ChartData's name of each.
-_COUNTED = {"null_rows": "null_minutes", "partial_rows": "partial_rows", "outside_window": "outside",
-            "duplicates": "duplicates"}
+_COUNTED = {
+    "null_rows": "null_minutes",
+    "partial_rows": "partial_rows",
+    "outside_window": "outside",
+    "duplicates": "duplicates",
+}
 
 
 def _in_major_units(data: ChartData, kept: pl.DataFrame) -> pl.DataFrame:
@@ -287,14 +367,21 @@ def _quote_columns(result: Mapping, rows: int, page: Page) -> dict[str, list]:
 
 
 def _bars_frame(bars: pl.DataFrame, exchange: str, instrument: str) -> pl.DataFrame:
-    """Bars (`minute` in epoch seconds, the prices in the major unit, volume) in `BARS_SCHEMA`, oldest first."""
-    return bars.with_columns(
-        (pl.col("minute") * 1_000_000).cast(UTC_US).alias("ts"),
-        pl.lit(exchange, dtype=pl.Utf8).alias("venue"),
-        pl.lit(instrument, dtype=pl.Utf8).alias("instrument"),
-        (pl.col("volume") * (pl.col("high") + pl.col("low") + pl.col("close")) / 3).round(6).alias("amount"),
-        pl.lit(None, dtype=pl.Int64).alias("trades"),
-    ).select(list(BARS_SCHEMA)).sort("ts")
+    """Bars (`minute` in epoch seconds, the prices in the major unit, volume) in `BARS_SCHEMA`, oldest
+    first."""
+    return (
+        bars.with_columns(
+            (pl.col("minute") * 1_000_000).cast(UTC_US).alias("ts"),
+            pl.lit(exchange, dtype=pl.Utf8).alias("venue"),
+            pl.lit(instrument, dtype=pl.Utf8).alias("instrument"),
+            (pl.col("volume") * (pl.col("high") + pl.col("low") + pl.col("close")) / 3)
+            .round(6)
+            .alias("amount"),
+            pl.lit(None, dtype=pl.Int64).alias("trades"),
+        )
+        .select(list(BARS_SCHEMA))
+        .sort("ts")
+    )
 
 
 def merge_chart_data(parts: list[ChartData], instrument: str) -> ChartData:
@@ -304,16 +391,36 @@ def merge_chart_data(parts: list[ChartData], instrument: str) -> ChartData:
     first = parts[0]
     currencies = {p.quote_currency for p in parts if p.quote_currency}
     if len(currencies) > 1:
-        raise SourceDataError(instrument, None, f"the quote currency changed between requests: {sorted(currencies)}",
-                              source=PROVIDER)
+        raise SourceDataError(
+            instrument,
+            None,
+            f"the quote currency changed between requests: {sorted(currencies)}",
+            source=PROVIDER,
+        )
     everything = pl.concat([p.frame for p in parts], how="vertical")
     before = everything.height
     frame = everything.unique(subset=["ts"], keep="first", maintain_order=True).sort("ts")
-    merged = ChartData(instrument=instrument, frame=frame, currency=first.currency, quote_currency=first.quote_currency,
-                       price_divisor=first.price_divisor, exchange=first.exchange, timezone=first.timezone,
-                       gmtoffset=parts[-1].gmtoffset, meta=parts[-1].meta)
-    for name in ("null_minutes", "partial_rows", "off_minute", "duplicates", "outside", "denoised", "no_currency",
-                 "requests"):
+    merged = ChartData(
+        instrument=instrument,
+        frame=frame,
+        currency=first.currency,
+        quote_currency=first.quote_currency,
+        price_divisor=first.price_divisor,
+        exchange=first.exchange,
+        timezone=first.timezone,
+        gmtoffset=parts[-1].gmtoffset,
+        meta=parts[-1].meta,
+    )
+    for name in (
+        "null_minutes",
+        "partial_rows",
+        "off_minute",
+        "duplicates",
+        "outside",
+        "denoised",
+        "no_currency",
+        "requests",
+    ):
         setattr(merged, name, sum(getattr(p, name) for p in parts))
     for part in parts:
         merged.dropped_on.update(part.dropped_on)
@@ -325,5 +432,13 @@ def merge_chart_data(parts: list[ChartData], instrument: str) -> ChartData:
     return merged
 
 
-__all__ = ["ERRORS", "PROVIDER", "YahooInstrumentNotFound", "YahooRequestError", "chart_error", "merge_chart_data",
-           "parse_chart", "yahoo_error"]
+__all__ = [
+    "ERRORS",
+    "PROVIDER",
+    "YahooInstrumentNotFound",
+    "YahooRequestError",
+    "chart_error",
+    "merge_chart_data",
+    "parse_chart",
+    "yahoo_error",
+]

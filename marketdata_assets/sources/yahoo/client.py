@@ -9,7 +9,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -40,9 +40,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://query2.finance.yahoo.com"
 CHART_PATH = "/v8/finance/chart/"
-DEFAULT_USER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                      "Chrome/124.0 Safari/537.36")
-UTC = timezone.utc
+DEFAULT_USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+)
 LIMITS = Limits(requests_per_minute=2000, max_concurrency=8)
 
 
@@ -57,14 +57,30 @@ class YahooChartClient(ApiClient):
     LIMITS = LIMITS
     bad_body = "retry"  # a 200 cut short by a proxy: asked again, then a SourceDataError
 
-    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, requests_per_minute: float | None = None,
-                 max_concurrency: int | None = None, timeout_s: float = 30.0, retry: RetryPolicy | None = None,
-                 max_days_per_request: float = 7.0, max_days_back: float | None = 30.0,
-                 clock: Callable[[], float] = time.time, user_agent: str = DEFAULT_USER_AGENT, rng=None):
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        requests_per_minute: float | None = None,
+        max_concurrency: int | None = None,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy | None = None,
+        max_days_per_request: float = 7.0,
+        max_days_back: float | None = 30.0,
+        clock: Callable[[], float] = time.time,
+        user_agent: str = DEFAULT_USER_AGENT,
+        rng=None,
+    ):
         # Yahoo answers 429 to clients without a browser-like User-Agent.
-        super().__init__(base_url, requests_per_minute=requests_per_minute, max_concurrency=max_concurrency,
-                         timeout_s=timeout_s, retry=retry, rng=rng,
-                         headers={"User-Agent": user_agent, "Accept": "application/json"})
+        super().__init__(
+            base_url,
+            requests_per_minute=requests_per_minute,
+            max_concurrency=max_concurrency,
+            timeout_s=timeout_s,
+            retry=retry,
+            rng=rng,
+            headers={"User-Agent": user_agent, "Accept": "application/json"},
+        )
         self.max_days_per_request = float(max_days_per_request)
         self.max_days_back = max_days_back
         self.clock = clock
@@ -78,19 +94,31 @@ class YahooChartClient(ApiClient):
     def error_fields(self, payload: Any) -> tuple[Any, str] | None:
         return chart_error(payload)
 
-    def make_error(self, category: ErrorCategory, *, status: int, code: Any, message: str, page: Page) -> SourceError:
+    def make_error(
+        self, category: ErrorCategory, *, status: int, code: Any, message: str, page: Page
+    ) -> SourceError:
         if category in ("banned", "quota", "data"):
             return super().make_error(category, status=status, code=code, message=message, page=page)
-        return yahoo_error(category, status=status, code=code, message=message, instrument=page.instrument or "?",
-                           request=page.request)
+        return yahoo_error(
+            category,
+            status=status,
+            code=code,
+            message=message,
+            instrument=page.instrument or "?",
+            request=page.request,
+        )
 
     # ---- one request ---------------------------------------------------------------------------
 
     async def chart(self, instrument: str, period1: int, period2: int) -> ChartData:
         """One request for [period1, period2) (epoch seconds, at most `max_days_per_request`)."""
         path = CHART_PATH + quote(instrument, safe="=")  # "^FTSE" → "%5EFTSE"; "EURUSD=X" kept
-        params = {"interval": "1m", "period1": str(int(period1)), "period2": str(int(period2)),
-                  "includePrePost": "false"}
+        params = {
+            "interval": "1m",
+            "period1": str(int(period1)),
+            "period2": str(int(period2)),
+            "includePrePost": "false",
+        }
         page = Page(PROVIDER, instrument, day_label(period1), describe_request("GET", path, params))
         # endpoint "chart": a 401/403 stops every instrument's requests, not only this path's
         payload = await self.call("GET", path, page=page, endpoint="chart", params=params)
@@ -110,14 +138,23 @@ class YahooChartClient(ApiClient):
         if self.max_days_back is not None:
             horizon = int(now - self.max_days_back * 86400 + 600)
             if hi <= horizon:
-                raise SourceDataError(instrument or None, as_utc(start).date(),
-                                      f"Yahoo keeps 1-minute bars for the last {self.max_days_back:g} days only; "
-                                      f"the window ends {as_utc(end).isoformat()}, before "
-                                      f"{datetime.fromtimestamp(horizon, UTC).isoformat()}", source=PROVIDER)
+                raise SourceDataError(
+                    instrument or None,
+                    as_utc(start).date(),
+                    f"Yahoo keeps 1-minute bars for the last {self.max_days_back:g} days only; "
+                    f"the window ends {as_utc(end).isoformat()}, before "
+                    f"{datetime.fromtimestamp(horizon, UTC).isoformat()}",
+                    source=PROVIDER,
+                )
             if lo < horizon:
-                log.warning("%s %s: 1-minute bars exist for the last %g days only: window start %s clipped to %s",
-                            PROVIDER, instrument, self.max_days_back, datetime.fromtimestamp(lo, UTC).isoformat(),
-                            datetime.fromtimestamp(horizon, UTC).isoformat())
+                log.warning(
+                    "%s %s: 1-minute bars exist for the last %g days only: window start %s clipped to %s",
+                    PROVIDER,
+                    instrument,
+                    self.max_days_back,
+                    datetime.fromtimestamp(lo, UTC).isoformat(),
+                    datetime.fromtimestamp(horizon, UTC).isoformat(),
+                )
                 self._count(instrument, clipped_windows=1)
                 lo = horizon
         step = int(self.max_days_per_request * 86400)
@@ -139,8 +176,13 @@ class YahooChartClient(ApiClient):
         for (reason, day), rows in data.dropped_on.items():
             note_dropped(instrument, reason, rows, day)
         if data.null_minutes or data.partial_rows:
-            log.info("%s %s: dropped %d null minutes and %d partially null rows", PROVIDER, instrument,
-                     data.null_minutes, data.partial_rows)
+            log.info(
+                "%s %s: dropped %d null minutes and %d partially null rows",
+                PROVIDER,
+                instrument,
+                data.null_minutes,
+                data.partial_rows,
+            )
         return data
 
     def figures(self) -> dict[str, Any]:
@@ -148,12 +190,17 @@ class YahooChartClient(ApiClient):
         totals: Counter = Counter()
         for counter in self.quality.values():
             totals.update(counter)
-        return {**super().figures(), "dropped_null_minutes": totals.get("null_minutes", 0),
-                "dropped_partial_rows": totals.get("partial_rows", 0),
-                "dropped_duplicates": totals.get("duplicates", 0), "dropped_outside_window": totals.get("outside", 0),
-                "denoised_prices": totals.get("denoised", 0), "floored_off_minute": totals.get("off_minute", 0),
-                "answers_without_currency": totals.get("no_currency", 0),
-                "clipped_windows": totals.get("clipped_windows", 0)}
+        return {
+            **super().figures(),
+            "dropped_null_minutes": totals.get("null_minutes", 0),
+            "dropped_partial_rows": totals.get("partial_rows", 0),
+            "dropped_duplicates": totals.get("duplicates", 0),
+            "dropped_outside_window": totals.get("outside", 0),
+            "denoised_prices": totals.get("denoised", 0),
+            "floored_off_minute": totals.get("off_minute", 0),
+            "answers_without_currency": totals.get("no_currency", 0),
+            "clipped_windows": totals.get("clipped_windows", 0),
+        }
 
 
 __all__ = ["LIMITS", "YahooChartClient"]

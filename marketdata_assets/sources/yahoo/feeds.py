@@ -30,5 +30,13 @@ def bars_feed(client: Callable, keys: Sequence[SliceKey], *, workers: int, attem
     by_instrument: dict[str, list[SliceKey]] = {}
     for key in keys:
         by_instrument.setdefault(key.instrument, []).append(key)
-    return Feed(SOURCE, [Job(tuple(mine)) for mine in by_instrument.values()], _fetch, client, workers=workers,
-                attempts=attempts, skip_empty_days=True, by_day=True)
+    return Feed(
+        SOURCE,
+        [Job(tuple(mine)) for mine in by_instrument.values()],
+        _fetch,
+        client,
+        workers=workers,
+        attempts=attempts,
+        skip_empty_days=True,
+        by_day=True,
+    )

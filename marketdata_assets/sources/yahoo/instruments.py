@@ -24,8 +24,20 @@ MINOR_UNITS: dict[str, tuple[str, int]] = {
 }
 # Where Yahoo quotes (some) instruments in a minor unit: the unit of a bar there depends on
 # `meta.currency`, so an answer without a currency it knows is not read (symbol suffix, exchangeName).
-MINOR_UNIT_SUFFIXES = {".L": "London", ".IL": "London", ".JO": "Johannesburg", ".TA": "Tel Aviv", ".KW": "Kuwait"}
-MINOR_UNIT_EXCHANGES = {"LSE": "London", "IOB": "London", "JNB": "Johannesburg", "TLV": "Tel Aviv", "KUW": "Kuwait"}
+MINOR_UNIT_SUFFIXES = {
+    ".L": "London",
+    ".IL": "London",
+    ".JO": "Johannesburg",
+    ".TA": "Tel Aviv",
+    ".KW": "Kuwait",
+}
+MINOR_UNIT_EXCHANGES = {
+    "LSE": "London",
+    "IOB": "London",
+    "JNB": "Johannesburg",
+    "TLV": "Tel Aviv",
+    "KUW": "Kuwait",
+}
 
 
 def _float32(x: float) -> float:
@@ -57,14 +69,15 @@ def normalize_currency(currency: str | None) -> tuple[str | None, int]:
 def minor_unit_market(instrument: str, exchange: Any) -> str | None:
     """The market's name where Yahoo may quote `instrument` in a minor unit (pence, cents, agorot,
     fils), None elsewhere."""
-    suffix = instrument[instrument.rfind("."):].upper() if "." in instrument else ""
+    suffix = instrument[instrument.rfind(".") :].upper() if "." in instrument else ""
     return MINOR_UNIT_SUFFIXES.get(suffix) or MINOR_UNIT_EXCHANGES.get(str(exchange or "").upper())
 
 
 def known_currency(currency: Any) -> bool:
     """A currency code the units can be read from: a minor-unit code, or an ISO 4217 code."""
-    return isinstance(currency, str) and (currency in MINOR_UNITS or (len(currency) == 3 and currency.isalpha()
-                                                                       and currency.isupper()))
+    return isinstance(currency, str) and (
+        currency in MINOR_UNITS or (len(currency) == 3 and currency.isalpha() and currency.isupper())
+    )
 
 
 def major_units(prices: np.ndarray, divisor: int) -> tuple[np.ndarray, np.ndarray]:

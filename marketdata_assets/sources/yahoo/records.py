@@ -8,7 +8,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -17,7 +17,6 @@ import polars as pl
 
 from marketdata_assets.datasets.declared import Rule
 
-UTC = timezone.utc
 QUOTE_FIELDS = ("open", "high", "low", "close", "volume")
 
 
@@ -25,13 +24,13 @@ class ChartMeta(msgspec.Struct):
     """`meta`: the fields read, as sent (`Any`: what a value of another type means is said where it is
     read; the whole `meta` is kept in `ChartData.meta`)."""
 
-    symbol: Any = None                # "VOD.L": the instrument, when none was given
-    exchangeName: Any = None          # "LSE", "NMS": the bars' venue
-    fullExchangeName: Any = None      # "LSE", "NasdaqGS": the venue without an exchangeName
-    currency: Any = None              # the prices' unit: ISO 4217 ("USD") or a minor unit (`MINOR_UNITS`: "GBp" pence)
-    dataGranularity: Any = None       # "1m": must be the interval asked for (absent: not said)
+    symbol: Any = None  # "VOD.L": the instrument, when none was given
+    exchangeName: Any = None  # "LSE", "NMS": the bars' venue
+    fullExchangeName: Any = None  # "LSE", "NasdaqGS": the venue without an exchangeName
+    currency: Any = None  # the prices' unit: ISO 4217 ("USD") or a minor unit (`MINOR_UNITS`: "GBp" pence)
+    dataGranularity: Any = None  # "1m": must be the interval asked for (absent: not said)
     exchangeTimezoneName: Any = None  # "Europe/London": ChartData.timezone
-    gmtoffset: Any = None             # seconds east of UTC at the answer's time: ChartData.gmtoffset
+    gmtoffset: Any = None  # seconds east of UTC at the answer's time: ChartData.gmtoffset
 
 
 @dataclass
@@ -56,9 +55,15 @@ class ChartData:
     dropped_on: Counter = field(default_factory=Counter)  # (DROP_REASONS reason, UTC day) -> rows dropped
 
     def counts(self) -> dict[str, int]:
-        return {"null_minutes": self.null_minutes, "partial_rows": self.partial_rows,
-                "off_minute": self.off_minute, "duplicates": self.duplicates, "outside": self.outside,
-                "denoised": self.denoised, "no_currency": self.no_currency}
+        return {
+            "null_minutes": self.null_minutes,
+            "partial_rows": self.partial_rows,
+            "off_minute": self.off_minute,
+            "duplicates": self.duplicates,
+            "outside": self.outside,
+            "denoised": self.denoised,
+            "no_currency": self.no_currency,
+        }
 
 
 def _not_seconds(what: str, bar: dict) -> str:
@@ -76,22 +81,33 @@ def _infinite(name: str) -> Callable[[str, dict], str]:
     def says(what: str, bar: dict) -> str:
         float(bar[name])  # an int too large for a double raises OverflowError, as the row reader did
         return f"infinite {name} at {bar['epoch']}"
+
     return says
 
 
 def _value_rules(name: str) -> tuple[Rule, Rule]:
     """A bar's `name`: a number (or null: a minute without trades), not infinite (NaN is null)."""
-    return (Rule(name, lambda c: c[f"{name} number"],
-                 lambda what, bar: f"non-numeric {name} {bar[name]!r} at {_at(bar)}"),
-            Rule(name, lambda c: ~np.isinf(c[f"{name} value"]), _infinite(name)))
+    return (
+        Rule(
+            name,
+            lambda c: c[f"{name} number"],
+            lambda what, bar: f"non-numeric {name} {bar[name]!r} at {_at(bar)}",
+        ),
+        Rule(name, lambda c: ~np.isinf(c[f"{name} value"]), _infinite(name)),
+    )
 
 
 # What every bar keeps, in the order a breach is told: its timestamp epoch seconds, numbers (or null)
 # that are not infinite, a volume not negative.
-BAR_RULES = (Rule("timestamp", lambda c: c["seconds"], _not_seconds),
-             *(rule for name in QUOTE_FIELDS for rule in _value_rules(name)),
-             Rule("volume", lambda c: ~(c["volume value"] < 0),
-                  lambda what, bar: f"volume {bar['volume value']:g} at {_at(bar)}, negative"))
+BAR_RULES = (
+    Rule("timestamp", lambda c: c["seconds"], _not_seconds),
+    *(rule for name in QUOTE_FIELDS for rule in _value_rules(name)),
+    Rule(
+        "volume",
+        lambda c: ~(c["volume value"] < 0),
+        lambda what, bar: f"volume {bar['volume value']:g} at {_at(bar)}, negative",
+    ),
+)
 
 
 __all__ = ["BAR_RULES", "QUOTE_FIELDS", "ChartData", "ChartMeta"]

@@ -1,1 +1,2 @@
-"""ClickHouse: the datasets' tables, the active-load pointer and ingest log, the idempotent writer and the read views."""
+"""ClickHouse: the datasets' tables, the active-load pointer and ingest log, the idempotent writer and the
+read views."""

@@ -33,23 +33,35 @@ class Placement:
     why: str
 
 
-_SLICE = "a slice (venue, instrument, day) and its load on one shard: the writer's count and compaction stay local"
+_SLICE = (
+    "a slice (venue, instrument, day) and its load on one shard: the writer's count and compaction stay local"
+)
 PLACEMENT: dict[str, Placement] = {
     **{spec.table: Placement(BY_INSTRUMENT, _SLICE) for spec in DATASETS.values()},
     "trades_1d_agg": Placement(BY_INSTRUMENT, "fed by the MV on trades_local: the same shard as its trades"),
-    "trades_live": Placement(BY_INSTRUMENT, "a trade's redelivered copies (same instrument) merge on one shard"),
-    "loads": Placement(None, "the load pointer: every shard filters its rows by it, and a flip is one atomic block"),
+    "trades_live": Placement(
+        BY_INSTRUMENT, "a trade's redelivered copies (same instrument) merge on one shard"
+    ),
+    "loads": Placement(
+        None, "the load pointer: every shard filters its rows by it, and a flip is one atomic block"
+    ),
     "ingest_log": Placement(None, "small (a row per attempt), read beside the pointer: kept whole with it"),
-    "live_reconciliation": Placement(None, "small (a row per venue-hour of live trades): whole on every node"),
+    "live_reconciliation": Placement(
+        None, "small (a row per venue-hour of live trades): whole on every node"
+    ),
     "load_history": Placement(None, "fed by the MV on loads (whole on every node): whole too"),
-    "instruments": Placement(None, "the point-in-time master: small, read whole by every run's universe and sizes"),
+    "instruments": Placement(
+        None, "the point-in-time master: small, read whole by every run's universe and sizes"
+    ),
     "instrument_volumes": Placement(None, "the 24 h volume snapshots: small, read beside the master"),
 }
 
 _CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (?P<db>`\w+`)\.`?(?P<name>\w+)`? ")
 _ENGINE = re.compile(r"ENGINE = (?P<engine>\w+)(?:\((?P<args>[^()]*)\))?")
-_OBJECT = re.compile(r"^(?P<verb>CREATE OR REPLACE VIEW|CREATE MATERIALIZED VIEW IF NOT EXISTS|ALTER TABLE) "
-                     r"(?P<db>`\w+`)\.`?(?P<name>\w+)`? ")
+_OBJECT = re.compile(
+    r"^(?P<verb>CREATE OR REPLACE VIEW|CREATE MATERIALIZED VIEW IF NOT EXISTS|ALTER TABLE) "
+    r"(?P<db>`\w+`)\.`?(?P<name>\w+)`? "
+)
 _DATABASE = re.compile(r"^CREATE DATABASE IF NOT EXISTS (?P<db>`\w+`)$")
 
 
@@ -68,8 +80,10 @@ def placement(table: str) -> Placement:
     try:
         return PLACEMENT[table]
     except KeyError:
-        raise ValueError(f"ClickHouse table {table!r} has no cluster placement: declare it in "
-                         "stores.clickhouse.cluster.PLACEMENT (sharded by a key, or whole on every node)") from None
+        raise ValueError(
+            f"ClickHouse table {table!r} has no cluster placement: declare it in "
+            "stores.clickhouse.cluster.PLACEMENT (sharded by a key, or whole on every node)"
+        ) from None
 
 
 def _replicated_engine(statement: str, table: str) -> str:
@@ -79,7 +93,11 @@ def _replicated_engine(statement: str, table: str) -> str:
         raise ValueError(f"{table}: no engine of {ENGINES} in its DDL: cannot make it replicated")
     path = SHARDED_PATH if placement(table).shard_key else WHOLE_PATH
     args = ", ".join([f"'{path}'", "'{replica}'", *([match["args"]] if match["args"] else [])])
-    return statement[:match.start()] + f"ENGINE = Replicated{match['engine']}({args})" + statement[match.end():]
+    return (
+        statement[: match.start()]
+        + f"ENGINE = Replicated{match['engine']}({args})"
+        + statement[match.end() :]
+    )
 
 
 def _table(statement: str, cluster: str) -> list[str]:
@@ -88,10 +106,12 @@ def _table(statement: str, cluster: str) -> list[str]:
     shard_key = placement(name).shard_key
     local = local_name(name)
     head = f"CREATE TABLE IF NOT EXISTS {db}.`{local}` ON CLUSTER `{cluster}` "
-    created = [_replicated_engine(head + statement[match.end():], name)]
+    created = [_replicated_engine(head + statement[match.end() :], name)]
     if shard_key:
-        created.append(f"CREATE TABLE IF NOT EXISTS {db}.`{name}` ON CLUSTER `{cluster}` AS {db}.`{local}`\n"
-                       f"ENGINE = Distributed(`{cluster}`, {db}, `{local}`, {shard_key})")
+        created.append(
+            f"CREATE TABLE IF NOT EXISTS {db}.`{name}` ON CLUSTER `{cluster}` AS {db}.`{local}`\n"
+            f"ENGINE = Distributed(`{cluster}`, {db}, `{local}`, {shard_key})"
+        )
     return created
 
 
@@ -106,7 +126,7 @@ def _local_refs(text: str, db: str) -> str:
 def _object(statement: str, cluster: str) -> list[str]:
     match = _OBJECT.match(statement)
     verb, db, name = match["verb"], match["db"], match["name"]
-    rest = statement[match.end():]
+    rest = statement[match.end() :]
     if verb.startswith("CREATE MATERIALIZED VIEW"):  # it must fire on the node that stores the block
         return [f"{verb} {db}.`{name}` ON CLUSTER `{cluster}` {_local_refs(rest, db)}"]
     if verb == "ALTER TABLE" and placement(name).shard_key:  # the local table and its Distributed twin
@@ -115,7 +135,8 @@ def _object(statement: str, cluster: str) -> list[str]:
 
 
 def on_cluster(statements: Iterable[str], cluster: str) -> list[str]:
-    """The cluster statements of single-node DDL statements (docs/scale-out.md, "ClickHouse cluster mode"), in order."""
+    """The cluster statements of single-node DDL statements (docs/scale-out.md, "ClickHouse cluster mode"), in
+    order."""
     sql_identifier(cluster, "ClickHouse cluster")
     out: list[str] = []
     for statement in statements:
@@ -138,7 +159,8 @@ def run_ddl(client, statements: Iterable[str]) -> None:
 
 
 def insert_frame(client, database: str, table: str, rows) -> int:
-    """A polars frame's rows into `table` (one INSERT, cluster mode's settings); returns how many were sent."""
+    """A polars frame's rows into `table` (one INSERT, cluster mode's settings); returns how many were
+    sent."""
     if rows.height:
         client.insert_arrow(table, rows.to_arrow(), database=database, settings=insert_settings())
     return rows.height
@@ -155,7 +177,8 @@ def client_settings() -> dict:
 def insert_settings(token: str | Callable[[], str] | None = None) -> dict | None:
     """Settings of one INSERT: None on a single node; in cluster mode the quorum (docs/scale-out.md,
     "ClickHouse cluster mode") and,
-    given a ``token`` (or a function making it, called only in cluster mode), the block's deduplication token."""
+    given a ``token`` (or a function making it, called only in cluster mode), the block's deduplication
+    token."""
     if not configured():
         return None
     out = {"insert_quorum": "auto", "insert_quorum_parallel": 0, "distributed_foreground_insert": 1}
@@ -176,8 +199,15 @@ def rows_token(prefix: str, rows: Sequence) -> str:
     return f"{prefix}-{hashlib.sha256(repr(list(rows)).encode()).hexdigest()[:32]}"
 
 
-def compaction_statements(database: str, cluster: str, table: str, month: str, keep_where: str,
-                          staging: str, replace_from_empty: bool = True) -> list[str]:
+def compaction_statements(
+    database: str,
+    cluster: str,
+    table: str,
+    month: str,
+    keep_where: str,
+    staging: str,
+    replace_from_empty: bool = True,
+) -> list[str]:
     """One month's compaction of a sharded table on the cluster (docs/scale-out.md, "ClickHouse cluster
     mode"), in order: the
     staging ``_local`` table and its Distributed twin; the kept rows (``keep_where``, SQL of the caller
@@ -190,17 +220,26 @@ def compaction_statements(database: str, cluster: str, table: str, month: str, k
     and would refuse the unknown setting (False: leave it out)."""
     db, cl = clickhouse_database(database), f"`{sql_identifier(cluster, 'ClickHouse cluster')}`"
     if not placement(table).shard_key or not re.fullmatch(r"\d{6}", month):
-        raise ValueError(f"compaction on the cluster is for a sharded table and a YYYYMM month: {table} {month}")
+        raise ValueError(
+            f"compaction on the cluster is for a sharded table and a YYYYMM month: {table} {month}"
+        )
     local, stage_local = local_name(table), f"{sql_identifier(staging, 'staging table')}{LOCAL_SUFFIX}"
     empty = " SETTINGS allow_replace_partition_from_empty_source = 1" if replace_from_empty else ""
     return [
         f"CREATE TABLE {db}.`{stage_local}` ON CLUSTER {cl} AS {db}.`{local}`",
-        (f"CREATE TABLE {db}.`{staging}` ON CLUSTER {cl} AS {db}.`{stage_local}` "
-         f"ENGINE = Distributed({cl}, {db}, `{stage_local}`, {placement(table).shard_key})"),
-        (f"INSERT INTO {db}.`{staging}` SELECT * FROM {db}.`{table}` WHERE _partition_id = '{month}' AND ({keep_where}) "
-         "SETTINGS parallel_distributed_insert_select = 2"),
+        (
+            f"CREATE TABLE {db}.`{staging}` ON CLUSTER {cl} AS {db}.`{stage_local}` "
+            f"ENGINE = Distributed({cl}, {db}, `{stage_local}`, {placement(table).shard_key})"
+        ),
+        (
+            f"INSERT INTO {db}.`{staging}` SELECT * FROM {db}.`{table}` WHERE _partition_id = '{month}' AND "
+            f"({keep_where}) SETTINGS parallel_distributed_insert_select = 2"
+        ),
         f"SYSTEM SYNC REPLICA ON CLUSTER {cl} {db}.`{stage_local}`",
-        f"ALTER TABLE {db}.`{local}` ON CLUSTER {cl} REPLACE PARTITION ID '{month}' FROM {db}.`{stage_local}`{empty}",
+        (
+            f"ALTER TABLE {db}.`{local}` ON CLUSTER {cl} REPLACE PARTITION ID '{month}' FROM "
+            f"{db}.`{stage_local}`{empty}"
+        ),
         f"DROP TABLE IF EXISTS {db}.`{staging}` ON CLUSTER {cl} SYNC",
         f"DROP TABLE IF EXISTS {db}.`{stage_local}` ON CLUSTER {cl} SYNC",
     ]
@@ -210,9 +249,12 @@ def max_blocks_sql(cluster: str) -> str:
     """Per shard, the highest block number of a partition of a local table over all its replicas
     (``{db:String}``, ``{table:String}``, ``{part:String}``): an insert into that shard's partition raises
     it (merges don't), so a write that went in while a compaction copied is seen before the swap."""
-    return ("SELECT _shard_num, max(max_block_number) FROM clusterAllReplicas("
-            f"'{sql_identifier(cluster, 'ClickHouse cluster')}', system.parts) WHERE database = {{db:String}} "
-            "AND table = {table:String} AND partition_id = {part:String} AND active GROUP BY _shard_num ORDER BY _shard_num")
+    return (
+        "SELECT _shard_num, max(max_block_number) FROM clusterAllReplicas("
+        f"'{sql_identifier(cluster, 'ClickHouse cluster')}', system.parts) WHERE database = {{db:String}} "
+        "AND table = {table:String} AND partition_id = {part:String} AND active GROUP BY _shard_num ORDER "
+        "BY _shard_num"
+    )
 
 
 def optimize_statement(database: str, cluster: str, table: str, month: str) -> str:
@@ -220,5 +262,7 @@ def optimize_statement(database: str, cluster: str, table: str, month: str) -> s
     (e.g. ``trades_live``, whose duplicates a merge removes)."""
     if not re.fullmatch(r"\d{6}", month):
         raise ValueError(f"invalid partition id {month!r}: expected YYYYMM")
-    return (f"OPTIMIZE TABLE {clickhouse_database(database)}.`{local_name(table)}` "
-            f"ON CLUSTER `{sql_identifier(cluster, 'ClickHouse cluster')}` PARTITION ID '{month}' FINAL")
+    return (
+        f"OPTIMIZE TABLE {clickhouse_database(database)}.`{local_name(table)}` "
+        f"ON CLUSTER `{sql_identifier(cluster, 'ClickHouse cluster')}` PARTITION ID '{month}' FINAL"
+    )

@@ -47,14 +47,19 @@ class EmbeddedLockTimeout(RuntimeError):
 
 def process_description(pid: str, most: int = 160) -> str:
     """`pid N (program and its arguments)`, as far as /proc tells (the holder of a lock, for a message): one
-    line whatever the command line holds (a `python -c` script's newlines folded), at most `most` characters."""
+    line whatever the command line holds (a `python -c` script's newlines folded), at most `most`
+    characters."""
     try:
-        argv = [a.decode(errors="replace") for a in Path(f"/proc/{int(pid)}/cmdline").read_bytes().split(b"\0") if a]
+        argv = [
+            a.decode(errors="replace")
+            for a in Path(f"/proc/{int(pid)}/cmdline").read_bytes().split(b"\0")
+            if a
+        ]
     except (OSError, ValueError):
         argv = []
     words = [Path(argv[0]).name, *argv[1:]] if argv else []
     command = " ".join(" ".join(word.split()) for word in words)
-    command = command if len(command) <= most else command[:most - 1].rstrip() + "…"
+    command = command if len(command) <= most else command[: most - 1].rstrip() + "…"
     return f"pid {pid} ({command})" if command else f"pid {pid}"
 
 
@@ -89,9 +94,11 @@ class _DirectoryLock:
                 if time.monotonic() >= deadline:
                     os.close(fd)
                     raise EmbeddedLockTimeout(
-                        f"embedded ClickHouse at {self.data_dir} is held by {process_description(self.holder())} "
-                        f"for more than {timeout_s:.0f} s; only one process can open it (wait for that step or "
-                        "session to finish, read the Parquet export instead, or use a ClickHouse server DSN)") from None
+                        f"embedded ClickHouse at {self.data_dir} is held by "
+                        f"{process_description(self.holder())} for more than {timeout_s:.0f} s; only one "
+                        "process can open it (wait for that step or session to finish, read the Parquet "
+                        "export instead, or use a ClickHouse server DSN)"
+                    ) from None
                 time.sleep(0.2)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -126,9 +133,11 @@ def acquire_directory(data_dir: Path, timeout_s: float, on_wait=None) -> float:
 
 def wait_line(data_dir: Path, holder: str, timeout_s: float) -> str:
     """What a waiter says at once: which directory, who holds it, how long at most, how to stop."""
-    return (f"waiting for the embedded ClickHouse at {data_dir}: held by {process_description(holder)}; "
-            f"up to {timeout_s:.0f} s (lock_timeout_s), Ctrl-C stops. A ClickHouse server DSN (the local stack's "
-            "default) lets both in at once")
+    return (
+        f"waiting for the embedded ClickHouse at {data_dir}: held by {process_description(holder)}; "
+        f"up to {timeout_s:.0f} s (lock_timeout_s), Ctrl-C stops. A ClickHouse server DSN (the local stack's "
+        "default) lets both in at once"
+    )
 
 
 def release_directory(data_dir: Path) -> None:
@@ -150,7 +159,9 @@ def address(dsn: str) -> str:
     return f"{parts.hostname}:{parts.port or (8443 if parts.scheme == 'https' else 8123)}"
 
 
-_CAUSE = re.compile(r"\[Errno \d+\] ([^'\")]+)|(Connection aborted|RemoteDisconnected|Failed to read response data)")
+_CAUSE = re.compile(
+    r"\[Errno \d+\] ([^'\")]+)|(Connection aborted|RemoteDisconnected|Failed to read response data)"
+)
 
 
 def gone(error: BaseException, client) -> StoreUnavailable | None:
@@ -161,9 +172,13 @@ def gone(error: BaseException, client) -> StoreUnavailable | None:
         return None
     cause = _CAUSE.search(str(error))
     reason = next(filter(None, cause.groups())) if cause else "the connection failed"
-    return StoreUnavailable("ClickHouse", address(client.url), f"{reason.strip()} (the server went away)",
-                            "What was acknowledged before is stored; restart the server (`scripts/stack up "
-                            "clickhouse`, which `make run` does) and run the same command again")
+    return StoreUnavailable(
+        "ClickHouse",
+        address(client.url),
+        f"{reason.strip()} (the server went away)",
+        "What was acknowledged before is stored; restart the server (`scripts/stack up "
+        "clickhouse`, which `make run` does) and run the same command again",
+    )
 
 
 def embedded_dir(dsn: str) -> Path | None:
@@ -176,9 +191,18 @@ def embedded_dir(dsn: str) -> Path | None:
 LOCK_TIMEOUT_S = 300.0  # how long a step waits for another process's embedded engine by default
 
 
-def open_client(dsn: str, database: str, *, user: str | None = None, password: str | None = None,
-                connect_timeout_s: int = 5,
-                lock_timeout_s: float = LOCK_TIMEOUT_S, on_wait=None, on_acquired=None, create_database: bool = True):
+def open_client(
+    dsn: str,
+    database: str,
+    *,
+    user: str | None = None,
+    password: str | None = None,
+    connect_timeout_s: int = 5,
+    lock_timeout_s: float = LOCK_TIMEOUT_S,
+    on_wait=None,
+    on_acquired=None,
+    create_database: bool = True,
+):
     """(client, locked data directory or None). On the embedded engine the data directory's lock is
     taken first (waiting up to ``lock_timeout_s``, ``on_wait(holder pid)`` once when it has to wait and
     ``on_acquired(seconds)`` when such a wait ends;
@@ -188,8 +212,10 @@ def open_client(dsn: str, database: str, *, user: str | None = None, password: s
     sql_identifier(database, "ClickHouse database")
     data_dir = embedded_dir(dsn)
     if dsn.startswith("chdb:") and cluster.configured():
-        raise ValueError(f"CLICKHOUSE_CLUSTER={cluster.configured()} needs ClickHouse servers (CLICKHOUSE_DSN "
-                         "http(s)://...), not the embedded engine: empty it for one node")
+        raise ValueError(
+            f"CLICKHOUSE_CLUSTER={cluster.configured()} needs ClickHouse servers (CLICKHOUSE_DSN "
+            "http(s)://...), not the embedded engine: empty it for one node"
+        )
     if dsn.startswith("chdb:"):
         if data_dir is not None:
             data_dir.mkdir(parents=True, exist_ok=True)
@@ -201,22 +227,35 @@ def open_client(dsn: str, database: str, *, user: str | None = None, password: s
         except Exception as error:  # noqa: BLE001 - whatever chDB raises: the store is unavailable
             if data_dir is not None:
                 release_directory(data_dir)
-            raise StoreUnavailable("ClickHouse (embedded chDB)", dsn, str(error)[:300],
-                                   "Another process may hold the data directory; set CLICKHOUSE_DSN to another "
-                                   "path or a server.") from None
+            raise StoreUnavailable(
+                "ClickHouse (embedded chDB)",
+                dsn,
+                str(error)[:300],
+                "Another process may hold the data directory; set CLICKHOUSE_DSN to another "
+                "path or a server.",
+            ) from None
     else:
         user = settings.get("CLICKHOUSE_USER") if user is None else user
         password = settings.get("CLICKHOUSE_PASSWORD") if password is None else password
         loopback = urlsplit(dsn).hostname in ("127.0.0.1", "localhost", "::1")
         try:
-            client = clickhouse_connect.get_client(dsn=dsn, username=user, password=password, compress=not loopback,
-                                                   connect_timeout=connect_timeout_s, send_receive_timeout=300,
-                                                   settings=cluster.client_settings() if cluster.configured() else None)
+            client = clickhouse_connect.get_client(
+                dsn=dsn,
+                username=user,
+                password=password,
+                compress=not loopback,
+                connect_timeout=connect_timeout_s,
+                send_receive_timeout=300,
+                settings=cluster.client_settings() if cluster.configured() else None,
+            )
         except Exception as error:  # noqa: BLE001 - whatever the driver raises: the server is unavailable
             raise StoreUnavailable(
-                "ClickHouse", address(dsn), scrub(str(error).splitlines()[0][:300], password),
-                "Start the local stack's engine server (`scripts/stack up clickhouse`, which `make run` does) or "
-                "the server of docker/compose.yaml, or set CLICKHOUSE_DSN.") from None
+                "ClickHouse",
+                address(dsn),
+                scrub(str(error).splitlines()[0][:300], password),
+                "Start the local stack's engine server (`scripts/stack up clickhouse`, which `make run` "
+                "does) or the server of docker/compose.yaml, or set CLICKHOUSE_DSN.",
+            ) from None
     if create_database:
         client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
     return client, data_dir

@@ -53,11 +53,15 @@ def history_ddl(database: str) -> list[str]:
     ALTER is metadata only, and a no-op once the column is there."""
     db = clickhouse_database(database)
     # the columns of `loads` (AS: they stay the same), plus where a row came from
-    table = (f"CREATE TABLE IF NOT EXISTS {db}.{LOAD_HISTORY} AS {db}.loads ENGINE = MergeTree "
-             f"ORDER BY (dataset, venue, instrument, day, load_id) COMMENT '{PENDING}'")
+    table = (
+        f"CREATE TABLE IF NOT EXISTS {db}.{LOAD_HISTORY} AS {db}.loads ENGINE = MergeTree "
+        f"ORDER BY (dataset, venue, instrument, day, load_id) COMMENT '{PENDING}'"
+    )
     recorded = f"ALTER TABLE {db}.{LOAD_HISTORY} ADD COLUMN IF NOT EXISTS `recorded` {LC} DEFAULT 'flip'"
-    view = (f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{LOAD_HISTORY_MV} TO {db}.{LOAD_HISTORY} AS\n"
-            f"SELECT {COLUMNS} FROM {db}.loads")
+    view = (
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{LOAD_HISTORY_MV} TO {db}.{LOAD_HISTORY} AS\n"
+        f"SELECT {COLUMNS} FROM {db}.loads"
+    )
     return [table, recorded, view]
 
 
@@ -66,20 +70,26 @@ def ensure_history(client, database: str) -> int:
     Returns the rows backfilled now (0 when it was done before)."""
     for statement in history_ddl(database):
         client.command(statement)
-    comment = client.command("SELECT comment FROM system.tables WHERE database = {db:String} AND name = {t:String}",
-                             parameters={"db": database, "t": LOAD_HISTORY})
+    comment = client.command(
+        "SELECT comment FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+        parameters={"db": database, "t": LOAD_HISTORY},
+    )
     if not str(comment).startswith(PENDING):
         return 0
     db = clickhouse_database(database)
     missing = f"load_id NOT IN (SELECT load_id FROM {db}.{LOAD_HISTORY})"
     before = int(client.command(f"SELECT count() FROM {db}.{LOAD_HISTORY}") or 0)
-    client.command(f"INSERT INTO {db}.{LOAD_HISTORY} ({COLUMNS}, recorded) SELECT {COLUMNS}, 'loads' "
-                   f"FROM {db}.loads WHERE {missing}")
-    client.command(f"INSERT INTO {db}.{LOAD_HISTORY} ({COLUMNS}, recorded) SELECT argMax(dataset, finished_at), "
-                   "argMax(venue, finished_at), argMax(instrument, finished_at), argMax(day, finished_at), load_id, "
-                   "max(rows), argMax(run_id, finished_at), max(finished_at), 'ingest_log' "
-                   f"FROM {db}.ingest_log WHERE outcome = 'ok' AND load_id != 0 AND dataset != '' AND {missing} "
-                   "GROUP BY load_id")
+    client.command(
+        f"INSERT INTO {db}.{LOAD_HISTORY} ({COLUMNS}, recorded) SELECT {COLUMNS}, 'loads' "
+        f"FROM {db}.loads WHERE {missing}"
+    )
+    client.command(
+        f"INSERT INTO {db}.{LOAD_HISTORY} ({COLUMNS}, recorded) SELECT argMax(dataset, finished_at), "
+        "argMax(venue, finished_at), argMax(instrument, finished_at), argMax(day, finished_at), load_id, "
+        "max(rows), argMax(run_id, finished_at), max(finished_at), 'ingest_log' "
+        f"FROM {db}.ingest_log WHERE outcome = 'ok' AND load_id != 0 AND dataset != '' AND {missing} "
+        "GROUP BY load_id"
+    )
     after = int(client.command(f"SELECT count() FROM {db}.{LOAD_HISTORY}") or 0)
     client.command(f"ALTER TABLE {db}.{LOAD_HISTORY} MODIFY COMMENT '{DONE}'")
     return after - before
@@ -94,39 +104,72 @@ def _where(venue: str | None, instruments: list[str] | None) -> str:
     return where
 
 
-def loads_as_of(client, database: str, spec: Dataset, venue: str | None, instruments: list[str] | None,
-                first_day: date, last_day: date, as_of: datetime) -> list[HistoricLoad]:
+def loads_as_of(
+    client,
+    database: str,
+    spec: Dataset,
+    venue: str | None,
+    instruments: list[str] | None,
+    first_day: date,
+    last_day: date,
+    as_of: datetime,
+) -> list[HistoricLoad]:
     """Per slice of the range, the load that was active at ``as_of``: the largest load id whose flip
     (``loaded_at``) happened at or before it. Slices first loaded later are absent."""
-    sql = (f"SELECT venue, instrument, day, max(load_id) AS id, argMax(rows, load_id), argMax(loaded_at, load_id) "
-           f"FROM {clickhouse_database(database)}.{LOAD_HISTORY} "
-           f"WHERE {_where(venue, instruments)} AND loaded_at <= {{as_of:DateTime64(3, 'UTC')}} "
-           "GROUP BY venue, instrument, day ORDER BY venue, instrument, day")
-    params = {"code": spec.code, "venue": venue, "instruments": instruments, "first_day": first_day,
-              "last_day": last_day, "as_of": as_of}
-    return [HistoricLoad(v, i, d, int(lid), int(n), at)
-            for v, i, d, lid, n, at in client.query(sql, parameters=params).result_rows]
+    sql = (
+        "SELECT venue, instrument, day, max(load_id) AS id, argMax(rows, load_id), argMax(loaded_at, "
+        f"load_id) FROM {clickhouse_database(database)}.{LOAD_HISTORY} "
+        f"WHERE {_where(venue, instruments)} AND loaded_at <= {{as_of:DateTime64(3, 'UTC')}} "
+        "GROUP BY venue, instrument, day ORDER BY venue, instrument, day"
+    )
+    params = {
+        "code": spec.code,
+        "venue": venue,
+        "instruments": instruments,
+        "first_day": first_day,
+        "last_day": last_day,
+        "as_of": as_of,
+    }
+    return [
+        HistoricLoad(v, i, d, int(lid), int(n), at)
+        for v, i, d, lid, n, at in client.query(sql, parameters=params).result_rows
+    ]
 
 
-def check_not_compacted(client, database: str, spec: Dataset, loads: list[HistoricLoad], as_of: datetime) -> None:
+def check_not_compacted(
+    client, database: str, spec: Dataset, loads: list[HistoricLoad], as_of: datetime
+) -> None:
     """:class:`CompactedAway` when a load's rows in its table are fewer than the history recorded
     (compaction drops a superseded load's rows, all of them, a month at a time)."""
     wanted = {h.load_id: h for h in loads if h.rows}
     if not wanted:
         return
     first, last = min(h.day for h in wanted.values()), max(h.day for h in wanted.values())
-    found = dict(client.query(
-        f"SELECT load_id, count() FROM {clickhouse_database(database)}.`{spec.table}` "
-        "WHERE venue IN {venues:Array(String)} AND instrument IN {instruments:Array(String)} "
-        "AND ts >= {first:Date} AND ts < {last:Date} + 1 AND load_id IN {ids:Array(UInt64)} GROUP BY load_id",
-        parameters={"venues": sorted({h.venue for h in wanted.values()}),
-                    "instruments": sorted({h.instrument for h in wanted.values()}),
-                    "first": first, "last": last, "ids": list(wanted)}).result_rows)
+    found = dict(
+        client.query(
+            f"SELECT load_id, count() FROM {clickhouse_database(database)}.`{spec.table}` "
+            "WHERE venue IN {venues:Array(String)} AND instrument IN {instruments:Array(String)} "
+            "AND ts >= {first:Date} AND ts < {last:Date} + 1 AND load_id IN {ids:Array(UInt64)} GROUP BY "
+            "load_id",
+            parameters={
+                "venues": sorted({h.venue for h in wanted.values()}),
+                "instruments": sorted({h.instrument for h in wanted.values()}),
+                "first": first,
+                "last": last,
+                "ids": list(wanted),
+            },
+        ).result_rows
+    )
     gone = [h for h in wanted.values() if int(found.get(h.load_id, 0)) < h.rows]
     if gone:
-        names = ", ".join(f"{h.venue}:{h.instrument} {h.day} (load {h.load_id} of {h.loaded_at:%Y-%m-%d %H:%M:%S} UTC, "
-                          f"{h.rows} rows, {int(found.get(h.load_id, 0))} left)" for h in gone[:5])
+        names = ", ".join(
+            f"{h.venue}:{h.instrument} {h.day} (load {h.load_id} of {h.loaded_at:%Y-%m-%d %H:%M:%S} UTC, "
+            f"{h.rows} rows, {int(found.get(h.load_id, 0))} left)"
+            for h in gone[:5]
+        )
         raise CompactedAway(
-            f"{spec.name} as of {as_of.isoformat()}: the rows of {len(gone)} superseded load(s) were dropped by "
-            f"compaction (tick_compaction), so what the store showed then cannot be read any more: {names}"
-            f"{' ...' if len(gone) > 5 else ''}. Read a later as_of, or without as_of (the latest).")
+            f"{spec.name} as of {as_of.isoformat()}: the rows of {len(gone)} superseded load(s) were "
+            "dropped by compaction (tick_compaction), so what the store showed then cannot be read any "
+            f"more: {names}{' ...' if len(gone) > 5 else ''}. Read a later as_of, or without as_of (the "
+            "latest)."
+        )

@@ -18,8 +18,21 @@ from marketdata_assets.datasets.instruments import SCHEMA, Version, frame, from_
 from marketdata_assets.stores.clickhouse import cluster
 
 TABLE = "instruments"
-_NOT_NULL = ("valid_from", "seen", "venue", "instrument", "type", "base", "quote", "settle", "inverse",
-             "contract_value", "contract_multiplier", "contract_unit", "status")
+_NOT_NULL = (
+    "valid_from",
+    "seen",
+    "venue",
+    "instrument",
+    "type",
+    "base",
+    "quote",
+    "settle",
+    "inverse",
+    "contract_value",
+    "contract_multiplier",
+    "contract_unit",
+    "status",
+)
 
 
 def _column(name: str, dtype: pl.DataType) -> str:
@@ -37,8 +50,10 @@ def _column(name: str, dtype: pl.DataType) -> str:
 
 def ddl(database: str) -> str:
     cols = ",\n    ".join(_column(name, dtype) for name, dtype in SCHEMA.items())
-    return (f"CREATE TABLE IF NOT EXISTS {clickhouse_database(database)}.`{TABLE}` (\n    {cols}\n"
-            ") ENGINE = ReplacingMergeTree(seen)\nORDER BY (venue, instrument, valid_from)")
+    return (
+        f"CREATE TABLE IF NOT EXISTS {clickhouse_database(database)}.`{TABLE}` (\n    {cols}\n"
+        ") ENGINE = ReplacingMergeTree(seen)\nORDER BY (venue, instrument, valid_from)"
+    )
 
 
 def ensure_instruments_table(client, database: str) -> str:
@@ -51,7 +66,9 @@ def store_versions(client, database: str, versions: Iterable[Version]) -> int:
     return cluster.insert_frame(client, database, TABLE, frame(versions))
 
 
-def read_versions(client, database: str, venue: str | None = None, as_of: datetime | None = None) -> list[Version]:
+def read_versions(
+    client, database: str, venue: str | None = None, as_of: datetime | None = None
+) -> list[Version]:
     """Every stored version (of `venue`), oldest first; with `as_of`, only what was valid at that time or
     before (each instrument's history up to it: `Master.at` picks the valid one)."""
     where, params = [], {}
@@ -61,8 +78,11 @@ def read_versions(client, database: str, venue: str | None = None, as_of: dateti
     if as_of is not None:
         where.append("valid_from <= {as_of:DateTime64(6, 'UTC')}")
         params["as_of"] = as_of
-    sql = (f"SELECT {', '.join(f'`{c}`' for c in SCHEMA)} FROM {clickhouse_database(database)}.`{TABLE}` FINAL"
-           + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY venue, instrument, valid_from")
+    sql = (
+        f"SELECT {', '.join(f'`{c}`' for c in SCHEMA)} FROM {clickhouse_database(database)}.`{TABLE}` FINAL"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + " ORDER BY venue, instrument, valid_from"
+    )
     table = client.query_arrow(sql, parameters=params)
     return from_frame(pl.from_arrow(table).cast(SCHEMA))  # type: ignore[arg-type]
 

@@ -9,7 +9,7 @@ docs/live-capture.md, `trades_live` and `trades_latest` in "The NATS → ClickHo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 
@@ -25,49 +25,65 @@ LIVE_COLUMNS = (*TRADES_SPEC.column_names, "event_ts", "recv_ts")
 
 def _live_ddl(database: str) -> str:
     cols = ",\n    ".join(f"`{name}` {ctype}" for name, ctype in TRADES_SPEC.columns)
-    return (f"CREATE TABLE IF NOT EXISTS {clickhouse_database(database)}.{TRADES_LIVE} (\n    {cols},\n"
-            "    `event_ts` DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),\n"
-            "    `recv_ts` DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),\n"
-            "    `inserted_at` DateTime64(3, 'UTC') DEFAULT now64(3)\n"
-            ") ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(ts)\n"
-            "ORDER BY (venue, instrument, trade_id)")
+    return (
+        f"CREATE TABLE IF NOT EXISTS {clickhouse_database(database)}.{TRADES_LIVE} (\n    {cols},\n"
+        "    `event_ts` DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),\n"
+        "    `recv_ts` DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),\n"
+        "    `inserted_at` DateTime64(3, 'UTC') DEFAULT now64(3)\n"
+        ") ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(ts)\n"
+        "ORDER BY (venue, instrument, trade_id)"
+    )
 
 
 def _latest_ddl(database: str) -> str:
     db = clickhouse_database(database)
     cols = ", ".join(f"`{c}`" for c in TRADES_SPEC.column_names)
     live_cols = ", ".join(f"l.`{c}` AS `{c}`" for c in TRADES_SPEC.column_names)
-    newest_day = (f"SELECT load_id FROM {db}.{LOADS} FINAL WHERE dataset = '{TRADES_SPEC.code}' AND rows > 0 "
-                  f"AND (venue, instrument, day) IN (SELECT venue, instrument, max(day) FROM {db}.{LOADS} FINAL "
-                  f"WHERE dataset = '{TRADES_SPEC.code}' AND rows > 0 GROUP BY venue, instrument)")
-    loaded_until = (f"SELECT venue, instrument, max(ts) AS loaded_until FROM {db}.{TRADES_SPEC.table} "
-                    f"WHERE load_id IN ({newest_day}) GROUP BY venue, instrument")
-    return (f"CREATE OR REPLACE VIEW {db}.{TRADES_LATEST} AS\n"
-            f"SELECT {cols}, 'batch' AS path FROM {db}.`{TRADES_SPEC.view}`\nUNION ALL\n"
-            f"SELECT {live_cols}, 'live' AS path FROM {db}.{TRADES_LIVE} AS l FINAL\n"
-            f"LEFT JOIN ({loaded_until}) AS c ON l.venue = c.venue AND l.instrument = c.instrument\n"
-            "WHERE c.loaded_until IS NULL OR l.ts > c.loaded_until\n"
-            "SETTINGS join_use_nulls = 1")
+    newest_day = (
+        f"SELECT load_id FROM {db}.{LOADS} FINAL WHERE dataset = '{TRADES_SPEC.code}' AND rows > 0 "
+        f"AND (venue, instrument, day) IN (SELECT venue, instrument, max(day) FROM {db}.{LOADS} FINAL "
+        f"WHERE dataset = '{TRADES_SPEC.code}' AND rows > 0 GROUP BY venue, instrument)"
+    )
+    loaded_until = (
+        f"SELECT venue, instrument, max(ts) AS loaded_until FROM {db}.{TRADES_SPEC.table} "
+        f"WHERE load_id IN ({newest_day}) GROUP BY venue, instrument"
+    )
+    return (
+        f"CREATE OR REPLACE VIEW {db}.{TRADES_LATEST} AS\n"
+        f"SELECT {cols}, 'batch' AS path FROM {db}.`{TRADES_SPEC.view}`\nUNION ALL\n"
+        f"SELECT {live_cols}, 'live' AS path FROM {db}.{TRADES_LIVE} AS l FINAL\n"
+        f"LEFT JOIN ({loaded_until}) AS c ON l.venue = c.venue AND l.instrument = c.instrument\n"
+        "WHERE c.loaded_until IS NULL OR l.ts > c.loaded_until\n"
+        "SETTINGS join_use_nulls = 1"
+    )
 
 
-def live_tail_sql(database: str, columns: Sequence[str], *, all_instruments: bool, count: bool = False) -> str:
+def live_tail_sql(
+    database: str, columns: Sequence[str], *, all_instruments: bool, count: bool = False
+) -> str:
     """The live trades of [start, end) that no batch load holds yet (``trades_latest``'s live path: after
     each instrument's loaded_until), ordered as ``trades``; parameters venue, instruments, start, end."""
-    match = "venue = {venue:String}" + ("" if all_instruments else " AND instrument IN {instruments:Array(String)}")
+    match = "venue = {venue:String}" + (
+        "" if all_instruments else " AND instrument IN {instruments:Array(String)}"
+    )
     what = "count()" if count else ", ".join(f"`{c}`" for c in columns)
     order = "" if count else f" ORDER BY {', '.join(TRADES_SPEC.order_by)}"
-    return (f"SELECT {what} FROM {clickhouse_database(database)}.{TRADES_LATEST} "
-            f"WHERE path = 'live' AND {match} AND ts >= {{start:DateTime64(6, 'UTC')}} "
-            f"AND ts < {{end:DateTime64(6, 'UTC')}}{order}")
+    return (
+        f"SELECT {what} FROM {clickhouse_database(database)}.{TRADES_LATEST} "
+        f"WHERE path = 'live' AND {match} AND ts >= {{start:DateTime64(6, 'UTC')}} "
+        f"AND ts < {{end:DateTime64(6, 'UTC')}}{order}"
+    )
 
 
 def live_coverage_sql(database: str) -> str:
     """Per venue x instrument what ``trades_live`` holds: first and last day, days, rows, the newest row's
     insert time and trade time (its lag is now minus that)."""
-    return ("SELECT venue, instrument, min(toDate(ts)) AS first_day, max(toDate(ts)) AS last_day, "
-            "toUInt64(uniqExact(toDate(ts))) AS days, count() AS rows, max(inserted_at) AS last_loaded_at, "
-            f"max(ts) AS last_ts FROM {clickhouse_database(database)}.{TRADES_LIVE} FINAL "
-            "GROUP BY venue, instrument ORDER BY venue, instrument")
+    return (
+        "SELECT venue, instrument, min(toDate(ts)) AS first_day, max(toDate(ts)) AS last_day, "
+        "toUInt64(uniqExact(toDate(ts))) AS days, count() AS rows, max(inserted_at) AS last_loaded_at, "
+        f"max(ts) AS last_ts FROM {clickhouse_database(database)}.{TRADES_LIVE} FINAL "
+        "GROUP BY venue, instrument ORDER BY venue, instrument"
+    )
 
 
 def ensure_live_tables(client, database: str) -> list[str]:
@@ -88,7 +104,7 @@ _INT64 = 2**63
 def _utc_us(us: int, field: str = "ts_us") -> datetime:
     if not _US_LOW <= us < _US_HIGH:
         raise ValueError(f"{field} {us} is outside the years 1900-2299 the table stores")
-    return datetime.fromtimestamp(us // 1_000_000, tz=timezone.utc).replace(microsecond=us % 1_000_000)
+    return datetime.fromtimestamp(us // 1_000_000, tz=UTC).replace(microsecond=us % 1_000_000)
 
 
 def _utc_ms(ms: int, field: str) -> datetime:
@@ -111,8 +127,19 @@ def trade_row(message: dict) -> tuple:
     if not (venue and instrument and trade_id):
         raise ValueError("venue, instrument and trade_id must not be empty")
     event = _utc_ms(int(message["event_ms"]), "event_ms") if message.get("event_ms") else ts
-    return (ts, venue, instrument, trade_id, price, quantity, amount, str(message["side"]), seq, event,
-            _utc_us(int(message["recv_ns"]) // 1000, "recv_ns / 1000"))
+    return (
+        ts,
+        venue,
+        instrument,
+        trade_id,
+        price,
+        quantity,
+        amount,
+        str(message["side"]),
+        seq,
+        event,
+        _utc_us(int(message["recv_ns"]) // 1000, "recv_ns / 1000"),
+    )
 
 
 def trade_rows(data: bytes) -> list[tuple]:
@@ -130,8 +157,13 @@ def insert_live_trades(client, database: str, rows: Sequence[tuple]) -> int:
     """Insert rows (:func:`trade_row`) into ``trades_live`` in one INSERT; raises when ClickHouse
     refuses it (the caller keeps its messages unacknowledged). Returns the rows sent."""
     if rows:
-        client.insert(TRADES_LIVE, list(rows), column_names=list(LIVE_COLUMNS), database=database,
-                      settings=cluster.insert_settings())  # copies: the ReplacingMergeTree, not a token
+        client.insert(
+            TRADES_LIVE,
+            list(rows),
+            column_names=list(LIVE_COLUMNS),
+            database=database,
+            settings=cluster.insert_settings(),
+        )  # copies: the ReplacingMergeTree, not a token
     return len(rows)
 
 
@@ -139,13 +171,23 @@ def live_count(client, database: str, venue: str | None = None) -> tuple[int, in
     """(distinct trades, stored rows) of ``trades_live`` (the second counts copies not yet merged)."""
     db = clickhouse_database(database)
     where, params = ("WHERE venue = {venue:String}", {"venue": venue}) if venue else ("", None)
-    distinct = int(client.command(f"SELECT count() FROM {db}.{TRADES_LIVE} FINAL {where}", parameters=params) or 0)
+    distinct = int(
+        client.command(f"SELECT count() FROM {db}.{TRADES_LIVE} FINAL {where}", parameters=params) or 0
+    )
     stored = int(client.command(f"SELECT count() FROM {db}.{TRADES_LIVE} {where}", parameters=params) or 0)
     return distinct, stored
 
 
-__all__ = ["LIVE_COLUMNS", "TRADES_LATEST", "TRADES_LIVE", "ensure_live_tables", "insert_live_trades",
-           "live_count", "trade_row", "trade_rows"]
+__all__ = [
+    "LIVE_COLUMNS",
+    "TRADES_LATEST",
+    "TRADES_LIVE",
+    "ensure_live_tables",
+    "insert_live_trades",
+    "live_count",
+    "trade_row",
+    "trade_rows",
+]
 
 
 # ---- reconciliation of live hours ------------------------------------------------------------
@@ -159,11 +201,13 @@ RECONCILIATION_COLUMNS = ("venue", "instrument", "hour", "live_trades", "refille
 
 
 def _reconciliation_ddl(database: str) -> str:
-    return (f"CREATE TABLE IF NOT EXISTS {clickhouse_database(database)}.{LIVE_RECONCILIATION} (\n"
-            "    `venue` LowCardinality(String), `instrument` LowCardinality(String), `hour` DateTime('UTC'),\n"
-            "    `live_trades` UInt64, `refilled_trades` UInt64, `book_gaps` UInt32,\n"
-            "    `recorded_at` DateTime64(3, 'UTC') DEFAULT now64(3)\n"
-            ") ENGINE = ReplacingMergeTree(recorded_at)\nORDER BY (venue, instrument, hour)")
+    return (
+        f"CREATE TABLE IF NOT EXISTS {clickhouse_database(database)}.{LIVE_RECONCILIATION} (\n"
+        "    `venue` LowCardinality(String), `instrument` LowCardinality(String), `hour` DateTime('UTC'),\n"
+        "    `live_trades` UInt64, `refilled_trades` UInt64, `book_gaps` UInt32,\n"
+        "    `recorded_at` DateTime64(3, 'UTC') DEFAULT now64(3)\n"
+        ") ENGINE = ReplacingMergeTree(recorded_at)\nORDER BY (venue, instrument, hour)"
+    )
 
 
 def ensure_reconciliation_table(client, database: str) -> str:
@@ -179,17 +223,25 @@ def record_reconciliation(client, database: str, rows: Sequence[tuple]) -> int:
     if not rows:
         return 0
     ensure_reconciliation_table(client, database)
-    client.insert(LIVE_RECONCILIATION, list(rows), column_names=list(RECONCILIATION_COLUMNS),
-                  database=clickhouse_database(database), settings=cluster.insert_settings())
+    client.insert(
+        LIVE_RECONCILIATION,
+        list(rows),
+        column_names=list(RECONCILIATION_COLUMNS),
+        database=clickhouse_database(database),
+        settings=cluster.insert_settings(),
+    )
     return len(rows)
 
 
-def reconciliation(client, database: str, venue: str, instrument: str, start: datetime, end: datetime) -> dict:
+def reconciliation(
+    client, database: str, venue: str, instrument: str, start: datetime, end: datetime
+) -> dict:
     """hour -> (live_trades, refilled_trades, book_gaps) of an instrument's hours in [start, end)."""
     ensure_reconciliation_table(client, database)
     rows = client.query(
         f"SELECT hour, live_trades, refilled_trades, book_gaps FROM {clickhouse_database(database)}."
         f"{LIVE_RECONCILIATION} FINAL WHERE venue = {{venue:String}} AND instrument = {{instrument:String}} "
         "AND hour >= {start:DateTime} AND hour < {end:DateTime} ORDER BY hour",
-        parameters={"venue": venue, "instrument": instrument, "start": start, "end": end}).result_rows
-    return {r[0].replace(tzinfo=timezone.utc) if r[0].tzinfo is None else r[0]: tuple(r[1:]) for r in rows}
+        parameters={"venue": venue, "instrument": instrument, "start": start, "end": end},
+    ).result_rows
+    return {r[0].replace(tzinfo=UTC) if r[0].tzinfo is None else r[0]: tuple(r[1:]) for r in rows}

@@ -46,22 +46,58 @@ from marketdata_assets.core.identifiers import sql_identifier
 from marketdata_assets.stores.clickhouse.connection import acquire_directory, release_directory
 
 # URL parameters of ClickHouse's HTTP interface that are not engine settings (or only steer HTTP).
-HTTP_ONLY = frozenset({
-    "query", "database", "default_format", "session_id", "session_timeout", "session_check", "query_id",
-    "user", "password", "quota_key", "compress", "decompress", "buffer_size", "wait_end_of_query",
-    "enable_http_compression", "http_zlib_compression_level", "send_progress_in_http_headers",
-    "http_headers_progress_interval_ms", "client_protocol_version", "role",
-    "cancel_http_readonly_queries_on_client_close", "http_response_buffer_size",
-    "http_native_compression_disable_checksumming_on_decompress",
-})
+HTTP_ONLY = frozenset(
+    {
+        "query",
+        "database",
+        "default_format",
+        "session_id",
+        "session_timeout",
+        "session_check",
+        "query_id",
+        "user",
+        "password",
+        "quota_key",
+        "compress",
+        "decompress",
+        "buffer_size",
+        "wait_end_of_query",
+        "enable_http_compression",
+        "http_zlib_compression_level",
+        "send_progress_in_http_headers",
+        "http_headers_progress_interval_ms",
+        "client_protocol_version",
+        "role",
+        "cancel_http_readonly_queries_on_client_close",
+        "http_response_buffer_size",
+        "http_native_compression_disable_checksumming_on_decompress",
+    }
+)
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # `INSERT INTO t [(cols)] FORMAT f` followed by its data (from the first whitespace after the name).
-_INSERT_FORMAT = re.compile(rb"^\s*INSERT\s+INTO\s.*?\sFORMAT\s+([A-Za-z0-9_]+)[ \t]*(?:\r?\n)?", re.IGNORECASE | re.DOTALL)
+_INSERT_FORMAT = re.compile(
+    rb"^\s*INSERT\s+INTO\s.*?\sFORMAT\s+([A-Za-z0-9_]+)[ \t]*(?:\r?\n)?", re.IGNORECASE | re.DOTALL
+)
 _ERROR_CODE = re.compile(r"Code:\s*(\d+)")
 _FORMAT = re.compile(rb"\sFORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$", re.IGNORECASE)
 # Formats whose blocks, as the engine makes them, concatenate into the whole result.
-CONCATENATED = frozenset({"native", "tabseparated", "tsv", "tabseparatedraw", "tsvraw", "csv", "jsoneachrow",
-                          "jsonlines", "ndjson", "jsoncompacteachrow", "rowbinary", "values", "lineasstring"})
+CONCATENATED = frozenset(
+    {
+        "native",
+        "tabseparated",
+        "tsv",
+        "tabseparatedraw",
+        "tsvraw",
+        "csv",
+        "jsoneachrow",
+        "jsonlines",
+        "ndjson",
+        "jsoncompacteachrow",
+        "rowbinary",
+        "values",
+        "lineasstring",
+    }
+)
 _READ = re.compile(rb"^(?:\s|--[^\n]*\n|/\*.*?\*/)*(?:SELECT|WITH)\b", re.IGNORECASE | re.DOTALL)
 
 
@@ -98,7 +134,9 @@ class Engine:
             if database and database != used:
                 conn.query(f"USE `{sql_identifier(database, 'database')}`", "TabSeparated")
                 entry[1] = database
-            result = conn.query(sql.decode() if isinstance(sql, bytes) else sql, "TabSeparated", params=params)
+            result = conn.query(
+                sql.decode() if isinstance(sql, bytes) else sql, "TabSeparated", params=params
+            )
         except BaseException:
             conn.close()  # a connection in an unknown state is not pooled again
             raise
@@ -107,7 +145,8 @@ class Engine:
         return result
 
     def open_stream(self, statement: Statement) -> Streamed:
-        """A read on a connection of its own until the stream is closed (its blocks as the engine makes them)."""
+        """A read on a connection of its own until the stream is closed (its blocks as the engine makes
+        them)."""
         entry = self._take(statement.settings)
         conn, used = entry
         try:
@@ -117,8 +156,9 @@ class Engine:
             if statement.streamed == "blocks":
                 stream = conn.send_query(statement.sql.decode(), "TabSeparated", params=statement.params)
                 return Streamed(self, entry, stream, _blocks(stream))
-            stream = conn.send_query(statement.without_format() + " FORMAT ArrowStream", "TabSeparated",
-                                     params=statement.params)
+            stream = conn.send_query(
+                statement.without_format() + " FORMAT ArrowStream", "TabSeparated", params=statement.params
+            )
             blocks = _arrow_file(stream) if statement.streamed == "arrow" else _arrow_stream(stream)
             return Streamed(self, entry, stream, blocks)
         except BaseException:
@@ -180,7 +220,7 @@ def _arrow_stream(stream) -> Iterator[bytes]:
     for block in _blocks(stream):
         if not block.endswith(_END_OF_STREAM):
             raise RuntimeError("the engine's ArrowStream block has no end marker")
-        yield block[:-8] if first else block[_schema_length(block):-8]
+        yield block[:-8] if first else block[_schema_length(block) : -8]
         first = False
     if not first:
         yield _END_OF_STREAM
@@ -195,7 +235,7 @@ def _arrow_file(stream) -> Iterator[bytes]:
         if block == _END_OF_STREAM:
             break
         if writer is None:  # later blocks are batches alone: read each behind the first block's schema
-            schema = block[:_schema_length(block)]
+            schema = block[: _schema_length(block)]
             reader = pa.ipc.open_stream(pa.py_buffer(block))
             writer = pa.ipc.new_file(pa.PythonFile(drain, mode="w"), reader.schema, options=options)
         else:
@@ -274,9 +314,15 @@ class Admission:
         self.running -= 1
 
     def report(self) -> dict:
-        return {"slots": self.slots, "running": self.running, "waiting": len(self._waiting),
-                "arrived": self.arrived, "admitted": self.admitted, "out_of_order": self.out_of_order,
-                "max_wait_s": round(self.max_wait_s, 4)}
+        return {
+            "slots": self.slots,
+            "running": self.running,
+            "waiting": len(self._waiting),
+            "arrived": self.arrived,
+            "admitted": self.admitted,
+            "out_of_order": self.out_of_order,
+            "max_wait_s": round(self.max_wait_s, 4),
+        }
 
 
 def _decompress(data: bytes, encoding: str) -> bytes:
@@ -289,9 +335,11 @@ def _decompress(data: bytes, encoding: str) -> bytes:
         return zlib.decompress(data)
     if encoding == "lz4":
         import lz4.frame
+
         return lz4.frame.decompress(data)
     if encoding == "zstd":
         import zstandard
+
         return zstandard.ZstdDecompressor().decompressobj().decompress(data)
     raise BadRequest(f"unsupported Content-Encoding {encoding!r} (gzip, deflate, lz4, zstd)")
 
@@ -301,9 +349,14 @@ def _form_fields(body: bytes, content_type: str) -> dict[str, str]:
     from email.parser import BytesParser
     from email.policy import HTTP
 
-    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
-    return {part.get_param("name", header="content-disposition"): part.get_content()
-            for part in message.iter_parts() if part.get_param("name", header="content-disposition")}
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    return {
+        part.get_param("name", header="content-disposition"): part.get_content()
+        for part in message.iter_parts()
+        if part.get_param("name", header="content-disposition")
+    }
 
 
 class Statement:
@@ -327,13 +380,13 @@ class Statement:
 
     def _sql(self, query: bytes, body: bytes, spool: Path) -> bytes:
         head = query if query else body
-        match = _INSERT_FORMAT.match(head[:1 << 16])
+        match = _INSERT_FORMAT.match(head[: 1 << 16])
         if not match:  # a statement in the query parameter continues in the body (ClickHouse's rule)
             return query + (b"\n" + body if query and body else b"") if query else body
-        data = body if query else body[match.end():]
-        statement, fmt = head[:match.start(1)].rstrip()[:-len("FORMAT")].rstrip(), match.group(1)
+        data = body if query else body[match.end() :]
+        statement, fmt = head[: match.start(1)].rstrip()[: -len("FORMAT")].rstrip(), match.group(1)
         if query and match.end() < len(query):
-            data = query[match.end():] + (b"\n" + body if body else b"")
+            data = query[match.end() :] + (b"\n" + body if body else b"")
         handle, self.data_file = tempfile.mkstemp(prefix="insert-", suffix=".data", dir=spool)
         with os.fdopen(handle, "wb") as out:
             out.write(data)
@@ -342,8 +395,8 @@ class Statement:
     @functools.cached_property
     def streamed(self) -> str | None:
         """How a query's result goes out block by block: "blocks" (a format whose blocks concatenate),
-        "arrow"/"arrowstream" (Arrow IPC, spliced or framed block by block); None: run whole (a statement, or a format
-        with a header or footer of its own: Parquet, *WithNames, ...)."""
+        "arrow"/"arrowstream" (Arrow IPC, spliced or framed block by block); None: run whole (a statement, or
+        a format with a header or footer of its own: Parquet, *WithNames, ...)."""
         if self.data_file or _READ.match(self.sql[:4096]) is None:
             return None
         name = self._format.group(1).decode().lower() if self._format else "tabseparated"
@@ -354,7 +407,7 @@ class Statement:
         return _FORMAT.search(self.sql)
 
     def without_format(self) -> str:
-        return (self.sql[:self._format.start()] if self._format else self.sql).decode()
+        return (self.sql[: self._format.start()] if self._format else self.sql).decode()
 
     def discard(self) -> None:
         if self.data_file:
@@ -386,8 +439,10 @@ class Credentials:
 
     def __init__(self, user: str, password: str):
         if not password:
-            raise ValueError("no password for the local ClickHouse server (CLICKHOUSE_PASSWORD is empty): it lets "
-                             "no one in without credentials")
+            raise ValueError(
+                "no password for the local ClickHouse server (CLICKHOUSE_PASSWORD is empty): it lets "
+                "no one in without credentials"
+            )
         self.user, self.password = user.encode(), password.encode()
 
     def refusal(self, params: dict, headers: dict) -> tuple[int, dict, bytes] | None:
@@ -396,10 +451,18 @@ class Credentials:
         right_user = hmac.compare_digest(user.encode(), self.user)
         if hmac.compare_digest(password.encode(), self.password) and right_user:
             return None
-        message = (f"Code: 516. DB::Exception: {user}: Authentication failed: password is incorrect, or there "
-                   "is no user with such name. (AUTHENTICATION_FAILED)\n")
-        return 401, {"X-ClickHouse-Exception-Code": "516",
-                     "WWW-Authenticate": 'Basic realm="ClickHouse server HTTP API"'}, message.encode()
+        message = (
+            f"Code: 516. DB::Exception: {user}: Authentication failed: password is incorrect, or there "
+            "is no user with such name. (AUTHENTICATION_FAILED)\n"
+        )
+        return (
+            401,
+            {
+                "X-ClickHouse-Exception-Code": "516",
+                "WWW-Authenticate": 'Basic realm="ClickHouse server HTTP API"',
+            },
+            message.encode(),
+        )
 
 
 class LocalServer:
@@ -412,7 +475,12 @@ class LocalServer:
         self.spool.mkdir(parents=True, exist_ok=True)
         self.admission = Admission(slots)
         self.executor = ThreadPoolExecutor(slots, thread_name_prefix="statement")
-        self.timezone = self.engine.run("SELECT timezone()", database=None, settings=(), params={}).bytes().decode().strip()
+        self.timezone = (
+            self.engine.run("SELECT timezone()", database=None, settings=(), params={})
+            .bytes()
+            .decode()
+            .strip()
+        )
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -426,8 +494,9 @@ class LocalServer:
         if refused:
             return await _respond(send, *refused)
         if path == "/queue":
-            return await _respond(send, 200, {"Content-Type": "application/json"},
-                                  json.dumps(self.admission.report()).encode())
+            return await _respond(
+                send, 200, {"Content-Type": "application/json"}, json.dumps(self.admission.report()).encode()
+            )
         if path != "/":
             return await _respond(send, 404, {}, f"no handler for {path}: / runs statements\n".encode())
         body = bytearray()
@@ -443,8 +512,12 @@ class LocalServer:
                 params, body = {**params, **_form_fields(body, headers["content-type"])}, b""
             statement = Statement(params, body, self.spool)
         except (BadRequest, ValueError, OSError) as error:
-            return await _respond(send, 400, {**own, "X-ClickHouse-Exception-Code": "27"},
-                                  f"Code: 27. bad request: {error}\n".encode())
+            return await _respond(
+                send,
+                400,
+                {**own, "X-ClickHouse-Exception-Code": "27"},
+                f"Code: 27. bad request: {error}\n".encode(),
+            )
         if statement.streamed and await self._stream(send, statement, own):
             return
         status, extra, payload = await self._statement(statement)
@@ -467,16 +540,26 @@ class LocalServer:
             if block is None:  # no rows: the whole run gives the format's empty result (a header, a schema)
                 whole = True
                 return False
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(k.encode(), str(v).encode()) for k, v in own.items()]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(k.encode(), str(v).encode()) for k, v in own.items()],
+                }
+            )
             while block is not None:
                 await send({"type": "http.response.body", "body": block, "more_body": True})
                 try:
                     block = await loop.run_in_executor(self.executor, streamed.next_block)
                 except Exception as error:  # noqa: BLE001 - mid-result: the text ends the body
                     block = None
-                    await send({"type": "http.response.body", "body": (str(error).rstrip() + "\n").encode(),
-                                "more_body": True})
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": (str(error).rstrip() + "\n").encode(),
+                            "more_body": True,
+                        }
+                    )
                     break
             else:
                 whole = True
@@ -490,16 +573,26 @@ class LocalServer:
     async def _statement(self, statement: Statement) -> tuple[int, dict, bytes]:
         await self.admission.enter()
         try:
-            result = await asyncio.get_running_loop().run_in_executor(self.executor, lambda: self.engine.run(
-                statement.sql, database=statement.database, settings=statement.settings, params=statement.params))
+            result = await asyncio.get_running_loop().run_in_executor(
+                self.executor,
+                lambda: self.engine.run(
+                    statement.sql,
+                    database=statement.database,
+                    settings=statement.settings,
+                    params=statement.params,
+                ),
+            )
         except Exception as error:  # noqa: BLE001 - the engine's error goes back to the client, as a server's would
             return _error(str(error))
         finally:
             self.admission.leave()
             statement.discard()
         rows_key = "written_rows" if statement.data_file else "read_rows"
-        summary = {rows_key: str(result.rows_read()), "read_bytes": str(result.bytes_read()),
-                   "elapsed_ns": str(int(result.elapsed() * 1e9))}
+        summary = {
+            rows_key: str(result.rows_read()),
+            "read_bytes": str(result.bytes_read()),
+            "elapsed_ns": str(int(result.elapsed() * 1e9)),
+        }
         return 200, {"X-ClickHouse-Summary": json.dumps(summary)}, result.bytes() or b""
 
 
@@ -521,17 +614,24 @@ class _Server(uvicorn.Server):
         yield
 
 
-def serve(data_dir: Path, host: str, port: int, slots: int, credentials: Credentials,
-          lock_timeout_s: float = 10) -> None:
+def serve(
+    data_dir: Path, host: str, port: int, slots: int, credentials: Credentials, lock_timeout_s: float = 10
+) -> None:
     """Hold the data directory and serve it until SIGTERM/SIGINT."""
     data_dir.mkdir(parents=True, exist_ok=True)
     acquire_directory(data_dir, lock_timeout_s)
     try:
         app = LocalServer(data_dir, slots, credentials)
-        print(f"serving the ClickHouse engine at {data_dir} on http://{host}:{port} ({slots} statements at once, "
-              f"time zone {app.timezone})", flush=True)
-        server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                                        timeout_keep_alive=60))
+        print(
+            f"serving the ClickHouse engine at {data_dir} on http://{host}:{port} ({slots} statements at "
+            f"once, time zone {app.timezone})",
+            flush=True,
+        )
+        server = _Server(
+            uvicorn.Config(
+                app, host=host, port=port, log_level="warning", lifespan="off", timeout_keep_alive=60
+            )
+        )
         server.run()
         app.executor.shutdown(wait=True)
         app.engine.close()
@@ -544,7 +644,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--slots", type=int, default=4, help="statements run at once; the rest queue in order")
+    parser.add_argument(
+        "--slots", type=int, default=4, help="statements run at once; the rest queue in order"
+    )
     parser.add_argument("--user", default=os.environ.get("CLICKHOUSE_USER") or "default")
     args = parser.parse_args(argv)
     try:

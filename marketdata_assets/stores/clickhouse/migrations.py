@@ -37,7 +37,7 @@ class Rename:
     table: str
     columns: dict
     identity: tuple
-    version: str | None = None   # a ReplacingMergeTree's version column: identity is then its key
+    version: str | None = None  # a ReplacingMergeTree's version column: identity is then its key
     tag: str = "dataset_columns"
 
     @property
@@ -61,24 +61,29 @@ class Moved:
     """What :func:`rename_columns` did to one table."""
 
     table: str
-    copied: int          # rows copied before the swap
-    caught_up: int       # rows that reached the old table after the copy, copied after the swap
-    rows_before: int     # rows of the old table at the end (kept as Rename.kept)
-    rows_after: int      # rows of the new table at the end
+    copied: int  # rows copied before the swap
+    caught_up: int  # rows that reached the old table after the copy, copied after the swap
+    rows_before: int  # rows of the old table at the end (kept as Rename.kept)
+    rows_after: int  # rows of the new table at the end
     seconds: float
 
     def summary(self, rename: Rename) -> str:
         names = ", ".join(f"{old} -> {new}" for old, new in rename.columns.items())
-        return (f"{self.table} ({names}): {self.copied:,} rows copied, {self.caught_up:,} caught up after the swap, "
-                f"{self.rows_after:,} rows now ({self.rows_before:,} in {rename.kept}, kept), {self.seconds:.1f} s")
+        return (
+            f"{self.table} ({names}): {self.copied:,} rows copied, {self.caught_up:,} caught up after the "
+            f"swap, {self.rows_after:,} rows now ({self.rows_before:,} in {rename.kept}, kept), "
+            f"{self.seconds:.1f} s"
+        )
 
 
 def columns_of(client, database: str, tables) -> dict[str, list[str]]:
     """{table: its column names in order} of those of ``tables`` that exist."""
     found: dict[str, list[str]] = {}
     for table, name in client.query(
-            "SELECT table, name FROM system.columns WHERE database = {db:String} AND table IN {tables:Array(String)} "
-            "ORDER BY table, position", parameters={"db": database, "tables": list(tables)}).result_rows:
+        "SELECT table, name FROM system.columns WHERE database = {db:String} AND table IN "
+        "{tables:Array(String)} ORDER BY table, position",
+        parameters={"db": database, "tables": list(tables)},
+    ).result_rows:
         found.setdefault(table, []).append(name)
     return found
 
@@ -94,7 +99,9 @@ def add_columns(client, database: str, added) -> list[str]:
     done = []
     for table, column, ctype, after in added:
         if table in found and column not in found[table]:
-            client.command(f"ALTER TABLE {db}.`{table}` ADD COLUMN IF NOT EXISTS `{column}` {ctype} AFTER `{after}`")
+            client.command(
+                f"ALTER TABLE {db}.`{table}` ADD COLUMN IF NOT EXISTS `{column}` {ctype} AFTER `{after}`"
+            )
             found[table].append(column)
             done.append(f"{table}.{column}")
     if done:
@@ -102,8 +109,14 @@ def add_columns(client, database: str, added) -> list[str]:
     return done
 
 
-def rename_columns(client, database: str, rename: Rename, create: Callable[[str], str],
-                   after_swap: Callable[[], None], wait_s: float = 600.0) -> Moved | None:
+def rename_columns(
+    client,
+    database: str,
+    rename: Rename,
+    create: Callable[[str], str],
+    after_swap: Callable[[], None],
+    wait_s: float = 600.0,
+) -> Moved | None:
     """Rebuild ``rename.table`` with the new column names if it still has an old one (docs/datasets.md,
     "Renaming stored columns by a rebuild").
     ``create(name)``: the CREATE TABLE statement (no IF NOT EXISTS) of the new schema under ``name``.
@@ -118,30 +131,40 @@ def rename_columns(client, database: str, rename: Rename, create: Callable[[str]
             return None
         if staging not in found:
             if kept in found:
-                raise MigrationBlocked(f"{database}.{table} has the columns of the previous version but "
-                                       f"{database}.{kept} exists already: rename or drop it, then run again")
+                raise MigrationBlocked(
+                    f"{database}.{table} has the columns of the previous version but "
+                    f"{database}.{kept} exists already: rename or drop it, then run again"
+                )
             try:
                 client.command(create(staging))
             except DatabaseError as error:
-                if getattr(error, "code", None) != TABLE_ALREADY_EXISTS and "TABLE_ALREADY_EXISTS" not in str(error):
+                if getattr(error, "code", None) != TABLE_ALREADY_EXISTS and "TABLE_ALREADY_EXISTS" not in str(
+                    error
+                ):
                     raise
             else:
                 return _migrate(client, database, rename, after_swap)
         if time.monotonic() > deadline:
             raise MigrationBlocked(
                 f"{database}.{table} still has the columns of the previous version after {wait_s:.0f} s and "
-                f"{database}.{staging} exists: another process is migrating it, or a migration was killed before "
-                f"its swap ({table} is untouched then: DROP TABLE {database}.{staging} and run again)")
+                f"{database}.{staging} exists: another process is migrating it, or a migration was killed "
+                f"before its swap ({table} is untouched then: DROP TABLE {database}.{staging} and run again)"
+            )
         time.sleep(0.2)
 
 
 def _leftover(database: str, rename: Rename, columns) -> str:
     if rename.is_old(columns):
-        return (f"{database}.{rename.staging} holds {rename.table} of the previous version: a migration of its "
-                f"columns is finishing, or was interrupted after its swap; if no process is migrating, finish it with "
-                f"stores.clickhouse.tables.finish_column_renames (copies its missing rows, renames it {rename.kept})")
-    return (f"{database}.{rename.staging} is a copy of {rename.table} left by an interrupted migration (the table "
-            f"is migrated); if no process is migrating, DROP TABLE {database}.{rename.staging}")
+        return (
+            f"{database}.{rename.staging} holds {rename.table} of the previous version: a migration of its "
+            "columns is finishing, or was interrupted after its swap; if no process is migrating, finish it "
+            "with stores.clickhouse.tables.finish_column_renames (copies its missing rows, renames it "
+            f"{rename.kept})"
+        )
+    return (
+        f"{database}.{rename.staging} is a copy of {rename.table} left by an interrupted migration (the "
+        f"table is migrated); if no process is migrating, DROP TABLE {database}.{rename.staging}"
+    )
 
 
 def _count(client, db: str, table: str, where: str = "") -> int:
@@ -155,19 +178,23 @@ def _migrate(client, database: str, rename: Rename, after_swap: Callable[[], Non
     started = time.monotonic()
     try:
         found = columns_of(client, database, (table, staging))
-        if not rename.is_old(found.get(table, ())):       # another process finished between our look and claim
+        if not rename.is_old(found.get(table, ())):  # another process finished between our look and claim
             client.command(f"DROP TABLE IF EXISTS {db}.`{staging}`")
             return None
         targets, sources = _column_lists(rename, found[staging], found[table])
-        client.command(f"INSERT INTO {db}.`{staging}` ({', '.join(f'`{c}`' for c in targets)}) "  # every row as it is
-                       f"SELECT {', '.join(f'`{c}`' for c in sources)} FROM {db}.`{table}` "
-                       "SETTINGS optimize_on_insert = 0")
+        client.command(
+            f"INSERT INTO {db}.`{staging}` ({', '.join(f'`{c}`' for c in targets)}) "  # every row as it is
+            f"SELECT {', '.join(f'`{c}`' for c in sources)} FROM {db}.`{table}` "
+            "SETTINGS optimize_on_insert = 0"
+        )
         copied = _count(client, db, staging)
         client.command(f"EXCHANGE TABLES {db}.`{table}` AND {db}.`{staging}`")
     except BaseException:
         try:
             if rename.is_old(columns_of(client, database, (table,)).get(table, ())):
-                client.command(f"DROP TABLE IF EXISTS {db}.`{staging}`")  # our partial copy: the table is untouched
+                client.command(
+                    f"DROP TABLE IF EXISTS {db}.`{staging}`"
+                )  # our partial copy: the table is untouched
         except Exception as cleanup:  # noqa: BLE001 - the original error is the one raised
             log.warning("ClickHouse %s: could not drop the partial copy %s: %s", database, staging, cleanup)
         raise
@@ -189,17 +216,23 @@ def _missing(db: str, rename: Rename, sources: list[str]) -> str:
     old, new = f"{db}.`{rename.staging}`", f"{db}.`{rename.table}`"
     if rename.version is None:
         identity = ", ".join(f"`{c}`" for c in rename.identity)
-        return (f"SELECT {', '.join(f'`{c}`' for c in sources)} FROM {old} "
-                f"WHERE ({', '.join(f'`{rename.source_of(c)}`' for c in rename.identity)}) NOT IN "
-                f"(SELECT {identity} FROM {new})")
+        return (
+            f"SELECT {', '.join(f'`{c}`' for c in sources)} FROM {old} "
+            f"WHERE ({', '.join(f'`{rename.source_of(c)}`' for c in rename.identity)}) NOT IN "
+            f"(SELECT {identity} FROM {new})"
+        )
     key, version = ", ".join(f"`{c}`" for c in rename.identity), rename.version
     on = " AND ".join(f"o.`{rename.source_of(c)}` = n.`{c}`" for c in rename.identity)
-    return (f"SELECT {', '.join(f'o.`{c}`' for c in sources)} FROM {old} AS o FINAL "
-            f"LEFT JOIN (SELECT {key}, max(`{version}`) AS _newest FROM {new} GROUP BY {key}) AS n ON {on} "
-            f"WHERE n._newest IS NULL OR o.`{version}` > n._newest SETTINGS join_use_nulls = 1")
+    return (
+        f"SELECT {', '.join(f'o.`{c}`' for c in sources)} FROM {old} AS o FINAL "
+        f"LEFT JOIN (SELECT {key}, max(`{version}`) AS _newest FROM {new} GROUP BY {key}) AS n ON {on} "
+        f"WHERE n._newest IS NULL OR o.`{version}` > n._newest SETTINGS join_use_nulls = 1"
+    )
 
 
-def finish_rename(client, database: str, rename: Rename, copied: int = 0, started: float | None = None) -> Moved:
+def finish_rename(
+    client, database: str, rename: Rename, copied: int = 0, started: float | None = None
+) -> Moved:
     """Steps 4-6 of docs/datasets.md, "Renaming stored columns by a rebuild": the new table is
     ``rename.table`` and the old one
     ``rename.staging``. Also what finishes a migration killed after its swap, by hand, when no other
@@ -208,7 +241,9 @@ def finish_rename(client, database: str, rename: Rename, copied: int = 0, starte
     started = time.monotonic() if started is None else started
     found = columns_of(client, database, (table, old))
     if rename.is_old(found.get(table, ())) or not rename.is_old(found.get(old, ())):
-        raise MigrationBlocked(f"{database}.{old} is not the previous version of {database}.{table}: nothing to finish")
+        raise MigrationBlocked(
+            f"{database}.{old} is not the previous version of {database}.{table}: nothing to finish"
+        )
     targets, sources = _column_lists(rename, found[table], found[old])
     missing_sql = _missing(db, rename, sources)
     added = 0
@@ -216,7 +251,9 @@ def finish_rename(client, database: str, rename: Rename, copied: int = 0, starte
         seen = _count(client, db, old)
         missing = int(client.command(f"SELECT count() FROM ({missing_sql})") or 0)
         if missing:
-            client.command(f"INSERT INTO {db}.`{table}` ({', '.join(f'`{c}`' for c in targets)}) {missing_sql}")
+            client.command(
+                f"INSERT INTO {db}.`{table}` ({', '.join(f'`{c}`' for c in targets)}) {missing_sql}"
+            )
             added += missing
         elif _count(client, db, old) == seen:
             break
@@ -224,11 +261,18 @@ def finish_rename(client, database: str, rename: Rename, copied: int = 0, starte
         missing = int(client.command(f"SELECT count() FROM ({missing_sql})") or 0)
         if missing:
             raise MigrationBlocked(
-                f"{missing:,} rows of {database}.{old} ({table} of the previous version) are still missing from "
-                f"{table} after {CATCH_UP_ROUNDS} catch-up rounds: a process of the previous version is still "
-                f"writing into it. Stop it, then call stores.clickhouse.tables.finish_column_renames")
+                f"{missing:,} rows of {database}.{old} ({table} of the previous version) are still missing "
+                f"from {table} after {CATCH_UP_ROUNDS} catch-up rounds: a process of the previous version "
+                "is still writing into it. Stop it, then call stores.clickhouse.tables.finish_column_renames"
+            )
     client.command(f"RENAME TABLE {db}.`{old}` TO {db}.`{rename.kept}`")
-    moved = Moved(table, copied, added, _count(client, db, rename.kept), _count(client, db, table),
-                  round(time.monotonic() - started, 3))
+    moved = Moved(
+        table,
+        copied,
+        added,
+        _count(client, db, rename.kept),
+        _count(client, db, table),
+        round(time.monotonic() - started, 3),
+    )
     log.warning("ClickHouse %s: renamed stored columns of %s", database, moved.summary(rename))
     return moved

@@ -9,7 +9,7 @@ refresh retried) keeps one row each. The model: datasets/volumes.py.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 
@@ -21,10 +21,12 @@ TABLE = "instrument_volumes"
 
 
 def ddl(database: str) -> str:
-    return (f"CREATE TABLE IF NOT EXISTS {clickhouse_database(database)}.`{TABLE}` (\n"
-            "    `venue` LowCardinality(String),\n    `instrument` String,\n    `taken` DateTime64(6, 'UTC'),\n"
-            "    `quote_volume` Float64,\n    `unit` LowCardinality(String)\n"
-            ") ENGINE = ReplacingMergeTree\nORDER BY (venue, taken, instrument)")
+    return (
+        f"CREATE TABLE IF NOT EXISTS {clickhouse_database(database)}.`{TABLE}` (\n"
+        "    `venue` LowCardinality(String),\n    `instrument` String,\n    `taken` DateTime64(6, 'UTC'),\n"
+        "    `quote_volume` Float64,\n    `unit` LowCardinality(String)\n"
+        ") ENGINE = ReplacingMergeTree\nORDER BY (venue, taken, instrument)"
+    )
 
 
 def ensure_volumes_table(client, database: str) -> str:
@@ -39,8 +41,10 @@ def store_volumes(client, database: str, volumes: Iterable[Volume]) -> int:
 
 def snapshot_times(client, database: str, venues: Iterable[str]) -> dict[str, list[datetime]]:
     """Venue -> the times of its stored snapshots, oldest first."""
-    sql = (f"SELECT venue, groupUniqArray(taken) FROM {clickhouse_database(database)}.`{TABLE}` FINAL "
-           "WHERE venue IN {venues:Array(String)} GROUP BY venue")
+    sql = (
+        f"SELECT venue, groupUniqArray(taken) FROM {clickhouse_database(database)}.`{TABLE}` FINAL "
+        "WHERE venue IN {venues:Array(String)} GROUP BY venue"
+    )
     rows = client.query(sql, parameters={"venues": sorted(venues)}).result_rows
     return {venue: sorted(_utc(t) for t in times) for venue, times in rows}
 
@@ -50,17 +54,23 @@ def read_volumes(client, database: str, snapshots: Mapping[str, Iterable[datetim
     wanted = {(venue, taken) for venue, times in snapshots.items() for taken in times}
     if not wanted:
         return []
-    sql = (f"SELECT {', '.join(f'`{c}`' for c in SCHEMA)} FROM {clickhouse_database(database)}.`{TABLE}` FINAL "
-           "WHERE venue IN {venues:Array(String)} AND taken IN {times:Array(DateTime64(6, 'UTC'))} "
-           "ORDER BY venue, taken, instrument")
-    table = client.query_arrow(sql, parameters={"venues": sorted({v for v, _ in wanted}),
-                                                "times": sorted({t for _, t in wanted})})
-    return [row for row in from_frame(pl.from_arrow(table).cast(SCHEMA))  # type: ignore[arg-type]
-            if (row.venue, row.taken) in wanted]
+    sql = (
+        f"SELECT {', '.join(f'`{c}`' for c in SCHEMA)} FROM {clickhouse_database(database)}.`{TABLE}` FINAL "
+        "WHERE venue IN {venues:Array(String)} AND taken IN {times:Array(DateTime64(6, 'UTC'))} "
+        "ORDER BY venue, taken, instrument"
+    )
+    table = client.query_arrow(
+        sql, parameters={"venues": sorted({v for v, _ in wanted}), "times": sorted({t for _, t in wanted})}
+    )
+    return [
+        row
+        for row in from_frame(pl.from_arrow(table).cast(SCHEMA))  # type: ignore[arg-type]
+        if (row.venue, row.taken) in wanted
+    ]
 
 
 def _utc(stamp: datetime) -> datetime:
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 __all__ = ["TABLE", "ensure_volumes_table", "read_volumes", "snapshot_times", "store_volumes"]

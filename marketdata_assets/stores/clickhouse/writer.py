@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -31,7 +31,9 @@ from marketdata_assets.stores.clickhouse.tables import INGEST_LOG, INGEST_LOG_CO
 
 DEFAULT_BATCH_ROWS = 1_000_000
 METHODS = ("auto", "python", "arrow")
-_DATASET_OF_CODE = {spec.code: spec.name for spec in frames.DATASETS.values()}  # loads.dataset (a code) -> name
+_DATASET_OF_CODE = {
+    spec.code: spec.name for spec in frames.DATASETS.values()
+}  # loads.dataset (a code) -> name
 
 
 @dataclass(frozen=True)
@@ -58,12 +60,12 @@ class CsvLoadResult:
     slices: list = field(default_factory=list)  # list[SliceLoad]
 
 
-
 # ---- frame validation ----------------------------------------------------------------------------------
+
 
 def _as_day(day: date | str) -> date:
     if isinstance(day, datetime):
-        raise ValueError(f"day must be a date, not a datetime ({day!r})")
+        raise ValueError(f"day must be a date, not a datetime ({day!r})")  # noqa: TRY004  ValueError is the contract
     if isinstance(day, date):
         return day
     try:
@@ -81,15 +83,19 @@ def _conform_column(frame: pl.DataFrame, name: str, target: pl.DataType, where: 
         return col.cast(target)
     if target == frames.UTC_US:
         if not isinstance(dtype, pl.Datetime) or dtype.time_zone is None:
-            raise ValueError(f"{where}: column 'ts' is {dtype}, expected Datetime(us, UTC) "
-                             "(a naive time is ambiguous: attach the time zone upstream)")
+            raise ValueError(
+                f"{where}: column 'ts' is {dtype}, expected Datetime(us, UTC) "
+                "(a naive time is ambiguous: attach the time zone upstream)"
+            )
         col = col.dt.convert_time_zone("UTC")
         if dtype.time_unit == "ns":
             lossy = frame.select((pl.col(name).dt.epoch("ns") % 1000 != 0).fill_null(False)).to_series()
             if lossy.any():
                 row = lossy.arg_max()
-                raise ValueError(f"{where}: row {row}: ts {frame[name][row]} has nanoseconds; "
-                                 "the tables store microseconds")
+                raise ValueError(
+                    f"{where}: row {row}: ts {frame[name][row]} has nanoseconds; "
+                    "the tables store microseconds"
+                )
         return col.dt.cast_time_unit("us")
     if target == pl.Utf8 and isinstance(dtype, (pl.Categorical, pl.Enum)):
         return col.cast(pl.Utf8)
@@ -100,8 +106,9 @@ def _conform_column(frame: pl.DataFrame, name: str, target: pl.DataType, where: 
     raise ValueError(f"{where}: column {name!r} is {dtype}, expected {target}")
 
 
-def validate_frame(frame: pl.DataFrame, dataset: str, venue: str, instrument: str | None,
-                   day: date | str) -> pl.DataFrame:
+def validate_frame(
+    frame: pl.DataFrame, dataset: str, venue: str, instrument: str | None, day: date | str
+) -> pl.DataFrame:
     """The frame as the contract's columns and dtypes, or ``ValueError`` naming the slice and the
     first offending row. Lossless casts are done (ints to Float64, other UTC time units, another
     time zone to UTC, categoricals to strings); everything else must have been fixed upstream.
@@ -110,7 +117,7 @@ def validate_frame(frame: pl.DataFrame, dataset: str, venue: str, instrument: st
     day = _as_day(day)
     where = f"{spec.name} of {venue}:{instrument if instrument is not None else '*'} on {day}"
     if not isinstance(frame, pl.DataFrame):
-        raise ValueError(f"{where}: expected a polars DataFrame, got {type(frame).__name__}")
+        raise ValueError(f"{where}: expected a polars DataFrame, got {type(frame).__name__}")  # noqa: TRY004  ValueError is the contract
     missing = [c for c in spec.schema if c not in frame.columns]
     if missing:
         raise ValueError(f"{where}: missing columns {missing} (has {frame.columns})")
@@ -121,15 +128,20 @@ def validate_frame(frame: pl.DataFrame, dataset: str, venue: str, instrument: st
     if out.height == 0:
         return out
 
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     end = start + timedelta(days=1)
     # every rule is a "bad row" mask; all are evaluated in one parallel pass, then the first failing
     # rule (in this order) is located and reported
     rules: list[tuple[str, pl.Expr, Callable[[int], str]]] = []
     for name in spec.schema:
         if name not in spec.nullable:
-            rules.append((f"null {name}", pl.col(name).is_null(),
-                          lambda row, n=name: f"column {n!r} has {out[n].null_count()} null(s), first at row {row}"))
+            rules.append(
+                (
+                    f"null {name}",
+                    pl.col(name).is_null(),
+                    lambda row, n=name: f"column {n!r} has {out[n].null_count()} null(s), first at row {row}",
+                )
+            )
         if spec.schema[name] == pl.Float64:
             bad = pl.col(name).is_nan() | pl.col(name).is_infinite()
             if name in spec.nullable:  # a null there is allowed: only NaN/inf are bad
@@ -137,22 +149,50 @@ def validate_frame(frame: pl.DataFrame, dataset: str, venue: str, instrument: st
             rules.append((f"nan {name}", bad, lambda row, n=name: f"column {n!r} is NaN/inf at row {row}"))
     for name, expected in (("venue", venue), ("instrument", instrument)):
         if expected is not None:
-            rules.append((f"value {name}", pl.col(name) != expected,
-                          lambda row, n=name, e=expected: f"row {row} has {n} {out[n][row]!r}, expected {e!r}"))
+            rules.append(
+                (
+                    f"value {name}",
+                    pl.col(name) != expected,
+                    lambda row, n=name, e=expected: f"row {row} has {n} {out[n][row]!r}, expected {e!r}",
+                )
+            )
     for name, words in frames.WORDS.get(spec.name, {}).items():
-        rules.append((name, ~pl.col(name).is_in(list(words)),
-                      lambda row, n=name, w=words: f"row {row} has {n} {out[n][row]!r}, "
-                                                   f"expected one of {list(w)}"))
+        rules.append(
+            (
+                name,
+                ~pl.col(name).is_in(list(words)),
+                lambda row, n=name, w=words: f"row {row} has {n} {out[n][row]!r}, expected one of {list(w)}",
+            )
+        )
     if spec.name == "books":
-        rules.append(("level", pl.col("level") < 0,
-                      lambda row: f"row {row} has level {out['level'][row]}, expected >= 0"))
+        rules.append(
+            (
+                "level",
+                pl.col("level") < 0,
+                lambda row: f"row {row} has level {out['level'][row]}, expected >= 0",
+            )
+        )
     plausible = plausibility.window(venue)
-    rules.append(("plausible ts", plausible.outside(pl.col("ts")),
-                  lambda row: _implausible_message(out, plausible, row)))
-    rules.append(("ts", (pl.col("ts") < start) | (pl.col("ts") >= end),
-                  lambda row: f"row {row} has ts {out['ts'][row].isoformat()} outside the day "
-                              f"[{start.isoformat()}, {end.isoformat()})"))
-    failed = out.select([mask.fill_null(True).any().alias(name) for name, mask, _ in rules]).row(0, named=True)
+    rules.append(
+        (
+            "plausible ts",
+            plausible.outside(pl.col("ts")),
+            lambda row: _implausible_message(out, plausible, row),
+        )
+    )
+    rules.append(
+        (
+            "ts",
+            (pl.col("ts") < start) | (pl.col("ts") >= end),
+            lambda row: (
+                f"row {row} has ts {out['ts'][row].isoformat()} outside the day "
+                f"[{start.isoformat()}, {end.isoformat()})"
+            ),
+        )
+    )
+    failed = out.select([mask.fill_null(True).any().alias(name) for name, mask, _ in rules]).row(
+        0, named=True
+    )
     for name, mask, message in rules:
         if failed[name]:
             row = out.select(mask.fill_null(True).arg_max()).item()
@@ -162,8 +202,10 @@ def validate_frame(frame: pl.DataFrame, dataset: str, venue: str, instrument: st
             key = normalize_instrument(venue, name)
             if key.instrument != name:
                 row = out.select((pl.col("instrument") == name).arg_max()).item()
-                raise ValueError(f"{where}: row {row} has instrument {name!r}, not normalized (expected "
-                                 f"{key.instrument!r})")
+                raise ValueError(
+                    f"{where}: row {row} has instrument {name!r}, not normalized (expected "
+                    f"{key.instrument!r})"
+                )
     return out
 
 
@@ -171,11 +213,14 @@ def _implausible_message(frame: pl.DataFrame, plausible: plausibility.Window, ro
     """Column ts's implausible rows: how many, sample values and the first one's reason."""
     bad = frame.filter(plausible.outside(pl.col("ts")))["ts"]
     samples = ", ".join(t.isoformat() for t in bad.unique(maintain_order=True).head(3).to_list())
-    return (f"column 'ts' has {bad.len()} implausible timestamp(s) ({samples}); first at row {row}: "
-            f"{plausible.reason(frame['ts'][row])}")
+    return (
+        f"column 'ts' has {bad.len()} implausible timestamp(s) ({samples}); first at row {row}: "
+        f"{plausible.reason(frame['ts'][row])}"
+    )
 
 
 # ---- load ids and the pointer ----------------------------------------------------------------------------
+
 
 def _active_load_ids(client, database: str, code: str, venue: str, slices: Sequence[tuple]) -> dict:
     """{(instrument, day): active load_id} for the given slices."""
@@ -184,43 +229,63 @@ def _active_load_ids(client, database: str, code: str, venue: str, slices: Seque
     instruments = sorted({s[0] for s in slices})
     days = sorted({s[1] for s in slices})
     rows = client.query(
-        f"SELECT instrument, day, load_id FROM {clickhouse_database(database)}.{LOADS} FINAL WHERE dataset = {{code:String}} "
-        "AND venue = {venue:String} AND instrument IN {instruments:Array(String)} "
+        f"SELECT instrument, day, load_id FROM {clickhouse_database(database)}.{LOADS} FINAL WHERE dataset "
+        "= {code:String} AND venue = {venue:String} AND instrument IN {instruments:Array(String)} "
         "AND day >= {first:Date} AND day <= {last:Date}",
-        parameters={"code": code, "venue": venue, "instruments": instruments, "first": days[0], "last": days[-1]},
+        parameters={
+            "code": code,
+            "venue": venue,
+            "instruments": instruments,
+            "first": days[0],
+            "last": days[-1],
+        },
     ).result_rows
     return {(r[0], r[1]): int(r[2]) for r in rows}
 
 
-def new_load_ids(client, database: str, code: str, venue: str, slices: Sequence[tuple],
-                 timeout_s: float = 5.0) -> list[int]:
+def new_load_ids(
+    client, database: str, code: str, venue: str, slices: Sequence[tuple], timeout_s: float = 5.0
+) -> list[int]:
     """One new snowflake load id per (instrument, day) slice, each larger than the slice's active
     load (waits out a server clock that went backwards, up to ``timeout_s``)."""
     active = _active_load_ids(client, database, code, venue, slices)
     floor = max([active.get((s[0], s[1]), 0) for s in slices], default=0)
     deadline = time.monotonic() + timeout_s
     while True:
-        ids = [int(r[0]) for r in client.query(
-            "SELECT generateSnowflakeID(number) FROM numbers({n:UInt32})", parameters={"n": len(slices)}).result_rows]
+        ids = [
+            int(r[0])
+            for r in client.query(
+                "SELECT generateSnowflakeID(number) FROM numbers({n:UInt32})", parameters={"n": len(slices)}
+            ).result_rows
+        ]
         if not ids or min(ids) > floor:
             return ids
         if time.monotonic() > deadline:
-            raise RuntimeError(f"ClickHouse issued load ids {min(ids)} <= the active load {floor} of "
-                               f"{code} {venue}: is the server clock behind?")
+            raise RuntimeError(
+                f"ClickHouse issued load ids {min(ids)} <= the active load {floor} of "
+                f"{code} {venue}: is the server clock behind?"
+            )
         time.sleep(0.05)
 
 
 def _flip(client, database: str, code: str, venue: str, loads: Sequence[tuple], run_id: str) -> None:
     """Make the given loads active: one insert (one part) into ``loads`` = atomic for all of them.
     loads: (instrument, day, load_id, rows)."""
-    now = datetime.now(timezone.utc)
-    client.insert(f"{LOADS}", [[code, venue, inst, day, load_id, rows, run_id, now] for inst, day, load_id, rows in loads],
-                  column_names=["dataset", "venue", "instrument", "day", "load_id", "rows", "run_id", "loaded_at"],
-                  database=database, settings=cluster.insert_settings(cluster.load_token([x[2] for x in loads], -1)))
-    metrics.loaded(_DATASET_OF_CODE.get(code, code), venue, sum(load[3] for load in loads))  # the commit point
+    now = datetime.now(UTC)
+    client.insert(
+        f"{LOADS}",
+        [[code, venue, inst, day, load_id, rows, run_id, now] for inst, day, load_id, rows in loads],
+        column_names=["dataset", "venue", "instrument", "day", "load_id", "rows", "run_id", "loaded_at"],
+        database=database,
+        settings=cluster.insert_settings(cluster.load_token([x[2] for x in loads], -1)),
+    )
+    metrics.loaded(
+        _DATASET_OF_CODE.get(code, code), venue, sum(load[3] for load in loads)
+    )  # the commit point
 
 
 # ---- inserting rows ---------------------------------------------------------------------------------------
+
 
 def _chdb_handle(client):
     """The chDB connection handle behind clickhouse-connect's ChdbClient, or None (a server, or an
@@ -238,12 +303,17 @@ def _insert_python(client, database: str, spec: Dataset, table: pa.Table) -> Non
     """``INSERT ... SELECT ... FROM Python(tick_rows)`` on the chDB handle, under the handle's lock."""
     handle = _chdb_handle(client)
     cols = ", ".join(f"`{c}`" for c in (*spec.column_names, "day", "load_id"))
-    sql = f"INSERT INTO {clickhouse_database(database)}.`{spec.table}` ({cols}) SELECT {cols} FROM Python(tick_rows)"
+    sql = (
+        f"INSERT INTO {clickhouse_database(database)}.`{spec.table}` ({cols}) SELECT {cols} FROM "
+        "Python(tick_rows)"
+    )
     tick_rows = table  # noqa: F841  -- chDB's Python() table function finds it in this frame
     wrap = getattr(client._backend, "_wrap_exception", None)
     if getattr(handle, "stream_owner", None) == threading.get_ident():
-        raise RuntimeError("this thread is still reading a streamed query result on the same client; "
-                           "finish or close it before writing")
+        raise RuntimeError(
+            "this thread is still reading a streamed query result on the same client; "
+            "finish or close it before writing"
+        )
     with handle.lock:
         if handle.conn is None:
             raise RuntimeError("the ClickHouse client has been closed")
@@ -258,25 +328,52 @@ def _insert_python(client, database: str, spec: Dataset, table: pa.Table) -> Non
 def _insert_arrow(client, database: str, spec: Dataset, table: pa.Table, batch_rows: int, load_ids) -> None:
     """``insert_arrow`` in batches (cluster mode: a retried batch is deduplicated by its token)."""
     for offset in range(0, table.num_rows, batch_rows):
-        client.insert_arrow(spec.table, table.slice(offset, batch_rows), database=database,
-                            settings=cluster.insert_settings(cluster.load_token(load_ids, offset)))
+        client.insert_arrow(
+            spec.table,
+            table.slice(offset, batch_rows),
+            database=database,
+            settings=cluster.insert_settings(cluster.load_token(load_ids, offset)),
+        )
 
 
-def _count_loads(client, database: str, spec: Dataset, venue: str, instruments: Sequence[str], day: date,
-                 load_ids: Sequence[int]) -> dict:
+def _count_loads(
+    client,
+    database: str,
+    spec: Dataset,
+    venue: str,
+    instruments: Sequence[str],
+    day: date,
+    load_ids: Sequence[int],
+) -> dict:
     """{load_id: rows} of the given new loads (all in one day)."""
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     rows = client.query(
-        f"SELECT load_id, count() FROM {clickhouse_database(database)}.`{spec.table}` WHERE venue = {{venue:String}} "
-        "AND instrument IN {instruments:Array(String)} AND ts >= {start:DateTime64(6, 'UTC')} "
-        "AND ts < {end:DateTime64(6, 'UTC')} AND load_id IN {ids:Array(UInt64)} GROUP BY load_id",
-        parameters={"venue": venue, "instruments": list(instruments), "start": start,
-                    "end": start + timedelta(days=1), "ids": list(load_ids)}).result_rows
+        f"SELECT load_id, count() FROM {clickhouse_database(database)}.`{spec.table}` WHERE venue = "
+        "{venue:String} AND instrument IN {instruments:Array(String)} AND ts >= {start:DateTime64(6, "
+        "'UTC')} AND ts < {end:DateTime64(6, 'UTC')} AND load_id IN {ids:Array(UInt64)} GROUP BY load_id",
+        parameters={
+            "venue": venue,
+            "instruments": list(instruments),
+            "start": start,
+            "end": start + timedelta(days=1),
+            "ids": list(load_ids),
+        },
+    ).result_rows
     return {int(r[0]): int(r[1]) for r in rows}
 
 
-def _write_day(client, database: str, spec: Dataset, data: pl.DataFrame, venue: str, day: date,
-               instruments: Sequence[str], run_id: str, method: str, batch_rows: int) -> dict:
+def _write_day(
+    client,
+    database: str,
+    spec: Dataset,
+    data: pl.DataFrame,
+    venue: str,
+    day: date,
+    instruments: Sequence[str],
+    run_id: str,
+    method: str,
+    batch_rows: int,
+) -> dict:
     """Insert validated rows of one venue and day as one new load per instrument, check the
     counts, flip all pointers in one insert. Returns {instrument: WriteResult}."""
     started = time.monotonic()
@@ -300,34 +397,70 @@ def _write_day(client, database: str, spec: Dataset, data: pl.DataFrame, venue: 
         else:
             _insert_arrow(client, database, spec, table, batch_rows, ids)
         written = _count_loads(client, database, spec, venue, instruments, day, ids)
-        wrong = [(i, expected.get(i, 0), written.get(load_of[i], 0)) for i in instruments
-                 if written.get(load_of[i], 0) != expected.get(i, 0)]
+        wrong = [
+            (i, expected.get(i, 0), written.get(load_of[i], 0))
+            for i in instruments
+            if written.get(load_of[i], 0) != expected.get(i, 0)
+        ]
         if wrong:
-            raise RuntimeError(f"{spec.name} of {venue} on {day}: ClickHouse holds a different row count for "
-                               f"(instrument, expected, found) {wrong[:5]}; the previous loads stay active")
-    _flip(client, database, spec.code, venue, [(i, day, load_of[i], expected.get(i, 0)) for i in instruments], run_id)
+            raise RuntimeError(
+                f"{spec.name} of {venue} on {day}: ClickHouse holds a different row count for "
+                f"(instrument, expected, found) {wrong[:5]}; the previous loads stay active"
+            )
+    _flip(
+        client,
+        database,
+        spec.code,
+        venue,
+        [(i, day, load_of[i], expected.get(i, 0)) for i in instruments],
+        run_id,
+    )
     seconds = round(time.monotonic() - started, 3)
-    return {i: WriteResult(rows=expected.get(i, 0), load_id=load_of[i], seconds=seconds, method=method)
-            for i in instruments}
+    return {
+        i: WriteResult(rows=expected.get(i, 0), load_id=load_of[i], seconds=seconds, method=method)
+        for i in instruments
+    }
 
 
-def write_slice(client, database: str, dataset: str, frame: pl.DataFrame, venue: str, instrument: str,
-                day: date | str, run_id: str, *, method: str = "auto",
-                batch_rows: int = DEFAULT_BATCH_ROWS) -> WriteResult:
-    """Replace one (dataset, venue, instrument, day) slice with ``frame`` (docs/ticks.md, "The ClickHouse writer").
-    The previous rows stay visible until the new ones are all in; an empty frame empties the day."""
+def write_slice(
+    client,
+    database: str,
+    dataset: str,
+    frame: pl.DataFrame,
+    venue: str,
+    instrument: str,
+    day: date | str,
+    run_id: str,
+    *,
+    method: str = "auto",
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> WriteResult:
+    """Replace one (dataset, venue, instrument, day) slice with ``frame`` (docs/ticks.md, "The ClickHouse
+    writer"). The previous rows stay visible until the new ones are all in; an empty frame empties the day."""
     spec = spec_for(dataset)
     key = normalize_instrument(venue, instrument)
     if (key.venue, key.instrument) != (venue, instrument):
         raise ValueError(f"instrument {venue}:{instrument} is not normalized: expected {key}")
     day = _as_day(day)
     data = validate_frame(frame, spec.name, venue, instrument, day)
-    return _write_day(client, database, spec, data, venue, day, [instrument], run_id, method, batch_rows)[instrument]
+    return _write_day(client, database, spec, data, venue, day, [instrument], run_id, method, batch_rows)[
+        instrument
+    ]
 
 
-def write_slices(client, database: str, dataset: str, frame: pl.DataFrame, venue: str, day: date | str,
-                 run_id: str, *, instruments: Iterable[str] | None = None, method: str = "auto",
-                 batch_rows: int = DEFAULT_BATCH_ROWS) -> dict:
+def write_slices(
+    client,
+    database: str,
+    dataset: str,
+    frame: pl.DataFrame,
+    venue: str,
+    day: date | str,
+    run_id: str,
+    *,
+    instruments: Iterable[str] | None = None,
+    method: str = "auto",
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> dict:
     """:func:`write_slice` for many instruments of one venue and day in one insert (e.g. a day of
     minute bars for 5,000 A-shares): one load per instrument, one count query, one flip for all
     (~50 ms of pointer work per call instead of per instrument). ``instruments`` names slices to
@@ -355,7 +488,9 @@ def write_slices(client, database: str, dataset: str, frame: pl.DataFrame, venue
 _UNSAFE_PATH = re.compile(r"[',\\{}*?\[\]\n\r\t]")
 
 
-def _dump_files(paths: Iterable[str | Path], venue: str, prof: DumpCsvProfile) -> list[tuple[Path, str, date]]:
+def _dump_files(
+    paths: Iterable[str | Path], venue: str, prof: DumpCsvProfile
+) -> list[tuple[Path, str, date]]:
     """(path, instrument, day) of each dump file, from its name: a name that doesn't match, a path
     file() can't take, a missing file, an implausible day, an instrument not normalized or two files
     of one slice fail the whole load, naming the file."""
@@ -365,29 +500,45 @@ def _dump_files(paths: Iterable[str | Path], venue: str, prof: DumpCsvProfile) -
         path = Path(raw).resolve()
         match = prof.name_pattern.match(path.name)
         if not match:
-            raise ValueError(f"{path}: file name does not match the {prof.dataset} dump pattern {prof.name_pattern.pattern}")
+            raise ValueError(
+                f"{path}: file name does not match the {prof.dataset} dump pattern "
+                f"{prof.name_pattern.pattern}"
+            )
         if _UNSAFE_PATH.search(str(path)):
-            raise ValueError(f"{path}: the path contains characters that cannot go into file() "
-                             "(quotes, commas, backslashes, braces, glob characters)")
+            raise ValueError(
+                f"{path}: the path contains characters that cannot go into file() "
+                "(quotes, commas, backslashes, braces, glob characters)"
+            )
         if not path.is_file():
             raise ValueError(f"{path}: no such file")
         instrument, day = match.group(1), _as_day(match.group(2))
-        implausible = plausibility.window(venue).reason(datetime(day.year, day.month, day.day, tzinfo=timezone.utc),
-                                                        f"{day}")
+        implausible = plausibility.window(venue).reason(
+            datetime(day.year, day.month, day.day, tzinfo=UTC), f"{day}"
+        )
         if implausible:  # every row of the file is in that day
             raise ValueError(f"{path}: the file's day (from its name): {implausible}")
         key = normalize_instrument(venue, instrument)
         if (key.venue, key.instrument) != (venue, instrument):
             raise ValueError(f"{path}: instrument {venue}:{instrument} is not normalized (expected {key})")
         if (instrument, day) in seen:
-            raise ValueError(f"{path} and {seen[(instrument, day)]} are the same slice {venue}:{instrument} {day}")
+            raise ValueError(
+                f"{path} and {seen[(instrument, day)]} are the same slice {venue}:{instrument} {day}"
+            )
         seen[(instrument, day)] = path
         files.append((path, instrument, day))
     return files
 
 
-def load_csv_files(client, database: str, paths: Iterable[str | Path], venue: str, *,
-                   profile: DumpCsvProfile, run_id: str = "", files_per_insert: int = 200) -> CsvLoadResult:
+def load_csv_files(
+    client,
+    database: str,
+    paths: Iterable[str | Path],
+    venue: str,
+    *,
+    profile: DumpCsvProfile,
+    run_id: str = "",
+    files_per_insert: int = 200,
+) -> CsvLoadResult:
     """Load dump CSVs with the engine's ``file()`` reader; each file replaces its (instrument, day)
     slice. The paths must be readable by the ClickHouse engine (the embedded engine: this machine's
     disk; a server: its own disk). Nothing becomes visible unless every file loaded and every row's
@@ -410,58 +561,94 @@ def load_csv_files(client, database: str, paths: Iterable[str | Path], venue: st
         by_dir.setdefault(path.parent, []).append(path.name)
     names_sql = "[" + ", ".join(f"'{n}'" for n in load_of) + "]"
     missing = " OR ".join(f"isNull({c})" for c in prof.required)  # column names of the source's profile
-    guard = (f" + throwIf({missing}, 'a row lacks one of {', '.join(prof.required)}: a short line')"
-             if prof.required else "")
+    guard = (
+        f" + throwIf({missing}, 'a row lacks one of {', '.join(prof.required)}: a short line')"
+        if prof.required
+        else ""
+    )
     ids_sql = "[" + ", ".join(f"toUInt64({i})" for i in load_of.values()) + "]"
     for directory, names in by_dir.items():
         for i in range(0, len(names), files_per_insert):
-            group = names[i: i + files_per_insert]
+            group = names[i : i + files_per_insert]
             glob = f"{directory}/{group[0]}" if len(group) == 1 else f"{directory}/{{{','.join(group)}}}"
             client.command(
                 f"INSERT INTO {db}.`{spec.table}` ({cols}, `day`, `load_id`)\n"
                 f"SELECT {select}, toDate(substring(_file, length(_file) - 13, 10)){guard},\n"
                 f"       transform(_file, {names_sql}, {ids_sql}, toUInt64(0))\n"
                 f"FROM file('{glob}', CSV, '{prof.schema}')\n"
-                "SETTINGS input_format_csv_allow_variable_number_of_columns = 1, input_format_csv_detect_header = 1",
-                settings=cluster.insert_settings(cluster.load_token([load_of[n] for n in group])))
+                "SETTINGS input_format_csv_allow_variable_number_of_columns = 1, "
+                "input_format_csv_detect_header = 1",
+                settings=cluster.insert_settings(cluster.load_token([load_of[n] for n in group])),
+            )
     # check the new loads: rows per load, rows outside their file's day, rows repeating the slice key
     instruments = sorted({s for _, s, _ in files})
-    where = (f"FROM {db}.`{spec.table}` WHERE venue = {{venue:String}} AND instrument IN {{instruments:Array(String)}} "
-             "AND load_id IN {ids:Array(UInt64)}")
+    where = (
+        f"FROM {db}.`{spec.table}` WHERE venue = {{venue:String}} AND instrument IN "
+        "{instruments:Array(String)} AND load_id IN {ids:Array(UInt64)}"
+    )
     params = {"venue": venue, "instruments": instruments, "ids": ids}
     repeats = f"count() - uniqExact(`{spec.key}`)" if spec.key else "0"
-    check = client.query(f"SELECT load_id, count(), countIf(toDate(ts) != day), minIf(ts, toDate(ts) != day), "
-                         f"{repeats} {where} GROUP BY load_id", parameters=params).result_rows
+    check = client.query(
+        f"SELECT load_id, count(), countIf(toDate(ts) != day), minIf(ts, toDate(ts) != day), "
+        f"{repeats} {where} GROUP BY load_id",
+        parameters=params,
+    ).result_rows
     counts = {int(r[0]): int(r[1]) for r in check}
     for load_id, _, outside, first_ts, repeated in check:
         path, instrument, day = next(f for f, i in zip(files, ids) if i == load_id)
         if outside:
-            raise ValueError(f"{path}: {outside} row(s) of {venue}:{instrument} are outside the file's day {day}, "
-                             f"the first at ts {first_ts}; nothing from this batch was made visible")
+            raise ValueError(
+                f"{path}: {outside} row(s) of {venue}:{instrument} are outside the file's day {day}, "
+                f"the first at ts {first_ts}; nothing from this batch was made visible"
+            )
         if repeated:
             value, times = client.query(
-                f"SELECT `{spec.key}`, count() AS n {where} AND load_id = {{load:UInt64}} GROUP BY `{spec.key}` "
-                f"HAVING n > 1 ORDER BY `{spec.key}` LIMIT 1", parameters={**params, "load": load_id}).result_rows[0]
-            raise ValueError(f"{path}: {repeated} row(s) of {venue}:{instrument} repeat a {spec.key} of the file "
-                             f"({spec.key} {value} appears {times} times); nothing from this batch was made visible")
-    loads = [(instrument, day, load_id, counts.get(load_id, 0)) for (path, instrument, day), load_id in zip(files, ids)]
+                f"SELECT `{spec.key}`, count() AS n {where} AND load_id = {{load:UInt64}} GROUP BY "
+                f"`{spec.key}` HAVING n > 1 ORDER BY `{spec.key}` LIMIT 1",
+                parameters={**params, "load": load_id},
+            ).result_rows[0]
+            raise ValueError(
+                f"{path}: {repeated} row(s) of {venue}:{instrument} repeat a {spec.key} of the file "
+                f"({spec.key} {value} appears {times} times); nothing from this batch was made visible"
+            )
+    loads = [
+        (instrument, day, load_id, counts.get(load_id, 0))
+        for (path, instrument, day), load_id in zip(files, ids)
+    ]
     _flip(client, database, spec.code, venue, loads, run_id)
-    slices = [SliceLoad(instrument, day, load_id, rows, str(path))
-              for (path, instrument, day), (_, _, load_id, rows) in zip(files, loads)]
-    return CsvLoadResult(rows=sum(s.rows for s in slices), seconds=round(time.monotonic() - started, 3), slices=slices)
+    slices = [
+        SliceLoad(instrument, day, load_id, rows, str(path))
+        for (path, instrument, day), (_, _, load_id, rows) in zip(files, loads)
+    ]
+    return CsvLoadResult(
+        rows=sum(s.rows for s in slices), seconds=round(time.monotonic() - started, 3), slices=slices
+    )
 
 
-# ---- ingest log ---------------------------------------------------------------------------------------------
+# ---- ingest log ----------------------------------------------------------------------------------------
+
 
 def log_ingest(client, database: str, rows: list[dict]) -> int:
     """Append attempt rows to ``ingest_log``. Required keys: run_id, source, venue, instrument, day,
     outcome ('ok' | 'failed' | 'skipped'), started_at, finished_at (aware or UTC-naive datetimes);
-    optional: dataset (its code, ``Dataset.code``), rows, requests, retries, rate_limited, latency_p50_ms, latency_p95_ms, error, load_id,
-    dropped ({reason: rows} a parser dropped), conversions (unit conversions applied, as text)."""
+    optional: dataset (its code, ``Dataset.code``), rows, requests, retries, rate_limited, latency_p50_ms,
+    latency_p95_ms, error, load_id, dropped ({reason: rows} a parser dropped), conversions (unit conversions
+    applied, as text)."""
     if not rows:
         return 0
-    defaults = {"dataset": "", "rows": 0, "requests": 0, "retries": 0, "rate_limited": 0, "latency_p50_ms": 0.0,
-                "latency_p95_ms": 0.0, "error": "", "load_id": 0, "dropped": {}, "conversions": []}
+    defaults = {
+        "dataset": "",
+        "rows": 0,
+        "requests": 0,
+        "retries": 0,
+        "rate_limited": 0,
+        "latency_p50_ms": 0.0,
+        "latency_p95_ms": 0.0,
+        "error": "",
+        "load_id": 0,
+        "dropped": {},
+        "conversions": [],
+    }
     data = []
     for index, row in enumerate(rows):
         unknown = set(row) - set(INGEST_LOG_COLUMNS)
@@ -472,18 +659,25 @@ def log_ingest(client, database: str, rows: list[dict]) -> int:
         if missing:
             raise ValueError(f"ingest_log row {index}: missing {missing}")
         if merged["outcome"] not in OUTCOMES:
-            raise ValueError(f"ingest_log row {index}: outcome {merged['outcome']!r} is not one of {OUTCOMES}")
+            raise ValueError(
+                f"ingest_log row {index}: outcome {merged['outcome']!r} is not one of {OUTCOMES}"
+            )
         merged["day"] = _as_day(merged["day"])
         for key in ("started_at", "finished_at"):
             value = merged[key]
             if not isinstance(value, datetime):
-                raise ValueError(f"ingest_log row {index}: {key} must be a datetime, got {value!r}")
-            merged[key] = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+                raise ValueError(f"ingest_log row {index}: {key} must be a datetime, got {value!r}")  # noqa: TRY004  ValueError is the contract
+            merged[key] = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         for key in ("latency_p50_ms", "latency_p95_ms"):
             value = float(merged[key] or 0.0)
             merged[key] = 0.0 if math.isnan(value) else value
         merged["error"] = str(merged["error"] or "")[:10_000]
         data.append([merged[c] for c in INGEST_LOG_COLUMNS])
-    client.insert(INGEST_LOG, data, column_names=list(INGEST_LOG_COLUMNS), database=database,
-                  settings=cluster.insert_settings(lambda: cluster.rows_token("ingest", data)))
+    client.insert(
+        INGEST_LOG,
+        data,
+        column_names=list(INGEST_LOG_COLUMNS),
+        database=database,
+        settings=cluster.insert_settings(lambda: cluster.rows_token("ingest", data)),
+    )
     return len(data)

@@ -22,7 +22,9 @@ def _chunk(reader, path: Path) -> bytes:
     try:
         return reader.read(1 << 16)
     except zstandard.ZstdError as error:
-        raise ValueError(f"{path}: damaged zstd stream ({error}): move the file aside to load the rest") from None
+        raise ValueError(
+            f"{path}: damaged zstd stream ({error}): move the file aside to load the rest"
+        ) from None
 
 
 def read_lines(path: Path) -> Iterator[bytes]:

@@ -12,7 +12,7 @@ import hashlib
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pymongo
 from bson import ObjectId
@@ -41,8 +41,10 @@ _ILLEGAL_OPERATION = 20  # a standalone mongod refusing transactions
 DEFAULT_TRANSACTION_LIFETIME_S = 60.0
 CONFLICT_GRACE_S = 5.0
 CONFLICT_FIRST_PAUSE_S, CONFLICT_MAX_PAUSE_S = 0.1, 2.0
-STORE_HINT = ("Check that the server is running and reachable (the local stack: `make stack-up`), then run "
-              "the import again: the files already imported are skipped (ledger import_ledger)")
+STORE_HINT = (
+    "Check that the server is running and reachable (the local stack: `make stack-up`), then run "
+    "the import again: the files already imported are skipped (ledger import_ledger)"
+)
 
 # The alpha collections' shard key on a sharded cluster (deploy/mongodb/shard-alphas.js): every upsert
 # and delete filter names it (`by_ids`), as mongos requires of an upsert; `_id` and `id` hold the same id.
@@ -88,18 +90,22 @@ def with_majority(coll):
 
 
 def newest_modified(coll) -> datetime | None:
-    doc = coll.find_one({f"{DATES_FIELD}.dateModified": {"$ne": None}}, {f"{DATES_FIELD}.dateModified": 1},
-                        sort=[(f"{DATES_FIELD}.dateModified", pymongo.DESCENDING)])
+    doc = coll.find_one(
+        {f"{DATES_FIELD}.dateModified": {"$ne": None}},
+        {f"{DATES_FIELD}.dateModified": 1},
+        sort=[(f"{DATES_FIELD}.dateModified", pymongo.DESCENDING)],
+    )
     value = doc[DATES_FIELD]["dateModified"] if doc else None
-    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def stored_alphas(coll, ids: list[str]) -> dict[str, tuple[dict, bool]]:
-    """id -> (stored alpha, whether a stored key is escaped), from the raw BSON (documents.alpha_from_bson)."""
+    """id -> (stored alpha, whether a stored key is escaped), from the raw BSON
+    (documents.alpha_from_bson)."""
     raw = coll.with_options(codec_options=coll.codec_options.with_options(document_class=RawBSONDocument))
     found: dict[str, tuple[dict, bool]] = {}
     for start in range(0, len(ids), STORED_READ_CHUNK):
-        for doc in raw.find({"_id": {"$in": ids[start:start + STORED_READ_CHUNK]}}):
+        for doc in raw.find({"_id": {"$in": ids[start : start + STORED_READ_CHUNK]}}):
             alpha, escaped = alpha_from_bson(doc.raw, coll.codec_options)
             found[alpha["id"]] = (alpha, escaped)
     return found
@@ -108,7 +114,7 @@ def stored_alphas(coll, ids: list[str]) -> dict[str, tuple[dict, bool]]:
 def stored_documents(coll, ids: list[str]) -> dict[str, dict]:
     found: dict[str, dict] = {}
     for start in range(0, len(ids), STORED_READ_CHUNK):
-        for doc in coll.find({"_id": {"$in": ids[start:start + STORED_READ_CHUNK]}}):
+        for doc in coll.find({"_id": {"$in": ids[start : start + STORED_READ_CHUNK]}}):
             found[doc["_id"]] = doc
     return found
 
@@ -135,8 +141,9 @@ def _columns(ledger_doc: Mapping, fields: tuple[str, ...]) -> list[list]:
     return [[ledger_doc.get(name)] for name in fields]
 
 
-def _ledger_columns(db_regular: Database, query: Mapping | None, fields: tuple[str, ...]
-                    ) -> Iterator[tuple[dict, list[list]]]:
+def _ledger_columns(
+    db_regular: Database, query: Mapping | None, fields: tuple[str, ...]
+) -> Iterator[tuple[dict, list[list]]]:
     """(the write's ``mode, imported_at, run_id``, the `fields` columns) of each ledger document
     matching `query`; only those columns travel."""
     projection = {"_id": 0, "mode": 1, "imported_at": 1, "run_id": 1}
@@ -146,8 +153,9 @@ def _ledger_columns(db_regular: Database, query: Mapping | None, fields: tuple[s
         yield {key: doc.get(key) for key in ("mode", "imported_at", "run_id")}, _columns(doc, fields)
 
 
-def ledger_entries(db_regular: Database, query: Mapping | None = None,
-                   fields: tuple[str, ...] = LEDGER_FIELDS) -> Iterator[dict]:
+def ledger_entries(
+    db_regular: Database, query: Mapping | None = None, fields: tuple[str, ...] = LEDGER_FIELDS
+) -> Iterator[dict]:
     """The ledger's file entries (with `fields`, plus ``mode, imported_at, run_id``) of the
     ledger documents matching `query` (on the document: ``dir``, ``run_id``, ``files.<field>``)."""
     for shared, columns in _ledger_columns(db_regular, query, fields):
@@ -162,7 +170,7 @@ def ledgered_files(db_regular: Database, names: Iterable[str]) -> dict[str, set[
     dirs = sorted({_directory(name) for name in names})
     found: dict[str, set[str]] = {}
     for start in range(0, len(dirs), STORED_READ_CHUNK):
-        query = {"dir": {"$in": dirs[start:start + STORED_READ_CHUNK]}}
+        query = {"dir": {"$in": dirs[start : start + STORED_READ_CHUNK]}}
         for _, columns in _ledger_columns(db_regular, query, ("file", "sha256", "documents")):
             for name, sha, documents in zip(*columns):
                 shas = found.setdefault(name, set())
@@ -176,9 +184,17 @@ def ledger_documents(entries: list[dict], mode: str, run_id: str | None, now: da
     by_dir: dict[str, list[dict]] = {}
     for entry in entries:
         by_dir.setdefault(_directory(entry["file"]), []).append(entry)
-    return [{"_id": ObjectId(), "dir": directory, "mode": mode, "imported_at": now, "run_id": run_id,
-             "files": {name: [entry[name] for entry in group] for name in LEDGER_FIELDS}}
-            for directory, group in by_dir.items()]
+    return [
+        {
+            "_id": ObjectId(),
+            "dir": directory,
+            "mode": mode,
+            "imported_at": now,
+            "run_id": run_id,
+            "files": {name: [entry[name] for entry in group] for name in LEDGER_FIELDS},
+        }
+        for directory, group in by_dir.items()
+    ]
 
 
 # ---------------------------------------------------------------- errors
@@ -195,7 +211,9 @@ def store_address(client: pymongo.MongoClient) -> str:
 
 def store_unavailable(client: pymongo.MongoClient, error: PyMongoError) -> StoreUnavailable:
     """The error an import raises when MongoDB goes away: store, address, the driver's reason, a hint."""
-    reason = f"{type(error).__name__}: {str(error).split(', Timeout')[0].split(' (configured timeouts')[0][:300]}"
+    reason = (
+        f"{type(error).__name__}: {str(error).split(', Timeout')[0].split(' (configured timeouts')[0][:300]}"
+    )
     return StoreUnavailable("MongoDB", store_address(client), reason, STORE_HINT)
 
 
@@ -204,8 +222,9 @@ class ImportBlocked(RuntimeError):
     server keeps one: the message names the server (host:port) and the remedy."""
 
 
-def bulk_write_errors(error: BulkWriteError, order: list[str], new: Collection[str]
-                      ) -> tuple[list[str], dict[str, str]]:
+def bulk_write_errors(
+    error: BulkWriteError, order: list[str], new: Collection[str]
+) -> tuple[list[str], dict[str, str]]:
     """(the ids among `new` a duplicate key error says are stored already, {id: the server's message}
     of the documents it refused) of a bulk write of the documents of `order`; the error itself when it
     is about something else."""
@@ -235,13 +254,15 @@ def transaction_lifetime(client: pymongo.MongoClient) -> tuple[float, str]:
     report it (SecantusDB does not) or refuses to say (no privilege)."""
     try:
         value = client.admin.command({"getParameter": 1, "transactionLifetimeLimitSeconds": 1}).get(
-            "transactionLifetimeLimitSeconds")
+            "transactionLifetimeLimitSeconds"
+        )
     except OperationFailure:
         value = None
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
         return float(value), "the server's transactionLifetimeLimitSeconds"
-    return DEFAULT_TRANSACTION_LIFETIME_S, ("MongoDB's default transactionLifetimeLimitSeconds: the server does "
-                                            "not report its own")
+    return DEFAULT_TRANSACTION_LIFETIME_S, (
+        "MongoDB's default transactionLifetimeLimitSeconds: the server does not report its own"
+    )
 
 
 @dataclass
@@ -270,17 +291,20 @@ class ConflictWait:
         if not self._announced:
             self._announced = True
             code = (error.details or {}).get("codeName") or error.code
-            self.on_wait(f"MongoDB at {store_address(self.client)}: writing {what} conflicts with a transaction "
-                         f"still open on the server ({code}); importers of one partition refuse to run together, "
-                         f"so it is one a killed import left. Waiting up to {limit:.0f} s for the server to end it "
-                         f"(transactions live {seconds:.0f} s: {source})")
+            self.on_wait(
+                f"MongoDB at {store_address(self.client)}: writing {what} conflicts with a transaction "
+                f"still open on the server ({code}); importers of one partition refuse to run together, "
+                f"so it is one a killed import left. Waiting up to {limit:.0f} s for the server to end it "
+                f"(transactions live {seconds:.0f} s: {source})"
+            )
         if now - self._started >= limit:
             raise ImportBlocked(
                 f"MongoDB at {store_address(self.client)}: writing {what} still conflicts with a transaction "
                 f"open on the server after {now - self._started:.0f} s of waiting (transactions live "
-                f"{seconds:.0f} s: {source}). Remedy: end the transaction - run db.adminCommand({{killAllSessions: "
-                "[]}) on that server, or restart it - then run the import again; the files already imported "
-                "are skipped (ledger import_ledger)")
+                f"{seconds:.0f} s: {source}). Remedy: end the transaction - run "
+                "db.adminCommand({killAllSessions: []}) on that server, or restart it - then run the import "
+                "again; the files already imported are skipped (ledger import_ledger)"
+            )
         time.sleep(min(self._pause_s, max(0.0, self._started + limit - now)))
         self._pause_s = min(2 * self._pause_s, CONFLICT_MAX_PAUSE_S)
 
@@ -298,7 +322,10 @@ class AlphaCollections:
 
     def __init__(self, db_regular: Database, db_super: Database, collection: str, conflicts: ConflictWait):
         self.db_regular, self.client, self.conflicts = db_regular, db_regular.client, conflicts
-        self.targets = {"regular": with_majority(db_regular[collection]), "super": with_majority(db_super[collection])}
+        self.targets = {
+            "regular": with_majority(db_regular[collection]),
+            "super": with_majority(db_super[collection]),
+        }
         self.ledger = with_majority(db_regular[LEDGER])
         self.transactions = True  # until the server says it has none
 
@@ -351,9 +378,14 @@ class AlphaCollections:
         of `docs` (id -> document) inserted."""
         coll = self.targets[alpha_type]
         if replace:  # one round trip: small `$in` lists, as statements of one delete command
-            coll.bulk_write([pymongo.DeleteMany(by_ids(replace[start:start + STORED_READ_CHUNK]))
-                             for start in range(0, len(replace), STORED_READ_CHUNK)],
-                            ordered=False, session=session)
+            coll.bulk_write(
+                [
+                    pymongo.DeleteMany(by_ids(replace[start : start + STORED_READ_CHUNK]))
+                    for start in range(0, len(replace), STORED_READ_CHUNK)
+                ],
+                ordered=False,
+                session=session,
+            )
         if docs:
             coll.insert_many(list(docs.values()), ordered=False, session=session)
 
@@ -362,16 +394,24 @@ class AlphaCollections:
         stored document (upsert), the others are inserted; every document without an error is written."""
         coll = self.targets[alpha_type]
         if replace:
-            coll.bulk_write([pymongo.ReplaceOne(by_ids(i), doc, upsert=True) if i in replace
-                             else pymongo.InsertOne(doc) for i, doc in docs.items()], ordered=False)
+            coll.bulk_write(
+                [
+                    pymongo.ReplaceOne(by_ids(i), doc, upsert=True)
+                    if i in replace
+                    else pymongo.InsertOne(doc)
+                    for i, doc in docs.items()
+                ],
+                ordered=False,
+            )
         elif docs:
             coll.insert_many(list(docs.values()), ordered=False)
 
     def upsert(self, alpha_type: str, docs: Mapping[str, object]) -> None:
         """Each document of `docs` (id -> document) replacing the stored one, or inserted."""
         if docs:
-            self.targets[alpha_type].bulk_write([pymongo.ReplaceOne(by_ids(i), doc, upsert=True)
-                                                 for i, doc in docs.items()], ordered=False)
+            self.targets[alpha_type].bulk_write(
+                [pymongo.ReplaceOne(by_ids(i), doc, upsert=True) for i, doc in docs.items()], ordered=False
+            )
 
     def insert_one(self, alpha_type: str, doc) -> None:
         self.targets[alpha_type].insert_one(doc)
@@ -383,6 +423,6 @@ class AlphaCollections:
         """The ledger entries of one write (in its transaction with `session`)."""
         # each ledger document is written whole or not at all: an interruption between two of them
         # only makes the next incremental run merge the files of the missing one again (no change)
-        docs = ledger_documents(entries, mode, run_id, datetime.now(timezone.utc))
+        docs = ledger_documents(entries, mode, run_id, datetime.now(UTC))
         if docs:
             self.ledger.insert_many(docs, ordered=False, session=session)

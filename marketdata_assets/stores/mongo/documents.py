@@ -23,13 +23,19 @@ DATE_FIELDS: tuple[str, ...] = ("dateCreated", "dateModified", "dateSubmitted")
 DATES_FIELD = "_dates"
 _ID_RE = re.compile(r"^[A-Za-z0-9]{7,8}$")
 
-ESC = "\uff3c"        # ＼ full-width reverse solidus: the escape character
+ESC = "\uff3c"  # ＼ full-width reverse solidus: the escape character
 FW_DOLLAR = "\uff04"  # ＄
-FW_DOT = "\uff0e"     # ．
+FW_DOT = "\uff0e"  # ．
 _NEEDS_ESCAPE = re.compile("[$.\x00\uff04\uff0e\uff3c]")
-_ESCAPE_MAP = {"$": FW_DOLLAR, ".": FW_DOT, "\x00": ESC + "0",
-               ESC: ESC + ESC, FW_DOLLAR: ESC + FW_DOLLAR, FW_DOT: ESC + FW_DOT}
-_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+_ESCAPE_MAP = {
+    "$": FW_DOLLAR,
+    ".": FW_DOT,
+    "\x00": ESC + "0",
+    ESC: ESC + ESC,
+    FW_DOLLAR: ESC + FW_DOLLAR,
+    FW_DOT: ESC + FW_DOT,
+}
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 MAX_DEPTH = 100  # levels of nested objects/arrays, the alpha itself the first: MongoDB's documented limit
 
 # The JSON types each known field of the API's alpha object may hold (null is always allowed: the
@@ -37,18 +43,41 @@ MAX_DEPTH = 100  # levels of nested objects/arrays, the alpha itself the first: 
 # in each statistics block (where the API puts it); "[]" items: the type every item must have.
 _OBJECT, _ARRAY, _STRING, _BOOLEAN, _NUMBER = "object", "array", "string", "boolean", "number"
 FIELD_JSON_TYPES: dict[str, tuple[str, str | None]] = {  # field -> (its type, the type of an array's items)
-    "author": (_STRING, None), "name": (_STRING, None), "status": (_STRING, None), "stage": (_STRING, None),
-    "grade": (_STRING, None), "category": (_STRING, None), "color": (_STRING, None),
-    "favorite": (_BOOLEAN, None), "hidden": (_BOOLEAN, None), "osmosisPoints": (_NUMBER, None),
-    "settings": (_OBJECT, None), "regular": (_OBJECT, None), "combo": (_OBJECT, None),
-    "selection": (_OBJECT, None), "pyramidThemes": (_OBJECT, None), "team": (_OBJECT, None),
-    "is": (_OBJECT, None), "os": (_OBJECT, None), "train": (_OBJECT, None), "test": (_OBJECT, None),
+    "author": (_STRING, None),
+    "name": (_STRING, None),
+    "status": (_STRING, None),
+    "stage": (_STRING, None),
+    "grade": (_STRING, None),
+    "category": (_STRING, None),
+    "color": (_STRING, None),
+    "favorite": (_BOOLEAN, None),
+    "hidden": (_BOOLEAN, None),
+    "osmosisPoints": (_NUMBER, None),
+    "settings": (_OBJECT, None),
+    "regular": (_OBJECT, None),
+    "combo": (_OBJECT, None),
+    "selection": (_OBJECT, None),
+    "pyramidThemes": (_OBJECT, None),
+    "team": (_OBJECT, None),
+    "is": (_OBJECT, None),
+    "os": (_OBJECT, None),
+    "train": (_OBJECT, None),
+    "test": (_OBJECT, None),
     "prod": (_OBJECT, None),
-    "tags": (_ARRAY, _STRING), "classifications": (_ARRAY, _OBJECT), "checks": (_ARRAY, _OBJECT),
-    "competitions": (_ARRAY, _OBJECT), "themes": (_ARRAY, _OBJECT), "pyramids": (_ARRAY, _OBJECT),
+    "tags": (_ARRAY, _STRING),
+    "classifications": (_ARRAY, _OBJECT),
+    "checks": (_ARRAY, _OBJECT),
+    "competitions": (_ARRAY, _OBJECT),
+    "themes": (_ARRAY, _OBJECT),
+    "pyramids": (_ARRAY, _OBJECT),
 }
 STATISTICS_BLOCKS = ("is", "os", "train", "test", "prod")
-SETTINGS_JSON_TYPES: dict[str, str] = {"region": _STRING, "universe": _STRING, "delay": _NUMBER, "decay": _NUMBER}
+SETTINGS_JSON_TYPES: dict[str, str] = {
+    "region": _STRING,
+    "universe": _STRING,
+    "delay": _NUMBER,
+    "decay": _NUMBER,
+}
 
 
 class UnsupportedAlphaType(ValueError):
@@ -156,8 +185,10 @@ def _where(trail: list) -> str:
 def _walk_problems(value: Any, trail: list, problems: list[str]) -> None:
     # the path string is only built when something is wrong: this runs on every alpha
     if isinstance(value, (dict, list)) and len(trail) >= MAX_DEPTH:
-        problems.append(f"{_where(trail[:3])}...: nested more than {MAX_DEPTH} levels deep "
-                        f"(MongoDB stores at most {MAX_DEPTH})")
+        problems.append(
+            f"{_where(trail[:3])}...: nested more than {MAX_DEPTH} levels deep "
+            f"(MongoDB stores at most {MAX_DEPTH})"
+        )
         return
     if isinstance(value, dict):
         for k, v in value.items():
@@ -237,8 +268,9 @@ def _fast_storable(value: Any, keys: list | None = None, depth: int = 1) -> bool
     return True
 
 
-def validate_alpha(obj: Any, supported_types: tuple[str, ...] | None = tuple(COLLECTIONS), *,
-                   check_values: bool = True) -> list[str]:
+def validate_alpha(
+    obj: Any, supported_types: tuple[str, ...] | None = tuple(COLLECTIONS), *, check_values: bool = True
+) -> list[str]:
     """Problems that send an alpha to quarantine ([] = good).
 
     Checks: a JSON object; ``id`` present, 7-8 letters/digits; ``type`` present and a string (and,
@@ -264,8 +296,9 @@ def inspect_alpha(obj: Any) -> tuple[list[str], bool]:
     return problems, _NEEDS_ESCAPE.search("".join(keys)) is not None if walked else _needs_escape(obj)
 
 
-def _validate(obj: Any, supported_types: tuple[str, ...] | None, check_values: bool,
-              keys: list | None) -> tuple[list[str], bool]:
+def _validate(
+    obj: Any, supported_types: tuple[str, ...] | None, check_values: bool, keys: list | None
+) -> tuple[list[str], bool]:
     """(problems, whether the quick check passed: `keys` then holds every key)."""
     if not isinstance(obj, dict):
         got = "array" if isinstance(obj, list) else ("null" if obj is None else type(obj).__name__)
@@ -337,10 +370,20 @@ def _check_json_type(where: str, value: Any, expected: str, items: str | None, p
 
 _PY_TYPES = {_OBJECT: (dict,), _ARRAY: (list,), _STRING: (str,), _BOOLEAN: (bool,), _NUMBER: (int, float)}
 # (field, exact types that pass at once, exact type every item must have or None, JSON type, items' JSON type)
-_FIELD_CHECKS = tuple((field, frozenset(_PY_TYPES[json_type] + (type(None),)), _PY_TYPES[item][0] if item else None,
-                       json_type, item) for field, (json_type, item) in FIELD_JSON_TYPES.items())
-_SETTINGS_CHECKS = tuple((field, frozenset(_PY_TYPES[json_type] + (type(None),)), json_type)
-                         for field, json_type in SETTINGS_JSON_TYPES.items())
+_FIELD_CHECKS = tuple(
+    (
+        field,
+        frozenset(_PY_TYPES[json_type] + (type(None),)),
+        _PY_TYPES[item][0] if item else None,
+        json_type,
+        item,
+    )
+    for field, (json_type, item) in FIELD_JSON_TYPES.items()
+)
+_SETTINGS_CHECKS = tuple(
+    (field, frozenset(_PY_TYPES[json_type] + (type(None),)), json_type)
+    for field, json_type in SETTINGS_JSON_TYPES.items()
+)
 _LIST_OF_DICTS = frozenset((dict,))
 
 
@@ -350,8 +393,9 @@ def _json_type_problems(obj: dict, problems: list[str]) -> None:
     for field, allowed, item_type, json_type, items in _FIELD_CHECKS:
         if field in obj:
             value = obj[field]
-            if type(value) not in allowed or (item_type is not None and type(value) is list
-                                              and not set(map(type, value)) <= {item_type}):
+            if type(value) not in allowed or (
+                item_type is not None and type(value) is list and not set(map(type, value)) <= {item_type}
+            ):
                 _check_json_type(field, value, json_type, items, problems)
     settings = obj.get("settings")
     if type(settings) is dict:
@@ -362,7 +406,9 @@ def _json_type_problems(obj: dict, problems: list[str]) -> None:
         stats = obj.get(block)
         if type(stats) is dict and "checks" in stats:
             checks = stats["checks"]
-            if checks is not None and (type(checks) is not list or not set(map(type, checks)) <= _LIST_OF_DICTS):
+            if checks is not None and (
+                type(checks) is not list or not set(map(type, checks)) <= _LIST_OF_DICTS
+            ):
                 _check_json_type(f"{block}.checks", checks, _ARRAY, _OBJECT, problems)
 
 
@@ -457,9 +503,14 @@ def replace_payload(doc: dict) -> dict:
     return {"filter": {"_id": doc["_id"], "id": doc["_id"]}, "replacement": doc, "upsert": True}
 
 
-def merged_document(old_doc: Mapping | None, new_alpha: dict, mode: str = "overwrite",
-                    array_keys: Mapping[str, str | None] | None = None, *,
-                    validate: bool = True) -> tuple[dict, bool]:
+def merged_document(
+    old_doc: Mapping | None,
+    new_alpha: dict,
+    mode: str = "overwrite",
+    array_keys: Mapping[str, str | None] | None = None,
+    *,
+    validate: bool = True,
+) -> tuple[dict, bool]:
     """The document to store for `new_alpha` given the stored `old_doc` (None if absent).
 
     Merges the ORIGINAL objects (unescaped, sidecars recomputed), per the import `mode`

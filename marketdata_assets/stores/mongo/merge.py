@@ -18,11 +18,11 @@ DEFAULT_ARRAY_KEYS: dict[str, str] = {"checks": "name", "classifications": "id"}
 # are looked at (skip processed files, a date window, newer than the database's latest timestamp)
 # is decided by the caller; per document every mode deep-merges except `rebuild`.
 IMPORT_MODES: dict[str, str] = {
-    "incremental": "merge",   # skip already processed files, deep-merge the rest
-    "overwrite": "merge",     # process every file, deep-merge (old fields are kept)
-    "rebuild": "replace",     # whole-document replace: fields missing from the new object are dropped
-    "time_range": "merge",    # only alphas created in a time window, deep-merged
-    "smart_merge": "merge",   # only alphas modified after the newest one in the database, deep-merged
+    "incremental": "merge",  # skip already processed files, deep-merge the rest
+    "overwrite": "merge",  # process every file, deep-merge (old fields are kept)
+    "rebuild": "replace",  # whole-document replace: fields missing from the new object are dropped
+    "time_range": "merge",  # only alphas created in a time window, deep-merged
+    "smart_merge": "merge",  # only alphas modified after the newest one in the database, deep-merged
 }
 
 _SCALARS = (str, int, float, bool, type(None))
@@ -78,7 +78,9 @@ def _scalar_equal(a: Any, b: Any) -> bool:
     # subclasses: bson's Int64 (what pymongo returns for large integers) equals a plain int
     for py_type in (int, float, str):
         if isinstance(a, py_type):
-            return isinstance(b, py_type) and (a == b or (py_type is float and math.isnan(a) and math.isnan(b)))
+            return isinstance(b, py_type) and (
+                a == b or (py_type is float and math.isnan(a) and math.isnan(b))
+            )
     return a == b
 
 
@@ -211,8 +213,9 @@ def _merge_keyed(old: list, new: list, key: str, path: tuple[str, ...], keys: _K
     return out, changed
 
 
-def merge_changed(old: Any, new: Any, array_keys: Mapping[str, str | None] | None = None, *,
-                  share: bool = False) -> tuple[Any, bool]:
+def merge_changed(
+    old: Any, new: Any, array_keys: Mapping[str, str | None] | None = None, *, share: bool = False
+) -> tuple[Any, bool]:
     """Deep-merge `new` into `old` (docs/alphas.md, "The deep merge"); returns (merged, changed vs. old).
 
     `old` None means "no previous version": the result is a copy of `new` and changed is True.
@@ -227,13 +230,19 @@ def merge_changed(old: Any, new: Any, array_keys: Mapping[str, str | None] | Non
 
 
 def deep_merge(old: Any, new: Any, array_keys: Mapping[str, str | None] | None = None) -> Any:
-    """Deep-merge `new` into `old` and return the result (inputs untouched). See docs/alphas.md, "The deep merge"."""
+    """Deep-merge `new` into `old` and return the result (inputs untouched). See docs/alphas.md, "The deep
+    merge"."""
     return merge_changed(old, new, array_keys)[0]
 
 
-def resolve_for_mode(old: Any, new: Any, mode: str = "overwrite",
-                     array_keys: Mapping[str, str | None] | None = None, *,
-                     share: bool = False) -> tuple[Any, bool]:
+def resolve_for_mode(
+    old: Any,
+    new: Any,
+    mode: str = "overwrite",
+    array_keys: Mapping[str, str | None] | None = None,
+    *,
+    share: bool = False,
+) -> tuple[Any, bool]:
     """The document an import `mode` stores for one alpha, and whether it differs from `old`.
 
     `rebuild` replaces the whole document with `new`; every other mode deep-merges. `share`: as

@@ -42,15 +42,21 @@ class StoreBootstrap:
     def as_metadata(self) -> dict:
         """Plain values for a run's metadata."""
         table = self.table
-        metadata = {"store_mode": "hypertable" if table.hypertable else "plain table (degraded)",
-                    "timescaledb": self.extension_version or "absent",
-                    "extension_created": self.extension_created, "table_created": table.created,
-                    "bootstrap_seconds": self.seconds}
+        metadata = {
+            "store_mode": "hypertable" if table.hypertable else "plain table (degraded)",
+            "timescaledb": self.extension_version or "absent",
+            "extension_created": self.extension_created,
+            "table_created": table.created,
+            "bootstrap_seconds": self.seconds,
+        }
         if self.degraded:
             metadata["degraded"] = self.degraded
         if table.migrated_rows is not None:
-            metadata.update(migrated_rows=table.migrated_rows, rows_after_migration=table.rows_after_migration,
-                            migration_seconds=table.migration_seconds)
+            metadata.update(
+                migrated_rows=table.migrated_rows,
+                rows_after_migration=table.rows_after_migration,
+                migration_seconds=table.migration_seconds,
+            )
         return metadata
 
     def events(self) -> list[str]:
@@ -59,18 +65,24 @@ class StoreBootstrap:
         if self.extension_created:
             lines.append(f"created the timescaledb extension ({self.extension_version})")
         if self.table.migrated_rows is not None:
-            lines.append(f"{MINUTE_TABLE} was a plain table: now a hypertable, {self.table.migrated_rows:,} rows "
-                         f"migrated ({self.table.rows_after_migration:,} after) in {self.table.migration_seconds} s")
+            lines.append(
+                f"{MINUTE_TABLE} was a plain table: now a hypertable, {self.table.migrated_rows:,} rows "
+                f"migrated ({self.table.rows_after_migration:,} after) in {self.table.migration_seconds} s"
+            )
         elif self.table.created:
-            lines.append(f"created {MINUTE_TABLE} ({'hypertable' if self.table.hypertable else 'plain table'})")
+            lines.append(
+                f"created {MINUTE_TABLE} ({'hypertable' if self.table.hypertable else 'plain table'})"
+            )
         return lines
 
 
 def degraded_reason(reason: str) -> str:
-    return (f"TimescaleDB is not available ({reason}): {MINUTE_TABLE} is a plain PostgreSQL table (no chunks), "
-            "and stock_monthly_kline a table refreshed with date_trunc('month') and ordered array_agg instead "
-            "of time_bucket/first/last. Once the server has the extension, the next run makes the table a "
-            "hypertable and migrates its rows.")
+    return (
+        f"TimescaleDB is not available ({reason}): {MINUTE_TABLE} is a plain PostgreSQL table (no chunks), "
+        "and stock_monthly_kline a table refreshed with date_trunc('month') and ordered array_agg instead "
+        "of time_bucket/first/last. Once the server has the extension, the next run makes the table a "
+        "hypertable and migrates its rows."
+    )
 
 
 def ensure_extension(conn: psycopg.Connection) -> tuple[str | None, bool, str | None]:
@@ -83,8 +95,14 @@ def ensure_extension(conn: psycopg.Connection) -> tuple[str | None, bool, str | 
         return None, False, degraded_reason("the server has no timescaledb extension installed")
     # Without the preloaded loader (which defines this setting), CREATE EXTENSION ends the session.
     if conn.execute("SELECT current_setting('timescaledb.disable_load', true)").fetchone()[0] is None:
-        return None, False, degraded_reason("the server does not preload it: add timescaledb to "
-                                            "shared_preload_libraries and restart the server")
+        return (
+            None,
+            False,
+            degraded_reason(
+                "the server does not preload it: add timescaledb to "
+                "shared_preload_libraries and restart the server"
+            ),
+        )
     try:
         with conn.transaction():
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
@@ -108,5 +126,10 @@ def bootstrap(conn: psycopg.Connection, *, migrate_max_rows: int | None = MIGRAT
         version, created, degraded = ensure_extension(conn)
         table = ensure_minute_table(conn, migrate_max_rows=migrate_max_rows)
         ledger.ensure_loader_tables(conn)
-    return StoreBootstrap(extension_version=version, extension_created=created, degraded=degraded, table=table,
-                          seconds=round(time.monotonic() - started, 3))
+    return StoreBootstrap(
+        extension_version=version,
+        extension_created=created,
+        degraded=degraded,
+        table=table,
+        seconds=round(time.monotonic() - started, 3),
+    )

@@ -51,13 +51,18 @@ def prepare_frame(df: pl.DataFrame) -> pl.DataFrame:
         time_col = time_col.dt.convert_time_zone("Asia/Shanghai").dt.replace_time_zone(None)
     elif not isinstance(time_dtype, (pl.Datetime, pl.Date)):
         raise ValueError(f"minute-bar column 'time' must be a Datetime, got {time_dtype}")
-    return df.select(time_col.cast(pl.Datetime("us")), pl.col("code").cast(pl.String),
-                     pl.col("name").cast(pl.String), *[pl.col(c).cast(pl.Float64) for c in FLOAT_COLUMNS])
+    return df.select(
+        time_col.cast(pl.Datetime("us")),
+        pl.col("code").cast(pl.String),
+        pl.col("name").cast(pl.String),
+        *[pl.col(c).cast(pl.Float64) for c in FLOAT_COLUMNS],
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # PGCOPY binary encoding
 # --------------------------------------------------------------------------------------------
+
 
 def _text_parts(series: pl.Series, encoding: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(bytes, start offset per row, byte length per row with -1 for NULL) of a string column."""
@@ -151,12 +156,19 @@ def _encode_range(cols: _Columns, lo: int, hi: int) -> bytes:
     unique, inverse = np.unique(keys, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(unique)))])
-    return b"".join(_encode_group(cols, order[bounds[g]:bounds[g + 1]] + lo, int(unique[g]))
-                    for g in range(len(unique)))
+    return b"".join(
+        _encode_group(cols, order[bounds[g] : bounds[g + 1]] + lo, int(unique[g])) for g in range(len(unique))
+    )
 
 
-def encode_pgcopy(df: pl.DataFrame, *, block_bytes: int = DEFAULT_BLOCK_BYTES, encoding: str = "utf-8",
-                  header: bool = True, trailer: bool = True) -> Iterator[bytes]:
+def encode_pgcopy(
+    df: pl.DataFrame,
+    *,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    encoding: str = "utf-8",
+    header: bool = True,
+    trailer: bool = True,
+) -> Iterator[bytes]:
     """PGCOPY binary blocks of about `block_bytes` for a minute-bar frame (columns in MINUTE_COLUMNS
     order). The first block starts with the signature, the last ends with the trailer. Row order
     inside a block follows layout groups (COPY does not care). Text is encoded in `encoding`, which
@@ -179,8 +191,14 @@ def _client_encoding(conn: psycopg.Connection) -> str:
     return conn.info.encoding or "utf-8"
 
 
-def copy_binary(conn: psycopg.Connection, df: pl.DataFrame, table: str = MINUTE_TABLE, *,
-                block_bytes: int = DEFAULT_BLOCK_BYTES, queued: bool = True) -> int:
+def copy_binary(
+    conn: psycopg.Connection,
+    df: pl.DataFrame,
+    table: str = MINUTE_TABLE,
+    *,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    queued: bool = True,
+) -> int:
     """COPY the frame into `table` in binary format; returns the number of rows. No commit."""
     ident = table_identifier(table)
     if df.height == 0:
@@ -197,6 +215,7 @@ def copy_binary(conn: psycopg.Connection, df: pl.DataFrame, table: str = MINUTE_
 # --------------------------------------------------------------------------------------------
 # INSERT ... SELECT FROM unnest (no COPY)
 # --------------------------------------------------------------------------------------------
+
 
 class BinaryArray:
     """A PostgreSQL array already encoded in the binary wire format (array_send), passed as one
@@ -215,8 +234,11 @@ _ARRAY_TYPES: dict[str, type] = {}
 _ARRAY_DUMPERS: list[tuple[type, type]] = []
 for _element, (_, _array_oid) in _ARRAY_OIDS.items():
     _cls = type(f"{_element.capitalize()}BinaryArray", (BinaryArray,), {"__slots__": (), "element": _element})
-    _dumper = type(f"{_element.capitalize()}BinaryArrayDumper", (psycopg.adapt.Dumper,),
-                   {"format": psycopg.pq.Format.BINARY, "oid": _array_oid, "dump": lambda self, obj: obj.data})
+    _dumper = type(
+        f"{_element.capitalize()}BinaryArrayDumper",
+        (psycopg.adapt.Dumper,),
+        {"format": psycopg.pq.Format.BINARY, "oid": _array_oid, "dump": lambda self, obj: obj.data},
+    )
     _ARRAY_TYPES[_element] = _cls
     _ARRAY_DUMPERS.append((_cls, _dumper))
 
@@ -256,20 +278,25 @@ def binary_array_params(df: pl.DataFrame, encoding: str = "utf-8") -> list[Binar
     time = df["time"]
     nulls = time.is_null().to_numpy()
     values = (time.dt.epoch("us").fill_null(0) - PG_EPOCH_US).to_numpy()
-    params.append(_binary_array("timestamp", np.where(nulls, -1, 8),
-                                values[~nulls].astype(">i8").view(np.uint8)))
+    params.append(
+        _binary_array("timestamp", np.where(nulls, -1, 8), values[~nulls].astype(">i8").view(np.uint8))
+    )
     for column in ("code", "name"):
         data, starts, lengths = _text_parts(df[column], encoding)
         present = lengths > 0
-        payload = (_ZERO_BYTES if not present.any() else
-                   data[np.repeat(starts[present], lengths[present])
-                        + _ranges(lengths[present])])
+        payload = (
+            _ZERO_BYTES
+            if not present.any()
+            else data[np.repeat(starts[present], lengths[present]) + _ranges(lengths[present])]
+        )
         params.append(_binary_array("text", lengths, payload))
     for column in FLOAT_COLUMNS:
         series = df[column]
         nulls = series.is_null().to_numpy()
         values = series.fill_null(0.0).to_numpy()
-        params.append(_binary_array("float8", np.where(nulls, -1, 8), values[~nulls].astype(">f8").view(np.uint8)))
+        params.append(
+            _binary_array("float8", np.where(nulls, -1, 8), values[~nulls].astype(">f8").view(np.uint8))
+        )
     return params
 
 
@@ -281,15 +308,21 @@ def _ranges(counts: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) - np.repeat(starts, counts)
 
 
-def insert_unnest(conn: psycopg.Connection, df: pl.DataFrame, table: str = MINUTE_TABLE, *,
-                  chunk_rows: int = DEFAULT_UNNEST_ROWS) -> int:
+def insert_unnest(
+    conn: psycopg.Connection,
+    df: pl.DataFrame,
+    table: str = MINUTE_TABLE,
+    *,
+    chunk_rows: int = DEFAULT_UNNEST_ROWS,
+) -> int:
     """Multi-row ``INSERT ... SELECT * FROM unnest(arrays)`` in chunks; returns the number of rows.
     Each column travels as one binary array parameter encoded with numpy (no Python object per value)."""
     ident = table_identifier(table)
     df = prepare_frame(df)
     casts = ["timestamp", "text", "text"] + ["float8"] * len(FLOAT_COLUMNS)
     statement = sql.SQL("INSERT INTO {} ({}) SELECT * FROM unnest({})").format(
-        ident, _columns_sql(), sql.SQL(", ").join(sql.SQL(f"%b::{cast}[]") for cast in casts))
+        ident, _columns_sql(), sql.SQL(", ").join(sql.SQL(f"%b::{cast}[]") for cast in casts)
+    )
     encoding = _client_encoding(conn)
     with conn.cursor() as cur:
         register_binary_arrays(cur)
@@ -298,14 +331,16 @@ def insert_unnest(conn: psycopg.Connection, df: pl.DataFrame, table: str = MINUT
     return df.height
 
 
-def insert_rows(conn: psycopg.Connection, df: pl.DataFrame, table: str = MINUTE_TABLE, *,
-                use_copy: bool = True) -> int:
+def insert_rows(
+    conn: psycopg.Connection, df: pl.DataFrame, table: str = MINUTE_TABLE, *, use_copy: bool = True
+) -> int:
     """Binary COPY when the server allows it (TimescaleCapabilities.copy_from_stdin), else unnest."""
     return copy_binary(conn, df, table) if use_copy else insert_unnest(conn, df, table)
 
 
-def fetch_frame(conn: psycopg.Connection, table: str = MINUTE_TABLE,
-                codes: Sequence[str] | None = None) -> pl.DataFrame:
+def fetch_frame(
+    conn: psycopg.Connection, table: str = MINUTE_TABLE, codes: Sequence[str] | None = None
+) -> pl.DataFrame:
     """Rows of `table` (optionally only `codes`) as a MINUTE_SCHEMA frame ordered by code, time."""
     query = sql.SQL("SELECT {} FROM {}").format(_columns_sql(), table_identifier(table))
     params: tuple = ()
@@ -315,6 +350,10 @@ def fetch_frame(conn: psycopg.Connection, table: str = MINUTE_TABLE,
     query = query + sql.SQL(" ORDER BY code, time")
     with conn.cursor() as cur:
         rows = cur.execute(query, params).fetchall()
-    schema = {"time": pl.Datetime("us"), "code": pl.String, "name": pl.String,
-              **{c: pl.Float64 for c in FLOAT_COLUMNS}}
+    schema = {
+        "time": pl.Datetime("us"),
+        "code": pl.String,
+        "name": pl.String,
+        **{c: pl.Float64 for c in FLOAT_COLUMNS},
+    }
     return pl.DataFrame(rows, schema=schema, orient="row")

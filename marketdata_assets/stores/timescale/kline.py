@@ -91,7 +91,9 @@ def definition_sha256(select: str = MONTHLY_SELECT) -> str:
 
 _COMMENT_PREFIX = "marketdata_assets kline definition sha256="
 
-CAGG_DDL = f"CREATE MATERIALIZED VIEW {KLINE}\nWITH (timescaledb.continuous) AS\n{MONTHLY_SELECT}\nWITH NO DATA"
+CAGG_DDL = (
+    f"CREATE MATERIALIZED VIEW {KLINE}\nWITH (timescaledb.continuous) AS\n{MONTHLY_SELECT}\nWITH NO DATA"
+)
 KLINE_TABLE_DDL = f"""CREATE TABLE {KLINE} (
     month timestamp without time zone NOT NULL,
     code text NOT NULL,
@@ -140,16 +142,41 @@ class Validation:
 
 
 VALIDATIONS: tuple[Validation, ...] = (
-    Validation("A", "extreme_monthly_gain", VALIDATION_A_EXTREME_GAIN, False,
-               "Months whose close is over 11x the open (gain > 1000%): worth a look, not an error."),
-    Validation("B", "negative_volume_or_amount", VALIDATION_B_NEGATIVE_VOLUME_AMOUNT, True,
-               "Negative volume or amount (expected: 0 rows; negative qfq prices are allowed)."),
-    Validation("C", "price_logic", VALIDATION_C_PRICE_LOGIC, True,
-               "high below low/open/close or low above open/close (expected: 0 rows)."),
-    Validation("D", "volume_without_amount", VALIDATION_D_VOLUME_WITHOUT_AMOUNT, True,
-               "Volume traded but amount 0 (expected: 0 rows)."),
-    Validation("E", "missing_name", VALIDATION_E_MISSING_NAME, True,
-               "last(name) is NULL: no stock name for the month (expected: 0 rows)."),
+    Validation(
+        "A",
+        "extreme_monthly_gain",
+        VALIDATION_A_EXTREME_GAIN,
+        False,
+        "Months whose close is over 11x the open (gain > 1000%): worth a look, not an error.",
+    ),
+    Validation(
+        "B",
+        "negative_volume_or_amount",
+        VALIDATION_B_NEGATIVE_VOLUME_AMOUNT,
+        True,
+        "Negative volume or amount (expected: 0 rows; negative qfq prices are allowed).",
+    ),
+    Validation(
+        "C",
+        "price_logic",
+        VALIDATION_C_PRICE_LOGIC,
+        True,
+        "high below low/open/close or low above open/close (expected: 0 rows).",
+    ),
+    Validation(
+        "D",
+        "volume_without_amount",
+        VALIDATION_D_VOLUME_WITHOUT_AMOUNT,
+        True,
+        "Volume traded but amount 0 (expected: 0 rows).",
+    ),
+    Validation(
+        "E",
+        "missing_name",
+        VALIDATION_E_MISSING_NAME,
+        True,
+        "last(name) is NULL: no stock name for the month (expected: 0 rows).",
+    ),
 )
 
 
@@ -206,6 +233,7 @@ class RefreshResult:
             if isinstance(value, list):
                 return [plain(v) for v in value]
             return value
+
         return {k: plain(v) for k, v in self.__dict__.items()}
 
 
@@ -242,10 +270,14 @@ def aggregation_path(license: str | None) -> str:
     if license == "timescale":
         return "continuous aggregate (time_bucket, first/last) with its refresh policy"
     if license is not None:
-        return ("table refreshed per month with time_bucket and first/last (TimescaleDB "
-                f"{license} license: no continuous aggregates)")
-    return ("degraded: no TimescaleDB, so a table refreshed per month with date_trunc('month') and ordered "
-            "array_agg instead of time_bucket/first/last (the same rows)")
+        return (
+            "table refreshed per month with time_bucket and first/last (TimescaleDB "
+            f"{license} license: no continuous aggregates)"
+        )
+    return (
+        "degraded: no TimescaleDB, so a table refreshed per month with date_trunc('month') and ordered "
+        "array_agg instead of time_bucket/first/last (the same rows)"
+    )
 
 
 @contextmanager
@@ -270,8 +302,10 @@ def _read_only(conn: psycopg.Connection) -> Iterator[None]:
 def _refresh_session(conn: psycopg.Connection) -> Iterator[None]:
     """Autocommit and TimeZone Asia/Shanghai for the duration; both restored afterwards."""
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-        raise RuntimeError("a K-line refresh needs a connection outside a transaction (CALL "
-                           "refresh_continuous_aggregate cannot run in one): commit or roll back first")
+        raise RuntimeError(
+            "a K-line refresh needs a connection outside a transaction (CALL "
+            "refresh_continuous_aggregate cannot run in one): commit or roll back first"
+        )
     autocommit = conn.autocommit
     conn.autocommit = True
     try:
@@ -336,8 +370,11 @@ def _beijing_now(conn: psycopg.Connection) -> datetime:
 
 def _kline_relkind(conn: psycopg.Connection) -> str | None:
     """pg_class.relkind of stock_monthly_kline in the current schema (where CREATE puts it), or None."""
-    row = conn.execute("""SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                          WHERE n.nspname = current_schema() AND c.relname = %s""", (KLINE,)).fetchone()
+    row = conn.execute(
+        """SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                          WHERE n.nspname = current_schema() AND c.relname = %s""",
+        (KLINE,),
+    ).fetchone()
     return row[0] if row else None
 
 
@@ -345,8 +382,11 @@ def _cagg_definition(conn: psycopg.Connection) -> str | None:
     """The stored query of the continuous aggregate in the current schema, or None."""
     if detect_license(conn) is None:
         return None
-    row = conn.execute("""SELECT view_definition FROM timescaledb_information.continuous_aggregates
-                          WHERE view_schema = current_schema() AND view_name = %s""", (KLINE,)).fetchone()
+    row = conn.execute(
+        """SELECT view_definition FROM timescaledb_information.continuous_aggregates
+                          WHERE view_schema = current_schema() AND view_name = %s""",
+        (KLINE,),
+    ).fetchone()
     return row[0] if row else None
 
 
@@ -360,15 +400,20 @@ def _deparsed(conn: psycopg.Connection, select: str) -> str:
 
 
 def _comment(conn: psycopg.Connection) -> str | None:
-    return conn.execute("""SELECT obj_description(c.oid, 'pg_class') FROM pg_class c
+    return conn.execute(
+        """SELECT obj_description(c.oid, 'pg_class') FROM pg_class c
                            JOIN pg_namespace n ON n.oid = c.relnamespace
-                           WHERE n.nspname = current_schema() AND c.relname = %s""", (KLINE,)).fetchone()[0]
+                           WHERE n.nspname = current_schema() AND c.relname = %s""",
+        (KLINE,),
+    ).fetchone()[0]
 
 
 def _recreate_hint() -> str:
-    return ("Recreate it explicitly: ensure_monthly_kline(conn, recreate=True) drops it "
-            f"(DROP ... {KLINE} CASCADE: index and refresh policy too) and creates it again; then run "
-            "force_backfill(conn). Nothing is dropped without recreate=True.")
+    return (
+        "Recreate it explicitly: ensure_monthly_kline(conn, recreate=True) drops it "
+        f"(DROP ... {KLINE} CASCADE: index and refresh policy too) and creates it again; then run "
+        "force_backfill(conn). Nothing is dropped without recreate=True."
+    )
 
 
 # --- The monthly K-line ------------------------------------------------------------------------
@@ -393,8 +438,9 @@ def drop_monthly_kline(conn: psycopg.Connection) -> str | None:
         return {"r": "table", "p": "table", "v": "view", "m": "materialized_view"}[relkind]
 
 
-def ensure_monthly_kline(conn: psycopg.Connection, *, license: str | None = AUTO,
-                         recreate: bool = False) -> EnsureResult:
+def ensure_monthly_kline(
+    conn: psycopg.Connection, *, license: str | None = AUTO, recreate: bool = False
+) -> EnsureResult:
     """Create stock_monthly_kline (and the minute table) if absent, check an existing one against the
     code's definition, ensure its index (and, for a continuous aggregate, its refresh policy).
 
@@ -424,18 +470,26 @@ def _ensure_cagg(conn: psycopg.Connection) -> bool:
         if _kline_relkind(conn) is not None:
             raise KlineDefinitionChanged(
                 f"{KLINE} exists but is not a continuous aggregate (it was built on a server without "
-                f"continuous aggregates); this server has them. {_recreate_hint()}")
+                f"continuous aggregates); this server has them. {_recreate_hint()}"
+            )
         conn.execute(CAGG_DDL)
-        conn.execute(sql.SQL("COMMENT ON VIEW {} IS {}").format(
-            sql.Identifier(KLINE), sql.Literal(_COMMENT_PREFIX + definition_sha256())))
+        conn.execute(
+            sql.SQL("COMMENT ON VIEW {} IS {}").format(
+                sql.Identifier(KLINE), sql.Literal(_COMMENT_PREFIX + definition_sha256())
+            )
+        )
         return True
     expected = _deparsed(conn, MONTHLY_SELECT)
     if stored.strip() != expected.strip():
-        diff = "\n".join(difflib.unified_diff(expected.strip().splitlines(), stored.strip().splitlines(),
-                                              "code", "stored", lineterm="", n=1))
+        diff = "\n".join(
+            difflib.unified_diff(
+                expected.strip().splitlines(), stored.strip().splitlines(), "code", "stored", lineterm="", n=1
+            )
+        )
         raise KlineDefinitionChanged(
             f"the continuous aggregate {KLINE} was created from another SELECT than the code's; its rows "
-            f"would not follow the current definition. Differences:\n{diff}\n{_recreate_hint()}")
+            f"would not follow the current definition. Differences:\n{diff}\n{_recreate_hint()}"
+        )
     return False
 
 
@@ -449,21 +503,28 @@ def _ensure_table(conn: psycopg.Connection) -> bool:
     if _cagg_definition(conn) is not None or relkind not in ("r", "p"):
         raise KlineDefinitionChanged(
             f"{KLINE} exists but is not a table (a continuous aggregate or a view), and this server "
-            f"refreshes the K-line as a table. {_recreate_hint()}")
+            f"refreshes the K-line as a table. {_recreate_hint()}"
+        )
     stored = _comment(conn)
     if stored != comment:
         raise KlineDefinitionChanged(
             f"the table {KLINE} was filled with another definition than the code's (its comment holds "
             f"{stored!r}, the code's SELECT is {comment!r}); months refreshed from now on would follow "
-            f"a different rule than the others. {_recreate_hint()}")
+            f"a different rule than the others. {_recreate_hint()}"
+        )
     return False
 
 
 # --- Refresh -----------------------------------------------------------------------------------
 
 
-def refresh_window(conn: psycopg.Connection, start_month: date | datetime,
-                   end_month_exclusive: date | datetime, *, license: str | None = AUTO) -> RefreshResult:
+def refresh_window(
+    conn: psycopg.Connection,
+    start_month: date | datetime,
+    end_month_exclusive: date | datetime,
+    *,
+    license: str | None = AUTO,
+) -> RefreshResult:
     """Recompute the months in [start_month, end_month_exclusive) (naive month starts), exactly those.
 
     Continuous aggregate: CALL refresh_continuous_aggregate in autocommit, session TimeZone
@@ -512,17 +573,20 @@ def run_policy_now(conn: psycopg.Connection, *, license: str | None = AUTO) -> R
         return _result(conn, license, "run_policy", start, end, started)
 
 
-def _refresh(conn: psycopg.Connection, license: str | None, start: datetime, end: datetime,
-             action: str) -> RefreshResult:
+def _refresh(
+    conn: psycopg.Connection, license: str | None, start: datetime, end: datetime, action: str
+) -> RefreshResult:
     started = _time.monotonic()
     if _path(license) == "continuous_aggregate":
         conn.execute(REFRESH_SQL, (start, end))
         return _result(conn, license, action, start, end, started)
-    insert = (f"INSERT INTO {KLINE} ({', '.join(KLINE_COLUMNS)})\n"
-              + monthly_select(_dialect(license), windowed=True))
+    insert = f"INSERT INTO {KLINE} ({', '.join(KLINE_COLUMNS)})\n" + monthly_select(
+        _dialect(license), windowed=True
+    )
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute(f"DELETE FROM {KLINE} WHERE month >= %(start)s AND month < %(end)s",
-                    {"start": start, "end": end})
+        cur.execute(
+            f"DELETE FROM {KLINE} WHERE month >= %(start)s AND month < %(end)s", {"start": start, "end": end}
+        )
         deleted = cur.rowcount
         cur.execute(insert, {"start": start, "end": end})
         inserted = cur.rowcount
@@ -531,23 +595,41 @@ def _refresh(conn: psycopg.Connection, license: str | None, start: datetime, end
 
 def rows_by_month(conn: psycopg.Connection, start: date, end: date) -> dict[date, int]:
     """The K-line's rows (one per code) of each month in [start, end)."""
-    rows = conn.execute(f"SELECT month, count(*) FROM {KLINE} WHERE month >= %s AND month < %s GROUP BY month",
-                        (start, end)).fetchall()
+    rows = conn.execute(
+        f"SELECT month, count(*) FROM {KLINE} WHERE month >= %s AND month < %s GROUP BY month", (start, end)
+    ).fetchall()
     return {(month.date() if isinstance(month, datetime) else month): n for month, n in rows}
 
 
-def _result(conn: psycopg.Connection, license: str | None, action: str, start: datetime,
-            end: datetime, started: float, deleted: int | None = None,
-            inserted: int | None = None) -> RefreshResult:
+def _result(
+    conn: psycopg.Connection,
+    license: str | None,
+    action: str,
+    start: datetime,
+    end: datetime,
+    started: float,
+    deleted: int | None = None,
+    inserted: int | None = None,
+) -> RefreshResult:
     seconds = round(_time.monotonic() - started, 3)
     status = _status(conn, license)
-    rows_in_window = conn.execute(f"SELECT count(*) FROM {KLINE} WHERE month >= %s AND month < %s",
-                                  (start, end)).fetchone()[0]
-    return RefreshResult(path=_path(license), action=action, window_start=start, window_end=end,
-                         seconds=seconds, months=len(_months(start, end)), rows_deleted=deleted,
-                         rows_inserted=inserted, rows_in_window=rows_in_window,
-                         watermark=status["watermark"], latest_month=status["latest_month"],
-                         job=status["job"])
+    rows_in_window = conn.execute(
+        f"SELECT count(*) FROM {KLINE} WHERE month >= %s AND month < %s", (start, end)
+    ).fetchone()[0]
+    return RefreshResult(
+        path=_path(license),
+        action=action,
+        window_start=start,
+        window_end=end,
+        seconds=seconds,
+        months=len(_months(start, end)),
+        rows_deleted=deleted,
+        rows_inserted=inserted,
+        rows_in_window=rows_in_window,
+        watermark=status["watermark"],
+        latest_month=status["latest_month"],
+        job=status["job"],
+    )
 
 
 # --- Status ------------------------------------------------------------------------------------
@@ -559,7 +641,8 @@ def _policy_job(conn: psycopg.Connection) -> dict | None:
     if detect_license(conn) is None:
         return None
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute("""
+        return cur.execute(
+            """
             SELECT j.job_id, j.schedule_interval, j.config, j.scheduled, j.next_start,
                    s.last_run_started_at, s.last_successful_finish, s.last_run_status, s.job_status,
                    s.last_run_duration, s.total_runs, s.total_successes, s.total_failures
@@ -567,15 +650,19 @@ def _policy_job(conn: psycopg.Connection) -> dict | None:
             LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id
             WHERE j.proc_name = 'policy_refresh_continuous_aggregate'
               AND j.hypertable_schema = current_schema() AND j.hypertable_name = %s
-            ORDER BY j.job_id LIMIT 1""", (KLINE,)).fetchone()
+            ORDER BY j.job_id LIMIT 1""",
+            (KLINE,),
+        ).fetchone()
 
 
 def _watermark(conn: psycopg.Connection) -> datetime | None:
     """End of the materialized range of the continuous aggregate (None if nothing materialized)."""
-    row = conn.execute("""SELECT _timescaledb_functions.cagg_watermark(mat_hypertable_id)
+    row = conn.execute(
+        """SELECT _timescaledb_functions.cagg_watermark(mat_hypertable_id)
                           FROM _timescaledb_catalog.continuous_agg
                           WHERE user_view_schema = current_schema() AND user_view_name = %s""",
-                       (KLINE,)).fetchone()
+        (KLINE,),
+    ).fetchone()
     if not row or row[0] is None:
         return None
     try:
@@ -588,25 +675,45 @@ def _watermark(conn: psycopg.Connection) -> datetime | None:
 def _status(conn: psycopg.Connection, license: str | None) -> dict:
     path = _path(license)
     if _kline_relkind(conn) is None:
-        return {"path": path, "exists": False, "rows": 0, "latest_month": None, "watermark": None, "job": None}
+        return {
+            "path": path,
+            "exists": False,
+            "rows": 0,
+            "latest_month": None,
+            "watermark": None,
+            "job": None,
+        }
     rows, latest = conn.execute(f"SELECT count(*), max(month) FROM {KLINE}").fetchone()
     cagg = path == "continuous_aggregate" and _cagg_definition(conn) is not None
-    return {"path": path, "exists": True, "rows": rows, "latest_month": latest,
-            "watermark": _watermark(conn) if cagg else None, "job": _policy_job(conn) if cagg else None}
+    return {
+        "path": path,
+        "exists": True,
+        "rows": rows,
+        "latest_month": latest,
+        "watermark": _watermark(conn) if cagg else None,
+        "job": _policy_job(conn) if cagg else None,
+    }
 
 
 # --- Validation --------------------------------------------------------------------------------
 
 
-def run_validations(conn: psycopg.Connection, sample_size: int = 5,
-                    validations: Sequence[Validation] = VALIDATIONS) -> list[ValidationResult]:
+def run_validations(
+    conn: psycopg.Connection, sample_size: int = 5, validations: Sequence[Validation] = VALIDATIONS
+) -> list[ValidationResult]:
     """Run the validation queries A-E: rows found and a few sample rows each (A warns, B-E block)."""
     results = []
     with _read_only(conn), conn.cursor(row_factory=dict_row) as cur:
         for check in validations:
             found = cur.execute(f"SELECT count(*) AS n FROM ({check.sql}) v").fetchone()["n"]
-            sample = cur.execute(f"SELECT * FROM ({check.sql}) v ORDER BY code, month LIMIT %s",
-                                 (sample_size,)).fetchall() if found else []
-            results.append(ValidationResult(check.key, check.name, check.blocking, found, sample,
-                                            check.description))
+            sample = (
+                cur.execute(
+                    f"SELECT * FROM ({check.sql}) v ORDER BY code, month LIMIT %s", (sample_size,)
+                ).fetchall()
+                if found
+                else []
+            )
+            results.append(
+                ValidationResult(check.key, check.name, check.blocking, found, sample, check.description)
+            )
     return results

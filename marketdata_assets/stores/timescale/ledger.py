@@ -91,18 +91,28 @@ def ensure_loader_tables(conn: psycopg.Connection) -> None:
         conn.execute(REJECTED_ROWS_INDEX)
 
 
-def replace_rejected_rows(conn: psycopg.Connection, source_file: str, codes: Sequence[str], days: Sequence[date],
-                          reasons: Sequence[str], rows: Sequence[int], *, rejects_file: str | None,
-                          run_id: str | None) -> None:
+def replace_rejected_rows(
+    conn: psycopg.Connection,
+    source_file: str,
+    codes: Sequence[str],
+    days: Sequence[date],
+    reasons: Sequence[str],
+    rows: Sequence[int],
+    *,
+    rejects_file: str | None,
+    run_id: str | None,
+) -> None:
     """The file's rejected rows per (code, day, reason) in place of what its earlier load recorded, in
     the caller's transaction (the file's load)."""
     conn.execute(f"DELETE FROM {REJECTED_ROWS} WHERE source_file = %s", (source_file,))
     if codes:
-        conn.execute(f"""
+        conn.execute(
+            f"""
             INSERT INTO {REJECTED_ROWS} (source_file, code, day, reason, rejected_rows, rejects_file, run_id)
             SELECT %s, r.code, r.day, r.reason, r.n, %s, %s
             FROM unnest(%s::text[], %s::date[], %s::text[], %s::bigint[]) AS r(code, day, reason, n)""",
-                     (source_file, rejects_file, run_id, list(codes), list(days), list(reasons), list(rows)))
+            (source_file, rejects_file, run_id, list(codes), list(days), list(reasons), list(rows)),
+        )
 
 
 @dataclass
@@ -117,16 +127,21 @@ class RejectedDay:
     files: list[str] = field(default_factory=list)
 
 
-def rejected_rows_between(conn: psycopg.Connection, start: date, end: date) -> dict[tuple[str, date], RejectedDay]:
+def rejected_rows_between(
+    conn: psycopg.Connection, start: date, end: date
+) -> dict[tuple[str, date], RejectedDay]:
     """The rejected rows of the days in [start, end) by (code, day); none on a store whose loader never
     made the table."""
     if conn.execute("SELECT to_regclass(%s)", (REJECTED_ROWS,)).fetchone()[0] is None:
         return {}
     found: dict[tuple[str, date], RejectedDay] = {}
-    for code, day, reason, rows, file in conn.execute(f"""
+    for code, day, reason, rows, file in conn.execute(
+        f"""
             SELECT code, day, reason, sum(rejected_rows)::bigint, coalesce(rejects_file, source_file)
             FROM {REJECTED_ROWS} WHERE day >= %s AND day < %s
-            GROUP BY 1, 2, 3, 5 ORDER BY 1, 2, 4 DESC, 3, 5""", (start, end)).fetchall():
+            GROUP BY 1, 2, 3, 5 ORDER BY 1, 2, 4 DESC, 3, 5""",
+        (start, end),
+    ).fetchall():
         entry = found.setdefault((code, day), RejectedDay(code, day))
         entry.rows += rows
         entry.reasons[reason] = entry.reasons.get(reason, 0) + rows

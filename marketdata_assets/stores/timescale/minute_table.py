@@ -36,8 +36,10 @@ MINUTE_TABLE_DDL = """CREATE TABLE IF NOT EXISTS {table} (
     volume double precision,
     amount double precision
 )"""
-MINUTE_HYPERTABLE_SQL = (f"SELECT create_hypertable({{table_name}}, by_range('time', INTERVAL '{MINUTE_CHUNK_INTERVAL}'), "
-                         "create_default_indexes => false, if_not_exists => true, migrate_data => {migrate})")
+MINUTE_HYPERTABLE_SQL = (
+    f"SELECT create_hypertable({{table_name}}, by_range('time', INTERVAL '{MINUTE_CHUNK_INTERVAL}'), "
+    "create_default_indexes => false, if_not_exists => true, migrate_data => {migrate})"
+)
 MINUTE_UNIQUE_INDEX_DDL = "CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {table} (code, time DESC)"
 
 
@@ -61,13 +63,17 @@ def timescaledb_installed(conn: psycopg.Connection) -> bool:
 
 
 def is_hypertable(conn: psycopg.Connection, table: str) -> bool:
-    return conn.execute("""SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables h
+    return conn.execute(
+        """SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables h
                            WHERE format('%%I.%%I', h.hypertable_schema, h.hypertable_name)::regclass
-                                 = to_regclass(%s))""", (table,)).fetchone()[0]
+                                 = to_regclass(%s))""",
+        (table,),
+    ).fetchone()[0]
 
 
-def ensure_minute_table(conn: psycopg.Connection, *, table: str = MINUTE_TABLE,
-                        migrate_max_rows: int | None = MIGRATE_MAX_ROWS) -> MinuteTable:
+def ensure_minute_table(
+    conn: psycopg.Connection, *, table: str = MINUTE_TABLE, migrate_max_rows: int | None = MIGRATE_MAX_ROWS
+) -> MinuteTable:
     """Create the minute-bar table if missing (idempotent), in one transaction (a savepoint inside the
     caller's): a hypertable when TimescaleDB is installed in the database, migrating the rows of an
     existing plain table (up to `migrate_max_rows`; None: any number), and the unique index."""
@@ -81,15 +87,20 @@ def ensure_minute_table(conn: psycopg.Connection, *, table: str = MINUTE_TABLE,
             if existed and not is_hypertable(conn, table):
                 result = _migrate(conn, table, ident, migrate_max_rows)
             else:
-                conn.execute(sql.SQL(MINUTE_HYPERTABLE_SQL).format(table_name=sql.Literal(table),
-                                                                   migrate=sql.Literal(False)))
+                conn.execute(
+                    sql.SQL(MINUTE_HYPERTABLE_SQL).format(
+                        table_name=sql.Literal(table), migrate=sql.Literal(False)
+                    )
+                )
                 result = MinuteTable(created=not existed, hypertable=True)
         index = sql.Identifier(f"{table.rpartition('.')[2]}_code_time")
         conn.execute(sql.SQL(MINUTE_UNIQUE_INDEX_DDL).format(index=index, table=ident))
     return result
 
 
-def _migrate(conn: psycopg.Connection, table: str, ident: sql.Identifier, max_rows: int | None) -> MinuteTable:
+def _migrate(
+    conn: psycopg.Connection, table: str, ident: sql.Identifier, max_rows: int | None
+) -> MinuteTable:
     """A plain table becomes a hypertable, its rows moved into chunks; the counts must agree."""
     count = sql.SQL("SELECT count(*) FROM {}").format(ident)
     before = conn.execute(count).fetchone()[0]
@@ -97,22 +108,33 @@ def _migrate(conn: psycopg.Connection, table: str, ident: sql.Identifier, max_ro
         raise PlainTableNotMigrated(
             f"{table} is a plain table (not a hypertable) holding {before:,} rows, more than "
             f"{MIGRATE_SETTING}={max_rows:,}: moving them into hypertable chunks rewrites every row in one "
-            f"transaction that locks the table, so it is not done implicitly, and nothing was loaded or changed. "
-            f"Migrate it once with `{MIGRATE_SETTING}={before} marketdata load-minute-bars` (the same command, "
-            f"run with a limit above the table's rows; a bar_store run with that variable set does the same).")
+            "transaction that locks the table, so it is not done implicitly, and nothing was loaded or "
+            f"changed. Migrate it once with `{MIGRATE_SETTING}={before} marketdata load-minute-bars` (the "
+            "same command, run with a limit above the table's rows; a bar_store run with that variable set "
+            "does the same)."
+        )
     started = time.monotonic()
     try:
         with conn.transaction():
-            conn.execute(sql.SQL(MINUTE_HYPERTABLE_SQL).format(table_name=sql.Literal(table),
-                                                               migrate=sql.Literal(before > 0)))
+            conn.execute(
+                sql.SQL(MINUTE_HYPERTABLE_SQL).format(
+                    table_name=sql.Literal(table), migrate=sql.Literal(before > 0)
+                )
+            )
     except psycopg.errors.DatabaseError as error:
         detail = " ".join(str(error).split())
         raise PlainTableNotMigrated(
-            f"{table} is a plain table holding {before:,} rows and TimescaleDB refused to make it a hypertable: "
-            f"{detail}. Nothing was changed; fix the table (e.g. a unique index without `time`) and run the "
-            f"load again.") from None
+            f"{table} is a plain table holding {before:,} rows and TimescaleDB refused to make it a "
+            f"hypertable: {detail}. Nothing was changed; fix the table (e.g. a unique index without `time`) "
+            "and run the load again."
+        ) from None
     after = conn.execute(count).fetchone()[0]
     if after != before:  # rolls the migration back with the transaction
         raise RuntimeError(f"migrating {table} into a hypertable: {before:,} rows before, {after:,} after")
-    return MinuteTable(created=False, hypertable=True, migrated_rows=before, rows_after_migration=after,
-                       migration_seconds=round(time.monotonic() - started, 3))
+    return MinuteTable(
+        created=False,
+        hypertable=True,
+        migrated_rows=before,
+        rows_after_migration=after,
+        migration_seconds=round(time.monotonic() - started, 3),
+    )

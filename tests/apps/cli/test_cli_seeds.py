@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -47,8 +47,13 @@ def vendors(cli_env, replay, tmp_path_factory):  # noqa: F811 - the fixture impo
         raw["sources"][entry].update(requests_per_minute=60_000, max_concurrency=8)
     path = tmp_path_factory.mktemp("sources") / "data_providers.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True))
-    return {**cli_env, "TUSHARE_BASE_URL": replay.base_url, "YAHOO_BASE_URL": replay.base_url,
-            "TUSHARE_TOKEN": "replay-token", "TICKS_PROVIDERS_CONFIG": str(path)}
+    return {
+        **cli_env,
+        "TUSHARE_BASE_URL": replay.base_url,
+        "YAHOO_BASE_URL": replay.base_url,
+        "TUSHARE_TOKEN": "replay-token",
+        "TICKS_PROVIDERS_CONFIG": str(path),
+    }
 
 
 def latest_run(env: dict) -> dg.DagsterRun:
@@ -62,7 +67,9 @@ def materialization(env: dict, run: dg.DagsterRun, asset: str) -> dict:
     os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "DAGSTER_PG_DB")})
     with dg.DagsterInstance.get() as instance:
         records = instance.fetch_materializations(dg.AssetKey(asset), limit=1).records
-        assert records and records[0].run_id == run.run_id, f"{asset} was not materialized by run {run.run_id}"
+        assert records and records[0].run_id == run.run_id, (
+            f"{asset} was not materialized by run {run.run_id}"
+        )
         return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
 
@@ -85,15 +92,21 @@ def test_ingest_symbols_all_is_every_listed_code_asked_once_a_day(vendors, repla
     run = latest_run(vendors)
     assert run.run_config["ops"]["a_share_bars"]["config"] == {"instruments": ["ALL"], "workers": 3}
     said = materialization(vendors, run, "a_share_bars_1m")["universe"]
-    assert said.startswith(f"{LISTED} codes Tushare lists (stock_basic list_status L, ") and "asked today" in said
+    assert (
+        said.startswith(f"{LISTED} codes Tushare lists (stock_basic list_status L, ")
+        and "asked today" in said
+    )
     beijing = datetime.now(timezone(timedelta(hours=8))).date()  # the day's file, which the next run reads
-    kept = json.loads((Path(vendors["MARKETDATA_STATE_DIR"]) / "listings" / f"tushare_stock_basic_L_{beijing}.json")
-                      .read_bytes())  # (test_tushare_listing: a second call of the day makes no request)
+    kept = json.loads(
+        (
+            Path(vendors["MARKETDATA_STATE_DIR"]) / "listings" / f"tushare_stock_basic_L_{beijing}.json"
+        ).read_bytes()
+    )  # (test_tushare_listing: a second call of the day makes no request)
     assert kept["count"] == LISTED and {i["code"] for i in kept["instruments"]} == listed
 
 
 def last_session(*venues: str) -> date:
-    day = datetime.now(timezone.utc).date() - timedelta(days=1)
+    day = datetime.now(UTC).date() - timedelta(days=1)
     while not all(calendars.is_trading_day(venue, day) for venue in venues):
         day -= timedelta(days=1)
     return day
@@ -103,25 +116,49 @@ def test_ingest_from_yahoo(vendors, replay, monkeypatch):
     monkeypatch.setattr(os, "environ", dict(os.environ))
     day = last_session("NMS", "LSE").isoformat()  # Yahoo keeps about 30 days of 1-minute bars
     replay.reset_counters()
-    result = marketdata(vendors, "ingest", "--provider", "yahoo", "--symbols", "AAPL,VOD.L", "--start-date", day,
-                        "--end-date", day, "--workers", "2")
+    result = marketdata(
+        vendors,
+        "ingest",
+        "--provider",
+        "yahoo",
+        "--symbols",
+        "AAPL,VOD.L",
+        "--start-date",
+        day,
+        "--end-date",
+        day,
+        "--workers",
+        "2",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"[ok] Yahoo bars {day}..{day} (2): 1 asset, 1 partition" in result.stdout
     assert {s for e in replay.requests_for("yahoo") for s in e["symbols"]} == {"AAPL", "VOD.L"}
     assert not replay.requests_for("tushare")
     run = latest_run(vendors)
-    assert run.run_config["ops"]["yahoo_bars_1m"]["config"] == {"instruments": ["AAPL", "VOD.L"], "workers": 2}
+    assert run.run_config["ops"]["yahoo_bars_1m"]["config"] == {
+        "instruments": ["AAPL", "VOD.L"],
+        "workers": 2,
+    }
     assert materialization(vendors, run, "yahoo_bars_1m")["rows"] > 0
 
 
 def test_bad_values_are_usage_errors_naming_them(vendors, monkeypatch):
     cases = [
         (["ingest", "--source", "yahoo", "--symbols", "ALL"], "ALL: Yahoo publishes no listing"),
-        (["ingest", "--symbols", "ALL", "600000.SH"], "ALL stands alone (every listed code), not with ['600000.SH']"),
+        (
+            ["ingest", "--symbols", "ALL", "600000.SH"],
+            "ALL stands alone (every listed code), not with ['600000.SH']",
+        ),
         (["ingest", "--symbols", "60000X"], "'60000X': invalid A-share code"),
         (["ingest", "--source", "bloomberg"], "'bloomberg' is not one of 'tushare', 'yahoo'"),
-        (["load-minute-bars", "--force-backfill"], "--force-backfill recomputes the monthly K-line: add --aggregate"),
-        (["package-alphas", "--start-month", "2025-06", "--account", "bad/name"], "invalid account 'bad/name'"),
+        (
+            ["load-minute-bars", "--force-backfill"],
+            "--force-backfill recomputes the monthly K-line: add --aggregate",
+        ),
+        (
+            ["package-alphas", "--start-month", "2025-06", "--account", "bad/name"],
+            "invalid account 'bad/name'",
+        ),
     ]
     for args, said in cases:
         if args[0] == "ingest":
@@ -132,21 +169,39 @@ def test_bad_values_are_usage_errors_naming_them(vendors, monkeypatch):
 
 def test_load_minute_bars_aggregate_force_backfill_is_one_run(vendors, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "environ", dict(os.environ))
-    days = [d for d in fx.trading_days(date(2025, 3, 3), 25) if d.month == 3]  # a whole month: complete_minutes
+    days = [
+        d for d in fx.trading_days(date(2025, 3, 3), 25) if d.month == 3
+    ]  # a whole month: complete_minutes
     for i, code in enumerate(("600000.SH", "000001.SZ")):
-        fx.write_text(tmp_path / f"{code}.csv", fx.render(fx.make_bars(code, days, seed=i), "cn_minute"), bom=True)
-    result = marketdata(vendors, "load-minute-bars", "--data-dir", str(tmp_path), "--max-workers", "1",
-                        "--aggregate", "--force-backfill")
+        fx.write_text(
+            tmp_path / f"{code}.csv", fx.render(fx.make_bars(code, days, seed=i), "cn_minute"), bom=True
+        )
+    result = marketdata(
+        vendors,
+        "load-minute-bars",
+        "--data-dir",
+        str(tmp_path),
+        "--max-workers",
+        "1",
+        "--aggregate",
+        "--force-backfill",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[ok] minute bars 2025-03..2025-03 + full K-line backfill: 2 assets, 1 partition" in result.stdout
     run = latest_run(vendors)
-    assert run.run_config["ops"] == {"stock_1min_qfq": {"config": {"force": False, "workers": 1}},
-                                     "stock_monthly_kline": {"config": {"force_backfill": True}}}
+    assert run.run_config["ops"] == {
+        "stock_1min_qfq": {"config": {"force": False, "workers": 1}},
+        "stock_monthly_kline": {"config": {"force_backfill": True}},
+    }
     kline = materialization(vendors, run, "stock_monthly_kline")
     assert kline["action"] == "force_backfill" and kline["window_start"].startswith("2000-01-01")
-    with psycopg.connect(host=settings.get("TIMESCALE_HOST"), port=settings.get("TIMESCALE_PORT"),
-                         user=settings.get("TIMESCALE_USER"),
-                         password=settings.get("TIMESCALE_PASSWORD"), dbname=CLI_TIMESCALE_DB) as conn:
+    with psycopg.connect(
+        host=settings.get("TIMESCALE_HOST"),
+        port=settings.get("TIMESCALE_PORT"),
+        user=settings.get("TIMESCALE_USER"),
+        password=settings.get("TIMESCALE_PASSWORD"),
+        dbname=CLI_TIMESCALE_DB,
+    ) as conn:
         months = conn.execute("SELECT code, month::date FROM stock_monthly_kline ORDER BY code").fetchall()
     assert months == [("000001.SZ", date(2025, 3, 1)), ("600000.SH", date(2025, 3, 1))]
 
@@ -166,22 +221,36 @@ def test_package_alphas_round_trips_the_landing_files_through_packages(vendors, 
     land(landing, "research", 5, 100)
     result = marketdata(env, "package-alphas", "--account", "main")  # the months: those with files
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "decompose alpha packages 2025-06..2025-06 (main): no packages dropped in these months" in result.stderr
+    assert (
+        "decompose alpha packages 2025-06..2025-06 (main): no packages dropped in these months"
+        in result.stderr
+    )
     assert "[ok] package alphas 2025-06..2025-06 (main): 1 asset, 1 partition" in result.stdout
     built = sorted(p.relative_to(packages).as_posix() for p in packages.rglob("*.*"))
-    assert built == ["REGULAR/2025-06/main.jsonl.gz", "REGULAR/2025-06/main.manifest.json",
-                     "SUPER/2025-06/main.jsonl.gz", "SUPER/2025-06/main.manifest.json"]  # not research's
+    assert built == [
+        "REGULAR/2025-06/main.jsonl.gz",
+        "REGULAR/2025-06/main.manifest.json",
+        "SUPER/2025-06/main.jsonl.gz",
+        "SUPER/2025-06/main.manifest.json",
+    ]  # not research's
 
     fresh = tmp_path / "fresh"  # another machine's landing area that only receives the packages
     shutil.copytree(packages, fresh / "packages")
     restored = marketdata({**env, "ALPHA_LANDING_DIR": str(fresh)}, "package-alphas", "--only", "decompose")
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert "[ok] decompose alpha packages 2025-06..2025-06: 1 asset, 1 partition" in restored.stdout
-    originals = {p.relative_to(landing): p.read_bytes() for p in iter_alpha_files(landing, None, None, "main")}
+    originals = {
+        p.relative_to(landing): p.read_bytes() for p in iter_alpha_files(landing, None, None, "main")
+    }
     assert {p.relative_to(fresh): p.read_bytes() for p in iter_alpha_files(fresh)} == originals
 
-    nothing = in_process(monkeypatch, env, "package-alphas", "--start-month", "2025-06", "--account", "nobody")
-    assert nothing.exit_code == 2 and "no alpha files or dropped packages of ['nobody'] in 2025-06..2025-06" \
-        in nothing.stderr and "accounts there: ['main', 'research']" in nothing.stderr
+    nothing = in_process(
+        monkeypatch, env, "package-alphas", "--start-month", "2025-06", "--account", "nobody"
+    )
+    assert (
+        nothing.exit_code == 2
+        and "no alpha files or dropped packages of ['nobody'] in 2025-06..2025-06" in nothing.stderr
+        and "accounts there: ['main', 'research']" in nothing.stderr
+    )
     empty = in_process(monkeypatch, {**env, "ALPHA_LANDING_DIR": str(tmp_path / "none")}, "package-alphas")
     assert empty.exit_code == 2 and "nothing to package or decompose" in empty.stderr

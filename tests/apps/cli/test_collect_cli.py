@@ -36,16 +36,38 @@ WAIT_S = 40
 
 
 def cli_env(tmp_path: Path, **extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PROMETHEUS_MULTIPROC_DIR", "SYMBOLS", "ENABLE_OKX",
-                                                            "ENABLE_DERIBIT", "REDIS_CACHE", "redis_cache")}
-    return {**env, "PYTHONPATH": str(REPO), "CLICKHOUSE_DSN": f"chdb://{tmp_path / 'ch'}",
-            "CLICKHOUSE_DATABASE": "live_test", **extra}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "PROMETHEUS_MULTIPROC_DIR",
+            "SYMBOLS",
+            "ENABLE_OKX",
+            "ENABLE_DERIBIT",
+            "REDIS_CACHE",
+            "redis_cache",
+        )
+    }
+    return {
+        **env,
+        "PYTHONPATH": str(REPO),
+        "CLICKHOUSE_DSN": f"chdb://{tmp_path / 'ch'}",
+        "CLICKHOUSE_DATABASE": "live_test",
+        **extra,
+    }
 
 
 def start(env: dict, *args: str) -> tuple[subprocess.Popen, str | None]:
     """The command running, and its endpoints' URL (from its ready line on stderr)."""
-    proc = subprocess.Popen([str(MARKETDATA), *args], env=env, cwd=str(REPO), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(MARKETDATA), *args],
+        env=env,
+        cwd=str(REPO),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stderr.readline()
     if not line:
         proc.wait(30)
@@ -82,14 +104,23 @@ def wait_status(url: str, condition, what: str) -> dict:
 
 
 def count_rows(env: dict) -> tuple[int, int, int]:
-    """(distinct trades, rows, distinct trade ids per instrument summed) of trades_live, read by another process."""
-    code = ("import sys, json; from marketdata_assets.stores.clickhouse.connection import open_client\n"
-            "c, _ = open_client(sys.argv[1], 'live_test')\n"
-            "print(json.dumps([int(c.command('SELECT count() FROM live_test.trades_live FINAL')),\n"
-            "  int(c.command('SELECT count() FROM live_test.trades_live')),\n"
-            "  int(c.command('SELECT uniqExact(instrument, trade_id) FROM live_test.trades_live'))]))")
-    done = subprocess.run([sys.executable, "-c", code, env["CLICKHOUSE_DSN"]], env=env, capture_output=True, text=True,
-                          timeout=120, check=True)
+    """(distinct trades, rows, distinct trade ids per instrument summed) of trades_live, read by another
+    process."""
+    code = (
+        "import sys, json; from marketdata_assets.stores.clickhouse.connection import open_client\n"
+        "c, _ = open_client(sys.argv[1], 'live_test')\n"
+        "print(json.dumps([int(c.command('SELECT count() FROM live_test.trades_live FINAL')),\n"
+        "  int(c.command('SELECT count() FROM live_test.trades_live')),\n"
+        "  int(c.command('SELECT uniqExact(instrument, trade_id) FROM live_test.trades_live'))]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, env["CLICKHOUSE_DSN"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return tuple(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
@@ -123,14 +154,42 @@ def test_collect_with_consume_serves_metrics_and_fills_trades_live(tmp_path, nat
     env = cli_env(tmp_path, ENABLE_BINANCE="true", SYMBOLS=",".join(INSTRUMENTS))
     stack, rest, ws = replays(WsConfig(tick_s=0.02))
     with stack:
-        proc, url = start(env, "collect", "--consume", "--ws-url", ws.url, "--rest-url", rest.base_url,
-                          "--landing-dir", str(tmp_path / "landing"), "--nats-url", nats_url, "--stream",
-                          stream_spec.name, "--stream-max-mb", "64", "--subject-prefix", prefix, "--durable", "ch", "--metrics-port", "0",
-                          "--max-wait-s", "0.05")
+        proc, url = start(
+            env,
+            "collect",
+            "--consume",
+            "--ws-url",
+            ws.url,
+            "--rest-url",
+            rest.base_url,
+            "--landing-dir",
+            str(tmp_path / "landing"),
+            "--nats-url",
+            nats_url,
+            "--stream",
+            stream_spec.name,
+            "--stream-max-mb",
+            "64",
+            "--subject-prefix",
+            prefix,
+            "--durable",
+            "ch",
+            "--metrics-port",
+            "0",
+            "--max-wait-s",
+            "0.05",
+        )
         try:
             assert url, f"no endpoints URL on the ready line {proc.ready_line!r}"
-            status = wait_status(url, lambda s: s["collector"]["published"] >= 100 and s["consumer"]["acked"] >= 100
-                                 and s["collector"]["snapshots"] == 2, "100 trades through NATS into ClickHouse")
+            status = wait_status(
+                url,
+                lambda s: (
+                    s["collector"]["published"] >= 100
+                    and s["consumer"]["acked"] >= 100
+                    and s["collector"]["snapshots"] == 2
+                ),
+                "100 trades through NATS into ClickHouse",
+            )
             assert status["healthy"] and status["connections"] == 1
             assert get(f"{url}/health") == (200, "ok\n")
             observed = sensor_observation(url)  # the UI's view of the open hour (defs/live/health.py)
@@ -163,12 +222,16 @@ def test_collect_with_consume_serves_metrics_and_fills_trades_live(tmp_path, nat
             books = await store.message_count(stream_spec.name, f"{prefix}.books.>")
             await store.delete_stream(stream_spec.name)
             return info, every, batches, held, books
+
     info, every, batches, held, books = asyncio.run(on_the_server())
     # a stop waits for the batch JetStream is storing: what the server holds is what was counted, every
     # dataset's messages (Binance spot's tickers and bars too: collect takes every dataset by default;
     # trades in batches, a message per instrument and 50 ms)
     assert every - batches - books + held == published and books == counters["collector"]["book_snapshots"]
-    assert held == counters["collector"]["messages"]["trades"] and counters["collector"]["messages"]["tickers"] > 0
+    assert (
+        held == counters["collector"]["messages"]["trades"]
+        and counters["collector"]["messages"]["tickers"] > 0
+    )
     assert batches < held
     # what the consumer had fetched when stopped was stored and acked; the rest waits for the next start:
     # never delivered (pending), or delivered to a fetch the stop cut short (awaiting its ack, redelivered
@@ -181,16 +244,32 @@ def test_direct_write_without_nats_lands_every_trade_once(tmp_path):
     env = cli_env(tmp_path, clickhouse_direct_write="true")
     stack, rest, ws = replays(WsConfig(tick_s=0.02))
     with stack:
-        proc, url = start(env, "collect", "--instruments", ",".join(INSTRUMENTS), "--no-nats", "--ws-url", ws.url,
-                          "--rest-url", rest.base_url, "--landing-dir", str(tmp_path / "landing"),
-                          "--metrics-port", "0", "--stale-s", "1")
+        proc, url = start(
+            env,
+            "collect",
+            "--instruments",
+            ",".join(INSTRUMENTS),
+            "--no-nats",
+            "--ws-url",
+            ws.url,
+            "--rest-url",
+            rest.base_url,
+            "--landing-dir",
+            str(tmp_path / "landing"),
+            "--metrics-port",
+            "0",
+            "--stale-s",
+            "1",
+        )
         try:
             wait_status(url, lambda s: s["collector"]["published"] >= 100, "100 trades written to ClickHouse")
             ws.pause()  # the market goes silent: the collector is not healthy any more
             deadline = time.monotonic() + WAIT_S
             while (health := get(f"{url}/health"))[0] == 200 and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert health[0] == 503 and ("stale" in health[1] or "no frame" in health[1] or "no open" in health[1])
+            assert health[0] == 503 and (
+                "stale" in health[1] or "no frame" in health[1] or "no open" in health[1]
+            )
         finally:
             counters = stop(proc)
     trades = counters["collector"]["trades"]
@@ -213,9 +292,13 @@ def cli_stream(nats_url, stream_spec):
 def multi_venue_replays():
     """One replayed market, each venue's WebSocket replay on it, all paused (resumed once subscribed)."""
     stack = contextlib.ExitStack()
-    rest = stack.enter_context(CryptoReplayServer(ReplayConfig(seed=7, instruments={v: [i] for v, i in MULTI.items()})))
-    ws = {venue: stack.enter_context(cls(WsConfig(tick_s=0.02), rest=rest))
-          for venue, cls in (("BINANCE", BinanceWsReplay), ("OKX", OkxWsReplay), ("DERIBIT", DeribitWsReplay))}
+    rest = stack.enter_context(
+        CryptoReplayServer(ReplayConfig(seed=7, instruments={v: [i] for v, i in MULTI.items()}))
+    )
+    ws = {
+        venue: stack.enter_context(cls(WsConfig(tick_s=0.02), rest=rest))
+        for venue, cls in (("BINANCE", BinanceWsReplay), ("OKX", OkxWsReplay), ("DERIBIT", DeribitWsReplay))
+    }
     for replay in ws.values():
         replay.pause()
     return stack, rest, ws
@@ -223,13 +306,21 @@ def multi_venue_replays():
 
 def stored_ids(env: dict) -> dict[str, tuple[int, int, int, int]]:
     """venue -> (rows FINAL, distinct ids, first id, last id) of trades_live, read by another process."""
-    code = ("import sys, json; from marketdata_assets.stores.clickhouse.connection import open_client\n"
-            "c, _ = open_client(sys.argv[1], 'live_test')\n"
-            "rows = c.query('SELECT venue, count(), uniqExact(trade_id), min(toUInt64(trade_id)), "
-            "max(toUInt64(trade_id)) FROM live_test.trades_live FINAL GROUP BY venue').result_rows\n"
-            "print(json.dumps({r[0]: [int(x) for x in r[1:]] for r in rows}))")
-    done = subprocess.run([sys.executable, "-c", code, env["CLICKHOUSE_DSN"]], env=env, capture_output=True,
-                          text=True, timeout=120, check=True)
+    code = (
+        "import sys, json; from marketdata_assets.stores.clickhouse.connection import open_client\n"
+        "c, _ = open_client(sys.argv[1], 'live_test')\n"
+        "rows = c.query('SELECT venue, count(), uniqExact(trade_id), min(toUInt64(trade_id)), "
+        "max(toUInt64(trade_id)) FROM live_test.trades_live FINAL GROUP BY venue').result_rows\n"
+        "print(json.dumps({r[0]: [int(x) for x in r[1:]] for r in rows}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, env["CLICKHOUSE_DSN"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return {k: tuple(v) for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
 
 
@@ -239,26 +330,74 @@ def test_collect_runs_every_enabled_venue_into_one_stream_and_trades_live(tmp_pa
     trades_live exactly once, per venue (0 lost, 0 duplicated)."""
     stream_spec = cli_stream
     prefix = stream_spec.subjects[0].split(".")[0]
-    env = cli_env(tmp_path, ENABLE_BINANCE="true", ENABLE_OKX="true", ENABLE_DERIBIT="true",
-                  SYMBOLS=",".join(f"{v}:{i}" for v, i in MULTI.items()))
+    env = cli_env(
+        tmp_path,
+        ENABLE_BINANCE="true",
+        ENABLE_OKX="true",
+        ENABLE_DERIBIT="true",
+        SYMBOLS=",".join(f"{v}:{i}" for v, i in MULTI.items()),
+    )
     stack, rest, ws = multi_venue_replays()
     with stack:
-        proc, url = start(env, "collect", "--consume", "--datasets", "trades,books",  # one connection a venue
-                          "--ws-url", ws["BINANCE"].url, "--rest-url", rest.base_url,
-                          "--okx-ws-url", ws["OKX"].url, "--deribit-ws-url", ws["DERIBIT"].url,
-                          "--landing-dir", str(tmp_path / "landing"), "--nats-url", nats_url, "--stream",
-                          stream_spec.name, "--stream-max-mb", "64", "--subject-prefix", prefix, "--durable", "ch", "--metrics-port", "0",
-                          "--max-wait-s", "0.05")
+        proc, url = start(
+            env,
+            "collect",
+            "--consume",
+            "--datasets",
+            "trades,books",  # one connection a venue
+            "--ws-url",
+            ws["BINANCE"].url,
+            "--rest-url",
+            rest.base_url,
+            "--okx-ws-url",
+            ws["OKX"].url,
+            "--deribit-ws-url",
+            ws["DERIBIT"].url,
+            "--landing-dir",
+            str(tmp_path / "landing"),
+            "--nats-url",
+            nats_url,
+            "--stream",
+            stream_spec.name,
+            "--stream-max-mb",
+            "64",
+            "--subject-prefix",
+            prefix,
+            "--durable",
+            "ch",
+            "--metrics-port",
+            "0",
+            "--max-wait-s",
+            "0.05",
+        )
         try:
-            subscribed = {"BINANCE": 0, "OKX": 2, "DERIBIT": 2}  # acks: OKX one per channel; Deribit heartbeat + subscribe
-            wait_status(url, lambda s: all(s["venues"][v]["connections"] == 1 and s["venues"][v]["collector"]["acks"] >= n
-                                           for v, n in subscribed.items()), "every venue connected and subscribed")
+            subscribed = {
+                "BINANCE": 0,
+                "OKX": 2,
+                "DERIBIT": 2,
+            }  # acks: OKX one per channel; Deribit heartbeat + subscribe
+            wait_status(
+                url,
+                lambda s: all(
+                    s["venues"][v]["connections"] == 1 and s["venues"][v]["collector"]["acks"] >= n
+                    for v, n in subscribed.items()
+                ),
+                "every venue connected and subscribed",
+            )
             before = {v: ws[v].trade_ids(i)[1] for v, i in MULTI.items()}  # None: no trade moved yet
             for replay in ws.values():
                 replay.resume()
-            wait_status(url, lambda s: all(s["venues"][v]["collector"]["trades"] >= 50 for v in MULTI)
-                        and s["venues"]["BINANCE"]["collector"]["snapshots"] >= 1, "50 trades of every venue")
-            before = {v: ws[v].trade_ids(i)[0] - 1 if before[v] is None else before[v] for v, i in MULTI.items()}
+            wait_status(
+                url,
+                lambda s: (
+                    all(s["venues"][v]["collector"]["trades"] >= 50 for v in MULTI)
+                    and s["venues"]["BINANCE"]["collector"]["snapshots"] >= 1
+                ),
+                "50 trades of every venue",
+            )
+            before = {
+                v: ws[v].trade_ids(i)[0] - 1 if before[v] is None else before[v] for v, i in MULTI.items()
+            }
             for replay in ws.values():
                 replay.pause()
             last = {v: ws[v].trade_ids(i)[1] for v, i in MULTI.items()}
@@ -266,12 +405,17 @@ def test_collect_runs_every_enabled_venue_into_one_stream_and_trades_live(tmp_pa
             def drained(s) -> bool:
                 last.update({v: ws[v].trade_ids(i)[1] for v, i in MULTI.items()})  # a tick in flight at pause
                 published = s["collector"]["published"]  # every dataset's messages; the consumer takes trades
-                return published == sum(s["collector"]["messages"].values()) and \
-                    s["collector"]["trades"] == s["consumer"]["acked"] and all(
-                    s["venues"][v]["collector"]["trades"] >= last[v] - before[v] for v in MULTI)
+                return (
+                    published == sum(s["collector"]["messages"].values())
+                    and s["collector"]["trades"] == s["consumer"]["acked"]
+                    and all(s["venues"][v]["collector"]["trades"] >= last[v] - before[v] for v in MULTI)
+                )
+
             status = wait_status(url, drained, "every trade published and consumed")
             assert set(status["venues"]) == set(MULTI) and status["connections"] == 3
-            assert all(set(status["venues"][v]["collector"]["messages"]) == {"trades"} for v in MULTI)  # --datasets
+            assert all(
+                set(status["venues"][v]["collector"]["messages"]) == {"trades"} for v in MULTI
+            )  # --datasets
             text = get(f"{url}/metrics")[1]
             for venue in MULTI:
                 assert metric(text, "marketdata_live_messages_total", venue=venue, dataset="trades") >= 50
@@ -305,7 +449,8 @@ while set(venues) != wanted and time.monotonic() < deadline:
     client, locked = open_client(dsn, "live_test", lock_timeout_s=30)
     try:
         if client.command("EXISTS TABLE live_test.trades_live"):
-            venues = dict(client.query("SELECT venue, count() FROM live_test.trades_live FINAL GROUP BY venue").result_rows)
+            venues = dict(client.query("SELECT venue, count() FROM live_test.trades_live FINAL GROUP BY \
+venue").result_rows)
     finally:
         client.close()
         release_directory(locked)
@@ -315,15 +460,23 @@ print(json.dumps(venues))
 
 
 def other_clickhouse_user(env: dict, collector: subprocess.Popen) -> dict:
-    reader = subprocess.run([sys.executable, "-c", OTHER_USER, env["CLICKHOUSE_DSN"], *MULTI], env=env, cwd=str(REPO),
-                            capture_output=True, text=True, timeout=120, check=False)
+    reader = subprocess.run(
+        [sys.executable, "-c", OTHER_USER, env["CLICKHOUSE_DSN"], *MULTI],
+        env=env,
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert collector.poll() is None, "the collector exited"
     assert reader.returncode == 0, reader.stderr[-3000:]
     return json.loads(reader.stdout.strip().splitlines()[-1])
 
 
-def test_make_runs_collector_fills_landing_nats_and_trades_live_beside_other_clickhouse_users(tmp_path, monkeypatch,
-                                                                                                 nats_url, cli_stream):
+def test_make_runs_collector_fills_landing_nats_and_trades_live_beside_other_clickhouse_users(
+    tmp_path, monkeypatch, nats_url, cli_stream
+):
     """apps/demo_live.py as `make run` starts it: the three venues' WebSocket replays on the crypto
     replay and `marketdata collect --consume --share-clickhouse`; while it runs, another process (here:
     this test) opens the embedded ClickHouse between its INSERTs and sees every venue in trades_live;
@@ -331,6 +484,7 @@ def test_make_runs_collector_fills_landing_nats_and_trades_live_beside_other_cli
     from marketdata_assets.apps.demo import SOURCES, Replays
     from marketdata_assets.apps.demo_live import LIVE_VENUES
     from marketdata_assets.apps.demo_live import start as start_live
+
     stream_spec = cli_stream
     env = cli_env(tmp_path)
     for name in ("CLICKHOUSE_DSN", "CLICKHOUSE_DATABASE", "PYTHONPATH"):
@@ -339,12 +493,33 @@ def test_make_runs_collector_fills_landing_nats_and_trades_live_beside_other_cli
         monkeypatch.delenv(name, raising=False)
     prefix = stream_spec.subjects[0].split(".")[0]
     landing_dir = tmp_path / "landing"
-    with CryptoReplayServer(ReplayConfig(seed=9, instruments={"BINANCE": ["BTCUSDT"], "OKX": ["BTC-USDT"],
-                                                            "DERIBIT": ["BTC-PERPETUAL"]})) as rest:
+    with CryptoReplayServer(
+        ReplayConfig(
+            seed=9, instruments={"BINANCE": ["BTCUSDT"], "OKX": ["BTC-USDT"], "DERIBIT": ["BTC-PERPETUAL"]}
+        )
+    ) as rest:
         replays = Replays([s for s in SOURCES if s.name in LIVE_VENUES], servers={"crypto": rest})
-        live = start_live(replays, ("--landing-dir", str(landing_dir), "--nats-url", nats_url, "--stream",
-                                    stream_spec.name, "--stream-max-mb", "64", "--subject-prefix", prefix, "--durable", "demo",
-                                    "--metrics-port", "off", "--max-wait-s", "0.2"))
+        live = start_live(
+            replays,
+            (
+                "--landing-dir",
+                str(landing_dir),
+                "--nats-url",
+                nats_url,
+                "--stream",
+                stream_spec.name,
+                "--stream-max-mb",
+                "64",
+                "--subject-prefix",
+                prefix,
+                "--durable",
+                "demo",
+                "--metrics-port",
+                "off",
+                "--max-wait-s",
+                "0.2",
+            ),
+        )
         try:
             assert live.process is not None and "BINANCE:BTCUSDT" in live.line
             venues = other_clickhouse_user(env, live.process)
@@ -353,10 +528,15 @@ def test_make_runs_collector_fills_landing_nats_and_trades_live_beside_other_cli
             process = live.process
             live.stop()
     assert process.returncode == 0
-    others = {"BINANCE": {"btcusdt@bookTicker", "btcusdt@kline_1m"}, "OKX": {"BTC-USDT@tickers", "BTC-USDT@candle1m"},
-              "DERIBIT": {"ticker.BTC-PERPETUAL.100ms"}}  # collect takes every dataset a venue has: tickers, bars
+    others = {
+        "BINANCE": {"btcusdt@bookTicker", "btcusdt@kline_1m"},
+        "OKX": {"BTC-USDT@tickers", "BTC-USDT@candle1m"},
+        "DERIBIT": {"ticker.BTC-PERPETUAL.100ms"},
+    }  # collect takes every dataset a venue has: tickers, bars
     for venue in MULTI:
-        channels = {path.parent.name for path in (landing_dir / venue).rglob("*.jsonl.zst")}  # closed at the stop
+        channels = {
+            path.parent.name for path in (landing_dir / venue).rglob("*.jsonl.zst")
+        }  # closed at the stop
         assert others[venue] <= channels, (venue, channels)
 
 
@@ -366,23 +546,49 @@ def test_every_venues_collector_stops_within_5_s_of_sigint_with_its_files_closed
     its counters printed."""
     from marketdata_assets.replay.crypto.binance_um_ws import BinanceUmWsReplay
 
-    venues = {"BINANCE": ("BTCUSDT", BinanceWsReplay), "BINANCE_UM": ("BTCUSDT", BinanceUmWsReplay),
-              "OKX": ("BTC-USDT-SWAP", OkxWsReplay), "DERIBIT": ("BTC-PERPETUAL", DeribitWsReplay)}
+    venues = {
+        "BINANCE": ("BTCUSDT", BinanceWsReplay),
+        "BINANCE_UM": ("BTCUSDT", BinanceUmWsReplay),
+        "OKX": ("BTC-USDT-SWAP", OkxWsReplay),
+        "DERIBIT": ("BTC-PERPETUAL", DeribitWsReplay),
+    }
     with contextlib.ExitStack() as stack:
-        rest = stack.enter_context(CryptoReplayServer(ReplayConfig(seed=7, instruments={
-            v: [i] for v, (i, _) in venues.items()})))
+        rest = stack.enter_context(
+            CryptoReplayServer(ReplayConfig(seed=7, instruments={v: [i] for v, (i, _) in venues.items()}))
+        )
         procs = {}
         for venue, (instrument, cls) in venues.items():
             ws = stack.enter_context(cls(WsConfig(tick_s=0.02), rest=rest))
             procs[venue] = subprocess.Popen(
-                [sys.executable, "-m", "marketdata_assets.apps.collector", "--venue", venue, "--instruments", instrument,
-                 "--ws-url", ws.url, "--rest-url", rest.base_url, "--no-nats", "--landing-dir",
-                 str(tmp_path / venue)], env=cli_env(tmp_path), cwd=str(REPO), stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "marketdata_assets.apps.collector",
+                    "--venue",
+                    venue,
+                    "--instruments",
+                    instrument,
+                    "--ws-url",
+                    ws.url,
+                    "--rest-url",
+                    rest.base_url,
+                    "--no-nats",
+                    "--landing-dir",
+                    str(tmp_path / venue),
+                ],
+                env=cli_env(tmp_path),
+                cwd=str(REPO),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         deadline = time.monotonic() + WAIT_S
-        while not all(list((tmp_path / v).rglob("*@*/*.part")) for v in venues):  # every venue is landing frames
-            assert time.monotonic() < deadline and all(p.poll() is None for p in procs.values()), \
-                {v: p.poll() for v, p in procs.items()}
+        while not all(
+            list((tmp_path / v).rglob("*@*/*.part")) for v in venues
+        ):  # every venue is landing frames
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs.values()), {
+                v: p.poll() for v, p in procs.items()
+            }
             time.sleep(0.1)
         sent = time.monotonic()
         for proc in procs.values():

@@ -56,9 +56,16 @@ def cli_env(tmp_path: Path, dagster_db: str, port: int, dbname: str) -> dict:
     home = tmp_path / "dagster_home"
     home.mkdir(exist_ok=True)
     shutil.copy(REPO / "instance" / "dagster.yaml", home / "dagster.yaml")
-    return {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_PG_DB": dagster_db, "TIMESCALE_PORT": str(port),
-            "TIMESCALE_DB": dbname, "TIMESCALE_SSLMODE": "disable", "MARKETDATA_STATE_DIR": str(tmp_path / "state"),
-            "CLICKHOUSE_DSN": f"chdb://{tmp_path / 'ch'}"}
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_DB": dagster_db,
+        "TIMESCALE_PORT": str(port),
+        "TIMESCALE_DB": dbname,
+        "TIMESCALE_SSLMODE": "disable",
+        "MARKETDATA_STATE_DIR": str(tmp_path / "state"),
+        "CLICKHOUSE_DSN": f"chdb://{tmp_path / 'ch'}",
+    }
 
 
 def load_command(env: dict, root: Path) -> list[str]:
@@ -66,25 +73,51 @@ def load_command(env: dict, root: Path) -> list[str]:
 
 
 def run(env: dict, root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(load_command(env, root), env=env, cwd=env["MARKETDATA_STATE_DIR"].rsplit("/", 1)[0],
-                          capture_output=True, text=True, timeout=110, check=False)
+    return subprocess.run(
+        load_command(env, root),
+        env=env,
+        cwd=env["MARKETDATA_STATE_DIR"].rsplit("/", 1)[0],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
 
 
 def store_state(port: int, dbname: str) -> dict:
-    with psycopg.connect(host="127.0.0.1", port=port, user="postgres",
-                         password=settings.get("TIMESCALE_PASSWORD"), dbname=dbname, connect_timeout=5) as conn:
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=port,
+        user="postgres",
+        password=settings.get("TIMESCALE_PASSWORD"),
+        dbname=dbname,
+        connect_timeout=5,
+    ) as conn:
         extension = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
-        rows, distinct = conn.execute("SELECT count(*), count(DISTINCT (code, time)) FROM stock_1min_qfq").fetchone()
-        return {"hypertable": bool(extension) and minute_table.is_hypertable(conn, "stock_1min_qfq"),
-                "rows": rows, "distinct": distinct,
-                "rows_outside_chunks": conn.execute("SELECT count(*) FROM ONLY stock_1min_qfq").fetchone()[0],
-                "indexes": [r[0] for r in conn.execute(
-                    "SELECT indexdef FROM pg_indexes WHERE tablename = 'stock_1min_qfq'")]}
+        rows, distinct = conn.execute(
+            "SELECT count(*), count(DISTINCT (code, time)) FROM stock_1min_qfq"
+        ).fetchone()
+        return {
+            "hypertable": bool(extension) and minute_table.is_hypertable(conn, "stock_1min_qfq"),
+            "rows": rows,
+            "distinct": distinct,
+            "rows_outside_chunks": conn.execute("SELECT count(*) FROM ONLY stock_1min_qfq").fetchone()[0],
+            "indexes": [
+                r[0]
+                for r in conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'stock_1min_qfq'")
+            ],
+        }
 
 
 def committed_rows(port: int, dbname: str) -> int:
-    with psycopg.connect(host="127.0.0.1", port=port, user="postgres",
-                         password=settings.get("TIMESCALE_PASSWORD"), dbname=dbname, connect_timeout=5) as conn:
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=port,
+        user="postgres",
+        password=settings.get("TIMESCALE_PASSWORD"),
+        dbname=dbname,
+        connect_timeout=5,
+    ) as conn:
         if conn.execute("SELECT to_regclass('stock_1min_qfq')").fetchone()[0] is None:
             return 0
         return conn.execute("SELECT count(*) FROM stock_1min_qfq").fetchone()[0]
@@ -112,29 +145,44 @@ def private_postgres(private_server):
     return private_server
 
 
-UNIQUE_INDEX = 'CREATE UNIQUE INDEX stock_1min_qfq_code_time ON public.stock_1min_qfq USING btree (code, "time" DESC)'
+UNIQUE_INDEX = (
+    'CREATE UNIQUE INDEX stock_1min_qfq_code_time ON public.stock_1min_qfq USING btree (code, "time" DESC)'
+)
 
 
-def test_the_cli_into_a_fresh_database_makes_the_hypertable_with_its_unique_index(landing, tmp_path, dagster_db):
+def test_the_cli_into_a_fresh_database_makes_the_hypertable_with_its_unique_index(
+    landing, tmp_path, dagster_db
+):
     root, truth = landing
     recreate_database(FRESH_DB)  # no extension, nothing bootstrapped
     port = int(settings.get("TIMESCALE_PORT"))
     result = run(cli_env(tmp_path, dagster_db, port, FRESH_DB), root)
     assert result.returncode == 0, result.stdout + result.stderr
     # a month of a few days' bars: stored whole, its complete_minutes check says the rest is missing
-    assert f"[checks failed] minute bars 2026-01..2026-01: 1 asset, 1 partition, {truth.height:,} rows" in result.stdout
+    assert (
+        f"[checks failed] minute bars 2026-01..2026-01: 1 asset, 1 partition, {truth.height:,} rows"
+        in result.stdout
+    )
     assert "DEGRADED" not in result.stdout
-    assert store_state(port, FRESH_DB) == {"hypertable": True, "rows": truth.height, "distinct": truth.height,
-                                           "rows_outside_chunks": 0, "indexes": [UNIQUE_INDEX]}
+    assert store_state(port, FRESH_DB) == {
+        "hypertable": True,
+        "rows": truth.height,
+        "distinct": truth.height,
+        "rows_outside_chunks": 0,
+        "indexes": [UNIQUE_INDEX],
+    }
 
 
 def test_postgres_killed_during_the_first_load_of_a_fresh_database_then_the_rerun_is_exact(
-        landing, tmp_path, dagster_db, private_postgres):
+    landing, tmp_path, dagster_db, private_postgres
+):
     root, truth = landing
     private_postgres.create_database("fresh")  # no extension
     env = cli_env(tmp_path, dagster_db, private_postgres.port, "fresh")
     with open(tmp_path / "first.log", "w") as log:
-        first = subprocess.Popen(load_command(env, root), env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        first = subprocess.Popen(
+            load_command(env, root), env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+        )
     deadline = time.monotonic() + 100
     while committed_rows(private_postgres.port, "fresh") == 0:  # the first file committed: crash right there
         assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
@@ -150,12 +198,18 @@ def test_postgres_killed_during_the_first_load_of_a_fresh_database_then_the_reru
     assert again.returncode == 0, again.stdout + again.stderr
     state = store_state(private_postgres.port, "fresh")
     print(f"re-run: {state['rows']:,} rows, {state['rows'] - state['distinct']} duplicates")
-    assert state == {"hypertable": True, "rows": truth.height, "distinct": truth.height, "rows_outside_chunks": 0,
-                     "indexes": [UNIQUE_INDEX]}
+    assert state == {
+        "hypertable": True,
+        "rows": truth.height,
+        "distinct": truth.height,
+        "rows_outside_chunks": 0,
+        "indexes": [UNIQUE_INDEX],
+    }
 
 
 def test_without_timescaledb_the_cli_line_says_degraded_then_the_plain_table_is_refused_once_then_migrated(
-        landing, tmp_path, dagster_db, private_postgres):
+    landing, tmp_path, dagster_db, private_postgres
+):
     """The command on a server without TimescaleDB loads a plain table and its line says DEGRADED. The server
     restarted with TimescaleDB: that plain table, above MINUTE_BARS_MIGRATE_MAX_ROWS, fails the load once,
     naming the table, its rows and the command, changing nothing; that command migrates it, every row kept."""
@@ -183,12 +237,20 @@ def test_without_timescaledb_the_cli_line_says_degraded_then_the_plain_table_is_
     command = f"MINUTE_BARS_MIGRATE_MAX_ROWS={truth.height} marketdata load-minute-bars"
     assert command in said
     assert store_state(private_postgres.port, "plain") == {
-        "hypertable": False, "rows": truth.height, "distinct": truth.height, "rows_outside_chunks": truth.height,
-        "indexes": [UNIQUE_INDEX]}  # nothing changed
+        "hypertable": False,
+        "rows": truth.height,
+        "distinct": truth.height,
+        "rows_outside_chunks": truth.height,
+        "indexes": [UNIQUE_INDEX],
+    }  # nothing changed
 
     migrated = run({**env, "MINUTE_BARS_MIGRATE_MAX_ROWS": str(truth.height)}, root)  # the command it named
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     assert "DEGRADED" not in migrated.stdout
     assert store_state(private_postgres.port, "plain") == {
-        "hypertable": True, "rows": truth.height, "distinct": truth.height, "rows_outside_chunks": 0,
-        "indexes": [UNIQUE_INDEX]}
+        "hypertable": True,
+        "rows": truth.height,
+        "distinct": truth.height,
+        "rows_outside_chunks": 0,
+        "indexes": [UNIQUE_INDEX],
+    }

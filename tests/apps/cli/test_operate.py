@@ -1,6 +1,6 @@
 """`marketdata backfill archives`: the Binance days data.binance.vision publishes, as runs of one UTC day x
-every archive venue over every archive asset (its runs: tests/sources/binance_vision/test_binance_archives.py). No
-process: the command's plan."""
+every archive venue over every archive asset (its runs:
+tests/sources/binance_vision/test_binance_archives.py). No process: the command's plan."""
 
 from __future__ import annotations
 
@@ -16,16 +16,21 @@ def test_an_archive_backfill_is_a_run_a_day_over_every_archive_venue_and_asset()
     runs = operate.backfill_runs("archives", days, operate.BACKFILL["archives"].days_per_run)
     assert [label for label, _, _ in runs] == [f"archives {day} x {len(VENUES)} venues" for day in days]
     assert {partitions for _, _, partitions in runs} == {len(VENUES)}
-    assert runs[0][1] == {"dagster/asset_partition_range_start": f"2025-01-01|{VENUES[0]}",
-                          "dagster/asset_partition_range_end": f"2025-01-01|{VENUES[-1]}"}
-    assert set(operate.domain_assets("archives")) == set(ARCHIVE_ASSETS.values()) == {
-        key.to_user_string() for key in binance_archives.keys}
-    assert operate.backfill_config("archives") == {"ops": {"binance_archives": {"config": {
-        "retry_failed": True, "replace": False}}}}
+    assert runs[0][1] == {
+        "dagster/asset_partition_range_start": f"2025-01-01|{VENUES[0]}",
+        "dagster/asset_partition_range_end": f"2025-01-01|{VENUES[-1]}",
+    }
+    assert (
+        set(operate.domain_assets("archives"))
+        == set(ARCHIVE_ASSETS.values())
+        == {key.to_user_string() for key in binance_archives.keys}
+    )
+    assert operate.backfill_config("archives") == {
+        "ops": {"binance_archives": {"config": {"retry_failed": True, "replace": False}}}
+    }
     days_def = operate._partitions("archives")[0]
     assert operate.days_between(days_def, date(2025, 1, 1), date(2025, 1, 3)) == days
     assert "archives" in operate.backfill.params[0].type.choices
-
 
 
 def test_a_runs_bar_counts_the_work_reported_in_its_unit_and_starts_again_for_another():

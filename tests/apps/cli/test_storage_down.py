@@ -22,7 +22,11 @@ MARKETDATA = str(Path(sys.executable).parent / "marketdata")
 DAY = "2025-06-05"
 # every subcommand that launches runs or opens the instance, with arguments that get it that far
 NEEDS_STORAGE = {
-    "aggregate": [], "fetch-alphas": [], "import-alphas": [], "package-alphas": [], "schedules": ["crypto"],
+    "aggregate": [],
+    "fetch-alphas": [],
+    "import-alphas": [],
+    "package-alphas": [],
+    "schedules": ["crypto"],
     "backfill": ["crypto", "--start-date", DAY, "--end-date", DAY],
     "ingest": ["--symbols", "600000.SH", "--start-date", DAY, "--end-date", DAY],
     "load-minute-bars": ["--data-dir", "{tmp}", "--start-month", "2025-06"],
@@ -39,7 +43,8 @@ def within_5_s(elapsed: float) -> None:
 
 
 def one_line_within_5_s(command: list[str], exit_code: int) -> str:
-    """Run `command`; the one line it wrote to stderr, after checking the exit code, the time, no traceback."""
+    """Run `command`; the one line it wrote to stderr, after checking the exit code, the time, no
+    traceback."""
     started = time.monotonic()
     result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
     elapsed = time.monotonic() - started
@@ -67,8 +72,9 @@ def test_every_subcommand_is_listed_here():
 
 
 @pytest.mark.parametrize("command", sorted(NEEDS_STORAGE))
-def test_a_command_on_a_stopped_storage_is_one_line_and_exit_3(command, stopped_storage, tmp_path,
-                                                               monkeypatch):
+def test_a_command_on_a_stopped_storage_is_one_line_and_exit_3(
+    command, stopped_storage, tmp_path, monkeypatch
+):
     landing = tmp_path / "alpha_landing"
     month = landing / "alphas" / "regular" / "2025-06" / "main"
     month.mkdir(parents=True)
@@ -88,10 +94,27 @@ def test_a_command_on_a_stopped_storage_is_one_line_and_exit_3(command, stopped_
 def test_collect_with_no_nats_server_answering_is_one_line_naming_each(tmp_path):
     ports = free_port(), free_port()
     url = f"nats://quant:nats-secret@127.0.0.1:{ports[0]},nats://127.0.0.1:{ports[1]}"
-    line = one_line_within_5_s([MARKETDATA, "collect", "--venue", "binance", "--instruments", "BTCUSDT",
-                                "--metrics-port", "off", "--nats-url", url, "--landing-dir", str(tmp_path)], 1)
-    assert line.startswith(f"FAILED: StoreUnavailable: NATS JetStream at 127.0.0.1:{ports[0]}, 127.0.0.1:{ports[1]} "
-                           "is not reachable: "), line
+    line = one_line_within_5_s(
+        [
+            MARKETDATA,
+            "collect",
+            "--venue",
+            "binance",
+            "--instruments",
+            "BTCUSDT",
+            "--metrics-port",
+            "off",
+            "--nats-url",
+            url,
+            "--landing-dir",
+            str(tmp_path),
+        ],
+        1,
+    )
+    assert line.startswith(
+        f"FAILED: StoreUnavailable: NATS JetStream at 127.0.0.1:{ports[0]}, 127.0.0.1:{ports[1]} "
+        "is not reachable: "
+    ), line
     assert "Connection refused" in line and "NATS_URL" in line and "nats-secret" not in line
 
 
@@ -99,5 +122,7 @@ def test_status_with_the_clickhouse_server_down_is_one_line(monkeypatch):
     port = free_port()
     monkeypatch.setenv("CLICKHOUSE_DSN", f"http://127.0.0.1:{port}")
     line = one_line_within_5_s([MARKETDATA, "status"], 1)  # not the driver's own warning before it
-    assert line.startswith(f"FAILED: StoreUnavailable: ClickHouse at 127.0.0.1:{port} is not reachable: "), line
+    assert line.startswith(f"FAILED: StoreUnavailable: ClickHouse at 127.0.0.1:{port} is not reachable: "), (
+        line
+    )
     assert "Connection refused" in line and "CLICKHOUSE_DSN" in line

@@ -5,7 +5,7 @@ servers, the real embedded ClickHouse, an ephemeral Dagster instance."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -26,9 +26,14 @@ from tests.support.ticks_dagster import (
     ticks_definitions,
 )
 
-YESTERDAY = datetime.now(timezone.utc).date() - timedelta(days=1)
-INSTRUMENTS = ["BINANCE:BTCUSDT", "BINANCE_UM:BTCUSDT", "DERIBIT:BTC-PERPETUAL", "OKX:BTC-USDT",
-               "OKX:BTC-USDT-SWAP"]
+YESTERDAY = datetime.now(UTC).date() - timedelta(days=1)
+INSTRUMENTS = [
+    "BINANCE:BTCUSDT",
+    "BINANCE_UM:BTCUSDT",
+    "DERIBIT:BTC-PERPETUAL",
+    "OKX:BTC-USDT",
+    "OKX:BTC-USDT-SWAP",
+]
 TRADES = dg.AssetKey("crypto_trades")
 
 server, _clean = crypto_replay(ReplayConfig(seed=5, trades_per_day=300))
@@ -41,16 +46,27 @@ def instance():
 
 
 def test_a_venue_that_stores_nothing_leaves_its_partition_unmaterialized_and_the_others_carry_their_own_rows(
-        server, clickhouse, instance):
+    server, clickhouse, instance
+):
     server.clear_faults()
     server.reset()
     server.add_fault(kind="missing_field", venue="OKX", endpoint="trades")  # every OKX trades page damaged
     day = crypto_day(YESTERDAY, INSTRUMENTS)
     config = {**day["config"]["crypto_ticks"], "max_failed": 5, "attempts": 1}
-    outcome = launch("crypto day", ticks_definitions(), instance=instance,
-                     resources={**crypto_resources(UNUSED), **stock_resources(UNUSED),
-                                **crypto_resources(server.base_url), "clickhouse": clickhouse},
-                     selection=[TRADES], tags=day["tags"], run_config={"ops": {"crypto_ticks": {"config": config}}})
+    outcome = launch(
+        "crypto day",
+        ticks_definitions(),
+        instance=instance,
+        resources={
+            **crypto_resources(UNUSED),
+            **stock_resources(UNUSED),
+            **crypto_resources(server.base_url),
+            "clickhouse": clickhouse,
+        },
+        selection=[TRADES],
+        tags=day["tags"],
+        run_config={"ops": {"crypto_ticks": {"config": config}}},
+    )
     server.clear_faults()
     assert outcome.success, outcome.errors
 
@@ -59,17 +75,28 @@ def test_a_venue_that_stores_nothing_leaves_its_partition_unmaterialized_and_the
     stored = {f"{YESTERDAY}|{venue}" for venue in ("BINANCE", "BINANCE_UM", "DERIBIT")}
     assert instance.get_materialized_partitions(TRADES) == stored
     status = get_and_update_asset_status_cache_value(instance, TRADES, crypto_partitions)
-    assert set(status.deserialize_materialized_partition_subsets(crypto_partitions).get_partition_keys()) == stored
+    assert (
+        set(status.deserialize_materialized_partition_subsets(crypto_partitions).get_partition_keys())
+        == stored
+    )
     assert not list(status.deserialize_failed_partition_subsets(crypto_partitions).get_partition_keys())
     okx = f"{YESTERDAY}|OKX"
     # the store (what `marketdata status` reads) agrees: each venue's rows of the day, none of OKX's
-    loads = dict(query(clickhouse, f"SELECT venue, sum(rows) FROM {{db}}.{ct.LOADS} FINAL WHERE day = {{day:Date}} "
-                                   "AND dataset = {code:String} GROUP BY venue", day=YESTERDAY,
-                       code=spec_for("trades").code))
+    loads = dict(
+        query(
+            clickhouse,
+            f"SELECT venue, sum(rows) FROM {{db}}.{ct.LOADS} FINAL WHERE day = {{day:Date}} "
+            "AND dataset = {code:String} GROUP BY venue",
+            day=YESTERDAY,
+            code=spec_for("trades").code,
+        )
+    )
     assert loads == {"BINANCE": 300, "BINANCE_UM": 300, "DERIBIT": 300}
     assert instance.get_latest_materialization_event(TRADES) is not None
     records = instance.fetch_materializations(TRADES, limit=10).records
-    own = {r.partition_key: {k: v.value for k, v in r.asset_materialization.metadata.items()} for r in records}
+    own = {
+        r.partition_key: {k: v.value for k, v in r.asset_materialization.metadata.items()} for r in records
+    }
     assert set(own) == stored
     for partition, venue in zip(sorted(stored), ("BINANCE", "BINANCE_UM", "DERIBIT")):
         meta = own[partition]
@@ -80,11 +107,16 @@ def test_a_venue_that_stores_nothing_leaves_its_partition_unmaterialized_and_the
     (observation,) = [r.asset_observation for r in instance.fetch_observations(TRADES, limit=10).records]
     assert observation.partition == okx
     reason = observation.metadata["not_stored"].value
-    assert reason.startswith("2 slice(s) failed: ") and observation.metadata["summary"].value == "Successful: 0/2"
+    assert (
+        reason.startswith("2 slice(s) failed: ")
+        and observation.metadata["summary"].value == "Successful: 0/2"
+    )
     warned = [e.user_message for e in instance.all_logs(outcome.run_id) if "nothing stored" in e.user_message]
     assert warned == [f"crypto_trades {okx}: nothing stored ({reason}): the partition is not materialized"]
 
     # the console line agrees: the partitions' own rows summed (equal counts are not taken for one run figure)
-    assert outcome.rows == 900 and outcome.state == "partial" and outcome.not_stored == [f"crypto_trades[{okx}]"]
+    assert (
+        outcome.rows == 900 and outcome.state == "partial" and outcome.not_stored == [f"crypto_trades[{okx}]"]
+    )
     assert f"; not stored: crypto_trades[{okx}]" in outcome.line()
     assert outcome.line().startswith("[partial] crypto day: 1 asset, 4 partitions, 900 rows")

@@ -36,8 +36,11 @@ def year_typo_file(landing: Path, code: str = "600000.SH", typed: range = TYPED)
 
 
 def checks_of(result) -> dict:
-    return {(e.check_name, e.partition): e for e in result.get_asset_check_evaluations()
-            if e.check_name == "times_inside_window"}
+    return {
+        (e.check_name, e.partition): e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == "times_inside_window"
+    }
 
 
 def test_the_2062_typo_file_loads_its_2026_rows_and_rejects_the_others_with_reason_and_count():
@@ -50,29 +53,57 @@ def test_the_2062_typo_file_loads_its_2026_rows_and_rejects_the_others_with_reas
     meta = metadata(result, "stock_1min_qfq")
     assert (meta["files_loaded"], meta["files_quarantined"]) == (1, 1)
     (quarantined,) = meta["quarantined"]
-    assert quarantined["file"] == "000001.SZ.csv" and "'时间' of profile 'cn_minute' is implausible in every row: " \
-        "'2062-01-05 09:31:00', '2062-01-05 09:32:00', '2062-01-05 09:33:00' (0 of 240 rows inside the plausible " \
-        "window 1990-12-01 .. " in quarantined["reason"]
-    reason_file = Path(os.environ["MARKETDATA_STATE_DIR"]) / "quarantine" / "minute_bars" / "000001.SZ.csv.reason.txt"
+    assert (
+        quarantined["file"] == "000001.SZ.csv"
+        and (
+            "'时间' of profile 'cn_minute' is implausible in every row: "
+            "'2062-01-05 09:31:00', '2062-01-05 09:32:00', '2062-01-05 09:33:00' (0 of 240 rows inside the "
+            "plausible window 1990-12-01 .. "
+        )
+        in quarantined["reason"]
+    )
+    reason_file = (
+        Path(os.environ["MARKETDATA_STATE_DIR"]) / "quarantine" / "minute_bars" / "000001.SZ.csv.reason.txt"
+    )
     assert "is implausible in every row" in reason_file.read_text()
     assert (meta["rows_loaded"], meta["rows_rejected"]) == (210, 30)
     assert meta["rejected_by_reason"] == {"implausible time": 30}
-    rejects = (Path(os.environ["MARKETDATA_STATE_DIR"]) / "quarantine" / "minute_bars" / "rejects"
-               / "600000.SH.csv.rejects.csv").read_text().splitlines()
+    rejects = (
+        (
+            Path(os.environ["MARKETDATA_STATE_DIR"])
+            / "quarantine"
+            / "minute_bars"
+            / "rejects"
+            / "600000.SH.csv.rejects.csv"
+        )
+        .read_text()
+        .splitlines()
+    )
     assert len(rejects) == 1 + 30 and rejects[1].startswith(
-        "62,implausible time: '2062-01-05 10:31:00' is after now + 10 min (")
+        "62,implausible time: '2062-01-05 10:31:00' is after now + 10 min ("
+    )
     assert stored("SELECT rows_loaded, rows_rejected FROM etl_metadata") == [(210, 30)]
 
     # no 2062 anywhere: the landing index, the minute table, the K-line (even refreshed over 2062)
     assert stored("SELECT source_file, months, error IS NULL FROM minute_bar_landing_files ORDER BY 1") == [
-        ("000001.SZ.csv", [], False), ("600000.SH.csv", [date(2026, 1, 1)], True)]
+        ("000001.SZ.csv", [], False),
+        ("600000.SH.csv", [date(2026, 1, 1)], True),
+    ]
     assert stored("SELECT count(*), min(time), max(time) FROM stock_1min_qfq") == [
-        (210, datetime(2026, 1, 5, 9, 31), datetime(2026, 1, 5, 15, 0))]
+        (210, datetime(2026, 1, 5, 9, 31), datetime(2026, 1, 5, 15, 0))
+    ]
     stored_times = {r[0] for r in stored("SELECT time FROM stock_1min_qfq")}
     assert stored_times == set(truth["time"].to_list()) - {truth["time"][i] for i in TYPED}
-    with psycopg.connect(host="127.0.0.1", port=settings.get("TIMESCALE_PORT"), user="postgres",
-                         password=settings.get("TIMESCALE_PASSWORD"), dbname=DB) as conn:
-        kline.refresh_window(conn, date(2062, 1, 1), date(2062, 2, 1))  # what a refresh covering 2062 would see
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=settings.get("TIMESCALE_PORT"),
+        user="postgres",
+        password=settings.get("TIMESCALE_PASSWORD"),
+        dbname=DB,
+    ) as conn:
+        kline.refresh_window(
+            conn, date(2062, 1, 1), date(2062, 2, 1)
+        )  # what a refresh covering 2062 would see
     assert stored("SELECT month::date, code FROM stock_monthly_kline") == [(date(2026, 1, 1), "600000.SH")]
     assert checks_of(result)[("times_inside_window", "2026-01-01")].passed
 
@@ -82,14 +113,18 @@ def test_the_month_window_check_fails_on_a_row_planted_outside_its_window():
     materialize(["bar_store"], tags=None)
     clean = materialize(["stock_1min_qfq"], with_checks=True, tags=JANUARY)
     assert checks_of(clean)[("times_inside_window", "2026-01-01")].passed  # clean data passes
-    stored("INSERT INTO stock_1min_qfq (time, code, open, high, low, close, volume, amount) "
-           "VALUES ('2062-01-05 10:31', '600000.SH', 10, 10, 10, 10, 100, 1000) RETURNING code")  # the old code's row
+    stored(
+        "INSERT INTO stock_1min_qfq (time, code, open, high, low, close, volume, amount) "
+        "VALUES ('2062-01-05 10:31', '600000.SH', 10, 10, 10, 10, 100, 1000) RETURNING code"
+    )  # the old code's row
 
     planted = materialize(["stock_1min_qfq"], with_checks=True, tags=JANUARY)
     check = checks_of(planted)[("times_inside_window", "2026-01-01")]
     assert (check.passed, check.severity) == (False, dg.AssetCheckSeverity.ERROR)
-    assert "1 row(s) after now + the tolerance, 0 before the earliest plausible day, e.g. 600000.SH " \
-           "2062-01-05 10:31 (after now + the tolerance)" in check.description
+    assert (
+        "1 row(s) after now + the tolerance, 0 before the earliest plausible day, e.g. 600000.SH "
+        "2062-01-05 10:31 (after now + the tolerance)" in check.description
+    )
     assert check.metadata["rows_after_now"].value == 1
 
 
@@ -111,25 +146,46 @@ def test_a_load_that_rejected_input_is_partial_on_the_runs_line_naming_rows_file
         d = definitions()
 
         def load():
-            return launch("minute bars 2026-01..2026-01", selection(d, "stock_1min_qfq"), instance=instance,
-                          resources=d.resources, partition_key="2026-01-01")
+            return launch(
+                "minute bars 2026-01..2026-01",
+                selection(d, "stock_1min_qfq"),
+                instance=instance,
+                resources=d.resources,
+                partition_key="2026-01-01",
+            )
 
         first = load()
         assert first.success and first.state == "partial"
-        assert first.partial == [(
-            f"stock_1min_qfq: 30 rows rejected (implausible time: 30) from 1 of 2 files loaded: 600000.SH.csv (30); "
-            f"rejects files in {quarantine / 'rejects'}; 1 file quarantined, not loaded at all: 000001.SZ.csv "
-            f"(moved to {quarantine} with their reasons)")]
-        assert first.line().startswith("[partial] minute bars 2026-01..2026-01: 1 asset, 1 partition, 450 rows, ")
+        assert first.partial == [
+            (
+                "stock_1min_qfq: 30 rows rejected (implausible time: 30) from 1 of 2 files loaded: "
+                f"600000.SH.csv (30); rejects files in {quarantine / 'rejects'}; 1 file quarantined, not "
+                f"loaded at all: 000001.SZ.csv (moved to {quarantine} with their reasons)"
+            )
+        ]
+        assert first.line().startswith(
+            "[partial] minute bars 2026-01..2026-01: 1 asset, 1 partition, 450 rows, "
+        )
         assert f"; partial: {first.partial[0]}" in first.line()
-        recorded = stored("SELECT source_file, code, day, reason, rejected_rows, rejects_file "
-                          "FROM minute_bar_rejected_rows")
-        assert recorded == [("600000.SH.csv", "600000.SH", date(2062, 1, 5), "future-dated", 30,
-                             str(quarantine / "rejects" / "600000.SH.csv.rejects.csv"))]
+        recorded = stored(
+            "SELECT source_file, code, day, reason, rejected_rows, rejects_file FROM minute_bar_rejected_rows"
+        )
+        assert recorded == [
+            (
+                "600000.SH.csv",
+                "600000.SH",
+                date(2062, 1, 5),
+                "future-dated",
+                30,
+                str(quarantine / "rejects" / "600000.SH.csv.rejects.csv"),
+            )
+        ]
 
         fx.write_text(landing / "600000.SH.csv", fx.render(truth, "cn_minute"))  # the typo fixed
         fixed = load()  # nothing rejected now; the month holds one day of bars (01-05): its check says so
         assert fixed.success and (fixed.state, fixed.partial) == ("checks failed", [])
         assert fixed.failed_checks == ["stock_1min_qfq:complete_minutes[2026-01-01]"]
-        assert fixed.line().startswith("[checks failed] minute bars 2026-01..2026-01: 1 asset, 1 partition, 240 rows, ")
+        assert fixed.line().startswith(
+            "[checks failed] minute bars 2026-01..2026-01: 1 asset, 1 partition, 240 rows, "
+        )
         assert stored("SELECT count(*) FROM minute_bar_rejected_rows") == [(0,)]

@@ -80,16 +80,17 @@ def duplicated(n: int, key_bytes: bytes) -> bytes:
 
 @dataclass
 class Case:
-    name: str                      # file name in DIRECTORY
+    name: str  # file name in DIRECTORY
     make: Callable[[Path, Path], None]  # (path to create, a directory outside the landing area)
-    outcome: str                   # "quarantined" | "stored"
-    expect: str = ""               # reason fragment (quarantined) or flag fragment (stored, "" = no flag)
-    stored_id: str | None = None   # stored: the alpha id; quarantined: an id that must NOT be stored
+    outcome: str  # "quarantined" | "stored"
+    expect: str = ""  # reason fragment (quarantined) or flag fragment (stored, "" = no flag)
+    stored_id: str | None = None  # stored: the alpha id; quarantined: an id that must NOT be stored
 
 
 def content(data: bytes | Callable[[], bytes]) -> Callable[[Path, Path], None]:
     def make(path: Path, outside: Path) -> None:
         path.write_bytes(data() if callable(data) else data)
+
     return make
 
 
@@ -98,6 +99,7 @@ def symlink_out(n: int) -> Callable[[Path, Path], None]:
         target = outside / f"Case{n:03d}.json"
         target.write_bytes(canonical_file_bytes(case_alpha(n)))  # a good alpha, but outside
         path.symlink_to(target)
+
     return make
 
 
@@ -128,89 +130,189 @@ def ok(name: str, data, expect: str, stored_id: str) -> Case:
 
 
 LONG_GOOD = "L" * 235 + ".json"  # 240 characters: "<name>.reason.txt" would be 251 + ... over 255 bytes
-LONG_BAD = "M" * 245 + ".json"   # 250 characters, truncated content
+LONG_BAD = "M" * 245 + ".json"  # 250 characters, truncated content
 
 CASES: dict[str, Case] = {
-    "invalid_utf8": q("Case001.json", lambda: canonical_file_bytes(case_alpha(1)).replace(
-        b'"favorite":false', b'"favorite":"\xff\xfe"'), "invalid UTF-8: invalid start byte"),
+    "invalid_utf8": q(
+        "Case001.json",
+        lambda: canonical_file_bytes(case_alpha(1)).replace(b'"favorite":false', b'"favorite":"\xff\xfe"'),
+        "invalid UTF-8: invalid start byte",
+    ),
     "truncated": q("Case002.json", lambda: canonical_file_bytes(case_alpha(2))[:2000], "truncated JSON"),
-    "json_array": q("Case003.json", lambda: b"[" + canonical_file_bytes(case_alpha(3)) + b"]",
-                    "not a JSON object (got array)"),
+    "json_array": q(
+        "Case003.json",
+        lambda: b"[" + canonical_file_bytes(case_alpha(3)) + b"]",
+        "not a JSON object (got array)",
+    ),
     "json_number": q("Case004.json", b"42\n", "not a JSON object (got number)"),
     "json_string": q("Case005.json", b'"Case005"', "not a JSON object (got string)"),
     "empty_file": q("Case006.json", b"", "empty file"),
     "blank_file": q("Case007.json", b" \n\t\n", "empty file"),
-    "nan_literal": q("Case010.json", lambda: text(with_is(10, sharpe=float("nan"))),
-                     "malformed JSON: non-standard JSON constant NaN"),
-    "infinity_literal": q("Case011.json", lambda: text(with_is(11, fitness=float("-inf"))),
-                          "malformed JSON: non-standard JSON constant -Infinity"),
+    "nan_literal": q(
+        "Case010.json",
+        lambda: text(with_is(10, sharpe=float("nan"))),
+        "malformed JSON: non-standard JSON constant NaN",
+    ),
+    "infinity_literal": q(
+        "Case011.json",
+        lambda: text(with_is(11, fitness=float("-inf"))),
+        "malformed JSON: non-standard JSON constant -Infinity",
+    ),
     "missing_id": q("Case012.json", lambda: text(case_alpha(12, id=DROP)), "missing id"),
-    "id_wrong_type": q("Case013.json", lambda: text(case_alpha(13, id=1234567)),
-                       "invalid id 1234567: expected 7-8 letters or digits"),
-    "id_not_the_name": q("Case014.json", lambda: text(case_alpha(14, id="Other14")),
-                         "file name 'Case014.json' disagrees with the alpha's id 'Other14' (expected Other14.json)",
-                         stored_id="Other14"),
-    "duplicate_id_key": q("Case015.json", lambda: duplicated(15, b'"id":"Xyz1234",'),
-                          "duplicate key 'id' with different values ('Xyz1234', then 'Case015')",
-                          stored_id="Case015"),
-    "duplicate_nested_key": q("Case017.json", lambda: canonical_file_bytes(case_alpha(17)).replace(
-        b'"region":', b'"region":"JPN","region":'), "duplicate key 'region' with different values ('JPN', then"),
-    "status_an_object": q("Case018.json", lambda: text(case_alpha(18, status={"code": "ACTIVE"})),
-                          "status: expected a string or null, got an object"),
-    "checks_a_string": q("Case019.json", lambda: text(with_is(19, checks="LOW_SHARPE:PASS")),
-                         "is.checks: expected an array or null, got a string"),
-    "settings_an_array": q("Case020.json", lambda: text(case_alpha(20, settings=["USA", "TOP3000"])),
-                           "settings: expected an object or null, got an array"),
-    "favorite_a_string": q("Case021.json", lambda: text(case_alpha(21, favorite="true")),
-                           "favorite: expected true/false or null, got a string"),
-    "classifications_strings": q("Case022.json", lambda: text(case_alpha(22, classifications=["PYRAMID:USA/D1/PV"])),
-                                 "classifications[0]: expected an object, got a string"),
-    "region_a_number": q("Case023.json", lambda: text(with_settings(23, region=1)),
-                         "settings.region: expected a string or null, got a number"),
-    "tags_a_string": q("Case024.json", lambda: text(case_alpha(24, tags="momentum")),
-                       "tags: expected an array or null, got a string"),
-    "over_16_mb": q("Case025.json", lambda: canonical_file_bytes(case_alpha(25, regular={
-        "code": "x" * OVER_16_MB, "description": None, "operatorCount": 1})),
-        "alpha Case025: its document is 17,", stored_id="Case025"),
+    "id_wrong_type": q(
+        "Case013.json",
+        lambda: text(case_alpha(13, id=1234567)),
+        "invalid id 1234567: expected 7-8 letters or digits",
+    ),
+    "id_not_the_name": q(
+        "Case014.json",
+        lambda: text(case_alpha(14, id="Other14")),
+        "file name 'Case014.json' disagrees with the alpha's id 'Other14' (expected Other14.json)",
+        stored_id="Other14",
+    ),
+    "duplicate_id_key": q(
+        "Case015.json",
+        lambda: duplicated(15, b'"id":"Xyz1234",'),
+        "duplicate key 'id' with different values ('Xyz1234', then 'Case015')",
+        stored_id="Case015",
+    ),
+    "duplicate_nested_key": q(
+        "Case017.json",
+        lambda: canonical_file_bytes(case_alpha(17)).replace(b'"region":', b'"region":"JPN","region":'),
+        "duplicate key 'region' with different values ('JPN', then",
+    ),
+    "status_an_object": q(
+        "Case018.json",
+        lambda: text(case_alpha(18, status={"code": "ACTIVE"})),
+        "status: expected a string or null, got an object",
+    ),
+    "checks_a_string": q(
+        "Case019.json",
+        lambda: text(with_is(19, checks="LOW_SHARPE:PASS")),
+        "is.checks: expected an array or null, got a string",
+    ),
+    "settings_an_array": q(
+        "Case020.json",
+        lambda: text(case_alpha(20, settings=["USA", "TOP3000"])),
+        "settings: expected an object or null, got an array",
+    ),
+    "favorite_a_string": q(
+        "Case021.json",
+        lambda: text(case_alpha(21, favorite="true")),
+        "favorite: expected true/false or null, got a string",
+    ),
+    "classifications_strings": q(
+        "Case022.json",
+        lambda: text(case_alpha(22, classifications=["PYRAMID:USA/D1/PV"])),
+        "classifications[0]: expected an object, got a string",
+    ),
+    "region_a_number": q(
+        "Case023.json",
+        lambda: text(with_settings(23, region=1)),
+        "settings.region: expected a string or null, got a number",
+    ),
+    "tags_a_string": q(
+        "Case024.json",
+        lambda: text(case_alpha(24, tags="momentum")),
+        "tags: expected an array or null, got a string",
+    ),
+    "over_16_mb": q(
+        "Case025.json",
+        lambda: canonical_file_bytes(
+            case_alpha(25, regular={"code": "x" * OVER_16_MB, "description": None, "operatorCount": 1})
+        ),
+        "alpha Case025: its document is 17,",
+        stored_id="Case025",
+    ),
     "nested_150_levels": q("Case026.json", lambda: text(nested(26, 150)), "nested more than 100 levels deep"),
-    "nested_beyond_the_parser": q("Case027.json", b'{"id":"Case027","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
-                                  "malformed JSON: nested too deeply"),
-    "date_unparseable": q("Case028.json", lambda: text(case_alpha(28, dateCreated="07/15/2025 10:00 AM")),
-                          "unparseable dateCreated: not an ISO 8601 timestamp: '07/15/2025 10:00 AM'"),
-    "date_created_year_typo": q("Case042.json", lambda: text(case_alpha(42, dateCreated="2062-07-15T10:00:00-04:00")),
-                                "dateCreated: implausible time: '2062-07-15T10:00:00-04:00' is after now + 10 min (",
-                                "Case042"),
-    "date_created_epoch_zero": q("Case043.json", lambda: text(case_alpha(43, dateCreated="1970-01-01T00:00:00Z")),
-                                 "dateCreated: implausible time: '1970-01-01T00:00:00Z' is before ALPHA_API's "
-                                 "earliest plausible day 2016-01-01", "Case043"),
-    "date_without_offset": q("Case029.json", lambda: text(case_alpha(29, dateModified="2025-07-15T10:00:00")),
-                             "unparseable dateModified: timestamp without a UTC offset"),
-    "integer_over_64_bits": q("Case030.json", lambda: text(with_is(30, pnl=2 ** 64)),
-                              f"is.pnl: integer {2 ** 64} does not fit in 64 bits"),
-    "lone_surrogate": q("Case031.json", lambda: text(case_alpha(31, name="half \ud800 pair")),
-                        "name: string is not valid Unicode (lone surrogate)"),
-    "symlink_outside": q_made("Case032.json", symlink_out(32), f"{DIRECTORY}/Case032.json: a symbolic link, not read "
-                              "(it points outside the landing area; ", stored_id="Case032"),
-    "long_name": q(LONG_GOOD, lambda: canonical_file_bytes(case_alpha(33)),
-                   f"file name '{LONG_GOOD[:40]}... (240 characters)' disagrees with the alpha's id 'Case033'",
-                   stored_id="Case033"),
-    "long_name_bad_content": q(LONG_BAD, lambda: canonical_file_bytes(case_alpha(34))[:100], "truncated JSON"),
-    "name_not_an_id": q("notes.json", lambda: canonical_file_bytes(case_alpha(35)),
-                        "file name 'notes.json' disagrees with the alpha's id 'Case035'", stored_id="Case035"),
+    "nested_beyond_the_parser": q(
+        "Case027.json",
+        b'{"id":"Case027","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        "malformed JSON: nested too deeply",
+    ),
+    "date_unparseable": q(
+        "Case028.json",
+        lambda: text(case_alpha(28, dateCreated="07/15/2025 10:00 AM")),
+        "unparseable dateCreated: not an ISO 8601 timestamp: '07/15/2025 10:00 AM'",
+    ),
+    "date_created_year_typo": q(
+        "Case042.json",
+        lambda: text(case_alpha(42, dateCreated="2062-07-15T10:00:00-04:00")),
+        "dateCreated: implausible time: '2062-07-15T10:00:00-04:00' is after now + 10 min (",
+        "Case042",
+    ),
+    "date_created_epoch_zero": q(
+        "Case043.json",
+        lambda: text(case_alpha(43, dateCreated="1970-01-01T00:00:00Z")),
+        "dateCreated: implausible time: '1970-01-01T00:00:00Z' is before ALPHA_API's "
+        "earliest plausible day 2016-01-01",
+        "Case043",
+    ),
+    "date_without_offset": q(
+        "Case029.json",
+        lambda: text(case_alpha(29, dateModified="2025-07-15T10:00:00")),
+        "unparseable dateModified: timestamp without a UTC offset",
+    ),
+    "integer_over_64_bits": q(
+        "Case030.json",
+        lambda: text(with_is(30, pnl=2**64)),
+        f"is.pnl: integer {2**64} does not fit in 64 bits",
+    ),
+    "lone_surrogate": q(
+        "Case031.json",
+        lambda: text(case_alpha(31, name="half \ud800 pair")),
+        "name: string is not valid Unicode (lone surrogate)",
+    ),
+    "symlink_outside": q_made(
+        "Case032.json",
+        symlink_out(32),
+        f"{DIRECTORY}/Case032.json: a symbolic link, not read (it points outside the landing area; ",
+        stored_id="Case032",
+    ),
+    "long_name": q(
+        LONG_GOOD,
+        lambda: canonical_file_bytes(case_alpha(33)),
+        f"file name '{LONG_GOOD[:40]}... (240 characters)' disagrees with the alpha's id 'Case033'",
+        stored_id="Case033",
+    ),
+    "long_name_bad_content": q(
+        LONG_BAD, lambda: canonical_file_bytes(case_alpha(34))[:100], "truncated JSON"
+    ),
+    "name_not_an_id": q(
+        "notes.json",
+        lambda: canonical_file_bytes(case_alpha(35)),
+        "file name 'notes.json' disagrees with the alpha's id 'Case035'",
+        stored_id="Case035",
+    ),
     "unreadable": q_made("Case036.json", unreadable, "unreadable: Permission denied"),
     "directory_named_json": q_made("Case037.json", directory, "not a regular file: a directory"),
     "fifo_named_json": q_made("Case038.json", fifo, "not a regular file: a FIFO"),
-    "html_error_page": q("Case039.json", b"<html><body>502 Bad Gateway</body></html>", "malformed JSON: Expecting value"),
-    "trailing_garbage": q("Case040.json", lambda: canonical_file_bytes(case_alpha(40)) + b"}",
-                          "malformed JSON: Extra data"),
+    "html_error_page": q(
+        "Case039.json", b"<html><body>502 Bad Gateway</body></html>", "malformed JSON: Expecting value"
+    ),
+    "trailing_garbage": q(
+        "Case040.json", lambda: canonical_file_bytes(case_alpha(40)) + b"}", "malformed JSON: Extra data"
+    ),
     "empty_object": q("Case041.json", b"{}", "missing id; missing type; missing dateCreated"),
     # documented, counted acceptances
-    "utf8_bom": ok("Case050.json", lambda: b"\xef\xbb\xbf" + canonical_file_bytes(case_alpha(50)),
-                   "UTF-8 byte order mark ignored", "Case050"),
-    "utf16_bom": ok("Case051.json", lambda: json.dumps(case_alpha(51)).encode("utf-16"),
-                    "UTF-16-LE text (byte order mark), read as such", "Case051"),
-    "duplicate_key_same_value": ok("Case052.json", lambda: duplicated(52, b'"status":"%s",' % case_alpha(52)[
-        "status"].encode()), "duplicate key 'status' with the same value twice, kept once", "Case052"),
+    "utf8_bom": ok(
+        "Case050.json",
+        lambda: b"\xef\xbb\xbf" + canonical_file_bytes(case_alpha(50)),
+        "UTF-8 byte order mark ignored",
+        "Case050",
+    ),
+    "utf16_bom": ok(
+        "Case051.json",
+        lambda: json.dumps(case_alpha(51)).encode("utf-16"),
+        "UTF-16-LE text (byte order mark), read as such",
+        "Case051",
+    ),
+    "duplicate_key_same_value": ok(
+        "Case052.json",
+        lambda: duplicated(52, b'"status":"%s",' % case_alpha(52)["status"].encode()),
+        "duplicate key 'status' with the same value twice, kept once",
+        "Case052",
+    ),
     "dollar_and_dot_keys": ok("Case053.json", lambda: text(ESCAPED["dollar_and_dot_keys"]()), "", "Case053"),
     "nul_in_a_key": ok("Case054.json", lambda: text(ESCAPED["nul_in_a_key"]()), "", "Case054"),
 }
@@ -253,9 +355,17 @@ def corpus(tmp_path_factory):
     regular, super_ = (mongo.client[name] for name in names)
     ensure_alpha_indexes(regular, super_, "alphas")
     try:
+
         def run():
-            return import_files(month_alpha_files(landing, MONTH), db_regular=regular, db_super=super_,
-                                quarantine_root=quarantine_root, landing_root=landing, batch_size=10)
+            return import_files(
+                month_alpha_files(landing, MONTH),
+                db_regular=regular,
+                db_super=super_,
+                quarantine_root=quarantine_root,
+                landing_root=landing,
+                batch_size=10,
+            )
+
         stats = run()
         yield Corpus(landing, quarantine_root, stats, run(), regular, super_, good)
     finally:
@@ -268,8 +378,18 @@ def stored_ids(corpus: Corpus) -> set[str]:
     return {doc["_id"] for db in (corpus.regular, corpus.super_) for doc in db["alphas"].find({}, {"_id": 1})}
 
 
-@pytest.mark.parametrize("key", [pytest.param(key, marks=pytest.mark.skipif(
-    key in SKIPPED, reason="running as root: a file of mode 000 is readable")) for key in CASES])
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param(
+            key,
+            marks=pytest.mark.skipif(
+                key in SKIPPED, reason="running as root: a file of mode 000 is readable"
+            ),
+        )
+        for key in CASES
+    ],
+)
 def test_each_bad_case_is_quarantined_with_its_reason_or_counted(corpus, key):
     case = CASES[key]
     name = f"{DIRECTORY}/{case.name}"
@@ -313,7 +433,10 @@ def test_the_good_files_load_and_the_counts_add_up(corpus):
         assert from_document(db["alphas"].find_one({"_id": alpha_id})) == alpha
     meta = stats.as_metadata()
     assert (meta["files_quarantined"], meta["files_flagged"], meta["files_keys_escaped"]) == (
-        len(bad), len(flagged), len(ESCAPED))
+        len(bad),
+        len(flagged),
+        len(ESCAPED),
+    )
     # a long name: the reason file's name is shortened (recognisable, with a hash), it records the full path
     for long_name in (LONG_GOOD, LONG_BAD):
         reason_file = reason_file_of(corpus.quarantine / DIRECTORY / long_name)
@@ -351,19 +474,29 @@ def test_a_document_merged_over_16_mb_is_quarantined_and_the_stored_alpha_kept(d
     half = 9 * 1024 * 1024
 
     def run(files, mode="incremental"):
-        return import_files(files, db_regular=dbs[0], db_super=dbs[1], mode=mode, quarantine_root=quarantine_root,
-                            landing_root=landing)
+        return import_files(
+            files,
+            db_regular=dbs[0],
+            db_super=dbs[1],
+            mode=mode,
+            quarantine_root=quarantine_root,
+            landing_root=landing,
+        )
 
     first = run(land_month(landing, [big(1, half), case_alpha(2)]))
     assert (first.inserted, first.quarantined) == (2, [])
     # the new file is 9 MB too, in another field, without `regular` (kept from the stored alpha by the
     # deep merge): merged, the document would be 18 MB
-    files = land_month(landing, [{**big(1, half, field="combo"), "regular": DROP}, case_alpha(2, name="changed")])
+    files = land_month(
+        landing, [{**big(1, half, field="combo"), "regular": DROP}, case_alpha(2, name="changed")]
+    )
     second = run(files, mode="overwrite")
     assert [q["file"] for q in second.quarantined] == [f"{DIRECTORY}/Case001.json"]
     reason = second.quarantined[0]["reason"]
     assert reason.startswith("alpha Case001: merged with the stored alpha, its document would be 18,"), reason
-    assert reason.endswith(f"bytes, over MongoDB's limit of 16,777,216 bytes per document (file {DIRECTORY}/Case001.json)")
+    assert reason.endswith(
+        f"bytes, over MongoDB's limit of 16,777,216 bytes per document (file {DIRECTORY}/Case001.json)"
+    )
     assert (second.merged, second.files_imported) == (1, 1)
     assert len(from_document(dbs[0]["alphas"].find_one({"_id": "Case001"}))["regular"]["code"]) == half
     assert from_document(dbs[0]["alphas"].find_one({"_id": "Case002"}))["name"] == "changed"
@@ -371,7 +504,9 @@ def test_a_document_merged_over_16_mb_is_quarantined_and_the_stored_alpha_kept(d
 
 
 @pytest.mark.parametrize("stored_first", [False, True], ids=["inserts", "transaction"])
-def test_a_document_the_server_refuses_is_quarantined_and_the_batch_loads(dbs, tmp_path, monkeypatch, stored_first):
+def test_a_document_the_server_refuses_is_quarantined_and_the_batch_loads(
+    dbs, tmp_path, monkeypatch, stored_first
+):
     """The check before sending is off: the server refuses the 17 MB document (write error 10334).
     `inserts`: a batch of new alphas (unordered insert: the others are written). `transaction`: the
     alphas are stored already, the batch replaces them in a transaction that the refusal rolls back:
@@ -383,13 +518,21 @@ def test_a_document_the_server_refuses_is_quarantined_and_the_batch_loads(dbs, t
         import_files(land_month(landing, alphas), db_regular=dbs[0], db_super=dbs[1])
         alphas = [{**alpha, "name": "changed"} for alpha in alphas]
     alphas[5] = big(6, OVER_16_MB)
-    stats = import_files(land_month(landing, alphas), db_regular=dbs[0], db_super=dbs[1], mode="overwrite",
-                         quarantine_root=quarantine_root, landing_root=landing)
+    stats = import_files(
+        land_month(landing, alphas),
+        db_regular=dbs[0],
+        db_super=dbs[1],
+        mode="overwrite",
+        quarantine_root=quarantine_root,
+        landing_root=landing,
+    )
     assert [q["file"] for q in stats.quarantined] == [f"{DIRECTORY}/Case006.json"]
     reason = stats.quarantined[0]["reason"]
     assert reason.startswith("MongoDB refused the document of alpha Case006 (17,8"), reason
-    assert reason.endswith(f" bytes; file {DIRECTORY}/Case006.json): object to insert too large. size in bytes: "
-                           f"17829626, max size: 16777216 (code 10334)"), reason
+    assert reason.endswith(
+        f" bytes; file {DIRECTORY}/Case006.json): object to insert too large. size in bytes: "
+        f"17829626, max size: 16777216 (code 10334)"
+    ), reason
     assert (stats.merged if stored_first else stats.inserted) == 11 and stats.files_imported == 11
     assert reason_file_of(quarantine_root / DIRECTORY / "Case006.json").exists()
     docs = {doc["_id"]: from_document(doc) for doc in dbs[0]["alphas"].find()}
@@ -402,17 +545,25 @@ def test_a_document_the_server_refuses_is_quarantined_and_the_batch_loads(dbs, t
 
 
 def test_a_document_the_driver_refuses_before_sending_is_quarantined_the_rest_written_one_by_one(
-        dbs, tmp_path, monkeypatch):
+    dbs, tmp_path, monkeypatch
+):
     """Over the server's 48 MB message size the driver refuses the document itself (DocumentTooLarge,
     part of the batch maybe sent): the batch is written again document by document."""
     monkeypatch.setattr(importer, "MAX_DOCUMENT_BYTES", 1 << 30)
     landing, quarantine_root = tmp_path / "landing", tmp_path / "quarantine"
     alphas = [case_alpha(n) for n in range(1, 9)]
     alphas[3] = big(4, 49 * 1024 * 1024)
-    stats = import_files(land_month(landing, alphas), db_regular=dbs[0], db_super=dbs[1],
-                         quarantine_root=quarantine_root, landing_root=landing)
+    stats = import_files(
+        land_month(landing, alphas),
+        db_regular=dbs[0],
+        db_super=dbs[1],
+        quarantine_root=quarantine_root,
+        landing_root=landing,
+    )
     assert [q["file"] for q in stats.quarantined] == [f"{DIRECTORY}/Case004.json"]
     assert "MongoDB refused the document of alpha Case004 (51," in stats.quarantined[0]["reason"]
     assert stats.files_imported == 7
-    assert {doc["_id"] for doc in dbs[0]["alphas"].find({}, {"_id": 1})} == {a["id"] for a in alphas} - {"Case004"}
+    assert {doc["_id"] for doc in dbs[0]["alphas"].find({}, {"_id": 1})} == {a["id"] for a in alphas} - {
+        "Case004"
+    }
     assert len({e["file"] for e in ledger_entries(dbs[0])}) == 7

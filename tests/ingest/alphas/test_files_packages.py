@@ -44,31 +44,34 @@ ACCOUNT = "XX12345"
 # ---------------------------------------------------------------- months in New York
 
 
-@pytest.mark.parametrize("iso,month", [
-    ("2025-07-31T23:30:00-04:00", "2025-07"),   # already August in UTC
-    ("2025-08-01T03:30:00Z", "2025-07"),        # the same instant written in UTC
-    ("2025-08-01T03:30:00+00:00", "2025-07"),
-    ("2025-08-01T00:00:00-04:00", "2025-08"),
-    ("2024-12-31T23:59:59-05:00", "2024-12"),   # 2025 in UTC
-    ("2025-01-01T00:00:00-05:00", "2025-01"),
-    ("2024-02-29T23:59:59-05:00", "2024-02"),   # leap day, EST
-    ("2025-03-01T04:59:59Z", "2025-02"),        # EST (-05:00) at the Feb/Mar boundary
-    ("2025-03-01T05:00:00Z", "2025-03"),
-    ("2025-03-09T01:59:59-05:00", "2025-03"),   # DST starts 2025-03-09 02:00 EST
-    ("2025-03-09T03:00:00-04:00", "2025-03"),
-    ("2025-03-31T23:59:59-04:00", "2025-03"),
-    ("2025-04-01T03:59:59Z", "2025-03"),        # EDT (-04:00) at the Mar/Apr boundary
-    ("2025-04-01T04:00:00Z", "2025-04"),
-    ("2025-10-31T23:59:59-04:00", "2025-10"),
-    ("2025-11-01T03:59:59Z", "2025-10"),
-    ("2025-11-01T04:00:00Z", "2025-11"),
-    ("2025-11-02T01:30:00-04:00", "2025-11"),   # DST ends 2025-11-02: 01:30 happens twice
-    ("2025-11-02T01:30:00-05:00", "2025-11"),
-    ("2025-11-30T23:59:59-05:00", "2025-11"),
-    ("2025-12-01T04:59:59Z", "2025-11"),
-    ("2025-03-01T00:30:00-04:00", "2025-02"),   # a wrong offset: the instant decides (23:30 EST, Feb 28)
-    ("2025-07-18T23:32:42.123456-04:00", "2025-07"),
-])
+@pytest.mark.parametrize(
+    "iso,month",
+    [
+        ("2025-07-31T23:30:00-04:00", "2025-07"),  # already August in UTC
+        ("2025-08-01T03:30:00Z", "2025-07"),  # the same instant written in UTC
+        ("2025-08-01T03:30:00+00:00", "2025-07"),
+        ("2025-08-01T00:00:00-04:00", "2025-08"),
+        ("2024-12-31T23:59:59-05:00", "2024-12"),  # 2025 in UTC
+        ("2025-01-01T00:00:00-05:00", "2025-01"),
+        ("2024-02-29T23:59:59-05:00", "2024-02"),  # leap day, EST
+        ("2025-03-01T04:59:59Z", "2025-02"),  # EST (-05:00) at the Feb/Mar boundary
+        ("2025-03-01T05:00:00Z", "2025-03"),
+        ("2025-03-09T01:59:59-05:00", "2025-03"),  # DST starts 2025-03-09 02:00 EST
+        ("2025-03-09T03:00:00-04:00", "2025-03"),
+        ("2025-03-31T23:59:59-04:00", "2025-03"),
+        ("2025-04-01T03:59:59Z", "2025-03"),  # EDT (-04:00) at the Mar/Apr boundary
+        ("2025-04-01T04:00:00Z", "2025-04"),
+        ("2025-10-31T23:59:59-04:00", "2025-10"),
+        ("2025-11-01T03:59:59Z", "2025-10"),
+        ("2025-11-01T04:00:00Z", "2025-11"),
+        ("2025-11-02T01:30:00-04:00", "2025-11"),  # DST ends 2025-11-02: 01:30 happens twice
+        ("2025-11-02T01:30:00-05:00", "2025-11"),
+        ("2025-11-30T23:59:59-05:00", "2025-11"),
+        ("2025-12-01T04:59:59Z", "2025-11"),
+        ("2025-03-01T00:30:00-04:00", "2025-02"),  # a wrong offset: the instant decides (23:30 EST, Feb 28)
+        ("2025-07-18T23:32:42.123456-04:00", "2025-07"),
+    ],
+)
 def test_month_of_new_york(iso, month):
     assert month_of(iso) == month
 
@@ -104,7 +107,9 @@ def test_write_if_changed(tmp_path):
     path = tmp_path / "a" / "b" / f"{alpha['id']}.json"
     assert write_if_changed(path, alpha) == "written"
     data = path.read_bytes()
-    assert data == json.dumps(alpha, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    assert (
+        data == json.dumps(alpha, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    )
     mtime = path.stat().st_mtime_ns
     assert write_if_changed(path, json.loads(data)) == "unchanged"
     assert path.stat().st_mtime_ns == mtime
@@ -174,13 +179,19 @@ def test_month_alpha_files_names_what_iter_alpha_files_finds(tmp_path):
     for month in ("2025-07", "2025-08"):
         every = named(iter_alpha_files(tmp_path, None, month))
         assert month_alpha_files(tmp_path, month) == every and len(every) == 6
-        assert month_alpha_files(tmp_path, month, alpha_type="SUPER") == named(iter_alpha_files(tmp_path, "SUPER",
-                                                                                                 month))
+        assert month_alpha_files(tmp_path, month, alpha_type="SUPER") == named(
+            iter_alpha_files(tmp_path, "SUPER", month)
+        )
         assert month_alpha_files(tmp_path, month, exclude_types=("SUPER",)) == [
-            (name, path) for name, path in every if parse_alpha_path(path)[0] != "SUPER"]
+            (name, path) for name, path in every if parse_alpha_path(path)[0] != "SUPER"
+        ]
         assert month_alpha_files(tmp_path, month, accounts=["acct2"]) == [
-            (name, path) for name, path in every if parse_alpha_path(path)[2] == "acct2"]
-    assert month_alpha_files(tmp_path, "2025-09") == [] and month_alpha_files(tmp_path / "nowhere", "2025-07") == []
+            (name, path) for name, path in every if parse_alpha_path(path)[2] == "acct2"
+        ]
+    assert (
+        month_alpha_files(tmp_path, "2025-09") == []
+        and month_alpha_files(tmp_path / "nowhere", "2025-07") == []
+    )
     with pytest.raises(ValueError, match="invalid month"):
         month_alpha_files(tmp_path, "2025-7")
 
@@ -203,23 +214,29 @@ def test_read_good_and_bom(tmp_path):
     assert _read(tmp_path, b"\xef\xbb\xbf  \n" + canonical_file_bytes(alpha) + b"\n\n") == (alpha, None)
 
 
-@pytest.mark.parametrize("data,reason", [
-    (b"", "empty file"),
-    (b"  \n\t ", "empty file"),
-    (b"\xef\xbb\xbf", "empty file"),
-    (b'{"id": "ABCDEFG", "type": "REG', "truncated JSON: Unterminated string"),
-    (b'{"id": "ABCDEFG", ', "truncated JSON: Expecting property name"),
-    (b'{"id": "ABCDEFG", "is": {"checks": [', "truncated JSON: Expecting value"),
-    (b'{"id": "ABCDEFG",, "type": 1}', "malformed JSON: Expecting property name enclosed in double quotes at line 1"),
-    (b'{"id": "ABCDEFG"} {"id": "B"}', "malformed JSON: Extra data at line 1 column 19"),
-    (b"{'id': 'ABCDEFG'}", "malformed JSON: Expecting property name enclosed in double quotes"),
-    (b'{"sharpe": NaN}', "malformed JSON: non-standard JSON constant NaN"),
-    (b'{"id": "\xff\xfe"}', "invalid UTF-8: invalid start byte at byte 8"),
-    (b"[1, 2]", "not a JSON object (got array)"),
-    (b"null", "not a JSON object (got null)"),
-    (b'"ABCDEFG"', "not a JSON object (got string)"),
-    (b"42", "not a JSON object (got number)"),
-])
+@pytest.mark.parametrize(
+    "data,reason",
+    [
+        (b"", "empty file"),
+        (b"  \n\t ", "empty file"),
+        (b"\xef\xbb\xbf", "empty file"),
+        (b'{"id": "ABCDEFG", "type": "REG', "truncated JSON: Unterminated string"),
+        (b'{"id": "ABCDEFG", ', "truncated JSON: Expecting property name"),
+        (b'{"id": "ABCDEFG", "is": {"checks": [', "truncated JSON: Expecting value"),
+        (
+            b'{"id": "ABCDEFG",, "type": 1}',
+            "malformed JSON: Expecting property name enclosed in double quotes at line 1",
+        ),
+        (b'{"id": "ABCDEFG"} {"id": "B"}', "malformed JSON: Extra data at line 1 column 19"),
+        (b"{'id': 'ABCDEFG'}", "malformed JSON: Expecting property name enclosed in double quotes"),
+        (b'{"sharpe": NaN}', "malformed JSON: non-standard JSON constant NaN"),
+        (b'{"id": "\xff\xfe"}', "invalid UTF-8: invalid start byte at byte 8"),
+        (b"[1, 2]", "not a JSON object (got array)"),
+        (b"null", "not a JSON object (got null)"),
+        (b'"ABCDEFG"', "not a JSON object (got string)"),
+        (b"42", "not a JSON object (got number)"),
+    ],
+)
 def test_read_bad_files(tmp_path, data, reason):
     obj, why = _read(tmp_path, data)
     assert obj is None
@@ -252,15 +269,24 @@ def test_quarantine(tmp_path):
         bad.write_bytes(b"[]")
         moved = quarantine(bad, f"not a JSON object (got array) #{n}", qroot / "flat")
         assert moved.name == ["ABCDEFG.json", "ABCDEFG.json.1", "ABCDEFG.json.2"][n]
-        assert (moved.parent / f"{moved.name}.reason.txt").read_text().startswith(
-            f"reason: not a JSON object (got array) #{n}\n")
+        assert (
+            (moved.parent / f"{moved.name}.reason.txt")
+            .read_text()
+            .startswith(f"reason: not a JSON object (got array) #{n}\n")
+        )
 
 
 # ---------------------------------------------------------------- packages
 
 
-def _land(root: Path, count: int, alpha_type: str = "REGULAR", month=(2025, 7), account: str = ACCOUNT,
-          first_seed: int = 0) -> list[Path]:
+def _land(
+    root: Path,
+    count: int,
+    alpha_type: str = "REGULAR",
+    month=(2025, 7),
+    account: str = ACCOUNT,
+    first_seed: int = 0,
+) -> list[Path]:
     paths = []
     for i in range(first_seed, first_seed + count):
         created = datetime(*month, 1 + i % 28, (i * 7) % 24, i % 60, tzinfo=NY)
@@ -280,12 +306,19 @@ def test_package_round_trip_is_lossless(tmp_path):
     assert package == landing / "packages" / "SUPER" / "2025-11" / f"{ACCOUNT}.jsonl.gz"
     jsonl = b"".join(p.read_bytes() for p in sorted(paths, key=lambda p: p.stem))
     assert {k: v for k, v in manifest.items() if k != "created_at"} == {
-        "format": "alpha-package/1", "type": "SUPER", "month": "2025-11", "account": ACCOUNT, "count": 40,
-        "sha256_jsonl": hashlib.sha256(jsonl).hexdigest(), "jsonl_bytes": len(jsonl),
+        "format": "alpha-package/1",
+        "type": "SUPER",
+        "month": "2025-11",
+        "account": ACCOUNT,
+        "count": 40,
+        "sha256_jsonl": hashlib.sha256(jsonl).hexdigest(),
+        "jsonl_bytes": len(jsonl),
         "sha256_package": hashlib.sha256(package.read_bytes()).hexdigest(),
-        "package_bytes": package.stat().st_size, "package": f"{ACCOUNT}.jsonl.gz", "compresslevel": 6,
+        "package_bytes": package.stat().st_size,
+        "package": f"{ACCOUNT}.jsonl.gz",
+        "compresslevel": 6,
     }
-    assert datetime.fromisoformat(manifest["created_at"].replace("Z", "+00:00")).tzinfo is not None
+    assert datetime.fromisoformat(manifest["created_at"]).tzinfo is not None
     assert read_manifest(package) == manifest
     assert gzip.decompress(package.read_bytes()) == jsonl
     lines = jsonl.splitlines()
@@ -294,8 +327,12 @@ def test_package_round_trip_is_lossless(tmp_path):
     # package -> files: byte-identical files at the same relative paths
     copy_root = tmp_path / "copy"
     counts = decompose_package(package, copy_root)
-    assert counts == {"count": 40, "written": 40, "unchanged": 0,
-                      "directory": str(copy_root / "alphas" / "SUPER" / "2025-11" / ACCOUNT)}
+    assert counts == {
+        "count": 40,
+        "written": 40,
+        "unchanged": 0,
+        "directory": str(copy_root / "alphas" / "SUPER" / "2025-11" / ACCOUNT),
+    }
     assert _tree_bytes(copy_root) == _tree_bytes(landing)
     assert decompose_package(package, copy_root)["unchanged"] == 40
 
@@ -337,10 +374,15 @@ def test_build_packages_for_every_directory(tmp_path):
     _land(tmp_path, 3, "SUPER", (2025, 7), account="YY99999")
     built = build_packages(tmp_path)
     assert [(m["type"], m["month"], m["account"], m["count"]) for _, m in built] == [
-        ("REGULAR", "2025-07", ACCOUNT, 5), ("REGULAR", "2025-08", ACCOUNT, 4), ("SUPER", "2025-07", "YY99999", 3)]
+        ("REGULAR", "2025-07", ACCOUNT, 5),
+        ("REGULAR", "2025-08", ACCOUNT, 4),
+        ("SUPER", "2025-07", "YY99999", 3),
+    ]
     assert [p.relative_to(tmp_path).as_posix() for p, _ in built] == [
-        f"packages/REGULAR/2025-07/{ACCOUNT}.jsonl.gz", f"packages/REGULAR/2025-08/{ACCOUNT}.jsonl.gz",
-        "packages/SUPER/2025-07/YY99999.jsonl.gz"]
+        f"packages/REGULAR/2025-07/{ACCOUNT}.jsonl.gz",
+        f"packages/REGULAR/2025-08/{ACCOUNT}.jsonl.gz",
+        "packages/SUPER/2025-07/YY99999.jsonl.gz",
+    ]
     assert len(build_packages(tmp_path, alpha_type="SUPER")) == 1
 
 
@@ -375,9 +417,16 @@ def _write_package(path: Path, lines: list[bytes], **manifest_overrides) -> None
     jsonl = b"".join(lines)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(gzip.compress(jsonl, mtime=0))
-    manifest = {"format": "alpha-package/1", "type": "REGULAR", "month": "2025-07", "account": ACCOUNT,
-                "count": len(lines), "sha256_jsonl": hashlib.sha256(jsonl).hexdigest(),
-                "sha256_package": hashlib.sha256(path.read_bytes()).hexdigest(), **manifest_overrides}
+    manifest = {
+        "format": "alpha-package/1",
+        "type": "REGULAR",
+        "month": "2025-07",
+        "account": ACCOUNT,
+        "count": len(lines),
+        "sha256_jsonl": hashlib.sha256(jsonl).hexdigest(),
+        "sha256_package": hashlib.sha256(path.read_bytes()).hexdigest(),
+        **manifest_overrides,
+    }
     manifest_path_of(path).write_text(json.dumps(manifest))
 
 
@@ -420,8 +469,9 @@ def test_decompose_refuses_corrupt_packages(tmp_path):
     refused("no newline")
     _write_package(package, lines[:-1] + [lines[-1][:100] + b"\n"])
     refused("line 6: truncated JSON")
-    _write_package(package, lines[:-1] + [json.dumps(json.loads(lines[-1]), indent=1).replace("\n", "").encode()
-                                          + b"\n"])
+    _write_package(
+        package, lines[:-1] + [json.dumps(json.loads(lines[-1]), indent=1).replace("\n", "").encode() + b"\n"]
+    )
     refused("not in canonical JSON form")
     _write_package(package, lines, month="2025-08")
     refused("created in 2025-07 \\(New York\\), not 2025-08")
@@ -432,9 +482,15 @@ def test_decompose_refuses_corrupt_packages(tmp_path):
     # a gzip stream cut short, with a manifest that matches the cut bytes
     compressed = gzip.compress(b"".join(lines), mtime=0)[:-20]
     package.write_bytes(compressed)
-    manifest_path_of(package).write_text(json.dumps({**manifest,
-                                                     "sha256_package": hashlib.sha256(compressed).hexdigest(),
-                                                     "package_bytes": len(compressed)}))
+    manifest_path_of(package).write_text(
+        json.dumps(
+            {
+                **manifest,
+                "sha256_package": hashlib.sha256(compressed).hexdigest(),
+                "package_bytes": len(compressed),
+            }
+        )
+    )
     refused("is corrupt")
     _write_package(package, lines)
     assert verify_package(package)[1] == [p.stem for p in sorted(paths, key=lambda p: p.stem)]
@@ -476,8 +532,9 @@ def test_orjson_path_when_installed(tmp_path, monkeypatch):
             raise json.JSONDecodeError("orjson refuses", text, 0)
         return json.loads(text)
 
-    monkeypatch.setattr(files_mod, "_orjson", types.SimpleNamespace(loads=fake_loads,
-                                                                    JSONDecodeError=json.JSONDecodeError))
+    monkeypatch.setattr(
+        files_mod, "_orjson", types.SimpleNamespace(loads=fake_loads, JSONDecodeError=json.JSONDecodeError)
+    )
     alpha = make_alpha(2, "REGULAR")
     assert files_mod.loads_line(canonical_json(alpha)) == alpha
     assert files_mod.loads_line(b'{"pnl": 123456789012345678901234}') == {"pnl": 123456789012345678901234}
@@ -487,7 +544,9 @@ def test_orjson_path_when_installed(tmp_path, monkeypatch):
         files_mod.loads_line(b'{"v": ')
     assert len(calls) == 4
     assert _read(tmp_path, canonical_file_bytes(alpha)) == (alpha, None)
-    assert _read(tmp_path, b'{"id": "A", "id": "B"}')[1].startswith("duplicate key 'id' with different values")
+    assert _read(tmp_path, b'{"id": "A", "id": "B"}')[1].startswith(
+        "duplicate key 'id' with different values"
+    )
     assert len(calls) == 4
 
 
@@ -508,24 +567,34 @@ def test_links_in_the_landing_area_are_listed_as_links_and_never_read(tmp_path):
     (landing / "alphas" / "SUPER" / "2025-07").symlink_to(foreign[1].parent.parent)
     (landing / "packages").mkdir()
     (landing / "packages" / f"{ACCOUNT}.jsonl.gz").symlink_to(outside / "x.jsonl.gz")
-    links = {f"alphas/REGULAR/2025-07/{ACCOUNT}/{foreign[0].name}", "alphas/REGULAR/2025-07/linked",
-             "alphas/SUPER/2025-07"}
+    links = {
+        f"alphas/REGULAR/2025-07/{ACCOUNT}/{foreign[0].name}",
+        "alphas/REGULAR/2025-07/linked",
+        "alphas/SUPER/2025-07",
+    }
     listed = dict(month_alpha_files(landing, "2025-07"))
     assert links <= set(listed) and len(listed) == 2 + len(links)
     assert {p.name for p in iter_alpha_files(landing)} == {p.name for p in _land(tmp_path / "again", 2)}
     for name in sorted(links):
         obj, reason = read_alpha_file(listed[name])
-        assert obj is None and reason == (f"{listed[name]}: a symbolic link, not read (a landing area is read without "
-                                          "following links: put the file itself there)")
-        with pytest.raises(files_mod.UnreadableFile, match="^" + name + r": a symbolic link, not read \(it points "
-                           "outside the landing area; "):
+        assert obj is None and reason == (
+            f"{listed[name]}: a symbolic link, not read (a landing area is read without "
+            "following links: put the file itself there)"
+        )
+        with pytest.raises(
+            files_mod.UnreadableFile,
+            match="^" + name + r": a symbolic link, not read \(it points "
+            "outside the landing area; ",
+        ):
             files_mod.read_landing_file(listed[name], os.path.realpath(landing))
     changes = {(c.path, c.month) for c in landing_changes(landing)}
     assert {(name, "2025-07") for name in links} <= changes
     assert (f"packages/{ACCOUNT}.jsonl.gz", None) in changes
     (result,) = decompose_dropped(landing, {"2025-07"}, qroot)
     assert (result.package, result.outcome) == (f"packages/{ACCOUNT}.jsonl.gz", "quarantined")
-    assert result.reason.startswith(f"packages/{ACCOUNT}.jsonl.gz: a symbolic link, not read (it points outside")
+    assert result.reason.startswith(
+        f"packages/{ACCOUNT}.jsonl.gz: a symbolic link, not read (it points outside"
+    )
     assert (qroot / "packages" / f"{ACCOUNT}.jsonl.gz").is_symlink() and dropped_packages(landing) == []
-    (_, manifest), = build_packages(landing, tmp_path / "packages")
+    ((_, manifest),) = build_packages(landing, tmp_path / "packages")
     assert manifest["count"] == 2  # the two alphas that are in the area, nothing through a link

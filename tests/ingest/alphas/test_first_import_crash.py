@@ -28,11 +28,15 @@ def first_import(client: pymongo.MongoClient, files, on_progress=None):
     return import_files(files, db_regular=regular, db_super=super_, batch_size=25, on_progress=on_progress)
 
 
-def test_the_server_killed_during_the_first_import_then_the_rerun_stores_every_alpha_once(private_mongo,  # noqa: F811
-                                                                                          tmp_path):
+def test_the_server_killed_during_the_first_import_then_the_rerun_stores_every_alpha_once(
+    private_mongo,  # noqa: F811
+    tmp_path,
+):
     landing = tmp_path / "landing"
-    files = [drop(landing, f"{seed:04d}.json", make_alpha(seed, "SUPER" if seed % 5 == 0 else "REGULAR"))
-             for seed in range(FILES)]
+    files = [
+        drop(landing, f"{seed:04d}.json", make_alpha(seed, "SUPER" if seed % 5 == 0 else "REGULAR"))
+        for seed in range(FILES)
+    ]
     killed, outcome = threading.Event(), {}
 
     def progress(stats) -> None:  # after a bulk write, in the importing thread: the server dies now
@@ -55,8 +59,9 @@ def test_the_server_killed_during_the_first_import_then_the_rerun_stores_every_a
 
     private_mongo.start()
     with private_mongo.client() as client:
-        stored_before = client["fresh_regular"]["alphas"].count_documents({}) + \
-            client["fresh_super"]["alphas"].count_documents({})
+        stored_before = client["fresh_regular"]["alphas"].count_documents({}) + client["fresh_super"][
+            "alphas"
+        ].count_documents({})
         print(f"server killed after {stored_before} of {FILES} alphas were stored")
         assert 0 < stored_before < FILES
         stats = first_import(client, files)
@@ -69,7 +74,8 @@ def test_the_server_killed_during_the_first_import_then_the_rerun_stores_every_a
             assert wanted <= set(db["alphas"].index_information())
     resource = MongoResource(uri=private_mongo.uri)
     try:
-        assert_same_as_a_clean_import(resource, (resource.client["fresh_regular"], resource.client["fresh_super"]),
-                                      files)
+        assert_same_as_a_clean_import(
+            resource, (resource.client["fresh_regular"], resource.client["fresh_super"]), files
+        )
     finally:
         resource.close()

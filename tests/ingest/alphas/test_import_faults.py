@@ -30,7 +30,7 @@ from marketdata_assets.defs.alphas.assets import (
 )
 from marketdata_assets.ingest.alphas.import_lock import PartitionBusy, partition_lock
 from marketdata_assets.ingest.alphas.importer import import_files
-from marketdata_assets.resources import AlphaStoreResource, MongoResource
+from marketdata_assets.resources import AlphaStoreResource
 from marketdata_assets.stores.mongo.alphas import (
     LEDGER,
     ImportBlocked,
@@ -68,22 +68,32 @@ class SnapshotReader(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            with self.client.start_session() as session, \
-                    session.start_transaction(read_concern=ReadConcern("snapshot")):
-                    claimed = {1: set(), 2: set()}
-                    for doc in self.client[NAMES[0]][LEDGER].find({}, {"files.sha256": 1, "files.alpha_id": 1,
-                                                                       "files.documents": 1}, session=session):
-                        files = doc["files"]
-                        for sha, alpha_id, documents in zip(files["sha256"], files["alpha_id"], files["documents"]):
-                            if documents:
-                                claimed[2 if sha in self.v2_shas else 1].add(alpha_id)
-                    stored = {doc["_id"]: doc.get("name") for name in NAMES
-                              for doc in self.client[name]["alphas"].find({}, {"name": 1}, session=session)}
+            with (
+                self.client.start_session() as session,
+                session.start_transaction(read_concern=ReadConcern("snapshot")),
+            ):
+                claimed = {1: set(), 2: set()}
+                for doc in self.client[NAMES[0]][LEDGER].find(
+                    {}, {"files.sha256": 1, "files.alpha_id": 1, "files.documents": 1}, session=session
+                ):
+                    files = doc["files"]
+                    for sha, alpha_id, documents in zip(
+                        files["sha256"], files["alpha_id"], files["documents"]
+                    ):
+                        if documents:
+                            claimed[2 if sha in self.v2_shas else 1].add(alpha_id)
+                stored = {
+                    doc["_id"]: doc.get("name")
+                    for name in NAMES
+                    for doc in self.client[name]["alphas"].find({}, {"name": 1}, session=session)
+                }
             stored_v2 = {i for i, name in stored.items() if (name or "").startswith("v2")}
             if claimed[2] != stored_v2 or not claimed[1] <= set(stored):
-                self.violations.append(f"v2 claimed, not stored as v2: {sorted(claimed[2] - stored_v2)[:5]}; "
-                                       f"stored as v2, not claimed: {sorted(stored_v2 - claimed[2])[:5]}; "
-                                       f"v1 claimed, not stored: {sorted(claimed[1] - set(stored))[:5]}")
+                self.violations.append(
+                    f"v2 claimed, not stored as v2: {sorted(claimed[2] - stored_v2)[:5]}; "
+                    f"stored as v2, not claimed: {sorted(stored_v2 - claimed[2])[:5]}; "
+                    f"v1 claimed, not stored: {sorted(claimed[1] - set(stored))[:5]}"
+                )
             with self.taken:
                 self.snapshots += 1
                 self.taken.notify_all()
@@ -109,8 +119,9 @@ def assert_same_as_an_uninterrupted_import(client: MongoClient, root: Path, last
     clean = client["clean_r"], client["clean_s"]
     ensure_alpha_indexes(*clean, "alphas")
     import_files(landing_files(root, 1), db_regular=clean[0], db_super=clean[1], batch_size=BATCH)
-    import_files(landing_files(root, last), db_regular=clean[0], db_super=clean[1], mode="overwrite",
-                 batch_size=BATCH)
+    import_files(
+        landing_files(root, last), db_regular=clean[0], db_super=clean[1], mode="overwrite", batch_size=BATCH
+    )
     digests, documents = [], 0
     for got, want in zip((client[n] for n in NAMES), clean):
         documents += got["alphas"].count_documents({})
@@ -140,7 +151,9 @@ def stock_server():
     server.close()
 
 
-def test_a_killed_merge_import_is_waited_out_then_the_rerun_equals_an_uninterrupted_one(short_lived, tmp_path):
+def test_a_killed_merge_import_is_waited_out_then_the_rerun_equals_an_uninterrupted_one(
+    short_lived, tmp_path
+):
     root, locks = tmp_path / "landing", tmp_path / "locks"
     client = short_lived.client()
     locked_import(short_lived.uri, NAMES, root, 1, locks, mode="incremental")
@@ -156,15 +169,20 @@ def test_a_killed_merge_import_is_waited_out_then_the_rerun_equals_an_uninterrup
     reader.wait_for_next()
     snapshots = reader.finish()
 
-    assert len(died) == 2 and all("did not end (running)" in line and f"pid {child.pid}" in line for line in died)
+    assert len(died) == 2 and all(
+        "did not end (running)" in line and f"pid {child.pid}" in line for line in died
+    )
     assert len(lines) == 1, lines
     assert f"127.0.0.1:{short_lived.port}" in lines[0] and "killed import" in lines[0]
     assert "Waiting up to 65 s" in lines[0] and "does not report" in lines[0]  # SecantusDB: MongoDB's 60 s
     assert 0 < stats.seconds_waiting_for_conflicts < LIFETIME_S + 5
     documents, digest = assert_same_as_an_uninterrupted_import(client, root)
-    print(f"re-run ended {ended - killed:.1f} s after the SIGKILL, waited {stats.seconds_waiting_for_conflicts:.1f} s "
-          f"(server lifetime {LIFETIME_S} s); {stats.merged} merged, {stats.unchanged} unchanged; {documents} "
-          f"documents, digest {digest}; {snapshots} snapshots agreed")
+    print(
+        f"re-run ended {ended - killed:.1f} s after the SIGKILL, waited "
+        f"{stats.seconds_waiting_for_conflicts:.1f} s (server lifetime {LIFETIME_S} s); {stats.merged} "
+        f"merged, {stats.unchanged} unchanged; {documents} documents, digest {digest}; {snapshots} "
+        "snapshots agreed"
+    )
 
 
 def test_past_the_wait_the_import_fails_naming_the_server_and_the_remedy(stock_server, tmp_path):
@@ -184,13 +202,16 @@ def test_past_the_wait_the_import_fails_naming_the_server_and_the_remedy(stock_s
     # the remedy works: the dead transaction ended, the import goes through without waiting
     client.admin.command("killAllSessions", [])
     stats, died = locked_import(stock_server.uri, NAMES, root, 2, locks)
-    assert died and all("did not end (failed)" in line for line in died)  # the blocked run: it may hold one too
+    assert died and all(
+        "did not end (failed)" in line for line in died
+    )  # the blocked run: it may hold one too
     assert stats.seconds_waiting_for_conflicts == 0
     assert_same_as_an_uninterrupted_import(client, root)
 
 
-def test_a_second_importer_of_a_running_partition_refuses_naming_it_and_the_holder(stock_server, tmp_path,
-                                                                                  monkeypatch):
+def test_a_second_importer_of_a_running_partition_refuses_naming_it_and_the_holder(
+    stock_server, tmp_path, monkeypatch
+):
     root, state = tmp_path / "landing", tmp_path / "state"
     locks = state / "locks" / "alphas"
     locked_import(stock_server.uri, NAMES, root, 1, locks, mode="incremental")
@@ -201,7 +222,9 @@ def test_a_second_importer_of_a_running_partition_refuses_naming_it_and_the_hold
         message = str(error.value)
         assert f"alpha import of REGULAR {MONTH} of {NAMES[0]}.alphas is already running" in message
         assert f"test importer (pid {child.pid} on " in message
-        with partition_lock(locks, f"{NAMES[0]}.alphas", "REGULAR", ["2025-08"]) as died:  # another month: free
+        with partition_lock(
+            locks, f"{NAMES[0]}.alphas", "REGULAR", ["2025-08"]
+        ) as died:  # another month: free
             assert died == []
         # the Dagster asset takes the same lock: its run fails with that message, without retries
         monkeypatch.setenv("MARKETDATA_STATE_DIR", str(state))
@@ -209,23 +232,37 @@ def test_a_second_importer_of_a_running_partition_refuses_naming_it_and_the_hold
         result, _ = import_month(stock_server)
         assert not result.success
         (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-        assert f"REGULAR {MONTH} of {NAMES[0]}.alphas is already running" in str(failure.step_failure_data.error)
+        assert f"REGULAR {MONTH} of {NAMES[0]}.alphas is already running" in str(
+            failure.step_failure_data.error
+        )
     finally:
         sigkill(child)
     # its holder dead, the asset takes the partition, told that an import of it did not end
     result, messages = import_month(stock_server)
     assert result.success
-    assert any(f"REGULAR {MONTH} of {NAMES[0]}.alphas: test importer (pid {child.pid}" in m
-               and "did not end (running): this import writes every batch in a transaction" in m for m in messages)
+    assert any(
+        f"REGULAR {MONTH} of {NAMES[0]}.alphas: test importer (pid {child.pid}" in m
+        and "did not end (running): this import writes every batch in a transaction" in m
+        for m in messages
+    )
 
 
 def import_month(server: PrivateMongo) -> tuple[dg.ExecuteInProcessResult, list[str]]:
     """The import asset for MONTH against `server`: (the result, its log messages)."""
     store = AlphaStoreResource(uri=server.uri, db_name_regular=NAMES[0], db_name_super=NAMES[1])
     with dg.DagsterInstance.ephemeral() as instance:
-        result = dg.materialize([alpha_documents, alpha_files.to_source_asset(), alpha_package_drops.to_source_asset(),
-                                 alpha_store.to_source_asset()], resources={"alpha_store": store},
-                                partition_key=f"{MONTH}-01", raise_on_error=False, instance=instance)
+        result = dg.materialize(
+            [
+                alpha_documents,
+                alpha_files.to_source_asset(),
+                alpha_package_drops.to_source_asset(),
+                alpha_store.to_source_asset(),
+            ],
+            resources={"alpha_store": store},
+            partition_key=f"{MONTH}-01",
+            raise_on_error=False,
+            instance=instance,
+        )
         return result, [entry.user_message for entry in instance.all_logs(result.run_id)]
 
 
@@ -237,13 +274,20 @@ def test_a_rerun_whose_first_batch_holds_only_alphas_the_dead_transaction_insert
     transaction comes by). After a crash every batch goes through a transaction: waited out."""
     root, locks = tmp_path / "landing", tmp_path / "locks"
     locked_import(short_lived.uri, NAMES, root, 1, locks, mode="incremental")
-    sigkill(start_paused_importer(short_lived, root, locks, commit=1, version=3, mode="incremental", batch_size=200))
+    sigkill(
+        start_paused_importer(
+            short_lived, root, locks, commit=1, version=3, mode="incremental", batch_size=200
+        )
+    )
     lines: list[str] = []
-    stats, died = locked_import(short_lived.uri, NAMES, root, 3, locks, mode="incremental", batch_size=200,
-                                on_wait=lines.append)
+    stats, died = locked_import(
+        short_lived.uri, NAMES, root, 3, locks, mode="incremental", batch_size=200, on_wait=lines.append
+    )
     assert died and len(lines) == 1 and stats.seconds_waiting_for_conflicts > 0
     assert stats.files_skipped >= 100
     documents, digest = assert_same_as_an_uninterrupted_import(short_lived.client(), root, last=3)
     assert documents == 2 * ALPHAS
-    print(f"waited {stats.seconds_waiting_for_conflicts:.1f} s; {stats.inserted} inserted, {stats.merged} merged, "
-          f"{stats.files_skipped} files skipped; {documents} documents, digest {digest}")
+    print(
+        f"waited {stats.seconds_waiting_for_conflicts:.1f} s; {stats.inserted} inserted, {stats.merged} "
+        f"merged, {stats.files_skipped} files skipped; {documents} documents, digest {digest}"
+    )

@@ -14,12 +14,16 @@ STORE = "regular_alphas.alphas"
 
 def test_a_held_partition_refuses_and_the_others_it_took_are_left_as_they_were(tmp_path):
     with partition_lock(tmp_path, STORE, "REGULAR", ["2025-08"], holder="Dagster run abc"):
-        with pytest.raises(PartitionBusy) as error, \
-                partition_lock(tmp_path, STORE, "REGULAR", ["2025-07", "2025-08"], holder="another run"):
+        with (
+            pytest.raises(PartitionBusy) as error,
+            partition_lock(tmp_path, STORE, "REGULAR", ["2025-07", "2025-08"], holder="another run"),
+        ):
             pass
         message = str(error.value)
-        assert f"alpha import of REGULAR 2025-08 of {STORE} is already running: Dagster run abc (pid {os.getpid()}" \
-            in message and "wait for it to end" in message
+        assert (
+            f"alpha import of REGULAR 2025-08 of {STORE} is already running: Dagster run abc (pid "
+            f"{os.getpid()}"
+        ) in message and "wait for it to end" in message
         # 2025-07, taken before 2025-08 refused, is free again and says nothing died
         with partition_lock(tmp_path, STORE, "REGULAR", ["2025-07"]) as died:
             assert died == []

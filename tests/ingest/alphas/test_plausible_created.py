@@ -18,12 +18,18 @@ TYPO = "2062-07-15T10:00:00-04:00"
 
 
 def alpha(created: str) -> dict:
-    return {**make_alpha(7, "REGULAR", datetime(2025, 7, 15, 10, tzinfo=NY)), "id": "Typo001", "dateCreated": created}
+    return {
+        **make_alpha(7, "REGULAR", datetime(2025, 7, 15, 10, tzinfo=NY)),
+        "id": "Typo001",
+        "dateCreated": created,
+    }
 
 
 def test_month_placement_refuses_an_implausible_date_created_and_keeps_plausible_ones():
     assert month_of("2025-07-31T23:30:00-04:00") == "2025-07"
-    with pytest.raises(plausibility.ImplausibleTime, match=rf"dateCreated: implausible time: '{TYPO}' is after now"):
+    with pytest.raises(
+        plausibility.ImplausibleTime, match=rf"dateCreated: implausible time: '{TYPO}' is after now"
+    ):
         month_of(TYPO)
     with pytest.raises(ValueError, match="is before ALPHA_API's earliest plausible day 2016-01-01"):
         month_of("1970-01-01T00:00:00Z")

@@ -11,7 +11,7 @@ What this cannot show: mongos itself refusing a filter without the shard key (no
 from __future__ import annotations
 
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pymongo
@@ -52,16 +52,20 @@ def import_everything(client: pymongo.MongoClient, root: Path, names: tuple[str,
     def run(files, mode="incremental", **kw):
         return import_files(files, db_regular=dbs[0], db_super=dbs[1], mode=mode, **kw)
 
-    v1 = [alpha("AAAAAAA", legacy="old", settings={"region": "USA"}),
-          alpha("BBBBBBB", modified="2025-07-10T09:00:00-04:00", settings={"region": "EUR"}),
-          alpha("SSSSSSS", type="SUPER", settings={"region": "USA"})]
-    v2 = [alpha("AAAAAAA", modified="2025-08-02T12:00:00-04:00", settings={"region": "ASI"}),
-          alpha("BBBBBBB", modified="2025-07-11T09:00:00-04:00", settings={"region": "CHN"}),
-          alpha("SSSSSSS", type="SUPER", modified="2025-08-05T12:00:00-04:00", settings={"region": "JPN"})]
+    v1 = [
+        alpha("AAAAAAA", legacy="old", settings={"region": "USA"}),
+        alpha("BBBBBBB", modified="2025-07-10T09:00:00-04:00", settings={"region": "EUR"}),
+        alpha("SSSSSSS", type="SUPER", settings={"region": "USA"}),
+    ]
+    v2 = [
+        alpha("AAAAAAA", modified="2025-08-02T12:00:00-04:00", settings={"region": "ASI"}),
+        alpha("BBBBBBB", modified="2025-07-11T09:00:00-04:00", settings={"region": "CHN"}),
+        alpha("SSSSSSS", type="SUPER", modified="2025-08-05T12:00:00-04:00", settings={"region": "JPN"}),
+    ]
     first = [drop(root, f"v1/{a['id']}.json", a) for a in v1]
     second = [drop(root, f"v2/{a['id']}.json", a) for a in v2]
     counts = [run(first).inserted, run(second, mode="overwrite").merged, run(first, mode="rebuild").replaced]
-    window = (datetime(2025, 8, 1, tzinfo=timezone.utc), datetime(2025, 9, 1, tzinfo=timezone.utc))
+    window = (datetime(2025, 8, 1, tzinfo=UTC), datetime(2025, 9, 1, tzinfo=UTC))
     counts.append(run(second, mode="time_range", time_range=window).merged)
     newer = alpha("BBBBBBB", modified="2025-08-09T00:00:00-04:00", settings={"region": "KOR"})
     counts.append(run([drop(root, "v3/BBBBBBB.json", newer)], mode="smart_merge").merged)
@@ -102,7 +106,9 @@ def check_writes(commands: list[tuple[str, dict]]) -> dict[str, int]:
 def recorded(mongo):
     """A client of the stack's server that records its writes (MONGODB_URI as configured: no ``w``)."""
     recorder = Recorder()
-    client = pymongo.MongoClient(settings.get("MONGODB_URI"), **settings.mongo_auth(), event_listeners=[recorder])
+    client = pymongo.MongoClient(
+        settings.get("MONGODB_URI"), **settings.mongo_auth(), event_listeners=[recorder]
+    )
     names = (f"test_shard_r_{id(recorder):x}", f"test_shard_s_{id(recorder):x}")
     yield client, recorder, names
     for name in names:
@@ -114,12 +120,19 @@ def recorded(mongo):
 def standalone_like():
     """A private server that refuses transactions as a standalone mongod does (IllegalOperation on the
     transaction's first statement, a delete: its own fail point), so the importer writes plainly."""
-    server = PrivateMongo(Path(tempfile.mkdtemp(prefix="marketdata-private-mongo-")), args=("--enable-test-commands",))
+    server = PrivateMongo(
+        Path(tempfile.mkdtemp(prefix="marketdata-private-mongo-")), args=("--enable-test-commands",)
+    )
     try:
         server.start()
         with server.client() as admin:
-            admin.admin.command({"configureFailPoint": "failCommand", "mode": "alwaysOn",
-                                 "data": {"failCommands": ["delete"], "errorCode": 20}})
+            admin.admin.command(
+                {
+                    "configureFailPoint": "failCommand",
+                    "mode": "alwaysOn",
+                    "data": {"failCommands": ["delete"], "errorCode": 20},
+                }
+            )
         yield server
     finally:
         server.close()
@@ -133,7 +146,9 @@ def test_every_write_names_the_shard_key_and_waits_for_a_majority(recorded, stan
     seen = check_writes(recorder.commands)
     # transactions (rebuild, time_range): the replaced alphas deleted by shard key and inserted; the alphas
     # of files the ledger has not seen (overwrite, smart_merge, the late one) inserted, then upserted
-    assert seen["deletes"] >= 3 and seen["commits"] >= 3 and seen["upserts"] >= 3 and seen["inserts"] >= 9, seen
+    assert seen["deletes"] >= 3 and seen["commits"] >= 3 and seen["upserts"] >= 3 and seen["inserts"] >= 9, (
+        seen
+    )
 
     plain = Recorder()
     with standalone_like.client(event_listeners=[plain]) as other:
@@ -141,7 +156,9 @@ def test_every_write_names_the_shard_key_and_waits_for_a_majority(recorded, stan
         plain_seen = check_writes(plain.commands)
         assert plain_counts == counts
         # no transaction committed: every replaced alpha went through an upsert naming the shard key
-        assert plain_seen["commits"] == 0 and plain_seen["deletes"] >= 1 and plain_seen["upserts"] >= 9, plain_seen
+        assert plain_seen["commits"] == 0 and plain_seen["deletes"] >= 1 and plain_seen["upserts"] >= 9, (
+            plain_seen
+        )
         for got, want in zip(plain_dbs, dbs):  # the same documents, whichever path wrote them
             assert got["alphas"].count_documents({}) == want["alphas"].count_documents({}) > 0
             assert collection_digest(got["alphas"]) == collection_digest(want["alphas"])
@@ -158,7 +175,9 @@ def test_the_one_by_one_path_names_the_shard_key_too(recorded, tmp_path, monkeyp
     dbs = tuple(client[name] for name in names)
     ensure_alpha_indexes(dbs[0], dbs[1], "alphas")
     landing = tmp_path / "landing"
-    first = import_files(land_month(landing, [case_alpha(n) for n in (1, 2)]), db_regular=dbs[0], db_super=dbs[1])
+    first = import_files(
+        land_month(landing, [case_alpha(n) for n in (1, 2)]), db_regular=dbs[0], db_super=dbs[1]
+    )
     assert first.inserted == 2
     recorder.commands.clear()
     changed = [case_alpha(1, name="changed"), case_alpha(2, name="changed"), big(3, 49 * 1024 * 1024)]

@@ -32,13 +32,21 @@ def test_mongodb_dying_mid_import_fails_fast_and_a_rerun_ends_exact(dbs, mongo, 
     alpha is stored already and changed, so each batch replaces documents in a transaction (the
     driver's with_transaction would retry a transaction for up to 120 s)."""
     landing = tmp_path / "landing"
-    files = [drop(landing, f"{seed:05d}.json", make_alpha(seed, "SUPER" if seed % 5 == 0 else "REGULAR"))
-             for seed in range(FILES)]
+    files = [
+        drop(landing, f"{seed:05d}.json", make_alpha(seed, "SUPER" if seed % 5 == 0 else "REGULAR"))
+        for seed in range(FILES)
+    ]
     regular, super_ = dbs
     if replacing:  # stored already; the files below change every alpha
         import_files(files, db_regular=regular, db_super=super_)
-        files = [drop(landing, f"{seed:05d}.json", {**make_alpha(seed, "SUPER" if seed % 5 == 0 else "REGULAR"),
-                                                    "name": f"renamed {seed}"}) for seed in range(FILES)]
+        files = [
+            drop(
+                landing,
+                f"{seed:05d}.json",
+                {**make_alpha(seed, "SUPER" if seed % 5 == 0 else "REGULAR"), "name": f"renamed {seed}"},
+            )
+            for seed in range(FILES)
+        ]
     uri = urlsplit(settings.get("MONGODB_URI"))
     with FaultProxy(uri.hostname, uri.port) as proxy:
         resource = MongoResource(uri=f"mongodb://{proxy.address}/?directConnection=true")
@@ -52,9 +60,14 @@ def test_mongodb_dying_mid_import_fails_fast_and_a_rerun_ends_exact(dbs, mongo, 
 
         def run() -> None:
             try:
-                outcome["stats"] = import_files(files, db_regular=client[regular.name], db_super=client[super_.name],
-                                                mode="overwrite" if replacing else "incremental", batch_size=50,
-                                                on_progress=progress)
+                outcome["stats"] = import_files(
+                    files,
+                    db_regular=client[regular.name],
+                    db_super=client[super_.name],
+                    mode="overwrite" if replacing else "incremental",
+                    batch_size=50,
+                    on_progress=progress,
+                )
             except BaseException as error:  # noqa: BLE001 - the test inspects it
                 outcome["error"] = error
             finally:
@@ -81,7 +94,9 @@ def test_mongodb_dying_mid_import_fails_fast_and_a_rerun_ends_exact(dbs, mongo, 
     assert (error.store, error.address) == ("MongoDB", proxy.address)
 
     # a re-run against the real server ends exactly where an uninterrupted import ends
-    rerun = import_files(files, db_regular=regular, db_super=super_, mode="overwrite" if replacing else "incremental")
+    rerun = import_files(
+        files, db_regular=regular, db_super=super_, mode="overwrite" if replacing else "incremental"
+    )
     assert rerun.quarantined == []
     per_file = Counter(e["file"] for e in ledger_entries(regular) if e["documents"])
     assert set(per_file) == {name for name, _ in files}

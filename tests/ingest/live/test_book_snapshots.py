@@ -37,7 +37,13 @@ def venue_setup(venue: str):
         return stack, ws, lambda **o: binance_config(ws, rest, **o), BinanceSpotStream(), list(INSTRUMENTS)
     stack, ws = test_venues.replays(venue)
     protocol = test_venues.VENUES[venue][1]()
-    return stack, ws, lambda **o: test_venues.config_for(venue, ws, **o), protocol, list(test_venues.VENUES[venue][2])
+    return (
+        stack,
+        ws,
+        lambda **o: test_venues.config_for(venue, ws, **o),
+        protocol,
+        list(test_venues.VENUES[venue][2]),
+    )
 
 
 async def last_snapshot(store: JetStreamStore, stream: str, subject: str):
@@ -50,21 +56,29 @@ def test_top_n_snapshots_equal_the_true_book(venue, tmp_path, nats_url, stream_s
     stack, ws, config_of, protocol, instruments = venue_setup(venue)
     prefix = stream_spec.subjects[0].split(".")[0]
     with stack:
+
         async def scenario():
             config = config_of(subject_prefix=prefix, book_depth=DEPTH, book_snapshot_s=0.05)
-            async with collecting(config, LandingWriter(tmp_path, venue), nats_url, stream_spec,
-                                  protocol=protocol) as (c, store):
+            async with collecting(
+                config, LandingWriter(tmp_path, venue), nats_url, stream_spec, protocol=protocol
+            ) as (c, store):
                 await c.stats.wait_until(lambda s: s.book_snapshots >= 2 * len(instruments), WAIT_S)
                 ws.pause()  # the market stands still: the next snapshot of each book is final
 
                 def published_last(stats) -> bool:
-                    return all(c.books.snapshot_ids.get(name) == ws.truth_book(name)[0] for name in instruments)
+                    return all(
+                        c.books.snapshot_ids.get(name) == ws.truth_book(name)[0] for name in instruments
+                    )
+
                 await c.stats.wait_until(published_last, WAIT_S)
-                got = {name: await last_snapshot(store, stream_spec.name, f"{prefix}.books.{venue}.{name}")
-                       for name in instruments}
+                got = {
+                    name: await last_snapshot(store, stream_spec.name, f"{prefix}.books.{venue}.{name}")
+                    for name in instruments
+                }
                 truth = {name: ws.truth_book(name) for name in instruments}
                 ws.resume()
             return c.stats, got, truth
+
         stats, got, truth = asyncio.run(scenario())
     for name in instruments:
         update_id, bids, asks = truth[name]
@@ -79,9 +93,13 @@ def test_top_n_snapshots_equal_the_true_book(venue, tmp_path, nats_url, stream_s
     assert stats.book_snapshot_failures == 0
 
 
-def test_a_book_awaiting_resync_publishes_nothing_and_a_repeat_is_deduplicated(tmp_path, nats_url, stream_spec):
+def test_a_book_awaiting_resync_publishes_nothing_and_a_repeat_is_deduplicated(
+    tmp_path, nats_url, stream_spec
+):
     prefix = stream_spec.subjects[0].split(".")[0]
-    config = CollectorConfig(list(INSTRUMENTS), "ws://127.0.0.1:9", "http://127.0.0.1:9", subject_prefix=prefix, book_depth=2)
+    config = CollectorConfig(
+        list(INSTRUMENTS), "ws://127.0.0.1:9", "http://127.0.0.1:9", subject_prefix=prefix, book_depth=2
+    )
 
     async def scenario():
         async with JetStreamStore(nats_url) as store:
@@ -90,8 +108,13 @@ def test_a_book_awaiting_resync_publishes_nothing_and_a_repeat_is_deduplicated(t
             await collector.books.publish_book_snapshots()  # no book synced yet: nothing, each skip counted
             skipped = collector.stats.book_snapshots_skipped
             sync = collector.books.by_instrument[INSTRUMENTS[0]]
-            sync.on_snapshot_body({"lastUpdateId": 7, "bids": [["10.0", "1"], ["9.5", "2"], ["9.0", "3"]],
-                                   "asks": [["11.0", "1"]]})
+            sync.on_snapshot_body(
+                {
+                    "lastUpdateId": 7,
+                    "bids": [["10.0", "1"], ["9.5", "2"], ["9.0", "3"]],
+                    "asks": [["11.0", "1"]],
+                }
+            )
             await collector.books.publish_book_snapshots()
             await collector.books.publish_book_snapshots()  # unchanged: not sent again
             collector.books.snapshot_ids.clear()  # a restarted collector: sent again, the server drops it
@@ -102,8 +125,11 @@ def test_a_book_awaiting_resync_publishes_nothing_and_a_repeat_is_deduplicated(t
             collector.writer.close()
             await collector.books.rest.aclose()
             return collector.stats, skipped, held, last
+
     stats, skipped, held, (snapshot, msg_id) = asyncio.run(scenario())
-    assert skipped == len(INSTRUMENTS) and stats.book_snapshots_skipped == len(INSTRUMENTS) + 3  # the other book
+    assert (
+        skipped == len(INSTRUMENTS) and stats.book_snapshots_skipped == len(INSTRUMENTS) + 3
+    )  # the other book
     assert stats.book_snapshots == held == 1 and stats.book_snapshot_repeats == 1
     assert msg_id == f"BINANCE.{INSTRUMENTS[0]}.7"
     assert snapshot["bids"] == [["10.0", "1"], ["9.5", "2"]] and snapshot["asks"] == [["11.0", "1"]]

@@ -21,16 +21,43 @@ BOUND_MS = 5_000  # generous: a quiet machine's p99 is ~0.5 s, the bench's busy 
 
 def test_beside_busy_neighbours_the_lag_is_bounded_and_every_dropped_frame_recorded(tmp_path):
     results = tmp_path / "busy.json"
-    done = subprocess.run([sys.executable, "-m", "bench", "live_capture", "--skip", "throughput", "--busy", "2",
-                           "--rate", "3000", "--duration-s", "3", "--rss-every-s", "1", "--max-lag-s", "0.02",
-                           "--prefix", f"t{uuid.uuid4().hex[:10]}", "--results", str(results)],
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                          timeout=300, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "live_capture",
+            "--skip",
+            "throughput",
+            "--busy",
+            "2",
+            "--rate",
+            "3000",
+            "--duration-s",
+            "3",
+            "--rss-every-s",
+            "1",
+            "--max-lag-s",
+            "0.02",
+            "--prefix",
+            f"t{uuid.uuid4().hex[:10]}",
+            "--results",
+            str(results),
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode in (0, 1), done.stderr[-3000:]  # 1: the quiet machine's p99 < 1 s target missed
     s = json.loads(results.read_text())["steady"]
     c, landing = s["collector"], s["collector"]["landing"]
-    print(f"busy: p99 {s['latency']['queryable']['p99_ms']} ms, dropped {c['total_overflow_frames']}, "
-          f"load {s['load_average_during']}")
+    print(
+        f"busy: p99 {s['latency']['queryable']['p99_ms']} ms, dropped {c['total_overflow_frames']}, "
+        f"load {s['load_average_during']}"
+    )
     assert s["busy"] == 2 and s["frames_sent"] >= landing["trade_ids_spanned"] > 0
     assert s["consumer_caught_up"] and s["latency"]["invisible_batches"] == 0
     assert s["latency"]["queryable"]["p99_ms"] < BOUND_MS

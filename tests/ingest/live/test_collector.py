@@ -43,20 +43,34 @@ def trade_ids(root, instrument: str) -> list[int]:
 def test_frames_land_raw_and_complete_and_books_match(tmp_path, nats_url, stream_spec):
     stack, rest, ws = replays(WsConfig(tick_s=0.02, record=True))
     with stack:
+
         async def scenario():
             config = config_for(ws, rest, subject_prefix=stream_spec.subjects[0].split(".")[0])
-            async with collecting(config, LandingWriter(tmp_path, "BINANCE"), nats_url, stream_spec) as (c, store):
+            async with collecting(config, LandingWriter(tmp_path, "BINANCE"), nats_url, stream_spec) as (
+                c,
+                store,
+            ):
                 await c.stats.wait_until(lambda s: s.snapshots == 2 and s.published >= 200, WAIT_S)
                 await books_at_rest(c, ws)
-                ws.pause()  # the market stands still again: what it sent is final (a tick in flight counts too)
+                # the market stands still again: what it sent is final (a tick in flight counts too)
+                ws.pause()
                 await c.stats.wait_until(lambda s: s.frames == sum(len(t) for t in ws.sent.values()), WAIT_S)
-                await c.stats.wait_until(lambda s: not c.publisher.trade_frames and not c.publisher.outbox and s.published == s.trades,
-                                         WAIT_S)
-                stored = await stream_trades(store, stream_spec.name, f"{stream_spec.subjects[0].split('.')[0]}.trades.>")
+                await c.stats.wait_until(
+                    lambda s: (
+                        not c.publisher.trade_frames and not c.publisher.outbox and s.published == s.trades
+                    ),
+                    WAIT_S,
+                )
+                stored = await stream_trades(
+                    store, stream_spec.name, f"{stream_spec.subjects[0].split('.')[0]}.trades.>"
+                )
             return c.stats, stored
+
         stats, stored = asyncio.run(scenario())
-    landed = {ch: [r["d"] for r in records(tmp_path, ch) if "d" in r]
-              for ch in {f"{i.lower()}@{k}" for i in INSTRUMENTS for k in ("trade", "depth@100ms")}}
+    landed = {
+        ch: [r["d"] for r in records(tmp_path, ch) if "d" in r]
+        for ch in {f"{i.lower()}@{k}" for i in INSTRUMENTS for k in ("trade", "depth@100ms")}
+    }
     (texts,) = ws.sent.values()
     for channel, frames in landed.items():  # every frame, byte for byte, in order
         assert frames == [t for t in texts if json.loads(t)["stream"] == channel], channel
@@ -80,6 +94,7 @@ def test_a_disconnect_is_marked_and_the_collector_resumes(tmp_path):
                 await c.stats.wait_until(lambda s: s.connects == 2 and s.trades >= 200, WAIT_S)
                 await books_at_rest(c, ws)
             return c.stats
+
         stats = asyncio.run(scenario())
     assert stats.disconnects.get("dropped") == 1 and stats.connect_failures == 0
     trade = records(tmp_path, "btcusdt@trade")
@@ -101,9 +116,12 @@ def test_a_skipped_sequence_triggers_exactly_one_resync(tmp_path):
                 await c.stats.wait_until(lambda s: s.gaps == 1 and s.snapshots == 3, WAIT_S)
                 await books_at_rest(c, ws)  # right again after the resync (a missed update would show)
             return c.stats
+
         stats = asyncio.run(scenario())
     assert stats.gaps == 1 and stats.snapshots == 3
-    marks = [r for r in records(tmp_path, "btcusdt@depth@100ms") if r.get("m") in ("gap", "resync", "snapshot")]
+    marks = [
+        r for r in records(tmp_path, "btcusdt@depth@100ms") if r.get("m") in ("gap", "resync", "snapshot")
+    ]
     assert [r["m"] for r in marks] == ["snapshot", "gap", "resync"]
     gap = marks[1]["x"]
     assert gap["got_first"] == gap["expected_first"] + 1  # one update id missing
@@ -116,16 +134,35 @@ def test_republish_over_overlapping_connections_is_not_duplicated(tmp_path, nats
     both connections: `trades_live`'s key keeps one, tests/ingest/live/test_consumer.py), nothing is lost."""
     stack, rest, ws = replays()
     with stack:
+
         async def scenario():
-            config = config_for(ws, rest, rollover_s=0.5, subject_prefix=stream_spec.subjects[0].split(".")[0])
-            async with collecting(config, LandingWriter(tmp_path, "BINANCE"), nats_url, stream_spec) as (c, store):
+            config = config_for(
+                ws, rest, rollover_s=0.5, subject_prefix=stream_spec.subjects[0].split(".")[0]
+            )
+            async with collecting(config, LandingWriter(tmp_path, "BINANCE"), nats_url, stream_spec) as (
+                c,
+                store,
+            ):
                 await c.stats.wait_until(lambda s: s.rollovers >= 2, WAIT_S)
                 ws.pause()
-                await c.stats.wait_until(lambda s: not c.publisher.trade_frames and not c.publisher.outbox and not c.publisher.buffered and s.published == s.trades, WAIT_S)
-                stored = await stream_trades(store, stream_spec.name, f"{stream_spec.subjects[0].split('.')[0]}.trades.>")
+                await c.stats.wait_until(
+                    lambda s: (
+                        not c.publisher.trade_frames
+                        and not c.publisher.outbox
+                        and not c.publisher.buffered
+                        and s.published == s.trades
+                    ),
+                    WAIT_S,
+                )
+                stored = await stream_trades(
+                    store, stream_spec.name, f"{stream_spec.subjects[0].split('.')[0]}.trades.>"
+                )
             return c.stats, stored
+
         stats, stored = asyncio.run(scenario())
-    unique = {(name, i) for name in INSTRUMENTS for i in trade_ids(tmp_path, name)}  # ids count per instrument
+    unique = {
+        (name, i) for name in INSTRUMENTS for i in trade_ids(tmp_path, name)
+    }  # ids count per instrument
     assert stats.trades > len(unique)  # the overlap delivered some trades twice (both landed raw)
     assert len(stored) == stats.published == stats.trades
     assert {(t["instrument"], int(t["trade_id"])) for t in stored} == unique
@@ -135,10 +172,14 @@ def test_republish_over_overlapping_connections_is_not_duplicated(tmp_path, nats
 def test_the_venue_cut_is_survived(tmp_path):
     stack, rest, ws = replays(WsConfig(tick_s=0.02, lifetime_s=0.4))
     with stack:
+
         async def scenario():
             async with collecting(config_for(ws, rest), LandingWriter(tmp_path, "BINANCE")) as (c, _):
-                await c.stats.wait_until(lambda s: s.disconnects.get("closed", 0) >= 2 and s.connects >= 3, WAIT_S)
+                await c.stats.wait_until(
+                    lambda s: s.disconnects.get("closed", 0) >= 2 and s.connects >= 3, WAIT_S
+                )
             return c.stats
+
         stats = asyncio.run(scenario())
     assert stats.gaps == 0 or stats.snapshots > 2  # a book that missed events across the cut was rebuilt
     cuts = [r["x"]["reason"] for r in records(tmp_path, "btcusdt@trade") if r.get("m") == "disconnect"]
@@ -153,8 +194,11 @@ def test_a_stalled_socket_is_detected_and_reconnected(tmp_path):
         async def scenario():
             config = config_for(ws, rest, stale_s=0.5)
             async with collecting(config, LandingWriter(tmp_path, "BINANCE")) as (c, _):
-                await c.stats.wait_until(lambda s: s.stale == 1 and s.connects == 2 and s.trades >= 150, WAIT_S)
+                await c.stats.wait_until(
+                    lambda s: s.stale == 1 and s.connects == 2 and s.trades >= 150, WAIT_S
+                )
             return c.stats
+
         stats = asyncio.run(scenario())
     assert stats.disconnects.get("stale") == 1
     marks = [r for r in records(tmp_path, "ethusdt@trade") if r.get("m") == "disconnect"]
@@ -206,17 +250,27 @@ def test_a_burst_faster_than_the_writer_is_a_counted_gap(tmp_path):
                 await c.stats.wait_until(lambda s: s.overflow_frames >= 100, WAIT_S)
                 writer.gate.set()
                 # the whole burst received: each of its trades processed or dropped and counted
-                await c.stats.wait_until(lambda s: s.markers.get("overflow", 0) >= 1
-                                         and s.trades + s.overflow_frames >= 3000, WAIT_S)
+                await c.stats.wait_until(
+                    lambda s: s.markers.get("overflow", 0) >= 1 and s.trades + s.overflow_frames >= 3000,
+                    WAIT_S,
+                )
                 after = c.stats.trades  # then trades of both instruments: each one's lost ids are known
                 await c.stats.wait_until(lambda s: s.trade_gaps >= 1 and s.trades >= after + 100, WAIT_S)
             return c.stats
+
         stats = asyncio.run(scenario())
-    counted = sum(r["x"]["dropped"] for r in records(tmp_path, CONTROL_CHANNEL) if r.get("m") == "overflow") + \
-        sum(r["x"].get("overflow_dropped", 0) for r in records(tmp_path, "btcusdt@trade") if r.get("m") == "disconnect")
+    counted = sum(
+        r["x"]["dropped"] for r in records(tmp_path, CONTROL_CHANNEL) if r.get("m") == "overflow"
+    ) + sum(
+        r["x"].get("overflow_dropped", 0)
+        for r in records(tmp_path, "btcusdt@trade")
+        if r.get("m") == "disconnect"
+    )
     assert counted == stats.overflow_frames > 0  # every dropped frame is on record
     assert stats.trades + stats.overflow_frames >= 3000
-    (btc_missing, btc_recorded), (eth_missing, eth_recorded) = (lost_ids(tmp_path, name) for name in INSTRUMENTS)
+    (btc_missing, btc_recorded), (eth_missing, eth_recorded) = (
+        lost_ids(tmp_path, name) for name in INSTRUMENTS
+    )
     assert btc_missing and btc_recorded == btc_missing  # ... and every trade id it held, as a gap range
     assert eth_recorded == eth_missing
 
@@ -247,18 +301,26 @@ def test_frames_that_waited_longer_than_the_lag_bound_are_dropped_and_marked(tmp
                 after = c.stats.trades
                 await c.stats.wait_until(lambda s: s.trades >= after + 100, WAIT_S)
             return c.stats
+
         stats = asyncio.run(scenario())
     drops = [r["x"] for r in records(tmp_path, CONTROL_CHANNEL) if r.get("m") == "overflow"]
     assert drops and all(d["cause"] == "lag" and d["waited_s"] > 0.2 for d in drops)
     assert sum(d["dropped"] for d in drops) == stats.overflow_frames  # every dropped frame is on record
     for channel in ("btcusdt@trade", "ethusdt@depth@100ms"):  # a channel hears of its connection's drops ...
         marked = [(r["c"], r["t"]) for r in records(tmp_path, channel) if r.get("m") == "overflow"]
-        assert marked and all(a[0] != b[0] or b[1] - a[1] >= OVERFLOW_MARK_EVERY_NS  # ... at most once a second
-                              for a, b in zip(sorted(marked), sorted(marked)[1:]))
+        assert (
+            marked
+            and all(
+                a[0] != b[0] or b[1] - a[1] >= OVERFLOW_MARK_EVERY_NS  # ... at most once a second
+                for a, b in zip(sorted(marked), sorted(marked)[1:])
+            )
+        )
         assert len(marked) < len(drops)  # one marker a batch in the control channel, in a second or two
     lost = [lost_ids(tmp_path, name) for name in INSTRUMENTS]
     assert all(recorded == missing for missing, recorded in lost) and any(missing for missing, _ in lost)
-    gaps = [r for name in INSTRUMENTS for r in records(tmp_path, f"{name.lower()}@trade") if r.get("m") == "gap"]
+    gaps = [
+        r for name in INSTRUMENTS for r in records(tmp_path, f"{name.lower()}@trade") if r.get("m") == "gap"
+    ]
     assert len(gaps) == stats.trade_gaps
 
 
@@ -270,14 +332,21 @@ def test_a_refused_subscription_is_marked_and_retried(tmp_path):
         async def scenario():
             config = config_for(ws, rest, url_streams=1)  # the other three streams by SUBSCRIBE
             async with collecting(config, LandingWriter(tmp_path, "BINANCE")) as (c, _):
-                await c.stats.wait_until(lambda s: s.subscribe_errors == 1 and s.acks >= 1 and s.snapshots == 2
-                                         and s.trades >= 100, WAIT_S)
+                await c.stats.wait_until(
+                    lambda s: (
+                        s.subscribe_errors == 1 and s.acks >= 1 and s.snapshots == 2 and s.trades >= 100
+                    ),
+                    WAIT_S,
+                )
             return c.stats
+
         stats = asyncio.run(scenario())
     assert stats.subscribe_errors == 1 and stats.connects == 1  # retried on the same connection
     control = records(tmp_path, "_control")
     assert [r.get("m") for r in control if "m" in r] == ["subscribe_error"]
-    assert any('"error"' in r["d"] for r in control if "d" in r) and any('"result":null' in r["d"] for r in control if "d" in r)
+    assert any('"error"' in r["d"] for r in control if "d" in r) and any(
+        '"result":null' in r["d"] for r in control if "d" in r
+    )
     assert set(trade_ids(tmp_path, "ETHUSDT"))  # the refused streams flow after the retry
 
 
@@ -288,7 +357,9 @@ def test_a_stop_while_a_connection_is_still_opening_ends_at_once(tmp_path):
     async def scenario() -> float:
         silent = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
         port = silent.sockets[0].getsockname()[1]
-        config = CollectorConfig(list(INSTRUMENTS), f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", stale_s=5.0)
+        config = CollectorConfig(
+            list(INSTRUMENTS), f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", stale_s=5.0
+        )
         collector = BinanceSpotCollector(config, LandingWriter(tmp_path, "BINANCE"), None)
         stop = asyncio.Event()
         task = asyncio.create_task(collector.run(stop))
@@ -299,6 +370,7 @@ def test_a_stop_while_a_connection_is_still_opening_ends_at_once(tmp_path):
         await asyncio.wait_for(task, 20)
         silent.close()
         return time.monotonic() - started
+
     assert asyncio.run(scenario()) < 5
 
 
@@ -326,6 +398,7 @@ def test_a_stop_at_any_step_of_a_refused_connect_ends_the_collector(tmp_path):
 
     async def scenario() -> dict[int, float]:
         return {steps: await stop_after(steps) for steps in range(12)}
+
     took = asyncio.run(scenario())
     assert max(took.values()) < 5, took
 
@@ -352,16 +425,22 @@ def test_a_failed_processor_stops_the_collector_with_the_error_and_closes_its_fi
 
     stack, rest, ws = replays(WsConfig(tick_s=0.02))
     with stack:
+
         async def scenario():
-            collector = BinanceSpotCollector(config_for(ws, rest), FullDisk(tmp_path, "BINANCE", batches=3), None)
+            collector = BinanceSpotCollector(
+                config_for(ws, rest), FullDisk(tmp_path, "BINANCE", batches=3), None
+            )
             task = asyncio.create_task(collector.run(asyncio.Event()))  # never stopped: it must end by itself
             with pytest.raises(CollectorFailed) as failed:
                 await asyncio.wait_for(task, WAIT_S)
             return collector, failed.value
+
         collector, error = asyncio.run(scenario())
     assert "BINANCE collector stopped: its process_forever task failed with OSError(28" in str(error)
     assert isinstance(error.__cause__, OSError) and error.__cause__.errno == errno.ENOSPC
-    assert collector.stats.lost_frames >= 1 and f"never processed: {collector.stats.lost_frames}" in str(error)
+    assert collector.stats.lost_frames >= 1 and f"never processed: {collector.stats.lost_frames}" in str(
+        error
+    )
     assert collector.stats.frames >= 1 and not list(tmp_path.rglob("*.part"))  # what it landed is closed
     landed = sum(len(records(tmp_path, f"{i.lower()}@trade")) for i in INSTRUMENTS)
     assert landed >= 1
@@ -382,6 +461,7 @@ def test_a_failed_connection_slot_stops_the_collector_with_the_error(tmp_path):
         with pytest.raises(CollectorFailed) as failed:
             await asyncio.wait_for(collector.run(asyncio.Event()), WAIT_S)
         return failed.value
+
     error = asyncio.run(scenario())
     assert "its slot task failed with RuntimeError('a bug in opening')" in str(error)
 
@@ -389,34 +469,71 @@ def test_a_failed_connection_slot_stops_the_collector_with_the_error(tmp_path):
 def test_a_full_publish_buffer_drops_the_trades_it_has_no_room_for_counted_and_still_landed(tmp_path):
     """The publish buffer holds `publish_buffer` records (NATS away for long): the trades past it are
     dropped from publishing and counted (`publish_dropped`), every frame is still landed."""
+
     def trade(k: int) -> str:
-        return json.dumps({"stream": "btcusdt@trade", "data": {"e": "trade", "E": 1672515782136, "s": "BTCUSDT",
-                                                               "t": k, "p": "1.5", "q": "2", "T": 1672515782136,
-                                                               "m": False}})
+        return json.dumps(
+            {
+                "stream": "btcusdt@trade",
+                "data": {
+                    "e": "trade",
+                    "E": 1672515782136,
+                    "s": "BTCUSDT",
+                    "t": k,
+                    "p": "1.5",
+                    "q": "2",
+                    "T": 1672515782136,
+                    "m": False,
+                },
+            }
+        )
 
     async def scenario():
         writer = LandingWriter(tmp_path, "BINANCE")
         config = CollectorConfig(["BTCUSDT"], "ws://unused", "http://127.0.0.1:9", publish_buffer=3)
-        collector = BinanceSpotCollector(config, writer, store=object())  # a sink never reached: nothing is sealed
+        collector = BinanceSpotCollector(
+            config, writer, store=object()
+        )  # a sink never reached: nothing is sealed
         await collector._process([("frame", "c1", 1_000 + k, trade(k)) for k in range(5)])
         collector.publisher.seal_trades()  # read and sealed: the outbox takes what the buffer has room for
         writer.close()
         return collector
+
     collector = asyncio.run(scenario())
-    assert collector.stats.trades == 5 and collector.stats.publish_dropped == 2 and collector.publisher.buffered == 3
+    assert (
+        collector.stats.trades == 5
+        and collector.stats.publish_dropped == 2
+        and collector.publisher.buffered == 3
+    )
     ((subject, _, payload, count),) = collector.publisher.outbox
-    assert subject.endswith(".BTCUSDT") and count == 3 and [t["seq"] for t in json.loads(payload)] == [0, 1, 2]
+    assert (
+        subject.endswith(".BTCUSDT") and count == 3 and [t["seq"] for t in json.loads(payload)] == [0, 1, 2]
+    )
     assert trade_ids(tmp_path, "BTCUSDT") == [0, 1, 2, 3, 4]
 
 
 def test_the_processor_is_behind_while_the_batches_it_takes_waited_longer_than_a_sparse_batch(tmp_path):
     """`_process_forever` tells `behind` from the oldest frame of each batch it takes: received more than
     `trade_batch_max_s` ago (and less than `max_lag_s`: not shed), behind; a fresh batch, not."""
-    frame = json.dumps({"stream": "btcusdt@trade", "data": {"e": "trade", "E": 1672515782136, "s": "BTCUSDT", "t": 1,
-                                                            "p": "1.5", "q": "2", "T": 1672515782136, "m": False}})
+    frame = json.dumps(
+        {
+            "stream": "btcusdt@trade",
+            "data": {
+                "e": "trade",
+                "E": 1672515782136,
+                "s": "BTCUSDT",
+                "t": 1,
+                "p": "1.5",
+                "q": "2",
+                "T": 1672515782136,
+                "m": False,
+            },
+        }
+    )
 
     async def scenario():
-        config = CollectorConfig(["BTCUSDT"], "ws://unused", "http://127.0.0.1:9", trade_batch_max_s=0.25, max_lag_s=60)
+        config = CollectorConfig(
+            ["BTCUSDT"], "ws://unused", "http://127.0.0.1:9", trade_batch_max_s=0.25, max_lag_s=60
+        )
         collector = BinanceSpotCollector(config, LandingWriter(tmp_path, "BINANCE"), store=object())
         processing = asyncio.create_task(collector._process_forever())
         seen = []
@@ -428,6 +545,7 @@ def test_the_processor_is_behind_while_the_batches_it_takes_waited_longer_than_a
         collector.publisher.seal_trades()
         collector.writer.close()
         return seen, collector.stats
+
     seen, stats = asyncio.run(scenario())
     assert seen == [True, False, True] and stats.overflow_frames == 0 and stats.frames == 3
 
@@ -438,22 +556,47 @@ def test_a_dense_instrument_is_sealed_at_the_next_tick_and_a_sparse_one_after_it
     one message; one with fewer waits until `trade_batch_max_s` has passed in ticks since its first frame was
     processed (not since it was received: a backlog's frames are all old), so a sparse instrument's message
     carries several trades instead of one; while the processor is behind (its last batch had waited longer
-    than `trade_batch_max_s`, as `_process_forever` finds), `trade_batch_behind_s`; a stop seals everything."""
+    than `trade_batch_max_s`, as `_process_forever` finds), `trade_batch_behind_s`; a stop seals
+    everything."""
+
     def trade(symbol: str, k: int) -> str:
-        return json.dumps({"stream": f"{symbol.lower()}@trade", "data": {
-            "e": "trade", "E": 1672515782136, "s": symbol, "t": k, "p": "1.5", "q": "2", "T": 1672515782136, "m": False}})
+        return json.dumps(
+            {
+                "stream": f"{symbol.lower()}@trade",
+                "data": {
+                    "e": "trade",
+                    "E": 1672515782136,
+                    "s": symbol,
+                    "t": k,
+                    "p": "1.5",
+                    "q": "2",
+                    "T": 1672515782136,
+                    "m": False,
+                },
+            }
+        )
 
     async def scenario():
         writer = LandingWriter(tmp_path, "BINANCE")
-        config = CollectorConfig(["BTCUSDT", "ETHUSDT"], "ws://unused", "http://127.0.0.1:9", trade_batch_s=60,
-                                 trade_batch_frames=3, trade_batch_max_s=240,  # the ticks are the test's (`_seal_due`)
-                                 trade_batch_behind_s=360)
-        collector = BinanceSpotCollector(config, writer, store=object())  # a sink never reached: the outbox holds them
+        config = CollectorConfig(
+            ["BTCUSDT", "ETHUSDT"],
+            "ws://unused",
+            "http://127.0.0.1:9",
+            trade_batch_s=60,
+            trade_batch_frames=3,
+            trade_batch_max_s=240,  # the ticks are the test's (`_seal_due`)
+            trade_batch_behind_s=360,
+        )
+        collector = BinanceSpotCollector(
+            config, writer, store=object()
+        )  # a sink never reached: the outbox holds them
         collector.publisher.behind = behind
         old = time.time_ns() - 60 * 10**9  # received a minute ago
         sent = []
-        await collector._process([("frame", "c1", old + k, trade("BTCUSDT", k)) for k in range(3)]
-                                 + [("frame", "c1", old, trade("ETHUSDT", 100))])
+        await collector._process(
+            [("frame", "c1", old + k, trade("BTCUSDT", k)) for k in range(3)]
+            + [("frame", "c1", old, trade("ETHUSDT", 100))]
+        )
         for tick in range(1, 7 if behind else 5):
             collector.publisher.sealing.cancel()
             collector.publisher._seal_due()
@@ -466,10 +609,15 @@ def test_a_dense_instrument_is_sealed_at_the_next_tick_and_a_sparse_one_after_it
         sent.append([(subject.rsplit(".", 1)[1], n) for subject, _, _, n in collector.publisher.outbox])
         writer.close()
         return collector, sent
+
     collector, sent = asyncio.run(scenario())
     assert collector.publisher.max_ticks == 4 and collector.publisher.behind_ticks == 6
     if behind:
         assert sent == [[("BTCUSDT", 3)], [], [], [], [], [("ETHUSDT", 2)], [("ETHUSDT", 1)]]
     else:
         assert sent == [[("BTCUSDT", 3)], [], [], [("ETHUSDT", 2)], [("ETHUSDT", 1)]]
-    assert not collector.publisher.trade_frames and collector.publisher.sealing is None and collector.stats.trades == 6
+    assert (
+        not collector.publisher.trade_frames
+        and collector.publisher.sealing is None
+        and collector.stats.trades == 6
+    )

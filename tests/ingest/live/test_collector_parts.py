@@ -35,8 +35,16 @@ def test_overflow_markers_land_in_the_control_channel_each_and_in_the_channels_o
     landing = BatchLanding(writer, stats, {"c1": channels})
     at = [T0 + k * 5_000_000 for k in range(50)] + [T0 + OVERFLOW_MARK_EVERY_NS + 200_000_000]
     entries = [(None, "c1", T0, ("connect", {}), landing.marker_channels("c1", T0, "connect"))]
-    entries += [(None, "c1", t, ("overflow", {"dropped": 2, "cause": "lag"}), landing.marker_channels("c1", t, "overflow"))
-                for t in at]
+    entries += [
+        (
+            None,
+            "c1",
+            t,
+            ("overflow", {"dropped": 2, "cause": "lag"}),
+            landing.marker_channels("c1", t, "overflow"),
+        )
+        for t in at
+    ]
     landing.land(entries)
     landing.forget("c1")  # a new connection with the same id starts afresh
     assert landing.marker_channels("c1", at[-1] + 1, "overflow") == [*channels, CONTROL_CHANNEL]
@@ -66,7 +74,7 @@ def test_requests_take_ids_in_order_and_an_ack_settles_them(tmp_path):
         slots, conn = slots_of(tmp_path)
         slots.slot_tasks = [asyncio.create_task(asyncio.sleep(3600))]
         await slots.unsubscribe(["b@trade"])
-        (request_id, text), = conn.subscriptions
+        ((request_id, text),) = conn.subscriptions
         assert json.loads(text) == {"method": "UNSUBSCRIBE", "params": ["b@trade"], "id": request_id}
         assert slots.requests.pending == {request_id: "c1"} and slots.slots == [["a@trade", "c@trade"]]
         assert slots.conn_streams["c1"] == ["a@trade", "c@trade"]
@@ -76,8 +84,14 @@ def test_requests_take_ids_in_order_and_an_ack_settles_them(tmp_path):
         assert [i for i, _ in nxt] == [request_id + 1, request_id + 2] and not slots.requests.pending
         await slots.unsubscribe(["a@trade", "c@trade"])  # the slot left empty: retired, its connection closed
         return slots, conn
+
     slots, conn = asyncio.run(scenario())
-    assert slots.slots == [] and slots.slot_tasks == [] and conn.reason == "unsubscribed" and not slots.connections
+    assert (
+        slots.slots == []
+        and slots.slot_tasks == []
+        and conn.reason == "unsubscribed"
+        and not slots.connections
+    )
     assert slots.stats.unsubscribed == 3
 
 
@@ -88,10 +102,14 @@ def test_new_channels_fill_a_slot_with_room_and_the_rest_get_new_slots(tmp_path)
         new_tasks = slots.slot_tasks[:]
         await cancel_until_done(new_tasks)  # they would connect: not here
         return slots, conn
+
     slots, conn = asyncio.run(scenario())
-    assert slots.slots == [["a@trade", "b@trade", "c@trade", "d@trade"], ["e@trade", "f@trade", "g@trade", "h@trade"],
-                           ["i@trade"]]
-    (request_id, text), = conn.subscriptions
+    assert slots.slots == [
+        ["a@trade", "b@trade", "c@trade", "d@trade"],
+        ["e@trade", "f@trade", "g@trade", "h@trade"],
+        ["i@trade"],
+    ]
+    ((request_id, text),) = conn.subscriptions
     assert json.loads(text)["params"] == ["d@trade"] and slots.requests.pending[request_id] == "c1"
     assert slots.conn_streams["c1"] == ["a@trade", "b@trade", "c@trade", "d@trade"]
     assert slots.stats.subscribed_later == 6
@@ -101,10 +119,16 @@ def test_a_plan_beyond_the_venues_connections_names_the_remedy(tmp_path):
     async def scenario():
         slots, _ = slots_of(tmp_path, max_streams=2)
         slots.limits = dataclasses.replace(slots.limits, max_connections=3)
-        assert slots.plan([f"{k}@trade" for k in range(4)]) == [["0@trade", "1@trade"], ["2@trade", "3@trade"]]
-        with pytest.raises(ValueError, match="5 channels need 4 connections, above the venue's 3 per IP") as refused:
+        assert slots.plan([f"{k}@trade" for k in range(4)]) == [
+            ["0@trade", "1@trade"],
+            ["2@trade", "3@trade"],
+        ]
+        with pytest.raises(
+            ValueError, match="5 channels need 4 connections, above the venue's 3 per IP"
+        ) as refused:
             slots.plan([f"{k}@trade" for k in range(5)])
         return str(refused.value)
+
     assert "--part K/N" in asyncio.run(scenario())
 
 
@@ -114,11 +138,26 @@ def test_a_dense_instrument_seals_at_the_next_tick_a_sparse_one_after_its_ticks(
     protocol = BinanceSpotStream()
 
     def trade(name: str, k: int) -> str:
-        return json.dumps({"stream": f"{name.lower()}@trade", "data": {
-            "e": "trade", "E": 1672515782136, "s": name, "t": k, "p": "1.5", "q": "2", "T": 1672515782136, "m": True}})
+        return json.dumps(
+            {
+                "stream": f"{name.lower()}@trade",
+                "data": {
+                    "e": "trade",
+                    "E": 1672515782136,
+                    "s": name,
+                    "t": k,
+                    "p": "1.5",
+                    "q": "2",
+                    "T": 1672515782136,
+                    "m": True,
+                },
+            }
+        )
 
     async def scenario():
-        config = CollectorConfig(["BTCUSDT", "ETHUSDT"], "ws://unused", trade_batch_s=0.05, trade_batch_max_s=0.2)
+        config = CollectorConfig(
+            ["BTCUSDT", "ETHUSDT"], "ws://unused", trade_batch_s=0.05, trade_batch_max_s=0.2
+        )
         publisher = Publisher(protocol, config, Stats(), None, None)
         for k in range(20):
             publisher.add_trade(protocol.decode(trade("BTCUSDT", k)), T0 + k, "c1")
@@ -130,6 +169,7 @@ def test_a_dense_instrument_seals_at_the_next_tick_a_sparse_one_after_its_ticks(
             publisher.sealing.cancel()
             publisher._seal_due()
         return after_one, publisher
+
     (trades, waiting), publisher = asyncio.run(scenario())
     assert (trades, waiting) == (20, ["ETHUSDT"])
     assert publisher.stats.trades == 21 and not publisher.trade_frames and publisher.sealing is None

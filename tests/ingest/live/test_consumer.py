@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
@@ -26,20 +26,47 @@ T0_MS = 1_763_900_000_000  # 2025-11-23 12:13:20 UTC
 
 def trade(instrument: str, trade_id: int) -> dict:
     ms = T0_MS + trade_id * 1000
-    return {"venue": "BINANCE", "instrument": instrument, "trade_id": str(trade_id), "price": "100.5",
-            "quantity": "0.25", "side": "buy", "ts_ms": ms, "event_ms": ms, "recv_ns": ms * 1_000_000 + 7}
+    return {
+        "venue": "BINANCE",
+        "instrument": instrument,
+        "trade_id": str(trade_id),
+        "price": "100.5",
+        "quantity": "0.25",
+        "side": "buy",
+        "ts_ms": ms,
+        "event_ms": ms,
+        "recv_ns": ms * 1_000_000 + 7,
+    }
 
 
-def messages(prefix: str, ids, instrument: str = "BTCUSDT", msg_id_suffix: str = "") -> list[tuple[str, str, bytes]]:
-    return [(subject("trades", "BINANCE", instrument, prefix), f"BINANCE.{instrument}.{i}{msg_id_suffix}",
-             json.dumps(trade(instrument, i)).encode()) for i in ids]
+def messages(
+    prefix: str, ids, instrument: str = "BTCUSDT", msg_id_suffix: str = ""
+) -> list[tuple[str, str, bytes]]:
+    return [
+        (
+            subject("trades", "BINANCE", instrument, prefix),
+            f"BINANCE.{instrument}.{i}{msg_id_suffix}",
+            json.dumps(trade(instrument, i)).encode(),
+        )
+        for i in ids
+    ]
 
 
 def config_for(spec, **overrides) -> ConsumerConfig:
     prefix = spec.subjects[0].split(".")[0]
-    return ConsumerConfig(**{"stream": spec.name, "subject_filter": f"{prefix}.trades.>", "durable": "ch",
-                             "batch_size": 50, "max_wait_s": 0.05, "idle_poll_s": 0.2, "ack_wait_s": 30.0, "retry_base_s": 0.05,
-                             **overrides})
+    return ConsumerConfig(
+        **{
+            "stream": spec.name,
+            "subject_filter": f"{prefix}.trades.>",
+            "durable": "ch",
+            "batch_size": 50,
+            "max_wait_s": 0.05,
+            "idle_poll_s": 0.2,
+            "ack_wait_s": 30.0,
+            "retry_base_s": 0.05,
+            **overrides,
+        }
+    )
 
 
 @contextlib.asynccontextmanager
@@ -71,7 +98,9 @@ async def ack_pending(store, config) -> int:
 
 def ids_in(client, database: str, table: str = live.TRADES_LIVE) -> list[int]:
     final = " FINAL" if table == live.TRADES_LIVE else ""
-    return sorted(int(r[0]) for r in client.query(f"SELECT trade_id FROM `{database}`.{table}{final}").result_rows)
+    return sorted(
+        int(r[0]) for r in client.query(f"SELECT trade_id FROM `{database}`.{table}{final}").result_rows
+    )
 
 
 def test_rows_once_with_duplicates_acked_after_insert(clickhouse, nats_url, stream_spec):
@@ -91,6 +120,7 @@ def test_rows_once_with_duplicates_acked_after_insert(clickhouse, nats_url, stre
                     await consumer.stats.wait_until(lambda s: s.acked == 360, WAIT_S)
                     assert await ack_pending(store, config) == 0
                 return consumer.stats
+
         stats = asyncio.run(scenario())
     assert stats.inserted == 360 and stats.insert_failures == 0 and stats.batches >= 360 // 50
     assert ids_in(client, clickhouse.database) == list(range(300))
@@ -121,17 +151,23 @@ def test_restart_between_insert_and_ack_is_redelivered_and_stored_once(clickhous
                     await consumer.stats.wait_until(lambda s: s.acked == 120 and s.redelivered == 40, WAIT_S)
                     assert await ack_pending(store, config) == 0
                 return consumer.stats
+
         stats = asyncio.run(scenario())
     assert stats.fetched == 120
     assert ids_in(client, clickhouse.database) == list(range(120))
-    assert live.live_count(client, clickhouse.database) == (120, 160)  # 40 copies until a merge: FINAL hides them
+    assert live.live_count(client, clickhouse.database) == (
+        120,
+        160,
+    )  # 40 copies until a merge: FINAL hides them
 
 
 def test_a_refused_insert_leaves_the_batch_unacked_until_it_goes_in(clickhouse, nats_url, stream_spec):
     with clickhouse.get_client() as client:
         db = clickhouse.database
         live.ensure_live_tables(client, db)
-        client.command(f"DROP TABLE `{db}`.{live.TRADES_LIVE}")  # ClickHouse refuses the INSERT: a real failure
+        client.command(
+            f"DROP TABLE `{db}`.{live.TRADES_LIVE}"
+        )  # ClickHouse refuses the INSERT: a real failure
         config = config_for(stream_spec)
         prefix = stream_spec.subjects[0].split(".")[0]
 
@@ -145,6 +181,7 @@ def test_a_refused_insert_leaves_the_batch_unacked_until_it_goes_in(clickhouse, 
                     await consumer.stats.wait_until(lambda s: s.acked == 30, WAIT_S)
                     assert await ack_pending(store, config) == 0
                 return consumer.stats
+
         stats = asyncio.run(scenario())
     assert stats.inserted == 30 and stats.fetched == 30
     assert ids_in(client, db) == list(range(30))
@@ -159,16 +196,25 @@ def test_bad_messages_are_terminated_and_counted(clickhouse, nats_url, stream_sp
 
         async def scenario():
             async with store_for(nats_url, stream_spec) as store:
-                unstorable = [json.dumps({**trade("BTCUSDT", 90 + k), **change}).encode() for k, change in
-                              enumerate([{"seq": 2**63}, {"ts_us": 220_000_000_000_000_000}])]  # Int64; year 8941
-                await store.publish([(target, "bad-1", b"{not json"), (target, "bad-2", b'{"venue": "BINANCE"}'),
-                                     *[(target, f"bad-{3 + k}", data) for k, data in enumerate(unstorable)],
-                                     *messages(prefix, range(5))])
+                unstorable = [
+                    json.dumps({**trade("BTCUSDT", 90 + k), **change}).encode()
+                    for k, change in enumerate([{"seq": 2**63}, {"ts_us": 220_000_000_000_000_000}])
+                ]  # Int64; year 8941
+                await store.publish(
+                    [
+                        (target, "bad-1", b"{not json"),
+                        (target, "bad-2", b'{"venue": "BINANCE"}'),
+                        *[(target, f"bad-{3 + k}", data) for k, data in enumerate(unstorable)],
+                        *messages(prefix, range(5)),
+                    ]
+                )
                 async with consuming(store, config, client, clickhouse.database) as consumer:
-                    await consumer.stats.wait_until(lambda s: s.acked == 5 and sum(s.bad_messages.values()) == 4,
-                                                    WAIT_S)
+                    await consumer.stats.wait_until(
+                        lambda s: s.acked == 5 and sum(s.bad_messages.values()) == 4, WAIT_S
+                    )
                     assert await ack_pending(store, config) == 0
                 return consumer.stats
+
         stats = asyncio.run(scenario())
     assert stats.bad_messages == {"not_json": 1, "bad_KeyError": 1, "bad_ValueError": 2}
     assert stats.insert_failures == 0  # the unstorable were never sent: an INSERT with one failed for good
@@ -183,19 +229,30 @@ def test_trades_latest_shows_batch_loads_then_live_rows(clickhouse):
         rows = [live.trade_row(trade(name, i)) for name in ("BTCUSDT", "ETHUSDT") for i in range(10)]
         live.insert_live_trades(client, db, rows)
         assert ids_in(client, db, live.TRADES_LATEST) == sorted(list(range(10)) * 2)
-        loaded = pl.DataFrame({"ts": [datetime.fromtimestamp((T0_MS + i * 1000) / 1000, tz=timezone.utc)
-                                      for i in range(6)],
-                               "venue": "BINANCE", "instrument": "BTCUSDT", "trade_id": [str(i) for i in range(6)],
-                               "price": 101.0, "quantity": 1.0, "amount": 101.0, "side": "sell", "seq": None},
-                              schema_overrides={"ts": pl.Datetime("us", "UTC"), "seq": pl.Int64})
+        loaded = pl.DataFrame(
+            {
+                "ts": [datetime.fromtimestamp((T0_MS + i * 1000) / 1000, tz=UTC) for i in range(6)],
+                "venue": "BINANCE",
+                "instrument": "BTCUSDT",
+                "trade_id": [str(i) for i in range(6)],
+                "price": 101.0,
+                "quantity": 1.0,
+                "amount": 101.0,
+                "side": "sell",
+                "seq": None,
+            },
+            schema_overrides={"ts": pl.Datetime("us", "UTC"), "seq": pl.Int64},
+        )
         write_slice(client, db, "trades", loaded, "BINANCE", "BTCUSDT", date(2025, 11, 23), "run-1")
-        got = client.query(f"SELECT instrument, path, groupArray(toUInt32(trade_id)), any(price) "
-                           f"FROM `{db}`.{live.TRADES_LATEST} GROUP BY instrument, path ORDER BY instrument, path"
-                           ).result_rows
+        got = client.query(
+            f"SELECT instrument, path, groupArray(toUInt32(trade_id)), any(price) "
+            f"FROM `{db}`.{live.TRADES_LATEST} GROUP BY instrument, path ORDER BY instrument, path"
+        ).result_rows
     assert [(i, p, sorted(ids), price) for i, p, ids, price in got] == [
         ("BTCUSDT", "batch", list(range(6)), 101.0),  # the batch load supersedes the live rows of its time
         ("BTCUSDT", "live", list(range(6, 10)), 100.5),  # after the last loaded trade: live
-        ("ETHUSDT", "live", list(range(10)), 100.5)]  # nothing loaded: all live
+        ("ETHUSDT", "live", list(range(10)), 100.5),
+    ]  # nothing loaded: all live
 
 
 def test_consumer_config_is_durable_explicit_ack():
@@ -224,15 +281,28 @@ def test_direct_write_sink_and_tee_store_each_trade_once(clickhouse, nats_url, s
                 held = await store.message_count(stream_spec.name)
                 stored = ids_in(client, db)
                 mixed = messages(prefix, range(40, 43))  # and one the table cannot hold: left out, said so
-                mixed.insert(1, (mixed[0][0], "x", json.dumps({**trade("BTCUSDT", 99), "seq": 2**63}).encode()))
+                mixed.insert(
+                    1, (mixed[0][0], "x", json.dumps({**trade("BTCUSDT", 99), "seq": 2**63}).encode())
+                )
                 partial = await sink.publish(mixed)
-                collector = BinanceSpotCollector(CollectorConfig(["BTCUSDT"], "ws://127.0.0.1:9", "http://127.0.0.1:9"),
-                                                 LandingWriter(tmp_path, "BINANCE"), sink)
-                collector.publisher.outbox.extend((where, msg_id, payload, 1) for where, msg_id, payload in
-                                        [*messages(prefix, range(50, 52)), mixed[1]])
+                collector = BinanceSpotCollector(
+                    CollectorConfig(["BTCUSDT"], "ws://127.0.0.1:9", "http://127.0.0.1:9"),
+                    LandingWriter(tmp_path, "BINANCE"),
+                    sink,
+                )
+                collector.publisher.outbox.extend(
+                    (where, msg_id, payload, 1)
+                    for where, msg_id, payload in [*messages(prefix, range(50, 52)), mixed[1]]
+                )
                 collector.publisher.buffered = 3
-                assert await collector.publisher.publish_batch()  # the collector counts what the sink left out
-                assert (collector.stats.published, collector.stats.publish_refused, collector.publisher.buffered) == (2, 1, 0)
+                assert (
+                    await collector.publisher.publish_batch()
+                )  # the collector counts what the sink left out
+                assert (
+                    collector.stats.published,
+                    collector.stats.publish_refused,
+                    collector.publisher.buffered,
+                ) == (2, 1, 0)
                 client.command(f"DROP TABLE `{db}`.{live.TRADES_LIVE}")
                 try:
                     await tee.publish(messages(prefix, range(30, 31)))
@@ -241,6 +311,7 @@ def test_direct_write_sink_and_tee_store_each_trade_once(clickhouse, nats_url, s
                 else:
                     refused = False
                 return first, again, held, stored, refused, partial
+
         first, again, held, stored, refused, partial = asyncio.run(scenario())
         live.ensure_live_tables(client, db)
     assert (first.stored, again.stored, again.duplicates, held) == (20, 10, 10, 30)

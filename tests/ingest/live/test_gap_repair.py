@@ -30,10 +30,21 @@ from tests.support.live import collecting
 WAIT_S = 15
 PERIOD_S = 1.0
 VENUES = {  # replay, protocol, instruments, book channel, snapshot channel
-    "BINANCE": (BinanceWsReplay, BinanceSpotStream, ["BTCUSDT", "ETHUSDT"], "{}@depth@100ms", "{}@depth_snapshot"),
+    "BINANCE": (
+        BinanceWsReplay,
+        BinanceSpotStream,
+        ["BTCUSDT", "ETHUSDT"],
+        "{}@depth@100ms",
+        "{}@depth_snapshot",
+    ),
     "OKX": (OkxWsReplay, OkxStream, ["BTC-USDT", "ETH-USDT"], "{}@books", "{}@depth_snapshot"),
-    "DERIBIT": (DeribitWsReplay, DeribitStream, ["BTC-PERPETUAL", "ETH-PERPETUAL"], "book.{}.100ms",
-                "{}@depth_snapshot"),
+    "DERIBIT": (
+        DeribitWsReplay,
+        DeribitStream,
+        ["BTC-PERPETUAL", "ETH-PERPETUAL"],
+        "book.{}.100ms",
+        "{}@depth_snapshot",
+    ),
 }
 
 
@@ -60,14 +71,17 @@ def rebuilt(venue: str, snapshot: dict, diffs: list[dict]) -> OrderBook:
                 book.apply(event["u"], event["b"], event["a"])
         return book
     result = snapshot["result"]
-    book.reset(result["change_id"], [(str(p), str(q)) for p, q in result["bids"]],
-               [(str(p), str(q)) for p, q in result["asks"]])
+    book.reset(
+        result["change_id"],
+        [(str(p), str(q)) for p, q in result["bids"]],
+        [(str(p), str(q)) for p, q in result["asks"]],
+    )
     for data in (json.loads(r["d"])["params"]["data"] for r in diffs):
         if data["change_id"] <= book.update_id:
             continue
         if data["type"] == "change":
             book.apply(data["change_id"], levels(data["bids"]), levels(data["asks"]))
-        else:  # the stream's own snapshot (a resubscription's first notification: it may land after the REST one)
+        else:  # the stream's own snapshot (a resubscription's first notification: may come after REST's)
             book.reset(data["change_id"], levels(data["bids"]), levels(data["asks"]))
     return book
 
@@ -77,25 +91,44 @@ def test_an_hour_with_a_book_gap_gets_a_rest_snapshot_at_its_end(venue, tmp_path
     replay_class, protocol_class, instruments, _, _ = VENUES[venue]
     broken = instruments[0]
     with contextlib.ExitStack() as stack:
-        rest = stack.enter_context(CryptoReplayServer(ReplayConfig(seed=7, instruments={venue: list(instruments)})))
+        rest = stack.enter_context(
+            CryptoReplayServer(ReplayConfig(seed=7, instruments={venue: list(instruments)}))
+        )
         ws = stack.enter_context(replay_class(WsConfig(tick_s=0.02), rest=rest))
+
         async def scenario():
-            config = CollectorConfig(list(instruments), ws.url, rest.base_url, backoff_base_s=0.05, stale_s=5.0,
-                                     repair_period_s=PERIOD_S, repair_depth=100)
-            async with collecting(config, LandingWriter(tmp_path, venue), protocol=protocol_class()) as (c, _):
-                # the break once the books are subscribed (on a busy machine a fault armed before could fire first)
+            config = CollectorConfig(
+                list(instruments),
+                ws.url,
+                rest.base_url,
+                backoff_base_s=0.05,
+                stale_s=5.0,
+                repair_period_s=PERIOD_S,
+                repair_depth=100,
+            )
+            async with collecting(config, LandingWriter(tmp_path, venue), protocol=protocol_class()) as (
+                c,
+                _,
+            ):
+                # the break once the books are subscribed (on a busy machine a fault armed before could fire
+                # first)
                 await c.stats.wait_until(lambda s: s.snapshots == len(instruments), WAIT_S)
                 ws.add_fault(kind="skip_sequence", instrument=broken, after=0)
                 await c.stats.wait_until(lambda s: s.gaps == 1 and s.repair_snapshots == 1, WAIT_S)
                 ws.pause()  # at rest: the rebuilt book must end at the truth
 
                 def caught_up(stats) -> bool:
-                    return all(not c.books.by_instrument[n].needs_snapshot and c.books.by_instrument[n].book.update_id == ws.truth_book(n)[0]
-                               for n in instruments)
+                    return all(
+                        not c.books.by_instrument[n].needs_snapshot
+                        and c.books.by_instrument[n].book.update_id == ws.truth_book(n)[0]
+                        for n in instruments
+                    )
+
                 await c.stats.wait_until(caught_up, WAIT_S)
                 truth = ws.truth_book(broken)
                 repairs_at_rest = c.stats.repair_snapshots
             return c.stats, truth, repairs_at_rest
+
         stats, truth, repairs_at_rest = asyncio.run(scenario())
     assert stats.gaps == 1 and stats.repair_failures == 0 and repairs_at_rest == 1
     gap = next(r for r in records(tmp_path, venue, channel(venue, 3, broken)) if r.get("m") == "gap")
@@ -103,17 +136,26 @@ def test_an_hour_with_a_book_gap_gets_a_rest_snapshot_at_its_end(venue, tmp_path
     marker, frame = landed[-2], landed[-1]
     assert marker["m"] == "repair" and marker["x"]["book_channel"] == channel(venue, 3, broken)
     gap_period = int(gap["t"] / 1e9 // PERIOD_S)
-    assert len(marker["x"]["hours"]) == 1 and int(frame["t"] / 1e9 // PERIOD_S) > gap_period  # the next "hour"
-    assert not [r for r in records(tmp_path, venue, channel(venue, 4, instruments[1])) if r.get("m") == "repair"]
+    assert (
+        len(marker["x"]["hours"]) == 1 and int(frame["t"] / 1e9 // PERIOD_S) > gap_period
+    )  # the next "hour"
+    assert not [
+        r for r in records(tmp_path, venue, channel(venue, 4, instruments[1])) if r.get("m") == "repair"
+    ]
     snapshot = json.loads(frame["d"])
     if venue == "OKX":  # the venue's envelope; its REST books carry no seqId, only ts
         (book,) = snapshot["data"]
         assert snapshot["code"] == "0" and set(book) == {"asks", "bids", "ts"}
-        assert all(len(level) == 4 and all(isinstance(x, str) for x in level) for level in book["bids"] + book["asks"])
+        assert all(
+            len(level) == 4 and all(isinstance(x, str) for x in level)
+            for level in book["bids"] + book["asks"]
+        )
         assert Decimal(book["bids"][0][0]) < Decimal(book["asks"][0][0])
         return
     update_id, bids, asks = truth
-    book = rebuilt(venue, snapshot, [r for r in records(tmp_path, venue, channel(venue, 3, broken)) if "d" in r])
+    book = rebuilt(
+        venue, snapshot, [r for r in records(tmp_path, venue, channel(venue, 3, broken)) if "d" in r]
+    )
     assert book.update_id == update_id
     best_bids, best_asks = book.top(100)
     true_book = OrderBook()

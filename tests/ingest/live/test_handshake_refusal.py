@@ -48,11 +48,20 @@ def test_a_refused_handshake_waits_what_the_venue_says(status, retry_after_s, le
             async with collecting(config, LandingWriter(tmp_path, "BINANCE")) as (c, _):
                 await c.stats.wait_until(lambda s: s.connects == 1 and s.snapshots == 2, WAIT_S)
             return c.stats
+
         stats = asyncio.run(scenario())
-    assert stats.handshake_refusals == {status: 1} and stats.connect_failures == 1 and len(ws.refused_handshakes) == 1
+    assert (
+        stats.handshake_refusals == {status: 1}
+        and stats.connect_failures == 1
+        and len(ws.refused_handshakes) == 1
+    )
     control = [r for path in closed_files(tmp_path, "BINANCE", "_control") for r in read_file(path)]
     (mark,) = [r for r in control if r.get("m") == "handshake_refused"]
     assert mark["x"]["status"] == status and mark["x"]["retry_after_s"] == retry_after_s
-    connect = min(r["t"] for path in closed_files(tmp_path, "BINANCE", "btcusdt@trade") for r in read_file(path)
-                  if r.get("m") == "connect")
+    connect = min(
+        r["t"]
+        for path in closed_files(tmp_path, "BINANCE", "btcusdt@trade")
+        for r in read_file(path)
+        if r.get("m") == "connect"
+    )
     assert (connect - mark["t"]) / 1e9 >= least_wait_s * 0.999

@@ -32,8 +32,9 @@ def test_every_instrument_is_in_exactly_one_part_and_the_parts_are_even():
     assert Part(1, 4).take(NAMES) == [n for n in NAMES if Part(1, 4).owns(n)]  # order kept
 
 
-@pytest.mark.parametrize("text, part", [("", Part()), (None, Part()), ("1/1", Part()), ("2/4", Part(1, 4)),
-                                        (" 3/3 ", Part(2, 3))])
+@pytest.mark.parametrize(
+    "text, part", [("", Part()), (None, Part()), ("1/1", Part()), ("2/4", Part(1, 4)), (" 3/3 ", Part(2, 3))]
+)
 def test_a_part_is_spelled_k_of_n(text, part):
     assert Part.parse(text) == part
     assert str(part) == (text or "1/1").strip()
@@ -45,16 +46,29 @@ def test_a_wrong_part_is_refused_naming_it(text):
         Part.parse(text)
 
 
-@pytest.mark.parametrize("protocol, instruments, shared", [
-    (OkxStream, ["BTC-USDT-SWAP", "ETH-USDT-SWAP", "BTC-USDT", "SOL-USDT-SWAP", "ETH-USD-SWAP"],
-     "SWAP@liquidation-orders"),
-    (BinanceUsdmStream, ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT"], "!forceOrder@arr")])
+@pytest.mark.parametrize(
+    "protocol, instruments, shared",
+    [
+        (
+            OkxStream,
+            ["BTC-USDT-SWAP", "ETH-USDT-SWAP", "BTC-USDT", "SOL-USDT-SWAP", "ETH-USD-SWAP"],
+            "SWAP@liquidation-orders",
+        ),
+        (BinanceUsdmStream, ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT"], "!forceOrder@arr"),
+    ],
+)
 def test_the_shared_channels_go_to_the_first_part_only(tmp_path, protocol, instruments, shared):
     every = protocol().supported  # liquidations among them
     whole = protocol(datasets=every).channels(instruments, 100)
     assert shared in whole
-    parts = [LiveCollector(protocol(datasets=every), CollectorConfig(instruments, "ws://unused", "http://unused", part=Part(k, 2)),
-                           LandingWriter(tmp_path, protocol.venue)).streams() for k in range(2)]
+    parts = [
+        LiveCollector(
+            protocol(datasets=every),
+            CollectorConfig(instruments, "ws://unused", "http://unused", part=Part(k, 2)),
+            LandingWriter(tmp_path, protocol.venue),
+        ).streams()
+        for k in range(2)
+    ]
     assert shared in parts[0] and shared not in parts[1]
     assert sorted(parts[0] + parts[1]) == sorted(whole)  # each channel collected once, none lost
 
@@ -62,16 +76,35 @@ def test_the_shared_channels_go_to_the_first_part_only(tmp_path, protocol, instr
 # The venues' documented unsubscribe requests and answers (Binance "Live Subscribing/Unsubscribing to
 # streams"; OKX v5 "WebSocket / Unsubscribe"; Deribit "public/unsubscribe"), ids as the examples give them.
 DOCUMENTED = {
-    "BINANCE": (BinanceSpotStream, ["btcusdt@depth"], 312,
-                {"method": "UNSUBSCRIBE", "params": ["btcusdt@depth"], "id": 312}, '{"result": null, "id": 312}'),
-    "OKX": (OkxStream, ["BTC-USDT@tickers"], 1512,
-            {"id": "1512", "op": "unsubscribe", "args": [{"channel": "tickers", "instId": "BTC-USDT"}]},
+    "BINANCE": (
+        BinanceSpotStream,
+        ["btcusdt@depth"],
+        312,
+        {"method": "UNSUBSCRIBE", "params": ["btcusdt@depth"], "id": 312},
+        '{"result": null, "id": 312}',
+    ),
+    "OKX": (
+        OkxStream,
+        ["BTC-USDT@tickers"],
+        1512,
+        {"id": "1512", "op": "unsubscribe", "args": [{"channel": "tickers", "instId": "BTC-USDT"}]},
+        (
             '{"id": "1512", "event": "unsubscribe", "arg": {"channel": "tickers", "instId": "BTC-USDT"}, '
-            '"connId": "d0b44253"}'),
-    "DERIBIT": (DeribitStream, ["deribit_price_index.btc_usd"], 8691,
-                {"jsonrpc": "2.0", "id": 8691, "method": "public/unsubscribe",
-                 "params": {"channels": ["deribit_price_index.btc_usd"]}},
-                '{"jsonrpc": "2.0", "id": 8691, "result": ["deribit_price_index.btc_usd"]}'),
+            '"connId": "d0b44253"}'
+        ),
+    ),
+    "DERIBIT": (
+        DeribitStream,
+        ["deribit_price_index.btc_usd"],
+        8691,
+        {
+            "jsonrpc": "2.0",
+            "id": 8691,
+            "method": "public/unsubscribe",
+            "params": {"channels": ["deribit_price_index.btc_usd"]},
+        },
+        '{"jsonrpc": "2.0", "id": 8691, "result": ["deribit_price_index.btc_usd"]}',
+    ),
 }
 
 
@@ -94,5 +127,6 @@ def test_the_pacer_keeps_an_hourly_cap():
                 break
             sent += 1
         return sent
+
     assert asyncio.run(sends(Pacer(100, per_hour=3), 5)) == 3  # the fourth waits an hour
     assert asyncio.run(sends(Pacer(100), 5)) == 5

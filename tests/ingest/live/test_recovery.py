@@ -61,21 +61,39 @@ class Feed:
             return [data["t"]] if data.get("e") == "trade" else []
         if self.venue == "DERIBIT":
             params = frame.get("params") or {}
-            return [t["trade_seq"] for t in params.get("data") or []] if params.get("channel") == self.trades else []
-        return [int(t["tradeId"]) for t in frame.get("data") or [] if (frame.get("arg") or {}).get("channel") == "trades"]
+            return (
+                [t["trade_seq"] for t in params.get("data") or []]
+                if params.get("channel") == self.trades
+                else []
+            )
+        return [
+            int(t["tradeId"])
+            for t in frame.get("data") or []
+            if (frame.get("arg") or {}).get("channel") == "trades"
+        ]
 
     def row(self, trade_id: int, sent: tuple) -> tuple:
-        """The stored row of a trade the replay sent (Deribit's inverse amount: USD, quantity = amount / price)."""
+        """The stored row of a trade the replay sent (Deribit's inverse amount: USD, quantity = amount /
+        price)."""
         ms, price, size, buy = sent
         p, q = float(self.spell(price)), float(self.spell(size))
         quantity, amount = (q / p, q) if self.venue == "DERIBIT" else (q, p * q)
-        return (datetime.fromtimestamp(ms / 1000, UTC), str(trade_id), p, quantity, amount, "buy" if buy else "sell",
-                trade_id)
+        return (
+            datetime.fromtimestamp(ms / 1000, UTC),
+            str(trade_id),
+            p,
+            quantity,
+            amount,
+            "buy" if buy else "sell",
+            trade_id,
+        )
 
 
 BINANCE_FEED = Feed("BINANCE", INSTRUMENT, CHANNEL, "btcusdt@depth@100ms", lambda v: f"{v:.8f}")
 OKX_FEED = Feed("OKX", "BTC-USDT", "BTC-USDT@trades", "BTC-USDT@books", fmt_plain)
-DERIBIT_FEED = Feed("DERIBIT", "BTC-PERPETUAL", "trades.BTC-PERPETUAL.100ms", "book.BTC-PERPETUAL.100ms", repr)
+DERIBIT_FEED = Feed(
+    "DERIBIT", "BTC-PERPETUAL", "trades.BTC-PERPETUAL.100ms", "book.BTC-PERPETUAL.100ms", repr
+)
 AFTER = 25  # the fault fires after this many ticks / data frames: some trades landed before it
 MORE = 80  # trades the collector must parse after it recovered
 
@@ -91,27 +109,52 @@ class Fault:
     book_gaps: int | None = 0  # gap markers in the BTCUSDT book channel (None: any, each
     # resynced: a reconnect or an overflow may miss updates)
     no_holes: bool = False  # every trade came live (the connection was replaced before the venue cut it)
-    gaps_recorded: bool = False  # the holes are frames the collector dropped: each id in a `gap` marker's range
+    gaps_recorded: bool = (
+        False  # the holes are frames the collector dropped: each id in a `gap` marker's range
+    )
 
 
-# A burst overflows the queue for sure: the processor takes one frame a turn (a thread hop each, ~50 µs) while the
-# reader puts the burst's 3,000 frames at a few µs each (with 16 a turn the two were close: a loaded run kept up).
+# A burst overflows the queue for sure: the processor takes one frame a turn (a thread hop each, ~50 µs)
+# while the
+# reader puts the burst's 3,000 frames at a few µs each (with 16 a turn the two were close: a loaded run kept
+# up).
 BURST_COLLECTOR = {"queue_size": 16, "batch_size": 1}
 
 FAULTS = {
-    "disconnect": Fault([{"kind": "disconnect", "after": AFTER * 4}],
-                        recovered=lambda s: s.disconnects.get("dropped", 0) == 1 and s.connects == 2, book_gaps=None),
-    "forced_24h_cut": Fault(ws={"lifetime_s": 0.6}, collector={"rollover_s": 3600.0}, book_gaps=None,
-                            recovered=lambda s: s.disconnects.get("closed", 0) >= 1 and s.connects >= 2),
-    "skipped_sequence": Fault([{"kind": "skip_sequence", "instrument": INSTRUMENT, "after": AFTER}],
-                              recovered=lambda s: s.gaps == 1 and s.snapshots == 3, book_gaps=1),
-    "stalled_socket": Fault([{"kind": "stall", "after": AFTER * 4}], collector={"stale_s": 0.5}, book_gaps=None,
-                            recovered=lambda s: s.stale == 1 and s.connects == 2),
-    "subscribe_error": Fault([{"kind": "subscribe_error"}], collector={"url_streams": 1},
-                             recovered=lambda s: s.subscribe_errors == 1 and s.acks >= 1),
-    "burst": Fault([{"kind": "burst", "instrument": INSTRUMENT, "after": AFTER, "count": 3000}],
-                   collector=BURST_COLLECTOR, book_gaps=None, gaps_recorded=True,
-                   recovered=lambda s: s.overflow_frames > 0 and s.markers.get("overflow", 0) >= 1),
+    "disconnect": Fault(
+        [{"kind": "disconnect", "after": AFTER * 4}],
+        recovered=lambda s: s.disconnects.get("dropped", 0) == 1 and s.connects == 2,
+        book_gaps=None,
+    ),
+    "forced_24h_cut": Fault(
+        ws={"lifetime_s": 0.6},
+        collector={"rollover_s": 3600.0},
+        book_gaps=None,
+        recovered=lambda s: s.disconnects.get("closed", 0) >= 1 and s.connects >= 2,
+    ),
+    "skipped_sequence": Fault(
+        [{"kind": "skip_sequence", "instrument": INSTRUMENT, "after": AFTER}],
+        recovered=lambda s: s.gaps == 1 and s.snapshots == 3,
+        book_gaps=1,
+    ),
+    "stalled_socket": Fault(
+        [{"kind": "stall", "after": AFTER * 4}],
+        collector={"stale_s": 0.5},
+        book_gaps=None,
+        recovered=lambda s: s.stale == 1 and s.connects == 2,
+    ),
+    "subscribe_error": Fault(
+        [{"kind": "subscribe_error"}],
+        collector={"url_streams": 1},
+        recovered=lambda s: s.subscribe_errors == 1 and s.acks >= 1,
+    ),
+    "burst": Fault(
+        [{"kind": "burst", "instrument": INSTRUMENT, "after": AFTER, "count": 3000}],
+        collector=BURST_COLLECTOR,
+        book_gaps=None,
+        gaps_recorded=True,
+        recovered=lambda s: s.overflow_frames > 0 and s.markers.get("overflow", 0) >= 1,
+    ),
 }
 
 
@@ -132,9 +175,12 @@ def collect(root, fault: Fault, rest, ws) -> tuple[dict[int, tuple], object]:
         async with collecting(config, LandingWriter(root, "BINANCE")) as (c, _):
             await c.stats.wait_until(fault.recovered, WAIT_S)
             after = c.stats.trades
-            await c.stats.wait_until(lambda s: s.trades >= after + MORE and s.snapshots >= 2 and synced(c), WAIT_S)
+            await c.stats.wait_until(
+                lambda s: s.trades >= after + MORE and s.snapshots >= 2 and synced(c), WAIT_S
+            )
             await settle(c, ws)
         return c.stats
+
     stats = asyncio.run(scenario())
     return dict(ws.instruments[INSTRUMENT].emitted), stats
 
@@ -154,16 +200,25 @@ async def settle(collector, ws) -> None:
 
 
 def landed_ids(root, feed: Feed = BINANCE_FEED) -> list[int]:
-    return [i for path in closed_files(root, feed.venue, feed.trades) for r in read_file(path) if "d" in r
-            for i in feed.ids(json.loads(r["d"]))]
+    return [
+        i
+        for path in closed_files(root, feed.venue, feed.trades)
+        for r in read_file(path)
+        if "d" in r
+        for i in feed.ids(json.loads(r["d"]))
+    ]
 
 
 def recorded_gaps(root, feed: Feed) -> set[int]:
     """The trade ids the `gap` markers of the trade channel name (cause `overflow`: frames the
     collector dropped, the queue full or waited too long; ingest/live/shedding.py)."""
-    return {i for path in closed_files(root, feed.venue, feed.trades) for r in read_file(path)
-            if r.get("m") == "gap" and r["x"].get("cause") == "overflow"
-            for i in range(r["x"]["first_id"], r["x"]["last_id"] + 1)}
+    return {
+        i
+        for path in closed_files(root, feed.venue, feed.trades)
+        for r in read_file(path)
+        if r.get("m") == "gap" and r["x"].get("cause") == "overflow"
+        for i in range(r["x"]["first_id"], r["x"]["last_id"] + 1)
+    }
 
 
 def marks(root, feed: Feed) -> list[str]:
@@ -178,18 +233,39 @@ def load_and_refill(instance, clickhouse, rest, hours: list[str], key: str) -> l
 
     out = []
     for hour in hours:
-        result = dg.materialize([live_trades, live_trade_id_refill], instance=instance, partition_key=hour,
-                                resources={"clickhouse": clickhouse, **crypto_resources(rest.base_url)},
-                                raise_on_error=False, run_config={"ops": {
-                                    op: {"config": {"instruments": [key]}} for op in ("live_trades", "live_trade_id_refill")}})
+        result = dg.materialize(
+            [live_trades, live_trade_id_refill],
+            instance=instance,
+            partition_key=hour,
+            resources={"clickhouse": clickhouse, **crypto_resources(rest.base_url)},
+            raise_on_error=False,
+            run_config={
+                "ops": {
+                    op: {"config": {"instruments": [key]}} for op in ("live_trades", "live_trade_id_refill")
+                }
+            },
+        )
         assert result.success, [e.message for e in result.all_events if e.is_failure]
-        out.append({e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
-                    for e in result.get_asset_materialization_events()})
+        out.append(
+            {
+                e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
+                for e in result.get_asset_materialization_events()
+            }
+        )
     return out
 
 
-def verify(root, clickhouse, rest, sent: dict[int, tuple], name: str, book_gaps: int | None,
-           feed: Feed = BINANCE_FEED, no_holes: bool = False, gaps_recorded: bool = False) -> dict:
+def verify(
+    root,
+    clickhouse,
+    rest,
+    sent: dict[int, tuple],
+    name: str,
+    book_gaps: int | None,
+    feed: Feed = BINANCE_FEED,
+    no_holes: bool = False,
+    gaps_recorded: bool = False,
+) -> dict:
     """Load the landing hour(s), refill from the REST replay, and check the stored trades against
     what the replay sent (see the module doc); the counts seen. `gaps_recorded`: the holes are
     exactly the ids of the collector's `gap` markers (it dropped their frames)."""
@@ -201,31 +277,57 @@ def verify(root, clickhouse, rest, sent: dict[int, tuple], name: str, book_gaps:
     with clickhouse.get_client() as client:
         ct.ensure_tables(client, clickhouse.database)
     with dg.DagsterInstance.ephemeral() as instance:  # in memory: no commit per event
-        refill = [run["live_trade_id_refill"] for run in load_and_refill(instance, clickhouse, rest, hours, key)]
+        refill = [
+            run["live_trade_id_refill"] for run in load_and_refill(instance, clickhouse, rest, hours, key)
+        ]
     first_day = datetime.fromtimestamp(sent[lo][0] / 1000, UTC).date()
     with clickhouse.get_client() as client:
-        frame = ct.read_range(client, clickhouse.database, "trades", feed.venue, feed.instrument, first_day,
-                              first_day + timedelta(days=2))
-    rows = [tuple(r) for r in frame.select("ts", "trade_id", "price", "quantity", "amount", "side", "seq").rows()]
+        frame = ct.read_range(
+            client,
+            clickhouse.database,
+            "trades",
+            feed.venue,
+            feed.instrument,
+            first_day,
+            first_day + timedelta(days=2),
+        )
+    rows = [
+        tuple(r) for r in frame.select("ts", "trade_id", "price", "quantity", "amount", "side", "seq").rows()
+    ]
     expected = [feed.row(t, sent[t]) for t in range(lo, hi + 1)]
     assert [r[1] for r in rows] == [e[1] for e in expected]  # every id once, none missing, in order
-    for got, want in zip(rows, expected, strict=True):  # every column as sent (amount: REST's quoteQty, 8 decimals)
-        assert (got[:4], got[5:]) == (want[:4], want[5:]) and math.isclose(got[4], want[4], rel_tol=1e-9), (got, want)
+    for got, want in zip(
+        rows, expected, strict=True
+    ):  # every column as sent (amount: REST's quoteQty, 8 decimals)
+        assert (got[:4], got[5:]) == (want[:4], want[5:]) and math.isclose(got[4], want[4], rel_tol=1e-9), (
+            got,
+            want,
+        )
     from_landing = sum(r["live_trades_from_landing"] for r in refill)
     from_refill = sum(r["trades_from_refill"] for r in refill)
     book = marks(root, feed)
-    seen = {"landed": len(set(landed)), "landed_twice": len(landed) - len(set(landed)), "refilled": from_refill,
-            "missing": len(missing), "stored": len(rows), "book_gaps": book.count("gap"),
-            "resyncs": book.count("resync")}
+    seen = {
+        "landed": len(set(landed)),
+        "landed_twice": len(landed) - len(set(landed)),
+        "refilled": from_refill,
+        "missing": len(missing),
+        "stored": len(rows),
+        "book_gaps": book.count("gap"),
+        "resyncs": book.count("resync"),
+    }
     print(f"{name}: {seen}")
     assert (from_landing, from_refill) == (len(set(landed)), len(missing))
-    assert not (no_holes and missing), f"{len(missing)} trades missed live though the connection was replaced first"
+    assert not (no_holes and missing), (
+        f"{len(missing)} trades missed live though the connection was replaced first"
+    )
     if gaps_recorded:  # what the refill fetched is what the collector recorded as lost
         assert missing and recorded_gaps(root, feed) == set(missing)
     assert seen["book_gaps"] == seen["resyncs"]  # a book gap always triggers a resync
     if book_gaps is not None:
         assert seen["book_gaps"] == book_gaps
-    assert sum(len(r.get("book_gaps") or []) for r in refill) == seen["book_gaps"]  # the reconciliation lists them
+    assert (
+        sum(len(r.get("book_gaps") or []) for r in refill) == seen["book_gaps"]
+    )  # the reconciliation lists them
     return seen
 
 
@@ -248,28 +350,37 @@ class Rig:
 
     @property
     def instruments(self) -> list[str]:
-        return list(INSTRUMENTS) if self.replay is None else [self.feed.instrument,
-                                                              self.feed.instrument.replace("BTC", "ETH")]
+        return (
+            list(INSTRUMENTS)
+            if self.replay is None
+            else [self.feed.instrument, self.feed.instrument.replace("BTC", "ETH")]
+        )
 
     def replays(self, ws_config: WsConfig) -> tuple[contextlib.ExitStack, CryptoReplayServer, object]:
         if self.replay is None:
             return replays(ws_config)
         stack = contextlib.ExitStack()
-        rest = stack.enter_context(CryptoReplayServer(ReplayConfig(seed=5, instruments={self.feed.venue:
-                                                                                        self.instruments})))
+        rest = stack.enter_context(
+            CryptoReplayServer(ReplayConfig(seed=5, instruments={self.feed.venue: self.instruments}))
+        )
         return stack, rest, stack.enter_context(self.replay(ws_config, rest=rest))
 
     def config(self, ws, rest, **overrides) -> CollectorConfig:
         if self.replay is None:
             return config_for(ws, rest, **overrides)
-        return CollectorConfig(self.instruments, ws.url, None, **{"backoff_base_s": 0.05, "stale_s": 5.0, **overrides})
+        return CollectorConfig(
+            self.instruments, ws.url, None, **{"backoff_base_s": 0.05, "stale_s": 5.0, **overrides}
+        )
 
     def stream(self):
         return None if self.protocol is None else self.protocol(datasets=("trades", "books"))
 
 
-RIGS = {"BINANCE": Rig(BINANCE_FEED, None, None), "OKX": Rig(OKX_FEED, OkxWsReplay, OkxStream),
-        "DERIBIT": Rig(DERIBIT_FEED, DeribitWsReplay, DeribitStream)}
+RIGS = {
+    "BINANCE": Rig(BINANCE_FEED, None, None),
+    "OKX": Rig(OKX_FEED, OkxWsReplay, OkxStream),
+    "DERIBIT": Rig(DERIBIT_FEED, DeribitWsReplay, DeribitStream),
+}
 # kill -9, a NATS restart and a ClickHouse outage take the landing recovery and the NATS -> ClickHouse
 # path, the same code for every venue: the suite runs them on Binance's feed (all three venues passed
 # on 2026-11-24, docs/live-capture.md; `VENUE_FAULTS` runs every replay fault on every venue).
@@ -291,8 +402,20 @@ def test_after_a_kill_9_the_next_start_recovers_and_the_hour_is_whole(root, tmp_
     env = cli_env(tmp_path)
     stack, rest, ws = replays(WsConfig(tick_s=0.02))
     with stack:
-        args = ("collect", "--instruments", ",".join(INSTRUMENTS), "--no-nats", "--ws-url", ws.url, "--rest-url",
-                rest.base_url, "--landing-dir", str(root), "--metrics-port", "0")
+        args = (
+            "collect",
+            "--instruments",
+            ",".join(INSTRUMENTS),
+            "--no-nats",
+            "--ws-url",
+            ws.url,
+            "--rest-url",
+            rest.base_url,
+            "--landing-dir",
+            str(root),
+            "--metrics-port",
+            "0",
+        )
         proc, url = start(env, *args)
         try:
             wait_status(url, lambda s: s["collector"]["trades"] >= 100, "100 trades")
@@ -303,7 +426,9 @@ def test_after_a_kill_9_the_next_start_recovers_and_the_hour_is_whole(root, tmp_
         assert proc.returncode == -signal.SIGKILL and list(root.rglob("*.part"))
         proc, url = start(env, *args)
         try:
-            status = wait_status(url, lambda s: s["collector"]["trades"] >= 100, "100 trades after the restart")
+            status = wait_status(
+                url, lambda s: s["collector"]["trades"] >= 100, "100 trades after the restart"
+            )
         finally:
             stop(proc)
         assert status["collector"]["markers"]["recovered_files"] >= 1 and not list(root.rglob("*.part"))
@@ -323,8 +448,11 @@ class PrivateNats:
         self.url = f"nats://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd",
-                                      str(self.store_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store_dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + WAIT_S
         while True:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
@@ -355,7 +483,9 @@ async def clickhouse_down(nats, collector, consumer, db_client, database) -> Non
 
 
 @pytest.mark.parametrize("outage", [nats_down, clickhouse_down], ids=["nats_restart", "clickhouse_outage"])
-def test_after_an_outage_on_the_nats_path_trades_live_and_the_hour_are_whole(root, tmp_path, clickhouse, outage):
+def test_after_an_outage_on_the_nats_path_trades_live_and_the_hour_are_whole(
+    root, tmp_path, clickhouse, outage
+):
     from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
     from marketdata_assets.stores.clickhouse import live
     from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
@@ -371,13 +501,28 @@ def test_after_an_outage_on_the_nats_path_trades_live_and_the_hour_are_whole(roo
         live.ensure_live_tables(client, db)
 
         async def scenario():
-            async with collecting(rig.config(ws, rest, subject_prefix=f"t{token}"), LandingWriter(root, venue),
-                                  nats.url, spec, protocol=rig.stream()) as (c, _):
+            async with collecting(
+                rig.config(ws, rest, subject_prefix=f"t{token}"),
+                LandingWriter(root, venue),
+                nats.url,
+                spec,
+                protocol=rig.stream(),
+            ) as (c, _):
                 store = await JetStreamStore(nats.url).connect()
-                consumer = TradesConsumer(ConsumerConfig(stream=spec.name, subject_filter=f"t{token}.trades.>",
-                                                         durable="ch", batch_size=50, max_wait_s=0.05, idle_poll_s=0.2,
-                                                         retry_base_s=0.05, retry_cap_s=0.5),
-                                          store, lambda rows: live.insert_live_trades(client, db, rows))
+                consumer = TradesConsumer(
+                    ConsumerConfig(
+                        stream=spec.name,
+                        subject_filter=f"t{token}.trades.>",
+                        durable="ch",
+                        batch_size=50,
+                        max_wait_s=0.05,
+                        idle_poll_s=0.2,
+                        retry_base_s=0.05,
+                        retry_cap_s=0.5,
+                    ),
+                    store,
+                    lambda rows: live.insert_live_trades(client, db, rows),
+                )
                 stop = asyncio.Event()
                 task = asyncio.create_task(consumer.run(stop))
                 try:
@@ -386,70 +531,142 @@ def test_after_an_outage_on_the_nats_path_trades_live_and_the_hour_are_whole(roo
                     after = c.stats.trades
                     await c.stats.wait_until(lambda s: s.trades >= after + MORE, WAIT_S)
                     ws.pause()
-                    await ws.delivered(WAIT_S)  # every frame sent was read: none is landed at the stop unpublished
-                    last = ws.trade_ids(rig.feed.instrument)[1]  # ... and the last trade sent was read, sealed, published
-                    await c.stats.wait_until(lambda s: c.publisher.trade_gaps.last.get(rig.feed.instrument) == last
-                                             and c.queue.unfinished <= 0 and not c.publisher.trade_frames and not c.publisher.outbox
-                                             and s.published + s.duplicates == s.trades, WAIT_S)
+                    await ws.delivered(
+                        WAIT_S
+                    )  # every frame sent was read: none is landed at the stop unpublished
+                    last = ws.trade_ids(rig.feed.instrument)[
+                        1
+                    ]  # ... and the last trade sent was read, sealed, published
+                    await c.stats.wait_until(
+                        lambda s: (
+                            c.publisher.trade_gaps.last.get(rig.feed.instrument) == last
+                            and c.queue.unfinished <= 0
+                            and not c.publisher.trade_frames
+                            and not c.publisher.outbox
+                            and s.published + s.duplicates == s.trades
+                        ),
+                        WAIT_S,
+                    )
                     await consumer.stats.wait_until(lambda s: s.acked >= c.stats.published, WAIT_S)
                 finally:
                     stop.set()
                     await asyncio.wait_for(task, WAIT_S)
                     await store.close()
             return c.stats, consumer.stats
+
         try:
             stats, consumed = asyncio.run(scenario())
         finally:
             nats.stop()
-        where, key = "WHERE venue = {v:String} AND instrument = {i:String}", {"v": venue, "i": rig.feed.instrument}
-        counts = client.query(f"SELECT count(), uniqExact(trade_id) FROM `{db}`.{live.TRADES_LIVE} FINAL {where}",
-                              parameters=key).result_rows[0]
-        raw = client.query(f"SELECT count() FROM `{db}`.{live.TRADES_LIVE} {where}", parameters=key).result_rows[0][0]
-        ids = {int(r[0]) for r in client.query(f"SELECT trade_id FROM `{db}`.{live.TRADES_LIVE} FINAL {where}",
-                                               parameters=key).result_rows}
+        where, key = (
+            "WHERE venue = {v:String} AND instrument = {i:String}",
+            {"v": venue, "i": rig.feed.instrument},
+        )
+        counts = client.query(
+            f"SELECT count(), uniqExact(trade_id) FROM `{db}`.{live.TRADES_LIVE} FINAL {where}",
+            parameters=key,
+        ).result_rows[0]
+        raw = client.query(
+            f"SELECT count() FROM `{db}`.{live.TRADES_LIVE} {where}", parameters=key
+        ).result_rows[0][0]
+        ids = {
+            int(r[0])
+            for r in client.query(
+                f"SELECT trade_id FROM `{db}`.{live.TRADES_LIVE} FINAL {where}", parameters=key
+            ).result_rows
+        }
         landed = set(landed_ids(root, rig.feed))
-        print(f"{venue} {outage.__name__}: trades_live {counts} (raw rows {raw}), publish failures "
-              f"{stats.publish_failures}, duplicates {stats.duplicates}, insert failures {consumed.insert_failures}, "
-              f"redelivered {consumed.redelivered}")
-        assert counts[0] == counts[1] == len(landed) and ids == landed  # every landed trade through NATS, once
+        print(
+            f"{venue} {outage.__name__}: trades_live {counts} (raw rows {raw}), publish failures "
+            f"{stats.publish_failures}, duplicates {stats.duplicates}, "
+            f"insert failures {consumed.insert_failures}, "
+            f"redelivered {consumed.redelivered}"
+        )
+        assert (
+            counts[0] == counts[1] == len(landed) and ids == landed
+        )  # every landed trade through NATS, once
         ws.resume()
-        verify(root, clickhouse, rest, dict(ws.instruments[rig.feed.instrument].emitted),
-               f"{venue}_{outage.__name__}", None, rig.feed)
+        verify(
+            root,
+            clickhouse,
+            rest,
+            dict(ws.instruments[rig.feed.instrument].emitted),
+            f"{venue}_{outage.__name__}",
+            None,
+            rig.feed,
+        )
 
 
 def venue_faults(venue: str, instrument: str) -> dict[tuple[str, str], Fault]:
     """The matrix's cells of OKX or Deribit (their book faults: OKX a wrong checksum, Deribit a
     skipped change_id; the venue's cut: OKX announces it and the collector replaces the connection
     first, so nothing is missed; Deribit just closes)."""
-    book_fault = ("wrong_checksum", Fault([{"kind": "wrong_checksum", "instrument": instrument, "after": AFTER}],
-                                          recovered=lambda s: s.gaps == 1 and s.checksum_mismatches == 1
-                                          and s.snapshots == 3, book_gaps=1)) if venue == "OKX" else \
-        ("skipped_sequence", Fault([{"kind": "skip_sequence", "instrument": instrument, "after": AFTER}],
-                                   recovered=lambda s: s.gaps == 1 and s.snapshots == 3, book_gaps=1))
-    cut = Fault(ws={"lifetime_s": 1.0, "cut_notice_s": 3.0}, book_gaps=None, no_holes=True,
-                recovered=lambda s: s.notices >= 1 and s.rollovers >= 1) if venue == "OKX" else \
-        Fault(ws={"lifetime_s": 0.6}, book_gaps=None,
-              recovered=lambda s: s.disconnects.get("closed", 0) >= 1 and s.connects >= 2)
+    book_fault = (
+        (
+            "wrong_checksum",
+            Fault(
+                [{"kind": "wrong_checksum", "instrument": instrument, "after": AFTER}],
+                recovered=lambda s: s.gaps == 1 and s.checksum_mismatches == 1 and s.snapshots == 3,
+                book_gaps=1,
+            ),
+        )
+        if venue == "OKX"
+        else (
+            "skipped_sequence",
+            Fault(
+                [{"kind": "skip_sequence", "instrument": instrument, "after": AFTER}],
+                recovered=lambda s: s.gaps == 1 and s.snapshots == 3,
+                book_gaps=1,
+            ),
+        )
+    )
+    cut = (
+        Fault(
+            ws={"lifetime_s": 1.0, "cut_notice_s": 3.0},
+            book_gaps=None,
+            no_holes=True,
+            recovered=lambda s: s.notices >= 1 and s.rollovers >= 1,
+        )
+        if venue == "OKX"
+        else Fault(
+            ws={"lifetime_s": 0.6},
+            book_gaps=None,
+            recovered=lambda s: s.disconnects.get("closed", 0) >= 1 and s.connects >= 2,
+        )
+    )
     cells = {
         book_fault[0]: book_fault[1],
-        "disconnect": Fault([{"kind": "disconnect", "after": AFTER * 4}], book_gaps=None,
-                            recovered=lambda s: s.disconnects.get("dropped", 0) == 1 and s.connects == 2),
+        "disconnect": Fault(
+            [{"kind": "disconnect", "after": AFTER * 4}],
+            book_gaps=None,
+            recovered=lambda s: s.disconnects.get("dropped", 0) == 1 and s.connects == 2,
+        ),
         "forced_cut": cut,
         "stalled_socket": FAULTS["stalled_socket"],
-        "subscribe_error": Fault([{"kind": "subscribe_error"}],
-                                 recovered=lambda s: s.subscribe_errors == 1 and s.acks >= 1),
-        "burst": Fault([{"kind": "burst", "instrument": instrument, "after": AFTER, "count": 3000}],
-                       collector=BURST_COLLECTOR, book_gaps=None, gaps_recorded=True,
-                       recovered=lambda s: s.overflow_frames > 0 and s.markers.get("overflow", 0) >= 1),
+        "subscribe_error": Fault(
+            [{"kind": "subscribe_error"}], recovered=lambda s: s.subscribe_errors == 1 and s.acks >= 1
+        ),
+        "burst": Fault(
+            [{"kind": "burst", "instrument": instrument, "after": AFTER, "count": 3000}],
+            collector=BURST_COLLECTOR,
+            book_gaps=None,
+            gaps_recorded=True,
+            recovered=lambda s: s.overflow_frames > 0 and s.markers.get("overflow", 0) >= 1,
+        ),
     }
     return {(venue, name): fault for name, fault in cells.items()}
 
 
-VENUE_FAULTS = {**venue_faults("OKX", OKX_FEED.instrument), **venue_faults("DERIBIT", DERIBIT_FEED.instrument)}
+VENUE_FAULTS = {
+    **venue_faults("OKX", OKX_FEED.instrument),
+    **venue_faults("DERIBIT", DERIBIT_FEED.instrument),
+}
 
 
 @pytest.mark.parametrize(("venue", "name"), list(VENUE_FAULTS), ids=[f"{v}-{n}" for v, n in VENUE_FAULTS])
-def test_after_an_okx_or_deribit_fault_the_stored_trades_are_what_the_replay_sent(root, clickhouse, venue, name):
+def test_after_an_okx_or_deribit_fault_the_stored_trades_are_what_the_replay_sent(
+    root, clickhouse, venue, name
+):
     fault, rig = VENUE_FAULTS[(venue, name)], RIGS[venue]
     stack, rest, ws = rig.replays(WsConfig(tick_s=0.02, **fault.ws))
     with stack:
@@ -457,12 +674,23 @@ def test_after_an_okx_or_deribit_fault_the_stored_trades_are_what_the_replay_sen
             ws.add_fault(**spec)
 
         async def scenario():
-            async with collecting(rig.config(ws, rest, **fault.collector), LandingWriter(root, venue),
-                                  protocol=rig.stream()) as (c, _):
+            async with collecting(
+                rig.config(ws, rest, **fault.collector), LandingWriter(root, venue), protocol=rig.stream()
+            ) as (c, _):
                 await c.stats.wait_until(fault.recovered, WAIT_S)
                 after = c.stats.trades
                 await c.stats.wait_until(lambda s: s.trades >= after + MORE and synced(c), WAIT_S)
                 await settle(c, ws)
+
         asyncio.run(scenario())
-        verify(root, clickhouse, rest, dict(ws.instruments[rig.feed.instrument].emitted), f"{venue}_{name}",
-               fault.book_gaps, rig.feed, fault.no_holes, fault.gaps_recorded)
+        verify(
+            root,
+            clickhouse,
+            rest,
+            dict(ws.instruments[rig.feed.instrument].emitted),
+            f"{venue}_{name}",
+            fault.book_gaps,
+            rig.feed,
+            fault.no_holes,
+            fault.gaps_recorded,
+        )

@@ -28,22 +28,32 @@ from tests.support.live import books_match_at_rest, collecting, stream_trades
 WAIT_S = 15
 VENUES = {
     "OKX": (OkxWsReplay, OkxStream, ["BTC-USDT", "ETH-USDT"], "{}@books", "{}@trades"),
-    "DERIBIT": (DeribitWsReplay, DeribitStream, ["BTC-PERPETUAL", "ETH-PERPETUAL"], "book.{}.100ms",
-                "trades.{}.100ms"),
+    "DERIBIT": (
+        DeribitWsReplay,
+        DeribitStream,
+        ["BTC-PERPETUAL", "ETH-PERPETUAL"],
+        "book.{}.100ms",
+        "trades.{}.100ms",
+    ),
 }
 
 
 def replays(venue: str, ws_config: WsConfig | None = None, seed: int = 5):
     replay_class, _, instruments, _, _ = VENUES[venue]
     stack = contextlib.ExitStack()
-    rest = stack.enter_context(CryptoReplayServer(ReplayConfig(seed=seed, instruments={venue: list(instruments)})))
+    rest = stack.enter_context(
+        CryptoReplayServer(ReplayConfig(seed=seed, instruments={venue: list(instruments)}))
+    )
     ws = stack.enter_context(replay_class(ws_config or WsConfig(tick_s=0.02), rest=rest))
     return stack, ws
 
 
 def config_for(venue: str, ws, **overrides) -> CollectorConfig:
-    return CollectorConfig(list(VENUES[venue][2]), ws.url, **{"rest_url": None, "backoff_base_s": 0.05, "stale_s": 5.0,
-                                                              **overrides})
+    return CollectorConfig(
+        list(VENUES[venue][2]),
+        ws.url,
+        **{"rest_url": None, "backoff_base_s": 0.05, "stale_s": 5.0, **overrides},
+    )
 
 
 def records(root, venue: str, channel: str) -> list[dict]:
@@ -60,13 +70,20 @@ async def books_at_rest(collector, ws, instruments: list[str]) -> None:
 
 def run(venue: str, ws, scenario_body, tmp_path, nats_url=None, spec=None, **overrides):
     """Run `scenario_body(collector, store)` against a collector of `venue`; its stats (and store result)."""
+
     async def scenario():
         prefix = {"subject_prefix": spec.subjects[0].split(".")[0]} if spec is not None else {}
         config = config_for(venue, ws, **prefix, **overrides)
-        async with collecting(config, LandingWriter(tmp_path, venue), nats_url, spec,
-                              protocol=VENUES[venue][1](datasets=("trades", "books"))) as (c, store):
+        async with collecting(
+            config,
+            LandingWriter(tmp_path, venue),
+            nats_url,
+            spec,
+            protocol=VENUES[venue][1](datasets=("trades", "books")),
+        ) as (c, store):
             result = await scenario_body(c, store)
         return c.stats, result
+
     return asyncio.run(scenario())
 
 
@@ -75,23 +92,36 @@ def test_books_match_and_trades_are_published_with_venue_ids(venue, tmp_path, na
     stack, ws = replays(venue, WsConfig(tick_s=0.02, record=True))
     instruments = VENUES[venue][2]
     with stack:
+
         async def body(c, store):
             await c.stats.wait_until(lambda s: s.snapshots == 2 and s.published >= 100, WAIT_S)
             await books_at_rest(c, ws, instruments)
             ws.pause()
-            await c.stats.wait_until(lambda s: not c.publisher.trade_frames and not c.publisher.outbox and s.published == s.trades, WAIT_S)
-            trades = f"{stream_spec.subjects[0].split('.')[0]}.trades.>"  # the stream holds book snapshots too
+            await c.stats.wait_until(
+                lambda s: not c.publisher.trade_frames and not c.publisher.outbox and s.published == s.trades,
+                WAIT_S,
+            )
+            trades = (
+                f"{stream_spec.subjects[0].split('.')[0]}.trades.>"  # the stream holds book snapshots too
+            )
             first = await store.js.get_msg(stream_spec.name, 1, subject=trades, next=True)
             return await stream_trades(store, stream_spec.name, trades), first
+
         stats, (stored, first) = run(venue, ws, body, tmp_path, nats_url, stream_spec)
     assert stats.gaps == 0 and stats.bad_frames == {} and len(stored) == stats.published == stats.trades
     prefix = stream_spec.subjects[0].split(".")[0]
-    batch = json.loads(first.data)  # one instrument's trades of 50 ms, the id made from the first, last and content
+    batch = json.loads(
+        first.data
+    )  # one instrument's trades of 50 ms, the id made from the first, last and content
     assert first.subject == f"{prefix}.trades.{venue}.{batch[0]['instrument']}"
     assert {t["instrument"] for t in batch} == {batch[0]["instrument"]}
-    assert first.headers["Nats-Msg-Id"] == (f"{venue}.{batch[0]['instrument']}.{batch[0]['trade_id']}~"
-                                            f"{batch[-1]['trade_id']}.{len(batch)}.{zlib.crc32(first.data):08x}")
-    snapshot = [r for r in records(tmp_path, venue, book_channel(venue, instruments[0])) if r.get("m") == "snapshot"]
+    assert first.headers["Nats-Msg-Id"] == (
+        f"{venue}.{batch[0]['instrument']}.{batch[0]['trade_id']}~"
+        f"{batch[-1]['trade_id']}.{len(batch)}.{zlib.crc32(first.data):08x}"
+    )
+    snapshot = [
+        r for r in records(tmp_path, venue, book_channel(venue, instruments[0])) if r.get("m") == "snapshot"
+    ]
     assert len(snapshot) == 1
 
 
@@ -103,9 +133,14 @@ def test_a_wrong_okx_checksum_is_one_gap_and_one_resubscribe(tmp_path):
         async def body(c, _):
             await c.stats.wait_until(lambda s: s.gaps == 1 and s.snapshots == 3, WAIT_S)
             await books_at_rest(c, ws, VENUES["OKX"][2])
+
         stats, _ = run("OKX", ws, body, tmp_path)
     assert stats.gaps == stats.checksum_mismatches == stats.resubscribes == 1 and stats.snapshots == 3
-    marks = [r for r in records(tmp_path, "OKX", "BTC-USDT@books") if r.get("m") in ("gap", "resubscribe", "resync")]
+    marks = [
+        r
+        for r in records(tmp_path, "OKX", "BTC-USDT@books")
+        if r.get("m") in ("gap", "resubscribe", "resync")
+    ]
     assert [r["m"] for r in marks] == ["gap", "resubscribe", "resync"]
     assert marks[0]["x"]["cause"] == "checksum"
     assert marks[0]["x"]["got_checksum"] == marks[0]["x"]["expected_checksum"] - 1
@@ -122,10 +157,14 @@ def test_a_sequence_break_is_one_gap_and_one_resubscribe(venue, tmp_path):
         async def body(c, _):
             await c.stats.wait_until(lambda s: s.gaps == 1 and s.snapshots == 3, WAIT_S)
             await books_at_rest(c, ws, VENUES[venue][2])  # right again after the resubscribe
+
         stats, _ = run(venue, ws, body, tmp_path)
     assert stats.gaps == stats.resubscribes == 1 and stats.checksum_mismatches == 0 and stats.snapshots == 3
-    marks = [r for r in records(tmp_path, venue, book_channel(venue, instrument))
-             if r.get("m") in ("snapshot", "gap", "resubscribe", "resync")]
+    marks = [
+        r
+        for r in records(tmp_path, venue, book_channel(venue, instrument))
+        if r.get("m") in ("snapshot", "gap", "resubscribe", "resync")
+    ]
     assert [r["m"] for r in marks] == ["snapshot", "gap", "resubscribe", "resync"]
     gap = marks[1]["x"]
     assert gap["cause"] == "sequence" and gap["got_prev"] == gap["expected_prev"] + 1  # one update id missing
@@ -138,15 +177,24 @@ def test_a_disconnect_is_marked_and_resumed(venue, tmp_path):
         ws.add_fault(kind="disconnect", after=40)
 
         async def body(c, _):
-            await c.stats.wait_until(lambda s: s.connects == 2 and s.snapshots == 4 and s.trades >= 200, WAIT_S)
+            await c.stats.wait_until(
+                lambda s: s.connects == 2 and s.snapshots == 4 and s.trades >= 200, WAIT_S
+            )
             await books_at_rest(c, ws, VENUES[venue][2])
+
         stats, _ = run(venue, ws, body, tmp_path)
     assert stats.disconnects.get("dropped") == 1 and stats.gaps == 0
-    kinds = [r["m"] for r in records(tmp_path, venue, book_channel(venue, VENUES[venue][2][1]))
-             if r.get("m") not in (None, "subscribe")]
-    # the lost connection's book is dropped (a gap, cause disconnect) and rebuilt from the reconnect's fresh snapshot
+    kinds = [
+        r["m"]
+        for r in records(tmp_path, venue, book_channel(venue, VENUES[venue][2][1]))
+        if r.get("m") not in (None, "subscribe")
+    ]
+    # the lost connection's book is dropped (a gap, cause disconnect) and rebuilt from the reconnect's fresh
+    # snapshot
     assert kinds[:6] == ["connect", "snapshot", "disconnect", "gap", "connect", "resync"]
-    gap = next(r for r in records(tmp_path, venue, book_channel(venue, VENUES[venue][2][1])) if r.get("m") == "gap")
+    gap = next(
+        r for r in records(tmp_path, venue, book_channel(venue, VENUES[venue][2][1])) if r.get("m") == "gap"
+    )
     assert gap["x"]["cause"] == "disconnect" and stats.book_resets == len(VENUES[venue][2])
 
 
@@ -160,27 +208,44 @@ def test_trades_over_overlapping_connections_are_stored_once(venue, tmp_path, na
     stack, ws = replays(venue)
     prefix = stream_spec.subjects[0].split(".")[0]
     with stack:
+
         async def scenario():
             config = config_for(venue, ws, subject_prefix=prefix, rollover_s=0.5)
             protocol = VENUES[venue][1](datasets=(TRADES, BOOKS))  # the stream's messages: trades only
-            async with collecting(config, LandingWriter(tmp_path, venue), nats_url, stream_spec,
-                                  protocol=protocol, keep_stream=True) as (c, _):
+            async with collecting(
+                config,
+                LandingWriter(tmp_path, venue),
+                nats_url,
+                stream_spec,
+                protocol=protocol,
+                keep_stream=True,
+            ) as (c, _):
                 await c.stats.wait_until(lambda s: s.rollovers >= 2, WAIT_S)
             async with JetStreamStore(nats_url) as store:
                 stored = await stream_trades(store, stream_spec.name, f"{prefix}.trades.>")
                 await store.delete_stream(stream_spec.name)
             return c, stored
+
         c, stored = asyncio.run(scenario())
     stats, trades = c.stats, VENUES[venue][4]
-    unique = {(name, json.dumps(t, sort_keys=True)) for name in VENUES[venue][2]
-              for r in records(tmp_path, venue, trades.format(name)) if "d" in r
-              for t in (json.loads(r["d"]).get("data") if venue == "OKX" else json.loads(r["d"])["params"]["data"])}
-    assert not c.publisher.outbox and stats.publish_dropped == 0 and stats.published + stats.duplicates == stats.trades
+    unique = {
+        (name, json.dumps(t, sort_keys=True))
+        for name in VENUES[venue][2]
+        for r in records(tmp_path, venue, trades.format(name))
+        if "d" in r
+        for t in (json.loads(r["d"]).get("data") if venue == "OKX" else json.loads(r["d"])["params"]["data"])
+    }
+    assert (
+        not c.publisher.outbox
+        and stats.publish_dropped == 0
+        and stats.published + stats.duplicates == stats.trades
+    )
     assert stats.trades > len(unique)  # the overlaps delivered some trades twice (both landed raw)
     # the stream holds every trade the collector parsed, and the counters say so
     assert len(stored) == stats.published == stats.trades, (len(stored), stats.published, stats)
     assert {(t["instrument"], t["trade_id"]) for t in stored} == {
-        (name, str(json.loads(t)["tradeId" if venue == "OKX" else "trade_id"])) for name, t in unique}
+        (name, str(json.loads(t)["tradeId" if venue == "OKX" else "trade_id"])) for name, t in unique
+    }
     assert stats.gaps == 0
     for channel in (VENUES[venue][3], trades):  # make before break, on every channel the connection carries
         for name in VENUES[venue][2]:
@@ -211,6 +276,7 @@ def test_a_stall_is_detected_and_the_books_resubscribed(venue, tmp_path):
         async def body(c, _):
             await c.stats.wait_until(lambda s: s.stale == 1 and s.connects == 2 and s.snapshots == 4, WAIT_S)
             await books_at_rest(c, ws, VENUES[venue][2])
+
         stats, _ = run(venue, ws, body, tmp_path, stale_s=0.5)
     assert stats.disconnects.get("stale") == 1
 
@@ -222,7 +288,10 @@ def test_a_refused_subscribe_is_marked_and_retried(venue, tmp_path):
         ws.add_fault(kind="subscribe_error")  # the first subscribe request is refused
 
         async def body(c, _):
-            await c.stats.wait_until(lambda s: s.subscribe_errors == 1 and s.snapshots == 2 and s.trades >= 50, WAIT_S)
+            await c.stats.wait_until(
+                lambda s: s.subscribe_errors == 1 and s.snapshots == 2 and s.trades >= 50, WAIT_S
+            )
+
         stats, _ = run(venue, ws, body, tmp_path)
     assert stats.subscribe_errors == 1 and stats.connects == 1
     assert [r.get("m") for r in records(tmp_path, venue, "_control") if "m" in r] == ["subscribe_error"]
@@ -237,8 +306,11 @@ def test_a_refused_resubscribe_is_retried(venue, tmp_path):
         ws.add_fault(kind="subscribe_error", after=1)  # the first subscribe passes, the next is refused
 
         async def body(c, _):
-            await c.stats.wait_until(lambda s: s.gaps == 1 and s.subscribe_errors == 1 and s.snapshots == 3, WAIT_S)
+            await c.stats.wait_until(
+                lambda s: s.gaps == 1 and s.subscribe_errors == 1 and s.snapshots == 3, WAIT_S
+            )
             await books_at_rest(c, ws, VENUES[venue][2])
+
         stats, _ = run(venue, ws, body, tmp_path)
     assert stats.resubscribes == 1 and stats.connects == 1
 
@@ -248,10 +320,12 @@ def test_okx_keepalive_holds_a_quiet_connection(tmp_path):
     the "ping"s (at half the stale deadline) keep the connection, and their "pong"s keep it fresh."""
     stack, ws = replays("OKX", WsConfig(tick_s=0.02, idle_s=0.6))
     with stack:
+
         async def body(c, _):
             await c.stats.wait_until(lambda s: s.snapshots == 2, WAIT_S)
             ws.pause()
             await c.stats.wait_until(lambda s: s.pings >= 5 and ws.counts["pings"] >= 5, WAIT_S)
+
         stats, _ = run("OKX", ws, body, tmp_path, stale_s=0.4)
     assert stats.connects == 1 and stats.stale == 0 and ws.counts["idle_closes"] == 0
     assert set(stats.disconnects) <= {"stop"}
@@ -260,10 +334,12 @@ def test_okx_keepalive_holds_a_quiet_connection(tmp_path):
 def test_okx_closes_a_quiet_connection_without_keepalive(tmp_path):
     stack, ws = replays("OKX", WsConfig(tick_s=0.02, idle_s=0.3))
     with stack:
+
         async def body(c, _):
             await c.stats.wait_until(lambda s: s.snapshots == 2, WAIT_S)
             ws.pause()
             await c.stats.wait_until(lambda s: s.disconnects.get("closed", 0) >= 1, WAIT_S)
+
         run("OKX", ws, body, tmp_path, keepalive_s=60.0)
     assert ws.counts["idle_closes"] >= 1
 
@@ -271,8 +347,10 @@ def test_okx_closes_a_quiet_connection_without_keepalive(tmp_path):
 def test_deribit_test_requests_are_answered(tmp_path):
     stack, ws = replays("DERIBIT", WsConfig(tick_s=0.02, heartbeat_s=0.3))
     with stack:
+
         async def body(c, _):
             await c.stats.wait_until(lambda s: s.replies >= 5 and ws.counts["test_requests"] >= 6, WAIT_S)
+
         stats, _ = run("DERIBIT", ws, body, tmp_path)
     assert stats.connects == 1 and ws.counts["heartbeat_closes"] == 0 and set(stats.disconnects) <= {"stop"}
 
@@ -295,7 +373,9 @@ def test_a_re_resolved_universe_changes_the_subscriptions_without_a_restart(venu
 
     def held():
         return sorted(s for client in ws.clients.values() for s in client.streams)
+
     with stack:
+
         async def body(c, _):
             await c.stats.wait_until(lambda s: s.snapshots == 2, WAIT_S)
             first = await c.set_instruments([b, c_name])
@@ -303,11 +383,16 @@ def test_a_re_resolved_universe_changes_the_subscriptions_without_a_restart(venu
             await books_at_rest(c, ws, [b, c_name])
             middle = held(), c.stats.connects
             second = await c.set_instruments([c_name])
-            await c.stats.wait_until(lambda s: s.disconnects.get("unsubscribed") == 1 and not c.conns.requests.pending, WAIT_S)
+            await c.stats.wait_until(
+                lambda s: s.disconnects.get("unsubscribed") == 1 and not c.conns.requests.pending, WAIT_S
+            )
             await books_at_rest(c, ws, [c_name])
             return first, second, middle, held()
+
         # C's sizes from the venue's reference data (its REST replay): a swap's trades need its contract value
-        stats, (first, second, middle, last) = run(venue, ws, body, tmp_path, max_streams=3, rest_url=rest.base_url)
+        stats, (first, second, middle, last) = run(
+            venue, ws, body, tmp_path, max_streams=3, rest_url=rest.base_url
+        )
     assert first == {"added": 1, "removed": 1, "subscribed": 2, "unsubscribed": 2}
     assert second == {"added": 0, "removed": 1, "subscribed": 0, "unsubscribed": 2}
     assert middle == (sorted(channels[2:]), 2)  # C's channels in the first connection's room: no third one

@@ -30,6 +30,7 @@ def test_messages_fragments_and_invalid_text():
             client.start(lambda text, recv_ns: got.append(text))
             await asyncio.wait_for(client.ended.wait(), 5)
             return got, client.protocol.close_sent
+
     got, close_sent = asyncio.run(main())
     assert got == ["first", "fragmented"]
     assert close_sent.code == 1007
@@ -51,15 +52,21 @@ def test_a_cancel_as_the_connect_is_refused_is_a_cancel():
 
     async def scenario():
         return [await cancelled_after(steps) for steps in range(12)]
+
     outcomes = asyncio.run(scenario())
     assert all(outcome == "cancelled" for ended_first, outcome in outcomes if not ended_first), outcomes
-    assert (False, "cancelled") in outcomes and (True, "ConnectionRefusedError") in outcomes, outcomes  # both sides seen
+    assert (False, "cancelled") in outcomes and (True, "ConnectionRefusedError") in outcomes, (
+        outcomes
+    )  # both sides seen
 
 
 def _frame(payload: bytes, opcode: int = 0x1, fin: bool = True, mask: bytes | None = None) -> bytes:
-    """A frame as a server writes it (RFC 6455 5.2): 7-bit, 16-bit or 64-bit length; `mask` only to break the rule."""
+    """A frame as a server writes it (RFC 6455 5.2): 7-bit, 16-bit or 64-bit length; `mask` only to break the
+    rule."""
     n, first = len(payload), (0x80 if fin else 0) | opcode
-    size = bytes([n]) if n < 126 else bytes([126]) + n.to_bytes(2) if n < 65536 else bytes([127]) + n.to_bytes(8)
+    size = (
+        bytes([n]) if n < 126 else bytes([126]) + n.to_bytes(2) if n < 65536 else bytes([127]) + n.to_bytes(8)
+    )
     if mask is None:
         return bytes([first]) + size + payload
     body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
@@ -69,13 +76,20 @@ def _frame(payload: bytes, opcode: int = 0x1, fin: bool = True, mask: bytes | No
 async def _raw_server(talk):
     """A TCP server that answers the WebSocket handshake by hand, then lets `talk(answer, reader, writer)`
     write the answer and the frames in the pieces it chooses."""
+
     async def on_client(reader, writer):
         request = await reader.readuntil(b"\r\n\r\n")
-        key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
-                   if line.lower().startswith(b"sec-websocket-key:"))
-        answer = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  b"Sec-WebSocket-Accept: " + accept_key(key.decode()).encode() + b"\r\n\r\n")
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        answer = (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept_key(key.decode()).encode() + b"\r\n\r\n"
+        )
         await talk(answer, reader, writer)
+
     return await asyncio.start_server(on_client, "127.0.0.1", 0)
 
 
@@ -86,8 +100,10 @@ async def _collect(talk, together: bool = False) -> tuple[list[str], WsClient]:
     async with server:
         client = await WsClient.connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/")
         got: list[str] = []
-        client.start(lambda text, recv_ns: got.append(text), (lambda texts, recv_ns: got.extend(texts)) if together
-                     else None)
+        client.start(
+            lambda text, recv_ns: got.append(text),
+            (lambda texts, recv_ns: got.extend(texts)) if together else None,
+        )
         await asyncio.wait_for(client.ended.wait(), 5)
         return got, client
 
@@ -111,18 +127,32 @@ def test_frames_are_cut_right_however_the_bytes_arrive(together):
         await reader.readexactly(4 + (head[1] & 0x7F))
         if head[0] & 0x0F == 0xA:
             pong.set()
-        writer.write(_frame(b"before") + _frame(b"pie", fin=False) + _frame(b"ces", opcode=0x0) + _frame(b"after"))
+        writer.write(
+            _frame(b"before") + _frame(b"pie", fin=False) + _frame(b"ces", opcode=0x0) + _frame(b"after")
+        )
         writer.write(_frame(b"last") + _frame((1000).to_bytes(2), opcode=0x8))
         await writer.drain()
 
     got, client = asyncio.run(_collect(talk, together))
-    assert got == ["in-the-answer", mid, big, "byte-by-byte", "fragmented", "before", "pieces", "after", "last"]
+    assert got == [
+        "in-the-answer",
+        mid,
+        big,
+        "byte-by-byte",
+        "fragmented",
+        "before",
+        "pieces",
+        "after",
+        "last",
+    ]
     assert pong.is_set()
     assert client.close_rcvd.code == 1000
 
 
 def test_a_masked_frame_from_the_server_fails_the_connection():
-    """A server must not mask its frames (RFC 6455 5.1): the protocol is told, and fails the connection (1002)."""
+    """A server must not mask its frames (RFC 6455 5.1): the protocol is told, and fails the connection
+    (1002)."""
+
     async def talk(answer, reader, writer):
         writer.write(answer + _frame(b"fine") + _frame(b"masked", mask=b"abcd") + _frame(b"never"))
         await writer.drain()

@@ -32,26 +32,49 @@ MONTHS = [date(2026, 1, 1)]
 
 
 def resource(port: int) -> TimescaleResource:
-    return TimescaleResource(host="127.0.0.1", port=port, user=settings.get("TIMESCALE_USER"),
-                             password=settings.get("TIMESCALE_PASSWORD"), dbname=DB, sslmode="disable",
-                             connect_timeout_s=2)
+    return TimescaleResource(
+        host="127.0.0.1",
+        port=port,
+        user=settings.get("TIMESCALE_USER"),
+        password=settings.get("TIMESCALE_PASSWORD"),
+        dbname=DB,
+        sslmode="disable",
+        connect_timeout_s=2,
+    )
 
 
-def load(root: Path, quarantine_root: Path, profiles=None, log=lambda message: None) -> landing_load.LandingLoad:
+def load(
+    root: Path, quarantine_root: Path, profiles=None, log=lambda message: None
+) -> landing_load.LandingLoad:
     """One load against the real server."""
     live = resource(int(settings.get("TIMESCALE_PORT")))
     try:
-        return landing_load.load_landing(live.connection, root, MONTHS, quarantine_root=quarantine_root,
-                                         use_copy=True, workers=2, profiles=profiles, log=log)
+        return landing_load.load_landing(
+            live.connection,
+            root,
+            MONTHS,
+            quarantine_root=quarantine_root,
+            use_copy=True,
+            workers=2,
+            profiles=profiles,
+            log=log,
+        )
     finally:
         live.close()
 
 
 def stored() -> pl.DataFrame:
-    with psycopg.connect(host="127.0.0.1", port=settings.get("TIMESCALE_PORT"), user="postgres",
-                         password=settings.get("TIMESCALE_PASSWORD"), dbname=DB) as conn:
-        rows = conn.execute("SELECT time, code, name, open, high, low, close, volume, amount "
-                            "FROM stock_1min_qfq ORDER BY code, time").fetchall()
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=settings.get("TIMESCALE_PORT"),
+        user="postgres",
+        password=settings.get("TIMESCALE_PASSWORD"),
+        dbname=DB,
+    ) as conn:
+        rows = conn.execute(
+            "SELECT time, code, name, open, high, low, close, volume, amount "
+            "FROM stock_1min_qfq ORDER BY code, time"
+        ).fetchall()
     return pl.DataFrame(rows, schema=fx.MINUTE_SCHEMA, orient="row")
 
 
@@ -83,8 +106,15 @@ def test_server_dying_mid_load_fails_within_seconds_naming_it_then_a_rerun_is_ex
 
     def run() -> None:
         try:
-            landing_load.load_landing(dying.connection, root, MONTHS, quarantine_root=tmp_path / "q",
-                                      use_copy=True, workers=2, log=log)
+            landing_load.load_landing(
+                dying.connection,
+                root,
+                MONTHS,
+                quarantine_root=tmp_path / "q",
+                use_copy=True,
+                workers=2,
+                log=log,
+            )
         except Exception as error:  # noqa: BLE001 - the test inspects it
             outcome["error"], outcome["at"] = error, time.monotonic()
 
@@ -129,7 +159,9 @@ def test_a_file_the_database_refuses_is_quarantined_and_the_others_load(landing,
     assert stored().equals(truth)
 
 
-def test_a_time_column_that_never_parses_is_quarantined_then_retried_when_a_profile_reads_it(landing, tmp_path):
+def test_a_time_column_that_never_parses_is_quarantined_then_retried_when_a_profile_reads_it(
+    landing, tmp_path
+):
     """US-style dates: no row's time parses. The file is set aside naming the column (not loaded as 0
     rows and remembered as done); the same profiles leave it there; a profile that reads the dates
     brings it back and loads it."""
@@ -137,17 +169,36 @@ def test_a_time_column_that_never_parses_is_quarantined_then_retried_when_a_prof
     us = fx.make_bars("688002.SH", DAYS[:2], seed=5)
     text = fx.render(us, "tushare").splitlines()
     header, rows = text[0], text[1:]
-    rows = [",".join([cells[0], f"{cells[1][5:7]}/{cells[1][8:10]}/{cells[1][:4]}{cells[1][10:]}", *cells[2:]])
-            for cells in (row.split(",") for row in rows)]
+    rows = [
+        ",".join([cells[0], f"{cells[1][5:7]}/{cells[1][8:10]}/{cells[1][:4]}{cells[1][10:]}", *cells[2:]])
+        for cells in (row.split(",") for row in rows)
+    ]
     (root / "688002.SH.csv").write_text("\n".join([header, *rows]) + "\n")
     quarantine_root = tmp_path / "q"
-    fixed = load_profiles({"name": "us_dates", "columns": {"ts_code": "code", "trade_time": "time", "open": "open",
-                                                           "high": "high", "low": "low", "close": "close",
-                                                           "vol": "volume", "amount": "amount"},
-                           "time_formats": ["%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M"], "volume_unit": "shares"})
+    fixed = load_profiles(
+        {
+            "name": "us_dates",
+            "columns": {
+                "ts_code": "code",
+                "trade_time": "time",
+                "open": "open",
+                "high": "high",
+                "low": "low",
+                "close": "close",
+                "vol": "volume",
+                "amount": "amount",
+            },
+            "time_formats": ["%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M"],
+            "volume_unit": "shares",
+        }
+    )
     first = load(root, quarantine_root)
     (entry,) = first.quarantined
-    assert entry["file"] == "688002.SH.csv" and "never parses" in entry["reason"] and "trade_time" in entry["reason"]
+    assert (
+        entry["file"] == "688002.SH.csv"
+        and "never parses" in entry["reason"]
+        and "trade_time" in entry["reason"]
+    )
     assert (quarantine_root / "688002.SH.csv").exists() and stored().equals(truth)
 
     again = load(root, quarantine_root)
@@ -201,15 +252,24 @@ def test_a_link_in_the_landing_area_is_quarantined_unread_naming_the_link(landin
     meta = report.metadata()
     assert (meta["files_loaded"], meta["files_quarantined"]) == (16, 2)
     reasons = {entry["file"]: entry["reason"] for entry in report.quarantined}
-    assert reasons == {name: f"{name}: a symbolic link, not read (it points outside the landing area; a landing "
-                             "area is read without following links: put the file itself there)"
-                       for name in ("2026/600999.SH.csv", "elsewhere")}
+    assert reasons == {
+        name: f"{name}: a symbolic link, not read (it points outside the landing area; a landing "
+        "area is read without following links: put the file itself there)"
+        for name in ("2026/600999.SH.csv", "elsewhere")
+    }
     notes = [reason_file_of(tmp_path / "q" / name).read_text() for name in reasons]
-    with psycopg.connect(host="127.0.0.1", port=settings.get("TIMESCALE_PORT"), user="postgres",
-                         password=settings.get("TIMESCALE_PASSWORD"), dbname=DB) as conn:
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=settings.get("TIMESCALE_PORT"),
+        user="postgres",
+        password=settings.get("TIMESCALE_PASSWORD"),
+        dbname=DB,
+    ) as conn:
         recorded = conn.execute("SELECT source_file, reason, profiles FROM minute_bar_quarantine").fetchall()
     assert sorted(recorded) == sorted((name, reason, None) for name, reason in reasons.items())
-    published = json.dumps([meta, report.quarantined, report.files_table(), lines, notes, recorded], default=str)
+    published = json.dumps(
+        [meta, report.quarantined, report.files_table(), lines, notes, recorded], default=str
+    )
     assert "SECRET-7f3a9c" not in published and str(outside) not in published and "688002" not in published
     assert all("link_target: not recorded (it points outside the landing area)" in note for note in notes)
     assert stored().equals(truth)

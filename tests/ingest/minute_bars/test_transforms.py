@@ -40,27 +40,30 @@ def test_pipeline_composes_left_to_right():
 
 def test_clean_matches_the_kline_where_clause():
     rows = [
-        (T, "A", None, 10.0, 10.5, 9.5, 10.2, 100.0, 1000.0),     # clean
-        (T, "B", None, -3.0, -2.0, -4.0, -2.5, 100.0, 1000.0),    # negative qfq prices: kept
-        (T, "C", None, 0.0, 10.5, 9.5, 10.2, 100.0, 1000.0),      # open = 0 < low: dropped
-        (T, "D", None, 10.0, 10.0, 10.0, 10.0, 0.0, 0.0),         # zero-volume placeholder: kept
-        (T, "E", None, 10.0, 10.5, 9.5, 10.2, None, 1000.0),      # NULL volume: dropped
-        (T, "F", None, 10.0, 10.5, 9.5, 10.2, 100.0, None),       # NULL amount: dropped
-        (T, "G", None, 10.0, 10.5, 9.5, 10.2, -1.0, 1000.0),      # negative volume: dropped
-        (T, "H", None, 10.0, 10.1, 9.5, 10.2, 100.0, 1000.0),     # high < close: dropped
-        (T, "I", None, None, 10.5, 9.5, 10.2, 100.0, 1000.0),     # NULL open: GREATEST ignores it, kept
-        (T, "J", None, 10.0, None, 9.5, 10.2, 100.0, 1000.0),     # NULL high: dropped
-        (T, "K", None, None, 10.5, 9.5, None, 100.0, 1000.0),     # open and close NULL: dropped
-        (T, "L", None, 10.0, 10.5, 10.1, 10.2, 100.0, 1000.0),    # low > open: dropped
+        (T, "A", None, 10.0, 10.5, 9.5, 10.2, 100.0, 1000.0),  # clean
+        (T, "B", None, -3.0, -2.0, -4.0, -2.5, 100.0, 1000.0),  # negative qfq prices: kept
+        (T, "C", None, 0.0, 10.5, 9.5, 10.2, 100.0, 1000.0),  # open = 0 < low: dropped
+        (T, "D", None, 10.0, 10.0, 10.0, 10.0, 0.0, 0.0),  # zero-volume placeholder: kept
+        (T, "E", None, 10.0, 10.5, 9.5, 10.2, None, 1000.0),  # NULL volume: dropped
+        (T, "F", None, 10.0, 10.5, 9.5, 10.2, 100.0, None),  # NULL amount: dropped
+        (T, "G", None, 10.0, 10.5, 9.5, 10.2, -1.0, 1000.0),  # negative volume: dropped
+        (T, "H", None, 10.0, 10.1, 9.5, 10.2, 100.0, 1000.0),  # high < close: dropped
+        (T, "I", None, None, 10.5, 9.5, 10.2, 100.0, 1000.0),  # NULL open: GREATEST ignores it, kept
+        (T, "J", None, 10.0, None, 9.5, 10.2, 100.0, 1000.0),  # NULL high: dropped
+        (T, "K", None, None, 10.5, 9.5, None, 100.0, 1000.0),  # open and close NULL: dropped
+        (T, "L", None, 10.0, 10.5, 10.1, 10.2, 100.0, 1000.0),  # low > open: dropped
     ]
     kept = clean_minute_bars(bars(rows))["code"].to_list()
     assert kept == ["A", "B", "D", "I"]
 
 
 def test_daily_bars_first_last_by_time_not_row_order():
-    day = [(datetime(2026, 1, 5, 9, 31 + i), "600000.SH", "浦发银行", o, h, l, c, v, a)
-           for i, (o, h, l, c, v, a) in enumerate([(10, 11, 9.5, 10.5, 100, 1000), (10.5, 12, 10, 11, 200, 2200),
-                                                   (11, 11.5, 8, 9, 300, 2700)])]
+    day = [
+        (datetime(2026, 1, 5, 9, 31 + i), "600000.SH", "浦发银行", o, h, l, c, v, a)
+        for i, (o, h, l, c, v, a) in enumerate(
+            [(10, 11, 9.5, 10.5, 100, 1000), (10.5, 12, 10, 11, 200, 2200), (11, 11.5, 8, 9, 300, 2700)]
+        )
+    ]
     next_day = [(datetime(2026, 1, 6, 9, 31), "600000.SH", "浦发银行", 9.0, 9.5, 8.5, 9.2, 50.0, 460.0)]
     df = bars(list(reversed(day)) + next_day)  # stored newest first (Tushare)
     out = daily_bars(df)
@@ -78,8 +81,11 @@ def test_moving_averages_per_code_null_until_enough_days():
     days = trading_days(date(2026, 1, 5), 25)
     frames = []
     for code, base in (("A", 100.0), ("B", 0.0)):
-        frames.append(pl.DataFrame({"date": days, "code": [code] * len(days),
-                                    "close": [base + i for i in range(len(days))]}))
+        frames.append(
+            pl.DataFrame(
+                {"date": days, "code": [code] * len(days), "close": [base + i for i in range(len(days))]}
+            )
+        )
     df = pl.concat(frames).sample(fraction=1.0, shuffle=True, seed=1)  # order must not matter
     out = moving_averages(df)
     a = out.filter(pl.col("code") == "A")
@@ -92,17 +98,39 @@ def test_moving_averages_per_code_null_until_enough_days():
 
 def test_ma_pipeline_from_minute_bars():
     days = trading_days(date(2026, 1, 5), 22)
-    minute = pl.concat([make_bars("600000.SH", days, seed=1, dirty=True),
-                        make_bars("000001.SZ", days, seed=2, negative=True)])
+    minute = pl.concat(
+        [
+            make_bars("600000.SH", days, seed=1, dirty=True),
+            make_bars("000001.SZ", days, seed=2, negative=True),
+        ]
+    )
     out = ma_pipeline(minute)
-    assert out.columns == ["date", "code", "name", "open", "high", "low", "close", "volume", "amount",
-                           "ma5", "ma10", "ma20"]
+    assert out.columns == [
+        "date",
+        "code",
+        "name",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "amount",
+        "ma5",
+        "ma10",
+        "ma20",
+    ]
     assert out.height == 2 * len(days)
     sh = out.filter(pl.col("code") == "600000.SH").sort("date")
     clean = clean_minute_bars(minute.filter(pl.col("code") == "600000.SH")).sort("time")
     first_day = clean.filter(pl.col("time").dt.date() == days[0])
-    assert sh.row(0)[3:9] == (first_day["open"][0], first_day["high"].max(), first_day["low"].min(),
-                              first_day["close"][-1], first_day["volume"].sum(), first_day["amount"].sum())
+    assert sh.row(0)[3:9] == (
+        first_day["open"][0],
+        first_day["high"].max(),
+        first_day["low"].min(),
+        first_day["close"][-1],
+        first_day["volume"].sum(),
+        first_day["amount"].sum(),
+    )
     expected_ma5 = sh["close"].rolling_mean(5)
     assert_series_equal(sh["ma5"], expected_ma5, check_names=False)
     assert sh["ma20"].null_count() == 19
@@ -111,8 +139,13 @@ def test_ma_pipeline_from_minute_bars():
 
 
 def test_dedupe_keeps_last_occurrence():
-    df = bars([(T, "A", None, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0), (T, "B", None, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0),
-               (T, "A", None, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0)])
+    df = bars(
+        [
+            (T, "A", None, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0),
+            (T, "B", None, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0),
+            (T, "A", None, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0),
+        ]
+    )
     out = dedupe_bars(df)
     assert out.select("code", "open").rows() == [("B", 2.0), ("A", 3.0)]
     unique = df.head(2)

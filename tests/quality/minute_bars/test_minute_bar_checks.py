@@ -34,14 +34,19 @@ def test_the_declarations_keep_their_names_assets_and_flags():
         ("B_negative_volume_or_amount", "stock_monthly_kline", True, None),
         ("C_price_logic", "stock_monthly_kline", True, None),
         ("D_volume_without_amount", "stock_monthly_kline", True, None),
-        ("E_missing_name", "stock_monthly_kline", True, None)]
+        ("E_missing_name", "stock_monthly_kline", True, None),
+    ]
     assert KLINE_VALIDATIONS[0].description == f"A. {kline.VALIDATIONS[0].description}"
     assert [(c.name, c.asset) for c in MINUTE_CHECKS + KLINE_COVERAGE_CHECKS] == [
-        ("complete_minutes", "stock_1min_qfq"), ("no_unit_stretch", "stock_1min_qfq"),
-        ("times_inside_window", "stock_1min_qfq"), ("every_code_has_a_kline_row", "stock_monthly_kline"),
-        ("no_unit_stretch", "stock_monthly_kline")]
+        ("complete_minutes", "stock_1min_qfq"),
+        ("no_unit_stretch", "stock_1min_qfq"),
+        ("times_inside_window", "stock_1min_qfq"),
+        ("every_code_has_a_kline_row", "stock_monthly_kline"),
+        ("no_unit_stretch", "stock_monthly_kline"),
+    ]
     assert {(c.store, c.partitioned_by, c.blocking) for c in MINUTE_CHECKS + KLINE_COVERAGE_CHECKS} == {
-        (TIMESCALE, MONTH, False)}
+        (TIMESCALE, MONTH, False)
+    }
 
 
 def test_a_month_of_complete_bars_passes_every_check(minute_store, tmp_path):
@@ -52,12 +57,18 @@ def test_a_month_of_complete_bars_passes_every_check(minute_store, tmp_path):
         assert verdict.passed and verdict.severity == WARN, (check.name, verdict)  # a passed finding: WARN
         assert verdict.description.startswith("2026-09"), verdict.description
     complete = by_name(MINUTE_CHECKS)["complete_minutes"].run(minute_store, [MONTH_KEY])[MONTH_KEY]
-    assert (complete.metadata["codes"], complete.metadata["bars"], complete.metadata["missing_days"]) == (1, 21 * 240, [])
+    assert (complete.metadata["codes"], complete.metadata["bars"], complete.metadata["missing_days"]) == (
+        1,
+        21 * 240,
+        [],
+    )
     for check in KLINE_VALIDATIONS:
         verdict = check.run(minute_store)[None]
         assert verdict.passed and verdict.severity == (ERROR if check.blocking else WARN)
         assert verdict.metadata["rows_found"] == 0 and "sample" not in verdict.metadata
-        assert isinstance(verdict.metadata["query"], Markdown) and verdict.metadata["query"].startswith("```sql\nSELECT")
+        assert isinstance(verdict.metadata["query"], Markdown) and verdict.metadata["query"].startswith(
+            "```sql\nSELECT"
+        )
 
 
 def test_a_missing_stretch_fails_with_a_table_and_an_extreme_month_warns(minute_store, tmp_path):
@@ -66,7 +77,8 @@ def test_a_missing_stretch_fails_with_a_table_and_an_extreme_month_warns(minute_
     # a month whose close is 20x its open (seed 004's A: worth a look, not an error)
     soaring = fx.make_bars("000001.SZ", SEP_DAYS, seed=2).with_columns(
         pl.when(pl.col("time").dt.date() > SEP_DAYS[0]).then(pl.col(c) * 20).otherwise(pl.col(c)).alias(c)
-        for c in ("open", "high", "low", "close"))
+        for c in ("open", "high", "low", "close")
+    )
     drop(minute_store, tmp_path, soaring, "000001.SZ.csv")
     refresh(minute_store)
     complete = by_name(MINUTE_CHECKS)["complete_minutes"].run(minute_store, [MONTH_KEY])[MONTH_KEY]

@@ -98,16 +98,50 @@ def test_a_trade_event_read_straight_equals_the_field_by_field_reading():
     error (an `E` that is a boolean excepted: the checked reading took it for an event time)."""
     from marketdata_assets.sources.binance.stream import _checked_trade_event, trade_event
 
-    base = {"e": "trade", "E": 1795588288431, "s": "BTCUSDT", "t": 12345, "p": "95096.07", "q": "1.66280",
-            "T": 1795588288431, "m": False, "M": True}
-    odd = [None, True, False, 0, -1, 1, 1.5, "1", "0", "-1", "nan", "inf", "1e3", " 2", "abc", 2**63, 2**64,
-           1795588288431, 1795588288431000, 17955882884, "1795588288431", [], {}, "<missing>"]
+    base = {
+        "e": "trade",
+        "E": 1795588288431,
+        "s": "BTCUSDT",
+        "t": 12345,
+        "p": "95096.07",
+        "q": "1.66280",
+        "T": 1795588288431,
+        "m": False,
+        "M": True,
+    }
+    odd = [
+        None,
+        True,
+        False,
+        0,
+        -1,
+        1,
+        1.5,
+        "1",
+        "0",
+        "-1",
+        "nan",
+        "inf",
+        "1e3",
+        " 2",
+        "abc",
+        2**63,
+        2**64,
+        1795588288431,
+        1795588288431000,
+        17955882884,
+        "1795588288431",
+        [],
+        {},
+        "<missing>",
+    ]
 
     def outcome(read, data):
         try:
             return read(data, "BTCUSDT", "BINANCE")
         except Exception as error:  # noqa: BLE001  (the error is the outcome compared)
             return type(error).__name__, str(error)
+
     compared = 0
     for key in ("t", "p", "q", "T", "m", "E"):
         for value in odd:
@@ -135,12 +169,19 @@ def test_a_restarted_replay_never_sends_a_trade_id_again(tmp_path):
     first.save_trade_ids()
     eth_before = BinanceWsReplay(WsConfig(), replay=replay).instruments["ETHUSDT"].tape_trades(1)[0][0]
     again = BinanceWsReplay(config, replay=replay)
-    assert [t[0] for t in again.instruments["BTCUSDT"].tape_trades(3)] == [sent[-1] + 1, sent[-1] + 2, sent[-1] + 3]
+    assert [t[0] for t in again.instruments["BTCUSDT"].tape_trades(3)] == [
+        sent[-1] + 1,
+        sent[-1] + 2,
+        sent[-1] + 3,
+    ]
     without = BinanceWsReplay(WsConfig(), replay=replay)  # as before: from the trade of now
     assert without.instruments["BTCUSDT"].tape_trades(1)[0][0] <= sent[-1]  # it would send those ids again
     # ETH (nothing sent) starts from the trade of now, as without the file (the clock moves on between them)
-    assert eth_before <= again.instruments["ETHUSDT"].tape_trades(1)[0][0] <= \
-        without.instruments["ETHUSDT"].tape_trades(1)[0][0]
+    assert (
+        eth_before
+        <= again.instruments["ETHUSDT"].tape_trades(1)[0][0]
+        <= without.instruments["ETHUSDT"].tape_trades(1)[0][0]
+    )
 
 
 def test_a_waiting_book_keeps_its_events_levels_as_text_and_reads_those_the_snapshot_leaves():
@@ -154,16 +195,22 @@ def test_a_waiting_book_keeps_its_events_levels_as_text_and_reads_those_the_snap
     decode = msgspec.json.Decoder(DepthFrame).decode
 
     def event(first: int, last: int, bids: str, asks: str = "[]"):
-        return decode('{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT",'
-                      f'"U":{first},"u":{last},"b":{bids},"a":{asks}}}}}').data
+        return decode(
+            '{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT",'
+            f'"U":{first},"u":{last},"b":{bids},"a":{asks}}}}}'
+        ).data
 
     sync = DepthSync("BTCUSDT")
     assert sync.on_frame(event(95, 99, '[["1.0","5"]]')) == "buffered"
     assert sync.on_frame(event(100, 103, '[["1.0","6"]]', '[["2.0","1"]]')) == "buffered"
     assert all(type(b) is msgspec.Raw and type(a) is msgspec.Raw for _, _, b, a in sync.buffer)
     assert sync.on_snapshot(101, [["1.0", "4"], ["0.9", "1"]], [["2.0", "3"]]) == "synced"
-    assert sync.book.update_id == 103 and sync.book.bids == {"1.0": "6", "0.9": "1"} and sync.book.asks == {"2.0": "1"}
-    assert sync.on_frame(event(104, 104, '[[0.9, 2]]', '[["2.0","0"]]')) == "applied"  # numbers: plain JSON
+    assert (
+        sync.book.update_id == 103
+        and sync.book.bids == {"1.0": "6", "0.9": "1"}
+        and sync.book.asks == {"2.0": "1"}
+    )
+    assert sync.on_frame(event(104, 104, "[[0.9, 2]]", '[["2.0","0"]]')) == "applied"  # numbers: plain JSON
     assert sync.book.asks == {} and sync.book.bids[0.9] == 2
     with pytest.raises(ValueError, match="length 1"):  # a level that is no pair: malformed, as any spelling
         sync.on_frame(event(105, 105, '[["0.8"]]'))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
@@ -33,8 +33,10 @@ DAY = date(2024, 3, 31)  # the last USD-M day published
 NAME = "BTCUSDT-liquidationSnapshot-2024-03-31"
 PATH = f"data/futures/um/daily/liquidationSnapshot/BTCUSDT/{NAME}.zip"
 SLICE = SliceKey("liquidations", "BINANCE_UM", "BTCUSDT", DAY)
-HEADER = ("time,side,order_type,time_in_force,original_quantity,price,average_price,order_status,"
-          "last_fill_quantity,accumulated_fill_quantity")
+HEADER = (
+    "time,side,order_type,time_in_force,original_quantity,price,average_price,order_status,"
+    "last_fill_quantity,accumulated_fill_quantity"
+)
 # The real files' layout (docs/crypto-datasets.md, "Liquidation snapshot files"): a header, ms, BUY/SELL,
 # every line twice.
 SAMPLE = f"""{HEADER}
@@ -48,7 +50,7 @@ SAMPLE = f"""{HEADER}
 
 
 def utc_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def zipped(path: Path, text: str) -> Path:
@@ -61,6 +63,7 @@ def zipped(path: Path, text: str) -> Path:
 # The family, its paths and the reader on the files' layout
 # --------------------------------------------------------------------------------------------
 
+
 def test_the_family_its_dataset_and_its_paths():
     assert a.dataset_of("liquidationSnapshot") == "liquidations"
     key = a.ArchiveKey.of_slice(SLICE)
@@ -70,8 +73,9 @@ def test_the_family_its_dataset_and_its_paths():
     assert a.archived(SLICE) and not a.archived(SliceKey("liquidations", "BINANCE", "BTCUSDT", DAY))
     assert a.archived(SliceKey("trades", "BINANCE", "BTCUSDT", DAY))
     base = "https://data.binance.vision"
-    settings = ArchiveSettings(base, base, "X", date(2024, 1, 1), ("spot", "um"),
-                               ("trades", "liquidationSnapshot"), (), ("BTCUSDT",))
+    settings = ArchiveSettings(
+        base, base, "X", date(2024, 1, 1), ("spot", "um"), ("trades", "liquidationSnapshot"), (), ("BTCUSDT",)
+    )
     assert {k.family for k in ia.monthly_keys(settings, [DAY])} == {"trades"}  # published daily only
 
 
@@ -80,14 +84,24 @@ def test_the_reader_reads_the_real_layout_once_per_liquidation(tmp_path):
     reader = DumpReader(path, market="um", family="liquidationSnapshot", day=DAY, venue="BINANCE_UM")
     with noting(notes := FetchNotes()):
         frame = pl.concat(list(reader.batches(batch_bytes=150)))  # lines repeated across batches too
-    expected = pl.DataFrame({
-        "ts": [utc_ms(1711843200123), utc_ms(1711843260500), utc_ms(1711929599999)],
-        "venue": ["BINANCE_UM"] * 3, "instrument": ["BTCUSDT"] * 3,
-        "liquidation_id": ["1711843200123000-sell-0.014-70010.5", "1711843260500000-buy-1.5-70900",
-                           "1711929599999000-sell-20-3366.9"],
-        "side": ["sell", "buy", "sell"], "price": [70010.5, 70900.0, 3366.9], "quantity": [0.014, 1.5, 20.0],
-        "amount": [70010.5 * 0.014, 70900.0 * 1.5, 3366.9 * 20.0],
-        "order_price": [69660.2, 71254.6, 3350.1]}, schema=LIQUIDATIONS_SCHEMA)  # the order's own price
+    expected = pl.DataFrame(
+        {
+            "ts": [utc_ms(1711843200123), utc_ms(1711843260500), utc_ms(1711929599999)],
+            "venue": ["BINANCE_UM"] * 3,
+            "instrument": ["BTCUSDT"] * 3,
+            "liquidation_id": [
+                "1711843200123000-sell-0.014-70010.5",
+                "1711843260500000-buy-1.5-70900",
+                "1711929599999000-sell-20-3366.9",
+            ],
+            "side": ["sell", "buy", "sell"],
+            "price": [70010.5, 70900.0, 3366.9],
+            "quantity": [0.014, 1.5, 20.0],
+            "amount": [70010.5 * 0.014, 70900.0 * 1.5, 3366.9 * 20.0],
+            "order_price": [69660.2, 71254.6, 3350.1],
+        },
+        schema=LIQUIDATIONS_SCHEMA,
+    )  # the order's own price
     assert_frame_equal(frame, expected)
     assert reader.dropped == {"duplicates": 2, "not_filled": 1}
     assert notes.dropped_on == {("BTCUSDT", DAY): {"duplicates": 2, "not_filled": 1}}
@@ -97,18 +111,30 @@ def test_the_reader_reads_the_real_layout_once_per_liquidation(tmp_path):
     headless.write_text("1711843200123,BUY,LIMIT,IOC,2,71000,0,FILLED,2,2\n")
     row = read_dump(headless, market="um", venue="BINANCE_UM").row(0, named=True)
     assert (row["price"], row["quantity"], row["amount"], row["liquidation_id"], row["order_price"]) == (
-        71000.0, 2.0, 142000.0, "1711843200123000-buy-2-71000", 71000.0)
+        71000.0,
+        2.0,
+        142000.0,
+        "1711843200123000-buy-2-71000",
+        71000.0,
+    )
 
 
-@pytest.mark.parametrize("text, message", [
-    (SAMPLE.replace("FILLED,20,20", "FILLED,20"), "have no accumulated_fill_quantity"),
-    (SAMPLE.replace(",SELL,LIMIT,IOC,20", ",LONG,LIMIT,IOC,20"), "the side is not BUY or SELL"),
-    (SAMPLE.replace("FILLED,20,20", "FILLED,20,21"), "accumulated_fill_quantity is not between 0 and"),
-    (SAMPLE.replace("IOC,20,3350.1", "IOC,20,-1"), "the price is not positive"),
-    (SAMPLE.replace("time,side", "time,symbol,side"), "is not the layout time,side,order_type"),
-    (SAMPLE.replace("70900,FILLED,0.5,1.5", "70900,EXPIRED,0.5,1.5", 1),  # not the doubled line any more
-     "liquidation 1711843260500000-buy-1.5-70900 on two different lines"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (SAMPLE.replace("FILLED,20,20", "FILLED,20"), "have no accumulated_fill_quantity"),
+        (SAMPLE.replace(",SELL,LIMIT,IOC,20", ",LONG,LIMIT,IOC,20"), "the side is not BUY or SELL"),
+        (SAMPLE.replace("FILLED,20,20", "FILLED,20,21"), "accumulated_fill_quantity is not between 0 and"),
+        (SAMPLE.replace("IOC,20,3350.1", "IOC,20,-1"), "the price is not positive"),
+        (SAMPLE.replace("time,side", "time,symbol,side"), "is not the layout time,side,order_type"),
+        (
+            SAMPLE.replace(
+                "70900,FILLED,0.5,1.5", "70900,EXPIRED,0.5,1.5", 1
+            ),  # not the doubled line any more
+            "liquidation 1711843260500000-buy-1.5-70900 on two different lines",
+        ),
+    ],
+)
 def test_a_malformed_line_fails_the_file_naming_it(tmp_path, text, message):
     path = zipped(tmp_path / f"{NAME}.zip", text)
     with pytest.raises(SourceDataError, match="BTCUSDT") as error:
@@ -126,12 +152,17 @@ def test_a_header_only_file_is_a_day_without_liquidations(tmp_path):
 # Through the replay and the engine
 # --------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def replay():
-    config = ArchiveReplayConfig(seed=5, trades_per_day=400, published_until=date(2024, 4, 3),
-                                 corrupt={PATH.replace("2024-03-31", "2024-03-30")},
-                                 malformed={PATH.replace("2024-03-31", "2024-03-29"): 7},
-                                 missing={PATH.replace("2024-03-31", "2024-04-01")})
+    config = ArchiveReplayConfig(
+        seed=5,
+        trades_per_day=400,
+        published_until=date(2024, 4, 3),
+        corrupt={PATH.replace("2024-03-31", "2024-03-30")},
+        malformed={PATH.replace("2024-03-31", "2024-03-29"): 7},
+        missing={PATH.replace("2024-03-31", "2024-04-01")},
+    )
     with BinanceArchiveReplayServer(config) as server:
         yield server
 
@@ -146,8 +177,15 @@ def load(store, replay, tmp_path, days, run_id="run-1"):
 
 def stored(store, day: date = DAY) -> pl.DataFrame:
     with store.get_client() as client:
-        return ct.read_range(client, store.database, "liquidations", "BINANCE_UM", "BTCUSDT", day,
-                             date.fromordinal(day.toordinal() + 1))
+        return ct.read_range(
+            client,
+            store.database,
+            "liquidations",
+            "BINANCE_UM",
+            "BTCUSDT",
+            day,
+            date.fromordinal(day.toordinal() + 1),
+        )
 
 
 def test_a_replayed_day_loads_into_liquidations_and_is_recorded(store, replay, tmp_path):
@@ -166,14 +204,26 @@ def test_a_replayed_day_loads_into_liquidations_and_is_recorded(store, replay, t
     published = httpx.get(f"{replay.base_url}/{PATH}.CHECKSUM").text
     assert published == f"{record['sha256']}  {NAME}.zip\n" and record["published_sha256"] == record["sha256"]
     assert (record["dataset"], record["venue"], record["family"], record["interval"]) == (
-        "liquidations", "BINANCE_UM", "liquidationSnapshot", "")
+        "liquidations",
+        "BINANCE_UM",
+        "liquidationSnapshot",
+        "",
+    )
     first, last = (int(truth["ts"].dt.epoch("us").min()), int(truth["ts"].dt.epoch("us").max()))
     assert (record["rows"], record["first_id"], record["last_id"], record["id_count"]) == (
-        truth.height, first, last, truth.height)
+        truth.height,
+        first,
+        last,
+        truth.height,
+    )
     with store.get_client() as client:
         figures = ia.stored_figures(client, store.database, "liquidations", "BINANCE_UM", "BTCUSDT", [DAY])
     assert (figures[DAY].rows, figures[DAY].first_id, figures[DAY].last_id, figures[DAY].ids) == (
-        truth.height, first, last, truth.height)
+        truth.height,
+        first,
+        last,
+        truth.height,
+    )
     assert not list((tmp_path / "work").rglob("*.zip"))
 
 
@@ -184,14 +234,23 @@ def test_a_bad_checksum_a_damaged_line_and_a_withdrawn_day_fail_their_archive_on
     corrupt = PATH.replace("2024-03-31", "2024-03-30")
     published = httpx.get(f"{replay.base_url}/{corrupt}.CHECKSUM").text.split()[0]
     served = hashlib.sha256(httpx.get(f"{replay.base_url}/{corrupt}").content).hexdigest()
-    assert outcome[days[1]].status == "failed" and (
-        f"BTCUSDT-liquidationSnapshot-2024-03-30.zip: SHA-256 mismatch: expected {published} (published in "
-        f"BTCUSDT-liquidationSnapshot-2024-03-30.zip.CHECKSUM), got {served}") in outcome[days[1]].error
+    assert (
+        outcome[days[1]].status == "failed"
+        and (
+            f"BTCUSDT-liquidationSnapshot-2024-03-30.zip: SHA-256 mismatch: expected {published} (published "
+            f"in BTCUSDT-liquidationSnapshot-2024-03-30.zip.CHECKSUM), got {served}"
+        )
+        in outcome[days[1]].error
+    )
     damaged = outcome[days[0]]
-    assert damaged.status == "failed" and "BTCUSDT-liquidationSnapshot-2024-03-29.zip: " in damaged.error \
+    assert (
+        damaged.status == "failed"
+        and "BTCUSDT-liquidationSnapshot-2024-03-29.zip: " in damaged.error
         and "have no accumulated_fill_quantity" in damaged.error
+    )
     assert outcome[days[3]].status == "failed" and outcome[days[3]].error.startswith(
-        "missing: BTCUSDT-liquidationSnapshot-2024-04-01.zip is not published")
+        "missing: BTCUSDT-liquidationSnapshot-2024-04-01.zip is not published"
+    )
     assert outcome[DAY].status == "ok" and [r["day"] for r in recorded] == [DAY]
     assert [stored(store, d).height for d in days[:2]] == [0, 0] and stored(store).height == outcome[DAY].rows
     assert httpx.get(f"{replay.base_url}/{PATH.replace('futures/um', 'spot')}").status_code == 404
@@ -201,8 +260,10 @@ def test_a_bad_checksum_a_damaged_line_and_a_withdrawn_day_fail_their_archive_on
 # Dagster: binance_archive_liquidations, from the config's families
 # --------------------------------------------------------------------------------------------
 
-def test_the_liquidations_asset_loads_a_usd_m_partition_and_asks_nothing_for_spot(store, replay, tmp_path,
-                                                                                  monkeypatch):
+
+def test_the_liquidations_asset_loads_a_usd_m_partition_and_asks_nothing_for_spot(
+    store, replay, tmp_path, monkeypatch
+):
     import importlib
 
     import dagster as dg
@@ -213,21 +274,28 @@ def test_the_liquidations_asset_loads_a_usd_m_partition_and_asks_nothing_for_spo
     from marketdata_assets.sources.config import CONFIG_ENV, DEFAULT_CONFIG
 
     data = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
-    data["binance_archives"].update(start_date="2024-03-01", families=["trades", "liquidationSnapshot"],
-                                    instruments=["BTCUSDT"])
+    data["binance_archives"].update(
+        start_date="2024-03-01", families=["trades", "liquidationSnapshot"], instruments=["BTCUSDT"]
+    )
     (tmp_path / "sources.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
     monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "sources.yaml"))
     monkeypatch.setenv("BINANCE_ARCHIVE_BASE_URL", replay.base_url)
     monkeypatch.setenv("MARKETDATA_STATE_DIR", str(tmp_path))
     try:
         mine = importlib.reload(defs)  # the assets of this config
-        assert mine.ARCHIVE_ASSETS == {"trades": "binance_archive_trades",
-                                       "liquidations": "binance_archive_liquidations"}
+        assert mine.ARCHIVE_ASSETS == {
+            "trades": "binance_archive_trades",
+            "liquidations": "binance_archive_liquidations",
+        }
         with dg.DagsterInstance.ephemeral() as instance:  # in memory: no commit per event
             for partition in (f"{DAY}|BINANCE_UM", f"{DAY}|BINANCE"):  # BTCUSDT of each: the config's one
-                result = dg.materialize([tick_store, mine.binance_archives], resources={"clickhouse": store},
-                                        instance=instance, selection=["binance_archive_liquidations"],
-                                        partition_key=partition)
+                result = dg.materialize(
+                    [tick_store, mine.binance_archives],
+                    resources={"clickhouse": store},
+                    instance=instance,
+                    selection=["binance_archive_liquidations"],
+                    partition_key=partition,
+                )
                 assert result.success
                 (event,) = result.get_asset_materialization_events()
                 assert event.asset_key == dg.AssetKey("binance_archive_liquidations")

@@ -57,19 +57,26 @@ def parse(path, **options):
 
 # ---- every layout, code style and time style ----------------------------------------------------
 
+
 @pytest.mark.parametrize("layout", ["symbol_dt", "day_ohlcva", "cn_minute", "tushare", "generic"])
-@pytest.mark.parametrize("time_style", ["iso_seconds", "slash_minute", "iso_minute", "excel", "compact", "iso_t"])
+@pytest.mark.parametrize(
+    "time_style", ["iso_seconds", "slash_minute", "iso_minute", "excel", "compact", "iso_t"]
+)
 def test_layouts_and_time_styles(tmp_path, layout, time_style):
     truth = make_bars("600000.SH", DAYS, seed=1)
     name = "sh600000.csv" if layout == "day_ohlcva" else "bars.csv"
-    path = write_text(tmp_path / name, render(truth, layout, code_style="prefix_lower", time_style=time_style))
+    path = write_text(
+        tmp_path / name, render(truth, layout, code_style="prefix_lower", time_style=time_style)
+    )
     df, rejects = parse(path)
     assert rejects == []
     assert_frame_equal(df, expected(truth, layout))
 
 
-@pytest.mark.parametrize("code_style", ["suffix", "suffix_lower", "prefix_lower", "prefix_upper", "baostock",
-                                        "bare", "joinquant", "yahoo"])
+@pytest.mark.parametrize(
+    "code_style",
+    ["suffix", "suffix_lower", "prefix_lower", "prefix_upper", "baostock", "bare", "joinquant", "yahoo"],
+)
 @pytest.mark.parametrize("code", ["600000.SH", "000001.SZ", "300750.SZ", "688981.SH"])
 def test_code_styles(tmp_path, code_style, code):
     truth = make_bars(code, DAYS[:1], seed=2)
@@ -89,8 +96,9 @@ def test_joinquant_explicit_exchange_wins_over_digits(tmp_path):
 
 def test_chinese_utf8_bom_crlf(tmp_path):
     truth = make_bars("600000.SH", DAYS, seed=4)
-    path = write_text(tmp_path / "cn.csv", render(truth, "cn_minute", time_style="slash_minute", line_end="\r\n"),
-                      bom=True)
+    path = write_text(
+        tmp_path / "cn.csv", render(truth, "cn_minute", time_style="slash_minute", line_end="\r\n"), bom=True
+    )
     reader = open_minute_csv(path)
     df = reader.read()
     assert (reader.profile.name, reader.encoding, reader.rejects) == ("cn_minute", "utf-8-sig", [])
@@ -101,8 +109,9 @@ def test_chinese_utf8_bom_crlf(tmp_path):
 @pytest.mark.parametrize("encoding", ["gbk", "gb18030"])
 def test_chinese_gbk(tmp_path, encoding):
     truth = make_bars("000001.SZ", DAYS, seed=5)
-    path = write_text(tmp_path / "cn.csv", render(truth, "cn_minute", code_style="bare", line_end="\r\n"),
-                      encoding=encoding)
+    path = write_text(
+        tmp_path / "cn.csv", render(truth, "cn_minute", code_style="bare", line_end="\r\n"), encoding=encoding
+    )
     reader = open_minute_csv(path)
     df = reader.read()
     assert reader.encoding in ("gbk", "gb18030") and reader.rejects == []
@@ -120,13 +129,16 @@ def test_header_is_order_and_case_insensitive(tmp_path):
 
 
 def test_close_before_high_is_mapped_by_name(tmp_path):
-    path = write_text(tmp_path / "s.csv", "symbol,dt,open,close,high,low,vol\n"
-                                          "sh600000,2026-01-05 09:31:00,10.0,10.1,10.3,9.9,1200\n")
+    path = write_text(
+        tmp_path / "s.csv",
+        "symbol,dt,open,close,high,low,vol\nsh600000,2026-01-05 09:31:00,10.0,10.1,10.3,9.9,1200\n",
+    )
     df, _ = parse(path)
     assert df.select("open", "high", "low", "close").row(0) == (10.0, 10.3, 9.9, 10.1)
 
 
 # ---- units --------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("layout", ["cn_minute", "symbol_dt", "day_ohlcva", "generic"])
 @pytest.mark.parametrize("unit", ["shares", "lots"])
@@ -159,9 +171,18 @@ def test_tushare_profile_is_shares_and_yuan(tmp_path):
 
 # ---- code from the file name --------------------------------------------------------------------
 
-@pytest.mark.parametrize("file_name,code", [("sh600000.csv", "600000.SH"), ("600000.SH_2024.csv", "600000.SH"),
-                                            ("SZ000001-1min.csv", "000001.SZ"), ("000001.XSHE.csv", "000001.SZ"),
-                                            ("300750_202601.csv", "300750.SZ"), ("sz.000001.csv", "000001.SZ")])
+
+@pytest.mark.parametrize(
+    "file_name,code",
+    [
+        ("sh600000.csv", "600000.SH"),
+        ("600000.SH_2024.csv", "600000.SH"),
+        ("SZ000001-1min.csv", "000001.SZ"),
+        ("000001.XSHE.csv", "000001.SZ"),
+        ("300750_202601.csv", "300750.SZ"),
+        ("sz.000001.csv", "000001.SZ"),
+    ],
+)
 def test_code_from_file_name(tmp_path, file_name, code):
     truth = make_bars(code, DAYS[:1], seed=11)
     path = write_text(tmp_path / file_name, render(truth, "day_ohlcva"))
@@ -187,12 +208,30 @@ def test_code_from_file_name_edge_cases():
 
 # ---- code normalization -------------------------------------------------------------------------
 
-CODES = {"600000.SH": "600000.SH", "sh600000": "600000.SH", "SH600000": "600000.SH", "600000": "600000.SH",
-         "688981": "688981.SH", "000001.XSHE": "000001.SZ", "600000.XSHG": "600000.SH", "000001.XSHG": "000001.SH",
-         "sz000001": "000001.SZ", "sh.600000": "600000.SH", "SHSE.600000": "600000.SH", "600000.SS": "600000.SH",
-         "430047": "430047.BJ", "830799.BJ": "830799.BJ", "920118": "920118.BJ", "300750": "300750.SZ",
-         "1": "000001.SZ", "510300": "510300.SH", "159915": "159915.SZ", " 600000.sh ": "600000.SH",
-         "900901": "900901.SH", "200002": "200002.SZ"}
+CODES = {
+    "600000.SH": "600000.SH",
+    "sh600000": "600000.SH",
+    "SH600000": "600000.SH",
+    "600000": "600000.SH",
+    "688981": "688981.SH",
+    "000001.XSHE": "000001.SZ",
+    "600000.XSHG": "600000.SH",
+    "000001.XSHG": "000001.SH",
+    "sz000001": "000001.SZ",
+    "sh.600000": "600000.SH",
+    "SHSE.600000": "600000.SH",
+    "600000.SS": "600000.SH",
+    "430047": "430047.BJ",
+    "830799.BJ": "830799.BJ",
+    "920118": "920118.BJ",
+    "300750": "300750.SZ",
+    "1": "000001.SZ",
+    "510300": "510300.SH",
+    "159915": "159915.SZ",
+    " 600000.sh ": "600000.SH",
+    "900901": "900901.SH",
+    "200002": "200002.SZ",
+}
 BAD_CODES = ["", "abc", "60000X", "6000000", "600000.HK", "113009", "xx600000", "600000.SH.SH"]
 
 
@@ -264,8 +303,10 @@ def test_rejects_have_exact_lines_and_reasons(tmp_path):
     assert df.row(1)[3:] == (None, None, 9.9, 10.1, None, None)
     assert reader.reject_count == 9 and reader.rows == 3
     # per code and day: only the rejects whose code and time parsed (not a wrong field count's shifted fields)
-    assert reader.rejected_days.rows() == [("600000.SH", date(2026, 1, 5), "bad number in close", 1),
-                                           ("600000.SH", date(2026, 1, 5), "bad number in open", 1)]
+    assert reader.rejected_days.rows() == [
+        ("600000.SH", date(2026, 1, 5), "bad number in close", 1),
+        ("600000.SH", date(2026, 1, 5), "bad number in open", 1),
+    ]
 
 
 def test_truncated_last_line_rejects_just_that_line(tmp_path):
@@ -275,7 +316,9 @@ def test_truncated_last_line_rejects_just_that_line(tmp_path):
     cut = cut[: cut.rfind("\n") + 1 + 25]  # the last line cut after 25 characters
     path = write_text(tmp_path / "cut.csv", cut)
     df, rejects = parse(path)
-    assert [(r.line, r.reason) for r in rejects] == [(truth.height + 1, "wrong field count: expected 11, got 2")]
+    assert [(r.line, r.reason) for r in rejects] == [
+        (truth.height + 1, "wrong field count: expected 11, got 2")
+    ]
     assert_frame_equal(df, expected(truth, "cn_minute").head(truth.height - 1))
 
 
@@ -288,7 +331,9 @@ def test_truncated_inside_a_multibyte_character(tmp_path):
     reader = open_minute_csv(path)
     df = reader.read()
     assert reader.encoding == "utf-8-sig"
-    assert [(r.line, r.reason) for r in reader.rejects] == [(truth.height + 1, "line can't be decoded as utf-8-sig")]
+    assert [(r.line, r.reason) for r in reader.rejects] == [
+        (truth.height + 1, "line can't be decoded as utf-8-sig")
+    ]
     assert df.height == truth.height - 1
 
 
@@ -306,39 +351,52 @@ def test_utf8_file_with_one_corrupt_line(tmp_path):
 
 
 def test_quoted_fields(tmp_path):
-    path = write_text(tmp_path / "q.csv", 'ts_code,trade_time,open,close,high,low,vol,amount\n'
-                                          '"600000.SH","2026-01-05 09:31:00","10.0","10.1","10.2","9.9","1200","1,212.5"\n'
-                                          '"600000.SH","2026-01-05 09:32:00",10.0,10.1,10.2,9.9,1300,1313.0\n')
+    path = write_text(
+        tmp_path / "q.csv",
+        "ts_code,trade_time,open,close,high,low,vol,amount\n"
+        '"600000.SH","2026-01-05 09:31:00","10.0","10.1","10.2","9.9","1200","1,212.5"\n'
+        '"600000.SH","2026-01-05 09:32:00",10.0,10.1,10.2,9.9,1300,1313.0\n',
+    )
     df, rejects = parse(path)
     assert rejects == []
     assert df["amount"].to_list() == [1212.5, 1313.0]
 
 
 def test_date_and_clock_columns_tdx_style_gbk_tab(tmp_path):
-    text = ("600000 浦发银行 1分钟线 前复权\r\n"  # TDX title line before the header
-            "      日期\t    时间\t    开盘\t    最高\t    最低\t    收盘\t    成交量\t    成交额\r\n"
-            "2026/01/05\t0931\t10.00\t10.20\t9.90\t10.10\t1200\t1212000.00\r\n"
-            "2026/01/05\t1500\t10.10\t10.20\t10.00\t10.00\t1300\t1313000.00\r\n"
-            "数据来源:通达信\r\n")
+    text = (
+        "600000 浦发银行 1分钟线 前复权\r\n"  # TDX title line before the header
+        "      日期\t    时间\t    开盘\t    最高\t    最低\t    收盘\t    成交量\t    成交额\r\n"
+        "2026/01/05\t0931\t10.00\t10.20\t9.90\t10.10\t1200\t1212000.00\r\n"
+        "2026/01/05\t1500\t10.10\t10.20\t10.00\t10.00\t1300\t1313000.00\r\n"
+        "数据来源:通达信\r\n"
+    )
     path = write_text(tmp_path / "SH#600000.txt", text, encoding="gbk")
     reader = open_minute_csv(path)
     df = reader.read()
     assert (reader.profile.name, reader.separator, reader.file_code, reader.header_line) == (
-        "cn_date_clock", "\t", "600000.SH", 2)
+        "cn_date_clock",
+        "\t",
+        "600000.SH",
+        2,
+    )
     assert df["time"].to_list() == [datetime(2026, 1, 5, 9, 31), datetime(2026, 1, 5, 15, 0)]
     assert [(r.line, r.reason) for r in reader.rejects] == [(5, "wrong field count: expected 8, got 1")]
 
 
 def test_time_with_utc_offset_becomes_beijing_wall_clock(tmp_path):
-    path = write_text(tmp_path / "t.csv", "ts_code,trade_time,open,close,high,low,vol,amount\n"
-                                          "600000.SH,2026-01-05T01:31:00Z,1,1,1,1,100,100\n"
-                                          "600000.SH,2026-01-05 09:32:00+08:00,1,1,1,1,100,100\n"
-                                          "600000.SH,2026-01-05T02:33:00+0100,1,1,1,1,100,100\n")
+    path = write_text(
+        tmp_path / "t.csv",
+        "ts_code,trade_time,open,close,high,low,vol,amount\n"
+        "600000.SH,2026-01-05T01:31:00Z,1,1,1,1,100,100\n"
+        "600000.SH,2026-01-05 09:32:00+08:00,1,1,1,1,100,100\n"
+        "600000.SH,2026-01-05T02:33:00+0100,1,1,1,1,100,100\n",
+    )
     df, _ = parse(path)
     assert df["time"].dt.strftime("%H:%M").to_list() == ["09:31", "09:32", "09:33"]
 
 
 # ---- whole-file errors --------------------------------------------------------------------------
+
 
 def test_wrong_encoding_names_the_file(tmp_path):
     lines = ["symbol,dt,open,close,high,low,vol,name"]
@@ -366,8 +424,11 @@ def test_utf16_without_bom_is_a_file_error(tmp_path):
 
 
 def test_missing_required_column_names_file_headers_and_profiles(tmp_path):
-    path = write_text(tmp_path / "novol.csv", "时间,代码,名称,开盘价,收盘价,最高价,最低价,成交额\n"
-                                              "2026-01-05 09:31:00,600000.SH,浦发银行,1,1,1,1,100\n")
+    path = write_text(
+        tmp_path / "novol.csv",
+        "时间,代码,名称,开盘价,收盘价,最高价,最低价,成交额\n"
+        "2026-01-05 09:31:00,600000.SH,浦发银行,1,1,1,1,100\n",
+    )
     with pytest.raises(UnknownHeaderError) as error:
         open_minute_csv(path)
     message = str(error.value)
@@ -379,7 +440,9 @@ def test_missing_required_column_names_file_headers_and_profiles(tmp_path):
 
 def test_unknown_header(tmp_path):
     path = write_text(tmp_path / "x.csv", "a,b,c\n1,2,3\n")
-    with pytest.raises(UnknownHeaderError, match=r"x.csv, line 1: header not recognized; columns seen: \['a', 'b', 'c'\]"):
+    with pytest.raises(
+        UnknownHeaderError, match=r"x.csv, line 1: header not recognized; columns seen: \['a', 'b', 'c'\]"
+    ):
         open_minute_csv(path)
 
 
@@ -404,9 +467,14 @@ def test_missing_file(tmp_path):
 
 # ---- dirty but valid ----------------------------------------------------------------------------
 
+
 def test_dirty_but_valid_rows_are_kept_unchanged(tmp_path):
-    truth = pl.concat([make_bars("600000.SH", DAYS, seed=15, dirty=True, float32_noise=True),
-                       make_bars("000001.SZ", DAYS, seed=16, negative=True, dirty=True)])
+    truth = pl.concat(
+        [
+            make_bars("600000.SH", DAYS, seed=15, dirty=True, float32_noise=True),
+            make_bars("000001.SZ", DAYS, seed=16, negative=True, dirty=True),
+        ]
+    )
     path = write_text(tmp_path / "dirty.csv", render(truth, "cn_minute"))
     df, rejects = parse(path)
     assert rejects == []
@@ -420,6 +488,7 @@ def test_dirty_but_valid_rows_are_kept_unchanged(tmp_path):
 
 # ---- batching -----------------------------------------------------------------------------------
 
+
 def test_batches_give_the_same_result_as_one_batch(tmp_path):
     path, truth = big_file(tmp_path / "big.csv", layout="cn_minute", volume_unit="lots", line_end="\r\n")
     with open(path, "a", encoding="utf-8") as fh:  # some rejects spread through the file
@@ -431,7 +500,10 @@ def test_batches_give_the_same_result_as_one_batch(tmp_path):
     assert len(whole) == 1 and len(batches) > 20
     assert_frame_equal(pl.concat(batches), whole[0])
     assert_frame_equal(whole[0], truth)
-    assert many.rejects == one.rejects and [r.line for r in one.rejects] == [truth.height + 2, truth.height + 3]
+    assert many.rejects == one.rejects and [r.line for r in one.rejects] == [
+        truth.height + 2,
+        truth.height + 3,
+    ]
     assert max(b.height for b in batches) < 100
 
 
@@ -447,8 +519,19 @@ def test_ascii_sample_then_gbk_switches_encoding(tmp_path, monkeypatch):
     lines = ["symbol,dt,open,close,high,low,vol,name"]
     lines += [f"sh600000,2026-01-05 09:{m % 60:02d}:00,1,1,1,1,100,PF" for m in range(100)]
     lines += [f"sh600000,2026-01-06 09:{m % 60:02d}:00,1,1,1,1,100,浦发银行" for m in range(100)]
-    profile = {"name": "with_name", "columns": {"symbol": "code", "dt": "time", "open": "open", "close": "close",
-                                                "high": "high", "low": "low", "vol": "volume", "name": "name"}}
+    profile = {
+        "name": "with_name",
+        "columns": {
+            "symbol": "code",
+            "dt": "time",
+            "open": "open",
+            "close": "close",
+            "high": "high",
+            "low": "low",
+            "vol": "volume",
+            "name": "name",
+        },
+    }
     path = write_text(tmp_path / "mixed.csv", "\n".join(lines) + "\n", encoding="gbk")
     reader = open_minute_csv(path, profile=profile, block_bytes=4096)
     df = reader.read()
@@ -466,13 +549,18 @@ def test_gzip_file(tmp_path):
 
 # ---- file_time_range ----------------------------------------------------------------------------
 
+
 def test_file_time_range_newest_first_across_months(tmp_path):
     truth = make_bars("600000.SH", trading_days(date(2026, 1, 29), 4), seed=18)
     path = write_text(tmp_path / "t.csv", render(truth.reverse(), "tushare"))
     with open(path, "a") as fh:
         fh.write("600000.SH,not a time,1,1,1,1,1,1\n")
     low, high, months = file_time_range(path)
-    assert (low, high, months) == (datetime(2026, 1, 29, 9, 31), datetime(2026, 2, 3, 15, 0), ["2026-01", "2026-02"])
+    assert (low, high, months) == (
+        datetime(2026, 1, 29, 9, 31),
+        datetime(2026, 2, 3, 15, 0),
+        ["2026-01", "2026-02"],
+    )
     assert file_time_range(path, "tushare_stk_mins", block_bytes=2048) == (low, high, months)
 
 
@@ -482,6 +570,7 @@ def test_file_time_range_of_header_only_file(tmp_path):
 
 
 # ---- rejects file, profiles ---------------------------------------------------------------------
+
 
 def test_write_rejects(tmp_path):
     path = write_text(tmp_path / "bad.csv", BAD_FILE)
@@ -499,16 +588,50 @@ def test_write_rejects(tmp_path):
 
 def test_custom_profile_from_json(tmp_path):
     config = tmp_path / "profiles.json"
-    config.write_text(json.dumps({"profiles": [{
-        "name": "vendor_x", "columns": {"Ticker": "code", "BarTime": "time", "O": "open", "H": "high", "L": "low",
-                                        "C": "close", "V": "volume", "Turnover": "amount"},
-        "time_formats": ["%d.%m.%Y %H:%M"], "volume_unit": "lots", "amount_unit": "thousands", "separator": ";"}]}))
+    config.write_text(
+        json.dumps(
+            {
+                "profiles": [
+                    {
+                        "name": "vendor_x",
+                        "columns": {
+                            "Ticker": "code",
+                            "BarTime": "time",
+                            "O": "open",
+                            "H": "high",
+                            "L": "low",
+                            "C": "close",
+                            "V": "volume",
+                            "Turnover": "amount",
+                        },
+                        "time_formats": ["%d.%m.%Y %H:%M"],
+                        "volume_unit": "lots",
+                        "amount_unit": "thousands",
+                        "separator": ";",
+                    }
+                ]
+            }
+        )
+    )
     profiles = load_profiles(config)
     assert profiles[0].name == "vendor_x" and len(profiles) == len(BUILTIN_PROFILES) + 1
-    path = write_text(tmp_path / "x.csv", "ticker;bartime;o;h;l;c;v;turnover\nsz000001;05.01.2026 09:31;10;11;9;10.5;12;12.6\n")
+    path = write_text(
+        tmp_path / "x.csv",
+        "ticker;bartime;o;h;l;c;v;turnover\nsz000001;05.01.2026 09:31;10;11;9;10.5;12;12.6\n",
+    )
     df, rejects = parse(path, profiles=profiles)
     assert rejects == []
-    assert df.row(0) == (datetime(2026, 1, 5, 9, 31), "000001.SZ", None, 10.0, 11.0, 9.0, 10.5, 1200.0, 12600.0)
+    assert df.row(0) == (
+        datetime(2026, 1, 5, 9, 31),
+        "000001.SZ",
+        None,
+        10.0,
+        11.0,
+        9.0,
+        10.5,
+        1200.0,
+        12600.0,
+    )
 
 
 def test_profile_validation_errors():
@@ -525,13 +648,15 @@ def test_profile_validation_errors():
 
 
 def test_every_documented_header_is_detected():
-    headers = {"symbol,dt,open,close,high,low,vol": "symbol_dt",
-               "day,open,high,low,close,volume,amount": "day_ohlcva",
-               "时间,代码,名称,开盘价,收盘价,最高价,最低价,成交量,成交额,涨幅,振幅": "cn_minute",
-               "ts_code,trade_time,open,close,high,low,vol,amount": "tushare_stk_mins",
-               "\ufeffTS_CODE , Trade_Time,OPEN,close,high,low,vol,amount": "tushare_stk_mins",
-               "date,time,open,high,low,close,volume,amount": "generic_date_clock",
-               "datetime,open,close,high,low,volume,money": "generic"}
+    headers = {
+        "symbol,dt,open,close,high,low,vol": "symbol_dt",
+        "day,open,high,low,close,volume,amount": "day_ohlcva",
+        "时间,代码,名称,开盘价,收盘价,最高价,最低价,成交量,成交额,涨幅,振幅": "cn_minute",
+        "ts_code,trade_time,open,close,high,low,vol,amount": "tushare_stk_mins",
+        "\ufeffTS_CODE , Trade_Time,OPEN,close,high,low,vol,amount": "tushare_stk_mins",
+        "date,time,open,high,low,close,volume,amount": "generic_date_clock",
+        "datetime,open,close,high,low,volume,money": "generic",
+    }
     for header, name in headers.items():
         assert detect_profile(header.split(",")).profile.name == name, header
 
@@ -539,14 +664,26 @@ def test_every_documented_header_is_detected():
 # ---- time parsing -------------------------------------------------------------------------------
 
 TIMES = {
-    "2026-01-05 09:31:00": datetime(2026, 1, 5, 9, 31), "2026/01/05 09:31": datetime(2026, 1, 5, 9, 31),
-    "2026/1/5 9:31": datetime(2026, 1, 5, 9, 31), "2026-01-05 09:31": datetime(2026, 1, 5, 9, 31),
-    "20260105 093100": datetime(2026, 1, 5, 9, 31), "202601050931": datetime(2026, 1, 5, 9, 31),
-    "2026-01-05T09:31:00": datetime(2026, 1, 5, 9, 31), "2026-01-05 09:31:00.000": datetime(2026, 1, 5, 9, 31),
-    "2026-01-05T01:31:00Z": datetime(2026, 1, 5, 9, 31), "2026.01.05 09:31": datetime(2026, 1, 5, 9, 31),
+    "2026-01-05 09:31:00": datetime(2026, 1, 5, 9, 31),
+    "2026/01/05 09:31": datetime(2026, 1, 5, 9, 31),
+    "2026/1/5 9:31": datetime(2026, 1, 5, 9, 31),
+    "2026-01-05 09:31": datetime(2026, 1, 5, 9, 31),
+    "20260105 093100": datetime(2026, 1, 5, 9, 31),
+    "202601050931": datetime(2026, 1, 5, 9, 31),
+    "2026-01-05T09:31:00": datetime(2026, 1, 5, 9, 31),
+    "2026-01-05 09:31:00.000": datetime(2026, 1, 5, 9, 31),
+    "2026-01-05T01:31:00Z": datetime(2026, 1, 5, 9, 31),
+    "2026.01.05 09:31": datetime(2026, 1, 5, 9, 31),
     "2026-01-05 9:31:00": datetime(2026, 1, 5, 9, 31),
-    "2026-01-05 09:3": None, "2026-01-05 09:31:0": None, "2026/01/05 09:3": None, "2026-02-30 09:31:00": None,
-    "2026-01-05 24:00:00": None, "2026-01-05": None, "1767576660": None, "abc": None, "": None,
+    "2026-01-05 09:3": None,
+    "2026-01-05 09:31:0": None,
+    "2026/01/05 09:3": None,
+    "2026-02-30 09:31:00": None,
+    "2026-01-05 24:00:00": None,
+    "2026-01-05": None,
+    "1767576660": None,
+    "abc": None,
+    "": None,
 }
 
 
@@ -613,7 +750,9 @@ def _bytes(rows: list, sep: str = ",", end: str = "\n", encoding: str = "utf-8",
     return (b"\xef\xbb\xbf" if bom else b"") + text.encode(encoding)
 
 
-def _retimed(fmt: Callable[[datetime], str], layout: str = "tushare", only: Collection[int] | None = None) -> bytes:
+def _retimed(
+    fmt: Callable[[datetime], str], layout: str = "tushare", only: Collection[int] | None = None
+) -> bytes:
     rows = _table(layout)
     column = rows[0].index({"tushare": "trade_time", "cn_minute": "时间"}[layout])
     for i, (row, t) in enumerate(zip(rows[1:], GOOD_TIMES)):
@@ -637,19 +776,23 @@ def _set(**fields) -> Callable[[list[str]], list[str]]:
         for key, value in fields.items():
             row[index[key]] = value
         return row
+
     return edit
 
 
 def _inserted(at: int, *lines: str) -> bytes:
     rows = _table()
-    rows[at + 1:at + 1] = list(lines)
+    rows[at + 1 : at + 1] = list(lines)
     return _bytes(rows)
 
 
 def _date_clock(date_fmt: str) -> bytes:
     rows = ["date,time,open,high,low,close,volume,amount"]
-    rows += [f"{r['time']:{date_fmt}},{r['time']:%H:%M},{r['open']},{r['high']},{r['low']},{r['close']},"
-             f"{r['volume']:.0f},{r['amount']}" for r in GOOD.iter_rows(named=True)]
+    rows += [
+        f"{r['time']:{date_fmt}},{r['time']:%H:%M},{r['open']},{r['high']},{r['low']},{r['close']},"
+        f"{r['volume']:.0f},{r['amount']}"
+        for r in GOOD.iter_rows(named=True)
+    ]
     return _bytes(rows)
 
 
@@ -666,97 +809,227 @@ def _gzip_cut() -> bytes:
     return data[: len(data) // 2]
 
 
-AMPM = {"name": "ampm", "columns": {"ts_code": "code", "trade_time": "time", "open": "open", "close": "close",
-                                    "high": "high", "low": "low", "vol": "volume", "amount": "amount"},
-        "time_formats": ["%Y-%m-%d %I:%M:%S %p", "auto"], "volume_unit": "shares"}  # AM/PM, else 24-hour
+AMPM = {
+    "name": "ampm",
+    "columns": {
+        "ts_code": "code",
+        "trade_time": "time",
+        "open": "open",
+        "close": "close",
+        "high": "high",
+        "low": "low",
+        "vol": "volume",
+        "amount": "amount",
+    },
+    "time_formats": ["%Y-%m-%d %I:%M:%S %p", "auto"],
+    "volume_unit": "shares",
+}  # AM/PM, else 24-hour
 NEVER = "time column 'trade_time' of profile 'tushare_stk_mins' never parses: "
 
 CORPUS = [
     # -- time columns that never parse: the file's error (issue 15 item 3) --
-    Case("dates_mm_dd_yyyy", _retimed(lambda t: f"{t:%m/%d/%Y %H:%M}"),
-         Err(NEVER + "'01/05/2026 09:31', '01/05/2026 09:32', '01/05/2026 09:33' ... (0 of 240 rows)")),
-    Case("dates_dd_mm_yyyy", _retimed(lambda t: f"{t:%d-%m-%Y %H:%M:%S}"), Err(NEVER + "'05-01-2026 09:31:00'")),
+    Case(
+        "dates_mm_dd_yyyy",
+        _retimed(lambda t: f"{t:%m/%d/%Y %H:%M}"),
+        Err(NEVER + "'01/05/2026 09:31', '01/05/2026 09:32', '01/05/2026 09:33' ... (0 of 240 rows)"),
+    ),
+    Case(
+        "dates_dd_mm_yyyy", _retimed(lambda t: f"{t:%d-%m-%Y %H:%M:%S}"), Err(NEVER + "'05-01-2026 09:31:00'")
+    ),
     Case("excel_serials", _retimed(_excel_serial), Err(NEVER + "'46027.396528'")),
     Case("unix_epoch_ms", _retimed(lambda t: str(_epoch(t) * 1000)), Err(NEVER + "'1767576660000'")),
     Case("unix_epoch_seconds", _retimed(lambda t: str(_epoch(t))), Err(NEVER + "'1767576660'")),
-    Case("dates_without_time_daily_file", _retimed(lambda t: f"{t:%Y-%m-%d}"),
-         Err(NEVER + "'2026-01-05' ... (0 of 240 rows)")),
-    Case("date_and_clock_mm_dd_yyyy", _date_clock("%m/%d/%Y"),
-         Err("time column 'date'+'time' of profile 'generic_date_clock' never parses: '01/05/2026 09:31'")),
-    Case("am_pm_no_profile_reads_it", _retimed(lambda t: f"{t:%Y-%m-%d %I:%M:%S %p}"),
-         Err(NEVER + "'2026-01-05 09:31:00 AM'")),
-    Case("time_column_empty", _retimed(lambda t: ""),
-         Err("time column 'trade_time' of profile 'tushare_stk_mins' is empty in every row (0 of 240 rows)")),
+    Case(
+        "dates_without_time_daily_file",
+        _retimed(lambda t: f"{t:%Y-%m-%d}"),
+        Err(NEVER + "'2026-01-05' ... (0 of 240 rows)"),
+    ),
+    Case(
+        "date_and_clock_mm_dd_yyyy",
+        _date_clock("%m/%d/%Y"),
+        Err("time column 'date'+'time' of profile 'generic_date_clock' never parses: '01/05/2026 09:31'"),
+    ),
+    Case(
+        "am_pm_no_profile_reads_it",
+        _retimed(lambda t: f"{t:%Y-%m-%d %I:%M:%S %p}"),
+        Err(NEVER + "'2026-01-05 09:31:00 AM'"),
+    ),
+    Case(
+        "time_column_empty",
+        _retimed(lambda t: ""),
+        Err("time column 'trade_time' of profile 'tushare_stk_mins' is empty in every row (0 of 240 rows)"),
+    ),
     # -- implausible clocks: the file's error (issue 15 item 9) --
-    Case("twelve_hour_clock_without_am_pm", _retimed(lambda t: f"{t:%Y-%m-%d %I:%M:%S}"),
-         Err("120 bars at 01:00-03:00 and none from 12:00 on 1 day, first '2026-01-05 01:01:00': "
-             "looks like a 12-hour clock without AM/PM (A-share")),
-    Case("twelve_hour_clock_excel_style_cn", _retimed(lambda t: f"{t.year}/{t.month}/{t.day} {t.hour % 12}:{t:%M}",
-                                                      layout="cn_minute"),
-         Err("time column '时间' of profile 'cn_minute': 120 bars at 01:00-03:00")),
-    Case("utc_times_without_offset", _retimed(lambda t: f"{t - timedelta(hours=8):%Y-%m-%d %H:%M:%S}"),
-         Err("looks like a 12-hour clock without AM/PM, or UTC times without an offset")),
+    Case(
+        "twelve_hour_clock_without_am_pm",
+        _retimed(lambda t: f"{t:%Y-%m-%d %I:%M:%S}"),
+        Err(
+            "120 bars at 01:00-03:00 and none from 12:00 on 1 day, first '2026-01-05 01:01:00': "
+            "looks like a 12-hour clock without AM/PM (A-share"
+        ),
+    ),
+    Case(
+        "twelve_hour_clock_excel_style_cn",
+        _retimed(lambda t: f"{t.year}/{t.month}/{t.day} {t.hour % 12}:{t:%M}", layout="cn_minute"),
+        Err("time column '时间' of profile 'cn_minute': 120 bars at 01:00-03:00"),
+    ),
+    Case(
+        "utc_times_without_offset",
+        _retimed(lambda t: f"{t - timedelta(hours=8):%Y-%m-%d %H:%M:%S}"),
+        Err("looks like a 12-hour clock without AM/PM, or UTC times without an offset"),
+    ),
     # -- no row readable for another reason: the file's error, never "done" with 0 rows --
-    Case("rows_use_another_delimiter", _bytes([_table()[0]] + [";".join(r) for r in _table()[1:]]),
-         Err("no row can be read: all 240 data rows were rejected (240 wrong field count); "
-             "first on line 2: wrong field count: expected 8, got 1")),
-    Case("every_code_unreadable", _edited({i: _set(ts_code="HK.00700") for i in range(240)}),
-         Err("no row can be read: all 240 data rows were rejected (240 bad code)", span=False)),
+    Case(
+        "rows_use_another_delimiter",
+        _bytes([_table()[0]] + [";".join(r) for r in _table()[1:]]),
+        Err(
+            "no row can be read: all 240 data rows were rejected (240 wrong field count); "
+            "first on line 2: wrong field count: expected 8, got 1"
+        ),
+    ),
+    Case(
+        "every_code_unreadable",
+        _edited({i: _set(ts_code="HK.00700") for i in range(240)}),
+        Err("no row can be read: all 240 data rows were rejected (240 bad code)", span=False),
+    ),
     # -- bytes that are not a readable CSV --
     Case("gzip_truncated", _gzip_cut(), Err("cannot read the file"), name="600000.SH.csv.gz"),
-    Case("plain_text_named_gz", render(GOOD, "tushare").encode(), Err("cannot read the file: Not a gzipped file"),
-         name="600000.SH.csv.gz"),
-    Case("xlsx_saved_as_csv", b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00[Content_Types].xml" + bytes(200),
-         Err("line 1: NUL bytes in the header")),
-    Case("html_error_page", b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head></html>\n",
-         Err("header not recognized; columns seen: ['<!DOCTYPE html>']")),
+    Case(
+        "plain_text_named_gz",
+        render(GOOD, "tushare").encode(),
+        Err("cannot read the file: Not a gzipped file"),
+        name="600000.SH.csv.gz",
+    ),
+    Case(
+        "xlsx_saved_as_csv",
+        b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00[Content_Types].xml" + bytes(200),
+        Err("line 1: NUL bytes in the header"),
+    ),
+    Case(
+        "html_error_page",
+        b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head></html>\n",
+        Err("header not recognized; columns seen: ['<!DOCTYPE html>']"),
+    ),
     # -- per-line rejects, counted, the good rows kept --
-    Case("prices_as_text", _edited({i: _set(open="ten") for i in (3, 50, 200)}), Rej(3, "bad number in open: 'ten'", 237)),
-    Case("mixed_date_formats", _retimed(lambda t: f"{t:%m/%d/%Y %H:%M}", only=range(100, 105)),
-         Rej(5, "bad time: '01/05/2026 ", 235)),
-    Case("thousands_separator_unquoted", _edited({7: _set(amount="1,234,567.5")}),
-         Rej(1, "wrong field count: expected 8, got 10", 239)),
-    Case("header_repeated_mid_file", _inserted(120, "ts_code,trade_time,open,close,high,low,vol,amount"),
-         Rej(1, "bad time: 'trade_time'; bad code: 'ts_code'", 240)),
+    Case(
+        "prices_as_text",
+        _edited({i: _set(open="ten") for i in (3, 50, 200)}),
+        Rej(3, "bad number in open: 'ten'", 237),
+    ),
+    Case(
+        "mixed_date_formats",
+        _retimed(lambda t: f"{t:%m/%d/%Y %H:%M}", only=range(100, 105)),
+        Rej(5, "bad time: '01/05/2026 ", 235),
+    ),
+    Case(
+        "thousands_separator_unquoted",
+        _edited({7: _set(amount="1,234,567.5")}),
+        Rej(1, "wrong field count: expected 8, got 10", 239),
+    ),
+    Case(
+        "header_repeated_mid_file",
+        _inserted(120, "ts_code,trade_time,open,close,high,low,vol,amount"),
+        Rej(1, "bad time: 'trade_time'; bad code: 'ts_code'", 240),
+    ),
     Case("summary_line_at_the_end", _inserted(240, "Total: 240 rows"), Rej(1, "expected 8, got 1", 240)),
     Case("row_missing_a_field_mid_file", _edited({60: lambda r: r[:-1]}), Rej(1, "expected 8, got 7", 239)),
-    Case("undecodable_bytes_in_one_row",
-         _bytes(_table()).replace(b"600000.SH,2026-01-05 09:41", b"600000\xff\xfe,2026-01-05 09:41"),
-         Rej(1, "line can't be decoded as utf-8-sig", 239)),
-    Case("nul_byte_in_a_code", _edited({20: _set(ts_code="600000.SH\x00")}), Rej(1, "bad code: '600000.SH\x00'", 239)),
-    Case("volume_overflows_to_inf", _edited({30: _set(vol="1e400")}), Rej(1, "bad number in volume: '1e400'", 239)),
-    Case("very_long_line", _inserted(100, "x" * 300_000), Rej(1, "wrong field count: expected 8, got 1", 240)),
+    Case(
+        "undecodable_bytes_in_one_row",
+        _bytes(_table()).replace(b"600000.SH,2026-01-05 09:41", b"600000\xff\xfe,2026-01-05 09:41"),
+        Rej(1, "line can't be decoded as utf-8-sig", 239),
+    ),
+    Case(
+        "nul_byte_in_a_code",
+        _edited({20: _set(ts_code="600000.SH\x00")}),
+        Rej(1, "bad code: '600000.SH\x00'", 239),
+    ),
+    Case(
+        "volume_overflows_to_inf",
+        _edited({30: _set(vol="1e400")}),
+        Rej(1, "bad number in volume: '1e400'", 239),
+    ),
+    Case(
+        "very_long_line", _inserted(100, "x" * 300_000), Rej(1, "wrong field count: expected 8, got 1", 240)
+    ),
     # -- documented, counted acceptances: kept unchanged, cleaning belongs to the aggregates --
-    Case("negative_volume", _edited({5: _set(vol="-100")}), Ok(240, "kept; the K-line's WHERE volume >= 0 drops it")),
-    Case("high_below_low", _edited({6: _set(high="9.0", low="11.0")}), Ok(240, "kept; the K-line's WHERE drops it")),
-    Case("nan_prices", _edited({7: _set(close="NaN"), 8: _set(open="nan")}), Ok(240, "null tokens become NULL",
-                                                                              lambda df: df["close"].null_count() == 1)),
-    Case("zero_prices", _edited({9: _set(open="0", close="0", high="0", low="0")}), Ok(240, "kept like open = 0")),
-    Case("times_out_of_session", _inserted(0, "600000.SH,2026-01-05 08:00:00,10,10,10,10,100,1000")
-         .replace(b"\n600000.SH,2026-01-05 15:00:00", b"\n600000.SH,2026-01-05 20:00:00"),
-         Ok(241, "kept; only a 01:00-03:00 day without afternoon is an error",
-            lambda df: df["time"].dt.hour().max() == 20)),
+    Case(
+        "negative_volume",
+        _edited({5: _set(vol="-100")}),
+        Ok(240, "kept; the K-line's WHERE volume >= 0 drops it"),
+    ),
+    Case(
+        "high_below_low",
+        _edited({6: _set(high="9.0", low="11.0")}),
+        Ok(240, "kept; the K-line's WHERE drops it"),
+    ),
+    Case(
+        "nan_prices",
+        _edited({7: _set(close="NaN"), 8: _set(open="nan")}),
+        Ok(240, "null tokens become NULL", lambda df: df["close"].null_count() == 1),
+    ),
+    Case(
+        "zero_prices",
+        _edited({9: _set(open="0", close="0", high="0", low="0")}),
+        Ok(240, "kept like open = 0"),
+    ),
+    Case(
+        "times_out_of_session",
+        _inserted(0, "600000.SH,2026-01-05 08:00:00,10,10,10,10,100,1000").replace(
+            b"\n600000.SH,2026-01-05 15:00:00", b"\n600000.SH,2026-01-05 20:00:00"
+        ),
+        Ok(
+            241,
+            "kept; only a 01:00-03:00 day without afternoon is an error",
+            lambda df: df["time"].dt.hour().max() == 20,
+        ),
+    ),
     Case("morning_only_half_day", _bytes(_table()[:121]), Ok(120, "no 01:00-03:00 bars: no 12-hour clock")),
-    Case("duplicate_minutes", _inserted(50, *[",".join(r) for r in _table()[1:4]]),
-         Ok(243, "kept; the loader keeps the last of a repeated bar")),
-    Case("code_column_disagrees_with_file_name", _bytes(_table()), Ok(240, "the code column wins over the name",
-                                                                      lambda df: df["code"].unique().to_list() == ["600000.SH"]),
-         name="000002.SZ.csv"),
+    Case(
+        "duplicate_minutes",
+        _inserted(50, *[",".join(r) for r in _table()[1:4]]),
+        Ok(243, "kept; the loader keeps the last of a repeated bar"),
+    ),
+    Case(
+        "code_column_disagrees_with_file_name",
+        _bytes(_table()),
+        Ok(
+            240,
+            "the code column wins over the name",
+            lambda df: df["code"].unique().to_list() == ["600000.SH"],
+        ),
+        name="000002.SZ.csv",
+    ),
     Case("crlf_line_ends", _bytes(_table(), end="\r\n"), Ok(240, "CRLF stripped")),
     Case("cr_only_line_ends", _bytes(_table(), end="\r"), Ok(240, "old Mac line ends")),
     Case("utf8_bom_english_header", _bytes(_table(), bom=True), Ok(240, "BOM dropped")),
-    Case("quoted_and_padded_fields", _bytes([' "' + '" , "'.join(r) + '" ' for r in _table()]),
-         Ok(240, "quotes and spaces trimmed", lambda df: df["code"][0] == "600000.SH")),
-    Case("extra_unknown_columns", _bytes([r + [("pct_chg" if i == 0 else "0.1")] for i, r in enumerate(_table())]),
-         Ok(240, "columns no profile maps are ignored")),
+    Case(
+        "quoted_and_padded_fields",
+        _bytes([' "' + '" , "'.join(r) + '" ' for r in _table()]),
+        Ok(240, "quotes and spaces trimmed", lambda df: df["code"][0] == "600000.SH"),
+    ),
+    Case(
+        "extra_unknown_columns",
+        _bytes([r + [("pct_chg" if i == 0 else "0.1")] for i, r in enumerate(_table())]),
+        Ok(240, "columns no profile maps are ignored"),
+    ),
     Case("tab_separated", _bytes(_table(), sep="\t"), Ok(240, "separator detected from the header")),
     Case("semicolon_separated", _bytes(_table(), sep=";"), Ok(240, "separator detected from the header")),
-    Case("scientific_notation_volume", _edited({11: _set(vol="1.2e+05")}), Ok(240, "a number",
-                                                                              lambda df: df["volume"][11] == 120000.0)),
+    Case(
+        "scientific_notation_volume",
+        _edited({11: _set(vol="1.2e+05")}),
+        Ok(240, "a number", lambda df: df["volume"][11] == 120000.0),
+    ),
     Case("no_final_line_end", _bytes(_table())[:-1], Ok(240, "last line complete")),
-    Case("am_pm_with_a_profile_that_reads_it", _retimed(lambda t: f"{t:%Y-%m-%d %I:%M:%S %p}"),
-         Ok(240, "%p read by the profile: afternoon at 13:01-15:00", lambda df: df["time"].to_list() == GOOD_TIMES),
-         profiles=[AMPM]),
+    Case(
+        "am_pm_with_a_profile_that_reads_it",
+        _retimed(lambda t: f"{t:%Y-%m-%d %I:%M:%S %p}"),
+        Ok(
+            240,
+            "%p read by the profile: afternoon at 13:01-15:00",
+            lambda df: df["time"].to_list() == GOOD_TIMES,
+        ),
+        profiles=[AMPM],
+    ),
 ]
 
 
@@ -797,7 +1070,9 @@ def test_bad_input_corpus(tmp_path, case):
     frame, reader = result
     if isinstance(expect, Rej):
         assert reader.reject_count == expect.count and len(reader.rejects) == expect.count
-        assert all(expect.fragment in r.reason and r.file == str(path) for r in reader.rejects), reader.rejects
+        assert all(expect.fragment in r.reason and r.file == str(path) for r in reader.rejects), (
+            reader.rejects
+        )
         assert frame.height == expect.rows == reader.rows
     else:
         assert (frame.height, reader.reject_count) == (expect.rows, 0), reader.rejects
@@ -810,6 +1085,7 @@ def test_corpus_size():
 
 
 # ---- whole-file time checks, file reading errors, profile fingerprints ----------------------------
+
 
 def _mdy_file(path, days: int = 20, garbage_first: int = 0):
     truth = make_bars("600000.SH", trading_days(date(2026, 1, 5), days), seed=32)
@@ -828,11 +1104,16 @@ def test_time_column_that_never_parses_is_found_at_open(tmp_path, monkeypatch):
     with pytest.raises(minute_csv.TimeColumnError) as error:
         open_minute_csv(path)  # before a single batch: nothing of the file is read as rows
     message = str(error.value)
-    assert message.startswith(f"{path}: time column 'trade_time' of profile 'tushare_stk_mins' never parses: "
-                              "'01/05/2026 09:31', '01/05/2026 09:32', '01/05/2026 09:33' ... (0 of the first ")
+    assert message.startswith(
+        f"{path}: time column 'trade_time' of profile 'tushare_stk_mins' never parses: "
+        "'01/05/2026 09:31', '01/05/2026 09:32', '01/05/2026 09:33' ... (0 of the first "
+    )
     assert "add a profile with time_formats" in message
     assert (error.value.column, error.value.profile, error.value.samples[0]) == (
-        "'trade_time'", "tushare_stk_mins", "01/05/2026 09:31")
+        "'trade_time'",
+        "tushare_stk_mins",
+        "01/05/2026 09:31",
+    )
 
 
 def test_time_column_that_never_parses_after_the_sample_fails_the_read(tmp_path, monkeypatch):
@@ -840,7 +1121,10 @@ def test_time_column_that_never_parses_after_the_sample_fails_the_read(tmp_path,
     path = tmp_path / "600000.SH.csv"
     truth = _mdy_file(path, days=2, garbage_first=1000)  # the sample holds only garbage lines
     reader = open_minute_csv(path, block_bytes=4096)
-    with pytest.raises(minute_csv.TimeColumnError, match=rf"never parses: '01/05/2026 09:31', .* \(0 of {truth.height} rows\)"):
+    with pytest.raises(
+        minute_csv.TimeColumnError,
+        match=rf"never parses: '01/05/2026 09:31', .* \(0 of {truth.height} rows\)",
+    ):
         reader.read()
     with pytest.raises(minute_csv.TimeColumnError, match=rf"\(0 of {truth.height} rows\)"):
         file_time_range(path, block_bytes=4096)
@@ -873,7 +1157,9 @@ def test_twelve_hour_clock_beyond_the_sample_fails_the_read_with_its_line(tmp_pa
     with pytest.raises(minute_csv.TimeColumnError) as error:
         reader.read()
     assert error.value.line == first
-    assert f"120 bars at 01:00-03:00 and none from 12:00 on 1 day, first '{day5} 01:01:00'" in str(error.value)
+    assert f"120 bars at 01:00-03:00 and none from 12:00 on 1 day, first '{day5} 01:01:00'" in str(
+        error.value
+    )
     with pytest.raises(minute_csv.TimeColumnError, match="12-hour clock"):
         file_time_range(path, block_bytes=8192)  # found in small blocks too
 
@@ -885,8 +1171,11 @@ def test_truncated_gzip_beyond_the_sample_is_a_file_error(tmp_path, monkeypatch)
     path = tmp_path / "600000.SH.csv.gz"
     path.write_bytes(data[: len(data) * 2 // 3])
     reader = open_minute_csv(path, block_bytes=4096)
-    with pytest.raises(CsvFileError, match=r"600000.SH.csv.gz: cannot read the file to its end \(after line \d+\): "
-                                           "Compressed file ended"):
+    with pytest.raises(
+        CsvFileError,
+        match=r"600000.SH.csv.gz: cannot read the file to its end \(after line \d+\): "
+        "Compressed file ended",
+    ):
         reader.read()
 
 
@@ -894,14 +1183,30 @@ def test_profiles_fingerprint_changes_with_what_reads_a_file(tmp_path):
     base = profiles_fingerprint()
     assert base == profiles_fingerprint(BUILTIN_PROFILES) == profiles_fingerprint(load_profiles())
     assert len(base) == 64 and int(base, 16) >= 0
-    mdy = {"name": "mdy", "columns": {"ts_code": "code", "trade_time": "time", "open": "open", "close": "close",
-                                      "high": "high", "low": "low", "vol": "volume", "amount": "amount"},
-           "time_formats": ["%m/%d/%Y %H:%M", "auto"], "volume_unit": "shares"}
+    mdy = {
+        "name": "mdy",
+        "columns": {
+            "ts_code": "code",
+            "trade_time": "time",
+            "open": "open",
+            "close": "close",
+            "high": "high",
+            "low": "low",
+            "vol": "volume",
+            "amount": "amount",
+        },
+        "time_formats": ["%m/%d/%Y %H:%M", "auto"],
+        "volume_unit": "shares",
+    }
     fixed = load_profiles([mdy])
     assert profiles_fingerprint(fixed) == profiles_fingerprint(load_profiles([dict(mdy)]))  # stable
     assert profiles_fingerprint(fixed) != base
-    assert profiles_fingerprint(load_profiles([{**mdy, "description": "notes only"}])) == profiles_fingerprint(fixed)
-    assert profiles_fingerprint(load_profiles([{**mdy, "time_formats": ["%m/%d/%Y %H:%M"]}])) != profiles_fingerprint(fixed)
+    assert profiles_fingerprint(
+        load_profiles([{**mdy, "description": "notes only"}])
+    ) == profiles_fingerprint(fixed)
+    assert profiles_fingerprint(
+        load_profiles([{**mdy, "time_formats": ["%m/%d/%Y %H:%M"]}])
+    ) != profiles_fingerprint(fixed)
     assert profiles_fingerprint(list(reversed(BUILTIN_PROFILES))) != base  # order decides ties
 
     # The loader's retry: quarantined under `base`, read again once the profile set changed.
@@ -914,6 +1219,7 @@ def test_profiles_fingerprint_changes_with_what_reads_a_file(tmp_path):
 
 
 # --- Implausible times (issue #28: core/plausibility.py) -----------------------------------------
+
 
 def _year_typo_lines(truth: pl.DataFrame, rows: range) -> list[str]:
     """The file's lines with the year of the given data rows typed as 2062 instead of 2026."""
@@ -932,7 +1238,9 @@ def test_year_typo_rows_are_rejected_with_the_reason_and_leave_their_month_out(t
     assert reader.reject_count == 12 and reader.reject_reasons == {"implausible time": 12}
     assert reader.summary()["rejects_by_reason"] == {"implausible time": 12}
     line, reason = reader.rejects[0].line, reader.rejects[0].reason
-    assert line == 102 and reason.startswith("implausible time: '2062-01-05 11:11:00' is after now + 10 min (")
+    assert line == 102 and reason.startswith(
+        "implausible time: '2062-01-05 11:11:00' is after now + 10 min ("
+    )
     assert file_time_range(path).months == ["2026-01"]  # the sensor and the landing index never see 2062
 
 
@@ -941,20 +1249,27 @@ def test_a_file_of_only_implausible_times_is_refused_naming_the_column_and_sampl
     path = write_text(tmp_path / "t.csv", "\n".join(_year_typo_lines(truth, range(truth.height))) + "\n")
     with pytest.raises(minute_csv.TimeColumnError) as error:
         open_minute_csv(path)  # the sample is the whole file: refused at open
-    assert (error.value.column, error.value.samples[:2]) == ("'trade_time'", ["2062-01-05 09:31:00",
-                                                                               "2062-01-05 09:32:00"])
+    assert (error.value.column, error.value.samples[:2]) == (
+        "'trade_time'",
+        ["2062-01-05 09:31:00", "2062-01-05 09:32:00"],
+    )
     assert "is implausible in every row: '2062-01-05 09:31:00'" in str(error.value)
     assert f"(0 of {truth.height} rows inside the plausible window 1990-12-01 .. " in str(error.value)
 
 
-def test_implausible_times_in_the_sample_alone_do_not_refuse_a_file_with_good_rows_further_on(tmp_path,
-                                                                                          monkeypatch):
+def test_implausible_times_in_the_sample_alone_do_not_refuse_a_file_with_good_rows_further_on(
+    tmp_path, monkeypatch
+):
     monkeypatch.setattr(minute_csv, "SAMPLE_BYTES", 4096)
     truth = make_bars("600000.SH", trading_days(date(2026, 1, 5), 3), seed=43)
-    path = write_text(tmp_path / "t.csv", "\n".join(_year_typo_lines(truth, range(240))) + "\n")  # day 1 typed
+    path = write_text(
+        tmp_path / "t.csv", "\n".join(_year_typo_lines(truth, range(240))) + "\n"
+    )  # day 1 typed
     reader = open_minute_csv(path, block_bytes=4096)
     assert reader.read().height == truth.height - 240 and reader.reject_count == 240
     epoch = truth.head(3).with_columns(time=pl.Series([datetime(1970, 1, 1, 8, 0)] * 3))
     early = write_text(tmp_path / "epoch.csv", render(epoch, "tushare"))
-    with pytest.raises(minute_csv.TimeColumnError, match="is before SSE/SZSE/BSE's earliest plausible day 1990-12-01"):
+    with pytest.raises(
+        minute_csv.TimeColumnError, match="is before SSE/SZSE/BSE's earliest plausible day 1990-12-01"
+    ):
         read_minute_csv(early)

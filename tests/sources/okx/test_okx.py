@@ -49,57 +49,149 @@ server, _clean = crypto_replay(ReplayConfig(seed=5, trades_per_day=2000, burst_s
 
 # ---- parsers on the vendor's exact bodies ---------------------------------------------------
 
+
 def test_history_trades_everything_is_a_string():
-    body = {"code": "0", "msg": "", "data": [
-        {"instId": "BTC-USDT", "side": "sell", "sz": "0.00001", "px": "29963.2", "source": "0",
-         "tradeId": "242720720", "ts": "1654161646974"},
-        {"instId": "BTC-USDT", "side": "buy", "sz": "0.5", "px": "29963.3", "tradeId": "242720719",
-         "ts": "1654161646974"}]}
+    body = {
+        "code": "0",
+        "msg": "",
+        "data": [
+            {
+                "instId": "BTC-USDT",
+                "side": "sell",
+                "sz": "0.00001",
+                "px": "29963.2",
+                "source": "0",
+                "tradeId": "242720720",
+                "ts": "1654161646974",
+            },
+            {
+                "instId": "BTC-USDT",
+                "side": "buy",
+                "sz": "0.5",
+                "px": "29963.3",
+                "tradeId": "242720719",
+                "ts": "1654161646974",
+            },
+        ],
+    }
     frame = parse_history_trades(body, "BTC-USDT")
     assert frame.schema == pl.Schema(TRADES_SCHEMA)
-    assert frame.row(0) == (datetime(2022, 6, 2, 9, 20, 46, 974000, tzinfo=UTC), "OKX", "BTC-USDT", "242720720",
-                            29963.2, 0.00001, 29963.2 * 0.00001, "sell", 242720720)
+    assert frame.row(0) == (
+        datetime(2022, 6, 2, 9, 20, 46, 974000, tzinfo=UTC),
+        "OKX",
+        "BTC-USDT",
+        "242720720",
+        29963.2,
+        0.00001,
+        29963.2 * 0.00001,
+        "sell",
+        242720720,
+    )
     assert frame["side"].to_list() == ["sell", "buy"]  # OKX's side already is the taker's
 
 
 def test_swap_sizes_are_contracts():
-    body = {"code": "0", "msg": "", "data": [{"instId": "BTC-USDT-SWAP", "side": "buy", "sz": "3", "px": "60000",
-                                               "tradeId": "1", "ts": "1654161646974"}]}
-    row = parse_history_trades(body, "BTC-USDT-SWAP", reference=known("OKX", "BTC-USDT-SWAP")).row(0, named=True)
+    body = {
+        "code": "0",
+        "msg": "",
+        "data": [
+            {
+                "instId": "BTC-USDT-SWAP",
+                "side": "buy",
+                "sz": "3",
+                "px": "60000",
+                "tradeId": "1",
+                "ts": "1654161646974",
+            }
+        ],
+    }
+    row = parse_history_trades(body, "BTC-USDT-SWAP", reference=known("OKX", "BTC-USDT-SWAP")).row(
+        0, named=True
+    )
     assert row["quantity"] == pytest.approx(0.03) and row["amount"] == pytest.approx(1800.0)
-    inverse = parse_history_trades({**body, "data": [{**body["data"][0], "instId": "BTC-USD-SWAP"}]}, "BTC-USD-SWAP",
-                                   reference=known("OKX", "BTC-USD-SWAP"))
+    inverse = parse_history_trades(
+        {**body, "data": [{**body["data"][0], "instId": "BTC-USD-SWAP"}]},
+        "BTC-USD-SWAP",
+        reference=known("OKX", "BTC-USD-SWAP"),
+    )
     assert inverse["amount"][0] == 300.0 and inverse["quantity"][0] == pytest.approx(0.005)
     with pytest.raises(SourceDataError, match="contract value"):
-        parse_history_trades({**body, "data": [{**body["data"][0], "instId": "XYZ-USDT-SWAP"}]}, "XYZ-USDT-SWAP")
+        parse_history_trades(
+            {**body, "data": [{**body["data"][0], "instId": "XYZ-USDT-SWAP"}]}, "XYZ-USDT-SWAP"
+        )
 
 
 def test_books_levels_are_px_sz_zero_orders():
-    body = {"code": "0", "msg": "", "data": [{"asks": [["41006.8", "0.60038921", "0", "1"]],
-                                              "bids": [["41006.3", "0.30178218", "0", "2"],
-                                                       ["41006.1", "0.1", "0", "5"]],
-                                              "ts": "1629966436396"}]}
+    body = {
+        "code": "0",
+        "msg": "",
+        "data": [
+            {
+                "asks": [["41006.8", "0.60038921", "0", "1"]],
+                "bids": [["41006.3", "0.30178218", "0", "2"], ["41006.1", "0.1", "0", "5"]],
+                "ts": "1629966436396",
+            }
+        ],
+    }
     frame = parse_books(body, "BTC-USDT")
     assert frame.schema == pl.Schema(BOOKS_SCHEMA)
     ts = datetime(2021, 8, 26, 8, 27, 16, 396000, tzinfo=UTC)
-    assert frame.rows() == [(ts, "OKX", "BTC-USDT", "bid", 0, 41006.3, 0.30178218, None),
-                            (ts, "OKX", "BTC-USDT", "bid", 1, 41006.1, 0.1, None),
-                            (ts, "OKX", "BTC-USDT", "ask", 0, 41006.8, 0.60038921, None)]
+    assert frame.rows() == [
+        (ts, "OKX", "BTC-USDT", "bid", 0, 41006.3, 0.30178218, None),
+        (ts, "OKX", "BTC-USDT", "bid", 1, 41006.1, 0.1, None),
+        (ts, "OKX", "BTC-USDT", "ask", 0, 41006.8, 0.60038921, None),
+    ]
     body["data"][0]["seqId"] = 3082552170
     assert parse_books(body, "BTC-USDT")["update_id"].unique().to_list() == [3082552170]
 
 
 def test_candles_nine_strings_and_unconfirmed_bars_dropped_and_counted():
     # the documented example's shape; its times (1597026383085, not on a minute) moved to minute opens
-    body = {"code": "0", "msg": "", "data": [
-        ["1597026420000", "3.721", "3.743", "3.677", "3.708", "8422410", "22698348.04828491", "22698348.04828491", "0"],
-        ["1597026360000", "3.731", "3.799", "3.494", "3.72", "24912403", "67632347.24399722", "67632347.24399722",
-         "1"]]}
+    body = {
+        "code": "0",
+        "msg": "",
+        "data": [
+            [
+                "1597026420000",
+                "3.721",
+                "3.743",
+                "3.677",
+                "3.708",
+                "8422410",
+                "22698348.04828491",
+                "22698348.04828491",
+                "0",
+            ],
+            [
+                "1597026360000",
+                "3.731",
+                "3.799",
+                "3.494",
+                "3.72",
+                "24912403",
+                "67632347.24399722",
+                "67632347.24399722",
+                "1",
+            ],
+        ],
+    }
     drops = Counter()
     frame = parse_candles(body, "ETH-USDT", drops=drops)
     assert frame.schema == pl.Schema(BARS_SCHEMA)
-    assert frame.rows() == [(datetime(2020, 8, 10, 2, 26, tzinfo=UTC), "OKX", "ETH-USDT", 3.731, 3.799,
-                             3.494, 3.72, 24912403.0, 67632347.24399722, None)]
+    assert frame.rows() == [
+        (
+            datetime(2020, 8, 10, 2, 26, tzinfo=UTC),
+            "OKX",
+            "ETH-USDT",
+            3.731,
+            3.799,
+            3.494,
+            3.72,
+            24912403.0,
+            67632347.24399722,
+            None,
+        )
+    ]
     assert drops == {"unconfirmed": 1}
     body["data"][1][0] = "1597026383085"  # the documented example's own time: not a minute's open
     with pytest.raises(SourceDataError, match="candle 2020-08-10 02:26:23 opens at .* not on a minute"):
@@ -122,15 +214,27 @@ def test_a_page_read_on_its_columns_is_the_page_read_record_by_record(instrument
     breaks a rule): spot, linear and inverse."""
     ref = known("OKX", instrument) if instrument.endswith("SWAP") else None
     sizer, ctx = ContractSizer(instrument, ref), Page("OKX", instrument)
-    trades = [{"instId": instrument, "tradeId": str(9 - k), "px": px, "sz": sz, "side": side,
-               "ts": str(1654161646974 - k)}
-              for k, (px, sz, side) in enumerate([("29963.2", "0.00001", "sell"), ("0.0000255", "3", "buy")])]
+    trades = [
+        {
+            "instId": instrument,
+            "tradeId": str(9 - k),
+            "px": px,
+            "sz": sz,
+            "side": side,
+            "ts": str(1654161646974 - k),
+        }
+        for k, (px, sz, side) in enumerate([("29963.2", "0.00001", "sell"), ("0.0000255", "3", "buy")])
+    ]
     expected = TradeColumns()
     for k, record in enumerate(trades):
         expected.add(*history_trade(record, instrument, sizer, f"trade #{k}", ctx)[:7])
-    assert_frame_equal(parse_history_trades(_page(trades), instrument, reference=ref), expected.frame("OKX", instrument))
-    rows = [["1597026420000", "3.721", "3.743", "3.677", "3.708", "8422410", "2269834.04", "22698348.1", "0"],
-            ["1597026360000", "3.731", "3.799", "3.494", "3.72", "24912403", "6763234.7", "67632347.3", "1"]]
+    assert_frame_equal(
+        parse_history_trades(_page(trades), instrument, reference=ref), expected.frame("OKX", instrument)
+    )
+    rows = [
+        ["1597026420000", "3.721", "3.743", "3.677", "3.708", "8422410", "2269834.04", "22698348.1", "0"],
+        ["1597026360000", "3.731", "3.799", "3.494", "3.72", "24912403", "6763234.7", "67632347.3", "1"],
+    ]
     bars = BarColumns()
     for k, row in enumerate(rows):
         bar = candle(row, sizer, f"candle #{k}", ctx)
@@ -143,37 +247,62 @@ def test_a_page_read_on_its_columns_is_the_page_read_record_by_record(instrument
     expected = columns_of("open_interest")
     for row in interest:
         expected.add(*open_interest(*row, sizer, ctx))
-    assert_frame_equal(parse_open_interest_history(_page(interest), instrument, reference=ref),
-                       expected.frame("OKX", instrument))
-    details = [{"side": side, "posSide": "long", "bkPx": "94000.5", "sz": sz, "bkLoss": "0", "ccy": "",
-                "ts": "1597026360123"} for side, sz in [("sell", "3"), ("buy", "1"), ("sell", "3")]]
+    assert_frame_equal(
+        parse_open_interest_history(_page(interest), instrument, reference=ref),
+        expected.frame("OKX", instrument),
+    )
+    details = [
+        {
+            "side": side,
+            "posSide": "long",
+            "bkPx": "94000.5",
+            "sz": sz,
+            "bkLoss": "0",
+            "ccy": "",
+            "ts": "1597026360123",
+        }
+        for side, sz in [("sell", "3"), ("buy", "1"), ("sell", "3")]
+    ]
     expected = columns_of("liquidations")
     for k, detail in enumerate(details):
         ts, key, *values = liquidation_detail(detail, sizer, ctx)
         expected.add(ts, f"{key}#1" if k == 2 else key, *values, None)  # OKX sends no order price
-    assert_frame_equal(parse_liquidations(_page([{"instId": instrument, "details": details}]), instrument,
-                                          reference=ref),
-                       expected.frame("OKX", instrument))
+    assert_frame_equal(
+        parse_liquidations(_page([{"instId": instrument, "details": details}]), instrument, reference=ref),
+        expected.frame("OKX", instrument),
+    )
 
 
 @pytest.mark.parametrize("ts", ["1654161646974.0", "1.654161646974e12"])
 def test_an_integer_written_as_a_number_with_a_point_is_refused(ts):
     """OKX's integers are digit text, read as such: msgspec's lax int would take these, `integer`
     refuses them."""
-    body = _page([{"instId": "BTC-USDT", "side": "buy", "sz": "0.5", "px": "29963.3", "tradeId": "1",
-                   "ts": ts}])
+    body = _page(
+        [{"instId": "BTC-USDT", "side": "buy", "sz": "0.5", "px": "29963.3", "tradeId": "1", "ts": ts}]
+    )
     with pytest.raises(SourceDataError, match=re.escape(f"trade 1 ts is '{ts}', not an integer")):
         parse_history_trades(body, "BTC-USDT")
     with pytest.raises(SourceDataError, match=re.escape(f"candle #0 ts is '{ts}', not an integer")):
         parse_candles(_page([[ts, "1", "1", "1", "1", "1", "1", "1", "1"]]), "BTC-USDT")
 
 
-BOOK_BODY = json.dumps({"code": "0", "msg": "", "data": [{"asks": [["41006.8", "0.6", "0", "1"]],
-                                                           "bids": [["41006.3", "0.3", "0", "2"]],
-                                                           "ts": "1629966436396"}]}).encode()
+BOOK_BODY = json.dumps(
+    {
+        "code": "0",
+        "msg": "",
+        "data": [
+            {
+                "asks": [["41006.8", "0.6", "0", "1"]],
+                "bids": [["41006.3", "0.3", "0", "2"]],
+                "ts": "1629966436396",
+            }
+        ],
+    }
+).encode()
 
 
 # ---- error shapes over HTTP ------------------------------------------------------------------
+
 
 def test_401_without_data_key_is_a_permission_error():
     with ScriptedServer() as scripted:
@@ -209,7 +338,9 @@ def test_a_permission_error_stops_the_endpoint_without_another_request():
 def test_unknown_path_has_a_numeric_code(server):
     async def go():
         async with client(server.base_url) as api:
-            await api._get("/api/v5/market/no-such-thing", {"instId": "BTC-USDT"}, instrument="BTC-USDT", day=None)
+            await api._get(
+                "/api/v5/market/no-such-thing", {"instId": "BTC-USDT"}, instrument="BTC-USDT", day=None
+            )
 
     with pytest.raises(SourceRequestError, match="unknown path") as error:
         run(go())
@@ -224,7 +355,9 @@ def test_unknown_instrument_is_a_request_error(server):
     with pytest.raises(SourceRequestError, match="51001") as error:
         run(go())
     assert error.value.instrument == "NOPE-USDT"
-    assert isinstance(error.value, SourceNotFound) and error.value.code == "51001" and error.value.status == 200
+    assert (
+        isinstance(error.value, SourceNotFound) and error.value.code == "51001" and error.value.status == 200
+    )
     assert "history-trades?instId=NOPE-USDT" in str(error.value)
     assert len(server.requests("OKX", "NOPE-USDT")) == 1  # not retried
 
@@ -245,8 +378,9 @@ def test_other_codes_are_rejected_requests_not_retried(server):
 
 def test_http_200_busy_code_is_retried():
     with ScriptedServer() as scripted:
-        scripted.replies.append(Reply(200, b'{"code":"50013","msg":"Systems are busy. Please try again later.",'
-                                           b'"data":[]}'))
+        scripted.replies.append(
+            Reply(200, b'{"code":"50013","msg":"Systems are busy. Please try again later.","data":[]}')
+        )
         scripted.replies.append(Reply(200, BOOK_BODY))
 
         async def go():
@@ -259,8 +393,13 @@ def test_http_200_busy_code_is_retried():
 
 def test_http_200_rate_limit_code_honours_retry_after():
     with ScriptedServer() as scripted:
-        scripted.replies.append(Reply(200, b'{"msg":"Too Many Requests","code":"50011"}',
-                                      {"Content-Type": "application/json", "Retry-After": "0.3"}))
+        scripted.replies.append(
+            Reply(
+                200,
+                b'{"msg":"Too Many Requests","code":"50011"}',
+                {"Content-Type": "application/json", "Retry-After": "0.3"},
+            )
+        )
         scripted.replies.append(Reply(200, BOOK_BODY))
 
         async def go():
@@ -274,6 +413,7 @@ def test_http_200_rate_limit_code_honours_retry_after():
 
 
 # ---- paging and data against the replay's ground truth ---------------------------------------
+
 
 @pytest.mark.parametrize("instrument", ["BTC-USDT", "BTC-USDT-SWAP"])
 def test_a_day_of_trades_pages_by_trade_id_without_loss_or_duplicates(server, instrument):
@@ -292,8 +432,10 @@ def test_a_day_of_trades_pages_by_trade_id_without_loss_or_duplicates(server, in
 def test_bars_and_book(server):
     async def go():
         async with client(server.base_url) as api:
-            return (await api.bars_1m("ETH-USDT", START, START + timedelta(hours=5)),
-                    await api.book_snapshot("ETH-USDT", 25))
+            return (
+                await api.bars_1m("ETH-USDT", START, START + timedelta(hours=5)),
+                await api.book_snapshot("ETH-USDT", 25),
+            )
 
     bars, book = run(go())
     truth = server.truth_bars("OKX", "ETH-USDT", DAY).filter(pl.col("ts") < START + timedelta(hours=5))
@@ -304,8 +446,9 @@ def test_bars_and_book(server):
 
 @pytest.mark.parametrize("status", [429, 200])
 def test_50011_is_retried_whether_http_429_or_200(server, status):
-    server.add_fault(kind="rate_limit", venue="OKX", instrument="ETH-USDT", status=status, times=2,
-                     retry_after=None)
+    server.add_fault(
+        kind="rate_limit", venue="OKX", instrument="ETH-USDT", status=status, times=2, retry_after=None
+    )
 
     async def go():
         async with client(server.base_url) as api:
@@ -326,20 +469,29 @@ def test_5xx_is_retried(server):
     assert book.height == 2 and stats.server_errors == 1
 
 
-@pytest.mark.parametrize("kind, message", [("malformed_json", "malformed JSON"), ("missing_field", "lacks field 'px'"),
-                                           ("bad_number", "not a number")])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("malformed_json", "malformed JSON"),
+        ("missing_field", "lacks field 'px'"),
+        ("bad_number", "not a number"),
+    ],
+)
 def test_a_damaged_page_fails_only_its_instrument(server, kind, message):
     server.add_fault(kind=kind, venue="OKX", instrument="ETH-USDT", endpoint="trades", after=2, times=1)
     window = (START + timedelta(hours=10), START + timedelta(hours=20))
 
     async def go():
         async with client(server.base_url) as api:
-            return await asyncio.gather(api.trades("ETH-USDT", *window), api.trades("BTC-USDT", *window),
-                                        return_exceptions=True)
+            return await asyncio.gather(
+                api.trades("ETH-USDT", *window), api.trades("BTC-USDT", *window), return_exceptions=True
+            )
 
     eth, btc = run(go())
     assert isinstance(eth, SourceDataError), eth
     assert message in str(eth) and eth.instrument == "ETH-USDT" and eth.day == DAY
     assert "history-trades?instId=ETH-USDT&type=1" in str(eth)
-    truth = server.truth_trades("OKX", "BTC-USDT", DAY).filter(pl.col("ts").is_between(*window, closed="left"))
+    truth = server.truth_trades("OKX", "BTC-USDT", DAY).filter(
+        pl.col("ts").is_between(*window, closed="left")
+    )
     assert_frame_equal(btc, truth, check_exact=True)

@@ -45,8 +45,9 @@ def client(base_url: str, **kwargs) -> OkxClient:
 
 
 def _config() -> ReplayConfig:
-    config = ReplayConfig(seed=SEED, trades_per_day=2000, now=NOW,
-                          trades_per_day_by_instrument={SWAP: 12_000})  # ~120 liquidations a day
+    config = ReplayConfig(
+        seed=SEED, trades_per_day=2000, now=NOW, trades_per_day_by_instrument={SWAP: 12_000}
+    )  # ~120 liquidations a day
     config.instruments["OKX"] = ["BTC-USDT", "ETH-USDT", SWAP, ETH_SWAP]
     return config
 
@@ -60,12 +61,16 @@ def frame(dataset: str, rows: list[tuple], instrument: str) -> pl.DataFrame:
     data: dict = {"venue": ["OKX"] * len(rows), "instrument": [instrument] * len(rows)}
     for k, name in enumerate(n for n in schema if n not in ("venue", "instrument")):
         values = [row[k] for row in rows]
-        data[name] = (pl.Series(values, dtype=pl.Int64).cast(UTC_US) if schema[name] == UTC_US
-                      else pl.Series(values, dtype=schema[name]))
+        data[name] = (
+            pl.Series(values, dtype=pl.Int64).cast(UTC_US)
+            if schema[name] == UTC_US
+            else pl.Series(values, dtype=schema[name])
+        )
     return pl.DataFrame(data).select(list(schema))
 
 
 # ---- truth recomputed from the tape and derived.py -------------------------------------------
+
 
 def truth_funding(server, instrument: str) -> pl.DataFrame:
     rows = []
@@ -112,26 +117,58 @@ def truth_price_bars(server, kind: str, instrument: str) -> pl.DataFrame:
 
 # ---- parsers on the docs' example bodies ------------------------------------------------------
 
-TICKER_DOC = {"code": "0", "msg": "", "data": [{
-    "instType": "SWAP", "instId": "BTC-USD-SWAP", "last": "9999.99", "lastSz": "0.1", "askPx": "9999.99",
-    "askSz": "11", "bidPx": "8888.88", "bidSz": "5", "open24h": "9000", "high24h": "10000",
-    "low24h": "8888.88", "volCcy24h": "2222", "vol24h": "2222", "sodUtc0": "2222", "sodUtc8": "2222",
-    "ts": "1597026383085"}]}
+TICKER_DOC = {
+    "code": "0",
+    "msg": "",
+    "data": [
+        {
+            "instType": "SWAP",
+            "instId": "BTC-USD-SWAP",
+            "last": "9999.99",
+            "lastSz": "0.1",
+            "askPx": "9999.99",
+            "askSz": "11",
+            "bidPx": "8888.88",
+            "bidSz": "5",
+            "open24h": "9000",
+            "high24h": "10000",
+            "low24h": "8888.88",
+            "volCcy24h": "2222",
+            "vol24h": "2222",
+            "sodUtc0": "2222",
+            "sodUtc8": "2222",
+            "ts": "1597026383085",
+        }
+    ],
+}
 DOC_TS = datetime(2020, 8, 10, 2, 26, 23, 85000, tzinfo=UTC)
 
 
 def test_ticker_docs_example_inverse_swap_and_spot():
     row = parse_ticker(TICKER_DOC, "BTC-USD-SWAP", reference=known("OKX", "BTC-USD-SWAP")).row(0, named=True)
     # contracts of 100 USD: sizes in coin at their own price, volCcy24h is coin, vol24h * 100 the USD amount
-    assert row == {"ts": DOC_TS, "venue": "OKX", "instrument": "BTC-USD-SWAP", "last": 9999.99,
-                   "bid": 8888.88, "bid_size": 500 / 8888.88, "ask": 9999.99, "ask_size": 1100 / 9999.99,
-                   "volume_24h": 2222.0, "amount_24h": 222200.0, "mark_price": None, "index_price": None,
-                   "funding_rate": None}
+    assert row == {
+        "ts": DOC_TS,
+        "venue": "OKX",
+        "instrument": "BTC-USD-SWAP",
+        "last": 9999.99,
+        "bid": 8888.88,
+        "bid_size": 500 / 8888.88,
+        "ask": 9999.99,
+        "ask_size": 1100 / 9999.99,
+        "volume_24h": 2222.0,
+        "amount_24h": 222200.0,
+        "mark_price": None,
+        "index_price": None,
+        "funding_rate": None,
+    }
     spot = {**TICKER_DOC["data"][0], "instType": "SPOT", "instId": "BTC-USDT"}  # the tickers channel's
     row = parse_ticker({**TICKER_DOC, "data": [spot]}, "BTC-USDT").row(0, named=True)
     assert (row["bid_size"], row["ask_size"], row["volume_24h"], row["amount_24h"]) == (5, 11, 2222, 2222)
     linear = {**TICKER_DOC["data"][0], "instId": SWAP}  # linear: no quote volume
-    row = parse_ticker({**TICKER_DOC, "data": [linear]}, SWAP, reference=known("OKX", SWAP)).row(0, named=True)
+    row = parse_ticker({**TICKER_DOC, "data": [linear]}, SWAP, reference=known("OKX", SWAP)).row(
+        0, named=True
+    )
     assert (row["bid_size"], row["volume_24h"], row["amount_24h"]) == (0.05, 2222.0, None)
     empty = {**spot, "bidPx": "", "bidSz": "", "last": ""}  # no trade yet, an empty side
     row = parse_ticker({**TICKER_DOC, "data": [empty]}, "BTC-USDT").row(0, named=True)
@@ -140,21 +177,56 @@ def test_ticker_docs_example_inverse_swap_and_spot():
         parse_ticker({**TICKER_DOC, "data": [spot]}, "ETH-USDT")
 
 
-FUNDING_DOC = {"code": "0", "msg": "", "data": [
-    {"formulaType": "noRate", "fundingRate": "0.0000746604960499", "fundingTime": "1703059200000",
-     "instId": "BTC-USD-SWAP", "instType": "SWAP", "method": "next_period",
-     "realizedRate": "0.0000746572360545"},
-    {"formulaType": "noRate", "fundingRate": "0.000227985782722", "fundingTime": "1703030400000",
-     "instId": "BTC-USD-SWAP", "instType": "SWAP", "method": "next_period",
-     "realizedRate": "0.0002279755647389"}]}
+FUNDING_DOC = {
+    "code": "0",
+    "msg": "",
+    "data": [
+        {
+            "formulaType": "noRate",
+            "fundingRate": "0.0000746604960499",
+            "fundingTime": "1703059200000",
+            "instId": "BTC-USD-SWAP",
+            "instType": "SWAP",
+            "method": "next_period",
+            "realizedRate": "0.0000746572360545",
+        },
+        {
+            "formulaType": "noRate",
+            "fundingRate": "0.000227985782722",
+            "fundingTime": "1703030400000",
+            "instId": "BTC-USD-SWAP",
+            "instType": "SWAP",
+            "method": "next_period",
+            "realizedRate": "0.0002279755647389",
+        },
+    ],
+}
 
 
 def test_funding_docs_example_realized_rate_and_interval_from_spacing():
     rows = parse_funding_history(FUNDING_DOC, "BTC-USD-SWAP").rows()
-    assert rows == [(datetime(2023, 12, 20, 0, tzinfo=UTC), "OKX", "BTC-USD-SWAP", 0.0002279755647389, 8.0,
-                     0.0002279755647389, None, None),
-                    (datetime(2023, 12, 20, 8, tzinfo=UTC), "OKX", "BTC-USD-SWAP", 0.0000746572360545, 8.0,
-                     0.0000746572360545, None, None)]
+    assert rows == [
+        (
+            datetime(2023, 12, 20, 0, tzinfo=UTC),
+            "OKX",
+            "BTC-USD-SWAP",
+            0.0002279755647389,
+            8.0,
+            0.0002279755647389,
+            None,
+            None,
+        ),
+        (
+            datetime(2023, 12, 20, 8, tzinfo=UTC),
+            "OKX",
+            "BTC-USD-SWAP",
+            0.0000746572360545,
+            8.0,
+            0.0000746572360545,
+            None,
+            None,
+        ),
+    ]
     four = [{**FUNDING_DOC["data"][0], "fundingTime": str(1703059200000 + k * 4 * 3_600_000)} for k in (1, 2)]
     frame4 = parse_funding_history({**FUNDING_DOC, "data": [*four, *FUNDING_DOC["data"]]}, "BTC-USD-SWAP")
     assert frame4["interval_hours"].to_list() == [8.0, 8.0, 4.0, 4.0]  # switched to 4-hourly settlements
@@ -167,51 +239,106 @@ def test_funding_docs_example_realized_rate_and_interval_from_spacing():
 
 
 def test_open_interest_docs_example_ts_oi_oiccy_oiusd():
-    body = {"code": "0", "msg": "", "data": [["1701417600000", "731377.57500501", "111", "8888888"],
-                                             ["1701417500000", "731377.57500501", "111", "8888888"]]}
+    body = {
+        "code": "0",
+        "msg": "",
+        "data": [
+            ["1701417600000", "731377.57500501", "111", "8888888"],
+            ["1701417500000", "731377.57500501", "111", "8888888"],
+        ],
+    }
     frame_ = parse_open_interest_history(body, SWAP, reference=known("OKX", SWAP))
-    assert frame_.rows()[0] == (datetime(2023, 12, 1, 8, tzinfo=UTC), "OKX", SWAP, 731377.57500501, 0.01,
-                                "base", 111.0, 8888888.0)
-    assert parse_open_interest_history(body, "BTC-USD-SWAP", reference=known("OKX", "BTC-USD-SWAP"))["size_unit"].to_list() == ["quote", "quote"]
+    assert frame_.rows()[0] == (
+        datetime(2023, 12, 1, 8, tzinfo=UTC),
+        "OKX",
+        SWAP,
+        731377.57500501,
+        0.01,
+        "base",
+        111.0,
+        8888888.0,
+    )
+    assert parse_open_interest_history(body, "BTC-USD-SWAP", reference=known("OKX", "BTC-USD-SWAP"))[
+        "size_unit"
+    ].to_list() == ["quote", "quote"]
     with pytest.raises(SourceDataError, match="not a \\[ts, oi, oiCcy, oiUsd\\] array"):
-        parse_open_interest_history({**body, "data": [["1701417600000", "1"]]}, SWAP, reference=known("OKX", SWAP))
+        parse_open_interest_history(
+            {**body, "data": [["1701417600000", "1"]]}, SWAP, reference=known("OKX", SWAP)
+        )
 
 
 # the liquidation-orders channel's example, as the REST answer has it
-LIQUIDATION_DOC = {"code": "0", "msg": "", "data": [{
-    "details": [{"bkLoss": "0", "bkPx": "0.007831", "ccy": "", "posSide": "short", "side": "buy", "sz": "13",
-                 "ts": "1692266434010"}],
-    "instFamily": "IOST-USDT", "instId": "IOST-USDT-SWAP", "instType": "SWAP", "totalLoss": "0",
-    "uly": "IOST-USDT"}]}
+LIQUIDATION_DOC = {
+    "code": "0",
+    "msg": "",
+    "data": [
+        {
+            "details": [
+                {
+                    "bkLoss": "0",
+                    "bkPx": "0.007831",
+                    "ccy": "",
+                    "posSide": "short",
+                    "side": "buy",
+                    "sz": "13",
+                    "ts": "1692266434010",
+                }
+            ],
+            "instFamily": "IOST-USDT",
+            "instId": "IOST-USDT-SWAP",
+            "instType": "SWAP",
+            "totalLoss": "0",
+            "uly": "IOST-USDT",
+        }
+    ],
+}
 
 
 def test_liquidations_docs_example_bankruptcy_price_and_contracts():
-    values = known("OKX", SWAP)._replace(instrument="IOST-USDT-SWAP", base="IOST", contract_unit="IOST",
-                                         contract_value=1000.0)  # ctVal 1000 IOST, as OKX lists it
+    values = known("OKX", SWAP)._replace(
+        instrument="IOST-USDT-SWAP", base="IOST", contract_unit="IOST", contract_value=1000.0
+    )  # ctVal 1000 IOST, as OKX lists it
     row = parse_liquidations(LIQUIDATION_DOC, "IOST-USDT-SWAP", reference=values).row(0, named=True)
-    assert row == {"ts": datetime(2023, 8, 17, 10, 0, 34, 10000, tzinfo=UTC), "venue": "OKX",
-                   "instrument": "IOST-USDT-SWAP", "liquidation_id": "1692266434010-buy-short-13-0.007831",
-                   "side": "buy", "price": 0.007831, "quantity": 13000.0, "amount": 0.007831 * 13000.0,
-                   "order_price": None}  # OKX sends the bankruptcy price only
+    assert row == {
+        "ts": datetime(2023, 8, 17, 10, 0, 34, 10000, tzinfo=UTC),
+        "venue": "OKX",
+        "instrument": "IOST-USDT-SWAP",
+        "liquidation_id": "1692266434010-buy-short-13-0.007831",
+        "side": "buy",
+        "price": 0.007831,
+        "quantity": 13000.0,
+        "amount": 0.007831 * 13000.0,
+        "order_price": None,
+    }  # OKX sends the bankruptcy price only
     group = LIQUIDATION_DOC["data"][0]
     twice = {**group, "details": group["details"] * 2}  # the same detail twice: told apart by "#1"
     no_id = {key: value for key, value in twice.items() if key != "instId"}  # a SWAP family's perpetual
     future = {**group, "instId": "IOST-USDT-250328", "instType": "FUTURES"}
     drops = Counter()
-    frame_ = parse_liquidations({**LIQUIDATION_DOC, "data": [no_id, future]}, "IOST-USDT-SWAP",
-                                reference=values, drops=drops)
-    assert frame_["liquidation_id"].to_list() == ["1692266434010-buy-short-13-0.007831",
-                                                  "1692266434010-buy-short-13-0.007831#1"]
+    frame_ = parse_liquidations(
+        {**LIQUIDATION_DOC, "data": [no_id, future]}, "IOST-USDT-SWAP", reference=values, drops=drops
+    )
+    assert frame_["liquidation_id"].to_list() == [
+        "1692266434010-buy-short-13-0.007831",
+        "1692266434010-buy-short-13-0.007831#1",
+    ]
     assert drops == {"other_instrument": 1}
     with pytest.raises(SourceDataError, match="names no instId"):
-        parse_liquidations({**LIQUIDATION_DOC, "data": [{**future, "instId": ""}]}, "IOST-USDT-SWAP",
-                           reference=values)
+        parse_liquidations(
+            {**LIQUIDATION_DOC, "data": [{**future, "instId": ""}]}, "IOST-USDT-SWAP", reference=values
+        )
 
 
 def test_mark_and_index_candles_docs_shape_unconfirmed_dropped():
     # the docs' example shape [ts, o, h, l, c, confirm]; its times (not on a minute) moved to minute opens
-    body = {"code": "0", "msg": "", "data": [["1597026420000", "3.721", "3.743", "3.677", "3.708", "0"],
-                                             ["1597026360000", "3.731", "3.799", "3.494", "3.72", "1"]]}
+    body = {
+        "code": "0",
+        "msg": "",
+        "data": [
+            ["1597026420000", "3.721", "3.743", "3.677", "3.708", "0"],
+            ["1597026360000", "3.731", "3.799", "3.494", "3.72", "1"],
+        ],
+    }
     drops = Counter()
     frame_ = parse_price_candles(body, SWAP, drops=drops, dataset="index_bars_1m")
     minute = datetime(2020, 8, 10, 2, 26, tzinfo=UTC)
@@ -229,16 +356,21 @@ def test_datasets_and_the_contracts_they_apply_to():
         assert serves("OKX", dataset, "BTC-USD-250328") == HISTORY
         assert serves("OKX", dataset, "BTC-USDT") is None
     assert (underlying(SWAP), underlying("BTC-USD-250328"), underlying("ETH-USD-SWAP")) == (
-        "BTC-USDT", "BTC-USD", "ETH-USD")
+        "BTC-USDT",
+        "BTC-USD",
+        "ETH-USD",
+    )
 
 
 # ---- each dataset over a replayed day ---------------------------------------------------------
 
+
 def test_tickers_are_the_last_trade_the_top_of_the_book_and_the_last_day(server):
     async def go():
         async with client(server.base_url) as api:
-            return {inst: (await api.tickers(inst), server.last_book("OKX", inst))
-                    for inst in ("BTC-USDT", SWAP)}
+            return {
+                inst: (await api.tickers(inst), server.last_book("OKX", inst)) for inst in ("BTC-USDT", SWAP)
+            }
 
     for inst, (ticker, book) in run(go()).items():
         tape = server.market.tape("OKX", inst, DAY)  # NOW is the end of DAY: the last 24 hours are DAY
@@ -247,12 +379,30 @@ def test_tickers_are_the_last_trade_the_top_of_the_book_and_the_last_day(server)
             base, quote = base_and_quote(tape.spec, tape.price[i], tape.size[i])
             volume += base if inst == SWAP else tape.size[i]
             amount += quote
-        top = {side: book.filter((pl.col("side") == side) & (pl.col("level") == 0)).row(0, named=True)
-               for side in ("bid", "ask")}
+        top = {
+            side: book.filter((pl.col("side") == side) & (pl.col("level") == 0)).row(0, named=True)
+            for side in ("bid", "ask")
+        }
         bid, ask = top["bid"], top["ask"]
-        expected = frame("tickers", [(day_us(DAY) + DAY_US, tape.price[-1], bid["price"], bid["quantity"],
-                                      ask["price"], ask["quantity"], volume, None if inst == SWAP else amount,
-                                      None, None, None)], inst)
+        expected = frame(
+            "tickers",
+            [
+                (
+                    day_us(DAY) + DAY_US,
+                    tape.price[-1],
+                    bid["price"],
+                    bid["quantity"],
+                    ask["price"],
+                    ask["quantity"],
+                    volume,
+                    None if inst == SWAP else amount,
+                    None,
+                    None,
+                    None,
+                )
+            ],
+            inst,
+        )
         assert_frame_equal(ticker, expected, check_exact=True)
 
 
@@ -266,8 +416,10 @@ def test_a_day_of_funding_is_the_derived_settlements(server, instrument):
     assert_frame_equal(funding, truth_funding(server, instrument), check_exact=True)
     queries = [r["query"] for r in server.requests("OKX", instrument, "funding")][-2:]
     # 2 a page: 00:00 and 08:00 need the one before it (16:00 the day before) for its interval
-    assert [q["after"] for q in queries] == [str(int(END.timestamp() * 1000)),
-                                             str(int((START + timedelta(hours=8)).timestamp() * 1000))]
+    assert [q["after"] for q in queries] == [
+        str(int(END.timestamp() * 1000)),
+        str(int((START + timedelta(hours=8)).timestamp() * 1000)),
+    ]
     assert drops == {"past_window_edge": 1}
 
 
@@ -299,19 +451,48 @@ def test_liquidations_sharing_a_millisecond_across_a_page_boundary_are_kept():
     ms = int(START.timestamp() * 1000) + 3_600_000
 
     def page(*sizes_at: tuple[str, int]) -> Reply:
-        details = [{"bkLoss": "0", "bkPx": "60000", "ccy": "", "posSide": "long", "side": "sell", "sz": sz,
-                    "ts": str(t)} for sz, t in sizes_at]
-        data = [{"details": details, "instFamily": "BTC-USDT", "instId": SWAP, "instType": "SWAP",
-                 "totalLoss": "0", "uly": "BTC-USDT"}] if details else []
+        details = [
+            {
+                "bkLoss": "0",
+                "bkPx": "60000",
+                "ccy": "",
+                "posSide": "long",
+                "side": "sell",
+                "sz": sz,
+                "ts": str(t),
+            }
+            for sz, t in sizes_at
+        ]
+        data = (
+            [
+                {
+                    "details": details,
+                    "instFamily": "BTC-USDT",
+                    "instId": SWAP,
+                    "instType": "SWAP",
+                    "totalLoss": "0",
+                    "uly": "BTC-USDT",
+                }
+            ]
+            if details
+            else []
+        )
         return Reply(200, json.dumps({"code": "0", "msg": "", "data": data}).encode())
 
     with ScriptedServer() as scripted:
-        scripted.replies.extend([page(("1", ms + 2), ("2", ms + 1), ("3", ms)),  # full: may cut the ms
-                                 page(("3", ms), ("4", ms), ("5", ms - 5)),  # ms again, whole
-                                 page(("6", ms - 7)), page()])  # short: the next asks before its oldest
+        scripted.replies.extend(
+            [
+                page(("1", ms + 2), ("2", ms + 1), ("3", ms)),  # full: may cut the ms
+                page(("3", ms), ("4", ms), ("5", ms - 5)),  # ms again, whole
+                page(("6", ms - 7)),
+                page(),
+            ]
+        )  # short: the next asks before its oldest
 
         async def go():
-            async with client(scripted.url, page_limit=3, master=documented_master()) as api:  # sizes known: no lookup
+            async with client(
+                scripted.url, page_limit=3, master=documented_master()
+            ) as api:  # sizes known: no lookup
                 return await api.liquidations(SWAP, START, END), api.dropped.of(SWAP)
 
         liquidations, drops = run(go())
@@ -365,9 +546,14 @@ def test_429_and_5xx_are_retried(server, endpoint):
 
 
 @pytest.mark.parametrize("endpoint", sorted(FETCH))
-@pytest.mark.parametrize("kind, message", [("malformed_json", "malformed JSON"),
-                                           ("missing_field", "lacks field|not a"),
-                                           ("bad_number", "not a number")])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("malformed_json", "malformed JSON"),
+        ("missing_field", "lacks field|not a"),
+        ("bad_number", "not a number"),
+    ],
+)
 def test_a_damaged_page_is_a_data_error_naming_the_instrument(server, endpoint, kind, message):
     server.add_fault(kind=kind, venue="OKX", endpoint=endpoint, times=1)
 
@@ -382,8 +568,13 @@ def test_a_damaged_page_is_a_data_error_naming_the_instrument(server, endpoint, 
 
 @pytest.mark.parametrize("endpoint", sorted(FETCH))
 def test_an_unknown_instrument_is_51001(server, endpoint):
-    api_calls = {"funding": "funding", "open_interest": "open_interest", "liquidations": "liquidations",
-                 "mark_bars": "mark_bars_1m", "index_bars": "index_bars_1m"}
+    api_calls = {
+        "funding": "funding",
+        "open_interest": "open_interest",
+        "liquidations": "liquidations",
+        "mark_bars": "mark_bars_1m",
+        "index_bars": "index_bars_1m",
+    }
 
     async def unknown():
         async with client(server.base_url) as api:
@@ -397,6 +588,7 @@ def test_an_unknown_instrument_is_51001(server, endpoint):
 
 
 # ---- the per-endpoint limits ---------------------------------------------------------------------
+
 
 def test_window_gate_frees_a_place_a_window_after_its_answer_came_back():
     clock = [100.0]
@@ -424,8 +616,11 @@ def test_window_gate_frees_a_place_a_window_after_its_answer_came_back():
 def test_the_longest_prefix_names_the_gate():
     async def go():
         limits = {"/a": (1, 1.0), "/a/b": (2, 1.0)}
-        async with ApiClient("http://127.0.0.1:9", endpoint_limits=limits) as api, \
-                ApiClient("http://127.0.0.1:9") as plain, OkxClient() as okx:
+        async with (
+            ApiClient("http://127.0.0.1:9", endpoint_limits=limits) as api,
+            ApiClient("http://127.0.0.1:9") as plain,
+            OkxClient() as okx,
+        ):
             gate = api._gate("/a/b/c")
             assert gate.requests == 2 and api._gate("/a/b") is gate and api._gate("/a/x").requests == 1
             assert api._gate("/x") is None and plain._gate("/a") is None
@@ -438,10 +633,12 @@ def test_the_longest_prefix_names_the_gate():
 def test_the_limiter_keeps_a_burst_inside_okx_requests_per_2s():
     config = ReplayConfig(seed=SEED, trades_per_day=200, now=NOW, okx_requests_per_2s=10)
     with CryptoReplayServer(config) as srv:
+
         async def burst(**kwargs):
             async with OkxClient(srv.base_url, retry=FAST, requests_per_minute=60_000, **kwargs) as api:
-                return await asyncio.gather(*(api.funding(SWAP, START, END) for _ in range(25)),
-                                            return_exceptions=True)
+                return await asyncio.gather(
+                    *(api.funding(SWAP, START, END) for _ in range(25)), return_exceptions=True
+                )
 
         within = run(burst())  # OKX's own limit for funding-rate-history: 10 requests / 2 s
         assert srv.state()["limit_refusals"]["OKX"] == 0 and len(srv.requests("OKX", SWAP, "funding")) == 25

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import math
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -50,9 +50,10 @@ from marketdata_assets.sources.tushare import (
 
 FAST = RetryPolicy(max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05)
 CHINA = ZoneInfo("Asia/Shanghai")
-UTC = timezone.utc
 TOKEN = "tok-3f9a1c-SECRET-never-print"
-WEEK = [date(2025, 6, 9) + timedelta(days=i) for i in range(5)]  # Mon..Fri (06-02 was the Dragon Boat holiday: the replay follows the exchange calendar)
+WEEK = [
+    date(2025, 6, 9) + timedelta(days=i) for i in range(5)
+]  # Mon..Fri (06-02 was the Dragon Boat holiday: the replay follows the exchange calendar)
 
 
 def run(coro):
@@ -84,18 +85,25 @@ def as_rows(frame: pl.DataFrame) -> list[tuple]:
 # --------------------------------------------------------------------------------------------
 
 STK_MINS_ANSWER = {
-    "request_id": "c2a0b1d4e5f6", "code": 0, "msg": "",
-    "data": {"fields": ["ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount"],
-             "items": [  # newest first, as the API sends them
-                 ["600000.SH", "2023-08-25 15:00:00", 7.14, 7.14, 7.14, 7.14, 608700.0, 4346118.0],
-                 ["600000.SH", "2023-08-25 14:59:00", 7.13, 7.13, 7.13, 7.13, 0.0, 0.0],
-                 ["600000.SH", "2023-08-25 14:58:00", 7.13, 7.13, 7.13, 7.13, 0.0, 0.0],
-                 ["600000.SH", "2023-08-25 14:57:00", 7.13, 7.13, 7.14, 7.13, 126900.0, 905578.0],
-                 ["600000.SH", "2023-08-25 13:01:00", None, None, None, None, None, None],
-                 ["600000.SH", "2023-08-25 11:30:00", 7.12, 7.12, 7.13, 7.12, 33000.0, None],
-                 ["600000.SH", "2023-08-25 09:31:00", 7.11, 7.12, 7.12, 7.10, 413500.0, 2941029.0],
-                 ["600000.SH", "2023-08-25 09:30:00", 7.11, 7.11, 7.11, 7.11, 288300.0, 2049813.0],
-             ], "has_more": False, "count": -1}}
+    "request_id": "c2a0b1d4e5f6",
+    "code": 0,
+    "msg": "",
+    "data": {
+        "fields": ["ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount"],
+        "items": [  # newest first, as the API sends them
+            ["600000.SH", "2023-08-25 15:00:00", 7.14, 7.14, 7.14, 7.14, 608700.0, 4346118.0],
+            ["600000.SH", "2023-08-25 14:59:00", 7.13, 7.13, 7.13, 7.13, 0.0, 0.0],
+            ["600000.SH", "2023-08-25 14:58:00", 7.13, 7.13, 7.13, 7.13, 0.0, 0.0],
+            ["600000.SH", "2023-08-25 14:57:00", 7.13, 7.13, 7.14, 7.13, 126900.0, 905578.0],
+            ["600000.SH", "2023-08-25 13:01:00", None, None, None, None, None, None],
+            ["600000.SH", "2023-08-25 11:30:00", 7.12, 7.12, 7.13, 7.12, 33000.0, None],
+            ["600000.SH", "2023-08-25 09:31:00", 7.11, 7.12, 7.12, 7.10, 413500.0, 2941029.0],
+            ["600000.SH", "2023-08-25 09:30:00", 7.11, 7.11, 7.11, 7.11, 288300.0, 2049813.0],
+        ],
+        "has_more": False,
+        "count": -1,
+    },
+}
 
 
 def test_stk_mins_units_beijing_to_utc_bar_open_and_oldest_first():
@@ -104,12 +112,12 @@ def test_stk_mins_units_beijing_to_utc_bar_open_and_oldest_first():
     assert frame.schema == pl.Schema(BARS_SCHEMA)
     # trade_time is the bar END in China time: ts = label - 1 minute, in UTC (UTC+8, no DST)
     assert frame["ts"].to_list() == [
-        datetime(2023, 8, 25, 1, 29, tzinfo=UTC),   # 09:30 auction bar
-        datetime(2023, 8, 25, 1, 30, tzinfo=UTC),   # 09:31
-        datetime(2023, 8, 25, 6, 56, tzinfo=UTC),   # 14:57
-        datetime(2023, 8, 25, 6, 57, tzinfo=UTC),   # 14:58, zero volume, kept
-        datetime(2023, 8, 25, 6, 58, tzinfo=UTC),   # 14:59, zero volume, kept
-        datetime(2023, 8, 25, 6, 59, tzinfo=UTC),   # 15:00 closing auction
+        datetime(2023, 8, 25, 1, 29, tzinfo=UTC),  # 09:30 auction bar
+        datetime(2023, 8, 25, 1, 30, tzinfo=UTC),  # 09:31
+        datetime(2023, 8, 25, 6, 56, tzinfo=UTC),  # 14:57
+        datetime(2023, 8, 25, 6, 57, tzinfo=UTC),  # 14:58, zero volume, kept
+        datetime(2023, 8, 25, 6, 58, tzinfo=UTC),  # 14:59, zero volume, kept
+        datetime(2023, 8, 25, 6, 59, tzinfo=UTC),  # 15:00 closing auction
     ]
     first = frame.row(1, named=True)
     assert (first["open"], first["high"], first["low"], first["close"]) == (7.11, 7.12, 7.10, 7.12)
@@ -127,36 +135,91 @@ def test_stk_mins_start_label_option_keeps_the_label():
 
 
 def test_stk_mins_fields_in_any_order_and_without_ts_code():
-    answer = {"code": 0, "msg": "", "data": {"fields": ["amount", "vol", "low", "high", "close", "open", "trade_time"],
-                                             "items": [[1000.5, 100.0, 9.9, 10.1, 10.0, 10.05, "2025-06-05 10:00:00"]]}}
+    answer = {
+        "code": 0,
+        "msg": "",
+        "data": {
+            "fields": ["amount", "vol", "low", "high", "close", "open", "trade_time"],
+            "items": [[1000.5, 100.0, 9.9, 10.1, 10.0, 10.05, "2025-06-05 10:00:00"]],
+        },
+    }
     frame = parse_stk_mins(answer, instrument="000001.SZ").frame
     assert frame.row(0, named=True) == {
-        "ts": datetime(2025, 6, 5, 1, 59, tzinfo=UTC), "venue": "SZSE", "instrument": "000001.SZ", "open": 10.05,
-        "high": 10.1, "low": 9.9, "close": 10.0, "volume": 100.0, "amount": 1000.5, "trades": None}
+        "ts": datetime(2025, 6, 5, 1, 59, tzinfo=UTC),
+        "venue": "SZSE",
+        "instrument": "000001.SZ",
+        "open": 10.05,
+        "high": 10.1,
+        "low": 9.9,
+        "close": 10.0,
+        "volume": 100.0,
+        "amount": 1000.5,
+        "trades": None,
+    }
 
 
-@pytest.mark.parametrize("bad, what", [
-    ({"fields": ["ts_code", "trade_time", "open", "close", "high", "low", "vol"], "items": []}, "amount"),
-    ({"fields": ["ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount"],
-      "items": [["600000.SH", "2025-06-05 10:00:00", "7.1x", 7.1, 7.1, 7.1, 100.0, 710.0]]}, "non-numeric open"),
-    ({"fields": ["ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount"],
-      "items": [["600000.SH", "05/06/2025 10:00", 7.1, 7.1, 7.1, 7.1, 100.0, 710.0]]}, "trade_time"),
-    ({"fields": ["ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount"],
-      "items": [["600036.SH", "2025-06-05 10:00:00", 7.1, 7.1, 7.1, 7.1, 100.0, 710.0]]}, "600036.SH"),
-])
+@pytest.mark.parametrize(
+    "bad, what",
+    [
+        ({"fields": ["ts_code", "trade_time", "open", "close", "high", "low", "vol"], "items": []}, "amount"),
+        (
+            {
+                "fields": ["ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount"],
+                "items": [["600000.SH", "2025-06-05 10:00:00", "7.1x", 7.1, 7.1, 7.1, 100.0, 710.0]],
+            },
+            "non-numeric open",
+        ),
+        (
+            {
+                "fields": ["ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount"],
+                "items": [["600000.SH", "05/06/2025 10:00", 7.1, 7.1, 7.1, 7.1, 100.0, 710.0]],
+            },
+            "trade_time",
+        ),
+        (
+            {
+                "fields": ["ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount"],
+                "items": [["600036.SH", "2025-06-05 10:00:00", 7.1, 7.1, 7.1, 7.1, 100.0, 710.0]],
+            },
+            "600036.SH",
+        ),
+    ],
+)
 def test_stk_mins_malformed_answers_name_the_instrument(bad, what):
     with pytest.raises(SourceDataError) as error:
         parse_stk_mins({"code": 0, "msg": "", "data": bad}, instrument="600000.SH")
-    assert what in str(error.value) and "600000.SH" in str(error.value) and error.value.instrument == "600000.SH"
+    assert (
+        what in str(error.value) and "600000.SH" in str(error.value) and error.value.instrument == "600000.SH"
+    )
 
 
 def test_daily_lots_to_shares_and_thousands_to_yuan():
-    answer = {"request_id": "x", "code": 0, "msg": "", "data": {
-        "fields": ["ts_code", "trade_date", "open", "high", "low", "close", "pre_close", "change", "pct_chg",
-                   "vol", "amount"],
-        "items": [["000001.SZ", "20180718", 8.75, 8.85, 8.69, 8.70, 8.72, -0.02, -0.23, 525152.77, 460697.377],
-                  ["000001.SZ", "20180717", 8.74, 8.75, 8.66, 8.72, 8.73, -0.01, -0.11, 375356.33, 326396.994]],
-        "has_more": False, "count": -1}}
+    answer = {
+        "request_id": "x",
+        "code": 0,
+        "msg": "",
+        "data": {
+            "fields": [
+                "ts_code",
+                "trade_date",
+                "open",
+                "high",
+                "low",
+                "close",
+                "pre_close",
+                "change",
+                "pct_chg",
+                "vol",
+                "amount",
+            ],
+            "items": [
+                ["000001.SZ", "20180718", 8.75, 8.85, 8.69, 8.70, 8.72, -0.02, -0.23, 525152.77, 460697.377],
+                ["000001.SZ", "20180717", 8.74, 8.75, 8.66, 8.72, 8.73, -0.01, -0.11, 375356.33, 326396.994],
+            ],
+            "has_more": False,
+            "count": -1,
+        },
+    }
     parsed = parse_daily(answer, instrument="000001.SZ")
     frame = parsed.frame
     assert frame.schema == pl.Schema(DAILY_BARS_SCHEMA)
@@ -171,16 +234,25 @@ def test_daily_lots_to_shares_and_thousands_to_yuan():
 
 def test_daily_nulls_and_repeats_are_counted_per_instrument():
     fields = ["ts_code", "trade_date", "open", "high", "low", "close", "pre_close", "vol", "amount"]
-    answer = {"code": 0, "msg": "", "data": {"fields": fields, "items": [
-        ["600000.SH", "20250603", 7.1, 7.2, 7.0, 7.1, 7.0, 100.0, 71.0],
-        ["600000.SH", "20250603", 7.1, 7.2, 7.0, 7.1, 7.0, 100.0, 71.0],  # repeated
-        ["000001.SZ", "20250603", None, None, None, None, None, None, None],  # all null
-        ["000001.SZ", "20250602", 10.0, 10.1, 9.9, None, 9.9, 50.0, 50.0],  # partly null
-        ["000001.SZ", "20250530", 10.0, 10.1, 9.9, 10.0, None, 50.0, 50.0],  # pre_close may be null
-    ]}}
+    answer = {
+        "code": 0,
+        "msg": "",
+        "data": {
+            "fields": fields,
+            "items": [
+                ["600000.SH", "20250603", 7.1, 7.2, 7.0, 7.1, 7.0, 100.0, 71.0],
+                ["600000.SH", "20250603", 7.1, 7.2, 7.0, 7.1, 7.0, 100.0, 71.0],  # repeated
+                ["000001.SZ", "20250603", None, None, None, None, None, None, None],  # all null
+                ["000001.SZ", "20250602", 10.0, 10.1, 9.9, None, 9.9, 50.0, 50.0],  # partly null
+                ["000001.SZ", "20250530", 10.0, 10.1, 9.9, 10.0, None, 50.0, 50.0],  # pre_close may be null
+            ],
+        },
+    }
     parsed = parse_daily(answer, instrument="600000.SH,000001.SZ")
     assert parsed.frame.select("instrument", "ts").rows() == [
-        ("000001.SZ", datetime(2025, 5, 30, tzinfo=UTC)), ("600000.SH", datetime(2025, 6, 3, tzinfo=UTC))]
+        ("000001.SZ", datetime(2025, 5, 30, tzinfo=UTC)),
+        ("600000.SH", datetime(2025, 6, 3, tzinfo=UTC)),
+    ]
     assert (parsed.null_rows, parsed.partial_rows, parsed.duplicates, parsed.received) == (1, 1, 1, 5)
     assert parsed.counts["600000.SH"] == {"rows": 2, "duplicates": 1}
     assert parsed.counts["000001.SZ"] == {"rows": 3, "null_rows": 1, "partial_rows": 1}
@@ -190,12 +262,21 @@ def test_daily_nulls_and_repeats_are_counted_per_instrument():
 
 
 def test_code_zero_with_null_data_is_an_error_and_only_empty_items_are_an_empty_table():
-    with pytest.raises(TushareResponseError, match="600000.SH 2025-06-05: stk_mins: code 0 but `data` is null"):
+    with pytest.raises(
+        TushareResponseError, match="600000.SH 2025-06-05: stk_mins: code 0 but `data` is null"
+    ):
         parse_stk_mins({"code": 0, "msg": "", "data": None}, instrument="600000.SH", day="2025-06-05")
     with pytest.raises(TushareResponseError, match="code 0 but `data` is null"):
         parse_daily({"code": "0", "msg": "", "data": None})
-    empty = {"code": 0, "msg": "", "data": {"fields": ["ts_code", "trade_time", "open", "close", "high", "low", "vol",
-                                                       "amount"], "items": [], "has_more": False}}
+    empty = {
+        "code": 0,
+        "msg": "",
+        "data": {
+            "fields": ["ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount"],
+            "items": [],
+            "has_more": False,
+        },
+    }
     parsed = parse_stk_mins(empty, instrument="600000.SH")
     assert parsed.frame.schema == pl.Schema(BARS_SCHEMA) and parsed.frame.height == 0 and parsed.received == 0
     with pytest.raises(TushareResponseError, match="no `code`"):
@@ -205,44 +286,56 @@ def test_code_zero_with_null_data_is_an_error_and_only_empty_items_are_an_empty_
 DOC = "权限的具体详情访问：https://tushare.pro/document/1?doc_id=108。"
 
 
-@pytest.mark.parametrize("code, msg, kind", [
-    (40203, "抱歉，您每分钟最多访问该接口200次，" + DOC, "rate_limited"),  # also says 权限: a limit, not a refusal
-    (40203, "Sorry, you can call this API at most 200 times per minute", "rate_limited"),
-    (40203, "抱歉，您每小时最多访问该接口1次，" + DOC, "quota"),
-    (40203, "抱歉，您每天最多访问该接口2次，" + DOC, "quota"),
-    (40203, "抱歉，您每日最多访问该接口2次，" + DOC, "quota"),
-    (40203, "at most 10 calls per hour", "quota"),
-    (40203, "at most 10 calls per day", "quota"),
-    (40203, "抱歉，您没有访问该接口的权限，" + DOC, "permission"),
-    (40203, "抱歉，您没有权限访问该接口，" + DOC, "permission"),
-    (40203, "", "permission"),
-    (40101, "您的token不对，请确认。", "unauthorized"),
-    (2002, "权限不足", "permission"),
-    ("2002", "您没有该接口的访问权限", "permission"),
-    (-2001, "参数错误", "rejected"),
-    (-1, "", "rejected"),
-])
+@pytest.mark.parametrize(
+    "code, msg, kind",
+    [
+        (
+            40203,
+            "抱歉，您每分钟最多访问该接口200次，" + DOC,
+            "rate_limited",
+        ),  # also says 权限: a limit, not a refusal
+        (40203, "Sorry, you can call this API at most 200 times per minute", "rate_limited"),
+        (40203, "抱歉，您每小时最多访问该接口1次，" + DOC, "quota"),
+        (40203, "抱歉，您每天最多访问该接口2次，" + DOC, "quota"),
+        (40203, "抱歉，您每日最多访问该接口2次，" + DOC, "quota"),
+        (40203, "at most 10 calls per hour", "quota"),
+        (40203, "at most 10 calls per day", "quota"),
+        (40203, "抱歉，您没有访问该接口的权限，" + DOC, "permission"),
+        (40203, "抱歉，您没有权限访问该接口，" + DOC, "permission"),
+        (40203, "", "permission"),
+        (40101, "您的token不对，请确认。", "unauthorized"),
+        (2002, "权限不足", "permission"),
+        ("2002", "您没有该接口的访问权限", "permission"),
+        (-2001, "参数错误", "rejected"),
+        (-1, "", "rejected"),
+    ],
+)
 def test_error_table_tells_codes_apart_by_message(code, msg, kind):
     found = error_fields({"request_id": "r", "code": code, "msg": msg, "data": None})
     assert found == (code, msg)
     assert ERRORS.classify(200, *found) == kind
 
 
-@pytest.mark.parametrize("payload", [{"code": 0, "msg": "", "data": None}, {"code": "0", "msg": ""},
-                                     {"data": None}, [1, 2], "text"])
+@pytest.mark.parametrize(
+    "payload",
+    [{"code": 0, "msg": "", "data": None}, {"code": "0", "msg": ""}, {"data": None}, [1, 2], "text"],
+)
 def test_good_answers_have_no_error_fields(payload):
     assert error_fields(payload) is None
 
 
-@pytest.mark.parametrize("code, msg, error_type, what", [
-    (40203, tushare_minute_limit_message(200), TushareLimitReached, "per-minute quota of 'stk_mins'"),
-    (40203, tushare_hour_limit_message(1), TushareLimitReached, "hourly quota of 'stk_mins'"),
-    (40203, tushare_day_limit_message(2), TushareLimitReached, "daily quota of 'stk_mins'"),
-    (40203, TUSHARE_PERMISSION_MESSAGE, TusharePermissionError, "no permission for 'stk_mins'"),
-    (2002, "权限不足", TusharePermissionError, "code 2002"),
-    (40101, TUSHARE_BAD_TOKEN_MESSAGE, TushareTokenError, "TUSHARE_TOKEN"),
-    (-2001, "参数错误", SourceRequestError, "参数错误"),
-])
+@pytest.mark.parametrize(
+    "code, msg, error_type, what",
+    [
+        (40203, tushare_minute_limit_message(200), TushareLimitReached, "per-minute quota of 'stk_mins'"),
+        (40203, tushare_hour_limit_message(1), TushareLimitReached, "hourly quota of 'stk_mins'"),
+        (40203, tushare_day_limit_message(2), TushareLimitReached, "daily quota of 'stk_mins'"),
+        (40203, TUSHARE_PERMISSION_MESSAGE, TusharePermissionError, "no permission for 'stk_mins'"),
+        (2002, "权限不足", TusharePermissionError, "code 2002"),
+        (40101, TUSHARE_BAD_TOKEN_MESSAGE, TushareTokenError, "TUSHARE_TOKEN"),
+        (-2001, "参数错误", SourceRequestError, "参数错误"),
+    ],
+)
 def test_error_answers_raise_what_they_stand_for_for_a_parser_caller(code, msg, error_type, what):
     with pytest.raises(error_type) as error:
         parse_stk_mins({"code": code, "msg": msg, "data": None}, instrument="600000.SH")
@@ -271,13 +364,17 @@ def test_venues_and_token_from_env():
 # Against the replay server
 # --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path_style", ["dataapi", "root"])
 def test_minute_bars_equal_the_servers_ground_truth(path_style):
     with StocksReplayServer() as server:
+
         async def go():
             async with client(server, path_style=path_style) as ts:
-                return (await ts.minute_bars("600000.SH", WEEK[0], WEEK[-1]),
-                        await ts.minute_bars("000001.SZ", WEEK[2]))
+                return (
+                    await ts.minute_bars("600000.SH", WEEK[0], WEEK[-1]),
+                    await ts.minute_bars("000001.SZ", WEEK[2]),
+                )
 
         sh, sz = run(go())
         paths = {(e["api"], e["path"]) for e in server.requests_for("tushare")}
@@ -294,12 +391,16 @@ def test_minute_bars_equal_the_servers_ground_truth(path_style):
     assert zero.to_list() == ["14:57", "14:58"]  # the bars Tushare labels 14:58 and 14:59
 
 
-@pytest.mark.parametrize("server_limit, client_limit, window_days, days", [
-    (8000, 8000, 60, (date(2025, 3, 3), date(2025, 5, 30))),  # 44 trading days in a window: > 8000 rows
-    (1000, 1000, 30, (date(2025, 6, 9), date(2025, 6, 20))),  # pages that cut days in the middle
-])
+@pytest.mark.parametrize(
+    "server_limit, client_limit, window_days, days",
+    [
+        (8000, 8000, 60, (date(2025, 3, 3), date(2025, 5, 30))),  # 44 trading days in a window: > 8000 rows
+        (1000, 1000, 30, (date(2025, 6, 9), date(2025, 6, 20))),  # pages that cut days in the middle
+    ],
+)
 def test_newest_first_paging_loses_and_repeats_nothing(server_limit, client_limit, window_days, days):
     with StocksReplayServer(StocksReplayConfig(stk_mins_row_limit=server_limit)) as server:
+
         async def go():
             async with client(server, row_limit=client_limit, window_days=window_days) as ts:
                 frame = await ts.minute_bars("600519.SH", *days)
@@ -319,10 +420,13 @@ def test_newest_first_paging_loses_and_repeats_nothing(server_limit, client_limi
 
 def test_daily_units_against_truth_and_minutes():
     with StocksReplayServer() as server:
+
         async def go():
             async with client(server) as ts:
-                return (await ts.daily(["600000.SH"], WEEK[0], WEEK[-1]),
-                        await ts.minute_bars("600000.SH", WEEK[1]))
+                return (
+                    await ts.daily(["600000.SH"], WEEK[0], WEEK[-1]),
+                    await ts.minute_bars("600000.SH", WEEK[1]),
+                )
 
         daily, minutes = run(go())
     assert daily.schema == pl.Schema(DAILY_BARS_SCHEMA)
@@ -340,24 +444,39 @@ SIX = ["600000.SH", "000001.SZ", "600036.SH", "601398.SH", "600519.SH", "830799.
 
 
 def expected_daily(server: StocksReplayServer, codes, days) -> list[tuple]:
-    """Server truth → (instrument, ts, open, high, low, close, pre_close, volume in shares, amount in yuan)."""
+    """Server truth → (instrument, ts, open, high, low, close, pre_close, volume in shares, amount in
+    yuan)."""
     out = []
     for code in sorted(codes):
         for day in days:
             row = server.tushare.daily(code, day)
             if row:
                 _, _, o, h, lo, c, pre, _, _, vol, amount = row
-                out.append((code, datetime(day.year, day.month, day.day, tzinfo=UTC), o, h, lo, c, pre,
-                            round(vol * 100, 4), round(amount * 1000, 3)))
+                out.append(
+                    (
+                        code,
+                        datetime(day.year, day.month, day.day, tzinfo=UTC),
+                        o,
+                        h,
+                        lo,
+                        c,
+                        pre,
+                        round(vol * 100, 4),
+                        round(amount * 1000, 3),
+                    )
+                )
     return out
 
 
 def daily_rows(frame: pl.DataFrame) -> list[tuple]:
-    return frame.select("instrument", "ts", "open", "high", "low", "close", "pre_close", "volume", "amount").rows()
+    return frame.select(
+        "instrument", "ts", "open", "high", "low", "close", "pre_close", "volume", "amount"
+    ).rows()
 
 
 def test_daily_asks_once_for_every_code():
     with StocksReplayServer() as server:
+
         async def go():
             async with client(server) as ts:
                 frame = await ts.daily(["sh600000", *SIX[1:], "600000.SH"], WEEK[0], WEEK[-1])
@@ -365,7 +484,9 @@ def test_daily_asks_once_for_every_code():
 
         frame, quality, figures = run(go())
         log = server.requests_for("tushare")
-    assert [(e["api"], e["symbols"]) for e in log] == [("daily", SIX)]  # one request, codes normalized, once each
+    assert [(e["api"], e["symbols"]) for e in log] == [
+        ("daily", SIX)
+    ]  # one request, codes normalized, once each
     assert daily_rows(frame) == expected_daily(server, SIX, WEEK)
     assert frame.height == 30 and frame.schema == pl.Schema(DAILY_BARS_SCHEMA)
     assert set(zip(frame["instrument"], frame["venue"])) == {(c, venue_of(c)) for c in SIX}
@@ -377,6 +498,7 @@ def test_daily_pages_backward_through_a_date_cut_in_the_middle():
     # 3 codes x 10 trade days = 30 rows, 7 a page: pages end inside a date, which is asked again whole
     codes, days = ["600000.SH", "000001.SZ", "830799.BJ"], (date(2025, 6, 9), date(2025, 6, 20))
     with StocksReplayServer(StocksReplayConfig(daily_row_limit=7)) as server:
+
         async def go():
             async with client(server, daily_row_limit=7) as ts:
                 return await ts.daily(codes, *days), ts.quality, ts.figures()
@@ -393,6 +515,7 @@ def test_daily_pages_backward_through_a_date_cut_in_the_middle():
 
 def test_daily_refuses_a_date_that_fills_a_whole_answer():
     with StocksReplayServer(StocksReplayConfig(daily_row_limit=2)) as server:
+
         async def go():
             async with client(server, daily_row_limit=2) as ts:
                 await ts.daily(["600000.SH", "000001.SZ", "830799.BJ"], WEEK[0], WEEK[1])
@@ -423,6 +546,7 @@ def test_per_minute_limit_waits_for_the_next_window_then_succeeds():
     window = 1.0
     config = StocksReplayConfig(tushare_minute_limit=3, limit_window_s=window)
     with StocksReplayServer(config) as server:
+
         async def go():
             sends: list[float] = []  # wall clock of each request put on the wire
             told: list[float] = []  # wall clock at which the client handled each limit answer
@@ -460,6 +584,7 @@ def test_per_minute_limit_waits_for_the_next_window_then_succeeds():
 
 def test_per_minute_limit_that_never_clears_gives_up_clearly():
     with StocksReplayServer(StocksReplayConfig(tushare_minute_limit=0, limit_window_s=0.2)) as server:
+
         async def go():
             async with client(server, limit_window_s=0.2, max_limit_waits=2) as ts:
                 await ts.minute_bars("600000.SH", WEEK[0])
@@ -473,6 +598,7 @@ def test_per_minute_limit_that_never_clears_gives_up_clearly():
 def test_daily_quota_stops_that_api_without_retrying():
     config = StocksReplayConfig(tushare_day_limit=2)
     with StocksReplayServer(config) as server:
+
         async def go():
             async with client(server) as ts:
                 await ts.minute_bars("600000.SH", WEEK[0])
@@ -517,7 +643,9 @@ def test_permission_40203_is_not_a_rate_limit_and_is_not_retried():
 def test_code_2002_is_a_permission_error_and_other_codes_are_request_errors():
     with StocksReplayServer() as server:
         server.add_fault("tushare_error", api="daily", code=2002, message="您没有该接口的访问权限")
-        server.add_fault("tushare_error", api="stk_mins", symbols=["000001.SZ"], code=-2001, message="参数错误")
+        server.add_fault(
+            "tushare_error", api="stk_mins", symbols=["000001.SZ"], code=-2001, message="参数错误"
+        )
 
         async def go():
             async with client(server) as ts:
@@ -531,14 +659,17 @@ def test_code_2002_is_a_permission_error_and_other_codes_are_request_errors():
     assert other.instrument == "000001.SZ" and "参数错误" in str(other) and ok.height == 241
 
 
-@pytest.mark.parametrize("code, msg, error_type, stops", [
-    (40203, tushare_hour_limit_message(1), TushareLimitReached, "api"),
-    (40203, tushare_day_limit_message(2), TushareLimitReached, "api"),
-    (40203, TUSHARE_PERMISSION_MESSAGE, TusharePermissionError, "api"),
-    (2002, "您没有该接口的访问权限", TusharePermissionError, "api"),
-    (40101, TUSHARE_BAD_TOKEN_MESSAGE, TushareTokenError, "client"),
-    (-2001, "参数错误", SourceRequestError, None),
-])
+@pytest.mark.parametrize(
+    "code, msg, error_type, stops",
+    [
+        (40203, tushare_hour_limit_message(1), TushareLimitReached, "api"),
+        (40203, tushare_day_limit_message(2), TushareLimitReached, "api"),
+        (40203, TUSHARE_PERMISSION_MESSAGE, TusharePermissionError, "api"),
+        (2002, "您没有该接口的访问权限", TusharePermissionError, "api"),
+        (40101, TUSHARE_BAD_TOKEN_MESSAGE, TushareTokenError, "client"),
+        (-2001, "参数错误", SourceRequestError, None),
+    ],
+)
 def test_each_error_answer_stops_what_it_should(code, msg, error_type, stops):
     """A real Tushare error body, once, on stk_mins: the error it stands for, and what it stops
     (quota/permission: that API; token: the client; anything else: only that call)."""
@@ -550,8 +681,10 @@ def test_each_error_answer_stops_what_it_should(code, msg, error_type, stops):
                 with pytest.raises(error_type) as first:
                     await ts.minute_bars("600000.SH", WEEK[0])
                 outcomes = []
-                for fetch in (lambda: ts.minute_bars("000001.SZ", WEEK[0]),
-                              lambda: ts.daily(["600000.SH"], WEEK[0], WEEK[0])):
+                for fetch in (
+                    lambda: ts.minute_bars("000001.SZ", WEEK[0]),
+                    lambda: ts.daily(["600000.SH"], WEEK[0], WEEK[0]),
+                ):
                     try:
                         outcomes.append((await fetch()).height)
                     except (SourceBanned, SourcePermissionError) as error:
@@ -574,8 +707,9 @@ def test_each_error_answer_stops_what_it_should(code, msg, error_type, stops):
 def test_one_per_minute_answer_waits_one_window_then_succeeds():
     window = 0.3
     with StocksReplayServer() as server:
-        server.add_fault("tushare_error", api="stk_mins", code=40203, message=tushare_minute_limit_message(200),
-                         times=1)
+        server.add_fault(
+            "tushare_error", api="stk_mins", code=40203, message=tushare_minute_limit_message(200), times=1
+        )
 
         async def go():
             async with client(server, limit_window_s=window) as ts:
@@ -619,10 +753,24 @@ def test_figures_count_requests_waits_and_dropped_rows():
                 return ts.figures(), ts.quality
 
         figures, quality = run(go())
-    assert {k: figures[k] for k in ("requests", "retries", "limit_waits", "dropped_null_rows", "dropped_partial_rows",
-                                    "duplicate_rows")} == {"requests": 2, "retries": 0, "limit_waits": 0,
-                                                           "dropped_null_rows": 0, "dropped_partial_rows": 1,
-                                                           "duplicate_rows": 0}
+    assert {
+        k: figures[k]
+        for k in (
+            "requests",
+            "retries",
+            "limit_waits",
+            "dropped_null_rows",
+            "dropped_partial_rows",
+            "duplicate_rows",
+        )
+    } == {
+        "requests": 2,
+        "retries": 0,
+        "limit_waits": 0,
+        "dropped_null_rows": 0,
+        "dropped_partial_rows": 1,
+        "duplicate_rows": 0,
+    }
     assert figures["latency_p50_ms"] is not None
     assert quality["600000.SH"]["rows"] == 241 and quality["600000.SH"]["partial_rows"] == 1
     assert quality["000001.SZ"]["daily_rows"] == 2
@@ -632,6 +780,7 @@ def test_bad_token_stops_the_client_and_the_token_never_shows(caplog):
     caplog.set_level(logging.DEBUG)
     config = StocksReplayConfig(tushare_tokens=["the-right-token"])
     with StocksReplayServer(config) as server:
+
         async def go():
             async with client(server) as ts:
                 with pytest.raises(TushareTokenError) as first:
@@ -641,7 +790,9 @@ def test_bad_token_stops_the_client_and_the_token_never_shows(caplog):
                 return first.value, second.value, repr(ts), str(ts)
 
         first, second, representation, text = run(go())
-    assert isinstance(first, SourcePermissionError) and "40101" in str(first) and "TUSHARE_TOKEN" in str(first)
+    assert (
+        isinstance(first, SourcePermissionError) and "40101" in str(first) and "TUSHARE_TOKEN" in str(first)
+    )
     assert len(server.requests_for("tushare")) == 1
     for shown in (str(first), repr(first), str(second), representation, text, caplog.text):
         assert TOKEN not in shown
@@ -652,8 +803,13 @@ def test_token_never_in_logs_or_errors_across_faults(caplog):
     caplog.set_level(logging.DEBUG)  # httpx/httpcore debug logging included
     with StocksReplayServer(StocksReplayConfig()) as server:
         # the per-minute limit answer once (Tushare's own words), then a 503, two damaged bodies
-        server.add_fault("tushare_error", symbols=["600000.SH"], code=40203,
-                         message=tushare_minute_limit_message(2), times=1)
+        server.add_fault(
+            "tushare_error",
+            symbols=["600000.SH"],
+            code=40203,
+            message=tushare_minute_limit_message(2),
+            times=1,
+        )
         server.add_fault("http_error", symbols=["600036.SH"], status=503)
         server.add_fault("malformed_json", symbols=["601398.SH"])
         server.add_fault("non_numeric", symbols=["000001.SZ"], field="vol", value="1,000")
@@ -691,6 +847,7 @@ def test_per_symbol_isolation_with_parallel_workers():
         async def go():
             workers = asyncio.Semaphore(3)
             async with client(server) as ts:
+
                 async def one(code):
                     async with workers:
                         try:
@@ -707,7 +864,9 @@ def test_per_symbol_isolation_with_parallel_workers():
     assert as_rows(results["600519.SH"]) == expected_minutes(server, "600519.SH", WEEK[:2])
     assert "'--'" in str(results["000001.SZ"]) and results["000001.SZ"].instrument == "000001.SZ"
     assert "'amount'" in str(results["600036.SH"]) and "600036.SH" in str(results["600036.SH"])
-    assert "malformed JSON body" in str(results["601398.SH"]) and "after 4 attempts" in str(results["601398.SH"])
+    assert "malformed JSON body" in str(results["601398.SH"]) and "after 4 attempts" in str(
+        results["601398.SH"]
+    )
     assert results["601398.SH"].instrument == "601398.SH"
     assert isinstance(results["830799.BJ"], ApiError) and results["830799.BJ"].status == 500
 
@@ -723,6 +882,11 @@ def test_the_replays_serve_no_bars_on_their_exchanges_holidays():
     assert ashare_minutes(7, "600000.SH", holiday) == () and ashare_minutes(7, "000001.SZ", holiday) == ()
     assert len(ashare_minutes(7, "600000.SH", after)) == 241
     friday = ashare_minutes(7, "600000.SH", date(2025, 5, 30))
-    assert ashare_daily(7, "600000.SH", after)[DAILY_FIELDS.index("pre_close")] == friday[-1][3]  # the last close
-    assert yahoo_minutes(7, "AAPL", date(2025, 11, 27)) == () and len(yahoo_minutes(7, "AAPL", date(2025, 11, 28))) > 0
+    assert (
+        ashare_daily(7, "600000.SH", after)[DAILY_FIELDS.index("pre_close")] == friday[-1][3]
+    )  # the last close
+    assert (
+        yahoo_minutes(7, "AAPL", date(2025, 11, 27)) == ()
+        and len(yahoo_minutes(7, "AAPL", date(2025, 11, 28))) > 0
+    )
     assert len(yahoo_minutes(7, "VOD.L", date(2025, 11, 27))) > 0

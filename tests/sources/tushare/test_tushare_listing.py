@@ -41,6 +41,7 @@ def listed(server: StocksReplayServer, status: str = "L", **kwargs):
     async def ask():
         async with client(server, **kwargs) as ts:
             return await ts.listed_instruments(status)
+
     return asyncio.run(ask())
 
 
@@ -59,8 +60,11 @@ def test_stock_basic_lists_every_listed_code_on_three_exchanges_and_never_a_deli
         delisted, _ = listed(server, "D")
         suspended, _ = listed(server, "P")
     codes = [i.code for i in instruments]
-    assert len(codes) == 400 and codes == sorted(codes) == truth(server) and dropped == {"other_status": 0,
-                                                                                          "repeated": 0}
+    assert (
+        len(codes) == 400
+        and codes == sorted(codes) == truth(server)
+        and dropped == {"other_status": 0, "repeated": 0}
+    )
     assert {i.exchange for i in instruments} == {"SSE", "SZSE", "BSE"}
     assert {c[-2:] for c in codes} == {"SH", "SZ", "BJ"}
     assert set(load_sources_config().a_shares) <= set(codes)  # the shipped universe is listed
@@ -78,7 +82,9 @@ def test_a_full_answer_is_asked_again_one_exchange_at_a_time():
         assert [i.code for i in instruments] == truth(server)  # nothing lost to the cut answer
         assert len(calls) == 4  # the whole market (full), then SSE, SZSE, BSE
         server.configure(stock_basic_row_limit=100)
-        with pytest.raises(TushareResponseError, match=r"stock_basic: SSE alone fills a whole answer \(100 rows\)"):
+        with pytest.raises(
+            TushareResponseError, match=r"stock_basic: SSE alone fills a whole answer \(100 rows\)"
+        ):
             listed(server, listing_row_limit=100)
 
 
@@ -87,8 +93,9 @@ def test_stock_basic_errors_are_the_error_table_of_the_other_calls():
         server.add_fault("tushare_permission", api="stock_basic", times=1)
         with pytest.raises(TusharePermissionError, match="no permission for 'stock_basic'"):
             listed(server)
-        server.add_fault("tushare_error", api="stock_basic", code=40203, message=tushare_day_limit_message(50),
-                         times=1)
+        server.add_fault(
+            "tushare_error", api="stock_basic", code=40203, message=tushare_day_limit_message(50), times=1
+        )
         with pytest.raises(TushareLimitReached, match="daily quota of 'stock_basic'"):
             listed(server)
         assert len(listed(server)[0]) == 5000  # the default universe: the market's size
@@ -96,9 +103,17 @@ def test_stock_basic_errors_are_the_error_table_of_the_other_calls():
 
 def test_parse_stock_basic_keeps_the_asked_status_once_per_code_and_names_a_bad_code():
     fields = ["ts_code", "name", "list_status", "list_date"]
-    table = Table(fields, [["600000.SH", "浦发银行", "L", "19991110"], ["600087.SH", "退市长油", "D", "19970611"],
-                           ["600000.SH", "浦发银行", "L", "19991110"], ["000001.SZ", "平安银行", "L", "19910403"]],
-                  False, None)
+    table = Table(
+        fields,
+        [
+            ["600000.SH", "浦发银行", "L", "19991110"],
+            ["600087.SH", "退市长油", "D", "19970611"],
+            ["600000.SH", "浦发银行", "L", "19991110"],
+            ["000001.SZ", "平安银行", "L", "19910403"],
+        ],
+        False,
+        None,
+    )
     instruments, dropped = parse_stock_basic(table)
     assert [i.code for i in instruments] == ["000001.SZ", "600000.SH"]
     assert dropped == {"other_status": 1, "repeated": 1}
@@ -110,6 +125,7 @@ def test_parse_stock_basic_keeps_the_asked_status_once_per_code_and_names_a_bad_
 
 def test_the_listing_is_asked_once_per_beijing_day_and_kept_in_the_days_file(tmp_path):
     with StocksReplayServer(StocksReplayConfig(tushare_listed=300)) as server:
+
         def make():
             return client(server)
 
@@ -118,7 +134,10 @@ def test_the_listing_is_asked_once_per_beijing_day_and_kept_in_the_days_file(tmp
         assert (first.cached, again.cached, len(stock_basic_calls(server))) == (False, True, 1)
         assert again.codes == first.codes == truth(server)
         path = cache_path(tmp_path, DAY)
-        assert path.name == "tushare_stock_basic_L_2025-06-05.json" and json.loads(path.read_bytes())["count"] == 300
+        assert (
+            path.name == "tushare_stock_basic_L_2025-06-05.json"
+            and json.loads(path.read_bytes())["count"] == 300
+        )
         assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temp file left behind
 
         tomorrow = asyncio.run(listed_today(make, tmp_path, today=DAY + timedelta(days=1)))
@@ -148,17 +167,27 @@ def test_the_replays_bars_agree_with_its_listing():
         assert asyncio.run(bars(a_share_listing.DELISTED, date(2014, 6, 4))) == (241, 1)  # its last day
         assert asyncio.run(bars(a_share_listing.SUSPENDED, DAY)) == (0, 0)
         before = listed_on - timedelta(days=3 if listed_on.weekday() == 0 else 1)
-        assert asyncio.run(bars(young.code, before))[0] == 0 and asyncio.run(bars(young.code, listed_on))[0] == 241
-        outside = next(c for c in ("600010.SH", "600011.SH", "600015.SH") if c not in {i.code for i in instruments})
-        assert asyncio.run(bars(outside, DAY)) == (241, 1)  # a code outside the listing trades as it always did
+        assert (
+            asyncio.run(bars(young.code, before))[0] == 0
+            and asyncio.run(bars(young.code, listed_on))[0] == 241
+        )
+        outside = next(
+            c for c in ("600010.SH", "600011.SH", "600015.SH") if c not in {i.code for i in instruments}
+        )
+        assert asyncio.run(bars(outside, DAY)) == (
+            241,
+            1,
+        )  # a code outside the listing trades as it always did
 
 
 def test_a_fault_on_stock_basic_targets_only_it():
     fault = Fault("tushare_permission", api="stock_basic")
     with StocksReplayServer(StocksReplayConfig(faults=[fault])) as server:
+
         async def minutes():
             async with client(server) as ts:
                 return (await ts.minute_bars("600000.SH", DAY)).height
+
         assert asyncio.run(minutes()) == 241
         with pytest.raises(TusharePermissionError):
             listed(server)

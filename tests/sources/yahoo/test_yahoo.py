@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import polars as pl
@@ -37,7 +37,6 @@ from marketdata_assets.sources.yahoo.chart import chart_error
 from tests.support.scripted_server import Reply, ScriptedServer
 
 FAST = RetryPolicy(max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05)
-UTC = timezone.utc
 NOW = datetime(2025, 6, 14, 12, 0, tzinfo=UTC).timestamp()  # a Saturday
 WEEK = (date(2025, 6, 2), date(2025, 6, 6))
 
@@ -78,7 +77,9 @@ def expected(server: StocksReplayServer, symbol: str, first: date, last: date, d
                 partial += 1
             else:
                 scale = (lambda v: round(v / divisor, 4)) if divisor != 1 else (lambda v: v)
-                rows.append((datetime.fromtimestamp(ts, UTC), scale(o), scale(h), scale(lo), scale(c), float(vol)))
+                rows.append(
+                    (datetime.fromtimestamp(ts, UTC), scale(o), scale(h), scale(lo), scale(c), float(vol))
+                )
         day += timedelta(days=1)
     return rows, empty, partial
 
@@ -91,62 +92,147 @@ def as_rows(frame: pl.DataFrame) -> list[tuple]:
 # Parsing captured-format answers
 # --------------------------------------------------------------------------------------------
 
-LSE_ANSWER = {"chart": {"result": [{
-    "meta": {"currency": "GBp", "symbol": "VOD.L", "exchangeName": "LSE", "fullExchangeName": "LSE",
-             "instrumentType": "EQUITY", "firstTradeDate": 567585000, "regularMarketTime": 1749225599,
-             "hasPrePostMarketData": False, "gmtoffset": 3600, "timezone": "BST",
-             "exchangeTimezoneName": "Europe/London", "regularMarketPrice": 71.24, "chartPreviousClose": 71.0,
-             "priceHint": 2, "currentTradingPeriod": {"regular": {"timezone": "BST", "start": 1749193200,
-                                                                  "end": 1749223800, "gmtoffset": 3600}},
-             "dataGranularity": "1m",  # no "range": it is absent for period1/period2 requests
-             "tradingPeriods": [[{"timezone": "BST", "start": 1749193200, "end": 1749223800, "gmtoffset": 3600}]],
-             "validRanges": ["1d", "5d"]},
-    "timestamp": [1749193200, 1749193260, 1749193320, 1749193380, 1749193440],
-    "indicators": {"quote": [{
-        "open": [71.0, 101.19999694824219, None, 71.23999786376953, 71.5],
-        "high": [71.30000305175781, 101.4000015258789, None, 71.30000305175781, 71.5999984741211],
-        "low": [70.9000015258789, 101.0, None, 71.19999694824219, None],
-        "close": [71.19999694824219, 101.19999694824219, None, 71.23999786376953, 71.5],
-        "volume": [0, 15234, None, 8811, 120],
-    }]}}], "error": None}}
+LSE_ANSWER = {
+    "chart": {
+        "result": [
+            {
+                "meta": {
+                    "currency": "GBp",
+                    "symbol": "VOD.L",
+                    "exchangeName": "LSE",
+                    "fullExchangeName": "LSE",
+                    "instrumentType": "EQUITY",
+                    "firstTradeDate": 567585000,
+                    "regularMarketTime": 1749225599,
+                    "hasPrePostMarketData": False,
+                    "gmtoffset": 3600,
+                    "timezone": "BST",
+                    "exchangeTimezoneName": "Europe/London",
+                    "regularMarketPrice": 71.24,
+                    "chartPreviousClose": 71.0,
+                    "priceHint": 2,
+                    "currentTradingPeriod": {
+                        "regular": {
+                            "timezone": "BST",
+                            "start": 1749193200,
+                            "end": 1749223800,
+                            "gmtoffset": 3600,
+                        }
+                    },
+                    "dataGranularity": "1m",  # no "range": it is absent for period1/period2 requests
+                    "tradingPeriods": [
+                        [{"timezone": "BST", "start": 1749193200, "end": 1749223800, "gmtoffset": 3600}]
+                    ],
+                    "validRanges": ["1d", "5d"],
+                },
+                "timestamp": [1749193200, 1749193260, 1749193320, 1749193380, 1749193440],
+                "indicators": {
+                    "quote": [
+                        {
+                            "open": [71.0, 101.19999694824219, None, 71.23999786376953, 71.5],
+                            "high": [
+                                71.30000305175781,
+                                101.4000015258789,
+                                None,
+                                71.30000305175781,
+                                71.5999984741211,
+                            ],
+                            "low": [70.9000015258789, 101.0, None, 71.19999694824219, None],
+                            "close": [71.19999694824219, 101.19999694824219, None, 71.23999786376953, 71.5],
+                            "volume": [0, 15234, None, 8811, 120],
+                        }
+                    ]
+                },
+            }
+        ],
+        "error": None,
+    }
+}
 
 
 def test_gbp_pence_float32_noise_and_nulls():
     data = parse_chart(LSE_ANSWER, "VOD.L")
     frame = data.frame
     assert frame.schema == pl.Schema(BARS_SCHEMA)
-    assert (data.currency, data.quote_currency, data.price_divisor, data.exchange) == ("GBP", "GBp", 100, "LSE")
+    assert (data.currency, data.quote_currency, data.price_divisor, data.exchange) == (
+        "GBP",
+        "GBp",
+        100,
+        "LSE",
+    )
     assert (data.null_minutes, data.partial_rows) == (1, 1)  # the whole null minute, the row without a low
-    assert frame["ts"].to_list() == [datetime.fromtimestamp(t, UTC) for t in (1749193200, 1749193260, 1749193380)]
+    assert frame["ts"].to_list() == [
+        datetime.fromtimestamp(t, UTC) for t in (1749193200, 1749193260, 1749193380)
+    ]
     assert frame.row(1, named=True) | {"amount": None} == {
-        "ts": datetime(2025, 6, 6, 7, 1, tzinfo=UTC), "venue": "LSE", "instrument": "VOD.L",
-        "open": 1.012, "high": 1.014, "low": 1.01, "close": 1.012, "volume": 15234.0, "amount": None,
-        "trades": None}
+        "ts": datetime(2025, 6, 6, 7, 1, tzinfo=UTC),
+        "venue": "LSE",
+        "instrument": "VOD.L",
+        "open": 1.012,
+        "high": 1.014,
+        "low": 1.01,
+        "close": 1.012,
+        "volume": 15234.0,
+        "amount": None,
+        "trades": None,
+    }
     assert frame["open"][2] == 0.7124 and frame["high"][0] == 0.713
     # no turnover from Yahoo: volume × typical price, in pounds
     assert frame["amount"][1] == pytest.approx(15234 * (1.014 + 1.01 + 1.012) / 3)
     assert frame["amount"][0] == 0.0
 
 
-@pytest.mark.parametrize("raw, clean", [
-    (101.19999694824219, 101.2), (71.23999786376953, 71.24), (0.30000001192092896, 0.3),
-    (1.5, 1.5), (2243.969970703125, 2243.97), (0.1, 0.1), (123.4567891, 123.4567891), (7.0, 7.0),
-])
+@pytest.mark.parametrize(
+    "raw, clean",
+    [
+        (101.19999694824219, 101.2),
+        (71.23999786376953, 71.24),
+        (0.30000001192092896, 0.3),
+        (1.5, 1.5),
+        (2243.969970703125, 2243.97),
+        (0.1, 0.1),
+        (123.4567891, 123.4567891),
+        (7.0, 7.0),
+    ],
+)
 def test_float32_noise_is_removed_only_when_it_is_float32_noise(raw, clean):
     assert denoise_float32(raw)[0] == clean
 
 
-@pytest.mark.parametrize("currency, normalized", [("GBp", ("GBP", 100)), ("GBX", ("GBP", 100)),
-                                                  ("ZAc", ("ZAR", 100)), ("ILA", ("ILS", 100)),
-                                                  ("KWF", ("KWD", 1000)), ("GBP", ("GBP", 1)), ("USD", ("USD", 1))])
+@pytest.mark.parametrize(
+    "currency, normalized",
+    [
+        ("GBp", ("GBP", 100)),
+        ("GBX", ("GBP", 100)),
+        ("ZAc", ("ZAR", 100)),
+        ("ILA", ("ILS", 100)),
+        ("KWF", ("KWD", 1000)),
+        ("GBP", ("GBP", 1)),
+        ("USD", ("USD", 1)),
+    ],
+)
 def test_minor_currency_units(currency, normalized):
     assert normalize_currency(currency) == normalized
 
 
 def test_missing_timestamp_is_an_empty_frame():
-    answer = {"chart": {"result": [{"meta": {"currency": "USD", "symbol": "AAPL", "exchangeName": "NMS",
-                                             "exchangeTimezoneName": "America/New_York", "range": "1d"},
-                                    "indicators": {"quote": [{}]}}], "error": None}}
+    answer = {
+        "chart": {
+            "result": [
+                {
+                    "meta": {
+                        "currency": "USD",
+                        "symbol": "AAPL",
+                        "exchangeName": "NMS",
+                        "exchangeTimezoneName": "America/New_York",
+                        "range": "1d",
+                    },
+                    "indicators": {"quote": [{}]},
+                }
+            ],
+            "error": None,
+        }
+    }
     data = parse_chart(json.dumps(answer), "AAPL")
     assert data.frame.height == 0 and data.frame.schema == pl.Schema(BARS_SCHEMA)
     assert (data.currency, data.exchange) == ("USD", "NMS")
@@ -165,25 +251,55 @@ def test_live_row_stamped_mid_minute_is_floored_and_not_doubled():
 
 
 # Yahoo's error bodies as captured: chart v8's envelope, and the `finance` one of its 401/403 answers.
-NOT_FOUND = {"chart": {"result": None, "error": {"code": "Not Found",
-                                                 "description": "No data found, symbol may be delisted"}}}
-BAD_REQUEST = {"chart": {"result": None, "error": {"code": "Bad Request",
-                                                   "description": "Invalid input - start date cannot be after end date."}}}
-UNPROCESSABLE = {"chart": {"result": None, "error": {
-    "code": "Unprocessable Entity", "description": "1m data not available for startTime=1743465600 and "
-    "endTime=1744070400. The requested range must be within the last 30 days."}}}
-INVALID_CRUMB = {"finance": {"result": None, "error": {"code": "Unauthorized", "description": "Invalid Crumb"}}}
-FORBIDDEN = {"finance": {"result": None, "error": {
-    "code": "forbidden", "description": "User is unable to access this feature - https://bit.ly/yahoo-finance-api-feedback"}}}
+NOT_FOUND = {
+    "chart": {
+        "result": None,
+        "error": {"code": "Not Found", "description": "No data found, symbol may be delisted"},
+    }
+}
+BAD_REQUEST = {
+    "chart": {
+        "result": None,
+        "error": {
+            "code": "Bad Request",
+            "description": "Invalid input - start date cannot be after end date.",
+        },
+    }
+}
+UNPROCESSABLE = {
+    "chart": {
+        "result": None,
+        "error": {
+            "code": "Unprocessable Entity",
+            "description": "1m data not available for startTime=1743465600 and "
+            "endTime=1744070400. The requested range must be within the last 30 days.",
+        },
+    }
+}
+INVALID_CRUMB = {
+    "finance": {"result": None, "error": {"code": "Unauthorized", "description": "Invalid Crumb"}}
+}
+FORBIDDEN = {
+    "finance": {
+        "result": None,
+        "error": {
+            "code": "forbidden",
+            "description": "User is unable to access this feature - https://bit.ly/yahoo-finance-api-feedback",
+        },
+    }
+}
 
 
-@pytest.mark.parametrize("payload, status, error_type, words", [
-    (NOT_FOUND, 200, YahooInstrumentNotFound, "delisted"),
-    (NOT_FOUND, 404, YahooInstrumentNotFound, "delisted"),
-    (BAD_REQUEST, 200, YahooRequestError, "Bad Request"),
-    (UNPROCESSABLE, 422, YahooRequestError, "within the last 30 days"),
-    (INVALID_CRUMB, 401, SourcePermissionError, "Invalid Crumb"),
-])
+@pytest.mark.parametrize(
+    "payload, status, error_type, words",
+    [
+        (NOT_FOUND, 200, YahooInstrumentNotFound, "delisted"),
+        (NOT_FOUND, 404, YahooInstrumentNotFound, "delisted"),
+        (BAD_REQUEST, 200, YahooRequestError, "Bad Request"),
+        (UNPROCESSABLE, 422, YahooRequestError, "within the last 30 days"),
+        (INVALID_CRUMB, 401, SourcePermissionError, "Invalid Crumb"),
+    ],
+)
 def test_error_payloads(payload, status, error_type, words):
     request = "GET /v8/finance/chart/DEAD.L?interval=1m"
     with pytest.raises(error_type) as error:
@@ -193,12 +309,19 @@ def test_error_payloads(payload, status, error_type, words):
     assert isinstance(error.value, SourceRequestError) != (error_type is SourcePermissionError)
 
 
-@pytest.mark.parametrize("status, body, kind", [
-    (404, NOT_FOUND, "not_found"), (400, BAD_REQUEST, "rejected"), (422, UNPROCESSABLE, "rejected"),
-    (401, INVALID_CRUMB, "permission"), (403, FORBIDDEN, "permission"),
-    (429, "Too Many Requests", "rate_limited"), (429, "Edge: Too Many Requests", "rate_limited"),
-    (503, "<html><body><b>Http/1.1 Service Unavailable</b></body></html>", "retry"),
-])
+@pytest.mark.parametrize(
+    "status, body, kind",
+    [
+        (404, NOT_FOUND, "not_found"),
+        (400, BAD_REQUEST, "rejected"),
+        (422, UNPROCESSABLE, "rejected"),
+        (401, INVALID_CRUMB, "permission"),
+        (403, FORBIDDEN, "permission"),
+        (429, "Too Many Requests", "rate_limited"),
+        (429, "Edge: Too Many Requests", "rate_limited"),
+        (503, "<html><body><b>Http/1.1 Service Unavailable</b></body></html>", "retry"),
+    ],
+)
 def test_the_error_table_classifies_yahoos_answers(status, body, kind):
     fields = chart_error(body) if isinstance(body, dict) else None  # YahooChartClient.error_fields
     code, message = fields or (None, body)  # a plain-text or HTML body: its status alone decides
@@ -220,6 +343,7 @@ def test_non_numeric_and_missing_quote_fields_are_data_errors():
 # The unit of a price: never guessed (issue 15, item 9)
 # --------------------------------------------------------------------------------------------
 
+
 def without(answer: dict, *keys: str, **meta) -> dict:
     answer = json.loads(json.dumps(answer))
     for key in keys:
@@ -228,15 +352,18 @@ def without(answer: dict, *keys: str, **meta) -> dict:
     return answer
 
 
-@pytest.mark.parametrize("symbol, meta, said, market", [
-    ("VOD.L", {}, "no meta.currency", "London"),                           # the key is absent
-    ("VOD.L", {"currency": None}, "no meta.currency", "London"),
-    ("VOD.L", {"currency": ""}, "no meta.currency", "London"),
-    ("VOD.L", {"currency": "gbp"}, "meta.currency 'gbp'", "London"),       # neither GBp nor GBP: unknown
-    ("NPN.JO", {"exchangeName": "JNB"}, "no meta.currency", "Johannesburg"),
-    ("TEVA.TA", {"exchangeName": "TLV"}, "no meta.currency", "Tel Aviv"),
-    ("VOD", {"exchangeName": "LSE"}, "no meta.currency", "London"),        # the exchange says London
-])
+@pytest.mark.parametrize(
+    "symbol, meta, said, market",
+    [
+        ("VOD.L", {}, "no meta.currency", "London"),  # the key is absent
+        ("VOD.L", {"currency": None}, "no meta.currency", "London"),
+        ("VOD.L", {"currency": ""}, "no meta.currency", "London"),
+        ("VOD.L", {"currency": "gbp"}, "meta.currency 'gbp'", "London"),  # neither GBp nor GBP: unknown
+        ("NPN.JO", {"exchangeName": "JNB"}, "no meta.currency", "Johannesburg"),
+        ("TEVA.TA", {"exchangeName": "TLV"}, "no meta.currency", "Tel Aviv"),
+        ("VOD", {"exchangeName": "LSE"}, "no meta.currency", "London"),  # the exchange says London
+    ],
+)
 def test_a_minor_unit_market_without_a_currency_is_an_error_not_a_guess(symbol, meta, said, market):
     answer = without(LSE_ANSWER, "currency", **meta)
     request = f"GET /v8/finance/chart/{symbol}?interval=1m"
@@ -293,20 +420,42 @@ def test_a_london_slice_without_a_currency_fails_in_the_ingest_with_the_reason(c
     assert outcomes["AAPL"].status == "ok" and outcomes["AAPL"].rows > 300
     vod = outcomes["VOD.L"]
     assert vod.status == "failed" and vod.rows == 0 and vod.attempts == 2
-    assert "VOD.L" in vod.error and "no meta.currency" in vod.error and "not stored with a guessed unit" in vod.error
+    assert (
+        "VOD.L" in vod.error
+        and "no meta.currency" in vod.error
+        and "not stored with a guessed unit" in vod.error
+    )
     with clickhouse.get_client() as ch:
-        stored = dict(ch.query(f"SELECT instrument, count() FROM `{clickhouse.database}`.bars_1m_v "
-                               "GROUP BY instrument").result_rows)
-        logged = dict(ch.query(f"SELECT instrument, error FROM `{clickhouse.database}`.ingest_log "
-                               "WHERE outcome = 'failed'").result_rows)
+        stored = dict(
+            ch.query(
+                f"SELECT instrument, count() FROM `{clickhouse.database}`.bars_1m_v GROUP BY instrument"
+            ).result_rows
+        )
+        logged = dict(
+            ch.query(
+                f"SELECT instrument, error FROM `{clickhouse.database}`.ingest_log WHERE outcome = 'failed'"
+            ).result_rows
+        )
     assert stored == {"AAPL": outcomes["AAPL"].rows} and "no meta.currency" in logged["VOD.L"]
 
 
-@pytest.mark.parametrize("mutate, words", [
-    (lambda r: r["meta"].update(dataGranularity="1h"), "meta.dataGranularity is '1h' where '1m' bars were asked"),
-    (lambda r: r.update(timestamp=[t * 1000 for t in r["timestamp"]]), "is 1749193200000, not epoch seconds"),
-    (lambda r: r["indicators"]["quote"][0]["volume"].__setitem__(1, -5), "volume -5 at 2025-06-06T07:01:00"),
-])
+@pytest.mark.parametrize(
+    "mutate, words",
+    [
+        (
+            lambda r: r["meta"].update(dataGranularity="1h"),
+            "meta.dataGranularity is '1h' where '1m' bars were asked",
+        ),
+        (
+            lambda r: r.update(timestamp=[t * 1000 for t in r["timestamp"]]),
+            "is 1749193200000, not epoch seconds",
+        ),
+        (
+            lambda r: r["indicators"]["quote"][0]["volume"].__setitem__(1, -5),
+            "volume -5 at 2025-06-06T07:01:00",
+        ),
+    ],
+)
 def test_implausible_answers_are_errors(mutate, words):
     answer = json.loads(json.dumps(LSE_ANSWER))
     mutate(answer["chart"]["result"][0])
@@ -319,14 +468,19 @@ def test_implausible_answers_are_errors(mutate, words):
 # Against the replay server
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("symbol, venue, currency, divisor, tz", [
-    ("VOD.L", "LSE", "GBP", 100, "Europe/London"),
-    ("AAPL", "NMS", "USD", 1, "America/New_York"),
-    ("NPN.JO", "JNB", "ZAR", 100, "Africa/Johannesburg"),
-    ("TEVA.TA", "TLV", "ILS", 100, "Asia/Jerusalem"),
-])
+
+@pytest.mark.parametrize(
+    "symbol, venue, currency, divisor, tz",
+    [
+        ("VOD.L", "LSE", "GBP", 100, "Europe/London"),
+        ("AAPL", "NMS", "USD", 1, "America/New_York"),
+        ("NPN.JO", "JNB", "ZAR", 100, "Africa/Johannesburg"),
+        ("TEVA.TA", "TLV", "ILS", 100, "Asia/Jerusalem"),
+    ],
+)
 def test_bars_equal_the_servers_ground_truth(symbol, venue, currency, divisor, tz):
     with StocksReplayServer(server_config()) as server:
+
         async def go():
             async with client(server) as yahoo:
                 return await utc_days(yahoo, symbol, *WEEK), yahoo.quality[symbol], yahoo.figures()
@@ -348,10 +502,12 @@ def test_bars_equal_the_servers_ground_truth(symbol, venue, currency, divisor, t
 
 def test_long_windows_are_cut_into_seven_day_requests():
     with StocksReplayServer(server_config()) as server:
+
         async def go():
             async with client(server) as yahoo:
-                return await yahoo.fetch_bars("AAPL", datetime(2025, 5, 19, tzinfo=UTC),
-                                              datetime(2025, 6, 14, tzinfo=UTC))
+                return await yahoo.fetch_bars(
+                    "AAPL", datetime(2025, 5, 19, tzinfo=UTC), datetime(2025, 6, 14, tzinfo=UTC)
+                )
 
         data = run(go())
         requests = server.requests_for("yahoo", "AAPL")
@@ -362,11 +518,14 @@ def test_long_windows_are_cut_into_seven_day_requests():
 
 def test_the_30_day_horizon_clips_or_refuses_without_a_request():
     with StocksReplayServer(server_config()) as server:
+
         async def go():
             async with client(server) as yahoo:
                 edge = await utc_days(yahoo, "AAPL", date(2025, 5, 16))  # inside the horizon: not clipped
                 assert edge.frame.height > 0 and not yahoo.quality["AAPL"]["clipped_windows"]
-                data = await yahoo.fetch_bars("AAPL", datetime(2025, 5, 1, tzinfo=UTC), datetime(2025, 5, 20, tzinfo=UTC))
+                data = await yahoo.fetch_bars(
+                    "AAPL", datetime(2025, 5, 1, tzinfo=UTC), datetime(2025, 5, 20, tzinfo=UTC)
+                )
                 with pytest.raises(SourceDataError, match="last 30 days") as error:
                     await utc_days(yahoo, "AAPL", date(2025, 4, 1), date(2025, 4, 30))
                 return data.frame, yahoo.quality["AAPL"], error.value
@@ -418,6 +577,7 @@ def test_delisted_symbol_is_a_per_symbol_error_and_not_retried():
         async def go():
             workers = asyncio.Semaphore(2)
             async with client(server) as yahoo:
+
                 async def one(symbol):
                     async with workers:
                         try:
@@ -438,7 +598,11 @@ def test_delisted_symbol_is_a_per_symbol_error_and_not_retried():
     assert dead.code == "Not Found" and "GET /v8/finance/chart/DEAD.L?interval=1m&period1=" in str(dead)
     bad = results["BAD"]
     assert type(bad) is YahooRequestError and bad.status == 400 and bad.code == "Bad Request"
-    assert "Invalid input - symbol BAD" in str(bad) and "/v8/finance/chart/BAD?" in str(bad) and len(bad_requests) == 1
+    assert (
+        "Invalid input - symbol BAD" in str(bad)
+        and "/v8/finance/chart/BAD?" in str(bad)
+        and len(bad_requests) == 1
+    )
     glitch = results["GLITCH.L"]
     assert isinstance(glitch, SourceDataError) and "'n/a'" in str(glitch) and glitch.instrument == "GLITCH.L"
     assert "/v8/finance/chart/GLITCH.L?" in str(glitch)
@@ -469,11 +633,15 @@ def test_malformed_json_is_retried_then_a_data_error():
 
 def test_no_bars_in_the_window_is_empty_not_an_error():
     with StocksReplayServer(server_config()) as server:
+
         async def go():
             async with client(server) as yahoo:
                 weekend = (await utc_days(yahoo, "VOD.L", date(2025, 6, 7), date(2025, 6, 8))).frame
-                raw = await yahoo.chart("VOD.L", int(datetime(2025, 6, 7, tzinfo=UTC).timestamp()),
-                                        int(datetime(2025, 6, 8, tzinfo=UTC).timestamp()))
+                raw = await yahoo.chart(
+                    "VOD.L",
+                    int(datetime(2025, 6, 7, tzinfo=UTC).timestamp()),
+                    int(datetime(2025, 6, 8, tzinfo=UTC).timestamp()),
+                )
                 return weekend, raw
 
         weekend, raw = run(go())
@@ -484,6 +652,7 @@ def test_no_bars_in_the_window_is_empty_not_an_error():
 def test_replay_sends_float32_noise_and_symbols_are_url_encoded():
     assert float32(101.2) == 101.19999694824219
     with StocksReplayServer(server_config()) as server:
+
         async def go():
             async with client(server) as yahoo:
                 return (await utc_days(yahoo, "^FTSE.L", WEEK[0])).frame
@@ -497,8 +666,10 @@ def test_replay_sends_float32_noise_and_symbols_are_url_encoded():
 
 def test_faults_by_control_endpoint_latency_is_targeted():
     with StocksReplayServer(server_config()) as server:
-        answer = httpx.post(f"{server.base_url}/_replay/faults",
-                            json={"add": [{"kind": "latency", "symbols": ["AAPL"], "seconds": 0.4, "times": 1}]})
+        answer = httpx.post(
+            f"{server.base_url}/_replay/faults",
+            json={"add": [{"kind": "latency", "symbols": ["AAPL"], "seconds": 0.4, "times": 1}]},
+        )
         assert answer.status_code == 200 and answer.json()["faults"][0]["kind"] == "latency"
 
         async def go():
@@ -511,8 +682,10 @@ def test_faults_by_control_endpoint_latency_is_targeted():
                 return timings
 
         timings = run(go())
-        truth = httpx.get(f"{server.base_url}/_replay/truth", params={"provider": "yahoo", "symbol": "VOD.L",
-                                                                      "day": "2025-06-02"}).json()
+        truth = httpx.get(
+            f"{server.base_url}/_replay/truth",
+            params={"provider": "yahoo", "symbol": "VOD.L", "day": "2025-06-02"},
+        ).json()
         (fault,) = httpx.get(f"{server.base_url}/_replay/state").json()["faults"]
     # the delay reached AAPL's request, and VOD.L's (asked first) never matched the fault: a slow
     # machine may make VOD.L slow too, so the targeting is read from the fault's own counts
@@ -521,13 +694,20 @@ def test_faults_by_control_endpoint_latency_is_targeted():
     assert len(truth["items"]) == 510  # 08:00-16:30 London
 
 
-@pytest.mark.parametrize("options, window, words", [
-    ({"max_days_back": None}, (date(2025, 4, 1), date(2025, 4, 3)), "must be within the last 30 days"),
-    ({"max_days_per_request": 10}, (date(2025, 6, 2), date(2025, 6, 11)),
-     "Only 8 days worth of 1m granularity data are allowed"),
-])
+@pytest.mark.parametrize(
+    "options, window, words",
+    [
+        ({"max_days_back": None}, (date(2025, 4, 1), date(2025, 4, 3)), "must be within the last 30 days"),
+        (
+            {"max_days_per_request": 10},
+            (date(2025, 6, 2), date(2025, 6, 11)),
+            "Only 8 days worth of 1m granularity data are allowed",
+        ),
+    ],
+)
 def test_unprocessable_entity_is_a_request_error_not_retried(options, window, words):
     with StocksReplayServer(server_config()) as server:
+
         async def go():
             async with client(server, **options) as yahoo:
                 with pytest.raises(YahooRequestError) as error:
@@ -541,11 +721,14 @@ def test_unprocessable_entity_is_a_request_error_not_retried(options, window, wo
     assert [r["status"] for r in requests] == [422] and stats.retries == 0
 
 
-@pytest.mark.parametrize("status, body, words", [
-    (401, INVALID_CRUMB, "code Unauthorized: Invalid Crumb"),
-    (403, FORBIDDEN, "code forbidden: User is unable to access this feature"),
-    (403, "<html><body>Forbidden</body></html>", "Forbidden"),
-])
+@pytest.mark.parametrize(
+    "status, body, words",
+    [
+        (401, INVALID_CRUMB, "code Unauthorized: Invalid Crumb"),
+        (403, FORBIDDEN, "code forbidden: User is unable to access this feature"),
+        (403, "<html><body>Forbidden</body></html>", "Forbidden"),
+    ],
+)
 def test_401_and_403_stop_the_client_without_retries(status, body, words):
     raw = json.dumps(body).encode() if isinstance(body, dict) else body.encode()
     kind = "application/json;charset=utf-8" if isinstance(body, dict) else "text/html"

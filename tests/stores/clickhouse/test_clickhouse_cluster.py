@@ -53,8 +53,11 @@ def parts(formatted: str) -> dict:
     one column per line between the lines ``(`` and ``)``)."""
     lines = formatted.splitlines()
     start, end = lines.index("("), lines.index(")")
-    clause = {k: next((ln for ln in lines if ln.startswith(k)), None) for k in ("ENGINE", "PARTITION BY", "ORDER BY")}
-    return {"columns": [ln.strip().rstrip(",") for ln in lines[start + 1:end]], **clause}
+    clause = {
+        k: next((ln for ln in lines if ln.startswith(k)), None)
+        for k in ("ENGINE", "PARTITION BY", "ORDER BY")
+    }
+    return {"columns": [ln.strip().rstrip(",") for ln in lines[start + 1 : end]], **clause}
 
 
 def test_single_node_ddl_is_unchanged_byte_for_byte():
@@ -97,21 +100,30 @@ def test_cluster_tables_match_the_single_node_tables_column_by_column(parser):
         engine = re.match(r"ENGINE = (\w+?)(?:\((.*)\))?$", one["ENGINE"])
         path = "{shard}" if cluster.placement(table).shard_key else "/all/"
         assert many["ENGINE"].startswith(f"ENGINE = Replicated{engine[1]}('/clickhouse/tables/"), table
-        assert path in many["ENGINE"] and many["ENGINE"].endswith(f"'{{replica}}'{', ' + engine[2] if engine[2] else ''})")
+        assert path in many["ENGINE"] and many["ENGINE"].endswith(
+            f"'{{replica}}'{', ' + engine[2] if engine[2] else ''})"
+        )
         if cluster.placement(table).shard_key:
-            assert f"ENGINE = Distributed({CLUSTER}, {DB}, {table}_local, cityHash64(instrument))" in cluster_tables[table]
+            assert (
+                f"ENGINE = Distributed({CLUSTER}, {DB}, {table}_local, cityHash64(instrument))"
+                in cluster_tables[table]
+            )
             assert "`instrument`" in " ".join(one["columns"])
         checked += 1
     assert checked == len(DATASETS) + 4  # + loads, ingest_log, trades_1d_agg, trades_live
     history_table = cluster_tables[history.LOAD_HISTORY]
-    assert f"AS {DB}.loads" in history_table and "ReplicatedMergeTree('/clickhouse/tables/all/" in history_table
+    assert (
+        f"AS {DB}.loads" in history_table and "ReplicatedMergeTree('/clickhouse/tables/all/" in history_table
+    )
 
 
 def test_pointer_and_log_are_whole_and_views_read_local_tables(parser):
     statements = [parser(s) for s in cluster.on_cluster(single_node(), CLUSTER)]
     names = " ".join(s.splitlines()[0] for s in statements)
     assert "loads_local" not in names and "ingest_log_local" not in names
-    mv = next(s for s in statements if s.startswith(f"CREATE MATERIALIZED VIEW IF NOT EXISTS {DB}.trades_1d_mv"))
+    mv = next(
+        s for s in statements if s.startswith(f"CREATE MATERIALIZED VIEW IF NOT EXISTS {DB}.trades_1d_mv")
+    )
     assert f"TO {DB}.trades_1d_agg_local" in mv and f"FROM {DB}.trades_local" in mv
     history_mv = next(s for s in statements if f"{DB}.{history.LOAD_HISTORY_MV}" in s.splitlines()[0])
     assert f"TO {DB}.load_history" in history_mv and f"FROM {DB}.loads" in history_mv
@@ -131,8 +143,9 @@ def test_a_ddl_typo_fails_the_parse(parser, monkeypatch):
 
 def test_an_undeclared_table_or_engine_is_refused():
     with pytest.raises(ValueError, match="no cluster placement"):
-        cluster.on_cluster([f"CREATE TABLE IF NOT EXISTS `{DB}`.`fresh` (x UInt8) ENGINE = MergeTree ORDER BY x"],
-                           CLUSTER)
+        cluster.on_cluster(
+            [f"CREATE TABLE IF NOT EXISTS `{DB}`.`fresh` (x UInt8) ENGINE = MergeTree ORDER BY x"], CLUSTER
+        )
     with pytest.raises(ValueError, match="cannot make it replicated"):
         cluster.on_cluster([f"CREATE TABLE IF NOT EXISTS `{DB}`.`loads` (x UInt8) ENGINE = Memory"], CLUSTER)
     with pytest.raises(ValueError, match="invalid ClickHouse cluster"):
@@ -152,20 +165,28 @@ def test_the_setting_is_validated_and_needs_a_server(env):
 
 
 def test_compaction_and_optimize_statements_parse(parser):
-    statements = cluster.compaction_statements(DB, CLUSTER, "trades", "202601", "load_id IN (1, 2)",
-                                               "_compact_trades_202601_ab12cd34")
+    statements = cluster.compaction_statements(
+        DB, CLUSTER, "trades", "202601", "load_id IN (1, 2)", "_compact_trades_202601_ab12cd34"
+    )
     statements.append(cluster.optimize_statement(DB, CLUSTER, "trades_live", "202601"))
     statements.append(cluster.max_blocks_sql(CLUSTER))
     for statement in statements:
         parser(statement)
-    assert parser(statements[3]) == f"SYSTEM SYNC REPLICA ON CLUSTER {CLUSTER} {DB}._compact_trades_202601_ab12cd34_local"
+    assert (
+        parser(statements[3])
+        == f"SYSTEM SYNC REPLICA ON CLUSTER {CLUSTER} {DB}._compact_trades_202601_ab12cd34_local"
+    )
     swap = parser(statements[4])
     assert swap.startswith(f"ALTER TABLE {DB}.trades_local ON CLUSTER {CLUSTER}\n")
     assert f"REPLACE PARTITION ID '202601' FROM {DB}._compact_trades_202601_ab12cd34_local" in swap
     assert "allow_replace_partition_from_empty_source = 1" in swap
-    older = cluster.compaction_statements(DB, CLUSTER, "trades", "202601", "1", "_compact_x", replace_from_empty=False)
+    older = cluster.compaction_statements(
+        DB, CLUSTER, "trades", "202601", "1", "_compact_x", replace_from_empty=False
+    )
     assert "SETTINGS" not in parser(older[4])
-    assert f"OPTIMIZE TABLE {DB}.trades_live_local ON CLUSTER {CLUSTER} PARTITION ID" in parser(statements[-2])
+    assert f"OPTIMIZE TABLE {DB}.trades_live_local ON CLUSTER {CLUSTER} PARTITION ID" in parser(
+        statements[-2]
+    )
     with pytest.raises(ValueError):
         cluster.compaction_statements(DB, CLUSTER, "loads", "202601", "1", "_compact_x")
 
@@ -181,8 +202,17 @@ def test_cluster_mode_reaches_the_engine_and_compaction_goes_to_the_cluster(clic
     with clickhouse.get_client() as client:
         tables.ensure_tables(client, clickhouse.database)
         for ids, price in ((["1", "2", "3"], 100.0), (["1", "2"], 101.0)):
-            writer.write_slice(client, clickhouse.database, "trades", trades(ids, price), "BINANCE", "BTCUSDT",
-                               date(2026, 1, 5), "run", method="arrow")
+            writer.write_slice(
+                client,
+                clickhouse.database,
+                "trades",
+                trades(ids, price),
+                "BINANCE",
+                "BTCUSDT",
+                date(2026, 1, 5),
+                "run",
+                method="arrow",
+            )
         stored = int(client.command(f"SELECT count() FROM `{clickhouse.database}`.trades"))
         env(CLICKHOUSE_CLUSTER=CLUSTER)
         with pytest.raises(Exception, match=f"{CLUSTER}.*not found|not found.*{CLUSTER}"):
@@ -200,30 +230,55 @@ def test_a_retried_insert_block_is_deduplicated_by_its_token(clickhouse, env):
     spec = DATASETS["trades"]
     with clickhouse.get_client() as client:
         tables.ensure_tables(client, clickhouse.database)
-        client.command(f"ALTER TABLE `{clickhouse.database}`.trades MODIFY SETTING non_replicated_deduplication_window = 100")
-        frame = pl.DataFrame({"ts": [1_767_225_600_000_000, 1_767_225_601_000_000], "venue": ["BINANCE"] * 2,
-                              "instrument": ["BTCUSDT"] * 2, "trade_id": ["1", "2"], "price": [1.0, 2.0],
-                              "quantity": [1.0, 1.0], "amount": [1.0, 2.0], "side": ["buy", "sell"], "seq": [None, None]},
-                             schema=spec.schema)
-        table = frame.with_columns(pl.lit("2026-01-01").str.to_date().alias("day"),
-                                   pl.lit(7, pl.UInt64).alias("load_id")).to_arrow(compat_level=pl.CompatLevel.oldest())
+        client.command(
+            f"ALTER TABLE `{clickhouse.database}`.trades MODIFY SETTING non_replicated_deduplication_window "
+            "= 100"
+        )
+        frame = pl.DataFrame(
+            {
+                "ts": [1_767_225_600_000_000, 1_767_225_601_000_000],
+                "venue": ["BINANCE"] * 2,
+                "instrument": ["BTCUSDT"] * 2,
+                "trade_id": ["1", "2"],
+                "price": [1.0, 2.0],
+                "quantity": [1.0, 1.0],
+                "amount": [1.0, 2.0],
+                "side": ["buy", "sell"],
+                "seq": [None, None],
+            },
+            schema=spec.schema,
+        )
+        table = frame.with_columns(
+            pl.lit("2026-01-01").str.to_date().alias("day"), pl.lit(7, pl.UInt64).alias("load_id")
+        ).to_arrow(compat_level=pl.CompatLevel.oldest())
         env(CLICKHOUSE_CLUSTER=CLUSTER)
         assert cluster.insert_settings("t")["insert_quorum"] == "auto"
         for _ in range(2):
             writer._insert_arrow(client, clickhouse.database, spec, table, 1, [7])
-        assert int(client.command(f"SELECT count() FROM `{clickhouse.database}`.trades WHERE load_id = 7")) == 2
+        assert (
+            int(client.command(f"SELECT count() FROM `{clickhouse.database}`.trades WHERE load_id = 7")) == 2
+        )
         env(CLICKHOUSE_CLUSTER="")
         assert cluster.insert_settings("t") is None
         writer._insert_arrow(client, clickhouse.database, spec, table, 1, [7])  # no token: inserted again
-        assert int(client.command(f"SELECT count() FROM `{clickhouse.database}`.trades WHERE load_id = 7")) == 4
+        assert (
+            int(client.command(f"SELECT count() FROM `{clickhouse.database}`.trades WHERE load_id = 7")) == 4
+        )
 
 
 @pytest.fixture(scope="module")
 def engine_run(tmp_path_factory) -> dict:
-    """What tests/support/cluster_engine_run.py saw (in its own process: chDB holds one data directory per process)."""
-    done = subprocess.run([sys.executable, "-m", "tests.support.cluster_engine_run", str(tmp_path_factory.mktemp("engine"))],
-                          capture_output=True, check=False, text=True, timeout=300, cwd=Path(__file__).parents[3],
-                          env={**os.environ, "CLICKHOUSE_CLUSTER": ""})
+    """What tests/support/cluster_engine_run.py saw (in its own process: chDB holds one data directory per
+    process)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.support.cluster_engine_run", str(tmp_path_factory.mktemp("engine"))],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).parents[3],
+        env={**os.environ, "CLICKHOUSE_CLUSTER": ""},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -236,26 +291,43 @@ def test_the_distributed_layer_runs_on_the_engine(engine_run):
     of two Distributed tables is refused by ClickHouse's default and runs with the project's settings; the
     monthly compaction on the cluster leaves what the single-node compaction leaves."""
     seen = engine_run
-    assert seen["engines"] == {"trades": "Distributed", "trades_local": "MergeTree", "loads": "ReplacingMergeTree"}
-    assert (seen["first_rows"], seen["second_rows"], seen["read_rows"], seen["read_prices"]) == (3, 2, 2, [101.0])
-    assert seen["stored_local"] == 5 and seen["history"] == 2  # the superseded load's rows stay until compaction
+    assert seen["engines"] == {
+        "trades": "Distributed",
+        "trades_local": "MergeTree",
+        "loads": "ReplacingMergeTree",
+    }
+    assert (seen["first_rows"], seen["second_rows"], seen["read_rows"], seen["read_prices"]) == (
+        3,
+        2,
+        2,
+        [101.0],
+    )
+    assert (
+        seen["stored_local"] == 5 and seen["history"] == 2
+    )  # the superseded load's rows stay until compaction
     assert (seen["bar_trades"], seen["bar_close"]) == (2, 101.0)
     assert seen["latest"] == {"batch": 2, "live": 1}
     assert "Double-distributed" in seen["pair_default_refused"] and seen["pair_project_settings"] >= 0
     assert seen["pair_block_shards"] == [1, 2] and seen["pair_blocks_agree"]
     # the monthly compaction, on the cluster and on one node, over the same garbage: January keeps the
     # active load's 2 rows (3 superseded), February's orphaned load leaves nothing; the same on both paths
-    want = [["trades", "202601", 5, 2, 3, 0, 0], ["trades_1d_agg", "202601", 2, 1, 1, 0, 0],
-            ["trades", "202602", 2, 0, 0, 2, 0], ["trades_1d_agg", "202602", 1, 0, 0, 1, 0]]
+    want = [
+        ["trades", "202601", 5, 2, 3, 0, 0],
+        ["trades_1d_agg", "202601", 2, 1, 1, 0, 0],
+        ["trades", "202602", 2, 0, 0, 2, 0],
+        ["trades_1d_agg", "202602", 1, 0, 0, 1, 0],
+    ]
     assert seen["cluster_results"] == seen["one_results"] == want
     assert seen["cluster_problems"] == seen["one_problems"] == []
     assert seen["cluster_rows"] == seen["one_rows"] and len(seen["one_rows"]) == 2
-    assert seen["cluster_staging_left"] == seen["one_staging_left"] == 0 and seen["compacted_read_prices"] == [101.0]
+    assert seen["cluster_staging_left"] == seen["one_staging_left"] == 0 and seen[
+        "compacted_read_prices"
+    ] == [101.0]
 
 
 def _keep_rule(sent: list[str], into: str, after: str, before: str) -> str:
     copy = next(s for s in sent if s.startswith(f"INSERT INTO {into}"))
-    return copy[copy.index(after) + len(after):copy.rindex(before) if before else None]
+    return copy[copy.index(after) + len(after) : copy.rindex(before) if before else None]
 
 
 def test_the_cluster_compaction_keeps_what_one_node_keeps(parser, engine_run):
@@ -269,14 +341,27 @@ def test_the_cluster_compaction_keeps_what_one_node_keeps(parser, engine_run):
     assert len(on_cluster) == 4 * 6  # 4 table-months: 2 CREATE, SYNC, REPLACE, 2 DROP each
     for statement in on_cluster + [s for s in sent if s.startswith("INSERT INTO")]:
         assert parser(statement)
-    cluster_keep = _keep_rule(sent, f"`{DB}`.`_compact_trades_202601_", "WHERE _partition_id = '202601' AND (",
-                              ") SETTINGS parallel_distributed_insert_select = 2")
-    one_keep = _keep_rule(seen["one_sent"], "`marketdata_one`.`_compact_trades_202601_", "toYYYYMM(ts) = 202601 AND ", "")
+    cluster_keep = _keep_rule(
+        sent,
+        f"`{DB}`.`_compact_trades_202601_",
+        "WHERE _partition_id = '202601' AND (",
+        ") SETTINGS parallel_distributed_insert_select = 2",
+    )
+    one_keep = _keep_rule(
+        seen["one_sent"], "`marketdata_one`.`_compact_trades_202601_", "toYYYYMM(ts) = 202601 AND ", ""
+    )
     cutoff = re.search(r"g\.load_id < (\d+), 'orphaned'", cluster_keep)[1]
-    one_keep = (one_keep.replace("`marketdata_one`", f"`{DB}`").replace(f"`{DB}`.`trades`", f"`{DB}`.`trades_local`")
-                .replace("{months:Array(UInt32)}", "[202601]").replace("{cutoff:UInt64}", cutoff))
+    one_keep = (
+        one_keep.replace("`marketdata_one`", f"`{DB}`")
+        .replace(f"`{DB}`.`trades`", f"`{DB}`.`trades_local`")
+        .replace("{months:Array(UInt32)}", "[202601]")
+        .replace("{cutoff:UInt64}", cutoff)
+    )
     assert parser(f"SELECT 1 WHERE {cluster_keep}") == parser(f"SELECT 1 WHERE {one_keep}")
-    assert "load_id NOT IN (SELECT load_id FROM" in one_keep and "state IN ('superseded', 'orphaned')" in one_keep
+    assert (
+        "load_id NOT IN (SELECT load_id FROM" in one_keep
+        and "state IN ('superseded', 'orphaned')" in one_keep
+    )
     copy = parser(next(s for s in sent if s.startswith(f"INSERT INTO `{DB}`.`_compact_trades_202601_")))
     assert f"SELECT *\nFROM {DB}.trades\n" in copy
     create = parser(next(s for s in on_cluster if "_compact_trades_202601_" in s and s.startswith("CREATE")))

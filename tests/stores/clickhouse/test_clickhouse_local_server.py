@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import clickhouse_connect
@@ -37,9 +37,21 @@ def server(tmp_path_factory):
     """The server on a data directory of its own: (dsn, data_dir)."""
     data_dir = tmp_path_factory.mktemp("local_ch") / "clickhouse"
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "marketdata_assets.stores.clickhouse.local_server",
-                             "--data-dir", str(data_dir), "--port", str(port)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "marketdata_assets.stores.clickhouse.local_server",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     dsn = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
@@ -65,49 +77,83 @@ def test_no_one_gets_in_without_the_user_and_password_as_clickhouse_says_it(serv
     password or another user get ClickHouse's 401 and code 516; /ping needs none (as ClickHouse's)."""
     dsn, _ = server
     user, password = LOGIN["username"], LOGIN["password"]
-    ways = {"basic": {"auth": BASIC}, "headers": {"headers": {"X-ClickHouse-User": user, "X-ClickHouse-Key": password}},
-            "parameters": {"params": {"user": user, "password": password}}}
+    ways = {
+        "basic": {"auth": BASIC},
+        "headers": {"headers": {"X-ClickHouse-User": user, "X-ClickHouse-Key": password}},
+        "parameters": {"params": {"user": user, "password": password}},
+    }
     for way, login in ways.items():
         answer = httpx.post(f"{dsn}/", content=b"SELECT 1", **login)
         assert (answer.status_code, answer.text) == (200, "1\n"), way
-    wrong = [{}, {"auth": (user, password + "x")}, {"auth": ("admin", password)},
-             {"headers": {"X-ClickHouse-User": user, "X-ClickHouse-Key": ""}}, {"params": {"password": "nope"}},
-             {"headers": {"Authorization": "Basic !!not-base64"}}]
+    wrong = [
+        {},
+        {"auth": (user, password + "x")},
+        {"auth": ("admin", password)},
+        {"headers": {"X-ClickHouse-User": user, "X-ClickHouse-Key": ""}},
+        {"params": {"password": "nope"}},
+        {"headers": {"Authorization": "Basic !!not-base64"}},
+    ]
     for login in wrong:
         answer = httpx.post(f"{dsn}/", content=b"CREATE DATABASE intruder", **login)
         assert answer.status_code == 401 and answer.headers["X-ClickHouse-Exception-Code"] == "516", login
-        assert "Authentication failed: password is incorrect, or there is no user with such name. " \
-               "(AUTHENTICATION_FAILED)" in answer.text and answer.headers["WWW-Authenticate"].startswith("Basic")
+        assert (
+            "Authentication failed: password is incorrect, or there is no user with such name. "
+            "(AUTHENTICATION_FAILED)"
+            in answer.text
+            and answer.headers["WWW-Authenticate"].startswith("Basic")
+        )
         assert password not in answer.text
     assert httpx.get(f"{dsn}/queue").status_code == 401
     assert httpx.get(f"{dsn}/ping").text == "Ok.\n"
-    assert httpx.post(f"{dsn}/", content=b"SELECT count() FROM system.databases WHERE name = 'intruder'",
-                      auth=BASIC).text == "0\n"
+    assert (
+        httpx.post(
+            f"{dsn}/", content=b"SELECT count() FROM system.databases WHERE name = 'intruder'", auth=BASIC
+        ).text
+        == "0\n"
+    )
 
 
 def test_the_client_api_works_against_it_as_against_a_server(server):
     dsn, _ = server
     for compress in (False, "lz4", "zstd"):  # our loopback clients send plain bodies; others compress
         client = clickhouse_connect.get_client(dsn=dsn, database=DATABASE, compress=compress, **LOGIN)
-        client.command("CREATE TABLE IF NOT EXISTS api (k LowCardinality(String), ts DateTime64(3, 'UTC'), "
-                       "v Nullable(Float64)) ENGINE = MergeTree ORDER BY ts")
+        client.command(
+            "CREATE TABLE IF NOT EXISTS api (k LowCardinality(String), ts DateTime64(3, 'UTC'), "
+            "v Nullable(Float64)) ENGINE = MergeTree ORDER BY ts"
+        )
         client.command("TRUNCATE TABLE api")
-        client.insert("api", [["a", datetime(2024, 3, 1, tzinfo=timezone.utc), None]], column_names=["k", "ts", "v"])
-        client.insert_arrow("api", pa.table({"k": ["b"] * 500, "v": [2.0] * 500,
-                                             "ts": pa.array([datetime(2024, 3, 2)] * 500, pa.timestamp("ms", "UTC"))}))
-        assert client.query("SELECT k, count(), sum(v) FROM api GROUP BY k ORDER BY k").result_rows == \
-            [("a", 1, None), ("b", 500, 1000.0)]
+        client.insert("api", [["a", datetime(2024, 3, 1, tzinfo=UTC), None]], column_names=["k", "ts", "v"])
+        client.insert_arrow(
+            "api",
+            pa.table(
+                {
+                    "k": ["b"] * 500,
+                    "v": [2.0] * 500,
+                    "ts": pa.array([datetime(2024, 3, 2)] * 500, pa.timestamp("ms", "UTC")),
+                }
+            ),
+        )
+        assert client.query("SELECT k, count(), sum(v) FROM api GROUP BY k ORDER BY k").result_rows == [
+            ("a", 1, None),
+            ("b", 500, 1000.0),
+        ]
         assert client.query("SELECT {s:String}", parameters={"s": "it's"}).result_rows == [("it's",)]
         assert client.query("SELECT %(s)s", parameters={"s": "it's"}).result_rows == [("it's",)]
-        assert client.query("SELECT value FROM system.settings WHERE name = 'max_threads'",
-                            settings={"max_threads": 3}).result_rows == [("3",)]
-        assert client.query_arrow("SELECT k, ts FROM api ORDER BY ts LIMIT 1").to_pylist() == \
-            [{"k": "a", "ts": datetime(2024, 3, 1, tzinfo=timezone.utc)}]
+        assert client.query(
+            "SELECT value FROM system.settings WHERE name = 'max_threads'", settings={"max_threads": 3}
+        ).result_rows == [("3",)]
+        assert client.query_arrow("SELECT k, ts FROM api ORDER BY ts LIMIT 1").to_pylist() == [
+            {"k": "a", "ts": datetime(2024, 3, 1, tzinfo=UTC)}
+        ]
         with pytest.raises(clickhouse_connect.driver.exceptions.DatabaseError, match="nope"):
             client.query("SELECT * FROM nope")
         client.close()
-    raw = httpx.post(f"{dsn}/", params={"database": DATABASE}, auth=BASIC,  # an INSERT with its data in one body
-                     content=b'INSERT INTO api (k, ts) FORMAT JSONEachRow\n{"k": "c", "ts": "2024-03-03 00:00:00"}\n')
+    raw = httpx.post(
+        f"{dsn}/",
+        params={"database": DATABASE},
+        auth=BASIC,  # an INSERT with its data in one body
+        content=b'INSERT INTO api (k, ts) FORMAT JSONEachRow\n{"k": "c", "ts": "2024-03-03 00:00:00"}\n',
+    )
     assert raw.status_code == 200 and json.loads(raw.headers["X-ClickHouse-Summary"])["written_rows"] == "1"
     refused = httpx.post(f"{dsn}/", params={"bad name": "1"}, content=b"SELECT 1", auth=BASIC)
     assert refused.status_code == 400 and "invalid setting name 'bad name'" in refused.text
@@ -122,7 +168,12 @@ def test_an_embedded_client_is_told_who_holds_the_directory(server):
 def test_a_holder_is_named_on_one_short_line_whatever_its_command_line_holds():
     """A `python -c` script of many lines holding the directory: the wait line and the CLI's FAILED line stay
     one line (the script's newlines folded, the command cut at 160 characters)."""
-    lines = ["import time", *(f"x{i} = {i}" for i in range(60)), "print('ready', flush=True)", "time.sleep(60)"]
+    lines = [
+        "import time",
+        *(f"x{i} = {i}" for i in range(60)),
+        "print('ready', flush=True)",
+        "time.sleep(60)",
+    ]
     script = "\n".join(lines) + "\n"
     holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
@@ -166,18 +217,23 @@ def slices(clickhouse: ClickHouseResource):
         for rep in range(6):
             t = time.monotonic()
             n = 2000
-            frame = pl.DataFrame({{"ts": [start + timedelta(seconds=i * 40) for i in range(n)], "venue": ["BINANCE"] * n,
-                "instrument": [instrument] * n, "trade_id": [str(i) for i in range(n)], "price": [1.0 + rep] * n,
-                "quantity": [0.5] * n, "amount": [0.5 + rep / 2] * n, "side": ["buy"] * n, "seq": [i for i in range(n)]}},
+            frame = pl.DataFrame({{"ts": [start + timedelta(seconds=i * 40) for i in range(n)], \
+"venue": ["BINANCE"] * n,
+                "instrument": [instrument] * n, "trade_id": [str(i) for i in range(n)], \
+"price": [1.0 + rep] * n,
+                "quantity": [0.5] * n, "amount": [0.5 + rep / 2] * n, "side": ["buy"] * n, \
+"seq": [i for i in range(n)]}},
                 schema=frames.TRADES_SCHEMA)
             writer.write_slices(client, "{db}", "trades", frame, "BINANCE", day, f"run-{{rep}}")
-            got = tables.read_range(client, "{db}", "trades", "BINANCE", instrument, day, day + timedelta(days=1))
+            got = tables.read_range(client, "{db}", "trades", "BINANCE", instrument, day, \
+day + timedelta(days=1))
             assert got.height == n and got["price"].max() == 1.0 + rep, got.height
             times.append((t, time.monotonic()))
 
 {barrier}
 started = time.time()
-result = dg.materialize([slices], resources={{"clickhouse": ClickHouseResource(dsn="{dsn}", database="{db}")}})
+result = dg.materialize([slices], resources={{"clickhouse": ClickHouseResource(dsn="{dsn}", \
+database="{db}")}})
 assert result.success
 print(json.dumps({{"role": "run " + instrument, "ops": len(times), "start": started, "end": time.time(),
                   "slowest": max(b - a for a, b in times)}}))
@@ -193,11 +249,13 @@ started, ops, slowest = time.time(), 0, 0.0
 while time.time() - started < 8 or ops < 20:
     t = time.monotonic()
     now = datetime.now(timezone.utc)
-    rows = [(now, "BINANCE", "LIVEUSDT", f"{{ops}}-{{i}}", 1.0, 2.0, 2.0, "buy", None, now, now) for i in range(50)]
+    rows = [(now, "BINANCE", "LIVEUSDT", f"{{ops}}-{{i}}", 1.0, 2.0, 2.0, "buy", None, now, \
+now) for i in range(50)]
     live.insert_live_trades(client, "{db}", rows)
     slowest, ops = max(slowest, time.monotonic() - t), ops + 1
     time.sleep(0.05)
-print(json.dumps({{"role": "consumer", "ops": ops, "start": started, "end": time.time(), "slowest": slowest}}))
+print(json.dumps({{"role": "consumer", "ops": ops, "start": started, "end": time.time(), \
+"slowest": slowest}}))
 """
 
 READER = """
@@ -211,7 +269,8 @@ with Reader(clickhouse_dsn="{dsn}", clickhouse_database="{db}") as reader:
         reader.catalog()  # the trades may not be written yet: a read of an unstored instrument is an error
         slowest, ops = max(slowest, time.monotonic() - t), ops + 1
         time.sleep(0.05)
-print(json.dumps({{"role": "second reader", "ops": ops, "start": started, "end": time.time(), "slowest": slowest}}))
+print(json.dumps({{"role": "second reader", "ops": ops, "start": started, "end": time.time(), \
+"slowest": slowest}}))
 """
 
 
@@ -230,10 +289,19 @@ def test_a_notebook_reader_four_runs_the_consumer_and_a_second_reader_all_make_p
         notebook.catalog()
         scripts = [RUN.format(dsn=dsn, db=DATABASE, barrier=barrier(name)) for name in names] + [
             CONSUMER.format(dsn=dsn, db=DATABASE, barrier=barrier("consumer")),
-            READER.format(dsn=dsn, db=DATABASE, barrier=barrier("reader"))]
+            READER.format(dsn=dsn, db=DATABASE, barrier=barrier("reader")),
+        ]
         args = [[i] for i in names] + [[], []]
-        procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(s), *a], cwd=REPO, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for s, a in zip(scripts, args)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", textwrap.dedent(s), *a],
+                cwd=REPO,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for s, a in zip(scripts, args)
+        ]
         during = 0
         while any(p.poll() is None for p in procs):
             assert notebook.catalog() is not None
@@ -246,10 +314,14 @@ def test_a_notebook_reader_four_runs_the_consumer_and_a_second_reader_all_make_p
         final = notebook.trades("BINANCE", "SOLUSDT", start="2024-03-01", end="2024-03-02")
     assert final.height == 2000 and during >= 5
     assert [r["ops"] for r in reports[:4]] == [6] * 4 and min(r["ops"] for r in reports[4:]) >= 20
-    assert len(list(tmp_path.iterdir())) == 6  # all of them at once: each started its work once all six were ready
+    assert (
+        len(list(tmp_path.iterdir())) == 6
+    )  # all of them at once: each started its work once all six were ready
     assert max(r["start"] for r in reports) < min(r["end"] for r in reports), reports
     queue = httpx.get(f"{dsn}/queue", auth=BASIC).json()
-    assert queue["out_of_order"] == 0 and queue["admitted"] == queue["arrived"] > before["arrived"] + 200, queue
+    assert queue["out_of_order"] == 0 and queue["admitted"] == queue["arrived"] > before["arrived"] + 200, (
+        queue
+    )
     client, _ = connection.open_client(dsn, DATABASE)
     assert live_store.live_count(client, DATABASE, "BINANCE")[0] == 50 * reports[4]["ops"]
     client.close()
@@ -286,10 +358,16 @@ def test_a_read_streams_in_blocks_in_every_format_the_clients_ask_and_equals_the
     own (CSVWithNames), an empty result (an Arrow schema, no rows) and an error before the first block are
     answered whole, as before."""
     dsn, _ = server
-    sql = "SELECT number AS id, toFloat64(number) / 4 AS price, toString(number % 7) AS tag FROM numbers(300000)"
+    sql = (
+        "SELECT number AS id, toFloat64(number) / 4 AS price, toString(number % 7) AS tag FROM "
+        "numbers(300000)"
+    )
     client = clickhouse_connect.get_client(dsn=dsn, compress=False, **LOGIN)
-    expected = {"id": list(range(300_000)), "price": [n / 4 for n in range(300_000)],
-                "tag": [str(n % 7) for n in range(300_000)]}
+    expected = {
+        "id": list(range(300_000)),
+        "price": [n / 4 for n in range(300_000)],
+        "tag": [str(n % 7) for n in range(300_000)],
+    }
     try:
         assert client.query(sql).result_columns[0] == list(range(300_000))  # Native
         assert client.query_arrow(sql).to_pydict() == expected  # the Arrow file format

@@ -48,19 +48,30 @@ FIRST_LOAD = textwrap.dedent("""
     back = ct.read_range(client, "ticks", "trades", "BINANCE", "BTCUSDT", DAY, "2024-03-02")
     print("STATE", json.dumps({{"visible": back.height, "distinct": back["trade_id"].n_unique(),
                                "equal": back.equals(make_trades(5000, seed=2)),
-                               "active_loads": int(client.command("SELECT count() FROM ticks.active_loads"))}}),
+                               "active_loads": int(client.command("SELECT count() FROM \
+ticks.active_loads"))}}),
           flush=True)
 """)
 
 
 def first_load(dsn: str, pause) -> subprocess.Popen:
     script = FIRST_LOAD.format(tests=str(REPO / "tests"), dsn=dsn, pause=pause)
-    return subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
-@pytest.mark.parametrize("pause", [("ddl", len(ct.ddl_statements("ticks")) // 2), ("batch", 1)],
-                         ids=["mid-bootstrap", "mid-first-write"])
+@pytest.mark.parametrize(
+    "pause",
+    [("ddl", len(ct.ddl_statements("ticks")) // 2), ("batch", 1)],
+    ids=["mid-bootstrap", "mid-first-write"],
+)
 def test_a_first_load_killed_then_run_again_gives_exactly_the_slice(tmp_path, pause):
     dsn = f"chdb://{tmp_path / 'fresh'}"
     killed = first_load(dsn, pause)

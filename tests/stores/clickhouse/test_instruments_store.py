@@ -21,10 +21,27 @@ from tests.datasets.test_instruments import T0, swap
 
 
 def test_versions_round_trip_once_each(clickhouse):
-    first = changes({}, [swap(), swap("BTC-USD-241227-90000-C", 1.0, type="option", contract_multiplier=0.01,
-                                      strike=90000.0, option_type="call", expires=None, tick_size=None)], T0)
+    first = changes(
+        {},
+        [
+            swap(),
+            swap(
+                "BTC-USD-241227-90000-C",
+                1.0,
+                type="option",
+                contract_multiplier=0.01,
+                strike=90000.0,
+                option_type="call",
+                expires=None,
+                tick_size=None,
+            ),
+        ],
+        T0,
+    )
     later = T0 + timedelta(days=2)
-    second = changes(Master(first).current(), [swap(value=0.001)], later)  # a new ctVal; the option left the listing
+    second = changes(
+        Master(first).current(), [swap(value=0.001)], later
+    )  # a new ctVal; the option left the listing
     with clickhouse.get_client() as client:
         ensure_instruments_table(client, clickhouse.database)
         ensure_instruments_table(client, clickhouse.database)  # idempotent
@@ -44,21 +61,29 @@ def test_versions_round_trip_once_each(clickhouse):
 def test_volume_snapshots_round_trip_once_each_and_a_resolution_reads_what_its_days_use(clickhouse):
     master = Master(changes({}, [swap(), swap("ETH-USDT-SWAP", 0.1, base="ETH")], T0))
     first, second = T0 + timedelta(minutes=10), T0 + timedelta(days=2, minutes=10)
-    rows = [Volume("OKX", "BTC-USDT-SWAP", first, 9.0, "USDT"), Volume("OKX", "ETH-USDT-SWAP", first, 1.0, "USDT"),
-            Volume("OKX", "BTC-USDT-SWAP", second, 1.0, "USDT"), Volume("OKX", "ETH-USDT-SWAP", second, 9.5, "USDT"),
-            Volume("DERIBIT", "BTC-PERPETUAL", second, 5.0, "USD")]
+    rows = [
+        Volume("OKX", "BTC-USDT-SWAP", first, 9.0, "USDT"),
+        Volume("OKX", "ETH-USDT-SWAP", first, 1.0, "USDT"),
+        Volume("OKX", "BTC-USDT-SWAP", second, 1.0, "USDT"),
+        Volume("OKX", "ETH-USDT-SWAP", second, 9.5, "USDT"),
+        Volume("DERIBIT", "BTC-PERPETUAL", second, 5.0, "USD"),
+    ]
     rules = {"OKX": Rule("OKX", types=("perpetual",), top=1), "BINANCE": Rule("BINANCE", types=("spot",))}
     with clickhouse.get_client() as client:
         ensure_volumes_table(client, clickhouse.database)
         ensure_volumes_table(client, clickhouse.database)  # idempotent
         assert store_volumes(client, clickhouse.database, rows) == 5
         store_volumes(client, clickhouse.database, rows[:2])  # a retried refresh
-        assert snapshot_times(client, clickhouse.database, ["OKX", "DERIBIT"]) == {"OKX": [first, second],
-                                                                                   "DERIBIT": [second]}
+        assert snapshot_times(client, clickhouse.database, ["OKX", "DERIBIT"]) == {
+            "OKX": [first, second],
+            "DERIBIT": [second],
+        }
         days = [(T0 + timedelta(days=k)).date() for k in range(4)]
         volumes = stored_volumes(client, clickhouse.database, rules, days[:2])  # both days use the first
         later = stored_volumes(client, clickhouse.database, rules, days)
     assert set(volumes.rows) == {("OKX", first)} and set(later.rows) == {("OKX", first), ("OKX", second)}
     assert sorted(later.rows[("OKX", first)].values()) == sorted(rows[:2])  # once each, as stored
     rule = rules["OKX"]
-    assert [resolve(master, rule, day, later) for day in days] == [["BTC-USDT-SWAP"]] * 2 + [["ETH-USDT-SWAP"]] * 2
+    assert [resolve(master, rule, day, later) for day in days] == [["BTC-USDT-SWAP"]] * 2 + [
+        ["ETH-USDT-SWAP"]
+    ] * 2

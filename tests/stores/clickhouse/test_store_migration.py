@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -19,7 +19,6 @@ from marketdata_assets.stores.clickhouse import migrations
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse import writer as w
 
-UTC = timezone.utc
 DAY = date(2024, 3, 31)
 
 # The previous version's DDL (marketdata_assets/stores/clickhouse/tables.py before #22's renames), as it
@@ -67,8 +66,20 @@ WHERE load_id IN (SELECT load_id FROM {db}.loads FINAL WHERE kind = 'trades')"""
     """CREATE OR REPLACE VIEW {db}.active_loads AS
 SELECT kind, venue, instrument, day, load_id, rows, run_id, loaded_at FROM {db}.loads FINAL""",
 ]
-OLD_LOG_COLUMNS = ["run_id", "provider", "kind", "venue", "instrument", "day", "rows", "outcome", "error", "load_id",
-                   "started_at", "finished_at"]
+OLD_LOG_COLUMNS = [
+    "run_id",
+    "provider",
+    "kind",
+    "venue",
+    "instrument",
+    "day",
+    "rows",
+    "outcome",
+    "error",
+    "load_id",
+    "started_at",
+    "finished_at",
+]
 
 
 def old_store(client, database: str, with_added_columns: bool = True) -> None:
@@ -87,32 +98,81 @@ def old_store(client, database: str, with_added_columns: bool = True) -> None:
 
 def trades(n: int, instrument: str, seed: int) -> pl.DataFrame:
     start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
-    return pl.DataFrame({
-        "ts": [start + timedelta(seconds=i * 60 + seed) for i in range(n)], "venue": "BINANCE",
-        "instrument": instrument, "trade_id": [str(seed * 1000 + i) for i in range(n)],
-        "price": [100.0 + i for i in range(n)], "quantity": 1.0, "amount": [100.0 + i for i in range(n)],
-        "side": ["buy" if i % 2 else "sell" for i in range(n)], "seq": list(range(n)),
-    }, schema=frames.TRADES_SCHEMA)
+    return pl.DataFrame(
+        {
+            "ts": [start + timedelta(seconds=i * 60 + seed) for i in range(n)],
+            "venue": "BINANCE",
+            "instrument": instrument,
+            "trade_id": [str(seed * 1000 + i) for i in range(n)],
+            "price": [100.0 + i for i in range(n)],
+            "quantity": 1.0,
+            "amount": [100.0 + i for i in range(n)],
+            "side": ["buy" if i % 2 else "sell" for i in range(n)],
+            "seq": list(range(n)),
+        },
+        schema=frames.TRADES_SCHEMA,
+    )
 
 
-def old_write(client, database: str, instrument: str, load_id: int, n: int, run_id: str, loads: str = "loads") -> None:
+def old_write(
+    client, database: str, instrument: str, load_id: int, n: int, run_id: str, loads: str = "loads"
+) -> None:
     """A slice written the previous version's way: the rows under a load id, then its row in ``loads``
     (``kind``)."""
-    frame = trades(n, instrument, load_id).with_columns(pl.lit(DAY, pl.Date).alias("day"),
-                                                        pl.lit(load_id, pl.UInt64).alias("load_id"))
+    frame = trades(n, instrument, load_id).with_columns(
+        pl.lit(DAY, pl.Date).alias("day"), pl.lit(load_id, pl.UInt64).alias("load_id")
+    )
     client.insert_arrow("trades", frame.to_arrow(compat_level=pl.CompatLevel.oldest()), database=database)
-    client.insert(loads, [["trades", "BINANCE", instrument, DAY, load_id, n, run_id,
-                             datetime(2024, 4, 1, 0, 0, load_id % 60, tzinfo=UTC)]],
-                  column_names=["kind", "venue", "instrument", "day", "load_id", "rows", "run_id", "loaded_at"],
-                  database=database)
+    client.insert(
+        loads,
+        [
+            [
+                "trades",
+                "BINANCE",
+                instrument,
+                DAY,
+                load_id,
+                n,
+                run_id,
+                datetime(2024, 4, 1, 0, 0, load_id % 60, tzinfo=UTC),
+            ]
+        ],
+        column_names=["kind", "venue", "instrument", "day", "load_id", "rows", "run_id", "loaded_at"],
+        database=database,
+    )
 
 
-def old_log(client, database: str, instrument: str, load_id: int, provider: str = "BINANCE",
-            outcome: str = "ok", extra: dict | None = None) -> None:
+def old_log(
+    client,
+    database: str,
+    instrument: str,
+    load_id: int,
+    provider: str = "BINANCE",
+    outcome: str = "ok",
+    extra: dict | None = None,
+) -> None:
     """An ingest_log row of the previous version (``provider``, ``kind``)."""
     at = datetime(2024, 4, 1, 0, 0, load_id % 60, 123000, tzinfo=UTC)
-    row = dict(zip(OLD_LOG_COLUMNS, [f"run-{load_id}", provider, "trades", "BINANCE", instrument, DAY, 10, outcome,
-                                     "" if outcome == "ok" else "HTTP 503", load_id, at, at]), **(extra or {}))
+    row = dict(
+        zip(
+            OLD_LOG_COLUMNS,
+            [
+                f"run-{load_id}",
+                provider,
+                "trades",
+                "BINANCE",
+                instrument,
+                DAY,
+                10,
+                outcome,
+                "" if outcome == "ok" else "HTTP 503",
+                load_id,
+                at,
+                at,
+            ],
+        ),
+        **(extra or {}),
+    )
     client.insert("ingest_log", [list(row.values())], column_names=list(row), database=database)
 
 
@@ -122,7 +182,11 @@ def fill(client, database: str, with_added_columns: bool = True) -> None:
     old_write(client, database, "BTCUSDT", 11, 5, "r1")
     old_write(client, database, "ETHUSDT", 12, 4, "r1")
     old_write(client, database, "BTCUSDT", 13, 3, "r2")
-    extra = {"dropped": {"bad_price": 2}, "conversions": ["quantity: contracts -> base"]} if with_added_columns else {}
+    extra = (
+        {"dropped": {"bad_price": 2}, "conversions": ["quantity: contracts -> base"]}
+        if with_added_columns
+        else {}
+    )
     old_log(client, database, "BTCUSDT", 11, extra=extra)
     old_log(client, database, "ETHUSDT", 12)
     old_log(client, database, "BTCUSDT", 13, provider="BINANCE_DUMPS")
@@ -142,21 +206,31 @@ def snapshot(client, db: str, loads_column: str, log_columns: tuple[str, str]) -
     provider, kind = log_columns
     return {
         "trades_v": rows(client, f"SELECT * FROM `{db}`.trades_v"),
-        "active_loads": rows(client, f"SELECT * EXCEPT ({loads_column}), {loads_column} FROM `{db}`.active_loads"),
-        "loads": rows(client, f"SELECT {loads_column}, venue, instrument, day, load_id, rows, run_id, loaded_at "
-                              f"FROM `{db}`.loads"),
-        "ingest_log": rows(client, f"SELECT run_id, {provider}, {kind}, venue, instrument, day, rows, outcome, error, "
-                                   f"load_id, started_at, finished_at FROM `{db}`.ingest_log"),
+        "active_loads": rows(
+            client, f"SELECT * EXCEPT ({loads_column}), {loads_column} FROM `{db}`.active_loads"
+        ),
+        "loads": rows(
+            client,
+            f"SELECT {loads_column}, venue, instrument, day, load_id, rows, run_id, loaded_at "
+            f"FROM `{db}`.loads",
+        ),
+        "ingest_log": rows(
+            client,
+            f"SELECT run_id, {provider}, {kind}, venue, instrument, day, rows, outcome, error, "
+            f"load_id, started_at, finished_at FROM `{db}`.ingest_log",
+        ),
     }
 
 
 def tables_state(client, db: str) -> list[tuple]:
     """Every table (the views are replaced on every run) with its uuid and the highest block of its parts:
     unchanged = nothing rebuilt or written."""
-    return client.query("SELECT t.name, toString(t.uuid), max(p.max_block_number) FROM system.tables AS t "
-                        "LEFT JOIN system.parts AS p ON p.database = t.database AND p.table = t.name AND p.active "
-                        "WHERE t.database = {db:String} AND t.engine != 'View' GROUP BY t.name, t.uuid ORDER BY t.name",
-                        parameters={"db": db}).result_rows
+    return client.query(
+        "SELECT t.name, toString(t.uuid), max(p.max_block_number) FROM system.tables AS t "
+        "LEFT JOIN system.parts AS p ON p.database = t.database AND p.table = t.name AND p.active "
+        "WHERE t.database = {db:String} AND t.engine != 'View' GROUP BY t.name, t.uuid ORDER BY t.name",
+        parameters={"db": db},
+    ).result_rows
 
 
 def test_a_store_of_the_previous_version_gets_the_new_names_and_keeps_every_row(clickhouse, caplog):
@@ -165,17 +239,23 @@ def test_a_store_of_the_previous_version_gets_the_new_names_and_keeps_every_row(
         fill(client, db)
         before = snapshot(client, db, "kind", ("provider", "kind"))
         old_maps = rows(client, f"SELECT instrument, dropped, conversions FROM `{db}`.ingest_log")
-        assert len(before["loads"]) == 3 and len(before["ingest_log"]) == 4 and len(before["trades_v"]) == 3 + 4
+        assert (
+            len(before["loads"]) == 3 and len(before["ingest_log"]) == 4 and len(before["trades_v"]) == 3 + 4
+        )
         with caplog.at_level(logging.WARNING, logger=migrations.__name__):
             ct.ensure_tables(client, db)
         assert "kind" not in columns(client, db, "loads") and "dataset" in columns(client, db, "loads")
         assert {"provider", "kind"}.isdisjoint(columns(client, db, "ingest_log"))
-        keys = dict(client.query("SELECT name, sorting_key FROM system.tables WHERE database = {db:String}",
-                                 parameters={"db": db}).result_rows)
+        keys = dict(
+            client.query(
+                "SELECT name, sorting_key FROM system.tables WHERE database = {db:String}",
+                parameters={"db": db},
+            ).result_rows
+        )
         assert keys["loads"] == "dataset, venue, instrument, day"
         assert keys["ingest_log"] == "source, instrument, day, finished_at"
         after = snapshot(client, db, "dataset", ("source", "dataset"))
-        assert after == before                                     # every row, and the views show the same
+        assert after == before  # every row, and the views show the same
         assert rows(client, f"SELECT instrument, dropped, conversions FROM `{db}`.ingest_log") == old_maps
         # the previous tables are kept as they were
         assert rows(client, f"SELECT * FROM `{db}`.loads_before_dataset_columns") == before["loads"]
@@ -236,18 +316,29 @@ def test_rows_written_into_the_old_tables_during_the_copy_are_caught_up(clickhou
                 old_log(client, db, "SOLUSDT", 21)
 
         for table in ("loads", "ingest_log"):
-            racing = _Hook(client, f"INSERT INTO `{db}`.`{table}_dataset_columns_new`", previous_version_writes)
+            racing = _Hook(
+                client, f"INSERT INTO `{db}`.`{table}_dataset_columns_new`", previous_version_writes
+            )
             with caplog.at_level(logging.WARNING, logger=migrations.__name__):
-                migrations.rename_columns(racing, db, next(r for r in ct.RENAMED if r.table == table),
-                                          lambda name, t=table: ct._CREATE[t](db, name, exists_ok=False),
-                                          after_swap=lambda: None)
+                migrations.rename_columns(
+                    racing,
+                    db,
+                    next(r for r in ct.RENAMED if r.table == table),
+                    lambda name, t=table: ct._CREATE[t](db, name, exists_ok=False),
+                    after_swap=lambda: None,
+                )
             assert racing.fired
         ct.ensure_tables(client, db)
-        assert rows(client, f"SELECT instrument, load_id, rows FROM `{db}`.active_loads WHERE dataset = 'trades'") == \
-            [("BTCUSDT", 13, 3), ("ETHUSDT", 12, 4), ("SOLUSDT", 21, 6)]
+        assert rows(
+            client, f"SELECT instrument, load_id, rows FROM `{db}`.active_loads WHERE dataset = 'trades'"
+        ) == [("BTCUSDT", 13, 3), ("ETHUSDT", 12, 4), ("SOLUSDT", 21, 6)]
         assert int(client.command(f"SELECT count() FROM `{db}`.loads FINAL")) == 3
-        assert rows(client, f"SELECT instrument, count() FROM `{db}`.ingest_log GROUP BY instrument") == \
-            [("BTCUSDT", 2), ("ETHUSDT", 1), ("SOLUSDT", 1), ("XRPUSDT", 1)]
+        assert rows(client, f"SELECT instrument, count() FROM `{db}`.ingest_log GROUP BY instrument") == [
+            ("BTCUSDT", 2),
+            ("ETHUSDT", 1),
+            ("SOLUSDT", 1),
+            ("XRPUSDT", 1),
+        ]
         assert int(client.command(f"SELECT count() FROM `{db}`.trades_v WHERE instrument = 'SOLUSDT'")) == 6
     logged = [r.getMessage() for r in caplog.records]
     assert "3 rows copied, 1 caught up after the swap, 4 rows now" in logged[0]
@@ -263,8 +354,10 @@ def test_two_processes_at_once_migrate_once(clickhouse):
     class Second(_Hook):
         def query(self, sql, *args, **kwargs):
             result = self._client.query(sql, *args, **kwargs)
-            if "system.columns" in sql and any(r[0] == "loads_dataset_columns_new" for r in result.result_rows):
-                waiting.set()                                      # it sees the first one's claim: it waits
+            if "system.columns" in sql and any(
+                r[0] == "loads_dataset_columns_new" for r in result.result_rows
+            ):
+                waiting.set()  # it sees the first one's claim: it waits
             return result
 
     def second_process():
@@ -284,10 +377,12 @@ def test_two_processes_at_once_migrate_once(clickhouse):
         with clickhouse.get_client() as client:
             fill(client, db)
             before = snapshot(client, db, "kind", ("provider", "kind"))
-            ct.ensure_tables(_Hook(client, f"INSERT INTO `{db}`.`loads_dataset_columns_new`", start_second), db)
+            ct.ensure_tables(
+                _Hook(client, f"INSERT INTO `{db}`.`loads_dataset_columns_new`", start_second), db
+            )
             thread.join(60)
             assert not thread.is_alive() and errors == []
-            assert snapshot(client, db, "dataset", ("source", "dataset")) == before    # no row twice, none lost
+            assert snapshot(client, db, "dataset", ("source", "dataset")) == before  # no row twice, none lost
             assert int(client.command(f"SELECT count() FROM `{db}`.loads")) == 3
             assert int(client.command(f"SELECT count() FROM `{db}`.ingest_log")) == 4
     finally:
@@ -305,11 +400,15 @@ def test_a_migration_killed_before_its_swap_leaves_the_table_untouched(clickhous
 
         with pytest.raises(KeyboardInterrupt):
             ct.ensure_tables(_Hook(client, f"INSERT INTO `{db}`.`loads_dataset_columns_new`", killed), db)
-        assert "kind" in columns(client, db, "loads") and columns(client, db, "loads_dataset_columns_new") == []
+        assert (
+            "kind" in columns(client, db, "loads") and columns(client, db, "loads_dataset_columns_new") == []
+        )
         assert snapshot(client, db, "kind", ("provider", "kind")) == before
         # a copy left by a process killed hard: the others wait for it, then say what to do
         client.command(f"CREATE TABLE `{db}`.loads_dataset_columns_new AS `{db}`.loads")
-        with pytest.raises(migrations.MigrationBlocked, match="DROP TABLE .*loads_dataset_columns_new and run again"):
+        with pytest.raises(
+            migrations.MigrationBlocked, match="DROP TABLE .*loads_dataset_columns_new and run again"
+        ):
             ct.ensure_tables(client, db, wait_s=0.5)
         client.command(f"DROP TABLE `{db}`.loads_dataset_columns_new")
         ct.ensure_tables(client, db)
@@ -323,14 +422,18 @@ def test_a_migration_killed_after_its_swap_is_finished_by_hand(clickhouse, caplo
         before = snapshot(client, db, "kind", ("provider", "kind"))
 
         def killed(_sql):  # right after the swap: the old table is under the staging name
-            old_write(client, db, "SOLUSDT", 21, 6, "late", "loads_dataset_columns_new")  # a late write lands in it
+            old_write(
+                client, db, "SOLUSDT", 21, 6, "late", "loads_dataset_columns_new"
+            )  # a late write lands in it
             raise KeyboardInterrupt
 
         with pytest.raises(KeyboardInterrupt):
             ct.ensure_tables(_Hook(client, f"EXCHANGE TABLES `{db}`.`loads`", killed), db)
-        assert "dataset" in columns(client, db, "loads") and "kind" in columns(client, db, "loads_dataset_columns_new")
+        assert "dataset" in columns(client, db, "loads") and "kind" in columns(
+            client, db, "loads_dataset_columns_new"
+        )
         with caplog.at_level(logging.WARNING, logger=migrations.__name__):
-            ct.ensure_tables(client, db)                       # the store works; the leftover is named
+            ct.ensure_tables(client, db)  # the store works; the leftover is named
         assert any("finish_column_renames" in r.getMessage() for r in caplog.records)
         moved = ct.finish_column_renames(client, db)
         assert [(m.table, m.caught_up, m.rows_before, m.rows_after) for m in moved] == [("loads", 1, 4, 4)]
@@ -339,29 +442,57 @@ def test_a_migration_killed_after_its_swap_is_finished_by_hand(clickhouse, caplo
         assert [r[2:6] for r in after["loads"] if r[2] == "SOLUSDT"] == [("SOLUSDT", DAY, 21, 6)]
         assert after["ingest_log"] == before["ingest_log"] and ct.finish_column_renames(client, db) == []
         assert columns(client, db, "loads_dataset_columns_new") == [] and "kind" in columns(
-            client, db, "loads_before_dataset_columns")
+            client, db, "loads_before_dataset_columns"
+        )
 
 
 def test_a_store_older_than_an_added_dataset_column_gets_it_once_its_rows_reading_null(clickhouse, caplog):
     """`ADDED_SINCE` (liquidations.order_price): a table created before the column was declared gets it, in
-    its declared place and type, before the views that name it; its rows read null; a second run adds nothing."""
+    its declared place and type, before the views that name it; its rows read null; a second run adds
+    nothing."""
     db, spec = clickhouse.database, frames.LIQUIDATIONS_SPEC
     with clickhouse.get_client() as client:
         client.command(f"CREATE DATABASE IF NOT EXISTS `{db}`")
-        client.command(ct._table_ddl(db, spec).replace(",\n    `order_price` Nullable(Float64) CODEC(ZSTD(1))", ""))
+        client.command(
+            ct._table_ddl(db, spec).replace(",\n    `order_price` Nullable(Float64) CODEC(ZSTD(1))", "")
+        )
         assert "order_price" not in columns(client, db, "liquidations")
         at = datetime(DAY.year, DAY.month, DAY.day, 1, tzinfo=UTC)
-        client.insert("liquidations", [[at, "BINANCE_UM", "BTCUSDT", "1.SELL", "sell", 9910.0, 0.014, 138.74, DAY, 7]],
-                      column_names=["ts", "venue", "instrument", "liquidation_id", "side", "price", "quantity",
-                                    "amount", "day", "load_id"], database=db)
+        client.insert(
+            "liquidations",
+            [[at, "BINANCE_UM", "BTCUSDT", "1.SELL", "sell", 9910.0, 0.014, 138.74, DAY, 7]],
+            column_names=[
+                "ts",
+                "venue",
+                "instrument",
+                "liquidation_id",
+                "side",
+                "price",
+                "quantity",
+                "amount",
+                "day",
+                "load_id",
+            ],
+            database=db,
+        )
         with caplog.at_level(logging.WARNING, logger=migrations.__name__):
             ct.ensure_tables(client, db)
         assert "added the column(s) liquidations.order_price" in caplog.text
         assert columns(client, db, "liquidations") == [*spec.column_names, "day", "load_id"]
-        assert rows(client, "SELECT type FROM system.columns WHERE database = {d:String} AND table = 'liquidations' "
-                            "AND name = 'order_price'", d=db) == [("Nullable(Float64)",)]
-        client.insert("loads", [["liquidations", "BINANCE_UM", "BTCUSDT", DAY, 7, 1, "run-7"]],
-                      column_names=["dataset", "venue", "instrument", "day", "load_id", "rows", "run_id"], database=db)
-        stored = ct.read_range(client, db, "liquidations", "BINANCE_UM", "BTCUSDT", DAY, DAY + timedelta(days=1))
+        assert rows(
+            client,
+            "SELECT type FROM system.columns WHERE database = {d:String} AND table = 'liquidations' "
+            "AND name = 'order_price'",
+            d=db,
+        ) == [("Nullable(Float64)",)]
+        client.insert(
+            "loads",
+            [["liquidations", "BINANCE_UM", "BTCUSDT", DAY, 7, 1, "run-7"]],
+            column_names=["dataset", "venue", "instrument", "day", "load_id", "rows", "run_id"],
+            database=db,
+        )
+        stored = ct.read_range(
+            client, db, "liquidations", "BINANCE_UM", "BTCUSDT", DAY, DAY + timedelta(days=1)
+        )
         assert stored.select("liquidation_id", "price", "order_price").rows() == [("1.SELL", 9910.0, None)]
         assert migrations.add_columns(client, db, ct.added_columns()) == []  # once

@@ -1,4 +1,5 @@
-"""stores.clickhouse.writer against the real embedded ClickHouse (chDB; one data directory for the session)."""
+"""stores.clickhouse.writer against the real embedded ClickHouse (chDB; one data directory for the
+session)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -21,24 +22,36 @@ from marketdata_assets.stores.clickhouse import writer as w
 
 REPO = Path(__file__).resolve().parents[3]
 DAY = date(2024, 3, 1)
-UTC = timezone.utc
 
 
-def make_trades(n: int, day: date = DAY, instrument: str = "BTCUSDT", venue: str = "BINANCE",
-                price0: float = 42000.0, seed: int = 0) -> pl.DataFrame:
+def make_trades(
+    n: int,
+    day: date = DAY,
+    instrument: str = "BTCUSDT",
+    venue: str = "BINANCE",
+    price0: float = 42000.0,
+    seed: int = 0,
+) -> pl.DataFrame:
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return pl.DataFrame({
-        "ts": [start + timedelta(seconds=i * 86399 / max(n, 1), microseconds=(i * 7919 + seed) % 1_000_000)
-               for i in range(n)],
-        "venue": [venue] * n,
-        "instrument": [instrument] * n,
-        "trade_id": [f"{seed}-{i}" for i in range(n)],
-        "price": [price0 + ((i * 37 + seed) % 1000) / 100 for i in range(n)],
-        "quantity": [0.001 * (1 + (i * 13) % 50) for i in range(n)],
-        "amount": [(price0 + ((i * 37 + seed) % 1000) / 100) * 0.001 * (1 + (i * 13) % 50) for i in range(n)],
-        "side": ["buy" if (i + seed) % 3 else "sell" for i in range(n)],
-        "seq": [None if i % 5 == 0 else 10_000 + i for i in range(n)],
-    }, schema=frames.TRADES_SCHEMA).sort("ts")
+    return pl.DataFrame(
+        {
+            "ts": [
+                start + timedelta(seconds=i * 86399 / max(n, 1), microseconds=(i * 7919 + seed) % 1_000_000)
+                for i in range(n)
+            ],
+            "venue": [venue] * n,
+            "instrument": [instrument] * n,
+            "trade_id": [f"{seed}-{i}" for i in range(n)],
+            "price": [price0 + ((i * 37 + seed) % 1000) / 100 for i in range(n)],
+            "quantity": [0.001 * (1 + (i * 13) % 50) for i in range(n)],
+            "amount": [
+                (price0 + ((i * 37 + seed) % 1000) / 100) * 0.001 * (1 + (i * 13) % 50) for i in range(n)
+            ],
+            "side": ["buy" if (i + seed) % 3 else "sell" for i in range(n)],
+            "seq": [None if i % 5 == 0 else 10_000 + i for i in range(n)],
+        },
+        schema=frames.TRADES_SCHEMA,
+    ).sort("ts")
 
 
 def make_books(day: date = DAY, snapshots: int = 4, levels: int = 5) -> pl.DataFrame:
@@ -48,22 +61,40 @@ def make_books(day: date = DAY, snapshots: int = 4, levels: int = 5) -> pl.DataF
         ts = start + timedelta(milliseconds=100 * s, microseconds=s + 1)
         for side, sign in (("bid", -1), ("ask", 1)):
             for level in range(levels):
-                rows.append({"ts": ts, "venue": "OKX", "instrument": "BTC-USDT-SWAP", "side": side, "level": level,
-                             "price": 42000.5 + sign * (0.5 + level * 0.1), "quantity": 0.25 * (level + 1),
-                             "update_id": None if s == 0 else 1_000_000_000_000 + s})
+                rows.append(
+                    {
+                        "ts": ts,
+                        "venue": "OKX",
+                        "instrument": "BTC-USDT-SWAP",
+                        "side": side,
+                        "level": level,
+                        "price": 42000.5 + sign * (0.5 + level * 0.1),
+                        "quantity": 0.25 * (level + 1),
+                        "update_id": None if s == 0 else 1_000_000_000_000 + s,
+                    }
+                )
     return pl.DataFrame(rows, schema=frames.BOOKS_SCHEMA)
 
 
-def make_bars(day: date = DAY, minutes: int = 240, instrument: str = "600000.SH", venue: str = "SSE") -> pl.DataFrame:
+def make_bars(
+    day: date = DAY, minutes: int = 240, instrument: str = "600000.SH", venue: str = "SSE"
+) -> pl.DataFrame:
     start = datetime(day.year, day.month, day.day, 1, 30, tzinfo=UTC)
-    return pl.DataFrame({
-        "ts": [start + timedelta(minutes=i) for i in range(minutes)],
-        "venue": [venue] * minutes, "instrument": [instrument] * minutes,
-        "open": [10.0 + i / 100 for i in range(minutes)], "high": [10.05 + i / 100 for i in range(minutes)],
-        "low": [9.95 + i / 100 for i in range(minutes)], "close": [10.01 + i / 100 for i in range(minutes)],
-        "volume": [1000.0 * (i + 1) for i in range(minutes)], "amount": [10010.0 * (i + 1) for i in range(minutes)],
-        "trades": [None if i == 3 else i for i in range(minutes)],
-    }, schema=frames.BARS_SCHEMA)
+    return pl.DataFrame(
+        {
+            "ts": [start + timedelta(minutes=i) for i in range(minutes)],
+            "venue": [venue] * minutes,
+            "instrument": [instrument] * minutes,
+            "open": [10.0 + i / 100 for i in range(minutes)],
+            "high": [10.05 + i / 100 for i in range(minutes)],
+            "low": [9.95 + i / 100 for i in range(minutes)],
+            "close": [10.01 + i / 100 for i in range(minutes)],
+            "volume": [1000.0 * (i + 1) for i in range(minutes)],
+            "amount": [10010.0 * (i + 1) for i in range(minutes)],
+            "trades": [None if i == 3 else i for i in range(minutes)],
+        },
+        schema=frames.BARS_SCHEMA,
+    )
 
 
 @pytest.fixture
@@ -86,14 +117,15 @@ def raw_count(client, db, table="trades") -> int:
 def test_round_trip_every_kind_exact(ch, method):
     client, db = ch
     for kind, frame, venue, instrument, order in (
-            ("trades", make_trades(500), "BINANCE", "BTCUSDT", ["ts", "trade_id"]),
-            ("books", make_books(), "OKX", "BTC-USDT-SWAP", ["ts", "side", "level"]),
-            ("bars_1m", make_bars(), "SSE", "600000.SH", ["ts"])):
+        ("trades", make_trades(500), "BINANCE", "BTCUSDT", ["ts", "trade_id"]),
+        ("books", make_books(), "OKX", "BTC-USDT-SWAP", ["ts", "side", "level"]),
+        ("bars_1m", make_bars(), "SSE", "600000.SH", ["ts"]),
+    ):
         result = w.write_slice(client, db, kind, frame, venue, instrument, DAY, "run-1", method=method)
         assert result.rows == frame.height and result.load_id > 0 and result.method == method
         back = visible(client, db, kind, venue, instrument)
         assert back.schema == pl.Schema(frame.schema)
-        assert back.sort(order).equals(frame.sort(order)), kind          # exact: µs timestamps, nulls, floats
+        assert back.sort(order).equals(frame.sort(order)), kind  # exact: µs timestamps, nulls, floats
     # microseconds survive
     back = visible(client, db, "trades", "BINANCE", "BTCUSDT")
     assert back["ts"].dt.microsecond().n_unique() > 100
@@ -121,7 +153,7 @@ def test_same_day_twice_never_duplicates_and_replaces_exactly(ch):
     w.write_slice(client, db, "trades", second, "BINANCE", "BTCUSDT", DAY, "run-3")
     back = visible(client, db, "trades", "BINANCE", "BTCUSDT")
     assert back.sort("ts", "trade_id").equals(second.sort("ts", "trade_id"))
-    assert raw_count(client, db) == 2600                                    # old loads are still on disk
+    assert raw_count(client, db) == 2600  # old loads are still on disk
     whole = client.query(f"SELECT count(), min(price) FROM `{db}`.trades_v").result_rows[0]
     assert whole == (600, second["price"].min())
     daily = ct.daily_bars(client, db, "BINANCE", "BTCUSDT", DAY, DAY)
@@ -148,7 +180,10 @@ def test_other_days_and_instruments_are_left_intact(ch):
     assert visible(client, db, "trades", "BINANCE", "ETHUSDT").height == 100
     loads = ct.loaded_days(client, db, "trades", "BINANCE")
     assert loads.select("instrument", "day", "rows").rows() == [
-        ("BTCUSDT", DAY, 0), ("BTCUSDT", day2, 50), ("ETHUSDT", DAY, 100)]
+        ("BTCUSDT", DAY, 0),
+        ("BTCUSDT", day2, 50),
+        ("ETHUSDT", DAY, 100),
+    ]
 
 
 def test_failed_write_before_the_flip_leaves_the_previous_state(ch, monkeypatch):
@@ -166,10 +201,19 @@ def test_failed_write_before_the_flip_leaves_the_previous_state(ch, monkeypatch)
 
     monkeypatch.setattr(w, "_insert_python", half_then_fail)
     with pytest.raises(KeyboardInterrupt):
-        w.write_slice(client, db, "trades", make_trades(1000, seed=2), "BINANCE", "BTCUSDT", DAY, "run-2",
-                      method="python")
-    assert raw_count(client, db) == 900                                    # the orphan rows are on disk...
-    assert visible(client, db, "trades", "BINANCE", "BTCUSDT").equals(before)   # ...and invisible
+        w.write_slice(
+            client,
+            db,
+            "trades",
+            make_trades(1000, seed=2),
+            "BINANCE",
+            "BTCUSDT",
+            DAY,
+            "run-2",
+            method="python",
+        )
+    assert raw_count(client, db) == 900  # the orphan rows are on disk...
+    assert visible(client, db, "trades", "BINANCE", "BTCUSDT").equals(before)  # ...and invisible
     assert ct.daily_bars(client, db, "BINANCE", "BTCUSDT", DAY, DAY).equals(bars_before)
     assert ct.garbage_rows(client, db, "trades") == 500
 
@@ -227,8 +271,15 @@ def test_killed_writer_process_leaves_exactly_the_previous_state(tmp_path):
     dsn = f"chdb://{tmp_path / 'killed'}"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     tests = str(REPO / "tests")
-    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER.format(tests=tests, dsn=dsn)], cwd=REPO, env=env,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER.format(tests=tests, dsn=dsn)],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = writer.stdout.readline()
         assert line.strip() == "BATCH", writer.stderr.read()
@@ -236,8 +287,15 @@ def test_killed_writer_process_leaves_exactly_the_previous_state(tmp_path):
         writer.send_signal(signal.SIGKILL)
         writer.wait(30)
     assert writer.returncode == -signal.SIGKILL
-    reader = subprocess.run([sys.executable, "-c", READER.format(tests=tests, dsn=dsn)], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120, check=False)
+    reader = subprocess.run(
+        [sys.executable, "-c", READER.format(tests=tests, dsn=dsn)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert reader.returncode == 0, reader.stderr
     state = json.loads(reader.stdout.strip().splitlines()[-1])
     assert state == {"raw": 1300, "visible": 300, "equal": True}
@@ -246,22 +304,41 @@ def test_killed_writer_process_leaves_exactly_the_previous_state(tmp_path):
 def test_rejects_rows_outside_the_day_and_bad_frames(ch):
     client, db = ch
     frame = make_trades(20)
-    late = frame.with_columns(pl.when(pl.int_range(pl.len()) == 7).then(pl.col("ts") + timedelta(days=1))
-                              .otherwise(pl.col("ts")).alias("ts"))
-    with pytest.raises(ValueError, match=r"BINANCE:BTCUSDT on 2024-03-01: row 7 has ts 2024-03-02T.*outside the day"):
+    late = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 7)
+        .then(pl.col("ts") + timedelta(days=1))
+        .otherwise(pl.col("ts"))
+        .alias("ts")
+    )
+    with pytest.raises(
+        ValueError, match=r"BINANCE:BTCUSDT on 2024-03-01: row 7 has ts 2024-03-02T.*outside the day"
+    ):
         w.write_slice(client, db, "trades", late, "BINANCE", "BTCUSDT", DAY, "r")
     cases = [
         (frame.drop("amount"), "missing columns \\['amount'\\]"),
         (frame.with_columns(pl.col("price").cast(pl.Utf8)), "column 'price' is String"),
-        (frame.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise(pl.col("price")).alias("price")),
-         "column 'price' has 1 null\\(s\\), first at row 3"),
-        (frame.with_columns(pl.when(pl.int_range(pl.len()) == 4).then(float("nan")).otherwise(pl.col("quantity"))
-                            .alias("quantity")), "'quantity' is NaN/inf at row 4"),
+        (
+            frame.with_columns(
+                pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise(pl.col("price")).alias("price")
+            ),
+            "column 'price' has 1 null\\(s\\), first at row 3",
+        ),
+        (
+            frame.with_columns(
+                pl.when(pl.int_range(pl.len()) == 4)
+                .then(float("nan"))
+                .otherwise(pl.col("quantity"))
+                .alias("quantity")
+            ),
+            "'quantity' is NaN/inf at row 4",
+        ),
         (frame.with_columns(pl.lit("BUY").alias("side")), "row 0 has side 'BUY'"),
         (frame.with_columns(pl.lit("ETHUSDT").alias("instrument")), "row 0 has instrument 'ETHUSDT'"),
         (frame.with_columns(pl.col("ts").dt.replace_time_zone(None)), "naive time is ambiguous"),
-        (frame.with_columns(pl.col("ts").cast(pl.Datetime("ns", "UTC")) + pl.duration(nanoseconds=1)),
-         "has nanoseconds"),
+        (
+            frame.with_columns(pl.col("ts").cast(pl.Datetime("ns", "UTC")) + pl.duration(nanoseconds=1)),
+            "has nanoseconds",
+        ),
     ]
     for bad, message in cases:
         with pytest.raises(ValueError, match=message) as info:
@@ -275,40 +352,58 @@ def test_rejects_rows_outside_the_day_and_bad_frames(ch):
 def test_lossless_casts_are_accepted(ch):
     client, db = ch
     frame = make_trades(50)
-    loose = frame.with_columns(pl.col("ts").dt.convert_time_zone("Asia/Shanghai").dt.cast_time_unit("ns"),
-                               pl.col("side").cast(pl.Categorical), pl.col("seq").cast(pl.Int32))
+    loose = frame.with_columns(
+        pl.col("ts").dt.convert_time_zone("Asia/Shanghai").dt.cast_time_unit("ns"),
+        pl.col("side").cast(pl.Categorical),
+        pl.col("seq").cast(pl.Int32),
+    )
     w.write_slice(client, db, "trades", loose, "BINANCE", "BTCUSDT", DAY, "r")
     assert visible(client, db, "trades", "BINANCE", "BTCUSDT").equals(frame)
 
 
 def test_write_slices_many_instruments_in_one_load(ch):
     client, db = ch
-    day_bars = pl.concat([make_bars(instrument=code, venue="SSE") for code in ("600000.SH", "600519.SH", "688981.SH")])
+    day_bars = pl.concat(
+        [make_bars(instrument=code, venue="SSE") for code in ("600000.SH", "600519.SH", "688981.SH")]
+    )
     results = w.write_slices(client, db, "bars_1m", day_bars, "SSE", DAY, "r1")
     assert sorted(results) == ["600000.SH", "600519.SH", "688981.SH"]
     assert len({r.load_id for r in results.values()}) == 3 and all(r.rows == 240 for r in results.values())
     # the next day's run has no bars for 688981.SH (suspended): naming it empties its slice
     fewer = day_bars.filter(pl.col("instrument") != "688981.SH")
     w.write_slices(client, db, "bars_1m", fewer, "SSE", DAY, "r2", instruments=["688981.SH"])
-    counts = dict(client.query(f"SELECT instrument, count() FROM `{db}`.bars_1m_v GROUP BY instrument").result_rows)
+    counts = dict(
+        client.query(f"SELECT instrument, count() FROM `{db}`.bars_1m_v GROUP BY instrument").result_rows
+    )
     assert counts == {"600000.SH": 240, "600519.SH": 240}
     assert visible(client, db, "bars_1m", "SSE", "600519.SH").equals(make_bars(instrument="600519.SH"))
     with pytest.raises(ValueError, match="listed on SSE, not SZSE"):
-        w.write_slices(client, db, "bars_1m", day_bars.with_columns(pl.lit("SZSE").alias("venue")), "SZSE", DAY, "r")
+        w.write_slices(
+            client, db, "bars_1m", day_bars.with_columns(pl.lit("SZSE").alias("venue")), "SZSE", DAY, "r"
+        )
 
 
 def write_binance_csv(path: Path, frame: pl.DataFrame, header: bool, millis: bool) -> None:
     time_col = frame["ts"].dt.epoch("ms" if millis else "us")
-    out = pl.DataFrame({"id": frame["seq"], "price": frame["price"], "qty": frame["quantity"],
-                        "quote_qty": frame["amount"], "time": time_col, "is_buyer_maker": frame["side"] == "sell"})
-    if not header:                                    # spot dumps: 7 columns, no header
+    out = pl.DataFrame(
+        {
+            "id": frame["seq"],
+            "price": frame["price"],
+            "qty": frame["quantity"],
+            "quote_qty": frame["amount"],
+            "time": time_col,
+            "is_buyer_maker": frame["side"] == "sell",
+        }
+    )
+    if not header:  # spot dumps: 7 columns, no header
         out = out.with_columns(pl.lit(True).alias("is_best_match"))
     out.write_csv(path, include_header=header)
 
 
 def binance_like(n: int, day: date, seed: int, millis: bool) -> pl.DataFrame:
     frame = make_trades(n, day, seed=seed).with_columns(
-        pl.int_range(1_000_000 * seed, 1_000_000 * seed + pl.len(), dtype=pl.Int64).alias("seq"))
+        pl.int_range(1_000_000 * seed, 1_000_000 * seed + pl.len(), dtype=pl.Int64).alias("seq")
+    )
     if millis:
         frame = frame.with_columns(pl.col("ts").dt.truncate("1ms"))
     return frame.with_columns(pl.col("seq").cast(pl.Utf8).alias("trade_id"))
@@ -325,7 +420,9 @@ def test_csv_file_path_equals_the_arrow_path(ch, tmp_path):
 
     result = w.load_csv_files(client, db, paths, "BINANCE", profile=TRADES_CSV, run_id="csv")
     assert result.rows == 5000 and [(s.instrument, s.day, s.rows) for s in result.slices] == [
-        ("BTCUSDT", DAY, 3000), ("ETHUSDT", day2, 2000)]
+        ("BTCUSDT", DAY, 3000),
+        ("ETHUSDT", day2, 2000),
+    ]
     by_file = {
         "BTCUSDT": visible(client, db, "trades", "BINANCE", "BTCUSDT"),
         "ETHUSDT": visible(client, db, "trades", "BINANCE", "ETHUSDT", day2, day2 + timedelta(days=1)),
@@ -345,8 +442,9 @@ def test_csv_file_path_equals_the_arrow_path(ch, tmp_path):
     assert client.query(f"SELECT count() FROM `{db}`.trades_v").result_rows[0][0] == 5000
 
 
-@pytest.mark.parametrize("market, day", [("spot", date(2024, 12, 31)), ("spot", date(2025, 1, 2)),
-                                         ("um", date(2024, 6, 3))])
+@pytest.mark.parametrize(
+    "market, day", [("spot", date(2024, 12, 31)), ("spot", date(2025, 1, 2)), ("um", date(2024, 6, 3))]
+)
 def test_csv_file_path_matches_the_dump_reader(ch, tmp_path, market, day):
     """Real dump layouts (spot: no header, True/False, µs from 2025; USD-M: header, true/false)
     through the engine's file() equal sources.binance_vision.dumps.read_dump + write_slice."""
@@ -355,9 +453,12 @@ def test_csv_file_path_matches_the_dump_reader(ch, tmp_path, market, day):
 
     client, db = ch
     venue = "BINANCE" if market == "spot" else "BINANCE_UM"
-    path = write_dump(tmp_path / f"BTCUSDT-trades-{day.isoformat()}.csv",
-                      generate_trades("BTCUSDT", day, 20_000, seed=5, market=market, venue=venue),
-                      market=market, day=day)
+    path = write_dump(
+        tmp_path / f"BTCUSDT-trades-{day.isoformat()}.csv",
+        generate_trades("BTCUSDT", day, 20_000, seed=5, market=market, venue=venue),
+        market=market,
+        day=day,
+    )
     w.load_csv_files(client, db, [path], venue, profile=TRADES_CSV)
     by_file = visible(client, db, "trades", venue, "BTCUSDT", day, day + timedelta(days=1))
     polars_frame = read_dump(path, market=market, venue=venue)
@@ -375,14 +476,22 @@ def test_csv_rows_outside_the_file_day_make_nothing_visible(ch, tmp_path):
     wrong_day = tmp_path / "ETHUSDT-trades-2024-03-02.csv"
     write_binance_csv(wrong_day, binance_like(50, DAY, 2, millis=True), header=False, millis=True)
     other = tmp_path / "SOLUSDT-trades-2024-03-02.csv"
-    write_binance_csv(other, binance_like(10, DAY + timedelta(days=1), 3, millis=True), header=False, millis=True)
-    with pytest.raises(ValueError, match="ETHUSDT-trades-2024-03-02.csv: 50 row\\(s\\) of BINANCE:ETHUSDT are outside"):
+    write_binance_csv(
+        other, binance_like(10, DAY + timedelta(days=1), 3, millis=True), header=False, millis=True
+    )
+    with pytest.raises(
+        ValueError, match="ETHUSDT-trades-2024-03-02.csv: 50 row\\(s\\) of BINANCE:ETHUSDT are outside"
+    ):
         w.load_csv_files(client, db, [good, wrong_day, other], "BINANCE", profile=TRADES_CSV)
-    counts = dict(client.query(f"SELECT instrument, count() FROM `{db}`.trades_v GROUP BY instrument").result_rows)
+    counts = dict(
+        client.query(f"SELECT instrument, count() FROM `{db}`.trades_v GROUP BY instrument").result_rows
+    )
     assert counts == {"BTCUSDT": 100}
-    for bad, message in (([tmp_path / "BTCUSDT-aggTrades-2024-03-01.csv"], "does not match"),
-                         ([tmp_path / "BTCUSDT-trades-2024-03-09.csv"], "no such file"),
-                         ([good, good], "same slice")):
+    for bad, message in (
+        ([tmp_path / "BTCUSDT-aggTrades-2024-03-01.csv"], "does not match"),
+        ([tmp_path / "BTCUSDT-trades-2024-03-09.csv"], "no such file"),
+        ([good, good], "same slice"),
+    ):
         with pytest.raises(ValueError, match=message):
             w.load_csv_files(client, db, bad, "BINANCE", profile=TRADES_CSV)
 
@@ -419,10 +528,22 @@ def test_csv_klines_profile(ch, tmp_path):
     bars = make_bars(instrument="BTCUSDT", venue="BINANCE").with_columns(pl.col("trades").fill_null(0))
     path = tmp_path / "BTCUSDT-1m-2024-03-01.csv"
     open_ms = bars["ts"].dt.epoch("ms")
-    pl.DataFrame({"open_time": open_ms, "open": bars["open"], "high": bars["high"], "low": bars["low"],
-                  "close": bars["close"], "volume": bars["volume"], "close_time": open_ms + 59_999,
-                  "quote_volume": bars["amount"], "count": bars["trades"], "taker_buy_volume": 0.0,
-                  "taker_buy_quote_volume": 0.0, "ignore": 0}).write_csv(path, include_header=False)
+    pl.DataFrame(
+        {
+            "open_time": open_ms,
+            "open": bars["open"],
+            "high": bars["high"],
+            "low": bars["low"],
+            "close": bars["close"],
+            "volume": bars["volume"],
+            "close_time": open_ms + 59_999,
+            "quote_volume": bars["amount"],
+            "count": bars["trades"],
+            "taker_buy_volume": 0.0,
+            "taker_buy_quote_volume": 0.0,
+            "ignore": 0,
+        }
+    ).write_csv(path, include_header=False)
     result = w.load_csv_files(client, db, [path], "BINANCE", profile=KLINES_1M_CSV)
     assert result.rows == 240
     assert visible(client, db, "bars_1m", "BINANCE", "BTCUSDT").equals(bars)
@@ -432,24 +553,64 @@ def test_log_ingest(ch):
     client, db = ch
     t0 = datetime(2024, 3, 2, 0, 5, 1, 250000, tzinfo=UTC)
     rows = [
-        dict(run_id="run-1", source="binance_rest", dataset="trades", venue="BINANCE", instrument="BTCUSDT", day=DAY,
-             rows=1000, requests=12, retries=2, rate_limited=1, latency_p50_ms=85.5, latency_p95_ms=410.0,
-             outcome="ok", load_id=42, started_at=t0, finished_at=t0 + timedelta(seconds=9)),
-        dict(run_id="run-1", source="binance_rest", venue="BINANCE", instrument="ETHUSDT", day="2024-03-01",
-             outcome="failed", error="HTTP 451 from api.binance.com", started_at=t0, finished_at=t0),
-        dict(run_id="run-1", source="tushare", venue="SSE", instrument="600000.SH", day=DAY, outcome="skipped",
-             started_at=t0.replace(tzinfo=None), finished_at=t0.replace(tzinfo=None)),
+        {
+            "run_id": "run-1",
+            "source": "binance_rest",
+            "dataset": "trades",
+            "venue": "BINANCE",
+            "instrument": "BTCUSDT",
+            "day": DAY,
+            "rows": 1000,
+            "requests": 12,
+            "retries": 2,
+            "rate_limited": 1,
+            "latency_p50_ms": 85.5,
+            "latency_p95_ms": 410.0,
+            "outcome": "ok",
+            "load_id": 42,
+            "started_at": t0,
+            "finished_at": t0 + timedelta(seconds=9),
+        },
+        {
+            "run_id": "run-1",
+            "source": "binance_rest",
+            "venue": "BINANCE",
+            "instrument": "ETHUSDT",
+            "day": "2024-03-01",
+            "outcome": "failed",
+            "error": "HTTP 451 from api.binance.com",
+            "started_at": t0,
+            "finished_at": t0,
+        },
+        {
+            "run_id": "run-1",
+            "source": "tushare",
+            "venue": "SSE",
+            "instrument": "600000.SH",
+            "day": DAY,
+            "outcome": "skipped",
+            "started_at": t0.replace(tzinfo=None),
+            "finished_at": t0.replace(tzinfo=None),
+        },
     ]
     assert w.log_ingest(client, db, rows) == 3
-    got = client.query(f"SELECT source, instrument, rows, requests, retries, rate_limited, latency_p50_ms, "
-                       f"latency_p95_ms, outcome, error, load_id, started_at, finished_at FROM `{db}`.ingest_log "
-                       "ORDER BY source, instrument").result_rows
+    got = client.query(
+        f"SELECT source, instrument, rows, requests, retries, rate_limited, latency_p50_ms, "
+        f"latency_p95_ms, outcome, error, load_id, started_at, finished_at FROM `{db}`.ingest_log "
+        "ORDER BY source, instrument"
+    ).result_rows
     assert [r[:11] for r in got] == [
         ("binance_rest", "BTCUSDT", 1000, 12, 2, 1, 85.5, 410.0, "ok", "", 42),
         ("binance_rest", "ETHUSDT", 0, 0, 0, 0, 0.0, 0.0, "failed", "HTTP 451 from api.binance.com", 0),
-        ("tushare", "600000.SH", 0, 0, 0, 0, 0.0, 0.0, "skipped", "", 0)]
-    assert got[0][11].replace(tzinfo=UTC) == t0 and got[0][12].replace(tzinfo=UTC) == t0 + timedelta(seconds=9)
-    for bad, message in ((dict(rows[0], outcome="done"), "outcome 'done'"), (dict(rows[0], foo=1), "unknown keys"),
-                         ({k: v for k, v in rows[0].items() if k != "day"}, "missing \\['day'\\]")):
+        ("tushare", "600000.SH", 0, 0, 0, 0, 0.0, 0.0, "skipped", "", 0),
+    ]
+    assert got[0][11].replace(tzinfo=UTC) == t0 and got[0][12].replace(tzinfo=UTC) == t0 + timedelta(
+        seconds=9
+    )
+    for bad, message in (
+        (dict(rows[0], outcome="done"), "outcome 'done'"),
+        (dict(rows[0], foo=1), "unknown keys"),
+        ({k: v for k, v in rows[0].items() if k != "day"}, "missing \\['day'\\]"),
+    ):
         with pytest.raises(ValueError, match=message):
             w.log_ingest(client, db, [bad])

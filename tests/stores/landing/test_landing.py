@@ -52,7 +52,6 @@ def test_hour_rollover_closes_the_hour_and_a_reader_never_sees_a_part(tmp_path):
     assert not list(tmp_path.rglob(f"*{PART}"))
 
 
-
 def test_a_batch_of_frames_lands_by_channel_and_hour_and_says_what_it_landed(tmp_path):
     """`frames`: a batch whose trade channel crosses an hour (and whose clock steps back over it once)
     lands each frame in its own hour's file, in order; `landed` counts each channel's frames of `frames`."""
@@ -69,11 +68,16 @@ def test_a_batch_of_frames_lands_by_channel_and_hour_and_says_what_it_landed(tmp
     by_hour = {}
     for path in files:
         by_hour.setdefault(path.name.split(".")[0], []).extend(r["d"] for r in read_file(path))
-    assert by_hour == {hour_key(H0): ['{"k":0}', '{"k":1}', '{"k":3}'], hour_key(H0 + HOUR_NS): ['{"k":2}', '{"k":4}']}
+    assert by_hour == {
+        hour_key(H0): ['{"k":0}', '{"k":1}', '{"k":3}'],
+        hour_key(H0 + HOUR_NS): ['{"k":2}', '{"k":4}'],
+    }
     assert sum(summary(p)["frames"] for p in files) == 5
     [depth_file] = closed_files(tmp_path, "BINANCE", depth)
-    assert read_file(depth_file) == [{"t": H0 + 7, "c": "c2", "d": '{"d":"\\"}'},
-                                     {"t": H0 + 8, "c": "rest", "d": '{"snapshot":1}'}]
+    assert read_file(depth_file) == [
+        {"t": H0 + 7, "c": "c2", "d": '{"d":"\\"}'},
+        {"t": H0 + 8, "c": "rest", "d": '{"snapshot":1}'},
+    ]
     assert summary(depth_file)["frames"] == 2
 
 
@@ -82,8 +86,12 @@ def test_a_json_frame_lands_as_sent_and_every_frame_reads_back_as_its_text(tmp_p
     in one decode); any other is written as a JSON string (`d`): not an object, a newline in it, a frame
     on the collector's channel of frames that are not JSON, and any frame `frame` lands alone. Each
     reads back as its text, byte for byte, from a closed file and from what a crash left (recovered)."""
-    as_sent = ['{"e":"trade","p":"0.00000255","q":"1E-3","s":"\\u00e9 \\"x\\" \\\\"}', '{ "a" : [ ] ,"b":null }',
-               '{"é":"ü ✓ 𝄞","r":"}","t":1}', '{}']
+    as_sent = [
+        '{"e":"trade","p":"0.00000255","q":"1E-3","s":"\\u00e9 \\"x\\" \\\\"}',
+        '{ "a" : [ ] ,"b":null }',
+        '{"é":"ü ✓ 𝄞","r":"}","t":1}',
+        "{}",
+    ]
     escaped = ["pong", '{"a":\n1}', "[1,2]", "", '"{}"', " {}", '{"a":1} ']
     writer = LandingWriter(tmp_path / "live", "OKX")
     channel = "books-BTC-USDT"
@@ -100,8 +108,10 @@ def test_a_json_frame_lands_as_sent_and_every_frame_reads_back_as_its_text(tmp_p
     [closed] = [p for p in writer.close() if p.parent.name == channel]
     for path in (closed, recovered[channel]):
         lines = list(read_lines(path))
-        assert [json.loads(line)["r"] for line in lines[:len(as_sent)]] == [json.loads(t) for t in as_sent]
-        assert all(b'"d":' in line and b'"r":' not in line[:40] for line in lines[len(as_sent):len(batch) - 1])
+        assert [json.loads(line)["r"] for line in lines[: len(as_sent)]] == [json.loads(t) for t in as_sent]
+        assert all(
+            b'"d":' in line and b'"r":' not in line[:40] for line in lines[len(as_sent) : len(batch) - 1]
+        )
         records = [record for record in read_file(path) if "m" not in record]
         assert [r["d"] for r in records] == as_sent + escaped + ['{"alone":true}']
         assert [r["t"] for r in records] == [H0 + k for k in range(len(batch) - 1)] + [H0 + 60]
@@ -115,7 +125,9 @@ def test_a_damaged_file_is_refused_naming_it(tmp_path):
     """Every zstd frame of a landing file carries its checksum: a flipped byte is an error naming the
     file (without it, the damaged lines were read as if they had been received so)."""
     writer = LandingWriter(tmp_path, "BINANCE")
-    writer.frames([("btcusdt@trade", "c1", f'{{"k":{k},"pad":"{"ab" * (k % 50)}"}}', H0 + k) for k in range(3000)])
+    writer.frames(
+        [("btcusdt@trade", "c1", f'{{"k":{k},"pad":"{"ab" * (k % 50)}"}}', H0 + k) for k in range(3000)]
+    )
     [path] = writer.close()
     whole, errors = path.read_bytes(), []
     for at in range(len(whole) // 4, 3 * len(whole) // 4, len(whole) // 40):  # 20 places, each flipped alone
@@ -126,6 +138,7 @@ def test_a_damaged_file_is_refused_naming_it(tmp_path):
             read_file(path)
         errors.append(str(refused.value))
     assert any("checksum" in error for error in errors)  # some refused by the checksum alone
+
 
 WRITER_SCRIPT = r"""
 import sys, time
@@ -143,8 +156,9 @@ while True:
 
 def test_a_killed_writer_leaves_a_part_that_the_next_start_closes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
-    proc = subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE, text=True,
-                            env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env
+    )
     flushed = 0
     while flushed < 2000:
         flushed = int(proc.stdout.readline())
@@ -158,12 +172,16 @@ def test_a_killed_writer_leaves_a_part_that_the_next_start_closes(tmp_path):
     assert len(recovered) == 1 and recovered[0].lines >= flushed and recovered[0].bad_dropped == 0
     records = read_file(recovered[0].path)
     ks = [json.loads(r["d"])["k"] for r in records if "d" in r]
-    assert ks == list(range(len(ks))) and len(ks) == recovered[0].lines  # nothing lost before the cut, no hole
+    assert (
+        ks == list(range(len(ks))) and len(ks) == recovered[0].lines
+    )  # nothing lost before the cut, no hole
     assert records[-1]["m"] == "crash" and records[-1]["x"]["lines"] == len(ks)
     assert summary(recovered[0].path)["recovered"] is True
     writer.frame("btcusdt@trade", "c9", '{"k":0}', records[-1]["t"] + 1)  # writing goes on in a new file
     writer.close()
-    assert len(closed_files(tmp_path, "BINANCE", "btcusdt@trade")) == 2 and not list(tmp_path.rglob(f"*{PART}"))
+    assert len(closed_files(tmp_path, "BINANCE", "btcusdt@trade")) == 2 and not list(
+        tmp_path.rglob(f"*{PART}")
+    )
 
 
 def test_a_torn_last_line_is_dropped_and_counted(tmp_path):
@@ -202,7 +220,9 @@ def test_venues_and_channels_written_at_once(tmp_path):
         for channel in range(3):
             (path,) = closed_files(tmp_path, venue, f"ch{channel}")
             ks = [json.loads(r["d"])["k"] for r in read_file(path)]
-            assert ks == list(range(channel, 600, 3)) and {json.loads(r["d"])["venue"] for r in read_file(path)} == {venue}
+            assert ks == list(range(channel, 600, 3)) and {
+                json.loads(r["d"])["venue"] for r in read_file(path)
+            } == {venue}
     live.close()
     assert len(closed_files(tmp_path, "BINANCE", "held")) == 1
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import bson
 import pymongo
@@ -30,11 +30,33 @@ from marketdata_assets.stores.mongo.documents import (
     validate_alpha,
 )
 
-UTC = timezone.utc
-
-NASTY_KEYS = ["$where", "$set", "a.b", "$", ".", "..", "a$b", "x.$y", "\x00", "a\x00b", FW_DOLLAR, FW_DOT, ESC,
-              ESC + "0", ESC + ESC, FW_DOLLAR + "set", "$" + FW_DOLLAR, ESC + "$", "plain", "", "_", "__",
-              "日本.語", "0", ESC + "_x"]
+NASTY_KEYS = [
+    "$where",
+    "$set",
+    "a.b",
+    "$",
+    ".",
+    "..",
+    "a$b",
+    "x.$y",
+    "\x00",
+    "a\x00b",
+    FW_DOLLAR,
+    FW_DOT,
+    ESC,
+    ESC + "0",
+    ESC + ESC,
+    FW_DOLLAR + "set",
+    "$" + FW_DOLLAR,
+    ESC + "$",
+    "plain",
+    "",
+    "_",
+    "__",
+    "日本.語",
+    "0",
+    ESC + "_x",
+]
 
 
 def small_alpha() -> dict:
@@ -89,10 +111,18 @@ def test_documents_read_back_as_son():
 def test_dates_sidecar_absent_fields_stay_absent():
     doc = to_document({"id": "ABCDEFG", "type": "SUPER", "dateCreated": "2025-03-09T03:00:00-04:00"})
     assert doc["_dates"] == {"dateCreated": datetime(2025, 3, 9, 7, 0, tzinfo=UTC)}
-    doc = to_document({"id": "ABCDEFG", "type": "SUPER", "dateCreated": "2025-11-02T01:30:00-05:00",
-                       "dateSubmitted": "2025-11-02T01:30:00-04:00"})
-    assert doc["_dates"] == {"dateCreated": datetime(2025, 11, 2, 6, 30, tzinfo=UTC),
-                             "dateSubmitted": datetime(2025, 11, 2, 5, 30, tzinfo=UTC)}
+    doc = to_document(
+        {
+            "id": "ABCDEFG",
+            "type": "SUPER",
+            "dateCreated": "2025-11-02T01:30:00-05:00",
+            "dateSubmitted": "2025-11-02T01:30:00-04:00",
+        }
+    )
+    assert doc["_dates"] == {
+        "dateCreated": datetime(2025, 11, 2, 6, 30, tzinfo=UTC),
+        "dateSubmitted": datetime(2025, 11, 2, 5, 30, tzinfo=UTC),
+    }
 
 
 @pytest.mark.parametrize("key", NASTY_KEYS)
@@ -120,8 +150,10 @@ def test_round_trip_with_nasty_keys_everywhere():
     assert list(back) == list(alpha)
 
 
-@pytest.mark.parametrize("seed,alpha_type,region", [(1, "REGULAR", "USA"), (2, "REGULAR", "GLB"),
-                                                     (3, "SUPER", None), (4, "SUPER", "GLB")])
+@pytest.mark.parametrize(
+    "seed,alpha_type,region",
+    [(1, "REGULAR", "USA"), (2, "REGULAR", "GLB"), (3, "SUPER", None), (4, "SUPER", "GLB")],
+)
 def test_round_trip_through_bson(seed, alpha_type, region):
     alpha = make_alpha(seed, alpha_type, region=region)
     original = copy.deepcopy(alpha)
@@ -181,52 +213,134 @@ def _nested_lists(depth: int) -> list:
     return value
 
 
-@pytest.mark.parametrize("obj,problems", [
-    ([1, 2], ["not a JSON object (got array)"]),
-    (None, ["not a JSON object (got null)"]),
-    ("ABCDEFG", ["not a JSON object (got str)"]),
-    ({"type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00"}, ["missing id"]),
-    ({"id": None, "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00"}, ["missing id"]),
-    ({"id": "ABC123", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00"},
-     ["invalid id 'ABC123': expected 7-8 letters or digits"]),
-    ({"id": "ABC123456", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00"},
-     ["invalid id 'ABC123456': expected 7-8 letters or digits"]),
-    ({"id": "ABC-1234", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00"},
-     ["invalid id 'ABC-1234': expected 7-8 letters or digits"]),
-    ({"id": 1234567, "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00"},
-     ["invalid id 1234567: expected 7-8 letters or digits"]),
-    ({"id": "ABCDEFG", "dateCreated": "2025-07-18T23:32:42-04:00"}, ["missing type"]),
-    ({"id": "ABCDEFG", "type": 1, "dateCreated": "2025-07-18T23:32:42-04:00"}, ["type is not a string: 1"]),
-    ({"id": "ABCDEFG", "type": "ATOM", "dateCreated": "2025-07-18T23:32:42-04:00"}, ["unsupported type 'ATOM'"]),
-    ({"id": "ABCDEFG", "type": "REGULAR"}, ["missing dateCreated"]),
-    ({"id": "ABCDEFG", "type": "REGULAR", "dateCreated": "yesterday"},
-     ["unparseable dateCreated: not an ISO 8601 timestamp: 'yesterday'"]),
-    ({"id": "ABCDEFG", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42"},
-     ["unparseable dateCreated: timestamp without a UTC offset: '2025-07-18T23:32:42'"]),
-    ({"id": "ABCDEFG", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00", "dateModified": 1752896000},
-     ["unparseable dateModified: expected an ISO 8601 string, got int"]),
-    ({"id": "ABCDEFG", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00", "dateSubmitted": "2025-13-01"},
-     ["unparseable dateSubmitted: not an ISO 8601 timestamp: '2025-13-01'"]),
-    ({"id": "ABCDEFG", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00",
-      "is": {"pnl": 2 ** 63, "checks": [{"value": float("nan")}]}},
-     [f"is.pnl: integer {2 ** 63} does not fit in 64 bits", "is.checks[0].value: non-finite number nan"]),
-    ({"id": "ABCDEFG", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00", "name": "bad \ud800"},
-     ["name: string is not valid Unicode (lone surrogate)"]),
-    ({"id": "", "dateCreated": None}, ["invalid id '': expected 7-8 letters or digits", "missing type",
-                                       "missing dateCreated"]),
-    # known fields of the wrong JSON type (null is fine: the API's "not set")
-    ({"id": "ABCDEFG", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00", "status": {"s": "ACTIVE"},
-      "checks": "LOW_SHARPE", "favorite": 1, "hidden": None, "name": None},
-     ["status: expected a string or null, got an object", "favorite: expected true/false or null, got a number",
-      "checks: expected an array or null, got a string"]),
-    ({"id": "ABCDEFG", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00", "settings": {"region": ["USA"]},
-      "os": {"checks": [{"name": "LOW_SHARPE"}, "PASS"]}, "tags": ["a", None], "osmosisPoints": "12"},
-     ["osmosisPoints: expected a number or null, got a string", "tags[1]: expected a string, got null",
-      "settings.region: expected a string or null, got an array", "os.checks[1]: expected an object, got a string"]),
-    ({"id": "ABCDEFG", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00",
-      "x": _nested_lists(100)},
-     ["x[0][0]...: nested more than 100 levels deep (MongoDB stores at most 100)"]),
-])
+@pytest.mark.parametrize(
+    "obj,problems",
+    [
+        ([1, 2], ["not a JSON object (got array)"]),
+        (None, ["not a JSON object (got null)"]),
+        ("ABCDEFG", ["not a JSON object (got str)"]),
+        ({"type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00"}, ["missing id"]),
+        ({"id": None, "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00"}, ["missing id"]),
+        (
+            {"id": "ABC123", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00"},
+            ["invalid id 'ABC123': expected 7-8 letters or digits"],
+        ),
+        (
+            {"id": "ABC123456", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00"},
+            ["invalid id 'ABC123456': expected 7-8 letters or digits"],
+        ),
+        (
+            {"id": "ABC-1234", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00"},
+            ["invalid id 'ABC-1234': expected 7-8 letters or digits"],
+        ),
+        (
+            {"id": 1234567, "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00"},
+            ["invalid id 1234567: expected 7-8 letters or digits"],
+        ),
+        ({"id": "ABCDEFG", "dateCreated": "2025-07-18T23:32:42-04:00"}, ["missing type"]),
+        (
+            {"id": "ABCDEFG", "type": 1, "dateCreated": "2025-07-18T23:32:42-04:00"},
+            ["type is not a string: 1"],
+        ),
+        (
+            {"id": "ABCDEFG", "type": "ATOM", "dateCreated": "2025-07-18T23:32:42-04:00"},
+            ["unsupported type 'ATOM'"],
+        ),
+        ({"id": "ABCDEFG", "type": "REGULAR"}, ["missing dateCreated"]),
+        (
+            {"id": "ABCDEFG", "type": "REGULAR", "dateCreated": "yesterday"},
+            ["unparseable dateCreated: not an ISO 8601 timestamp: 'yesterday'"],
+        ),
+        (
+            {"id": "ABCDEFG", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42"},
+            ["unparseable dateCreated: timestamp without a UTC offset: '2025-07-18T23:32:42'"],
+        ),
+        (
+            {
+                "id": "ABCDEFG",
+                "type": "REGULAR",
+                "dateCreated": "2025-07-18T23:32:42-04:00",
+                "dateModified": 1752896000,
+            },
+            ["unparseable dateModified: expected an ISO 8601 string, got int"],
+        ),
+        (
+            {
+                "id": "ABCDEFG",
+                "type": "REGULAR",
+                "dateCreated": "2025-07-18T23:32:42-04:00",
+                "dateSubmitted": "2025-13-01",
+            },
+            ["unparseable dateSubmitted: not an ISO 8601 timestamp: '2025-13-01'"],
+        ),
+        (
+            {
+                "id": "ABCDEFG",
+                "type": "REGULAR",
+                "dateCreated": "2025-07-18T23:32:42-04:00",
+                "is": {"pnl": 2**63, "checks": [{"value": float("nan")}]},
+            },
+            [f"is.pnl: integer {2**63} does not fit in 64 bits", "is.checks[0].value: non-finite number nan"],
+        ),
+        (
+            {
+                "id": "ABCDEFG",
+                "type": "REGULAR",
+                "dateCreated": "2025-07-18T23:32:42-04:00",
+                "name": "bad \ud800",
+            },
+            ["name: string is not valid Unicode (lone surrogate)"],
+        ),
+        (
+            {"id": "", "dateCreated": None},
+            ["invalid id '': expected 7-8 letters or digits", "missing type", "missing dateCreated"],
+        ),
+        # known fields of the wrong JSON type (null is fine: the API's "not set")
+        (
+            {
+                "id": "ABCDEFG",
+                "type": "REGULAR",
+                "dateCreated": "2025-07-18T23:32:42-04:00",
+                "status": {"s": "ACTIVE"},
+                "checks": "LOW_SHARPE",
+                "favorite": 1,
+                "hidden": None,
+                "name": None,
+            },
+            [
+                "status: expected a string or null, got an object",
+                "favorite: expected true/false or null, got a number",
+                "checks: expected an array or null, got a string",
+            ],
+        ),
+        (
+            {
+                "id": "ABCDEFG",
+                "type": "REGULAR",
+                "dateCreated": "2025-07-18T23:32:42-04:00",
+                "settings": {"region": ["USA"]},
+                "os": {"checks": [{"name": "LOW_SHARPE"}, "PASS"]},
+                "tags": ["a", None],
+                "osmosisPoints": "12",
+            },
+            [
+                "osmosisPoints: expected a number or null, got a string",
+                "tags[1]: expected a string, got null",
+                "settings.region: expected a string or null, got an array",
+                "os.checks[1]: expected an object, got a string",
+            ],
+        ),
+        (
+            {
+                "id": "ABCDEFG",
+                "type": "REGULAR",
+                "dateCreated": "2025-07-18T23:32:42-04:00",
+                "x": _nested_lists(100),
+            },
+            ["x[0][0]...: nested more than 100 levels deep (MongoDB stores at most 100)"],
+        ),
+    ],
+)
 def test_validate_problems(obj, problems):
     assert validate_alpha(obj) == problems
 
@@ -241,8 +355,10 @@ def test_validate_any_type_when_asked():
 def test_to_document_refuses_invalid():
     with pytest.raises(InvalidAlpha) as info:
         to_document({"id": "x", "type": "REGULAR", "dateCreated": "2025-07-18"})
-    assert info.value.problems == ["invalid id 'x': expected 7-8 letters or digits",
-                                   "unparseable dateCreated: timestamp without a UTC offset: '2025-07-18'"]
+    assert info.value.problems == [
+        "invalid id 'x': expected 7-8 letters or digits",
+        "unparseable dateCreated: timestamp without a UTC offset: '2025-07-18'",
+    ]
 
 
 def test_collection_routing():
@@ -255,25 +371,44 @@ def test_collection_routing():
 
 
 def test_merged_document_against_stored_document():
-    stored = to_document({"id": "ABCDEFG", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00",
-                          "dateSubmitted": "2025-07-20T10:00:00-04:00", "a.b": 1,
-                          "is": {"checks": [{"name": "LOW_SHARPE", "value": 1.0}], "sharpe": 1.0}})
-    new = {"id": "ABCDEFG", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00", "dateSubmitted": None,
-           "is": {"checks": [{"name": "LOW_SHARPE", "value": 2.5}, {"name": "NEW_CHECK", "value": 1.0}]}}
+    stored = to_document(
+        {
+            "id": "ABCDEFG",
+            "type": "REGULAR",
+            "dateCreated": "2025-07-18T23:32:42-04:00",
+            "dateSubmitted": "2025-07-20T10:00:00-04:00",
+            "a.b": 1,
+            "is": {"checks": [{"name": "LOW_SHARPE", "value": 1.0}], "sharpe": 1.0},
+        }
+    )
+    new = {
+        "id": "ABCDEFG",
+        "type": "REGULAR",
+        "dateCreated": "2025-07-18T23:32:42-04:00",
+        "dateSubmitted": None,
+        "is": {"checks": [{"name": "LOW_SHARPE", "value": 2.5}, {"name": "NEW_CHECK", "value": 1.0}]},
+    }
     doc, changed = merged_document(stored, new)
     assert changed
     assert doc == {
-        "_id": "ABCDEFG", "id": "ABCDEFG", "type": "REGULAR", "dateCreated": "2025-07-18T23:32:42-04:00",
+        "_id": "ABCDEFG",
+        "id": "ABCDEFG",
+        "type": "REGULAR",
+        "dateCreated": "2025-07-18T23:32:42-04:00",
         "dateSubmitted": None,
-        "is": {"checks": [{"name": "LOW_SHARPE", "value": 2.5}, {"name": "NEW_CHECK", "value": 1.0}], "sharpe": 1.0},
+        "is": {
+            "checks": [{"name": "LOW_SHARPE", "value": 2.5}, {"name": "NEW_CHECK", "value": 1.0}],
+            "sharpe": 1.0,
+        },
         "a\uff0eb": 1,
         "_dates": {"dateCreated": datetime(2025, 7, 19, 3, 32, 42, tzinfo=UTC), "dateSubmitted": None},
     }
     assert merged_document(doc, new) == (doc, False)
     # as stored and read back by pymongo (large integers come back as bson Int64): still unchanged
-    big = {**new, "is": {**new["is"], "pnl": 2 ** 40}}
-    stored_big = bson.decode(bson.encode(merged_document(stored, big)[0]),
-                             codec_options=CodecOptions(tz_aware=True))
+    big = {**new, "is": {**new["is"], "pnl": 2**40}}
+    stored_big = bson.decode(
+        bson.encode(merged_document(stored, big)[0]), codec_options=CodecOptions(tz_aware=True)
+    )
     assert type(stored_big["is"]["pnl"]) is not int
     assert merged_document(stored_big, big)[1] is False
     rebuilt, changed = merged_document(stored, new, mode="rebuild")
@@ -290,8 +425,9 @@ def test_alpha_factory_is_deterministic_realistic_and_complete():
     assert make_alpha(42, "SUPER") == make_alpha(42, "SUPER")
     assert make_alpha(42, "SUPER") != make_alpha(43, "SUPER")
     # same bytes on every machine (string-seeded RNG): the replay server and the benchmark rely on it
-    digest = hashlib.sha256(b"".join(canonical_json(make_alpha(i, t)) for i in range(20)
-                                     for t in ("REGULAR", "SUPER"))).hexdigest()
+    digest = hashlib.sha256(
+        b"".join(canonical_json(make_alpha(i, t)) for i in range(20) for t in ("REGULAR", "SUPER"))
+    ).hexdigest()
     assert digest == FACTORY_DIGEST
     ids = {alpha_id_for(i, t) for i in range(5000) for t in ("REGULAR", "SUPER", "ATOM")}
     assert len(ids) == 15000
@@ -318,8 +454,12 @@ def test_alpha_factory_is_deterministic_realistic_and_complete():
     assert ("endDate", "limit", "name", "result", "startDate", "value", "year") in shapes
     assert {r for _, r, _ in seen_checks} == {"PASS", "FAIL", "WARNING", "PENDING"}
     assert any(sum(c["name"] == "MATCHES_THEMES" for c in a["is"]["checks"]) == 2 for a in alphas)
-    assert any(c["endDate"] < c["startDate"] for a in alphas for c in a["is"]["checks"]
-               if c["name"] == "IS_LADDER_SHARPE")
+    assert any(
+        c["endDate"] < c["startDate"]
+        for a in alphas
+        for c in a["is"]["checks"]
+        if c["name"] == "IS_LADDER_SHARPE"
+    )
     assert any(a["os"] is not None and a["dateSubmitted"] for a in alphas)
     assert any(a["train"] is not None and a["train"]["investabilityConstrained"] for a in alphas)
     assert any("osmosisPoints" in a for a in alphas)

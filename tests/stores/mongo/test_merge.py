@@ -26,8 +26,9 @@ def test_seed_example_nested_objects():
 def test_seed_example_array_merged_by_name():
     old = {"checks": [{"name": "LOW_SHARPE", "value": 1.0}]}
     new = {"checks": [{"name": "LOW_SHARPE", "value": 2.5}, {"name": "NEW_CHECK", "value": 1.0}]}
-    assert deep_merge(old, new) == {"checks": [{"name": "LOW_SHARPE", "value": 2.5},
-                                               {"name": "NEW_CHECK", "value": 1.0}]}
+    assert deep_merge(old, new) == {
+        "checks": [{"name": "LOW_SHARPE", "value": 2.5}, {"name": "NEW_CHECK", "value": 1.0}]
+    }
 
 
 def test_default_array_keys():
@@ -35,11 +36,19 @@ def test_default_array_keys():
 
 
 def test_null_in_new_overwrites_and_absent_key_keeps_old():
-    old = {"dateSubmitted": "2025-07-18T23:32:42-04:00", "os": {"sharpe": 1.2}, "grade": "GOOD",
-           "settings": {"region": "USA", "decay": 4}}
+    old = {
+        "dateSubmitted": "2025-07-18T23:32:42-04:00",
+        "os": {"sharpe": 1.2},
+        "grade": "GOOD",
+        "settings": {"region": "USA", "decay": 4},
+    }
     new = {"dateSubmitted": None, "os": None, "settings": {"decay": None}}
-    assert deep_merge(old, new) == {"dateSubmitted": None, "os": None, "settings": {"decay": None, "region": "USA"},
-                                    "grade": "GOOD"}
+    assert deep_merge(old, new) == {
+        "dateSubmitted": None,
+        "os": None,
+        "settings": {"decay": None, "region": "USA"},
+        "grade": "GOOD",
+    }
 
 
 def test_new_keys_first_then_old_only_keys():
@@ -56,67 +65,180 @@ def test_type_mismatch_new_wins():
 
 
 def test_repeated_matches_themes_pair_by_occurrence():
-    old = {"is": {"checks": [
-        {"name": "LOW_SHARPE", "result": "PASS", "limit": 1.25, "value": 1.5},
-        {"name": "MATCHES_THEMES", "result": "FAIL", "multiplier": 1.5,
-         "themes": [{"id": "Kp0RXpzL", "multiplier": 1.5, "name": "Value Factor Theme"}], "legacy": "first"},
-        {"name": "MATCHES_THEMES", "result": "FAIL", "multiplier": 2.0,
-         "themes": [{"id": "LR0B9zkm", "multiplier": 2.0, "name": "Momentum Recovery Theme"}], "legacy": "second"},
-    ]}}
-    new = {"is": {"checks": [
-        {"name": "MATCHES_THEMES", "result": "PASS", "multiplier": 1.5,
-         "themes": [{"id": "Kp0RXpzL", "multiplier": 1.5, "name": "Value Factor Theme"}]},
-        {"name": "LOW_SHARPE", "result": "PASS", "limit": 1.25, "value": 1.62},
-        {"name": "MATCHES_THEMES", "result": "PASS", "multiplier": 3.0,
-         "themes": [{"id": "bKn3YE3J", "multiplier": 3.0, "name": "ATOM Theme"}]},
-    ]}}
-    assert deep_merge(old, new) == {"is": {"checks": [
-        # 1st MATCHES_THEMES of new with the 1st of old (keeps its old-only field)
-        {"name": "MATCHES_THEMES", "result": "PASS", "multiplier": 1.5,
-         "themes": [{"id": "Kp0RXpzL", "multiplier": 1.5, "name": "Value Factor Theme"}], "legacy": "first"},
-        {"name": "LOW_SHARPE", "result": "PASS", "limit": 1.25, "value": 1.62},
-        # 2nd with the 2nd; `themes` has no key configured: the new array replaces the old one
-        {"name": "MATCHES_THEMES", "result": "PASS", "multiplier": 3.0,
-         "themes": [{"id": "bKn3YE3J", "multiplier": 3.0, "name": "ATOM Theme"}], "legacy": "second"},
-    ]}}
+    old = {
+        "is": {
+            "checks": [
+                {"name": "LOW_SHARPE", "result": "PASS", "limit": 1.25, "value": 1.5},
+                {
+                    "name": "MATCHES_THEMES",
+                    "result": "FAIL",
+                    "multiplier": 1.5,
+                    "themes": [{"id": "Kp0RXpzL", "multiplier": 1.5, "name": "Value Factor Theme"}],
+                    "legacy": "first",
+                },
+                {
+                    "name": "MATCHES_THEMES",
+                    "result": "FAIL",
+                    "multiplier": 2.0,
+                    "themes": [{"id": "LR0B9zkm", "multiplier": 2.0, "name": "Momentum Recovery Theme"}],
+                    "legacy": "second",
+                },
+            ]
+        }
+    }
+    new = {
+        "is": {
+            "checks": [
+                {
+                    "name": "MATCHES_THEMES",
+                    "result": "PASS",
+                    "multiplier": 1.5,
+                    "themes": [{"id": "Kp0RXpzL", "multiplier": 1.5, "name": "Value Factor Theme"}],
+                },
+                {"name": "LOW_SHARPE", "result": "PASS", "limit": 1.25, "value": 1.62},
+                {
+                    "name": "MATCHES_THEMES",
+                    "result": "PASS",
+                    "multiplier": 3.0,
+                    "themes": [{"id": "bKn3YE3J", "multiplier": 3.0, "name": "ATOM Theme"}],
+                },
+            ]
+        }
+    }
+    assert deep_merge(old, new) == {
+        "is": {
+            "checks": [
+                # 1st MATCHES_THEMES of new with the 1st of old (keeps its old-only field)
+                {
+                    "name": "MATCHES_THEMES",
+                    "result": "PASS",
+                    "multiplier": 1.5,
+                    "themes": [{"id": "Kp0RXpzL", "multiplier": 1.5, "name": "Value Factor Theme"}],
+                    "legacy": "first",
+                },
+                {"name": "LOW_SHARPE", "result": "PASS", "limit": 1.25, "value": 1.62},
+                # 2nd with the 2nd; `themes` has no key configured: the new array replaces the old one
+                {
+                    "name": "MATCHES_THEMES",
+                    "result": "PASS",
+                    "multiplier": 3.0,
+                    "themes": [{"id": "bKn3YE3J", "multiplier": 3.0, "name": "ATOM Theme"}],
+                    "legacy": "second",
+                },
+            ]
+        }
+    }
 
 
 def test_repeated_is_ladder_sharpe_extras_and_old_only_items():
-    old = {"is": {"checks": [
-        {"name": "IS_LADDER_SHARPE", "result": "PASS", "year": 2, "startDate": "2023-01-20",
-         "endDate": "2021-01-20", "limit": 1.58, "value": 2.1, "note": "y2"},
-        {"name": "IS_LADDER_SHARPE", "result": "FAIL", "year": 3, "startDate": "2023-01-20",
-         "endDate": "2020-01-20", "limit": 1.63, "value": 1.5, "note": "y3"},
-        {"name": "IS_LADDER_SHARPE", "result": "PASS", "year": 4, "startDate": "2023-01-20",
-         "endDate": "2019-01-20", "limit": 1.68, "value": 1.9},
-        {"name": "SELF_CORRELATION", "result": "PENDING"},
-    ]}}
-    new = {"is": {"checks": [
-        {"name": "SELF_CORRELATION", "result": "PASS", "limit": 0.7, "value": 0.41},
-        {"name": "IS_LADDER_SHARPE", "result": "PASS", "year": 2, "startDate": "2024-01-20",
-         "endDate": "2022-01-20", "limit": 1.58, "value": 2.3},
-        {"name": "IS_LADDER_SHARPE", "result": "PASS", "year": 3, "startDate": "2024-01-20",
-         "endDate": "2021-01-20", "limit": 1.63, "value": 1.7},
-        {"name": "LOW_2Y_SHARPE", "result": "PASS", "limit": 1.58, "value": 2.0},
-    ]}}
-    assert deep_merge(old, new) == {"is": {"checks": [
-        {"name": "SELF_CORRELATION", "result": "PASS", "limit": 0.7, "value": 0.41},
-        {"name": "IS_LADDER_SHARPE", "result": "PASS", "year": 2, "startDate": "2024-01-20",
-         "endDate": "2022-01-20", "limit": 1.58, "value": 2.3, "note": "y2"},
-        {"name": "IS_LADDER_SHARPE", "result": "PASS", "year": 3, "startDate": "2024-01-20",
-         "endDate": "2021-01-20", "limit": 1.63, "value": 1.7, "note": "y3"},
-        {"name": "LOW_2Y_SHARPE", "result": "PASS", "limit": 1.58, "value": 2.0},
-        # the 3rd old IS_LADDER_SHARPE found no partner: kept, after the new items
-        {"name": "IS_LADDER_SHARPE", "result": "PASS", "year": 4, "startDate": "2023-01-20",
-         "endDate": "2019-01-20", "limit": 1.68, "value": 1.9},
-    ]}}
+    old = {
+        "is": {
+            "checks": [
+                {
+                    "name": "IS_LADDER_SHARPE",
+                    "result": "PASS",
+                    "year": 2,
+                    "startDate": "2023-01-20",
+                    "endDate": "2021-01-20",
+                    "limit": 1.58,
+                    "value": 2.1,
+                    "note": "y2",
+                },
+                {
+                    "name": "IS_LADDER_SHARPE",
+                    "result": "FAIL",
+                    "year": 3,
+                    "startDate": "2023-01-20",
+                    "endDate": "2020-01-20",
+                    "limit": 1.63,
+                    "value": 1.5,
+                    "note": "y3",
+                },
+                {
+                    "name": "IS_LADDER_SHARPE",
+                    "result": "PASS",
+                    "year": 4,
+                    "startDate": "2023-01-20",
+                    "endDate": "2019-01-20",
+                    "limit": 1.68,
+                    "value": 1.9,
+                },
+                {"name": "SELF_CORRELATION", "result": "PENDING"},
+            ]
+        }
+    }
+    new = {
+        "is": {
+            "checks": [
+                {"name": "SELF_CORRELATION", "result": "PASS", "limit": 0.7, "value": 0.41},
+                {
+                    "name": "IS_LADDER_SHARPE",
+                    "result": "PASS",
+                    "year": 2,
+                    "startDate": "2024-01-20",
+                    "endDate": "2022-01-20",
+                    "limit": 1.58,
+                    "value": 2.3,
+                },
+                {
+                    "name": "IS_LADDER_SHARPE",
+                    "result": "PASS",
+                    "year": 3,
+                    "startDate": "2024-01-20",
+                    "endDate": "2021-01-20",
+                    "limit": 1.63,
+                    "value": 1.7,
+                },
+                {"name": "LOW_2Y_SHARPE", "result": "PASS", "limit": 1.58, "value": 2.0},
+            ]
+        }
+    }
+    assert deep_merge(old, new) == {
+        "is": {
+            "checks": [
+                {"name": "SELF_CORRELATION", "result": "PASS", "limit": 0.7, "value": 0.41},
+                {
+                    "name": "IS_LADDER_SHARPE",
+                    "result": "PASS",
+                    "year": 2,
+                    "startDate": "2024-01-20",
+                    "endDate": "2022-01-20",
+                    "limit": 1.58,
+                    "value": 2.3,
+                    "note": "y2",
+                },
+                {
+                    "name": "IS_LADDER_SHARPE",
+                    "result": "PASS",
+                    "year": 3,
+                    "startDate": "2024-01-20",
+                    "endDate": "2021-01-20",
+                    "limit": 1.63,
+                    "value": 1.7,
+                    "note": "y3",
+                },
+                {"name": "LOW_2Y_SHARPE", "result": "PASS", "limit": 1.58, "value": 2.0},
+                # the 3rd old IS_LADDER_SHARPE found no partner: kept, after the new items
+                {
+                    "name": "IS_LADDER_SHARPE",
+                    "result": "PASS",
+                    "year": 4,
+                    "startDate": "2023-01-20",
+                    "endDate": "2019-01-20",
+                    "limit": 1.68,
+                    "value": 1.9,
+                },
+            ]
+        }
+    }
 
 
 def test_old_only_items_follow_new_items_in_old_order():
     old = {"checks": [{"name": "A", "v": 1}, {"name": "B", "v": 1}, {"name": "C", "v": 1}]}
     new = {"checks": [{"name": "C", "v": 2}, {"name": "D", "v": 2}]}
-    assert deep_merge(old, new) == {"checks": [{"name": "C", "v": 2}, {"name": "D", "v": 2},
-                                               {"name": "A", "v": 1}, {"name": "B", "v": 1}]}
+    assert deep_merge(old, new) == {
+        "checks": [{"name": "C", "v": 2}, {"name": "D", "v": 2}, {"name": "A", "v": 1}, {"name": "B", "v": 1}]
+    }
 
 
 def test_empty_new_keyed_array_keeps_old_items():
@@ -125,79 +247,132 @@ def test_empty_new_keyed_array_keeps_old_items():
 
 
 def test_classifications_by_id():
-    old = {"classifications": [{"id": "DATA_USAGE:SINGLE_DATA_SET", "name": "Single Data Set Alpha"},
-                               {"id": "POWER_POOL:POWER_POOL_ELIGIBLE", "name": "Power Pool Alpha", "x": 1}]}
-    new = {"classifications": [{"id": "POWER_POOL:POWER_POOL_ELIGIBLE", "name": "Power Pool Alpha (2025)"},
-                               {"id": "PYRAMID:USA/D1/PV", "name": "USA/D1/PV"}]}
-    assert deep_merge(old, new) == {"classifications": [
-        {"id": "POWER_POOL:POWER_POOL_ELIGIBLE", "name": "Power Pool Alpha (2025)", "x": 1},
-        {"id": "PYRAMID:USA/D1/PV", "name": "USA/D1/PV"},
-        {"id": "DATA_USAGE:SINGLE_DATA_SET", "name": "Single Data Set Alpha"},
-    ]}
+    old = {
+        "classifications": [
+            {"id": "DATA_USAGE:SINGLE_DATA_SET", "name": "Single Data Set Alpha"},
+            {"id": "POWER_POOL:POWER_POOL_ELIGIBLE", "name": "Power Pool Alpha", "x": 1},
+        ]
+    }
+    new = {
+        "classifications": [
+            {"id": "POWER_POOL:POWER_POOL_ELIGIBLE", "name": "Power Pool Alpha (2025)"},
+            {"id": "PYRAMID:USA/D1/PV", "name": "USA/D1/PV"},
+        ]
+    }
+    assert deep_merge(old, new) == {
+        "classifications": [
+            {"id": "POWER_POOL:POWER_POOL_ELIGIBLE", "name": "Power Pool Alpha (2025)", "x": 1},
+            {"id": "PYRAMID:USA/D1/PV", "name": "USA/D1/PV"},
+            {"id": "DATA_USAGE:SINGLE_DATA_SET", "name": "Single Data Set Alpha"},
+        ]
+    }
 
 
 def test_key_values_of_different_json_types_do_not_pair():
     old = {"classifications": [{"id": 1, "name": "int"}]}
     new = {"classifications": [{"id": "1", "name": "str"}, {"id": True, "name": "bool"}]}
-    assert deep_merge(old, new) == {"classifications": [{"id": "1", "name": "str"}, {"id": True, "name": "bool"},
-                                                        {"id": 1, "name": "int"}]}
+    assert deep_merge(old, new) == {
+        "classifications": [
+            {"id": "1", "name": "str"},
+            {"id": True, "name": "bool"},
+            {"id": 1, "name": "int"},
+        ]
+    }
 
 
 def test_nested_investability_constrained_blocks_and_checks_at_any_depth():
     old = {
-        "is": {"sharpe": 1.2, "pnl": 100, "investabilityConstrained": {"sharpe": 0.9, "pnl": 80, "turnover": 0.3},
-               "amer": {"sharpe": 1.0, "investabilityConstrained": {"sharpe": 0.7, "drawdown": 0.1}},
-               "checks": [{"name": "LOW_SHARPE", "result": "FAIL", "limit": 1.25, "value": 1.2}]},
-        "train": {"checks": [{"name": "LOW_FITNESS", "result": "PASS", "limit": 1.0, "value": 1.1, "old": True}]},
+        "is": {
+            "sharpe": 1.2,
+            "pnl": 100,
+            "investabilityConstrained": {"sharpe": 0.9, "pnl": 80, "turnover": 0.3},
+            "amer": {"sharpe": 1.0, "investabilityConstrained": {"sharpe": 0.7, "drawdown": 0.1}},
+            "checks": [{"name": "LOW_SHARPE", "result": "FAIL", "limit": 1.25, "value": 1.2}],
+        },
+        "train": {
+            "checks": [{"name": "LOW_FITNESS", "result": "PASS", "limit": 1.0, "value": 1.1, "old": True}]
+        },
     }
     new = {
-        "is": {"sharpe": 1.3, "investabilityConstrained": {"sharpe": 1.0, "margin": 0.0004},
-               "amer": {"investabilityConstrained": {"sharpe": 0.8}},
-               "checks": [{"name": "LOW_SHARPE", "result": "PASS", "limit": 1.25, "value": 1.3}]},
-        "train": {"checks": [{"name": "LOW_FITNESS", "result": "FAIL", "value": 0.8},
-                             {"name": "LOW_SHARPE", "result": "PASS", "limit": 1.25, "value": 1.4}]},
+        "is": {
+            "sharpe": 1.3,
+            "investabilityConstrained": {"sharpe": 1.0, "margin": 0.0004},
+            "amer": {"investabilityConstrained": {"sharpe": 0.8}},
+            "checks": [{"name": "LOW_SHARPE", "result": "PASS", "limit": 1.25, "value": 1.3}],
+        },
+        "train": {
+            "checks": [
+                {"name": "LOW_FITNESS", "result": "FAIL", "value": 0.8},
+                {"name": "LOW_SHARPE", "result": "PASS", "limit": 1.25, "value": 1.4},
+            ]
+        },
     }
     assert deep_merge(old, new) == {
-        "is": {"sharpe": 1.3,
-               "investabilityConstrained": {"sharpe": 1.0, "margin": 0.0004, "pnl": 80, "turnover": 0.3},
-               "amer": {"investabilityConstrained": {"sharpe": 0.8, "drawdown": 0.1}, "sharpe": 1.0},
-               "checks": [{"name": "LOW_SHARPE", "result": "PASS", "limit": 1.25, "value": 1.3}],
-               "pnl": 100},
-        "train": {"checks": [{"name": "LOW_FITNESS", "result": "FAIL", "value": 0.8, "limit": 1.0, "old": True},
-                             {"name": "LOW_SHARPE", "result": "PASS", "limit": 1.25, "value": 1.4}]},
+        "is": {
+            "sharpe": 1.3,
+            "investabilityConstrained": {"sharpe": 1.0, "margin": 0.0004, "pnl": 80, "turnover": 0.3},
+            "amer": {"investabilityConstrained": {"sharpe": 0.8, "drawdown": 0.1}, "sharpe": 1.0},
+            "checks": [{"name": "LOW_SHARPE", "result": "PASS", "limit": 1.25, "value": 1.3}],
+            "pnl": 100,
+        },
+        "train": {
+            "checks": [
+                {"name": "LOW_FITNESS", "result": "FAIL", "value": 0.8, "limit": 1.0, "old": True},
+                {"name": "LOW_SHARPE", "result": "PASS", "limit": 1.25, "value": 1.4},
+            ]
+        },
     }
 
 
 def test_nested_keyed_arrays_inside_keyed_items():
-    old = {"checks": [{"name": "MATCHES_PYRAMID", "pyramids": [{"name": "USA/D1/PV", "multiplier": 1.3, "x": 1}]}]}
+    old = {
+        "checks": [
+            {"name": "MATCHES_PYRAMID", "pyramids": [{"name": "USA/D1/PV", "multiplier": 1.3, "x": 1}]}
+        ]
+    }
     new = {"checks": [{"name": "MATCHES_PYRAMID", "pyramids": [{"name": "USA/D1/PV", "multiplier": 1.5}]}]}
     # pyramids is not configured: replaced
     assert deep_merge(old, new) == new
     # configured by exact path (array items are transparent in paths): merged by name
     keys = {**DEFAULT_ARRAY_KEYS, "checks.pyramids": "name"}
     assert deep_merge(old, new, keys) == {
-        "checks": [{"name": "MATCHES_PYRAMID", "pyramids": [{"name": "USA/D1/PV", "multiplier": 1.5, "x": 1}]}]}
+        "checks": [
+            {"name": "MATCHES_PYRAMID", "pyramids": [{"name": "USA/D1/PV", "multiplier": 1.5, "x": 1}]}
+        ]
+    }
 
 
 def test_arrays_of_scalars_and_objects_without_the_key_are_replaced():
     assert deep_merge({"tags": ["a", "b"]}, {"tags": ["c"]}) == {"tags": ["c"]}
-    assert deep_merge({"themes": [{"id": "A", "m": 1}]}, {"themes": [{"id": "B"}]}) == {"themes": [{"id": "B"}]}
+    assert deep_merge({"themes": [{"id": "A", "m": 1}]}, {"themes": [{"id": "B"}]}) == {
+        "themes": [{"id": "B"}]
+    }
     # one item without `name`: the whole array is replaced
     old = {"checks": [{"name": "A", "v": 1}, {"name": "B", "v": 1}]}
     new = {"checks": [{"name": "A", "v": 2}, {"result": "PASS"}]}
     assert deep_merge(old, new) == new
     # non-scalar key values: replaced
     assert deep_merge({"checks": [{"name": ["x"], "v": 1}]}, {"checks": [{"name": ["x"]}]}) == {
-        "checks": [{"name": ["x"]}]}
+        "checks": [{"name": ["x"]}]
+    }
 
 
 def test_exact_path_configuration_and_switching_off():
-    old = {"is": {"checks": [{"name": "A", "v": 1, "keep": 1}]}, "train": {"checks": [{"name": "A", "v": 1, "keep": 1}]}}
+    old = {
+        "is": {"checks": [{"name": "A", "v": 1, "keep": 1}]},
+        "train": {"checks": [{"name": "A", "v": 1, "keep": 1}]},
+    }
     new = {"is": {"checks": [{"name": "A", "v": 2}]}, "train": {"checks": [{"name": "A", "v": 2}]}}
     merged = deep_merge(old, new, {"is.checks": "name"})
-    assert merged == {"is": {"checks": [{"name": "A", "v": 2, "keep": 1}]}, "train": {"checks": [{"name": "A", "v": 2}]}}
+    assert merged == {
+        "is": {"checks": [{"name": "A", "v": 2, "keep": 1}]},
+        "train": {"checks": [{"name": "A", "v": 2}]},
+    }
     merged = deep_merge(old, new, {"checks": "name", "train.checks": None})
-    assert merged == {"is": {"checks": [{"name": "A", "v": 2, "keep": 1}]}, "train": {"checks": [{"name": "A", "v": 2}]}}
+    assert merged == {
+        "is": {"checks": [{"name": "A", "v": 2, "keep": 1}]},
+        "train": {"checks": [{"name": "A", "v": 2}]},
+    }
     with pytest.raises(TypeError):
         deep_merge(old, new, {"checks": 1})
 
@@ -208,6 +383,7 @@ def test_pure_inputs_untouched_and_nothing_shared():
     old_copy, new_copy = copy.deepcopy(old), copy.deepcopy(new)
     merged = deep_merge(old, new)
     assert old == old_copy and new == new_copy
+
     # mutate every container of the result: the inputs stay as they were
     def scribble(value):
         if isinstance(value, dict):
@@ -218,6 +394,7 @@ def test_pure_inputs_untouched_and_nothing_shared():
             for v in list(value):
                 scribble(v)
             value.append("__x")
+
     scribble(merged)
     assert old == old_copy and new == new_copy
 
@@ -226,8 +403,11 @@ def test_merge_changed():
     alpha = make_alpha(7, "SUPER")
     assert merge_changed(alpha, copy.deepcopy(alpha)) == (alpha, False)
     # a new version with fewer fields but the same values: nothing changes
-    subset = {"id": alpha["id"], "settings": {"region": alpha["settings"]["region"]},
-              "is": {"checks": [alpha["is"]["checks"][0]]}}
+    subset = {
+        "id": alpha["id"],
+        "settings": {"region": alpha["settings"]["region"]},
+        "is": {"checks": [alpha["is"]["checks"][0]]},
+    }
     assert merge_changed(alpha, subset)[1] is False
     # key order alone is not a change
     assert merge_changed({"a": 1, "b": 2}, {"b": 2, "a": 1})[1] is False
@@ -241,9 +421,14 @@ def test_merge_changed():
     # reordered keyed items are a change (order of the result = new order)
     old = {"checks": [{"name": "A"}, {"name": "B"}]}
     assert merge_changed(old, {"checks": [{"name": "B"}, {"name": "A"}]}) == (
-        {"checks": [{"name": "B"}, {"name": "A"}]}, True)
+        {"checks": [{"name": "B"}, {"name": "A"}]},
+        True,
+    )
     assert merge_changed(old, {"checks": [{"name": "A"}]}) == (old, False)
-    assert merge_changed(old, {"checks": [{"name": "B"}]}) == ({"checks": [{"name": "B"}, {"name": "A"}]}, True)
+    assert merge_changed(old, {"checks": [{"name": "B"}]}) == (
+        {"checks": [{"name": "B"}, {"name": "A"}]},
+        True,
+    )
     # nothing stored yet
     assert merge_changed(None, {"a": 1}) == ({"a": 1}, True)
 
@@ -260,7 +445,9 @@ def test_refetched_alpha_realistic():
     assert merged["dateModified"] == "2025-07-19T10:00:00-04:00"
     assert merged["is"]["checks"][0]["value"] == 9.99
     # SELF_CORRELATION vanished from the new fetch: kept, at the end
-    assert merged["is"]["checks"][-1] == next(c for c in old["is"]["checks"] if c["name"] == "SELF_CORRELATION")
+    assert merged["is"]["checks"][-1] == next(
+        c for c in old["is"]["checks"] if c["name"] == "SELF_CORRELATION"
+    )
     assert [c["name"] for c in merged["is"]["checks"][:-1]] == [c["name"] for c in new["is"]["checks"]]
 
 
@@ -284,8 +471,8 @@ def test_json_equal_is_strict():
 def test_stored_int64_equals_plain_int():
     from bson.int64 import Int64
 
-    old = {"is": {"pnl": Int64(2 ** 40), "checks": [{"name": "A", "value": Int64(3)}]}}
-    new = {"is": {"pnl": 2 ** 40, "checks": [{"name": "A", "value": 3}]}}
+    old = {"is": {"pnl": Int64(2**40), "checks": [{"name": "A", "value": Int64(3)}]}}
+    new = {"is": {"pnl": 2**40, "checks": [{"name": "A", "value": 3}]}}
     assert merge_changed(old, new)[1] is False
     assert json_equal(old, new) and json_equal(new, old)
     assert not json_equal({"a": Int64(1)}, {"a": True}) and not json_equal({"a": Int64(1)}, {"a": 1.0})

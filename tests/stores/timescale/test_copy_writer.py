@@ -39,19 +39,25 @@ def create_minute_table(conn: psycopg.Connection, table: str) -> None:
         from marketdata_assets.stores.timescale.minute_table import (
             ensure_minute_table,  # owned by another helper
         )
+
         if "table" in inspect.signature(ensure_minute_table).parameters:
             ensure_minute_table(conn, table=table)
             return
     except ImportError:
         pass
     ident = sql.Identifier(table)
-    conn.execute(sql.SQL("""CREATE TABLE {} (time timestamp without time zone NOT NULL, code text NOT NULL,
+    conn.execute(
+        sql.SQL("""CREATE TABLE {} (time timestamp without time zone NOT NULL, code text NOT NULL,
                             name text, open double precision, high double precision, low double precision,
-                            close double precision, volume double precision, amount double precision)""")
-                 .format(ident))
+                            close double precision, volume double precision, \
+amount double precision)""").format(ident)
+    )
     conn.execute("SELECT create_hypertable(%s::regclass, by_range('time', interval '30 days'))", (table,))
-    conn.execute(sql.SQL("CREATE UNIQUE INDEX {} ON {} (code, time DESC)").format(
-        sql.Identifier(f"{table}_code_time"), ident))
+    conn.execute(
+        sql.SQL("CREATE UNIQUE INDEX {} ON {} (code, time DESC)").format(
+            sql.Identifier(f"{table}_code_time"), ident
+        )
+    )
 
 
 @pytest.fixture
@@ -92,11 +98,30 @@ def sample_frame() -> pl.DataFrame:
         (datetime(2026, 1, 5, 9, 32), "600000.SH", None, 10.1, 10.2, 10.0, 10.0, 0.0, 0.0),
         (datetime(2026, 1, 5, 9, 33), "600000.SH", "", -1.25, -1.0, -1.5, -1.1, 100.0, None),
         (datetime(2026, 1, 5, 9, 34), "000001.SZ", "平安银行", None, None, None, None, None, None),
-        (datetime(2026, 1, 5, 9, 35, 0, 123456), "000001.SZ", "*ST平安", 10.229999542236328, 11.0, 0.0,
-         10.5, 1e12, 1.5e15),
+        (
+            datetime(2026, 1, 5, 9, 35, 0, 123456),
+            "000001.SZ",
+            "*ST平安",
+            10.229999542236328,
+            11.0,
+            0.0,
+            10.5,
+            1e12,
+            1.5e15,
+        ),
         (datetime(1990, 12, 19, 9, 30), "600000.SH", "x", 0.0, 1.0, -0.0, 5e-324, 1.0, 2.0),
         (datetime(2099, 12, 31, 23, 59, 59, 999999), "830799.BJ", "艾融软件", 1.0, None, 1.0, 1.0, None, 3.0),
-        (datetime(1999, 12, 31, 23, 59, 59), "688981.SH", "中芯国际", float("inf"), 1.0, float("-inf"), 1.0, 1.0, 1.0),
+        (
+            datetime(1999, 12, 31, 23, 59, 59),
+            "688981.SH",
+            "中芯国际",
+            float("inf"),
+            1.0,
+            float("-inf"),
+            1.0,
+            1.0,
+            1.0,
+        ),
     ]
     return pl.DataFrame(rows, schema=MINUTE_SCHEMA, orient="row")
 
@@ -145,6 +170,7 @@ def sorted_rows(df: pl.DataFrame) -> pl.DataFrame:
 
 # ---- encoder vs psycopg -------------------------------------------------------------------------
 
+
 def test_encoder_matches_psycopg_write_row(conn, table):
     df = sample_frame()
     reference = psycopg_write_row_bytes(conn, table, df)
@@ -169,6 +195,7 @@ def test_encoder_empty_frame_is_signature_and_trailer():
 
 # ---- round trips --------------------------------------------------------------------------------
 
+
 def test_binary_copy_round_trip(conn, table):
     df = sample_frame()
     assert copy_binary(conn, df, table) == df.height
@@ -177,15 +204,21 @@ def test_binary_copy_round_trip(conn, table):
 
 
 def test_binary_copy_in_many_blocks(conn, table):
-    df = pl.concat([make_bars(code, trading_days(date(2026, 1, 5), 5), seed=i, dirty=True, negative=i == 1)
-                    for i, code in enumerate(["600000.SH", "000001.SZ", "688981.SH"])])
+    df = pl.concat(
+        [
+            make_bars(code, trading_days(date(2026, 1, 5), 5), seed=i, dirty=True, negative=i == 1)
+            for i, code in enumerate(["600000.SH", "000001.SZ", "688981.SH"])
+        ]
+    )
     assert copy_binary(conn, df, table, block_bytes=16_384, queued=False) == df.height
     assert_frame_equal(fetch_frame(conn, table), sorted_rows(df))
     conn.rollback()
 
 
 def test_copy_and_unnest_paths_store_the_same_rows(conn, make_table):
-    df = pl.concat([sample_frame(), make_bars("600000.SH", trading_days(date(2026, 2, 2), 2), seed=3, dirty=True)])
+    df = pl.concat(
+        [sample_frame(), make_bars("600000.SH", trading_days(date(2026, 2, 2), 2), seed=3, dirty=True)]
+    )
     via_copy, via_unnest = make_table(), make_table()
     copy_binary(conn, df, via_copy)
     assert insert_unnest(conn, df, via_unnest, chunk_rows=100) == df.height
@@ -220,10 +253,12 @@ def test_all_null_columns(conn, table, use_copy):
 
 
 def test_parsed_csv_to_table(conn, table, tmp_path):
-    truth = make_bars("000001.SZ", trading_days(date(2026, 1, 5), 2), seed=5, dirty=True, negative=True,
-                      float32_noise=True)
-    path = write_text(tmp_path / "cn.csv", render(truth, "cn_minute", code_style="bare", volume_unit="lots"),
-                      encoding="gbk")
+    truth = make_bars(
+        "000001.SZ", trading_days(date(2026, 1, 5), 2), seed=5, dirty=True, negative=True, float32_noise=True
+    )
+    path = write_text(
+        tmp_path / "cn.csv", render(truth, "cn_minute", code_style="bare", volume_unit="lots"), encoding="gbk"
+    )
     df, rejects = read_minute_csv(path)
     assert rejects == []
     copy_binary(conn, df, table)
@@ -232,8 +267,11 @@ def test_parsed_csv_to_table(conn, table, tmp_path):
 
 
 def test_tz_aware_times_are_stored_as_beijing_wall_clock(conn, table):
-    df = sample_frame().head(1).with_columns(pl.col("time").dt.replace_time_zone("Asia/Shanghai")
-                                             .dt.convert_time_zone("UTC"))
+    df = (
+        sample_frame()
+        .head(1)
+        .with_columns(pl.col("time").dt.replace_time_zone("Asia/Shanghai").dt.convert_time_zone("UTC"))
+    )
     copy_binary(conn, df, table)
     assert fetch_frame(conn, table)["time"].to_list() == [datetime(2026, 1, 5, 9, 31)]
     conn.rollback()

@@ -33,9 +33,15 @@ JAN, FEB, MAR, APR = (datetime(2024, m, 1) for m in (1, 2, 3, 4))
 
 
 def pglite_connect(server: dict) -> psycopg.Connection:
-    return psycopg.connect(host=server["host"], port=server["port"], user="postgres",
-                           password=settings.get("TIMESCALE_PASSWORD"), dbname="postgres", sslmode="disable",
-                           connect_timeout=10)
+    return psycopg.connect(
+        host=server["host"],
+        port=server["port"],
+        user="postgres",
+        password=settings.get("TIMESCALE_PASSWORD"),
+        dbname="postgres",
+        sslmode="disable",
+        connect_timeout=10,
+    )
 
 
 @contextmanager
@@ -72,9 +78,14 @@ def native_db() -> str:
 
 @pytest.fixture
 def native(native_db) -> Iterator[Server]:
-    conn = psycopg.connect(host=settings.get("TIMESCALE_HOST"), port=settings.get("TIMESCALE_PORT"),
-                           user=settings.get("TIMESCALE_USER"), password=settings.get("TIMESCALE_PASSWORD") or None,
-                           dbname=native_db, connect_timeout=5)
+    conn = psycopg.connect(
+        host=settings.get("TIMESCALE_HOST"),
+        port=settings.get("TIMESCALE_PORT"),
+        user=settings.get("TIMESCALE_USER"),
+        password=settings.get("TIMESCALE_PASSWORD") or None,
+        dbname=native_db,
+        connect_timeout=5,
+    )
     with in_own_schema(conn) as conn:
         yield Server("native", conn, kline.detect_license(conn))
 
@@ -106,8 +117,9 @@ def synthetic_bars() -> list[Row]:
     Prices are multiples of 1/8 and volumes of 100, so every sum is exact in any order."""
     rows: list[Row] = []
     days = (2, 10, 20, 28)
-    minutes = [timedelta(hours=9, minutes=31 + i) for i in range(6)] + \
-              [timedelta(hours=14, minutes=55 + i) for i in range(5)]
+    minutes = [timedelta(hours=9, minutes=31 + i) for i in range(6)] + [
+        timedelta(hours=14, minutes=55 + i) for i in range(5)
+    ]
     for code, base in (("600000.SH", 10.0), ("000001.SZ", 12.5), ("300750.SZ", -1.5)):
         k = 0
         for month in (JAN, FEB, MAR):
@@ -118,23 +130,32 @@ def synthetic_bars() -> list[Row]:
                     o = base + (k % 7) / 8
                     c = base + ((k + 3) % 7) / 8
                     h, low = max(o, c) + 0.25, min(o, c) - 0.125
-                    name = {"600000.SH": "浦发银行", "300750.SZ": "宁德时代",
-                            "000001.SZ": "深发展A" if t < datetime(2024, 2, 15) else "平安银行"}[code]
+                    name = {
+                        "600000.SH": "浦发银行",
+                        "300750.SZ": "宁德时代",
+                        "000001.SZ": "深发展A" if t < datetime(2024, 2, 15) else "平安银行",
+                    }[code]
                     rows.append(bar(t, code, name, o, h, low, c, 100.0 * (k % 5 + 1)))
     # bucket edges: the last minute of January and the first instant of February
-    rows.append(bar(datetime(2024, 1, 31, 23, 59), "600000.SH", "浦发银行", 10.5, 10.75, 10.25, 10.625, 300.0))
+    rows.append(
+        bar(datetime(2024, 1, 31, 23, 59), "600000.SH", "浦发银行", 10.5, 10.75, 10.25, 10.625, 300.0)
+    )
     rows.append(bar(datetime(2024, 2, 1, 0, 0), "600000.SH", "浦发银行", 10.625, 10.75, 10.5, 10.5, 200.0))
     # dirty rows, all excluded by the cleaning WHERE:
     rows += [
         bar(datetime(2024, 1, 2, 9, 30), "600000.SH", "脏", 99.0, 99.5, 98.0, 99.0, -100.0),  # volume < 0
-        bar(datetime(2024, 1, 2, 9, 29), "000001.SZ", "脏", 50.0, 51.0, 49.0, 50.0, 100.0, -1.0),  # amount < 0
+        bar(
+            datetime(2024, 1, 2, 9, 29), "000001.SZ", "脏", 50.0, 51.0, 49.0, 50.0, 100.0, -1.0
+        ),  # amount < 0
         bar(datetime(2024, 3, 28, 15, 1), "000001.SZ", "脏", 12.5, 13.0, 12.0, 12.5, None),  # volume NULL
         bar(datetime(2024, 2, 28, 15, 1), "600000.SH", "脏", 10.0, 10.25, 9.5, 11.0, 100.0),  # high < close
         bar(datetime(2024, 3, 10, 12, 0), "600000.SH", "脏", 10.0, 80.0, 10.5, 10.25, 100.0),  # low > open
         bar(datetime(2024, 1, 20, 12, 0), "300750.SZ", "脏", -1.5, None, -2.0, -1.5, 100.0),  # high NULL
     ]
     # passes the cleaning (GREATEST/LEAST ignore NULLs): March opens with a NULL open on both paths
-    rows.append(bar(datetime(2024, 3, 1, 9, 0), "300750.SZ", "宁德时代", None, -1.0, -1.75, -1.25, 100.0, 125.0))
+    rows.append(
+        bar(datetime(2024, 3, 1, 9, 0), "300750.SZ", "宁德时代", None, -1.0, -1.75, -1.25, 100.0, 125.0)
+    )
     return rows
 
 
@@ -165,23 +186,38 @@ def expected_kline(rows: list[Row], months: tuple[datetime, ...] = (JAN, FEB, MA
     out = []
     for (code, month), bars in sorted(groups.items()):
         bars.sort(key=lambda r: r[0])
-        out.append((month, code, bars[-1][2], bars[0][3], max(r[4] for r in bars), min(r[5] for r in bars),
-                    bars[-1][6], sum(r[7] for r in bars), sum(r[8] for r in bars)))
+        out.append(
+            (
+                month,
+                code,
+                bars[-1][2],
+                bars[0][3],
+                max(r[4] for r in bars),
+                min(r[5] for r in bars),
+                bars[-1][6],
+                sum(r[7] for r in bars),
+                sum(r[8] for r in bars),
+            )
+        )
     return out
 
 
 def load(conn: psycopg.Connection, rows: list[Row]) -> None:
     """Multi-row INSERT from arrays (COPY FROM STDIN is refused by the PGlite server)."""
     columns = [list(col) for col in zip(*rows)]
-    conn.execute("""INSERT INTO stock_1min_qfq (time, code, name, open, high, low, close, volume, amount)
+    conn.execute(
+        """INSERT INTO stock_1min_qfq (time, code, name, open, high, low, close, volume, amount)
                     SELECT * FROM unnest(%s::timestamp[], %s::text[], %s::text[], %s::float8[], %s::float8[],
-                                         %s::float8[], %s::float8[], %s::float8[], %s::float8[])""", columns)
+                                         %s::float8[], %s::float8[], %s::float8[], %s::float8[])""",
+        columns,
+    )
     conn.commit()
 
 
 def kline_rows(conn: psycopg.Connection) -> list[tuple]:
-    rows = conn.execute(f"SELECT {', '.join(kline.KLINE_COLUMNS)} FROM stock_monthly_kline "
-                        "ORDER BY code, month").fetchall()
+    rows = conn.execute(
+        f"SELECT {', '.join(kline.KLINE_COLUMNS)} FROM stock_monthly_kline ORDER BY code, month"
+    ).fetchall()
     conn.rollback()
     return rows
 
@@ -210,15 +246,22 @@ def test_minute_table_is_idempotent_and_one_bar_per_code_minute(server):
                               AND tablename = 'stock_1min_qfq'""").fetchall()
     schema = conn.execute("SELECT current_schema()").fetchone()[0]
     assert [d for (d,) in indexes] == [
-        f'CREATE UNIQUE INDEX stock_1min_qfq_code_time ON {schema}.stock_1min_qfq USING btree (code, "time" DESC)']
+        (
+            f"CREATE UNIQUE INDEX stock_1min_qfq_code_time ON {schema}.stock_1min_qfq USING btree (code, "
+            '"time" DESC)'
+        )
+    ]
     row = (datetime(2024, 1, 2, 9, 31), "600000.SH", "浦发银行", 10.0, 10.5, 9.5, 10.25, 100.0, 1000.0)
     load(conn, [row])
     with pytest.raises(errors.UniqueViolation):
         load(conn, [row])
     conn.rollback()
     # what a loader does instead: replace the bar
-    conn.execute("""INSERT INTO stock_1min_qfq VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-                    ON CONFLICT (code, time) DO UPDATE SET close = EXCLUDED.close""", (*row[:6], 10.5, *row[7:]))
+    conn.execute(
+        """INSERT INTO stock_1min_qfq VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                    ON CONFLICT (code, time) DO UPDATE SET close = EXCLUDED.close""",
+        (*row[:6], 10.5, *row[7:]),
+    )
     assert conn.execute("SELECT count(*), max(close) FROM stock_1min_qfq").fetchone() == (1, 10.5)
     conn.rollback()
 
@@ -239,11 +282,17 @@ def test_ensure_table_path_is_idempotent(native):
     second = kline.ensure_monthly_kline(native.conn, license=native.license)
     native.conn.commit()
     assert (first.path, first.created, second.created, second.dropped) == ("table", True, False, False)
-    indexes = {name for (name,) in native.conn.execute(
-        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'stock_monthly_kline'")}
+    indexes = {
+        name
+        for (name,) in native.conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = "
+            "'stock_monthly_kline'"
+        )
+    }
     assert indexes == {"stock_monthly_kline_pkey", "idx_monthly_code_time"}
     columns = native.conn.execute("""SELECT column_name, data_type FROM information_schema.columns
-                                     WHERE table_schema = current_schema() AND table_name = 'stock_monthly_kline'
+                                     WHERE table_schema = current_schema() AND table_name = \
+'stock_monthly_kline'
                                      ORDER BY ordinal_position""").fetchall()
     assert [c for c, _ in columns] == list(kline.KLINE_COLUMNS)
     assert columns[0][1] == "timestamp without time zone"
@@ -262,9 +311,13 @@ def test_ensure_cagg_path_is_idempotent(pglite):
                            FROM timescaledb_information.jobs WHERE hypertable_schema = current_schema()
                            AND proc_name = 'policy_refresh_continuous_aggregate'""").fetchall()
     assert jobs == [("3 mons", "01:00:00", timedelta(minutes=30))]
-    assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_monthly_code_time'").fetchone() == (1,)
-    assert conn.execute("SELECT obj_description('stock_monthly_kline'::regclass, 'pg_class')").fetchone()[0] == \
-        "marketdata_assets kline definition sha256=" + kline.definition_sha256()
+    assert conn.execute(
+        "SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_monthly_code_time'"
+    ).fetchone() == (1,)
+    assert (
+        conn.execute("SELECT obj_description('stock_monthly_kline'::regclass, 'pg_class')").fetchone()[0]
+        == "marketdata_assets kline definition sha256=" + kline.definition_sha256()
+    )
     conn.rollback()
 
 
@@ -309,8 +362,10 @@ def test_cagg_definition_change_is_detected_and_only_recreate_drops(pglite):
         kline.ensure_monthly_kline(conn, license="timescale")
     conn.rollback()
     assert "amount >=" in str(raised.value)  # the diff names the difference
-    assert conn.execute("SELECT count(*) FROM timescaledb_information.continuous_aggregates "
-                        "WHERE view_schema = current_schema()").fetchone() == (1,)
+    assert conn.execute(
+        "SELECT count(*) FROM timescaledb_information.continuous_aggregates "
+        "WHERE view_schema = current_schema()"
+    ).fetchone() == (1,)
     conn.rollback()
     result = kline.ensure_monthly_kline(conn, license="timescale", recreate=True)
     conn.commit()
@@ -470,10 +525,21 @@ def test_run_policy_now_refreshes_the_policy_window_on_both_paths(native, pglite
     rows = []
     for i, month in enumerate(months):
         for code in ("600000.SH", "000001.SZ"):
-            rows.append(bar(month + timedelta(days=1, hours=10), code, "甲", 10.0 + i, 10.5 + i, 9.5 + i,
-                            10.25 + i, 100.0))
-    expected_months = kline._months(kline._ceil_month(kline._minus_months(now, 3)),
-                                     kline._floor_month(now - timedelta(hours=1)))
+            rows.append(
+                bar(
+                    month + timedelta(days=1, hours=10),
+                    code,
+                    "甲",
+                    10.0 + i,
+                    10.5 + i,
+                    9.5 + i,
+                    10.25 + i,
+                    100.0,
+                )
+            )
+    expected_months = kline._months(
+        kline._ceil_month(kline._minus_months(now, 3)), kline._floor_month(now - timedelta(hours=1))
+    )
     got = {}
     for s in (native, pglite):
         prepared(s, rows)
@@ -506,7 +572,12 @@ def test_validations(server):
     results = {r.key: r for r in kline.run_validations(server.conn, sample_size=3)}
     assert [v.key for v in kline.VALIDATIONS] == ["A", "B", "C", "D", "E"]
     assert {k: (r.rows_found, r.blocking) for k, r in results.items()} == {
-        "A": (1, False), "B": (0, True), "C": (0, True), "D": (1, True), "E": (1, True)}
+        "A": (1, False),
+        "B": (0, True),
+        "C": (0, True),
+        "D": (1, True),
+        "E": (1, True),
+    }
     assert results["A"].sample_rows[0]["code"] == "AAA" and results["A"].sample_rows[0]["close"] == 12.0
     assert results["D"].sample_rows[0]["code"] == "DDD"
     assert results["E"].sample_rows[0]["code"] == "EEE" and results["E"].sample_rows[0]["name"] is None
@@ -521,8 +592,10 @@ def test_pglite_refuses_copy_from_stdin_and_survives(pglite):
     conn = pglite.conn
     minute_table.ensure_minute_table(conn)
     conn.commit()
-    with pytest.raises(errors.FeatureNotSupported, match="COPY ... FROM STDIN is not supported"), \
-            conn.cursor().copy("COPY stock_1min_qfq (time, code) FROM STDIN") as copy:
+    with (
+        pytest.raises(errors.FeatureNotSupported, match="COPY ... FROM STDIN is not supported"),
+        conn.cursor().copy("COPY stock_1min_qfq (time, code) FROM STDIN") as copy,
+    ):
         copy.write_row((datetime(2024, 1, 2, 9, 31), "X"))
     # the backend raised it: the transaction is aborted like on any error
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
