@@ -1,8 +1,25 @@
 """Benchmarks: measured against the native ceilings of the same machine, in the same run."""
 
 import json
+import os
 import shutil
+import threading
+import time
 from pathlib import Path
+
+
+def exit_with_parent(every_s: float = 0.5) -> None:
+    """End this process when the one that started it is gone: a bench (or a test around it) killed on
+    a timeout must not leave its senders, roles and busy neighbours running (they skewed every later
+    measurement on the machine)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 class KeptData:

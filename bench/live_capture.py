@@ -127,7 +127,11 @@ def sender(rate: float, depth_share: float, counts: dict | None = None, extra: t
             process.kill()
 
 
-SPIN = "import os\nos.nice(0)\nwhile True:\n    pass\n"
+# spins in pure Python at our priority until its parent is gone (a killed bench leaves no spinner)
+SPIN = (
+    "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n"
+    "    for _ in range(100_000):\n        pass\n"
+)
 
 
 @contextmanager

@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 
 import websockets
 
+from bench import exit_with_parent
 from bench.live_sender import FLOOD, universe_names
 from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
 from marketdata_assets.ingest.live.collector import run_streaming
@@ -210,7 +211,7 @@ class Stages:
     def __init__(self, live):
         self.queue_wait, self.publish_ms = array("f"), array("f")
         self.most_queued = self.most_buffered = 0
-        process, publish = live._process, live.store.publish
+        process, publish = live.processing.process, live.store.publish
 
         async def timed_process(batch):
             oldest = next((item[2] for item in batch if item[0] == "frame"), None)  # not a drop's marker
@@ -225,7 +226,7 @@ class Stages:
             finally:
                 self.publish_ms.append((time.perf_counter() - started) * 1000)
 
-        live._process, live.store.publish = timed_process, timed_publish
+        live.processing.process, live.store.publish = timed_process, timed_publish
         self.live = live
 
     async def sample(self, every_s: float = 0.1) -> None:
@@ -442,6 +443,7 @@ def rss_mb(pid: int | str = "self") -> float | None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    exit_with_parent()
     parser = argparse.ArgumentParser(prog="python -m bench.live_capture_roles")
     parser.add_argument("role", choices=("bare", "collector"))
     parser.add_argument("--url", required=True)

@@ -50,6 +50,7 @@ import time
 from collections import deque
 from urllib.parse import parse_qs, urlsplit
 
+from bench import exit_with_parent
 from marketdata_assets.replay.crypto.reference import coin_names
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -403,6 +404,7 @@ async def serve(
 
 
 def main(argv: list[str] | None = None) -> None:
+    exit_with_parent()
     parser = argparse.ArgumentParser(prog="python -m bench.live_sender", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--rate", type=float, default=0.0, help="frames a second per connection (0: as fast as read)"

@@ -190,7 +190,7 @@ def test_bad_frames_are_counted_by_reason_and_never_stop_the_collector(tmp_path)
                 }
             ),
         ]
-        await collector._process([("frame", "c1", k, text) for k, text in enumerate(frames)])
+        await collector.processing.process([("frame", "c1", k, text) for k, text in enumerate(frames)])
         collector.publisher.seal_trades()  # the trade frames read (at the latest `trade_batch_s` after)
         writer.close()
         return collector.stats
@@ -322,10 +322,10 @@ def test_a_refused_request_is_sent_again_after_a_growing_jittered_backoff(tmp_pa
             error = json.dumps(
                 {"jsonrpc": "2.0", "id": request_id, "error": {"code": 10028, "message": "too_many_requests"}}
             )
-            collector._on_frame("c1", 0, collector.protocol.decode(error))
+            collector.processing._on_frame("c1", 0, collector.protocol.decode(error))
             waits.append(collector.stats.retry_wait_s)
             request_id = max(collector.conns.requests.refused_ids)
-        collector._on_frame(
+        collector.processing._on_frame(
             "c1", 0, collector.protocol.decode(json.dumps({"jsonrpc": "2.0", "id": request_id, "result": []}))
         )
         collector.writer.close()
@@ -417,7 +417,7 @@ def test_a_depth_level_whose_size_is_no_number_is_a_counted_malformed_book_not_a
                 }
             ),
         ]
-        await collector._process([("frame", "c1", k, text) for k, text in enumerate(frames)])
+        await collector.processing.process([("frame", "c1", k, text) for k, text in enumerate(frames)])
         collector.publisher.seal_trades()
         in_frames = dict(collector.stats.bad_frames)
         read = collector.books.book_snapshot("BTCUSDT")

@@ -163,7 +163,7 @@ class Books(BookOutputs):
         self._gap_period(instrument, channel)
         if self.rest is not None:
             return
-        ids = self.slots.resubscribe(conn_id, channel)
+        ids = self.slots.requests.resubscribe(conn_id, channel)
         if ids is not None:
             self.stats.resubscribes += 1
             self.writer.marker(channel, conn_id, "resubscribe", ids=ids)

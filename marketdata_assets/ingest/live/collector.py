@@ -1,16 +1,17 @@
 """The live collector's core, venue-neutral: streams in, raw landing, books, messages to JetStream.
 
-`LiveCollector` runs a venue's `StreamProtocol` (sources/stream.py): a processor that decodes each
-frame once, lands it raw and hands it to the parts by concern (its connections: slots.py; its books:
-books.py; trade batches, messages and JetStream: publishing.py), and the landing's ticker. Design,
-limits and figures: docs/live-capture.md, "The collector" (its "tasks of one `LiveCollector.run()`").
+`LiveCollector` runs a venue's `StreamProtocol` (sources/stream.py) with its parts by concern: the
+connections (slots.py), the processor that decodes each frame once, lands it raw and hands it on
+(processing.py, batch_landing.py), the books (books.py), the trade batches, messages and JetStream
+(publishing.py); it starts them, changes the universe, stops or fails them as one, and ticks the
+landing. Design, limits and figures: docs/live-capture.md, "The collector" (its "tasks of one
+`LiveCollector.run()`").
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -22,17 +23,16 @@ from marketdata_assets.ingest.live.book_outputs import LatestState
 from marketdata_assets.ingest.live.books import Books
 from marketdata_assets.ingest.live.connection import FrameQueue, cancel_until_done
 from marketdata_assets.ingest.live.parts import Part
+from marketdata_assets.ingest.live.processing import Processor
 from marketdata_assets.ingest.live.publishing import Publisher
-from marketdata_assets.ingest.live.shedding import OVERFLOW, TRADE_LAG_FACTOR, shed
 from marketdata_assets.ingest.live.slots import ConnectionSlots
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.sources.config import rest_base
-from marketdata_assets.sources.stream import BOOKS, MALFORMED, TRADES, Frame, StreamProtocol, shared_channels
+from marketdata_assets.sources.stream import BOOKS, StreamProtocol, shared_channels
 from marketdata_assets.stores.jetstream import JetStreamStore
-from marketdata_assets.stores.landing import BAD_CHANNEL, CONTROL_CHANNEL, LandingWriter
+from marketdata_assets.stores.landing import CONTROL_CHANNEL, LandingWriter
 
 T = TypeVar("T")
-DATA = "data"  # a parsed frame that is an event and asks for no reply (`_process`)
 
 
 @dataclass
@@ -105,8 +105,8 @@ class CollectorFailed(RuntimeError):
 
 class LiveCollector:
     """docs/live-capture.md, "The collector". `await run(stop)` until `stop` is set; `stats` counts what
-    happened. It runs the processor (frames off the queue: landed, decoded once, handed on) and owns
-    the parts by concern: `conns` (slots.py), `books` (books.py), `publisher` (publishing.py)."""
+    happened. It owns the parts by concern: `conns` (slots.py), `processing` (processing.py), `landing`
+    (batch_landing.py), `books` (books.py), `publisher` (publishing.py)."""
 
     def __init__(
         self,
@@ -147,12 +147,10 @@ class LiveCollector:
             snapshot_store or (store if isinstance(store, JetStreamStore) else None),
             latest,
         )
-        self.add_trade, self.add_messages, self.on_book = (
-            self.publisher.add_trade,
-            self.publisher.add_messages,
-            self.books.on_book,
-        )
         self.landing = BatchLanding(writer, stats, self.conns.conn_streams)
+        self.processing = Processor(
+            protocol, config, stats, self.queue, self.landing, self.conns, self.books, self.publisher
+        )
         # contract sizes: the venue's reference data (one lookup a new instrument), at the REST base given,
         # else where the protocol already asks, else the sources config's (read at the first lookup)
         master = getattr(protocol, "master", None)
@@ -180,7 +178,7 @@ class LiveCollector:
         # the subscribed instruments' sizes known before their first frame (a listing, not a lookup each)
         await asyncio.to_thread(self.protocol.reference_ready, list(self.instruments))
         self.conns.start(self.streams())
-        self.processor = asyncio.create_task(self._process_forever())
+        self.processor = asyncio.create_task(self.processing.process_forever())
         self.service_tasks = [self.processor, asyncio.create_task(self._tick_forever())]
         if self.store is not None:
             self.service_tasks.append(asyncio.create_task(self.publisher.publish_forever()))
@@ -304,108 +302,6 @@ class LiveCollector:
             )
             self.stats.changed.set()
             return counts
-
-    # ---- processing -------------------------------------------------------------------------
-
-    async def _process_forever(self) -> None:
-        """Batches of `batch_size` off the queue; frames that waited more than `max_lag_s` are dropped
-        whole and marked (shedding.py)."""
-        queue, config, stats, publisher = self.queue, self.config, self.stats, self.publisher
-        lag_ns, behind_ns = int(config.max_lag_s * 1e9), int(config.trade_batch_max_s * 1e9)
-        while True:
-            batch = await queue.take(config.batch_size)
-            try:
-                now_ns = time.time_ns()
-                publisher.behind = batch[0][2] < now_ns - behind_ns
-                if batch[0][2] < now_ns - lag_ns:  # its oldest waited too long: the processor is behind
-                    kept, dropped = shed(
-                        batch,
-                        now_ns - lag_ns,
-                        now_ns,
-                        self.protocol.data_prefix,
-                        self.protocol.trade_marks,
-                        now_ns - TRADE_LAG_FACTOR * lag_ns,
-                    )
-                    stats.overflow_frames += dropped
-                    await self._process(kept)
-                else:
-                    await self._process(batch)
-            except Exception:
-                stats.lost_frames += len(batch)  # the processor fails with them (`_fail`)
-                raise
-            finally:
-                queue.task_done(len(batch))
-                stats.changed.set()
-
-    async def _process(self, batch: list[tuple]) -> None:
-        """Land the batch raw (in a worker thread), then handle what it means. Landed: a frame as
-        (channel, conn, text, recv_ns), a marker as (None, conn, recv_ns, marker, its channels)."""
-        publisher, parsed, decode = self.publisher, [], self.protocol.decode
-        marker_channels = self.landing.marker_channels
-        landed, publisher.gap_markers = publisher.gap_markers, []
-        marked = bool(landed)
-        for kind, conn, recv_ns, payload in batch:
-            if kind == "marker":
-                marked = True
-                landed.append((None, conn, recv_ns, payload, marker_channels(conn, recv_ns, payload[0])))
-                parsed.append((kind, conn, recv_ns, payload))
-                continue
-            try:
-                frame = decode(payload)
-            except ValueError:
-                self.stats.bad("not_json")
-                landed.append((BAD_CHANNEL, conn, payload, recv_ns))
-                continue
-            landed.append((frame.channel or CONTROL_CHANNEL, conn, payload, recv_ns))
-            parsed.append(
-                (DATA if frame.kind == "event" and frame.reply is None else kind, conn, recv_ns, frame)
-            )
-        await asyncio.to_thread(self.landing.land_frames if not marked else self.landing.land, landed)
-        on_event = self._on_event
-        for kind, conn, recv_ns, item in parsed:
-            if kind is DATA:  # nearly every frame
-                on_event(conn, recv_ns, item)
-            elif kind == "marker":
-                self._on_marker(conn, item)
-            else:
-                self._on_frame(conn, recv_ns, item)
-
-    def _on_marker(self, conn_id: str, marker: tuple[str, dict]) -> None:
-        self.stats.marked(marker[0])
-        if marker[0] == OVERFLOW or marker[1].get("overflow_dropped"):
-            self.publisher.dropped()  # the trades read before the drop sealed: the ids after it are checked
-        if marker[0] == "disconnect":
-            streams = self.conns.conn_streams.pop(conn_id, None) or []
-            self.landing.forget(conn_id)
-            if marker[1].get("reason") not in ("rollover", "stop", "unsubscribed"):
-                self.books.reset(conn_id, streams)
-
-    def _on_frame(self, conn_id: str, recv_ns: int, frame: Frame) -> None:
-        """A frame that is not plain data (`_process` hands those to `_on_event`): what it asks of its
-        connection answered (slots.py), an event in it handled."""
-        self.conns.answer(conn_id, frame)
-        if frame.kind == "event":
-            self._on_event(conn_id, recv_ns, frame)
-        elif frame.kind not in ("ack", "error", "notice", "control"):
-            self.stats.bad("unknown_shape")
-
-    def _on_event(self, conn_id: str, recv_ns: int, frame: Frame) -> None:
-        conn = self.connections.get(conn_id)
-        if conn is not None and conn.unseen:
-            conn.saw(frame.channel)  # the data flows: a rollover may close its predecessor
-        dataset = frame.dataset
-        if dataset == TRADES:  # nearly every frame: kept for its instrument's next batch
-            self.add_trade(frame, recv_ns, conn_id)
-            return
-        try:
-            if dataset == BOOKS:
-                self.on_book(frame, conn_id, recv_ns)
-            elif dataset is not None:
-                self.add_messages(frame, recv_ns)
-            else:
-                self.stats.bad("unknown_stream")
-        except MALFORMED:
-            self.stats.bad(f"malformed_{dataset}")
 
     async def _tick_forever(self) -> None:
         """Flush the landing files every second and close the hours that ended."""

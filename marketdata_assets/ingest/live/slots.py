@@ -29,12 +29,45 @@ from marketdata_assets.stores.landing import CONTROL_CHANNEL, LandingWriter
 NO_CUT_S = 10 * 365 * 86_400.0  # a venue that never cuts a connection: no rollover
 
 
+def connect_failed(
+    writer: LandingWriter, stats: Stats, cap_s: float, conn_id: str, error: BaseException, backoff: Backoff
+) -> float:
+    """Mark a failed connection attempt; the delay before the next: the backoff's, or at least what a venue
+    refusing the handshake for rate (429, 418) asks (Retry-After; without one, the backoff's cap)."""
+    delay = backoff.next_delay()
+    refusal = handshake_refusal(error)
+    if refusal is None:
+        writer.marker(CONTROL_CHANNEL, conn_id, "connect_failed", error=f"{type(error).__name__}: {error}")
+        return delay
+    status, retry_after_s = refusal
+    delay = max(delay, cap_s if retry_after_s is None else retry_after_s)
+    stats.handshake_refusals[status] = stats.handshake_refusals.get(status, 0) + 1
+    writer.marker(
+        CONTROL_CHANNEL,
+        conn_id,
+        "handshake_refused",
+        status=status,
+        retry_after_s=retry_after_s,
+        wait_s=round(delay, 3),
+    )
+    stats.changed.set()
+    return delay
+
+
 class Requests:
     """The requests a collector sent on its connections: their ids, those awaiting an answer, and the
     refused ones sent again after a backoff of their own."""
 
-    def __init__(self, protocol: StreamProtocol, config, writer: LandingWriter, stats: Stats):
+    def __init__(
+        self,
+        protocol: StreamProtocol,
+        config,
+        writer: LandingWriter,
+        stats: Stats,
+        connections: dict[str, Connection],
+    ):
         self.protocol, self.config, self.writer, self.stats = protocol, config, writer, stats
+        self.connections = connections  # the slots' connections by id (the same dict)
         self.pending: dict[int, str] = {}  # subscribe request id -> connection id
         self.refusals: dict[str, Backoff] = {}  # a refused request (without its id) -> its backoff
         self.refused_ids: dict[int, str] = {}  # the id a refused request was sent again with -> that request
@@ -58,7 +91,7 @@ class Requests:
         if refused is not None:
             self.refusals.pop(refused, None)  # taken at last: its next refusal starts from the base delay
 
-    def on_refused(self, conn_id: str, frame: Frame, connections: dict[str, Connection]) -> None:
+    def on_refused(self, conn_id: str, frame: Frame) -> None:
         """A refused request (a subscription, a book's resubscription, a rate limit): marked with the
         venue's whole error object, counted by its code, and sent again on its connection with a new id
         after a backoff that grows with each refusal of the same request (jittered, capped; reset once
@@ -69,7 +102,7 @@ class Requests:
         stats.errors_by_code[code] = stats.errors_by_code.get(code, 0) + 1
         stats.last_errors[code] = frame.error or ""
         owner = self.pending.pop(frame.request_id, None) if frame.request_id is not None else None
-        conn = connections.get(owner or conn_id)
+        conn = self.connections.get(owner or conn_id)
         text = conn.requests.get(frame.request_id) if conn is not None else None
         if text is None:
             self.writer.marker(
@@ -98,6 +131,32 @@ class Requests:
         again = [(request_id, self.protocol.with_id(text, request_id))]
         asyncio.get_running_loop().call_later(delay, conn.resubscribe, again)
 
+    def answer(self, conn_id: str, frame: Frame) -> None:
+        """What a frame that is not plain data asks of its connection: a reply (a pong), an acknowledged
+        or refused request, the venue's notice of a cut (its slot rolls over now: make before break)."""
+        conn = self.connections.get(conn_id)
+        if frame.reply is not None and conn is not None:
+            self.stats.replies += 1
+            conn.reply(frame.reply)
+        if frame.kind == "ack":
+            self.on_ack(frame.request_id)
+        elif frame.kind == "error":
+            self.on_refused(conn_id, frame)
+        elif frame.kind == "notice":
+            self.stats.notices += 1
+            if conn is not None:
+                conn.warned.set()
+
+    def resubscribe(self, conn_id: str, channel: str) -> list[int] | None:
+        """A book's channel subscribed again on its connection (venues without REST snapshots): the
+        request ids, None when the connection is gone."""
+        conn = self.connections.get(conn_id)
+        if conn is None:
+            return None
+        messages = self.make(lambda first: self.protocol.resubscribe_messages(channel, first))
+        conn.resubscribe(messages)
+        return [i for i, _ in messages]
+
 
 class ConnectionSlots:
     """The slots (each a list of channels, one connection each, two during a rollover), their
@@ -120,7 +179,7 @@ class ConnectionSlots:
         )
         self.connections: dict[str, Connection] = {}
         self.conn_streams: dict[str, list[str]] = {}  # until its disconnect marker is landed
-        self.requests = Requests(protocol, config, writer, stats)
+        self.requests = Requests(protocol, config, writer, stats, self.connections)
         self.conn_numbers = itertools.count(1)
         self.attempts = AttemptWindow(limits.connections_per_window, limits.window_s)
         self.slots: list[
@@ -206,34 +265,14 @@ class ConnectionSlots:
                 ):  # a stop while connecting: this connection never was
                     raise
                 self.stats.connect_failures += 1
-                await asyncio.sleep(self._connect_failed(conn.conn_id, error, backoff))
+                await asyncio.sleep(
+                    connect_failed(
+                        self.writer, self.stats, self.config.backoff_cap_s, conn.conn_id, error, backoff
+                    )
+                )
                 continue
             self.stats.connects += 1
             return conn
-
-    def _connect_failed(self, conn_id: str, error: BaseException, backoff: Backoff) -> float:
-        """Mark a failed attempt; the delay before the next: the backoff's, or at least what a venue
-        refusing the handshake for rate (429, 418) asks (Retry-After; without one, the backoff's cap)."""
-        delay = backoff.next_delay()
-        refusal = handshake_refusal(error)
-        if refusal is None:
-            self.writer.marker(
-                CONTROL_CHANNEL, conn_id, "connect_failed", error=f"{type(error).__name__}: {error}"
-            )
-            return delay
-        status, retry_after_s = refusal
-        delay = max(delay, self.config.backoff_cap_s if retry_after_s is None else retry_after_s)
-        self.stats.handshake_refusals[status] = self.stats.handshake_refusals.get(status, 0) + 1
-        self.writer.marker(
-            CONTROL_CHANNEL,
-            conn_id,
-            "handshake_refused",
-            status=status,
-            retry_after_s=retry_after_s,
-            wait_s=round(delay, 3),
-        )
-        self.stats.changed.set()
-        return delay
 
     async def _slot(self, streams: list[str]) -> None:
         """Keep one connection's streams flowing: reconnect on loss, roll over before the cut (or at
@@ -268,32 +307,6 @@ class ConnectionSlots:
             conn = successor
 
     # ---- what the venue answers ---------------------------------------------------------------
-
-    def answer(self, conn_id: str, frame: Frame) -> None:
-        """What a frame that is not plain data asks of its connection: a reply (a pong), an acknowledged
-        or refused request, the venue's notice of a cut (its slot rolls over now: make before break)."""
-        conn = self.connections.get(conn_id)
-        if frame.reply is not None and conn is not None:
-            self.stats.replies += 1
-            conn.reply(frame.reply)
-        if frame.kind == "ack":
-            self.requests.on_ack(frame.request_id)
-        elif frame.kind == "error":
-            self.requests.on_refused(conn_id, frame, self.connections)
-        elif frame.kind == "notice":
-            self.stats.notices += 1
-            if conn is not None:
-                conn.warned.set()
-
-    def resubscribe(self, conn_id: str, channel: str) -> list[int] | None:
-        """A book's channel subscribed again on its connection (venues without REST snapshots): the
-        request ids, None when the connection is gone."""
-        conn = self.connections.get(conn_id)
-        if conn is None:
-            return None
-        messages = self.requests.make(lambda first: self.protocol.resubscribe_messages(channel, first))
-        conn.resubscribe(messages)
-        return [i for i, _ in messages]
 
     def carried_elsewhere(self, conn_id: str) -> set[str]:
         """The channels the open connections other than `conn_id` carry."""
@@ -404,4 +417,4 @@ class ConnectionSlots:
         self.stats.subscribed_later += len(channels)
 
 
-__all__ = ["NO_CUT_S", "ConnectionSlots", "Requests"]
+__all__ = ["NO_CUT_S", "ConnectionSlots", "Requests", "connect_failed"]

@@ -493,7 +493,7 @@ def test_a_full_publish_buffer_drops_the_trades_it_has_no_room_for_counted_and_s
         collector = BinanceSpotCollector(
             config, writer, store=object()
         )  # a sink never reached: nothing is sealed
-        await collector._process([("frame", "c1", 1_000 + k, trade(k)) for k in range(5)])
+        await collector.processing.process([("frame", "c1", 1_000 + k, trade(k)) for k in range(5)])
         collector.publisher.seal_trades()  # read and sealed: the outbox takes what the buffer has room for
         writer.close()
         return collector
@@ -512,8 +512,8 @@ def test_a_full_publish_buffer_drops_the_trades_it_has_no_room_for_counted_and_s
 
 
 def test_the_processor_is_behind_while_the_batches_it_takes_waited_longer_than_a_sparse_batch(tmp_path):
-    """`_process_forever` tells `behind` from the oldest frame of each batch it takes: received more than
-    `trade_batch_max_s` ago (and less than `max_lag_s`: not shed), behind; a fresh batch, not."""
+    """`Processor.process_forever` tells `behind` from the oldest frame of each batch it takes: received
+    more than `trade_batch_max_s` ago (and less than `max_lag_s`: not shed), behind; a fresh batch, not."""
     frame = json.dumps(
         {
             "stream": "btcusdt@trade",
@@ -535,7 +535,7 @@ def test_the_processor_is_behind_while_the_batches_it_takes_waited_longer_than_a
             ["BTCUSDT"], "ws://unused", "http://127.0.0.1:9", trade_batch_max_s=0.25, max_lag_s=60
         )
         collector = BinanceSpotCollector(config, LandingWriter(tmp_path, "BINANCE"), store=object())
-        processing = asyncio.create_task(collector._process_forever())
+        processing = asyncio.create_task(collector.processing.process_forever())
         seen = []
         for waited_s in (2.0, 0.0, 5.0):
             collector.queue.put_many([("frame", "c1", time.time_ns() - int(waited_s * 1e9), frame)])
@@ -556,7 +556,7 @@ def test_a_dense_instrument_is_sealed_at_the_next_tick_and_a_sparse_one_after_it
     one message; one with fewer waits until `trade_batch_max_s` has passed in ticks since its first frame was
     processed (not since it was received: a backlog's frames are all old), so a sparse instrument's message
     carries several trades instead of one; while the processor is behind (its last batch had waited longer
-    than `trade_batch_max_s`, as `_process_forever` finds), `trade_batch_behind_s`; a stop seals
+    than `trade_batch_max_s`, as `process_forever` finds), `trade_batch_behind_s`; a stop seals
     everything."""
 
     def trade(symbol: str, k: int) -> str:
@@ -593,7 +593,7 @@ def test_a_dense_instrument_is_sealed_at_the_next_tick_and_a_sparse_one_after_it
         collector.publisher.behind = behind
         old = time.time_ns() - 60 * 10**9  # received a minute ago
         sent = []
-        await collector._process(
+        await collector.processing.process(
             [("frame", "c1", old + k, trade("BTCUSDT", k)) for k in range(3)]
             + [("frame", "c1", old, trade("ETHUSDT", 100))]
         )
@@ -603,8 +603,8 @@ def test_a_dense_instrument_is_sealed_at_the_next_tick_and_a_sparse_one_after_it
             sent.append([(subject.rsplit(".", 1)[1], n) for subject, _, _, n in collector.publisher.outbox])
             collector.publisher.outbox.clear()
             if tick == 2:
-                await collector._process([("frame", "c1", old, trade("ETHUSDT", 101))])
-        await collector._process([("frame", "c1", old, trade("ETHUSDT", 102))])
+                await collector.processing.process([("frame", "c1", old, trade("ETHUSDT", 101))])
+        await collector.processing.process([("frame", "c1", old, trade("ETHUSDT", 102))])
         collector.publisher.seal_trades()
         sent.append([(subject.rsplit(".", 1)[1], n) for subject, _, _, n in collector.publisher.outbox])
         writer.close()

@@ -1,0 +1,156 @@
+"""The collector's processor: it takes the frame queue's batches, sheds the frames that waited too
+long (shedding.py), decodes each frame once, lands the batch raw (batch_landing.py, in a worker
+thread) and hands each frame to the part it concerns: the connections (slots.py), the books
+(books.py), the trade batches and messages (publishing.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from marketdata_assets.ingest.live.batch_landing import BatchLanding
+from marketdata_assets.ingest.live.books import Books
+from marketdata_assets.ingest.live.connection import FrameQueue
+from marketdata_assets.ingest.live.publishing import Publisher
+from marketdata_assets.ingest.live.shedding import OVERFLOW, TRADE_LAG_FACTOR, shed
+from marketdata_assets.ingest.live.slots import ConnectionSlots
+from marketdata_assets.ingest.live.stats import Stats
+from marketdata_assets.sources.stream import BOOKS, MALFORMED, TRADES, Frame, StreamProtocol
+from marketdata_assets.stores.landing import BAD_CHANNEL, CONTROL_CHANNEL
+
+DATA = "data"  # a parsed frame that is an event and asks for no reply (`process`)
+
+
+class Processor:
+    """One collector's processor over its queue and parts."""
+
+    def __init__(
+        self,
+        protocol: StreamProtocol,
+        config,
+        stats: Stats,
+        queue: FrameQueue,
+        landing: BatchLanding,
+        conns: ConnectionSlots,
+        books: Books,
+        publisher: Publisher,
+    ):
+        self.protocol, self.config, self.stats, self.queue, self.landing = (
+            protocol,
+            config,
+            stats,
+            queue,
+            landing,
+        )
+        self.conns, self.books, self.publisher = conns, books, publisher
+        self.connections = conns.connections  # by id (the same dict)
+        self.add_trade, self.add_messages, self.on_book = (
+            publisher.add_trade,
+            publisher.add_messages,
+            books.on_book,
+        )
+
+    async def process_forever(self) -> None:
+        """Batches of `batch_size` off the queue; frames that waited more than `max_lag_s` are dropped
+        whole and marked (shedding.py)."""
+        queue, config, stats, publisher = self.queue, self.config, self.stats, self.publisher
+        lag_ns, behind_ns = int(config.max_lag_s * 1e9), int(config.trade_batch_max_s * 1e9)
+        while True:
+            batch = await queue.take(config.batch_size)
+            try:
+                now_ns = time.time_ns()
+                publisher.behind = batch[0][2] < now_ns - behind_ns
+                if batch[0][2] < now_ns - lag_ns:  # its oldest waited too long: the processor is behind
+                    kept, dropped = shed(
+                        batch,
+                        now_ns - lag_ns,
+                        now_ns,
+                        self.protocol.data_prefix,
+                        self.protocol.trade_marks,
+                        now_ns - TRADE_LAG_FACTOR * lag_ns,
+                    )
+                    stats.overflow_frames += dropped
+                    await self.process(kept)
+                else:
+                    await self.process(batch)
+            except Exception:
+                stats.lost_frames += len(batch)  # the processor fails with them (`_fail`)
+                raise
+            finally:
+                queue.task_done(len(batch))
+                stats.changed.set()
+
+    async def process(self, batch: list[tuple]) -> None:
+        """Land the batch raw (in a worker thread), then handle what it means. Landed: a frame as
+        (channel, conn, text, recv_ns), a marker as (None, conn, recv_ns, marker, its channels)."""
+        publisher, parsed, decode = self.publisher, [], self.protocol.decode
+        landing = self.landing
+        marker_channels = landing.marker_channels
+        landed, publisher.gap_markers = publisher.gap_markers, []
+        marked = bool(landed)
+        for kind, conn, recv_ns, payload in batch:
+            if kind == "marker":
+                marked = True
+                landed.append((None, conn, recv_ns, payload, marker_channels(conn, recv_ns, payload[0])))
+                parsed.append((kind, conn, recv_ns, payload))
+                continue
+            try:
+                frame = decode(payload)
+            except ValueError:
+                self.stats.bad("not_json")
+                landed.append((BAD_CHANNEL, conn, payload, recv_ns))
+                continue
+            landed.append((frame.channel or CONTROL_CHANNEL, conn, payload, recv_ns))
+            parsed.append(
+                (DATA if frame.kind == "event" and frame.reply is None else kind, conn, recv_ns, frame)
+            )
+        await asyncio.to_thread(landing.land_frames if not marked else landing.land, landed)
+        on_event = self._on_event
+        for kind, conn, recv_ns, item in parsed:
+            if kind is DATA:  # nearly every frame
+                on_event(conn, recv_ns, item)
+            elif kind == "marker":
+                self._on_marker(conn, item)
+            else:
+                self._on_frame(conn, recv_ns, item)
+
+    def _on_marker(self, conn_id: str, marker: tuple[str, dict]) -> None:
+        self.stats.marked(marker[0])
+        if marker[0] == OVERFLOW or marker[1].get("overflow_dropped"):
+            self.publisher.dropped()  # the trades read before the drop sealed: the ids after it are checked
+        if marker[0] == "disconnect":
+            streams = self.conns.conn_streams.pop(conn_id, None) or []
+            self.landing.forget(conn_id)
+            if marker[1].get("reason") not in ("rollover", "stop", "unsubscribed"):
+                self.books.reset(conn_id, streams)
+
+    def _on_frame(self, conn_id: str, recv_ns: int, frame: Frame) -> None:
+        """A frame that is not plain data (`process` hands those to `_on_event`): what it asks of its
+        connection answered (slots.py `Requests`), an event in it handled."""
+        self.conns.requests.answer(conn_id, frame)
+        if frame.kind == "event":
+            self._on_event(conn_id, recv_ns, frame)
+        elif frame.kind not in ("ack", "error", "notice", "control"):
+            self.stats.bad("unknown_shape")
+
+    def _on_event(self, conn_id: str, recv_ns: int, frame: Frame) -> None:
+        conn = self.connections.get(conn_id)
+        if conn is not None and conn.unseen:
+            conn.saw(frame.channel)  # the data flows: a rollover may close its predecessor
+        dataset = frame.dataset
+        if dataset == TRADES:  # nearly every frame: kept for its instrument's next batch
+            self.add_trade(frame, recv_ns, conn_id)
+            return
+        try:
+            if dataset == BOOKS:
+                self.on_book(frame, conn_id, recv_ns)
+            elif dataset is not None:
+                self.add_messages(frame, recv_ns)
+            else:
+                self.stats.bad("unknown_stream")
+        except MALFORMED:
+            self.stats.bad(f"malformed_{dataset}")
+
+
+__all__ = ["Processor"]
