@@ -78,7 +78,12 @@ def test_the_package_keeps_its_layer_contracts():
         (
             "ingest/live/collector.py",
             "from marketdata_assets.sources.okx import stream",
-            "Venues come from the registry",
+            "Venues and stock feeds come from the registry",
+        ),
+        (
+            "defs/equities/stocks.py",
+            "from marketdata_assets.sources.tushare import feeds",
+            "Venues and stock feeds come from the registry",
         ),
     ],
 )

@@ -13,8 +13,7 @@ from marketdata_assets.core import calendars
 from marketdata_assets.core.identifiers import sql_identifier
 from marketdata_assets.core.naming import A_SHARE_VENUES
 from marketdata_assets.datasets.frames import spec_for
-from marketdata_assets.sources.tushare.feeds import session_bar_opens as a_share_bar_opens
-from marketdata_assets.sources.yahoo.feeds import session_bar_opens as exchange_bar_opens
+from marketdata_assets.sources.registry import stock_feed
 
 FULL_DAY = 1440
 
@@ -23,7 +22,7 @@ FULL_DAY = 1440
 def expected_bars(venue: str, day: date) -> int | None:
     """The 1-minute bars a full day of `venue` has; None on a day it does not trade. A venue without
     a calendar trades around the clock (crypto)."""
-    opens = a_share_bar_opens if venue in A_SHARE_VENUES else exchange_bar_opens
+    opens = stock_feed("TUSHARE" if venue in A_SHARE_VENUES else "YAHOO").session_bar_opens
     try:
         return len(opens(venue, day)) or None
     except ValueError:  # no calendar: a 24/7 venue

@@ -60,11 +60,10 @@ from marketdata_assets.quality.slices import (
     source_scope,
 )
 from marketdata_assets.sources.config import load_sources_config
-from marketdata_assets.sources.tushare import feeds as tushare_feeds
-from marketdata_assets.sources.yahoo import feeds as yahoo_feeds
+from marketdata_assets.sources.registry import STOCK_FEEDS
 
 # each stock source's bar convention: the bar opens a full day has (core.calendars underneath)
-SESSION_BAR_OPENS = {"TUSHARE": tushare_feeds.session_bar_opens, "YAHOO": yahoo_feeds.session_bar_opens}
+SESSION_BAR_OPENS = {name: feed.session_bar_opens for name, feed in STOCK_FEEDS.items()}
 
 
 def venue_day_keys(

@@ -27,10 +27,8 @@ from marketdata_assets.sources.config import (
     load_sources_config,
 )
 from marketdata_assets.sources.interface import VenueClient
-from marketdata_assets.sources.registry import source
-from marketdata_assets.sources.tushare import TushareClient, TushareTokenError
+from marketdata_assets.sources.registry import source, stock_feed
 from marketdata_assets.sources.venues import venue_client
-from marketdata_assets.sources.yahoo import YahooChartClient
 
 __all__ = ["CryptoVenueResource", "SourceResource", "TushareResource", "YahooResource", "source_resources"]
 
@@ -62,10 +60,11 @@ class TushareResource(SourceResource):
         description="A per-minute limit answer pauses requests until the next window of this many seconds.",
     )
 
-    def make_client(self) -> TushareClient:
+    def make_client(self):
+        """A Tushare client (the registry's `TUSHARE` declaration); its token error when none is set."""
         if not (self.token or "").strip():
-            raise TushareTokenError(f"{self.token_env} is not set")
-        return TushareClient(
+            raise stock_feed("TUSHARE").credential_error(f"{self.token_env} is not set")
+        return source("TUSHARE").client(
             self.base_url, self.token, limit_window_s=self.limit_window_s, **self.client_kwargs()
         )
 
@@ -78,8 +77,9 @@ class YahooResource(SourceResource):
         description="Yahoo serves 1-minute bars this many days back (None: no horizon, e.g. a replay).",
     )
 
-    def make_client(self) -> YahooChartClient:
-        return YahooChartClient(self.base_url, max_days_back=self.max_days_back, **self.client_kwargs())
+    def make_client(self):
+        """A Yahoo chart client (the registry's `YAHOO` declaration)."""
+        return source("YAHOO").client(self.base_url, max_days_back=self.max_days_back, **self.client_kwargs())
 
 
 class CryptoVenueResource(SourceResource):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import polars as pl
@@ -126,6 +126,18 @@ class IdSequence:
 
 
 @dataclass(frozen=True)
+class StockFeed:
+    """What the equities assets and checks ask of a stock-bar source (its feeds.py), besides its client."""
+
+    feeds: Callable[..., list]  # (client factory, slice keys, *, workers, attempts) -> a block's Feeds
+    session_bar_opens: Callable[[str, date], list[datetime]]  # the bar opens (UTC) a full day has on a venue
+    block_days: int  # the days of slices planned together (one request's span at most)
+    bars_a_day: int  # bars a full day has at most (a block's rows per instrument and day)
+    listing: Callable[..., Any] | None = None  # (client factory, cache dir) -> today's listed instruments
+    credential_error: type[Exception] | None = None  # raised when its credential is missing
+
+
+@dataclass(frozen=True)
 class Source:
     """One source, declared once in its package."""
 
@@ -140,6 +152,7 @@ class Source:
     stream: type | None = None  # its live WebSocket protocol (sources/stream.py StreamProtocol)
     id_sequences: tuple[IdSequence, ...] = ()  # what its trade ids are, where they count one by one
     contract: Callable[[str], Any] | None = None  # instrument name -> core.contracts.Contract (its naming)
+    feed: StockFeed | None = None  # a stock-bar source: how the equities assets plan and check its slices
 
     @property
     def errors(self) -> Any:

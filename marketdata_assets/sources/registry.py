@@ -16,7 +16,7 @@ from marketdata_assets.sources import (
     tushare,
     yahoo,
 )
-from marketdata_assets.sources.interface import IdSequence, Source
+from marketdata_assets.sources.interface import IdSequence, Source, StockFeed
 
 SOURCES: dict[str, Source] = {
     s.name: s
@@ -35,6 +35,7 @@ SOURCES: dict[str, Source] = {
 }
 
 STREAMS: dict[str, type] = {s.name: s.stream for s in SOURCES.values() if s.stream is not None}  # live venues
+STOCK_FEEDS: dict[str, StockFeed] = {s.name: s.feed for s in SOURCES.values() if s.feed is not None}
 
 ID_SEQUENCES = tuple(
     seq for declared in SOURCES.values() for seq in declared.id_sequences
@@ -67,6 +68,15 @@ def stream_protocol(venue: str, datasets=None):
     except KeyError:
         raise ValueError(f"no live stream of venue {venue!r}; one of {', '.join(STREAMS)}") from None
     return cls(datasets=cls().supported) if datasets == "all" else cls(datasets=datasets)
+
+
+def stock_feed(name: str) -> StockFeed:
+    """How the equities assets plan and check the slices of stock-bar source `name`; ValueError naming
+    the stock feeds for another."""
+    try:
+        return STOCK_FEEDS[name.upper()]
+    except KeyError:
+        raise ValueError(f"no stock feed {name!r}; one of {', '.join(STOCK_FEEDS)}") from None
 
 
 def source(name: str) -> Source:

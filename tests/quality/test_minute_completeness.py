@@ -14,10 +14,9 @@ from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.ingest.engine import Engine
 from marketdata_assets.quality.slices import MINUTES_COMPLETE, count, minute_grid, source_scope
 from marketdata_assets.replay.stocks import StocksReplayServer
+from marketdata_assets.sources.registry import stock_feed
 from marketdata_assets.sources.tushare import TushareClient
-from marketdata_assets.sources.tushare import feeds as tushare_feeds
 from marketdata_assets.sources.yahoo import YahooChartClient
-from marketdata_assets.sources.yahoo import feeds as yahoo_feeds
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse import writer
 from tests.conftest import allow_future_until
@@ -32,7 +31,7 @@ def load(store, feeds, run_id: str):
 
 
 def check(store, source: str, days: list[date]) -> dict:
-    expected = {"TUSHARE": tushare_feeds.session_bar_opens, "YAHOO": yahoo_feeds.session_bar_opens}[source]
+    expected = stock_feed(source).session_bar_opens
     with store.get_client() as client:
         scope = minute_grid(
             client, store.database, source_scope(store.database, "bars_1m", source, days), expected
@@ -87,7 +86,7 @@ def test_replayed_days_pass_and_each_gap_fails_with_its_instrument_day(store):
             return TushareClient(server.base_url, "token", requests_per_minute=60_000, retry=FAST)
 
         keys = [SliceKey("bars_1m", venue, code, DAY) for code, venue in codes.items()]
-        report = load(store, tushare_feeds.feeds(client, keys, workers=2, attempts=1)[:1], "replayed")
+        report = load(store, stock_feed("TUSHARE").feeds(client, keys, workers=2, attempts=1)[:1], "replayed")
     assert {o.status for o in report.outcomes.values()} == {"ok"} and {
         o.rows for o in report.outcomes.values()
     } == {241}
@@ -166,7 +165,7 @@ def test_yahoo_null_minutes_are_counted_per_day_and_explain_the_missing_ones(sto
             return YahooChartClient(server.base_url, requests_per_minute=60_000, retry=FAST)
 
         keys = [SliceKey("bars_1m", "", "VOD.L", day) for day in days]
-        report = load(store, [yahoo_feeds.bars_feed(client, keys, workers=1, attempts=1)], "yahoo")
+        report = load(store, stock_feed("YAHOO").feeds(client, keys, workers=1, attempts=1), "yahoo")
         truth = {day: server.yahoo.rows("VOD.L", day) for day in days}
     outcomes = {o.key.day: o for o in report.outcomes.values()}
     for day in days:
@@ -191,14 +190,16 @@ def test_a_2027_day_is_judged_on_the_provisional_grid_and_listed_as_such(store, 
             return TushareClient(server.base_url, "token", requests_per_minute=60_000, retry=FAST)
 
         keys = [SliceKey("bars_1m", "SSE", "600000.SH", day), SliceKey("bars_1m", "SZSE", "000001.SZ", day)]
-        report = load(store, tushare_feeds.feeds(client, keys, workers=2, attempts=1)[:1], "replayed 2027")
+        report = load(
+            store, stock_feed("TUSHARE").feeds(client, keys, workers=2, attempts=1)[:1], "replayed 2027"
+        )
     assert {o.rows for o in report.outcomes.values()} == {241}
     with store.get_client() as client:
         scope = minute_grid(
             client,
             store.database,
             source_scope(store.database, "bars_1m", "TUSHARE", [day]),
-            tushare_feeds.session_bar_opens,
+            stock_feed("TUSHARE").session_bar_opens,
         )
         assert scope.provisional == (("SSE", day), ("SZSE", day))
         assert {

@@ -100,3 +100,36 @@ def test_every_declared_reach_says_where_older_days_come_from_and_who_loads_them
     # a venue's REACH is its Source's reach: what serves() and the runs read is what the table shows
     for venue, client in CLIENTS.items():
         assert dict(getattr(client, "REACH", {})) == dict(SOURCES[venue].reach), venue
+
+
+def test_each_stock_feed_plans_every_slice_of_a_block_once_and_the_registry_names_the_feeds():
+    """A stock feed's declaration (`StockFeed`) is what the equities assets and checks use: its feeds
+    take each slice key of a block into exactly one job of the source's datasets, its session has bars on
+    a trading day of its venue, and an unknown feed is refused naming the known ones."""
+    from datetime import date
+
+    from marketdata_assets.datasets.slices import SliceKey
+    from marketdata_assets.sources.registry import STOCK_FEEDS, stock_feed
+
+    assert sorted(STOCK_FEEDS) == sorted(name for name, s in SOURCES.items() if s.feed is not None)
+    assert sorted(STOCK_FEEDS) == ["TUSHARE", "YAHOO"]
+    days = [date(2026, 3, 2), date(2026, 3, 3)]  # a Monday and Tuesday: both trade in Shanghai and New York
+    venues = {"TUSHARE": ("SSE", ["600000.SH", "601318.SH"]), "YAHOO": ("XNYS", ["AAPL", "MSFT"])}
+    for name, feed in STOCK_FEEDS.items():
+        venue, instruments = venues[name]
+        keys = [
+            SliceKey(d, venue, i, day) for d in SOURCES[name].datasets for day in days for i in instruments
+        ]
+        planned = [
+            key for f in feed.feeds(object, keys, workers=1, attempts=1) for job in f.jobs for key in job.keys
+        ]
+        assert sorted(planned) == sorted(keys), name  # each once
+        assert all(f.source == name for f in feed.feeds(object, keys, workers=1, attempts=1))
+        opens = feed.session_bar_opens(venue, days[0])
+        assert 0 < len(opens) <= feed.bars_a_day and opens == sorted(opens), name
+    try:
+        stock_feed("NOPE")
+    except ValueError as error:
+        assert "TUSHARE" in str(error) and "YAHOO" in str(error)
+    else:
+        raise AssertionError("an unknown stock feed was accepted")

@@ -30,11 +30,10 @@ from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.resources.sources import TushareResource, YahooResource
 from marketdata_assets.sources.config import load_sources_config
-from marketdata_assets.sources.tushare import TushareTokenError, listed_today
-from marketdata_assets.sources.tushare import feeds as tushare_feeds
-from marketdata_assets.sources.yahoo import feeds as yahoo_feeds
+from marketdata_assets.sources.registry import stock_feed
 
 GROUP = "equities"
+TUSHARE, YAHOO = stock_feed("TUSHARE"), stock_feed("YAHOO")  # their feeds, listing and checks' sessions
 A_SHARE_ASSETS = {"bars_1m": "a_share_bars_1m", "daily_bars": "a_share_daily_bars"}
 
 
@@ -94,7 +93,7 @@ def a_share_universe(
 def _listed_today(context, tushare: TushareResource) -> tuple[list[str], str]:
     """Every code Tushare lists today (stock_basic, asked once a Beijing day), and what they are."""
     try:
-        listing = asyncio.run(listed_today(tushare.make_client, settings.state_dir() / "listings"))
+        listing = asyncio.run(TUSHARE.listing(tushare.make_client, settings.state_dir() / "listings"))
     except (SourceError, ApiError) as error:
         raise dg.Failure(
             f"a_share_bars: instruments [ALL] needs Tushare's listing (stock_basic): {error}"
@@ -147,19 +146,19 @@ def a_share_bars(
     """A-share 1-minute and daily bars of the run's China trading days, the universe inside the run."""
     assets = {d: a for d, a in A_SHARE_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
     if not (tushare.token or "").strip():  # say which variable, before any request
-        raise dg.Failure(f"a_share_bars: {TushareTokenError(f'{tushare.token_env} is not set')}")
+        raise dg.Failure(f"a_share_bars: {TUSHARE.credential_error(f'{tushare.token_env} is not set')}")
     by_day, said = a_share_universe(context, config, tushare, clickhouse)
     report = IngestReport()
 
     def stages():
         widest = max((len(codes) for codes in by_day.values()), default=0)
-        for block in day_blocks(sorted(by_day), tushare_feeds.BLOCK_DAYS, widest, 241):
+        for block in day_blocks(sorted(by_day), TUSHARE.block_days, widest, TUSHARE.bars_a_day):
             keys = [
                 SliceKey(d, a_share_venue(c), c, day) for d in assets for day in block for c in by_day[day]
             ]
-            yield tushare_feeds.feeds(
+            yield TUSHARE.feeds(
                 tushare.make_client,
-                planned(clickhouse, config, tushare_feeds.SOURCE, keys, report),
+                planned(clickhouse, config, "TUSHARE", keys, report),
                 workers=config.workers or tushare.workers,
                 attempts=config.attempts,
             )
@@ -200,16 +199,16 @@ def yahoo_bars_1m(
     report = IngestReport()
 
     def stages():
-        for block in day_blocks(days_of(context.partition_keys), 7, len(instruments), 510):
+        for block in day_blocks(
+            days_of(context.partition_keys), YAHOO.block_days, len(instruments), YAHOO.bars_a_day
+        ):
             keys = [SliceKey("bars_1m", "", instrument, day) for day in block for instrument in instruments]
-            yield [
-                yahoo_feeds.bars_feed(
-                    yahoo.make_client,
-                    planned(clickhouse, config, yahoo_feeds.SOURCE, keys, report),
-                    workers=config.workers or yahoo.workers,
-                    attempts=config.attempts,
-                )
-            ]
+            yield YAHOO.feeds(
+                yahoo.make_client,
+                planned(clickhouse, config, "YAHOO", keys, report),
+                workers=config.workers or yahoo.workers,
+                attempts=config.attempts,
+            )
 
     report.merge(engine(context, clickhouse, config).run(stages()))
     clickhouse.close()

@@ -41,6 +41,7 @@ from marketdata_assets.sources.stream import (
     MARK_PRICE,
     TICKERS,
     TRADES,
+    Frame,
     LiveMessage,
     RestSnapshots,
     StreamLimits,
@@ -49,7 +50,6 @@ from marketdata_assets.sources.stream import (
     record_message,
     venue_number,
 )
-from marketdata_assets.sources.stream import Frame as StreamFrame
 
 VENUE = "BINANCE_UM"
 ALL_LIQUIDATIONS = "!forceOrder@arr"  # the all-market liquidation stream
@@ -185,18 +185,18 @@ class BinanceUsdmStream(BinanceSpotStream):
         ]
         return out + [ALL_LIQUIDATIONS] if LIQUIDATIONS in self.datasets and instruments else out
 
-    def decode(self, text: str) -> StreamFrame:
+    def decode(self, text: str) -> Frame:
         """Spot's reading, and the all-market streams (`!markPrice@arr[@1s]`: an array of every symbol's
         markPriceUpdate; `!forceOrder@arr`: one symbol's forceOrder a push), whose instrument is each
         event's own `s` (the frame's: "")."""
         frame = super().decode(text)
         if frame.kind == "event" and frame.channel.startswith("!"):
             kind = frame.channel[1:].split("@", 1)[0]
-            return StreamFrame("event", frame.channel, ALL_MARKET.get(kind), "", frame.data)
+            return Frame("event", frame.channel, ALL_MARKET.get(kind), "", frame.data)
         return frame
 
     def read_trades(
-        self, frames: list[StreamFrame], recvs: list[int], bad: list[tuple[StreamFrame, Exception]]
+        self, frames: list[Frame], recvs: list[int], bad: list[tuple[Frame, Exception]]
     ) -> list[TradeMessage]:
         """Frame by frame through `trades` (`aggTrade` events: spot's straight reading is of `trade` ones)."""
         return read_trade_frames(self, frames, recvs, bad)

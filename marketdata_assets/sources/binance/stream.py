@@ -40,6 +40,7 @@ from marketdata_assets.sources.stream import (
     BOOKS,
     TICKERS,
     TRADES,
+    Frame,
     LiveMessage,
     RestSnapshots,
     TradeMessage,
@@ -52,7 +53,6 @@ from marketdata_assets.sources.stream import (
     trade_messages,
     venue_number,
 )
-from marketdata_assets.sources.stream import Frame as StreamFrame
 from marketdata_assets.sources.stream import StreamLimits as ChannelLimits
 
 VENUE = "BINANCE"
@@ -117,8 +117,8 @@ def subscribe_messages(streams: list[str], first_id: int, method: str = "SUBSCRI
 
 
 @dataclass
-class Frame:
-    """What a decoded frame is: an event of a stream, an ack, an error, or something else."""
+class Classified:
+    """What a decoded frame is by its shape: an event of a stream, an ack, an error, or something else."""
 
     kind: str  # event | ack | error | unknown
     stream: str | None = None
@@ -128,20 +128,20 @@ class Frame:
     code: str | None = None
 
 
-def classify(frame: Any) -> Frame:
+def classify(frame: Any) -> Classified:
     """A decoded combined-stream frame, by shape (no model object)."""
     if isinstance(frame, dict):
         if "stream" in frame and "data" in frame:
-            return Frame("event", str(frame["stream"]), frame["data"])
+            return Classified("event", str(frame["stream"]), frame["data"])
         if "error" in frame or ("code" in frame and "msg" in frame):  # the whole error object is kept
             body = frame.get("error", frame)
             code = str(body.get("code")) if isinstance(body, dict) else None
-            return Frame(
+            return Classified(
                 "error", request_id=frame.get("id"), error=json.dumps(body, separators=(",", ":")), code=code
             )
         if "result" in frame and "id" in frame:
-            return Frame("ack", request_id=frame["id"], data=frame["result"])
-    return Frame("unknown")
+            return Classified("ack", request_id=frame["id"], data=frame["result"])
+    return Classified("unknown")
 
 
 def trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[Trade]:
@@ -465,23 +465,23 @@ class BinanceSpotStream:
     def with_id(self, text: str, request_id: int) -> str:
         return json.dumps({**json.loads(text), "id": request_id}, separators=(",", ":"))
 
-    def decode(self, text: str) -> StreamFrame:
+    def decode(self, text: str) -> Frame:
         name = text[11 : text.find('"', 11)] if text.startswith('{"stream":"') else None
         typed = self.typed_frames.get(name)
         if typed is not None:  # a stream whose frames have a declared record (its name read ahead: a guess,
             try:  # so the stream decoded must be that one)
                 frame = typed[0](text)
                 if frame.stream == name:
-                    return StreamFrame("event", name, typed[2], typed[1], frame.data)
+                    return Frame("event", name, typed[2], typed[1], frame.data)
             except msgspec.MsgspecError:  # another shape or other types: read as any frame
                 pass
         value = orjson.loads(text)  # orjson.JSONDecodeError is a ValueError, as json's
         if type(value) is dict and "stream" in value and "data" in value:  # a stream's event: the common case
             stream = str(value["stream"])
             known = self.streams_seen.get(stream) or self._stream_of(stream)
-            return StreamFrame("event", stream, known[1], known[0], value["data"])
+            return Frame("event", stream, known[1], known[0], value["data"])
         frame = classify(value)
-        return StreamFrame(
+        return Frame(
             frame.kind, request_id=frame.request_id, error=frame.error, data=frame.data, code=frame.code
         )
 
@@ -495,16 +495,16 @@ class BinanceSpotStream:
             self.typed_frames[stream] = (self.TYPED[kind].decode, instrument, dataset)
         return known
 
-    def messages(self, frame: StreamFrame, recv_ns: int) -> list[LiveMessage]:
+    def messages(self, frame: Frame, recv_ns: int) -> list[LiveMessage]:
         if frame.dataset == TRADES:
             return trade_messages(self.venue, frame.instrument, self.trades(frame), recv_ns)
         return self._reading(frame.channel)(frame.data, frame.instrument, recv_ns)
 
-    def trades(self, frame: StreamFrame) -> list[Trade]:
+    def trades(self, frame: Frame) -> list[Trade]:
         return self._reading(frame.channel)(frame.data, frame.instrument)
 
     def read_trades(
-        self, frames: list[StreamFrame], recvs: list[int], bad: list[tuple[StreamFrame, Exception]]
+        self, frames: list[Frame], recvs: list[int], bad: list[tuple[Frame, Exception]]
     ) -> list[TradeMessage]:
         """`trades` of many frames, events of the documented types read straight into their records (the
         collector's hot path: no `Trade` between), their prices and quantities parsed at once (msgspec reads

@@ -2,7 +2,8 @@
 (`stock_basic`, kept per Beijing day): the client, the error table and the pure parsers of its answers."""
 
 from marketdata_assets.core.naming import A_SHARE_VENUES
-from marketdata_assets.sources.interface import HISTORY, Option, Source
+from marketdata_assets.sources.interface import HISTORY, Option, Source, StockFeed
+from marketdata_assets.sources.tushare import feeds
 from marketdata_assets.sources.tushare.client import (
     DEFAULT_BASE_URL,
     LEGACY_BASE_URL,
@@ -41,6 +42,14 @@ TUSHARE = Source(
     {"bars_1m": HISTORY, "daily_bars": HISTORY},
     TushareClient,
     "tushare",
+    feed=StockFeed(
+        feeds.feeds,
+        feeds.session_bar_opens,
+        feeds.BLOCK_DAYS,
+        feeds.BARS_A_DAY,
+        listing=listed_today,
+        credential_error=TushareTokenError,
+    ),
     options={
         "token_env": Option(
             "TUSHARE_TOKEN",

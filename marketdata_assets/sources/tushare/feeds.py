@@ -12,6 +12,7 @@ from marketdata_assets.datasets.slices import Feed, Job, SliceKey
 
 SOURCE = "TUSHARE"
 BLOCK_DAYS = 20  # stk_mins: 241 bars a day, 8000 rows an answer
+BARS_A_DAY = 241  # the 09:30 auction bar and 240 minutes
 DAILY_ROWS = 5000  # codes x days per `daily` request (the API answers at most 6000 rows)
 DAILY_CODES = 100
 

@@ -2,7 +2,8 @@
 
 from datetime import timedelta
 
-from marketdata_assets.sources.interface import HISTORY, Option, Reach, Source
+from marketdata_assets.sources.interface import HISTORY, Option, Reach, Source, StockFeed
+from marketdata_assets.sources.yahoo import feeds
 from marketdata_assets.sources.yahoo.chart import (
     ERRORS,
     PROVIDER,
@@ -28,6 +29,7 @@ YAHOO = Source(
     YahooChartClient,
     "yahoo",
     {"bars_1m": BARS_REACH},
+    feed=StockFeed(feeds.feeds, feeds.session_bar_opens, feeds.BLOCK_DAYS, feeds.BARS_A_DAY),
     options={
         "max_days_back": Option(
             BARS_REACH.span.days,

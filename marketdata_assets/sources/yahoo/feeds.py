@@ -11,6 +11,8 @@ from marketdata_assets.datasets.frames import day_window
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
 
 SOURCE = "YAHOO"
+BLOCK_DAYS = 7  # a chart request spans a week of 1-minute bars at most
+BARS_A_DAY = 510  # the longest regular session it serves (LSE, 08:00-16:30): a block's rows a day
 
 
 def session_bar_opens(venue: str, day: date) -> list[datetime]:
@@ -40,3 +42,8 @@ def bars_feed(client: Callable, keys: Sequence[SliceKey], *, workers: int, attem
         skip_empty_days=True,
         by_day=True,
     )
+
+
+def feeds(client: Callable, keys: Sequence[SliceKey], *, workers: int, attempts: int) -> list[Feed]:
+    """A block's feeds: one, of chart fetches."""
+    return [bars_feed(client, keys, workers=workers, attempts=attempts)]
