@@ -78,12 +78,17 @@ def test_the_package_keeps_its_layer_contracts():
         (
             "ingest/live/collector.py",
             "from marketdata_assets.sources.okx import stream",
-            "Venues and stock feeds come from the registry",
+            "come from the registry, not imports",
         ),
         (
             "defs/equities/stocks.py",
             "from marketdata_assets.sources.tushare import feeds",
-            "Venues and stock feeds come from the registry",
+            "come from the registry, not imports",
+        ),
+        (
+            "resources/alphas.py",
+            "from marketdata_assets.sources.alpha_api import AlphaApi",
+            "come from the registry, not imports",
         ),
     ],
 )

@@ -118,7 +118,7 @@ def serve(
     from marketdata_assets.replay.binance_archive import BinanceArchiveReplayServer, demo_config
     from marketdata_assets.replay.crypto import CryptoReplayServer
     from marketdata_assets.replay.stocks import StocksReplayServer
-    from marketdata_assets.sources.alpha_api import credential_vars, parse_account_names
+    from marketdata_assets.sources.registry import account_api
 
     ports = ports or {}
     replays = Replays(sources)
@@ -126,10 +126,10 @@ def serve(
     if "alpha" in needed:
         accounts = [
             ReplayAccount.default(name, alphas=400)
-            for name in parse_account_names(settings.get("ALPHA_API_ACCOUNTS"))
+            for name in account_api().account_names(settings.get("ALPHA_API_ACCOUNTS"))
         ]
         for account in accounts:
-            user_var, password_var = credential_vars(account.name)
+            user_var, password_var = account_api().credential_vars(account.name)
             replays.environ[user_var], replays.environ[password_var] = account.user, account.password
         start_month, months = alpha_months()
         replays.servers["alpha"] = AlphaReplayServer(

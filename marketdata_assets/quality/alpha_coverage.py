@@ -19,7 +19,7 @@ from typing import NamedTuple
 from marketdata_assets.core.charts import heatmap_svg, svg_markdown_image
 from marketdata_assets.core.markdown import table
 from marketdata_assets.datasets.alpha_files import month_alpha_files, read_listing
-from marketdata_assets.sources.alpha_api import month_window
+from marketdata_assets.sources.registry import account_api
 from marketdata_assets.stores.mongo.documents import DATES_FIELD
 
 SAMPLE = 5  # missing alpha ids named per cell
@@ -111,7 +111,7 @@ class _StoredIds:
         if self.everything is not None:
             return ids & self.everything
         if month not in self.of_month:
-            start, end = month_window(month)
+            start, end = account_api().month_window(month)
             self.of_month[month] = {
                 doc["_id"]
                 for doc in self.collection.find(

@@ -8,7 +8,7 @@ from pymongo.database import Database
 
 from marketdata_assets.resources.http import HttpApiResource
 from marketdata_assets.resources.mongo import MongoResource
-from marketdata_assets.sources.alpha_api import AlphaApi, accounts_from_env, parse_account_names
+from marketdata_assets.sources.registry import account_api
 from marketdata_assets.stores.mongo.documents import COLLECTIONS
 
 
@@ -23,11 +23,12 @@ class AlphaApiResource(HttpApiResource):
     timeout_s: float = Field(default=60, description="Per-request timeout.")
 
     def account_names(self) -> list[str]:
-        return parse_account_names(self.accounts)
+        return account_api().account_names(self.accounts)
 
-    def api(self) -> AlphaApi:
+    def api(self):
         """A client for every configured account; use it as `async with resource.api() as api:`."""
-        return AlphaApi(self.base_url, accounts_from_env(self.account_names()), **self.client_kwargs())
+        declared = account_api()
+        return declared.api(self.base_url, declared.accounts(self.account_names()), **self.client_kwargs())
 
 
 class AlphaStoreResource(MongoResource):

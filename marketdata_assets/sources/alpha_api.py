@@ -27,7 +27,7 @@ import httpx
 from marketdata_assets.core import metrics
 from marketdata_assets.core.http import ApiClient, ApiError, RetryPolicy, backoff_delay
 from marketdata_assets.datasets.alpha_files import check_account
-from marketdata_assets.sources.interface import HISTORY, Source
+from marketdata_assets.sources.interface import HISTORY, AccountApi, Source
 
 log = logging.getLogger(__name__)
 
@@ -810,4 +810,18 @@ class AlphaApi:
 
 
 # The BRAIN-style alpha API: alphas of each account, listed by creation window.
-ALPHA_API = Source("ALPHA_API", (), {"alphas": HISTORY}, AlphaApiClient)
+ALPHA_API = Source(
+    "ALPHA_API",
+    (),
+    {"alphas": HISTORY},
+    AlphaApiClient,
+    accounts=AccountApi(
+        AlphaApi,
+        parse_account_names,
+        accounts_from_env,
+        credential_vars,
+        month_window,
+        NY,
+        (AlphaAuthError, AlphaConfigError),
+    ),
+)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import polars as pl
@@ -137,6 +137,28 @@ class StockFeed:
     credential_error: type[Exception] | None = None  # raised when its credential is missing
 
 
+class MonthFetcher(Protocol):
+    """An account API's fetch of one (account, month): every record handed to `on_alpha` as it
+    arrives; the result's `stats` say what the fetch did (`as_metadata()`)."""
+
+    async def fetch_month(
+        self, account: str, month: str, *, on_alpha: Any = None, keep: bool = True
+    ) -> Any: ...
+
+
+@dataclass(frozen=True)
+class AccountApi:
+    """What the alpha assets ask of an API read per account (the alpha API), besides its client."""
+
+    api: Callable[..., Any]  # (base url, accounts, **client options) -> the API over those accounts
+    account_names: Callable[[str], list[str]]  # the accounts setting's text -> the names, checked
+    accounts: Callable[[list[str]], list]  # names -> each account's credentials, from the environment
+    credential_vars: Callable[[str], tuple[str, str]]  # an account -> its user and password variables
+    month_window: Callable[[str], tuple[datetime, datetime]]  # "YYYY-MM" -> [start, end) in `timezone`
+    timezone: tzinfo  # the zone its months and dates are in
+    refusals: tuple[type[Exception], ...]  # failures no retry helps (credentials, configuration)
+
+
 @dataclass(frozen=True)
 class Source:
     """One source, declared once in its package."""
@@ -153,6 +175,7 @@ class Source:
     id_sequences: tuple[IdSequence, ...] = ()  # what its trade ids are, where they count one by one
     contract: Callable[[str], Any] | None = None  # instrument name -> core.contracts.Contract (its naming)
     feed: StockFeed | None = None  # a stock-bar source: how the equities assets plan and check its slices
+    accounts: AccountApi | None = None  # an API read per account: how the alpha assets reach it
 
     @property
     def errors(self) -> Any:

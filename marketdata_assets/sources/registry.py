@@ -16,7 +16,7 @@ from marketdata_assets.sources import (
     tushare,
     yahoo,
 )
-from marketdata_assets.sources.interface import IdSequence, Source, StockFeed
+from marketdata_assets.sources.interface import AccountApi, IdSequence, Source, StockFeed
 
 SOURCES: dict[str, Source] = {
     s.name: s
@@ -77,6 +77,14 @@ def stock_feed(name: str) -> StockFeed:
         return STOCK_FEEDS[name.upper()]
     except KeyError:
         raise ValueError(f"no stock feed {name!r}; one of {', '.join(STOCK_FEEDS)}") from None
+
+
+def account_api(name: str = "ALPHA_API") -> AccountApi:
+    """How the alpha assets reach the API read per account `name`; ValueError for a source that is none."""
+    declared = source(name).accounts
+    if declared is None:
+        raise ValueError(f"source {name!r} is not read per account")
+    return declared
 
 
 def source(name: str) -> Source:

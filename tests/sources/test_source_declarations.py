@@ -133,3 +133,27 @@ def test_each_stock_feed_plans_every_slice_of_a_block_once_and_the_registry_name
         assert "TUSHARE" in str(error) and "YAHOO" in str(error)
     else:
         raise AssertionError("an unknown stock feed was accepted")
+
+
+def test_the_alpha_apis_declaration_is_what_the_alpha_assets_reach_it_by():
+    """`AccountApi`: the accounts setting read and checked, each account's variables, a month's window in
+    the API's zone (New York: March's 31 days, an hour short across the DST change), a bad month refused
+    with an error the assets do not retry; a source that is no account API refused by name."""
+    import pytest
+
+    from marketdata_assets.sources.registry import account_api
+
+    declared = account_api()
+    assert declared.account_names(" main, research ") == ["main", "research"]
+    assert declared.credential_vars("research") == ("ALPHA_API_USER_RESEARCH", "ALPHA_API_PASSWORD_RESEARCH")
+    start, end = declared.month_window("2026-03")
+    assert start.tzinfo is declared.timezone and start.hour == 0
+    assert start.utcoffset().total_seconds() == -5 * 3600  # standard time on March 1st
+    assert end.utcoffset().total_seconds() == -4 * 3600  # daylight time by April
+    assert end.timestamp() - start.timestamp() == 31 * 86_400 - 3_600  # 31 days, one hour short
+    with pytest.raises(declared.refusals, match="2026-13"):
+        declared.month_window("2026-13")
+    with pytest.raises(declared.refusals, match="ALPHA_API_ACCOUNTS"):
+        declared.account_names(" , ")
+    with pytest.raises(ValueError, match="not read per account"):
+        account_api("BINANCE")

@@ -41,7 +41,7 @@ from marketdata_assets.ingest.alphas.landing import decompose_dropped, land_mont
 from marketdata_assets.ingest.alphas.packages import PackageError, build_package
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import AlphaApiResource, AlphaStoreResource
-from marketdata_assets.sources.alpha_api import AlphaAuthError, AlphaConfigError, month_window
+from marketdata_assets.sources.registry import account_api
 from marketdata_assets.stores.mongo.alphas import ImportBlocked, ensure_alpha_indexes
 from marketdata_assets.stores.mongo.documents import DATES_FIELD
 
@@ -113,10 +113,7 @@ def alpha_files(context: dg.AssetExecutionContext, alpha_api: AlphaApiResource) 
 
     try:
         landed = asyncio.run(fetch())
-    except (
-        AlphaAuthError,
-        AlphaConfigError,
-    ) as error:  # credentials or the persona check: retrying won't help
+    except account_api().refusals as error:  # credentials or the persona check: retrying won't help
         raise dg.Failure(description=str(error), allow_retries=False) from None
     for item in landed.quarantined:
         context.log.warning(f"quarantined: {item['reason']} -> {item['file']}")
@@ -267,8 +264,8 @@ def _import_files(
 
 def _created_chart(collection, months: list[str], alpha_type: str) -> str:
     """Alphas stored per New York day of dateCreated (per month for a range of months)."""
-    start, _ = month_window(months[0])
-    _, end = month_window(months[-1])
+    start, _ = account_api().month_window(months[0])
+    _, end = account_api().month_window(months[-1])
     counts: Counter = Counter()
     by_day = len(months) == 1
     for doc in collection.find(

@@ -12,7 +12,7 @@ from marketdata_assets.defs.alphas.partitions import alpha_accounts, alpha_month
 from marketdata_assets.orchestration import pools
 from marketdata_assets.quality import alpha_coverage as cov
 from marketdata_assets.resources import AlphaStoreResource
-from marketdata_assets.sources.alpha_api import NY
+from marketdata_assets.sources.registry import account_api
 
 
 class AlphaCoverageConfig(RunConfig):
@@ -40,7 +40,7 @@ def alphas_coverage(
     """Account x month: the alphas of the latest complete API listing (the landed files, for a month
     never fetched) that are stored in MongoDB, with the counts and first missing ids of every
     incomplete cell."""
-    months = recent_months(config.months, datetime.now(NY))
+    months = recent_months(config.months, datetime.now(account_api().timezone))
     collections = {
         alpha_type: alpha_store.collection_of(alpha_type) for alpha_type in IMPORTED_TYPES.values()
     }

@@ -8,14 +8,16 @@ adding one is a configuration change and a reload).
 import dagster as dg
 
 from marketdata_assets.core import settings
-from marketdata_assets.sources.alpha_api import parse_account_names
+from marketdata_assets.sources.registry import account_api
 
 FIRST_MONTH = "2016-01-01"  # before the first BRAIN alphas: older months are simply empty
 
 alpha_months = dg.MonthlyPartitionsDefinition(
     start_date=FIRST_MONTH, timezone="America/New_York", end_offset=1
 )
-alpha_accounts = dg.StaticPartitionsDefinition(parse_account_names(settings.get("ALPHA_API_ACCOUNTS")))
+alpha_accounts = dg.StaticPartitionsDefinition(
+    account_api().account_names(settings.get("ALPHA_API_ACCOUNTS"))
+)
 alpha_months_by_account = dg.MultiPartitionsDefinition({"month": alpha_months, "account": alpha_accounts})
 
 # alpha_files (month x account) -> a monthly asset: every account's files of that month.

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from marketdata_assets.core.files import atomic_write_bytes, quarantine, reason_file_of
 from marketdata_assets.core.landing_files import Listing, is_link, link_reason, walk
@@ -38,7 +39,7 @@ from marketdata_assets.ingest.alphas.packages import (
     manifest_path_of,
     read_manifest,
 )
-from marketdata_assets.sources.alpha_api import AlphaApi, FetchStats
+from marketdata_assets.sources.interface import MonthFetcher
 
 PROGRESS_EVERY_S = 5.0
 
@@ -52,7 +53,7 @@ class LandedMonth:
     unchanged: int = 0
     by_type: Counter = field(default_factory=Counter)
     quarantined: list[dict] = field(default_factory=list)
-    fetch: FetchStats | None = None
+    fetch: Any = None  # the fetch's counts (`MonthFetcher`'s result `stats`: `as_metadata()`)
     seconds: float = 0.0
 
     def as_metadata(self) -> dict:
@@ -69,7 +70,7 @@ class LandedMonth:
 
 
 async def land_month(
-    api: AlphaApi,
+    api: MonthFetcher,
     account: str,
     month: str,
     landing_root: Path,
