@@ -137,6 +137,19 @@ class StockFeed:
     credential_error: type[Exception] | None = None  # raised when its credential is missing
 
 
+@dataclass(frozen=True)
+class MinuteFiles:
+    """What the minute-bar load and its sensor ask of a file source (its reader and vendor profiles)."""
+
+    profiles: Callable[..., list]  # (extra profiles: a file, mappings or None) -> built-in and extra profiles
+    fingerprint: Callable[..., str]  # profiles -> what tells a change of them (kept with a quarantined file)
+    open: Callable[..., Any]  # (path, profiles, **options) -> the file's reader: `batches()`, `time_range()`
+    time_range: Callable[..., Any]  # path -> its bars' time range (`months`), read without loading it
+    write_rejects: Callable[..., Any]  # (rejected rows, path) -> the rejects file beside the source file
+    rejected_days_schema: Any  # the schema of a file's rejected (instrument, day)s
+    file_error: type[Exception]  # a file it cannot read: named, with its line where known
+
+
 class MonthFetcher(Protocol):
     """An account API's fetch of one (account, month): every record handed to `on_alpha` as it
     arrives; the result's `stats` say what the fetch did (`as_metadata()`)."""
@@ -176,6 +189,7 @@ class Source:
     contract: Callable[[str], Any] | None = None  # instrument name -> core.contracts.Contract (its naming)
     feed: StockFeed | None = None  # a stock-bar source: how the equities assets plan and check its slices
     accounts: AccountApi | None = None  # an API read per account: how the alpha assets reach it
+    files: MinuteFiles | None = None  # minute-bar files dropped by vendors: how the minute load reads them
 
     @property
     def errors(self) -> Any:

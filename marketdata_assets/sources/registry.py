@@ -16,7 +16,7 @@ from marketdata_assets.sources import (
     tushare,
     yahoo,
 )
-from marketdata_assets.sources.interface import AccountApi, IdSequence, Source, StockFeed
+from marketdata_assets.sources.interface import AccountApi, IdSequence, MinuteFiles, Source, StockFeed
 
 SOURCES: dict[str, Source] = {
     s.name: s
@@ -84,6 +84,14 @@ def account_api(name: str = "ALPHA_API") -> AccountApi:
     declared = source(name).accounts
     if declared is None:
         raise ValueError(f"source {name!r} is not read per account")
+    return declared
+
+
+def minute_files(name: str = "MINUTE_CSV") -> MinuteFiles:
+    """How the minute-bar load reads the files of source `name`; ValueError for a source of no files."""
+    declared = source(name).files
+    if declared is None:
+        raise ValueError(f"source {name!r} has no minute-bar files")
     return declared
 
 

@@ -157,3 +157,30 @@ def test_the_alpha_apis_declaration_is_what_the_alpha_assets_reach_it_by():
         declared.account_names(" , ")
     with pytest.raises(ValueError, match="not read per account"):
         account_api("BINANCE")
+
+
+def test_the_minute_files_declaration_reads_a_vendor_file_and_names_a_bad_one(tmp_path):
+    """`MinuteFiles` is the minute load's way in: a vendor file's months read without loading it, its
+    batches through the reader with the built-in profiles (their fingerprint stable), a file it cannot
+    read refused with its own error naming the file; a source of no files refused by name."""
+    from datetime import date
+
+    import pytest
+
+    from marketdata_assets.replay.minute_csv import make_bars, render, trading_days, write_text
+    from marketdata_assets.sources.registry import minute_files
+
+    files = minute_files()
+    days = [*trading_days(date(2026, 1, 29), 2), *trading_days(date(2026, 2, 2), 1)]  # January and February
+    truth = make_bars("600000.SH", days)
+    path = write_text(tmp_path / "sh600000.csv", render(truth, "cn_minute"))
+    assert [str(m)[:7] for m in files.time_range(path).months] == ["2026-01", "2026-02"]
+    profiles = files.profiles(None)
+    assert files.fingerprint(profiles) == files.fingerprint(files.profiles(None))
+    rows = sum(batch.height for batch in files.open(path, profiles).batches())
+    assert rows == truth.height > 0  # every bar of the file
+    bad = write_text(tmp_path / "bad.csv", "nothing,here\n1,2\n")
+    with pytest.raises(files.file_error, match="bad.csv"):
+        files.time_range(bad)
+    with pytest.raises(ValueError, match="no minute-bar files"):
+        minute_files("BINANCE")

@@ -196,13 +196,15 @@ def load_minute_bars(
 
 def _file_months() -> list[str]:
     from marketdata_assets.ingest.minute_bars.loader import landing_files
-    from marketdata_assets.sources.minute_csv.reader import CsvFileError, file_time_range
+    from marketdata_assets.sources.registry import minute_files
+
+    files = minute_files()
 
     months = set()
     for path in landing_files(settings.minute_bars_landing_dir()):
         try:
-            months.update(file_time_range(path).months)
-        except CsvFileError as error:  # the load quarantines it
+            months.update(files.time_range(path).months)
+        except files.file_error as error:  # the load quarantines it
             click.echo(f"unreadable: {error}", err=True)
     if not months:
         return []

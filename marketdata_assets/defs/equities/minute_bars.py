@@ -18,7 +18,7 @@ from marketdata_assets.ingest.minute_bars.daily import daily_ma_frame, ensure_da
 from marketdata_assets.orchestration import pools
 from marketdata_assets.quality.minute_bars import coverage
 from marketdata_assets.resources import TimescaleResource
-from marketdata_assets.sources.minute_csv.profiles import load_profiles
+from marketdata_assets.sources.registry import minute_files
 from marketdata_assets.stores.timescale import bootstrap as store
 from marketdata_assets.stores.timescale import kline, ledger
 from marketdata_assets.stores.timescale.minute_table import PlainTableNotMigrated
@@ -121,7 +121,7 @@ def stock_1min_qfq(
             use_copy=capabilities.copy_from_stdin,
             workers=1 if capabilities.single_session else max(1, config.workers),
             force=config.force,
-            profiles=load_profiles(config.profiles_file or None),
+            profiles=minute_files().profiles(config.profiles_file or None),
             run_id=context.run.run_id,
             migrate_max_rows=settings.minute_bars_migrate_max_rows(),
             log=context.log.info,

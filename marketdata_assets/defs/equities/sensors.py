@@ -21,7 +21,7 @@ from marketdata_assets.orchestration.sensing import (
     partitions_to_request,
     range_tags,
 )
-from marketdata_assets.sources.minute_csv.reader import CsvFileError, file_time_range
+from marketdata_assets.sources.registry import minute_files
 
 # An evaluation times out at 60 s: stop reading new files well before, the rest waits a tick.
 TIME_BUDGET_S = 40
@@ -46,8 +46,8 @@ def minute_bar_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         if time.monotonic() - started > TIME_BUDGET_S:
             break
         try:
-            touched += [(f"{month}-01", mtime_ns) for month in file_time_range(path).months]
-        except CsvFileError as error:  # the load run quarantines it; nothing to request here
+            touched += [(f"{month}-01", mtime_ns) for month in minute_files().time_range(path).months]
+        except minute_files().file_error as error:  # the load run quarantines it; nothing to request here
             unreadable.append(str(error))
         cursor = {"mtime_ns": mtime_ns, "path": name}
     for problem in unreadable:

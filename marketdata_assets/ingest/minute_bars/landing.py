@@ -24,6 +24,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import psycopg
@@ -34,10 +35,11 @@ from marketdata_assets.core.files import quarantine, reason_file_of
 from marketdata_assets.core.landing_files import LinkRefused, link_reason
 from marketdata_assets.core.markdown import table
 from marketdata_assets.ingest.minute_bars import loader
-from marketdata_assets.sources.minute_csv.profiles import CsvProfile, profiles_fingerprint
-from marketdata_assets.sources.minute_csv.reader import CsvFileError
+from marketdata_assets.sources.registry import minute_files
 from marketdata_assets.stores.timescale import bootstrap as store
 from marketdata_assets.stores.timescale.minute_table import MIGRATE_MAX_ROWS
+
+FILES = minute_files()  # the minute-bar files' reader and profiles (sources/minute_csv)
 
 # What a file's own content can cause; anything else (a server gone, a bug) fails the load.
 FILE_ERRORS = (ValueError, UnicodeError, OSError, psycopg.DataError, pl.exceptions.PolarsError)
@@ -217,7 +219,7 @@ def load_landing(
     use_copy: bool,
     workers: int = 4,
     force: bool = False,
-    profiles: Sequence[CsvProfile] | None = None,
+    profiles: Sequence[Any] | None = None,  # the file source's profiles (None: its built-in ones)
     run_id: str | None = None,
     migrate_max_rows: int | None = MIGRATE_MAX_ROWS,
     log: Callable[[str], None] = lambda message: None,
@@ -232,7 +234,7 @@ def load_landing(
     )
     with connection() as conn:
         report.bootstrap = store.bootstrap(conn, migrate_max_rows=migrate_max_rows)
-        fingerprint = profiles_fingerprint(profiles)
+        fingerprint = FILES.fingerprint(profiles)
         report.released = release_quarantined(conn, root, fingerprint)
         listing = loader.landing_listing(root)
         work = plan_files(conn, root, months, listing.files)
@@ -295,7 +297,7 @@ class _FileJob:
     use_copy: bool
     run_id: str | None
     reject_dir: Path
-    profiles: Sequence[CsvProfile] | None
+    profiles: Sequence[Any] | None
 
     def load(self, item: LandingFile) -> loader.FileLoad | None:
         """The file's outcome (loaded or skipped), None when it holds none of the wanted months."""
@@ -363,7 +365,12 @@ def _set_aside(
                 VALUES (%s, %s, %s, %s) ON CONFLICT (source_file) DO UPDATE SET
                     quarantined_to = EXCLUDED.quarantined_to, reason = EXCLUDED.reason,
                     profiles = EXCLUDED.profiles, quarantined_at = now()""",
-                (item.rel, str(moved_to), reason, fingerprint if isinstance(error, CsvFileError) else None),
+                (
+                    item.rel,
+                    str(moved_to),
+                    reason,
+                    fingerprint if isinstance(error, FILES.file_error) else None,
+                ),
             )
     log(f"quarantined {item.rel}: {reason}")
     return {"file": item.rel, "reason": reason}

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import psycopg
@@ -33,11 +34,12 @@ from psycopg import errors, sql
 
 from marketdata_assets.core.landing_files import Listing, open_binary, walk
 from marketdata_assets.ingest.minute_bars.transforms import dedupe_bars
-from marketdata_assets.sources.minute_csv.profiles import CsvProfile
-from marketdata_assets.sources.minute_csv.reader import REJECTED_DAYS_SCHEMA, open_minute_csv, write_rejects
+from marketdata_assets.sources.registry import minute_files
 from marketdata_assets.stores.timescale import ledger
 from marketdata_assets.stores.timescale.copy_writer import insert_rows, table_identifier
 from marketdata_assets.stores.timescale.kline import MINUTE_TABLE
+
+FILES = minute_files()  # the minute-bar files' reader and profiles (sources/minute_csv)
 
 # Files up to this size are parsed once (batches kept between the span pass and the write).
 IN_MEMORY_BYTES = 256 << 20
@@ -146,11 +148,13 @@ class ParsedFile:
     first_time: datetime | None
     last_time: datetime | None
     months: list[date]
-    rejected_days: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REJECTED_DAYS_SCHEMA))
+    rejected_days: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=FILES.rejected_days_schema)
+    )
 
 
-def parse_file(path: Path, profiles: Sequence[CsvProfile] | None = None, **options) -> ParsedFile:
-    reader = open_minute_csv(path, profiles, **options)
+def parse_file(path: Path, profiles: Sequence[Any] | None = None, **options) -> ParsedFile:
+    reader = FILES.open(path, profiles, **options)
     batches = list(reader.batches())
     months: set[date] = set()
     first = last = None
@@ -172,15 +176,15 @@ def parse_file(path: Path, profiles: Sequence[CsvProfile] | None = None, **optio
 
 
 def file_span(
-    path: Path, profiles: Sequence[CsvProfile] | None = None
+    path: Path, profiles: Sequence[Any] | None = None
 ) -> tuple[datetime | None, datetime | None, list[date], ParsedFile | None]:
     """(first, last, months, parsed file or None) of a new or changed landing file: small files are
     parsed whole (the load reuses the batches), big ones scanned by their time column only.
-    Raises CsvFileError when the file can't be read."""
+    Raises the file source's `file_error` when the file can't be read."""
     if path.lstat().st_size <= IN_MEMORY_BYTES:
         parsed = parse_file(path, profiles)
         return parsed.first_time, parsed.last_time, parsed.months, parsed
-    span = open_minute_csv(path, profiles).time_range()
+    span = FILES.open(path, profiles).time_range()
     return span.min_time, span.max_time, [date(int(m[:4]), int(m[5:7]), 1) for m in span.months], None
 
 
@@ -214,7 +218,7 @@ def load_file(
     use_copy: bool,
     run_id: str | None,
     reject_dir: Path,
-    profiles: Sequence[CsvProfile] | None = None,
+    profiles: Sequence[Any] | None = None,
     table: str = MINUTE_TABLE,
     block_bytes: int | None = None,
     parsed: ParsedFile | None = None,
@@ -229,7 +233,7 @@ def load_file(
     # keeps its parsed batches for pass 2; a bigger one is streamed again.
     if parsed is None and result.size_bytes <= IN_MEMORY_BYTES:
         parsed = parse_file(path, profiles, **options)
-    reader = open_minute_csv(path, profiles, **options) if parsed is None else None
+    reader = FILES.open(path, profiles, **options) if parsed is None else None
     spans: list[pl.DataFrame] = []
     kept: list[pl.DataFrame] | None = [] if parsed is not None else None
     for batch in parsed.batches if parsed is not None else reader.batches():
@@ -244,7 +248,7 @@ def load_file(
     rejected_days = parsed.rejected_days if parsed is not None else reader.rejected_days
     if rejects:
         result.rejects_file = str(
-            write_rejects(rejects, reject_dir / f"{rel.replace('/', '__')}.rejects.csv")
+            FILES.write_rejects(rejects, reject_dir / f"{rel.replace('/', '__')}.rejects.csv")
         )
     span = (
         pl.concat(spans).group_by("code").agg(pl.col("first").min(), pl.col("last").max())
@@ -268,7 +272,7 @@ def load_file(
             batches = (
                 iter(kept)
                 if kept is not None
-                else (_in_months(b, months) for b in open_minute_csv(path, profiles, **options).batches())
+                else (_in_months(b, months) for b in FILES.open(path, profiles, **options).batches())
             )
             if dedupe_whole_file:  # a bar repeated across batches: keep its last occurrence in the file
                 frames = [b for b in batches if b.height]
@@ -289,7 +293,7 @@ def load_file(
             ledger.replace_rejected_rows(
                 conn,
                 rel,
-                *(rejected_days[c].to_list() for c in REJECTED_DAYS_SCHEMA),
+                *(rejected_days[c].to_list() for c in FILES.rejected_days_schema),
                 rejects_file=result.rejects_file,
                 run_id=run_id,
             )
