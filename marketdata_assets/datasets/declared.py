@@ -103,10 +103,12 @@ def explain(message: str, body: Any, what: str, kind: type | None = None, number
     steps = [int(i) if i else name for i, name in _STEP.findall(path)]
     if not steps:
         return f"{what}s: {why}"
-    index, fields = steps[0], [_name(kind, s) for s in steps[1:2]] + [str(s) for s in steps[2:]]
-    label = f"{what} #{index}" if numbered else what
-    value: Any = body
-    for step in steps:
+    if numbered:  # a page: the path starts at the record's position
+        named, value, label = steps[1:], body, f"{what} #{steps[0]}"
+    else:  # one record (`one_of`, its body `[record]`): the path starts at its field
+        named, value, label = steps, body[0] if isinstance(body, list) and body else body, what
+    fields = [_name(kind, s) for s in named[:1]] + [str(s) for s in named[1:]]
+    for step in steps if numbered else named:
         try:
             value = value[step]
         except (KeyError, IndexError, TypeError):
