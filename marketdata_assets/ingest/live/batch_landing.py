@@ -3,7 +3,7 @@ marker into the channels it concerns, every landed frame counted.
 
 A connection's markers go into every channel it carries (each channel's file tells its own story), but
 its `overflow` markers, one a batch while the processor is behind, into the control channel every time
-and into its channels at most once a second (docs/live-capture.md, "Landing").
+and into its channels at most once a second (docs/live-capture.md, "Raw landing").
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ resubscription, every gap and rebuild marked in the book's channel; reset when t
 carried it is lost.
 
 `LiveCollector` (collector.py) owns one `Books`; their top-N snapshots and gap-hour repairs are
-`BookOutputs` (book_outputs.py). Rules and figures: docs/live-capture.md, "Books".
+`BookOutputs` (book_outputs.py). Rules and figures: docs/live-capture.md, "The collector" (its books).
 """
 
 from __future__ import annotations
