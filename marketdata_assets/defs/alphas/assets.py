@@ -264,8 +264,8 @@ def _import_files(
 
 def _created_chart(collection, months: list[str], alpha_type: str) -> str:
     """Alphas stored per New York day of dateCreated (per month for a range of months)."""
-    start, _ = account_api().month_window(months[0])
-    _, end = account_api().month_window(months[-1])
+    month_window = account_api().month_window
+    (start, _), (_, end) = month_window(months[0]), month_window(months[-1])
     counts: Counter = Counter()
     by_day = len(months) == 1
     for doc in collection.find(

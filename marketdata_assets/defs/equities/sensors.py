@@ -41,13 +41,13 @@ def minute_bar_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     root = settings.minute_bars_landing_dir()
     changed = sorted((path.stat().st_mtime_ns, str(path), path) for path in landing_files(root))
     changed = [item for item in changed if (item[0], item[1]) > (cursor["mtime_ns"], cursor["path"])]
-    started, touched, unreadable = time.monotonic(), [], []
+    started, touched, unreadable, files = time.monotonic(), [], [], minute_files()
     for mtime_ns, name, path in changed:
         if time.monotonic() - started > TIME_BUDGET_S:
             break
         try:
-            touched += [(f"{month}-01", mtime_ns) for month in minute_files().time_range(path).months]
-        except minute_files().file_error as error:  # the load run quarantines it; nothing to request here
+            touched += [(f"{month}-01", mtime_ns) for month in files.time_range(path).months]
+        except files.file_error as error:  # the load run quarantines it; nothing to request here
             unreadable.append(str(error))
         cursor = {"mtime_ns": mtime_ns, "path": name}
     for problem in unreadable:
