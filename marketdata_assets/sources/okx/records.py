@@ -97,8 +97,8 @@ class LiquidationOrders(msgspec.Struct):
 
 
 SIDE = each("side", ("buy", "sell").__contains__, "{what} side is {value!r}, not buy/sell")
-TRADE = {"tradeId": None, "instId": None, "px": number, "sz": number, "ts": integer, "side": None}
-CANDLE = {
+TRADE_READERS = {"tradeId": None, "instId": None, "px": number, "sz": number, "ts": integer, "side": None}
+CANDLE_READERS = {
     "ts": integer,
     **dict.fromkeys("ohlc", number),
     "vol": number,
@@ -106,11 +106,11 @@ CANDLE = {
     "volCcyQuote": number,
     "confirm": None,
 }
-PRICE_CANDLE = {"ts": integer, **dict.fromkeys("ohlc", number), "confirm": None}
+PRICE_CANDLE_READERS = {"ts": integer, **dict.fromkeys("ohlc", number), "confirm": None}
 CANDLE_OPTIONAL = {"volCcyQuote": "", "confirm": "1"}  # a row may end before them (confirm: closed)
-FUNDING = {"instId": None, "fundingTime": integer, "realizedRate": number}
-OPEN_INTEREST = {"ts": integer, "oi": number, "oiCcy": number, "oiUsd": number}
-DETAIL = {"ts": integer, "side": None, "posSide": None, "bkPx": number, "sz": number}
+FUNDING_READERS = {"instId": None, "fundingTime": integer, "realizedRate": number}
+OPEN_INTEREST_READERS = {"ts": integer, "oi": number, "oiCcy": number, "oiUsd": number}
+DETAIL_READERS = {"ts": integer, "side": None, "posSide": None, "bkPx": number, "sz": number}
 PRICES = ("open", "high", "low", "close")
 
 

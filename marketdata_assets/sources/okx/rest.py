@@ -56,19 +56,19 @@ from marketdata_assets.datasets.wire import (
 )
 from marketdata_assets.sources.okx.instruments import ContractSizer
 from marketdata_assets.sources.okx.records import (
-    CANDLE,
     CANDLE_OPTIONAL,
+    CANDLE_READERS,
     CANDLE_RULES,
-    DETAIL,
-    FUNDING,
+    DETAIL_READERS,
+    FUNDING_READERS,
     LIQUIDATION_RECORD_RULES,
     LIQUIDATION_RULES,
-    OPEN_INTEREST,
+    OPEN_INTEREST_READERS,
     OPEN_INTEREST_RULES,
-    PRICE_CANDLE,
+    PRICE_CANDLE_READERS,
     PRICE_CANDLE_RULES,
     PRICES,
-    TRADE,
+    TRADE_READERS,
     Candle,
     FundingSettlement,
     HistoryTrade,
@@ -182,7 +182,7 @@ def history_trades(
 ) -> dict[str, list]:
     """Trades (`HistoryTrade`: history-trades, and the `trades` channel's push) as checked columns, sized
     by `sizer`: ts (µs), trade_id = tradeId, price, quantity, amount, side, seq = int(tradeId)."""
-    cols, _ = lax_columns(HistoryTrade, data, TRADE, ctx)
+    cols, _ = lax_columns(HistoryTrade, data, TRADE_READERS, ctx)
     check(
         cols,
         trade_rules(instrument),
@@ -269,7 +269,9 @@ def candles(
     """Candle rows (`Candle`, `PriceCandle`) as checked columns of the closed ones: ts_us, open, high,
     low, close (candles: also volume = vol, vol_ccy, quote = volCcyQuote and whether the row has it);
     the rows still forming are counted in `drops["unconfirmed"]`. `page`: volumes as a page is read."""
-    cols, fit = lax_columns(kind, data, CANDLE if kind is Candle else PRICE_CANDLE, ctx, CANDLE_OPTIONAL)
+    cols, fit = lax_columns(
+        kind, data, CANDLE_READERS if kind is Candle else PRICE_CANDLE_READERS, ctx, CANDLE_OPTIONAL
+    )
     cols["ts_us"] = list(map(epoch_to_us, cols["ts"]))
     cols.update(zip(PRICES, (cols[raw] for raw in "ohlc"), strict=True))
     cols["closed"] = np.array([confirm != "0" for confirm in cols["confirm"]], bool)
@@ -421,7 +423,7 @@ def parse_ticker(
 def funding_rows(body: Any, instrument: str, ctx: Page) -> list[tuple[int, float]]:
     """funding-rate-history envelope (`FundingSettlement`s) → [(fundingTime µs, realizedRate)] as sent."""
     data = envelope_data(body, ctx)
-    cols, fit = lax_columns(FundingSettlement, data, FUNDING, ctx)
+    cols, fit = lax_columns(FundingSettlement, data, FUNDING_READERS, ctx)
     rules = (
         reads("instId"),
         of(instrument),
@@ -494,7 +496,7 @@ def parse_funding_history(body: Any, instrument: str, ctx: Page | None = None) -
 def open_interests(rows: list, sizer: ContractSizer, ctx: Page, page: bool = False) -> dict[str, list]:
     """Open interest rows (`OpenInterestRow`: REST, and the open-interest push's fields) as checked
     columns: ts (µs), contracts, contract_size, size_unit, base, quote (`page`: as a page is read)."""
-    cols, fit = lax_columns(OpenInterestRow, rows, OPEN_INTEREST, ctx)
+    cols, fit = lax_columns(OpenInterestRow, rows, OPEN_INTEREST_READERS, ctx)
     shaped = keeps(cols, OPEN_INTEREST_RULES[:1])
     check(
         cols,
@@ -550,7 +552,7 @@ def liquidation_details(
     `drops["other_instrument"]`): ts (µs), key `<ts>-<side>-<posSide>-<sz>-<bkPx>` as sent (OKX gives no
     id), side, price, quantity (base), amount; and "times": every detail's ms. `name(i)`: a detail
     until its time is read."""
-    cols, _ = lax_columns(LiquidationDetail, details, DETAIL, ctx)
+    cols, _ = lax_columns(LiquidationDetail, details, DETAIL_READERS, ctx)
     cols["ours"] = np.ones(len(details), bool) if ours is None else np.array(ours, bool)
     named = _names(cols, LIQUIDATION_RULES[:2], lambda r: f"liquidation at {_iso(r['ts'])}", name)
     _check(cols, LIQUIDATION_RULES, named, ctx, drops, "other_instrument", [not o for o in cols["ours"]])
