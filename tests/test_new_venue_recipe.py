@@ -103,7 +103,7 @@ from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.declared import Int64, check, columns, each, is_epoch, is_finite, \
 is_positive, page_of
 from marketdata_assets.datasets.frames import epoch_to_us
-from marketdata_assets.datasets.records import Funding
+from marketdata_assets.datasets.normalized import Funding
 from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.sources.stream import (BOOK_TOPS, BOOKS, FUNDING, MARK_FUNDING, TRADES, \
 ChainedBookSync, Frame,

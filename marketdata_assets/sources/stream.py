@@ -89,7 +89,7 @@ def live_message(
 def record_message(
     dataset: str, venue: str, instrument: str, key: Any, event_ms: int | None, recv_ns: int, record: tuple
 ) -> LiveMessage:
-    """The message of a normalized record (datasets/records.py): id `<dataset>.<venue>.<instrument>.<key>`,
+    """The message of a normalized record (datasets/normalized.py): id `<dataset>.<venue>.<instrument>.<key>`,
     payload `{venue, instrument, **record, ts_ms (the event time), recv_ns}`."""
     return live_message(dataset, venue, instrument, key, event_ms, recv_ns, **record._asdict())
 

@@ -1,7 +1,7 @@
 """The rows of the live datasets other than trades: which landing channels carry a dataset and how a
 normalized message becomes a row of its stored frame (datasets/frames.py). Venue-neutral: each venue's
 stream protocol declares where it lands each dataset (`landed`, `shared_carries`) and builds the
-messages once, already in the stored units (datasets/records.py: sizes in base units, amounts in
+messages once, already in the stored units (datasets/normalized.py: sizes in base units, amounts in
 quote units, by the venue's REST parsing code), so a row is its message's record as it is. The
 venues' declarations, read from the registry, give `CHANNELS`:
 

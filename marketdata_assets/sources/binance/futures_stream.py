@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from marketdata_assets.datasets.normalized import Funding, Liquidation, MarkPrice
 from marketdata_assets.datasets.order_book import OrderBook
-from marketdata_assets.datasets.records import Funding, Liquidation, MarkPrice
 from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.sources.binance.futures_client import BinanceFuturesClient
 from marketdata_assets.sources.binance.records import UsdmDepthEvent, UsdmDepthFrame, levels

@@ -20,8 +20,8 @@ import orjson
 from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.declared import one_of
 from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, epoch_to_us
+from marketdata_assets.datasets.normalized import AggregateTrade, Bar, Ticker
 from marketdata_assets.datasets.order_book import OrderBook
-from marketdata_assets.datasets.records import AggregateTrade, Bar, Ticker
 from marketdata_assets.datasets.wire import Trade, epoch_us, field, integer, number, positive
 from marketdata_assets.sources.binance.client import BinanceClient
 from marketdata_assets.sources.binance.records import (

@@ -14,7 +14,7 @@ from typing import ClassVar
 from marketdata_assets.core.http import Page, SourceError
 from marketdata_assets.datasets.frames import epoch_to_us
 from marketdata_assets.datasets.instruments import LookupFailed, Master
-from marketdata_assets.datasets.records import Funding, MarkPrice, OpenInterest, Ticker
+from marketdata_assets.datasets.normalized import Funding, MarkPrice, OpenInterest, Ticker
 from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.sources.deribit import reference
 from marketdata_assets.sources.deribit.client import DeribitClient

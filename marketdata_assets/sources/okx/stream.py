@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from marketdata_assets.core.http import Page, SourceError
 from marketdata_assets.datasets.instruments import LookupFailed, Master
-from marketdata_assets.datasets.records import Bar, Funding, Liquidation, MarkPrice, OpenInterest, Ticker
+from marketdata_assets.datasets.normalized import Bar, Funding, Liquidation, MarkPrice, OpenInterest, Ticker
 from marketdata_assets.datasets.wire import Trade
 from marketdata_assets.sources.okx import reference
 from marketdata_assets.sources.okx.client import OkxClient

@@ -74,7 +74,7 @@ VENUES = {
         [("ticker", "tickers")],
     ),
 }
-# each message's normalized record (datasets/records.py; trades: sources/stream.py trade_messages)
+# each message's normalized record (datasets/normalized.py; trades: sources/stream.py trade_messages)
 FIELDS = {
     "trades": ("trade_id", "price", "quantity", "amount", "side"),
     "tickers": ("bid", "bid_size", "ask", "ask_size"),
