@@ -10,8 +10,10 @@ The protocol, so that a reader never sees half a file and a crash loses only unf
   a zstd stream kept open per file held ~0.6 MB of context each, 3.8 GB at 2,000 instruments' 6,000
   channels (bench live_capture --universe); a file now holds only its lines since the last flush.
 - When the hour of a file ends (the first record of a later hour on that channel, or `tick` at a
-  time past the hour), the file is flushed, fsynced, its summary (`<name>.json`: lines, frames,
-  markers by kind, first/last receive time) written, and `<name>.part` renamed to `<name>`.
+  time past the hour), the file is flushed; the next `tick` (each second) fsyncs it, writes its summary
+  (`<name>.json`: lines, frames, markers by kind, first/last receive time) and renames `<name>.part`
+  to `<name>`, outside the writer's lock: the frames of the new hour never wait on the old files'
+  fsyncs (a universe's thousands of channels turn the hour in the same second).
 - `recover` closes the `.part` files no live writer holds: it decodes what it can, keeps the
   complete lines, drops a torn last line (and any line that is not JSON), counts both, appends a
   `crash` marker saying so, and writes the closed file and its summary as above.
@@ -190,7 +192,8 @@ class _OpenFile:
             self.buffer = []
 
     def close(self) -> Path:
-        self.flush()
+        """Flushed (by its writer, under its lock: the compressor is shared), made durable, its summary
+        written and renamed to its closed name."""
         os.fsync(self.handle.fileno())
         final = _publish(self.part, closed_name(self.part), self.summary)
         self.handle.close()  # releases the lock after the rename: recovery never sees it unlocked
@@ -213,6 +216,7 @@ class LandingWriter:
         self.level, self.flush_lines, self.flush_interval_ns = level, flush_lines, int(flush_interval_s * 1e9)
         self.compressor = _compressor(level)  # every file's (used under the lock)
         self.files: dict[str, _OpenFile] = {}
+        self.ending: list[_OpenFile] = []  # flushed files whose hour ended: the next `tick` closes them
         self.closed: list[Path] = []
         self.landed: dict[str, int] = {}  # channel -> frames landed by `frames` (what was received)
         self.lock = threading.Lock()
@@ -259,16 +263,22 @@ class LandingWriter:
                 if len(buffer) >= flush_lines:
                     f.flush()
 
-    def _closed(self, f: _OpenFile) -> Path:
-        path = f.close()
-        self.closed.append(path)
-        return path
+    def _close_all(self, ended: list[_OpenFile]) -> list[Path]:
+        """Close flushed files (fsync, summary, rename: ~1 ms of disk each), outside the writer's lock
+        when called from `tick`: at an hour's turn a universe's thousands of files close while frames go
+        on landing in the next hour's."""
+        paths = [f.close() for f in ended]
+        with self.lock:
+            self.closed.extend(paths)
+        return paths
 
     def _file(self, channel: str, recv_ns: int) -> _OpenFile:
-        """The open file of a channel for a receive time: a file of another hour is closed first."""
+        """The open file of a channel for a receive time: a file of another hour is flushed and left to
+        the next `tick` to close (closing it here would hold every frame of the batch behind its fsyncs)."""
         current = self.files.get(channel)
         if current is not None and not current.takes(recv_ns):
-            self._closed(self.files.pop(channel))
+            current.flush()
+            self.ending.append(self.files.pop(channel))
             current = None
         if current is None:
             directory = self.root / self.venue / checked_component(channel, "channel")
@@ -291,17 +301,20 @@ class LandingWriter:
                 current.flush()
 
     def tick(self, now_ns: int | None = None) -> list[Path]:
-        """Flush every file if `flush_interval_s` has passed; close the files whose hour ended
-        before `now_ns`. Returns the files closed by this call."""
+        """Flush every file if `flush_interval_s` has passed; close the files whose hour ended (a later
+        hour's frame came, or `now_ns` is past it), off the lock. Returns the files closed by this call."""
         now_ns = time.time_ns() if now_ns is None else now_ns
         with self.lock:
             ended = [channel for channel, f in self.files.items() if now_ns >= f.hour_start_ns + HOUR_NS]
-            closed = [self._closed(self.files.pop(channel)) for channel in ended]
+            for channel in ended:
+                self.files[channel].flush()
+                self.ending.append(self.files.pop(channel))
+            ending, self.ending = self.ending, []
             if now_ns - self.last_flush_ns >= self.flush_interval_ns:
                 for f in self.files.values():
                     f.flush()
                 self.last_flush_ns = now_ns
-            return closed
+        return self._close_all(ending)
 
     def flush(self) -> None:
         with self.lock:
@@ -309,11 +322,13 @@ class LandingWriter:
                 f.flush()
 
     def close(self) -> list[Path]:
-        """Close every open file (a clean stop: the hour's file is complete as far as it goes)."""
+        """Close every file (a clean stop: the hour's file is complete as far as it goes)."""
         with self.lock:
-            closed = [self._closed(f) for f in self.files.values()]
+            for f in self.files.values():
+                f.flush()
+            ending, self.ending = [*self.ending, *self.files.values()], []
             self.files.clear()
-            return closed
+        return self._close_all(ending)
 
     def __enter__(self):
         return self

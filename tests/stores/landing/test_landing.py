@@ -38,7 +38,9 @@ def test_hour_rollover_closes_the_hour_and_a_reader_never_sees_a_part(tmp_path):
         writer.frame("btcusdt@trade", "c1", json.dumps({"t": k}), H0 + k)
     assert closed_files(tmp_path, "BINANCE", "btcusdt@trade") == []  # open: only a .part exists
     writer.marker("btcusdt@trade", "c1", "disconnect", H0 + HOUR_NS - 1, reason="dropped")
-    writer.frame("btcusdt@trade", "c2", '{"t":5}', H0 + HOUR_NS)  # the next hour closes the first
+    writer.frame("btcusdt@trade", "c2", '{"t":5}', H0 + HOUR_NS)  # the next hour ends the first:
+    assert closed_files(tmp_path, "BINANCE", "btcusdt@trade") == []  # flushed, closed by the next tick
+    assert [p.name for p in writer.tick(H0 + HOUR_NS + 1)] == [f"{hour_key(H0)}.{H0}{SUFFIX}"]
     first = closed_files(tmp_path, "BINANCE", "btcusdt@trade")
     assert [p.name.split(".")[0] for p in first] == [hour_key(H0)] == ["2026-09-21T14Z"]
     records = read_file(first[0])
@@ -246,3 +248,24 @@ def test_a_link_in_the_landing_is_never_listed_nor_read(tmp_path):
     with pytest.raises(LinkRefused) as refused:
         read_file(later)
     assert "SECRET" not in str(refused.value) and (outside / "secret").read_text() == "SECRET\n"
+
+
+def test_an_hours_turn_closes_its_files_in_the_next_tick_not_while_frames_land(tmp_path, monkeypatch):
+    """A batch that takes 300 channels into the next hour flushes their old files and closes none (no
+    fsync holds the batch: a universe's channels all turn in the same second); the next tick closes all
+    300, each readable with its summary, while the new hour's files stay open."""
+    writer = LandingWriter(tmp_path, "BINANCE")
+    channels = [f"c{k}usdt@trade" for k in range(300)]
+    writer.frames([(c, "c1", '{"k":0}', H0 + 5) for c in channels])
+    synced = []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))
+    writer.frames([(c, "c1", '{"k":1}', H0 + HOUR_NS + 5) for c in channels])
+    assert synced == [] and not list(tmp_path.rglob(f"*{SUFFIX}"))
+    monkeypatch.undo()
+    closed = writer.tick(H0 + HOUR_NS + 10)
+    assert sorted(p.parent.name for p in closed) == sorted(channels)
+    assert all(read_file(p) == [{"t": H0 + 5, "c": "c1", "d": '{"k":0}'}] for p in closed)
+    assert all(summary(p)["frames"] == 1 for p in closed)
+    assert len(list(tmp_path.rglob(f"*{PART}"))) == 300  # the new hour's, open
+    writer.close()
+    assert not list(tmp_path.rglob(f"*{PART}"))
