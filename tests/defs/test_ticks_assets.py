@@ -1,5 +1,6 @@
 """The ticks assets as Dagster runs them: replay servers for the five sources, the real embedded
-ClickHouse (a database per test), an ephemeral Dagster instance. Rows are compared with the replay's
+ClickHouse (a database per test: an emptied store of an earlier test where there is one,
+tests/support/store_pool.py), an ephemeral Dagster instance. Rows are compared with the replay's
 ground truth through the read views; faults are injected into the replays."""
 
 from __future__ import annotations
@@ -91,18 +92,18 @@ def persistent_instance():
 
 
 @pytest.fixture
-def crypto(crypto_server, clickhouse):
+def crypto(crypto_server, store):
     crypto_server.clear_faults()
     crypto_server.reset()
-    yield {**crypto_resources(crypto_server.base_url), "clickhouse": clickhouse}
+    yield {**crypto_resources(crypto_server.base_url), "clickhouse": store}
     crypto_server.clear_faults()
 
 
 @pytest.fixture
-def stocks(stock_server, clickhouse):
+def stocks(stock_server, store):
     stock_server.clear_faults()
     stock_server.reset_counters()
-    yield {**stock_resources(stock_server.base_url), "clickhouse": clickhouse}
+    yield {**stock_resources(stock_server.base_url), "clickhouse": store}
     stock_server.clear_faults()
 
 
@@ -705,8 +706,9 @@ def test_a_holiday_writes_nothing_and_materializes(stock_server, stocks, instanc
 
 
 def test_dump_sensor_requests_the_days_of_new_files_and_a_run_loads_every_file_of_the_day(
-    tmp_path, monkeypatch, clickhouse
+    tmp_path, monkeypatch, store
 ):
+    clickhouse = store
     from marketdata_assets.defs.archives.sensors import binance_dump_files
 
     landing = tmp_path / "landing"
@@ -863,8 +865,9 @@ def test_instrument_blocks_cover_exactly_the_affected_instruments():
 
 
 def test_source_resources_take_urls_and_the_token_from_the_environment(
-    stock_server, clickhouse, instance, monkeypatch
+    stock_server, store, instance, monkeypatch
 ):
+    clickhouse = store
     from marketdata_assets.resources.sources import source_resources
     from marketdata_assets.sources.tushare import TushareTokenError
 
