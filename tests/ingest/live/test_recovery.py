@@ -332,7 +332,8 @@ def verify(
 
 
 @pytest.mark.parametrize("name", list(FAULTS))
-def test_after_a_replay_fault_the_stored_trades_are_what_the_replay_sent(root, clickhouse, name):
+def test_after_a_replay_fault_the_stored_trades_are_what_the_replay_sent(root, store, name):
+    clickhouse = store
     fault = FAULTS[name]
     stack, rest, ws = replays(WsConfig(tick_s=0.02, **fault.ws))
     with stack:
@@ -394,7 +395,7 @@ def flushed(root) -> None:
         time.sleep(0.05)
 
 
-def test_after_a_kill_9_the_next_start_recovers_and_the_hour_is_whole(root, tmp_path, clickhouse):
+def test_after_a_kill_9_the_next_start_recovers_and_the_hour_is_whole(root, tmp_path, store):
     """`marketdata collect` SIGKILLed mid-stream (its .part files left open, a line maybe torn), then
     started again: it closes them, and the hour loads whole once refilled."""
     from tests.apps.cli.test_collect_cli import cli_env, start, stop, wait_status
@@ -432,7 +433,7 @@ def test_after_a_kill_9_the_next_start_recovers_and_the_hour_is_whole(root, tmp_
         finally:
             stop(proc)
         assert status["collector"]["markers"]["recovered_files"] >= 1 and not list(root.rglob("*.part"))
-        seen = verify(root, clickhouse, rest, dict(ws.instruments[INSTRUMENT].emitted), "kill_9", None)
+        seen = verify(root, store, rest, dict(ws.instruments[INSTRUMENT].emitted), "kill_9", None)
     assert seen["refilled"] > 0  # the trades sent while no collector ran came from the refill
 
 
@@ -483,9 +484,8 @@ async def clickhouse_down(nats, collector, consumer, db_client, database) -> Non
 
 
 @pytest.mark.parametrize("outage", [nats_down, clickhouse_down], ids=["nats_restart", "clickhouse_outage"])
-def test_after_an_outage_on_the_nats_path_trades_live_and_the_hour_are_whole(
-    root, tmp_path, clickhouse, outage
-):
+def test_after_an_outage_on_the_nats_path_trades_live_and_the_hour_are_whole(root, tmp_path, store, outage):
+    clickhouse = store
     from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
     from marketdata_assets.stores.clickhouse import live
     from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
@@ -664,9 +664,8 @@ VENUE_FAULTS = {
 
 
 @pytest.mark.parametrize(("venue", "name"), list(VENUE_FAULTS), ids=[f"{v}-{n}" for v, n in VENUE_FAULTS])
-def test_after_an_okx_or_deribit_fault_the_stored_trades_are_what_the_replay_sent(
-    root, clickhouse, venue, name
-):
+def test_after_an_okx_or_deribit_fault_the_stored_trades_are_what_the_replay_sent(root, store, venue, name):
+    clickhouse = store
     fault, rig = VENUE_FAULTS[(venue, name)], RIGS[venue]
     stack, rest, ws = rig.replays(WsConfig(tick_s=0.02, **fault.ws))
     with stack:
