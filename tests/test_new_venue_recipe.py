@@ -104,7 +104,7 @@ from marketdata_assets.datasets.declared import Int64, check, columns, each, is_
 is_positive, page_of
 from marketdata_assets.datasets.frames import epoch_to_us
 from marketdata_assets.datasets.normalized import Funding
-from marketdata_assets.datasets.wire import Trade
+from marketdata_assets.datasets.wire import SizedTrade
 from marketdata_assets.sources.stream import (BOOK_TOPS, BOOKS, FUNDING, MARK_FUNDING, TRADES, \
 ChainedBookSync, Frame,
                                               StreamBase, json_text, record_message, trade_messages, \
@@ -176,7 +176,7 @@ frame if kind == "book" else frame["data"])
 
     def trades(self, frame):
         c = trade_columns(frame.data, Page(VENUE, frame.instrument))
-        return [Trade(epoch_to_us(t), str(i), p, q, p * q, side, i, t)
+        return [SizedTrade(epoch_to_us(t), str(i), p, q, p * q, side, i, t)
                 for i, t, p, q, side in zip(c["id"], c["t"], c["p"], c["q"], c["side"])]
 
     def messages(self, frame, recv_ns):

@@ -1,15 +1,38 @@
-"""The normalized records of the live datasets other than trades (datasets/wire.py has `Trade`): what one
-parse of a venue's stream frame gives, already in the units the tables store (sizes in base units,
-amounts in quote units), so the JetStream messages, the latest-state cache and the hourly loads hold
-one value for one fact. A venue's stream module (sources/<venue>/stream.py) builds them; a message's
-payload is the record's fields with venue, instrument, `ts_ms` (the event time) and `recv_ns`.
-Numbers the venue sent and we did not change may be `orjson.Fragment`s of its text (written as the
-venue spelled them); everything else is a float, an int, a string or null.
+"""The normalized records of the live datasets: what one parse of a venue's stream frame gives, already
+in the units the tables store (sizes in base units, amounts in quote units), so the JetStream messages,
+the latest-state cache and the hourly loads hold one value for one fact. A venue's stream module
+(sources/<venue>/stream.py) builds them. A trade is a `Trade` (its message a JSON array of them, decoded
+typed by the store: the bounds the table holds are declared on its fields); the other datasets' message
+payload is the record's fields with venue, instrument, `ts_ms` (the event time) and `recv_ns`. Numbers the
+venue sent and we did not change may be `orjson.Fragment`s of its text (written as the venue spelled them);
+everything else is a float, an int, a string or null.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
+
+import msgspec
+
+US_LOW, US_HIGH = -2_208_988_800_000_000, 10_413_792_000_000_000  # 1900-01-01, 2300-01-01: the tables' years
+Text = Annotated[str, msgspec.Meta(min_length=1)]
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+class Trade(msgspec.Struct, gc=False):
+    """A trade as every sink stores it: the object of a trade in a message, a row of `trades_live`."""
+
+    venue: Text  # BINANCE, OKX, DERIBIT, ...
+    instrument: Text  # the venue's name of it
+    trade_id: Text  # the venue's id of the trade (Binance t / a, OKX tradeId, Deribit trade_id)
+    price: float  # quote currency per base unit
+    quantity: float  # base units (OKX contracts x ctVal; Deribit inverse: USD / price)
+    amount: float  # quote units (price x quantity; Deribit inverse: the USD traded)
+    side: str  # the taker's side: buy | sell
+    seq: Int64 | None  # the venue's per-instrument sequence (quality/continuity.py), None if it has none
+    ts_us: Annotated[int, msgspec.Meta(ge=US_LOW, lt=US_HIGH)]  # the trade's time, epoch microseconds
+    event_ms: int  # the venue's event time of the frame that carried it (0: the trade's time), epoch ms
+    recv_ns: Int64  # our receive time, epoch ns (int64 ns: 1677-2262)
 
 
 class Ticker(NamedTuple):

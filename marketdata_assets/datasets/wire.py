@@ -164,8 +164,9 @@ class Columns:
         return pl.DataFrame([data[name] for name in self.schema], schema=self.schema)
 
 
-class Trade(NamedTuple):
-    """One trade, parsed once from a venue's answer or stream frame and sized: what every sink stores."""
+class SizedTrade(NamedTuple):
+    """One trade, parsed once from a venue's answer or stream frame and sized, before its venue, instrument
+    and receive time join it (datasets/normalized.py `Trade`: what every sink stores)."""
 
     ts_us: int  # the trade's time, epoch microseconds
     trade_id: str  # the venue's id of the trade (Binance t / a, OKX tradeId, Deribit trade_id)

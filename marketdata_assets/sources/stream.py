@@ -31,8 +31,9 @@ from marketdata_assets.datasets.frames import (
     TICKERS_SPEC,
     TRADES_SPEC,
 )
+from marketdata_assets.datasets.normalized import Trade
 from marketdata_assets.datasets.order_book import OrderBook
-from marketdata_assets.datasets.wire import Trade, book_frame
+from marketdata_assets.datasets.wire import SizedTrade, book_frame
 
 # The messages' datasets: the declared datasets' names (datasets.frames), and `mark_price`, whose messages
 # are stored merged with the funding ones (MARK_FUNDING).
@@ -124,41 +125,22 @@ def best_level(
     return venue_number(price), venue_number(size) if sized is None else sized(float(price), float(size))
 
 
-class TradeMessage(msgspec.Struct, gc=False):
-    """A trade as every sink stores it (sized: quantity in base units, amount in quote units), with venue,
-    instrument and the receive time: the JSON object of a trade in a message (a Struct: no dict a trade)."""
-
-    venue: str
-    instrument: str
-    trade_id: str
-    price: float
-    quantity: float
-    amount: float
-    side: str
-    seq: int | None
-    ts_us: int
-    event_ms: int
-    recv_ns: int
-
-
 _ENCODE = (
     msgspec.json.Encoder().encode
 )  # its bytes are their own size (orjson's keep a 4 KB buffer: json_bytes)
 
 
-def trade_records(venue: str, instrument: str, trades: list[tuple[Trade, int]]) -> list[TradeMessage]:
+def trade_records(venue: str, instrument: str, trades: list[tuple[SizedTrade, int]]) -> list[Trade]:
     """(trade, receive time)s of one instrument as the objects of its messages."""
     return [
-        TradeMessage(
-            venue, instrument, trade_id, price, quantity, amount, side, seq, ts_us, event_ms, recv_ns
-        )
+        Trade(venue, instrument, trade_id, price, quantity, amount, side, seq, ts_us, event_ms, recv_ns)
         for (ts_us, trade_id, price, quantity, amount, side, seq, event_ms), recv_ns in trades
     ]
 
 
 def read_trade_frames(
     protocol: StreamProtocol, frames: list[Frame], recvs: list[int], bad: list[tuple[Frame, Exception]]
-) -> list[TradeMessage]:
+) -> list[Trade]:
     """The trades of trade frames (in order, each received at its `recvs` time) as message records,
     through `protocol.trades`, the one parse; a frame it refuses goes to `bad` with the error. A
     protocol's `read_trades` is this, or a faster reading of the same records (Binance's)."""
@@ -173,18 +155,18 @@ def read_trade_frames(
     return records
 
 
-def trade_messages(venue: str, instrument: str, trades: list[Trade], recv_ns: int) -> list[LiveMessage]:
+def trade_messages(venue: str, instrument: str, trades: list[SizedTrade], recv_ns: int) -> list[LiveMessage]:
     """A frame's trades as messages, one a trade: id `<venue>.<instrument>.<trade id>`, payload a
-    `TradeMessage` (the collector publishes them in batches: `trade_batch`)."""
+    `Trade` (the collector publishes them in batches: `trade_batch`)."""
     return [
         LiveMessage(TRADES, instrument, f"{venue}.{instrument}.{m.trade_id}", _ENCODE(m), m.event_ms)
         for m in trade_records(venue, instrument, [(t, recv_ns) for t in trades])
     ]
 
 
-def trade_batch(venue: str, instrument: str, records: list[TradeMessage]) -> tuple[str, bytes]:
+def trade_batch(venue: str, instrument: str, records: list[Trade]) -> tuple[str, bytes]:
     """(msg id, payload) of one instrument's trade records sent as one message: the payload a JSON
-    array of `TradeMessage`s; the id `<venue>.<instrument>.<first trade id>~<last trade id>.<count>.
+    array of `Trade`s; the id `<venue>.<instrument>.<first trade id>~<last trade id>.<count>.
     <crc32 of the payload>`, made from the content, so the same batch published again is stored once
     (a trade two connections delivered may be in two batches: `trades_live`'s key keeps it once)."""
     payload = _ENCODE(records)
@@ -350,14 +332,14 @@ class StreamProtocol(Protocol):
         """The normalized messages of an event frame (not a book's: those go to `BookSync`), maybe
         none (a kline not closed yet); KeyError/TypeError/ValueError on a malformed one."""
 
-    def trades(self, frame: Frame) -> list[Trade]:
+    def trades(self, frame: Frame) -> list[SizedTrade]:
         """The trades of a trade channel's event frame, sized as the venue's REST parser sizes them
         (the one parse the messages, the landing reader and so the hourly loads share);
         SourceDataError (or KeyError/TypeError/ValueError) on a malformed one."""
 
     def read_trades(
         self, frames: list[Frame], recvs: list[int], bad: list[tuple[Frame, Exception]]
-    ) -> list[TradeMessage]:
+    ) -> list[Trade]:
         """The trades of one instrument's trade frames as message records (`read_trade_frames`: the
         same records as `trades`, each with its frame's receive time); refused frames into `bad`."""
 
@@ -445,7 +427,7 @@ class StreamBase:
 
     def read_trades(
         self, frames: list[Frame], recvs: list[int], bad: list[tuple[Frame, Exception]]
-    ) -> list[TradeMessage]:
+    ) -> list[Trade]:
         return read_trade_frames(self, frames, recvs, bad)
 
     def snapshot_source(self, rest_url: str | None) -> None:

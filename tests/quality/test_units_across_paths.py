@@ -208,7 +208,7 @@ def test_the_same_trades_are_the_same_rows_on_every_path_and_the_check_says_so(
                     recv_ns,
                 )
             landing.close()
-            live.insert_live_trades(client, db, [live.trade_row(json.loads(m.payload)) for m in messages])
+            live.insert_live_trades(client, db, [row for m in messages for row in live.trade_rows(m.payload)])
             live_rows = rows_of(client, db, live.TRADES_LIVE, venue, instrument)
             assert same(live_rows, expected(rest_rows)), (venue, instrument, live_rows)
             assert (

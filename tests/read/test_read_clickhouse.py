@@ -9,6 +9,7 @@ named."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import textwrap
@@ -394,7 +395,7 @@ def test_todays_live_trades_are_read_marked_and_listed_with_their_lag(store, rea
     with live=True returns them after the history, marked path 'live', with the live stream's id sequence;
     the catalog lists the live table with its lag."""
     from marketdata_assets.read.gaps import LiveRowsNotRead
-    from marketdata_assets.stores.clickhouse.live import ensure_live_tables, insert_live_trades, trade_row
+    from marketdata_assets.stores.clickhouse.live import ensure_live_tables, insert_live_trades, trade_rows
 
     now = datetime.now(UTC).replace(microsecond=0)
     today = now.date()
@@ -403,10 +404,12 @@ def test_todays_live_trades_are_read_marked_and_listed_with_their_lag(store, rea
             "venue": "BINANCE",
             "instrument": "SOLUSDT",
             "trade_id": str(900 + k),
-            "price": "150.5",
-            "quantity": "2",
+            "price": 150.5,
+            "quantity": 2.0,
+            "amount": 301.0,
             "side": "buy",
             "seq": 900 + k,
+            "event_ms": 0,
             "ts_us": int((now - timedelta(minutes=k)).timestamp() * 1e6),
             "recv_ns": int(now.timestamp() * 1e9),
         }
@@ -414,7 +417,7 @@ def test_todays_live_trades_are_read_marked_and_listed_with_their_lag(store, rea
     ]
     with store.get_client() as client:
         ensure_live_tables(client, store.database)
-        insert_live_trades(client, store.database, [trade_row(m) for m in messages])
+        insert_live_trades(client, store.database, trade_rows(json.dumps(messages).encode()))
     with pytest.warns(LiveRowsNotRead, match="3 live BINANCE trade"):
         assert reader.trades("BINANCE", "SOLUSDT", today, today + timedelta(days=1)).height == 0
     both = reader.trades("BINANCE", "SOLUSDT", today, today + timedelta(days=1), live=True)

@@ -234,8 +234,8 @@ def main(directory: str) -> int:
     live.insert_live_trades(
         client,
         DB,
-        [
-            live.trade_row(
+        live.trade_rows(
+            json.dumps(
                 {
                     "venue": "BINANCE",
                     "instrument": "BTCUSDT",
@@ -246,8 +246,8 @@ def main(directory: str) -> int:
                     "ts_ms": 1_767_580_000_000,
                     "recv_ns": 1_767_580_000_000_000_000,
                 }
-            )
-        ],
+            ).encode()
+        ),
     )
     latest = client.query(
         f"SELECT path, count() FROM {DB}.trades_latest GROUP BY path ORDER BY path"

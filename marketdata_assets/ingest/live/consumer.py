@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
 import orjson
 from nats.js import api
 
@@ -123,9 +124,10 @@ class TradesConsumer:
                 rows.extend(trade_rows(msg.data))
                 good.append(msg)
             except (ValueError, KeyError, TypeError) as error:
-                reason = (
-                    "not_json" if isinstance(error, orjson.JSONDecodeError) else f"bad_{type(error).__name__}"
-                )
+                malformed = isinstance(error, orjson.JSONDecodeError) or (
+                    isinstance(error, msgspec.DecodeError) and not isinstance(error, msgspec.ValidationError)
+                )  # JSON it is not; a ValidationError names the field (`... - at `$[0].price``)
+                reason = "not_json" if malformed else f"bad_{type(error).__name__}"
                 self.stats.bad_messages[reason] = self.stats.bad_messages.get(reason, 0) + 1
                 bad.append(msg)
         return rows, good, bad

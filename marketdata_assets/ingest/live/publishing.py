@@ -12,11 +12,12 @@ import asyncio
 import itertools
 from collections import deque
 
+from marketdata_assets.datasets.normalized import Trade
 from marketdata_assets.ingest.live.book_outputs import LatestState
 from marketdata_assets.ingest.live.connection import Backoff
 from marketdata_assets.ingest.live.shedding import OVERFLOW, TradeGaps
 from marketdata_assets.ingest.live.stats import Stats
-from marketdata_assets.sources.stream import TRADES, Frame, StreamProtocol, TradeMessage, trade_batch
+from marketdata_assets.sources.stream import TRADES, Frame, StreamProtocol, trade_batch
 from marketdata_assets.stores.jetstream import JetStreamStore, subject
 
 
@@ -160,7 +161,7 @@ class Publisher:
 
     def _read_trades(
         self, instrument: str, frames: list[Frame], recvs: list[int], conn_id: str
-    ) -> list[TradeMessage]:
+    ) -> list[Trade]:
         """One instrument's trade frames as records, counted (trades, lag; a frame the venue refuses as
         `malformed_trades`); after dropped frames, the trade ids they held (`_trade_gap`)."""
         bad: list = []

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from marketdata_assets.datasets.instruments import Master
-from marketdata_assets.datasets.wire import Trade
+from marketdata_assets.datasets.wire import SizedTrade
 from marketdata_assets.ingest.instruments import keep_learned, stored_versions
 from marketdata_assets.ingest.live.landing_hours import file_hour, parse_hour
 from marketdata_assets.sources.config import rest_base
@@ -54,7 +54,7 @@ class LiveVenue:
         name = channel[len(head) : len(channel) - len(tail)]
         return name.upper() if self.protocol.lower_channels else name
 
-    def trades(self, text: str, instrument: str) -> list[Trade] | str:
+    def trades(self, text: str, instrument: str) -> list[SizedTrade] | str:
         """The trades of a landed frame's text, or why it is discarded."""
         try:
             frame = self.protocol.decode(text)

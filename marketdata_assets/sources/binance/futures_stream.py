@@ -13,9 +13,9 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from marketdata_assets.datasets.normalized import Funding, Liquidation, MarkPrice
+from marketdata_assets.datasets.normalized import Funding, Liquidation, MarkPrice, Trade
 from marketdata_assets.datasets.order_book import OrderBook
-from marketdata_assets.datasets.wire import Trade
+from marketdata_assets.datasets.wire import SizedTrade
 from marketdata_assets.sources.binance.futures_client import BinanceFuturesClient
 from marketdata_assets.sources.binance.records import UsdmDepthEvent, UsdmDepthFrame, levels
 from marketdata_assets.sources.binance.stream import (
@@ -45,7 +45,6 @@ from marketdata_assets.sources.stream import (
     LiveMessage,
     RestSnapshots,
     StreamLimits,
-    TradeMessage,
     read_trade_frames,
     record_message,
     venue_number,
@@ -58,7 +57,7 @@ WS_URL = "wss://fstream.binance.com"
 INCOMING_PER_S = 10
 
 
-def agg_trade_event(data: Any, instrument: str) -> list[Trade]:
+def agg_trade_event(data: Any, instrument: str) -> list[SizedTrade]:
     """An `aggTrade` event: USD-M's trades (spot's reading, `stream.agg_trade_event`: trade_id = seq =
     `a`)."""
     return spot_agg_trade_event(data, instrument, VENUE)
@@ -197,7 +196,7 @@ class BinanceUsdmStream(BinanceSpotStream):
 
     def read_trades(
         self, frames: list[Frame], recvs: list[int], bad: list[tuple[Frame, Exception]]
-    ) -> list[TradeMessage]:
+    ) -> list[Trade]:
         """Frame by frame through `trades` (`aggTrade` events: spot's straight reading is of `trade` ones)."""
         return read_trade_frames(self, frames, recvs, bad)
 

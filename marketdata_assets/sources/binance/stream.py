@@ -20,9 +20,9 @@ import orjson
 from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.declared import one_of
 from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, epoch_to_us
-from marketdata_assets.datasets.normalized import AggregateTrade, Bar, Ticker
+from marketdata_assets.datasets.normalized import AggregateTrade, Bar, Ticker, Trade
 from marketdata_assets.datasets.order_book import OrderBook
-from marketdata_assets.datasets.wire import Trade, epoch_us, field, integer, number, positive
+from marketdata_assets.datasets.wire import SizedTrade, epoch_us, field, integer, number, positive
 from marketdata_assets.sources.binance.client import BinanceClient
 from marketdata_assets.sources.binance.records import (
     AggTrade,
@@ -43,7 +43,6 @@ from marketdata_assets.sources.stream import (
     Frame,
     LiveMessage,
     RestSnapshots,
-    TradeMessage,
     best_level,
     book_ms,
     enabled,
@@ -144,7 +143,7 @@ def classify(frame: Any) -> Classified:
     return Classified("unknown")
 
 
-def trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[Trade]:
+def trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[SizedTrade]:
     """The trade of a `trade` event `{e, E, s, t, p, q, T, m}` (a `TradeEvent`, or the decoded JSON of a frame
     not in the documented types): trade_id = seq = `t`, ts = `T` (ms, or µs if asked for), amount = price x
     quantity (the event has no quote quantity), side from `m` (the buyer was the maker: the taker sold).
@@ -191,7 +190,7 @@ def trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[Trade]:
         return _checked_trade_event(data, instrument, venue)
     event_ms = data.get("E")
     return [
-        Trade(
+        SizedTrade(
             ts * 1000,
             str(trade_id),
             price,
@@ -206,15 +205,15 @@ def trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[Trade]:
 
 _floats = functools.partial(msgspec.convert, type=list[float], strict=False)  # decimal texts as floats, in C
 _trade = functools.partial(
-    tuple.__new__, Trade
-)  # a Trade of its fields in order, without NamedTuple's __new__ call
+    tuple.__new__, SizedTrade
+)  # a SizedTrade of its fields in order, without NamedTuple's __new__ call
 
 
 # epoch milliseconds (`epoch_us` reads µs too: the checked path), the Int64 range, infinity
 _MS_LOW, _MS_HIGH, _INT64, _INF = EPOCH_MS_OR_US[0], 100_000_000_000_000, 2**63, math.inf
 
 
-def _checked_trade_event(data: Any, instrument: str, venue: str) -> list[Trade]:
+def _checked_trade_event(data: Any, instrument: str, venue: str) -> list[SizedTrade]:
     ctx = Page(venue, instrument)
     if data.__class__ is TradeEvent:
         data = msgspec.structs.asdict(data)
@@ -228,7 +227,7 @@ def _checked_trade_event(data: Any, instrument: str, venue: str) -> list[Trade]:
         raise ctx.error(f"{what} m is {maker!r}, not true/false")
     event_ms = data.get("E")
     return [
-        Trade(
+        SizedTrade(
             ts,
             str(trade_id),
             price,
@@ -241,7 +240,7 @@ def _checked_trade_event(data: Any, instrument: str, venue: str) -> list[Trade]:
     ]
 
 
-def agg_trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[Trade]:
+def agg_trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[SizedTrade]:
     """An `aggTrade` event read and checked as the REST aggTrades pages are (`AggTrade`, `agg_trade_columns`):
     trade_id = seq = `a`, ts = `T`, amount = p x q, side from `m`; event time `E` (else the trade's)."""
     page = Page(venue, instrument)
@@ -250,7 +249,7 @@ def agg_trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[Trad
     event_ms = data.get("E")
     ts_us = epoch_to_us(t.T) if t.T else 0
     return [
-        Trade(
+        SizedTrade(
             ts_us,
             str(t.a),
             t.p,
@@ -500,16 +499,16 @@ class BinanceSpotStream:
             return trade_messages(self.venue, frame.instrument, self.trades(frame), recv_ns)
         return self._reading(frame.channel)(frame.data, frame.instrument, recv_ns)
 
-    def trades(self, frame: Frame) -> list[Trade]:
+    def trades(self, frame: Frame) -> list[SizedTrade]:
         return self._reading(frame.channel)(frame.data, frame.instrument)
 
     def read_trades(
         self, frames: list[Frame], recvs: list[int], bad: list[tuple[Frame, Exception]]
-    ) -> list[TradeMessage]:
-        """`trades` of many frames, events of the documented types read straight into their records (the
-        collector's hot path: no `Trade` between), their prices and quantities parsed at once (msgspec reads
-        decimal text into the floats `float` makes, in a quarter of its time); a batch with another event
-        or number spelling, and any trade the rules refuse, read as `trades` reads it, frame by frame."""
+    ) -> list[Trade]:
+        """`trades` of many frames, events of the documented types read straight into their `Trade`s (the
+        collector's hot path: no `SizedTrade` between), their prices and quantities parsed at once (msgspec
+        reads decimal text into the floats `float` makes, in a quarter of its time); a batch with another
+        event or number spelling, and any trade the rules refuse, read by `trades` one frame at a time."""
         events = [frame.data for frame in frames]
         try:
             prices, sizes = _floats([event.p for event in events]), _floats([event.q for event in events])
@@ -520,7 +519,7 @@ class BinanceSpotStream:
             if 0 < price < inf and 0 < qty < inf:  # the rules of `trade_event`'s first branch
                 trade_id, ts, event_ms = event.t, event.T, event.E
                 records.append(
-                    TradeMessage(
+                    Trade(
                         venue,
                         frame.instrument,
                         str(trade_id),

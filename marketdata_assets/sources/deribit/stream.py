@@ -15,7 +15,7 @@ from marketdata_assets.core.http import Page, SourceError
 from marketdata_assets.datasets.frames import epoch_to_us
 from marketdata_assets.datasets.instruments import LookupFailed, Master
 from marketdata_assets.datasets.normalized import Funding, MarkPrice, OpenInterest, Ticker
-from marketdata_assets.datasets.wire import Trade
+from marketdata_assets.datasets.wire import SizedTrade
 from marketdata_assets.sources.deribit import reference
 from marketdata_assets.sources.deribit.client import DeribitClient
 from marketdata_assets.sources.deribit.instruments import base_and_quote, is_inverse, size_of
@@ -256,7 +256,7 @@ class DeribitStream(StreamBase):
             return ticker_messages(frame.data, frame.instrument, recv_ns, self.datasets, inverse, size)
         return trade_messages(VENUE, frame.instrument, self.trades(frame), recv_ns)
 
-    def trades(self, frame: Frame) -> list[Trade]:
+    def trades(self, frame: Frame) -> list[SizedTrade]:
         """A `trades.<instrument>.<interval>` notification read and checked as the REST pages are
         (`trade_columns`): inverse contracts' USD amounts as base quantity and quote amount."""
         instrument, ctx = frame.instrument, Page(VENUE, frame.instrument)
@@ -265,7 +265,7 @@ class DeribitStream(StreamBase):
         cols = trade_columns(frame.data, instrument, self.inverse(instrument), ctx)
         fields = ("trade_id", "price", "quantity", "quote", "direction", "trade_seq")
         return [
-            Trade(epoch_to_us(t), *trade, epoch_to_us(t) // 1000)
+            SizedTrade(epoch_to_us(t), *trade, epoch_to_us(t) // 1000)
             for t, *trade in zip(cols["timestamp"], *(cols[name] for name in fields))
         ]
 

@@ -42,7 +42,7 @@ from marketdata_assets.datasets.frames import (
 )
 from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.datasets.wire import (
-    Trade,
+    SizedTrade,
     book_frame,
     book_levels,
     columns_of,
@@ -202,12 +202,12 @@ def history_trades(
     }
 
 
-def trades_of(cols: dict[str, list]) -> list[Trade]:
+def trades_of(cols: dict[str, list]) -> list[SizedTrade]:
     """`history_trades` columns as Trades (event time: the trade's)."""
-    return [Trade(*row, row[0] // 1000) for row in zip(*cols.values(), strict=True)]
+    return [SizedTrade(*row, row[0] // 1000) for row in zip(*cols.values(), strict=True)]
 
 
-def history_trade(record: Any, instrument: str, sizer: ContractSizer, what: str, ctx: Page) -> Trade:
+def history_trade(record: Any, instrument: str, sizer: ContractSizer, what: str, ctx: Page) -> SizedTrade:
     """One trade, named `what` until its id is read (`history_trades` of one)."""
     return trades_of(history_trades([record], instrument, sizer, ctx, what))[0]
 

@@ -15,7 +15,7 @@ from typing import ClassVar
 from marketdata_assets.core.http import Page, SourceError
 from marketdata_assets.datasets.instruments import LookupFailed, Master
 from marketdata_assets.datasets.normalized import Bar, Funding, Liquidation, MarkPrice, OpenInterest, Ticker
-from marketdata_assets.datasets.wire import Trade
+from marketdata_assets.datasets.wire import SizedTrade
 from marketdata_assets.sources.okx import reference
 from marketdata_assets.sources.okx.client import OkxClient
 from marketdata_assets.sources.okx.instruments import ContractSizer, is_derivative
@@ -416,7 +416,7 @@ class OkxStream(StreamBase):
                 out.append(record_message(LIQUIDATIONS, VENUE, instrument, key, ts // 1000, recv_ns, record))
         return out
 
-    def trades(self, frame: Frame) -> list[Trade]:
+    def trades(self, frame: Frame) -> list[SizedTrade]:
         """A `trades` push read as the REST pages are (`history_trades`), sizes in base units (x ctVal)."""
         instrument, ctx = frame.instrument, Page(VENUE, frame.instrument)
         if not isinstance(frame.data, list):

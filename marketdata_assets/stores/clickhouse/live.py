@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
+import msgspec
 import orjson
 
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.datasets.frames import TRADES_SPEC
+from marketdata_assets.datasets.normalized import US_HIGH, US_LOW, Trade
 from marketdata_assets.stores.clickhouse import cluster
 from marketdata_assets.stores.clickhouse.tables import LOADS, ensure_tables
 
@@ -97,12 +100,10 @@ def ensure_live_tables(client, database: str) -> list[str]:
 
 # What the columns hold: DateTime64 from 1900 to 2299 (a time past it is stored as another, silently),
 # `seq` an Int64 (a larger id fails the whole INSERT: a message with one would stop the consumer for good)
-_US_LOW, _US_HIGH = -2_208_988_800_000_000, 10_413_792_000_000_000  # 1900-01-01, 2300-01-01 (µs)
-_INT64 = 2**63
 
 
 def _utc_us(us: int, field: str = "ts_us") -> datetime:
-    if not _US_LOW <= us < _US_HIGH:
+    if not US_LOW <= us < US_HIGH:
         raise ValueError(f"{field} {us} is outside the years 1900-2299 the table stores")
     return datetime.fromtimestamp(us // 1_000_000, tz=UTC).replace(microsecond=us % 1_000_000)
 
@@ -111,46 +112,50 @@ def _utc_ms(ms: int, field: str) -> datetime:
     return _utc_us(ms * 1000, field)
 
 
-def trade_row(message: dict) -> tuple:
-    """A row of ``trades_live`` (:data:`LIVE_COLUMNS`) from a published trade (sources/stream.py
-    `trade_messages`: the venue's parse, sized: venue, instrument, trade_id, price, quantity, amount,
-    side, seq, ts_us, event_ms, recv_ns), stored as it is. A message of an older collector (ts_ms, no
-    amount: spot trades only) is read too. KeyError, TypeError or ValueError on a malformed message, or
-    one the table cannot hold as it is (a time outside its years, a `seq` outside Int64)."""
-    price, quantity = float(message["price"]), float(message["quantity"])
-    amount = float(message["amount"]) if message.get("amount") is not None else price * quantity
-    ts = _utc_us(int(message["ts_us"])) if "ts_us" in message else _utc_ms(int(message["ts_ms"]), "ts_ms")
-    seq = None if message.get("seq") is None else int(message["seq"])
-    if seq is not None and not -_INT64 <= seq < _INT64:
-        raise ValueError(f"seq {seq} is outside Int64")
-    venue, instrument, trade_id = str(message["venue"]), str(message["instrument"]), str(message["trade_id"])
-    if not (venue and instrument and trade_id):
-        raise ValueError("venue, instrument and trade_id must not be empty")
-    event = _utc_ms(int(message["event_ms"]), "event_ms") if message.get("event_ms") else ts
+_TRADES = msgspec.json.Decoder(list[Trade])  # a collector's message: a JSON array of trades, typed
+
+
+def trade_row(trade: Trade) -> tuple:
+    """A row of ``trades_live`` (:data:`LIVE_COLUMNS`) from a published trade, stored as it is (an event
+    time of 0: the trade's time). ValueError on a time the table cannot hold."""
+    ts = _utc_us(trade.ts_us)
     return (
         ts,
-        venue,
-        instrument,
-        trade_id,
-        price,
-        quantity,
-        amount,
-        str(message["side"]),
-        seq,
-        event,
-        _utc_us(int(message["recv_ns"]) // 1000, "recv_ns / 1000"),
+        trade.venue,
+        trade.instrument,
+        trade.trade_id,
+        trade.price,
+        trade.quantity,
+        trade.amount,
+        trade.side,
+        trade.seq,
+        _utc_ms(trade.event_ms, "event_ms") if trade.event_ms else ts,
+        _utc_us(trade.recv_ns // 1000, "recv_ns / 1000"),
     )
 
 
+def _trade_object(message: Any) -> Trade:
+    """One trade object: a message of `trade_messages`, or an older collector's (`ts_ms`, no `amount`
+    nor `event_ms`: spot trades only)."""
+    if isinstance(message, dict) and "ts_ms" in message and "ts_us" not in message:
+        price, quantity = float(message["price"]), float(message["quantity"])  # its numbers may be text
+        message = {"event_ms": 0, "seq": None, **message, "price": price, "quantity": quantity}
+        message["amount"] = price * quantity
+        message["ts_us"] = int(message.pop("ts_ms")) * 1000
+    return msgspec.convert(message, Trade)
+
+
 def trade_rows(data: bytes) -> list[tuple]:
-    """The rows of one `md.trades.*` message: a batch (a JSON array of trades, the collector's) or one
-    trade object (an older collector's). ValueError, KeyError or TypeError if it is neither."""
-    value = orjson.loads(data)
-    if isinstance(value, dict):
-        return [trade_row(value)]
-    if not isinstance(value, list) or not value:
-        raise ValueError("a trades message is a JSON object or a non-empty array of them")
-    return [trade_row(message) for message in value]
+    """The rows of one `md.trades.*` message: a batch (a JSON array of `Trade`s, the collector's), decoded
+    typed, or one trade object (`_trade_object`). ValueError (msgspec's names the field: `Expected `float`,
+    got `str` - at `$[0].price``) or TypeError if it is neither."""
+    if data[:1] == b"[":
+        trades = _TRADES.decode(data)
+        if not trades:
+            raise ValueError("a trades message is a non-empty JSON array")
+    else:
+        trades = [_trade_object(orjson.loads(data))]
+    return [trade_row(trade) for trade in trades]
 
 
 def insert_live_trades(client, database: str, rows: Sequence[tuple]) -> int:
