@@ -104,7 +104,7 @@ from marketdata_assets.datasets.declared import Int64, check, columns, each, is_
 is_positive, page_of
 from marketdata_assets.datasets.frames import epoch_to_us
 from marketdata_assets.datasets.normalized import Funding
-from marketdata_assets.datasets.wire import SizedTrade
+from marketdata_assets.datasets.normalized import Trade
 from marketdata_assets.sources.stream import (BOOK_TOPS, BOOKS, FUNDING, MARK_FUNDING, TRADES, \
 ChainedBookSync, Frame,
                                               StreamBase, json_text, record_message, trade_messages, \
@@ -174,14 +174,14 @@ frame if kind == "book" else frame["data"])
     def new_book(self, instrument):
         return ToyexBook(instrument)
 
-    def trades(self, frame):
+    def trades(self, frame, recv_ns=0):
         c = trade_columns(frame.data, Page(VENUE, frame.instrument))
-        return [SizedTrade(epoch_to_us(t), str(i), p, q, p * q, side, i, t)
+        return [Trade(VENUE, frame.instrument, str(i), p, q, p * q, side, i, epoch_to_us(t), t, recv_ns)
                 for i, t, p, q, side in zip(c["id"], c["t"], c["p"], c["q"], c["side"])]
 
     def messages(self, frame, recv_ns):
         if frame.dataset == TRADES:
-            return trade_messages(VENUE, frame.instrument, self.trades(frame), recv_ns)
+            return trade_messages(self.trades(frame, recv_ns))
         f = frame.data
         return [record_message(FUNDING, VENUE, frame.instrument, f["ts"], f["ts"], recv_ns,
                                Funding(venue_number(f["rate"]), int(f["next"])))]

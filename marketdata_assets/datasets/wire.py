@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import polars as pl
 
@@ -162,20 +162,6 @@ class Columns:
             if self.schema[name] == UTC_US:
                 data[name] = data[name].cast(UTC_US)
         return pl.DataFrame([data[name] for name in self.schema], schema=self.schema)
-
-
-class SizedTrade(NamedTuple):
-    """One trade, parsed once from a venue's answer or stream frame and sized, before its venue, instrument
-    and receive time join it (datasets/normalized.py `Trade`: what every sink stores)."""
-
-    ts_us: int  # the trade's time, epoch microseconds
-    trade_id: str  # the venue's id of the trade (Binance t / a, OKX tradeId, Deribit trade_id)
-    price: float  # quote currency per base unit
-    quantity: float  # base units (OKX contracts x ctVal; Deribit inverse: USD / price)
-    amount: float  # quote units (price x quantity; Deribit inverse: the USD traded)
-    side: str  # the taker's side: buy | sell
-    seq: int | None  # the venue's per-instrument sequence (quality/continuity.py), None if it has none
-    event_ms: int  # the venue's event time of the frame that carried it (else the trade's time), ms
 
 
 class TradeColumns(Columns):

@@ -33,7 +33,7 @@ from marketdata_assets.datasets.frames import (
 )
 from marketdata_assets.datasets.normalized import Trade
 from marketdata_assets.datasets.order_book import OrderBook
-from marketdata_assets.datasets.wire import SizedTrade, book_frame
+from marketdata_assets.datasets.wire import book_frame
 
 # The messages' datasets: the declared datasets' names (datasets.frames), and `mark_price`, whose messages
 # are stored merged with the funding ones (MARK_FUNDING).
@@ -130,37 +130,27 @@ _ENCODE = (
 )  # its bytes are their own size (orjson's keep a 4 KB buffer: json_bytes)
 
 
-def trade_records(venue: str, instrument: str, trades: list[tuple[SizedTrade, int]]) -> list[Trade]:
-    """(trade, receive time)s of one instrument as the objects of its messages."""
-    return [
-        Trade(venue, instrument, trade_id, price, quantity, amount, side, seq, ts_us, event_ms, recv_ns)
-        for (ts_us, trade_id, price, quantity, amount, side, seq, event_ms), recv_ns in trades
-    ]
-
-
 def read_trade_frames(
     protocol: StreamProtocol, frames: list[Frame], recvs: list[int], bad: list[tuple[Frame, Exception]]
 ) -> list[Trade]:
     """The trades of trade frames (in order, each received at its `recvs` time) as message records,
     through `protocol.trades`, the one parse; a frame it refuses goes to `bad` with the error. A
     protocol's `read_trades` is this, or a faster reading of the same records (Binance's)."""
-    venue, records = protocol.venue, []
+    records: list[Trade] = []
     for frame, recv_ns in zip(frames, recvs, strict=True):
         try:
-            trades = protocol.trades(frame)
+            records += protocol.trades(frame, recv_ns)
         except MALFORMED as error:
             bad.append((frame, error))
-            continue
-        records += trade_records(venue, frame.instrument, [(trade, recv_ns) for trade in trades])
     return records
 
 
-def trade_messages(venue: str, instrument: str, trades: list[SizedTrade], recv_ns: int) -> list[LiveMessage]:
+def trade_messages(trades: list[Trade]) -> list[LiveMessage]:
     """A frame's trades as messages, one a trade: id `<venue>.<instrument>.<trade id>`, payload a
     `Trade` (the collector publishes them in batches: `trade_batch`)."""
     return [
-        LiveMessage(TRADES, instrument, f"{venue}.{instrument}.{m.trade_id}", _ENCODE(m), m.event_ms)
-        for m in trade_records(venue, instrument, [(t, recv_ns) for t in trades])
+        LiveMessage(TRADES, t.instrument, f"{t.venue}.{t.instrument}.{t.trade_id}", _ENCODE(t), t.event_ms)
+        for t in trades
     ]
 
 
@@ -332,9 +322,9 @@ class StreamProtocol(Protocol):
         """The normalized messages of an event frame (not a book's: those go to `BookSync`), maybe
         none (a kline not closed yet); KeyError/TypeError/ValueError on a malformed one."""
 
-    def trades(self, frame: Frame) -> list[SizedTrade]:
-        """The trades of a trade channel's event frame, sized as the venue's REST parser sizes them
-        (the one parse the messages, the landing reader and so the hourly loads share);
+    def trades(self, frame: Frame, recv_ns: int = 0) -> list[Trade]:
+        """The trades of a trade channel's event frame received at `recv_ns`, sized as the venue's REST
+        parser sizes them (the one parse the messages, the landing reader and so the hourly loads share);
         SourceDataError (or KeyError/TypeError/ValueError) on a malformed one."""
 
     def read_trades(

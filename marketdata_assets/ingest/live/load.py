@@ -72,18 +72,18 @@ class ChannelReader(LandingReader):
         """Keep the frame's trades; the reason it is discarded otherwise (a trade seen before counts
         as one of `duplicates`; one id with different values fails the slice)."""
         text = record.get("d")
-        rows = self.venue.trades(text, self.instrument) if isinstance(text, str) else "bad_frame"
+        rows = self.venue.trades(text, self.instrument, record["t"]) if isinstance(text, str) else "bad_frame"
         if isinstance(rows, str):
             return rows
         kept = 0
-        for trade in rows:
-            row = trade[:7]
+        for t in rows:
+            row = (t.ts_us, t.trade_id, t.price, t.quantity, t.amount, t.side, t.seq)
             if not first_copy(self.seen, row[1], row, f"{self.venue.venue}:{self.instrument} trade id"):
                 figures.discarded["duplicates"] += 1
                 continue
             self.columns.add(*row)
             kept += 1
-            figures.lags_ms.append(record["t"] / 1e6 - trade.event_ms)
+            figures.lags_ms.append(record["t"] / 1e6 - t.event_ms)
         figures.trades += kept
         return None if rows else "not_a_trade"
 

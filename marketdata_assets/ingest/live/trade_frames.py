@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from marketdata_assets.datasets.instruments import Master
-from marketdata_assets.datasets.wire import SizedTrade
+from marketdata_assets.datasets.normalized import Trade
 from marketdata_assets.ingest.instruments import keep_learned, stored_versions
 from marketdata_assets.ingest.live.landing_hours import file_hour, parse_hour
 from marketdata_assets.sources.config import rest_base
@@ -54,8 +54,8 @@ class LiveVenue:
         name = channel[len(head) : len(channel) - len(tail)]
         return name.upper() if self.protocol.lower_channels else name
 
-    def trades(self, text: str, instrument: str) -> list[SizedTrade] | str:
-        """The trades of a landed frame's text, or why it is discarded."""
+    def trades(self, text: str, instrument: str, recv_ns: int = 0) -> list[Trade] | str:
+        """The trades of a landed frame's text (received at `recv_ns`), or why it is discarded."""
         try:
             frame = self.protocol.decode(text)
         except ValueError:
@@ -65,7 +65,7 @@ class LiveVenue:
         if frame.instrument != instrument:
             return "other_instrument"
         try:
-            return self.protocol.trades(frame)
+            return self.protocol.trades(frame, recv_ns)
         except MALFORMED:
             return "bad_frame"
 

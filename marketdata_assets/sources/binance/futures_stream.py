@@ -15,7 +15,6 @@ import msgspec
 
 from marketdata_assets.datasets.normalized import Funding, Liquidation, MarkPrice, Trade
 from marketdata_assets.datasets.order_book import OrderBook
-from marketdata_assets.datasets.wire import SizedTrade
 from marketdata_assets.sources.binance.futures_client import BinanceFuturesClient
 from marketdata_assets.sources.binance.records import UsdmDepthEvent, UsdmDepthFrame, levels
 from marketdata_assets.sources.binance.stream import (
@@ -57,10 +56,10 @@ WS_URL = "wss://fstream.binance.com"
 INCOMING_PER_S = 10
 
 
-def agg_trade_event(data: Any, instrument: str) -> list[SizedTrade]:
+def agg_trade_event(data: Any, instrument: str, recv_ns: int = 0) -> list[Trade]:
     """An `aggTrade` event: USD-M's trades (spot's reading, `stream.agg_trade_event`: trade_id = seq =
     `a`)."""
-    return spot_agg_trade_event(data, instrument, VENUE)
+    return spot_agg_trade_event(data, instrument, VENUE, recv_ns)
 
 
 def force_order_message(data: dict, instrument: str, recv_ns: int) -> list[LiveMessage]:

@@ -22,7 +22,7 @@ from marketdata_assets.datasets.declared import one_of
 from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, epoch_to_us
 from marketdata_assets.datasets.normalized import AggregateTrade, Bar, Ticker, Trade
 from marketdata_assets.datasets.order_book import OrderBook
-from marketdata_assets.datasets.wire import SizedTrade, epoch_us, field, integer, number, positive
+from marketdata_assets.datasets.wire import epoch_us, field, integer, number, positive
 from marketdata_assets.sources.binance.client import BinanceClient
 from marketdata_assets.sources.binance.records import (
     AggTrade,
@@ -143,7 +143,7 @@ def classify(frame: Any) -> Classified:
     return Classified("unknown")
 
 
-def trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[SizedTrade]:
+def trade_event(data: Any, instrument: str, venue: str = VENUE, recv_ns: int = 0) -> list[Trade]:
     """The trade of a `trade` event `{e, E, s, t, p, q, T, m}` (a `TradeEvent`, or the decoded JSON of a frame
     not in the documented types): trade_id = seq = `t`, ts = `T` (ms, or µs if asked for), amount = price x
     quantity (the event has no quote quantity), side from `m` (the buyer was the maker: the taker sold).
@@ -153,29 +153,31 @@ def trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[SizedTra
         try:
             price, qty = float(data.p), float(data.q)
         except ValueError:
-            return _checked_trade_event(data, instrument, venue)
+            return _checked_trade_event(data, instrument, venue, recv_ns)
         if not (0 < price < _INF and 0 < qty < _INF):
-            return _checked_trade_event(data, instrument, venue)
+            return _checked_trade_event(data, instrument, venue, recv_ns)
         trade_id, ts, event_ms = data.t, data.T, data.E
+        side, event_ms = "sell" if data.m else "buy", ts if event_ms is None else event_ms
         return [
-            _trade(
-                (
-                    ts * 1000,
-                    str(trade_id),
-                    price,
-                    qty,
-                    price * qty,
-                    "sell" if data.m else "buy",
-                    trade_id,
-                    ts if event_ms is None else event_ms,
-                )
+            Trade(
+                venue,
+                instrument,
+                str(trade_id),
+                price,
+                qty,
+                price * qty,
+                side,
+                trade_id,
+                ts * 1000,
+                event_ms,
+                recv_ns,
             )
         ]
     try:
         trade_id, ts, maker, p, q = data["t"], data["T"], data["m"], data["p"], data["q"]
         price, qty = float(p), float(q)
     except (KeyError, TypeError, ValueError):
-        return _checked_trade_event(data, instrument, venue)
+        return _checked_trade_event(data, instrument, venue, recv_ns)
     if not (
         type(trade_id) is int
         and 0 <= trade_id < _INT64
@@ -187,33 +189,34 @@ def trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[SizedTra
         and 0 < qty < _INF
         and maker.__class__ is bool
     ):
-        return _checked_trade_event(data, instrument, venue)
+        return _checked_trade_event(data, instrument, venue, recv_ns)
     event_ms = data.get("E")
+    event_ms, side = event_ms if type(event_ms) is int else ts, "sell" if maker else "buy"
     return [
-        SizedTrade(
-            ts * 1000,
+        Trade(
+            venue,
+            instrument,
             str(trade_id),
             price,
             qty,
             price * qty,
-            "sell" if maker else "buy",
+            side,
             trade_id,
-            event_ms if type(event_ms) is int else ts,
+            ts * 1000,
+            event_ms,
+            recv_ns,
         )
     ]
 
 
 _floats = functools.partial(msgspec.convert, type=list[float], strict=False)  # decimal texts as floats, in C
-_trade = functools.partial(
-    tuple.__new__, SizedTrade
-)  # a SizedTrade of its fields in order, without NamedTuple's __new__ call
 
 
 # epoch milliseconds (`epoch_us` reads µs too: the checked path), the Int64 range, infinity
 _MS_LOW, _MS_HIGH, _INT64, _INF = EPOCH_MS_OR_US[0], 100_000_000_000_000, 2**63, math.inf
 
 
-def _checked_trade_event(data: Any, instrument: str, venue: str) -> list[SizedTrade]:
+def _checked_trade_event(data: Any, instrument: str, venue: str, recv_ns: int = 0) -> list[Trade]:
     ctx = Page(venue, instrument)
     if data.__class__ is TradeEvent:
         data = msgspec.structs.asdict(data)
@@ -226,21 +229,15 @@ def _checked_trade_event(data: Any, instrument: str, venue: str) -> list[SizedTr
     if not isinstance(maker, bool):
         raise ctx.error(f"{what} m is {maker!r}, not true/false")
     event_ms = data.get("E")
+    event_ms, side = event_ms if isinstance(event_ms, int) else ts // 1000, "sell" if maker else "buy"
     return [
-        SizedTrade(
-            ts,
-            str(trade_id),
-            price,
-            qty,
-            price * qty,
-            "sell" if maker else "buy",
-            trade_id,
-            event_ms if isinstance(event_ms, int) else ts // 1000,
+        Trade(
+            venue, instrument, str(trade_id), price, qty, price * qty, side, trade_id, ts, event_ms, recv_ns
         )
     ]
 
 
-def agg_trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[SizedTrade]:
+def agg_trade_event(data: Any, instrument: str, venue: str = VENUE, recv_ns: int = 0) -> list[Trade]:
     """An `aggTrade` event read and checked as the REST aggTrades pages are (`AggTrade`, `agg_trade_columns`):
     trade_id = seq = `a`, ts = `T`, amount = p x q, side from `m`; event time `E` (else the trade's)."""
     page = Page(venue, instrument)
@@ -248,17 +245,10 @@ def agg_trade_event(data: Any, instrument: str, venue: str = VENUE) -> list[Size
     cols = agg_trade_columns([t], "aggTrade event (a={a})", page, [data])
     event_ms = data.get("E")
     ts_us = epoch_to_us(t.T) if t.T else 0
+    event_ms = (event_ms if isinstance(event_ms, int) else None) or ts_us // 1000
+    side = "sell" if t.m else "buy"
     return [
-        SizedTrade(
-            ts_us,
-            str(t.a),
-            t.p,
-            t.q,
-            cols["amount"][0],
-            "sell" if t.m else "buy",
-            t.a,
-            (event_ms if isinstance(event_ms, int) else None) or ts_us // 1000,
-        )
+        Trade(venue, instrument, str(t.a), t.p, t.q, cols["amount"][0], side, t.a, ts_us, event_ms, recv_ns)
     ]
 
 
@@ -496,17 +486,17 @@ class BinanceSpotStream:
 
     def messages(self, frame: Frame, recv_ns: int) -> list[LiveMessage]:
         if frame.dataset == TRADES:
-            return trade_messages(self.venue, frame.instrument, self.trades(frame), recv_ns)
+            return trade_messages(self.trades(frame, recv_ns))
         return self._reading(frame.channel)(frame.data, frame.instrument, recv_ns)
 
-    def trades(self, frame: Frame) -> list[SizedTrade]:
-        return self._reading(frame.channel)(frame.data, frame.instrument)
+    def trades(self, frame: Frame, recv_ns: int = 0) -> list[Trade]:
+        return self._reading(frame.channel)(frame.data, frame.instrument, recv_ns=recv_ns)
 
     def read_trades(
         self, frames: list[Frame], recvs: list[int], bad: list[tuple[Frame, Exception]]
     ) -> list[Trade]:
         """`trades` of many frames, events of the documented types read straight into their `Trade`s (the
-        collector's hot path: no `SizedTrade` between), their prices and quantities parsed at once (msgspec
+        collector's hot path: no other record between), their prices and quantities parsed at once (msgspec
         reads decimal text into the floats `float` makes, in a quarter of its time); a batch with another
         event or number spelling, and any trade the rules refuse, read by `trades` one frame at a time."""
         events = [frame.data for frame in frames]

@@ -14,8 +14,7 @@ from typing import ClassVar
 from marketdata_assets.core.http import Page, SourceError
 from marketdata_assets.datasets.frames import epoch_to_us
 from marketdata_assets.datasets.instruments import LookupFailed, Master
-from marketdata_assets.datasets.normalized import Funding, MarkPrice, OpenInterest, Ticker
-from marketdata_assets.datasets.wire import SizedTrade
+from marketdata_assets.datasets.normalized import Funding, MarkPrice, OpenInterest, Ticker, Trade
 from marketdata_assets.sources.deribit import reference
 from marketdata_assets.sources.deribit.client import DeribitClient
 from marketdata_assets.sources.deribit.instruments import base_and_quote, is_inverse, size_of
@@ -254,9 +253,9 @@ class DeribitStream(StreamBase):
                     self.warnings.get("open_interest_no_contract_size", 0) + 1
                 )
             return ticker_messages(frame.data, frame.instrument, recv_ns, self.datasets, inverse, size)
-        return trade_messages(VENUE, frame.instrument, self.trades(frame), recv_ns)
+        return trade_messages(self.trades(frame, recv_ns))
 
-    def trades(self, frame: Frame) -> list[SizedTrade]:
+    def trades(self, frame: Frame, recv_ns: int = 0) -> list[Trade]:
         """A `trades.<instrument>.<interval>` notification read and checked as the REST pages are
         (`trade_columns`): inverse contracts' USD amounts as base quantity and quote amount."""
         instrument, ctx = frame.instrument, Page(VENUE, frame.instrument)
@@ -265,7 +264,7 @@ class DeribitStream(StreamBase):
         cols = trade_columns(frame.data, instrument, self.inverse(instrument), ctx)
         fields = ("trade_id", "price", "quantity", "quote", "direction", "trade_seq")
         return [
-            SizedTrade(epoch_to_us(t), *trade, epoch_to_us(t) // 1000)
+            Trade(VENUE, instrument, *trade, epoch_to_us(t), epoch_to_us(t) // 1000, recv_ns)
             for t, *trade in zip(cols["timestamp"], *(cols[name] for name in fields))
         ]
 

@@ -41,8 +41,8 @@ from marketdata_assets.datasets.frames import (
     spec_for,
 )
 from marketdata_assets.datasets.instruments import Instrument
+from marketdata_assets.datasets.normalized import Trade
 from marketdata_assets.datasets.wire import (
-    SizedTrade,
     book_frame,
     book_levels,
     columns_of,
@@ -202,14 +202,17 @@ def history_trades(
     }
 
 
-def trades_of(cols: dict[str, list]) -> list[SizedTrade]:
-    """`history_trades` columns as Trades (event time: the trade's)."""
-    return [SizedTrade(*row, row[0] // 1000) for row in zip(*cols.values(), strict=True)]
+def trades_of(cols: dict[str, list], instrument: str, recv_ns: int = 0) -> list[Trade]:
+    """`history_trades` columns as `Trade`s of `instrument`, received at `recv_ns` (event time: its own)."""
+    return [
+        Trade(VENUE, instrument, trade_id, price, quantity, amount, side, seq, ts, ts // 1000, recv_ns)
+        for ts, trade_id, price, quantity, amount, side, seq in zip(*cols.values(), strict=True)
+    ]
 
 
-def history_trade(record: Any, instrument: str, sizer: ContractSizer, what: str, ctx: Page) -> SizedTrade:
+def history_trade(record: Any, instrument: str, sizer: ContractSizer, what: str, ctx: Page) -> Trade:
     """One trade, named `what` until its id is read (`history_trades` of one)."""
-    return trades_of(history_trades([record], instrument, sizer, ctx, what))[0]
+    return trades_of(history_trades([record], instrument, sizer, ctx, what), instrument)[0]
 
 
 def parse_history_trades(

@@ -14,8 +14,15 @@ from typing import ClassVar
 
 from marketdata_assets.core.http import Page, SourceError
 from marketdata_assets.datasets.instruments import LookupFailed, Master
-from marketdata_assets.datasets.normalized import Bar, Funding, Liquidation, MarkPrice, OpenInterest, Ticker
-from marketdata_assets.datasets.wire import SizedTrade
+from marketdata_assets.datasets.normalized import (
+    Bar,
+    Funding,
+    Liquidation,
+    MarkPrice,
+    OpenInterest,
+    Ticker,
+    Trade,
+)
 from marketdata_assets.sources.okx import reference
 from marketdata_assets.sources.okx.client import OkxClient
 from marketdata_assets.sources.okx.instruments import ContractSizer, is_derivative
@@ -393,7 +400,7 @@ class OkxStream(StreamBase):
     def messages(self, frame: Frame, recv_ns: int) -> list[LiveMessage]:
         kind = frame.channel.rpartition("@")[2]
         if kind == "trades":
-            return trade_messages(VENUE, frame.instrument, self.trades(frame), recv_ns)
+            return trade_messages(self.trades(frame, recv_ns))
         if kind == "funding-rate":
             return funding_messages(frame.data, frame.instrument, recv_ns, self.warnings)
         if kind == "liquidation-orders":
@@ -416,13 +423,13 @@ class OkxStream(StreamBase):
                 out.append(record_message(LIQUIDATIONS, VENUE, instrument, key, ts // 1000, recv_ns, record))
         return out
 
-    def trades(self, frame: Frame) -> list[SizedTrade]:
+    def trades(self, frame: Frame, recv_ns: int = 0) -> list[Trade]:
         """A `trades` push read as the REST pages are (`history_trades`), sizes in base units (x ctVal)."""
         instrument, ctx = frame.instrument, Page(VENUE, frame.instrument)
         if not isinstance(frame.data, list):
             raise ctx.error(f"trades push data is {type(frame.data).__name__}, not an array")
         sizer = self.sizer(instrument)
-        return trades_of(history_trades(frame.data, instrument, sizer, ctx))
+        return trades_of(history_trades(frame.data, instrument, sizer, ctx), instrument, recv_ns)
 
     def sizer(self, instrument: str) -> ContractSizer:
         """The instrument's contract sizing by the master (kept: one lookup a frame is enough);

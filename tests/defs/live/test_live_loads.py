@@ -292,7 +292,8 @@ def test_the_first_hour_of_a_day_completes_the_day_before(root, instance, store)
 def test_a_trade_event_is_parsed_as_the_rest_parsers_do():
     text, _, row = trade(7, at(3, 1.5))
     (parsed,) = trade_event(json.loads(text)["data"], INSTRUMENT)
-    assert parsed[:7] == (int(row[0].timestamp() * 1_000_000), *row[1:])
+    stored = ("ts_us", "trade_id", "price", "quantity", "amount", "side", "seq")
+    assert tuple(getattr(parsed, name) for name in stored) == (int(row[0].timestamp() * 1_000_000), *row[1:])
     assert row[0].microsecond == 500_000 and row[5] == "buy"  # T in ms -> µs; m false: the taker bought
 
 

@@ -227,7 +227,8 @@ def test_a_page_read_on_its_columns_is_the_page_read_record_by_record(instrument
     ]
     expected = TradeColumns()
     for k, record in enumerate(trades):
-        expected.add(*history_trade(record, instrument, sizer, f"trade #{k}", ctx)[:7])
+        t = history_trade(record, instrument, sizer, f"trade #{k}", ctx)
+        expected.add(t.ts_us, t.trade_id, t.price, t.quantity, t.amount, t.side, t.seq)
     assert_frame_equal(
         parse_history_trades(_page(trades), instrument, reference=ref), expected.frame("OKX", instrument)
     )
