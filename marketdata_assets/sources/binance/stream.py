@@ -156,42 +156,27 @@ def trade_event(data: Any, instrument: str, venue: str = VENUE, recv_ns: int = 0
             return _checked_trade_event(data, instrument, venue, recv_ns)
         if not (0 < price < _INF and 0 < qty < _INF):
             return _checked_trade_event(data, instrument, venue, recv_ns)
-        trade_id, ts, event_ms = data.t, data.T, data.E
-        side, event_ms = "sell" if data.m else "buy", ts if event_ms is None else event_ms
-        return [
-            Trade(
-                venue,
-                instrument,
-                str(trade_id),
-                price,
-                qty,
-                price * qty,
-                side,
-                trade_id,
-                ts * 1000,
-                event_ms,
-                recv_ns,
-            )
-        ]
-    try:
-        trade_id, ts, maker, p, q = data["t"], data["T"], data["m"], data["p"], data["q"]
-        price, qty = float(p), float(q)
-    except (KeyError, TypeError, ValueError):
-        return _checked_trade_event(data, instrument, venue, recv_ns)
-    if not (
-        type(trade_id) is int
-        and 0 <= trade_id < _INT64
-        and type(ts) is int
-        and _MS_LOW <= ts < _MS_HIGH
-        and type(p) is str
-        and type(q) is str
-        and 0 < price < _INF
-        and 0 < qty < _INF
-        and maker.__class__ is bool
-    ):
-        return _checked_trade_event(data, instrument, venue, recv_ns)
-    event_ms = data.get("E")
-    event_ms, side = event_ms if type(event_ms) is int else ts, "sell" if maker else "buy"
+        trade_id, ts, maker, event_ms = data.t, data.T, data.m, data.E
+    else:
+        try:
+            trade_id, ts, maker, p, q = data["t"], data["T"], data["m"], data["p"], data["q"]
+            price, qty = float(p), float(q)
+        except (KeyError, TypeError, ValueError):
+            return _checked_trade_event(data, instrument, venue, recv_ns)
+        if not (
+            type(trade_id) is int
+            and 0 <= trade_id < _INT64
+            and type(ts) is int
+            and _MS_LOW <= ts < _MS_HIGH
+            and type(p) is str
+            and type(q) is str
+            and 0 < price < _INF
+            and 0 < qty < _INF
+            and maker.__class__ is bool
+        ):
+            return _checked_trade_event(data, instrument, venue, recv_ns)
+        event_ms = data.get("E") if type(data.get("E")) is int else None
+    side, event_ms = "sell" if maker else "buy", ts if event_ms is None else event_ms
     return [
         Trade(
             venue,
