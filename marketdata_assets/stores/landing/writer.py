@@ -14,6 +14,9 @@ The protocol, so that a reader never sees half a file and a crash loses only unf
   (`<name>.json`: lines, frames, markers by kind, first/last receive time) and renames `<name>.part`
   to `<name>`, outside the writer's lock: the frames of the new hour never wait on the old files'
   fsyncs (a universe's thousands of channels turn the hour in the same second).
+- In an hour's last 30 s, `tick` makes each open channel's next-hour file ahead (`<name>.part.ready`,
+  empty, locked), so the turn itself creates none; its first record renames it `.part`, and one no record
+  came to is removed when its hour ends (or at a stop, or by `recover` after a crash).
 - `recover` closes the `.part` files no live writer holds: it decodes what it can, keeps the
   complete lines, drops a torn last line (and any line that is not JSON), counts both, appends a
   `crash` marker saying so, and writes the closed file and its summary as above.
@@ -44,6 +47,8 @@ from marketdata_assets.core.landing_files import LinkRefused, open_binary, walk
 
 SUFFIX = ".jsonl.zst"
 PART = ".part"
+READY = ".ready"  # `<name>.part.ready`: a file made ahead for the next hour, empty until its first record
+AHEAD_S = 30  # in an hour's last seconds, `tick` makes the next hour's file of each channel open in it
 SUMMARY = ".json"
 HOUR_NS = 3_600_000_000_000
 _COMPONENT = re.compile(
@@ -144,23 +149,53 @@ class _OpenFile:
     """One `.part` file being written: its lines since the last flush, its lock and its running summary.
     A frame costs two list appends (`add`): its count and times reach the summary at the next flush."""
 
-    def __init__(self, directory: Path, summary: Summary, segment: int, compressor: zstandard.ZstdCompressor):
+    def __init__(
+        self,
+        directory: Path,
+        summary: Summary,
+        segment: int,
+        compressor: zstandard.ZstdCompressor,
+        ahead: bool = False,
+    ):
         directory.mkdir(parents=True, exist_ok=True)
-        self.summary, self.compressor = summary, compressor
+        self.summary, self.compressor, self.ahead = summary, compressor, ahead
         self.buffer: list[str] = []  # whole records not yet flushed
         self.times: list[int] = []  # receive times of the frames in `buffer`, not yet in the summary
         self.hour_start_ns = segment // HOUR_NS * HOUR_NS  # the receive times this file takes: its hour
         for attempt in range(100):
             self.part = directory / f"{summary.hour}.{segment + attempt}{SUFFIX}{PART}"
+            if ahead and self.part.exists():
+                continue
             try:
                 # unbuffered: a flush is one write to the OS (4,000 files a second at a universe)
-                self.handle = open(self.part, "xb", buffering=0)  # noqa: SIM115  (closed in close())
+                self.handle = open(self._ready if ahead else self.part, "xb", buffering=0)  # noqa: SIM115
                 break
             except FileExistsError:
                 continue
         else:
             raise FileExistsError(f"no free segment name for {directory / summary.hour}")
         fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    @property
+    def _ready(self) -> Path:
+        return self.part.with_name(self.part.name + READY)
+
+    def begin(self) -> bool:
+        """A file made ahead takes its `.part` name at its first record (a link: never over another file).
+        False if that name was taken meanwhile (the file is discarded)."""
+        try:
+            os.link(self._ready, self.part)
+        except FileExistsError:
+            self.discard()
+            return False
+        os.unlink(self._ready)
+        self.ahead = False
+        return True
+
+    def discard(self) -> None:
+        """A file made ahead that no record came to: removed."""
+        self._ready.unlink(missing_ok=True)
+        self.handle.close()
 
     def takes(self, recv_ns: int) -> bool:
         return 0 <= recv_ns - self.hour_start_ns < HOUR_NS
@@ -217,6 +252,7 @@ class LandingWriter:
         self.compressor = _compressor(level)  # every file's (used under the lock)
         self.files: dict[str, _OpenFile] = {}
         self.ending: list[_OpenFile] = []  # flushed files whose hour ended: the next `tick` closes them
+        self.made_ahead: dict[str, _OpenFile] = {}  # channel -> its file of the next hour (`_make_ahead`)
         self.closed: list[Path] = []
         self.landed: dict[str, int] = {}  # channel -> frames landed by `frames` (what was received)
         self.lock = threading.Lock()
@@ -281,11 +317,51 @@ class LandingWriter:
             self.ending.append(self.files.pop(channel))
             current = None
         if current is None:
+            made = self.made_ahead.pop(channel, None)
+            if made is not None and not made.takes(recv_ns):
+                self.made_ahead[channel] = made  # another hour's (a clock stepped back): kept for it
+            elif made is not None and made.begin():
+                current = self.files[channel] = made
+        if current is None:
             directory = self.root / self.venue / checked_component(channel, "channel")
             current = self.files[channel] = _OpenFile(
                 directory, Summary(self.venue, channel, hour_key(recv_ns)), recv_ns, self.compressor
             )
         return current
+
+    def _make_ahead(self, now_ns: int) -> int:
+        """In an hour's last `AHEAD_S`, the next hour's file of each channel open in it, made (outside the
+        lock) so that the hour's turn opens none: at a universe that is thousands of file creations, the
+        frames waiting on them. A file made ahead that its hour ends without is removed. Returns how
+        many were made; creating them stops at the first OSError (too many open files: the turn creates
+        the rest as before)."""
+        next_ns = (now_ns // HOUR_NS + 1) * HOUR_NS
+        with self.lock:
+            stale = [c for c, f in self.made_ahead.items() if f.hour_start_ns < now_ns // HOUR_NS * HOUR_NS]
+            dropped = [self.made_ahead.pop(c) for c in stale]
+            wanted = (
+                [c for c, f in self.files.items() if f.hour_start_ns < next_ns and c not in self.made_ahead]
+                if next_ns - now_ns <= AHEAD_S * 1_000_000_000
+                else []
+            )
+        for f in dropped:
+            f.discard()
+        made = {}
+        try:
+            for channel in wanted:
+                directory = self.root / self.venue / channel
+                summary = Summary(self.venue, channel, hour_key(next_ns))
+                made[channel] = _OpenFile(directory, summary, next_ns, self.compressor, ahead=True)
+        except OSError:
+            pass
+        with self.lock:
+            for channel, f in made.items():
+                open_now = self.files.get(channel)
+                if channel in self.made_ahead or open_now is None or open_now.takes(next_ns):
+                    f.discard()  # the channel turned (or closed) meanwhile
+                else:
+                    self.made_ahead[channel] = f
+        return len(made)
 
     def marker(self, channel: str, conn: str, kind: str, recv_ns: int | None = None, **details) -> None:
         """A marker record in a channel's stream: connect, disconnect, subscribe, gap, resync, overflow."""
@@ -314,7 +390,9 @@ class LandingWriter:
                 for f in self.files.values():
                     f.flush()
                 self.last_flush_ns = now_ns
-        return self._close_all(ending)
+        closed = self._close_all(ending)
+        self._make_ahead(now_ns)
+        return closed
 
     def flush(self) -> None:
         with self.lock:
@@ -328,6 +406,9 @@ class LandingWriter:
                 f.flush()
             ending, self.ending = [*self.ending, *self.files.values()], []
             self.files.clear()
+            unused, self.made_ahead = list(self.made_ahead.values()), {}
+        for f in unused:
+            f.discard()
         return self._close_all(ending)
 
     def __enter__(self):
@@ -409,8 +490,26 @@ def _recover_one(part: Path) -> Recovered:
     return Recovered(path, kept, summary.torn_dropped, summary.bad_dropped)
 
 
+def _remove_made_ahead(root: Path) -> None:
+    """The files a crashed writer made ahead for an hour (`.part.ready`, empty): removed; a live writer's
+    (locked) kept."""
+    for ready in walk(root, keep=lambda name: name.endswith(SUFFIX + PART + READY)).files:
+        try:
+            handle = open_binary(ready)
+        except (FileNotFoundError, LinkRefused):
+            continue
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            ready.unlink(missing_ok=True)
+
+
 def recover(root: Path) -> list[Recovered]:
-    """Close every `.part` file under `root` that no live writer holds (see the module doc)."""
+    """Close every `.part` file under `root` that no live writer holds (see the module doc); remove the
+    files a crashed writer made ahead."""
+    _remove_made_ahead(root)
     results = []
     for part in walk(
         root, keep=lambda name: name.endswith(SUFFIX + PART)

@@ -23,7 +23,7 @@ from marketdata_assets.stores.landing import (
     read_lines,
     recover,
 )
-from marketdata_assets.stores.landing.writer import HOUR_NS, PART, SUFFIX
+from marketdata_assets.stores.landing.writer import HOUR_NS, PART, READY, SUFFIX
 
 H0 = 1_790_000_000 * 1_000_000_000 // HOUR_NS * HOUR_NS  # the start of some UTC hour
 
@@ -269,3 +269,37 @@ def test_an_hours_turn_closes_its_files_in_the_next_tick_not_while_frames_land(t
     assert len(list(tmp_path.rglob(f"*{PART}"))) == 300  # the new hour's, open
     writer.close()
     assert not list(tmp_path.rglob(f"*{PART}"))
+
+
+def test_the_next_hours_files_are_made_ahead_and_the_turn_opens_none(tmp_path, monkeypatch):
+    """A tick in an hour's last 30 s makes the next hour's file of each open channel (`.part.ready`, locked,
+    empty, not a `.part` recovery would close); the turn renames them, opening no file; one that no
+    record came to is removed when its hour ends, the rest at a stop; a crash's are removed by `recover`."""
+    writer = LandingWriter(tmp_path, "BINANCE")
+    channels = [f"c{k}usdt@trade" for k in range(50)]
+    writer.frames([(c, "c1", '{"k":0}', H0 + 5) for c in channels])
+    assert writer.tick(H0 + HOUR_NS - 31 * 10**9) == [] and not list(tmp_path.rglob(f"*{READY}"))
+    writer.tick(H0 + HOUR_NS - 20 * 10**9)
+    ready = sorted(p.parent.name for p in tmp_path.rglob(f"*{READY}"))
+    assert ready == sorted(channels) and recover(tmp_path / "BINANCE") == []  # locked: a live writer's
+    opened = []
+    monkeypatch.setattr("builtins.open", lambda *a, **k: opened.append(a) or pytest.fail("opened a file"))
+    writer.frames([(c, "c1", '{"k":1}', H0 + HOUR_NS + 7) for c in channels[:49]])  # the last one is idle
+    monkeypatch.undo()
+    assert opened == [] and len(list(tmp_path.rglob(f"*{READY}"))) == 1
+    closed = writer.tick(H0 + HOUR_NS + 10)
+    assert len(closed) == 50 and len(list(tmp_path.rglob(f"*{READY}"))) == 1  # its hour has not ended
+    writer.tick(H0 + 2 * HOUR_NS + 10)  # it has: removed, and the 49 new files closed with their record
+    assert not list(tmp_path.rglob(f"*{READY}")) and not list(tmp_path.rglob(f"*{PART}"))
+    turned = closed_files(tmp_path, "BINANCE", channels[0])
+    assert [p.name for p in turned] == [
+        f"{hour_key(H0)}.{H0 + 5}{SUFFIX}",
+        f"{hour_key(H0 + HOUR_NS)}.{H0 + HOUR_NS}{SUFFIX}",
+    ]
+    assert read_file(turned[1]) == [{"t": H0 + HOUR_NS + 7, "c": "c1", "d": '{"k":1}'}]
+
+    crashed = tmp_path / "crashed"
+    made = crashed / "BINANCE" / "x@trade" / f"{hour_key(H0)}.{H0}{SUFFIX}{PART}{READY}"
+    made.parent.mkdir(parents=True)
+    made.touch()
+    assert recover(crashed / "BINANCE") == [] and not made.exists()
