@@ -94,9 +94,16 @@ SHORT_QUEUE = 20_000  # --short: a smoke run does not process a whole window's f
 
 
 @contextmanager
-def sender(rate: float, depth_share: float, counts: dict | None = None, extra: tuple[str, ...] = ()):
-    """The frame source, a process of its own (`extra`: more of its options); yields its base URL
-    (WebSocket and REST on one port). `counts`: its report once it stopped (`sent`: the frames it wrote)."""
+def sender(
+    rate: float,
+    depth_share: float,
+    counts: dict | None = None,
+    extra: tuple[str, ...] = (),
+    cpus: set[int] | None = None,
+):
+    """The frame source, a process of its own (`extra`: more of its options; `cpus`: the CPUs it may run
+    on, None: any); yields its base URL (WebSocket and REST on one port). `counts`: its report once it
+    stopped (`sent`: the frames it wrote)."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -115,6 +122,8 @@ def sender(rate: float, depth_share: float, counts: dict | None = None, extra: t
         text=True,
         cwd=REPO,
     )
+    if cpus is not None:  # before it starts any thread (its imports take a second): they inherit it
+        os.sched_setaffinity(process.pid, cpus)
     try:
         port = json.loads(process.stdout.readline())["port"]
         yield f"127.0.0.1:{port}"
@@ -635,6 +644,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--memory-rate", type=float, default=10_000.0, help="memory part: frames a second in all"
     )
     universe.add_argument("--memory-s", type=float, default=30.0, help="memory part: seconds")
+    universe.add_argument(
+        "--pin",
+        action="store_true",
+        help="throughput part: the sender on the first CPU, the client measured (bare or collector) on the "
+        "second (unpinned, the bare client's cost a frame moves between ~6 and ~10 us from run to run)",
+    )
     args = parser.parse_args(argv)
     if args.short:
         args.rounds, args.window_s, args.duration_s, args.rss_every_s = 1, 1.0, 3.0, 1.0

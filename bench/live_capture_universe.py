@@ -15,6 +15,8 @@ stream in its URL) in the same session:
    connection), then tells the sender to send as fast as it reads and counts `--window-s` from there
    (bench/live_capture_roles.py); frames a CPU second of each, the ratio collector / bare (median of
    the rounds), the measure of bench/live_capture.py's part 1 (its queue holds the whole window).
+   `--pin`: the sender on one CPU, the client measured on another (unpinned, the bare client costs ~6
+   or ~10 µs a frame from one run to the next, and the ratio with it: docs/live-capture.md, "Session 40").
 2. Memory: the collector alone at a steady `--memory-rate` (frames a second in all, spread over its
    connections; its queue holds every frame, as in part 1) for `--memory-s`; its RSS after subscription
    and at the end, and per 1,000 instruments: (RSS at N - RSS at the baseline) / ((N - baseline) /
@@ -141,6 +143,14 @@ def role_argv(
     ]
 
 
+def pinned_cpus() -> tuple[int, int]:
+    """(the sender's CPU, the measured client's) for `--pin`: the first two this process may use."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--pin needs two CPUs")
+    return cpus[0], cpus[1]
+
+
 def run(role: str, n: int, args, scratch: Path, nats_url: str, mode: str = "throughput") -> dict:
     """One run of a role on the universe of `n` against a sender of its own (`mode`: `role_argv`'s;
     not the throughput part: the sender sends `--memory-rate` frames a second in all); the sender's
@@ -151,18 +161,25 @@ def run(role: str, n: int, args, scratch: Path, nats_url: str, mode: str = "thro
     rate = args.memory_rate / len(plans) if steady else 0.0  # the sender's rate is a connection's
     extra = ("--universe", str(n), *(() if steady else ("--held", "--warm-rate", str(WARM_RATE))))
     seconds = args.memory_s if steady else args.window_s
-    with sender(rate, args.depth_share, counts, extra) as address:
-        done = subprocess.run(
+    cpus = pinned_cpus() if args.pin and not steady else None
+    with sender(rate, args.depth_share, counts, extra, cpus and {cpus[0]}) as address:
+        process = subprocess.Popen(
             role_argv(role, address, n, seconds, args, scratch, nats_url, mode),
-            check=False,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             cwd=REPO,
-            timeout=seconds + SHUTDOWN_S + 600,
         )
-    if done.returncode:
-        raise RuntimeError(f"{role} at {n} failed ({done.returncode}): {done.stderr[-2000:]}")
-    result = per_frame(last_json(done.stdout))
+        if cpus is not None:  # before it starts any thread (its imports take a second): they inherit it
+            os.sched_setaffinity(process.pid, {cpus[1]})
+        try:
+            stdout, stderr = process.communicate(timeout=seconds + SHUTDOWN_S + 600)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    if process.returncode:
+        raise RuntimeError(f"{role} at {n} failed ({process.returncode}): {stderr[-2000:]}")
+    result = per_frame(last_json(stdout))
     snapshots = counts.pop("snapshots", [])
     counts["snapshots_served"], counts["last_snapshot_s"] = (
         len(snapshots),
