@@ -648,7 +648,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--pin",
         action="store_true",
         help="throughput part: the sender on the first CPU, the client measured (bare or collector) on the "
-        "second (unpinned, the bare client's cost a frame moves between ~6 and ~10 us from run to run)",
+        "second (the bare client's cost a frame moves between ~6 and ~10 us from run to run, pinned or not)",
     )
     args = parser.parse_args(argv)
     if args.short:

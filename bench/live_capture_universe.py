@@ -15,8 +15,8 @@ stream in its URL) in the same session:
    connection), then tells the sender to send as fast as it reads and counts `--window-s` from there
    (bench/live_capture_roles.py); frames a CPU second of each, the ratio collector / bare (median of
    the rounds), the measure of bench/live_capture.py's part 1 (its queue holds the whole window).
-   `--pin`: the sender on one CPU, the client measured on another (unpinned, the bare client costs ~6
-   or ~10 µs a frame from one run to the next, and the ratio with it: docs/live-capture.md, "Session 40").
+   `--pin`: the sender on one CPU, the client measured on another (the bare client costs ~6 or ~10 µs a
+   frame from one run to the next, pinned or not, and the ratio with it: docs/live-capture.md, "Session 40").
 2. Memory: the collector alone at a steady `--memory-rate` (frames a second in all, spread over its
    connections; its queue holds every frame, as in part 1) for `--memory-s`; its RSS after subscription
    and at the end, and per 1,000 instruments: (RSS at N - RSS at the baseline) / ((N - baseline) /
