@@ -158,7 +158,7 @@ class _OpenFile:
         ahead: bool = False,
     ):
         directory.mkdir(parents=True, exist_ok=True)
-        self.summary, self.compressor, self.ahead = summary, compressor, ahead
+        self.summary, self.compressor = summary, compressor
         self.buffer: list[str] = []  # whole records not yet flushed
         self.times: list[int] = []  # receive times of the frames in `buffer`, not yet in the summary
         self.hour_start_ns = segment // HOUR_NS * HOUR_NS  # the receive times this file takes: its hour
@@ -189,7 +189,6 @@ class _OpenFile:
             self.discard()
             return False
         os.unlink(self._ready)
-        self.ahead = False
         return True
 
     def discard(self) -> None:
