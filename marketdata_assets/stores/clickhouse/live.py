@@ -99,7 +99,9 @@ def ensure_live_tables(client, database: str) -> list[str]:
 
 
 # What the columns hold: DateTime64 from 1900 to 2299 (a time past it is stored as another, silently),
-# `seq` an Int64 (a larger id fails the whole INSERT: a message with one would stop the consumer for good)
+# `seq` an Int64 (a larger id fails the whole INSERT: a message with one would stop the consumer for good).
+# `Trade` declares both on its fields, so the typed decode refuses such a message whole; the event and
+# receive times are checked here, as their rows are built.
 
 
 def _utc_us(us: int, field: str = "ts_us") -> datetime:
