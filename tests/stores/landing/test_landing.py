@@ -23,6 +23,7 @@ from marketdata_assets.stores.landing import (
     read_lines,
     recover,
 )
+from marketdata_assets.stores.landing import writer as writer_module
 from marketdata_assets.stores.landing.writer import HOUR_NS, PART, READY, SUFFIX
 
 H0 = 1_790_000_000 * 1_000_000_000 // HOUR_NS * HOUR_NS  # the start of some UTC hour
@@ -282,11 +283,10 @@ def test_the_next_hours_files_are_made_ahead_and_the_turn_opens_none(tmp_path, m
     writer.tick(H0 + HOUR_NS - 20 * 10**9)
     ready = sorted(p.parent.name for p in tmp_path.rglob(f"*{READY}"))
     assert ready == sorted(channels) and recover(tmp_path / "BINANCE") == []  # locked: a live writer's
-    opened = []
-    monkeypatch.setattr("builtins.open", lambda *a, **k: opened.append(a) or pytest.fail("opened a file"))
+    monkeypatch.setattr(writer_module, "open", lambda path, *a: pytest.fail(f"opened {path}"), raising=False)
     writer.frames([(c, "c1", '{"k":1}', H0 + HOUR_NS + 7) for c in channels[:49]])  # the last one is idle
     monkeypatch.undo()
-    assert opened == [] and len(list(tmp_path.rglob(f"*{READY}"))) == 1
+    assert len(list(tmp_path.rglob(f"*{READY}"))) == 1
     closed = writer.tick(H0 + HOUR_NS + 10)
     assert len(closed) == 50 and len(list(tmp_path.rglob(f"*{READY}"))) == 1  # its hour has not ended
     writer.tick(H0 + 2 * HOUR_NS + 10)  # it has: removed, and the 49 new files closed with their record
