@@ -175,7 +175,7 @@ def trade_event(data: Any, instrument: str, venue: str = VENUE, recv_ns: int = 0
             and maker.__class__ is bool
         ):
             return _checked_trade_event(data, instrument, venue, recv_ns)
-        event_ms = data.get("E") if type(data.get("E")) is int else None
+        event_ms = sent if type(sent := data.get("E")) is int else None
     side, event_ms = "sell" if maker else "buy", ts if event_ms is None else event_ms
     return [
         Trade(

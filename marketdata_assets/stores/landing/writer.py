@@ -312,8 +312,7 @@ class LandingWriter:
         the next `tick` to close (closing it here would hold every frame of the batch behind its fsyncs)."""
         current = self.files.get(channel)
         if current is not None and not current.takes(recv_ns):
-            current.flush()
-            self.ending.append(self.files.pop(channel))
+            self._end(channel)
             current = None
         if current is None:
             made = self.made_ahead.pop(channel, None)
@@ -327,6 +326,13 @@ class LandingWriter:
                 directory, Summary(self.venue, channel, hour_key(recv_ns)), recv_ns, self.compressor
             )
         return current
+
+    def _end(self, channel: str) -> None:
+        """The channel's open file, its hour ended (or the writer stopping): flushed and left for the next
+        `tick` (or `close`) to close. Under the lock."""
+        f = self.files.pop(channel)
+        f.flush()
+        self.ending.append(f)
 
     def _make_ahead(self, now_ns: int) -> int:
         """In an hour's last `AHEAD_S`, the next hour's file of each channel open in it, made (outside the
@@ -380,10 +386,8 @@ class LandingWriter:
         hour's frame came, or `now_ns` is past it), off the lock. Returns the files closed by this call."""
         now_ns = time.time_ns() if now_ns is None else now_ns
         with self.lock:
-            ended = [channel for channel, f in self.files.items() if now_ns >= f.hour_start_ns + HOUR_NS]
-            for channel in ended:
-                self.files[channel].flush()
-                self.ending.append(self.files.pop(channel))
+            for channel in [c for c, f in self.files.items() if now_ns >= f.hour_start_ns + HOUR_NS]:
+                self._end(channel)
             ending, self.ending = self.ending, []
             if now_ns - self.last_flush_ns >= self.flush_interval_ns:
                 for f in self.files.values():
@@ -401,10 +405,9 @@ class LandingWriter:
     def close(self) -> list[Path]:
         """Close every file (a clean stop: the hour's file is complete as far as it goes)."""
         with self.lock:
-            for f in self.files.values():
-                f.flush()
-            ending, self.ending = [*self.ending, *self.files.values()], []
-            self.files.clear()
+            for channel in list(self.files):
+                self._end(channel)
+            ending, self.ending = self.ending, []
             unused, self.made_ahead = list(self.made_ahead.values()), {}
         for f in unused:
             f.discard()
