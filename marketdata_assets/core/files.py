@@ -9,10 +9,12 @@ Names we derive from a file's name (temp files, reason files) are kept under the
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import itertools
 import os
 import shutil
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -34,6 +36,26 @@ def fsync_directory(directory: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def sync_filesystem(path: str | os.PathLike) -> bool:
+    """syncfs(2): every file, rename and creation on the file system holding `path` made durable in one
+    call, where thousands of files would take two fsyncs each (4,000 files: 0.45 s of CPU and 1.1-1.5 s
+    against 0.01 s and 0.05-0.13 s, docs/live-capture.md). It waits for the other writers' data on that
+    file system too. False where there is no syncfs (not Linux): the caller fsyncs each file. A
+    write-back error is an OSError, as fsync's is."""
+    syncfs = getattr(_LIBC, "syncfs", None)
+    if syncfs is None:
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if syncfs(fd) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, os.strerror(error), str(path))
+    finally:
+        os.close(fd)
+    return True
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs, tmpfs, APFS, NTFS in UTF-16 units)
 REASON_SUFFIX = ".reason.txt"
 _HASH_CHARS = 12

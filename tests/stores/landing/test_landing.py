@@ -303,3 +303,44 @@ def test_the_next_hours_files_are_made_ahead_and_the_turn_opens_none(tmp_path, m
     made.parent.mkdir(parents=True)
     made.touch()
     assert recover(crashed / "BINANCE") == [] and not made.exists()
+
+
+@pytest.mark.parametrize("syncfs", [True, False], ids=["syncfs", "no-syncfs"])
+def test_many_files_closed_at_once_are_made_durable_together_then_renamed(tmp_path, monkeypatch, syncfs):
+    """From SYNC_TOGETHER files on, a close makes their data and summaries durable with one syncfs before
+    any rename and one after the renames, with no fsync of its own; where there is no syncfs each file
+    is fsynced before the renames and each directory after. Either way every file is closed with its
+    summary and its lock released."""
+    writer = LandingWriter(tmp_path, "BINANCE")
+    channels = [f"c{k}usdt@trade" for k in range(writer_module.SYNC_TOGETHER)]
+    writer.frames([(c, "c1", f'{{"k":"{c}"}}', H0 + 5) for c in channels])
+    calls = []
+    real_sync, real_fsync = writer_module.sync_filesystem, os.fsync
+
+    def sync(root):
+        calls.append(("syncfs", len(list(tmp_path.rglob(f"*{PART}"))), len(list(tmp_path.rglob("*.json")))))
+        return real_sync(root) if syncfs else False
+
+    monkeypatch.setattr(writer_module, "sync_filesystem", sync)
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync") or real_fsync(fd))
+    closed = writer.tick(H0 + HOUR_NS + 1)
+    monkeypatch.undo()
+    n = len(channels)
+    if (
+        syncfs
+    ):  # the summaries written (as temporary files) before the first, every rename done before the second
+        assert calls == [("syncfs", n, 0), ("syncfs", 0, n)]
+    else:
+        assert calls == [("syncfs", n, 0), *["fsync"] * n, ("syncfs", 0, n), *["fsync"] * n]
+    assert sorted(p.parent.name for p in closed) == sorted(channels)
+    assert all(read_file(p) == [{"t": H0 + 5, "c": "c1", "d": f'{{"k":"{p.parent.name}"}}'}] for p in closed)
+    assert all(summary(p)["frames"] == 1 for p in closed) and not list(tmp_path.rglob("*.tmp"))
+    assert recover(tmp_path / "BINANCE") == []  # nothing left open or locked
+
+
+def test_sync_filesystem_makes_a_file_system_durable_and_names_a_path_it_cannot_open(tmp_path):
+    from marketdata_assets.core.files import sync_filesystem
+
+    assert sync_filesystem(tmp_path) is (sys.platform == "linux")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        sync_filesystem(tmp_path / "nowhere")
