@@ -10,9 +10,13 @@ everything else is a float, an int, a string or null.
 
 from __future__ import annotations
 
+import operator
 from typing import Annotated, Any, NamedTuple
 
 import msgspec
+import polars as pl
+
+from marketdata_assets.datasets.frames import TRADES_SCHEMA
 
 US_LOW, US_HIGH = -2_208_988_800_000_000, 10_413_792_000_000_000  # 1900-01-01, 2300-01-01: the tables' years
 Text = Annotated[str, msgspec.Meta(min_length=1)]
@@ -33,6 +37,22 @@ class Trade(msgspec.Struct, gc=False):
     ts_us: Annotated[int, msgspec.Meta(ge=US_LOW, lt=US_HIGH)]  # the trade's time, epoch microseconds
     event_ms: int  # the venue's event time of the frame that carried it (0: the trade's time), epoch ms
     recv_ns: Int64  # our receive time, epoch ns (int64 ns: 1677-2262)
+
+
+# a `Trade`'s values as a `trades` row, in TRADES_SCHEMA's order (`ts`: its `ts_us`); two copies of a trade
+# (two connections, a reconnect) have the same values and differ in their receive times only
+trade_values = operator.attrgetter(
+    "ts_us", "venue", "instrument", "trade_id", "price", "quantity", "amount", "side", "seq"
+)
+
+
+def trades_frame(trades: list[Trade]) -> pl.DataFrame:
+    """`Trade`s as rows of the `trades` dataset (TRADES_SCHEMA): the hourly load's frame holds the values
+    the messages carried, field for field."""
+    schema = {**TRADES_SCHEMA, "ts": pl.Int64}  # epoch µs, then the schema's time type
+    columns = list(zip(*map(trade_values, trades))) if trades else [[] for _ in schema]
+    frame = pl.DataFrame(dict(zip(schema, columns, strict=True)), schema=schema)
+    return frame.with_columns(pl.col("ts").cast(TRADES_SCHEMA["ts"]))
 
 
 class Ticker(NamedTuple):

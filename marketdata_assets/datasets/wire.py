@@ -1,6 +1,6 @@
 """Reading a source's wire values into the normalized frames: typed readers that fail with a clear
 SourceDataError naming the source, instrument, day and request (`number`, `integer`, `field`, ...),
-the column builders (`TradeColumns`, `BarColumns`), book levels, the windowing and de-duplication
+the column builders (`BarColumns`, `columns_of`), book levels, the windowing and de-duplication
 that finish a fetch, and what a fetch did to its rows (`FetchNotes`: every dropped row counted with
 its reason, every unit conversion) - the toolkit every source's parser shares (datasets/frames.py
 declares the frames themselves)."""
@@ -162,13 +162,6 @@ class Columns:
             if self.schema[name] == UTC_US:
                 data[name] = data[name].cast(UTC_US)
         return pl.DataFrame([data[name] for name in self.schema], schema=self.schema)
-
-
-class TradeColumns(Columns):
-    """add(ts_us, trade_id, price, quantity, amount, side, seq)."""
-
-    fields = ("ts", "trade_id", "price", "quantity", "amount", "side", "seq")
-    schema = TRADES_SCHEMA
 
 
 class BarColumns(Columns):

@@ -13,8 +13,8 @@ import pytest
 
 from marketdata_assets.core.http import RetryPolicy, SourceBanned, SourceDataError, SourceRequestError
 from marketdata_assets.datasets.frames import to_us
+from marketdata_assets.datasets.normalized import Trade, trades_frame
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
-from marketdata_assets.datasets.wire import TradeColumns
 from marketdata_assets.ingest.engine import Engine, IngestReport, day_blocks, plan
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.sources.venues import venue_client, venue_feed
@@ -23,11 +23,15 @@ DAY = date(2025, 1, 15)
 
 
 def trades(instrument: str, day: date = DAY, n: int = 3, venue: str = "BINANCE"):
-    cols = TradeColumns()
     start = to_us(datetime(day.year, day.month, day.day, 12, tzinfo=UTC))
-    for i in range(n):
-        cols.add(start + i, f"{instrument}-{i}", 100.0 + i, 1.0, 100.0 + i, "buy", i)
-    return cols.frame(venue, instrument)
+    return trades_frame(
+        [
+            Trade(
+                venue, instrument, f"{instrument}-{i}", 100.0 + i, 1.0, 100.0 + i, "buy", i, start + i, 0, 0
+            )
+            for i in range(n)
+        ]
+    )
 
 
 def keys(*instruments: str, day: date = DAY) -> list[SliceKey]:

@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 
 from marketdata_assets.datasets.frames import spec_for
+from marketdata_assets.datasets.normalized import Trade, trades_frame
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
-from marketdata_assets.datasets.wire import TradeColumns
 from marketdata_assets.ingest.engine import Engine
 from marketdata_assets.quality.slices import TIMESTAMPS_INSIDE_DAY, count, slice_scope
 from marketdata_assets.sources.okx import OkxClient
@@ -122,12 +122,14 @@ def test_a_fetch_that_bypasses_the_parsers_window_has_its_implausible_rows_count
 
 
 def trades(day: date, *hours: float) -> pl.DataFrame:
-    cols = TradeColumns()
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    for i, hour in enumerate(hours):
-        ts = start + timedelta(hours=hour)
-        cols.add(int(ts.timestamp()) * 1_000_000, str(100 + i), 94_350.0, 0.01, 943.5, "buy", 100 + i)
-    return cols.frame("BINANCE", "BTCUSDT")
+    stamps = [int((start + timedelta(hours=hour)).timestamp()) * 1_000_000 for hour in hours]
+    return trades_frame(
+        [
+            Trade("BINANCE", "BTCUSDT", str(100 + i), 94_350.0, 0.01, 943.5, "buy", 100 + i, ts, 0, 0)
+            for i, ts in enumerate(stamps)
+        ]
+    )
 
 
 def test_the_writer_refuses_a_frame_holding_an_implausible_time_naming_the_column_and_values(store):

@@ -21,8 +21,9 @@ import polars as pl
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.core.landing_files import LinkRefused, scan
 from marketdata_assets.datasets.frames import day_window, spec_for
+from marketdata_assets.datasets.normalized import Trade, trade_values, trades_frame
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
-from marketdata_assets.datasets.wire import TradeColumns, finish_trades, note_dropped
+from marketdata_assets.datasets.wire import finish_trades, note_dropped
 from marketdata_assets.ingest.live.landing_hours import (  # noqa: F401 (hour helpers, read by defs/live from here)
     CLAIM,
     UTC,
@@ -66,7 +67,7 @@ class ChannelReader(LandingReader):
         super().__init__(figures)
         self.instrument, self.venue = instrument, LIVE_VENUES[venue]
         self.seen: dict[str, tuple] = {}
-        self.columns = TradeColumns()
+        self.trades: list[Trade] = []
 
     def _frame(self, record: dict, figures: HourFigures) -> str | None:
         """Keep the frame's trades; the reason it is discarded otherwise (a trade seen before counts
@@ -77,18 +78,19 @@ class ChannelReader(LandingReader):
             return rows
         kept = 0
         for t in rows:
-            row = (t.ts_us, t.trade_id, t.price, t.quantity, t.amount, t.side, t.seq)
-            if not first_copy(self.seen, row[1], row, f"{self.venue.venue}:{self.instrument} trade id"):
+            if not first_copy(
+                self.seen, t.trade_id, trade_values(t), f"{self.venue.venue}:{self.instrument} trade id"
+            ):
                 figures.discarded["duplicates"] += 1
                 continue
-            self.columns.add(*row)
+            self.trades.append(t)
             kept += 1
             figures.lags_ms.append(record["t"] / 1e6 - t.event_ms)
         figures.trades += kept
         return None if rows else "not_a_trade"
 
     def frame(self) -> pl.DataFrame:
-        return self.columns.frame(self.venue.venue, self.instrument)
+        return trades_frame(self.trades)
 
 
 def day_files(root: Path, instrument: str, day: date, venue: str = VENUE) -> list[Path]:

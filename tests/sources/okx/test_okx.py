@@ -21,7 +21,8 @@ from marketdata_assets.core.http import (
     SourceRequestError,
 )
 from marketdata_assets.datasets.frames import BARS_SCHEMA, BOOKS_SCHEMA, TRADES_SCHEMA
-from marketdata_assets.datasets.wire import BarColumns, TradeColumns, columns_of
+from marketdata_assets.datasets.normalized import trades_frame
+from marketdata_assets.datasets.wire import BarColumns, columns_of
 from marketdata_assets.replay.crypto import ReplayConfig
 from marketdata_assets.sources.okx import (
     ContractSizer,
@@ -225,13 +226,10 @@ def test_a_page_read_on_its_columns_is_the_page_read_record_by_record(instrument
         }
         for k, (px, sz, side) in enumerate([("29963.2", "0.00001", "sell"), ("0.0000255", "3", "buy")])
     ]
-    expected = TradeColumns()
-    for k, record in enumerate(trades):
-        t = history_trade(record, instrument, sizer, f"trade #{k}", ctx)
-        expected.add(t.ts_us, t.trade_id, t.price, t.quantity, t.amount, t.side, t.seq)
-    assert_frame_equal(
-        parse_history_trades(_page(trades), instrument, reference=ref), expected.frame("OKX", instrument)
+    expected = trades_frame(
+        [history_trade(record, instrument, sizer, f"trade #{k}", ctx) for k, record in enumerate(trades)]
     )
+    assert_frame_equal(parse_history_trades(_page(trades), instrument, reference=ref), expected)
     rows = [
         ["1597026420000", "3.721", "3.743", "3.677", "3.708", "8422410", "2269834.04", "22698348.1", "0"],
         ["1597026360000", "3.731", "3.799", "3.494", "3.72", "24912403", "6763234.7", "67632347.3", "1"],
