@@ -94,41 +94,21 @@ class CryptoReplayServer(FaultList, BackgroundServer):
 
     def truth_trades(self, venue: str, instrument: str, day: date, *, time_unit: str = "ms") -> pl.DataFrame:
         """The normalized trades frame a correct client returns for [day, day + 1)."""
-        import polars as pl
-
-        from marketdata_assets.datasets.frames import TRADES_SCHEMA
+        from marketdata_assets.datasets.normalized import Trade, trades_frame
 
         venue = venue.upper()
         rows = self.market.rows_between(venue, instrument, day_us(day), day_us(day) + DAY_US - 1)
-        ts, ids, prices, qtys, amounts, sides, seqs = [], [], [], [], [], [], []
+        trades = []
         for tape, i in rows:
             t = tape.ts[i]
             if time_unit == "ms":  # Binance's tapes have microseconds, the others' are whole milliseconds
                 t -= t % 1000
             base, quote = base_and_quote(tape.spec, tape.price[i], tape.size[i])
-            trade = tape.first_id + i
-            ts.append(t)
-            ids.append(self.venues[venue].trade_id(instrument, trade))
-            prices.append(tape.price[i])
-            qtys.append(base)
-            amounts.append(quote)
-            sides.append("buy" if tape.buy[i] else "sell")
-            seqs.append(trade)
-        n = len(ts)
-        return pl.DataFrame(
-            {
-                "ts": pl.Series(ts, dtype=pl.Int64).cast(TRADES_SCHEMA["ts"]),
-                "venue": [venue] * n,
-                "instrument": [instrument] * n,
-                "trade_id": ids,
-                "price": prices,
-                "quantity": qtys,
-                "amount": amounts,
-                "side": sides,
-                "seq": pl.Series(seqs, dtype=pl.Int64),
-            },
-            schema=TRADES_SCHEMA,
-        )
+            seq = tape.first_id + i
+            trade_id = self.venues[venue].trade_id(instrument, seq)
+            side = "buy" if tape.buy[i] else "sell"
+            trades.append(Trade(venue, instrument, trade_id, tape.price[i], base, quote, side, seq, t, 0, 0))
+        return trades_frame(trades)
 
     def truth_bars(self, venue: str, instrument: str, day: date) -> pl.DataFrame:
         """The normalized 1-minute bars of [day, day + 1) (trades is null where the venue has no count)."""
