@@ -26,6 +26,8 @@ stream in its URL) in the same session:
    it landed of those sent, dropped, its markers, and the acknowledgements it never processed (the lag
    bound sheds them with the frames).
 
+Measured 2026-11-27 (docs/live-capture.md, "Session 41"): ratio 0.416 at 2,000 instruments (rounds
+0.416-0.443; the collector 10.6-10.7 µs a frame, the bare client 4.4-4.7), 0.677 at 10.
 Measured 2026-11-27 (docs/live-capture.md, "Session 38"): ratio 0.421 at 2,000 instruments (rounds
 0.338-0.431; waiting books no longer read their diffs' levels).
 Measured 2026-11-26 (docs/live-capture.md, "The universe run"): ratio 0.341 at 2,000 instruments over 4
