@@ -11,6 +11,7 @@ import functools
 import json
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -19,7 +20,7 @@ import orjson
 
 from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.declared import one_of
-from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, epoch_to_us
+from marketdata_assets.datasets.frames import epoch_to_us
 from marketdata_assets.datasets.normalized import AggregateTrade, Bar, Ticker, Trade
 from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.datasets.wire import epoch_us, field, integer, number, positive
@@ -144,61 +145,57 @@ def classify(frame: Any) -> Classified:
 
 
 def trade_event(data: Any, instrument: str, venue: str = VENUE, recv_ns: int = 0) -> list[Trade]:
-    """The trade of a `trade` event `{e, E, s, t, p, q, T, m}` (a `TradeEvent`, or the decoded JSON of a frame
-    not in the documented types): trade_id = seq = `t`, ts = `T` (ms, or µs if asked for), amount = price x
-    quantity (the event has no quote quantity), side from `m` (the buyer was the maker: the taker sold).
-    SourceDataError if malformed. A well-formed event is read straight (ids and times integers, prices and
-    sizes positive finite strings, `m` a boolean); anything else field by field, naming what is wrong."""
-    if data.__class__ is TradeEvent:  # its types checked as it was decoded: the numbers are left
-        try:
-            price, qty = float(data.p), float(data.q)
-        except ValueError:
-            return _checked_trade_event(data, instrument, venue, recv_ns)
-        if not (0 < price < _INF and 0 < qty < _INF):
-            return _checked_trade_event(data, instrument, venue, recv_ns)
-        trade_id, ts, maker, event_ms = data.t, data.T, data.m, data.E
-    else:
-        try:
-            trade_id, ts, maker, p, q = data["t"], data["T"], data["m"], data["p"], data["q"]
-            price, qty = float(p), float(q)
-        except (KeyError, TypeError, ValueError):
-            return _checked_trade_event(data, instrument, venue, recv_ns)
-        if not (
-            type(trade_id) is int
-            and 0 <= trade_id < _INT64
-            and type(ts) is int
-            and _MS_LOW <= ts < _MS_HIGH
-            and type(p) is str
-            and type(q) is str
-            and 0 < price < _INF
-            and 0 < qty < _INF
-            and maker.__class__ is bool
-        ):
-            return _checked_trade_event(data, instrument, venue, recv_ns)
-        event_ms = sent if type(sent := data.get("E")) is int else None
-    side, event_ms = "sell" if maker else "buy", ts if event_ms is None else event_ms
-    return [
-        Trade(
-            venue,
-            instrument,
-            str(trade_id),
-            price,
-            qty,
-            price * qty,
-            side,
-            trade_id,
-            ts * 1000,
-            event_ms,
-            recv_ns,
+    """The trade of a `trade` event `{e, E, s, t, p, q, T, m}`: trade_id = seq = `t`, ts = `T` (ms, or µs if
+    asked for), amount = price x quantity (the event has no quote quantity), side from `m` (the buyer was
+    the maker: the taker sold), event time `E` (else the trade's). An event decoded in its documented types
+    (`TradeEvent`) is read by `trade_records`; anything else (the decoded JSON of a frame in other types)
+    and an event it refuses, by the checked reading, which reads what it allows and names what is wrong
+    (SourceDataError)."""
+    if data.__class__ is TradeEvent:
+        trades = trade_records(venue, (instrument,), [data], [recv_ns])
+        if trades[0] is not None:
+            return trades
+    return _checked_trade_event(data, instrument, venue, recv_ns)
+
+
+def trade_records(
+    venue: str, instruments: Sequence[str], events: list[TradeEvent], recvs: list[int]
+) -> list[Trade | None]:
+    """`TradeEvent`s (of `instruments`: one each, or one for all) as `Trade`s, in order, their prices and
+    sizes parsed at once (msgspec reads decimal text into the floats `float` makes, in a quarter of its
+    time); None for an event whose price or size that does not read as a positive finite number (all of
+    them, if one is no decimal msgspec reads: "5.", "1e400"): the checked reading takes those."""
+    try:
+        prices, sizes = _floats([event.p for event in events]), _floats([event.q for event in events])
+    except msgspec.ValidationError:
+        return [None] * len(events)
+    records: list[Trade | None] = []
+    one, inf = (instruments[0] if len(instruments) == 1 else None), _INF
+    for k, (event, price, qty, recv_ns) in enumerate(zip(events, prices, sizes, recvs, strict=True)):
+        if not (0 < price < inf and 0 < qty < inf):  # the rules of the checked reading
+            records.append(None)
+            continue
+        trade_id, ts, event_ms = event.t, event.T, event.E
+        records.append(
+            Trade(
+                venue,
+                one or instruments[k],
+                str(trade_id),
+                price,
+                qty,
+                price * qty,
+                "sell" if event.m else "buy",
+                trade_id,
+                ts * 1000,
+                ts if event_ms is None else event_ms,
+                recv_ns,
+            )
         )
-    ]
+    return records
 
 
 _floats = functools.partial(msgspec.convert, type=list[float], strict=False)  # decimal texts as floats, in C
-
-
-# epoch milliseconds (`epoch_us` reads µs too: the checked path), the Int64 range, infinity
-_MS_LOW, _MS_HIGH, _INT64, _INF = EPOCH_MS_OR_US[0], 100_000_000_000_000, 2**63, math.inf
+_INF = math.inf
 
 
 def _checked_trade_event(data: Any, instrument: str, venue: str, recv_ns: int = 0) -> list[Trade]:
@@ -213,8 +210,8 @@ def _checked_trade_event(data: Any, instrument: str, venue: str, recv_ns: int = 
     maker = field(data, "m", what, ctx)
     if not isinstance(maker, bool):
         raise ctx.error(f"{what} m is {maker!r}, not true/false")
-    event_ms = data.get("E")
-    event_ms, side = event_ms if isinstance(event_ms, int) else ts // 1000, "sell" if maker else "buy"
+    event_ms = data.get("E")  # an event time where it is an integer (not a flag), else the trade's
+    event_ms, side = event_ms if type(event_ms) is int else ts // 1000, "sell" if maker else "buy"
     return [
         Trade(
             venue, instrument, str(trade_id), price, qty, price * qty, side, trade_id, ts, event_ms, recv_ns
@@ -480,37 +477,25 @@ class BinanceSpotStream:
     def read_trades(
         self, frames: list[Frame], recvs: list[int], bad: list[tuple[Frame, Exception]]
     ) -> list[Trade]:
-        """`trades` of many frames, events of the documented types read straight into their `Trade`s (the
-        collector's hot path: no other record between), their prices and quantities parsed at once (msgspec
-        reads decimal text into the floats `float` makes, in a quarter of its time); a batch with another
-        event or number spelling, and any trade the rules refuse, read by `trades` one frame at a time."""
-        events = [frame.data for frame in frames]
+        """`trades` of many frames, in order (the collector's hot path): events decoded in their documented
+        types read at once by `trade_records` (no other record between); a batch with another event, and an
+        event it refuses, read by `trades` one frame at a time (a frame the checked reading refuses goes to
+        `bad` with its error)."""
         try:
-            prices, sizes = _floats([event.p for event in events]), _floats([event.q for event in events])
-        except (AttributeError, msgspec.ValidationError):  # decoded JSON (no `p`), or "5.", "1e400", ...
+            records = trade_records(
+                self.venue, [f.instrument for f in frames], [f.data for f in frames], recvs
+            )
+        except AttributeError:  # decoded JSON (no `p`): a frame not in the documented types
             return read_trade_frames(self, frames, recvs, bad)
-        venue, records, inf = self.venue, [], _INF
-        for frame, event, price, qty, recv_ns in zip(frames, events, prices, sizes, recvs, strict=True):
-            if 0 < price < inf and 0 < qty < inf:  # the rules of `trade_event`'s first branch
-                trade_id, ts, event_ms = event.t, event.T, event.E
-                records.append(
-                    Trade(
-                        venue,
-                        frame.instrument,
-                        str(trade_id),
-                        price,
-                        qty,
-                        price * qty,
-                        "sell" if event.m else "buy",
-                        trade_id,
-                        ts * 1000,
-                        ts if event_ms is None else event_ms,
-                        recv_ns,
-                    )
-                )
+        if None not in records:
+            return records
+        out: list[Trade] = []
+        for frame, recv_ns, record in zip(frames, recvs, records, strict=True):
+            if record is None:
+                out += read_trade_frames(self, [frame], [recv_ns], bad)
             else:
-                records += read_trade_frames(self, [frame], [recv_ns], bad)
-        return records
+                out.append(record)
+        return out
 
     def _reading(self, stream: str):
         known = self.streams_seen.get(stream) or self._stream_of(stream)

@@ -92,11 +92,17 @@ def test_replay_acks_refuses_and_drops_a_connection_over_the_control_limit():
     assert close.code == 1008 and ws.counts["limit_closes"] == 1
 
 
-def test_a_trade_event_read_straight_equals_the_field_by_field_reading():
-    """`trade_event` reads a well-formed event straight and sends anything else through the checked
-    reading: for each field set to each odd value (or missing), both give the same trade or the same
-    error (an `E` that is a boolean excepted: the checked reading took it for an event time)."""
-    from marketdata_assets.sources.binance.stream import _checked_trade_event, trade_event
+def test_a_trade_event_read_typed_equals_the_checked_reading():
+    """A frame whose event decodes in its documented types (`TradeEvent`) is read by `trade_records`; any
+    other event, and one it refuses, by the checked reading. For each field set to each odd value (or
+    missing), the collector's reading of the frame (`decode`, then `read_trades`) gives the same trade or
+    the same error as the checked reading of its JSON: one meaning, whichever way a frame goes."""
+    import json
+
+    import orjson
+
+    from marketdata_assets.sources.binance.records import TradeEvent
+    from marketdata_assets.sources.binance.stream import BinanceSpotStream, _checked_trade_event
 
     base = {
         "e": "trade",
@@ -109,50 +115,36 @@ def test_a_trade_event_read_straight_equals_the_field_by_field_reading():
         "m": False,
         "M": True,
     }
-    odd = [
-        None,
-        True,
-        False,
-        0,
-        -1,
-        1,
-        1.5,
-        "1",
-        "0",
-        "-1",
-        "nan",
-        "inf",
-        "1e3",
-        " 2",
-        "abc",
-        2**63,
-        2**64,
-        1795588288431,
-        1795588288431000,
-        17955882884,
-        "1795588288431",
-        [],
-        {},
-        "<missing>",
-    ]
+    odd = [None, True, False, 0, -1, 1, 1.5, "1", "0", "-1", "nan", "inf", "1e3", "5.", " 2", "abc", 2**63]
+    odd += [2**64, 1795588288431, 1795588288431000, 17955882884, "1795588288431", [], {}, "<missing>"]
 
-    def outcome(read, data):
+    def checked(data):
         try:
-            return read(data, "BTCUSDT", "BINANCE")
+            return _checked_trade_event(data, "BTCUSDT", "BINANCE")
         except Exception as error:  # noqa: BLE001  (the error is the outcome compared)
             return type(error).__name__, str(error)
 
-    compared = 0
+    stream = BinanceSpotStream()
+    stream.decode(json.dumps({"stream": "btcusdt@trade", "data": base}))  # the stream seen: typed from now
+
+    def collected(text):
+        bad = []
+        frame = stream.decode(text)
+        trades = stream.read_trades([frame], [0], bad)
+        return (type(bad[0][1]).__name__, str(bad[0][1])) if bad else trades, frame.data.__class__
+
+    compared, typed = 0, 0
     for key in ("t", "p", "q", "T", "m", "E"):
         for value in odd:
-            if key == "E" and isinstance(value, bool):
-                continue
             data = {k: v for k, v in base.items() if not (k == key and value == "<missing>")}
             if value != "<missing>":
                 data[key] = value
-            assert outcome(trade_event, data) == outcome(_checked_trade_event, data), (key, value)
-            compared += 1
-    assert compared > 130 and outcome(trade_event, base)[0].quantity == 1.6628
+            text = json.dumps({"stream": "btcusdt@trade", "data": data}, separators=(",", ":"))
+            got, kind = collected(text)
+            assert got == checked(orjson.loads(text)["data"]), (key, value)  # as the collector decodes JSON
+            compared, typed = compared + 1, typed + (kind is TradeEvent)
+    assert compared > 130 and typed > 20 and checked(base)[0].quantity == 1.6628
+    assert checked({**base, "E": True})[0].event_ms == base["T"]  # a flag is no event time
 
 
 def test_a_restarted_replay_never_sends_a_trade_id_again(tmp_path):
