@@ -27,7 +27,8 @@ stream in its URL) in the same session:
    bound sheds them with the frames).
 
 Measured 2026-11-27 (docs/live-capture.md, "Session 41"): ratio 0.416 at 2,000 instruments (rounds
-0.416-0.443; the collector 10.6-10.7 µs a frame, the bare client 4.4-4.7), 0.677 at 10.
+0.416-0.443; the collector 10.6-10.7 µs a frame, the bare client 4.4-4.7), 0.677 at 10; an hour later,
+the same code, 0.350 and 0.346 (the collector 13.0-14.9 µs): the target met in some runs only.
 Measured 2026-11-27 (docs/live-capture.md, "Session 38"): ratio 0.421 at 2,000 instruments (rounds
 0.338-0.431; waiting books no longer read their diffs' levels).
 Measured 2026-11-26 (docs/live-capture.md, "The universe run"): ratio 0.341 at 2,000 instruments over 4
