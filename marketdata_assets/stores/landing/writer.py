@@ -52,6 +52,7 @@ READY = ".ready"  # `<name>.part.ready`: a file made ahead for the next hour, em
 AHEAD_S = 30  # in an hour's last seconds, `tick` makes the next hour's file of each channel open in it
 SUMMARY = ".json"
 SYNC_TOGETHER = 16  # files closed at once from which one syncfs replaces their fsyncs (`close_files`)
+RECOVER_TOGETHER = 512  # crashed files recovered (and held locked) at a time
 HOUR_NS = 3_600_000_000_000
 _COMPONENT = re.compile(
     r"^[A-Za-z0-9@._=!-]{1,120}$"
@@ -493,9 +494,9 @@ def _kept_lines(data: bytes, summary: Summary) -> list[bytes]:
     return kept
 
 
-def _recover_one(part: Path) -> Recovered:
-    """Salvage a crashed `.part` into its closed file (written beside it, then renamed into place;
-    the `.part` removed last, so a second recoverer finds nothing to do)."""
+def _salvage(part: Path, sync: bool = True) -> tuple[Path, Path, Summary, int]:
+    """A crashed `.part`'s complete lines and a `crash` marker, written beside it as `<final>.recovering`
+    (fsynced when `sync`): (that file, its closed name, its summary, the lines kept)."""
     final = closed_name(part)
     summary = Summary(part.parent.parent.name, part.parent.name, final.name.split(".", 1)[0], recovered=True)
     lines = _kept_lines(_decodable(part), summary)
@@ -516,11 +517,39 @@ def _recover_one(part: Path) -> Recovered:
             for line in lines:
                 stream.write(line)
         out.flush()
-        os.fsync(out.fileno())
+        if sync:
+            os.fsync(out.fileno())
+    return rewritten, final, summary, kept
+
+
+def _recover_one(part: Path) -> Recovered:
+    """Salvage a crashed `.part` into its closed file (written beside it, then renamed into place;
+    the `.part` removed last, so a second recoverer finds nothing to do)."""
+    rewritten, final, summary, kept = _salvage(part)
     path = _publish(rewritten, final, summary)
     part.unlink()
     fsync_directory(part.parent)
     return Recovered(path, kept, summary.torn_dropped, summary.bad_dropped)
+
+
+def _recover_together(parts: list[Path], root: Path) -> list[Recovered]:
+    """`_recover_one` of many (a crash at a universe leaves thousands): their salvaged files and summaries
+    made durable by one syncfs, renamed into place and the `.part`s removed, then one more syncfs, in
+    place of three fsyncs a file (4,000 files: 5.4-6.9 s -> 2.1-2.2 s, docs/live-capture.md). Fewer than
+    `SYNC_TOGETHER`, or no syncfs: one at a time."""
+    if len(parts) < SYNC_TOGETHER or not sync_filesystem(root):
+        return [_recover_one(part) for part in parts]
+    staged = []
+    for part in parts:
+        rewritten, final, summary, kept = _salvage(part, sync=False)
+        staged.append((part, rewritten, final, *_summary_written(final, summary), summary, kept))
+    sync_filesystem(root)
+    for part, rewritten, final, tmp, side, _, _ in staged:
+        os.replace(tmp, side)
+        os.replace(rewritten, final)
+        part.unlink()
+    sync_filesystem(root)
+    return [Recovered(final, kept, s.torn_dropped, s.bad_dropped) for _, _, final, _, _, s, kept in staged]
 
 
 def _remove_made_ahead(root: Path) -> None:
@@ -540,23 +569,31 @@ def _remove_made_ahead(root: Path) -> None:
 
 
 def recover(root: Path) -> list[Recovered]:
-    """Close every `.part` file under `root` that no live writer holds (see the module doc); remove the
-    files a crashed writer made ahead."""
+    """Close every `.part` file under `root` that no live writer holds (see the module doc), many at a
+    time (`_recover_together`, each locked until it is done); remove the files a crashed writer made
+    ahead."""
     _remove_made_ahead(root)
-    results = []
-    for part in walk(
-        root, keep=lambda name: name.endswith(SUFFIX + PART)
-    ).files:  # a link is no .part of ours
-        try:
-            handle = open_binary(part)
-        except (FileNotFoundError, LinkRefused):  # closed meanwhile by its writer; a link is never read
-            continue
-        with handle:
+    results: list[Recovered] = []
+    with contextlib.ExitStack() as held:
+        parts = []
+        for part in walk(
+            root, keep=lambda name: name.endswith(SUFFIX + PART)
+        ).files:  # a link is no .part of ours
+            try:
+                handle = open_binary(part)
+            except (FileNotFoundError, LinkRefused):  # closed meanwhile by its writer; a link is never read
+                continue
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                handle.close()
                 continue  # a live writer's open file
-            if not part.exists():
-                continue
-            results.append(_recover_one(part))
+            held.enter_context(handle)
+            if part.exists():
+                parts.append(part)
+            if len(parts) >= RECOVER_TOGETHER:
+                results += _recover_together(parts, root)
+                parts = []
+                held.close()
+        results += _recover_together(parts, root)
     return results

@@ -344,3 +344,36 @@ def test_sync_filesystem_makes_a_file_system_durable_and_names_a_path_it_cannot_
     assert sync_filesystem(tmp_path) is (sys.platform == "linux")
     with pytest.raises(FileNotFoundError, match="nowhere"):
         sync_filesystem(tmp_path / "nowhere")
+
+
+def test_many_crashed_files_are_recovered_together_with_one_syncfs_each_way(tmp_path, monkeypatch):
+    """A crash at a universe leaves thousands of `.part`s: from SYNC_TOGETHER on, `recover` salvages them
+    all, makes them durable with one syncfs, renames them into place and removes the `.part`s, then one
+    more syncfs (a first one asks whether there is any), with no fsync of its own. Each is the closed file
+    one at a time would give: its lines, a crash marker, its summary."""
+    writer = LandingWriter(tmp_path, "BINANCE")
+    channels = [f"c{k}usdt@trade" for k in range(writer_module.SYNC_TOGETHER + 3)]
+    writer.frames([(c, "c1", f'{{"k":"{c}"}}', H0 + 5) for c in channels])
+    writer.flush()
+    for f in writer.files.values():  # killed: its files left open, their locks gone with it
+        f.handle.close()
+    calls, real_sync = [], writer_module.sync_filesystem
+
+    def sync(root):  # (.part files, salvaged files, their summaries written, summaries in place)
+        counts = (f"*{PART}", "*.recovering", "*.json.tmp", "*.json")
+        calls.append(tuple(len(list(tmp_path.rglob(pattern))) for pattern in counts))
+        return real_sync(root)
+
+    monkeypatch.setattr(writer_module, "sync_filesystem", sync)
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync"))
+    recovered = recover(tmp_path / "BINANCE")
+    monkeypatch.undo()
+    n = len(channels)
+    assert calls == [(n, 0, 0, 0), (n, n, n, 0), (0, 0, 0, n)]
+    assert sorted(r.path.parent.name for r in recovered) == sorted(channels)
+    for r in recovered:
+        records = read_file(r.path)
+        assert records[0] == {"t": H0 + 5, "c": "c1", "d": f'{{"k":"{r.path.parent.name}"}}'}
+        assert records[1]["m"] == "crash" and (r.lines, r.torn_dropped) == (1, 0)
+        assert summary(r.path)["frames"] == 1 and summary(r.path)["recovered"] is True
+    assert not list(tmp_path.rglob(f"*{PART}")) and not list(tmp_path.rglob("*.recovering"))
