@@ -154,6 +154,30 @@ def _publish(source: Path, final: Path, summary: Summary) -> Path:
     return final
 
 
+def _publish_all(
+    moves: list[tuple[Path, Path, Summary, Path | None]], root: Path, unsynced=None
+) -> list[Path]:
+    """`_publish` of many `(source, final, summary, removed)` at once: the summaries written, the sources
+    and summaries made durable by one syncfs (where there is none, `unsynced()` fsyncs the sources),
+    each summary and source renamed into place and `removed` (if any) unlinked, then one more syncfs for
+    the renames (or each directory's fsync)."""
+    staged = [
+        (source, final, *_summary_written(final, summary), removed)
+        for source, final, summary, removed in moves
+    ]
+    if not sync_filesystem(root) and unsynced is not None:
+        unsynced()
+    for source, final, tmp, side, removed in staged:
+        os.replace(tmp, side)
+        os.replace(source, final)
+        if removed is not None:
+            removed.unlink()
+    if not sync_filesystem(root):
+        for directory in {final.parent for _, final, _, _, _ in staged}:
+            fsync_directory(directory)
+    return [final for _, final, _, _, _ in staged]
+
+
 def close_files(files: list[_OpenFile], root: Path) -> list[Path]:
     """Flushed files closed as `_OpenFile.close` closes one; from `SYNC_TOGETHER` files on (an hour's turn
     or a stop at a universe: thousands) their data and summaries made durable by one syncfs, renamed,
@@ -161,20 +185,11 @@ def close_files(files: list[_OpenFile], root: Path) -> list[Path]:
     syncfs). Each lock is released after its file's rename, as one file's close does."""
     if len(files) < SYNC_TOGETHER:
         return [f.close() for f in files]
-    staged = [(f, closed_name(f.part)) for f in files]
-    staged = [(f, final, *_summary_written(final, f.summary)) for f, final in staged]
-    if not sync_filesystem(root):
-        for f in files:
-            os.fsync(f.handle.fileno())
-    for f, final, tmp, side in staged:
-        os.replace(tmp, side)
-        os.replace(f.part, final)
-    if not sync_filesystem(root):
-        for directory in {final.parent for _, final, _, _ in staged}:
-            fsync_directory(directory)
+    moves = [(f.part, closed_name(f.part), f.summary, None) for f in files]
+    finals = _publish_all(moves, root, lambda: [os.fsync(f.handle.fileno()) for f in files])
     for f in files:
         f.handle.close()
-    return [final for _, final, _, _ in staged]
+    return finals
 
 
 class _OpenFile:
@@ -533,23 +548,17 @@ def _recover_one(part: Path) -> Recovered:
 
 
 def _recover_together(parts: list[Path], root: Path) -> list[Recovered]:
-    """`_recover_one` of many (a crash at a universe leaves thousands): their salvaged files and summaries
-    made durable by one syncfs, renamed into place and the `.part`s removed, then one more syncfs, in
-    place of three fsyncs a file (4,000 files: 5.4-6.9 s -> 2.1-2.2 s, docs/live-capture.md). Fewer than
-    `SYNC_TOGETHER`, or no syncfs: one at a time."""
+    """`_recover_one` of many (a crash at a universe leaves thousands) through `_publish_all`: one syncfs
+    before the renames and one after, in place of three fsyncs a file (4,000 files: 5.4-6.9 s -> 2.1-2.2
+    s, docs/live-capture.md). Fewer than `SYNC_TOGETHER`, or no syncfs: one at a time."""
     if len(parts) < SYNC_TOGETHER or not sync_filesystem(root):
         return [_recover_one(part) for part in parts]
-    staged = []
-    for part in parts:
-        rewritten, final, summary, kept = _salvage(part, sync=False)
-        staged.append((part, rewritten, final, *_summary_written(final, summary), summary, kept))
-    sync_filesystem(root)
-    for part, rewritten, final, tmp, side, _, _ in staged:
-        os.replace(tmp, side)
-        os.replace(rewritten, final)
-        part.unlink()
-    sync_filesystem(root)
-    return [Recovered(final, kept, s.torn_dropped, s.bad_dropped) for _, _, final, _, _, s, kept in staged]
+    salvaged = [(part, *_salvage(part, sync=False)) for part in parts]
+    finals = _publish_all([(rewritten, final, s, part) for part, rewritten, final, s, _ in salvaged], root)
+    return [
+        Recovered(path, kept, s.torn_dropped, s.bad_dropped)
+        for path, (_, _, _, s, kept) in zip(finals, salvaged, strict=True)
+    ]
 
 
 def _remove_made_ahead(root: Path) -> None:
