@@ -163,7 +163,7 @@ def trade_records(
 ) -> list[Trade | None]:
     """`TradeEvent`s (of `instruments`: one each, or one for all) as `Trade`s, in order, their prices and
     sizes parsed at once (msgspec reads decimal text into the floats `float` makes, in a quarter of its
-    time); None for an event whose price or size that does not read as a positive finite number (all of
+    time); None for an event whose price or size does not read as a positive finite number (all of
     them, if one is no decimal msgspec reads: "5.", "1e400"): the checked reading takes those."""
     try:
         prices, sizes = _floats([event.p for event in events]), _floats([event.q for event in events])
