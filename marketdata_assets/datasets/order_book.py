@@ -9,11 +9,16 @@ sources/binance/stream.py `DepthSync`); this is only the book.
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left, insort_left, insort_right
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
 NOTED_LIMIT = 4096  # deferred levels (distinct prices) a book takes in at once, if nobody read it before
+REORDER_SHARE, REORDER_FLOOR = 16, 8  # a read book's price order is kept through at most 8 + 1/16 of its
+# prices joining or leaving at once (beyond: sorted afresh at the next read, the cheaper)
+_INF = math.inf
 
 
 def _is_zero(size: Any) -> bool:
@@ -41,6 +46,8 @@ class OrderBook:
         self._bids: dict[str, str] = {}
         self._asks: dict[str, str] = {}
         self._noted: tuple[dict[str, str], dict[str, str]] | None = None  # deferred levels, not yet taken in
+        # each side's prices in price order once read (`top`), ascending; None: sorted at the next read
+        self._order: tuple[list[str], list[str]] | None = None
         self.update_id: int | None = None
 
     @property
@@ -59,15 +66,14 @@ class OrderBook:
         """Replace the book by a snapshot ([price, size] pairs)."""
         self._bids = {str(p): str(q) for p, q, *_ in bids if not _is_zero(str(q))}
         self._asks = {str(p): str(q) for p, q, *_ in asks if not _is_zero(str(q))}
-        self._noted = None
+        self._noted, self._order = None, None
         self.update_id = update_id
 
     def apply(self, update_id: int, bids: Iterable, asks: Iterable) -> None:
         """Set each level to its new absolute size (0 removes it; removing an absent level is normal)."""
         if self._noted is not None:
             self.settle()
-        _set_levels(self._bids, bids)
-        _set_levels(self._asks, asks)
+        self._set(bids, asks)
         self.update_id = update_id
 
     def defer(self, update_id: int, bids: Iterable, asks: Iterable) -> None:
@@ -88,19 +94,38 @@ class OrderBook:
         others are in (the book is then not to be trusted: its keeper drops it)."""
         noted, self._noted = self._noted, None
         if noted is not None:
-            _set_levels(self._bids, noted[0].items())
-            _set_levels(self._asks, noted[1].items())
+            self._set(noted[0].items(), noted[1].items())
+
+    def _set(self, bids: Iterable, asks: Iterable) -> None:
+        """Levels set on both sides (`_set_levels`), the price order kept if there is one (`_reorder`)."""
+        order = self._order
+        if order is None:
+            _set_levels(self._bids, bids)
+            _set_levels(self._asks, asks)
+            return
+        moved: tuple[list, list] = ([], [])
+        try:
+            _set_levels(self._bids, bids, moved[0])
+            _set_levels(self._asks, asks, moved[1])
+        finally:  # a size that is no number raises after the others are set: the order follows them
+            if not (_reorder(order[0], moved[0], True) and _reorder(order[1], moved[1], False)):
+                self._order = None
 
     def top(self, depth: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-        """The best `depth` levels of each side, best first. Prices are ordered as floats, the prices
-        alone sorted (`float` in C: a sixth of a Decimal sort; a venue's decimal prices have far fewer
-        than the 15 significant digits a float keeps exactly, and the conversion is monotonic): a
-        collector snapshots thousands of books a second, an OKX book is read at every update for its
-        checksum. A price that is no number: ValueError."""
+        """The best `depth` levels of each side, best first, ordered by price value (ties: in the order the
+        prices came). The first read sorts each side's prices as floats (`float` in C: a sixth of a Decimal
+        sort; a venue's decimal prices have far fewer than the 15 significant digits a float keeps
+        exactly, and the conversion is monotonic); from then on the order is kept as prices come and go
+        (`_reorder`), so a read is a slice: a collector snapshots thousands of books a second, an OKX book
+        is read at every update for its checksum. A price that is no number: ValueError."""
         bids, asks = self.bids, self.asks
+        order = self._order
+        if order is None:
+            order = self._order = (sorted(bids, key=float, reverse=True)[::-1], sorted(asks, key=float))
+        bid_prices, ask_prices = order
         return (
-            [(p, bids[p]) for p in sorted(bids, key=float, reverse=True)[:depth]],
-            [(p, asks[p]) for p in sorted(asks, key=float)[:depth]],
+            [(p, bids[p]) for p in bid_prices[: -depth - 1 : -1]] if depth > 0 else [],
+            [(p, asks[p]) for p in ask_prices[:depth]],
         )
 
     def levels(self) -> dict[str, dict[Decimal, Decimal]]:
@@ -111,10 +136,11 @@ class OrderBook:
         }
 
 
-def _set_levels(side: dict[str, str], levels: Iterable) -> None:
+def _set_levels(side: dict[str, str], levels: Iterable, moved: list | None = None) -> None:
     """Each level ([price, size, ...]) into `side`; a plain decimal size (ASCII digits and a point) is
     weighed by its digits, any other by value (`_is_zero`): a diff has tens of levels, this loop is an
-    eager book's whole cost. Sizes that are no number: ValueError naming them, after the others are set."""
+    eager book's whole cost. Sizes that are no number: ValueError naming them, after the others are set.
+    `moved`: each price that joined (price, True) or left (price, False) the side, in order."""
     pop, bad = side.pop, []
     for level in levels:
         price, size = level[0], level[1]
@@ -127,10 +153,40 @@ def _set_levels(side: dict[str, str], levels: Iterable) -> None:
                 bad.append(size)
                 continue
         if zero:
-            pop(price, None)
+            if pop(price, None) is not None and moved is not None:
+                moved.append((price, False))
         else:
+            if moved is not None and price not in side:
+                moved.append((price, True))
             side[price] = size
     if bad:
         raise ValueError(
             f"book level size {bad[0]!r} is not a number" + (f" (and {len(bad) - 1} more)" if bad[1:] else "")
         )
+
+
+def _reorder(prices: list[str], moved: list[tuple[str, bool]], bids: bool) -> bool:
+    """A side's ascending price order (`OrderBook._order`) after `moved` prices joined or left it: each new
+    price after its equals on the asks, before them on the bids (read from the end: ties in the order the
+    prices came, as a stable sort gives them). False where a fresh sort is cheaper or right: many moves
+    (each costs a search and a shift), or a price that is no finite number (the sort at the next read
+    raises or orders it as `top` always did)."""
+    if len(moved) > REORDER_FLOOR + len(prices) // REORDER_SHARE:
+        return False
+    for price, joined in moved:
+        try:
+            value = float(price)
+        except (TypeError, ValueError):
+            return False
+        if not -_INF < value < _INF:
+            return False
+        if joined:
+            (insort_left if bids else insort_right)(prices, price, key=float)
+            continue
+        at = bisect_left(prices, value, key=float)
+        while at < len(prices) and prices[at] != price and float(prices[at]) == value:
+            at += 1
+        if at == len(prices) or prices[at] != price:
+            return False
+        del prices[at]
+    return True

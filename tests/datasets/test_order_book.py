@@ -47,3 +47,48 @@ def test_a_price_that_is_no_number_is_a_value_error():
     book.reset(1, [["abc", "1"], ["1", "1"]], [])
     with pytest.raises(ValueError):
         book.top(1)
+
+
+def test_the_price_order_kept_between_reads_equals_a_fresh_sort_through_every_change():
+    """Once read, a book keeps its price order as levels come and go (`_reorder`): after any mix of eager
+    and deferred changes, removals, ties spelled differently and bad sizes, `top` equals a sort."""
+    rng, kept = random.Random(11), 0
+    spellings = {"10": ["10", "1e1", "10.0"], "9.5": ["9.5", "9.50"]}
+    for trial in range(40):
+        book = OrderBook()
+        book.reset(0, [["9", "1"], ["8", "1"]], [["11", "1"], ["12", "1"]])
+        for step in range(60):
+            levels = []
+            for _ in range(rng.randint(0, 12)):
+                base = rng.choice(["10", "9.5", *(f"{rng.randint(1, 400) / 10:.1f}" for _ in range(3))])
+                price = rng.choice(spellings.get(base, [base]))
+                size = rng.choice(
+                    ["0", "0.000", "1.5", "2", f"{rng.random():.4f}", "x" if step % 17 == 5 else "3"]
+                )
+                levels.append([price, size])
+            half = len(levels) // 2
+            change = book.apply if rng.random() < 0.5 else book.defer
+            try:
+                change(step, levels[:half], levels[half:])
+                book.settle()  # a deferred change taken in
+            except ValueError:  # a size that is no number: the others are in
+                pass
+            kept += book._order is not None
+            depth = rng.choice((1, 3, 20, 400))
+            got = book.top(depth)
+            assert got == (by_decimal(book.bids, depth, True), by_decimal(book.asks, depth, False)), (
+                trial,
+                step,
+            )
+
+
+def test_a_read_book_keeps_its_order_and_a_bad_price_is_still_a_value_error_at_the_read():
+    book = OrderBook()
+    book.reset(1, [["10", "1"], ["9", "1"]], [["11", "1"]])
+    assert book.top(5)[0] == [("10", "1"), ("9", "1")]
+    book.apply(2, [["9.5", "2"], ["10", "0"]], [["10.5", "1"]])
+    assert book._order == (["9", "9.5"], ["10.5", "11"])  # kept, not rebuilt
+    assert book.top(5) == ([("9.5", "2"), ("9", "1")], [("10.5", "1"), ("11", "1")])
+    book.defer(3, [["abc", "1"]], [])
+    with pytest.raises(ValueError):
+        book.top(1)
