@@ -650,6 +650,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="throughput part: the sender on the first CPU, the client measured (bare or collector) on the "
         "second (the bare client's cost a frame moves between ~6 and ~10 us from run to run, pinned or not)",
     )
+    universe.add_argument(
+        "--books-synced",
+        action="store_true",
+        help="throughput part: the collector's window starts once every book is synced (its steady state: "
+        "each depth diff applied, each book's top published every second; without it, most books still "
+        "wait for their REST snapshot during the window)",
+    )
     args = parser.parse_args(argv)
     if args.short:
         args.rounds, args.window_s, args.duration_s, args.rss_every_s = 1, 1.0, 3.0, 1.0

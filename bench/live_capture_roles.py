@@ -310,13 +310,14 @@ async def collector(
     held: bool = False,
     shutdown_s: float = SHUTDOWN_S,
     subscribe_timeout_s: float = 300.0,
+    synced_s: float = 0.0,
 ) -> dict:
     """The collector, `seconds` from its first landed frame and every SUBSCRIBE acknowledged (or, if
     that takes longer than `subscribe_timeout_s`, from then: `subscribed_s` None, its `pending_acks`
-    said; `held`: the sender told to send as fast as read from there), then a clean stop (land,
-    publish, close) within `shutdown_s`. `queue_size`, `max_lag_s`: its frame queue's bounds (None:
-    the production defaults; a tree without the lag bound ignores it); `max_streams` a connection
-    (None: the venue's)."""
+    said; `synced_s`: and every book synced, or that long; `held`: the sender told to send as fast as
+    read from there), then a clean stop (land, publish, close) within `shutdown_s`. `queue_size`,
+    `max_lag_s`: its frame queue's bounds (None: the production defaults; a tree without the lag bound
+    ignores it); `max_streams` a connection (None: the venue's)."""
     store = await JetStreamStore(nats_url, name="bench-live-capture").connect()
     await store.ensure_stream(stream_spec(prefix))
     bounds = {"queue_size": queue_size, "max_lag_s": max_lag_s, "max_streams": max_streams}
@@ -346,6 +347,12 @@ async def collector(
             "pending_acks": sum(c in live.connections for c in live.conns.requests.pending.values()),
         },
     )
+    if synced_s:  # its books synced first (the REST snapshots of its start done): its steady state
+        deadline = time.perf_counter() + synced_s
+        while book_state(live)["books_synced"] < len(instruments) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.5)
+        at_subscribed["synced_wait_s"] = round(time.perf_counter() - began, 3)
+        at_subscribed["synced_before"] = book_state(live)["books_synced"]
     if held:
         await flood(url)
     start = (s.frames, s.trades, s.published, s.overflow_frames, time.perf_counter(), time.process_time())
@@ -491,6 +498,12 @@ def main(argv: list[str] | None = None) -> None:
         default=300.0,
         help="the collector: count from then if its SUBSCRIBEs are not all acknowledged by then",
     )
+    parser.add_argument(
+        "--synced-s",
+        type=float,
+        default=0.0,
+        help="the collector: wait up to this long for every book to sync before the window",
+    )
     args = parser.parse_args(argv)
     instruments = universe_names(args.universe) if args.universe else args.instruments.split(",")
     if (
@@ -514,6 +527,7 @@ def main(argv: list[str] | None = None) -> None:
             args.held,
             args.shutdown_s,
             args.subscribe_timeout_s,
+            args.synced_s,
         )
     try:
         result = run_streaming(role)

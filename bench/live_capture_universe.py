@@ -75,6 +75,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "live_capture_universe.j
 REPO = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 0.4  # at N instruments, of the bare client's frames a CPU second
 WARM_RATE = 1000.0  # frames a second a connection while the client subscribes
+SYNC_WAIT_S = 600.0  # `--books-synced`: the longest the collector waits for its books (at 2,000: ~2 min)
 SHUTDOWN_S = 900.0  # the collector's stop lands and publishes its whole window: at scale that takes minutes
 
 
@@ -143,6 +144,7 @@ def role_argv(
         "--max-lag-s",
         str(WHOLE_WINDOW_S),
         *(["--held"] if mode == "throughput" else []),
+        *(["--synced-s", str(SYNC_WAIT_S)] if args.books_synced and role == "collector" else []),
     ]
 
 
@@ -233,6 +235,7 @@ def size_summary(bare: list[dict], collector: list[dict]) -> dict:
         "sender_refusals": {k: sum(r["sender"]["refusals"][k] for r in runs) for k in ("rate", "streams")},
         "collector_disconnects": [r.get("disconnects") for r in collector],
         "collector_books_synced": [r.get("books_synced") for r in collector],
+        "collector_books_synced_before": [r.get("synced_before") for r in collector],
         "load_average": [r["load_average"] for r in runs],
         "runs": {"bare": bare, "collector": collector},
     }
@@ -325,7 +328,8 @@ def print_report(report: dict) -> None:
             f"s); most control messages in a second {t['max_control_per_s']}; sender refusals "
             f"{t['sender_refusals']}; collector disconnects {t['collector_disconnects']}; books synced "
             f"{t['collector_books_synced']} of {int(n):,} (all of them: {lim['book_sync_floor_min']} min at "
-            f"the REST budget); load {t['load_average']}"
+            f"the REST budget; before the window: {t.get('collector_books_synced_before')}); load "
+            f"{t['load_average']}"
         )
     m = report.get("memory")
     if m:
