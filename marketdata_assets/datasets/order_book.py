@@ -9,16 +9,21 @@ sources/binance/stream.py `DepthSync`); this is only the book.
 
 from __future__ import annotations
 
+import functools
 import math
 from bisect import bisect_left, insort_left, insort_right
 from collections.abc import Iterable
 from decimal import Decimal
+from itertools import compress
 from typing import Any
+
+import msgspec
 
 NOTED_LIMIT = 4096  # deferred levels (distinct prices) a book takes in at once, if nobody read it before
 REORDER_SHARE, REORDER_FLOOR = 16, 8  # a read book's price order is kept through at most 8 + 1/16 of its
 # prices joining or leaving at once (beyond: sorted afresh at the next read, the cheaper)
 _INF = math.inf
+_floats = functools.partial(msgspec.convert, type=list[float], strict=False)  # decimal texts as floats, in C
 
 
 def _is_zero(size: Any) -> bool:
@@ -94,19 +99,20 @@ class OrderBook:
         others are in (the book is then not to be trusted: its keeper drops it)."""
         noted, self._noted = self._noted, None
         if noted is not None:
-            self._set(noted[0].items(), noted[1].items())
+            self._set(noted[0], noted[1], _take_in)
 
-    def _set(self, bids: Iterable, asks: Iterable) -> None:
-        """Levels set on both sides (`_set_levels`), the price order kept if there is one (`_reorder`)."""
-        order = self._order
+    def _set(self, bids: Iterable, asks: Iterable, setter=None) -> None:
+        """Levels set on both sides (`setter`: `_set_levels`, or `_take_in` for the deferred ones), the price
+        order kept if there is one (`_reorder`)."""
+        order, setter = self._order, setter or _set_levels
         if order is None:
-            _set_levels(self._bids, bids)
-            _set_levels(self._asks, asks)
+            setter(self._bids, bids)
+            setter(self._asks, asks)
             return
         moved: tuple[list, list] = ([], [])
         try:
-            _set_levels(self._bids, bids, moved[0])
-            _set_levels(self._asks, asks, moved[1])
+            setter(self._bids, bids, moved[0])
+            setter(self._asks, asks, moved[1])
         finally:  # a size that is no number raises after the others are set: the order follows them
             if not (_reorder(order[0], moved[0], True) and _reorder(order[1], moved[1], False)):
                 self._order = None
@@ -163,6 +169,29 @@ def _set_levels(side: dict[str, str], levels: Iterable, moved: list | None = Non
         raise ValueError(
             f"book level size {bad[0]!r} is not a number" + (f" (and {len(bad) - 1} more)" if bad[1:] else "")
         )
+
+
+def _take_in(side: dict[str, str], noted: dict[str, str], moved: list | None = None) -> None:
+    """`_set_levels` of a book's deferred levels (one size a price), their sizes weighed at once: read as
+    floats in C (`_floats`), a zero confirmed by `_is_zero` (a float reads 1e-400 as 0), the others set
+    with one `dict.update`. Sizes it does not read as decimals ("1_000", "abc"): `_set_levels`, level by
+    level, which names the bad ones. The side (its order too) is the one `_set_levels` makes: each price
+    comes once, so removals and sets never meet."""
+    prices, sizes = list(noted), list(noted.values())
+    try:
+        values = _floats(sizes)
+    except msgspec.ValidationError:
+        _set_levels(side, noted.items(), moved)
+        return
+    if 0.0 in values:  # removals (rare but for a thin book): those levels one by one
+        keep = [value != 0.0 or not _is_zero(size) for value, size in zip(values, sizes, strict=True)]
+        for price in compress(prices, [not k for k in keep]):
+            if side.pop(price, None) is not None and moved is not None:
+                moved.append((price, False))
+        prices, sizes = list(compress(prices, keep)), list(compress(sizes, keep))
+    if moved is not None:
+        moved += [(price, True) for price in prices if price not in side]
+    side.update(zip(prices, sizes))
 
 
 def _reorder(prices: list[str], moved: list[tuple[str, bool]], bids: bool) -> bool:

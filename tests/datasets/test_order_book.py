@@ -49,21 +49,48 @@ def test_a_price_that_is_no_number_is_a_value_error():
         book.top(1)
 
 
+def by_value(side: dict[str, str], levels: list[list[str]]) -> None:
+    """The book's rule, spelled plainly: each level in turn, a size of value 0 removes its price, a size
+    that is no number is skipped."""
+    for price, size in levels:
+        try:
+            zero = Decimal(size) == 0
+        except ArithmeticError:
+            continue
+        if zero:
+            side.pop(price, None)
+        else:
+            side[price] = size
+
+
 def test_the_price_order_kept_between_reads_equals_a_fresh_sort_through_every_change():
-    """Once read, a book keeps its price order as levels come and go (`_reorder`): after any mix of eager
-    and deferred changes, removals, ties spelled differently and bad sizes, `top` equals a sort."""
+    """Once read, a book keeps its price order as levels come and go (`_reorder`), and takes its deferred
+    levels in at once (`_take_in`): after any mix of eager and deferred changes, removals, ties spelled
+    differently, sizes a float reads as 0 and bad sizes, its levels are the plain rule's and `top` equals
+    a sort."""
     rng, kept = random.Random(11), 0
     spellings = {"10": ["10", "1e1", "10.0"], "9.5": ["9.5", "9.50"]}
     for trial in range(40):
         book = OrderBook()
-        book.reset(0, [["9", "1"], ["8", "1"]], [["11", "1"], ["12", "1"]])
+        start = ([["9", "1"], ["8", "1"]], [["11", "1"], ["12", "1"]])
+        book.reset(0, *start)
+        ref = ({"9": "1", "8": "1"}, {"11": "1", "12": "1"})
         for step in range(60):
             levels = []
             for _ in range(rng.randint(0, 12)):
                 base = rng.choice(["10", "9.5", *(f"{rng.randint(1, 400) / 10:.1f}" for _ in range(3))])
                 price = rng.choice(spellings.get(base, [base]))
                 size = rng.choice(
-                    ["0", "0.000", "1.5", "2", f"{rng.random():.4f}", "x" if step % 17 == 5 else "3"]
+                    [
+                        "0",
+                        "0.000",
+                        "-0",
+                        "1e-400",
+                        "1.5",
+                        "2",
+                        f"{rng.random():.4f}",
+                        "x" if step % 17 == 5 else "3",
+                    ]
                 )
                 levels.append([price, size])
             half = len(levels) // 2
@@ -71,8 +98,15 @@ def test_the_price_order_kept_between_reads_equals_a_fresh_sort_through_every_ch
             try:
                 change(step, levels[:half], levels[half:])
                 book.settle()  # a deferred change taken in
-            except ValueError:  # a size that is no number: the others are in
-                pass
+            except (
+                ValueError
+            ):  # a size that is no number: the book is not to be trusted, its keeper resets it
+                book.reset(step, *start)
+                ref = ({"9": "1", "8": "1"}, {"11": "1", "12": "1"})
+            else:
+                by_value(ref[0], levels[:half])
+                by_value(ref[1], levels[half:])
+            assert (book.bids, book.asks) == ref, (trial, step)
             kept += book._order is not None
             depth = rng.choice((1, 3, 20, 400))
             got = book.top(depth)
