@@ -27,6 +27,8 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
+import orjson
+
 from marketdata_assets.ingest.live.connection import Backoff
 from marketdata_assets.sources.stream import BOOKS, book_top_channel
 from marketdata_assets.stores.jetstream import subject
@@ -128,15 +130,15 @@ class BookOutputs:
             "instrument": instrument,
             "update_id": update_id,
             "depth": self.config.book_depth,
-            "bids": [list(level) for level in bids],
-            "asks": [list(level) for level in asks],
+            "bids": bids,  # (price, size) pairs: JSON arrays
+            "asks": asks,
             "event_ms": exchange_ms,
             "recv_ns": recv_ns,
         }
         return update_id, (
             subject(BOOKS, venue, instrument, self.config.subject_prefix),
             f"{venue}.{instrument}.{update_id}",
-            json.dumps(payload, separators=(",", ":")).encode(),
+            orjson.dumps(payload),
         )
 
     async def publish_book_snapshots(self) -> None:
