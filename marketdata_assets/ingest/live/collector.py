@@ -304,7 +304,8 @@ class LiveCollector:
             return counts
 
     async def _tick_forever(self) -> None:
-        """Flush the landing files every second and close the hours that ended."""
+        """Flush the landing files every second and close the hours that ended (and whose frames all
+        landed: a backlog crossing the hour goes on landing in its hour's files)."""
         while True:
             await asyncio.sleep(1.0)
-            await asyncio.to_thread(self.writer.tick)
+            await asyncio.to_thread(self.writer.tick, None, self.processing.unlanded_ns())

@@ -50,6 +50,13 @@ class Processor:
             publisher.add_messages,
             books.on_book,
         )
+        self.landing_ns: int | None = None  # receive time of the oldest item of the batch being landed
+
+    def unlanded_ns(self) -> int | None:
+        """The receive time of the oldest item read off the sockets and not landed yet (the batch being
+        landed, else the queue's first; None: nothing waits): the landing's hours close after it."""
+        items = self.queue.items
+        return self.landing_ns if self.landing_ns is not None else items[0][2] if items else None
 
     async def process_forever(self) -> None:
         """Batches of `batch_size` off the queue; frames that waited more than `max_lag_s` are dropped
@@ -105,7 +112,11 @@ class Processor:
             parsed.append(
                 (DATA if frame.kind == "event" and frame.reply is None else kind, conn, recv_ns, frame)
             )
-        await asyncio.to_thread(landing.land_frames if not marked else landing.land, landed)
+        self.landing_ns = batch[0][2] if batch else None
+        try:
+            await asyncio.to_thread(landing.land_frames if not marked else landing.land, landed)
+        finally:
+            self.landing_ns = None
         on_event = self._on_event
         for kind, conn, recv_ns, item in parsed:
             if kind is DATA:  # nearly every frame

@@ -428,12 +428,16 @@ class LandingWriter:
             if len(current.buffer) >= self.flush_lines:
                 current.flush()
 
-    def tick(self, now_ns: int | None = None) -> list[Path]:
+    def tick(self, now_ns: int | None = None, unlanded_ns: int | None = None) -> list[Path]:
         """Flush every file if `flush_interval_s` has passed; close the files whose hour ended (a later
-        hour's frame came, or `now_ns` is past it), off the lock. Returns the files closed by this call."""
+        hour's frame came, or `now_ns` is past it), off the lock. `unlanded_ns`: the receive time of the
+        oldest frame its caller read and has not landed yet (a collector behind); a file stays open until
+        that is past its hour too, so a backlog crossing the hour lands in its hour's file instead of
+        reopening one per channel at every tick. Returns the files closed by this call."""
         now_ns = time.time_ns() if now_ns is None else now_ns
+        turn_ns = now_ns if unlanded_ns is None else min(now_ns, unlanded_ns)
         with self.lock:
-            for channel in [c for c, f in self.files.items() if now_ns >= f.hour_start_ns + HOUR_NS]:
+            for channel in [c for c, f in self.files.items() if turn_ns >= f.hour_start_ns + HOUR_NS]:
                 self._end(channel)
             ending, self.ending = self.ending, []
             if now_ns - self.last_flush_ns >= self.flush_interval_ns:

@@ -466,6 +466,28 @@ def test_a_failed_connection_slot_stops_the_collector_with_the_error(tmp_path):
     assert "its slot task failed with RuntimeError('a bug in opening')" in str(error)
 
 
+def test_the_hours_close_after_the_oldest_frame_not_landed_yet(tmp_path):
+    """What the landing's tick is told (`Processor.unlanded_ns`): the receive time of the batch being
+    landed while it is, else of the queue's first item, else None (nothing waits: the clock turns the
+    hour)."""
+    seen = []
+
+    async def scenario():
+        config = CollectorConfig(["BTCUSDT"], "ws://unused", "http://127.0.0.1:9")
+        collector = BinanceSpotCollector(config, LandingWriter(tmp_path, "BINANCE"), None)
+        processing, land = collector.processing, collector.landing.land_frames
+        collector.landing.land_frames = lambda frames: seen.append(processing.unlanded_ns()) or land(frames)
+        seen.append(processing.unlanded_ns())
+        collector.queue.put_many([("frame", "c1", 7_000, '{"stream":"btcusdt@trade"}')])
+        seen.append(processing.unlanded_ns())
+        await processing.process([("frame", "c1", 5_000 + k, f'{{"k":{k}}}') for k in range(3)])
+        seen.append(processing.unlanded_ns())
+        collector.writer.close()
+
+    asyncio.run(scenario())
+    assert seen == [None, 7_000, 5_000, 7_000]
+
+
 def test_a_full_publish_buffer_drops_the_trades_it_has_no_room_for_counted_and_still_landed(tmp_path):
     """The publish buffer holds `publish_buffer` records (NATS away for long): the trades past it are
     dropped from publishing and counted (`publish_dropped`), every frame is still landed."""

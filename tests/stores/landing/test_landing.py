@@ -377,3 +377,24 @@ def test_many_crashed_files_are_recovered_together_with_one_syncfs_each_way(tmp_
         assert records[1]["m"] == "crash" and (r.lines, r.torn_dropped) == (1, 0)
         assert summary(r.path)["frames"] == 1 and summary(r.path)["recovered"] is True
     assert not list(tmp_path.rglob(f"*{PART}")) and not list(tmp_path.rglob("*.recovering"))
+
+
+def test_a_backlog_crossing_the_hour_lands_in_its_hours_file_instead_of_one_more_a_tick(tmp_path):
+    """A collector behind at the hour's turn: while frames of the hour still wait to land (`unlanded_ns`),
+    a tick past the hour closes nothing, and they land in their hour's one file; once every frame of the
+    hour landed, it closes. Without `unlanded_ns` the clock alone turns the hour, and each tick's backlog
+    of that hour opens another file a channel (a universe's thousands, every second)."""
+    channels = [f"c{k}usdt@trade" for k in range(3)]
+    for behind in (True, False):
+        root = tmp_path / str(behind)
+        writer = LandingWriter(root, "BINANCE")
+        writer.frames([(c, "c1", '{"k":0}', H0 + 5) for c in channels])
+        for k, late in enumerate((300, 200, 100)):  # the clock past the hour, the backlog still in it
+            turned = writer.tick(H0 + HOUR_NS + k, unlanded_ns=H0 + HOUR_NS - late if behind else None)
+            assert (turned == []) is behind
+            writer.frames([(c, "c1", f'{{"k":{k + 1}}}', H0 + HOUR_NS - late) for c in channels])
+        closed = writer.tick(H0 + HOUR_NS + 10, unlanded_ns=H0 + HOUR_NS + 5 if behind else None)
+        files = {c: closed_files(root, "BINANCE", c) for c in channels}
+        assert all(len(paths) == (1 if behind else 4) for paths in files.values())
+        assert all(sum(len(read_file(p)) for p in paths) == 4 for paths in files.values())
+        assert {p.parent.name for p in closed} == set(channels) and not list(root.rglob(f"*{PART}"))
