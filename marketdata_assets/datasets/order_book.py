@@ -189,7 +189,7 @@ def _take_in(side: dict[str, str], noted: dict[str, str], moved: list | None = N
             if side.pop(price, None) is not None and moved is not None:
                 moved.append((price, False))
         prices, sizes = list(compress(prices, keep)), list(compress(sizes, keep))
-    if moved is not None:
+    if moved is not None and not (len(prices) == len(noted) and noted.keys() <= side.keys()):  # new prices
         moved += [(price, True) for price in prices if price not in side]
     side.update(zip(prices, sizes))
 
