@@ -26,6 +26,13 @@ stream in its URL) in the same session:
    it landed of those sent, dropped, its markers, and the acknowledgements it never processed (the lag
    bound sheds them with the frames).
 
+`--books-synced` (the throughput part): the collector's window starts once every book is synced, its
+steady state (diffs applied, every book's top published each second); without it most books still wait
+for their REST snapshot during the window (29-69 of 2,000 synced at its end).
+
+Measured 2026-11-27 (docs/live-capture.md, "Session 42"): with `--books-synced`, ratio 0.229-0.262 at 2,000
+instruments (the collector 17.3-21.3 µs a frame; 0.193-0.241, 18.5-25.6 µs, before the book kept its
+price order): far from the target in the collector's steady state.
 Measured 2026-11-27 (docs/live-capture.md, "Session 41"): ratio 0.416 at 2,000 instruments (rounds
 0.416-0.443; the collector 10.6-10.7 µs a frame, the bare client 4.4-4.7), 0.677 at 10; an hour later,
 the same code, 0.350 and 0.346 (the collector 13.0-14.9 µs): the target met in some runs only.
