@@ -30,8 +30,8 @@ stream in its URL) in the same session:
 steady state (diffs applied, every book's top published each second); without it most books still wait
 for their REST snapshot during the window (29-69 of 2,000 synced at its end).
 
-Measured 2026-11-27 (docs/live-capture.md, "Session 42"): with `--books-synced`, ratio 0.229-0.262 at 2,000
-instruments (the collector 17.3-21.3 µs a frame; 0.193-0.248, 18.5-25.6 µs, before the book kept its
+Measured 2026-11-27 (docs/live-capture.md, "Session 42"): with `--books-synced`, ratio 0.228-0.262 at 2,000
+instruments (the collector 17.3-21.3 µs a frame; 0.193-0.255, 18.0-25.6 µs, before the book kept its
 price order): far from the target in the collector's steady state.
 Measured 2026-11-27 (docs/live-capture.md, "Session 41"): ratio 0.416 at 2,000 instruments (rounds
 0.416-0.443; the collector 10.6-10.7 µs a frame, the bare client 4.4-4.7), 0.677 at 10; an hour later,
