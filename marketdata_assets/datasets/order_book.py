@@ -9,7 +9,6 @@ sources/binance/stream.py `DepthSync`); this is only the book.
 
 from __future__ import annotations
 
-import functools
 import math
 from bisect import bisect_left, insort_left, insort_right
 from collections.abc import Iterable
@@ -19,11 +18,11 @@ from typing import Any
 
 import msgspec
 
+from marketdata_assets.datasets.wire import decimal_floats
+
 NOTED_LIMIT = 4096  # deferred levels (distinct prices) a book takes in at once, if nobody read it before
 REORDER_SHARE, REORDER_FLOOR = 16, 8  # a read book's price order is kept through at most 8 + 1/16 of its
 # prices joining or leaving at once (beyond: sorted afresh at the next read, the cheaper)
-_INF = math.inf
-_floats = functools.partial(msgspec.convert, type=list[float], strict=False)  # decimal texts as floats, in C
 
 
 def _is_zero(size: Any) -> bool:
@@ -173,13 +172,13 @@ def _set_levels(side: dict[str, str], levels: Iterable, moved: list | None = Non
 
 def _take_in(side: dict[str, str], noted: dict[str, str], moved: list | None = None) -> None:
     """`_set_levels` of a book's deferred levels (one size a price), their sizes weighed at once: read as
-    floats in C (`_floats`), a zero confirmed by `_is_zero` (a float reads 1e-400 as 0), the others set
+    floats in C (`decimal_floats`), a zero confirmed by `_is_zero` (a float reads 1e-400 as 0), the others set
     with one `dict.update`. Sizes it does not read as decimals ("1_000", "abc"): `_set_levels`, level by
     level, which names the bad ones. The side (its order too) is the one `_set_levels` makes: each price
     comes once, so removals and sets never meet."""
     prices, sizes = list(noted), list(noted.values())
     try:
-        values = _floats(sizes)
+        values = decimal_floats(sizes)
     except msgspec.ValidationError:
         _set_levels(side, noted.items(), moved)
         return
@@ -207,7 +206,7 @@ def _reorder(prices: list[str], moved: list[tuple[str, bool]], bids: bool) -> bo
             value = float(price)
         except (TypeError, ValueError):
             return False
-        if not -_INF < value < _INF:
+        if not math.isfinite(value):
             return False
         if joined:
             (insort_left if bids else insort_right)(prices, price, key=float)

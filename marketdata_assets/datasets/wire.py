@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, ClassVar
 
+import msgspec
 import polars as pl
 
 from marketdata_assets.core import plausibility
@@ -37,6 +39,11 @@ from marketdata_assets.datasets.frames import (
 # --------------------------------------------------------------------------------------------
 # Reading wire values: a clear SourceDataError naming the source, instrument, day and request
 # --------------------------------------------------------------------------------------------
+
+
+# decimal texts ("0.01633102") as the floats `float` makes, all in one C call (a quarter of `float`'s time);
+# msgspec.ValidationError if any is no decimal msgspec reads ("5.", "1e400", "1_000", "abc")
+decimal_floats = functools.partial(msgspec.convert, type=list[float], strict=False)
 
 
 def number(value: Any, what: str, page: Page) -> float:

@@ -7,7 +7,6 @@ need. Frames, limits, sync rules and ids: docs/live-capture.md, "Binance spot".
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from collections import deque
@@ -23,7 +22,7 @@ from marketdata_assets.datasets.declared import one_of
 from marketdata_assets.datasets.frames import epoch_to_us
 from marketdata_assets.datasets.normalized import AggregateTrade, Bar, Ticker, Trade
 from marketdata_assets.datasets.order_book import OrderBook
-from marketdata_assets.datasets.wire import epoch_us, field, integer, number, positive
+from marketdata_assets.datasets.wire import decimal_floats, epoch_us, field, integer, number, positive
 from marketdata_assets.sources.binance.client import BinanceClient
 from marketdata_assets.sources.binance.records import (
     AggTrade,
@@ -166,7 +165,7 @@ def trade_records(
     time); None for an event whose price or size does not read as a positive finite number (all of
     them, if one is no decimal msgspec reads: "5.", "1e400"): the checked reading takes those."""
     try:
-        prices, sizes = _floats([event.p for event in events]), _floats([event.q for event in events])
+        prices, sizes = decimal_floats([e.p for e in events]), decimal_floats([e.q for e in events])
     except msgspec.ValidationError:
         return [None] * len(events)
     records: list[Trade | None] = []
@@ -194,7 +193,6 @@ def trade_records(
     return records
 
 
-_floats = functools.partial(msgspec.convert, type=list[float], strict=False)  # decimal texts as floats, in C
 _INF = math.inf
 
 
