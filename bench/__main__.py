@@ -1,6 +1,6 @@
 """`make bench` / `python -m bench [name ...]`: run the benchmarks and print their reports.
-`python -m bench imports|compare|capacity|live_capture|live_consumer|live_floor|run_storage [options]`: those
-taking options (see their modules)."""
+`python -m bench imports|compare|capacity|live_capture|live_consumer|live_floor|run_storage|book_path
+[options]`: those taking options (see their modules)."""
 
 import importlib
 import sys
@@ -32,6 +32,7 @@ WITH_OPTIONS = {
     "live_consumer": "bench.live_consumer",  # --trades, --rounds
     "live_floor": "bench.live_floor",  # --messages, --rounds, --ceiling-us
     "run_storage": "bench.run_storage",  # --rounds, --assets: Dagster's storage connections per run
+    "book_path": "bench.book_path",  # --books, --per-book, --runs, --no-peer: our book path vs cryptofeed's
     "universe": "bench.universe",  # --spot, --usdm, --trades-per-day, --rounds: a backfill via Dagster vs
     # direct; --resolve [--rounds --days]: the capacity model's universe from the venues' reference data
 }

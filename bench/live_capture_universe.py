@@ -30,6 +30,10 @@ stream in its URL) in the same session:
 steady state (diffs applied, every book's top published each second); without it most books still wait
 for their REST snapshot during the window (29-69 of 2,000 synced at its end).
 
+Measured 2026-11-27 (docs/live-capture.md, "Session 43"): a `--books-synced` window is a backlog's drain (2.19
+million frames queued, 1.17 GB of RSS, 65.8 s to process them; ratio 0.259); the collector keeping up instead
+(reading paused at 20,000 queued frames, a patch not kept) cost 25.7-45.1 µs a frame: its books are bound by
+memory (`bench book_path`).
 Measured 2026-11-27 (docs/live-capture.md, "Session 42"): with `--books-synced`, ratio 0.228-0.262 at 2,000
 instruments (the collector 17.3-21.3 µs a frame; 0.193-0.255, 18.0-25.6 µs, before the book kept its
 price order): far from the target in the collector's steady state.
