@@ -8,8 +8,9 @@ types (a positive price, an epoch in milliseconds or microseconds) run on the co
 from __future__ import annotations
 
 import functools
-import math
 import re
+import sys
+import typing
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, NamedTuple
 
@@ -22,6 +23,14 @@ from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, from_us
 from marketdata_assets.datasets.wire import field, integer
 
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # a wire integer that fits the tables' Int64
+# The types of declared fields that say what a value must be (a breach is told with their `description`)
+_LARGEST = sys.float_info.max
+Finite = Annotated[
+    float, msgspec.Meta(ge=-_LARGEST, le=_LARGEST, description="a finite number")
+]  # not NaN/inf
+Amount = Annotated[float, msgspec.Meta(ge=0, le=_LARGEST, description="a finite number >= 0")]  # not negative
+Positive = Annotated[float, msgspec.Meta(gt=0, le=_LARGEST, description="positive")]  # a price, a size
+Text = Annotated[str, msgspec.Meta(min_length=1, description="a non-empty string")]  # an id, a name
 
 _FAILURE = re.compile(r"^(?P<why>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _STEP = re.compile(r"\[(\d+)\]|\.([^.\[]+)")
@@ -46,6 +55,78 @@ def page_of(kind: type, body: Any, what: str, page: Page) -> list:
         return msgspec.convert(body, list[kind], strict=False)
     except msgspec.ValidationError as error:
         raise page.error(explain(str(error), body, what, kind)) from None
+
+
+def records_of(
+    kind: type, body: list, named: Callable[[int, Any], str], page: Page, strict: bool = False
+) -> list:
+    """`body` (decoded JSON records) as `kind` records, converted and checked in C by their declared types;
+    the first that does not fit: a SourceDataError naming the record (`named(i, its JSON)`), the field, its
+    value as sent and what the field's type asks (`misfit`). `strict`: JSON types exactly as declared."""
+    try:
+        return msgspec.convert(body, list[kind], strict=strict)
+    except msgspec.ValidationError as error:
+        raise page.error(misfit(str(error), body, kind, named)) from None
+
+
+def misfit(message: str, body: list, kind: type, named: Callable[[int, Any], str]) -> str:
+    """msgspec's "Expected `float` > 0.0 - at `$[3].price`" as "trade 42 price is -1.0, not positive": the
+    record by `named`, the field by its wire name, the value as sent, what its declared type asks."""
+    found = _FAILURE.match(message)
+    why, steps = found["why"], [int(i) if i else name for i, name in _STEP.findall(found["path"] or "")]
+    if not steps or not isinstance(steps[0], int) or steps[0] >= len(body):
+        return f"{kind.__name__} records: {why}"
+    record = body[steps[0]]
+    label = named(steps[0], record)
+    missing = re.match(r"Object missing required field `([^`]+)`", why)
+    if missing:
+        has = sorted(record)[:12] if isinstance(record, dict) else []
+        return f"{label} lacks field {missing[1]!r} (has {has})"
+    if len(steps) == 1:  # the record itself is of another JSON type
+        expected = re.match(r"Expected `([^`|]+)`", why)
+        return f"{label} is {str(record)[:80]!r}, not {_TYPES.get(expected[1], why) if expected else why}"
+    name, value = steps[1], record
+    for step in steps[1:]:
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            break
+    where = " ".join([label, _name(kind, name), *(f"[{s}]" for s in steps[2:])]).replace(" [", "[")
+    shown = f"{type(value).__name__} {str(value)[:80]!r}" if isinstance(value, dict | list) else repr(value)
+    return f"{where} is {shown}, not {_asks(kind, name, why)}"
+
+
+def _asks(kind: type, name: Any, why: str) -> str:
+    """What field `name` of `kind` asks, as a breach says it: the description of its type's constraint
+    (`Positive`: "positive"), the values of a Literal ("buy/sell"), else the JSON type msgspec expected."""
+    hint = typing.get_type_hints(kind, include_extras=True).get(name) if isinstance(name, str) else None
+    values, described = _literals(hint), _description(hint)
+    if why.startswith("Invalid enum value") and values:
+        return "/".join(values) if len(values) == 2 else f"one of {', '.join(map(str, values))}"
+    if why.startswith("Number out of range"):
+        return "a finite number"
+    expected = re.match(r"Expected `([^`|]+)`(.*)", why)
+    if expected and expected[2].startswith(" ") and described:  # a constraint (`Expected `float` > 0.0`)
+        return described
+    if expected and expected[2].startswith((" >=", " <")) and expected[1] == "int":
+        return "in the 64-bit integer range"
+    return _TYPES.get(expected[1], expected[1]) if expected else why
+
+
+def _literals(hint: Any) -> tuple:
+    """The values a Literal in `hint` allows (through Optional, Annotated)."""
+    if typing.get_origin(hint) is typing.Literal:
+        return typing.get_args(hint)
+    return next((v for arg in typing.get_args(hint) if (v := _literals(arg))), ())
+
+
+def _description(hint: Any) -> str | None:
+    """The description of the msgspec.Meta in `hint` (through Optional, list[...])."""
+    if typing.get_origin(hint) is Annotated:
+        metas = [m for m in hint.__metadata__ if isinstance(m, msgspec.Meta) and m.description]
+        if metas:
+            return metas[0].description
+    return next((d for arg in typing.get_args(hint) if (d := _description(arg))), None)
 
 
 class Records(list):
@@ -517,29 +598,10 @@ def reads(column: str, reader: Callable | None = None, label: str | None = None)
     return Rule(column, ok, says)
 
 
-def or_null(rule: Rule) -> Rule:
-    """`rule` on a number that may be null: a record whose value is null keeps it."""
-
-    def ok(cols):
-        values = cols[rule.column]
-        given = np.fromiter((v is not None for v in values), bool, len(values))
-        numbers = np.fromiter((math.nan if v is None else v for v in values), np.float64, len(values))
-        with np.errstate(invalid="ignore"):
-            return ~given | np.asarray(rule.ok({**cols, rule.column: numbers}), bool)
-
-    return rule._replace(ok=ok)
-
-
 def each(column: str, keeps: Callable[[Any], bool], says: str | Callable[[str, dict], str]) -> Rule:
     """A rule on each value of `column` alone, asked value by value (a name, a side, a flag: what is
     not a number)."""
     return Rule(column, lambda cols: np.fromiter(map(keeps, cols[column]), bool, len(cols[column])), says)
-
-
-Finite = Annotated[
-    float, msgspec.Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)
-]  # not NaN, not infinite
-Amount = Annotated[float, msgspec.Meta(ge=0, le=1.7976931348623157e308)]  # a finite amount, not negative
 
 
 def check_at(

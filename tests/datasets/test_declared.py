@@ -4,6 +4,8 @@ built from them. No source and no server: the venues' tests cover their own reco
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 import numpy as np
 import polars as pl
@@ -11,8 +13,12 @@ import pytest
 
 from marketdata_assets.core.http import Page, SourceDataError
 from marketdata_assets.datasets.declared import (
+    Amount,
+    Finite,
     Int64,
+    Positive,
     Records,
+    Text,
     bar_rules,
     check,
     columns,
@@ -24,6 +30,7 @@ from marketdata_assets.datasets.declared import (
     one_of,
     page_of,
     raw,
+    records_of,
     typed_pages,
 )
 
@@ -152,3 +159,58 @@ def test_a_frame_is_built_from_a_pages_columns_in_its_schema():
     assert frame["ts"].dt.epoch("us").to_list() == [1_772_409_600_000_000, 1_772_409_600_000_250]  # ms and µs
     assert frame["venue"].to_list() == ["TOYEX"] * 2 and frame["side"].null_count() == 2
     assert frame_of(schema, "TOYEX", "BTCUSD", []).height == 0
+
+
+class Fill2(msgspec.Struct):
+    id: Text  # trade id
+    price: Positive
+    size: Amount
+    rate: Finite
+    side: Literal["buy", "sell"]
+    flag: Literal["M", "T", "MT"] | None = None
+    seq: Int64 = 0
+    closes: list[Positive] = []
+
+
+GOOD = {"id": "7", "price": 1.5, "size": 0, "rate": -0.1, "side": "buy"}
+
+
+def fill_name(i: int, record) -> str:
+    named = isinstance(record, dict) and isinstance(record.get("id"), str) and record["id"]
+    return f"fill {record['id']}" if named else f"fill #{i}"
+
+
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [
+        ({"price": 0}, "fill 7 price is 0, not positive"),
+        ({"price": "n/a"}, "fill 7 price is 'n/a', not a number"),
+        ({"size": -1}, "fill 7 size is -1, not a finite number >= 0"),
+        ({"rate": "nan"}, "fill 7 rate is 'nan', not a finite number"),
+        ({"side": "long"}, "fill 7 side is 'long', not buy/sell"),
+        ({"flag": "X"}, "fill 7 flag is 'X', not one of M, T, MT"),
+        ({"id": 7}, "fill #1 id is 7, not a string"),
+        ({"id": ""}, "fill #1 id is '', not a non-empty string"),
+        ({"seq": 2**64}, "fill 7 seq is 18446744073709551616, not in the 64-bit integer range"),
+        ({"closes": [1.0, None]}, "fill 7 closes[1] is None, not a number"),
+        ({"price": None}, "fill 7 price is None, not a number"),
+    ],
+)
+def test_records_of_names_the_record_field_and_value_by_the_declared_type(bad, words):
+    with pytest.raises(SourceDataError) as error:
+        records_of(Fill2, [GOOD, {**GOOD, **bad}], fill_name, PAGE)
+    assert str(error.value) == f"TOYEX BTCUSD 2026-03-02: {words} (GET /trades)"
+
+
+def test_records_of_a_record_missing_a_field_or_no_object():
+    with pytest.raises(SourceDataError, match=r"fill #1 lacks field 'id' \(has \['price'\]\)"):
+        records_of(Fill2, [GOOD, {"price": 1}], fill_name, PAGE)
+    with pytest.raises(SourceDataError, match="fill #1 is '5', not an object"):
+        records_of(Fill2, [GOOD, 5], fill_name, PAGE)
+
+
+def test_records_of_reads_numbers_sent_as_text_unless_strict():
+    (fill,) = records_of(Fill2, [{**GOOD, "price": "2.5"}], fill_name, PAGE)
+    assert fill.price == 2.5 and fill.flag is None and fill.seq == 0
+    with pytest.raises(SourceDataError, match="fill 7 price is '2.5', not a number"):
+        records_of(Fill2, [{**GOOD, "price": "2.5"}], fill_name, PAGE, strict=True)

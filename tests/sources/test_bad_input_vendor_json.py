@@ -574,7 +574,7 @@ CASES = {
         "trades",
         rpc({"trades": [deribit_trade(trade_id=320450001)], "has_more": False}),
         SourceDataError,
-        "trade_id is 320450001, not a string id",
+        "trade #0 trade_id is 320450001, not a string",
     ),
     "deribit-direction-garbage": err(
         "deribit",
@@ -588,7 +588,7 @@ CASES = {
         "trades",
         rpc({"trades": [deribit_trade(amount=0)], "has_more": False}),
         SourceDataError,
-        "amount is 0.0, not positive",
+        "amount is 0, not positive",
     ),
     "deribit-timestamp-seconds": err(
         "deribit",
@@ -630,7 +630,7 @@ CASES = {
         "deribit", "chart", chart(close=[94380.0]), SourceDataError, "chart arrays differ in length"
     ),
     "deribit-chart-null-close": err(
-        "deribit", "chart", chart(close=[94380.0, None]), SourceDataError, "close is None, not a number"
+        "deribit", "chart", chart(close=[94380.0, None]), SourceDataError, "chart close[1] is None, not a number"
     ),
     "deribit-chart-ticks-seconds": err(
         "deribit", "chart", chart(ticks=(SEC, SEC + 60)), SourceDataError, "neither epoch milliseconds"

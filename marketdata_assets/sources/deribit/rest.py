@@ -1,10 +1,10 @@
 """Deribit v2 public market data (JSON-RPC over HTTP GET `/api/v2/public/<method>`): the parsers of
 its answers, which client.py asks for. What an answer's `result` holds and what each record keeps are
-declared in records.py (`DeribitTrade`, `Chart`, `FundingRow`, `BookSummary`; `trade_rules`,
-`FUNDING_RULES`, `chain_rules`, `CHART_RULES`): a page of exactly the declared types is converted in C,
-any other (a number sent as text, a field missing) read field by field by datasets.wire's readers; a
-breach names the record, field and value. Rows dropped are counted by reason in the client's `dropped`
-(`figures()`). The methods, paging, amounts, limits and errors: docs/crypto-datasets.md, "Deribit REST".
+declared in records.py (`DeribitTrade`, `Chart`, `FundingRow`, `BookSummary`, by their fields' types;
+`trade_rules`, `FUNDING_RULES`, `chain_rules`, `CHART_RULES`): a page is converted and checked in C by
+the types (`records_of`), then by the rules; a breach names the record, field and value. Rows dropped
+are counted by reason in the client's `dropped` (`figures()`). The methods, paging, amounts, limits and
+errors: docs/crypto-datasets.md, "Deribit REST".
 """
 
 from __future__ import annotations
@@ -12,19 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import msgspec
 import numpy as np
 import polars as pl
 
 from marketdata_assets.core.http import Page
-from marketdata_assets.datasets.declared import (
-    UNREAD,
-    check,
-    columns,
-    fits,
-    frame_of,
-    wire_columns,
-)
+from marketdata_assets.datasets.declared import check, columns, frame_of, records_of
 from marketdata_assets.datasets.frames import (
     BARS_SCHEMA,
     EPOCH_MS_OR_US,
@@ -62,36 +54,27 @@ from marketdata_assets.sources.deribit.instruments import (
 from marketdata_assets.sources.deribit.records import (
     CHART_KEYS,
     CHART_RULES,
-    FUNDING_READERS,
     FUNDING_RULES,
-    SUMMARY_READERS,
-    TRADE_READERS,
     BookSummary,
     Chart,
     DeribitTrade,
     FundingRow,
     chain_rules,
     is_text,
-    number_or_null,
     trade_rules,
 )
 
 _OPTION_TYPES = {"C": "call", "P": "put"}
 
 
-def _time(record: dict, column: str) -> datetime | None:
+def _time(record: Any, column: str) -> datetime | None:
     """The record's time once its `column` reads as epoch ms / µs (0: epoch zero), else None."""
-    t = record[column]
-    if column in record.get(UNREAD, ()) or not (t == 0 or EPOCH_MS_OR_US[0] <= t < EPOCH_MS_OR_US[1]):
+    t = record.get(column) if isinstance(record, dict) else None
+    if isinstance(t, bool) or not isinstance(t, int | np.integer):
+        return None
+    if not (t == 0 or EPOCH_MS_OR_US[0] <= t < EPOCH_MS_OR_US[1]):
         return None
     return from_us(epoch_to_us(t))
-
-
-def _read(records: list, kind: type, readers: dict, ctx: Page, optional: dict | None = None) -> dict:
-    """The page's columns: of its declared `kind` where it is one (converted in C), else read field by
-    field (`wire_columns`: a number sent as text, a field missing), for the `reads` rules to tell."""
-    typed = fits(list[kind], records)
-    return columns(typed, readers) if typed is not None else wire_columns(records, readers, ctx, optional)
 
 
 def _us(times: list[int]) -> np.ndarray:
@@ -118,16 +101,16 @@ def parse_trades(body: Any, instrument: str, ctx: Page | None = None) -> tuple[p
     return frame, has_more
 
 
-def _trade_name(i: int, trade: dict) -> str:
+def _trade_name(i: int, trade: Any) -> str:
     """trade #i, and its id once it has one."""
-    return f"trade {trade['trade_id']}" if is_text(trade["trade_id"]) else f"trade #{i}"
+    trade_id = trade.get("trade_id") if isinstance(trade, dict) else None
+    return f"trade {trade_id}" if is_text(trade_id) else f"trade #{i}"
 
 
 def trade_columns(trades: list, instrument: str, inverse: bool, ctx: Page) -> dict[str, Any]:
     """Trades (REST pages, the `trades` channel) as checked columns, sized (`base_and_quote`: quantity,
     quote)."""
-    optional = {"instrument_name": msgspec.UNSET, "liquidation": None}
-    cols = _read(trades, DeribitTrade, TRADE_READERS, ctx, optional)
+    cols = columns(records_of(DeribitTrade, trades, _trade_name, ctx), DeribitTrade.__struct_fields__)
     check(cols, trade_rules(instrument), _trade_name, ctx)
     price, amount = cols["price"], cols["amount"]
     cols["quantity"], cols["quote"] = (
@@ -195,7 +178,8 @@ def parse_liquidations(body: Any, instrument: str, ctx: Page | None = None) -> t
 
 def _optional(record: dict, key: str, what: str, ctx: Page) -> float | None:
     """A number the venue may leave out or send as null."""
-    return number_or_null(record.get(key), f"{what} {key}", ctx)
+    value = record.get(key)
+    return None if value is None else number(value, f"{what} {key}", ctx)
 
 
 def _ticker_result(body: Any, instrument: str, ctx: Page) -> dict:
@@ -273,7 +257,7 @@ def open_interest_of(ticker: Any, size: float, inverse: bool, ctx: Page) -> tupl
     return ts, round(amount / size, 8), size, "quote" if inverse else "base", base, quote
 
 
-def _funding_name(i: int, row: dict) -> str:
+def _funding_name(i: int, row: Any) -> str:
     """funding row #i, and its time once its timestamp is one."""
     t = _time(row, "timestamp")
     return f"funding row #{i}" if t is None else f"funding at {t.isoformat()}"
@@ -285,7 +269,7 @@ def parse_funding(body: Any, instrument: str, ctx: Page | None = None) -> pl.Dat
     result = rpc_result(body, ctx)
     if not isinstance(result, list):
         raise ctx.error(f"funding history result is {type(result).__name__}, not an array")
-    cols = _read(result, FundingRow, FUNDING_READERS, ctx, {"index_price": None})
+    cols = columns(records_of(FundingRow, result, _funding_name, ctx), FundingRow.__struct_fields__)
     check(cols, FUNDING_RULES, _funding_name, ctx)
     n = len(result)
     return frame_of(
@@ -301,9 +285,12 @@ def parse_funding(body: Any, instrument: str, ctx: Page | None = None) -> pl.Dat
     )
 
 
-def _option_name(i: int, summary: dict) -> str:
+def _option_name(i: int, summary: Any) -> str:
     """book summary #i, and its option's name once it is one."""
-    return f"option {summary['instrument_name']}" if is_option(summary["option"]) else f"book summary #{i}"
+    name = summary.get("instrument_name") if isinstance(summary, dict) else None
+    return (
+        f"option {name}" if isinstance(name, str) and is_option(option_named(name)) else f"book summary #{i}"
+    )
 
 
 def parse_option_chain(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
@@ -314,9 +301,7 @@ def parse_option_chain(body: Any, instrument: str, ctx: Page | None = None) -> p
     result = rpc_result(body, ctx)
     if not isinstance(result, list):
         raise ctx.error(f"book summary result is {type(result).__name__}, not an array")
-    cols = _read(
-        result, BookSummary, SUMMARY_READERS, ctx, dict.fromkeys(("bid_price", "ask_price", "volume"))
-    )
+    cols = columns(records_of(BookSummary, result, _option_name, ctx), BookSummary.__struct_fields__)
     options = cols["option"] = np.fromiter(map(option_named, cols["instrument_name"]), object, len(result))
     check(cols, chain_rules(currency), _option_name, ctx)
     n = len(result)
@@ -367,7 +352,7 @@ def parse_order_book(body: Any, instrument: str, ctx: Page | None = None) -> pl.
     return book_frame(VENUE, instrument, ts, update_id, bids, asks)
 
 
-def _bar_name(i: int, bar: dict) -> str:
+def _bar_name(i: int, bar: Any) -> str:
     """chart ticks[i], and the bar's minute once its tick is a time."""
     t = _time(bar, "ticks")
     return f"chart ticks[{i}]" if t is None else f"bar {t.strftime('%Y-%m-%d %H:%M:%S')}"
@@ -407,11 +392,8 @@ def _chart_columns(result: Any, ctx: Page) -> dict[str, Any]:
             raise ctx.error(f"chart {key} is {type(array).__name__}, not an array")
     if len({len(a) for a in arrays}) != 1:
         raise ctx.error(f"chart arrays differ in length: {dict(zip(CHART_KEYS, map(len, arrays)))}")
-    chart = fits(Chart, result)
-    if chart is not None:
-        return {key: getattr(chart, key) for key in CHART_KEYS}
-    readers = dict(zip(CHART_KEYS, (integer, *[number] * 6)))
-    return wire_columns([dict(zip(CHART_KEYS, bar)) for bar in zip(*arrays)], readers, ctx)
+    chart = records_of(Chart, [result], lambda i, r: "chart", ctx)[0]
+    return {key: getattr(chart, key) for key in CHART_KEYS}
 
 
 __all__ = [
