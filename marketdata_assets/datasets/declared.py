@@ -31,6 +31,9 @@ Finite = Annotated[
 Amount = Annotated[float, msgspec.Meta(ge=0, le=_LARGEST, description="a finite number >= 0")]  # not negative
 Positive = Annotated[float, msgspec.Meta(gt=0, le=_LARGEST, description="positive")]  # a price, a size
 Text = Annotated[str, msgspec.Meta(min_length=1, description="a non-empty string")]  # an id, a name
+Digits = Annotated[str, msgspec.Meta(pattern="^[0-9]{1,18}$", description="an integer")]  # an integer sent as
+# text (OKX's epoch ms): its digits only, no point or exponent, within the tables' Int64 (`integers`)
+integers = functools.partial(msgspec.convert, type=list[int], strict=False)  # `Digits` values as ints, in C
 
 _FAILURE = re.compile(r"^(?P<why>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _STEP = re.compile(r"\[(\d+)\]|\.([^.\[]+)")

@@ -455,7 +455,7 @@ CASES = {
         "okx", "history-trades", okx([okx_trade(px="")]), SourceDataError, "px is '', not a number"
     ),
     "okx-zero-size": err(
-        "okx", "history-trades", okx([okx_trade(sz="0")]), SourceDataError, "size is 0.0, not positive"
+        "okx", "history-trades", okx([okx_trade(sz="0")]), SourceDataError, "sz is '0', not positive"
     ),
     "okx-ts-in-seconds": err(
         "okx",
@@ -476,7 +476,7 @@ CASES = {
         "history-trades",
         okx([{**okx_trade(), "tradeId": 242720720}]),
         SourceDataError,
-        "tradeId is 242720720, not a string id",
+        "trade #0 tradeId is 242720720, not a string",
     ),
     "okx-same-trade-twice": ok(
         "okx",
@@ -630,7 +630,11 @@ CASES = {
         "deribit", "chart", chart(close=[94380.0]), SourceDataError, "chart arrays differ in length"
     ),
     "deribit-chart-null-close": err(
-        "deribit", "chart", chart(close=[94380.0, None]), SourceDataError, "chart close[1] is None, not a number"
+        "deribit",
+        "chart",
+        chart(close=[94380.0, None]),
+        SourceDataError,
+        "chart close[1] is None, not a number",
     ),
     "deribit-chart-ticks-seconds": err(
         "deribit", "chart", chart(ticks=(SEC, SEC + 60)), SourceDataError, "neither epoch milliseconds"

@@ -4,13 +4,16 @@ field) and the rules each keeps (datasets.declared): what rest.py's parsers read
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import numpy as np
 
 from marketdata_assets.datasets.declared import (
+    Digits,
+    Positive,
     Rule,
+    Text,
     bar_rules,
     each,
     is_array,
@@ -24,14 +27,15 @@ from marketdata_assets.datasets.wire import integer, number
 
 
 class HistoryTrade(msgspec.Struct):
-    """One trade of `/api/v5/market/history-trades` (and of the `trades` channel's push)."""
+    """One trade of `/api/v5/market/history-trades` (and of the `trades` channel's push). OKX sends every
+    value as text: its numbers are read from it (`records_of`, not strict)."""
 
     instId: str  # the instrument: the page's own
-    tradeId: str  # decimal digits (text): trade_id, and seq as a number
-    px: float  # price, quote per base (decimal text)
-    sz: float  # size (decimal text): base units (spot), contracts (SWAP/FUTURES: x ctVal)
-    side: str  # the taker's side: buy | sell
-    ts: str  # trade time, epoch ms (digit text)
+    tradeId: Text  # decimal digits (text): trade_id, and seq as a number
+    px: Positive  # price, quote per base
+    sz: Positive  # size: base units (spot), contracts (SWAP/FUTURES: x ctVal)
+    side: Literal["buy", "sell"]  # the taker's side
+    ts: Digits  # trade time, epoch ms
 
 
 class Candle(msgspec.Struct, array_like=True):
@@ -97,7 +101,6 @@ class LiquidationOrders(msgspec.Struct):
 
 
 SIDE = each("side", ("buy", "sell").__contains__, "{what} side is {value!r}, not buy/sell")
-TRADE_READERS = {"tradeId": None, "instId": None, "px": number, "sz": number, "ts": integer, "side": None}
 CANDLE_READERS = {
     "ts": integer,
     **dict.fromkeys("ohlc", number),
@@ -128,22 +131,11 @@ def text(value: Any) -> bool:
 
 
 def trade_rules(instrument: str) -> tuple[Rule, ...]:
-    """What every trade keeps, in the order a breach is told: a string id (the trade named by its
-    position until then, by its id after), its instrument, price, size, time, side; an id of digits
-    is read as seq (digits int() does not read fail as int() does)."""
+    """What every trade keeps besides its types, in the order a breach is told: its instrument, epoch ms;
+    an id of digits is read as seq (digits int() does not read fail as int() does)."""
     return (
-        reads("tradeId"),
-        each("tradeId", text, "{what} tradeId is {value!r}, not a string id"),
-        reads("instId"),
         of(instrument),
-        reads("px", number),
-        is_positive("px", "price"),
-        reads("sz", number),
-        is_positive("sz", "size"),
-        reads("ts", integer),
         is_epoch("ts"),
-        reads("side"),
-        SIDE,
         Rule("tradeId", _decimal, lambda what, r: str(int(r["tradeId"]))),
     )
 

@@ -25,11 +25,14 @@ from marketdata_assets.datasets.declared import (
     RECORD,
     Rule,
     check,
+    columns,
     frame_of,
+    integers,
     is_epoch,
     keeps,
     lax_columns,
     reads,
+    records_of,
 )
 from marketdata_assets.datasets.frames import (
     BARS_SCHEMA,
@@ -68,7 +71,6 @@ from marketdata_assets.sources.okx.records import (
     PRICE_CANDLE_READERS,
     PRICE_CANDLE_RULES,
     PRICES,
-    TRADE_READERS,
     Candle,
     FundingSettlement,
     HistoryTrade,
@@ -182,13 +184,14 @@ def history_trades(
 ) -> dict[str, list]:
     """Trades (`HistoryTrade`: history-trades, and the `trades` channel's push) as checked columns, sized
     by `sizer`: ts (µs), trade_id = tradeId, price, quantity, amount, side, seq = int(tradeId)."""
-    cols, _ = lax_columns(HistoryTrade, data, TRADE_READERS, ctx)
-    check(
-        cols,
-        trade_rules(instrument),
-        lambda i, r: f"trade {r['tradeId']}" if text(r["tradeId"]) else number.format(i=i),
-        ctx,
-    )
+
+    def named(i: int, record: Any) -> str:
+        trade_id = record.get("tradeId") if isinstance(record, dict) else None
+        return f"trade {trade_id}" if text(trade_id) else number.format(i=i)
+
+    cols = columns(records_of(HistoryTrade, data, named, ctx), HistoryTrade.__struct_fields__)
+    cols["ts"] = integers(cols["ts"])
+    check(cols, trade_rules(instrument), named, ctx)
     ids = list(cols["tradeId"])
     quantity, amount = sizer.sized(cols["px"], cols["sz"])
     return {
