@@ -65,11 +65,15 @@ def records_of(
 ) -> list:
     """`body` (decoded JSON records) as `kind` records, converted and checked in C by their declared types;
     the first that does not fit: a SourceDataError naming the record (`named(i, its JSON)`), the field, its
-    value as sent and what the field's type asks (`misfit`). `strict`: JSON types exactly as declared."""
+    value as sent and what the field's type asks (`misfit`), its position in `record`. `strict`: JSON types
+    exactly as declared."""
     try:
         return msgspec.convert(body, list[kind], strict=strict)
     except msgspec.ValidationError as error:
-        raise page.error(misfit(str(error), body, kind, named)) from None
+        failure = page.error(misfit(str(error), body, kind, named))
+        at = re.match(r"\[(\d+)\]", _FAILURE.match(str(error))["path"] or "")
+        failure.record = int(at[1]) if at else None  # the position of the record that does not fit
+        raise failure from None
 
 
 def misfit(message: str, body: list, kind: type, named: Callable[[int, Any], str]) -> str:

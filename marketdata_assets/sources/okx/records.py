@@ -11,6 +11,7 @@ import numpy as np
 
 from marketdata_assets.datasets.declared import (
     Digits,
+    Finite,
     Positive,
     Rule,
     Text,
@@ -19,7 +20,6 @@ from marketdata_assets.datasets.declared import (
     is_array,
     is_epoch,
     is_not_negative,
-    is_positive,
     reads,
     where,
 )
@@ -67,8 +67,8 @@ class FundingSettlement(msgspec.Struct):
     """One settlement of `/api/v5/public/funding-rate-history` (perpetuals)."""
 
     instId: str  # the perpetual: the page's own
-    fundingTime: str  # settlement time, epoch ms (digit text)
-    realizedRate: float  # the rate settled: the row's rate (fundingRate, the predicted one, is not read)
+    fundingTime: Digits  # settlement time, epoch ms
+    realizedRate: Finite  # the rate settled: the row's rate (fundingRate, the predicted one, is not read)
 
 
 class OpenInterestRow(msgspec.Struct, array_like=True):
@@ -81,19 +81,25 @@ class OpenInterestRow(msgspec.Struct, array_like=True):
 
 
 class LiquidationDetail(msgspec.Struct):
-    """One liquidation of a `liquidation-orders` record (and of the channel's push)."""
+    """One liquidation of a `liquidation-orders` record (and of the channel's push), of our contract."""
 
-    side: str  # the liquidation order's side: "sell" closes a long
+    side: Literal["buy", "sell"]  # the liquidation order's side: "sell" closes a long
     posSide: str  # the position's side: long | short | net (in the id only)
-    bkPx: float  # bankruptcy price (the price the order traded with the liquidation account at), text
-    sz: float  # contracts (decimal text; x ctVal)
-    ts: str  # epoch ms (digit text)
+    bkPx: Positive  # bankruptcy price (the price the order traded with the liquidation account at)
+    sz: Positive  # contracts (x ctVal)
+    ts: Digits  # epoch ms
+
+
+class DetailTime(msgspec.Struct):
+    """What every liquidation detail keeps, of our contract or another (the paging runs over all)."""
+
+    ts: Digits  # epoch ms
 
 
 class LiquidationOrders(msgspec.Struct):
     """One record of `/api/v5/public/liquidation-orders`: one contract's filled liquidations."""
 
-    details: list[LiquidationDetail]
+    details: list[Any]  # `DetailTime`s, `LiquidationDetail`s where the contract is ours (read apart)
     instId: str = ""  # the contract; none: the family's perpetual (instType SWAP)
     instType: str = ""  # SWAP | FUTURES
     instFamily: str = ""  # "BTC-USDT" for BTC-USDT-SWAP (uly: its older name)
@@ -111,9 +117,7 @@ CANDLE_READERS = {
 }
 PRICE_CANDLE_READERS = {"ts": integer, **dict.fromkeys("ohlc", number), "confirm": None}
 CANDLE_OPTIONAL = {"volCcyQuote": "", "confirm": "1"}  # a row may end before them (confirm: closed)
-FUNDING_READERS = {"instId": None, "fundingTime": integer, "realizedRate": number}
 OPEN_INTEREST_READERS = {"ts": integer, "oi": number, "oiCcy": number, "oiUsd": number}
-DETAIL_READERS = {"ts": integer, "side": None, "posSide": None, "bkPx": number, "sz": number}
 PRICES = ("open", "high", "low", "close")
 
 
@@ -182,38 +186,4 @@ OPEN_INTEREST_RULES = (
     reads("ts", integer),
     is_epoch("ts"),
     *(rule for name in ("oi", "oiCcy", "oiUsd") for rule in (reads(name, number), is_not_negative(name))),
-)
-LIQUIDATION_RECORD_RULES = (
-    reads("details"),
-    each(
-        "details",
-        lambda d: isinstance(d, list),
-        lambda what, r: f"{what} details is {type(r['details']).__name__}, not an array",
-    ),
-    Rule(
-        "named",
-        lambda c: c["named"],
-        lambda what, r: (
-            f"{what} names no instId (instType {r['record'].get('instType')!r}, "
-            f"instFamily {r['record'].get('instFamily') or r['record'].get('uly')!r})"
-        ),
-    ),
-)
-LIQUIDATION_RULES = (
-    reads("ts", integer),
-    is_epoch("ts"),
-    *where(
-        "ours",
-        (
-            reads("side"),
-            SIDE,
-            reads("posSide"),
-            reads("bkPx"),
-            reads("sz"),
-            reads("bkPx", number),
-            is_positive("bkPx"),
-            reads("sz", number),
-            is_positive("sz"),
-        ),
-    ),
 )

@@ -31,11 +31,11 @@ from marketdata_assets.datasets.declared import (
     is_epoch,
     keeps,
     lax_columns,
-    reads,
     records_of,
 )
 from marketdata_assets.datasets.frames import (
     BARS_SCHEMA,
+    EPOCH_MS_OR_US,
     LIQUIDATIONS_SCHEMA,
     OPEN_INTEREST_SCHEMA,
     TRADES_SCHEMA,
@@ -62,16 +62,13 @@ from marketdata_assets.sources.okx.records import (
     CANDLE_OPTIONAL,
     CANDLE_READERS,
     CANDLE_RULES,
-    DETAIL_READERS,
-    FUNDING_READERS,
-    LIQUIDATION_RECORD_RULES,
-    LIQUIDATION_RULES,
     OPEN_INTEREST_READERS,
     OPEN_INTEREST_RULES,
     PRICE_CANDLE_READERS,
     PRICE_CANDLE_RULES,
     PRICES,
     Candle,
+    DetailTime,
     FundingSettlement,
     HistoryTrade,
     LiquidationDetail,
@@ -110,9 +107,14 @@ def _check(
     try:
         check(cols, rules, lambda i, r: broke.append(i) or name(i, r), ctx)
     finally:
-        n = sum(dropped[: broke[0]] if broke else dropped)
-        if n and drops is not None:
-            drops[reason] += n
+        _count(drops, reason, dropped[: broke[0]] if broke else dropped)
+
+
+def _count(drops: Counter | None, reason: str, dropped: Sequence[bool]) -> None:
+    """`drops[reason]` += the records `dropped` (none counted without a counter)."""
+    n = sum(dropped)
+    if n and drops is not None:
+        drops[reason] += n
 
 
 def _in_c(cols: dict, fit: bool, kind: type, time: str, *names: str) -> list[list[float]]:
@@ -137,6 +139,19 @@ def _in_c(cols: dict, fit: bool, kind: type, time: str, *names: str) -> list[lis
 
 def _iso(ms_or_us: int) -> str:
     return from_us(epoch_to_us(int(ms_or_us))).isoformat()
+
+
+def _timed(key: str, label: str, unnamed: Callable[[int], str]) -> Callable[[int, Any], str]:
+    """A record's name by its time (`label` and its `key`'s epoch ms as ISO) once that is epoch digits
+    (as sent, or read), else `unnamed(i)`."""
+
+    def named(i: int, record: Any) -> str:
+        t = record.get(key) if isinstance(record, dict) else None
+        t = int(t) if isinstance(t, str) and t.isascii() and t.isdigit() and len(t) <= 18 else t
+        plausible = isinstance(t, int | np.integer) and EPOCH_MS_OR_US[0] <= t < EPOCH_MS_OR_US[1]
+        return f"{label} {_iso(t)}" if plausible else unnamed(i)
+
+    return named
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,33 +443,12 @@ def parse_ticker(
 
 def funding_rows(body: Any, instrument: str, ctx: Page) -> list[tuple[int, float]]:
     """funding-rate-history envelope (`FundingSettlement`s) → [(fundingTime µs, realizedRate)] as sent."""
+    named = _timed("fundingTime", "funding at", lambda i: f"funding record #{i}")
     data = envelope_data(body, ctx)
-    cols, fit = lax_columns(FundingSettlement, data, FUNDING_READERS, ctx)
-    rules = (
-        reads("instId"),
-        of(instrument),
-        reads("fundingTime", integer),
-        is_epoch("fundingTime"),
-        reads("realizedRate", number),
-    )
-    check(
-        cols,
-        rules,
-        _names(
-            cols,
-            rules[:4],
-            lambda r: f"funding at {_iso(r['fundingTime'])}",
-            lambda i: f"funding record #{i}",
-        ),
-        ctx,
-    )
-    return list(
-        zip(
-            map(epoch_to_us, cols["fundingTime"]),
-            *_in_c(cols, fit, FundingSettlement, "fundingTime", "realizedRate"),
-            strict=True,
-        )
-    )
+    cols = columns(records_of(FundingSettlement, data, named, ctx), FundingSettlement.__struct_fields__)
+    cols["fundingTime"] = integers(cols["fundingTime"])
+    check(cols, (of(instrument), is_epoch("fundingTime")), named, ctx)
+    return list(zip(map(epoch_to_us, cols["fundingTime"]), cols["realizedRate"], strict=True))
 
 
 def funding_frame(
@@ -558,21 +552,28 @@ def liquidation_details(
     `drops["other_instrument"]`): ts (µs), key `<ts>-<side>-<posSide>-<sz>-<bkPx>` as sent (OKX gives no
     id), side, price, quantity (base), amount; and "times": every detail's ms. `name(i)`: a detail
     until its time is read."""
-    cols, _ = lax_columns(LiquidationDetail, details, DETAIL_READERS, ctx)
-    cols["ours"] = np.ones(len(details), bool) if ours is None else np.array(ours, bool)
-    named = _names(cols, LIQUIDATION_RULES[:2], lambda r: f"liquidation at {_iso(r['ts'])}", name)
-    _check(cols, LIQUIDATION_RULES, named, ctx, drops, "other_instrument", [not o for o in cols["ours"]])
-    mine = list(compress(details, cols["ours"]))
-    price = list(compress(cols["bkPx"], cols["ours"]))
-    quantity = sizer.sized(price, list(compress(cols["sz"], cols["ours"])))[0]
+    others = [False] * len(details) if ours is None else [not o for o in ours]
+    named = _timed("ts", "liquidation at", name)
+    times = integers(columns(records_of(DetailTime, details, named, ctx), ("ts",))["ts"])
+    check({"ts": times}, (is_epoch("ts"),), lambda i, r: named(i, details[i]), ctx)
+    at = [i for i, other in enumerate(others) if not other]
+    try:
+        mine = records_of(LiquidationDetail, [details[i] for i in at], lambda k, r: named(at[k], r), ctx)
+    except SourceDataError as error:  # the other contracts' details before it were counted, as read
+        _count(drops, "other_instrument", others[: at[error.record]] if error.record is not None else ())
+        raise
+    _count(drops, "other_instrument", others)
+    price = [detail.bkPx for detail in mine]
+    quantity = sizer.sized(price, [detail.sz for detail in mine])[0]
+    sent = [details[i] for i in at]
     return {
-        "ts": [epoch_to_us(t) for t in compress(cols["ts"], cols["ours"])],
-        "key": [f"{d['ts']}-{d['side']}-{d['posSide']}-{d['sz']}-{d['bkPx']}" for d in mine],
-        "side": [d["side"] for d in mine],
+        "ts": [epoch_to_us(times[i]) for i in at],
+        "key": [f"{d['ts']}-{d['side']}-{d['posSide']}-{d['sz']}-{d['bkPx']}" for d in sent],
+        "side": [detail.side for detail in mine],
         "price": price,
         "quantity": quantity,
         "amount": list(map(mul, price, quantity)),
-        "times": [epoch_to_us(t) // 1000 for t in cols["ts"]],
+        "times": [epoch_to_us(t) // 1000 for t in times],
     }
 
 
@@ -593,18 +594,24 @@ def liquidation_answer(
     a detail before a broken record is told first, as a reader going record by record told it."""
     sizer = _sizer(instrument, reference, ctx)
     data = envelope_data(body, ctx)
-    records, _ = lax_columns(LiquidationOrders, data, {"details": None}, ctx)
     contracts = [_contract(record) for record in data]
-    records["named"] = np.array([inst is not None for inst in contracts], bool)
-    broke: list[int] = []
     try:
-        check(
-            records, LIQUIDATION_RECORD_RULES, lambda i, r: broke.append(i) or f"liquidation record #{i}", ctx
-        )
-    except SourceDataError:
-        _liquidation_page(data[: broke[0]], contracts, instrument, sizer, ctx, drops)
+        records_of(LiquidationOrders, data, lambda i, r: f"liquidation record #{i}", ctx)
+        if None in contracts:
+            raise _unnamed(data, contracts.index(None), ctx)
+    except SourceDataError as error:
+        _liquidation_page(data[: error.record], contracts, instrument, sizer, ctx, drops)
         raise
     return _liquidation_page(data, contracts, instrument, sizer, ctx, drops)
+
+
+def _unnamed(data: list, i: int, ctx: Page) -> SourceDataError:
+    """Record i names no contract: the error, at its position (`record`)."""
+    record = data[i]
+    kind, family = record.get("instType"), record.get("instFamily") or record.get("uly")
+    error = ctx.error(f"liquidation record #{i} names no instId (instType {kind!r}, instFamily {family!r})")
+    error.record = i
+    return error
 
 
 def _contract(record: Any) -> Any:
