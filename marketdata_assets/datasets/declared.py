@@ -20,7 +20,7 @@ import polars as pl
 
 from marketdata_assets.core.http import Page, SourceDataError, decode_json
 from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, from_us
-from marketdata_assets.datasets.wire import field, integer
+from marketdata_assets.datasets.wire import field
 
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # a wire integer that fits the tables' Int64
 # The types of declared fields that say what a value must be (a breach is told with their `description`)
@@ -89,6 +89,8 @@ def misfit(message: str, body: list, kind: type, named: Callable[[int, Any], str
     if missing:
         has = sorted(record)[:12] if isinstance(record, dict) else []
         return f"{label} lacks field {missing[1]!r} (has {has})"
+    if len(steps) == 1 and kind.__struct_config__.array_like and why.startswith("Expected `array`"):
+        return f"{label} is not a [{', '.join(kind.__struct_fields__)}] array: {str(record)[:160]}"
     if len(steps) == 1:  # the record itself is of another JSON type
         expected = re.match(r"Expected `([^`|]+)`", why)
         return f"{label} is {str(record)[:80]!r}, not {_TYPES.get(expected[1], why) if expected else why}"
@@ -106,6 +108,8 @@ def misfit(message: str, body: list, kind: type, named: Callable[[int, Any], str
 def _asks(kind: type, name: Any, why: str) -> str:
     """What field `name` of `kind` asks, as a breach says it: the description of its type's constraint
     (`Positive`: "positive"), the values of a Literal ("buy/sell"), else the JSON type msgspec expected."""
+    fields = kind.__struct_fields__
+    name = fields[name] if isinstance(name, int) and name < len(fields) else name  # an array-like record's
     hint = typing.get_type_hints(kind, include_extras=True).get(name) if isinstance(name, str) else None
     values, described = _literals(hint), _description(hint)
     if why.startswith("Invalid enum value") and values:
@@ -163,16 +167,6 @@ def typed_pages(kind: type):
 def raw(body: Any) -> Any:
     """The decoded JSON of a body (`Records` are read again from their bytes)."""
     return decode_json(body.content) if isinstance(body, Records) else body
-
-
-def fits(kind: Any, value: Any, strict: bool = True) -> Any:
-    """`value` (decoded JSON) as `kind`, converted in C, or None if it does not fit: the record-by-record
-    reader then names what is wrong, or reads what it allows. `strict`: JSON types exactly as declared
-    (no text read as a number); lax for venues that send numbers as text."""
-    try:
-        return msgspec.convert(value, kind, strict=strict)
-    except msgspec.ValidationError:
-        return None
 
 
 def one_of(kind: type, record: Any, what: str, page: Page) -> Any:
@@ -508,75 +502,6 @@ def wire_columns(
     return cols
 
 
-def lax_columns(
-    kind: type,
-    records: list,
-    readers: dict[str, Callable | None],
-    page: Page,
-    optional: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any], bool]:
-    """`wire_columns` of a page of `kind` records that may send numbers as text, and whether the page fit
-    `kind` (lax): where it does, its columns are the records converted in C (a float as
-    datasets.wire.number reads it: "-0" is -0.0; a text field with a reader, an epoch as digits, read
-    by it); a page that does not fit, or has a value a reader refuses (a number not finite), is read
-    field by field."""
-    typed = fits(list[kind], records, strict=False)
-    cols = None if typed is None else _typed_columns(kind, typed, records, readers, page)
-    if cols is None:
-        cols = wire_columns(
-            records,
-            readers,
-            page,
-            optional,
-            kind.__struct_fields__ if kind.__struct_config__.array_like else (),
-        )
-    return cols, typed is not None
-
-
-def _typed_columns(
-    kind: type, typed: list, records: list, readers: dict[str, Callable | None], page: Page
-) -> dict[str, Any] | None:
-    """`lax_columns` of a page that fit `kind`; None where a reader refuses one of its values."""
-    at = (
-        {name: k for k, name in enumerate(kind.__struct_fields__)}
-        if kind.__struct_config__.array_like
-        else {}
-    )
-    types = _types(kind)
-    cols: dict[str, Any] = {RECORD: objects(records)}
-    taken = columns(typed, readers)
-    for name, reader in readers.items():
-        values = taken[name]
-        if types[name] is float:
-            if 0.0 in values:  # C reads "-0" as 0.0, float() as -0.0
-                key = at.get(name, name)
-                values = [
-                    -0.0 if v == 0 and row[key] == "-0" else v for v, row in zip(values, records, strict=True)
-                ]
-            if reader is not None and not np.isfinite(np.fromiter(values, np.float64, len(values))).all():
-                return None
-        elif reader is integer and _digits(values):
-            values = list(map(int, values))
-        elif reader is not None:
-            try:
-                values = [reader(value, name, page) for value in values]
-            except (SourceDataError, TypeError, ValueError, ArithmeticError):
-                return None
-        cols[name] = values if reader else objects(values)
-    return cols
-
-
-@functools.cache
-def _types(kind: type) -> dict[str, Any]:
-    return {info.name: info.type for info in msgspec.structs.fields(kind)}
-
-
-def _digits(values: list) -> bool:
-    """Every value text of 1 to 18 ASCII digits (an Int64 as datasets.wire.integer reads it: int())."""
-    joined = "".join(values) if set(map(type, values)) == {str} else ""
-    return joined.isascii() and joined.isdigit() and min(map(len, values)) > 0 and max(map(len, values)) <= 18
-
-
 def reads(column: str, reader: Callable | None = None, label: str | None = None) -> Rule:
     """A field the record has (`wire_columns`; a page decoded to its declared types has them) and, with
     a datasets.wire `reader`, one it reads, told as datasets.wire.field and the reader tell it."""
@@ -669,15 +594,6 @@ def _read_rules(kind: type) -> tuple[Rule, ...]:
 # ---- array-like records, and rules kept only where a column says so ----------------------------
 
 
-def is_array(length: int, fields: Sequence[str], shown: int) -> Rule:
-    """The record (column `RECORD`) is a JSON array of at least `length` values: its `fields` by position."""
-    return each(
-        RECORD,
-        lambda r: isinstance(r, list) and len(r) >= length,
-        lambda what, r: f"{what} is not a [{', '.join(fields)}] array: {str(r[RECORD])[:shown]}",
-    )
-
-
 def where(column: str, rules: Sequence[Rule]) -> tuple[Rule, ...]:
     """`rules` kept only by the records where `column` is true (a bar still forming has no prices to
     check)."""
@@ -689,12 +605,3 @@ def where(column: str, rules: Sequence[Rule]) -> tuple[Rule, ...]:
         )
         for rule in rules
     )
-
-
-def keeps(cols: dict[str, Sequence], rules: Sequence[Rule]) -> np.ndarray:
-    """True where a record keeps every one of `rules` (a name it earns by them: its time, its id)."""
-    arrays = _Arrays(cols)
-    kept = np.ones(len(next(iter(cols.values()))), bool)
-    for rule in rules:
-        kept &= _kept(arrays, rule)
-    return kept

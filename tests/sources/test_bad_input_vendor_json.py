@@ -527,7 +527,7 @@ CASES = {
         "okx", "candles", okx([candle(lo="94360.0")]), SourceDataError, "is not a bar"
     ),
     "okx-candle-negative-volume": err(
-        "okx", "candles", okx([candle(vol="-1")]), SourceDataError, "volume is -1.0, negative"
+        "okx", "candles", okx([candle(vol="-1")]), SourceDataError, "vol is '-1', not a finite number >= 0"
     ),
     "okx-candle-busy-code-then-ok": ok(
         "okx",

@@ -1,6 +1,7 @@
 """The records of OKX's paged endpoints as declared (msgspec Structs in the docs' names, a comment a
-field) and the rules each keeps (datasets.declared): what rest.py's parsers read and check a page with.
-"""
+field, each field's type saying what its value must be; OKX sends every value as text, its numbers read
+from it) and the rules a type cannot say (the page's instrument, an epoch, a bar's shape): what rest.py's
+parsers read (`records_of`) and check a page with."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import msgspec
 import numpy as np
 
 from marketdata_assets.datasets.declared import (
+    Amount,
     Digits,
     Finite,
     Positive,
@@ -17,13 +19,9 @@ from marketdata_assets.datasets.declared import (
     Text,
     bar_rules,
     each,
-    is_array,
     is_epoch,
-    is_not_negative,
-    reads,
     where,
 )
-from marketdata_assets.datasets.wire import integer, number
 
 
 class HistoryTrade(msgspec.Struct):
@@ -39,28 +37,28 @@ class HistoryTrade(msgspec.Struct):
 
 
 class Candle(msgspec.Struct, array_like=True):
-    """One `history-candles` row (and `candle1m` push)."""
+    """One `history-candles` row (and `candle1m` push), every value text (read as numbers)."""
 
-    ts: str  # open time, epoch ms (digit text): the bar's ts
-    o: float  # open, high, low, close (decimal text)
-    h: float
-    l: float
-    c: float
-    vol: float  # volume: base units (spot), contracts (SWAP/FUTURES)
-    volCcy: float  # volume: quote units (spot), base units (SWAP/FUTURES): the derivatives' volume
-    volCcyQuote: float  # quote units: the row's amount (a row may lack it: volCcy, or volCcy x c)
-    confirm: str = "1"  # "1": closed; "0": still forming (dropped and counted)
+    ts: Digits  # open time, epoch ms: the bar's ts
+    o: Positive  # open, high, low, close
+    h: Positive
+    l: Positive
+    c: Positive
+    vol: Amount  # volume: base units (spot), contracts (SWAP/FUTURES)
+    volCcy: Amount  # volume: quote units (spot), base units (SWAP/FUTURES): the derivatives' volume
+    volCcyQuote: Amount | Literal[""] = ""  # quote units: the row's amount ("" or none: volCcy, or x c)
+    confirm: Literal["0", "1"] = "1"  # "1": closed; "0": still forming (dropped and counted)
 
 
 class PriceCandle(msgspec.Struct, array_like=True):
     """One `history-mark-price-candles` / `history-index-candles` row."""
 
-    ts: str  # open time, epoch ms (digit text)
-    o: float  # open, high, low, close (decimal text)
-    h: float
-    l: float
-    c: float
-    confirm: str = "1"  # as a candle's
+    ts: Digits  # open time, epoch ms
+    o: Positive  # open, high, low, close
+    h: Positive
+    l: Positive
+    c: Positive
+    confirm: Literal["0", "1"] = "1"  # as a candle's
 
 
 class FundingSettlement(msgspec.Struct):
@@ -72,12 +70,12 @@ class FundingSettlement(msgspec.Struct):
 
 
 class OpenInterestRow(msgspec.Struct, array_like=True):
-    """One `/api/v5/rubik/stat/contracts/open-interest-history` row."""
+    """One `/api/v5/rubik/stat/contracts/open-interest-history` row (and the open-interest push's)."""
 
-    ts: str  # epoch ms (digit text)
-    oi: float  # contracts
-    oiCcy: float  # base units (the coin): the row's base
-    oiUsd: float  # USD: the row's quote
+    ts: Digits  # epoch ms
+    oi: Amount  # contracts
+    oiCcy: Amount  # base units (the coin): the row's base
+    oiUsd: Amount  # USD: the row's quote
 
 
 class LiquidationDetail(msgspec.Struct):
@@ -106,18 +104,6 @@ class LiquidationOrders(msgspec.Struct):
     uly: str = ""
 
 
-SIDE = each("side", ("buy", "sell").__contains__, "{what} side is {value!r}, not buy/sell")
-CANDLE_READERS = {
-    "ts": integer,
-    **dict.fromkeys("ohlc", number),
-    "vol": number,
-    "volCcy": number,
-    "volCcyQuote": number,
-    "confirm": None,
-}
-PRICE_CANDLE_READERS = {"ts": integer, **dict.fromkeys("ohlc", number), "confirm": None}
-CANDLE_OPTIONAL = {"volCcyQuote": "", "confirm": "1"}  # a row may end before them (confirm: closed)
-OPEN_INTEREST_READERS = {"ts": integer, "oi": number, "oiCcy": number, "oiUsd": number}
 PRICES = ("open", "high", "low", "close")
 
 
@@ -155,35 +141,11 @@ def _decimal(cols: dict) -> Any:
     )
 
 
-def _candle_rules(kind: type, least: int, shown: int) -> tuple[Rule, ...]:
-    """What every candle row keeps, in the order a breach is told: its shape and time (the row named by
-    its position until then, by its time after), a confirm flag; a closed one (not "0") finite prices
-    and volumes, a bar that can be true (datasets.wire.check_bar), a quote volume not negative."""
-    head = (
-        is_array(least, kind.__struct_fields__, shown),
-        reads("ts", integer),
-        is_epoch("ts"),
-        each("confirm", ("0", "1").__contains__, '{what} confirm is {value!r}, not "0" or "1"'),
-    )
-    prices = tuple(reads(raw, number, name) for raw, name in zip("ohlc", PRICES, strict=True))
-    if kind is PriceCandle:
-        return head + where("closed", prices + bar_rules("ts_us", None))
-    volumes = (
-        reads("vol", number),
-        reads("volCcy", number),
-        is_not_negative("volCcy"),
-        *where("quoted", (reads("volCcyQuote", number),)),
-    )
-    return head + where(
-        "closed",
-        prices + volumes + bar_rules("ts_us", "vol") + where("quoted", (is_not_negative("volCcyQuote"),)),
-    )
+def _candle_rules(volume: str | None) -> tuple[Rule, ...]:
+    """What every candle row keeps besides its types: epoch ms; a closed one (not "0") a bar that can be
+    true (on a minute, low <= open/close <= high: datasets.wire.check_bar)."""
+    return (is_epoch("ts"), *where("closed", bar_rules("ts_us", volume)))
 
 
-CANDLE_RULES, PRICE_CANDLE_RULES = _candle_rules(Candle, 7, 160), _candle_rules(PriceCandle, 5, 120)
-OPEN_INTEREST_RULES = (
-    is_array(4, OpenInterestRow.__struct_fields__, 120),
-    reads("ts", integer),
-    is_epoch("ts"),
-    *(rule for name in ("oi", "oiCcy", "oiUsd") for rule in (reads(name, number), is_not_negative(name))),
-)
+CANDLE_RULES, PRICE_CANDLE_RULES = _candle_rules("vol"), _candle_rules(None)
+OPEN_INTEREST_RULES = (is_epoch("ts"),)

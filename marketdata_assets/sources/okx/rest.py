@@ -3,8 +3,8 @@ funding, open interest, liquidations, mark and index price candles -> checked co
 
 Answers are `{"code": "0", "msg": "", "data": [...]}` (any other code: client.py's `ERRORS`), newest
 first, every value a string. A page of the paged endpoints' records (records.py: `HistoryTrade`,
-`Candle`, ...) is converted in C (or, where it does not fit, read value by value) and its rules run on
-its columns, a breach told as datasets.wire's readers tell it. Sizes in contracts become base units
+`Candle`, ...) is converted and checked in C by their types (`records_of`: a breach names the record,
+field and value) and the rules a type cannot say run on its columns. Sizes in contracts become base units
 (`ContractSizer`, instruments.py). What the answers do not say: docs/crypto-datasets.md, "OKX v5 REST
 as read".
 """
@@ -22,15 +22,12 @@ import polars as pl
 
 from marketdata_assets.core.http import Page, SourceDataError
 from marketdata_assets.datasets.declared import (
-    RECORD,
     Rule,
     check,
     columns,
     frame_of,
     integers,
     is_epoch,
-    keeps,
-    lax_columns,
     records_of,
 )
 from marketdata_assets.datasets.frames import (
@@ -59,12 +56,8 @@ from marketdata_assets.datasets.wire import (
 )
 from marketdata_assets.sources.okx.instruments import ContractSizer
 from marketdata_assets.sources.okx.records import (
-    CANDLE_OPTIONAL,
-    CANDLE_READERS,
     CANDLE_RULES,
-    OPEN_INTEREST_READERS,
     OPEN_INTEREST_RULES,
-    PRICE_CANDLE_READERS,
     PRICE_CANDLE_RULES,
     PRICES,
     Candle,
@@ -84,12 +77,6 @@ VENUE = "OKX"
 FUNDING_INTERVAL_HOURS = (
     8.0  # OKX's usual and longest interval (a lone settlement's: docs/crypto-datasets.md)
 )
-
-
-def _names(cols: dict, rules: Sequence[Rule], named: Callable[[dict], str], unnamed: Callable[[int], str]):
-    """A broken record's name: `named(record)` once it keeps `rules` (its id, its time), else `unnamed(i)`."""
-    kept = keeps(cols, rules)
-    return lambda i, r: named(r) if kept[i] else unnamed(i)
 
 
 def _check(
@@ -117,41 +104,30 @@ def _count(drops: Counter | None, reason: str, dropped: Sequence[bool]) -> None:
         drops[reason] += n
 
 
-def _in_c(cols: dict, fit: bool, kind: type, time: str, *names: str) -> list[list[float]]:
-    """The columns `names` as the page reader read them: a page that fit its declaration (`fit`), its
-    `time` field plain digits, was read in C, where "-0" is 0.0 (not float()'s -0.0)."""
-    position = (
-        {name: k for k, name in enumerate(kind.__struct_fields__)}
-        if kind.__struct_config__.array_like
-        else {}
-    )
-    joined = "".join(record[position.get(time, time)] for record in cols[RECORD]) if fit else ""
-    if not (joined.isascii() and joined.isdigit()):
-        return [cols[name] for name in names]
-    return [
-        [
-            0.0 if v == 0 and record[position.get(name, name)] == "-0" else v
-            for v, record in zip(cols[name], cols[RECORD], strict=True)
-        ]
-        for name in names
-    ]
-
-
 def _iso(ms_or_us: int) -> str:
     return from_us(epoch_to_us(int(ms_or_us))).isoformat()
 
 
-def _timed(key: str, label: str, unnamed: Callable[[int], str]) -> Callable[[int, Any], str]:
-    """A record's name by its time (`label` and its `key`'s epoch ms as ISO) once that is epoch digits
-    (as sent, or read), else `unnamed(i)`."""
+def _timed(
+    key: str, label: str, unnamed: Callable[[int], str], shown: Callable[[int], str] = _iso, at: int = 0
+) -> Callable[[int, Any], str]:
+    """A record's name by its time (`label` and its `key`'s epoch ms, `shown`) once that is epoch digits
+    (as sent or read; a row's time at position `at`), else `unnamed(i)`."""
 
     def named(i: int, record: Any) -> str:
-        t = record.get(key) if isinstance(record, dict) else None
+        if isinstance(record, list):
+            t = record[at] if len(record) > at else None
+        else:
+            t = record.get(key) if isinstance(record, dict) else None
         t = int(t) if isinstance(t, str) and t.isascii() and t.isdigit() and len(t) <= 18 else t
         plausible = isinstance(t, int | np.integer) and EPOCH_MS_OR_US[0] <= t < EPOCH_MS_OR_US[1]
-        return f"{label} {_iso(t)}" if plausible else unnamed(i)
+        return f"{label} {shown(t)}" if plausible else unnamed(i)
 
     return named
+
+
+def _minute(ms_or_us: int) -> str:
+    return from_us(epoch_to_us(int(ms_or_us))).strftime("%Y-%m-%d %H:%M:%S")
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,35 +261,22 @@ def candles(
     label: str = "candle",
     number: str = "candle #{i}",
     drops: Counter | None = None,
-    page: bool = False,
 ) -> dict[str, list]:
     """Candle rows (`Candle`, `PriceCandle`) as checked columns of the closed ones: ts_us, open, high,
     low, close (candles: also volume = vol, vol_ccy, quote = volCcyQuote and whether the row has it);
-    the rows still forming are counted in `drops["unconfirmed"]`. `page`: volumes as a page is read."""
-    cols, fit = lax_columns(
-        kind, data, CANDLE_READERS if kind is Candle else PRICE_CANDLE_READERS, ctx, CANDLE_OPTIONAL
-    )
+    the rows still forming are counted in `drops["unconfirmed"]`."""
+    named = _timed("ts", label, lambda i: number.format(i=i), _minute)
+    cols = columns(records_of(kind, data, named, ctx), kind.__struct_fields__)
+    cols["ts"] = integers(cols["ts"])
     cols["ts_us"] = list(map(epoch_to_us, cols["ts"]))
     cols.update(zip(PRICES, (cols[raw] for raw in "ohlc"), strict=True))
     cols["closed"] = np.array([confirm != "0" for confirm in cols["confirm"]], bool)
     names = ["ts_us", *PRICES]
     if kind is Candle:
-        cols["quoted"] = np.array(
-            [isinstance(r, list) and len(r) > 7 and r[7] != "" for r in cols[RECORD]], bool
-        )
+        cols["quoted"] = [quote != "" for quote in cols["volCcyQuote"]]
         names += ["vol", "volCcy", "volCcyQuote", "quoted"]
     rules = CANDLE_RULES if kind is Candle else PRICE_CANDLE_RULES
-    named = _names(
-        cols,
-        rules[:3],
-        lambda r: f"{label} {from_us(r['ts_us']).strftime('%Y-%m-%d %H:%M:%S')}",
-        lambda i: number.format(i=i),
-    )
     _check(cols, rules, named, ctx, drops, "unconfirmed", [c == "0" for c in cols["confirm"]])
-    if page and kind is Candle:
-        cols["vol"], cols["volCcy"], cols["volCcyQuote"] = _in_c(
-            cols, fit, kind, "ts", "vol", "volCcy", "volCcyQuote"
-        )
     return {name: list(compress(cols[name], cols["closed"])) for name in names}
 
 
@@ -323,12 +286,11 @@ def candle_bars(
     ctx: Page,
     number: str = "candle #{i}",
     drops: Counter | None = None,
-    page: bool = False,
 ) -> dict[str, list]:
     """Closed candles (history-candles, and the candle1m push) as bars: ts_us, open, high, low, close,
     volume in base units (vol: spot; volCcy: contracts), amount in quote units (volCcyQuote; without
     it volCcy (spot) or volCcy x close)."""
-    cols = candles(Candle, data, ctx, number=number, drops=drops, page=page)
+    cols = candles(Candle, data, ctx, number=number, drops=drops)
     if sizer.derivative:
         volume, fallback = cols["volCcy"], list(map(mul, cols["volCcy"], cols["close"]))
     else:
@@ -360,7 +322,7 @@ def parse_candles(
     in, the unconfirmed ones counted in `drops["unconfirmed"]`."""
     ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, reference, ctx)
-    bars = candle_bars(envelope_data(body, ctx), sizer, ctx, drops=drops, page=True)
+    bars = candle_bars(envelope_data(body, ctx), sizer, ctx, drops=drops)
     return frame_of(
         BARS_SCHEMA, VENUE, instrument, bars.pop("ts_us"), **bars, trades=[None] * len(bars["open"])
     )
@@ -493,31 +455,21 @@ def parse_funding_history(body: Any, instrument: str, ctx: Page | None = None) -
     return funding_frame(funding_rows(body, instrument, ctx), instrument, ctx)
 
 
-def open_interests(rows: list, sizer: ContractSizer, ctx: Page, page: bool = False) -> dict[str, list]:
+def open_interests(rows: list, sizer: ContractSizer, ctx: Page) -> dict[str, list]:
     """Open interest rows (`OpenInterestRow`: REST, and the open-interest push's fields) as checked
-    columns: ts (µs), contracts, contract_size, size_unit, base, quote (`page`: as a page is read)."""
-    cols, fit = lax_columns(OpenInterestRow, rows, OPEN_INTEREST_READERS, ctx)
-    shaped = keeps(cols, OPEN_INTEREST_RULES[:1])
-    check(
-        cols,
-        OPEN_INTEREST_RULES,
-        _names(
-            cols,
-            OPEN_INTEREST_RULES[:3],
-            lambda r: f"open interest at {_iso(r['ts'])}",
-            lambda i: "open interest" if shaped[i] else f"open interest #{i}",
-        ),
-        ctx,
-    )
-    contracts, base, quote = _in_c(cols, fit and page, OpenInterestRow, "ts", "oi", "oiCcy", "oiUsd")
+    columns: ts (µs), contracts, contract_size, size_unit, base, quote."""
+    named = _timed("ts", "open interest at", lambda i: f"open interest #{i}")
+    cols = columns(records_of(OpenInterestRow, rows, named, ctx), OpenInterestRow.__struct_fields__)
+    cols["ts"] = integers(cols["ts"])
+    check(cols, OPEN_INTEREST_RULES, named, ctx)
     n = len(rows)
     return {
         "ts": list(map(epoch_to_us, cols["ts"])),
-        "contracts": contracts,
+        "contracts": cols["oi"],
         "contract_size": [sizer.value] * n,
         "size_unit": ["quote" if sizer.inverse else "base"] * n,
-        "base": base,
-        "quote": quote,
+        "base": cols["oiCcy"],
+        "quote": cols["oiUsd"],
     }
 
 
@@ -535,7 +487,7 @@ def parse_open_interest_history(
     sizer = _sizer(instrument, reference, ctx, note=False)
     if not sizer.derivative:
         raise ctx.error("open interest exists for contracts only")
-    cols = open_interests(envelope_data(body, ctx), sizer, ctx, page=True)
+    cols = open_interests(envelope_data(body, ctx), sizer, ctx)
     return frame_of(OPEN_INTEREST_SCHEMA, VENUE, instrument, cols.pop("ts"), **cols)
 
 
