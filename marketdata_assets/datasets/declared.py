@@ -1,8 +1,9 @@
 """Wire records: each vendor message is declared once, in its source's package, as a typed record
-(a ``msgspec.Struct``, one comment per field: wire name, unit, meaning) and read here. A page of them is
-checked and converted in C; a record that does not fit is a SourceDataError naming the record, the
-field and the value, as the field-by-field readers of datasets.wire say it. The rules that are not
-types (a positive price, an epoch in milliseconds or microseconds) run on the columns afterwards.
+(a ``msgspec.Struct``, one comment per field: wire name, unit, meaning; its type says what a value must
+be: `Positive`, `Amount`, `Digits`, a `Literal`) and read here. A page of them is checked and converted in
+C (`records_of`); a record that does not fit is a SourceDataError naming the record, the field, its value
+as sent and what its type asks (`misfit`). Rules that are not types (an epoch in milliseconds or
+microseconds, the page's instrument, a bar's shape) run on the columns afterwards (`check`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import polars as pl
 
 from marketdata_assets.core.http import Page, SourceDataError, decode_json
 from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, from_us
-from marketdata_assets.datasets.wire import field
 
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # a wire integer that fits the tables' Int64
 # The types of declared fields that say what a value must be (a breach is told with their `description`)
@@ -54,10 +54,7 @@ def page_of(kind: type, body: Any, what: str, page: Page) -> list:
         return body
     if not isinstance(body, list):
         raise page.error(f"{what}s: expected a JSON array, got {type(body).__name__} {str(body)[:120]!r}")
-    try:
-        return msgspec.convert(body, list[kind], strict=False)
-    except msgspec.ValidationError as error:
-        raise page.error(explain(str(error), body, what, kind)) from None
+    return records_of(kind, body, lambda i, record: f"{what} #{i}", page)
 
 
 def records_of(
@@ -93,7 +90,7 @@ def misfit(message: str, body: list, kind: type, named: Callable[[int, Any], str
         return f"{label} is not a [{', '.join(kind.__struct_fields__)}] array: {str(record)[:160]}"
     if len(steps) == 1:  # the record itself is of another JSON type
         expected = re.match(r"Expected `([^`|]+)`", why)
-        return f"{label} is {str(record)[:80]!r}, not {_TYPES.get(expected[1], why) if expected else why}"
+        return f"{label} is {_shown(record)}, not {_TYPES.get(expected[1], why) if expected else why}"
     name, value = steps[1], record
     for step in steps[1:]:
         try:
@@ -101,8 +98,15 @@ def misfit(message: str, body: list, kind: type, named: Callable[[int, Any], str
         except (KeyError, IndexError, TypeError):
             break
     where = " ".join([label, _name(kind, name), *(f"[{s}]" for s in steps[2:])]).replace(" [", "[")
-    shown = f"{type(value).__name__} {str(value)[:80]!r}" if isinstance(value, dict | list) else repr(value)
-    return f"{where} is {shown}, not {_asks(kind, name, why)}"
+    asks = _asks(kind, name, why)
+    if asks == _INT64:
+        return f"{where} is {str(value)[:40]}, out of the 64-bit integer range"
+    return f"{where} is {_shown(value)}, not {asks}"
+
+
+def _shown(value: Any) -> str:
+    """A value as a breach shows it: an array or object by its type and its start, else as sent."""
+    return f"{type(value).__name__} {str(value)[:80]!r}" if isinstance(value, dict | list) else repr(value)
 
 
 def _asks(kind: type, name: Any, why: str) -> str:
@@ -120,8 +124,11 @@ def _asks(kind: type, name: Any, why: str) -> str:
     if expected and expected[2].startswith(" ") and described:  # a constraint (`Expected `float` > 0.0`)
         return described
     if expected and expected[2].startswith((" >=", " <")) and expected[1] == "int":
-        return "in the 64-bit integer range"
+        return _INT64
     return _TYPES.get(expected[1], expected[1]) if expected else why
+
+
+_INT64 = "in the 64-bit integer range"
 
 
 def _literals(hint: Any) -> tuple:
@@ -171,47 +178,7 @@ def raw(body: Any) -> Any:
 
 def one_of(kind: type, record: Any, what: str, page: Page) -> Any:
     """One decoded JSON value as a `kind` record (a stream event, a snapshot answer)."""
-    try:
-        return msgspec.convert(record, kind, strict=False)
-    except msgspec.ValidationError as error:
-        raise page.error(explain(str(error), [record], what, kind, numbered=False)) from None
-
-
-def explain(message: str, body: Any, what: str, kind: type | None = None, numbered: bool = True) -> str:
-    """msgspec's "Expected `float`, got `str` - at `$[3].p`" as "aggTrade #3 p is 'abc', not a number" (an
-    array-like record's position by its field's name, or its `labels` entry)."""
-    found = _FAILURE.match(message)
-    why, path = found["why"], found["path"] or ""
-    steps = [int(i) if i else name for i, name in _STEP.findall(path)]
-    if not steps:
-        return f"{what}s: {why}"
-    if numbered:  # a page: the path starts at the record's position
-        named, value, label = steps[1:], body, f"{what} #{steps[0]}"
-    else:  # one record (`one_of`, its body `[record]`): the path starts at its field
-        named, value, label = steps, body[0] if isinstance(body, list) and body else body, what
-    fields = [_name(kind, s) for s in named[:1]] + [str(s) for s in named[1:]]
-    for step in steps if numbered else named:
-        try:
-            value = value[step]
-        except (KeyError, IndexError, TypeError):
-            value = None
-            break
-    missing = re.match(r"Object missing required field `([^`]+)`", why)
-    if missing:
-        has = sorted(value)[:12] if isinstance(value, dict) else []
-        return f"{' '.join([label, *fields])} lacks field {missing[1]!r} (has {has})"
-    if why.startswith(("Expected `int` >=", "Expected `int` <")):
-        return f"{' '.join([label, *fields])} is {str(value)[:40]}, out of the 64-bit integer range"
-    if why.startswith("Number out of range"):
-        return f"{' '.join([label, *fields])} is {value!r}, not a finite number"
-    expected = re.match(r"Expected `([^`|]+)", why)
-    if expected:
-        kind = _TYPES.get(expected[1], expected[1])
-        shown = (
-            f"{type(value).__name__} {str(value)[:80]!r}" if isinstance(value, dict | list) else repr(value)
-        )
-        return f"{' '.join([label, *fields])} is {shown}, not {kind}"
-    return f"{' '.join([label, *fields])}: {why}"
+    return records_of(kind, [record], lambda i, one: what, page)[0]
 
 
 def _name(kind: type | None, step: int | str) -> str:
@@ -446,90 +413,6 @@ def _array(values: Sequence) -> np.ndarray:
     return np.array(values, object)
 
 
-# ---- pages read field by field (datasets.wire's readers), for a page not of its declared types ----
-
-RECORD, UNREAD = "record", "unread"  # `wire_columns`' columns: the records as sent; the fields each
-#                                      record lacks or its reader refuses (field → the value as sent)
-_QUIET = Page("")  # the page a reader is asked again on, for its words only
-
-
-class _Lacks:
-    """A field a record lacks (it is no object, or no array that long): `reads` tells it as `field` does."""
-
-
-LACKS = _Lacks()
-
-
-def wire_columns(
-    records: Sequence,
-    readers: dict[str, Callable | None],
-    page: Page,
-    optional: dict[str, Any] | None = None,
-    array: Sequence[str] = (),
-) -> dict[str, Any]:
-    """`records` (decoded JSON objects; with `array`, the names of an array-like record's positions:
-    JSON arrays) as columns, each field read by its datasets.wire reader (number, integer, ...; None:
-    as sent), for `reads` rules to tell what does not read in the reader's words. An `optional` field
-    may be left out (its default); a field a record lacks, or its reader refuses, is 0 in its column
-    and named in the record's `UNREAD` with its value as sent (`LACKS`: none)."""
-    optional = optional or {}
-    unread: list[dict[str, Any]] = [{} for _ in records]
-    cols: dict[str, Any] = {RECORD: objects(records)}
-    for name, reader in readers.items():
-        at = array.index(name) if array else -1
-        values = []
-        for record, bad in zip(records, unread):
-            shaped = isinstance(
-                record, list if array else dict
-            )  # an object (an array) may lack an optional field
-            if not shaped:
-                sent = LACKS
-            elif array:
-                sent = record[at] if at < len(record) else LACKS
-            else:
-                sent = record.get(name, LACKS)
-            try:
-                value = optional.get(name, LACKS) if sent is LACKS and shaped else sent
-                if value is LACKS:
-                    raise LookupError(name)
-                values.append(value if reader is None else reader(value, name, page))
-            except (SourceDataError, AttributeError, LookupError, TypeError, ValueError, ArithmeticError):
-                # not an object, no such field, or the reader refuses it: `reads` tells it
-                values.append(0)
-                bad[name] = sent
-        cols[name] = values if reader else objects(values)
-    cols[UNREAD] = objects(unread)
-    return cols
-
-
-def reads(column: str, reader: Callable | None = None, label: str | None = None) -> Rule:
-    """A field the record has (`wire_columns`; a page decoded to its declared types has them) and, with
-    a datasets.wire `reader`, one it reads, told as datasets.wire.field and the reader tell it."""
-
-    def ok(cols):
-        if UNREAD not in cols:
-            return True
-        return np.fromiter(
-            (column not in bad or (reader is None and bad[column] is not LACKS) for bad in cols[UNREAD]),
-            bool,
-            len(cols[UNREAD]),
-        )
-
-    def says(what: str, record: dict) -> str:
-        named = f"{what} {column if label is None else label}".rstrip()
-        sent = record[UNREAD][column]
-        try:
-            if sent is LACKS:
-                field(record[RECORD], column, what, _QUIET)
-            elif reader is not None:
-                reader(sent, named, _QUIET)
-        except SourceDataError as error:
-            return error.detail
-        raise AssertionError(f"{named} reads")  # pragma: no cover - `wire_columns` found it did not
-
-    return Rule(column, ok, says)
-
-
 def each(column: str, keeps: Callable[[Any], bool], says: str | Callable[[str, dict], str]) -> Rule:
     """A rule on each value of `column` alone, asked value by value (a name, a side, a flag: what is
     not a number)."""
@@ -562,33 +445,6 @@ def objects(values: Sequence) -> np.ndarray:
     """A column as sent (numbers, text, null, arrays, objects) as a 1-D array of its values, for rules
     that read them one by one (numpy would make arrays of equal length a second dimension)."""
     return np.fromiter(values, object, len(values))
-
-
-# ---- records sent as JSON objects with values as text, read as datasets.wire reads them ---------
-
-
-def read_records(kind: type, records: list, named: Callable[[int, dict], str], page: Page) -> dict[str, list]:
-    """`records` (JSON objects) declared as `kind` (fields `Any`; UNSET: one it must have, else its
-    default), each field read by its reader in `kind.reads` ((value, what, page) → the value, as
-    datasets.wire.number): the fields' columns (`wire_columns`). The first record (by position) that is
-    no object, lacks a field or has a value its reader refuses (the first in field order) is told as
-    datasets.wire tells it (`reads`), `named` naming the record."""
-    fields, blank = kind.__struct_fields__, kind()
-    readers = {key: kind.reads.get(key, _as_sent) for key in fields}
-    optional = {key: getattr(blank, key) for key in fields if getattr(blank, key) is not msgspec.UNSET}
-    cols = wire_columns(records, readers, page, optional)
-    check(cols, _read_rules(kind), named, page)
-    return {key: cols[key] for key in fields}
-
-
-def _as_sent(value: Any, what: str, page: Page) -> Any:
-    return value
-
-
-@functools.cache
-def _read_rules(kind: type) -> tuple[Rule, ...]:
-    """What `kind`'s records keep, field by field: the field, then a value its reader takes."""
-    return tuple(reads(key, kind.reads.get(key)) for key in kind.__struct_fields__)
 
 
 # ---- array-like records, and rules kept only where a column says so ----------------------------

@@ -191,7 +191,7 @@ def fill_name(i: int, record) -> str:
         ({"flag": "X"}, "fill 7 flag is 'X', not one of M, T, MT"),
         ({"id": 7}, "fill #1 id is 7, not a string"),
         ({"id": ""}, "fill #1 id is '', not a non-empty string"),
-        ({"seq": 2**64}, "fill 7 seq is 18446744073709551616, not in the 64-bit integer range"),
+        ({"seq": 2**64}, "fill 7 seq is 18446744073709551616, out of the 64-bit integer range"),
         ({"closes": [1.0, None]}, "fill 7 closes[1] is None, not a number"),
         ({"price": None}, "fill 7 price is None, not a number"),
     ],
@@ -205,7 +205,7 @@ def test_records_of_names_the_record_field_and_value_by_the_declared_type(bad, w
 def test_records_of_a_record_missing_a_field_or_no_object():
     with pytest.raises(SourceDataError, match=r"fill #1 lacks field 'id' \(has \['price'\]\)"):
         records_of(Fill2, [GOOD, {"price": 1}], fill_name, PAGE)
-    with pytest.raises(SourceDataError, match="fill #1 is '5', not an object"):
+    with pytest.raises(SourceDataError, match="fill #1 is 5, not an object"):
         records_of(Fill2, [GOOD, 5], fill_name, PAGE)
 
 

@@ -11,8 +11,15 @@ from typing import Any
 import polars as pl
 
 from marketdata_assets.core.http import Page
-from marketdata_assets.datasets.declared import UNREAD, frame_of, read_records
-from marketdata_assets.datasets.frames import FUNDING_SCHEMA, OPEN_INTEREST_SCHEMA, PRICE_BARS_SCHEMA, from_us
+from marketdata_assets.datasets.declared import check, columns, frame_of, integers, is_epoch, records_of
+from marketdata_assets.datasets.frames import (
+    EPOCH_MS_OR_US,
+    FUNDING_SCHEMA,
+    OPEN_INTEREST_SCHEMA,
+    PRICE_BARS_SCHEMA,
+    epoch_to_us,
+    from_us,
+)
 from marketdata_assets.datasets.wire import columns_of, epoch_us, field, number
 from marketdata_assets.sources.binance.records import (
     FundingInfo,
@@ -40,10 +47,26 @@ def _json(body: Any, kind: type, what: str, ctx: Page) -> Any:
     return body
 
 
-def _dated(name: str, key: str) -> Callable[[int, dict], str]:  # record i's name, its minute once read
-    return lambda i, r: (
-        f"{name} #{i} ({from_us(r[key]):%Y-%m-%d %H:%M})" if key not in r[UNREAD] else f"{name} #{i}"
-    )
+def _dated(name: str, key: str) -> Callable[[int, Any], str]:
+    """Record i's name, with its minute once its `key` is an epoch (as sent, or read)."""
+
+    def named(i: int, record: Any) -> str:
+        t = record.get(key) if isinstance(record, dict) else None
+        t = int(t) if isinstance(t, str) and t.isascii() and t.isdigit() and len(t) <= 18 else t
+        if isinstance(t, bool) or not isinstance(t, int) or not EPOCH_MS_OR_US[0] <= t < EPOCH_MS_OR_US[1]:
+            return f"{name} #{i}"
+        return f"{name} #{i} ({from_us(epoch_to_us(t)):%Y-%m-%d %H:%M})"
+
+    return named
+
+
+def _timed_columns(kind: type, body: list, key: str, named: Callable[[int, Any], str], ctx: Page) -> dict:
+    """`body`'s `kind` records as columns, their `key` epoch ms (or µs) read as µs."""
+    cols = columns(records_of(kind, body, named, ctx), kind.__struct_fields__)
+    cols[key] = integers(cols[key])
+    check(cols, (is_epoch(key),), named, ctx)
+    cols[key] = [epoch_to_us(t) for t in cols[key]]
+    return cols
 
 
 def parse_funding(
@@ -52,9 +75,8 @@ def parse_funding(
     """`/fapi/v1/fundingRate` records → funding frame (rate settled at fundingTime for the
     `interval_hours` before it; mark_price null where markPrice is absent or "")."""
     ctx = _ctx(instrument, ctx)
-    cols = read_records(
-        FundingRate, _json(body, list, "fundingRate", ctx), _dated("funding", "fundingTime"), ctx
-    )
+    body = _json(body, list, "fundingRate", ctx)
+    cols = _timed_columns(FundingRate, body, "fundingTime", _dated("funding", "fundingTime"), ctx)
     rate = cols["fundingRate"]
     return frame_of(
         FUNDING_SCHEMA,
@@ -65,19 +87,20 @@ def parse_funding(
         index_price=[None] * len(rate),
         interval_hours=[interval_hours] * len(rate),
         rate_8h=[r * 8 / interval_hours for r in rate],
-        mark_price=cols["markPrice"],
+        mark_price=[price or None for price in cols["markPrice"]],  # "", absent or 0: none
     )
 
 
 def parse_funding_info(body: Any, ctx: Page | None = None) -> dict[str, float]:
     """`/fapi/v1/fundingInfo` → instrument -> fundingIntervalHours (instruments without one are left out)."""
     ctx = _ctx(None, ctx)
-    cols = read_records(
-        FundingInfo,
-        _json(body, list, "fundingInfo", ctx),
-        lambda i, r: f"fundingInfo #{i}" if "symbol" in r[UNREAD] else f"fundingInfo {r['symbol']}",
-        ctx,
-    )
+
+    def named(i: int, record: Any) -> str:
+        symbol = record.get("symbol") if isinstance(record, dict) else None
+        return f"fundingInfo {symbol}" if isinstance(symbol, str) and symbol else f"fundingInfo #{i}"
+
+    infos = records_of(FundingInfo, _json(body, list, "fundingInfo", ctx), named, ctx)
+    cols = columns(infos, FundingInfo.__struct_fields__)
     return {
         str(symbol): hours
         for symbol, hours in zip(cols["symbol"], cols["fundingIntervalHours"], strict=True)
@@ -89,12 +112,8 @@ def parse_open_interest(body: Any, instrument: str, ctx: Page | None = None) -> 
     """`/futures/data/openInterestHist` rows → open_interest frame: one contract = 1 base unit, so
     contracts = base = sumOpenInterest; quote = sumOpenInterestValue."""
     ctx = _ctx(instrument, ctx)
-    cols = read_records(
-        OpenInterestHist,
-        _json(body, list, "openInterestHist", ctx),
-        _dated("open interest", "timestamp"),
-        ctx,
-    )
+    body = _json(body, list, "openInterestHist", ctx)
+    cols = _timed_columns(OpenInterestHist, body, "timestamp", _dated("open interest", "timestamp"), ctx)
     base, n = cols["sumOpenInterest"], len(cols["timestamp"])
     return frame_of(
         OPEN_INTEREST_SCHEMA,

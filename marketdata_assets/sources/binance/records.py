@@ -4,15 +4,20 @@ streams to read them from."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 import numpy as np
 
 from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.declared import (
+    Amount,
+    Digits,
+    Finite,
     Int64,
+    Positive,
     Rule,
+    Text,
     bar_rules,
     is_epoch,
     is_finite,
@@ -22,7 +27,7 @@ from marketdata_assets.datasets.declared import (
     typed_pages,
 )
 from marketdata_assets.datasets.frames import EPOCH_MS_OR_US
-from marketdata_assets.datasets.wire import epoch_us, not_negative, number
+from marketdata_assets.datasets.wire import not_negative, number
 
 
 class AggTrade(msgspec.Struct):
@@ -223,46 +228,24 @@ def price_or_null(value: Any, what: str, ctx: Page) -> float | None:
     return price or None
 
 
-def _hours(value: Any, what: str, ctx: Page) -> float | None:
-    hours = None if value is None else number(value, what, ctx)
-    if hours is not None and hours <= 0:
-        raise ctx.error(f"{what} is {hours}, not positive")
-    return hours
-
-
 class FundingRate(msgspec.Struct):
-    """A `fundingRate` record as sent (`read_records`: UNSET a field it must have, `reads` its readers)."""
+    """A `fundingRate` record (its numbers text, read from it)."""
 
-    fundingTime: Any = msgspec.UNSET  # when the rate was settled, epoch ms
-    fundingRate: Any = msgspec.UNSET  # the rate settled, text ("0.00010000")
-    markPrice: Any = None  # text; absent or "" in old records: null
-    reads: ClassVar[dict] = {
-        "fundingTime": epoch_us,
-        "fundingRate": number,
-        "markPrice": lambda value, what, ctx: (
-            None if value in (None, "") else price_or_null(value, what, ctx)
-        ),
-    }
+    fundingTime: Int64  # when the rate was settled, epoch ms
+    fundingRate: Finite  # the rate settled ("0.00010000")
+    markPrice: Amount | Literal[""] | None = None  # absent or "" in old records (and 0): null
 
 
 class FundingInfo(msgspec.Struct):
     """A `fundingInfo` record (only instruments whose cap, floor or interval was adjusted)."""
 
-    symbol: Any = msgspec.UNSET  # the instrument
-    fundingIntervalHours: Any = None  # hours between fundings, above 0; absent: FUNDING_HOURS
-    reads: ClassVar[dict] = {"fundingIntervalHours": _hours}
+    symbol: Text  # the instrument
+    fundingIntervalHours: Positive | None = None  # hours between fundings; absent: FUNDING_HOURS
 
 
 class OpenInterestHist(msgspec.Struct):
     """An `openInterestHist` row."""
 
-    timestamp: Any = msgspec.UNSET  # the period's time, epoch ms (a string in the docs' example)
-    sumOpenInterest: Any = msgspec.UNSET  # base units (contract size 1), text
-    sumOpenInterestValue: Any = msgspec.UNSET  # quote units, text
-    reads: ClassVar[dict] = {
-        "timestamp": epoch_us,
-        **dict.fromkeys(
-            ("sumOpenInterest", "sumOpenInterestValue"),
-            (lambda value, what, ctx: not_negative(number(value, what, ctx), what, ctx)),
-        ),
-    }
+    timestamp: Int64 | Digits  # the period's time, epoch ms (digit text in the docs' example)
+    sumOpenInterest: Amount  # base units (contract size 1), text
+    sumOpenInterestValue: Amount  # quote units, text

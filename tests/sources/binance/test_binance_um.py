@@ -143,7 +143,7 @@ def test_funding_info_lists_adjusted_symbols_only():
         {"symbol": "FASTUSDT", "fundingIntervalHours": 1},
     ]
     assert parse_funding_info(body) == {"BLZUSDT": 8.0, "FASTUSDT": 1.0}
-    with pytest.raises(SourceDataError, match="fundingIntervalHours is 0.0, not positive"):
+    with pytest.raises(SourceDataError, match="fundingInfo X fundingIntervalHours is 0, not positive"):
         parse_funding_info([{"symbol": "X", "fundingIntervalHours": 0}])
 
 
