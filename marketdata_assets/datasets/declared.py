@@ -9,6 +9,7 @@ microseconds, the page's instrument, a bar's shape) run on the columns afterward
 from __future__ import annotations
 
 import functools
+import math
 import re
 import sys
 import typing
@@ -28,9 +29,10 @@ _LARGEST = sys.float_info.max
 Finite = Annotated[
     float, msgspec.Meta(ge=-_LARGEST, le=_LARGEST, description="a finite number")
 ]  # not NaN/inf
-Amount = Annotated[float, msgspec.Meta(ge=0, le=_LARGEST, description="a finite number >= 0")]  # not negative
+Amount = Annotated[float, msgspec.Meta(ge=0, le=_LARGEST, description="a number >= 0")]  # finite, >= 0
 Positive = Annotated[float, msgspec.Meta(gt=0, le=_LARGEST, description="positive")]  # a price, a size
 Text = Annotated[str, msgspec.Meta(min_length=1, description="a non-empty string")]  # an id, a name
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1, description="a count >= 0")]  # trades, orders
 Digits = Annotated[str, msgspec.Meta(pattern="^[0-9]{1,18}$", description="an integer")]  # an integer sent as
 # text (OKX's epoch ms): its digits only, no point or exponent, within the tables' Int64 (`integers`)
 integers = functools.partial(msgspec.convert, type=list[int], strict=False)  # `Digits` values as ints, in C
@@ -47,14 +49,17 @@ _TYPES = {
 }
 
 
-def page_of(kind: type, body: Any, what: str, page: Page) -> list:
-    """`body` (a decoded JSON array) as `kind` records; a SourceDataError naming what does not fit. `Records`
-    (already `kind`, `typed_pages`) are taken as they are."""
+def page_of(
+    kind: type, body: Any, what: str, page: Page, named: Callable[[int, Any], str] | None = None
+) -> list:
+    """`body` (a decoded JSON array) as `kind` records; a SourceDataError naming what does not fit (record i
+    as `named(i, its JSON)`, else "`what` #i"). `Records` (already `kind`, `typed_pages`) are taken as they
+    are."""
     if isinstance(body, Records):
         return body
     if not isinstance(body, list):
         raise page.error(f"{what}s: expected a JSON array, got {type(body).__name__} {str(body)[:120]!r}")
-    return records_of(kind, body, lambda i, record: f"{what} #{i}", page)
+    return records_of(kind, body, named or (lambda i, record: f"{what} #{i}"), page)
 
 
 def records_of(
@@ -98,10 +103,20 @@ def misfit(message: str, body: list, kind: type, named: Callable[[int, Any], str
         except (KeyError, IndexError, TypeError):
             break
     where = " ".join([label, _name(kind, name), *(f"[{s}]" for s in steps[2:])]).replace(" [", "[")
-    asks = _asks(kind, name, why)
+    asks = "a finite number" if _non_finite(value) else _asks(kind, name, why)
     if asks == _INT64:
         return f"{where} is {str(value)[:40]}, out of the 64-bit integer range"
     return f"{where} is {_shown(value)}, not {asks}"
+
+
+def _non_finite(value: Any) -> bool:
+    """A number, or a number's text, that is NaN or infinite ('NaN', 'inf', 1e400 read as a float)."""
+    if isinstance(value, bool) or not isinstance(value, str | float | int):
+        return False
+    try:
+        return not math.isfinite(float(value))
+    except (ValueError, OverflowError):
+        return False
 
 
 def _shown(value: Any) -> str:

@@ -185,7 +185,7 @@ def fill_name(i: int, record) -> str:
     [
         ({"price": 0}, "fill 7 price is 0, not positive"),
         ({"price": "n/a"}, "fill 7 price is 'n/a', not a number"),
-        ({"size": -1}, "fill 7 size is -1, not a finite number >= 0"),
+        ({"size": -1}, "fill 7 size is -1, not a number >= 0"),
         ({"rate": "nan"}, "fill 7 rate is 'nan', not a finite number"),
         ({"side": "long"}, "fill 7 side is 'long', not buy/sell"),
         ({"flag": "X"}, "fill 7 flag is 'X', not one of M, T, MT"),

@@ -302,14 +302,18 @@ CASES = {
         "binance", "aggTrades", [agg(p="94,350.01")], SourceDataError, "'94,350.01', not a number"
     ),
     "binance-negative-price": err(
-        "binance", "aggTrades", [agg(p="-94350.01")], SourceDataError, "price is -94350.01, not positive"
+        "binance",
+        "aggTrades",
+        [agg(p="-94350.01")],
+        SourceDataError,
+        "aggTrade #0 (a=100) p is '-94350.01', not positive",
     ),
     "binance-zero-quantity": err(
         "binance",
         "aggTrades",
         [agg(), agg(a=101, q="0.00000000")],
         SourceDataError,
-        "aggTrade #1 (a=101) quantity is 0.0, not positive",
+        "aggTrade #1 (a=101) q is '0.00000000', not positive",
     ),
     "binance-nan-price": err(
         "binance", "aggTrades", [agg(p="NaN")], SourceDataError, "'NaN', not a finite number"
@@ -379,10 +383,14 @@ CASES = {
         "binance", "klines", [kline(h="94200.0")], SourceDataError, "is not a bar: open 94350.0, high 94200.0"
     ),
     "binance-kline-zero-open": err(
-        "binance", "klines", [kline(o="0")], SourceDataError, "open is 0.0, not positive"
+        "binance", "klines", [kline(o="0")], SourceDataError, "kline #0 open is '0', not positive"
     ),
     "binance-kline-negative-volume": err(
-        "binance", "klines", [kline(v="-12.5")], SourceDataError, "volume is -12.5, negative"
+        "binance",
+        "klines",
+        [kline(v="-12.5")],
+        SourceDataError,
+        "kline #0 volume is '-12.5', not a number >= 0",
     ),
     "binance-kline-mid-minute": err(
         "binance",
@@ -527,7 +535,7 @@ CASES = {
         "okx", "candles", okx([candle(lo="94360.0")]), SourceDataError, "is not a bar"
     ),
     "okx-candle-negative-volume": err(
-        "okx", "candles", okx([candle(vol="-1")]), SourceDataError, "vol is '-1', not a finite number >= 0"
+        "okx", "candles", okx([candle(vol="-1")]), SourceDataError, "vol is '-1', not a number >= 0"
     ),
     "okx-candle-busy-code-then-ok": ok(
         "okx",

@@ -12,6 +12,7 @@ import numpy as np
 from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.declared import (
     Amount,
+    Count,
     Digits,
     Finite,
     Int64,
@@ -20,10 +21,7 @@ from marketdata_assets.datasets.declared import (
     Text,
     bar_rules,
     is_epoch,
-    is_finite,
     is_flag,
-    is_not_negative,
-    is_positive,
     typed_pages,
 )
 from marketdata_assets.datasets.frames import EPOCH_MS_OR_US
@@ -34,8 +32,8 @@ class AggTrade(msgspec.Struct):
     """One aggregate trade: `/api/v3/aggTrades` (USD-M `/fapi/v1/aggTrades`) and the `aggTrade` event."""
 
     a: Int64  # aggregate trade id: the row's trade_id and seq
-    p: float  # price, quote per base (decimal text on the wire)
-    q: float  # quantity, base units (decimal text)
+    p: Positive  # price, quote per base (decimal text on the wire)
+    q: Positive  # quantity, base units (decimal text)
     T: Int64  # trade time: epoch ms, or µs when asked with X-MBX-TIME-UNIT: MICROSECOND
     m: Any  # true: the buyer was the maker, so the taker SOLD (true/false only)
 
@@ -127,9 +125,9 @@ class HistoricalTrade(msgspec.Struct):
     """One trade of `/api/v3/trades` and `historicalTrades` (and of the dump files)."""
 
     id: Int64  # trade id: trade_id and seq
-    price: float  # quote per base (decimal text)
-    qty: float  # base units (decimal text)
-    quoteQty: float  # quote units traded: the row's amount
+    price: Positive  # quote per base (decimal text)
+    qty: Positive  # base units (decimal text)
+    quoteQty: Amount  # quote units traded: the row's amount
     time: Int64  # epoch ms (µs when asked)
     isBuyerMaker: Any  # true: the taker SOLD (true/false only)
 
@@ -138,14 +136,14 @@ class Kline(msgspec.Struct, array_like=True):
     """One `/api/v3/klines` row: a 12-element array (only the first 9 are read)."""
 
     open_time: Int64  # epoch ms (µs when asked): the bar's ts
-    open: float  # decimal text, as the four prices
-    high: float
-    low: float
-    close: float
-    volume: float  # base units
+    open: Positive  # decimal text, as the four prices
+    high: Positive
+    low: Positive
+    close: Positive
+    volume: Amount  # base units
     close_time: Int64  # open_time + interval - 1 ms (or - 1 µs): tells the kline's interval
-    quote_volume: float  # quote units: the row's amount
-    trades: Int64  # number of trades
+    quote_volume: Amount  # quote units: the row's amount
+    trades: Count  # number of trades
     labels: ClassVar[dict[str, str]] = {
         "open_time": "open time",
         "close_time": "close time",
@@ -158,10 +156,10 @@ class PriceKline(msgspec.Struct, array_like=True):
     """One USD-M `markPriceKlines` / `indexPriceKlines` row: a kline whose volumes are "Ignore"."""
 
     open_time: Int64  # epoch ms: the bar's ts
-    open: float  # decimal text, as the four prices
-    high: float
-    low: float
-    close: float
+    open: Positive  # decimal text, as the four prices
+    high: Positive
+    low: Positive
+    close: Positive
     ignore: Any  # "Ignore" in the docs (their example sends "0 ")
     close_time: Int64  # open_time + interval - 1 ms
     labels: ClassVar[dict[str, str]] = Kline.labels
@@ -170,34 +168,21 @@ class PriceKline(msgspec.Struct, array_like=True):
 AGG_TRADE_PAGES = typed_pages(AggTrade)  # an aggTrades answer's body reader
 
 
-AGG_TRADE_RULES = (
-    is_finite("p"),
-    is_finite("q"),
+AGG_TRADE_RULES = (  # besides the types
     is_epoch("T"),
     is_flag("m"),
-    is_positive("p", "price"),
-    is_positive("q", "quantity"),
     Rule(
         "amount",
         lambda c: np.isfinite(c["amount"]),
         "{what} price x quantity is {value}: the numbers are out of range",
     ),
 )
-TRADE_RULES = (
-    is_finite("price"),
-    is_finite("qty"),
-    is_finite("quoteQty"),
-    is_not_negative("quoteQty"),
-    is_epoch("time"),
-    is_flag("isBuyerMaker"),
-    is_positive("price"),
-    is_positive("qty", "quantity"),
-)
+HISTORICAL_TRADE_RULES = (is_epoch("time"), is_flag("isBuyerMaker"))  # besides the types
 
 
 def kline_rules(interval_ms: int, full: bool) -> tuple[Rule, ...]:
-    """What every kline keeps, in the order a breach is told: its times, its span (the interval), finite
-    numbers, then a bar that can be true (volumes only on full klines)."""
+    """What every kline keeps besides its types, in the order a breach is told: its times, its span (the
+    interval), then a bar that can be true."""
     span = Rule(
         "span",
         lambda c: (c["span"] >= interval_ms * 1000 - 1000) & (c["span"] < interval_ms * 1000),
@@ -206,18 +191,10 @@ def kline_rules(interval_ms: int, full: bool) -> tuple[Rule, ...]:
             f"{interval_ms / 1000:g} s: a kline of another interval"
         ),
     )
-    volumes = (
-        is_finite("volume"),
-        is_finite("quote_volume", "quote volume"),
-        is_not_negative("quote_volume", "quote volume"),
-        is_not_negative("trades", "number of trades"),
-    )
     return (
         is_epoch("open_time", "open time"),
         is_epoch("close_time", "close time"),
         span,
-        *(is_finite(name) for name in ("open", "high", "low", "close")),
-        *(volumes if full else ()),
         *bar_rules("ts", "volume" if full else None, minute=interval_ms % 60_000 == 0),
     )
 

@@ -29,7 +29,7 @@ from marketdata_assets.datasets.wire import (
 )
 from marketdata_assets.sources.binance.records import (
     AGG_TRADE_RULES,
-    TRADE_RULES,
+    HISTORICAL_TRADE_RULES,
     AggTrade,
     HistoricalTrade,
     Kline,
@@ -52,10 +52,24 @@ def agg_trade_columns(records: list[AggTrade], what: str, ctx: Page, body: Any =
     return cols
 
 
+def _with_id(what: str, key: str):
+    """Record i's name, with its id as sent where it has one ("aggTrade #1 (a=101)")."""
+
+    def named(i: int, record: Any) -> str:
+        return (
+            f"{what} #{i} ({key}={record[key]})"
+            if isinstance(record, dict) and key in record
+            else f"{what} #{i}"
+        )
+
+    return named
+
+
 def parse_agg_trades(body: Any, instrument: str, ctx: Page | None = None, venue: str = VENUE) -> pl.DataFrame:
     """`/api/v3/aggTrades` (USD-M: `/fapi/v1/aggTrades`) records → trades frame (trade_id = seq = `a`)."""
     ctx = _ctx(instrument, ctx, venue)
-    cols = agg_trade_columns(page_of(AggTrade, body, "aggTrade", ctx), "aggTrade #{i} (a={a})", ctx, body)
+    records = page_of(AggTrade, body, "aggTrade", ctx, _with_id("aggTrade", "a"))
+    cols = agg_trade_columns(records, "aggTrade #{i} (a={a})", ctx, body)
     return frame_of(
         TRADES_SCHEMA,
         venue,
@@ -73,8 +87,9 @@ def parse_agg_trades(body: Any, instrument: str, ctx: Page | None = None, venue:
 def parse_trades(body: Any, instrument: str, ctx: Page | None = None, venue: str = VENUE) -> pl.DataFrame:
     """`/api/v3/trades` / `historicalTrades` records → trades frame (amount = quoteQty, seq = id)."""
     ctx = _ctx(instrument, ctx, venue)
-    cols = columns(page_of(HistoricalTrade, body, "trade", ctx), HistoricalTrade.__struct_fields__)
-    check(cols, TRADE_RULES, "trade #{i} (id={id})", ctx, body)
+    records = page_of(HistoricalTrade, body, "trade", ctx, _with_id("trade", "id"))
+    cols = columns(records, HistoricalTrade.__struct_fields__)
+    check(cols, HISTORICAL_TRADE_RULES, "trade #{i} (id={id})", ctx, body)
     return frame_of(
         TRADES_SCHEMA,
         venue,
