@@ -286,7 +286,8 @@ def test_binance_trade_frames_read_at_once_are_the_records_trades_reads_one_by_o
     assert [(frames.index(f), str(e)) for f, e in at_once] == [
         (frames.index(f), str(e)) for f, e in one_by_one
     ]
-    assert 200 < len(records) < 500 and len(at_once) == 600 - len(records) and straight > 20  # both kinds
+    assert 200 < len(records) < 500 and len(at_once) == 600 - len(records) and straight > 10  # both kinds
+    # (a frame whose price or size is no positive number is not decoded as a `TradeEvent`: 16 batches here)
     assert {r.side for r in records} == {"buy", "sell"} and all(
         r.amount == r.price * r.quantity for r in records
     )

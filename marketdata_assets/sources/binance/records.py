@@ -24,7 +24,6 @@ from marketdata_assets.datasets.declared import (
     is_flag,
     typed_pages,
 )
-from marketdata_assets.datasets.frames import EPOCH_MS_OR_US
 from marketdata_assets.datasets.wire import not_negative, number
 
 
@@ -39,19 +38,18 @@ class AggTrade(msgspec.Struct):
 
 
 TradeId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # a trade id the tables' Int64 holds
-EpochMs = Annotated[int, msgspec.Meta(ge=EPOCH_MS_OR_US[0], lt=EPOCH_MS_OR_US[1] // 1000)]  # epoch ms, not µs
 
 
 class TradeEvent(msgspec.Struct, gc=False):
-    """A spot `trade` stream event in the types its documentation gives (any other spelling of a field, or
-    a time in µs, is read field by field: `stream.trade_event`)."""
+    """A spot `trade` stream event, decoded lax (its price and quantity are decimal text): the one reading
+    of the event (stream.py `trade_records` makes its `Trade`)."""
 
     t: TradeId  # trade id: trade_id and seq
-    p: str  # price, quote per base (decimal text)
-    q: str  # quantity, base units (decimal text)
-    T: EpochMs  # trade time, epoch ms
-    m: bool  # true: the buyer was the maker, so the taker SOLD
-    E: Int64 | None = None  # event time, epoch ms (absent: the trade's time)
+    p: Positive  # price, quote per base
+    q: Positive  # quantity, base units
+    T: Int64  # trade time, epoch ms (µs on a connection that asked for them)
+    m: Any  # true: the buyer was the maker, so the taker SOLD (true/false only)
+    E: Any = None  # event time, epoch ms (absent, or not an integer: the trade's time)
 
 
 class TradeFrame(msgspec.Struct, gc=False):

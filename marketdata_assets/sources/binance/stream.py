@@ -8,7 +8,6 @@ need. Frames, limits, sync rules and ids: docs/live-capture.md, "Binance spot".
 from __future__ import annotations
 
 import json
-import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,11 +17,10 @@ import msgspec
 import orjson
 
 from marketdata_assets.core.http import Page
-from marketdata_assets.datasets.declared import one_of
-from marketdata_assets.datasets.frames import epoch_to_us
+from marketdata_assets.datasets.declared import one_of, records_of
+from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, epoch_to_us
 from marketdata_assets.datasets.normalized import AggregateTrade, Bar, Ticker, Trade
 from marketdata_assets.datasets.order_book import OrderBook
-from marketdata_assets.datasets.wire import decimal_floats, epoch_us, field, integer, number, positive
 from marketdata_assets.sources.binance.client import BinanceClient
 from marketdata_assets.sources.binance.records import (
     AggTrade,
@@ -144,37 +142,45 @@ def classify(frame: Any) -> Classified:
 
 
 def trade_event(data: Any, instrument: str, venue: str = VENUE, recv_ns: int = 0) -> list[Trade]:
-    """The trade of a `trade` event `{e, E, s, t, p, q, T, m}`: trade_id = seq = `t`, ts = `T` (ms, or µs if
-    asked for), amount = price x quantity (the event has no quote quantity), side from `m` (the buyer was
-    the maker: the taker sold), event time `E` (else the trade's). An event decoded in its documented types
-    (`TradeEvent`) is read by `trade_records`; anything else (the decoded JSON of a frame in other types)
-    and an event it refuses, by the checked reading, which reads what it allows and names what is wrong
-    (SourceDataError)."""
-    if data.__class__ is TradeEvent:
-        trades = trade_records(venue, (instrument,), [data], [recv_ns])
-        if trades[0] is not None:
-            return trades
-    return _checked_trade_event(data, instrument, venue, recv_ns)
+    """The trade of a `trade` event `{e, E, s, t, p, q, T, m}` (`TradeEvent`, or the decoded JSON of a frame
+    not decoded as one, read into one): trade_id = seq = `t`, ts = `T` (ms, or µs if asked for), amount =
+    price x quantity (the event has no quote quantity), side from `m` (the buyer was the maker: the taker
+    sold), event time `E` (else the trade's). What does not read is a SourceDataError naming it."""
+    page = Page(venue, instrument)
+    event = data if data.__class__ is TradeEvent else records_of(TradeEvent, [data], _trade_name, page)[0]
+    (trade,) = trade_records(venue, (instrument,), [event], [recv_ns])
+    if trade is None:
+        what = f"trade {event.t}"
+        if type(event.m) is not bool:
+            raise page.error(f"{what} m is {event.m!r}, not true/false")
+        raise page.error(
+            f"{what} T is {event.T}: neither epoch milliseconds nor microseconds (seconds? nanoseconds?)"
+        )
+    return [trade]
+
+
+_INT64 = 2**63  # an event time past the tables' Int64 is no event time (the trade's is taken)
+
+
+def _trade_name(i: int, data: Any) -> str:
+    trade_id = data.get("t") if isinstance(data, dict) else None
+    return f"trade {trade_id}" if type(trade_id) is int else "trade event"
 
 
 def trade_records(
     venue: str, instruments: Sequence[str], events: list[TradeEvent], recvs: list[int]
 ) -> list[Trade | None]:
-    """`TradeEvent`s (of `instruments`: one each, or one for all) as `Trade`s, in order, their prices and
-    sizes parsed at once (msgspec reads decimal text into the floats `float` makes, in a quarter of its
-    time); None for an event whose price or size does not read as a positive finite number (all of
-    them, if one is no decimal msgspec reads: "5.", "1e400"): the checked reading takes those."""
-    try:
-        prices, sizes = decimal_floats([e.p for e in events]), decimal_floats([e.q for e in events])
-    except msgspec.ValidationError:
-        return [None] * len(events)
+    """`TradeEvent`s (of `instruments`: one each, or one for all) as `Trade`s, in order; None for an event
+    whose `m` is no true/false or whose `T` is no epoch (`trade_event` tells which)."""
     records: list[Trade | None] = []
-    one, inf = (instruments[0] if len(instruments) == 1 else None), _INF
-    for k, (event, price, qty, recv_ns) in enumerate(zip(events, prices, sizes, recvs, strict=True)):
-        if not (0 < price < inf and 0 < qty < inf):  # the rules of the checked reading
+    one, (low, high) = (instruments[0] if len(instruments) == 1 else None), EPOCH_MS_OR_US
+    for k, (event, recv_ns) in enumerate(zip(events, recvs, strict=True)):
+        ts, maker, event_ms = event.T, event.m, event.E
+        if maker.__class__ is not bool or not (low <= ts < high or ts == 0):
             records.append(None)
             continue
-        trade_id, ts, event_ms = event.t, event.T, event.E
+        ts_us = ts if ts >= 100_000_000_000_000 else ts * 1000
+        price, qty, trade_id = event.p, event.q, event.t
         records.append(
             Trade(
                 venue,
@@ -183,38 +189,14 @@ def trade_records(
                 price,
                 qty,
                 price * qty,
-                "sell" if event.m else "buy",
+                "sell" if maker else "buy",
                 trade_id,
-                ts * 1000,
-                ts if event_ms is None else event_ms,
+                ts_us,
+                event_ms if event_ms.__class__ is int and -_INT64 <= event_ms < _INT64 else ts_us // 1000,
                 recv_ns,
             )
         )
     return records
-
-
-_INF = math.inf
-
-
-def _checked_trade_event(data: Any, instrument: str, venue: str, recv_ns: int = 0) -> list[Trade]:
-    ctx = Page(venue, instrument)
-    if data.__class__ is TradeEvent:
-        data = msgspec.structs.asdict(data)
-    trade_id = integer(field(data, "t", "trade event", ctx), "trade event t", ctx)
-    what = f"trade {trade_id}"
-    price = positive(number(field(data, "p", what, ctx), f"{what} p", ctx), what, ctx)
-    qty = positive(number(field(data, "q", what, ctx), f"{what} q", ctx), what, ctx, "quantity")
-    ts = epoch_us(field(data, "T", what, ctx), f"{what} T", ctx)
-    maker = field(data, "m", what, ctx)
-    if not isinstance(maker, bool):
-        raise ctx.error(f"{what} m is {maker!r}, not true/false")
-    event_ms = data.get("E")  # an event time where it is an integer (not a flag), else the trade's
-    event_ms, side = event_ms if type(event_ms) is int else ts // 1000, "sell" if maker else "buy"
-    return [
-        Trade(
-            venue, instrument, str(trade_id), price, qty, price * qty, side, trade_id, ts, event_ms, recv_ns
-        )
-    ]
 
 
 def agg_trade_event(data: Any, instrument: str, venue: str = VENUE, recv_ns: int = 0) -> list[Trade]:
@@ -391,7 +373,7 @@ class BinanceSpotStream:
         "aggTrade": (AGG_TRADES, "aggTrade", agg_trade_message),
     }
     TYPED: ClassVar[dict] = {
-        "trade": msgspec.json.Decoder(TradeFrame),  # stream kind -> its frames' decoder
+        "trade": msgspec.json.Decoder(TradeFrame, strict=False),  # stream kind -> its frames' decoder
         "depth": msgspec.json.Decoder(DepthFrame),
     }
 
