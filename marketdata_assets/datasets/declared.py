@@ -23,7 +23,6 @@ import polars as pl
 from marketdata_assets.core.http import Page, SourceDataError, decode_json
 from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, from_us
 
-Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # a wire integer that fits the tables' Int64
 # The types of declared fields that say what a value must be (a breach is told with their `description`)
 _LARGEST = sys.float_info.max
 Finite = Annotated[

@@ -20,8 +20,12 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
 
+import msgspec
 import polars as pl
+
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # an integer that fits the tables' Int64
 
 UTC_US = pl.Datetime("us", "UTC")
 

@@ -16,11 +16,10 @@ from typing import Annotated, Any, NamedTuple
 import msgspec
 import polars as pl
 
-from marketdata_assets.datasets.frames import TRADES_SCHEMA
+from marketdata_assets.datasets.frames import TRADES_SCHEMA, Int64
 
 US_LOW, US_HIGH = -2_208_988_800_000_000, 10_413_792_000_000_000  # 1900-01-01, 2300-01-01: the tables' years
 Text = Annotated[str, msgspec.Meta(min_length=1)]
-Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class Trade(msgspec.Struct, gc=False):

@@ -15,7 +15,6 @@ from marketdata_assets.core.http import Page, SourceDataError
 from marketdata_assets.datasets.declared import (
     Amount,
     Finite,
-    Int64,
     Positive,
     Records,
     Text,
@@ -33,6 +32,7 @@ from marketdata_assets.datasets.declared import (
     records_of,
     typed_pages,
 )
+from marketdata_assets.datasets.frames import Int64
 
 PAGE = Page("TOYEX", "BTCUSD", "2026-03-02", "GET /trades")
 

@@ -15,7 +15,6 @@ from marketdata_assets.datasets.declared import (
     Count,
     Digits,
     Finite,
-    Int64,
     Positive,
     Rule,
     Text,
@@ -24,6 +23,7 @@ from marketdata_assets.datasets.declared import (
     is_flag,
     typed_pages,
 )
+from marketdata_assets.datasets.frames import Int64
 from marketdata_assets.datasets.wire import not_negative, number
 
 
