@@ -56,7 +56,7 @@ def replay_state(url: str) -> dict:
 
 
 def one_round(url: str, database: str, days: int) -> dict:
-    from marketdata_assets.datasets.universe import Rule, resolve
+    from marketdata_assets.datasets.universe import UniverseRule, resolve
     from marketdata_assets.ingest.instruments import refresh_venues, stored_master
     from marketdata_assets.resources import ClickHouseResource
     from marketdata_assets.sources.venues import venue_client
@@ -86,7 +86,9 @@ def one_round(url: str, database: str, days: int) -> dict:
     today = datetime.now(UTC).date()
     started = time.perf_counter()
     sizes = {
-        venue: [len(resolve(master, Rule(venue, **rule), today - timedelta(days=k))) for k in range(days)]
+        venue: [
+            len(resolve(master, UniverseRule(venue, **rule), today - timedelta(days=k))) for k in range(days)
+        ]
         for venue, rule in RULES.items()
     }
     resolve_s = (time.perf_counter() - started) / days

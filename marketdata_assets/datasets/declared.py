@@ -21,7 +21,11 @@ import numpy as np
 import polars as pl
 
 from marketdata_assets.core.http import Page, SourceDataError, decode_json
-from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, from_us
+from marketdata_assets.datasets.frames import (
+    EPOCH_MS_OR_US,
+    Int64,  # with the record types below, for the records
+    from_us,
+)
 
 # The types of declared fields that say what a value must be (a breach is told with their `description`)
 _LARGEST = sys.float_info.max
@@ -475,3 +479,36 @@ def where(column: str, rules: Sequence[Rule]) -> tuple[Rule, ...]:
         )
         for rule in rules
     )
+
+
+__all__ = [
+    "Amount",
+    "Count",
+    "Digits",
+    "Finite",
+    "Int64",
+    "Positive",
+    "Records",
+    "Rule",
+    "Text",
+    "bar_rules",
+    "check",
+    "check_at",
+    "columns",
+    "each",
+    "frame_of",
+    "integers",
+    "is_epoch",
+    "is_finite",
+    "is_flag",
+    "is_not_negative",
+    "is_positive",
+    "misfit",
+    "objects",
+    "one_of",
+    "page_of",
+    "raw",
+    "records_of",
+    "typed_pages",
+    "where",
+]

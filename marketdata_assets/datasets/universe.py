@@ -15,7 +15,7 @@ from marketdata_assets.datasets.volumes import Snapshot, Volumes
 
 
 @dataclass(frozen=True)
-class Rule:
+class UniverseRule:
     """Which instruments of one venue belong to the universe; an empty selector does not select."""
 
     venue: str
@@ -93,7 +93,9 @@ class Cut:
         return text
 
 
-def top_cut(rule: Rule, selected: list[Instrument], snapshot: Snapshot | None) -> tuple[list[str], Cut]:
+def top_cut(
+    rule: UniverseRule, selected: list[Instrument], snapshot: Snapshot | None
+) -> tuple[list[str], Cut]:
     """The `rule.top` instruments of `selected` with the largest volume in `snapshot` (ties: by name); one
     without a volume there is not ranked. No snapshot: none."""
     volumes = snapshot.volumes if snapshot is not None else {}
@@ -107,7 +109,7 @@ def top_cut(rule: Rule, selected: list[Instrument], snapshot: Snapshot | None) -
 
 
 def choose(
-    master: Master, rule: Rule, day: date, volumes: Volumes | None = None
+    master: Master, rule: UniverseRule, day: date, volumes: Volumes | None = None
 ) -> tuple[list[str], list[Instrument], list[Instrument], Cut | None]:
     """(the universe on `day` sorted, what the venue listed, what the rule admitted, the top-N cut if any)."""
     chosen = {name for name in rule.explicit if name not in rule.exclude}
@@ -123,14 +125,16 @@ def choose(
     return sorted(chosen), listed, admitted, cut
 
 
-def resolve(master: Master, rule: Rule, day: date, volumes: Volumes | None = None) -> list[str]:
+def resolve(master: Master, rule: UniverseRule, day: date, volumes: Volumes | None = None) -> list[str]:
     """The instruments of `rule`'s venue in the universe on `day`: the explicit list, and what the rule
     admits of what the venue listed that day (as described that day; with `top`, the N the selectors admit
     with the largest 24 h volume in the snapshot `day` uses, and the included ones), sorted."""
     return choose(master, rule, day, volumes)[0]
 
 
-def explain(master: Master, rule: Rule, day: date, volumes: Volumes | None = None) -> dict[str, int | str]:
+def explain(
+    master: Master, rule: UniverseRule, day: date, volumes: Volumes | None = None
+) -> dict[str, int | str]:
     """How `resolve` came to its answer on `day`: listed, admitted by the rule, explicit, in all; with `top`,
     the count before and after the cut and which snapshot it used (`Cut.text`)."""
     names, listed, admitted, cut = choose(master, rule, day, volumes)
@@ -152,4 +156,4 @@ def explain(master: Master, rule: Rule, day: date, volumes: Volumes | None = Non
     return out
 
 
-__all__ = ["Cut", "Rule", "choose", "explain", "resolve", "top_cut"]
+__all__ = ["Cut", "UniverseRule", "choose", "explain", "resolve", "top_cut"]

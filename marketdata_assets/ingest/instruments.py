@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 from marketdata_assets.datasets.instruments import CLOSED, VERSIONED, Instrument, Master, Version, changes
-from marketdata_assets.datasets.universe import Cut, Rule, choose
+from marketdata_assets.datasets.universe import Cut, UniverseRule, choose
 from marketdata_assets.datasets.volumes import Volume, Volumes, needed
 from marketdata_assets.sources.binance_vision import listing
 from marketdata_assets.sources.venues import contract_of
@@ -65,7 +65,7 @@ def keep_learned(client, database: str, master: Master) -> int:
     return stored
 
 
-def stored_volumes(client, database: str, rules: dict[str, Rule], days) -> Volumes:
+def stored_volumes(client, database: str, rules: dict[str, UniverseRule], days) -> Volumes:
     """The volume snapshots the top-N rules of `rules` use on `days` (each venue's snapshot times, and the
     rows of those the days use: one read for the whole resolution), the table made if missing."""
     venues = {venue for venue, rule in rules.items() if rule.top is not None}
@@ -78,14 +78,14 @@ def stored_volumes(client, database: str, rules: dict[str, Rule], days) -> Volum
 
 def universe_resolver(
     master: Master,
-    rules: dict[str, Rule],
+    rules: dict[str, UniverseRule],
     unreadable: set[str],
     volumes: Volumes | None = None,
     cuts: dict[tuple[str, date], Cut] | None = None,
 ) -> Callable[[str, date], list[str]]:
-    """(venue, day) -> the venue's universe that day by its rule (`rules`: venue -> Rule; a top N ranked by
-    `volumes`, each day's cut kept in `cuts` for the caller to say), without the names its naming cannot
-    read (collected into `unreadable` as VENUE:NAME, for the caller to say); the explicit instruments
+    """(venue, day) -> the venue's universe that day by its rule (`rules`: venue -> UniverseRule; a top N
+    ranked by `volumes`, each day's cut kept in `cuts` for the caller to say), without the names its naming
+    cannot read (collected into `unreadable` as VENUE:NAME, for the caller to say); the explicit instruments
     always stay."""
 
     def universe(venue: str, day: date) -> list[str]:

@@ -50,9 +50,9 @@ from marketdata_assets.quality.slices import (
     TICKER_NOT_CROSSED,
     TIMESTAMPS_INSIDE_DAY,
     UNIT_STEP_REVERTS,
-    Rule,
     RuleResult,
     Scope,
+    SliceRule,
     count,
     latest_scope,
     minute_grid,
@@ -97,7 +97,7 @@ def by_venue(check: Check, dataset: str, instruments: Callable[[], Mapping[str, 
 
 
 def rule_verdicts(
-    rule: Rule,
+    rule: SliceRule,
     results: Mapping[str, RuleResult],
     partitions: Iterable[str],
     checked: Callable[[str], str] = str,
@@ -139,7 +139,7 @@ def provisional_partitions(scope: Scope) -> dict[str, str]:
     }
 
 
-def _slices_judge(rule: Rule) -> Judge:
+def _slices_judge(rule: SliceRule) -> Judge:
     """Over the active loads of the run's day x instrument slices."""
 
     def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
@@ -149,7 +149,7 @@ def _slices_judge(rule: Rule) -> Judge:
     return judge
 
 
-def _days_judge(rule: Rule, source: str) -> Judge:
+def _days_judge(rule: SliceRule, source: str) -> Judge:
     """Over the run's days' slices whose active load `source` wrote; MINUTES_COMPLETE against the
     source's session grid."""
 
@@ -168,7 +168,7 @@ def _days_judge(rule: Rule, source: str) -> Judge:
     return judge
 
 
-def _latest_judge(rule: Rule) -> Judge:
+def _latest_judge(rule: SliceRule) -> Judge:
     """Over each instrument's (or chain's) snapshots of its latest day."""
 
     def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
@@ -185,7 +185,7 @@ def _latest_judge(rule: Rule) -> Judge:
 
 
 def rule_check(
-    asset: str, rule: Rule, partitioned_by: str = DAY_INSTRUMENT, source: str | None = None
+    asset: str, rule: SliceRule, partitioned_by: str = DAY_INSTRUMENT, source: str | None = None
 ) -> Check:
     """The rule as a check of `asset`, scoped by the asset's partitioning (DAY: `source`'s loads)."""
     if partitioned_by == DAY_INSTRUMENT:

@@ -18,7 +18,7 @@ from marketdata_assets.sources.config import load_sources_config
 
 
 @dataclass(frozen=True)
-class Rule:
+class SliceRule:
     name: str
     dataset: str
     description: str
@@ -32,7 +32,7 @@ class Rule:
     # scope's parameters of the same name win)
 
 
-NO_DUPLICATE_TRADE_IDS = Rule(
+NO_DUPLICATE_TRADE_IDS = SliceRule(
     "no_duplicate_trade_ids",
     "trades",
     "No trade id appears twice in an instrument-day.",
@@ -62,7 +62,7 @@ _EARLIEST_OF_VENUE = (
     "[indexOf({{plausible_venues:Array(String)}}, venue)], {{plausible_default:Int64}})"
 )
 TIMESTAMPS_INSIDE_DAY = {
-    dataset: Rule(
+    dataset: SliceRule(
         "timestamps_inside_day",
         dataset,
         "Every timestamp lies inside its partition's (UTC) day, and inside its venue's plausible window "
@@ -87,21 +87,21 @@ TIMESTAMPS_INSIDE_DAY = {
     )
 }
 PRICES_POSITIVE = {
-    "trades": Rule(
+    "trades": SliceRule(
         "prices_positive",
         "trades",
         "Every trade price is positive.",
         "SELECT load_id, venue, instrument, ts, trade_id, price FROM {table} "
         "WHERE load_id IN ({scope}) AND NOT (price > 0)",
     ),
-    "bars_1m": Rule(
+    "bars_1m": SliceRule(
         "prices_positive",
         "bars_1m",
         "Open, high, low and close are positive.",
         "SELECT load_id, venue, instrument, ts, open, high, low, close FROM {table} "
         "WHERE load_id IN ({scope}) AND NOT (least(open, high, low, close) > 0)",
     ),
-    "books": Rule(
+    "books": SliceRule(
         "prices_positive",
         "books",
         "Every book level's price is positive.",
@@ -109,7 +109,7 @@ PRICES_POSITIVE = {
         "WHERE load_id IN ({scope}) AND NOT (price > 0)",
     ),
 }
-BOOK_NOT_CROSSED = Rule(
+BOOK_NOT_CROSSED = SliceRule(
     "book_not_crossed",
     "books",
     "In every snapshot the best bid is below the best ask, and every level's size is positive.",
@@ -120,7 +120,7 @@ BOOK_NOT_CROSSED = Rule(
     "AND best_bid >= best_ask) OR NOT (least_size > 0)",
 )
 BARS_CONSISTENT = {
-    dataset: Rule(
+    dataset: SliceRule(
         "bar_high_low_consistent",
         dataset,
         "high >= max(open, close) and low <= min(open, close).",
@@ -141,7 +141,7 @@ def funding_caps(caps: dict[str, float] | None = None) -> dict:
     return {"cap_venues": list(caps), "caps": [float(c) for c in caps.values()]}
 
 
-FUNDING_INSIDE_CAP = Rule(
+FUNDING_INSIDE_CAP = SliceRule(
     "funding_inside_cap",
     "funding",
     "Every funding rate, normalized to 8 hours, lies inside its venue's cap (sources config funding_caps).",
@@ -150,7 +150,7 @@ FUNDING_INSIDE_CAP = Rule(
     "WHERE load_id IN ({scope}) AND has({{cap_venues:Array(String)}}, venue) AND abs(rate_8h) > cap",
     params=funding_caps,
 )
-OPEN_INTEREST_NOT_NEGATIVE = Rule(
+OPEN_INTEREST_NOT_NEGATIVE = SliceRule(
     "open_interest_not_negative",
     "open_interest",
     "Open interest (contracts, base and quote value) is >= 0.",
@@ -158,7 +158,7 @@ OPEN_INTEREST_NOT_NEGATIVE = Rule(
     "AND NOT (contracts >= 0 AND base >= 0 AND quote >= 0 AND contract_size > 0)",
 )
 MARK_INDEX_BAND = 0.03
-MARK_NEAR_INDEX = Rule(
+MARK_NEAR_INDEX = SliceRule(
     "mark_near_index",
     "mark_bars_1m",
     f"Every 1-minute mark close lies within {MARK_INDEX_BAND:.0%} of the index close of the same minute.",
@@ -169,14 +169,14 @@ MARK_NEAR_INDEX = Rule(
     "ON m.venue = i.venue AND m.instrument = i.instrument AND m.ts = i.ts "
     f"WHERE m.load_id IN ({{scope}}) AND abs(m.close / i.close - 1) > {MARK_INDEX_BAND}",
 )
-NO_DUPLICATE_LIQUIDATION_IDS = Rule(
+NO_DUPLICATE_LIQUIDATION_IDS = SliceRule(
     "no_duplicate_liquidation_ids",
     "liquidations",
     "No liquidation id appears twice in an instrument-day.",
     "SELECT load_id, venue, instrument, day, liquidation_id, count() AS copies FROM {table} "
     "WHERE load_id IN ({scope}) GROUP BY load_id, venue, instrument, day, liquidation_id HAVING copies > 1",
 )
-TICKER_NOT_CROSSED = Rule(
+TICKER_NOT_CROSSED = SliceRule(
     "ticker_not_crossed",
     "tickers",
     "Every ticker's best bid is below its best ask, and its prices are positive.",
@@ -190,7 +190,7 @@ _OPTION_NAME = (
     "upper(formatDateTime(expiry, '%b%y', 'UTC')), '-', toString(strike), '-', "
     "if(option_type = 'call', 'C', 'P'))"
 )
-OPTIONS_SANE = Rule(
+OPTIONS_SANE = SliceRule(
     "options_iv_positive_and_names_parse",
     "option_chain",
     "Every option's mark IV (and bid/ask IV where quoted) is > 0, its strike > 0, its expiry not before the "
@@ -205,7 +205,7 @@ OPTIONS_SANE = Rule(
 # A 1-minute bar table holds 1-minute bars: stamped on the minute, and a day of them has bars one
 # minute apart. A slice whose bars (ten or more) are never closer than two minutes is another
 # interval's body (1h klines answered to a 1m request) even when every stamp is on the minute.
-ON_THE_MINUTE_GRID = Rule(
+ON_THE_MINUTE_GRID = SliceRule(
     "bars_on_the_1m_grid",
     "bars_1m",
     "Bars are stamped on the minute, and a day of ten or more bars has bars one minute apart (not "
@@ -223,7 +223,7 @@ ON_THE_MINUTE_GRID = Rule(
 # active bars (its neighbouring days too), between consecutive jumps in opposite directions.
 _JUMP = "(ratio BETWEEN 80 AND 125 OR ratio BETWEEN 0.008 AND 0.0125)"
 UNIT_STEP_REVERTS = {
-    dataset: Rule(
+    dataset: SliceRule(
         "no_unit_step",
         dataset,
         (
@@ -271,7 +271,7 @@ _EXPECTED = (
     "toString(day)))]"
 )
 _AS_TIMES = "arrayMap(x -> toDateTime(x, 'UTC'), arraySlice({}, 1, 5))"
-MINUTES_COMPLETE = Rule(
+MINUTES_COMPLETE = SliceRule(
     "minutes_complete",
     "bars_1m",
     "Every trading day has every session minute (beyond null minutes the parser dropped and counted), "
@@ -378,7 +378,9 @@ class RuleResult:
     sample: list[list] = field(default_factory=list)
 
 
-def count(client, database: str, rule: Rule, scope: Scope, sample_rows: int = 10) -> dict[str, RuleResult]:
+def count(
+    client, database: str, rule: SliceRule, scope: Scope, sample_rows: int = 10
+) -> dict[str, RuleResult]:
     """The rule's violations, the rows checked and a sample of the violations, by partition key: three
     queries whatever the number of partitions (two when nothing is violated). Partitions without
     an active load are left out."""

@@ -39,7 +39,7 @@ from marketdata_assets.core.naming import (
     a_share_venue,
     normalize_instrument,
 )
-from marketdata_assets.datasets.universe import Rule
+from marketdata_assets.datasets.universe import UniverseRule
 from marketdata_assets.sources.binance_vision.archive_settings import ARCHIVE_MARKETS, ArchiveSettings
 from marketdata_assets.sources.config_schema import (
     DECLARED,
@@ -99,18 +99,22 @@ class SourcesConfig:
     funding_caps: Mapping[str, float] = field(default_factory=dict)  # venue -> |rate| cap, as an 8-hour rate
     catch_up_days: int = 7
     binance_archives: ArchiveSettings | None = None  # parsed: the section, or its defaults when absent
-    crypto_universe_rules: Mapping[str, Rule] = field(default_factory=dict)  # venue -> its universe rule
-    a_share_universe_rules: Mapping[str, Rule] = field(default_factory=dict)  # SSE, SZSE, BSE -> its rule
+    crypto_universe_rules: Mapping[str, UniverseRule] = field(
+        default_factory=dict
+    )  # venue -> its universe rule
+    a_share_universe_rules: Mapping[str, UniverseRule] = field(
+        default_factory=dict
+    )  # SSE, SZSE, BSE -> its rule
 
     def crypto_partition_keys(self) -> list[str]:
         return [key.partition_key for key in self.crypto_instruments]
 
-    def crypto_rules(self) -> dict[str, Rule]:
+    def crypto_rules(self) -> dict[str, UniverseRule]:
         """venue -> its universe: the rule (if any) with the explicit instruments, for every venue with
         either."""
         return _with_explicit(self.crypto_universe_rules, self.crypto_instruments_by_venue())
 
-    def a_share_rules(self) -> dict[str, Rule]:
+    def a_share_rules(self) -> dict[str, UniverseRule]:
         """SSE, SZSE, BSE -> its universe: the rule (if any) with the explicit codes, for every venue with
         either."""
         explicit: dict[str, list[str]] = {}
@@ -118,7 +122,7 @@ class SourcesConfig:
             explicit.setdefault(a_share_venue(code), []).append(code)
         return _with_explicit(self.a_share_universe_rules, explicit)
 
-    def universe_rules(self) -> dict[str, Rule]:
+    def universe_rules(self) -> dict[str, UniverseRule]:
         """Every venue's universe (crypto and A-share): `crypto_rules` and `a_share_rules`."""
         return {**self.crypto_rules(), **self.a_share_rules()}
 
@@ -355,10 +359,12 @@ def _crypto_instruments(reader: _Reader, raw: Any) -> list[InstrumentKey]:
     return instruments
 
 
-def _with_explicit(rules: Mapping[str, Rule], explicit: Mapping[str, list[str]]) -> dict[str, Rule]:
+def _with_explicit(
+    rules: Mapping[str, UniverseRule], explicit: Mapping[str, list[str]]
+) -> dict[str, UniverseRule]:
     """venue -> its rule (if any) with its explicit instruments, for every venue with either."""
     return {
-        venue: replace(rules.get(venue) or Rule(venue), explicit=tuple(explicit.get(venue, ())))
+        venue: replace(rules.get(venue) or UniverseRule(venue), explicit=tuple(explicit.get(venue, ())))
         for venue in sorted(set(explicit) | set(rules))
     }
 
@@ -368,7 +374,7 @@ RULE_KEYS = ("types", "quotes", "settles", "bases", "statuses", "include", "excl
 
 def _rules(
     reader: _Reader, raw: Any, section: str, venues, keys: tuple[str, ...] = RULE_KEYS
-) -> dict[str, Rule]:
+) -> dict[str, UniverseRule]:
     """universes.<section>.rules: VENUE (one of `venues`) -> a mapping of `keys`, each a list of text but
     `top` (a whole number)."""
     rules = {}
@@ -394,7 +400,7 @@ def _rules(
                 raise reader.error(f"{where}.{key}", "expected a list of names")
             values[key] = tuple(v.strip() for v in listed)
         try:
-            rules[name] = Rule(name, **values)
+            rules[name] = UniverseRule(name, **values)
         except ValueError as error:
             raise reader.error(where, str(error)) from None
     return rules

@@ -15,6 +15,7 @@ from marketdata_assets.core.http import Page, SourceDataError
 from marketdata_assets.datasets.declared import (
     Amount,
     Finite,
+    Int64,
     Positive,
     Records,
     Text,
@@ -32,7 +33,6 @@ from marketdata_assets.datasets.declared import (
     records_of,
     typed_pages,
 )
-from marketdata_assets.datasets.frames import Int64
 
 PAGE = Page("TOYEX", "BTCUSD", "2026-03-02", "GET /trades")
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from marketdata_assets.datasets.instruments import Master, changes
-from marketdata_assets.datasets.universe import Rule, explain, resolve
+from marketdata_assets.datasets.universe import UniverseRule, explain, resolve
 from marketdata_assets.datasets.volumes import Volume, Volumes, pick
 from tests.datasets.test_instruments import T0, swap
 
@@ -28,7 +28,7 @@ def master() -> Master:
 
 
 def test_a_rule_resolves_per_day_without_survivor_bias():
-    book, rule = master(), Rule("OKX", types=("perpetual",), settles=("USDT",))
+    book, rule = master(), UniverseRule("OKX", types=("perpetual",), settles=("USDT",))
     assert resolve(book, rule, T0.date()) == ["BTC-USDT-SWAP"]  # ETH not listed yet
     assert resolve(book, rule, (T0 + timedelta(days=3)).date()) == ["BTC-USDT-SWAP", "ETH-USDT-SWAP"]
     assert resolve(book, rule, (T0 + timedelta(days=4)).date()) == [
@@ -43,13 +43,13 @@ def test_a_rule_resolves_per_day_without_survivor_bias():
 
 def test_explicit_lists_include_and_exclude():
     book = master()
-    assert resolve(book, Rule("OKX", explicit=("BTC-USDT",)), T0.date()) == [
+    assert resolve(book, UniverseRule("OKX", explicit=("BTC-USDT",)), T0.date()) == [
         "BTC-USDT"
     ]  # today's lists still work
-    rule = Rule("OKX", types=("perpetual",), exclude=("BTC-USD-SWAP",), include=("BTC-USDT",))
+    rule = UniverseRule("OKX", types=("perpetual",), exclude=("BTC-USD-SWAP",), include=("BTC-USDT",))
     assert resolve(book, rule, T0.date()) == ["BTC-USDT", "BTC-USDT-SWAP"]
     with pytest.raises(ValueError, match="type.*swap"):
-        Rule("OKX", types=("swap",))
+        UniverseRule("OKX", types=("swap",))
 
 
 # ---- top N by the venue's 24 h volume ---------------------------------------------------------
@@ -80,17 +80,17 @@ BOOK = Volumes(
 
 def test_top_n_takes_the_largest_volumes_ties_by_name_and_keeps_explicit_and_include():
     book, day = spot_master(), T0.date()
-    rule = Rule("OKX", types=("spot",), top=2)
+    rule = UniverseRule("OKX", types=("spot",), top=2)
     assert resolve(book, rule, day, BOOK) == ["BTC-USDT", "ETH-USDT"]  # ETH and SOL tie at 500: by name
     assert resolve(book, rule, day, BOOK) == resolve(spot_master(), rule, day, BOOK)  # deterministic
-    rule = Rule(
+    rule = UniverseRule(
         "OKX", types=("spot",), top=2, include=("DOGE-USDT",), exclude=("BTC-USDT",), explicit=("XRP-USDT",)
     )
     assert resolve(book, rule, day, BOOK) == ["DOGE-USDT", "ETH-USDT", "SOL-USDT", "XRP-USDT"]
     counts = explain(book, rule, day, BOOK)
     assert (counts["before the cut"], counts["with a volume"], counts["after the cut"]) == (4, 4, 2)
     assert counts["top"] == f"top 2 by 24 h volume as of {FIRST:%Y-%m-%d %H:%M} UTC"
-    assert explain(book, Rule("OKX", types=("spot",)), day, BOOK) == {  # no top: counts as before
+    assert explain(book, UniverseRule("OKX", types=("spot",)), day, BOOK) == {  # no top: counts as before
         "listed": 5,
         "by rule": 5,
         "explicit": 0,
@@ -99,7 +99,7 @@ def test_top_n_takes_the_largest_volumes_ties_by_name_and_keeps_explicit_and_inc
 
 
 def test_each_day_ranks_by_the_snapshot_taken_before_it_ended():
-    book, rule = spot_master(), Rule("OKX", types=("spot",), top=2)
+    book, rule = spot_master(), UniverseRule("OKX", types=("spot",), top=2)
     days = {offset: (T0 + timedelta(days=offset)).date() for offset in range(5)}
     assert resolve(book, rule, days[2], BOOK) == ["BTC-USDT", "ETH-USDT"]  # the first snapshot still
     assert resolve(book, rule, days[3], BOOK) == ["BTC-USDT", "XRP-USDT"]  # the second: taken that day
@@ -111,7 +111,7 @@ def test_each_day_ranks_by_the_snapshot_taken_before_it_ended():
     at_midnight = datetime.combine(days[3], datetime.min.time(), UTC)
     assert pick([FIRST, at_midnight], days[2]) == (FIRST, False)  # 00:00 of the next day is not the day's
     # PEPE, listed on day 2, is in no snapshot of BOOK: never ranked; one that holds it ranks it
-    assert "PEPE-USDT" not in resolve(book, Rule("OKX", types=("spot",), top=6), days[2], BOOK)
+    assert "PEPE-USDT" not in resolve(book, UniverseRule("OKX", types=("spot",), top=6), days[2], BOOK)
     assert resolve(book, rule, days[3], Volumes(snapshot(SECOND, PEPE=5000.0, BTC=1.0))) == [
         "BTC-USDT",
         "PEPE-USDT",
@@ -119,24 +119,30 @@ def test_each_day_ranks_by_the_snapshot_taken_before_it_ended():
 
 
 def test_a_day_before_the_first_snapshot_is_flagged_as_look_ahead_and_no_snapshot_takes_none():
-    book, rule, before = spot_master(), Rule("OKX", types=("spot",), top=2), (T0 - timedelta(days=1)).date()
+    book, rule, before = (
+        spot_master(),
+        UniverseRule("OKX", types=("spot",), top=2),
+        (T0 - timedelta(days=1)).date(),
+    )
     assert resolve(book, rule, before, BOOK) == ["BTC-USDT", "ETH-USDT"]  # the first snapshot, after the day
     assert explain(book, rule, before, BOOK)["top"] == (
         f"top 2 by 24 h volume as of {FIRST:%Y-%m-%d %H:%M} UTC — after the day: look-ahead"
     )
-    nothing = explain(book, Rule("OKX", types=("spot",), top=2, explicit=("BTC-USDT",)), before)
+    nothing = explain(book, UniverseRule("OKX", types=("spot",), top=2, explicit=("BTC-USDT",)), before)
     assert nothing["in the universe"] == 1 and "no volume snapshot" in nothing["top"]  # the explicit one only
     with pytest.raises(KeyError, match="not read"):  # a snapshot the resolution did not read: never guessed
         resolve(book, rule, T0.date(), Volumes(snapshot(SECOND, BTC=1.0), {"OKX": [FIRST, SECOND]}))
     with pytest.raises(ValueError, match="top is 0"):
-        Rule("OKX", top=0)
+        UniverseRule("OKX", top=0)
 
 
 def test_the_resolver_of_the_runs_keeps_each_days_cut_and_says_the_look_ahead_days():
     from marketdata_assets.ingest.instruments import cut_warnings, universe_resolver
 
     book, cuts = spot_master(), {}
-    universe = universe_resolver(book, {"OKX": Rule("OKX", types=("spot",), top=1)}, set(), BOOK, cuts)
+    universe = universe_resolver(
+        book, {"OKX": UniverseRule("OKX", types=("spot",), top=1)}, set(), BOOK, cuts
+    )
     days = [(T0 + timedelta(days=k)).date() for k in (-2, -1, 0, 3)]
     assert [universe("OKX", day) for day in days] == [["BTC-USDT"]] * 4
     assert [cuts[("OKX", day)].snapshot.look_ahead for day in days] == [True, True, False, False]

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from marketdata_assets.core.http import SourceNotFound
 from marketdata_assets.datasets.instruments import Instrument, Master, changes
 from marketdata_assets.datasets.slices import SliceKey
-from marketdata_assets.datasets.universe import Rule, resolve
+from marketdata_assets.datasets.universe import UniverseRule, resolve
 from marketdata_assets.defs._common.partitions import slice_keys
 from marketdata_assets.ingest.instruments import refresh_venues, stored_master
 from marketdata_assets.replay.binance_archive import ArchiveReplayConfig, BinanceArchiveReplayServer
@@ -135,7 +135,7 @@ def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp
 
     listed = events.event("listed", "OKX")
     listed_day = datetime.fromtimestamp(listed.at_us / 1e6, UTC).date()
-    rule = Rule("OKX", types=("spot",), bases=("NEWCOIN",))
+    rule = UniverseRule("OKX", types=("spot",), bases=("NEWCOIN",))
     assert resolve(master, rule, listed_day - DAY) == [] and resolve(master, rule, listed_day) == [
         listed.instrument
     ]
@@ -148,7 +148,7 @@ def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp
         (listed.instrument, listed_day)
     ]  # no slice before the listing
 
-    gone = Rule("BINANCE", types=("spot",), bases=("OLDCOIN",))
+    gone = UniverseRule("BINANCE", types=("spot",), bases=("OLDCOIN",))
     delisted_day = datetime.fromtimestamp(delisted.at_us / 1e6, UTC).date()
     assert resolve(master, gone, delisted_day - DAY) == [delisted.instrument]  # its days stay in history
     assert resolve(master, gone, delisted_day + DAY) == []  # not after its last archived day

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+from collections.abc import Callable
 
 from marketdata_assets.ingest.live.connection import (
     AttemptWindow,
@@ -156,6 +157,24 @@ class Requests:
         messages = self.make(lambda first: self.protocol.resubscribe_messages(channel, first))
         conn.resubscribe(messages)
         return [i for i, _ in messages]
+
+
+def fill_slots(
+    slots: list[list[str]], channels: list[str], most: int, endpoint: Callable[[str], str]
+) -> tuple[list[tuple[int, list[str]]], list[str]]:
+    """New `channels` into the `slots` with room, in order (at most `most` channels a slot, all of one
+    `endpoint`): (slot index, the channels it takes) of each slot that takes some, and the channels left."""
+    filled, rest = [], channels
+    for k, slot in enumerate(slots):
+        if not rest:
+            break
+        where = endpoint(slot[0]) if slot else ""
+        fits = [channel for channel in rest if endpoint(channel) == where][: max(0, most - len(slot))]
+        if fits:
+            taken = set(fits)
+            rest = [channel for channel in rest if channel not in taken]
+            filled.append((k, fits))
+    return filled, rest
 
 
 class ConnectionSlots:
@@ -374,22 +393,11 @@ class ConnectionSlots:
     def subscribe_more(self, channels: list[str]) -> None:
         """New channels into the slots with room (same endpoint), subscribed on their connections; the
         rest on new connections (their own slots)."""
-        most, endpoint, rest = (
-            self.config.max_streams or self.limits.max_channels,
-            self.protocol.endpoint,
-            channels,
-        )
-        for slot in self.slots:
-            if not rest:
-                break
-            where = endpoint(slot[0]) if slot else ""
-            fits = [channel for channel in rest if endpoint(channel) == where][: max(0, most - len(slot))]
-            if not fits:
-                continue
-            taken = set(fits)
-            rest = [channel for channel in rest if channel not in taken]
-            slot.extend(fits)
-            for conn in self._carrying(slot):
+        most, endpoint = self.config.max_streams or self.limits.max_channels, self.protocol.endpoint
+        filled, rest = fill_slots(self.slots, channels, most, endpoint)
+        for k, fits in filled:
+            self.slots[k].extend(fits)
+            for conn in self._carrying(self.slots[k]):
                 self._send(conn, fits, joined=True)
         if rest:
             plans = plan_connections(rest, most, endpoint)

@@ -15,6 +15,7 @@ from marketdata_assets.datasets.declared import (
     Count,
     Digits,
     Finite,
+    Int64,
     Positive,
     Rule,
     Text,
@@ -23,7 +24,6 @@ from marketdata_assets.datasets.declared import (
     is_flag,
     typed_pages,
 )
-from marketdata_assets.datasets.frames import Int64
 from marketdata_assets.datasets.wire import not_negative, number
 
 

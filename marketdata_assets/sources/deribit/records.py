@@ -12,6 +12,7 @@ import msgspec
 from marketdata_assets.datasets.declared import (
     Amount,
     Finite,
+    Int64,
     Positive,
     Rule,
     Text,
@@ -19,7 +20,6 @@ from marketdata_assets.datasets.declared import (
     each,
     is_epoch,
 )
-from marketdata_assets.datasets.frames import Int64
 from marketdata_assets.sources.deribit.instruments import is_option, settles_in
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from marketdata_assets.ingest.live.batch_landing import OVERFLOW_MARK_EVERY_NS, 
 from marketdata_assets.ingest.live.collector import CollectorConfig
 from marketdata_assets.ingest.live.connection import Connection, FrameQueue, Pacer, cancel_until_done
 from marketdata_assets.ingest.live.publishing import Publisher
-from marketdata_assets.ingest.live.slots import ConnectionSlots
+from marketdata_assets.ingest.live.slots import ConnectionSlots, fill_slots
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.sources.binance.stream import BinanceSpotStream
 from marketdata_assets.stores.landing import CONTROL_CHANNEL, LandingWriter, closed_files, read_file
@@ -173,3 +173,14 @@ def test_a_dense_instrument_seals_at_the_next_tick_a_sparse_one_after_its_ticks(
     (trades, waiting), publisher = asyncio.run(scenario())
     assert (trades, waiting) == (20, ["ETHUSDT"])
     assert publisher.stats.trades == 21 and not publisher.trade_frames and publisher.sealing is None
+
+
+def test_fill_slots_gives_each_slot_with_room_the_channels_of_its_endpoint_in_order():
+    def endpoint_of(channel: str) -> str:  # a1, a2: endpoint A; b1: B; ...
+        return channel[0].upper()
+
+    slots = [["a0", "a9"], ["b0"], []]  # full at 3: the first has room for one, the second for two
+    filled, rest = fill_slots(slots, ["a1", "b1", "a2", "c1", "b2", "a3"], 3, endpoint_of)
+    assert filled == [(0, ["a1"]), (1, ["b1", "b2"])]  # an empty slot's endpoint is "": it takes none
+    assert rest == ["a2", "c1", "a3"] and slots == [["a0", "a9"], ["b0"], []]  # the slots are the caller's
+    assert fill_slots(slots, [], 3, endpoint_of) == ([], [])

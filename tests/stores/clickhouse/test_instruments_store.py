@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from marketdata_assets.datasets.instruments import Master, changes
-from marketdata_assets.datasets.universe import Rule, resolve
+from marketdata_assets.datasets.universe import UniverseRule, resolve
 from marketdata_assets.datasets.volumes import Volume
 from marketdata_assets.ingest.instruments import stored_volumes
 from marketdata_assets.stores.clickhouse.instruments import (
@@ -68,7 +68,10 @@ def test_volume_snapshots_round_trip_once_each_and_a_resolution_reads_what_its_d
         Volume("OKX", "ETH-USDT-SWAP", second, 9.5, "USDT"),
         Volume("DERIBIT", "BTC-PERPETUAL", second, 5.0, "USD"),
     ]
-    rules = {"OKX": Rule("OKX", types=("perpetual",), top=1), "BINANCE": Rule("BINANCE", types=("spot",))}
+    rules = {
+        "OKX": UniverseRule("OKX", types=("perpetual",), top=1),
+        "BINANCE": UniverseRule("BINANCE", types=("spot",)),
+    }
     with clickhouse.get_client() as client:
         ensure_volumes_table(client, clickhouse.database)
         ensure_volumes_table(client, clickhouse.database)  # idempotent
