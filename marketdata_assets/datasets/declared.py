@@ -29,9 +29,7 @@ from marketdata_assets.datasets.frames import (
 
 # The types of declared fields that say what a value must be (a breach is told with their `description`)
 _LARGEST = sys.float_info.max
-Finite = Annotated[
-    float, msgspec.Meta(ge=-_LARGEST, le=_LARGEST, description="a finite number")
-]  # not NaN/inf
+Finite = Annotated[float, msgspec.Meta(ge=-_LARGEST, le=_LARGEST, description="a finite number")]
 Amount = Annotated[float, msgspec.Meta(ge=0, le=_LARGEST, description="a number >= 0")]  # finite, >= 0
 Positive = Annotated[float, msgspec.Meta(gt=0, le=_LARGEST, description="positive")]  # a price, a size
 Text = Annotated[str, msgspec.Meta(min_length=1, description="a non-empty string")]  # an id, a name
@@ -70,8 +68,8 @@ def records_of(
 ) -> list:
     """`body` (decoded JSON records) as `kind` records, converted and checked in C by their declared types;
     the first that does not fit: a SourceDataError naming the record (`named(i, its JSON)`), the field, its
-    value as sent and what the field's type asks (`misfit`), its position in `record`. `strict`: JSON types
-    exactly as declared."""
+    value as sent and what the field's type asks (`misfit`), with that record's position as its `record`.
+    `strict`: JSON types exactly as declared."""
     try:
         return msgspec.convert(body, list[kind], strict=strict)
     except msgspec.ValidationError as error:

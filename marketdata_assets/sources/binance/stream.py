@@ -159,7 +159,7 @@ def trade_event(data: Any, instrument: str, venue: str = VENUE, recv_ns: int = 0
     return [trade]
 
 
-_INT64 = 2**63  # an event time past the tables' Int64 is no event time (the trade's is taken)
+_INT64_END = 2**63  # an event time past the tables' Int64 is no event time (the trade's is taken)
 
 
 def _trade_name(i: int, data: Any) -> str:
@@ -180,6 +180,8 @@ def trade_records(
             records.append(None)
             continue
         ts_us = ts if ts >= 100_000_000_000_000 else ts * 1000
+        if event_ms.__class__ is not int or not -_INT64_END <= event_ms < _INT64_END:
+            event_ms = ts_us // 1000
         price, qty, trade_id = event.p, event.q, event.t
         records.append(
             Trade(
@@ -192,7 +194,7 @@ def trade_records(
                 "sell" if maker else "buy",
                 trade_id,
                 ts_us,
-                event_ms if event_ms.__class__ is int and -_INT64 <= event_ms < _INT64 else ts_us // 1000,
+                event_ms,
                 recv_ns,
             )
         )
