@@ -18,7 +18,7 @@ import random
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -182,6 +182,18 @@ def _venue_session(venue: str, day: date) -> bool:
         return bool(calendars.trading_days(venue, day, day))
     except ValueError:  # no calendar for the venue, or a day before it: a weekday trades
         return True
+
+
+@lru_cache(maxsize=65_536)
+def session_end(venue: str, day: date) -> datetime | None:
+    """The end of `venue`'s regular session on `day` by its calendar (an early close, as the day after
+    Thanksgiving's 13:00 in New York, included); None where the calendar knows neither (a vendor's own
+    hours then)."""
+    try:
+        minutes = calendars.session_minutes(venue, day)
+    except ValueError:  # no calendar for the venue, or a day outside it
+        return None
+    return minutes[-1] + timedelta(minutes=1) if minutes else None
 
 
 def reference_price(seed: int, instrument: str, day: date, lo: float, hi: float) -> float:

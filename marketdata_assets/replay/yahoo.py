@@ -24,6 +24,7 @@ from marketdata_assets.replay.stock_market import (
     r2,
     reference_price,
     seeded_random,
+    session_end,
     vendor_json,
 )
 
@@ -81,6 +82,8 @@ def yahoo_minutes(
     rng = seeded_random(seed, "yahoo", instrument, day)
     t = datetime(day.year, day.month, day.day, *ex.open, tzinfo=tz)
     end = datetime(day.year, day.month, day.day, *ex.close, tzinfo=tz)
+    early = session_end(ex.code, day)  # a day the exchange closes early: no bars after its close
+    end = min(end, early) if early is not None else end
     last = r2(reference_price(seed, instrument, day, ex.price_lo, ex.price_hi))
     rows = []
     first = True

@@ -873,8 +873,8 @@ def test_per_symbol_isolation_with_parallel_workers():
 
 def test_the_replays_serve_no_bars_on_their_exchanges_holidays():
     """As the vendors do: no Tushare bars on a Shanghai/Shenzhen holiday (the Dragon Boat Monday 2025-06-02),
-    no Yahoo bars on a New York one (Thanksgiving 2025-11-27) while London trades; the next session has them,
-    and a daily row's pre_close is the last session's close."""
+    no Yahoo bars on a New York one (Thanksgiving 2025-11-27) while London trades; the next session has them
+    (New York's until its early close), and a daily row's pre_close is the last session's close."""
     from marketdata_assets.replay.tushare import DAILY_FIELDS, ashare_daily, ashare_minutes
     from marketdata_assets.replay.yahoo import yahoo_minutes
 
@@ -887,6 +887,7 @@ def test_the_replays_serve_no_bars_on_their_exchanges_holidays():
     )  # the last close
     assert (
         yahoo_minutes(7, "AAPL", date(2025, 11, 27)) == ()
-        and len(yahoo_minutes(7, "AAPL", date(2025, 11, 28))) > 0
+        and len(yahoo_minutes(7, "AAPL", date(2025, 11, 28))) == 210  # the day after: closed at 13:00
+        and len(yahoo_minutes(7, "AAPL", date(2025, 11, 26))) == 390  # a full session, 9:30-16:00
     )
-    assert len(yahoo_minutes(7, "VOD.L", date(2025, 11, 27))) > 0
+    assert len(yahoo_minutes(7, "VOD.L", date(2025, 11, 27))) == 510  # London: 8:00-16:30
