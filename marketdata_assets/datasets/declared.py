@@ -74,16 +74,21 @@ def records_of(
         return msgspec.convert(body, list[kind], strict=strict)
     except msgspec.ValidationError as error:
         failure = page.error(misfit(str(error), body, kind, named))
-        at = re.match(r"\[(\d+)\]", _FAILURE.match(str(error))["path"] or "")
-        failure.record = int(at[1]) if at else None  # the position of the record that does not fit
+        steps = _failure(str(error))[1]
+        failure.record = steps[0] if steps and isinstance(steps[0], int) else None  # the record's position
         raise failure from None
+
+
+def _failure(message: str) -> tuple[str, list[int | str]]:
+    """(why, path steps) of a msgspec ValidationError's message: "... - at `$[3].p`" -> (..., [3, "p"])."""
+    found = _FAILURE.match(message)
+    return found["why"], [int(i) if i else name for i, name in _STEP.findall(found["path"] or "")]
 
 
 def misfit(message: str, body: list, kind: type, named: Callable[[int, Any], str]) -> str:
     """msgspec's "Expected `float` > 0.0 - at `$[3].price`" as "trade 42 price is -1.0, not positive": the
     record by `named`, the field by its wire name, the value as sent, what its declared type asks."""
-    found = _FAILURE.match(message)
-    why, steps = found["why"], [int(i) if i else name for i, name in _STEP.findall(found["path"] or "")]
+    why, steps = _failure(message)
     if not steps or not isinstance(steps[0], int) or steps[0] >= len(body):
         return f"{kind.__name__} records: {why}"
     record = body[steps[0]]
@@ -118,6 +123,20 @@ def _non_finite(value: Any) -> bool:
         return not math.isfinite(float(value))
     except (ValueError, OverflowError):
         return False
+
+
+def record_epoch(record: Any, key: str, at: int | None = None) -> int | None:
+    """A record's `key` as epoch ms or µs, as sent (an integer, or its digit text) or read, to name the
+    record by its time; a row (a JSON array) by its value at position `at` (None: a row has none); None
+    where it is no such epoch."""
+    if isinstance(record, list):
+        t = record[at] if at is not None and len(record) > at else None
+    else:
+        t = record.get(key) if isinstance(record, dict) else None
+    t = int(t) if isinstance(t, str) and t.isascii() and t.isdigit() and len(t) <= 18 else t
+    if isinstance(t, bool) or not isinstance(t, int | np.integer):
+        return None
+    return t if EPOCH_MS_OR_US[0] <= t < EPOCH_MS_OR_US[1] else None
 
 
 def _shown(value: Any) -> str:
@@ -506,6 +525,7 @@ __all__ = [
     "one_of",
     "page_of",
     "raw",
+    "record_epoch",
     "records_of",
     "typed_pages",
     "where",

@@ -30,6 +30,7 @@ from marketdata_assets.datasets.declared import (
     one_of,
     page_of,
     raw,
+    record_epoch,
     records_of,
     typed_pages,
 )
@@ -214,3 +215,15 @@ def test_records_of_reads_numbers_sent_as_text_unless_strict():
     assert fill.price == 2.5 and fill.flag is None and fill.seq == 0
     with pytest.raises(SourceDataError, match="fill 7 price is '2.5', not a number"):
         records_of(Fill2, [{**GOOD, "price": "2.5"}], fill_name, PAGE, strict=True)
+
+
+def test_record_epoch_reads_a_records_time_as_sent_or_read():
+    ms = 1_736_942_400_000
+    assert record_epoch({"ts": ms}, "ts") == ms and record_epoch({"ts": str(ms)}, "ts") == ms
+    assert record_epoch({"ts": ms * 1000}, "ts") == ms * 1000  # µs too
+    assert (
+        record_epoch([str(ms), "1"], "ts", at=0) == ms and record_epoch([ms], "ts") is None
+    )  # a row: by `at`
+    for odd in (0, True, "1.7e12", "١٧٣٦", 17_369_424, None, [ms]):  # no epoch: the record is named otherwise
+        assert record_epoch({"ts": odd}, "ts") is None, odd
+    assert record_epoch(5, "ts") is None and record_epoch({}, "ts") is None

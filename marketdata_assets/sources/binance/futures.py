@@ -11,9 +11,16 @@ from typing import Any
 import polars as pl
 
 from marketdata_assets.core.http import Page
-from marketdata_assets.datasets.declared import check, columns, frame_of, integers, is_epoch, records_of
+from marketdata_assets.datasets.declared import (
+    check,
+    columns,
+    frame_of,
+    integers,
+    is_epoch,
+    record_epoch,
+    records_of,
+)
 from marketdata_assets.datasets.frames import (
-    EPOCH_MS_OR_US,
     FUNDING_SCHEMA,
     OPEN_INTEREST_SCHEMA,
     PRICE_BARS_SCHEMA,
@@ -51,11 +58,8 @@ def _dated(name: str, key: str) -> Callable[[int, Any], str]:
     """Record i's name, with its minute once its `key` is an epoch (as sent, or read)."""
 
     def named(i: int, record: Any) -> str:
-        t = record.get(key) if isinstance(record, dict) else None
-        t = int(t) if isinstance(t, str) and t.isascii() and t.isdigit() and len(t) <= 18 else t
-        if isinstance(t, bool) or not isinstance(t, int) or not EPOCH_MS_OR_US[0] <= t < EPOCH_MS_OR_US[1]:
-            return f"{name} #{i}"
-        return f"{name} #{i} ({from_us(epoch_to_us(t)):%Y-%m-%d %H:%M})"
+        t = record_epoch(record, key)
+        return f"{name} #{i}" if t is None else f"{name} #{i} ({from_us(epoch_to_us(t)):%Y-%m-%d %H:%M})"
 
     return named
 

@@ -176,6 +176,7 @@ AGG_TRADE_RULES = (  # besides the types
     ),
 )
 HISTORICAL_TRADE_RULES = (is_epoch("time"), is_flag("isBuyerMaker"))  # besides the types
+TRADE_EVENT_RULES = (is_flag("m"), is_epoch("T"))  # besides the types (trade_records keeps them too)
 
 
 def kline_rules(interval_ms: int, full: bool) -> tuple[Rule, ...]:

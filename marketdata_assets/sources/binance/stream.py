@@ -17,12 +17,13 @@ import msgspec
 import orjson
 
 from marketdata_assets.core.http import Page
-from marketdata_assets.datasets.declared import one_of, records_of
+from marketdata_assets.datasets.declared import check, one_of, records_of
 from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, epoch_to_us
 from marketdata_assets.datasets.normalized import AggregateTrade, Bar, Ticker, Trade
 from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.sources.binance.client import BinanceClient
 from marketdata_assets.sources.binance.records import (
+    TRADE_EVENT_RULES,
     AggTrade,
     DepthEvent,
     DepthFrame,
@@ -149,13 +150,8 @@ def trade_event(data: Any, instrument: str, venue: str = VENUE, recv_ns: int = 0
     page = Page(venue, instrument)
     event = data if data.__class__ is TradeEvent else records_of(TradeEvent, [data], _trade_name, page)[0]
     (trade,) = trade_records(venue, (instrument,), [event], [recv_ns])
-    if trade is None:
-        what = f"trade {event.t}"
-        if type(event.m) is not bool:
-            raise page.error(f"{what} m is {event.m!r}, not true/false")
-        raise page.error(
-            f"{what} T is {event.T}: neither epoch milliseconds nor microseconds (seconds? nanoseconds?)"
-        )
+    if trade is None:  # the rules it broke, told as the REST pages' are
+        check({"m": [event.m], "T": [event.T]}, TRADE_EVENT_RULES, f"trade {event.t}", page)
     return [trade]
 
 

@@ -28,11 +28,11 @@ from marketdata_assets.datasets.declared import (
     frame_of,
     integers,
     is_epoch,
+    record_epoch,
     records_of,
 )
 from marketdata_assets.datasets.frames import (
     BARS_SCHEMA,
-    EPOCH_MS_OR_US,
     LIQUIDATIONS_SCHEMA,
     OPEN_INTEREST_SCHEMA,
     TRADES_SCHEMA,
@@ -115,13 +115,8 @@ def _timed(
     (as sent or read; a row's time at position `at`), else `unnamed(i)`."""
 
     def named(i: int, record: Any) -> str:
-        if isinstance(record, list):
-            t = record[at] if len(record) > at else None
-        else:
-            t = record.get(key) if isinstance(record, dict) else None
-        t = int(t) if isinstance(t, str) and t.isascii() and t.isdigit() and len(t) <= 18 else t
-        plausible = isinstance(t, int | np.integer) and EPOCH_MS_OR_US[0] <= t < EPOCH_MS_OR_US[1]
-        return f"{label} {shown(t)}" if plausible else unnamed(i)
+        t = record_epoch(record, key, at)
+        return unnamed(i) if t is None else f"{label} {shown(t)}"
 
     return named
 
