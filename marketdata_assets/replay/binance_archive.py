@@ -278,7 +278,9 @@ def csv_bytes(archive: Archive, frames: list[pl.DataFrame]) -> bytes:
     header = archive.market != "spot" and archive.day >= FUTURES_HEADER_SINCE
     unit = "us" if archive.market == "spot" and archive.day >= MICROSECONDS_SINCE else "ms"
     precision = 8 if archive.market == "spot" else None
-    if archive.family == LIQUIDATION_FAMILY:  # a header, every line twice (binance-public-data #259)
+    # the liquidation archives as Binance publishes them: a header, and every line twice (reported in
+    # https://github.com/binance/binance-public-data/issues/259)
+    if archive.family == LIQUIDATION_FAMILY:
         rows = pl.concat(frames).drop("ts")
         rows = rows.select(pl.all().repeat_by(2).explode())
         return (LIQUIDATION_HEADER + "\n").encode() + _csv(rows, None)
