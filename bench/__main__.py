@@ -13,6 +13,7 @@ BENCHMARKS = {
     "alphas_sensor": "bench.alphas_sensor",
     "ticks_load": "bench.ticks_load",
     "trade_id_holes": "bench.trade_id_holes",
+    "archive_day": "bench.archive_day",
     "factors": "bench.factors",
     "crypto_datasets": "bench.crypto_datasets",
     "imports": "bench.imports",

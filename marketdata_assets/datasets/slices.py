@@ -4,7 +4,7 @@ name slices: the one shape they all share, with no behaviour beyond splitting a 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import date
@@ -54,7 +54,18 @@ class Job:
         return [Job(tuple(keys), self.args) for keys in by_instrument.values()]
 
 
-Fetched = pl.DataFrame | tuple[pl.DataFrame, dict[str, str]]  # a frame, or a frame + {instrument: venue}
+@dataclass(frozen=True)
+class Batches:
+    """A fetch of one instrument's slices whose rows are written as they are read (a day of millions of
+    trades never whole in memory): `read()` yields frames of the job's days, on the writer thread;
+    `close()` runs after, whatever happened."""
+
+    read: Callable[[], Iterator[pl.DataFrame]]
+    close: Callable[[], None] = lambda: None
+
+
+# a frame, a frame + {instrument: venue}, or batches written as they are read
+Fetched = pl.DataFrame | tuple[pl.DataFrame, dict[str, str]] | Batches
 
 
 @dataclass

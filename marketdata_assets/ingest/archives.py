@@ -9,7 +9,7 @@ replaced archives) and to `reconcile` monthly archives with the stored daily sli
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -19,7 +19,7 @@ import polars as pl
 from marketdata_assets.core.http import SourceDataError
 from marketdata_assets.core.identifiers import clickhouse_database, sql_identifier
 from marketdata_assets.datasets.frames import BARS_SCHEMA, LC, spec_for
-from marketdata_assets.datasets.slices import Feed, Job
+from marketdata_assets.datasets.slices import Batches, Feed, Job
 from marketdata_assets.ingest.engine import Engine, IngestReport
 from marketdata_assets.sources.binance_vision.archive_settings import ArchiveSettings
 from marketdata_assets.sources.binance_vision.archives import (
@@ -29,6 +29,7 @@ from marketdata_assets.sources.binance_vision.archives import (
     ArchiveClient,
     ArchiveKey,
     ArchiveMissing,
+    ArchiveReader,
     DayFigures,
     Verified,
     fetch_verified,
@@ -86,17 +87,19 @@ class ArchiveRun:
             attempts=self.attempts,
         )
 
-    async def _fetch(self, api: ArchiveClient, job: Job) -> pl.DataFrame:
+    async def _fetch(self, api: ArchiveClient, job: Job) -> Batches:
+        """The verified archive, read from its zip in batches as the engine writes them (the day is
+        never whole in memory); recorded as loaded once read through; the file removed after."""
         key: ArchiveKey = job.args
         verified = self.verified.pop(key, None) or await fetch_verified(api, key, self.workdir)
-        try:
-            frame, figures = await asyncio.to_thread(
-                read_archive, verified.path, key, [k.day for k in job.keys]
-            )
-        finally:
-            verified.path.unlink(missing_ok=True)  # its rows are in memory (or it failed): not kept
-        self.loaded[key] = Loaded(verified, figures, [k.day for k in job.keys])
-        return frame
+        days = [k.day for k in job.keys]
+        reader = ArchiveReader(verified.path, key, days)
+
+        def read() -> Iterator[pl.DataFrame]:
+            yield from reader.batches()
+            self.loaded[key] = Loaded(verified, reader.figures, days)
+
+        return Batches(read, close=lambda: verified.path.unlink(missing_ok=True))
 
     def record(
         self,

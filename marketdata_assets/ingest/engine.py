@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
@@ -26,7 +26,7 @@ from marketdata_assets.core.http import STOP_ERRORS, RequestStats, SourceRequest
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.core.markdown import table
 from marketdata_assets.datasets.frames import day_window, spec_for
-from marketdata_assets.datasets.slices import Feed, Fetched, Job, SliceKey
+from marketdata_assets.datasets.slices import Batches, Feed, Fetched, Job, SliceKey
 from marketdata_assets.datasets.wire import FetchNotes, drop_implausible, noting
 from marketdata_assets.stores.clickhouse import connection, tables, writer
 
@@ -551,7 +551,13 @@ class _FeedRun:
         return kept
 
     def _take(self, job: Job, fetched: Fetched, writes: list) -> None:
-        """Cut the fetched frame into the job's slices; rows no slice of the job holds are counted."""
+        """Cut the fetched frame into the job's slices; rows no slice of the job holds are counted.
+        Batches are written as they are read, on the writer thread."""
+        if isinstance(fetched, Batches):
+            write = asyncio.ensure_future(self._call(self._write_batches, job, fetched))
+            write.add_done_callback(self._stop_when_gone)
+            writes.append(write)
+            return
         frame, venues = fetched if isinstance(fetched, tuple) else (fetched, {})
         frame = self._implausible(job, frame) if frame.height and "venue" in frame.columns else frame
         taken = 0
@@ -681,6 +687,52 @@ class _FeedRun:
             self.engine.run_id,
             instruments=[key.instrument for key in items],
         )
+
+    def _write_batches(self, client, job: Job, fetched: Batches) -> None:
+        """Runs on the writer thread: one instrument's slices from the batches as they are read (rows
+        of implausible times dropped and counted, as `_take` does), every pointer flipped at the end."""
+        first = job.keys[0]
+        days = {key.day: key for key in job.keys}
+        spans: dict[date, list] = {}
+
+        def batches() -> Iterator[pl.DataFrame]:
+            for batch in fetched.read():
+                batch = self._implausible(job, batch) if batch.height and "venue" in batch.columns else batch
+                for day, low, high in (
+                    batch.group_by(pl.col("ts").dt.date().alias("day"))
+                    .agg(pl.col("ts").min().alias("low"), pl.col("ts").max().alias("high"))
+                    .iter_rows()
+                ):
+                    span = spans.setdefault(day, [low, high])
+                    span[0], span[1] = min(span[0], low), max(span[1], high)
+                yield batch
+
+        notes = FetchNotes()
+        try:
+            with noting(notes):  # the reading's drops count as a fetch's do
+                written = writer.write_streamed(
+                    client,
+                    self.engine.database,
+                    first.dataset,
+                    first.venue,
+                    first.instrument,
+                    list(days),
+                    batches(),
+                    self.engine.run_id,
+                )
+        except Exception as error:  # noqa: BLE001 - the read or the write failed: its slices failed
+            if unavailable := connection.gone(error, client):
+                raise unavailable from None
+            for key in job.keys:
+                self._fail(key, f"{self.feed.source} {error_text(error, str(key))}")
+            return
+        finally:
+            fetched.close()
+            self._note(job, notes)
+        for day, key in days.items():
+            self._done(key, written[day].rows, written[day].load_id, None, note=written[day].method)
+            if day in spans:
+                self.outcomes[key].first_ts, self.outcomes[key].last_ts = spans[day]
 
     def _original(self, key: SliceKey) -> SliceKey:
         return key if key in self.outcomes else replace(key, venue="")

@@ -12,7 +12,7 @@ import asyncio
 import calendar
 import hashlib
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -331,48 +331,60 @@ def _id(dataset: str) -> tuple[pl.Expr, pl.Expr]:
     return ident, ident
 
 
-def read_archive(path: Path, key: ArchiveKey, keep: Collection[date] = ()) -> tuple[pl.DataFrame, dict]:
-    """The archive's rows of the days `keep` (a frame of its dataset) and every day's figures
-    ({day: DayFigures}), read in batches by the dump reader. A row outside the archive's day (or
+class ArchiveReader:
+    """An archive's rows of the days `keep`, read from its zip in batches as they are asked for, and,
+    once read through, every day's figures ({day: DayFigures}). A row outside the archive's day (or
     month) or an archive without rows (but of liquidations) is a SourceDataError naming the file."""
-    reader = DumpReader(
-        path, market=key.market, instrument=key.instrument, family=key.family, day=key.day, venue=key.venue
-    )
-    allowed, keep = set(key.days()), sorted(set(keep))
-    kept: list[pl.DataFrame] = []
-    figures: dict[date, DayFigures] = {}
-    (ids, distinct_ids), day = _id(key.dataset), pl.col("ts").dt.date()
-    for batch in reader.batches():
-        for when, rows, first, last, distinct in (
-            batch.group_by(day.alias("day"))
-            .agg(
-                pl.len(),
-                ids.min().alias("first"),
-                ids.max().alias("last"),
-                distinct_ids.n_unique().alias("n"),
-            )
-            .iter_rows()
-        ):
-            if when not in allowed:
-                raise SourceDataError(
-                    key.instrument,
-                    key.day,
-                    f"{key.name}: {rows} row(s) on {when}, outside the "
-                    f"archive's {'day' if key.period == 'daily' else 'month'}",
-                    source=API_NAME,
-                )
-            figures.setdefault(when, DayFigures()).add(rows, first, last, distinct)
-        if keep:
-            kept.append(batch.filter(day.is_in(keep)))
-    if not figures and key.dataset != "liquidations":  # a day without liquidations can be
-        raise SourceDataError(
-            key.instrument,
-            key.day,
-            f"{key.name}: the archive holds no rows; not loaded over a "
-            "stored day (a venue's day is never empty)",
-            source=API_NAME,
+
+    def __init__(self, path: Path, key: ArchiveKey, keep: Collection[date] = ()):
+        self.path, self.key, self.keep = path, key, sorted(set(keep))
+        self.figures: dict[date, DayFigures] = {}
+
+    def batches(self) -> Iterator[pl.DataFrame]:
+        key = self.key
+        reader = DumpReader(
+            self.path,
+            market=key.market,
+            instrument=key.instrument,
+            family=key.family,
+            day=key.day,
+            venue=key.venue,
         )
+        allowed, figures = set(key.days()), {}
+        (ids, distinct_ids), day = _id(key.dataset), pl.col("ts").dt.date()
+        for batch in reader.batches():
+            for when, rows, first, last, distinct in (
+                batch.group_by(day.alias("day"))
+                .agg(pl.len(), ids.min().alias("first"), ids.max().alias("last"), distinct_ids.n_unique())
+                .iter_rows()
+            ):
+                if when not in allowed:
+                    raise SourceDataError(
+                        key.instrument,
+                        key.day,
+                        f"{key.name}: {rows} row(s) on {when}, outside the "
+                        f"archive's {'day' if key.period == 'daily' else 'month'}",
+                        source=API_NAME,
+                    )
+                figures.setdefault(when, DayFigures()).add(rows, first, last, distinct)
+            kept = batch.filter(day.is_in(self.keep)) if self.keep else batch.clear()
+            if kept.height:
+                yield kept
+        if not figures and key.dataset != "liquidations":  # a day without liquidations can be
+            raise SourceDataError(
+                key.instrument,
+                key.day,
+                f"{key.name}: the archive holds no rows; not loaded over a "
+                "stored day (a venue's day is never empty)",
+                source=API_NAME,
+            )
+        self.figures = dict(sorted(figures.items()))
+
+
+def read_archive(path: Path, key: ArchiveKey, keep: Collection[date] = ()) -> tuple[pl.DataFrame, dict]:
+    """The archive's rows of the days `keep` as one frame, and every day's figures (`ArchiveReader`)."""
+    reader = ArchiveReader(path, key, keep)
+    kept = list(reader.batches())
     schema = spec_for(key.dataset).schema
-    return (pl.concat(kept, how="vertical") if kept else pl.DataFrame(schema=schema)), dict(
-        sorted(figures.items())
-    )
+    frame = pl.concat(kept, how="vertical") if kept else pl.DataFrame(schema=schema)
+    return frame, reader.figures

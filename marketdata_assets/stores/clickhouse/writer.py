@@ -362,6 +362,24 @@ def _count_loads(
     return {int(r[0]): int(r[1]) for r in rows}
 
 
+def _method(client, method: str) -> str:
+    """The insert method `auto` stands for on this client (python: the chDB handle; else arrow)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown load method {method!r}: expected one of {METHODS}")
+    if method == "auto":
+        return "python" if _chdb_handle(client) is not None else "arrow"
+    if method == "python" and _chdb_handle(client) is None:
+        raise ValueError("method='python' needs the embedded chDB engine (clickhouse-connect ChdbClient)")
+    return method
+
+
+def _insert(client, database: str, spec: Dataset, table: pa.Table, method: str, batch_rows: int, ids) -> None:
+    if method == "python":
+        _insert_python(client, database, spec, table)
+    else:
+        _insert_arrow(client, database, spec, table, batch_rows, ids)
+
+
 def _write_day(
     client,
     database: str,
@@ -377,12 +395,7 @@ def _write_day(
     """Insert validated rows of one venue and day as one new load per instrument, check the
     counts, flip all pointers in one insert. Returns {instrument: WriteResult}."""
     started = time.monotonic()
-    if method not in METHODS:
-        raise ValueError(f"unknown load method {method!r}: expected one of {METHODS}")
-    if method == "auto":
-        method = "python" if _chdb_handle(client) is not None else "arrow"
-    elif method == "python" and _chdb_handle(client) is None:
-        raise ValueError("method='python' needs the embedded chDB engine (clickhouse-connect ChdbClient)")
+    method = _method(client, method)
     instruments = sorted(set(instruments))
     ids = new_load_ids(client, database, spec.code, venue, [(i, day) for i in instruments])
     load_of = dict(zip(instruments, ids))
@@ -392,10 +405,7 @@ def _write_day(
             pl.lit(day, pl.Date).alias("day"),
             pl.col("instrument").replace_strict(load_of, return_dtype=pl.UInt64).alias("load_id"),
         ).to_arrow(compat_level=pl.CompatLevel.oldest())
-        if method == "python":
-            _insert_python(client, database, spec, table)
-        else:
-            _insert_arrow(client, database, spec, table, batch_rows, ids)
+        _insert(client, database, spec, table, method, batch_rows, ids)
         written = _count_loads(client, database, spec, venue, instruments, day, ids)
         wrong = [
             (i, expected.get(i, 0), written.get(load_of[i], 0))
@@ -446,6 +456,76 @@ def write_slice(
     return _write_day(client, database, spec, data, venue, day, [instrument], run_id, method, batch_rows)[
         instrument
     ]
+
+
+def write_streamed(
+    client,
+    database: str,
+    dataset: str,
+    venue: str,
+    instrument: str,
+    days: Sequence[date],
+    batches: Iterable[pl.DataFrame],
+    run_id: str,
+    *,
+    method: str = "auto",
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> dict[date, WriteResult]:
+    """Replace the slices of `instrument` on `days` with the rows of `batches`, inserted batch by batch
+    as they are read (memory: one batch, not the day) under one new load per day; then the rows of
+    each load are counted and every pointer flipped at once. Nothing becomes visible if a batch fails
+    (the batches' iterator raising included). Returns {day: WriteResult} (a day without rows: empty)."""
+    spec = spec_for(dataset)
+    key = normalize_instrument(venue, instrument)
+    if (key.venue, key.instrument) != (venue, instrument):
+        raise ValueError(f"instrument {venue}:{instrument} is not normalized: expected {key}")
+    started, method, days = time.monotonic(), _method(client, method), sorted({_as_day(d) for d in days})
+    ids = new_load_ids(client, database, spec.code, venue, [(instrument, d) for d in days])
+    load_of, expected = dict(zip(days, ids)), dict.fromkeys(days, 0)
+    for batch in batches:
+        for day, part in _by_day(batch, spec.name, venue, instrument, load_of):
+            data = validate_frame(part, spec.name, venue, instrument, day)
+            table = data.with_columns(
+                pl.lit(day, pl.Date).alias("day"), pl.lit(load_of[day], pl.UInt64).alias("load_id")
+            ).to_arrow(compat_level=pl.CompatLevel.oldest())
+            _insert(client, database, spec, table, method, batch_rows, [load_of[day]])
+            expected[day] += data.height
+    for day in (d for d in days if expected[d]):
+        written = _count_loads(client, database, spec, venue, [instrument], day, [load_of[day]])
+        if written.get(load_of[day], 0) != expected[day]:
+            raise RuntimeError(
+                f"{spec.name} of {venue}:{instrument} on {day}: ClickHouse holds "
+                f"{written.get(load_of[day], 0)} rows of the load, {expected[day]} were written; the "
+                "previous loads stay active"
+            )
+    _flip(
+        client, database, spec.code, venue, [(instrument, d, load_of[d], expected[d]) for d in days], run_id
+    )
+    seconds = round(time.monotonic() - started, 3)
+    return {d: WriteResult(expected[d], load_of[d], seconds, f"{method}, streamed") for d in days}
+
+
+def _by_day(
+    batch: pl.DataFrame, dataset: str, venue: str, instrument: str, load_of: dict[date, int]
+) -> Iterable[tuple[date, pl.DataFrame]]:
+    """A batch's rows per day (one part for a batch within a day); a row of a day not written is an error."""
+    if not batch.height:
+        return []
+    first, last = batch.select(
+        pl.col("ts").min().dt.date().alias("a"), pl.col("ts").max().dt.date().alias("b")
+    ).row(0)
+    parts = (
+        [(first, batch)]
+        if first == last
+        else [(k[0], p) for k, p in batch.group_by(pl.col("ts").dt.date().alias("day"), maintain_order=True)]
+    )
+    for day, _ in parts:
+        if day not in load_of:
+            raise ValueError(
+                f"{dataset} of {venue}:{instrument}: a batch has rows of {day}, not one of the days "
+                f"written ({', '.join(map(str, load_of))})"
+            )
+    return parts
 
 
 def write_slices(

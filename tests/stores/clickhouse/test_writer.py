@@ -186,6 +186,46 @@ def test_other_days_and_instruments_are_left_intact(ch):
     ]
 
 
+def test_a_streamed_write_inserts_batch_by_batch_and_shows_nothing_until_every_batch_is_in(ch):
+    client, db = ch
+    before = make_trades(300, instrument="ETHUSDT", seed=1)
+    w.write_slice(client, db, "trades", before, "BINANCE", "ETHUSDT", DAY, "run-1")
+    rows_at_each_batch: list[int] = []
+
+    def batches(frame: pl.DataFrame, fail_after: int | None = None):
+        for i, part in enumerate(frame.iter_slices(250)):
+            rows_at_each_batch.append(raw_count(client, db))  # the earlier batches are in the table
+            if i == fail_after:
+                raise ValueError("the archive's reader refused a line")
+            yield part
+
+    new = make_trades(1000, instrument="ETHUSDT", seed=2)
+    with pytest.raises(ValueError, match="refused a line"):
+        w.write_streamed(client, db, "trades", "BINANCE", "ETHUSDT", [DAY], batches(new, 2), "run-2")
+    assert rows_at_each_batch == [300, 550, 800]  # inserted as read, 250 rows a batch
+    assert (
+        visible(client, db, "trades", "BINANCE", "ETHUSDT")
+        .sort("ts", "trade_id")
+        .equals(before.sort("ts", "trade_id"))
+    )  # the half-written load stays invisible
+
+    result = w.write_streamed(client, db, "trades", "BINANCE", "ETHUSDT", [DAY], batches(new), "run-3")
+    assert result[DAY].rows == 1000 and result[DAY].method == "python, streamed"
+    back = visible(client, db, "trades", "BINANCE", "ETHUSDT")
+    assert back.sort("ts", "trade_id").equals(new.sort("ts", "trade_id"))
+    with pytest.raises(ValueError, match=r"rows of 2024-03-02, not one of the days written \(2024-03-01\)"):
+        w.write_streamed(
+            client,
+            db,
+            "trades",
+            "BINANCE",
+            "ETHUSDT",
+            [DAY],
+            [make_trades(10, DAY + timedelta(days=1), "ETHUSDT")],
+            "r",
+        )
+
+
 def test_failed_write_before_the_flip_leaves_the_previous_state(ch, monkeypatch):
     client, db = ch
     before = make_trades(400, seed=1)
