@@ -19,7 +19,9 @@ process's; the tools' maximum beside it). Rounds alternate the order (BENCH_REPE
 figure is the asset path's rows per CPU second over the native path's, the median of the per-round
 ratios, with the load average at each round. Targets: >= 0.8x, asset peak RSS < 1 GB. Both paths
 must store the same rows (count, id range, sum of quantities per table): else exit 1.
-Results: bench/results/archive_day.json. Run: `scripts/with-env .venv/bin/python -m bench archive_day`.
+Old vs new: `--tree DIR` adds the asset path of another checkout to every round (its own
+process, cwd and PYTHONPATH that checkout). Results: bench/results/archive_day.json. Run:
+`scripts/with-env .venv/bin/python -m bench archive_day [--tree /path/to/old/checkout]`.
 """
 
 from __future__ import annotations
@@ -225,10 +227,17 @@ def run_phase(argv: list[str]) -> int:
 # ---- the driver ------------------------------------------------------------------------------------------
 
 
-def _phase(phase: str, data_dir: Path, base_url: str) -> dict:
+def _phase(phase: str, data_dir: Path, base_url: str, tree: Path | None = None) -> dict:
+    """One phase in its own process; `tree`: the asset path of another checkout (its package)."""
     argv = [sys.executable, "-m", "bench.archive_day", "--phase", phase, "--data-dir", str(data_dir)]
+    env = dict(os.environ, PYTHONPATH=str(tree)) if tree else None
     done = subprocess.run(
-        [*argv, "--base-url", base_url], check=False, cwd=Path.cwd(), capture_output=True, text=True
+        [*argv, "--base-url", base_url],
+        check=False,
+        cwd=tree or Path.cwd(),
+        env=env,
+        capture_output=True,
+        text=True,
     )
     if done.returncode != 0:
         raise RuntimeError(f"bench phase {phase} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -271,35 +280,48 @@ def _warm(base_url: str) -> dict:
     return sizes
 
 
-def _report(runs: list[dict]) -> dict:
-    ratios = [r["native"]["cpu_s"] / r["asset"]["cpu_s"] for r in runs]
-    walls = [r["native"]["seconds"] / r["asset"]["seconds"] for r in runs]
-    asset_rss = max(r["asset"]["peak_rss_mb"] for r in runs)
-    return {
-        "cpu_ratio_median": round(statistics.median(ratios), 3),
-        "cpu_ratios": [round(x, 3) for x in ratios],
-        "wall_ratio_median": round(statistics.median(walls), 3),
-        "asset_peak_rss_mb": asset_rss,
-        "met": statistics.median(ratios) >= RATIO_TARGET and asset_rss < RSS_TARGET_MB,
-    }
+def _report(runs: list[dict], paths: list[str]) -> dict:
+    """Per asset path: the median of the per-round CPU ratios (native CPU s / the path's) and its peak RSS."""
+    out = {}
+    for path in paths:
+        ratios = [r["native"]["cpu_s"] / r[path]["cpu_s"] for r in runs]
+        walls = [r["native"]["seconds"] / r[path]["seconds"] for r in runs]
+        rss = max(r[path]["peak_rss_mb"] for r in runs)
+        out[path] = {
+            "cpu_ratio_median": round(statistics.median(ratios), 3),
+            "cpu_ratios": [round(x, 3) for x in ratios],
+            "wall_ratio_median": round(statistics.median(walls), 3),
+            "peak_rss_mb": rss,
+            "met": statistics.median(ratios) >= RATIO_TARGET and rss < RSS_TARGET_MB,
+        }
+    return out
 
 
 def _print_round(n: int, run: dict) -> None:
     print(f"round {n} (load average {run['loadavg']}):")
-    for phase in ("native", "asset"):
+    for phase in (k for k in run if k != "loadavg"):
         p = run[phase]
         print(
-            f"  {phase:6} {p['seconds']:7.2f} s wall, {p['cpu_s']:7.2f} CPU s, peak RSS "
-            f"{p['peak_rss_mb']} MB"
+            f"  {phase:6} {p['seconds']:7.2f} s wall, {p['cpu_s']:7.2f} CPU s, peak RSS {p['peak_rss_mb']} MB"
         )
         for name, part in p["parts"].items():
             print(f"    {name:34} {part['seconds']:7.2f} s  {part['cpu_s']:7.2f} CPU s")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench archive_day")
+    parser.add_argument(
+        "--tree",
+        action="append",
+        type=Path,
+        default=[],
+        help="also run the asset path of this checkout (old vs new in the same rounds); repeatable",
+    )
+    args = parser.parse_args(argv or [])
     settings.apply_defaults()
     workdir = Path(tempfile.mkdtemp(prefix="archive_day_", dir=settings.state_dir()))
     process, base_url = _serve(workdir)
+    trees = {"asset": None, **{f"asset@{t.name}": t.resolve() for t in args.tree}}
     runs: list[dict] = []
     try:
         started = time.monotonic()
@@ -309,34 +331,40 @@ def main() -> int:
             f"({time.monotonic() - started:.0f} s to build)"
         )
         for n in range(1, REPEAT + 1):
-            order = ("native", "asset") if n % 2 else ("asset", "native")
+            order = ["native", *trees]
+            order = order[n % len(order) :] + order[: n % len(order)]  # each path first in turn
             run = {"loadavg": Path("/proc/loadavg").read_text().split()[:3]}
             for phase in order:
-                run[phase] = _phase(phase, workdir / "chdb", base_url)
-            if run["asset"]["stored"] != run["native"]["stored"]:
-                raise RuntimeError(
-                    f"the paths stored different rows: {run['asset']['stored']} vs {run['native']['stored']}"
-                )
+                run[phase] = _phase(phase.split("@")[0], workdir / "chdb", base_url, trees.get(phase))
+            for path in trees:
+                if run[path]["stored"] != run["native"]["stored"]:
+                    raise RuntimeError(
+                        f"{path} stored other rows than the native path: {run[path]['stored']} vs "
+                        f"{run['native']['stored']}"
+                    )
             _print_round(n, run)
             runs.append(run)
     finally:
         process.terminate()
         process.wait()
-    summary = _report(runs)
-    print(
-        f"asset / native per CPU second: median {summary['cpu_ratio_median']} "
-        f"(rounds {summary['cpu_ratios']}), "
-        f"wall {summary['wall_ratio_median']}; asset peak RSS {summary['asset_peak_rss_mb']} MB; "
-        f"stored {runs[-1]['asset']['stored']}; targets >= {RATIO_TARGET}x, < {RSS_TARGET_MB} MB: "
-        f"{'met' if summary['met'] else 'NOT met'}"
-    )
+    summary = _report(runs, list(trees))
+    for path, figures in summary.items():
+        print(
+            f"{path} / native per CPU second: median {figures['cpu_ratio_median']} (rounds "
+            f"{figures['cpu_ratios']}), wall {figures['wall_ratio_median']}; "
+            f"peak RSS {figures['peak_rss_mb']} MB; "
+            f"targets >= {RATIO_TARGET}x, < {RSS_TARGET_MB} MB: {'met' if figures['met'] else 'NOT met'}"
+        )
+    print(f"stored (rows, first id, last id, sum of quantities): {runs[-1]['native']['stored']}")
     out = settings.PROJECT_ROOT / "bench" / "results" / "archive_day.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
-        json.dumps({"trades": TRADES, "day": str(DAY), "sizes": sizes, "runs": runs, **summary}, indent=1)
+        json.dumps(
+            {"trades": TRADES, "day": str(DAY), "sizes": sizes, "runs": runs, "paths": summary}, indent=1
+        )
     )
-    return 0 if summary["met"] else 1
+    return 0 if summary["asset"]["met"] else 1
 
 
 if __name__ == "__main__":
-    sys.exit(run_phase(sys.argv[1:]) if "--phase" in sys.argv else main())
+    sys.exit(run_phase(sys.argv[1:]) if "--phase" in sys.argv else main(sys.argv[1:]))

@@ -45,22 +45,17 @@ class Publisher:
         self.publish_buffer = config.publish_buffer  # at most so many (`_room`)
         self.outbox_ready = asyncio.Event()
         self.publish_lock = asyncio.Lock()  # held while JetStream has a batch: a stop waits, never cuts it
-        # instrument -> its trade frames since the last seal, their receive times, the first one's connection
-        self.trade_frames: dict[
-            str, tuple[list[Frame], list[int], str, int]
-        ] = {}  # frames, recvs, conn, first tick
+        # instrument -> (its trade frames since the last seal, their receive times, the first one's
+        # connection, the sealing tick of the first)
+        self.trade_frames: dict[str, tuple[list[Frame], list[int], str, int]] = {}
         self.sealing: asyncio.TimerHandle | None = None
         self.seal_ticks = 0  # sealing ticks so far (`_seal_due`)
-        self.max_ticks = max(
-            1, round(config.trade_batch_max_s / config.trade_batch_s)
-        )  # a sparse batch's ticks
+        self.max_ticks = max(1, round(config.trade_batch_max_s / config.trade_batch_s))  # a sparse batch's
         self.behind_ticks = max(self.max_ticks, round(config.trade_batch_behind_s / config.trade_batch_s))
         self.behind = False  # the processor's last batch had waited longer than trade_batch_max_s
         self.subjects: dict[tuple[str, str], str] = {}  # (dataset, instrument) -> its subject
         self.trade_gaps = TradeGaps()  # the trade ids lost with dropped frames (shedding.py)
-        self.gap_markers: list[
-            tuple
-        ] = []  # their `gap` markers, landed with the next batch (`_land`'s entries)
+        self.gap_markers: list[tuple] = []  # their `gap` markers, landed with the next batch (`_land`'s)
 
     def subject(self, dataset: str, instrument: str) -> str:
         where = self.subjects.get((dataset, instrument))
@@ -139,14 +134,8 @@ class Publisher:
             records = self._read_trades(instrument, frames, recvs, conn_id)
             if self.store is None:
                 if self.latest is not None and records:  # no sink to publish to: the cache is fed here
-                    self.latest.offer(
-                        (
-                            (
-                                self.subject(TRADES, instrument),
-                                *trade_batch(self.protocol.venue, instrument, records[-1:]),
-                            ),
-                        )
-                    )
+                    last = trade_batch(self.protocol.venue, instrument, records[-1:])
+                    self.latest.offer(((self.subject(TRADES, instrument), *last),))
                 continue
             records = records[: self._room(len(records))]
             if records:
