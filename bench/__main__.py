@@ -34,6 +34,7 @@ WITH_OPTIONS = {
     "live_floor": "bench.live_floor",  # --messages, --rounds, --ceiling-us
     "run_storage": "bench.run_storage",  # --rounds, --assets: Dagster's storage connections per run
     "archive_day": "bench.archive_day",  # --tree DIR: the asset path of another checkout in the same rounds
+    "archive_fuzz": "bench.archive_fuzz",  # --tree OLD --tree NEW: mutated archives, the same answers?
     "book_path": "bench.book_path",  # --books, --per-book, --runs, --no-peer: our book path vs cryptofeed's
     "universe": "bench.universe",  # --spot, --usdm, --trades-per-day, --rounds: a backfill via Dagster vs
     # direct; --resolve [--rounds --days]: the capacity model's universe from the venues' reference data

@@ -724,7 +724,7 @@ class _FeedRun:
             if unavailable := connection.gone(error, client):
                 raise unavailable from None
             for key in job.keys:
-                self._fail(key, f"{self.feed.source} {error_text(error, str(key))}")
+                self._fail(key, error_text(error, str(key)))
             return
         finally:
             fetched.close()
