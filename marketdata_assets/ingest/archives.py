@@ -512,6 +512,90 @@ def months_to_reconcile(
     return [k for k in monthly_keys(settings, months) if k in daily and k not in done]
 
 
+def _verified_months(
+    make_client: Callable[[], ArchiveClient],
+    workdir: Path,
+    months: list[ArchiveKey],
+    workers: int,
+    result: ReconcileResult,
+) -> dict[ArchiveKey, Verified]:
+    """The monthly archives downloaded and verified; the others noted as missing or failed."""
+
+    async def download() -> list:
+        async with make_client() as api:
+            return await _gather(months, lambda key: fetch_verified(api, key, workdir), workers)
+
+    verified: dict[ArchiveKey, Verified] = {}
+    for key, got in zip(months, asyncio.run(download()) if months else []):
+        if isinstance(got, ArchiveMissing):
+            result.missing.append(str(got))
+        elif isinstance(got, Exception):
+            result.failed.append(f"{key.name}: {got}")
+        else:
+            verified[key] = got
+    return verified
+
+
+def _compare(
+    client,
+    database: str,
+    verified: dict[ArchiveKey, Verified],
+    result: ReconcileResult,
+    wanted: Callable[[DayComparison], bool],
+) -> tuple[dict[ArchiveKey, dict], dict[ArchiveKey, list[date]]]:
+    """Each verified archive's days compared with the stored daily slices (`result.comparisons`):
+    (its figures, the days to load from it: those `wanted`). An unreadable archive is failed."""
+    figures: dict[ArchiveKey, dict] = {}
+    jobs: dict[ArchiveKey, list[date]] = {}
+    for key, archive in verified.items():
+        try:
+            _, figures[key] = read_archive(archive.path, key)
+        except SourceDataError as error:
+            result.failed.append(str(error))
+            archive.path.unlink(missing_ok=True)
+            continue
+        stored = stored_figures(client, database, key.dataset, key.venue, key.instrument, key.days())
+        mine = [DayComparison(key, day, expected, stored.get(day)) for day, expected in figures[key].items()]
+        result.comparisons.extend(mine)
+        jobs[key] = [c.day for c in mine if wanted(c)]
+    return figures, jobs
+
+
+def _reconciled_row(
+    key: ArchiveKey,
+    archive: Verified,
+    found: dict,
+    result: ReconcileResult,
+    written: list,
+    earlier: tuple[date, ...],
+    run_id: str,
+    previous: str,
+) -> dict:
+    """The `dump_archives` row of a reconciled monthly archive: its note counts the days by status
+    and names each mismatch; its days are every day it has loaded, this run's and earlier ones'."""
+    mine = [c for c in result.comparisons if c.key == key]
+    note = ", ".join(
+        f"{sum(c.status == s for c in mine)} {s}"
+        for s in ("match", "mismatch", "filled", "replaced", "reloaded")
+        if any(c.status == s for c in mine)
+    ) + "".join(
+        f"; {c.day} {c.status}: monthly {c.expected.text()}, daily {c.actual.text()}"
+        for c in mine
+        if c.status in ("mismatch", "replaced")
+    )
+    days = sorted({o.key.day for o in written} | set(earlier))
+    return archive_row(
+        archive,
+        found,
+        run_id,
+        status="reconciled",
+        days=days,
+        load_ids=[o.load_id for o in written],
+        previous=previous,
+        note=note[:2000],
+    )
+
+
 def reconcile(
     make_client: Callable[[], ArchiveClient],
     engine: Engine,
@@ -529,92 +613,54 @@ def reconcile(
     `reload` ones from them, and record every verified monthly archive (status `reconciled`; its
     `days`: every day it has loaded, these and earlier runs')."""
     result = ReconcileResult()
+    verified = _verified_months(make_client, workdir, months, workers, result)
 
-    async def download() -> list:
-        async with make_client() as api:
-            return await _gather(months, lambda key: fetch_verified(api, key, workdir), workers)
+    def wanted(c: DayComparison) -> bool:
+        return (
+            (c.status == "no daily slice" and fill_missing)
+            or (c.status == "mismatch" and replace_mismatched)
+            or c.day in set((reload or {}).get(c.key, ()))
+        )
 
-    verified: dict[ArchiveKey, Verified] = {}
-    for key, got in zip(months, asyncio.run(download()) if months else []):
-        if isinstance(got, ArchiveMissing):
-            result.missing.append(str(got))
-        elif isinstance(got, Exception):
-            result.failed.append(f"{key.name}: {got}")
-        else:
-            verified[key] = got
-    figures: dict[ArchiveKey, dict] = {}
-    jobs: dict[ArchiveKey, list[date]] = {}
     with engine.connect() as client:
         ensure_tables(client, engine.database)  # filled days are written as slices
         ensure_archive_table(client, engine.database)
-        for key, archive in verified.items():
-            try:
-                _, figures[key] = read_archive(archive.path, key)
-            except SourceDataError as error:
-                result.failed.append(str(error))
-                archive.path.unlink(missing_ok=True)
-                continue
-            stored = stored_figures(
-                client, engine.database, key.dataset, key.venue, key.instrument, key.days()
-            )
-            for day, expected in figures[key].items():
-                result.comparisons.append(DayComparison(key, day, expected, stored.get(day)))
-            again = set((reload or {}).get(key, ()))
-            jobs[key] = [
-                c.day
-                for c in result.comparisons
-                if c.key == key
-                and (
-                    (c.status == "no daily slice" and fill_missing)
-                    or (c.status == "mismatch" and replace_mismatched)
-                    or c.day in again
-                )
-            ]
+        figures, jobs = _compare(client, engine.database, verified, result, wanted)
         earlier = {r.key: r.days for r in latest_archives(client, engine.database, period="monthly")}
     run = ArchiveRun(
         make_client, workdir, workers=workers, verified={k: verified[k] for k in jobs if jobs[k]}
     )
     if any(jobs.values()):
         result.report = engine.run([[run.feed(jobs)]])
-    written_days = {
-        (k, o.key.day)
+    written = {
+        k: [
+            o
+            for o in map(result.report.outcomes.get, k.slices(jobs[k]))
+            if o is not None and o.status == "ok"
+        ]
         for k in jobs
-        for o in (result.report.outcomes.get(s) for s in k.slices(jobs[k]))
-        if o is not None and o.status == "ok"
     }
+    written_days = {(k, o.key.day) for k, done in written.items() for o in done}
     result.comparisons = [
         replace(c, loaded=True) if (c.key, c.day) in written_days else c for c in result.comparisons
     ]
-    result.loaded_days = {k.name: sorted(d for key, d in written_days if key == k) for k in jobs if jobs[k]}
+    result.loaded_days = {k.name: sorted(o.key.day for o in written[k]) for k in jobs if jobs[k]}
+    rows = [
+        _reconciled_row(
+            key,
+            verified[key],
+            found,
+            result,
+            written[key],
+            earlier.get(key, ()),
+            engine.run_id,
+            (previous or {}).get(key, ""),
+        )
+        for key, found in figures.items()
+    ]
+    for key in figures:
+        verified[key].path.unlink(missing_ok=True)
     with engine.connect() as client:
-        rows = []
-        for key, found in figures.items():
-            outcomes = [result.report.outcomes.get(s) for s in key.slices(jobs[key])]
-            written = [o for o in outcomes if o is not None and o.status == "ok"]
-            mine = [c for c in result.comparisons if c.key == key]
-            note = ", ".join(
-                f"{sum(c.status == s for c in mine)} {s}"
-                for s in ("match", "mismatch", "filled", "replaced", "reloaded")
-                if any(c.status == s for c in mine)
-            ) + "".join(
-                f"; {c.day} {c.status}: monthly {c.expected.text()}, daily {c.actual.text()}"
-                for c in mine
-                if c.status in ("mismatch", "replaced")
-            )
-            days = sorted({o.key.day for o in written} | set(earlier.get(key, ())))
-            rows.append(
-                archive_row(
-                    verified[key],
-                    found,
-                    engine.run_id,
-                    status="reconciled",
-                    days=days,
-                    load_ids=[o.load_id for o in written],
-                    previous=(previous or {}).get(key, ""),
-                    note=note[:2000],
-                )
-            )
-            verified[key].path.unlink(missing_ok=True)
         insert_archives(client, engine.database, rows)
-        result.recorded = rows
+    result.recorded = rows
     return result

@@ -128,10 +128,35 @@ def validate_frame(
     if out.height == 0:
         return out
 
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    end = start + timedelta(days=1)
     # every rule is a "bad row" mask; all are evaluated in one parallel pass, then the first failing
     # rule (in this order) is located and reported
+    rules = _rules(out, spec, venue, instrument, day)
+    failed = out.select([mask.fill_null(True).any().alias(name) for name, mask, _ in rules]).row(
+        0, named=True
+    )
+    for name, mask, message in rules:
+        if failed[name]:
+            row = out.select(mask.fill_null(True).arg_max()).item()
+            raise ValueError(f"{where}: {message(row)}: {out.row(row, named=True)}")
+    if instrument is None:
+        for name in out["instrument"].unique().to_list():
+            key = normalize_instrument(venue, name)
+            if key.instrument != name:
+                row = out.select((pl.col("instrument") == name).arg_max()).item()
+                raise ValueError(
+                    f"{where}: row {row} has instrument {name!r}, not normalized (expected "
+                    f"{key.instrument!r})"
+                )
+    return out
+
+
+def _rules(
+    out: pl.DataFrame, spec: Dataset, venue: str, instrument: str | None, day: date
+) -> list[tuple[str, pl.Expr, Callable[[int], str]]]:
+    """The frame's "bad row" masks, each with the message naming a row that fails it, in the order
+    they are reported."""
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    end = start + timedelta(days=1)
     rules: list[tuple[str, pl.Expr, Callable[[int], str]]] = []
     for name in spec.schema:
         if name not in spec.nullable:
@@ -190,23 +215,7 @@ def validate_frame(
             ),
         )
     )
-    failed = out.select([mask.fill_null(True).any().alias(name) for name, mask, _ in rules]).row(
-        0, named=True
-    )
-    for name, mask, message in rules:
-        if failed[name]:
-            row = out.select(mask.fill_null(True).arg_max()).item()
-            raise ValueError(f"{where}: {message(row)}: {out.row(row, named=True)}")
-    if instrument is None:
-        for name in out["instrument"].unique().to_list():
-            key = normalize_instrument(venue, name)
-            if key.instrument != name:
-                row = out.select((pl.col("instrument") == name).arg_max()).item()
-                raise ValueError(
-                    f"{where}: row {row} has instrument {name!r}, not normalized (expected "
-                    f"{key.instrument!r})"
-                )
-    return out
+    return rules
 
 
 def _implausible_message(frame: pl.DataFrame, plausible: plausibility.Window, row: int) -> str:
