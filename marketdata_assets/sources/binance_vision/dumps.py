@@ -33,6 +33,7 @@ VENUE = "BINANCE"
 MICROSECONDS_SINCE = date(2025, 1, 1)  # spot dumps switch to microsecond timestamps
 FUTURES_HEADER_SINCE = date(2022, 5, 1)  # futures dumps carry a header from about here
 DEFAULT_BATCH_BYTES = 16 << 20
+READ_BYTES = 1 << 20  # a zip member is decompressed so much at a time
 SOURCE = "BINANCE_DUMPS"  # the ingest_log provider of dump loads
 
 _NAME = re.compile(
@@ -400,6 +401,27 @@ def normalize(
     )
 
 
+def _chunks(stream: IO[bytes], pending: bytes, batch_bytes: int) -> Iterator[bytes]:
+    """The stream's bytes (after `pending`) in chunks of about `batch_bytes`, each ending at a line's
+    end (the last one at the stream's), read a megabyte at a time: a chunk is the only whole copy of
+    its bytes held (a zip member's 16 MB reads and their joins held several)."""
+    while True:
+        parts, size, ended = [pending] if pending else [], len(pending), b"\n" in pending
+        while size < batch_bytes or not ended:  # past the size: on to a line's end
+            block = stream.read(min(READ_BYTES, batch_bytes - size) if size < batch_bytes else READ_BYTES)
+            if not block:
+                if parts:
+                    yield b"".join(parts)
+                return
+            parts.append(block)
+            size, ended = size + len(block), ended or b"\n" in block
+        last = next(i for i in range(len(parts) - 1, -1, -1) if b"\n" in parts[i])
+        cut = parts[last].rfind(b"\n") + 1
+        pending = parts[last][cut:] + b"".join(parts[last + 1 :])
+        parts[last:] = [parts[last][:cut]]
+        yield b"".join(parts)
+
+
 class DumpReader:
     """One dump file: its name, layout and a streamed, batched parse."""
 
@@ -466,24 +488,11 @@ class DumpReader:
             )
         except ValueError as error:
             raise self._error(str(error)) from None
-        pending = b"" if self.has_header else first
         offset = len(first) if self.has_header else 0
-        while True:
-            block = stream.read(batch_bytes)
-            data = pending + block if pending else block
-            if block:
-                cut = data.rfind(b"\n")
-                if cut < 0:
-                    pending = data
-                    continue
-                chunk, pending = data[: cut + 1], data[cut + 1 :]
-            else:
-                chunk, pending = data, b""
-            if chunk and not chunk.isspace():
+        for chunk in _chunks(stream, b"" if self.has_header else first, batch_bytes):
+            if not chunk.isspace():
                 yield self._parse(chunk, offset)
             offset += len(chunk)
-            if not block:
-                break
 
     def _parse(self, chunk: bytes, offset: int) -> pl.DataFrame:
         layout = self.layout

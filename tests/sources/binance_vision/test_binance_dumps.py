@@ -284,3 +284,19 @@ def test_a_bad_row_names_the_file_instrument_and_day(tmp_path, line, message):
         read_dump(path)
     assert error.value.instrument == "BTCUSDT" and error.value.day == date(2025, 1, 15)
     assert "BTCUSDT-trades-2025-01-15.csv" in str(error.value)
+
+
+@pytest.mark.parametrize("batch_bytes", [1, 7, 64, 10_000])
+def test_chunks_end_at_line_ends_and_give_back_every_byte_once(batch_bytes, monkeypatch):
+    import io
+
+    from marketdata_assets.sources.binance_vision import dumps
+
+    monkeypatch.setattr(dumps, "READ_BYTES", 5)  # lines longer than a read, reads shorter than a batch
+    lines = [f"{i},{'x' * (i % 23)}".encode() for i in range(300)]
+    text = b"\n".join(lines)  # no line's end after the last line
+    chunks = list(dumps._chunks(io.BytesIO(text[10:]), text[:10], batch_bytes))
+    assert b"".join(chunks) == text
+    assert all(c.endswith(b"\n") for c in chunks[:-1]) and chunks[-1].endswith(b"299," + b"x" * (299 % 23))
+    # about batch_bytes, to a line's end (the reads past the size are 5 bytes)
+    assert all(len(c) <= batch_bytes + 5 + 30 for c in chunks)
