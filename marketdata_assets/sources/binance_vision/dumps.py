@@ -633,6 +633,9 @@ class DumpReader:
         """Each id (a kline's open time) once in the file: a repeated line is damage, never a trade."""
         if not self._keys:
             return
+        if _increasing(self._keys):  # the vendor's order: unique without hashing millions of ids
+            self._keys = []
+            return
         keys = pl.concat(self._keys)
         self._keys = []
         if keys.n_unique() != keys.len():
@@ -641,6 +644,19 @@ class DumpReader:
                 f"{self.layout.columns[0][0]} {repeated[0]} appears {int((keys == repeated[0]).sum())} "
                 f"times ({repeated.n_unique()} repeated value(s)): a repeated line?"
             )
+
+
+def _increasing(batches: list[pl.Series]) -> bool:
+    """Whether the ids run strictly up through every batch and from each batch to the next (then no
+    id repeats)."""
+    last = None
+    for ids in batches:
+        if ids.len() == 0:
+            continue
+        if (ids.len() > 1 and not (ids.diff().min() > 0)) or (last is not None and ids[0] <= last):
+            return False
+        last = ids[-1]
+    return True
 
 
 def read_dump(path: str | Path, **kwargs) -> pl.DataFrame:
