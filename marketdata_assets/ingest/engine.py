@@ -725,10 +725,10 @@ class _FeedRun:
                 raise unavailable from None
             for key in job.keys:
                 self._fail(key, error_text(error, str(key)))
-            return
+            return  # its drops not counted: as a fetch that failed
         finally:
             fetched.close()
-            self._note(job, notes)
+        self._note(job, notes)
         for day, key in days.items():
             self._done(key, written[day].rows, written[day].load_id, None, note=written[day].method)
             if day in spans:
