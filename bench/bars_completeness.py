@@ -255,11 +255,12 @@ def main() -> int:
     )
     report["planted_faults_found"] = ok
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    report["loadavg"] = Path("/proc/loadavg").read_text().split()[:3]
     report["at"] = datetime.now().isoformat(timespec="seconds")
     print(
         f"completeness {report['completeness_over_plain']}x, K-line coverage "
         f"{report['coverage_over_plain']}x, unit check {report['units_over_plain']}x the plain GROUP BY; "
-        f"planted faults found: {ok}"
+        f"planted faults found: {ok}; load average {' '.join(report['loadavg'])}"
     )
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)

@@ -1,9 +1,11 @@
 """Are a month's minute bars complete? Every code that traded in the month against the trading calendar.
 
 One verdict per code and trading day (complete, partial, auction gap, suspended, rejected,
-off-session, missing day) from one scan of the month's rows against the XSHG grid of core/calendars,
-and the month's severity: ERROR where the bars are provably not what the exchange traded.
-Verdicts, severities, cost and figures: docs/completeness.md, "Minute bars".
+off-session, missing day) against the XSHG grid of core/calendars, and the month's severity: ERROR
+where the bars are provably not what the exchange traded. One scan of the month counts each code's
+bars on the grid; only the codes that are not complete on every trading day are then counted per
+day (through the (code, time) index). Verdicts, severities, cost and figures: docs/completeness.md,
+"Minute bars".
 """
 
 from __future__ import annotations
@@ -83,23 +85,44 @@ SELECT g.time, g.time::date AS day, g.need, (g.need = 'auction')::int AS is_auct
        (g.need = 'optional')::int AS is_optional
 FROM unnest(%(stamps)s::timestamp[], %(needs)s::text[]) AS g(time, need)"""
 
-# The one pass over the rows: counts per code and day of bars, bars on required/auction/optional
-# stamps (integer flags summed: cheaper per row than comparing the need's text).
+# The one pass over the month's rows, per code (the plain GROUP BY code's shape): all bars, and bars
+# on the grid's required/auction stamps (+1 each) and on its optional stamp (+OPTIONAL_UNIT each),
+# found by hashed `= ANY(array)` lookups (cheaper per row than a join). (code, time) is unique, so a
+# code with as many bars on required/auction stamps as the grid has is complete on every trading day.
+OPTIONAL_UNIT = 1 << 20  # > the required/auction stamps of a month (31 days x 1,440 minutes)
+_CODE_TOTALS = """CREATE TEMP TABLE _bar_codes ON COMMIT DROP AS
+SELECT code, count(*) AS bars,
+       sum(CASE WHEN time = ANY(%(on_grid)s::timestamp[]) THEN 1
+                WHEN time = ANY(%(optional)s::timestamp[]) THEN {optional_unit} ELSE 0 END) AS grid
+FROM {table}
+WHERE time >= %(start)s::timestamp AND time < %(end)s::timestamp
+GROUP BY code"""
+
+# The codes that are complete on every trading day (nothing missing, nothing off the grid).
+_COMPLETE_CODES = """(grid %% {optional_unit} = %(expected)s::bigint
+    AND bars = grid %% {optional_unit} + grid / {optional_unit})"""
+
+# Counts per code and day of bars, bars on required/auction/optional stamps (integer flags summed:
+# cheaper per row than comparing the need's text), for the codes not complete (all codes when none is).
 _CODE_DAYS = """CREATE TEMP TABLE _bar_days ON COMMIT DROP AS
 SELECT b.code, b.time::date AS day, count(*) AS bars,
        (count(g.time) - coalesce(sum(g.is_optional), 0))::int AS on_grid,
        coalesce(sum(g.is_auction), 0)::int AS auction, coalesce(sum(g.is_optional), 0)::int AS optional
 FROM {table} b LEFT JOIN _bar_grid g ON g.time = b.time
-WHERE b.time >= %(start)s::timestamp AND b.time < %(end)s::timestamp
+WHERE b.time >= %(start)s::timestamp AND b.time < %(end)s::timestamp {codes}
 GROUP BY b.code, b.time::date"""
 
+# A complete code has bars on every trading day.
 _DAYS = """CREATE TEMP TABLE _grid_days ON COMMIT DROP AS
 SELECT day, count(*) FILTER (WHERE need <> 'optional') AS expected,
        count(*) FILTER (WHERE need = 'auction') AS expected_auction,
-       EXISTS (SELECT 1 FROM _bar_days d WHERE d.day = g.day) AS has_bars
+       %(any_complete)s OR EXISTS (SELECT 1 FROM _bar_days d WHERE d.day = g.day) AS has_bars
 FROM _bar_grid g GROUP BY day"""
 
-_SUMMARY = """SELECT count(DISTINCT code), coalesce(sum(bars), 0)::bigint, count(*) FROM _bar_days"""
+# Codes, bars, code-days (a complete code has one per trading day and no other).
+_SUMMARY = """SELECT (SELECT count(*) FROM _bar_codes),
+       (SELECT coalesce(sum(bars), 0)::bigint FROM _bar_codes),
+       %(complete)s::bigint * %(days)s::bigint + (SELECT count(*) FROM _bar_days)"""
 
 # Everything that is not a complete code-day, with its counts (suspended: a trading day with bars
 # for the market but none for this code; off-calendar: bars on a day that is not a trading day).
@@ -396,17 +419,37 @@ def scan_settings(conn: psycopg.Connection) -> None:
     conn.execute("SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true)", (WORK_MEM,))
 
 
-def build_code_days(conn: psycopg.Connection, grid: Grid, table: str = MINUTE_TABLE) -> None:
-    """The temporary tables _bar_grid, _bar_days (counts per code and day) and _grid_days, in the
-    connection's current transaction (dropped at its end)."""
+def build_code_days(conn: psycopg.Connection, grid: Grid, table: str = MINUTE_TABLE) -> int:
+    """The temporary tables _bar_grid, _bar_codes (bars per code), _bar_days (counts per code and day
+    of the codes not complete on every trading day; of all codes when none is) and _grid_days, in the
+    connection's current transaction (dropped at its end). Returns the number of complete codes."""
     scan_settings(conn)
+    ident = table_identifier(table)
+    window = {"start": grid.start, "end": grid.end}
     conn.execute(_GRID_TABLE, {"stamps": grid.stamps, "needs": grid.needs})
     conn.execute("CREATE INDEX ON _bar_grid (time)")
     conn.execute("ANALYZE _bar_grid")
-    conn.execute(
-        sql.SQL(_CODE_DAYS).format(table=table_identifier(table)), {"start": grid.start, "end": grid.end}
+    on_grid = [s for s, need in zip(grid.stamps, grid.needs) if need != OPTIONAL]
+    optional = [s for s, need in zip(grid.stamps, grid.needs) if need == OPTIONAL]
+    unit = sql.Literal(OPTIONAL_UNIT)
+    conn.execute(  # never a prepared statement: the arrays must be constants to be hashed
+        sql.SQL(_CODE_TOTALS).format(table=ident, optional_unit=unit),
+        {**window, "on_grid": on_grid, "optional": optional},
+        prepare=False,
     )
-    conn.execute(_DAYS)
+    complete = sql.SQL(_COMPLETE_CODES).format(optional_unit=unit)
+    (complete_codes,) = conn.execute(
+        sql.SQL("SELECT count(*) FILTER (WHERE {}) FROM _bar_codes").format(complete),
+        {"expected": len(on_grid)},
+    ).fetchone()
+    codes = sql.SQL("")
+    if complete_codes:  # count per day only the others (through the (code, time) index)
+        others = sql.SQL("SELECT array_agg(code) FROM _bar_codes WHERE NOT {}").format(complete)
+        window["codes"] = conn.execute(others, {"expected": len(on_grid)}).fetchone()[0] or []
+        codes = sql.SQL("AND b.code = ANY(%(codes)s::text[])")
+    conn.execute(sql.SQL(_CODE_DAYS).format(table=ident, codes=codes), window)
+    conn.execute(_DAYS, {"any_complete": complete_codes > 0})
+    return complete_codes
 
 
 def check_month(
@@ -431,8 +474,10 @@ def check_month(
         result.calendar_note = calendars.provisional_note(venue)
     ident = table_identifier(table)
     with conn.transaction(force_rollback=True):
-        build_code_days(conn, grid, table)
-        result.codes, result.bars, result.code_days = conn.execute(_SUMMARY).fetchone()
+        complete = build_code_days(conn, grid, table)
+        result.codes, result.bars, result.code_days = conn.execute(
+            _SUMMARY, {"complete": complete, "days": len(grid.days)}
+        ).fetchone()
         if not result.codes:  # a month with trading days and no bar at all: a missing drop
             result.missing_days = list(grid.days)
         else:
@@ -501,9 +546,7 @@ def _name_rejected_rows(conn: psycopg.Connection, result: MonthCompleteness) -> 
         if on_day:
             result.missing_day_rejects[day] = _merged(day, on_day)
     codes = sorted({code for code, _ in found})
-    judged = {
-        row[0] for row in conn.execute("SELECT DISTINCT code FROM _bar_days WHERE code = ANY(%s)", (codes,))
-    }
+    judged = {row[0] for row in conn.execute("SELECT code FROM _bar_codes WHERE code = ANY(%s)", (codes,))}
     days = {row[0] for row in conn.execute("SELECT day FROM _grid_days WHERE has_bars")}
     unjudged = [r for (code, day), r in sorted(found.items()) if code not in judged and day in days]
     result.rejected = sorted(

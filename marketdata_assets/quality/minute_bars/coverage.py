@@ -3,9 +3,10 @@ readable with 5,000 codes: the worst codes one row each, every other code in one
 
 Each cell is the share of the day's expected bars present (required and closing-auction stamps of
 quality/minute_bars/completeness' grid, capped at 1; 0 on a day the code has no bar); a code's figure is the
-mean over the month's judged trading days. The same per code-day counts as the completeness check
-(completeness.build_code_days: one pass over the month), reduced in SQL to the worst codes' cells,
-one band of the others and one row per worst code for the table.
+mean over the month's judged trading days. The same counts as the completeness check
+(completeness.build_code_days: one pass over the month, per day only for the codes not complete),
+reduced in SQL to the worst codes' cells, one band of the others and one row per worst code for the
+table.
 """
 
 from __future__ import annotations
@@ -23,11 +24,15 @@ from marketdata_assets.stores.timescale.kline import MINUTE_TABLE
 
 WORST = 30
 
+# _bar_days holds the codes not complete on every trading day: a code absent from it has every cell full.
 _CELLS = """CREATE TEMP TABLE _bar_cells ON COMMIT DROP AS
-WITH codes AS (SELECT DISTINCT code FROM _bar_days)
-SELECT c.code, d.day, least(coalesce(p.on_grid, 0), d.expected)::float8 / d.expected AS share,
+WITH counted AS (SELECT DISTINCT code FROM _bar_days)
+SELECT c.code, d.day,
+       CASE WHEN k.code IS NULL THEN 1.0
+            ELSE least(coalesce(p.on_grid, 0), d.expected)::float8 / d.expected END AS share,
        coalesce(p.bars - p.on_grid - p.optional, 0) AS off
-FROM codes c CROSS JOIN _grid_days d LEFT JOIN _bar_days p ON p.code = c.code AND p.day = d.day
+FROM _bar_codes c LEFT JOIN counted k ON k.code = c.code CROSS JOIN _grid_days d
+LEFT JOIN _bar_days p ON p.code = c.code AND p.day = d.day
 WHERE d.expected > 0"""
 
 _RANKED = """CREATE TEMP TABLE _bar_ranked ON COMMIT DROP AS

@@ -74,6 +74,15 @@ SELECT code, prev_day, day FROM seq
 WHERE high / prev_high BETWEEN %(wide_low)s AND %(wide_high)s
    OR high / prev_high BETWEEN 1 / %(wide_high)s AND 1 / %(wide_low)s"""
 
+# Before that, per code (the plain GROUP BY code's shape): a code whose |close| in the window stays
+# within a factor of FACTOR / TOLERANCE has no jump (a jump's ratio is at most max / min), so only the
+# other codes are reduced per day, through the (code, time) index.
+_CANDIDATE_CODES = """SELECT coalesce(array_agg(code ORDER BY code), ARRAY[]::text[]) FROM (
+    SELECT code FROM {table}
+    WHERE time >= %(start)s::timestamp AND time < %(end)s::timestamp AND close IS NOT NULL AND close <> 0 \
+{codes}
+    GROUP BY code HAVING max(abs(close)) / min(abs(close)) >= %(low)s) c"""
+
 _SPAN_JUMPS = """SELECT code, prev_at, at, prev_close, close, close / prev_close AS ratio
 FROM (SELECT b.code, b.time AS at, b.close, lag(b.time) OVER w AS prev_at, lag(b.close) OVER w AS prev_close
       FROM unnest(%(codes)s::text[], %(first)s::date[], %(last)s::date[]) WITH ORDINALITY AS c(code, first, \
@@ -233,13 +242,19 @@ def minute_jumps(
     conn: psycopg.Connection, table: str, start: date, end: date, codes: list[str] | None = None
 ) -> list[Jump]:
     """The x100 jumps of the minute bars in [start, end): the same jumps as :func:`jumps`, with
-    lag() run only over the code-days that can hold one (see _CANDIDATES): no sort of the month."""
+    lag() run only over the code-days that can hold one (see _CANDIDATE_CODES, _CANDIDATES): no sort
+    of the month."""
     params = {
         **_params(start, end, codes),
         "wide_low": FACTOR / TOLERANCE / WIDE,
         "wide_high": FACTOR * TOLERANCE * WIDE,
     }
-    query = sql.SQL(_CANDIDATES.format(table="{table}", codes="AND code = ANY(%(codes)s)" if codes else ""))
+    only = "AND code = ANY(%(codes)s)" if codes else ""
+    query = sql.SQL(_CANDIDATE_CODES.format(table="{table}", codes=only))
+    params["codes"] = conn.execute(query.format(table=table_identifier(table)), params).fetchone()[0]
+    if not params["codes"]:
+        return []
+    query = sql.SQL(_CANDIDATES.format(table="{table}", codes="AND code = ANY(%(codes)s)"))
     spans = conn.execute(query.format(table=table_identifier(table)), params).fetchall()
     if not spans:
         return []
