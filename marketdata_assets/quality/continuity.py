@@ -25,7 +25,7 @@ from marketdata_assets.datasets.frames import TRADES_SPEC, day_window, spec_for
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.sources.interface import IdSequence
 from marketdata_assets.sources.registry import SEQUENCED_DATASETS, id_sequence, same_ids
-from marketdata_assets.stores.clickhouse import tables, writer
+from marketdata_assets.stores.clickhouse import cluster, tables, writer
 
 CHECKED_DATASETS = SEQUENCED_DATASETS  # the datasets whose ids are declared sequential (sources.registry)
 
@@ -170,6 +170,84 @@ def _rows_where(slices: list[SliceKey]) -> tuple[str, dict]:
     }
 
 
+def _scan(client, database: str, table_name: str, where: str, params: dict) -> dict[int, tuple]:
+    """One read of the loads' ids: {load: (rows, rows without an id, first id, last id, aligned)}.
+    `aligned`: all the load's rows are in one part and its ids step by one with their offsets in it
+    (`seq - _part_offset` constant), so no two rows share an id: its distinct ids are its rows with an
+    id, and a load without holes is proven so without a set of its ids. Not claimed in cluster mode
+    (a Distributed read's parts are per shard)."""
+    shifted = "seq - toInt64(_part_offset)"
+    aligned = (
+        "0"
+        if cluster.configured()
+        else f"min({shifted}) = max({shifted}) AND min(_part_index) = max(_part_index)"
+    )
+    rows = client.query(
+        f"SELECT load_id, count(), countIf(seq IS NULL), min(seq), max(seq), {aligned} "
+        f"FROM {clickhouse_database(database)}.`{table_name}` WHERE {where} GROUP BY load_id",
+        parameters=params,
+    ).result_rows
+    return {int(r[0]): (int(r[1]), int(r[2]), r[3], r[4], bool(r[5])) for r in rows}
+
+
+def _unproven(stats: tuple | None) -> bool:
+    """Whether a load's scan leaves its holes to find: it has ids, and they are not proven to be
+    exactly first..last (aligned: distinct ids = rows with an id, then a complete span passes)."""
+    if stats is None or stats[2] is None:
+        return False
+    rows, without_id, first, last, aligned = stats
+    return not (aligned and last - first + 1 == rows - without_id)
+
+
+def _hole_ranges(
+    client, database: str, table_name: str, where: str, params: dict, loads: dict[int, tuple], max_ranges: int
+) -> dict[int, tuple[int, int, list]]:
+    """{load: (hole ranges, missing ids, its first `max_ranges` ranges)} of `loads` (load: its scan),
+    exact: the distinct ids in order, as a bitmap of their offsets from the load's first id (a span
+    under 2^32 ids, as one instrument's day always is; a wider one: a window over its ids in order)."""
+    narrow = [load for load, (_, _, first, last, _) in loads.items() if last - first < 2**32]
+    wide = [load for load in loads if load not in narrow]
+    found = {}
+    if narrow:
+        offsets = (
+            "toUInt32(assumeNotNull(seq) - transform(load_id, {loads:Array(UInt64)}, "
+            "{firsts:Array(Int64)}, 0))"
+        )
+        for r in client.query(
+            f"WITH bitmapToArray(groupBitmapState({offsets})) AS ids, arrayDifference(ids) AS steps, "
+            "arrayFilter((i, step) -> step > 1, ids, steps) AS ends, "
+            "arrayFilter(step -> step > 1, steps) AS gaps "
+            "SELECT load_id, length(gaps), toInt64(arraySum(gaps)) - length(gaps), "
+            f"arraySlice(arrayMap((i, step) -> (i - step + 1, i - 1), ends, gaps), 1, {int(max_ranges)}) "
+            f"FROM {clickhouse_database(database)}.`{table_name}` WHERE {where} AND seq IS NOT NULL "
+            "GROUP BY load_id",
+            parameters={**params, "loads": narrow, "firsts": [loads[load][2] for load in narrow]},
+        ).result_rows:
+            first = loads[int(r[0])][2]
+            found[int(r[0])] = (int(r[1]), int(r[2]), [(first + lo, first + hi) for lo, hi in r[3]])
+    if wide:
+        found.update(
+            _window_ranges(client, database, table_name, where, {**params, "loads": wide}, max_ranges)
+        )
+    return found
+
+
+def _window_ranges(client, database: str, table_name: str, where: str, params: dict, max_ranges: int) -> dict:
+    """The hole ranges of `params['loads']` by a window over their ids in order (`lagInFrame`)."""
+    return {
+        int(r[0]): r[1:]
+        for r in client.query(
+            "SELECT load_id, countIf(seq > prev + 1), ifNull(sumIf(seq - prev - 1, seq > prev + 1), 0), "
+            f"groupArraySortedIf({int(max_ranges)})((prev + 1, seq - 1), seq > prev + 1) FROM ("
+            "SELECT load_id, seq, lagInFrame(seq) OVER (PARTITION BY load_id ORDER BY seq ASC "
+            "ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev "
+            f"FROM {clickhouse_database(database)}.`{table_name}` WHERE {where} AND seq IS NOT NULL) "
+            "GROUP BY load_id",
+            parameters=params,
+        ).result_rows
+    }
+
+
 def find_holes(
     client, database: str, slices: Iterable[SliceKey], *, max_ranges: int = 10, dataset: str = "trades"
 ) -> dict[str, SliceIds]:
@@ -213,42 +291,19 @@ def find_holes(
     if not checked:
         return found
     where, params = _rows_where([s.key for s in checked])
-    mine = [s.load_id for s in checked]
-    stats = client.query(
-        "SELECT load_id, count(), countIf(seq IS NULL), min(seq), max(seq), groupBitmapIf(toUInt32(bitAnd("
-        "assumeNotNull(seq), 4294967295)), seq IS NOT NULL AND load_id IN {mine:Array(UInt64)}) "
-        f"FROM {clickhouse_database(database)}.`{spec.table}` WHERE {where} GROUP BY load_id",
-        parameters={
-            **params,
-            "mine": mine,
-            "loads": mine + [s.previous_load_id for s in checked if s.previous_load_id],
-        },
-    ).result_rows
-    by_load = {int(r[0]): r[1:] for r in stats}
-    # the hole ranges, only where ids are missing inside the day: a window over the ids in order
-    holed = [
-        s.load_id
-        for s in checked
-        if s.load_id in by_load
-        and by_load[s.load_id][2] is not None
-        and by_load[s.load_id][3] - by_load[s.load_id][2] + 1 != by_load[s.load_id][4]
-    ]
-    ranges = {}
-    if holed:
-        ranges = {
-            int(r[0]): r[1:]
-            for r in client.query(
-                "SELECT load_id, countIf(seq > prev + 1), ifNull(sumIf(seq - prev - 1, seq > prev + 1), 0), "
-                f"groupArraySortedIf({int(max_ranges)})((prev + 1, seq - 1), seq > prev + 1) FROM ("
-                "SELECT load_id, seq, lagInFrame(seq) OVER (PARTITION BY load_id ORDER BY seq ASC "
-                "ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev "
-                f"FROM {clickhouse_database(database)}.`{spec.table}` WHERE {where} AND seq IS NOT NULL) "
-                "GROUP BY load_id",
-                parameters={**params, "loads": holed},
-            ).result_rows
-        }
+    read = [s.load_id for s in checked] + [s.previous_load_id for s in checked if s.previous_load_id]
+    by_load = _scan(client, database, spec.table, where, {**params, "loads": read})
+    ranges = _hole_ranges(
+        client,
+        database,
+        spec.table,
+        where,
+        params,
+        {s.load_id: by_load[s.load_id] for s in checked if _unproven(by_load.get(s.load_id))},
+        max_ranges,
+    )
     for s in checked:
-        rows, without_id, first, last, _ = by_load.get(s.load_id, (0, 0, None, None, 0))
+        rows, without_id, first, last, _ = by_load.get(s.load_id, (0, 0, None, None, False))
         previous_last = by_load.get(s.previous_load_id, (0, 0, None, None))[3] if s.previous_load_id else None
         holes: list[IdHole] = []
         count, missing, shown = ranges.get(s.load_id, (0, 0, []))
