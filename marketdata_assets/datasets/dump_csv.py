@@ -19,3 +19,6 @@ class DumpCsvProfile:
     # Columns every row must have: a short line fails its file (the engine's reader would otherwise
     # fill the missing trailing columns with defaults, a missing is_buyer_maker becoming a buy).
     required: tuple[str, ...] = ()
+    # A non-negative integer column one-to-one with the dataset's key (a trade's `seq` with its
+    # `trade_id`): its repeats are counted as a bitmap's, not by hashing the key's text.
+    unique_ids: str = ""

@@ -697,6 +697,7 @@ TRADES_CSV = DumpCsvProfile(
         "time Nullable(Int64), is_buyer_maker Nullable(String), is_best_match Nullable(String), " + _EXTRA
     ),
     required=("id", "price", "qty", "quote_qty", "time", "is_buyer_maker"),
+    unique_ids="seq",  # the id as a number (0 .. Int64 max: checked below), trade_id its text
     # id read wide: an id past Int64 fails instead of wrapping around
     select={
         "ts": _TS_MS_OR_US.format(c="time"),

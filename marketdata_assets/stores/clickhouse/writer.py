@@ -696,7 +696,11 @@ def load_csv_files(
         "{instruments:Array(String)} AND load_id IN {ids:Array(UInt64)}"
     )
     params = {"venue": venue, "instruments": instruments, "ids": ids}
-    repeats = f"count() - uniqExact(`{spec.key}`)" if spec.key else "0"
+    repeats = (
+        f"count() - groupBitmap(toUInt64(`{prof.unique_ids}`))"
+        if prof.unique_ids
+        else (f"count() - uniqExact(`{spec.key}`)" if spec.key else "0")
+    )
     check = client.query(
         f"SELECT load_id, count(), countIf(toDate(ts) != day), minIf(ts, toDate(ts) != day), "
         f"{repeats} {where} GROUP BY load_id",
