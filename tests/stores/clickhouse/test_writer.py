@@ -199,46 +199,25 @@ def test_a_streamed_write_inserts_batch_by_batch_and_shows_nothing_until_every_b
                 raise ValueError("the archive's reader refused a line")
             yield part
 
+    def stream(rows, run_id: str, **options):
+        return w.write_streamed(client, db, "trades", "BINANCE", "ETHUSDT", [DAY], rows, run_id, **options)
+
     new = make_trades(1000, instrument="ETHUSDT", seed=2)
     with pytest.raises(ValueError, match="refused a line"):
-        w.write_streamed(
-            client, db, "trades", "BINANCE", "ETHUSDT", [DAY], batches(new, 2), "run-2", insert_rows=250
-        )
+        stream(batches(new, 2), "run-2", insert_rows=250)
     assert rows_at_each_batch == [300, 550, 800]  # inserted as read, 250 rows at a time
-    assert (
-        visible(client, db, "trades", "BINANCE", "ETHUSDT")
-        .sort("ts", "trade_id")
-        .equals(before.sort("ts", "trade_id"))
-    )  # the half-written load stays invisible
+    shown = visible(client, db, "trades", "BINANCE", "ETHUSDT").sort("ts", "trade_id")
+    assert shown.equals(before.sort("ts", "trade_id"))  # the half-written load stays invisible
 
-    result = w.write_streamed(client, db, "trades", "BINANCE", "ETHUSDT", [DAY], batches(new), "run-3")
+    result = stream(batches(new), "run-3")
     assert result[DAY].rows == 1000 and result[DAY].method == "python, streamed"  # one insert of 1,000
-    again = w.write_streamed(
-        client,
-        db,
-        "trades",
-        "BINANCE",
-        "ETHUSDT",
-        [DAY],
-        batches(new),
-        "run-4",
-        method="arrow",
-        insert_rows=300,
-    )  # four inserts of one load (in cluster mode each its own deduplication token)
+    # four inserts of one load (in cluster mode each its own deduplication token)
+    again = stream(batches(new), "run-4", method="arrow", insert_rows=300)
     assert again[DAY].rows == 1000 and again[DAY].load_id > result[DAY].load_id
     back = visible(client, db, "trades", "BINANCE", "ETHUSDT")
     assert back.sort("ts", "trade_id").equals(new.sort("ts", "trade_id"))
     with pytest.raises(ValueError, match=r"rows of 2024-03-02, not one of the days written \(2024-03-01\)"):
-        w.write_streamed(
-            client,
-            db,
-            "trades",
-            "BINANCE",
-            "ETHUSDT",
-            [DAY],
-            [make_trades(10, DAY + timedelta(days=1), "ETHUSDT")],
-            "r",
-        )
+        stream([make_trades(10, DAY + timedelta(days=1), "ETHUSDT")], "r")
 
 
 def test_failed_write_before_the_flip_leaves_the_previous_state(ch, monkeypatch):
