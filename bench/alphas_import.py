@@ -72,7 +72,7 @@ TARGETS = {
 
 
 def client() -> pymongo.MongoClient:
-    return pymongo.MongoClient(settings.get("MONGODB_URI"))
+    return pymongo.MongoClient(settings.get("MONGODB_URI"), **settings.mongo_auth())
 
 
 def rss_mb() -> int:
@@ -257,6 +257,14 @@ def check_counts(expected: int) -> None:
     assert stored == expected, (stored, expected)
 
 
+def stored_digest() -> str:
+    """sha256 of each alpha collection, every document in _id order (collection_digest)."""
+    from marketdata_assets.stores.mongo.alphas import collection_digest
+
+    mongo = client()
+    return ", ".join(f"{db} {collection_digest(mongo[db][COLLECTION])[:16]}" for db in (DB_REGULAR, DB_SUPER))
+
+
 def expect(stats: dict, **wanted: int) -> None:
     got = {key: stats.get(key) for key in wanted}
     assert got == wanted, (got, wanted)
@@ -321,6 +329,8 @@ def main() -> int:
         expect(first["stats"], files_seen=n, files_imported=n, inserted=n, merged=0, files_quarantined=0)
         check_counts(n)
         check_documents(root, sample)
+        digest = stored_digest()  # old vs new code: the same documents stored
+        print(f"stored after the first import: {digest}", flush=True)
         first_ceiling = first["ceiling_docs"] / first["ceiling_s"]
         print(
             f"ceiling insert_many: {first['ceiling_s']:6.1f} s {first_ceiling:>8,.0f} docs/s "
@@ -404,6 +414,7 @@ def main() -> int:
         "ceiling_docs_during_overwrite": overwrite["ceiling_docs"],
         "unindexed_insert_docs_per_s": round(plain_rate),
         "unindexed_insert_sample": plain_n,
+        "first_import_stored_digest": digest,
         "first_import_s": round(first["seconds"], 2),
         "first_import_docs_per_s": round(first_rate),
         "overwrite_s": round(overwrite["seconds"], 2),

@@ -36,10 +36,9 @@ from marketdata_assets.core.files import quarantine
 from marketdata_assets.datasets.alpha_files import (
     UnreadableFile,
     gc_paused,
-    month_of,
-    parse_alpha_file,
     read_landing_file,
 )
+from marketdata_assets.ingest.alphas.reading import PlausibleCreated, month_of_valid, parse_alpha
 from marketdata_assets.stores.mongo.alphas import (
     AlphaCollections,
     ConflictWait,
@@ -307,6 +306,7 @@ class _Import:
         self.pending = {alpha_type: _Pending() for alpha_type in types}
         self.limits = {alpha_type: min(batch_size, FIRST_BATCH) for alpha_type in types}
         self.real_root = os.path.realpath(landing_root) if landing_root is not None else None
+        self.implausible = PlausibleCreated()
         self.writer = _Writer(self.write, self.done)
         self.progress_key, self.total = f"alpha import#{id(self)}", len(files)  # files read of all, for a bar
         progress.report(self.progress_key, 0, self.total, "files")
@@ -369,8 +369,8 @@ class _Import:
             month = path.parent.parent.name  # <TYPE>/<YYYY-MM>/<account>/<id>.json: its month's own count
             self.stats.by_month.setdefault(month, Counter())["skipped"] += 1
             return None
-        alpha, problem, notes = parse_alpha_file(data)
-        problems, escape = ([problem], False) if problem else inspect_alpha(alpha)
+        alpha, problem, notes = parse_alpha(data)
+        problems, escape = ([problem], False) if problem else inspect_alpha(alpha, self.implausible)
         if not problems and (wrong_name := _name_problem(name, alpha["id"])):
             problems = [wrong_name]
         if problems:
@@ -385,7 +385,7 @@ class _Import:
             "documents": int(keep),
             "alpha_id": alpha["id"],
             "type": alpha["type"],
-            "month": month_of(alpha["dateCreated"]),
+            "month": month_of_valid(alpha["dateCreated"]),
         }
         # everything above may fail for this file alone; queueing only records
         self.queue(alpha_type, name, path, alpha, escape, keep, entry, notes)

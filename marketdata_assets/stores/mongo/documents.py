@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import bson
@@ -286,18 +287,25 @@ def validate_alpha(
     return _validate(obj, supported_types, check_values, None)[0]
 
 
-def inspect_alpha(obj: Any) -> tuple[list[str], bool]:
+def inspect_alpha(
+    obj: Any, implausible: Callable[[datetime, str], str | None] = implausible_created
+) -> tuple[list[str], bool]:
     """``(validate_alpha(obj), whether any key needs escaping)`` in one walk of the object (the
-    second answer is for `to_document(..., escape=...)`; it means nothing when there are problems)."""
+    second answer is for `to_document(..., escape=...)`; it means nothing when there are problems).
+    `implausible`: what implausible_created says of a parsed dateCreated (an importer's cheaper one)."""
     keys: list[str] = []
-    problems, walked = _validate(obj, tuple(COLLECTIONS), True, keys)
+    problems, walked = _validate(obj, tuple(COLLECTIONS), True, keys, implausible)
     if problems:
         return problems, False
     return problems, _NEEDS_ESCAPE.search("".join(keys)) is not None if walked else _needs_escape(obj)
 
 
 def _validate(
-    obj: Any, supported_types: tuple[str, ...] | None, check_values: bool, keys: list | None
+    obj: Any,
+    supported_types: tuple[str, ...] | None,
+    check_values: bool,
+    keys: list | None,
+    implausible: Callable[[datetime, str], str | None] = implausible_created,
 ) -> tuple[list[str], bool]:
     """(problems, whether the quick check passed: `keys` then holds every key)."""
     if not isinstance(obj, dict):
@@ -325,7 +333,7 @@ def _validate(
         except ValueError as exc:
             problems.append(f"unparseable {field}: {exc}")
             continue
-        if field == "dateCreated" and (problem := implausible_created(parsed, value)):
+        if field == "dateCreated" and (problem := implausible(parsed, value)):
             problems.append(f"{field}: {problem}")  # it decides the month
     _json_type_problems(obj, problems)
     walked = check_values and _fast_storable(obj, keys)
