@@ -689,7 +689,26 @@ def load_csv_files(
                 "input_format_csv_detect_header = 1",
                 settings=cluster.insert_settings(cluster.load_token([load_of[n] for n in group])),
             )
-    # check the new loads: rows per load, rows outside their file's day, rows repeating the slice key
+    counts = _check_csv_loads(client, db, spec, prof, venue, files, ids)
+    loads = [
+        (instrument, day, load_id, counts.get(load_id, 0))
+        for (path, instrument, day), load_id in zip(files, ids)
+    ]
+    _flip(client, database, spec.code, venue, loads, run_id)
+    slices = [
+        SliceLoad(instrument, day, load_id, rows, str(path))
+        for (path, instrument, day), (_, _, load_id, rows) in zip(files, loads)
+    ]
+    return CsvLoadResult(
+        rows=sum(s.rows for s in slices), seconds=round(time.monotonic() - started, 3), slices=slices
+    )
+
+
+def _check_csv_loads(
+    client, db: str, spec: Dataset, prof: DumpCsvProfile, venue: str, files: list, ids: list[int]
+) -> dict[int, int]:
+    """The new loads of dump files checked in one query: {load: rows}; ValueError naming the file for
+    rows outside the file's day or rows repeating the slice key (the first such value and its count)."""
     instruments = sorted({s for _, s, _ in files})
     where = (
         f"FROM {db}.`{spec.table}` WHERE venue = {{venue:String}} AND instrument IN "
@@ -724,18 +743,7 @@ def load_csv_files(
                 f"{path}: {repeated} row(s) of {venue}:{instrument} repeat a {spec.key} of the file "
                 f"({spec.key} {value} appears {times} times); nothing from this batch was made visible"
             )
-    loads = [
-        (instrument, day, load_id, counts.get(load_id, 0))
-        for (path, instrument, day), load_id in zip(files, ids)
-    ]
-    _flip(client, database, spec.code, venue, loads, run_id)
-    slices = [
-        SliceLoad(instrument, day, load_id, rows, str(path))
-        for (path, instrument, day), (_, _, load_id, rows) in zip(files, loads)
-    ]
-    return CsvLoadResult(
-        rows=sum(s.rows for s in slices), seconds=round(time.monotonic() - started, 3), slices=slices
-    )
+    return counts
 
 
 # ---- ingest log ----------------------------------------------------------------------------------------
