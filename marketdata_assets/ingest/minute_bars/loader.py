@@ -208,6 +208,67 @@ def _in_months(frame: pl.DataFrame, months: Sequence[date]) -> pl.DataFrame:
     return frame.filter(pl.col("time").dt.truncate("1mo").dt.date().is_in(list(months)))
 
 
+def _delete_spans(conn: psycopg.Connection, table: str, span: pl.DataFrame) -> int:
+    """Delete the stored bars of each code's time span in the file (what a reload replaces): rows deleted."""
+    delete = sql.SQL("""
+        DELETE FROM {table} t
+        USING unnest(%s::text[], %s::timestamp[], %s::timestamp[]) AS r(code, first, last)
+        WHERE t.code = r.code AND t.time BETWEEN r.first AND r.last""").format(table=table_identifier(table))
+    cursor = conn.execute(delete, [span["code"].to_list(), span["first"].to_list(), span["last"].to_list()])
+    return cursor.rowcount
+
+
+def _insert_batches(
+    conn: psycopg.Connection, batches, table: str, use_copy: bool
+) -> tuple[int, int, dict[date, int]]:
+    """Each batch's bars, a repeated bar kept once, into `table`: (rows, duplicates dropped, rows a
+    month)."""
+    rows = duplicates = 0
+    per_month: dict[date, int] = {}
+    for batch in batches:
+        unique = dedupe_bars(batch)
+        duplicates += batch.height - unique.height
+        rows += insert_rows(conn, unique, table, use_copy=use_copy)
+        for month, count in unique.group_by(pl.col("time").dt.truncate("1mo").dt.date()).len().iter_rows():
+            per_month[month] = per_month.get(month, 0) + count
+    return rows, duplicates, per_month
+
+
+def _record_months(
+    conn: psycopg.Connection,
+    rel: str,
+    months: Sequence[date],
+    sha256: str,
+    result: FileLoad,
+    per_month: dict[date, int],
+    run_id: str | None,
+) -> None:
+    """The file's `etl_metadata` row of each month it was loaded for (its digest and counts)."""
+    for month in months:
+        conn.execute(
+            """
+            INSERT INTO etl_metadata (source_file, month, sha256, size_bytes, rows_loaded, \
+rows_rejected,
+                                      duplicates_dropped, run_id)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (source_file, month) DO UPDATE SET sha256 = EXCLUDED.sha256,
+                size_bytes = EXCLUDED.size_bytes, rows_loaded = EXCLUDED.rows_loaded,
+                rows_rejected = EXCLUDED.rows_rejected, duplicates_dropped = \
+EXCLUDED.duplicates_dropped,
+                loaded_at = now(), run_id = EXCLUDED.run_id""",
+            (
+                rel,
+                month,
+                sha256,
+                result.size_bytes,
+                per_month.get(month, 0),
+                result.rejects,
+                result.duplicates_dropped,
+                run_id,
+            ),
+        )
+
+
 def load_file(
     conn: psycopg.Connection,
     path: Path,
@@ -259,16 +320,7 @@ def load_file(
     def write(dedupe_whole_file: bool) -> None:
         with conn.transaction():
             if span.height:
-                delete = sql.SQL("""
-                    DELETE FROM {table} t USING unnest(%s::text[], %s::timestamp[], \
-%s::timestamp[]) AS r(code, first, last)
-                    WHERE t.code = r.code AND t.time BETWEEN r.first AND r.last""").format(
-                    table=table_identifier(table)
-                )
-                cursor = conn.execute(
-                    delete, [span["code"].to_list(), span["first"].to_list(), span["last"].to_list()]
-                )
-                result.rows_deleted = cursor.rowcount
+                result.rows_deleted = _delete_spans(conn, table, span)
             batches = (
                 iter(kept)
                 if kept is not None
@@ -277,18 +329,9 @@ def load_file(
             if dedupe_whole_file:  # a bar repeated across batches: keep its last occurrence in the file
                 frames = [b for b in batches if b.height]
                 batches = iter([pl.concat(frames)] if frames else [])
-            rows = duplicates = 0
-            per_month: dict[date, int] = {}
-            for batch in batches:
-                unique = dedupe_bars(batch)
-                duplicates += batch.height - unique.height
-                rows += insert_rows(conn, unique, table, use_copy=use_copy)
-                for month, count in (
-                    unique.group_by(pl.col("time").dt.truncate("1mo").dt.date()).len().iter_rows()
-                ):
-                    per_month[month] = per_month.get(month, 0) + count
-            result.duplicates_dropped = duplicates
-            result.rows = rows
+            result.rows, result.duplicates_dropped, per_month = _insert_batches(
+                conn, batches, table, use_copy
+            )
             result.rows_by_month = {f"{month:%Y-%m}": count for month, count in sorted(per_month.items())}
             ledger.replace_rejected_rows(
                 conn,
@@ -297,29 +340,7 @@ def load_file(
                 rejects_file=result.rejects_file,
                 run_id=run_id,
             )
-            for month in months:
-                conn.execute(
-                    """
-                    INSERT INTO etl_metadata (source_file, month, sha256, size_bytes, rows_loaded, \
-rows_rejected,
-                                              duplicates_dropped, run_id)
-                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-                    ON CONFLICT (source_file, month) DO UPDATE SET sha256 = EXCLUDED.sha256,
-                        size_bytes = EXCLUDED.size_bytes, rows_loaded = EXCLUDED.rows_loaded,
-                        rows_rejected = EXCLUDED.rows_rejected, duplicates_dropped = \
-EXCLUDED.duplicates_dropped,
-                        loaded_at = now(), run_id = EXCLUDED.run_id""",
-                    (
-                        rel,
-                        month,
-                        sha256,
-                        result.size_bytes,
-                        per_month.get(month, 0),
-                        result.rejects,
-                        result.duplicates_dropped,
-                        run_id,
-                    ),
-                )
+            _record_months(conn, rel, months, sha256, result, per_month, run_id)
 
     try:
         write(dedupe_whole_file=False)
