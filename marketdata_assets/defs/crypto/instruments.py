@@ -59,34 +59,8 @@ def _counts(refreshes) -> list[tuple]:
     ]
 
 
-@dg.asset(
-    group_name=GROUP,
-    deps=[TICK_STORE],
-    pool=pools.CRYPTO_VENUES,
-    kinds={"clickhouse"},
-    check_specs=CHECKS,
-    required_resource_keys={"clickhouse", "tushare", *VENUE_KEYS.values()},
-)
-def instrument_master(context: dg.AssetExecutionContext, config: MasterConfig) -> dg.MaterializeResult:
-    """Each venue's instruments from its reference endpoints (Binance spot and USD-M exchangeInfo and the
-    archive site's delisted symbols, OKX public/instruments of every type, Deribit get_instruments active and
-    expired, Tushare stock_basic listed and delisted), appended to the point-in-time master, and each crypto
-    venue's 24 h volumes (its ticker endpoint) as a snapshot (read: `read.instruments(venue, as_of=...)`,
-    `marketdata universe`)."""
-    clickhouse: ClickHouseResource = context.resources.clickhouse
-    makers = {
-        venue: resource.make_client
-        for venue, resource in venue_resources(context, config.venues or None).items()
-    }
-    tushare = context.resources.tushare
-    if (not config.venues or "TUSHARE" in config.venues) and (tushare.token or "").strip():
-        makers["TUSHARE"] = tushare.make_client  # the A-share master: stock_basic, listed and delisted
-    archives = load_sources_config().binance_archives  # the archive site lists what exchangeInfo forgot
-    with clickhouse.get_client() as client:
-        refreshes, failed = refresh_venues(
-            client, clickhouse.database, makers, archive=lambda: ArchiveClient.from_settings(archives)
-        )
-    clickhouse.close()
+def _checks(refreshes: list) -> list[dg.AssetCheckResult]:
+    """The master's checks: an instrument gone without a delisting or expiry, a changed contract value."""
     gone = [
         (r.venue, name) for r in refreshes for name, status in sorted(r.ended.items()) if status == "gone"
     ]
@@ -120,6 +94,11 @@ def instrument_master(context: dg.AssetExecutionContext, config: MasterConfig) -
             },
         ),
     ]
+    return checks
+
+
+def _metadata(refreshes: list) -> dict:
+    """What a refresh did, per venue and in all."""
     metadata = {
         "venues": dg.MetadataValue.md(
             table(
@@ -139,6 +118,38 @@ def instrument_master(context: dg.AssetExecutionContext, config: MasterConfig) -
         "listed": sum(r.listed for r in refreshes),
         "rows_written": sum(len(r.versions) for r in refreshes),
     }  # versions: nothing changed, none
+    return metadata
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[TICK_STORE],
+    pool=pools.CRYPTO_VENUES,
+    kinds={"clickhouse"},
+    check_specs=CHECKS,
+    required_resource_keys={"clickhouse", "tushare", *VENUE_KEYS.values()},
+)
+def instrument_master(context: dg.AssetExecutionContext, config: MasterConfig) -> dg.MaterializeResult:
+    """Each venue's instruments from its reference endpoints (Binance spot and USD-M exchangeInfo and the
+    archive site's delisted symbols, OKX public/instruments of every type, Deribit get_instruments active and
+    expired, Tushare stock_basic listed and delisted), appended to the point-in-time master, and each crypto
+    venue's 24 h volumes (its ticker endpoint) as a snapshot (read: `read.instruments(venue, as_of=...)`,
+    `marketdata universe`)."""
+    clickhouse: ClickHouseResource = context.resources.clickhouse
+    makers = {
+        venue: resource.make_client
+        for venue, resource in venue_resources(context, config.venues or None).items()
+    }
+    tushare = context.resources.tushare
+    if (not config.venues or "TUSHARE" in config.venues) and (tushare.token or "").strip():
+        makers["TUSHARE"] = tushare.make_client  # the A-share master: stock_basic, listed and delisted
+    archives = load_sources_config().binance_archives  # the archive site lists what exchangeInfo forgot
+    with clickhouse.get_client() as client:
+        refreshes, failed = refresh_venues(
+            client, clickhouse.database, makers, archive=lambda: ArchiveClient.from_settings(archives)
+        )
+    clickhouse.close()
+    checks, metadata = _checks(refreshes), _metadata(refreshes)
     if failed:
         raise dg.Failure(
             f"instrument_master: {len(failed)} venue(s) not refreshed in full (the rest is stored): "
