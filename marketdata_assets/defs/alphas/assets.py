@@ -337,6 +337,39 @@ def _import_metadata(stats: ImportStats, months: list[str], collection, alpha_ty
     return metadata
 
 
+def _locked_import(context, asset_name: str, alpha_type: str, months, store: str, run) -> ImportStats:
+    """`run(after_crash)` under the partition lock of (store, type, months): a dead holder's months are
+    imported knowing it crashed; a live holder or a blocked import fails the run, not to be retried."""
+    try:
+        with partition_lock(
+            settings.state_dir() / "locks" / "alphas",
+            store,
+            alpha_type,
+            months,
+            holder=f"Dagster run {context.run.run_id} ({asset_name})",
+        ) as died:
+            for line in died:
+                context.log.warning(
+                    f"{line}: this import writes every batch in a transaction and waits out "
+                    "any transaction it left open"
+                )
+            return run(bool(died))
+    except (PartitionBusy, ImportBlocked) as error:  # retrying at once would meet the same
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+
+
+def _log_outcome(context, asset_name: str, stats: ImportStats) -> None:
+    for item in stats.quarantined:
+        context.log.warning(f"quarantined {item['file']}: {item['reason']}")
+    for item in stats.flagged:
+        context.log.warning(f"flagged {item['file']}: {item['flag']}")
+    context.log.info(
+        f"{asset_name}: {stats.inserted:,} inserted, {stats.merged:,} merged, {stats.replaced:,} "
+        f"replaced, {stats.unchanged:,} unchanged, {stats.files_skipped:,} files skipped, "
+        f"{len(stats.quarantined)} quarantined, {len(stats.flagged)} flagged in {stats.seconds} s"
+    )
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
@@ -386,47 +419,30 @@ def alpha_documents(
                 )
 
         collection = (db_regular if alpha_type == "REGULAR" else db_super)[alpha_store.collection]
-        store = f"{collection.database.name}.{collection.name}"
-        try:
-            with partition_lock(
-                settings.state_dir() / "locks" / "alphas",
-                store,
-                alpha_type,
-                months,
-                holder=f"Dagster run {context.run.run_id} ({asset_name})",
-            ) as died:
-                for line in died:
-                    context.log.warning(
-                        f"{line}: this import writes every batch in a transaction and waits out "
-                        "any transaction it left open"
-                    )
-                stats = import_files(
-                    files,
-                    db_regular=db_regular,
-                    db_super=db_super,
-                    collection=alpha_store.collection,
-                    mode=config.mode,
-                    time_range=time_range,
-                    batch_size=config.batch_size,
-                    array_keys=array_keys,
-                    quarantine_root=quarantine_root,
-                    landing_root=landing,
-                    run_id=context.run.run_id,
-                    on_progress=progress,
-                    after_crash=bool(died),
-                    on_wait=context.log.warning,
-                )
-        except (PartitionBusy, ImportBlocked) as error:  # retrying at once would meet the same
-            raise dg.Failure(description=str(error), allow_retries=False) from None
-        for item in stats.quarantined:
-            context.log.warning(f"quarantined {item['file']}: {item['reason']}")
-        for item in stats.flagged:
-            context.log.warning(f"flagged {item['file']}: {item['flag']}")
-        context.log.info(
-            f"{asset_name}: {stats.inserted:,} inserted, {stats.merged:,} merged, {stats.replaced:,} "
-            f"replaced, {stats.unchanged:,} unchanged, {stats.files_skipped:,} files skipped, "
-            f"{len(stats.quarantined)} quarantined, {len(stats.flagged)} flagged in {stats.seconds} s"
+        stats = _locked_import(
+            context,
+            asset_name,
+            alpha_type,
+            months,
+            f"{collection.database.name}.{collection.name}",
+            lambda after_crash, files=files, progress=progress: import_files(
+                files,
+                db_regular=db_regular,
+                db_super=db_super,
+                collection=alpha_store.collection,
+                mode=config.mode,
+                time_range=time_range,
+                batch_size=config.batch_size,
+                array_keys=array_keys,
+                quarantine_root=quarantine_root,
+                landing_root=landing,
+                run_id=context.run.run_id,
+                on_progress=progress,
+                after_crash=after_crash,
+                on_wait=context.log.warning,
+            ),
         )
+        _log_outcome(context, asset_name, stats)
         files_of = Counter(
             name.split("/")[2] for name, _ in files
         )  # alphas/<TYPE>/<YYYY-MM>/<account>/<id>.json
