@@ -31,6 +31,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -347,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         process.terminate()
         process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)  # the engines' data directories
     summary = _report(runs, list(trees))
     for path, figures in summary.items():
         print(

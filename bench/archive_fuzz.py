@@ -22,6 +22,7 @@ import io
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -172,6 +173,22 @@ def run_tree(manifest: Path, data_dir: Path) -> int:
     return 0
 
 
+def _answers(trees: list[Path], manifest: Path, workdir: Path) -> dict[Path, list]:
+    """Each checkout's answers to the manifest's archives (its own process)."""
+    answers = {}
+    for tree in trees:
+        tree = tree.resolve()
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.archive_fuzz", "--tree", str(tree), "--run", str(manifest),
+             "--data-dir", str(workdir / f"chdb-{tree.name}")],
+            cwd=tree, env=dict(os.environ, PYTHONPATH=str(tree)), capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"{tree}: exit {done.returncode}\n{done.stderr[-3000:]}")
+        answers[tree] = json.loads(done.stdout.strip().splitlines()[-1])
+    return answers
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench archive_fuzz")
     parser.add_argument(
@@ -187,17 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="archive_fuzz_"))
     manifest = workdir / "manifest.json"
     manifest.write_text(json.dumps(build(workdir / "archives", args.mutations, args.seed)))
-    answers = {}
-    for tree in args.tree:
-        tree = tree.resolve()
-        done = subprocess.run(
-            [sys.executable, "-m", "bench.archive_fuzz", "--tree", str(tree), "--run", str(manifest),
-             "--data-dir", str(workdir / f"chdb-{tree.name}")],
-            cwd=tree, env=dict(os.environ, PYTHONPATH=str(tree)), capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if done.returncode != 0:
-            raise RuntimeError(f"{tree}: exit {done.returncode}\n{done.stderr[-3000:]}")
-        answers[tree] = json.loads(done.stdout.strip().splitlines()[-1])
+    try:
+        answers = _answers(args.tree, manifest, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     (first, a), *others = answers.items()
     differ = 0
     for tree, b in others:
