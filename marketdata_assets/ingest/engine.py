@@ -554,9 +554,7 @@ class _FeedRun:
         """Cut the fetched frame into the job's slices; rows no slice of the job holds are counted.
         Batches are written as they are read, on the writer thread."""
         if isinstance(fetched, Batches):
-            write = asyncio.ensure_future(self._call(self._write_batches, job, fetched))
-            write.add_done_callback(self._stop_when_gone)
-            writes.append(write)
+            self._start_write(writes, self._write_batches, job, fetched)
             return
         frame, venues = fetched if isinstance(fetched, tuple) else (fetched, {})
         frame = self._implausible(job, frame) if frame.height and "venue" in frame.columns else frame
@@ -599,9 +597,13 @@ class _FeedRun:
         if self.unsettled[group] == 0:
             slices = self.groups.pop(group, {})
             if slices:
-                write = asyncio.ensure_future(self._call(self._write_group, group, slices))
-                write.add_done_callback(self._stop_when_gone)
-                writes.append(write)
+                self._start_write(writes, self._write_group, group, slices)
+
+    def _start_write(self, writes: list, fn, *args) -> None:
+        """`fn(client, *args)` on the writer thread, awaited with the feed's other writes."""
+        write = asyncio.ensure_future(self._call(fn, *args))
+        write.add_done_callback(self._stop_when_gone)
+        writes.append(write)
 
     def _stop_when_gone(self, write: asyncio.Future) -> None:
         """The store went away under a write: no further fetch (the write's error ends the run)."""
@@ -693,19 +695,10 @@ class _FeedRun:
         of implausible times dropped and counted, as `_take` does), every pointer flipped at the end."""
         first = job.keys[0]
         days = {key.day: key for key in job.keys}
-        spans: dict[date, list] = {}
 
         def batches() -> Iterator[pl.DataFrame]:
             for batch in fetched.read():
-                batch = self._implausible(job, batch) if batch.height and "venue" in batch.columns else batch
-                for day, low, high in (
-                    batch.group_by(pl.col("ts").dt.date().alias("day"))
-                    .agg(pl.col("ts").min().alias("low"), pl.col("ts").max().alias("high"))
-                    .iter_rows()
-                ):
-                    span = spans.setdefault(day, [low, high])
-                    span[0], span[1] = min(span[0], low), max(span[1], high)
-                yield batch
+                yield self._implausible(job, batch) if batch.height and "venue" in batch.columns else batch
 
         notes = FetchNotes()
         try:
@@ -730,9 +723,10 @@ class _FeedRun:
             fetched.close()
         self._note(job, notes)
         for day, key in days.items():
-            self._done(key, written[day].rows, written[day].load_id, None, note=written[day].method)
-            if day in spans:
-                self.outcomes[key].first_ts, self.outcomes[key].last_ts = spans[day]
+            result = written[day]
+            self._done(key, result.rows, result.load_id, None, note=result.method)
+            if result.rows:
+                self.outcomes[key].first_ts, self.outcomes[key].last_ts = result.first_ts, result.last_ts
 
     def _original(self, key: SliceKey) -> SliceKey:
         return key if key in self.outcomes else replace(key, venue="")

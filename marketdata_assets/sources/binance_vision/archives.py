@@ -351,6 +351,7 @@ class ArchiveReader:
             venue=key.venue,
         )
         allowed, figures = set(key.days()), {}
+        whole = allowed <= set(self.keep)  # every day kept (a daily archive's): no filtering copy
         (ids, distinct_ids), day = _id(key.dataset), pl.col("ts").dt.date()
         for batch in reader.batches():
             for when, rows, first, last, distinct in (
@@ -367,7 +368,9 @@ class ArchiveReader:
                         source=API_NAME,
                     )
                 figures.setdefault(when, DayFigures()).add(rows, first, last, distinct)
-            kept = batch.filter(day.is_in(self.keep)) if self.keep else batch.clear()
+            if not self.keep:  # figures only (the reconcile's comparison)
+                continue
+            kept = batch if whole else batch.filter(day.is_in(self.keep))
             if kept.height:
                 yield kept
         if not figures and key.dataset != "liquidations":  # a day without liquidations can be

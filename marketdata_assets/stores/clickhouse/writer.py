@@ -43,6 +43,8 @@ class WriteResult:
     load_id: int
     seconds: float
     method: str = ""
+    first_ts: datetime | None = None  # the rows' first and last times, where the write saw them
+    last_ts: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -447,6 +449,12 @@ def _write_day(
     }
 
 
+def _check_normalized(venue: str, instrument: str) -> None:
+    key = normalize_instrument(venue, instrument)
+    if (key.venue, key.instrument) != (venue, instrument):
+        raise ValueError(f"instrument {venue}:{instrument} is not normalized: expected {key}")
+
+
 def write_slice(
     client,
     database: str,
@@ -463,9 +471,7 @@ def write_slice(
     """Replace one (dataset, venue, instrument, day) slice with ``frame`` (docs/ticks.md, "The ClickHouse
     writer"). The previous rows stay visible until the new ones are all in; an empty frame empties the day."""
     spec = spec_for(dataset)
-    key = normalize_instrument(venue, instrument)
-    if (key.venue, key.instrument) != (venue, instrument):
-        raise ValueError(f"instrument {venue}:{instrument} is not normalized: expected {key}")
+    _check_normalized(venue, instrument)
     day = _as_day(day)
     data = validate_frame(frame, spec.name, venue, instrument, day)
     return _write_day(client, database, spec, data, venue, day, [instrument], run_id, method, batch_rows)[
@@ -490,20 +496,21 @@ def write_streamed(
     """Replace the slices of `instrument` on `days` with the rows of `batches`, inserted as they are
     read (`insert_rows` at a time: memory is that many rows, not the day) under one new load per day;
     then the rows of each load are counted and every pointer flipped at once. Nothing becomes visible
-    if a batch fails (the batches' iterator raising included). Returns {day: WriteResult} (a day
-    without rows: empty)."""
+    if a batch fails (the batches' iterator raising included). Returns {day: WriteResult} with the
+    day's first and last ts (a day without rows: empty)."""
     spec = spec_for(dataset)
-    key = normalize_instrument(venue, instrument)
-    if (key.venue, key.instrument) != (venue, instrument):
-        raise ValueError(f"instrument {venue}:{instrument} is not normalized: expected {key}")
+    _check_normalized(venue, instrument)
     started, method, days = time.monotonic(), _method(client, method), sorted({_as_day(d) for d in days})
     ids = new_load_ids(client, database, spec.code, venue, [(instrument, d) for d in days])
     load_of, expected = dict(zip(days, ids)), dict.fromkeys(days, 0)
+    spans: dict[date, tuple[datetime, datetime]] = {}  # each day's first and last ts
     held: list[pa.Table] = []  # validated batches not inserted yet: an insert costs ~60 ms whatever its size
+    inserted = held_rows = 0
 
     def insert() -> None:
-        start = sum(expected.values()) - sum(t.num_rows for t in held)  # the rows inserted before
-        _insert(client, database, spec, pa.concat_tables(held), method, batch_rows, ids, start)
+        nonlocal inserted, held_rows
+        _insert(client, database, spec, pa.concat_tables(held), method, batch_rows, ids, inserted)
+        inserted, held_rows = inserted + held_rows, 0
         held.clear()
 
     for batch in batches:
@@ -515,7 +522,10 @@ def write_streamed(
                 ).to_arrow(compat_level=pl.CompatLevel.oldest())
             )
             expected[day] += data.height
-            if sum(t.num_rows for t in held) >= insert_rows:
+            held_rows += data.height
+            low, high = data["ts"].min(), data["ts"].max()
+            spans[day] = (min(spans[day][0], low), max(spans[day][1], high)) if day in spans else (low, high)
+            if held_rows >= insert_rows:
                 insert()
     if held:
         insert()
@@ -531,7 +541,10 @@ def write_streamed(
         client, database, spec.code, venue, [(instrument, d, load_of[d], expected[d]) for d in days], run_id
     )
     seconds = round(time.monotonic() - started, 3)
-    return {d: WriteResult(expected[d], load_of[d], seconds, f"{method}, streamed") for d in days}
+    return {
+        d: WriteResult(expected[d], load_of[d], seconds, f"{method}, streamed", *spans.get(d, (None, None)))
+        for d in days
+    }
 
 
 def _by_day(

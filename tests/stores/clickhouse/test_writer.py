@@ -211,6 +211,7 @@ def test_a_streamed_write_inserts_batch_by_batch_and_shows_nothing_until_every_b
 
     result = stream(batches(new), "run-3")
     assert result[DAY].rows == 1000 and result[DAY].method == "python, streamed"  # one insert of 1,000
+    assert (result[DAY].first_ts, result[DAY].last_ts) == (new["ts"].min(), new["ts"].max())
     # four inserts of one load (in cluster mode each its own deduplication token)
     again = stream(batches(new), "run-4", method="arrow", insert_rows=300)
     assert again[DAY].rows == 1000 and again[DAY].load_id > result[DAY].load_id
