@@ -13,16 +13,12 @@ a database for each path), and the rows must be the replay's trades, each once.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.recipe import package_copy, run_fresh
 
 PACKAGE = '''"""Toyex: a venue added by the README's recipe (tests/test_new_venue_recipe.py)."""
 
@@ -419,38 +415,15 @@ def _follow_the_recipe(tree: Path) -> Path:
 @pytest.fixture(scope="module")
 def followed(tmp_path_factory) -> dict:
     """The recipe followed once on a copy of the package, then one fresh interpreter: RUN_LIVE (`marketdata
-    collect` as its child, the hourly live assets), then RUN_REST; {"live": ..., "rest": ...} they printed.
-    The copy keeps the package's bytecode caches (Python recompiles each file the recipe changed or added:
-    their timestamps no longer match)."""
+    collect` as its child, the hourly live assets), then RUN_REST; {"live": ..., "rest": ...} they printed."""
     tmp = tmp_path_factory.mktemp("recipe")
-    tree = tmp / "tree"
-    shutil.copytree(REPO / "marketdata_assets", tree / "marketdata_assets")
-    shutil.copy(REPO / "pyproject.toml", tree / "pyproject.toml")  # the code location's project file
+    tree = package_copy(tmp)
     without_entry = _follow_the_recipe(tree)
-    env = {
-        key: value for key, value in os.environ.items() if key not in ("TICKS_PROVIDERS_CONFIG", "SYMBOLS")
-    }
-    env.update(
-        PYTHONPATH=str(tree),
-        MARKETDATA_STATE_DIR=str(tmp / "state"),
-        CLICKHOUSE_DSN=f"chdb://{tmp / 'ch'}",
-        CLICKHOUSE_DATABASE="recipe",
-    )
     script = RUN_LIVE.format(state=str(tmp / "state")) + RUN_REST.format(without_entry=str(without_entry))
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        check=False,
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=420,
-    )  # a hang guard
-    assert done.returncode == 0, done.stderr[-3000:]
-    printed = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    printed, stderr = run_fresh(tmp, tree, script, "recipe")
     (live,) = [found for found in printed if "results" in found]
     (rest,) = [found for found in printed if "success" in found]
-    return {"live": live, "rest": rest, "stderr": done.stderr[-3000:]}
+    return {"live": live, "rest": rest, "stderr": stderr}
 
 
 def test_a_new_venue_is_a_package_a_registry_line_a_replay_and_a_config_entry(followed):

@@ -60,7 +60,7 @@ from marketdata_assets.quality.slices import (
     source_scope,
 )
 from marketdata_assets.sources.config import load_sources_config
-from marketdata_assets.sources.registry import STOCK_FEEDS
+from marketdata_assets.sources.registry import STOCK_FEEDS, source
 
 # each stock source's bar convention: the bar opens a full day has (core.calendars underneath)
 SESSION_BAR_OPENS = {name: feed.session_bar_opens for name, feed in STOCK_FEEDS.items()}
@@ -331,16 +331,21 @@ BINANCE_DUMP_CHECKS = [
     trade_id_check("binance_dump_trades"),
     *(rule_check("binance_dump_bars_1m", rule) for rule in CRYPTO_BAR_RULES),
 ]
-# the stock feeds (day)
-A_SHARE_CHECKS = [
-    *(rule_check("a_share_bars_1m", rule, DAY, "TUSHARE") for rule in STOCK_BAR_RULES),
-    *(
-        rule_check("a_share_daily_bars", rule, DAY, "TUSHARE")
-        for rule in (
-            BARS_CONSISTENT["daily_bars"],
-            TIMESTAMPS_INSIDE_DAY["daily_bars"],
-            UNIT_STEP_REVERTS["daily_bars"],
-        )
+# the stock feeds (day): each feed's assets, its datasets' rules over the day's loads it wrote
+STOCK_RULES = {
+    "bars_1m": STOCK_BAR_RULES,
+    "daily_bars": (
+        BARS_CONSISTENT["daily_bars"],
+        TIMESTAMPS_INSIDE_DAY["daily_bars"],
+        UNIT_STEP_REVERTS["daily_bars"],
     ),
-]
-YAHOO_CHECKS = [rule_check("yahoo_bars_1m", rule, DAY, "YAHOO") for rule in STOCK_BAR_RULES]
+}
+STOCK_FEED_CHECKS = {
+    name: [
+        rule_check(feed.asset(dataset), rule, DAY, name)
+        for dataset in source(name).datasets
+        for rule in STOCK_RULES[dataset]
+    ]
+    for name, feed in STOCK_FEEDS.items()
+}
+A_SHARE_CHECKS, YAHOO_CHECKS = STOCK_FEED_CHECKS["TUSHARE"], STOCK_FEED_CHECKS["YAHOO"]

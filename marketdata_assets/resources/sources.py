@@ -30,7 +30,14 @@ from marketdata_assets.sources.interface import VenueClient
 from marketdata_assets.sources.registry import source, stock_feed
 from marketdata_assets.sources.venues import venue_client
 
-__all__ = ["CryptoVenueResource", "SourceResource", "TushareResource", "YahooResource", "source_resources"]
+__all__ = [
+    "CryptoVenueResource",
+    "SourceResource",
+    "StockFeedResource",
+    "TushareResource",
+    "YahooResource",
+    "source_resources",
+]
 
 
 class SourceResource(HttpApiResource):
@@ -100,7 +107,18 @@ class CryptoVenueResource(SourceResource):
         return venue_client(self.venue, self.base_url, **kwargs)
 
 
-# The resource type of each source that is not a crypto venue (every venue is a CryptoVenueResource).
+class StockFeedResource(SourceResource):
+    """A stock feed declared without a resource type of its own: its declared client with the shared
+    HTTP policy (its own config keys stay in the sources config, where its declaration reads them)."""
+
+    source: str = Field(description="The stock feed's declared name.")
+
+    def make_client(self):
+        return source(self.source).client(self.base_url, **self.client_kwargs())
+
+
+# The resource type of each source that is not a crypto venue (every venue is a CryptoVenueResource;
+# a stock feed not listed here a StockFeedResource).
 RESOURCE_TYPES: dict[str, type[SourceResource]] = {"TUSHARE": TushareResource, "YAHOO": YahooResource}
 
 
@@ -130,6 +148,8 @@ def _resource(entry: str, settings: SourceSettings) -> dg.ConfigurableResource:
     if declared.venue_api:
         return CryptoVenueResource(**_common(settings), venue=declared.name, **settings.options)
     kind = RESOURCE_TYPES.get(declared.name)
+    if kind is None and declared.feed is not None:
+        return StockFeedResource(**_common(settings), source=declared.name)
     if kind is None:
         raise SourcesConfigError(
             f"source {declared.name} (entry {entry!r}) has no resource type: add it to "

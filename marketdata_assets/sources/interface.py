@@ -12,9 +12,9 @@ history reaches and where older days come from (`Reach`), and the config keys of
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, tzinfo
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import polars as pl
@@ -126,15 +126,47 @@ class IdSequence:
 
 
 @dataclass(frozen=True)
+class StockDays:
+    """A stock feed's day partitions and when they are loaded, as plain values (defs/equities makes its
+    partitions, schedules and freshness policy of them): weekdays of `days_zone`, the first from
+    `history_start`; on weekdays at `loaded_at` in the exchange's `zone` (after the close) the day is
+    loaded, by `fresh_by` it is due, at `catch_up_at` the recent days missing or failed are retried."""
+
+    days_zone: str  # the zone of a partition's calendar day (Asia/Shanghai; UTC)
+    zone: str  # the exchange's clock: the schedules' and the freshness policy's zone
+    loaded_at: time  # a closed day is loaded then (and counts as closed for the catch-up)
+    fresh_by: time  # the day's materialization is due then
+    history_start: Callable[[Any], date]  # the sources config -> the first day partition
+    catch_up_at: time = time(20)  # daily, every day
+
+
+@dataclass(frozen=True)
 class StockFeed:
-    """What the equities assets and checks ask of a stock-bar source (its feeds.py), besides its client."""
+    """What the equities assets, checks and schedules ask of a stock-bar source (its feeds.py), besides
+    its client. Its Dagster names come from `prefix`: an asset `<prefix>_<dataset>` per dataset of the
+    source, their step (`<prefix>_bars` when several), `<prefix>_bars_job`, `<prefix>_after_close`,
+    `<prefix>_catch_up`; its resource and pool are the source's config entry."""
 
     feeds: Callable[..., list]  # (client factory, slice keys, *, workers, attempts) -> a block's Feeds
     session_bar_opens: Callable[[str, date], list[datetime]]  # the bar opens (UTC) a full day has on a venue
     block_days: int  # the days of slices planned together (one request's span at most)
     bars_a_day: int  # bars a full day has at most (a block's rows per instrument and day)
-    listing: Callable[..., Any] | None = None  # (client factory, cache dir) -> today's listed instruments
-    credential_error: type[Exception] | None = None  # raised when its credential is missing
+    listing: Callable[..., Any] | None = None  # (client factory, cache dir) -> today's (`codes`, `said`)
+    credential_error: type[Exception] | None = None  # raised when its credential (`token`) is missing
+    _: KW_ONLY
+    prefix: str  # a_share, yahoo
+    universe: str  # its run keys' and daily-use metadata's name (a_shares, yahoo)
+    what: str  # the feed, as the daily-use list says it
+    days: StockDays
+    assets: Mapping[str, str]  # dataset -> its asset's description
+    instruments: Callable[[Any], Sequence[str]]  # the sources config -> the configured universe
+    normalize: Callable[[str], str]  # an instrument as a run config spells it -> its name; ValueError
+    slice_venue: Callable[[str], str] = lambda instrument: ""  # its slices' venue ("": the answer names it)
+    rules: Callable[[Any], Mapping[str, Any]] | None = None  # the sources config -> venue -> UniverseRule
+    loads: str = "Loads each day after its close."  # why its after-close schedule is turned on
+
+    def asset(self, dataset: str) -> str:
+        return f"{self.prefix}_{dataset}"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import dagster as dg
 
 from marketdata_assets.defs._common.partitions import crypto_key
 from marketdata_assets.orchestration.sensing import range_tags
+from marketdata_assets.sources.registry import STOCK_FEEDS
 
 UTC = ZoneInfo("UTC")
 RETRY_FAILED = {"retry_failed": True}
@@ -55,8 +56,7 @@ DAILY_USE = "marketdata/daily_use"  # metadata: the feed a stopped schedule or s
 DAILY_USE_WHY = "marketdata/daily_use_why"  # metadata: why it is needed for that feed
 FEEDS = {
     "crypto": "the crypto venues' history and snapshots (`universes.crypto` of the sources config)",
-    "a_shares": "A-share bars from Tushare (`universes.a_shares`; needs TUSHARE_TOKEN)",
-    "yahoo": "Yahoo 1-minute bars (`universes.yahoo`)",
+    **{feed.universe: feed.what for feed in STOCK_FEEDS.values()},  # a_shares, yahoo: the stock feeds
     "binance_archives": "the data.binance.vision archives (`binance_archives` of the sources config)",
     "minute_bars": "A-share minute-bar CSV files and the monthly K-line (TimescaleDB)",
     "alphas": "the alpha API's alphas (ALPHA_API_ACCOUNTS and each account's credentials)",

@@ -1,13 +1,14 @@
 """When the equities assets run.
 
-- A-shares (China days, into ClickHouse): 15:30 Asia/Shanghai on weekdays, the day that just closed;
-- Yahoo (UTC days, see partitions.py): 17:30 America/New_York on weekdays, that day;
+- Each stock feed (sources/registry.py `STOCK_FEEDS`), in its exchange's zone on weekdays after the close
+  (`StockDays.loaded_at`), the day that just closed: A-shares at 15:30 Asia/Shanghai (China days), Yahoo
+  at 17:30 America/New_York (its UTC day, see partitions.py);
 - the monthly K-line (TimescaleDB): every evening after the close, the last three months as one run
   (the refresh when the server has no refresh policy, and a safety net when it has).
 
-The catch-up schedules look at the last `catch_up_days` (sources config) closed days and request the
-days the instance knows as missing or failed, with `retry_failed: true` so only the slices whose
-latest attempt did not succeed are fetched again.
+The catch-up schedules (`StockDays.catch_up_at`) look at the last `catch_up_days` (sources config)
+closed days and request the days the instance knows as missing or failed, with `retry_failed: true` so
+only the slices whose latest attempt did not succeed are fetched again.
 
 The vendor schedules are off by default (they call the vendors' hosts): switch them on in the UI or
 with `dagster schedule start`.
@@ -21,45 +22,14 @@ import dagster as dg
 
 from marketdata_assets.defs._common.runs import RETRY_FAILED, daily_use, op_config, statuses, todo
 from marketdata_assets.defs.equities.minute_bars import stock_monthly_kline
-from marketdata_assets.defs.equities.partitions import a_share_days, minute_bar_months, yahoo_days
+from marketdata_assets.defs.equities.partitions import STOCK_DAYS, minute_bar_months
+from marketdata_assets.defs.equities.stocks import step_name, stock_assets
 from marketdata_assets.orchestration.sensing import range_tags
 from marketdata_assets.sources.config import load_sources_config
+from marketdata_assets.sources.registry import STOCK_FEEDS
 
-SHANGHAI, NEW_YORK = ZoneInfo("Asia/Shanghai"), ZoneInfo("America/New_York")
-
-a_share_bars_job = dg.define_asset_job(
-    "a_share_bars_job", selection=dg.AssetSelection.assets("a_share_bars_1m", "a_share_daily_bars")
-)
-yahoo_bars_job = dg.define_asset_job("yahoo_bars_job", selection=dg.AssetSelection.assets("yahoo_bars_1m"))
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 monthly_kline_job = dg.define_asset_job("monthly_kline_refresh", selection=[stock_monthly_kline])
-
-
-@dg.schedule(
-    job=a_share_bars_job,
-    cron_schedule="30 15 * * 1-5",
-    execution_timezone="Asia/Shanghai",
-    metadata=daily_use("a_shares", "Loads each China trading day after its close."),
-)
-def a_share_after_close(context: dg.ScheduleEvaluationContext):
-    """The China trading day that closed at 15:00, the whole universe in one run."""
-    day = context.scheduled_execution_time.astimezone(SHANGHAI).date()
-    return dg.RunRequest(run_key=f"a_shares:{day}", partition_key=day.isoformat())
-
-
-@dg.schedule(
-    job=yahoo_bars_job,
-    cron_schedule="30 17 * * 1-5",
-    execution_timezone="America/New_York",
-    metadata=daily_use(
-        "yahoo",
-        "Loads each day after New York's close; Yahoo keeps 1-minute bars about "
-        "30 days, so a day not loaded within them is gone.",
-    ),
-)
-def yahoo_after_close(context: dg.ScheduleEvaluationContext):
-    """The day New York closed at 16:00 (its UTC day partition), the whole universe in one run."""
-    day = context.scheduled_execution_time.astimezone(NEW_YORK).date()
-    return dg.RunRequest(run_key=f"yahoo:{day}", partition_key=day.isoformat())
 
 
 @dg.schedule(
@@ -114,33 +84,73 @@ def stock_catch_up(
     ]
 
 
-@dg.schedule(
-    job=a_share_bars_job,
-    cron_schedule="0 20 * * *",
-    execution_timezone="Asia/Shanghai",
-    metadata=daily_use("a_shares", "Retries the recent days that are missing or failed."),
-)
-def a_share_catch_up(context: dg.ScheduleEvaluationContext):
-    """Missing or failed A-share days of the last N days (closed ones only)."""
-    return stock_catch_up(
-        context,
-        a_share_days,
-        ["a_share_bars_1m", "a_share_daily_bars"],
-        "a_share_bars",
-        time(15, 30),
-        SHANGHAI,
-        "a_shares",
-    ) or dg.SkipReason("every recent A-share day is loaded")
+def _cron(at: time, days: str = "1-5") -> str:
+    return f"{at.minute} {at.hour} * * {days}"
 
 
-@dg.schedule(
-    job=yahoo_bars_job,
-    cron_schedule="0 20 * * *",
-    execution_timezone="America/New_York",
-    metadata=daily_use("yahoo", "Retries the recent days that are missing or failed."),
-)
-def yahoo_catch_up(context: dg.ScheduleEvaluationContext):
-    """Missing or failed Yahoo days of the last N days (closed ones only)."""
-    return stock_catch_up(
-        context, yahoo_days, ["yahoo_bars_1m"], "yahoo_bars_1m", time(17, 30), NEW_YORK, "yahoo"
-    ) or dg.SkipReason("every recent Yahoo day is loaded")
+def after_close(name: str, job) -> dg.ScheduleDefinition:
+    """Feed `name`'s day that closed (its day in the exchange's zone), the whole universe in one run."""
+    feed = STOCK_FEEDS[name]
+    zone = ZoneInfo(feed.days.zone)
+
+    @dg.schedule(
+        name=f"{feed.prefix}_after_close",
+        job=job,
+        cron_schedule=_cron(feed.days.loaded_at),
+        execution_timezone=feed.days.zone,
+        metadata=daily_use(feed.universe, feed.loads),
+    )
+    def schedule(context: dg.ScheduleEvaluationContext):
+        day = context.scheduled_execution_time.astimezone(zone).date()
+        return dg.RunRequest(run_key=f"{feed.universe}:{day}", partition_key=day.isoformat())
+
+    schedule.__wrapped__.__doc__ = (  # what docs/configuration.md says of it
+        f"The day that closed before {feed.days.loaded_at:%H:%M} {feed.days.zone} (its "
+        f"{feed.days.days_zone} day partition), the whole universe in one run."
+    )
+    return schedule
+
+
+def catch_up(name: str, job) -> dg.ScheduleDefinition:
+    """Feed `name`'s missing or failed days of the last N days (closed ones only)."""
+    feed = STOCK_FEEDS[name]
+
+    @dg.schedule(
+        name=f"{feed.prefix}_catch_up",
+        job=job,
+        cron_schedule=_cron(feed.days.catch_up_at, "*"),
+        execution_timezone=feed.days.zone,
+        metadata=daily_use(feed.universe, "Retries the recent days that are missing or failed."),
+    )
+    def schedule(context: dg.ScheduleEvaluationContext):
+        return stock_catch_up(
+            context,
+            STOCK_DAYS[name],
+            list(stock_assets(name).values()),
+            step_name(name),
+            feed.days.loaded_at,
+            ZoneInfo(feed.days.zone),
+            feed.universe,
+        ) or dg.SkipReason(f"every recent day of {step_name(name)} is loaded")
+
+    schedule.__wrapped__.__doc__ = (
+        f"Missing or failed days of {step_name(name)} of the last N days (closed ones only)."
+    )
+    return schedule
+
+
+# each stock feed's job (`<prefix>_bars_job`: its assets) and its two schedules
+STOCK_JOBS = {
+    name: dg.define_asset_job(
+        f"{feed.prefix}_bars_job", selection=dg.AssetSelection.assets(*stock_assets(name).values())
+    )
+    for name, feed in STOCK_FEEDS.items()
+}
+STOCK_SCHEDULES = [
+    schedule for name, job in STOCK_JOBS.items() for schedule in (after_close(name, job), catch_up(name, job))
+]  # a list: the defs folder's loader finds what lists hold, not dicts
+_named = {schedule.name: schedule for schedule in STOCK_SCHEDULES}
+a_share_after_close, yahoo_after_close = (
+    _named["a_share_after_close"],
+    _named["yahoo_after_close"],
+)  # tests read them

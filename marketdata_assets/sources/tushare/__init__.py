@@ -1,8 +1,10 @@
 """Tushare Pro: A-share 1-minute bars (`stk_mins`) and daily bars (`daily`), and the listing
 (`stock_basic`, kept per Beijing day): the client, the error table and the pure parsers of its answers."""
 
-from marketdata_assets.core.naming import A_SHARE_VENUES
-from marketdata_assets.sources.interface import HISTORY, Option, Source, StockFeed
+from datetime import time
+
+from marketdata_assets.core.naming import A_SHARE_VENUES, a_share_code, a_share_venue
+from marketdata_assets.sources.interface import HISTORY, Option, Source, StockDays, StockFeed
 from marketdata_assets.sources.tushare import feeds
 from marketdata_assets.sources.tushare.client import (
     DEFAULT_BASE_URL,
@@ -49,6 +51,28 @@ TUSHARE = Source(
         feeds.BARS_A_DAY,
         listing=listed_today,
         credential_error=TushareTokenError,
+        prefix="a_share",
+        universe="a_shares",
+        what="A-share bars from Tushare (`universes.a_shares`; needs TUSHARE_TOKEN)",
+        # the session ends 15:00 Beijing: loaded at 15:30, due by 18:00
+        days=StockDays(
+            "Asia/Shanghai",
+            "Asia/Shanghai",
+            time(15, 30),
+            time(18),
+            lambda config: config.a_share_history_start,
+        ),
+        assets={
+            "bars_1m": "A-share 1-minute bars (Tushare stk_mins; 241 a day, ts = bar open in UTC) of the "
+            "whole universe per China trading day, in ClickHouse `bars_1m` (venues SSE, SZSE, BSE).",
+            "daily_bars": "A-share daily bars (Tushare daily: volume in shares, amount in yuan, pre_close) "
+            "per China trading day, in ClickHouse `daily_bars` (read: daily_bars_v, daily_bars_range).",
+        },
+        instruments=lambda config: config.a_shares,
+        normalize=a_share_code,
+        slice_venue=a_share_venue,
+        rules=lambda config: config.a_share_rules(),
+        loads="Loads each China trading day after its close.",
     ),
     options={
         "token_env": Option(

@@ -81,6 +81,13 @@ class Listing:
     def codes(self) -> list[str]:
         return [i.code for i in self.instruments]
 
+    @property
+    def said(self) -> str:
+        """What the codes are, as a run's metadata says it."""
+        where = "read from the day's file" if self.cached else "asked today"
+        status = f"stock_basic list_status {self.list_status}"
+        return f"{len(self.codes):,} codes Tushare lists ({status}, {self.day}, {where})"
+
 
 def parse_stock_basic(table: Table, list_status: str = "L") -> tuple[list[ListedInstrument], dict[str, int]]:
     """A `stock_basic` table -> its instruments of `list_status`, by code; (instruments, dropped counts)."""
