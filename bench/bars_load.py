@@ -6,7 +6,8 @@ code in a layout both readers take (`datetime,code,open,high,low,close,volume,mo
 files go through `psql \\copy` (the ceiling) and through the project's stock_1min_qfq asset
 (landing index, sha256, parse with Polars, binary COPY, etl_metadata), into the same hypertable
 definition, on the same server, in one run. Targets (issue 5, tightened since): load >= 1.2x
-\\copy; refresh <= 1.0x the plain query.
+\\copy; refresh <= 1.0x the plain query. Each figure is printed with the load average, each load with
+the unique index's size. Old code: run it from another checkout (cwd and PYTHONPATH that tree).
 """
 
 from __future__ import annotations
@@ -123,6 +124,18 @@ def fresh_table() -> None:
         conn.commit()
 
 
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages, printed beside each figure."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def index_mb() -> int:
+    """The unique index's size over all chunks (rows written in its order leave its pages full)."""
+    with connect() as conn:
+        size = conn.execute("SELECT hypertable_index_size('stock_1min_qfq_code_time')").fetchone()[0]
+    return round(size / 1e6)
+
+
 def count_rows() -> int:
     with connect() as conn:
         return conn.execute("SELECT count(*) FROM stock_1min_qfq").fetchone()[0]
@@ -220,7 +233,11 @@ def main() -> int:
     fresh_table()
     copy_s = psql_copy(paths)
     assert count_rows() == rows
-    print(f"psql \\copy:      {copy_s:6.1f} s  {rows / copy_s:>10,.0f} rows/s")
+    copy_index_mb = index_mb()
+    print(
+        f"psql \\copy:      {copy_s:6.1f} s  {rows / copy_s:>10,.0f} rows/s  (index {copy_index_mb} MB; "
+        f"load average {loadavg()})"
+    )
 
     fresh_table()
     load_s, meta = project_load(data, workers=WORKERS)
@@ -228,12 +245,17 @@ def main() -> int:
     assert loaded == rows, (loaded, rows)
     print(
         f"project load:    {load_s:6.1f} s  {rows / load_s:>10,.0f} rows/s  ({meta['write_path']}, "
-        f"{WORKERS} workers)"
+        f"{WORKERS} workers; index {index_mb()} MB; load average {loadavg()})"
     )
 
     refresh = refresh_vs_plain()
-    print(f"plain GROUP BY:  {refresh['plain_group_by_s']:6.2f} s  ({refresh['groups']} monthly rows)")
-    print(f"K-line refresh:  {refresh['refresh_s']:6.2f} s  ({refresh['path']} path)")
+    print(
+        f"plain GROUP BY:  {refresh['plain_group_by_s']:6.2f} s  ({refresh['groups']} monthly rows; "
+        f"load average {loadavg()})"
+    )
+    print(
+        f"K-line refresh:  {refresh['refresh_s']:6.2f} s  ({refresh['path']} path; load average {loadavg()})"
+    )
 
     report = {
         "rows": rows,
@@ -244,6 +266,8 @@ def main() -> int:
         "project_load_s": round(load_s, 2),
         "project_rows_per_s": round(rows / load_s),
         "load_over_copy": round(copy_s / load_s, 2),
+        "index_mb_copy": copy_index_mb,
+        "index_mb_load": index_mb(),
         **refresh,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "loadavg": Path("/proc/loadavg").read_text().split()[:3],

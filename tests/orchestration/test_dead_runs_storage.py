@@ -87,7 +87,7 @@ def test_a_killed_load_is_cleaned_up_then_postgres_crash_mid_load_is_one_line_pe
     fails it, frees the slot and runs, until the server crashes while the fifth of five files loads: the
     first four committed, the command says so and exits within seconds; after a restart the next command
     fails the dead run, frees its slot, loads the fifth."""
-    from marketdata_assets.ingest.minute_bars import loader
+    from marketdata_assets.ingest.minute_bars import landing, loader
     from marketdata_assets.stores.timescale import ledger
 
     pg.create_database("dagster")
@@ -111,7 +111,7 @@ def test_a_killed_load_is_cleaned_up_then_postgres_crash_mid_load_is_one_line_pe
     monkeypatch.setenv("DAGSTER_PG_DB", "dagster")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     csv = replay_files(tmp_path / "csv")
-    last = min(csv.iterdir(), key=lambda path: path.stat().st_size)  # loaded last (largest first, one worker)
+    last = landing.load_order(csv.iterdir())[-1]  # loaded last (one worker)
     with dg.DagsterInstance.get() as instance, timescale_held(env):
         killed = kill_mid_step(
             instance,

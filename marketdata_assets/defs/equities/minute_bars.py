@@ -89,8 +89,8 @@ class MinuteBarLoadConfig(RunConfig):
     force: bool = False
     """Reload files already loaded with the same content (`marketdata load-minute-bars --force`)."""
     workers: int = 4
-    """Files loaded in parallel, largest first, each on its own connection (1 on single-session servers).
-    On 2 cores, 4 measured best (1.24x psql \\copy; 3: 1.18x, 2: 1.15x): parsing overlaps the COPYs."""
+    """Files loaded in parallel, largest first by size class and in path order within one, each on its own
+    connection (1 on single-session servers). On 2 cores 4 measured best: parsing overlaps the COPYs."""
     profiles_file: str = ""
     """A JSON file of extra column profiles (see sources/minute_csv/profiles.py), on top of the built-in
     ones."""

@@ -1,24 +1,25 @@
 """One load of the minute-bar landing area for a run's months: which files, in parallel, and what
 happened to each. The store is bootstrapped first (stores/timescale/bootstrap.py), whoever launched the load.
 
-The files of the months (by the landing index; new or changed files are indexed on the way) load
-largest first on `workers` connections, each file in its own transaction (loader.load_file). A
-file that can't be loaded — unreadable, no known layout, a time column that never parses, values
-the database refuses — is quarantined with its reason and every other file loads. Files no profile
-could read are recorded with the profile set's fingerprint; a later run with other profiles (a
-fixed or added one) moves them back and reads them again. A symbolic link in the landing area (to a
-file or a directory, wherever it points) is never read: every load quarantines it, the reason
-naming the link (core/landing_files.py), and a file swapped for a link after the listing is refused
-when it is opened. A store that goes
-away is different: the first StoreUnavailable cancels the queued files and fails the load at once,
-so a dead server costs seconds, not a pool timeout per file.
+The files of the months (by the landing index; new or changed files are indexed on the way) load largest
+first (by halving size classes, each in path order: `load_order`) on `workers` connections, each file in
+its own transaction (loader.load_file). A file that can't be loaded — unreadable, no known layout, a
+time column that never parses, values the database refuses — is quarantined with its reason and every
+other file loads. Files no profile could read are recorded with the profile set's fingerprint; a later
+run with other profiles (a fixed or added one) moves them back and reads them again. A symbolic link in
+the landing area (to a file or a directory, wherever it points) is never read: every load quarantines
+it, the reason naming the link (core/landing_files.py), and a file swapped for a link after the listing
+is refused when it is opened. A store that goes away is different: the first StoreUnavailable cancels
+the queued files and fails the load at once, so a dead server costs seconds, not a pool timeout per
+file.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -174,7 +175,7 @@ def _first(names: Sequence[str], shown: int) -> str:
 def plan_files(
     conn: psycopg.Connection, root: Path, months: Sequence[date], files: Sequence[Path] | None = None
 ) -> list[LandingFile]:
-    """The files that may hold rows of `months`, largest first: indexed files with rows in them, and
+    """The files that may hold rows of `months` in `load_order`: indexed files with rows in them, and
     every new or changed file (its months are learnt when it is read). `files`: the landing files
     listed (default: loader.landing_files)."""
     indexed, stale = loader.landing_index(conn, root, files)
@@ -185,7 +186,18 @@ def plan_files(
         if not error and wanted & set(file_months)
     ]
     work += [LandingFile(path, rel, stat, None) for path, rel, stat in stale]
-    return sorted(work, key=lambda item: item.path.lstat().st_size, reverse=True)
+    by_path = {item.path: item for item in work}
+    return [by_path[path] for path in load_order(by_path)]
+
+
+def load_order(paths: Iterable[Path]) -> list[Path]:
+    """Largest first by halving size classes (the files within 2x of the largest, then within 4x, ...) so
+    the workers end on small files; within a class by path. Files named by their code then reach each
+    chunk's unique index (code, time DESC) in its order: each file's entries after those of the codes
+    loaded before, not split into the index's middle (docs/minute-bars.md, "Measured again")."""
+    sizes = {path: max(1, path.lstat().st_size) for path in paths}
+    largest = max(sizes.values(), default=1)
+    return sorted(sizes, key=lambda path: (int(math.log2(largest / sizes[path])), path))
 
 
 def release_quarantined(conn: psycopg.Connection, root: Path, fingerprint: str) -> list[str]:

@@ -331,10 +331,21 @@ def insert_unnest(
     return df.height
 
 
+def index_order(df: pl.DataFrame) -> pl.DataFrame:
+    """The rows in the order of the table's unique index (code, time DESC): each index entry lands right
+    after the previous one. With files in code order (landing.load_order) that keeps the index's pages
+    full and saves the server a fifth of a load's CPU (docs/minute-bars.md, "Measured again")."""
+    if df.height < 2:
+        return df
+    return df.sort("code", "time", descending=[False, True], maintain_order=True)
+
+
 def insert_rows(
     conn: psycopg.Connection, df: pl.DataFrame, table: str = MINUTE_TABLE, *, use_copy: bool = True
 ) -> int:
-    """Binary COPY when the server allows it (TimescaleCapabilities.copy_from_stdin), else unnest."""
+    """Binary COPY when the server allows it (TimescaleCapabilities.copy_from_stdin), else unnest; the
+    rows in index order."""
+    df = index_order(df)
     return copy_binary(conn, df, table) if use_copy else insert_unnest(conn, df, table)
 
 

@@ -278,3 +278,26 @@ def test_a_link_in_the_landing_area_is_quarantined_unread_naming_the_link(landin
     with pytest.raises(LinkRefused) as refused:  # a link swapped in after the listing: refused when opened
         open_minute_csv(moved)
     assert "SECRET" not in str(refused.value) and str(outside) not in str(refused.value)
+
+
+def test_files_load_largest_first_by_halving_size_classes_each_in_path_order(tmp_path):
+    sizes = {  # class: halvings below the largest file (1,000 bytes)
+        "000003.SZ.csv": 400,  # 1
+        "600000.SH.csv": 1000,  # 0
+        "000001.SZ.csv": 600,  # 0
+        "300001.SZ.csv": 520,  # 0
+        "000002.SZ.csv": 10,  # 6
+        "600001.SH.csv": 300,  # 1
+    }
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(b"x" * size)
+    order = landing_load.load_order(tmp_path / name for name in sizes)
+    assert [path.name for path in order] == [
+        "000001.SZ.csv",
+        "300001.SZ.csv",
+        "600000.SH.csv",
+        "000003.SZ.csv",
+        "600001.SH.csv",
+        "000002.SZ.csv",
+    ]
+    assert landing_load.load_order([]) == []

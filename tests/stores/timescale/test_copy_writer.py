@@ -24,6 +24,7 @@ from marketdata_assets.stores.timescale.copy_writer import (
     copy_binary,
     encode_pgcopy,
     fetch_frame,
+    index_order,
     insert_rows,
     insert_unnest,
     register_binary_arrays,
@@ -298,3 +299,17 @@ def test_missing_columns_are_reported():
 
 def test_columns_constant_matches_schema():
     assert tuple(MINUTE_SCHEMA.names()) == MINUTE_COLUMNS
+
+
+def test_index_order_is_code_then_time_descending_keeping_repeats_in_frame_order():
+    times = [datetime(2026, 1, 5, 9, 31), datetime(2026, 1, 5, 9, 32), datetime(2026, 1, 5, 9, 33)]
+    df = pl.DataFrame(
+        {
+            "time": [times[0], times[2], times[0], times[1], times[1], None],
+            "code": ["B", "B", "A", "A", "A", "A"],
+            "seq": [0, 1, 2, 3, 4, 5],
+        }
+    )
+    ordered = index_order(df)
+    assert ordered["seq"].to_list() == [5, 3, 4, 2, 1, 0]  # a repeated bar's rows keep their order
+    assert index_order(df.head(1)).equals(df.head(1))
