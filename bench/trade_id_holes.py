@@ -4,26 +4,27 @@ One UTC day (2025-01-15) of 20 Binance instruments, BENCH_HOLE_TRADES trades eac
 10,000,000: 200 million rows), in the project's `trades` table (stores.clickhouse.tables: sorting
 key, codecs, the daily-bar view), one active load per instrument with its ingest_log row (source
 BINANCE: aggregate trade ids), generated inside ClickHouse (`numbers()`; a Python frame of 200
-million rows would measure Python). BENCH_HOLED of the instruments (default 4) miss five id ranges
-each (1, 7, 100, 1,000 and 25,000 ids). The data is kept between runs (a manifest says what it
-holds) in `$MARKETDATA_STATE_DIR/bench/trade_id_holes`.
+million rows would measure Python), then the loads' ids measured and recorded the way the writer's
+loads do (stores.clickhouse.load_ids `measure` and `record`, as `load_csv_files` after its insert;
+its seconds are printed: a load's cost, not the check's). BENCH_HOLED of the instruments (default 4)
+miss five id ranges each (1, 7, 100, 1,000 and 25,000 ids). The data is kept between runs (a
+manifest says what it holds) in `$MARKETDATA_STATE_DIR/bench/trade_id_holes_load_ids` (not the
+directory of the bench before the figures: a checkout of then runs beside this one).
 
-Timed, three repetitions (BENCH_REPEAT), in one process on the embedded engine:
+Timed, three repetitions (BENCH_REPEAT), in one process on the embedded engine, the load average
+printed beside each repetition:
 
 - count: `SELECT instrument, count() FROM trades WHERE ts in the day GROUP BY instrument` (the
   plain count), and the same over the active loads only (`load_id IN (active loads)`: what every
-  read view does); for scale, a scan of the ids (`max(seq)` per instrument: the least a check of
-  the ids reads, where a count reads no column at all);
+  read view does); for scale, a scan of the ids (`max(seq)` per instrument: the least a check that
+  reads the ids reads, where a count reads no column at all);
 - check: `quality.continuity.find_holes` over the 20 slices, what the `trade_ids_continuous`
-  check runs: the loads and their sources, one scan of the ids (rows, first/last id, and whether the
-  ids step by one with the rows' offsets in one part, `seq - _part_offset` constant: then the ids are
-  distinct and a full span proves the slice complete), then, for the slices not proven complete only,
-  the distinct ids as a bitmap (groupBitmapState) and their gaps (arrayDifference); and its two halves:
-  the clean slices alone, the holed slices alone. Before issue 13's rework (rev 5b38293) the scan
-  built a groupBitmap of every slice's ids and the holed slices went through a window function
-  (`lagInFrame`): 8.9x the count then;
-- window everywhere: the window query over all 20 slices (what the check would cost without the
-  distinct-id pre-pass), for comparison.
+  check runs: the loads and their sources, the figures recorded for them, and one count of each
+  load's rows that says the figures still hold (no read of the ids); and its two halves: the clean
+  slices alone, the holed slices alone. Before the figures (rev 265c47e) the check read the ids (a
+  scan, then a bitmap of the holed slices' ids): 7-8x the count;
+- window everywhere: the window query over all 20 slices (what the check would cost reading every
+  id in order), for comparison.
 
 The check must find exactly the holes put in, and per slice the same ranges and missing ids as the
 window over every slice (else exit 1). Results: bench/results/trade_id_holes.json.
@@ -70,8 +71,9 @@ def generate(client, database: str = DATABASE, trades: int = TRADES, holed: int 
     """The 20 slices (`trades` each, the first `holed` with holes) in a new `database`, as loads made
     active the way the writer does (rows, then one row in `loads`), each with its ingest_log row.
     Returns the seconds taken (bench.factors generates its trades with it too)."""
+    from marketdata_assets.datasets.frames import spec_for
+    from marketdata_assets.stores.clickhouse import load_ids, writer
     from marketdata_assets.stores.clickhouse import tables as ct
-    from marketdata_assets.stores.clickhouse import writer
 
     started = time.monotonic()
     client.command(f"DROP DATABASE IF EXISTS `{database}`")
@@ -124,6 +126,15 @@ def generate(client, database: str = DATABASE, trades: int = TRADES, holed: int 
             }
         )
         print(f"  {symbol}: {rows:,} rows ({time.monotonic() - started:.0f} s)", flush=True)
+    measuring = time.monotonic()  # what a load in the store measures of its ids (as load_csv_files does)
+    spec = spec_for("trades")
+    load_ids.record(
+        client,
+        database,
+        spec,
+        list(load_ids.measure(client, database, spec, VENUE, INSTRUMENTS, [DAY], ids).values()),
+    )
+    print(f"  ids of the {len(ids)} loads measured in {time.monotonic() - measuring:.1f} s", flush=True)
     client.insert(
         "loads",
         loads,
@@ -147,7 +158,7 @@ def main() -> int:
     from marketdata_assets.quality.continuity import find_holes
     from marketdata_assets.resources import ClickHouseResource
 
-    workdir = settings.state_dir() / "bench" / "trade_id_holes"
+    workdir = settings.state_dir() / "bench" / "trade_id_holes_load_ids"  # not the data of before: no figures
     manifest = {
         "day": DAY.isoformat(),
         "instruments": INSTRUMENTS,
@@ -249,6 +260,7 @@ def main() -> int:
                 ):
                     run[key.replace("_s", "_over_count")] = round(run[key] / run["count_s"], 1)
                 run = {k: round(v, 3) if isinstance(v, float) else v for k, v in run.items()}
+                run["load_average"] = [round(x, 2) for x in os.getloadavg()]
                 runs.append(run)
                 print(
                     f"run {rep}: count {run['count_s']:.2f} s (active loads {run['count_active_s']:.2f} s, "
@@ -256,7 +268,7 @@ def main() -> int:
                     f"check {run['check_s']:.2f} s = {run['check_over_count']}x (clean slices "
                     f"{run['check_clean_only_s']:.2f} s, holed {run['check_holed_only_s']:.2f} s) | window "
                     f"over every slice {run['window_everywhere_s']:.2f} s = "
-                    f"{run['window_everywhere_over_count']}x",
+                    f"{run['window_everywhere_over_count']}x (load average {run['load_average'][0]})",
                     flush=True,
                 )
     finally:
@@ -274,7 +286,7 @@ def main() -> int:
         "holed_instruments": HOLED,
         "hole_sizes": HOLE_SIZES,
         "repetitions": REPEAT,
-        "median": {k: median(k) for k in runs[0] if k != "repetition"},
+        "median": {k: median(k) for k in runs[0] if k not in ("repetition", "load_average")},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "runs": runs,
         "at": datetime.now().isoformat(timespec="seconds"),

@@ -25,7 +25,7 @@ from marketdata_assets.datasets.frames import TRADES_SPEC, day_window, spec_for
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.sources.interface import IdSequence
 from marketdata_assets.sources.registry import SEQUENCED_DATASETS, id_sequence, same_ids
-from marketdata_assets.stores.clickhouse import cluster, tables, writer
+from marketdata_assets.stores.clickhouse import cluster, load_ids, tables, writer
 
 CHECKED_DATASETS = SEQUENCED_DATASETS  # the datasets whose ids are declared sequential (sources.registry)
 
@@ -199,53 +199,39 @@ def _unproven(stats: tuple | None) -> bool:
     return not (aligned and last - first + 1 == rows - without_id)
 
 
-def _hole_ranges(
-    client, database: str, table_name: str, where: str, params: dict, loads: dict[int, tuple], max_ranges: int
-) -> dict[int, tuple[int, int, list]]:
-    """{load: (hole ranges, missing ids, its first `max_ranges` ranges)} of `loads` (load: its scan),
-    exact: the distinct ids in order, as a bitmap of their offsets from the load's first id (a span
-    under 2^32 ids, as one instrument's day always is; a wider one: a window over its ids in order)."""
-    narrow = [load for load, (_, _, first, last, _) in loads.items() if last - first < 2**32]
-    wide = [load for load in loads if load not in narrow]
-    found = {}
-    if narrow:
-        offsets = (
-            "toUInt32(assumeNotNull(seq) - transform(load_id, {loads:Array(UInt64)}, "
-            "{firsts:Array(Int64)}, 0))"
-        )
-        for r in client.query(
-            f"WITH bitmapToArray(groupBitmapState({offsets})) AS ids, arrayDifference(ids) AS steps, "
-            "arrayFilter((i, step) -> step > 1, ids, steps) AS ends, "
-            "arrayFilter(step -> step > 1, steps) AS gaps "
-            "SELECT load_id, length(gaps), toInt64(arraySum(gaps)) - length(gaps), "
-            f"arraySlice(arrayMap((i, step) -> (i - step + 1, i - 1), ends, gaps), 1, {int(max_ranges)}) "
-            f"FROM {clickhouse_database(database)}.`{table_name}` WHERE {where} AND seq IS NOT NULL "
-            "GROUP BY load_id",
-            parameters={**params, "loads": narrow, "firsts": [loads[load][2] for load in narrow]},
-        ).result_rows:
-            first = loads[int(r[0])][2]
-            found[int(r[0])] = (int(r[1]), int(r[2]), [(first + lo, first + hi) for lo, hi in r[3]])
-    if wide:
-        found.update(
-            _window_ranges(client, database, table_name, where, {**params, "loads": wide}, max_ranges)
-        )
-    return found
-
-
-def _window_ranges(client, database: str, table_name: str, where: str, params: dict, max_ranges: int) -> dict:
-    """The hole ranges of `params['loads']` by a window over their ids in order (`lagInFrame`)."""
-    return {
-        int(r[0]): r[1:]
-        for r in client.query(
-            "SELECT load_id, countIf(seq > prev + 1), ifNull(sumIf(seq - prev - 1, seq > prev + 1), 0), "
-            f"groupArraySortedIf({int(max_ranges)})((prev + 1, seq - 1), seq > prev + 1) FROM ("
-            "SELECT load_id, seq, lagInFrame(seq) OVER (PARTITION BY load_id ORDER BY seq ASC "
-            "ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev "
-            f"FROM {clickhouse_database(database)}.`{table_name}` WHERE {where} AND seq IS NOT NULL) "
-            "GROUP BY load_id",
-            parameters=params,
-        ).result_rows
+def _read_ids(
+    client,
+    database: str,
+    table: str,
+    where: str,
+    params: dict,
+    checked: set[int],
+    previous: list[int],
+    max_ranges: int,
+) -> tuple[dict[int, tuple], dict[int, tuple]]:
+    """({load: (rows, rows without an id, first id, last id)}, {load: (hole ranges, missing ids, the
+    first `max_ranges` ranges)}) of the `checked` loads and of the `previous` days' loads (their last
+    id only). The figures measured when each load was written (stores.clickhouse.load_ids), checked
+    against a count of its rows, answer without reading the ids; the other loads are read: one scan of
+    their ids, then the distinct ids of those not proven complete by it."""
+    read = sorted(checked | set(previous))
+    known = load_ids.verified(client, database, table, where, params, read)
+    settled = {load: f for load, f in known.items() if load not in checked or f.holes_known(max_ranges)}
+    by_load = {load: (f.rows, f.without_id, f.first_id, f.last_id) for load, f in settled.items()}
+    ranges = {
+        load: (f.ranges, f.missing, list(f.holes[:max_ranges])) for load, f in settled.items() if f.ranges
     }
+    rest = [load for load in read if load not in settled]
+    if rest:
+        scanned = _scan(client, database, table, where, {**params, "loads": rest})
+        by_load.update({load: stats[:4] for load, stats in scanned.items()})
+        unproven = {
+            load: load_ids.LoadIds(load, stats[0], first_id=stats[2], last_id=stats[3])
+            for load, stats in scanned.items()
+            if load in checked and _unproven(stats)
+        }
+        ranges.update(load_ids.hole_ranges(client, database, table, where, params, unproven, max_ranges))
+    return by_load, ranges
 
 
 def find_holes(
@@ -291,19 +277,18 @@ def find_holes(
     if not checked:
         return found
     where, params = _rows_where([s.key for s in checked])
-    read = [s.load_id for s in checked] + [s.previous_load_id for s in checked if s.previous_load_id]
-    by_load = _scan(client, database, spec.table, where, {**params, "loads": read})
-    ranges = _hole_ranges(
+    by_load, ranges = _read_ids(
         client,
         database,
         spec.table,
         where,
         params,
-        {s.load_id: by_load[s.load_id] for s in checked if _unproven(by_load.get(s.load_id))},
+        {s.load_id for s in checked},
+        [s.previous_load_id for s in checked if s.previous_load_id],
         max_ranges,
     )
     for s in checked:
-        rows, without_id, first, last, _ = by_load.get(s.load_id, (0, 0, None, None, False))
+        rows, without_id, first, last = by_load.get(s.load_id, (0, 0, None, None))
         previous_last = by_load.get(s.previous_load_id, (0, 0, None, None))[3] if s.previous_load_id else None
         holes: list[IdHole] = []
         count, missing, shown = ranges.get(s.load_id, (0, 0, []))

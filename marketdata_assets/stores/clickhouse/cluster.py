@@ -46,6 +46,9 @@ PLACEMENT: dict[str, Placement] = {
         None, "the load pointer: every shard filters its rows by it, and a flip is one atomic block"
     ),
     "ingest_log": Placement(None, "small (a row per attempt), read beside the pointer: kept whole with it"),
+    "load_ids": Placement(
+        None, "small (a row per load of trades), read beside the pointer: kept whole with it"
+    ),
     "live_reconciliation": Placement(
         None, "small (a row per venue-hour of live trades): whole on every node"
     ),

@@ -20,6 +20,7 @@ import polars as pl
 from marketdata_assets.core.identifiers import clickhouse_database, sql_identifier
 from marketdata_assets.datasets.frames import DATASETS, LC, TS, Dataset, spec_for
 from marketdata_assets.stores.clickhouse import cluster, history, migrations
+from marketdata_assets.stores.clickhouse.load_ids import LOAD_IDS, load_ids_ddl
 
 LOADS = "loads"
 DAILY_AGG = "trades_1d_agg"
@@ -219,7 +220,7 @@ def ddl_statements(database: str) -> list[str]:
     """Every statement of :func:`ensure_tables`, in order (tables, then views)."""
     db = clickhouse_database(database)
     statements = [_table_ddl(database, spec) for spec in DATASETS.values()]
-    statements += [_loads_ddl(database), _ingest_log_ddl(database)]
+    statements += [_loads_ddl(database), _ingest_log_ddl(database), load_ids_ddl(database)]
     daily = _daily_ddl(database)
     statements += daily[:2]
     for spec in DATASETS.values():
@@ -350,6 +351,7 @@ def _object_names() -> list[str]:
     names = [spec.table for spec in DATASETS.values()] + [
         LOADS,
         INGEST_LOG,
+        LOAD_IDS,
         DAILY_AGG,
         DAILY_MV,
         "active_loads",

@@ -1,9 +1,10 @@
 """Write normalized frames into ClickHouse, idempotently per (dataset, venue, instrument, day),
 with the active-load pointer of stores.clickhouse.tables.
 
-Validate, take a load id, insert, count, flip: a failure before the flip leaves the previous state
-visible. Over 500 lines: every write path (validation, load ids, inserts, CSV loads, flip, log) in one
-place. Steps, insert methods and CSV loads: docs/ticks.md, "The ClickHouse writer"; rates: "Write rates".
+Validate, take a load id, insert, count (a dataset with ids: measure them, stores.clickhouse.load_ids),
+flip: a failure before the flip leaves the previous state visible. Over 500 lines: every write path
+(validation, load ids, inserts, CSV loads, flip, log) in one place. Steps, insert methods and CSV
+loads: docs/ticks.md, "The ClickHouse writer"; rates: "Write rates".
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from marketdata_assets.core.naming import normalize_instrument, normalize_venue
 from marketdata_assets.datasets import frames
 from marketdata_assets.datasets.dump_csv import DumpCsvProfile
 from marketdata_assets.datasets.frames import Dataset, spec_for
-from marketdata_assets.stores.clickhouse import cluster
+from marketdata_assets.stores.clickhouse import cluster, load_ids
 from marketdata_assets.stores.clickhouse.tables import INGEST_LOG, INGEST_LOG_COLUMNS, LOADS, OUTCOMES
 
 DEFAULT_BATCH_ROWS = 1_000_000
@@ -377,6 +378,28 @@ def _count_loads(
     return {int(r[0]): int(r[1]) for r in rows}
 
 
+def _written(
+    client,
+    database: str,
+    spec: Dataset,
+    venue: str,
+    instruments: Sequence[str],
+    days: Sequence[date],
+    ids: Sequence[int],
+) -> tuple[dict, list]:
+    """({load_id: rows} of the new loads, the figures of their ids to record): a dataset with ids has
+    its loads' rows counted by the read that measures their ids (stores.clickhouse.load_ids)."""
+    if not days:
+        return {}, []
+    if load_ids.has_ids(spec):
+        figures = load_ids.measure(client, database, spec, venue, instruments, days, ids)
+        return {load: f.rows for load, f in figures.items()}, list(figures.values())
+    written: dict = {}
+    for day in days:
+        written.update(_count_loads(client, database, spec, venue, instruments, day, ids))
+    return written, []
+
+
 def _method(client, method: str) -> str:
     """The insert method `auto` stands for on this client (python: the chDB handle; else arrow)."""
     if method not in METHODS:
@@ -423,7 +446,7 @@ def _write_day(
             pl.col("instrument").replace_strict(load_of, return_dtype=pl.UInt64).alias("load_id"),
         ).to_arrow(compat_level=pl.CompatLevel.oldest())
         _insert(client, database, spec, table, method, batch_rows, ids)
-        written = _count_loads(client, database, spec, venue, instruments, day, ids)
+        written, figures = _written(client, database, spec, venue, instruments, [day], ids)
         wrong = [
             (i, expected.get(i, 0), written.get(load_of[i], 0))
             for i in instruments
@@ -434,6 +457,7 @@ def _write_day(
                 f"{spec.name} of {venue} on {day}: ClickHouse holds a different row count for "
                 f"(instrument, expected, found) {wrong[:5]}; the previous loads stay active"
             )
+        load_ids.record(client, database, spec, figures)
     _flip(
         client,
         database,
@@ -529,14 +553,18 @@ def write_streamed(
                 insert()
     if held:
         insert()
-    for day in (d for d in days if expected[d]):
-        written = _count_loads(client, database, spec, venue, [instrument], day, [load_of[day]])
+    filled = [d for d in days if expected[d]]
+    written, figures = _written(
+        client, database, spec, venue, [instrument], filled, [load_of[d] for d in filled]
+    )
+    for day in filled:
         if written.get(load_of[day], 0) != expected[day]:
             raise RuntimeError(
                 f"{spec.name} of {venue}:{instrument} on {day}: ClickHouse holds "
                 f"{written.get(load_of[day], 0)} rows of the load, {expected[day]} were written; the "
                 "previous loads stay active"
             )
+    load_ids.record(client, database, spec, figures)
     _flip(
         client, database, spec.code, venue, [(instrument, d, load_of[d], expected[d]) for d in days], run_id
     )
@@ -703,6 +731,12 @@ def load_csv_files(
                 settings=cluster.insert_settings(cluster.load_token([load_of[n] for n in group])),
             )
     counts = _check_csv_loads(client, db, spec, prof, venue, files, ids)
+    if load_ids.has_ids(spec):
+        days = sorted({d for _, _, d in files})
+        measured = load_ids.measure(
+            client, database, spec, venue, sorted({s for _, s, _ in files}), days, ids
+        )
+        load_ids.record(client, database, spec, list(measured.values()))
     loads = [
         (instrument, day, load_id, counts.get(load_id, 0))
         for (path, instrument, day), load_id in zip(files, ids)

@@ -464,6 +464,21 @@ CREATE TABLE IF NOT EXISTS `marketdata`.`ingest_log` (
 PARTITION BY toYYYYMM(day)
 ORDER BY (source, instrument, day, finished_at);
 
+CREATE TABLE IF NOT EXISTS `marketdata`.`load_ids` (
+    `dataset` LowCardinality(String),
+    `load_id` UInt64,
+    `rows` UInt64,
+    `without_id` UInt64,
+    `first_id` Nullable(Int64),
+    `last_id` Nullable(Int64),
+    `distinct_ids` Nullable(UInt64),
+    `ranges` UInt64,
+    `missing` UInt64,
+    `holes` Array(Tuple(Int64, Int64)),
+    `measured_at` DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(measured_at)
+ORDER BY load_id;
+
 CREATE TABLE IF NOT EXISTS `marketdata`.trades_1d_agg (
     `venue` LowCardinality(String),
     `instrument` LowCardinality(String),

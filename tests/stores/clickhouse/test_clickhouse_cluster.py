@@ -110,7 +110,7 @@ def test_cluster_tables_match_the_single_node_tables_column_by_column(parser):
             )
             assert "`instrument`" in " ".join(one["columns"])
         checked += 1
-    assert checked == len(DATASETS) + 4  # + loads, ingest_log, trades_1d_agg, trades_live
+    assert checked == len(DATASETS) + 5  # + loads, ingest_log, load_ids, trades_1d_agg, trades_live
     history_table = cluster_tables[history.LOAD_HISTORY]
     assert (
         f"AS {DB}.loads" in history_table and "ReplicatedMergeTree('/clickhouse/tables/all/" in history_table
