@@ -312,14 +312,19 @@ def _chdb_handle(client):
     return handle
 
 
-def _insert_python(client, database: str, spec: Dataset, table: pa.Table) -> None:
-    """``INSERT ... SELECT ... FROM Python(tick_rows)`` on the chDB handle, under the handle's lock."""
+def _insert_python(client, database: str, spec: Dataset, table: pa.Table, same: dict | None = None) -> None:
+    """``INSERT ... SELECT ... FROM Python(tick_rows)`` on the chDB handle, under the handle's lock. `same`:
+    {column: value} of the columns every row shares (the venue, the instrument, the day, the load), given
+    as query parameters rather than per row (a string column is the costliest to convert)."""
     handle = _chdb_handle(client)
-    cols = ", ".join(f"`{c}`" for c in (*spec.column_names, "day", "load_id"))
+    same = same or {}
+    names = (*spec.column_names, "day", "load_id")
+    select = ", ".join(f"{{{c}:{_PARAMETER_TYPES[c]}}} AS `{c}`" if c in same else f"`{c}`" for c in names)
     sql = (
-        f"INSERT INTO {clickhouse_database(database)}.`{spec.table}` ({cols}) SELECT {cols} FROM "
-        "Python(tick_rows)"
+        f"INSERT INTO {clickhouse_database(database)}.`{spec.table}` ({', '.join(f'`{c}`' for c in names)}) "
+        f"SELECT {select} FROM Python(tick_rows)"
     )
+    params = {c: str(v) for c, v in same.items()}
     tick_rows = table  # noqa: F841  -- chDB's Python() table function finds it in this frame
     wrap = getattr(client._backend, "_wrap_exception", None)
     if getattr(handle, "stream_owner", None) == threading.get_ident():
@@ -331,11 +336,14 @@ def _insert_python(client, database: str, spec: Dataset, table: pa.Table) -> Non
         if handle.conn is None:
             raise RuntimeError("the ClickHouse client has been closed")
         try:
-            handle.conn.query(sql, "TabSeparated")
+            handle.conn.query(sql, "TabSeparated", params=params)
         except Exception as error:
             if wrap is None:
                 raise
             raise wrap(error) from error
+
+
+_PARAMETER_TYPES = {"venue": "String", "instrument": "String", "day": "Date", "load_id": "UInt64"}
 
 
 def _insert_arrow(
@@ -412,12 +420,27 @@ def _method(client, method: str) -> str:
 
 
 def _insert(
-    client, database: str, spec: Dataset, table: pa.Table, method: str, batch_rows: int, ids, start: int = 0
+    client,
+    database: str,
+    spec: Dataset,
+    table: pa.Table,
+    method: str,
+    batch_rows: int,
+    ids,
+    start: int = 0,
+    same: dict | None = None,
 ) -> None:
+    """Insert `table`; `same`: the columns every row shares, absent from the table (given to the Python
+    path as parameters, appended to the table for the Arrow path)."""
     if method == "python":
-        _insert_python(client, database, spec, table)
-    else:
-        _insert_arrow(client, database, spec, table, batch_rows, ids, start)
+        _insert_python(client, database, spec, table, same)
+        return
+    for column, value in (same or {}).items():
+        kind = {"day": pa.date32(), "load_id": pa.uint64()}.get(column, pa.large_string())
+        table = table.append_column(column, pa.array([value] * table.num_rows, kind))
+    _insert_arrow(
+        client, database, spec, table.select([*spec.column_names, "day", "load_id"]), batch_rows, ids, start
+    )
 
 
 def _write_day(
@@ -528,23 +551,25 @@ def write_streamed(
     ids = new_load_ids(client, database, spec.code, venue, [(instrument, d) for d in days])
     load_of, expected = dict(zip(days, ids)), dict.fromkeys(days, 0)
     spans: dict[date, tuple[datetime, datetime]] = {}  # each day's first and last ts
-    held: list[pa.Table] = []  # validated batches not inserted yet: an insert costs ~60 ms whatever its size
+    held: dict[date, list[pa.Table]] = {}  # each day's validated batches not inserted yet (an insert
+    # costs ~60 ms whatever its size), without the columns every row of the day shares
     inserted = held_rows = 0
 
     def insert() -> None:
         nonlocal inserted, held_rows
-        _insert(client, database, spec, pa.concat_tables(held), method, batch_rows, ids, inserted)
-        inserted, held_rows = inserted + held_rows, 0
+        for day, tables in held.items():
+            same = {"venue": venue, "instrument": instrument, "day": day, "load_id": load_of[day]}
+            table = pa.concat_tables(tables)
+            _insert(client, database, spec, table, method, batch_rows, ids, inserted, same)
+            inserted += table.num_rows
+        held_rows = 0
         held.clear()
 
+    shared = ["venue", "instrument"]
     for batch in batches:
         for day, part in _by_day(batch, spec.name, venue, instrument, load_of):
             data = validate_frame(part, spec.name, venue, instrument, day)
-            held.append(
-                data.with_columns(
-                    pl.lit(day, pl.Date).alias("day"), pl.lit(load_of[day], pl.UInt64).alias("load_id")
-                ).to_arrow(compat_level=pl.CompatLevel.oldest())
-            )
+            held.setdefault(day, []).append(data.drop(shared).to_arrow(compat_level=pl.CompatLevel.oldest()))
             expected[day] += data.height
             held_rows += data.height
             low, high = data["ts"].min(), data["ts"].max()

@@ -230,8 +230,8 @@ def test_failed_write_before_the_flip_leaves_the_previous_state(ch, monkeypatch)
     # half of the new rows get in, then the writer dies (simulated by an error before the flip)
     real_insert = w._insert_python
 
-    def half_then_fail(client_, database, spec, table):
-        real_insert(client_, database, spec, table.slice(0, table.num_rows // 2))
+    def half_then_fail(client_, database, spec, table, *args, **kwargs):
+        real_insert(client_, database, spec, table.slice(0, table.num_rows // 2), *args, **kwargs)
         raise KeyboardInterrupt("killed mid-write")
 
     monkeypatch.setattr(w, "_insert_python", half_then_fail)
@@ -253,7 +253,9 @@ def test_failed_write_before_the_flip_leaves_the_previous_state(ch, monkeypatch)
     assert ct.garbage_rows(client, db, "trades") == 500
 
     # a row-count mismatch is refused too
-    monkeypatch.setattr(w, "_insert_python", lambda c, d, s, t: real_insert(c, d, s, t.slice(1)))
+    monkeypatch.setattr(
+        w, "_insert_python", lambda c, d, s, t, *a, **k: real_insert(c, d, s, t.slice(1), *a, **k)
+    )
     with pytest.raises(RuntimeError, match="different row count"):
         w.write_slice(client, db, "trades", make_trades(10, seed=3), "BINANCE", "BTCUSDT", DAY, "run-3")
     assert visible(client, db, "trades", "BINANCE", "BTCUSDT").equals(before)
