@@ -755,12 +755,14 @@ def load_csv_files(
                 "input_format_csv_detect_header = 1",
                 settings=cluster.insert_settings(cluster.load_token([load_of[n] for n in group])),
             )
-    counts = _check_csv_loads(client, db, spec, prof, venue, files, ids)
+    measured = None
     if load_ids.has_ids(spec):
         days = sorted({d for _, _, d in files})
         measured = load_ids.measure(
             client, database, spec, venue, sorted({s for _, s, _ in files}), days, ids
         )
+    counts = _check_csv_loads(client, db, spec, prof, venue, files, ids, measured)
+    if measured is not None:
         load_ids.record(client, database, spec, list(measured.values()))
     loads = [
         (instrument, day, load_id, counts.get(load_id, 0))
@@ -777,10 +779,24 @@ def load_csv_files(
 
 
 def _check_csv_loads(
-    client, db: str, spec: Dataset, prof: DumpCsvProfile, venue: str, files: list, ids: list[int]
+    client,
+    db: str,
+    spec: Dataset,
+    prof: DumpCsvProfile,
+    venue: str,
+    files: list,
+    ids: list[int],
+    measured: dict | None = None,
 ) -> dict[int, int]:
     """The new loads of dump files checked in one query: {load: rows}; ValueError naming the file for
-    rows outside the file's day or rows repeating the slice key (the first such value and its count)."""
+    rows outside the file's day or rows repeating the slice key (the first such value and its count).
+    `measured`: the loads' ids as load_ids.measure read them; their distinct ids tell the repeats of a
+    profile whose unique ids are `seq` (the ids are then read once)."""
+    by_ids = (
+        measured is not None
+        and prof.unique_ids == "seq"
+        and all(f.distinct is not None and not f.without_id for f in measured.values())
+    )
     instruments = sorted({s for _, s, _ in files})
     where = (
         f"FROM {db}.`{spec.table}` WHERE venue = {{venue:String}} AND instrument IN "
@@ -788,7 +804,9 @@ def _check_csv_loads(
     )
     params = {"venue": venue, "instruments": instruments, "ids": ids}
     repeats = (
-        f"count() - groupBitmap(toUInt64(`{prof.unique_ids}`))"
+        "0"
+        if by_ids
+        else f"count() - groupBitmap(toUInt64(`{prof.unique_ids}`))"
         if prof.unique_ids
         else (f"count() - uniqExact(`{spec.key}`)" if spec.key else "0")
     )
@@ -798,8 +816,10 @@ def _check_csv_loads(
         parameters=params,
     ).result_rows
     counts = {int(r[0]): int(r[1]) for r in check}
-    for load_id, _, outside, first_ts, repeated in check:
+    for load_id, rows, outside, first_ts, repeated in check:
         path, instrument, day = next(f for f, i in zip(files, ids) if i == load_id)
+        if by_ids and (figures := measured.get(int(load_id))) is not None:
+            repeated = rows - figures.distinct
         if outside:
             raise ValueError(
                 f"{path}: {outside} row(s) of {venue}:{instrument} are outside the file's day {day}, "
