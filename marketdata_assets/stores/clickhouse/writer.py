@@ -437,7 +437,7 @@ def _insert(
         return
     for column, value in (same or {}).items():
         kind = {"day": pa.date32(), "load_id": pa.uint64()}.get(column, pa.large_string())
-        table = table.append_column(column, pa.array([value] * table.num_rows, kind))
+        table = table.append_column(column, pa.repeat(pa.scalar(value, kind), table.num_rows))
     _insert_arrow(
         client, database, spec, table.select([*spec.column_names, "day", "load_id"]), batch_rows, ids, start
     )
@@ -803,13 +803,12 @@ def _check_csv_loads(
         "{instruments:Array(String)} AND load_id IN {ids:Array(UInt64)}"
     )
     params = {"venue": venue, "instruments": instruments, "ids": ids}
-    repeats = (
-        "0"
-        if by_ids
-        else f"count() - groupBitmap(toUInt64(`{prof.unique_ids}`))"
-        if prof.unique_ids
-        else (f"count() - uniqExact(`{spec.key}`)" if spec.key else "0")
-    )
+    if by_ids:
+        repeats = "0"  # told by the measured distinct ids below
+    elif prof.unique_ids:
+        repeats = f"count() - groupBitmap(toUInt64(`{prof.unique_ids}`))"
+    else:
+        repeats = f"count() - uniqExact(`{spec.key}`)" if spec.key else "0"
     check = client.query(
         f"SELECT load_id, count(), countIf(toDate(ts) != day), minIf(ts, toDate(ts) != day), "
         f"{repeats} {where} GROUP BY load_id",
