@@ -27,12 +27,11 @@ from marketdata_assets.quality.checks import (
     whole,
 )
 from marketdata_assets.quality.slice_checks import (
-    A_SHARE_CHECKS,
     BINANCE_DUMP_CHECKS,
     CRYPTO_CHECKS,
     CRYPTO_SNAPSHOT_CHECKS,
     OPTION_CHAIN_CHECKS,
-    YAHOO_CHECKS,
+    STOCK_FEED_CHECKS,
     rule_check,
     rule_verdicts,
     trade_id_check,
@@ -213,8 +212,8 @@ def test_the_declarations_cover_every_ticks_asset_with_its_checks():
         + CRYPTO_SNAPSHOT_CHECKS
         + OPTION_CHAIN_CHECKS
         + BINANCE_DUMP_CHECKS
-        + A_SHARE_CHECKS
-        + YAHOO_CHECKS
+        + STOCK_FEED_CHECKS["TUSHARE"]
+        + STOCK_FEED_CHECKS["YAHOO"]
         + LIVE_TRADE_CHECKS
         + LIVE_DATASET_CHECKS
         + CRYPTO_REACH_CHECKS
