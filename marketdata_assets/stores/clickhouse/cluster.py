@@ -12,6 +12,9 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import orjson
 
 from marketdata_assets.core import settings
 from marketdata_assets.core.identifiers import clickhouse_database, sql_identifier
@@ -167,6 +170,33 @@ def insert_frame(client, database: str, table: str, rows) -> int:
     if rows.height:
         client.insert_arrow(table, rows.to_arrow(), database=database, settings=insert_settings())
     return rows.height
+
+
+def insert_rows(
+    client, database: str, table: str, rows: Sequence, columns: Sequence[str], settings=None
+) -> int:
+    """Rows (lists of values, datetimes aware or UTC) into `table` as JSON lines in one INSERT; returns how
+    many were sent. Not clickhouse-connect's `insert`, which probes every row list for a pandas frame and
+    so imports pandas, 0.3-0.7 CPU s a process that nothing here needs."""
+    if rows:
+        body = b"\n".join(orjson.dumps(row, default=_utc_text, option=_OPT) for row in rows)
+        client.raw_insert(
+            f"{clickhouse_database(database)}.`{table}`", list(columns), body, settings, "JSONCompactEachRow"
+        )
+    return len(rows)
+
+
+_OPT = orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _utc_text(value):
+    """A datetime or a date as the engine's default input reads it (UTC, microseconds)."""
+    if isinstance(value, datetime):
+        value = value.astimezone(UTC) if value.tzinfo else value
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} {value!r} is not a value of a row")
 
 
 def client_settings() -> dict:

@@ -125,12 +125,13 @@ def record(client, database: str, spec: Dataset, figures: Sequence[LoadIds]) -> 
         ]
         for f in figures
     ]
-    client.insert(
+    cluster.insert_rows(
+        client,
+        database,
         LOAD_IDS,
         rows,
-        column_names=list(_COLUMNS),
-        database=database,
-        settings=cluster.insert_settings(cluster.load_token([f.load_id for f in figures], -2)),
+        _COLUMNS,
+        cluster.insert_settings(cluster.load_token([f.load_id for f in figures], -2)),
     )
     return len(rows)
 

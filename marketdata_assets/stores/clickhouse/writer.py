@@ -285,12 +285,13 @@ def _flip(client, database: str, code: str, venue: str, loads: Sequence[tuple], 
     """Make the given loads active: one insert (one part) into ``loads`` = atomic for all of them.
     loads: (instrument, day, load_id, rows)."""
     now = datetime.now(UTC)
-    client.insert(
-        f"{LOADS}",
+    cluster.insert_rows(
+        client,
+        database,
+        LOADS,
         [[code, venue, inst, day, load_id, rows, run_id, now] for inst, day, load_id, rows in loads],
-        column_names=["dataset", "venue", "instrument", "day", "load_id", "rows", "run_id", "loaded_at"],
-        database=database,
-        settings=cluster.insert_settings(cluster.load_token([x[2] for x in loads], -1)),
+        ["dataset", "venue", "instrument", "day", "load_id", "rows", "run_id", "loaded_at"],
+        cluster.insert_settings(cluster.load_token([x[2] for x in loads], -1)),
     )
     metrics.loaded(
         _DATASET_OF_CODE.get(code, code), venue, sum(load[3] for load in loads)
@@ -885,11 +886,12 @@ def log_ingest(client, database: str, rows: list[dict]) -> int:
             merged[key] = 0.0 if math.isnan(value) else value
         merged["error"] = str(merged["error"] or "")[:10_000]
         data.append([merged[c] for c in INGEST_LOG_COLUMNS])
-    client.insert(
+    cluster.insert_rows(
+        client,
+        database,
         INGEST_LOG,
         data,
-        column_names=list(INGEST_LOG_COLUMNS),
-        database=database,
-        settings=cluster.insert_settings(lambda: cluster.rows_token("ingest", data)),
+        INGEST_LOG_COLUMNS,
+        cluster.insert_settings(lambda: cluster.rows_token("ingest", data)),
     )
     return len(data)
