@@ -705,6 +705,13 @@ def _dump_files(
     return files
 
 
+_FILE_DAY = "toDate(substring(_file, length(_file) - 13, 10))"  # <instrument>-<family>-YYYY-MM-DD.csv
+# rows a part of the CSV load holds (the engine's default: ~1M): 10M trades in 5 parts, not 10 merged
+# into 5 while they load; 3 CPU s less, +150 MB (docs/ticks.md, "Write rates")
+CSV_BLOCK_ROWS = 2_000_000
+_OUTSIDE = "a row is outside the day of its file name"
+
+
 def load_csv_files(
     client,
     database: str,
@@ -718,7 +725,7 @@ def load_csv_files(
     """Load dump CSVs with the engine's ``file()`` reader; each file replaces its (instrument, day)
     slice. The paths must be readable by the ClickHouse engine (the embedded engine: this machine's
     disk; a server: its own disk). Nothing becomes visible unless every file loaded and every row's
-    ts is in its file's day."""
+    ts is in its file's day (checked by the statement itself, row by row, as the profile's guards)."""
     started = time.monotonic()
     prof = profile
     spec = spec_for(prof.dataset)
@@ -727,42 +734,29 @@ def load_csv_files(
         return CsvLoadResult(rows=0, seconds=0.0)
     ids = new_load_ids(client, database, spec.code, venue, [(s, d) for _, s, d in files])
     load_of = {path.name: load_id for (path, _, _), load_id in zip(files, ids)}  # a name is a slice: unique
-    db = clickhouse_database(database)
-    venue_sql = "'" + venue + "'"  # normalized venue: [A-Z0-9_] only
-    exprs = dict(prof.select, venue=venue_sql, instrument="splitByChar('-', _file)[1]")
-    cols = ", ".join(f"`{c}`" for c in spec.column_names)
-    select = ", ".join(exprs[c] for c in spec.column_names)
     by_dir: dict[Path, list[str]] = {}
     for path, _, _ in files:
         by_dir.setdefault(path.parent, []).append(path.name)
-    names_sql = "[" + ", ".join(f"'{n}'" for n in load_of) + "]"
-    missing = " OR ".join(f"isNull({c})" for c in prof.required)  # column names of the source's profile
-    guard = (
-        f" + throwIf({missing}, 'a row lacks one of {', '.join(prof.required)}: a short line')"
-        if prof.required
-        else ""
-    )
-    ids_sql = "[" + ", ".join(f"toUInt64({i})" for i in load_of.values()) + "]"
     for directory, names in by_dir.items():
         for i in range(0, len(names), files_per_insert):
             group = names[i : i + files_per_insert]
             glob = f"{directory}/{group[0]}" if len(group) == 1 else f"{directory}/{{{','.join(group)}}}"
-            client.command(
-                f"INSERT INTO {db}.`{spec.table}` ({cols}, `day`, `load_id`)\n"
-                f"SELECT {select}, toDate(substring(_file, length(_file) - 13, 10)){guard},\n"
-                f"       transform(_file, {names_sql}, {ids_sql}, toUInt64(0))\n"
-                f"FROM file('{glob}', CSV, '{prof.schema}')\n"
-                "SETTINGS input_format_csv_allow_variable_number_of_columns = 1, "
-                "input_format_csv_detect_header = 1",
-                settings=cluster.insert_settings(cluster.load_token([load_of[n] for n in group])),
-            )
+            try:
+                client.command(
+                    _csv_insert(database, spec, prof, venue, glob, load_of),
+                    settings=cluster.insert_settings(cluster.load_token([load_of[n] for n in group])),
+                )
+            except Exception as error:
+                if _OUTSIDE in str(error):
+                    raise _outside_error(client, prof, venue, glob, files) from None
+                raise
     measured = None
     if load_ids.has_ids(spec):
         days = sorted({d for _, _, d in files})
         measured = load_ids.measure(
             client, database, spec, venue, sorted({s for _, s, _ in files}), days, ids
         )
-    counts = _check_csv_loads(client, db, spec, prof, venue, files, ids, measured)
+    counts = _check_csv_loads(client, clickhouse_database(database), spec, prof, venue, files, ids, measured)
     if measured is not None:
         load_ids.record(client, database, spec, list(measured.values()))
     loads = [
@@ -779,6 +773,54 @@ def load_csv_files(
     )
 
 
+def _csv_insert(
+    database: str, spec: Dataset, prof: DumpCsvProfile, venue: str, glob: str, load_of: dict
+) -> str:
+    """The statement loading the files of `glob` under `prof`: its select, the required columns' guard,
+    the day guard (a row's ts in its file's day) and each file's load id."""
+    venue_sql = "'" + venue + "'"  # normalized venue: [A-Z0-9_] only
+    exprs = dict(prof.select, venue=venue_sql, instrument="splitByChar('-', _file)[1]")
+    exprs["ts"] = f"{exprs['ts']} AS _ts"
+    cols = ", ".join(f"`{c}`" for c in spec.column_names)
+    select = ", ".join(exprs[c] for c in spec.column_names)
+    missing = " OR ".join(f"isNull({c})" for c in prof.required)  # column names of the source's profile
+    guard = (
+        f" + throwIf({missing}, 'a row lacks one of {', '.join(prof.required)}: a short line')"
+        if prof.required
+        else ""
+    )
+    guard += f" + throwIf(ifNull(toDate(_ts) != {_FILE_DAY}, 0), '{_OUTSIDE}')"
+    names_sql = "[" + ", ".join(f"'{n}'" for n in load_of) + "]"
+    ids_sql = "[" + ", ".join(f"toUInt64({i})" for i in load_of.values()) + "]"
+    return (
+        f"INSERT INTO {clickhouse_database(database)}.`{spec.table}` ({cols}, `day`, `load_id`)\n"
+        f"SELECT {select}, {_FILE_DAY}{guard},\n"
+        f"       transform(_file, {names_sql}, {ids_sql}, toUInt64(0))\n"
+        f"FROM file('{glob}', CSV, '{prof.schema}')\n"
+        "SETTINGS input_format_csv_allow_variable_number_of_columns = 1, input_format_csv_detect_header = 1, "
+        f"min_insert_block_size_rows = {CSV_BLOCK_ROWS}"
+    )
+
+
+def _outside_error(client, prof: DumpCsvProfile, venue: str, glob: str, files: list) -> ValueError:
+    """The error of a statement whose day guard stopped it: the first of its files with rows outside the
+    file's day, how many and the first such ts (the files read again, without a guard)."""
+    rows = client.query(
+        f"SELECT _file, countIf(toDate(_ts) != {_FILE_DAY}) AS n, minIf(_ts, toDate(_ts) != {_FILE_DAY}) "
+        f"FROM (SELECT {prof.select['ts']} AS _ts, _file FROM file('{glob}', CSV, '{prof.schema}') "
+        "SETTINGS input_format_csv_allow_variable_number_of_columns = 1, input_format_csv_detect_header = 1) "
+        "GROUP BY _file HAVING n > 0 ORDER BY _file LIMIT 1"
+    ).result_rows
+    if not rows:
+        return ValueError(f"{glob}: {_OUTSIDE}; nothing from this batch was made visible")
+    name, outside, first_ts = rows[0]
+    path, instrument, day = next(f for f in files if f[0].name == name)
+    return ValueError(
+        f"{path}: {outside} row(s) of {venue}:{instrument} are outside the file's day {day}, "
+        f"the first at ts {first_ts}; nothing from this batch was made visible"
+    )
+
+
 def _check_csv_loads(
     client,
     db: str,
@@ -789,10 +831,10 @@ def _check_csv_loads(
     ids: list[int],
     measured: dict | None = None,
 ) -> dict[int, int]:
-    """The new loads of dump files checked in one query: {load: rows}; ValueError naming the file for
-    rows outside the file's day or rows repeating the slice key (the first such value and its count).
-    `measured`: the loads' ids as load_ids.measure read them; their distinct ids tell the repeats of a
-    profile whose unique ids are `seq` (the ids are then read once)."""
+    """The new loads of dump files: {load: rows}; ValueError naming the file for rows repeating the slice
+    key (the first such value and its count). `measured`: the loads' ids as load_ids.measure read them;
+    their rows and distinct ids tell the counts and the repeats of a profile whose unique ids are `seq`
+    (nothing is read again)."""
     by_ids = (
         measured is not None
         and prof.unique_ids == "seq"
@@ -805,27 +847,18 @@ def _check_csv_loads(
     )
     params = {"venue": venue, "instruments": instruments, "ids": ids}
     if by_ids:
-        repeats = "0"  # told by the measured distinct ids below
-    elif prof.unique_ids:
-        repeats = f"count() - groupBitmap(toUInt64(`{prof.unique_ids}`))"
+        check = [(load, f.rows, f.rows - f.distinct) for load, f in measured.items()]
     else:
-        repeats = f"count() - uniqExact(`{spec.key}`)" if spec.key else "0"
-    check = client.query(
-        f"SELECT load_id, count(), countIf(toDate(ts) != day), minIf(ts, toDate(ts) != day), "
-        f"{repeats} {where} GROUP BY load_id",
-        parameters=params,
-    ).result_rows
-    counts = {int(r[0]): int(r[1]) for r in check}
-    for load_id, rows, outside, first_ts, repeated in check:
-        path, instrument, day = next(f for f, i in zip(files, ids) if i == load_id)
-        if by_ids and (figures := measured.get(int(load_id))) is not None:
-            repeated = rows - figures.distinct
-        if outside:
-            raise ValueError(
-                f"{path}: {outside} row(s) of {venue}:{instrument} are outside the file's day {day}, "
-                f"the first at ts {first_ts}; nothing from this batch was made visible"
-            )
+        if prof.unique_ids:
+            repeats = f"count() - groupBitmap(toUInt64(`{prof.unique_ids}`))"
+        else:
+            repeats = f"count() - uniqExact(`{spec.key}`)" if spec.key else "0"
+        check = client.query(
+            f"SELECT load_id, count(), {repeats} {where} GROUP BY load_id", parameters=params
+        ).result_rows
+    for load_id, _, repeated in check:
         if repeated:
+            path, instrument, _ = next(f for f, i in zip(files, ids) if i == load_id)
             value, times = client.query(
                 f"SELECT `{spec.key}`, count() AS n {where} AND load_id = {{load:UInt64}} GROUP BY "
                 f"`{spec.key}` HAVING n > 1 ORDER BY `{spec.key}` LIMIT 1",
@@ -835,7 +868,7 @@ def _check_csv_loads(
                 f"{path}: {repeated} row(s) of {venue}:{instrument} repeat a {spec.key} of the file "
                 f"({spec.key} {value} appears {times} times); nothing from this batch was made visible"
             )
-    return counts
+    return {int(load): int(rows) for load, rows, _ in check}
 
 
 # ---- ingest log ----------------------------------------------------------------------------------------
