@@ -9,7 +9,9 @@ table definitions of stores.clickhouse.tables, materialized daily-bar view inclu
 
 - ceiling: one `INSERT INTO trades SELECT <the same columns> FROM file('dir/*.csv', CSV, schema)`
   into the project's table (sorting key, codecs and the daily-bar view: slower than a bare table,
-  and the fair reference for the same rows);
+  and the fair reference for the same rows); beside it the same statement with the CSV path's part
+  size (`writer.CSV_BLOCK_ROWS`: fewer, larger parts, less merging), which shows what of the CSV
+  path's figure is that setting;
 - CSV: the ingest engine with the Binance dump feed (ingest.dumps.dump_feed:
   what the dump asset runs: load ids, the engine's file() reader, row-count and day checks, the
   pointer flip, the ingest log);
@@ -205,7 +207,8 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _ceiling(client, database: str, csv_dir: Path) -> None:
+def _ceiling(client, database: str, csv_dir: Path, block_rows: int = 0) -> None:
+    """The engine's own statement; `block_rows`: with the CSV path's part size instead of the default."""
     from marketdata_assets.datasets.frames import TRADES_SPEC
 
     cols = ", ".join(f"`{c}`" for c in (*TRADES_SPEC.column_names, "day", "load_id"))
@@ -214,6 +217,7 @@ def _ceiling(client, database: str, csv_dir: Path) -> None:
         "SELECT fromUnixTimestamp64Micro(time, 'UTC') AS ts, 'BINANCE', splitByChar('-', _file)[1], "
         "toString(id), price, qty, quote_qty, if(is_buyer_maker, 'sell', 'buy'), id, toDate(ts), "
         f"toUInt64(1)\nFROM file('{csv_dir}/*.csv', CSV, '{SPOT_SCHEMA}')"
+        + (f"\nSETTINGS min_insert_block_size_rows = {block_rows}" if block_rows else "")
     )
 
 
@@ -307,7 +311,9 @@ def run_phase(argv: list[str]) -> int:
     """One path in this process: fresh database, the timed load, a count of the visible rows; prints
     one JSON line."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--phase", choices=("ceiling", "csv", "json", "json_client"), required=True)
+    parser.add_argument(
+        "--phase", choices=("ceiling", "ceiling_blocks", "csv", "json", "json_client"), required=True
+    )
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--csv-dir", type=Path)
     parser.add_argument("--base-url")
@@ -327,15 +333,21 @@ def run_phase(argv: list[str]) -> int:
             ensure_tables(client, database)
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             started, cpu = time.monotonic(), _cpu_s()
-            if args.phase == "ceiling":
-                _ceiling(client, database, args.csv_dir)
+            if args.phase.startswith("ceiling"):
+                from marketdata_assets.stores.clickhouse.writer import CSV_BLOCK_ROWS
+
+                _ceiling(
+                    client, database, args.csv_dir, CSV_BLOCK_ROWS if args.phase == "ceiling_blocks" else 0
+                )
                 info = {}
             elif args.phase == "csv":
                 info = {"rows": _csv(client, database, args.csv_dir)}
             else:
                 info = _json(client, database, args.base_url)
             seconds, cpu = time.monotonic() - started, _cpu_s() - cpu
-            view = "trades" if args.phase == "ceiling" else "trades_v"  # the ceiling writes no pointer
+            view = (
+                "trades" if args.phase.startswith("ceiling") else "trades_v"
+            )  # the ceiling writes no pointer
             visible = int(client.command(f"SELECT count() FROM `{database}`.{view}"))
             client.command(f"DROP DATABASE `{database}`")
     finally:
@@ -396,6 +408,7 @@ def main() -> int:
                 "repetition": rep,
                 "ceiling": _phase("ceiling", data_dir, csv_dir=csv_dir),
                 "csv": _phase("csv", data_dir, csv_dir=csv_dir),
+                "ceiling_blocks": _phase("ceiling_blocks", data_dir, csv_dir=csv_dir),
             }
             server_cpu = replay.cpu_s()
             run["json"] = _phase("json", data_dir, base_url=replay.base_url)
@@ -404,6 +417,7 @@ def main() -> int:
             for name, expected in (
                 ("ceiling", CSV_TRADES),
                 ("csv", CSV_TRADES),
+                ("ceiling_blocks", CSV_TRADES),
                 ("json", JSON_TRADES),
                 ("json_client", JSON_TRADES),
             ):
@@ -419,8 +433,11 @@ def main() -> int:
             runs.append(run)
             c, p, j, jc = run["ceiling"], run["csv"], run["json"], run["json_client"]
             print(
-                f"run {rep}: ceiling {c['seconds']:5.1f} s {c['rows_per_s']:>10,} rows/s | "
-                f"CSV {p['seconds']:5.1f} s {p['rows_per_s']:>10,} rows/s ({run['csv_over_ceiling']:.2f}x) | "
+                f"run {rep} (load {os.getloadavg()[0]:.1f}): ceiling {c['seconds']:5.1f} s "
+                f"{c['rows_per_s']:>10,} rows/s, {c['cpu_s']} CPU s ({run['ceiling_blocks']['cpu_s']} with "
+                f"the CSV path's part size) | "
+                f"CSV {p['seconds']:5.1f} s {p['cpu_s']} CPU s {p['rows_per_s']:>10,} rows/s "
+                f"({run['csv_over_ceiling']:.2f}x) | "
                 f"JSON {j['seconds']:5.1f} s {j['rows_per_s']:>9,} rows/s ({j['requests']} pages; CPU s: "
                 f"loader {j['cpu_s']}, replay {j['replay_server_cpu_s']}; the client alone "
                 f"{jc['rows_per_cpu_s']:,} rows per CPU s) | peak RSS {c['peak_rss_mb']} / "
@@ -455,12 +472,18 @@ def main() -> int:
                 "rows_per_cpu_s_median": round(statistics.median(column(phase, "rows_per_cpu_s"))),
                 "peak_rss_mb_max": max(column(phase, "peak_rss_mb")),
             }
-            for phase in ("ceiling", "csv", "json", "json_client")
+            for phase in ("ceiling", "ceiling_blocks", "csv", "json", "json_client")
         },
         "csv_over_ceiling_median": ratio,
         "csv_over_ceiling_per_cpu_s": round(
             statistics.median(column("csv", "rows_per_cpu_s"))
             / statistics.median(column("ceiling", "rows_per_cpu_s")),
+            3,
+        ),
+        # the same against the engine's statement with the CSV path's part size (what of the gain is that)
+        "csv_over_ceiling_blocks_per_cpu_s": round(
+            statistics.median(column("csv", "rows_per_cpu_s"))
+            / statistics.median(column("ceiling_blocks", "rows_per_cpu_s")),
             3,
         ),
         "replay_server_peak_rss_mb": replay_rss,
@@ -480,7 +503,8 @@ def main() -> int:
     )
     print(
         f"CSV path vs ceiling: {_spread([r['csv_over_ceiling'] for r in runs], 2)}x (target >= "
-        f"{CSV_RATIO_TARGET}); per CPU second {report['csv_over_ceiling_per_cpu_s']}x; peak RSS of the "
+        f"{CSV_RATIO_TARGET}); per CPU second {report['csv_over_ceiling_per_cpu_s']}x (against the ceiling "
+        f"with the same part size: {report['csv_over_ceiling_blocks_per_cpu_s']}x); peak RSS of the "
         f"project's paths {project_rss} MB (target < {RSS_TARGET_MB}; ceiling "
         f"{report['summary']['ceiling']['peak_rss_mb_max']} MB, replay server {replay_rss} MB)"
     )
