@@ -10,7 +10,9 @@ PYTHONPATH that checkout) loads every archive through `ArchiveRun` and the inges
 chDB database (the archives given as verified: the download is not what changed) and prints, per
 archive: the slice's status, rows, error text, drops by reason, and what its table then shows
 (count, first and last id, sum of quantities). The driver compares the checkouts' answers archive by
-archive; any difference is printed and the exit status is 1.
+archive; any difference is printed and the exit status is 1. `--engine-csv`: the spot trades and kline
+files instead, unzipped, through the dump landing's feed with the engine's own reader (ClickHouse
+file(): `writer.load_csv_files`), the same answers compared.
 
 Run: `scripts/with-env .venv/bin/python -m bench archive_fuzz --tree /tmp/old --tree . [--mutations 40]`.
 """
@@ -110,8 +112,28 @@ def build(workdir: Path, mutations: int, seed: int) -> list[dict]:
     return made
 
 
-def run_tree(manifest: Path, data_dir: Path) -> int:
-    """Every archive of the manifest through this checkout's ArchiveRun; prints one JSON line."""
+def _engine_csv_feed(item: dict, key, database: str, data_dir: Path):
+    """The archive's CSV, unzipped alone into a landing directory, as the dump feed with the engine's
+    reader loads it."""
+    from marketdata_assets.ingest.dumps import dump_feed
+
+    landing = data_dir / "landing" / database
+    landing.mkdir(parents=True)
+    with zipfile.ZipFile(item["path"]) as archive:
+        (member,) = archive.namelist()
+        (landing / member).write_bytes(archive.read(member))
+    return dump_feed(landing, key.slices(), engine_reads_files=True, database=database, run_id="fuzz")
+
+
+def _same_words(error: str | None, data_dir: Path) -> str | None:
+    """An engine error as both checkouts word it: without this checkout's directory and the engine's own
+    plan of the statement (`while executing ...`, whose node numbers follow the statement's text)."""
+    return error and error.replace(str(data_dir), "<data>").split(": while executing")[0]
+
+
+def run_tree(manifest: Path, data_dir: Path, engine_csv: bool = False) -> int:
+    """Every archive of the manifest through this checkout's ArchiveRun (`engine_csv`: its CSV through
+    the dump feed with the engine's reader); prints one JSON line."""
     import contextlib
     import hashlib
 
@@ -132,6 +154,8 @@ def run_tree(manifest: Path, data_dir: Path) -> int:
     with store.get_client() as client:
         for n, item in enumerate(json.loads(manifest.read_text())):
             market, family, interval, day = item["key"]
+            if engine_csv and (market, family) not in (("spot", "trades"), ("spot", "klines")):
+                continue
             key = ArchiveKey(market, family, interval, "BTCUSDT", "daily", date.fromisoformat(day))
             database = f"fuzz_{n}"
             client.command(f"CREATE DATABASE `{database}`")
@@ -145,9 +169,12 @@ def run_tree(manifest: Path, data_dir: Path) -> int:
             run = ArchiveRun(
                 lambda: ArchiveClient("http://127.0.0.1:9"), data_dir, verified=verified, attempts=1
             )
-            report = Engine(lambda: contextlib.nullcontext(client), database, "fuzz").run(
-                [[run.feed(daily_jobs(key.slices()))]]
+            feed = (
+                _engine_csv_feed(item, key, database, data_dir)
+                if engine_csv
+                else run.feed(daily_jobs(key.slices()))
             )
+            report = Engine(lambda: contextlib.nullcontext(client), database, "fuzz").run([[feed]])
             outcome = next(iter(report.outcomes.values()))
             spec = spec_for(key.dataset)
             ident = "toUnixTimestamp64Micro(ts)" if key.dataset in ("bars_1m", "liquidations") else "seq"
@@ -162,7 +189,7 @@ def run_tree(manifest: Path, data_dir: Path) -> int:
                     "what": item["what"],
                     "status": outcome.status,
                     "rows": outcome.rows,
-                    "error": outcome.error,
+                    "error": _same_words(outcome.error, data_dir) if engine_csv else outcome.error,
                     "dropped": dict(outcome.dropped),
                     "shown": [int(shown[0]), int(shown[1] or 0), int(shown[2] or 0), float(shown[3] or 0)],
                 }
@@ -173,14 +200,14 @@ def run_tree(manifest: Path, data_dir: Path) -> int:
     return 0
 
 
-def _answers(trees: list[Path], manifest: Path, workdir: Path) -> dict[Path, list]:
+def _answers(trees: list[Path], manifest: Path, workdir: Path, engine_csv: bool) -> dict[Path, list]:
     """Each checkout's answers to the manifest's archives (its own process)."""
     answers = {}
     for tree in trees:
         tree = tree.resolve()
         done = subprocess.run(
             [sys.executable, "-m", "bench.archive_fuzz", "--tree", str(tree), "--run", str(manifest),
-             "--data-dir", str(workdir / f"chdb-{tree.name}")],
+             "--data-dir", str(workdir / f"chdb-{tree.name}"), *(["--engine-csv"] if engine_csv else [])],
             cwd=tree, env=dict(os.environ, PYTHONPATH=str(tree)), capture_output=True, text=True, check=False,
         )  # fmt: skip
         if done.returncode != 0:
@@ -196,16 +223,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--mutations", type=int, default=40, help="mutated copies of each base file")
     parser.add_argument("--seed", type=int, default=62)
+    parser.add_argument("--engine-csv", action="store_true", help="the CSVs through the engine's reader")
     parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)  # a tree's run: the manifest
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.run:
-        return run_tree(args.run, args.data_dir)
+        return run_tree(args.run, args.data_dir, args.engine_csv)
     workdir = Path(tempfile.mkdtemp(prefix="archive_fuzz_"))
     manifest = workdir / "manifest.json"
     manifest.write_text(json.dumps(build(workdir / "archives", args.mutations, args.seed)))
     try:
-        answers = _answers(args.tree, manifest, workdir)
+        answers = _answers(args.tree, manifest, workdir, args.engine_csv)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     (first, a), *others = answers.items()
