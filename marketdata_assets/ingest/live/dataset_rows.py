@@ -27,6 +27,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from marketdata_assets.datasets.frames import spec_for
+from marketdata_assets.datasets.normalized import (
+    AggregateTrade,
+    Bar,
+    Liquidation,
+    MarkPrice,
+    OpenInterest,
+    Ticker,
+)
 from marketdata_assets.ingest.live.trade_frames import referenced
 from marketdata_assets.sources.registry import STREAMS
 from marketdata_assets.sources.stream import (
@@ -67,65 +76,17 @@ Row = dict[str, Any]
 Mapper = Callable[[dict, Any, str], list[Row]]  # payload, the venue's protocol, instrument
 
 
-def ticker_row(payload, protocol, instrument) -> list[Row]:
-    return [
-        {
-            "ts": _ts(payload),
-            "last": payload["last"],
-            "bid": payload["bid"],
-            "bid_size": payload["bid_size"],
-            "ask": payload["ask"],
-            "ask_size": payload["ask_size"],
-            "volume_24h": None,
-            "amount_24h": None,
-            "mark_price": payload["mark_price"],
-            "index_price": payload["index_price"],
-            "funding_rate": payload["funding_rate"],
-        }
-    ]
+def record_rows(dataset: str, record: type, ts: Callable[[dict], int]) -> Mapper:
+    """How a message of a normalized `record` (datasets/normalized.py) becomes a row of `dataset`'s frame:
+    `ts` of the payload, then each of the frame's columns the record's field of that name, null where the
+    record has none (a live ticker's 24h volume, the other message's half of a mark_funding row)."""
+    columns = dict.fromkeys(c for c in spec_for(dataset).schema if c not in ("ts", "venue", "instrument"))
+    held = [c for c in columns if c in record._fields]
 
+    def rows(payload, protocol, instrument) -> list[Row]:
+        return [{"ts": ts(payload), **columns, **{c: payload[c] for c in held}}]  # the schema's order
 
-def bar_row(payload, protocol, instrument) -> list[Row]:
-    return [
-        {
-            "ts": _us(payload["open_ms"]),
-            **{k: payload[k] for k in ("open", "high", "low", "close", "volume", "amount", "trades")},
-        }
-    ]
-
-
-def liquidation_row(payload, protocol, instrument) -> list[Row]:
-    return [
-        {
-            "ts": _ts(payload),
-            **{
-                k: payload[k]
-                for k in ("liquidation_id", "side", "price", "quantity", "amount", "order_price")
-            },
-        }
-    ]
-
-
-def open_interest_row(payload, protocol, instrument) -> list[Row]:
-    return [
-        {
-            "ts": _ts(payload),
-            **{k: payload[k] for k in ("contracts", "contract_size", "size_unit", "base", "quote")},
-        }
-    ]
-
-
-def mark_row(payload, protocol, instrument) -> list[Row]:
-    return [
-        {
-            "ts": _ts(payload),
-            "mark_price": payload["mark_price"],
-            "index_price": payload["index_price"],
-            "funding_rate": None,
-            "next_funding_time": None,
-            "funding_rate_8h": None,
-        }
-    ]
+    return rows
 
 
 def funding_row(payload, protocol, instrument) -> list[Row]:
@@ -141,28 +102,19 @@ def funding_row(payload, protocol, instrument) -> list[Row]:
     ]
 
 
-def agg_trade_row(payload, protocol, instrument) -> list[Row]:
-    return [
-        {
-            "ts": int(payload["ts_us"]),
-            **{k: payload[k] for k in ("trade_id", "price", "quantity", "amount", "side", "seq")},
-        }
-    ]
-
-
 def book_rows(payload, protocol, instrument) -> list[Row]:
     return protocol.book_rows(payload, instrument)
 
 
 MAPPERS: dict[str, Mapper] = {
-    TICKERS: ticker_row,
-    BARS_1M: bar_row,
-    LIQUIDATIONS: liquidation_row,
-    OPEN_INTEREST: open_interest_row,
-    MARK_PRICE: mark_row,
-    FUNDING: funding_row,
+    TICKERS: record_rows(TICKERS, Ticker, _ts),
+    BARS_1M: record_rows(BARS_1M, Bar, lambda payload: _us(payload["open_ms"])),
+    LIQUIDATIONS: record_rows(LIQUIDATIONS, Liquidation, _ts),
+    OPEN_INTEREST: record_rows(OPEN_INTEREST, OpenInterest, _ts),
+    MARK_PRICE: record_rows(MARK_FUNDING, MarkPrice, _ts),
+    FUNDING: funding_row,  # its `next_funding_ms` is the row's next_funding_time in µs
     BOOKS: book_rows,
-    AGG_TRADES: agg_trade_row,
+    AGG_TRADES: record_rows(AGG_TRADES, AggregateTrade, lambda payload: int(payload["ts_us"])),
 }
 
 
