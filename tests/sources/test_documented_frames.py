@@ -217,7 +217,7 @@ def test_binance_spot_aggregate_trades_are_opt_in_and_the_archives_rows():
     import polars as pl
 
     from marketdata_assets.apps.live import venue_protocol
-    from marketdata_assets.ingest.live.dataset_rows import agg_trade_row
+    from marketdata_assets.ingest.live.dataset_rows import MAPPERS
     from marketdata_assets.sources.binance_vision.dumps import LAYOUTS, normalize
 
     assert (
@@ -258,7 +258,7 @@ def test_binance_spot_aggregate_trades_are_opt_in_and_the_archives_rows():
         }
     )
     (want,) = normalize(archived, LAYOUTS[("aggTrades", "spot")], "BNBBTC").to_dicts()
-    (row,) = agg_trade_row(payload, spot, "BNBBTC")
+    (row,) = MAPPERS["agg_trades"](payload, spot, "BNBBTC")
     assert row["ts"] == 1672515782136_000 and want["ts"].timestamp() == 1672515782.136
     assert {k: row[k] for k in ("trade_id", "price", "quantity", "amount", "side", "seq")} == {
         k: want[k] for k in ("trade_id", "price", "quantity", "amount", "side", "seq")

@@ -4,6 +4,7 @@ streams to read them from."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
@@ -20,10 +21,14 @@ from marketdata_assets.datasets.declared import (
     Rule,
     Text,
     bar_rules,
+    check,
+    columns,
     is_epoch,
     is_flag,
     typed_pages,
 )
+from marketdata_assets.datasets.frames import EPOCH_MS_OR_US
+from marketdata_assets.datasets.normalized import Trade
 from marketdata_assets.datasets.wire import not_negative, number
 
 
@@ -42,7 +47,7 @@ TradeId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # a trade id the tab
 
 class TradeEvent(msgspec.Struct, gc=False):
     """A spot `trade` stream event, decoded lax (its price and quantity are decimal text): the one reading
-    of the event (stream.py `trade_records` makes its `Trade`)."""
+    of the event (`events_to_trades` makes its `Trade`)."""
 
     t: TradeId  # trade id: trade_id and seq
     p: Positive  # price, quote per base
@@ -176,7 +181,98 @@ AGG_TRADE_RULES = (  # besides the types
     ),
 )
 HISTORICAL_TRADE_RULES = (is_epoch("time"), is_flag("isBuyerMaker"))  # besides the types
-TRADE_EVENT_RULES = (is_flag("m"), is_epoch("T"))  # besides the types (trade_records keeps them too)
+_US = 100_000_000_000_000  # an epoch from here on is in µs (datasets.frames.epoch_to_us)
+_INFINITY = float("inf")  # p x q of two finite numbers: finite, or this
+
+
+def agg_to_trades(
+    records: list[AggTrade],
+    venue: str,
+    instrument: str,
+    what: str,
+    page: Page,
+    body: Any = None,
+    event_ms: int = 0,
+    recv_ns: int = 0,
+) -> list[Trade]:
+    """`AggTrade`s as `Trade`s, checked as they are read: trade_id = seq = `a`, ts = `T` (ms or µs), amount
+    = p x q, side from `m` (the buyer was the maker: the taker sold), event time `event_ms` (0: the trade's).
+    The first record that breaks AGG_TRADE_RULES is a SourceDataError naming it (`what`: a template over
+    {i} and its fields, "aggTrade #{i} (a={a})"; `body`: the records as sent)."""
+    (low, high), trades = EPOCH_MS_OR_US, []
+    for r in records:
+        t, maker, amount = r.T, r.m, r.p * r.q
+        if maker.__class__ is not bool or not (low <= t < high or t == 0) or amount == _INFINITY:
+            cols = columns(records, ("a", "p", "q", "T", "m"))
+            cols["amount"] = [a.p * a.q for a in records]
+            check(cols, AGG_TRADE_RULES, what, page, body)
+        ts = t if t >= _US else t * 1000
+        side = "sell" if maker else "buy"
+        trades.append(
+            Trade(
+                venue, instrument, str(r.a), r.p, r.q, amount, side, r.a, ts, event_ms or ts // 1000, recv_ns
+            )
+        )
+    return trades
+
+
+def historical_to_trades(
+    records: list[HistoricalTrade], venue: str, instrument: str, what: str, page: Page, body: Any = None
+) -> list[Trade]:
+    """`HistoricalTrade`s as `Trade`s, checked as they are read: trade_id = seq = `id`, ts = `time` (ms or
+    µs), amount = quoteQty, side from isBuyerMaker; the first that breaks HISTORICAL_TRADE_RULES is a
+    SourceDataError naming it (as `agg_to_trades`)."""
+    (low, high), trades = EPOCH_MS_OR_US, []
+    for r in records:
+        t, maker = r.time, r.isBuyerMaker
+        if maker.__class__ is not bool or not (low <= t < high or t == 0):
+            check(
+                columns(records, HistoricalTrade.__struct_fields__), HISTORICAL_TRADE_RULES, what, page, body
+            )
+        ts = t if t >= _US else t * 1000
+        side = "sell" if maker else "buy"
+        trades.append(
+            Trade(venue, instrument, str(r.id), r.price, r.qty, r.quoteQty, side, r.id, ts, ts // 1000, 0)
+        )
+    return trades
+
+
+TRADE_EVENT_RULES = (is_flag("m"), is_epoch("T"))  # besides the types (events_to_trades keeps them too)
+_INT64_END = 2**63  # an event time past the tables' Int64 is no event time (the trade's is taken)
+
+
+def events_to_trades(
+    venue: str, instruments: Sequence[str], events: list[TradeEvent], recvs: list[int]
+) -> list[Trade | None]:
+    """`TradeEvent`s (of `instruments`: one each, or one for all) as `Trade`s, in order; None for an event
+    whose `m` is no true/false or whose `T` is no epoch (`trade_event` tells which)."""
+    records: list[Trade | None] = []
+    one, (low, high) = (instruments[0] if len(instruments) == 1 else None), EPOCH_MS_OR_US
+    for k, (event, recv_ns) in enumerate(zip(events, recvs, strict=True)):
+        ts, maker, event_ms = event.T, event.m, event.E
+        if maker.__class__ is not bool or not (low <= ts < high or ts == 0):
+            records.append(None)
+            continue
+        ts_us = ts if ts >= _US else ts * 1000
+        if event_ms.__class__ is not int or not -_INT64_END <= event_ms < _INT64_END:
+            event_ms = ts_us // 1000
+        price, qty, trade_id = event.p, event.q, event.t
+        records.append(
+            Trade(
+                venue,
+                one or instruments[k],
+                str(trade_id),
+                price,
+                qty,
+                price * qty,
+                "sell" if maker else "buy",
+                trade_id,
+                ts_us,
+                event_ms,
+                recv_ns,
+            )
+        )
+    return records
 
 
 def kline_rules(interval_ms: int, full: bool) -> tuple[Rule, ...]:

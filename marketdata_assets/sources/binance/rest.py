@@ -8,7 +8,6 @@ refill, weights and bans.
 from __future__ import annotations
 
 from datetime import datetime
-from operator import mul
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,8 @@ import polars as pl
 
 from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.declared import check, columns, frame_of, page_of
-from marketdata_assets.datasets.frames import BARS_SCHEMA, EPOCH_MS_OR_US, TRADES_SCHEMA, from_us, to_us
+from marketdata_assets.datasets.frames import BARS_SCHEMA, EPOCH_MS_OR_US, from_us, to_us
+from marketdata_assets.datasets.normalized import trades_frame
 from marketdata_assets.datasets.wire import (
     book_frame,
     book_levels,
@@ -28,11 +28,11 @@ from marketdata_assets.datasets.wire import (
     number,
 )
 from marketdata_assets.sources.binance.records import (
-    AGG_TRADE_RULES,
-    HISTORICAL_TRADE_RULES,
     AggTrade,
     HistoricalTrade,
     Kline,
+    agg_to_trades,
+    historical_to_trades,
     kline_rules,
     price_or_null,
 )
@@ -42,14 +42,6 @@ VENUE = "BINANCE"
 
 def _ctx(instrument: str, ctx: Page | None, venue: str = VENUE) -> Page:
     return ctx or Page(venue, instrument)
-
-
-def agg_trade_columns(records: list[AggTrade], what: str, ctx: Page, body: Any = None) -> dict[str, list]:
-    """aggTrades (REST, and USD-M's `aggTrade` stream event) as checked columns, amount = p x q."""
-    cols = columns(records, ("a", "p", "q", "T", "m"))
-    cols["amount"] = list(map(mul, cols["p"], cols["q"]))
-    check(cols, AGG_TRADE_RULES, what, ctx, body)
-    return cols
 
 
 def _with_id(what: str, key: str):
@@ -66,42 +58,17 @@ def _with_id(what: str, key: str):
 
 
 def parse_agg_trades(body: Any, instrument: str, ctx: Page | None = None, venue: str = VENUE) -> pl.DataFrame:
-    """`/api/v3/aggTrades` (USD-M: `/fapi/v1/aggTrades`) records → trades frame (trade_id = seq = `a`)."""
+    """`/api/v3/aggTrades` (USD-M: `/fapi/v1/aggTrades`) records → trades frame (`agg_to_trades`)."""
     ctx = _ctx(instrument, ctx, venue)
     records = page_of(AggTrade, body, "aggTrade", ctx, _with_id("aggTrade", "a"))
-    cols = agg_trade_columns(records, "aggTrade #{i} (a={a})", ctx, body)
-    return frame_of(
-        TRADES_SCHEMA,
-        venue,
-        instrument,
-        cols["T"],
-        trade_id=list(map(str, cols["a"])),
-        price=cols["p"],
-        quantity=cols["q"],
-        amount=cols["amount"],
-        side=["sell" if s else "buy" for s in cols["m"]],
-        seq=cols["a"],
-    )
+    return trades_frame(agg_to_trades(records, venue, instrument, "aggTrade #{i} (a={a})", ctx, body))
 
 
 def parse_trades(body: Any, instrument: str, ctx: Page | None = None, venue: str = VENUE) -> pl.DataFrame:
-    """`/api/v3/trades` / `historicalTrades` records → trades frame (amount = quoteQty, seq = id)."""
+    """`/api/v3/trades` / `historicalTrades` records → trades frame (`historical_to_trades`)."""
     ctx = _ctx(instrument, ctx, venue)
     records = page_of(HistoricalTrade, body, "trade", ctx, _with_id("trade", "id"))
-    cols = columns(records, HistoricalTrade.__struct_fields__)
-    check(cols, HISTORICAL_TRADE_RULES, "trade #{i} (id={id})", ctx, body)
-    return frame_of(
-        TRADES_SCHEMA,
-        venue,
-        instrument,
-        cols["time"],
-        trade_id=list(map(str, cols["id"])),
-        price=cols["price"],
-        quantity=cols["qty"],
-        amount=cols["quoteQty"],
-        side=["sell" if s else "buy" for s in cols["isBuyerMaker"]],
-        seq=cols["id"],
-    )
+    return trades_frame(historical_to_trades(records, venue, instrument, "trade #{i} (id={id})", ctx, body))
 
 
 def _kline_name(i: int, kline: dict) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -18,7 +17,6 @@ import orjson
 
 from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.declared import check, one_of, records_of
-from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, epoch_to_us
 from marketdata_assets.datasets.normalized import AggregateTrade, Bar, Ticker, Trade
 from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.sources.binance.client import BinanceClient
@@ -29,9 +27,11 @@ from marketdata_assets.sources.binance.records import (
     DepthFrame,
     TradeEvent,
     TradeFrame,
+    agg_to_trades,
+    events_to_trades,
     levels,
 )
-from marketdata_assets.sources.binance.rest import agg_trade_columns, parse_depth
+from marketdata_assets.sources.binance.rest import parse_depth
 from marketdata_assets.sources.stream import (
     AGG_TRADES,
     BARS_1M,
@@ -149,13 +149,10 @@ def trade_event(data: Any, instrument: str, venue: str = VENUE, recv_ns: int = 0
     sold), event time `E` (else the trade's). What does not read is a SourceDataError naming it."""
     page = Page(venue, instrument)
     event = data if data.__class__ is TradeEvent else records_of(TradeEvent, [data], _trade_name, page)[0]
-    (trade,) = trade_records(venue, (instrument,), [event], [recv_ns])
+    (trade,) = events_to_trades(venue, (instrument,), [event], [recv_ns])
     if trade is None:  # the rules it broke, told as the REST pages' are
         check({"m": [event.m], "T": [event.T]}, TRADE_EVENT_RULES, f"trade {event.t}", page)
     return [trade]
-
-
-_INT64_END = 2**63  # an event time past the tables' Int64 is no event time (the trade's is taken)
 
 
 def _trade_name(i: int, data: Any) -> str:
@@ -163,53 +160,14 @@ def _trade_name(i: int, data: Any) -> str:
     return f"trade {trade_id}" if type(trade_id) is int else "trade event"
 
 
-def trade_records(
-    venue: str, instruments: Sequence[str], events: list[TradeEvent], recvs: list[int]
-) -> list[Trade | None]:
-    """`TradeEvent`s (of `instruments`: one each, or one for all) as `Trade`s, in order; None for an event
-    whose `m` is no true/false or whose `T` is no epoch (`trade_event` tells which)."""
-    records: list[Trade | None] = []
-    one, (low, high) = (instruments[0] if len(instruments) == 1 else None), EPOCH_MS_OR_US
-    for k, (event, recv_ns) in enumerate(zip(events, recvs, strict=True)):
-        ts, maker, event_ms = event.T, event.m, event.E
-        if maker.__class__ is not bool or not (low <= ts < high or ts == 0):
-            records.append(None)
-            continue
-        ts_us = ts if ts >= 100_000_000_000_000 else ts * 1000
-        if event_ms.__class__ is not int or not -_INT64_END <= event_ms < _INT64_END:
-            event_ms = ts_us // 1000
-        price, qty, trade_id = event.p, event.q, event.t
-        records.append(
-            Trade(
-                venue,
-                one or instruments[k],
-                str(trade_id),
-                price,
-                qty,
-                price * qty,
-                "sell" if maker else "buy",
-                trade_id,
-                ts_us,
-                event_ms,
-                recv_ns,
-            )
-        )
-    return records
-
-
 def agg_trade_event(data: Any, instrument: str, venue: str = VENUE, recv_ns: int = 0) -> list[Trade]:
-    """An `aggTrade` event read and checked as the REST aggTrades pages are (`AggTrade`, `agg_trade_columns`):
+    """An `aggTrade` event read and checked as the REST aggTrades pages are (`AggTrade`, `agg_to_trades`):
     trade_id = seq = `a`, ts = `T`, amount = p x q, side from `m`; event time `E` (else the trade's)."""
     page = Page(venue, instrument)
     t = one_of(AggTrade, data, "aggTrade event", page)
-    cols = agg_trade_columns([t], "aggTrade event (a={a})", page, [data])
     event_ms = data.get("E")
-    ts_us = epoch_to_us(t.T) if t.T else 0
-    event_ms = (event_ms if isinstance(event_ms, int) else None) or ts_us // 1000
-    side = "sell" if t.m else "buy"
-    return [
-        Trade(venue, instrument, str(t.a), t.p, t.q, cols["amount"][0], side, t.a, ts_us, event_ms, recv_ns)
-    ]
+    event_ms = event_ms if isinstance(event_ms, int) else 0
+    return agg_to_trades([t], venue, instrument, "aggTrade event (a={a})", page, [data], event_ms, recv_ns)
 
 
 def agg_trade_message(data: Any, instrument: str, recv_ns: int, venue: str = VENUE) -> list[LiveMessage]:
@@ -456,11 +414,11 @@ class BinanceSpotStream:
         self, frames: list[Frame], recvs: list[int], bad: list[tuple[Frame, Exception]]
     ) -> list[Trade]:
         """`trades` of many frames, in order (the collector's hot path): events decoded in their documented
-        types read at once by `trade_records` (no other record between); a batch with another event, and an
+        types read at once by `events_to_trades` (no other record between); a batch with another event, and an
         event it refuses, read by `trades` one frame at a time (a frame the checked reading refuses goes to
         `bad` with its error)."""
         try:
-            records = trade_records(
+            records = events_to_trades(
                 self.venue, [f.instrument for f in frames], [f.data for f in frames], recvs
             )
         except AttributeError:  # decoded JSON (no `p`): a frame not in the documented types

@@ -5,10 +5,11 @@ epoch, an option of the chain, a bar's shape)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
+from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.declared import (
     Amount,
     Finite,
@@ -17,10 +18,15 @@ from marketdata_assets.datasets.declared import (
     Rule,
     Text,
     bar_rules,
+    check,
+    columns,
     each,
     is_epoch,
+    records_of,
 )
-from marketdata_assets.sources.deribit.instruments import is_option, settles_in
+from marketdata_assets.datasets.frames import epoch_to_us
+from marketdata_assets.datasets.normalized import Trade
+from marketdata_assets.sources.deribit.instruments import VENUE, is_option, settles_in
 
 # --------------------------------------------------------------------------------------------
 # What is inside `result` (the fields read; the rest are ignored)
@@ -38,6 +44,35 @@ class DeribitTrade(msgspec.Struct):
     direction: Literal["buy", "sell"]  # the taker's side
     instrument_name: str | msgspec.UnsetType = msgspec.UNSET  # must be the instrument asked for
     liquidation: Literal["M", "T", "MT"] | None = None  # absent, or the maker's, the taker's, both liquidated
+
+
+def trade_records(data: list, instrument: str, ctx: Page) -> list[DeribitTrade]:
+    """Trades (REST pages, the `trades` channel) read and checked (`trade_rules`): a SourceDataError names the
+    first that does not fit or breaks a rule."""
+    records = records_of(DeribitTrade, data, _trade_name, ctx)
+    check(columns(records, DeribitTrade.__struct_fields__), trade_rules(instrument), _trade_name, ctx)
+    return records
+
+
+def to_trades(records: list[DeribitTrade], instrument: str, inverse: bool, recv_ns: int = 0) -> list[Trade]:
+    """Read trades as `Trade`s of `instrument` received at `recv_ns`, their event time their own: an inverse
+    contract's `amount` (USD) is the quote amount and amount / price the base quantity; another's is the
+    base quantity and price x amount the quote amount."""
+    trades = []
+    for r in records:
+        price, amount, ts = r.price, r.amount, epoch_to_us(r.timestamp)
+        base, quote = (amount / price, amount) if inverse else (amount, price * amount)
+        side, seq = r.direction, r.trade_seq
+        trades.append(
+            Trade(VENUE, instrument, r.trade_id, price, base, quote, side, seq, ts, ts // 1000, recv_ns)
+        )
+    return trades
+
+
+def _trade_name(i: int, trade: Any) -> str:
+    """trade #i, and its id once it has one."""
+    trade_id = trade.get("trade_id") if isinstance(trade, dict) else None
+    return f"trade {trade_id}" if is_text(trade_id) else f"trade #{i}"
 
 
 class Chart(msgspec.Struct):

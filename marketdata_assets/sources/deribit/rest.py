@@ -22,12 +22,12 @@ from marketdata_assets.datasets.frames import (
     EPOCH_MS_OR_US,
     FUNDING_SCHEMA,
     OPTION_CHAIN_SCHEMA,
-    TRADES_SCHEMA,
     epoch_to_us,
     from_us,
     to_us,
 )
 from marketdata_assets.datasets.instruments import Instrument
+from marketdata_assets.datasets.normalized import trades_frame
 from marketdata_assets.datasets.wire import (
     book_frame,
     book_levels,
@@ -57,11 +57,10 @@ from marketdata_assets.sources.deribit.records import (
     FUNDING_RULES,
     BookSummary,
     Chart,
-    DeribitTrade,
     FundingRow,
     chain_rules,
-    is_text,
-    trade_rules,
+    to_trades,
+    trade_records,
 )
 
 _OPTION_TYPES = {"C": "call", "P": "put"}
@@ -101,26 +100,6 @@ def parse_trades(body: Any, instrument: str, ctx: Page | None = None) -> tuple[p
     return frame, has_more
 
 
-def _trade_name(i: int, trade: Any) -> str:
-    """trade #i, and its id once it has one."""
-    trade_id = trade.get("trade_id") if isinstance(trade, dict) else None
-    return f"trade {trade_id}" if is_text(trade_id) else f"trade #{i}"
-
-
-def trade_columns(trades: list, instrument: str, inverse: bool, ctx: Page) -> dict[str, Any]:
-    """Trades (REST pages, the `trades` channel) as checked columns, sized (`base_and_quote`: quantity,
-    quote)."""
-    cols = columns(records_of(DeribitTrade, trades, _trade_name, ctx), DeribitTrade.__struct_fields__)
-    check(cols, trade_rules(instrument), _trade_name, ctx)
-    price, amount = cols["price"], cols["amount"]
-    cols["quantity"], cols["quote"] = (
-        ([a / p for p, a in zip(price, amount)], amount)
-        if inverse
-        else (amount, [p * a for p, a in zip(price, amount)])
-    )
-    return cols
-
-
 def parse_trade_page(
     body: Any, instrument: str, ctx: Page | None = None
 ) -> tuple[pl.DataFrame, bool, dict[str, str]]:
@@ -137,21 +116,9 @@ def parse_trade_page(
     inverse = is_inverse(instrument)
     if inverse and trades:
         note_conversion(instrument, INVERSE_CONVERSION)
-    cols = trade_columns(trades, instrument, inverse, ctx)
-    frame = frame_of(
-        TRADES_SCHEMA,
-        VENUE,
-        instrument,
-        cols["timestamp"],
-        trade_id=list(cols["trade_id"]),
-        price=cols["price"],
-        quantity=cols["quantity"],
-        amount=cols["quote"],
-        side=list(cols["direction"]),
-        seq=cols["trade_seq"],
-    )
-    flags = {t: flag for t, flag in zip(cols["trade_id"], cols["liquidation"]) if flag is not None}
-    return frame, has_more, flags
+    records = trade_records(trades, instrument, ctx)
+    flags = {r.trade_id: r.liquidation for r in records if r.liquidation is not None}
+    return trades_frame(to_trades(records, instrument, inverse)), has_more, flags
 
 
 def liquidations_of(trades: pl.DataFrame, flags: dict[str, str], instrument: str) -> pl.DataFrame:

@@ -12,13 +12,13 @@ import json
 from typing import ClassVar
 
 from marketdata_assets.core.http import Page, SourceError
-from marketdata_assets.datasets.frames import epoch_to_us
 from marketdata_assets.datasets.instruments import LookupFailed, Master
 from marketdata_assets.datasets.normalized import Funding, MarkPrice, OpenInterest, Ticker, Trade
 from marketdata_assets.sources.deribit import reference
 from marketdata_assets.sources.deribit.client import DeribitClient
 from marketdata_assets.sources.deribit.instruments import base_and_quote, is_inverse, size_of
-from marketdata_assets.sources.deribit.rest import open_interest_of, parse_order_book, trade_columns
+from marketdata_assets.sources.deribit.records import to_trades, trade_records
+from marketdata_assets.sources.deribit.rest import open_interest_of, parse_order_book
 from marketdata_assets.sources.stream import (
     BOOK_TOPS,
     BOOKS,
@@ -257,16 +257,12 @@ class DeribitStream(StreamBase):
 
     def trades(self, frame: Frame, recv_ns: int = 0) -> list[Trade]:
         """A `trades.<instrument>.<interval>` notification read and checked as the REST pages are
-        (`trade_columns`): inverse contracts' USD amounts as base quantity and quote amount."""
+        (`trade_records`, `to_trades`): inverse contracts' USD amounts as base quantity and quote amount."""
         instrument, ctx = frame.instrument, Page(VENUE, frame.instrument)
         if not isinstance(frame.data, list):
             raise ctx.error(f"trades notification data is {type(frame.data).__name__}, not an array")
-        cols = trade_columns(frame.data, instrument, self.inverse(instrument), ctx)
-        fields = ("trade_id", "price", "quantity", "quote", "direction", "trade_seq")
-        return [
-            Trade(VENUE, instrument, *trade, epoch_to_us(t), epoch_to_us(t) // 1000, recv_ns)
-            for t, *trade in zip(cols["timestamp"], *(cols[name] for name in fields))
-        ]
+        inverse = self.inverse(instrument)
+        return to_trades(trade_records(frame.data, instrument, ctx), instrument, inverse, recv_ns)
 
     def inverse(self, instrument: str) -> bool:
         """Amounts in USD (inverse), read from the name (trades need no size); SourceDataError for a name of

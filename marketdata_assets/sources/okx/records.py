@@ -10,6 +10,7 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
+from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.declared import (
     Amount,
     Digits,
@@ -18,10 +19,19 @@ from marketdata_assets.datasets.declared import (
     Rule,
     Text,
     bar_rules,
+    check,
+    columns,
     each,
+    integers,
     is_epoch,
+    records_of,
     where,
 )
+from marketdata_assets.datasets.frames import epoch_to_us
+from marketdata_assets.datasets.normalized import Trade
+from marketdata_assets.sources.okx.instruments import ContractSizer
+
+VENUE = "OKX"
 
 
 class HistoryTrade(msgspec.Struct):
@@ -139,6 +149,30 @@ def _decimal(cols: dict) -> Any:
     return np.fromiter(
         (not (isinstance(t, str) and t.isdigit()) or t.isdecimal() for t in ids), bool, len(ids)
     )
+
+
+def to_trades(
+    data: list, instrument: str, sizer: ContractSizer, ctx: Page, number: str = "trade #{i}", recv_ns: int = 0
+) -> list[Trade]:
+    """Trades (`HistoryTrade`: history-trades, and the `trades` channel's push) as checked `Trade`s of
+    `instrument` received at `recv_ns`, sized by `sizer`: trade_id = tradeId, seq = int(tradeId) (None
+    for an id that is not digits), ts = ts (ms), its event time its own. A record that does not fit, or
+    breaks `trade_rules`, is a SourceDataError naming it (by its id, else `number`)."""
+
+    def named(i: int, record: Any) -> str:
+        trade_id = record.get("tradeId") if isinstance(record, dict) else None
+        return f"trade {trade_id}" if text(trade_id) else number.format(i=i)
+
+    records = records_of(HistoryTrade, data, named, ctx)
+    cols = columns(records, HistoryTrade.__struct_fields__)
+    cols["ts"] = integers(cols["ts"])
+    check(cols, trade_rules(instrument), named, ctx)
+    quantity, amount = sizer.sized(cols["px"], cols["sz"])
+    stamps = map(epoch_to_us, cols["ts"])
+    return [
+        Trade(VENUE, instrument, i, px, q, a, side, int(i) if i.isdigit() else None, us, us // 1000, recv_ns)
+        for i, px, q, a, side, us in zip(cols["tradeId"], cols["px"], quantity, amount, cols["side"], stamps)
+    ]
 
 
 def _candle_rules(volume: str | None) -> tuple[Rule, ...]:

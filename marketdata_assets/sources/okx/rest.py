@@ -35,13 +35,12 @@ from marketdata_assets.datasets.frames import (
     BARS_SCHEMA,
     LIQUIDATIONS_SCHEMA,
     OPEN_INTEREST_SCHEMA,
-    TRADES_SCHEMA,
     epoch_to_us,
     from_us,
     spec_for,
 )
 from marketdata_assets.datasets.instruments import Instrument
-from marketdata_assets.datasets.normalized import Trade
+from marketdata_assets.datasets.normalized import trades_frame
 from marketdata_assets.datasets.wire import (
     book_frame,
     book_levels,
@@ -60,20 +59,18 @@ from marketdata_assets.sources.okx.records import (
     OPEN_INTEREST_RULES,
     PRICE_CANDLE_RULES,
     PRICES,
+    VENUE,
     Candle,
     DetailTime,
     FundingSettlement,
-    HistoryTrade,
     LiquidationDetail,
     LiquidationOrders,
     OpenInterestRow,
     PriceCandle,
     of,
-    text,
-    trade_rules,
+    to_trades,
 )
 
-VENUE = "OKX"
 FUNDING_INTERVAL_HOURS = (
     8.0  # OKX's usual and longest interval (a lone settlement's: docs/crypto-datasets.md)
 )
@@ -165,59 +162,13 @@ def _sizer(instrument: str, reference: Instrument | None, ctx: Page, note: bool 
     return sizer
 
 
-def history_trades(
-    data: list, instrument: str, sizer: ContractSizer, ctx: Page, number: str = "trade #{i}"
-) -> dict[str, list]:
-    """Trades (`HistoryTrade`: history-trades, and the `trades` channel's push) as checked columns, sized
-    by `sizer`: ts (µs), trade_id = tradeId, price, quantity, amount, side, seq = int(tradeId)."""
-
-    def named(i: int, record: Any) -> str:
-        trade_id = record.get("tradeId") if isinstance(record, dict) else None
-        return f"trade {trade_id}" if text(trade_id) else number.format(i=i)
-
-    cols = columns(records_of(HistoryTrade, data, named, ctx), HistoryTrade.__struct_fields__)
-    cols["ts"] = integers(cols["ts"])
-    check(cols, trade_rules(instrument), named, ctx)
-    ids = list(cols["tradeId"])
-    quantity, amount = sizer.sized(cols["px"], cols["sz"])
-    return {
-        "ts": list(map(epoch_to_us, cols["ts"])),
-        "trade_id": ids,
-        "price": cols["px"],
-        "quantity": quantity,
-        "amount": amount,
-        "side": list(cols["side"]),
-        "seq": [int(t) if t.isdigit() else None for t in ids],
-    }
-
-
-def trades_of(cols: dict[str, list], instrument: str, recv_ns: int = 0) -> list[Trade]:
-    """`history_trades` columns as `Trade`s of `instrument`, received at `recv_ns` (event time: its own)."""
-    return [
-        Trade(VENUE, instrument, trade_id, price, quantity, amount, side, seq, ts, ts // 1000, recv_ns)
-        for ts, trade_id, price, quantity, amount, side, seq in zip(*cols.values(), strict=True)
-    ]
-
-
-def history_trade(record: Any, instrument: str, sizer: ContractSizer, what: str, ctx: Page) -> Trade:
-    """One trade, named `what` until its id is read (`history_trades` of one)."""
-    return trades_of(history_trades([record], instrument, sizer, ctx, what), instrument)[0]
-
-
 def parse_history_trades(
     body: Any, instrument: str, ctx: Page | None = None, reference: Instrument | None = None
 ) -> pl.DataFrame:
-    """history-trades envelope → trades frame (`history_trades`)."""
+    """history-trades envelope → trades frame (`to_trades`)."""
     ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, reference, ctx)
-    cols = history_trades(envelope_data(body, ctx), instrument, sizer, ctx)
-    return frame_of(
-        TRADES_SCHEMA,
-        VENUE,
-        instrument,
-        cols.pop("ts"),
-        **{**cols, "seq": pl.Series(cols["seq"], dtype=pl.Int64)},
-    )
+    return trades_frame(to_trades(envelope_data(body, ctx), instrument, sizer, ctx))
 
 
 def parse_books(

@@ -26,13 +26,12 @@ from marketdata_assets.datasets.normalized import (
 from marketdata_assets.sources.okx import reference
 from marketdata_assets.sources.okx.client import OkxClient
 from marketdata_assets.sources.okx.instruments import ContractSizer, is_derivative
+from marketdata_assets.sources.okx.records import to_trades
 from marketdata_assets.sources.okx.rest import (
     candle_bars,
-    history_trades,
     liquidation_details,
     open_interest,
     parse_books,
-    trades_of,
 )
 from marketdata_assets.sources.stream import (
     BARS_1M,
@@ -424,12 +423,12 @@ class OkxStream(StreamBase):
         return out
 
     def trades(self, frame: Frame, recv_ns: int = 0) -> list[Trade]:
-        """A `trades` push read as the REST pages are (`history_trades`), sizes in base units (x ctVal)."""
+        """A `trades` push read as the REST pages are (`to_trades`), sizes in base units (x ctVal)."""
         instrument, ctx = frame.instrument, Page(VENUE, frame.instrument)
         if not isinstance(frame.data, list):
             raise ctx.error(f"trades push data is {type(frame.data).__name__}, not an array")
         sizer = self.sizer(instrument)
-        return trades_of(history_trades(frame.data, instrument, sizer, ctx), instrument, recv_ns)
+        return to_trades(frame.data, instrument, sizer, ctx, recv_ns=recv_ns)
 
     def sizer(self, instrument: str) -> ContractSizer:
         """The instrument's contract sizing by the master (kept: one lookup a frame is enough);

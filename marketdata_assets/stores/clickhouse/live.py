@@ -8,6 +8,7 @@ docs/live-capture.md, `trades_live` and `trades_latest` in "The NATS → ClickHo
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +18,7 @@ import orjson
 
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.datasets.frames import TRADES_SPEC
-from marketdata_assets.datasets.normalized import US_HIGH, US_LOW, Trade
+from marketdata_assets.datasets.normalized import TRADE_FIELDS, US_HIGH, US_LOW, Trade
 from marketdata_assets.stores.clickhouse import cluster
 from marketdata_assets.stores.clickhouse.tables import LOADS, ensure_tables
 
@@ -115,6 +116,7 @@ def _utc_ms(ms: int, field: str) -> datetime:
 
 
 _TRADES = msgspec.json.Decoder(list[Trade])  # a collector's message: a JSON array of trades, typed
+_STORED = operator.attrgetter(*TRADE_FIELDS[1:])  # a trade's values after its time, as the table's columns
 
 
 def trade_row(trade: Trade) -> tuple:
@@ -123,14 +125,7 @@ def trade_row(trade: Trade) -> tuple:
     ts = _utc_us(trade.ts_us)
     return (
         ts,
-        trade.venue,
-        trade.instrument,
-        trade.trade_id,
-        trade.price,
-        trade.quantity,
-        trade.amount,
-        trade.side,
-        trade.seq,
+        *_STORED(trade),
         _utc_ms(trade.event_ms, "event_ms") if trade.event_ms else ts,
         _utc_us(trade.recv_ns // 1000, "recv_ns / 1000"),
     )

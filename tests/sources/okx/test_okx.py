@@ -33,7 +33,8 @@ from marketdata_assets.sources.okx import (
     parse_liquidations,
     parse_open_interest_history,
 )
-from marketdata_assets.sources.okx.rest import candle, history_trade, liquidation_detail, open_interest
+from marketdata_assets.sources.okx.records import to_trades
+from marketdata_assets.sources.okx.rest import candle, liquidation_detail, open_interest
 from marketdata_assets.sources.venues import venue_client
 from tests.support.reference import known
 from tests.support.scripted_server import Reply, ScriptedServer
@@ -227,7 +228,7 @@ def test_a_page_read_on_its_columns_is_the_page_read_record_by_record(instrument
         for k, (px, sz, side) in enumerate([("29963.2", "0.00001", "sell"), ("0.0000255", "3", "buy")])
     ]
     expected = trades_frame(
-        [history_trade(record, instrument, sizer, f"trade #{k}", ctx) for k, record in enumerate(trades)]
+        [to_trades([record], instrument, sizer, ctx, f"trade #{k}")[0] for k, record in enumerate(trades)]
     )
     assert_frame_equal(parse_history_trades(_page(trades), instrument, reference=ref), expected)
     rows = [
