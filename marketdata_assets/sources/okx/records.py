@@ -132,11 +132,13 @@ def text(value: Any) -> bool:
 
 def trade_rules(instrument: str) -> tuple[Rule, ...]:
     """What every trade keeps besides its types, in the order a breach is told: its instrument, epoch ms;
-    an id of digits is read as seq (digits int() does not read fail as int() does)."""
+    an id of digits is read as seq (digits int() does not read fail as int() does), so it must fit seq's
+    Int64 (the ids count up by one and are paged by: one past it cannot be a seq, nor stood for by None)."""
     return (
         of(instrument),
         is_epoch("ts"),
         Rule("tradeId", _decimal, lambda what, r: str(int(r["tradeId"]))),
+        Rule("tradeId", _fits_int64, "{what} tradeId is {value!r}, past the 64-bit integers seq holds"),
     )
 
 
@@ -148,6 +150,19 @@ def _decimal(cols: dict) -> Any:
         return True
     return np.fromiter(
         (not (isinstance(t, str) and t.isdigit()) or t.isdecimal() for t in ids), bool, len(ids)
+    )
+
+
+_INT64_DIGITS = len(str(2**63 - 1))
+
+
+def _fits_int64(cols: dict) -> Any:
+    """An id of decimal digits is at most 2^63 - 1 (one of other characters is for `_decimal`, or no seq)."""
+    ids = cols["tradeId"]
+    if max(map(len, ids), default=0) < _INT64_DIGITS:
+        return True
+    return np.fromiter(
+        (not t.isdecimal() or len(t) < _INT64_DIGITS or int(t) < 2**63 for t in ids), bool, len(ids)
     )
 
 

@@ -78,17 +78,17 @@ def test_history_trades_everything_is_a_string():
     }
     frame = parse_history_trades(body, "BTC-USDT")
     assert frame.schema == pl.Schema(TRADES_SCHEMA)
-    assert frame.row(0) == (
-        datetime(2022, 6, 2, 9, 20, 46, 974000, tzinfo=UTC),
-        "OKX",
-        "BTC-USDT",
-        "242720720",
-        29963.2,
-        0.00001,
-        29963.2 * 0.00001,
-        "sell",
-        242720720,
-    )
+    assert frame.row(0, named=True) == dict.fromkeys(TRADES_SCHEMA) | {  # a column not named: null
+        "ts": datetime(2022, 6, 2, 9, 20, 46, 974000, tzinfo=UTC),
+        "venue": "OKX",
+        "instrument": "BTC-USDT",
+        "trade_id": "242720720",
+        "price": 29963.2,
+        "quantity": 0.00001,
+        "amount": 29963.2 * 0.00001,
+        "side": "sell",
+        "seq": 242720720,
+    }
     assert frame["side"].to_list() == ["sell", "buy"]  # OKX's side already is the taker's
 
 
@@ -284,6 +284,23 @@ def test_an_integer_written_as_a_number_with_a_point_is_refused(ts):
         parse_history_trades(body, "BTC-USDT")
     with pytest.raises(SourceDataError, match=re.escape(f"candle #0 ts is '{ts}', not an integer")):
         parse_candles(_page([[ts, "1", "1", "1", "1", "1", "1", "1", "1"]]), "BTC-USDT")
+
+
+def test_a_trade_id_past_64_bits_is_refused_naming_the_trade_and_the_largest_is_its_seq():
+    """seq is the tradeId as a number (the ids are paged by): one past Int64 is a data error, not the
+    numbers' own overflow."""
+
+    def page(trade_id: str) -> str:
+        trade = {"instId": "BTC-USDT", "side": "buy", "sz": "0.5", "px": "1", "tradeId": trade_id}
+        return _page([{**trade, "ts": "1654161646974"}])
+
+    largest = str(2**63 - 1)
+    assert parse_history_trades(page(largest), "BTC-USDT")["seq"].to_list() == [2**63 - 1]
+    for past in (str(2**63), "9999999999999999999", "1" + "0" * 30):
+        with pytest.raises(
+            SourceDataError, match=re.escape(f"trade {past} tradeId is '{past}', past the 64")
+        ):
+            parse_history_trades(page(past), "BTC-USDT")
 
 
 BOOK_BODY = json.dumps(
