@@ -72,7 +72,7 @@ from marketdata_assets.core import settings
 from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
 from marketdata_assets.sources.binance.stream import combined_url, depth_stream, trade_stream
 from marketdata_assets.stores.clickhouse import connection
-from marketdata_assets.stores.clickhouse.live import ensure_live_tables, insert_live_trades
+from marketdata_assets.stores.clickhouse.live import LIVE_COLUMNS, ensure_live_tables, insert_live_trades
 from marketdata_assets.stores.jetstream import JetStreamStore
 
 RESULTS = Path(__file__).resolve().parent / "results" / "live_capture.json"
@@ -327,6 +327,9 @@ class StagedConsumer(TradesConsumer):
         return rows, good, bad
 
 
+EVENT_TS, RECV_TS = LIVE_COLUMNS.index("event_ts"), LIVE_COLUMNS.index("recv_ts")  # in a trades_live row
+
+
 class TimedInsert:
     """The consumer's INSERT into `trades_live`, then the query that proves the batch visible; per row
     the time from its event time `E` to the INSERT's return and to the query's (see part 2), and the
@@ -359,14 +362,14 @@ class TimedInsert:
             ("query", visible_ms - inserted_ms),
         ):
             self.parts[name].append(ms)
-        events = [row[9].timestamp() * 1000 for row in rows]
+        events = [row[EVENT_TS].timestamp() * 1000 for row in rows]
         if int(newest) < max(events):
             self.invisible_batches += 1
         if self.warm_index is None and min(events) > self.started_ms + WARM_UP_S * 1000:
             self.warm_index = len(self.visible)
         self.visible.extend(visible_ms - e for e in events)
         self.inserted.extend(inserted_ms - e for e in events)
-        received = [row[10].timestamp() * 1000 for row in rows]
+        received = [row[RECV_TS].timestamp() * 1000 for row in rows]
         self.received.extend(r - e for r, e in zip(received, events))
         worst = self.stage_times(events, received, inserted_ms, visible_ms)
         self.batches.append(

@@ -297,27 +297,6 @@ class Dataset:
 # live streams (Binance's REST trades are aggregate trades: docs/ticks.md, "Fidelity").
 _ARCHIVE = "BINANCE_ARCHIVE"
 _FILES_FIRST = (_ARCHIVE, "BINANCE_DUMPS")
-TRADES_SPEC = Dataset(
-    name="trades",
-    code="trades",
-    table="trades",
-    schema=TRADES_SCHEMA,
-    nullable=NULLABLE["trades"],
-    fidelity=_FILES_FIRST,
-    columns=(
-        ("ts", f"{TS} CODEC(Delta, ZSTD(1))"),
-        ("venue", LC),
-        ("instrument", LC),
-        ("trade_id", "String CODEC(ZSTD(1))"),
-        ("price", FLOAT),
-        ("quantity", FLOAT),
-        ("amount", FLOAT),
-        ("side", LC),
-        ("seq", "Nullable(Int64) CODEC(Delta, ZSTD(1))"),
-    ),
-    order_by=("venue", "instrument", "ts", "trade_id"),
-    key="trade_id",
-)
 BOOKS_SPEC = Dataset(
     name="books",
     code="books",
@@ -379,12 +358,8 @@ DAILY_SPEC = Dataset(
     key="ts",
     bars=Stamping(timedelta(days=1), label="day"),  # ts = the trade date's 00:00 UTC
 )
-# data.binance.vision archives (sources.binance_vision.archives): aggregate trades apart from the
-# individual ones (`seq` is the aggregate id), and the daily files' kline intervals other than 1m, a
-# table each (`klines_1h`, ...: `bars_1d_v` is already the daily bars made from trades).
-AGG_TRADES_SPEC = replace(
-    TRADES_SPEC, name="agg_trades", code="agg_trades", table="agg_trades", fidelity=(_ARCHIVE,)
-)
+# data.binance.vision's daily kline files of the intervals other than 1m, a table each (`klines_1h`, ...:
+# `bars_1d_v` is already the daily bars made from trades); its aggregate trades: AGG_TRADES_SPEC.
 KLINE_INTERVALS = ("1s", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 KLINE_SPECS = {
@@ -412,8 +387,14 @@ def _columns(schema: dict, types: dict) -> tuple:
 
 
 def _nullable(columns: tuple, nullable: frozenset) -> tuple:
+    """The columns, a nullable one's type Nullable (one `types` gave as Nullable kept as given)."""
     return tuple(
-        (name, f"Nullable({ctype.split(' CODEC')[0]}) CODEC(ZSTD(1))" if name in nullable else ctype)
+        (
+            name,
+            f"Nullable({ctype.split(' CODEC')[0]}) CODEC(ZSTD(1))"
+            if name in nullable and not ctype.startswith("Nullable(")
+            else ctype,
+        )
         for name, ctype in columns
     )
 
@@ -447,6 +428,24 @@ def _declare(
     )
 
 
+# the trades table's columns follow from TRADES_SCHEMA (by dtype; `types`: the two that differ)
+TRADES_SPEC = replace(
+    _declare(
+        "trades",
+        "trades",
+        "trades",
+        TRADES_SCHEMA,
+        order_by=("venue", "instrument", "ts", "trade_id"),
+        key="trade_id",
+        types={"trade_id": "String CODEC(ZSTD(1))", "seq": "Nullable(Int64) CODEC(Delta, ZSTD(1))"},
+    ),
+    fidelity=_FILES_FIRST,
+)
+# data.binance.vision archives (sources.binance_vision.archives): aggregate trades apart from the
+# individual ones (`seq` is the aggregate id).
+AGG_TRADES_SPEC = replace(
+    TRADES_SPEC, name="agg_trades", code="agg_trades", table="agg_trades", fidelity=(_ARCHIVE,)
+)
 DERIVATIVES = ("perpetual", "future")
 TICKERS_SPEC = _declare(
     "tickers", "tickers", "tickers", TICKERS_SCHEMA, order_by=("venue", "instrument", "ts"), key=None
@@ -553,6 +552,15 @@ def spec_for(dataset: str) -> Dataset:
 
 def empty_trades() -> pl.DataFrame:
     return pl.DataFrame(schema=TRADES_SCHEMA)
+
+
+def as_schema(frame: pl.DataFrame, schema: dict) -> pl.DataFrame:
+    """`frame` as `schema`'s columns, in its order and types; a column the frame lacks is null (a nullable
+    column its maker has nothing for, as the writer stores it)."""
+    return frame.select(
+        pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype).alias(name)
+        for name, dtype in schema.items()
+    )
 
 
 # --------------------------------------------------------------------------------------------

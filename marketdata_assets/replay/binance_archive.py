@@ -26,7 +26,7 @@ from xml.sax.saxutils import escape
 
 import polars as pl
 
-from marketdata_assets.datasets.frames import BARS_SCHEMA, TRADES_SCHEMA
+from marketdata_assets.datasets.frames import BARS_SCHEMA, TRADES_SCHEMA, as_schema
 from marketdata_assets.replay import (
     BackgroundServer,
     Reply,
@@ -489,7 +489,7 @@ class BinanceArchiveReplayServer(BackgroundServer):
                 pl.col("price").alias("order_price"),
             ).sort("ts")
         if archive.family != "klines":
-            return frame.select(list(TRADES_SCHEMA))
+            return as_schema(frame, TRADES_SCHEMA)  # a column the archive lacks: null, as stored
         return frame.select(
             pl.col("open_us").cast(BARS_SCHEMA["ts"]).alias("ts"),
             pl.lit(archive.venue).alias("venue"),

@@ -46,8 +46,7 @@ def make_trades(instrument: str, n: int, seed: int, day: date = DAY) -> pl.DataF
             "side": ["buy" if rng.random() < 0.6 else "sell" for _ in range(n)],
             "seq": seq,
         },
-        schema=frames.TRADES_SCHEMA,
-    )
+    ).pipe(frames.as_schema, frames.TRADES_SCHEMA)
 
 
 def make_bars(instrument: str, seed: int, minutes: int = 300) -> pl.DataFrame:

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from marketdata_assets.core.markdown import Markdown
-from marketdata_assets.datasets.frames import TRADES_SCHEMA
+from marketdata_assets.datasets.frames import TRADES_SCHEMA, as_schema
 from marketdata_assets.datasets.slices import SliceKey, slices_of
 from marketdata_assets.datasets.wire import columns_of
 from marketdata_assets.quality.checks import (
@@ -64,8 +64,7 @@ def trades(instrument: str, prices: list[float], venue: str = "BINANCE") -> pl.D
             "side": "buy",
             "seq": [i + 1 for i in range(len(prices))],
         },
-        schema=TRADES_SCHEMA,
-    )
+    ).pipe(as_schema, TRADES_SCHEMA)
 
 
 def write(store, dataset: str, frame: pl.DataFrame, venue: str, instrument: str, day: date = DAY) -> None:

@@ -160,7 +160,7 @@ def expected(rest_rows: list) -> list[tuple]:
     return sorted(
         (
             (ts.replace(tzinfo=None), tid, price, qty, amount, side)
-            for ts, _, _, tid, price, qty, amount, side, _ in rest_rows
+            for ts, _, _, tid, price, qty, amount, side, *_ in rest_rows
         ),
         key=lambda r: r[1],
     )

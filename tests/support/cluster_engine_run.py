@@ -192,7 +192,7 @@ def compaction(client, cluster_db: str, one_db: str) -> dict:
 def trades(ids: list[str], price: float):
     import polars as pl
 
-    from marketdata_assets.datasets.frames import TRADES_SPEC
+    from marketdata_assets.datasets.frames import TRADES_SPEC, as_schema
 
     start = datetime(2026, 1, 5, 1, tzinfo=UTC)
     return pl.DataFrame(
@@ -207,8 +207,7 @@ def trades(ids: list[str], price: float):
             "side": "buy",
             "seq": None,
         },
-        schema=TRADES_SPEC.schema,
-    )
+    ).pipe(as_schema, TRADES_SPEC.schema)
 
 
 def main(directory: str) -> int:

@@ -1,6 +1,7 @@
 """ClickHouse tables of the live path: ``trades_live`` (a ReplacingMergeTree read with FINAL, fed by the
 consumer or the collector's direct writes), the view ``trades_latest`` (the batch loads, then the live
-rows) and ``live_reconciliation``; created idempotently, no existing table changed.
+rows) and ``live_reconciliation``; created idempotently (an existing ``trades_live`` given the `trades`
+columns declared after it).
 
 Why a ReplacingMergeTree and not insert deduplication tokens, and what the view shows:
 docs/live-capture.md, `trades_live` and `trades_latest` in "The NATS → ClickHouse consumer, ...".
@@ -19,7 +20,7 @@ import orjson
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.datasets.frames import TRADES_SPEC
 from marketdata_assets.datasets.normalized import TRADE_FIELDS, US_HIGH, US_LOW, Trade
-from marketdata_assets.stores.clickhouse import cluster
+from marketdata_assets.stores.clickhouse import cluster, migrations
 from marketdata_assets.stores.clickhouse.tables import LOADS, ensure_tables
 
 TRADES_LIVE = "trades_live"
@@ -90,11 +91,26 @@ def live_coverage_sql(database: str) -> str:
     )
 
 
+def live_added_columns() -> list[tuple[str, str, str, str]]:
+    """(trades_live, column, declared type, the column before it) of every `trades` column: those an
+    existing ``trades_live`` lacks (declared after it was made) are added (migrations.add_columns)."""
+    names = TRADES_SPEC.column_names
+    return [
+        (TRADES_LIVE, name, ctype, names[i - 1]) for i, (name, ctype) in enumerate(TRADES_SPEC.columns) if i
+    ]
+
+
 def ensure_live_tables(client, database: str) -> list[str]:
-    """The batch tables (tables.ensure_tables, idempotent) and the live ones; returns the live names."""
+    """The batch tables (tables.ensure_tables, idempotent) and the live ones, an existing ``trades_live``
+    given the `trades` columns it lacks (before the view that names them); returns the live names. A
+    cluster store is born with the current schema (as tables.ensure_tables')."""
     ensure_tables(client, database)
     statements = [_live_ddl(database), _latest_ddl(database)]
-    for statement in cluster.on_cluster(statements, name) if (name := cluster.configured()) else statements:
+    if name := cluster.configured():
+        statements = cluster.on_cluster(statements, name)
+    else:
+        migrations.add_columns(client, database, live_added_columns())  # a table not made yet: left alone
+    for statement in statements:
         client.command(statement)
     return [TRADES_LIVE, TRADES_LATEST]
 

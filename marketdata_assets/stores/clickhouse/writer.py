@@ -115,18 +115,26 @@ def validate_frame(
 ) -> pl.DataFrame:
     """The frame as the contract's columns and dtypes, or ``ValueError`` naming the slice and the
     first offending row. Lossless casts are done (ints to Float64, other UTC time units, another
-    time zone to UTC, categoricals to strings); everything else must have been fixed upstream.
+    time zone to UTC, categoricals to strings); a nullable column the frame lacks is null, any other
+    missing one an error; everything else must have been fixed upstream.
     ``instrument=None``: rows of several instruments (each must be a normalized instrument of venue)."""
     spec = spec_for(dataset)
     day = _as_day(day)
     where = f"{spec.name} of {venue}:{instrument if instrument is not None else '*'} on {day}"
     if not isinstance(frame, pl.DataFrame):
         raise ValueError(f"{where}: expected a polars DataFrame, got {type(frame).__name__}")  # noqa: TRY004  ValueError is the contract
-    missing = [c for c in spec.schema if c not in frame.columns]
+    missing = [c for c in spec.schema if c not in frame.columns and c not in spec.nullable]
     if missing:
         raise ValueError(f"{where}: missing columns {missing} (has {frame.columns})")
     try:
-        out = frame.select([_conform_column(frame, c, t, where).alias(c) for c, t in spec.schema.items()])
+        out = frame.select(
+            [
+                _conform_column(frame, c, t, where).alias(c)
+                if c in frame.columns
+                else pl.lit(None, t).alias(c)
+                for c, t in spec.schema.items()
+            ]
+        )
     except pl.exceptions.InvalidOperationError as error:
         raise ValueError(f"{where}: a column does not fit the schema: {str(error).splitlines()[0]}") from None
     if out.height == 0:
@@ -782,7 +790,7 @@ def _csv_insert(
     exprs = dict(prof.select, venue=venue_sql, instrument="splitByChar('-', _file)[1]")
     exprs["ts"] = f"{exprs['ts']} AS _ts"
     cols = ", ".join(f"`{c}`" for c in spec.column_names)
-    select = ", ".join(exprs[c] for c in spec.column_names)
+    select = ", ".join(_csv_column(exprs, spec, prof, c) for c in spec.column_names)
     missing = " OR ".join(f"isNull({c})" for c in prof.required)  # column names of the source's profile
     guard = (
         f" + throwIf({missing}, 'a row lacks one of {', '.join(prof.required)}: a short line')"
@@ -800,6 +808,16 @@ def _csv_insert(
         "SETTINGS input_format_csv_allow_variable_number_of_columns = 1, input_format_csv_detect_header = 1, "
         f"min_insert_block_size_rows = {CSV_BLOCK_ROWS}"
     )
+
+
+def _csv_column(exprs: dict, spec: Dataset, prof: DumpCsvProfile, column: str) -> str:
+    """The select of one column: the profile's expression; NULL for a nullable column the dump files do
+    not have; a ValueError naming a required one the profile lacks."""
+    if column in exprs:
+        return exprs[column]
+    if column in spec.nullable:
+        return "NULL"
+    raise ValueError(f"the {prof.dataset} dump profile has no column {column!r}, which {spec.name} requires")
 
 
 def _outside_error(client, prof: DumpCsvProfile, venue: str, glob: str, files: list) -> ValueError:

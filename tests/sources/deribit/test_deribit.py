@@ -76,17 +76,17 @@ TRADES_BODY = {
 def test_trades_of_an_inverse_perpetual_are_usd_amounts():
     frame, has_more = parse_trades(TRADES_BODY, "BTC-PERPETUAL")
     assert has_more is True and frame.schema == pl.Schema(TRADES_SCHEMA)
-    assert frame.row(0) == (
-        datetime(2020, 5, 26, 9, 9, 16, 350000, tzinfo=UTC),
-        "DERIBIT",
-        "BTC-PERPETUAL",
-        "48079254",
-        8950.0,
-        10.0 / 8950.0,
-        10.0,
-        "sell",
-        30289432,
-    )
+    assert frame.row(0, named=True) == dict.fromkeys(TRADES_SCHEMA) | {  # a column not named: null
+        "ts": datetime(2020, 5, 26, 9, 9, 16, 350000, tzinfo=UTC),
+        "venue": "DERIBIT",
+        "instrument": "BTC-PERPETUAL",
+        "trade_id": "48079254",
+        "price": 8950.0,
+        "quantity": 10.0 / 8950.0,
+        "amount": 10.0,
+        "side": "sell",
+        "seq": 30289432,
+    }
     assert frame["quantity"][1] == 1500 / 8950.5 and frame["amount"][1] == 1500.0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from marketdata_assets.datasets.frames import DATASETS
+from marketdata_assets.datasets.frames import DATASETS, as_schema
 from marketdata_assets.stores.clickhouse import cluster, connection, history, live, tables, writer
 
 DB = "marketdata"
@@ -246,8 +246,8 @@ def test_a_retried_insert_block_is_deduplicated_by_its_token(clickhouse, env):
                 "side": ["buy", "sell"],
                 "seq": [None, None],
             },
-            schema=spec.schema,
-        )
+            schema_overrides=spec.schema,
+        ).pipe(as_schema, spec.schema)
         table = frame.with_columns(
             pl.lit("2026-01-01").str.to_date().alias("day"), pl.lit(7, pl.UInt64).alias("load_id")
         ).to_arrow(compat_level=pl.CompatLevel.oldest())

@@ -222,8 +222,7 @@ def slices(clickhouse: ClickHouseResource):
                 "instrument": [instrument] * n, "trade_id": [str(i) for i in range(n)], \
 "price": [1.0 + rep] * n,
                 "quantity": [0.5] * n, "amount": [0.5 + rep / 2] * n, "side": ["buy"] * n, \
-"seq": [i for i in range(n)]}},
-                schema=frames.TRADES_SCHEMA)
+"seq": [i for i in range(n)]}}).pipe(frames.as_schema, frames.TRADES_SCHEMA)
             writer.write_slices(client, "{db}", "trades", frame, "BINANCE", day, f"run-{{rep}}")
             got = tables.read_range(client, "{db}", "trades", "BINANCE", instrument, day, \
 day + timedelta(days=1))
@@ -249,8 +248,10 @@ started, ops, slowest = time.time(), 0, 0.0
 while time.time() - started < 8 or ops < 20:
     t = time.monotonic()
     now = datetime.now(timezone.utc)
-    rows = [(now, "BINANCE", "LIVEUSDT", f"{{ops}}-{{i}}", 1.0, 2.0, 2.0, "buy", None, now, \
-now) for i in range(50)]
+    values = {{"ts": now, "venue": "BINANCE", "instrument": "LIVEUSDT", "price": 1.0, "quantity": 2.0, \
+"amount": 2.0, "side": "buy", "event_ts": now, "recv_ts": now}}
+    rows = [tuple({{**values, "trade_id": f"{{ops}}-{{i}}"}}.get(c) for c in live.LIVE_COLUMNS) \
+for i in range(50)]
     live.insert_live_trades(client, "{db}", rows)
     slowest, ops = max(slowest, time.monotonic() - t), ops + 1
     time.sleep(0.05)

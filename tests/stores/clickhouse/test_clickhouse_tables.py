@@ -31,8 +31,7 @@ def trades(n: int, day: date, instrument: str = "BTCUSDT", seed: int = 0) -> pl.
             "side": ["buy" if i % 2 else "sell" for i in range(n)],
             "seq": list(range(n)),
         },
-        schema=frames.TRADES_SCHEMA,
-    )
+    ).pipe(frames.as_schema, frames.TRADES_SCHEMA)
 
 
 def load_id_aged(client, age: timedelta) -> int:

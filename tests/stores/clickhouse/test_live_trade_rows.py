@@ -10,23 +10,24 @@ import msgspec
 import pytest
 
 from marketdata_assets.datasets.normalized import Trade
-from marketdata_assets.stores.clickhouse.live import trade_rows
+from marketdata_assets.stores.clickhouse.live import LIVE_COLUMNS, trade_rows
 
 TS_US = 1_767_580_000_123_456
 TRADE = Trade("BINANCE", "BTCUSDT", "9", 102.0, 0.5, 51.0, "sell", 9, TS_US, 0, TS_US * 1000 + 7)
-ROW = (
-    datetime(2026, 1, 5, 2, 26, 40, 123456, tzinfo=UTC),
-    "BINANCE",
-    "BTCUSDT",
-    "9",
-    102.0,
-    0.5,
-    51.0,
-    "sell",
-    9,
-    datetime(2026, 1, 5, 2, 26, 40, 123456, tzinfo=UTC),  # event time 0: the trade's
-    datetime(2026, 1, 5, 2, 26, 40, 123456, tzinfo=UTC),
-)
+STORED = {
+    "ts": datetime(2026, 1, 5, 2, 26, 40, 123456, tzinfo=UTC),
+    "venue": "BINANCE",
+    "instrument": "BTCUSDT",
+    "trade_id": "9",
+    "price": 102.0,
+    "quantity": 0.5,
+    "amount": 51.0,
+    "side": "sell",
+    "seq": 9,
+    "event_ts": datetime(2026, 1, 5, 2, 26, 40, 123456, tzinfo=UTC),  # event time 0: the trade's
+    "recv_ts": datetime(2026, 1, 5, 2, 26, 40, 123456, tzinfo=UTC),
+}
+ROW = tuple(STORED.get(column) for column in LIVE_COLUMNS)  # a column the trade does not set: null
 
 
 def test_a_batch_one_object_and_an_older_collectors_object_give_the_same_row():
@@ -36,7 +37,8 @@ def test_a_batch_one_object_and_an_older_collectors_object_give_the_same_row():
     older = {"venue": "BINANCE", "instrument": "BTCUSDT", "trade_id": "9", "price": "102", "quantity": "0.5"}
     older |= {"side": "sell", "ts_ms": TS_US // 1000, "recv_ns": TS_US * 1000 + 7}
     (row,) = trade_rows(msgspec.json.encode(older))
-    assert row[:8] == (ROW[0].replace(microsecond=123000), *ROW[1:8]) and row[8] is None
+    seq = LIVE_COLUMNS.index("seq")
+    assert row[:seq] == (ROW[0].replace(microsecond=123000), *ROW[1:seq]) and row[seq] is None
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import pytest
 
 from marketdata_assets.datasets import frames
 from marketdata_assets.resources import ClickHouseResource
-from marketdata_assets.stores.clickhouse import migrations
+from marketdata_assets.stores.clickhouse import live, migrations
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse import writer as w
 
@@ -58,9 +58,13 @@ ORDER BY (provider, instrument, day, finished_at)"""
 OLD_ADDED = """,
     `dropped` Map(LowCardinality(String), UInt64),
     `conversions` Array(String)"""
+# the trade columns the previous version's view showed (a column added since: not in its snapshots)
+OLD_TRADE_COLUMNS = "`ts`, `venue`, `instrument`, `trade_id`, `price`, `quantity`, `amount`, `side`, `seq`"
 OLD_VIEWS = [
     """CREATE OR REPLACE VIEW {db}.`trades_v` AS
-SELECT `ts`, `venue`, `instrument`, `trade_id`, `price`, `quantity`, `amount`, `side`, `seq`
+SELECT """
+    + OLD_TRADE_COLUMNS
+    + """
 FROM {db}.`trades`
 WHERE load_id IN (SELECT load_id FROM {db}.loads FINAL WHERE kind = 'trades')""",
     """CREATE OR REPLACE VIEW {db}.active_loads AS
@@ -110,8 +114,7 @@ def trades(n: int, instrument: str, seed: int) -> pl.DataFrame:
             "side": ["buy" if i % 2 else "sell" for i in range(n)],
             "seq": list(range(n)),
         },
-        schema=frames.TRADES_SCHEMA,
-    )
+    ).pipe(frames.as_schema, frames.TRADES_SCHEMA)
 
 
 def old_write(
@@ -205,7 +208,7 @@ def snapshot(client, db: str, loads_column: str, log_columns: tuple[str, str]) -
     """What a reader sees: the read views, and every stored row of the two tables (superseded loads too)."""
     provider, kind = log_columns
     return {
-        "trades_v": rows(client, f"SELECT * FROM `{db}`.trades_v"),
+        "trades_v": rows(client, f"SELECT {OLD_TRADE_COLUMNS} FROM `{db}`.trades_v"),
         "active_loads": rows(
             client, f"SELECT * EXCEPT ({loads_column}), {loads_column} FROM `{db}`.active_loads"
         ),
@@ -496,3 +499,34 @@ def test_a_store_older_than_an_added_dataset_column_gets_it_once_its_rows_readin
         )
         assert stored.select("liquidation_id", "price", "order_price").rows() == [("1.SELL", 9910.0, None)]
         assert migrations.add_columns(client, db, ct.added_columns()) == []  # once
+
+
+def test_a_trades_live_older_than_a_trades_column_gets_it_before_the_view_that_names_it(clickhouse, caplog):
+    """An existing ``trades_live`` (made only if missing) made before a `trades` column was declared (here
+    `seq`) gets it in its place and type from ensure_live_tables; its rows read null through
+    ``trades_latest``; a second run adds nothing."""
+    db = clickhouse.database
+    with clickhouse.get_client() as client:
+        client.command(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+        client.command(live._live_ddl(db).replace(",\n    `seq` Nullable(Int64) CODEC(Delta, ZSTD(1))", ""))
+        assert "seq" not in columns(client, db, live.TRADES_LIVE)
+        at = datetime(DAY.year, DAY.month, DAY.day, 1, tzinfo=UTC)
+        old = [c for c in live.LIVE_COLUMNS if c != "seq"]
+        values = {"ts": at, "venue": "BINANCE", "instrument": "BTCUSDT", "trade_id": "1", "side": "buy"}
+        row = [values.get(c, at if c.endswith("_ts") else 1.0) for c in old]
+        client.insert(live.TRADES_LIVE, [row], column_names=old, database=db)
+        with caplog.at_level(logging.WARNING, logger=migrations.__name__):
+            live.ensure_live_tables(client, db)
+        assert f"added the column(s) {live.TRADES_LIVE}.seq" in caplog.text
+        assert columns(client, db, live.TRADES_LIVE) == [*live.LIVE_COLUMNS, "inserted_at"]
+        assert rows(
+            client,
+            "SELECT type FROM system.columns WHERE database = {d:String} AND table = {t:String} "
+            "AND name = 'seq'",
+            d=db,
+            t=live.TRADES_LIVE,
+        ) == [("Nullable(Int64)",)]
+        assert rows(client, f"SELECT trade_id, seq, path FROM `{db}`.{live.TRADES_LATEST}") == [
+            ("1", None, "live")
+        ]
+        assert migrations.add_columns(client, db, live.live_added_columns()) == []  # once

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def make_trades(
     seed: int = 0,
 ) -> pl.DataFrame:
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return pl.DataFrame(
+    columns = pl.DataFrame(
         {
             "ts": [
                 start + timedelta(seconds=i * 86399 / max(n, 1), microseconds=(i * 7919 + seed) % 1_000_000)
@@ -50,8 +51,8 @@ def make_trades(
             "side": ["buy" if (i + seed) % 3 else "sell" for i in range(n)],
             "seq": [None if i % 5 == 0 else 10_000 + i for i in range(n)],
         },
-        schema=frames.TRADES_SCHEMA,
-    ).sort("ts")
+    )
+    return frames.as_schema(columns, frames.TRADES_SCHEMA).sort("ts")  # another nullable column: null
 
 
 def make_books(day: date = DAY, snapshots: int = 4, levels: int = 5) -> pl.DataFrame:
@@ -386,6 +387,17 @@ def test_rejects_rows_outside_the_day_and_bad_frames(ch):
     assert raw_count(client, db) == 0 and int(client.command(f"SELECT count() FROM `{db}`.loads")) == 0
 
 
+def test_a_nullable_column_a_frame_lacks_is_stored_null_and_a_required_one_is_named(ch):
+    client, db = ch
+    frame = make_trades(50)
+    w.write_slice(client, db, "trades", frame.drop("seq"), "BINANCE", "BTCUSDT", DAY, "r")
+    back = visible(client, db, "trades", "BINANCE", "BTCUSDT")
+    assert back.equals(frame.with_columns(pl.lit(None, pl.Int64).alias("seq")))
+    with pytest.raises(ValueError, match=r"BINANCE:BTCUSDT on 2024-03-01: missing columns \['price'\]"):
+        w.write_slice(client, db, "trades", frame.drop("seq", "price"), "BINANCE", "BTCUSDT", DAY, "r2")
+    assert visible(client, db, "trades", "BINANCE", "BTCUSDT").equals(back)
+
+
 def test_lossless_casts_are_accepted(ch):
     client, db = ch
     frame = make_trades(50)
@@ -499,10 +511,31 @@ def test_csv_file_path_matches_the_dump_reader(ch, tmp_path, market, day):
     w.load_csv_files(client, db, [path], venue, profile=TRADES_CSV)
     by_file = visible(client, db, "trades", venue, "BTCUSDT", day, day + timedelta(days=1))
     polars_frame = read_dump(path, market=market, venue=venue)
-    assert by_file.sort("ts", "trade_id").equals(polars_frame.sort("ts", "trade_id"))
+    stored = frames.as_schema(polars_frame, frames.TRADES_SCHEMA)  # a column the dumps lack: null, as stored
+    assert by_file.sort("ts", "trade_id").equals(stored.sort("ts", "trade_id"))
     w.write_slice(client, db, "trades", polars_frame, venue, "BTCUSDT", day, "arrow", method="arrow")
     assert visible(client, db, "trades", venue, "BTCUSDT", day, day + timedelta(days=1)).equals(by_file)
     assert by_file["ts"].dt.microsecond().max() > 0
+
+
+def test_a_nullable_column_a_dump_profile_lacks_is_stored_null_and_a_required_one_is_named(ch, tmp_path):
+    client, db = ch
+    frame = binance_like(50, DAY, 1, millis=True)
+    path = tmp_path / "BTCUSDT-trades-2024-03-01.csv"
+    write_binance_csv(path, frame, header=False, millis=True)
+    select = {c: sql for c, sql in TRADES_CSV.select.items() if c != "seq"}
+    no_seq = replace(TRADES_CSV, select=select, unique_ids="")
+    assert w.load_csv_files(client, db, [path], "BINANCE", profile=no_seq).rows == 50
+    back = visible(client, db, "trades", "BINANCE", "BTCUSDT")
+    assert back.sort("ts", "trade_id").equals(
+        frame.with_columns(pl.lit(None, pl.Int64).alias("seq")).sort("ts", "trade_id")
+    )
+    no_side = replace(no_seq, select={c: sql for c, sql in select.items() if c != "side"})
+    with pytest.raises(
+        ValueError, match="the trades dump profile has no column 'side', which trades requires"
+    ):
+        w.load_csv_files(client, db, [path], "BINANCE", profile=no_side)
+    assert visible(client, db, "trades", "BINANCE", "BTCUSDT").equals(back)
 
 
 def test_csv_rows_outside_the_file_day_make_nothing_visible(ch, tmp_path):
