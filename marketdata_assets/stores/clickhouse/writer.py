@@ -328,7 +328,7 @@ def _insert_python(client, database: str, spec: Dataset, table: pa.Table, same: 
     handle = _chdb_handle(client)
     same = same or {}
     names = (*spec.column_names, "day", "load_id")
-    select = ", ".join(f"{{{c}:{_PARAMETER_TYPES[c]}}} AS `{c}`" if c in same else f"`{c}`" for c in names)
+    select = ", ".join(f"{{{c}:{_SHARED_TYPES[c][0]}}} AS `{c}`" if c in same else f"`{c}`" for c in names)
     sql = (
         f"INSERT INTO {clickhouse_database(database)}.`{spec.table}` ({', '.join(f'`{c}`' for c in names)}) "
         f"SELECT {select} FROM Python(tick_rows)"
@@ -352,7 +352,13 @@ def _insert_python(client, database: str, spec: Dataset, table: pa.Table, same: 
             raise wrap(error) from error
 
 
-_PARAMETER_TYPES = {"venue": "String", "instrument": "String", "day": "Date", "load_id": "UInt64"}
+# the columns a streamed insert's rows share: their query parameter type (Python path), their Arrow type
+_SHARED_TYPES = {
+    "venue": ("String", pa.large_string()),
+    "instrument": ("String", pa.large_string()),
+    "day": ("Date", pa.date32()),
+    "load_id": ("UInt64", pa.uint64()),
+}
 
 
 def _insert_arrow(
@@ -445,7 +451,7 @@ def _insert(
         _insert_python(client, database, spec, table, same)
         return
     for column, value in (same or {}).items():
-        kind = {"day": pa.date32(), "load_id": pa.uint64()}.get(column, pa.large_string())
+        kind = _SHARED_TYPES[column][1]
         table = table.append_column(column, pa.repeat(pa.scalar(value, kind), table.num_rows))
     _insert_arrow(
         client, database, spec, table.select([*spec.column_names, "day", "load_id"]), batch_rows, ids, start
@@ -713,6 +719,9 @@ def _dump_files(
     return files
 
 
+# how the engine reads a dump CSV: a row of any length (a short one is caught by the profile's guard), a
+# header line if the file starts with one
+_CSV_READING = "input_format_csv_allow_variable_number_of_columns = 1, input_format_csv_detect_header = 1"
 _FILE_DAY = "toDate(substring(_file, length(_file) - 13, 10))"  # <instrument>-<family>-YYYY-MM-DD.csv
 # rows a part of the CSV load holds (the engine's default: ~1M): 10M trades in 5 parts, not 10 merged
 # into 5 while they load; 3 CPU s less, +150 MB (docs/ticks.md, "Write rates")
@@ -805,8 +814,7 @@ def _csv_insert(
         f"SELECT {select}, {_FILE_DAY}{guard},\n"
         f"       transform(_file, {names_sql}, {ids_sql}, toUInt64(0))\n"
         f"FROM file('{glob}', CSV, '{prof.schema}')\n"
-        "SETTINGS input_format_csv_allow_variable_number_of_columns = 1, input_format_csv_detect_header = 1, "
-        f"min_insert_block_size_rows = {CSV_BLOCK_ROWS}"
+        f"SETTINGS {_CSV_READING}, min_insert_block_size_rows = {CSV_BLOCK_ROWS}"
     )
 
 
@@ -826,7 +834,7 @@ def _outside_error(client, prof: DumpCsvProfile, venue: str, glob: str, files: l
     rows = client.query(
         f"SELECT _file, countIf(toDate(_ts) != {_FILE_DAY}) AS n, minIf(_ts, toDate(_ts) != {_FILE_DAY}) "
         f"FROM (SELECT {prof.select['ts']} AS _ts, _file FROM file('{glob}', CSV, '{prof.schema}') "
-        "SETTINGS input_format_csv_allow_variable_number_of_columns = 1, input_format_csv_detect_header = 1) "
+        f"SETTINGS {_CSV_READING}) "
         "GROUP BY _file HAVING n > 0 ORDER BY _file LIMIT 1"
     ).result_rows
     if not rows:
