@@ -66,6 +66,7 @@ class CollectorConfig:
     )
     trade_batch_behind_s: float = 1.0  # the same while the processor is behind (its frames waited longer than
     # trade_batch_max_s already: catching up, not the batch's wait, is what their lag waits on)
+    trade_batch_behind_frames: int = 100  # and, while behind, sealed by size from this many frames
     max_streams: int | None = None  # None: the venue's channels per connection
     url_streams: int | None = None  # None: the venue's; channels named in the URL, the others subscribed
     keepalive_s: float | None = None  # None: the venue's interval (OKX: 20 s) or stale_s / 2, the shorter

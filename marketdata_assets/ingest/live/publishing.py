@@ -97,11 +97,13 @@ class Publisher:
         backlog's frames are all old, and batching is what lets the collector work a backlog off). At a
         universe most instruments trade a few times a second: a message each 50 ms would carry one
         trade, and its message work (the batch, its id, the publish, its ack) would cost more than the
-        trade's. While the processor is behind, the wait is `trade_batch_behind_s`: fuller messages, a
-        backlog worked off sooner."""
+        trade's. While the processor is behind, the wait is `trade_batch_behind_s` and the size
+        `trade_batch_behind_frames`: its frames are late already, and fuller messages (fewer publishes and
+        acks) work the backlog off sooner."""
         self.sealing = None
         self.seal_ticks += 1
-        pending, enough = self.trade_frames, self.config.trade_batch_frames
+        config, pending = self.config, self.trade_frames
+        enough = config.trade_batch_behind_frames if self.behind else config.trade_batch_frames
         started = self.seal_ticks - (self.behind_ticks if self.behind else self.max_ticks)
         due = {name: p for name, p in pending.items() if len(p[0]) >= enough or p[3] <= started}
         if len(due) == len(pending):

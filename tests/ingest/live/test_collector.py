@@ -572,14 +572,16 @@ def test_the_processor_is_behind_while_the_batches_it_takes_waited_longer_than_a
     assert seen == [True, False, True] and stats.overflow_frames == 0 and stats.frames == 3
 
 
-@pytest.mark.parametrize("behind", [False, True])
-def test_a_dense_instrument_is_sealed_at_the_next_tick_and_a_sparse_one_after_its_ticks(tmp_path, behind):
+@pytest.mark.parametrize("behind, behind_frames", [(False, 4), (True, 3), (True, 4)])
+def test_a_dense_instrument_is_sealed_at_the_next_tick_and_a_sparse_one_after_its_ticks(
+    tmp_path, behind, behind_frames
+):
     """Sealing: at each `trade_batch_s` tick an instrument with `trade_batch_frames` trade frames goes out as
     one message; one with fewer waits until `trade_batch_max_s` has passed in ticks since its first frame was
     processed (not since it was received: a backlog's frames are all old), so a sparse instrument's message
     carries several trades instead of one; while the processor is behind (its last batch had waited longer
-    than `trade_batch_max_s`, as `process_forever` finds), `trade_batch_behind_s`; a stop seals
-    everything."""
+    than `trade_batch_max_s`, as `process_forever` finds), `trade_batch_behind_s`, and a dense one needs
+    `trade_batch_behind_frames`; a stop seals everything."""
 
     def trade(symbol: str, k: int) -> str:
         return json.dumps(
@@ -608,6 +610,7 @@ def test_a_dense_instrument_is_sealed_at_the_next_tick_and_a_sparse_one_after_it
             trade_batch_frames=3,
             trade_batch_max_s=240,  # the ticks are the test's (`_seal_due`)
             trade_batch_behind_s=360,
+            trade_batch_behind_frames=behind_frames,
         )
         collector = BinanceSpotCollector(
             config, writer, store=object()
@@ -634,7 +637,9 @@ def test_a_dense_instrument_is_sealed_at_the_next_tick_and_a_sparse_one_after_it
 
     collector, sent = asyncio.run(scenario())
     assert collector.publisher.max_ticks == 4 and collector.publisher.behind_ticks == 6
-    if behind:
+    if behind and behind_frames == 4:  # too few to go out by size: both at the behind wait's end
+        assert sent == [[], [], [], [], [], [("BTCUSDT", 3), ("ETHUSDT", 2)], [("ETHUSDT", 1)]]
+    elif behind:
         assert sent == [[("BTCUSDT", 3)], [], [], [], [], [("ETHUSDT", 2)], [("ETHUSDT", 1)]]
     else:
         assert sent == [[("BTCUSDT", 3)], [], [], [("ETHUSDT", 2)], [("ETHUSDT", 1)]]
