@@ -337,8 +337,10 @@ class BinanceSpotStream:
         self.supported = tuple(dict.fromkeys(d for d, _, _ in self.KINDS.values()))
         self.datasets = enabled(datasets, self.supported)
         self.streams_seen: dict[str, tuple[str, str | None, Any]] = {}  # stream name -> `_stream_of`
-        # stream name -> (its frames' decoder, instrument, dataset), for streams whose frames are declared
-        self.typed_frames: dict[str, tuple[Any, str, str | None]] = {}
+        # stream name -> (its frames' decoder, instrument, dataset, the name), for streams whose frames are
+        # declared (the name kept is the one every frame of it carries on: the landing's and the books'
+        # tables, thousands of streams at a universe, find their key by identity, not by its characters)
+        self.typed_frames: dict[str, tuple[Any, str, str | None, str]] = {}
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         kinds = [kind for kind, (dataset, _, _) in self.KINDS.items() if dataset in self.datasets]
@@ -379,7 +381,7 @@ class BinanceSpotStream:
             try:  # so the stream decoded must be that one)
                 frame = typed[0](text)
                 if frame.stream == name:
-                    return Frame("event", name, typed[2], typed[1], frame.data)
+                    return Frame("event", typed[3], typed[2], typed[1], frame.data)
             except msgspec.MsgspecError:  # another shape or other types: read as any frame
                 pass
         value = orjson.loads(text)  # orjson.JSONDecodeError is a ValueError, as json's
@@ -399,7 +401,7 @@ class BinanceSpotStream:
         dataset, _, reading = self.KINDS.get(kind, (None, None, None))
         known = self.streams_seen[stream] = (instrument, dataset, reading)
         if kind in self.TYPED:
-            self.typed_frames[stream] = (self.TYPED[kind].decode, instrument, dataset)
+            self.typed_frames[stream] = (self.TYPED[kind].decode, instrument, dataset, stream)
         return known
 
     def messages(self, frame: Frame, recv_ns: int) -> list[LiveMessage]:

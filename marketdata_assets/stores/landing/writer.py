@@ -36,8 +36,10 @@ import os
 import re
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 
 import orjson
@@ -300,7 +302,7 @@ class LandingWriter:
         self.ending: list[_OpenFile] = []  # flushed files whose hour ended: the next `tick` closes them
         self.made_ahead: dict[str, _OpenFile] = {}  # channel -> its file of the next hour (`_make_ahead`)
         self.closed: list[Path] = []
-        self.landed: dict[str, int] = {}  # channel -> frames landed by `frames` (what was received)
+        self.landed: Counter[str] = Counter()  # channel -> frames landed by `frames` (what was received)
         self.lock = threading.Lock()
         self.last_flush_ns = time.time_ns()
 
@@ -321,10 +323,10 @@ class LandingWriter:
         them by channel."""
         conns: dict[str, str] = {}  # a connection's id as JSON
         last_ns = last_conn = head = None
-        files, flush_lines, landed = self.files, self.flush_lines, self.landed
+        files, flush_lines = self.files, self.flush_lines
         with self.lock:
+            self.landed.update(map(itemgetter(0), frames))  # counted in C
             for channel, conn, text, recv_ns in frames:
-                landed[channel] = landed.get(channel, 0) + 1
                 if (
                     recv_ns != last_ns or conn != last_conn
                 ):  # the frames of one read share both: one head for all
