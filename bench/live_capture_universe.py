@@ -30,9 +30,10 @@ stream in its URL) in the same session:
 steady state (diffs applied, every book's top published each second); without it most books still wait
 for their REST snapshot during the window (29-69 of 2,000 synced at its end).
 
-Measured 2026-11-28 (docs/live-capture.md, "Session 47"): ratio 0.408 / 0.462 / 0.384 / 0.511 at 2,000
-instruments in four runs (the median of their 12 rounds 0.414; the collector 9.25-12.88 µs a frame), the tree
-before 0.363 / 0.403 in runs alternating with them (0.385; 10.15-14.16 µs); 0.578-0.654 at 10.
+Measured 2026-11-28 (docs/live-capture.md, "Session 47"): ratio 0.408 / 0.462 / 0.384 / 0.511 / 0.433 /
+0.434 / 0.429 at 2,000 instruments in seven runs (the median of their 21 rounds 0.429; the collector
+9.25-12.96 µs a frame), the tree before 0.363 / 0.403 in runs alternating with the first two (0.385;
+10.15-14.16 µs); 0.566-0.654 at 10.
 Measured 2026-11-27 (docs/live-capture.md, "Session 43"): a `--books-synced` window is a backlog's drain (2.19
 million frames queued, 1.17 GB of RSS, 65.8 s to process them; ratio 0.259); the collector keeping up instead
 (reading paused at 20,000 queued frames, a patch not kept) cost 25.7-45.1 µs a frame: its books are bound by
