@@ -23,6 +23,7 @@ import polars as pl
 from marketdata_assets.core.http import Page, SourceDataError, decode_json
 from marketdata_assets.datasets.frames import (
     EPOCH_MS_OR_US,
+    EPOCH_US_FROM,
     Int64,  # with the record types below, for the records
     from_us,
 )
@@ -249,9 +250,7 @@ def frame_of(
     n = len(ts)
     stamps = np.fromiter(ts, np.int64, n)
     built = {
-        "ts": pl.Series("ts", np.where(stamps >= 100_000_000_000_000, stamps, stamps * 1000)).cast(
-            schema["ts"]
-        ),
+        "ts": pl.Series("ts", np.where(stamps >= EPOCH_US_FROM, stamps, stamps * 1000)).cast(schema["ts"]),
         "venue": _constant("venue", venue, n),
         "instrument": _constant("instrument", instrument, n),
     }

@@ -593,10 +593,14 @@ def from_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+EPOCH_US_FROM = 100_000_000_000_000  # an epoch from 1e14 on is in microseconds (in ms: the year 5138)
+
+
 def epoch_to_us(value: int) -> int:
-    """Epoch milliseconds (13 digits today) or microseconds (16 digits) → microseconds, by magnitude.
-    Binance answers in microseconds when asked (X-MBX-TIME-UNIT) and its dumps switch per row."""
-    if value >= 100_000_000_000_000:  # >= 1e14: microseconds (ms would be the year 5138)
+    """Epoch milliseconds (13 digits today) or microseconds (16 digits) → microseconds, by magnitude
+    (`EPOCH_US_FROM`). Binance answers in microseconds when asked (X-MBX-TIME-UNIT) and its dumps switch
+    per row."""
+    if value >= EPOCH_US_FROM:
         return value
     return value * 1000
 

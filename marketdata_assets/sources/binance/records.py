@@ -27,7 +27,7 @@ from marketdata_assets.datasets.declared import (
     is_flag,
     typed_pages,
 )
-from marketdata_assets.datasets.frames import EPOCH_MS_OR_US
+from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, EPOCH_US_FROM
 from marketdata_assets.datasets.normalized import Trade
 from marketdata_assets.datasets.wire import not_negative, number
 
@@ -181,7 +181,6 @@ AGG_TRADE_RULES = (  # besides the types
     ),
 )
 HISTORICAL_TRADE_RULES = (is_epoch("time"), is_flag("isBuyerMaker"))  # besides the types
-_US = 100_000_000_000_000  # an epoch from here on is in µs (datasets.frames.epoch_to_us)
 _INFINITY = float("inf")  # p x q of two finite numbers: finite, or this
 
 
@@ -206,7 +205,7 @@ def agg_to_trades(
             cols = columns(records, ("a", "p", "q", "T", "m"))
             cols["amount"] = [a.p * a.q for a in records]
             check(cols, AGG_TRADE_RULES, what, page, body)
-        ts = t if t >= _US else t * 1000
+        ts = t if t >= EPOCH_US_FROM else t * 1000
         side = "sell" if maker else "buy"
         trades.append(
             Trade(
@@ -229,7 +228,7 @@ def historical_to_trades(
             check(
                 columns(records, HistoricalTrade.__struct_fields__), HISTORICAL_TRADE_RULES, what, page, body
             )
-        ts = t if t >= _US else t * 1000
+        ts = t if t >= EPOCH_US_FROM else t * 1000
         side = "sell" if maker else "buy"
         trades.append(
             Trade(venue, instrument, str(r.id), r.price, r.qty, r.quoteQty, side, r.id, ts, ts // 1000, 0)
@@ -253,7 +252,7 @@ def events_to_trades(
         if maker.__class__ is not bool or not (low <= ts < high or ts == 0):
             records.append(None)
             continue
-        ts_us = ts if ts >= _US else ts * 1000
+        ts_us = ts if ts >= EPOCH_US_FROM else ts * 1000
         if event_ms.__class__ is not int or not -_INT64_END <= event_ms < _INT64_END:
             event_ms = ts_us // 1000
         price, qty, trade_id = event.p, event.q, event.t

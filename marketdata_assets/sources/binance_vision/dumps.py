@@ -25,7 +25,7 @@ import polars as pl
 from marketdata_assets.core.http import SourceDataError
 from marketdata_assets.core.landing_files import link_reason, open_binary, walk
 from marketdata_assets.datasets.dump_csv import DumpCsvProfile
-from marketdata_assets.datasets.frames import BARS_SCHEMA, LIQUIDATIONS_SCHEMA, TRADES_SCHEMA
+from marketdata_assets.datasets.frames import BARS_SCHEMA, EPOCH_US_FROM, LIQUIDATIONS_SCHEMA, TRADES_SCHEMA
 from marketdata_assets.datasets.wire import note_dropped
 from marketdata_assets.sources.binance_vision.archive_settings import ARCHIVE_INTERVALS
 
@@ -322,7 +322,7 @@ def interval_ms(interval: str | None) -> int | None:
 def _time_us(column: str) -> pl.Expr:
     """Milliseconds (13 digits) or microseconds (16 digits), per row."""
     t = pl.col(column)
-    return pl.when(t >= 100_000_000_000_000).then(t).otherwise(t * 1000).cast(TRADES_SCHEMA["ts"])
+    return pl.when(t >= EPOCH_US_FROM).then(t).otherwise(t * 1000).cast(TRADES_SCHEMA["ts"])
 
 
 def plain(value: float) -> str:
@@ -343,7 +343,7 @@ def liquidation_rows(raw: pl.DataFrame, instrument: str, venue: str) -> pl.DataF
     order's price when it is 0), quantity = accumulated_fill_quantity (0: nothing filled), order_price =
     the order's price (the forceOrder stream's `p`)."""
     t = pl.col("time")
-    time_us = pl.when(t >= 100_000_000_000_000).then(t).otherwise(t * 1000)
+    time_us = pl.when(t >= EPOCH_US_FROM).then(t).otherwise(t * 1000)
     side = pl.col("side").str.to_lowercase()
     price = pl.when(pl.col("average_price") > 0).then(pl.col("average_price")).otherwise(pl.col("price"))
     quantity = pl.col("accumulated_fill_quantity")
@@ -582,7 +582,7 @@ class DumpReader:
             span_ms = interval_ms(self.name.interval) if self.name.family == "klines" else None
             if span_ms:
                 gap = pl.col("close_time") - pl.col("open_time")
-                span = pl.when(pl.col("open_time") >= 100_000_000_000_000).then(gap).otherwise(gap * 1000)
+                span = pl.when(pl.col("open_time") >= EPOCH_US_FROM).then(gap).otherwise(gap * 1000)
                 why = (
                     f"the kline does not span {self.name.interval} (close_time - open_time): another "
                     "interval's file?"

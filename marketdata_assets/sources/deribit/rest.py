@@ -20,6 +20,7 @@ from marketdata_assets.datasets.declared import check, columns, frame_of, record
 from marketdata_assets.datasets.frames import (
     BARS_SCHEMA,
     EPOCH_MS_OR_US,
+    EPOCH_US_FROM,
     FUNDING_SCHEMA,
     OPTION_CHAIN_SCHEMA,
     epoch_to_us,
@@ -78,7 +79,7 @@ def _time(record: Any, column: str) -> datetime | None:
 
 def _us(times: list[int]) -> np.ndarray:
     stamps = np.fromiter(times, np.int64, len(times))
-    return np.where(stamps >= 100_000_000_000_000, stamps, stamps * 1000)
+    return np.where(stamps >= EPOCH_US_FROM, stamps, stamps * 1000)
 
 
 # --------------------------------------------------------------------------------------------
