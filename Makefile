@@ -91,6 +91,7 @@ test: stack-up browser deploy-tools
 	@scripts/stack up redis  # the latest-state cache's tests talk to a real redis-server
 	@$(VENV)/bin/lint-imports --no-cache .importlinter
 	@$(VENV)/bin/ruff check --no-cache --quiet . && $(VENV)/bin/ruff format --check --no-cache --quiet .
+	@$(PY) -m tests.support.rewrite_cache  # pytest's rewritten test modules, once for all workers
 	@$(WITH_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: stack-up

@@ -15,32 +15,37 @@ from __future__ import annotations
 
 import pytest
 
-LONGEST = (  # tests/... files, longest first (worker seconds in a full run, 3 workers on 2 CPUs, 2026-11-27)
-    "tests/orchestration/test_dead_runs_storage.py",  # 76
-    "tests/test_quickstart.py",  # 73
-    "tests/defs/test_ticks_assets.py",  # 70
-    "tests/test_webserver.py",  # 67
-    "tests/ingest/live/test_recovery.py",  # 67
-    "tests/defs/equities/test_bars_assets.py",  # 57
-    "tests/ingest/alphas/test_import_faults.py",  # 54
-    "tests/apps/cli/test_minute_store_cli.py",  # 51
-    "tests/defs/alphas/test_alpha_assets.py",  # 49
-    "tests/apps/cli/test_cli_seeds.py",  # 39
-    "tests/defs/crypto/test_continuity.py",  # 38
-    "tests/orchestration/test_dead_runs.py",  # 36
-    "tests/ingest/live/test_venues.py",  # 35
-    "tests/defs/live/test_live_dataset_loads.py",  # 33
-    "tests/bench/test_bench_universe.py",  # 33
-    "tests/apps/cli/test_collect_cli.py",  # 33
-    "tests/apps/cli/test_cli.py",  # 33
-    "tests/stores/clickhouse/test_clickhouse_local_server.py",  # 31
-    "tests/test_dotenv_precedence.py",  # 29
-    "tests/sources/binance_vision/test_binance_archives.py",  # 26
-    "tests/bench/test_bench_live_capture.py",  # 26
-    "tests/stores/clickhouse/test_writer.py",  # 24
-    "tests/defs/crypto/test_crypto_dataset_assets.py",  # 24
-    "tests/stores/clickhouse/test_clickhouse_tables.py",  # 21
-    "tests/test_new_venue_recipe.py",  # 20
+LONGEST = (  # tests/... files, longest first (worker seconds in a full run, 3 workers on 2 CPUs, 2026-11-28)
+    "tests/orchestration/test_dead_runs_storage.py",  # 84
+    "tests/defs/test_ticks_assets.py",  # 81
+    "tests/ingest/live/test_recovery.py",  # 79
+    "tests/test_webserver.py",  # 69
+    "tests/test_quickstart.py",  # 55
+    "tests/defs/equities/test_bars_assets.py",  # 50
+    "tests/apps/cli/test_cli.py",  # 43
+    "tests/ingest/alphas/test_import_faults.py",  # 42
+    "tests/apps/cli/test_minute_store_cli.py",  # 41
+    "tests/apps/cli/test_collect_cli.py",  # 41
+    "tests/test_dotenv_precedence.py",  # 39
+    "tests/ingest/live/test_venues.py",  # 36
+    "tests/orchestration/test_dead_runs.py",  # 34
+    "tests/apps/cli/test_cli_seeds.py",  # 31
+    "tests/bench/test_bench_universe.py",  # 29
+    "tests/ingest/live/test_nats_cluster.py",  # 27
+    "tests/defs/alphas/test_alpha_assets.py",  # 25
+    "tests/bench/test_bench_live_capture.py",  # 24
+    "tests/test_project_cli.py",  # 23
+    "tests/stores/clickhouse/test_writer.py",  # 23
+    "tests/stores/clickhouse/test_clickhouse_local_server.py",  # 23
+    "tests/stores/clickhouse/test_clickhouse_tables.py",  # 22
+    "tests/defs/crypto/test_crypto_dataset_assets.py",  # 21
+    "tests/sources/binance_vision/test_binance_archives.py",  # 20
+    "tests/ingest/alphas/test_store_faults.py",  # 19
+    "tests/test_new_venue_recipe.py",  # 16
+    "tests/defs/crypto/test_continuity.py",  # 14
+    "tests/resources/test_resources.py",  # 14
+    "tests/defs/live/test_live_dataset_loads.py",  # 13
+    "tests/sources/yahoo/test_yahoo.py",  # 12
 )
 
 

@@ -192,7 +192,7 @@ def test_a_stalled_socket_is_detected_and_reconnected(tmp_path):
         ws.add_fault(kind="stall", after=30)
 
         async def scenario():
-            config = config_for(ws, rest, stale_s=0.5)
+            config = config_for(ws, rest, stale_s=1.0)
             async with collecting(config, LandingWriter(tmp_path, "BINANCE")) as (c, _):
                 await c.stats.wait_until(
                     lambda s: s.stale == 1 and s.connects == 2 and s.trades >= 150, WAIT_S

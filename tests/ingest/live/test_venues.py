@@ -277,7 +277,7 @@ def test_a_stall_is_detected_and_the_books_resubscribed(venue, tmp_path):
             await c.stats.wait_until(lambda s: s.stale == 1 and s.connects == 2 and s.snapshots == 4, WAIT_S)
             await books_at_rest(c, ws, VENUES[venue][2])
 
-        stats, _ = run(venue, ws, body, tmp_path, stale_s=0.5)
+        stats, _ = run(venue, ws, body, tmp_path, stale_s=1.0)
     assert stats.disconnects.get("stale") == 1
 
 
@@ -317,16 +317,18 @@ def test_a_refused_resubscribe_is_retried(venue, tmp_path):
 
 def test_okx_keepalive_holds_a_quiet_connection(tmp_path):
     """The market stands still: no data for longer than OKX's idle limit and our stale deadline, yet
-    the "ping"s (at half the stale deadline) keep the connection, and their "pong"s keep it fresh."""
-    stack, ws = replays("OKX", WsConfig(tick_s=0.02, idle_s=0.6))
+    the "ping"s (at half the stale deadline) keep the connection, and their "pong"s keep it fresh.
+    The margins (a pong within 0.8 s of its ping, a ping 1.2 s before the venue's idle close) hold on
+    a loaded 2-core host, where 0.2 s did not."""
+    stack, ws = replays("OKX", WsConfig(tick_s=0.02, idle_s=2.0))
     with stack:
 
         async def body(c, _):
             await c.stats.wait_until(lambda s: s.snapshots == 2, WAIT_S)
             ws.pause()
-            await c.stats.wait_until(lambda s: s.pings >= 5 and ws.counts["pings"] >= 5, WAIT_S)
+            await c.stats.wait_until(lambda s: s.pings >= 3 and ws.counts["pings"] >= 3, WAIT_S)
 
-        stats, _ = run("OKX", ws, body, tmp_path, stale_s=0.4)
+        stats, _ = run("OKX", ws, body, tmp_path, stale_s=1.6)
     assert stats.connects == 1 and stats.stale == 0 and ws.counts["idle_closes"] == 0
     assert set(stats.disconnects) <= {"stop"}
 
