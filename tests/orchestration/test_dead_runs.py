@@ -10,7 +10,9 @@
   exactly the rest; the storage stopped or crashed under the other pools.
 Steps are held mid-step by what the stores themselves wait on (the DDL advisory lock of the
 minute-bar load, the embedded ClickHouse directory lock), never by sleeps. The tests of a module
-share one Dagster instance and its stores (each test uses pools of its own, and ends its holders).
+share one Dagster instance and its stores (each test uses pools of its own, and ends its holders),
+which they read and poll through the commands' own instance (`command_instance`: one kept connection;
+Dagster's default opens one a query, ~30 ms of CPU a turn of `slot_taken_by`'s 0.1 s poll).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import pytest
 
 from marketdata_assets.core import settings
 from marketdata_assets.core.sweep import process_tags
+from marketdata_assets.orchestration.instance import command_instance
 from tests.conftest import recreate_database, worker_name
 from tests.support.fault_proxy import FaultProxy
 
@@ -93,8 +96,12 @@ class Proc:
         )
         self.lines: list[str] = []
         self._changed = threading.Condition()
-        for stream in (self.popen.stdout, self.popen.stderr):
-            threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream,), daemon=True)
+            for stream in (self.popen.stdout, self.popen.stderr)
+        ]
+        for reader in self._readers:
+            reader.start()
 
     def _read(self, stream) -> None:
         for line in stream:
@@ -115,7 +122,11 @@ class Proc:
 
     def wait(self, timeout: float = 120) -> int:
         code = self.popen.wait(timeout=timeout)
-        time.sleep(0.1)  # the reader threads drain the pipes
+        # the reader threads drain the pipes: at once when they close with the process, else for 0.1 s
+        # (Dagster's `tail -F` mirrors of a step's output, which hold them, outlive a killed process by ~1 s)
+        drained = time.monotonic() + 0.1
+        for reader in self._readers:
+            reader.join(timeout=max(0.0, drained - time.monotonic()))
         return code
 
     @property
@@ -227,7 +238,7 @@ def test_a_waiter_names_a_live_holder_waits_at_no_cpu_and_runs_once_the_holder_d
     holder_process = subprocess.Popen(["sleep", "600"])
     try:
         ref = ProcessRef(socket.gethostname(), holder_process.pid, process_start(holder_process.pid))
-        with dg.DagsterInstance.get() as instance:
+        with command_instance() as instance:
             holder = hold_slot(instance, pool, "a load elsewhere", ref)
             waiter = WAITERS[pool](run_env, tmp_path)
             try:
@@ -259,7 +270,7 @@ def test_a_waiter_names_a_live_holder_waits_at_no_cpu_and_runs_once_the_holder_d
 # CLI's session (the timescaledb and mongodb commands' path too; tushare's also stops its demo replays).
 @pytest.mark.parametrize("pool", ["clickhouse", "tushare"])
 def test_a_waiter_names_the_holder_and_stops_on_sigterm_leaving_nothing_claimed(run_env, tmp_path, pool):
-    with dg.DagsterInstance.get() as instance:
+    with command_instance() as instance:
         holder = hold_slot(instance, pool)
         try:
             waiter = WAITERS[pool](run_env, tmp_path)

@@ -22,6 +22,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from marketdata_assets.orchestration.instance import command_instance
 from tests.orchestration import test_dead_runs
 from tests.orchestration.test_dead_runs import (
     DAGSTER_DB,
@@ -112,7 +113,7 @@ def test_a_killed_load_is_cleaned_up_then_postgres_crash_mid_load_is_one_line_pe
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     csv = replay_files(tmp_path / "csv")
     last = landing.load_order(csv.iterdir())[-1]  # loaded last (one worker)
-    with dg.DagsterInstance.get() as instance, timescale_held(env):
+    with command_instance() as instance, timescale_held(env):
         killed = kill_mid_step(
             instance,
             "timescaledb",
@@ -160,7 +161,7 @@ def test_a_killed_load_is_cleaned_up_then_postgres_crash_mid_load_is_one_line_pe
     pg.start()
     following = marketdata(env, "load-minute-bars", "--data-dir", str(csv), "--workers", "1")
     assert following.wait(timeout=180) == 0, following.output
-    with dg.DagsterInstance.get() as instance:
+    with command_instance() as instance:
         (dead,) = [r for r in instance.get_runs() if r.tags.get("marketdata/pid") == str(load.popen.pid)]
         cleaned_up(following.output, dead.run_id, "timescaledb")
         assert "Traceback" not in following.output
@@ -229,7 +230,7 @@ def test_a_run_killed_mid_step_is_freed_by_the_next_a_storage_crash_ends_in_one_
     ):
         monkeypatch.setenv(key, env[key])
     command, held = KILLED[pool]
-    with dg.DagsterInstance.get() as instance, contextlib.ExitStack() as hold:
+    with command_instance() as instance, contextlib.ExitStack() as hold:
         changed = hold.enter_context(held(env))
         killed = kill_mid_step(instance, pool, command({**env, **changed}, tmp_path))
         victim = command({**env, **changed}, tmp_path)

@@ -109,18 +109,10 @@ def store_state(port: int, dbname: str) -> dict:
         }
 
 
-def committed_rows(port: int, dbname: str) -> int:
-    with psycopg.connect(
-        host="127.0.0.1",
-        port=port,
-        user="postgres",
-        password=settings.get("TIMESCALE_PASSWORD"),
-        dbname=dbname,
-        connect_timeout=5,
-    ) as conn:
-        if conn.execute("SELECT to_regclass('stock_1min_qfq')").fetchone()[0] is None:
-            return 0
-        return conn.execute("SELECT count(*) FROM stock_1min_qfq").fetchone()[0]
+def committed_rows(conn: psycopg.Connection) -> int:
+    if conn.execute("SELECT to_regclass('stock_1min_qfq')").fetchone()[0] is None:
+        return 0
+    return conn.execute("SELECT count(*) FROM stock_1min_qfq").fetchone()[0]
 
 
 @pytest.fixture(scope="module")
@@ -184,9 +176,11 @@ def test_postgres_killed_during_the_first_load_of_a_fresh_database_then_the_reru
             load_command(env, root), env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
         )
     deadline = time.monotonic() + 100
-    while committed_rows(private_postgres.port, "fresh") == 0:  # the first file committed: crash right there
-        assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
-        time.sleep(0.02)
+    # one connection polled (autocommit: each query sees the latest commit), not a backend every 20 ms
+    with private_postgres.connect("fresh") as watcher:
+        while committed_rows(watcher) == 0:  # the first file committed: crash right there
+            assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
+            time.sleep(0.02)
     private_postgres.stop("immediate")
     assert first.wait(timeout=100) == 1, (tmp_path / "first.log").read_text()
     private_postgres.start()
