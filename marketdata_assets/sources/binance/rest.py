@@ -10,12 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from marketdata_assets.core.http import Page
-from marketdata_assets.datasets.declared import check, columns, frame_of, page_of
-from marketdata_assets.datasets.frames import BARS_SCHEMA, EPOCH_MS_OR_US, EPOCH_US_FROM, from_us, to_us
+from marketdata_assets.datasets.declared import check, columns, epochs_to_us, frame_of, page_of
+from marketdata_assets.datasets.frames import BARS_SCHEMA, EPOCH_MS_OR_US, from_us, to_us
 from marketdata_assets.datasets.normalized import trades_frame
 from marketdata_assets.datasets.wire import (
     book_frame,
@@ -111,9 +110,8 @@ def parse_klines(
     )
     if not full:
         cols.update(volume=[0.0] * len(records), quote_volume=[0.0] * len(records), trades=[0] * len(records))
-    opens, closes = (np.fromiter(cols[name], np.int64, len(records)) for name in ("open_time", "close_time"))
-    cols["ts"] = np.where(opens >= EPOCH_US_FROM, opens, opens * 1000)
-    cols["span"] = np.where(closes >= EPOCH_US_FROM, closes, closes * 1000) - cols["ts"]
+    cols["ts"] = epochs_to_us(cols["open_time"])
+    cols["span"] = epochs_to_us(cols["close_time"]) - cols["ts"]
     check(cols, kline_rules(interval_ms, full), _kline_name, ctx, body, kind)
     return frame_of(
         BARS_SCHEMA,

@@ -342,13 +342,11 @@ def liquidation_rows(raw: pl.DataFrame, instrument: str, venue: str) -> pl.DataF
     set yet) + `_line` (the row's fields as read): price = average_price (the fills' average; the
     order's price when it is 0), quantity = accumulated_fill_quantity (0: nothing filled), order_price =
     the order's price (the forceOrder stream's `p`)."""
-    t = pl.col("time")
-    time_us = pl.when(t >= EPOCH_US_FROM).then(t).otherwise(t * 1000)
     side = pl.col("side").str.to_lowercase()
     price = pl.when(pl.col("average_price") > 0).then(pl.col("average_price")).otherwise(pl.col("price"))
     quantity = pl.col("accumulated_fill_quantity")
     return raw.select(
-        time_us.cast(LIQUIDATIONS_SCHEMA["ts"]).alias("ts"),
+        _time_us("time").alias("ts"),
         pl.lit(venue, pl.Utf8).alias("venue"),
         pl.lit(instrument, pl.Utf8).alias("instrument"),
         pl.lit("", pl.Utf8).alias("liquidation_id"),

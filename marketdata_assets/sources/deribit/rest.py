@@ -16,11 +16,10 @@ import numpy as np
 import polars as pl
 
 from marketdata_assets.core.http import Page
-from marketdata_assets.datasets.declared import check, columns, frame_of, records_of
+from marketdata_assets.datasets.declared import check, columns, epochs_to_us, frame_of, records_of
 from marketdata_assets.datasets.frames import (
     BARS_SCHEMA,
     EPOCH_MS_OR_US,
-    EPOCH_US_FROM,
     FUNDING_SCHEMA,
     OPTION_CHAIN_SCHEMA,
     epoch_to_us,
@@ -75,11 +74,6 @@ def _time(record: Any, column: str) -> datetime | None:
     if not (t == 0 or EPOCH_MS_OR_US[0] <= t < EPOCH_MS_OR_US[1]):
         return None
     return from_us(epoch_to_us(t))
-
-
-def _us(times: list[int]) -> np.ndarray:
-    stamps = np.fromiter(times, np.int64, len(times))
-    return np.where(stamps >= EPOCH_US_FROM, stamps, stamps * 1000)
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,7 +324,7 @@ def parse_chart(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataF
     """get_tradingview_chart_data (`Chart`) → bars frame (volume = base, amount = cost)."""
     ctx = ctx or Page(VENUE, instrument)
     cols = _chart_columns(rpc_result(body, ctx), ctx)
-    cols["ts"] = _us(cols["ticks"])
+    cols["ts"] = epochs_to_us(cols["ticks"])
     check(cols, CHART_RULES, _bar_name, ctx)
     return frame_of(
         BARS_SCHEMA,
