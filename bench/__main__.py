@@ -33,6 +33,8 @@ WITH_OPTIONS = {
     "live_consumer": "bench.live_consumer",  # --trades, --rounds
     "live_floor": "bench.live_floor",  # --messages, --rounds, --ceiling-us
     "run_storage": "bench.run_storage",  # --rounds, --assets: Dagster's storage connections per run
+    "stack_start": "bench.stack_start",  # --tree OLD, --rounds, --services: `scripts/stack up`, first
+    # start and restart per server
     "archive_day": "bench.archive_day",  # --tree DIR: the asset path of another checkout in the same rounds
     "archive_fuzz": "bench.archive_fuzz",  # --tree OLD --tree NEW: mutated archives, the same answers?
     "book_path": "bench.book_path",  # --books, --per-book, --runs, --no-peer: our book path vs cryptofeed's

@@ -14,11 +14,14 @@ Starts, on 127.0.0.1, under the project's state directory (MARKETDATA_STATE_DIR,
 `up` installs what is missing (Debian packages, the TimescaleDB build, SecantusDB into the
 project's Python environment), is idempotent and takes about a second once installed.
 Every server lets no one in without the credentials generated once per state directory
-(<state>/stack-secrets, 0600; an exported variable wins): Postgres scram-sha-256 on TCP (peer on its
-socket for the stack's own user), the PGlite server SCRAM-SHA-256, SecantusDB SCRAM (`--auth`), nats-server a
-token, redis-server `requirepass`, the ClickHouse engine server HTTP basic. The state directory is the owner's
-alone (0700; 0710 with group postgres when run as root, since Postgres runs as `postgres`). A server started
-before its credentials, or with others, is restarted by `up` (an old clone upgrades in place).
+(<state>/stack-secrets, 0600; an exported variable wins): Postgres scram-sha-256 on TCP (peer on its socket
+for the stack's own user), the PGlite server SCRAM-SHA-256, SecantusDB SCRAM (`--auth`), nats-server a
+token, redis-server `requirepass`, the ClickHouse engine server HTTP basic. None listens before its
+credentials are enforced: SecantusDB's user is written into its data files with no server running
+(scripts/mongo_users.py). `up` warns of a MongoDB user or Postgres role it did not create. The state
+directory is the owner's alone (0700; 0710 with group postgres when run as root, since Postgres runs as
+`postgres`). A server started before its credentials, or with others, or by an older stack, is restarted by
+`up` (an old clone upgrades in place).
 `down` stops only processes whose pid file it wrote and whose command line names this state
 directory. Ports come from the same variables the project's clients read (TIMESCALE_PORT,
 DAGSTER_PG_PORT, MONGODB_URI, NATS_URL), so the two cannot disagree.
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import grp
 import hashlib
+import json
 import os
 import pwd
 import shutil
@@ -181,20 +185,32 @@ class Service:
     def credentials(self) -> tuple[str, ...]:
         return tuple(settings.get(name) for name in self.secrets)
 
+    # How the server is started, when that changed in a way a running server must be restarted for (a server
+    # of an older stack carries the record of its credentials only).
+    start_procedure: tuple[str, ...] = ()
+
+    def record(self) -> str:
+        return stamp(*self.credentials(), *self.start_procedure)
+
     def running(self) -> str | None:
-        """'already running ...' when our server runs with today's credentials; one started before them (or
-        with others) is stopped, so `up` starts it again with them."""
+        """'already running ...' when our server runs with today's credentials, started the way today's stack
+        starts it; one started before them (or with others, or by an older stack) is stopped, so `up` starts
+        it again."""
         pid = self.pid()
         if not pid:
             return None
-        if self.stampfile.exists() and self.stampfile.read_text().strip() == stamp(*self.credentials()):
+        if self.stampfile.exists() and self.stampfile.read_text().strip() == self.record():
             return f"already running (pid {pid}, port {self.port})"
-        print(f"{self.name:<11} restarting pid {pid}: it was started without today's credentials", flush=True)
+        print(
+            f"{self.name:<11} restarting pid {pid}: it was started without today's credentials "
+            "or by an older stack",
+            flush=True,
+        )
         self.down()
         return None
 
     def stamped(self, pid: int) -> int:
-        self.stampfile.write_text(stamp(*self.credentials()) + "\n")
+        self.stampfile.write_text(self.record() + "\n")
         return pid
 
     def pid(self) -> int | None:
@@ -342,10 +358,12 @@ class Postgres(Service):
             os.chown(self.data / name, uid, gid)
             (self.data / name).chmod(0o600)
 
-    def set_passwords(self) -> None:
-        """Each role's password (created when missing), sent on psql's stdin, never on a command line."""
-        script = []
-        for role, password in self.roles().items():
+    def set_passwords(self) -> str:
+        """Each role's password (created when missing), sent on psql's stdin, never on a command line. Returns
+        what `up` reports of roles this stack did not create (one a server of an older stack, which trusted
+        every local connection, may have let anyone create)."""
+        script, roles = [], self.roles()
+        for role, password in roles.items():
             literal, name = password.replace("'", "''"), role.replace('"', '""')
             script.append(f"""DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role.replace("'", "''")}') THEN
@@ -353,7 +371,18 @@ class Postgres(Service):
   END IF;
 END $$;
 ALTER ROLE "{name}" PASSWORD '{literal}';""")
-        self.psql("postgres", "\n".join(script))
+        known = ", ".join("'" + role.replace("'", "''") + "'" for role in {"postgres", *roles})
+        script.append(
+            "SELECT rolname || CASE WHEN rolsuper THEN ' (superuser)' ELSE '' END FROM pg_roles "
+            f"WHERE rolname !~ '^pg_' AND rolname NOT IN ({known}) ORDER BY 1;"
+        )
+        others = [line for line in self.psql("postgres", "\n".join(script)).splitlines() if line.strip()]
+        if not others:
+            return ""
+        return (
+            f"; WARNING: roles this stack did not create: {', '.join(others)}. If they are not yours, drop "
+            "them (DROP ROLE) and change DAGSTER_PG_PASSWORD"
+        )
 
     def up(self) -> str:
         port = self.port
@@ -362,8 +391,8 @@ ALTER ROLE "{name}" PASSWORD '{literal}';""")
             run(
                 [*self._as_owner(), str(PG_BIN / "pg_ctl"), "-D", str(self.data), "reload"], "postgres reload"
             )
-            self.set_passwords()
-            return f"already running (pid {self.pid()}, port {port})"
+            others = self.set_passwords()
+            return f"already running (pid {self.pid()}, port {port}){others}"
         self.check_port_free(port, "DAGSTER_PG_PORT (and TIMESCALE_PORT)")
         self.install()
         secure_state(self.state)
@@ -392,6 +421,7 @@ ALTER ROLE "{name}" PASSWORD '{literal}';""")
                 "initdb",
             )
         self.write_access()
+        self.clear_stale_locks(port)
         self.logfile.touch()
         os.chown(self.logfile, uid, gid)
         options = " ".join(
@@ -429,7 +459,7 @@ ALTER ROLE "{name}" PASSWORD '{literal}';""")
         )
         postmaster_pid = int((self.data / "postmaster.pid").read_text().split()[0])
         self.pidfile.write_text(f"{postmaster_pid}\n")
-        self.set_passwords()
+        others = self.set_passwords()
         databases = [settings.get("DAGSTER_PG_DB")] + (
             [settings.get("TIMESCALE_DB")] if self.serves_market_db else []
         )
@@ -439,7 +469,20 @@ ALTER ROLE "{name}" PASSWORD '{literal}';""")
                 self.psql("postgres", f'CREATE DATABASE "{database}"')
         if self.serves_market_db:
             self.psql(settings.get("TIMESCALE_DB"), "CREATE EXTENSION IF NOT EXISTS timescaledb")
-        return f"started (pid {postmaster_pid}, port {port}, databases {' + '.join(databases)})"
+        return f"started (pid {postmaster_pid}, port {port}, databases {' + '.join(databases)}){others}"
+
+    def clear_stale_locks(self, port: int) -> None:
+        """The lock files (data directory, socket) of a server that died by SIGKILL or a crash, when the
+        process they name is gone or a zombie not yet reaped: Postgres takes a zombie for a live server and
+        will not start."""
+        for lock in (self.data / "postmaster.pid", self.socket_dir / f".s.PGSQL.{port}.lock"):
+            try:
+                old = int(lock.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            if not pid_alive(old):
+                print(f"{self.name:<11} removing {lock.name} of pid {old}, which no longer runs", flush=True)
+                lock.unlink(missing_ok=True)
 
     def psql(self, database: str, sql: str) -> str:
         """As the postgres role over the server's socket (peer: the stack's own OS user), the SQL on stdin."""
@@ -516,6 +559,7 @@ class MongoWire(Service):
         run(cmd, "SecantusDB install")
 
     secrets = ("MONGODB_USERNAME", "MONGODB_PASSWORD")
+    start_procedure = ("user provisioned offline, users checked",)
 
     def command(self, port: int, *more: str) -> list[str]:
         return [
@@ -531,39 +575,29 @@ class MongoWire(Service):
             *more,
         ]
 
-    def provision(self) -> None:
-        """The user and its password, set on a server of the same data started without `--auth` on a free port
-        no client knows (SecantusDB has no localhost exception), stopped before the real one starts."""
+    def provision(self) -> str:
+        """The user and its password written into the data files with no server running
+        (scripts/mongo_users.py, the engine's own createUser/updateUser): the server then starts with `--auth`
+        from its first byte. Returns what `up` reports of users this stack did not create (a user taken in
+        the window the stack once left: a server of the same data without `--auth` while it provisioned)."""
         user, password = self.credentials()
         if not (user and password):
             raise StackError(
                 "empty MONGODB_USERNAME or MONGODB_PASSWORD: the stack lets no one in without them"
             )
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        with open(self.logfile, "ab") as log:
-            proc = subprocess.Popen(
-                self.command(port),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.dir,
-            )
-        script = (
-            "import sys, time, pymongo\n"
-            "user, password = sys.stdin.read().split('\\n', 1)\n"
-            f"client = pymongo.MongoClient('mongodb://127.0.0.1:{port}/?directConnection=true', "
-            "serverSelectionTimeoutMS=60000)\n"
-            "known = client.admin.command('usersInfo', user)['users']\n"
-            "client.admin.command('updateUser' if known else 'createUser', user, pwd=password, "
-            "**({} if known else {'roles': ['root']}))\n"
+        script = str(REPO / "scripts" / "mongo_users.py")
+        result = run(
+            [sys.executable, script, str(self.dir / "data")],
+            "setting the MongoDB user",
+            input=f"{user}\n{password}",
         )
-        try:
-            run([sys.executable, "-c", script], "setting the MongoDB user", input=f"{user}\n{password}")
-        finally:
-            proc.terminate()
-            proc.wait(60)
+        others = json.loads(result.stdout.strip().splitlines()[-1])
+        if not others:
+            return ""
+        return (
+            f"; WARNING: users this stack did not create: {'; '.join(others)}. If they are not yours, "
+            "drop them (db.dropUser) and change MONGODB_PASSWORD"
+        )
 
     def up(self) -> str:
         port = self.port
@@ -572,9 +606,9 @@ class MongoWire(Service):
         self.check_port_free(port, "MONGODB_URI")
         self.install()
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
-        self.provision()
+        others = self.provision()
         pid = self.spawn(self.command(port, "--auth"), port, 60)
-        return f"started (pid {self.stamped(pid)}, port {port}, SCRAM user {self.credentials()[0]})"
+        return f"started (pid {self.stamped(pid)}, port {port}, SCRAM user {self.credentials()[0]}){others}"
 
 
 class DebianUrlServer(Service):
@@ -747,6 +781,10 @@ class PgliteTimescale(Service):
         if already := self.running():
             return already
         self.check_port_free(port, "STACK_PGLITE_PORT")
+        if not self.credentials()[0]:
+            raise StackError(
+                "empty TIMESCALE_PASSWORD for the PGlite server: the stack lets no one in without one"
+            )
         self.install()
         env = {
             **os.environ,

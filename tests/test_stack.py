@@ -209,3 +209,62 @@ def _settles(login: dict, outcome: str, within_s: float = 10) -> bool:
         if outcome in answer or time.monotonic() > deadline:
             return outcome in answer
         time.sleep(0.05)
+
+
+def test_a_mongodb_user_the_stack_did_not_create_is_reported_and_an_older_stacks_server_restarted(tmp_path):
+    """A user made in the window an older stack left (a server of the same data without `--auth` while it
+    provisioned): `up` restarts that stack's server (its record holds the credentials only), checks the users
+    in the data files with no server running, and names the stranger with its roles."""
+    import hashlib
+
+    import pymongo
+
+    port = free_port()
+    env = {"MONGODB_URI": f"mongodb://127.0.0.1:{port}", "MONGODB_PASSWORD": "users-own"}
+    first = stack(tmp_path, "up", "mongodb", **env).stdout
+    assert "started" in first and "WARNING" not in first
+    try:
+        uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        user = os.environ.get("MONGODB_USERNAME") or "marketdata"
+        with pymongo.MongoClient(uri, username=user, password="users-own", authSource="admin") as client:
+            client.admin.command("createUser", "stranger", pwd="x", roles=["root"])
+        older = hashlib.sha256(f"{user}\0users-own".encode()).hexdigest()[:16]  # what an older stack recorded
+        (tmp_path / "run" / "mongodb.credentials").write_text(older + "\n")
+        pid = (tmp_path / "run" / "mongodb.pid").read_text().strip()
+        upgraded = stack(tmp_path, "up", "mongodb", **env)
+        assert upgraded.returncode == 0, upgraded.stdout
+        assert f"restarting pid {pid}: it was started without today's credentials or by an older stack" in (
+            upgraded.stdout
+        )
+        assert "WARNING: users this stack did not create: stranger@admin (root@admin)" in upgraded.stdout
+        assert "already running" in stack(tmp_path, "up", "mongodb", **env).stdout  # today's record: kept
+    finally:
+        stack(tmp_path, "down", "mongodb", **env)
+
+
+def test_a_postgres_role_the_stack_did_not_create_is_reported(postgres_readable_dir):
+    state, port = postgres_readable_dir, str(free_port())
+    env = {
+        "DAGSTER_PG_PORT": port,
+        "TIMESCALE_PORT": port,
+        "DAGSTER_PG_PASSWORD": "own",
+        "TIMESCALE_PASSWORD": "own",
+    }
+    first = stack(state, "up", "postgres", **env).stdout
+    assert "started" in first and "WARNING" not in first
+    try:
+        login = {
+            "host": "127.0.0.1",
+            "port": port,
+            "user": "postgres",
+            "dbname": "postgres",
+            "password": "own",
+        }
+        with psycopg.connect(**login, autocommit=True) as conn:
+            conn.execute("CREATE ROLE stranger LOGIN SUPERUSER PASSWORD 'x'")
+            conn.execute("CREATE ROLE reader NOLOGIN")
+        again = stack(state, "up", "postgres", **env).stdout
+        assert "already running" in again
+        assert "WARNING: roles this stack did not create: reader, stranger (superuser)" in again
+    finally:
+        stack(state, "down", "postgres", **env)

@@ -21,9 +21,9 @@
 //     process exit with status 70 and a "FATAL" line on stderr, for a supervisor to notice;
 //   - --idle-timeout S (default 0: off): a connection owning the session that stays idle S seconds
 //     while others wait is closed (FATAL 57P05), like Postgres' idle_session_timeout.
-// Authentication: SCRAM-SHA-256, as Postgres does it, when PGLITE_PASSWORD is set in the environment
-// (scripts/stack sets it: never on the command line); else any password is accepted (trust; bind to
-// 127.0.0.1 only). User must be "postgres", database "postgres" (the only database served). No TLS: clients using sslmode=prefer
+// Authentication: SCRAM-SHA-256, as Postgres does it, with PGLITE_PASSWORD from the environment
+// (scripts/stack sets it: never on the command line). Without it the server refuses to start, unless
+// --trust says that any password is to be accepted (a throwaway server; every local user can reach it). User must be "postgres", database "postgres" (the only database served). No TLS: clients using sslmode=prefer
 // are told "no TLS" and continue in clear text; sslmode=require fails.
 //
 // stdout: one line "PGLITE READY host=H port=P ..." once it listens. stderr: the log.
@@ -72,13 +72,18 @@ const { values: args } = parseArgs({
     host: { type: 'string', default: '127.0.0.1' },
     port: { type: 'string', default: '55433' },
     'idle-timeout': { type: 'string', default: '0' },
+    trust: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
 })
 if (args.help || !args['data-dir']) {
-  process.stdout.write('usage: node server.mjs --data-dir DIR [--host 127.0.0.1] [--port 55433] [--idle-timeout SECONDS]\n')
+  process.stdout.write('usage: node server.mjs --data-dir DIR [--host 127.0.0.1] [--port 55433] [--idle-timeout SECONDS] [--trust]\n')
   process.exit(args.help ? 0 : 2)
+}
+if (!SCRAM && !args.trust) {
+  process.stderr.write('PGLITE_PASSWORD is not set: the server lets no one in without it (--trust: any password)\n')
+  process.exit(2)
 }
 const dataDir = path.resolve(args['data-dir'])
 const host = args.host
