@@ -21,6 +21,7 @@ LONGEST = (  # tests/... files, longest first (worker seconds in a full run, 3 w
     "tests/ingest/live/test_recovery.py",  # 79
     "tests/test_webserver.py",  # 69
     "tests/test_quickstart.py",  # 55
+    "tests/test_stack_intruder.py",  # 40-60 (added 2026-11-28, measured alone)
     "tests/defs/equities/test_bars_assets.py",  # 50
     "tests/apps/cli/test_cli.py",  # 43
     "tests/ingest/alphas/test_import_faults.py",  # 42
