@@ -380,8 +380,8 @@ ALTER ROLE "{name}" PASSWORD '{literal}';""")
         if not others:
             return ""
         return (
-            f"; WARNING: roles this stack did not create: {', '.join(others)}. If they are not yours, drop "
-            "them (DROP ROLE) and change DAGSTER_PG_PASSWORD"
+            f"; WARNING: roles this stack did not create: {', '.join(others)}. If they are not yours, "
+            "DROP ROLE them"
         )
 
     def up(self) -> str:
@@ -596,7 +596,7 @@ class MongoWire(Service):
             return ""
         return (
             f"; WARNING: users this stack did not create: {'; '.join(others)}. If they are not yours, "
-            "drop them (db.dropUser) and change MONGODB_PASSWORD"
+            "drop them (dropUser, as the stack's user)"
         )
 
     def up(self) -> str:
