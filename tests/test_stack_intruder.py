@@ -151,14 +151,14 @@ def test_the_racer_gets_into_a_server_that_listens_without_credentials(tmp_path)
     user, is found on its port and taken (the racer is no test that cannot fail)."""
     storage = tmp_path / "mongodb" / "data"
     storage.mkdir(parents=True)
-    intruder = Intruder(tmp_path, "mongodb")  # watching only: it is told no port
+    intruder, port = Intruder(tmp_path, "mongodb"), free_port()  # watching only: it is told no port
     server = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "secantusd-py"),
             "--host",
             "127.0.0.1",
             "--port",
-            str(free_port()),
+            str(port),
             "--storage-path",
             str(storage),
         ],
@@ -166,14 +166,11 @@ def test_the_racer_gets_into_a_server_that_listens_without_credentials(tmp_path)
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while not intruder.ports and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)
+        assert intruder.wait_for(f"mongodb {port}", "in", after=0), "the racer never got in"
     finally:
-        server.terminate()
+        summary = intruder.finish()  # before the server goes: a throwaway, killed
+        server.kill()
         server.wait(30)
-        summary = intruder.finish()
     (target,) = summary["targets"].values()
     assert target["counts"].get("in", 0) > 0, target
     assert target["ins"][0][1] == "created" or "51003" in target["ins"][0][1]  # created, or already there
