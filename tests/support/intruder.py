@@ -17,10 +17,10 @@ own words), `down` (nothing listens), `denied` (the OS refused the connection: a
 directory) or `error`. The summary counts them per target and keeps each change of outcome with its
 time (CLOCK_MONOTONIC, shared with the parent), so a test can tell that the racer met a server as it came up.
 
-`Intruder` (the parent's side) starts it and, with `watch`, hands it every socket that starts listening
-in a process naming the test's state directory, whatever its port: a server started on a port no client
-knows is found the way any local user finds it (/proc/net/tcp), here tied to its owner so that other
-tests' servers are never attacked.
+`Intruder` (the parent's side) starts it and, from a watcher thread, hands it every socket that starts
+listening in a process naming the test's state directory, whatever its port (the racer attacks each
+address once): a server started on a port no client knows is found the way any local user finds it
+(/proc/net/tcp), here tied to its owner so that other tests' servers are never attacked.
 """
 
 from __future__ import annotations
@@ -282,7 +282,6 @@ class Intruder:
         self.listener = threading.Thread(target=self._listen, daemon=True)
         self.listener.start()
         self.watched: set[str] = set()  # inodes already looked at
-        self.ports: set[int] = set()
         self.stopped = threading.Event()
         self.watcher = threading.Thread(target=self._watch, daemon=True)
         self.watcher.start()
@@ -301,8 +300,7 @@ class Intruder:
             owners = owners_naming(str(self.state))
             for inode, port in fresh.items():
                 self.watched.add(inode)
-                if inode in owners and port not in self.ports:
-                    self.ports.add(port)
+                if inode in owners:
                     self.attack(port)
 
     def _listen(self) -> None:
