@@ -23,6 +23,7 @@ from marketdata_assets.datasets.frames import UTC_US
 
 TYPES = ("spot", "perpetual", "future", "option", "equity")
 TRADING = ("live", "trading")  # statuses of an instrument that trades
+STATUSES = ("live", "suspended", "preopen", "test", "delisted", "expired", "gone")  # the master's words
 CLOSED = ("delisted", "expired", "gone")  # statuses after its end (gone: it left the listing unannounced)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -68,13 +69,6 @@ class Instrument(NamedTuple):
         if self.inverse:
             return value / price, value
         return value, price * value
-
-    def traded_on(self, day: date) -> bool:
-        """Listed before the end of `day`, not ended before its start."""
-        start = datetime.combine(day, datetime.min.time(), UTC)
-        return (self.listed is None or self.listed < start + timedelta(days=1)) and (
-            self.expires is None or self.expires > start
-        )
 
 
 # The fields whose change makes a new version (the rest: names and times the venue may restate).
@@ -147,9 +141,14 @@ def changes(
     for item in listing:
         listed.add(item.key)
         before = current.get(item.key)
+        if before is not None and item.listed is None:
+            item = item._replace(listed=before.listed)  # a listing time learned before stays known
         if before is None:
             out.append(Version(min(item.listed or EPOCH, now) if item.listed else EPOCH, now, item))
-        elif any(getattr(before, name) != getattr(item, name) for name in VERSIONED):
+        elif (fields := [n for n in VERSIONED if getattr(before, n) != getattr(item, n)]) == ["listed"]:
+            # only its listing time learned (or restated): a version from the listing, the same description
+            out.append(Version(min(item.listed or now, now), now, item))
+        elif fields:
             out.append(Version(now, now, item))
     if complete:
         venues = {key[0] for key in listed}
@@ -251,26 +250,49 @@ class Master:
         valid = [v for v in history if v.valid_from <= when]
         return (valid[-1] if valid else history[0]).instrument
 
+    def listing(self, venue: str, instrument: str) -> datetime | None:
+        """When the instrument was listed, as the master last learned it (None: no source said)."""
+        known = [v for v in self._versions.get((venue, instrument), ()) if v.instrument.listed is not None]
+        return max(known, key=lambda v: v.seen).instrument.listed if known else None
+
+    def first_seen(self, venue: str, instrument: str) -> datetime | None:
+        """When the master first learned of the instrument (None: never)."""
+        history = self._versions.get((venue, instrument))
+        return min(v.seen for v in history) if history else None
+
     def listed_on(self, venue: str, day: date) -> list[Instrument]:
         """The instruments of `venue` trading on `day`, as each was described that day (no survivors' bias:
-        an instrument that later ended is there; one listed later is not)."""
+        an instrument that later ended is there; one listed later is not). One whose listing no source
+        gave is there on every day before it ended (`look_ahead` names the days before its first sight)."""
         start = datetime.combine(day, datetime.min.time(), UTC)
         end, out = start + timedelta(days=1), []
-        for _, history in sorted(item for item in self._versions.items() if item[0][0] == venue):
+        for (_, name), history in sorted(item for item in self._versions.items() if item[0][0] == venue):
             valid = [v for v in history if v.valid_from < end]
-            if not valid:
+            listed = self.listing(venue, name)
+            if not valid or (listed is not None and listed >= end):
                 continue
             item = valid[-1].instrument
             if item.status in CLOSED:  # ended: it traded on `day` if it ended after the day started
                 if (item.expires or valid[-1].valid_from) <= start:
                     continue
                 before = valid[-2].instrument if len(valid) > 1 else item
-                item = before if before.status not in CLOSED else item
-                if item.listed is None or item.listed < end:
-                    out.append(item)
-            elif item.traded_on(day):
+                out.append(before if before.status not in CLOSED else item)
+            elif item.expires is None or item.expires > start:
                 out.append(item)
         return out
+
+    def look_ahead(self, venue: str, day: date, names: Iterable[str]) -> list[str]:
+        """Of `names`, those whose listing no source gave and that the master first saw after `day`: in
+        `day`'s universe only because they were listed when first seen (today's world standing in for the
+        past)."""
+        end = datetime.combine(day, datetime.min.time(), UTC) + timedelta(days=1)
+        return sorted(
+            name
+            for name in names
+            if (venue, name) in self._versions
+            and self.listing(venue, name) is None
+            and (self.first_seen(venue, name) or end) >= end
+        )
 
     def needs_lookup(self, venue: str, instrument: str) -> bool:
         """Never seen, and not already answered "unknown" by the venue."""
@@ -341,6 +363,7 @@ def _now() -> datetime:
 __all__ = [
     "CLOSED",
     "SCHEMA",
+    "STATUSES",
     "TYPES",
     "Instrument",
     "LookupFailed",

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from typing import NamedTuple
 
-from marketdata_assets.datasets.instruments import TYPES, Instrument, Master
+from marketdata_assets.datasets.instruments import STATUSES, TYPES, Instrument, Master
 from marketdata_assets.datasets.volumes import Snapshot, Volumes
 
 
@@ -30,16 +31,27 @@ class UniverseRule:
     top: int | None = None  # only the N the selectors admit with the largest 24 h volume
 
     def __post_init__(self):
-        unknown = sorted(set(self.types) - set(TYPES))
-        if unknown:
-            raise ValueError(
-                f"universe rule of {self.venue}: type(s) {', '.join(unknown)} are not one of "
-                f"{', '.join(TYPES)}"
-            )
+        for name, words, known in (("type", self.types, TYPES), ("status", self.statuses, STATUSES)):
+            unknown = sorted(set(words) - set(known))
+            if unknown:
+                raise ValueError(
+                    f"universe rule of {self.venue}: {name}(s) {', '.join(unknown)} are not one of "
+                    f"{', '.join(known)}"
+                )
         if self.top is not None and (
             isinstance(self.top, bool) or not isinstance(self.top, int) or self.top < 1
         ):
             raise ValueError(f"universe rule of {self.venue}: top is {self.top!r}, not a whole number >= 1")
+
+    @property
+    def text(self) -> str:
+        """The rule as the sources file gives it ("types spot; quotes USDT; top 20"), or "no rule"."""
+        parts = [
+            f"{name} {', '.join(getattr(self, name))}"
+            for name in ("types", "quotes", "settles", "bases", "statuses", "include", "exclude")
+            if getattr(self, name)
+        ] + ([f"top {self.top}"] if self.top is not None else [])
+        return "; ".join(parts) if self.selects else "no rule"
 
     @property
     def selects(self) -> bool:
@@ -108,52 +120,89 @@ def top_cut(
     return kept, Cut(rule.top or 0, snapshot, len(selected), len(ranked), len(kept), units)
 
 
+class Day(NamedTuple):
+    """One venue's universe on one day, and how it came about."""
+
+    names: list[str]  # in the universe, sorted
+    listed: list[Instrument]  # what the venue listed that day, as described that day
+    admitted: list[Instrument]  # of them, what the rule admitted (before a top-N cut)
+    cut: Cut | None  # the top-N cut, if the rule has one
+    by_rule: list[str]  # in by the rule (selectors, include; after the cut)
+    explicit: list[str]  # in by the explicit list (listed that day, or unknown to the master)
+    not_listed: list[str]  # explicit instruments the master knows and that were not listed that day
+    look_ahead: list[str]  # in only because today's listing stands in for a day before first sight
+
+
+def resolution(master: Master, rule: UniverseRule, day: date, volumes: Volumes | None = None) -> Day:
+    """The universe of `rule`'s venue on `day`: the explicit instruments listed that day (one the master has
+    never seen: in, it cannot tell) and what the rule admits of what the venue listed that day (as
+    described that day; with `top`, the N the selectors admit with the largest 24 h volume in the snapshot
+    `day` uses, and the included ones)."""
+    listed = master.listed_on(rule.venue, day)
+    on_day = {item.instrument for item in listed}
+    admitted = [item for item in listed if rule.admits(item)] if rule.selects else []
+    cut = None
+    if rule.top is None:
+        by_rule = {item.instrument for item in admitted}
+    else:
+        snapshot = volumes.for_day(rule.venue, day) if volumes is not None else None
+        kept, cut = top_cut(rule, [item for item in admitted if rule.selected(item)], snapshot)
+        by_rule = set(kept) | {item.instrument for item in admitted if item.instrument in rule.include}
+    wanted = [name for name in dict.fromkeys(rule.explicit) if name not in rule.exclude]
+    known = [name for name in wanted if master.history(rule.venue, name)]
+    explicit = [name for name in wanted if name in on_day or name not in known]
+    names = sorted(by_rule | set(explicit))
+    return Day(
+        names,
+        listed,
+        admitted,
+        cut,
+        sorted(by_rule),
+        sorted(explicit),
+        sorted(name for name in known if name not in on_day),
+        master.look_ahead(rule.venue, day, names),
+    )
+
+
 def choose(
     master: Master, rule: UniverseRule, day: date, volumes: Volumes | None = None
 ) -> tuple[list[str], list[Instrument], list[Instrument], Cut | None]:
     """(the universe on `day` sorted, what the venue listed, what the rule admitted, the top-N cut if any)."""
-    chosen = {name for name in rule.explicit if name not in rule.exclude}
-    listed = master.listed_on(rule.venue, day) if rule.selects else []
-    admitted = [item for item in listed if rule.admits(item)]
-    cut = None
-    if rule.top is None:
-        chosen |= {item.instrument for item in admitted}
-    else:
-        snapshot = volumes.for_day(rule.venue, day) if volumes is not None else None
-        kept, cut = top_cut(rule, [item for item in admitted if rule.selected(item)], snapshot)
-        chosen |= set(kept) | {item.instrument for item in admitted if item.instrument in rule.include}
-    return sorted(chosen), listed, admitted, cut
+    return resolution(master, rule, day, volumes)[:4]
 
 
 def resolve(master: Master, rule: UniverseRule, day: date, volumes: Volumes | None = None) -> list[str]:
-    """The instruments of `rule`'s venue in the universe on `day`: the explicit list, and what the rule
-    admits of what the venue listed that day (as described that day; with `top`, the N the selectors admit
-    with the largest 24 h volume in the snapshot `day` uses, and the included ones), sorted."""
-    return choose(master, rule, day, volumes)[0]
+    """The instruments of `rule`'s venue in the universe on `day` (`resolution`), sorted."""
+    return resolution(master, rule, day, volumes).names
 
 
 def explain(
     master: Master, rule: UniverseRule, day: date, volumes: Volumes | None = None
 ) -> dict[str, int | str]:
-    """How `resolve` came to its answer on `day`: listed, admitted by the rule, explicit, in all; with `top`,
-    the count before and after the cut and which snapshot it used (`Cut.text`)."""
-    names, listed, admitted, cut = choose(master, rule, day, volumes)
+    """How `resolve` came to its answer on `day`: listed, in by the rule, in by the explicit list, in all
+    (an instrument in by both counts in each); with `top`, the count before and after the cut and which
+    snapshot it used (`Cut.text`); the instruments standing in by today's listing (look-ahead)."""
+    found = resolution(master, rule, day, volumes)
     out: dict[str, int | str] = {
-        "listed": len(listed),
-        "by rule": len(admitted),
-        "explicit": len(rule.explicit),
-        "in the universe": len(names),
+        "listed": len(found.listed),
+        "by rule": len(found.by_rule),
+        "explicit": len(found.explicit),
+        "in the universe": len(found.names),
     }
-    if cut is not None:
+    if found.not_listed:
+        out["explicit not listed"] = len(found.not_listed)
+    if found.look_ahead:
+        out["look-ahead"] = len(found.look_ahead)
+    if found.cut is not None:
         out.update(
             {
-                "before the cut": cut.admitted,
-                "with a volume": cut.ranked,
-                "after the cut": cut.kept,
-                "top": cut.text,
+                "before the cut": found.cut.admitted,
+                "with a volume": found.cut.ranked,
+                "after the cut": found.cut.kept,
+                "top": found.cut.text,
             }
         )
     return out
 
 
-__all__ = ["Cut", "UniverseRule", "choose", "explain", "resolve", "top_cut"]
+__all__ = ["Cut", "Day", "UniverseRule", "choose", "explain", "resolution", "resolve", "top_cut"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 from marketdata_assets.datasets.instruments import CLOSED, VERSIONED, Instrument, Master, Version, changes
-from marketdata_assets.datasets.universe import Cut, UniverseRule, choose
+from marketdata_assets.datasets.universe import Cut, UniverseRule, resolution
 from marketdata_assets.datasets.volumes import Volume, Volumes, needed
 from marketdata_assets.sources.binance_vision import listing
 from marketdata_assets.sources.venues import contract_of
@@ -82,29 +82,39 @@ def universe_resolver(
     unreadable: set[str],
     volumes: Volumes | None = None,
     cuts: dict[tuple[str, date], Cut] | None = None,
+    look_ahead: dict[tuple[str, date], list[str]] | None = None,
 ) -> Callable[[str, date], list[str]]:
     """(venue, day) -> the venue's universe that day by its rule (`rules`: venue -> UniverseRule; a top N
-    ranked by `volumes`, each day's cut kept in `cuts` for the caller to say), without the names its naming
-    cannot read (collected into `unreadable` as VENUE:NAME, for the caller to say); the explicit instruments
-    always stay."""
+    ranked by `volumes`, each day's cut kept in `cuts` for the caller to say; the instruments in only by
+    today's listing standing in for the day kept in `look_ahead`), without the names its naming cannot read
+    (collected into `unreadable` as VENUE:NAME, for the caller to say); the explicit instruments stay on
+    the days they were listed."""
 
     def universe(venue: str, day: date) -> list[str]:
         rule = rules.get(venue)
         if rule is None:
             return []
-        names, _, _, cut = choose(master, rule, day, volumes)
-        if cut is not None and cuts is not None:
-            cuts[(venue, day)] = cut
-        readable = [name for name in names if name in rule.explicit or _readable(venue, name)]
-        unreadable.update(f"{venue}:{name}" for name in names if name not in readable)
+        found = resolution(master, rule, day, volumes)
+        if found.cut is not None and cuts is not None:
+            cuts[(venue, day)] = found.cut
+        if found.look_ahead and look_ahead is not None:
+            look_ahead[(venue, day)] = found.look_ahead
+        readable = [name for name in found.names if name in rule.explicit or _readable(venue, name)]
+        unreadable.update(f"{venue}:{name}" for name in found.names if name not in readable)
         return readable
 
     return universe
 
 
-def cut_warnings(cuts: dict[tuple[str, date], Cut]) -> list[str]:
-    """What a resolution must say of its top-N cuts: the days ranked by a snapshot taken after them
-    (look-ahead) and the days of a venue with no snapshot, each venue's in one line."""
+REFRESH_HINT = "refresh the instrument master with the archive site reachable: `marketdata instruments`"
+
+
+def cut_warnings(
+    cuts: dict[tuple[str, date], Cut], look_ahead: dict[tuple[str, date], list[str]] | None = None
+) -> list[str]:
+    """What a resolution must say of its days: the top-N cuts ranked by a snapshot taken after the day
+    (look-ahead) or by none, and the instruments in a day before the master first saw them with no listing
+    time known (look-ahead), each venue's in one line."""
     out = []
     for venue in sorted({v for v, _ in cuts}):
         mine = sorted((day, cut) for (v, day), cut in cuts.items() if v == venue)
@@ -112,6 +122,14 @@ def cut_warnings(cuts: dict[tuple[str, date], Cut]) -> list[str]:
         if flagged:
             days = [day for day, _ in flagged]
             out.append(f"{venue} {days[0]}..{days[-1]} ({len(days)} day(s)): {flagged[0][1].text}")
+    for venue in sorted({v for v, _ in look_ahead or {}}):
+        days = sorted(day for v, day in look_ahead if v == venue)
+        names = sorted({name for (v, _), found in look_ahead.items() if v == venue for name in found})
+        out.append(
+            f"{venue} {days[0]}..{days[-1]} ({len(days)} day(s)): {len(names):,} instrument(s) with no "
+            "listing time, in by today's listing before the master first saw them — look-ahead "
+            f"({', '.join(names[:5])}{' ...' if len(names) > 5 else ''}); {REFRESH_HINT}"
+        )
     return out
 
 
@@ -162,7 +180,8 @@ def refresh(master: Master, venue: str, listing: list[Instrument], now: datetime
     return Refresh(venue, len(listing), versions, new, changed, ended)
 
 
-ARCHIVED = {"BINANCE": "spot", "BINANCE_UM": "um"}  # venues whose delisted symbols the archive site lists
+ARCHIVED = {"BINANCE": "spot", "BINANCE_UM": "um"}  # venues whose daily files the archive site lists
+LISTING_WORKERS = 16  # the archive site's listing requests in flight (S3 answers thousands a second)
 
 
 async def venue_listing(
@@ -181,49 +200,80 @@ async def venue_listing(
             return listed, [], f"{type(error).__name__}: {error}"
 
 
-async def archived_only(
-    make_archive: Callable, venue: str, listed: set[str], known: dict, today: date, skipped: Counter
-) -> list[Instrument]:
-    """The symbols the archive site has daily trade files for that the venue no longer lists (delisted), each
-    once: listed on its first file's day, ended after its last (a name the venue's naming cannot read is
-    skipped, counted)."""
-    out = []
+async def _each(names: list[str], ask: Callable) -> dict[str, object]:
+    """name -> `await ask(name)`, LISTING_WORKERS at a time."""
+    gate = asyncio.Semaphore(LISTING_WORKERS)
+
+    async def one(name: str):
+        async with gate:
+            return name, await ask(name)
+
+    return dict(await asyncio.gather(*(one(name) for name in names)))
+
+
+def _start(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), UTC)
+
+
+async def archive_lives(
+    make_archive: Callable, venue: str, listed: list[Instrument], known: dict, today: date, skipped: Counter
+) -> tuple[list[Instrument], list[Instrument]]:
+    """What the archive site's daily trade files say of `venue`'s instruments: (`listed` with the listing time
+    the venue does not give taken from each symbol's first file's day, the symbols only the archive still
+    has, as delisted: listed on their first file's day, ended after their last). A symbol with no file yet
+    keeps `listed: unknown`; a name the venue's naming cannot read is skipped; both counted in `skipped`."""
+    market, names = ARCHIVED[venue], {item.instrument for item in listed}
+    unknown = [
+        item.instrument
+        for item in listed
+        if item.listed is None and (known.get(item.key) is None or known[item.key].listed is None)
+    ]
     async with make_archive() as api:
-        for name in await listing.symbols(api, ARCHIVED[venue]):
+        firsts = await _each(unknown, lambda name: listing.first_day(api, market, name))
+        gone = []
+        for name in await listing.symbols(api, market):
             before = known.get((venue, name))
-            if name in listed or (before is not None and before.status in CLOSED):
+            if name in names or (before is not None and before.status in CLOSED):
                 continue  # still listed, or its end already known
             try:
-                named = contract_of(venue, name)
+                gone.append((name, contract_of(venue, name)))
             except ValueError:
                 skipped["unreadable_name"] += 1
-                continue
-            days = await listing.first_and_last_day(api, ARCHIVED[venue], name, today)
-            if days is None:
-                skipped["no_daily_files"] += 1
-                continue
-            first, last = (datetime.combine(d, datetime.min.time(), UTC) for d in days)
-            out.append(
-                Instrument(
-                    venue,
-                    name,
-                    named.contract_type,
-                    named.base,
-                    named.quote,
-                    named.quote,
-                    False,
-                    1.0,
-                    1.0,
-                    named.base,
-                    None,
-                    None,
-                    None,
-                    first,
-                    last + timedelta(days=1),
-                    "delisted",
-                )
+        lives = await _each(
+            [name for name, _ in gone], lambda name: listing.first_and_last_day(api, market, name, today)
+        )
+    skipped["listed_unknown"] += sum(day is None for day in firsts.values())
+    dated = [
+        item._replace(listed=_start(firsts[item.instrument])) if firsts.get(item.instrument) else item
+        for item in listed
+    ]
+    delisted = []
+    for name, named in gone:
+        if lives[name] is None:
+            skipped["no_daily_files"] += 1
+            continue
+        first, last = (_start(day) for day in lives[name])
+        delisted.append(
+            Instrument(
+                venue,
+                name,
+                named.contract_type,
+                named.base,
+                named.quote,
+                named.quote,
+                False,
+                1.0,
+                1.0,
+                named.base,
+                None,
+                None,
+                None,
+                first,
+                last + timedelta(days=1),
+                "delisted",
             )
-    return out
+        )
+    return dated, delisted
 
 
 def refresh_venues(
@@ -234,9 +284,9 @@ def refresh_venues(
     archive: Callable | None = None,
 ) -> tuple[list[Refresh], dict[str, str]]:
     """Each venue's listing read and its versions stored, with a snapshot of its 24 h volumes stamped `now`
-    (with `archive`, a client maker of the archive site: the Binance symbols only it still lists, as
-    delisted): (the refreshes, venue -> the error of a venue whose listing could not be read, or whose
-    volumes could not: its versions are stored all the same; the others are stored)."""
+    (with `archive`, a client maker of the archive site: the Binance listing times exchangeInfo lacks and
+    the symbols only the archive still has, as delisted). Each source counts on its own: (the refreshes,
+    venue -> what failed of it and its effect; what did not fail is stored)."""
     now = now or datetime.now(UTC)
     master = stored_master(client, database, set(makers))
     ensure_volumes_table(client, database)
@@ -245,32 +295,39 @@ def refresh_venues(
         skipped: Counter = Counter()
         try:
             venue_now, volumes, volumes_failed = asyncio.run(venue_listing(make, now))
-            if archive is not None and venue in ARCHIVED:
-                venue_now += asyncio.run(
-                    archived_only(
-                        archive,
-                        venue,
-                        {i.instrument for i in venue_now},
-                        master.current(venue),
-                        now.date(),
-                        skipped,
-                    )
-                )
         except Exception as error:  # noqa: BLE001  (one venue's failure is reported, the others go on)
-            failed[venue] = f"{type(error).__name__}: {error}"
+            failed[venue] = f"its listing: {type(error).__name__}: {error} (nothing of {venue} stored)"
             continue
+        problems = [f"its 24 h volumes: {volumes_failed} (its versions are stored)"] if volumes_failed else []
+        if archive is not None and venue in ARCHIVED:
+            known = master.current(venue)
+            try:
+                venue_now, delisted = asyncio.run(
+                    archive_lives(archive, venue, venue_now, known, now.date(), skipped)
+                )
+                venue_now += delisted
+            except Exception as error:  # noqa: BLE001  (the venue's own listing is stored all the same)
+                unknown = sum(
+                    i.listed is None and (known.get(i.key) is None or known[i.key].listed is None)
+                    for i in venue_now
+                )
+                problems.append(
+                    f"the archive site's listing: {type(error).__name__}: {error} ({len(venue_now):,} listed "
+                    f"instruments stored, {unknown:,} of them with no listing time (listed: unknown); "
+                    "delisted symbols not added)"
+                )
         result = replace(refresh(master, venue, venue_now, now), skipped=dict(skipped), volumes=len(volumes))
         store_versions(client, database, result.versions)
         store_volumes(client, database, volumes)
         done.append(result)
-        if volumes_failed:
-            failed[venue] = f"its 24 h volumes: {volumes_failed} (its versions are stored)"
+        if problems:
+            failed[venue] = "; ".join(problems)
     return done, failed
 
 
 __all__ = [
     "Refresh",
-    "archived_only",
+    "archive_lives",
     "cut_warnings",
     "keep_learned",
     "refresh",

@@ -446,19 +446,21 @@ class BinanceArchiveReplayServer(BackgroundServer):
         return out
 
     def content(self, archive: Archive) -> tuple[bytes, str]:
-        """(zip bytes, sha256) of the archive's current generation (cached)."""
+        """(zip bytes, sha256) of the archive's current generation (cached; made outside the lock, so
+        requests of different archives generate in parallel: the same bytes whoever makes them)."""
         with self.lock:
             generation = archive.lookup(self.config.replaced) or 0
             cache_key = (archive.path, generation)
-            if cache_key not in self.cache:
-                text = csv_bytes(archive, self.frames(archive, generation))
-                if (line := archive.lookup(self.config.malformed)) is not None:
-                    lines = text.split(b"\n")
-                    lines[line] = lines[line].rsplit(b",", 1)[0]
-                    text = b"\n".join(lines)
-                data = zipped(archive.name.removesuffix(".zip") + ".csv", text)
-                self.cache[cache_key] = (data, hashlib.sha256(data).hexdigest())
-            return self.cache[cache_key]
+            if cache_key in self.cache:
+                return self.cache[cache_key]
+        text = csv_bytes(archive, self.frames(archive, generation))
+        if (line := archive.lookup(self.config.malformed)) is not None:
+            lines = text.split(b"\n")
+            lines[line] = lines[line].rsplit(b",", 1)[0]
+            text = b"\n".join(lines)
+        data = zipped(archive.name.removesuffix(".zip") + ".csv", text)
+        with self.lock:
+            return self.cache.setdefault(cache_key, (data, hashlib.sha256(data).hexdigest()))
 
     def checksum(self, archive: Archive) -> str:
         return f"{self.content(archive)[1]}  {archive.name}\n"
@@ -577,8 +579,9 @@ class BinanceArchiveReplayServer(BackgroundServer):
 
     # ---- the bucket listing ------------------------------------------------------------------
 
-    def children(self, folder: str) -> list[str]:
-        """The folders (ending in /) and files directly under `folder` (a prefix ending in /)."""
+    def children(self, folder: str, after: str = "", limit: int | None = None) -> list[str]:
+        """The folders (ending in /) and files directly under `folder` (a prefix ending in /); a symbol's
+        daily files from the first after `after`, at least `limit` of them when it is given."""
         parts = folder.strip("/").split("/") if folder else []
         if len(parts) <= 1:
             return ["data/"] if not parts else ["data/futures/", "data/spot/"]
@@ -599,10 +602,19 @@ class BinanceArchiveReplayServer(BackgroundServer):
             return sorted(f"{folder}{i.name}/" for i in self.universe().ever(VENUES[market], until))
         if rest[0] == "klines" and len(rest) == 2:
             return [f"{folder}{interval}/" for interval in KLINE_INTERVALS]
-        return self.files(folder, market, period, rest)
+        return self.files(folder, market, period, rest, after, limit)
 
-    def files(self, folder: str, market: str, period: str, rest: list[str]) -> list[str]:
-        """The archives (and their CHECKSUMs) of one symbol folder, the days or months it traded."""
+    def files(
+        self,
+        folder: str,
+        market: str,
+        period: str,
+        rest: list[str],
+        after: str = "",
+        limit: int | None = None,
+    ) -> list[str]:
+        """The archives (and their CHECKSUMs) of one symbol folder, the days or months it traded (daily:
+        from the day of `after`, `limit` days at most; a listing page needs no more)."""
         family, instrument, interval = rest[0], rest[1], rest[2] if len(rest) > 2 else ""
         life = self.life(market, instrument)
         if life is None:
@@ -612,7 +624,14 @@ class BinanceArchiveReplayServer(BackgroundServer):
             last = min(last, reference.to_date(life[1] - 1))
         token, out = interval or family, []
         if period == "daily":
-            days = [first + timedelta(days=k) for k in range((last - first).days + 1)]
+            marked = (
+                re.search(r"(\d{4}-\d{2}-\d{2})\.zip", after[len(folder) :])
+                if after.startswith(folder)
+                else None
+            )
+            first = max(first, date.fromisoformat(marked.group(1))) if marked else first
+            count = (last - first).days + 1 if limit is None else min((last - first).days + 1, limit + 1)
+            days = [first + timedelta(days=k) for k in range(count)]
             names = [f"{instrument}-{token}-{d.isoformat()}.zip" for d in days]
         else:  # the months it traded whole
             month, names = first.replace(day=1), []
@@ -630,8 +649,11 @@ class BinanceArchiveReplayServer(BackgroundServer):
         `max-keys` (1,000 at most); folders as CommonPrefixes, archives with their size and ETag."""
         prefix, marker = query.get("prefix", ""), query.get("marker", "")
         limit = max(1, min(1000, int(query.get("max-keys") or 1000)))
+        folder = prefix[: prefix.rfind("/") + 1]
         names = [
-            n for n in self.children(prefix[: prefix.rfind("/") + 1]) if n.startswith(prefix) and n > marker
+            n
+            for n in self.children(folder, marker, limit if prefix == folder else None)
+            if n.startswith(prefix) and n > marker
         ]
         page, truncated = names[:limit], len(names) > limit
         body = [

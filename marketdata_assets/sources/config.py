@@ -39,6 +39,7 @@ from marketdata_assets.core.naming import (
     a_share_venue,
     normalize_instrument,
 )
+from marketdata_assets.datasets.instruments import STATUSES
 from marketdata_assets.datasets.universe import UniverseRule
 from marketdata_assets.sources.binance_vision.archive_settings import ARCHIVE_MARKETS, ArchiveSettings
 from marketdata_assets.sources.config_schema import (
@@ -399,11 +400,31 @@ def _rules(
             if not isinstance(listed, list) or not all(isinstance(v, str) and v.strip() for v in listed):
                 raise reader.error(f"{where}.{key}", "expected a list of names")
             values[key] = tuple(v.strip() for v in listed)
+            if key == "statuses":
+                values[key] = _statuses(reader, f"{where}.statuses", name, values[key])
         try:
             rules[name] = UniverseRule(name, **values)
         except ValueError as error:
             raise reader.error(where, str(error)) from None
     return rules
+
+
+def _statuses(reader: _Reader, where: str, venue: str, words: tuple[str, ...]) -> tuple[str, ...]:
+    """A rule's statuses in the master's words: the master's own, or the venue's (Binance TRADING, OKX
+    suspend, Tushare L: mapped); any other word refused, naming the accepted ones."""
+    from marketdata_assets.sources.registry import status_words
+
+    theirs, out = status_words(venue), []
+    for word in words:
+        status = word.lower() if word.lower() in STATUSES else theirs.get(word.upper())
+        if status is None:
+            raise reader.error(
+                where,
+                f"{word!r} is not a status; accepted: {', '.join(STATUSES)}"
+                + (f", or {venue}'s own words {', '.join(theirs)}" if theirs else ""),
+            )
+        out.append(status)
+    return tuple(dict.fromkeys(out))
 
 
 def _stock_universe(reader: _Reader, universes: dict, name: str, normalize) -> tuple[tuple[str, ...], date]:

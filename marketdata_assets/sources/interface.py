@@ -219,6 +219,7 @@ class Source:
     stream: type | None = None  # its live WebSocket protocol (sources/stream.py StreamProtocol)
     id_sequences: tuple[IdSequence, ...] = ()  # what its trade ids are, where they count one by one
     contract: Callable[[str], Any] | None = None  # instrument name -> core.contracts.Contract (its naming)
+    statuses: Mapping[str, str] = field(default_factory=dict)  # its instrument status words -> the master's
     feed: StockFeed | None = None  # a stock-bar source: how the equities assets plan and check its slices
     accounts: AccountApi | None = None  # an API read per account: how the alpha assets reach it
     files: MinuteFiles | None = None  # minute-bar files dropped by vendors: how the minute load reads them
@@ -242,6 +243,7 @@ def venue_source(
     stream: type | None = None,
     id_sequences: tuple[IdSequence, ...] = (),
     contract: Callable[[str], Any] | None = None,
+    statuses: Mapping[str, str] | None = None,
 ) -> Source:
     """The declaration of a crypto venue whose client names its datasets and reach itself (and, if it
     is collected live, its stream protocol; what its trade ids are; how its instrument names read)."""
@@ -257,4 +259,5 @@ def venue_source(
         stream=stream,
         id_sequences=id_sequences,
         contract=contract,
+        statuses=dict(statuses or {}),
     )

@@ -95,6 +95,12 @@ def minute_files(name: str = "MINUTE_CSV") -> MinuteFiles:
     return declared
 
 
+def status_words(venue: str) -> dict[str, str]:
+    """The instrument status words of `venue`'s own reference data (upper case) -> the master's."""
+    found = next((s.statuses for s in SOURCES.values() if venue in s.venues and s.statuses), {})
+    return {word.upper(): status for word, status in found.items()}
+
+
 def source(name: str) -> Source:
     """The declaration of `name` (case-insensitive)."""
     try:

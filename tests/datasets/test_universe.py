@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from marketdata_assets.datasets.instruments import Master, changes
-from marketdata_assets.datasets.universe import UniverseRule, explain, resolve
+from marketdata_assets.datasets.universe import UniverseRule, explain, resolution, resolve
 from marketdata_assets.datasets.volumes import Volume, Volumes, pick
 from tests.datasets.test_instruments import T0, swap
 
@@ -152,3 +152,36 @@ def test_the_resolver_of_the_runs_keeps_each_days_cut_and_says_the_look_ahead_da
             f"{FIRST:%Y-%m-%d %H:%M} UTC — after the day: look-ahead"
         )
     ]
+
+
+# ---- what existed when: listing times learned, unknown ones said, explicit lists on listed days -------
+
+
+def test_a_listing_learned_later_takes_the_days_before_it_out_and_is_kept_by_later_refreshes():
+    seen = T0 + timedelta(days=100)
+    unknown = swap("SOL-USDT", 1.0, type="spot", base="SOL", listed=None)
+    book = Master(changes({}, [unknown], seen))
+    rule = UniverseRule("OKX", types=("spot",), explicit=("ETH-USDT",))
+    before = resolution(book, rule, T0.date())
+    assert before.names == ["ETH-USDT", "SOL-USDT"]  # ETH-USDT: never seen, cannot tell; SOL: first sight
+    assert before.look_ahead == ["SOL-USDT"] and before.by_rule == ["SOL-USDT"]
+    assert resolution(book, rule, seen.date()).look_ahead == []  # seen listed that day: no look-ahead
+    learned = changes(book.current(), [unknown._replace(listed=T0 + timedelta(days=50))], seen + timedelta(1))
+    assert [(v.valid_from, v.instrument.listed) for v in learned] == [(T0 + timedelta(days=50),) * 2]
+    book.add(learned)
+    assert resolve(book, rule, T0.date()) == ["ETH-USDT"]  # not listed yet, said by the archive's first day
+    assert resolve(book, rule, (T0 + timedelta(days=50)).date()) == ["ETH-USDT", "SOL-USDT"]
+    assert changes(book.current(), [unknown], seen + timedelta(days=2)) == []  # a listing without it: kept
+
+
+def test_explicit_instruments_are_in_only_on_the_days_they_were_listed():
+    book = master()  # ETH-USDT-SWAP listed on day 3, BTC-USDT-SWAP gone on day 5
+    rule = UniverseRule("OKX", explicit=("ETH-USDT-SWAP", "BTC-USDT-SWAP", "NEVER-SEEN"))
+    first, late = resolution(book, rule, T0.date()), resolution(book, rule, (T0 + timedelta(days=6)).date())
+    assert first.names == ["BTC-USDT-SWAP", "NEVER-SEEN"] and first.not_listed == ["ETH-USDT-SWAP"]
+    assert late.names == ["ETH-USDT-SWAP", "NEVER-SEEN"] and late.not_listed == ["BTC-USDT-SWAP"]
+    assert first.by_rule == [] and len(first.listed) == 3  # no rule: still what the venue listed
+    assert rule.text == "no rule" and explain(book, rule, T0.date())["explicit not listed"] == 1
+    both = UniverseRule("OKX", types=("perpetual",), settles=("USDT",), explicit=("BTC-USDT-SWAP",))
+    assert explain(book, both, T0.date()) == {"listed": 3, "by rule": 1, "explicit": 1, "in the universe": 1}
+    assert both.text == "types perpetual; settles USDT"

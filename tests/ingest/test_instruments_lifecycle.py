@@ -29,6 +29,7 @@ from marketdata_assets.sources.binance_vision.archives import (
     fetch_verified,
     read_archive,
 )
+from marketdata_assets.sources.binance_vision.listing import LIMITS as LISTING_LIMITS
 from marketdata_assets.sources.config import CONFIG_ENV, DEFAULT_CONFIG
 from marketdata_assets.sources.venues import venue_client
 from marketdata_assets.stores.clickhouse.instruments import store_versions
@@ -112,7 +113,7 @@ def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp
                 clickhouse.database,
                 makers(url),
                 now=NOW,
-                archive=lambda: ArchiveClient(archive.base_url),
+                archive=lambda: ArchiveClient(archive.base_url, **LISTING_LIMITS),
             )
         assert not failed and {r.venue for r in done} == {"BINANCE", "OKX", "DERIBIT"}
         assert sum(r.listed for r in done) > 2_000  # a realistic universe
@@ -175,7 +176,7 @@ def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp
         cli, ["universe", "--venue", "OKX", "--as-of", str(changed_at.date() - DAY), "--list"]
     )
     assert shown.exit_code == 0, shown.output
-    assert "BTC-USDT-SWAP  perpetual  0.01 BTC  live" in shown.output
+    assert "BTC-USDT-SWAP  rule+explicit  perpetual  0.01 BTC  live" in shown.output
 
     # a top N ranks by the snapshot each refresh took: a day before the first is said to look ahead
     sources = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))

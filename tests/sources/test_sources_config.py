@@ -339,3 +339,27 @@ def test_every_declared_key_is_accepted_at_its_default(tmp_path):
             )
     config = load_sources_config(write(tmp_path, data), environ={})
     assert config.sources["okx"].base_url_env == "OKX_BASE_URL" and config.catch_up_days == 7
+
+
+def test_rule_statuses_take_the_venues_own_words_and_refuse_any_other_naming_the_accepted(tmp_path):
+    data = shipped()
+    data["universes"]["crypto"]["rules"]["BINANCE"]["statuses"] = ["TRADING", "break"]
+    data["universes"]["crypto"]["rules"]["OKX"]["statuses"] = ["suspend", "live"]
+    data["universes"]["a_shares"]["rules"] = {"SSE": {"statuses": ["L", "D"]}}
+    rules = load_sources_config(write(tmp_path, data), environ={}).universe_rules()
+    assert rules["BINANCE"].statuses == ("live", "suspended")  # Binance's TRADING and BREAK, mapped
+    assert rules["OKX"].statuses == ("suspended", "live") and rules["SSE"].statuses == ("live", "delisted")
+    assert "statuses live, suspended" in rules["BINANCE"].text
+    data["universes"]["crypto"]["rules"]["BINANCE"]["statuses"] = ["TRADNG"]
+    with pytest.raises(SourcesConfigError) as refused:
+        load_sources_config(write(tmp_path, data), environ={})
+    assert (
+        "universes.crypto.rules.BINANCE.statuses: 'TRADNG' is not a status; accepted: live, suspended, "
+        "preopen, test, delisted, expired, gone, or BINANCE's own words TRADING, BREAK, HALT, "
+    ) in str(refused.value)
+    data["universes"]["crypto"]["rules"]["BINANCE"]["statuses"] = ["live"]
+    data["universes"]["crypto"]["rules"]["DERIBIT"]["statuses"] = ["active"]
+    with pytest.raises(
+        SourcesConfigError, match=r"'active' is not a status; accepted: live, .*, gone \(file "
+    ):
+        load_sources_config(write(tmp_path, data), environ={})

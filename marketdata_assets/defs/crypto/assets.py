@@ -161,17 +161,17 @@ def run_slices(context, datasets, config: CryptoIngestConfig, master=None, volum
     if bad:
         raise dg.Failure(f"crypto_ticks: instruments config refused: {'; '.join(bad)}")
     rules = load_sources_config().crypto_rules()
-    if master is None or not any(rule.selects for rule in rules.values()):
+    if master is None:
         return slice_keys(context.partition_keys, datasets, config.instruments)
     unreadable: set[str] = set()
-    cuts: dict = {}
+    cuts, ahead = {}, {}
     keys = slice_keys(
         context.partition_keys,
         datasets,
         config.instruments,
-        universe_resolver(master, rules, unreadable, volumes, cuts),
+        universe_resolver(master, rules, unreadable, volumes, cuts, ahead),
     )
-    for line in cut_warnings(cuts):  # a top N ranked by a snapshot taken after the day, or by none: said
+    for line in cut_warnings(cuts, ahead):  # a top N by a later snapshot or by none, a look-ahead: said
         context.log.warning(f"crypto_ticks: {line}")
     if unreadable:  # listed by the venue, but named in no shape its naming reads: not loaded, said
         context.log.warning(

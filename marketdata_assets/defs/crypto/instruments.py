@@ -14,6 +14,7 @@ from marketdata_assets.defs.crypto.assets import GROUP, VENUE_KEYS, venue_resour
 from marketdata_assets.ingest.instruments import refresh_venues
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
+from marketdata_assets.sources.binance_vision import listing
 from marketdata_assets.sources.binance_vision.archives import ArchiveClient
 from marketdata_assets.sources.config import load_sources_config
 
@@ -136,24 +137,44 @@ def instrument_master(context: dg.AssetExecutionContext, config: MasterConfig) -
     venue's 24 h volumes (its ticker endpoint) as a snapshot (read: `read.instruments(venue, as_of=...)`,
     `marketdata universe`)."""
     clickhouse: ClickHouseResource = context.resources.clickhouse
+    unknown = sorted(set(config.venues) - set(VENUE_KEYS) - {"TUSHARE"})
+    if unknown:
+        raise dg.Failure(
+            f"instrument_master: unknown venue(s) {', '.join(unknown)}; one of "
+            f"{', '.join([*sorted(VENUE_KEYS), 'TUSHARE'])}"
+        )
     makers = {
         venue: resource.make_client
         for venue, resource in venue_resources(context, config.venues or None).items()
     }
-    tushare = context.resources.tushare
-    if (not config.venues or "TUSHARE" in config.venues) and (tushare.token or "").strip():
+    sources, tushare = load_sources_config(), context.resources.tushare
+    wanted = "TUSHARE" in config.venues or (
+        not config.venues and any(rule.selects for rule in sources.a_share_universe_rules.values())
+    )
+    failed = {}
+    if (tushare.token or "").strip() and (not config.venues or "TUSHARE" in config.venues):
         makers["TUSHARE"] = tushare.make_client  # the A-share master: stock_basic, listed and delisted
-    archives = load_sources_config().binance_archives  # the archive site lists what exchangeInfo forgot
+    elif wanted:  # asked for, or a_shares rules select from it: its missing credentials fail the step
+        failed["TUSHARE"] = (
+            "TUSHARE_TOKEN is not set: the A-share master (SSE, SZSE, BSE) is not refreshed, so "
+            "universes.a_shares.rules select from what is stored; set TUSHARE_TOKEN (docs/configuration.md)"
+        )
+    archives = sources.binance_archives  # the archive site: Binance listing days, delisted symbols
     with clickhouse.get_client() as client:
-        refreshes, failed = refresh_venues(
-            client, clickhouse.database, makers, archive=lambda: ArchiveClient.from_settings(archives)
+        refreshes, venues_failed = refresh_venues(
+            client,
+            clickhouse.database,
+            makers,
+            archive=lambda: ArchiveClient.from_settings(archives, **listing.LIMITS),
         )
     clickhouse.close()
+    failed.update(venues_failed)
     checks, metadata = _checks(refreshes), _metadata(refreshes)
     if failed:
+        stored = ", ".join(f"{r.venue} {len(r.versions):,}" for r in refreshes) or "none"
         raise dg.Failure(
-            f"instrument_master: {len(failed)} venue(s) not refreshed in full (the rest is stored): "
-            + "; ".join(f"{v}: {e}" for v, e in failed.items()),
+            f"instrument_master: {len(failed)} source(s) failed (versions stored: {stored}): "
+            + "; ".join(f"{v}: {e}" for v, e in sorted(failed.items())),
             metadata=metadata,
         )
     context.log.info(

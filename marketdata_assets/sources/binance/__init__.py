@@ -7,6 +7,7 @@ from marketdata_assets.sources.binance.client import ERRORS, LIMITS, BinanceClie
 from marketdata_assets.sources.binance.futures_client import BinanceFuturesClient
 from marketdata_assets.sources.binance.futures_stream import BinanceUsdmStream
 from marketdata_assets.sources.binance.instruments import contract
+from marketdata_assets.sources.binance.reference import STATUSES
 from marketdata_assets.sources.binance.rest import (
     parse_agg_trades,
     parse_depth,
@@ -80,6 +81,7 @@ SPOT = venue_source(
         ),
     ),
     contract=lambda instrument: contract("BINANCE", instrument),
+    statuses=STATUSES,
 )
 USD_M = venue_source(
     "BINANCE_UM",
@@ -99,6 +101,7 @@ USD_M = venue_source(
         ),
     ),
     contract=lambda instrument: contract("BINANCE_UM", instrument),
+    statuses=STATUSES,
 )
 
 __all__ = [

@@ -1,7 +1,7 @@
 """The archive site's listing (S3 ListObjects, as the site's own index pages read it: `prefix`, `delimiter`
 "/", `marker`, 1,000 keys a page): the symbols a market has daily trade files for, delisted ones included,
-and the first and last day of one symbol's files. What exchangeInfo forgets (a delisted symbol), the
-instrument master learns here, so history keeps the days it traded.
+and the first and last day of one symbol's files. What exchangeInfo does not say (a spot symbol's listing
+time, a delisted symbol), the instrument master learns here, so history holds what traded each day.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ PUBLIC = "https://data.binance.vision"  # the download host; its listing is the 
 BUCKET = "https://s3-ap-northeast-1.amazonaws.com/data.binance.vision"
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 DAY = re.compile(r"-(\d{4}-\d{2}-\d{2})\.zip$")
+# S3 answers thousands of ListObjects a second per prefix: a refresh asks one per symbol whose listing day it
+# does not know, not at the archive downloads' pace
+LIMITS = {"requests_per_minute": 6_000, "max_concurrency": 16}
 STEP = timedelta(days=450)  # a page of 1,000 keys holds ~500 days (a zip and its CHECKSUM a day)
 
 
@@ -67,17 +70,22 @@ async def symbols(api: ArchiveClient, market: str) -> list[str]:
         marker = listing.next_marker
 
 
+async def first_day(api: ArchiveClient, market: str, symbol: str) -> date | None:
+    """The day of `symbol`'s first daily trade file (None: none yet): one request."""
+    first = await page_of(api, f"{folder(market)}{symbol}/", max_keys=1)
+    found = [m for k in first.keys if (m := DAY.search(k))]
+    return date.fromisoformat(found[0].group(1)) if found else None
+
+
 async def first_and_last_day(
     api: ArchiveClient, market: str, symbol: str, today: date
 ) -> tuple[date, date] | None:
     """The first and last day of `symbol`'s daily trade files (None: none): the first page's first file, and
     the last page's last, found stepping back from `today` a page's worth of days at a time."""
-    prefix = f"{folder(market)}{symbol}/"
-    first = await page_of(api, prefix, max_keys=1)
-    days = [DAY.search(k) for k in first.keys]
-    if not days or days[0] is None:
+    prefix, start = f"{folder(market)}{symbol}/", await first_day(api, market, symbol)
+    if start is None:
         return None
-    start, since = date.fromisoformat(days[0].group(1)), today
+    since = today
     while since > start:
         since -= STEP
         listing = await page_of(api, prefix, f"{prefix}{symbol}-trades-{max(since, start).isoformat()}")
@@ -87,4 +95,4 @@ async def first_and_last_day(
     return start, start
 
 
-__all__ = ["first_and_last_day", "parse", "symbols"]
+__all__ = ["first_and_last_day", "first_day", "parse", "symbols"]

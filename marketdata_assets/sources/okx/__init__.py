@@ -3,6 +3,7 @@
 from marketdata_assets.sources.interface import IdSequence, venue_source
 from marketdata_assets.sources.okx.client import ERRORS, LIMITS, OkxClient
 from marketdata_assets.sources.okx.instruments import ContractSizer, contract, underlying
+from marketdata_assets.sources.okx.reference import STATES
 from marketdata_assets.sources.okx.rest import (
     funding_frame,
     parse_books,
@@ -27,6 +28,7 @@ OKX = venue_source(
         ),
     ),
     contract=contract,
+    statuses=STATES,
 )
 
 __all__ = [

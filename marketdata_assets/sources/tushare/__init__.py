@@ -23,6 +23,7 @@ from marketdata_assets.sources.tushare.errors import (
     error_fields,
 )
 from marketdata_assets.sources.tushare.feeds import SOURCE
+from marketdata_assets.sources.tushare.listing import STATUSES as LISTING_STATUSES
 from marketdata_assets.sources.tushare.listing import (
     ListedInstrument,
     Listing,
@@ -44,6 +45,7 @@ TUSHARE = Source(
     {"bars_1m": HISTORY, "daily_bars": HISTORY},
     TushareClient,
     "tushare",
+    statuses=LISTING_STATUSES,
     feed=StockFeed(
         feeds.feeds,
         feeds.session_bar_opens,
