@@ -166,6 +166,9 @@ def activate(mode: str | None = None, environ: dict[str, str] | None = None) -> 
     return replays
 
 
+LIVE_AFTER = "instrument master"  # the make-run step after which the collector starts
+
+
 def run(host: str, port: int, serve_ui: bool = True) -> int:
     """make run: replays + exporter, materialize the graph, then the UI until Ctrl-C."""
     from marketdata_assets.apps import demo_live
@@ -174,17 +177,23 @@ def run(host: str, port: int, serve_ui: bool = True) -> int:
     replays = activate()
     print(replays.describe(), flush=True)
     exporter = _start_exporter() if serve_ui else None
-    live = None
+    started: list = []  # the live collector, once the master it resolves its universe from is stored
+
+    def start_live(label: str | None) -> list[str]:
+        if not serve_ui or started or label not in (LIVE_AFTER, None):  # make run: live data under the UI
+            return []
+        started.append(demo_live.start(replays))
+        return [started[0].line]
+
     try:
-        if serve_ui:  # make run (not make materialize): live data flows while the UI is up
-            live = demo_live.start(replays)
-            print(live.line, flush=True)
-        failed = graph.main(preamble=(replays.describe(), *((live.line,) if live is not None else ())))
+        failed = graph.main(preamble=(replays.describe(),), after_step=start_live)
         if not serve_ui or failed in (
             graph.STORAGE_DOWN,
             graph.INTERRUPTED,
         ):  # no UI without storage, nor after ^C
             return failed
+        for line in start_live(None):  # no master step ran: started now
+            print(line, flush=True)
         mode = f"demo: {len(replays.sources)} sources replayed" if replays.sources else "live"
         print(
             f"Dagster UI on http://{host}:{port} ({mode}; Ctrl-C stops it, `make stack-down` the databases)",
@@ -193,7 +202,7 @@ def run(host: str, port: int, serve_ui: bool = True) -> int:
         ui = subprocess.Popen(ui_command(host, port), cwd=settings.PROJECT_ROOT, env=_ui_environ())
         return _wait(ui)
     finally:
-        if live is not None:
+        for live in started:
             live.stop()
         if exporter is not None:
             exporter.stop()

@@ -54,7 +54,9 @@ class DemoLive:
 def command(
     urls: dict[str, str], rest_url: str, instruments: list[str], extra: tuple[str, ...] = ()
 ) -> list[str]:
-    """`marketdata collect` of every venue against the replays (the make-run collector)."""
+    """`marketdata collect` of every venue against the replays (the make-run collector): each venue's
+    universe, resolved by the collector from the instrument master on its schedule, within what the
+    replays serve."""
     return [
         str(Path(sys.prefix) / "bin" / "marketdata"),
         "collect",
@@ -73,7 +75,7 @@ def command(
         rest_url,
         "--deribit-rest-url",
         rest_url,  # one crypto replay
-        "--instruments",
+        "--within",
         ",".join(instruments),
         "--max-wait-s",
         "2",
@@ -105,10 +107,14 @@ def start(replays, extra: tuple[str, ...] = ()) -> DemoLive:
 
 
 def _launch(live: DemoLive, rest, extra: tuple[str, ...]) -> DemoLive:
-    from marketdata_assets.apps.universes import universe_today
+    from marketdata_assets.apps.universes import EXPLICIT_ONLY, universe_today
+    from marketdata_assets.sources.config import load_sources_config
 
     venues = {replay.venue: replay for replay in live.replays}
-    universe = universe_today([venue.lower() for venue in venues], refresh_from=rest.base_url)
+    fallback: list[str] = []
+    universe = universe_today(
+        [venue.lower() for venue in venues], refresh_from=rest.base_url, say=fallback.append
+    )
     instruments = [
         f"{venue}:{name}"
         for venue, replay in venues.items()
@@ -121,15 +127,27 @@ def _launch(live: DemoLive, rest, extra: tuple[str, ...]) -> DemoLive:
         for name in universe.get(venue, [])
         if name not in venues[venue].instruments
     )
-    argv = command({venue: replay.url for venue, replay in venues.items()}, rest.base_url, instruments, extra)
+    replayed = [f"{venue}:{name}" for venue, replay in venues.items() for name in replay.instruments]
+    argv = command({venue: replay.url for venue, replay in venues.items()}, rest.base_url, replayed, extra)
     try:
         live.process = subprocess.Popen(argv, cwd=settings.PROJECT_ROOT, stdin=subprocess.DEVNULL)
     except OSError as error:
         live.line = f"live collector: not started ({error})"
         return live
+    uncollected = [v for v in load_sources_config().crypto_rules() if v not in venues]
+    every = float(settings.get("COLLECTOR_RESOLVE_S"))
+    resolved = f"the universe resolved today, again every {every:g} s" if every > 0 else "the universe today"
+    explicit = [line for line in fallback if line.endswith(EXPLICIT_ONLY)]  # the master could not be read
+    said = [line for line in fallback if line not in explicit]
     live.line = (
-        f"live collector: {', '.join(instruments)} (the universe resolved today"
+        f"live collector: {', '.join(instruments)} ("
+        + "; ".join([*(explicit or [resolved]), *said])
         + (f"; not replayed: {', '.join(unreplayed)}" if unreplayed else "")
+        + "".join(
+            f"; {venue} not collected: make run collects {', '.join(venues)} "
+            f"(`marketdata collect --venue {venue.lower()}` collects it)"
+            for venue in uncollected
+        )
         + ") from the WebSocket "
         f"replays -> {settings.live_landing_dir()}, NATS {settings.get('NATS_URL')}, trades_live"
     )

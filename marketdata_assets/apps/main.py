@@ -9,6 +9,7 @@ The steps: docs/cli.md, "`make run`'s job".
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -231,18 +232,19 @@ def plan(
     return steps
 
 
-def main(preamble: tuple[str, ...] = ()) -> int:
+def main(preamble: tuple[str, ...] = (), after_step: Callable[[str], list[str]] | None = None) -> int:
     """Materialize the graph. The caller (marketdata_assets.apps.demo, `make run`) has already pointed the
     environment at the replays of the sources that have no real configuration. Runs found dead are
-    cleaned up first; a stopped storage or Ctrl-C ends it with one line. What it printed, after the
-    caller's `preamble`, is kept for the README's sample (apps.readme)."""
+    cleaned up first; a stopped storage or Ctrl-C ends it with one line. `after_step` (a step's label ->
+    lines to print) runs after each step. What it printed, after the caller's `preamble`, is kept for the
+    README's sample (apps.readme)."""
     from marketdata_assets.apps.launch import Interrupted, launch, storage_watch, summary
     from marketdata_assets.apps.readme import record
     from marketdata_assets.definitions import defs as load_defs
     from marketdata_assets.orchestration.instance import command_instance
 
     defs = load_defs()
-    outcomes = []
+    outcomes, printed = [], []
     try:
         if not storage_answers():
             return STORAGE_DOWN
@@ -263,11 +265,15 @@ def main(preamble: tuple[str, ...] = ()) -> int:
                 for line in outcome.error_lines():
                     print(line, file=sys.stderr, flush=True)
                 outcomes.append(outcome)
+                printed.append(outcome.line())
+                for line in after_step(label) if after_step is not None else []:
+                    print(line, flush=True)
+                    printed.append(line)
     except Interrupted as interrupted:
         print(f"make run: {interrupted}", file=sys.stderr, flush=True)
         return INTERRUPTED
     print(f"make run: {summary(outcomes)}", flush=True)
-    record([*preamble, *(o.line() for o in outcomes), f"make run: {summary(outcomes)}"])
+    record([*preamble, *printed, f"make run: {summary(outcomes)}"])
     return 1 if any(not o.success for o in outcomes) else 0
 
 

@@ -24,6 +24,8 @@ from marketdata_assets.read import Reader
 from marketdata_assets.sources.config import load_sources_config
 from marketdata_assets.sources.venues import venue_client
 
+EXPLICIT_ONLY = "the sources config's explicit instruments only"
+
 
 def universe_today(
     venues: list[str],
@@ -60,10 +62,7 @@ def universe_today(
         except Exception as error:  # (the store down: the explicit lists still collect)
             if strict:
                 raise
-            say(
-                f"{error_text(error, 'the instrument master')}: the sources config's explicit instruments "
-                "only"
-            )
+            say(f"{error_text(error, 'the instrument master')}: {EXPLICIT_ONLY}")
     unreadable, cuts = set(), {}
     universe = universe_resolver(master, rules, unreadable, volumes, cuts)
     out = {venue: names for venue in rules if (names := universe(venue, today))}

@@ -8,7 +8,7 @@ the listing stored, and say so."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import yaml
@@ -22,7 +22,7 @@ from marketdata_assets.defs._common.partitions import slice_keys
 from marketdata_assets.ingest.instruments import refresh_venues, stored_master
 from marketdata_assets.replay.binance_archive import ArchiveReplayConfig, BinanceArchiveReplayServer
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
-from marketdata_assets.replay.crypto.reference import LIFECYCLE, lifecycle
+from marketdata_assets.replay.crypto.reference import LIFECYCLE, lifecycle, to_date
 from marketdata_assets.sources.binance_vision.archives import (
     ArchiveClient,
     ArchiveKey,
@@ -108,6 +108,7 @@ def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp
         with BinanceArchiveReplayServer(
             ArchiveReplayConfig(trades_per_day=20, published_until=TODAY - DAY, reference_seed=3)
         ) as archive:
+            firsts = {i.name: to_date(i.listed_us) for i in archive.universe().ever("BINANCE", 1 << 62)}
             done, failed = refresh_venues(
                 client,
                 clickhouse.database,
@@ -171,6 +172,23 @@ def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp
     monkeypatch.setenv("CLICKHOUSE_DSN", clickhouse.dsn)
     monkeypatch.setenv("CLICKHOUSE_DATABASE", clickhouse.database)
     from marketdata_assets.apps.cli import cli
+
+    # what existed when: every spot symbol dated by its first archived day (exchangeInfo gives none)
+    early = date(2019, 6, 1)
+    by_then = sorted(name for name, first in firsts.items() if first <= early)
+    assert 0 < len(by_then) < len(firsts) / 2
+    assert [i.instrument for i in master.listed_on("BINANCE", early)] == by_then
+    assert master.listed_on("BINANCE", date(2012, 1, 1)) == []  # years before the venue opened
+    for day, listed in ((early, len(by_then)), (date(2012, 1, 1), 0)):
+        shown = CliRunner().invoke(cli, ["universe", "--venue", "BINANCE", "--as-of", str(day)])
+        assert shown.exit_code == 0 and "look-ahead" not in shown.output, shown.output
+        assert f"BINANCE {day}: " in shown.output and f" of {listed:,} listed that day; " in shown.output
+    assert "explicit: 0, 3 not listed that day (BTCUSDT, ETHUSDT, SOLUSDT)" in shown.output  # none in 2012
+    future, today = CliRunner().invoke(cli, ["universe", "--as-of", "2999-01-01"]), datetime.now(UTC).date()
+    assert future.exit_code == 2 and (
+        f"Invalid value for --as-of: 2999-01-01 has not happened yet (today is {today} UTC): no "
+        "listing of it is known"
+    ) in " ".join(future.output.split())
 
     shown = CliRunner().invoke(
         cli, ["universe", "--venue", "OKX", "--as-of", str(changed_at.date() - DAY), "--list"]
@@ -284,3 +302,42 @@ def test_what_a_collector_looked_up_reaches_the_stored_master_once_and_waits_whi
     with clickhouse.get_client() as client:
         stored = stored_master(client, clickhouse.database, {"OKX"})
     assert stored.at("OKX", "UNI-USD-SWAP").size == 10.0
+
+
+class BinanceUndated(TickersDown):
+    """A Binance spot listing as exchangeInfo gives it: no listing times."""
+
+    async def listing(self):
+        (item,) = await super().listing()
+        return [item._replace(venue="BINANCE", instrument=n, listed=None) for n in ("BTCUSDT", "ETHUSDT")]
+
+    async def volumes(self, taken):
+        return []
+
+
+def test_an_archive_site_that_does_not_answer_leaves_the_listing_stored_and_says_what_it_cost(
+    clickhouse, monkeypatch
+):
+    from marketdata_assets.apps.cli import cli
+    from marketdata_assets.core.http import RetryPolicy
+
+    monkeypatch.setenv("CLICKHOUSE_DSN", clickhouse.dsn)
+    monkeypatch.setenv("CLICKHOUSE_DATABASE", clickhouse.database)
+    empty = CliRunner().invoke(cli, ["universe", "--venue", "BINANCE"])
+    assert "the instrument master is empty: refresh it first (`marketdata instruments`)" in empty.output
+    assert "instruments" in cli.commands  # the command the hint names
+    dead = lambda: ArchiveClient("http://127.0.0.1:9", retry=RetryPolicy(max_retries=0))
+    with clickhouse.get_client() as client:
+        done, failed = refresh_venues(client, clickhouse.database, {"BINANCE": BinanceUndated}, NOW, dead)
+        master = stored_master(client, clickhouse.database)
+    assert [(r.venue, r.listed, len(r.versions)) for r in done] == [("BINANCE", 2, 2)]
+    assert failed["BINANCE"].startswith("the archive site's listing: ") and failed["BINANCE"].endswith(
+        " (2 listed instruments stored, 2 of them with no listing time (listed: unknown); delisted symbols "
+        "not added)"
+    )
+    assert master.listing("BINANCE", "BTCUSDT") is None
+    shown = CliRunner().invoke(cli, ["universe", "--venue", "BINANCE", "--as-of", str(TODAY - 400 * DAY)])
+    assert (
+        f"  look-ahead: 2 instrument(s) with no listing time, in by the listing first seen {TODAY} (BTCUSDT, "
+        "ETHUSDT); refresh the instrument master with the archive site reachable: `marketdata instruments`"
+    ) in shown.output

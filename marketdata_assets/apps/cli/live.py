@@ -208,6 +208,12 @@ def _common(function):
     "Binance's; default SYMBOLS, else each venue's universe resolved today).",
 )
 @click.option(
+    "--within",
+    default=None,
+    help="Comma list of VENUE:NAME: a universe resolved from the instrument master (and each resolution "
+    "again) is kept within these, the instruments a source serves (the demo's WebSocket replays).",
+)
+@click.option(
     "--venue",
     "venues",
     multiple=True,
@@ -302,6 +308,7 @@ def _common(function):
 @_common
 def collect(
     instruments,
+    within,
     venues,
     datasets,
     landing_dir,
@@ -331,9 +338,11 @@ def collect(
         raise click.UsageError("--consume reads NATS: it cannot go with --no-nats")
     listed = instruments or settings.get("SYMBOLS").strip()
     names = split_instruments(instruments, chosen) if instruments else default_instruments(chosen)
+    bound = split_instruments(within, chosen) if within else None
+    names = _within(names, bound)
     common["urls"] = venue_urls(common.pop("urls", ()))
     options.venues = [_venue(v.upper(), names.get(v.upper(), []), common, stale_s) for v in chosen]
-    _share(options.venues, part, resolve_every_s, resolved=not listed)
+    _share(options.venues, part, resolve_every_s, resolved=not listed, within=bound)
     options.datasets = chosen_datasets(datasets, [v.venue for v in options.venues])
     empty = [v.venue for v in options.venues if not v.instruments]
     if empty:
@@ -348,10 +357,19 @@ def collect(
     _run(options)
 
 
-def _share(venues: list, part: str | None, every_s: float | None, resolved: bool) -> None:
+def _within(names: dict[str, list[str]], bound: dict[str, list[str]] | None) -> dict[str, list[str]]:
+    """`names` (venue -> instruments) kept within `bound` (None: all of them)."""
+    if bound is None:
+        return names
+    return {venue: [n for n in listed if n in bound.get(venue, ())] for venue, listed in names.items()}
+
+
+def _share(
+    venues: list, part: str | None, every_s: float | None, resolved: bool, within: dict | None = None
+) -> None:
     """Each venue's part of its universe (`--part`, COLLECTOR_PART) and, for a universe resolved from the
     instrument master (no --instruments, no SYMBOLS), its resolution again every `every_s`
-    (COLLECTOR_RESOLVE_S)."""
+    (COLLECTOR_RESOLVE_S), kept `within` (venue -> instruments; None: all)."""
     from marketdata_assets.apps.universes import universe_today
     from marketdata_assets.ingest.live.parts import Part
 
@@ -364,7 +382,8 @@ def _share(venues: list, part: str | None, every_s: float | None, resolved: bool
         venue.part = share
         if resolved and every_s > 0:
             venue.resolve = functools.partial(
-                lambda name: universe_today([name.lower()], strict=True).get(name, []), venue.venue
+                lambda name: _within(universe_today([name.lower()], strict=True), within).get(name, []),
+                venue.venue,
             )
             venue.resolve_every_s = every_s
 

@@ -30,7 +30,8 @@ def ddl(database: str) -> str:
 
 
 def ensure_volumes_table(client, database: str) -> str:
-    cluster.run_ddl(client, [ddl(database)])
+    """The table (and its database) made if missing."""
+    cluster.run_ddl(client, [f"CREATE DATABASE IF NOT EXISTS {clickhouse_database(database)}", ddl(database)])
     return TABLE
 
 

@@ -521,7 +521,13 @@ def test_make_runs_collector_fills_landing_nats_and_trades_live_beside_other_cli
             ),
         )
         try:
-            assert live.process is not None and "BINANCE:BTCUSDT" in live.line
+            assert live.process is not None and live.line.startswith(
+                "live collector: BINANCE:BTCUSDT, OKX:BTC-USDT, DERIBIT:BTC-PERPETUAL (the universe "
+                "resolved today, again every 3600 s; not replayed: BINANCE:ETHUSDT, BINANCE:SOLUSDT, "
+                "DERIBIT:ETH-PERPETUAL, OKX:BTC-USDT-SWAP, OKX:ETH-USDT; BINANCE_UM not collected: make run "
+                "collects BINANCE, OKX, DERIBIT (`marketdata collect --venue binance_um` collects it)) "
+                "from the WebSocket replays -> "
+            ), live.line
             venues = other_clickhouse_user(env, live.process)
             assert set(venues) == set(MULTI), venues
         finally:
