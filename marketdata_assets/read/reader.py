@@ -367,9 +367,12 @@ class Reader:
     ) -> pl.DataFrame:
         """The instrument master (`instrument_master`): each instrument of `venue` (None: every venue) as its
         reference data described it at `as_of` (None: now; a day means its end), one row each with the
-        version's `valid_from` and `seen`; an instrument first listed after `as_of` is not there, one that
-        ended before is, with its ending status. `history`: every version up to `as_of` instead."""
-        from marketdata_assets.datasets.instruments import frame
+        version's `valid_from` and `seen`; an instrument listed after `as_of` (as the master knows its
+        listing now) is not there, one that ended before is, with its ending status; `look_ahead` marks one
+        whose listing no source gave and that the master first saw after `as_of` (there because it was
+        listed when first seen: `marketdata instruments` with the archive site reachable dates Binance's).
+        `history`: every version up to `as_of` instead."""
+        from marketdata_assets.datasets.instruments import Master, frame
         from marketdata_assets.stores.clickhouse.instruments import ensure_instruments_table, read_versions
 
         if isinstance(as_of, str) and len(as_of.strip()) == 10:
@@ -379,13 +382,30 @@ class Reader:
             when = datetime.combine(as_of, datetime.max.time(), UTC)
         client = self.clickhouse()
         ensure_instruments_table(client, self.database)
-        versions = read_versions(client, self.database, venue.upper() if venue else None, as_of=when)
+        master = Master(read_versions(client, self.database, venue.upper() if venue else None))
+        keys = [
+            key
+            for key in master.current()
+            if when is None or (listed := master.listing(*key)) is None or listed <= when
+        ]
+        versions = [v for key in keys for v in master.history(*key) if when is None or v.valid_from <= when]
         if not history:
             latest = {}
             for version in versions:  # oldest first: the last of each instrument is the one valid then
                 latest[version.instrument.key] = version
             versions = list(latest.values())
-        return frame(versions).sort("venue", "instrument", "valid_from")
+        ahead = {
+            key
+            for key in keys
+            if when is not None and master.listing(*key) is None and master.first_seen(*key) > when
+        }
+        return (
+            frame(versions)
+            .with_columns(
+                look_ahead=pl.Series([v.instrument.key in ahead for v in versions], dtype=pl.Boolean)
+            )
+            .sort("venue", "instrument", "valid_from")
+        )
 
     def loads(
         self,

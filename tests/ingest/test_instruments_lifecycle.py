@@ -20,6 +20,7 @@ from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.datasets.universe import UniverseRule, resolve
 from marketdata_assets.defs._common.partitions import slice_keys
 from marketdata_assets.ingest.instruments import refresh_venues, stored_master
+from marketdata_assets.read import Reader
 from marketdata_assets.replay.binance_archive import ArchiveReplayConfig, BinanceArchiveReplayServer
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.replay.crypto.reference import LIFECYCLE, lifecycle, to_date
@@ -179,6 +180,9 @@ def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp
     assert 0 < len(by_then) < len(firsts) / 2
     assert [i.instrument for i in master.listed_on("BINANCE", early)] == by_then
     assert master.listed_on("BINANCE", date(2012, 1, 1)) == []  # years before the venue opened
+    with Reader() as reader:
+        then = reader.instruments("BINANCE", as_of=early)
+    assert then["instrument"].to_list() == by_then and not then["look_ahead"].any()
     for day, listed in ((early, len(by_then)), (date(2012, 1, 1), 0)):
         shown = CliRunner().invoke(cli, ["universe", "--venue", "BINANCE", "--as-of", str(day)])
         assert shown.exit_code == 0 and "look-ahead" not in shown.output, shown.output
@@ -336,6 +340,9 @@ def test_an_archive_site_that_does_not_answer_leaves_the_listing_stored_and_says
         "not added)"
     )
     assert master.listing("BINANCE", "BTCUSDT") is None
+    with Reader() as reader:  # the read says it too
+        assert reader.instruments("BINANCE", as_of=TODAY - 400 * DAY)["look_ahead"].to_list() == [True, True]
+        assert reader.instruments("BINANCE", as_of=TODAY)["look_ahead"].to_list() == [False, False]
     shown = CliRunner().invoke(cli, ["universe", "--venue", "BINANCE", "--as-of", str(TODAY - 400 * DAY)])
     assert (
         f"  look-ahead: 2 instrument(s) with no listing time, in by the listing first seen {TODAY} (BTCUSDT, "
