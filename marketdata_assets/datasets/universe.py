@@ -27,7 +27,7 @@ class UniverseRule:
     statuses: tuple[str, ...] = ()  # the status that day (live, suspended, ...; empty: any but ended)
     include: tuple[str, ...] = ()  # always in, on the days the venue listed them
     exclude: tuple[str, ...] = ()  # never in
-    explicit: tuple[str, ...] = field(default=())  # the sources file's explicit list: in on every day
+    explicit: tuple[str, ...] = field(default=())  # the sources file's explicit list: in on its listed days
     top: int | None = None  # only the N the selectors admit with the largest 24 h volume
 
     def __post_init__(self):

@@ -122,8 +122,9 @@ CRYPTO = {
             "VENUE: {types, quotes, settles, bases, statuses, include, exclude, top}: the venue's universe "
             "as a rule over its point-in-time instrument master (the `instrument_master` asset), resolved "
             "per day from what was listed that day (`top: 20`: only the 20 the selectors admit with the "
-            "largest 24 h volume in the snapshot taken before the day ended); with the explicit "
-            "`instruments` (in on every day). docs/instruments.md."
+            "largest 24 h volume in the snapshot taken before the day ended; `statuses` in the master's "
+            "words or the venue's own, as TRADING); with the explicit `instruments` (in on the days the "
+            "master has them listed; one it never saw: every day). docs/instruments.md."
         ),
     ),
     "option_chains": Option(
@@ -207,7 +208,8 @@ SCHEMA = Section(
                                 "codes as a rule over the point-in-time instrument master (Tushare "
                                 "stock_basic, listed and delisted: the `instrument_master` asset with "
                                 "TUSHARE_TOKEN set), resolved per China day from what was listed that day; "
-                                "with the explicit `symbols` (in on every day). docs/instruments.md."
+                                "with the explicit `symbols` (in on the days they were listed). "
+                                "docs/instruments.md."
                             ),
                         ),
                     },
