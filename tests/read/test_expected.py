@@ -1,0 +1,88 @@
+"""Coverage against the universe of each day (read/expected.py): a day is expected when it is on or after
+history_start, a trading day, over, and the instrument is in its venue's universe that day; a missing
+expected day is named with its reason and the command that loads it (the REST reach a reason, not an
+exemption)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+
+from marketdata_assets.datasets.instruments import Master, changes
+from marketdata_assets.datasets.universe import UniverseRule, resolve
+from marketdata_assets.read import expected as ex
+from marketdata_assets.sources.config import load_sources_config
+from tests.datasets.test_instruments import T0, swap
+
+PAIRS = ["BTCUSDT", "ETHUSDT"]
+START = T0.date()  # a Friday
+TODAY = START + timedelta(days=6)
+
+
+def universes() -> ex.Universes:
+    items = [
+        swap(listed=T0 + timedelta(days=2)),  # BTC-USDT-SWAP: listed on the third day
+        swap("ETH-USDT-SWAP", 0.1, base="ETH", listed=T0 + timedelta(days=1)),  # listed, not in the rule
+    ]
+    rules = {
+        "OKX": UniverseRule("OKX", types=("perpetual",), bases=("BTC",)),
+        "SSE": UniverseRule("SSE", explicit=("600000.SH",)),
+    }
+    return ex.Universes(Master(changes({}, items, T0)), rules, {"OKX": START, "SSE": START}, {"AAPL": START})
+
+
+def test_a_day_is_expected_from_history_start_on_the_days_listed_in_the_universe_and_trading():
+    u, swap_ = universes(), "BTC-USDT-SWAP"
+    day = [START + timedelta(days=i) for i in range(7)]
+    assert u.why_not("OKX", swap_, START - timedelta(days=1), TODAY) == ex.BEFORE_START
+    assert [u.why_not("OKX", swap_, d, TODAY) for d in day] == [ex.NOT_LISTED] * 2 + [None] * 4 + [ex.CLOSED]
+    assert u.why_not("OKX", "ETH-USDT-SWAP", day[0], TODAY) == ex.NOT_LISTED
+    assert u.why_not("OKX", "ETH-USDT-SWAP", day[1], TODAY) == ex.NOT_IN_UNIVERSE
+    assert u.why_not("SSE", "600000.SH", day[1], TODAY) == ex.CLOSED  # a Saturday
+    assert u.days("OKX", swap_, date.min, TODAY, TODAY) == day[2:6]  # today is not over
+    assert u.days("SSE", "600000.SH", date.min, TODAY, TODAY) == [day[0], day[3], day[4], day[5]]
+    assert u.members("OKX", date.min, TODAY, TODAY) == {swap_}
+    # resolved once per stretch between the master's changes: the same as resolving every day
+    for d in day[:-1]:
+        assert (swap_ in resolve(u.master, u.rules["OKX"], d)) == (d in u.days("OKX", swap_, d, d, TODAY))
+    # Yahoo's symbols have no venue in the sources file: any exchange, on its trading days
+    assert u.covers("NMS", "AAPL") and not u.covers("NMS", "MSFT") and not u.covers("BINANCE", "BTCUSDT")
+    assert u.days("NMS", "AAPL", date.min, TODAY, TODAY) == [day[0], day[3], day[4], day[5]]
+
+
+def test_a_missing_day_says_why_and_names_the_command_that_loads_it():
+    now = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    archives = replace(load_sources_config().binance_archives, instruments=("BTCUSDT",))
+    old, late, recent = date(2024, 12, 30), date(2026, 11, 20), date(2026, 11, 27)
+    got = ex.why_missing("trades", "BINANCE_UM", "BTCUSDT", [recent, late, old], archives, now)
+    assert got == [
+        ([recent], "not loaded: marketdata backfill crypto --start-date 2026-11-27 --end-date 2026-11-27"),
+        (
+            [late],
+            (
+                "past the REST reach of BINANCE_UM (48 hours): load from the archive: "
+                "marketdata backfill archives --start-date 2026-11-20 --end-date 2026-11-20"
+            ),
+        ),
+        (
+            [old],
+            (
+                "past the REST reach of BINANCE_UM (48 hours): data.binance.vision archives (market um): "
+                "individual trades into `trades`, aggregate trades into `agg_trades` "
+                "(binance_archives start on 2025-01-01 (the sources file))"
+            ),
+        ),
+    ]
+    (_, eth), *_ = [g for g in ex.why_missing("trades", "BINANCE_UM", "ETHUSDT", [late], archives, now)]
+    assert eth.endswith(
+        "(BINANCE_UM:ETHUSDT is not among the instruments of binance_archives in the sources file)"
+    )
+    assert ex.why_missing("trades", "OKX", "BTC-USDT", [date(2026, 1, 5)], archives, now) == [
+        ([date(2026, 1, 5)], "past the REST reach of OKX (90 days): nowhere in this project")
+    ]
+    days = [date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 5)]
+    (group,) = ex.why_missing("bars_1m", "SSE", "600000.SH", days, archives, now)
+    assert ex.missing_text([group]) == (
+        "3 days 2026-11-02..2026-11-05 not loaded: marketdata backfill a_shares --start-date 2026-11-02 "
+        "--end-date 2026-11-05"
+    )
