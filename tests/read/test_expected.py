@@ -1,7 +1,8 @@
 """Coverage against the universe of each day (read/expected.py): a day is expected when it is on or after
 history_start, a trading day, over, and the instrument is in its venue's universe that day; a missing
 expected day is named with its reason and the command that loads it (the REST reach a reason, not an
-exemption)."""
+exemption). The store end to end: a backfill of 1 of 30 days is 1/30 in `ticks_coverage` and
+`marketdata status`."""
 
 from __future__ import annotations
 
@@ -86,3 +87,53 @@ def test_a_missing_day_says_why_and_names_the_command_that_loads_it():
         "3 days 2026-11-02..2026-11-05 not loaded: marketdata backfill a_shares --start-date 2026-11-02 "
         "--end-date 2026-11-05"
     )
+
+
+def test_a_backfill_of_1_of_30_days_shows_1_of_30_and_status_names_the_29_missing_days(
+    store, tmp_path, monkeypatch
+):
+    """The issue's case through the store: the universe's instruments from a history_start 30 days back,
+    one day loaded (yesterday, from the crypto replay): `ticks_coverage` shows 1/30 for each (not 100%),
+    and `marketdata status` counts the 29 others and names them with their reason and command."""
+    import dagster as dg
+    from click.testing import CliRunner
+
+    from marketdata_assets.apps.cli import cli
+    from marketdata_assets.core import calendars
+    from marketdata_assets.defs.upkeep.coverage import ticks_coverage
+    from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
+    from tests.read.conftest import ingest
+    from tests.support.universes import use_universes
+
+    last = datetime.now(UTC).date() - timedelta(days=1)
+    first = last - timedelta(days=29)
+    use_universes(tmp_path, monkeypatch, first, {"BINANCE": PAIRS}, ["600000.SH"])
+    with CryptoReplayServer(ReplayConfig(seed=3, trades_per_day=50)) as server:
+        ingest(store, server.base_url, "BINANCE", "bars_1m", PAIRS, day=last)
+
+    result = dg.materialize([ticks_coverage], resources={"clickhouse": store})
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    table = meta["by_instrument"].value
+    span = f"29 days {first}..{last - timedelta(days=1)}"
+    command = f"marketdata backfill crypto --start-date {first} --end-date {last - timedelta(days=1)}"
+    for pair in PAIRS:
+        assert f"| BINANCE:{pair} | 1/30 | 3.33 | {span} not loaded: " in table
+        assert command in table
+    sessions = len(calendars.trading_days("SSE", first, last))
+    assert f"| SSE:600000.SH | 0/{sessions} | 0.00 | {sessions} days " in table  # expected, nothing stored
+    assert meta["missing_days"].value == 2 * 29 + sessions and meta["overall_percent"].value == 2.22
+
+    monkeypatch.setenv("CLICKHOUSE_DSN", store.dsn)
+    monkeypatch.setenv("CLICKHOUSE_DATABASE", store.database)
+    out = CliRunner().invoke(cli, ["status", "--dataset", "bars_1m", "--venue", "BINANCE"])
+    assert out.exit_code == 0, out.output
+    assert [line.split()[:7] for line in out.stdout.splitlines()[1:]] == [
+        ["bars_1m", "BINANCE", pair, str(last), str(last), "1", "29"] for pair in PAIRS
+    ]
+    for pair in PAIRS:
+        assert f"missing bars_1m BINANCE:{pair}: {span} not loaded: {command}\n" in (out.stderr)
+    # the other datasets the venue's REST serves for them: expected too, nothing stored (rows of their own)
+    trades = CliRunner().invoke(cli, ["status", "--dataset", "trades", "--venue", "BINANCE"])
+    assert [line.split()[:4] for line in trades.stdout.splitlines()[1:]] == [
+        ["trades", "BINANCE", pair, "0"] for pair in PAIRS
+    ]
