@@ -199,7 +199,7 @@ def stored_universes(client, database: str, config) -> Universes:
 
 
 def _span(days: list[date]) -> str:
-    return f"{days[0]}" if len(days) == 1 else f"{len(days)} days {days[0]}..{days[-1]}"
+    return f"{days[0]}" if len(days) == 1 else f"{len(days):,} days {days[0]}..{days[-1]}"
 
 
 def _beyond(venue: str, instrument: str, days: list[date], reach, archives) -> list[tuple[list[date], str]]:
@@ -220,7 +220,7 @@ def _beyond(venue: str, instrument: str, days: list[date], reach, archives) -> l
         command = f"marketdata backfill archives --start-date {held[0]} --end-date {held[-1]}"
         out.append((held, f"{head}: load from the archive: {command}"))
     if rest:
-        why = f"binance_archives start on {archives.start_date} (the sources file)"
+        why = f"binance_archives start on {archives.start_date} in the sources file"
         out.append((rest, f"{head}: {reach.older_from} ({why})"))
     return out
 

@@ -70,7 +70,7 @@ def test_a_missing_day_says_why_and_names_the_command_that_loads_it():
             (
                 "past the REST reach of BINANCE_UM (48 hours): data.binance.vision archives (market um): "
                 "individual trades into `trades`, aggregate trades into `agg_trades` "
-                "(binance_archives start on 2025-01-01 (the sources file))"
+                "(binance_archives start on 2025-01-01 in the sources file)"
             ),
         ),
     ]
