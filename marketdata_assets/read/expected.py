@@ -75,6 +75,7 @@ class Universes:
     volumes: Volumes | None = None
     _days: dict = field(default_factory=dict, repr=False)  # (venue, first day of a stretch) -> universe
     _bounds: dict = field(default_factory=dict, repr=False)  # venue -> the days its universe can change on
+    _calendar: dict = field(default_factory=dict, repr=False)  # (venue, first, last, today) -> trading days
 
     @classmethod
     def of(cls, config, master: Master, volumes: Volumes | None = None) -> Universes:
@@ -143,10 +144,16 @@ class Universes:
             return None
         return NOT_IN_UNIVERSE if self._listed(venue, instrument, day) else NOT_LISTED
 
+    def _trading(self, venue: str, first: date, last: date, today: date) -> list[date]:
+        """read.gaps.expected_days, once per venue and range (a calendar's days are not free)."""
+        key = (venue, first, last, today)
+        if key not in self._calendar:
+            self._calendar[key] = expected_days(venue, first, last, today)
+        return self._calendar[key]
+
     def days(self, venue: str, instrument: str, first: date, last: date, today: date) -> list[date]:
         """The days of [first, last] `instrument` of `venue` is expected on (a covered instrument)."""
-        first = max(first, self.start(venue, instrument))
-        days = expected_days(venue, first, last, today)
+        days = self._trading(venue, max(first, self.start(venue, instrument)), last, today)
         if venue not in self.rules:
             return days
         return [day for day in days if instrument in self._of(venue, day)]
@@ -155,7 +162,7 @@ class Universes:
         """Every instrument in `venue`'s universe on some expected day of [first, last] (a rule's venue)."""
         if venue not in self.rules:
             return set()
-        days = expected_days(venue, max(first, self.starts[venue]), last, today)
+        days = self._trading(venue, max(first, self.starts[venue]), last, today)
         return set().union(*(self._of(venue, day) for day in days))
 
 
@@ -240,8 +247,9 @@ def why_missing(
     days = sorted(days)
     reach = _source(venue).reach.get(dataset)
     now = now or datetime.now(UTC)
-    beyond = [d for d in days if reach is not None and day_window(d)[0] < now - reach.span]
-    within = [d for d in days if d not in set(beyond)]
+    edge = None if reach is None else now - reach.span
+    beyond = [d for d in days if edge is not None and day_window(d)[0] < edge]
+    within = days[len(beyond) :]  # sorted: the days past the reach come first
     out = []
     if within:
         command = f"marketdata backfill {domain(venue)} --start-date {within[0]} --end-date {within[-1]}"
