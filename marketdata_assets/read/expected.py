@@ -76,6 +76,7 @@ class Universes:
     _days: dict = field(default_factory=dict, repr=False)  # (venue, first day of a stretch) -> universe
     _bounds: dict = field(default_factory=dict, repr=False)  # venue -> the days its universe can change on
     _calendar: dict = field(default_factory=dict, repr=False)  # (venue, first, last, today) -> trading days
+    _ever: dict = field(default_factory=dict, repr=False)  # venue -> every instrument its universe named
 
     @classmethod
     def of(cls, config, master: Master, volumes: Volumes | None = None) -> Universes:
@@ -87,23 +88,31 @@ class Universes:
         return cls(master, {**crypto, **shares}, starts, names, volumes)
 
     def covers(self, venue: str, instrument: str) -> bool:
-        """A universe says on which days `instrument` of `venue` is expected."""
-        return venue in self.rules or (domain(venue) == "yahoo" and instrument in self.names)
+        """A universe names `instrument` of `venue` (on some day from its history_start to yesterday), so it
+        says on which days the instrument is expected; one it never names (a dump file's) it does not."""
+        if venue in self.rules:
+            if venue not in self._ever:
+                today = datetime.now(UTC).date()
+                self._ever[venue] = self.members(venue, date.min, today, today)
+            return instrument in self._ever[venue]
+        return domain(venue) == "yahoo" and instrument in self.names
 
     def start(self, venue: str, instrument: str) -> date:
         return self.starts[venue] if venue in self.rules else self.names[instrument]
 
     def _changes(self, venue: str) -> list[date]:
         """The days `venue`'s universe can change on: each day a version of an instrument the rule can take
-        (admitted by it, or explicit) starts, is listed or ends, or a volume snapshot is taken, and the day
-        after each (listed_on compares with the day's bounds)."""
+        (one of its versions admitted by it, or explicit) starts, is listed or ends, or a volume snapshot is
+        taken, and the day after each (listed_on compares with the day's bounds)."""
         if venue not in self._bounds:
             rule = self.rules[venue]
+            histories = [self.master.history(venue, key[1]) for key in self.master.current(venue)]
             stamps = [
                 stamp
-                for name in {key[1] for key in self.master.current(venue)}
-                for v in self.master.history(venue, name)
-                if name in rule.explicit or rule.admits(v.instrument)
+                for history in histories
+                if history[-1].instrument.instrument in rule.explicit
+                or any(rule.admits(v.instrument) for v in history)
+                for v in history
                 for stamp in (v.valid_from, v.instrument.listed, v.instrument.expires)
             ]
             stamps += self.volumes.times.get(venue, []) if self.volumes is not None else []
