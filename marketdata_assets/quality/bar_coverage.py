@@ -1,6 +1,8 @@
 """How complete the stored 1-minute bars are, per instrument and UTC day: the bars of each active
 load against what a full day has (1,440 for a 24/7 crypto venue, the session minutes of its
-calendar for an exchange, none on a day it is closed), as a grid for the coverage heat map."""
+calendar for an exchange, none on a day it is closed) on the days the caller expects the instrument
+(read/expected.py: its universe that day, from history_start), as a grid for the coverage heat map.
+"""
 
 from __future__ import annotations
 
@@ -45,12 +47,17 @@ def provisional_notes(venues: Iterable[str], last: date) -> list[str]:
 @dataclass(frozen=True)
 class Coverage:
     """Rows (VENUE:INSTRUMENT, worst first) x days: each cell the share of its expected bars stored
-    (None: not expected), and each row's share over its expected days."""
+    (None: not expected), each row's share of bars over its expected days (`percent`), its expected days
+    with bars and expected days (`days_stored`) and the expected days with no bar (`missing`); `outside`:
+    per instrument the days with bars on which it is not expected (not counted)."""
 
     rows: list[str]
     days: list[date]
     cells: list[list[float | None]]
     percent: dict[str, float]
+    days_stored: dict[str, tuple[int, int]]
+    missing: dict[str, list[date]]
+    outside: dict[str, int]
 
     @property
     def overall(self) -> float:
@@ -72,29 +79,60 @@ def bars_per_day(client, database: str, first: date, last: date) -> dict[tuple[s
     return out
 
 
+Expected = Callable[
+    [str, str, date], int | None
+]  # (venue, instrument, day) -> a full day's bars, None: not expected
+
+
+def since_first_stored(stored: dict[tuple[str, str], dict[date, int]]) -> Expected:
+    """A full day of the venue from each instrument's first stored day on: for instruments no universe
+    names (what was stored is all that says it was wanted)."""
+
+    def expected(venue: str, instrument: str, day: date) -> int | None:
+        by_day = stored.get((venue, instrument))
+        return expected_bars(venue, day) if by_day and day >= min(by_day) else None
+
+    return expected
+
+
 def coverage(
     stored: dict[tuple[str, str], dict[date, int]],
     first: date,
     last: date,
-    expected: Callable[[str, date], int | None] = expected_bars,
+    expected: Expected | None = None,
+    also: Iterable[tuple[str, str]] = (),
 ) -> Coverage:
-    """The grid of `stored` bars against `expected(venue, day)` (days before an instrument's first
-    stored day are not expected of it: it was not collected yet)."""
+    """The grid of `stored` bars, and of the instruments `also` expected with nothing stored, against
+    `expected(venue, instrument, day)` (default: since_first_stored); an instrument expected on no day of
+    the range has no row (its bars on days not expected are counted in `outside`)."""
+    expected = expected or since_first_stored(stored)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     lines: dict[str, list[float | None]] = {}
-    percent: dict[str, float] = {}
-    for (venue, instrument), by_day in stored.items():
-        since = min(by_day)
-        line, got, want = [], 0, 0
+    percent, counts, missing, outside = {}, {}, {}, {}
+    for venue, instrument in sorted(set(stored) | set(also)):
+        by_day, key = stored.get((venue, instrument), {}), f"{venue}:{instrument}"
+        line, got, want, holes, extra = [], 0, 0, [], 0
         for day in days:
-            full = expected(venue, day) if day >= since else None
+            full, bars = expected(venue, instrument, day), by_day.get(day, 0)
             if full is None:
                 line.append(None)
+                extra += bars > 0
                 continue
-            bars = min(by_day.get(day, 0), full)
-            line.append(bars / full)
-            got, want = got + bars, want + full
-        key = f"{venue}:{instrument}"
-        lines[key], percent[key] = line, (got / want if want else 1.0)
+            line.append(min(bars, full) / full)
+            got, want = got + min(bars, full), want + full
+            holes += [day] if bars == 0 else []
+        if extra:
+            outside[key] = extra
+        if want:
+            lines[key], percent[key], missing[key] = line, got / want, holes
+            counts[key] = (sum(1 for c in line if c), sum(1 for c in line if c is not None))
     rows = sorted(lines, key=lambda k: (percent[k], k))
-    return Coverage(rows, days, [lines[k] for k in rows], {k: percent[k] for k in rows})
+    return Coverage(
+        rows,
+        days,
+        [lines[k] for k in rows],
+        {k: percent[k] for k in rows},
+        {k: counts[k] for k in rows},
+        {k: missing[k] for k in rows if missing[k]},
+        outside,
+    )

@@ -281,6 +281,7 @@ def with_live_coverage(client, database: str, coverage: pl.DataFrame) -> pl.Data
         pl.lit(live.TRADES_LIVE).alias("dataset"),
         pl.col("days").alias("days_with_rows"),
         pl.lit(0, dtype=pl.UInt32).alias("missing_days"),
+        pl.lit(None, dtype=pl.String).alias("missing_reasons"),
         pl.lit(0, dtype=pl.UInt64).alias("failed_days"),
         pl.col("venue").replace_strict(sources, default="live").alias("sources"),
         ((pl.lit(now) - pl.col("last_ts")).dt.total_milliseconds() / 1000).alias("lag_s"),

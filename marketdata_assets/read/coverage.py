@@ -47,6 +47,7 @@ SCHEMA = pl.Schema(
         "days": pl.UInt64,
         "days_with_rows": pl.UInt64,
         "missing_days": pl.UInt32,
+        "missing_reasons": pl.String,
         "rows": pl.UInt64,
         "last_loaded_at": pl.Datetime("ms", "UTC"),
         "failed_days": pl.UInt64,

@@ -29,9 +29,10 @@ from marketdata_assets.core.identifiers import clickhouse_database, sql_identifi
 from marketdata_assets.datasets.frames import TRADES_SPEC, spec_for
 from marketdata_assets.read import alphas as alpha_reads
 from marketdata_assets.read import clickhouse as ch_reads
-from marketdata_assets.read import conventions, gaps
+from marketdata_assets.read import conventions, expected, gaps
 from marketdata_assets.read import coverage as cat
 from marketdata_assets.read import timescale as ts_reads
+from marketdata_assets.sources.config import load_sources_config
 from marketdata_assets.sources.registry import SEQUENCED_DATASETS
 from marketdata_assets.stores.clickhouse import connection, history
 from marketdata_assets.stores.clickhouse import tables as ct
@@ -327,9 +328,12 @@ class Reader:
     def catalog(self, required: Sequence[str] = ()) -> pl.DataFrame:
         """What every store holds, one row per dataset x venue x instrument, in the same columns (null where
         one does not apply: docs/read.md, "What is stored"). The ClickHouse datasets: first_day, last_day,
-        days (with an active load), days_with_rows, missing_days (between first and last), rows,
-        last_loaded_at, failed_days (slices whose latest ingest attempt did not succeed) and sources (the
-        sources of the active loads and their days: 'BINANCE 3, BINANCE_ARCHIVE 1'); the live table (dataset
+        days (with an active load), days_with_rows, missing_days (the days the instrument's universe
+        expects, from history_start to yesterday, with no active load; between first and last for an
+        instrument no universe names), missing_reasons (their reasons and the commands that load them:
+        read/expected.py), rows, last_loaded_at, failed_days (slices whose latest ingest attempt did not
+        succeed) and sources (the sources of the active loads and their days: 'BINANCE 3, BINANCE_ARCHIVE
+        1'), and a row for each instrument-dataset expected with nothing stored; the live table (dataset
         ``trades_live``: today's trades before their hourly load) with its ``lag_s``; ``minute_bars`` and
         ``kline_monthly`` (TimescaleDB) per exchange and code; ``alphas`` (MongoDB) per type (venue) and
         region (instrument). A store that cannot be read warns (read.StoreNotRead, naming it) and
@@ -342,8 +346,14 @@ class Reader:
         return pl.concat([part.select(list(cat.SCHEMA)).cast(dict(cat.SCHEMA)) for part in parts])
 
     def _clickhouse_catalog(self) -> pl.DataFrame:
-        client = self.clickhouse()
-        return ch_reads.with_live_coverage(client, self.database, ct.coverage(client, self.database))
+        client, config = self.clickhouse(), load_sources_config()
+        frame = expected.with_expected(
+            ct.coverage(client, self.database),
+            expected.stored_days(client, self.database),
+            expected.stored_universes(client, self.database, config),
+            config.binance_archives,
+        )
+        return ch_reads.with_live_coverage(client, self.database, frame)
 
     @staticmethod
     def _catalog_of(store: str, rows, required: Sequence[str] = ()) -> pl.DataFrame:

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import polars as pl
 
+from marketdata_assets.core import calendars
 from marketdata_assets.datasets.frames import BARS_SCHEMA
 from marketdata_assets.quality import bar_coverage as cov
 from marketdata_assets.stores.clickhouse import tables as ct
@@ -63,12 +64,38 @@ def test_the_grid_rates_each_day_and_sorts_the_worst_first():
     assert grid.cells[0] == [1.0, 0.5, 1.0]
     assert grid.cells[1] == [None, 1.0, 1.0]  # not collected before its first day
     assert abs(grid.percent["BINANCE:BTCUSDT"] - 3600 / 4320) < 1e-9 and grid.percent["SSE:600000.SH"] == 1.0
+    assert grid.days_stored == {"BINANCE:BTCUSDT": (3, 3), "SSE:600000.SH": (2, 2)} and grid.missing == {}
 
 
-def test_the_asset_draws_what_the_store_holds(clickhouse):
+def test_the_grid_counts_what_its_expectation_says_not_what_was_stored():
+    """An instrument expected with nothing stored has a row of empty days; bars on a day not expected (before
+    the history start, not listed) are counted apart, not as coverage."""
+    first, last = date(2025, 6, 4), date(2025, 6, 6)
+    stored = {("BINANCE", "BTCUSDT"): {first: 1440, last: 1440}}
+
+    def expected(venue, instrument, day):  # from the second day on (the universe's history_start)
+        return 1440 if day > first else None
+
+    grid = cov.coverage(stored, first, last, expected, also=[("BINANCE", "ETHUSDT")])
+    assert grid.rows == ["BINANCE:ETHUSDT", "BINANCE:BTCUSDT"]
+    assert grid.cells == [[None, 0.0, 0.0], [None, 0.0, 1.0]]
+    assert grid.days_stored == {"BINANCE:ETHUSDT": (0, 2), "BINANCE:BTCUSDT": (1, 2)}
+    assert grid.missing == {
+        "BINANCE:ETHUSDT": [date(2025, 6, 5), last],
+        "BINANCE:BTCUSDT": [date(2025, 6, 5)],
+    }
+    assert grid.outside == {"BINANCE:BTCUSDT": 1} and grid.overall == 0.25
+
+
+def test_the_asset_draws_what_the_store_holds(clickhouse, tmp_path, monkeypatch):
     from marketdata_assets.defs.upkeep.coverage import ticks_coverage
+    from tests.support.universes import use_universes
 
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    # the universes from yesterday (of the 3 days drawn): BTCUSDT, BTC-USDT and a code nothing is stored of
+    use_universes(
+        tmp_path, monkeypatch, yesterday, {"BINANCE": ["BTCUSDT"], "OKX": ["BTC-USDT"]}, ["600000.SH"]
+    )
     start = datetime(yesterday.year, yesterday.month, yesterday.day, tzinfo=UTC)
     with clickhouse.get_client() as client:
         ct.ensure_tables(client, clickhouse.database)
@@ -100,8 +127,9 @@ def test_the_asset_draws_what_the_store_holds(clickhouse):
     assert result.success
     (event,) = result.get_asset_materialization_events()
     meta = event.materialization.metadata
-    assert meta["instruments"].value == 2 and meta["incomplete_instruments"].value == 1
-    assert meta["overall_percent"].value == 62.5  # (100% + 25%) / 2
-    assert "| OKX:BTC-USDT | 25.00 |" in meta["by_instrument"].value
+    sse = calendars.trading_days("SSE", yesterday, yesterday)  # the code: expected on a trading day
+    assert meta["instruments"].value == 2 + len(sse) and meta["incomplete_instruments"].value == 1 + len(sse)
+    assert meta["overall_percent"].value == round(125 / (2 + len(sse)), 2)  # (100% + 25% [+ 0%]) / 2 [3]
+    assert "| OKX:BTC-USDT | 1/1 | 25.00 |  |" in meta["by_instrument"].value
     svg = base64.b64decode(re.search(r"base64,([A-Za-z0-9+/=]+)\)", meta["heat_map"].value)[1]).decode()
     assert "OKX:BTC-USDT" in svg and f"{yesterday:%m-%d}: 25.0%" in svg

@@ -28,6 +28,7 @@ from marketdata_assets.read import CompactedAway, EmbeddedLockTimeout, MissingDa
 from marketdata_assets.read.clickhouse import ID_SEQUENCE
 from marketdata_assets.read.conventions import ADJUSTMENT, LABEL
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
+from marketdata_assets.sources.config import load_sources_config
 from marketdata_assets.sources.venues import venue_client
 from marketdata_assets.stores.clickhouse import history
 from marketdata_assets.stores.clickhouse import tables as ct
@@ -305,8 +306,9 @@ def test_a_reader_names_the_process_holding_the_embedded_engine(tmp_path):
 def test_the_catalog_and_marketdata_status_show_each_instruments_days_gaps_and_failures(
     store, reader, monkeypatch
 ):
-    """Per dataset x venue x instrument: the days stored, the days missing between the first and the last,
-    the days whose latest attempt failed; `marketdata status` prints it (filters, gaps only)."""
+    """Per dataset x venue x instrument: the days stored, the days missing (the universe's days from its
+    history_start to yesterday with nothing stored), the days whose latest attempt failed; `marketdata
+    status` prints it (filters, gaps only)."""
     from click.testing import CliRunner
 
     from marketdata_assets.apps.cli import cli
@@ -346,9 +348,13 @@ def test_the_catalog_and_marketdata_status_show_each_instruments_days_gaps_and_f
         )
     rows = {
         r["instrument"]: r
-        for r in reader.catalog().filter(pl.col("dataset") == "trades").iter_rows(named=True)
+        for r in reader.catalog()
+        .filter((pl.col("dataset") == "trades") & (pl.col("venue") == "BINANCE"))
+        .iter_rows(named=True)
     }
     btc, eth = rows["BTCUSDT"], rows["ETHUSDT"]
+    # both are in the shipped sources file's BINANCE universe: every day from its history_start is expected
+    expected = (datetime.now(UTC).date() - load_sources_config().crypto_history_start).days
     assert (
         btc["first_day"],
         btc["last_day"],
@@ -356,8 +362,8 @@ def test_the_catalog_and_marketdata_status_show_each_instruments_days_gaps_and_f
         btc["missing_days"],
         btc["rows"],
         btc["failed_days"],
-    ) == (DAY, DAY + timedelta(days=2), 2, 1, 20, 0)
-    assert (eth["days"], eth["missing_days"], eth["failed_days"]) == (1, 0, 1)
+    ) == (DAY, DAY + timedelta(days=2), 2, expected - 2, 20, 0)
+    assert (eth["days"], eth["missing_days"], eth["failed_days"]) == (1, expected - 1, 1)
     assert (btc["sources"], eth["sources"]) == ("unknown 2", "unknown 1")  # written without an ingest_log row
 
     monkeypatch.setenv("CLICKHOUSE_DSN", store.dsn)
@@ -381,8 +387,18 @@ def test_the_catalog_and_marketdata_status_show_each_instruments_days_gaps_and_f
         "sources",
     ]
     assert [line.split()[:8] for line in lines[1:]] == [
-        ["trades", "BINANCE", "BTCUSDT", str(DAY), str(DAY + timedelta(days=2)), "2", "1", "0"],
-        ["trades", "BINANCE", "ETHUSDT", str(DAY), str(DAY), "1", "0", "1"],
+        [
+            "trades",
+            "BINANCE",
+            "BTCUSDT",
+            str(DAY),
+            str(DAY + timedelta(days=2)),
+            "2",
+            f"{expected - 2:,}",
+            "0",
+        ],
+        ["trades", "BINANCE", "ETHUSDT", str(DAY), str(DAY), "1", f"{expected - 1:,}", "1"],
+        ["trades", "BINANCE", "SOLUSDT", "0", f"{expected:,}", "0", "0"],  # in the universe, nothing stored
     ]
 
     for option, typo, closest in (("--venue", "BINANCX", "BINANCE"), ("--dataset", "trade", "trades")):

@@ -32,6 +32,8 @@ import dagster as dg
 from marketdata_assets.apps.cli.session import DAY, days_between, finish, selection
 from marketdata_assets.core import settings
 
+SHOWN_MISSING = 20  # instrument-datasets `status` names the missing days of
+
 
 @dataclass(frozen=True)
 class Domain:
@@ -265,7 +267,9 @@ def schedules(ctx, feeds, stop) -> None:
 @click.option("--gaps-only", is_flag=True, help="Only instruments with missing or failed days.")
 def status(dataset, venue, gaps_only) -> None:
     """Per dataset x venue x instrument what the stores hold (read.catalog()): first and last day, days
-    loaded, days missing between them, failed days (the latest attempt did not succeed), rows, the latest
+    loaded, days missing (expected by the instrument's universe from history_start to yesterday, each
+    named with its reason and the command that loads it; instruments expected with nothing stored
+    included), failed days (the latest attempt did not succeed), rows, the latest
     load, the sources of the loads (and their days) of the ClickHouse datasets; the live table `trades_live`
     with its lag; the A-share minute bars and monthly K-line (TimescaleDB) per exchange and code; the alphas
     (MongoDB) per type and region. A blank cell does not apply to that store (docs/cli.md)."""
@@ -337,14 +341,30 @@ def _print_status(frame) -> None:
     gaps = frame.filter(
         (frame["missing_days"].fill_null(0) > 0) | (frame["failed_days"].fill_null(0) > 0)
     ).height
+    _print_missing(frame)
     click.echo(
         f"{frame.height:,} instrument-dataset(s) of {frame['venue'].n_unique()} venue(s); {gaps:,} with "
-        "missing or failed days. Days within the venues' REST reach: `marketdata backfill <domain>` fetches "
-        "them again (resuming from the ingest log); older Binance days come from its archives (`marketdata "
-        "backfill archives`: docs/ticks.md); trades_live's rows reach `trades` with their hour's load; "
+        "missing or failed days. Missing: the days expected (in the venue's universe that day, from the "
+        "sources file's history_start, trading days, up to yesterday) with nothing stored, each with its "
+        "reason and the command that loads it (above); an instrument no universe names counts the days "
+        "between its first and last; trades_live's rows reach `trades` with their hour's load; "
         "a blank cell does not apply to its store (minute bars, K-line, alphas: docs/cli.md)",
         err=True,
     )
+
+
+def _print_missing(frame) -> None:
+    """One line per instrument-dataset with missing days (the first SHOWN_MISSING): the days, their reason
+    and the command that loads them."""
+    rows = frame.filter(frame["missing_reasons"].is_not_null())
+    for r in rows.head(SHOWN_MISSING).iter_rows(named=True):
+        click.echo(f"missing {r['dataset']} {r['venue']}:{r['instrument']}: {r['missing_reasons']}", err=True)
+    if rows.height > SHOWN_MISSING:
+        click.echo(
+            f"missing: {rows.height - SHOWN_MISSING:,} more instrument-dataset(s) (--dataset, --venue "
+            "narrow the list)",
+            err=True,
+        )
 
 
 def _known(option: str, value: str, stored: list[str], known=()) -> None:

@@ -1,5 +1,6 @@
 """The ClickHouse store's coverage picture: instrument x day completeness of the stored 1-minute bars
-(quality.bar_coverage) as a heat map in the asset's metadata, with the percentages behind it."""
+(quality.bar_coverage) against the universe of each day (read.expected) as a heat map in the asset's
+metadata, with the days, percentages and missing days behind it."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -11,9 +12,12 @@ from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.defs.upkeep.store import GROUP
 from marketdata_assets.orchestration import pools
 from marketdata_assets.quality import bar_coverage as cov
+from marketdata_assets.read import expected
 from marketdata_assets.resources import ClickHouseResource
+from marketdata_assets.sources.config import load_sources_config
 
 SHOWN_ROWS = 40  # the worst instruments drawn; the table and the figures cover all
+BARS = "bars_1m"
 
 
 class CoverageConfig(RunConfig):
@@ -33,13 +37,24 @@ def ticks_coverage(
 ) -> dg.MaterializeResult:
     """Instrument x day completeness of the 1-minute bars in ClickHouse: each day's stored bars
     against a full day of its venue (1,440 around the clock, the calendar's session minutes on an
-    exchange, nothing expected on a closed day), worst instruments first."""
-    last = datetime.now(UTC).date() - timedelta(days=1)
+    exchange) on the days the instrument's universe expects it (listed, in the day's universe, from
+    history_start, trading: read/expected.py), worst instruments first; its universe's instruments
+    with nothing stored included, each missing day named with its reason and the command that loads it."""
+    today = datetime.now(UTC).date()
+    last = today - timedelta(days=1)
     first = last - timedelta(days=max(1, config.days) - 1)
+    sources = load_sources_config()
     with clickhouse.get_client() as client:
         stored = cov.bars_per_day(client, clickhouse.database, first, last)
-    grid = cov.coverage(stored, first, last)
-    provisional = cov.provisional_notes({venue for venue, _ in stored}, last)
+        universes = expected.stored_universes(client, clickhouse.database, sources)
+    grid = cov.coverage(
+        stored,
+        first,
+        last,
+        expected.expectation(universes, BARS, cov.expected_bars, cov.since_first_stored(stored), today),
+        expected.expected_instruments(universes, BARS, first, last, today),
+    )
+    provisional = cov.provisional_notes({row.split(":")[0] for row in grid.rows}, last)
     shown = grid.rows[:SHOWN_ROWS]
     svg = heatmap_svg(
         f"1-minute bars stored, {first}..{last} (worst {len(shown)} of {len(grid.rows)})",
@@ -47,8 +62,10 @@ def ticks_coverage(
         [f"{d:%m-%d}" for d in grid.days],
         grid.cells[:SHOWN_ROWS],
     )
+    missing = sum(len(days) for days in grid.missing.values())
     context.log.info(
-        f"ticks coverage {first}..{last}: {len(grid.rows)} instruments, {grid.overall:.2%} overall"
+        f"ticks coverage {first}..{last}: {len(grid.rows)} instruments, {grid.overall:.2%} overall, "
+        f"{missing} expected instrument-day(s) with no bar"
     )
     return dg.MaterializeResult(
         metadata={
@@ -56,14 +73,30 @@ def ticks_coverage(
             "overall_percent": round(100 * grid.overall, 2),
             "instruments": len(grid.rows),
             "incomplete_instruments": sum(p < 1 for p in grid.percent.values()),
+            "missing_days": missing,
             "days": f"{first}..{last}",
             "by_instrument": dg.MetadataValue.md(
                 table(
-                    ["instrument", "bars stored %"],
-                    ((k, f"{100 * p:.2f}") for k, p in grid.percent.items()),
+                    ["instrument", "days stored / expected", "bars stored %", "missing"],
+                    (_line(grid, key, sources.binance_archives) for key in grid.rows),
                     limit=500,
                 )
             ),
+            **({"stored_not_expected": _outside(grid.outside)} if grid.outside else {}),
             **({"calendar": "; ".join(provisional)} if provisional else {}),
         }
     )
+
+
+def _line(grid: cov.Coverage, key: str, archives) -> tuple[str, str, str, str]:
+    """An instrument's row of the table: its days, bars and missing days with their reasons."""
+    venue, instrument = key.split(":", 1)
+    stored, want = grid.days_stored[key]
+    holes = grid.missing.get(key, [])
+    why = expected.missing_text(expected.why_missing(BARS, venue, instrument, holes, archives))
+    return key, f"{stored}/{want}", f"{100 * grid.percent[key]:.2f}", why
+
+
+def _outside(outside: dict[str, int]) -> str:
+    """'BINANCE:XUSDT 3 day(s), ...': bars stored on days an instrument is not expected (not counted)."""
+    return ", ".join(f"{key} {n} day(s)" for key, n in sorted(outside.items()))
