@@ -264,22 +264,25 @@ class Master:
         """The instruments of `venue` trading on `day`, as each was described that day (no survivors' bias:
         an instrument that later ended is there; one listed later is not). One whose listing no source
         gave is there on every day before it ended (`look_ahead` names the days before its first sight)."""
+        keys = sorted(key for key in self._versions if key[0] == venue)
+        return [item for key in keys if (item := self.on_day(*key, day)) is not None]
+
+    def on_day(self, venue: str, instrument: str, day: date) -> Instrument | None:
+        """The instrument as described on `day` if it traded that day (listed before the day ended, by the
+        listing the master knows now, and not ended before it started), else None."""
         start = datetime.combine(day, datetime.min.time(), UTC)
-        end, out = start + timedelta(days=1), []
-        for (_, name), history in sorted(item for item in self._versions.items() if item[0][0] == venue):
-            valid = [v for v in history if v.valid_from < end]
-            listed = self.listing(venue, name)
-            if not valid or (listed is not None and listed >= end):
-                continue
-            item = valid[-1].instrument
-            if item.status in CLOSED:  # ended: it traded on `day` if it ended after the day started
-                if (item.expires or valid[-1].valid_from) <= start:
-                    continue
-                before = valid[-2].instrument if len(valid) > 1 else item
-                out.append(before if before.status not in CLOSED else item)
-            elif item.expires is None or item.expires > start:
-                out.append(item)
-        return out
+        end = start + timedelta(days=1)
+        valid = [v for v in self._versions.get((venue, instrument), ()) if v.valid_from < end]
+        listed = self.listing(venue, instrument)
+        if not valid or (listed is not None and listed >= end):
+            return None
+        item = valid[-1].instrument
+        if item.status in CLOSED:  # ended: it traded on `day` if it ended after the day started
+            if (item.expires or valid[-1].valid_from) <= start:
+                return None
+            before = valid[-2].instrument if len(valid) > 1 else item
+            return before if before.status not in CLOSED else item
+        return item if item.expires is None or item.expires > start else None
 
     def look_ahead(self, venue: str, day: date, names: Iterable[str]) -> list[str]:
         """Of `names`, those whose listing no source gave and that the master first saw after `day`: in

@@ -132,11 +132,7 @@ class Universes:
 
     def _listed(self, venue: str, instrument: str, day: date) -> bool:
         """The venue listed `instrument` on `day` (its version of that day says so)."""
-        start = datetime.combine(day, datetime.min.time(), UTC)
-        history = [
-            v for v in self.master.history(venue, instrument) if v.valid_from < start + timedelta(days=1)
-        ]
-        return bool(history) and history[-1].instrument.traded_on(day)
+        return self.master.on_day(venue, instrument, day) is not None
 
     def why_not(self, venue: str, instrument: str, day: date, today: date) -> str | None:
         """None if `instrument` of `venue` is expected on `day` (of a dataset its source serves), else why

@@ -23,6 +23,7 @@ DAY = "2025-06-05"
 # every subcommand that launches runs or opens the instance, with arguments that get it that far
 NEEDS_STORAGE = {
     "aggregate": [],
+    "instruments": [],
     "fetch-alphas": [],
     "import-alphas": [],
     "package-alphas": [],
