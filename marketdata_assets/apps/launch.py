@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from marketdata_assets.core.sweep import process_tags
-from marketdata_assets.core.verdicts import FAILED, OK, PARTIAL
+from marketdata_assets.core.verdicts import EXIT_CODES, FAILED, OK, PARTIAL, worst
 from marketdata_assets.orchestration import pool_wait
 from marketdata_assets.orchestration.sensing import RANGE_END, RANGE_START
 
@@ -146,9 +146,15 @@ class Outcome:
         ]
 
 
+def exit_code(outcomes: list[Outcome]) -> int:
+    """A command's exit code: its worst run's verdict's (core.verdicts EXIT_CODES: 0 ok, 4 partial, 1
+    failed)."""
+    return EXIT_CODES[worst(o.verdict for o in outcomes)]
+
+
 def summary(outcomes: list[Outcome]) -> str:
     failed = [o for o in outcomes if not o.success]
-    partial = [o for o in outcomes if o.state == "partial"]
+    partial = [o for o in outcomes if o.state == PARTIAL]
     unchecked = [o for o in outcomes if o.state == "checks failed"]
     seconds = sum(o.seconds for o in outcomes)
     text = (

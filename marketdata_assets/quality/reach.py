@@ -1,8 +1,9 @@
 """Slices older than their venue's REST history reaches (sources.venues `beyond_reach`: the source's
 declared `Reach`): a run cannot fetch them. `unreached` tells which of them nothing stored covers (no
 active load of any source: the archives, or a load of when the day was in reach, would cover it) and
-says where older days come from; crypto_ticks puts that in its metadata (and `partial`), and the WARN
-check `within_rest_reach` judges each day x venue partition by it (its configured instruments).
+says where older days come from (`loads_from`: with the command that loads them); crypto_ticks judges
+each partition by it (its verdict: core.verdicts), and the WARN check `within_rest_reach` judges each day
+x venue partition by it (its configured instruments).
 """
 
 from __future__ import annotations

@@ -98,8 +98,7 @@ class Session:
         self.outcomes.append(outcome)
 
     def finish(self) -> int:
-        from marketdata_assets.apps.launch import summary
-        from marketdata_assets.core.verdicts import EXIT_CODES, worst
+        from marketdata_assets.apps.launch import exit_code, summary
 
         self.stack.close()
         if len(self.outcomes) > 1:
@@ -112,7 +111,7 @@ class Session:
             )
             for line in outcome.error_lines() or [fallback]:
                 click.echo(line, err=True)
-        return EXIT_CODES[worst(o.verdict for o in self.outcomes)]
+        return exit_code(self.outcomes)
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """The ingest assets' shell, shared by every ClickHouse domain: run options (deadline, retry of
 failed slices, attempts, workers), the engine of a run, the planned slices, and the engine's report
-as one MaterializeResult per asset (or the step's failure naming what did not load).
+as one materialization per asset or partition with its verdict (core.verdicts), or the step's failure
+naming what did not load.
 
 `TICK_STORE` is the ClickHouse store asset's key (defs/upkeep/store.py): the ingest assets depend on
 it by key, so no domain imports another.
@@ -138,7 +139,7 @@ def _fail_unstored(context, verdicts: dict[str, Verdict]) -> None:
     more = f" (+{len(named) - 3}, see the failure's metadata)" if len(named) > 3 else ""
     raise dg.Failure(
         description=f"{len(unstored)} partition(s) not stored (the others are): "
-        + "; ".join(f"{where}: {v.status}: {v.text()[:400]}" for where, v in named[:3])
+        + "; ".join(f"{where}: {v.status}: {v.text()}" for where, v in named[:3])
         + more,
         metadata={"not_stored": dg.MetadataValue.json({w: f"{v.status}: {v.text()}" for w, v in named})},
         allow_retries=False,
