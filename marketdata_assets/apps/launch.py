@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from marketdata_assets.core.sweep import process_tags
+from marketdata_assets.core.verdicts import EXIT_CODES, FAILED, OK, PARTIAL, worst
 from marketdata_assets.orchestration import pool_wait
 from marketdata_assets.orchestration.sensing import RANGE_END, RANGE_START
 
@@ -78,21 +79,22 @@ class Outcome:
         default_factory=list
     )  # "<asset>: <its `covered` metadata>": slices left to a more
     # faithful source's load (not a failure: the run is ok)
-    not_stored: list[str] = field(
-        default_factory=list
-    )  # "<asset>[<partition>]": a partition of the run where
-    # nothing could be stored, left unmaterialized (an observation's `not_stored` says why)
 
     @property
     def state(self) -> str:
         """ok | checks failed (it stored what it fetched, and a check of ERROR severity did not pass) |
-        partial (it succeeded, but an asset says what it could not do, or a partition stored nothing) |
-        FAILED; the line names the failed checks whatever its state."""
+        partial (it succeeded, and a partition or an asset says what it could not store: its `partial`
+        metadata, the run's tag `marketdata/verdict`) | FAILED (a step failed: among them a partition nothing
+        could be stored of, named with its verdict); the line names the failed checks whatever its state."""
         if not self.success:
             return "FAILED"
-        return (
-            "partial" if self.partial or self.not_stored else "checks failed" if self.failed_checks else "ok"
-        )
+        return PARTIAL if self.partial else "checks failed" if self.failed_checks else OK
+
+    @property
+    def verdict(self) -> str:
+        """The run's verdict (core.verdicts): failed, partial, else ok (checks failed too: what was fetched
+        is stored); the `marketdata` command exits with its worst run's code (EXIT_CODES)."""
+        return FAILED if not self.success else PARTIAL if self.partial else OK
 
     def line(self) -> str:
         parts = [f"{len(self.assets)} asset{'s' * (len(self.assets) != 1)}"]
@@ -119,10 +121,6 @@ class Outcome:
             text += f"; covered: {'; '.join(self.covered[:3])}" + (
                 f" (+{len(self.covered) - 3})" if len(self.covered) > 3 else ""
             )
-        if self.not_stored:
-            text += f"; not stored: {', '.join(self.not_stored[:10])}" + (
-                f" (+{len(self.not_stored) - 10})" if len(self.not_stored) > 10 else ""
-            )
         if self.failed_partitions:
             text += f"; failed partitions: {', '.join(self.failed_partitions[:10])}" + (
                 f" (+{len(self.failed_partitions) - 10})" if len(self.failed_partitions) > 10 else ""
@@ -148,9 +146,15 @@ class Outcome:
         ]
 
 
+def exit_code(outcomes: list[Outcome]) -> int:
+    """A command's exit code: its worst run's verdict's (core.verdicts EXIT_CODES: 0 ok, 4 partial, 1
+    failed)."""
+    return EXIT_CODES[worst(o.verdict for o in outcomes)]
+
+
 def summary(outcomes: list[Outcome]) -> str:
     failed = [o for o in outcomes if not o.success]
-    partial = [o for o in outcomes if o.state == "partial"]
+    partial = [o for o in outcomes if o.state == PARTIAL]
     unchecked = [o for o in outcomes if o.state == "checks failed"]
     seconds = sum(o.seconds for o in outcomes)
     text = (
@@ -339,7 +343,6 @@ def launch(
         )
     events = result.get_asset_materialization_events()
     materializations = [e.event_specific_data.materialization for e in events]
-    not_stored = _not_stored(result.all_events)
     keys = (
         sorted(key.to_user_string() for key in selection)
         if selection
@@ -361,36 +364,37 @@ def launch(
         unchanged=reported_rows(materializations, UNCHANGED_KEYS),
         checks_passed=sum(c.passed for c in checks),
         checks=len(checks),
-        failed_partitions=[] if result.success else sorted(set(planned) - done_partitions) or planned,
+        failed_partitions=[] if result.success else _failed(assets, selection, planned, materializations),
         failed_checks=_named(c for c in checks if not c.passed and c.severity != dg.AssetCheckSeverity.WARN),
         warnings=_named(c for c in checks if not c.passed and c.severity == dg.AssetCheckSeverity.WARN),
         degraded=sorted(
             {str(m.metadata["degraded"].value) for m in materializations if "degraded" in m.metadata}
         ),
         errors=dict(tap.failures),
-        partial=_said([*materializations, *not_stored], "partial"),
-        covered=_said([*materializations, *not_stored], "covered"),
-        not_stored=sorted(f"{o.asset_key.to_user_string()}[{o.partition}]" for o in not_stored),
+        partial=_said(materializations, "partial"),
+        covered=_said(materializations, "covered"),
     )
 
 
-def _not_stored(events) -> list[dg.AssetObservation]:
-    """The observations of the partitions where nothing could be stored (left unmaterialized, their
-    `not_stored` metadata says why; defs/_common/ingest.py)."""
-    return [
-        o
-        for o in (
-            event.event_specific_data.asset_observation
-            for event in events
-            if event.event_type_value == "ASSET_OBSERVATION"
-        )
-        if "not_stored" in o.metadata
-    ]
+def _failed(assets: list, selection, planned: list[str], materializations: list) -> list[str]:
+    """The planned partitions some asset of the failed run (its selection, partitioned as planned) did not
+    materialize (a step materializes the partitions it stored before it fails naming the others); all of
+    them when none can be told."""
+    wanted = set(selection or [])
+    keys = {
+        key
+        for a in assets
+        if isinstance(a, dg.AssetsDefinition) and a.partitions_def is not None
+        for key in a.keys
+        if not wanted or key in wanted
+    }
+    done = {(m.asset_key, m.partition) for m in materializations if m.partition}
+    return sorted({p for p in planned if any((key, p) not in done for key in keys)}) or planned
 
 
 def _said(materializations: list, key: str) -> list[str]:
-    """ "<asset>: <its `key` metadata>" of each asset (materialized, or a partition not stored) that says it
-    (a range run repeats it: once)."""
+    """ "<asset>: <its `key` metadata>" of each materialization that says it (a range run repeats it:
+    once)."""
     return sorted(
         {
             f"{m.asset_key.to_user_string()}: {m.metadata[key].value}"

@@ -238,7 +238,7 @@ def main(preamble: tuple[str, ...] = (), after_step: Callable[[str], list[str]] 
     cleaned up first; a stopped storage or Ctrl-C ends it with one line. `after_step` (a step's label ->
     lines to print) runs after each step. What it printed, after the caller's `preamble`, is kept for the
     README's sample (apps.readme)."""
-    from marketdata_assets.apps.launch import Interrupted, launch, storage_watch, summary
+    from marketdata_assets.apps.launch import Interrupted, exit_code, launch, storage_watch, summary
     from marketdata_assets.apps.readme import record
     from marketdata_assets.definitions import defs as load_defs
     from marketdata_assets.orchestration.instance import command_instance
@@ -274,7 +274,7 @@ def main(preamble: tuple[str, ...] = (), after_step: Callable[[str], list[str]] 
         return INTERRUPTED
     print(f"make run: {summary(outcomes)}", flush=True)
     record([*preamble, *printed, f"make run: {summary(outcomes)}"])
-    return 1 if any(not o.success for o in outcomes) else 0
+    return exit_code(outcomes)  # 1 a step failed, 4 one stored a partial result, else 0
 
 
 STORAGE_DOWN = 3  # exit codes, as the marketdata command's

@@ -91,14 +91,13 @@ def parse_step(line: str):
         failed_partitions=_listed(rest, "failed partitions"),
         failed_checks=_listed(rest, "failed checks"),
         warnings=warnings,
-        not_stored=_listed(rest, "not stored"),
     )
     outcome.degraded.extend(re.findall(r"; DEGRADED: (.*?)(?=; [a-zA-Z ]+: |$)", rest))
     # an asset's own words: up to the next of the line's sections, as one text
     for name in ("partial", "covered"):
         said = re.search(
             (
-                rf"; {name}: (.*?)(?=; (?:covered|not stored|failed partitions|failed "
+                rf"; {name}: (.*?)(?=; (?:covered|failed partitions|failed "
                 r"checks|warnings|DEGRADED): |$)"
             ),
             rest,

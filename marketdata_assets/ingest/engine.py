@@ -25,6 +25,7 @@ from marketdata_assets.core.errors import StoreUnavailable, error_text
 from marketdata_assets.core.http import STOP_ERRORS, RequestStats, SourceRequestError, counting
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.core.markdown import table
+from marketdata_assets.core.verdicts import Verdict, judge
 from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import Batches, Feed, Fetched, Job, SliceKey
 from marketdata_assets.datasets.wire import FetchNotes, drop_implausible, noting
@@ -80,11 +81,13 @@ class IngestReport:
     # `not_fetched` ones are not (past the venue's REST history and stored nowhere)
     held: dict[SliceKey, str] = field(default_factory=dict)
     not_fetched: dict[SliceKey, str] = field(default_factory=dict)
+    held_rows: dict[SliceKey, int] = field(default_factory=dict)  # the stored rows of held slices
 
     def merge(self, other: IngestReport) -> None:
         self.outcomes.update(other.outcomes)
         self.held.update(other.held)
         self.not_fetched.update(other.not_fetched)
+        self.held_rows.update(other.held_rows)
         for dataset, by in other.covered.items():
             self.covered.setdefault(dataset, Counter()).update(by)
         for name, figures in other.sources.items():
@@ -107,6 +110,7 @@ class IngestReport:
             seconds=self.seconds,
             held={k: self.held[k] for k in wanted if k in self.held},
             not_fetched={k: self.not_fetched[k] for k in wanted if k in self.not_fetched},
+            held_rows={k: self.held_rows[k] for k in wanted if k in self.held_rows},
         )
         for key, why in mine.held.items():
             if why.startswith(COVERED_BY):
@@ -139,6 +143,33 @@ class IngestReport:
         return f"{first[1]:,} slice{'s' * (first[1] != 1)} covered by {first[0]}" + "".join(
             f", {n:,} by {source}" for source, n in rest
         )
+
+    def verdict(self, loads_from: Callable[[list[SliceKey]], str] | None = None) -> Verdict:
+        """The verdict of this report's slices (one partition's: `part`): ok when every one is stored
+        (loaded, or held), partial when some are, else not loadable (every missing one not fetched: past the
+        source's reach) or failed. `loads_from(not fetched keys)`: where those come from."""
+        outcomes = list(self.outcomes.values())
+        stored = sum(o.status == "ok" for o in outcomes) + len(self.held)
+        failed = [o for o in outcomes if o.status == "failed"]
+        skipped = sum(o.status == "skipped" for o in outcomes)
+        texts = [f"{len(failed)} slice(s) failed: {failed[0].error[:200]}"] if failed else []
+        if skipped:
+            texts.append(
+                f"{skipped} slice(s) skipped (the run's deadline, or its source stopped: a ban, a "
+                "permission error)"
+            )
+        whys: dict[str, list[SliceKey]] = {}
+        for key, why in self.not_fetched.items():
+            whys.setdefault(why, []).append(key)
+        unloadable = ", ".join(
+            f"{len(keys)} slice(s) {why}: {_names(keys)}" for why, keys in sorted(whys.items())
+        )
+        where = loads_from(list(self.not_fetched)) if loads_from and self.not_fetched else ""
+        return judge(stored, unloadable, ", ".join(texts), where)
+
+    def rows_stored(self) -> int:
+        """The rows its slices hold now: loaded by this run, and those of the held slices."""
+        return sum(o.rows for o in self.outcomes.values() if o.status == "ok") + sum(self.held_rows.values())
 
     def failures_table(self, limit: int = 200) -> str:
         return table(
@@ -227,6 +258,12 @@ class IngestReport:
             "sources": self.sources_table(),
             "seconds": round(self.seconds, 3),
         }
+
+
+def _names(keys: Sequence[SliceKey], shown: int = 5) -> str:
+    """'BINANCE_UM:BTCUSDT 2026-11-23, ... (+3)'."""
+    names = sorted(f"{k.venue}:{k.instrument} {k.day}" for k in keys)
+    return ", ".join(names[:shown]) + (f" (+{len(names) - shown})" if len(names) > shown else "")
 
 
 def _dropped_text(dropped: Counter) -> str:

@@ -1,8 +1,9 @@
 """Slices older than their venue's REST history reaches (sources.venues `beyond_reach`: the source's
 declared `Reach`): a run cannot fetch them. `unreached` tells which of them nothing stored covers (no
 active load of any source: the archives, or a load of when the day was in reach, would cover it) and
-says where older days come from; crypto_ticks puts that in its metadata (and `partial`), and the WARN
-check `within_rest_reach` judges each day x venue partition by it (its configured instruments).
+says where older days come from (`loads_from`: with the command that loads them); crypto_ticks judges
+each partition by it (its verdict: core.verdicts), and the WARN check `within_rest_reach` judges each day
+x venue partition by it (its configured instruments).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from marketdata_assets.quality.checks import CLICKHOUSE, DAY_VENUE, WARN, Check,
 from marketdata_assets.quality.slice_checks import stored_day_keys
 from marketdata_assets.sources.config import load_sources_config
 from marketdata_assets.sources.interface import HISTORY
-from marketdata_assets.sources.venues import VENUES, beyond_reach, client_class, older_from, serves
+from marketdata_assets.sources.venues import VENUES, beyond_reach, client_class, older_from, reach_of, serves
 
 REACH_CHECK = "within_rest_reach"
 REACH_DESCRIPTION = (
@@ -25,6 +26,9 @@ REACH_DESCRIPTION = (
     "their days come from (sources' declared reach). A WARN: data REST cannot serve, not a bad load."
 )
 SHOWN = 5  # slices named in a description; the metadata lists up to 50
+STORED_BEYOND_REACH = "stored, past the venue's REST history"  # a held slice's why
+NOT_STORED_BEYOND_REACH = "past the venue's REST history, not fetched and not stored"  # a not fetched one's
+ARCHIVE_COMMAND = "marketdata backfill archives --start-date {first} --end-date {last}"
 
 
 def name(key: SliceKey) -> str:
@@ -64,6 +68,23 @@ class Unreached:
             "slices_not_stored": sorted(name(k) for k in self.missing)[:50] or None,
             "older_days_from": older_from(self.beyond) or None,
         }
+
+
+def loads_from(keys: Sequence[SliceKey]) -> str:
+    """Where the days of `keys` past their venue's REST history come from (sources' declared reach), and the
+    command that loads them when it is the Binance archives: 'BINANCE_UM trades (REST: 48 hours): ...
+    (assets binance_archive_trades, ...): `marketdata backfill archives --start-date D --end-date D`'."""
+    where = older_from(keys)
+    archived = [
+        k
+        for k in keys
+        if (reach := reach_of(k.venue, k.dataset))
+        and any(a.startswith("binance_archive_") for a in reach.assets)
+    ]
+    if not archived:
+        return where
+    days = sorted(k.day for k in archived)
+    return f"{where}: `{ARCHIVE_COMMAND.format(first=days[0], last=days[-1])}`"
 
 
 def unreached(store: ClickHouse, keys: Sequence[SliceKey], now: datetime | None = None) -> Unreached:

@@ -1,7 +1,7 @@
 """What a console line and the summary say about a run (marketdata_assets.apps.launch): a degraded store,
 an asset that could not do everything (`partial`)."""
 
-from marketdata_assets.apps.launch import Outcome, summary
+from marketdata_assets.apps.launch import Outcome, exit_code, summary
 
 
 def test_a_degraded_store_is_on_the_runs_line_and_in_the_summary():
@@ -70,6 +70,15 @@ def test_an_asset_saying_what_it_could_not_do_makes_the_run_partial_not_failed()
         again = parse_step(outcome.line())
         assert again.state == "partial" and again.line() == outcome.line()
     assert summary([parse_step(partial.line()), plain]).startswith("1/2 steps ok, 1 partial, ")
+    # the command's exit code: its worst run's, a partial one told from a failure
+    checked = Outcome("c", True, "0123456789ab", 1.0, failed_checks=["c:x"])
+    assert [exit_code(o) for o in ([plain], [plain, checked], [plain, partial], [partial, failed], [])] == [
+        0,
+        0,
+        4,
+        1,
+        0,
+    ]
 
 
 def test_slices_left_to_a_more_faithful_source_are_on_the_line_and_the_run_stays_ok():

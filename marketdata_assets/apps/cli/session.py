@@ -98,7 +98,7 @@ class Session:
         self.outcomes.append(outcome)
 
     def finish(self) -> int:
-        from marketdata_assets.apps.launch import summary
+        from marketdata_assets.apps.launch import exit_code, summary
 
         self.stack.close()
         if len(self.outcomes) > 1:
@@ -111,7 +111,7 @@ class Session:
             )
             for line in outcome.error_lines() or [fallback]:
                 click.echo(line, err=True)
-        return 1 if failed else 0
+        return exit_code(self.outcomes)
 
 
 @contextmanager
@@ -230,5 +230,6 @@ def days_between(partitions_def, start: datetime, end: datetime) -> list[str]:
 
 
 def finish(ctx: click.Context) -> None:
-    """End the command with its session's exit code (1 when a run failed)."""
+    """End the command with its session's exit code (1 when a run failed, else 4 when one stored a partial
+    result)."""
     ctx.exit(ctx.obj.finish())

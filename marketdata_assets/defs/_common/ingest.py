@@ -1,15 +1,18 @@
 """The ingest assets' shell, shared by every ClickHouse domain: run options (deadline, retry of
 failed slices, attempts, workers), the engine of a run, the planned slices, and the engine's report
-as one MaterializeResult per asset (or the step's failure naming what did not load).
+as one materialization per asset or partition with its verdict (core.verdicts), or the step's failure
+naming what did not load.
 
 `TICK_STORE` is the ClickHouse store asset's key (defs/upkeep/store.py): the ingest assets depend on
 it by key, so no domain imports another.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
 
 import dagster as dg
 
+from marketdata_assets.core.verdicts import OK, PARTIAL, RUN_TAG, Verdict, worst
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.ingest.engine import Engine, IngestReport, plan
@@ -77,18 +80,18 @@ def materialize(
     extra: dict[str, dict] | None = None,
     partition_of: Callable[[SliceKey], str] | None = None,
     partition_extra: Callable[[str, IngestReport], dict] | None = None,
+    loads_from: Callable[[list[SliceKey]], str] | None = None,
 ) -> Iterator:
     """The report as one materialization per asset (dataset -> asset, with `extra[dataset]` (charts,
     counts) added to its metadata), or the step's failure.
 
     With `partition_of` (a slice's partition key) each partition of the run carries its own metadata
-    (its slices' rows, outcomes, instruments; `partition_extra(dataset, its report)` added) and the
-    run's figures under `run_*`. A partition where nothing is stored (no slice loaded, none held by an
-    earlier or more faithful load) is not materialized: Dagster cannot fail one partition of a run, so
-    the asset's output is skipped, each other partition gets its own AssetMaterialization, and the empty
-    one an AssetObservation whose `not_stored` says why (the asset's checks are then skipped in this run:
-    Dagster skips a step whose asset output was skipped). A partition with no slice at all (a venue that
-    serves no such dataset) is materialized with 0 rows: nothing was to be stored."""
+    (its slices' rows, outcomes, instruments, its `verdict` (core.verdicts); `partition_extra(dataset, its
+    report)` added) and the run's figures under `run_*`. A partition something is stored of (ok, partial)
+    is materialized; one nothing is stored of (not loadable from this source: `loads_from(its keys)` says
+    where it comes from; failed) is not, and once the others are materialized the step fails naming each
+    with its verdict: Dagster shows it failed, the others materialized. A run where every partition is
+    stored carries its verdict in the run tag `marketdata/verdict` (ok | partial)."""
     metadata = {
         dataset: {**_metadata(report, dataset), **(extra or {}).get(dataset, {})} for dataset in assets
     }
@@ -102,20 +105,45 @@ def materialize(
     partitions = (
         {str(key): key for key in context.partition_keys} if partition_of and _partitioned(context) else {}
     )
+    verdicts: dict[str, Verdict] = {}  # "<asset> <partition>" -> its verdict
     for dataset, asset in assets.items():
         if not partitions:
             yield dg.MaterializeResult(asset_key=asset, metadata=metadata[dataset])
             continue
-        yield from _by_partition(
+        mine = yield from _by_partition(
             context,
             report,
-            dataset,
-            asset,
+            (dataset, asset),
             partitions,
             partition_of,
             partition_extra,
+            loads_from,
             _run_figures(metadata[dataset], len(partitions)),
         )
+        verdicts.update({f"{asset} {partition}": verdict for partition, verdict in mine.items()})
+    if verdicts:
+        _fail_unstored(context, verdicts)
+
+
+def _fail_unstored(context, verdicts: dict[str, Verdict]) -> None:
+    """The step's failure naming each partition nothing is stored of, with its verdict; else the run's
+    verdict in its tag."""
+    unstored = {where: v for where, v in verdicts.items() if not v.stored}
+    if not unstored:
+        instance, run_id = context.instance, context.run.run_id
+        run = instance.get_run_by_id(run_id)
+        said = run.tags.get(RUN_TAG, OK) if run is not None else OK  # another step of the run said it first
+        instance.add_run_tags(run_id, {RUN_TAG: worst([said, *(v.status for v in verdicts.values())])})
+        return
+    named = sorted(unstored.items())
+    more = f" (+{len(named) - 3}, see the failure's metadata)" if len(named) > 3 else ""
+    raise dg.Failure(
+        description=f"{len(unstored)} partition(s) not stored (the others are): "
+        + "; ".join(f"{where}: {v.status}: {v.text()}" for where, v in named[:3])
+        + more,
+        metadata={"not_stored": dg.MetadataValue.json({w: f"{v.status}: {v.text()}" for w, v in named})},
+        allow_retries=False,
+    )
 
 
 def _partitioned(context) -> bool:
@@ -167,75 +195,55 @@ RUN_WIDE = (
 def _by_partition(
     context,
     report: IngestReport,
-    dataset: str,
-    asset: str,
+    named: tuple[str, str],
     partitions: dict,
     partition_of: Callable[[SliceKey], str],
     partition_extra,
+    loads_from,
     run: dict,
-) -> Iterator:
-    """Each partition's own metadata; materialized through the output when every partition stored
-    something, else per partition (the empty ones observed with why)."""
+) -> Generator[Any, None, dict[str, Verdict]]:
+    """Each partition's own metadata and verdict (returned); materialized through the output when every
+    partition is stored, else per partition (those nothing is stored of: not materialized)."""
+    dataset, asset = named
     slices: dict[str, list[SliceKey]] = {key: [] for key in partitions}
     for key in report.slice_keys():
         if key.dataset == dataset and partition_of(key) in slices:
             slices[partition_of(key)].append(key)
-    own, empty = {}, {}
+    own, verdicts = {}, {}
     for partition, keys in slices.items():
         part = report.part(keys)
+        verdicts[partition] = part.verdict(loads_from)
         own[partition] = {
             **_metadata(part, dataset),
             **(partition_extra(dataset, part) if partition_extra else {}),
+            **verdict_metadata(verdicts[partition], part.rows_stored()),
             **run,
         }
-        if (
-            (part.outcomes or part.not_fetched)
-            and not part.held
-            and not any(o.status == "ok" for o in part.outcomes.values())
-        ):
-            empty[partition] = not_stored_text(part)
-    if not empty:
+    if all(v.stored for v in verdicts.values()):
         for partition, metadata in own.items():
             context.add_asset_metadata(metadata, asset_key=asset, partition_key=partition)
         yield dg.MaterializeResult(asset_key=asset)
-        return
+        return verdicts
     for partition, metadata in own.items():
-        tags = partition_tags(partitions[partition])
-        if partition in empty:
-            context.log.warning(
-                f"{asset} {partition}: nothing stored ({empty[partition]}): the partition is not materialized"
-            )
-            yield dg.AssetObservation(
-                asset_key=asset,
-                partition=partition,
-                tags=tags,
-                metadata={"not_stored": dg.MetadataValue.text(empty[partition]), **metadata},
-            )
-        else:
+        if verdicts[partition].stored:
+            tags = partition_tags(partitions[partition])
             yield dg.AssetMaterialization(asset_key=asset, partition=partition, tags=tags, metadata=metadata)
+        else:
+            context.log.warning(
+                f"{asset} {partition}: {verdicts[partition].status}, nothing stored "
+                f"({verdicts[partition].text()}): the partition is not materialized"
+            )
+    return verdicts
 
 
-def not_stored_text(part: IngestReport) -> str:
-    """Why nothing of a partition is stored: its slices not fetched (and why), failed, skipped."""
-    outcomes = list(part.outcomes.values())
-    texts = [f"{len(keys)} slice(s) {why}" for why, keys in _grouped(part.not_fetched).items()]
-    failed = [o for o in outcomes if o.status == "failed"]
-    if failed:
-        texts.append(f"{len(failed)} slice(s) failed: {failed[0].error[:200]}")
-    skipped = sum(o.status == "skipped" for o in outcomes)
-    if skipped:
-        texts.append(
-            f"{skipped} slice(s) skipped (the run's deadline, or its source stopped: a ban, a "
-            f"permission error)"
-        )
-    return ", ".join(texts)
-
-
-def _grouped(whys: dict[SliceKey, str]) -> dict[str, list[SliceKey]]:
-    out: dict[str, list[SliceKey]] = {}
-    for key, why in whys.items():
-        out.setdefault(why, []).append(key)
-    return out
+def verdict_metadata(verdict: Verdict, rows_stored: int) -> dict:
+    """A partition's `verdict`, `rows_stored` (what it holds now, whichever load stored it) and, when
+    partial, `partial` (what is missing, and where it comes from: read by the console line)."""
+    return {
+        "verdict": dg.MetadataValue.text(verdict.status),
+        "rows_stored": dg.MetadataValue.int(rows_stored),
+        **({"partial": dg.MetadataValue.text(verdict.text())} if verdict.status == PARTIAL else {}),
+    }
 
 
 def partition_tags(partition) -> dict[str, str]:

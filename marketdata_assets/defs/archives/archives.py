@@ -16,6 +16,7 @@ import dagster as dg
 
 from marketdata_assets.core import settings
 from marketdata_assets.core.markdown import table
+from marketdata_assets.defs._common.history import count_held, history_materializations
 from marketdata_assets.defs._common.ingest import (
     TICK_STORE,
     IngestConfig,
@@ -150,7 +151,8 @@ def binance_archives(
     context: dg.AssetExecutionContext, config: ArchiveIngestConfig, clickhouse: ClickHouseResource
 ):
     """Fetch, verify and load the daily archives of the run's (day, venue) partitions: every archive
-    instrument of the venue, each its own slice."""
+    instrument of the venue, each its own slice; the crypto history partitions they fill (crypto_trades,
+    crypto_bars_1m of the same day x venue) are reported materialized with what they hold now."""
     assets = {d: a for d, a in ARCHIVE_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
     report = IngestReport()
     wanted = slice_keys(context.partition_keys, assets, config.instruments, UNIVERSE)
@@ -167,7 +169,11 @@ def binance_archives(
         report.merge(engine(context, clickhouse, config).run([[run.feed(daily_jobs(keys))]]))
         with clickhouse.get_client() as client:
             recorded = run.record(client, clickhouse.database, report, context.run.run_id)
+    count_held(clickhouse, report)
+    # the crypto partitions these slices fill (same tables): materialized as a crypto run would judge them
+    filled = list(history_materializations(clickhouse, context.partition_keys, assets, SOURCE))
     clickhouse.close()
+    yield from filled
     archives = {
         dataset: {"archives": _recorded([r for r in recorded if r["dataset"] == dataset])}
         for dataset in assets

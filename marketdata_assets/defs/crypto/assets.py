@@ -5,8 +5,9 @@ and option chains.
 
 Every ingest asset reads the same way: partition keys and run config in → the slices
 (`datasets.slices.SliceKey`) → `Engine.run(feeds)` → `materialize(report)` (defs/_common/ingest.py):
-one MaterializeResult per asset, or a step failure naming the slices that did not load (the others
-are written; the partitions show as failed until a `retry_failed` run loads the rest).
+one materialization per partition something is stored of, with its verdict (ok, partial), or a step
+failure naming the slices that did not load, or the partitions nothing is stored of (not loadable from the
+venue's REST API, with where they come from; failed): those show failed, the others materialized.
 """
 
 from datetime import timedelta
@@ -16,6 +17,7 @@ import dagster as dg
 from marketdata_assets.core.charts import line_chart_svg, svg_markdown_image
 from marketdata_assets.core.naming import parse_partition_key
 from marketdata_assets.datasets.frames import spec_for
+from marketdata_assets.defs._common.history import count_held
 from marketdata_assets.defs._common.ingest import (
     TICK_STORE,
     IngestConfig,
@@ -42,7 +44,14 @@ from marketdata_assets.ingest.instruments import (
 )
 from marketdata_assets.orchestration import pools
 from marketdata_assets.quality.checks import ClickHouse
-from marketdata_assets.quality.reach import Unreached, name, unreached
+from marketdata_assets.quality.reach import (
+    NOT_STORED_BEYOND_REACH,
+    STORED_BEYOND_REACH,
+    Unreached,
+    loads_from,
+    name,
+    unreached,
+)
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.resources.sources import CryptoVenueResource
 from marketdata_assets.sources.config import CRYPTO_SOURCES, load_sources_config
@@ -236,6 +245,7 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: CryptoIngestConfig):
     report.merge(engine(context, clickhouse, config).run([feeds]))
     with clickhouse.get_client() as client:
         keep_learned(client, clickhouse.database, master)
+    count_held(clickhouse, report)
     extra = history_charts(clickhouse, assets, keys)
     for dataset, metadata in reach_metadata.items():
         extra.setdefault(dataset, {}).update(metadata)
@@ -248,6 +258,7 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: CryptoIngestConfig):
         extra,
         partition_of=lambda key: crypto_key(key.day, key.venue),
         partition_extra=reach_of_part,
+        loads_from=loads_from,
     )
 
 
@@ -262,26 +273,20 @@ def reach_of_part(dataset: str, part: IngestReport) -> dict:
 
 
 def reach_metadata(found: Unreached) -> dict:
-    """`beyond_rest_reach` (how many), `older_days_from` and, when nothing stored covers some, `partial`."""
+    """`beyond_rest_reach` (how many) and `older_days_from` (a partition's verdict says what is missing)."""
     metadata = {"beyond_rest_reach": dg.MetadataValue.int(len(found.beyond))}
     if found.beyond:
         metadata["older_days_from"] = dg.MetadataValue.text(older_from(found.beyond))
-    if found.missing:
-        metadata["partial"] = dg.MetadataValue.text(found.text())
     return metadata
-
-
-STORED_BEYOND_REACH = "stored, past the venue's REST history"  # a held slice's why
-NOT_STORED_BEYOND_REACH = "past the venue's REST history, not fetched and not stored"  # a not fetched one's
 
 
 def beyond_rest_reach(
     context, clickhouse: ClickHouseResource, assets: dict[str, str], keys, report: IngestReport
 ) -> tuple[set, dict]:
     """The slices of `keys` older than their venue's REST history reaches (quality.reach: not fetched; in
-    `report`, held when stored from elsewhere, else not fetched), and per dataset its asset's metadata
-    about them (reach_metadata: the run's console line says `[partial]` when nothing stored covers some;
-    the WARN check `within_rest_reach` fails alike). A warning per dataset names them."""
+    `report`, held when stored from elsewhere, else not fetched: each partition's verdict), and per dataset
+    its asset's metadata about them (reach_metadata; the WARN check `within_rest_reach` judges alike). A
+    warning per dataset names them."""
     beyond, metadata = set(), {dataset: {"beyond_rest_reach": dg.MetadataValue.int(0)} for dataset in assets}
     if not beyond_reach(keys):
         return beyond, metadata

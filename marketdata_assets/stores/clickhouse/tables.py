@@ -467,6 +467,26 @@ def loaded_slices(
     return {(instrument, day) for instrument, day in rows}
 
 
+def stored_rows(client, database: str, keys: Iterable) -> dict:
+    """{slice key: its active load's rows} of the slices of `keys` (datasets.slices.SliceKey) that have an
+    active load: one query per dataset."""
+    keys = list(keys)
+    found: dict = {}
+    for dataset in sorted({k.dataset for k in keys}):
+        mine = {(k.venue, k.instrument, k.day): k for k in keys if k.dataset == dataset}
+        rows = client.query(
+            f"SELECT venue, instrument, day, rows FROM {clickhouse_database(database)}.{LOADS} FINAL WHERE "
+            "dataset = {code:String} AND day IN {days:Array(Date)} AND venue IN {venues:Array(String)}",
+            parameters={
+                "code": spec_for(dataset).code,
+                "days": sorted({day for _, _, day in mine}),
+                "venues": sorted({venue for venue, _, _ in mine}),
+            },
+        ).result_rows
+        found.update({mine[(v, i, d)]: int(n) for v, i, d, n in rows if (v, i, d) in mine})
+    return found
+
+
 def load_sources_sql(database: str, where: str = "1") -> str:
     """``SELECT load_id, source FROM ingest_log ...``: the source whose ingest_log row names each load
     (every engine write logs its load id under the feed's source; `where` narrows the log read)."""

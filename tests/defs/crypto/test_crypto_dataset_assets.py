@@ -250,44 +250,33 @@ def test_days_past_a_venues_rest_history_are_not_fetched_and_the_run_says_what_i
         tags=day["tags"],
         run_config={"ops": {"crypto_ticks": {"config": day["config"]["crypto_ticks"]}}},
     )
-    assert outcome.success and outcome.state == "partial"
     where = (
         "BINANCE_UM open_interest (REST: 30 days): nowhere in this project (data.binance.vision's um "
         "`metrics` files hold it: not loaded)"
     )
-    missing = f"BINANCE_UM:BTCUSDT {old}. Older days: {where}"
-    assert outcome.partial == [
-        (
-            f"crypto_open_interest: 1 slice(s) past the venue's REST history, not fetched "
-            f"and not stored: {missing}"
-        )
-    ]
-    assert outcome.line().startswith("[partial] crypto old day: 2 assets, 2 partitions, ")
     empty = f"{old}|BINANCE_UM"
-    assert outcome.not_stored == [f"crypto_open_interest[{empty}]"]
-    assert f"; partial: {outcome.partial[0]}; not stored: crypto_open_interest[{empty}]" in outcome.line()
+    # nothing stored of USD-M's open interest that day: not loadable from its REST API, the partition fails
+    # alone (the step's failure names it with where its days come from); the others are materialized
+    verdict = (
+        f"not loadable: 1 slice(s) past the venue's REST history, not fetched and not stored: "
+        f"BINANCE_UM:BTCUSDT {old}. Loads from: {where}"
+    )
+    assert not outcome.success and outcome.state == "FAILED" and outcome.failed_partitions == [empty]
+    said = f"1 partition(s) not stored (the others are): crypto_open_interest {empty}: {verdict}"
+    assert outcome.errors == {"step crypto_ticks": said}
+    assert outcome.line().startswith("[FAILED] crypto old day: 2 assets, 2 partitions, ")
     materialized = {
         (e.dagster_event.asset_key.to_user_string(), e.dagster_event.partition): {
             k: v.value for k, v in e.dagster_event.event_specific_data.materialization.metadata.items()
         }
         for e in instance.all_logs(outcome.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
     }
-    # USD-M's open interest of that day: nothing stored, not materialized; observed with why
     assert set(materialized) == {
         ("crypto_funding", empty),
         ("crypto_funding", f"{old}|DERIBIT"),
         ("crypto_open_interest", f"{old}|DERIBIT"),
     }
-    (observed,) = [
-        r.asset_observation
-        for r in instance.fetch_observations(dg.AssetKey("crypto_open_interest"), limit=5).records
-    ]
-    oi = {k: v.value for k, v in observed.metadata.items()}
-    assert observed.partition == empty and oi["not_stored"] == (
-        "1 slice(s) past the venue's REST history, not fetched and not stored"
-    )
-    assert oi["beyond_rest_reach"] == 1 and "BINANCE_UM" not in oi["slices"]  # no slice, no request
-    assert oi["older_days_from"] == where and oi["partial"] == outcome.partial[0].split(": ", 1)[1]
+    assert not list(instance.fetch_observations(dg.AssetKey("crypto_open_interest"), limit=5).records)
     # Deribit serves no open interest history: no slice, nothing was to be stored (materialized, 0 rows)
     deribit = materialized[("crypto_open_interest", f"{old}|DERIBIT")]
     assert (
@@ -297,7 +286,7 @@ def test_days_past_a_venues_rest_history_are_not_fetched_and_the_run_says_what_i
         funding = materialized[("crypto_funding", partition)]
         assert funding["beyond_rest_reach"] == 0 and funding["summary"] == "Successful: 1/1"
         assert funding["run_summary"] == "Successful: 2/2" and funding["venues"] == partition.split("|")[1]
-        assert "partial" not in funding and "older_days_from" not in funding
+        assert "partial" not in funding and "older_days_from" not in funding and funding["verdict"] == "ok"
     assert not server.requests("BINANCE_UM", endpoint="open_interest")
     warned = [m for m in log_messages(instance, outcome) if "older than the venue's REST history" in m]
     assert warned == [
@@ -306,7 +295,7 @@ def test_days_past_a_venues_rest_history_are_not_fetched_and_the_run_says_what_i
             f"(0 stored from elsewhere): ['BINANCE_UM:BTCUSDT {old}']; older days: {where}"
         )
     ]
-    # its output skipped, Dagster skips the asset's checks in that run; a checks-only run: the WARN check
+    # its step failed, Dagster skips the asset's checks in that run; a checks-only run: the WARN check
     # names the day x venue's configured instruments past the history that nothing stored covers
     assert not outcome.warnings
     checks = materialize(
@@ -320,6 +309,9 @@ def test_days_past_a_venues_rest_history_are_not_fetched_and_the_run_says_what_i
     ]
     configured = load_sources_config().crypto_instruments_by_venue()["BINANCE_UM"]
     assert "ETHUSDT" in configured and not check.passed and check.severity == dg.AssetCheckSeverity.WARN
-    assert check.description == f"{old}|BINANCE_UM: {outcome.partial[0].split(': ', 1)[1]}"
+    assert check.description == (
+        f"{old}|BINANCE_UM: 1 slice(s) past the venue's REST history, not fetched and not stored: "
+        f"BINANCE_UM:BTCUSDT {old}. Older days: {where}"
+    )
     assert check.metadata["beyond_rest_reach"].value == len(configured)
     assert check.metadata["not_stored"].value == len(configured) - 1  # ETHUSDT's is stored

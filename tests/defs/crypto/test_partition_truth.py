@@ -1,6 +1,6 @@
 """Each partition of a crypto run carries its own truth in Dagster's instance: a run over one day x the
-4 venues where one venue stores nothing leaves that partition unmaterialized (an observation says why),
-and every other partition's materialization holds its own rows, instruments and outcome. Replay
+4 venues where one venue stores nothing fails that partition alone (the run's failure names it with its
+verdict), and every other partition's materialization holds its own rows, instruments and verdict. Replay
 servers, the real embedded ClickHouse, an ephemeral Dagster instance."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def instance():
         yield inst
 
 
-def test_a_venue_that_stores_nothing_leaves_its_partition_unmaterialized_and_the_others_carry_their_own_rows(
+def test_a_venue_that_stores_nothing_fails_its_partition_alone_and_the_others_carry_their_own_rows(
     server, clickhouse, instance
 ):
     server.clear_faults()
@@ -68,19 +68,21 @@ def test_a_venue_that_stores_nothing_leaves_its_partition_unmaterialized_and_the
         run_config={"ops": {"crypto_ticks": {"config": config}}},
     )
     server.clear_faults()
-    assert outcome.success, outcome.errors
+    okx = f"{YESTERDAY}|OKX"
 
-    # Dagster's own view: OKX's partition is not materialized, the three others are; the partition status the
-    # UI's partition bar reads says the same, and nothing failed (the run did not)
+    # Dagster's own view: OKX's partition failed, the three others are materialized; the partition status
+    # the UI's partition bar reads says the same
     stored = {f"{YESTERDAY}|{venue}" for venue in ("BINANCE", "BINANCE_UM", "DERIBIT")}
+    assert (
+        not outcome.success and instance.get_run_by_id(outcome.run_id).status == dg.DagsterRunStatus.FAILURE
+    )
     assert instance.get_materialized_partitions(TRADES) == stored
     status = get_and_update_asset_status_cache_value(instance, TRADES, crypto_partitions)
     assert (
         set(status.deserialize_materialized_partition_subsets(crypto_partitions).get_partition_keys())
         == stored
     )
-    assert not list(status.deserialize_failed_partition_subsets(crypto_partitions).get_partition_keys())
-    okx = f"{YESTERDAY}|OKX"
+    assert set(status.deserialize_failed_partition_subsets(crypto_partitions).get_partition_keys()) == {okx}
     # the store (what `marketdata status` reads) agrees: each venue's rows of the day, none of OKX's
     loads = dict(
         query(
@@ -92,7 +94,6 @@ def test_a_venue_that_stores_nothing_leaves_its_partition_unmaterialized_and_the
         )
     )
     assert loads == {"BINANCE": 300, "BINANCE_UM": 300, "DERIBIT": 300}
-    assert instance.get_latest_materialization_event(TRADES) is not None
     records = instance.fetch_materializations(TRADES, limit=10).records
     own = {
         r.partition_key: {k: v.value for k, v in r.asset_materialization.metadata.items()} for r in records
@@ -101,22 +102,21 @@ def test_a_venue_that_stores_nothing_leaves_its_partition_unmaterialized_and_the
     for partition, venue in zip(sorted(stored), ("BINANCE", "BINANCE_UM", "DERIBIT")):
         meta = own[partition]
         assert meta["summary"] == "Successful: 1/1" and meta["venues"] == venue and meta["instruments"] == 1
-        assert meta["rows"] == 300 and meta["run_rows"] == 900 and meta["run_partitions"] == 4
+        assert meta["rows"] == meta["rows_stored"] == 300 and meta["verdict"] == "ok"
+        assert meta["run_rows"] == 900 and meta["run_partitions"] == 4
         assert meta["slices_failed"] == 0 and "OKX" not in meta["slices"]
-    # why OKX is missing: the observation of its partition, and the run's warning
-    (observation,) = [r.asset_observation for r in instance.fetch_observations(TRADES, limit=10).records]
-    assert observation.partition == okx
-    reason = observation.metadata["not_stored"].value
-    assert (
-        reason.startswith("2 slice(s) failed: ")
-        and observation.metadata["summary"].value == "Successful: 0/2"
+    # why OKX failed: the step's failure names it with its verdict, and so does the run's warning
+    (error,) = outcome.errors.values()
+    assert error.startswith(
+        f"1 partition(s) not stored (the others are): crypto_trades {okx}: failed: 2 slice(s) failed: "
     )
     warned = [e.user_message for e in instance.all_logs(outcome.run_id) if "nothing stored" in e.user_message]
-    assert warned == [f"crypto_trades {okx}: nothing stored ({reason}): the partition is not materialized"]
-
-    # the console line agrees: the partitions' own rows summed (equal counts are not taken for one run figure)
-    assert (
-        outcome.rows == 900 and outcome.state == "partial" and outcome.not_stored == [f"crypto_trades[{okx}]"]
+    assert len(warned) == 1 and warned[0].startswith(
+        f"crypto_trades {okx}: failed, nothing stored (2 slice(s) failed: "
     )
-    assert f"; not stored: crypto_trades[{okx}]" in outcome.line()
-    assert outcome.line().startswith("[partial] crypto day: 1 asset, 4 partitions, 900 rows")
+    assert "marketdata/verdict" not in instance.get_run_by_id(outcome.run_id).tags  # its status says it
+
+    # the console line agrees: the stored partitions' own rows summed, the failed one named
+    assert outcome.rows == 900 and outcome.state == "FAILED" and outcome.failed_partitions == [okx]
+    assert outcome.line().startswith("[FAILED] crypto day: 1 asset, 4 partitions, 900 rows")
+    assert f"; failed partitions: {okx}" in outcome.line()
