@@ -111,4 +111,5 @@ def live_trade_id_refill(context: dg.AssetExecutionContext, config: LiveRefillCo
         mine = [r for r in records if r["hour"] == landing_hour(str(key))]
         add_own(context, key, reconciliation_metadata(mine), len(keys))
     run = {**(result.metadata or {}), **reconciliation_metadata(records)}  # the day slices' refill: the run's
+    run["holes"] = "the ids before capture only" if config.before_capture else "every missing id"
     return dg.MaterializeResult(metadata=as_run(run))

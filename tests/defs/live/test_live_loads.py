@@ -680,6 +680,7 @@ def test_a_first_hour_with_ids_before_capture_passes_and_its_sensor_run_refills_
             for k, v in e.materialization.metadata.items()
         }
         assert (refill["run_trades_added"], refill["run_ids_still_missing"]) == (before.height, 0)
+        assert refill["run_holes"] == "the ids before capture only"
         whole = pl.concat([before, captured]).select(*STORED).to_dicts()
         assert venue_rows(store, "OKX").select(*STORED).to_dicts() == whole
 
