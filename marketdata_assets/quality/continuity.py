@@ -60,10 +60,6 @@ class IdHole:
         return self.ids + (" (at midnight)" if self.at_midnight else "")
 
 
-def utc_minute(moment: datetime) -> str:
-    return f"{moment.astimezone(UTC):%H:%M} UTC"
-
-
 @dataclass(frozen=True)
 class SliceIds:
     """The ids of one slice's active load, as `find_holes` found them."""
@@ -122,7 +118,7 @@ class SliceIds:
             return ""
         return (
             f"{self.missing_before_capture:,} {self.sequence.name} id(s) before capture (from "
-            f"{utc_minute(self.captured_at)}) not stored: {', '.join(h.ids for h in before)}"
+            f"{self.captured_at.astimezone(UTC):%H:%M} UTC) not stored: {', '.join(h.ids for h in before)}"
         )
 
     def summary(self) -> str:
