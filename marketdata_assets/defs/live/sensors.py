@@ -92,7 +92,8 @@ def live_landing_hours(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     run per asset and hour, the instruments whose files closed in its config). Cursor: the closed files
     seen (of the last 48 hours), not the clock: a file closed late (a crash recovered on the next
     start, a second segment after a restart within the hour) requests its hour again, and no file is
-    requested twice."""
+    requested twice. The run of an instrument's first captured hour of a day (`first_captured`) also runs
+    `live_trade_id_refill` for its ids before capture."""
     seen = set(json.loads(context.cursor)) if context.cursor else set()
     since = hour_key(datetime.now(UTC) - LOOKBACK)
     root = settings.live_landing_dir()
