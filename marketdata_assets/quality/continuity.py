@@ -2,7 +2,9 @@
 
 Where a venue numbers its trades one by one per instrument (`ID_SEQUENCES`, by the active load's source),
 `find_holes` finds the ids a stored slice lacks, inside its day and at midnight, in ClickHouse; `refill`
-fetches exactly those from the venue's REST API by id and writes each completed slice once. Sequences,
+fetches exactly those from the venue's REST API by id and writes each completed slice once. A live
+slice's ids below the first one its capture landed that day are "before capture" (`with_capture`): not
+a loss of the capture, judged apart and refilled on their own. Sequences,
 queries and edge cases: docs/crypto-datasets.md, "Trade-id continuity and its refill".
 """
 
@@ -50,9 +52,12 @@ class IdHole:
     def missing(self) -> int:
         return self.last_missing - self.first_missing + 1
 
+    @property
+    def ids(self) -> str:
+        return str(self.first_missing) if self.missing == 1 else f"{self.first_missing}-{self.last_missing}"
+
     def __str__(self) -> str:
-        ids = str(self.first_missing) if self.missing == 1 else f"{self.first_missing}-{self.last_missing}"
-        return ids + (" (at midnight)" if self.at_midnight else "")
+        return self.ids + (" (at midnight)" if self.at_midnight else "")
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,23 @@ class SliceIds:
     missing: int = 0  # ids missing inside the day and at midnight
     ranges: int = 0  # how many hole ranges
     holes: tuple[IdHole, ...] = ()  # the first `max_ranges` of them, in id order
+    captured_from_id: int | None = None  # a live slice: the first id its capture landed (`with_capture`)
+    captured_at: datetime | None = None  # and when that capture began (its first landed record)
+
+    @property
+    def before_capture(self) -> tuple[IdHole, ...]:
+        """The holes below the first id the capture landed: ids of before the capture began."""
+        first = self.captured_from_id
+        return () if first is None else tuple(h for h in self.holes if h.last_missing < first)
+
+    @property
+    def missing_before_capture(self) -> int:
+        return sum(h.missing for h in self.before_capture)
+
+    @property
+    def missing_in_capture(self) -> int:
+        """The missing ids not known to be before capture (ranges not listed count here)."""
+        return self.missing - self.missing_before_capture
 
     @property
     def key(self) -> SliceKey:
@@ -85,7 +107,19 @@ class SliceIds:
 
     @property
     def passed(self) -> bool:
-        return self.missing == 0
+        """No id missing, except before capture began (a live slice's)."""
+        return self.missing_in_capture == 0
+
+    def capture_note(self) -> str:
+        """The ids before capture, said ('10,148 tradeId id(s) before capture (from 13:15 UTC) not stored:
+        1001-11148'); '' when there are none."""
+        before = self.before_capture
+        if not before:
+            return ""
+        return (
+            f"{self.missing_before_capture:,} {self.sequence.name} id(s) before capture (from "
+            f"{self.captured_at.astimezone(UTC):%H:%M} UTC) not stored: {', '.join(h.ids for h in before)}"
+        )
 
     def summary(self) -> str:
         where = f"{self.venue}:{self.instrument} {self.day}"
@@ -96,22 +130,23 @@ class SliceIds:
                 else f"no ingest_log row names the source of load {self.load_id}"
             )
             return f"{where}: not checked ({why})"
+        note = self.capture_note()
         if self.passed:
-            return (
-                (
-                    f"{where}: {self.rows:,} trades, {self.sequence.name} ids "
-                    f"{self.first_id}-{self.last_id} complete"
-                )
-                if self.rows
-                else f"{where}: no trades"
+            if not self.rows:
+                return f"{where}: no trades"
+            since = " since capture began" if note else ""
+            complete = (
+                f"{where}: {self.rows:,} trades, {self.sequence.name} ids {self.first_id}-{self.last_id}"
             )
-        shown = ", ".join(map(str, self.holes))
-        more = (
-            f" and {self.ranges - len(self.holes):,} more range(s)" if self.ranges > len(self.holes) else ""
-        )
+            return f"{complete} complete{since}" + (f"; {note}" if note else "")
+        inside = [h for h in self.holes if h not in self.before_capture]
+        shown = ", ".join(map(str, inside))
+        unlisted = self.ranges - len(self.holes)
+        more = f" and {unlisted:,} more range(s)" if unlisted > 0 else ""
+        ranges = self.ranges - len(self.before_capture)
         return (
-            f"{where}: {self.missing:,} {self.sequence.name} id(s) missing in {self.ranges:,} range(s): "
-            f"{shown}{more}"
+            f"{where}: {self.missing_in_capture:,} {self.sequence.name} id(s) missing in {ranges:,} "
+            f"range(s): {shown}{more}" + (f"; {note}" if note else "")
         )
 
     def metadata(self) -> dict[str, Any]:
@@ -121,12 +156,17 @@ class SliceIds:
             "source": self.source,
             "load_id": str(self.load_id),
             "rows_checked": self.rows,
-            "missing_ids": self.missing,
+            "missing_ids": self.missing_in_capture,
+            "missing_before_capture": self.missing_before_capture,
             "hole_ranges": self.ranges,
             "first_id": str(self.first_id or ""),
             "last_id": str(self.last_id or ""),
             "previous_day_last_id": str(self.previous_last_id or ""),
             "rows_without_id": self.without_id,
+            "captured_from": f"{self.captured_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, id "
+            f"{self.captured_from_id}"
+            if self.captured_at is not None
+            else "",
             "holes": table(
                 ["first missing", "last missing", "ids", "where"],
                 (
@@ -134,12 +174,27 @@ class SliceIds:
                         str(h.first_missing),
                         str(h.last_missing),
                         h.missing,
-                        "midnight" if h.at_midnight else "inside the day",
+                        "before capture"
+                        if h in self.before_capture
+                        else "midnight"
+                        if h.at_midnight
+                        else "inside the day",
                     )
                     for h in self.holes
                 ),
             ),
         }
+
+
+def with_capture(found: Mapping[str, SliceIds], starts: Mapping[SliceKey, tuple[int, datetime]]) -> dict:
+    """`find_holes`' slices with, for those in `starts` (a live slice's key -> (the first id its capture
+    landed, when that capture began)), their ids before capture told apart (`SliceIds.before_capture`)."""
+    out = dict(found)
+    for key, ids in found.items():
+        start = starts.get(ids.key)
+        if start is not None:
+            out[key] = replace(ids, captured_from_id=start[0], captured_at=start[1])
+    return out
 
 
 def _loads(
@@ -558,6 +613,12 @@ def _write(client, database: str, outcome: RefillOutcome, run_id: str, log: Call
     outcome.status = "ok"
 
 
+def _only_before_capture(ids: SliceIds) -> SliceIds:
+    """The slice with only its holes before capture (what the capture's own refill fetches)."""
+    before = ids.before_capture
+    return replace(ids, holes=before, missing=sum(h.missing for h in before), ranges=len(before))
+
+
 def refill(
     connect: Callable[[], Any],
     database: str,
@@ -568,16 +629,23 @@ def refill(
     max_ranges: int = 100_000,
     workers: int = 4,
     log: Callable[[str], None] | None = None,
+    before_capture: Mapping[SliceKey, tuple[int, datetime]] | None = None,
 ) -> RefillReport:
     """Find the slices' holes, fetch them from the venues (`clients`: venue -> a factory of its REST
     client, used as an async context manager), write each completed slice, and look again.
-    `connect()` gives a ClickHouse client as a context manager; it is not held while fetching."""
+    `connect()` gives a ClickHouse client as a context manager; it is not held while fetching.
+    With `before_capture` (live slices' capture starts, as `with_capture` takes them) only the ids
+    before each slice's capture are fetched; a slice without one is left alone."""
     log = log or (lambda message: None)
     started = time.monotonic()
     slices = list(slices)
     with connect() as client:
         tables.ensure_tables(client, database)  # it writes slices: the store is bootstrapped first
         found = find_holes(client, database, slices, max_ranges=max_ranges)
+        if before_capture is not None:
+            found = {
+                key: _only_before_capture(ids) for key, ids in with_capture(found, before_capture).items()
+            }
         report = RefillReport(
             [
                 RefillOutcome(f, status="pending" if f.sequence and f.missing else "nothing to do")
@@ -603,7 +671,16 @@ def refill(
                     except Exception as error:  # noqa: BLE001 - the other slices are still written
                         outcome.status, outcome.error = "failed", error_text(error, str(outcome.found.key))
                 outcome.frame = None
-            after = find_holes(client, database, [o.found.key for o in todo], max_ranges=1)
+            after = find_holes(
+                client,
+                database,
+                [o.found.key for o in todo],
+                max_ranges=1 if before_capture is None else 1000,
+            )
+        if before_capture is not None:
+            after = {
+                key: _only_before_capture(ids) for key, ids in with_capture(after, before_capture).items()
+            }
         for outcome in todo:
             left = after.get(outcome.found.partition_key)
             outcome.still_missing = left.missing if left is not None else 0

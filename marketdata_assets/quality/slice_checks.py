@@ -14,13 +14,15 @@ gives one verdict per partition: the violations, the rows checked and a sample o
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
+from typing import Any
 
 from marketdata_assets.core import calendars
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.core.markdown import table
 from marketdata_assets.datasets.frames import spec_for
-from marketdata_assets.datasets.slices import slices_of
+from marketdata_assets.datasets.slices import SliceKey, slices_of
 from marketdata_assets.quality.checks import (
     CLICKHOUSE,
     DAY,
@@ -35,7 +37,7 @@ from marketdata_assets.quality.checks import (
     Verdict,
     instruments_verdict,
 )
-from marketdata_assets.quality.continuity import SliceIds, find_holes
+from marketdata_assets.quality.continuity import SliceIds, find_holes, with_capture
 from marketdata_assets.quality.slices import (
     BARS_CONSISTENT,
     FUNDING_INSIDE_CAP,
@@ -211,18 +213,31 @@ TRADE_IDS_DESCRIPTION = (
 )
 
 
+# a live asset's capture starts: (ClickHouse client, database, slices) -> (the first id the capture landed,
+# when it began) of the slices with one
+Capture = Callable[[Any, str, list[SliceKey]], Mapping[SliceKey, tuple[int, datetime]]]
+
+
 def _ids_verdict(key: str, ids: SliceIds | None) -> Verdict:
     if ids is None:
         return Verdict(True, f"{key}: no active load", {"checked": key})
-    return Verdict(ids.passed, ids.summary(), {**ids.metadata(), "checked": key})
+    metadata = {**ids.metadata(), "checked": key}
+    if ids.capture_note():
+        metadata["before_capture"] = ids.capture_note()
+    return Verdict(ids.passed, ids.summary(), metadata)
 
 
-def trade_id_check(asset: str, dataset: str = "trades") -> Check:
+def trade_id_check(asset: str, dataset: str = "trades", capture: Capture | None = None) -> Check:
     """`trade_ids_continuous` on a day x instrument asset of `dataset` (trades or agg_trades): the ids
-    missing inside each slice and at midnight, named with their first ranges."""
+    missing inside each slice and at midnight, named with their first ranges. With `capture` (a live
+    asset's: the slices with holes -> (the first id their capture landed, when it began)) the ids before
+    capture are said, not failed (quality.continuity `with_capture`)."""
 
     def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
         found = find_holes(store.client, store.database, slices_of(partitions, dataset), dataset=dataset)
+        if capture is not None:
+            holed = [ids.key for ids in found.values() if ids.missing]
+            found = with_capture(found, capture(store.client, store.database, holed) if holed else {})
         return {key: _ids_verdict(key, found.get(key)) for key in partitions}
 
     return Check(TRADE_IDS_CONTINUOUS, asset, TRADE_IDS_DESCRIPTION, CLICKHOUSE, judge, DAY_INSTRUMENT)
@@ -246,17 +261,28 @@ def stored_day_keys(
     return out
 
 
-def by_hour(check: Check, dataset: str, venues: Sequence[str]) -> Check:
+def by_hour(
+    check: Check, dataset: str, venues: Sequence[str], remedy: Callable[[str, list[str]], str] | None = None
+) -> Check:
     """A day x instrument check of `dataset` as a check of an hourly live asset: each hour judged by the
     day slices of `venues`' instruments stored that day (whole, as the hour's load rewrote them), each
-    day judged once per run, the instruments' verdicts in one (a `by_instrument` table)."""
+    day judged once per run, the instruments' verdicts in one (a `by_instrument` table) with the ids
+    before capture of each (`before_capture`) and, with `remedy` (hour key, instrument keys -> the
+    command), the command that refills the instruments with missing ids (`refill_command`)."""
 
     def judge(store: ClickHouse, partitions: list[str]) -> dict[str, Verdict]:
         days = {key: str(key)[:10] for key in partitions}
         keys = stored_day_keys(store, dataset, sorted(set(days.values())), venues)
         verdicts = check.judge(store, sorted({k for ks in keys.values() for k in ks}))
         return {
-            key: instruments_verdict(key, {k: verdicts[k] for k in keys[day]}) for key, day in days.items()
+            key: _with_notes(
+                key,
+                instruments_verdict(key, {k: verdicts[k] for k in keys[day]}),
+                verdicts,
+                keys[day],
+                remedy,
+            )
+            for key, day in days.items()
         }
 
     return Check(
@@ -268,6 +294,34 @@ def by_hour(check: Check, dataset: str, venues: Sequence[str]) -> Check:
         HOUR,
         check.blocking,
     )
+
+
+def _with_notes(
+    key: str,
+    verdict: Verdict,
+    verdicts: Mapping[str, Verdict],
+    keys: list[str],
+    remedy: Callable[[str, list[str]], str] | None,
+) -> Verdict:
+    """An hour's verdict with its instruments' ids before capture (said in the description of a passing
+    one too) and the command that refills the instruments with missing ids."""
+    notes = [
+        f"{k.split('|')[1]}: {verdicts[k].metadata['before_capture']}"
+        for k in keys
+        if verdicts[k].metadata.get("before_capture")
+    ]
+    refill = [
+        k.split("|")[1] for k in keys if not verdicts[k].passed or verdicts[k].metadata.get("before_capture")
+    ]
+    metadata = {k: v for k, v in verdict.metadata.items() if k != "before_capture"}
+    description = verdict.description
+    if notes:
+        metadata["before_capture"] = "\n".join(notes)
+        description = f"{description}; {'; '.join(notes)}" if verdict.passed else description
+    if refill and remedy is not None:
+        metadata["refill_command"] = remedy(key, refill)
+        description = f"{description}; refill: {metadata['refill_command']}"
+    return replace(verdict, description=description, metadata=metadata)
 
 
 # --- The declarations, by asset ---------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Asset checks of the live assets, each hour judged by the day slices its load rewrote, one verdict with
 each instrument's (`by_hour`):
 - `live_trades` (declared in quality/slice_checks.py as the REST and dump trades' are): no duplicate
-  trade id, timestamps inside the day, prices positive, and trade-id continuity;
+  trade id, timestamps inside the day, prices positive, and trade-id continuity (the ids before an
+  instrument's capture began that day said, not failed; the refill's command named);
 - the other live datasets (defs/live/datasets.py): the rules the REST loads of the same dataset get
   (quality/slice_checks.py `CRYPTO_CHECKS`, `CRYPTO_SNAPSHOT_CHECKS`): bars consistent, on the minute
   grid, prices positive; open interest not negative; no duplicate liquidation id; tickers not
@@ -11,11 +12,13 @@ each instrument's (`by_hour`):
 
 from dataclasses import replace
 
+from marketdata_assets.core import settings
 from marketdata_assets.defs._common.checks import asset_checks
+from marketdata_assets.defs.live.continuity import refill_command
 from marketdata_assets.defs.live.landed import asset_name
 from marketdata_assets.defs.live.partitions import live_partitions
 from marketdata_assets.ingest.live.dataset_rows import CHANNELS
-from marketdata_assets.ingest.live.load import LIVE_VENUES
+from marketdata_assets.ingest.live.load import LIVE_VENUES, capture_starts
 from marketdata_assets.quality.live_paths import LIVE_MATCHES_HOURLY_CHECK
 from marketdata_assets.quality.slice_checks import (
     CRYPTO_BAR_RULES,
@@ -39,6 +42,11 @@ def inside_day(dataset: str):
     return TIMESTAMPS_INSIDE_DAY.get(dataset) or replace(TIMESTAMPS_INSIDE_DAY["trades"], dataset=dataset)
 
 
+def landed_capture(client, database: str, slices):
+    """The slices' capture starts from the landing files (ingest/live/load.py `capture_starts`)."""
+    return capture_starts(client, database, settings.live_landing_dir(), slices)
+
+
 LIVE_DATASET_RULES = {
     "tickers": (TICKER_NOT_CROSSED, inside_day("tickers")),
     "bars_1m": CRYPTO_BAR_RULES,
@@ -51,7 +59,9 @@ LIVE_DATASET_RULES = {
 # the live hours of trades (every venue of ingest/live/load.py) and of the other datasets (their venues)
 LIVE_TRADE_CHECKS = [
     *(by_hour(rule_check("live_trades", rule), "trades", list(LIVE_VENUES)) for rule in TRADE_RULES),
-    by_hour(trade_id_check("live_trades"), "trades", list(LIVE_VENUES)),
+    by_hour(
+        trade_id_check("live_trades", capture=landed_capture), "trades", list(LIVE_VENUES), refill_command
+    ),
     LIVE_MATCHES_HOURLY_CHECK,
 ]
 LIVE_DATASET_CHECKS = [

@@ -6,14 +6,17 @@ slice's own source (BINANCE_LIVE / OKX_LIVE / DERIBIT_LIVE: the same id sequence
 the refilled days is reconciled again (defs/live/assets.py `reconcile`: trades from the live landing
 vs from the refill, the book gaps; metadata and ClickHouse `live_reconciliation`).
 
-Partitioned like live_trades (hour x instrument: the hour's day slice); run it by hand or as a
-backfill on the hours whose check failed. It calls a vendor, so nothing runs it by default. What it
+Partitioned like live_trades (hours; each its day slices); run it by hand (`refill_command`, the
+command the check names) or as a backfill on the hours whose check failed. It calls a vendor, so it
+runs by itself only for the ids before capture: with `before_capture`, in the landing sensor's run of
+an instrument's first captured hour of the day (defs/live/sensors.py). What it
 adds survives the day's later hourly loads: a live load keeps the stored trades of a live slice
 whose ids no landing file holds (ingest/live/load.py, `kept_from_store` in live_trades' metadata).
 Each hour's materialization carries its own reconciliation; the refill's figures (its day slices') are
 `run_*`.
 """
 
+import json
 from datetime import date
 
 import dagster as dg
@@ -25,13 +28,14 @@ from marketdata_assets.defs._common.figures import add_own, as_run
 from marketdata_assets.defs._common.refill import refill_result
 from marketdata_assets.defs.live.assets import GROUP, hour_instruments, reconcile, reconciliation_metadata
 from marketdata_assets.defs.live.partitions import landing_hour, live_partitions
-from marketdata_assets.ingest.live.load import LIVE_VENUES, day_origins
+from marketdata_assets.ingest.live.load import LIVE_VENUES, capture_starts, day_origins
 from marketdata_assets.orchestration import pools
 from marketdata_assets.quality.continuity import refill
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.sources.config import CRYPTO_SOURCES
 
 VENUE_KEYS = {venue: CRYPTO_SOURCES[venue] for venue in LIVE_VENUES}  # each venue's REST resource
+ASSET = "live_trade_id_refill"
 
 
 class LiveRefillConfig(RunConfig):
@@ -42,6 +46,18 @@ class LiveRefillConfig(RunConfig):
     instruments: list[str] = []  # noqa: RUF012 - pydantic copies the default
     """Only these instruments (VENUE:INSTRUMENT); empty: every one with a closed trade file of the run's
     hours."""
+    before_capture: bool = False
+    """Only the ids before the instrument's capture began that day (below the first id its landing holds):
+    what the landing sensor's run of a first captured hour fetches by itself."""
+
+
+def refill_command(hour: str, instruments: list[str]) -> str:
+    """The command that runs this refill by hand for `instruments` (VENUE:INSTRUMENT) of the hour key's
+    day slices, from the project directory."""
+    config = json.dumps(
+        {"ops": {ASSET: {"config": {"instruments": sorted(instruments)}}}}, separators=(",", ":")
+    )
+    return f"dg launch --assets {ASSET} --partition {hour} --config-json '{config}'"
 
 
 @dg.asset(
@@ -69,6 +85,11 @@ def live_trade_id_refill(context: dg.AssetExecutionContext, config: LiveRefillCo
         venue: getattr(context.resources, VENUE_KEYS[venue]).make_client
         for venue in {s.venue for s in slices}
     }
+    root = settings.live_landing_dir()
+    starts = None
+    if config.before_capture:
+        with clickhouse.get_client() as client:
+            starts = capture_starts(client, clickhouse.database, root, slices)
     report = refill(
         clickhouse.get_client,
         clickhouse.database,
@@ -78,16 +99,17 @@ def live_trade_id_refill(context: dg.AssetExecutionContext, config: LiveRefillCo
         max_ranges=config.max_ranges,
         workers=1,
         log=context.log.info,
+        before_capture=starts,
     )
-    root = settings.live_landing_dir()
     with clickhouse.get_client() as client:
         origins = day_origins(client, clickhouse.database, root, slices)
     records = reconcile(clickhouse, root, origins, triples)
     clickhouse.close()
-    result = refill_result("live_trade_id_refill", report, config.max_failed)
+    result = refill_result(ASSET, report, config.max_failed)
     keys = context.partition_keys
     for key in keys:  # each hour's own reconciliation: its trades from the landing and from the refill
         mine = [r for r in records if r["hour"] == landing_hour(str(key))]
         add_own(context, key, reconciliation_metadata(mine), len(keys))
     run = {**(result.metadata or {}), **reconciliation_metadata(records)}  # the day slices' refill: the run's
+    run["holes"] = "the ids before capture only" if config.before_capture else "every missing id"
     return dg.MaterializeResult(metadata=as_run(run))

@@ -39,7 +39,13 @@ from marketdata_assets.ingest.live.landing_hours import (  # noqa: F401 (hour he
     parse_hour,
     summary,
 )
-from marketdata_assets.ingest.live.trade_frames import LIVE_SOURCES, LIVE_VENUES, VENUE, sized_at_hour
+from marketdata_assets.ingest.live.trade_frames import (
+    LIVE_SOURCES,
+    LIVE_VENUES,
+    VENUE,
+    seed_master,
+    sized_at_hour,
+)
 from marketdata_assets.stores.clickhouse import tables
 from marketdata_assets.stores.landing import closed_files, read_lines
 
@@ -101,6 +107,45 @@ def day_files(root: Path, instrument: str, day: date, venue: str = VENUE) -> lis
         for path in closed_files(root, venue, trade_channel(instrument, venue))
         if file_hour(path) in hours
     ]
+
+
+def capture_start(root: Path, venue: str, instrument: str, day: date) -> tuple[int, datetime] | None:
+    """When the capture that `day`'s slice comes from began: (the first trade id it landed, the receive
+    time of the first record of its earliest file) from the instrument's closed trade files of the day's
+    hours (`hours_of_day`: from 23Z the day before, so a capture running over midnight began the day
+    before); None without a landed trade. The ids below it were never the capture's to land."""
+    began, spec = None, LIVE_VENUES[venue]
+    try:
+        for path in day_files(root, instrument, day, venue):
+            sized_at_hour(spec.protocol, path)  # as read_day sizes it
+            for line in read_lines(path):
+                record = landing_record(line)
+                if record is None:
+                    continue
+                began = began or datetime.fromtimestamp(record["t"] / 1e9, UTC)
+                text = record.get("d")
+                rows = spec.trades(text, instrument, record["t"]) if isinstance(text, str) else "marker"
+                ids = [] if isinstance(rows, str) else [t.seq for t in rows if t.seq is not None]
+                if ids:
+                    return min(ids), began
+    finally:
+        sized_at_hour(spec.protocol, None)
+    return None
+
+
+def capture_starts(
+    client, database: str, root: Path, slices: Iterable[SliceKey]
+) -> dict[SliceKey, tuple[int, datetime]]:
+    """`capture_start` of each live trades slice that has one; the frames sized by the stored master,
+    as the hourly load sizes them (the load stored what it looked up)."""
+    seed_master(client, database)
+    out = {}
+    for key in slices:
+        if key.venue in LIVE_VENUES:
+            found = capture_start(root, key.venue, key.instrument, key.day)
+            if found is not None:
+                out[key] = found
+    return out
 
 
 def read_day(

@@ -664,6 +664,13 @@ class Deribit(Venue):
                 if sent is not None:  # trade_seqs the WebSocket replay sent: exactly as it sent them
                     return sent_page(inst, sent, count, sorting)
                 rows = self.market.rows_from_id(DERIBIT, inst, first, wanted)
+                after = rows[-1][0].first_id + rows[-1][1] + 1 if rows else first
+                if sorting == "asc" and live is not None and len(rows) < min(wanted, count + 1):
+                    # the tape reaches now; the seqs the WebSocket replay sent ahead of it follow
+                    sent = live.emitted_from(after, min(wanted, count + 1) - len(rows)) or []
+                    page = [self._trade(inst, tape, i) for tape, i in rows]
+                    page += sent_page(inst, sent, count - len(page), sorting)["trades"]
+                    return {"trades": page[:count], "has_more": len(rows) + len(sent) > count}
         if sorting == "asc":
             page, has_more = rows[:count], len(rows) > count
         else:

@@ -63,7 +63,9 @@ def ensure_instruments_table(client, database: str) -> str:
 
 
 def store_versions(client, database: str, versions: Iterable[Version]) -> int:
-    """Append versions (one INSERT); returns how many were sent."""
+    """Append versions (one INSERT), the table made if missing (a collector stores what it looked up before
+    anything made the master: make run's first minute); returns how many were sent."""
+    ensure_instruments_table(client, database)
     return cluster.insert_frame(client, database, TABLE, frame(versions))
 
 

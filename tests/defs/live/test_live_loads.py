@@ -361,15 +361,20 @@ def test_one_run_loads_an_hour_of_several_instruments(root, store):
         first = live_landing_hours(dg.build_sensor_context(instance=instance))
         (request,) = first.run_requests  # the hour, both instruments named
         assert request.partition_key == pkey(10).split("|")[0]
+        both = ["BINANCE:BTCUSDT", "BINANCE:ETHUSDT"]
         assert request.run_config == {
-            "ops": {"live_trades": {"config": {"instruments": ["BINANCE:BTCUSDT", "BINANCE:ETHUSDT"]}}}
+            "ops": {
+                "live_trades": {"config": {"instruments": both}},
+                # their first captured hour of the day: the refill of their ids before capture runs with it
+                "live_trade_id_refill": {"config": {"instruments": both, "before_capture": True}},
+            }
         }
         result = dg.materialize(
             [live_trades],
             resources={"clickhouse": store},
             instance=instance,
             partition_key=request.partition_key,
-            run_config=request.run_config,
+            run_config={"ops": {"live_trades": request.run_config["ops"]["live_trades"]}},
         )
         events = result.get_asset_materialization_events()
         assert result.success and [e.partition for e in events] == [request.partition_key]
@@ -576,6 +581,133 @@ def test_reconciliation_counts_what_the_rest_refill_added_and_lists_book_gaps(ro
     with store.get_client() as client:
         recorded = reconciliation(client, store.database, "OKX", "BTC-USDT", at(10), at(11))
     assert recorded == {at(10): (complete.height - 7, 7, 1)}
+
+
+def store_rest_day_end(store, rows: pl.DataFrame) -> None:
+    """The day before DAY as a REST load (source OKX: the tradeId sequence the live loads join) ending
+    with `rows`, so DAY's first id is compared with its last."""
+    from marketdata_assets.stores.clickhouse import writer
+
+    day = DAY - timedelta(days=1)
+    frame = rows.with_columns(venue=pl.lit("OKX"), instrument=pl.lit("BTC-USDT"))
+    with store.get_client() as client:
+        written = writer.write_slice(client, store.database, "trades", frame, "OKX", "BTC-USDT", day, "rest")
+        now = datetime.now(UTC)
+        writer.log_ingest(
+            client,
+            store.database,
+            [
+                {
+                    "run_id": "rest",
+                    "source": "OKX",
+                    "dataset": "trades",
+                    "venue": "OKX",
+                    "instrument": "BTC-USDT",
+                    "day": day,
+                    "rows": frame.height,
+                    "outcome": "ok",
+                    "load_id": written.load_id,
+                    "started_at": now,
+                    "finished_at": now,
+                }
+            ],
+        )
+
+
+def trade_id_verdict(result) -> dg.AssetCheckEvaluation:
+    (found,) = [
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.asset_check_key.name == "trade_ids_continuous"
+    ]
+    return found
+
+
+def test_a_first_hour_with_ids_before_capture_passes_and_its_sensor_run_refills_them(
+    root, store, rest_replay
+):
+    from marketdata_assets.defs.live.assets import live_trades
+    from marketdata_assets.defs.live.checks import live_checks
+    from marketdata_assets.defs.live.continuity import live_trade_id_refill
+    from marketdata_assets.defs.live.sensors import live_landing_hours
+    from tests.support.ticks_dagster import crypto_resources
+
+    store_rest_day_end(store, tape(rest_replay, "OKX", -1))  # the day before: 23:00-24:00 of it
+    captured = tape(rest_replay, "OKX", 10)  # the collector started at 10:00: hours 0-9 never landed
+    with LandingWriter(root, "OKX") as writer:
+        writer.marker(VENUE_CHANNELS["OKX"][1], "c1", "connect", int(at(10, 5).timestamp() * 1e9))
+    land_tape(root, "OKX", captured)
+    before = pl.concat([tape(rest_replay, "OKX", h) for h in range(10)])
+    assert before.height > 100
+    assets = [live_trades, live_trade_id_refill, *live_checks]
+    resources = {"clickhouse": store, **crypto_resources(rest_replay.base_url)}
+    with dg.DagsterInstance.ephemeral() as instance:
+        (request,) = live_landing_hours(dg.build_sensor_context(instance=instance)).run_requests
+        assert request.run_config["ops"]["live_trade_id_refill"]["config"]["before_capture"] is True
+        loaded = dg.materialize(  # the hour's load alone first: what its check says before the refill
+            assets,
+            selection=[dg.AssetKey("live_trades")],
+            resources=resources,
+            instance=instance,
+            partition_key=request.partition_key,
+            run_config={"ops": {"live_trades": request.run_config["ops"]["live_trades"]}},
+        )
+        verdict = trade_id_verdict(loaded)
+        first = captured["seq"].min()
+        assert verdict.passed, verdict.description
+        assert (
+            f"OKX:BTC-USDT: {before.height:,} tradeId id(s) before capture (from {at(10):%H:%M} UTC) "
+            f"not stored: {before['seq'].min()}-{first - 1}"
+        ) in verdict.description
+        assert verdict.metadata["refill_command"].value.startswith(
+            f"dg launch --assets live_trade_id_refill --partition {request.partition_key} "
+        )
+
+        run = dg.materialize(  # the sensor's run: the load, its checks and the refill before capture
+            assets,
+            selection=request.asset_selection,
+            resources=resources,
+            instance=instance,
+            partition_key=request.partition_key,
+            run_config=request.run_config,
+        )
+        assert run.success
+        refill = {
+            k: v.value
+            for e in run.get_asset_materialization_events()
+            if e.asset_key == dg.AssetKey("live_trade_id_refill")
+            for k, v in e.materialization.metadata.items()
+        }
+        assert (refill["run_trades_added"], refill["run_ids_still_missing"]) == (before.height, 0)
+        assert refill["run_holes"] == "the ids before capture only"
+        whole = pl.concat([before, captured]).select(*STORED).to_dicts()
+        assert venue_rows(store, "OKX").select(*STORED).to_dicts() == whole
+
+        again = dg.materialize(  # a second refill: nothing missing, nothing asked, nothing added
+            assets,
+            selection=[dg.AssetKey("live_trade_id_refill")],
+            resources=resources,
+            instance=instance,
+            partition_key=request.partition_key,
+            run_config={"ops": {"live_trade_id_refill": request.run_config["ops"]["live_trade_id_refill"]}},
+        )
+        metadata = {
+            k: v.value
+            for k, v in again.get_asset_materialization_events()[0].materialization.metadata.items()
+        }
+        assert (metadata["run_trades_added"], metadata["run_requests"]) == (0, 0)
+        assert venue_rows(store, "OKX").height == len(whole)
+        reloaded = dg.materialize(
+            assets,
+            selection=[dg.AssetKey("live_trades")],
+            resources=resources,
+            instance=instance,
+            partition_key=request.partition_key,
+            run_config={"ops": {"live_trades": request.run_config["ops"]["live_trades"]}},
+        )
+        assert checks_passed(reloaded)["trade_ids_continuous"] is True
+        assert "before capture" not in (trade_id_verdict(reloaded).description or "")
 
 
 def test_the_sensor_requests_every_venues_closed_hours(root):

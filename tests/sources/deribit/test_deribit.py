@@ -405,3 +405,23 @@ def test_latency_beyond_the_timeout_is_retried(server):
 
     book, stats = run(go())
     assert book.height == 2 and stats.transport_errors == 1 and stats.retries == 1
+
+
+def test_trades_by_seq_run_from_the_tape_into_what_the_websocket_replay_sent():
+    """A span of trade_seqs from the replay's tape (traded before now) into those its WebSocket replay sent
+    (the tape played on from now): one span, every seq once, as the live trade-id refill asks for it."""
+    from marketdata_assets.replay.crypto import CryptoReplayServer
+    from marketdata_assets.replay.crypto.live_book import LiveInstrument
+
+    with CryptoReplayServer(ReplayConfig(seed=4, instruments={"DERIBIT": ["BTC-PERPETUAL"]})) as replay:
+        live = LiveInstrument(replay.market, "BTC-PERPETUAL", seed=4, venue="DERIBIT")
+        sent = [seq for seq, *_ in live.tape_trades(5)]  # sent now: the tape's own times for them are ahead
+
+        async def go():
+            async with venue_client(
+                "DERIBIT", replay.base_url, retry=FAST, requests_per_minute=60_000
+            ) as api:
+                return await api.trades_by_seq("BTC-PERPETUAL", sent[0] - 10, sent[-1], day=DAY)
+
+        trades = run(go())
+    assert trades["seq"].to_list() == list(range(sent[0] - 10, sent[-1] + 1))

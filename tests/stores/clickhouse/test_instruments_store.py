@@ -20,6 +20,16 @@ from marketdata_assets.stores.clickhouse.volumes import ensure_volumes_table, sn
 from tests.datasets.test_instruments import T0, swap
 
 
+def test_versions_are_stored_into_a_database_without_the_table(clickhouse):
+    """A collector stores its looked-up versions before anything made the master (make run's first minute)."""
+    learned = changes({}, [swap()], T0)
+    with clickhouse.get_client() as client:
+        client.command(f"CREATE DATABASE IF NOT EXISTS `{clickhouse.database}`")
+        assert not client.command(f"EXISTS TABLE `{clickhouse.database}`.instruments")
+        assert store_versions(client, clickhouse.database, learned) == 1
+        assert read_versions(client, clickhouse.database, "OKX") == learned
+
+
 def test_versions_round_trip_once_each(clickhouse):
     first = changes(
         {},
