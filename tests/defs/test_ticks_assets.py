@@ -684,10 +684,10 @@ def test_a_share_rules_resolve_each_day_from_the_master_a_listing_and_a_delistin
     shown = CliRunner().invoke(cli, ["universe", "--venue", "SSE", "--as-of", str(second), "--list"])
     assert shown.exit_code == 0, shown.output
     assert (
-        f"SSE {second}: 2 in the universe (2 of 2 listed that day by the rule, 0 explicit); joined 1: "
-        "600100.SH; left 1: 600101.SH"
+        f"SSE {second}: 2 in the universe; rule (types equity): 2 of 2 listed that day; explicit: 0; "
+        "joined 1: 600100.SH; left 1: 600101.SH"
     ) in shown.output
-    assert "600100.SH  equity  -  live" in shown.output
+    assert "600100.SH  rule  equity  -  live" in shown.output
 
 
 def test_a_holiday_writes_nothing_and_materializes(stock_server, stocks, instance):
