@@ -125,6 +125,13 @@ def test_a_backfill_of_1_of_30_days_shows_1_of_30_and_status_names_the_29_missin
     sessions = len(calendars.trading_days("SSE", first, last))
     assert f"| SSE:600000.SH | 0/{sessions} | 0.00 | {sessions} days " in table  # expected, nothing stored
     assert meta["missing_days"].value == 2 * 29 + sessions and meta["overall_percent"].value == 2.22
+    (check,) = result.get_asset_check_evaluations()  # the completeness check says it too, as a warning
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert (
+        check.description
+        == f"{2 * 29 + sessions:,} expected instrument-day(s) of 3 instrument(s) have no bars"
+    )
+    assert f"| BINANCE:{PAIRS[0]} | 29 | {span} not loaded: {command} |" in check.metadata["missing"].value
 
     monkeypatch.setenv("CLICKHOUSE_DSN", store.dsn)
     monkeypatch.setenv("CLICKHOUSE_DATABASE", store.database)

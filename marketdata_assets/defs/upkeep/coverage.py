@@ -31,6 +31,18 @@ class CoverageConfig(RunConfig):
     kinds={"clickhouse"},
     deps=["crypto_bars_1m", "binance_dump_bars_1m", "a_share_bars_1m", "yahoo_bars_1m"],
     automation_condition=dg.AutomationCondition.on_cron("0 6 * * *"),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "history_complete",
+            asset="ticks_coverage",
+            description=(
+                "Every day the universe expects in the drawn days (listed, in the day's universe, from "
+                "history_start, trading) has its 1-minute bars stored; a missing one is named with its "
+                "reason and the command that loads it (WARN: missing history is a backfill to run, not a "
+                "fault)."
+            ),
+        )
+    ],
 )
 def ticks_coverage(
     context: dg.AssetExecutionContext, config: CoverageConfig, clickhouse: ClickHouseResource
@@ -68,6 +80,7 @@ def ticks_coverage(
         f"{missing} expected instrument-day(s) with no bar"
     )
     return dg.MaterializeResult(
+        check_results=[_history_complete(grid, missing, sources.binance_archives)],
         metadata={
             "heat_map": dg.MetadataValue.md(svg_markdown_image(svg, "coverage heat map")),
             "overall_percent": round(100 * grid.overall, 2),
@@ -84,7 +97,33 @@ def ticks_coverage(
             ),
             **({"stored_not_expected": _outside(grid.outside)} if grid.outside else {}),
             **({"calendar": "; ".join(provisional)} if provisional else {}),
-        }
+        },
+    )
+
+
+def _history_complete(grid: cov.Coverage, missing: int, archives) -> dg.AssetCheckResult:
+    """The check: no expected instrument-day without bars; the instruments missing most, with why."""
+    worst = sorted(grid.missing.items(), key=lambda item: (-len(item[1]), item[0]))
+    return dg.AssetCheckResult(
+        check_name="history_complete",
+        passed=not missing,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{missing:,} expected instrument-day(s) of {len(grid.missing):,} instrument(s) have no bars"
+            if missing
+            else "every expected day is stored"
+        ),
+        metadata={
+            "missing_days": missing,
+            "missing": dg.MetadataValue.md(
+                table(
+                    ["instrument", "missing days", "why, and the command that loads them"],
+                    ((key, len(days), _line(grid, key, archives)[3]) for key, days in worst[:SHOWN_ROWS]),
+                )
+                if worst
+                else "none"
+            ),
+        },
     )
 
 
