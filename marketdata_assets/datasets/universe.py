@@ -94,8 +94,8 @@ class Cut:
         """ "top 20 by 24 h volume as of 2026-11-25 00:10 UTC", with a look-ahead or no snapshot said."""
         if self.snapshot is None:
             return (
-                f"top {self.top} by 24 h volume: no volume snapshot (refresh the instrument master), "
-                "none taken by volume"
+                f"top {self.top} by 24 h volume: no volume snapshot (refresh the instrument master: "
+                "`marketdata instruments`), none taken by volume"
             )
         text = f"top {self.top} by 24 h volume as of {self.snapshot.taken:%Y-%m-%d %H:%M} UTC"
         if self.snapshot.look_ahead:

@@ -348,3 +348,5 @@ def test_an_archive_site_that_does_not_answer_leaves_the_listing_stored_and_says
         f"  look-ahead: 2 instrument(s) with no listing time, in by the listing first seen {TODAY} (BTCUSDT, "
         "ETHUSDT); refresh the instrument master with the archive site reachable: `marketdata instruments`"
     ) in shown.output
+    listed = CliRunner().invoke(cli, ["universe", "--venue", "BINANCE", "--list"])
+    assert "  BTCUSDT  rule+explicit  spot  -  live  listed: unknown\n" in listed.output  # today: seen listed

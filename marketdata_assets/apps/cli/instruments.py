@@ -23,11 +23,13 @@ def _rows(master, found, venue: str, day: date) -> list[tuple[str, ...]]:
         by = "+".join(way for way, names in ways if name in names)
         item = master.at(venue, name, datetime.combine(day, datetime.max.time(), UTC))
         if item is None:
-            out.append((name, by, "-", "-", "not in the master"))
+            out.append((name, by, "-", "-", "not in the master", "listed: unknown"))
             continue
         size = f"{item.size:g} {item.contract_unit}" if item.type not in ("spot", "equity") else "-"
-        ahead = " (look-ahead: listing unknown)" if name in found.look_ahead else ""
-        out.append((name, by, item.type, size, item.status + ahead))
+        listed = master.listing(venue, name)
+        life = f"listed {listed:%Y-%m-%d}" if listed is not None else "listed: unknown"
+        ahead = " (look-ahead)" if name in found.look_ahead else ""
+        out.append((name, by, item.type, size, item.status, life + ahead))
     return out
 
 

@@ -80,7 +80,8 @@ def run_universe(
     if not any(master.current(venue) for venue in rules):
         raise dg.Failure(
             f"{step}: universes.{feed.universe}.rules select from the instrument master, which holds none "
-            f"of {', '.join(sorted(rules))}: materialize `instrument_master` (with {name}'s credential set)"
+            f"of {', '.join(sorted(rules))}: refresh it with {name}'s credential set "
+            f"(`marketdata instruments --venue {name}`)"
         )
     by_day = {
         day: sorted(code for rule in rules.values() for code in resolve(master, rule, day)) for day in days
