@@ -204,6 +204,7 @@ class Master:
         self._last_lookup: dict[str, float] = {}
         self._failed: dict[tuple[str, str], tuple[float, str]] = {}  # a lookup that failed: when, why
         self._retry_s = retry_s
+        self._listing: dict[tuple[str, str], datetime | None] = {}  # (venue, instrument) -> listing, cached
         self._lock = threading.Lock()
         self.lookups = 0  # reference lookups made
         self.added: list[Version] = []  # versions learned by lookups, for the caller to store
@@ -225,6 +226,7 @@ class Master:
             history = self._versions.setdefault(version.instrument.key, [])
             if all(v.valid_from != version.valid_from for v in history):
                 history.append(version)
+                self._listing.pop(version.instrument.key, None)
                 self._unknown.discard(version.instrument.key)
                 history.sort(key=lambda v: (v.valid_from, v.seen))
 
@@ -252,8 +254,11 @@ class Master:
 
     def listing(self, venue: str, instrument: str) -> datetime | None:
         """When the instrument was listed, as the master last learned it (None: no source said)."""
-        known = [v for v in self._versions.get((venue, instrument), ()) if v.instrument.listed is not None]
-        return max(known, key=lambda v: v.seen).instrument.listed if known else None
+        key = (venue, instrument)
+        if key not in self._listing:
+            known = [v for v in self._versions.get(key, ()) if v.instrument.listed is not None]
+            self._listing[key] = max(known, key=lambda v: v.seen).instrument.listed if known else None
+        return self._listing[key]
 
     def first_seen(self, venue: str, instrument: str) -> datetime | None:
         """When the master first learned of the instrument (None: never)."""
