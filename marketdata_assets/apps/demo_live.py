@@ -106,8 +106,33 @@ def start(replays, extra: tuple[str, ...] = ()) -> DemoLive:
     return _launch(live, rest, extra)
 
 
+def line(
+    instruments: list[str], said: list[str], unreplayed: list[str], uncollected: list[str], venues: list[str]
+) -> str:
+    """The make-run collector's line: what it collects and how its universe came about (`said`: what the
+    resolution said; the master unreadable: the explicit list stands in, said first), what of the universe
+    the replays do not serve, and each universe venue not collected with the command that collects it."""
+    from marketdata_assets.apps.universes import EXPLICIT_ONLY
+
+    every = float(settings.get("COLLECTOR_RESOLVE_S"))
+    resolved = f"the universe resolved today, again every {every:g} s" if every > 0 else "the universe today"
+    explicit = [text for text in said if text.endswith(EXPLICIT_ONLY)]  # the master could not be read
+    return (
+        f"live collector: {', '.join(instruments)} ("
+        + "; ".join([*(explicit or [resolved]), *(text for text in said if text not in explicit)])
+        + (f"; not replayed: {', '.join(unreplayed)}" if unreplayed else "")
+        + "".join(
+            f"; {venue} not collected: make run collects {', '.join(venues)} "
+            f"(`marketdata collect --venue {venue.lower()}` collects it)"
+            for venue in uncollected
+        )
+        + ") from the WebSocket "
+        f"replays -> {settings.live_landing_dir()}, NATS {settings.get('NATS_URL')}, trades_live"
+    )
+
+
 def _launch(live: DemoLive, rest, extra: tuple[str, ...]) -> DemoLive:
-    from marketdata_assets.apps.universes import EXPLICIT_ONLY, universe_today
+    from marketdata_assets.apps.universes import universe_today
     from marketdata_assets.sources.config import load_sources_config
 
     venues = {replay.venue: replay for replay in live.replays}
@@ -135,20 +160,5 @@ def _launch(live: DemoLive, rest, extra: tuple[str, ...]) -> DemoLive:
         live.line = f"live collector: not started ({error})"
         return live
     uncollected = [v for v in load_sources_config().crypto_rules() if v not in venues]
-    every = float(settings.get("COLLECTOR_RESOLVE_S"))
-    resolved = f"the universe resolved today, again every {every:g} s" if every > 0 else "the universe today"
-    explicit = [line for line in fallback if line.endswith(EXPLICIT_ONLY)]  # the master could not be read
-    said = [line for line in fallback if line not in explicit]
-    live.line = (
-        f"live collector: {', '.join(instruments)} ("
-        + "; ".join([*(explicit or [resolved]), *said])
-        + (f"; not replayed: {', '.join(unreplayed)}" if unreplayed else "")
-        + "".join(
-            f"; {venue} not collected: make run collects {', '.join(venues)} "
-            f"(`marketdata collect --venue {venue.lower()}` collects it)"
-            for venue in uncollected
-        )
-        + ") from the WebSocket "
-        f"replays -> {settings.live_landing_dir()}, NATS {settings.get('NATS_URL')}, trades_live"
-    )
+    live.line = line(instruments, fallback, unreplayed, uncollected, list(venues))
     return live

@@ -188,6 +188,10 @@ def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp
         assert shown.exit_code == 0 and "look-ahead" not in shown.output, shown.output
         assert f"BINANCE {day}: " in shown.output and f" of {listed:,} listed that day; " in shown.output
     assert "explicit: 0, 3 not listed that day (BTCUSDT, ETHUSDT, SOLUSDT)" in shown.output  # none in 2012
+    sse = CliRunner().invoke(cli, ["universe", "--venue", "SSE", "--as-of", str(early)]).output
+    assert sse == (
+        f"SSE {early}: 8 in the universe; no rule (0 listed that day); explicit: 8; joined 0; left 0\n"
+    )
     future, today = CliRunner().invoke(cli, ["universe", "--as-of", "2999-01-01"]), datetime.now(UTC).date()
     assert future.exit_code == 2 and (
         f"Invalid value for --as-of: 2999-01-01 has not happened yet (today is {today} UTC): no "
