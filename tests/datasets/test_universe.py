@@ -185,3 +185,22 @@ def test_explicit_instruments_are_in_only_on_the_days_they_were_listed():
     both = UniverseRule("OKX", types=("perpetual",), settles=("USDT",), explicit=("BTC-USDT-SWAP",))
     assert explain(book, both, T0.date()) == {"listed": 3, "by rule": 1, "explicit": 1, "in the universe": 1}
     assert both.text == "types perpetual; settles USDT"
+
+
+def test_a_run_resolving_days_before_first_sight_says_look_ahead_and_how_to_fix_it():
+    from marketdata_assets.ingest.instruments import cut_warnings, universe_resolver
+
+    seen = T0 + timedelta(days=100)
+    book = Master(changes({}, [swap("SOL-USDT", 1.0, type="spot", base="SOL", listed=None)], seen))
+    cuts, ahead = {}, {}
+    resolve_day = universe_resolver(
+        book, {"OKX": UniverseRule("OKX", types=("spot",))}, set(), None, cuts, ahead
+    )
+    for day in (T0.date(), (T0 + timedelta(days=1)).date(), seen.date()):
+        assert resolve_day("OKX", day) == ["SOL-USDT"]
+    said = (
+        f"OKX {T0.date()}..{(T0 + timedelta(days=1)).date()} (2 day(s)): 1 instrument(s) with no listing "
+        "time, in by today's listing before the master first saw them — look-ahead (SOL-USDT); refresh the "
+        "instrument master with the archive site reachable: `marketdata instruments`"
+    )
+    assert cut_warnings(cuts, ahead) == [said]
