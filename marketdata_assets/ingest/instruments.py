@@ -17,6 +17,7 @@ from marketdata_assets.datasets.instruments import CLOSED, VERSIONED, Instrument
 from marketdata_assets.datasets.universe import Cut, UniverseRule, resolution
 from marketdata_assets.datasets.volumes import Volume, Volumes, needed
 from marketdata_assets.sources.binance_vision import listing
+from marketdata_assets.sources.registry import SOURCES
 from marketdata_assets.sources.venues import contract_of
 from marketdata_assets.stores.clickhouse.instruments import (
     ensure_instruments_table,
@@ -288,7 +289,8 @@ def refresh_venues(
     the symbols only the archive still has, as delisted). Each source counts on its own: (the refreshes,
     venue -> what failed of it and its effect; what did not fail is stored)."""
     now = now or datetime.now(UTC)
-    master = stored_master(client, database, set(makers))
+    venues = {venue for name in makers for venue in (SOURCES[name].venues if name in SOURCES else (name,))}
+    master = stored_master(client, database, venues)  # TUSHARE's: SSE, SZSE, BSE
     ensure_volumes_table(client, database)
     done, failed = [], {}
     for venue, make in sorted(makers.items()):

@@ -354,3 +354,26 @@ def test_an_archive_site_that_does_not_answer_leaves_the_listing_stored_and_says
     ) in shown.output
     listed = CliRunner().invoke(cli, ["universe", "--venue", "BINANCE", "--list"])
     assert "  BTCUSDT  rule+explicit  spot  -  live  listed: unknown\n" in listed.output  # today: seen listed
+
+
+class TushareShares(TickersDown):
+    """A Tushare listing (stock_basic): one source, the shares of SSE and SZSE."""
+
+    async def listing(self):
+        (item,) = await super().listing()
+        share = item._replace(type="equity", quote="CNY", settle="CNY", contract_unit="CNY")
+        return [
+            share._replace(venue="SSE", instrument="600000.SH"),
+            share._replace(venue="SZSE", instrument="000001.SZ"),
+        ]
+
+    async def volumes(self, taken):
+        return []
+
+
+def test_a_source_of_several_venues_is_refreshed_against_its_venues_stored_master(clickhouse):
+    """TUSHARE lists SSE, SZSE and BSE: a second refresh finds its shares stored, not new again."""
+    with clickhouse.get_client() as client:
+        first, _ = refresh_venues(client, clickhouse.database, {"TUSHARE": TushareShares}, NOW)
+        again, _ = refresh_venues(client, clickhouse.database, {"TUSHARE": TushareShares}, NOW + DAY)
+    assert [(r.listed, len(r.new), len(r.versions)) for r in (*first, *again)] == [(2, 2, 2), (2, 0, 0)]
