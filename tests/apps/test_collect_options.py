@@ -256,3 +256,15 @@ def test_a_re_resolution_applies_each_universe_and_keeps_the_last_on_failure(tmp
     asyncio.run(scenario())
     assert collector.stats.universe_failures == 2 and collector.instruments == ["ETH-USDT", "SOL-USDT"]
     assert sorted(collector.books.by_instrument) == ["ETH-USDT", "SOL-USDT"]
+
+
+def test_a_universe_within_what_a_source_serves_is_resolved_again_within_it(caught, monkeypatch):
+    """`--within` (make run: the WebSocket replays' instruments): the universe resolved from the master, at
+    the start and at each resolution again, kept to those."""
+    universe = {"OKX": ["BTC-USDT", "ETH-USDT", "SOL-USDT"]}
+    monkeypatch.setattr(cli, "default_instruments", lambda venues: universe)
+    monkeypatch.setattr("marketdata_assets.apps.universes.universe_today", lambda venues, strict: universe)
+    within = caught("--venue", "okx", "--within", "OKX:BTC-USDT,OKX:SOL-USDT", COLLECTOR_RESOLVE_S="60")
+    assert within["OKX"].instruments == ["BTC-USDT", "SOL-USDT"] and within["OKX"].resolve_every_s == 60
+    universe["OKX"].remove("SOL-USDT")  # delisted since: the next resolution drops it
+    assert within["OKX"].resolve() == ["BTC-USDT"]
