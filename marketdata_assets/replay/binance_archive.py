@@ -328,6 +328,13 @@ def _csv(rows: pl.DataFrame, precision: int | None) -> bytes:
     return buffer.getvalue()
 
 
+def _rolled_up(name: str, prefix: str, delimiter: str) -> str:
+    """A key as S3 lists it under `prefix`: up to and with the first `delimiter` after the prefix (a
+    CommonPrefix), or whole."""
+    at = name.find(delimiter, len(prefix)) if delimiter else -1
+    return name if at < 0 else name[: at + len(delimiter)]
+
+
 def zipped(member: str, data: bytes) -> bytes:
     """`data` as the zip of one member, deflated at level 1 (a ZipInfo takes the level from `writestr`, not
     from the ZipFile: it was deflated at zlib's default, 6, and the replay spent half its time there)."""
@@ -647,26 +654,29 @@ class BinanceArchiveReplayServer(BackgroundServer):
         return sorted(out)
 
     def listing(self, query: dict) -> Reply:
-        """S3's ListObjects (the site's index pages read it): `prefix`, `delimiter` "/", `marker`,
-        `max-keys` (1,000 at most); folders as CommonPrefixes, archives with their size and ETag."""
+        """S3's ListObjects (the site's index pages read it): `prefix`, `delimiter` ("/", or another: the
+        keys with it after the prefix rolled up to a CommonPrefix each, as S3 does), `marker`, `max-keys`
+        (1,000 at most); folders as CommonPrefixes, archives with their size and ETag."""
         prefix, marker = query.get("prefix", ""), query.get("marker", "")
+        delimiter = query.get("delimiter", "/")
         limit = max(1, min(1000, int(query.get("max-keys") or 1000)))
         folder = prefix[: prefix.rfind("/") + 1]
         names = [
-            n
+            _rolled_up(n, prefix, delimiter)
             for n in self.children(folder, marker, limit if prefix == folder else None)
-            if n.startswith(prefix) and n > marker
+            if n.startswith(prefix)
         ]
+        names = [n for n in dict.fromkeys(names) if n > marker]
         page, truncated = names[:limit], len(names) > limit
         body = [
             f'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="{LISTING_NS}">'
             f"<Name>data.binance.vision</Name><Prefix>{escape(prefix)}</Prefix><Marker>{escape(marker)}</Marker>"
             + (f"<NextMarker>{escape(page[-1])}</NextMarker>" if truncated else "")
-            + f"<MaxKeys>{limit}</MaxKeys><Delimiter>/</Delimiter>"
+            + f"<MaxKeys>{limit}</MaxKeys><Delimiter>{escape(delimiter)}</Delimiter>"
             f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>"
         ]
         for name in page:
-            if name.endswith("/"):
+            if name.endswith(("/", delimiter)):
                 body.append(f"<CommonPrefixes><Prefix>{escape(name)}</Prefix></CommonPrefixes>")
                 continue
             archive, is_checksum = parse_path(name)

@@ -18,6 +18,7 @@ PUBLIC = "https://data.binance.vision"  # the download host; its listing is the 
 BUCKET = "https://s3-ap-northeast-1.amazonaws.com/data.binance.vision"
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 DAY = re.compile(r"-(\d{4}-\d{2}-\d{2})\.zip$")
+DAY_PREFIX = re.compile(r"-(\d{4}-\d{2}-\d{2})\.")  # a day's files rolled up at "."
 # S3 answers thousands of ListObjects a second per prefix: a refresh asks one per symbol whose listing day it
 # does not know, not at the archive downloads' pace
 LIMITS = {"requests_per_minute": 6_000, "max_concurrency": 16}
@@ -45,9 +46,11 @@ def parse(text: str, page: Page) -> Listing:
     return Listing(folders, keys, marker if truncated else None)
 
 
-async def page_of(api: ArchiveClient, prefix: str, marker: str = "", max_keys: int = 1000) -> Listing:
+async def page_of(
+    api: ArchiveClient, prefix: str, marker: str = "", max_keys: int = 1000, delimiter: str = "/"
+) -> Listing:
     base = BUCKET if api.base_url.rstrip("/") == PUBLIC else api.base_url.rstrip("/")
-    params = {"prefix": prefix, "delimiter": "/", "marker": marker, "max-keys": str(max_keys)}
+    params = {"prefix": prefix, "delimiter": delimiter, "marker": marker, "max-keys": str(max_keys)}
     page = Page(API_NAME, prefix, None, f"GET {base}/?prefix={prefix}&marker={marker}")
     response = await api.request("GET", f"{base}/", params=params)
     if response.status_code != 200:
@@ -71,9 +74,10 @@ async def symbols(api: ArchiveClient, market: str) -> list[str]:
 
 
 async def first_day(api: ArchiveClient, market: str, symbol: str) -> date | None:
-    """The day of `symbol`'s first daily trade file (None: none yet): one request."""
-    first = await page_of(api, f"{folder(market)}{symbol}/", max_keys=1)
-    found = [m for k in first.keys if (m := DAY.search(k))]
+    """The day of `symbol`'s first daily trade file (None: none yet): one request, its keys rolled up at
+    "." (`SYMBOL-trades-2017-08-17.` for the zip and its CHECKSUM), so the answer is a name, not a file."""
+    first = await page_of(api, f"{folder(market)}{symbol}/", max_keys=1, delimiter=".")
+    found = [m for name in first.folders + first.keys if (m := DAY_PREFIX.search(name))]
     return date.fromisoformat(found[0].group(1)) if found else None
 
 

@@ -526,3 +526,29 @@ def test_an_archive_whose_checksum_matches_can_still_miss_ids_and_the_check_name
     )
     assert [(h.first_missing, h.last_missing) for h in held.holes] == [(ids[gap - 1] + 1, ids[gap] - 1)]
     assert whole.sequence.name == "trade" and whole.passed and whole.rows == 300
+
+
+def test_a_symbols_first_day_is_one_listing_rolled_up_at_the_dot():
+    """S3 rolls keys up to the first delimiter after the prefix: with "." a symbol's folder lists one
+    CommonPrefix a day (its zip and CHECKSUM together), so its first day is a name, not a file to describe."""
+    import asyncio
+
+    from marketdata_assets.sources.binance_vision import listing
+
+    config = ArchiveReplayConfig(trades_per_day=20, published_until=date(2025, 3, 19), reference_seed=3)
+    with BinanceArchiveReplayServer(config) as server:
+        prefix = "data/spot/daily/trades/BTCUSDT/"
+        page = listing.parse(
+            server.listing({"prefix": prefix, "delimiter": ".", "max-keys": "2"}).body.decode(),
+            a.Page(a.API_NAME, prefix, None, "listing"),
+        )
+        assert page.folders == [f"{prefix}BTCUSDT-trades-2017-01-01.", f"{prefix}BTCUSDT-trades-2017-01-02."]
+        assert page.keys == [] and page.next_marker == f"{prefix}BTCUSDT-trades-2017-01-02."
+
+        async def first(symbol: str):
+            async with a.ArchiveClient(server.base_url) as api:
+                return await listing.first_day(api, "spot", symbol), await listing.first_day(
+                    api, "spot", "NOSUCH"
+                )
+
+        assert asyncio.run(first("BTCUSDT")) == (date(2017, 1, 1), None)
