@@ -14,12 +14,12 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import NamedTuple
 
 import polars as pl
 
-from marketdata_assets.datasets.frames import UTC_US
+from marketdata_assets.datasets.frames import UTC_US, day_window
 
 TYPES = ("spot", "perpetual", "future", "option", "equity")
 TRADING = ("live", "trading")  # statuses of an instrument that trades
@@ -275,8 +275,7 @@ class Master:
     def on_day(self, venue: str, instrument: str, day: date) -> Instrument | None:
         """The instrument as described on `day` if it traded that day (listed before the day ended, by the
         listing the master knows now, and not ended before it started), else None."""
-        start = datetime.combine(day, datetime.min.time(), UTC)
-        end = start + timedelta(days=1)
+        start, end = day_window(day)
         valid = [v for v in self._versions.get((venue, instrument), ()) if v.valid_from < end]
         listed = self.listing(venue, instrument)
         if not valid or (listed is not None and listed >= end):
@@ -293,7 +292,7 @@ class Master:
         """Of `names`, those whose listing no source gave and that the master first saw after `day`: in
         `day`'s universe only because they were listed when first seen (today's world standing in for the
         past)."""
-        end = datetime.combine(day, datetime.min.time(), UTC) + timedelta(days=1)
+        end = day_window(day)[1]
         return sorted(
             name
             for name in names

@@ -164,13 +164,6 @@ def resolution(master: Master, rule: UniverseRule, day: date, volumes: Volumes |
     )
 
 
-def choose(
-    master: Master, rule: UniverseRule, day: date, volumes: Volumes | None = None
-) -> tuple[list[str], list[Instrument], list[Instrument], Cut | None]:
-    """(the universe on `day` sorted, what the venue listed, what the rule admitted, the top-N cut if any)."""
-    return resolution(master, rule, day, volumes)[:4]
-
-
 def resolve(master: Master, rule: UniverseRule, day: date, volumes: Volumes | None = None) -> list[str]:
     """The instruments of `rule`'s venue in the universe on `day` (`resolution`), sorted."""
     return resolution(master, rule, day, volumes).names
@@ -205,4 +198,4 @@ def explain(
     return out
 
 
-__all__ = ["Cut", "Day", "UniverseRule", "choose", "explain", "resolution", "resolve", "top_cut"]
+__all__ = ["Cut", "Day", "UniverseRule", "explain", "resolution", "resolve", "top_cut"]

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
+from marketdata_assets.datasets.frames import day_window
 from marketdata_assets.datasets.instruments import CLOSED, VERSIONED, Instrument, Master, Version, changes
 from marketdata_assets.datasets.universe import Cut, UniverseRule, resolution
 from marketdata_assets.datasets.volumes import Volume, Volumes, needed
@@ -212,8 +213,13 @@ async def _each(names: list[str], ask: Callable) -> dict[str, object]:
     return dict(await asyncio.gather(*(one(name) for name in names)))
 
 
-def _start(day: date) -> datetime:
-    return datetime.combine(day, datetime.min.time(), UTC)
+def _undated(listed: list[Instrument], known: dict) -> list[str]:
+    """The instruments of `listed` whose listing neither the venue nor the stored master gives."""
+    return [
+        item.instrument
+        for item in listed
+        if item.listed is None and (known.get(item.key) is None or known[item.key].listed is None)
+    ]
 
 
 async def archive_lives(
@@ -224,13 +230,8 @@ async def archive_lives(
     has, as delisted: listed on their first file's day, ended after their last). A symbol with no file yet
     keeps `listed: unknown`; a name the venue's naming cannot read is skipped; both counted in `skipped`."""
     market, names = ARCHIVED[venue], {item.instrument for item in listed}
-    unknown = [
-        item.instrument
-        for item in listed
-        if item.listed is None and (known.get(item.key) is None or known[item.key].listed is None)
-    ]
     async with make_archive() as api:
-        firsts = await _each(unknown, lambda name: listing.first_day(api, market, name))
+        firsts = await _each(_undated(listed, known), lambda name: listing.first_day(api, market, name))
         gone = []
         for name in await listing.symbols(api, market):
             before = known.get((venue, name))
@@ -245,7 +246,7 @@ async def archive_lives(
         )
     skipped["listed_unknown"] += sum(day is None for day in firsts.values())
     dated = [
-        item._replace(listed=_start(firsts[item.instrument])) if firsts.get(item.instrument) else item
+        item._replace(listed=day_window(firsts[item.instrument])[0]) if firsts.get(item.instrument) else item
         for item in listed
     ]
     delisted = []
@@ -253,7 +254,7 @@ async def archive_lives(
         if lives[name] is None:
             skipped["no_daily_files"] += 1
             continue
-        first, last = (_start(day) for day in lives[name])
+        first, last = (day_window(day)[0] for day in lives[name])
         delisted.append(
             Instrument(
                 venue,
@@ -309,10 +310,7 @@ def refresh_venues(
                 )
                 venue_now += delisted
             except Exception as error:  # noqa: BLE001  (the venue's own listing is stored all the same)
-                unknown = sum(
-                    i.listed is None and (known.get(i.key) is None or known[i.key].listed is None)
-                    for i in venue_now
-                )
+                unknown = len(_undated(venue_now, known))
                 problems.append(
                     f"the archive site's listing: {type(error).__name__}: {error} ({len(venue_now):,} listed "
                     f"instruments stored, {unknown:,} of them with no listing time (listed: unknown); "

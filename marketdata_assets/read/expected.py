@@ -22,7 +22,7 @@ from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.core.naming import A_SHARE_VENUES
 from marketdata_assets.datasets.frames import DATASETS, day_window
 from marketdata_assets.datasets.instruments import Master
-from marketdata_assets.datasets.universe import UniverseRule, choose
+from marketdata_assets.datasets.universe import UniverseRule, resolve
 from marketdata_assets.datasets.volumes import Volumes, needed
 from marketdata_assets.read.gaps import expected_days
 from marketdata_assets.sources.interface import HISTORY
@@ -127,7 +127,7 @@ class Universes:
         at = bisect.bisect_right(bounds, day)
         key = (venue, max(bounds[at - 1] if at else date.min, self.starts[venue]))
         if key not in self._days:
-            self._days[key] = set(choose(self.master, self.rules[venue], key[1], self.volumes)[0])
+            self._days[key] = set(resolve(self.master, self.rules[venue], key[1], self.volumes))
         return self._days[key]
 
     def _listed(self, venue: str, instrument: str, day: date) -> bool:
