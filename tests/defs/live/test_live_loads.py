@@ -645,14 +645,20 @@ def test_a_first_hour_with_ids_before_capture_passes_and_its_sensor_run_refills_
     with dg.DagsterInstance.ephemeral() as instance:
         (request,) = live_landing_hours(dg.build_sensor_context(instance=instance)).run_requests
         assert request.run_config["ops"]["live_trade_id_refill"]["config"]["before_capture"] is True
-        loaded = dg.materialize(  # the hour's load alone first: what its check says before the refill
-            assets,
-            selection=[dg.AssetKey("live_trades")],
-            resources=resources,
-            instance=instance,
-            partition_key=request.partition_key,
-            run_config={"ops": {"live_trades": request.run_config["ops"]["live_trades"]}},
-        )
+
+        def run(selection, run_config):  # the sensor's hour, as its run or a part of it
+            return dg.materialize(
+                assets,
+                selection=selection,
+                resources=resources,
+                instance=instance,
+                partition_key=request.partition_key,
+                run_config=run_config,
+            )
+
+        ops = request.run_config["ops"]
+        # the hour's load alone first: what its check says before the refill
+        loaded = run([dg.AssetKey("live_trades")], {"ops": {"live_trades": ops["live_trades"]}})
         verdict = trade_id_verdict(loaded)
         first = captured["seq"].min()
         assert verdict.passed, verdict.description
@@ -664,18 +670,11 @@ def test_a_first_hour_with_ids_before_capture_passes_and_its_sensor_run_refills_
             f"dg launch --assets live_trade_id_refill --partition {request.partition_key} "
         )
 
-        run = dg.materialize(  # the sensor's run: the load, its checks and the refill before capture
-            assets,
-            selection=request.asset_selection,
-            resources=resources,
-            instance=instance,
-            partition_key=request.partition_key,
-            run_config=request.run_config,
-        )
-        assert run.success
+        whole_run = run(request.asset_selection, request.run_config)  # the load, checks, refill
+        assert whole_run.success
         refill = {
             k: v.value
-            for e in run.get_asset_materialization_events()
+            for e in whole_run.get_asset_materialization_events()
             if e.asset_key == dg.AssetKey("live_trade_id_refill")
             for k, v in e.materialization.metadata.items()
         }
@@ -684,13 +683,10 @@ def test_a_first_hour_with_ids_before_capture_passes_and_its_sensor_run_refills_
         whole = pl.concat([before, captured]).select(*STORED).to_dicts()
         assert venue_rows(store, "OKX").select(*STORED).to_dicts() == whole
 
-        again = dg.materialize(  # a second refill: nothing missing, nothing asked, nothing added
-            assets,
-            selection=[dg.AssetKey("live_trade_id_refill")],
-            resources=resources,
-            instance=instance,
-            partition_key=request.partition_key,
-            run_config={"ops": {"live_trade_id_refill": request.run_config["ops"]["live_trade_id_refill"]}},
+        # a second refill: nothing missing, nothing asked, nothing added
+        again = run(
+            [dg.AssetKey("live_trade_id_refill")],
+            {"ops": {"live_trade_id_refill": ops["live_trade_id_refill"]}},
         )
         metadata = {
             k: v.value
