@@ -187,11 +187,12 @@ def test_a_venue_past_its_rest_reach_has_one_verdict_on_every_page_and_the_archi
 
     # the CLI, the same day: FAILED naming the same partition and why, exit 1
     defs = verdict_defs()
-    cli = launch(
+
+    def here(label: str, **how):  # a launch of these definitions on the test's instance, as the CLI's
+        return launch(label, defs.assets, instance=instance, resources=defs.resources, **how)
+
+    cli = here(
         f"crypto {DAY}",
-        defs.assets,
-        instance=instance,
-        resources=defs.resources,
         selection=[TRADES],
         tags=day_range(DAY, VENUES[0], VENUES[-1]),
     )
@@ -202,21 +203,15 @@ def test_a_venue_past_its_rest_reach_has_one_verdict_on_every_page_and_the_archi
 
     # the archive holds one of USD-M's two instruments: after the REST run (DAY), before one (ARCHIVE_FIRST)
     for day in (DAY, ARCHIVE_FIRST):
-        archived = launch(
+        archived = here(
             f"archives {day}",
-            defs.assets,
-            instance=instance,
-            resources=defs.resources,
             selection=[dg.AssetKey("binance_archive_trades")],
             partition_key=f"{day}|BINANCE_UM",
             run_config={"ops": {"binance_archives": {"config": {"instruments": ["BINANCE_UM:BTCUSDT"]}}}},
         )
         assert archived.success, archived.errors
-    rest = launch(
+    rest = here(
         f"crypto {ARCHIVE_FIRST}",
-        defs.assets,
-        instance=instance,
-        resources=defs.resources,
         selection=[TRADES],
         tags=day_range(ARCHIVE_FIRST, "BINANCE_UM", "BINANCE_UM"),
     )
