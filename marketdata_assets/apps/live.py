@@ -26,15 +26,18 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from marketdata_assets.apps.collector import PROTOCOLS
 from marketdata_assets.apps.collector_endpoints import Endpoints, Venue, Watched, summed
-from marketdata_assets.apps.universes import keep_looked_up
+from marketdata_assets.apps.universes import keep_looked_up, process_instruments
 from marketdata_assets.core.errors import error_text
+from marketdata_assets.ingest.instruments import reference_client
 from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
 from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
 from marketdata_assets.ingest.live.parts import Part
 from marketdata_assets.ingest.live.sinks import ClickHouseTradeSink, Tee
+from marketdata_assets.sources.registry import SOURCES, stream_protocol
 from marketdata_assets.sources.stream import OPT_IN_DATASETS
 from marketdata_assets.stores.clickhouse import connection
 from marketdata_assets.stores.clickhouse.live import ensure_live_tables, insert_live_trades
@@ -83,6 +86,7 @@ class LiveOptions:
     metrics_port: int | None = None  # None: no endpoints
     redis_url: str | None = None  # the latest-state cache (REDIS_CACHE); None: none
     share_clickhouse: bool = False  # an embedded engine opened for each INSERT only (others use it between)
+    instrument_service: Any = None  # the process's (its universes came from it); None: run_live makes one
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
 
 
@@ -168,19 +172,20 @@ async def run_live(
                 latest = RedisLatestCache(options.redis_url)
                 stack.push_async_callback(latest.aclose)
             sink = _sink(options, store, clickhouse)
-            collectors = [_collector(options, venue, sink, store, latest) for venue in options.venues]
+            service = await asyncio.to_thread(_instruments, options)
+            stack.callback(service.close)
+            collectors = [
+                _collector(options, venue, sink, store, latest, service) for venue in options.venues
+            ]
             tasks += [asyncio.create_task(venue.collector.run(stop)) for venue in collectors]
             resolving = [
                 asyncio.create_task(_resolve_forever(given, running.collector))
                 for given, running in zip(options.venues, collectors, strict=True)
                 if given.resolve
             ]
-            masters = [
-                m for v in collectors if (m := getattr(v.collector.protocol, "master", None)) is not None
-            ]
-            if masters:  # the versions looked up live, stored each minute and at the stop
-                stack.callback(keep_looked_up, masters, LOG.warning)
-                resolving.append(asyncio.create_task(_keep_looked_up_forever(masters)))
+            # the versions looked up live, stored each minute and at the stop
+            stack.callback(keep_looked_up, service, LOG.warning)
+            resolving.append(asyncio.create_task(_keep_looked_up_forever(service)))
             stack.callback(lambda: [task.cancel() for task in resolving])
         info = {"tasks": len(tasks), "venues": [v.venue for v in collectors]}
         if collectors and options.metrics_port is not None:
@@ -206,10 +211,27 @@ def _sink(options: LiveOptions, store, clickhouse):
     return None if not sinks else sinks[0] if len(sinks) == 1 else Tee(*sinks)
 
 
-def _collector(options: LiveOptions, venue: VenueOptions, sink, store=None, latest=None) -> Venue:
+def _instruments(options: LiveOptions):
+    """The process's instrument service (the options' or a new one) with the venues' stored master loaded
+    (the store away: said, the venues asked instead) and each venue's REST base given asked for what it
+    lacks."""
+    service = options.instrument_service or process_instruments()
+    for venue in options.venues:
+        if venue.rest_url and SOURCES[venue.venue].sized:
+            service.provide(venue.venue, reference_client(venue.venue, venue.rest_url))
+    try:
+        service.load([venue.venue for venue in options.venues])
+    except Exception as error:  # noqa: BLE001  (collecting goes on; sizes are asked of the venues)
+        LOG.warning("%s: the venues are asked instead", error_text(error, "the instrument master"))
+    return service
+
+
+def _collector(
+    options: LiveOptions, venue: VenueOptions, sink, store=None, latest=None, service=None
+) -> Venue:
     """One venue's collector: its landing writer, the shared sink, book snapshots to JetStream
-    (`store`), the shared latest-state cache (`latest`)."""
-    protocol = venue_protocol(venue.venue, options.datasets)
+    (`store`), the shared latest-state cache (`latest`), contract sizes by the process's `service`."""
+    protocol = venue_protocol(venue.venue, options.datasets, service)
     stale_s = venue.stale_s or protocol.stale_s
     config = CollectorConfig(
         list(venue.instruments),
@@ -249,22 +271,24 @@ async def _resolve_forever(venue: VenueOptions, collector: LiveCollector) -> Non
             LOG.info("%s universe: %s", venue.venue, counts)
 
 
-async def _keep_looked_up_forever(masters: list, every_s: float = KEEP_LOOKED_UP_S) -> None:
+async def _keep_looked_up_forever(service, every_s: float = KEEP_LOOKED_UP_S) -> None:
     """`keep_looked_up` every `every_s`: what the venues answered the collectors' lookups reaches the stored
     master while they run, not only through the next hourly load."""
     while True:
         await asyncio.sleep(every_s)
-        await asyncio.to_thread(keep_looked_up, masters, LOG.warning)
+        await asyncio.to_thread(keep_looked_up, service, LOG.warning)
 
 
-def venue_protocol(venue: str, datasets: tuple[str, ...] | None = None):
+def venue_protocol(venue: str, datasets: tuple[str, ...] | None = None, service=None):
     """The venue's stream protocol collecting `datasets` where it has them (None: every one it has but the
-    opt-in ones, `OPT_IN_DATASETS`: agg_trades)."""
-    cls = PROTOCOLS[venue]
-    supported = cls().supported
-    if datasets is None:
-        return cls(datasets=tuple(d for d in supported if d not in OPT_IN_DATASETS))
-    return cls(datasets=tuple(d for d in supported if d in datasets))
+    opt-in ones, `OPT_IN_DATASETS`: agg_trades), its contracts sized by `service` where the venue's are."""
+    supported = PROTOCOLS[venue]().supported
+    wanted = (
+        tuple(d for d in supported if d not in OPT_IN_DATASETS)
+        if datasets is None
+        else tuple(d for d in supported if d in datasets)
+    )
+    return stream_protocol(venue, wanted, service)
 
 
 def _counters(collectors: list[Venue], consumer) -> dict:

@@ -5,18 +5,19 @@ instruments."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from marketdata_assets.core.errors import error_text
-from marketdata_assets.datasets.instruments import Master
+from marketdata_assets.datasets.instrument_service import InstrumentService
 from marketdata_assets.datasets.volumes import Volumes
 from marketdata_assets.ingest.instruments import (
+    ClickHouseMaster,
     cut_warnings,
-    keep_learned,
+    instrument_service,
     refresh_venues,
-    stored_master,
     stored_volumes,
     universe_resolver,
 )
@@ -27,24 +28,41 @@ from marketdata_assets.sources.venues import venue_client
 EXPLICIT_ONLY = "the sources config's explicit instruments only"
 
 
+@contextlib.contextmanager
+def _reader_client():
+    with Reader() as reader:
+        yield reader.clickhouse()
+
+
+def process_instruments(bases: dict[str, str | None] | None = None) -> InstrumentService:
+    """The live process's instrument service: the stored master read (when asked: `load`) and what the
+    collectors look up stored back (`keep`) through a `Reader` opened each time, so a store that is away for a
+    while costs nothing but that call; each sized venue asked at its REST base (`bases`: venue -> base; else
+    the sources config's)."""
+    return instrument_service(ClickHouseMaster(_reader_client, lambda: Reader().database), (), bases)
+
+
 def universe_today(
     venues: list[str],
     refresh_from: str | None = None,
     say: Callable[[str], None] = print,
     strict: bool = False,
+    service: InstrumentService | None = None,
 ) -> dict[str, list[str]]:
-    """Each of `venues`' universe resolved today (UTC) from the stored instrument master and volume snapshots
-    (`refresh_from`: a REST base whose reference and ticker endpoints fill them first where they hold nothing
-    of a venue). The master's store away: the explicit instruments only, said (`strict`: raised)."""
+    """Each of `venues`' universe resolved today (UTC) from the stored instrument master (`service`'s: the
+    process's; None: one of its own) and volume snapshots (`refresh_from`: a REST base whose reference and
+    ticker endpoints fill them first where they hold nothing of a venue). The master's store away: the
+    explicit instruments only, said (`strict`: raised)."""
     rules = {
         venue: rule for venue, rule in load_sources_config().crypto_rules().items() if venue.lower() in venues
     }
-    master, volumes, today = Master(), Volumes(), datetime.now(UTC).date()
+    service = service or process_instruments()
+    volumes, today = Volumes(), datetime.now(UTC).date()
     if any(rule.selects for rule in rules.values()):
         try:
             with Reader() as reader:
                 client, database = reader.clickhouse(), reader.database
-                master = stored_master(client, database, set(rules))
+                master = service.reload(set(rules))  # what a refresh stored since, on a resolution again
                 volumes = stored_volumes(client, database, rules, [today])
                 empty = [
                     venue
@@ -57,14 +75,14 @@ def universe_today(
                         database,
                         {venue: functools.partial(venue_client, venue, refresh_from) for venue in empty},
                     )
-                    master = stored_master(client, database, set(rules))
+                    service.reload(set(rules))
                     volumes = stored_volumes(client, database, rules, [today])
         except Exception as error:  # (the store down: the explicit lists still collect)
             if strict:
                 raise
             say(f"{error_text(error, 'the instrument master')}: {EXPLICIT_ONLY}")
     unreadable, cuts = set(), {}
-    universe = universe_resolver(master, rules, unreadable, volumes, cuts)
+    universe = universe_resolver(service.master, rules, unreadable, volumes, cuts)
     out = {venue: names for venue in rules if (names := universe(venue, today))}
     for line in cut_warnings(cuts):  # a top N with no snapshot to rank by: said
         say(line)
@@ -76,19 +94,15 @@ def universe_today(
     return out
 
 
-def keep_looked_up(masters: list[Master], say: Callable[[str], None] = print) -> int:
-    """The versions the collectors' lookups learned (instruments their masters did not know, answered by the
+def keep_looked_up(service: InstrumentService, say: Callable[[str], None] = print) -> int:
+    """The versions the collectors' lookups learned (instruments the service did not know, answered by the
     venue's reference endpoint) stored in the instrument master, as the hourly loads store theirs; the store
     away: kept for the next call, said. Returns the versions stored."""
-    pending = [master for master in masters if master.added]
-    if not pending:
-        return 0
     try:
-        with Reader() as reader:
-            return sum(keep_learned(reader.clickhouse(), reader.database, master) for master in pending)
+        return service.keep()
     except Exception as error:  # noqa: BLE001  (collecting goes on; the next call stores them)
         say(
-            f"{error_text(error, 'the instrument master')}: {sum(len(m.added) for m in pending)} looked-up "
+            f"{error_text(error, 'the instrument master')}: {len(service.learned)} looked-up "
             "version(s) kept for the next try"
         )
         return 0

@@ -17,7 +17,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from email.utils import parsedate_to_datetime
@@ -177,19 +177,6 @@ def tls_context() -> SSLContext:
     SSL_CERT_FILE / SSL_CERT_DIR). httpx builds one per client otherwise, reading and parsing the CA bundle
     each time (~25 ms of CPU), and a process makes a client per source, snapshot source and lookup."""
     return httpx.create_ssl_context()
-
-
-def get_json_now(
-    base: str | Callable[[], str], path: str, params: Mapping[str, Any], what: str, timeout_s: float = 5.0
-) -> Any:
-    """A blocking GET of `path` at `base` (a function: the base read now), its body decoded as JSON: the few
-    reference lookups a live stream makes while it reads a frame. SourceError naming `what` when the host
-    cannot be reached or answers something that is not JSON."""
-    url = (base() if callable(base) else base).rstrip("/") + path
-    try:
-        return httpx.get(url, params=dict(params), timeout=timeout_s, verify=tls_context()).json()
-    except (httpx.HTTPError, ValueError) as error:
-        raise SourceError(f"{what} failed: {error}") from None
 
 
 def body_excerpt(response: httpx.Response, limit: int = 300) -> str:

@@ -210,10 +210,6 @@ class Master:
         self.added: list[Version] = []  # versions learned by lookups, for the caller to store
         self.add(versions)
 
-    def connected(self, venue: str | None = None) -> bool:
-        """It asks the venue (any venue) for an instrument never seen."""
-        return bool(self._lookups) if venue is None else venue in self._lookups or None in self._lookups
-
     def connect(self, lookup: Callable[[str, str], list[Instrument]], venue: str | None = None) -> None:
         """Ask `lookup` for an instrument of `venue` (None: of any venue) never seen (its reference
         endpoint)."""

@@ -1,25 +1,30 @@
 """The instrument master at work: a venue's listing read and turned into the versions to store (`refresh`),
-with a snapshot of its 24 h volumes beside them (universe rules' top N); a run's clients sized by the stored
-master (`sized_by`), what they had to look up stored back (`keep_learned`), so a day's sizes come from the
-version valid that day and no instrument is asked twice; the universes resolved from both
-(`universe_resolver`).
+with a snapshot of its 24 h volumes beside them (universe rules' top N); the process's instrument service
+wired to ClickHouse and the venues' clients (`instrument_service`: the stored master loaded, what its users
+looked up stored back once), so a day's sizes come from the version valid that day and no instrument is
+asked twice; the universes resolved from the master and the volumes (`universe_resolver`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
+from marketdata_assets.core.http import RetryPolicy
 from marketdata_assets.datasets.frames import day_window
+from marketdata_assets.datasets.instrument_service import InstrumentService
 from marketdata_assets.datasets.instruments import CLOSED, VERSIONED, Instrument, Master, Version, changes
 from marketdata_assets.datasets.universe import Cut, UniverseRule, resolution
 from marketdata_assets.datasets.volumes import Volume, Volumes, needed
 from marketdata_assets.sources.binance_vision import listing
+from marketdata_assets.sources.config import rest_base
 from marketdata_assets.sources.registry import SOURCES
-from marketdata_assets.sources.venues import contract_of
+from marketdata_assets.sources.venues import contract_of, venue_client
 from marketdata_assets.stores.clickhouse.instruments import (
     ensure_instruments_table,
     read_versions,
@@ -33,38 +38,66 @@ from marketdata_assets.stores.clickhouse.volumes import (
 )
 
 
+class ClickHouseMaster:
+    """The master's versions in ClickHouse's `instruments` table (made by either call if missing), through a
+    client `connect` opens for each call (a context manager: `Reader`'s, a Dagster resource's), in `database`
+    (a function: read at each call, as the connection is)."""
+
+    def __init__(self, connect: Callable[[], AbstractContextManager], database: str | Callable[[], str]):
+        self._connect, self._database = connect, database
+
+    @property
+    def database(self) -> str:
+        return self._database() if callable(self._database) else self._database
+
+    @classmethod
+    def of(cls, client, database: str) -> ClickHouseMaster:
+        """Through one open client."""
+        return cls(lambda: contextlib.nullcontext(client), database)
+
+    def read(self, venues: set[str] | None = None) -> list[Version]:
+        with self._connect() as client:
+            return stored_versions(client, self.database, venues)
+
+    def write(self, versions: list[Version]) -> int:
+        with self._connect() as client:
+            return store_versions(client, self.database, versions)
+
+
 def stored_versions(client, database: str, venues=None) -> list[Version]:
     """The stored versions (of `venues`; None: all), the table made if missing."""
     ensure_instruments_table(client, database)
     return [v for v in read_versions(client, database) if venues is None or v.instrument.venue in venues]
 
 
+LOOKUP_RETRY = RetryPolicy(max_retries=1, backoff_base_s=0.2, backoff_max_s=1.0)  # a frame waits on it
+LOOKUP_TIMEOUT_S = 5.0
+
+
+def reference_client(venue: str, base: str | None = None) -> Callable:
+    """A maker of `venue`'s client at `base` (None: the sources config's REST base, read when it is made):
+    the venue's provider of reference data for an instrument service (its limits and error table; one retry
+    and a short timeout, since a stream's frame waits on a lookup)."""
+    return lambda: venue_client(
+        venue, base or rest_base(venue), retry=LOOKUP_RETRY, timeout_s=LOOKUP_TIMEOUT_S
+    )
+
+
+def instrument_service(store, venues=None, bases: dict[str, str | None] | None = None) -> InstrumentService:
+    """The process's instrument service: the stored master of `venues` (None: all) loaded from `store` (a
+    `ClickHouseMaster`), and each venue whose contracts are sized by its reference data (`Source.sized`)
+    asked at its REST base (`bases`: venue -> base; a venue not in it: the sources config's)."""
+    sized = [name for name, declared in SOURCES.items() if declared.sized]
+    bases = bases or {}
+    service = InstrumentService(store, {venue: reference_client(venue, bases.get(venue)) for venue in sized})
+    service.load(venues)
+    return service
+
+
 def stored_master(client, database: str, venues=None) -> Master:
-    """The stored versions (of `venues`; None: all) as a master."""
-    return Master(stored_versions(client, database, venues))
-
-
-def sized_by(make_client: Callable, master: Master) -> Callable:
-    """`make_client` whose clients size contracts by `master` (a client with no contract sizes: as it is)."""
-
-    def make():
-        api = make_client()
-        if hasattr(api, "master"):
-            api.master = master
-        return api
-
-    return make
-
-
-def keep_learned(client, database: str, master: Master) -> int:
-    """Store what the clients looked up (once: taken off `master.added` when stored; a store that fails
-    leaves them for the next call); returns the versions stored."""
-    learned = list(master.added)
-    if not learned:
-        return 0
-    stored = store_versions(client, database, learned)
-    del master.added[: len(learned)]  # lookups of other threads append after them
-    return stored
+    """The stored versions (of `venues`; None: all) as a master: a service's with nothing to ask (a reader of
+    the master, e.g. the universe CLI and the checks)."""
+    return InstrumentService(ClickHouseMaster.of(client, database)).load(venues)
 
 
 def stored_volumes(client, database: str, rules: dict[str, UniverseRule], days) -> Volumes:
@@ -326,13 +359,14 @@ def refresh_venues(
 
 
 __all__ = [
+    "ClickHouseMaster",
     "Refresh",
     "archive_lives",
     "cut_warnings",
-    "keep_learned",
+    "instrument_service",
+    "reference_client",
     "refresh",
     "refresh_venues",
-    "sized_by",
     "stored_master",
     "stored_versions",
     "stored_volumes",

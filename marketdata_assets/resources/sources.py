@@ -100,11 +100,13 @@ class CryptoVenueResource(SourceResource):
         description="Binance: wait for the next minute rather than pass this share of the weight.",
     )
 
-    def make_client(self) -> VenueClient:
+    def make_client(self, instrument_service=None) -> VenueClient:
+        """The venue's client; `instrument_service` (the run's) sizes its contracts where the venue's
+        reference data does."""
         kwargs = self.client_kwargs()
         if "weight_per_minute" in source(self.venue).options:  # a venue that meters request weight
             kwargs.update(weight_limit=self.weight_per_minute, weight_headroom=self.weight_headroom)
-        return venue_client(self.venue, self.base_url, **kwargs)
+        return venue_client(self.venue, self.base_url, instrument_service, **kwargs)
 
 
 class StockFeedResource(SourceResource):

@@ -220,6 +220,8 @@ class Source:
     id_sequences: tuple[IdSequence, ...] = ()  # what its trade ids are, where they count one by one
     contract: Callable[[str], Any] | None = None  # instrument name -> core.contracts.Contract (its naming)
     statuses: Mapping[str, str] = field(default_factory=dict)  # its instrument status words -> the master's
+    sized: bool = False  # its contracts are sized by its reference data: its client and stream take the
+    # process's instrument service (`instrument_service=`) and its client is that venue's provider
     feed: StockFeed | None = None  # a stock-bar source: how the equities assets plan and check its slices
     accounts: AccountApi | None = None  # an API read per account: how the alpha assets reach it
     files: MinuteFiles | None = None  # minute-bar files dropped by vendors: how the minute load reads them
@@ -244,6 +246,7 @@ def venue_source(
     id_sequences: tuple[IdSequence, ...] = (),
     contract: Callable[[str], Any] | None = None,
     statuses: Mapping[str, str] | None = None,
+    sized: bool = False,
 ) -> Source:
     """The declaration of a crypto venue whose client names its datasets and reach itself (and, if it
     is collected live, its stream protocol; what its trade ids are; how its instrument names read)."""
@@ -260,4 +263,5 @@ def venue_source(
         id_sequences=id_sequences,
         contract=contract,
         statuses=dict(statuses or {}),
+        sized=sized,
     )

@@ -60,14 +60,18 @@ def same_ids(one: IdSequence | None, other: IdSequence | None) -> bool:
     )
 
 
-def stream_protocol(venue: str, datasets=None):
+def stream_protocol(venue: str, datasets=None, instrument_service=None):
     """The live stream protocol of `venue` collecting `datasets` (None: its defaults; "all": every
-    dataset it supports); ValueError naming the live venues for another."""
+    dataset it supports), sized by `instrument_service` (a venue whose sizes need reference data; None: a
+    service of its own); ValueError naming the live venues for another."""
     try:
         cls = STREAMS[venue.upper()]
     except KeyError:
         raise ValueError(f"no live stream of venue {venue!r}; one of {', '.join(STREAMS)}") from None
-    return cls(datasets=cls().supported) if datasets == "all" else cls(datasets=datasets)
+    datasets = cls().supported if datasets == "all" else datasets
+    if SOURCES[venue.upper()].sized:
+        return cls(datasets=datasets, instrument_service=instrument_service)
+    return cls(datasets=datasets)
 
 
 def stock_feed(name: str) -> StockFeed:

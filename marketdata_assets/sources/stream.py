@@ -293,6 +293,7 @@ class StreamProtocol(Protocol):
     landed: dict[str, tuple[str, ...]]  # stored dataset -> the landing channels its rows are read from
     # (`{}`: the instrument; none: a channel of every instrument's events); BOOKS: `BOOK_TOPS`
     shared_carries: dict[str, Callable[[str], bool]]  # a shared channel -> which instruments it carries
+    instrument_service: Any  # what sizes its contracts (datasets.instrument_service; None: sizes need none)
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]: ...
 
@@ -353,10 +354,6 @@ class StreamProtocol(Protocol):
         """Raise (naming the instrument) if the venue's rows of `dataset` cannot be made for it (a
         contract value or size its reference data does not know): the load of its slice fails at once."""
 
-    def use_reference(self, rest_url: str, master: Any = None) -> None:
-        """Contract sizes from `master` (a datasets.instruments.Master; None: a new one), an instrument it
-        never saw looked up once at the venue's REST reference endpoint at `rest_url`."""
-
     def size_at(self, when: Any) -> None:
         """Contract sizes by the master's versions valid at `when` (a datetime; None: the latest): a landed
         frame re-read later is sized as when it was received."""
@@ -387,6 +384,7 @@ class StreamBase:
     shared_carries: ClassVar[dict[str, Callable[[str], bool]]] = {}
     limits = StreamLimits(max_channels=100, control_per_s=1, connections_per_window=10, window_s=60.0)
     keepalive: Keepalive | None = None
+    instrument_service: Any = None  # a venue sized by its reference data: the service it was handed
     rest_snapshots = False
     stale_s = 10.0
 
@@ -442,10 +440,6 @@ class StreamBase:
 
     def check(self, dataset: str, instrument: str) -> None:
         return None
-
-    def use_reference(self, rest_url: str, master: Any = None) -> None:
-        """Sizes from the venue's reference data at `rest_url` (a venue whose sizes need none: nothing)."""
-        return
 
     def size_at(self, when: Any) -> None:
         """Sizes by the reference data valid at `when` (a venue whose sizes need none: nothing)."""

@@ -41,10 +41,13 @@ def client_class(venue: str) -> type:
         raise ValueError(f"unknown venue {venue!r}; one of {', '.join(VENUES)}") from None
 
 
-def venue_client(venue: str, base_url: str | None = None, **kwargs) -> VenueClient:
+def venue_client(venue: str, base_url: str | None = None, instrument_service=None, **kwargs) -> VenueClient:
     """The client of `venue`; base_url None = the venue's public host; kwargs are the limits and
-    retry policy (`core.http.ApiClient`)."""
+    retry policy (`core.http.ApiClient`); `instrument_service` sizes a venue's contracts where its
+    reference data does (`Source.sized`; None: a service of its own), and is not needed by the others."""
     cls = client_class(venue)
+    if SOURCES[venue.upper()].sized:
+        kwargs["instrument_service"] = instrument_service
     return cls(base_url, **kwargs) if base_url else cls(**kwargs)
 
 

@@ -219,7 +219,9 @@ def test_a_part_and_the_re_resolution_of_a_rule_universe(caught, monkeypatch):
 
     named = caught("--venue", "okx", "--instruments", "OKX:BTC-USDT", "--part", "2/3")
     assert named["OKX"].part == Part(1, 3) and named["OKX"].resolve is None
-    monkeypatch.setattr(cli, "default_instruments", lambda venues: {"OKX": ["BTC-USDT", "ETH-USDT"]})
+    monkeypatch.setattr(
+        cli, "default_instruments", lambda venues, service=None: {"OKX": ["BTC-USDT", "ETH-USDT"]}
+    )
     resolved = caught("--venue", "okx", COLLECTOR_PART="1/2", COLLECTOR_RESOLVE_S="120")
     assert resolved["OKX"].part == Part(0, 2) and resolved["OKX"].resolve_every_s == 120
     assert resolved["OKX"].resolve is not None
@@ -262,8 +264,10 @@ def test_a_universe_within_what_a_source_serves_is_resolved_again_within_it(caug
     """`--within` (make run: the WebSocket replays' instruments): the universe resolved from the master, at
     the start and at each resolution again, kept to those."""
     universe = {"OKX": ["BTC-USDT", "ETH-USDT", "SOL-USDT"]}
-    monkeypatch.setattr(cli, "default_instruments", lambda venues: universe)
-    monkeypatch.setattr("marketdata_assets.apps.universes.universe_today", lambda venues, strict: universe)
+    monkeypatch.setattr(cli, "default_instruments", lambda venues, service=None: universe)
+    monkeypatch.setattr(
+        "marketdata_assets.apps.universes.universe_today", lambda venues, strict, service=None: universe
+    )
     within = caught("--venue", "okx", "--within", "OKX:BTC-USDT,OKX:SOL-USDT", COLLECTOR_RESOLVE_S="60")
     assert within["OKX"].instruments == ["BTC-USDT", "SOL-USDT"] and within["OKX"].resolve_every_s == 60
     universe["OKX"].remove("SOL-USDT")  # delisted since: the next resolution drops it

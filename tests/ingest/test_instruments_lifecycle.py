@@ -15,11 +15,17 @@ import yaml
 from click.testing import CliRunner
 
 from marketdata_assets.core.http import SourceNotFound
-from marketdata_assets.datasets.instruments import Instrument, Master, changes
+from marketdata_assets.datasets.instrument_service import InstrumentService
+from marketdata_assets.datasets.instruments import Instrument, changes
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.datasets.universe import UniverseRule, resolve
 from marketdata_assets.defs._common.partitions import slice_keys
-from marketdata_assets.ingest.instruments import refresh_venues, stored_master
+from marketdata_assets.ingest.instruments import (
+    ClickHouseMaster,
+    instrument_service,
+    refresh_venues,
+    stored_master,
+)
 from marketdata_assets.read import Reader
 from marketdata_assets.replay.binance_archive import ArchiveReplayConfig, BinanceArchiveReplayServer
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
@@ -64,11 +70,9 @@ def listing(url: str, venue: str) -> list:
     return asyncio.run(go())
 
 
-def trades(url: str, master: Master, venue: str, instrument: str, day):
+def trades(url: str, service: InstrumentService, venue: str, instrument: str, day):
     async def go():
-        async with venue_client(venue, url, requests_per_minute=60_000) as api:
-            if hasattr(api, "master"):
-                api.master = master
+        async with venue_client(venue, url, service, requests_per_minute=60_000) as api:
             start = datetime.combine(day, datetime.min.time(), UTC)
             return await api.trades(instrument, start, start + DAY)
 
@@ -120,7 +124,8 @@ def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp
         assert not failed and {r.venue for r in done} == {"BINANCE", "OKX", "DERIBIT"}
         assert sum(r.listed for r in done) > 2_000  # a realistic universe
         assert all(r.volumes > 0.9 * r.listed for r in done if r.venue != "DERIBIT")  # a volume snapshot each
-        master = stored_master(client, clickhouse.database)
+        service = instrument_service(ClickHouseMaster.of(client, clickhouse.database))
+        master = service.master
 
     history = master.history("OKX", XRP)
     assert [(v.valid_from, v.instrument.contract_value) for v in history][-2:] == [
@@ -128,7 +133,7 @@ def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp
         (changed_at, change.after),
     ]  # two versions, nothing overwritten
     for day, value in ((changed_at.date() - DAY, change.before), (changed_at.date() + DAY, change.after)):
-        got = trades(url, master, "OKX", XRP, day)
+        got = trades(url, service, "OKX", XRP, day)
         truth = replay.truth_trades("OKX", XRP, day)
         assert got.height == truth.height > 0
         assert got["quantity"].to_list() == pytest.approx(
@@ -161,7 +166,7 @@ def test_a_master_kept_daily_has_every_case(replay, clickhouse, monkeypatch, tmp
         delisted_day + DAY,
     )  # learned from the archive listing
     with pytest.raises(SourceNotFound, match="-1121"):  # Binance's REST forgets a delisted symbol ...
-        trades(url, master, "BINANCE", delisted.instrument, delisted_day - DAY)
+        trades(url, service, "BINANCE", delisted.instrument, delisted_day - DAY)
     archived = archived_trades(
         tmp_path, delisted.instrument, delisted_day - DAY
     )  # ... its archive keeps its days
@@ -275,7 +280,7 @@ def test_what_a_collector_looked_up_reaches_the_stored_master_once_and_waits_whi
     """`apps.universes.keep_looked_up` (the live process, each minute and at its stop): the versions a
     collector's master learned from the venue are stored once; with the store away they are kept, said, and
     stored later."""
-    from marketdata_assets.apps.universes import keep_looked_up
+    from marketdata_assets.apps.universes import keep_looked_up, process_instruments
 
     swap = Instrument(
         "OKX",
@@ -295,18 +300,18 @@ def test_what_a_collector_looked_up_reaches_the_stored_master_once_and_waits_whi
         None,
         "live",
     )
-    master = Master()
-    master.learn("OKX", ["UNI-USD-SWAP"], [swap])  # what a lookup of a frame's unknown instrument answered
-    said = []
     monkeypatch.setenv("CLICKHOUSE_DSN", "http://127.0.0.1:9")  # nothing listens there
-    assert keep_looked_up([master], said.append) == 0 and len(master.added) == 1
+    service = process_instruments()
+    service.master.learn("OKX", ["UNI-USD-SWAP"], [swap])  # what a lookup of a frame's unknown one answered
+    said = []
+    assert keep_looked_up(service, said.append) == 0 and len(service.learned) == 1
     assert "1 looked-up version(s) kept for the next try" in said[0]
-    with clickhouse.get_client() as client:
-        stored_master(client, clickhouse.database)  # the database and its table made
     monkeypatch.setenv("CLICKHOUSE_DSN", clickhouse.dsn)
     monkeypatch.setenv("CLICKHOUSE_DATABASE", clickhouse.database)
-    assert keep_looked_up([master], said.append) == 1 and master.added == []
-    assert keep_looked_up([master], said.append) == 0  # stored once
+    assert (
+        keep_looked_up(service, said.append) == 1 and service.learned == []
+    )  # the table made, on a fresh store
+    assert keep_looked_up(service, said.append) == 0  # stored once
     with clickhouse.get_client() as client:
         stored = stored_master(client, clickhouse.database, {"OKX"})
     assert stored.at("OKX", "UNI-USD-SWAP").size == 10.0

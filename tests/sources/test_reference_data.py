@@ -17,7 +17,7 @@ from marketdata_assets.sources.deribit.client import DeribitClient
 from marketdata_assets.sources.okx import reference as okx
 from marketdata_assets.sources.okx.client import OkxClient
 from marketdata_assets.sources.registry import stream_protocol
-from tests.support.reference import FIXTURES, ReferenceServer, deribit_records, okx_records
+from tests.support.reference import FIXTURES, ReferenceServer, asking, deribit_records, okx_records
 
 
 def utc(ms: int) -> datetime:
@@ -202,8 +202,7 @@ TRADES = (
 )
 def test_a_live_frame_of_an_instrument_never_seen_costs_one_lookup(instrument, price, base, quote):
     with ReferenceServer() as server:
-        protocol = stream_protocol("OKX", "all")
-        protocol.use_reference(server.url)
+        protocol = stream_protocol("OKX", "all", asking("OKX", server.url))
         for _ in range(3):
             (trade,) = protocol.trades(protocol.decode(TRADES % (instrument, instrument, price)))
             assert trade.quantity == pytest.approx(base) and trade.amount == pytest.approx(quote)
@@ -212,8 +211,7 @@ def test_a_live_frame_of_an_instrument_never_seen_costs_one_lookup(instrument, p
 
 def test_what_the_venue_does_not_know_is_refused_and_a_mark_price_needs_no_size():
     with ReferenceServer() as server:
-        protocol = stream_protocol("OKX", "all")
-        protocol.use_reference(server.url)
+        protocol = stream_protocol("OKX", "all", asking("OKX", server.url))
         with pytest.raises(
             SourceDataError, match="OKX UNI-USD-SWAP: sizes are in contracts and the venue's reference"
         ):
@@ -235,8 +233,7 @@ def test_deribit_option_open_interest_is_sized_by_the_venue():
         '"best_ask_price":0.055,"best_ask_amount":2}}}'
     )
     with ReferenceServer() as server:
-        protocol = stream_protocol("DERIBIT", "all")
-        protocol.use_reference(server.url)
+        protocol = stream_protocol("DERIBIT", "all", asking("DERIBIT", server.url))
         datasets = {m.dataset: json.loads(m.payload) for m in protocol.messages(protocol.decode(ticker), 1)}
         oi = datasets["open_interest"]
         assert (oi["contracts"], oi["contract_size"], oi["size_unit"], oi["base"]) == (
@@ -292,8 +289,7 @@ def test_tushare_stock_basic_rows_are_shares_listed_and_delisted():
 def test_a_collectors_instruments_are_sized_by_a_listing_per_type_before_their_first_frame():
     names = ["BTC-USD-SWAP", "BTC-USDT-SWAP", "BTC-USD-241220", "BTC-USD-241217-92000-C", "NOPE-USD-SWAP"]
     with ReferenceServer() as server:
-        protocol = stream_protocol("OKX", "all")
-        protocol.use_reference(server.url)
+        protocol = stream_protocol("OKX", "all", asking("OKX", server.url))
         assert protocol.reference_ready(names) > 0
         assert server.asked == {okx.PATH: 3}  # SWAP, FUTURES, the BTC-USD options: not a lookup each
         (trade,) = protocol.trades(protocol.decode(TRADES % ("BTC-USD-241220", "BTC-USD-241220", "40000")))

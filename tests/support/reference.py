@@ -15,6 +15,7 @@ from typing import Self
 from urllib.parse import parse_qs, urlparse
 
 from marketdata_assets.core.http import Page
+from marketdata_assets.datasets.instrument_service import InstrumentService
 from marketdata_assets.datasets.instruments import Master, changes
 from marketdata_assets.sources.deribit import reference as deribit_reference
 from marketdata_assets.sources.okx import reference as okx_reference
@@ -188,7 +189,25 @@ def known(venue: str, instrument: str):
     return found
 
 
+def documented_service() -> InstrumentService:
+    """An instrument service holding every documented instrument of OKX and Deribit (nothing to ask)."""
+    if not _MASTER:
+        _MASTER.append(documented_master())
+    service = InstrumentService()
+    service.master.add(version for key in _MASTER[0].current() for version in _MASTER[0].history(*key))
+    return service
+
+
+def asking(venue: str, url: str) -> InstrumentService:
+    """An instrument service asking `venue`'s reference endpoint at `url` (its client) for what it lacks."""
+    from marketdata_assets.ingest.instruments import reference_client
+
+    return InstrumentService(providers={venue: reference_client(venue, url)})
+
+
 def documented(protocol):
-    """A stream protocol sized by the documented reference examples (no lookups)."""
-    protocol.master = documented_master()
-    return protocol
+    """The same venue's stream protocol (its datasets) sized by the documented reference examples (no
+    lookups); a venue whose sizes need none: as it is."""
+    if protocol.instrument_service is None:
+        return protocol
+    return type(protocol)(datasets=protocol.datasets, instrument_service=documented_service())

@@ -65,15 +65,16 @@ def split_instruments(listed: str, venues: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def default_instruments(venues: list[str]) -> dict[str, list[str]]:
-    """SYMBOLS, else each venue's universe today: its rule resolved from the stored instrument master, with
-    the sources config's explicit instruments (an empty or unreachable master: those alone, said)."""
+def default_instruments(venues: list[str], service=None) -> dict[str, list[str]]:
+    """SYMBOLS, else each venue's universe today: its rule resolved from the stored instrument master (the
+    process's `service`), with the sources config's explicit instruments (an empty or unreachable master:
+    those alone, said)."""
     listed = settings.get("SYMBOLS")
     if listed.strip():
         return split_instruments(listed, venues)
     from marketdata_assets.apps.universes import universe_today
 
-    return universe_today(venues, say=lambda text: click.echo(f"collect: {text}", err=True))
+    return universe_today(venues, say=lambda text: click.echo(f"collect: {text}", err=True), service=service)
 
 
 def chosen_venues(venues: tuple[str, ...]) -> list[str]:
@@ -336,13 +337,17 @@ def collect(
     )
     if consume and no_nats:
         raise click.UsageError("--consume reads NATS: it cannot go with --no-nats")
+    from marketdata_assets.apps.universes import process_instruments
+
+    # the process's one instrument service: the universe resolved from it, the collectors sized by it
+    options.instrument_service = service = process_instruments()
     listed = instruments or settings.get("SYMBOLS").strip()
-    names = split_instruments(instruments, chosen) if instruments else default_instruments(chosen)
+    names = split_instruments(instruments, chosen) if instruments else default_instruments(chosen, service)
     bound = split_instruments(within, chosen) if within else None
     names = _within(names, bound)
     common["urls"] = venue_urls(common.pop("urls", ()))
     options.venues = [_venue(v.upper(), names.get(v.upper(), []), common, stale_s) for v in chosen]
-    _share(options.venues, part, resolve_every_s, resolved=not listed, within=bound)
+    _share(options.venues, part, resolve_every_s, resolved=not listed, within=bound, service=service)
     options.datasets = chosen_datasets(datasets, [v.venue for v in options.venues])
     empty = [v.venue for v in options.venues if not v.instruments]
     if empty:
@@ -365,7 +370,12 @@ def _within(names: dict[str, list[str]], bound: dict[str, list[str]] | None) -> 
 
 
 def _share(
-    venues: list, part: str | None, every_s: float | None, resolved: bool, within: dict | None = None
+    venues: list,
+    part: str | None,
+    every_s: float | None,
+    resolved: bool,
+    within: dict | None = None,
+    service=None,
 ) -> None:
     """Each venue's part of its universe (`--part`, COLLECTOR_PART) and, for a universe resolved from the
     instrument master (no --instruments, no SYMBOLS), its resolution again every `every_s`
@@ -382,7 +392,9 @@ def _share(
         venue.part = share
         if resolved and every_s > 0:
             venue.resolve = functools.partial(
-                lambda name: _within(universe_today([name.lower()], strict=True), within).get(name, []),
+                lambda name: _within(
+                    universe_today([name.lower()], strict=True, service=service), within
+                ).get(name, []),
                 venue.venue,
             )
             venue.resolve_every_s = every_s

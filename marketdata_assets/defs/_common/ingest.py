@@ -13,9 +13,11 @@ from typing import Any
 import dagster as dg
 
 from marketdata_assets.core.verdicts import OK, PARTIAL, RUN_TAG, Verdict, worst
+from marketdata_assets.datasets.instrument_service import InstrumentService
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.ingest.engine import Engine, IngestReport, plan
+from marketdata_assets.ingest.instruments import ClickHouseMaster, instrument_service
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.stores.clickhouse import tables as ct
 
@@ -43,6 +45,12 @@ class IngestConfig(RunDeadline):
     """The step fails when more slices than this failed (after writing the others)."""
     workers: int = 0
     """Fetches at once; 0: the source's `workers` from the providers config."""
+
+
+def run_instruments(clickhouse: ClickHouseResource, venues=None) -> InstrumentService:
+    """The run's instrument service: the stored master of `venues` (None: all), what its clients, streams and
+    loads look up asked of the venues and stored back by its `keep` (its table made if missing)."""
+    return instrument_service(ClickHouseMaster(clickhouse.get_client, clickhouse.database), venues)
 
 
 def engine(context, clickhouse: ClickHouseResource, config: RunDeadline) -> Engine:

@@ -10,6 +10,7 @@ failure naming the slices that did not load, or the partitions nothing is stored
 venue's REST API, with where they come from; failed): those show failed, the others materialized.
 """
 
+import functools
 from datetime import timedelta
 
 import dagster as dg
@@ -25,6 +26,7 @@ from marketdata_assets.defs._common.ingest import (
     engine,
     materialize,
     planned,
+    run_instruments,
 )
 from marketdata_assets.defs._common.partitions import crypto_key, days_of, slice_keys
 from marketdata_assets.defs.crypto.partitions import (
@@ -36,9 +38,6 @@ from marketdata_assets.defs.crypto.partitions import (
 from marketdata_assets.ingest.engine import IngestReport
 from marketdata_assets.ingest.instruments import (
     cut_warnings,
-    keep_learned,
-    sized_by,
-    stored_master,
     stored_volumes,
     universe_resolver,
 )
@@ -218,12 +217,12 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: CryptoIngestConfig):
     assets = {d: a for d, a in CRYPTO_ASSETS.items() if dg.AssetKey(a) in context.selected_asset_keys}
     clickhouse: ClickHouseResource = context.resources.clickhouse
     venues = venue_resources(context)
-    with clickhouse.get_client() as client:  # contract sizes and universes: the stored master
-        master = stored_master(client, clickhouse.database, set(venues))
+    instruments = run_instruments(clickhouse, set(venues))  # contract sizes and universes: the stored master
+    with clickhouse.get_client() as client:
         volumes = stored_volumes(
             client, clickhouse.database, load_sources_config().crypto_rules(), days_of(context.partition_keys)
         )
-    keys = run_slices(context, assets, config, master, volumes)
+    keys = run_slices(context, assets, config, instruments.master, volumes)
     unknown = sorted({f"{k.venue}:{k.instrument}" for k in keys if k.venue not in venues})
     if unknown:
         raise dg.Failure(f"crypto_ticks: no REST client for {unknown}: venues are {sorted(venues)}")
@@ -234,7 +233,7 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: CryptoIngestConfig):
     feeds = [
         venue_feed(
             venue,
-            sized_by(resource.make_client, master),
+            functools.partial(resource.make_client, instrument_service=instruments),
             planned(clickhouse, config, venue, mine, report),
             workers=config.workers or resource.workers,
             attempts=config.attempts,
@@ -243,8 +242,7 @@ def crypto_ticks(context: dg.AssetExecutionContext, config: CryptoIngestConfig):
         if (mine := [k for k in keys if k.venue == venue])
     ]
     report.merge(engine(context, clickhouse, config).run([feeds]))
-    with clickhouse.get_client() as client:
-        keep_learned(client, clickhouse.database, master)
+    instruments.keep()  # what the clients looked up at the venues, stored once
     count_held(clickhouse, report)
     extra = history_charts(clickhouse, assets, keys)
     for dataset, metadata in reach_metadata.items():
@@ -365,11 +363,11 @@ def crypto_snapshots(context: dg.AssetExecutionContext, config: SnapshotConfig):
     instruments = [parse_partition_key(key) for key in context.partition_keys]
     with clickhouse.get_client() as client:
         ct.ensure_tables(client, clickhouse.database)
-        master = stored_master(client, clickhouse.database)
+    service = run_instruments(clickhouse)  # contract sizes: the stored master
     feeds = [
         snapshot_feed(
             venue,
-            sized_by(resource.make_client, master),
+            functools.partial(resource.make_client, instrument_service=service),
             dataset,
             mine,
             depth=depth,
@@ -386,8 +384,7 @@ def crypto_snapshots(context: dg.AssetExecutionContext, config: SnapshotConfig):
         )
     ]
     report = engine(context, clickhouse, config).run([feeds])
-    with clickhouse.get_client() as client:
-        keep_learned(client, clickhouse.database, master)
+    service.keep()  # what the clients looked up at the venues, stored once
     clickhouse.close()
     yield from materialize(
         context, report, assets, 0, partition_of=lambda key: f"{key.venue}:{key.instrument}"

@@ -25,7 +25,14 @@ from marketdata_assets.core.charts import heatmap_svg, svg_markdown_image
 from marketdata_assets.core.markdown import table
 from marketdata_assets.core.naming import parse_partition_key, partition_key
 from marketdata_assets.defs._common.figures import add_own, as_run
-from marketdata_assets.defs._common.ingest import TICK_STORE, IngestConfig, engine, materialize, planned
+from marketdata_assets.defs._common.ingest import (
+    TICK_STORE,
+    IngestConfig,
+    engine,
+    materialize,
+    planned,
+    run_instruments,
+)
 from marketdata_assets.defs.live.landed import hour_instruments_landed
 from marketdata_assets.defs.live.partitions import (
     FRESHNESS,
@@ -46,7 +53,6 @@ from marketdata_assets.ingest.live.load import (
     parse_hour,
     stored_live_rows,
 )
-from marketdata_assets.ingest.live.trade_frames import keep_looked_up, seed_master
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.stores.clickhouse.live import record_reconciliation
@@ -324,14 +330,12 @@ def live_trades(context: dg.AssetExecutionContext, config: LiveIngestConfig, cli
         slices += planned(clickhouse, config, LIVE_VENUES[venue].source, mine, report)
     with clickhouse.get_client() as client:  # what a refill added is kept (ingest/live/load.py)
         stored = stored_live_rows(client, clickhouse.database, slices)
-        seed_master(
-            client, clickhouse.database
-        )  # contract sizes: the stored master, each hour's valid version
     root = settings.live_landing_dir()
-    load = LiveTradesLoad(root, slices, stored)
+    instruments = run_instruments(clickhouse, {key.venue for key in slices})  # each hour's valid sizes
+    load = LiveTradesLoad(root, slices, stored, service=instruments)
     report.merge(engine(context, clickhouse, config).run([load.feeds(config.workers or 1, config.attempts)]))
-    with clickhouse.get_client() as client:
-        keep_looked_up(client, clickhouse.database)
+    instruments.keep()  # what the load looked up at the venues, stored once
+    instruments.close()
     records = reconcile(clickhouse, root, load.origins, triples)
     clickhouse.close()
     by_key = {(r["hour"], r["venue"], r["instrument"]): r for r in records}

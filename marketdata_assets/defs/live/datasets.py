@@ -15,7 +15,7 @@ instruments'. The checks: defs/live/checks.py; the sensor requesting their hours
 import dagster as dg
 
 from marketdata_assets.core import settings
-from marketdata_assets.defs._common.ingest import TICK_STORE, engine, materialize, planned
+from marketdata_assets.defs._common.ingest import TICK_STORE, engine, materialize, planned, run_instruments
 from marketdata_assets.defs.live.assets import (
     GROUP,
     LiveIngestConfig,
@@ -29,7 +29,6 @@ from marketdata_assets.ingest.engine import IngestReport
 from marketdata_assets.ingest.live.dataset_load import LiveDatasetLoad, dataset_slices
 from marketdata_assets.ingest.live.dataset_rows import CHANNELS, LIVE_DATASET_NAMES, SOURCES
 from marketdata_assets.ingest.live.landing_hours import HourFigures
-from marketdata_assets.ingest.live.trade_frames import keep_looked_up, seed_master
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
 
@@ -61,12 +60,11 @@ def load_hours(context, config: LiveIngestConfig, clickhouse: ClickHouseResource
             for key in dataset_slices(dataset, [hour], [(v, instrument)])
         )
         slices += planned(clickhouse, config, SOURCES[venue], list(mine), report)
-    with clickhouse.get_client() as client:  # contract sizes: the stored master, each hour's valid version
-        seed_master(client, clickhouse.database)
-    load = LiveDatasetLoad(settings.live_landing_dir(), slices)
+    instruments = run_instruments(clickhouse, {key.venue for key in slices})  # each hour's valid sizes
+    load = LiveDatasetLoad(settings.live_landing_dir(), slices, service=instruments)
     report.merge(engine(context, clickhouse, config).run([load.feeds(config.workers or 1, config.attempts)]))
-    with clickhouse.get_client() as client:
-        keep_looked_up(client, clickhouse.database)
+    instruments.keep()  # what the load looked up at the venues, stored once
+    instruments.close()
     clickhouse.close()
     hours = hour_observations(
         context,

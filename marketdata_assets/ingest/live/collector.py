@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import uvloop
 
+from marketdata_assets.ingest.instruments import reference_client
 from marketdata_assets.ingest.live.batch_landing import BatchLanding
 from marketdata_assets.ingest.live.book_outputs import LatestState
 from marketdata_assets.ingest.live.books import Books
@@ -27,7 +28,6 @@ from marketdata_assets.ingest.live.processing import Processor
 from marketdata_assets.ingest.live.publishing import Publisher
 from marketdata_assets.ingest.live.slots import ConnectionSlots
 from marketdata_assets.ingest.live.stats import Stats
-from marketdata_assets.sources.config import rest_base
 from marketdata_assets.sources.stream import BOOKS, StreamProtocol, shared_channels
 from marketdata_assets.stores.jetstream import JetStreamStore
 from marketdata_assets.stores.landing import CONTROL_CHANNEL, LandingWriter
@@ -152,11 +152,11 @@ class LiveCollector:
         self.processing = Processor(
             protocol, config, stats, self.queue, self.landing, self.conns, self.books, self.publisher
         )
-        # contract sizes: the venue's reference data (one lookup a new instrument), at the REST base given,
-        # else where the protocol already asks, else the sources config's (read at the first lookup)
-        master = getattr(protocol, "master", None)
-        if config.rest_url or (master is not None and not master.connected(protocol.venue)):
-            protocol.use_reference(config.rest_url or (lambda: rest_base(protocol.venue)), master)
+        # contract sizes: the service the protocol was handed, asking the venue where it asks already, else
+        # at the REST base given, else the sources config's (read at the first lookup)
+        service = protocol.instrument_service
+        if service is not None and not service.provides(protocol.venue):
+            service.provide(protocol.venue, reference_client(protocol.venue, config.rest_url))
         self.universe_lock = asyncio.Lock()
         self.service_tasks: list[asyncio.Task] = []
         self.processor: asyncio.Task | None = (

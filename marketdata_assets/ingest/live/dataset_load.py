@@ -63,12 +63,14 @@ class MessageReader(LandingReader):
     """Reads an instrument's channels of one dataset: each message id once, every frame that adds
     nothing counted on the hour of its file with the reason."""
 
-    def __init__(self, dataset: str, venue: str, instrument: str, figures: dict[str, HourFigures]):
+    def __init__(
+        self, dataset: str, venue: str, instrument: str, figures: dict[str, HourFigures], service=None
+    ):
         super().__init__(figures)
         self.dataset, self.venue, self.instrument = dataset, venue, instrument
         self.spec = venue_dataset(dataset, venue)
-        self.protocol = protocol(venue)
-        self.spec.prepare(instrument)  # a contract the venue cannot size fails the slice, naming it
+        self.protocol = protocol(venue, service)  # sized by the run's instrument service
+        self.spec.prepare(instrument, self.protocol)  # a contract it cannot size fails the slice, naming it
         self.seen: dict[str, tuple] = {}
         self.rows: list[dict[str, Any]] = []
         self.hours: list[str] = []  # the landing hour of each row
@@ -173,7 +175,9 @@ def day_files(root: Path, dataset: str, venue: str, instrument: str, day: date) 
     )
 
 
-def read_day(root: Path, key: SliceKey, figures: dict[str, HourFigures] | None = None) -> pl.DataFrame:
+def read_day(
+    root: Path, key: SliceKey, figures: dict[str, HourFigures] | None = None, service=None
+) -> pl.DataFrame:
     """The slice's rows from its closed landing files: each message once, inside the day, ordered,
     implausible times dropped; what was discarded counted on `figures` (hour -> HourFigures) and, for
     the day's own hours, on the running fetch's notes (the slice's ingest_log `dropped`)."""
@@ -185,11 +189,10 @@ def read_day(root: Path, key: SliceKey, figures: dict[str, HourFigures] | None =
             f"channels {venue_dataset(key.dataset, key.venue).channel_names(key.instrument)} in "
             f"its hours under {root}"
         )
-    reader = MessageReader(key.dataset, key.venue, key.instrument, figures)
-    for path in paths:  # each hour sized by the reference data valid then
+    reader = MessageReader(key.dataset, key.venue, key.instrument, figures, service)
+    for path in paths:  # each hour sized by the reference data valid then (a protocol of the reader's own)
         sized_at_hour(reader.protocol, path)
         reader.read(path)
-    sized_at_hour(reader.protocol, None)
     note_hour_drops(figures, key.instrument, key.day)
     drops: Counter = Counter()
     frame, _ = drop_implausible(reader.frame(), drops)  # before the day: a 1970 stamp is no neighbour's row
@@ -213,6 +216,7 @@ class LiveDatasetLoad:
     root: Path
     slices: list[SliceKey]
     figures: dict[tuple[str, str], dict[str, HourFigures]] = field(default_factory=dict)
+    service: Any = None  # the run's instrument service (contract sizes; None: one of each reader's own)
 
     def feeds(self, workers: int = 1, attempts: int = 1) -> list[Feed]:
         venues = dict.fromkeys(key.venue for key in self.slices)
@@ -232,7 +236,7 @@ class LiveDatasetLoad:
         (key,) = job.keys
         with CLAIM:
             figures = self.figures.setdefault((key.venue, key.instrument), {})
-        return await asyncio.to_thread(read_day, self.root, key, figures)
+        return await asyncio.to_thread(read_day, self.root, key, figures, self.service)
 
 
 def dataset_slices(dataset: str, hours: Iterable[str], pairs: Iterable[tuple[str, str]]) -> list[SliceKey]:

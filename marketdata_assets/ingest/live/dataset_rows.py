@@ -57,10 +57,10 @@ MESSAGES_OF = {
 }  # a stored dataset -> the messages of its rows (else its own)
 
 
-def protocol(venue: str):
+def protocol(venue: str, service=None):
     """The venue's stream protocol with every dataset it supports enabled (a landed frame gives all
-    its messages; each load keeps its dataset's)."""
-    return referenced(venue)
+    its messages; each load keeps its dataset's), sized by `service` (the run's instrument service)."""
+    return referenced(venue, service)
 
 
 def _us(ms: Any) -> int | None:
@@ -150,8 +150,9 @@ class VenueDataset:
     shared: dict[str, Callable[[str], bool]] | None = None  # a shared channel -> which instruments it carries
     own_records: bool = False  # the channels hold the collector's own records (`own_messages`), not frames
 
-    def prepare(self, instrument: str) -> None:
-        self.protocol.check(self.dataset, instrument)
+    def prepare(self, instrument: str, protocol: Any = None) -> None:
+        """Fail at once (naming it) if `protocol` (the reader's; None: its own) cannot size `instrument`."""
+        (protocol or self.protocol).check(self.dataset, instrument)
 
     def carries(self, instrument: str) -> bool:
         """Whether this dataset's shared channels hold `instrument`'s events."""

@@ -21,9 +21,11 @@ import polars as pl
 from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.core.landing_files import LinkRefused, scan
 from marketdata_assets.datasets.frames import day_window, spec_for
+from marketdata_assets.datasets.instrument_service import InstrumentService
 from marketdata_assets.datasets.normalized import Trade, trade_values, trades_frame
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
 from marketdata_assets.datasets.wire import finish_trades, note_dropped
+from marketdata_assets.ingest.instruments import ClickHouseMaster, instrument_service
 from marketdata_assets.ingest.live.landing_hours import (  # noqa: F401 (hour helpers, read by defs/live from here)
     CLAIM,
     UTC,
@@ -43,7 +45,8 @@ from marketdata_assets.ingest.live.trade_frames import (
     LIVE_SOURCES,
     LIVE_VENUES,
     VENUE,
-    seed_master,
+    LiveVenue,
+    referenced,
     sized_at_hour,
 )
 from marketdata_assets.stores.clickhouse import tables
@@ -69,9 +72,15 @@ class ChannelReader(LandingReader):
     """Reads one instrument's trade channel, file by file, oldest first: each trade id once (the first
     frame that carries it), everything else counted on the hour of its file (`figures`)."""
 
-    def __init__(self, instrument: str, figures: dict[str, HourFigures], venue: str = VENUE):
+    def __init__(
+        self,
+        instrument: str,
+        figures: dict[str, HourFigures],
+        venue: str = VENUE,
+        service: InstrumentService | None = None,
+    ):
         super().__init__(figures)
-        self.instrument, self.venue = instrument, LIVE_VENUES[venue]
+        self.instrument, self.venue = instrument, LiveVenue(venue, referenced(venue, service))
         self.seen: dict[str, tuple] = {}
         self.trades: list[Trade] = []
 
@@ -109,27 +118,26 @@ def day_files(root: Path, instrument: str, day: date, venue: str = VENUE) -> lis
     ]
 
 
-def capture_start(root: Path, venue: str, instrument: str, day: date) -> tuple[int, datetime] | None:
+def capture_start(
+    root: Path, venue: str, instrument: str, day: date, service: InstrumentService | None = None
+) -> tuple[int, datetime] | None:
     """When the capture that `day`'s slice comes from began: (the first trade id it landed, the receive
     time of the first record of its earliest file) from the instrument's closed trade files of the day's
     hours (`hours_of_day`: from 23Z the day before, so a capture running over midnight began the day
     before); None without a landed trade. The ids below it were never the capture's to land."""
-    began, spec = None, LIVE_VENUES[venue]
-    try:
-        for path in day_files(root, instrument, day, venue):
-            sized_at_hour(spec.protocol, path)  # as read_day sizes it
-            for line in read_lines(path):
-                record = landing_record(line)
-                if record is None:
-                    continue
-                began = began or datetime.fromtimestamp(record["t"] / 1e9, UTC)
-                text = record.get("d")
-                rows = spec.trades(text, instrument, record["t"]) if isinstance(text, str) else "marker"
-                ids = [] if isinstance(rows, str) else [t.seq for t in rows if t.seq is not None]
-                if ids:
-                    return min(ids), began
-    finally:
-        sized_at_hour(spec.protocol, None)
+    began, spec = None, LiveVenue(venue, referenced(venue, service))
+    for path in day_files(root, instrument, day, venue):
+        sized_at_hour(spec.protocol, path)  # as read_day sizes it (a protocol of its own: no reset needed)
+        for line in read_lines(path):
+            record = landing_record(line)
+            if record is None:
+                continue
+            began = began or datetime.fromtimestamp(record["t"] / 1e9, UTC)
+            text = record.get("d")
+            rows = spec.trades(text, instrument, record["t"]) if isinstance(text, str) else "marker"
+            ids = [] if isinstance(rows, str) else [t.seq for t in rows if t.seq is not None]
+            if ids:
+                return min(ids), began
     return None
 
 
@@ -138,13 +146,15 @@ def capture_starts(
 ) -> dict[SliceKey, tuple[int, datetime]]:
     """`capture_start` of each live trades slice that has one; the frames sized by the stored master,
     as the hourly load sizes them (the load stored what it looked up)."""
-    seed_master(client, database)
+    slices = [key for key in slices if key.venue in LIVE_VENUES]
+    service = instrument_service(ClickHouseMaster.of(client, database), {key.venue for key in slices})
     out = {}
     for key in slices:
         if key.venue in LIVE_VENUES:
-            found = capture_start(root, key.venue, key.instrument, key.day)
+            found = capture_start(root, key.venue, key.instrument, key.day, service)
             if found is not None:
                 out[key] = found
+    service.keep()
     return out
 
 
@@ -157,6 +167,7 @@ def read_day(
     stored: pl.DataFrame | None = None,
     kept: Counter | None = None,
     origins: dict[str, list[int]] | None = None,
+    service: InstrumentService | None = None,
 ) -> pl.DataFrame:
     """The day's trades of an instrument from its closed landing files (plus the `stored` trades
     whose ids they lack: a refill's): each trade id once, ordered, implausible times dropped; what
@@ -170,11 +181,10 @@ def read_day(
             f"{venue}:{instrument} {day}: no closed landing file of channel "
             f"{trade_channel(instrument, venue)} in its hours under {root}"
         )
-    reader = ChannelReader(instrument, figures, venue)
-    for path in paths:  # each hour sized by the reference data valid then
+    reader = ChannelReader(instrument, figures, venue, service)
+    for path in paths:  # each hour sized by the reference data valid then (`service`: the run's)
         sized_at_hour(reader.venue.protocol, path)
         reader.read(path)
-    sized_at_hour(reader.venue.protocol, None)
     note_hour_drops(figures, instrument, day)
     start, end = day_window(day)
     frame = reader.frame()
@@ -253,6 +263,7 @@ class LiveTradesLoad:
     figures: dict[tuple[str, str], dict[str, HourFigures]] = field(default_factory=dict)
     kept: dict[SliceKey, int] = field(default_factory=dict)  # stored trades kept: ids no file holds
     origins: dict[tuple[str, str], dict[str, list[int]]] = field(default_factory=dict)  # count_origins
+    service: InstrumentService | None = None  # the run's contract sizes (None: a service of the load's own)
 
     def feeds(self, workers: int = 1, attempts: int = 1) -> list[Feed]:
         """One feed per venue, one job a slice; `workers` slices read at once (threads), each tried
@@ -285,7 +296,15 @@ class LiveTradesLoad:
         kept: Counter = Counter()
         origins: dict[str, list[int]] = {}
         frame = read_day(
-            self.root, key.instrument, key.day, figures, key.venue, self.stored.get(key), kept, origins
+            self.root,
+            key.instrument,
+            key.day,
+            figures,
+            key.venue,
+            self.stored.get(key),
+            kept,
+            origins,
+            self.service,
         )
         self.kept[key] = kept["kept_from_store"]
         with CLAIM:
@@ -340,13 +359,16 @@ def day_origins(
     refill's)] of the slices' days as stored now (what a refill wrote included); a slice none of
     whose hours has a closed file is skipped."""
     out: dict[tuple[str, str], dict[str, list[int]]] = {}
+    slices = list(slices)
+    service = instrument_service(ClickHouseMaster.of(client, database), {key.venue for key in slices})
     for key in slices:
         start, end = day_window(key.day)
         stored = tables.read_range(client, database, "trades", key.venue, key.instrument, start, end)
         origins: dict[str, list[int]] = {}
         try:
-            read_day(root, key.instrument, key.day, {}, key.venue, stored, Counter(), origins)
+            read_day(root, key.instrument, key.day, {}, key.venue, stored, Counter(), origins, service)
         except FileNotFoundError:
             continue
         out.setdefault((key.venue, key.instrument), {}).update(origins)
+    service.keep()
     return out

@@ -14,11 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from marketdata_assets.datasets.instruments import Master
+from marketdata_assets.datasets.instrument_service import InstrumentService
 from marketdata_assets.datasets.normalized import Trade
-from marketdata_assets.ingest.instruments import keep_learned, stored_versions
+from marketdata_assets.ingest.instruments import instrument_service
 from marketdata_assets.ingest.live.landing_hours import file_hour, parse_hour
-from marketdata_assets.sources.config import rest_base
 from marketdata_assets.sources.registry import STREAMS, stream_protocol
 from marketdata_assets.sources.stream import MALFORMED, TRADES
 
@@ -70,26 +69,10 @@ class LiveVenue:
             return "bad_frame"
 
 
-MASTER = Master()  # the live loads' contract sizes: the stored master (`seed_master`) and what they look up
-
-
-def referenced(venue: str):
-    """The venue's stream protocol with every dataset enabled, its contract sizes from `MASTER` (an instrument
-    it never saw: the venue's reference endpoint at the sources config's REST base, read at the first
-    lookup)."""
-    protocol = stream_protocol(venue, "all")
-    protocol.use_reference(lambda: rest_base(venue), MASTER)
-    return protocol
-
-
-def seed_master(client, database: str) -> None:
-    """The stored instrument master into `MASTER` (the versions it does not hold yet)."""
-    MASTER.add(stored_versions(client, database))
-
-
-def keep_looked_up(client, database: str) -> int:
-    """What the live loads looked up at the venues, stored into the master (once)."""
-    return keep_learned(client, database, MASTER)
+def referenced(venue: str, service: InstrumentService | None = None):
+    """The venue's stream protocol with every dataset enabled, its contract sizes from `service` (the run's;
+    None: one asking the venue at the sources config's REST base, at its first lookup)."""
+    return stream_protocol(venue, "all", service or instrument_service(None, ()))
 
 
 def sized_at_hour(protocol, path) -> None:
@@ -97,5 +80,5 @@ def sized_at_hour(protocol, path) -> None:
     protocol.size_at(parse_hour(file_hour(path)) if path is not None else None)
 
 
-LIVE_VENUES = {venue: LiveVenue(venue, referenced(venue)) for venue in STREAMS}
+LIVE_VENUES = {venue: LiveVenue(venue, stream_protocol(venue, "all")) for venue in STREAMS}  # names, channels
 LIVE_SOURCES = {v.source: v.venue for v in LIVE_VENUES.values()}

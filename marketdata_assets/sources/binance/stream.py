@@ -306,6 +306,7 @@ class BinanceSpotStream:
         subscribe_batch=SUBSCRIBE_BATCH,
     )
     keepalive = None  # the server pings; the WebSocket library answers
+    instrument_service = None  # sizes in base units: no reference data needed
     rest_snapshots = True
     stale_s = 10.0  # data every 100 ms; the server pings every 20 s
     live_source = "BINANCE_LIVE"
@@ -468,10 +469,6 @@ class BinanceSpotStream:
             "T": book_ms(payload),
         }
         return frame_rows(parse_depth(body, instrument, None, venue=self.venue, stamp="T"))
-
-    def use_reference(self, rest_url, master=None) -> None:
-        """Binance's sizes are in base units: no contract values to look up."""
-        return
 
     def size_at(self, when) -> None:
         """Binance's sizes are in base units: nothing to size."""

@@ -39,6 +39,7 @@ DERIBIT = venue_source(
         ),
     ),
     contract=contract,
+    sized=True,
 )
 
 __all__ = [

@@ -20,7 +20,8 @@ from marketdata_assets.core.http import (
     describe_request,
 )
 from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, floor_ms, from_us, to_us
-from marketdata_assets.datasets.instruments import Instrument, Master
+from marketdata_assets.datasets.instrument_service import InstrumentService
+from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.datasets.volumes import Volume
 from marketdata_assets.datasets.wire import DropCounts, finish, finish_bars, finish_trades
 from marketdata_assets.sources.deribit import reference
@@ -84,14 +85,15 @@ class DeribitClient(ApiClient):
         base_url: str = DEFAULT_BASE_URL,
         *,
         page_size: int = 1000,
-        master: Master | None = None,
+        instrument_service: InstrumentService | None = None,
         **kwargs,
     ):
         super().__init__(base_url, **kwargs)
         if not 1 <= page_size <= 1000:
             raise ValueError("page_size: 1..1000")
         self.page_size = page_size
-        self.master = master if master is not None else Master()  # contract sizes: the venue's reference data
+        # contract sizes: the venue's reference data, the process's service (None: one of its own)
+        self.instrument_service = instrument_service or InstrumentService()
         self.dropped = DropCounts()
 
     # ---- what Deribit's answers mean --------------------------------------------------------
@@ -175,8 +177,13 @@ class DeribitClient(ApiClient):
 
     async def reference(self, instrument: str, when: datetime | None = None) -> Instrument | None:
         """The master's version of `instrument` valid at `when` (None: now), looked up at the venue once
-        if never seen (rate-limited by the master); None if Deribit does not know it."""
-        return await self.master.resolve(VENUE, instrument, when, self.lookup)
+        if never seen (rate-limited by the service); None if Deribit does not know it."""
+        return await self.instrument_service.resolve(VENUE, instrument, when, self.lookup)
+
+    async def listing_for(self, instruments: list[str]) -> list[Instrument]:
+        """The listings that hold `instruments`: the whole master (`listing`: active and recently
+        expired), two answers rather than a lookup each."""
+        return await self.listing()
 
     # ---- trades, book, bars -----------------------------------------------------------------
 

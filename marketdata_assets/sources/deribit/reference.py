@@ -9,13 +9,12 @@ https://docs.deribit.com/#public-get_book_summary_by_currency
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from marketdata_assets.core.http import Page, SourceError, get_json_now
+from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.declared import Amount, page_of
 from marketdata_assets.datasets.frames import from_us
 from marketdata_assets.datasets.instruments import Instrument
@@ -99,39 +98,6 @@ def instruments_of(result: Any, page: Page) -> list[Instrument]:
     return [instrument_of(row) for row in rows if row.kind in KINDS]
 
 
-def sync_lookup(
-    rest_url: str | Callable[[], str], timeout_s: float = 5.0
-) -> Callable[[str, str], list[Instrument]]:
-    """A blocking `public/get_instrument` of one instrument at `rest_url` (the live stream's): [] when
-    Deribit does not know it; SourceError for another error, so it is asked again later."""
-
-    def lookup(venue: str, instrument: str) -> list[Instrument]:
-        what = f"{VENUE} {instrument}: reference lookup"
-        body = get_json_now(
-            rest_url, f"/api/v2/{ONE_METHOD}", {"instrument_name": instrument}, what, timeout_s
-        )
-        if isinstance(body, dict) and "error" in body:
-            code = body["error"].get("code") if isinstance(body["error"], dict) else None
-            if code in UNKNOWN_INSTRUMENT:
-                return []
-            raise SourceError(f"{what} answered {str(body)[:200]}")
-        return instruments_of(
-            (body or {}).get("result") or [], Page(VENUE, instrument, None, f"GET {ONE_METHOD}")
-        )
-
-    return lookup
-
-
-def sync_listing(rest_url: str | Callable[[], str], timeout_s: float = 5.0) -> list[Instrument]:
-    """One blocking `public/get_instruments?currency=any` (every active instrument); SourceError on an
-    error."""
-    what = f"{VENUE}: reference listing"
-    body = get_json_now(rest_url, f"/api/v2/{LIST_METHOD}", {"currency": "any"}, what, timeout_s)
-    if not isinstance(body, dict) or "error" in body:
-        raise SourceError(f"{what} answered {str(body)[:200]}")
-    return instruments_of(body.get("result") or [], Page(VENUE, "instruments", None, f"GET {LIST_METHOD}"))
-
-
 class BookVolume(msgspec.Struct):
     """One instrument of `get_book_summary_by_currency` (`result`), of any kind: what the volumes use
     (records.BookSummary reads an option chain's fields of the same answer)."""
@@ -167,6 +133,5 @@ __all__ = [
     "DeribitInstrument",
     "instrument_of",
     "instruments_of",
-    "sync_lookup",
     "volumes_of",
 ]

@@ -12,9 +12,9 @@ import json
 from typing import ClassVar
 
 from marketdata_assets.core.http import Page, SourceError
-from marketdata_assets.datasets.instruments import LookupFailed, Master
+from marketdata_assets.datasets.instrument_service import InstrumentService
+from marketdata_assets.datasets.instruments import LookupFailed
 from marketdata_assets.datasets.normalized import Funding, MarkPrice, OpenInterest, Ticker, Trade
-from marketdata_assets.sources.deribit import reference
 from marketdata_assets.sources.deribit.client import DeribitClient
 from marketdata_assets.sources.deribit.instruments import base_and_quote, is_inverse, size_of
 from marketdata_assets.sources.deribit.records import to_trades, trade_records
@@ -168,13 +168,18 @@ class DeribitStream(StreamBase):
     }
     shared_carries: ClassVar[dict] = {}
 
-    def __init__(self, heartbeat_s: int = HEARTBEAT_S, datasets=None):
+    def __init__(
+        self,
+        heartbeat_s: int = HEARTBEAT_S,
+        datasets=None,
+        instrument_service: InstrumentService | None = None,
+    ):
         self.heartbeat_s = heartbeat_s
         self._contracts: dict[str, tuple[bool, float | None]] = {}
         self._inverse: dict[str, bool] = {}
-        self.master = Master()  # contract sizes: the venue's reference data (`use_reference`)
+        # contract sizes: the venue's reference data, the process's service (None: one of its own)
+        self.instrument_service = instrument_service or InstrumentService()
         self._as_of = None  # sizes by the versions valid then (`size_at`); None: the latest
-        self._rest_url = None  # where the reference data is asked (`use_reference`)
         self.supported = (TRADES, BOOKS, *TICKER_DATASETS)
         super().__init__(
             datasets
@@ -275,27 +280,14 @@ class DeribitStream(StreamBase):
                 raise Page(VENUE, instrument).error(str(error)) from None
         return known
 
-    def use_reference(self, rest_url: str, master: Master | None = None) -> None:
-        """Contract sizes from `master` (else a new one), an instrument it never saw looked up at the
-        venue's REST `rest_url` (get_instrument, once, rate-limited)."""
-        self.master = master if master is not None else Master()
-        self.master.connect(reference.sync_lookup(rest_url), VENUE)
-        self._rest_url = rest_url
-        self._contracts.clear()
-
     def reference_ready(self, instruments: list[str]) -> int:
-        """The contract sizes of `instruments` known before their first frame: one get_instruments of every
-        active instrument for those the master never saw, not a lookup each; returns the versions learned (a
-        listing that fails: they are looked up one by one later)."""
-        missing = [name for name in instruments if self.master.needs_lookup(VENUE, name)]
-        if not missing or self._rest_url is None:
-            return 0
-        try:
-            found = reference.sync_listing(self._rest_url)
-        except SourceError:
-            return 0
-        self._contracts.clear()
-        return self.master.learn(VENUE, missing, found)
+        """The contract sizes of `instruments` known before their first frame: the venue's listing for those
+        the service never saw, not a lookup each; returns the versions learned (a listing that fails: they
+        are looked up one by one later)."""
+        learned = self.instrument_service.ready(VENUE, instruments)
+        if learned:
+            self._contracts.clear()
+        return learned
 
     def size_at(self, when) -> None:
         """Size by the master's versions valid at `when` (None: the latest): a landing hour re-read later."""
@@ -309,7 +301,7 @@ class DeribitStream(StreamBase):
         known = self._contracts.get(instrument)
         if known is None:
             try:
-                found = self.master.at(VENUE, instrument, self._as_of)
+                found = self.instrument_service.at(VENUE, instrument, self._as_of)
                 known = (is_inverse(instrument), found.size if found else None)
             except (ValueError, SourceError, LookupFailed) as error:
                 raise Page(VENUE, instrument).error(str(error)) from None
@@ -342,6 +334,6 @@ class DeribitStream(StreamBase):
         """Open interest is counted in contracts: the size must be declared (SourceDataError if not)."""
         if dataset == OPEN_INTEREST:
             try:
-                size_of(instrument, self.master.at(VENUE, instrument, self._as_of))
+                size_of(instrument, self.instrument_service.at(VENUE, instrument, self._as_of))
             except (ValueError, SourceError, LookupFailed) as error:
                 raise Page(VENUE, instrument).error(str(error)) from None

@@ -29,6 +29,7 @@ OKX = venue_source(
     ),
     contract=contract,
     statuses=STATES,
+    sized=True,
 )
 
 __all__ = [

@@ -12,7 +12,8 @@ import polars as pl
 
 from marketdata_assets.core.http import ApiClient, ErrorTable, Limits, Page, SourceNotFound, describe_request
 from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, day_window, from_us, to_us
-from marketdata_assets.datasets.instruments import Instrument, Master
+from marketdata_assets.datasets.instrument_service import InstrumentService
+from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.datasets.volumes import Volume
 from marketdata_assets.datasets.wire import (
     DropCounts,
@@ -122,16 +123,15 @@ class OkxClient(ApiClient):
         base_url: str = DEFAULT_BASE_URL,
         *,
         page_limit: int = 100,
-        master: Master | None = None,
+        instrument_service: InstrumentService | None = None,
         **kwargs,
     ):
         super().__init__(base_url, **kwargs)
         if not 1 <= page_limit <= 100:
             raise ValueError("page_limit: 1..100")
         self.page_limit = page_limit
-        self.master = (
-            master if master is not None else Master()
-        )  # contract values: the venue's reference data
+        # contract values: the venue's reference data, the process's service (None: one of its own)
+        self.instrument_service = instrument_service or InstrumentService()
         self.dropped = DropCounts()
 
     # ---- what OKX's answers mean ------------------------------------------------------------
@@ -200,11 +200,19 @@ class OkxClient(ApiClient):
 
     async def reference(self, instrument: str, when: datetime | None = None) -> Instrument | None:
         """The master's version of `instrument` valid at `when` (None: now), looked up at the venue once
-        if never seen (at most one lookup every `master` interval); None for spot, or what OKX does not
+        if never seen (at most one lookup every service interval); None for spot, or what OKX does not
         know."""
         if not is_derivative(instrument):
             return None
-        return await self.master.resolve(VENUE, instrument, when, self.lookup)
+        return await self.instrument_service.resolve(VENUE, instrument, when, self.lookup)
+
+    async def listing_for(self, instruments: list[str]) -> list[Instrument]:
+        """The listings that hold `instruments` (contracts): one request per instrument type, an option's per
+        family (the service asks this before their first frames, not a lookup each)."""
+        out = []
+        for params, _ in reference.listing_requests(instruments):
+            out += await self.instruments(params["instType"], params.get("instFamily"))
+        return out
 
     # ---- trades, book, bars -----------------------------------------------------------------
 

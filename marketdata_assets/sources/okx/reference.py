@@ -8,13 +8,12 @@ https://www.okx.com/docs-v5/en/#order-book-trading-market-data-get-tickers (`vol
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from marketdata_assets.core.http import Page, SourceError, get_json_now
+from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.declared import Amount, page_of
 from marketdata_assets.datasets.frames import from_us
 from marketdata_assets.datasets.instruments import Instrument
@@ -130,43 +129,6 @@ def lookup_params(instrument: str, inst_type: str, family: str) -> dict[str, str
     if inst_type == "OPTION":
         params["instFamily"] = family
     return params
-
-
-def sync_lookup(
-    rest_url: str | Callable[[], str], timeout_s: float = 5.0
-) -> Callable[[str, str], list[Instrument]]:
-    """A blocking lookup of one instrument at `rest_url` (the live stream's: a frame of an instrument never
-    seen waits for it once): [] when OKX does not know it (51001 or no data); SourceError when the
-    answer is an error of another kind, so the frame is refused and the lookup asked again later
-    (`rest_url` may be a function: the base is read at the first lookup)."""
-
-    def lookup(venue: str, instrument: str) -> list[Instrument]:
-        named = contract(instrument)
-        params = lookup_params(instrument, INST_TYPE_OF[named.contract_type], f"{named.base}-{named.quote}")
-        what = f"{VENUE} {instrument}: reference lookup"
-        body = get_json_now(rest_url, PATH, params, what, timeout_s)
-        code = body.get("code") if isinstance(body, dict) else None
-        if code == "51001":
-            return []
-        if code != "0":
-            raise SourceError(f"{what} answered {str(body)[:200]}")
-        return instruments_of(body.get("data") or [], Page(VENUE, instrument, None, f"GET {PATH}"))
-
-    return lookup
-
-
-def sync_listing(
-    rest_url: str | Callable[[], str], params: dict[str, str], timeout_s: float = 5.0
-) -> list[Instrument]:
-    """One blocking `/api/v5/public/instruments` listing (`params`: instType[, instFamily]); SourceError on
-    an error answer."""
-    what = f"{VENUE} {params}: reference listing"
-    body = get_json_now(rest_url, PATH, params, what, timeout_s)
-    if not isinstance(body, dict) or body.get("code") != "0":
-        raise SourceError(f"{what} answered {str(body)[:200]}")
-    return instruments_of(
-        body.get("data") or [], Page(VENUE, params.get("instType", ""), None, f"GET {PATH}")
-    )
 
 
 def listing_requests(instruments: list[str]) -> list[tuple[dict[str, str], list[str]]]:

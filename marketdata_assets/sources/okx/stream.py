@@ -13,7 +13,8 @@ import zlib
 from typing import ClassVar
 
 from marketdata_assets.core.http import Page, SourceError
-from marketdata_assets.datasets.instruments import LookupFailed, Master
+from marketdata_assets.datasets.instrument_service import InstrumentService
+from marketdata_assets.datasets.instruments import LookupFailed
 from marketdata_assets.datasets.normalized import (
     Bar,
     Funding,
@@ -23,7 +24,6 @@ from marketdata_assets.datasets.normalized import (
     Ticker,
     Trade,
 )
-from marketdata_assets.sources.okx import reference
 from marketdata_assets.sources.okx.client import OkxClient
 from marketdata_assets.sources.okx.instruments import ContractSizer, is_derivative
 from marketdata_assets.sources.okx.records import to_trades
@@ -279,41 +279,21 @@ class OkxStream(StreamBase):
     }
     shared_carries: ClassVar[dict] = {"SWAP@liquidation-orders": is_swap}  # every perpetual's
 
-    def __init__(self, datasets=None):
+    def __init__(self, datasets=None, instrument_service: InstrumentService | None = None):
         self.supported = tuple(CHANNEL_DATASET.values())
-        super().__init__(
-            datasets
-        )  # `warnings`: fields the venue left out, filled with null (in the collector's stats)
+        super().__init__(datasets)  # `warnings`: fields the venue left out, filled with null (the stats)
         self._sizers: dict[str, ContractSizer] = {}
-        self.master = Master()  # contract values: the venue's reference data (`use_reference`)
+        # contract values: the venue's reference data, the process's service (None: one of its own)
+        self.instrument_service = instrument_service or InstrumentService()
         self._as_of = None  # sizes by the versions valid then (`size_at`); None: the latest
-        self._rest_url = None  # where the reference data is asked (`use_reference`)
-
-    def use_reference(self, rest_url: str, master: Master | None = None) -> None:
-        """Contract values from `master` (else a new one), an instrument it never saw looked up at the
-        venue's REST `rest_url` (once, rate-limited)."""
-        self.master = master if master is not None else Master()
-        self.master.connect(reference.sync_lookup(rest_url), VENUE)
-        self._rest_url = rest_url
-        self._sizers.clear()
 
     def reference_ready(self, instruments: list[str]) -> int:
         """The contract values of `instruments` known before their first frame: a listing request per
-        instrument type (an option's per family) for those the master never saw, not a lookup each; returns
+        instrument type (an option's per family) for those the service never saw, not a lookup each; returns
         the versions learned (a listing that fails: those instruments are looked up one by one later)."""
-        missing = [
-            name for name in instruments if is_derivative(name) and self.master.needs_lookup(VENUE, name)
-        ]
-        if not missing or self._rest_url is None:
-            return 0
-        learned = 0
-        for params, names in reference.listing_requests(missing):
-            try:
-                found = reference.sync_listing(self._rest_url, params)
-            except SourceError:
-                continue
-            learned += self.master.learn(VENUE, names, found)
-        self._sizers.clear()
+        learned = self.instrument_service.ready(VENUE, [name for name in instruments if is_derivative(name)])
+        if learned:
+            self._sizers.clear()
         return learned
 
     def size_at(self, when) -> None:
@@ -431,19 +411,25 @@ class OkxStream(StreamBase):
         return to_trades(frame.data, instrument, sizer, ctx, recv_ns=recv_ns)
 
     def sizer(self, instrument: str) -> ContractSizer:
-        """The instrument's contract sizing by the master (kept: one lookup a frame is enough);
+        """The instrument's contract sizing by the service (kept: one lookup a frame is enough);
         SourceDataError if the venue does not know its contract value (or the lookup failed: asked again by a
         later frame)."""
         sizer = self._sizers.get(instrument)
         if sizer is None:
             try:
-                known = self.master.at(VENUE, instrument, self._as_of) if is_derivative(instrument) else None
+                known = self._reference(instrument)
                 sizer = self._sizers[instrument] = ContractSizer(instrument, known)
             except (ValueError, SourceError, LookupFailed) as error:
                 raise Page(VENUE, instrument).error(
                     str(error).removeprefix(f"{VENUE} {instrument}: ")
                 ) from None
         return sizer
+
+    def _reference(self, instrument: str):
+        """The service's version of a contract valid at the hour read (None for spot)."""
+        if not is_derivative(instrument):
+            return None
+        return self.instrument_service.at(VENUE, instrument, self._as_of)
 
     def book_time_ms(self, frame: object) -> int | None:
         """A books push's `ts` (its one data entry)."""
@@ -465,7 +451,7 @@ class OkxStream(StreamBase):
             "bids": [[p, q, "0", "1"] for p, q, *_ in payload["bids"]],
             "asks": [[p, q, "0", "1"] for p, q, *_ in payload["asks"]],
         }
-        known = self.master.at(VENUE, instrument, self._as_of) if is_derivative(instrument) else None
+        known = self._reference(instrument)
         return frame_rows(parse_books({"code": "0", "msg": "", "data": [book]}, instrument, reference=known))
 
     def check(self, dataset: str, instrument: str) -> None:

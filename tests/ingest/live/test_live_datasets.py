@@ -25,9 +25,11 @@ from marketdata_assets.sources.binance.futures_stream import BinanceUsdmStream
 from marketdata_assets.sources.binance.stream import BinanceSpotStream
 from marketdata_assets.sources.deribit.stream import DeribitStream
 from marketdata_assets.sources.okx.stream import OkxStream
+from marketdata_assets.sources.registry import stream_protocol
 from marketdata_assets.sources.stream import LIVE_DATASETS
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
 from tests.support.live import books_match_at_rest, collecting, stream_trades
+from tests.support.reference import asking
 
 WAIT_S = 25
 # venue -> (replay, protocol, instruments, datasets published (books are kept, not published), bad-frame
@@ -115,8 +117,11 @@ def run(venue: str, body, tmp_path, nats_url=None, spec=None, config: WsConfig |
         ws.add_fault(**fault)
 
     async def scenario():
-        protocol = VENUES[venue][1](datasets=[d for d in LIVE_DATASETS if d in VENUES[venue][1]().supported])
-        protocol.use_reference(rest.base_url)  # contract sizes: the venue's reference data (its REST replay)
+        supported = VENUES[venue][1]().supported
+        # contract sizes: the venue's reference data (its REST replay)
+        protocol = stream_protocol(
+            venue, [d for d in LIVE_DATASETS if d in supported], asking(venue, rest.base_url)
+        )
         prefix = {"subject_prefix": spec.subjects[0].split(".")[0]} if spec is not None else {}
         config = CollectorConfig(
             list(VENUES[venue][2]),

@@ -30,7 +30,7 @@ from marketdata_assets.sources.okx import (
     underlying,
 )
 from marketdata_assets.sources.venues import serves
-from tests.support.reference import documented_master, known
+from tests.support.reference import documented_service, known
 from tests.support.scripted_server import Reply, ScriptedServer
 from tests.support.ticks_common import DAY, END, FAST, START, UTC, crypto_replay, run
 
@@ -491,7 +491,7 @@ def test_liquidations_sharing_a_millisecond_across_a_page_boundary_are_kept():
 
         async def go():
             async with client(
-                scripted.url, page_limit=3, master=documented_master()
+                scripted.url, page_limit=3, instrument_service=documented_service()
             ) as api:  # sizes known: no lookup
                 return await api.liquidations(SWAP, START, END), api.dropped.of(SWAP)
 
