@@ -60,9 +60,9 @@ def test_a_collector_on_a_fresh_store_stores_what_it_looked_up_exactly_once(
     tmp_path, clickhouse, monkeypatch
 ):
     """`marketdata collect` where `instrument_master` never ran (no `instruments` table): the process's one
-    instrument service asks OKX's listing of swaps before the first frame (not a lookup each), sizes the trades
-    by it, and stores what it learned once at the stop, the table made by the service. A second run starts
-    from the stored master and asks the venue nothing."""
+    instrument service asks OKX's listing of swaps before the first frame (not a lookup each), sizes the
+    trades by it, and stores what it learned once at the stop, the table made by the service. A second run
+    starts from the stored master and asks the venue nothing."""
     from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
     from marketdata_assets.replay.crypto.okx_ws import OkxWsReplay
     from marketdata_assets.replay.crypto.ws_server import WsConfig
