@@ -185,6 +185,12 @@ class LiveCollector(Collector):
                 [([venue, label(k)], n) for k, n in sorted(dict(getattr(stats, attr)).items())],
             )
         yield _counter(
+            "marketdata_live_refused",
+            "Frames the venue's parser refused, by dataset, instrument and reason (at most 500 kept).",
+            ["venue", "dataset", "instrument", "reason"],
+            [([venue, *key.split("|", 2)], n) for key, n in sorted(stats.refused.items())],
+        )
+        yield _counter(
             "marketdata_live_resyncs",
             "Books rebuilt after a gap.",
             ["venue"],

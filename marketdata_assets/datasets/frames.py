@@ -206,7 +206,7 @@ NULLABLE: dict[str, frozenset[str]] = {
         {"mark_price", "index_price", "funding_rate", "next_funding_time", "funding_rate_8h"}
     ),
     "funding": frozenset({"mark_price", "index_price"}),
-    "open_interest": frozenset(),
+    "open_interest": frozenset({"quote"}),  # OKX pushes before `oiUsd` was added carry no quote amount
     "liquidations": frozenset({"order_price"}),
     "price_bars": frozenset(),
     "option_chain": frozenset({"bid_iv", "ask_iv", "bid_price", "ask_price", "volume_24h"}),

@@ -422,3 +422,49 @@ def test_a_documented_frame_with_a_wrong_field_is_refused_naming_it(venue, text)
     with pytest.raises(MALFORMED) as refused:
         protocol.trades(protocol.decode(text))
     assert venue in str(refused.value)
+
+
+def _without(text: str, *fields: str) -> str:
+    """A documented frame as sent before the venue added `fields` (removed wherever they sit)."""
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in fields}
+        return [strip(v) for v in value] if isinstance(value, list) else value
+
+    return json.dumps(strip(json.loads(text)))
+
+
+# venue, documented frame, the fields the venue added later, what each stored record must hold then
+OLDER_FRAMES = [
+    # OKX open-interest: `oiUsd` came later (real 2021 pushes carry oi, oiCcy and ts only)
+    ("OKX", OKX["open_interest"], ("oiUsd",), {"open_interest": {"contracts": 5000.0, "quote": None}}),
+    # Binance USD-M markPriceUpdate: the index price `i` and the estimated settle price `P` came later
+    (
+        "BINANCE_UM",
+        USDM["markPrice"],
+        ("i", "P"),
+        {
+            "mark_price": {"mark_price": 11794.15, "index_price": None},
+            "funding": {"funding_rate": 0.00038167},
+        },
+    ),
+    # Deribit ticker: funding_8h, interest_value, estimated_delivery_price and last_price are not in older
+    # (and not in every instrument's) notifications
+    (
+        "DERIBIT",
+        DERIBIT["ticker"],
+        ("funding_8h", "interest_value", "estimated_delivery_price", "last_price"),
+        {"tickers": {"bid": 36442.5, "last": None}, "funding": {"funding_rate": 0, "funding_rate_8h": None}},
+    ),
+]
+
+
+@pytest.mark.parametrize("venue, text, added, expected", OLDER_FRAMES, ids=[f[0] for f in OLDER_FRAMES])
+def test_an_older_frame_lacking_a_later_added_field_is_kept_with_it_null(venue, text, added, expected):
+    protocol = documented(stream_protocol(venue, "all"))
+    older = _without(text, *added)
+    assert all(f'"{name}"' not in older for name in added)
+    messages = {m.dataset: json.loads(m.payload) for m in protocol.messages(protocol.decode(older), 1)}
+    for dataset, fields in expected.items():
+        assert {k: messages[dataset][k] for k in fields} == fields, dataset

@@ -128,7 +128,7 @@ class Books(BookOutputs):
     def _book_unreadable(self, instrument: str, error: ValueError) -> None:
         """A book whose deferred levels hold a size that is no number (`OrderBook.settle`): counted as a
         malformed book and rebuilt from a fresh snapshot, as after a gap (cause `malformed`)."""
-        self.stats.bad("malformed_books")
+        self.stats.refuse("books", instrument, error, self.protocol.venue)
         conn_id, channel = next(
             (
                 (conn, channel)

@@ -160,8 +160,8 @@ class Processor:
                 self.add_messages(frame, recv_ns)
             else:
                 self.stats.bad("unknown_stream")
-        except MALFORMED:
-            self.stats.bad(f"malformed_{dataset}")
+        except MALFORMED as error:
+            self.stats.refuse(dataset, frame.instrument, error, self.protocol.venue)
 
 
 __all__ = ["Processor"]

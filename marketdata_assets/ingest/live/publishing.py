@@ -157,8 +157,8 @@ class Publisher:
         `malformed_trades`); after dropped frames, the trade ids they held (`_trade_gap`)."""
         bad: list = []
         records, stats = self.protocol.read_trades(frames, recvs, bad), self.stats
-        for _ in bad:
-            stats.bad(f"malformed_{TRADES}")
+        for frame, error in bad:
+            stats.refuse(TRADES, frame.instrument, error, self.protocol.venue)
         if records:
             gaps = self.trade_gaps
             if gaps.watch:  # frames were dropped: did this instrument lose trades?

@@ -8,9 +8,31 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+LOG = logging.getLogger(__name__)
+REFUSAL_KEYS = 500  # distinct (dataset, instrument, reason) kept; more are counted as `other`
+SEP = "|"  # dataset|instrument|reason: one key of `Stats.refused`
+_REQUEST = re.compile(r" \((?:GET|POST) /[^ ]*\?[^)]*\)$")  # the request a message ends with (its query)
+
+
+def refusal_reason(error: BaseException, instrument: str) -> str:
+    """A short, stable text of why a frame was refused: the error's first line, without the venue and
+    instrument it names and the request it quotes, at most 160 characters."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    while True:  # "OKX UNI-USD-SWAP: ..." (maybe twice, as a lookup's error quoted by the parser's)
+        head, found, rest = text.partition(f"{instrument}: ")
+        if not found or len(head) > 40:
+            break
+        text = rest
+    for tail in (" (request ", " (asked again "):
+        text = text.split(tail, 1)[0]
+    return _REQUEST.sub("", text).replace(SEP, "/")[:160]
+
 
 # Upper bounds (s) of the exchange-time -> receive-time lag histogram (apps.collector_endpoints
 # exposes it as marketdata_live_lag_seconds); a negative lag (clocks apart) counts in the first.
@@ -22,6 +44,7 @@ class Stats:
     frames: int = 0  # frames taken off the queue and landed
     markers: dict[str, int] = field(default_factory=dict)
     bad_frames: dict[str, int] = field(default_factory=dict)  # reason -> count (not JSON, unknown shape, ...)
+    refused: dict[str, int] = field(default_factory=dict)  # "dataset|instrument|reason" -> frames refused
     connects: int = 0
     connect_failures: int = 0
     handshake_refusals: dict[int, int] = field(
@@ -114,6 +137,26 @@ class Stats:
 
     def bad(self, reason: str) -> None:
         self.bad_frames[reason] = self.bad_frames.get(reason, 0) + 1
+
+    def refuse(self, dataset: str, instrument: str, error: BaseException, venue: str = "") -> None:
+        """A frame of `instrument` the venue's parser refused: counted as `malformed_<dataset>` and under
+        its dataset, instrument and reason (`refused`); the first of each (instrument, reason) logged."""
+        self.bad(f"malformed_{dataset}")
+        reason = refusal_reason(error, instrument)
+        key = SEP.join((dataset, instrument or "?", reason))
+        if key not in self.refused:
+            if len(self.refused) >= REFUSAL_KEYS:
+                key = SEP.join((dataset, "*", "other (more distinct refusals than kept)"))
+            else:
+                LOG.warning(
+                    "%s %s: a frame of %s refused: %s (counted under `refused` in /status and "
+                    "marketdata_live_refused)",
+                    venue,
+                    instrument,
+                    dataset,
+                    reason,
+                )
+        self.refused[key] = self.refused.get(key, 0) + 1
 
     def marked(self, kind: str) -> None:
         self.markers[kind] = self.markers.get(kind, 0) + 1

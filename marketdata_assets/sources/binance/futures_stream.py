@@ -225,7 +225,7 @@ class BinanceUsdmStream(BinanceSpotStream):
                     event_ms,
                     event_ms,
                     recv_ns,
-                    MarkPrice(venue_number(data["p"]), venue_number(data["i"])),
+                    MarkPrice(venue_number(data["p"]), venue_number(data.get("i"))),  # `i`: added later,
                 )
             )
         if FUNDING in self.datasets and data.get("r") not in (None, ""):

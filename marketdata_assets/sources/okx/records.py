@@ -85,7 +85,7 @@ class OpenInterestRow(msgspec.Struct, array_like=True):
     ts: Digits  # epoch ms
     oi: Amount  # contracts
     oiCcy: Amount  # base units (the coin): the row's base
-    oiUsd: Amount  # USD: the row's quote
+    oiUsd: Amount | None = None  # USD: the row's quote (added later: older pushes lack it, null)
 
 
 class LiquidationDetail(msgspec.Struct):

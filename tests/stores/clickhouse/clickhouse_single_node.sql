@@ -326,7 +326,7 @@ CREATE TABLE IF NOT EXISTS `marketdata`.`open_interest` (
     `contract_size` Float64 CODEC(ZSTD(1)),
     `size_unit` LowCardinality(String),
     `base` Float64 CODEC(ZSTD(1)),
-    `quote` Float64 CODEC(ZSTD(1)),
+    `quote` Nullable(Float64) CODEC(ZSTD(1)),
     `day` Date CODEC(Delta, ZSTD(1)),
     `load_id` UInt64 CODEC(Delta, ZSTD(1))
 ) ENGINE = MergeTree
