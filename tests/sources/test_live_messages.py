@@ -133,14 +133,45 @@ def test_a_deribit_ticker_feeds_the_enabled_datasets_perpetuals_funding_only():
 
 def test_usdm_events_chain_by_pu_only():
     sync = UsdmDepthSync("BTCUSDT")
-    assert sync.on_event(101, 105, 99, [["1", "1"]], []) == "buffered"
-    assert sync.on_snapshot(100, [["1", "2"]], [["2", "1"]]) == "synced"  # the buffered event straddles 101
+    assert sync.on_event(99, 105, 97, [["1", "1"]], []) == "buffered"
+    assert sync.on_snapshot(100, [["1", "2"]], [["2", "1"]]) == "synced"  # U <= 100 <= u: the first one
     assert sync.on_event(108, 110, 105, [], []) == "applied"  # U jumps: pu names the last u, fine
     assert sync.on_event(111, 112, 109, [], []) == "gap"  # pu names an event never seen
     assert sync.gap_details() == {"expected_prev": 110, "got_prev": 109, "got_first": 111}
     fresh = UsdmDepthSync("ETHUSDT")
     fresh.on_snapshot(200, [], [])
     assert fresh.on_event(203, 204, 200, [], []) == "applied"  # the first event continues the snapshot by pu
+
+
+# Binance USD-M, "How to manage a local order book correctly" (developers.binance.com, derivatives/
+# usds-margined-futures/websocket-market-streams): 4. drop any event where u is < lastUpdateId in the
+# snapshot; 5. the first processed event should have U <= lastUpdateId AND u >= lastUpdateId; 6. each new
+# event's pu should be equal to the previous event's u, otherwise initialize the process from step 3.
+@pytest.mark.parametrize(
+    "events, last_update_id, outcomes",
+    [
+        # u == lastUpdateId: not dropped (u < lastUpdateId is), it is the first processed event
+        ([(150, 160, 149)], 160, ["applied"]),
+        # u < lastUpdateId dropped; the next straddles it (U <= 160 <= u) and is the first
+        ([(140, 150, 139), (151, 165, 150)], 160, ["old", "applied"]),
+        # every buffered event starts after the snapshot and none names it in pu: too old a snapshot
+        ([(170, 175, 169)], 160, "stale"),
+        # the first processed event, then one whose pu is not its u: a gap, the process starts again
+        ([(155, 162, 154), (163, 170, 161)], 160, ["applied", "gap"]),
+    ],
+)
+def test_usdm_book_sync_follows_the_documented_rule(events, last_update_id, outcomes):
+    buffered = UsdmDepthSync("BTCUSDT")  # the events arrived before the snapshot
+    for event in events:
+        assert buffered.on_event(*event, [], []) == "buffered"
+    synced = buffered.on_snapshot(last_update_id, [["1", "1"]], [["2", "1"]])
+    if outcomes == "stale":
+        assert synced == "stale" and buffered.needs_snapshot
+        return
+    assert synced == ("gap" if "gap" in outcomes else "synced")
+    live = UsdmDepthSync("BTCUSDT")  # the same events arriving after it, one outcome each
+    live.on_snapshot(last_update_id, [["1", "1"]], [["2", "1"]])
+    assert [live.on_event(*event, [], []) for event in events] == outcomes
 
 
 def test_a_buffered_message_costs_its_own_size_not_the_json_encoders_buffer():

@@ -101,9 +101,10 @@ class UsdmDepthSync:
             self.buffer.append((first, last, prev, bids, asks))
             return "buffered"
         current = self.book.update_id
-        if last <= current:
+        if last < current:  # documented: drop any event where u < lastUpdateId (u == it is the first one)
             return "old"
-        broken = prev != current if self.chained else (prev != current and first > current + 1)
+        # documented: the first event has U <= lastUpdateId <= u (or names it in pu), each next one pu == u
+        broken = prev != current if self.chained else (prev != current and first > current)
         if broken:
             self.last_gap = {"expected_prev": current, "got_prev": prev, "got_first": first}
             self.needs_snapshot, self.chained, self.book = True, False, OrderBook()
@@ -115,8 +116,8 @@ class UsdmDepthSync:
         return "applied"
 
     def on_snapshot(self, last_update_id: int, bids: list, asks: list) -> str:
-        if self.buffer and last_update_id + 1 < self.buffer[0][0]:
-            return "stale"
+        if self.buffer and self.buffer[0][0] > last_update_id and self.buffer[0][2] != last_update_id:
+            return "stale"  # older than the first buffered event: no event can follow it (documented)
         self.book.reset(last_update_id, bids, asks)
         self.needs_snapshot, self.chained = False, False
         pending = list(self.buffer)
