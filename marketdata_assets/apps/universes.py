@@ -81,16 +81,11 @@ def universe_today(
             if strict:
                 raise
             say(f"{error_text(error, 'the instrument master')}: {EXPLICIT_ONLY}")
-    unreadable, cuts = set(), {}
-    universe = universe_resolver(service.master, rules, unreadable, volumes, cuts)
+    cuts: dict = {}
+    universe = universe_resolver(service.master, rules, volumes, cuts)
     out = {venue: names for venue in rules if (names := universe(venue, today))}
     for line in cut_warnings(cuts):  # a top N with no snapshot to rank by: said
         say(line)
-    if unreadable:  # listed by the venue, but named in no shape its naming reads: not subscribed, said
-        say(
-            f"{len(unreadable)} instrument(s) of the universe skipped, their names unreadable: "
-            f"{', '.join(sorted(unreadable)[:20])}"
-        )
     return out
 
 

@@ -2,18 +2,19 @@
 or option, with its base and quote currencies, expiry, strike and option type.
 
 The `Contract` and the readers every venue's naming shares (expiries, strikes, quote assets); each
-venue reads its own names in its package, so a new venue changes nothing here. The venues' shapes,
-expiry time and quote split: docs/crypto-datasets.md, "What an instrument is".
+venue reads its own names in its package, so a new venue changes nothing here. An instrument the master
+knows is described by its record (`Instrument.contract`): a name is read only for one it never saw. The
+venues' shapes, expiry time and quote split: docs/crypto-datasets.md, "What an instrument is".
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
 from typing import Literal, NamedTuple
 
 ContractType = Literal["spot", "perpetual", "future", "option"]
-QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "USD", "BTC", "ETH", "BNB", "EUR", "TRY", "BRL", "JPY")
 EXPIRY_TIME = time(8, 0, tzinfo=UTC)
 _MONTHS = {
     m: i
@@ -31,7 +32,7 @@ class Contract(NamedTuple):
     instrument: str
     contract_type: ContractType
     base: str
-    quote: str  # the quote (for inverse contracts: the currency the size is counted in, USD)
+    quote: str  # the quote (inverse contracts: the currency the size is counted in, USD; "": not in the name)
     expiry: date | None = None
     strike: float | None = None
     option_type: Literal["C", "P"] | None = None
@@ -75,8 +76,13 @@ def option_strike(
     return float(strike.replace("d", ".")), option_type  # type: ignore[return-value]
 
 
-def split_pair(venue: str, instrument: str, pair: str) -> tuple[str, str]:
-    for quote in sorted(QUOTES, key=len, reverse=True):
+def split_pair(venue: str, instrument: str, pair: str, quotes: Iterable[str]) -> tuple[str, str]:
+    """(base, quote) of a pair written BASEQUOTE, by the quote assets the venue lists (`quotes`: the
+    longest that ends it); none given: (pair, ""), the quote not in the name; ValueError if none ends it."""
+    quotes = sorted(set(quotes), key=len, reverse=True)
+    if not quotes:
+        return pair, ""
+    for quote in quotes:
         if pair.endswith(quote) and len(pair) > len(quote):
             return pair[: -len(quote)], quote
-    raise bad_name(venue, instrument, f"no known quote asset ends {pair!r} (one of {', '.join(QUOTES)})")
+    raise bad_name(venue, instrument, f"no quote asset the venue lists ends {pair!r}")

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import polars as pl
 
+from marketdata_assets.core.contracts import Contract
 from marketdata_assets.datasets.frames import UTC_US, day_window
 
 TYPES = ("spot", "perpetual", "future", "option", "equity")
@@ -54,6 +55,21 @@ class Instrument(NamedTuple):
     @property
     def key(self) -> tuple[str, str]:
         return self.venue, self.instrument
+
+    @property
+    def contract(self) -> Contract:
+        """What it is, from this record: type, base, quote, expiry, strike, option type, inverse."""
+        return Contract(
+            self.venue,
+            self.instrument,
+            self.type,  # type: ignore[arg-type]  (an equity has no contract shape: never asked of one)
+            self.base,
+            self.quote,
+            self.expires.date() if self.expires is not None and self.type in ("future", "option") else None,
+            self.strike,
+            {"call": "C", "put": "P"}.get(self.option_type or ""),  # type: ignore[arg-type]
+            self.inverse,
+        )
 
     @property
     def size(self) -> float:

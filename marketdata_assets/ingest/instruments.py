@@ -114,16 +114,15 @@ def stored_volumes(client, database: str, rules: dict[str, UniverseRule], days) 
 def universe_resolver(
     master: Master,
     rules: dict[str, UniverseRule],
-    unreadable: set[str],
     volumes: Volumes | None = None,
     cuts: dict[tuple[str, date], Cut] | None = None,
     look_ahead: dict[tuple[str, date], list[str]] | None = None,
 ) -> Callable[[str, date], list[str]]:
     """(venue, day) -> the venue's universe that day by its rule (`rules`: venue -> UniverseRule; a top N
     ranked by `volumes`, each day's cut kept in `cuts` for the caller to say; the instruments in only by
-    today's listing standing in for the day kept in `look_ahead`), without the names its naming cannot read
-    (collected into `unreadable` as VENUE:NAME, for the caller to say); the explicit instruments stay on
-    the days they were listed."""
+    today's listing standing in for the day kept in `look_ahead`): every instrument the master lists that
+    the rule selects, whatever its name's shape (what it is comes from its record); the explicit
+    instruments stay on the days they were listed."""
 
     def universe(venue: str, day: date) -> list[str]:
         rule = rules.get(venue)
@@ -134,9 +133,7 @@ def universe_resolver(
             cuts[(venue, day)] = found.cut
         if found.look_ahead and look_ahead is not None:
             look_ahead[(venue, day)] = found.look_ahead
-        readable = [name for name in found.names if name in rule.explicit or _readable(venue, name)]
-        unreadable.update(f"{venue}:{name}" for name in found.names if name not in readable)
-        return readable
+        return list(found.names)
 
     return universe
 
@@ -166,14 +163,6 @@ def cut_warnings(
             f"({', '.join(names[:5])}{' ...' if len(names) > 5 else ''}); {REFRESH_HINT}"
         )
     return out
-
-
-def _readable(venue: str, instrument: str) -> bool:
-    try:
-        contract_of(venue, instrument)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -263,6 +252,7 @@ async def archive_lives(
     has, as delisted: listed on their first file's day, ended after their last). A symbol with no file yet
     keeps `listed: unknown`; a name the venue's naming cannot read is skipped; both counted in `skipped`."""
     market, names = ARCHIVED[venue], {item.instrument for item in listed}
+    quotes = {item.quote for item in (*listed, *known.values()) if item.venue == venue and item.quote}
     async with make_archive() as api:
         firsts = await _each(_undated(listed, known), lambda name: listing.first_day(api, market, name))
         gone = []
@@ -271,8 +261,8 @@ async def archive_lives(
             if name in names or (before is not None and before.status in CLOSED):
                 continue  # still listed, or its end already known
             try:
-                gone.append((name, contract_of(venue, name)))
-            except ValueError:
+                gone.append((name, contract_of(venue, name, quotes=quotes)))
+            except ValueError:  # no quote asset the venue lists ends it
                 skipped["unreadable_name"] += 1
         lives = await _each(
             [name for name, _ in gone], lambda name: listing.first_and_last_day(api, market, name, today)

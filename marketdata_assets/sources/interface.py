@@ -218,7 +218,7 @@ class Source:
     options: Mapping[str, Option] = field(default_factory=dict)  # its own config keys
     stream: type | None = None  # its live WebSocket protocol (sources/stream.py StreamProtocol)
     id_sequences: tuple[IdSequence, ...] = ()  # what its trade ids are, where they count one by one
-    contract: Callable[[str], Any] | None = None  # instrument name -> core.contracts.Contract (its naming)
+    contract: Callable[..., Any] | None = None  # a name the master never saw -> core.contracts.Contract
     statuses: Mapping[str, str] = field(default_factory=dict)  # its instrument status words -> the master's
     sized: bool = False  # its contracts are sized by its reference data: its client and stream take the
     # process's instrument service (`instrument_service=`) and its client is that venue's provider

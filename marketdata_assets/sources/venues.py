@@ -18,6 +18,7 @@ goes where the venue limits it (`REACH`: dataset -> `Reach`, with where older da
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
 import polars as pl
@@ -25,6 +26,7 @@ import polars as pl
 from marketdata_assets.core.contracts import Contract
 from marketdata_assets.core.http import SourceDataError
 from marketdata_assets.datasets.frames import day_window, spec_for
+from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
 from marketdata_assets.sources.interface import Reach, VenueClient, fetch
 from marketdata_assets.sources.registry import SOURCES
@@ -51,14 +53,19 @@ def venue_client(venue: str, base_url: str | None = None, instrument_service=Non
     return cls(base_url, **kwargs) if base_url else cls(**kwargs)
 
 
-def contract_of(venue: str, instrument: str) -> Contract:
-    """What an instrument name of `venue` stands for, read by the venue's own declared naming
-    (`Source.contract`); ValueError naming venue and instrument for a name of no such shape, or a venue
-    that declares no naming."""
+def contract_of(
+    venue: str, instrument: str, known: Instrument | None = None, quotes: Iterable[str] = ()
+) -> Contract:
+    """What an instrument of `venue` is: the master's record of it (`known`), else its name read by the
+    venue's own declared naming (`Source.contract`: for a name the master never saw); ValueError naming
+    venue and instrument for a name of no such shape, or a venue that declares no naming. `quotes`: the
+    quote assets the venue lists, for a naming that splits pairs by them (Binance's)."""
+    if known is not None:
+        return known.contract
     declared = SOURCES.get(venue.upper())
     if declared is None or declared.contract is None:
         raise ValueError(f"{venue}:{instrument}: no contract naming known for venue {venue!r}")
-    return declared.contract(instrument)
+    return declared.contract(instrument, quotes) if quotes else declared.contract(instrument)
 
 
 def serves(

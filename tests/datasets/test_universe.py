@@ -140,9 +140,7 @@ def test_the_resolver_of_the_runs_keeps_each_days_cut_and_says_the_look_ahead_da
     from marketdata_assets.ingest.instruments import cut_warnings, universe_resolver
 
     book, cuts = spot_master(), {}
-    universe = universe_resolver(
-        book, {"OKX": UniverseRule("OKX", types=("spot",), top=1)}, set(), BOOK, cuts
-    )
+    universe = universe_resolver(book, {"OKX": UniverseRule("OKX", types=("spot",), top=1)}, BOOK, cuts)
     days = [(T0 + timedelta(days=k)).date() for k in (-2, -1, 0, 3)]
     assert [universe("OKX", day) for day in days] == [["BTC-USDT"]] * 4
     assert [cuts[("OKX", day)].snapshot.look_ahead for day in days] == [True, True, False, False]
@@ -193,9 +191,7 @@ def test_a_run_resolving_days_before_first_sight_says_look_ahead_and_how_to_fix_
     seen = T0 + timedelta(days=100)
     book = Master(changes({}, [swap("SOL-USDT", 1.0, type="spot", base="SOL", listed=None)], seen))
     cuts, ahead = {}, {}
-    resolve_day = universe_resolver(
-        book, {"OKX": UniverseRule("OKX", types=("spot",))}, set(), None, cuts, ahead
-    )
+    resolve_day = universe_resolver(book, {"OKX": UniverseRule("OKX", types=("spot",))}, None, cuts, ahead)
     for day in (T0.date(), (T0 + timedelta(days=1)).date(), seen.date()):
         assert resolve_day("OKX", day) == ["SOL-USDT"]
     said = (
@@ -204,3 +200,32 @@ def test_a_run_resolving_days_before_first_sight_says_look_ahead_and_how_to_fix_
         "instrument master with the archive site reachable: `marketdata instruments`"
     )
     assert cut_warnings(cuts, ahead) == [said]
+
+
+def test_every_quote_the_venue_lists_is_in_a_rules_universe_and_serves_its_datasets():
+    """What an instrument is comes from the venue's record, not from a list of quote assets: a listed
+    BINANCE:BTCPLN (and a quote asset no one wrote down, XYZW) is in a spot rule's universe, and the
+    history datasets of a spot pair serve it; an archive-only symbol of such a quote is read by the quotes
+    the venue lists."""
+    from marketdata_assets.ingest.instruments import universe_resolver
+    from marketdata_assets.sources.venues import contract_of, serves
+
+    listed = [
+        swap(name, 1.0, venue="BINANCE", type="spot", base=base, quote=quote, settle=quote)
+        for name, base, quote in (
+            ("BTCPLN", "BTC", "PLN"),
+            ("ETHXYZW", "ETH", "XYZW"),
+            ("BTCUSDT", "BTC", "USDT"),
+        )
+    ]
+    book = Master(changes({}, listed, T0))
+    universe = universe_resolver(book, {"BINANCE": UniverseRule("BINANCE", types=("spot",))})
+    assert universe("BINANCE", T0.date()) == ["BTCPLN", "BTCUSDT", "ETHXYZW"]
+    assert (
+        serves("BINANCE", "trades", "BTCPLN") is not None and serves("BINANCE", "funding", "BTCPLN") is None
+    )
+    assert contract_of("BINANCE", "BTCPLN", book.at("BINANCE", "BTCPLN"))[2:5] == ("spot", "BTC", "PLN")
+    named = contract_of("BINANCE", "SOLPLN", quotes={i.quote for i in listed})  # never seen: by the quotes
+    assert (named.contract_type, named.base, named.quote) == ("spot", "SOL", "PLN")
+    with pytest.raises(ValueError, match="no quote asset the venue lists ends 'SOLABC'"):
+        contract_of("BINANCE", "SOLABC", quotes={i.quote for i in listed})

@@ -1017,7 +1017,7 @@ def test_unit_conversions_are_recorded_per_slice(clickhouse):
     instrument's slice names none."""
     from marketdata_assets.datasets.slices import SliceKey
     from marketdata_assets.ingest.engine import Engine
-    from marketdata_assets.sources.deribit.instruments import INVERSE_CONVERSION
+    from marketdata_assets.sources.deribit.units import INVERSE_CONVERSION
     from marketdata_assets.sources.venues import venue_feed
     from marketdata_assets.stores.clickhouse import tables as ct
 

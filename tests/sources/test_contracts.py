@@ -7,14 +7,18 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from marketdata_assets.sources.binance.instruments import contract as binance_contract
+from marketdata_assets.sources.binance.naming import contract as binance_contract
 from marketdata_assets.sources.venues import contract_of
+
+LISTED_QUOTES = ("USDT", "USDC", "FDUSD", "BTC", "ETH", "BNB", "USD", "EUR", "TRY")  # as exchangeInfo lists
 
 
 def read(venue: str, instrument: str):
-    """Through the registry (each venue's declared naming); COIN-M, no registered source, by Binance's
-    reader."""
-    return binance_contract(venue, instrument) if venue == "BINANCE_CM" else contract_of(venue, instrument)
+    """Through the registry (each venue's declared naming; Binance's pairs split by the quote assets the
+    venue lists); COIN-M, no registered source, by Binance's reader."""
+    if venue == "BINANCE_CM":
+        return binance_contract(venue, instrument, LISTED_QUOTES)
+    return contract_of(venue, instrument, quotes=LISTED_QUOTES if venue.startswith("BINANCE") else ())
 
 
 @pytest.mark.parametrize(
@@ -72,7 +76,7 @@ def test_a_dated_contract_expires_at_eight_utc():
         ("DERIBIT", "BTC", "a spot pair is BASE_QUOTE"),
         ("OKX", "BTC-USD-2503", "expiry '2503' is not YYMMDD"),
         ("BINANCE", "BTCUSDT_250328", "a spot symbol has no '_'"),
-        ("BINANCE_UM", "BTCXYZ", "no known quote asset ends 'BTCXYZ'"),
+        ("BINANCE_UM", "BTCXYZ", "no quote asset the venue lists ends 'BTCXYZ'"),
         ("BINANCE_CM", "BTCUSD", "a COIN-M perpetual is BASEUSD_PERP"),
     ],
 )

@@ -137,6 +137,7 @@ def test_the_documented_24h_tickers_read_as_quote_volumes():
         json.loads((FIXTURES / "binance_spot_ticker_24hr.json").read_text()),
         taken,
         Page("BINANCE", "ticker/24hr"),
+        {"BNBBTC": "BTC"},  # the quote asset exchangeInfo gives the symbol
     )
     mini = binance.volumes_of(
         "BINANCE",
@@ -151,6 +152,7 @@ def test_the_documented_24h_tickers_read_as_quote_volumes():
         json.loads((FIXTURES / "binance_um_ticker_24hr.json").read_text()),
         taken,
         Page("BINANCE_UM", "ticker/24hr"),
+        {"ETHUSDT": "USDT"},  # a symbol exchangeInfo listed: BTCUSDT split by the quotes it holds
     )
     assert (um.venue, um.instrument, um.quote_volume, um.unit) == ("BINANCE_UM", "BTCUSDT", 15.3, "USDT")
     okx_docs = json.loads((FIXTURES / "okx_tickers.json").read_text())["data"]

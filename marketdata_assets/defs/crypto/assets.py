@@ -171,21 +171,15 @@ def run_slices(context, datasets, config: CryptoIngestConfig, master=None, volum
     rules = load_sources_config().crypto_rules()
     if master is None:
         return slice_keys(context.partition_keys, datasets, config.instruments)
-    unreadable: set[str] = set()
     cuts, ahead = {}, {}
     keys = slice_keys(
         context.partition_keys,
         datasets,
         config.instruments,
-        universe_resolver(master, rules, unreadable, volumes, cuts, ahead),
+        universe_resolver(master, rules, volumes, cuts, ahead),
     )
     for line in cut_warnings(cuts, ahead):  # a top N by a later snapshot or by none, a look-ahead: said
         context.log.warning(f"crypto_ticks: {line}")
-    if unreadable:  # listed by the venue, but named in no shape its naming reads: not loaded, said
-        context.log.warning(
-            f"crypto_ticks: {len(unreadable)} instrument(s) of the universe skipped, their names "
-            f"unreadable: {', '.join(sorted(unreadable)[:20])}"
-        )
     return keys
 
 

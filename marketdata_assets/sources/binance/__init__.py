@@ -6,7 +6,7 @@
 from marketdata_assets.sources.binance.client import ERRORS, LIMITS, BinanceClient, ban_until, depth_weight
 from marketdata_assets.sources.binance.futures_client import BinanceFuturesClient
 from marketdata_assets.sources.binance.futures_stream import BinanceUsdmStream
-from marketdata_assets.sources.binance.instruments import contract
+from marketdata_assets.sources.binance.naming import contract
 from marketdata_assets.sources.binance.reference import STATUSES
 from marketdata_assets.sources.binance.rest import (
     parse_agg_trades,
@@ -80,7 +80,7 @@ SPOT = venue_source(
             dataset="agg_trades",
         ),
     ),
-    contract=lambda instrument: contract("BINANCE", instrument),
+    contract=lambda instrument, quotes=(): contract("BINANCE", instrument, quotes),
     statuses=STATUSES,
 )
 USD_M = venue_source(
@@ -100,7 +100,7 @@ USD_M = venue_source(
             "Binance USD-M aggregate trade ids (aggTrades `a`: REST and the live aggTrade stream)",
         ),
     ),
-    contract=lambda instrument: contract("BINANCE_UM", instrument),
+    contract=lambda instrument, quotes=(): contract("BINANCE_UM", instrument, quotes),
     statuses=STATUSES,
 )
 

@@ -146,6 +146,7 @@ class BinanceClient(ApiClient):
             raise ValueError("page_limit: 1..1000")
         self.page_limit = page_limit
         self.dropped = DropCounts()
+        self.quotes: dict[str, str] = {}  # symbol -> its quote asset, from the last `listing`
 
     # ---- what Binance's answers mean ---------------------------------------------------------
 
@@ -196,11 +197,16 @@ class BinanceClient(ApiClient):
     async def listing(self) -> list[Instrument]:
         """Every symbol exchangeInfo lists now (a delisted one is absent: the archive's listing has it)."""
         body, page = await self._get(self.EXCHANGE_INFO, {}, instrument="exchangeInfo", day=None)
-        return reference.instruments_of(self.name, body, page)
+        listed = reference.instruments_of(self.name, body, page)
+        self.quotes = {item.instrument: item.quote for item in listed}  # the volumes' units
+        return listed
 
     async def volumes(self, taken: datetime) -> list[Volume]:
         """Every symbol's 24 h volume in its quote asset, stamped `taken`: one `ticker/24hr` without a symbol
-        (weight 80 spot, 40 USD-M)."""
+        (weight 80 spot, 40 USD-M); each symbol's quote asset from exchangeInfo (`listing`, asked first if
+        this client has not listed yet)."""
+        if not self.quotes:
+            await self.listing()
         body, page = await self._get(
             self.TICKER_24HR,
             {},
@@ -208,7 +214,7 @@ class BinanceClient(ApiClient):
             day=None,
             weight=reference.ALL_TICKERS_WEIGHT[self.name],
         )
-        return reference.volumes_of(self.name, body, taken, page)
+        return reference.volumes_of(self.name, body, taken, page, self.quotes)
 
     # ---- trades -----------------------------------------------------------------------------
 

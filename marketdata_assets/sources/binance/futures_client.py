@@ -24,7 +24,7 @@ from marketdata_assets.sources.binance.futures import (
     parse_open_interest,
     parse_ticker,
 )
-from marketdata_assets.sources.binance.instruments import pair_of
+from marketdata_assets.sources.binance.naming import pair_of
 from marketdata_assets.sources.binance.rest import parse_depth
 from marketdata_assets.sources.interface import HISTORY, SNAPSHOT, Reach, span_text
 

@@ -22,7 +22,7 @@ from marketdata_assets.datasets.declared import Amount, Finite, page_of
 from marketdata_assets.datasets.frames import from_us
 from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.datasets.volumes import Volume
-from marketdata_assets.sources.binance.instruments import contract
+from marketdata_assets.sources.binance.naming import contract
 
 SPOT_PATH, USDM_PATH = "/api/v3/exchangeInfo", "/fapi/v1/exchangeInfo"
 ALL_TICKERS_WEIGHT = {"BINANCE": 80, "BINANCE_UM": 40}  # ticker/24hr without a symbol
@@ -126,13 +126,18 @@ class Ticker24h(msgspec.Struct):
     closeTime: int = 0  # the end of the rolling 24 hours, epoch ms
 
 
-def volumes_of(venue: str, body: Any, taken: datetime, page: Page) -> list[Volume]:
-    """A `ticker/24hr` answer (every symbol) as `Volume`s in each symbol's quote asset (the unit "" for a
-    name the naming cannot read); a SourceDataError names what does not fit."""
+def volumes_of(
+    venue: str, body: Any, taken: datetime, page: Page, quotes: dict[str, str] | None = None
+) -> list[Volume]:
+    """A `ticker/24hr` answer (every symbol) as `Volume`s in each symbol's quote asset: `quotes` (symbol ->
+    its quote asset, from exchangeInfo), else the symbol split by the quote assets those hold (the unit ""
+    where none ends it); a SourceDataError names what does not fit."""
+    quotes = quotes or {}
+    listed = set(quotes.values())
     out = []
     for row in page_of(Ticker24h, body, "ticker", page):
         try:
-            unit = contract(venue, row.symbol).quote
+            unit = quotes.get(row.symbol) or contract(venue, row.symbol, listed).quote
         except ValueError:
             unit = ""
         out.append(Volume(venue, row.symbol, taken, row.quoteVolume, unit))

@@ -1,12 +1,7 @@
 """Deribit v2 public market data: the client and the pure parsers of its answers."""
 
 from marketdata_assets.sources.deribit.client import ERRORS, LIMITS, DeribitClient
-from marketdata_assets.sources.deribit.instruments import (
-    chain_currency,
-    contract,
-    is_inverse,
-    size_of,
-)
+from marketdata_assets.sources.deribit.naming import chain_currency, contract, is_inverse
 from marketdata_assets.sources.deribit.rest import (
     liquidations_of,
     parse_chart,
@@ -20,6 +15,7 @@ from marketdata_assets.sources.deribit.rest import (
     parse_trades,
 )
 from marketdata_assets.sources.deribit.stream import DeribitStream
+from marketdata_assets.sources.deribit.units import size_of
 from marketdata_assets.sources.interface import IdSequence, venue_source
 
 DERIBIT = venue_source(

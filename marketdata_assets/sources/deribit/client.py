@@ -25,7 +25,7 @@ from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.datasets.volumes import Volume
 from marketdata_assets.datasets.wire import DropCounts, finish, finish_bars, finish_trades
 from marketdata_assets.sources.deribit import reference
-from marketdata_assets.sources.deribit.instruments import VENUE, chain_currency, size_of
+from marketdata_assets.sources.deribit.naming import VENUE, chain_currency
 from marketdata_assets.sources.deribit.rest import (
     liquidations_of,
     parse_chart,
@@ -37,6 +37,7 @@ from marketdata_assets.sources.deribit.rest import (
     parse_trade_page,
     rpc_result,
 )
+from marketdata_assets.sources.deribit.units import size_of
 from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
 
 DEFAULT_BASE_URL = "https://www.deribit.com"

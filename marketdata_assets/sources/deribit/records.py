@@ -26,7 +26,7 @@ from marketdata_assets.datasets.declared import (
 )
 from marketdata_assets.datasets.frames import epoch_to_us
 from marketdata_assets.datasets.normalized import Trade
-from marketdata_assets.sources.deribit.instruments import VENUE, is_option, settles_in
+from marketdata_assets.sources.deribit.naming import VENUE, is_option, settles_in
 
 # --------------------------------------------------------------------------------------------
 # What is inside `result` (the fields read; the rest are ignored)

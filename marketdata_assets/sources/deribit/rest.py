@@ -41,15 +41,12 @@ from marketdata_assets.datasets.wire import (
     number,
     positive,
 )
-from marketdata_assets.sources.deribit.instruments import (
-    INVERSE_CONVERSION,
+from marketdata_assets.sources.deribit.naming import (
     VENUE,
-    base_and_quote,
     chain_currency,
     is_inverse,
     is_option,
     option_named,
-    size_of,
 )
 from marketdata_assets.sources.deribit.records import (
     CHART_KEYS,
@@ -62,6 +59,7 @@ from marketdata_assets.sources.deribit.records import (
     to_trades,
     trade_records,
 )
+from marketdata_assets.sources.deribit.units import INVERSE_CONVERSION, base_and_quote, size_of
 
 _OPTION_TYPES = {"C": "call", "P": "put"}
 

@@ -16,9 +16,10 @@ from marketdata_assets.datasets.instrument_service import InstrumentService
 from marketdata_assets.datasets.instruments import LookupFailed
 from marketdata_assets.datasets.normalized import Funding, MarkPrice, OpenInterest, Ticker, Trade
 from marketdata_assets.sources.deribit.client import DeribitClient
-from marketdata_assets.sources.deribit.instruments import base_and_quote, is_inverse, size_of
+from marketdata_assets.sources.deribit.naming import is_inverse
 from marketdata_assets.sources.deribit.records import to_trades, trade_records
 from marketdata_assets.sources.deribit.rest import open_interest_of, parse_order_book
+from marketdata_assets.sources.deribit.units import base_and_quote, size_of
 from marketdata_assets.sources.stream import (
     BOOK_TOPS,
     BOOKS,

@@ -2,7 +2,7 @@
 
 from marketdata_assets.sources.interface import IdSequence, venue_source
 from marketdata_assets.sources.okx.client import ERRORS, LIMITS, OkxClient
-from marketdata_assets.sources.okx.instruments import ContractSizer, contract, underlying
+from marketdata_assets.sources.okx.naming import contract, underlying
 from marketdata_assets.sources.okx.reference import STATES
 from marketdata_assets.sources.okx.rest import (
     funding_frame,
@@ -16,6 +16,7 @@ from marketdata_assets.sources.okx.rest import (
     parse_ticker,
 )
 from marketdata_assets.sources.okx.stream import OkxStream
+from marketdata_assets.sources.okx.units import ContractSizer
 
 OKX = venue_source(
     "OKX",

@@ -25,7 +25,7 @@ from marketdata_assets.datasets.wire import (
 )
 from marketdata_assets.sources.interface import HISTORY, SNAPSHOT, Reach
 from marketdata_assets.sources.okx import reference
-from marketdata_assets.sources.okx.instruments import contract, is_derivative, underlying
+from marketdata_assets.sources.okx.naming import contract, is_derivative, underlying
 from marketdata_assets.sources.okx.rest import (
     VENUE,
     envelope_data,

@@ -29,7 +29,7 @@ from marketdata_assets.datasets.declared import (
 )
 from marketdata_assets.datasets.frames import epoch_to_us
 from marketdata_assets.datasets.normalized import Trade
-from marketdata_assets.sources.okx.instruments import ContractSizer
+from marketdata_assets.sources.okx.units import ContractSizer
 
 VENUE = "OKX"
 

@@ -18,7 +18,7 @@ from marketdata_assets.datasets.declared import Amount, page_of
 from marketdata_assets.datasets.frames import from_us
 from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.datasets.volumes import Volume
-from marketdata_assets.sources.okx.instruments import contract
+from marketdata_assets.sources.okx.naming import contract
 
 VENUE = "OKX"
 PATH = "/api/v5/public/instruments"

@@ -5,7 +5,7 @@ Answers are `{"code": "0", "msg": "", "data": [...]}` (any other code: client.py
 first, every value a string. A page of the paged endpoints' records (records.py: `HistoryTrade`,
 `Candle`, ...) is converted and checked in C by their types (`records_of`: a breach names the record,
 field and value) and the rules a type cannot say run on its columns. Sizes in contracts become base units
-(`ContractSizer`, instruments.py). What the answers do not say: docs/crypto-datasets.md, "OKX v5 REST
+(`ContractSizer`, units.py). What the answers do not say: docs/crypto-datasets.md, "OKX v5 REST
 as read".
 """
 
@@ -53,7 +53,6 @@ from marketdata_assets.datasets.wire import (
     number,
     positive,
 )
-from marketdata_assets.sources.okx.instruments import ContractSizer
 from marketdata_assets.sources.okx.records import (
     CANDLE_RULES,
     OPEN_INTEREST_RULES,
@@ -70,6 +69,7 @@ from marketdata_assets.sources.okx.records import (
     of,
     to_trades,
 )
+from marketdata_assets.sources.okx.units import ContractSizer
 
 FUNDING_INTERVAL_HOURS = (
     8.0  # OKX's usual and longest interval (a lone settlement's: docs/crypto-datasets.md)

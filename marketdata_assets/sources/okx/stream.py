@@ -25,7 +25,7 @@ from marketdata_assets.datasets.normalized import (
     Trade,
 )
 from marketdata_assets.sources.okx.client import OkxClient
-from marketdata_assets.sources.okx.instruments import ContractSizer, is_derivative
+from marketdata_assets.sources.okx.naming import is_derivative
 from marketdata_assets.sources.okx.records import to_trades
 from marketdata_assets.sources.okx.rest import (
     candle_bars,
@@ -33,6 +33,7 @@ from marketdata_assets.sources.okx.rest import (
     open_interest,
     parse_books,
 )
+from marketdata_assets.sources.okx.units import ContractSizer
 from marketdata_assets.sources.stream import (
     BARS_1M,
     BOOK_TOPS,

@@ -14,8 +14,8 @@ from marketdata_assets.sources.yahoo.chart import (
 )
 from marketdata_assets.sources.yahoo.client import LIMITS, YahooChartClient
 from marketdata_assets.sources.yahoo.feeds import SOURCE
-from marketdata_assets.sources.yahoo.instruments import denoise_float32, normalize_currency
 from marketdata_assets.sources.yahoo.records import ChartData
+from marketdata_assets.sources.yahoo.units import denoise_float32, normalize_currency
 
 # 1-minute bars reach about 30 days back: observed (Yahoo documents chart v8 nowhere), as yfinance's users
 # report

@@ -30,7 +30,8 @@ from marketdata_assets.core.http import (
 from marketdata_assets.datasets.declared import check_at, objects
 from marketdata_assets.datasets.frames import BARS_SCHEMA, UTC_US
 from marketdata_assets.datasets.wire import note_conversion
-from marketdata_assets.sources.yahoo.instruments import (
+from marketdata_assets.sources.yahoo.records import BAR_RULES, QUOTE_FIELDS, ChartData, ChartMeta
+from marketdata_assets.sources.yahoo.units import (
     EXACT_BELOW,
     known_currency,
     major_unit,
@@ -38,7 +39,6 @@ from marketdata_assets.sources.yahoo.instruments import (
     minor_unit_market,
     normalize_currency,
 )
-from marketdata_assets.sources.yahoo.records import BAR_RULES, QUOTE_FIELDS, ChartData, ChartMeta
 
 PROVIDER = "Yahoo Finance"
 PRICE_FIELDS = ("open", "high", "low", "close")

@@ -4,14 +4,17 @@ for the venue's Source (`contract=`) and the USD-M client."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from marketdata_assets.core.contracts import Contract, bad_name, split_pair, yymmdd
 
 
-def contract(venue: str, instrument: str) -> Contract:
-    """What a Binance symbol of `venue` (BINANCE, BINANCE_UM, BINANCE_CM) stands for (core/contracts.py
-    has the shapes); ValueError for another."""
+def contract(venue: str, instrument: str, quotes: Iterable[str] = ()) -> Contract:
+    """What a Binance symbol of `venue` (BINANCE, BINANCE_UM, BINANCE_CM) the master never saw stands for
+    (core/contracts.py has the shapes), its pair split by the quote assets the venue lists (`quotes`; none:
+    the quote left "", the type still read); ValueError for another shape."""
     pair, _, suffix = instrument.partition("_")
-    base, quote = split_pair(venue, instrument, pair)
+    base, quote = split_pair(venue, instrument, pair, quotes)
     if venue == "BINANCE":
         if suffix:
             raise bad_name(venue, instrument, "a spot symbol has no '_'")

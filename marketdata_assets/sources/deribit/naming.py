@@ -1,6 +1,5 @@
-"""What a Deribit instrument name stands for and how its sizes convert, for the parsers, the client and the
-stream alike: futures, perpetuals and options (`contract`), inverse USD amounts (`base_and_quote`), the
-contract size of the venue's reference data (`size_of`), option chain names."""
+"""What a Deribit instrument name stands for, for the parsers, the client and the stream alike: futures,
+perpetuals and options (`contract`, `is_inverse`), option chain names; how its sizes convert: units.py."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ import re
 from typing import Any
 
 from marketdata_assets.core.contracts import Contract, bad_name, ddmmmyy, option_strike
-from marketdata_assets.datasets.instruments import Instrument
 
 VENUE = "DERIBIT"
 _CHAIN = re.compile(r"^([A-Z0-9]+)-OPTIONS$")
@@ -42,27 +40,6 @@ def is_inverse(instrument: str) -> bool:
     return contract(instrument).inverse
 
 
-INVERSE_CONVERSION = "quantity USD amount -> coin (amount / price)"
-
-
-def base_and_quote(instrument_inverse: bool, price: float, amount: float) -> tuple[float, float]:
-    if instrument_inverse:
-        return amount / price, amount
-    return amount, price * amount
-
-
-def size_of(instrument: str, reference: Instrument | None) -> float:
-    """The contract size of get_instruments (`reference`: the master's version of the instrument): USD for
-    inverse futures and perpetuals, the coin for linear ones and options; ValueError if the venue's
-    reference data does not know it."""
-    if reference is None:
-        raise ValueError(
-            f"{VENUE} {instrument}: the venue's reference data (public/get_instruments) does not "
-            "know its contract size"
-        )
-    return reference.size
-
-
 def chain_currency(instrument: str) -> str:
     """The currency of an option chain name ("BTC-OPTIONS" -> "BTC"); ValueError for another name."""
     match = _CHAIN.match(instrument)
@@ -93,4 +70,4 @@ def settles_in(option: Contract) -> str:
     return option.quote if "_" in option.instrument.split("-")[0] else option.base
 
 
-__all__ = ["chain_currency", "is_inverse", "size_of"]
+__all__ = ["chain_currency", "contract", "is_inverse"]
