@@ -133,10 +133,13 @@ def lookup_params(instrument: str, inst_type: str, family: str) -> dict[str, str
 
 def listing_requests(instruments: list[str]) -> list[tuple[dict[str, str], list[str]]]:
     """The listings that hold `instruments` (contracts), each with its instruments: one per type, an option's
-    per family."""
+    per family (a name of no shape OKX's naming reads: in none; its first frame asks for it alone)."""
     out: dict[tuple[str, ...], tuple[dict[str, str], list[str]]] = {}
     for name in instruments:
-        named = contract(name)
+        try:
+            named = contract(name)
+        except ValueError:
+            continue
         inst_type = INST_TYPE_OF[named.contract_type]
         params = {
             "instType": inst_type,

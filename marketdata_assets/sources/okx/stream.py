@@ -292,7 +292,8 @@ class OkxStream(StreamBase):
         """The contract values of `instruments` known before their first frame: a listing request per
         instrument type (an option's per family) for those the service never saw, not a lookup each; returns
         the versions learned (a listing that fails: those instruments are looked up one by one later)."""
-        learned = self.instrument_service.ready(VENUE, [name for name in instruments if is_derivative(name)])
+        contracts = [name for name in instruments if name.count("-") != 1]  # spot pairs are BASE-QUOTE
+        learned = self.instrument_service.ready(VENUE, contracts)
         if learned:
             self._sizers.clear()
         return learned
