@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, date, datetime
+from operator import mul, truediv
 from typing import NamedTuple
 
 import polars as pl
@@ -78,13 +79,21 @@ class Instrument(NamedTuple):
 
     def base_and_quote(self, price: float, size: float) -> tuple[float, float]:
         """A size in the venue's unit (contracts for a contract, base units for spot) at `price` as
-        (base quantity, quote amount)."""
+        (base quantity, quote amount): `sized` of one."""
+        (base,), (quote,) = self.sized([price], [size])
+        return base, quote
+
+    def sized(self, prices: list[float], sizes: list[float]) -> tuple[list[float], list[float]]:
+        """Sizes in the venue's unit at `prices`, as columns: (quantities in base units, amounts in quote
+        units). The one sizing of a contract: x contract_value x contract_multiplier, in `contract_unit`
+        (inverse: the quote, so the base is / price)."""
         if self.type == "spot":
-            return size, price * size
-        value = size * self.size
+            return sizes, list(map(mul, prices, sizes))
+        value = self.size
+        contracts = [size * value for size in sizes]  # quote units (inverse) or base units (linear)
         if self.inverse:
-            return value / price, value
-        return value, price * value
+            return list(map(truediv, contracts, prices)), contracts
+        return contracts, list(map(mul, prices, contracts))
 
 
 # The fields whose change makes a new version (the rest: names and times the venue may restate).
