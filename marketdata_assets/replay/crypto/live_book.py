@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import bisect
 import random
-import threading
 import time
 from collections import OrderedDict
 from datetime import timedelta
@@ -47,14 +46,15 @@ def open_bar(market: Market, venue: str, instrument: str, now_us: int) -> tuple:
 
 class LiveInstrument:
     """Book and trades of one instrument; thread-safe (the WebSocket loop steps it, the REST
-    replay's threads read snapshots)."""
+    replay's threads read snapshots). It shares the market's lock: a step that rolls into the next
+    day's tape takes that lock too, and two locks taken in opposite orders by the two loops deadlock."""
 
     def __init__(self, market: Market, instrument: str, seed: int, levels: int = 40, venue: str = BINANCE):
         self.market, self.instrument, self.levels, self.venue = market, instrument, levels, venue
         self.spec = instrument_spec(venue, instrument)
         seed_key = f"live:{seed}:{instrument}" if venue == BINANCE else f"live:{seed}:{venue}:{instrument}"
         self.rng = random.Random(seed_key)
-        self.lock = threading.Lock()
+        self.lock = market.lock
         update_id, bids, asks, _ = market.book(venue, instrument, levels)
         self.update_id = update_id
         self.bids = {fmt8(p): fmt8(q) for p, q in bids}
