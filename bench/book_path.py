@@ -32,7 +32,7 @@ from bench.book_path_peer import diffs, snapshot
 from bench.peer_venv import ensure_peer_python
 from marketdata_assets.core import settings
 from marketdata_assets.datasets.order_book import OrderBook
-from marketdata_assets.ingest.live.collector import streaming_gc
+from marketdata_assets.ingest.live.collect.collector import streaming_gc
 from marketdata_assets.sources.binance.records import DepthEvent, levels
 
 RESULTS = Path(__file__).parent / "results" / "book_path.json"

@@ -21,7 +21,7 @@ are bench/live_capture_roles.py's. Three parts:
    writing every trade (`--no-peers` leaves them out; `--short` does).
 2. **Latency** at a steady `--rate` (frames/s; 10,000 with `--depth-share 0`: 10k trades a second):
    each frame's event time `E` (and `T`) is its send time; collector -> JetStream -> the durable
-   consumer (ingest/live/consumer.py, production defaults: batches of 1,000 or 0.25 s) -> embedded
+   consumer (ingest/live/consume/consumer.py, production defaults: batches of 1,000 or 0.25 s) -> embedded
    ClickHouse `trades_live` in a scratch data directory (chDB, run in this process). Queryable =
    the time a query saw the row: after each batch's INSERT returns, `SELECT max(event_ts)` of the
    table must reach the batch's newest event time; the latency of every row of the batch is that
@@ -69,7 +69,7 @@ import numpy
 from bench.live_capture_roles import PREFIX, rss_mb, stream_spec
 from bench.peer_venv import ensure_peer_python
 from marketdata_assets.core import settings
-from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
+from marketdata_assets.ingest.live.consume.consumer import ConsumerConfig, TradesConsumer
 from marketdata_assets.sources.binance.stream import combined_url, depth_stream, trade_stream
 from marketdata_assets.stores.clickhouse import connection
 from marketdata_assets.stores.clickhouse.live import LIVE_COLUMNS, ensure_live_tables, insert_live_trades

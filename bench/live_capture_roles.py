@@ -4,7 +4,7 @@ JSON line of results on stdout:
 - `bare`: the ceiling. A `websockets` client (the collector's library, opened with the collector's
   options: no compression, `max_queue` 256, no size cap, pings at the stale deadline) on the
   collector's event loop (uvloop, `run_streaming`) that receives the sender's frames and discards them.
-- `collector`: the real `LiveCollector` with the Binance spot protocol (`BinanceSpotCollector`):
+- `collector`: the real `LiveCollector` with the Binance spot protocol (trades and diff-depth books):
   frames off the socket onto its bounded queue, decoded, landed raw (zstd, `LandingWriter` in a
   scratch directory), books synced from the sender's REST snapshots, trades published to the
   stack's nats-server on the bench's own subject prefix and stream.
@@ -45,9 +45,8 @@ import websockets
 
 from bench import exit_with_parent
 from bench.live_sender import FLOOD, universe_names
-from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
-from marketdata_assets.ingest.live.collector import run_streaming
-from marketdata_assets.ingest.live.connection import CLOSE_TIMEOUT_S
+from marketdata_assets.ingest.live.collect.collector import CollectorConfig, LiveCollector, run_streaming
+from marketdata_assets.ingest.live.collect.connection import CLOSE_TIMEOUT_S
 from marketdata_assets.sources.binance.stream import (
     URL_STREAMS,
     VENUE,
@@ -55,6 +54,7 @@ from marketdata_assets.sources.binance.stream import (
     combined_url,
     subscribe_messages,
 )
+from marketdata_assets.sources.registry import stream_protocol
 from marketdata_assets.sources.stream import BOOKS, TRADES, plan_connections
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 from marketdata_assets.stores.landing import LandingWriter
@@ -328,7 +328,9 @@ async def collector(
         subject_prefix=prefix,
         **{k: v for k, v in bounds.items() if v and k in CollectorConfig.__dataclass_fields__},
     )
-    live = BinanceSpotCollector(config, LandingWriter(landing, VENUE), store)
+    live = LiveCollector(
+        stream_protocol(VENUE, (TRADES, BOOKS)), config, LandingWriter(landing, VENUE), store
+    )
     stages = Stages(live)
     sampling = asyncio.create_task(stages.sample())
     stop = asyncio.Event()

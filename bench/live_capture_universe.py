@@ -82,7 +82,7 @@ from bench.live_capture import (
 )
 from bench.live_capture_roles import subscribes, universe_plan
 from bench.live_sender import CONTROL_PER_S, universe_names
-from marketdata_assets.ingest.live.collector import CollectorConfig
+from marketdata_assets.ingest.live.collect.collector import CollectorConfig
 from marketdata_assets.sources.binance.client import LIMITS, depth_weight
 from marketdata_assets.sources.binance.stream import BinanceSpotStream
 

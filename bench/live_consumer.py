@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from marketdata_assets.core import settings
-from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
+from marketdata_assets.ingest.live.consume.consumer import ConsumerConfig, TradesConsumer
 from marketdata_assets.stores.clickhouse import connection
 from marketdata_assets.stores.clickhouse.live import ensure_live_tables, insert_live_trades
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec

@@ -432,7 +432,7 @@ def test_image_leaves_out_only_packages_no_container_imports(tmp_path):
                        "marketdata_assets.apps.demo", "marketdata_assets.replay.alpha_api",
                        "marketdata_assets.replay.crypto", "marketdata_assets.replay.stocks",
                        "marketdata_assets.apps.cli.live", "marketdata_assets.apps.live",
-                       "marketdata_assets.apps.collector", "marketdata_assets.ingest.live.consumer"):
+                       "marketdata_assets.apps.collector", "marketdata_assets.ingest.live.consume.consumer"):
             importlib.import_module(module)
         print("ok")
     """)

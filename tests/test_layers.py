@@ -76,7 +76,7 @@ def test_the_package_keeps_its_layer_contracts():
         ("resources/mongo.py", "from marketdata_assets.apps import cli", "Layers"),
         ("core/identifiers.py", "from marketdata_assets.core import naming", "No import cycles"),
         (
-            "ingest/live/collector.py",
+            "ingest/live/collect/collector.py",
             "from marketdata_assets.sources.okx import stream",
             "Sources come from the registry",
         ),

@@ -20,7 +20,7 @@ import signal
 from pathlib import Path
 
 from marketdata_assets.core import settings
-from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector, run_streaming
+from marketdata_assets.ingest.live.collect.collector import CollectorConfig, LiveCollector, run_streaming
 from marketdata_assets.sources.registry import STREAMS
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 from marketdata_assets.stores.landing import LandingWriter

@@ -33,10 +33,10 @@ from marketdata_assets.apps.collector_endpoints import Endpoints, Venue, Watched
 from marketdata_assets.apps.universes import keep_looked_up, process_instruments
 from marketdata_assets.core.errors import error_text
 from marketdata_assets.ingest.instruments import reference_client
-from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
-from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
-from marketdata_assets.ingest.live.parts import Part
-from marketdata_assets.ingest.live.sinks import ClickHouseTradeSink, Tee
+from marketdata_assets.ingest.live.collect.collector import CollectorConfig, LiveCollector
+from marketdata_assets.ingest.live.collect.parts import Part
+from marketdata_assets.ingest.live.consume.consumer import ConsumerConfig, TradesConsumer
+from marketdata_assets.ingest.live.consume.sinks import ClickHouseTradeSink, Tee
 from marketdata_assets.sources.registry import SOURCES, stream_protocol
 from marketdata_assets.sources.stream import OPT_IN_DATASETS
 from marketdata_assets.stores.clickhouse import connection
@@ -62,7 +62,9 @@ class VenueOptions:
     rest_url: str | None = None
     stale_s: float | None = None
     rollover_s: float | None = None
-    part: Part = _WHOLE  # the share of the venue's universe this process collects (ingest/live/parts.py)
+    part: Part = (
+        _WHOLE  # the share of the venue's universe this process collects (ingest/live/collect/parts.py)
+    )
     resolve: Callable[[], list[str]] | None = None  # the venue's universe today, again (None: a fixed list)
     resolve_every_s: float = 3600.0  # how often `resolve` runs
 

@@ -273,6 +273,25 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return None if math.isnan(seconds) else max(0.0, seconds)
 
 
+@dataclass
+class Backoff:
+    """A reconnecting loop's backoff: doubling from `base_s` to `cap_s`, jittered to half of it at least;
+    `reset` after a success."""
+
+    base_s: float = 1.0
+    cap_s: float = 32.0
+    rng: random.Random = field(default_factory=random.Random)
+    failures: int = 0
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        delay = min(self.base_s * 2 ** (self.failures - 1), self.cap_s)
+        return delay * self.rng.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt))."""
     return (rng or random).uniform(0, min(cap, base * (2**attempt)))

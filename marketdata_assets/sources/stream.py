@@ -1,7 +1,7 @@
 """What a venue's public WebSocket stream is to the live collector: one shape for every venue.
 
 The streaming twin of `sources/interface.py`: a venue module declares a `StreamProtocol` (connect and
-subscribe, read a `Frame`, keepalive, `BookSync`, datasets, `messages`) and `ingest/live/collector.py`
+subscribe, read a `Frame`, keepalive, `BookSync`, datasets, `messages`) and `ingest/live/collect/collector.py`
 runs any of them. What each declaration says, message ids, raw frames: docs/live-capture.md, "The
 venue stream protocol" and "The collector".
 """

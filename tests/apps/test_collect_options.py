@@ -215,7 +215,7 @@ def test_collect_refuses_datasets_no_chosen_venue_streams(monkeypatch, args, mes
 def test_a_part_and_the_re_resolution_of_a_rule_universe(caught, monkeypatch):
     """`--part 2/3` reaches every venue's collector; a universe named by the user (--instruments, SYMBOLS)
     is fixed, one resolved from the instrument master is resolved again (COLLECTOR_RESOLVE_S)."""
-    from marketdata_assets.ingest.live.parts import Part
+    from marketdata_assets.ingest.live.collect.parts import Part
 
     named = caught("--venue", "okx", "--instruments", "OKX:BTC-USDT", "--part", "2/3")
     assert named["OKX"].part == Part(1, 3) and named["OKX"].resolve is None
@@ -233,7 +233,7 @@ def test_a_part_and_the_re_resolution_of_a_rule_universe(caught, monkeypatch):
 def test_a_re_resolution_applies_each_universe_and_keeps_the_last_on_failure(tmp_path):
     """The venue's universe every `resolve_every_s`: a resolution that fails, or finds nothing, keeps what
     is collected (counted in `universe_failures`); the next one applies."""
-    from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
+    from marketdata_assets.ingest.live.collect.collector import CollectorConfig, LiveCollector
     from marketdata_assets.sources.okx.stream import OkxStream
     from marketdata_assets.stores.landing import LandingWriter
 

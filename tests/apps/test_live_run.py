@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from marketdata_assets.apps.live import LiveOptions, VenueOptions, run_live
-from marketdata_assets.ingest.live.collector import CollectorFailed
+from marketdata_assets.ingest.live.collect.collector import CollectorFailed
 
 NOWHERE_WS, NOWHERE_REST = "ws://127.0.0.1:9", "http://127.0.0.1:9"  # nothing listens: the venues reconnect
 

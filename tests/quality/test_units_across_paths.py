@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from marketdata_assets.ingest.live.load import read_day
+from marketdata_assets.ingest.live.hourly.load import read_day
 from marketdata_assets.quality.checks import ClickHouse
 from marketdata_assets.quality.live_paths import LIVE_MATCHES_HOURLY_CHECK, judge
 from marketdata_assets.sources.binance.rest import parse_agg_trades, parse_trades

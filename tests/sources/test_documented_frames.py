@@ -217,7 +217,7 @@ def test_binance_spot_aggregate_trades_are_opt_in_and_the_archives_rows():
     import polars as pl
 
     from marketdata_assets.apps.live import venue_protocol
-    from marketdata_assets.ingest.live.dataset_rows import MAPPERS
+    from marketdata_assets.ingest.live.hourly.dataset_rows import MAPPERS
     from marketdata_assets.sources.binance_vision.dumps import LAYOUTS, normalize
 
     assert (

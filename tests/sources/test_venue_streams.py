@@ -10,7 +10,7 @@ import zlib
 
 import pytest
 
-from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
+from marketdata_assets.ingest.live.collect.collector import CollectorConfig, LiveCollector
 from marketdata_assets.sources.deribit.stream import DeribitStream
 from marketdata_assets.sources.okx.stream import OkxBookSync, OkxStream, checksum
 from marketdata_assets.sources.stream import ChainedBookSync
@@ -303,7 +303,7 @@ def test_deribit_grouped_book_channels_are_read_as_whole_books():
 def test_a_refused_request_is_sent_again_after_a_growing_jittered_backoff(tmp_path):
     """Each refusal of the same request (a rate limit: Deribit 10028) waits about twice as long as the
     one before, up to the cap; counted by code with the venue's whole error object; an ack resets it."""
-    from marketdata_assets.ingest.live.connection import Connection, Pacer
+    from marketdata_assets.ingest.live.collect.connection import Connection, Pacer
 
     async def scenario():
         config = CollectorConfig(["BTC-PERPETUAL"], "ws://unused", backoff_base_s=1.0, backoff_cap_s=8.0)
@@ -364,7 +364,7 @@ def test_a_depth_level_whose_size_is_no_number_is_a_counted_malformed_book_not_a
     Binance's books take their levels in when read (`OrderBook.defer`): a bad size is counted at that
     read, the other levels are in; a level that is no [price, size] pair is counted with its frame."""
     from marketdata_assets.datasets.order_book import OrderBook
-    from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector
+    from tests.support.live import BinanceSpotCollector
 
     book = OrderBook()
     book.reset(1, [["1", "1"], ["2", "1"]], [])

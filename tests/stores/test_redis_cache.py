@@ -18,13 +18,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from marketdata_assets.core import settings
-from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector
 from marketdata_assets.replay.crypto.binance_ws import WsConfig
 from marketdata_assets.stores.jetstream import JetStreamStore
 from marketdata_assets.stores.landing import LandingWriter
 from marketdata_assets.stores.redis_cache import RedisLatestCache, key_of
 from tests.conftest import free_port
-from tests.support.live import INSTRUMENTS, config_for, replays
+from tests.support.live import INSTRUMENTS, BinanceSpotCollector, config_for, replays
 
 WAIT_S = 15
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"

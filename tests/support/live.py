@@ -17,14 +17,32 @@ from pathlib import Path
 
 import orjson
 
-from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
-from marketdata_assets.ingest.live.collector import LiveCollector
+from marketdata_assets.ingest.live.collect.collector import CollectorConfig, LiveCollector
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.replay.crypto.binance_ws import BinanceWsReplay, WsConfig
+from marketdata_assets.sources.registry import stream_protocol
+from marketdata_assets.sources.stream import BOOKS, TRADES
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 from marketdata_assets.stores.landing import LandingWriter
 
 INSTRUMENTS = ["BTCUSDT", "ETHUSDT"]
+
+
+class BinanceSpotCollector(LiveCollector):
+    """The collector with Binance spot's stream protocol, trades and diff-depth books only (the protocol's
+    default adds tickers), as the tests drive it."""
+
+    def __init__(
+        self, config: CollectorConfig, writer: LandingWriter, store=None, *, snapshot_store=None, latest=None
+    ):
+        super().__init__(
+            stream_protocol("BINANCE", (TRADES, BOOKS)),
+            config,
+            writer,
+            store,
+            snapshot_store=snapshot_store,
+            latest=latest,
+        )
 
 
 def replays(ws_config: WsConfig | None = None, seed: int = 3):

@@ -100,7 +100,7 @@ def parse_port(value: str | None) -> int | None:
 
 def _run(options) -> None:
     from marketdata_assets.apps.live import run_live
-    from marketdata_assets.ingest.live.collector import run_streaming
+    from marketdata_assets.ingest.live.collect.collector import run_streaming
 
     async def main() -> dict:
         stop = asyncio.Event()
@@ -132,7 +132,7 @@ def _named(venue) -> str:
 
 
 def _consumer_config(durable: str, batch_size: int, max_wait_s: float, stream: str, prefix: str):
-    from marketdata_assets.ingest.live.consumer import ConsumerConfig
+    from marketdata_assets.ingest.live.consume.consumer import ConsumerConfig
 
     return ConsumerConfig(
         stream=stream,
@@ -381,7 +381,7 @@ def _share(
     instrument master (no --instruments, no SYMBOLS), its resolution again every `every_s`
     (COLLECTOR_RESOLVE_S), kept `within` (venue -> instruments; None: all)."""
     from marketdata_assets.apps.universes import universe_today
-    from marketdata_assets.ingest.live.parts import Part
+    from marketdata_assets.ingest.live.collect.parts import Part
 
     try:
         share = Part.parse(part if part is not None else settings.get("COLLECTOR_PART"))

@@ -1,4 +1,4 @@
-"""`live_trades`: live trades of the closed landing hours (ingest/live/load.py: Binance spot, OKX,
+"""`live_trades`: live trades of the closed landing hours (ingest/live/hourly/load.py: Binance spot, OKX,
 Deribit), by hour (the instruments with a closed file of the hour inside the run), in the same
 ClickHouse `trades` slices as the REST and archive data.
 
@@ -41,7 +41,7 @@ from marketdata_assets.defs.live.partitions import (
     partition_hour,
 )
 from marketdata_assets.ingest.engine import IngestReport
-from marketdata_assets.ingest.live.load import (
+from marketdata_assets.ingest.live.hourly.load import (
     LIVE_VENUES,
     HourFigures,
     LiveTradesLoad,
@@ -328,7 +328,7 @@ def live_trades(context: dg.AssetExecutionContext, config: LiveIngestConfig, cli
             for key in live_slices([hour], [(v, instrument)])
         ]
         slices += planned(clickhouse, config, LIVE_VENUES[venue].source, mine, report)
-    with clickhouse.get_client() as client:  # what a refill added is kept (ingest/live/load.py)
+    with clickhouse.get_client() as client:  # what a refill added is kept (ingest/live/hourly/load.py)
         stored = stored_live_rows(client, clickhouse.database, slices)
     root = settings.live_landing_dir()
     instruments = run_instruments(clickhouse, {key.venue for key in slices})  # each hour's valid sizes

@@ -17,8 +17,8 @@ from marketdata_assets.defs._common.checks import asset_checks
 from marketdata_assets.defs.live.continuity import refill_command
 from marketdata_assets.defs.live.landed import asset_name
 from marketdata_assets.defs.live.partitions import live_partitions
-from marketdata_assets.ingest.live.dataset_rows import CHANNELS
-from marketdata_assets.ingest.live.load import LIVE_VENUES, capture_starts
+from marketdata_assets.ingest.live.hourly.dataset_rows import CHANNELS
+from marketdata_assets.ingest.live.hourly.load import LIVE_VENUES, capture_starts
 from marketdata_assets.quality.live_paths import LIVE_MATCHES_HOURLY_CHECK
 from marketdata_assets.quality.slice_checks import (
     CRYPTO_BAR_RULES,
@@ -43,7 +43,7 @@ def inside_day(dataset: str):
 
 
 def landed_capture(client, database: str, slices):
-    """The slices' capture starts from the landing files (ingest/live/load.py `capture_starts`)."""
+    """The slices' capture starts from the landing files (ingest/live/hourly/load.py `capture_starts`)."""
     return capture_starts(client, database, settings.live_landing_dir(), slices)
 
 
@@ -56,7 +56,8 @@ LIVE_DATASET_RULES = {
     "books": (PRICES_POSITIVE["books"], BOOK_NOT_CROSSED, inside_day("books")),
     "agg_trades": tuple(replace(rule, dataset="agg_trades") for rule in TRADE_RULES),  # the trades' rules
 }
-# the live hours of trades (every venue of ingest/live/load.py) and of the other datasets (their venues)
+# the live hours of trades (every venue of ingest/live/hourly/load.py) and of the other datasets
+# (their venues)
 LIVE_TRADE_CHECKS = [
     *(by_hour(rule_check("live_trades", rule), "trades", list(LIVE_VENUES)) for rule in TRADE_RULES),
     by_hour(

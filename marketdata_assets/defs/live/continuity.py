@@ -11,7 +11,7 @@ command the check names) or as a backfill on the hours whose check failed. It ca
 runs by itself only for the ids before capture: with `before_capture`, in the landing sensor's run of
 an instrument's first captured hour of the day (defs/live/sensors.py). What it
 adds survives the day's later hourly loads: a live load keeps the stored trades of a live slice
-whose ids no landing file holds (ingest/live/load.py, `kept_from_store` in live_trades' metadata).
+whose ids no landing file holds (ingest/live/hourly/load.py, `kept_from_store` in live_trades' metadata).
 Each hour's materialization carries its own reconciliation; the refill's figures (its day slices') are
 `run_*`.
 """
@@ -28,7 +28,7 @@ from marketdata_assets.defs._common.figures import add_own, as_run
 from marketdata_assets.defs._common.refill import refill_result
 from marketdata_assets.defs.live.assets import GROUP, hour_instruments, reconcile, reconciliation_metadata
 from marketdata_assets.defs.live.partitions import landing_hour, live_partitions
-from marketdata_assets.ingest.live.load import LIVE_VENUES, capture_starts, day_origins
+from marketdata_assets.ingest.live.hourly.load import LIVE_VENUES, capture_starts, day_origins
 from marketdata_assets.orchestration import pools
 from marketdata_assets.quality.continuity import refill
 from marketdata_assets.resources import ClickHouseResource

@@ -1,7 +1,7 @@
 """`live_tickers`, `live_bars_1m`, `live_liquidations`, `live_open_interest`, `live_mark_funding`,
 `live_books`, `live_agg_trades` (opt-in at the collector: Binance spot's aggTrade): the
-live datasets other than trades from the collector's closed landing hours (ingest/live/dataset_load.py;
-which venue lands which: ingest/live/dataset_rows.py), by hour like `live_trades`, in the
+live datasets other than trades from the collector's closed landing hours (ingest/live/hourly/dataset_load.py;
+which venue lands which: ingest/live/hourly/dataset_rows.py), by hour like `live_trades`, in the
 same ClickHouse slices as the REST loads of the dataset (mark_funding: its own table, the live
 stream's samples, never `funding_rates`' settlements).
 
@@ -26,9 +26,9 @@ from marketdata_assets.defs.live.assets import (
 from marketdata_assets.defs.live.landed import asset_name
 from marketdata_assets.defs.live.partitions import FRESHNESS, live_partitions
 from marketdata_assets.ingest.engine import IngestReport
-from marketdata_assets.ingest.live.dataset_load import LiveDatasetLoad, dataset_slices
-from marketdata_assets.ingest.live.dataset_rows import CHANNELS, LIVE_DATASET_NAMES, SOURCES
-from marketdata_assets.ingest.live.landing_hours import HourFigures
+from marketdata_assets.ingest.live.hourly.dataset_load import LiveDatasetLoad, dataset_slices
+from marketdata_assets.ingest.live.hourly.dataset_rows import CHANNELS, LIVE_DATASET_NAMES, SOURCES
+from marketdata_assets.ingest.live.hourly.landing_hours import HourFigures
 from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
 
@@ -83,7 +83,7 @@ def load_hours(context, config: LiveIngestConfig, clickhouse: ClickHouseResource
 
 
 def live_dataset_asset(dataset: str) -> dg.AssetsDefinition:
-    """The hourly live asset of `dataset` (a key of ingest/live/dataset_rows.py `CHANNELS`)."""
+    """The hourly live asset of `dataset` (a key of ingest/live/hourly/dataset_rows.py `CHANNELS`)."""
     venues = ", ".join(CHANNELS[dataset])
 
     @dg.asset(

@@ -4,8 +4,8 @@ what a run of an hour loads (the instruments with a closed file of the hour for 
 from pathlib import Path
 
 from marketdata_assets.core.naming import partition_key
-from marketdata_assets.ingest.live.dataset_rows import CHANNELS
-from marketdata_assets.ingest.live.load import LIVE_VENUES, file_hour
+from marketdata_assets.ingest.live.hourly.dataset_rows import CHANNELS
+from marketdata_assets.ingest.live.hourly.load import LIVE_VENUES, file_hour
 from marketdata_assets.stores.landing import closed_files
 
 

@@ -1,6 +1,7 @@
-"""Closed landing hours of the live collector's trade channels (every venue of ingest/live/load.py
-`LIVE_VENUES`: Binance spot, OKX, Deribit) and of the other datasets' channels (ingest/live/dataset_rows.py
-`CHANNELS`: tickers, bars_1m, liquidations, open_interest, mark_funding, books; defs/live/landed.py): a
+"""Closed landing hours of the live collector's trade channels (every venue of
+ingest/live/hourly/load.py `LIVE_VENUES`: Binance spot, OKX, Deribit) and of the other datasets' channels
+(ingest/live/hourly/dataset_rows.py `CHANNELS`: tickers, bars_1m, liquidations, open_interest, mark_funding,
+books; defs/live/landed.py): a
 load of each hour by the asset the files feed (`live_trades`, `live_tickers`, ...; one file may feed
 several: Deribit's ticker channel) as soon as a file closes, the instruments whose files closed named in
 the run's config. A channel of every instrument's events (OKX `SWAP@liquidation-orders`) requests the
@@ -24,8 +25,8 @@ import dagster as dg
 from marketdata_assets.core import settings
 from marketdata_assets.defs.live.landed import asset_name, closed_live_files
 from marketdata_assets.defs.live.partitions import partition_hour
-from marketdata_assets.ingest.live.dataset_rows import LIVE_DATASET_NAMES
-from marketdata_assets.ingest.live.load import hour_key, hours_of_day, parse_hour
+from marketdata_assets.ingest.live.hourly.dataset_rows import LIVE_DATASET_NAMES
+from marketdata_assets.ingest.live.hourly.load import hour_key, hours_of_day, parse_hour
 
 LOOKBACK = timedelta(hours=48)  # closed files of older hours are not looked at (nor kept in the cursor)
 TIME_BUDGET_S = 40  # an evaluation times out at 60 s

@@ -52,8 +52,8 @@ INGEST_LOG_COLUMNS = (
 INGEST_LOG_ADDED = {"dropped": "Map(LowCardinality(String), UInt64)", "conversions": "Array(String)"}
 # Columns made nullable after their table's first release: (table, column) of a store created before
 # gets its column modified once (ensure_tables; a small table's mutation). tickers.volume_24h: a live
-# best bid/ask (ingest/live/dataset_rows.py) carries no 24h volume; open_interest.quote: OKX's pushes from
-# before it added `oiUsd` carry no USD amount.
+# best bid/ask (ingest/live/hourly/dataset_rows.py) carries no 24h volume; open_interest.quote: OKX's
+# pushes from before it added `oiUsd` carry no USD amount.
 NULLABLE_SINCE = (("tickers", "volume_24h"), ("open_interest", "quote"))
 # Dataset columns added after their table's first release (nullable: the rows of before hold null), added
 # to a store created before by ensure_tables (migrations.add_columns). liquidations.order_price: the

@@ -46,7 +46,7 @@ def test_the_refill_command_is_dg_launch_with_valid_config():
 
 
 def test_the_capture_start_is_the_first_landed_record_and_trade_id_of_the_day(tmp_path):
-    from marketdata_assets.ingest.live.load import capture_start
+    from marketdata_assets.ingest.live.hourly.load import capture_start
 
     began = datetime(2026, 11, 27, 13, 15, 2, tzinfo=UTC)
 

@@ -1,5 +1,5 @@
 """The live datasets other than trades (tickers, bars_1m, liquidations, open_interest, mark_funding, books:
-ingest/live/dataset_load.py, defs/live/datasets.py) loaded from real landing files (the landing
+ingest/live/hourly/dataset_load.py, defs/live/datasets.py) loaded from real landing files (the landing
 writer) through the ingest engine into the embedded ClickHouse: per venue that lands a dataset, the
 stored rows equal the frames' values; the same event from two connections counts once as a
 duplicate, acks, torn frames and open bars are counted by reason; a re-load leaves the same rows
@@ -19,7 +19,7 @@ import pytest
 
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.ingest.engine import Engine
-from marketdata_assets.ingest.live.dataset_load import LiveDatasetLoad
+from marketdata_assets.ingest.live.hourly.dataset_load import LiveDatasetLoad
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.landing import LandingWriter
 from tests.support.reference import ReferenceServer
@@ -862,7 +862,7 @@ def test_live_trades_of_an_hour_loads_the_instruments_with_trade_files_and_draws
 
 def test_a_bar_the_rest_parser_refuses_is_a_bad_frame(root):
     """OKX bars go through the REST parser: a bar it refuses (high below low) is counted, not stored."""
-    from marketdata_assets.ingest.live.dataset_load import read_day
+    from marketdata_assets.ingest.live.hourly.dataset_load import read_day
 
     good = [str(MS), "100", "103", "99", "102", "500", "5", "510", "1"]
     bad = [str(MS + 60_000), "100", "98", "99", "102", "500", "5", "510", "1"]

@@ -1,5 +1,5 @@
 """The batch side of live capture: closed landing hours of Binance trades loaded into ClickHouse by
-the `live_trades` asset (ingest/live/load.py, defs/live), against the embedded ClickHouse and real
+the `live_trades` asset (ingest/live/hourly/load.py, defs/live), against the embedded ClickHouse and real
 zstd landing files written by the landing writer (a `.part` left open, markers, an overlap of two
 connections, a crash's torn line recovered). Nothing is mocked; no test sleeps.
 """
@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 import zstandard
 
-from marketdata_assets.ingest.live.load import hour_slices, hours_of_day
+from marketdata_assets.ingest.live.hourly.load import hour_slices, hours_of_day
 from marketdata_assets.sources.binance.stream import trade_event
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.landing import LandingWriter, recover
@@ -298,7 +298,7 @@ def test_a_trade_event_is_parsed_as_the_rest_parsers_do():
 
 
 def test_what_a_refill_added_survives_the_next_hourly_load(root, instance, store):
-    from marketdata_assets.ingest.live.trade_frames import LIVE_VENUES
+    from marketdata_assets.ingest.live.hourly.trade_frames import LIVE_VENUES
 
     SOURCE = LIVE_VENUES["BINANCE"].source
     from marketdata_assets.stores.clickhouse import writer

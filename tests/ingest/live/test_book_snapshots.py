@@ -1,4 +1,4 @@
-"""Top-N book snapshots (ingest/live/collector.py `_publish_book_snapshots`): every synced book is
+"""Top-N book snapshots (ingest/live/collect/collector.py `_publish_book_snapshots`): every synced book is
 published at a cadence to `md.books.<venue>.<instrument>` on the stack's real nats-server, its
 levels equal to the replay's true book's best N, `Nats-Msg-Id` = `<venue>.<instrument>.<update id>`
 (a repeat is deduplicated by the server); a book awaiting its resync publishes nothing (counted).
@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 
-from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
+from marketdata_assets.ingest.live.collect.collector import CollectorConfig, LiveCollector
 from marketdata_assets.replay.crypto.binance_ws import WsConfig
 from marketdata_assets.sources.binance.stream import BinanceSpotStream
 from marketdata_assets.stores.jetstream import JetStreamStore

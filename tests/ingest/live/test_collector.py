@@ -12,12 +12,13 @@ import time
 
 import pytest
 
-from marketdata_assets.ingest.live.batch_landing import OVERFLOW_MARK_EVERY_NS
-from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
+from marketdata_assets.ingest.live.collect.batch_landing import OVERFLOW_MARK_EVERY_NS
+from marketdata_assets.ingest.live.collect.collector import CollectorConfig
 from marketdata_assets.replay.crypto.binance_ws import WsConfig
 from marketdata_assets.stores.landing import CONTROL_CHANNEL, LandingWriter, closed_files, read_file
 from tests.support.live import (
     INSTRUMENTS,
+    BinanceSpotCollector,
     books_match_at_rest,
     collecting,
     config_for,
@@ -421,7 +422,7 @@ def test_a_failed_processor_stops_the_collector_with_the_error_and_closes_its_fi
     """The landing disk fills: the processing task fails. The collector does not read on into a queue no
     one takes from (a stop then waited forever for it): it stops at once, closes what it landed, and raises
     `CollectorFailed` naming the venue, the task and the error, the frames it lost counted."""
-    from marketdata_assets.ingest.live.collector import CollectorFailed
+    from marketdata_assets.ingest.live.collect.collector import CollectorFailed
 
     stack, rest, ws = replays(WsConfig(tick_s=0.02))
     with stack:
@@ -449,7 +450,7 @@ def test_a_failed_processor_stops_the_collector_with_the_error_and_closes_its_fi
 def test_a_failed_connection_slot_stops_the_collector_with_the_error(tmp_path):
     """A connection slot that fails (a bug, not a lost connection: those it survives) is not left dead while
     the collector runs on without its streams: the collector stops and says which task failed."""
-    from marketdata_assets.ingest.live.collector import CollectorFailed
+    from marketdata_assets.ingest.live.collect.collector import CollectorFailed
 
     async def broken_open(streams, backoff):
         raise RuntimeError("a bug in opening")

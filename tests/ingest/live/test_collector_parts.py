@@ -10,11 +10,11 @@ import json
 
 import pytest
 
-from marketdata_assets.ingest.live.batch_landing import OVERFLOW_MARK_EVERY_NS, BatchLanding
-from marketdata_assets.ingest.live.collector import CollectorConfig
-from marketdata_assets.ingest.live.connection import Connection, FrameQueue, Pacer, cancel_until_done
-from marketdata_assets.ingest.live.publishing import Publisher
-from marketdata_assets.ingest.live.slots import ConnectionSlots, fill_slots
+from marketdata_assets.ingest.live.collect.batch_landing import OVERFLOW_MARK_EVERY_NS, BatchLanding
+from marketdata_assets.ingest.live.collect.collector import CollectorConfig
+from marketdata_assets.ingest.live.collect.connection import Connection, FrameQueue, Pacer, cancel_until_done
+from marketdata_assets.ingest.live.collect.publishing import Publisher
+from marketdata_assets.ingest.live.collect.slots import ConnectionSlots, fill_slots
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.sources.binance.stream import BinanceSpotStream
 from marketdata_assets.stores.landing import CONTROL_CHANNEL, LandingWriter, closed_files, read_file

@@ -13,12 +13,13 @@ from datetime import UTC, date, datetime
 import polars as pl
 import pytest
 
-from marketdata_assets.ingest.live.binance_spot import BinanceSpotCollector, CollectorConfig
-from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer, consumer_config
+from marketdata_assets.ingest.live.collect.collector import CollectorConfig
+from marketdata_assets.ingest.live.consume.consumer import ConsumerConfig, TradesConsumer, consumer_config
 from marketdata_assets.stores.clickhouse import live
 from marketdata_assets.stores.clickhouse.writer import write_slice
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec, subject
 from marketdata_assets.stores.landing import LandingWriter
+from tests.support.live import BinanceSpotCollector
 
 WAIT_S = 20
 T0_MS = 1_763_900_000_000  # 2025-11-23 12:13:20 UTC
@@ -269,10 +270,10 @@ def test_consumer_config_is_durable_explicit_ack():
 
 
 def test_direct_write_sink_and_tee_store_each_trade_once(clickhouse, nats_url, stream_spec, tmp_path):
-    """The collector's optional sinks (ingest.live.sinks): JetStream then ClickHouse; a batch sent again
-    (the collector's retry) is stored once in each; a message the table cannot hold is left out of the
-    INSERT and named (it would fail every INSERT); a refused INSERT raises (the collector keeps it)."""
-    from marketdata_assets.ingest.live.sinks import ClickHouseTradeSink, Tee
+    """The collector's optional sinks (ingest.live.consume.sinks): JetStream then ClickHouse; a batch
+    sent again (the collector's retry) is stored once in each; a message the table cannot hold is left out
+    of the INSERT and named (it would fail every INSERT); a refused INSERT raises (the collector keeps it)."""
+    from marketdata_assets.ingest.live.consume.sinks import ClickHouseTradeSink, Tee
 
     with clickhouse.get_client() as client:
         db = clickhouse.database

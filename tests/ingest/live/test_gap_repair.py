@@ -1,4 +1,5 @@
-"""Book-gap repair (ingest/live/collector.py `_repair_forever`): an hour in which a book had a gap gets
+"""Book-gap repair (ingest/live/collect/collector.py `_repair_forever`):
+an hour in which a book had a gap gets
 a REST snapshot at the next hour boundary, landed raw in `<instrument>@depth_snapshot` after a
 `repair` marker naming the hour, per venue (Binance `/api/v3/depth`, OKX `/api/v5/market/books`,
 Deribit `public/get_order_book`) against the REST replay serving the WebSocket replay's true books.
@@ -16,7 +17,7 @@ from decimal import Decimal
 import pytest
 
 from marketdata_assets.datasets.order_book import OrderBook
-from marketdata_assets.ingest.live.collector import CollectorConfig
+from marketdata_assets.ingest.live.collect.collector import CollectorConfig
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.replay.crypto.binance_ws import BinanceWsReplay, WsConfig
 from marketdata_assets.replay.crypto.deribit_ws import DeribitWsReplay

@@ -14,7 +14,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import InvalidStatus
 from websockets.http11 import Response
 
-from marketdata_assets.ingest.live.connection import handshake_refusal
+from marketdata_assets.ingest.live.collect.connection import handshake_refusal
 from marketdata_assets.replay.crypto.binance_ws import WsConfig
 from marketdata_assets.stores.landing import LandingWriter, closed_files, read_file
 from tests.support.live import collecting, config_for, replays

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from marketdata_assets.ingest.live.collector import CollectorConfig
+from marketdata_assets.ingest.live.collect.collector import CollectorConfig
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.replay.crypto.binance_um_ws import BinanceUmWsReplay
 from marketdata_assets.replay.crypto.binance_ws import BinanceWsReplay

@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import orjson
 
-from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
+from marketdata_assets.ingest.live.consume.consumer import ConsumerConfig, TradesConsumer
 from marketdata_assets.replay.crypto.binance_ws import WsConfig
 from marketdata_assets.stores.clickhouse import live
 from marketdata_assets.stores.clickhouse import tables as ct

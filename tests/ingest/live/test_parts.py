@@ -1,4 +1,4 @@
-"""A venue's universe split over collectors (ingest/live/parts.py) and the requests a universe change
+"""A venue's universe split over collectors (ingest/live/collect/parts.py) and the requests a universe change
 sends: every instrument in exactly one part, the shared channels in the first only; the unsubscribe
 requests as each venue documents them, and its documented answers read as acknowledgements; the
 pacer's hourly cap (OKX: 480 requests an hour a connection). Logic only: no process, no socket."""
@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
-from marketdata_assets.ingest.live.connection import Pacer
-from marketdata_assets.ingest.live.parts import Part
+from marketdata_assets.ingest.live.collect.collector import CollectorConfig, LiveCollector
+from marketdata_assets.ingest.live.collect.connection import Pacer
+from marketdata_assets.ingest.live.collect.parts import Part
 from marketdata_assets.sources.binance.futures_stream import BinanceUsdmStream
 from marketdata_assets.sources.binance.stream import BinanceSpotStream
 from marketdata_assets.sources.deribit.stream import DeribitStream

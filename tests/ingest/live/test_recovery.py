@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from marketdata_assets.ingest.live.collector import CollectorConfig
+from marketdata_assets.ingest.live.collect.collector import CollectorConfig
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.replay.crypto.binance_ws import WsConfig
 from marketdata_assets.replay.crypto.deribit_ws import DeribitWsReplay
@@ -211,7 +211,7 @@ def landed_ids(root, feed: Feed = BINANCE_FEED) -> list[int]:
 
 def recorded_gaps(root, feed: Feed) -> set[int]:
     """The trade ids the `gap` markers of the trade channel name (cause `overflow`: frames the
-    collector dropped, the queue full or waited too long; ingest/live/shedding.py)."""
+    collector dropped, the queue full or waited too long; ingest/live/collect/shedding.py)."""
     return {
         i
         for path in closed_files(root, feed.venue, feed.trades)
@@ -486,7 +486,7 @@ async def clickhouse_down(nats, collector, consumer, db_client, database) -> Non
 @pytest.mark.parametrize("outage", [nats_down, clickhouse_down], ids=["nats_restart", "clickhouse_outage"])
 def test_after_an_outage_on_the_nats_path_trades_live_and_the_hour_are_whole(root, tmp_path, store, outage):
     clickhouse = store
-    from marketdata_assets.ingest.live.consumer import ConsumerConfig, TradesConsumer
+    from marketdata_assets.ingest.live.consume.consumer import ConsumerConfig, TradesConsumer
     from marketdata_assets.stores.clickhouse import live
     from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
 

@@ -8,7 +8,7 @@ import json
 import logging
 
 from marketdata_assets.apps import collector_endpoints as endpoints
-from marketdata_assets.ingest.live.collector import CollectorConfig, LiveCollector
+from marketdata_assets.ingest.live.collect.collector import CollectorConfig, LiveCollector
 from marketdata_assets.sources.okx.stream import OkxStream
 from marketdata_assets.stores.landing import LandingWriter
 from tests.support.reference import ReferenceServer, asking

@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from marketdata_assets.ingest.live.shedding import OVERFLOW, shed
+from marketdata_assets.ingest.live.collect.shedding import OVERFLOW, shed
 from marketdata_assets.sources.registry import stream_protocol
 
 # venue -> (data frames, control frames), from the venues' documentation
@@ -125,7 +125,7 @@ def test_books_are_shed_before_trades_which_go_only_past_the_longer_bound(venue)
 
 
 def test_a_full_queue_takes_a_quarter_more_trades_and_drops_books_first():
-    from marketdata_assets.ingest.live.connection import Connection, FrameQueue, Pacer
+    from marketdata_assets.ingest.live.collect.connection import Connection, FrameQueue, Pacer
     from marketdata_assets.ingest.live.stats import Stats
 
     protocol = stream_protocol("BINANCE", "all")

@@ -1,4 +1,4 @@
-"""OKX and Deribit through the venue-neutral collector (ingest/live/collector.py), against their
+"""OKX and Deribit through the venue-neutral collector (ingest/live/collect/collector.py), against their
 WebSocket replays (replay/crypto/okx_ws.py, deribit_ws.py) and the stack's real nats-server: books
 equal the replay's truth, a wrong checksum or a sequence break is one gap and one resubscribe, a
 disconnect or a stall is marked and resumed, trades reach `md.trades.<VENUE>.<instrument>` once each
@@ -13,7 +13,7 @@ import zlib
 
 import pytest
 
-from marketdata_assets.ingest.live.collector import CollectorConfig
+from marketdata_assets.ingest.live.collect.collector import CollectorConfig
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig
 from marketdata_assets.replay.crypto.binance_ws import WsConfig
 from marketdata_assets.replay.crypto.deribit_ws import DeribitWsReplay

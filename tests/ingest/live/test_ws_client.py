@@ -1,6 +1,6 @@
-"""The collector's WebSocket client (ingest/live/ws_client.py) against a real `websockets` server and a
-hand-written one: messages in order across fragments and however the bytes arrive, what came before `start`
-kept, pings answered, invalid UTF-8 and masked frames fail the connection."""
+"""The collector's WebSocket client (ingest/live/collect/ws_client.py) against a real `websockets` server
+and a hand-written one: messages in order across fragments and however the bytes arrive, what came before
+`start` kept, pings answered, invalid UTF-8 and masked frames fail the connection."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.server import serve
 from websockets.utils import accept_key
 
-from marketdata_assets.ingest.live.ws_client import WsClient
+from marketdata_assets.ingest.live.collect.ws_client import WsClient
 
 
 def test_messages_fragments_and_invalid_text():

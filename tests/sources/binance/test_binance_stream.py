@@ -9,7 +9,7 @@ import json
 import pytest
 import websockets
 
-from marketdata_assets.ingest.live.connection import Backoff
+from marketdata_assets.core.http import Backoff
 from marketdata_assets.sources.binance.stream import (
     DepthSync,
     classify,

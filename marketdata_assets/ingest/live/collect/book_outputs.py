@@ -29,7 +29,7 @@ from typing import Protocol
 
 import orjson
 
-from marketdata_assets.ingest.live.connection import Backoff
+from marketdata_assets.core.http import Backoff
 from marketdata_assets.sources.stream import BOOKS, book_top_channel
 from marketdata_assets.stores.jetstream import subject
 

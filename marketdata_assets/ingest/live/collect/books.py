@@ -13,9 +13,9 @@ import asyncio
 import json
 import time
 
-from marketdata_assets.ingest.live.book_outputs import BookOutputs, LatestState
-from marketdata_assets.ingest.live.connection import Backoff
-from marketdata_assets.ingest.live.slots import ConnectionSlots
+from marketdata_assets.core.http import Backoff
+from marketdata_assets.ingest.live.collect.book_outputs import BookOutputs, LatestState
+from marketdata_assets.ingest.live.collect.slots import ConnectionSlots
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.sources.stream import Frame, StreamProtocol
 from marketdata_assets.stores.jetstream import JetStreamStore

@@ -36,7 +36,7 @@ from marketdata_assets.datasets.normalized import (
     OpenInterest,
     Ticker,
 )
-from marketdata_assets.ingest.live.trade_frames import referenced
+from marketdata_assets.ingest.live.hourly.trade_frames import referenced
 from marketdata_assets.sources.registry import STREAMS
 from marketdata_assets.sources.stream import (
     AGG_TRADES,

@@ -8,7 +8,7 @@ and into its channels at most once a second (docs/live-capture.md, "Raw landing"
 
 from __future__ import annotations
 
-from marketdata_assets.ingest.live.shedding import OVERFLOW
+from marketdata_assets.ingest.live.collect.shedding import OVERFLOW
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.stores.landing import CONTROL_CHANNEL, LandingWriter
 

@@ -1,4 +1,4 @@
-"""The trades in a live landing frame, for every live venue (ingest/live/load.py reads the files with these).
+"""The trades in a live landing frame, for every live venue (hourly/load.py reads the files with these).
 
 `LiveVenue`: a venue's stream protocol (sources/registry.py `STREAMS`, declared in the venue's package)
 as the loader needs it: trade channel <-> instrument, the ingest_log source of its live loads (each
@@ -17,7 +17,7 @@ from typing import Any
 from marketdata_assets.datasets.instrument_service import InstrumentService
 from marketdata_assets.datasets.normalized import Trade
 from marketdata_assets.ingest.instruments import instrument_service
-from marketdata_assets.ingest.live.landing_hours import file_hour, parse_hour
+from marketdata_assets.ingest.live.hourly.landing_hours import file_hour, parse_hour
 from marketdata_assets.sources.registry import STREAMS, stream_protocol
 from marketdata_assets.sources.stream import MALFORMED, TRADES
 

@@ -18,7 +18,7 @@ import msgspec
 import orjson
 from nats.js import api
 
-from marketdata_assets.ingest.live.connection import Backoff
+from marketdata_assets.core.http import Backoff
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.stores.clickhouse.live import trade_rows
 from marketdata_assets.stores.jetstream import JetStreamStore, PullBatches

@@ -3,24 +3,22 @@
 A connection connects, subscribes (paced), reads every frame with its receive time onto the
 collector's bounded queue, and ends with a `disconnect` marker saying why; nothing here parses a
 frame. Backoff, attempt window, pacer, stale deadline, the full queue and refused handshakes:
-docs/live-capture.md, "One connection (`ingest/live/connection.py`)".
+docs/live-capture.md, "One connection (`ingest/live/collect/connection.py`)".
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
-import random
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from websockets.exceptions import InvalidStatus
 
-from marketdata_assets.ingest.live.shedding import is_trade
+from marketdata_assets.ingest.live.collect.shedding import is_trade
+from marketdata_assets.ingest.live.collect.ws_client import WsClient
 from marketdata_assets.ingest.live.stats import Stats
-from marketdata_assets.ingest.live.ws_client import WsClient
 from marketdata_assets.sources.stream import Keepalive
 
 Item = tuple  # ("frame", conn, recv_ns, text) | ("marker", conn, recv_ns, (kind, details))
@@ -42,22 +40,6 @@ async def cancel_until_done(tasks: list[asyncio.Task]) -> None:
     for task in tasks:  # retrieved, as gather(return_exceptions=True) did: no "never retrieved" log
         if not task.cancelled():
             task.exception()
-
-
-@dataclass
-class Backoff:
-    base_s: float = 1.0
-    cap_s: float = 32.0
-    rng: random.Random = field(default_factory=random.Random)
-    failures: int = 0
-
-    def next_delay(self) -> float:
-        self.failures += 1
-        delay = min(self.base_s * 2 ** (self.failures - 1), self.cap_s)
-        return delay * self.rng.uniform(0.5, 1.0)
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 RATE_LIMIT_STATUSES = (418, 429)

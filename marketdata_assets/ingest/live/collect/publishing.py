@@ -12,10 +12,10 @@ import asyncio
 import itertools
 from collections import deque
 
+from marketdata_assets.core.http import Backoff
 from marketdata_assets.datasets.normalized import Trade
-from marketdata_assets.ingest.live.book_outputs import LatestState
-from marketdata_assets.ingest.live.connection import Backoff
-from marketdata_assets.ingest.live.shedding import OVERFLOW, TradeGaps
+from marketdata_assets.ingest.live.collect.book_outputs import LatestState
+from marketdata_assets.ingest.live.collect.shedding import OVERFLOW, TradeGaps
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.sources.stream import TRADES, Frame, StreamProtocol, trade_batch
 from marketdata_assets.stores.jetstream import JetStreamStore, subject

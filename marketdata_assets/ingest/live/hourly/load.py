@@ -26,7 +26,7 @@ from marketdata_assets.datasets.normalized import Trade, trade_values, trades_fr
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
 from marketdata_assets.datasets.wire import finish_trades, note_dropped
 from marketdata_assets.ingest.instruments import ClickHouseMaster, instrument_service
-from marketdata_assets.ingest.live.landing_hours import (  # noqa: F401 (hour helpers, read by defs/live from here)
+from marketdata_assets.ingest.live.hourly.landing_hours import (  # noqa: F401 (hour helpers, read by defs/live from here)
     CLAIM,
     UTC,
     HourFigures,
@@ -41,7 +41,7 @@ from marketdata_assets.ingest.live.landing_hours import (  # noqa: F401 (hour he
     parse_hour,
     summary,
 )
-from marketdata_assets.ingest.live.trade_frames import (
+from marketdata_assets.ingest.live.hourly.trade_frames import (
     LIVE_SOURCES,
     LIVE_VENUES,
     VENUE,

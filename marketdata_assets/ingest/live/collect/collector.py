@@ -19,14 +19,14 @@ from typing import Any, TypeVar
 import uvloop
 
 from marketdata_assets.ingest.instruments import reference_client
-from marketdata_assets.ingest.live.batch_landing import BatchLanding
-from marketdata_assets.ingest.live.book_outputs import LatestState
-from marketdata_assets.ingest.live.books import Books
-from marketdata_assets.ingest.live.connection import FrameQueue, cancel_until_done
-from marketdata_assets.ingest.live.parts import Part
-from marketdata_assets.ingest.live.processing import Processor
-from marketdata_assets.ingest.live.publishing import Publisher
-from marketdata_assets.ingest.live.slots import ConnectionSlots
+from marketdata_assets.ingest.live.collect.batch_landing import BatchLanding
+from marketdata_assets.ingest.live.collect.book_outputs import LatestState
+from marketdata_assets.ingest.live.collect.books import Books
+from marketdata_assets.ingest.live.collect.connection import FrameQueue, cancel_until_done
+from marketdata_assets.ingest.live.collect.parts import Part
+from marketdata_assets.ingest.live.collect.processing import Processor
+from marketdata_assets.ingest.live.collect.publishing import Publisher
+from marketdata_assets.ingest.live.collect.slots import ConnectionSlots
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.sources.stream import BOOKS, StreamProtocol, shared_channels
 from marketdata_assets.stores.jetstream import JetStreamStore
@@ -80,7 +80,7 @@ class CollectorConfig:
     repair_depth: int = 1000  # levels asked for (each venue's REST clamps to what it serves)
     part: Part = field(
         default_factory=Part
-    )  # the share of `instruments` this collector takes (ingest/live/parts.py): all of them
+    )  # the share of `instruments` this collector takes (ingest/live/collect/parts.py): all of them
 
 
 def run_streaming(main: Coroutine[Any, Any, T]) -> T:

@@ -14,9 +14,9 @@ import itertools
 import os
 from collections.abc import Callable
 
-from marketdata_assets.ingest.live.connection import (
+from marketdata_assets.core.http import Backoff
+from marketdata_assets.ingest.live.collect.connection import (
     AttemptWindow,
-    Backoff,
     Connection,
     FrameQueue,
     Pacer,

@@ -1,5 +1,5 @@
 """The batch side of live capture for the datasets other than trades: closed landing hours loaded
-into the dataset's day slices through the ingest engine, as the trades are (ingest/live/load.py; no
+into the dataset's day slices through the ingest engine, as the trades are (ingest/live/hourly/load.py; no
 Dagster here, defs/live calls it). One loader, parameterised by dataset.
 
 What is read, deduplication, discards and the slice: docs/live-capture.md, "Other live datasets in
@@ -23,7 +23,7 @@ from marketdata_assets.core.http import SourceDataError
 from marketdata_assets.datasets.frames import day_window, spec_for
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
 from marketdata_assets.datasets.wire import drop_implausible, note_dropped
-from marketdata_assets.ingest.live.dataset_rows import (
+from marketdata_assets.ingest.live.hourly.dataset_rows import (
     BARS_1M,
     CHANNELS,
     MARK_FUNDING,
@@ -32,7 +32,7 @@ from marketdata_assets.ingest.live.dataset_rows import (
     own_messages,
     protocol,
 )
-from marketdata_assets.ingest.live.landing_hours import (
+from marketdata_assets.ingest.live.hourly.landing_hours import (
     CLAIM,
     HourFigures,
     LandingReader,
@@ -42,7 +42,7 @@ from marketdata_assets.ingest.live.landing_hours import (
     hours_of_day,
     note_hour_drops,
 )
-from marketdata_assets.ingest.live.trade_frames import sized_at_hour
+from marketdata_assets.ingest.live.hourly.trade_frames import sized_at_hour
 from marketdata_assets.sources.stream import MALFORMED
 from marketdata_assets.stores.landing import closed_files
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from marketdata_assets.ingest.live.batch_landing import BatchLanding
-from marketdata_assets.ingest.live.books import Books
-from marketdata_assets.ingest.live.connection import FrameQueue
-from marketdata_assets.ingest.live.publishing import Publisher
-from marketdata_assets.ingest.live.shedding import OVERFLOW, TRADE_LAG_FACTOR, shed
-from marketdata_assets.ingest.live.slots import ConnectionSlots
+from marketdata_assets.ingest.live.collect.batch_landing import BatchLanding
+from marketdata_assets.ingest.live.collect.books import Books
+from marketdata_assets.ingest.live.collect.connection import FrameQueue
+from marketdata_assets.ingest.live.collect.publishing import Publisher
+from marketdata_assets.ingest.live.collect.shedding import OVERFLOW, TRADE_LAG_FACTOR, shed
+from marketdata_assets.ingest.live.collect.slots import ConnectionSlots
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.sources.stream import BOOKS, MALFORMED, TRADES, Frame, StreamProtocol
 from marketdata_assets.stores.landing import BAD_CHANNEL, CONTROL_CHANNEL

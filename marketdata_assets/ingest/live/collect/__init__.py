@@ -1,0 +1,1 @@
+"""The collector process: venue WebSocket streams → raw landing, correct books and JetStream messages."""

@@ -1,0 +1,1 @@
+"""The consumer process: JetStream's normalized trades → ClickHouse's live table."""

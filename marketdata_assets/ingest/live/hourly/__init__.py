@@ -1,0 +1,1 @@
+"""The hourly loads (run by Dagster): closed landing hours → the datasets' day slices."""
