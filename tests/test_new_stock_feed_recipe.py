@@ -86,6 +86,7 @@ TOYSTOCK = Source(
     feed=StockFeed(
         feeds, lambda venue, day: [], 30, 1,
         prefix="toy", universe="toystock", what="Toystock daily bars (`sources.toystock.symbols`)",
+        label="Toystock bars", vendor="Toystock",
         days=StockDays("UTC", "America/New_York", time(17, 30), time(20), lambda config: date(2025, 1, 1)),
         assets={"daily_bars": "Toystock daily bars per UTC day, in ClickHouse `daily_bars`."},
         instruments=lambda config: config.sources["toystock"].option("symbols"),

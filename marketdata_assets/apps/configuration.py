@@ -28,6 +28,7 @@ import yaml
 from marketdata_assets.core import settings
 from marketdata_assets.core.markdown import prose, table
 from marketdata_assets.sources import config_schema
+from marketdata_assets.sources.registry import live_switches
 
 DOC = settings.PROJECT_ROOT / "docs" / "configuration.md"
 COMMAND = "python -m marketdata_assets.apps.configuration"
@@ -340,7 +341,7 @@ def render() -> str:
                     "you export wins. Secrets reach resources as `dg.EnvVar`, so the UI shows the name, "
                     "never the value."
                 ),
-                settings.reference(),
+                settings.reference(live_switches()),
                 "## The sources config file",
                 prose(
                     "`marketdata_assets/sources/data_providers.yaml` (or the file `TICKS_PROVIDERS_CONFIG` "
@@ -361,7 +362,7 @@ def render() -> str:
 
 def main(argv: list[str]) -> int:
     """Write the page, or with `--check [PATH]` say whether PATH (the committed page) is current."""
-    for setting in settings.SETTINGS:  # the page shows the defaults, not this machine's values
+    for setting in settings.SETTINGS + live_switches():  # the page shows the defaults, not this machine's
         os.environ.pop(setting.name, None)
     text = render()
     if argv[:1] == ["--check"]:

@@ -27,6 +27,9 @@ class Setting:
     group: str = ""  # its section in docs/configuration.md (set by _group)
 
 
+LIVE_GROUP = "Live capture (NATS JetStream)"  # its section in docs/configuration.md
+
+
 def _group(title: str, *settings: Setting) -> tuple[Setting, ...]:
     return tuple(replace(s, group=title) for s in settings)
 
@@ -179,7 +182,7 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("MONGODB_PASSWORD", "", "MongoDB password.", secret=True, read_by=_TSDB),
     ),
     *_group(
-        "Live capture (NATS JetStream)",
+        LIVE_GROUP,
         Setting(
             "NATS_URL",
             "nats://127.0.0.1:54222",
@@ -245,30 +248,6 @@ SETTINGS: tuple[Setting, ...] = (
             "name: Binance's, or the only enabled venue's; empty: each enabled venue's universe resolved "
             "today from the instrument master, with the sources config's explicit instruments); "
             "`--instruments` wins.",
-            read_by=("apps/cli/live.py",),
-        ),
-        Setting(
-            "ENABLE_BINANCE",
-            "true",
-            "Collect Binance spot in `marketdata collect` (`--venue` wins).",
-            read_by=("apps/cli/live.py",),
-        ),
-        Setting(
-            "ENABLE_BINANCE_UM",
-            "false",
-            "Collect Binance USD-M futures in `marketdata collect` (`--venue` wins).",
-            read_by=("apps/cli/live.py",),
-        ),
-        Setting(
-            "ENABLE_OKX",
-            "false",
-            "Collect OKX in `marketdata collect` (`--venue` wins).",
-            read_by=("apps/cli/live.py",),
-        ),
-        Setting(
-            "ENABLE_DERIBIT",
-            "false",
-            "Collect Deribit in `marketdata collect` (`--venue` wins).",
             read_by=("apps/cli/live.py",),
         ),
         Setting(
@@ -526,12 +505,13 @@ MORE_VARIABLES: tuple[Setting, ...] = (
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 
-def reference() -> str:
+def reference(declared: tuple[Setting, ...] = ()) -> str:
     """Every variable as Markdown tables by group (docs/configuration.md, written by
-    apps/configuration.py): name, default (a secret's never shown), meaning, the files that read it."""
+    apps/configuration.py): name, default (a secret's never shown), meaning, the files that read it;
+    `declared`: those the layers above declare (each live venue's ENABLE_<VENUE>, in its group)."""
     from marketdata_assets.core.markdown import prose, table
 
-    every = SETTINGS + MORE_VARIABLES
+    every = SETTINGS + declared + MORE_VARIABLES
     sections = []
     for group in dict.fromkeys(s.group for s in every):
         rows = [

@@ -157,6 +157,8 @@ class StockFeed:
     prefix: str  # a_share, yahoo
     universe: str  # its run keys' and daily-use metadata's name (a_shares, yahoo)
     what: str  # the feed, as the daily-use list says it
+    label: str  # the feed in a run's one line (`marketdata ingest`'s "[ok] A-share bars ...")
+    vendor: str  # who serves it (Tushare, Yahoo), as messages name it
     days: StockDays
     assets: Mapping[str, str]  # dataset -> its asset's description
     instruments: Callable[[Any], Sequence[str]]  # the sources config -> the configured universe
@@ -222,6 +224,8 @@ class Source:
     statuses: Mapping[str, str] = field(default_factory=dict)  # its instrument status words -> the master's
     sized: bool = False  # its contracts are sized by its reference data: its client and stream take the
     # process's instrument service (`instrument_service=`) and its client is that venue's provider
+    collect_by_default: bool = False  # `marketdata collect` runs it unless ENABLE_<NAME> says otherwise
+    url_options: tuple[str, str] = ("", "")  # `marketdata collect`'s named WebSocket and REST URL options
     feed: StockFeed | None = None  # a stock-bar source: how the equities assets plan and check its slices
     accounts: AccountApi | None = None  # an API read per account: how the alpha assets reach it
     files: MinuteFiles | None = None  # minute-bar files dropped by vendors: how the minute load reads them
@@ -247,9 +251,12 @@ def venue_source(
     contract: Callable[[str], Any] | None = None,
     statuses: Mapping[str, str] | None = None,
     sized: bool = False,
+    collect_by_default: bool = False,
+    url_options: tuple[str, str] | None = None,
 ) -> Source:
     """The declaration of a crypto venue whose client names its datasets and reach itself (and, if it
-    is collected live, its stream protocol; what its trade ids are; how its instrument names read)."""
+    is collected live, its stream protocol; what its trade ids are; how its instrument names read). A live
+    venue's URL options are `<config>_ws_url` / `<config>_rest_url` unless `url_options` names others."""
     return Source(
         name,
         (name,),
@@ -264,4 +271,6 @@ def venue_source(
         contract=contract,
         statuses=dict(statuses or {}),
         sized=sized,
+        collect_by_default=collect_by_default,
+        url_options=(url_options or (f"{config}_ws_url", f"{config}_rest_url")) if stream else ("", ""),
     )

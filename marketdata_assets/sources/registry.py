@@ -6,6 +6,7 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 from marketdata_assets.core.markdown import table
+from marketdata_assets.core.settings import LIVE_GROUP, Setting
 from marketdata_assets.sources import (
     alpha_api,
     binance,
@@ -42,6 +43,20 @@ ID_SEQUENCES = tuple(
 )  # each venue's own
 _SEQUENCES = {(seq.dataset, seq.venue, source): seq for seq in ID_SEQUENCES for source in seq.sources}
 SEQUENCED_DATASETS = tuple(sorted({seq.dataset for seq in ID_SEQUENCES}))  # trades, agg_trades
+
+
+def live_switches() -> tuple[Setting, ...]:
+    """Each live venue's ENABLE_<VENUE> switch of `marketdata collect`, its default the declaration's."""
+    return tuple(
+        Setting(
+            f"ENABLE_{name}",
+            "true" if SOURCES[name].collect_by_default else "false",
+            f"Collect {name} in `marketdata collect` (`--venue` wins).",
+            read_by=("apps/cli/live.py",),
+            group=LIVE_GROUP,
+        )
+        for name in STREAMS
+    )
 
 
 def id_sequence(venue: str, source: str, dataset: str = "trades") -> IdSequence | None:

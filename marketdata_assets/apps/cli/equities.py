@@ -20,22 +20,17 @@ from marketdata_assets.apps.cli.session import (
     selection,
 )
 from marketdata_assets.core import settings
+from marketdata_assets.sources.registry import STOCK_FEEDS
 
 ALL = "ALL"
-# source -> (its asset(s), the op that takes the run config, what the run's line calls it)
-INGESTS = {
-    "tushare": (("a_share_bars_1m", "a_share_daily_bars"), "a_share_bars", "A-share bars"),
-    "yahoo": (("yahoo_bars_1m",), "yahoo_bars_1m", "Yahoo bars"),
-}
+FEEDS = [name.lower() for name in STOCK_FEEDS]  # `ingest --provider` (the registry's stock feeds)
 WORKERS_HELP = "--max-workers is the replaced script's name for it."
 
 
 def _instruments(source: str, items: list[str]) -> list[str]:
     """The codes of --symbols (spaces or commas): [] for the sources config's universe, [ALL] for
     every listed code (Tushare), else each checked; a bad one is a usage error naming it."""
-    from marketdata_assets.core.identifiers import instrument_key
-    from marketdata_assets.core.naming import a_share_code
-
+    feed = STOCK_FEEDS[source.upper()]
     codes = [c for item in items for c in item.replace(",", " ").split()]
     if ALL in (c.upper() for c in codes):
         if len(codes) > 1:
@@ -43,18 +38,18 @@ def _instruments(source: str, items: list[str]) -> list[str]:
                 f"ALL stands alone (every listed code), not with {[c for c in codes if c.upper() != ALL]}",
                 param_hint="--symbols",
             )
-        if source == "yahoo":
+        if feed.listing is None:
+            vendor = feed.vendor
             raise click.BadParameter(
-                "ALL: Yahoo publishes no listing to take every code from (and ALL is a ticker "
-                "there); name the instruments, or leave --symbols out for the sources config's "
-                "Yahoo universe",
+                f"ALL: {vendor} publishes no listing to take every code from (and ALL may be a ticker "
+                f"there); name the instruments, or leave --symbols out for the sources config's "
+                f"{vendor} universe",
                 param_hint="--symbols",
             )
         return [ALL]
-    normalize = a_share_code if source == "tushare" else (lambda name: instrument_key(name.strip().upper()))
     for code in codes:
         try:
-            normalize(code)
+            feed.normalize(code)
         except ValueError as error:
             raise click.BadParameter(f"{code!r}: {error}", param_hint="--symbols") from None
     return codes
@@ -82,11 +77,12 @@ def _universe_label(instruments: list[str]) -> str:
     "--source",
     "--provider",
     "source",
-    type=click.Choice(list(INGESTS), case_sensitive=False),
+    type=click.Choice(FEEDS, case_sensitive=False),
     default="tushare",
     show_default=True,
-    help="Whom to ask: tushare (A-share 1-minute and daily bars, China "
-    "days) or yahoo (Yahoo chart v8 1-minute bars, UTC days; Yahoo keeps about the last 30 days).",
+    help="Whom to ask: "
+    + "; ".join(f"{name.lower()}: {feed.what}" for name, feed in STOCK_FEEDS.items())
+    + ".",
 )
 @click.option(
     "--start-date", type=DAY, required=True, help="First day (a China day for tushare, a UTC day for yahoo)."
@@ -119,16 +115,18 @@ def ingest(ctx, symbols, source, start_date, end_date, sources_config, workers) 
         raise click.UsageError(f"unexpected arguments {extra}")
     source = source.lower()
     instruments = _instruments(source, [*symbols, *ctx.args])
-    names, op, what = INGESTS[source]
-    from marketdata_assets.defs.equities.partitions import a_share_days, yahoo_days
+    from marketdata_assets.defs.equities.partitions import STOCK_DAYS
+    from marketdata_assets.defs.equities.stocks import step_name, stock_assets
 
-    days = days_between(a_share_days if source == "tushare" else yahoo_days, start_date, end_date)
+    name = source.upper()
+    names = tuple(stock_assets(name).values())
+    days = days_between(STOCK_DAYS[name], start_date, end_date)
     run_range(
         session,
-        f"{what} {days[0]}..{days[-1]} ({_universe_label(instruments)})",
+        f"{STOCK_FEEDS[name].label} {days[0]}..{days[-1]} ({_universe_label(instruments)})",
         selection(session.definitions(), *names),
         days,
-        {"ops": {op: {"config": {"instruments": instruments, "workers": workers}}}},
+        {"ops": {step_name(name): {"config": {"instruments": instruments, "workers": workers}}}},
         per_key=len(names),
     )
     finish(ctx)

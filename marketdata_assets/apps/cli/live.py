@@ -25,7 +25,7 @@ from pathlib import Path
 import click
 
 from marketdata_assets.core import settings
-from marketdata_assets.sources.registry import STREAMS
+from marketdata_assets.sources.registry import SOURCES, STREAMS, live_switches
 
 VENUES = tuple(venue.lower() for venue in STREAMS)  # every venue with a live stream (the registry's)
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
@@ -36,13 +36,15 @@ def upper_case(venue: str) -> bool:
     return STREAMS[venue.upper()].lower_channels
 
 
+SWITCHES = {s.name: s.default for s in live_switches()}  # ENABLE_<VENUE> -> its declared default
+
+
 def env_flag(name: str) -> bool:
     """An on/off switch (ENABLE_<VENUE>, CLICKHOUSE_DIRECT_WRITE, REDIS_CACHE): NAME or name in the
-    environment, else the setting's default (a venue's ENABLE_<VENUE> that the settings table does
-    not list: off)."""
+    environment, else its default (a venue's from its declaration, the others' from the settings table)."""
     raw = os.environ.get(name.lower())
     if raw in (None, ""):
-        raw = os.environ.get(name) or (settings.get(name) if settings.known(name) else "false")
+        raw = os.environ.get(name) or SWITCHES.get(name) or settings.get(name)
     value = raw.strip().lower()
     if value not in _TRUE | _FALSE:
         raise click.BadParameter(f"{name}={value!r}: expected true/false (1/0, yes/no, on/off)")
@@ -201,6 +203,25 @@ def _common(function):
     return function
 
 
+def _url_options(function):
+    """Each live venue's named WebSocket and REST URL options (its declaration's `url_options`)."""
+    for venue in reversed(STREAMS):
+        ws, rest = SOURCES[venue].url_options
+        function = click.option(
+            f"--{rest.replace('_', '-')}",
+            rest,
+            default=None,
+            help=f"{venue}'s REST base: book snapshots, gap-hour repair (default: the sources config's).",
+        )(function)
+        function = click.option(
+            f"--{ws.replace('_', '-')}",
+            ws,
+            default=None,
+            help=f"{venue}'s WebSocket base (default: the venue's own; a replay's in tests).",
+        )(function)
+    return function
+
+
 @click.command("collect")
 @click.option(
     "--instruments",
@@ -221,32 +242,7 @@ def _common(function):
     type=click.Choice(VENUES, case_sensitive=False),
     help="Venues to collect, one collector each in this process (default: the ENABLE_* switches).",
 )
-@click.option(
-    "--ws-url", default=None, help="Binance spot's WebSocket base (default Binance's; a replay's in tests)."
-)
-@click.option("--binance-um-ws-url", default=None, help="Binance USD-M's WebSocket base (default Binance's).")
-@click.option("--okx-ws-url", default=None, help="OKX's public WebSocket URL (default OKX's).")
-@click.option("--deribit-ws-url", default=None, help="Deribit's WebSocket URL (default Deribit's).")
-@click.option(
-    "--rest-url",
-    default=None,
-    help="Binance spot's REST base: book snapshots and the gap-hour repair "
-    "(default: the sources config's, BINANCE_BASE_URL when set).",
-)
-@click.option(
-    "--binance-um-rest-url", default=None, help="Binance USD-M's REST base (default: the sources config's)."
-)
-@click.option(
-    "--okx-rest-url",
-    default=None,
-    help="OKX's REST base for the gap-hour repair (default: the sources config's, OKX_BASE_URL when set).",
-)
-@click.option(
-    "--deribit-rest-url",
-    default=None,
-    help="Deribit's REST base for the gap-hour repair (default: the "
-    "sources config's, DERIBIT_BASE_URL when set).",
-)
+@_url_options
 @click.option(
     "--url",
     "urls",
@@ -425,15 +421,6 @@ def chosen_datasets(listed: str | None, venues: list[str]) -> tuple[str, ...] | 
     return wanted
 
 
-# the named URL options of the first venues (kept for their users); `--url VENUE=WS[,REST]` serves every venue
-_URL_OPTIONS = {
-    "BINANCE": ("ws_url", "rest_url"),
-    "BINANCE_UM": ("binance_um_ws_url", "binance_um_rest_url"),
-    "OKX": ("okx_ws_url", "okx_rest_url"),
-    "DERIBIT": ("deribit_ws_url", "deribit_rest_url"),
-}
-
-
 def venue_urls(given: tuple[str, ...]) -> dict[str, tuple[str, str | None]]:
     """`--url VENUE=WS_URL[,REST_URL]` options -> venue -> (ws, rest or None); a venue with no live stream is
     refused."""
@@ -456,7 +443,7 @@ def _venue(venue: str, instruments: list[str], options: dict, stale_s: float | N
     from marketdata_assets.apps.collector import rest_base
     from marketdata_assets.apps.live import VenueOptions
 
-    named = [options.get(name) for name in _URL_OPTIONS.get(venue, ())] or [None, None]
+    named = [options.get(name) for name in SOURCES[venue].url_options if name] or [None, None]
     ws, rest = options.get("urls", {}).get(venue, (named[0], named[1]))
     return VenueOptions(venue, instruments, ws or named[0] or "", rest_base(venue, rest or named[1]), stale_s)
 

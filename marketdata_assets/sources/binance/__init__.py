@@ -82,6 +82,8 @@ SPOT = venue_source(
     ),
     contract=lambda instrument, quotes=(): contract("BINANCE", instrument, quotes),
     statuses=STATUSES,
+    collect_by_default=True,
+    url_options=("ws_url", "rest_url"),  # the first live venue's, unprefixed (kept for their users)
 )
 USD_M = venue_source(
     "BINANCE_UM",

@@ -55,6 +55,8 @@ TUSHARE = Source(
         credential_error=TushareTokenError,
         prefix="a_share",
         universe="a_shares",
+        label="A-share bars",
+        vendor="Tushare",
         what="A-share bars from Tushare (`universes.a_shares`; needs TUSHARE_TOKEN)",
         # the session ends 15:00 Beijing: loaded at 15:30, due by 18:00
         days=StockDays(

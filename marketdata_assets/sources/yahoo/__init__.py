@@ -37,6 +37,8 @@ YAHOO = Source(
         feeds.BARS_A_DAY,
         prefix="yahoo",
         universe="yahoo",
+        label="Yahoo bars",
+        vendor="Yahoo",
         what="Yahoo 1-minute bars (`universes.yahoo`)",
         # UTC days (every exchange of the universe holds its session inside one); the regular session ends
         # 16:00 New York: loaded at 17:30, due by 20:00
