@@ -63,7 +63,9 @@ def command(
         "--consume",
         "--share-clickhouse",
         *(arg for venue in urls for arg in ("--venue", venue.lower())),
-        *(arg for venue, url in urls.items() for arg in ("--url", f"{venue}={url},{rest_url}")),  # one REST replay
+        *(
+            arg for venue, url in urls.items() for arg in ("--url", f"{venue}={url},{rest_url}")
+        ),  # one REST replay
         "--within",
         ",".join(instruments),
         "--max-wait-s",
