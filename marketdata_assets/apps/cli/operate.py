@@ -102,6 +102,15 @@ def _partitions(domain: str) -> tuple:
     return getattr(found, days), (getattr(found, venues) if venues else None)
 
 
+def _first_day_key(domain: str) -> str:
+    """Where the sources config sets the domain's first day partition: 'universes.crypto.history_start in
+    data_providers.yaml'."""
+    from marketdata_assets.sources.config import config_path
+
+    key = "binance_archives.start_date" if domain == "archives" else f"universes.{domain}.history_start"
+    return f"{key} in {config_path().name}"
+
+
 def domain_assets(domain: str) -> tuple[str, ...]:
     return BACKFILL[domain].assets or _archive_assets()
 
@@ -167,7 +176,7 @@ def backfill(ctx, domain, start_date, end_date, days_per_run, refetch, replace) 
     defs = session.definitions()
     if end_date < start_date:
         raise click.BadParameter("the end date is before the start date")
-    days = days_between(_partitions(domain)[0], start_date, end_date)
+    days = days_between(_partitions(domain)[0], start_date, end_date, domain, _first_day_key(domain))
     runs = backfill_runs(domain, days, days_per_run or spec.days_per_run)
     session.instance()  # a storage that does not answer is the one line said
     click.echo(
