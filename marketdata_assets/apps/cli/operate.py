@@ -144,6 +144,11 @@ def backfill_config(domain: str, *, refetch: bool = False, replace: bool = False
     return op_config(BACKFILL[domain].op, {"retry_failed": not refetch, "replace": replace})
 
 
+def retry_note(refetch: bool) -> str:
+    """What the same backfill run again does (Session.finish says it after a failure)."""
+    return f"{'without --refetch, ' * refetch}it fetches only the slices not loaded yet"
+
+
 @click.command("backfill")
 @click.argument("domain", type=click.Choice(sorted(BACKFILL)))
 @click.option("--start-date", type=DAY, required=True, help="First day (crypto: UTC; A-shares: China).")
@@ -187,6 +192,7 @@ def backfill(ctx, domain, start_date, end_date, days_per_run, refetch, replace) 
     names = domain_assets(domain)
     assets = selection(defs, *names)
     config = backfill_config(domain, refetch=refetch, replace=replace)
+    session.retry_note = retry_note(refetch)
     for label, tags, partitions in runs:
         session.run(label, assets, tags=tags, run_config=config, expected=partitions * len(names))
     finish(ctx)

@@ -35,6 +35,7 @@ class Session:
             click.echo(replays.describe(), err=True)
         settings.apply_defaults()
         self.outcomes = []
+        self.retry_note = ""  # what running the command again does (a backfill: only what is not loaded)
         self._instance: dg.DagsterInstance | None = None
 
     def definitions(self) -> dg.Definitions:
@@ -111,6 +112,9 @@ class Session:
             )
             for line in outcome.error_lines() or [fallback]:
                 click.echo(line, err=True)
+        if failed:
+            note = f" ({self.retry_note})" if self.retry_note else ""
+            click.echo(f"to retry: run the same command again{note}", err=True)
         return exit_code(self.outcomes)
 
 

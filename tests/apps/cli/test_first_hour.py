@@ -6,7 +6,19 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
+import dagster as dg
+
+from marketdata_assets.apps.cli.operate import retry_note
+from marketdata_assets.apps.cli.session import Session
+from marketdata_assets.apps.launch import launch
 from tests.apps.cli.test_cli import in_process
+from tests.support.ticks_dagster import (
+    UNUSED,
+    crypto_day,
+    crypto_resources,
+    stock_resources,
+    ticks_definitions,
+)
 
 TODAY = datetime.now(UTC).date()
 
@@ -44,4 +56,40 @@ def test_a_crypto_backfill_outside_its_days_says_which_bound_it_passed(monkeypat
     days = ("--start-date", "2025-06-07", "--end-date", "2025-06-08")
     assert usage_error(monkeypatch, "backfill", "a_shares", *days) == (
         "Error: Invalid value: no partition between 2025-06-07 and 2025-06-08 (weekdays only)"
+    )
+
+
+def test_an_offline_crypto_run_leads_with_its_cause_counts_the_skipped_steps_and_says_how_to_retry(
+    clickhouse, monkeypatch, capsys
+):
+    """Vendors unreachable: one line per failed step with the root error (not ~900 characters of slices
+    first), one line counting the checks not executed (Dagster logs one each), and a command that exists
+    (the same again: a backfill fetches only what is not loaded); the exit code is the run's verdict's."""
+    day = TODAY - timedelta(days=1)
+    with dg.DagsterInstance.ephemeral() as instance:
+        outcome = launch(
+            f"crypto {day}",
+            ticks_definitions(),
+            instance=instance,
+            resources={**crypto_resources(UNUSED), **stock_resources(UNUSED), "clickhouse": clickhouse},
+            selection=[dg.AssetKey("crypto_trades")],
+            tags=crypto_day(day, ["BINANCE:BTCUSDT"])["tags"],
+            run_config={"ops": {"crypto_ticks": {"config": {"instruments": ["BINANCE:BTCUSDT"]}}}},
+        )
+    assert outcome.state == "FAILED"
+    assert outcome.error_lines() == [
+        (
+            f"FAILED: crypto {day}: step crypto_ticks (partitions {day}|BINANCE): ConnectError: All "
+            f"connection attempts failed (vendor unreachable: BINANCE; 1 of 1 failed slices) "
+            f"(run {outcome.run_id[:8]})"
+        ),
+        f"skipped: crypto {day}: 5 downstream steps not executed (what they depend on failed)",
+    ]
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # the session applies the defaults
+    session = Session(demo=False)
+    session.outcomes.append(outcome)
+    session.retry_note = retry_note(refetch=False)
+    assert session.finish() == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "to retry: run the same command again (it fetches only the slices not loaded yet)"
     )
