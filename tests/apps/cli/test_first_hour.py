@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from marketdata_assets.apps.cli.exports import export_root
 from marketdata_assets.apps.cli.operate import retry_note
 from marketdata_assets.apps.cli.session import Session
 from marketdata_assets.apps.launch import launch
@@ -93,3 +94,20 @@ def test_an_offline_crypto_run_leads_with_its_cause_counts_the_skipped_steps_and
     assert capsys.readouterr().err.splitlines()[-1] == (
         "to retry: run the same command again (it fetches only the slices not loaded yet)"
     )
+
+
+def test_an_export_root_where_none_can_be_made_is_refused(monkeypatch, tmp_path):
+    """`--root /nonexistent` created a directory at the filesystem root: a new root needs an existing parent
+    other than `/`; an existing directory, or a new one inside one, is taken as it is."""
+    assert usage_error(monkeypatch, "export", "--root", "/nonexistent") == (
+        "Error: Invalid value for --root: /nonexistent does not exist: not creating a directory at the "
+        "filesystem root; name an existing directory or a new one inside one"
+    )
+    missing = tmp_path / "no" / "export"
+    assert usage_error(monkeypatch, "export", "--root", str(missing)) == (
+        f"Error: Invalid value for --root: {missing} does not exist, nor does its parent {missing.parent}: "
+        "name an existing directory or a new one inside an existing directory"
+    )
+    assert export_root(None, None, tmp_path) == tmp_path
+    assert export_root(None, None, tmp_path / "export") == tmp_path / "export"
+    assert not (tmp_path / "export").exists()  # made by the export, not by the check
