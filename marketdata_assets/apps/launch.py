@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -43,6 +44,7 @@ STORAGE_DRIVER_ERROR = (
     "(psycopg2.",
     "too many retries for DB",
 )  # dagster-postgres's errors (our stores: psycopg 3)
+NOT_EXECUTING = re.compile(r"Dependencies for step (\S+) .*Not executing\.$")  # Dagster's skipped step
 CURRENT: dict = {}  # the run being launched in this process: label, run_id, tap
 
 
@@ -79,6 +81,7 @@ class Outcome:
         default_factory=list
     )  # "<asset>: <its `covered` metadata>": slices left to a more
     # faithful source's load (not a failure: the run is ok)
+    skipped: int = 0  # steps not executed because a step they depend on failed
 
     @property
     def state(self) -> str:
@@ -134,16 +137,23 @@ class Outcome:
         return text + f"  (run {self.run_id[:8]})"
 
     def error_lines(self) -> list[str]:
-        """One line per failed step: which step, which partitions, what went wrong (server, how much)."""
+        """One line per failed step: which step, which partitions, what went wrong (its cause first: the root
+        error, how many slices); then one line counting the steps not executed because of them."""
         partitions = ", ".join(self.failed_partitions[:6]) + (
             f" (+{len(self.failed_partitions) - 6})" if len(self.failed_partitions) > 6 else ""
         )
-        return [
+        lines = [
             f"FAILED: {self.label}: {where}"
             + (f" (partitions {partitions})" if partitions else "")
             + f": {error} (run {self.run_id[:8]})"
             for where, error in sorted(self.errors.items())
         ]
+        if self.skipped:
+            lines.append(
+                f"skipped: {self.label}: {self.skipped} downstream step{'s' * (self.skipped != 1)} not "
+                "executed (what they depend on failed)"
+            )
+        return lines
 
 
 def exit_code(outcomes: list[Outcome]) -> int:
@@ -216,6 +226,7 @@ class _Tap(logging.Handler):
         self.say_warnings = say_warnings
         self.step: str | None = None
         self.failures: dict[str, str] = {}  # "step X" | "resource setup" | "run" -> the error's first line
+        self.skipped: set[str] = set()  # steps Dagster did not execute: a step they depend on failed
 
     def emit(self, record: logging.LogRecord) -> None:
         event = getattr(record, "dagster_event", None)
@@ -226,7 +237,7 @@ class _Tap(logging.Handler):
         if event_type == "STEP_START":
             self.step = event.step_key
         elif event_type == "STEP_FAILURE" and event.step_failure_data is not None:
-            self.failures[f"step {event.step_key}"] = error_line(event.step_failure_data.error)
+            self.failures[f"step {event.step_key}"] = failure_line(event.step_failure_data)
         elif event_type == "RESOURCE_INIT_FAILURE" and getattr(event.event_specific_data, "error", None):
             self.failures[f"step {event.step_key}" if event.step_key else "resource setup"] = error_line(
                 event.event_specific_data.error
@@ -243,6 +254,10 @@ class _Tap(logging.Handler):
     def _say(self, record: logging.LogRecord) -> None:
         """A step's own warnings and errors, one plain line each (Dagster's console logger is off)."""
         meta = getattr(record, "dagster_meta", None) or {}
+        skipped = NOT_EXECUTING.match(str(meta.get("orig_message") or ""))
+        if skipped:  # counted on the outcome's error lines, one line for all (Dagster logs one each)
+            self.skipped.add(skipped.group(1))
+            return
         if self.say_warnings and record.levelno >= logging.WARNING and meta.get("orig_message"):
             where = f"{meta['step_key']}: " if meta.get("step_key") else ""
             line = f"{logging.getLevelName(record.levelno).lower()}: {where}{meta['orig_message']}"
@@ -252,6 +267,15 @@ class _Tap(logging.Handler):
                 self.on_event("warning", line)  # the console prints it (above its progress bar)
             except Exception:  # noqa: BLE001  (the console's trouble never fails the step it reports on)
                 print(line, file=sys.stderr, flush=True)
+
+
+def failure_line(data) -> str:
+    """A step failure's line: its `cause` metadata when it says one (a root error for the console: the
+    ingest steps'), else the error's."""
+    cause = ((getattr(data, "user_failure_data", None) and data.user_failure_data.metadata) or {}).get(
+        "cause"
+    )
+    return str(getattr(cause, "value", cause)) if cause is not None else error_line(data.error)
 
 
 def error_line(error) -> str:
@@ -373,6 +397,7 @@ def launch(
         errors=dict(tap.failures),
         partial=_said(materializations, "partial"),
         covered=_said(materializations, "covered"),
+        skipped=len(tap.skipped),
     )
 
 

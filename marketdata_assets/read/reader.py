@@ -32,10 +32,11 @@ from marketdata_assets.read import clickhouse as ch_reads
 from marketdata_assets.read import conventions, expected, gaps
 from marketdata_assets.read import coverage as cat
 from marketdata_assets.read import timescale as ts_reads
-from marketdata_assets.sources.config import load_sources_config
+from marketdata_assets.sources.config import CRYPTO_SOURCES, load_sources_config
 from marketdata_assets.sources.registry import SEQUENCED_DATASETS
 from marketdata_assets.stores.clickhouse import connection, history
 from marketdata_assets.stores.clickhouse import tables as ct
+from marketdata_assets.stores.clickhouse.live import TRADES_LIVE
 
 Time = datetime | date | str
 
@@ -235,6 +236,12 @@ class Reader:
         Days with nothing stored warn (read.gaps.MissingDays) naming them. ``live`` (trades): with the
         live rows no hourly load holds yet (today's open hours), each row's ``path`` "history" or "live";
         without it, such rows in the range warn (read.gaps.LiveRowsNotRead)."""
+        if name == TRADES_LIVE:  # the catalog lists it beside the datasets: say how it is read
+            raise ValueError(
+                f"{TRADES_LIVE!r} is the live table (today's trades before their hourly load into trades), "
+                "read with the trades: r.trades(venue, instrument, start, end, live=True) (each row's path: "
+                "'history' or 'live'; docs/read.md, \"Today\")"
+            )
         spec = spec_for(name)
         if live:
             return self._with_live(spec, venue, instrument, start, end, as_of, columns, tz)
@@ -392,7 +399,14 @@ class Reader:
             when = datetime.combine(as_of, datetime.max.time(), UTC)
         client = self.clickhouse()
         ensure_instruments_table(client, self.database)
-        master = Master(read_versions(client, self.database, venue.upper() if venue else None))
+        versions = read_versions(client, self.database, venue.upper() if venue else None)
+        if venue and not versions and venue.upper() not in CRYPTO_SOURCES:  # a typo is not an empty frame
+            known = sorted(CRYPTO_SOURCES)
+            raise ValueError(
+                f"unknown venue {venue!r}{cat.closest(venue.upper(), known)}: the instrument master's venues "
+                f"are {', '.join(known)}"
+            )
+        master = Master(versions)
         keys = [
             key
             for key in master.current()

@@ -4,12 +4,41 @@ and alphas; `--dated` keeps a dated snapshot instead (docs/read.md, "The Parquet
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
 import click
 
 from marketdata_assets.apps.cli.session import DAY, work_bar
+
+
+def export_root(ctx, param, root: Path | None) -> Path | None:
+    """--root: an existing writable directory, or a new one inside an existing writable directory other than
+    the filesystem's root (`/nonexistent` is a typo, not a place to create an export)."""
+    if root is None:
+        return None
+    path = root.expanduser().absolute()
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise click.BadParameter(f"{path} is not writable", param_hint="--root")
+        return path
+    parent = path.parent
+    if not parent.is_dir():
+        raise click.BadParameter(
+            f"{path} does not exist, nor does its parent {parent}: name an existing directory or a new one "
+            "inside an existing directory",
+            param_hint="--root",
+        )
+    if parent == Path(path.anchor):
+        raise click.BadParameter(
+            f"{path} does not exist: not creating a directory at the filesystem root; name an existing "
+            "directory or a new one inside one",
+            param_hint="--root",
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"{path} cannot be created: {parent} is not writable", param_hint="--root")
+    return path
 
 
 @click.command("export")
@@ -35,7 +64,9 @@ from marketdata_assets.apps.cli.session import DAY, work_bar
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
-    help="The export directory (default: MARKETDATA_EXPORT_DIR, <state dir>/export).",
+    callback=export_root,
+    help="The export directory, existing or new inside an existing one (default: MARKETDATA_EXPORT_DIR, "
+    "<state dir>/export).",
 )
 def export(datasets, start_date, end_date, dated, root) -> None:
     """Export the stores as Hive-partitioned Parquet: the days' ClickHouse datasets and A-share minute

@@ -102,6 +102,15 @@ def _partitions(domain: str) -> tuple:
     return getattr(found, days), (getattr(found, venues) if venues else None)
 
 
+def _first_day_key(domain: str) -> str:
+    """Where the sources config sets the domain's first day partition: 'universes.crypto.history_start in
+    data_providers.yaml'."""
+    from marketdata_assets.sources.config import config_path
+
+    key = "binance_archives.start_date" if domain == "archives" else f"universes.{domain}.history_start"
+    return f"{key} in {config_path().name}"
+
+
 def domain_assets(domain: str) -> tuple[str, ...]:
     return BACKFILL[domain].assets or _archive_assets()
 
@@ -133,6 +142,11 @@ def backfill_config(domain: str, *, refetch: bool = False, replace: bool = False
     from marketdata_assets.defs._common.runs import op_config
 
     return op_config(BACKFILL[domain].op, {"retry_failed": not refetch, "replace": replace})
+
+
+def retry_note(refetch: bool) -> str:
+    """What the same backfill run again does (Session.finish says it after a failure)."""
+    return f"{'without --refetch, ' * refetch}it fetches only the slices not loaded yet"
 
 
 @click.command("backfill")
@@ -167,7 +181,7 @@ def backfill(ctx, domain, start_date, end_date, days_per_run, refetch, replace) 
     defs = session.definitions()
     if end_date < start_date:
         raise click.BadParameter("the end date is before the start date")
-    days = days_between(_partitions(domain)[0], start_date, end_date)
+    days = days_between(_partitions(domain)[0], start_date, end_date, domain, _first_day_key(domain))
     runs = backfill_runs(domain, days, days_per_run or spec.days_per_run)
     session.instance()  # a storage that does not answer is the one line said
     click.echo(
@@ -178,6 +192,7 @@ def backfill(ctx, domain, start_date, end_date, days_per_run, refetch, replace) 
     names = domain_assets(domain)
     assets = selection(defs, *names)
     config = backfill_config(domain, refetch=refetch, replace=replace)
+    session.retry_note = retry_note(refetch)
     for label, tags, partitions in runs:
         session.run(label, assets, tags=tags, run_config=config, expected=partitions * len(names))
     finish(ctx)

@@ -35,6 +35,7 @@ class Session:
             click.echo(replays.describe(), err=True)
         settings.apply_defaults()
         self.outcomes = []
+        self.retry_note = ""  # what running the command again does (a backfill: only what is not loaded)
         self._instance: dg.DagsterInstance | None = None
 
     def definitions(self) -> dg.Definitions:
@@ -111,6 +112,9 @@ class Session:
             )
             for line in outcome.error_lines() or [fallback]:
                 click.echo(line, err=True)
+        if failed:
+            note = f" ({self.retry_note})" if self.retry_note else ""
+            click.echo(f"to retry: run the same command again{note}", err=True)
         return exit_code(self.outcomes)
 
 
@@ -222,11 +226,28 @@ def months_between(start: datetime | None, end: datetime | None, tz: str) -> lis
     return keys
 
 
-def days_between(partitions_def, start: datetime, end: datetime) -> list[str]:
+def days_between(
+    partitions_def, start: datetime, end: datetime, what: str = "", first: str = ""
+) -> list[str]:
+    """The day partition keys from start to end; none is a usage error saying why: the range is before the
+    first partition (`first`: the config key that sets it), after today, today (not over yet), or has only
+    days the calendar excludes. `what`: the domain the message names."""
     keys = [k for k in partitions_def.get_partition_keys() if f"{start:%Y-%m-%d}" <= k <= f"{end:%Y-%m-%d}"]
-    if not keys:
-        raise click.BadParameter(f"no partition between {start:%Y-%m-%d} and {end:%Y-%m-%d} (weekdays only)")
-    return keys
+    if keys:
+        return keys
+    span = f"{start:%Y-%m-%d}" + (f"..{end:%Y-%m-%d}" if end.date() != start.date() else "")
+    partition = f"{what} partition" if what else "partition"
+    today = datetime.now(ZoneInfo(partitions_def.timezone)).date()
+    if end.date() < (first_day := partitions_def.start.date()):
+        where = f" ({first})" if first else ""
+        raise click.BadParameter(f"{span} is before the first {partition}, {first_day}{where}")
+    if start.date() > today:
+        raise click.BadParameter(f"{span} is after today ({today}): no {partition} yet")
+    if start.date() == today and partitions_def.end_offset < 1:  # today's partition exists once it is over
+        raise click.BadParameter(
+            f"{span} is today ({partitions_def.timezone}): no {partition} until the day is over"
+        )
+    raise click.BadParameter(f"no partition between {start:%Y-%m-%d} and {end:%Y-%m-%d} (weekdays only)")
 
 
 def finish(ctx: click.Context) -> None:

@@ -7,6 +7,8 @@ naming what did not load.
 it by key, so no domain imports another.
 """
 
+import re
+from collections import Counter
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
@@ -22,6 +24,10 @@ from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.stores.clickhouse import tables as ct
 
 TICK_STORE = dg.AssetKey("tick_store")
+# the innermost exception a slice's error names ("... gave up after 6 attempts; last: ConnectError: All
+# connection attempts failed (GET ...)"): its type and message
+ROOT_ERROR = re.compile(r"\b([A-Z]\w*(?:Error|Exception|Timeout)): ([^;(]+)")
+UNREACHABLE = {"ConnectError", "ConnectTimeout"}  # httpx's: the host did not answer at all
 
 
 class RunDeadline(RunConfig):
@@ -170,12 +176,32 @@ def _fail_when_too_many(context, report: IngestReport, assets: dict[str, str], m
         f"others are written; rerun with retry_failed_from_run: {context.run.run_id} to load only "
         f"those. {first}{more}",
         metadata={
+            "cause": root_cause(failures),
             **{f"{asset}_summary": report.summary(dataset) for dataset, asset in assets.items()},
             "failures": dg.MetadataValue.md(report.failures_table()),
             "sources": dg.MetadataValue.md(report.sources_table()),
         },
         allow_retries=False,
     )
+
+
+def root_cause(failures: list) -> str:
+    """The failed slices' commonest innermost error, one short line for the console (the description keeps
+    each): 'ConnectError: All connection attempts failed (vendor unreachable: BINANCE, OKX; 35 of 35
+    failed slices)'."""
+    causes: Counter = Counter()
+    venues: dict[str, set] = {}
+    for failure in failures:
+        found = ROOT_ERROR.findall(failure.error)
+        cause = (
+            ": ".join(found[-1]).strip() if found else (failure.error.splitlines() or ["unknown error"])[0]
+        )
+        causes[cause] += 1
+        venues.setdefault(cause, set()).add(failure.key.venue)
+    cause, count = causes.most_common(1)[0]
+    where = ", ".join(sorted(v for v in venues[cause] if v))
+    unreachable = f"vendor unreachable: {where}; " if cause.split(":")[0] in UNREACHABLE else ""
+    return f"{cause[:200]} ({unreachable}{count} of {len(failures)} failed slices)"
 
 
 def _run_figures(metadata: dict, partitions: int) -> dict:
