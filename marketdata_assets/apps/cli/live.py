@@ -207,18 +207,13 @@ def _url_options(function):
     """Each live venue's named WebSocket and REST URL options (its declaration's `url_options`)."""
     for venue in reversed(STREAMS):
         ws, rest = SOURCES[venue].url_options
-        function = click.option(
-            f"--{rest.replace('_', '-')}",
-            rest,
-            default=None,
-            help=f"{venue}'s REST base: book snapshots, gap-hour repair (default: the sources config's).",
-        )(function)
-        function = click.option(
-            f"--{ws.replace('_', '-')}",
-            ws,
-            default=None,
-            help=f"{venue}'s WebSocket base (default: the venue's own; a replay's in tests).",
-        )(function)
+        for name, what in (
+            (rest, "REST base: book snapshots, gap-hour repair (default: the sources config's)"),
+            (ws, "WebSocket base (default: the venue's own; a replay's in tests)"),
+        ):
+            function = click.option(
+                f"--{name.replace('_', '-')}", name, default=None, help=f"{venue}'s {what}."
+            )(function)
     return function
 
 

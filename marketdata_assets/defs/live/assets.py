@@ -332,7 +332,7 @@ def live_trades(context: dg.AssetExecutionContext, config: LiveIngestConfig, cli
         stored = stored_live_rows(client, clickhouse.database, slices)
     root = settings.live_landing_dir()
     instruments = run_instruments(clickhouse, {key.venue for key in slices})  # each hour's valid sizes
-    load = LiveTradesLoad(root, slices, stored, service=instruments)
+    load = LiveTradesLoad(root, slices, stored=stored, service=instruments)
     report.merge(engine(context, clickhouse, config).run([load.feeds(config.workers or 1, config.attempts)]))
     instruments.keep()  # what the load looked up at the venues, stored once
     instruments.close()

@@ -12,7 +12,7 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import polars as pl
 
 from marketdata_assets.core.http import SourceDataError
 from marketdata_assets.datasets.frames import day_window, spec_for
-from marketdata_assets.datasets.slices import Feed, Job, SliceKey
+from marketdata_assets.datasets.slices import Job, SliceKey
 from marketdata_assets.datasets.wire import drop_implausible, note_dropped
 from marketdata_assets.ingest.live.hourly.dataset_rows import (
     BARS_1M,
@@ -35,6 +35,7 @@ from marketdata_assets.ingest.live.hourly.dataset_rows import (
 from marketdata_assets.ingest.live.hourly.landing_hours import (
     CLAIM,
     HourFigures,
+    HourlyLoad,
     LandingReader,
     file_hour,
     first_copy,
@@ -208,29 +209,12 @@ def read_day(
 
 
 @dataclass
-class LiveDatasetLoad:
-    """The engine feeds (one per venue: its ingest_log source `<VENUE>_LIVE`) of a run's slices of one
-    dataset from the landing root; `figures` holds, after the run, what each landing hour read held
-    ((venue, instrument) -> hour -> HourFigures)."""
+class LiveDatasetLoad(HourlyLoad):
+    """The engine feeds of a run's slices of one dataset from the landing root (each venue's rows logged
+    under its live source `<VENUE>_LIVE`)."""
 
-    root: Path
-    slices: list[SliceKey]
-    figures: dict[tuple[str, str], dict[str, HourFigures]] = field(default_factory=dict)
-    service: Any = None  # the run's instrument service (contract sizes; None: one of each reader's own)
-
-    def feeds(self, workers: int = 1, attempts: int = 1) -> list[Feed]:
-        venues = dict.fromkeys(key.venue for key in self.slices)
-        return [
-            Feed(
-                SOURCES[venue],
-                [Job((key,)) for key in dict.fromkeys(self.slices) if key.venue == venue],
-                fetch=self._fetch,
-                client=None,
-                workers=workers,
-                attempts=attempts,
-            )
-            for venue in venues
-        ]
+    def source_of(self, venue: str):
+        return SOURCES[venue]
 
     async def _fetch(self, api: Any, job: Job) -> pl.DataFrame:
         (key,) = job.keys

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from marketdata_assets.core.landing_files import read_bytes
+from marketdata_assets.datasets.slices import Feed, Job, SliceKey
 from marketdata_assets.datasets.wire import note_dropped
 from marketdata_assets.stores.landing import read_lines, record
 from marketdata_assets.stores.landing.writer import SUMMARY
@@ -175,3 +176,38 @@ class LandingReader:
 
     def _frame(self, record: dict, figures: HourFigures) -> str | None:
         raise NotImplementedError
+
+
+@dataclass
+class HourlyLoad:
+    """What the hourly loads share: the landing root, the run's slices, what each hour read held ((venue,
+    instrument) -> hour -> HourFigures, after the run), the run's instrument service (contract sizes;
+    None: one of the load's own), and one engine feed per venue, one job a slice. A load says which
+    source each venue's rows are logged under (`source_of`) and reads one slice (`_fetch`)."""
+
+    root: Path
+    slices: list[SliceKey]
+    figures: dict[tuple[str, str], dict[str, HourFigures]] = field(default_factory=dict)
+    service: Any = None
+
+    def source_of(self, venue: str) -> Any:
+        raise NotImplementedError
+
+    async def _fetch(self, api: Any, job: Any) -> Any:
+        raise NotImplementedError
+
+    def feeds(self, workers: int = 1, attempts: int = 1) -> list[Feed]:
+        """One feed per venue, one job a slice; `workers` slices read at once (threads), each tried
+        `attempts` times."""
+        venues = dict.fromkeys(key.venue for key in self.slices)
+        return [
+            Feed(
+                self.source_of(venue),
+                [Job((key,)) for key in dict.fromkeys(self.slices) if key.venue == venue],
+                fetch=self._fetch,
+                client=None,
+                workers=workers,
+                attempts=attempts,
+            )
+            for venue in venues
+        ]

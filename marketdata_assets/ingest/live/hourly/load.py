@@ -30,6 +30,7 @@ from marketdata_assets.ingest.live.hourly.landing_hours import (  # noqa: F401 (
     CLAIM,
     UTC,
     HourFigures,
+    HourlyLoad,
     LandingReader,
     file_hour,
     first_copy,
@@ -252,34 +253,16 @@ def book_gaps(root: Path, venue: str, instrument: str, hour: str) -> list[dict[s
 
 
 @dataclass
-class LiveTradesLoad:
-    """The engine feeds (one per venue: its ingest_log source) of a run's slices from the landing root;
-    `figures` holds, after the run, what each landing hour read held ((venue, instrument) -> hour ->
-    HourFigures)."""
+class LiveTradesLoad(HourlyLoad):
+    """The engine feeds of a run's trade slices from the landing root (each venue's rows logged under its
+    live source)."""
 
-    root: Path
-    slices: list[SliceKey]
     stored: dict[SliceKey, pl.DataFrame] = field(default_factory=dict)  # stored_live_rows()
-    figures: dict[tuple[str, str], dict[str, HourFigures]] = field(default_factory=dict)
     kept: dict[SliceKey, int] = field(default_factory=dict)  # stored trades kept: ids no file holds
     origins: dict[tuple[str, str], dict[str, list[int]]] = field(default_factory=dict)  # count_origins
-    service: InstrumentService | None = None  # the run's contract sizes (None: a service of the load's own)
 
-    def feeds(self, workers: int = 1, attempts: int = 1) -> list[Feed]:
-        """One feed per venue, one job a slice; `workers` slices read at once (threads), each tried
-        `attempts` times."""
-        venues = dict.fromkeys(key.venue for key in self.slices)
-        return [
-            Feed(
-                LIVE_VENUES[venue].source,
-                [Job((key,)) for key in dict.fromkeys(self.slices) if key.venue == venue],
-                fetch=self._fetch,
-                client=None,
-                workers=workers,
-                attempts=attempts,
-            )
-            for venue in venues
-        ]
+    def source_of(self, venue: str):
+        return LIVE_VENUES[venue].source
 
     def feed(self, workers: int = 1, attempts: int = 1) -> Feed:
         """The one feed of a single-venue run."""
