@@ -26,6 +26,14 @@ from marketdata_assets.stores.timescale.minute_table import PlainTableNotMigrate
 GROUP = "equities"
 
 
+# every monthly minute-bar asset: its group, the months, and one run for a backfill of many
+MONTHLY = {
+    "group_name": GROUP,
+    "partitions_def": minute_bar_months,
+    "backfill_policy": dg.BackfillPolicy.single_run(),
+}
+
+
 @dg.asset(group_name=GROUP, pool=pools.TIMESCALEDB, kinds={"timescaledb"})
 def bar_store(context: dg.AssetExecutionContext, timescale: TimescaleResource) -> dg.MaterializeResult:
     """The market database with the TimescaleDB extension, the stock_1min_qfq hypertable and its index
@@ -97,9 +105,7 @@ class MinuteBarLoadConfig(RunConfig):
 
 
 @dg.asset(
-    group_name=GROUP,
-    partitions_def=minute_bar_months,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **MONTHLY,
     deps=[bar_store],
     pool=pools.TIMESCALEDB,
     kinds={"timescaledb", "polars"},
@@ -173,9 +179,7 @@ class MonthlyKlineConfig(RunConfig):
 
 
 @dg.asset(
-    group_name=GROUP,
-    partitions_def=minute_bar_months,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **MONTHLY,
     deps=[stock_1min_qfq],
     pool=pools.TIMESCALEDB,
     kinds={"timescaledb"},
@@ -264,9 +268,7 @@ def _kline_chart(conn, start: date, end: date, codes: int) -> str:
 
 
 @dg.asset(
-    group_name=GROUP,
-    partitions_def=minute_bar_months,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **MONTHLY,
     deps=[stock_1min_qfq],
     pool=pools.TIMESCALEDB,
     kinds={"timescaledb", "polars"},
@@ -300,9 +302,7 @@ class CoverageConfig(RunConfig):
 
 
 @dg.asset(
-    group_name=GROUP,
-    partitions_def=minute_bar_months,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    **MONTHLY,
     deps=[stock_1min_qfq],
     pool=pools.TIMESCALEDB,
     kinds={"timescaledb"},

@@ -58,6 +58,16 @@ from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.stores.clickhouse.live import record_reconciliation
 
 GROUP = "live"
+# every hourly live load (live_trades, live_<dataset>): one policy
+HOURLY_LOAD = {
+    "group_name": GROUP,
+    "partitions_def": live_partitions,
+    "deps": [TICK_STORE],
+    "kinds": {"clickhouse"},
+    "backfill_policy": dg.BackfillPolicy.single_run(),
+    "pool": pools.CLICKHOUSE,
+    "freshness_policy": FRESHNESS,
+}
 COVERAGE_HOURS = 48
 
 
@@ -304,15 +314,7 @@ def coverage(
     return svg_markdown_image(svg, "live hours coverage"), counts
 
 
-@dg.asset(
-    group_name=GROUP,
-    partitions_def=live_partitions,
-    deps=[TICK_STORE],
-    kinds={"clickhouse"},
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=pools.CLICKHOUSE,
-    freshness_policy=FRESHNESS,
-)
+@dg.asset(**HOURLY_LOAD)
 def live_trades(context: dg.AssetExecutionContext, config: LiveIngestConfig, clickhouse: ClickHouseResource):
     """Live trades (Binance spot, OKX, Deribit) from the collector's closed landing hours, in ClickHouse
     `trades` (every trade, each trade id once): each run rewrites the UTC day slices its hours feed

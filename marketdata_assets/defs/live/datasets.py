@@ -15,21 +15,19 @@ instruments'. The checks: defs/live/checks.py; the sensor requesting their hours
 import dagster as dg
 
 from marketdata_assets.core import settings
-from marketdata_assets.defs._common.ingest import TICK_STORE, engine, materialize, planned, run_instruments
+from marketdata_assets.defs._common.ingest import engine, materialize, planned, run_instruments
 from marketdata_assets.defs.live.assets import (
-    GROUP,
+    HOURLY_LOAD,
     LiveIngestConfig,
     hour_instruments,
     hour_observations,
     run_hours_metadata,
 )
 from marketdata_assets.defs.live.landed import asset_name
-from marketdata_assets.defs.live.partitions import FRESHNESS, live_partitions
 from marketdata_assets.ingest.engine import IngestReport
 from marketdata_assets.ingest.live.hourly.dataset_load import LiveDatasetLoad, dataset_slices
 from marketdata_assets.ingest.live.hourly.dataset_rows import CHANNELS, LIVE_DATASET_NAMES, SOURCES
 from marketdata_assets.ingest.live.hourly.landing_hours import HourFigures
-from marketdata_assets.orchestration import pools
 from marketdata_assets.resources import ClickHouseResource
 
 DESCRIPTIONS = {
@@ -87,14 +85,8 @@ def live_dataset_asset(dataset: str) -> dg.AssetsDefinition:
     venues = ", ".join(CHANNELS[dataset])
 
     @dg.asset(
+        **HOURLY_LOAD,
         name=asset_name(dataset),
-        group_name=GROUP,
-        partitions_def=live_partitions,
-        deps=[TICK_STORE],
-        kinds={"clickhouse"},
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=pools.CLICKHOUSE,
-        freshness_policy=FRESHNESS,
         description=f"Live {DESCRIPTIONS[dataset]} ({venues}), from the collector's closed landing hours: "
         "each run rewrites the UTC day slices its hours feed from every closed landing file of "
         "those days so far (a re-run changes nothing).",
