@@ -1,8 +1,9 @@
 """What a venue's public WebSocket stream is to the live collector: one shape for every venue.
 
-The streaming twin of `sources/interface.py`: a venue module declares a `StreamProtocol` (connect and
-subscribe, read a `Frame`, keepalive, `BookSync`, datasets, `messages`) and `ingest/live/collect/collector.py`
-runs any of them. What each declaration says, message ids, raw frames: docs/live-capture.md, "The
+The streaming twin of `sources/interface.py`: a venue module declares a `StreamProtocol`, three smaller
+interfaces in one: `StreamDeclaration` (URLs, channels, limits, request frames), `StreamParsing` (one decode
+per frame, its messages, trades and books) and `StreamReference` (REST book snapshots, contract sizes from the
+instrument provider); `ingest/live/collect/collector.py` runs any of them. What each declaration says, message ids, raw frames: docs/live-capture.md, "The
 venue stream protocol" and "The collector".
 """
 
@@ -270,8 +271,9 @@ class RestSnapshots:
         await self.client.aclose()
 
 
-class StreamProtocol(Protocol):
-    """A venue's stream, as the collector needs it (see the module doc)."""
+class StreamDeclaration(Protocol):
+    """What a venue declares of its stream: its URLs, channels, limits and request frames (the collector's
+    connections and subscriptions read only this)."""
 
     venue: str
     ws_url: str
@@ -282,9 +284,7 @@ class StreamProtocol(Protocol):
     rest_snapshots: bool  # True: books start from a REST snapshot (`snapshot_source`); False: from the stream
     stale_s: float  # the stale deadline to use: above the longest silence of a healthy connection
     live_source: str  # the ingest_log source of its live loads (`<VENUE>_LIVE`)
-    data_prefix: (
-        str | None
-    )  # how a stream's data frame begins (None: unknown, any frame may be shed when late)
+    data_prefix: str | None  # how a data frame begins (None: unknown, any frame may be shed when late)
     trade_marks: tuple[str, ...]  # what a trade frame holds near its start: shed after books and tops
     default_instruments: tuple[str, ...]  # collected when none are named (two majors)
     trade_channel_format: str  # an instrument's trade channel, `{}` the instrument as channels spell it
@@ -293,7 +293,6 @@ class StreamProtocol(Protocol):
     landed: dict[str, tuple[str, ...]]  # stored dataset -> the landing channels its rows are read from
     # (`{}`: the instrument; none: a channel of every instrument's events); BOOKS: `BOOK_TOPS`
     shared_carries: dict[str, Callable[[str], bool]]  # a shared channel -> which instruments it carries
-    instrument_service: Any  # what sizes its contracts (datasets.instrument_service; None: sizes need none)
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]: ...
 
@@ -315,6 +314,15 @@ class StreamProtocol(Protocol):
 
     def with_id(self, text: str, request_id: int) -> str: ...
 
+    def snapshot_channel(
+        self, instrument: str
+    ) -> str: ...  # where REST snapshots land: `<instrument>@depth_snapshot`
+
+
+class StreamParsing(Protocol):
+    """How a venue's frames are read: one decode per frame, then its messages, trades, book and rows (the
+    collector's processor, the landing reader and the hourly loads read only this)."""
+
     def decode(self, text: str) -> Frame: ...
 
     def new_book(self, instrument: str) -> BookSync: ...
@@ -334,21 +342,24 @@ class StreamProtocol(Protocol):
         """The trades of one instrument's trade frames as message records (`read_trade_frames`: the
         same records as `trades`, each with its frame's receive time); refused frames into `bad`."""
 
-    def snapshot_source(self, rest_url: str) -> SnapshotSource | None: ...
-
     def book_time_ms(self, data: Any) -> int | None:
         """The venue's event time (ms) of a book event's data, if it says one."""
-
-    def repair_source(self, rest_url: str) -> SnapshotSource:
-        """REST book snapshots as sent, landed raw at the hour boundary after an hour with a book gap."""
-
-    def snapshot_channel(
-        self, instrument: str
-    ) -> str: ...  # where REST snapshots land: `<instrument>@depth_snapshot`
 
     def book_rows(self, payload: dict, instrument: str) -> list[dict]:
         """The stored rows (books table, `ts` epoch µs) of one of the collector's top-N snapshots,
         through the venue's REST book parser (its units)."""
+
+
+class StreamReference(Protocol):
+    """What a venue's stream needs from REST and the instrument provider: book snapshots, and the contract
+    sizes of what it reads, point in time."""
+
+    instrument_service: Any  # what sizes its contracts (datasets.instrument_service; None: sizes need none)
+
+    def snapshot_source(self, rest_url: str) -> SnapshotSource | None: ...
+
+    def repair_source(self, rest_url: str) -> SnapshotSource:
+        """REST book snapshots as sent, landed raw at the hour boundary after an hour with a book gap."""
 
     def check(self, dataset: str, instrument: str) -> None:
         """Raise (naming the instrument) if the venue's rows of `dataset` cannot be made for it (a
@@ -361,6 +372,11 @@ class StreamProtocol(Protocol):
     def reference_ready(self, instruments: list[str]) -> int:
         """The contract sizes of `instruments` known before their first frame (one listing request per kind,
         not a lookup each); returns the versions learned."""
+
+
+class StreamProtocol(StreamDeclaration, StreamParsing, StreamReference, Protocol):
+    """A venue's stream, as the collector needs it: what it declares, how it parses, and what it needs
+    from REST and the instrument provider (see the module doc)."""
 
 
 class StreamBase:
