@@ -3,8 +3,8 @@
 The streaming twin of `sources/interface.py`: a venue module declares a `StreamProtocol`, three smaller
 interfaces in one: `StreamDeclaration` (URLs, channels, limits, request frames), `StreamParsing` (one decode
 per frame, its messages, trades and books) and `StreamReference` (REST book snapshots, contract sizes from the
-instrument provider); `ingest/live/collect/collector.py` runs any of them. What each declaration says, message ids, raw frames: docs/live-capture.md, "The
-venue stream protocol" and "The collector".
+instrument provider); `ingest/live/collect/collector.py` runs any of them. What each declaration says,
+message ids, raw frames: docs/live-capture.md, "The venue stream protocol" and "The collector".
 """
 
 from __future__ import annotations
