@@ -11,7 +11,7 @@ UI_PORT ?= 3000
 # Test files run in parallel, one process more than the CPUs (at most 4; databases are per process), each
 # file whole: the suite waits on servers and subprocesses about a third of the time (2 CPUs: 3 workers
 # 11:54, 2 workers 13:13, measured in one session). The 15 slowest tests are listed at the end (no test
-# may take 2 minutes: docs/tests.md).
+# may take 2 minutes: docs/tests.md; measured runs: docs/journal/test-runs.md).
 WORKERS ?= $(shell python3 -c "import os; print(min(4, len(os.sched_getaffinity(0)) + 1))")
 PYTEST_ARGS ?= -n $(WORKERS) --dist loadfile --durations=15
 
@@ -37,7 +37,7 @@ $(STAMP): pyproject.toml
 
 # Our own modules too (an editable install is not compiled by uv), on every install/test/run: it skips
 # what is up to date; without it each process of the suite compiled ~100 modules (a clean clone's
-# `make test` spent minutes of CPU on it, docs/tests.md).
+# `make test` spent minutes of CPU on it, docs/journal/test-runs.md).
 install: $(STAMP)
 	@$(PY) -m compileall -q -j 0 marketdata_assets tests bench >/dev/null
 

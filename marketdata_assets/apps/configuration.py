@@ -294,8 +294,9 @@ def deadline(repo) -> str:
             ),
             prose(
                 f"The partitioned ones have a single-run backfill policy ({single}): a backfill of a range "
-                "of days is ONE run over the whole range (of a day x instrument asset, Dagster's backfill "
-                "makes one run per day, every instrument of the day in it), and `marketdata ingest` "
+                "of days is ONE run over the whole range (of a day x venue asset, Dagster's backfill "
+                "makes one run per day, every venue and instrument of the day in it), and `marketdata "
+                "ingest` "
                 "launches one range run too. `marketdata backfill crypto|a_shares|yahoo` splits a long "
                 "first backfill into runs that each fit (docs/quickstart.md, step 5). A range that does not "
                 "fit stops at the deadline with part of it loaded. To load the rest:"

@@ -5,8 +5,9 @@ their WebSocket replays on that same market (replay/crypto: binance_ws, okx_ws, 
 process) and `marketdata collect --consume --share-clickhouse` as a child process: every venue's
 frames land in hourly files (`settings.live_landing_dir()`), trades go to the NATS stream and from
 it into ClickHouse `trades_live` within seconds, and the `live` group's sensor loads each landing
-hour when it closes. `--share-clickhouse`: the default embedded ClickHouse is one process's at a
-time, so the child opens it for each INSERT only and the graph's runs open it in between.
+hour when it closes. `--share-clickhouse`: with an embedded ClickHouse (one process's at a
+time) the child opens it for each INSERT only and the graph's runs open it in between; the stack's
+ClickHouse server (the default) needs no sharing.
 
 Why a child process: the collector is the same long-running command a machine runs in production
 (`marketdata collect`), with its own endpoints; it is stopped (SIGTERM, its clean shutdown: files

@@ -194,8 +194,9 @@ def _common(function):
             click.option(
                 "--share-clickhouse",
                 is_flag=True,
-                help="An embedded ClickHouse is opened for each INSERT only, "
-                "so other processes (Dagster runs) can open it in between (make run).",
+                help="With an embedded ClickHouse (a chdb:// CLICKHOUSE_DSN, one process's at a time): open "
+                "it for each INSERT only, so other processes (Dagster runs) can open it in between; with a "
+                "ClickHouse server (the stack's, the default) it changes nothing.",
             ),
         )
     ):
