@@ -38,6 +38,7 @@ NOT_OURS = {
     "ASSET_FAILED_TO_MATERIALIZE",
     "ArrowTable",  # chDB's output format
     "BTCUSD_250328",  # a Binance COIN-M instrument, an example name
+    "increase()",  # PromQL's (docs/metrics.md; its rate() is also a word of ours)
 }
 MODULE = re.compile(r"^marketdata_assets(?:\.\w+)+$")
 CAMEL = re.compile(r"^_?[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)+$")  # LiveCollector, HourlyLoad
@@ -78,6 +79,15 @@ def path_exists(text: str) -> bool:
     return any((base / text).exists() for base in (ROOT, PACKAGE, ROOT / "docs"))
 
 
+def name_in_file(span: str) -> bool:
+    """`core/charts.heatmap_svg`: a module given as a path, then a name it defines."""
+    module, _, name = span.rpartition(".")
+    return bool(module) and any(
+        (base / f"{module}.py").is_file() and name in WORD.findall((base / f"{module}.py").read_text())
+        for base in (ROOT, PACKAGE)
+    )
+
+
 def module_exists(dotted: str) -> bool:
     """A module, or a name defined in one (`marketdata_assets.x.y.NAME`)."""
     parts = dotted.split(".")
@@ -96,9 +106,9 @@ def missing(span: str, words: frozenset[str]) -> bool:
         return False
     if MODULE.match(span):
         return not module_exists(span)
-    if "/" in span and PATH.match(span) and (span.endswith("/") or span.endswith(FILE_SUFFIXES)):
+    if "/" in span and PATH.match(span):
         ours = span.split("/", 1)[0] in TREE + ROOMS and not span.startswith("bench/results/")  # a run's
-        return ours and not path_exists(span)
+        return ours and not path_exists(span) and not name_in_file(span)
     if "/" in span or "." in span.rstrip("()").split(".")[-1]:
         return False
     call = CALL.match(span)
@@ -124,6 +134,8 @@ def test_a_name_the_code_no_longer_has_is_found_in_a_doc():
         "The `LiveCollector` reads `ENABLE_OKX`; `venue_client()` builds it.\n"
         "Gone: `OldCollector`, `CONTRACT_VALUES`, `seed_master()`, `ingest/live/binance_spot.py`,\n"
         "`marketdata_assets.ingest.live.nothing`; prose, flags and SQL are no names: `--ws-url`, `SELECT 1`."
+        "\nPaths without a suffix and a module's name: `scripts/stack`, `scripts/gone`,"
+        " `core/charts.heatmap_svg`, `core/charts.gone_svg`, `ingest/live/collect`, `ingest/live/collector`."
     )
     assert stale_names(sample, words) == [
         (2, "OldCollector"),
@@ -131,6 +143,9 @@ def test_a_name_the_code_no_longer_has_is_found_in_a_doc():
         (2, "seed_master()"),
         (2, "ingest/live/binance_spot.py"),
         (3, "marketdata_assets.ingest.live.nothing"),
+        (4, "scripts/gone"),
+        (4, "core/charts.gone_svg"),
+        (4, "ingest/live/collector"),
     ]
 
 
