@@ -1,10 +1,12 @@
 """The docs are reference: what they name in code exists. Every path, module, class, constant and call that
 README.md, docs/*.md (not the journal nor docs/changes.md, which are history) and the sources file name in
-backticks must be in the tree, so a rename or a deletion fails here until the docs follow."""
+backticks must be in the tree, so a rename or a deletion fails here until the docs follow. And the README's
+pasted `make run` output is a real run's: its minute-bar step is run again and must print the same line."""
 
 from __future__ import annotations
 
 import re
+from datetime import date, timedelta
 from functools import cache
 from pathlib import Path
 
@@ -154,4 +156,67 @@ def test_every_code_name_a_doc_gives_exists(doc: Path):
     stale = stale_names(doc.read_text(encoding="utf-8"), code_words())
     assert not stale, f"{doc.relative_to(ROOT)} names what the code no longer has: " + "; ".join(
         f"line {number}: `{span}`" for number, span in stale
+    )
+
+
+# The README's sample of `make run` (apps/readme.py pastes it; tests/test_readme.py checks that its lines
+# are the code's rendering, in the planned order, and add up): its minute-bar step is run again here for
+# real, on the sample's own months, and must print the same line but for the seconds and the run id. The
+# replay's minute files are deterministic for given months, so a sample whose rows or checks differ from
+# what a run stores and says (the README once showed 295 rows where a fresh run stores 71,051) fails here.
+TIMING = re.compile(r", \d+\.\d s(?=;|  \(run )|  \(run [0-9a-f]{8}\)$")
+
+
+def readme_step(prefix: str) -> str:
+    from marketdata_assets.apps import readme
+
+    (line,) = [
+        line for line in readme.sample_block((ROOT / "README.md").read_text()) if line.startswith(prefix)
+    ]
+    return line
+
+
+def test_the_readmes_minute_bar_step_is_what_a_run_of_its_months_prints(
+    tmp_path, monkeypatch, private_postgres
+):
+    import dagster as dg
+
+    from marketdata_assets.apps import main
+    from marketdata_assets.apps.launch import launch
+    from marketdata_assets.definitions import defs as load_defs
+
+    shown = readme_step("[ok] minute bars ")
+    first, last = re.search(r"minute bars (\d{4}-\d{2})\.\.(\d{4}-\d{2}):", shown).groups()
+    end = date.fromisoformat(f"{last}-01")
+    months = main.last_complete_months(3, (end + timedelta(days=31)).replace(day=1))  # the 3 up to `last`
+    assert f"{months[0]:%Y-%m}..{months[-1]:%Y-%m}" == f"{first}..{last}"
+    monkeypatch.setattr(main, "last_complete_months", lambda n, today=None: months)
+    # a TimescaleDB of this test alone (a fresh store, as make run's first run has)
+    database = private_postgres.create_database("marketdata", extension=True)
+    for name, value in {
+        "TIMESCALE_HOST": "127.0.0.1",
+        "TIMESCALE_PORT": str(private_postgres.port),
+        "TIMESCALE_USER": "postgres",
+        "TIMESCALE_PASSWORD": "",
+        "TIMESCALE_DB": database,
+        "TIMESCALE_SSLMODE": "disable",
+        "MINUTE_BARS_LANDING_DIR": str(tmp_path / "minute_bars"),
+        "MARKETDATA_STATE_DIR": str(tmp_path / "state"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    defs = load_defs()
+    (step,) = [s for s in main.plan(defs) if s[0].startswith("minute bars ")]
+    label, assets, tags, partition_key = step
+    with dg.DagsterInstance.ephemeral() as instance:
+        outcome = launch(
+            label,
+            assets,
+            instance=instance,
+            resources=defs.resources or {},
+            tags=tags,
+            partition_key=partition_key,
+        )
+    assert TIMING.sub("", outcome.line()) == TIMING.sub("", shown), (
+        "README's `make run` sample is not what a run prints now: paste a fresh run's "
+        "(python -m marketdata_assets.apps.readme paste)"
     )
