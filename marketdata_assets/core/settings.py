@@ -53,7 +53,7 @@ SETTINGS: tuple[Setting, ...] = (
         Setting(
             "MARKETDATA_STATE_DIR",
             "",
-            "Writable state: landing areas, quarantine, the embedded ClickHouse, "
+            "Writable state: landing areas, quarantine, "
             "the local stack's data and logs, `DAGSTER_HOME`. Empty means <repo>/.stack.",
             read_by=("core/settings.py", "scripts/stack.py"),
         ),
