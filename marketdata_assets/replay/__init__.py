@@ -180,6 +180,14 @@ def serve_until_terminated(httpd: HTTPServer) -> int:
     return 0
 
 
+def serve_cli(server: BackgroundServer, banner: str, *, verbose: bool = False) -> int:
+    """A replay CLI's foreground: print `banner` (the first line of output, naming `server.base_url`),
+    then serve until Ctrl-C or SIGTERM; `verbose` prints each request line to stderr."""
+    server.verbose = verbose
+    print(banner, flush=True)
+    return serve_until_terminated(server.httpd)
+
+
 class FaultList:
     """The faults a replay fires: `config.faults`, changed under the server's `lock`."""
 

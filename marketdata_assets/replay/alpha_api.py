@@ -39,7 +39,7 @@ from marketdata_assets.replay import (
     cli_parser,
     config_from_cli,
     json_reply,
-    serve_until_terminated,
+    serve_cli,
 )
 from marketdata_assets.replay.alpha_factory import make_alpha
 from marketdata_assets.sources.alpha_api import credential_vars, month_window
@@ -823,14 +823,12 @@ def main(argv: Iterable[str] | None = None) -> int:
     config = config_from_args(args)
     factory = load_factory(args.factory) if args.factory else None
     server = AlphaReplayServer(config, alpha_factory=factory, host=args.host, port=args.port)
-    server.verbose = args.verbose
     summary = ", ".join(f"{name} ({len(recs)} alphas)" for name, recs in server.records.items())
-    print(
+    banner = (
         f"alpha API replay on {server.base_url}: {summary}; months {config.start_month} +{config.months}; "
-        f"max offset {config.max_offset}",
-        flush=True,
+        f"max offset {config.max_offset}"
     )
-    return serve_until_terminated(server.httpd)
+    return serve_cli(server, banner, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from marketdata_assets.replay import (
     cli_parser,
     config_from_cli,
     json_reply,
-    serve_until_terminated,
+    serve_cli,
 )
 from marketdata_assets.replay.binance_dumps import _dump_rows, generate_trades
 from marketdata_assets.replay.crypto import reference
@@ -749,14 +749,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = config_from_cli(args, ArchiveReplayConfig.from_dict, ("seed", "trades_per_day"))
     server = BinanceArchiveReplayServer(config, host=args.host, port=args.port)
-    print(
-        (
-            f"data.binance.vision replay on {server.base_url}: "
-            f"{json.dumps(dataclasses.asdict(config), default=str)}"
-        ),
-        flush=True,
+    banner = (
+        f"data.binance.vision replay on {server.base_url}: "
+        f"{json.dumps(dataclasses.asdict(config), default=str)}"
     )
-    return serve_until_terminated(server.httpd)
+    return serve_cli(server, banner)
 
 
 if __name__ == "__main__":

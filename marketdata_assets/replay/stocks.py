@@ -25,7 +25,7 @@ from marketdata_assets.replay import (
     cli_parser,
     config_from_cli,
     json_reply,
-    serve_until_terminated,
+    serve_cli,
 )
 from marketdata_assets.replay.stock_market import Fault, StocksReplayConfig
 from marketdata_assets.replay.tushare import DAILY_FIELDS, STK_MINS_FIELDS, TushareReplay
@@ -276,14 +276,11 @@ def config_from_args(args: argparse.Namespace) -> StocksReplayConfig:
 def main(argv: Iterable[str] | None = None) -> int:
     args = build_arg_parser().parse_args(list(argv) if argv is not None else None)
     server = StocksReplayServer(config_from_args(args), host=args.host, port=args.port)
-    server.verbose = args.verbose
-    print(
+    banner = (
         f"stocks replay (Tushare Pro + Yahoo chart v8) on {server.base_url}: seed {server.config.seed}, "
-        f"{len(server.config.faults)} faults",
-        flush=True,
+        f"{len(server.config.faults)} faults"
     )
-
-    return serve_until_terminated(server.httpd)
+    return serve_cli(server, banner, verbose=args.verbose)
 
 
 if __name__ == "__main__":

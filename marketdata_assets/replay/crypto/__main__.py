@@ -7,7 +7,7 @@ import argparse
 import json
 from collections.abc import Iterable
 
-from marketdata_assets.replay import cli_parser, config_from_cli, serve_until_terminated
+from marketdata_assets.replay import cli_parser, config_from_cli, serve_cli
 from marketdata_assets.replay.crypto.config import Fault, ReplayConfig
 from marketdata_assets.replay.crypto.server import CryptoReplayServer
 
@@ -56,14 +56,12 @@ def config_from_args(args: argparse.Namespace) -> ReplayConfig:
 def main(argv: Iterable[str] | None = None) -> int:
     args = build_arg_parser().parse_args(list(argv) if argv is not None else None)
     server = CryptoReplayServer(config_from_args(args), host=args.host, port=args.port)
-    server.verbose = args.verbose
     venues = "; ".join(f"{v}: {', '.join(i)}" for v, i in server.config.instruments.items())
-    print(
+    banner = (
         f"crypto market-data replay on {server.base_url} ({venues}); {server.config.trades_per_day} "
-        f"trades/day, seed {server.config.seed}, {len(server.config.faults)} fault(s)",
-        flush=True,
+        f"trades/day, seed {server.config.seed}, {len(server.config.faults)} fault(s)"
     )
-    return serve_until_terminated(server.httpd)
+    return serve_cli(server, banner, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.datasets.frames import TRADES_SPEC
 from marketdata_assets.datasets.normalized import TRADE_FIELDS, US_HIGH, US_LOW, Trade
 from marketdata_assets.stores.clickhouse import cluster, migrations
-from marketdata_assets.stores.clickhouse.tables import LOADS, ensure_tables
+from marketdata_assets.stores.clickhouse.tables import LOADS, ensure_tables, monthly_table_ddl
 
 TRADES_LIVE = "trades_live"
 TRADES_LATEST = "trades_latest"
@@ -29,14 +29,17 @@ LIVE_COLUMNS = (*TRADES_SPEC.column_names, "event_ts", "recv_ts")
 
 
 def _live_ddl(database: str) -> str:
-    cols = ",\n    ".join(f"`{name}` {ctype}" for name, ctype in TRADES_SPEC.columns)
-    return (
-        f"CREATE TABLE IF NOT EXISTS {clickhouse_database(database)}.{TRADES_LIVE} (\n    {cols},\n"
-        "    `event_ts` DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),\n"
-        "    `recv_ts` DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),\n"
-        "    `inserted_at` DateTime64(3, 'UTC') DEFAULT now64(3)\n"
-        ") ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(ts)\n"
-        "ORDER BY (venue, instrument, trade_id)"
+    return monthly_table_ddl(
+        database,
+        TRADES_LIVE,
+        [
+            *TRADES_SPEC.columns,
+            ("event_ts", "DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1))"),
+            ("recv_ts", "DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1))"),
+            ("inserted_at", "DateTime64(3, 'UTC') DEFAULT now64(3)"),
+        ],
+        "ReplacingMergeTree",
+        "venue, instrument, trade_id",
     )
 
 

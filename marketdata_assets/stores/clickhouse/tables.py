@@ -95,14 +95,25 @@ def active_loads_sql(database: str, dataset: str, where: str = "") -> str:
     )
 
 
-def _table_ddl(database: str, spec: Dataset) -> str:
-    cols = ",\n    ".join(f"`{name}` {ctype}" for name, ctype in spec.columns)
+def monthly_table_ddl(
+    database: str, table: str, columns: Iterable[tuple[str, str]], engine: str, order_by: str
+) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` of `columns` ((name, type) pairs) in `engine`, a partition a month of
+    ``ts`` (a dataset's table, and live.TRADES_LIVE); `table` as the SQL names it (quoted or not)."""
+    cols = ",\n    ".join(f"`{name}` {ctype}" for name, ctype in columns)
     return (
-        f"CREATE TABLE IF NOT EXISTS {clickhouse_database(database)}.`{spec.table}` (\n    {cols},\n"
-        "    `day` Date CODEC(Delta, ZSTD(1)),\n"
-        "    `load_id` UInt64 CODEC(Delta, ZSTD(1))\n"
-        ") ENGINE = MergeTree\nPARTITION BY toYYYYMM(ts)\n"
-        f"ORDER BY ({', '.join(spec.order_by)})"
+        f"CREATE TABLE IF NOT EXISTS {clickhouse_database(database)}.{table} (\n    {cols}\n"
+        f") ENGINE = {engine}\nPARTITION BY toYYYYMM(ts)\nORDER BY ({order_by})"
+    )
+
+
+def _table_ddl(database: str, spec: Dataset) -> str:
+    return monthly_table_ddl(
+        database,
+        f"`{spec.table}`",
+        [*spec.columns, ("day", "Date CODEC(Delta, ZSTD(1))"), ("load_id", "UInt64 CODEC(Delta, ZSTD(1))")],
+        "MergeTree",
+        ", ".join(spec.order_by),
     )
 
 

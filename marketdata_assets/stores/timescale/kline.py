@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from marketdata_assets.stores.timescale.minute_table import MINUTE_TABLE, ensure_minute_table
+from marketdata_assets.stores.timescale.minute_table import BAR_COLUMNS_DDL, MINUTE_TABLE, ensure_minute_table
 
 KLINE = "stock_monthly_kline"
 KLINE_INDEX = "idx_monthly_code_time"
@@ -96,14 +96,7 @@ CAGG_DDL = (
 )
 KLINE_TABLE_DDL = f"""CREATE TABLE {KLINE} (
     month timestamp without time zone NOT NULL,
-    code text NOT NULL,
-    name text,
-    open double precision,
-    high double precision,
-    low double precision,
-    close double precision,
-    volume double precision,
-    amount double precision,
+{BAR_COLUMNS_DDL},
     PRIMARY KEY (code, month)
 )"""
 KLINE_INDEX_DDL = f"CREATE INDEX IF NOT EXISTS {KLINE_INDEX} ON {KLINE} (code, month DESC)"

@@ -25,16 +25,18 @@ MINUTE_CHUNK_INTERVAL = "1 month"  # TimescaleDB makes this a fixed 30-day chunk
 MIGRATE_SETTING = "MINUTE_BARS_MIGRATE_MAX_ROWS"
 MIGRATE_MAX_ROWS = 20_000_000  # ~2 minutes of migrate_data on 2 cores (2.3M rows took 12.4 s)
 
-MINUTE_TABLE_DDL = """CREATE TABLE IF NOT EXISTS {table} (
-    time timestamp without time zone NOT NULL,
-    code text NOT NULL,
+# A bar's columns after its time: a minute's here, a month's in the K-line table (kline.KLINE_TABLE_DDL)
+BAR_COLUMNS_DDL = """    code text NOT NULL,
     name text,
     open double precision,
     high double precision,
     low double precision,
     close double precision,
     volume double precision,
-    amount double precision
+    amount double precision"""
+MINUTE_TABLE_DDL = f"""CREATE TABLE IF NOT EXISTS {{table}} (
+    time timestamp without time zone NOT NULL,
+{BAR_COLUMNS_DDL}
 )"""
 MINUTE_HYPERTABLE_SQL = (
     f"SELECT create_hypertable({{table_name}}, by_range('time', INTERVAL '{MINUTE_CHUNK_INTERVAL}'), "
