@@ -22,6 +22,8 @@ import polars as pl
 from marketdata_assets.core.http import RequestStats
 
 HISTORY, SNAPSHOT, FILES = "history", "snapshot", "files"
+# what every crypto venue's client serves: trades and minute bars back in time, books and tickers as of now
+VENUE_BASICS = {"trades": HISTORY, "bars_1m": HISTORY, "books": SNAPSHOT, "tickers": SNAPSHOT}
 
 
 @runtime_checkable

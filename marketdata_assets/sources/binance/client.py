@@ -33,7 +33,7 @@ from marketdata_assets.sources.binance.rest import (
     parse_ticker_24hr,
     parse_trades,
 )
-from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
+from marketdata_assets.sources.interface import VENUE_BASICS
 
 DEFAULT_BASE_URL = "https://api.binance.com"
 MAX_WINDOW = timedelta(hours=1)
@@ -101,12 +101,7 @@ class BinanceClient(ApiClient):
     name = VENUE
     ERRORS = ERRORS
     LIMITS = LIMITS
-    DATASETS: ClassVar[dict[str, str]] = {
-        "trades": HISTORY,
-        "bars_1m": HISTORY,
-        "books": SNAPSHOT,
-        "tickers": SNAPSHOT,
-    }
+    DATASETS: ClassVar[dict[str, str]] = dict(VENUE_BASICS)
     # the venue's paths and limits (BinanceFuturesClient: USD-M's)
     AGG_TRADES = "/api/v3/aggTrades"
     HISTORICAL_TRADES = "/api/v3/historicalTrades"

@@ -26,7 +26,7 @@ from marketdata_assets.sources.binance.futures import (
 )
 from marketdata_assets.sources.binance.naming import pair_of
 from marketdata_assets.sources.binance.rest import parse_depth
-from marketdata_assets.sources.interface import HISTORY, SNAPSHOT, Reach, span_text
+from marketdata_assets.sources.interface import HISTORY, VENUE_BASICS, Reach, span_text
 
 DEFAULT_BASE_URL = "https://fapi.binance.com"
 DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
@@ -84,10 +84,7 @@ class BinanceFuturesClient(BinanceClient):
     ERRORS = ERRORS
     LIMITS = LIMITS
     DATASETS: ClassVar[dict[str, str]] = {
-        "trades": HISTORY,
-        "bars_1m": HISTORY,
-        "books": SNAPSHOT,
-        "tickers": SNAPSHOT,
+        **VENUE_BASICS,
         "funding": HISTORY,
         "open_interest": HISTORY,
         "mark_bars_1m": HISTORY,

@@ -38,7 +38,7 @@ from marketdata_assets.sources.deribit.rest import (
     rpc_result,
 )
 from marketdata_assets.sources.deribit.units import size_of
-from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
+from marketdata_assets.sources.interface import HISTORY, SNAPSHOT, VENUE_BASICS
 
 DEFAULT_BASE_URL = "https://www.deribit.com"
 # get_instruments: "Sustained rate: 1 request/second" (its own limit, apart from the other public methods)
@@ -71,10 +71,7 @@ class DeribitClient(ApiClient):
     ERRORS = ERRORS
     LIMITS = LIMITS
     DATASETS: ClassVar[dict[str, str]] = {
-        "trades": HISTORY,
-        "bars_1m": HISTORY,
-        "books": SNAPSHOT,
-        "tickers": SNAPSHOT,
+        **VENUE_BASICS,
         "funding": HISTORY,
         "open_interest": SNAPSHOT,
         "liquidations": HISTORY,

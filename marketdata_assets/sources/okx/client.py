@@ -23,7 +23,7 @@ from marketdata_assets.datasets.wire import (
     integer,
     note_conversion,
 )
-from marketdata_assets.sources.interface import HISTORY, SNAPSHOT, Reach
+from marketdata_assets.sources.interface import HISTORY, VENUE_BASICS, Reach
 from marketdata_assets.sources.okx import reference
 from marketdata_assets.sources.okx.naming import contract, is_derivative, underlying
 from marketdata_assets.sources.okx.rest import (
@@ -91,10 +91,7 @@ class OkxClient(ApiClient):
     ERRORS = ERRORS
     LIMITS = LIMITS
     DATASETS: ClassVar[dict[str, str]] = {
-        "trades": HISTORY,
-        "bars_1m": HISTORY,
-        "books": SNAPSHOT,
-        "tickers": SNAPSHOT,
+        **VENUE_BASICS,
         "funding": HISTORY,
         "open_interest": HISTORY,
         "liquidations": HISTORY,
