@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from marketdata_assets.core import settings
+from tests.conftest import recreate_database, worker_name
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "marketdata_assets"
 HISTORY = ("docs/journal/", "docs/changes.md")
@@ -176,9 +179,7 @@ def readme_step(prefix: str) -> str:
     return line
 
 
-def test_the_readmes_minute_bar_step_is_what_a_run_of_its_months_prints(
-    tmp_path, monkeypatch, private_postgres
-):
+def test_the_readmes_minute_bar_step_is_what_a_run_of_its_months_prints(tmp_path, monkeypatch):
     import dagster as dg
 
     from marketdata_assets.apps import main
@@ -191,19 +192,14 @@ def test_the_readmes_minute_bar_step_is_what_a_run_of_its_months_prints(
     months = main.last_complete_months(3, (end + timedelta(days=31)).replace(day=1))  # the 3 up to `last`
     assert f"{months[0]:%Y-%m}..{months[-1]:%Y-%m}" == f"{first}..{last}"
     monkeypatch.setattr(main, "last_complete_months", lambda n, today=None: months)
-    # a TimescaleDB of this test alone (a fresh store, as make run's first run has)
-    database = private_postgres.create_database("marketdata", extension=True)
-    for name, value in {
-        "TIMESCALE_HOST": "127.0.0.1",
-        "TIMESCALE_PORT": str(private_postgres.port),
-        "TIMESCALE_USER": "postgres",
-        "TIMESCALE_PASSWORD": "",
-        "TIMESCALE_DB": database,
-        "TIMESCALE_SSLMODE": "disable",
-        "MINUTE_BARS_LANDING_DIR": str(tmp_path / "minute_bars"),
-        "MARKETDATA_STATE_DIR": str(tmp_path / "state"),
-    }.items():
-        monkeypatch.setenv(name, value)
+    # a database of this test alone on the stack's TimescaleDB (a fresh store, as make run's first run has)
+    database = worker_name("readme_minute_bars")
+    recreate_database(database, extension=True)
+    for name in ("TIMESCALE_USER", "TIMESCALE_PASSWORD"):  # the stack's, before the state dir moves
+        monkeypatch.setenv(name, settings.get(name))
+    monkeypatch.setenv("TIMESCALE_DB", database)
+    monkeypatch.setenv("MINUTE_BARS_LANDING_DIR", str(tmp_path / "minute_bars"))
+    monkeypatch.setenv("MARKETDATA_STATE_DIR", str(tmp_path / "state"))  # its quarantine, its run's files
     defs = load_defs()
     (step,) = [s for s in main.plan(defs) if s[0].startswith("minute bars ")]
     label, assets, tags, partition_key = step
