@@ -313,6 +313,19 @@ class Intruder:
                     self.summary = said
                 self.heard.notify_all()
 
+    def wait_until_now(self, target: str, outcome: str, timeout_s: float = 60) -> float | None:
+        """When the racer's latest word on `target` became `outcome` (waiting for it to be), or None: a
+        racer starved between a restart's down and up saw no up, so it is down since then, not since a
+        later kill."""
+
+        def latest() -> float | None:
+            said = [(at, o) for t, at, o in self.changes if t == target]
+            return said[-1][0] if said and said[-1][1] == outcome else None
+
+        with self.heard:
+            self.heard.wait_for(lambda: latest() is not None, timeout_s)
+            return latest()
+
     def wait_for(self, target: str, outcome: str, after: float, timeout_s: float = 60) -> float | None:
         """When the racer said `target` turned `outcome` after the time `after` (waiting for it), or None."""
 
