@@ -84,11 +84,17 @@ def path_exists(text: str) -> bool:
     return any((base / text).exists() for base in (ROOT, PACKAGE, ROOT / "docs"))
 
 
+@cache
+def words_of(path: Path) -> frozenset[str]:
+    """The identifiers of one file (read once however many spans name it)."""
+    return frozenset(WORD.findall(path.read_text(encoding="utf-8")))
+
+
 def name_in_file(span: str) -> bool:
     """`core/charts.heatmap_svg`: a module given as a path, then a name it defines."""
     module, _, name = span.rpartition(".")
     return bool(module) and any(
-        (base / f"{module}.py").is_file() and name in WORD.findall((base / f"{module}.py").read_text())
+        (base / f"{module}.py").is_file() and name in words_of(base / f"{module}.py")
         for base in (ROOT, PACKAGE)
     )
 
@@ -101,7 +107,7 @@ def module_exists(dotted: str) -> bool:
         found = base.with_suffix(".py") if base.with_suffix(".py").exists() else base / "__init__.py"
         if found.exists():
             rest = parts[cut:]
-            return not rest or rest[0] in WORD.findall(found.read_text(encoding="utf-8"))
+            return not rest or rest[0] in words_of(found)
     return False
 
 

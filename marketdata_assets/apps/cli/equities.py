@@ -39,11 +39,10 @@ def _instruments(source: str, items: list[str]) -> list[str]:
                 param_hint="--symbols",
             )
         if feed.listing is None:
-            vendor = feed.vendor
             raise click.BadParameter(
-                f"ALL: {vendor} publishes no listing to take every code from (and ALL may be a ticker "
-                f"there); name the instruments, or leave --symbols out for the sources config's "
-                f"{vendor} universe",
+                f"ALL: {feed.vendor} publishes no listing to take every code from (and ALL may be a ticker "
+                "there); name the instruments, or leave --symbols out for the sources config's "
+                f"{feed.vendor} universe",
                 param_hint="--symbols",
             )
         return [ALL]

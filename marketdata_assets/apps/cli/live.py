@@ -439,9 +439,11 @@ def _venue(venue: str, instruments: list[str], options: dict, stale_s: float | N
     from marketdata_assets.apps.collector import rest_base
     from marketdata_assets.apps.live import VenueOptions
 
-    named = [options.get(name) for name in SOURCES[venue].url_options if name] or [None, None]
-    ws, rest = options.get("urls", {}).get(venue, (named[0], named[1]))
-    return VenueOptions(venue, instruments, ws or named[0] or "", rest_base(venue, rest or named[1]), stale_s)
+    named_ws, named_rest = (options.get(name) for name in SOURCES[venue].url_options)
+    ws, rest = options.get("urls", {}).get(venue, (named_ws, named_rest))
+    return VenueOptions(
+        venue, instruments, ws or named_ws or "", rest_base(venue, rest or named_rest), stale_s
+    )
 
 
 @click.command("consume")
