@@ -1,5 +1,5 @@
 """Reading a source's wire values into the normalized frames: typed readers that fail with a clear
-SourceDataError naming the source, instrument, day and request (`number`, `integer`, `field`, ...),
+SourceDataError naming the source, instrument, day and request (`number`, `integer`, `record_of`, ...),
 the column builders (`BarColumns`, `columns_of`), book levels, the windowing and de-duplication
 that finish a fetch, and what a fetch did to its rows (`FetchNotes`: every dropped row counted with
 its reason, every unit conversion) - the toolkit every source's parser shares (datasets/frames.py
@@ -23,6 +23,7 @@ import polars as pl
 
 from marketdata_assets.core import plausibility
 from marketdata_assets.core.http import Page, SourceDataError, bound
+from marketdata_assets.datasets.declared import one_of
 from marketdata_assets.datasets.frames import (
     BARS_SCHEMA,
     BOOKS_SCHEMA,
@@ -89,6 +90,14 @@ def epoch_us(value: Any, what: str, page: Page) -> int:
             f"{what} is {raw}: neither epoch milliseconds nor microseconds (seconds? nanoseconds?)"
         )
     return epoch_to_us(raw)
+
+
+def record_of(kind: type, value: Any, what: str, page: Page) -> Any:
+    """One decoded JSON object (an answer, an envelope, a ticker) as its declared `kind` record
+    (`declared.one_of`): a SourceDataError naming `what`, the field that does not fit and its value."""
+    if not isinstance(value, dict):
+        raise page.error(f"{what} is {type(value).__name__} {str(value)[:80]!r}, not an object")
+    return one_of(kind, value, what, page)
 
 
 def field(record: Any, key: str, what: str, page: Page) -> Any:

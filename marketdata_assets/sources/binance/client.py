@@ -22,9 +22,9 @@ from marketdata_assets.core.http import (
 from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, epoch_to_us, floor_ms, from_us, to_us
 from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.datasets.volumes import Volume
-from marketdata_assets.datasets.wire import DropCounts, field, finish_bars, finish_trades, integer
+from marketdata_assets.datasets.wire import DropCounts, finish_bars, finish_trades, record_of
 from marketdata_assets.sources.binance import reference
-from marketdata_assets.sources.binance.records import AGG_TRADE_PAGES
+from marketdata_assets.sources.binance.records import AGG_TRADE_PAGES, DepthSnapshot
 from marketdata_assets.sources.binance.rest import (
     VENUE,
     parse_agg_trades,
@@ -343,10 +343,7 @@ class BinanceClient(ApiClient):
             day=day_of(datetime.now().astimezone()),
             weight=self.depth_weight(limit),
         )
-        integer(field(body, "lastUpdateId", "depth", page), "depth lastUpdateId", page)
-        for side in ("bids", "asks"):
-            if not isinstance(field(body, side, "depth", page), list):
-                raise page.error(f"depth {side} is not a list")
+        record_of(DepthSnapshot, body, "depth", page)  # its update id and sides as declared
         return body
 
     def _parse_book(self, body: Any, instrument: str, page: Page) -> pl.DataFrame:

@@ -27,15 +27,17 @@ from marketdata_assets.datasets.frames import (
     epoch_to_us,
     from_us,
 )
-from marketdata_assets.datasets.wire import columns_of, epoch_us, field, number
+from marketdata_assets.datasets.wire import columns_of, epoch_us, record_of
 from marketdata_assets.sources.binance.records import (
+    BookTicker,
     FundingInfo,
     FundingRate,
     OpenInterestHist,
+    PremiumIndex,
     PriceKline,
-    price_or_null,
+    Ticker24hr,
 )
-from marketdata_assets.sources.binance.rest import best_quote, parse_klines, size_field
+from marketdata_assets.sources.binance.rest import parse_klines
 
 VENUE = "BINANCE_UM"
 FUNDING_HOURS = 8.0  # an instrument fundingInfo does not list
@@ -147,41 +149,27 @@ def parse_ticker(
     """`ticker/bookTicker`, `premiumIndex` and `ticker/24hr` of one instrument → one tickers row
     (ts = the latest of their times)."""
     book_ctx, premium_ctx, stats_ctx = (_ctx(instrument, page) for page in pages)
-    book = _json(book, dict, "bookTicker", book_ctx)
-    premium = _json(premium, dict, "premiumIndex", premium_ctx)
-    stats = _json(stats, dict, "24hr ticker", stats_ctx)
-    bid, bid_size = best_quote(book, "bidPrice", "bidQty", "bookTicker", book_ctx)
-    ask, ask_size = best_quote(book, "askPrice", "askQty", "bookTicker", book_ctx)
-    mark, index = (
-        price_or_null(field(premium, key, "premiumIndex", premium_ctx), f"premiumIndex {key}", premium_ctx)
-        for key in ("markPrice", "indexPrice")
+    book = record_of(BookTicker, _json(book, dict, "bookTicker", book_ctx), "bookTicker", book_ctx)
+    premium = record_of(
+        PremiumIndex, _json(premium, dict, "premiumIndex", premium_ctx), "premiumIndex", premium_ctx
     )
-    rate = field(premium, "lastFundingRate", "premiumIndex", premium_ctx)
-    rate = None if rate == "" else number(rate, "premiumIndex lastFundingRate", premium_ctx)
-    last = price_or_null(
-        field(stats, "lastPrice", "24hr ticker", stats_ctx), "24hr ticker lastPrice", stats_ctx
-    )
+    stats = record_of(Ticker24hr, _json(stats, dict, "24hr ticker", stats_ctx), "24hr ticker", stats_ctx)
     ts = max(
-        epoch_us(field(body, key, what, ctx), f"{what} {key}", ctx)
-        for body, key, what, ctx in (
-            (book, "time", "bookTicker", book_ctx),
-            (premium, "time", "premiumIndex", premium_ctx),
-            (stats, "closeTime", "24hr ticker", stats_ctx),
-        )
+        epoch_us(book.time, "bookTicker time", book_ctx),
+        epoch_us(premium.time, "premiumIndex time", premium_ctx),
+        epoch_us(stats.closeTime, "24hr ticker closeTime", stats_ctx),
     )
+    rate = premium.lastFundingRate
     cols = columns_of("tickers")
     cols.add(
         ts,
-        last,
-        bid,
-        bid_size,
-        ask,
-        ask_size,
-        size_field(stats, "volume", "24hr ticker", stats_ctx),
-        size_field(stats, "quoteVolume", "24hr ticker", stats_ctx),
-        mark,
-        index,
-        rate,
+        stats.lastPrice or None,
+        *book.best(),
+        stats.volume,
+        stats.quoteVolume,
+        premium.markPrice or None,
+        premium.indexPrice or None,
+        None if rate == "" else rate,
     )
     return cols.frame(VENUE, instrument)
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 import numpy as np
+import polars as pl
 
 from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.declared import (
@@ -29,7 +30,7 @@ from marketdata_assets.datasets.declared import (
 )
 from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, EPOCH_US_FROM
 from marketdata_assets.datasets.normalized import Trade
-from marketdata_assets.datasets.wire import not_negative, number
+from marketdata_assets.datasets.wire import book_frame, book_levels, epoch_us
 
 
 class AggTrade(msgspec.Struct):
@@ -293,12 +294,6 @@ def kline_rules(interval_ms: int, full: bool) -> tuple[Rule, ...]:
     )
 
 
-def price_or_null(value: Any, what: str, ctx: Page) -> float | None:
-    """A quoted price; 0 (no trade, an empty side) is null, a negative one an error."""
-    price = not_negative(number(value, what, ctx), what, ctx)
-    return price or None
-
-
 class FundingRate(msgspec.Struct):
     """A `fundingRate` record (its numbers text, read from it)."""
 
@@ -320,3 +315,80 @@ class OpenInterestHist(msgspec.Struct):
     timestamp: Int64 | Digits  # the period's time, epoch ms (digit text in the docs' example)
     sumOpenInterest: Amount  # base units (contract size 1), text
     sumOpenInterestValue: Amount  # quote units, text
+
+
+class DepthSnapshot(msgspec.Struct):
+    """A `/api/v3/depth` answer: the book to a depth, with the update id a live book syncs from."""
+
+    lastUpdateId: Int64  # the last update in the book: update_id (a live book's sync point)
+    bids: list[Any]  # [price, qty] decimal-text pairs, best first (read by `book_levels`)
+    asks: list[Any]  # the same, best first
+
+    def to_book(self, venue: str, instrument: str, ts_us: int, page: Page) -> pl.DataFrame:
+        """The books frame of the snapshot stamped `ts_us` (spot depth carries no time)."""
+        bids, asks = (
+            book_levels(
+                levels, side, page, what="depth", shape="[price, qty] pair", price="price", size="qty"
+            )
+            for side, levels in (("bids", self.bids), ("asks", self.asks))
+        )
+        return book_frame(venue, instrument, ts_us, self.lastUpdateId, bids, asks)
+
+
+class UsdmDepthSnapshot(DepthSnapshot):
+    """A USD-M `/fapi/v1/depth` answer: spot's, with its transaction time (E, the output time, unread)."""
+
+    T: Int64  # transaction time, epoch ms: the book's ts
+
+
+class BookTicker(msgspec.Struct):
+    """A USD-M `/fapi/v1/ticker/bookTicker?symbol=` answer: the best bid and ask."""
+
+    bidPrice: Amount  # best bid, quote per base ("0": no bid, null)
+    bidQty: Amount  # its quantity, base units
+    askPrice: Amount  # best ask ("0": no ask, null)
+    askQty: Amount  # its quantity
+    time: Int64  # transaction time, epoch ms
+
+    def best(self) -> tuple[float | None, float | None, float | None, float | None]:
+        """(bid, bid size, ask, ask size); a side without a price (0) null with its size."""
+        return (*_quote(self.bidPrice, self.bidQty), *_quote(self.askPrice, self.askQty))
+
+
+def _quote(price: float, size: float) -> tuple[float | None, float | None]:
+    return (price, size) if price else (None, None)
+
+
+class Ticker24hr(msgspec.Struct):
+    """A `/fapi/v1/ticker/24hr?symbol=` answer (USD-M): the rolling 24 hours to closeTime."""
+
+    lastPrice: Amount  # last trade's price, quote per base ("0": no trade, null)
+    volume: Amount  # base units traded in the 24 hours
+    quoteVolume: Amount  # quote units traded
+    closeTime: Int64  # the window's end, epoch ms: the row's ts
+
+
+class SpotTicker24hr(Ticker24hr):
+    """A spot `/api/v3/ticker/24hr?symbol=` answer (type FULL): USD-M's with the best bid and ask."""
+
+    bidPrice: Amount  # best bid, quote per base ("0": no bid, null)
+    bidQty: Amount  # its quantity, base units
+    askPrice: Amount  # best ask ("0": no ask, null)
+    askQty: Amount  # its quantity
+
+    def to_row(self, page: Page) -> tuple:
+        """The tickers row's values but venue and instrument (ts = closeTime; mark, index, funding null)."""
+        bid, bid_size = _quote(self.bidPrice, self.bidQty)
+        ask, ask_size = _quote(self.askPrice, self.askQty)
+        ts = epoch_us(self.closeTime, "24hr ticker closeTime", page)
+        last = self.lastPrice or None
+        return ts, last, bid, bid_size, ask, ask_size, self.volume, self.quoteVolume, None, None, None
+
+
+class PremiumIndex(msgspec.Struct):
+    """A USD-M `/fapi/v1/premiumIndex?symbol=` answer: mark, index and funding."""
+
+    markPrice: Amount  # mark price, quote per base (0: null)
+    indexPrice: Amount  # index price (0: null)
+    lastFundingRate: Finite | Literal[""]  # the current funding rate; "": none (a dated future)
+    time: Int64  # epoch ms

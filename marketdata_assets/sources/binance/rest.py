@@ -16,24 +16,17 @@ from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.declared import check, columns, epochs_to_us, frame_of, page_of
 from marketdata_assets.datasets.frames import BARS_SCHEMA, EPOCH_MS_OR_US, from_us, to_us
 from marketdata_assets.datasets.normalized import trades_frame
-from marketdata_assets.datasets.wire import (
-    book_frame,
-    book_levels,
-    columns_of,
-    epoch_us,
-    field,
-    integer,
-    not_negative,
-    number,
-)
+from marketdata_assets.datasets.wire import columns_of, epoch_us, record_of
 from marketdata_assets.sources.binance.records import (
     AggTrade,
+    DepthSnapshot,
     HistoricalTrade,
     Kline,
+    SpotTicker24hr,
+    UsdmDepthSnapshot,
     agg_to_trades,
     historical_to_trades,
     kline_rules,
-    price_or_null,
 )
 
 VENUE = "BINANCE"
@@ -136,66 +129,24 @@ def parse_depth(
     venue: str = VENUE,
     stamp: str | None = None,
 ) -> pl.DataFrame:
-    """`/api/v3/depth` → books frame. Spot depth carries no time: `ts` = `received` (when it
-    arrived); `stamp` names the field holding the book's time instead (USD-M: `T`)."""
+    """`/api/v3/depth` (`DepthSnapshot`) → books frame. Spot depth carries no time: `ts` = `received` (when
+    it arrived); `stamp` "T": USD-M's (`UsdmDepthSnapshot`), stamped with its transaction time."""
     ctx = _ctx(instrument, ctx, venue)
-    update_id = integer(field(body, "lastUpdateId", "depth", ctx), "depth lastUpdateId", ctx)
-    ts_us = epoch_us(field(body, stamp, "depth", ctx), f"depth {stamp}", ctx) if stamp else to_us(received)
-    bids, asks = (
-        book_levels(
-            field(body, side, "depth", ctx),
-            side,
-            ctx,
-            what="depth",
-            shape="[price, qty] pair",
-            price="price",
-            size="qty",
-        )
-        for side in ("bids", "asks")
-    )
-    return book_frame(venue, instrument, ts_us, update_id, bids, asks)
-
-
-def size_field(body: Any, key: str, what: str, ctx: Page) -> float:
-    """A quantity or value field that is a number >= 0."""
-    return not_negative(number(field(body, key, what, ctx), f"{what} {key}", ctx), f"{what} {key}", ctx)
-
-
-def best_quote(
-    body: Any, price_key: str, size_key: str, what: str, ctx: Page
-) -> tuple[float | None, float | None]:
-    """(price, size) of a best bid or ask; both null where the side is empty (price 0)."""
-    price = price_or_null(field(body, price_key, what, ctx), f"{what} {price_key}", ctx)
-    size = size_field(body, size_key, what, ctx)
-    return (price, size) if price is not None else (None, None)
+    depth = record_of(UsdmDepthSnapshot if stamp else DepthSnapshot, body, "depth", ctx)
+    ts_us = epoch_us(depth.T, "depth T", ctx) if stamp else to_us(received)
+    return depth.to_book(venue, instrument, ts_us, ctx)
 
 
 def parse_ticker_24hr(
     body: Any, instrument: str, ctx: Page | None = None, venue: str = VENUE
 ) -> pl.DataFrame:
-    """Spot `/api/v3/ticker/24hr?symbol=` → one tickers row (ts = closeTime; mark, index, funding null)."""
+    """Spot `/api/v3/ticker/24hr?symbol=` (`SpotTicker24hr`) → one tickers row."""
     ctx = _ctx(instrument, ctx, venue)
     what = "24hr ticker"
     if not isinstance(body, dict):
         raise ctx.error(f"{what}: expected a JSON object, got {type(body).__name__} {str(body)[:120]!r}")
-    ts = epoch_us(field(body, "closeTime", what, ctx), f"{what} closeTime", ctx)
-    last = price_or_null(field(body, "lastPrice", what, ctx), f"{what} lastPrice", ctx)
-    bid, bid_size = best_quote(body, "bidPrice", "bidQty", what, ctx)
-    ask, ask_size = best_quote(body, "askPrice", "askQty", what, ctx)
     cols = columns_of("tickers")
-    cols.add(
-        ts,
-        last,
-        bid,
-        bid_size,
-        ask,
-        ask_size,
-        size_field(body, "volume", what, ctx),
-        size_field(body, "quoteVolume", what, ctx),
-        None,
-        None,
-        None,
-    )
+    cols.add(*record_of(SpotTicker24hr, body, what, ctx).to_row(ctx))
     return cols.frame(venue, instrument)
 
 
