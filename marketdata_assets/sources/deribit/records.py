@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
+import polars as pl
 
 from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.declared import (
@@ -26,11 +27,125 @@ from marketdata_assets.datasets.declared import (
 )
 from marketdata_assets.datasets.frames import epoch_to_us
 from marketdata_assets.datasets.normalized import Trade
+from marketdata_assets.datasets.wire import book_frame, book_levels, epoch_us, positive, record_of
 from marketdata_assets.sources.deribit.naming import VENUE, is_option, settles_in
+from marketdata_assets.sources.deribit.units import base_and_quote
 
 # --------------------------------------------------------------------------------------------
-# What is inside `result` (the fields read; the rest are ignored)
+# The JSON-RPC answer, and what is inside its `result` (the fields read; the rest are ignored)
 # --------------------------------------------------------------------------------------------
+
+
+class RpcResponse(msgspec.Struct):
+    """A JSON-RPC 2.0 answer of `/api/v2/public/<method>` (an `error` one is told before: rest.rpc_result)."""
+
+    result: Any  # the method's answer: one of the records below, or an array of them (read by method)
+
+
+class TradesPage(msgspec.Struct):
+    """`result` of get_last_trades_by_instrument[_and_time]."""
+
+    trades: Any  # an array of `DeribitTrade`s, oldest first (read by `trade_records`)
+    has_more: Any  # true: more trades in the window asked, page on (true/false only)
+
+    def checked(self, page: Page) -> TradesPage:
+        """The page, its trades an array and has_more true/false (a lax "false" is not)."""
+        if not isinstance(self.trades, list):
+            raise page.error(f"result.trades is {type(self.trades).__name__}, not an array")
+        if not isinstance(self.has_more, bool):
+            raise page.error(f"result.has_more is {self.has_more!r}, not true/false")
+        return self
+
+
+class TickerStats(msgspec.Struct):
+    """`stats` of a ticker: the last 24 hours."""
+
+    volume: Amount  # base units traded: volume_24h
+    volume_usd: Amount | None = None  # USD traded: amount_24h (absent or null: unknown)
+
+
+class Ticker(msgspec.Struct):
+    """`result` of public/ticker (and the `ticker.<instrument>` channel's data), as a tickers row reads it."""
+
+    timestamp: Int64  # epoch ms: the row's ts
+    stats: Any  # the last 24 hours: `TickerStats` (read apart, as "ticker stats")
+    instrument_name: Any = msgspec.UNSET  # must be the instrument asked for (absent: it is)
+    best_bid_price: Finite | None = None  # quote per base; null, or 0 with amount 0: no bid
+    best_bid_amount: Finite | None = None  # its amount: USD (inverse contracts), else base units
+    best_ask_price: Finite | None = None  # the same for the best ask
+    best_ask_amount: Finite | None = None
+    last_price: Finite | None = None  # the last trade's price (null: none)
+    mark_price: Finite | None = None  # mark price (null: none)
+    index_price: Finite | None = None  # the underlying index price
+    current_funding: Finite | None = None  # the current funding rate (perpetuals; absent: null)
+
+    def to_row(self, inverse: bool, page: Page) -> tuple:
+        """The tickers row's values but venue and instrument: sizes in base units (`base_and_quote`)."""
+        ts = epoch_us(self.timestamp, "ticker timestamp", page)
+        stats = record_of(TickerStats, self.stats, "ticker stats", page)
+        best = []
+        for side, price, size in (
+            ("bid", self.best_bid_price, self.best_bid_amount),
+            ("ask", self.best_ask_price, self.best_ask_amount),
+        ):
+            if not price:  # null, or 0 with amount 0: nothing on that side
+                best += [None, None]
+                continue
+            positive(price, "ticker", page, f"best_{side}_price")
+            best += [price, None if size is None else base_and_quote(inverse, price, size)[0]]
+        return (
+            ts,
+            self.last_price,
+            *best,
+            stats.volume,
+            stats.volume_usd,
+            self.mark_price,
+            self.index_price,
+            self.current_funding,
+        )
+
+
+class TickerOpenInterest(msgspec.Struct):
+    """What the open_interest row reads of a ticker (public/ticker, and the ticker channel's data)."""
+
+    timestamp: Int64  # epoch ms: the row's ts
+    open_interest: Amount  # in the amount's units: USD (inverse contracts), else base units
+    mark_price: Positive  # quote per base: base (inverse) or quote from the amount
+    instrument_name: Any = msgspec.UNSET  # must be the instrument asked for (absent: it is)
+
+    def to_row(self, size: float, inverse: bool, page: Page) -> tuple:
+        """(ts µs, contracts of `size`, size, its unit, base by the mark price, quote)."""
+        ts = epoch_us(self.timestamp, "ticker timestamp", page)
+        amount = self.open_interest
+        base, quote = base_and_quote(inverse, self.mark_price, amount)
+        return ts, round(amount / size, 8), size, "quote" if inverse else "base", base, quote
+
+
+class OrderBook(msgspec.Struct):
+    """`result` of get_order_book."""
+
+    timestamp: Int64  # epoch ms: the book's ts
+    change_id: Int64 | None  # the book's update id: update_id (null: none)
+    bids: list[Any]  # [price, amount] pairs, best first (read by `book_levels`; amount as in a trade)
+    asks: list[Any]  # the same, best first
+
+    def to_book(self, instrument: str, inverse: bool, page: Page) -> pl.DataFrame:
+        """The books frame, amounts as base quantities (`base_and_quote`)."""
+        ts = epoch_us(self.timestamp, "order book timestamp", page)
+        bids, asks = (
+            book_levels(
+                levels,
+                side,
+                page,
+                what="order book",
+                shape="[price, amount] pair",
+                price="price",
+                size="amount",
+                base=lambda price, amount: base_and_quote(inverse, price, amount)[0],
+            )
+            for side, levels in (("bids", self.bids), ("asks", self.asks))
+        )
+        return book_frame(VENUE, instrument, ts, self.change_id, bids, asks)
 
 
 class DeribitTrade(msgspec.Struct):
@@ -75,10 +190,15 @@ def _trade_name(i: int, trade: Any) -> str:
     return f"trade {trade_id}" if is_text(trade_id) else f"trade #{i}"
 
 
-class Chart(msgspec.Struct):
+class ChartStatus(msgspec.Struct):
+    """What a `get_tradingview_chart_data` result says first: whether it holds bars."""
+
+    status: Any  # "ok": the bars follow (`Chart`); "no_data": none; any other is an error
+
+
+class Chart(ChartStatus):
     """`result` of get_tradingview_chart_data: one bar per position of the parallel arrays."""
 
-    status: str  # "ok"; "no_data": no bars; any other is an error
     ticks: list[Int64]  # bar open times, epoch ms on the minute
     open: list[Positive]  # quote per base, as the three prices
     high: list[Positive]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import numpy as np
 import polars as pl
 
@@ -28,19 +29,7 @@ from marketdata_assets.datasets.frames import (
 )
 from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.datasets.normalized import trades_frame
-from marketdata_assets.datasets.wire import (
-    book_frame,
-    book_levels,
-    columns_of,
-    epoch_us,
-    field,
-    finish,
-    integer,
-    not_negative,
-    note_conversion,
-    number,
-    positive,
-)
+from marketdata_assets.datasets.wire import columns_of, finish, note_conversion, record_of
 from marketdata_assets.sources.deribit.naming import (
     VENUE,
     chain_currency,
@@ -54,12 +43,18 @@ from marketdata_assets.sources.deribit.records import (
     FUNDING_RULES,
     BookSummary,
     Chart,
+    ChartStatus,
     FundingRow,
+    OrderBook,
+    RpcResponse,
+    Ticker,
+    TickerOpenInterest,
+    TradesPage,
     chain_rules,
     to_trades,
     trade_records,
 )
-from marketdata_assets.sources.deribit.units import INVERSE_CONVERSION, base_and_quote, size_of
+from marketdata_assets.sources.deribit.units import INVERSE_CONVERSION, size_of
 
 _OPTION_TYPES = {"C": "call", "P": "put"}
 
@@ -84,7 +79,7 @@ def rpc_result(body: Any, ctx: Page) -> Any:
         raise ctx.error(f"expected a JSON-RPC object, got {type(body).__name__} {str(body)[:120]!r}")
     if "error" in body:
         raise ctx.error(f"JSON-RPC error where a result was expected: {str(body['error'])[:200]}")
-    return field(body, "result", "JSON-RPC response", ctx)
+    return record_of(RpcResponse, body, "JSON-RPC response", ctx).result
 
 
 def parse_trades(body: Any, instrument: str, ctx: Page | None = None) -> tuple[pl.DataFrame, bool]:
@@ -99,13 +94,8 @@ def parse_trade_page(
     """A trades response (`result`: {trades: `DeribitTrade`s oldest first, has_more: more in the window
     asked, page on}) → (trades frame, has_more, {trade_id: liquidation flag} of the flagged ones)."""
     ctx = ctx or Page(VENUE, instrument)
-    result = rpc_result(body, ctx)
-    trades = field(result, "trades", "result", ctx)
-    has_more = field(result, "has_more", "result", ctx)
-    if not isinstance(trades, list):
-        raise ctx.error(f"result.trades is {type(trades).__name__}, not an array")
-    if not isinstance(has_more, bool):
-        raise ctx.error(f"result.has_more is {has_more!r}, not true/false")
+    page = record_of(TradesPage, rpc_result(body, ctx), "result", ctx).checked(ctx)
+    trades, has_more = page.trades, page.has_more
     inverse = is_inverse(instrument)
     if inverse and trades:
         note_conversion(instrument, INVERSE_CONVERSION)
@@ -136,85 +126,45 @@ def parse_liquidations(body: Any, instrument: str, ctx: Page | None = None) -> t
     return liquidations_of(trades, flags, instrument), has_more
 
 
-def _optional(record: dict, key: str, what: str, ctx: Page) -> float | None:
-    """A number the venue may leave out or send as null."""
-    value = record.get(key)
-    return None if value is None else number(value, f"{what} {key}", ctx)
-
-
-def _ticker_result(body: Any, instrument: str, ctx: Page) -> dict:
+def _ticker(body: Any, instrument: str, ctx: Page, kind: type) -> Any:
+    """A public/ticker `result` as a `kind` record (`Ticker`, `TickerOpenInterest`) of `instrument`."""
     result = rpc_result(body, ctx)
     if not isinstance(result, dict):
         raise ctx.error(f"ticker result is {type(result).__name__}, not an object")
-    inst = result.get("instrument_name", instrument)
-    if inst != instrument:
-        raise ctx.error(f"ticker is for {inst!r}, not {instrument}")
-    return result
+    ticker = record_of(kind, result, "ticker", ctx)
+    if ticker.instrument_name not in (msgspec.UNSET, instrument):
+        raise ctx.error(f"ticker is for {ticker.instrument_name!r}, not {instrument}")
+    return ticker
 
 
 def parse_ticker(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
-    """public/ticker → one tickers row (sizes in base units, funding_rate = current_funding)."""
+    """public/ticker (`Ticker`) → one tickers row (sizes in base units, funding_rate = current_funding)."""
     ctx = ctx or Page(VENUE, instrument)
-    result = _ticker_result(body, instrument, ctx)
-    ts = epoch_us(field(result, "timestamp", "ticker", ctx), "ticker timestamp", ctx)
-    stats = field(result, "stats", "ticker", ctx)
-    volume = not_negative(
-        number(field(stats, "volume", "ticker stats", ctx), "ticker stats volume", ctx),
-        "ticker stats volume",
-        ctx,
-    )
-    amount = _optional(stats, "volume_usd", "ticker stats", ctx)
-    inverse = is_inverse(instrument)
-    best = []
-    for side in ("bid", "ask"):
-        price = _optional(result, f"best_{side}_price", "ticker", ctx)
-        size = _optional(result, f"best_{side}_amount", "ticker", ctx)
-        if not price:  # null, or 0 with amount 0: nothing on that side
-            best += [None, None]
-            continue
-        positive(price, "ticker", ctx, f"best_{side}_price")
-        best += [price, None if size is None else base_and_quote(inverse, price, size)[0]]
     cols = columns_of("tickers")
-    cols.add(
-        ts,
-        _optional(result, "last_price", "ticker", ctx),
-        *best,
-        volume,
-        None if amount is None else not_negative(amount, "ticker stats volume_usd", ctx),
-        _optional(result, "mark_price", "ticker", ctx),
-        _optional(result, "index_price", "ticker", ctx),
-        _optional(result, "current_funding", "ticker", ctx),
-    )
+    cols.add(*_ticker(body, instrument, ctx, Ticker).to_row(is_inverse(instrument), ctx))
     return cols.frame(VENUE, instrument)
 
 
 def parse_open_interest(
     body: Any, instrument: str, ctx: Page | None = None, reference: Instrument | None = None
 ) -> pl.DataFrame:
-    """public/ticker → one open_interest row: open_interest (amount units) in contracts, base and quote."""
+    """public/ticker (`TickerOpenInterest`) → one open_interest row: open_interest (amount units) in
+    contracts, base and quote."""
     ctx = ctx or Page(VENUE, instrument)
     try:
         size = size_of(instrument, reference)
     except ValueError as error:
         raise ctx.error(str(error).removeprefix(f"{VENUE} {instrument}: ")) from None
     cols = columns_of("open_interest")
-    cols.add(*open_interest_of(_ticker_result(body, instrument, ctx), size, is_inverse(instrument), ctx))
+    ticker = _ticker(body, instrument, ctx, TickerOpenInterest)
+    cols.add(*ticker.to_row(size, is_inverse(instrument), ctx))
     return cols.frame(VENUE, instrument)
 
 
 def open_interest_of(ticker: Any, size: float, inverse: bool, ctx: Page) -> tuple:
     """A ticker's open interest (REST public/ticker, and the ticker channel's notification):
     (ts µs, contracts of `size`, size, its unit, base by the ticker's mark price, quote)."""
-    ts = epoch_us(field(ticker, "timestamp", "ticker", ctx), "ticker timestamp", ctx)
-    amount = not_negative(
-        number(field(ticker, "open_interest", "ticker", ctx), "ticker open_interest", ctx),
-        "ticker open_interest",
-        ctx,
-    )
-    mark = number(field(ticker, "mark_price", "ticker", ctx), "ticker mark_price", ctx)
-    positive(mark, "ticker", ctx, "mark_price")
-    base, quote = base_and_quote(inverse, mark, amount)
-    return ts, round(amount / size, 8), size, "quote" if inverse else "base", base, quote
+    return record_of(TickerOpenInterest, ticker, "ticker", ctx).to_row(size, inverse, ctx)
 
 
 def _funding_name(i: int, row: Any) -> str:
@@ -289,27 +239,11 @@ def parse_option_chain(body: Any, instrument: str, ctx: Page | None = None) -> p
 
 
 def parse_order_book(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataFrame:
-    """get_order_book → books frame (ts = result.timestamp, update_id = change_id)."""
+    """get_order_book (`OrderBook`) → books frame (ts = result.timestamp, update_id = change_id)."""
     ctx = ctx or Page(VENUE, instrument)
-    result = rpc_result(body, ctx)
-    ts = epoch_us(field(result, "timestamp", "order book", ctx), "order book timestamp", ctx)
-    change_id = field(result, "change_id", "order book", ctx)
-    update_id = integer(change_id, "order book change_id", ctx) if change_id is not None else None
-    inverse = is_inverse(instrument)
-    bids, asks = (
-        book_levels(
-            field(result, side, "order book", ctx),
-            side,
-            ctx,
-            what="order book",
-            shape="[price, amount] pair",
-            price="price",
-            size="amount",
-            base=lambda price, amount: base_and_quote(inverse, price, amount)[0],
-        )
-        for side in ("bids", "asks")
+    return record_of(OrderBook, rpc_result(body, ctx), "order book", ctx).to_book(
+        instrument, is_inverse(instrument), ctx
     )
-    return book_frame(VENUE, instrument, ts, update_id, bids, asks)
 
 
 def _bar_name(i: int, bar: Any) -> str:
@@ -341,19 +275,16 @@ def parse_chart(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataF
 
 def _chart_columns(result: Any, ctx: Page) -> dict[str, Any]:
     """A chart's bars as columns (none for status "no_data"): its arrays, all of one length."""
-    status = field(result, "status", "chart", ctx)
+    status = record_of(ChartStatus, result, "chart", ctx).status
     if status == "no_data":
         return {key: [] for key in CHART_KEYS}
     if status != "ok":
         raise ctx.error(f'chart status is {status!r}, not "ok" or "no_data"')
-    arrays = [field(result, key, "chart", ctx) for key in CHART_KEYS]
-    for key, array in zip(CHART_KEYS, arrays):
-        if not isinstance(array, list):
-            raise ctx.error(f"chart {key} is {type(array).__name__}, not an array")
-    if len({len(a) for a in arrays}) != 1:
-        raise ctx.error(f"chart arrays differ in length: {dict(zip(CHART_KEYS, map(len, arrays)))}")
-    chart = records_of(Chart, [result], lambda i, r: "chart", ctx)[0]
-    return {key: getattr(chart, key) for key in CHART_KEYS}
+    chart = record_of(Chart, result, "chart", ctx)
+    arrays = {key: getattr(chart, key) for key in CHART_KEYS}
+    if len(set(map(len, arrays.values()))) != 1:
+        raise ctx.error(f"chart arrays differ in length: {dict(zip(CHART_KEYS, map(len, arrays.values())))}")
+    return arrays
 
 
 __all__ = [
