@@ -12,6 +12,7 @@ import contextvars
 import dataclasses
 import functools
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import polars as pl
 
 from marketdata_assets.core import plausibility
 from marketdata_assets.core.http import Page, SourceDataError, bound
-from marketdata_assets.datasets.declared import one_of
+from marketdata_assets.datasets.declared import misfit
 from marketdata_assets.datasets.frames import (
     BARS_SCHEMA,
     BOOKS_SCHEMA,
@@ -94,10 +95,21 @@ def epoch_us(value: Any, what: str, page: Page) -> int:
 
 def record_of(kind: type, value: Any, what: str, page: Page) -> Any:
     """One decoded JSON object (an answer, an envelope, a ticker) as its declared `kind` record
-    (`declared.one_of`): a SourceDataError naming `what`, the field that does not fit and its value."""
+    (as `declared.one_of`): a SourceDataError naming `what`, the field that does not fit and its value."""
     if not isinstance(value, dict):
         raise page.error(f"{what} is {type(value).__name__} {str(value)[:80]!r}, not an object")
-    return one_of(kind, value, what, page)
+    try:
+        return msgspec.convert([value], list[kind], strict=False)[0]
+    except msgspec.ValidationError as error:
+        # a field that may be null or "" is told by what its value must be otherwise ("a number")
+        why = _UNION.sub(r"Expected `\1`", str(error))
+        detail = misfit(why, [value], kind, lambda i, record: what)
+        if detail.endswith(", not one of "):  # a number or "" (`Finite | Literal[""]`)
+            detail += "a number"
+        raise page.error(detail.replace(", not one of a number", ", not a number")) from None
+
+
+_UNION = re.compile(r"Expected `([^`|]+?) \| [^`]*`")
 
 
 def field(record: Any, key: str, what: str, page: Page) -> Any:

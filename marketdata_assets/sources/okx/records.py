@@ -15,6 +15,7 @@ from marketdata_assets.datasets.declared import (
     Amount,
     Digits,
     Finite,
+    Int64,
     Positive,
     Rule,
     Text,
@@ -32,6 +33,35 @@ from marketdata_assets.datasets.normalized import Trade
 from marketdata_assets.sources.okx.units import ContractSizer
 
 VENUE = "OKX"
+
+
+class Envelope(msgspec.Struct):
+    """Every v5 answer: `{"code": "0", "msg": "", "data": [...]}` (other codes: `envelope_data`)."""
+
+    data: Any  # the endpoint's records, an array (`HistoryTrade`s, `Candle`s, a `Book`, a `Ticker`, ...)
+
+
+class Book(msgspec.Struct):
+    """The one record of `/api/v5/market/books`."""
+
+    ts: Int64 | Digits  # the book's time, epoch ms (text)
+    bids: list[Any]  # [px, sz, "0", numOrders] arrays, best first (read by `book_levels`; sz: contracts)
+    asks: list[Any]  # the same, best first
+    seqId: Int64 | str | None = None  # the book's sequence number, an integer: update_id (absent or "": none)
+
+
+class Ticker(msgspec.Struct):
+    """The one record of `/api/v5/market/ticker?instId=`."""
+
+    instId: Any  # the instrument: the one asked for
+    ts: Int64 | Digits  # the ticker's time, epoch ms (text)
+    last: Positive | Literal[""]  # last traded price ("": no trade yet)
+    bidPx: Positive | Literal[""]  # best bid ("": an empty side)
+    bidSz: Amount | Literal[""]  # its size: base units (spot), contracts (SWAP/FUTURES)
+    askPx: Positive | Literal[""]  # best ask
+    askSz: Amount | Literal[""]  # its size
+    vol24h: Amount  # 24 h volume: base units (spot), contracts (SWAP/FUTURES)
+    volCcy24h: Amount  # 24 h volume: quote units (spot), base units (SWAP/FUTURES)
 
 
 class HistoryTrade(msgspec.Struct):

@@ -46,12 +46,9 @@ from marketdata_assets.datasets.wire import (
     book_levels,
     columns_of,
     epoch_us,
-    field,
     integer,
-    not_negative,
     note_conversion,
-    number,
-    positive,
+    record_of,
 )
 from marketdata_assets.sources.okx.records import (
     CANDLE_RULES,
@@ -59,13 +56,16 @@ from marketdata_assets.sources.okx.records import (
     PRICE_CANDLE_RULES,
     PRICES,
     VENUE,
+    Book,
     Candle,
     DetailTime,
+    Envelope,
     FundingSettlement,
     LiquidationDetail,
     LiquidationOrders,
     OpenInterestRow,
     PriceCandle,
+    Ticker,
     of,
     to_trades,
 )
@@ -138,7 +138,7 @@ def envelope_data(body: Any, ctx: Page) -> list:
     code = body.get("code")
     if code != "0":
         raise ctx.error(f'envelope code {code!r} (msg {body.get("msg")!r}) where "0" was expected')
-    data = field(body, "data", "envelope", ctx)
+    data = record_of(Envelope, body, "envelope", ctx).data
     if not isinstance(data, list):
         raise ctx.error(f"envelope data is {type(data).__name__}, not an array")
     return data
@@ -180,13 +180,12 @@ def parse_books(
     data = envelope_data(body, ctx)
     if not data:
         raise ctx.error("books: empty data array")
-    book = data[0]
-    ts = epoch_us(field(book, "ts", "book", ctx), "book ts", ctx)
-    seq = book.get("seqId") if isinstance(book, dict) else None
-    update_id = integer(seq, "book seqId", ctx) if seq not in (None, "") else None
+    book = record_of(Book, data[0], "book", ctx)
+    ts = epoch_us(int(book.ts), "book ts", ctx)
+    update_id = integer(book.seqId, "book seqId", ctx) if book.seqId not in (None, "") else None
     bids, asks = (
         book_levels(
-            field(book, side, "book", ctx),
+            levels,
             side,
             ctx,
             what="books",
@@ -195,7 +194,7 @@ def parse_books(
             size="sz",
             base=lambda price, size: sizer.base_and_quote(price, size)[0],
         )
-        for side in ("bids", "asks")
+        for side, levels in (("bids", book.bids), ("asks", book.asks))
     )
     return book_frame(VENUE, instrument, ts, update_id, bids, asks)
 
@@ -291,12 +290,6 @@ def parse_price_candles(
     return frame_of(spec_for(dataset).schema, VENUE, instrument, cols.pop("ts_us"), **cols)
 
 
-def _optional(record: dict, key: str, what: str, ctx: Page) -> float | None:
-    """A number that OKX sends as "" when there is none (no trade yet, an empty book side)."""
-    value = field(record, key, what, ctx)
-    return None if value == "" else number(value, f"{what} {key}", ctx)
-
-
 def parse_ticker(
     body: Any, instrument: str, ctx: Page | None = None, reference: Instrument | None = None
 ) -> pl.DataFrame:
@@ -307,27 +300,16 @@ def parse_ticker(
     data = envelope_data(body, ctx)
     if not data:
         raise ctx.error("ticker: empty data array")
-    what = "ticker"
-    record = data[0]
-    inst = field(record, "instId", what, ctx)
-    if inst != instrument:
-        raise ctx.error(f"the ticker is for {inst!r}, not {instrument}")
-    ts = epoch_us(field(record, "ts", what, ctx), "ticker ts", ctx)
-    prices = {}
-    for key in ("last", "bidPx", "askPx"):
-        value = _optional(record, key, what, ctx)
-        prices[key] = positive(value, what, ctx, key) if value is not None else None
+    ticker = record_of(Ticker, data[0], "ticker", ctx)
+    if ticker.instId != instrument:
+        raise ctx.error(f"the ticker is for {ticker.instId!r}, not {instrument}")
+    ts = epoch_us(int(ticker.ts), "ticker ts", ctx)
+    prices = {key: getattr(ticker, key) or None for key in ("last", "bidPx", "askPx")}  # "": none
     sizes = {}
     for side in ("bid", "ask"):
-        value = _optional(record, f"{side}Sz", what, ctx)
-        price = prices[f"{side}Px"]
-        if value is not None:
-            not_negative(value, f"{what} {side}Sz", ctx)
-        sizes[side] = None if value is None or price is None else sizer.base_and_quote(price, value)[0]
-    vol, vol_ccy = (
-        not_negative(number(field(record, key, what, ctx), f"{what} {key}", ctx), f"{what} {key}", ctx)
-        for key in ("vol24h", "volCcy24h")
-    )
+        value, price = getattr(ticker, f"{side}Sz"), prices[f"{side}Px"]
+        sizes[side] = None if value == "" or price is None else sizer.base_and_quote(price, value)[0]
+    vol, vol_ccy = ticker.vol24h, ticker.volCcy24h
     if not sizer.derivative:  # vol24h base, volCcy24h quote
         volume, amount = vol, vol_ccy
     else:  # vol24h contracts, volCcy24h base; inverse contracts are USD: the quote amount
