@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from marketdata_assets.core import metrics
-from marketdata_assets.core.http import ApiClient, ApiError, RetryPolicy, backoff_delay
+from marketdata_assets.core.http import ApiClient, ApiError, backoff_delay
 from marketdata_assets.datasets.alpha_files import check_account
 from marketdata_assets.sources.interface import HISTORY, AccountApi, Source
 
@@ -303,6 +303,9 @@ class MonthFetch:
 # --------------------------------------------------------------------------------------------
 
 
+HTTP = {"requests_per_minute": 240, "max_concurrency": 4, "timeout_s": 60.0}  # one account's default share
+
+
 class AlphaApiClient(ApiClient):
     """One account's session over the shared HTTP policy (its own rate limit and concurrency).
 
@@ -317,25 +320,13 @@ class AlphaApiClient(ApiClient):
         base_url: str,
         account: AlphaAccount,
         *,
-        requests_per_minute: float = 240,
-        max_concurrency: int = 4,
-        timeout_s: float = 60.0,
-        retry: RetryPolicy | None = None,
         page_limit: int = PAGE_LIMIT,
         max_window_results: int = MAX_WINDOW_RESULTS,
         types: Sequence[str] = ALPHA_TYPES,
         order: str = "dateCreated",
-        rng=None,
+        **http: Any,  # ApiClient's: retry, rng, ... (an account's own rate, concurrency and timeout: HTTP)
     ):
-        super().__init__(
-            base_url,
-            requests_per_minute=requests_per_minute,
-            max_concurrency=max_concurrency,
-            timeout_s=timeout_s,
-            retry=retry,
-            rng=rng,
-            headers={"Accept": "application/json"},
-        )
+        super().__init__(base_url, headers={"Accept": "application/json"}, **{**HTTP, **http})
         if page_limit < 1 or max_window_results < page_limit:
             raise AlphaConfigError("need 1 <= page_limit <= max_window_results")
         self.account = account
@@ -526,6 +517,20 @@ class AlphaApiClient(ApiClient):
                 continue
             return data
 
+    def _counters(self) -> tuple[int, ...]:
+        """What a month's `FetchStats` counts as a difference: requests, retries, 429s, 5xx answers,
+        transport errors, invalid bodies, re-authentications."""
+        http = self.stats
+        return (
+            http.requests,
+            http.retries,
+            http.rate_limited,
+            http.server_errors,
+            http.transport_errors,
+            self.invalid_bodies,
+            self.reauths,
+        )
+
     # ---- listing ---------------------------------------------------------------------------
 
     async def fetch_month(
@@ -540,15 +545,7 @@ class AlphaApiClient(ApiClient):
         start, end = month_window(month)
         keep = on_alpha is None if keep is None else keep
         stats = FetchStats(account=self.account.name, month=month)
-        before = (
-            self.stats.requests,
-            self.stats.retries,
-            self.stats.rate_limited,
-            self.stats.server_errors,
-            self.stats.transport_errors,
-            self.invalid_bodies,
-            self.reauths,
-        )
+        before = self._counters()
         started = time.monotonic()
         seen: set[str] = set()
         kept: list[dict] = []
@@ -581,15 +578,7 @@ class AlphaApiClient(ApiClient):
                     await outcome
 
         await _all_or_nothing(*(self._fetch_window(t, start, end, sink, stats) for t in self.types))
-        after = (
-            self.stats.requests,
-            self.stats.retries,
-            self.stats.rate_limited,
-            self.stats.server_errors,
-            self.stats.transport_errors,
-            self.invalid_bodies,
-            self.reauths,
-        )
+        after = self._counters()
         (
             stats.requests,
             stats.retries,

@@ -6,16 +6,18 @@ reaches: docs/crypto-datasets.md, "Binance USD-M REST"."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import polars as pl
 
-from marketdata_assets.core.http import Limits, Page, SourceDataError
+from marketdata_assets.core.http import Page, SourceDataError
 from marketdata_assets.datasets.frames import PRICE_BARS_SCHEMA, as_utc, ceil_ms, day_of, from_us, to_us
 from marketdata_assets.datasets.wire import finish
 from marketdata_assets.sources.binance.client import ERRORS, BinanceClient
+from marketdata_assets.sources.binance.client import LIMITS as SPOT_LIMITS
 from marketdata_assets.sources.binance.futures import (
     FUNDING_HOURS,
     VENUE,
@@ -49,13 +51,9 @@ USD_M_REACH: dict[str, Reach] = {  # what the docs say, and where older days com
 }
 OI_PERIOD, OI_PERIOD_MS = "5m", 300_000
 
-LIMITS = Limits(
-    requests_per_minute=1200,
-    max_concurrency=4,
+LIMITS = dataclasses.replace(  # spot's request limit and weight header, its own weights
+    SPOT_LIMITS,
     weight_per_window=2400,
-    weight_window_s=60.0,
-    weight_headroom=0.9,
-    weight_header="X-MBX-USED-WEIGHT-1M",
     # klines, mark/index klines and depth: by limit (kline_weight, depth_weight). fundingRate has no
     # weight of its own in the docs (a request limit instead): counted as 1 [inferred].
     weights={

@@ -1,22 +1,10 @@
-"""OKX v5 public market data: the client and the pure parsers of its answers."""
+"""OKX v5 public market data: the venue's declaration and its client (the parsers: `rest`)."""
 
 from marketdata_assets.sources.interface import IdSequence, venue_source
 from marketdata_assets.sources.okx.client import ERRORS, LIMITS, OkxClient
-from marketdata_assets.sources.okx.naming import contract, underlying
+from marketdata_assets.sources.okx.naming import contract
 from marketdata_assets.sources.okx.reference import STATES
-from marketdata_assets.sources.okx.rest import (
-    funding_frame,
-    parse_books,
-    parse_candles,
-    parse_funding_history,
-    parse_history_trades,
-    parse_liquidations,
-    parse_open_interest_history,
-    parse_price_candles,
-    parse_ticker,
-)
 from marketdata_assets.sources.okx.stream import OkxStream
-from marketdata_assets.sources.okx.units import ContractSizer
 
 OKX = venue_source(
     "OKX",
@@ -33,20 +21,4 @@ OKX = venue_source(
     sized=True,
 )
 
-__all__ = [
-    "ERRORS",
-    "LIMITS",
-    "OKX",
-    "ContractSizer",
-    "OkxClient",
-    "funding_frame",
-    "parse_books",
-    "parse_candles",
-    "parse_funding_history",
-    "parse_history_trades",
-    "parse_liquidations",
-    "parse_open_interest_history",
-    "parse_price_candles",
-    "parse_ticker",
-    "underlying",
-]
+__all__ = ["ERRORS", "LIMITS", "OKX", "OkxClient"]

@@ -33,7 +33,7 @@ import httpx
 import polars as pl
 
 from marketdata_assets.core.errors import scrub
-from marketdata_assets.core.http import ApiClient, ApiError, Limits, Page, RetryPolicy, SourceError
+from marketdata_assets.core.http import ApiClient, ApiError, Limits, Page, SourceError
 from marketdata_assets.datasets.frames import BARS_SCHEMA, DAILY_BARS_SCHEMA
 from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.datasets.wire import count_quality
@@ -149,10 +149,6 @@ class TushareClient(ApiClient):
         token: str = "",
         *,
         path_style: Literal["dataapi", "root"] = "dataapi",
-        requests_per_minute: float | None = None,
-        max_concurrency: int | None = None,
-        timeout_s: float = 30.0,
-        retry: RetryPolicy | None = None,
         limit_window_s: float = 60.0,
         max_limit_waits: int = 5,
         window_days: int = 30,
@@ -160,20 +156,14 @@ class TushareClient(ApiClient):
         daily_row_limit: int = DAILY_ROW_LIMIT,
         listing_row_limit: int = STOCK_BASIC_ROW_LIMIT,
         bar_label: Literal["end", "start"] = "end",
-        rng=None,
+        **http: Any,  # ApiClient's: requests_per_minute, max_concurrency, timeout_s, retry, rng
     ):
         if path_style not in ("dataapi", "root"):
             raise ValueError(f"path_style must be 'dataapi' or 'root', got {path_style!r}")
         if not token or not str(token).strip():
             raise TushareTokenError("no token given")
         super().__init__(
-            base_url,
-            requests_per_minute=requests_per_minute,
-            max_concurrency=max_concurrency,
-            timeout_s=timeout_s,
-            retry=retry,
-            rng=rng,
-            headers={"Content-Type": "application/json", "User-Agent": "marketdata-assets"},
+            base_url, headers={"Content-Type": "application/json", "User-Agent": "marketdata-assets"}, **http
         )
         self.__token = str(token).strip()
         self.path_style = path_style
@@ -257,18 +247,8 @@ class TushareClient(ApiClient):
         )
         return wait
 
-    def exhausted(self, category, *, method, path, status, failure, attempts, page):
-        return self._scrubbed(
-            super().exhausted(
-                category,
-                method=method,
-                path=path,
-                status=status,
-                failure=failure,
-                attempts=attempts,
-                page=page,
-            )
-        )
+    def exhausted(self, category, **details):
+        return self._scrubbed(super().exhausted(category, **details))
 
     # ---- one call ----------------------------------------------------------------------------
 

@@ -18,7 +18,6 @@ from marketdata_assets.core.http import (
     ErrorCategory,
     Limits,
     Page,
-    RetryPolicy,
     SourceDataError,
     SourceError,
     describe_request,
@@ -61,26 +60,14 @@ class YahooChartClient(ApiClient):
         self,
         base_url: str = DEFAULT_BASE_URL,
         *,
-        requests_per_minute: float | None = None,
-        max_concurrency: int | None = None,
-        timeout_s: float = 30.0,
-        retry: RetryPolicy | None = None,
         max_days_per_request: float = 7.0,
         max_days_back: float | None = 30.0,
         clock: Callable[[], float] = time.time,
         user_agent: str = DEFAULT_USER_AGENT,
-        rng=None,
+        **http: Any,  # ApiClient's: requests_per_minute, max_concurrency, timeout_s, retry, rng
     ):
         # Yahoo answers 429 to clients without a browser-like User-Agent.
-        super().__init__(
-            base_url,
-            requests_per_minute=requests_per_minute,
-            max_concurrency=max_concurrency,
-            timeout_s=timeout_s,
-            retry=retry,
-            rng=rng,
-            headers={"User-Agent": user_agent, "Accept": "application/json"},
-        )
+        super().__init__(base_url, headers={"User-Agent": user_agent, "Accept": "application/json"}, **http)
         self.max_days_per_request = float(max_days_per_request)
         self.max_days_back = max_days_back
         self.clock = clock

@@ -13,12 +13,8 @@ from polars.testing import assert_frame_equal
 from marketdata_assets.core.http import SourceDataError, SourcePermissionError, SourceRequestError
 from marketdata_assets.datasets.frames import BARS_SCHEMA, BOOKS_SCHEMA, TRADES_SCHEMA
 from marketdata_assets.replay.crypto import ReplayConfig
-from marketdata_assets.sources.deribit import (
-    DeribitClient,
-    parse_chart,
-    parse_order_book,
-    parse_trades,
-)
+from marketdata_assets.sources.deribit import DeribitClient
+from marketdata_assets.sources.deribit.rest import parse_chart, parse_order_book, parse_trades
 from marketdata_assets.sources.venues import venue_client
 from tests.support.scripted_server import Reply, ScriptedServer
 from tests.support.ticks_common import DAY, END, FAST, START, UTC, crypto_replay, run

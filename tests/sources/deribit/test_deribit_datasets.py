@@ -23,8 +23,8 @@ from marketdata_assets.datasets.frames import (
 from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig, derived
 from marketdata_assets.replay.crypto import deribit as replay
 from marketdata_assets.replay.crypto.tape import MINUTE_US
-from marketdata_assets.sources.deribit import (
-    DeribitClient,
+from marketdata_assets.sources.deribit import DeribitClient
+from marketdata_assets.sources.deribit.rest import (
     parse_funding,
     parse_liquidations,
     parse_open_interest,

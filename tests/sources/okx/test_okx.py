@@ -24,17 +24,19 @@ from marketdata_assets.datasets.frames import BARS_SCHEMA, BOOKS_SCHEMA, TRADES_
 from marketdata_assets.datasets.normalized import trades_frame
 from marketdata_assets.datasets.wire import BarColumns, columns_of
 from marketdata_assets.replay.crypto import ReplayConfig
-from marketdata_assets.sources.okx import (
-    ContractSizer,
-    OkxClient,
+from marketdata_assets.sources.okx import OkxClient
+from marketdata_assets.sources.okx.records import to_trades
+from marketdata_assets.sources.okx.rest import (
+    candle,
+    liquidation_detail,
+    open_interest,
     parse_books,
     parse_candles,
     parse_history_trades,
     parse_liquidations,
     parse_open_interest_history,
 )
-from marketdata_assets.sources.okx.records import to_trades
-from marketdata_assets.sources.okx.rest import candle, liquidation_detail, open_interest
+from marketdata_assets.sources.okx.units import ContractSizer
 from marketdata_assets.sources.venues import venue_client
 from tests.support.reference import known
 from tests.support.scripted_server import Reply, ScriptedServer

@@ -20,14 +20,14 @@ from marketdata_assets.replay.crypto import CryptoReplayServer, ReplayConfig, de
 from marketdata_assets.replay.crypto.okx import fmt_plain
 from marketdata_assets.replay.crypto.tape import DAY_US, MINUTE_US, base_and_quote, day_us, instrument_spec
 from marketdata_assets.sources.interface import HISTORY, SNAPSHOT
-from marketdata_assets.sources.okx import (
-    OkxClient,
+from marketdata_assets.sources.okx import OkxClient
+from marketdata_assets.sources.okx.naming import underlying
+from marketdata_assets.sources.okx.rest import (
     parse_funding_history,
     parse_liquidations,
     parse_open_interest_history,
     parse_price_candles,
     parse_ticker,
-    underlying,
 )
 from marketdata_assets.sources.venues import serves
 from tests.support.reference import documented_service, known
