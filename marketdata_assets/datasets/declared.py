@@ -247,12 +247,12 @@ def epochs_to_us(times: Sequence[int]) -> np.ndarray:
 
 
 def frame_of(
-    schema: dict, venue: str, instrument: str, ts: Sequence[int], **values: Sequence
+    schema: dict, venue: str, instrument: str, ts: Sequence[int], /, **values: Sequence
 ) -> pl.DataFrame:
     """A frame of `schema` built eagerly from a page's columns (no query plan per page): `ts` in epoch ms
     or µs (by magnitude, as datasets.frames.epoch_to_us), venue and instrument constant, the other
-    columns of the schema from `values`; a column not in `values` is null (a nullable column this venue
-    has nothing for; the writer refuses nulls where the dataset allows none)."""
+    columns of the schema from `values` (other keys ignored); a column not in `values` is null (a nullable
+    column this venue has nothing for; the writer refuses nulls where the dataset allows none)."""
     n = len(ts)
     built = {
         "ts": pl.Series("ts", epochs_to_us(ts)).cast(schema["ts"]),

@@ -106,19 +106,7 @@ def parse_klines(
     cols["ts"] = epochs_to_us(cols["open_time"])
     cols["span"] = epochs_to_us(cols["close_time"]) - cols["ts"]
     check(cols, kline_rules(interval_ms, full), _kline_name, ctx, body, kind)
-    return frame_of(
-        BARS_SCHEMA,
-        venue,
-        instrument,
-        cols["open_time"],
-        open=cols["open"],
-        high=cols["high"],
-        low=cols["low"],
-        close=cols["close"],
-        volume=cols["volume"],
-        amount=cols["quote_volume"],
-        trades=cols["trades"],
-    )
+    return frame_of(BARS_SCHEMA, venue, instrument, cols["open_time"], **cols, amount=cols["quote_volume"])
 
 
 def parse_depth(

@@ -96,6 +96,15 @@ class Layout:
 
 
 _I, _F, _S, _B = pl.Int64, pl.Float64, pl.Utf8, pl.Boolean  # Polars reads True/true/TRUE as booleans
+_AGG_TRADE = (  # the futures' aggTrades columns; spot's add is_best_match
+    ("agg_trade_id", _I),
+    ("price", _F),
+    ("quantity", _F),
+    ("first_trade_id", _I),
+    ("last_trade_id", _I),
+    ("transact_time", _I),
+    ("is_buyer_maker", _B),
+)
 LAYOUTS = {
     ("trades", "spot"): Layout(
         "trades",
@@ -120,33 +129,8 @@ LAYOUTS = {
         "cm",
         (("id", _I), ("price", _F), ("qty", _F), ("base_qty", _F), ("time", _I), ("is_buyer_maker", _B)),
     ),
-    ("aggTrades", "spot"): Layout(
-        "aggTrades",
-        "spot",
-        (
-            ("agg_trade_id", _I),
-            ("price", _F),
-            ("quantity", _F),
-            ("first_trade_id", _I),
-            ("last_trade_id", _I),
-            ("transact_time", _I),
-            ("is_buyer_maker", _B),
-            ("is_best_match", _S),
-        ),
-    ),
-    ("aggTrades", "um"): Layout(
-        "aggTrades",
-        "um",
-        (
-            ("agg_trade_id", _I),
-            ("price", _F),
-            ("quantity", _F),
-            ("first_trade_id", _I),
-            ("last_trade_id", _I),
-            ("transact_time", _I),
-            ("is_buyer_maker", _B),
-        ),
-    ),
+    ("aggTrades", "spot"): Layout("aggTrades", "spot", (*_AGG_TRADE, ("is_best_match", _S))),
+    ("aggTrades", "um"): Layout("aggTrades", "um", _AGG_TRADE),
     ("klines", "spot"): Layout(
         "klines",
         "spot",

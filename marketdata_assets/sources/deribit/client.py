@@ -293,26 +293,24 @@ class DeribitClient(ApiClient):
                 return pages
             start_seq = next_seq
 
-    async def book_snapshot(self, instrument: str, depth: int = 20) -> pl.DataFrame:
+    async def _order_book(self, instrument: str, depth: int) -> tuple[Any, Page]:
+        """`public/get_order_book` to the least venue depth that holds `depth` levels: (body, page)."""
         venue_depth = next((d for d in BOOK_DEPTHS if d >= depth), BOOK_DEPTHS[-1])
-        body, ctx = await self._public(
+        return await self._public(
             "get_order_book",
             {"instrument_name": instrument, "depth": venue_depth},
             instrument=instrument,
             day=day_of(datetime.now().astimezone()),
         )
+
+    async def book_snapshot(self, instrument: str, depth: int = 20) -> pl.DataFrame:
+        body, ctx = await self._order_book(instrument, depth)
         return parse_order_book(body, instrument, ctx).filter(pl.col("level") < depth)
 
     async def order_book_body(self, instrument: str, depth: int = 1000) -> dict:
         """The `public/get_order_book` answer as sent (the JSON-RPC envelope; `result.change_id`, bids
         and asks): the snapshot a live book's gap hour is repaired with (landed raw by the collector)."""
-        venue_depth = next((d for d in BOOK_DEPTHS if d >= depth), BOOK_DEPTHS[-1])
-        body, ctx = await self._public(
-            "get_order_book",
-            {"instrument_name": instrument, "depth": venue_depth},
-            instrument=instrument,
-            day=day_of(datetime.now().astimezone()),
-        )
+        body, ctx = await self._order_book(instrument, depth)
         result = rpc_result(body, ctx)
         if (
             not isinstance(result, dict)

@@ -258,19 +258,7 @@ def parse_chart(body: Any, instrument: str, ctx: Page | None = None) -> pl.DataF
     cols = _chart_columns(rpc_result(body, ctx), ctx)
     cols["ts"] = epochs_to_us(cols["ticks"])
     check(cols, CHART_RULES, _bar_name, ctx)
-    return frame_of(
-        BARS_SCHEMA,
-        VENUE,
-        instrument,
-        cols["ticks"],
-        open=cols["open"],
-        high=cols["high"],
-        low=cols["low"],
-        close=cols["close"],
-        volume=cols["volume"],
-        amount=cols["cost"],
-        trades=[None] * len(cols["ticks"]),
-    )
+    return frame_of(BARS_SCHEMA, VENUE, instrument, cols["ticks"], **cols, amount=cols["cost"])  # no count
 
 
 def _chart_columns(result: Any, ctx: Page) -> dict[str, Any]:

@@ -356,32 +356,29 @@ class OkxClient(ApiClient):
 
     async def mark_bars_1m(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
         """Mark price 1-minute bars of a contract (history-mark-price-candles)."""
-        drops = self.dropped.of(instrument)
-        frames = await self._candle_pages(
-            MARK_CANDLES,
-            instrument,
-            instrument,
-            start,
-            end,
-            lambda body, ctx: parse_price_candles(body, instrument, ctx, drops, "mark_bars_1m"),
-        )
-        return finish("mark_bars_1m", frames, start, end, drops, paged="backward")
+        return await self._price_bars("mark_bars_1m", MARK_CANDLES, instrument, instrument, start, end)
 
     async def index_bars_1m(self, instrument: str, start: datetime, end: datetime) -> pl.DataFrame:
         """1-minute bars of the contract's index (history-index-candles of `underlying(instrument)`,
         "BTC-USDT" for BTC-USDT-SWAP), stored under the contract's name."""
         index = underlying(instrument)
         note_conversion(instrument, f"index {index}")
+        return await self._price_bars("index_bars_1m", INDEX_CANDLES, index, instrument, start, end)
+
+    async def _price_bars(
+        self, dataset: str, path: str, asked: str, instrument: str, start: datetime, end: datetime
+    ) -> pl.DataFrame:
+        """`dataset`'s bars from `path`'s candles of `asked`, stored under `instrument`'s name."""
         drops = self.dropped.of(instrument)
         frames = await self._candle_pages(
-            INDEX_CANDLES,
-            index,
+            path,
+            asked,
             instrument,
             start,
             end,
-            lambda body, ctx: parse_price_candles(body, instrument, ctx, drops, "index_bars_1m"),
+            lambda body, ctx: parse_price_candles(body, instrument, ctx, drops, dataset),
         )
-        return finish("index_bars_1m", frames, start, end, drops, paged="backward")
+        return finish(dataset, frames, start, end, drops, paged="backward")
 
     # ---- tickers, funding, open interest, liquidations -------------------------------------
 

@@ -268,9 +268,7 @@ def parse_candles(
     ctx = ctx or Page(VENUE, instrument)
     sizer = _sizer(instrument, reference, ctx)
     bars = candle_bars(envelope_data(body, ctx), sizer, ctx, drops=drops)
-    return frame_of(
-        BARS_SCHEMA, VENUE, instrument, bars.pop("ts_us"), **bars, trades=[None] * len(bars["open"])
-    )
+    return frame_of(BARS_SCHEMA, VENUE, instrument, bars.pop("ts_us"), **bars)  # no trade count
 
 
 def parse_price_candles(
