@@ -20,6 +20,7 @@ daily bars, `GET /daily?symbol=&from=&to=` -> `{"bars": [ToyBar]}`."""
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
+from typing import Any
 
 import msgspec
 import polars as pl
@@ -28,10 +29,14 @@ from marketdata_assets.core.http import ApiClient, ErrorTable, Limits, Page, des
 from marketdata_assets.datasets.declared import check, columns, frame_of, is_positive, page_of
 from marketdata_assets.datasets.frames import DAILY_BARS_SCHEMA
 from marketdata_assets.datasets.slices import Feed, Job, SliceKey
-from marketdata_assets.datasets.wire import field
+from marketdata_assets.datasets.wire import record_of
 from marketdata_assets.sources.interface import HISTORY, Option, Source, StockDays, StockFeed
 
 SOURCE, VENUE = "TOYSTOCK", "TOYX"
+
+
+class ToyAnswer(msgspec.Struct):
+    bars: list[Any]  # the days' bars, oldest first (each a ToyBar)
 
 
 class ToyBar(msgspec.Struct):
@@ -56,13 +61,12 @@ class ToystockClient(ApiClient):
         params = {"symbol": symbol, "from": first.isoformat(), "to": last.isoformat()}
         page = Page(SOURCE, symbol, first, describe_request("GET", "/daily", params))
         body = await self.call("GET", "/daily", page=page, params=params)
-        bars = page_of(ToyBar, field(body, "bars", "answer", page), "bar", page)
+        bars = page_of(ToyBar, record_of(ToyAnswer, body, "answer", page).bars, "bar", page)
         cols = columns(bars, ToyBar.__struct_fields__)
         check(cols, (is_positive("open"), is_positive("close")), "bar #{i} ({day})", page, body)
         days = [datetime.combine(date.fromisoformat(d), time(), UTC) for d in cols["day"]]
         ts = [int(day.timestamp() * 1000) for day in days]
-        return frame_of(DAILY_BARS_SCHEMA, VENUE, symbol, ts, open=cols["open"], high=cols["high"],
-                        low=cols["low"], close=cols["close"], volume=cols["volume"], amount=cols["amount"])
+        return frame_of(DAILY_BARS_SCHEMA, VENUE, symbol, ts, **cols)
 
 
 async def _daily(api, job: Job):

@@ -23,7 +23,7 @@ from tests.support.recipe import package_copy, run_fresh
 PACKAGE = '''"""Toyex: a venue added by the README's recipe (tests/test_new_venue_recipe.py)."""
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import polars as pl
 
@@ -33,7 +33,7 @@ from marketdata_assets.core.http import ApiClient, ErrorTable, Limits, Page, des
 from marketdata_assets.datasets.declared import frame_of, page_of
 from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.datasets.frames import TRADES_SCHEMA
-from marketdata_assets.datasets.wire import field, finish_trades
+from marketdata_assets.datasets.wire import finish_trades, record_of
 from marketdata_assets.sources.interface import HISTORY, venue_source
 from marketdata_assets.sources.toyex.stream import ToyexStream, trade_columns
 
@@ -55,7 +55,7 @@ class ToyexClient(ApiClient):
 "to": int(end.timestamp() * 1000)}
         page = Page(VENUE, instrument, start.date(), describe_request("GET", "/trades", params))
         body = await self.call("GET", "/trades", page=page, params=params)
-        cols = trade_columns(field(body, "trades", "answer", page), page)
+        cols = trade_columns(record_of(ToyexTrades, body, "answer", page).trades, page)
         frame = frame_of(TRADES_SCHEMA, VENUE, instrument, cols["t"], trade_id=[str(i) for i in cols["id"]],
                          price=cols["p"], quantity=cols["q"], amount=[p * q for p, q in zip(cols["p"], \
 cols["q"])],
@@ -69,8 +69,16 @@ cols["q"])],
         return [Instrument(VENUE, r.symbol, "spot", r.base, r.quote, r.quote, False, 1.0, 1.0, r.base, \
 r.tick, r.lot,
                            r.lot, None, None, "live" if r.trading else "suspended")
-                for r in page_of(ToyexInstrument, field(body, "instruments", "answer", page), "instrument", \
-page)]
+                for r in page_of(ToyexInstrument, record_of(ToyexInstruments, body, "answer", page)
+                                 .instruments, "instrument", page)]
+
+
+class ToyexTrades(msgspec.Struct):
+    trades: list[Any]  # the page's trades, oldest first: [{id, t (ms), p, q, side}] (read by trade_columns)
+
+
+class ToyexInstruments(msgspec.Struct):
+    instruments: list[Any]  # every instrument listed (each a ToyexInstrument)
 
 
 class ToyexInstrument(msgspec.Struct):

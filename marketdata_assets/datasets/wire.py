@@ -112,15 +112,6 @@ def record_of(kind: type, value: Any, what: str, page: Page) -> Any:
 _UNION = re.compile(r"Expected `([^`|]+?) \| [^`]*`")
 
 
-def field(record: Any, key: str, what: str, page: Page) -> Any:
-    if not isinstance(record, dict):
-        raise page.error(f"{what} is {type(record).__name__} {str(record)[:80]!r}, not an object")
-    try:
-        return record[key]
-    except KeyError:
-        raise page.error(f"{what} lacks field {key!r} (has {sorted(record)[:12]})") from None
-
-
 def positive(price: float, what: str, page: Page, name: str = "price") -> float:
     if price <= 0:
         raise page.error(f"{what} {name} is {price}, not positive")
