@@ -279,28 +279,48 @@ def loaded_ok(
     client, database: str, source: str, dataset: str, days: Sequence[date]
 ) -> set[tuple[str, date]]:
     """(instrument, day) slices whose latest ingest_log attempt by `source` succeeded."""
-    if not days:
-        return set()
-    rows = client.query(
-        f"SELECT instrument, day FROM {clickhouse_database(database)}.ingest_log WHERE source = "
-        "{source:String} AND dataset = {code:String} AND day IN {days:Array(Date)} GROUP BY instrument, day "
-        "HAVING argMax(outcome, finished_at) = 'ok'",
-        parameters={"source": source, "code": spec_for(dataset).code, "days": list(days)},
-    ).result_rows
-    return {(r[0], r[1]) for r in rows}
+    return _logged_slices(
+        client,
+        database,
+        "SELECT",
+        None,
+        source,
+        dataset,
+        days,
+        "GROUP BY instrument, day HAVING argMax(outcome, finished_at) = 'ok'",
+    )
 
 
 def not_ok_in_run(
     client, database: str, run_id: str, source: str, dataset: str, days: Sequence[date]
 ) -> set[tuple[str, date]]:
     """(instrument, day) slices that failed or were skipped in run `run_id`."""
+    return _logged_slices(
+        client, database, "SELECT DISTINCT", run_id, source, dataset, days, "AND outcome != 'ok'"
+    )
+
+
+def _logged_slices(
+    client,
+    database: str,
+    select: str,
+    run_id: str | None,
+    source: str,
+    dataset: str,
+    days: Sequence[date],
+    rest: str,
+) -> set[tuple[str, date]]:
+    """(instrument, day) of the ingest_log rows by `source` of `dataset` on `days` (of run `run_id`, when
+    given): `select` "SELECT" or "SELECT DISTINCT", `rest` the SQL after the filter on days."""
     if not days:
         return set()
+    run, parameters = "", {"source": source, "code": spec_for(dataset).code, "days": list(days)}
+    if run_id is not None:
+        run, parameters["run_id"] = "run_id = {run_id:String} AND ", run_id
     rows = client.query(
-        f"SELECT DISTINCT instrument, day FROM {clickhouse_database(database)}.ingest_log WHERE run_id = "
-        "{run_id:String} AND source = {source:String} AND dataset = {code:String} AND day IN "
-        "{days:Array(Date)} AND outcome != 'ok'",
-        parameters={"run_id": run_id, "source": source, "code": spec_for(dataset).code, "days": list(days)},
+        f"{select} instrument, day FROM {clickhouse_database(database)}.ingest_log WHERE {run}source = "
+        "{source:String} AND dataset = {code:String} AND day IN {days:Array(Date)} " + rest,
+        parameters=parameters,
     ).result_rows
     return {(r[0], r[1]) for r in rows}
 

@@ -25,18 +25,18 @@ UTC_US = pl.Datetime("us", "UTC")
 STATS = ("sharpe", "fitness", "returns", "turnover", "drawdown", "margin", "longCount", "shortCount")
 # column -> (dotted path in the document, dtype)
 COLUMNS: dict[str, tuple[str, pl.DataType]] = {
-    "id": ("id", pl.String),
-    "type": ("type", pl.String),
-    "author": ("author", pl.String),
-    "status": ("status", pl.String),
-    "stage": ("stage", pl.String),
-    "grade": ("grade", pl.String),
+    **{name: (name, pl.String) for name in ("id", "type", "author", "status", "stage", "grade")},
     **{name: (f"{DATES_FIELD}.{name}", UTC_US) for name in DATE_FIELDS},
-    "region": ("settings.region", pl.String),
-    "universe": ("settings.universe", pl.String),
-    "delay": ("settings.delay", pl.Int64),
-    "decay": ("settings.decay", pl.Int64),
-    "neutralization": ("settings.neutralization", pl.String),
+    **{
+        name: (f"settings.{name}", dtype)
+        for name, dtype in (
+            ("region", pl.String),
+            ("universe", pl.String),
+            ("delay", pl.Int64),
+            ("decay", pl.Int64),
+            ("neutralization", pl.String),
+        )
+    },
     "code": ("regular.code", pl.String),
     **{name: (f"is.{name}", pl.Int64 if name.endswith("Count") else pl.Float64) for name in STATS},
 }

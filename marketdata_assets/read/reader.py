@@ -12,6 +12,7 @@ Keep a Reader open for a batch of reads, not for the day.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import warnings
 from collections.abc import Sequence
@@ -586,25 +587,16 @@ LIVE_REACH = timedelta(days=2)  # hours older than this are loaded (the hourly l
 
 
 def _shortcut(name: str):
-    """Reader.<name>(venue, instrument, start, end, *, as_of=None, columns=None): ``dataset(name, ...)``."""
+    """Reader.<name>(venue, instrument, start, end, *, as_of=None, columns=None, ...): ``dataset(name, ...)``
+    (its signature: Reader.dataset's but for ``name``)."""
 
-    def read(
-        self: Reader,
-        venue: str,
-        instrument: str | Sequence[str] | None,
-        start: Time,
-        end: Time,
-        *,
-        as_of: Time | None = None,
-        columns: Sequence[str] | None = None,
-        label: str | None = None,
-        tz: str | None = None,
-        **live,
-    ) -> pl.DataFrame:
-        return self.dataset(
-            name, venue, instrument, start, end, as_of=as_of, columns=columns, label=label, tz=tz, **live
-        )
+    def read(self: Reader, *args, **kwargs) -> pl.DataFrame:
+        return self.dataset(name, *args, **kwargs)
 
+    dataset = inspect.signature(Reader.dataset)
+    read.__signature__ = dataset.replace(  # type: ignore[attr-defined]
+        parameters=[p for p in dataset.parameters.values() if p.name != "name"]
+    )
     spec = spec_for(name)
     read.__name__ = read.__qualname__ = name
     read.__doc__ = (

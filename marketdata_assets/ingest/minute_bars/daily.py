@@ -17,20 +17,7 @@ from marketdata_assets.ingest.minute_bars.transforms import ma_pipeline
 from marketdata_assets.stores.timescale.copy_writer import MINUTE_COLUMNS, MINUTE_TABLE
 
 DAILY_MA_TABLE = "stock_daily_ma"
-DAILY_MA_COLUMNS = (
-    "date",
-    "code",
-    "name",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "amount",
-    "ma5",
-    "ma10",
-    "ma20",
-)
+DAILY_MA_COLUMNS = ("date", *MINUTE_COLUMNS[1:], "ma5", "ma10", "ma20")  # a minute row by its day, its MAs
 # MA20 needs 19 earlier trading days; two months always hold them (holidays included).
 LOOKBACK = timedelta(days=62)
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import time as _time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -29,6 +31,7 @@ from marketdata_assets.stores.timescale.ledger import RejectedDay, rejected_rows
 REQUIRED, AUCTION, OPTIONAL = "required", "auction", "optional"
 SAMPLE = 50  # problem code-days expanded and listed; counts cover all
 SHOWN_STAMPS = 12  # stamps listed per code-day
+T = TypeVar("T")
 WORK_MEM = "64MB"  # a month's code-day hash aggregate (~110k groups for 5,000 codes) stays in memory
 
 
@@ -200,6 +203,22 @@ def rejects_text(rejects: RejectedDay, files: int = 2) -> str:
     return f"{rejects.rows:,} row{'s' * (rejects.rows != 1)} rejected ({reasons}; rejects in {shown})"
 
 
+def listed(head: str, items: Sequence[T], show: Callable[[T], str], limit: int, sep: str = "; ") -> str:
+    """`head` and the first `limit` of `items` as `show` writes them, joined by `sep` ("" with no items): a
+    finding of a check's description."""
+    return head + sep.join(show(item) for item in items[:limit]) if items else ""
+
+
+def _partial_text(c: CodeDay) -> str:
+    return f"{c.code} {c.day} {c.missing} missing ({c.stamps})" + (
+        f", {rejects_text(c.rejects)}" if c.rejects else ""
+    )
+
+
+def _off_text(c: CodeDay) -> str:
+    return f"{c.code} {c.day}{' (not a trading day)' if c.verdict == 'off_calendar' else ''} {c.stamps}"
+
+
 @dataclass
 class MonthCompleteness:
     """What :func:`check_month` found in one month (docs/completeness.md, "Minute bars")."""
@@ -267,63 +286,48 @@ class MonthCompleteness:
                 f"{self.month:%Y-%m}: no minute bars at all in {self.start}..{self.end - timedelta(days=1)}"
                 f" ({self.trading_days} trading days)"
             )
-        parts = []
-        if self.missing_days:
-            parts.append(
-                "no bars for any code on trading day(s) "
-                + ", ".join(
-                    f"{d}"
-                    + (
-                        f" ({rejects_text(self.missing_day_rejects[d])})"
-                        if d in self.missing_day_rejects
-                        else ""
-                    )
-                    for d in self.missing_days[:limit]
-                )
-            )
-        if self.partial:
-            parts.append(
-                f"{len(self.partial)} code-day(s) with {self.missing_minutes:,} missing minute(s): "
-                + "; ".join(
-                    f"{c.code} {c.day} {c.missing} missing ({c.stamps})"
-                    + (f", {rejects_text(c.rejects)}" if c.rejects else "")
-                    for c in self.partial[:limit]
-                )
-            )
-        if self.off_session:
-            parts.append(
-                f"{self.off_session_bars:,} bar(s) outside the sessions: "
-                + "; ".join(
-                    (
-                        f"{c.code} {c.day}{' (not a trading day)' if c.verdict == 'off_calendar' else ''} "
-                        f"{c.stamps}"
-                    )
-                    for c in self.off_session[:limit]
-                )
-            )
-        if self.rejected:
-            parts.append(
-                f"{len(self.rejected)} code-day(s) without bars whose rows a load rejected: "
-                + "; ".join(f"{c.code} {c.day}: {rejects_text(c.rejects)}" for c in self.rejected[:limit])
-            )
-        if self.suspended:
-            parts.append(
-                f"{len(self.suspended)} suspended code-day(s) (no bar on a trading day): "
-                + "; ".join(
-                    f"{code} {', '.join(days)}"
-                    for code, days in list(self.suspended_by_code().items())[:limit]
-                )
-            )
-        if self.auction_gaps:
-            parts.append(
-                f"{len(self.auction_gaps)} code-day(s) missing only closing-auction minutes "
-                "14:58/14:59: " + "; ".join(f"{c.code} {c.day}" for c in self.auction_gaps[:limit])
-            )
+        found = (
+            listed(
+                "no bars for any code on trading day(s) ", self.missing_days, self._missing_day, limit, ", "
+            ),
+            listed(
+                f"{len(self.partial)} code-day(s) with {self.missing_minutes:,} missing minute(s): ",
+                self.partial,
+                _partial_text,
+                limit,
+            ),
+            listed(
+                f"{self.off_session_bars:,} bar(s) outside the sessions: ", self.off_session, _off_text, limit
+            ),
+            listed(
+                f"{len(self.rejected)} code-day(s) without bars whose rows a load rejected: ",
+                self.rejected,
+                lambda c: f"{c.code} {c.day}: {rejects_text(c.rejects)}",
+                limit,
+            ),
+            listed(
+                f"{len(self.suspended)} suspended code-day(s) (no bar on a trading day): ",
+                list(self.suspended_by_code().items()),
+                lambda code_days: f"{code_days[0]} {', '.join(code_days[1])}",
+                limit,
+            ),
+            listed(
+                f"{len(self.auction_gaps)} code-day(s) missing only closing-auction minutes 14:58/14:59: ",
+                self.auction_gaps,
+                lambda c: f"{c.code} {c.day}",
+                limit,
+            ),
+        )
+        parts = [part for part in found if part]
         head = (
             f"{self.month:%Y-%m}: {self.codes:,} codes x {self.trading_days} trading days, "
             f"{self.bars:,} of {self.expected_bars:,} expected bars"
         )
         return head + (": complete" if not parts else " — " + " | ".join(parts))
+
+    def _missing_day(self, day: date) -> str:
+        rejects = self.missing_day_rejects.get(day)
+        return f"{day}" + (f" ({rejects_text(rejects)})" if rejects is not None else "")
 
     def suspended_by_code(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}

@@ -17,7 +17,7 @@ from psycopg import sql
 
 from marketdata_assets.core.calendars import next_month
 from marketdata_assets.core.markdown import table as markdown_table
-from marketdata_assets.quality.minute_bars.completeness import scan_settings
+from marketdata_assets.quality.minute_bars.completeness import listed, scan_settings
 from marketdata_assets.stores.timescale import kline
 from marketdata_assets.stores.timescale.copy_writer import table_identifier
 
@@ -101,18 +101,22 @@ class KlineCoverage:
         )
         if self.passed:
             return head + ": every code has its K-line row"
-        parts = []
-        if self.missing:
-            parts.append(
-                f"{len(self.missing)} code(s) without a K-line row: "
-                + "; ".join(f"{m.code}: {m.reason}" for m in self.missing[:limit])
-            )
-        if self.stale_rows:
-            parts.append(
-                f"{len(self.stale_rows)} K-line row(s) without minute bars (stale, refresh the month): "
-                + ", ".join(self.stale_rows[:limit])
-            )
-        return head + " — " + " | ".join(parts)
+        found = (
+            listed(
+                f"{len(self.missing)} code(s) without a K-line row: ",
+                self.missing,
+                lambda m: f"{m.code}: {m.reason}",
+                limit,
+            ),
+            listed(
+                f"{len(self.stale_rows)} K-line row(s) without minute bars (stale, refresh the month): ",
+                self.stale_rows,
+                str,
+                limit,
+                ", ",
+            ),
+        )
+        return head + " — " + " | ".join(part for part in found if part)
 
     def metadata(self) -> dict:
         out: dict = {

@@ -16,6 +16,7 @@ from marketdata_assets.core.identifiers import clickhouse_database
 from marketdata_assets.datasets.frames import UTC_US
 from marketdata_assets.datasets.instruments import SCHEMA, Version, frame, from_frame
 from marketdata_assets.stores.clickhouse import cluster
+from marketdata_assets.stores.clickhouse.tables import where_equal
 
 TABLE = "instruments"
 _NOT_NULL = (
@@ -75,9 +76,7 @@ def read_versions(
     """Every stored version (of `venue`), oldest first; with `as_of`, only what was valid at that time or
     before (each instrument's history up to it: `Master.at` picks the valid one)."""
     where, params = [], {}
-    if venue:
-        where.append("venue = {venue:String}")
-        params["venue"] = venue
+    where_equal(where, params, venue=venue or None)
     if as_of is not None:
         where.append("valid_from <= {as_of:DateTime64(6, 'UTC')}")
         params["as_of"] = as_of

@@ -69,18 +69,7 @@ RENAMED = (
     migrations.Rename(
         INGEST_LOG,
         {"provider": "source", "kind": "dataset"},
-        (
-            "run_id",
-            "source",
-            "dataset",
-            "venue",
-            "instrument",
-            "day",
-            "outcome",
-            "load_id",
-            "started_at",
-            "finished_at",
-        ),
+        (*INGEST_LOG_COLUMNS[:6], "outcome", "load_id", "started_at", "finished_at"),  # run, slice, attempt
     ),
 )
 
@@ -447,18 +436,21 @@ def daily_bars(
     return pl.from_arrow(client.query_arrow(sql, parameters=params))
 
 
+def where_equal(where: list[str], params: dict, **values: str | None) -> None:
+    """`where` gains ``<name> = {<name>:String}`` and `params` the value, for each of `values` not None."""
+    for name, value in values.items():
+        if value is not None:
+            where.append(f"{name} = {{{name}:String}}")
+            params[name] = value
+
+
 def loaded_days(
     client, database: str, dataset: str, venue: str | None = None, instrument: str | None = None
 ) -> pl.DataFrame:
     """The active load of every slice (dataset, venue, instrument, day, load_id, rows, run_id, loaded_at)."""
     spec = spec_for(dataset)
     where, params = ["dataset = {code:String}"], {"code": spec.code}
-    if venue is not None:
-        where.append("venue = {venue:String}")
-        params["venue"] = venue
-    if instrument is not None:
-        where.append("instrument = {instrument:String}")
-        params["instrument"] = instrument
+    where_equal(where, params, venue=venue, instrument=instrument)
     sql = (
         "SELECT dataset, venue, instrument, day, load_id, rows, run_id, loaded_at FROM "
         f"{clickhouse_database(database)}.{LOADS} FINAL WHERE {' AND '.join(where)} ORDER BY venue, "
