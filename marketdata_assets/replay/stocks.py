@@ -22,7 +22,7 @@ from marketdata_assets.replay import (
     cli_parser,
     config_from_cli,
     json_reply,
-    serve_cli,
+    run_cli,
 )
 from marketdata_assets.replay.stock_market import Fault, Host, StocksReplayConfig
 from marketdata_assets.replay.tushare import DAILY_FIELDS, STK_MINS_FIELDS, TushareReplay
@@ -41,6 +41,13 @@ class StocksReplayServer(Host, FaultList, BackgroundServer):
         # verbose lines give the path only: Tushare tokens travel in bodies and are never printed
         self.listen(
             host, port, self.handle, name="stocks-replay", methods=("GET", "POST", "HEAD"), log_query=False
+        )
+
+    def banner(self) -> str:
+        """The CLI's first line of output."""
+        return (
+            f"stocks replay (Tushare Pro + Yahoo chart v8) on {self.base_url}: seed {self.config.seed}, "
+            f"{len(self.config.faults)} faults"
         )
 
     # ---- control ---------------------------------------------------------------------------
@@ -164,7 +171,6 @@ def build_arg_parser() -> argparse.ArgumentParser:
         port=8766,
         config="StocksReplayConfig fields (faults too)",
     )
-    p.add_argument("--seed", type=int)
     p.add_argument("--latency", type=float, dest="latency_s")
     p.add_argument(
         "--tushare-token",
@@ -189,11 +195,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
         default=[],
         help='a Fault as JSON, e.g. \'{"kind":"not_found","symbols":["DEAD.L"]}\' (repeatable)',
     )
-    p.add_argument("--verbose", action="store_true", help="print each request line (never a token) to stderr")
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> StocksReplayConfig:
+def server_from_args(args: argparse.Namespace) -> StocksReplayServer:
     config = config_from_cli(
         args,
         StocksReplayConfig.from_dict,
@@ -212,17 +217,16 @@ def config_from_args(args: argparse.Namespace) -> StocksReplayConfig:
     if args.no_auction_bar:
         config.tushare_auction_bar = False
     config.faults.extend(Fault(**json.loads(spec)) for spec in args.fault)
-    return config
+    return StocksReplayServer(config, host=args.host, port=args.port)
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    args = build_arg_parser().parse_args(list(argv) if argv is not None else None)
-    server = StocksReplayServer(config_from_args(args), host=args.host, port=args.port)
-    banner = (
-        f"stocks replay (Tushare Pro + Yahoo chart v8) on {server.base_url}: seed {server.config.seed}, "
-        f"{len(server.config.faults)} faults"
+    return run_cli(
+        argv,
+        build_arg_parser(),
+        server_from_args,
+        verbose="print each request line (never a token) to stderr",
     )
-    return serve_cli(server, banner, verbose=args.verbose)
 
 
 if __name__ == "__main__":
