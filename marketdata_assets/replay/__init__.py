@@ -186,16 +186,23 @@ def run_cli(
     parser: argparse.ArgumentParser,
     start: Callable[[argparse.Namespace], Any],
     *,
+    fault: str | None = None,
     verbose: str | None = "print each request line to stderr",
 ) -> int:
-    """A replay CLI's `main`: --verbose added last to `parser` (`verbose` its help; None: no such flag),
-    `argv` parsed (None: the command line), then the server `start(args)` makes prints its `banner()`
-    (the first line of output, naming its `base_url`) and serves until Ctrl-C or SIGTERM; --verbose
-    prints each request line to stderr."""
+    """A replay CLI's `main`: --fault and --verbose added last to `parser` (`fault`, `verbose` their
+    help; None: no such flag), `argv` parsed (None: the command line), then the server `start(args)`
+    makes gets each --fault (JSON: the server's `add_fault` arguments), prints its `banner()` (the
+    first line of output, naming its `base_url`) and serves until Ctrl-C or SIGTERM; --verbose prints
+    each request line to stderr."""
+    if fault is not None:
+        parser.add_argument("--fault", action="append", default=[], help=fault)
     if verbose is not None:
         parser.add_argument("--verbose", action="store_true", help=verbose)
     args = parser.parse_args(list(argv) if argv is not None else None)
+    specs = [json.loads(text) for text in args.fault] if fault is not None else []
     server = start(args)
+    for spec in specs:
+        server.add_fault(**spec)
     server.verbose = verbose is not None and args.verbose
     print(server.banner(), flush=True)
     return serve_until_terminated(server.httpd)

@@ -189,12 +189,6 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "--no-auction-bar", action="store_true", help="fold the 09:30 auction into 09:31 (240 bars)"
     )
     p.add_argument("--yahoo-days-back", type=float)
-    p.add_argument(
-        "--fault",
-        action="append",
-        default=[],
-        help='a Fault as JSON, e.g. \'{"kind":"not_found","symbols":["DEAD.L"]}\' (repeatable)',
-    )
     return p
 
 
@@ -216,7 +210,6 @@ def server_from_args(args: argparse.Namespace) -> StocksReplayServer:
     )
     if args.no_auction_bar:
         config.tushare_auction_bar = False
-    config.faults.extend(Fault(**json.loads(spec)) for spec in args.fault)
     return StocksReplayServer(config, host=args.host, port=args.port)
 
 
@@ -225,6 +218,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         argv,
         build_arg_parser(),
         server_from_args,
+        fault='a Fault as JSON, e.g. \'{"kind":"not_found","symbols":["DEAD.L"]}\' (repeatable)',
         verbose="print each request line (never a token) to stderr",
     )
 

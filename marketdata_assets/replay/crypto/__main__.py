@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Iterable
 
 from marketdata_assets.replay import cli_parser, config_from_cli, run_cli
@@ -29,12 +28,6 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--now", help="ISO time: data exists only before it (default: the wall clock)")
     p.add_argument("--latency", type=float, help="add this many seconds to every data request")
-    p.add_argument(
-        "--fault",
-        action="append",
-        default=[],
-        help='a fault as JSON, e.g. \'{"kind":"rate_limit","venue":"BINANCE","every":5}\' (repeatable)',
-    )
     return p
 
 
@@ -46,13 +39,12 @@ def server_from_args(args: argparse.Namespace) -> CryptoReplayServer:
     )
     if args.latency:
         config.faults.append(Fault(kind="latency", latency_s=args.latency))
-    for text in args.fault:
-        config.faults.append(Fault(**json.loads(text)))
     return CryptoReplayServer(config, host=args.host, port=args.port)
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    return run_cli(argv, build_arg_parser(), server_from_args)
+    fault = 'a fault as JSON, e.g. \'{"kind":"rate_limit","venue":"BINANCE","every":5}\' (repeatable)'
+    return run_cli(argv, build_arg_parser(), server_from_args, fault=fault)
 
 
 if __name__ == "__main__":
