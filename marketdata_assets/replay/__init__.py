@@ -140,11 +140,12 @@ class ReplayHTTPServer(ThreadingHTTPServer):
 
 def cli_parser(module: str, description: str, *, port: int, config: str) -> argparse.ArgumentParser:
     """A replay CLI's parser with what they all take: --host, --port, --config (`config` says what
-    the JSON file holds); `config_from_cli` reads them back."""
+    the JSON file holds), --seed; `config_from_cli` reads them back."""
     p = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=port, help="0 picks a free port (printed)")
     p.add_argument("--config", help=f"JSON file with {config}; flags override")
+    p.add_argument("--seed", type=int)
     return p
 
 
@@ -180,11 +181,30 @@ def serve_until_terminated(httpd: HTTPServer) -> int:
     return 0
 
 
-def serve_cli(server: BackgroundServer, banner: str, *, verbose: bool = False) -> int:
-    """A replay CLI's foreground: print `banner` (the first line of output, naming `server.base_url`),
-    then serve until Ctrl-C or SIGTERM; `verbose` prints each request line to stderr."""
-    server.verbose = verbose
-    print(banner, flush=True)
+def run_cli(
+    argv: Iterable[str] | None,
+    parser: argparse.ArgumentParser,
+    start: Callable[[argparse.Namespace], Any],
+    *,
+    fault: str | None = None,
+    verbose: str | None = "print each request line to stderr",
+) -> int:
+    """A replay CLI's `main`: --fault and --verbose added last to `parser` (`fault`, `verbose` their
+    help; None: no such flag), `argv` parsed (None: the command line), then the server `start(args)`
+    makes gets each --fault (JSON: the server's `add_fault` arguments), prints its `banner()` (the
+    first line of output, naming its `base_url`) and serves until Ctrl-C or SIGTERM; --verbose prints
+    each request line to stderr."""
+    if fault is not None:
+        parser.add_argument("--fault", action="append", default=[], help=fault)
+    if verbose is not None:
+        parser.add_argument("--verbose", action="store_true", help=verbose)
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    specs = [json.loads(text) for text in args.fault] if fault is not None else []
+    server = start(args)
+    for spec in specs:
+        server.add_fault(**spec)
+    server.verbose = verbose is not None and args.verbose
+    print(server.banner(), flush=True)
     return serve_until_terminated(server.httpd)
 
 

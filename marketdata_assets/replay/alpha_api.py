@@ -39,7 +39,7 @@ from marketdata_assets.replay import (
     cli_parser,
     config_from_cli,
     json_reply,
-    serve_cli,
+    run_cli,
 )
 from marketdata_assets.replay.alpha_factory import make_alpha
 from marketdata_assets.sources.alpha_api import credential_vars, month_window
@@ -362,6 +362,14 @@ class AlphaReplayServer(BackgroundServer):
             name="alpha-replay",
             methods=("GET", "POST", "DELETE", "PUT", "PATCH"),
             delay_before=self._latency,
+        )
+
+    def banner(self) -> str:
+        """The CLI's first line of output."""
+        summary = ", ".join(f"{name} ({len(recs)} alphas)" for name, recs in self.records.items())
+        return (
+            f"alpha API replay on {self.base_url}: {summary}; months {self.config.start_month} "
+            f"+{self.config.months}; max offset {self.config.max_offset}"
         )
 
     # ---- ground truth and control ----------------------------------------------------------
@@ -745,7 +753,6 @@ def build_arg_parser() -> argparse.ArgumentParser:
         port=8765,
         config="ReplayConfig fields (accounts, faults...)",
     )
-    p.add_argument("--seed", type=int)
     p.add_argument("--alphas", type=int, help="alphas per account")
     p.add_argument(
         "--accounts",
@@ -773,11 +780,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     f.add_argument("--truncate-every", type=int)
     f.add_argument("--disconnect-every", type=int)
     f.add_argument("--expire-session-after", type=int)
-    p.add_argument("--verbose", action="store_true", help="print each request line to stderr")
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> ReplayConfig:
+def server_from_args(args: argparse.Namespace) -> AlphaReplayServer:
     config = config_from_cli(
         args,
         ReplayConfig.from_dict,
@@ -815,20 +821,12 @@ def config_from_args(args: argparse.Namespace) -> ReplayConfig:
             setattr(config.faults, attr, getattr(args, attr))
     if args.retry_after is not None:
         config.faults.retry_after = None if args.retry_after.lower() == "none" else args.retry_after
-    return config
+    factory = load_factory(args.factory) if args.factory else None
+    return AlphaReplayServer(config, alpha_factory=factory, host=args.host, port=args.port)
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    args = build_arg_parser().parse_args(list(argv) if argv is not None else None)
-    config = config_from_args(args)
-    factory = load_factory(args.factory) if args.factory else None
-    server = AlphaReplayServer(config, alpha_factory=factory, host=args.host, port=args.port)
-    summary = ", ".join(f"{name} ({len(recs)} alphas)" for name, recs in server.records.items())
-    banner = (
-        f"alpha API replay on {server.base_url}: {summary}; months {config.start_month} +{config.months}; "
-        f"max offset {config.max_offset}"
-    )
-    return serve_cli(server, banner, verbose=args.verbose)
+    return run_cli(argv, build_arg_parser(), server_from_args)
 
 
 if __name__ == "__main__":

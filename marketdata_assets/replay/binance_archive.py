@@ -8,6 +8,7 @@ Paths, formats, faults and use: docs/crypto-datasets.md, "The data.binance.visio
 
 from __future__ import annotations
 
+import argparse
 import calendar
 import dataclasses
 import hashlib
@@ -33,7 +34,7 @@ from marketdata_assets.replay import (
     cli_parser,
     config_from_cli,
     json_reply,
-    serve_cli,
+    run_cli,
 )
 from marketdata_assets.replay.binance_dumps import _dump_rows, generate_trades
 from marketdata_assets.replay.crypto import reference
@@ -391,6 +392,13 @@ class BinanceArchiveReplayServer(BackgroundServer):
         self.log: deque[tuple[str, int]] = deque(maxlen=100_000)  # (path, status)
         self.listen(host, port, self.dispatch, name="binance-archive-replay", methods=("GET", "HEAD", "POST"))
 
+    def banner(self) -> str:
+        """The CLI's first line of output."""
+        return (
+            f"data.binance.vision replay on {self.base_url}: "
+            f"{json.dumps(dataclasses.asdict(self.config), default=str)}"
+        )
+
     # ---- control ---------------------------------------------------------------------------
 
     def replace(self, name: str) -> int:
@@ -744,16 +752,13 @@ def main(argv: list[str] | None = None) -> int:
         port=8767,
         config="ArchiveReplayConfig fields",
     )
-    parser.add_argument("--seed", type=int)
     parser.add_argument("--trades-per-day", type=int)
-    args = parser.parse_args(argv)
+    return run_cli(argv, parser, server_from_args, verbose=None)
+
+
+def server_from_args(args: argparse.Namespace) -> BinanceArchiveReplayServer:
     config = config_from_cli(args, ArchiveReplayConfig.from_dict, ("seed", "trades_per_day"))
-    server = BinanceArchiveReplayServer(config, host=args.host, port=args.port)
-    banner = (
-        f"data.binance.vision replay on {server.base_url}: "
-        f"{json.dumps(dataclasses.asdict(config), default=str)}"
-    )
-    return serve_cli(server, banner)
+    return BinanceArchiveReplayServer(config, host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

@@ -106,27 +106,27 @@ def generate_trades(
 
 
 def _dump_rows(trades: pl.DataFrame, market: str, time_unit: str) -> pl.DataFrame:
+    """The dump's columns: spot's camelCase with "True"/"False" and `isBestMatch`, the futures'
+    snake_case with "true"/"false"."""
     us = pl.col("ts").dt.epoch("us")
     time = us if time_unit == "us" else us // 1000
     maker = pl.col("side") == "sell"
-    if market == "spot":
-        return trades.select(
-            pl.col("trade_id").cast(pl.Int64).alias("id"),
-            "price",
-            pl.col("quantity").alias("qty"),
-            pl.col("amount").alias("quoteQty"),
-            time.alias("time"),
-            pl.when(maker).then(pl.lit("True")).otherwise(pl.lit("False")).alias("isBuyerMaker"),
-            pl.lit("True").alias("isBestMatch"),
-        )
-    return trades.select(
+    spot = market == "spot"
+    yes, no = ("True", "False") if spot else ("true", "false")
+    columns = [
         pl.col("trade_id").cast(pl.Int64).alias("id"),
         "price",
         pl.col("quantity").alias("qty"),
-        pl.col("amount").alias("quote_qty"),
+        pl.col("amount").alias("quoteQty" if spot else "quote_qty"),
         time.alias("time"),
-        pl.when(maker).then(pl.lit("true")).otherwise(pl.lit("false")).alias("is_buyer_maker"),
-    )
+        pl.when(maker)
+        .then(pl.lit(yes))
+        .otherwise(pl.lit(no))
+        .alias("isBuyerMaker" if spot else "is_buyer_maker"),
+    ]
+    if spot:
+        columns.append(pl.lit("True").alias("isBestMatch"))
+    return trades.select(columns)
 
 
 def write_dump(

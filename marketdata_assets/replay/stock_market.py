@@ -16,11 +16,13 @@ import dataclasses
 import math
 import random
 import threading
+import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 
 from marketdata_assets.core import calendars
 from marketdata_assets.replay import Reply, json_reply
@@ -122,14 +124,42 @@ class StocksReplayConfig:
         return tuple(sorted(self.holidays))
 
 
-class Host(Protocol):
-    """What the one-port server gives the Tushare and Yahoo replays."""
+class Host:
+    """What the one-port server gives the Tushare and Yahoo replays: the config, the fault firing, the
+    request log and the clock."""
 
-    config: StocksReplayConfig
-    lock: threading.RLock
+    def __init__(self, config: StocksReplayConfig):
+        self.config = config
+        self.lock = threading.RLock()
+        self.log: deque[dict] = deque(maxlen=100_000)
+        self._local = threading.local()  # the request path being handled, for the log
+
+    def now(self) -> float:
+        """Epoch seconds of "now" (`config.now`, or the clock)."""
+        return self.config.now if self.config.now is not None else time.time()
 
     def fire_faults(self, source: str, api: str, instruments: list[str]) -> Fault | None:
-        """Wait out the configured and injected latency; the first firing non-latency fault."""
+        """Count the faults matching a request, wait out the configured and the injected latency;
+        the first firing non-latency fault."""
+        latency, chosen = 0.0, None
+        with self.lock:
+            for fault in self.config.faults:
+                if not fault.matches(source, api, instruments):
+                    continue
+                fault.seen += 1
+                if fault.seen % max(1, fault.every) != 0 or (
+                    fault.times is not None and fault.fired >= fault.times
+                ):
+                    continue
+                if fault.kind == "latency":
+                    fault.fired += 1
+                    latency += fault.seconds
+                elif chosen is None:
+                    fault.fired += 1
+                    chosen = fault
+        if self.config.latency_s + latency:
+            time.sleep(self.config.latency_s + latency)
+        return chosen
 
     def record(
         self,
@@ -141,9 +171,20 @@ class Host(Protocol):
         fault: str | None = None,
     ) -> None:
         """Log one answered request."""
-
-    def now(self) -> float:
-        """Epoch seconds of "now" (`config.now`, or the clock)."""
+        with self.lock:
+            self.log.append(
+                {
+                    "t": time.monotonic(),
+                    "wall": time.time(),
+                    "provider": source,
+                    "api": api,
+                    "path": getattr(self._local, "path", None),
+                    "symbols": [i.upper() for i in instruments],
+                    "status": status,
+                    "code": code,
+                    "fault": fault,
+                }
+            )
 
 
 class SourceReplay:

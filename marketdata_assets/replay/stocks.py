@@ -10,9 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import threading
-import time
-from collections import deque
 from collections.abc import Iterable
 from datetime import date
 from typing import Any
@@ -25,28 +22,32 @@ from marketdata_assets.replay import (
     cli_parser,
     config_from_cli,
     json_reply,
-    serve_cli,
+    run_cli,
 )
-from marketdata_assets.replay.stock_market import Fault, StocksReplayConfig
+from marketdata_assets.replay.stock_market import Fault, Host, StocksReplayConfig
 from marketdata_assets.replay.tushare import DAILY_FIELDS, STK_MINS_FIELDS, TushareReplay
 from marketdata_assets.replay.yahoo import YahooReplay
 
 
-class StocksReplayServer(FaultList, BackgroundServer):
+class StocksReplayServer(Host, FaultList, BackgroundServer):
     """The replay server; a context manager serving in a background thread (`base_url`)."""
 
     thread_name = "stocks-replay"
 
     def __init__(self, config: StocksReplayConfig | None = None, *, host: str = "127.0.0.1", port: int = 0):
-        self.config = config or StocksReplayConfig()
-        self.lock = threading.RLock()
+        super().__init__(config or StocksReplayConfig())
         self.tushare = TushareReplay(self)
         self.yahoo = YahooReplay(self)
-        self.log: deque[dict] = deque(maxlen=100_000)
-        self._local = threading.local()  # the request path being handled, for the log
         # verbose lines give the path only: Tushare tokens travel in bodies and are never printed
         self.listen(
             host, port, self.handle, name="stocks-replay", methods=("GET", "POST", "HEAD"), log_query=False
+        )
+
+    def banner(self) -> str:
+        """The CLI's first line of output."""
+        return (
+            f"stocks replay (Tushare Pro + Yahoo chart v8) on {self.base_url}: seed {self.config.seed}, "
+            f"{len(self.config.faults)} faults"
         )
 
     # ---- control ---------------------------------------------------------------------------
@@ -91,58 +92,6 @@ class StocksReplayServer(FaultList, BackgroundServer):
                 "requests": len(self.log),
                 "tushare_calls": {f"{k[1]}": v for k, v in self.tushare.total_counts.items()},
             }
-
-    def now(self) -> float:
-        return self.config.now if self.config.now is not None else time.time()
-
-    # ---- what the two replays share (stock_market.Host) --------------------------------------
-
-    def fire_faults(self, source: str, api: str, instruments: list[str]) -> Fault | None:
-        """Count the faults matching a request, wait out the configured and the injected latency;
-        the first firing non-latency fault."""
-        latency, chosen = 0.0, None
-        with self.lock:
-            for fault in self.config.faults:
-                if not fault.matches(source, api, instruments):
-                    continue
-                fault.seen += 1
-                if fault.seen % max(1, fault.every) != 0 or (
-                    fault.times is not None and fault.fired >= fault.times
-                ):
-                    continue
-                if fault.kind == "latency":
-                    fault.fired += 1
-                    latency += fault.seconds
-                elif chosen is None:
-                    fault.fired += 1
-                    chosen = fault
-        if self.config.latency_s + latency:
-            time.sleep(self.config.latency_s + latency)
-        return chosen
-
-    def record(
-        self,
-        source: str,
-        api: str,
-        instruments: list[str],
-        status: int,
-        code: Any = None,
-        fault: str | None = None,
-    ) -> None:
-        with self.lock:
-            self.log.append(
-                {
-                    "t": time.monotonic(),
-                    "wall": time.time(),
-                    "provider": source,
-                    "api": api,
-                    "path": getattr(self._local, "path", None),
-                    "symbols": [i.upper() for i in instruments],
-                    "status": status,
-                    "code": code,
-                    "fault": fault,
-                }
-            )
 
     # ---- dispatch --------------------------------------------------------------------------
 
@@ -222,7 +171,6 @@ def build_arg_parser() -> argparse.ArgumentParser:
         port=8766,
         config="StocksReplayConfig fields (faults too)",
     )
-    p.add_argument("--seed", type=int)
     p.add_argument("--latency", type=float, dest="latency_s")
     p.add_argument(
         "--tushare-token",
@@ -241,17 +189,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
         "--no-auction-bar", action="store_true", help="fold the 09:30 auction into 09:31 (240 bars)"
     )
     p.add_argument("--yahoo-days-back", type=float)
-    p.add_argument(
-        "--fault",
-        action="append",
-        default=[],
-        help='a Fault as JSON, e.g. \'{"kind":"not_found","symbols":["DEAD.L"]}\' (repeatable)',
-    )
-    p.add_argument("--verbose", action="store_true", help="print each request line (never a token) to stderr")
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> StocksReplayConfig:
+def server_from_args(args: argparse.Namespace) -> StocksReplayServer:
     config = config_from_cli(
         args,
         StocksReplayConfig.from_dict,
@@ -269,18 +210,17 @@ def config_from_args(args: argparse.Namespace) -> StocksReplayConfig:
     )
     if args.no_auction_bar:
         config.tushare_auction_bar = False
-    config.faults.extend(Fault(**json.loads(spec)) for spec in args.fault)
-    return config
+    return StocksReplayServer(config, host=args.host, port=args.port)
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    args = build_arg_parser().parse_args(list(argv) if argv is not None else None)
-    server = StocksReplayServer(config_from_args(args), host=args.host, port=args.port)
-    banner = (
-        f"stocks replay (Tushare Pro + Yahoo chart v8) on {server.base_url}: seed {server.config.seed}, "
-        f"{len(server.config.faults)} faults"
+    return run_cli(
+        argv,
+        build_arg_parser(),
+        server_from_args,
+        fault='a Fault as JSON, e.g. \'{"kind":"not_found","symbols":["DEAD.L"]}\' (repeatable)',
+        verbose="print each request line (never a token) to stderr",
     )
-    return serve_cli(server, banner, verbose=args.verbose)
 
 
 if __name__ == "__main__":

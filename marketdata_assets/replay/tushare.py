@@ -29,23 +29,10 @@ from marketdata_assets.replay.stock_market import (
     seeded_random,
     vendor_json,
 )
+from marketdata_assets.sources.tushare.records import DAILY_FIELDS, STK_MINS_FIELDS
 
 CHINA = ZoneInfo("Asia/Shanghai")
 TUSHARE_DOC = "https://tushare.pro/document/1?doc_id=108"
-STK_MINS_FIELDS = ["ts_code", "trade_time", "open", "close", "high", "low", "vol", "amount"]
-DAILY_FIELDS = [
-    "ts_code",
-    "trade_date",
-    "open",
-    "high",
-    "low",
-    "close",
-    "pre_close",
-    "change",
-    "pct_chg",
-    "vol",
-    "amount",
-]
 TS_CODE = re.compile(r"^\d{6}\.(SH|SZ|BJ)$")
 
 

@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Iterable
 
-from marketdata_assets.replay import cli_parser, config_from_cli, serve_cli
+from marketdata_assets.replay import cli_parser, config_from_cli, run_cli
 from marketdata_assets.replay.crypto.config import Fault, ReplayConfig
 from marketdata_assets.replay.crypto.server import CryptoReplayServer
 
@@ -19,7 +18,6 @@ def build_arg_parser() -> argparse.ArgumentParser:
         port=8766,
         config="ReplayConfig fields (faults too)",
     )
-    p.add_argument("--seed", type=int)
     p.add_argument("--trades-per-day", type=int)
     p.add_argument("--burst-run", type=int, help="put this many trades in one millisecond once a day")
     p.add_argument(
@@ -30,17 +28,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--now", help="ISO time: data exists only before it (default: the wall clock)")
     p.add_argument("--latency", type=float, help="add this many seconds to every data request")
-    p.add_argument(
-        "--fault",
-        action="append",
-        default=[],
-        help='a fault as JSON, e.g. \'{"kind":"rate_limit","venue":"BINANCE","every":5}\' (repeatable)',
-    )
-    p.add_argument("--verbose", action="store_true", help="print each request line to stderr")
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> ReplayConfig:
+def server_from_args(args: argparse.Namespace) -> CryptoReplayServer:
     config = config_from_cli(
         args,
         ReplayConfig.from_dict,
@@ -48,20 +39,12 @@ def config_from_args(args: argparse.Namespace) -> ReplayConfig:
     )
     if args.latency:
         config.faults.append(Fault(kind="latency", latency_s=args.latency))
-    for text in args.fault:
-        config.faults.append(Fault(**json.loads(text)))
-    return config
+    return CryptoReplayServer(config, host=args.host, port=args.port)
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    args = build_arg_parser().parse_args(list(argv) if argv is not None else None)
-    server = CryptoReplayServer(config_from_args(args), host=args.host, port=args.port)
-    venues = "; ".join(f"{v}: {', '.join(i)}" for v, i in server.config.instruments.items())
-    banner = (
-        f"crypto market-data replay on {server.base_url} ({venues}); {server.config.trades_per_day} "
-        f"trades/day, seed {server.config.seed}, {len(server.config.faults)} fault(s)"
-    )
-    return serve_cli(server, banner, verbose=args.verbose)
+    fault = 'a fault as JSON, e.g. \'{"kind":"rate_limit","venue":"BINANCE","every":5}\' (repeatable)'
+    return run_cli(argv, build_arg_parser(), server_from_args, fault=fault)
 
 
 if __name__ == "__main__":

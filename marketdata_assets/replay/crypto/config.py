@@ -34,8 +34,22 @@ BINANCE_ONLY_FAULTS = frozenset({"ban", "waf"})
 BINANCE_VENUES = frozenset({BINANCE, BINANCE_UM})
 
 
+class Limited:
+    """A fault that fires at most `times` times (None: no limit), counting them in `fired`."""
+
+    times: int | None
+    fired: int
+
+    def take(self) -> bool:
+        """Count one firing; False once the `times` are used up."""
+        if self.times is not None and self.fired >= self.times:
+            return False
+        self.fired += 1
+        return True
+
+
 @dataclass
-class Fault:
+class Fault(Limited):
     kind: str
     venue: str | None = None  # BINANCE | BINANCE_UM | OKX | DERIBIT; None = all
     instrument: str | None = None  # None = all
@@ -71,10 +85,7 @@ class Fault:
         self.seen += 1
         if self.seen <= self.after or (self.seen - self.after - 1) % self.every:
             return False
-        if self.times is not None and self.fired >= self.times:
-            return False
-        self.fired += 1
-        return True
+        return self.take()
 
 
 @dataclass

@@ -45,6 +45,14 @@ class CryptoReplayServer(FaultList, BackgroundServer):
         self.log: deque[dict] = deque(maxlen=200_000)
         self.listen(host, port, self.dispatch, name="crypto-replay")
 
+    def banner(self) -> str:
+        """The CLI's first line of output."""
+        venues = "; ".join(f"{v}: {', '.join(i)}" for v, i in self.config.instruments.items())
+        return (
+            f"crypto market-data replay on {self.base_url} ({venues}); {self.config.trades_per_day} "
+            f"trades/day, seed {self.config.seed}, {len(self.config.faults)} fault(s)"
+        )
+
     # ---- control ---------------------------------------------------------------------------
 
     def add_fault(self, fault: Fault | None = None, **kwargs) -> Fault:

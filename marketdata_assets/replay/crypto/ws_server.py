@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from marketdata_assets.replay.crypto.config import ReplayConfig
+from marketdata_assets.replay.crypto.config import Limited, ReplayConfig
 from marketdata_assets.replay.crypto.live_book import LiveInstrument
 from marketdata_assets.replay.crypto.tape import Market
 
@@ -59,7 +59,7 @@ def damage(data):
 
 
 @dataclass
-class WsFault:
+class WsFault(Limited):
     kind: str
     instrument: str | None = None  # skip_sequence, burst, wrong_checksum (None: every instrument)
     after: int = 0
@@ -77,12 +77,6 @@ class WsFault:
             raise ValueError(
                 f"WebSocket fault kind {self.kind!r}: one of {', '.join(sorted(WS_FAULT_KINDS))}"
             )
-
-    def take(self) -> bool:
-        if self.times is not None and self.fired >= self.times:
-            return False
-        self.fired += 1
-        return True
 
 
 @dataclass
