@@ -32,6 +32,7 @@ from marketdata_assets.datasets.frames import (
     TICKERS_SPEC,
     TRADES_SPEC,
 )
+from marketdata_assets.datasets.instrument_service import InstrumentService
 from marketdata_assets.datasets.normalized import Trade
 from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.datasets.wire import book_frame
@@ -465,6 +466,38 @@ class StreamBase:
         """The reference data of `instruments` known before their first frame (a venue whose sizes need none:
         nothing); returns the versions learned."""
         return 0
+
+
+class SizedStream(StreamBase):
+    """A stream whose sizes come from the venue's reference data, point in time: the instrument service
+    (the process's; None: one of its own), the versions valid at `size_at`'s time, and what each
+    instrument's frames are sized by (`sized`), forgotten when the service learns versions or that time
+    moves."""
+
+    def __init__(self, datasets=None, instrument_service: InstrumentService | None = None):
+        super().__init__(datasets)
+        self.instrument_service = instrument_service or InstrumentService()
+        self._as_of = None  # sizes by the versions valid then (`size_at`); None: the latest
+        self.sized: dict[str, Any] = {}  # instrument -> what its frames are sized by, as of `_as_of`
+
+    def contracts(self, instruments: list[str]) -> list[str]:
+        """Those of `instruments` whose sizes need the reference data (default: all)."""
+        return instruments
+
+    def reference_ready(self, instruments: list[str]) -> int:
+        """The sizes of `instruments` known before their first frame: the venue's listings for those the
+        service never saw, not a lookup each; returns the versions learned (a listing that fails: they are
+        looked up one by one later)."""
+        learned = self.instrument_service.ready(self.venue, self.contracts(instruments))
+        if learned:
+            self.sized.clear()
+        return learned
+
+    def size_at(self, when: Any) -> None:
+        """Size by the master's versions valid at `when` (None: the latest): a landing hour re-read later."""
+        if when != self._as_of:
+            self._as_of = when
+            self.sized.clear()
 
 
 BOOK_TOP = "book_top"  # the landing channel kind of the collector's own top-N book snapshots

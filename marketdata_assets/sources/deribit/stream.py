@@ -33,7 +33,7 @@ from marketdata_assets.sources.stream import (
     Frame,
     LiveMessage,
     RestSnapshots,
-    StreamBase,
+    SizedStream,
     StreamLimits,
     best_level,
     book_ms,
@@ -130,7 +130,7 @@ class DeribitBookSync(ChainedBookSync):
         return self.on_update(int(data["prev_change_id"]), change_id, bids, asks)
 
 
-class DeribitStream(StreamBase):
+class DeribitStream(SizedStream):
     """Deribit public trades, books and tickers as a `StreamProtocol` (sources/stream.py)."""
 
     venue = VENUE
@@ -176,15 +176,10 @@ class DeribitStream(StreamBase):
         instrument_service: InstrumentService | None = None,
     ):
         self.heartbeat_s = heartbeat_s
-        self._contracts: dict[str, tuple[bool, float | None]] = {}
         self._inverse: dict[str, bool] = {}
-        # contract sizes: the venue's reference data, the process's service (None: one of its own)
-        self.instrument_service = instrument_service or InstrumentService()
-        self._as_of = None  # sizes by the versions valid then (`size_at`); None: the latest
         self.supported = (TRADES, BOOKS, *TICKER_DATASETS)
-        super().__init__(
-            datasets
-        )  # `warnings`: what could not be made, counted (the collector's stats show it)
+        # `warnings`: what could not be made, counted (the collector's stats); `sized`: (inverse, size)
+        super().__init__(datasets, instrument_service)
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         """Trades and tickers at 100 ms (the trade channel the hourly load reads, `trade_channel_format`;
@@ -281,25 +276,10 @@ class DeribitStream(StreamBase):
                 raise Page(VENUE, instrument).error(str(error)) from None
         return known
 
-    def reference_ready(self, instruments: list[str]) -> int:
-        """The contract sizes of `instruments` known before their first frame: the venue's listing for those
-        the service never saw, not a lookup each; returns the versions learned (a listing that fails: they
-        are looked up one by one later)."""
-        learned = self.instrument_service.ready(VENUE, instruments)
-        if learned:
-            self._contracts.clear()
-        return learned
-
-    def size_at(self, when) -> None:
-        """Size by the master's versions valid at `when` (None: the latest): a landing hour re-read later."""
-        if when != self._as_of:
-            self._as_of = when
-            self._contracts.clear()
-
     def contract(self, instrument: str) -> tuple[bool, float | None]:
         """(inverse, contract size or None where the venue's reference data does not know it: no open
         interest) of an instrument, kept once known; SourceDataError for a name of no Deribit shape."""
-        known = self._contracts.get(instrument)
+        known = self.sized.get(instrument)
         if known is None:
             try:
                 found = self.instrument_service.at(VENUE, instrument, self._as_of)
@@ -307,7 +287,7 @@ class DeribitStream(StreamBase):
             except (ValueError, SourceError, LookupFailed) as error:
                 raise Page(VENUE, instrument).error(str(error)) from None
             if known[1] is not None:
-                self._contracts[instrument] = known
+                self.sized[instrument] = known
         return known
 
     def book_time_ms(self, data: object) -> int | None:

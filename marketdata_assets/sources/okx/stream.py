@@ -50,7 +50,7 @@ from marketdata_assets.sources.stream import (
     Keepalive,
     LiveMessage,
     RestSnapshots,
-    StreamBase,
+    SizedStream,
     StreamLimits,
     best_level,
     book_ms,
@@ -246,7 +246,7 @@ class OkxBookSync(ChainedBookSync):
         return outcome
 
 
-class OkxStream(StreamBase):
+class OkxStream(SizedStream):
     """OKX's public (and business: candles) channels as a `StreamProtocol` (sources/stream.py)."""
 
     venue = VENUE
@@ -282,27 +282,13 @@ class OkxStream(StreamBase):
 
     def __init__(self, datasets=None, instrument_service: InstrumentService | None = None):
         self.supported = tuple(CHANNEL_DATASET.values())
-        super().__init__(datasets)  # `warnings`: fields the venue left out, filled with null (the stats)
-        self._sizers: dict[str, ContractSizer] = {}
-        # contract values: the venue's reference data, the process's service (None: one of its own)
-        self.instrument_service = instrument_service or InstrumentService()
-        self._as_of = None  # sizes by the versions valid then (`size_at`); None: the latest
+        # `warnings`: fields the venue left out, filled with null (the stats); `sized`: ContractSizers
+        super().__init__(datasets, instrument_service)
 
-    def reference_ready(self, instruments: list[str]) -> int:
-        """The contract values of `instruments` known before their first frame: a listing request per
-        instrument type (an option's per family) for those the service never saw, not a lookup each; returns
-        the versions learned (a listing that fails: those instruments are looked up one by one later)."""
-        contracts = [name for name in instruments if name.count("-") != 1]  # spot pairs are BASE-QUOTE
-        learned = self.instrument_service.ready(VENUE, contracts)
-        if learned:
-            self._sizers.clear()
-        return learned
-
-    def size_at(self, when) -> None:
-        """Size by the master's versions valid at `when` (None: the latest): a landing hour re-read later."""
-        if when != self._as_of:
-            self._as_of = when
-            self._sizers.clear()
+    def contracts(self, instruments: list[str]) -> list[str]:
+        """The contracts (a listing request per instrument type, an option's per family): spot pairs,
+        BASE-QUOTE, need no contract value."""
+        return [name for name in instruments if name.count("-") != 1]
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         kinds = [kind for kind, dataset in CHANNEL_DATASET.items() if dataset in self.datasets]
@@ -416,11 +402,11 @@ class OkxStream(StreamBase):
         """The instrument's contract sizing by the service (kept: one lookup a frame is enough);
         SourceDataError if the venue does not know its contract value (or the lookup failed: asked again by a
         later frame)."""
-        sizer = self._sizers.get(instrument)
+        sizer = self.sized.get(instrument)
         if sizer is None:
             try:
                 known = self._reference(instrument)
-                sizer = self._sizers[instrument] = ContractSizer(instrument, known)
+                sizer = self.sized[instrument] = ContractSizer(instrument, known)
             except (ValueError, SourceError, LookupFailed) as error:
                 raise Page(VENUE, instrument).error(
                     str(error).removeprefix(f"{VENUE} {instrument}: ")
