@@ -9,7 +9,7 @@ import dagster as dg
 from marketdata_assets.core.markdown import table
 from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.defs._common.ingest import TICK_STORE
-from marketdata_assets.defs._common.runs import daily_use
+from marketdata_assets.defs._common.runs import daily_use_schedule
 from marketdata_assets.defs.crypto.assets import GROUP, VENUE_KEYS, venue_resources
 from marketdata_assets.ingest.instruments import refresh_venues
 from marketdata_assets.orchestration import pools
@@ -187,14 +187,11 @@ def instrument_master(context: dg.AssetExecutionContext, config: MasterConfig) -
 instrument_master_job = dg.define_asset_job("instrument_master_job", selection=["instrument_master"])
 
 
-@dg.schedule(
-    job=instrument_master_job,
-    cron_schedule="10 0 * * *",
-    execution_timezone="UTC",
-    metadata=daily_use(
-        "crypto",
-        "The venues' instruments: new listings join the universes, delistings and contract changes are kept.",
-    ),
+@daily_use_schedule(
+    instrument_master_job,
+    "10 0 * * *",
+    "crypto",
+    "The venues' instruments: new listings join the universes, delistings and contract changes are kept.",
 )
 def instrument_master_daily(context: dg.ScheduleEvaluationContext):
     """Every venue's reference data at 00:10 UTC, before the day's loads (crypto_ticks_daily at 00:30)."""
