@@ -24,6 +24,8 @@ from marketdata_assets.defs._common.ingest import (
     engine,
     materialize,
     planned,
+    slice_assets,
+    tick_spec,
 )
 from marketdata_assets.defs._common.partitions import crypto_key, slice_keys
 from marketdata_assets.defs._common.runs import UTC, daily_use_schedule, day_range_tags
@@ -126,27 +128,18 @@ def _venues(dataset: str) -> str:
 
 def _specs() -> list[dg.AssetSpec]:
     return [
-        dg.AssetSpec(
+        tick_spec(
             asset,
-            deps=[TICK_STORE],
-            group_name=GROUP,
-            kinds={"clickhouse"},
-            skippable=True,
-            description=f"data.binance.vision daily archives of {dataset} (SHA-256 verified against the "
+            GROUP,
+            f"data.binance.vision daily archives of {dataset} (SHA-256 verified against the "
             f"published CHECKSUM), in ClickHouse `{dataset}` ({_venues(dataset)}).",
+            skippable=True,
         )
         for dataset, asset in ARCHIVE_ASSETS.items()
     ]
 
 
-@dg.multi_asset(
-    name="binance_archives",
-    specs=_specs(),
-    partitions_def=binance_archive_partitions,
-    can_subset=True,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=pools.CLICKHOUSE,
-)
+@slice_assets("binance_archives", _specs(), binance_archive_partitions, pools.CLICKHOUSE)
 def binance_archives(
     context: dg.AssetExecutionContext, config: ArchiveIngestConfig, clickhouse: ClickHouseResource
 ):

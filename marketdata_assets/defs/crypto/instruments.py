@@ -71,31 +71,23 @@ def _checks(refreshes: list) -> list[dg.AssetCheckResult]:
         for name, fields in sorted(r.changed.items())
         if {"contract_value", "contract_multiplier"} & set(fields)
     ]
-    checks = [
-        dg.AssetCheckResult(
-            check_name="no_unannounced_ending",
-            passed=not gone,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "gone": len(gone),
-                "instruments": dg.MetadataValue.md(
-                    table(["venue", "instrument"], gone, limit=100) if gone else "none"
-                ),
-            },
-        ),
-        dg.AssetCheckResult(
-            check_name="contract_values_steady",
-            passed=not values,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "changed": len(values),
-                "instruments": dg.MetadataValue.md(
-                    table(["venue", "instrument", "changed"], values, limit=100) if values else "none"
-                ),
-            },
-        ),
+    return [
+        _warning("no_unannounced_ending", "gone", ["venue", "instrument"], gone),
+        _warning("contract_values_steady", "changed", ["venue", "instrument", "changed"], values),
     ]
-    return checks
+
+
+def _warning(check: str, counted: str, columns: list[str], found: list[tuple]) -> dg.AssetCheckResult:
+    """A WARN check that passes when nothing is `found`: their count (`counted`) and their table."""
+    return dg.AssetCheckResult(
+        check_name=check,
+        passed=not found,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            counted: len(found),
+            "instruments": dg.MetadataValue.md(table(columns, found, limit=100) if found else "none"),
+        },
+    )
 
 
 def _metadata(refreshes: list) -> dict:
