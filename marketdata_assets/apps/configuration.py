@@ -185,30 +185,19 @@ def _metadata(definition, key: str) -> str:
     return getattr(value, "value", value) or ""
 
 
+def _row(repo, definition, kind: str, cadence: str) -> tuple[str, ...]:
+    """A schedule's or sensor's row: name, kind, cadence, default status, what it launches and why."""
+    status = definition.default_status.value.lower()
+    return (f"`{definition.name}`", kind, cadence, status, _launches(repo, definition), _what(definition))
+
+
 def schedules_and_sensors(repo) -> str:
     """Every schedule and sensor (cadence, default status, what it launches), then the daily-use set."""
     rows = [
-        (
-            f"`{s.name}`",
-            "schedule",
-            f"`{s.cron_schedule}` {s.execution_timezone or 'UTC'}",
-            s.default_status.value.lower(),
-            _launches(repo, s),
-            _what(s),
-        )
+        _row(repo, s, "schedule", f"`{s.cron_schedule}` {s.execution_timezone or 'UTC'}")
         for s in repo.schedule_defs
     ]
-    rows += [
-        (
-            f"`{s.name}`",
-            "sensor",
-            f"every {s.minimum_interval_seconds} s",
-            s.default_status.value.lower(),
-            _launches(repo, s),
-            _what(s),
-        )
-        for s in repo.sensor_defs
-    ]
+    rows += [_row(repo, s, "sensor", f"every {s.minimum_interval_seconds} s") for s in repo.sensor_defs]
     every = sorted(rows, key=lambda r: (r[3] != "running", r[0]))
     return "\n\n".join(
         [

@@ -18,14 +18,22 @@ _DAY_KEY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _INSTRUMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 
 
+def matching(value, pattern: re.Pattern, what: str, expected: str) -> str:
+    """`value` if it is a string `pattern` matches; else a ValueError naming it as `what`, and what was
+    `expected`."""
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ValueError(f"invalid {what} {value!r}: expected {expected}")
+    return value
+
+
 def sql_identifier(name: str, what: str = "identifier") -> str:
     """Return `name` if it is a plain SQL identifier (letters, digits, underscore; <= 63 chars)."""
-    if not isinstance(name, str) or not _IDENTIFIER.match(name):
-        raise ValueError(
-            f"invalid {what} {name!r}: expected letters, digits and underscores, "
-            "starting with a letter or underscore, at most 63 characters"
-        )
-    return name
+    return matching(
+        name,
+        _IDENTIFIER,
+        what,
+        "letters, digits and underscores, starting with a letter or underscore, at most 63 characters",
+    )
 
 
 def clickhouse_database(name: str) -> str:
@@ -63,8 +71,4 @@ def day_partition_key(key: str) -> date:
 
 def instrument_key(instrument: str) -> str:
     """An instrument name usable as a partition key and a file name (no '|', ',', '[', ']', '/')."""
-    if not isinstance(instrument, str) or not _INSTRUMENT.match(instrument):
-        raise ValueError(
-            f"invalid instrument {instrument!r}: expected letters, digits, '.', '_' or '-' (at most 64)"
-        )
-    return instrument
+    return matching(instrument, _INSTRUMENT, "instrument", "letters, digits, '.', '_' or '-' (at most 64)")

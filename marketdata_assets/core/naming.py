@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from marketdata_assets.core.identifiers import instrument_key
+from marketdata_assets.core.identifiers import instrument_key, matching
 
 A_SHARE_VENUE_BY_SUFFIX = {"SH": "SSE", "SZ": "SZSE", "BJ": "BSE"}
 A_SHARE_VENUES = tuple(A_SHARE_VENUE_BY_SUFFIX.values())  # the one list: SSE, SZSE, BSE
@@ -99,9 +99,7 @@ def exchange_by_prefix(code: str) -> str | None:
 
 def infer_exchange(code: str) -> str:
     """'SH' | 'SZ' | 'BJ' for a bare 6-digit A-share code (see the module docstring)."""
-    if not isinstance(code, str) or not _BARE_CODE.match(code):
-        raise ValueError(f"invalid A-share code {code!r}: expected 6 digits")
-    exchange = exchange_by_prefix(code)
+    exchange = exchange_by_prefix(matching(code, _BARE_CODE, "A-share code", "6 digits"))
     if exchange is None:
         raise ValueError(
             f"cannot infer the exchange of A-share code {code!r} (Shanghai and Shenzhen both use "

@@ -17,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
+from marketdata_assets.resources.held import HeldClientResource
 from marketdata_assets.stores.clickhouse import connection
 from marketdata_assets.stores.clickhouse.connection import (  # noqa: F401  (their home is stores/clickhouse)
     EmbeddedLockTimeout,
@@ -26,7 +27,7 @@ from marketdata_assets.stores.clickhouse.connection import (  # noqa: F401  (the
 )
 
 
-class ClickHouseResource(dg.ConfigurableResource):
+class ClickHouseResource(HeldClientResource):
     """ClickHouse, embedded (chdb:///path, chdb://memory) or a server (http(s)://host:port)."""
 
     dsn: str = Field(description="CLICKHOUSE_DSN: chdb:///path, chdb://memory or http(s)://host:port.")
@@ -46,7 +47,6 @@ class ClickHouseResource(dg.ConfigurableResource):
         "for another process holding the data directory (said on the console at once).",
     )
 
-    _client = PrivateAttr(default=None)
     _locked_dir: Path | None = PrivateAttr(default=None)
     _log = PrivateAttr(default=None)
 
@@ -88,13 +88,8 @@ class ClickHouseResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._log = context.log
 
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        self.close()
-
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        super().close()
         self._release_lock()
 
     @contextmanager

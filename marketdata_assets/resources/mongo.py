@@ -6,11 +6,12 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 import pymongo
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 from pymongo.errors import PyMongoError
 
 from marketdata_assets.core import settings
 from marketdata_assets.core.errors import StoreUnavailable, scrub
+from marketdata_assets.resources.held import HeldClientResource
 
 
 def mongo_address(uri: str) -> str:
@@ -19,7 +20,7 @@ def mongo_address(uri: str) -> str:
     return netloc.rsplit("@", 1)[-1] or "localhost:27017"
 
 
-class MongoResource(dg.ConfigurableResource):
+class MongoResource(HeldClientResource):
     """MongoDB (or the MongoDB-wire server of the local stack). Credentials stay out of the URI."""
 
     uri: str = Field(description="mongodb:// URI without credentials (MONGODB_URI).")
@@ -38,8 +39,6 @@ class MongoResource(dg.ConfigurableResource):
         ),
     )
     app_name: str = "marketdata-assets"
-
-    _client: pymongo.MongoClient | None = PrivateAttr(default=None)
 
     def _error(self, reason: str) -> StoreUnavailable:
         return StoreUnavailable(
@@ -81,14 +80,6 @@ class MongoResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._client = self.connect()
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
     @property
     def client(self) -> pymongo.MongoClient:

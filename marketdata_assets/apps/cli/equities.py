@@ -24,7 +24,19 @@ from marketdata_assets.sources.registry import STOCK_FEEDS
 
 ALL = "ALL"
 FEEDS = [name.lower() for name in STOCK_FEEDS]  # `ingest --provider` (the registry's stock feeds)
-WORKERS_HELP = "--max-workers is the replaced script's name for it."
+
+
+def _workers(minimum: int, default: int, what: str, show_default: bool = False):
+    """`--workers` (and `--max-workers`, the replaced script's name for it): `what` it counts."""
+    return click.option(
+        "--workers",
+        "--max-workers",
+        "workers",
+        type=click.IntRange(min=minimum),
+        default=default,
+        show_default=show_default,
+        help=f"{what} --max-workers is the replaced script's name for it.",
+    )
 
 
 def _instruments(source: str, items: list[str]) -> list[str]:
@@ -94,14 +106,7 @@ def _universe_label(instruments: list[str]) -> str:
     help="data_providers.yaml (rate limits, workers, universe); default: TICKS_PROVIDERS_CONFIG or the "
     "shipped one.",
 )
-@click.option(
-    "--workers",
-    "--max-workers",
-    "workers",
-    type=click.IntRange(min=0),
-    default=0,
-    help=f"Fetches at once, within the source's rate limits; 0: the providers config's. {WORKERS_HELP}",
-)
+@_workers(0, 0, "Fetches at once, within the source's rate limits; 0: the providers config's.")
 @click.pass_context
 def ingest(ctx, symbols, source, start_date, end_date, sources_config, workers) -> None:
     """Replaces `python -m data.ingestion.run`: 1-minute bars of the days (and daily bars from
@@ -141,15 +146,7 @@ def ingest(ctx, symbols, source, start_date, end_date, sources_config, workers) 
     help="The CSV directory; default: MINUTE_BARS_LANDING_DIR.",
 )
 @click.option("--force", is_flag=True, help="Reload files already loaded with the same content.")
-@click.option(
-    "--workers",
-    "--max-workers",
-    "workers",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help=f"Files loaded at once. {WORKERS_HELP}",
-)
+@_workers(1, 4, "Files loaded at once.", show_default=True)
 @click.option(
     "--start-month", type=MONTH, help="First month (Beijing); default: every month the files cover."
 )

@@ -53,6 +53,26 @@ class IngestConfig(RunDeadline):
     """Fetches at once; 0: the source's `workers` from the providers config."""
 
 
+def tick_spec(asset: str, group: str, description: str, kinds=("clickhouse",), **kwargs) -> dg.AssetSpec:
+    """An asset of slices in the tick store (on which it depends, by key); `kwargs` go to dg.AssetSpec."""
+    return dg.AssetSpec(
+        asset, deps=[TICK_STORE], group_name=group, kinds=set(kinds), description=description, **kwargs
+    )
+
+
+def slice_assets(name: str, specs: list[dg.AssetSpec], partitions_def, pool: str, **kwargs):
+    """The decorator of an ingest multi-asset: its partitions' slices loaded in one run per backfill, its
+    assets selectable alone (unless `can_subset=False`); `kwargs` go to dg.multi_asset."""
+    return dg.multi_asset(
+        name=name,
+        specs=specs,
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=pool,
+        **{"can_subset": True, **kwargs},
+    )
+
+
 def run_instruments(clickhouse: ClickHouseResource, venues=None) -> InstrumentService:
     """The run's instrument service: the stored master of `venues` (None: all), what its clients, streams and
     loads look up asked of the venues and stored back by its `keep` (its table made if missing)."""

@@ -1,5 +1,5 @@
-"""The trade-id refill's report (quality.continuity.refill) as an asset's result, shared by the
-refill assets of the domains whose trades it repairs (crypto, live)."""
+"""The trade-id refill's asset and its report (quality.continuity.refill) as the asset's result, shared by
+the refill assets of the domains whose trades it repairs (crypto, live)."""
 
 from collections.abc import Callable
 
@@ -7,7 +7,22 @@ import dagster as dg
 
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.defs._common.figures import add_own, as_run
+from marketdata_assets.orchestration import pools
 from marketdata_assets.quality.continuity import RefillReport
+
+
+def refill_asset(group: str, partitions_def, trades: str, venue_keys):
+    """The decorator of a trade-id refill asset: the ids missing from `trades`' slices, fetched by id from
+    the venues (their resource keys `venue_keys`) in the venues' pool, one run per backfill."""
+    return dg.asset(
+        group_name=group,
+        partitions_def=partitions_def,
+        deps=[trades],
+        pool=pools.CRYPTO_VENUES,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds={"clickhouse", "polars"},
+        required_resource_keys={"clickhouse", *venue_keys},
+    )
 
 
 def refill_result(asset: str, report: RefillReport, max_failed: int) -> dg.MaterializeResult:

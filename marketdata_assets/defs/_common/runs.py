@@ -72,3 +72,11 @@ def daily_use(feed: str, why: str) -> dict[str, str]:
     if feed not in FEEDS:
         raise ValueError(f"unknown feed {feed!r}; one of {', '.join(FEEDS)}")
     return {DAILY_USE: feed, DAILY_USE_WHY: why}
+
+
+def daily_use_schedule(job, cron: str, feed: str, why: str, zone: str = "UTC", **kwargs):
+    """The decorator of a schedule of `job` on `cron` in `zone` that starts stopped and is one to turn on
+    for daily use of `feed`, `why` (`daily_use`); `kwargs` (name, ...) go to dg.schedule."""
+    return dg.schedule(
+        job=job, cron_schedule=cron, execution_timezone=zone, metadata=daily_use(feed, why), **kwargs
+    )

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
-from marketdata_assets.defs._common.runs import daily_use
+from marketdata_assets.defs._common.runs import daily_use_schedule
 from marketdata_assets.defs.alphas.assets import alpha_files
 from marketdata_assets.defs.alphas.partitions import alpha_accounts
 
@@ -22,14 +22,13 @@ def fetch_months(now: datetime) -> list[str]:
     return months
 
 
-@dg.schedule(
-    job=alpha_fetch_job,
-    cron_schedule="30 6 * * *",
-    execution_timezone="America/New_York",
+@daily_use_schedule(
+    alpha_fetch_job,
+    "30 6 * * *",
+    "alphas",
+    "Fetches the month in progress for every account; the import follows (landing sensor).",
+    zone="America/New_York",
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    metadata=daily_use(
-        "alphas", "Fetches the month in progress for every account; the import follows (landing sensor)."
-    ),
 )
 def alpha_fetch_daily(context: dg.ScheduleEvaluationContext):
     """The month in progress (and the previous one in a month's first days), one run per (month,

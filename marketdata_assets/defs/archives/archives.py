@@ -24,9 +24,11 @@ from marketdata_assets.defs._common.ingest import (
     engine,
     materialize,
     planned,
+    slice_assets,
+    tick_spec,
 )
 from marketdata_assets.defs._common.partitions import crypto_key, slice_keys
-from marketdata_assets.defs._common.runs import UTC, daily_use, day_range_tags
+from marketdata_assets.defs._common.runs import UTC, daily_use_schedule, day_range_tags
 from marketdata_assets.ingest import archives
 from marketdata_assets.ingest.archives import ArchiveRun
 from marketdata_assets.ingest.engine import IngestReport
@@ -126,27 +128,18 @@ def _venues(dataset: str) -> str:
 
 def _specs() -> list[dg.AssetSpec]:
     return [
-        dg.AssetSpec(
+        tick_spec(
             asset,
-            deps=[TICK_STORE],
-            group_name=GROUP,
-            kinds={"clickhouse"},
-            skippable=True,
-            description=f"data.binance.vision daily archives of {dataset} (SHA-256 verified against the "
+            GROUP,
+            f"data.binance.vision daily archives of {dataset} (SHA-256 verified against the "
             f"published CHECKSUM), in ClickHouse `{dataset}` ({_venues(dataset)}).",
+            skippable=True,
         )
         for dataset, asset in ARCHIVE_ASSETS.items()
     ]
 
 
-@dg.multi_asset(
-    name="binance_archives",
-    specs=_specs(),
-    partitions_def=binance_archive_partitions,
-    can_subset=True,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=pools.CLICKHOUSE,
-)
+@slice_assets("binance_archives", _specs(), binance_archive_partitions, pools.CLICKHOUSE)
 def binance_archives(
     context: dg.AssetExecutionContext, config: ArchiveIngestConfig, clickhouse: ClickHouseResource
 ):
@@ -312,13 +305,11 @@ binance_archive_upkeep_job = dg.define_asset_job(
 )
 
 
-@dg.schedule(
-    job=binance_archives_job,
-    cron_schedule="0 4 * * *",
-    execution_timezone="UTC",
-    metadata=daily_use(
-        "binance_archives", "Loads yesterday's archives (published the next day) and retries the day before."
-    ),
+@daily_use_schedule(
+    binance_archives_job,
+    "0 4 * * *",
+    "binance_archives",
+    "Loads yesterday's archives (published the next day) and retries the day before.",
 )
 def binance_archives_daily(context: dg.ScheduleEvaluationContext):
     """The last two UTC days for every archive venue and instrument, in one run: yesterday's archives
@@ -332,14 +323,11 @@ def binance_archives_daily(context: dg.ScheduleEvaluationContext):
     )
 
 
-@dg.schedule(
-    job=binance_archive_upkeep_job,
-    cron_schedule="30 5 * * *",
-    execution_timezone="UTC",
-    metadata=daily_use(
-        "binance_archives",
-        "Re-checks the published checksums and reconciles the daily slices with the monthly archives.",
-    ),
+@daily_use_schedule(
+    binance_archive_upkeep_job,
+    "30 5 * * *",
+    "binance_archives",
+    "Re-checks the published checksums and reconciles the daily slices with the monthly archives.",
 )
 def binance_archive_upkeep_daily(context: dg.ScheduleEvaluationContext):
     """Re-check every recorded archive's published CHECKSUM, then reconcile the monthly archives."""

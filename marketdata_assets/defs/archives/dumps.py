@@ -10,7 +10,14 @@ other (the last load wins); the dump holds every individual trade, the REST path
 import dagster as dg
 
 from marketdata_assets.core import settings
-from marketdata_assets.defs._common.ingest import TICK_STORE, IngestConfig, engine, materialize, planned
+from marketdata_assets.defs._common.ingest import (
+    IngestConfig,
+    engine,
+    materialize,
+    planned,
+    slice_assets,
+    tick_spec,
+)
 from marketdata_assets.defs._common.partitions import crypto_key, slice_keys
 from marketdata_assets.defs.archives.partitions import binance_dump_partitions
 from marketdata_assets.ingest.dumps import dump_feed
@@ -30,35 +37,18 @@ class DumpIngestConfig(IngestConfig):
 DUMP_ASSETS = {"trades": "binance_dump_trades", "bars_1m": "binance_dump_bars_1m"}  # dataset -> asset
 
 
-def _specs() -> list[dg.AssetSpec]:
-    return [
-        dg.AssetSpec(
-            "binance_dump_trades",
-            deps=[TICK_STORE],
-            group_name=GROUP,
-            kinds={"clickhouse"},
-            skippable=True,
-            description="Binance spot trades from data.binance.vision daily dump files in the landing "
-            "directory, in ClickHouse `trades` (venue BINANCE; every individual trade).",
-        ),
-        dg.AssetSpec(
-            "binance_dump_bars_1m",
-            deps=[TICK_STORE],
-            group_name=GROUP,
-            kinds={"clickhouse"},
-            skippable=True,
-            description="Binance spot 1-minute klines from daily dump files, in ClickHouse `bars_1m`.",
-        ),
-    ]
+_DESCRIPTIONS = {  # asset -> description
+    "binance_dump_trades": "Binance spot trades from data.binance.vision daily dump files in the landing "
+    "directory, in ClickHouse `trades` (venue BINANCE; every individual trade).",
+    "binance_dump_bars_1m": "Binance spot 1-minute klines from daily dump files, in ClickHouse `bars_1m`.",
+}
 
 
-@dg.multi_asset(
-    name="binance_dumps",
-    specs=_specs(),
-    partitions_def=binance_dump_partitions,
-    can_subset=True,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=pools.CLICKHOUSE,
+@slice_assets(
+    "binance_dumps",
+    [tick_spec(asset, GROUP, text, skippable=True) for asset, text in _DESCRIPTIONS.items()],
+    binance_dump_partitions,
+    pools.CLICKHOUSE,
 )
 def binance_dumps(
     context: dg.AssetExecutionContext, config: DumpIngestConfig, clickhouse: ClickHouseResource

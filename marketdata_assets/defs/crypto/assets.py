@@ -27,6 +27,8 @@ from marketdata_assets.defs._common.ingest import (
     materialize,
     planned,
     run_instruments,
+    slice_assets,
+    tick_spec,
 )
 from marketdata_assets.defs._common.partitions import crypto_key, days_of, slice_keys
 from marketdata_assets.defs.crypto.partitions import (
@@ -134,13 +136,8 @@ SNAPSHOT_ASSETS = {
 
 def _spec(dataset: str, asset: str, description: str, **kwargs) -> dg.AssetSpec:
     table_name = spec_for(dataset).table
-    return dg.AssetSpec(
-        asset,
-        deps=[TICK_STORE],
-        group_name=GROUP,
-        kinds={"clickhouse", "polars"},
-        description=f"{description} {READ.format(table=table_name)}.",
-        **kwargs,
+    return tick_spec(
+        asset, GROUP, f"{description} {READ.format(table=table_name)}.", ("clickhouse", "polars"), **kwargs
     )
 
 
@@ -192,16 +189,14 @@ def venue_resources(context, venues=None) -> dict[str, CryptoVenueResource]:
     }
 
 
-@dg.multi_asset(
-    name="crypto_ticks",
-    partitions_def=crypto_partitions,
-    can_subset=True,
-    specs=[
+@slice_assets(
+    "crypto_ticks",
+    [
         _spec(d, a, text, freshness_policy=FRESHNESS, skippable=True)
         for d, (a, text) in HISTORY_ASSETS.items()
     ],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=pools.CRYPTO_VENUES,
+    crypto_partitions,
+    pools.CRYPTO_VENUES,
     required_resource_keys={"clickhouse", *VENUE_KEYS.values()},
 )
 def crypto_ticks(context: dg.AssetExecutionContext, config: CryptoIngestConfig):
@@ -339,13 +334,11 @@ class SnapshotConfig(RunDeadline):
     """Book levels per side; 0: the providers config's book_depth."""
 
 
-@dg.multi_asset(
-    name="crypto_snapshots",
-    partitions_def=crypto_instruments,
-    can_subset=True,
-    specs=[_spec(d, a, text, skippable=True) for d, (a, text) in SNAPSHOT_ASSETS.items()],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=pools.CRYPTO_VENUES,
+@slice_assets(
+    "crypto_snapshots",
+    [_spec(d, a, text, skippable=True) for d, (a, text) in SNAPSHOT_ASSETS.items()],
+    crypto_instruments,
+    pools.CRYPTO_VENUES,
     required_resource_keys={"clickhouse", *VENUE_KEYS.values()},
 )
 def crypto_snapshots(context: dg.AssetExecutionContext, config: SnapshotConfig):

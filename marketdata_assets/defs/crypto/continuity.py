@@ -11,10 +11,9 @@ import dagster as dg
 
 from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.defs._common.partitions import crypto_key, slice_keys
-from marketdata_assets.defs._common.refill import refill_by_partition
+from marketdata_assets.defs._common.refill import refill_asset, refill_by_partition
 from marketdata_assets.defs.crypto.assets import VENUE_KEYS, venue_resources
 from marketdata_assets.defs.crypto.partitions import crypto_partitions
-from marketdata_assets.orchestration import pools
 from marketdata_assets.quality.continuity import refill
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.sources.registry import ID_SEQUENCES
@@ -37,15 +36,7 @@ class RefillConfig(RunConfig):
 REFILL_VENUES = sorted({seq.venue for seq in ID_SEQUENCES})
 
 
-@dg.asset(
-    group_name=GROUP,
-    partitions_def=crypto_partitions,
-    deps=["crypto_trades"],
-    pool=pools.CRYPTO_VENUES,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    kinds={"clickhouse", "polars"},
-    required_resource_keys={"clickhouse", *(VENUE_KEYS[venue] for venue in REFILL_VENUES)},
-)
+@refill_asset(GROUP, crypto_partitions, "crypto_trades", [VENUE_KEYS[venue] for venue in REFILL_VENUES])
 def trade_id_refill(context: dg.AssetExecutionContext, config: RefillConfig) -> dg.MaterializeResult:
     """The trade ids missing from the run's slices (see the trade_ids_continuous check), fetched by id
     from the venue and written with the slice's stored trades as its new load (one pointer flip)."""

@@ -9,7 +9,7 @@ import dagster as dg
 from marketdata_assets.core.markdown import table
 from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.defs._common.ingest import TICK_STORE
-from marketdata_assets.defs._common.runs import daily_use
+from marketdata_assets.defs._common.runs import daily_use_schedule
 from marketdata_assets.defs.crypto.assets import GROUP, VENUE_KEYS, venue_resources
 from marketdata_assets.ingest.instruments import refresh_venues
 from marketdata_assets.orchestration import pools
@@ -71,31 +71,23 @@ def _checks(refreshes: list) -> list[dg.AssetCheckResult]:
         for name, fields in sorted(r.changed.items())
         if {"contract_value", "contract_multiplier"} & set(fields)
     ]
-    checks = [
-        dg.AssetCheckResult(
-            check_name="no_unannounced_ending",
-            passed=not gone,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "gone": len(gone),
-                "instruments": dg.MetadataValue.md(
-                    table(["venue", "instrument"], gone, limit=100) if gone else "none"
-                ),
-            },
-        ),
-        dg.AssetCheckResult(
-            check_name="contract_values_steady",
-            passed=not values,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "changed": len(values),
-                "instruments": dg.MetadataValue.md(
-                    table(["venue", "instrument", "changed"], values, limit=100) if values else "none"
-                ),
-            },
-        ),
+    return [
+        _warning("no_unannounced_ending", "gone", ["venue", "instrument"], gone),
+        _warning("contract_values_steady", "changed", ["venue", "instrument", "changed"], values),
     ]
-    return checks
+
+
+def _warning(check: str, counted: str, columns: list[str], found: list[tuple]) -> dg.AssetCheckResult:
+    """A WARN check that passes when nothing is `found`: their count (`counted`) and their table."""
+    return dg.AssetCheckResult(
+        check_name=check,
+        passed=not found,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            counted: len(found),
+            "instruments": dg.MetadataValue.md(table(columns, found, limit=100) if found else "none"),
+        },
+    )
 
 
 def _metadata(refreshes: list) -> dict:
@@ -187,14 +179,11 @@ def instrument_master(context: dg.AssetExecutionContext, config: MasterConfig) -
 instrument_master_job = dg.define_asset_job("instrument_master_job", selection=["instrument_master"])
 
 
-@dg.schedule(
-    job=instrument_master_job,
-    cron_schedule="10 0 * * *",
-    execution_timezone="UTC",
-    metadata=daily_use(
-        "crypto",
-        "The venues' instruments: new listings join the universes, delistings and contract changes are kept.",
-    ),
+@daily_use_schedule(
+    instrument_master_job,
+    "10 0 * * *",
+    "crypto",
+    "The venues' instruments: new listings join the universes, delistings and contract changes are kept.",
 )
 def instrument_master_daily(context: dg.ScheduleEvaluationContext):
     """Every venue's reference data at 00:10 UTC, before the day's loads (crypto_ticks_daily at 00:30)."""

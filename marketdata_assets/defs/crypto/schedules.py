@@ -20,7 +20,7 @@ from marketdata_assets.defs._common.partitions import crypto_key, crypto_venues
 from marketdata_assets.defs._common.runs import (
     RETRY_FAILED,
     UTC,
-    daily_use,
+    daily_use_schedule,
     day_range_tags,
     op_config,
     statuses,
@@ -46,11 +46,8 @@ crypto_option_chains_job = dg.define_asset_job(
 )
 
 
-@dg.schedule(
-    job=crypto_ticks_job,
-    cron_schedule="30 0 * * *",
-    execution_timezone="UTC",
-    metadata=daily_use("crypto", "Loads each closed UTC day: without it no new history arrives."),
+@daily_use_schedule(
+    crypto_ticks_job, "30 0 * * *", "crypto", "Loads each closed UTC day: without it no new history arrives."
 )
 def crypto_ticks_daily(context: dg.ScheduleEvaluationContext):
     """Yesterday (UTC) for every crypto venue (each venue's configured instruments), in one run."""
@@ -59,13 +56,11 @@ def crypto_ticks_daily(context: dg.ScheduleEvaluationContext):
     return dg.RunRequest(run_key=f"crypto:{day}", tags=day_range_tags(day, day, venues[0], venues[-1]))
 
 
-@dg.schedule(
-    job=crypto_snapshots_job,
-    cron_schedule="*/15 * * * *",
-    execution_timezone="UTC",
-    metadata=daily_use(
-        "crypto", "A snapshot can only be taken now: a quarter-hour it does not run is lost for good."
-    ),
+@daily_use_schedule(
+    crypto_snapshots_job,
+    "*/15 * * * *",
+    "crypto",
+    "A snapshot can only be taken now: a quarter-hour it does not run is lost for good.",
 )
 def crypto_snapshots_every_15_minutes(context: dg.ScheduleEvaluationContext):
     """One order-book, ticker and (where there is no history) open-interest snapshot of every crypto
@@ -79,13 +74,11 @@ def crypto_snapshots_every_15_minutes(context: dg.ScheduleEvaluationContext):
     )
 
 
-@dg.schedule(
-    job=crypto_option_chains_job,
-    cron_schedule="5 * * * *",
-    execution_timezone="UTC",
-    metadata=daily_use(
-        "crypto", "As the snapshots: an hour missed is lost (it skips when no option chain is configured)."
-    ),
+@daily_use_schedule(
+    crypto_option_chains_job,
+    "5 * * * *",
+    "crypto",
+    "As the snapshots: an hour missed is lost (it skips when no option chain is configured).",
 )
 def crypto_option_chains_hourly(context: dg.ScheduleEvaluationContext):
     """One snapshot of every configured option chain, each hour."""
@@ -119,14 +112,11 @@ def crypto_catch_up_requests(
     ]
 
 
-@dg.schedule(
-    job=crypto_ticks_job,
-    cron_schedule="0 3 * * *",
-    execution_timezone="UTC",
-    metadata=daily_use(
-        "crypto",
-        "Retries the days that failed or were skipped, and loads the recent days of new instruments.",
-    ),
+@daily_use_schedule(
+    crypto_ticks_job,
+    "0 3 * * *",
+    "crypto",
+    "Retries the days that failed or were skipped, and loads the recent days of new instruments.",
 )
 def crypto_ticks_catch_up(context: dg.ScheduleEvaluationContext):
     """The slices of the last N days the ingest log has no success for (failed, skipped, new instruments)."""

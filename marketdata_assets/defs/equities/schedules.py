@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from marketdata_assets.defs._common.runs import RETRY_FAILED, daily_use, op_config, statuses, todo
+from marketdata_assets.defs._common.runs import RETRY_FAILED, daily_use_schedule, op_config, statuses, todo
 from marketdata_assets.defs.equities.minute_bars import stock_monthly_kline
 from marketdata_assets.defs.equities.partitions import STOCK_DAYS, minute_bar_months
 from marketdata_assets.defs.equities.stocks import step_name, stock_assets
@@ -32,16 +32,14 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 monthly_kline_job = dg.define_asset_job("monthly_kline_refresh", selection=[stock_monthly_kline])
 
 
-@dg.schedule(
-    job=monthly_kline_job,
-    cron_schedule="30 17 * * 1-5",
-    execution_timezone="Asia/Shanghai",
-    metadata=daily_use(
-        "minute_bars",
-        "Refreshes the last three months of the K-line each evening: the "
-        "refresh on a server without TimescaleDB's background jobs (the "
-        "local stack's PGlite), a safety net beside its policy otherwise.",
-    ),
+@daily_use_schedule(
+    monthly_kline_job,
+    "30 17 * * 1-5",
+    "minute_bars",
+    "Refreshes the last three months of the K-line each evening: the "
+    "refresh on a server without TimescaleDB's background jobs (the "
+    "local stack's PGlite), a safety net beside its policy otherwise.",
+    zone="Asia/Shanghai",
 )
 def monthly_kline_after_close(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """Mirrors the continuous aggregate policy's window (start_offset 3 months) in one range run."""
@@ -93,12 +91,13 @@ def after_close(name: str, job) -> dg.ScheduleDefinition:
     feed = STOCK_FEEDS[name]
     zone = ZoneInfo(feed.days.zone)
 
-    @dg.schedule(
+    @daily_use_schedule(
+        job,
+        _cron(feed.days.loaded_at),
+        feed.universe,
+        feed.loads,
+        zone=feed.days.zone,
         name=f"{feed.prefix}_after_close",
-        job=job,
-        cron_schedule=_cron(feed.days.loaded_at),
-        execution_timezone=feed.days.zone,
-        metadata=daily_use(feed.universe, feed.loads),
     )
     def schedule(context: dg.ScheduleEvaluationContext):
         day = context.scheduled_execution_time.astimezone(zone).date()
@@ -115,12 +114,13 @@ def catch_up(name: str, job) -> dg.ScheduleDefinition:
     """Feed `name`'s missing or failed days of the last N days (closed ones only)."""
     feed = STOCK_FEEDS[name]
 
-    @dg.schedule(
+    @daily_use_schedule(
+        job,
+        _cron(feed.days.catch_up_at, "*"),
+        feed.universe,
+        "Retries the recent days that are missing or failed.",
+        zone=feed.days.zone,
         name=f"{feed.prefix}_catch_up",
-        job=job,
-        cron_schedule=_cron(feed.days.catch_up_at, "*"),
-        execution_timezone=feed.days.zone,
-        metadata=daily_use(feed.universe, "Retries the recent days that are missing or failed."),
     )
     def schedule(context: dg.ScheduleEvaluationContext):
         return stock_catch_up(

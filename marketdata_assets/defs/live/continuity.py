@@ -25,11 +25,10 @@ from marketdata_assets.core import settings
 from marketdata_assets.datasets.slices import SliceKey
 from marketdata_assets.defs._common.config import RunConfig
 from marketdata_assets.defs._common.figures import add_own, as_run
-from marketdata_assets.defs._common.refill import refill_result
+from marketdata_assets.defs._common.refill import refill_asset, refill_result
 from marketdata_assets.defs.live.assets import GROUP, hour_instruments, reconcile, reconciliation_metadata
 from marketdata_assets.defs.live.partitions import landing_hour, live_partitions
 from marketdata_assets.ingest.live.hourly.load import LIVE_VENUES, capture_starts, day_origins
-from marketdata_assets.orchestration import pools
 from marketdata_assets.quality.continuity import refill
 from marketdata_assets.resources import ClickHouseResource
 from marketdata_assets.sources.config import CRYPTO_SOURCES
@@ -60,15 +59,7 @@ def refill_command(hour: str, instruments: list[str]) -> str:
     return f"dg launch --assets {ASSET} --partition {hour} --config-json '{config}'"
 
 
-@dg.asset(
-    group_name=GROUP,
-    partitions_def=live_partitions,
-    deps=["live_trades"],
-    pool=pools.CRYPTO_VENUES,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    kinds={"clickhouse", "polars"},
-    required_resource_keys={"clickhouse", *VENUE_KEYS.values()},
-)
+@refill_asset(GROUP, live_partitions, "live_trades", VENUE_KEYS.values())
 def live_trade_id_refill(context: dg.AssetExecutionContext, config: LiveRefillConfig) -> dg.MaterializeResult:
     """The trade ids missing from the run's hours' day slices of live trades, fetched by id from the
     venue and written with the slice's stored trades as its new load (one pointer flip); then the
