@@ -19,11 +19,33 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import polars as pl
 
-from marketdata_assets.core.http import RequestStats
+from marketdata_assets.core.http import ApiClient, RequestStats
+from marketdata_assets.datasets.instrument_service import InstrumentService
+from marketdata_assets.datasets.instruments import Instrument
+from marketdata_assets.datasets.wire import DropCounts
 
 HISTORY, SNAPSHOT, FILES = "history", "snapshot", "files"
 # what every crypto venue's client serves: trades and minute bars back in time, books and tickers as of now
 VENUE_BASICS = {"trades": HISTORY, "bars_1m": HISTORY, "books": SNAPSHOT, "tickers": SNAPSHOT}
+
+
+class SizedVenueClient(ApiClient):
+    """A venue client whose sizes come from the venue's reference data: the process's instrument service
+    (None: one of its own) holds the versions, `lookup` asks the venue for one; `dropped` counts what each
+    instrument's fetches dropped, by reason."""
+
+    def __init__(self, base_url: str, *, instrument_service: InstrumentService | None = None, **kwargs):
+        super().__init__(base_url, **kwargs)
+        self.instrument_service = instrument_service or InstrumentService()
+        self.dropped = DropCounts()
+
+    async def lookup(self, instrument: str) -> list[Instrument]:
+        raise NotImplementedError
+
+    async def reference(self, instrument: str, when: datetime | None = None) -> Instrument | None:
+        """The master's version of `instrument` valid at `when` (None: now), looked up at the venue once if
+        never seen (at most one lookup every service interval); None if the venue does not know it."""
+        return await self.instrument_service.resolve(self.name, instrument, when, self.lookup)
 
 
 @runtime_checkable

@@ -10,7 +10,6 @@ from typing import Any, ClassVar
 import polars as pl
 
 from marketdata_assets.core.http import (
-    ApiClient,
     ErrorTable,
     Limits,
     Page,
@@ -20,10 +19,9 @@ from marketdata_assets.core.http import (
     describe_request,
 )
 from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, floor_ms, from_us, to_us
-from marketdata_assets.datasets.instrument_service import InstrumentService
 from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.datasets.volumes import Volume
-from marketdata_assets.datasets.wire import DropCounts, finish, finish_bars, finish_trades
+from marketdata_assets.datasets.wire import finish, finish_bars, finish_trades
 from marketdata_assets.sources.deribit import reference
 from marketdata_assets.sources.deribit.naming import VENUE, chain_currency
 from marketdata_assets.sources.deribit.rest import (
@@ -38,7 +36,7 @@ from marketdata_assets.sources.deribit.rest import (
     rpc_result,
 )
 from marketdata_assets.sources.deribit.units import size_of
-from marketdata_assets.sources.interface import HISTORY, SNAPSHOT, VENUE_BASICS
+from marketdata_assets.sources.interface import HISTORY, SNAPSHOT, VENUE_BASICS, SizedVenueClient
 
 DEFAULT_BASE_URL = "https://www.deribit.com"
 # get_instruments: "Sustained rate: 1 request/second" (its own limit, apart from the other public methods)
@@ -63,7 +61,7 @@ CHART_WINDOW = timedelta(minutes=1000)
 FUNDING_WINDOW = timedelta(days=30)  # 720 hourly rows: under the ~744 one call answers [inferred]
 
 
-class DeribitClient(ApiClient):
+class DeribitClient(SizedVenueClient):
     """Deribit public API (limits and errors: `LIMITS`, `ERRORS`)."""
 
     api_name = "Deribit"
@@ -83,16 +81,12 @@ class DeribitClient(ApiClient):
         base_url: str = DEFAULT_BASE_URL,
         *,
         page_size: int = 1000,
-        instrument_service: InstrumentService | None = None,
-        **kwargs,
+        **kwargs,  # ApiClient's, and the instrument service contract sizes come from
     ):
         super().__init__(base_url, **kwargs)
         if not 1 <= page_size <= 1000:
             raise ValueError("page_size: 1..1000")
         self.page_size = page_size
-        # contract sizes: the venue's reference data, the process's service (None: one of its own)
-        self.instrument_service = instrument_service or InstrumentService()
-        self.dropped = DropCounts()
 
     # ---- what Deribit's answers mean --------------------------------------------------------
 
@@ -172,11 +166,6 @@ class DeribitClient(ApiClient):
                 return []
             raise
         return reference.instruments_of(rpc_result(body, ctx), ctx)
-
-    async def reference(self, instrument: str, when: datetime | None = None) -> Instrument | None:
-        """The master's version of `instrument` valid at `when` (None: now), looked up at the venue once
-        if never seen (rate-limited by the service); None if Deribit does not know it."""
-        return await self.instrument_service.resolve(VENUE, instrument, when, self.lookup)
 
     async def listing_for(self, instruments: list[str]) -> list[Instrument]:
         """The listings that hold `instruments`: the whole master (`listing`: active and recently

@@ -10,20 +10,18 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from marketdata_assets.core.http import ApiClient, ErrorTable, Limits, Page, SourceNotFound, describe_request
+from marketdata_assets.core.http import ErrorTable, Limits, Page, SourceNotFound, describe_request
 from marketdata_assets.datasets.frames import as_utc, ceil_ms, day_of, day_window, from_us, to_us
-from marketdata_assets.datasets.instrument_service import InstrumentService
 from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.datasets.volumes import Volume
 from marketdata_assets.datasets.wire import (
-    DropCounts,
     finish,
     finish_bars,
     finish_trades,
     integer,
     note_conversion,
 )
-from marketdata_assets.sources.interface import HISTORY, VENUE_BASICS, Reach
+from marketdata_assets.sources.interface import HISTORY, VENUE_BASICS, Reach, SizedVenueClient
 from marketdata_assets.sources.okx import reference
 from marketdata_assets.sources.okx.naming import contract, is_derivative, underlying
 from marketdata_assets.sources.okx.rest import (
@@ -83,7 +81,7 @@ ERRORS = ErrorTable(
 )
 
 
-class OkxClient(ApiClient):
+class OkxClient(SizedVenueClient):
     """OKX v5 public market data (limits and errors: `LIMITS`, `ERRORS`)."""
 
     api_name = "OKX"
@@ -120,16 +118,12 @@ class OkxClient(ApiClient):
         base_url: str = DEFAULT_BASE_URL,
         *,
         page_limit: int = 100,
-        instrument_service: InstrumentService | None = None,
-        **kwargs,
+        **kwargs,  # ApiClient's, and the instrument service contract values come from
     ):
         super().__init__(base_url, **kwargs)
         if not 1 <= page_limit <= 100:
             raise ValueError("page_limit: 1..100")
         self.page_limit = page_limit
-        # contract values: the venue's reference data, the process's service (None: one of its own)
-        self.instrument_service = instrument_service or InstrumentService()
-        self.dropped = DropCounts()
 
     # ---- what OKX's answers mean ------------------------------------------------------------
 
@@ -196,12 +190,8 @@ class OkxClient(ApiClient):
         return reference.instruments_of(envelope_data(body, ctx), ctx)
 
     async def reference(self, instrument: str, when: datetime | None = None) -> Instrument | None:
-        """The master's version of `instrument` valid at `when` (None: now), looked up at the venue once
-        if never seen (at most one lookup every service interval); None for spot, or what OKX does not
-        know."""
-        if not is_derivative(instrument):
-            return None
-        return await self.instrument_service.resolve(VENUE, instrument, when, self.lookup)
+        """The master's version of a contract (`SizedVenueClient.reference`); None for spot."""
+        return await super().reference(instrument, when) if is_derivative(instrument) else None
 
     async def listing_for(self, instruments: list[str]) -> list[Instrument]:
         """The listings that hold `instruments` (contracts): one request per instrument type, an option's per
