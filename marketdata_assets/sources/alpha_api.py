@@ -234,6 +234,10 @@ def _parse_time(value: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=NY)
 
 
+class _WindowTooBig(Exception):
+    """A listing window one listing cannot page through whole (why: the message): it is split in halves."""
+
+
 async def _all_or_nothing(*coroutines) -> None:
     """Run concurrently; on the first failure cancel the rest (no orphan requests) and raise it."""
     tasks = [asyncio.ensure_future(c) for c in coroutines]
@@ -633,9 +637,18 @@ class AlphaApiClient(ApiClient):
     async def _fetch_window(
         self, alpha_type: str, start: datetime, end: datetime, sink, stats: FetchStats
     ) -> None:
-        """List [start, end) of one type by following `next`; split when the window is too big."""
+        """List [start, end) of one type by following `next`; split in halves when the window is too big
+        (what its pages gave already is sunk again by the halves: the sink keeps each id once)."""
         # Instants in UTC: halves of a window that spans a DST change are then exact.
         start, end = start.astimezone(UTC), end.astimezone(UTC)
+        try:
+            await self._list_window(alpha_type, start, end, sink, stats)
+        except _WindowTooBig as too_big:
+            await self._split(alpha_type, start, end, sink, stats, str(too_big))
+
+    async def _list_window(
+        self, alpha_type: str, start: datetime, end: datetime, sink, stats: FetchStats
+    ) -> None:
         stats.windows += 1
         url = self._absolute(
             list_path(start, end, alpha_type=alpha_type, limit=self.page_limit, order=self.order)
@@ -652,15 +665,9 @@ class AlphaApiClient(ApiClient):
                 f"not a list page (keys {sorted(data)[:8]}): expected count, next, results",
             )
         if count > self.max_window_results:
-            await self._split(
-                alpha_type,
-                start,
-                end,
-                sink,
-                stats,
-                f"{count} alphas, more than the {self.max_window_results} one listing can page through",
+            raise _WindowTooBig(
+                f"{count} alphas, more than the {self.max_window_results} one listing can page through"
             )
-            return
         received = 0
         followed = {url}
         while True:
@@ -692,15 +699,7 @@ class AlphaApiClient(ApiClient):
                 if error.status == 400 and offset > 0:
                     # The server pages less deep than configured: remember its limit, slice finer.
                     self.max_window_results = max(self.page_limit, min(self.max_window_results, offset))
-                    await self._split(
-                        alpha_type,
-                        start,
-                        end,
-                        sink,
-                        stats,
-                        f"HTTP 400 at offset {offset} ({error.detail[:120]})",
-                    )
-                    return
+                    raise _WindowTooBig(f"HTTP 400 at offset {offset} ({error.detail[:120]})") from None
                 raise
             stats.pages += 1
             if not isinstance(data.get("results"), list):
