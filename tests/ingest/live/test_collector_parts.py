@@ -14,7 +14,7 @@ from marketdata_assets.ingest.live.collect.batch_landing import OVERFLOW_MARK_EV
 from marketdata_assets.ingest.live.collect.collector import CollectorConfig
 from marketdata_assets.ingest.live.collect.connection import Connection, FrameQueue, Pacer, cancel_until_done
 from marketdata_assets.ingest.live.collect.publishing import Publisher
-from marketdata_assets.ingest.live.collect.slots import ConnectionSlots, fill_slots
+from marketdata_assets.ingest.live.collect.slots import ConnectionSlots, Setup, fill_slots
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.sources.binance.stream import BinanceSpotStream
 from marketdata_assets.stores.landing import CONTROL_CHANNEL, LandingWriter, closed_files, read_file
@@ -62,7 +62,9 @@ def slots_of(tmp_path, **config) -> tuple[ConnectionSlots, Connection]:
     requests queue until it would be)."""
     config = CollectorConfig(["BTCUSDT"], "ws://127.0.0.1:9", **config)
     stats, queue = Stats(), FrameQueue(100)
-    slots = ConnectionSlots(BinanceSpotStream(), config, LandingWriter(tmp_path, "BINANCE"), stats, queue)
+    slots = ConnectionSlots(
+        Setup(BinanceSpotStream(), config, LandingWriter(tmp_path, "BINANCE"), stats), queue
+    )
     slot = ["a@trade", "b@trade", "c@trade"]
     conn = Connection("c1", "ws://127.0.0.1:9", slot, [], queue, stats, stale_s=5, pacer=Pacer(5))
     slots.slots, slots.connections["c1"], slots.conn_streams["c1"] = [slot], conn, list(slot)

@@ -15,11 +15,9 @@ import time
 
 from marketdata_assets.core.http import Backoff
 from marketdata_assets.ingest.live.collect.book_outputs import BookOutputs, LatestState
-from marketdata_assets.ingest.live.collect.slots import ConnectionSlots
-from marketdata_assets.ingest.live.stats import Stats
-from marketdata_assets.sources.stream import Frame, StreamProtocol
+from marketdata_assets.ingest.live.collect.slots import ConnectionSlots, Setup
+from marketdata_assets.sources.stream import Frame
 from marketdata_assets.stores.jetstream import JetStreamStore
-from marketdata_assets.stores.landing import LandingWriter
 
 
 class Books(BookOutputs):
@@ -27,23 +25,15 @@ class Books(BookOutputs):
 
     def __init__(
         self,
-        protocol: StreamProtocol,
-        config,
-        writer: LandingWriter,
-        stats: Stats,
+        setup: Setup,
         slots: ConnectionSlots,
         instruments: list[str],
         publish_lock: asyncio.Lock,
         snapshot_store: JetStreamStore | None,
         latest: LatestState | None,
     ):
-        self.protocol, self.config, self.writer, self.stats, self.slots = (
-            protocol,
-            config,
-            writer,
-            stats,
-            slots,
-        )
+        self.protocol, self.config, self.writer, self.stats = setup
+        self.slots, protocol, config = slots, setup.protocol, setup.config
         self.publish_lock, self.snapshot_store, self.latest = publish_lock, snapshot_store, latest
         self.by_instrument = {name: protocol.new_book(name) for name in instruments}
         self.retired: set[str] = set()  # instruments unsubscribed (their frames still in flight are counted)

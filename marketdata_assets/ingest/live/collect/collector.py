@@ -26,7 +26,7 @@ from marketdata_assets.ingest.live.collect.connection import FrameQueue, cancel_
 from marketdata_assets.ingest.live.collect.parts import Part
 from marketdata_assets.ingest.live.collect.processing import Processor
 from marketdata_assets.ingest.live.collect.publishing import Publisher
-from marketdata_assets.ingest.live.collect.slots import ConnectionSlots
+from marketdata_assets.ingest.live.collect.slots import ConnectionSlots, Setup
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.sources.stream import BOOKS, StreamProtocol, shared_channels
 from marketdata_assets.stores.jetstream import JetStreamStore
@@ -134,14 +134,12 @@ class LiveCollector:
         self.instruments = config.part.take(
             config.instruments
         )  # what it collects (`set_instruments` changes it)
-        self.conns = ConnectionSlots(protocol, config, writer, stats, self.queue)
+        setup = Setup(protocol, config, writer, stats)
+        self.conns = ConnectionSlots(setup, self.queue)
         self.connections = self.conns.connections  # by id (the same dict)
         self.publisher = Publisher(protocol, config, stats, store, latest)
         self.books = Books(
-            protocol,
-            config,
-            writer,
-            stats,
+            setup,
             self.conns,
             self.instruments,
             self.publisher.publish_lock,

@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import os
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from marketdata_assets.core.http import Backoff
 from marketdata_assets.ingest.live.collect.connection import (
@@ -55,19 +56,22 @@ def connect_failed(
     return delay
 
 
+class Setup(NamedTuple):
+    """What every part of a collector is given: its venue's stream, its config, the landing writer and the
+    counters."""
+
+    protocol: StreamProtocol
+    config: Any  # the collector's CollectorConfig
+    writer: LandingWriter
+    stats: Stats
+
+
 class Requests:
     """The requests a collector sent on its connections: their ids, those awaiting an answer, and the
     refused ones sent again after a backoff of their own."""
 
-    def __init__(
-        self,
-        protocol: StreamProtocol,
-        config,
-        writer: LandingWriter,
-        stats: Stats,
-        connections: dict[str, Connection],
-    ):
-        self.protocol, self.config, self.writer, self.stats = protocol, config, writer, stats
+    def __init__(self, setup: Setup, connections: dict[str, Connection]):
+        self.protocol, self.config, self.writer, self.stats = setup
         self.connections = connections  # the slots' connections by id (the same dict)
         self.pending: dict[int, str] = {}  # subscribe request id -> connection id
         self.refusals: dict[str, Backoff] = {}  # a refused request (without its id) -> its backoff
@@ -181,16 +185,9 @@ class ConnectionSlots:
     """The slots (each a list of channels, one connection each, two during a rollover), their
     connections by id, and the requests sent on them."""
 
-    def __init__(
-        self, protocol: StreamProtocol, config, writer: LandingWriter, stats: Stats, queue: FrameQueue
-    ):
-        self.protocol, self.config, self.writer, self.stats, self.queue = (
-            protocol,
-            config,
-            writer,
-            stats,
-            queue,
-        )
+    def __init__(self, setup: Setup, queue: FrameQueue):
+        self.protocol, self.config, self.writer, self.stats = setup
+        protocol, config, self.queue = setup.protocol, setup.config, queue
         self.limits = limits = protocol.limits
         self.url_channels = limits.url_channels if config.url_streams is None else config.url_streams
         self.rollover_s = config.rollover_s or (
@@ -198,7 +195,7 @@ class ConnectionSlots:
         )
         self.connections: dict[str, Connection] = {}
         self.conn_streams: dict[str, list[str]] = {}  # until its disconnect marker is landed
-        self.requests = Requests(protocol, config, writer, stats, self.connections)
+        self.requests = Requests(setup, self.connections)
         self.conn_numbers = itertools.count(1)
         self.attempts = AttemptWindow(limits.connections_per_window, limits.window_s)
         self.slots: list[
