@@ -32,10 +32,23 @@ VENUE_BASICS = {"trades": HISTORY, "bars_1m": HISTORY, "books": SNAPSHOT, "ticke
 class SizedVenueClient(ApiClient):
     """A venue client whose sizes come from the venue's reference data: the process's instrument service
     (None: one of its own) holds the versions, `lookup` asks the venue for one; `dropped` counts what each
-    instrument's fetches dropped, by reason."""
+    instrument's fetches dropped, by reason; `page_limit` records a page (at most the venue's `PAGE_MAX`)."""
 
-    def __init__(self, base_url: str, *, instrument_service: InstrumentService | None = None, **kwargs):
-        super().__init__(base_url, **kwargs)
+    BASE_URL: ClassVar[str]  # the venue's public REST host (the default base URL)
+    PAGE_MAX: ClassVar[int]  # the most records a page may hold, as the venue documents it
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        page_limit: int | None = None,
+        instrument_service: InstrumentService | None = None,
+        **kwargs,  # ApiClient's
+    ):
+        super().__init__(self.BASE_URL if base_url is None else base_url, **kwargs)
+        self.page_limit = self.PAGE_MAX if page_limit is None else page_limit
+        if not 1 <= self.page_limit <= self.PAGE_MAX:
+            raise ValueError(f"page_limit: 1..{self.PAGE_MAX}")
         self.instrument_service = instrument_service or InstrumentService()
         self.dropped = DropCounts()
 

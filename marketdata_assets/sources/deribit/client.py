@@ -66,6 +66,8 @@ class DeribitClient(SizedVenueClient):
 
     api_name = "Deribit"
     name = VENUE
+    BASE_URL = DEFAULT_BASE_URL
+    PAGE_MAX = 1000  # get_last_trades_by_*: count "maximum 1000"
     ERRORS = ERRORS
     LIMITS = LIMITS
     DATASETS: ClassVar[dict[str, str]] = {
@@ -75,18 +77,6 @@ class DeribitClient(SizedVenueClient):
         "liquidations": HISTORY,
         "option_chain": SNAPSHOT,
     }
-
-    def __init__(
-        self,
-        base_url: str = DEFAULT_BASE_URL,
-        *,
-        page_size: int = 1000,
-        **kwargs,  # ApiClient's, and the instrument service contract sizes come from
-    ):
-        super().__init__(base_url, **kwargs)
-        if not 1 <= page_size <= 1000:
-            raise ValueError("page_size: 1..1000")
-        self.page_size = page_size
 
     # ---- what Deribit's answers mean --------------------------------------------------------
 
@@ -208,7 +198,7 @@ class DeribitClient(SizedVenueClient):
                 "instrument_name": instrument,
                 "start_timestamp": cursor,
                 "end_timestamp": end_ms,
-                "count": self.page_size,
+                "count": self.page_limit,
                 "sorting": "asc",
             }
             body, ctx = await self._public(
@@ -257,11 +247,11 @@ class DeribitClient(SizedVenueClient):
             params = {
                 "instrument_name": instrument,
                 "start_seq": start_seq,
-                "count": self.page_size,
+                "count": self.page_limit,
                 "sorting": "asc",
             }
             if end_seq is not None:
-                params.update(end_seq=end_seq, count=max(1, min(self.page_size, end_seq - start_seq + 1)))
+                params.update(end_seq=end_seq, count=max(1, min(self.page_limit, end_seq - start_seq + 1)))
             body, ctx = await self._public(
                 "get_last_trades_by_instrument", params, instrument=instrument, day=day
             )

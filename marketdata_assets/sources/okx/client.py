@@ -86,6 +86,8 @@ class OkxClient(SizedVenueClient):
 
     api_name = "OKX"
     name = VENUE
+    BASE_URL = DEFAULT_BASE_URL
+    PAGE_MAX = 100  # history-trades: "Maximum is 100" a request
     ERRORS = ERRORS
     LIMITS = LIMITS
     DATASETS: ClassVar[dict[str, str]] = {
@@ -112,18 +114,6 @@ class OkxClient(SizedVenueClient):
             DOCS + "#trading-statistics-rest-api-get-contract-open-interest-history",
         ),
     }
-
-    def __init__(
-        self,
-        base_url: str = DEFAULT_BASE_URL,
-        *,
-        page_limit: int = 100,
-        **kwargs,  # ApiClient's, and the instrument service contract values come from
-    ):
-        super().__init__(base_url, **kwargs)
-        if not 1 <= page_limit <= 100:
-            raise ValueError("page_limit: 1..100")
-        self.page_limit = page_limit
 
     # ---- what OKX's answers mean ------------------------------------------------------------
 

@@ -233,7 +233,7 @@ BOOK_BODY = json.dumps(
 def test_a_day_of_trades_pages_by_time_and_sequence_without_loss_or_duplicates(server, instrument):
     async def go():
         async with venue_client(
-            "DERIBIT", server.base_url, retry=FAST, requests_per_minute=60_000, page_size=200
+            "DERIBIT", server.base_url, retry=FAST, requests_per_minute=60_000, page_limit=200
         ) as api:
             return await api.trades(instrument, START, END)
 
@@ -375,7 +375,7 @@ def test_a_damaged_page_fails_only_its_instrument(server, kind, message):
     window = (START + timedelta(hours=2), START + timedelta(hours=14))
 
     async def go():
-        async with client(server, page_size=100) as api:
+        async with client(server, page_limit=100) as api:
             return await asyncio.gather(
                 api.trades("ETH-PERPETUAL", *window),
                 api.trades("BTC-PERPETUAL", *window),

@@ -497,7 +497,7 @@ def liquidation_truth(server, instrument: str) -> pl.DataFrame:
 
 @pytest.mark.parametrize("instrument", ["BTC-PERPETUAL", "ETH-PERPETUAL"])
 def test_liquidations_of_a_day_are_the_flagged_trades(server, instrument):
-    frame, stats = fetch(server, "liquidations", instrument, START, END, page_size=200)
+    frame, stats = fetch(server, "liquidations", instrument, START, END, page_limit=200)
     truth = liquidation_truth(server, instrument)
     assert_frame_equal(frame, truth, check_exact=True)
     assert 5 < frame.height < 60 and frame["liquidation_id"].is_unique().all() and stats.requests >= 10
