@@ -20,7 +20,7 @@ import msgspec
 import orjson
 import polars as pl
 
-from marketdata_assets.core.http import SourceError
+from marketdata_assets.core.http import Page, SourceError
 from marketdata_assets.datasets.frames import (
     AGG_TRADES_SPEC,
     BARS_SPEC,
@@ -33,6 +33,7 @@ from marketdata_assets.datasets.frames import (
     TRADES_SPEC,
 )
 from marketdata_assets.datasets.instrument_service import InstrumentService
+from marketdata_assets.datasets.instruments import Instrument, LookupFailed
 from marketdata_assets.datasets.normalized import Trade
 from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.datasets.wire import book_frame
@@ -498,6 +499,25 @@ class SizedStream(StreamBase):
         if when != self._as_of:
             self._as_of = when
             self.sized.clear()
+
+    def version(self, instrument: str) -> Instrument | None:
+        """The service's version of `instrument` valid at the hour read (None: the venue has none)."""
+        return self.instrument_service.at(self.venue, instrument, self._as_of)
+
+    def sizing(self, instrument: str, make: Callable[[Instrument | None], Any]) -> Any:
+        """What `instrument`'s frames are sized by: `make` of its version, kept once made (a None is asked
+        again by a later frame); a SourceDataError naming the instrument where its version cannot be had
+        or read (a failed lookup too: asked again later)."""
+        known = self.sized.get(instrument)
+        if known is None:
+            try:
+                known = make(self.version(instrument))
+            except (ValueError, SourceError, LookupFailed) as error:
+                prefix = f"{self.venue} {instrument}: "
+                raise Page(self.venue, instrument).error(str(error).removeprefix(prefix)) from None
+            if known is not None:
+                self.sized[instrument] = known
+        return known
 
 
 BOOK_TOP = "book_top"  # the landing channel kind of the collector's own top-N book snapshots

@@ -279,16 +279,7 @@ class DeribitStream(SizedStream):
     def contract(self, instrument: str) -> tuple[bool, float | None]:
         """(inverse, contract size or None where the venue's reference data does not know it: no open
         interest) of an instrument, kept once known; SourceDataError for a name of no Deribit shape."""
-        known = self.sized.get(instrument)
-        if known is None:
-            try:
-                found = self.instrument_service.at(VENUE, instrument, self._as_of)
-                known = (is_inverse(instrument), found.size if found else None)
-            except (ValueError, SourceError, LookupFailed) as error:
-                raise Page(VENUE, instrument).error(str(error)) from None
-            if known[1] is not None:
-                self.sized[instrument] = known
-        return known
+        return self.inverse(instrument), self.sizing(instrument, lambda found: found.size if found else None)
 
     def book_time_ms(self, data: object) -> int | None:
         """A book notification's `timestamp`."""

@@ -12,9 +12,8 @@ import json
 import zlib
 from typing import ClassVar
 
-from marketdata_assets.core.http import Page, SourceError
+from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.instrument_service import InstrumentService
-from marketdata_assets.datasets.instruments import LookupFailed
 from marketdata_assets.datasets.normalized import (
     Bar,
     Funding,
@@ -402,22 +401,11 @@ class OkxStream(SizedStream):
         """The instrument's contract sizing by the service (kept: one lookup a frame is enough);
         SourceDataError if the venue does not know its contract value (or the lookup failed: asked again by a
         later frame)."""
-        sizer = self.sized.get(instrument)
-        if sizer is None:
-            try:
-                known = self._reference(instrument)
-                sizer = self.sized[instrument] = ContractSizer(instrument, known)
-            except (ValueError, SourceError, LookupFailed) as error:
-                raise Page(VENUE, instrument).error(
-                    str(error).removeprefix(f"{VENUE} {instrument}: ")
-                ) from None
-        return sizer
+        return self.sizing(instrument, lambda known: ContractSizer(instrument, known))
 
-    def _reference(self, instrument: str):
+    def version(self, instrument: str):
         """The service's version of a contract valid at the hour read (None for spot)."""
-        if not is_derivative(instrument):
-            return None
-        return self.instrument_service.at(VENUE, instrument, self._as_of)
+        return super().version(instrument) if is_derivative(instrument) else None
 
     def book_time_ms(self, frame: object) -> int | None:
         """A books push's `ts` (its one data entry)."""
@@ -439,7 +427,7 @@ class OkxStream(SizedStream):
             "bids": [[p, q, "0", "1"] for p, q, *_ in payload["bids"]],
             "asks": [[p, q, "0", "1"] for p, q, *_ in payload["asks"]],
         }
-        known = self._reference(instrument)
+        known = self.version(instrument)
         return frame_rows(parse_books({"code": "0", "msg": "", "data": [book]}, instrument, reference=known))
 
     def check(self, dataset: str, instrument: str) -> None:
