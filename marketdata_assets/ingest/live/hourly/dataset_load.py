@@ -2,7 +2,7 @@
 into the dataset's day slices through the ingest engine, as the trades are (ingest/live/hourly/load.py; no
 Dagster here, defs/live calls it). One loader, parameterised by dataset.
 
-What is read, deduplication, discards and the slice: docs/live-capture.md, "Other live datasets in
+What is read, deduplication, discards and the slice: docs/live-loads.md, "Other live datasets in
 ClickHouse".
 """
 

@@ -2,7 +2,7 @@
 loaded into the `trades` day slices through the ingest engine (no Dagster here; defs/live calls it).
 
 A load rewrites a day slice from every closed file of its hours (idempotent, exact), keeping what the
-trade-id refill added. What is read, discarded and kept, and the cost: docs/live-capture.md, "The
+trade-id refill added. What is read, discarded and kept, and the cost: docs/live-loads.md, "The
 batch side: hourly live loads (Dagster)".
 """
 
