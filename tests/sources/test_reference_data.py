@@ -159,7 +159,13 @@ def test_the_documented_24h_tickers_read_as_quote_volumes():
     swaps = okx.volumes_of([(okx_docs, Page("OKX", "tickers"))], taken)  # volCcy24h is base: x last
     assert [(v.instrument, v.unit) for v in swaps] == [("LTC-USD-SWAP", "USD"), ("BTC-USD-SWAP", "USD")]
     assert [v.quote_volume for v in swaps] == pytest.approx([2222 * 9999.99] * 2)
-    option = {"instType": "OPTION", "instId": "BTC-USD-241217-92000-C", "last": "0.05", "volCcy24h": "3"}
+    option = {
+        **okx_docs[0],
+        "instType": "OPTION",
+        "instId": "BTC-USD-241217-92000-C",
+        "last": "0.05",
+        "volCcy24h": "3",
+    }
     priced = {
         v.instrument: v
         for v in okx.volumes_of([(okx_docs, Page("OKX", "tickers")), ([option], Page("OKX", "o"))], taken)

@@ -51,7 +51,7 @@ class Book(msgspec.Struct):
 
 
 class Ticker(msgspec.Struct):
-    """The one record of `/api/v5/market/ticker?instId=`."""
+    """A ticker: the one record of `/api/v5/market/ticker?instId=`, and each record of `/market/tickers`."""
 
     instId: Any  # the instrument: the one asked for
     ts: Int64 | Digits  # the ticker's time, epoch ms (text)
@@ -61,7 +61,8 @@ class Ticker(msgspec.Struct):
     askPx: Positive | Literal[""]  # best ask
     askSz: Amount | Literal[""]  # its size
     vol24h: Amount  # 24 h volume: base units (spot), contracts (SWAP/FUTURES)
-    volCcy24h: Amount  # 24 h volume: quote units (spot), base units (SWAP/FUTURES)
+    volCcy24h: Amount  # 24 h volume: quote units (spot), base units (SWAP/FUTURES), coin (OPTION)
+    instType: str = ""  # SPOT | SWAP | FUTURES | OPTION
 
 
 class HistoryTrade(msgspec.Struct):

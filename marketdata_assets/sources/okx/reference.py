@@ -14,11 +14,12 @@ from typing import Any
 import msgspec
 
 from marketdata_assets.core.http import Page
-from marketdata_assets.datasets.declared import Amount, page_of
+from marketdata_assets.datasets.declared import page_of
 from marketdata_assets.datasets.frames import from_us
 from marketdata_assets.datasets.instruments import Instrument
 from marketdata_assets.datasets.volumes import Volume
 from marketdata_assets.sources.okx.naming import contract
+from marketdata_assets.sources.okx.records import Ticker
 
 VENUE = "OKX"
 PATH = "/api/v5/public/instruments"
@@ -149,29 +150,6 @@ def listing_requests(instruments: list[str]) -> list[tuple[dict[str, str], list[
     return list(out.values())
 
 
-class OkxTicker(msgspec.Struct):
-    """One instrument of `/api/v5/market/tickers` (only what the volumes use; every value text)."""
-
-    instType: str  # SPOT | SWAP | FUTURES | OPTION
-    instId: str  # BTC-USDT, BTC-USDT-SWAP, BTC-USD-250328, BTC-USD-250328-60000-C
-    volCcy24h: (
-        Amount  # 24 h volume "with a unit of currency": the quote for SPOT, the base coin for derivatives
-    )
-    vol24h: Amount = 0.0  # 24 h volume in contracts (derivatives) or base (SPOT)
-    last: str = ""  # the last trade's price ("" before any trade); options: coin per option
-
-
-def _price(row: OkxTicker, page: Page) -> float:
-    """A ticker's `last` as a number (0 before any trade); a SourceDataError for text that is not a price."""
-    try:
-        price = _number(row.last, 0.0)
-    except ValueError:
-        price = None
-    if price is None or not 0 <= price < float("inf"):
-        raise page.error(f"ticker {row.instId}: last is {row.last!r}, not a price")
-    return price
-
-
 def volumes_of(pages: list[tuple[Any, Page]], taken: datetime) -> list[Volume]:
     """`tickers` answers (each one's `data` and page, of any instType) as `Volume`s, one comparable measure
     per type. SPOT: `volCcy24h`, in the quote currency. SWAP and FUTURES: `volCcy24h` is the base coin (OKX:
@@ -179,9 +157,7 @@ def volumes_of(pages: list[tuple[Any, Page]], taken: datetime) -> list[Volume]:
     the family's quote (USDT for linear, USD for inverse). OPTION: volCcy24h x last is the premium traded,
     in the coin; x the family's perpetual's last price (BTC-USD-SWAP in the same answers) it is USD, else
     it stays in the coin."""
-    rows = [
-        (row, _price(row, page)) for data, page in pages for row in page_of(OkxTicker, data, "ticker", page)
-    ]
+    rows = [(row, row.last or 0.0) for data, page in pages for row in page_of(Ticker, data, "ticker", page)]
     last = {row.instId: price for row, price in rows}
     out = []
     for row, price in rows:
@@ -201,7 +177,6 @@ __all__ = [
     "PATH",
     "TICKERS_PATH",
     "OkxInstrument",
-    "OkxTicker",
     "instrument_of",
     "instruments_of",
     "lookup_params",
