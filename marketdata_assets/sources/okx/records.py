@@ -55,7 +55,7 @@ class Ticker(msgspec.Struct):
 
     instId: Any  # the instrument: the one asked for
     ts: Int64 | Digits  # the ticker's time, epoch ms (text)
-    last: Positive | Literal[""]  # last traded price ("": no trade yet)
+    last: Amount | Literal[""]  # last traded price ("" or "0": no trade yet, null)
     bidPx: Positive | Literal[""]  # best bid ("": an empty side)
     bidSz: Amount | Literal[""]  # its size: base units (spot), contracts (SWAP/FUTURES)
     askPx: Positive | Literal[""]  # best ask
