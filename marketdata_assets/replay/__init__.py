@@ -208,6 +208,20 @@ def run_cli(
     return serve_until_terminated(server.httpd)
 
 
+class Limited:
+    """A fault that fires at most `times` times (None: no limit), counting them in `fired`."""
+
+    times: int | None
+    fired: int
+
+    def take(self) -> bool:
+        """Count one firing; False once the `times` are used up."""
+        if self.times is not None and self.fired >= self.times:
+            return False
+        self.fired += 1
+        return True
+
+
 class FaultList:
     """The faults a replay fires: `config.faults`, changed under the server's `lock`."""
 

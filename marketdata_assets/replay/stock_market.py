@@ -25,11 +25,11 @@ from functools import lru_cache
 from typing import Any
 
 from marketdata_assets.core import calendars
-from marketdata_assets.replay import Reply, json_reply
+from marketdata_assets.replay import Limited, Reply, json_reply
 
 
 @dataclass
-class Fault:
+class Fault(Limited):
     """One injected fault. Matches requests by provider ("tushare" / "yahoo", None = both), API
     (Tushare api_name or "chart"), and symbols (None = all); fires on every `every`-th matching
     request, at most `times` times (None = unlimited)."""
@@ -147,15 +147,12 @@ class Host:
                 if not fault.matches(source, api, instruments):
                     continue
                 fault.seen += 1
-                if fault.seen % max(1, fault.every) != 0 or (
-                    fault.times is not None and fault.fired >= fault.times
-                ):
+                if fault.seen % max(1, fault.every) != 0:
                     continue
                 if fault.kind == "latency":
-                    fault.fired += 1
-                    latency += fault.seconds
-                elif chosen is None:
-                    fault.fired += 1
+                    if fault.take():
+                        latency += fault.seconds
+                elif chosen is None and fault.take():
                     chosen = fault
         if self.config.latency_s + latency:
             time.sleep(self.config.latency_s + latency)

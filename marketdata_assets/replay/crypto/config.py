@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from marketdata_assets.replay import Limited
+
 BINANCE, BINANCE_UM, OKX, DERIBIT = "BINANCE", "BINANCE_UM", "OKX", "DERIBIT"
 
 DEFAULT_INSTRUMENTS = {
@@ -32,20 +34,6 @@ FAULT_KINDS = frozenset(
 BODY_FAULTS = frozenset({"malformed_json", "missing_field", "bad_number"})  # damage a normal answer
 BINANCE_ONLY_FAULTS = frozenset({"ban", "waf"})
 BINANCE_VENUES = frozenset({BINANCE, BINANCE_UM})
-
-
-class Limited:
-    """A fault that fires at most `times` times (None: no limit), counting them in `fired`."""
-
-    times: int | None
-    fired: int
-
-    def take(self) -> bool:
-        """Count one firing; False once the `times` are used up."""
-        if self.times is not None and self.fired >= self.times:
-            return False
-        self.fired += 1
-        return True
 
 
 @dataclass

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from marketdata_assets.replay.crypto.config import Limited, ReplayConfig
+from marketdata_assets.replay import Limited
+from marketdata_assets.replay.crypto.config import ReplayConfig
 from marketdata_assets.replay.crypto.live_book import LiveInstrument
 from marketdata_assets.replay.crypto.tape import Market
 
