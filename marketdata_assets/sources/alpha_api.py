@@ -307,7 +307,7 @@ class MonthFetch:
 # --------------------------------------------------------------------------------------------
 
 
-HTTP = {"requests_per_minute": 240, "max_concurrency": 4, "timeout_s": 60.0}  # one account's default share
+ACCOUNT_HTTP = {"requests_per_minute": 240, "max_concurrency": 4, "timeout_s": 60.0}  # an account's default
 
 
 class AlphaApiClient(ApiClient):
@@ -328,9 +328,9 @@ class AlphaApiClient(ApiClient):
         max_window_results: int = MAX_WINDOW_RESULTS,
         types: Sequence[str] = ALPHA_TYPES,
         order: str = "dateCreated",
-        **http: Any,  # ApiClient's: retry, rng, ... (an account's own rate, concurrency and timeout: HTTP)
+        **http: Any,  # ApiClient's (retry, rng, ...); an account's rate, concurrency, timeout: ACCOUNT_HTTP
     ):
-        super().__init__(base_url, headers={"Accept": "application/json"}, **{**HTTP, **http})
+        super().__init__(base_url, headers={"Accept": "application/json"}, **{**ACCOUNT_HTTP, **http})
         if page_limit < 1 or max_window_results < page_limit:
             raise AlphaConfigError("need 1 <= page_limit <= max_window_results")
         self.account = account
