@@ -184,6 +184,15 @@ SETTINGS: tuple[Setting, ...] = (
     *_group(
         LIVE_GROUP,
         Setting(
+            "MARKETDATA_COMPILED",
+            "auto",
+            "The collector's compiled hot path (Cython, built by `make install`): `auto` uses it when "
+            "built (a warning names what runs in pure Python when it is not), `1` requires it (an import "
+            "fails without it), `0` runs the pure-Python originals, which give identical results.",
+            stack_only=True,
+            read_by=("core/compiled.py",),
+        ),
+        Setting(
             "NATS_URL",
             "nats://127.0.0.1:54222",
             "NATS server (with JetStream) the live collector publishes "
