@@ -17,9 +17,9 @@ as a JSON string}` for any other, `{"t", "c", "m": marker kind, "x": {details}}`
 as `d` either way. See writer.py for the write/close/recover protocol.
 """
 
+from marketdata_assets.stores.landing.lines import BAD_CHANNEL
 from marketdata_assets.stores.landing.reader import closed_files, read_file, read_lines, record
 from marketdata_assets.stores.landing.writer import (
-    BAD_CHANNEL,
     CONTROL_CHANNEL,
     LandingWriter,
     Recovered,

@@ -39,7 +39,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import itemgetter
 from pathlib import Path
 
 import orjson
@@ -47,6 +46,7 @@ import zstandard
 
 from marketdata_assets.core.files import fsync_directory, sync_filesystem
 from marketdata_assets.core.landing_files import LinkRefused, open_binary, walk
+from marketdata_assets.stores.landing.lines import HOUR_NS, add_frames
 
 SUFFIX = ".jsonl.zst"
 PART = ".part"
@@ -55,7 +55,6 @@ AHEAD_S = 30  # in an hour's last seconds, `tick` makes the next hour's file of 
 SUMMARY = ".json"
 SYNC_TOGETHER = 16  # files closed at once from which one syncfs replaces their fsyncs (`close_files`)
 RECOVER_TOGETHER = 512  # crashed files recovered (and held locked) at a time
-HOUR_NS = 3_600_000_000_000
 _COMPONENT = re.compile(
     r"^[A-Za-z0-9@._=!-]{1,120}$"
 )  # `!`: Binance's all-market streams (`!forceOrder@arr`)
@@ -76,7 +75,6 @@ def checked_component(name: str, what: str) -> str:
 FRAME_LINE = (
     b'{"t":%d,"c":%b,"d":%b}\n'  # a frame's record: receive time, connection, the frame as a JSON string
 )
-BAD_CHANNEL = "_bad"  # the collector's channel of frames that are not JSON: always written as strings
 CONTROL_CHANNEL = "_control"  # the collector's channel of acks, errors, heartbeats, frames of no channel
 
 
@@ -321,31 +319,8 @@ class LandingWriter:
         JSON, the caller's word: a frame it decoded, any channel but `BAD_CHANNEL`) is written as sent
         (`r`), any other as a JSON string (`d`); `record` reads either back as its text. `landed` counts
         them by channel."""
-        conns: dict[str, str] = {}  # a connection's id as JSON
-        last_ns = last_conn = head = None
-        files, flush_lines = self.files, self.flush_lines
         with self.lock:
-            self.landed.update(map(itemgetter(0), frames))  # counted in C
-            for channel, conn, text, recv_ns in frames:
-                if (
-                    recv_ns != last_ns or conn != last_conn
-                ):  # the frames of one read share both: one head for all
-                    last_ns, last_conn = recv_ns, conn
-                    conn_json = conns.get(conn) or conns.setdefault(conn, orjson.dumps(conn).decode())
-                    head = f'{{"t":{recv_ns},"c":{conn_json},'
-                f = files.get(channel)
-                if f is None or not 0 <= recv_ns - f.hour_start_ns < HOUR_NS:  # `takes`, inline
-                    f = self._file(channel, recv_ns)
-                buffer = f.buffer  # `add`, inline: this loop is a landed frame's whole cost
-                if (
-                    text[:1] == "{" and text[-1:] == "}" and "\n" not in text and channel != BAD_CHANNEL
-                ):  # nearly all
-                    buffer.append(f'{head}"r":{text}}}\n')
-                else:
-                    buffer.append(f'{head}"d":{orjson.dumps(text).decode()}}}\n')
-                f.times.append(recv_ns)
-                if len(buffer) >= flush_lines:
-                    f.flush()
+            add_frames(self, frames)
 
     def _close_all(self, ended: list[_OpenFile]) -> list[Path]:
         """Close flushed files (`close_files`: fsync, summary, rename), outside the writer's lock when
