@@ -6,16 +6,18 @@ combined-stream frames (trades, and depth diffs with continuous U/u; `--depth-sh
 a WebSocket on 127.0.0.1, with `/api/v3/depth` snapshots that fit the diffs. The processes measured
 are bench/live_capture_roles.py's. Three parts:
 
-1. **Throughput** (`--rounds`, each round both, order flipped each round; a fresh sender each time,
-   sending as fast as the client reads): the real `LiveCollector` (Binance spot protocol: receive,
-   bounded queue, decode, raw landing as zstd files in a scratch dir, books, trades published to
-   the stack's nats-server at NATS_URL on the bench's own subjects `benchlc.>` and stream
-   `BENCH_LIVE_CAPTURE`) vs the ceiling, a bare `websockets` client receiving and discarding the
-   same frames. Each runs `--window-s` from its first frame; the collector's clock runs on until
+1. **Throughput** (`--rounds`, each round every role, the order rotated each round; a fresh sender
+   each time, sending as fast as the client reads): the real `LiveCollector` (Binance spot protocol:
+   receive, bounded queue, decode, raw landing as zstd files in a scratch dir, books, trades published
+   to the stack's nats-server at NATS_URL on the bench's own subjects `benchlc.>` and stream
+   `BENCH_LIVE_CAPTURE`) vs two ceilings receiving and discarding the same frames: a bare `websockets`
+   client (the collector's library) and a bare picows client (compiled: the cost a frame a client
+   can get to). Each runs `--window-s` from its first frame; the collector's clock runs on until
    what it read is landed and published. Per core = frames / CPU seconds of the process (every
-   thread); the ratio (collector / ceiling, median over rounds) is taken per CPU second, the
+   thread); the ratios (collector / ceiling, median over rounds) are taken per CPU second, the
    measure that holds on a shared machine. Frames the collector's queue had no room for are
-   dropped by it (counted, never landed): they are not in its frames. Target >= 0.5. Beside them,
+   dropped by it (counted, never landed): they are not in its frames. Targets: >= 0.5 of the
+   websockets ceiling; <= 2.5 µs of CPU a frame and >= 0.35 of the picows ceiling. Beside them,
    the peer: cryptofeed (bench/live_capture_peer.py, its own venv: bench/peer_venv.py) on the same
    sender, with no-op callbacks (parsing every frame, keeping its books) and with its redis backend
    writing every trade (`--no-peers` leaves them out; `--short` does).
@@ -39,9 +41,9 @@ are bench/live_capture_roles.py's. Three parts:
 
 Results: bench/results/live_capture.json (every sample of the rounds, the RSS series, the latency
 percentiles). `--universe N`: the collector on N instruments over several connections against the
-bare client on the same ones, subscription within Binance's limits, RSS per 1,000 instruments
-(bench/live_capture_universe.py; results in bench/results/live_capture_universe.json). `--short`: a
-few seconds of each (a smoke test, tests/bench/test_bench_live_capture.py).
+bare clients (websockets, picows) on the same ones, subscription within Binance's limits, RSS per
+1,000 instruments (bench/live_capture_universe.py; results in bench/results/live_capture_universe.json).
+`--short`: a few seconds of each (a smoke test, tests/bench/test_bench_live_capture.py).
 Figures depend on the machine's load (recorded: load average before and after); re-measure on a
 quiet machine before comparing.
 Run: `scripts/with-env .venv/bin/python -m bench live_capture [--duration-s 600] [--short]`.
@@ -81,6 +83,8 @@ INSTRUMENTS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "DOGEUSDT"
 DATABASE = "bench_live_capture"
 DURABLE = "bench-live-capture"
 TARGET_RATIO, TARGET_P99_S = 0.5, 1.0
+TARGET_PICOWS_RATIO, TARGET_US_PER_FRAME = 0.35, 2.5  # of the picows ceiling; the collector's CPU a frame
+CEILINGS = {"bare": "ratio", "picows": "ratio_picows"}  # a ceiling role -> its ratios' keys in the report
 WARM_UP_S = 10.0
 # The throughput part's frame queue: every frame of its window fits (the sender sends as fast as the
 # client reads: the collector's reader takes ~650k frames a second while its processor runs,
@@ -167,7 +171,7 @@ def role_argv(
 ) -> list[str]:
     streams = [s for name in INSTRUMENTS for s in (trade_stream(name), depth_stream(name))]
     argv = [sys.executable, "-m", "bench.live_capture_roles", role, "--seconds", str(seconds)]
-    if role == "bare":
+    if role in CEILINGS:
         return argv + ["--url", combined_url(f"ws://{address}", streams)]
     landing = Path(tempfile.mkdtemp(prefix="landing-", dir=scratch))
     return argv + [
@@ -258,8 +262,8 @@ def throughput(
     queue_size: int = WHOLE_WINDOW,
     peer_python: Path | None = None,
 ) -> dict:
-    """Interleaved rounds of the ceiling, the collector and the peers (see the module doc, part 1)."""
-    roles = ["bare", "collector", *(PEERS if peer_python else ())]
+    """Interleaved rounds of the ceilings, the collector and the peers (see the module doc, part 1)."""
+    roles = [*CEILINGS, "collector", *(PEERS if peer_python else ())]
     samples = {role: [] for role in roles}
     for round_ in range(rounds):
         order = roles[round_ % len(roles) :] + roles[: round_ % len(roles)]  # each role first once in a while
@@ -267,10 +271,6 @@ def throughput(
             samples[role].append(
                 run_role(role, window_s, depth_share, scratch, nats_url, prefix, queue_size, peer_python)
             )
-    ratios = [
-        c["frames_per_cpu_s"] / b["frames_per_cpu_s"] for b, c in zip(samples["bare"], samples["collector"])
-    ]
-    wall = [c["frames_per_s"] / b["frames_per_s"] for b, c in zip(samples["bare"], samples["collector"])]
 
     def median(role, key):
         return statistics.median(s[key] for s in samples[role])
@@ -280,19 +280,33 @@ def throughput(
         "depth_share": depth_share,
         "rounds": rounds,
         "roles": roles,
-        "ratio_per_cpu_s": round(statistics.median(ratios), 3),
-        "ratio_min_max": [round(min(ratios), 3), round(max(ratios), 3)],
-        "ratio_wall": round(statistics.median(wall), 3),
+        **{k: v for ceiling in CEILINGS for k, v in collector_ratios(samples, ceiling).items()},
         "samples": samples,
     }
     for role in roles:
         out[f"{role}_frames_per_cpu_s"] = round(median(role, "frames_per_cpu_s"))
         out[f"{role}_frames_per_s"] = round(median(role, "frames_per_s"))
         out[f"{role}_cpu_us_per_frame"] = median(role, "cpu_us_per_frame")
-        out[f"{role}_ratio_per_cpu_s"] = round(
-            out[f"{role}_frames_per_cpu_s"] / out["bare_frames_per_cpu_s"], 3
-        )
+    for role in roles:  # each role's median against each ceiling's
+        for ceiling, name in CEILINGS.items():
+            out[f"{role}_{name}_per_cpu_s"] = round(
+                out[f"{role}_frames_per_cpu_s"] / out[f"{ceiling}_frames_per_cpu_s"], 3
+            )
     return out
+
+
+def collector_ratios(samples: dict, ceiling: str) -> dict:
+    """The collector / a ceiling, round by round (each round's pair): per CPU second (median and range)
+    and per wall second (median); keyed by the ceiling's name in `CEILINGS`."""
+    pairs = list(zip(samples[ceiling], samples["collector"]))
+    cpu = [c["frames_per_cpu_s"] / b["frames_per_cpu_s"] for b, c in pairs]
+    wall = [c["frames_per_s"] / b["frames_per_s"] for b, c in pairs]
+    name = CEILINGS[ceiling]
+    return {
+        f"{name}_per_cpu_s": round(statistics.median(cpu), 3),
+        f"{name}_min_max": [round(min(cpu), 3), round(max(cpu), 3)],
+        f"{name}_wall": round(statistics.median(wall), 3),
+    }
 
 
 # a row's way: collector receive -> JetStream stored (its ack subject's time) -> taken up by the consumer
@@ -593,7 +607,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         prog="python -m bench live_capture", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
-        "--rounds", type=int, default=3, help="throughput rounds (each: ceiling and collector)"
+        "--rounds", type=int, default=3, help="throughput rounds (each: the ceilings and the collector)"
     )
     parser.add_argument(
         "--window-s", type=float, default=10.0, help="throughput: seconds from the first frame"
@@ -650,8 +664,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     universe.add_argument(
         "--pin",
         action="store_true",
-        help="throughput part: the sender on the first CPU, the client measured (bare or collector) on the "
-        "second (the bare client's cost a frame moves between ~6 and ~10 us from run to run, pinned or not)",
+        help="throughput part: the sender on the first CPU, the client measured (a bare client or the "
+        "collector) on the second (the bare client's cost a frame moves between ~6 and ~10 us from run to "
+        "run, pinned or not)",
     )
     universe.add_argument(
         "--books-synced",
@@ -667,28 +682,47 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+LABELS = {
+    "bare": "ceiling: bare websockets client",
+    "picows": "ceiling: bare picows client",
+    "collector": "collector: WS->landing->NATS",
+    "cryptofeed_noop": "cryptofeed, no-op callbacks",
+    "cryptofeed_redis": "cryptofeed, trades to redis",
+}
+
+
+def print_throughput(t: dict) -> None:
+    """Part 1: each role's medians and its ratio to each ceiling; the collector's ratios round by round
+    (median, min-max) against the targets."""
+    print(f"{'':34}{'frames/s':>12}{'frames/CPU-s':>14}{'CPU us/frame':>14}{'/websockets':>13}{'/picows':>9}")
+    for role in t["roles"]:
+        print(
+            f"{LABELS[role]:34}{t[role + '_frames_per_s']:>12,}{t[role + '_frames_per_cpu_s']:>14,}"
+            f"{t[role + '_cpu_us_per_frame']:>14.2f}{t[role + '_ratio_per_cpu_s']:>13.3f}"
+            f"{t[role + '_ratio_picows_per_cpu_s']:>9.3f}"
+        )
+    print(
+        f"ratio collector/websockets ceiling per CPU-s {t['ratio_per_cpu_s']} (min-max "
+        f"{t['ratio_min_max']}), wall {t['ratio_wall']}; target >= {TARGET_RATIO}"
+    )
+    print(
+        f"ratio collector/picows ceiling per CPU-s {t['ratio_picows_per_cpu_s']} (min-max "
+        f"{t['ratio_picows_min_max']}), wall {t['ratio_picows_wall']}; target >= {TARGET_PICOWS_RATIO}"
+    )
+    print(
+        f"CPU us/frame: collector {t['collector_cpu_us_per_frame']}, websockets ceiling "
+        f"{t['bare_cpu_us_per_frame']}, picows ceiling {t['picows_cpu_us_per_frame']}; "
+        f"target collector <= {TARGET_US_PER_FRAME}"
+    )
+    dropped = [c.get("overflow_frames", 0) for c in t["samples"].get("collector", ())]
+    if any(dropped):  # read, then dropped by the full queue: their reading is charged to the frames kept
+        print(f"frames the collector's queue dropped in its rounds: {dropped}")
+
+
 def print_table(report: dict) -> None:
     t, s = report.get("throughput"), report.get("steady")
     if t:
-        print(f"{'':34}{'frames/s':>12}{'frames/CPU-s':>14}{'CPU us/frame':>14}{'ratio':>8}")
-        labels = {
-            "bare": "ceiling: bare websockets client",
-            "collector": "collector: WS->landing->NATS",
-            "cryptofeed_noop": "cryptofeed, no-op callbacks",
-            "cryptofeed_redis": "cryptofeed, trades to redis",
-        }
-        for role in t.get("roles", ("bare", "collector")):
-            print(
-                f"{labels[role]:34}{t[role + '_frames_per_s']:>12,}{t[role + '_frames_per_cpu_s']:>14,}"
-                f"{t[role + '_cpu_us_per_frame']:>14.1f}{t[role + '_ratio_per_cpu_s']:>8.3f}"
-            )
-        print(
-            f"ratio collector/ceiling per CPU-s {t['ratio_per_cpu_s']} (min-max {t['ratio_min_max']}), "
-            f"wall {t['ratio_wall']}; target >= {TARGET_RATIO}"
-        )
-        dropped = [c.get("overflow_frames", 0) for c in t["samples"].get("collector", ())]
-        if any(dropped):  # read, then dropped by the full queue: their reading is charged to the frames kept
-            print(f"frames the collector's queue dropped in its rounds: {dropped}")
+        print_throughput(t)
     if s:
         q, w, c = s["latency"]["queryable"], s["latency"]["queryable_after_warm_up"], s["collector"]
         print(
@@ -749,6 +783,23 @@ async def drop_stream(nats_url: str, prefix: str) -> None:
         await store.delete_stream(stream_spec(prefix).name)
 
 
+def missed_targets(report: dict) -> list[str]:
+    """The targets a report misses: the throughput ratios and the collector's CPU a frame, the p99."""
+    missed, t = [], report.get("throughput")
+    if t and t["ratio_per_cpu_s"] < TARGET_RATIO:
+        missed.append(f"throughput ratio {t['ratio_per_cpu_s']} < {TARGET_RATIO}")
+    if t and t["ratio_picows_per_cpu_s"] < TARGET_PICOWS_RATIO:
+        missed.append(f"ratio to the picows ceiling {t['ratio_picows_per_cpu_s']} < {TARGET_PICOWS_RATIO}")
+    if t and t["collector_cpu_us_per_frame"] > TARGET_US_PER_FRAME:
+        missed.append(
+            f"collector CPU a frame {t['collector_cpu_us_per_frame']} us > {TARGET_US_PER_FRAME} us"
+        )
+    p99 = report.get("steady", {}).get("latency", {}).get("queryable", {}).get("p99_ms")
+    if p99 is not None and p99 >= TARGET_P99_S * 1000:
+        missed.append(f"p99 {p99} ms >= {TARGET_P99_S * 1000:.0f} ms")
+    return missed
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     if args.universe:
@@ -804,12 +855,7 @@ def main(argv: list[str] | None = None) -> int:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print_table(report)
-    missed = []
-    if "throughput" in report and report["throughput"]["ratio_per_cpu_s"] < TARGET_RATIO:
-        missed.append(f"throughput ratio {report['throughput']['ratio_per_cpu_s']} < {TARGET_RATIO}")
-    p99 = report.get("steady", {}).get("latency", {}).get("queryable", {}).get("p99_ms")
-    if p99 is not None and p99 >= TARGET_P99_S * 1000:
-        missed.append(f"p99 {p99} ms >= {TARGET_P99_S * 1000:.0f} ms")
+    missed = missed_targets(report)
     if missed:
         print(f"targets missed: {'; '.join(missed)}", file=sys.stderr)
     return 1 if missed else 0

@@ -4,23 +4,26 @@ JSON line of results on stdout:
 - `bare`: the ceiling. A `websockets` client (the collector's library, opened with the collector's
   options: no compression, `max_queue` 256, no size cap, pings at the stale deadline) on the
   collector's event loop (uvloop, `run_streaming`) that receives the sender's frames and discards them.
+- `picows`: the compiled ceiling. picows's Cython client (`ws_connect`, a `WSListener` whose `on_ws_frame`
+  counts and discards; PINGs answered with PONGs, pings every `STALE_S`, no size cap) on the same loop,
+  same URL and window.
 - `collector`: the real `LiveCollector` with the Binance spot protocol (trades and diff-depth books):
   frames off the socket onto its bounded queue, decoded, landed raw (zstd, `LandingWriter` in a
   scratch directory), books synced from the sender's REST snapshots, trades published to the
   stack's nats-server on the bench's own subject prefix and stream.
 
-`--universe N` (bench/live_capture_universe.py): both on `universe_names(N)`, trade and depth@100ms
+`--universe N` (bench/live_capture_universe.py): all three on `universe_names(N)`, trade and depth@100ms
 streams each, split over connections as the collector splits them (`universe_plan`: at most
 `--max-streams` a connection, the venue's 1,024 by default; the first 100 in the URL, the rest
-SUBSCRIBEd 100 a message: the collector paces them itself, the bare client spaces them `SPACING_S`);
-both count from the moment every SUBSCRIBE was acknowledged (the collector: processed), having told
+SUBSCRIBEd 100 a message: the collector paces them itself, the bare clients space them `SPACING_S`);
+all count from the moment every SUBSCRIBE was acknowledged (the collector: processed), having told
 the sender (`--held`) to send as fast as they read from then on.
 
 The collector also reports its stages (`Stages`: each batch's wait on the frame queue, each publish
 call, the fill of its queue and publish buffer) and what its landing files say about the frames it
 dropped (`landing_gaps`: `overflow` markers, `gap` ranges, holes in the landed trade ids).
 
-Both count from their first frame (and every acknowledgement) for `seconds`, then stop (the collector
+All count from their first frame (and every acknowledgement) for `seconds`, then stop (the collector
 lands and publishes what it holds: its clock stops when that is done), and report frames, wall and
 CPU seconds of the process (`time.process_time`: every thread, so the landing worker's zstd is
 included).
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -116,8 +120,8 @@ def subscribes(plan: list[str]) -> list[tuple[int, str]]:
 
 
 class Discard:
-    """The bare client's connections' receiving: acknowledgements counted until every SUBSCRIBE was
-    answered (or, with none to send, the first frame), then frames while `counting`."""
+    """The bare clients' connections' receiving (websockets's, picows's): acknowledgements counted until
+    every SUBSCRIBE was answered (or, with none to send, the first frame), then frames while `counting`."""
 
     def __init__(self, expected: int):
         self.expected, self.acks, self.frames, self.counting = expected, 0, 0, False
@@ -127,10 +131,15 @@ class Discard:
         async for text in ws:
             if self.counting:
                 self.frames += 1
-            elif not self.subscribed.is_set():
-                self.acks += text.startswith('{"result"')
-                if self.acks >= self.expected:
-                    self.subscribed.set()
+            else:
+                self.note(text)
+
+    def note(self, text: str) -> None:
+        """A message outside the window: an acknowledgement counted until all came."""
+        if not self.subscribed.is_set():
+            self.acks += text.startswith('{"result"')
+            if self.acks >= self.expected:
+                self.subscribed.set()
 
     async def subscribe(self, ws, plan: list[str]) -> None:
         """The collector's SUBSCRIBE messages, evenly spaced (`SPACING_S`)."""
@@ -172,26 +181,147 @@ async def bare_universe(base: str, plans: list[list[str]], seconds: float) -> di
     tasks = [asyncio.create_task(discard.receive(ws)) for ws in sockets]
     tasks += [asyncio.create_task(discard.subscribe(ws, plan)) for ws, plan in zip(sockets, plans)]
     try:
-        async with asyncio.timeout(120):
-            await discard.subscribed.wait()
-        subscribed_s = time.perf_counter() - started
-        await flood(base)
-        t0, c0, discard.counting = time.perf_counter(), time.process_time(), True
-        await asyncio.sleep(seconds)
-        discard.counting = False
-        frames, wall, cpu = discard.frames, time.perf_counter() - t0, time.process_time() - c0
+        return await universe_window(discard, base, seconds, started, len(plans))
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+
+
+async def universe_window(
+    discard: Discard, base: str, seconds: float, started: float, connections: int
+) -> dict:
+    """A bare client's universe window: once every SUBSCRIBE was acknowledged, the sender at `base` told
+    to send as fast as read, and `discard` counting for `seconds`."""
+    async with asyncio.timeout(120):
+        await discard.subscribed.wait()
+    subscribed_s = time.perf_counter() - started
+    await flood(base)
+    t0, c0, discard.counting = time.perf_counter(), time.process_time(), True
+    await asyncio.sleep(seconds)
+    discard.counting = False
+    frames, wall, cpu = discard.frames, time.perf_counter() - t0, time.process_time() - c0
     return {
         "frames": frames,
         "wall_s": round(wall, 3),
         "cpu_s": round(cpu, 3),
-        "connections": len(plans),
+        "connections": connections,
         "acks": discard.acks,
         "subscribed_s": round(subscribed_s, 3),
     }
+
+
+# picows is imported by its roles only: the collector's process (its RSS, its start) stays as it was.
+async def picows_connect(listener, url: str) -> tuple:
+    """A picows client connection to `url` (its transport and `listener()`, a WSListener) with the bare
+    websockets client's options: a ping every `STALE_S` (its pong due within as long), every PING
+    answered with a PONG (picows does it before `on_ws_frame`), no size cap."""
+    import picows
+
+    return await picows.ws_connect(
+        listener,
+        url,
+        websocket_handshake_timeout=10,
+        enable_auto_ping=True,
+        auto_ping_idle_timeout=STALE_S,
+        auto_ping_reply_timeout=STALE_S,
+        auto_ping_strategy=picows.WSAutoPingStrategy.PING_PERIODICALLY,
+        enable_auto_pong=True,
+        max_frame_size=sys.maxsize,
+    )
+
+
+def picows_kinds() -> tuple:
+    """(the data frames' types, CLOSE) of picows's frames."""
+    from picows import WSMsgType
+
+    return (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION), WSMsgType.CLOSE
+
+
+def picows_closing(transport) -> None:
+    """A picows connection's close begun: a CLOSE sent (or answered), then the socket closed."""
+    transport.send_close()
+    transport.disconnect()
+
+
+async def picows_close(transport) -> None:
+    """A picows connection closed (`picows_closing`), waited for up to `CLOSE_TIMEOUT_S`."""
+    picows_closing(transport)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(transport.wait_disconnected(), CLOSE_TIMEOUT_S)
+
+
+async def bare_picows(url: str, seconds: float) -> dict:
+    """The compiled ceiling: picows's client receiving and discarding, `seconds` from the first frame (as
+    `bare`: the messages after the first, the clock looked at every 1,000)."""
+    from picows import WSListener
+
+    data, close = picows_kinds()
+    done = asyncio.get_running_loop().create_future()
+
+    class Window(WSListener):
+        frames, t0 = 0, None
+
+        def on_ws_frame(self, transport, frame) -> None:
+            if not frame.fin or frame.msg_type not in data:  # a message's last frame counts, as websockets's
+                if frame.msg_type == close:
+                    picows_closing(transport)
+                return
+            if self.t0 is None:
+                self.t0, self.c0 = time.perf_counter(), time.process_time()
+                self.deadline = self.t0 + seconds
+                return
+            self.frames += 1
+            if self.frames % 1000 == 0 and time.perf_counter() >= self.deadline and not done.done():
+                wall, cpu = time.perf_counter() - self.t0, time.process_time() - self.c0
+                done.set_result({"frames": self.frames, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3)})
+
+        def on_ws_disconnected(self, transport) -> None:
+            if not done.done():
+                done.set_exception(ConnectionError("the sender closed before the window ended"))
+
+    transport, _ = await picows_connect(Window, url)
+    try:
+        return await done
+    finally:
+        await picows_close(transport)
+
+
+async def picows_universe(base: str, plans: list[list[str]], seconds: float) -> dict:
+    """`bare_universe` with picows's client: a connection a plan, the same SUBSCRIBEs at the same spacing
+    (`Discard.subscribe`), each message counted and discarded in the window (before it, acknowledgements
+    counted: `Discard.note`)."""
+    from picows import WSListener, WSMsgType
+
+    (data, close), text = picows_kinds(), WSMsgType.TEXT
+    discard, started = Discard(sum(len(subscribes(plan)) for plan in plans)), time.perf_counter()
+
+    class Feed(WSListener):
+        def on_ws_connected(self, transport) -> None:
+            self.transport = transport
+
+        def on_ws_frame(self, transport, frame) -> None:
+            if frame.fin and frame.msg_type in data:
+                if discard.counting:
+                    discard.frames += 1
+                else:
+                    discard.note(frame.get_payload_as_utf8_text())
+            elif frame.msg_type == close:
+                picows_closing(transport)
+
+        async def send(self, message: str) -> None:  # what `Discard.subscribe` calls
+            self.transport.send(text, message.encode())
+
+    connected = await asyncio.gather(
+        *(picows_connect(Feed, combined_url(base, plan[:URL_STREAMS])) for plan in plans)
+    )
+    tasks = [asyncio.create_task(discard.subscribe(feed, plan)) for (_, feed), plan in zip(connected, plans)]
+    try:
+        return await universe_window(discard, base, seconds, started, len(plans))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*(picows_close(transport) for transport, _ in connected))
 
 
 def percentiles(values: array) -> dict:
@@ -454,7 +584,7 @@ def rss_mb(pid: int | str = "self") -> float | None:
 def main(argv: list[str] | None = None) -> None:
     exit_with_parent()
     parser = argparse.ArgumentParser(prog="python -m bench.live_capture_roles")
-    parser.add_argument("role", choices=("bare", "collector"))
+    parser.add_argument("role", choices=("bare", "picows", "collector"))
     parser.add_argument("--url", required=True)
     parser.add_argument("--rest-url", default="")
     parser.add_argument("--instruments", default="BTCUSDT")
@@ -508,12 +638,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     instruments = universe_names(args.universe) if args.universe else args.instruments.split(",")
-    if (
-        args.role == "bare" and args.universe
-    ):  # on the collector's event loop (uvloop), as `marketdata collect` runs
-        role = bare_universe(args.url, universe_plan(instruments, args.max_streams), args.seconds)
-    elif args.role == "bare":
-        role = bare(args.url, args.seconds)
+    # every role on the collector's event loop (uvloop, `run_streaming`), as `marketdata collect` runs
+    if args.role in ("bare", "picows") and args.universe:
+        client = bare_universe if args.role == "bare" else picows_universe
+        role = client(args.url, universe_plan(instruments, args.max_streams), args.seconds)
+    elif args.role in ("bare", "picows"):
+        role = (bare if args.role == "bare" else bare_picows)(args.url, args.seconds)
     else:
         role = collector(
             args.url,

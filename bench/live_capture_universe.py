@@ -10,11 +10,12 @@ connection sent within a second (at most 5) and the sender's refusals (goal 0).
 
 Two parts, each at N and at a baseline of a few instruments (`--baseline`, 10: one connection, every
 stream in its URL) in the same session:
-1. Throughput, `--rounds` rounds of four runs (bare and collector at N and at the baseline, the order
-   flipped each round): a client subscribes at the sender's warm rate (1,000 frames a second a
-   connection), then tells the sender to send as fast as it reads and counts `--window-s` from there
-   (bench/live_capture_roles.py); frames a CPU second of each, the ratio collector / bare (median of
-   the rounds), the measure of bench/live_capture.py's part 1 (its queue holds the whole window).
+1. Throughput, `--rounds` rounds of six runs (the two bare clients, websockets and picows, and the
+   collector, at N and at the baseline, the order flipped each round): a client subscribes at the
+   sender's warm rate (1,000 frames a second a connection), then tells the sender to send as fast as it
+   reads and counts `--window-s` from there (bench/live_capture_roles.py); frames a CPU second of each,
+   the ratio collector / each bare client (median of the rounds), the measure of bench/live_capture.py's
+   part 1 (its queue holds the whole window). Targets at N: >= 0.4 of websockets, >= 0.3 of picows.
    `--pin`: the sender on one CPU, the client measured on another (the bare client costs ~6 or ~10 µs a
    frame from one run to the next, pinned or not, and the ratio with it: docs/live-capture.md, "Session 40").
 2. Memory: the collector alone at a steady `--memory-rate` (frames a second in all, spread over its
@@ -72,6 +73,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.live_capture import (
+    CEILINGS,
     SHORT_QUEUE,
     WHOLE_WINDOW,
     WHOLE_WINDOW_S,
@@ -88,7 +90,8 @@ from marketdata_assets.sources.binance.stream import BinanceSpotStream
 
 RESULTS = Path(__file__).resolve().parent / "results" / "live_capture_universe.json"
 REPO = Path(__file__).resolve().parents[1]
-TARGET_RATIO = 0.4  # at N instruments, of the bare client's frames a CPU second
+TARGET_RATIO = 0.4  # at N instruments, of the bare websockets client's frames a CPU second
+TARGET_PICOWS_RATIO = 0.3  # at N instruments, of the bare picows client's
 WARM_RATE = 1000.0  # frames a second a connection while the client subscribes
 SYNC_WAIT_S = 600.0  # `--books-synced`: the longest the collector waits for its books (at 2,000: ~2 min)
 SHUTDOWN_S = 900.0  # the collector's stop lands and publishes its whole window: at scale that takes minutes
@@ -135,7 +138,7 @@ def role_argv(
         f"ws://{address}",
         *(["--max-streams", str(args.max_streams)] if args.max_streams else []),
     ]
-    if role == "bare":
+    if role in CEILINGS:
         return argv
     landing = Path(tempfile.mkdtemp(prefix="landing-", dir=scratch))
     argv += [
@@ -208,51 +211,55 @@ def run(role: str, n: int, args, scratch: Path, nats_url: str, mode: str = "thro
     return {**result, "instruments": n, "sender": counts, "load_average": round(os.getloadavg()[0], 2)}
 
 
+ROLES = (*CEILINGS, "collector")  # the throughput part's, at each size
+
+
 def throughput(args, sizes: list[int], scratch: Path, nats_url: str) -> dict:
-    """`args.rounds` rounds of bare and collector at each size, the order flipped each round; per size
-    the runs and their medians (see the module doc, part 1)."""
-    pairs = [[("bare", n), ("collector", n)] for n in sizes]
-    samples: dict[tuple[str, int], list[dict]] = {run_: [] for pair in pairs for run_ in pair}
+    """`args.rounds` rounds of the bare clients and the collector at each size, the order flipped each
+    round; per size the runs and their medians (see the module doc, part 1)."""
+    groups = [[(role, n) for role in ROLES] for n in sizes]
+    samples: dict[tuple[str, int], list[dict]] = {run_: [] for group in groups for run_ in group}
     for round_ in range(args.rounds):
         flip = round_ % 2
         for role, n in [
-            r for pair in (pairs[::-1] if flip else pairs) for r in (pair[::-1] if flip else pair)
+            r for group in (groups[::-1] if flip else groups) for r in (group[::-1] if flip else group)
         ]:
             samples[role, n].append(run(role, n, args, scratch, nats_url))
             print(
                 f"  {role} at {n}: {samples[role, n][-1]['cpu_us_per_frame']} us of CPU a frame", flush=True
             )
-    return {str(n): size_summary(samples["bare", n], samples["collector", n]) for n in sizes}
+    return {str(n): size_summary({role: samples[role, n] for role in ROLES}) for n in sizes}
 
 
-def size_summary(bare: list[dict], collector: list[dict]) -> dict:
-    """One size's rounds: frames a CPU second and the ratio (medians, the ratio's range), the
-    subscription and the limits as the sender saw them (worst of the runs), the collector's books."""
-    ratios = [c["frames_per_cpu_s"] / b["frames_per_cpu_s"] for b, c in zip(bare, collector)]
-    runs = bare + collector
+def size_summary(runs_of: dict[str, list[dict]]) -> dict:
+    """One size's rounds (`runs_of` each role's): frames a CPU second and the collector's ratio to each
+    ceiling (medians, the ratio's range), the subscription and the limits as the sender saw them (worst
+    of the runs), the collector's books."""
+    collector, runs = runs_of["collector"], [r for rs in runs_of.values() for r in rs]
+    ratios = {}
+    for ceiling, name in CEILINGS.items():
+        cpu = [c["frames_per_cpu_s"] / b["frames_per_cpu_s"] for b, c in zip(runs_of[ceiling], collector)]
+        ratios[f"{name}_per_cpu_s"] = round(statistics.median(cpu), 3)
+        ratios[f"{name}_min_max"] = [round(min(cpu), 3), round(max(cpu), 3)]
     return {
         "instruments": collector[0]["instruments"],
         "streams": max(r["sender"]["streams"] for r in runs),
         "connections": len(collector[0]["sender"]["sessions"])
         - sum(s["closed_for"] is not None for s in collector[0]["sender"]["sessions"]),
-        "ratio_per_cpu_s": round(statistics.median(ratios), 3),
-        "ratio_min_max": [round(min(ratios), 3), round(max(ratios), 3)],
+        **ratios,
         **{
             f"{name}_{key}": statistics.median(r[key] for r in rs)
-            for name, rs in (("bare", bare), ("collector", collector))
+            for name, rs in runs_of.items()
             for key in ("frames_per_cpu_s", "frames_per_s", "cpu_us_per_frame")
         },
-        "subscription_s": {
-            name: [r["sender"]["subscription_s"] for r in rs]
-            for name, rs in (("bare", bare), ("collector", collector))
-        },
+        "subscription_s": {name: [r["sender"]["subscription_s"] for r in rs] for name, rs in runs_of.items()},
         "max_control_per_s": max(r["sender"]["max_control_per_s"] for r in runs),
         "sender_refusals": {k: sum(r["sender"]["refusals"][k] for r in runs) for k in ("rate", "streams")},
         "collector_disconnects": [r.get("disconnects") for r in collector],
         "collector_books_synced": [r.get("books_synced") for r in collector],
         "collector_books_synced_before": [r.get("synced_before") for r in collector],
         "load_average": [r["load_average"] for r in runs],
-        "runs": {"bare": bare, "collector": collector},
+        "runs": runs_of,
     }
 
 
@@ -318,6 +325,8 @@ def missed(report: dict, n: int) -> list[str]:
     if t:
         if t["ratio_per_cpu_s"] < TARGET_RATIO:
             out.append(f"ratio at {n} {t['ratio_per_cpu_s']} < {TARGET_RATIO}")
+        if t["ratio_picows_per_cpu_s"] < TARGET_PICOWS_RATIO:
+            out.append(f"ratio to picows at {n} {t['ratio_picows_per_cpu_s']} < {TARGET_PICOWS_RATIO}")
         if t["streams"] < report["limits"][str(n)]["streams"]:
             out.append(f"streams acknowledged {t['streams']} < {report['limits'][str(n)]['streams']}")
         if any(t["sender_refusals"].values()) or t["max_control_per_s"] > CONTROL_PER_S:
@@ -333,9 +342,14 @@ def print_report(report: dict) -> None:
         lim = report["limits"][n]
         print(
             f"{int(n):,} instruments, {t['streams']:,} streams over {t['connections']} connections: "
-            f"bare {t['bare_frames_per_cpu_s']:,.0f} frames/CPU-s ({t['bare_cpu_us_per_frame']} us), "
-            f"collector {t['collector_frames_per_cpu_s']:,.0f} ({t['collector_cpu_us_per_frame']} us); "
-            f"ratio {t['ratio_per_cpu_s']} (rounds {t['ratio_min_max']})"
+            f"bare websockets {t['bare_frames_per_cpu_s']:,.0f} frames/CPU-s ({t['bare_cpu_us_per_frame']} "
+            f"us), bare picows {t['picows_frames_per_cpu_s']:,.0f} ({t['picows_cpu_us_per_frame']} us), "
+            f"collector {t['collector_frames_per_cpu_s']:,.0f} ({t['collector_cpu_us_per_frame']} us)"
+        )
+        print(
+            f"  ratio collector/websockets {t['ratio_per_cpu_s']} (rounds {t['ratio_min_max']}; target >= "
+            f"{TARGET_RATIO}), collector/picows {t['ratio_picows_per_cpu_s']} (rounds "
+            f"{t['ratio_picows_min_max']}; target >= {TARGET_PICOWS_RATIO})"
         )
         print(
             f"  subscription s {t['subscription_s']} (floor at {CONTROL_PER_S}/s: "

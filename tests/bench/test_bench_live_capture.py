@@ -1,6 +1,6 @@
-"""bench/live_capture.py end to end in its short mode: the frame sender, the bare client, the real
-collector against the stack's nats-server (a stream and subject prefix of this test's own), the
-consumer into an embedded ClickHouse of a scratch directory, the RSS samples; the report carries
+"""bench/live_capture.py end to end in its short mode: the frame sender, the bare clients (websockets,
+picows), the real collector against the stack's nats-server (a stream and subject prefix of this test's
+own), the consumer into an embedded ClickHouse of a scratch directory, the RSS samples; the report carries
 every figure the bench promises. No figure is judged here (a loaded machine misses the targets:
 exit status 1 is allowed), only that each part ran and counted what went through."""
 
@@ -41,10 +41,15 @@ def test_live_capture_bench_runs_end_to_end(tmp_path):
     assert done.returncode in (0, 1), done.stderr[-3000:]
     report = json.loads(results.read_text())
     t = report["throughput"]
-    for role in ("bare", "collector"):
+    for role in ("bare", "picows", "collector"):
         assert t[f"{role}_frames_per_s"] > 0 and t[f"{role}_frames_per_cpu_s"] > 0
         assert t[f"{role}_cpu_us_per_frame"] > 0
-    assert t["ratio_per_cpu_s"] > 0
+    assert t["ratio_per_cpu_s"] > 0 and t["ratio_picows_per_cpu_s"] > 0
+    # the picows client counted the sender's frames for its whole window (1 s in --short), its clock looked at
+    # every 1,000 frames: it ended on its deadline, not on a lost connection
+    picows = t["samples"]["picows"][0]
+    assert picows["frames"] >= 1000 and picows["frames"] % 1000 == 0 and picows["wall_s"] >= 1.0
+    assert picows["cpu_s"] > 0
     collector = t["samples"]["collector"][0]
     # stopped while publishing at full speed: the stop must end (nats-py swallowed the publisher's cancel,
     # and the stop waited forever, before collector._cancel_until_done)
@@ -69,6 +74,7 @@ def test_live_capture_bench_runs_end_to_end(tmp_path):
     assert "slope_mb_per_min" in rss
     for line in (
         "ceiling: bare websockets client",
+        "ceiling: bare picows client",
         "collector: WS->landing->NATS",
         "exchange time -> queryable",
         "collector RSS",
