@@ -32,6 +32,7 @@ WITH_OPTIONS = {
     # the defaults)
     "live_consumer": "bench.live_consumer",  # --trades, --rounds
     "live_floor": "bench.live_floor",  # --messages, --rounds, --ceiling-us
+    "live_path": "bench.live_path",  # --frames, --rounds, --tree: the collector's path, stage by stage
     "run_storage": "bench.run_storage",  # --rounds, --assets: Dagster's storage connections per run
     "stack_start": "bench.stack_start",  # --tree OLD, --rounds, --services: `scripts/stack up`, first
     # start and restart per server
