@@ -10,6 +10,7 @@ import asyncio
 import time
 
 from marketdata_assets.ingest.live.collect.batch_landing import BatchLanding
+from marketdata_assets.ingest.live.collect.batches import hand_on, sort_frames
 from marketdata_assets.ingest.live.collect.books import Books
 from marketdata_assets.ingest.live.collect.connection import FrameQueue
 from marketdata_assets.ingest.live.collect.publishing import Publisher
@@ -17,9 +18,6 @@ from marketdata_assets.ingest.live.collect.shedding import OVERFLOW, TRADE_LAG_F
 from marketdata_assets.ingest.live.collect.slots import ConnectionSlots
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.sources.stream import BOOKS, MALFORMED, TRADES, Frame, StreamProtocol
-from marketdata_assets.stores.landing import BAD_CHANNEL, CONTROL_CHANNEL
-
-DATA = "data"  # a parsed frame that is an event and asks for no reply (`process`)
 
 
 class Processor:
@@ -89,42 +87,20 @@ class Processor:
                 stats.changed.set()
 
     async def process(self, batch: list[tuple]) -> None:
-        """Land the batch raw (in a worker thread), then handle what it means. Landed: a frame as
-        (channel, conn, text, recv_ns), a marker as (None, conn, recv_ns, marker, its channels)."""
-        publisher, parsed, decode = self.publisher, [], self.protocol.decode
-        landing = self.landing
-        marker_channels = landing.marker_channels
-        landed, publisher.gap_markers = publisher.gap_markers, []
+        """Land the batch raw (in a worker thread), then handle what it means (batches.py: each frame
+        decoded once, then handed on)."""
+        landing, publisher = self.landing, self.publisher
+        landed, publisher.gap_markers, parsed = publisher.gap_markers, [], []
         marked = bool(landed)
-        for kind, conn, recv_ns, payload in batch:
-            if kind == "marker":
-                marked = True
-                landed.append((None, conn, recv_ns, payload, marker_channels(conn, recv_ns, payload[0])))
-                parsed.append((kind, conn, recv_ns, payload))
-                continue
-            try:
-                frame = decode(payload)
-            except ValueError:
-                self.stats.bad("not_json")
-                landed.append((BAD_CHANNEL, conn, payload, recv_ns))
-                continue
-            landed.append((frame.channel or CONTROL_CHANNEL, conn, payload, recv_ns))
-            parsed.append(
-                (DATA if frame.kind == "event" and frame.reply is None else kind, conn, recv_ns, frame)
-            )
+        marked |= sort_frames(
+            batch, self.protocol.decode, landing.marker_channels, self.stats.bad, landed, parsed
+        )
         self.landing_ns = batch[0][2] if batch else None
         try:
             await asyncio.to_thread(landing.land_frames if not marked else landing.land, landed)
         finally:
             self.landing_ns = None
-        on_event = self._on_event
-        for kind, conn, recv_ns, item in parsed:
-            if kind is DATA:  # nearly every frame
-                on_event(conn, recv_ns, item)
-            elif kind == "marker":
-                self._on_marker(conn, item)
-            else:
-                self._on_frame(conn, recv_ns, item)
+        hand_on(parsed, self)
 
     def _on_marker(self, conn_id: str, marker: tuple[str, dict]) -> None:
         self.stats.marked(marker[0])

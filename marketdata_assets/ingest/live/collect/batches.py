@@ -1,0 +1,77 @@
+"""The processor's two passes over a batch off the frame queue, the loops every frame goes through
+(processing.py): `sort_frames` decodes each frame once and says where it lands and what it is;
+`hand_on` gives each to the part it concerns, a trade frame kept for its instrument's batch on the spot.
+Compiled (`_batches.pyx`, core/compiled.py) with these as the originals, which give the same results."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from marketdata_assets.core.compiled import pick
+from marketdata_assets.sources.stream import TRADES
+from marketdata_assets.stores.landing import BAD_CHANNEL, CONTROL_CHANNEL
+
+DATA = "data"  # a parsed frame that is an event and asks for no reply
+MARKER = "marker"
+
+
+def sort_frames(
+    batch: list[tuple],
+    decode: Callable,
+    marker_channels: Callable,
+    bad: Callable[[str], None],
+    landed: list[tuple],
+    parsed: list[tuple],
+) -> bool:
+    """Each item of `batch` into `landed` (a frame as (channel, conn, text, recv_ns), a marker as (None,
+    conn, recv_ns, marker, its channels)) and, but for a frame that is no JSON (`bad`), into `parsed`
+    ((DATA or its kind, conn, recv_ns, the decoded frame or the marker)); True if a marker is among them."""
+    marked = False
+    for kind, conn, recv_ns, payload in batch:
+        if kind == MARKER:
+            marked = True
+            landed.append((None, conn, recv_ns, payload, marker_channels(conn, recv_ns, payload[0])))
+            parsed.append((kind, conn, recv_ns, payload))
+            continue
+        try:
+            frame = decode(payload)
+        except ValueError:
+            bad("not_json")
+            landed.append((BAD_CHANNEL, conn, payload, recv_ns))
+            continue
+        landed.append((frame.channel or CONTROL_CHANNEL, conn, payload, recv_ns))
+        parsed.append((DATA if frame.kind == "event" and frame.reply is None else kind, conn, recv_ns, frame))
+    return marked
+
+
+def hand_on(parsed: list[tuple], processor) -> None:
+    """`parsed` in order to the processor's parts: a trade frame of an instrument with a batch open is
+    added to it here (nearly every frame), any other event to `_on_event`, markers and other frames to
+    theirs. The trade batches are looked up again after a marker (a drop seals them)."""
+    publisher, connections = processor.publisher, processor.connections
+    on_event, on_marker, on_frame = processor._on_event, processor._on_marker, processor._on_frame
+    pending = publisher.trade_frames
+    for kind, conn_id, recv_ns, item in parsed:
+        if kind is DATA:
+            if item.dataset == TRADES:
+                batch = pending.get(item.instrument)
+                if batch is not None:
+                    conn = connections.get(conn_id)
+                    if conn is not None and conn.unseen:
+                        conn.saw(item.channel)
+                    batch[0].append(item)
+                    batch[1].append(recv_ns)
+                    continue
+            on_event(conn_id, recv_ns, item)
+        elif kind == MARKER:
+            on_marker(conn_id, item)
+            pending = publisher.trade_frames
+        else:
+            on_frame(conn_id, recv_ns, item)
+
+
+sort_frames_py, hand_on_py = sort_frames, hand_on
+sort_frames = pick("marketdata_assets.ingest.live.collect._batches", "sort_frames", sort_frames_py)
+hand_on = pick("marketdata_assets.ingest.live.collect._batches", "hand_on", hand_on_py)
+
+__all__ = ["DATA", "MARKER", "hand_on", "hand_on_py", "sort_frames", "sort_frames_py"]
