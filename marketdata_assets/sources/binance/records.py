@@ -11,6 +11,7 @@ import msgspec
 import numpy as np
 import polars as pl
 
+from marketdata_assets.core.compiled import pick
 from marketdata_assets.core.http import Page
 from marketdata_assets.datasets.declared import (
     Amount,
@@ -273,6 +274,10 @@ def events_to_trades(
             )
         )
     return records
+
+
+events_to_trades_py = events_to_trades
+events_to_trades = pick("marketdata_assets.sources.binance._fast", "events_to_trades", events_to_trades_py)
 
 
 def kline_rules(interval_ms: int, full: bool) -> tuple[Rule, ...]:

@@ -20,6 +20,7 @@ from marketdata_assets.datasets.declared import check, one_of, records_of
 from marketdata_assets.datasets.normalized import AggregateTrade, Bar, Ticker, Trade
 from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.sources.binance.client import BinanceClient
+from marketdata_assets.sources.binance.combined import typed_event
 from marketdata_assets.sources.binance.records import (
     TRADE_EVENT_RULES,
     AggTrade,
@@ -376,16 +377,11 @@ class BinanceSpotStream:
         return json.dumps({**json.loads(text), "id": request_id}, separators=(",", ":"))
 
     def decode(self, text: str) -> Frame:
-        name = text[11 : text.find('"', 11)] if text.startswith('{"stream":"') else None
-        typed = self.typed_frames.get(name)
-        if typed is not None:  # a stream whose frames have a declared record (its name read ahead: a guess,
-            try:  # so the stream decoded must be that one)
-                frame = typed[0](text)
-                if frame.stream == name:
-                    return Frame("event", typed[3], typed[2], typed[1], frame.data)
-            except msgspec.MsgspecError:  # another shape or other types: read as any frame
-                pass
-        value = orjson.loads(text)  # orjson.JSONDecodeError is a ValueError, as json's
+        frame = typed_event(text, self.typed_frames)  # a stream whose frames have a declared record
+        if frame is not None:
+            return frame
+        # another stream, shape or types: any frame (orjson.JSONDecodeError is a ValueError, as json's)
+        value = orjson.loads(text)
         if type(value) is dict and "stream" in value and "data" in value:  # a stream's event: the common case
             stream = str(value["stream"])
             known = self.streams_seen.get(stream) or self._stream_of(stream)

@@ -1,0 +1,87 @@
+"""Binance's compiled readings (`_fast.pyx`) against their pure-Python originals: `typed_event` gives the
+same frame (or the same None) for every spelling of a combined-stream frame, documented or odd, and
+`events_to_trades` the same trades (or the same None) for trade events at every edge of their rules."""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+
+import msgspec
+import pytest
+
+from marketdata_assets.core import compiled
+from marketdata_assets.sources.binance.combined import typed_event_py
+from marketdata_assets.sources.binance.records import TradeEvent, events_to_trades_py
+from marketdata_assets.sources.binance.stream import BinanceSpotStream
+from marketdata_assets.sources.stream import BOOKS, TRADES
+
+
+def _fast():
+    try:
+        return importlib.import_module("marketdata_assets.sources.binance._fast")
+    except ImportError:
+        if compiled.mode() == "0":
+            pytest.skip("MARKETDATA_COMPILED=0 and Binance's compiled readings are not built")
+        raise
+
+
+# Binance's documented trade event (Websocket Market Streams, "Trade Streams"), in its combined-stream frame
+DOCUMENTED = (
+    '{"stream":"bnbbtc@trade","data":{"e":"trade","E":1672515782136,"s":"BNBBTC","t":12345,'
+    '"p":"0.001","q":"100","T":1672515782136,"m":true,"M":true}}'
+)
+TEXTS = [
+    DOCUMENTED,
+    DOCUMENTED.replace('"m":true', '"m":"yes"'),
+    DOCUMENTED.replace('"p":"0.001"', '"p":0.001'),
+    DOCUMENTED.replace('"p":"0.001"', '"p":"-1"'),
+    DOCUMENTED.replace('"t":12345,', ""),
+    DOCUMENTED.replace('"stream":"bnbbtc@trade","data"', '"stream":"bnbbtc@trade","stream":"x@trade","data"'),
+    DOCUMENTED.replace('"bnbbtc@trade"', '"ethbtc@trade"'),  # a stream not subscribed
+    DOCUMENTED.replace('{"stream":', '{ "stream":'),
+    DOCUMENTED[:40],
+    '{"stream":"bnbbtc@trade',
+    '{"stream":"',
+    '{"stream"',
+    "",
+    '{"result":null,"id":1}',
+    '{"stream":"bnbbtc@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BNBBTC","U":1,"u":2,"b":[],"a":[]}}',
+    '{"stream":"bnbbtc@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BNBBTC","U":"1","u":2,"b":[],"a":[]}}',
+    DOCUMENTED.replace("BNBBTC", "BNB€BTC"),
+]
+
+
+def test_typed_event_the_same_frame_or_none():
+    fast = _fast().typed_event
+    stream = BinanceSpotStream((TRADES, BOOKS))
+    for name in ("bnbbtc@trade", "bnbbtc@depth@100ms"):
+        stream._stream_of(name)  # what a subscription makes known
+    read = 0
+    for text in TEXTS:
+        expected = typed_event_py(text, stream.typed_frames)
+        assert fast(text, stream.typed_frames) == expected, text
+        read += expected is not None
+    # the documented frame, its `m` of another type (judged later) and its price as a number (read lax), a
+    # non-ASCII symbol, the documented depth diff; the rest (a text update id in the strict depth record,
+    # a stream decoded other than its name says, a negative price, a field missing, ...) read as any JSON
+    assert read == 5
+
+
+def test_events_to_trades_the_same_at_every_edge():
+    fast = _fast().events_to_trades
+    times = [0, 1, 99_999_999_999, 100_000_000_000, 1_672_515_782_136, 99_999_999_999_999, 10**14, 10**17 - 1]
+    event_times = [None, 1_672_515_782_136, -(2**63), 2**63, 2**63 - 1, "1672515782136", 1.5, True]
+    makers = [True, False, "true", 1, None]
+    events = [
+        TradeEvent(t=k, p=0.001 * (k + 1), q=100.0, T=t, m=m, E=e)
+        for k, (t, e, m) in enumerate(itertools.product(times, event_times, makers))
+    ]
+    recvs = list(range(len(events)))
+    got = fast("BINANCE", ["BNBBTC"], events, recvs)
+    assert got == events_to_trades_py("BINANCE", ["BNBBTC"], events, recvs)
+    names = [f"I{k}" for k in range(len(events))]
+    assert fast("BINANCE", names, events, recvs) == events_to_trades_py("BINANCE", names, events, recvs)
+    assert 0 < sum(record is not None for record in got) < len(got)
+    with pytest.raises(AttributeError):  # decoded JSON, not the record: the caller reads it frame by frame
+        fast("BINANCE", ["BNBBTC"], [msgspec.json.decode(DOCUMENTED)["data"]], [0])
