@@ -12,7 +12,8 @@ are bench/live_capture_roles.py's. Three parts:
    to the stack's nats-server at NATS_URL on the bench's own subjects `benchlc.>` and stream
    `BENCH_LIVE_CAPTURE`) vs two ceilings receiving and discarding the same frames: a bare `websockets`
    client (the collector's library) and a bare picows client (compiled: the cost a frame a client
-   can get to). Each runs `--window-s` from its first frame; the collector's clock runs on until
+   can get to); beside them the collector's own transport alone (`WsClient`, bare). Each runs
+   `--window-s` from its first frame; the collector's clock runs on until
    what it read is landed and published. Per core = frames / CPU seconds of the process (every
    thread); the ratios (collector / ceiling, median over rounds) are taken per CPU second, the
    measure that holds on a shared machine. Frames the collector's queue had no room for are
@@ -171,7 +172,7 @@ def role_argv(
 ) -> list[str]:
     streams = [s for name in INSTRUMENTS for s in (trade_stream(name), depth_stream(name))]
     argv = [sys.executable, "-m", "bench.live_capture_roles", role, "--seconds", str(seconds)]
-    if role in CEILINGS:
+    if role in CEILINGS or role == "wsclient":
         return argv + ["--url", combined_url(f"ws://{address}", streams)]
     landing = Path(tempfile.mkdtemp(prefix="landing-", dir=scratch))
     return argv + [
@@ -263,7 +264,7 @@ def throughput(
     peer_python: Path | None = None,
 ) -> dict:
     """Interleaved rounds of the ceilings, the collector and the peers (see the module doc, part 1)."""
-    roles = [*CEILINGS, "collector", *(PEERS if peer_python else ())]
+    roles = [*CEILINGS, "wsclient", "collector", *(PEERS if peer_python else ())]
     samples = {role: [] for role in roles}
     for round_ in range(rounds):
         order = roles[round_ % len(roles) :] + roles[: round_ % len(roles)]  # each role first once in a while
@@ -685,6 +686,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 LABELS = {
     "bare": "ceiling: bare websockets client",
     "picows": "ceiling: bare picows client",
+    "wsclient": "the collector's WsClient, bare",
     "collector": "collector: WS->landing->NATS",
     "cryptofeed_noop": "cryptofeed, no-op callbacks",
     "cryptofeed_redis": "cryptofeed, trades to redis",

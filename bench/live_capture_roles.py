@@ -7,6 +7,8 @@ JSON line of results on stdout:
 - `picows`: the compiled ceiling. picows's Cython client (`ws_connect`, a `WSListener` whose `on_ws_frame`
   counts and discards; PINGs answered with PONGs, pings every `STALE_S`, no size cap) on the same loop,
   same URL and window.
+- `wsclient`: the collector's own transport (`WsClient`, its frames cut in compiled code) receiving and
+  discarding the same way: what the collector's receiving costs against the two ceilings.
 - `collector`: the real `LiveCollector` with the Binance spot protocol (trades and diff-depth books):
   frames off the socket onto its bounded queue, decoded, landed raw (zstd, `LandingWriter` in a
   scratch directory), books synced from the sender's REST snapshots, trades published to the
@@ -51,6 +53,7 @@ from bench import exit_with_parent
 from bench.live_sender import FLOOD, universe_names
 from marketdata_assets.ingest.live.collect.collector import CollectorConfig, LiveCollector, run_streaming
 from marketdata_assets.ingest.live.collect.connection import CLOSE_TIMEOUT_S
+from marketdata_assets.ingest.live.collect.ws_client import WsClient
 from marketdata_assets.sources.binance.stream import (
     URL_STREAMS,
     VENUE,
@@ -285,6 +288,32 @@ async def bare_picows(url: str, seconds: float) -> dict:
         return await done
     finally:
         await picows_close(transport)
+
+
+async def bare_wsclient(url: str, seconds: float) -> dict:
+    """The collector's own transport (`WsClient`: websockets' protocol, the frames cut in compiled code)
+    receiving and discarding, `seconds` from the first frame (as `bare`: the messages after the first, the
+    clock looked at every 1,000): what the collector's receiving costs against the two ceilings."""
+    client = await WsClient.connect(url)
+    done = asyncio.get_running_loop().create_future()
+    window: dict = {"frames": -1}
+
+    def on_texts(texts: list[str], recv_ns: int) -> None:
+        if window["frames"] < 0:
+            window.update(frames=len(texts) - 1, t0=time.perf_counter(), c0=time.process_time())
+            window["deadline"] = window["t0"] + seconds
+            return
+        before = window["frames"]
+        window["frames"] = frames = before + len(texts)
+        if frames // 1000 > before // 1000 and time.perf_counter() >= window["deadline"] and not done.done():
+            wall, cpu = time.perf_counter() - window["t0"], time.process_time() - window["c0"]
+            done.set_result({"frames": frames, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3)})
+
+    client.start(lambda text, recv_ns: on_texts([text], recv_ns), on_texts)
+    try:
+        return await done
+    finally:
+        await client.close(CLOSE_TIMEOUT_S)
 
 
 async def picows_universe(base: str, plans: list[list[str]], seconds: float) -> dict:
@@ -584,7 +613,7 @@ def rss_mb(pid: int | str = "self") -> float | None:
 def main(argv: list[str] | None = None) -> None:
     exit_with_parent()
     parser = argparse.ArgumentParser(prog="python -m bench.live_capture_roles")
-    parser.add_argument("role", choices=("bare", "picows", "collector"))
+    parser.add_argument("role", choices=("bare", "picows", "wsclient", "collector"))
     parser.add_argument("--url", required=True)
     parser.add_argument("--rest-url", default="")
     parser.add_argument("--instruments", default="BTCUSDT")
@@ -642,8 +671,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.role in ("bare", "picows") and args.universe:
         client = bare_universe if args.role == "bare" else picows_universe
         role = client(args.url, universe_plan(instruments, args.max_streams), args.seconds)
-    elif args.role in ("bare", "picows"):
-        role = (bare if args.role == "bare" else bare_picows)(args.url, args.seconds)
+    elif args.role in ("bare", "picows", "wsclient"):
+        client = {"bare": bare, "picows": bare_picows, "wsclient": bare_wsclient}[args.role]
+        role = client(args.url, args.seconds)
     else:
         role = collector(
             args.url,

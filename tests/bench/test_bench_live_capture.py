@@ -41,7 +41,7 @@ def test_live_capture_bench_runs_end_to_end(tmp_path):
     assert done.returncode in (0, 1), done.stderr[-3000:]
     report = json.loads(results.read_text())
     t = report["throughput"]
-    for role in ("bare", "picows", "collector"):
+    for role in ("bare", "picows", "wsclient", "collector"):
         assert t[f"{role}_frames_per_s"] > 0 and t[f"{role}_frames_per_cpu_s"] > 0
         assert t[f"{role}_cpu_us_per_frame"] > 0
     assert t["ratio_per_cpu_s"] > 0 and t["ratio_picows_per_cpu_s"] > 0
