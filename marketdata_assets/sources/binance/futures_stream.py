@@ -16,7 +16,7 @@ import msgspec
 from marketdata_assets.datasets.normalized import Funding, Liquidation, MarkPrice, Trade
 from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.sources.binance.futures_client import BinanceFuturesClient
-from marketdata_assets.sources.binance.records import UsdmDepthEvent, UsdmDepthFrame, levels
+from marketdata_assets.sources.binance.records import UsdmDepthEvent, UsdmDepthFrame, defer_sides
 from marketdata_assets.sources.binance.stream import (
     BUFFER_TAIL,
     LIMITS,
@@ -111,7 +111,7 @@ class UsdmDepthSync:
             self.buffer.clear()
             self.buffer.append((first, last, prev, bids, asks))
             return "gap"
-        self.book.defer(last, levels(bids), levels(asks))
+        defer_sides(self.book, last, bids, asks)
         self.chained = True
         return "applied"
 

@@ -97,6 +97,13 @@ def levels(side: Any) -> list:
         return msgspec.json.decode(side)
 
 
+def defer_sides(book, update_id: int, bids: Any, asks: Any) -> None:
+    """A diff's sides (their JSON text as sent, or lists) deferred into `book` (`OrderBook.defer`) as
+    `levels` reads them: the book's one entry for Binance's diffs, compiled (`_fast.pyx`: [price, quantity]
+    text pairs read straight into the book's noted levels) with this as its original."""
+    book.defer(update_id, levels(bids), levels(asks))
+
+
 class DepthFrame(msgspec.Struct, gc=False):
     """A combined-stream frame of a `depth` stream, decoded in one pass (its sides kept as their text until a
     book takes them: `levels`)."""
@@ -276,8 +283,9 @@ def events_to_trades(
     return records
 
 
-events_to_trades_py = events_to_trades
+events_to_trades_py, defer_sides_py = events_to_trades, defer_sides
 events_to_trades = pick("marketdata_assets.sources.binance._fast", "events_to_trades", events_to_trades_py)
+defer_sides = pick("marketdata_assets.sources.binance._fast", "defer_sides", defer_sides_py)
 
 
 def kline_rules(interval_ms: int, full: bool) -> tuple[Rule, ...]:

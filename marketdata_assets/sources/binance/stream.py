@@ -29,8 +29,8 @@ from marketdata_assets.sources.binance.records import (
     TradeEvent,
     TradeFrame,
     agg_to_trades,
+    defer_sides,
     events_to_trades,
-    levels,
 )
 from marketdata_assets.sources.binance.rest import parse_depth
 from marketdata_assets.sources.stream import (
@@ -245,7 +245,7 @@ class DepthSync:
             self._drop(current + 1, first)
             self.buffer.append((first, last, bids, asks))
             return "gap"
-        self.book.defer(last, levels(bids), levels(asks))
+        defer_sides(self.book, last, bids, asks)
         return "applied"
 
     def on_snapshot(self, last_update_id: int, bids: list, asks: list) -> str:
@@ -266,7 +266,7 @@ class DepthSync:
         if data.__class__ is DepthEvent:  # nearly always: `on_event`'s common case here
             book = self.book
             if not self.needs_snapshot and data.U <= book.update_id + 1 < data.u + 1:
-                book.defer(data.u, levels(data.b), levels(data.a))
+                defer_sides(book, data.u, data.b, data.a)
                 return "applied"
             return self.on_event(data.U, data.u, data.b, data.a)
         return self.on_event(int(data["U"]), int(data["u"]), data["b"], data["a"])

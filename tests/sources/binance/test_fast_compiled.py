@@ -85,3 +85,71 @@ def test_events_to_trades_the_same_at_every_edge():
     assert 0 < sum(record is not None for record in got) < len(got)
     with pytest.raises(AttributeError):  # decoded JSON, not the record: the caller reads it frame by frame
         fast("BINANCE", ["BNBBTC"], [msgspec.json.decode(DOCUMENTED)["data"]], [0])
+
+
+SIDES = [
+    b'[["95000.10","1.50000"],["94999.00","0.00000000"]]',  # documented: price and quantity as text
+    b"[]",
+    b'[["1","2"]]',
+    b'[["1","2"],["1","3"]]',  # one price twice: the last wins
+    b'[ ["1","2"]]',  # a space: read as any JSON
+    b'[["1","2","3"]]',  # three items: the book refuses it
+    b'[["1",2]]',  # a number for text
+    b'[["1e5","2"]]',
+    b'[["","2"]]',
+    b'[["-1","2"]]',
+    b'[["1","2"],]',
+    b'[["1","2"]',
+    b'[["1","\\u0032"]]',  # an escape
+    b'{"1":"2"}',
+    b"[[]]",
+    b"",
+]
+
+
+def _book_after(defer, sides):
+    from marketdata_assets.datasets.order_book import OrderBook
+
+    book = OrderBook()
+    book.reset(1, [["95000.10", "1"]], [["95001.00", "1"]])
+    outcome = None
+    try:
+        for k, (bids, asks) in enumerate(sides):
+            defer(book, 2 + k, bids, asks)
+    except Exception as error:  # noqa: BLE001  (the same refusal either way is the point)
+        outcome = (type(error).__name__, str(error))
+    noted = None if book._noted is None else tuple(list(side.items()) for side in book._noted)
+    try:
+        read = (book.bids, book.asks)
+    except ValueError as error:
+        read = ("ValueError", str(error))
+    return outcome, noted, book.update_id, read
+
+
+def test_defer_sides_the_same_book_for_every_spelling():
+    from marketdata_assets.sources.binance.records import defer_sides_py
+
+    fast = _fast().defer_sides
+    raw = [msgspec.Raw(side) for side in SIDES]
+    pairs = list(itertools.product(raw, raw)) + [(raw[0], [["1", "2"]]), ([["3", "4"]], raw[0])]
+    straight = 0
+    for bids, asks in pairs:
+        assert _book_after(fast, [(bids, asks)]) == _book_after(defer_sides_py, [(bids, asks)]), (bids, asks)
+    for k in range(len(raw)):  # sequences: what one diff noted, the next one finds
+        seq = [(raw[k], raw[(k + 3) % len(raw)]), (raw[(k + 1) % len(raw)], raw[k])]
+        expected = _book_after(defer_sides_py, seq)
+        assert _book_after(fast, seq) == expected
+        straight += expected[0] is None
+    assert 0 < straight < len(raw)  # some sequences refused, others taken in
+
+
+def test_defer_sides_takes_a_full_note_in_as_the_original_does():
+    """Past the book's bound of noted prices (NOTED_LIMIT) the levels are taken in at once, either way."""
+    from marketdata_assets.datasets.order_book import NOTED_LIMIT
+    from marketdata_assets.sources.binance.records import defer_sides_py
+
+    half = NOTED_LIMIT // 2 + 1
+    bids = msgspec.Raw(("[" + ",".join(f'["{k}.5","1.0"]' for k in range(half)) + "]").encode())
+    asks = msgspec.Raw(("[" + ",".join(f'["{k + half}.5","0.0"]' for k in range(half)) + "]").encode())
+    fast, slow = _book_after(_fast().defer_sides, [(bids, asks)]), _book_after(defer_sides_py, [(bids, asks)])
+    assert fast == slow and fast[1] is None and len(fast[3][0]) == half + 1  # taken in: nothing left noted
