@@ -118,17 +118,31 @@ def _iso_codes() -> frozenset[str]:
     return frozenset(xcals.get_calendar_names(include_aliases=False))
 
 
-@cache
 def _calendar(code: str) -> tuple[xcals.ExchangeCalendar, date]:
-    """(calendar, first day it answers for): from 2000-01-01, or the venue's own earliest."""
+    """(calendar, first day it answers for): from 2000-01-01, or the venue's own earliest. A calendar the
+    library cannot build raises its ValueError again on every call, without building it again."""
+    calendar, first, failure = _built(code)
+    if failure is not None:
+        raise ValueError(*failure)
+    return calendar, first
+
+
+@cache
+def _built(code: str) -> tuple[xcals.ExchangeCalendar | None, date | None, tuple | None]:
+    """`_calendar`'s answer, kept, a failure too: exchange_calendars 4.13 on pandas 3.1 cannot build XTAE
+    (Tel Aviv: "Special dates ... are not sessions"), and each attempt took ~1.3 s of CPU (two builds of
+    its lunar holidays), for every day a replay or a check asked about."""
     import exchange_calendars as xcals
 
     with _library():
         try:
-            return xcals.get_calendar(code, start=EARLIEST.isoformat()), EARLIEST
-        except ValueError:  # a venue whose calendar starts after 2000
-            calendar = xcals.get_calendar(code)
-            return calendar, calendar.first_session.date()
+            try:
+                return xcals.get_calendar(code, start=EARLIEST.isoformat()), EARLIEST, None
+            except ValueError:  # a venue whose calendar starts after 2000
+                calendar = xcals.get_calendar(code)
+                return calendar, calendar.first_session.date(), None
+        except ValueError as error:  # its arguments: the same error raised anew on each call
+            return None, None, error.args
 
 
 def calendar_for(venue: str) -> xcals.ExchangeCalendar:

@@ -16,6 +16,7 @@ arbitrary ones) trades as it always did.
 
 from __future__ import annotations
 
+import threading
 from datetime import date, timedelta
 from functools import lru_cache
 
@@ -214,9 +215,20 @@ def _board_codes(seed: int, index: int, taken: set[str]) -> list[str]:
     return [c for c in codes if c not in taken]
 
 
-@lru_cache(maxsize=8)
+# A replay answers on several threads at once, and its first requests all ask for the listing: each
+# made its own (~5,000 seeded rows, ~1 s of CPU) before lru_cache kept one. One thread makes it, the
+# others wait for it.
+_MAKING = threading.RLock()
+
+
 def listing(seed: int, count: int) -> tuple[tuple, ...]:
     """Every row `stock_basic` knows (L, D and P), in FIELDS order, by ts_code: `count` listed codes."""
+    with _MAKING:
+        return _listing(seed, count)
+
+
+@lru_cache(maxsize=8)
+def _listing(seed: int, count: int) -> tuple[tuple, ...]:
     rows = {
         a[0]: _row(
             *a, enname=f"{a[4]} Co., Ltd.", owner=(None, None), is_hs="H" if a[0][-2:] == "SH" else "S"
@@ -232,8 +244,13 @@ def listing(seed: int, count: int) -> tuple[tuple, ...]:
     return tuple(rows[code] for code in sorted(rows))
 
 
-@lru_cache(maxsize=8)
 def _status_by_code(seed: int, count: int) -> dict[str, tuple[str, str, str | None]]:
+    with _MAKING:
+        return _statuses(seed, count)
+
+
+@lru_cache(maxsize=8)
+def _statuses(seed: int, count: int) -> dict[str, tuple[str, str, str | None]]:
     at = FIELDS.index
     return {
         row[0]: (row[at("list_status")], row[at("list_date")], row[at("delist_date")])

@@ -66,10 +66,12 @@ def instance():
 
 
 @pytest.fixture
-def resources(server, clickhouse):
+def resources(server, store):
+    """The venues' resources and a `store` (an emptied one of an earlier test's where there is one:
+    tests/support/store_pool.py), which the runs' ensure_tables finds made."""
     server.clear_faults()
     server.reset()
-    yield {**crypto_resources(server.base_url), "clickhouse": clickhouse}
+    yield {**crypto_resources(server.base_url), "clickhouse": store}
     server.clear_faults()
 
 

@@ -31,10 +31,12 @@ def crypto_server():
 
 
 @pytest.fixture
-def crypto(crypto_server, clickhouse):
+def crypto(crypto_server, store):
+    """The venues' resources and a `store` (an emptied one of an earlier test's where there is one:
+    tests/support/store_pool.py), which the runs' ensure_tables finds made."""
     crypto_server.clear_faults()
     crypto_server.reset()
-    return {**crypto_resources(crypto_server.base_url), "clickhouse": clickhouse}
+    return {**crypto_resources(crypto_server.base_url), "clickhouse": store}
 
 
 @pytest.fixture

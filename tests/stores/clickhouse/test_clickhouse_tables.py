@@ -62,10 +62,11 @@ def parts(client, db: str) -> list[tuple]:
 
 
 @pytest.fixture
-def ch(clickhouse):
-    with clickhouse.get_client() as client:
-        ct.ensure_tables(client, clickhouse.database)
-        yield client, clickhouse.database
+def ch(store):
+    """(client, database) with the tick tables created: a `store`, so an emptied one of an earlier test's
+    where there is one (tests/support/store_pool.py) instead of ~88 CREATEs a test."""
+    with store.get_client() as client:
+        yield client, store.database
 
 
 def test_ddl_is_idempotent_and_shaped_for_the_queries(clickhouse):

@@ -99,11 +99,11 @@ def make_bars(
 
 
 @pytest.fixture
-def ch(clickhouse):
-    """(client, database) with the tick tables created."""
-    with clickhouse.get_client() as client:
-        ct.ensure_tables(client, clickhouse.database)
-        yield client, clickhouse.database
+def ch(store):
+    """(client, database) with the tick tables created: a `store`, so an emptied one of an earlier test's
+    where there is one (tests/support/store_pool.py) instead of ~88 CREATEs a test."""
+    with store.get_client() as client:
+        yield client, store.database
 
 
 def visible(client, db, dataset, venue, instrument, start=DAY, end=DAY + timedelta(days=1)) -> pl.DataFrame:
