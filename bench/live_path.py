@@ -75,7 +75,8 @@ async def _stages(instruments: list[str], frames: int, depth_share: float) -> di
         for at in range(0, len(data), READ):
             client.data_received(data[at : at + READ])
         took["cut"], c0 = time.process_time() - c0, time.process_time()
-        items = [[("frame", "c1", time.time_ns(), text) for text in texts] for texts in reads]
+        # one receive time a read, as `Connection._on_texts` stamps them
+        items = [[("frame", "c1", now, text) for text in texts] for texts in reads if (now := time.time_ns())]
         took["queue"], c0 = time.process_time() - c0, time.process_time()
         batch_size, process = config.batch_size, collector.processing.process
         for read in items:

@@ -16,25 +16,24 @@ BAD_CHANNEL = "_bad"  # the collector's channel of frames that are not JSON: alw
 
 def add_frames(writer, frames: list[tuple[str, str, str, int]]) -> None:
     """`frames` (channel, conn, text, recv_ns) as records of `writer`'s files (`LandingWriter.frames`)."""
-    conns: dict[str, str] = {}  # a connection's id as JSON
+    conns: dict[str, bytes] = {}  # a connection's id as JSON
     last_ns = last_conn = head = None
     files, flush_lines, file_for = writer.files, writer.flush_lines, writer._file
     writer.landed.update(map(itemgetter(0), frames))  # counted in C
     for channel, conn, text, recv_ns in frames:
         if recv_ns != last_ns or conn != last_conn:  # the frames of one read share both: one head for all
             last_ns, last_conn = recv_ns, conn
-            conn_json = conns.get(conn) or conns.setdefault(conn, orjson.dumps(conn).decode())
-            head = f'{{"t":{recv_ns},"c":{conn_json},'
+            conn_json = conns.get(conn) or conns.setdefault(conn, orjson.dumps(conn))
+            head = b'{"t":%d,"c":%b,' % (recv_ns, conn_json)
         f = files.get(channel)
         if f is None or not 0 <= recv_ns - f.hour_start_ns < HOUR_NS:  # `takes`, inline
             f = file_for(channel, recv_ns)
-        buffer = f.buffer
         if text[:1] == "{" and text[-1:] == "}" and "\n" not in text and channel != BAD_CHANNEL:  # nearly all
-            buffer.append(f'{head}"r":{text}}}\n')
+            f.buffer.append(b'%b"r":%b}\n' % (head, text.encode()))
         else:
-            buffer.append(f'{head}"d":{orjson.dumps(text).decode()}}}\n')
+            f.buffer.append(b'%b"d":%b}\n' % (head, orjson.dumps(text)))
         f.times.append(recv_ns)
-        if len(buffer) >= flush_lines:
+        if len(f.buffer) >= flush_lines:
             f.flush()
 
 

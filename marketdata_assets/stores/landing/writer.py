@@ -194,7 +194,8 @@ def close_files(files: list[_OpenFile], root: Path) -> list[Path]:
 
 class _OpenFile:
     """One `.part` file being written: its lines since the last flush, its lock and its running summary.
-    A frame costs two list appends (`add`): its count and times reach the summary at the next flush."""
+    A frame costs its record's bytes and two list appends: its count and times reach the summary at the
+    next flush."""
 
     def __init__(
         self,
@@ -206,7 +207,7 @@ class _OpenFile:
     ):
         directory.mkdir(parents=True, exist_ok=True)
         self.summary, self.compressor = summary, compressor
-        self.buffer: list[str] = []  # whole records not yet flushed
+        self.buffer: list[bytes] = []  # whole records not yet flushed, as the file holds them (UTF-8)
         self.times: list[int] = []  # receive times of the frames in `buffer`, not yet in the summary
         self.hour_start_ns = segment // HOUR_NS * HOUR_NS  # the receive times this file takes: its hour
         for attempt in range(100):
@@ -246,17 +247,12 @@ class _OpenFile:
     def takes(self, recv_ns: int) -> bool:
         return 0 <= recv_ns - self.hour_start_ns < HOUR_NS
 
-    def add(self, line: str, recv_ns: int) -> None:
-        """One frame's whole record, kept for the next flush."""
-        self.buffer.append(line)
-        self.times.append(recv_ns)
-
     def write(self, data: bytes, recv_ns: int, marker: str | None) -> None:
         """One whole record (a marker's when `marker` names its kind), kept for the next flush."""
+        self.buffer.append(data)
         if marker is None:
-            self.add(data.decode(), recv_ns)
+            self.times.append(recv_ns)
         else:
-            self.buffer.append(data.decode())
             self.summary.count(recv_ns, marker)
 
     def flush(self) -> None:
@@ -267,7 +263,7 @@ class _OpenFile:
             self.summary.count(min(times), None, len(times), max(times))
             self.times = []
         if self.buffer:
-            data = memoryview(self.compressor.compress("".join(self.buffer).encode()))
+            data = memoryview(self.compressor.compress(b"".join(self.buffer)))
             while data:  # a raw write may take less than all
                 data = data[self.handle.write(data) :]
             self.buffer = []
