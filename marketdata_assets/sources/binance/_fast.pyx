@@ -1,6 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """Binance's compiled readings: `combined.typed_event`, `records.events_to_trades` and `records.defer_sides`
-(their docstrings say what they answer; the same results, tested), the same steps run as C."""
+(their docstrings say what they answer; the same results, tested), the same steps run as C. A trade frame
+in the documented shape is read here straight from its characters into its record; any other spelling
+goes through its msgspec decoder, as in the original."""
 
 from libc.string cimport memcpy
 from cpython.unicode cimport (
@@ -17,14 +19,22 @@ import msgspec
 from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, EPOCH_US_FROM
 from marketdata_assets.datasets.order_book import NOTED_LIMIT
 from marketdata_assets.datasets.normalized import Trade
-from marketdata_assets.sources.binance.records import defer_sides_py
+from marketdata_assets.sources.binance.records import TradeEvent, TradeFrame, defer_sides_py
 from marketdata_assets.sources.stream import Frame
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object text)
+    double PyOS_string_to_double(const char* s, char** endptr, object overflow_exception) except? -1.0
 
 cdef str HEAD = '{"stream":"'
 cdef str EVENT = "event", BUY = "buy", SELL = "sell"
 cdef object MsgspecError = msgspec.MsgspecError
 cdef long long LOW = EPOCH_MS_OR_US[0], HIGH = EPOCH_MS_OR_US[1], US_FROM = EPOCH_US_FROM
 cdef object INT64_END = 2**63
+cdef object TRADE_EVENT = TradeEvent, TRADE_FRAME = TradeFrame
+cdef const char* DATA = b'","data":{'
+cdef int _BITS[256]  # a one-letter key of the trade event -> its bit in `_trade`'s `seen`
+_BITS[116], _BITS[112], _BITS[113], _BITS[84], _BITS[109], _BITS[69] = 1, 2, 4, 8, 16, 32  # t p q T m E
 
 
 def typed_event(str text, dict typed_frames):
@@ -37,6 +47,10 @@ def typed_event(str text, dict typed_frames):
     typed = typed_frames.get(PyUnicode_Substring(text, 11, end))
     if typed is None:
         return None
+    if len(<tuple>typed) > 4 and (<tuple>typed)[4] is TRADE_FRAME and PyUnicode_IS_ASCII(text):
+        event = _trade(<const char*>PyUnicode_DATA(text), end, n)
+        if event is not None:
+            return Frame(EVENT, (<tuple>typed)[3], (<tuple>typed)[2], (<tuple>typed)[1], event)
     try:
         frame = (<tuple>typed)[0](text)
     except MsgspecError:
@@ -44,6 +58,124 @@ def typed_event(str text, dict typed_frames):
     if frame.stream != (<tuple>typed)[3]:
         return None
     return Frame(EVENT, (<tuple>typed)[3], (<tuple>typed)[2], (<tuple>typed)[1], frame.data)
+
+
+cdef inline Py_ssize_t _integer(const char* p, Py_ssize_t at, Py_ssize_t n, long long* out):
+    """A JSON integer of at most 18 digits at `at` (its sign allowed), its end; -1 for anything else."""
+    cdef Py_ssize_t k = at, digits
+    cdef long long value = 0
+    cdef bint negative = k < n and p[k] == 45
+    k += negative
+    digits = k
+    while k < n and 48 <= p[k] <= 57:
+        value = value * 10 + (p[k] - 48)
+        k += 1
+    digits = k - digits
+    if digits == 0 or digits > 18 or (digits > 1 and p[k - digits] == 48):
+        return -1
+    if k < n and (p[k] == 46 or p[k] == 101 or p[k] == 69):  # a fraction or an exponent: not an integer
+        return -1
+    out[0] = -value if negative else value
+    return k
+
+
+cdef inline Py_ssize_t _decimal(const char* p, Py_ssize_t at, Py_ssize_t n, double* out):
+    """Text of digits with at most one point inside (`"0.001"`) at `at`, its end past the closing quote,
+    read as the float msgspec reads it (correctly rounded); -1 for anything else or zero."""
+    cdef Py_ssize_t k = at + 1, points = 0, length
+    cdef char buf[48]
+    if at >= n or p[at] != 34:
+        return -1
+    while k < n and p[k] != 34:
+        if p[k] == 46:
+            points += 1
+        elif not 48 <= p[k] <= 57:
+            return -1
+        k += 1
+    length = k - at - 1
+    if k >= n or length == 0 or length > 40 or points > 1 or p[at + 1] == 46 or p[k - 1] == 46:
+        return -1
+    if p[at + 1] == 48 and length > 1 and p[at + 2] != 46:  # a leading zero but before the point
+        return -1
+    memcpy(buf, p + at + 1, length)
+    buf[length] = 0
+    out[0] = PyOS_string_to_double(buf, NULL, None)  # as Python reads it, whatever the C locale
+    if not out[0] > 0:
+        return -1
+    return k + 1
+
+
+cdef object _trade(const char* p, Py_ssize_t end, Py_ssize_t n):
+    """The `TradeEvent` of a trade frame whose event is a flat object of integers, plain text and booleans
+    with `t`, `p`, `q`, `T` and `m` each once and no space anywhere (`{"stream":"<name>","data":{...}}`,
+    the stream's name ending at `end`); None for any other spelling (the decoder reads it)."""
+    cdef Py_ssize_t at = end, key_end, k
+    cdef long long t = 0, ts = 0, e_ms = 0, number
+    cdef double price = 0, qty = 0
+    cdef int seen = 0, bit, maker = 0
+    cdef char key
+    for k in range(10):
+        if at + k >= n or p[at + k] != DATA[k]:
+            return None
+    at += 10
+    while True:
+        if at + 3 >= n or p[at] != 34 or p[at + 2] != 34 or p[at + 3] != 58:  # a one-letter key, then :
+            return None  # a longer key than the event's one-letter ones: the decoder reads the frame
+        key, at = p[at + 1], at + 4
+        bit = _BITS[<unsigned char>key]  # which field of the record, 0: one it does not keep
+        if seen & bit:
+            return None  # a key twice
+        seen |= bit
+        if bit == 2 or bit == 4:
+            at = _decimal(p, at, n, &price if bit == 2 else &qty)
+        elif bit == 16:
+            if n - at >= 4 and p[at] == 116 and p[at + 1] == 114 and p[at + 2] == 117 and p[at + 3] == 101:
+                maker, at = 1, at + 4
+            elif n - at >= 5 and p[at] == 102 and p[at + 1] == 97 and p[at + 2] == 108 and p[at + 3] == 115 and p[at + 4] == 101:
+                maker, at = 0, at + 5
+            else:
+                return None
+        elif bit:
+            at = _integer(p, at, n, &number)
+            if bit == 1:
+                if number < 0:
+                    return None
+                t = number
+            elif bit == 8:
+                ts = number
+            else:
+                e_ms = number
+        else:
+            at = _skip_simple(p, at, n)
+        if at < 0 or at >= n:
+            return None
+        if p[at] == 44:  # ,
+            at += 1
+            continue
+        if p[at] == 125 and at + 2 == n and p[at + 1] == 125 and seen & 31 == 31:  # }} and the end
+            return TRADE_EVENT(t, price, qty, ts, maker == 1, e_ms if seen & 32 else None)
+        return None
+
+
+cdef inline Py_ssize_t _skip_simple(const char* p, Py_ssize_t at, Py_ssize_t n):
+    """Past a value of a field the record does not keep (`e`, `s`, `M`): plain text without escapes, an
+    integer, true or false; -1 for any other value."""
+    cdef long long ignored
+    cdef Py_ssize_t k
+    if at >= n:
+        return -1
+    if p[at] == 34:
+        for k in range(at + 1, n):
+            if p[k] == 34:
+                return k + 1
+            if p[k] == 92 or p[k] < 32:
+                return -1
+        return -1
+    if n - at >= 4 and p[at] == 116 and p[at + 1] == 114 and p[at + 2] == 117 and p[at + 3] == 101:
+        return at + 4
+    if n - at >= 5 and p[at] == 102 and p[at + 1] == 97 and p[at + 2] == 108 and p[at + 3] == 115 and p[at + 4] == 101:
+        return at + 5
+    return _integer(p, at, n, &ignored)
 
 
 def events_to_trades(str venue, instruments, list events, list recvs):

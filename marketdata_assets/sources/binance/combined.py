@@ -13,7 +13,7 @@ HEAD = '{"stream":"'
 
 
 def typed_event(text: str, typed_frames: dict) -> Frame | None:
-    """The event frame of a stream in `typed_frames` (name -> (decode, instrument, dataset, stream)),
+    """The event frame of a stream in `typed_frames` (name -> (decode, instrument, dataset, stream, record)),
     or None: another stream, or a frame its record does not fit (read as any JSON then). The name read
     ahead is a guess, so the stream decoded must be that one."""
     if not text.startswith(HEAD):

@@ -339,10 +339,11 @@ class BinanceSpotStream:
         self.supported = tuple(dict.fromkeys(d for d, _, _ in self.KINDS.values()))
         self.datasets = enabled(datasets, self.supported)
         self.streams_seen: dict[str, tuple[str, str | None, Any]] = {}  # stream name -> `_stream_of`
-        # stream name -> (its frames' decoder, instrument, dataset, the name), for streams whose frames are
-        # declared (the name kept is the one every frame of it carries on: the landing's and the books'
-        # tables, thousands of streams at a universe, find their key by identity, not by its characters)
-        self.typed_frames: dict[str, tuple[Any, str, str | None, str]] = {}
+        # stream name -> (its frames' decoder, instrument, dataset, the name, its record), for streams whose
+        # frames are declared (the name kept is the one every frame of it carries on: the landing's and the
+        # books' tables, thousands of streams at a universe, find their key by identity, not by its
+        # characters)
+        self.typed_frames: dict[str, tuple[Any, str, str | None, str, type]] = {}
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         kinds = [kind for kind, (dataset, _, _) in self.KINDS.items() if dataset in self.datasets]
@@ -398,7 +399,8 @@ class BinanceSpotStream:
         dataset, _, reading = self.KINDS.get(kind, (None, None, None))
         known = self.streams_seen[stream] = (instrument, dataset, reading)
         if kind in self.TYPED:
-            self.typed_frames[stream] = (self.TYPED[kind].decode, instrument, dataset, stream)
+            decoder = self.TYPED[kind]
+            self.typed_frames[stream] = (decoder.decode, instrument, dataset, stream, decoder.type)
         return known
 
     def messages(self, frame: Frame, recv_ns: int) -> list[LiveMessage]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import random
 
 import msgspec
 import pytest
@@ -66,6 +67,136 @@ def test_typed_event_the_same_frame_or_none():
     # non-ASCII symbol, the documented depth diff; the rest (a text update id in the strict depth record,
     # a stream decoded other than its name says, a negative price, a field missing, ...) read as any JSON
     assert read == 5
+
+
+def _trade_text(rng, fields: dict) -> str:
+    """A combined trade frame of `fields` (name -> its JSON text), in a random order."""
+    items = list(fields.items())
+    rng.shuffle(items)
+    return '{"stream":"bnbbtc@trade","data":{' + ",".join(f'"{k}":{v}' for k, v in items) + "}}"
+
+
+DECIMALS = [
+    '"0.001"',
+    '"100"',
+    '"0"',
+    '"0.0"',
+    '"00.5"',
+    '"0.50"',
+    '".5"',
+    '"5."',
+    '"1e5"',
+    '"-1"',
+    '" 1"',
+    '"1.2.3"',
+    '"1' + "0" * 39 + '"',
+    '"1' + "0" * 40 + '"',
+    '"95000.1000000000000000001"',
+    "0.001",
+    '""',
+    '"9007199254740993"',
+    '"0.1000000000000000055511151231257827"',
+    '"1\\u0030"',
+]
+INTEGERS = [
+    "12345",
+    "0",
+    "-0",
+    "-5",
+    "012",
+    "1.0",
+    "1e3",
+    "999999999999999999",
+    "1000000000000000000",
+    '"7"',
+    "9223372036854775807",
+    "-9223372036854775808",
+    "null",
+    "true",
+]
+OTHERS = [
+    '"trade"',
+    '"BNBBTC"',
+    '"BNB€BTC"',
+    '"a\\"b"',
+    "true",
+    "false",
+    "88",
+    "[1]",
+    '{"x":1}',
+    "1.5",
+    "null",
+]
+
+
+def test_typed_event_reads_trade_frames_as_the_decoder_does():
+    """The trade frames the compiled reading takes itself (no space, one-letter keys, plain values) and
+    those it hands to the decoder: every field in every order and spelling, documented or odd (an older
+    frame's buyer and seller order ids `b` and `a`, a missing or odd event time, prices at a float's
+    limits), the same frame or the same None either way."""
+    fast, rng = _fast().typed_event, random.Random(5)
+    stream = BinanceSpotStream((TRADES, BOOKS))
+    stream._stream_of("bnbbtc@trade")
+    base = {
+        "e": '"trade"',
+        "E": "1672515782136",
+        "s": '"BNBBTC"',
+        "t": "12345",
+        "p": '"0.001"',
+        "q": '"100"',
+        "T": "1672515782136",
+        "m": "true",
+        "M": "true",
+    }
+    texts = [_trade_text(rng, base) for _ in range(20)]
+    texts += [_trade_text(rng, {**base, "b": "88", "a": "50"}) for _ in range(5)]  # before 2025: order ids
+    for key, values in (
+        ("p", DECIMALS),
+        ("q", DECIMALS),
+        ("t", INTEGERS),
+        ("T", INTEGERS),
+        ("E", INTEGERS),
+        ("m", ["true", "false", '"yes"', "1", "null"]),
+        ("e", OTHERS),
+        ("s", OTHERS),
+        ("M", OTHERS),
+    ):
+        texts += [_trade_text(rng, {**base, key: value}) for value in values]
+        texts += [_trade_text(rng, {k: v for k, v in base.items() if k != key})]  # the field missing
+    texts += [
+        _trade_text(rng, {**base, "trade": "1"}),
+        _trade_text(rng, base).replace(":", ": ", 1),
+        _trade_text(rng, base) + " ",
+        _trade_text(rng, base)[:-1],
+        _trade_text(rng, base).replace("}}", '},"x":1}'),
+    ]
+    texts += [_trade_text(rng, base).replace('"t":', '"t":1,"t":', 1)]  # a key twice
+    for _ in range(3000):  # prices and sizes of every length, read to the same float
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randrange(1, 30)))
+        point = rng.randrange(len(digits) + 1)
+        texts.append(
+            _trade_text(rng, {**base, "p": f'"{digits[:point]}.{digits[point:]}"', "q": f'"{digits}"'})
+        )
+    taken = 0
+    for text in texts:
+        expected = typed_event_py(text, stream.typed_frames)
+        got = fast(text, stream.typed_frames)
+        assert got == expected and repr(got) == repr(expected), text
+        taken += expected is not None
+    assert 2000 < taken < len(texts)
+
+
+def test_typed_event_reads_the_documented_trade_frame_itself():
+    """The documented trade frame never reaches its decoder: the compiled reading takes it."""
+
+    def refuse(text):
+        raise AssertionError("decoded by msgspec")
+
+    record = BinanceSpotStream.TYPED["trade"].type
+    typed = {"bnbbtc@trade": (refuse, "BNBBTC", TRADES, "bnbbtc@trade", record)}
+    frame = _fast().typed_event(DOCUMENTED, typed)
+    assert frame.data == TradeEvent(t=12345, p=0.001, q=100.0, T=1672515782136, m=True, E=1672515782136)
+    assert (frame.channel, frame.dataset, frame.instrument) == ("bnbbtc@trade", TRADES, "BNBBTC")
 
 
 def test_events_to_trades_the_same_at_every_edge():
