@@ -1,8 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """Binance's compiled readings: `combined.typed_event`, `records.events_to_trades` and `records.defer_sides`
-(their docstrings say what they answer; the same results, tested), the same steps run as C. A trade frame
-in the documented shape is read here straight from its characters into its record; any other spelling
-goes through its msgspec decoder, as in the original."""
+(their docstrings say what they answer; the same results, tested), the same steps run as C. A trade or
+depth diff frame in the documented shape is read here straight from its characters into its record; any
+other spelling goes through its msgspec decoder, as in the original."""
 
 from libc.string cimport memcpy
 from cpython.unicode cimport (
@@ -19,22 +19,34 @@ import msgspec
 from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, EPOCH_US_FROM
 from marketdata_assets.datasets.order_book import NOTED_LIMIT
 from marketdata_assets.datasets.normalized import Trade
-from marketdata_assets.sources.binance.records import TradeEvent, TradeFrame, defer_sides_py
+from marketdata_assets.sources.binance.records import (
+    DepthEvent,
+    DepthFrame,
+    TradeEvent,
+    TradeFrame,
+    defer_sides_py,
+)
 from marketdata_assets.sources.stream import Frame
 
 cdef extern from "Python.h":
     bint PyUnicode_IS_ASCII(object text)
+    long long PyLong_AsLongLongAndOverflow(object value, int* overflow) except? -1
     double PyOS_string_to_double(const char* s, char** endptr, object overflow_exception) except? -1.0
 
 cdef str HEAD = '{"stream":"'
 cdef str EVENT = "event", BUY = "buy", SELL = "sell"
 cdef object MsgspecError = msgspec.MsgspecError
 cdef long long LOW = EPOCH_MS_OR_US[0], HIGH = EPOCH_MS_OR_US[1], US_FROM = EPOCH_US_FROM
-cdef object INT64_END = 2**63
-cdef object TRADE_EVENT = TradeEvent, TRADE_FRAME = TradeFrame
+cdef object INT64_END = 2**63, NEG_INT64_END = -(2**63)
+cdef object TRADE_EVENT = TradeEvent, TRADE_FRAME = TradeFrame, DEPTH_EVENT = DepthEvent, DEPTH_FRAME = DepthFrame
+cdef object RAW = msgspec.Raw
+cdef str DEPTH_UPDATE = "depthUpdate"
 cdef const char* DATA = b'","data":{'
 cdef int _BITS[256]  # a one-letter key of the trade event -> its bit in `_trade`'s `seen`
 _BITS[116], _BITS[112], _BITS[113], _BITS[84], _BITS[109], _BITS[69] = 1, 2, 4, 8, 16, 32  # t p q T m E
+cdef int _DEPTH_BITS[256]  # ... of the depth diff event -> its bit in `_depth`'s `seen`
+_DEPTH_BITS[101], _DEPTH_BITS[69], _DEPTH_BITS[115], _DEPTH_BITS[85] = 1, 2, 4, 8  # e E s U
+_DEPTH_BITS[117], _DEPTH_BITS[98], _DEPTH_BITS[97] = 16, 32, 64  # u b a
 
 
 def typed_event(str text, dict typed_frames):
@@ -47,8 +59,12 @@ def typed_event(str text, dict typed_frames):
     typed = typed_frames.get(PyUnicode_Substring(text, 11, end))
     if typed is None:
         return None
-    if len(<tuple>typed) > 4 and (<tuple>typed)[4] is TRADE_FRAME and PyUnicode_IS_ASCII(text):
-        event = _trade(<const char*>PyUnicode_DATA(text), end, n)
+    record = (<tuple>typed)[4] if len(<tuple>typed) > 4 else None
+    if (record is TRADE_FRAME or record is DEPTH_FRAME) and PyUnicode_IS_ASCII(text):
+        if record is TRADE_FRAME:
+            event = _trade(<const char*>PyUnicode_DATA(text), end, n)
+        else:
+            event = _depth(text, <const char*>PyUnicode_DATA(text), end, n)
         if event is not None:
             return Frame(EVENT, (<tuple>typed)[3], (<tuple>typed)[2], (<tuple>typed)[1], event)
     try:
@@ -157,6 +173,98 @@ cdef object _trade(const char* p, Py_ssize_t end, Py_ssize_t n):
         return None
 
 
+cdef inline Py_ssize_t _string_end(const char* p, Py_ssize_t at, Py_ssize_t n):
+    """Past a JSON string without escapes at `at`; -1 for anything else."""
+    cdef Py_ssize_t k
+    if at >= n or p[at] != 34:
+        return -1
+    for k in range(at + 1, n):
+        if p[k] == 34:
+            return k + 1
+        if p[k] == 92 or <unsigned char>p[k] < 32:
+            return -1
+    return -1
+
+
+cdef inline Py_ssize_t _levels_end(const char* p, Py_ssize_t at, Py_ssize_t n):
+    """Past a side's levels at `at` written as documented, `[["price","quantity"],...]` (no space, strings
+    without escapes); -1 for any other spelling."""
+    cdef Py_ssize_t k = at + 1
+    if at >= n or p[at] != 91:
+        return -1
+    if k < n and p[k] == 93:
+        return k + 1
+    while True:
+        if k >= n or p[k] != 91:
+            return -1
+        k = _string_end(p, k + 1, n)
+        if k < 0 or k >= n or p[k] != 44:
+            return -1
+        k = _string_end(p, k + 1, n)
+        if k < 0 or k + 1 >= n or p[k] != 93:
+            return -1
+        if p[k + 1] == 93:
+            return k + 2
+        if p[k + 1] != 44:
+            return -1
+        k += 2
+
+
+cdef object _depth(str text, const char* p, Py_ssize_t end, Py_ssize_t n):
+    """The `DepthEvent` of a diff frame written as documented (a flat object of the event's one-letter
+    keys, each once, no space; `_levels_end`), its sides kept as their text (`msgspec.Raw`, as the decoder
+    keeps them); None for any other spelling (the decoder reads it)."""
+    cdef Py_ssize_t at = end, start, k
+    cdef long long event_ms = 0, first = 0, last = 0, number
+    cdef int seen = 0, bit
+    cdef object kind = None, symbol = None, bids = None, asks = None
+    for k in range(10):
+        if at + k >= n or p[at + k] != DATA[k]:
+            return None
+    at += 10
+    while True:
+        if at + 3 >= n or p[at] != 34 or p[at + 2] != 34 or p[at + 3] != 58:
+            return None
+        bit, at = _DEPTH_BITS[<unsigned char>p[at + 1]], at + 4
+        if seen & bit:
+            return None
+        seen |= bit
+        start = at
+        if bit == 1 or bit == 4:
+            at = _string_end(p, at, n)
+            if at > 0:
+                text_of = PyUnicode_Substring(text, start + 1, at - 1)
+                if bit == 1:
+                    kind = DEPTH_UPDATE if text_of == DEPTH_UPDATE else text_of
+                else:
+                    symbol = text_of
+        elif bit == 32 or bit == 64:
+            at = _levels_end(p, at, n)
+            if at > 0:
+                if bit == 32:
+                    bids = RAW(PyUnicode_Substring(text, start, at))
+                else:
+                    asks = RAW(PyUnicode_Substring(text, start, at))
+        elif bit:
+            at = _integer(p, at, n, &number)
+            if bit == 2:
+                event_ms = number
+            elif bit == 8:
+                first = number
+            else:
+                last = number
+        else:
+            at = _skip_simple(p, at, n)
+        if at < 0 or at >= n:
+            return None
+        if p[at] == 44:
+            at += 1
+            continue
+        if p[at] == 125 and at + 2 == n and p[at + 1] == 125 and seen == 127:
+            return DEPTH_EVENT(kind, event_ms, symbol, first, last, bids, asks)
+        return None
+
+
 cdef inline Py_ssize_t _skip_simple(const char* p, Py_ssize_t at, Py_ssize_t n):
     """Past a value of a field the record does not keep (`e`, `s`, `M`): plain text without escapes, an
     integer, true or false; -1 for any other value."""
@@ -165,17 +273,35 @@ cdef inline Py_ssize_t _skip_simple(const char* p, Py_ssize_t at, Py_ssize_t n):
     if at >= n:
         return -1
     if p[at] == 34:
-        for k in range(at + 1, n):
-            if p[k] == 34:
-                return k + 1
-            if p[k] == 92 or p[k] < 32:
-                return -1
-        return -1
+        return _string_end(p, at, n)
     if n - at >= 4 and p[at] == 116 and p[at + 1] == 114 and p[at + 2] == 117 and p[at + 3] == 101:
         return at + 4
     if n - at >= 5 and p[at] == 102 and p[at + 1] == 97 and p[at + 2] == 108 and p[at + 3] == 115 and p[at + 4] == 101:
         return at + 5
     return _integer(p, at, n, &ignored)
+
+
+cdef inline str _id_text(object value):
+    """`str(value)`, an int that fits 63 bits written here (`str` of an int costs ten times more)."""
+    cdef char digits[24]
+    cdef int overflow = 0, n = 0, k
+    cdef long long v
+    cdef str text
+    if value.__class__ is not int:
+        return str(value)
+    v = PyLong_AsLongLongAndOverflow(value, &overflow)
+    if overflow or v < 0:
+        return str(value)
+    while True:
+        digits[n] = 48 + v % 10
+        n += 1
+        v //= 10
+        if v == 0:
+            break
+    text = PyUnicode_New(n, 127)
+    for k in range(n):
+        (<char*>PyUnicode_DATA(text))[k] = digits[n - 1 - k]
+    return text
 
 
 def events_to_trades(str venue, instruments, list events, list recvs):
@@ -193,14 +319,14 @@ def events_to_trades(str venue, instruments, list events, list recvs):
             records.append(None)
             continue
         ts_us = ts if ts >= US_FROM else ts * 1000
-        if event_ms.__class__ is not int or not -INT64_END <= event_ms < INT64_END:
+        if event_ms.__class__ is not int or not NEG_INT64_END <= event_ms < INT64_END:
             event_ms = ts_us // 1000
         price, qty, trade_id = event.p, event.q, event.t
         records.append(
             Trade(
                 venue,
                 one if one is not None else instruments[k],
-                str(trade_id),
+                _id_text(trade_id),
                 price,
                 qty,
                 price * qty,

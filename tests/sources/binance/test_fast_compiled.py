@@ -186,17 +186,107 @@ def test_typed_event_reads_trade_frames_as_the_decoder_does():
     assert 2000 < taken < len(texts)
 
 
-def test_typed_event_reads_the_documented_trade_frame_itself():
-    """The documented trade frame never reaches its decoder: the compiled reading takes it."""
+def _depth_text(rng, fields: dict) -> str:
+    items = list(fields.items())
+    rng.shuffle(items)
+    return '{"stream":"bnbbtc@depth@100ms","data":{' + ",".join(f'"{k}":{v}' for k, v in items) + "}}"
+
+
+SIDE_TEXTS = [
+    '[["0.0024","10"]]',
+    "[]",
+    '[["0.0024","10"],["0.0025","0"]]',
+    '[["1","2","3"]]',
+    '[["1",2]]',
+    '[ ["1","2"]]',
+    '[["1","2"],]',
+    '[["1","2"]',
+    '[["1","\\u0032"]]',
+    '{"1":"2"}',
+    "[[]]",
+    '[["[","]"]]',
+    '[["",""]]',
+    "null",
+    '"x"',
+    "1",
+]
+
+
+def test_typed_event_reads_depth_frames_as_the_decoder_does():
+    """Depth diff frames (Binance's documented `depthUpdate` and every field's odd spellings) give the same
+    frame, sides kept as their text, or the same None, whether the compiled reading takes them or not."""
+    fast, rng = _fast().typed_event, random.Random(6)
+    stream = BinanceSpotStream((TRADES, BOOKS))
+    stream._stream_of("bnbbtc@depth@100ms")
+    base = {
+        "e": '"depthUpdate"',
+        "E": "1672515782136",
+        "s": '"BNBBTC"',
+        "U": "157",
+        "u": "160",
+        "b": '[["0.0024","10"]]',
+        "a": '[["0.0026","100"]]',
+    }
+    texts = [_depth_text(rng, base) for _ in range(20)]
+    for key, values in (
+        ("b", SIDE_TEXTS),
+        ("a", SIDE_TEXTS),
+        ("U", INTEGERS),
+        ("u", INTEGERS),
+        ("E", INTEGERS),
+        ("e", OTHERS),
+        ("s", OTHERS),
+    ):
+        texts += [_depth_text(rng, {**base, key: value}) for value in values]
+        texts += [_depth_text(rng, {k: v for k, v in base.items() if k != key})]
+    texts += [
+        _depth_text(rng, {**base, "T": "1", "x": '"y"'}),
+        _depth_text(rng, {**base, "pu": "156"}),
+        _depth_text(rng, base).replace('"U":', '"U":1,"U":', 1),
+        _depth_text(rng, base) + " ",
+    ]
+    taken = 0
+    for text in texts:
+        expected = typed_event_py(text, stream.typed_frames)
+        got = fast(text, stream.typed_frames)
+        assert got == expected, text
+        if expected is not None:
+            assert (bytes(got.data.b), bytes(got.data.a)) == (
+                bytes(expected.data.b),
+                bytes(expected.data.a),
+            ), text
+        taken += expected is not None
+    assert 20 < taken < len(texts)
+
+
+# Binance's documented diff event ("Diff. Depth Stream"), in its combined-stream frame
+DOCUMENTED_DEPTH = (
+    '{"stream":"bnbbtc@depth","data":{"e":"depthUpdate","E":1672515782136,"s":"BNBBTC","U":157,"u":160,'
+    '"b":[["0.0024","10"]],"a":[["0.0026","100"]]}}'
+)
+
+
+def test_typed_event_reads_the_documented_frames_itself():
+    """The documented trade and depth diff frames never reach their decoders: the compiled reading takes
+    them."""
 
     def refuse(text):
         raise AssertionError("decoded by msgspec")
 
-    record = BinanceSpotStream.TYPED["trade"].type
-    typed = {"bnbbtc@trade": (refuse, "BNBBTC", TRADES, "bnbbtc@trade", record)}
+    typed = {
+        "bnbbtc@trade": (refuse, "BNBBTC", TRADES, "bnbbtc@trade", BinanceSpotStream.TYPED["trade"].type),
+        "bnbbtc@depth": (refuse, "BNBBTC", BOOKS, "bnbbtc@depth", BinanceSpotStream.TYPED["depth"].type),
+    }
     frame = _fast().typed_event(DOCUMENTED, typed)
     assert frame.data == TradeEvent(t=12345, p=0.001, q=100.0, T=1672515782136, m=True, E=1672515782136)
     assert (frame.channel, frame.dataset, frame.instrument) == ("bnbbtc@trade", TRADES, "BNBBTC")
+    frame = _fast().typed_event(DOCUMENTED_DEPTH, typed)
+    assert (frame.data.U, frame.data.u, bytes(frame.data.b), bytes(frame.data.a)) == (
+        157,
+        160,
+        b'[["0.0024","10"]]',
+        b'[["0.0026","100"]]',
+    )
 
 
 def test_events_to_trades_the_same_at_every_edge():
@@ -208,8 +298,11 @@ def test_events_to_trades_the_same_at_every_edge():
         TradeEvent(t=k, p=0.001 * (k + 1), q=100.0, T=t, m=m, E=e)
         for k, (t, e, m) in enumerate(itertools.product(times, event_times, makers))
     ]
+    ids = [0, 9, 10, 99, 10**17, 2**63 - 1, 2**63, -1, True]  # ids written as text at every edge
+    events += [TradeEvent(t=t, p=1.0, q=2.0, T=1_672_515_782_136, m=False, E=None) for t in ids]
     recvs = list(range(len(events)))
     got = fast("BINANCE", ["BNBBTC"], events, recvs)
+    assert [record.trade_id for record in got[-len(ids) :]] == [str(t) for t in ids]
     assert got == events_to_trades_py("BINANCE", ["BNBBTC"], events, recvs)
     names = [f"I{k}" for k in range(len(events))]
     assert fast("BINANCE", names, events, recvs) == events_to_trades_py("BINANCE", names, events, recvs)
