@@ -13,7 +13,8 @@ and times with `time.process_time` (every thread: the landing's worker included)
 - `seal`: every instrument's trade frames read and sealed into their messages (`Publisher.seal_trades`).
 
 No socket and no NATS: `bench live_capture` measures the whole process against the ceilings; this one
-says where a frame's microseconds go. Results: bench/results/live_path.json.
+says where a frame's microseconds go. Results: bench/results/live_path.json. The collector set up so
+(`offline_collector`, `opened_client`) is also what tests/support/collector_path.py runs.
 Run: `scripts/with-env .venv/bin/python -m bench live_path [--frames 200000] [--rounds 3] [--tree DIR]`.
 """
 
@@ -23,11 +24,13 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,38 +40,79 @@ STAGES = ("cut", "queue", "process", "seal")
 READ = 65536  # bytes a read of the socket brings
 
 
-class _Transport:
-    """Where a client's answers would go: nowhere (no pong is due here)."""
+class Transport:
+    """Where a client's answers go: kept (`sent`: the handshake's request, pongs, ...)."""
+
+    def __init__(self):
+        self.sent: list[bytes] = []
 
     def is_closing(self) -> bool:
         return False
 
     def write(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def close(self) -> None:
         pass
 
 
-async def _stages(instruments: list[str], frames: int, depth_share: float) -> dict:
-    from websockets.protocol import State
+class Sink:
+    """A sink that is there (so trade batches are sealed into messages) and is never published to."""
 
-    from bench.live_sender import Market
-    from marketdata_assets.ingest.live.collect.collector import CollectorConfig, LiveCollector, streaming_gc
-    from marketdata_assets.ingest.live.collect.ws_client import WsClient
+
+def offline_collector(market, instruments: list[str], scratch: Path, flush_lines: int = 1000, **config):
+    """A `LiveCollector` with no socket and no NATS: Binance spot's trades and books over `instruments`,
+    landing in `scratch`, its books synced from `market`'s snapshots (bench/live_sender.py `Market`);
+    `config`: CollectorConfig fields to change."""
+    from marketdata_assets.ingest.live.collect.collector import CollectorConfig, LiveCollector
     from marketdata_assets.sources.binance.stream import BinanceSpotStream
     from marketdata_assets.sources.stream import BOOKS, TRADES
     from marketdata_assets.stores.landing import LandingWriter
 
+    settings = CollectorConfig(instruments, ws_url="ws://127.0.0.1:9/", rest_url="http://127.0.0.1:9")
+    for name, value in config.items():
+        setattr(settings, name, value)
+    writer = LandingWriter(scratch, "BINANCE", flush_lines=flush_lines)
+    made = LiveCollector(BinanceSpotStream((TRADES, BOOKS)), settings, writer, store=Sink())
+    for name in instruments:
+        made.books.by_instrument[name].on_snapshot_body(market.snapshot(name))
+    return made
+
+
+def opened_client(on_text: Callable[[str, int], None], on_texts: Callable[[list[str], int], None]):
+    """A `WsClient` whose handshake was answered as a server answers it (its request's key accepted),
+    open and started: each message it cuts goes to `on_text` / `on_texts`."""
+    from websockets.protocol import State
+    from websockets.utils import accept_key
+
+    from marketdata_assets.ingest.live.collect.ws_client import WsClient
+
+    client = WsClient("ws://127.0.0.1:9/")
+    client.connection_made(Transport())
+    key = re.search(rb"Sec-WebSocket-Key: (\S+)", client.transport.sent.pop()).group(1).decode()
+    client.data_received(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        + f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n".encode()
+    )
+    if not (client.framed and client.protocol.state is State.OPEN):
+        raise RuntimeError("the offline handshake did not open the connection")
+    client.start(on_text, on_texts)
+    return client
+
+
+async def _stages(instruments: list[str], frames: int, depth_share: float) -> dict:
+    from bench.live_sender import Market
+    from marketdata_assets.ingest.live.collect.collector import streaming_gc
+
     market = Market(instruments, depth_share)
-    config = CollectorConfig(instruments, ws_url="ws://127.0.0.1:9/", rest_url="http://127.0.0.1:9")
     with tempfile.TemporaryDirectory() as scratch:
-        writer = LandingWriter(Path(scratch), "BINANCE")
-        collector = LiveCollector(BinanceSpotStream((TRADES, BOOKS)), config, writer, store=_Outbox())
-        for name in instruments:
-            collector.books.by_instrument[name].on_snapshot_body(market.snapshot(name))
+        collector = offline_collector(market, instruments, Path(scratch))
+        writer = collector.writer
         data = market.render(instruments, frames)
         reads: list[list[str]] = []
-        client = WsClient("ws://127.0.0.1:9/")
-        client.transport, client.protocol.state, client.framed = _Transport(), State.OPEN, True
-        client.start(lambda text, recv_ns: reads.append([text]), lambda texts, recv_ns: reads.append(texts))
+        client = opened_client(
+            lambda text, recv_ns: reads.append([text]), lambda texts, recv_ns: reads.append(texts)
+        )
         streaming_gc()
         took = {}
         c0 = time.process_time()
@@ -78,7 +122,7 @@ async def _stages(instruments: list[str], frames: int, depth_share: float) -> di
         # one receive time a read, as `Connection._on_texts` stamps them
         items = [[("frame", "c1", now, text) for text in texts] for texts in reads if (now := time.time_ns())]
         took["queue"], c0 = time.process_time() - c0, time.process_time()
-        batch_size, process = config.batch_size, collector.processing.process
+        batch_size, process = collector.config.batch_size, collector.processing.process
         for read in items:
             for at in range(0, len(read), batch_size):
                 await process(read[at : at + batch_size])
@@ -98,10 +142,6 @@ async def _stages(instruments: list[str], frames: int, depth_share: float) -> di
         "messages": len(collector.publisher.outbox),
         **{f"{stage}_us": round(1e6 * took[stage] / frames, 3) for stage in STAGES},
     }
-
-
-class _Outbox:
-    """A sink that is there (so trade batches are sealed into messages) and is never published to."""
 
 
 def role(argv: list[str]) -> int:

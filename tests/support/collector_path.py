@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.live_path import offline_collector, opened_client
 from bench.live_sender import DEPTH, TRADE, Market, frame
 
 INSTRUMENTS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"]
@@ -59,56 +59,22 @@ class _Snapshots:
         pass
 
 
-class _Sink:
-    """A sink that is there (trades are sealed into messages) and is never published to."""
-
-
-class _Transport:
-    def __init__(self):
-        self.sent: list[bytes] = []
-
-    def is_closing(self) -> bool:
-        return False
-
-    def write(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    def close(self) -> None:
-        pass
-
-
 async def run(scratch: Path) -> dict:
-    from websockets.protocol import State
-    from websockets.utils import accept_key
-
     from marketdata_assets.core import compiled
-    from marketdata_assets.ingest.live.collect import ws_client
-    from marketdata_assets.ingest.live.collect.collector import CollectorConfig, LiveCollector
-    from marketdata_assets.sources.binance.stream import BinanceSpotStream
-    from marketdata_assets.sources.stream import BOOKS, TRADES
-    from marketdata_assets.stores.landing import LandingWriter, read_lines
+    from marketdata_assets.stores.landing import read_lines
 
     clock = iter(range(T0_NS, T0_NS + 10**15, 10_000_000))  # each look at the clock 10 ms on: the hour turns
     time.time_ns = lambda: next(clock)  # the market's times and ids, each read's stamp, the snapshots'
     market = Market(INSTRUMENTS, 0.25, seed=11)
-    config = CollectorConfig(INSTRUMENTS, ws_url="ws://127.0.0.1:9/", rest_url="http://127.0.0.1:9")
-    config.trade_batch_s = config.trade_batch_max_s = 3600.0  # sealed at the end, not by the loop's clock
-    writer = LandingWriter(scratch, "BINANCE", flush_lines=100)
-    collector = LiveCollector(BinanceSpotStream((TRADES, BOOKS)), config, writer, store=_Sink())
+    # sealed at the end, not by the loop's clock
+    collector = offline_collector(
+        market, INSTRUMENTS, scratch, 100, trade_batch_s=3600.0, trade_batch_max_s=3600.0
+    )
+    writer = collector.writer
     collector.books.rest = _Snapshots(market)
-    for name in INSTRUMENTS:
-        collector.books.by_instrument[name].on_snapshot_body(market.snapshot(name))
     data = faulty_stream(market)
     items: list[tuple] = []
-    client = ws_client.WsClient("ws://127.0.0.1:9/")
-    client.connection_made(_Transport())  # the handshake's request, answered as a server would
-    key = re.search(rb"Sec-WebSocket-Key: (\S+)", client.transport.sent.pop()).group(1).decode()
-    client.data_received(
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        + f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n".encode()
-    )
-    assert client.framed and client.protocol.state is State.OPEN
-    client.start(
+    client = opened_client(
         lambda text, ns: items.append(("frame", "c1", ns, text)),
         lambda texts, ns: items.extend(("frame", "c1", ns, text) for text in texts),
     )
