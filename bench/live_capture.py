@@ -80,7 +80,19 @@ from marketdata_assets.stores.jetstream import JetStreamStore
 
 RESULTS = Path(__file__).resolve().parent / "results" / "live_capture.json"
 REPO = Path(__file__).resolve().parents[1]
-INSTRUMENTS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT", "TRXUSDT"]
+NAMES = [
+    "BTCUSDT",
+    "ETHUSDT",
+    "SOLUSDT",
+    "BNBUSDT",
+    "XRPUSDT",
+    "DOGEUSDT",
+    "ADAUSDT",
+    "TRXUSDT",
+    "LTCUSDT",
+    "DOTUSDT",
+]
+INSTRUMENTS = NAMES[:8]  # the run's (`--instruments`)
 DATABASE = "bench_live_capture"
 DURABLE = "bench-live-capture"
 TARGET_RATIO, TARGET_P99_S = 0.5, 1.0
@@ -614,6 +626,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--window-s", type=float, default=10.0, help="throughput: seconds from the first frame"
     )
     parser.add_argument("--depth-share", type=float, default=0.25, help="throughput: share of depth diffs")
+    parser.add_argument(
+        "--instruments", type=int, default=8, choices=range(1, len(NAMES) + 1), help="throughput: instruments"
+    )
     parser.add_argument("--rate", type=float, default=10_000.0, help="steady run: frames a second")
     parser.add_argument(
         "--steady-depth-share", type=float, default=0.0, help="steady run: share of depth diffs"
@@ -809,6 +824,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return universe(args)
     args.results = args.results or RESULTS
+    INSTRUMENTS[:] = NAMES[: args.instruments]  # every role's streams and the sender's market
     nats_url = settings.get("NATS_URL")
     tmp = settings.state_dir() / "tmp"
     scratch = Path(tempfile.mkdtemp(prefix="bench-live-capture-", dir=tmp if tmp.is_dir() else None))
