@@ -192,16 +192,21 @@ def test_a_holder_is_named_on_one_short_line_whatever_its_command_line_holds():
 
 # Every process waits at this barrier until all six are ready, then works: they work at the same time
 # whatever their start-up took (Dagster's import takes seconds on a loaded machine). A run says it is
-# finished in `finished`; the consumer and the second reader work until all four are (and MIN_OPS times):
-# through every run's work whatever it takes, not for a fixed time chosen to outlast it.
+# finished in `finished`, the notebook each of its reads in `read`; the consumer and the second reader
+# work until all four runs have finished and the notebook has read MIN_OPS times (and MIN_OPS times
+# themselves): through every run's work and those reads whatever they take, not for a fixed time.
 MIN_OPS = 5
 BARRIER = """
 import pathlib, time
-ready, finished = pathlib.Path("{ready}"), pathlib.Path("{finished}")
+ready, finished, read = pathlib.Path("{ready}"), pathlib.Path("{finished}"), pathlib.Path("{read}")
 (ready / "{role}").touch()
 deadline = time.time() + 120
 while len(list(ready.iterdir())) < 6 and time.time() < deadline:
     time.sleep(0.02)
+
+def working(started, ops):  # the consumer's and the second reader's loop
+    going = len(list(finished.iterdir())) < 4 or len(list(read.iterdir())) < {min_ops} or ops < {min_ops}
+    return going and time.time() - started < 300
 """
 
 RUN = """
@@ -252,7 +257,7 @@ from marketdata_assets.stores.clickhouse import connection, live
 client, _ = connection.open_client("{dsn}", "{db}")
 {barrier}
 started, ops, slowest = time.time(), 0, 0.0
-while (len(list(finished.iterdir())) < 4 or ops < {min_ops}) and time.time() - started < 300:
+while working(started, ops):
     t = time.monotonic()
     now = datetime.now(timezone.utc)
     values = {{"ts": now, "venue": "BINANCE", "instrument": "LIVEUSDT", "price": 1.0, "quantity": 2.0, \
@@ -272,7 +277,7 @@ from marketdata_assets.read import Reader
 {barrier}
 started, ops, slowest = time.time(), 0, 0.0
 with Reader(clickhouse_dsn="{dsn}", clickhouse_database="{db}") as reader:
-    while (len(list(finished.iterdir())) < 4 or ops < {min_ops}) and time.time() - started < 300:
+    while working(started, ops):
         t = time.monotonic()
         reader.catalog()  # the trades may not be written yet: a read of an unstored instrument is an error
         slowest, ops = max(slowest, time.monotonic() - t), ops + 1
@@ -290,18 +295,18 @@ def test_a_notebook_reader_four_runs_the_consumer_and_a_second_reader_all_make_p
     before = httpx.get(f"{dsn}/queue", auth=BASIC).json()
     names = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT")
 
-    ready, finished = tmp_path / "ready", tmp_path / "finished"
-    ready.mkdir()
-    finished.mkdir()
+    ready, finished, read = tmp_path / "ready", tmp_path / "finished", tmp_path / "read"
+    for folder in (ready, finished, read):
+        folder.mkdir()
 
     def barrier(role: str) -> str:
-        return BARRIER.format(ready=ready, finished=finished, role=role)
+        return BARRIER.format(ready=ready, finished=finished, read=read, role=role, min_ops=MIN_OPS)
 
     with Reader(clickhouse_dsn=dsn, clickhouse_database=DATABASE) as notebook:  # held open throughout
         notebook.catalog()
         scripts = [RUN.format(dsn=dsn, db=DATABASE, barrier=barrier(name)) for name in names] + [
-            CONSUMER.format(dsn=dsn, db=DATABASE, barrier=barrier("consumer"), min_ops=MIN_OPS),
-            READER.format(dsn=dsn, db=DATABASE, barrier=barrier("reader"), min_ops=MIN_OPS),
+            CONSUMER.format(dsn=dsn, db=DATABASE, barrier=barrier("consumer")),
+            READER.format(dsn=dsn, db=DATABASE, barrier=barrier("reader")),
         ]
         args = [[i] for i in names] + [[], []]
         procs = [
@@ -318,13 +323,14 @@ def test_a_notebook_reader_four_runs_the_consumer_and_a_second_reader_all_make_p
         while any(p.poll() is None for p in procs):
             assert notebook.catalog() is not None
             during += 1
+            (read / str(during)).touch()
             time.sleep(0.2)
         outcomes = [p.communicate(timeout=60) for p in procs]
         for proc, (out, err) in zip(procs, outcomes):
             assert proc.returncode == 0 and "EmbeddedLockTimeout" not in err, err[-3000:]
         reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outcomes]
         final = notebook.trades("BINANCE", "SOLUSDT", start="2024-03-01", end="2024-03-02")
-    assert final.height == 2000 and during >= 5
+    assert final.height == 2000 and during >= MIN_OPS
     assert [r["ops"] for r in reports[:4]] == [6] * 4 and min(r["ops"] for r in reports[4:]) >= MIN_OPS
     assert len(list(ready.iterdir())) == 6  # all at once: each started its work once all six were ready
     assert len(list(finished.iterdir())) == 4
