@@ -82,7 +82,9 @@ SHUTDOWN_S = 90.0  # a collector's stop (land and publish what it holds) taking 
 
 
 async def bare(url: str, seconds: float) -> dict:
-    """Receive and discard, `seconds` from the first frame."""
+    """Receive and discard, `seconds` from the first frame. Its close waits `CLOSE_TIMEOUT_S` for the
+    sender's close frame, as the universe's connections do: once the client stops reading, its full queue
+    keeps that frame unread, and the library's 10 s default was spent on every run."""
     async with websockets.connect(
         url,
         open_timeout=10,
@@ -92,6 +94,7 @@ async def bare(url: str, seconds: float) -> dict:
         max_queue=256,
         compression=None,
         proxy=None,
+        close_timeout=CLOSE_TIMEOUT_S,
     ) as ws:
         await ws.recv()
         frames, t0, c0 = 0, time.perf_counter(), time.process_time()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pwd
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
-from tests.support.intruder import Intruder
+from tests.support.intruder import Intruder, _proc_listening, listening_inodes
 from tests.test_stack import postgres_readable_dir, stack  # noqa: F401  (the fixture)
 
 
@@ -176,3 +177,32 @@ def test_the_racer_gets_into_a_server_that_listens_without_credentials(tmp_path)
     (target,) = summary["targets"].values()
     assert target["counts"].get("in", 0) > 0, target
     assert target["ins"][0][1] == "created" or "51003" in target["ins"][0][1]  # created, or already there
+
+
+def test_the_watcher_lists_every_listener_as_proc_net_tcp_does():
+    """The watcher's look (sock_diag) finds a new listener, IPv4 and IPv6, with the inode and port
+    /proc/net/tcp gives it, and no socket that does not listen (a racer would attack nothing, unseen)."""
+    listeners, others = [], []
+    try:
+        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            listener = socket.socket(family)
+            try:
+                listener.bind((host, 0))
+            except OSError:  # no IPv6 on this host
+                listener.close()
+                assert family == socket.AF_INET6
+                continue
+            listener.listen()
+            listeners.append(listener)
+            others.append(socket.create_connection(listener.getsockname()[:2]))
+            others.append(listener.accept()[0])
+        seen, listed = listening_inodes(), _proc_listening()
+        for sock in listeners:
+            inode = str(os.fstat(sock.fileno()).st_ino)
+            assert seen[inode] == listed[inode] == sock.getsockname()[1]
+        for sock in others:
+            inode = str(os.fstat(sock.fileno()).st_ino)
+            assert inode not in seen and inode not in listed
+    finally:
+        for sock in listeners + others:
+            sock.close()

@@ -229,8 +229,37 @@ def main() -> None:
     say(json.dumps({"uid": os.getuid(), "targets": summary}))
 
 
-def listening_inodes() -> dict[str, int]:
-    """Every TCP socket listening in this network namespace: inode -> port."""
+# sock_diag (netlink): the kernel's listening sockets only. Reading /proc/net/tcp walks every bucket of the
+# established table too: ~3.7 ms of CPU a look (most of it the kernel's) against ~0.05 ms here, a look
+# every WATCH_S (~35% of a core for the watcher alone, beside the servers it watches start).
+NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY = 4, 20
+NLM_F_REQUEST, NLM_F_DUMP, NLMSG_ERROR, NLMSG_DONE = 0x1, 0x300, 2, 3
+TCP_LISTEN = 10
+
+
+def _diag_listening(family: int) -> dict[str, int]:
+    """inode -> port of every TCP socket of `family` listening in this network namespace (sock_diag)."""
+    request = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 1 << TCP_LISTEN) + bytes(48)
+    header = struct.pack("=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+    found = {}
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as sock:
+        sock.sendto(header + request, (0, 0))
+        while True:
+            data, at = sock.recv(65536), 0
+            while at < len(data):
+                length, kind = struct.unpack_from("=IH", data, at)
+                if kind == NLMSG_DONE:
+                    return found
+                if kind == NLMSG_ERROR:
+                    raise OSError(-struct.unpack_from("=i", data, at + 16)[0], "sock_diag refused the dump")
+                # inet_diag_msg: family, state, timer, retrans (4 bytes), then the socket id (sport first,
+                # big-endian; 48 bytes), expires, rqueue, wqueue, uid, inode
+                port = struct.unpack_from("!H", data, at + 20)[0]
+                found[str(struct.unpack_from("=I", data, at + 84)[0])] = port
+                at += (length + 3) & ~3
+
+
+def _proc_listening() -> dict[str, int]:
     found = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -242,6 +271,15 @@ def listening_inodes() -> dict[str, int]:
             if fields[3] == "0A":  # LISTEN
                 found[fields[9]] = int(fields[1].rsplit(":", 1)[1], 16)
     return found
+
+
+def listening_inodes() -> dict[str, int]:
+    """Every TCP socket listening in this network namespace: inode -> port (sock_diag; /proc/net/tcp
+    where netlink is not allowed)."""
+    try:
+        return {**_diag_listening(socket.AF_INET), **_diag_listening(socket.AF_INET6)}
+    except OSError:
+        return _proc_listening()
 
 
 def owners_naming(text: str) -> dict[str, int]:

@@ -191,14 +191,22 @@ def test_a_holder_is_named_on_one_short_line_whatever_its_command_line_holds():
 
 
 # Every process waits at this barrier until all six are ready, then works: they work at the same time
-# whatever their start-up took (Dagster's import takes seconds on a loaded machine).
+# whatever their start-up took (Dagster's import takes seconds on a loaded machine). A run says it is
+# finished in `finished`, the notebook each of its reads in `read`; the consumer and the second reader
+# work until all four runs have finished and the notebook has read MIN_OPS times (and MIN_OPS times
+# themselves): through every run's work and those reads whatever they take, not for a fixed time.
+MIN_OPS = 5
 BARRIER = """
 import pathlib, time
-ready = pathlib.Path("{ready}")
+ready, finished, read = pathlib.Path("{ready}"), pathlib.Path("{finished}"), pathlib.Path("{read}")
 (ready / "{role}").touch()
 deadline = time.time() + 120
 while len(list(ready.iterdir())) < 6 and time.time() < deadline:
     time.sleep(0.02)
+
+def working(started, ops):  # the consumer's and the second reader's loop
+    going = len(list(finished.iterdir())) < 4 or len(list(read.iterdir())) < {min_ops} or ops < {min_ops}
+    return going and time.time() - started < 300
 """
 
 RUN = """
@@ -231,10 +239,14 @@ day + timedelta(days=1))
 
 {barrier}
 started = time.time()
-result = dg.materialize([slices], resources={{"clickhouse": ClickHouseResource(dsn="{dsn}", \
+try:
+    result = dg.materialize([slices], resources={{"clickhouse": ClickHouseResource(dsn="{dsn}", \
 database="{db}")}})
+finally:
+    ended = time.time()  # before it says so: the others see it finished after this
+    (finished / instrument).touch()
 assert result.success
-print(json.dumps({{"role": "run " + instrument, "ops": len(times), "start": started, "end": time.time(),
+print(json.dumps({{"role": "run " + instrument, "ops": len(times), "start": started, "end": ended,
                   "slowest": max(b - a for a, b in times)}}))
 """
 
@@ -245,7 +257,7 @@ from marketdata_assets.stores.clickhouse import connection, live
 client, _ = connection.open_client("{dsn}", "{db}")
 {barrier}
 started, ops, slowest = time.time(), 0, 0.0
-while time.time() - started < 8 or ops < 20:
+while working(started, ops):
     t = time.monotonic()
     now = datetime.now(timezone.utc)
     values = {{"ts": now, "venue": "BINANCE", "instrument": "LIVEUSDT", "price": 1.0, "quantity": 2.0, \
@@ -265,7 +277,7 @@ from marketdata_assets.read import Reader
 {barrier}
 started, ops, slowest = time.time(), 0, 0.0
 with Reader(clickhouse_dsn="{dsn}", clickhouse_database="{db}") as reader:
-    while time.time() - started < 8 or ops < 20:
+    while working(started, ops):
         t = time.monotonic()
         reader.catalog()  # the trades may not be written yet: a read of an unstored instrument is an error
         slowest, ops = max(slowest, time.monotonic() - t), ops + 1
@@ -283,8 +295,12 @@ def test_a_notebook_reader_four_runs_the_consumer_and_a_second_reader_all_make_p
     before = httpx.get(f"{dsn}/queue", auth=BASIC).json()
     names = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT")
 
+    ready, finished, read = tmp_path / "ready", tmp_path / "finished", tmp_path / "read"
+    for folder in (ready, finished, read):
+        folder.mkdir()
+
     def barrier(role: str) -> str:
-        return BARRIER.format(ready=tmp_path, role=role)
+        return BARRIER.format(ready=ready, finished=finished, read=read, role=role, min_ops=MIN_OPS)
 
     with Reader(clickhouse_dsn=dsn, clickhouse_database=DATABASE) as notebook:  # held open throughout
         notebook.catalog()
@@ -307,18 +323,20 @@ def test_a_notebook_reader_four_runs_the_consumer_and_a_second_reader_all_make_p
         while any(p.poll() is None for p in procs):
             assert notebook.catalog() is not None
             during += 1
+            (read / str(during)).touch()
             time.sleep(0.2)
         outcomes = [p.communicate(timeout=60) for p in procs]
         for proc, (out, err) in zip(procs, outcomes):
             assert proc.returncode == 0 and "EmbeddedLockTimeout" not in err, err[-3000:]
         reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outcomes]
         final = notebook.trades("BINANCE", "SOLUSDT", start="2024-03-01", end="2024-03-02")
-    assert final.height == 2000 and during >= 5
-    assert [r["ops"] for r in reports[:4]] == [6] * 4 and min(r["ops"] for r in reports[4:]) >= 20
-    assert (
-        len(list(tmp_path.iterdir())) == 6
-    )  # all of them at once: each started its work once all six were ready
+    assert final.height == 2000 and during >= MIN_OPS
+    assert [r["ops"] for r in reports[:4]] == [6] * 4 and min(r["ops"] for r in reports[4:]) >= MIN_OPS
+    assert len(list(ready.iterdir())) == 6  # all at once: each started its work once all six were ready
+    assert len(list(finished.iterdir())) == 4
     assert max(r["start"] for r in reports) < min(r["end"] for r in reports), reports
+    # the consumer and the second reader worked until every run had finished its work
+    assert max(r["end"] for r in reports[:4]) < min(r["end"] for r in reports[4:]), reports
     queue = httpx.get(f"{dsn}/queue", auth=BASIC).json()
     assert queue["out_of_order"] == 0 and queue["admitted"] == queue["arrived"] > before["arrived"] + 200, (
         queue
