@@ -2,9 +2,10 @@
 
 Binance depthUpdate events (bench/book_path_peer.py's: 10 levels a side over ~400 prices a side, their
 update ids chained) go through `DepthSync.on_frame` (`defer_sides`, the book's noted levels), the book's
-top 20 read every 10 diffs (the settle a read makes). Instructions: callgrind over a feed of 2,000 and one
-of 4,000 diffs (the same 4,000 events decoded in both): (I(4000) - I(2000)) / 2000 is a diff's share,
-whatever the machine's load. Time: the best of `--rounds` feeds of all the diffs, µs a diff.
+top 20 read every 10 diffs (the settle a read makes), under the collector's GC settings (`streaming_gc`).
+Instructions: callgrind over a feed of 2,000 and one of 4,000 diffs (the same 4,000 events decoded in
+both): (I(4000) - I(2000)) / 2000 is a diff's share, whatever the machine's load. Time: the best of
+`--rounds` feeds of all the diffs, µs a diff.
 Results: bench/results/noted_levels.json. Run: `.venv/bin/python -m bench noted_levels [--rounds 7]`
 (`MARKETDATA_COMPILED=0`: the pure-Python originals); `--feed N`: one feed, what callgrind runs.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 import msgspec
 
 from bench.book_path_peer import diffs, snapshot
+from marketdata_assets.ingest.live.collect.collector import streaming_gc
 
 RESULTS = Path(__file__).parent / "results" / "noted_levels.json"
 EVENTS, READ_EVERY, DEPTH = 4000, 10, 20  # events decoded a run; a top-`DEPTH` read every `READ_EVERY` diffs
@@ -59,7 +61,9 @@ def instructions(count: int) -> int:
         out = Path(tmp) / "callgrind.out"
         argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
         argv += [sys.executable, "-m", "bench.noted_levels", "--feed", str(count)]
-        subprocess.run(argv, check=True, capture_output=True, timeout=1200)
+        # the same hashes run to run, and no BLAS threads spinning (both would vary the count)
+        env = {**os.environ, "PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1"}
+        subprocess.run(argv, check=True, capture_output=True, timeout=1200, env=env)
         totals = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
     if totals is None:
         raise RuntimeError("callgrind wrote no totals")
@@ -73,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-callgrind", action="store_true")
     args = parser.parse_args(argv)
     decoded = events()
+    streaming_gc()  # the collector's GC settings (the events decoded above left out of every collection)
     if args.feed is not None:
         feed(decoded, args.feed)
         return 0
