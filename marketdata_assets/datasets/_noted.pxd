@@ -18,7 +18,8 @@ cdef class NotedSide:
 
     cdef int note(self, const unsigned char* price, Py_ssize_t price_len,
                   const unsigned char* qty, Py_ssize_t qty_len) except -1
-    cdef Py_ssize_t _keep(self, const unsigned char* at, Py_ssize_t length) except -1
+    cdef Py_ssize_t _keep(self, const unsigned char* at, Py_ssize_t length,
+                          const unsigned char* then, Py_ssize_t then_length) except -1
     cdef int _grow(self) except -1
     cdef str _str(self, Py_ssize_t at, Py_ssize_t length)
 

@@ -14,7 +14,7 @@ from libc.string cimport memcmp, memcpy
 from marketdata_assets.datasets.order_book import _take_in
 
 cdef enum:
-    FIRST_ROOM = 32  # levels a side has room for at first (slots: twice as many)
+    FIRST_ROOM = 64  # levels a side has room for at first (slots: twice as many)
     FIRST_TEXT = 512  # bytes of prices and quantities a side has room for at first
 
 
@@ -81,7 +81,7 @@ cdef class NotedSide:
             if (level.hash == h and level.price_len == price_len
                     and memcmp(self.text + level.price, price, price_len) == 0):
                 if qty_len > level.qty_room:
-                    k = self._keep(qty, qty_len)
+                    k = self._keep(qty, qty_len, NULL, 0)
                     level.qty, level.qty_room = k, qty_len
                 else:
                     memcpy(self.text + level.qty, qty, qty_len)
@@ -95,17 +95,18 @@ cdef class NotedSide:
                 at = (at + 1) & self.mask
         level = &self.levels[self.count]
         level.hash, level.price_len, level.qty_len, level.qty_room = h, price_len, qty_len, qty_len
-        level.price = self._keep(price, price_len)
-        level.qty = self._keep(qty, qty_len)
+        level.price = self._keep(price, price_len, qty, qty_len)
+        level.qty = level.price + price_len
         self.count += 1
         self.slots[at] = self.count
         return 0
 
-    cdef Py_ssize_t _keep(self, const unsigned char* at, Py_ssize_t length) except -1:
-        """`length` bytes copied to the end of the side's text: where they start."""
+    cdef Py_ssize_t _keep(self, const unsigned char* at, Py_ssize_t length,
+                          const unsigned char* then, Py_ssize_t then_length) except -1:
+        """`length` bytes, then `then_length` more, copied to the end of the side's text: where they start."""
         cdef Py_ssize_t start = self.text_len, room = self.text_room
         cdef unsigned char* grown
-        while start + length > room:
+        while start + length + then_length > room:
             room *= 2
         if room != self.text_room:
             grown = <unsigned char*>realloc(self.text, room)
@@ -113,7 +114,9 @@ cdef class NotedSide:
                 raise MemoryError()
             self.text, self.text_room = grown, room
         memcpy(self.text + start, at, length)
-        self.text_len = start + length
+        if then_length:
+            memcpy(self.text + start + length, then, then_length)
+        self.text_len = start + length + then_length
         return start
 
     cdef int _grow(self) except -1:
