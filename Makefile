@@ -29,8 +29,8 @@ help:
 
 # The Python environment: uv (from PyPI) installs the pinned set much faster than pip. Bytecode is
 # compiled once here: with PYTHONDONTWRITEBYTECODE set, every process of the suite would compile its imports.
-# The compiled hot path (setup.py) is built by the same install: a changed .pyx builds again.
-$(STAMP): pyproject.toml setup.py $(shell find marketdata_assets -name '_*.pyx')
+# The compiled hot path (setup.py) is built by the same install: a changed .pyx (or .pxd) builds again.
+$(STAMP): pyproject.toml setup.py $(shell find marketdata_assets -name '_*.pyx' -o -name '_*.pxd')
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check uv
 	@$(VENV)/bin/uv pip install -q --python $(PY) --compile-bytecode --reinstall-package marketdata-assets -e '.[dev,stack]'

@@ -39,6 +39,7 @@ WITH_OPTIONS = {
     "archive_day": "bench.archive_day",  # --tree DIR: the asset path of another checkout in the same rounds
     "archive_fuzz": "bench.archive_fuzz",  # --tree OLD --tree NEW: mutated archives, the same answers?
     "book_path": "bench.book_path",  # --books, --per-book, --runs, --no-peer: our book path vs cryptofeed's
+    "noted_levels": "bench.noted_levels",  # --rounds, --no-callgrind: a Binance depth diff's instructions
     "universe": "bench.universe",  # --spot, --usdm, --trades-per-day, --rounds: a backfill via Dagster vs
     # direct; --resolve [--rounds --days]: the capacity model's universe from the venues' reference data
 }

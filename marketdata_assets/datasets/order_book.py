@@ -41,15 +41,17 @@ class OrderBook:
     """Bids and asks as {price string: size string}, and the update id they stand at.
 
     `apply` sets levels at once (a venue whose checksum reads the book after every update); `defer`
-    only notes them, last one winning per price (`dict.update`, in C), and the book takes them in at
-    its next read (`bids`, `asks`, `top`, `levels`): between two reads a price moves many times and is
-    weighed once, which makes a fast stream's book several times cheaper. Either way the book read is
-    the one the updates in order make."""
+    only notes them, last one winning per price (`dict.update`, in C; a compiled reader notes them as
+    bytes: datasets/_noted.pyx), and the book takes them in at its next read (`bids`, `asks`, `top`,
+    `levels`): between two reads a price moves many times and is weighed once, which makes a fast
+    stream's book several times cheaper. Either way the book read is the one the updates in order make."""
 
     def __init__(self) -> None:
         self._bids: dict[str, str] = {}
         self._asks: dict[str, str] = {}
-        self._noted: tuple[dict[str, str], dict[str, str]] | None = None  # deferred levels, not yet taken in
+        # deferred levels, not yet taken in: the original's dicts, or a compiled reader's `NotedLevels`
+        # (datasets/_noted.pyx: the same levels kept as bytes, taken in by its own `take_in`)
+        self._noted: Any = None
         # each side's prices in price order once read (`top`), ascending; None: sorted at the next read
         self._order: tuple[list[str], list[str]] | None = None
         self.update_id: int | None = None
@@ -87,6 +89,8 @@ class OrderBook:
         noted = self._noted
         if noted is None:
             noted = self._noted = ({}, {})
+        elif noted.__class__ is not tuple:  # a compiled reader's notes: as the original's dicts from here on
+            noted = self._noted = noted.sides()
         noted[0].update(bids)
         noted[1].update(asks)
         if len(noted[0]) + len(noted[1]) > NOTED_LIMIT:  # a book nobody reads stays bounded (a bad size
@@ -97,8 +101,10 @@ class OrderBook:
         """Take the deferred levels in. A size that is no number: ValueError naming it, after the
         others are in (the book is then not to be trusted: its keeper drops it)."""
         noted, self._noted = self._noted, None
-        if noted is not None:
+        if noted.__class__ is tuple:
             self._set(noted[0], noted[1], _take_in)
+        elif noted is not None:  # a compiled reader's notes (`NotedLevels`): `_take_in`'s steps in C
+            self._set(noted.bids, noted.asks, noted.take_in)
 
     def _set(self, bids: Iterable, asks: Iterable, setter=None) -> None:
         """Levels set on both sides (`setter`: `_set_levels`, or `_take_in` for the deferred ones), the price

@@ -4,6 +4,8 @@
 depth diff frame in the documented shape is read here straight from its characters into its record; any
 other spelling goes through its msgspec decoder, as in the original."""
 
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from libc.stdlib cimport realloc
 from libc.string cimport memcpy
 from cpython.unicode cimport (
     PyUnicode_DATA,
@@ -16,6 +18,7 @@ from cpython.unicode cimport (
 
 import msgspec
 
+from marketdata_assets.datasets._noted cimport NotedLevels, NotedSide
 from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, EPOCH_US_FROM
 from marketdata_assets.datasets.order_book import NOTED_LIMIT
 from marketdata_assets.datasets.normalized import Trade
@@ -35,7 +38,7 @@ cdef extern from "Python.h":
 
 cdef str HEAD = '{"stream":"'
 cdef str EVENT = "event", BUY = "buy", SELL = "sell"
-cdef object MsgspecError = msgspec.MsgspecError
+cdef object MsgspecError = msgspec.MsgspecError, Raw = msgspec.Raw
 cdef long long LOW = EPOCH_MS_OR_US[0], HIGH = EPOCH_MS_OR_US[1], US_FROM = EPOCH_US_FROM
 cdef object INT64_END = 2**63, NEG_INT64_END = -(2**63)
 cdef object TRADE_EVENT = TradeEvent, TRADE_FRAME = TradeFrame, DEPTH_EVENT = DepthEvent, DEPTH_FRAME = DepthFrame
@@ -340,7 +343,7 @@ def events_to_trades(str venue, instruments, list events, list recvs):
     return records
 
 
-cdef inline Py_ssize_t _text(const unsigned char* buf, Py_ssize_t at, Py_ssize_t n):
+cdef inline Py_ssize_t _text(const unsigned char* buf, Py_ssize_t at, Py_ssize_t n) noexcept:
     """The end of a quoted run of digits and points starting at `at` (its opening quote), or -1."""
     cdef Py_ssize_t k
     cdef unsigned char c
@@ -355,6 +358,43 @@ cdef inline Py_ssize_t _text(const unsigned char* buf, Py_ssize_t at, Py_ssize_t
     return -1
 
 
+cdef Py_ssize_t* SPANS = NULL  # the levels `_spans` read, four a level: price start, end, quantity start, end
+cdef Py_ssize_t SPANS_ROOM = 0  # levels SPANS has room for
+
+
+cdef Py_ssize_t _spans(const unsigned char* buf, Py_ssize_t n, Py_ssize_t first) except -2:
+    """`buf` as `[["p","q"],...]` exactly (no space, prices and quantities digits and points only): its
+    levels' spans into SPANS from level `first` on, and their number; -1 for anything else (the original
+    reads it)."""
+    global SPANS, SPANS_ROOM
+    cdef Py_ssize_t at = 1, p_end, q_end, k = first
+    cdef Py_ssize_t* grown
+    if n < 2 or buf[0] != 91:
+        return -1
+    if buf[1] == 93:
+        return 0 if n == 2 else -1
+    while at + 1 < n and buf[at] == 91:
+        p_end = _text(buf, at + 1, n)
+        if p_end < 0 or p_end + 1 >= n or buf[p_end + 1] != 44:
+            return -1
+        q_end = _text(buf, p_end + 2, n)
+        if q_end < 0 or q_end + 1 >= n or buf[q_end + 1] != 93:
+            return -1
+        if k == SPANS_ROOM:
+            grown = <Py_ssize_t*>realloc(SPANS, 4 * (2 * k + 64) * sizeof(Py_ssize_t))
+            if grown is NULL:
+                raise MemoryError()
+            SPANS, SPANS_ROOM = grown, 2 * k + 64
+        SPANS[4 * k], SPANS[4 * k + 1], SPANS[4 * k + 2], SPANS[4 * k + 3] = at + 2, p_end, p_end + 3, q_end
+        k += 1
+        at = q_end + 2
+        if at < n and buf[at] == 44:
+            at += 1
+            continue
+        return k - first if at + 1 == n and buf[at] == 93 else -1
+    return -1
+
+
 cdef inline str _ascii(const unsigned char* at, Py_ssize_t length):
     """Text known to be ASCII (digits and points), copied into a new str."""
     cdef str text = PyUnicode_New(length, 127)
@@ -362,59 +402,62 @@ cdef inline str _ascii(const unsigned char* at, Py_ssize_t length):
     return text
 
 
-cdef bint _pairs(object raw, list out):
-    """`raw` as `[["p","q"],...]` exactly (no space, prices and quantities digits and points only) into
-    `out` as price, quantity, ...; False (and `out` as it was) for anything else: the original reads it."""
-    cdef const unsigned char[:] view = raw
-    cdef Py_ssize_t n = view.shape[0], at = 1, p_end, q_end, start = len(out)
-    cdef const unsigned char* buf
-    if n < 2:
-        return False
-    buf = &view[0]
-    if buf[0] != 91:
-        return False
-    if buf[1] == 93:
-        return n == 2
-    while True:
-        if at + 1 >= n or buf[at] != 91:
-            break
-        p_end = _text(buf, at + 1, n)
-        if p_end < 0 or p_end + 1 >= n or buf[p_end + 1] != 44:
-            break
-        q_end = _text(buf, p_end + 2, n)
-        if q_end < 0 or q_end + 1 >= n or buf[q_end + 1] != 93:
-            break
-        out.append(_ascii(buf + at + 2, p_end - at - 2))
-        out.append(_ascii(buf + p_end + 3, q_end - p_end - 3))
-        at = q_end + 2
-        if at < n and buf[at] == 44:
-            at += 1
-            continue
-        if at + 1 == n and buf[at] == 93:
-            return True
-        break
-    del out[start:]
-    return False
+cdef Py_ssize_t _note(object noted, const unsigned char* bids, Py_ssize_t nb, const unsigned char* asks,
+                      Py_ssize_t na) except -1:
+    """The levels `_spans` read (bids', then asks') noted in `noted`: a `NotedLevels` (the book's compiled
+    notes), else the original's dicts (a diff the original read since the book last settled); the prices
+    noted then."""
+    if noted.__class__ is NotedLevels:
+        _note_side((<NotedLevels>noted).bids, bids, 0, nb)
+        _note_side((<NotedLevels>noted).asks, asks, nb, nb + na)
+        return (<NotedLevels>noted).bids.count + (<NotedLevels>noted).asks.count
+    _note_dict((<tuple>noted)[0], bids, 0, nb)
+    _note_dict((<tuple>noted)[1], asks, nb, nb + na)
+    return len((<tuple>noted)[0]) + len((<tuple>noted)[1])
+
+
+cdef int _note_side(NotedSide side, const unsigned char* buf, Py_ssize_t first, Py_ssize_t end) except -1:
+    cdef Py_ssize_t k
+    cdef Py_ssize_t* span
+    for k in range(first, end):
+        span = SPANS + 4 * k
+        side.note(buf + span[0], span[1] - span[0], buf + span[2], span[3] - span[2])
+    return 0
+
+
+cdef int _note_dict(dict side, const unsigned char* buf, Py_ssize_t first, Py_ssize_t end) except -1:
+    cdef Py_ssize_t k
+    cdef Py_ssize_t* span
+    for k in range(first, end):
+        span = SPANS + 4 * k
+        side[_ascii(buf + span[0], span[1] - span[0])] = _ascii(buf + span[2], span[3] - span[2])
+    return 0
 
 
 def defer_sides(book, update_id, bids, asks):
-    cdef list b = [], a = []
-    cdef dict side
-    cdef Py_ssize_t k
-    if bids.__class__ is not msgspec.Raw or asks.__class__ is not msgspec.Raw or not (
-        _pairs(bids, b) and _pairs(asks, a)
-    ):
+    cdef Py_buffer b, a
+    cdef Py_ssize_t nb, na, noted_count
+    if bids.__class__ is not Raw or asks.__class__ is not Raw:
         defer_sides_py(book, update_id, bids, asks)
         return
-    noted = book._noted  # `OrderBook.defer`'s steps, the pairs read here
-    if noted is None:
-        noted = book._noted = ({}, {})
-    side = (<tuple>noted)[0]
-    for k in range(0, len(b), 2):
-        side[b[k]] = b[k + 1]
-    side = (<tuple>noted)[1]
-    for k in range(0, len(a), 2):
-        side[a[k]] = a[k + 1]
-    if len((<tuple>noted)[0]) + len((<tuple>noted)[1]) > NOTED_LIMIT:
+    PyObject_GetBuffer(bids, &b, PyBUF_SIMPLE)
+    try:
+        PyObject_GetBuffer(asks, &a, PyBUF_SIMPLE)
+        try:
+            nb = _spans(<const unsigned char*>b.buf, b.len, 0)
+            na = _spans(<const unsigned char*>a.buf, a.len, nb) if nb >= 0 else -1
+            if na >= 0:  # `OrderBook.defer`'s steps, the pairs read here
+                noted = book._noted
+                if noted is None:
+                    noted = book._noted = NotedLevels()
+                noted_count = _note(noted, <const unsigned char*>b.buf, nb, <const unsigned char*>a.buf, na)
+        finally:
+            PyBuffer_Release(&a)
+    finally:
+        PyBuffer_Release(&b)
+    if na < 0:
+        defer_sides_py(book, update_id, bids, asks)
+        return
+    if noted_count > NOTED_LIMIT:
         book.settle()
     book.update_id = update_id

@@ -342,7 +342,9 @@ def _book_after(defer, sides):
             defer(book, 2 + k, bids, asks)
     except Exception as error:  # noqa: BLE001  (the same refusal either way is the point)
         outcome = (type(error).__name__, str(error))
-    noted = None if book._noted is None else tuple(list(side.items()) for side in book._noted)
+    noted = book._noted
+    if noted is not None:  # the original's dicts, or the compiled notes (`_noted.NotedLevels`) as those dicts
+        noted = tuple(list(side.items()) for side in (noted if noted.__class__ is tuple else noted.sides()))
     try:
         read = (book.bids, book.asks)
     except ValueError as error:
