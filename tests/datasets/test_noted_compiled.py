@@ -123,3 +123,31 @@ def test_the_notes_kept_as_the_original_dicts():
     original.defer(99_999, [["1", "2"]], [])
     assert compiled_book._noted.__class__ is tuple and compiled_book._noted == original._noted
     assert (compiled_book.bids, compiled_book.asks) == (original.bids, original.asks)
+
+
+def test_the_original_dicts_taken_over_by_the_next_compiled_diff():
+    """A diff the original read (its dicts) and then one the compiled reader reads: the dicts become compiled
+    notes again when they hold text only (the same levels in the same order), and stay dicts otherwise; the
+    book reads the same either way."""
+    fast, noted = _modules()
+    diff = (msgspec.Raw(b'[["3","1"],["1","0"]]'), msgspec.Raw(b'[["4","2"]]'))
+    for first, taken in (
+        ([["2", "5"], ["3", "7"]], True),
+        ([[2, "5"]], False),
+        ([["2", "\u0665"]], False),
+    ):  # text, a number, non-ASCII text
+        compiled_book, original = OrderBook(), OrderBook()
+        for book, defer in ((compiled_book, fast.defer_sides), (original, defer_sides_py)):
+            book.reset(1, [["1", "1"], ["9", "1"]], [["5", "1"]])
+            book.defer(2, first, [["6", "1"]])  # the original's reading (a list): its dicts
+            defer(book, 3, *diff)
+        assert (compiled_book._noted.__class__ is noted.NotedLevels) is taken
+        if taken:
+            assert [list(side.items()) for side in compiled_book._noted.sides()] == [
+                list(side.items()) for side in original._noted
+            ]
+        assert (compiled_book.bids, compiled_book.asks, compiled_book.update_id) == (
+            original.bids,
+            original.asks,
+            original.update_id,
+        )

@@ -434,6 +434,24 @@ cdef int _note_dict(dict side, const unsigned char* buf, Py_ssize_t first, Py_ss
     return 0
 
 
+cdef object _noted_from(tuple noted):
+    """The original's noted dicts (a diff it read since the book last settled) as `NotedLevels`, the same
+    levels in the same order, when every price and quantity is ASCII text; else None (the dicts stay)."""
+    cdef NotedLevels levels = NotedLevels()
+    cdef NotedSide side
+    cdef Py_ssize_t k
+    for k in range(2):
+        side = levels.bids if k == 0 else levels.asks
+        for price, qty in (<dict>noted[k]).items():
+            if price.__class__ is not str or qty.__class__ is not str:
+                return None
+            if not (PyUnicode_IS_ASCII(price) and PyUnicode_IS_ASCII(qty)):
+                return None
+            side.note(<const unsigned char*>PyUnicode_DATA(price), PyUnicode_GET_LENGTH(price),
+                      <const unsigned char*>PyUnicode_DATA(qty), PyUnicode_GET_LENGTH(qty))
+    return levels
+
+
 def defer_sides(book, update_id, bids, asks):
     cdef Py_buffer b, a
     cdef Py_ssize_t nb, na, noted_count
@@ -450,6 +468,10 @@ def defer_sides(book, update_id, bids, asks):
                 noted = book._noted
                 if noted is None:
                     noted = book._noted = NotedLevels()
+                elif noted.__class__ is tuple:  # the original's dicts: taken over when they hold text only
+                    taken = _noted_from(<tuple>noted)
+                    if taken is not None:
+                        noted = book._noted = taken
                 noted_count = _note(noted, <const unsigned char*>b.buf, nb, <const unsigned char*>a.buf, na)
         finally:
             PyBuffer_Release(&a)
