@@ -9,6 +9,8 @@ from libc.string cimport memcpy
 
 import orjson
 
+from marketdata_assets.core._digits cimport digits_of
+
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
 
@@ -22,28 +24,6 @@ cdef inline bint whole_object(str text):
     if n < 2 or PyUnicode_READ_CHAR(text, 0) != 123 or PyUnicode_READ_CHAR(text, n - 1) != 125:
         return False
     return PyUnicode_FindChar(text, 10, 0, n, 1) == -1
-
-
-cdef inline Py_ssize_t digits_of(int64_t value, char* out):
-    """`value` in decimal into `out` (at least 20 bytes), its length."""
-    cdef char tmp[24]
-    cdef Py_ssize_t n = 0, k
-    cdef unsigned long long v = <unsigned long long>(-value if value < 0 else value)
-    while True:
-        tmp[n] = 48 + v % 10
-        n += 1
-        v //= 10
-        if v == 0:
-            break
-    k = 0
-    if value < 0:
-        out[0] = 45  # -
-        k = 1
-    while n:
-        n -= 1
-        out[k] = tmp[n]
-        k += 1
-    return k
 
 
 cdef inline bytes record(const char* t, Py_ssize_t t_n, bytes conn, const char* body, Py_ssize_t n, bint raw):
