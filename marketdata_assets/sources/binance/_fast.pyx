@@ -125,19 +125,28 @@ cdef inline Py_ssize_t _decimal(const char* p, Py_ssize_t at, Py_ssize_t n, doub
     return k + 1
 
 
+cdef inline Py_ssize_t _event_start(const char* p, Py_ssize_t end, Py_ssize_t n) noexcept:
+    """Past `","data":{` right after the stream's name (ending at `end`): where the event's first key
+    starts; -1 if the frame goes on otherwise."""
+    cdef Py_ssize_t k
+    for k in range(10):
+        if end + k >= n or p[end + k] != DATA[k]:
+            return -1
+    return end + 10
+
+
 cdef object _trade(const char* p, Py_ssize_t end, Py_ssize_t n):
     """The `TradeEvent` of a trade frame whose event is a flat object of integers, plain text and booleans
     with `t`, `p`, `q`, `T` and `m` each once and no space anywhere (`{"stream":"<name>","data":{...}}`,
     the stream's name ending at `end`); None for any other spelling (the decoder reads it)."""
-    cdef Py_ssize_t at = end, key_end, k
+    cdef Py_ssize_t at
     cdef long long t = 0, ts = 0, e_ms = 0, number
     cdef double price = 0, qty = 0
     cdef int seen = 0, bit, maker = 0
     cdef char key
-    for k in range(10):
-        if at + k >= n or p[at + k] != DATA[k]:
-            return None
-    at += 10
+    at = _event_start(p, end, n)
+    if at < 0:
+        return None
     while True:
         if at + 3 >= n or p[at] != 34 or p[at + 2] != 34 or p[at + 3] != 58:  # a one-letter key, then :
             return None  # a longer key than the event's one-letter ones: the decoder reads the frame
@@ -218,14 +227,13 @@ cdef object _depth(str text, const char* p, Py_ssize_t end, Py_ssize_t n):
     """The `DepthEvent` of a diff frame written as documented (a flat object of the event's one-letter
     keys, each once, no space; `_levels_end`), its sides kept as their text (`msgspec.Raw`, as the decoder
     keeps them); None for any other spelling (the decoder reads it)."""
-    cdef Py_ssize_t at = end, start, k
+    cdef Py_ssize_t at, start
     cdef long long event_ms = 0, first = 0, last = 0, number
     cdef int seen = 0, bit
     cdef object kind = None, symbol = None, bids = None, asks = None
-    for k in range(10):
-        if at + k >= n or p[at + k] != DATA[k]:
-            return None
-    at += 10
+    at = _event_start(p, end, n)
+    if at < 0:
+        return None
     while True:
         if at + 3 >= n or p[at] != 34 or p[at + 2] != 34 or p[at + 3] != 58:
             return None
