@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, Protocol
@@ -150,21 +149,11 @@ def read_trade_frames(
 
 def trade_messages(trades: list[Trade]) -> list[LiveMessage]:
     """A frame's trades as messages, one a trade: id `<venue>.<instrument>.<trade id>`, payload a
-    `Trade` (the collector publishes them in batches: `trade_batch`)."""
+    `Trade` (the collector publishes them in batches: datasets/trade_tape.py `trade_batch`)."""
     return [
         LiveMessage(TRADES, t.instrument, f"{t.venue}.{t.instrument}.{t.trade_id}", _ENCODE(t), t.event_ms)
         for t in trades
     ]
-
-
-def trade_batch(venue: str, instrument: str, records: list[Trade]) -> tuple[str, bytes]:
-    """(msg id, payload) of one instrument's trade records sent as one message: the payload a JSON
-    array of `Trade`s; the id `<venue>.<instrument>.<first trade id>~<last trade id>.<count>.
-    <crc32 of the payload>`, made from the content, so the same batch published again is stored once
-    (a trade two connections delivered may be in two batches: `trades_live`'s key keeps it once)."""
-    payload = _ENCODE(records)
-    first, last = records[0].trade_id, records[-1].trade_id
-    return f"{venue}.{instrument}.{first}~{last}.{len(records)}.{zlib.crc32(payload):08x}", payload
 
 
 def json_bytes(value: Any) -> bytes:

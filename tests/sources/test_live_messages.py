@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from marketdata_assets.datasets.trade_tape import trade_batch
 from marketdata_assets.sources.binance.futures_stream import BinanceUsdmStream, UsdmDepthSync
 from marketdata_assets.sources.binance.records import TradeEvent
 from marketdata_assets.sources.binance.stream import BinanceSpotStream
@@ -19,7 +20,6 @@ from marketdata_assets.sources.stream import (
     LIVE_DATASETS,
     plan_connections,
     read_trade_frames,
-    trade_batch,
 )
 from tests.support.reference import documented
 

@@ -14,8 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from marketdata_assets.core.compiled import pick
-
 LOG = logging.getLogger(__name__)
 REFUSAL_KEYS = 500  # distinct (dataset, instrument, reason) kept; more are counted as `other`
 SEP = "|"  # dataset|instrument|reason: one key of `Stats.refused`
@@ -39,21 +37,6 @@ def refusal_reason(error: BaseException, instrument: str) -> str:
 # Upper bounds (s) of the exchange-time -> receive-time lag histogram (apps.collector_endpoints
 # exposes it as marketdata_live_lag_seconds); a negative lag (clocks apart) counts in the first.
 LAG_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-
-def add_lags(records: list, buckets: list[int]) -> float:
-    """Each record's lag (receive time - the venue's event time, s) counted in its `LAG_BUCKETS_S` bucket;
-    returns their sum. Compiled (`_lags.pyx`, core/compiled.py) with this as its original."""
-    find, total = bisect.bisect_left, 0.0
-    for record in records:
-        lag_s = record.recv_ns / 1e9 - record.event_ms / 1e3
-        buckets[find(LAG_BUCKETS_S, lag_s)] += 1
-        total += lag_s
-    return total
-
-
-add_lags_py = add_lags
-add_lags = pick("marketdata_assets.ingest.live._lags", "add_lags", add_lags_py)
 
 
 @dataclass
@@ -143,9 +126,9 @@ class Stats:
         self.lag_buckets[bisect.bisect_left(LAG_BUCKETS_S, lag_s)] += 1
         self.lag_sum_s += lag_s
 
-    def lagged_many(self, records: list) -> None:
-        """`lagged` of many records at once (each with `recv_ns` and `event_ms`: trade records)."""
-        self.lag_sum_s += add_lags(records, self.lag_buckets)
+    def lagged_tape(self, tape) -> None:
+        """`lagged` of a trade tape's records (datasets/trade_tape.py), all at once."""
+        self.lag_sum_s += tape.lags(self.lag_buckets, LAG_BUCKETS_S)
 
     def bad(self, reason: str) -> None:
         self.bad_frames[reason] = self.bad_frames.get(reason, 0) + 1

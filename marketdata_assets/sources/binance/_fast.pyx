@@ -20,6 +20,7 @@ import msgspec
 
 from marketdata_assets.core._digits cimport digits_of
 from marketdata_assets.datasets._noted cimport NotedLevels, NotedSide
+from marketdata_assets.datasets._tape cimport CTrade, TradeReader
 from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, EPOCH_US_FROM
 from marketdata_assets.datasets.order_book import NOTED_LIMIT
 from marketdata_assets.datasets.normalized import Trade
@@ -135,55 +136,102 @@ cdef inline Py_ssize_t _event_start(const char* p, Py_ssize_t end, Py_ssize_t n)
     return end + 10
 
 
-cdef object _trade(const char* p, Py_ssize_t end, Py_ssize_t n):
-    """The `TradeEvent` of a trade frame whose event is a flat object of integers, plain text and booleans
+cdef struct TradeFields:
+    long long t, ts, e_ms  # the event's t, T and E
+    double price, qty  # its p and q
+    bint maker, has_e  # m; whether E came
+
+
+cdef bint _trade_fields(const char* p, Py_ssize_t end, Py_ssize_t n, TradeFields* out):
+    """A trade frame's event read into `out` when it is a flat object of integers, plain text and booleans
     with `t`, `p`, `q`, `T` and `m` each once and no space anywhere (`{"stream":"<name>","data":{...}}`,
-    the stream's name ending at `end`); None for any other spelling (the decoder reads it)."""
+    the stream's name ending at `end`); False for any other spelling (the decoder reads it)."""
     cdef Py_ssize_t at
-    cdef long long t = 0, ts = 0, e_ms = 0, number
-    cdef double price = 0, qty = 0
-    cdef int seen = 0, bit, maker = 0
+    cdef long long number
+    cdef int seen = 0, bit
     cdef char key
     at = _event_start(p, end, n)
     if at < 0:
-        return None
+        return False
+    out.maker = False
     while True:
         if at + 3 >= n or p[at] != 34 or p[at + 2] != 34 or p[at + 3] != 58:  # a one-letter key, then :
-            return None  # a longer key than the event's one-letter ones: the decoder reads the frame
+            return False  # a longer key than the event's one-letter ones: the decoder reads the frame
         key, at = p[at + 1], at + 4
         bit = _BITS[<unsigned char>key]  # which field of the record, 0: one it does not keep
         if seen & bit:
-            return None  # a key twice
+            return False  # a key twice
         seen |= bit
         if bit == 2 or bit == 4:
-            at = _decimal(p, at, n, &price if bit == 2 else &qty)
+            at = _decimal(p, at, n, &out.price if bit == 2 else &out.qty)
         elif bit == 16:
             if n - at >= 4 and p[at] == 116 and p[at + 1] == 114 and p[at + 2] == 117 and p[at + 3] == 101:
-                maker, at = 1, at + 4
+                out.maker, at = True, at + 4
             elif n - at >= 5 and p[at] == 102 and p[at + 1] == 97 and p[at + 2] == 108 and p[at + 3] == 115 and p[at + 4] == 101:
-                maker, at = 0, at + 5
+                out.maker, at = False, at + 5
             else:
-                return None
+                return False
         elif bit:
             at = _integer(p, at, n, &number)
             if bit == 1:
                 if number < 0:
-                    return None
-                t = number
+                    return False
+                out.t = number
             elif bit == 8:
-                ts = number
+                out.ts = number
             else:
-                e_ms = number
+                out.e_ms = number
         else:
             at = _skip_simple(p, at, n)
         if at < 0 or at >= n:
-            return None
+            return False
         if p[at] == 44:  # ,
             at += 1
             continue
-        if p[at] == 125 and at + 2 == n and p[at + 1] == 125 and seen & 31 == 31:  # }} and the end
-            return TRADE_EVENT(t, price, qty, ts, maker == 1, e_ms if seen & 32 else None)
+        out.has_e = seen & 32 != 0
+        return p[at] == 125 and at + 2 == n and p[at + 1] == 125 and seen & 31 == 31  # }} and the end
+
+
+cdef object _trade(const char* p, Py_ssize_t end, Py_ssize_t n):
+    """The `TradeEvent` of a trade frame in the documented shape (`_trade_fields`), else None."""
+    cdef TradeFields f
+    if not _trade_fields(p, end, n, &f):
         return None
+    return TRADE_EVENT(f.t, f.price, f.qty, f.ts, f.maker, f.e_ms if f.has_e else None)
+
+
+cdef class BinanceTrades(TradeReader):
+    """The trade frames of the streams in `typed_frames` (the protocol's) read into `CTrade`s as
+    `events_to_trades` makes their records, when in the documented shape and within its rules; any other
+    frame is left to the decoder (`read` answers None)."""
+
+    cdef dict typed_frames
+
+    def __init__(self, dict typed_frames):
+        self.typed_frames = typed_frames
+
+    cpdef object read(self, str text, long long recv_ns):
+        cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text), end
+        cdef TradeFields f
+        cdef CTrade trade
+        if n < 11 or not PyUnicode_IS_ASCII(text) or PyUnicode_Tailmatch(text, HEAD, 0, 11, -1) != 1:
+            return None
+        end = PyUnicode_FindChar(text, 34, 11, n, 1)
+        if end < 0:
+            return None
+        typed = self.typed_frames.get(PyUnicode_Substring(text, 11, end))
+        if typed is None or len(<tuple>typed) < 5 or (<tuple>typed)[4] is not TRADE_FRAME:
+            return None
+        if not _trade_fields(<const char*>PyUnicode_DATA(text), end, n, &f):
+            return None
+        if not (LOW <= f.ts < HIGH or f.ts == 0):  # no epoch: the original reading refuses it
+            return None
+        trade.id, trade.price, trade.quantity = f.t, f.price, f.qty
+        trade.ts_us = f.ts if f.ts >= US_FROM else f.ts * 1000
+        trade.event_ms = f.e_ms if f.has_e else trade.ts_us // 1000
+        trade.recv_ns, trade.sell, trade.frame = recv_ns, f.maker, -1
+        self.push(&trade)
+        return typed
 
 
 cdef inline Py_ssize_t _string_end(const char* p, Py_ssize_t at, Py_ssize_t n):

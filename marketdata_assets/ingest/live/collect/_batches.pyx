@@ -1,22 +1,28 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """The compiled `batches.sort_frames` and `batches.hand_on` (their docstrings say what they do; the same
-results, tested): the same steps, run as C over the batch's tuples."""
+results, tested): the same steps, run as C over the batch's tuples. Here a trade frame the venue's
+compiled reader reads (`TradeReader`) is a `CTrade` at once, taken by its instrument's tape when handed on,
+with no decoded frame between."""
 
+from marketdata_assets.datasets._tape cimport TradeReader, TradeTape
 from marketdata_assets.sources.stream import TRADES
 from marketdata_assets.stores.landing import BAD_CHANNEL, CONTROL_CHANNEL
 
 cdef str DATA = "data"
 cdef str MARKER = "marker"
+cdef str TAPED = "taped"  # a trade frame its venue's reader read into a `CTrade` (`TradeReader`)
 cdef str EVENT = "event"
 cdef str _TRADES = TRADES
 cdef str _BAD = BAD_CHANNEL
 cdef str _CONTROL = CONTROL_CHANNEL
 
 
-def sort_frames(list batch, decode, marker_channels, bad, list landed, list parsed):
+def sort_frames(list batch, decode, marker_channels, bad, list landed, list parsed, TradeReader reader=None):
     cdef bint marked = False
     cdef tuple item
-    cdef object kind, conn, recv_ns, payload, frame, channel
+    cdef object kind, conn, recv_ns, payload, frame, channel, typed
+    if reader is not None:
+        reader.clear()
     for item in batch:
         kind, conn, recv_ns, payload = item[0], item[1], item[2], item[3]
         if kind == MARKER:
@@ -24,6 +30,12 @@ def sort_frames(list batch, decode, marker_channels, bad, list landed, list pars
             landed.append((None, conn, recv_ns, payload, marker_channels(conn, recv_ns, payload[0])))
             parsed.append(item)
             continue
+        if reader is not None:
+            typed = reader.read(payload, recv_ns)
+            if typed is not None:  # the trade read: (decoder, instrument, dataset, stream, record)
+                landed.append(((<tuple>typed)[3], conn, payload, recv_ns))
+                parsed.append((TAPED, conn, recv_ns, typed))
+                continue
         try:
             frame = decode(payload)
         except ValueError:
@@ -39,24 +51,31 @@ def sort_frames(list batch, decode, marker_channels, bad, list landed, list pars
     return marked
 
 
-def hand_on(list parsed, processor):
+def hand_on(list parsed, processor, TradeReader reader=None):
     publisher = processor.publisher
     cdef dict connections = processor.connections
     cdef dict pending = publisher.trade_frames
     on_event, on_marker, on_frame = processor._on_event, processor._on_marker, processor._on_frame
-    cdef tuple entry, batch
-    cdef object kind, conn_id, recv_ns, item, conn
+    cdef tuple entry
+    cdef object kind, conn_id, recv_ns, item, conn, tape
     for entry in parsed:
         kind, conn_id, recv_ns, item = entry[0], entry[1], entry[2], entry[3]
-        if kind is DATA:
+        if kind is TAPED:
+            conn = connections.get(conn_id)
+            if conn is not None and conn.unseen:
+                conn.saw((<tuple>item)[3])
+            tape = pending.get((<tuple>item)[1])
+            if tape is None:
+                tape = publisher.open_tape((<tuple>item)[1], conn_id)
+            (<TradeTape?>tape).take(reader, (<tuple>item)[3])
+        elif kind is DATA:
             if item.dataset == _TRADES:
-                batch = pending.get(item.instrument)
-                if batch is not None:
+                tape = pending.get(item.instrument)
+                if tape is not None:
                     conn = connections.get(conn_id)
                     if conn is not None and conn.unseen:
                         conn.saw(item.channel)
-                    (<list>batch[0]).append(item)
-                    (<list>batch[1]).append(recv_ns)
+                    tape.add(item, recv_ns)
                     continue
             on_event(conn_id, recv_ns, item)
         elif kind == MARKER:

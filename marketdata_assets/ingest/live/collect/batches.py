@@ -22,10 +22,13 @@ def sort_frames(
     bad: Callable[[str], None],
     landed: list[tuple],
     parsed: list[tuple],
+    reader=None,
 ) -> bool:
     """Each item of `batch` into `landed` (a frame as (channel, conn, text, recv_ns), a marker as (None,
     conn, recv_ns, marker, its channels)) and, but for a frame that is no JSON (`bad`), into `parsed`
-    ((DATA or its kind, conn, recv_ns, the decoded frame or the marker)); True if a marker is among them."""
+    ((DATA or its kind, conn, recv_ns, the decoded frame or the marker)); True if a marker is among them.
+    `reader`: the venue's compiled reader of its trade frames (the compiled loop's; here every frame is
+    decoded)."""
     marked = False
     for kind, conn, recv_ns, payload in batch:
         if kind == MARKER:
@@ -44,23 +47,23 @@ def sort_frames(
     return marked
 
 
-def hand_on(parsed: list[tuple], processor) -> None:
+def hand_on(parsed: list[tuple], processor, reader=None) -> None:
     """`parsed` in order to the processor's parts: a trade frame of an instrument with a batch open is
-    added to it here (nearly every frame), any other event to `_on_event`, markers and other frames to
-    theirs. The trade batches are looked up again after a marker (a drop seals them)."""
+    added to its tape here (nearly every frame), any other event to `_on_event`, markers and other frames to
+    theirs. The trade batches are looked up again after a marker (a drop seals them). `reader`: as
+    `sort_frames`'."""
     publisher, connections = processor.publisher, processor.connections
     on_event, on_marker, on_frame = processor._on_event, processor._on_marker, processor._on_frame
     pending = publisher.trade_frames
     for kind, conn_id, recv_ns, item in parsed:
         if kind is DATA:
             if item.dataset == TRADES:
-                batch = pending.get(item.instrument)
-                if batch is not None:
+                tape = pending.get(item.instrument)
+                if tape is not None:
                     conn = connections.get(conn_id)
                     if conn is not None and conn.unseen:
                         conn.saw(item.channel)
-                    batch[0].append(item)
-                    batch[1].append(recv_ns)
+                    tape.add(item, recv_ns)
                     continue
             on_event(conn_id, recv_ns, item)
         elif kind == MARKER:

@@ -49,6 +49,7 @@ class Processor:
             books.on_book,
         )
         self.landing_ns: int | None = None  # receive time of the oldest item of the batch being landed
+        self.trade_reader = getattr(protocol, "trade_reader", None)  # its compiled reader of trade frames
 
     def unlanded_ns(self) -> int | None:
         """The receive time of the oldest item read off the sockets and not landed yet (the batch being
@@ -92,15 +93,16 @@ class Processor:
         landing, publisher = self.landing, self.publisher
         landed, publisher.gap_markers, parsed = publisher.gap_markers, [], []
         marked = bool(landed)
+        reader = self.trade_reader
         marked |= sort_frames(
-            batch, self.protocol.decode, landing.marker_channels, self.stats.bad, landed, parsed
+            batch, self.protocol.decode, landing.marker_channels, self.stats.bad, landed, parsed, reader
         )
         self.landing_ns = batch[0][2] if batch else None
         try:
             await asyncio.to_thread(landing.land_frames if not marked else landing.land, landed)
         finally:
             self.landing_ns = None
-        hand_on(parsed, self)
+        hand_on(parsed, self, reader)
 
     def _on_marker(self, conn_id: str, marker: tuple[str, dict]) -> None:
         self.stats.marked(marker[0])

@@ -13,11 +13,11 @@ import itertools
 from collections import deque
 
 from marketdata_assets.core.http import Backoff
-from marketdata_assets.datasets.normalized import Trade
+from marketdata_assets.datasets.trade_tape import TradeTape
 from marketdata_assets.ingest.live.collect.book_outputs import LatestState
 from marketdata_assets.ingest.live.collect.shedding import OVERFLOW, TradeGaps
 from marketdata_assets.ingest.live.stats import Stats
-from marketdata_assets.sources.stream import TRADES, Frame, StreamProtocol, trade_batch
+from marketdata_assets.sources.stream import TRADES, Frame, StreamProtocol
 from marketdata_assets.stores.jetstream import JetStreamStore, subject
 
 
@@ -45,9 +45,9 @@ class Publisher:
         self.publish_buffer = config.publish_buffer  # at most so many (`_room`)
         self.outbox_ready = asyncio.Event()
         self.publish_lock = asyncio.Lock()  # held while JetStream has a batch: a stop waits, never cuts it
-        # instrument -> (its trade frames since the last seal, their receive times, the first one's
-        # connection, the sealing tick of the first)
-        self.trade_frames: dict[str, tuple[list[Frame], list[int], str, int]] = {}
+        # instrument -> its trades since the last seal (datasets/trade_tape.py: their frames or, read by the
+        # venue's compiled reader, their records; the first one's connection and sealing tick)
+        self.trade_frames: dict[str, TradeTape] = {}
         self.sealing: asyncio.TimerHandle | None = None
         self.seal_ticks = 0  # sealing ticks so far (`_seal_due`)
         self.max_ticks = max(1, round(config.trade_batch_max_s / config.trade_batch_s))  # a sparse batch's
@@ -82,13 +82,20 @@ class Publisher:
     def add_trade(self, frame: Frame, recv_ns: int, conn_id: str) -> None:
         """A trade frame kept with its receive time for its instrument's next batch (read all at once
         when it is sealed)."""
-        pending = self.trade_frames.get(frame.instrument)
-        if pending is None:
-            pending = self.trade_frames[frame.instrument] = ([], [], conn_id, self.seal_ticks)
-        pending[0].append(frame)
-        pending[1].append(recv_ns)
+        tape = self.trade_frames.get(frame.instrument)
+        if tape is None:
+            tape = self.open_tape(frame.instrument, conn_id)
+        tape.add(frame, recv_ns)
+
+    def open_tape(self, instrument: str, conn_id: str) -> TradeTape:
+        """The tape of `instrument`'s next batch, its first trade come on `conn_id`; the sealing tick
+        set if none is."""
+        tape = self.trade_frames[instrument] = TradeTape(
+            self.protocol.venue, instrument, conn_id, self.seal_ticks, self.protocol.read_trades
+        )
         if self.sealing is None:
             self.sealing = asyncio.get_running_loop().call_later(self.config.trade_batch_s, self._seal_due)
+        return tape
 
     def _seal_due(self) -> None:
         """The sealing tick: the instruments holding `trade_batch_frames` trade frames, or whose oldest
@@ -105,7 +112,7 @@ class Publisher:
         config, pending = self.config, self.trade_frames
         enough = config.trade_batch_behind_frames if self.behind else config.trade_batch_frames
         started = self.seal_ticks - (self.behind_ticks if self.behind else self.max_ticks)
-        due = {name: p for name, p in pending.items() if len(p[0]) >= enough or p[3] <= started}
+        due = {name: tape for name, tape in pending.items() if len(tape) >= enough or tape.tick <= started}
         if len(due) == len(pending):
             self.trade_frames = {}
         else:
@@ -128,51 +135,44 @@ class Publisher:
         self.seal_trades()
         self.trade_gaps.dropped()
 
-    def _seal(self, pending: dict[str, tuple[list[Frame], list[int], str, int]]) -> None:
+    def _seal(self, pending: dict[str, TradeTape]) -> None:
         """Instruments' trade frames read into their records (the venue's `read_trades`: the one parse),
-        counted, and sealed into one message each in the outbox (sources/stream.py `trade_batch`: a JSON
-        array, an id made from its content); with no sink, to the latest-state cache."""
-        for instrument, (frames, recvs, conn_id, _) in pending.items():
-            records = self._read_trades(instrument, frames, recvs, conn_id)
+        counted, and sealed into one message each in the outbox (datasets/trade_tape.py `trade_batch`: a
+        JSON array, an id made from its content); with no sink, to the latest-state cache."""
+        for instrument, tape in pending.items():
+            count = self._read_trades(instrument, tape)
             if self.store is None:
-                if self.latest is not None and records:  # no sink to publish to: the cache is fed here
-                    last = trade_batch(self.protocol.venue, instrument, records[-1:])
-                    self.latest.offer(((self.subject(TRADES, instrument), *last),))
+                if self.latest is not None and count:  # no sink to publish to: the cache is fed here
+                    self.latest.offer(((self.subject(TRADES, instrument), *tape.batch(count - 1, count)),))
                 continue
-            records = records[: self._room(len(records))]
-            if records:
-                self.outbox.append(
-                    (
-                        self.subject(TRADES, instrument),
-                        *trade_batch(self.protocol.venue, instrument, records),
-                        len(records),
-                    )
-                )
+            count = self._room(count)
+            if count:
+                self.outbox.append((self.subject(TRADES, instrument), *tape.batch(0, count), count))
                 self.outbox_ready.set()
 
-    def _read_trades(
-        self, instrument: str, frames: list[Frame], recvs: list[int], conn_id: str
-    ) -> list[Trade]:
-        """One instrument's trade frames as records, counted (trades, lag; a frame the venue refuses as
-        `malformed_trades`); after dropped frames, the trade ids they held (`_trade_gap`)."""
+    def _read_trades(self, instrument: str, tape: TradeTape) -> int:
+        """One instrument's trades read into their records and counted (trades, lag; a frame the venue
+        refuses as `malformed_trades`); after dropped frames, the trade ids they held (`_trade_gap`)."""
         bad: list = []
-        records, stats = self.protocol.read_trades(frames, recvs, bad), self.stats
+        count, stats = tape.read(bad), self.stats
         for frame, error in bad:
             stats.refuse(TRADES, frame.instrument, error, self.protocol.venue)
-        if records:
+        if count:
             gaps = self.trade_gaps
             if gaps.watch:  # frames were dropped: did this instrument lose trades?
-                self._trade_gap(frames[0], records[0].seq, conn_id, recvs[0])
-            gaps.last[instrument] = records[-1].seq
-            stats.messages[TRADES] = stats.messages.get(TRADES, 0) + len(records)
-            stats.trades += len(records)
-            stats.lagged_many(records)
-        return records
+                self._trade_gap(instrument, tape.first_channel, tape.first_seq, tape.conn_id, tape.first_recv)
+            gaps.last[instrument] = tape.last_seq
+            stats.messages[TRADES] = stats.messages.get(TRADES, 0) + count
+            stats.trades += count
+            stats.lagged_tape(tape)
+        return count
 
-    def _trade_gap(self, frame: Frame, first_seq: int | None, conn_id: str, recv_ns: int) -> None:
+    def _trade_gap(
+        self, instrument: str, channel: str, first_seq: int | None, conn_id: str, recv_ns: int
+    ) -> None:
         """The trade ids an instrument lost with dropped frames, as a `gap` marker of its trade channel
         (landed by the worker thread with the next batch: the loop never waits on the writer's lock)."""
-        lost = self.trade_gaps.after(frame.instrument, first_seq)
+        lost = self.trade_gaps.after(instrument, first_seq)
         if lost is not None:
             self.stats.trade_gaps += 1
             details = {
@@ -181,7 +181,7 @@ class Publisher:
                 "last_id": lost[1],
                 "trades": lost[1] - lost[0] + 1,
             }
-            self.gap_markers.append((None, conn_id, recv_ns, ("gap", details), [frame.channel]))
+            self.gap_markers.append((None, conn_id, recv_ns, ("gap", details), [channel]))
 
     # ---- other datasets ------------------------------------------------------------------------
 

@@ -1,0 +1,252 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The compiled `trade_tape.TradeTape` (its docstrings say what it does; the same records and messages,
+tested), and `TradeReader`, what a venue's compiled reader of its documented trade frames derives from: a
+trade is read into a `CTrade` when its frame is sorted, taken by its instrument's tape when handed on, and
+written into its message at the seal, with no Python object a trade. A frame read otherwise (another
+spelling, another venue) keeps its place and is read by the venue's `read_trades` at the seal."""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.long cimport PyLong_AsDouble
+from libc.stdlib cimport free, realloc
+from libc.string cimport memcpy
+
+import zlib
+
+import msgspec
+
+from marketdata_assets.core._digits cimport digits_of
+
+cdef object ENCODE = msgspec.json.Encoder().encode
+cdef object CRC32 = zlib.crc32
+cdef Py_ssize_t ROOM = 240  # room for a record's bytes besides its venue, instrument and floats (223 at most)
+
+
+cdef int _grow(void** at, Py_ssize_t* room, Py_ssize_t wanted, size_t size) except -1:
+    cdef Py_ssize_t new_room = max(16, room[0] * 2, wanted)
+    cdef void* grown = realloc(at[0], new_room * size)
+    if grown == NULL:
+        raise MemoryError()
+    at[0], room[0] = grown, new_room
+    return 0
+
+
+cdef class TradeReader:
+    """A venue's reader of its documented trade frames (`read`, overridden): a frame it reads is a
+    `CTrade` here, in order; this one reads none."""
+
+    def __dealloc__(self):
+        free(self.reads)
+
+    cdef void clear(self) noexcept:
+        self.count = self.taken = 0
+
+    cpdef object read(self, str text, long long recv_ns):
+        """The frame's stream entry (the venue's `typed_frames` value) if its trade was read, else None."""
+        return None
+
+    cdef int push(self, CTrade* trade) except -1:
+        if self.count == self.room:
+            _grow(<void**>&self.reads, &self.room, self.count + 1, sizeof(CTrade))
+        self.reads[self.count] = trade[0]
+        self.count += 1
+        return 0
+
+
+cdef inline char* _put(char* at, const char* text, Py_ssize_t n) noexcept:
+    memcpy(at, text, n)
+    return at + n
+
+
+cdef inline char* _put_int(char* at, long long value) noexcept:
+    return at + digits_of(value, at)
+
+
+cdef class TradeTape:
+    def __init__(self, str venue, str instrument, str conn_id, long long tick, read_trades):
+        self.venue, self.instrument, self.conn_id, self.tick = venue, instrument, conn_id, tick
+        self.read_trades = read_trades
+        self.frames, self.slow = [], []
+        self.first_channel, self.first_recv = None, 0
+        self.venue_json, self.instrument_json = ENCODE(venue), ENCODE(instrument)
+
+    def __dealloc__(self):
+        free(self.trades)
+        free(self.order)
+
+    def __len__(self):
+        return self.count
+
+    cdef int _append(self, CTrade* trade) except -1:
+        if self.count == self.room:
+            _grow(<void**>&self.trades, &self.room, self.count + 1, sizeof(CTrade))
+        self.trades[self.count] = trade[0]
+        self.count += 1
+        return 0
+
+    cpdef int take(self, TradeReader reader, object channel) except -1:
+        """The reader's next trade, its frame's `channel`."""
+        if reader.taken >= reader.count:
+            raise RuntimeError(f"{self.instrument}: no trade read to take")
+        if self.count == 0:
+            self.first_channel, self.first_recv = channel, reader.reads[reader.taken].recv_ns
+        self._append(&reader.reads[reader.taken])
+        reader.taken += 1
+        return 0
+
+    def add(self, frame, long long recv_ns):
+        cdef CTrade trade
+        if self.count == 0:
+            self.first_channel, self.first_recv = frame.channel, recv_ns
+        trade.frame, trade.recv_ns = len(self.frames), recv_ns
+        self.frames.append(frame)
+        self._append(&trade)
+
+    cdef int _order(self, Py_ssize_t value) except -1:
+        if self.records == self.order_room:
+            _grow(<void**>&self.order, &self.order_room, self.records + 1, sizeof(Py_ssize_t))
+        self.order[self.records] = value
+        self.records += 1
+        return 0
+
+    def read(self, list bad):
+        cdef Py_ssize_t k = 0, j
+        cdef list frames, recvs
+        self.slow, self.records = [], 0
+        while k < self.count:
+            if self.trades[k].frame < 0:
+                self._order(k)
+                k += 1
+                continue
+            j, frames, recvs = k, [], []
+            while j < self.count and self.trades[j].frame >= 0:
+                frames.append(self.frames[self.trades[j].frame])
+                recvs.append(self.trades[j].recv_ns)
+                j += 1
+            for record in self.read_trades(frames, recvs, bad):
+                self.slow.append(record)
+                self._order(-len(self.slow))
+            k = j
+        return self.records
+
+    cdef object _seq(self, Py_ssize_t at):
+        cdef Py_ssize_t o = self.order[at]
+        return self.trades[o].id if o >= 0 else self.slow[-1 - o].seq
+
+    cdef object _id(self, Py_ssize_t at):
+        cdef Py_ssize_t o = self.order[at]
+        return str(self.trades[o].id) if o >= 0 else self.slow[-1 - o].trade_id
+
+    @property
+    def first_seq(self):
+        return self._seq(0) if self.records else None
+
+    @property
+    def last_seq(self):
+        return self._seq(self.records - 1) if self.records else None
+
+    def lags(self, list buckets, bounds):
+        cdef double edges[64]
+        cdef Py_ssize_t count = len(bounds), k, o, lo, hi, mid
+        cdef double total = 0.0, lag_s
+        if count > 64:
+            raise ValueError("at most 64 lag buckets")
+        for k in range(count):
+            edges[k] = bounds[k]
+        for k in range(self.records):
+            o = self.order[k]
+            if o >= 0:
+                lag_s = <double>self.trades[o].recv_ns / 1e9 - <double>self.trades[o].event_ms / 1e3
+            else:
+                record = self.slow[-1 - o]
+                recv_ns, event_ms = record.recv_ns, record.event_ms
+                if type(recv_ns) is int and type(event_ms) is int:  # as Python divides them
+                    lag_s = PyLong_AsDouble(recv_ns) / 1e9 - PyLong_AsDouble(event_ms) / 1e3
+                else:
+                    lag_s = recv_ns / 1e9 - event_ms / 1e3
+            lo, hi = 0, count
+            while lo < hi:  # bisect_left
+                mid = (lo + hi) // 2
+                if edges[mid] < lag_s:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            buckets[lo] += 1
+            total += lag_s
+        return total
+
+    def batch(self, Py_ssize_t start, Py_ssize_t stop):
+        cdef Py_ssize_t k, o, n = stop - start
+        cdef list floats = [], slow = []
+        cdef CTrade* t
+        if not 0 <= start < stop <= self.records:
+            raise IndexError(f"records {start} to {stop} of {self.records}")
+        for k in range(start, stop):
+            o = self.order[k]
+            if o >= 0:
+                t = &self.trades[o]
+                floats += (t.price, t.quantity, t.price * t.quantity)
+            else:
+                slow.append(self.slow[-1 - o])
+        if not floats:
+            payload = ENCODE(slow)
+        else:
+            payload = self._write(start, stop, ENCODE(floats), [ENCODE(r) for r in slow])
+        return (
+            f"{self.venue}.{self.instrument}.{self._id(start)}~{self._id(stop - 1)}.{n}.{CRC32(payload):08x}",
+            payload,
+        )
+
+    cdef bytes _write(self, Py_ssize_t start, Py_ssize_t stop, bytes floats, list slow):
+        """The JSON array of the records `start` to `stop`, as msgspec writes `Trade`s: `floats` their
+        prices, quantities and amounts as msgspec wrote them (`[p,q,a,...]`), `slow` the others' JSON."""
+        cdef Py_ssize_t k, o, size, field, begin, s = 0, vn = PyBytes_GET_SIZE(self.venue_json)
+        cdef Py_ssize_t inn = PyBytes_GET_SIZE(self.instrument_json)
+        cdef const char* f = PyBytes_AS_STRING(floats)
+        cdef Py_ssize_t fp = 1, fn = PyBytes_GET_SIZE(floats)
+        cdef CTrade* t
+        cdef char* at
+        size = 2 + (stop - start) * (ROOM + vn + inn) + fn + sum([PyBytes_GET_SIZE(b) + 1 for b in slow])
+        out = PyBytes_FromStringAndSize(NULL, size)
+        at = PyBytes_AS_STRING(out)
+        at[0] = 91  # [
+        at += 1
+        for k in range(start, stop):
+            if k > start:
+                at[0] = 44  # ,
+                at += 1
+            o = self.order[k]
+            if o < 0:
+                at = _put(at, PyBytes_AS_STRING(slow[s]), PyBytes_GET_SIZE(slow[s]))
+                s += 1
+                continue
+            t = &self.trades[o]
+            at = _put(at, b'{"venue":', 9)
+            at = _put(at, PyBytes_AS_STRING(self.venue_json), vn)
+            at = _put(at, b',"instrument":', 14)
+            at = _put(at, PyBytes_AS_STRING(self.instrument_json), inn)
+            at = _put(at, b',"trade_id":"', 13)
+            at = _put_int(at, t.id)
+            at = _put(at, b'","price":', 10)
+            for field in range(3):  # price, quantity, amount: the next three of `floats`
+                begin = fp
+                while fp < fn and f[fp] != 44 and f[fp] != 93:
+                    fp += 1
+                at = _put(at, f + begin, fp - begin)
+                fp += 1
+                if field == 0:
+                    at = _put(at, b',"quantity":', 12)
+                elif field == 1:
+                    at = _put(at, b',"amount":', 10)
+            at = _put(at, b',"side":"sell","seq":' if t.sell else b',"side":"buy","seq":', 21 if t.sell else 20)
+            at = _put_int(at, t.id)
+            at = _put(at, b',"ts_us":', 9)
+            at = _put_int(at, t.ts_us)
+            at = _put(at, b',"event_ms":', 12)
+            at = _put_int(at, t.event_ms)
+            at = _put(at, b',"recv_ns":', 11)
+            at = _put_int(at, t.recv_ns)
+            at[0] = 125  # }
+            at += 1
+        at[0] = 93  # ]
+        at += 1
+        return out[: at - PyBytes_AS_STRING(out)]
