@@ -1,4 +1,5 @@
-"""The C side of the compiled trade tape (`_tape.pyx`), for the venues' compiled readers that fill it."""
+"""The C side of the compiled trade tape (`_tape.pyx`), for the venues' compiled readers that fill it
+(sources/_reader.pxd)."""
 
 
 cdef struct CTrade:
@@ -12,12 +13,11 @@ cdef struct CTrade:
     Py_ssize_t frame  # -1: read here; else its frame's place in the tape's `frames` (read at the seal)
 
 
-cdef class TradeReader:
-    cdef CTrade* reads  # a batch's trades read so far, in order (`read`), taken by the tapes in turn
+cdef class TradeReads:
+    cdef CTrade* reads  # a batch's trades read so far, in order, taken by their tapes in turn
     cdef Py_ssize_t count, room, taken
 
     cdef void clear(self) noexcept
-    cpdef object read(self, str text, long long recv_ns)
     cdef int push(self, CTrade* trade) except -1
 
 
@@ -35,7 +35,7 @@ cdef class TradeTape:
     cdef Py_ssize_t records, order_room
     cdef bytes venue_json, instrument_json
 
-    cpdef int take(self, TradeReader reader, object channel) except -1
+    cpdef int take(self, TradeReads reads, object channel) except -1
     cdef int _append(self, CTrade* trade) except -1
     cdef int _order(self, Py_ssize_t value) except -1
     cdef object _seq(self, Py_ssize_t at)

@@ -1,8 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """The compiled `trade_tape.TradeTape` (its docstrings say what it does; the same records and messages,
-tested), and `TradeReader`, what a venue's compiled reader of its documented trade frames derives from: a
-trade is read into a `CTrade` when its frame is sorted, taken by its instrument's tape when handed on, and
-written into its message at the seal, with no Python object a trade. A frame read otherwise (another
+tested), and `TradeReads`, where a venue's compiled reader of its documented frames (sources/_reader.pyx)
+puts their trades: a trade is read into a `CTrade` when its frame is sorted, taken by its instrument's tape
+when handed on, and written into its message at the seal, with no Python object a trade. A frame read otherwise (another
 spelling, another venue) keeps its place and is read by the venue's `read_trades` at the seal."""
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -30,19 +30,15 @@ cdef int _grow(void** at, Py_ssize_t* room, Py_ssize_t wanted, size_t size) exce
     return 0
 
 
-cdef class TradeReader:
-    """A venue's reader of its documented trade frames (`read`, overridden): a frame it reads is a
-    `CTrade` here, in order; this one reads none."""
+cdef class TradeReads:
+    """The trades a venue's compiled reader read from a batch's frames (sources/_reader.pyx), in order,
+    each taken by its instrument's tape when its frame is handed on."""
 
     def __dealloc__(self):
         free(self.reads)
 
     cdef void clear(self) noexcept:
         self.count = self.taken = 0
-
-    cpdef object read(self, str text, long long recv_ns):
-        """The frame's stream entry (the venue's `typed_frames` value) if its trade was read, else None."""
-        return None
 
     cdef int push(self, CTrade* trade) except -1:
         if self.count == self.room:
@@ -83,14 +79,14 @@ cdef class TradeTape:
         self.count += 1
         return 0
 
-    cpdef int take(self, TradeReader reader, object channel) except -1:
-        """The reader's next trade, its frame's `channel`."""
-        if reader.taken >= reader.count:
+    cpdef int take(self, TradeReads reads, object channel) except -1:
+        """The next trade of `reads`, its frame's `channel`."""
+        if reads.taken >= reads.count:
             raise RuntimeError(f"{self.instrument}: no trade read to take")
         if self.count == 0:
-            self.first_channel, self.first_recv = channel, reader.reads[reader.taken].recv_ns
-        self._append(&reader.reads[reader.taken])
-        reader.taken += 1
+            self.first_channel, self.first_recv = channel, reads.reads[reads.taken].recv_ns
+        self._append(&reads.reads[reads.taken])
+        reads.taken += 1
         return 0
 
     def add(self, frame, long long recv_ns):

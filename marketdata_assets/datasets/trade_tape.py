@@ -1,7 +1,7 @@
 """One instrument's trades between two seals of the collector: the frames that carried them, read into
 `Trade` records at once when the batch is sealed, and written as one message (`trade_batch`: a JSON array,
 an id made from its content). Compiled (`_tape.pyx`, core/compiled.py) with this as its original: there a
-venue's documented trade frame is read straight into a C record when it is sorted (`TradeReader`), and
+venue's documented trade frame is read straight into a C record when it is sorted (sources/_reader.pyx), and
 the message written from those records, with no Python object a trade."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The compiled trade tape (`datasets/_tape.pyx`, filled by Binance's compiled reader `BinanceTrades`) against
+"""The compiled trade tape (`datasets/_tape.pyx`, filled by Binance's compiled reader `BinanceFrames`) against
 its original (`trade_tape.TradeTape_py`, which reads the decoded frames at the seal). Over Binance trade
 frames in every spelling and at every edge of their rules (some read by the compiled reader, the others
 decoded and read at the seal: odd spellings, frames the rules refuse) and over OKX's documented trade frames
@@ -15,7 +15,7 @@ import pytest
 from marketdata_assets.core import compiled
 from marketdata_assets.datasets.trade_tape import TradeTape_py
 from marketdata_assets.ingest.live.stats import LAG_BUCKETS_S
-from marketdata_assets.sources.binance.stream import BinanceSpotStream
+from marketdata_assets.sources.binance.stream import BinanceSpotStream, DepthSync
 from marketdata_assets.sources.okx.stream import OkxStream
 from marketdata_assets.sources.stream import BOOKS, TRADES
 from tests.support.reference import documented
@@ -71,7 +71,7 @@ def _trade_text(rng: random.Random, k: int) -> str:
 def _filled(fast, stream, texts: list[str]):
     """Both tapes over `texts`: the compiled one as the collector's compiled loops fill it (the reader
     first, the frame decoded when it does not read it), the original with every frame decoded."""
-    reader = fast.BinanceTrades(stream.typed_frames)
+    reader = fast.BinanceFrames(stream.typed_frames, DepthSync)
     tapes = (
         TradeTape_py(stream.venue, "BNBBTC", "c1", 7, stream.read_trades),
         _modules()[0].TradeTape(stream.venue, "BNBBTC", "c1", 7, stream.read_trades),
@@ -81,7 +81,7 @@ def _filled(fast, stream, texts: list[str]):
         tapes[0].add(stream.decode(text), recv_ns)
         typed = reader.read(text, recv_ns)
         if typed is not None:
-            tapes[1].take(reader, typed[3])
+            tapes[1].take(reader.trades, typed[3])
         else:
             tapes[1].add(stream.decode(text), recv_ns)
     return tapes
@@ -115,7 +115,7 @@ def test_binance_trades_read_and_written_as_the_original_does():
     texts = [_trade_text(rng, k) for k in range(4000)]
     n = _same(_filled(fast, stream, texts), rng)
     assert 3000 < n < 4000  # most read, some refused (their rules)
-    reader = fast.BinanceTrades(stream.typed_frames)
+    reader = fast.BinanceFrames(stream.typed_frames, DepthSync)
     read = sum(reader.read(text, 0) is not None for text in texts)
     assert 2500 < read < n  # most by the compiled reader, the others decoded and read at the seal
 
@@ -153,4 +153,4 @@ def test_an_empty_tape_and_a_take_with_nothing_read():
     with pytest.raises(IndexError):
         empty.batch(0, 1)
     with pytest.raises(RuntimeError, match="no trade read"):
-        empty.take(fast.BinanceTrades(stream.typed_frames), STREAM)
+        empty.take(fast.BinanceFrames(stream.typed_frames, DepthSync).trades, STREAM)

@@ -5,7 +5,7 @@ depth diff frame in the documented shape is read here straight from its characte
 other spelling goes through its msgspec decoder, as in the original."""
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from libc.stdlib cimport realloc
+from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy
 from cpython.unicode cimport (
     PyUnicode_DATA,
@@ -20,7 +20,8 @@ import msgspec
 
 from marketdata_assets.core._digits cimport digits_of
 from marketdata_assets.datasets._noted cimport NotedLevels, NotedSide
-from marketdata_assets.datasets._tape cimport CTrade, TradeReader
+from marketdata_assets.datasets._tape cimport CTrade
+from marketdata_assets.sources._reader cimport BOOK_READ, NOT_READ, TRADE_READ, FrameReader
 from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, EPOCH_US_FROM
 from marketdata_assets.datasets.order_book import NOTED_LIMIT
 from marketdata_assets.datasets.normalized import Trade
@@ -200,40 +201,6 @@ cdef object _trade(const char* p, Py_ssize_t end, Py_ssize_t n):
     return TRADE_EVENT(f.t, f.price, f.qty, f.ts, f.maker, f.e_ms if f.has_e else None)
 
 
-cdef class BinanceTrades(TradeReader):
-    """The trade frames of the streams in `typed_frames` (the protocol's) read into `CTrade`s as
-    `events_to_trades` makes their records, when in the documented shape and within its rules; any other
-    frame is left to the decoder (`read` answers None)."""
-
-    cdef dict typed_frames
-
-    def __init__(self, dict typed_frames):
-        self.typed_frames = typed_frames
-
-    cpdef object read(self, str text, long long recv_ns):
-        cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text), end
-        cdef TradeFields f
-        cdef CTrade trade
-        if n < 11 or not PyUnicode_IS_ASCII(text) or PyUnicode_Tailmatch(text, HEAD, 0, 11, -1) != 1:
-            return None
-        end = PyUnicode_FindChar(text, 34, 11, n, 1)
-        if end < 0:
-            return None
-        typed = self.typed_frames.get(PyUnicode_Substring(text, 11, end))
-        if typed is None or len(<tuple>typed) < 5 or (<tuple>typed)[4] is not TRADE_FRAME:
-            return None
-        if not _trade_fields(<const char*>PyUnicode_DATA(text), end, n, &f):
-            return None
-        if not (LOW <= f.ts < HIGH or f.ts == 0):  # no epoch: the original reading refuses it
-            return None
-        trade.id, trade.price, trade.quantity = f.t, f.price, f.qty
-        trade.ts_us = f.ts if f.ts >= US_FROM else f.ts * 1000
-        trade.event_ms = f.e_ms if f.has_e else trade.ts_us // 1000
-        trade.recv_ns, trade.sell, trade.frame = recv_ns, f.maker, -1
-        self.push(&trade)
-        return typed
-
-
 cdef inline Py_ssize_t _string_end(const char* p, Py_ssize_t at, Py_ssize_t n):
     """Past a JSON string without escapes at `at`; -1 for anything else."""
     cdef Py_ssize_t k
@@ -271,58 +238,75 @@ cdef inline Py_ssize_t _levels_end(const char* p, Py_ssize_t at, Py_ssize_t n):
         k += 2
 
 
-cdef object _depth(str text, const char* p, Py_ssize_t end, Py_ssize_t n):
-    """The `DepthEvent` of a diff frame written as documented (a flat object of the event's one-letter
-    keys, each once, no space; `_levels_end`), its sides kept as their text (`msgspec.Raw`, as the decoder
-    keeps them); None for any other spelling (the decoder reads it)."""
+cdef struct DepthFields:
+    long long event_ms, first, last  # the event's E, U and u
+    Py_ssize_t e0, e1, s0, s1  # its e and s: their text's span (inside the quotes)
+    Py_ssize_t b0, b1, a0, a1  # its b and a: their levels' span (brackets included)
+
+
+cdef bint _depth_fields(const char* p, Py_ssize_t end, Py_ssize_t n, DepthFields* out):
+    """A diff frame's event read into `out` when written as documented (a flat object of the event's
+    one-letter keys, each once, no space; its sides `_levels_end`'s); False for any other spelling."""
     cdef Py_ssize_t at, start
-    cdef long long event_ms = 0, first = 0, last = 0, number
+    cdef long long number
     cdef int seen = 0, bit
-    cdef object kind = None, symbol = None, bids = None, asks = None
     at = _event_start(p, end, n)
     if at < 0:
-        return None
+        return False
     while True:
         if at + 3 >= n or p[at] != 34 or p[at + 2] != 34 or p[at + 3] != 58:
-            return None
+            return False
         bit, at = _DEPTH_BITS[<unsigned char>p[at + 1]], at + 4
         if seen & bit:
-            return None
+            return False
         seen |= bit
         start = at
         if bit == 1 or bit == 4:
             at = _string_end(p, at, n)
-            if at > 0:
-                text_of = PyUnicode_Substring(text, start + 1, at - 1)
-                if bit == 1:
-                    kind = DEPTH_UPDATE if text_of == DEPTH_UPDATE else text_of
-                else:
-                    symbol = text_of
+            if bit == 1:
+                out.e0, out.e1 = start + 1, at - 1
+            else:
+                out.s0, out.s1 = start + 1, at - 1
         elif bit == 32 or bit == 64:
             at = _levels_end(p, at, n)
-            if at > 0:
-                if bit == 32:
-                    bids = RAW(PyUnicode_Substring(text, start, at))
-                else:
-                    asks = RAW(PyUnicode_Substring(text, start, at))
+            if bit == 32:
+                out.b0, out.b1 = start, at
+            else:
+                out.a0, out.a1 = start, at
         elif bit:
             at = _integer(p, at, n, &number)
             if bit == 2:
-                event_ms = number
+                out.event_ms = number
             elif bit == 8:
-                first = number
+                out.first = number
             else:
-                last = number
+                out.last = number
         else:
             at = _skip_simple(p, at, n)
         if at < 0 or at >= n:
-            return None
+            return False
         if p[at] == 44:
             at += 1
             continue
-        if p[at] == 125 and at + 2 == n and p[at + 1] == 125 and seen == 127:
-            return DEPTH_EVENT(kind, event_ms, symbol, first, last, bids, asks)
+        return p[at] == 125 and at + 2 == n and p[at + 1] == 125 and seen == 127
+
+
+cdef object _depth(str text, const char* p, Py_ssize_t end, Py_ssize_t n):
+    """The `DepthEvent` of a diff frame written as documented (`_depth_fields`), its sides kept as their
+    text (`msgspec.Raw`, as the decoder keeps them); None for any other spelling (the decoder reads it)."""
+    cdef DepthFields f
+    if not _depth_fields(p, end, n, &f):
         return None
+    kind = PyUnicode_Substring(text, f.e0, f.e1)
+    return DEPTH_EVENT(
+        DEPTH_UPDATE if kind == DEPTH_UPDATE else kind,
+        f.event_ms,
+        PyUnicode_Substring(text, f.s0, f.s1),
+        f.first,
+        f.last,
+        RAW(PyUnicode_Substring(text, f.b0, f.b1)),
+        RAW(PyUnicode_Substring(text, f.a0, f.a1)),
+    )
 
 
 cdef inline Py_ssize_t _skip_simple(const char* p, Py_ssize_t at, Py_ssize_t n):
@@ -504,9 +488,32 @@ cdef object _noted_from(tuple noted):
     return levels
 
 
+cdef bint _defer(book, object update_id, const unsigned char* bids, Py_ssize_t nb_len,
+                 const unsigned char* asks, Py_ssize_t na_len) except -1:
+    """`OrderBook.defer`'s steps for sides written `[["p","q"],...]` (`_spans`), the pairs read here; False,
+    with nothing done, for any other spelling (the original reads it)."""
+    cdef Py_ssize_t nb, na, noted_count
+    nb = _spans(bids, nb_len, 0)
+    na = _spans(asks, na_len, nb) if nb >= 0 else -1
+    if na < 0:
+        return False
+    noted = book._noted
+    if noted is None:
+        noted = book._noted = NotedLevels()
+    elif noted.__class__ is tuple:  # the original's dicts: taken over when they hold text only
+        taken = _noted_from(<tuple>noted)
+        if taken is not None:
+            noted = book._noted = taken
+    noted_count = _note(noted, bids, nb, asks, na)
+    if noted_count > NOTED_LIMIT:
+        book.settle()
+    book.update_id = update_id
+    return True
+
+
 def defer_sides(book, update_id, bids, asks):
     cdef Py_buffer b, a
-    cdef Py_ssize_t nb, na, noted_count
+    cdef bint done
     if bids.__class__ is not Raw or asks.__class__ is not Raw:
         defer_sides_py(book, update_id, bids, asks)
         return
@@ -514,24 +521,105 @@ def defer_sides(book, update_id, bids, asks):
     try:
         PyObject_GetBuffer(asks, &a, PyBUF_SIMPLE)
         try:
-            nb = _spans(<const unsigned char*>b.buf, b.len, 0)
-            na = _spans(<const unsigned char*>a.buf, a.len, nb) if nb >= 0 else -1
-            if na >= 0:  # `OrderBook.defer`'s steps, the pairs read here
-                noted = book._noted
-                if noted is None:
-                    noted = book._noted = NotedLevels()
-                elif noted.__class__ is tuple:  # the original's dicts: taken over when they hold text only
-                    taken = _noted_from(<tuple>noted)
-                    if taken is not None:
-                        noted = book._noted = taken
-                noted_count = _note(noted, <const unsigned char*>b.buf, nb, <const unsigned char*>a.buf, na)
+            done = _defer(book, update_id, <const unsigned char*>b.buf, b.len, <const unsigned char*>a.buf, a.len)
         finally:
             PyBuffer_Release(&a)
     finally:
         PyBuffer_Release(&b)
-    if na < 0:
+    if not done:
         defer_sides_py(book, update_id, bids, asks)
-        return
-    if noted_count > NOTED_LIMIT:
-        book.settle()
-    book.update_id = update_id
+
+
+cdef struct DepthRead:
+    long long first, last, event_ms  # the diff's U, u and E
+    Py_ssize_t b0, b1, a0, a1  # its sides' spans in its frame's text
+
+
+cdef class BinanceFrames(FrameReader):
+    """The trade and depth diff frames of the streams in `typed_frames` (the protocol's) read when sorted:
+    a trade into a `CTrade` as `events_to_trades` makes its record, when in the documented shape and within
+    its rules; a diff (`_depth_fields`) held until handed on, then applied to its `DepthSync`'s book when
+    the book is in sync, as `DepthSync.on_frame` and `defer_sides` apply it. Any other frame is left to the
+    decoder (`read` answers None), and a diff whose book is not in sync goes the usual way decoded."""
+
+    cdef dict typed_frames
+    cdef object depth_sync  # the class of the protocol's books
+    cdef DepthRead* depths  # the diffs read, in order, each handed on in turn
+    cdef Py_ssize_t depth_count, depth_room, depth_taken
+    cdef list texts  # their frames' texts
+
+    def __init__(self, dict typed_frames, depth_sync):
+        self.typed_frames, self.depth_sync, self.texts = typed_frames, depth_sync, []
+
+    def __dealloc__(self):
+        free(self.depths)
+
+    cdef void clear(self) noexcept:
+        self.trades.clear()
+        self.depth_count = self.depth_taken = 0
+        del self.texts[:]
+
+    cpdef object read(self, str text, long long recv_ns):
+        cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text), end
+        cdef TradeFields f
+        cdef DepthFields d
+        cdef CTrade trade
+        cdef const char* p = <const char*>PyUnicode_DATA(text)
+        self.kind = NOT_READ
+        if n < 11 or not PyUnicode_IS_ASCII(text) or PyUnicode_Tailmatch(text, HEAD, 0, 11, -1) != 1:
+            return None
+        end = PyUnicode_FindChar(text, 34, 11, n, 1)
+        if end < 0:
+            return None
+        typed = self.typed_frames.get(PyUnicode_Substring(text, 11, end))
+        if typed is None or len(<tuple>typed) < 5:
+            return None
+        record = (<tuple>typed)[4]
+        if record is TRADE_FRAME:
+            if not _trade_fields(p, end, n, &f) or not (LOW <= f.ts < HIGH or f.ts == 0):
+                return None  # another spelling, or no epoch (the original reading refuses it)
+            trade.id, trade.price, trade.quantity = f.t, f.price, f.qty
+            trade.ts_us = f.ts if f.ts >= US_FROM else f.ts * 1000
+            trade.event_ms = f.e_ms if f.has_e else trade.ts_us // 1000
+            trade.recv_ns, trade.sell, trade.frame = recv_ns, f.maker, -1
+            self.trades.push(&trade)
+            self.kind = TRADE_READ
+            return typed
+        if record is DEPTH_FRAME and _depth_fields(p, end, n, &d):
+            if self.depth_count == self.depth_room:
+                self._grow()
+            self.depths[self.depth_count] = DepthRead(d.first, d.last, d.event_ms, d.b0, d.b1, d.a0, d.a1)
+            self.depth_count += 1
+            self.texts.append(text)
+            self.kind = BOOK_READ
+            return typed
+        return None
+
+    cdef int _grow(self) except -1:
+        cdef DepthRead* grown = <DepthRead*>realloc(self.depths, (2 * self.depth_room + 16) * sizeof(DepthRead))
+        if grown is NULL:
+            raise MemoryError()
+        self.depths, self.depth_room = grown, 2 * self.depth_room + 16
+        return 0
+
+    cpdef object hand_book(self, object typed, dict by_instrument, dict book_times, long long recv_ns):
+        cdef DepthRead* d
+        cdef const unsigned char* p
+        cdef long long update_id
+        cdef int overflow = 0
+        if self.depth_taken >= self.depth_count:
+            raise RuntimeError("no book diff read to hand on")
+        d, text = &self.depths[self.depth_taken], self.texts[self.depth_taken]
+        self.depth_taken += 1
+        instrument = (<tuple>typed)[1]
+        sync = by_instrument.get(instrument)
+        if sync is not None and sync.__class__ is self.depth_sync and not sync.needs_snapshot:
+            book = sync.book
+            current = book.update_id
+            update_id = PyLong_AsLongLongAndOverflow(current, &overflow) if current.__class__ is int else 0
+            if current.__class__ is int and not overflow and d.first <= update_id + 1 < d.last + 1:
+                p = <const unsigned char*>PyUnicode_DATA(text)
+                if _defer(book, d.last, p + d.b0, d.b1 - d.b0, p + d.a0, d.a1 - d.a0):
+                    book_times[instrument] = (recv_ns, d.event_ms)
+                    return None
+        return typed_event(text, self.typed_frames)  # the frame as decoded: the usual way

@@ -33,8 +33,8 @@ def typed_event(text: str, typed_frames: dict) -> Frame | None:
 
 typed_event_py = typed_event
 typed_event = pick("marketdata_assets.sources.binance._fast", "typed_event", typed_event_py)
-# the compiled reader of trade frames straight into the trade tapes' records (datasets/_tape.pyx); it has
-# no original: without it every frame is decoded, and the tapes read the frames to the same records
-BinanceTrades = pick("marketdata_assets.sources.binance._fast", "BinanceTrades", None)
+# the compiled reader of trade and depth diff frames (sources/_reader.pyx) ahead of any decoding; it has no
+# original: without it every frame is decoded, and read to the same records and books
+BinanceFrames = pick("marketdata_assets.sources.binance._fast", "BinanceFrames", None)
 
-__all__ = ["BinanceTrades", "typed_event", "typed_event_py"]
+__all__ = ["BinanceFrames", "typed_event", "typed_event_py"]

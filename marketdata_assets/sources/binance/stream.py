@@ -20,7 +20,7 @@ from marketdata_assets.datasets.declared import check, one_of, records_of
 from marketdata_assets.datasets.normalized import AggregateTrade, Bar, Ticker, Trade
 from marketdata_assets.datasets.order_book import OrderBook
 from marketdata_assets.sources.binance.client import BinanceClient
-from marketdata_assets.sources.binance.combined import BinanceTrades, typed_event
+from marketdata_assets.sources.binance.combined import BinanceFrames, typed_event
 from marketdata_assets.sources.binance.records import (
     TRADE_EVENT_RULES,
     AggTrade,
@@ -344,8 +344,8 @@ class BinanceSpotStream:
         # books' tables, thousands of streams at a universe, find their key by identity, not by its
         # characters)
         self.typed_frames: dict[str, tuple[Any, str, str | None, str, type]] = {}
-        # the compiled reader of those streams' trade frames (None: every frame is decoded)
-        self.trade_reader = BinanceTrades(self.typed_frames) if BinanceTrades is not None else None
+        # the compiled reader of those streams' trade and diff frames (None: every frame is decoded)
+        self.frame_reader = BinanceFrames(self.typed_frames, DepthSync) if BinanceFrames is not None else None
 
     def channels(self, instruments: list[str], depth_speed_ms: int) -> list[str]:
         kinds = [kind for kind, (dataset, _, _) in self.KINDS.items() if dataset in self.datasets]

@@ -1,23 +1,26 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """The compiled `batches.sort_frames` and `batches.hand_on` (their docstrings say what they do; the same
-results, tested): the same steps, run as C over the batch's tuples. Here a trade frame the venue's
-compiled reader reads (`TradeReader`) is a `CTrade` at once, taken by its instrument's tape when handed on,
-with no decoded frame between."""
+results, tested): the same steps, run as C over the batch's tuples. Here a frame the venue's compiled
+reader reads (sources/_reader.pyx) is not decoded: a trade is a `CTrade` at once, taken by its instrument's
+tape when handed on; a book diff is held and applied to its book when handed on (or, the book not in sync,
+handed on decoded)."""
 
-from marketdata_assets.datasets._tape cimport TradeReader, TradeTape
-from marketdata_assets.sources.stream import TRADES
+from marketdata_assets.datasets._tape cimport TradeTape
+from marketdata_assets.sources._reader cimport BOOK_READ, TRADE_READ, FrameReader
+from marketdata_assets.sources.stream import BOOKS, MALFORMED, TRADES
 from marketdata_assets.stores.landing import BAD_CHANNEL, CONTROL_CHANNEL
 
 cdef str DATA = "data"
 cdef str MARKER = "marker"
-cdef str TAPED = "taped"  # a trade frame its venue's reader read into a `CTrade` (`TradeReader`)
+cdef str TAPED = "taped"  # a trade frame its venue's reader read into a `CTrade` (sources/_reader.pyx)
+cdef str HELD = "held"  # a book diff its venue's reader holds until handed on
 cdef str EVENT = "event"
 cdef str _TRADES = TRADES
 cdef str _BAD = BAD_CHANNEL
 cdef str _CONTROL = CONTROL_CHANNEL
 
 
-def sort_frames(list batch, decode, marker_channels, bad, list landed, list parsed, TradeReader reader=None):
+def sort_frames(list batch, decode, marker_channels, bad, list landed, list parsed, FrameReader reader=None):
     cdef bint marked = False
     cdef tuple item
     cdef object kind, conn, recv_ns, payload, frame, channel, typed
@@ -32,9 +35,9 @@ def sort_frames(list batch, decode, marker_channels, bad, list landed, list pars
             continue
         if reader is not None:
             typed = reader.read(payload, recv_ns)
-            if typed is not None:  # the trade read: (decoder, instrument, dataset, stream, record)
+            if typed is not None:  # read: (decoder, instrument, dataset, stream, record)
                 landed.append(((<tuple>typed)[3], conn, payload, recv_ns))
-                parsed.append((TAPED, conn, recv_ns, typed))
+                parsed.append((TAPED if reader.kind == TRADE_READ else HELD, conn, recv_ns, typed))
                 continue
         try:
             frame = decode(payload)
@@ -51,13 +54,14 @@ def sort_frames(list batch, decode, marker_channels, bad, list landed, list pars
     return marked
 
 
-def hand_on(list parsed, processor, TradeReader reader=None):
+def hand_on(list parsed, processor, FrameReader reader=None):
     publisher = processor.publisher
     cdef dict connections = processor.connections
     cdef dict pending = publisher.trade_frames
+    cdef dict by_instrument = processor.books.by_instrument, book_times = processor.books.book_times
     on_event, on_marker, on_frame = processor._on_event, processor._on_marker, processor._on_frame
     cdef tuple entry
-    cdef object kind, conn_id, recv_ns, item, conn, tape
+    cdef object kind, conn_id, recv_ns, item, conn, tape, frame
     for entry in parsed:
         kind, conn_id, recv_ns, item = entry[0], entry[1], entry[2], entry[3]
         if kind is TAPED:
@@ -67,7 +71,18 @@ def hand_on(list parsed, processor, TradeReader reader=None):
             tape = pending.get((<tuple>item)[1])
             if tape is None:
                 tape = publisher.open_tape((<tuple>item)[1], conn_id)
-            (<TradeTape?>tape).take(reader, (<tuple>item)[3])
+            (<TradeTape?>tape).take(reader.trades, (<tuple>item)[3])
+        elif kind is HELD:
+            conn = connections.get(conn_id)
+            if conn is not None and conn.unseen:
+                conn.saw((<tuple>item)[3])
+            try:
+                frame = reader.hand_book(item, by_instrument, book_times, recv_ns)
+            except MALFORMED as error:  # as `_on_event` counts it
+                processor.stats.refuse(BOOKS, (<tuple>item)[1], error, processor.protocol.venue)
+                continue
+            if frame is not None:  # the book not in sync: the decoded frame the usual way
+                on_event(conn_id, recv_ns, frame)
         elif kind is DATA:
             if item.dataset == _TRADES:
                 tape = pending.get(item.instrument)

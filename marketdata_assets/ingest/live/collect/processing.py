@@ -49,7 +49,8 @@ class Processor:
             books.on_book,
         )
         self.landing_ns: int | None = None  # receive time of the oldest item of the batch being landed
-        self.trade_reader = getattr(protocol, "trade_reader", None)  # its compiled reader of trade frames
+        # the venue's compiled reader of its documented frames (sources/_reader.pyx), if it has one
+        self.frame_reader = getattr(protocol, "frame_reader", None)
 
     def unlanded_ns(self) -> int | None:
         """The receive time of the oldest item read off the sockets and not landed yet (the batch being
@@ -93,7 +94,7 @@ class Processor:
         landing, publisher = self.landing, self.publisher
         landed, publisher.gap_markers, parsed = publisher.gap_markers, [], []
         marked = bool(landed)
-        reader = self.trade_reader
+        reader = self.frame_reader
         marked |= sort_frames(
             batch, self.protocol.decode, landing.marker_channels, self.stats.bad, landed, parsed, reader
         )
