@@ -2,10 +2,20 @@
 (sources/_reader.pxd)."""
 
 
+cdef enum:
+    NO_DIGITS = 1000  # a `Digits.exp` saying the number has no such form here
+
+
+cdef struct Digits:
+    unsigned long long mantissa  # a positive number's significant digits, no trailing zero (at most 15)
+    int exp  # times 10 ** exp; NO_DIGITS: not known so (written from its float)
+
+
 cdef struct CTrade:
     long long id  # the trade's id, an integer that is also its sequence (the record's trade_id and seq)
     double price  # quote per base unit
     double quantity  # base units
+    Digits price_digits, quantity_digits  # the price and quantity as their shortest decimal form, if known
     long long ts_us  # the trade's time, epoch µs
     long long event_ms  # the venue's event time of its frame, epoch ms
     long long recv_ns  # our receive time, epoch ns

@@ -18,7 +18,7 @@ from marketdata_assets.core._digits cimport digits_of
 
 cdef object ENCODE = msgspec.json.Encoder().encode
 cdef object CRC32 = zlib.crc32
-cdef Py_ssize_t ROOM = 240  # room for a record's bytes besides its venue, instrument and floats (223 at most)
+cdef Py_ssize_t ROOM = 320  # room for a record's bytes besides its venue, instrument and msgspec's floats (285 at most)
 
 
 cdef int _grow(void** at, Py_ssize_t* room, Py_ssize_t wanted, size_t size) except -1:
@@ -178,9 +178,13 @@ cdef class TradeTape:
             raise IndexError(f"records {start} to {stop} of {self.records}")
         for k in range(start, stop):
             o = self.order[k]
-            if o >= 0:
+            if o >= 0:  # the floats written as msgspec writes them: amounts, numbers not known as digits
                 t = &self.trades[o]
-                floats += (t.price, t.quantity, t.price * t.quantity)
+                if t.price_digits.exp == NO_DIGITS:
+                    floats.append(t.price)
+                if t.quantity_digits.exp == NO_DIGITS:
+                    floats.append(t.quantity)
+                floats.append(t.price * t.quantity)
             else:
                 slow.append(self.slow[-1 - o])
         if not floats:
@@ -193,12 +197,15 @@ cdef class TradeTape:
         )
 
     cdef bytes _write(self, Py_ssize_t start, Py_ssize_t stop, bytes floats, list slow):
-        """The JSON array of the records `start` to `stop`, as msgspec writes `Trade`s: `floats` their
-        prices, quantities and amounts as msgspec wrote them (`[p,q,a,...]`), `slow` the others' JSON."""
-        cdef Py_ssize_t k, o, size, field, begin, s = 0, vn = PyBytes_GET_SIZE(self.venue_json)
+        """The JSON array of the records `start` to `stop`, as msgspec writes `Trade`s: `floats` the floats
+        msgspec wrote for them (`[...]`: `batch`'s), `slow` the other records' JSON."""
+        cdef Py_ssize_t k, o, size, s = 0, vn = PyBytes_GET_SIZE(self.venue_json), id_n, recv_n = 0
         cdef Py_ssize_t inn = PyBytes_GET_SIZE(self.instrument_json)
         cdef const char* f = PyBytes_AS_STRING(floats)
         cdef Py_ssize_t fp = 1, fn = PyBytes_GET_SIZE(floats)
+        cdef long long recv_ns = 0
+        cdef char id_text[24]
+        cdef char recv_text[24]
         cdef CTrade* t
         cdef char* at
         size = 2 + (stop - start) * (ROOM + vn + inn) + fn + sum([PyBytes_GET_SIZE(b) + 1 for b in slow])
@@ -216,33 +223,72 @@ cdef class TradeTape:
                 s += 1
                 continue
             t = &self.trades[o]
+            id_n = digits_of(t.id, id_text)
+            if recv_n == 0 or t.recv_ns != recv_ns:  # one receive time for a read's trades
+                recv_ns, recv_n = t.recv_ns, digits_of(t.recv_ns, recv_text)
             at = _put(at, b'{"venue":', 9)
             at = _put(at, PyBytes_AS_STRING(self.venue_json), vn)
             at = _put(at, b',"instrument":', 14)
             at = _put(at, PyBytes_AS_STRING(self.instrument_json), inn)
             at = _put(at, b',"trade_id":"', 13)
-            at = _put_int(at, t.id)
+            at = _put(at, id_text, id_n)
             at = _put(at, b'","price":', 10)
-            for field in range(3):  # price, quantity, amount: the next three of `floats`
-                begin = fp
-                while fp < fn and f[fp] != 44 and f[fp] != 93:
-                    fp += 1
-                at = _put(at, f + begin, fp - begin)
-                fp += 1
-                if field == 0:
-                    at = _put(at, b',"quantity":', 12)
-                elif field == 1:
-                    at = _put(at, b',"amount":', 10)
+            at = _put_number(at, &t.price_digits, f, &fp, fn)
+            at = _put(at, b',"quantity":', 12)
+            at = _put_number(at, &t.quantity_digits, f, &fp, fn)
+            at = _put(at, b',"amount":', 10)
+            at = _put_number(at, NULL, f, &fp, fn)
             at = _put(at, b',"side":"sell","seq":' if t.sell else b',"side":"buy","seq":', 21 if t.sell else 20)
-            at = _put_int(at, t.id)
+            at = _put(at, id_text, id_n)
             at = _put(at, b',"ts_us":', 9)
             at = _put_int(at, t.ts_us)
             at = _put(at, b',"event_ms":', 12)
             at = _put_int(at, t.event_ms)
             at = _put(at, b',"recv_ns":', 11)
-            at = _put_int(at, t.recv_ns)
+            at = _put(at, recv_text, recv_n)
             at[0] = 125  # }
             at += 1
         at[0] = 93  # ]
         at += 1
         return out[: at - PyBytes_AS_STRING(out)]
+
+
+cdef inline char* _put_number(char* at, Digits* digits, const char* floats, Py_ssize_t* fp, Py_ssize_t fn) noexcept:
+    """A number as msgspec writes its float: from its digits when known, else the next of `floats` (at `fp`)."""
+    cdef Py_ssize_t begin = fp[0]
+    if digits is not NULL and digits.exp != NO_DIGITS:
+        return _put_digits(at, digits.mantissa, digits.exp)
+    while fp[0] < fn and floats[fp[0]] != 44 and floats[fp[0]] != 93:
+        fp[0] += 1
+    at = _put(at, floats + begin, fp[0] - begin)
+    fp[0] += 1
+    return at
+
+
+cdef inline char* _put_digits(char* at, unsigned long long mantissa, int exp) noexcept:
+    """`mantissa` x 10 ** `exp` as msgspec writes the float whose shortest form it is (its layout:
+    123.0, 1.25, 0.0001, 1e-7, 1.5e16)."""
+    cdef char d[24]
+    cdef Py_ssize_t length = digits_of(<long long>mantissa, d), point = length + exp, k
+    if 0 <= exp and point <= 16:  # an integer: its digits, zeros, ".0"
+        at = _put(at, d, length)
+        for k in range(exp):
+            at[k] = 48
+        at += exp
+        return _put(at, b".0", 2)
+    if 0 < point <= 16:  # the point among its digits
+        at = _put(at, d, point)
+        at[0] = 46
+        return _put(at + 1, d + point, length - point)
+    if -5 < point <= 0:  # 0.000ddd
+        at = _put(at, b"0.", 2)
+        for k in range(-point):
+            at[k] = 48
+        return _put(at - point, d, length)
+    at[0] = d[0]  # d.ddde<exp>
+    at += 1
+    if length > 1:
+        at[0] = 46
+        at = _put(at + 1, d + 1, length - 1)
+    at[0] = 101  # e
+    return _put_int(at + 1, point - 1)

@@ -23,6 +23,28 @@ from tests.support.reference import documented
 STREAM = "bnbbtc@trade"
 TIMES = ["0", "1", "99999999999", "100000000000", "1672515782136", "99999999999999", "100000000000000"]
 EVENT_TIMES = [None, "1672515782136", "-5", "0", "999999999999999999", "1.5", '"1"', "null"]
+# numbers at each edge of msgspec's float layouts (123.0, 1.25, 0.0001, 1e-5, 1e16, 1.5e16) and of the
+# digits the compiled reading writes itself (15 significant ones) or leaves to msgspec (16 or more)
+EDGES = [
+    "10000000000000000",
+    "1000000000000000",
+    "9999999999999999",
+    "15000000000000000",
+    "0.0001",
+    "0.00001",
+    "0.000012",
+    "123456789012345",
+    "1234567890123456",
+    "12345678.90123456",
+    "0.1",
+    "100",
+    "100.00000000",
+    "0.00000001",
+    "5",
+    "1.5",
+    "0.000000000000000000001",
+    "123456789012345678901",
+]
 IDS = ["0", "9", "10", "12345", "100000000000000000", "999999999999999999", "9223372036854775807", "-1"]
 
 
@@ -54,8 +76,8 @@ def _trade_text(rng: random.Random, k: int) -> str:
         "E": rng.choice(EVENT_TIMES) if rng.random() < 0.3 else str(1_672_515_782_136 + k),
         "s": '"BNBBTC"',
         "t": rng.choice(IDS) if rng.random() < 0.1 else str(1000 + k),
-        "p": f'"{_decimal(rng)}"',
-        "q": f'"{_decimal(rng)}"',
+        "p": f'"{rng.choice(EDGES) if rng.random() < 0.1 else _decimal(rng)}"',
+        "q": f'"{rng.choice(EDGES) if rng.random() < 0.1 else _decimal(rng)}"',
         "T": rng.choice(TIMES) if rng.random() < 0.2 else str(1_672_515_782_136_000 + k),
         "m": rng.choice(["true", "false"]) if rng.random() < 0.95 else '"yes"',
         "M": "true",

@@ -20,7 +20,7 @@ import msgspec
 
 from marketdata_assets.core._digits cimport digits_of
 from marketdata_assets.datasets._noted cimport NotedLevels, NotedSide
-from marketdata_assets.datasets._tape cimport CTrade
+from marketdata_assets.datasets._tape cimport NO_DIGITS, CTrade, Digits
 from marketdata_assets.sources._reader cimport BOOK_READ, NOT_READ, TRADE_READ, FrameReader
 from marketdata_assets.datasets.frames import EPOCH_MS_OR_US, EPOCH_US_FROM
 from marketdata_assets.datasets.order_book import NOTED_LIMIT
@@ -101,17 +101,35 @@ cdef inline Py_ssize_t _integer(const char* p, Py_ssize_t at, Py_ssize_t n, long
     return k
 
 
-cdef inline Py_ssize_t _decimal(const char* p, Py_ssize_t at, Py_ssize_t n, double* out):
+cdef double POW10[23]  # 1e0 .. 1e22: each exactly a double
+for _k in range(23):
+    POW10[_k] = 10.0 ** _k
+
+
+cdef inline Py_ssize_t _decimal(const char* p, Py_ssize_t at, Py_ssize_t n, double* out, Digits* digits):
     """Text of digits with at most one point inside (`"0.001"`) at `at`, its end past the closing quote,
-    read as the float msgspec reads it (correctly rounded); -1 for anything else or zero."""
-    cdef Py_ssize_t k = at + 1, points = 0, length
+    read as the float msgspec reads it (correctly rounded); -1 for anything else or zero. `digits`: its
+    value as significant digits times a power of ten, when they are 15 at most (then the float is one
+    exact division or product of two doubles, correctly rounded as any reading rounds it; and those
+    digits are the float's shortest form); else its `exp` is NO_DIGITS."""
+    cdef Py_ssize_t k = at + 1, points = 0, length, frac = 0, sig = 0
+    cdef unsigned long long mantissa = 0
+    cdef int exp
     cdef char buf[48]
+    cdef char c
     if at >= n or p[at] != 34:
         return -1
     while k < n and p[k] != 34:
-        if p[k] == 46:
+        c = p[k]
+        if c == 46:
             points += 1
-        elif not 48 <= p[k] <= 57:
+        elif 48 <= c <= 57:
+            frac += points != 0
+            if c != 48 or sig:
+                sig += 1
+                if sig <= 19:
+                    mantissa = mantissa * 10 + (c - 48)
+        else:
             return -1
         k += 1
     length = k - at - 1
@@ -119,6 +137,15 @@ cdef inline Py_ssize_t _decimal(const char* p, Py_ssize_t at, Py_ssize_t n, doub
         return -1
     if p[at + 1] == 48 and length > 1 and p[at + 2] != 46:  # a leading zero but before the point
         return -1
+    exp = -frac
+    while mantissa and mantissa % 10 == 0 and sig <= 19:
+        mantissa //= 10
+        exp += 1
+    if 0 < mantissa < 1_000_000_000_000_000 and sig <= 19 and -22 <= exp <= 22:
+        out[0] = mantissa / POW10[-exp] if exp < 0 else mantissa * POW10[exp]
+        digits.mantissa, digits.exp = mantissa, exp
+        return k + 1
+    digits.exp = NO_DIGITS
     memcpy(buf, p + at + 1, length)
     buf[length] = 0
     out[0] = PyOS_string_to_double(buf, NULL, None)  # as Python reads it, whatever the C locale
@@ -140,6 +167,7 @@ cdef inline Py_ssize_t _event_start(const char* p, Py_ssize_t end, Py_ssize_t n)
 cdef struct TradeFields:
     long long t, ts, e_ms  # the event's t, T and E
     double price, qty  # its p and q
+    Digits price_digits, qty_digits  # ... as their digits (`_decimal`)
     bint maker, has_e  # m; whether E came
 
 
@@ -164,7 +192,10 @@ cdef bint _trade_fields(const char* p, Py_ssize_t end, Py_ssize_t n, TradeFields
             return False  # a key twice
         seen |= bit
         if bit == 2 or bit == 4:
-            at = _decimal(p, at, n, &out.price if bit == 2 else &out.qty)
+            if bit == 2:
+                at = _decimal(p, at, n, &out.price, &out.price_digits)
+            else:
+                at = _decimal(p, at, n, &out.qty, &out.qty_digits)
         elif bit == 16:
             if n - at >= 4 and p[at] == 116 and p[at + 1] == 114 and p[at + 2] == 117 and p[at + 3] == 101:
                 out.maker, at = True, at + 4
@@ -579,6 +610,7 @@ cdef class BinanceFrames(FrameReader):
             if not _trade_fields(p, end, n, &f) or not (LOW <= f.ts < HIGH or f.ts == 0):
                 return None  # another spelling, or no epoch (the original reading refuses it)
             trade.id, trade.price, trade.quantity = f.t, f.price, f.qty
+            trade.price_digits, trade.quantity_digits = f.price_digits, f.qty_digits
             trade.ts_us = f.ts if f.ts >= US_FROM else f.ts * 1000
             trade.event_ms = f.e_ms if f.has_e else trade.ts_us // 1000
             trade.recv_ns, trade.sell, trade.frame = recv_ns, f.maker, -1
