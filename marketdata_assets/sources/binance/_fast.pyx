@@ -273,12 +273,23 @@ cdef struct DepthFields:
     long long event_ms, first, last  # the event's E, U and u
     Py_ssize_t e0, e1, s0, s1  # its e and s: their text's span (inside the quotes)
     Py_ssize_t b0, b1, a0, a1  # its b and a: their levels' span (brackets included)
+    Py_ssize_t b_first, nb, a_first, na  # their levels' spans in `spans` (when asked for)
 
 
-cdef bint _depth_fields(const char* p, Py_ssize_t end, Py_ssize_t n, DepthFields* out):
+cdef bint _depth_fields(const char* p, Py_ssize_t end, Py_ssize_t n, DepthFields* out, Spans* spans) except -1:
     """A diff frame's event read into `out` when written as documented (a flat object of the event's
-    one-letter keys, each once, no space; its sides `_levels_end`'s); False for any other spelling."""
-    cdef Py_ssize_t at, start
+    one-letter keys, each once, no space; its sides `_levels_end`'s, or, `spans` given, `_side_spans`' with
+    their levels' spans appended to it); False for any other spelling (nothing appended)."""
+    cdef Py_ssize_t count = spans.count if spans is not NULL else 0
+    if _event_fields(p, end, n, out, spans):
+        return True
+    if spans is not NULL:
+        spans.count = count
+    return False
+
+
+cdef bint _event_fields(const char* p, Py_ssize_t end, Py_ssize_t n, DepthFields* out, Spans* spans) except -1:
+    cdef Py_ssize_t at, start, levels = 0
     cdef long long number
     cdef int seen = 0, bit
     at = _event_start(p, end, n)
@@ -299,11 +310,19 @@ cdef bint _depth_fields(const char* p, Py_ssize_t end, Py_ssize_t n, DepthFields
             else:
                 out.s0, out.s1 = start + 1, at - 1
         elif bit == 32 or bit == 64:
-            at = _levels_end(p, at, n)
+            if spans is NULL:
+                at = _levels_end(p, at, n)
+            else:
+                levels = spans.count
+                at = _side_spans(<const unsigned char*>p, at, n, spans)
             if bit == 32:
                 out.b0, out.b1 = start, at
+                if spans is not NULL:
+                    out.b_first, out.nb = levels, spans.count - levels
             else:
                 out.a0, out.a1 = start, at
+                if spans is not NULL:
+                    out.a_first, out.na = levels, spans.count - levels
         elif bit:
             at = _integer(p, at, n, &number)
             if bit == 2:
@@ -314,19 +333,17 @@ cdef bint _depth_fields(const char* p, Py_ssize_t end, Py_ssize_t n, DepthFields
                 out.last = number
         else:
             at = _skip_simple(p, at, n)
-        if at < 0 or at >= n:
-            return False
-        if p[at] == 44:
+        if at >= 0 and at < n and p[at] == 44:
             at += 1
             continue
-        return p[at] == 125 and at + 2 == n and p[at + 1] == 125 and seen == 127
+        return at >= 0 and at < n and p[at] == 125 and at + 2 == n and p[at + 1] == 125 and seen == 127
 
 
 cdef object _depth(str text, const char* p, Py_ssize_t end, Py_ssize_t n):
     """The `DepthEvent` of a diff frame written as documented (`_depth_fields`), its sides kept as their
     text (`msgspec.Raw`, as the decoder keeps them); None for any other spelling (the decoder reads it)."""
     cdef DepthFields f
-    if not _depth_fields(p, end, n, &f):
+    if not _depth_fields(p, end, n, &f, NULL):
         return None
     kind = PyUnicode_Substring(text, f.e0, f.e1)
     return DEPTH_EVENT(
@@ -425,40 +442,48 @@ cdef inline Py_ssize_t _text(const unsigned char* buf, Py_ssize_t at, Py_ssize_t
     return -1
 
 
-cdef Py_ssize_t* SPANS = NULL  # the levels `_spans` read, four a level: price start, end, quantity start, end
-cdef Py_ssize_t SPANS_ROOM = 0  # levels SPANS has room for
+cdef struct Spans:
+    Py_ssize_t* at  # four a level: its price's start and end, its quantity's (from its side's start)
+    Py_ssize_t count, room  # levels read, room for
 
 
-cdef Py_ssize_t _spans(const unsigned char* buf, Py_ssize_t n, Py_ssize_t first) except -2:
-    """`buf` as `[["p","q"],...]` exactly (no space, prices and quantities digits and points only): its
-    levels' spans into SPANS from level `first` on, and their number; -1 for anything else (the original
-    reads it)."""
-    global SPANS, SPANS_ROOM
-    cdef Py_ssize_t at = 1, p_end, q_end, k = first
+cdef Spans SCRATCH  # `defer_sides`' levels
+
+
+cdef Py_ssize_t _side_spans(const unsigned char* buf, Py_ssize_t at, Py_ssize_t n, Spans* out) except -2:
+    """The side at `at` written `[["p","q"],...]` (no space, prices and quantities digits and points
+    only): its levels' spans appended to `out`, and where it ends (past its `]`); -1 for anything else,
+    with nothing appended (the original reads it)."""
+    cdef Py_ssize_t k = at + 1, p_end, q_end, count = out.count, room
     cdef Py_ssize_t* grown
-    if n < 2 or buf[0] != 91:
+    if k >= n or buf[at] != 91:
         return -1
-    if buf[1] == 93:
-        return 0 if n == 2 else -1
-    while at + 1 < n and buf[at] == 91:
-        p_end = _text(buf, at + 1, n)
+    if buf[k] == 93:
+        return k + 1
+    while k + 1 < n and buf[k] == 91:
+        p_end = _text(buf, k + 1, n)
         if p_end < 0 or p_end + 1 >= n or buf[p_end + 1] != 44:
-            return -1
+            break
         q_end = _text(buf, p_end + 2, n)
         if q_end < 0 or q_end + 1 >= n or buf[q_end + 1] != 93:
-            return -1
-        if k == SPANS_ROOM:
-            grown = <Py_ssize_t*>realloc(SPANS, 4 * (2 * k + 64) * sizeof(Py_ssize_t))
+            break
+        if out.count == out.room:
+            room = 2 * out.room + 64
+            grown = <Py_ssize_t*>realloc(out.at, 4 * room * sizeof(Py_ssize_t))
             if grown is NULL:
                 raise MemoryError()
-            SPANS, SPANS_ROOM = grown, 2 * k + 64
-        SPANS[4 * k], SPANS[4 * k + 1], SPANS[4 * k + 2], SPANS[4 * k + 3] = at + 2, p_end, p_end + 3, q_end
-        k += 1
-        at = q_end + 2
-        if at < n and buf[at] == 44:
-            at += 1
+            out.at, out.room = grown, room
+        grown = out.at + 4 * out.count
+        grown[0], grown[1], grown[2], grown[3] = k + 2 - at, p_end - at, p_end + 3 - at, q_end - at
+        out.count += 1
+        k = q_end + 2
+        if k < n and buf[k] == 44:
+            k += 1
             continue
-        return k - first if at + 1 == n and buf[at] == 93 else -1
+        if k < n and buf[k] == 93:
+            return k + 1
+        break
+    out.count = count
     return -1
 
 
@@ -469,35 +494,33 @@ cdef inline str _ascii(const unsigned char* at, Py_ssize_t length):
     return text
 
 
-cdef Py_ssize_t _note(object noted, const unsigned char* bids, Py_ssize_t nb, const unsigned char* asks,
-                      Py_ssize_t na) except -1:
-    """The levels `_spans` read (bids', then asks') noted in `noted`: a `NotedLevels` (the book's compiled
-    notes), else the original's dicts (a diff the original read since the book last settled); the prices
-    noted then."""
+cdef Py_ssize_t _note(object noted, Spans* spans, const unsigned char* bids, Py_ssize_t b_first, Py_ssize_t nb,
+                      const unsigned char* asks, Py_ssize_t a_first, Py_ssize_t na) except -1:
+    """The levels read (`nb` bids' spans from `b_first` of `spans`, `na` asks' from `a_first`) noted in
+    `noted`: a `NotedLevels` (the book's compiled notes), else the original's dicts (a diff the original
+    read since the book last settled); the prices noted then."""
     if noted.__class__ is NotedLevels:
-        _note_side((<NotedLevels>noted).bids, bids, 0, nb)
-        _note_side((<NotedLevels>noted).asks, asks, nb, nb + na)
+        _note_side((<NotedLevels>noted).bids, bids, spans.at + 4 * b_first, nb)
+        _note_side((<NotedLevels>noted).asks, asks, spans.at + 4 * a_first, na)
         return (<NotedLevels>noted).bids.count + (<NotedLevels>noted).asks.count
-    _note_dict((<tuple>noted)[0], bids, 0, nb)
-    _note_dict((<tuple>noted)[1], asks, nb, nb + na)
+    _note_dict((<tuple>noted)[0], bids, spans.at + 4 * b_first, nb)
+    _note_dict((<tuple>noted)[1], asks, spans.at + 4 * a_first, na)
     return len((<tuple>noted)[0]) + len((<tuple>noted)[1])
 
 
-cdef int _note_side(NotedSide side, const unsigned char* buf, Py_ssize_t first, Py_ssize_t end) except -1:
+cdef int _note_side(NotedSide side, const unsigned char* buf, Py_ssize_t* span, Py_ssize_t count) except -1:
     cdef Py_ssize_t k
-    cdef Py_ssize_t* span
-    for k in range(first, end):
-        span = SPANS + 4 * k
+    for k in range(count):
         side.note(buf + span[0], span[1] - span[0], buf + span[2], span[3] - span[2])
+        span += 4
     return 0
 
 
-cdef int _note_dict(dict side, const unsigned char* buf, Py_ssize_t first, Py_ssize_t end) except -1:
+cdef int _note_dict(dict side, const unsigned char* buf, Py_ssize_t* span, Py_ssize_t count) except -1:
     cdef Py_ssize_t k
-    cdef Py_ssize_t* span
-    for k in range(first, end):
-        span = SPANS + 4 * k
+    for k in range(count):
         side[_ascii(buf + span[0], span[1] - span[0])] = _ascii(buf + span[2], span[3] - span[2])
+        span += 4
     return 0
 
 
@@ -521,13 +544,22 @@ cdef object _noted_from(tuple noted):
 
 cdef bint _defer(book, object update_id, const unsigned char* bids, Py_ssize_t nb_len,
                  const unsigned char* asks, Py_ssize_t na_len) except -1:
-    """`OrderBook.defer`'s steps for sides written `[["p","q"],...]` (`_spans`), the pairs read here; False,
-    with nothing done, for any other spelling (the original reads it)."""
-    cdef Py_ssize_t nb, na, noted_count
-    nb = _spans(bids, nb_len, 0)
-    na = _spans(asks, na_len, nb) if nb >= 0 else -1
-    if na < 0:
+    """`OrderBook.defer`'s steps for sides written `[["p","q"],...]` (`_side_spans`), the pairs read here;
+    False, with nothing done, for any other spelling (the original reads it)."""
+    cdef Py_ssize_t nb
+    SCRATCH.count = 0
+    if _side_spans(bids, 0, nb_len, &SCRATCH) != nb_len:
         return False
+    nb = SCRATCH.count
+    if _side_spans(asks, 0, na_len, &SCRATCH) != na_len:
+        return False
+    _defer_read(book, update_id, &SCRATCH, bids, 0, nb, asks, nb, SCRATCH.count - nb)
+    return True
+
+
+cdef int _defer_read(book, object update_id, Spans* spans, const unsigned char* bids, Py_ssize_t b_first,
+                     Py_ssize_t nb, const unsigned char* asks, Py_ssize_t a_first, Py_ssize_t na) except -1:
+    """`OrderBook.defer`'s steps, the levels read (`_note`'s)."""
     noted = book._noted
     if noted is None:
         noted = book._noted = NotedLevels()
@@ -535,11 +567,10 @@ cdef bint _defer(book, object update_id, const unsigned char* bids, Py_ssize_t n
         taken = _noted_from(<tuple>noted)
         if taken is not None:
             noted = book._noted = taken
-    noted_count = _note(noted, bids, nb, asks, na)
-    if noted_count > NOTED_LIMIT:
+    if _note(noted, spans, bids, b_first, nb, asks, a_first, na) > NOTED_LIMIT:
         book.settle()
     book.update_id = update_id
-    return True
+    return 0
 
 
 def defer_sides(book, update_id, bids, asks):
@@ -563,13 +594,14 @@ def defer_sides(book, update_id, bids, asks):
 
 cdef struct DepthRead:
     long long first, last, event_ms  # the diff's U, u and E
-    Py_ssize_t b0, b1, a0, a1  # its sides' spans in its frame's text
+    Py_ssize_t b0, a0  # where its sides start in its frame's text
+    Py_ssize_t b_first, nb, a_first, na  # their levels' spans in the reader's `spans`
 
 
 cdef class BinanceFrames(FrameReader):
     """The trade and depth diff frames of the streams in `typed_frames` (the protocol's) read when sorted:
     a trade into a `CTrade` as `events_to_trades` makes its record, when in the documented shape and within
-    its rules; a diff (`_depth_fields`) held until handed on, then applied to its `DepthSync`'s book when
+    its rules; a diff (`_depth_fields`, its levels plain decimals: `_side_spans`) held until handed on, then applied to its `DepthSync`'s book when
     the book is in sync, as `DepthSync.on_frame` and `defer_sides` apply it. Any other frame is left to the
     decoder (`read` answers None), and a diff whose book is not in sync goes the usual way decoded."""
 
@@ -578,16 +610,18 @@ cdef class BinanceFrames(FrameReader):
     cdef DepthRead* depths  # the diffs read, in order, each handed on in turn
     cdef Py_ssize_t depth_count, depth_room, depth_taken
     cdef list texts  # their frames' texts
+    cdef Spans spans  # their levels
 
     def __init__(self, dict typed_frames, depth_sync):
         self.typed_frames, self.depth_sync, self.texts = typed_frames, depth_sync, []
 
     def __dealloc__(self):
         free(self.depths)
+        free(self.spans.at)
 
     cdef void clear(self) noexcept:
         self.trades.clear()
-        self.depth_count = self.depth_taken = 0
+        self.depth_count = self.depth_taken = self.spans.count = 0
         del self.texts[:]
 
     cpdef object read(self, str text, long long recv_ns):
@@ -617,10 +651,12 @@ cdef class BinanceFrames(FrameReader):
             self.trades.push(&trade)
             self.kind = TRADE_READ
             return typed
-        if record is DEPTH_FRAME and _depth_fields(p, end, n, &d):
+        if record is DEPTH_FRAME and _depth_fields(p, end, n, &d, &self.spans):
             if self.depth_count == self.depth_room:
                 self._grow()
-            self.depths[self.depth_count] = DepthRead(d.first, d.last, d.event_ms, d.b0, d.b1, d.a0, d.a1)
+            self.depths[self.depth_count] = DepthRead(
+                d.first, d.last, d.event_ms, d.b0, d.a0, d.b_first, d.nb, d.a_first, d.na
+            )
             self.depth_count += 1
             self.texts.append(text)
             self.kind = BOOK_READ
@@ -651,7 +687,7 @@ cdef class BinanceFrames(FrameReader):
             update_id = PyLong_AsLongLongAndOverflow(current, &overflow) if current.__class__ is int else 0
             if current.__class__ is int and not overflow and d.first <= update_id + 1 < d.last + 1:
                 p = <const unsigned char*>PyUnicode_DATA(text)
-                if _defer(book, d.last, p + d.b0, d.b1 - d.b0, p + d.a0, d.a1 - d.a0):
-                    book_times[instrument] = (recv_ns, d.event_ms)
-                    return None
+                _defer_read(book, d.last, &self.spans, p + d.b0, d.b_first, d.nb, p + d.a0, d.a_first, d.na)
+                book_times[instrument] = (recv_ns, d.event_ms)
+                return None
         return typed_event(text, self.typed_frames)  # the frame as decoded: the usual way
