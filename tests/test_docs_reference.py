@@ -66,6 +66,8 @@ def code_words() -> frozenset[str]:
             if path.is_file() and path.suffix in (
                 "",
                 ".py",
+                ".pyx",
+                ".pxd",
                 ".yaml",
                 ".yml",
                 ".sh",
