@@ -2,12 +2,13 @@
 """The compiled `trade_tape.TradeTape` (its docstrings say what it does; the same records and messages,
 tested), and `TradeReads`, where a venue's compiled reader of its documented frames (sources/_reader.pyx)
 puts their trades: a trade is read into a `CTrade` when its frame is sorted, taken by its instrument's tape
-when handed on, and written into its message at the seal, with no Python object a trade. A frame read otherwise (another
-spelling, another venue) keeps its place and is read by the venue's `read_trades` at the seal."""
+when handed on, and written into its message at the seal, with no Python object a trade. A frame read
+otherwise (another spelling, another venue) keeps its place and is read by the venue's `read_trades` at
+the seal."""
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_AsDouble
-from libc.stdlib cimport free, realloc
+from libc.stdlib cimport free
 from libc.string cimport memcpy
 
 import zlib
@@ -15,19 +16,11 @@ import zlib
 import msgspec
 
 from marketdata_assets.core._digits cimport digits_of
+from marketdata_assets.core._memory cimport grow
 
 cdef object ENCODE = msgspec.json.Encoder().encode
 cdef object CRC32 = zlib.crc32
-cdef Py_ssize_t ROOM = 320  # room for a record's bytes besides its venue, instrument and msgspec's floats (285 at most)
-
-
-cdef int _grow(void** at, Py_ssize_t* room, Py_ssize_t wanted, size_t size) except -1:
-    cdef Py_ssize_t new_room = max(16, room[0] * 2, wanted)
-    cdef void* grown = realloc(at[0], new_room * size)
-    if grown == NULL:
-        raise MemoryError()
-    at[0], room[0] = grown, new_room
-    return 0
+cdef Py_ssize_t ROOM = 320  # room for a record's bytes but its venue, instrument and msgspec's floats (285 at most)
 
 
 cdef class TradeReads:
@@ -42,7 +35,7 @@ cdef class TradeReads:
 
     cdef int push(self, CTrade* trade) except -1:
         if self.count == self.room:
-            _grow(<void**>&self.reads, &self.room, self.count + 1, sizeof(CTrade))
+            grow(<void**>&self.reads, &self.room, self.count + 1, sizeof(CTrade))
         self.reads[self.count] = trade[0]
         self.count += 1
         return 0
@@ -74,7 +67,7 @@ cdef class TradeTape:
 
     cdef int _append(self, CTrade* trade) except -1:
         if self.count == self.room:
-            _grow(<void**>&self.trades, &self.room, self.count + 1, sizeof(CTrade))
+            grow(<void**>&self.trades, &self.room, self.count + 1, sizeof(CTrade))
         self.trades[self.count] = trade[0]
         self.count += 1
         return 0
@@ -99,7 +92,7 @@ cdef class TradeTape:
 
     cdef int _order(self, Py_ssize_t value) except -1:
         if self.records == self.order_room:
-            _grow(<void**>&self.order, &self.order_room, self.records + 1, sizeof(Py_ssize_t))
+            grow(<void**>&self.order, &self.order_room, self.records + 1, sizeof(Py_ssize_t))
         self.order[self.records] = value
         self.records += 1
         return 0

@@ -5,7 +5,7 @@ depth diff frame in the documented shape is read here straight from its characte
 other spelling goes through its msgspec decoder, as in the original."""
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from libc.stdlib cimport free, realloc
+from libc.stdlib cimport free
 from libc.string cimport memcpy
 from cpython.unicode cimport (
     PyUnicode_DATA,
@@ -19,6 +19,7 @@ from cpython.unicode cimport (
 import msgspec
 
 from marketdata_assets.core._digits cimport digits_of
+from marketdata_assets.core._memory cimport grow
 from marketdata_assets.datasets._noted cimport NotedLevels, NotedSide
 from marketdata_assets.datasets._tape cimport NO_DIGITS, CTrade, Digits
 from marketdata_assets.sources._reader cimport BOOK_READ, NOT_READ, TRADE_READ, FrameReader
@@ -454,8 +455,8 @@ cdef Py_ssize_t _side_spans(const unsigned char* buf, Py_ssize_t at, Py_ssize_t 
     """The side at `at` written `[["p","q"],...]` (no space, prices and quantities digits and points
     only): its levels' spans appended to `out`, and where it ends (past its `]`); -1 for anything else,
     with nothing appended (the original reads it)."""
-    cdef Py_ssize_t k = at + 1, p_end, q_end, count = out.count, room
-    cdef Py_ssize_t* grown
+    cdef Py_ssize_t k = at + 1, p_end, q_end, count = out.count
+    cdef Py_ssize_t* level
     if k >= n or buf[at] != 91:
         return -1
     if buf[k] == 93:
@@ -468,13 +469,9 @@ cdef Py_ssize_t _side_spans(const unsigned char* buf, Py_ssize_t at, Py_ssize_t 
         if q_end < 0 or q_end + 1 >= n or buf[q_end + 1] != 93:
             break
         if out.count == out.room:
-            room = 2 * out.room + 64
-            grown = <Py_ssize_t*>realloc(out.at, 4 * room * sizeof(Py_ssize_t))
-            if grown is NULL:
-                raise MemoryError()
-            out.at, out.room = grown, room
-        grown = out.at + 4 * out.count
-        grown[0], grown[1], grown[2], grown[3] = k + 2 - at, p_end - at, p_end + 3 - at, q_end - at
+            grow(<void**>&out.at, &out.room, out.count + 1, 4 * sizeof(Py_ssize_t))
+        level = out.at + 4 * out.count
+        level[0], level[1], level[2], level[3] = k + 2 - at, p_end - at, p_end + 3 - at, q_end - at
         out.count += 1
         k = q_end + 2
         if k < n and buf[k] == 44:
@@ -653,7 +650,7 @@ cdef class BinanceFrames(FrameReader):
             return typed
         if record is DEPTH_FRAME and _depth_fields(p, end, n, &d, &self.spans):
             if self.depth_count == self.depth_room:
-                self._grow()
+                grow(<void**>&self.depths, &self.depth_room, self.depth_count + 1, sizeof(DepthRead))
             self.depths[self.depth_count] = DepthRead(
                 d.first, d.last, d.event_ms, d.b0, d.a0, d.b_first, d.nb, d.a_first, d.na
             )
@@ -662,13 +659,6 @@ cdef class BinanceFrames(FrameReader):
             self.kind = BOOK_READ
             return typed
         return None
-
-    cdef int _grow(self) except -1:
-        cdef DepthRead* grown = <DepthRead*>realloc(self.depths, (2 * self.depth_room + 16) * sizeof(DepthRead))
-        if grown is NULL:
-            raise MemoryError()
-        self.depths, self.depth_room = grown, 2 * self.depth_room + 16
-        return 0
 
     cpdef object hand_book(self, object typed, dict by_instrument, dict book_times, long long recv_ns):
         cdef DepthRead* d
