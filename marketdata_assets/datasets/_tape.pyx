@@ -20,7 +20,7 @@ from marketdata_assets.core._memory cimport grow
 
 cdef object ENCODE = msgspec.json.Encoder().encode
 cdef object CRC32 = zlib.crc32
-cdef Py_ssize_t ROOM = 320  # room for a record's bytes but its venue, instrument and msgspec's floats (285 at most)
+cdef Py_ssize_t ROOM = 320  # a record's bytes but its venue, instrument and msgspec's floats: 285 at most
 
 
 cdef class TradeReads:
@@ -231,7 +231,10 @@ cdef class TradeTape:
             at = _put_number(at, &t.quantity_digits, f, &fp, fn)
             at = _put(at, b',"amount":', 10)
             at = _put_number(at, NULL, f, &fp, fn)
-            at = _put(at, b',"side":"sell","seq":' if t.sell else b',"side":"buy","seq":', 21 if t.sell else 20)
+            if t.sell:
+                at = _put(at, b',"side":"sell","seq":', 21)
+            else:
+                at = _put(at, b',"side":"buy","seq":', 20)
             at = _put(at, id_text, id_n)
             at = _put(at, b',"ts_us":', 9)
             at = _put_int(at, t.ts_us)
@@ -246,8 +249,10 @@ cdef class TradeTape:
         return out[: at - PyBytes_AS_STRING(out)]
 
 
-cdef inline char* _put_number(char* at, Digits* digits, const char* floats, Py_ssize_t* fp, Py_ssize_t fn) noexcept:
-    """A number as msgspec writes its float: from its digits when known, else the next of `floats` (at `fp`)."""
+cdef inline char* _put_number(char* at, Digits* digits, const char* floats, Py_ssize_t* fp,
+                              Py_ssize_t fn) noexcept:
+    """A number as msgspec writes its float: from its digits when known, else the next of `floats` (at
+    `fp`)."""
     cdef Py_ssize_t begin = fp[0]
     if digits is not NULL and digits.exp != NO_DIGITS:
         return _put_digits(at, digits.mantissa, digits.exp)

@@ -45,6 +45,7 @@ cdef str EVENT = "event", BUY = "buy", SELL = "sell"
 cdef object MsgspecError = msgspec.MsgspecError, Raw = msgspec.Raw
 cdef long long LOW = EPOCH_MS_OR_US[0], HIGH = EPOCH_MS_OR_US[1], US_FROM = EPOCH_US_FROM
 cdef object INT64_END = 2**63, NEG_INT64_END = -(2**63)
+cdef long long INT64_MAX = 2**63 - 1
 cdef object TRADE_EVENT = TradeEvent, TRADE_FRAME = TradeFrame, DEPTH_EVENT = DepthEvent, DEPTH_FRAME = DepthFrame
 cdef object RAW = msgspec.Raw
 cdef str DEPTH_UPDATE = "depthUpdate"
@@ -277,7 +278,8 @@ cdef struct DepthFields:
     Py_ssize_t b_first, nb, a_first, na  # their levels' spans in `spans` (when asked for)
 
 
-cdef bint _depth_fields(const char* p, Py_ssize_t end, Py_ssize_t n, DepthFields* out, Spans* spans) except -1:
+cdef bint _depth_fields(const char* p, Py_ssize_t end, Py_ssize_t n, DepthFields* out,
+                        Spans* spans) except -1:
     """A diff frame's event read into `out` when written as documented (a flat object of the event's
     one-letter keys, each once, no space; its sides `_levels_end`'s, or, `spans` given, `_side_spans`' with
     their levels' spans appended to it); False for any other spelling (nothing appended)."""
@@ -289,7 +291,8 @@ cdef bint _depth_fields(const char* p, Py_ssize_t end, Py_ssize_t n, DepthFields
     return False
 
 
-cdef bint _event_fields(const char* p, Py_ssize_t end, Py_ssize_t n, DepthFields* out, Spans* spans) except -1:
+cdef bint _event_fields(const char* p, Py_ssize_t end, Py_ssize_t n, DepthFields* out,
+                        Spans* spans) except -1:
     cdef Py_ssize_t at, start, levels = 0
     cdef long long number
     cdef int seen = 0, bit
@@ -491,7 +494,8 @@ cdef inline str _ascii(const unsigned char* at, Py_ssize_t length):
     return text
 
 
-cdef Py_ssize_t _note(object noted, Spans* spans, const unsigned char* bids, Py_ssize_t b_first, Py_ssize_t nb,
+cdef Py_ssize_t _note(object noted, Spans* spans, const unsigned char* bids, Py_ssize_t b_first,
+                      Py_ssize_t nb,
                       const unsigned char* asks, Py_ssize_t a_first, Py_ssize_t na) except -1:
     """The levels read (`nb` bids' spans from `b_first` of `spans`, `na` asks' from `a_first`) noted in
     `noted`: a `NotedLevels` (the book's compiled notes), else the original's dicts (a diff the original
@@ -580,7 +584,9 @@ def defer_sides(book, update_id, bids, asks):
     try:
         PyObject_GetBuffer(asks, &a, PyBUF_SIMPLE)
         try:
-            done = _defer(book, update_id, <const unsigned char*>b.buf, b.len, <const unsigned char*>a.buf, a.len)
+            done = _defer(
+                book, update_id, <const unsigned char*>b.buf, b.len, <const unsigned char*>a.buf, a.len
+            )
         finally:
             PyBuffer_Release(&a)
     finally:
@@ -598,9 +604,10 @@ cdef struct DepthRead:
 cdef class BinanceFrames(FrameReader):
     """The trade and depth diff frames of the streams in `typed_frames` (the protocol's) read when sorted:
     a trade into a `CTrade` as `events_to_trades` makes its record, when in the documented shape and within
-    its rules; a diff (`_depth_fields`, its levels plain decimals: `_side_spans`) held until handed on, then applied to its `DepthSync`'s book when
-    the book is in sync, as `DepthSync.on_frame` and `defer_sides` apply it. Any other frame is left to the
-    decoder (`read` answers None), and a diff whose book is not in sync goes the usual way decoded."""
+    its rules; a diff (`_depth_fields`, its levels plain decimals: `_side_spans`) held until handed on,
+    then applied to its `DepthSync`'s book when the book is in sync, as `DepthSync.on_frame` and
+    `defer_sides` apply it. Any other frame is left to the decoder (`read` answers None), and a diff whose
+    book is not in sync goes the usual way decoded."""
 
     cdef dict typed_frames
     cdef object depth_sync  # the class of the protocol's books
@@ -665,6 +672,7 @@ cdef class BinanceFrames(FrameReader):
         cdef const unsigned char* p
         cdef long long update_id
         cdef int overflow = 0
+        cdef bint comparable  # the book's update id a C integer with room above it
         if self.depth_taken >= self.depth_count:
             raise RuntimeError("no book diff read to hand on")
         d, text = &self.depths[self.depth_taken], self.texts[self.depth_taken]
@@ -675,7 +683,8 @@ cdef class BinanceFrames(FrameReader):
             book = sync.book
             current = book.update_id
             update_id = PyLong_AsLongLongAndOverflow(current, &overflow) if current.__class__ is int else 0
-            if current.__class__ is int and not overflow and d.first <= update_id + 1 < d.last + 1:
+            comparable = current.__class__ is int and not overflow and update_id < INT64_MAX
+            if comparable and d.first <= update_id + 1 < d.last + 1:
                 p = <const unsigned char*>PyUnicode_DATA(text)
                 _defer_read(book, d.last, &self.spans, p + d.b0, d.b_first, d.nb, p + d.a0, d.a_first, d.na)
                 book_times[instrument] = (recv_ns, d.event_ms)
