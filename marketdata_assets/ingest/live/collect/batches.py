@@ -27,8 +27,8 @@ def sort_frames(
     """Each item of `batch` into `landed` (a frame as (channel, conn, text, recv_ns), a marker as (None,
     conn, recv_ns, marker, its channels)) and, but for a frame that is no JSON (`bad`), into `parsed`
     ((DATA or its kind, conn, recv_ns, the decoded frame or the marker)); True if a marker is among them.
-    `reader`: the venue's compiled reader of its trade frames (the compiled loop's; here every frame is
-    decoded)."""
+    `reader`: the venue's compiled reader of its trade and book frames (sources/_reader.pyx; the compiled
+    loop's: here every frame is decoded)."""
     marked = False
     for kind, conn, recv_ns, payload in batch:
         if kind == MARKER:
