@@ -6,7 +6,7 @@ tape when handed on; a book diff is held and applied to its book when handed on 
 handed on decoded)."""
 
 from marketdata_assets.datasets._tape cimport TradeTape
-from marketdata_assets.sources._reader cimport BOOK_READ, TRADE_READ, FrameReader
+from marketdata_assets.sources._reader cimport TRADE_READ, FrameReader
 from marketdata_assets.sources.stream import BOOKS, MALFORMED, TRADES
 from marketdata_assets.stores.landing import BAD_CHANNEL, CONTROL_CHANNEL
 
