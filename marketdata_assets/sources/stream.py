@@ -35,6 +35,7 @@ from marketdata_assets.datasets.instrument_service import InstrumentService
 from marketdata_assets.datasets.instruments import Instrument, LookupFailed
 from marketdata_assets.datasets.normalized import Trade
 from marketdata_assets.datasets.order_book import OrderBook
+from marketdata_assets.datasets.trade_tape import ENCODE
 from marketdata_assets.datasets.wire import book_frame
 
 # The messages' datasets: the declared datasets' names (datasets.frames), and `mark_price`, whose messages
@@ -127,11 +128,6 @@ def best_level(
     return venue_number(price), venue_number(size) if sized is None else sized(float(price), float(size))
 
 
-_ENCODE = (
-    msgspec.json.Encoder().encode
-)  # its bytes are their own size (orjson's keep a 4 KB buffer: json_bytes)
-
-
 def read_trade_frames(
     protocol: StreamProtocol, frames: list[Frame], recvs: list[int], bad: list[tuple[Frame, Exception]]
 ) -> list[Trade]:
@@ -151,7 +147,7 @@ def trade_messages(trades: list[Trade]) -> list[LiveMessage]:
     """A frame's trades as messages, one a trade: id `<venue>.<instrument>.<trade id>`, payload a
     `Trade` (the collector publishes them in batches: datasets/trade_tape.py `trade_batch`)."""
     return [
-        LiveMessage(TRADES, t.instrument, f"{t.venue}.{t.instrument}.{t.trade_id}", _ENCODE(t), t.event_ms)
+        LiveMessage(TRADES, t.instrument, f"{t.venue}.{t.instrument}.{t.trade_id}", ENCODE(t), t.event_ms)
         for t in trades
     ]
 

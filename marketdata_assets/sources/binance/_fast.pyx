@@ -57,14 +57,21 @@ _DEPTH_BITS[101], _DEPTH_BITS[69], _DEPTH_BITS[115], _DEPTH_BITS[85] = 1, 2, 4, 
 _DEPTH_BITS[117], _DEPTH_BITS[98], _DEPTH_BITS[97] = 16, 32, 64  # u b a
 
 
-def typed_event(str text, dict typed_frames):
-    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text), end
+cdef object _typed_of(str text, dict typed_frames, Py_ssize_t* end):
+    """The `typed_frames` entry of the stream a combined frame names (`{"stream":"<name>",...`), the
+    name's end into `end`; None for another frame or stream."""
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text)
     if n < 11 or PyUnicode_Tailmatch(text, HEAD, 0, 11, -1) != 1:
         return None
-    end = PyUnicode_FindChar(text, 34, 11, n, 1)
-    if end < 0:
+    end[0] = PyUnicode_FindChar(text, 34, 11, n, 1)
+    if end[0] < 0:
         return None
-    typed = typed_frames.get(PyUnicode_Substring(text, 11, end))
+    return typed_frames.get(PyUnicode_Substring(text, 11, end[0]))
+
+
+def typed_event(str text, dict typed_frames):
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text), end
+    typed = _typed_of(text, typed_frames, &end)
     if typed is None:
         return None
     record = (<tuple>typed)[4] if len(<tuple>typed) > 4 else None
@@ -635,12 +642,9 @@ cdef class BinanceFrames(FrameReader):
         cdef CTrade trade
         cdef const char* p = <const char*>PyUnicode_DATA(text)
         self.kind = NOT_READ
-        if n < 11 or not PyUnicode_IS_ASCII(text) or PyUnicode_Tailmatch(text, HEAD, 0, 11, -1) != 1:
+        if not PyUnicode_IS_ASCII(text):
             return None
-        end = PyUnicode_FindChar(text, 34, 11, n, 1)
-        if end < 0:
-            return None
-        typed = self.typed_frames.get(PyUnicode_Substring(text, 11, end))
+        typed = _typed_of(text, self.typed_frames, &end)
         if typed is None or len(<tuple>typed) < 5:
             return None
         record = (<tuple>typed)[4]

@@ -54,6 +54,14 @@ def sort_frames(list batch, decode, marker_channels, bad, list landed, list pars
     return marked
 
 
+cdef inline int _saw(dict connections, object conn_id, object channel) except -1:
+    """A data frame of `channel` came on `conn_id` (`Connection.saw`, when it still waits for some)."""
+    conn = connections.get(conn_id)
+    if conn is not None and conn.unseen:
+        conn.saw(channel)
+    return 0
+
+
 def hand_on(list parsed, processor, FrameReader reader=None):
     publisher = processor.publisher
     cdef dict connections = processor.connections
@@ -61,21 +69,17 @@ def hand_on(list parsed, processor, FrameReader reader=None):
     cdef dict by_instrument = processor.books.by_instrument, book_times = processor.books.book_times
     on_event, on_marker, on_frame = processor._on_event, processor._on_marker, processor._on_frame
     cdef tuple entry
-    cdef object kind, conn_id, recv_ns, item, conn, tape, frame
+    cdef object kind, conn_id, recv_ns, item, tape, frame
     for entry in parsed:
         kind, conn_id, recv_ns, item = entry[0], entry[1], entry[2], entry[3]
         if kind is TAPED:
-            conn = connections.get(conn_id)
-            if conn is not None and conn.unseen:
-                conn.saw((<tuple>item)[3])
+            _saw(connections, conn_id, (<tuple>item)[3])
             tape = pending.get((<tuple>item)[1])
             if tape is None:
                 tape = publisher.open_tape((<tuple>item)[1], conn_id)
             (<TradeTape?>tape).take(reader.trades, (<tuple>item)[3])
         elif kind is HELD:
-            conn = connections.get(conn_id)
-            if conn is not None and conn.unseen:
-                conn.saw((<tuple>item)[3])
+            _saw(connections, conn_id, (<tuple>item)[3])
             try:
                 frame = reader.hand_book(item, by_instrument, book_times, recv_ns)
             except MALFORMED as error:  # as `_on_event` counts it
@@ -87,9 +91,7 @@ def hand_on(list parsed, processor, FrameReader reader=None):
             if item.dataset == _TRADES:
                 tape = pending.get(item.instrument)
                 if tape is not None:
-                    conn = connections.get(conn_id)
-                    if conn is not None and conn.unseen:
-                        conn.saw(item.channel)
+                    _saw(connections, conn_id, item.channel)
                     tape.add(item, recv_ns)
                     continue
             on_event(conn_id, recv_ns, item)
