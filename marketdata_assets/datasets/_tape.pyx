@@ -11,15 +11,14 @@ from cpython.long cimport PyLong_AsDouble
 from libc.stdlib cimport free
 from libc.string cimport memcpy
 
-import zlib
-
 import msgspec
+from zlib_ng.zlib_ng import crc32
 
 from marketdata_assets.core._digits cimport digits_of
 from marketdata_assets.core._memory cimport grow
 
 cdef object ENCODE = msgspec.json.Encoder().encode
-cdef object CRC32 = zlib.crc32
+cdef object CRC32 = crc32
 cdef Py_ssize_t ROOM = 320  # a record's bytes but its venue, instrument and msgspec's floats: 285 at most
 
 

@@ -7,10 +7,10 @@ the message written from those records, with no Python object a trade."""
 from __future__ import annotations
 
 import bisect
-import zlib
 from collections.abc import Callable
 
 import msgspec
+from zlib_ng.zlib_ng import crc32
 
 from marketdata_assets.core.compiled import pick
 from marketdata_assets.datasets.normalized import Trade
@@ -25,7 +25,7 @@ def trade_batch(venue: str, instrument: str, records: list[Trade]) -> tuple[str,
     (a trade two connections delivered may be in two batches: `trades_live`'s key keeps it once)."""
     payload = ENCODE(records)
     first, last = records[0].trade_id, records[-1].trade_id
-    return f"{venue}.{instrument}.{first}~{last}.{len(records)}.{zlib.crc32(payload):08x}", payload
+    return f"{venue}.{instrument}.{first}~{last}.{len(records)}.{crc32(payload):08x}", payload
 
 
 class TradeTape:
