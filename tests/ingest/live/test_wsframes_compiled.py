@@ -4,12 +4,15 @@ every frame kind and length encoding, cut at every kind of boundary."""
 
 from __future__ import annotations
 
+import gc
 import importlib
 import random
+import sys
 
 import pytest
 
 from marketdata_assets.core import compiled
+from marketdata_assets.ingest.live.collect.batches import frame_items_py
 from marketdata_assets.ingest.live.collect.wsframes import cut_texts_py, frame_end
 
 
@@ -104,3 +107,23 @@ def test_lengths_that_cannot_have_come_wait_for_more():
     for length in (1 << 16, 1 << 40, (1 << 63) + 5, (1 << 64) - 1):
         buf = bytes([0x81, 0x7F]) + length.to_bytes(8, "big") + b"abc"
         assert cut(buf, 0) == cut_texts_py(buf, 0) == ([], 0, -1, False)
+
+
+def test_a_reads_queue_items_are_the_originals_left_out_of_the_cycle_collector():
+    """The texts cut from a read become the frame queue's items (batches.frame_items): the compiled ones
+    equal the original's, and none of them is tracked by the cycle collector (a tuple of strings and
+    an int holds no cycle: CPython untracks such a tuple at its first collection; a backlog of queued
+    frames was scanned again at every one)."""
+    try:
+        made = importlib.import_module("marketdata_assets.ingest.live.collect._batches").frame_items
+    except ImportError:
+        if compiled.mode() == "0":
+            pytest.skip("MARKETDATA_COMPILED=0 and the compiled batches are not built")
+        raise
+    texts, _, _, _ = cut_texts_py(b"".join(frame(t.encode()) for t in ("a", '{"e":1}', "é" * 300)), 0)
+    for read in (texts, [], ["x"] * 1000):
+        items = made(read, "conn-7", 1_700_000_000_123_456_789)
+        assert items == frame_items_py(read, "conn-7", 1_700_000_000_123_456_789)
+        assert [type(item) for item in items] == [tuple] * len(read)
+        assert not any(gc.is_tracked(item) for item in items)
+        assert all(sys.getrefcount(item) == 3 for item in items)  # the list's, `item`'s and the call's

@@ -1,6 +1,7 @@
-"""The processor's two passes over a batch off the frame queue, the loops every frame goes through
-(processing.py): `sort_frames` decodes each frame once and says where it lands and what it is;
-`hand_on` gives each to the part it concerns, a trade frame kept for its instrument's batch on the spot.
+"""The frame queue's items and the processor's two passes over a batch of them, the loops every frame goes
+through (processing.py): `frame_items` makes a read's texts items; `sort_frames` decodes each frame once
+and says where it lands and what it is; `hand_on` gives each to the part it concerns, a trade frame kept
+for its instrument's batch on the spot.
 Compiled (`_batches.pyx`, core/compiled.py) with these as the originals, which give the same results."""
 
 from __future__ import annotations
@@ -13,6 +14,14 @@ from marketdata_assets.stores.landing import BAD_CHANNEL, CONTROL_CHANNEL
 
 DATA = "data"  # a parsed frame that is an event and asks for no reply
 MARKER = "marker"
+FRAME = "frame"
+
+
+def frame_items(texts: list[str], conn: str, recv_ns: int) -> list[tuple]:
+    """The frame queue's items for the texts of one read off a connection's socket: (FRAME, conn,
+    recv_ns, text) each. The compiled one makes them as the cycle collector would leave them after its
+    first look (a tuple of strings and ints is untracked): a backlog of queued frames is not scanned."""
+    return [(FRAME, conn, recv_ns, text) for text in texts]
 
 
 def sort_frames(
@@ -73,8 +82,19 @@ def hand_on(parsed: list[tuple], processor, reader=None) -> None:
             on_frame(conn_id, recv_ns, item)
 
 
-sort_frames_py, hand_on_py = sort_frames, hand_on
+sort_frames_py, hand_on_py, frame_items_py = sort_frames, hand_on, frame_items
+frame_items = pick("marketdata_assets.ingest.live.collect._batches", "frame_items", frame_items_py)
 sort_frames = pick("marketdata_assets.ingest.live.collect._batches", "sort_frames", sort_frames_py)
 hand_on = pick("marketdata_assets.ingest.live.collect._batches", "hand_on", hand_on_py)
 
-__all__ = ["DATA", "MARKER", "hand_on", "hand_on_py", "sort_frames", "sort_frames_py"]
+__all__ = [
+    "DATA",
+    "FRAME",
+    "MARKER",
+    "frame_items",
+    "frame_items_py",
+    "hand_on",
+    "hand_on_py",
+    "sort_frames",
+    "sort_frames_py",
+]

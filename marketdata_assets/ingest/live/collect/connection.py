@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from websockets.exceptions import InvalidStatus
 
+from marketdata_assets.ingest.live.collect.batches import frame_items
 from marketdata_assets.ingest.live.collect.shedding import is_trade
 from marketdata_assets.ingest.live.collect.ws_client import WsClient
 from marketdata_assets.ingest.live.stats import Stats
@@ -317,7 +318,7 @@ class Connection:
         self.frames += len(texts)
         queue, conn_id = self.queue, self.conn_id
         if not self.dropped and len(queue.items) + len(texts) <= queue.maxsize:
-            queue.put_many([("frame", conn_id, recv_ns, text) for text in texts])
+            queue.put_many(frame_items(texts, conn_id, recv_ns))
         else:
             for text in texts:
                 self._enqueue(("frame", conn_id, recv_ns, text))
