@@ -57,14 +57,20 @@ _DEPTH_BITS[101], _DEPTH_BITS[69], _DEPTH_BITS[115], _DEPTH_BITS[85] = 1, 2, 4, 
 _DEPTH_BITS[117], _DEPTH_BITS[98], _DEPTH_BITS[97] = 16, 32, 64  # u b a
 
 
-cdef object _typed_of(str text, dict typed_frames, Py_ssize_t* end):
-    """The `typed_frames` entry of the stream a combined frame names (`{"stream":"<name>",...`), the
-    name's end into `end`; None for another frame or stream."""
+cdef inline bint _named(str text, Py_ssize_t* end) except -1:
+    """Whether `text` is a combined frame naming its stream (`{"stream":"<name>",...`), the name's end
+    into `end`."""
     cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text)
     if n < 11 or PyUnicode_Tailmatch(text, HEAD, 0, 11, -1) != 1:
-        return None
+        return False
     end[0] = PyUnicode_FindChar(text, 34, 11, n, 1)
-    if end[0] < 0:
+    return end[0] >= 0
+
+
+cdef object _typed_of(str text, dict typed_frames, Py_ssize_t* end):
+    """The `typed_frames` entry of the stream a combined frame names, the name's end into `end`; None
+    for another frame or stream."""
+    if not _named(text, end):
         return None
     return typed_frames.get(PyUnicode_Substring(text, 11, end[0]))
 
@@ -644,7 +650,9 @@ cdef class BinanceFrames(FrameReader):
         self.kind = NOT_READ
         if not PyUnicode_IS_ASCII(text):
             return None
-        typed = _typed_of(text, self.typed_frames, &end)
+        if not _named(text, &end):
+            return None
+        typed = self.known(self.typed_frames, p + 11, end - 11)  # the stream's entry, from its name's bytes
         if typed is None or len(<tuple>typed) < 5:
             return None
         record = (<tuple>typed)[4]

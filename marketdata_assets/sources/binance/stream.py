@@ -342,7 +342,8 @@ class BinanceSpotStream:
         # stream name -> (its frames' decoder, instrument, dataset, the name, its record), for streams whose
         # frames are declared (the name kept is the one every frame of it carries on: the landing's and the
         # books' tables, thousands of streams at a universe, find their key by identity, not by its
-        # characters)
+        # characters); only ever added to: the compiled reader remembers the entries it found by their
+        # names' bytes
         self.typed_frames: dict[str, tuple[Any, str, str | None, str, type]] = {}
         # the compiled reader of those streams' trade and diff frames (None: every frame is decoded)
         self.frame_reader = BinanceFrames(self.typed_frames, DepthSync) if BinanceFrames is not None else None

@@ -118,3 +118,37 @@ def test_depth_diffs_handed_on_as_the_usual_way_keeps_them():
         assert _state(*paths[0]) == _state(*paths[1]), step
     assert 2000 < held < 3000
     assert paths[0][2] and paths[0][1]  # refusals and noted times came up
+
+
+def test_a_stream_is_known_by_its_name_once_it_is_subscribed_and_never_before():
+    """The reader finds a frame's stream from its name's bytes (`FrameReader.known`, remembering only
+    names found): a stream not yet in the protocol's table is not read, and is read once it is there;
+    names of every length, sharing prefixes, past the table's growth, each find their own entry."""
+    fast = _fast()
+    stream = BinanceSpotStream((TRADES, BOOKS))
+    reader = fast.BinanceFrames(stream.typed_frames, DepthSync)
+    names = [f"{'x' * (k % 7)}c{k}usdt" for k in range(500)] + ["c1usdt"[:k] for k in range(1, 6)]
+
+    def frame(name: str, trade_id: int) -> str:
+        data = {"e": "trade", "E": 1_700_000_000_001, "s": name.upper(), "t": trade_id, "p": "1.5"}
+        data |= {"q": "2", "T": 1_700_000_000_000, "m": True, "M": True}
+        return json.dumps({"stream": f"{name}@trade", "data": data}, separators=(",", ":"))
+
+    assert [reader.read(frame(n, 1), 5) for n in names[:250]] == [None] * 250  # nothing subscribed yet
+    for name in names[:250]:
+        stream._stream_of(f"{name}@trade")
+    for round_ in range(2):  # found, then remembered
+        for k, name in enumerate(names):
+            typed = reader.read(frame(name, k), 5)
+            if k < 250:
+                assert typed is stream.typed_frames[f"{name}@trade"], (round_, name)
+                assert typed[1] == name.upper()
+            else:
+                assert typed is None, (round_, name)
+        for name in names[250:]:  # subscribed later: read from now on
+            stream._stream_of(f"{name}@trade")
+        names_read = [reader.read(frame(n, 1), 5) for n in names[250:]]
+        assert names_read == [stream.typed_frames[f"{n}@trade"] for n in names[250:]]
+        names = names[:250] + [f"zz{n}" for n in names[250:]]  # and again: fresh names unknown at first
+    reader.read(frame(names[0], 7), 5)
+    assert reader.kind == 1  # TRADE_READ: read as a trade, not only found
