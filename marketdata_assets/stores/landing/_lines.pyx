@@ -47,44 +47,63 @@ cdef inline bytes record(const char* t, Py_ssize_t t_n, bytes conn, const char* 
     return line
 
 
+cdef class _Held:
+    """A channel's open file while a batch lands: what each frame needs of it, read once."""
+    cdef object f  # the file
+    cdef list buffer, times  # its records and their receive times, not yet flushed
+    cdef int64_t hour_start_ns  # the hour it takes
+    cdef bint raw  # frames that are JSON objects on one line land as sent (any channel but BAD_CHANNEL)
+    cdef Py_ssize_t count  # frames of the batch landed in this channel
+
+    cdef void take(self, f):
+        self.f, self.buffer, self.times, self.hour_start_ns = f, f.buffer, f.times, f.hour_start_ns
+
+
 def add_frames(writer, list frames):
     cdef dict conns = {}, files = writer.files
-    cdef dict open_ = {}  # channel -> (its file, the file's buffer, its times, its hour's start): no attribute read a frame
-    cdef Py_ssize_t flush_lines = writer.flush_lines, n, t_n = 0
+    cdef dict open_ = {}  # channel -> its `_Held`: no attribute read a frame
+    cdef Py_ssize_t flush_lines = writer.flush_lines, n, t_n = 0, done = 0
     cdef int64_t recv_ns, last_ns = -1
-    cdef object last_conn = None, f, file_for = writer._file
+    cdef object last_conn = None, f, file_for = writer._file, time
     cdef str channel, conn, text
     cdef bytes conn_json = None, quoted, line
     cdef const char* body
     cdef char t[24]
-    cdef tuple entry, held
-    cdef list buffer
-    writer.landed.update([entry[0] for entry in frames])
-    for entry in frames:
-        channel, conn, text = entry[0], entry[1], entry[2]
-        recv_ns = entry[3]
-        if recv_ns != last_ns:
-            last_ns, t_n = recv_ns, digits_of(recv_ns, t)
-        if conn is not last_conn:
-            last_conn, conn_json = conn, conns.get(conn)
-            if conn_json is None:
-                conn_json = conns[conn] = orjson.dumps(conn)
-        held = open_.get(channel)
-        if held is None or not 0 <= recv_ns - <int64_t>held[3] < HOUR_NS:
-            f = files.get(channel)
-            if f is None or not 0 <= recv_ns - <int64_t>f.hour_start_ns < HOUR_NS:
-                f = file_for(channel, recv_ns)
-            held = open_[channel] = (f, f.buffer, f.times, f.hour_start_ns)
-        if whole_object(text) and channel != BAD_CHANNEL:
-            body = PyUnicode_AsUTF8AndSize(text, &n)
-            line = record(t, t_n, conn_json, body, n, True)
-        else:
-            quoted = orjson.dumps(text)
-            line = record(t, t_n, conn_json, PyBytes_AS_STRING(quoted), PyBytes_GET_SIZE(quoted), False)
-        buffer = held[1]
-        buffer.append(line)
-        (<list>held[2]).append(entry[3])
-        if len(buffer) >= flush_lines:
-            f = held[0]
-            f.flush()
-            open_[channel] = (f, f.buffer, f.times, held[3])
+    cdef tuple entry
+    cdef _Held held
+    try:
+        for entry in frames:
+            channel, conn, text, time = entry[0], entry[1], entry[2], entry[3]
+            recv_ns = time
+            if recv_ns != last_ns:
+                last_ns, t_n = recv_ns, digits_of(recv_ns, t)
+            if conn is not last_conn:
+                last_conn, conn_json = conn, conns.get(conn)
+                if conn_json is None:
+                    conn_json = conns[conn] = orjson.dumps(conn)
+            held = <_Held>open_.get(channel)
+            if held is None:
+                held = open_[channel] = _Held()
+                held.raw, held.hour_start_ns = channel != BAD_CHANNEL, recv_ns + HOUR_NS  # no file yet
+            if not 0 <= recv_ns - held.hour_start_ns < HOUR_NS:
+                f = files.get(channel)
+                if f is None or not 0 <= recv_ns - <int64_t>f.hour_start_ns < HOUR_NS:
+                    f = file_for(channel, recv_ns)
+                held.take(f)
+            held.count += 1
+            done += 1
+            if held.raw and whole_object(text):
+                body = PyUnicode_AsUTF8AndSize(text, &n)
+                line = record(t, t_n, conn_json, body, n, True)
+            else:
+                quoted = orjson.dumps(text)
+                line = record(t, t_n, conn_json, PyBytes_AS_STRING(quoted), PyBytes_GET_SIZE(quoted), False)
+            held.buffer.append(line)
+            held.times.append(time)
+            if len(held.buffer) >= flush_lines:
+                held.f.flush()
+                held.take(held.f)
+    finally:  # every frame counted, as the original counts them before it lands any
+        writer.landed.update({channel: (<_Held>held).count for channel, held in open_.items()})
+        if done < len(frames):
+            writer.landed.update([entry[0] for entry in frames[done:]])

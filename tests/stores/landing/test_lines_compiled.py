@@ -76,3 +76,24 @@ def test_the_same_records_and_counts_either_way(tmp_path, seed):
     assert len(compiled_files) >= 6  # both hours of several channels
     lines = [line for records in compiled_files.values() if isinstance(records, list) for line in records]
     assert any(b'"r":{' in line for line in lines) and any(b'"d":"' in line for line in lines)
+
+
+def test_a_batch_that_fails_midway_counts_what_the_original_counts(tmp_path):
+    """A file that cannot be opened stops the batch with the error, either way; the counts of what was
+    received stay the original's (every frame of the batch, as it counts them before landing any)."""
+    batch = batches(4)[0] + [("ethusdt@depth@100ms", "c1", TEXTS[0], T0 + 10 * HOUR_NS)] + batches(5)[0]
+    counts = []
+    for name, add in (("compiled", _compiled()), ("original", add_frames_py)):
+        writer = LandingWriter(tmp_path / name, "BINANCE", flush_lines=37)
+        opened = writer._file
+
+        def refuse(channel, recv_ns, opened=opened):
+            if recv_ns >= T0 + 10 * HOUR_NS:
+                raise OSError(f"no room for {channel}")
+            return opened(channel, recv_ns)
+
+        writer._file = refuse
+        with pytest.raises(OSError, match="no room for ethusdt@depth@100ms"), writer.lock:
+            add(writer, batch)
+        counts.append(dict(writer.landed))
+    assert counts[0] == counts[1] and sum(counts[0].values()) == len(batch)
