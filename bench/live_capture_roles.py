@@ -521,6 +521,7 @@ async def collector(
         await flood(url)
     start = (s.frames, s.trades, s.published, s.overflow_frames, time.perf_counter(), time.process_time())
     print(json.dumps({"ready": True}), flush=True)  # the bench starts its clocks (RSS samples, ...)
+    perf_control("enable")
     await asyncio.sleep(seconds)
     window_end = {"rss_end_mb": rss_mb(), **book_state(live)}
     stop.set()
@@ -531,6 +532,7 @@ async def collector(
     except TimeoutError:
         hung = True
     wall, cpu = time.perf_counter() - start[4], time.process_time() - start[5]
+    perf_control("disable")
     shutdown_s = time.perf_counter() - stopping
     if not hung:
         await store.close()
@@ -583,6 +585,15 @@ async def collector(
         "connect_failures": s.connect_failures,
         "markers": dict(s.markers),
     }
+
+
+def perf_control(command: str) -> None:
+    """`PERF_CTL` (a FIFO): told `enable` and `disable` around the collector's window, so that
+    `perf record -D -1 --control fifo:$PERF_CTL ...` samples the window alone (not the start, nor the
+    landing's check after the stop)."""
+    if os.environ.get("PERF_CTL"):
+        with open(os.environ["PERF_CTL"], "w") as ctl:
+            ctl.write(command + "\n")
 
 
 def subscribed(live, connections: int) -> bool:
