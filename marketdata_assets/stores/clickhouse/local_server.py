@@ -8,6 +8,11 @@ behind one that arrived after it; `GET /queue` reports the admissions. Served: w
 sends — the statement in the `query` parameter or the body, `INSERT ... FORMAT f` data in the body
 (spooled to a file and run as `INSERT ... FROM INFILE`), `param_*` bindings, settings as URL
 parameters, a compressed request body; `/ping`. Sessions are not kept: every statement stands alone.
+A read whose client goes away is killed (unless the client sent
+`cancel_http_readonly_queries_on_client_close=0`), one waiting for its slot is not run; every statement
+is bounded in time and memory (`--max-statement-s`, `--max-statement-memory-mb`, unless its client sets
+`max_execution_time` / `max_memory_usage`), and a result in a format that is not streamed (JSON, Parquet,
+*WithNames, ...) in size (`--max-whole-result-mb`), each with the engine's error and what to do.
 Every request but `/ping` carries the server's one user and password, as ClickHouse takes them (HTTP
 basic, `X-ClickHouse-User`/`X-ClickHouse-Key`, or the `user`/`password` parameters); anything else gets
 ClickHouse's 401 and code 516. The password comes from the environment (CLICKHOUSE_PASSWORD), never argv.
@@ -32,9 +37,11 @@ import signal
 import tempfile
 import threading
 import time
+import uuid
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -44,6 +51,7 @@ import uvicorn
 
 from marketdata_assets.core.identifiers import sql_identifier
 from marketdata_assets.stores.clickhouse.connection import acquire_directory, release_directory
+from marketdata_assets.stores.clickhouse.format_clause import Unreadable, format_clause
 
 # URL parameters of ClickHouse's HTTP interface that are not engine settings (or only steer HTTP).
 HTTP_ONLY = frozenset(
@@ -79,7 +87,8 @@ _INSERT_FORMAT = re.compile(
     rb"^\s*INSERT\s+INTO\s.*?\sFORMAT\s+([A-Za-z0-9_]+)[ \t]*(?:\r?\n)?", re.IGNORECASE | re.DOTALL
 )
 _ERROR_CODE = re.compile(r"Code:\s*(\d+)")
-_FORMAT = re.compile(rb"\sFORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$", re.IGNORECASE)
+_FORMAT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+TAG = "marketdata-local "  # a statement's first words: `/* marketdata-local <hex> */`, found by `Engine.kill`
 # Formats whose blocks, as the engine makes them, concatenate into the whole result.
 CONCATENATED = frozenset(
     {
@@ -105,6 +114,28 @@ class BadRequest(ValueError):
     """The HTTP request itself is malformed (answered 400, nothing run)."""
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """What one statement may take, unless its client sets the engine's setting itself."""
+
+    seconds: int = 3600  # max_execution_time
+    memory_mb: int = 0  # max_memory_usage (0: the server's share, `default_memory_mb`)
+    whole_result_mb: int = 256  # max_result_bytes of a result held whole (a format that is not streamed)
+
+    def settings(self) -> dict[str, str]:
+        memory = self.memory_mb or default_memory_mb()
+        return {"max_execution_time": str(self.seconds), "max_memory_usage": str(memory << 20)}
+
+
+def default_memory_mb(slots: int = 4) -> int:
+    """A statement's memory bound when none is given: this machine's memory shared by the slots."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 4096
+    return max(512, total // slots >> 20)
+
+
 def _quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -116,6 +147,20 @@ class Engine:
         self.data_dir = data_dir
         self._idle: dict[tuple, list] = collections.defaultdict(list)
         self._lock = threading.Lock()
+        self._killer = None  # the connection `kill` runs on (a slot's may all be busy)
+        self._kill_lock = threading.Lock()
+
+    def kill(self, tag: str) -> None:
+        """Stop the statement tagged `tag` (it fails with QUERY_WAS_CANCELLED), wherever it is: running,
+        or between two blocks of a streamed result."""
+        if not re.fullmatch(r"[0-9a-f]{32}", tag):
+            raise ValueError(f"not a statement tag: {tag!r}")
+        with self._kill_lock:
+            if self._killer is None:
+                self._killer = chdb.connect(str(self.data_dir))
+            self._killer.query(  # the tag in two parts: this statement is not its own match
+                f"KILL QUERY WHERE position(query, concat('{TAG}', '{tag}')) > 0 ASYNC", "TabSeparated"
+            )
 
     def _take(self, settings: tuple) -> list:
         with self._lock:
@@ -126,17 +171,24 @@ class Engine:
             conn.query(f"SET {name} = {_quoted(value)}", "TabSeparated")
         return [conn, None]  # the connection and the database it is USEing
 
-    def run(self, sql: bytes | str, *, database: str | None, settings: tuple, params: dict):
-        """Run one statement; its result (chDB's: .bytes(), .rows_read(), ...)."""
+    def run(
+        self,
+        sql: bytes | str,
+        *,
+        database: str | None,
+        settings: tuple,
+        params: dict,
+        output: str = "TabSeparated",
+    ):
+        """Run one statement (its result in `output` if it names no format); its result (chDB's:
+        .bytes(), .rows_read(), ...)."""
         entry = self._take(settings)
         conn, used = entry
         try:
             if database and database != used:
                 conn.query(f"USE `{sql_identifier(database, 'database')}`", "TabSeparated")
                 entry[1] = database
-            result = conn.query(
-                sql.decode() if isinstance(sql, bytes) else sql, "TabSeparated", params=params
-            )
+            result = conn.query(sql.decode() if isinstance(sql, bytes) else sql, output, params=params)
         except BaseException:
             conn.close()  # a connection in an unknown state is not pooled again
             raise
@@ -154,7 +206,7 @@ class Engine:
                 conn.query(f"USE `{sql_identifier(statement.database, 'database')}`", "TabSeparated")
                 entry[1] = statement.database
             if statement.streamed == "blocks":
-                stream = conn.send_query(statement.sql.decode(), "TabSeparated", params=statement.params)
+                stream = conn.send_query(statement.sql.decode(), statement.output, params=statement.params)
                 return Streamed(self, entry, stream, _blocks(stream))
             stream = conn.send_query(
                 statement.without_format() + " FORMAT ArrowStream", "TabSeparated", params=statement.params
@@ -175,6 +227,9 @@ class Engine:
                 for conn, _ in entries:
                     conn.close()
             self._idle.clear()
+        with self._kill_lock:
+            if self._killer is not None:
+                self._killer.close()
 
 
 def _blocks(stream) -> Iterator[bytes]:
@@ -362,21 +417,40 @@ def _form_fields(body: bytes, content_type: str) -> dict[str, str]:
 class Statement:
     """One request read into what the engine runs: SQL, its database, settings, bindings, data file."""
 
-    def __init__(self, params: dict[str, str], body: bytes, spool: Path):
+    def __init__(self, params: dict[str, str], body: bytes, spool: Path, bounds: Bounds | None = None):
         self.database = params.get("database") or None
         if self.database:
             sql_identifier(self.database, "database")
+        self.output = params.get("default_format") or "TabSeparated"  # the format when it names none
+        if not _FORMAT_NAME.match(self.output):
+            raise BadRequest(f"invalid default_format {self.output!r}")
         self.params = {k.removeprefix("param_"): v for k, v in params.items() if k.startswith("param_")}
-        settings = []
+        settings = {}
         for name, value in params.items():
             if name in HTTP_ONLY or name.startswith("param_"):
                 continue
             if not _SETTING_NAME.match(name):
                 raise BadRequest(f"invalid setting name {name!r}")
-            settings.append((name, value))
-        self.settings = tuple(sorted(settings))
+            settings[name] = value
         self.data_file: str | None = None
-        self.sql = self._sql(params.get("query", "").encode(), body, spool)
+        self.tag = uuid.uuid4().hex
+        self.sql = f"/* {TAG}{self.tag} */ ".encode() + self._sql(
+            params.get("query", "").encode(), body, spool
+        )
+        self.bounded: dict[str, str] = {}  # the bounds the server set (the client set none of these)
+        if bounds is not None:
+            wanted = bounds.settings()
+            if self.whole_read:
+                wanted |= {
+                    "max_result_bytes": str(bounds.whole_result_mb << 20),
+                    "result_overflow_mode": "throw",
+                }
+            self.bounded = {k: v for k, v in wanted.items() if k not in settings}
+            settings |= self.bounded
+        self.settings = tuple(sorted(settings.items()))
+        # a read is killed when its client goes away, as ClickHouse does when the client asks it to
+        self.cancel_on_close = self.read and params.get("cancel_http_readonly_queries_on_client_close") != "0"
+        self.abandoned = self.done = False  # its client went away; its answer was sent
 
     def _sql(self, query: bytes, body: bytes, spool: Path) -> bytes:
         head = query if query else body
@@ -393,31 +467,75 @@ class Statement:
         return statement + b" FROM INFILE " + _quoted(self.data_file).encode() + b" FORMAT " + fmt
 
     @functools.cached_property
+    def read(self) -> bool:
+        """A SELECT (or WITH ... SELECT): nothing is written."""
+        return not self.data_file and _READ.match(self.sql[:4096]) is not None
+
+    @functools.cached_property
+    def format(self) -> str | None:
+        """The format a read's result is written in (its FORMAT clause, else `default_format`); None for a
+        statement, or a read whose FORMAT clause the scanner cannot tell (the engine judges it; run whole)."""
+        if not self.read:
+            return None
+        try:
+            clause = self._clause
+        except Unreadable:
+            return None
+        return clause.name if clause else self.output
+
+    @functools.cached_property
+    def _clause(self):
+        return format_clause(self.sql)
+
+    @functools.cached_property
     def streamed(self) -> str | None:
         """How a query's result goes out block by block: "blocks" (a format whose blocks concatenate),
         "arrow"/"arrowstream" (Arrow IPC, spliced or framed block by block); None: run whole (a statement, or
         a format with a header or footer of its own: Parquet, *WithNames, ...)."""
-        if self.data_file or _READ.match(self.sql[:4096]) is None:
-            return None
-        name = self._format.group(1).decode().lower() if self._format else "tabseparated"
+        name = (self.format or "").lower()
         return "blocks" if name in CONCATENATED else name if name in ("arrow", "arrowstream") else None
 
-    @functools.cached_property
-    def _format(self) -> re.Match | None:
-        return _FORMAT.search(self.sql)
+    @property
+    def whole_read(self) -> bool:
+        """A read whose result is held whole before it is sent (a format that is not streamed)."""
+        return self.read and self.streamed is None
 
     def without_format(self) -> str:
-        return (self.sql[: self._format.start()] if self._format else self.sql).decode()
+        clause = self._clause
+        if clause is None:
+            return self.sql.decode()
+        return (self.sql[: clause.start] + b" " + clause.tail).decode()
 
     def discard(self) -> None:
         if self.data_file:
             Path(self.data_file).unlink(missing_ok=True)
 
 
-def _error(message: str) -> tuple[int, dict, bytes]:
+STREAMED = "JSONEachRow, JSONCompactEachRow, CSV, TabSeparated, Native, ArrowStream, Arrow"
+# What to do when a bound the server set (the client set none) stopped a statement, by the engine's code.
+_BOUND_ADVICE = {
+    "159": (
+        "max_execution_time",
+        "a statement's time (--max-statement-s): narrow it, or set max_execution_time",
+    ),
+    "241": (
+        "max_memory_usage",
+        "a statement's memory (--max-statement-memory-mb): narrow it, or set max_memory_usage",
+    ),
+    "396": (
+        "max_result_bytes",
+        f"a result held whole, in this format (--max-whole-result-mb): ask for a streamed one ({STREAMED})",
+    ),
+}
+
+
+def _error(message: str, bounded: dict | None = None) -> tuple[int, dict, bytes]:
     code = _ERROR_CODE.search(message)
-    headers = {"X-ClickHouse-Exception-Code": code.group(1) if code else "1001"}
-    return 500, headers, (message.rstrip() + "\n").encode()
+    number = code.group(1) if code else "1001"
+    advice = _BOUND_ADVICE.get(number)
+    if advice and advice[0] in (bounded or {}):
+        message = f"{message.rstrip()} (the local server bounds {advice[1]})"
+    return 500, {"X-ClickHouse-Exception-Code": number}, (message.rstrip() + "\n").encode()
 
 
 def _presented(params: dict, headers: dict) -> tuple[str, str]:
@@ -468,8 +586,8 @@ class Credentials:
 class LocalServer:
     """The ASGI application: ClickHouse's HTTP interface in front of :class:`Engine`."""
 
-    def __init__(self, data_dir: Path, slots: int, credentials: Credentials):
-        self.credentials = credentials
+    def __init__(self, data_dir: Path, slots: int, credentials: Credentials, bounds: Bounds | None = None):
+        self.credentials, self.bounds = credentials, bounds or Bounds()
         self.engine = Engine(data_dir)
         self.spool = data_dir.parent / f".{data_dir.name}.inserts"
         self.spool.mkdir(parents=True, exist_ok=True)
@@ -510,7 +628,7 @@ class LocalServer:
             body = _decompress(bytes(body), headers.get("content-encoding", ""))
             if headers.get("content-type", "").startswith("multipart/form-data"):
                 params, body = {**params, **_form_fields(body, headers["content-type"])}, b""
-            statement = Statement(params, body, self.spool)
+            statement = Statement(params, body, self.spool, self.bounds)
         except (BadRequest, ValueError, OSError) as error:
             return await _respond(
                 send,
@@ -518,10 +636,26 @@ class LocalServer:
                 {**own, "X-ClickHouse-Exception-Code": "27"},
                 f"Code: 27. bad request: {error}\n".encode(),
             )
-        if statement.streamed and await self._stream(send, statement, own):
+        watching = asyncio.create_task(self._watch(receive, statement))
+        try:
+            if statement.streamed and await self._stream(send, statement, own):
+                return
+            status, extra, payload = await self._statement(statement)
+            statement.done = True
+            await _respond(send, status, {**own, **extra}, payload)
+        finally:
+            watching.cancel()
+
+    async def _watch(self, receive, statement: Statement) -> None:
+        """The client gone before its answer: a statement waiting for its slot is not run, a read is killed
+        (`cancel_on_close`); a write runs to its end, as ClickHouse lets it."""
+        while (await receive())["type"] != "http.disconnect":
+            continue
+        if statement.done:
             return
-        status, extra, payload = await self._statement(statement)
-        await _respond(send, status, {**own, **extra}, payload)
+        statement.abandoned = True
+        if statement.cancel_on_close:
+            await asyncio.get_running_loop().run_in_executor(None, self.engine.kill, statement.tag)
 
     async def _stream(self, send, statement: Statement, own: dict) -> bool:
         """A read sent block by block as the engine makes them (uvicorn's send waits while the client is
@@ -531,11 +665,13 @@ class LocalServer:
         await self.admission.enter()
         streamed, whole = None, False
         try:
+            if statement.abandoned:  # its client went away while it waited for its slot
+                return True
             try:
                 streamed = await loop.run_in_executor(self.executor, self.engine.open_stream, statement)
                 block = await loop.run_in_executor(self.executor, streamed.next_block)
             except Exception as error:  # noqa: BLE001 - the engine's error goes back to the client
-                await _respond(send, *_error(str(error)))
+                await _respond(send, *_error(str(error), statement.bounded))
                 return True
             if block is None:  # no rows: the whole run gives the format's empty result (a header, a schema)
                 whole = True
@@ -556,13 +692,16 @@ class LocalServer:
                     await send(
                         {
                             "type": "http.response.body",
-                            "body": (str(error).rstrip() + "\n").encode(),
+                            "body": _error(str(error), statement.bounded)[2],
                             "more_body": True,
                         }
                     )
                     break
+                if statement.abandoned:  # its client went away: nothing more is read
+                    break
             else:
                 whole = True
+            statement.done = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return True
         finally:
@@ -573,6 +712,10 @@ class LocalServer:
     async def _statement(self, statement: Statement) -> tuple[int, dict, bytes]:
         await self.admission.enter()
         try:
+            if statement.abandoned:  # its client went away while it waited for its slot
+                return _error(
+                    "Code: 394. the client went away before its statement ran (QUERY_WAS_CANCELLED)"
+                )
             result = await asyncio.get_running_loop().run_in_executor(
                 self.executor,
                 lambda: self.engine.run(
@@ -580,10 +723,11 @@ class LocalServer:
                     database=statement.database,
                     settings=statement.settings,
                     params=statement.params,
+                    output=statement.output,
                 ),
             )
         except Exception as error:  # noqa: BLE001 - the engine's error goes back to the client, as a server's would
-            return _error(str(error))
+            return _error(str(error), statement.bounded)
         finally:
             self.admission.leave()
             statement.discard()
@@ -615,13 +759,19 @@ class _Server(uvicorn.Server):
 
 
 def serve(
-    data_dir: Path, host: str, port: int, slots: int, credentials: Credentials, lock_timeout_s: float = 10
+    data_dir: Path,
+    host: str,
+    port: int,
+    slots: int,
+    credentials: Credentials,
+    lock_timeout_s: float = 10,
+    bounds: Bounds | None = None,
 ) -> None:
     """Hold the data directory and serve it until SIGTERM/SIGINT."""
     data_dir.mkdir(parents=True, exist_ok=True)
     acquire_directory(data_dir, lock_timeout_s)
     try:
-        app = LocalServer(data_dir, slots, credentials)
+        app = LocalServer(data_dir, slots, credentials, bounds)
         print(
             f"serving the ClickHouse engine at {data_dir} on http://{host}:{port} ({slots} statements at "
             f"once, time zone {app.timezone})",
@@ -648,12 +798,32 @@ def main(argv: list[str] | None = None) -> None:
         "--slots", type=int, default=4, help="statements run at once; the rest queue in order"
     )
     parser.add_argument("--user", default=os.environ.get("CLICKHOUSE_USER") or "default")
+    parser.add_argument(
+        "--max-statement-s",
+        type=int,
+        default=Bounds.seconds,
+        help="a statement's time, unless it sets its own",
+    )
+    parser.add_argument(
+        "--max-statement-memory-mb",
+        type=int,
+        default=0,
+        help="a statement's memory, unless it sets its own (default: this machine's memory / --slots)",
+    )
+    parser.add_argument(
+        "--max-whole-result-mb",
+        type=int,
+        default=Bounds.whole_result_mb,
+        help="a result held whole (a format that is not streamed: JSON, Parquet, *WithNames, ...)",
+    )
     args = parser.parse_args(argv)
     try:
         credentials = Credentials(args.user, os.environ.get("CLICKHOUSE_PASSWORD", ""))
     except ValueError as error:
         parser.error(str(error))
-    serve(args.data_dir.resolve(), args.host, args.port, args.slots, credentials)
+    memory_mb = args.max_statement_memory_mb or default_memory_mb(args.slots)
+    bounds = Bounds(args.max_statement_s, memory_mb, args.max_whole_result_mb)
+    serve(args.data_dir.resolve(), args.host, args.port, args.slots, credentials, bounds=bounds)
 
 
 if __name__ == "__main__":

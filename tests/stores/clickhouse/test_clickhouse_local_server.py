@@ -4,12 +4,14 @@ client against it as against a ClickHouse server, and every kind of local proces
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import clickhouse_connect
 import httpx
@@ -32,9 +34,15 @@ LOGIN = {"username": settings.get("CLICKHOUSE_USER"), "password": settings.get("
 BASIC = (LOGIN["username"], LOGIN["password"])
 
 
+class Served(NamedTuple):
+    dsn: str
+    data_dir: Path
+    pid: int
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """The server on a data directory of its own: (dsn, data_dir)."""
+    """The server on a data directory of its own, a result held whole bounded at 16 MB."""
     data_dir = tmp_path_factory.mktemp("local_ch") / "clickhouse"
     port = free_port()
     proc = subprocess.Popen(
@@ -46,6 +54,8 @@ def server(tmp_path_factory):
             str(data_dir),
             "--port",
             str(port),
+            "--max-whole-result-mb",
+            "16",
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,
@@ -67,7 +77,7 @@ def server(tmp_path_factory):
     ct.ensure_tables(client, DATABASE)
     live_store.ensure_live_tables(client, DATABASE)
     client.close()
-    yield dsn, data_dir
+    yield Served(dsn, data_dir, proc.pid)
     proc.terminate()
     assert proc.wait(20) == 0
 
@@ -75,7 +85,7 @@ def server(tmp_path_factory):
 def test_no_one_gets_in_without_the_user_and_password_as_clickhouse_says_it(server):
     """Every way ClickHouse's HTTP interface takes credentials works with the right ones; none, a wrong
     password or another user get ClickHouse's 401 and code 516; /ping needs none (as ClickHouse's)."""
-    dsn, _ = server
+    dsn = server.dsn
     user, password = LOGIN["username"], LOGIN["password"]
     ways = {
         "basic": {"auth": BASIC},
@@ -114,7 +124,7 @@ def test_no_one_gets_in_without_the_user_and_password_as_clickhouse_says_it(serv
 
 
 def test_the_client_api_works_against_it_as_against_a_server(server):
-    dsn, _ = server
+    dsn = server.dsn
     for compress in (False, "lz4", "zstd"):  # our loopback clients send plain bodies; others compress
         client = clickhouse_connect.get_client(dsn=dsn, database=DATABASE, compress=compress, **LOGIN)
         client.command(
@@ -160,7 +170,7 @@ def test_the_client_api_works_against_it_as_against_a_server(server):
 
 
 def test_an_embedded_client_is_told_who_holds_the_directory(server):
-    _, data_dir = server
+    data_dir = server.data_dir
     with pytest.raises(connection.EmbeddedLockTimeout, match="local_server"):
         connection.open_client(f"chdb://{data_dir}", DATABASE, lock_timeout_s=0.3)
 
@@ -291,7 +301,7 @@ def test_a_notebook_reader_four_runs_the_consumer_and_a_second_reader_all_make_p
     """What one embedded engine could not do (one process at a time, the others waiting up to the lock
     timeout): every process works at once (from a common start), and the server admits statements in
     arrival order."""
-    dsn, _ = server
+    dsn = server.dsn
     before = httpx.get(f"{dsn}/queue", auth=BASIC).json()
     names = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT")
 
@@ -376,7 +386,7 @@ def test_a_read_streams_in_blocks_in_every_format_the_clients_ask_and_equals_the
     streams spliced, the Arrow file framed batch by batch; each equals the rows. A format with a header of its
     own (CSVWithNames), an empty result (an Arrow schema, no rows) and an error before the first block are
     answered whole, as before."""
-    dsn, _ = server
+    dsn = server.dsn
     sql = (
         "SELECT number AS id, toFloat64(number) / 4 AS price, toString(number % 7) AS tag FROM "
         "numbers(300000)"
@@ -402,3 +412,83 @@ def test_a_read_streams_in_blocks_in_every_format_the_clients_ask_and_equals_the
             client.query("SELECT throwIf(number = 3) FROM numbers(10)")
     finally:
         client.close()
+
+
+def _cpu_s(pid: int) -> float:
+    """The process's CPU seconds so far (user + system, /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _idle_after(server: Served, seconds: float = 20.0) -> dict:
+    """Once nothing runs (`/queue`), the server's CPU over the next second: an abandoned statement that
+    ran on would keep a core busy."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        report = httpx.get(f"{server.dsn}/queue", auth=BASIC, timeout=5).json()
+        if report["running"] == 0:
+            break
+        time.sleep(0.1)
+    before = _cpu_s(server.pid)
+    time.sleep(1.0)
+    return {**report, "cpu_s_after": _cpu_s(server.pid) - before}
+
+
+ENDLESS = "SELECT number, sipHash64(number) FROM system.numbers"
+HEAVY = "SELECT count() FROM numbers(100000000000) WHERE NOT ignore(sipHash64(number))"
+
+
+def test_a_read_whose_client_goes_away_is_killed_and_its_slot_freed(server):
+    """An endless streamed read dropped after its first bytes, and an aggregation held whole (JSON) whose
+    client gives up waiting: each is killed when its client goes, its slot freed, and the server idles
+    (as ClickHouse does for clickhouse-connect, which asks it with
+    `cancel_http_readonly_queries_on_client_close`). A client may ask for the read to run on."""
+    for fmt in ("TabSeparated", "ArrowStream"):
+        with httpx.stream(
+            "POST", f"{server.dsn}/", content=f"{ENDLESS} FORMAT {fmt}", auth=BASIC, timeout=30
+        ) as response:
+            assert response.status_code == 200
+            assert next(response.iter_raw())  # the first bytes came; then the client goes
+        idle = _idle_after(server)
+        assert idle["running"] == 0 and idle["cpu_s_after"] < 0.3, (fmt, idle)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{server.dsn}/", content=f"{HEAVY} FORMAT JSON", auth=BASIC, timeout=1.5)
+    idle = _idle_after(server)
+    assert idle["running"] == 0 and idle["cpu_s_after"] < 0.3, idle
+    kept = {"cancel_http_readonly_queries_on_client_close": "0", "max_execution_time": "3"}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{server.dsn}/", params=kept, content=HEAVY, auth=BASIC, timeout=0.5)
+    time.sleep(0.5)
+    report = httpx.get(f"{server.dsn}/queue", auth=BASIC, timeout=5).json()
+    assert report["running"] == 1, report  # runs on, to its own bound (3 s)
+    assert _idle_after(server)["running"] == 0
+
+
+def test_a_format_clause_is_read_past_comments_and_settings_never_spliced(server):
+    """`FORMAT JSON` followed by a comment or a SETTINGS clause is one JSON document, `CSVWithNames` one
+    header, over many engine blocks; `default_format` is the format of a read that names none (streamed
+    when it is a streamed one); a result held whole past the server's bound is refused with the
+    streamed formats to ask for instead."""
+    sql = "SELECT number AS id FROM numbers(200000)"
+
+    def ask(text: str, **params) -> httpx.Response:
+        return httpx.post(f"{server.dsn}/", content=text.encode(), params=params, auth=BASIC, timeout=60)
+
+    for tail in (
+        "FORMAT JSON -- the rows",
+        "FORMAT JSON SETTINGS max_block_size = 1000",
+        "FORMAT JSON /* x */;",
+    ):
+        document = json.loads(ask(f"{sql} {tail}").text)
+        assert document["rows"] == 200_000 and document["data"][-1] == {"id": 199999}, tail
+    csv = ask(f"{sql} SETTINGS max_block_size = 1000 FORMAT CSVWithNames # header once").text
+    assert csv.count('"id"') == 1 and csv.count("\n") == 200_001
+    lines = ask(sql, default_format="JSONEachRow", max_block_size="1000").text.splitlines()
+    assert len(lines) == 200_000 and json.loads(lines[-1]) == {"id": 199999}
+    refused = ask("SELECT number, toString(number) FROM numbers(3000000) FORMAT JSON")
+    assert refused.status_code == 500 and refused.headers["X-ClickHouse-Exception-Code"] == "396"
+    assert "--max-whole-result-mb" in refused.text and "JSONEachRow" in refused.text
+    streamed = ask("SELECT number, toString(number) FROM numbers(3000000) FORMAT JSONEachRow")
+    assert streamed.status_code == 200 and streamed.text.count("\n") == 3_000_000
+    bad = ask(sql, default_format="JSON; DROP")
+    assert bad.status_code == 400 and "default_format" in bad.text
