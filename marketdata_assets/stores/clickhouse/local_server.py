@@ -120,7 +120,7 @@ class Bounds:
 
     seconds: int = 3600  # max_execution_time
     memory_mb: int = 0  # max_memory_usage (0: the server's share, `default_memory_mb`)
-    whole_result_mb: int = 256  # max_result_bytes of a result held whole (a format that is not streamed)
+    whole_result_mb: int = 32  # max_result_bytes of a result held whole (a format that is not streamed)
 
     def settings(self) -> dict[str, str]:
         memory = self.memory_mb or default_memory_mb()
