@@ -11,11 +11,14 @@ core/sweep.py; `storage_reachable()` tells a stopped Dagster storage in seconds.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections import Counter
+from pathlib import Path
 
 import dagster as dg
 import psycopg
+import yaml
 
 from marketdata_assets.core import settings
 from marketdata_assets.core.errors import StoreUnavailable, scrub
@@ -105,8 +108,28 @@ def storage_unavailable(reason: str) -> StoreUnavailable:
     )
 
 
+def stores_in_postgres(home: str | None = None) -> bool:
+    """Whether the Dagster instance of `home` (DAGSTER_HOME) keeps its runs in Postgres, as the project's
+    instance/dagster.yaml does; one of the user's own (SQLite, say) is not checked against Postgres."""
+    home = home if home is not None else os.environ.get("DAGSTER_HOME", "")
+    path = Path(home) / "dagster.yaml"
+    if not home or not path.is_file():
+        return True  # the project's instance, once made
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return True  # Dagster says what is wrong with it when it opens it
+    if "postgres" in (config.get("storage") or {}):
+        return True
+    storages = (config.get(k) or {} for k in ("run_storage", "event_log_storage", "schedule_storage"))
+    return any(str(s.get("module", "")).startswith("dagster_postgres") for s in storages)
+
+
 def storage_reachable(timeout_s: int = 3) -> StoreUnavailable | None:
-    """None when Dagster's Postgres answers now; else the error to show (no password in it)."""
+    """None when Dagster's Postgres answers now, or the instance stores elsewhere (`stores_in_postgres`);
+    else the error to show (no password in it)."""
+    if not stores_in_postgres():
+        return None
     password = settings.get("DAGSTER_PG_PASSWORD")
     try:
         psycopg.connect(

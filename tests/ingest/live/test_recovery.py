@@ -395,6 +395,21 @@ def flushed(root) -> None:
         time.sleep(0.05)
 
 
+def sent_while_down(live, count: int) -> None:
+    """Wait until the replay sent `count` more trades of `live` (while no collector runs): the refill
+    then has trades to find whatever the machine's load (a quick restart could come before the next)."""
+
+    def newest() -> int:  # the replay's thread adds to `emitted` meanwhile
+        while True:
+            with contextlib.suppress(RuntimeError):
+                return max(live.emitted, default=0)
+
+    last, deadline = newest(), time.monotonic() + WAIT_S
+    while newest() < last + count:
+        assert time.monotonic() < deadline, f"the replay sent no {count} trades in {WAIT_S} s"
+        time.sleep(0.05)
+
+
 def test_after_a_kill_9_the_next_start_recovers_and_the_hour_is_whole(root, tmp_path, store):
     """`marketdata collect` SIGKILLed mid-stream (its .part files left open, a line maybe torn), then
     started again: it closes them, and the hour loads whole once refilled."""
@@ -425,6 +440,7 @@ def test_after_a_kill_9_the_next_start_recovers_and_the_hour_is_whole(root, tmp_
             proc.kill()
             proc.communicate(timeout=30)
         assert proc.returncode == -signal.SIGKILL and list(root.rglob("*.part"))
+        sent_while_down(ws.instruments[INSTRUMENT], 20)
         proc, url = start(env, *args)
         try:
             status = wait_status(
