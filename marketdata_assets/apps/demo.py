@@ -27,7 +27,7 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from marketdata_assets.core import settings
+from marketdata_assets.core import process_tree, settings
 
 
 @dataclass(frozen=True)
@@ -174,6 +174,7 @@ def run(host: str, port: int, serve_ui: bool = True) -> int:
     from marketdata_assets.apps import demo_live
     from marketdata_assets.apps import main as graph
 
+    process_tree.guard()  # SIGTERM/SIGHUP as Ctrl-C; nothing it starts outlives it
     replays = activate()
     print(replays.describe(), flush=True)
     exporter = _start_exporter() if serve_ui else None
@@ -207,6 +208,8 @@ def run(host: str, port: int, serve_ui: bool = True) -> int:
         if exporter is not None:
             exporter.stop()
         replays.stop()
+        if killed := process_tree.stop_tree(grace_s=5):  # what any of them left behind
+            print(f"make run: killed {len(killed)} process(es) that outlived Ctrl-C and SIGTERM", flush=True)
 
 
 def ui_command(host: str, port: int) -> list[str]:
@@ -251,21 +254,13 @@ def _start_exporter():
 
 
 def _wait(child: subprocess.Popen) -> int:
-    """Wait for `child`; Ctrl-C or SIGTERM stops it first."""
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    """Wait for `child` (the UI); Ctrl-C, SIGTERM or SIGHUP (process_tree.guard) stop it and every
+    process under it, its webserver, daemon and code servers included, within seconds."""
     try:
-        while child.poll() is None and not done.wait(0.5):
-            pass
+        return child.wait() or 0
     except KeyboardInterrupt:
-        pass
-    if child.poll() is None:
-        child.send_signal(signal.SIGINT)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-    return child.returncode or 0
+        process_tree.stop_tree(first=[child.pid])
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,7 @@ from marketdata_assets.sources.registry import SEQUENCED_DATASETS
 from marketdata_assets.stores.clickhouse import connection, history
 from marketdata_assets.stores.clickhouse import tables as ct
 from marketdata_assets.stores.clickhouse.live import TRADES_LIVE
+from marketdata_assets.stores.mongo import alphas as mongo_store
 
 Time = datetime | date | str
 
@@ -349,7 +350,11 @@ class Reader:
         parts = [
             self._catalog_of("ClickHouse", self._clickhouse_catalog, required),
             self._catalog_of("TimescaleDB", lambda: cat.timescale_coverage(self.timescale()), required),
-            self._catalog_of("MongoDB", lambda: cat.alpha_coverage(self._alpha_collections()), required),
+            self._catalog_of(
+                "MongoDB",
+                lambda: self._mongo_read(lambda: cat.alpha_coverage(self._alpha_collections())),
+                required,
+            ),
         ]
         return pl.concat([part.select(list(cat.SCHEMA)).cast(dict(cat.SCHEMA)) for part in parts])
 
@@ -570,9 +575,24 @@ class Reader:
         collections = self._alpha_collections()
         first = None if start is None else ch_reads.utc_time(start, "start")
         last = None if end is None else ch_reads.utc_time(end, "end")
-        return alpha_reads.alphas(
-            collections, alpha_type, first, last, by=by, region=region, status=status, fields=fields
+        return self._mongo_read(
+            lambda: alpha_reads.alphas(
+                collections, alpha_type, first, last, by=by, region=region, status=status, fields=fields
+            )
         )
+
+    def _mongo_read(self, read):
+        """`read()` of MongoDB; the driver's error when the server is away or refuses the login raised as
+        StoreUnavailable naming it (one line, no driver dict)."""
+        try:
+            return read()
+        except pymongo.errors.PyMongoError as error:
+            if isinstance(error, pymongo.errors.ConnectionFailure) or getattr(error, "code", None) in (
+                13,
+                18,
+            ):
+                raise mongo_store.store_unavailable(self.mongo(), error) from None
+            raise
 
     def _alpha_collections(self) -> dict:
         """Alpha type -> its collection (ALPHA_DB_REGULAR / ALPHA_DB_SUPER, ALPHA_COLLECTION)."""
