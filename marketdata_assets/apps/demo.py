@@ -200,8 +200,7 @@ def run(host: str, port: int, serve_ui: bool = True) -> int:
             f"Dagster UI on http://{host}:{port} ({mode}; Ctrl-C stops it, `make stack-down` the databases)",
             flush=True,
         )
-        ui = subprocess.Popen(ui_command(host, port), cwd=settings.PROJECT_ROOT, env=_ui_environ())
-        return _wait(ui)
+        return serve_until_stopped(ui_command(host, port), _ui_environ())
     finally:
         for live in started:
             live.stop()
@@ -253,9 +252,13 @@ def _start_exporter():
     return exporter
 
 
-def _wait(child: subprocess.Popen) -> int:
-    """Wait for `child` (the UI); Ctrl-C, SIGTERM or SIGHUP (process_tree.guard) stop it and every
-    process under it, its webserver, daemon and code servers included, within seconds."""
+def serve_until_stopped(command: list[str], env: dict[str, str]) -> int:
+    """Run `command` (the UI) in the project directory until it ends, or Ctrl-C, SIGTERM or SIGHUP
+    (process_tree.guard) stop it and every process under it, its webserver, daemon and code servers
+    included, within seconds. The signals are caught again first: the graph's runs left SIGTERM as they
+    found SIGINT, which a shell's background job ignores, and what is caught here is not ignored by the UI."""
+    process_tree.stop_signals()
+    child = subprocess.Popen(command, cwd=settings.PROJECT_ROOT, env=env)
     try:
         return child.wait() or 0
     except KeyboardInterrupt:

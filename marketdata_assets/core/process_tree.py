@@ -28,11 +28,19 @@ def _prctl(option: int, value: int) -> bool:
         return False
 
 
-def guard() -> None:
-    """This process stops on SIGTERM/SIGHUP as on Ctrl-C, when its parent dies, and adopts its orphans
-    (call it from the main thread)."""
-    for number in (signal.SIGTERM, signal.SIGHUP):
+def stop_signals() -> None:
+    """SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt here, whatever was set before: a run in this
+    process leaves SIGTERM as SIGINT's handler (Dagster maps one to the other), and a process started
+    with SIGINT ignored (a shell's background job, some supervisors) would then ignore SIGTERM too.
+    Main thread only."""
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, signal.default_int_handler)
+
+
+def guard() -> None:
+    """This process stops on SIGINT/SIGTERM/SIGHUP (`stop_signals`), when its parent dies, and adopts its
+    orphans (call it from the main thread)."""
+    stop_signals()
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() == 1:  # the parent died before the line above: as if told now
@@ -110,4 +118,4 @@ def stop_tree(
     return left
 
 
-__all__ = ["descendants", "guard", "stop_tree"]
+__all__ = ["descendants", "guard", "stop_signals", "stop_tree"]

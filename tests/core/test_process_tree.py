@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from marketdata_assets.core.process_tree import descendants
+
 REPO = Path(__file__).resolve().parents[2]
 
 # A server holding a port, in a session of its own, deaf to Ctrl-C (as a slow webserver is).
@@ -31,28 +33,28 @@ UI = f"""
 import subprocess, sys, time
 servers = [subprocess.Popen([sys.executable, "-c", {SERVER!r}], stdout=subprocess.PIPE, text=True,
                             start_new_session=True) for _ in range(2)]
-for server in servers:
-    print(server.pid, server.stdout.readline().strip(), flush=True)
+lines = [f"{{server.pid}} {{server.stdout.readline().strip()}}" for server in servers]
+with open(sys.argv[1] + ".tmp", "w") as out:
+    out.write("\\n".join(lines) + "\\n")
+import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
 while True:
     time.sleep(1)
 """
-# The launcher, as apps/demo.py runs the UI: guarded, waiting on it.
+# The launcher, as apps/demo.py serves the UI: guarded; started with SIGINT ignored (a shell's background
+# job) and through a Dagster run since, which leaves SIGTERM as SIGINT's handler.
 LAUNCHER = f"""
-import subprocess, sys
-from marketdata_assets.apps.demo import _wait
+import signal, sys
+from marketdata_assets.apps.demo import serve_until_stopped
 from marketdata_assets.core import process_tree
 process_tree.guard()
-ui = subprocess.Popen([sys.executable, "-c", {UI!r}], stdout=subprocess.PIPE, text=True)
-print(ui.pid, flush=True)
-for _ in range(2):
-    print(ui.stdout.readline().strip(), flush=True)
-sys.exit(_wait(ui))
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGINT))
+sys.exit(serve_until_stopped([sys.executable, "-c", {UI!r}, sys.argv[1]], None))
 """
 # A parent that starts the launcher and is then killed (make under `kill -9`).
 PARENT = f"""
 import subprocess, sys
-launcher = subprocess.Popen([sys.executable, "-c", {LAUNCHER!r}], stdout=sys.stdout)
-launcher.wait()
+subprocess.Popen([sys.executable, "-c", {LAUNCHER!r}, sys.argv[1]]).wait()
 """
 
 
@@ -69,28 +71,25 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _started(script: str) -> tuple[subprocess.Popen, list[int], list[int]]:
-    """The process, the pids of the tree (the launcher's, the UI's, the servers') and the servers' ports."""
+def _started(script: str, tmp_path: Path) -> tuple[subprocess.Popen, list[int], list[int]]:
+    """The process, the pids of the tree under it (the UI's, the servers') and the servers' ports."""
+    said = tmp_path / "servers"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-c", script],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=env,
-        start_new_session=True,
+        [sys.executable, "-c", script, str(said)], cwd=REPO, env=env, start_new_session=True
     )
-    lines = [proc.stdout.readline().strip() for _ in range(3)]
-    assert all(lines), lines
-    servers = [line.split() for line in lines[1:]]
-    ui = int(lines[0])
-    return proc, [ui, *(int(pid) for pid, _ in servers)], [int(port) for _, port in servers]
+    deadline = time.monotonic() + 60
+    while not said.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the tree did not start"
+        time.sleep(0.05)
+    servers = [line.split() for line in said.read_text().splitlines()]
+    return proc, descendants(proc.pid), [int(port) for _, port in servers]
 
 
 @pytest.mark.parametrize("how", ["sigterm", "sigterm_to_group", "parent_killed"])
-def test_the_launcher_stopped_any_way_leaves_no_process_nor_port(how):
-    proc, pids, ports = _started(PARENT if how == "parent_killed" else LAUNCHER)
-    assert all(_alive(pid) for pid in pids) and all(_listening(port) for port in ports)
+def test_the_launcher_stopped_any_way_leaves_no_process_nor_port(how, tmp_path):
+    proc, pids, ports = _started(PARENT if how == "parent_killed" else LAUNCHER, tmp_path)
+    assert len(pids) >= 3 and all(_alive(pid) for pid in pids) and all(_listening(port) for port in ports)
     began = time.monotonic()
     if how == "sigterm":
         proc.send_signal(signal.SIGTERM)  # a supervisor stops the launcher alone
