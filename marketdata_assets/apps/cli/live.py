@@ -25,6 +25,7 @@ from pathlib import Path
 import click
 
 from marketdata_assets.core import settings
+from marketdata_assets.core.identifiers import instrument_key
 from marketdata_assets.sources.registry import SOURCES, STREAMS, live_switches
 
 VENUES = tuple(venue.lower() for venue in STREAMS)  # every venue with a live stream (the registry's)
@@ -63,6 +64,10 @@ def split_instruments(listed: str, venues: list[str]) -> dict[str, list[str]]:
         if venue.lower() not in VENUES:
             raise click.BadParameter(f"{item!r}: the venue {venue} is not one of {', '.join(VENUES)}")
         name = name.upper() if upper_case(venue) else name
+        try:
+            instrument_key(name)  # before any connection: a stream name, a file name, a partition key
+        except ValueError as error:
+            raise click.BadParameter(f"{item!r}: {error}") from None
         out.setdefault(venue, []).append(name)
     return out
 
@@ -329,6 +334,9 @@ def collect(
     )
     if consume and no_nats:
         raise click.UsageError("--consume reads NATS: it cannot go with --no-nats")
+    for listed_names in (instruments, within):  # names checked before anything connects
+        if listed_names:
+            split_instruments(listed_names, chosen)
     from marketdata_assets.apps.universes import process_instruments
 
     # the process's one instrument service: the universe resolved from it, the collectors sized by it

@@ -609,3 +609,18 @@ def test_every_venues_collector_stops_within_5_s_of_sigint_with_its_files_closed
     assert all(seconds < 5.0 for seconds in took.values()), took
     assert not list(tmp_path.rglob("*.part")), "a landing file left open"
     assert all(list((tmp_path / v).rglob("*.jsonl.zst")) for v in venues)
+
+
+@pytest.mark.parametrize("listed", ["BINANCE:../../x", "OKX:BTC-USDT/../..", "DERIBIT:", "BINANCE:BTC USDT"])
+def test_an_instrument_that_is_no_name_is_refused_before_any_connection(listed):
+    """`--instruments` names become stream names, landing file names and partition keys: one that is no
+    instrument name is a usage error naming it (exit 2), before anything connects."""
+    from click.testing import CliRunner
+
+    from marketdata_assets.apps.cli import cli
+
+    result = CliRunner().invoke(
+        cli, ["collect", "--instruments", listed, "--no-nats", "--ws-url", "ws://127.0.0.1:9"]
+    )
+    assert result.exit_code == 2, result.output
+    assert repr(listed) in result.output and "invalid instrument" in result.output, result.output
