@@ -210,7 +210,20 @@ class _Reader:
                 lines = file.read_text(encoding="utf-8").splitlines()
             except OSError as error:
                 raise self.error(f"{where}.symbols_file", f"cannot read {file}: {error.strerror}") from None
-            out += [line.split("#", 1)[0].strip() for line in lines]
+            except UnicodeDecodeError as error:
+                raise self.error(
+                    f"{where}.symbols_file",
+                    f"{file} is not UTF-8 text ({error.reason} at byte {error.start})",
+                ) from None
+            for number, line in enumerate(lines, 1):
+                name = line.split("#", 1)[0].strip()
+                try:
+                    out.append(instrument_key(name) if name else name)
+                except ValueError:  # its content is not quoted: the file may be anything on the machine
+                    raise self.error(
+                        f"{where}.symbols_file",
+                        f"line {number} of {file} is not an instrument name (letters, digits, . _ -)",
+                    ) from None
         return [s for s in out if s]
 
 
@@ -492,6 +505,10 @@ def load_sources_config(
     except OSError as error:
         raise SourcesConfigError(
             f"sources config {path}: cannot read it ({error.strerror}); set {CONFIG_ENV} to the file's path"
+        ) from None
+    except UnicodeDecodeError as error:
+        raise SourcesConfigError(
+            f"sources config {path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8"
         ) from None
     try:
         data = yaml.load(text, Loader=SAFE_LOADER)

@@ -376,3 +376,28 @@ def test_rule_statuses_take_the_venues_own_words_and_refuse_any_other_naming_the
         SourcesConfigError, match=r"'active' is not a status; accepted: live, .*, gone \(file "
     ):
         load_sources_config(write(tmp_path, data), environ={})
+
+
+def test_a_symbols_file_that_lists_no_instruments_is_named_never_quoted(tmp_path):
+    """A symbols_file can name any file on the machine: a line that is no instrument name is said by its
+    number and the file, its content never quoted (`../../etc/passwd` must not end up in a log)."""
+    (tmp_path / "secret.txt").write_text("AAPL\nroot:x:0:0:root:/root:/bin/bash\n")
+    data = shipped()
+    data["universes"]["yahoo"]["symbols_file"] = str(tmp_path / "secret.txt")
+    with pytest.raises(SourcesConfigError) as raised:
+        load_sources_config(write(tmp_path, data), environ={})
+    said = str(raised.value)
+    assert "universes.yahoo.symbols_file: line 2 of" in said and "secret.txt" in said
+    assert "/bin/bash" not in said and "root:x" not in said
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path):
+    path = write(tmp_path, shipped(), "mine.yaml")
+    path.write_bytes(path.read_bytes() + b"\n# caf\xe9\n")
+    with pytest.raises(SourcesConfigError, match=r"sources config .*mine\.yaml: not UTF-8 text"):
+        load_sources_config(path, environ={})
+    (tmp_path / "codes.txt").write_bytes(b"600000.SH\n\xff\xfe\n")
+    data = shipped()
+    data["universes"]["a_shares"] = {"symbols_file": "codes.txt"}
+    with pytest.raises(SourcesConfigError, match=r"a_shares\.symbols_file: .*codes\.txt is not UTF-8 text"):
+        load_sources_config(write(tmp_path, data), environ={})
