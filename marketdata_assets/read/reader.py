@@ -360,6 +360,8 @@ class Reader:
 
     def _clickhouse_catalog(self) -> pl.DataFrame:
         client, config = self.clickhouse(), load_sources_config()
+        if not all(ct.exists(client, self.database, table) for table in (ct.LOADS, ct.INGEST_LOG)):
+            return cat.of_schema([])  # a fresh store: nothing loaded into it yet
         frame = expected.with_expected(
             ct.coverage(client, self.database),
             expected.stored_days(client, self.database),

@@ -454,3 +454,22 @@ def test_todays_live_trades_are_read_marked_and_listed_with_their_lag(store, rea
         "BINANCE_LIVE",
     )
     assert 0 <= live_rows["lag_s"] < 600
+
+
+def test_status_of_a_store_nothing_was_loaded_into_is_an_empty_table(store, monkeypatch):
+    """A fresh store (its database not made yet, or made without the load tables): `status` lists nothing
+    and exits 0, not the engine's UNKNOWN_DATABASE."""
+    from click.testing import CliRunner
+
+    from marketdata_assets.apps.cli import cli
+
+    monkeypatch.setenv("CLICKHOUSE_DSN", store.dsn)
+    for database in (f"{store.database}_never_made", store.database):
+        if database == store.database:  # made, its tables not: dropped here
+            with store.get_client() as client:
+                for table in ("loads", "ingest_log"):
+                    client.command(f"DROP TABLE IF EXISTS `{database}`.{table}")
+        monkeypatch.setenv("CLICKHOUSE_DATABASE", database)
+        out = CliRunner().invoke(cli, ["status"], catch_exceptions=False)
+        assert out.exit_code == 0, out.output
+        assert "DB::Exception" not in out.output and "0 instrument-dataset(s)" in out.output, out.output
