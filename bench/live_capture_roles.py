@@ -64,7 +64,7 @@ from marketdata_assets.sources.binance.stream import (
 from marketdata_assets.sources.registry import stream_protocol
 from marketdata_assets.sources.stream import BOOKS, TRADES, plan_connections
 from marketdata_assets.stores.jetstream import JetStreamStore, StreamSpec
-from marketdata_assets.stores.landing import LandingWriter
+from marketdata_assets.stores.landing import CONTROL_CHANNEL, LandingWriter
 from marketdata_assets.stores.landing.reader import closed_files, read_lines
 
 PREFIX = "benchlc"  # the bench's subjects, `benchlc.trades.BINANCE.<instrument>`: no other stream sees them
@@ -412,11 +412,11 @@ TRADE_ID = re.compile(rb'\\?"t\\?":(\d+)')  # a trade frame's id, in the frame a
 def landing_gaps(landing: Path, instruments: list[str]) -> dict:
     """What the landing files say about the frames the collector dropped: per instrument's trade
     channel, the ids landed and the span from the first to the last (the sender's ids count up by
-    one), the holes in it, and the gap records: `overflow` markers (frames dropped; a connection's
-    markers are in each of its channels, and the bench's one connection carries them all: counted in
-    the first instrument's; a disconnect's `overflow_dropped` too) and trade-id ranges (`gap` markers
-    with `first_id`/`last_id`) covering holes."""
-    overflow: list[int] = []
+    one), the holes in it, and the gap records: trade-id ranges (`gap` markers with `first_id`/`last_id`)
+    covering holes; and every `overflow` marker (frames dropped), read from the control channel, which gets
+    each one (a connection's channels get at most one a second: batch_landing.py), with a disconnect's
+    `overflow_dropped`."""
+    overflow = overflow_markers(landing)
     span = landed = holes = covered = ranges = wrong = 0
     for name in instruments:
         ids, gaps = set(), []
@@ -430,9 +430,7 @@ def landing_gaps(landing: Path, instruments: list[str]) -> dict:
                     continue
                 record = json.loads(line)
                 details = record.get("x") or {}
-                if (record["m"] == "overflow" or details.get("overflow_dropped")) and name == instruments[0]:
-                    overflow.append(int(details.get("dropped") or details["overflow_dropped"]))
-                elif record["m"] == "gap" and "first_id" in details:
+                if record["m"] == "gap" and "first_id" in details:
                     gaps.append((int(details["first_id"]), int(details["last_id"])))
         if not ids:
             continue
@@ -585,6 +583,21 @@ async def collector(
         "connect_failures": s.connect_failures,
         "markers": dict(s.markers),
     }
+
+
+def overflow_markers(landing: Path) -> list[int]:
+    """The frames each `overflow` marker (and a disconnect's `overflow_dropped`) says were dropped, from the
+    control channel's files (every such marker lands there)."""
+    dropped = []
+    for path in closed_files(landing, VENUE, CONTROL_CHANNEL):
+        for line in read_lines(path):
+            if b',"m":"' not in line[:160]:
+                continue
+            record = json.loads(line)
+            details = record.get("x") or {}
+            if record["m"] == "overflow" or details.get("overflow_dropped"):
+                dropped.append(int(details.get("dropped") or details["overflow_dropped"]))
+    return dropped
 
 
 def perf_control(command: str) -> None:

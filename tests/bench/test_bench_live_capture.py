@@ -100,3 +100,21 @@ def test_the_sender_feeds_every_channel_as_a_real_feed_does():
         for name in instruments
         for kind in ("trade", "depth")
     }
+
+
+def test_the_landing_check_counts_every_overflow_marker_from_the_control_channel(tmp_path):
+    """Every `overflow` marker lands in the control channel, a connection's channels at most one a second:
+    the bench counts the drops from the former (it read one trade channel: 12,053 of 926,313 dropped)."""
+    import time as clock
+
+    from bench.live_capture_roles import VENUE, landing_gaps
+    from marketdata_assets.stores.landing import CONTROL_CHANNEL, LandingWriter
+
+    writer, now = LandingWriter(tmp_path, VENUE), clock.time_ns()
+    for k, dropped in enumerate((5, 7, 11)):
+        writer.marker(CONTROL_CHANNEL, "c1", "overflow", now + k, dropped=dropped, cause="lag")
+    writer.marker("btcusdt@trade", "c1", "overflow", now, dropped=5, cause="lag")  # its once-a-second copy
+    writer.marker(CONTROL_CHANNEL, "c1", "disconnect", now + 9, reason="stop", overflow_dropped=3)
+    writer.close()
+    said = landing_gaps(tmp_path, ["BTCUSDT"])
+    assert (said["overflow_records"], said["overflow_recorded_frames"]) == (4, 26)
