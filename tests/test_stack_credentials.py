@@ -129,8 +129,8 @@ def test_nats_wants_its_token_and_the_store_says_so_in_one_line(monkeypatch):
     monkeypatch.setenv("NATS_TOKEN", "wrong")
     with pytest.raises(
         StoreUnavailable,
-        match=r"NATS JetStream at 127\.0\.0\.1:\d+ .*Authorization Violation\. "
-        "Set NATS_TOKEN",
+        match=r"NATS JetStream at 127\.0\.0\.1:\d+ refused the login: Authorization Violation\. "
+        "Check NATS_TOKEN",
     ):
         asyncio.run(JetStreamStore(url, connect_timeout_s=5).connect())
 

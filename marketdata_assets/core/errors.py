@@ -17,7 +17,7 @@ LOGIN_SETTINGS = {
     "TimescaleDB": "TIMESCALE_USER / TIMESCALE_PASSWORD",
     "MongoDB": "MONGODB_USERNAME / MONGODB_PASSWORD (or MONGODB_URI)",
     "Dagster's storage (Postgres)": "DAGSTER_PG_USER / DAGSTER_PG_PASSWORD",
-    "NATS": "NATS_TOKEN",
+    "NATS JetStream": "NATS_TOKEN (the local stack's is generated per state directory)",
 }
 
 
