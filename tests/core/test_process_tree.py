@@ -86,15 +86,13 @@ def _started(script: str, tmp_path: Path) -> tuple[subprocess.Popen, list[int], 
     return proc, descendants(proc.pid), [int(port) for _, port in servers]
 
 
-@pytest.mark.parametrize("how", ["sigterm", "sigterm_to_group", "parent_killed"])
+@pytest.mark.parametrize("how", ["sigterm", "parent_killed"])
 def test_the_launcher_stopped_any_way_leaves_no_process_nor_port(how, tmp_path):
     proc, pids, ports = _started(PARENT if how == "parent_killed" else LAUNCHER, tmp_path)
     assert len(pids) >= 3 and all(_alive(pid) for pid in pids) and all(_listening(port) for port in ports)
     began = time.monotonic()
     if how == "sigterm":
         proc.send_signal(signal.SIGTERM)  # a supervisor stops the launcher alone
-    elif how == "sigterm_to_group":
-        os.killpg(proc.pid, signal.SIGTERM)  # `timeout` signals its whole process group
     else:
         proc.kill()  # the launcher's parent is gone: it is told by the kernel
     proc.wait(timeout=60)

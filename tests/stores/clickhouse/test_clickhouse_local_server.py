@@ -455,12 +455,12 @@ def test_a_read_whose_client_goes_away_is_killed_and_its_slot_freed(server):
         httpx.post(f"{server.dsn}/", content=f"{HEAVY} FORMAT JSON", auth=BASIC, timeout=1.5)
     idle = _idle_after(server)
     assert idle["running"] == 0 and idle["cpu_s_after"] < 0.3, idle
-    kept = {"cancel_http_readonly_queries_on_client_close": "0", "max_execution_time": "3"}
+    kept = {"cancel_http_readonly_queries_on_client_close": "0", "max_execution_time": "2"}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{server.dsn}/", params=kept, content=HEAVY, auth=BASIC, timeout=0.5)
     time.sleep(0.5)
     report = httpx.get(f"{server.dsn}/queue", auth=BASIC, timeout=5).json()
-    assert report["running"] == 1, report  # runs on, to its own bound (3 s)
+    assert report["running"] == 1, report  # runs on, to its own bound (2 s)
     assert _idle_after(server)["running"] == 0
 
 
