@@ -413,10 +413,8 @@ def landing_gaps(landing: Path, instruments: list[str]) -> dict:
     """What the landing files say about the frames the collector dropped: per instrument's trade
     channel, the ids landed and the span from the first to the last (the sender's ids count up by
     one), the holes in it, and the gap records: trade-id ranges (`gap` markers with `first_id`/`last_id`)
-    covering holes; and every `overflow` marker (frames dropped), read from the control channel, which gets
-    each one (a connection's channels get at most one a second: batch_landing.py), with a disconnect's
-    `overflow_dropped`."""
-    overflow = overflow_markers(landing)
+    covering holes; and every record of dropped frames (`overflow_markers`)."""
+    overflow = overflow_markers(landing, f"{instruments[0].lower()}@trade")
     span = landed = holes = covered = ranges = wrong = 0
     for name in instruments:
         ids, gaps = set(), []
@@ -585,18 +583,23 @@ async def collector(
     }
 
 
-def overflow_markers(landing: Path) -> list[int]:
-    """The frames each `overflow` marker (and a disconnect's `overflow_dropped`) says were dropped, from the
-    control channel's files (every such marker lands there)."""
+def overflow_markers(landing: Path, first_channel: str) -> list[int]:
+    """The frames each `overflow` marker says were dropped, from the control channel's files (every one
+    lands there; a connection's channels get at most one a second), and each disconnect's
+    `overflow_dropped`, from `first_channel` (a connection's other markers land in each of its channels,
+    and the bench's one connection carries them all)."""
     dropped = []
-    for path in closed_files(landing, VENUE, CONTROL_CHANNEL):
-        for line in read_lines(path):
-            if b',"m":"' not in line[:160]:
-                continue
-            record = json.loads(line)
-            details = record.get("x") or {}
-            if record["m"] == "overflow" or details.get("overflow_dropped"):
-                dropped.append(int(details.get("dropped") or details["overflow_dropped"]))
+    for channel, kinds in ((CONTROL_CHANNEL, ("overflow",)), (first_channel, ("disconnect",))):
+        for path in closed_files(landing, VENUE, channel):
+            for line in read_lines(path):
+                if b',"m":"' not in line[:160]:
+                    continue
+                record = json.loads(line)
+                details = record.get("x") or {}
+                if record["m"] == "overflow" and "overflow" in kinds:
+                    dropped.append(int(details["dropped"]))
+                elif record["m"] in kinds and details.get("overflow_dropped"):
+                    dropped.append(int(details["overflow_dropped"]))
     return dropped
 
 

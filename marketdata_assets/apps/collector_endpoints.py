@@ -37,7 +37,14 @@ COUNTERS = {
     "stale": ("marketdata_live_stale", "Connections aborted as silent past the stale deadline."),
     "gaps": ("marketdata_live_gaps", "Book sequence breaks (each one resync)."),
     "snapshots": ("marketdata_live_snapshots", "Books (re)built from a REST snapshot."),
-    "overflow_frames": ("marketdata_live_overflow_frames", "Frames dropped on a full queue (marked)."),
+    "overflow_frames": (
+        "marketdata_live_overflow_frames",
+        "Frames dropped: the queue full, or older than the lag bound (marked).",
+    ),
+    "overflow_trades": (
+        "marketdata_live_overflow_trades",
+        "Of them, trade frames (dropped last; their ids refilled by the hourly load).",
+    ),
     "subscribe_errors": ("marketdata_live_subscribe_errors", "Subscriptions the venue refused (sent again)."),
     "published": (
         "marketdata_live_published",

@@ -114,7 +114,8 @@ def test_the_landing_check_counts_every_overflow_marker_from_the_control_channel
     for k, dropped in enumerate((5, 7, 11)):
         writer.marker(CONTROL_CHANNEL, "c1", "overflow", now + k, dropped=dropped, cause="lag")
     writer.marker("btcusdt@trade", "c1", "overflow", now, dropped=5, cause="lag")  # its once-a-second copy
-    writer.marker(CONTROL_CHANNEL, "c1", "disconnect", now + 9, reason="stop", overflow_dropped=3)
+    writer.marker("btcusdt@trade", "c1", "disconnect", now + 9, reason="stop", overflow_dropped=3)
+    writer.marker("ethusdt@trade", "c1", "disconnect", now + 9, reason="stop", overflow_dropped=3)  # the same
     writer.close()
-    said = landing_gaps(tmp_path, ["BTCUSDT"])
+    said = landing_gaps(tmp_path, ["BTCUSDT", "ETHUSDT"])
     assert (said["overflow_records"], said["overflow_recorded_frames"]) == (4, 26)

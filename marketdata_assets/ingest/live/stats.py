@@ -55,6 +55,7 @@ class Stats:
     notices: int = 0  # the venue's warnings that it will close a connection soon (each rolled over)
     stale: int = 0
     overflow_frames: int = 0  # frames dropped: the queue was full, or they waited longer than max_lag_s
+    overflow_trades: int = 0  # of them, trade frames (dropped last; their ids are refilled from the venue)
     trade_gaps: int = (
         0  # trade-id ranges recorded as lost with dropped frames (`gap` markers, cause overflow)
     )
@@ -182,6 +183,7 @@ STATUS_FIGURES = (
     "resubscribes",
     "snapshots",
     "overflow_frames",
+    "overflow_trades",
     "publish_dropped",
     "connects",
 )

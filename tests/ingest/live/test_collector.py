@@ -235,7 +235,10 @@ def lost_ids(root, instrument: str) -> tuple[set[int], set[int]]:
     return set(range(min(landed), max(landed) + 1)) - landed, recorded
 
 
-def test_a_burst_faster_than_the_writer_is_a_counted_gap(tmp_path):
+def test_a_burst_faster_than_the_writer_is_a_counted_gap(tmp_path, caplog):
+    """Trade frames dropped are said as they are: counted (`overflow_trades`, a metric and a /status figure),
+    in a log line, and their ids recorded as gap ranges."""
+    caplog.set_level("WARNING", logger="marketdata_assets.ingest.live.collect.processing")
     stack, rest, ws = replays()
     with stack:
         ws.add_fault(kind="burst", instrument="BTCUSDT", after=10, count=3000)
@@ -274,6 +277,16 @@ def test_a_burst_faster_than_the_writer_is_a_counted_gap(tmp_path):
     )
     assert btc_missing and btc_recorded == btc_missing  # ... and every trade id it held, as a gap range
     assert eth_recorded == eth_missing
+    trade_drops = sum(
+        r["x"].get("trades", 0) for r in records(tmp_path, CONTROL_CHANNEL) if r.get("m") == "overflow"
+    ) + sum(
+        r["x"].get("overflow_trades", 0)
+        for r in records(tmp_path, "btcusdt@trade")
+        if r.get("m") == "disconnect"
+    )
+    assert stats.overflow_trades == trade_drops > 0 and stats.overflow_trades <= stats.overflow_frames
+    said = [r.getMessage() for r in caplog.records if "trade frame(s) dropped" in r.getMessage()]
+    assert said and said[0].startswith("BINANCE: "), caplog.text
 
 
 def test_frames_that_waited_longer_than_the_lag_bound_are_dropped_and_marked(tmp_path):

@@ -417,6 +417,7 @@ class Connection:
             reason=self.reason,
             frames=self.frames,
             overflow_dropped=self.dropped,
+            **({"overflow_trades": self.dropped_trades} if self.trade_marks and self.dropped else {}),
             age_s=round(asyncio.get_running_loop().time() - self.opened_at, 3),
         )
         self.dropped = self.dropped_trades = 0

@@ -7,6 +7,7 @@ thread) and hands each frame to the part it concerns: the connections (slots.py)
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from marketdata_assets.ingest.live.collect.batch_landing import BatchLanding
@@ -18,6 +19,9 @@ from marketdata_assets.ingest.live.collect.shedding import OVERFLOW, TRADE_LAG_F
 from marketdata_assets.ingest.live.collect.slots import ConnectionSlots
 from marketdata_assets.ingest.live.stats import Stats
 from marketdata_assets.sources.stream import BOOKS, MALFORMED, TRADES, Frame, StreamProtocol
+
+log = logging.getLogger(__name__)
+TRADE_LOSS_LOG_S = 10.0  # a collector dropping trade frames says so at most this often
 
 
 class Processor:
@@ -51,6 +55,7 @@ class Processor:
         self.landing_ns: int | None = None  # receive time of the oldest item of the batch being landed
         # the venue's compiled reader of its documented frames (sources/_reader.pyx), if it has one
         self.frame_reader = getattr(protocol, "frame_reader", None)
+        self._trade_loss_logged, self._unlogged_trades = -TRADE_LOSS_LOG_S, 0  # `_trades_dropped`'s note
 
     def unlanded_ns(self) -> int | None:
         """The receive time of the oldest item read off the sockets and not landed yet (the batch being
@@ -109,11 +114,32 @@ class Processor:
         self.stats.marked(marker[0])
         if marker[0] == OVERFLOW or marker[1].get("overflow_dropped"):
             self.publisher.dropped()  # the trades read before the drop sealed: the ids after it are checked
+            self._trades_dropped(conn_id, marker[1].get("trades", marker[1].get("overflow_trades", 0)))
         if marker[0] == "disconnect":
             streams = self.conns.conn_streams.pop(conn_id, None) or []
             self.landing.forget(conn_id)
             if marker[1].get("reason") not in ("rollover", "stop", "unsubscribed"):
                 self.books.reset(conn_id, streams)
+
+    def _trades_dropped(self, conn_id: str, count: int) -> None:
+        """Trade frames dropped (the machine could not keep up): counted, and said at once in the log,
+        at most every `TRADE_LOSS_LOG_S` (their ids are recorded in `gap` markers and refilled from the
+        venue by the hourly load)."""
+        if not count:
+            return
+        stats, now = self.stats, time.monotonic()
+        stats.overflow_trades += count
+        self._unlogged_trades += count
+        if now - self._trade_loss_logged >= TRADE_LOSS_LOG_S:
+            log.warning(
+                "%s: %d trade frame(s) dropped since the last note (%d in all; connection %s): the collector "
+                "is behind; their ids are recorded as gaps and refilled from the venue by the hourly load",
+                self.protocol.venue,
+                self._unlogged_trades,
+                stats.overflow_trades,
+                conn_id,
+            )
+            self._trade_loss_logged, self._unlogged_trades = now, 0
 
     def _on_frame(self, conn_id: str, recv_ns: int, frame: Frame) -> None:
         """A frame that is not plain data (`process` hands those to `_on_event`): what it asks of its
