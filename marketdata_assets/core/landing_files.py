@@ -173,6 +173,7 @@ class Listing:
 
     files: list[Path] = field(default_factory=list)
     links: list[Path] = field(default_factory=list)
+    others: list[Path] = field(default_factory=list)  # visible files `keep` refused (a .zip among CSVs)
 
 
 def _visible_dir(relative: str) -> bool:
@@ -202,8 +203,13 @@ def walk(
             continue
         prefix = f"{relative}/" if relative else ""
         listing.links.extend(directory / name for name in entries.links if visible(name))
-        listing.files.extend(directory / name for name in entries.files if keep(name))
+        for name in entries.files:
+            if keep(name):
+                listing.files.append(directory / name)
+            elif visible(name):
+                listing.others.append(directory / name)
         pending.extend(prefix + name for name in entries.dirs if enter(prefix + name))
     listing.files.sort()
     listing.links.sort()
+    listing.others.sort()
     return listing

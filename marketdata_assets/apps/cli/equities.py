@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
+from pathlib import Path
 
 import click
 
@@ -20,6 +21,7 @@ from marketdata_assets.apps.cli.session import (
     selection,
 )
 from marketdata_assets.core import settings
+from marketdata_assets.core.verdicts import EXIT_CODES, NOT_LOADABLE
 from marketdata_assets.sources.registry import STOCK_FEEDS
 
 ALL = "ALL"
@@ -174,7 +176,7 @@ def load_minute_bars(
         os.environ["MINUTE_BARS_LANDING_DIR"] = os.path.abspath(data_dir)
     months = months_between(start_month, end_month, "Asia/Shanghai") if start_month else _file_months()
     if not months:
-        raise click.UsageError(f"no readable CSV file under {settings.minute_bars_landing_dir()}")
+        _nothing_to_load(settings.minute_bars_landing_dir())
     names = ["stock_1min_qfq", *(["stock_monthly_kline"] if aggregate else [])]
     ops = {"stock_1min_qfq": {"config": {"force": force, "workers": workers}}}
     if aggregate:
@@ -186,6 +188,25 @@ def load_minute_bars(
         session, label, selection(session.definitions(), *names), months, {"ops": ops}, per_key=len(names)
     )
     finish(ctx)
+
+
+def _nothing_to_load(root) -> None:
+    """No month to load: no CSV file in the landing area is a usage error (exit 2, the wrong folder?);
+    files none of which holds a row the load keeps (each said above) is a load of nothing (exit 1)."""
+    from marketdata_assets.ingest.minute_bars.landing import not_csv_line
+    from marketdata_assets.ingest.minute_bars.loader import landing_listing
+
+    listing = landing_listing(Path(root))
+    if listing.others:
+        click.echo(not_csv_line([p.relative_to(root).as_posix() for p in listing.others]), err=True)
+    if not listing.files:
+        raise click.UsageError(f"no CSV file (.csv, .csv.gz) under {root}")
+    click.echo(
+        f"FAILED: nothing to load: {len(listing.files)} CSV file(s) under {root}, none with a row the load "
+        "keeps (each said above)",
+        err=True,
+    )
+    raise click.exceptions.Exit(EXIT_CODES[NOT_LOADABLE])
 
 
 def _file_months() -> list[str]:

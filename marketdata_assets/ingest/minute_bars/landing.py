@@ -66,6 +66,7 @@ class LandingLoad:
     files: list[loader.FileLoad] = field(default_factory=list)
     quarantined: list[dict] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
+    not_csv: list[str] = field(default_factory=list)  # files of the landing area that are no CSV: not read
     seconds: float = 0.0
     bootstrap: store.StoreBootstrap | None = None  # done before the first file
     quarantine_root: Path | None = None  # quarantined files; rejects files in its `rejects` directory
@@ -85,6 +86,7 @@ class LandingLoad:
             "files_skipped": sum(f.outcome == "skipped" for f in self.files),
             "files_quarantined": len(self.quarantined),
             "files_released": len(self.released),
+            "files_not_csv": len(self.not_csv),
             "rows_loaded": rows,
             "rows_replaced": sum(f.rows_deleted for f in loaded),
             "rows_rejected": sum(f.rejects for f in self.files),
@@ -252,6 +254,9 @@ def load_landing(
         work = plan_files(conn, root, months, listing.files)
     for rel in report.released:
         log(f"released {rel} from quarantine: the profiles changed since it was set aside")
+    report.not_csv = [path.relative_to(root).as_posix() for path in listing.others]
+    if report.not_csv:
+        log(not_csv_line(report.not_csv))
     log(
         f"{len(work)} files to look at for {months[0]:%Y-%m}..{months[-1]:%Y-%m} "
         f"({sum(f.months is None for f in work)} new or changed); "
@@ -297,6 +302,15 @@ def load_landing(
         )
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+def not_csv_line(names: list[str]) -> str:
+    """What the load says of the landing area's files that are no CSV (it reads none of them)."""
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return (
+        f"not read: {len(names)} file(s) that are not CSV (.csv, .csv.gz): {shown}; unpack an archive into "
+        "the landing area to load its files"
+    )
 
 
 @dataclass

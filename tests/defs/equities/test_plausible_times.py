@@ -47,11 +47,12 @@ def test_the_2062_typo_file_loads_its_2026_rows_and_rejects_the_others_with_reas
     truth = year_typo_file(settings.minute_bars_landing_dir())
     assert truth.height == 240
     year_typo_file(settings.minute_bars_landing_dir(), "000001.SZ", range(240))  # every row typed
+    (settings.minute_bars_landing_dir() / "bars-2026-01.zip").write_bytes(b"PK\x05\x06" + bytes(18))
     assert materialize(["bar_store"], tags=None).success
     result = materialize(["stock_1min_qfq", "stock_monthly_kline"], with_checks=True, tags=JANUARY)
     assert result.success
     meta = metadata(result, "stock_1min_qfq")
-    assert (meta["files_loaded"], meta["files_quarantined"]) == (1, 1)
+    assert (meta["files_loaded"], meta["files_quarantined"], meta["files_not_csv"]) == (1, 1, 1)  # the .zip
     (quarantined,) = meta["quarantined"]
     assert (
         quarantined["file"] == "000001.SZ.csv"
