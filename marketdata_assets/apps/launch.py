@@ -142,11 +142,14 @@ class Outcome:
         partitions = ", ".join(self.failed_partitions[:6]) + (
             f" (+{len(self.failed_partitions) - 6})" if len(self.failed_partitions) > 6 else ""
         )
+        by_error: dict[str, list[str]] = {}  # steps that failed alike (a store gone under them): one line
+        for where, error in sorted(self.errors.items()):
+            by_error.setdefault(error, []).append(where)
         lines = [
-            f"FAILED: {self.label}: {where}"
+            f"FAILED: {self.label}: {_places(wheres)}"
             + (f" (partitions {partitions})" if partitions else "")
             + f": {error} (run {self.run_id[:8]})"
-            for where, error in sorted(self.errors.items())
+            for error, wheres in by_error.items()
         ]
         if self.skipped:
             lines.append(
@@ -279,14 +282,38 @@ def failure_line(data) -> str:
 
 
 def error_line(error) -> str:
-    """The user's exception of a Dagster error (not Dagster's wrapper), first line, without the class path."""
+    """The user's exception of a Dagster error (not Dagster's wrapper), first line, without the class path;
+    an HTTP client's 'Max retries exceeded' said as the server that did not answer (no URL, no session)."""
     while error is not None and error.cls_name in WRAPPERS and error.cause is not None:
         error = error.cause
     if error is None:
         return "unknown error"
     text = (error.message.strip().splitlines() or [error.cls_name])[0]
     prefix = f"{error.cls_name}: "
-    return text.split(prefix, 1)[1] if prefix in text else text
+    text = text.split(prefix, 1)[1] if prefix in text else text
+    pool = _POOL_GONE.search(text)
+    if pool is None:
+        return text
+    why = _ERRNO.search(pool.group(3))
+    return (
+        f"the server at {pool.group(1)}:{pool.group(2)} did not answer "
+        f"({why.group(0) if why else 'no connection'}): is it running? (the local stack: `make stack-up`)"
+    )
+
+
+# urllib3's error for a server that went away (clickhouse-connect's HTTP client): its URL holds a session id
+_POOL_GONE = re.compile(
+    r"HTTPS?ConnectionPool\(host='([^']*)', port=(\d+)\): Max retries exceeded with url: \S+ (.*)"
+)
+_ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")]+|Connection refused|Connection reset by peer|timed out")
+
+
+def _places(wheres: list[str]) -> str:
+    """'step a' | '3 steps (a, b, c)' for the steps that failed alike."""
+    if len(wheres) == 1:
+        return wheres[0]
+    names = [w.removeprefix("step ") for w in wheres]
+    return f"{len(wheres)} steps ({', '.join(names[:5])}{f' +{len(names) - 5}' if len(names) > 5 else ''})"
 
 
 @contextmanager

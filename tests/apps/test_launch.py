@@ -165,3 +165,32 @@ def test_a_check_of_error_severity_that_failed_is_never_behind_ok():
     )
     again = parse_step(unchecked.line())
     assert again.state == "checks failed" and again.line() == unchecked.line()
+
+
+def test_steps_that_failed_alike_as_a_store_went_away_are_one_line_naming_the_server():
+    """A ClickHouse server dying during the checks failed each check step with urllib3's 'Max retries
+    exceeded with url: /?...session_id=...' (seven raw lines): now one line for the steps that failed
+    alike, naming the server and what to do, no URL."""
+    from types import SimpleNamespace
+
+    from marketdata_assets.apps.launch import error_line
+
+    raw = (
+        "urllib3.exceptions.MaxRetryError: HTTPConnectionPool(host='127.0.0.1', port=58123): Max retries "
+        "exceeded with url: /?query_id=4f2&session_id=9c1&database=marketdata (Caused by NewConnectionError("
+        "'<urllib3.connection.HTTPConnection object at 0x7f0>: Failed to establish a new connection: [Errno "
+        "111] Connection refused'))"
+    )
+    said = error_line(SimpleNamespace(message=raw, cls_name="MaxRetryError", cause=None))
+    assert said == (
+        "the server at 127.0.0.1:58123 did not answer ([Errno 111] Connection refused): is it running? "
+        "(the local stack: `make stack-up`)"
+    )
+    steps = {f"step check_{k}": said for k in range(7)} | {"step load": "a bad row"}
+    outcome = Outcome("crypto 2026-03-02", False, "0123456789", 1.0, errors=steps)
+    lines = outcome.error_lines()
+    assert len(lines) == 2 and "session_id" not in "".join(lines), lines
+    assert lines[0].startswith(
+        "FAILED: crypto 2026-03-02: 7 steps (check_0, check_1, check_2, check_3, check_4 +2)"
+    )
+    assert lines[1] == "FAILED: crypto 2026-03-02: step load: a bad row (run 01234567)"
