@@ -773,6 +773,7 @@ def print_losses(s: dict) -> None:
     print(
         f"busy neighbours {s.get('busy', 0)}, load average during the run {min(loads)}-{max(loads)}; "
         f"frames sent {s.get('frames_sent')}, dropped by the collector {c.get('total_overflow_frames')} "
+        f"(trade frames {c.get('total_overflow_trades')}) "
         f"(overflow records {g.get('overflow_records')} naming {g.get('overflow_recorded_frames')} frames); "
         f"trade ids spanned {g.get('trade_ids_spanned')}, holes {g.get('trade_id_holes')}, in recorded gap "
         f"ranges {g.get('holes_in_gap_ranges')} ({g.get('trade_gap_records')} records)"

@@ -570,6 +570,7 @@ async def collector(
         "shutdown_hung": hung,
         "stuck_tasks": stuck,
         "total_overflow_frames": s.overflow_frames,
+        "total_overflow_trades": getattr(s, "overflow_trades", None),  # an older tree counts none
         "landing": gaps,
         "stages": stages.report(),
         **at_subscribed,
