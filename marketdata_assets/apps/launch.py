@@ -229,6 +229,7 @@ class _Tap(logging.Handler):
         self.say_warnings = say_warnings
         self.step: str | None = None
         self.failures: dict[str, str] = {}  # "step X" | "resource setup" | "run" -> the error's first line
+        self.failed_rows: dict[str, int] = {}  # "step X" -> rows it stored before it failed (its `rows`)
         self.skipped: set[str] = set()  # steps Dagster did not execute: a step they depend on failed
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -241,6 +242,9 @@ class _Tap(logging.Handler):
             self.step = event.step_key
         elif event_type == "STEP_FAILURE" and event.step_failure_data is not None:
             self.failures[f"step {event.step_key}"] = failure_line(event.step_failure_data)
+            stored = _failure_metadata(event.step_failure_data).get("rows")
+            if isinstance(getattr(stored, "value", stored), int):
+                self.failed_rows[f"step {event.step_key}"] = int(getattr(stored, "value", stored))
         elif event_type == "RESOURCE_INIT_FAILURE" and getattr(event.event_specific_data, "error", None):
             self.failures[f"step {event.step_key}" if event.step_key else "resource setup"] = error_line(
                 event.event_specific_data.error
@@ -272,12 +276,15 @@ class _Tap(logging.Handler):
                 print(line, file=sys.stderr, flush=True)
 
 
+def _failure_metadata(data) -> dict:
+    """The metadata a step's `dg.Failure` carried ({} for any other error)."""
+    return (getattr(data, "user_failure_data", None) and data.user_failure_data.metadata) or {}
+
+
 def failure_line(data) -> str:
     """A step failure's line: its `cause` metadata when it says one (a root error for the console: the
     ingest steps'), else the error's."""
-    cause = ((getattr(data, "user_failure_data", None) and data.user_failure_data.metadata) or {}).get(
-        "cause"
-    )
+    cause = _failure_metadata(data).get("cause")
     return str(getattr(cause, "value", cause)) if cause is not None else error_line(data.error)
 
 
@@ -410,7 +417,7 @@ def launch(
         seconds=time.monotonic() - started,
         assets=keys,
         partitions=sorted(done_partitions | set(planned)),
-        rows=reported_rows(materializations),
+        rows=reported_rows(materializations) + sum(tap.failed_rows.values()),
         files=reported_rows(materializations, FILE_KEYS),
         unchanged=reported_rows(materializations, UNCHANGED_KEYS),
         checks_passed=sum(c.passed for c in checks),

@@ -197,6 +197,7 @@ def _fail_when_too_many(context, report: IngestReport, assets: dict[str, str], m
         f"those. {first}{more}",
         metadata={
             "cause": root_cause(failures),
+            "rows": sum(o.rows for o in report.outcomes.values() if o.status == "ok"),  # stored by this run
             **{f"{asset}_summary": report.summary(dataset) for dataset, asset in assets.items()},
             "failures": dg.MetadataValue.md(report.failures_table()),
             "sources": dg.MetadataValue.md(report.sources_table()),

@@ -120,3 +120,33 @@ def test_a_venue_that_stores_nothing_fails_its_partition_alone_and_the_others_ca
     assert outcome.rows == 900 and outcome.state == "FAILED" and outcome.failed_partitions == [okx]
     assert outcome.line().startswith("[FAILED] crypto day: 1 asset, 4 partitions, 900 rows")
     assert f"; failed partitions: {okx}" in outcome.line()
+
+
+def test_a_run_failed_for_too_many_slices_counts_the_rows_it_stored(server, clickhouse, instance):
+    """More failed slices than `max_failed`: the step fails before it materializes anything, yet the slices
+    that loaded are stored; the console line counts their rows (it said 0 rows while 2,400 of 2,560 slices
+    were stored)."""
+    server.clear_faults()
+    server.reset()
+    server.add_fault(kind="missing_field", venue="OKX", endpoint="trades")
+    day = crypto_day(YESTERDAY, INSTRUMENTS)
+    config = {**day["config"]["crypto_ticks"], "max_failed": 0, "attempts": 1}
+    outcome = launch(
+        "crypto day",
+        ticks_definitions(),
+        instance=instance,
+        resources={
+            **crypto_resources(UNUSED),
+            **stock_resources(UNUSED),
+            **crypto_resources(server.base_url),
+            "clickhouse": clickhouse,
+        },
+        selection=[TRADES],
+        tags=day["tags"],
+        run_config={"ops": {"crypto_ticks": {"config": config}}},
+    )
+    server.clear_faults()
+    assert outcome.state == "FAILED" and not instance.get_materialized_partitions(TRADES)
+    assert outcome.rows == 900, outcome.line()  # BINANCE, BINANCE_UM and DERIBIT's 300 each, stored
+    (error,) = outcome.errors.values()
+    assert "of 2 failed slices)" in error, error  # the commonest cause, and how many it stands for
