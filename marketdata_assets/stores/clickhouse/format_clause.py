@@ -9,8 +9,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_WORD = re.compile(rb"[A-Za-z_][A-Za-z0-9_$]*")
-_NUMBER = re.compile(rb"[0-9][0-9A-Za-z_.]*(?:[eEpP][+-][0-9]+)?")
+# One token at a time: runs of what no rule below cares about (digits, commas, operators) in one match, so a
+# read of a long IN list is scanned in few steps; `other` is one character the loop looks at itself.
+_TOKEN = re.compile(
+    rb"""(?P<space>[ \t\r\n\f\v]+)
+    |(?P<plain>[^ \t\r\n\f\v'"`$\#/\-()A-Za-z_;]+)
+    |(?P<word>[A-Za-z_][A-Za-z0-9_$]*)
+    |(?P<comment>--[^\n]*(?:\n|\Z)|\#[ !][^\n]*(?:\n|\Z)|\#\Z)
+    |(?P<string>'(?:[^'\\]|\\.|'')*')
+    |(?P<name>"(?:[^"\\]|\\.|"")*"|`(?:[^`\\]|\\.|``)*`)
+    |(?P<other>.)""",
+    re.VERBOSE | re.DOTALL,
+)
 _HEREDOC = re.compile(rb"\$([A-Za-z0-9_]*)\$")
 
 
@@ -20,30 +30,14 @@ class Unreadable(ValueError):
 
 @dataclass(frozen=True)
 class Token:
-    kind: str  # "word", "name" (quoted), "string", "number", "comment", "punct"
+    kind: str  # "word", "name" (quoted), "string", "plain" (digits, operators, commas), "comment", "punct"
     start: int  # where it starts in the statement
     end: int  # where it ends
     depth: int  # parentheses around it
 
 
-def _closing(sql: bytes, at: int, quote: int) -> int:
-    """The end of a quoted string or name opened at `at` (backslash escapes, a doubled quote)."""
-    k = at + 1
-    while k < len(sql):
-        c = sql[k]
-        if c == 0x5C:  # backslash
-            k += 2
-            continue
-        if c == quote:
-            if k + 1 < len(sql) and sql[k + 1] == quote:
-                k += 2
-                continue
-            return k + 1
-        k += 1
-    raise Unreadable(f"unterminated {chr(quote)} at {at}")
-
-
 def _block_comment(sql: bytes, at: int) -> int:
+    """The end of the (nested) block comment opened at `at`."""
     depth, k = 0, at
     while k < len(sql) - 1:
         pair = sql[k : k + 2]
@@ -58,31 +52,18 @@ def _block_comment(sql: bytes, at: int) -> int:
     raise Unreadable(f"unterminated comment at {at}")
 
 
-def _line_end(sql: bytes, at: int) -> int:
-    end = sql.find(b"\n", at)
-    return len(sql) if end < 0 else end + 1
-
-
-def _token(sql: bytes, at: int) -> tuple[str, int]:
-    """The kind and end of the token at `at` (not whitespace)."""
-    c, two = sql[at], sql[at : at + 2]
-    if two == b"--" or two in (b"# ", b"#!") or (c == 0x23 and at + 1 == len(sql)):
-        return "comment", _line_end(sql, at)
-    if two == b"/*":
+def _other(sql: bytes, at: int) -> tuple[str, int]:
+    """The kind and end of the token at `at` that `_TOKEN` left to the loop (one character matched)."""
+    c = sql[at : at + 1]
+    if sql[at : at + 2] == b"/*":
         return "comment", _block_comment(sql, at)
-    if c == 0x27:  # '
-        return "string", _closing(sql, at, c)
-    if c in (0x22, 0x60):  # " `
-        return "name", _closing(sql, at, c)
-    if c == 0x24 and (heredoc := _HEREDOC.match(sql, at)):  # $tag$ ... $tag$
+    if c == b"$" and (heredoc := _HEREDOC.match(sql, at)):  # $tag$ ... $tag$
         end = sql.find(heredoc.group(0), heredoc.end())
         if end < 0:
             raise Unreadable(f"unterminated heredoc at {at}")
         return "string", end + len(heredoc.group(0))
-    if word := _WORD.match(sql, at):
-        return "word", word.end()
-    if number := _NUMBER.match(sql, at):
-        return "number", number.end()
+    if c in (b"'", b'"', b"`"):
+        raise Unreadable(f"unterminated {c.decode()} at {at}")
     return "punct", at + 1
 
 
@@ -90,10 +71,13 @@ def tokens(sql: bytes) -> list[Token]:
     """The statement's tokens, whitespace left out."""
     out, at, depth = [], 0, 0
     while at < len(sql):
-        if sql[at] in b" \t\r\n\f\v":
-            at += 1
+        match = _TOKEN.match(sql, at)
+        kind, end = match.lastgroup, match.end()
+        if kind == "space":
+            at = end
             continue
-        kind, end = _token(sql, at)
+        if kind == "other":
+            kind, end = _other(sql, at)
         if kind == "punct" and sql[at] == 0x29:  # )
             depth = max(0, depth - 1)
         out.append(Token(kind, at, end, depth))
@@ -129,6 +113,8 @@ def format_clause(sql: bytes) -> FormatClause | None:
     """The statement's own `FORMAT <name>` (outside parentheses, only a SETTINGS clause, comments or a `;`
     after it), or None if it has none. `Unreadable` when the scanner cannot follow it, or a top-level
     `FORMAT` is followed by something else (the engine judges such a statement; it is not streamed)."""
+    if b"format" not in sql.lower():  # most statements: no token to look for (a read of a long IN list)
+        return None
     found = tokens(sql)
     for k in range(len(found) - 1, -1, -1):
         token = found[k]

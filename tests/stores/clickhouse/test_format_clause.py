@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from marketdata_assets.stores.clickhouse.format_clause import Unreadable, format_clause
+from marketdata_assets.stores.clickhouse.format_clause import Unreadable, format_clause, tokens
 from marketdata_assets.stores.clickhouse.local_server import Bounds, Statement, _error
 
 FOUND = {
@@ -15,7 +15,7 @@ FOUND = {
     b"SELECT 1 FORMAT JSON /* a /* nested */ comment */ ;": ("JSON", b""),
     b"SELECT 1 FORMAT JSON SETTINGS max_threads = 1, log_comment = 'x;y'": (
         "JSON",
-        b"SELECT 1 SETTINGS max_threads = 1 , log_comment = 'x;y'",
+        b"SELECT 1 SETTINGS max_threads = 1, log_comment = 'x;y'",
     ),
     b"SELECT 'FORMAT CSV', \"FORMAT\" FORMAT `JSONEachRow`": ("JSONEachRow", b""),
     b"SELECT $$ FORMAT CSV $$ FORMAT TSV": ("TSV", b""),
@@ -36,12 +36,21 @@ def test_the_format_clause_is_found_past_comments_strings_and_settings(sql):
         assert sql[: clause.start] + b" " + clause.tail == b"SELECT 1  " + expected[1][len(b"SELECT 1 ") :]
 
 
-@pytest.mark.parametrize(
-    "sql", [b"SELECT 1 AS format", b"SELECT 'unclosed", b"SELECT 1 /* open", b"SELECT 1 FORMAT"]
-)
+UNREADABLE = [b"SELECT 1 AS format", b"SELECT 'unclosed FORMAT", b"SELECT 1 /* FORMAT", b"SELECT 1 FORMAT"]
+
+
+@pytest.mark.parametrize("sql", [*UNREADABLE, b"SELECT $a$ format"])
 def test_what_the_scanner_cannot_tell_is_said(sql):
     with pytest.raises(Unreadable):
         format_clause(sql)
+
+
+def test_a_statement_with_no_format_word_is_not_scanned_and_a_long_one_fast():
+    assert format_clause(b"SELECT 'unclosed") is None  # no FORMAT can be in it, readable or not
+    ids = b",".join(str(i).encode() for i in range(200_000))
+    clause = format_clause(b"SELECT * FROM t WHERE id IN (" + ids + b") AND s = 'a,b' FORMAT JSONEachRow")
+    assert clause.name == "JSONEachRow" and clause.tail == b""
+    assert len(tokens(b"SELECT (" + ids + b") FORMAT CSV")) < 10  # the list is one run, not 400,000 tokens
 
 
 def _statement(sql: str, tmp_path, **params) -> Statement:
