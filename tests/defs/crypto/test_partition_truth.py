@@ -45,29 +45,37 @@ def instance():
         yield inst
 
 
+def okx_damaged_day(server, clickhouse, instance, max_failed: int):
+    """`launch`'s outcome of yesterday's crypto trades over the 5 instruments, every OKX trades page
+    damaged (a field missing), one attempt a slice."""
+    server.clear_faults()
+    server.reset()
+    server.add_fault(kind="missing_field", venue="OKX", endpoint="trades")
+    day = crypto_day(YESTERDAY, INSTRUMENTS)
+    config = {**day["config"]["crypto_ticks"], "max_failed": max_failed, "attempts": 1}
+    try:
+        return launch(
+            "crypto day",
+            ticks_definitions(),
+            instance=instance,
+            resources={
+                **crypto_resources(UNUSED),
+                **stock_resources(UNUSED),
+                **crypto_resources(server.base_url),
+                "clickhouse": clickhouse,
+            },
+            selection=[TRADES],
+            tags=day["tags"],
+            run_config={"ops": {"crypto_ticks": {"config": config}}},
+        )
+    finally:
+        server.clear_faults()
+
+
 def test_a_venue_that_stores_nothing_fails_its_partition_alone_and_the_others_carry_their_own_rows(
     server, clickhouse, instance
 ):
-    server.clear_faults()
-    server.reset()
-    server.add_fault(kind="missing_field", venue="OKX", endpoint="trades")  # every OKX trades page damaged
-    day = crypto_day(YESTERDAY, INSTRUMENTS)
-    config = {**day["config"]["crypto_ticks"], "max_failed": 5, "attempts": 1}
-    outcome = launch(
-        "crypto day",
-        ticks_definitions(),
-        instance=instance,
-        resources={
-            **crypto_resources(UNUSED),
-            **stock_resources(UNUSED),
-            **crypto_resources(server.base_url),
-            "clickhouse": clickhouse,
-        },
-        selection=[TRADES],
-        tags=day["tags"],
-        run_config={"ops": {"crypto_ticks": {"config": config}}},
-    )
-    server.clear_faults()
+    outcome = okx_damaged_day(server, clickhouse, instance, max_failed=5)
     okx = f"{YESTERDAY}|OKX"
 
     # Dagster's own view: OKX's partition failed, the three others are materialized; the partition status
@@ -126,26 +134,7 @@ def test_a_run_failed_for_too_many_slices_counts_the_rows_it_stored(server, clic
     """More failed slices than `max_failed`: the step fails before it materializes anything, yet the slices
     that loaded are stored; the console line counts their rows (it said 0 rows while 2,400 of 2,560 slices
     were stored)."""
-    server.clear_faults()
-    server.reset()
-    server.add_fault(kind="missing_field", venue="OKX", endpoint="trades")
-    day = crypto_day(YESTERDAY, INSTRUMENTS)
-    config = {**day["config"]["crypto_ticks"], "max_failed": 0, "attempts": 1}
-    outcome = launch(
-        "crypto day",
-        ticks_definitions(),
-        instance=instance,
-        resources={
-            **crypto_resources(UNUSED),
-            **stock_resources(UNUSED),
-            **crypto_resources(server.base_url),
-            "clickhouse": clickhouse,
-        },
-        selection=[TRADES],
-        tags=day["tags"],
-        run_config={"ops": {"crypto_ticks": {"config": config}}},
-    )
-    server.clear_faults()
+    outcome = okx_damaged_day(server, clickhouse, instance, max_failed=0)
     assert outcome.state == "FAILED" and not instance.get_materialized_partitions(TRADES)
     assert outcome.rows == 900, outcome.line()  # BINANCE, BINANCE_UM and DERIBIT's 300 each, stored
     (error,) = outcome.errors.values()
