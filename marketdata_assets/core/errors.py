@@ -26,12 +26,13 @@ class StoreUnavailable(RuntimeError):
     host:port and the fix, never a password."""
 
     def __init__(self, store: str, address: str, reason: str, hint: str):
+        reason = reason.split(", full error:")[0]  # what a driver appends for developers (MongoDB's dict)
         self.store, self.address, self.reason, self.hint = store, address, reason, hint
         self.refused_login = bool(_REFUSED_LOGIN.search(reason))
         if self.refused_login:  # it answered: starting it is not the fix
-            login = LOGIN_SETTINGS.get(store, "its user and password")
+            login, said = LOGIN_SETTINGS.get(store, "its user and password"), reason.strip().rstrip(".")
             super().__init__(
-                f"{store} at {address} refused the login: {_short(reason)}. Check {login}: an exported "
+                f"{store} at {address} refused the login: {said}. Check {login}: an exported "
                 "value wins over the stack's generated one (`make env` shows which are set, secrets hidden)"
             )
             return
@@ -40,11 +41,6 @@ class StoreUnavailable(RuntimeError):
     def with_progress(self, done: str) -> StoreUnavailable:
         """The same error saying how far the work got (what committed, what to re-run)."""
         return StoreUnavailable(self.store, self.address, f"{self.reason}; {done}", self.hint)
-
-
-def _short(reason: str) -> str:
-    """A driver's reason without what it appends for developers (MongoDB's `, full error: {...}`)."""
-    return reason.split(", full error:")[0].strip().rstrip(".")
 
 
 def scrub(text: str, *secrets: str) -> str:

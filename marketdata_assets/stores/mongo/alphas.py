@@ -211,7 +211,7 @@ def store_address(client: pymongo.MongoClient) -> str:
 
 def store_unavailable(client: pymongo.MongoClient, error: PyMongoError) -> StoreUnavailable:
     """The error an import raises when MongoDB goes away: store, address, the driver's reason, a hint."""
-    said = str(error).split(", full error:")[0].split(", Timeout")[0].split(" (configured timeouts")[0]
+    said = str(error).split(", Timeout")[0].split(" (configured timeouts")[0]
     reason = f"{type(error).__name__}: {said[:300]}"
     return StoreUnavailable("MongoDB", store_address(client), reason, STORE_HINT)
 
