@@ -587,7 +587,8 @@ class LocalServer:
     """The ASGI application: ClickHouse's HTTP interface in front of :class:`Engine`."""
 
     def __init__(self, data_dir: Path, slots: int, credentials: Credentials, bounds: Bounds | None = None):
-        self.credentials, self.bounds = credentials, bounds or Bounds()
+        self.credentials = credentials
+        self.bounds = bounds or Bounds(memory_mb=default_memory_mb(slots))  # machine's memory read once
         self.engine = Engine(data_dir)
         self.spool = data_dir.parent / f".{data_dir.name}.inserts"
         self.spool.mkdir(parents=True, exist_ok=True)
